@@ -1,0 +1,36 @@
+"""Exception types shared by the core.
+
+The core raises these; only ``cli/_errors.py`` turns them into messages and exit codes.
+Every message is written for the user: one line, saying what is wrong and, where possible,
+what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class PocketSRError(Exception):
+    """Base class of every error the core raises on purpose."""
+
+
+class UsageError(PocketSRError):
+    """The command line asks for something impossible (bad path, bad option value)."""
+
+
+class ModelError(PocketSRError):
+    """A model or its weights could not be resolved, downloaded, verified or loaded."""
+
+
+class DeviceError(UsageError):
+    """The requested device or precision is not available on this machine."""
+
+
+class ImageReadError(PocketSRError):
+    """An input file could not be decoded (empty, truncated, corrupt or unreadable)."""
+
+
+class ImageWriteError(PocketSRError):
+    """An output file could not be encoded or written."""
+
+
+class OutOfMemoryError(PocketSRError):
+    """Inference ran out of memory even at the smallest tile size."""
