@@ -1,0 +1,110 @@
+"""Choosing the compute device and the numeric precision.
+
+``auto`` means CUDA, then Apple MPS, then CPU.  Precision ``auto`` means fp16 on CUDA/MPS
+when the model is known to be half-safe (the NaN guard in ``inference`` still recomputes a
+non-finite result in fp32) and fp32 on CPU, where half precision is slower, not faster.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pocketsr_cli.errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
+
+Precision = Literal["fp32", "fp16", "bf16"]
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16")
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where and how inference runs."""
+
+    device: torch.device
+    precision: Precision
+
+    @property
+    def dtype(self) -> torch.dtype:
+        import torch
+
+        return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
+            self.precision
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.device} {self.precision}"
+
+
+def _mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def choose_device(spec: str) -> torch.device:
+    """Turn ``auto|cpu|cuda|cuda:N|mps`` into a usable ``torch.device``.
+
+    Raises:
+        DeviceError: the spelling is wrong or the device is not present.
+    """
+    import torch
+
+    m = _DEVICE_RE.match(spec.strip().lower())
+    if m is None:
+        raise DeviceError(f"unknown device {spec!r}; choose one of: {DEVICE_CHOICES}")
+    kind, index = m.group(1), m.group(2)
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if index is not None and kind != "cuda":
+        raise DeviceError(f"device {spec!r}: only cuda takes an index (cuda:N)")
+    if kind == "cpu":
+        return torch.device("cpu")
+    if kind == "mps":
+        if not _mps_available():
+            raise DeviceError("device 'mps' requested but Apple MPS is not available here")
+        return torch.device("mps")
+    if not torch.cuda.is_available():
+        raise DeviceError(
+            f"device {spec!r} requested but CUDA is not available "
+            "(no NVIDIA GPU, or a CPU-only build of torch)"
+        )
+    n = torch.cuda.device_count()
+    i = int(index) if index is not None else torch.cuda.current_device()
+    if i >= n:
+        raise DeviceError(f"device {spec!r} does not exist: {n} CUDA device(s) found")
+    return torch.device("cuda", i)
+
+
+def choose_precision(
+    requested: str, device: torch.device, *, supports_half: bool, supports_bf16: bool
+) -> Precision:
+    """Resolve ``auto|fp32|fp16|bf16`` for a device and a model.
+
+    An explicit request the model is not known to support is honoured anyway (the NaN guard
+    protects the result); ``auto`` only picks half precision when the model supports it.
+
+    Raises:
+        DeviceError: unknown spelling.
+    """
+    requested = requested.strip().lower()
+    if requested not in PRECISION_CHOICES:
+        raise DeviceError(
+            f"unknown precision {requested!r}; choose one of: {', '.join(PRECISION_CHOICES)}"
+        )
+    if requested != "auto":
+        return requested  # type: ignore[return-value]
+    if device.type in ("cuda", "mps") and supports_half:
+        return "fp16"
+    return "fp32"

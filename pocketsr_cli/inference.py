@@ -1,0 +1,149 @@
+"""Running a model on one image: channels, dtypes, precision, NaN guard, ensemble, tiles.
+
+:class:`Upscaler` adapts any :class:`~pocketsr_cli.descriptor.ModelDescriptor` to the
+pipeline's ``ImageUpscaler`` protocol: ``H x W x C`` uint8/uint16 in, the same dtype out,
+``C`` in 1..4.  Grayscale is replicated to RGB for the model and folded back; alpha is
+upscaled separately with a bicubic filter (a generative model would invent texture in a
+mask) and re-attached.  Half precision runs under autocast with fp32 weights, so when a
+half-precision result contains NaN or inf (the "black image" bug of fp16 upscalers) the
+tile is recomputed in fp32 and the rest of the run stays in fp32, with a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pocketsr_cli.archs.resize import Resize
+from pocketsr_cli.descriptor import ModelDescriptor
+from pocketsr_cli.devices import Compute
+from pocketsr_cli.tiling import TilePolicy
+
+if TYPE_CHECKING:
+    from typing import Any
+
+# GenDR-Pix's padding self-ensemble: two passes with different pads, averaged, so that
+# position-dependent artefacts (pixel-shuffle phase, padding) do not line up.
+ENSEMBLE_PADS = ((4, 4, 4, 4), (3, 5, 3, 5))
+
+
+class Upscaler:
+    """One model on one device, ready to upscale images (keeps tiling state across images)."""
+
+    def __init__(
+        self,
+        model: ModelDescriptor,
+        compute: Compute,
+        *,
+        tile: str | int = "auto",
+        overlap: int = 16,
+        ensemble: bool = False,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.compute = compute
+        self.ensemble = ensemble
+        self._warn = on_warning or (lambda _msg: None)
+        self._fp32_fallback = compute.precision == "fp32"
+        model.module.to(compute.device).eval()
+        self.policy = TilePolicy.from_option(tile, overlap)
+        if not model.tiling and self.policy.mode == "fixed":
+            self._warn(f"{model.name} must see the whole image: ignoring --tile {tile}")
+        self._alpha = Resize("bicubic", model.scale)
+        self._alpha_policy = TilePolicy.from_option(512, overlap=8)
+
+    @property
+    def scale(self) -> int:
+        return self.model.scale
+
+    # -- tensor level -------------------------------------------------------------------
+    @torch.inference_mode()
+    def _forward(self, x: torch.Tensor, stats: Any = None) -> torch.Tensor:
+        args = (x,) if stats is None else (x, stats)
+        if self._fp32_fallback:
+            return self.model.module(*args).float()
+        with torch.autocast(device_type=x.device.type, dtype=self.compute.dtype):
+            y = self.model.module(*args).float()
+        if not torch.isfinite(y).all():
+            self._fp32_fallback = True
+            self._warn(
+                f"{self.compute.precision} gave NaN/inf values with {self.model.name}; "
+                "recomputing in fp32 (the rest of this run stays fp32)"
+            )
+            y = self.model.module(*args).float()
+        return y
+
+    def _ensemble_forward(self, x: torch.Tensor, stats: Any = None) -> torch.Tensor:
+        s = self.model.scale
+        h, w = x.shape[-2:]
+        total = None
+        for left, right, top, bottom in ENSEMBLE_PADS:
+            mode = "reflect" if min(h, w) > max(left, right, top, bottom) else "replicate"
+            y = self._forward(F.pad(x, (left, right, top, bottom), mode=mode), stats)
+            y = y[..., top * s : (top + h) * s, left * s : (left + w) * s]
+            total = y if total is None else total + y
+        assert total is not None
+        return total / len(ENSEMBLE_PADS)
+
+    def upscale_tensor(
+        self,
+        x: torch.Tensor,
+        on_tile: Callable[[int, int], None] | None = None,
+        out_dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """``(1, 3, H, W)`` float in [0, 1] on the CPU -> ``(1, 3, H*s, W*s)`` on the CPU.
+
+        The result is float32, or ``out_dtype`` (uint8/uint16/int32: rounded and clamped).
+        """
+        fn = self._ensemble_forward if self.ensemble else self._forward
+        return self.policy.upscale(
+            x,
+            fn,
+            scale=self.model.scale,
+            device=self.compute.device,
+            size=self.model.size,
+            prepare=self.model.image_stats,
+            out_dtype=out_dtype,
+            on_tile=on_tile,
+            tileable=self.model.tiling,
+        )
+
+    # -- image level --------------------------------------------------------------------
+    def upscale(
+        self, pixels: np.ndarray, on_tile: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
+        """``H x W x C`` uint8/uint16 (C in 1..4) -> ``H*s x W*s x C`` of the same dtype."""
+        if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
+            raise ValueError(f"expected H x W x C with C in 1..4, got shape {pixels.shape}")
+        if pixels.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"expected uint8 or uint16 pixels, got {pixels.dtype}")
+        wide = pixels.dtype == np.uint16
+        peak = 65535.0 if wide else 255.0
+        out_dtype = torch.int32 if wide else torch.uint8
+        channels = pixels.shape[2]
+        gray = channels in (1, 2)
+        x = _to_tensor(pixels[..., :1] if gray else pixels[..., :3], peak)
+        if gray:
+            x = x.expand(-1, 3, -1, -1).contiguous()
+        y = self.upscale_tensor(x, on_tile, out_dtype)
+        if gray:  # the model saw R = G = B; fold its answer back to one channel
+            y = y.float().mean(dim=1, keepdim=True).round_().to(out_dtype)
+        planes = [y]
+        if channels in (2, 4):
+            alpha = _to_tensor(pixels[..., -1:], peak)
+            planes.append(
+                self._alpha_policy.upscale(
+                    alpha, self._alpha, scale=self.model.scale, device="cpu", out_dtype=out_dtype
+                )
+            )
+        out = torch.cat(planes, dim=1)[0].permute(1, 2, 0).numpy()
+        return np.ascontiguousarray(out.astype(pixels.dtype))
+
+
+def _to_tensor(plane: np.ndarray, peak: float) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(plane).astype(np.float32))
+    return (t / peak).permute(2, 0, 1).unsqueeze(0)

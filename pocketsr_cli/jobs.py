@@ -1,0 +1,188 @@
+"""Turning the command line's inputs into a list of (input, output) jobs.
+
+Rules (SPEC, "Command-line contract"):
+
+* an input is any mix of files and folders; folders are scanned (``recursive`` descends),
+  optionally filtered by ``glob`` (matched against the path relative to the folder and
+  against the bare file name);
+* with an output folder, each folder's tree is mirrored under it (paths relative to that
+  folder); a file given directly lands at the top of the output folder;
+* without one, each output goes next to its input as ``{stem}{suffix}{ext}``, the suffix
+  defaulting to ``_x{scale}``;
+* hidden files and folders (and our own temporary files) are ignored; other non-image files
+  become ``skipped`` jobs so that they are reported, never fatal;
+* when scanning a folder, files that look like our own outputs (name ends with the active
+  suffix, or lying inside the output folder) are skipped, so a second run never upscales
+  the first run's results;
+* an output path equal to an input path, or two inputs mapping to one output, is a usage
+  error raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pocketsr_cli.errors import UsageError
+from pocketsr_cli.imageio import extension_for, is_image_path
+
+
+@dataclass(frozen=True)
+class Naming:
+    """How output paths are made.
+
+    Attributes:
+        out_dir: mirror folders under this directory; ``None`` writes beside the inputs.
+        suffix: appended to the stem; ``None`` means ``_x{scale_label}`` without
+            ``out_dir`` and nothing with it.
+        scale_label: the factor shown in the default suffix (``4``, ``2``, ``1.5``).
+        fmt: output format key (``png``, ``jpeg``...) or ``None`` to keep the input's.
+    """
+
+    out_dir: Path | None
+    suffix: str | None
+    scale_label: str
+    fmt: str | None = None
+
+    @property
+    def effective_suffix(self) -> str:
+        if self.suffix is not None:
+            return self.suffix
+        return "" if self.out_dir is not None else f"_x{self.scale_label}"
+
+    def output_for(self, path: Path, relative_parent: Path | None) -> Path:
+        """Output for ``path``; ``relative_parent`` is its folder relative to a scanned root."""
+        ext = path.suffix if self.fmt is None else extension_for(self.fmt)
+        name = f"{path.stem}{self.effective_suffix}{ext}"
+        if self.out_dir is None:
+            return path.with_name(name)
+        return self.out_dir / (relative_parent or Path()) / name
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and where its result goes.
+
+    ``skip_reason`` is set for files that will not be processed (not an image...);
+    ``display`` is the path as the user should see it.
+    """
+
+    input: Path
+    output: Path
+    display: str
+    skip_reason: str | None = None
+
+
+def scale_label(scale: float) -> str:
+    """``4.0`` -> ``"4"``, ``1.5`` -> ``"1.5"``."""
+    return f"{scale:g}"
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _walk(root: Path, recursive: bool) -> Iterator[Path]:
+    """Files under ``root`` in a stable (sorted) order, hidden entries left out."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as exc:
+        raise UsageError(f"cannot read folder {root}: {exc.strerror or exc}") from exc
+    subdirs = []
+    for entry in entries:
+        if _is_hidden(entry.name):
+            continue
+        if entry.is_dir():
+            subdirs.append(Path(entry.path))
+        elif entry.is_file():
+            yield Path(entry.path)
+    if recursive:
+        for sub in subdirs:
+            yield from _walk(sub, recursive)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def collect_jobs(
+    inputs: Sequence[Path], naming: Naming, *, recursive: bool = False, glob: str | None = None
+) -> list[Job]:
+    """Expand ``inputs`` into jobs, in command-line order, folders sorted by name.
+
+    Raises:
+        UsageError: an input does not exist, an output would overwrite an input, or two
+            inputs would write the same output.
+    """
+    if not inputs:
+        raise UsageError("no input given: name image files and/or folders")
+    jobs: list[Job] = []
+    for given in inputs:
+        if not given.exists():
+            raise UsageError(f"input not found: {given}")
+        if given.is_dir():
+            jobs.extend(_folder_jobs(given, naming, recursive, glob))
+        else:
+            jobs.append(_file_job(given, naming, None, str(given)))
+    _check_outputs(jobs)
+    return jobs
+
+
+def _file_job(path: Path, naming: Naming, rel_parent: Path | None, display: str) -> Job:
+    output = naming.output_for(path, rel_parent)
+    reason = None if is_image_path(path) else f"not an image file ({path.suffix or 'no extension'})"
+    return Job(input=path, output=output, display=display, skip_reason=reason)
+
+
+def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) -> Iterator[Job]:
+    suffix = naming.effective_suffix
+    for path in _walk(root, recursive):
+        rel = path.relative_to(root)
+        if glob and not (fnmatch.fnmatch(rel.as_posix(), glob) or fnmatch.fnmatch(path.name, glob)):
+            continue
+        if naming.out_dir is not None and _inside(path, naming.out_dir):
+            continue  # results of an earlier run written inside the scanned tree
+        job = _file_job(path, naming, rel.parent, str(path))
+        if suffix and job.skip_reason is None and path.stem.endswith(suffix):
+            job = Job(
+                job.input,
+                job.output,
+                job.display,
+                f"looks like a pocketsr output (name ends with {suffix!r}); "
+                "name the file directly to upscale it",
+            )
+        yield job
+
+
+def _check_outputs(jobs: list[Job]) -> None:
+    inputs = {j.input.resolve() for j in jobs if j.skip_reason is None}
+    seen: dict[Path, Job] = {}
+    for job in jobs:
+        if job.skip_reason is not None:
+            continue
+        out = job.output.resolve()
+        if out in inputs or _same_file(job.input, job.output):
+            raise UsageError(
+                f"output {job.output} would overwrite input {job.display}; "
+                "choose another --output folder or a --suffix"
+            )
+        if out in seen:
+            raise UsageError(
+                f"{seen[out].display} and {job.display} would both be written to "
+                f"{job.output}; upscale them in separate runs or use --suffix"
+            )
+        seen[out] = job

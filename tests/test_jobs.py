@@ -1,0 +1,103 @@
+"""Input discovery and output naming (pocketsr_cli.jobs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pocketsr_cli.errors import UsageError
+from pocketsr_cli.jobs import Naming, collect_jobs, scale_label
+
+
+def touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "in"
+    touch(root / "b.jpg")
+    touch(root / "a.PNG")
+    touch(root / "notes.txt")
+    touch(root / ".hidden.jpg")
+    touch(root / "sub" / "c.webp")
+    touch(root / "sub" / "deeper" / "d.tif")
+    touch(root / ".git" / "e.jpg")
+    return root
+
+
+def test_flat_scan_beside_inputs(tree: Path) -> None:
+    jobs = collect_jobs([tree], Naming(None, None, "4"))
+    assert [j.input.name for j in jobs] == ["a.PNG", "b.jpg", "notes.txt"]
+    assert jobs[0].output == tree / "a_x4.PNG"
+    assert jobs[1].output == tree / "b_x4.jpg"
+    assert jobs[2].skip_reason is not None and "not an image" in jobs[2].skip_reason
+
+
+def test_recursive_mirror(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    jobs = collect_jobs([tree], Naming(out, None, "4"), recursive=True)
+    outputs = {j.input.relative_to(tree).as_posix(): j.output for j in jobs}
+    assert outputs["sub/c.webp"] == out / "sub" / "c.webp"
+    assert outputs["sub/deeper/d.tif"] == out / "sub" / "deeper" / "d.tif"
+    assert ".git/e.jpg" not in outputs and ".hidden.jpg" not in outputs
+
+
+def test_glob_matches_name_and_relative_path(tree: Path) -> None:
+    jobs = collect_jobs([tree], Naming(None, None, "4"), recursive=True, glob="*.webp")
+    assert [j.input.name for j in jobs] == ["c.webp"]
+    jobs = collect_jobs([tree], Naming(None, None, "4"), recursive=True, glob="sub/deeper/*")
+    assert [j.input.name for j in jobs] == ["d.tif"]
+
+
+def test_format_and_suffix(tree: Path, tmp_path: Path) -> None:
+    jobs = collect_jobs([tree / "b.jpg"], Naming(tmp_path / "o", "-big", "2", fmt="png"))
+    assert jobs[0].output == tmp_path / "o" / "b-big.png"
+
+
+def test_previous_outputs_are_not_upscaled_again(tree: Path) -> None:
+    touch(tree / "b_x4.jpg")
+    jobs = {j.input.name: j for j in collect_jobs([tree], Naming(None, None, "4"))}
+    assert jobs["b_x4.jpg"].skip_reason is not None
+    assert "pocketsr output" in jobs["b_x4.jpg"].skip_reason
+    assert jobs["b.jpg"].skip_reason is None
+    # Named explicitly, it is upscaled.
+    (job,) = collect_jobs([tree / "b_x4.jpg"], Naming(None, None, "4"))
+    assert job.skip_reason is None and job.output.name == "b_x4_x4.jpg"
+
+
+def test_output_folder_inside_input_is_not_rescanned(tree: Path) -> None:
+    touch(tree / "up" / "b.jpg")
+    jobs = collect_jobs([tree], Naming(tree / "up", None, "4"), recursive=True)
+    assert all("up" not in j.input.relative_to(tree).parts for j in jobs)
+
+
+def test_output_equal_to_input_is_refused(tree: Path) -> None:
+    with pytest.raises(UsageError, match="would overwrite input"):
+        collect_jobs([tree], Naming(tree, None, "4"))
+
+
+def test_two_inputs_one_output_is_refused(tmp_path: Path) -> None:
+    touch(tmp_path / "x" / "p.jpg")
+    touch(tmp_path / "y" / "p.jpg")
+    with pytest.raises(UsageError, match="both be written"):
+        collect_jobs([tmp_path / "x", tmp_path / "y"], Naming(tmp_path / "o", None, "4"))
+
+
+def test_missing_input(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not found"):
+        collect_jobs([tmp_path / "nope.jpg"], Naming(None, None, "4"))
+
+
+def test_unicode_and_spaces(tmp_path: Path) -> None:
+    p = touch(tmp_path / "Фото отпуск" / "çé 1.jpg")
+    (job,) = collect_jobs([p.parent], Naming(None, None, "4"))
+    assert job.output == p.parent / "çé 1_x4.jpg"
+
+
+def test_scale_label() -> None:
+    assert scale_label(4.0) == "4"
+    assert scale_label(1.5) == "1.5"
