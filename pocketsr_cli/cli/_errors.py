@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Callable
+from typing import ParamSpec
+
+import click
+import typer
+
 from pocketsr_cli.errors import (
     DeviceError,
     ImageReadError,
@@ -11,6 +19,8 @@ from pocketsr_cli.errors import (
     PocketSRError,
     UsageError,
 )
+
+P = ParamSpec("P")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -36,3 +46,35 @@ def classify(exc: BaseException) -> tuple[str, int] | None:
         if isinstance(exc, kind):
             return label, code
     return None
+
+
+def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
+    """Wrap a command so that known errors print one line and exit with their code.
+
+    Unknown exceptions are bugs: they print a traceback and exit 1.  ``POCKETSR_DEBUG=1``
+    shows the traceback for known errors too.  Ctrl-C exits 130.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        from pocketsr_cli.cli import _ui
+
+        try:
+            command(*args, **kwargs)
+        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            _ui.make_console().print("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:
+            console = _ui.make_console()
+            known = classify(exc)
+            if known is None or os.environ.get("POCKETSR_DEBUG"):
+                console.print_exception()
+            if known is None:
+                _ui.error(console, "internal", f"{type(exc).__name__}: {exc} (this is a bug)")
+                raise typer.Exit(EXIT_FAILED) from None
+            _ui.error(console, known[0], str(exc))
+            raise typer.Exit(known[1]) from None
+
+    return wrapper

@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 
 from pocketsr_cli.cli import _options as opt
+from pocketsr_cli.cli._errors import handle_errors
 
 app = typer.Typer(help="List and inspect models.", no_args_is_help=True)
 
 
 @app.command("list")
+@handle_errors
 def list_models(json_lines: opt.JsonOpt = False) -> None:
     """List the models pocketsr knows by name."""
     from pocketsr_cli.cli import _ui
@@ -40,6 +42,7 @@ def list_models(json_lines: opt.JsonOpt = False) -> None:
 
 
 @app.command("info")
+@handle_errors
 def info(
     name: Annotated[str, typer.Argument(help="Registry name.")],
     json_lines: opt.JsonOpt = False,

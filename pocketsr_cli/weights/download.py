@@ -1,0 +1,472 @@
+"""Fetch one weights file from a list of mirrors: resumable, checksum-verified, atomic.
+
+``download_file`` guarantees that ``dest`` either does not exist or holds exactly the bytes
+whose SHA-256 the caller gave; it never prints, and every failure is a ModelError.
+
+Files beside ``dest`` (see ``cache.py`` for where ``dest`` usually lives):
+
+``<dest>.incomplete``
+    The bytes received so far.  The name is stable, not random, so that the next call can
+    resume it with an HTTP ``Range`` request; the lock below makes that safe.  It is kept
+    when a connection drops or the user presses Ctrl-C, and deleted when the finished file
+    fails verification (a wrong file must not be resumed).
+``<dest>.lock``
+    A ``filelock.FileLock`` held for the whole transfer, so that a second process fetching
+    the same file waits, then finds the verified file and returns without a transfer.  It
+    is left in place: deleting a lock file that another process may be waiting on is racy.
+
+URLs: ``https://`` always; ``http://`` only for loopback hosts (tests, local mirrors),
+also when reached by a redirect; ``hf://owner/repo[@revision]/path/in/repo`` through the
+optional ``huggingface_hub`` package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import ipaddress
+import os
+import re
+import shutil
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+from filelock import FileLock
+
+from pocketsr_cli import __version__
+from pocketsr_cli.errors import ModelError
+from pocketsr_cli.weights.cache import is_offline, sha256_file
+
+ProgressCallback = Callable[[int, int | None], None]
+"""``on_progress(bytes_done, total_or_None)``; ``bytes_done`` includes a resumed offset."""
+
+USER_AGENT = f"pocketsr/{__version__}"
+
+_READ_SIZE = 1 << 16
+_PROGRESS_INTERVAL_S = 0.1
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+class _MirrorFailed(Exception):
+    """One URL could not deliver the file; the message says why and the next URL is tried."""
+
+
+def download_file(
+    urls: Sequence[str],
+    dest: Path,
+    *,
+    sha256: str,
+    size: int | None = None,
+    on_progress: ProgressCallback | None = None,
+    timeout: float = 30.0,
+    offline: bool | None = None,
+    fetch_hint: str | None = None,
+) -> Path:
+    """Make ``dest`` hold the file with this ``sha256`` (and ``size``) and return ``dest``.
+
+    An existing ``dest`` with the right hash is returned at once, without network access.
+    Otherwise the ``urls`` (mirrors) are tried in order; an HTTP error, a connection error
+    or a checksum mismatch on one moves on to the next, resuming any partial download.
+    ``offline`` (None: the ``POCKETSR_OFFLINE`` variable) forbids the network: a missing
+    file is then a ModelError naming ``fetch_hint``, the command that would fetch it.
+    ``timeout`` bounds each connection attempt and each read, in seconds.
+
+    Raises ModelError for a malformed hash, an empty URL list, an insecure or unsupported
+    URL (checked before any request), an unwritable cache folder, or when every URL failed
+    (the message names each URL and why).  KeyboardInterrupt propagates with the partial
+    file kept for a later resume and the lock released.
+    """
+    expected = sha256.strip().lower()
+    if not _SHA256_RE.fullmatch(expected):
+        raise ModelError(f"invalid sha256 {sha256!r} for {dest.name}: expected 64 hex digits")
+    if not urls:
+        raise ModelError(f"no download URL is known for {dest.name}")
+    for url in urls:
+        problem = _url_problem(url)
+        if problem is not None:
+            raise ModelError(f"{problem}: {url}")
+
+    if _is_verified(dest, expected, size):
+        return dest
+    if offline is None:
+        offline = is_offline()
+    if offline:
+        raise ModelError(_offline_message(dest, fetch_hint))
+
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelError(f"cannot create the cache folder {dest.parent}: {exc.strerror}") from exc
+
+    part = dest.with_name(dest.name + ".incomplete")
+    failures: list[str] = []
+    lock = FileLock(str(dest) + ".lock")
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise ModelError(f"cannot lock {dest} for download: {exc.strerror or exc}") from exc
+    try:
+        # Another process may have finished this file while we waited for the lock.
+        if _is_verified(dest, expected, size):
+            return dest
+        # A damaged file must not survive a failed repair and be mistaken for the model.
+        try:
+            dest.unlink(missing_ok=True)
+        except OSError as exc:
+            raise ModelError(f"cannot replace the damaged file {dest}: {exc.strerror}") from exc
+        for url in urls:
+            try:
+                if url.startswith("hf://"):
+                    _fetch_hf(url, part, expected, size, on_progress, timeout)
+                else:
+                    _fetch_http(url, part, expected, size, on_progress, timeout)
+                _install(part, dest)
+            except _MirrorFailed as exc:
+                failures.append(f"{url} ({exc})")
+                continue
+            except OSError as exc:
+                # Network errors were already turned into _MirrorFailed: this one is local
+                # (disk full, permissions), and no other mirror would fare better.
+                raise ModelError(f"cannot write to {dest.parent}: {exc.strerror or exc}") from exc
+            return dest
+    finally:
+        lock.release()
+
+    kept = part.exists()
+    suffix = "; the partial download is kept, run again to resume" if kept else ""
+    raise ModelError(f"could not download {dest.name}: " + "; ".join(failures) + suffix)
+
+
+def _offline_message(dest: Path, fetch_hint: str | None) -> str:
+    state = "is damaged" if dest.exists() else "is not downloaded"
+    action = f"run `{fetch_hint}` while online" if fetch_hint else "run again while online"
+    return f"{dest.name} {state} ({dest.parent}) and offline mode is on; {action}"
+
+
+def _is_verified(path: Path, expected: str, size: int | None) -> bool:
+    try:
+        if not path.is_file() or (size is not None and path.stat().st_size != size):
+            return False
+        return sha256_file(path) == expected
+    except OSError:
+        return False
+
+
+def _install(part: Path, dest: Path) -> None:
+    try:
+        os.replace(part, dest)
+    except OSError as exc:
+        raise ModelError(f"cannot move the download into place at {dest}: {exc}") from exc
+
+
+# --- URL rules ---------------------------------------------------------------------------
+
+
+def _url_problem(url: str) -> str | None:
+    """Return why ``url`` must not be fetched, or None when it may be."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        return None if parts.hostname else "malformed URL"
+    if scheme == "http":
+        if _is_loopback(parts.hostname):
+            return None
+        return "refusing insecure URL (plain http is allowed only for loopback hosts; use https)"
+    if scheme == "hf":
+        return None if _parse_hf(url) is not None else "malformed hf:// URL"
+    return f"unsupported URL scheme {scheme!r} (expected https:// or hf://)"
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_hf(url: str) -> tuple[str, str | None, str] | None:
+    """Split ``hf://owner/repo[@revision]/path/in/repo`` into (repo_id, revision, filename)."""
+    if not url.startswith("hf://"):
+        return None
+    owner, _, rest = url[len("hf://") :].partition("/")
+    repo, _, filename = rest.partition("/")
+    repo, _, revision = repo.partition("@")
+    pieces = filename.split("/")
+    if not owner or not repo or not filename or any(p in ("", ".", "..") for p in pieces):
+        return None
+    return f"{owner}/{repo}", revision or None, filename
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Applies the URL rules to redirect targets, so https can never be downgraded to http."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        problem = _url_problem(newurl) if scheme in ("http", "https") else "not an http(s) URL"
+        if problem is not None:
+            fp.close()
+            raise _MirrorFailed(f"redirected to {newurl}: {problem}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    handlers: list[urllib.request.BaseHandler] = [_CheckedRedirects()]
+    if _is_loopback(urllib.parse.urlsplit(url).hostname):
+        # A proxy from the environment cannot reach this machine's loopback interface.
+        handlers.append(urllib.request.ProxyHandler({}))
+    return urllib.request.build_opener(*handlers)
+
+
+# --- HTTP(S) ------------------------------------------------------------------------------
+
+
+def _fetch_http(
+    url: str,
+    part: Path,
+    expected: str,
+    size: int | None,
+    on_progress: ProgressCallback | None,
+    timeout: float,
+) -> None:
+    """Complete ``part`` from ``url`` and verify it; on return it holds the expected file."""
+    offset = _partial_size(part)
+    if size is not None and offset > size:
+        part.unlink()
+        offset = 0
+    if offset and offset == size:
+        # An earlier run received every byte but stopped before verifying.
+        if sha256_file(part) == expected:
+            _report(on_progress, offset, size)
+            return
+        part.unlink()
+        offset = 0
+
+    opener = _opener(url)
+    response = _request(opener, url, offset, timeout)
+    if response is None:  # 416: the partial file does not fit what this server has
+        part.unlink(missing_ok=True)
+        offset = 0
+        response = _request(opener, url, 0, timeout)
+        assert response is not None  # no Range sent, so no 416 to report
+    with response:
+        start, total = _response_span(response, offset)
+        if size is not None and total is not None and total != size:
+            raise _MirrorFailed(f"server offers {total} bytes, expected {size}")
+        # start is 0 when the server ignored the Range request: begin again.
+        digest = _stream(response, part, start, total if total is not None else size, on_progress)
+
+    done = part.stat().st_size
+    expected_total = total if total is not None else size
+    if expected_total is not None and done < expected_total:
+        raise _MirrorFailed(f"connection closed after {done} of {expected_total} bytes")
+    _check_digest(part, digest, expected, size)
+
+
+def _request(
+    opener: urllib.request.OpenerDirector, url: str, offset: int, timeout: float
+) -> http.client.HTTPResponse | None:
+    """Open ``url`` from byte ``offset``; None when the server rejects that range (416)."""
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response: http.client.HTTPResponse = opener.open(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code == 416 and offset:
+            return None
+        raise _MirrorFailed(f"HTTP {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        raise _MirrorFailed(f"cannot connect: {exc.reason}") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise _MirrorFailed(f"connection failed: {exc or type(exc).__name__}") from exc
+    return response
+
+
+def _response_span(response: http.client.HTTPResponse, offset: int) -> tuple[int, int | None]:
+    """Return (first byte offset, total file size or None) of what the response carries."""
+    length_header = response.headers.get("Content-Length")
+    length = int(length_header) if length_header and length_header.isdigit() else None
+    if response.status != 206:
+        return 0, length
+    match = _CONTENT_RANGE_RE.fullmatch(response.headers.get("Content-Range", "").strip())
+    if match is None:
+        raise _MirrorFailed("malformed Content-Range in a partial response")
+    start = int(match.group(1))
+    if start != offset:
+        raise _MirrorFailed(f"server sent bytes from {start}, asked from {offset}")
+    if match.group(3) != "*":
+        return start, int(match.group(3))
+    return start, start + length if length is not None else None
+
+
+def _stream(
+    response: http.client.HTTPResponse,
+    part: Path,
+    start: int,
+    total: int | None,
+    on_progress: ProgressCallback | None,
+) -> str:
+    """Write the response body to ``part`` from byte ``start``; return the whole file's hash.
+
+    Bytes already written stay in ``part`` whatever happens (resumable); a network error
+    becomes _MirrorFailed.
+    """
+    digest = hashlib.sha256()
+    done = start
+    overflow = False
+    try:
+        if start:
+            with open(part, "rb") as existing:
+                while block := existing.read(1 << 20):
+                    digest.update(block)
+        with open(part, "ab" if start else "wb") as out:
+            _report(on_progress, done, total)
+            last_report = time.monotonic()
+            while True:
+                try:
+                    # read1: whatever has arrived, so progress moves on slow links.
+                    chunk = response.read1(_READ_SIZE)
+                except (OSError, http.client.HTTPException) as exc:
+                    raise _MirrorFailed(
+                        f"connection lost after {done} bytes: {exc or type(exc).__name__}"
+                    ) from exc
+                if not chunk:
+                    break
+                if total is not None and done + len(chunk) > total:
+                    overflow = True
+                    break
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                now = time.monotonic()
+                if now - last_report >= _PROGRESS_INTERVAL_S:
+                    _report(on_progress, done, total)
+                    last_report = now
+            out.flush()
+            # Durable before the rename, so a power cut cannot leave a verified-looking stub.
+            os.fsync(out.fileno())
+    except OSError as exc:
+        raise ModelError(f"cannot write the download to {part}: {exc.strerror or exc}") from exc
+    if overflow:
+        part.unlink(missing_ok=True)
+        raise _MirrorFailed(f"server sent more than {total} bytes")
+    _report(on_progress, done, total)
+    return digest.hexdigest()
+
+
+def _check_digest(part: Path, digest: str, expected: str, size: int | None) -> None:
+    actual_size = part.stat().st_size
+    if digest != expected or (size is not None and actual_size != size):
+        part.unlink(missing_ok=True)
+        raise _MirrorFailed(
+            f"checksum mismatch: got sha256 {digest[:12]}…, expected {expected[:12]}…"
+        )
+
+
+def _partial_size(part: Path) -> int:
+    try:
+        return part.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _report(on_progress: ProgressCallback | None, done: int, total: int | None) -> None:
+    if on_progress is not None:
+        on_progress(done, total)
+
+
+# --- hf:// --------------------------------------------------------------------------------
+
+
+def _fetch_hf(
+    url: str,
+    part: Path,
+    expected: str,
+    size: int | None,
+    on_progress: ProgressCallback | None,
+    timeout: float,
+) -> None:
+    """Fetch through huggingface_hub's own cache, then place a verified copy at ``part``."""
+    parsed = _parse_hf(url)
+    assert parsed is not None  # checked by _url_problem before any transfer
+    repo_id, revision, filename = parsed
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as exc:
+        raise _MirrorFailed(
+            "hf:// URLs need the optional huggingface_hub package: pip install huggingface_hub"
+        ) from exc
+
+    _report(on_progress, 0, size)
+    try:
+        with _hf_progress_bars_off():
+            local = hf_hub_download(
+                repo_id=repo_id,
+                filename=filename,
+                revision=revision,
+                etag_timeout=timeout,
+                library_name="pocketsr",
+                library_version=__version__,
+            )
+    except Exception as exc:
+        # huggingface_hub raises many types (HTTP, repository/entry not found, OSError);
+        # each only means that this mirror failed.  Its messages span lines: keep the first.
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise _MirrorFailed(first_line) from exc
+
+    source = Path(local).resolve()
+    part.unlink(missing_ok=True)
+    try:
+        # A hard link shares huggingface_hub's blob instead of doubling a multi-GB file.
+        os.link(source, part)
+    except OSError:
+        try:
+            shutil.copyfile(source, part)
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise ModelError(f"cannot copy {source} into the cache: {exc.strerror}") from exc
+    _check_digest(part, sha256_file(part), expected, size)
+    done = part.stat().st_size
+    _report(on_progress, done, done)
+
+
+@contextlib.contextmanager
+def _hf_progress_bars_off() -> Iterator[None]:
+    """Silence huggingface_hub's own tqdm bars: the core never prints; callers show progress."""
+    try:
+        from huggingface_hub.utils import (
+            are_progress_bars_disabled,
+            disable_progress_bars,
+            enable_progress_bars,
+        )
+    except ImportError:
+        yield
+        return
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            enable_progress_bars()

@@ -1,0 +1,614 @@
+"""Tests for weights/cache.py and weights/download.py against a loopback HTTP server.
+
+The server runs in a thread on 127.0.0.1, serves in-memory files with Range support of its
+own, logs every request, and can misbehave per path (404, cut the connection, ignore Range,
+wrong content, slow answers, redirects).  Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import pytest
+from filelock import FileLock
+
+from pocketsr_cli import __version__
+from pocketsr_cli.errors import ModelError
+from pocketsr_cli.weights import cache
+from pocketsr_cli.weights.download import download_file
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PAYLOAD = random.Random(1234).randbytes(64 * 1024)
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+WRONG = bytes(reversed(PAYLOAD))
+
+
+# --- loopback server ----------------------------------------------------------------------
+
+
+@dataclass
+class Behaviour:
+    """How the server answers one path."""
+
+    status: int = 200
+    body: bytes | None = None  # served instead of the real file (wrong content)
+    cut_after: int | None = None  # close the connection after this many body bytes ...
+    cut_requests: int = 1  # ... on this many first requests
+    ignore_range: bool = False
+    header_delay: float = 0.0  # silence before the status line (client timeouts)
+    chunk_delay: float = 0.0  # pause between 1 KiB body chunks (slow transfers)
+    redirect: str | None = None
+
+
+@dataclass
+class Hit:
+    path: str
+    range: str | None
+    user_agent: str | None
+    status: int = 0
+    bytes_sent: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+
+
+@dataclass
+class Loopback:
+    port: int = 0
+    files: dict[str, bytes] = field(default_factory=dict)
+    behaviours: dict[str, Behaviour] = field(default_factory=dict)
+    hits: list[Hit] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def bytes_served(self) -> int:
+        return sum(h.bytes_sent for h in self.hits)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep pytest output clean
+
+    def do_GET(self) -> None:
+        state = self.server.state
+        hit = Hit(self.path, self.headers.get("Range"), self.headers.get("User-Agent"))
+        hit.started = time.monotonic()
+        with state.lock:
+            index = sum(1 for h in state.hits if h.path == self.path)
+            state.hits.append(hit)
+        behaviour = state.behaviours.get(self.path, Behaviour())
+        time.sleep(behaviour.header_delay)
+        data = behaviour.body if behaviour.body is not None else state.files.get(self.path)
+        if behaviour.redirect is not None:
+            hit.status = 302
+            self.send_response(302)
+            self.send_header("Location", behaviour.redirect)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if data is None or behaviour.status != 200:
+            hit.status = 404 if data is None else behaviour.status
+            self.send_error(hit.status)
+            return
+        start, hit.status = 0, 200
+        if hit.range is not None and not behaviour.ignore_range:
+            start = int(hit.range.removeprefix("bytes=").rstrip("-"))
+            if start >= len(data):
+                hit.status = 416
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            hit.status = 206
+        body = data[start:]
+        self.send_response(hit.status)
+        self.send_header("Content-Length", str(len(body)))
+        if hit.status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.end_headers()
+        limit = len(body)
+        if behaviour.cut_after is not None and index < behaviour.cut_requests:
+            limit = behaviour.cut_after
+        for offset in range(0, limit, 1024):
+            chunk = body[offset : min(offset + 1024, limit)]
+            self.wfile.write(chunk)
+            hit.bytes_sent += len(chunk)
+            time.sleep(behaviour.chunk_delay)
+        hit.finished = time.monotonic()
+        self.close_connection = True  # a cut transfer ends here: the client sees EOF early
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a handler still sleeping must not block teardown
+    state: Loopback
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that time out or give up leave broken pipes; that is expected
+
+
+@pytest.fixture
+def server() -> Iterator[Loopback]:
+    httpd = _Server(("127.0.0.1", 0), _Handler)
+    httpd.state = Loopback(port=httpd.server_address[1], files={"/w.bin": PAYLOAD})
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield httpd.state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def _online(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POCKETSR_OFFLINE", raising=False)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything opens a TCP connection."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"unexpected network access: {args}")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def leftovers(folder: Path) -> set[str]:
+    """Names in ``folder`` other than lock files (which stay by design)."""
+    return {p.name for p in folder.iterdir() if not p.name.endswith(".lock")}
+
+
+# --- cache.py -----------------------------------------------------------------------------
+
+
+def test_home_variable_holds_cache_and_user_models(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("POCKETSR_HOME", str(tmp_path))
+    assert cache.cache_dir() == tmp_path / "cache"
+    assert cache.user_models_dir() == tmp_path / "models"
+    assert cache.weights_path("m", "w.bin") == tmp_path / "cache" / "weights" / "m" / "w.bin"
+    assert not (tmp_path / "cache").exists()  # looking a path up creates nothing
+
+
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_platform_folders_without_home(monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
+    if value is None:
+        monkeypatch.delenv("POCKETSR_HOME", raising=False)
+    else:
+        monkeypatch.setenv("POCKETSR_HOME", value)
+    assert cache.cache_dir() == Path(platformdirs.user_cache_dir("pocketsr"))
+    assert cache.user_models_dir() == Path(platformdirs.user_data_dir("pocketsr")) / "models"
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\\b"])
+def test_weights_path_rejects_non_plain_names(name: str) -> None:
+    with pytest.raises(ModelError):
+        cache.weights_path(name, "w.bin")
+    with pytest.raises(ModelError):
+        cache.weights_path("m", name)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        *[("1", True), ("true", True), ("TRUE", True), ("Yes", True), (" yes ", True)],
+        *[("0", False), ("false", False), ("no", False), ("", False), ("on", False)],
+        (None, False),
+    ],
+)
+def test_is_offline(monkeypatch: pytest.MonkeyPatch, value: str | None, expected: bool) -> None:
+    if value is None:
+        monkeypatch.delenv("POCKETSR_OFFLINE", raising=False)
+    else:
+        monkeypatch.setenv("POCKETSR_OFFLINE", value)
+    assert cache.is_offline() is expected
+
+
+def test_sha256_file_reads_in_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(PAYLOAD)
+    assert cache.sha256_file(path, chunk=1000) == PAYLOAD_SHA
+    path.write_bytes(b"")
+    assert cache.sha256_file(path) == hashlib.sha256(b"").hexdigest()
+
+
+# --- download_file: success paths ---------------------------------------------------------
+
+
+def test_good_download(server: Loopback, tmp_path: Path) -> None:
+    dest = tmp_path / "deep" / "w.bin"
+    calls: list[tuple[int, int | None]] = []
+    got = download_file(
+        [server.url("/w.bin")],
+        dest,
+        sha256=PAYLOAD_SHA.upper(),
+        size=len(PAYLOAD),
+        on_progress=lambda done, total: calls.append((done, total)),
+        timeout=5,
+    )
+    assert got == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert leftovers(dest.parent) == {"w.bin"}
+    assert [(h.range, h.user_agent) for h in server.hits] == [(None, f"pocketsr/{__version__}")]
+    assert calls[0] == (0, len(PAYLOAD))
+    assert calls[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_localhost_name_is_allowed_over_http(server: Loopback, tmp_path: Path) -> None:
+    dest = tmp_path / "w.bin"
+    download_file([server.url("/w.bin", host="localhost")], dest, sha256=PAYLOAD_SHA, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_existing_good_file_needs_no_request(
+    server: Loopback, tmp_path: Path, no_network: None
+) -> None:
+    dest = tmp_path / "w.bin"
+    dest.write_bytes(PAYLOAD)
+    assert download_file([server.url("/w.bin")], dest, sha256=PAYLOAD_SHA) == dest
+    assert server.hits == []
+
+
+def test_existing_good_file_is_used_offline(tmp_path: Path, no_network: None) -> None:
+    dest = tmp_path / "w.bin"
+    dest.write_bytes(PAYLOAD)
+    urls = ["https://example.com/w.bin"]
+    assert download_file(urls, dest, sha256=PAYLOAD_SHA, offline=True) == dest
+    dest.write_bytes(WRONG)
+    with pytest.raises(ModelError, match=r"w\.bin is damaged .* offline mode is on"):
+        download_file(urls, dest, sha256=PAYLOAD_SHA, size=len(PAYLOAD), offline=True)
+
+
+def test_existing_damaged_file_is_replaced(server: Loopback, tmp_path: Path) -> None:
+    dest = tmp_path / "w.bin"
+    dest.write_bytes(WRONG)
+    download_file([server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+    assert len(server.hits) == 1
+
+
+def test_second_mirror_after_404(server: Loopback, tmp_path: Path) -> None:
+    dest = tmp_path / "w.bin"
+    urls = [server.url("/missing.bin"), server.url("/w.bin")]
+    download_file(urls, dest, sha256=PAYLOAD_SHA, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+    assert [(h.path, h.status) for h in server.hits] == [("/missing.bin", 404), ("/w.bin", 200)]
+
+
+def test_second_mirror_after_timeout(server: Loopback, tmp_path: Path) -> None:
+    server.files["/slow.bin"] = PAYLOAD
+    server.behaviours["/slow.bin"] = Behaviour(header_delay=1.0)
+    dest = tmp_path / "w.bin"
+    started = time.monotonic()
+    download_file(
+        [server.url("/slow.bin"), server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, timeout=0.2
+    )
+    assert time.monotonic() - started < 1.0  # gave up on the slow mirror, did not wait it out
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_second_mirror_after_wrong_content(server: Loopback, tmp_path: Path) -> None:
+    server.files["/bad.bin"] = WRONG
+    dest = tmp_path / "w.bin"
+    download_file([server.url("/bad.bin"), server.url("/w.bin")], dest, sha256=PAYLOAD_SHA)
+    assert dest.read_bytes() == PAYLOAD
+    # The bad mirror's bytes were discarded: the good mirror started from zero.
+    assert [h.range for h in server.hits] == [None, None]
+
+
+# --- download_file: failures --------------------------------------------------------------
+
+
+def test_checksum_mismatch_leaves_nothing(server: Loopback, tmp_path: Path) -> None:
+    server.behaviours["/w.bin"] = Behaviour(body=WRONG)
+    dest = tmp_path / "w.bin"
+    with pytest.raises(ModelError, match="checksum mismatch") as info:
+        download_file([server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, timeout=5)
+    assert "\n" not in str(info.value)
+    assert leftovers(tmp_path) == set()
+
+
+def test_every_mirror_named_with_its_reason(server: Loopback, tmp_path: Path) -> None:
+    server.files["/bad.bin"] = WRONG
+    server.files["/short.bin"] = PAYLOAD[:100]
+    urls = [server.url("/missing.bin"), server.url("/bad.bin"), server.url("/short.bin")]
+    with pytest.raises(ModelError) as info:
+        download_file(urls, tmp_path / "w.bin", sha256=PAYLOAD_SHA, size=len(PAYLOAD))
+    message = str(info.value)
+    assert f"{urls[0]} (HTTP 404" in message
+    assert f"{urls[1]} (checksum mismatch" in message
+    assert f"{urls[2]} (server offers 100 bytes, expected {len(PAYLOAD)})" in message
+    assert leftovers(tmp_path) == set()
+
+
+def test_offline_miss_names_the_fetch_command(
+    server: Loopback, tmp_path: Path, no_network: None
+) -> None:
+    with pytest.raises(ModelError, match="pocketsr models download tiny"):
+        download_file(
+            [server.url("/w.bin")],
+            tmp_path / "w.bin",
+            sha256=PAYLOAD_SHA,
+            offline=True,
+            fetch_hint="pocketsr models download tiny",
+        )
+    assert server.hits == []
+
+
+def test_offline_from_environment(
+    server: Loopback, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None
+) -> None:
+    monkeypatch.setenv("POCKETSR_OFFLINE", "Yes")
+    with pytest.raises(ModelError, match="offline"):
+        download_file([server.url("/w.bin")], tmp_path / "w.bin", sha256=PAYLOAD_SHA)
+    assert server.hits == []
+    assert not (tmp_path / "w.bin.lock").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://example.com/w.bin", "refusing insecure URL"),
+        ("http://10.0.0.1/w.bin", "refusing insecure URL"),
+        ("HTTP://192.168.1.2:8080/w.bin", "refusing insecure URL"),
+        ("ftp://example.com/w.bin", "unsupported URL scheme"),
+        ("file:///etc/passwd", "unsupported URL scheme"),
+        ("hf://owner/repo", "malformed hf:// URL"),
+        ("hf://owner/repo/../x", "malformed hf:// URL"),
+    ],
+)
+def test_bad_urls_refused_before_any_request(
+    server: Loopback, tmp_path: Path, no_network: None, url: str, problem: str
+) -> None:
+    # The good loopback mirror comes first: the bad one is refused before it is reached.
+    with pytest.raises(ModelError, match=problem):
+        download_file([server.url("/w.bin"), url], tmp_path / "w.bin", sha256=PAYLOAD_SHA)
+    assert server.hits == []
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.2/w", "http://localhost/w", "http://[::1]/w"])
+def test_loopback_http_is_accepted(tmp_path: Path, url: str) -> None:
+    # Offline mode is checked after the URL rules, so reaching it means the URL passed them.
+    with pytest.raises(ModelError, match="offline mode is on"):
+        download_file([url], tmp_path / "w.bin", sha256=PAYLOAD_SHA, offline=True)
+
+
+def test_redirect_to_insecure_url_refused(server: Loopback, tmp_path: Path) -> None:
+    server.behaviours["/r"] = Behaviour(redirect="http://example.invalid/w.bin")
+    with pytest.raises(ModelError, match=r"redirected to http://example\.invalid/w\.bin"):
+        download_file([server.url("/r")], tmp_path / "w.bin", sha256=PAYLOAD_SHA, timeout=5)
+    assert [h.path for h in server.hits] == ["/r"]
+
+
+def test_loopback_redirect_is_followed(server: Loopback, tmp_path: Path) -> None:
+    server.behaviours["/r"] = Behaviour(redirect="/w.bin")
+    download_file([server.url("/r")], tmp_path / "w.bin", sha256=PAYLOAD_SHA, timeout=5)
+    assert [h.path for h in server.hits] == ["/r", "/w.bin"]
+
+
+@pytest.mark.parametrize("bad", ["abc", "g" * 64, PAYLOAD_SHA[:-1]])
+def test_malformed_hash_refused(tmp_path: Path, bad: str, no_network: None) -> None:
+    with pytest.raises(ModelError, match="invalid sha256"):
+        download_file(["https://example.com/w"], tmp_path / "w.bin", sha256=bad)
+
+
+def test_no_urls(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no download URL"):
+        download_file([], tmp_path / "w.bin", sha256=PAYLOAD_SHA)
+
+
+# --- resuming -----------------------------------------------------------------------------
+
+
+def test_interrupted_transfer_resumes_with_range(server: Loopback, tmp_path: Path) -> None:
+    cut = 20_000
+    server.behaviours["/w.bin"] = Behaviour(cut_after=cut)
+    dest = tmp_path / "w.bin"
+    part = tmp_path / "w.bin.incomplete"
+    with pytest.raises(ModelError, match="run again to resume"):
+        download_file([server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, timeout=5)
+    assert not dest.exists()
+    assert part.read_bytes() == PAYLOAD[:cut]
+
+    calls: list[tuple[int, int | None]] = []
+    download_file(
+        [server.url("/w.bin")],
+        dest,
+        sha256=PAYLOAD_SHA,
+        timeout=5,
+        on_progress=lambda done, total: calls.append((done, total)),
+    )
+    assert dest.read_bytes() == PAYLOAD
+    assert not part.exists()
+    assert [(h.range, h.status) for h in server.hits] == [(None, 200), (f"bytes={cut}-", 206)]
+    assert server.bytes_served() == len(PAYLOAD)  # nothing was sent twice
+    assert calls[0] == (cut, len(PAYLOAD))  # the bar starts at the resumed offset
+
+
+def test_resume_continues_on_the_next_mirror(server: Loopback, tmp_path: Path) -> None:
+    server.files["/a.bin"] = PAYLOAD
+    server.behaviours["/a.bin"] = Behaviour(cut_after=10_000, cut_requests=99)
+    dest = tmp_path / "w.bin"
+    download_file([server.url("/a.bin"), server.url("/w.bin")], dest, sha256=PAYLOAD_SHA)
+    assert dest.read_bytes() == PAYLOAD
+    assert [h.range for h in server.hits] == [None, "bytes=10000-"]
+
+
+def test_server_ignoring_range_restarts_from_zero(server: Loopback, tmp_path: Path) -> None:
+    server.behaviours["/w.bin"] = Behaviour(ignore_range=True)
+    dest = tmp_path / "w.bin"
+    (tmp_path / "w.bin.incomplete").write_bytes(PAYLOAD[:30_000])
+    download_file([server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+    assert [(h.range, h.status) for h in server.hits] == [("bytes=30000-", 200)]
+    assert leftovers(tmp_path) == {"w.bin"}
+
+
+def test_unsatisfiable_range_restarts_from_zero(server: Loopback, tmp_path: Path) -> None:
+    dest = tmp_path / "w.bin"
+    (tmp_path / "w.bin.incomplete").write_bytes(WRONG)  # as long as the file, wrong bytes
+    download_file([server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+    assert [(h.range, h.status) for h in server.hits] == [
+        (f"bytes={len(WRONG)}-", 416),
+        (None, 200),
+    ]
+
+
+def test_complete_but_unverified_partial_needs_no_transfer(
+    server: Loopback, tmp_path: Path, no_network: None
+) -> None:
+    dest = tmp_path / "w.bin"
+    (tmp_path / "w.bin.incomplete").write_bytes(PAYLOAD)
+    download_file([server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, size=len(PAYLOAD))
+    assert dest.read_bytes() == PAYLOAD
+    assert server.hits == []
+
+
+def test_ctrl_c_keeps_partial_and_releases_lock(server: Loopback, tmp_path: Path) -> None:
+    server.behaviours["/w.bin"] = Behaviour(chunk_delay=0.004)  # ~0.25 s, so progress ticks
+    dest = tmp_path / "w.bin"
+    interrupted_at: list[int] = []
+
+    def press_ctrl_c(done: int, total: int | None) -> None:
+        if 0 < done < len(PAYLOAD):
+            interrupted_at.append(done)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        download_file(
+            [server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, on_progress=press_ctrl_c, timeout=5
+        )
+    done = interrupted_at[0]
+    assert (tmp_path / "w.bin.incomplete").read_bytes() == PAYLOAD[:done]
+    probe = FileLock(str(dest) + ".lock", timeout=0)
+    probe.acquire()  # raises filelock.Timeout if the interrupted call still held the lock
+    probe.release()
+
+    server.behaviours["/w.bin"] = Behaviour()
+    download_file([server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.hits[-1].range == f"bytes={done}-"
+
+
+# --- two processes ------------------------------------------------------------------------
+
+_CHILD = """
+import sys, time
+from pathlib import Path
+from pocketsr_cli.weights.download import download_file
+print(time.monotonic(), flush=True)
+download_file([sys.argv[1]], Path(sys.argv[2]), sha256=sys.argv[3], timeout=10)
+"""
+
+
+def test_two_processes_share_one_transfer(server: Loopback, tmp_path: Path) -> None:
+    server.behaviours["/w.bin"] = Behaviour(chunk_delay=0.02)  # ~1.3 s transfer
+    dest = tmp_path / "w.bin"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    args = [sys.executable, "-c", _CHILD, server.url("/w.bin"), str(dest), PAYLOAD_SHA]
+    children = [
+        subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outputs = [child.communicate(timeout=60) for child in children]
+    for child, (_, err) in zip(children, outputs, strict=True):
+        assert child.returncode == 0, err.decode()
+    assert dest.read_bytes() == PAYLOAD
+    assert len(server.hits) == 1
+    assert server.bytes_served() == len(PAYLOAD)
+    # Both children had started before the one transfer ended, so the second really waited
+    # on the lock rather than arriving after the file was in place.
+    starts = [float(out.split()[0]) for out, _ in outputs]
+    assert max(starts) < server.hits[0].finished
+
+
+# --- hf:// --------------------------------------------------------------------------------
+
+
+def test_hf_without_huggingface_hub(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_network: None
+) -> None:
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # makes the import fail
+    with pytest.raises(ModelError, match="pip install huggingface_hub"):
+        download_file(["hf://owner/repo/w.bin"], tmp_path / "w.bin", sha256=PAYLOAD_SHA)
+
+
+def _fake_hub(
+    monkeypatch: pytest.MonkeyPatch, blob: Path, calls: list[dict[str, Any]]
+) -> types.ModuleType:
+    module = types.ModuleType("huggingface_hub")
+
+    def hf_hub_download(**kwargs: Any) -> str:
+        calls.append(kwargs)
+        if not blob.exists():
+            raise RuntimeError("404 Client Error.\n\nEntry Not Found for url: ...")
+        return str(blob)
+
+    module.hf_hub_download = hf_hub_download  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "huggingface_hub", module)
+    return module
+
+
+def test_hf_url_goes_through_huggingface_hub(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blob = tmp_path / "hfcache" / "blob"
+    blob.parent.mkdir()
+    blob.write_bytes(PAYLOAD)
+    calls: list[dict[str, Any]] = []
+    _fake_hub(monkeypatch, blob, calls)
+    dest = tmp_path / "cache" / "w.bin"
+    download_file(["hf://owner/repo@v1/sub/w.bin"], dest, sha256=PAYLOAD_SHA, timeout=7)
+    assert dest.read_bytes() == PAYLOAD
+    assert blob.read_bytes() == PAYLOAD  # huggingface_hub's own copy is left alone
+    assert len(calls) == 1
+    assert calls[0]["repo_id"] == "owner/repo"
+    assert calls[0]["filename"] == "sub/w.bin"
+    assert calls[0]["revision"] == "v1"
+    assert leftovers(dest.parent) == {"w.bin"}
+
+
+def test_hf_wrong_content_and_errors_fall_through(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: Loopback
+) -> None:
+    blob = tmp_path / "hfcache" / "blob"
+    blob.parent.mkdir()
+    blob.write_bytes(WRONG)
+    _fake_hub(monkeypatch, blob, [])
+    dest = tmp_path / "cache" / "w.bin"
+    with pytest.raises(ModelError, match=r"hf://owner/repo/w\.bin \(checksum mismatch"):
+        download_file(["hf://owner/repo/w.bin"], dest, sha256=PAYLOAD_SHA)
+    assert leftovers(dest.parent) == set()
+    assert blob.read_bytes() == WRONG
+
+    blob.unlink()
+    with pytest.raises(ModelError, match=r"\(404 Client Error\.\)") as info:
+        download_file(["hf://owner/repo/w.bin"], dest, sha256=PAYLOAD_SHA)
+    assert "\n" not in str(info.value)
+
+    # A failing hf:// mirror hands over to the next one.
+    download_file(["hf://owner/repo/w.bin", server.url("/w.bin")], dest, sha256=PAYLOAD_SHA)
+    assert dest.read_bytes() == PAYLOAD
