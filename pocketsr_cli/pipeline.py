@@ -13,7 +13,6 @@ is removed, so no half-written output is ever left under a final name.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
@@ -332,13 +331,11 @@ class _Run:
             self.summary.interrupted = True
             self.stop.set()
         finally:
-            # The writer always gets its end marker: it finishes the file in hand, then exits.
-            # Joining it is uninterruptible so that no temp file outlives us.
-            if self.stop.is_set():
-                _force_put(self.written, _DONE)
-            else:
-                self.written.put(_DONE)
+            # The writer always gets its end marker after what is already queued: an image
+            # that was upscaled before Ctrl-C is still written (atomically); nothing new
+            # starts.  Joining is uninterruptible so that no temp file outlives us.
             self.stop.set()
+            _put_while_alive(self.written, _DONE, writer)
             _join_quietly(writer)
             _join_quietly(reader)
         for stage in (reader, writer):
@@ -357,15 +354,16 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _force_put(q: queue.Queue[Any], item: object) -> None:
-    """Put ``item`` even if the queue is full, dropping queued work (used when stopping)."""
-    while True:
+def _put_while_alive(q: queue.Queue[Any], item: object, consumer: threading.Thread) -> None:
+    """Put ``item`` unless ``consumer`` has died (then nobody would take it)."""
+    while consumer.is_alive():
         try:
-            q.put_nowait(item)
+            q.put(item, timeout=0.1)
             return
         except queue.Full:
-            with contextlib.suppress(queue.Empty):
-                q.get_nowait()
+            continue
+        except KeyboardInterrupt:
+            continue
 
 
 def _join_quietly(thread: threading.Thread) -> None:

@@ -1,0 +1,92 @@
+"""inference.Upscaler: channels, dtypes, precision fallback, ensemble."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pocketsr_cli.archs.resize import Resize
+from pocketsr_cli.descriptor import ModelDescriptor
+from pocketsr_cli.devices import Compute
+from pocketsr_cli.inference import Upscaler
+
+
+def upscaler(module: nn.Module, scale: int = 2, precision: str = "fp32", **kw: object) -> Upscaler:
+    desc = ModelDescriptor(name="t", family="test", module=module, scale=scale)
+    warnings: list[str] = []
+    up = Upscaler(desc, Compute(torch.device("cpu"), precision), on_warning=warnings.append, **kw)  # type: ignore[arg-type]
+    up.warnings = warnings  # type: ignore[attr-defined]
+    return up
+
+
+class HalfBlowsUp(nn.Module):
+    """Returns inf whenever it runs in reduced precision (like fp16 overflow in a real net)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        nn.init.dirac_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+        self.up = Resize("bicubic", 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if y.dtype != torch.float32:
+            return self.up(y.float()) * float("inf")
+        return self.up(y)
+
+
+def test_nan_in_half_precision_is_recomputed_in_fp32() -> None:
+    up = upscaler(HalfBlowsUp(), precision="bf16", tile=0)
+    img = (np.random.default_rng(0).random((16, 20, 3)) * 255).astype(np.uint8)
+    out = up.upscale(img)
+    assert out.shape == (32, 40, 3)
+    ref = upscaler(HalfBlowsUp(), tile=0).upscale(img)
+    assert np.array_equal(out, ref)
+    assert len(up.warnings) == 1 and "fp32" in up.warnings[0]  # type: ignore[attr-defined]
+    up.upscale(img)  # stays in fp32: no second warning
+    assert len(up.warnings) == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_channels_and_dtypes(channels: int, dtype: type) -> None:
+    peak = np.iinfo(dtype).max
+    rng = np.random.default_rng(channels)
+    img = (rng.random((10, 12, channels)) * peak).astype(dtype)
+    out = upscaler(Resize("bicubic", 2)).upscale(img)
+    assert out.shape == (20, 24, channels) and out.dtype == dtype
+    # Flat input stays flat in every channel (alpha included).
+    flat = np.full((10, 12, channels), peak // 3, dtype)
+    assert np.all(upscaler(Resize("bicubic", 2)).upscale(flat) == peak // 3)
+
+
+def test_alpha_is_resampled_not_hallucinated() -> None:
+    """Alpha goes through a bicubic filter even when the model does something else."""
+
+    class Invert(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 1 - Resize("bicubic", 2)(x)
+
+    img = np.zeros((8, 8, 4), np.uint8)
+    img[..., 3] = 255
+    out = upscaler(Invert()).upscale(img)
+    assert np.all(out[..., :3] == 255) and np.all(out[..., 3] == 255)
+
+
+def test_ensemble_matches_plain_for_a_shift_invariant_model() -> None:
+    img = (np.random.default_rng(3).random((24, 24, 3)) * 255).astype(np.uint8)
+    plain = upscaler(Resize("bicubic", 2), tile=0).upscale(img).astype(int)
+    ens = upscaler(Resize("bicubic", 2), tile=0, ensemble=True).upscale(img).astype(int)
+    # Identical away from the borders, where the padding differs.
+    assert np.abs(plain - ens)[8:-8, 8:-8].max() <= 1
+
+
+def test_rejects_bad_arrays() -> None:
+    up = upscaler(Resize("bicubic", 2))
+    with pytest.raises(ValueError):
+        up.upscale(np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError):
+        up.upscale(np.zeros((4, 4, 3), np.float32))

@@ -1,0 +1,111 @@
+"""pipeline.run: ordering, bounded read-ahead, failure isolation (with a fake upscaler)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pocketsr_cli import pipeline
+from pocketsr_cli.jobs import Naming, collect_jobs
+from pocketsr_cli.pipeline import Options, Result, Summary, run
+
+
+class Repeat:
+    """Nearest-neighbour x2 upscaler that records how far reading ran ahead of it."""
+
+    scale = 2
+
+    def __init__(self, reads: list[str]) -> None:
+        self.reads = reads
+        self.calls = 0
+        self.max_ahead = 0
+
+    def upscale(
+        self, pixels: np.ndarray, on_tile: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
+        self.calls += 1
+        time.sleep(0.02)  # let the reader run ahead if it could
+        self.max_ahead = max(self.max_ahead, len(self.reads) - self.calls)
+        if on_tile:
+            on_tile(1, 1)
+        return pixels.repeat(2, axis=0).repeat(2, axis=1)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+        self.lock = threading.Lock()
+
+    def _add(self, kind: str, value: object) -> None:
+        with self.lock:
+            self.events.append((kind, value))
+
+    def start(self, total: int) -> None:
+        self._add("start", total)
+
+    def image_started(self, job: object, index: int) -> None:
+        self._add("image", index)
+
+    def tile(self, done: int, total: int) -> None:
+        self._add("tile", done)
+
+    def image_finished(self, result: Result) -> None:
+        self._add("done", result.job.input.name)
+
+    def warning(self, message: str) -> None:
+        self._add("warning", message)
+
+    def finished(self, summary: Summary) -> None:
+        self._add("finished", len(summary.results))
+
+
+def make_folder(root: Path, n: int) -> None:
+    root.mkdir()
+    for i in range(n):
+        Image.fromarray(np.full((6, 8, 3), i * 10, np.uint8)).save(root / f"{i:02d}.png")
+
+
+def test_read_ahead_is_bounded_and_results_stay_in_order(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    make_folder(tmp_path / "in", 12)
+    (tmp_path / "in" / "05.png").write_bytes(b"broken")
+    reads: list[str] = []
+    real_read = pipeline.read_image
+
+    def counting_read(path: Path):  # type: ignore[no-untyped-def]
+        reads.append(path.name)
+        return real_read(path)
+
+    monkeypatch.setattr(pipeline, "read_image", counting_read)
+    up = Repeat(reads)
+    rec = Recorder()
+    jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None, "2"))
+    summary = run(jobs, up, Options(), rec)
+    assert up.max_ahead <= 3  # one queued + one being decoded (+ the failed one)
+    done = [v for k, v in rec.events if k == "done"]
+    assert done == [f"{i:02d}.png" for i in range(12)]
+    assert summary.count("ok") == 11 and summary.count("failed") == 1
+    assert rec.events[0] == ("start", 12) and rec.events[-1] == ("finished", 12)
+    out = np.asarray(Image.open(tmp_path / "out" / "03.png"))
+    assert out.shape == (12, 16, 3) and np.all(out == 30)
+
+
+def test_inference_error_fails_one_image_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    make_folder(tmp_path / "in", 3)
+
+    class Flaky(Repeat):
+        def upscale(self, pixels, on_tile=None):  # type: ignore[no-untyped-def]
+            if pixels[0, 0, 0] == 10:
+                raise RuntimeError("CUDA error: device-side assert\nmore detail")
+            return super().upscale(pixels, on_tile)
+
+    jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None, "2"))
+    summary = run(jobs, Flaky([]), Options(), Recorder())
+    failed = summary.failed
+    assert [r.job.input.name for r in failed] == ["01.png"]
+    assert failed[0].error == "inference failed: CUDA error: device-side assert"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00.png", "02.png"]
