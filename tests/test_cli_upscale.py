@@ -266,7 +266,7 @@ def test_usage_and_model_errors(tmp_path: Path, args: tuple, code: int, needle: 
     src = save(tmp_path / "a.png", photo())
     (tmp_path / "junk.pth").write_bytes(b"this is not a checkpoint")
     argv = [a.format(src=src, dir=tmp_path) for a in args]
-    got, stdout, err = invoke(*argv)
+    got, _, err = invoke(*argv)
     assert got == code, err
     assert needle in err
     assert "Traceback" not in err
