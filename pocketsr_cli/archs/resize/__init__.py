@@ -1,16 +1,15 @@
 """Parameter-free resamplers (``bicubic``, ``lanczos``) as models.
 
 They make the whole pipeline usable and testable without weights, and serve as the quality
-floor in ``pocketsr eval``.  Both are separable filters applied with gathers (``taps`` reads
-per output pixel per axis), so their cost is linear in the output size and they tile exactly
-like a convolutional network with a receptive field of a few pixels.
+floor in ``pocketsr eval``.  Both are separable filters applied as polyphase convolutions (one
+small 1-D filter per output phase and axis), so their cost is linear in the output size and
+they tile exactly like a convolutional network with a receptive field of a few pixels.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 KERNELS = ("bicubic", "lanczos")
@@ -33,31 +32,28 @@ def _lanczos3(t: torch.Tensor) -> torch.Tensor:
 _SUPPORT = {"bicubic": (2, _cubic), "lanczos": (3, _lanczos3)}
 
 
-def _taps(
-    size_in: int, scale: int, kernel: str, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Source indices ``(out, taps)`` (edge-clamped) and normalised weights for one axis."""
+def _phase_weights(scale: int, kernel: str) -> torch.Tensor:
+    """Filter taps ``(scale, 2R + 1)``: output phase ``p`` of input pixel ``i`` reads
+    ``i - R .. i + R`` (pixel centres aligned, ``align_corners=False``), rows sum to 1."""
     radius, fn = _SUPPORT[kernel]
-    out = torch.arange(size_in * scale, device=device, dtype=torch.float64)
-    centre = (out + 0.5) / scale - 0.5
-    first = torch.floor(centre).long() - radius + 1
-    offsets = torch.arange(2 * radius, device=device)
-    idx = first[:, None] + offsets[None, :]
-    weights = fn(centre[:, None] - idx.to(torch.float64))
-    weights = weights / weights.sum(dim=1, keepdim=True)
-    return idx.clamp_(0, size_in - 1), weights.float()
+    phase = (torch.arange(scale, dtype=torch.float64) + 0.5) / scale - 0.5
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    w = fn(phase[:, None] - offsets[None, :])
+    return (w / w.sum(dim=1, keepdim=True)).float()
 
 
-def _resample_axis(x: torch.Tensor, dim: int, scale: int, kernel: str) -> torch.Tensor:
-    idx, w = _taps(x.shape[dim], scale, kernel, x.device)
-    shape = [1] * x.dim()
-    shape[dim] = idx.shape[0]
-    out = None
-    for k in range(idx.shape[1]):
-        term = x.index_select(dim, idx[:, k]) * w[:, k].to(x.dtype).view(shape)
-        out = term if out is None else out.add_(term)
-    assert out is not None
-    return out
+def _resample_rows(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Upsample ``(B, H, W)`` along H: one small convolution per output phase, interleaved.
+
+    Edge pixels are replicated, as if the filter's taps were clamped to the image.
+    """
+    scale, taps = weights.shape
+    radius = taps // 2
+    b, h, w = x.shape
+    padded = F.pad(x.unsqueeze(1), (0, 0, radius, radius), mode="replicate")
+    kernel = weights.to(x.dtype).view(scale, 1, taps, 1)
+    phases = F.conv2d(padded, kernel)  # (B, scale, H, W)
+    return phases.permute(0, 2, 1, 3).reshape(b, h * scale, w)
 
 
 class Resize(nn.Module):
@@ -75,10 +71,13 @@ class Resize(nn.Module):
     @property
     def receptive_radius(self) -> int:
         """Input pixels either side that influence an output pixel."""
-        return math.ceil(_SUPPORT[self.kernel][0])
+        return int(_SUPPORT[self.kernel][0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale == 1:
             return x.clone()
-        y = _resample_axis(x, x.dim() - 2, self.scale, self.kernel)
-        return _resample_axis(y, x.dim() - 1, self.scale, self.kernel)
+        n, c, h, w = x.shape
+        weights = _phase_weights(self.scale, self.kernel).to(x.device)
+        y = _resample_rows(x.reshape(n * c, h, w), weights)
+        y = _resample_rows(y.transpose(1, 2), weights).transpose(1, 2)
+        return y.reshape(n, c, h * self.scale, w * self.scale)
