@@ -150,12 +150,17 @@ def _file_job(path: Path, naming: Naming, rel_parent: Path | None, display: str)
 
 def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) -> Iterator[Job]:
     suffix = naming.effective_suffix
+    out = naming.out_dir
+    # An output folder strictly inside the scanned folder holds earlier results: leave it out.
+    exclude = (
+        out if out is not None and out.resolve() != root.resolve() and _inside(out, root) else None
+    )
     for path in _walk(root, recursive):
         rel = path.relative_to(root)
         if glob and not (fnmatch.fnmatch(rel.as_posix(), glob) or fnmatch.fnmatch(path.name, glob)):
             continue
-        if naming.out_dir is not None and _inside(path, naming.out_dir):
-            continue  # results of an earlier run written inside the scanned tree
+        if exclude is not None and _inside(path, exclude):
+            continue
         job = _file_job(path, naming, rel.parent, str(path))
         if suffix and job.skip_reason is None and path.stem.endswith(suffix):
             job = Job(
