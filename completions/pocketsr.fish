@@ -1,10 +1,1 @@
-_pocketsr_completion() {
-    local IFS=$'
-'
-    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
-                   COMP_CWORD=$COMP_CWORD \
-                   _POCKETSR_COMPLETE=complete_bash $1 ) )
-    return 0
-}
-
-complete -o default -F _pocketsr_completion pocketsr
+complete --command pocketsr --no-files --arguments "(env _POCKETSR_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) pocketsr)" --condition "env _POCKETSR_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) pocketsr"

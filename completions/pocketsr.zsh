@@ -1,10 +1,7 @@
+#compdef pocketsr
+
 _pocketsr_completion() {
-    local IFS=$'
-'
-    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
-                   COMP_CWORD=$COMP_CWORD \
-                   _POCKETSR_COMPLETE=complete_bash $1 ) )
-    return 0
+  eval $(env _TYPER_COMPLETE_ARGS="${words[1,$CURRENT]}" _POCKETSR_COMPLETE=complete_zsh pocketsr)
 }
 
-complete -o default -F _pocketsr_completion pocketsr
+compdef _pocketsr_completion pocketsr
