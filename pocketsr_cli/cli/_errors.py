@@ -7,7 +7,6 @@ import os
 from collections.abc import Callable
 from typing import ParamSpec
 
-import click
 import typer
 
 from pocketsr_cli.errors import (
@@ -61,7 +60,7 @@ def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
 
         try:
             command(*args, **kwargs)
-        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+        except (typer.Exit, typer.Abort, typer.TyperException):  # Typer's own exits/usage
             raise
         except KeyboardInterrupt:
             _ui.make_console().print("interrupted")
