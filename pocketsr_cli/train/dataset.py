@@ -1,0 +1,94 @@
+"""A torch ``Dataset`` over the shards written by :mod:`pocketsr_cli.train.patches`.
+
+Every item is a dict of float32 ``(3, h, w)`` tensors in [0, 1] — ``lr``, ``hr`` and
+``teacher`` — with one of the eight dihedral transforms (identity, rotations by 90°, and
+their mirror images) applied identically to all three when ``augment`` is on.  The
+transform is drawn from torch's global generator, which ``DataLoader`` seeds per worker.
+
+The shards are read into memory as uint8 at construction (about 230 kB per ×4 patch of
+48 px, 1.4 GB for 6,000).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch.utils.data import Dataset
+
+from pocketsr_cli.train.patches import read_manifest, shard_is_complete, shard_name, shard_ranges
+
+KEYS = ("lr", "hr", "teacher")
+U8 = npt.NDArray[np.uint8]
+
+
+def dihedral(img: U8, k: int) -> U8:
+    """Transform ``k`` (0-7) of an ``H×W×C`` array: ``k % 4`` quarter turns, then a
+    left-right mirror when ``k >= 4``.  Transform 0 is the identity."""
+    out = np.rot90(img, k % 4, axes=(0, 1))
+    if k >= 4:
+        out = out[:, ::-1]
+    return out
+
+
+class PatchDataset(Dataset[dict[str, torch.Tensor]]):
+    """Patches of one run folder.
+
+    Args:
+        root: folder with ``manifest.json`` and shards.
+        augment: apply a random dihedral transform per item.
+        allow_partial: use the complete shards present when the run is not finished (the
+            job may still be writing); otherwise a missing shard is an error.
+
+    Attributes:
+        manifest: the run's manifest.
+        complete: whether every shard of the run was found.
+
+    Raises:
+        FileNotFoundError: no manifest, no complete shard, or a missing shard while
+            ``allow_partial`` is off.
+    """
+
+    def __init__(self, root: Path, augment: bool = True, allow_partial: bool = True) -> None:
+        manifest = read_manifest(root)
+        if manifest is None:
+            raise FileNotFoundError(f"no patch manifest in {root}")
+        self.manifest: dict[str, Any] = manifest
+        self.augment = augment
+        parts: dict[str, list[U8]] = {key: [] for key in KEYS}
+        found = 0
+        ranges = shard_ranges(int(manifest["count"]), int(manifest["shard_size"]))
+        for k, indices in enumerate(ranges):
+            path = root / shard_name(k)
+            if not shard_is_complete(path, indices):
+                if not allow_partial:
+                    raise FileNotFoundError(f"shard missing or incomplete: {path}")
+                continue
+            with np.load(path) as data:
+                for key in KEYS:
+                    parts[key].append(data[key])
+            found += 1
+        if not found:
+            raise FileNotFoundError(f"no complete shard in {root}")
+        self.complete = found == len(ranges)
+        self.arrays: dict[str, U8] = {key: np.concatenate(v) for key, v in parts.items()}
+
+    def __len__(self) -> int:
+        return int(self.arrays["lr"].shape[0])
+
+    def raw(self, i: int) -> dict[str, U8]:
+        """Item ``i`` as stored: uint8 ``H×W×3`` arrays, no augmentation."""
+        return {key: self.arrays[key][i] for key in KEYS}
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        k = int(torch.randint(8, ())) if self.augment else 0
+        return {
+            key: torch.from_numpy(np.ascontiguousarray(dihedral(img, k)))
+            .permute(2, 0, 1)
+            .float()
+            .div_(255.0)
+            for key, img in self.raw(i).items()
+        }

@@ -1,0 +1,482 @@
+"""Tests for the training data side: kernels, degradations, split, patches, dataset.
+
+Everything runs on tiny generated images and a fake two-conv "teacher"; only the slow test
+touches the real Real-ESRGAN teacher (skipped when ``data/teacher`` has not been fetched).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from pocketsr_cli.train import make_patches as make_patches_cli
+from pocketsr_cli.train import teacher as teacher_module
+from pocketsr_cli.train.dataset import PatchDataset, dihedral
+from pocketsr_cli.train.degradations import (
+    bicubic_downscale,
+    crop_to_multiple,
+    degrade,
+    degrade_eval,
+    gaussian_blur,
+    to_float,
+)
+from pocketsr_cli.train.kernels import (
+    KERNEL_TYPES,
+    BlurSpec,
+    bessel_j1,
+    gaussian_kernel,
+    plateau_kernel,
+    random_blur_kernel,
+    sinc_kernel,
+)
+from pocketsr_cli.train.patches import (
+    ManifestMismatchError,
+    PatchSpec,
+    gradient_energy,
+    make_patches,
+    photo_weights,
+    sample_patch,
+    shard_name,
+)
+from pocketsr_cli.train.split import (
+    DEBIAN_PHOTOS,
+    HELD_OUT,
+    KNOWN_PHOTOS,
+    SKIMAGE_PHOTOS,
+    fetch_list_names,
+    split_photos,
+)
+from pocketsr_cli.train.teacher import Teacher
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FETCH_LIST = REPO.parent / "shared" / "data" / "train_photos.txt"
+TINY = PatchSpec(scale=4, lr_size=8, margin=2, seed=7)  # 48-px HR context, 12-px LR context
+
+
+def textured(h: int, w: int, seed: int) -> np.ndarray:
+    """A uint8 RGB test photo with edges and texture at several scales."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = 0.5 + 0.25 * np.sin(xx / (3 + seed % 5)) * np.cos(yy / 4.0)
+    img = base[..., None] + 0.1 * rng.standard_normal((h, w, 3)).astype(np.float32)
+    img[: h // 2, : w // 3] *= 0.4  # a hard edge
+    return np.clip(img * 255, 0, 255).astype(np.uint8)
+
+
+def rgb_hr(h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:
+    return to_float(textured(h, w, seed))
+
+
+class FakeTeacher(torch.nn.Module):
+    """Two seeded convolutions and a pixel shuffle: a cheap ×4 network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.a = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.b = torch.nn.Conv2d(8, 48, 3, padding=1)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(F.pixel_shuffle(self.b(torch.relu(self.a(x))), 4))
+
+
+def nearest_x4(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=4, mode="nearest")
+
+
+def write_photos(folder: Path, names: list[str], h: int = 96, w: int = 128) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, name in enumerate(names):
+        path = folder / name
+        cv2.imwrite(str(path), textured(h, w, i)[..., ::-1])
+        paths.append(path)
+    return paths
+
+
+def load_shards(folder: Path) -> dict[str, dict[str, np.ndarray]]:
+    out = {}
+    for path in sorted(folder.glob("shard_*.npz")):
+        with np.load(path) as data:
+            out[path.name] = {k: data[k] for k in data.files}
+    return out
+
+
+# ---------------------------------------------------------------- kernels
+
+
+def test_bessel_j1_known_values() -> None:
+    got = bessel_j1([0.0, 1.0, 5.0, 20.0])
+    want = [0.0, 0.44005058574493355, -0.3275791375914652, 0.06683312417584993]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [
+        gaussian_kernel(21, 3.0, 1.0, 0.7),
+        gaussian_kernel(9, 1.5, 0.5, -2.0, beta=0.6),
+        plateau_kernel(15, 2.0, 2.0, 0.0, beta=1.5),
+        sinc_kernel(13, math.pi / 4),
+    ],
+)
+def test_kernels_normalised_and_point_symmetric(kernel: np.ndarray) -> None:
+    assert kernel.shape[0] == kernel.shape[1] and kernel.shape[0] % 2 == 1
+    assert kernel.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(kernel, kernel[::-1, ::-1], atol=1e-15)
+
+
+def test_anisotropic_gaussian_is_elongated_along_theta() -> None:
+    k = gaussian_kernel(21, 4.0, 0.5, theta=0.0)
+    assert k[10, :].sum() > 5 * k[:, 10].sum()  # spread along x, thin along y
+    k90 = gaussian_kernel(21, 4.0, 0.5, theta=math.pi / 2)
+    np.testing.assert_allclose(k90, k.T, atol=1e-12)
+
+
+def test_random_kernels_cover_every_type() -> None:
+    rng = np.random.default_rng(0)
+    spec = BlurSpec(type_probs=(1 / 6,) * 6, sinc_prob=0.2)
+    sizes = set()
+    for _ in range(200):
+        k = random_blur_kernel(rng, spec)
+        assert k.sum() == pytest.approx(1.0)
+        sizes.add(k.shape[0])
+    assert sizes <= set(spec.sizes) and len(sizes) > 4
+    assert len(KERNEL_TYPES) == 6
+
+
+# ---------------------------------------------------------------- degradations
+
+
+@pytest.mark.parametrize("scale", [4, 2])
+def test_degrade_shape_dtype_range(scale: int) -> None:
+    hr = rgb_hr()
+    for i in range(20):
+        lr = degrade(hr, scale, np.random.default_rng([3, i]))
+        assert lr.shape == (64 // scale, 96 // scale, 3) and lr.dtype == np.float32
+        assert lr.min() >= 0.0 and lr.max() <= 1.0
+        np.testing.assert_array_equal(lr * 255, np.rint(lr * 255))  # 8-bit levels
+
+
+def test_degrade_is_deterministic_per_seed() -> None:
+    hr = rgb_hr()
+    a = degrade(hr, 4, np.random.default_rng(11))
+    b = degrade(hr, 4, np.random.default_rng(11))
+    c = degrade(hr, 4, np.random.default_rng(12))
+    assert a.tobytes() == b.tobytes()
+    assert a.tobytes() != c.tobytes()
+    u8 = degrade((hr * 255).round().astype(np.uint8), 4, np.random.default_rng(11))
+    assert u8.tobytes() == a.tobytes()  # uint8 input is the same image
+
+
+def test_degrade_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError):
+        degrade(rgb_hr(62, 96), 4, np.random.default_rng(0))
+    with pytest.raises(ValueError):
+        degrade(np.zeros((64, 64), np.float32), 4, np.random.default_rng(0))
+
+
+def test_bicubic_downscale_matches_pil_inside() -> None:
+    hr = rgb_hr(64, 96)
+    for factor in (2, 4):
+        ours = bicubic_downscale(hr, factor)
+        size = (96 // factor, 64 // factor)
+        pil = np.stack(
+            [
+                np.asarray(Image.fromarray(hr[..., c]).resize(size, Image.Resampling.BICUBIC))
+                for c in range(3)
+            ],
+            axis=-1,
+        )
+        np.testing.assert_allclose(ours[3:-3, 3:-3], pil[3:-3, 3:-3], atol=1e-5)
+
+
+def test_bicubic_downscale_keeps_constants() -> None:
+    flat = np.full((32, 48, 3), 0.3, np.float32)
+    np.testing.assert_allclose(bicubic_downscale(flat, 4), 0.3, atol=1e-6)
+
+
+def test_eval_bicubic_exact_and_seed_free() -> None:
+    hr = textured(64, 96, 1)
+    lr = degrade_eval(hr, "bicubic", seed=0)
+    assert lr.shape == (16, 24, 3) and lr.dtype == np.uint8
+    want = np.rint(np.clip(bicubic_downscale(hr, 4), 0, 1) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(lr, want)
+    np.testing.assert_array_equal(degrade_eval(hr, "bicubic", seed=5), lr)
+    assert degrade_eval(hr, "bicubic", scale=2).shape == (32, 48, 3)
+
+
+def test_eval_real_deterministic_and_close_to_blurred_bicubic() -> None:
+    hr = textured(128, 128, 2)
+    a = degrade_eval(hr, "real", seed=0)
+    assert a.shape == (32, 32, 3) and a.dtype == np.uint8
+    assert a.tobytes() == degrade_eval(hr, "real", seed=0).tobytes()
+    assert a.tobytes() != degrade_eval(hr, "real", seed=1).tobytes()
+    clean = np.clip(bicubic_downscale(gaussian_blur(to_float(hr), 1.2), 4), 0, 1) * 255
+    err = a.astype(np.float64) - clean
+    assert abs(err.mean()) < 1.5
+    assert 1.5 < err.std() < 8  # noise σ 3 plus JPEG q70 error
+
+
+def test_eval_rejects_unknown_kind_and_odd_sizes() -> None:
+    with pytest.raises(ValueError):
+        degrade_eval(textured(64, 64, 0), "gauss")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        degrade_eval(textured(63, 64, 0), "bicubic")
+    assert crop_to_multiple(textured(63, 66, 0), 4).shape == (60, 64, 3)
+
+
+# ---------------------------------------------------------------- split
+
+
+def test_held_out_split_is_fixed_and_mixed() -> None:
+    assert sorted(HELD_OUT) == [
+        "FallenLeaf.jpg",
+        "GreenMeadow.jpg",
+        "LadyBird.jpg",
+        "skimage_chelsea.png",
+        "skimage_coffee.png",
+    ]
+    assert HELD_OUT <= KNOWN_PHOTOS and len(KNOWN_PHOTOS) == 24
+    assert HELD_OUT & set(DEBIAN_PHOTOS) and HELD_OUT & set(SKIMAGE_PHOTOS)
+    pair = {"skimage_motorcycle_left.png", "skimage_motorcycle_right.png"}
+    assert not pair & HELD_OUT  # the stereo pair stays on one side
+
+
+def test_split_photos_disjoint_and_stable(tmp_path: Path) -> None:
+    for name in [*sorted(KNOWN_PHOTOS), "notes.txt", "extra.jpg"]:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    split = split_photos(tmp_path)
+    train = {p.name for p in split.train}
+    held = {p.name for p in split.held_out}
+    assert held == HELD_OUT and train == KNOWN_PHOTOS - HELD_OUT
+    assert {p.name for p in split.ignored} == {"notes.txt", "extra.jpg"}
+    assert split == split_photos(tmp_path)
+
+
+def test_split_accepts_photos_named_by_a_fetch_list(tmp_path: Path) -> None:
+    fetch_list = tmp_path / "train_photos.txt"
+    fetch_list.write_text(
+        "# comment\n"
+        "plasma-workspace-wallpapers\tusr/share/wallpapers/NewOne/contents/images/1.jpg\n"
+        "mate-backgrounds\tusr/share/backgrounds/mate/nature/Leaf.jpg\n"
+    )
+    assert fetch_list_names(fetch_list) == {"NewOne.jpg", "Leaf.jpg"}
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("NewOne.jpg", "Other.jpg", "LadyBird.jpg"):
+        (photos / name).write_bytes(b"x")
+    split = split_photos(photos, fetch_list)
+    assert [p.name for p in split.train] == ["NewOne.jpg"]
+    assert [p.name for p in split.held_out] == ["LadyBird.jpg"]
+    assert [p.name for p in split.ignored] == ["Other.jpg"]
+
+
+@pytest.mark.skipif(not SHARED_FETCH_LIST.is_file(), reason="shared fetch list not present")
+def test_known_debian_photos_match_the_shared_fetch_list() -> None:
+    assert fetch_list_names(SHARED_FETCH_LIST) == set(DEBIAN_PHOTOS)
+
+
+# ---------------------------------------------------------------- patches
+
+
+def test_gradient_energy_flat_vs_textured() -> None:
+    assert gradient_energy(np.full((32, 32, 3), 128, np.uint8)) == 0.0
+    assert gradient_energy(textured(32, 32, 0)) > 0.02
+
+
+def test_flat_crops_are_rejected() -> None:
+    flat = np.full((96, 96, 3), 90, np.uint8)
+    photos = [flat, textured(96, 96, 1)]
+    spec = PatchSpec(scale=4, lr_size=8, margin=2, flat_keep_prob=0.0)
+    weights = photo_weights(photos, spec)
+    assert [sample_patch(photos, weights, i, spec).photo for i in range(12)] == [1] * 12
+
+
+def test_sample_crop_matches_its_box_at_native_scale() -> None:
+    photos = [textured(80, 120, 3)]
+    spec = PatchSpec(scale=4, lr_size=8, margin=2, hr_rescale=(1.0, 1.0))
+    s = sample_patch(photos, photo_weights(photos, spec), 5, spec)
+    top, left, side = s.box
+    assert side == spec.context_hr
+    np.testing.assert_array_equal(s.hr_context, photos[0][top : top + side, left : left + side])
+    assert s.lr_context.shape == (12, 12, 3) and s.lr_context.dtype == np.uint8
+
+
+def run_tiny(out: Path, photos: list[Path], **kw: object) -> None:
+    args: dict[str, object] = {
+        "teacher": FakeTeacher(),
+        "teacher_identity": {"name": "fake"},
+        "count": 10,
+        "spec": TINY,
+        "shard_size": 4,
+        "batch_size": 3,
+    }
+    args.update(kw)
+    make_patches(photos, out, **args)  # type: ignore[arg-type]
+
+
+def test_make_patches_writes_shards_and_manifest(tmp_path: Path) -> None:
+    photos = write_photos(tmp_path / "photos", ["Aqua.jpg", "skimage_rocket.jpg"])
+    run_tiny(tmp_path / "out", photos)
+    shards = load_shards(tmp_path / "out")
+    assert list(shards) == [shard_name(k) for k in range(3)]
+    last = shards[shard_name(2)]
+    assert last["hr"].shape == (2, 32, 32, 3) and last["lr"].shape == (2, 8, 8, 3)
+    assert last["teacher"].shape == (2, 32, 32, 3) and last["teacher"].dtype == np.uint8
+    np.testing.assert_array_equal(last["index"], [8, 9])
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["count"] == 10 and manifest["seed"] == 7 and manifest["scale"] == 4
+    assert [p["name"] for p in manifest["photos"]] == ["Aqua.jpg", "skimage_rocket.jpg"]
+    assert manifest["teacher"] == {"name": "fake"}
+    assert manifest["degradation"]["jpeg1"] == [30, 95]
+
+
+@pytest.mark.parametrize("scale", [4, 2])
+def test_teacher_output_is_centre_cropped_in_register(tmp_path: Path, scale: int) -> None:
+    """With a nearest-neighbour "teacher" the stored target is exactly the stored LR,
+    upscaled: the margin is cut at the same place in LR and teacher output."""
+    photos = write_photos(tmp_path / "photos", ["Aqua.jpg"])
+    spec = PatchSpec(scale=scale, lr_size=8, margin=2, seed=1)
+    run_tiny(tmp_path / "out", photos, teacher=nearest_x4, spec=spec, count=4)
+    shard = load_shards(tmp_path / "out")[shard_name(0)]
+    lr = torch.from_numpy(shard["lr"]).permute(0, 3, 1, 2).float()
+    want = F.interpolate(lr, scale_factor=scale, mode="nearest").permute(0, 2, 3, 1)
+    np.testing.assert_array_equal(shard["teacher"], want.to(torch.uint8).numpy())
+    assert shard["hr"].shape == (4, 8 * scale, 8 * scale, 3)
+
+
+def test_interrupted_run_resumes_to_identical_shards(tmp_path: Path) -> None:
+    photos = write_photos(tmp_path / "photos", ["Aqua.jpg", "Kite.jpg"])
+    run_tiny(tmp_path / "whole", photos)
+
+    done = 0
+
+    def interrupt(n: int) -> None:
+        nonlocal done
+        done += n
+        if done >= 6:  # inside shard 1, after shard 0 was written
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny(tmp_path / "resumed", photos, progress=interrupt)
+    assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == [
+        "manifest.json",
+        shard_name(0),
+    ]
+    (tmp_path / "resumed" / "shard_00001.npz.tmp").write_bytes(b"half")  # killed mid-write
+    seen: list[int] = []
+    run_tiny(tmp_path / "resumed", photos, progress=seen.append)
+    assert sum(seen) == 10
+    whole, resumed = load_shards(tmp_path / "whole"), load_shards(tmp_path / "resumed")
+    assert list(whole) == list(resumed)
+    for name in whole:
+        for key in whole[name]:
+            np.testing.assert_array_equal(whole[name][key], resumed[name][key])
+    assert not list((tmp_path / "resumed").glob("*.tmp"))
+
+
+def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
+    photos = write_photos(tmp_path / "photos", ["Aqua.jpg"])
+    run_tiny(tmp_path / "out", photos, count=4)
+    with pytest.raises(ManifestMismatchError, match="seed"):
+        run_tiny(tmp_path / "out", photos, count=4, spec=PatchSpec(lr_size=8, margin=2, seed=8))
+    run_tiny(tmp_path / "out", photos, count=6)  # growing the run is fine
+    assert len(load_shards(tmp_path / "out")) == 2
+
+
+def test_cli_uses_only_training_photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    photos = tmp_path / "photos"
+    write_photos(photos, ["Aqua.jpg", "LadyBird.jpg", "stranger.png"])
+
+    def fake_load(folder: Path) -> Teacher:
+        return Teacher(module=FakeTeacher(), scale=4, identity={"name": "fake"})
+
+    monkeypatch.setattr(teacher_module, "load_teacher", fake_load)
+    argv = ["--photos", str(photos), "--out", str(tmp_path / "out"), "--teacher", "x"]
+    argv += ["--count", "3", "--lr-size", "8", "--margin", "2", "--shard-size", "2"]
+    assert make_patches_cli.main(argv) == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [p["name"] for p in manifest["photos"]] == ["Aqua.jpg"]
+    assert len(load_shards(tmp_path / "out")) == 2
+
+
+# ---------------------------------------------------------------- dataset
+
+
+def test_dihedral_gives_eight_distinct_transforms() -> None:
+    img = np.arange(2 * 3 * 1, dtype=np.uint8).reshape(2, 3, 1)
+    outs = {dihedral(img, k).tobytes() + bytes(dihedral(img, k).shape) for k in range(8)}
+    assert len(outs) == 8
+    np.testing.assert_array_equal(dihedral(img, 0), img)
+
+
+def test_dataset_augments_hr_lr_teacher_alike(tmp_path: Path) -> None:
+    photos = write_photos(tmp_path / "photos", ["Aqua.jpg", "Kite.jpg"])
+    run_tiny(tmp_path / "out", photos)
+    ds = PatchDataset(tmp_path / "out")
+    assert len(ds) == 10 and ds.complete
+    torch.manual_seed(0)
+    used = set()
+    for i in range(len(ds)):
+        for _ in range(3):
+            item = ds[i]
+            raw = ds.raw(i)
+            assert item["hr"].shape == (3, 32, 32) and item["lr"].shape == (3, 8, 8)
+            assert item["teacher"].dtype == torch.float32 and float(item["hr"].max()) <= 1.0
+            as_u8 = {
+                k: (v * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+                for k, v in item.items()
+            }
+            ks = [k for k in range(8) if np.array_equal(dihedral(raw["hr"], k), as_u8["hr"])]
+            assert ks, "hr is not a dihedral transform of the stored patch"
+            k = ks[0]
+            np.testing.assert_array_equal(dihedral(raw["lr"], k), as_u8["lr"])
+            np.testing.assert_array_equal(dihedral(raw["teacher"], k), as_u8["teacher"])
+            used.add(k)
+    assert len(used) >= 6
+    plain = PatchDataset(tmp_path / "out", augment=False)[4]
+    np.testing.assert_array_equal(
+        (plain["lr"] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy(), ds.raw(4)["lr"]
+    )
+
+
+def test_dataset_on_a_partial_run(tmp_path: Path) -> None:
+    photos = write_photos(tmp_path / "photos", ["Aqua.jpg"])
+    run_tiny(tmp_path / "out", photos)
+    (tmp_path / "out" / shard_name(1)).unlink()
+    ds = PatchDataset(tmp_path / "out")
+    assert len(ds) == 6 and not ds.complete
+    with pytest.raises(FileNotFoundError):
+        PatchDataset(tmp_path / "out", allow_partial=False)
+
+
+# ---------------------------------------------------------------- real teacher
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (REPO / "data" / "teacher" / "REALESRGAN_X4PLUS_UP4X.bin").is_file(),
+    reason="teacher not fetched (python3 scripts/fetch_teacher.py data/teacher)",
+)
+def test_real_teacher_patches_look_like_the_hr(tmp_path: Path) -> None:
+    teacher = teacher_module.load_teacher(REPO / "data" / "teacher")
+    assert teacher.scale == 4 and len(teacher.identity["bin_sha256"]) == 64
+    photos = write_photos(tmp_path / "photos", ["Aqua.jpg"], 160, 160)
+    spec = PatchSpec(scale=4, lr_size=16, margin=8, seed=0)
+    make_patches(photos, tmp_path / "out", teacher.module, teacher.identity, 2, spec)
+    shard = load_shards(tmp_path / "out")[shard_name(0)]
+    err = np.abs(shard["teacher"].astype(float) - shard["hr"].astype(float)).mean()
+    assert err < 40  # a restoration of the HR, not noise or a shifted crop
