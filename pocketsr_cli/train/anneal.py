@@ -1,0 +1,74 @@
+"""PocketSR's online annealing pruning.
+
+A heavy block and its light replacement run side by side; the output is
+``alpha * heavy(x) + (1 - alpha) * light(x)`` with ``alpha`` falling linearly from 1 to 0
+over ``steps`` optimiser steps, after which the heavy block is dropped and the light one
+takes its place.  The network never sees an abrupt change, so it keeps working while it
+is being slimmed (PocketSR uses T = 8,000 steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+
+class AnnealedBlock(nn.Module):
+    """``alpha * heavy + (1 - alpha) * light``; ``alpha`` is a buffer (saved in checkpoints)."""
+
+    def __init__(self, heavy: nn.Module, light: nn.Module) -> None:
+        super().__init__()
+        self.heavy = heavy
+        self.light = light
+        self.register_buffer("alpha", torch.ones(()))
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        a = float(self.alpha)
+        if a <= 0.0:
+            return self.light(*args)
+        return a * self.heavy(*args) + (1.0 - a) * self.light(*args)
+
+
+def _parent(root: nn.Module, dotted: str) -> tuple[nn.Module, str]:
+    *path, leaf = dotted.split(".")
+    module = root
+    for part in path:
+        module = getattr(module, part)
+    return module, leaf
+
+
+def wrap(model: nn.Module, replacements: Mapping[str, nn.Module]) -> list[AnnealedBlock]:
+    """Replace each named submodule by an :class:`AnnealedBlock` (heavy = the original).
+
+    Raises:
+        AttributeError: a name does not exist in ``model``.
+    """
+    blocks = []
+    for name, light in replacements.items():
+        parent, leaf = _parent(model, name)
+        block = AnnealedBlock(getattr(parent, leaf), light)
+        setattr(parent, leaf, block)
+        blocks.append(block)
+    return blocks
+
+
+def set_progress(model: nn.Module, step: int, start: int, steps: int) -> float:
+    """Set every block's ``alpha`` for optimiser ``step``; returns it (1 before ``start``)."""
+    alpha = 1.0 if step < start else max(0.0, 1.0 - (step - start) / max(1, steps))
+    for m in model.modules():
+        if isinstance(m, AnnealedBlock):
+            m.alpha.fill_(alpha)
+    return alpha
+
+
+def finalize(model: nn.Module) -> int:
+    """Swap every finished block (``alpha == 0``) for its light module; returns how many."""
+    done = 0
+    for name, m in list(model.named_modules()):
+        if isinstance(m, AnnealedBlock) and float(m.alpha) <= 0.0:
+            parent, leaf = _parent(model, name)
+            setattr(parent, leaf, m.light)
+            done += 1
+    return done

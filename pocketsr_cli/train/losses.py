@@ -1,0 +1,148 @@
+"""Training losses for distilling a small generator from the Real-ESRGAN teacher.
+
+SPEC records why plain L1 is not enough (it averages away texture a small model cannot
+predict: sharpness 0.39 vs the teacher's 0.74) and why a bare GAN is not either (an 8-pixel
+pixel-shuffle grid, lattice ratio 14).  So the generator objective combines:
+
+* ``l1``: to the ground truth and to the teacher's output (fidelity, distillation);
+* :class:`TeacherPerceptual`: L1 between early features of the *teacher network itself*
+  (its first convolution and the first two convolutions of its first dense block) on the
+  output and on the target — the teacher is the only perceptual network available offline;
+* :func:`amplitude_loss`: L1 between Fourier amplitude spectra.  Being blind to phase, it
+  rewards texture of the right energy where pixel L1 rewards a blur;
+* :func:`lattice_loss`: GenDR-Pix's masked Fourier term — amplitude in excess of the
+  target's, only at the frequencies where a period-8 grid lives (multiples of N/8);
+* :class:`PatchDiscriminator` with :func:`hinge_d_loss` / :func:`hinge_g_loss`: a small
+  spectral-norm patch discriminator; inputs are shifted by ``rand_pad`` (GenDR-Pix's
+  RandPad) so it cannot key on the phase of a grid.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error."""
+    return (a - b).abs().mean()
+
+
+def _amplitude(x: torch.Tensor) -> torch.Tensor:
+    return torch.fft.rfft2(x.float(), norm="ortho").abs()
+
+
+def amplitude_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 between the 2-D Fourier amplitude spectra of ``out`` and ``target`` (per channel)."""
+    return (_amplitude(out) - _amplitude(target)).abs().mean()
+
+
+def lattice_mask(
+    height: int, width: int, period: int = 8, device: torch.device | None = None
+) -> torch.Tensor:
+    """``(H, W//2+1)`` boolean mask of the rfft2 bins at multiples of ``N/period`` (DC off).
+
+    A pattern repeating every ``period`` pixels has all its energy there.
+    """
+    fy = torch.fft.fftfreq(height, device=device) * period
+    fx = torch.fft.rfftfreq(width, device=device) * period
+    on_y = (fy - fy.round()).abs() < 1e-6
+    on_x = (fx - fx.round()).abs() < 1e-6
+    mask = on_y[:, None] & on_x[None, :]
+    mask[0, 0] = False
+    return mask
+
+
+def lattice_loss(out: torch.Tensor, target: torch.Tensor, period: int = 8) -> torch.Tensor:
+    """Mean amplitude of ``out`` above ``target``'s at the period-``period`` lattice bins."""
+    h, w = out.shape[-2:]
+    mask = lattice_mask(h, w, period, out.device)
+    excess = F.relu(_amplitude(out) - _amplitude(target))
+    return excess[..., mask].mean()
+
+
+class TeacherPerceptual(nn.Module):
+    """Feature-matching loss on the first layers of the (frozen) teacher RRDBNet.
+
+    Takes spandrel's ESRGAN module (``model[0]`` is the first convolution, ``model[1].sub[0]``
+    the first RRDB) and compares three feature maps of output and target with L1, each
+    normalised by the target's mean magnitude so the layers weigh alike.  ``crop`` limits
+    the cost to a centred window (these layers run at output resolution).
+    """
+
+    def __init__(self, teacher: nn.Module, crop: int | None = 96) -> None:
+        super().__init__()
+        body = teacher.model  # type: ignore[union-attr]
+        rdb = body[1].sub[0].RDB1
+        self.first = body[0]
+        self.conv1 = rdb.conv1
+        self.conv2 = rdb.conv2
+        self.crop = crop
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f0 = self.first(x)
+        f1 = self.conv1(f0)
+        f2 = self.conv2(torch.cat([f0, f1], dim=1))
+        return [f0, f1, f2]
+
+    def _centre(self, x: torch.Tensor) -> torch.Tensor:
+        if self.crop is None:
+            return x
+        h, w = x.shape[-2:]
+        c = min(self.crop, h, w)
+        top, left = (h - c) // 2, (w - c) // 2
+        return x[..., top : top + c, left : left + c]
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            want = self._features(self._centre(target))
+        got = self._features(self._centre(out))
+        terms = [
+            (g - t).abs().mean() / (t.abs().mean() + 1e-6) for g, t in zip(got, want, strict=True)
+        ]
+        return torch.stack(terms).mean()
+
+
+class PatchDiscriminator(nn.Module):
+    """A small spectral-norm PatchGAN: one real/fake logit per ~30-pixel receptive field."""
+
+    def __init__(self, channels: int = 32, layers: int = 3) -> None:
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm
+        blocks: list[nn.Module] = [sn(nn.Conv2d(3, channels, 3, 1, 1)), nn.LeakyReLU(0.2)]
+        c = channels
+        for _ in range(layers):
+            blocks += [sn(nn.Conv2d(c, c * 2, 4, 2, 1)), nn.LeakyReLU(0.2)]
+            c *= 2
+        blocks.append(sn(nn.Conv2d(c, 1, 3, 1, 1)))
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def rand_pad(
+    x: torch.Tensor, generator: torch.Generator | None = None, period: int = 8
+) -> torch.Tensor:
+    """Reflect-pad by ``[p, period - p]`` on each axis (random ``p``), then crop back.
+
+    Shifts the image by a random sub-period offset so the discriminator sees grid
+    artefacts at every phase (GenDR-Pix's RandPad).
+    """
+    py, px = torch.randint(0, period, (2,), generator=generator).tolist()
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (px, period - px, py, period - py), mode="reflect")
+    return padded[..., :h, :w]
+
+
+def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Discriminator hinge loss."""
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Generator hinge loss."""
+    return -fake_logits.mean()

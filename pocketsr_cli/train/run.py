@@ -1,0 +1,77 @@
+"""``python -m pocketsr_cli.train.run``: one documented command per training run.
+
+Example (the bundled nano ×4 model; see its model card for the exact command used)::
+
+    python -m pocketsr_cli.train.run --patches data/patches_x4 --out runs/nano-x4 \\
+        --arch nano --scale 4 --steps 3000 --batch 16 --seed 0 --limit 2048 \\
+        --export models/pocketsr-nano-x4.safetensors
+
+Re-running the same command resumes from ``<out>/last.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pocketsr_cli.train.trainer import LossWeights, TrainConfig, Trainer
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path | None]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    defaults = TrainConfig(patches="", out="")
+    for f in fields(TrainConfig):
+        if f.name == "weights":
+            continue
+        value = getattr(defaults, f.name)
+        kind = (
+            type(value) if value is not None else (int if f.name in ("limit", "threads") else str)
+        )
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=kind,
+            default=value,
+            required=f.name in ("patches", "out"),
+        )
+    for f in fields(LossWeights):
+        parser.add_argument(
+            f"--w-{f.name.replace('_', '-')}", type=float, default=getattr(LossWeights(), f.name)
+        )
+    parser.add_argument(
+        "--export", type=Path, default=None, help="write the EMA weights here at the end"
+    )
+    args = vars(parser.parse_args(argv))
+    export = args.pop("export")
+    weights = LossWeights(**{f.name: args.pop(f"w_{f.name}") for f in fields(LossWeights)})
+    return TrainConfig(**args, weights=weights), export
+
+
+def main(argv: list[str] | None = None) -> None:
+    config, export = parse_args(argv)
+    trainer = Trainer(config)
+    resumed = trainer.resume()
+    bar = tqdm(total=config.steps, initial=trainer.step, desc=Path(config.out).name, unit="step")
+    if resumed:
+        bar.write(f"resumed from {trainer.checkpoint_path} at step {trainer.step}")
+
+    def on_step(step: int, record: dict[str, float]) -> None:
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()})
+
+    trainer.run(on_step)
+    bar.close()
+    if export is not None:
+        info = trainer.export(export)
+        summary = {"export": str(export), **info, "config": asdict(config)}
+        (Path(config.out) / "export.json").write_text(json.dumps(summary, indent=2))
+        print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
+
+
+if __name__ == "__main__":
+    main()

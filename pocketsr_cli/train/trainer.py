@@ -1,0 +1,303 @@
+"""The training loop: distil a pocketsr generator from cached teacher patches.
+
+One :class:`TrainConfig` describes a run completely; ``python -m pocketsr_cli.train.run``
+builds it from the command line.  A run folder holds ``config.json``, ``last.pt`` (the
+resumable checkpoint, written atomically every ``ckpt_every`` steps and at the end) and
+``log.jsonl`` (losses).  Resuming restores model, EMA, optimisers, discriminator, step and
+random state; the data order is a pure function of ``(seed, epoch)``, and a resumed run
+restarts the interrupted epoch's order from its beginning, skipping the batches already
+seen, so it replays exactly what an uninterrupted run would have done.
+
+For ×2 students the ×4 patches are reused: the targets (ground truth and teacher output)
+are area-downscaled by 2, so the student learns ×2 from the same degraded inputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Subset, default_collate
+
+from pocketsr_cli.train import anneal, losses
+from pocketsr_cli.train.dataset import PatchDataset
+
+
+@dataclass
+class LossWeights:
+    """Weights of the generator's loss terms (0 turns a term off)."""
+
+    l1_gt: float = 0.2
+    l1_teacher: float = 1.0
+    perceptual: float = 0.1
+    amplitude: float = 0.5
+    lattice: float = 1.0
+    gan: float = 0.01
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run."""
+
+    patches: str
+    out: str
+    arch: str = "nano"
+    scale: int = 4
+    steps: int = 4000
+    batch: int = 16
+    lr: float = 2e-4
+    lr_d: float = 1e-4
+    seed: int = 0
+    limit: int | None = None  # use only the first N patches (reproducible while data grows)
+    teacher: str = "data/teacher"
+    gan_start: int = 1000
+    ema: float = 0.999
+    ckpt_every: int = 200
+    log_every: int = 20
+    threads: int | None = None
+    init: str | None = None  # start from these weights (e.g. a tiny model to anneal)
+    anneal_to: str | None = None  # preset whose blocks replace the init model's
+    anneal_steps: int = 0
+    weights: LossWeights = field(default_factory=LossWeights)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        data["weights"] = LossWeights(**data.get("weights", {}))
+        return cls(**data)
+
+
+def build_student(arch: str, scale: int) -> nn.Module:
+    """A fresh pocketsr generator of preset ``arch`` (``nano``, ``tiny``, ``base``)."""
+    from pocketsr_cli.archs.pocketsr import CONFIGS, build
+
+    if arch not in CONFIGS:
+        raise ValueError(f"unknown arch {arch!r}; presets: {sorted(CONFIGS)}")
+    return build(CONFIGS[arch], scale)
+
+
+def _downscale(x: torch.Tensor, factor: int) -> torch.Tensor:
+    return x if factor == 1 else F.avg_pool2d(x, factor)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Owns the models, optimisers and data of one run.  Never prints; reports via ``on_log``."""
+
+    def __init__(
+        self, config: TrainConfig, on_log: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
+        self.config = config
+        self.on_log = on_log or (lambda _r: None)
+        self.out = Path(config.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.student = self._initial_student()
+        self.ema = copy.deepcopy(self.student).eval()
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        self.disc = losses.PatchDiscriminator()
+        self.opt_g = torch.optim.AdamW(self.student.parameters(), lr=config.lr, betas=(0.9, 0.99))
+        self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=config.lr_d, betas=(0.9, 0.99))
+        self.step = 0
+        self.perceptual: losses.TeacherPerceptual | None = None
+        if config.weights.perceptual > 0:
+            from pocketsr_cli.train.teacher import load_teacher
+
+            self.perceptual = losses.TeacherPerceptual(load_teacher(Path(config.teacher)).module)
+        data = PatchDataset(Path(config.patches))
+        n = len(data) if config.limit is None else min(config.limit, len(data))
+        if config.limit is not None and n < config.limit:
+            raise ValueError(f"--limit {config.limit}: only {len(data)} patches available yet")
+        self.data = Subset(data, range(n))
+        self.resize_factor = 4 // config.scale
+        self.batches_per_epoch = n // config.batch
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"{n} patches is less than one batch of {config.batch}")
+
+    def _initial_student(self) -> nn.Module:
+        c = self.config
+        if c.init is None:
+            return build_student(c.arch, c.scale)
+        from safetensors.torch import load_file
+
+        from pocketsr_cli.weights.load import descriptor_from_state_dict
+
+        model = descriptor_from_state_dict(load_file(c.init), Path(c.init).name).module
+        if c.anneal_to is not None:
+            from pocketsr_cli.archs.pocketsr import annealing_replacements
+
+            anneal.wrap(model, annealing_replacements(model, c.anneal_to))
+        return model.train()
+
+    # -- checkpoints ------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "last.pt"
+
+    def save(self) -> None:
+        _atomic_save(
+            {
+                "step": self.step,
+                "student": self.student.state_dict(),
+                "ema": self.ema.state_dict(),
+                "disc": self.disc.state_dict(),
+                "opt_g": self.opt_g.state_dict(),
+                "opt_d": self.opt_d.state_dict(),
+                "rng": torch.get_rng_state(),
+                "config": asdict(self.config),
+            },
+            self.checkpoint_path,
+        )
+
+    def resume(self) -> bool:
+        """Load ``last.pt`` if present; returns whether it did."""
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        self.student.load_state_dict(state["student"])
+        self.ema.load_state_dict(state["ema"])
+        self.disc.load_state_dict(state["disc"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        torch.set_rng_state(state["rng"])
+        self.step = int(state["step"])
+        return True
+
+    # -- data -------------------------------------------------------------------------
+    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches from the current step on; epoch ``e`` is shuffled by ``(seed, e)``."""
+        c = self.config
+        epoch, skip = divmod(self.step, self.batches_per_epoch)
+        while True:
+            order = torch.Generator().manual_seed(c.seed * 1_000_003 + epoch)
+            perm = torch.randperm(len(self.data), generator=order).tolist()
+            # Skipped batches are not loaded: loading draws augmentation randomness.
+            for i in range(skip, self.batches_per_epoch):
+                idx = perm[i * c.batch : (i + 1) * c.batch]
+                yield default_collate([self.data[j] for j in idx])
+            epoch, skip = epoch + 1, 0
+
+    # -- one step ---------------------------------------------------------------------
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        c, w = self.config, self.config.weights
+        lr = batch["lr"]
+        gt = _downscale(batch["hr"], self.resize_factor)
+        teacher = _downscale(batch["teacher"], self.resize_factor)
+        anneal.set_progress(self.student, self.step, 0, c.anneal_steps)
+        for group in self.opt_g.param_groups:
+            group["lr"] = lr_at(self.step, c.steps, c.lr)
+        out = self.student(lr)
+        terms: dict[str, torch.Tensor] = {}
+        if w.l1_gt:
+            terms["l1_gt"] = w.l1_gt * losses.l1(out, gt)
+        if w.l1_teacher:
+            terms["l1_teacher"] = w.l1_teacher * losses.l1(out, teacher)
+        if w.perceptual and self.perceptual is not None:
+            terms["perceptual"] = w.perceptual * self.perceptual(out, teacher)
+        if w.amplitude:
+            terms["amplitude"] = w.amplitude * losses.amplitude_loss(out, teacher)
+        if w.lattice:
+            terms["lattice"] = w.lattice * losses.lattice_loss(out, teacher)
+        use_gan = w.gan > 0 and self.step >= c.gan_start
+        if use_gan:
+            for p in self.disc.parameters():
+                p.requires_grad_(False)
+            terms["gan"] = w.gan * losses.hinge_g_loss(self.disc(losses.rand_pad(out)))
+        total = torch.stack(list(terms.values())).sum()
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_g.step()
+        record = {k: float(v.detach()) for k, v in terms.items()}
+        if use_gan:
+            for p in self.disc.parameters():
+                p.requires_grad_(True)
+            real = self.disc(losses.rand_pad(teacher))
+            fake = self.disc(losses.rand_pad(out.detach()))
+            d_loss = losses.hinge_d_loss(real, fake)
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+            record["d"] = float(d_loss)
+        self._update_ema()
+        record["total"] = float(total.detach())
+        return record
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = min(self.config.ema, (1 + self.step) / (10 + self.step))
+        for e, s in zip(
+            self.ema.state_dict().values(), self.student.state_dict().values(), strict=True
+        ):
+            if e.dtype.is_floating_point:
+                e.mul_(decay).add_(s.detach(), alpha=1 - decay)
+            else:
+                e.copy_(s)
+
+    # -- the run ----------------------------------------------------------------------
+    def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None) -> None:
+        """Train until ``config.steps``; checkpoints on the way and at the end."""
+        c = self.config
+        (self.out / "config.json").write_text(json.dumps(asdict(c), indent=2))
+        log = (self.out / "log.jsonl").open("a", encoding="utf-8")
+        t0 = time.perf_counter()
+        try:
+            batches = self._batches()
+            while self.step < c.steps:
+                record = self.train_step(next(batches))
+                self.step += 1
+                if on_step is not None:
+                    on_step(self.step, record)
+                if self.step % c.log_every == 0 or self.step == c.steps:
+                    entry = {
+                        "step": self.step,
+                        "seconds": round(time.perf_counter() - t0, 1),
+                        **record,
+                    }
+                    log.write(json.dumps(entry) + "\n")
+                    log.flush()
+                    self.on_log(entry)
+                if self.step % c.ckpt_every == 0 or self.step == c.steps:
+                    self.save()
+        finally:
+            log.close()
+        if c.anneal_to is not None and c.anneal_steps and self.step >= c.anneal_steps:
+            anneal.finalize(self.student)
+            anneal.finalize(self.ema)
+
+    def export(self, path: Path) -> dict[str, Any]:
+        """Write the EMA weights as safetensors; returns ``{"params", "sha256", "size"}``."""
+        import hashlib
+
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().contiguous() for k, v in self.ema.state_dict().items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(state, str(tmp))
+        os.replace(tmp, path)
+        data = path.read_bytes()
+        params = sum(v.numel() for k, v in state.items() if v.dtype.is_floating_point)
+        return {"params": params, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def lr_at(step: int, total: int, base: float) -> float:
+    """Generator learning rate: cosine decay from ``base`` to 10% of it over ``total`` steps."""
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(1, total))))

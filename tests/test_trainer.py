@@ -1,0 +1,144 @@
+"""Training losses, annealing and the resumable trainer (with a tiny stand-in student)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch import nn
+
+from pocketsr_cli.train import anneal, losses, trainer
+from pocketsr_cli.train.patches import PatchSpec, make_patches
+from pocketsr_cli.train.trainer import LossWeights, TrainConfig, Trainer
+
+
+class TinyStudent(nn.Module):
+    def __init__(self, scale: int = 4) -> None:
+        super().__init__()
+        self.scale = scale
+        self.body = nn.Conv2d(3, 3 * scale * scale, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        return base + F.pixel_shuffle(self.body(x), self.scale)
+
+
+def nearest_teacher(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=4, mode="nearest")
+
+
+@pytest.fixture(scope="module")
+def patch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    photos = root / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("Aqua.jpg", "skimage_rocket.jpg"):
+        img = (rng.random((96, 128, 3)) * 255).astype(np.uint8)
+        cv2.imwrite(str(photos / name), cv2.GaussianBlur(img, (5, 5), 1.0))
+    spec = PatchSpec(scale=4, lr_size=8, margin=2, seed=3)
+    make_patches(
+        sorted(photos.iterdir()), root / "patches", nearest_teacher, {"name": "nearest"},
+        count=12, spec=spec, shard_size=4, batch_size=4,
+    )  # fmt: skip
+    return root / "patches"
+
+
+def config(patch_dir: Path, out: Path, **kw: object) -> TrainConfig:
+    base: dict[str, object] = {
+        "patches": str(patch_dir), "out": str(out), "steps": 6, "batch": 4, "gan_start": 2,
+        "ckpt_every": 3, "log_every": 1, "weights": LossWeights(perceptual=0.0),
+    }  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def tiny_student(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trainer, "build_student", lambda arch, scale: TinyStudent(scale))
+
+
+def test_resume_replays_an_uninterrupted_run(patch_dir: Path, tmp_path: Path) -> None:
+    # batch 2: six batches an epoch, so the resumed run must skip into the middle of one
+    whole = Trainer(config(patch_dir, tmp_path / "a", batch=2))
+    whole.run()
+    first = Trainer(config(patch_dir, tmp_path / "b", batch=2))
+    save = first.save
+
+    def save_then_die() -> None:  # a crash right after the step-3 checkpoint
+        save()
+        raise KeyboardInterrupt
+
+    first.save = save_then_die  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        first.run()
+    second = Trainer(config(patch_dir, tmp_path / "b", batch=2))
+    assert second.resume() and second.step == 3
+    second.run()
+    for key, value in whole.student.state_dict().items():
+        assert torch.allclose(value, second.student.state_dict()[key], atol=1e-6), key
+    log = (tmp_path / "a" / "log.jsonl").read_text().splitlines()
+    assert len(log) == 6 and '"d"' in log[-1] and '"gan"' in log[-1]  # GAN from step 2 on
+
+
+def test_export_and_x2_targets(patch_dir: Path, tmp_path: Path) -> None:
+    t = Trainer(config(patch_dir, tmp_path / "x2", scale=2, steps=2))
+    batch = next(t._batches())
+    record = t.train_step(batch)
+    assert np.isfinite(list(record.values())).all()
+    info = t.export(tmp_path / "w.safetensors")
+    state = load_file(str(tmp_path / "w.safetensors"))
+    assert info["params"] == sum(v.numel() for v in state.values())
+    assert len(info["sha256"]) == 64 and info["size"] == (tmp_path / "w.safetensors").stat().st_size
+    out = t.ema(batch["lr"])
+    assert out.shape[-1] == batch["lr"].shape[-1] * 2
+
+
+def test_limit_beyond_available_patches_is_refused(patch_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="only"):
+        Trainer(config(patch_dir, tmp_path / "c", limit=1000))
+
+
+def test_lattice_loss_sees_a_grid_and_not_a_photo() -> None:
+    smooth = F.interpolate(torch.rand(1, 3, 8, 8), size=(64, 64), mode="bicubic")
+    grid = smooth.clone()
+    grid[..., ::8, :] += 0.1
+    grid[..., :, ::8] += 0.1
+    assert losses.lattice_loss(smooth, smooth) == 0
+    assert losses.lattice_loss(grid, smooth) > 20 * losses.lattice_loss(
+        smooth + 0.01 * torch.randn_like(smooth), smooth
+    )
+
+
+def test_amplitude_loss_is_phase_blind() -> None:
+    x = torch.rand(1, 3, 32, 32)
+    shifted = torch.roll(x, shifts=(5, 3), dims=(-2, -1))
+    assert losses.amplitude_loss(x, shifted) < 1e-5
+    assert losses.l1(x, shifted) > 0.1
+    assert losses.amplitude_loss(x, torch.zeros_like(x)) > 0.1
+
+
+def test_rand_pad_keeps_shape_and_shifts() -> None:
+    x = torch.rand(2, 3, 24, 24)
+    g = torch.Generator().manual_seed(1)
+    y = losses.rand_pad(x, g)
+    assert y.shape == x.shape
+
+
+def test_annealing_blends_then_swaps() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU())
+    light = nn.Identity()
+    (block,) = anneal.wrap(model, {"0": light})
+    x = torch.rand(1, 3, 4, 4)
+    heavy_out = block.heavy(x)
+    assert anneal.set_progress(model, 0, 0, 10) == 1.0
+    assert torch.allclose(block(x), heavy_out)
+    assert anneal.set_progress(model, 5, 0, 10) == 0.5
+    assert torch.allclose(block(x), 0.5 * heavy_out + 0.5 * x)
+    assert anneal.set_progress(model, 10, 0, 10) == 0.0
+    assert anneal.finalize(model) == 1 and model[0] is light
