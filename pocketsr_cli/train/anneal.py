@@ -22,6 +22,7 @@ class AnnealedBlock(nn.Module):
         super().__init__()
         self.heavy = heavy
         self.light = light
+        self.alpha: torch.Tensor
         self.register_buffer("alpha", torch.ones(()))
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,8 @@ pixel-shuffle grid, lattice ratio 14).  So the generator objective combines:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -73,11 +75,11 @@ class TeacherPerceptual(nn.Module):
 
     def __init__(self, teacher: nn.Module, crop: int | None = 96) -> None:
         super().__init__()
-        body = teacher.model  # type: ignore[union-attr]
+        body: Any = teacher.model
         rdb = body[1].sub[0].RDB1
-        self.first = body[0]
-        self.conv1 = rdb.conv1
-        self.conv2 = rdb.conv2
+        self.first: nn.Module = body[0]
+        self.conv1: nn.Module = rdb.conv1
+        self.conv2: nn.Module = rdb.conv2
         self.crop = crop
         for p in self.parameters():
             p.requires_grad_(False)
