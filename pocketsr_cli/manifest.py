@@ -1,17 +1,40 @@
-"""Model manifests (``models/*.toml``) turned into typed, validated specs.
+"""Model manifests (``models/*.toml``) turned into typed, validated specs, and back.
 
-A manifest names a model and says how to build it: its architecture ``family`` and
-``[build]`` parameters, its ``scale``, where its weights are (``[weights]``: file, sha256,
-size, urls) and hints for inference (``[hints]``) and people (``[meta]``).  Parameter-free
-models (``family = "resize"``) have no ``[weights]`` table.
+A manifest names one model and says how to build it, where its weights are, and what the
+pipeline and people should know about it::
+
+    name = "realesrgan-x4plus"        # plain name: letters, digits, '.', '_', '-'
+    family = "spandrel:ESRGAN"        # a registry.FAMILIES key, or spandrel:<architecture id>
+    scale = 4
+    channels = 3                      # optional, default 3 (RGB in, RGB out)
+    any_scale = false                 # optional: -s N works for every N (resamplers)
+    description = "..."
+
+    [build]       # own families: the keyword arguments of the family's build function.
+                  # spandrel:<id>: the keyword arguments of spandrel's class for <id>;
+                  # informational (spandrel reads them from the weights), checked by the
+                  # manifest test, which rebuilds the network to recompute meta.params.
+    [weights]     # absent for parameter-free models (family "resize")
+    file = "RealESRGAN_x4plus.pth"    # kept beside the manifest when bundled or imported
+    sha256 = "<64 hex digits>"
+    size = 67040989                   # bytes
+    urls = ["https://...", "hf://owner/repo/file"]   # mirrors, tried in order
+    [hints]       # tiling, multiple_of, minimum, fp16, bf16, default_tile
+    [meta]        # license, source, paper, params (parameter count)
+
+Every table and key is checked: an unknown key is an error rather than a silently ignored
+typo (``multiple-of`` for ``multiple_of`` would otherwise change how images are padded).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from pocketsr_cli.errors import ModelError
 
@@ -20,10 +43,27 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+Origin = Literal["bundled", "user"]
+"""Where a manifest was found: shipped with pocketsr, or in the user model folder."""
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+SPANDREL_PREFIX = "spandrel:"
+
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class WeightsSpec:
-    """Where a model's weights come from and how to check them."""
+    """Where a model's weights come from and how to check them.
+
+    Attributes:
+        file: plain file name, beside the manifest when bundled or imported, else in the
+            download cache under the model's name.
+        sha256: lowercase hex digest the file must have, wherever it comes from.
+        size: size in bytes, when known (checked before hashing and against servers).
+        urls: mirrors, tried in order (``https://`` or ``hf://owner/repo/file``).
+    """
 
     file: str
     sha256: str
@@ -44,83 +84,284 @@ class Hints:
 
 
 @dataclass(frozen=True)
+class Meta:
+    """Facts for people: licence, origin, paper, parameter count (``None``: not stated)."""
+
+    license: str = "unknown"
+    source: str = ""
+    paper: str = ""
+    params: int | None = None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """One registry entry."""
+    """One registry entry, as read from ``path``."""
 
     name: str
     family: str
     scale: int
     path: Path
+    origin: Origin = "bundled"
+    channels: int = 3
     build: dict[str, Any] = field(default_factory=dict)
     any_scale: bool = False
     description: str = ""
     weights: WeightsSpec | None = None
     hints: Hints = field(default_factory=Hints)
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: Meta = field(default_factory=Meta)
+
+    @property
+    def is_spandrel(self) -> bool:
+        """Whether spandrel builds this model (from its weights) rather than a registry family."""
+        return self.family.startswith(SPANDREL_PREFIX)
 
 
 def bundled_dir() -> Path:
     """Folder of the manifests (and small weights) that ship with pocketsr.
 
-    An installed wheel carries them in ``pocketsr_cli/_bundled``; a source checkout or an
-    editable install reads the repository's ``models/`` folder.
+    An installed wheel carries them in ``pocketsr_cli/_bundled`` (pyproject maps the
+    repository's ``models/`` there); a source checkout or an editable install reads the
+    repository's ``models/`` folder.
     """
     here = Path(__file__).resolve().parent
     packaged = here / "_bundled"
     return packaged if packaged.is_dir() else here.parent / "models"
 
 
-def parse_manifest(path: Path) -> ModelSpec:
+def is_valid_name(name: str) -> bool:
+    """Whether ``name`` can name a model: 1-64 of letters, digits, ``.``, ``_``, ``-``, not
+    starting with a dot or dash, and not ending like a weights file (``-m x.pth`` means a
+    file)."""
+    suffix = Path(name).suffix.lower()
+    return NAME_RE.fullmatch(name) is not None and suffix not in _WEIGHT_SUFFIXES
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+class _Table:
+    """One TOML table being validated: typed getters, then ``done`` rejects leftovers."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where} must be a table")
+        self.data = dict(data)
+        self.where = where
+        self.seen: set[str] = set()
+
+    def get(self, key: str, kind: type[T], default: T | None = None, required: bool = False) -> T:
+        self.seen.add(key)
+        if key not in self.data:
+            if required:
+                raise ValueError(f"missing {self._name(key)}")
+            return default  # type: ignore[return-value]
+        value = self.data[key]
+        # bool is an int in Python; TOML keeps them apart and so do we.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"{self._name(key)} must be {kind.__name__}, not {value!r}")
+        return value
+
+    def positive(self, key: str, default: int | None = None, required: bool = False) -> int:
+        value = self.get(key, int, default, required)
+        if value is not None and value < 1:
+            raise ValueError(f"{self._name(key)} must be at least 1, not {value}")
+        return value
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            raise ValueError(f"unknown key {self._name(unknown[0])}")
+
+    def _name(self, key: str) -> str:
+        return key if not self.where else f"{self.where}.{key}"
+
+
+def _parse(data: Mapping[str, Any], path: Path, origin: Origin) -> ModelSpec:
+    top = _Table(data, "")
+    name = top.get("name", str, required=True)
+    if not is_valid_name(name):
+        raise ValueError(f"name {name!r} is not a plain model name ({NAME_RE.pattern})")
+    family = top.get("family", str, required=True)
+    if not family or family == SPANDREL_PREFIX:
+        raise ValueError("family must name an architecture family")
+    build = top.get("build", dict, {})
+    weights_table = top.get("weights", dict)
+    hints_table = top.get("hints", dict, {})
+    meta_table = top.get("meta", dict, {})
+    spec = ModelSpec(
+        name=name,
+        family=family,
+        scale=top.positive("scale", required=True),
+        path=path,
+        origin=origin,
+        channels=top.positive("channels", 3),
+        build=dict(build),
+        any_scale=top.get("any_scale", bool, False),
+        description=top.get("description", str, ""),
+        weights=None if weights_table is None else _parse_weights(weights_table),
+        hints=_parse_hints(hints_table),
+        meta=_parse_meta(meta_table),
+    )
+    top.done()
+    return spec
+
+
+def _parse_weights(data: Mapping[str, Any]) -> WeightsSpec:
+    table = _Table(data, "weights")
+    file = table.get("file", str, required=True)
+    if file in ("", ".", "..") or any(c in file for c in "/\\\0"):
+        raise ValueError(f"weights.file {file!r} must be a plain file name")
+    sha256 = table.get("sha256", str, required=True).lower()
+    if not SHA256_RE.fullmatch(sha256):
+        raise ValueError("weights.sha256 must be 64 hex digits")
+    urls = table.get("urls", list, [])
+    if not all(isinstance(u, str) and u for u in urls):
+        raise ValueError("weights.urls must be a list of URLs")
+    spec = WeightsSpec(
+        file=file, sha256=sha256, size=table.positive("size"), urls=tuple(str(u) for u in urls)
+    )
+    table.done()
+    return spec
+
+
+def _parse_hints(data: Mapping[str, Any]) -> Hints:
+    table = _Table(data, "hints")
+    hints = Hints(
+        tiling=table.get("tiling", bool, True),
+        multiple_of=table.positive("multiple_of", 1),
+        minimum=table.positive("minimum", 1),
+        fp16=table.get("fp16", bool, True),
+        bf16=table.get("bf16", bool, True),
+        default_tile=table.positive("default_tile"),
+    )
+    table.done()
+    return hints
+
+
+def _parse_meta(data: Mapping[str, Any]) -> Meta:
+    table = _Table(data, "meta")
+    params = table.get("params", int)
+    if params is not None and params < 0:
+        raise ValueError("meta.params must not be negative")
+    meta = Meta(
+        license=table.get("license", str, "unknown"),
+        source=table.get("source", str, ""),
+        paper=table.get("paper", str, ""),
+        params=params,
+    )
+    table.done()
+    return meta
+
+
+def parse_manifest(path: Path, origin: Origin = "bundled") -> ModelSpec:
     """Read and validate one manifest.
 
     Raises:
-        ModelError: unreadable TOML, missing or mistyped fields.
+        ModelError: unreadable TOML, a missing, mistyped or unknown field (the message
+            names the file and the field).
     """
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ModelError(f"bad model manifest {path}: {exc}") from exc
     try:
-        weights = data.get("weights")
-        hints = data.get("hints", {})
-        return ModelSpec(
-            name=str(data["name"]),
-            family=str(data["family"]),
-            scale=int(data["scale"]),
-            path=path,
-            build=dict(data.get("build", {})),
-            any_scale=bool(data.get("any_scale", False)),
-            description=str(data.get("description", "")),
-            weights=None
-            if weights is None
-            else WeightsSpec(
-                file=str(weights["file"]),
-                sha256=str(weights["sha256"]).lower(),
-                size=int(weights["size"]) if "size" in weights else None,
-                urls=tuple(str(u) for u in weights.get("urls", ())),
-            ),
-            hints=Hints(
-                tiling=bool(hints.get("tiling", True)),
-                multiple_of=int(hints.get("multiple_of", 1)),
-                minimum=int(hints.get("minimum", 1)),
-                fp16=bool(hints.get("fp16", True)),
-                bf16=bool(hints.get("bf16", True)),
-                default_tile=int(hints["default_tile"]) if "default_tile" in hints else None,
-            ),
-            meta=dict(data.get("meta", {})),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"bad model manifest {path}: missing or invalid field {exc}") from exc
+        return _parse(data, path, origin)
+    except ValueError as exc:
+        raise ModelError(f"bad model manifest {path}: {exc}") from exc
 
 
-def load_manifests(folders: list[Path] | None = None) -> dict[str, ModelSpec]:
-    """All manifests in ``folders`` (default: the bundled folder), keyed by name.
+def load_manifests(
+    folders: Sequence[tuple[Origin, Path]] | None = None,
+    *,
+    problems: list[str] | None = None,
+) -> dict[str, ModelSpec]:
+    """All manifests in ``folders`` (default: the bundled folder), keyed by model name.
 
-    Later folders do not override earlier ones: the first definition of a name wins.
+    Folders are read in order and the first definition of a name wins, so a caller listing
+    the user model folder first lets the user's models shadow bundled ones.  A missing folder
+    is empty.  With ``problems`` given, a bad manifest is skipped and its error message
+    appended there (one broken file must not hide every other model); without it, the first
+    bad manifest raises.
+
+    Raises:
+        ModelError: a bad manifest, when ``problems`` is None.
     """
     specs: dict[str, ModelSpec] = {}
-    for folder in folders if folders is not None else [bundled_dir()]:
-        for path in sorted(folder.glob("*.toml")):
-            spec = parse_manifest(path)
+    default: list[tuple[Origin, Path]] = [("bundled", bundled_dir())]
+    for origin, folder in folders if folders is not None else default:
+        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+            try:
+                spec = parse_manifest(path, origin)
+            except ModelError as exc:
+                if problems is None:
+                    raise
+                problems.append(str(exc))
+                continue
             specs.setdefault(spec.name, spec)
     return specs
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def dump_manifest(spec: ModelSpec, comment: str = "") -> str:
+    """The TOML text of ``spec`` (``path`` and ``origin`` are not stored: they are where the
+    file is).  ``parse_manifest`` of the result gives back an equal spec.
+
+    Raises:
+        ValueError: a ``[build]`` value TOML cannot hold here (only str, int, float, bool
+            and lists of them are written).
+    """
+    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+    lines += [
+        f"name = {_toml(spec.name)}",
+        f"family = {_toml(spec.family)}",
+        f"scale = {spec.scale}",
+        f"channels = {spec.channels}",
+    ]
+    if spec.any_scale:
+        lines.append("any_scale = true")
+    lines.append(f"description = {_toml(spec.description)}")
+    if spec.build:
+        lines += ["", "[build]", *(f"{k} = {_toml(v)}" for k, v in spec.build.items())]
+    if spec.weights is not None:
+        w = spec.weights
+        lines += ["", "[weights]", f"file = {_toml(w.file)}", f"sha256 = {_toml(w.sha256)}"]
+        if w.size is not None:
+            lines.append(f"size = {w.size}")
+        lines.append(f"urls = {_toml(list(w.urls))}")
+    h = spec.hints
+    lines += [
+        "",
+        "[hints]",
+        f"tiling = {_toml(h.tiling)}",
+        f"multiple_of = {h.multiple_of}",
+        f"minimum = {h.minimum}",
+        f"fp16 = {_toml(h.fp16)}",
+        f"bf16 = {_toml(h.bf16)}",
+    ]
+    if h.default_tile is not None:
+        lines.append(f"default_tile = {h.default_tile}")
+    m = spec.meta
+    lines += ["", "[meta]", f"license = {_toml(m.license)}", f"source = {_toml(m.source)}"]
+    if m.paper:
+        lines.append(f"paper = {_toml(m.paper)}")
+    if m.params is not None:
+        lines.append(f"params = {m.params}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        # A JSON string is a TOML basic string, except that TOML also forbids a raw DEL.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise ValueError(f"cannot write {value!r} to a manifest")

@@ -224,3 +224,137 @@ class FanOut:
     def finished(self, summary: Summary) -> None:
         for r in self.reporters:
             r.finished(summary)
+
+
+class DownloadBar:
+    """A progress bar for one file transfer: bytes, speed, time left.
+
+    Use as a context manager and pass the object as the core's ``on_progress(done, total)``
+    callback.  The bar is drawn only on a terminal and removed when the transfer ends;
+    elsewhere nothing is shown while bytes arrive (the caller prints the outcome).
+    """
+
+    def __init__(self, console: Console, label: str) -> None:
+        self.console = console
+        self.label = label
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> DownloadBar:
+        # Imported here so that the appended class needs no change to the import block.
+        from rich.progress import DownloadColumn, TransferSpeedColumn
+
+        if self.console.is_terminal:
+            self.progress = Progress(
+                TextColumn("{task.description}", markup=False),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.task = self.progress.add_task(self.label, total=None)
+            self.progress.start()
+        return self
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def human_bytes(size: int | None) -> str:
+    """``67040989`` -> ``"67.0 MB"`` (decimal units, like the download bar); None -> ``"-"``."""
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"  # unreachable; keeps type checkers content
+
+
+def print_table(
+    console: Console,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    right: Sequence[str] = (),
+    no_wrap: Sequence[str] = (),
+    title: str | None = None,
+) -> None:
+    """A plain table of text cells (no markup); ``right`` names right-aligned columns,
+    ``no_wrap`` columns that must stay on one line."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(
+            column, justify="right" if column in right else "left", no_wrap=column in no_wrap
+        )
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    # A terminal's width is real; a pipe or log file gets 80 columns by default, which
+    # squeezes long names into "…": give it room instead.
+    if not console.is_terminal:
+        console = make_console(console.file, width=max(console.width, 132))
+    console.print(table)
+
+
+def print_pairs(console: Console, pairs: Sequence[tuple[str, str]]) -> None:
+    """``key  value`` lines, keys padded to one width (``models info``, ``doctor``)."""
+    width = max((len(key) for key, _ in pairs), default=0)
+    for key, value in pairs:
+        console.print(f"{escape(key):<{width}}  {escape(value)}")
+
+
+def say(console: Console, message: str) -> None:
+    """One line of plain text (no markup is interpreted in ``message``)."""
+    console.print(escape(message))
+
+
+class StepBar:
+    """A progress bar over counted steps (``eval``: image × model; ``bench``: runs).
+
+    Use as a context manager and pass the object as the core's ``on_progress(done, total,
+    label)`` callback.  Drawn only on a terminal and removed at the end; with ``quiet`` or
+    off a terminal nothing is shown while steps complete.
+    """
+
+    def __init__(self, console: Console, label: str, *, quiet: bool = False) -> None:
+        self.console = console
+        self.label = label
+        self.quiet = quiet
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> StepBar:
+        if self.console.is_terminal and not self.quiet:
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}", markup=False),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.task = self.progress.add_task(self.label, total=None)
+            self.progress.start()
+        return self
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(
+                self.task, completed=done, total=total, description=f"{self.label}: {label}"
+            )
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

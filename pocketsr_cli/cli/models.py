@@ -1,81 +1,390 @@
-"""``pocketsr models``: list and inspect the registry."""
+"""``pocketsr models``: list, inspect, download, verify, remove and import models.
+
+Each command parses its options, calls the core (``weights/resolve.py`` to find models and
+their weights, ``weights/store.py`` to add and remove them) and renders the result: human
+lines on stderr, or JSON Lines on stdout with ``--json``.  Every failure to find, fetch,
+verify or load a model exits with code 3.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pocketsr_cli.cli import _options as opt
 from pocketsr_cli.cli._errors import handle_errors
 
-app = typer.Typer(help="List and inspect models.", no_args_is_help=True)
-
-
-@app.command("list")
-@handle_errors
-def list_models(json_lines: opt.JsonOpt = False) -> None:
-    """List the models pocketsr knows by name."""
-    from pocketsr_cli.cli import _ui
-    from pocketsr_cli.manifest import load_manifests
-
-    specs = load_manifests()
-    if json_lines:
-        for spec in specs.values():
-            typer.echo(json.dumps(_spec_dict(spec)))
-        return
-    from rich.table import Table
-
-    table = Table("name", "family", "scale", "params", "licence", "description")
-    for spec in specs.values():
-        d = _spec_dict(spec)
-        table.add_row(
-            spec.name,
-            spec.family,
-            "any" if spec.any_scale else f"×{spec.scale}",
-            f"{d['params']:,}",
-            str(d["license"]),
-            spec.description,
-        )
-    _ui.make_console().print(table)
-
-
-@app.command("info")
-@handle_errors
-def info(
-    name: Annotated[str, typer.Argument(help="Registry name.")],
-    json_lines: opt.JsonOpt = False,
-) -> None:
-    """Show everything known about one model."""
-    from pocketsr_cli.cli import _ui
-    from pocketsr_cli.errors import ModelError
-    from pocketsr_cli.manifest import load_manifests
-
-    specs = load_manifests()
-    if name not in specs:
-        raise ModelError(f"unknown model {name!r}; available: {', '.join(sorted(specs))}")
-    d = _spec_dict(specs[name])
-    if json_lines:
-        typer.echo(json.dumps(d))
-        return
-    console = _ui.make_console()
-    for key, value in d.items():
-        console.print(f"{key:<12} {value}")
-
-
-def _spec_dict(spec: object) -> dict[str, object]:
+if TYPE_CHECKING:
     from pocketsr_cli.manifest import ModelSpec
 
-    assert isinstance(spec, ModelSpec)
+app = typer.Typer(
+    help="List, inspect, download, verify, remove and import models.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+NameArg = Annotated[
+    str, typer.Argument(metavar="NAME", help="Model name (see 'pocketsr models list').")
+]
+ImportNameOpt = Annotated[
+    str,
+    typer.Option(
+        "--name",
+        "-n",
+        help="Name to use with -m (letters, digits, '.', '_', '-').",
+        show_default=False,
+    ),
+]
+LicenseOpt = Annotated[
+    str, typer.Option("--license", help="Licence of the weights, recorded in the manifest.")
+]
+DescriptionOpt = Annotated[
+    str, typer.Option("--description", help="One line shown by 'models list'.", show_default=False)
+]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Replace an imported model of the same name.")
+]
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    typer.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def _summary(spec: ModelSpec) -> dict[str, Any]:
+    from pocketsr_cli.weights.resolve import where
+
     return {
         "name": spec.name,
         "family": spec.family,
         "scale": spec.scale,
         "any_scale": spec.any_scale,
-        "params": int(spec.meta.get("params", 0)),
-        "license": spec.meta.get("license", "unknown"),
+        "params": spec.meta.params,
+        "size": None if spec.weights is None else spec.weights.size,
+        "license": spec.meta.license,
+        "where": where(spec),
         "description": spec.description,
-        "where": "bundled" if spec.weights is None else "remote",
-        "manifest": str(spec.path),
     }
+
+
+@app.command(
+    "list",
+    epilog="Examples:\n\n  pocketsr models list\n\n  pocketsr models list --json | jq .name",
+)
+@handle_errors
+def list_models(json_lines: opt.JsonOpt = False) -> None:
+    """List every model known by name and where its weights are.
+
+    'where' is bundled (ships with pocketsr), user (imported), cached (downloaded) or
+    remote (downloaded on first use). Reads manifests only: fast and offline.
+    """
+    from pocketsr_cli.cli import _ui
+    from pocketsr_cli.weights.resolve import registry
+
+    problems: list[str] = []
+    rows = [_summary(spec) for spec in registry(problems).values()]
+    console = _ui.make_console()
+    for problem in problems:
+        _ui.warn(console, f"skipped: {problem}")
+    if json_lines:
+        for row in rows:
+            _emit(row)
+        return
+    # The description stays in --json and `models info`: the table must fit 80 columns.
+    _ui.print_table(
+        console,
+        ["name", "family", "scale", "params", "size", "licence", "where"],
+        [
+            [
+                r["name"],
+                r["family"],
+                "any" if r["any_scale"] else f"×{r['scale']}",
+                _count(r["params"]),
+                _ui.human_bytes(r["size"]),
+                r["license"],
+                r["where"],
+            ]
+            for r in rows
+        ],
+        right=["params", "size"],
+        no_wrap=["name", "family"],
+    )
+
+
+def _count(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else str(n)
+
+
+@app.command("info", epilog="Example:\n\n  pocketsr models info realesrgan-x4plus --json")
+@handle_errors
+def info(name: NameArg, json_lines: opt.JsonOpt = False) -> None:
+    """Show everything known about one model: manifest, weights, hints, licence."""
+    from pocketsr_cli.cli import _ui
+    from pocketsr_cli.weights.resolve import find_spec, local_weights
+
+    spec = find_spec(name)
+    local = local_weights(spec)
+    details = {
+        **_summary(spec),
+        "channels": spec.channels,
+        "manifest": str(spec.path),
+        "build": spec.build,
+        "weights": None
+        if spec.weights is None
+        else {
+            "file": spec.weights.file,
+            "sha256": spec.weights.sha256,
+            "size": spec.weights.size,
+            "urls": list(spec.weights.urls),
+            "path": None if local is None else str(local),
+        },
+        "hints": vars(spec.hints),
+        "meta": vars(spec.meta),
+    }
+    if json_lines:
+        _emit(details)
+        return
+    pairs = [
+        (key, str(value))
+        for key, value in details.items()
+        if key not in ("weights", "hints", "meta", "build")
+    ]
+    pairs += [(f"build.{k}", str(v)) for k, v in spec.build.items()]
+    if details["weights"] is not None:
+        pairs += [(f"weights.{k}", str(v)) for k, v in details["weights"].items()]
+    pairs += [(f"hints.{k}", str(v)) for k, v in vars(spec.hints).items()]
+    pairs += [(f"meta.{k}", str(v)) for k, v in vars(spec.meta).items()]
+    _ui.print_pairs(_ui.make_console(), pairs)
+
+
+@app.command(
+    "download",
+    epilog="Example:\n\n  pocketsr models download realesrgan-x4plus realesr-general-x4v3",
+)
+@handle_errors
+def download(
+    names: Annotated[
+        list[str], typer.Argument(metavar="NAME...", help="Model names.", show_default=False)
+    ],
+) -> None:
+    """Fetch models' weights into the cache (resumable, checksum-verified).
+
+    Mirrors are tried in order; an interrupted download resumes where it stopped.
+    """
+    from pocketsr_cli.cli import _ui
+    from pocketsr_cli.errors import ModelError
+    from pocketsr_cli.weights.resolve import find_spec, where
+
+    console = _ui.make_console()
+    failures: list[str] = []
+    for name in names:
+        try:
+            spec = find_spec(name)
+            if spec.weights is None:
+                _ui.say(console, f"{name}: nothing to download (built without weights)")
+                continue
+            before = where(spec)
+            path, transferred = _fetch(spec, console)
+        except ModelError as exc:
+            _ui.error(console, "model", str(exc))
+            failures.append(name)
+            continue
+        state = "downloaded" if transferred else _STATE[before]
+        _ui.say(console, f"{name}: {state}, {_ui.human_bytes(path.stat().st_size)}  {path}")
+    if failures:
+        raise ModelError(f"{len(failures)} of {len(names)} downloads failed: {', '.join(failures)}")
+
+
+_STATE = {
+    "remote": "downloaded",
+    "cached": "already cached",
+    "bundled": "bundled with pocketsr",
+    "user": "imported (user model folder)",
+}
+
+
+def _fetch(spec: ModelSpec, console: Any) -> tuple[Path, bool]:
+    """The verified weights of ``spec`` and whether any bytes had to be transferred."""
+    from pocketsr_cli.cli import _ui
+    from pocketsr_cli.weights.resolve import locate_weights
+
+    progressed: list[int] = []
+    with _ui.DownloadBar(console, spec.name) as bar:
+
+        def on_progress(done: int, total: int | None) -> None:
+            progressed.append(done)
+            bar(done, total)
+
+        path = locate_weights(spec, on_progress=on_progress)
+    return path, bool(progressed)
+
+
+@app.command(
+    "verify",
+    epilog="Examples:\n\n  pocketsr models verify\n\n  pocketsr models verify my-model --json",
+)
+@handle_errors
+def verify(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Model names (default: every model with weights on disk).", show_default=False
+        ),
+    ] = None,
+    json_lines: opt.JsonOpt = False,
+) -> None:
+    """Re-hash weights on disk and compare them with their manifests (always re-reads)."""
+    from pocketsr_cli.cli import _ui
+    from pocketsr_cli.errors import ModelError
+    from pocketsr_cli.weights.resolve import find_spec, local_weights, registry
+    from pocketsr_cli.weights.verify import file_matches
+
+    if names:
+        specs = [find_spec(name) for name in names]
+    else:
+        specs = [s for s in registry().values() if s.weights is not None and local_weights(s)]
+    console = _ui.make_console()
+    bad: list[str] = []
+    for spec in specs:
+        path = local_weights(spec)
+        if spec.weights is None:
+            status = "no weights"
+        elif path is None:
+            status = "not downloaded"
+            bad.append(spec.name)
+        elif file_matches(path, spec.weights.sha256, spec.weights.size, rehash=True):
+            status = "ok"
+        else:
+            status = "damaged"
+            bad.append(spec.name)
+        if json_lines:
+            _emit(
+                {"name": spec.name, "status": status, "path": None if path is None else str(path)}
+            )
+        else:
+            _ui.say(console, f"{spec.name}: {status}" + ("" if path is None else f"  {path}"))
+    if not specs and not json_lines:
+        _ui.say(console, "no model weights on disk to verify")
+    if bad:
+        raise ModelError(
+            f"{len(bad)} model(s) failed verification: {', '.join(bad)}; "
+            "`pocketsr models download NAME` fetches a damaged or missing download again, "
+            "`pocketsr models import ... --force` replaces an imported model"
+        )
+
+
+@app.command("remove", epilog="Example:\n\n  pocketsr models remove realesrgan-x4plus")
+@handle_errors
+def remove(name: NameArg) -> None:
+    """Delete an imported model, or a model's downloaded weights (bundled files stay)."""
+    from pocketsr_cli.cli import _ui
+    from pocketsr_cli.weights.resolve import find_spec
+    from pocketsr_cli.weights.store import remove_model
+
+    removed = remove_model(find_spec(name))
+    console = _ui.make_console()
+    if not removed:
+        _ui.say(console, f"{name}: nothing to remove (not downloaded)")
+    for path in removed:
+        _ui.say(console, f"removed {path}")
+
+
+IMPORT_EPILOG = """\
+Examples:
+
+  pocketsr models import 4x_foo.pth --name foo-x4
+
+  pocketsr models import https://example.com/foo.safetensors --name foo --sha256 HEX
+"""
+
+
+@app.command("import", epilog=IMPORT_EPILOG)
+@handle_errors
+def import_model(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE|URL",
+            help="Weights file (.safetensors/.pth/.pt/.ckpt) or an https:// or hf:// URL.",
+            show_default=False,
+        ),
+    ],
+    name: ImportNameOpt,
+    sha256: Annotated[
+        str | None,
+        typer.Option("--sha256", help="Expected SHA-256 of the file (required for a URL)."),
+    ] = None,
+    license_: LicenseOpt = "unknown",
+    description: DescriptionOpt = "",
+    force: ForceOpt = False,
+    offline: opt.OfflineOpt = False,
+    json_lines: opt.JsonOpt = False,
+) -> None:
+    """Add a model file of any architecture pocketsr or spandrel can run.
+
+    It is stored as safetensors with a generated manifest in the user model folder; the
+    original file is not needed afterwards.
+    """
+    from pocketsr_cli.cli import _ui
+    from pocketsr_cli.errors import UsageError
+    from pocketsr_cli.weights.store import ImportRequest, import_file, import_url, is_url
+
+    request = ImportRequest(name=name, license=license_, description=description, force=force)
+    if is_url(source):
+        if sha256 is None:
+            raise UsageError("--sha256 is required when importing from a URL")
+        with _ui.DownloadBar(_ui.make_console(), name) as bar:
+            spec = import_url(request, source, sha256=sha256, offline=offline, on_progress=bar)
+    else:
+        spec = import_file(request, Path(source), sha256=sha256)
+    _report_import(spec, json_lines)
+
+
+@app.command(
+    "import-ncnn",
+    epilog="Example:\n\n  pocketsr models import-ncnn x4plus.param x4plus.bin --name x4plus-ncnn",
+)
+@handle_errors
+def import_ncnn(
+    param: Annotated[
+        Path,
+        typer.Argument(
+            metavar="MODEL.param", help="The ncnn .param file (text).", show_default=False
+        ),
+    ],
+    bin_path: Annotated[
+        Path, typer.Argument(metavar="MODEL.bin", help="The ncnn .bin file.", show_default=False)
+    ],
+    name: ImportNameOpt,
+    license_: LicenseOpt = "unknown",
+    description: DescriptionOpt = "",
+    force: ForceOpt = False,
+    json_lines: opt.JsonOpt = False,
+) -> None:
+    """Convert and add an ncnn model (Real-ESRGAN RRDBNet or SRVGG-compact; fp16 or fp32).
+
+    Any other graph is refused with the list of layer types it contains.
+    """
+    from pocketsr_cli.weights.store import ImportRequest
+    from pocketsr_cli.weights.store import import_ncnn as convert_and_store
+
+    request = ImportRequest(name=name, license=license_, description=description, force=force)
+    _report_import(convert_and_store(request, param, bin_path), json_lines)
+
+
+def _report_import(spec: ModelSpec, json_lines: bool) -> None:
+    from pocketsr_cli.cli import _ui
+
+    if json_lines:
+        _emit({**_summary(spec), "manifest": str(spec.path)})
+        return
+    params = "-" if spec.meta.params is None else f"{spec.meta.params:,}"
+    _ui.say(
+        _ui.make_console(),
+        f"imported {spec.name}: {spec.family} ×{spec.scale}, {params} parameters → "
+        f"{spec.path.parent}; use it with `pocketsr upscale -m {spec.name} ...`",
+    )

@@ -10,6 +10,7 @@ removed so that detection sees the bare parameter names.
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     import torch
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
+_GLOBAL_RE = re.compile(r"GLOBAL (\S+)")
 _WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net", "generator")
 
 
@@ -42,10 +44,18 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             raw = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's weights-only unpickler reports both a file that is no pickle at all and
+        # one that names a class or function ("GLOBAL ..."); only the latter needs code.
+        needed = _GLOBAL_RE.search(str(exc))
+        if needed is None:
+            raise ModelError(
+                f"cannot read weights {path.name}: not a PyTorch checkpoint or safetensors file"
+            ) from exc
         raise ModelError(
-            f"{path.name} is a pickle that needs to run code to load (a whole pickled model, "
-            "not just weights); pocketsr never runs code from model files. Re-save its "
-            "state_dict, or convert it to .safetensors"
+            f"{path.name} is a pickle that needs to run code to load (it references "
+            f"{needed.group(1)}: a whole pickled model or training state, not just weights); "
+            "pocketsr never runs code from model files. Re-save its state_dict, or convert "
+            "it to .safetensors"
         ) from exc
     except Exception as exc:  # corrupt zip, truncated file, safetensors header error...
         raise ModelError(f"cannot read weights {path.name}: {_first_line(exc)}") from exc

@@ -1,0 +1,339 @@
+"""Adding models to the user model folder, and removing model files from disk.
+
+``pocketsr models import`` and ``import-ncnn`` store each model as two files in
+``cache.user_models_dir()``::
+
+    NAME.safetensors    the tensors (never a pickle, whatever the source format was)
+    NAME.toml           a generated manifest (see ``manifest.py``); its presence makes NAME
+                        known to the resolver, so it is written last
+    .verified.json      the hash memo of ``verify.py``
+
+Before anything is written the model is built once (own families first, then spandrel),
+so a file that pocketsr could not run is refused at import time rather than at upscale
+time.  ``remove_model`` deletes an imported model or a model's downloaded weights; bundled
+files are never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pocketsr_cli import manifest
+from pocketsr_cli.errors import ModelError, UsageError
+from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
+from pocketsr_cli.weights import verify
+from pocketsr_cli.weights.cache import sha256_file, user_models_dir, weights_path
+from pocketsr_cli.weights.download import ProgressCallback, download_file
+from pocketsr_cli.weights.load import WEIGHT_SUFFIXES, descriptor_from_state_dict, read_state_dict
+
+if TYPE_CHECKING:
+    import torch
+
+    from pocketsr_cli.descriptor import ModelDescriptor
+
+# spandrel's RRDBNet (the ESRGAN it builds) has no growth-channel argument: always 32.
+_SPANDREL_ESRGAN_GROWTH = 32
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    """What to call an imported model and what to record about it.
+
+    Attributes:
+        name: the registry name (``-m NAME``); see ``manifest.is_valid_name``.
+        license: the licence of the weights, as the user knows it.
+        description: one line for ``models list``; generated when empty.
+        force: replace an imported model of the same name.
+    """
+
+    name: str
+    license: str = "unknown"
+    description: str = ""
+    force: bool = False
+
+
+def is_url(source: str) -> bool:
+    """Whether ``models import`` should download ``source`` rather than open it."""
+    return source.split("://", 1)[0].lower() in ("https", "http", "hf") and "://" in source
+
+
+def import_file(request: ImportRequest, path: Path, *, sha256: str | None = None) -> ModelSpec:
+    """Import a weights file (``.safetensors``, ``.pth``, ``.pt``, ``.ckpt``) of any
+    architecture pocketsr or spandrel can build.
+
+    ``sha256``, when given, must be the digest of ``path``.
+
+    Raises:
+        UsageError: invalid or taken name.
+        ModelError: unreadable file, wrong digest, unknown architecture, not RGB -> RGB.
+    """
+    folder = _check_name(request)
+    if sha256 is not None:
+        _check_digest(path, sha256, label=path.name)
+    return _import_state_dict(request, folder, read_state_dict(path), source=str(path))
+
+
+def import_url(
+    request: ImportRequest,
+    url: str,
+    *,
+    sha256: str,
+    offline: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> ModelSpec:
+    """Download ``url`` (resumable, checked against ``sha256``) and import it.
+
+    The download goes through the cache (``weights/_import-NAME/``) and is deleted once
+    the model is stored.
+
+    Raises:
+        UsageError: invalid or taken name, or a URL that does not name a weights file.
+        ModelError: download failure or mismatch (nothing is stored), then as import_file.
+    """
+    folder = _check_name(request)
+    filename = Path(urllib.parse.urlsplit(url).path).name
+    if Path(filename).suffix.lower() not in WEIGHT_SUFFIXES:
+        raise UsageError(
+            f"{url} does not name a weights file ({', '.join(WEIGHT_SUFFIXES)}); "
+            "download it and import the file"
+        )
+    dest = weights_path(f"_import-{request.name}", filename)
+    download_file(
+        [url],
+        dest,
+        sha256=sha256,
+        on_progress=on_progress,
+        offline=True if offline else None,
+    )
+    try:
+        return _import_state_dict(request, folder, read_state_dict(dest), source=url)
+    finally:
+        # The stored safetensors copy is the model now; a file that failed to import is
+        # of no use either.  (A failed download never gets here: it stays, to be resumed.)
+        shutil.rmtree(dest.parent, ignore_errors=True)
+
+
+def import_ncnn(request: ImportRequest, param: Path, bin_path: Path) -> ModelSpec:
+    """Convert an ncnn model (ESRGAN/RRDBNet or SRVGG-compact) and import it.
+
+    The converted tensors are stored exactly: weights that came from fp16 are stored as
+    fp16 (every value survives), biases and PReLU slopes as fp32.
+
+    Raises:
+        UsageError: invalid or taken name.
+        ModelError: the files are malformed or describe another graph (the message lists
+            its layer types), the graph ends in a resize, or the RRDBNet has a growth
+            other than 32 (spandrel, which runs ESRGAN models, builds only 32).
+    """
+    from pocketsr_cli.weights.ncnn import convert
+
+    folder = _check_name(request)
+    state, info = convert(param, bin_path)
+    resize = info.get("output_resize")
+    if resize:
+        native = int(info["scale"])
+        raise ModelError(
+            f"{param.name} runs a x{native} network and then a {resize['mode']} resize by "
+            f"{resize['factor']:g}, which pocketsr does not import; import the same .bin "
+            f"with the graph that has no resize (for animevideov3: the UP{native}X .param) "
+            f"and upscale with --outscale {native * float(resize['factor']):g}"
+        )
+    if info["family"] == "esrgan" and info["num_grow_ch"] != _SPANDREL_ESRGAN_GROWTH:
+        raise ModelError(
+            f"{param.name} is an RRDBNet with {info['num_grow_ch']} growth channels; spandrel, "
+            f"which runs ESRGAN models for pocketsr, builds only {_SPANDREL_ESRGAN_GROWTH}"
+        )
+    if info["family"] == "esrgan":
+        build: dict[str, Any] = {
+            "num_filters": info["num_feat"],
+            "num_blocks": info["num_block"],
+        }
+    else:
+        build = {"num_feat": info["num_feat"], "num_conv": info["num_conv"], "act_type": "prelu"}
+    tensors = {key: _exact_half(t) for key, t in state.items()}
+    source = f"ncnn {param.name} + {bin_path.name} ({info['precision']}), converted by pocketsr"
+    return _import_state_dict(request, folder, tensors, source=source, build=build)
+
+
+def _import_state_dict(
+    request: ImportRequest,
+    folder: Path,
+    tensors: dict[str, torch.Tensor],
+    *,
+    source: str,
+    build: Mapping[str, Any] | None = None,
+) -> ModelSpec:
+    # A shallow copy: what the architecture loader does with its dict must not reach the file.
+    desc = descriptor_from_state_dict(dict(tensors), request.name)
+    if build is None:
+        build = _own_build_params(tensors)
+    spec = ModelSpec(
+        name=request.name,
+        family=desc.family,
+        scale=desc.scale,
+        path=folder / f"{request.name}.toml",
+        origin="user",
+        build=dict(build),
+        description=request.description or f"imported from {_printable(source)}",
+        hints=_hints_of(desc),
+        meta=Meta(license=request.license, source=_printable(source), params=desc.params),
+    )
+    _write(spec, tensors)
+    return manifest.parse_manifest(spec.path, "user")
+
+
+def _own_build_params(tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """``[build]`` for pocketsr's own families (inferred from shapes); spandrel needs none."""
+    from pocketsr_cli.registry import detect_family
+
+    family = detect_family(tensors)
+    if family is None or family.infer is None:
+        return {}
+    params = dict(family.infer(tensors))
+    params.pop("scale", None)
+    return params
+
+
+def _hints_of(desc: ModelDescriptor) -> Hints:
+    return Hints(
+        tiling=desc.tiling,
+        multiple_of=desc.size.multiple_of,
+        minimum=desc.size.minimum,
+        fp16=desc.supports_half,
+        bf16=desc.supports_bf16,
+    )
+
+
+def _exact_half(t: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    if t.dtype == torch.float32:
+        half = t.to(torch.float16)
+        if torch.equal(half.to(torch.float32), t):
+            return half
+    return t
+
+
+def _write(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Write the weights, then the manifest, each to a temporary name renamed into place."""
+    from safetensors.torch import save_file
+
+    folder = spec.path.parent
+    weights = folder / f"{spec.name}.safetensors"
+    tmp_weights = folder / f".{spec.name}.safetensors.{os.getpid()}.tmp"
+    tmp_manifest = folder / f".{spec.name}.toml.{os.getpid()}.tmp"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # safetensors refuses views and tensors sharing memory: give it plain copies.
+        plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+        save_file(plain, str(tmp_weights), metadata={"format": "pt"})
+        digest = sha256_file(tmp_weights)
+        final = dataclasses.replace(
+            spec,
+            weights=WeightsSpec(
+                file=weights.name, sha256=digest, size=tmp_weights.stat().st_size, urls=()
+            ),
+        )
+        tmp_manifest.write_text(
+            dump_manifest(final, comment="Written by `pocketsr models import`."),
+            encoding="utf-8",
+        )
+        verify.forget(weights)
+        os.replace(tmp_weights, weights)
+        os.replace(tmp_manifest, spec.path)
+        verify.remember(weights, digest)
+    except OSError as exc:
+        raise ModelError(f"cannot store {spec.name} in {folder}: {exc.strerror or exc}") from exc
+    finally:
+        for tmp in (tmp_weights, tmp_manifest):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _check_name(request: ImportRequest) -> Path:
+    """The user model folder, once ``request.name`` is known to be usable there."""
+    name = request.name
+    if not manifest.is_valid_name(name):
+        raise UsageError(
+            f"invalid model name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, not ending in a weights suffix"
+        )
+    bundled = manifest.load_manifests([("bundled", manifest.bundled_dir())])
+    if name in bundled:
+        raise UsageError(f"{name!r} is a bundled model; choose another name")
+    folder = user_models_dir()
+    if (folder / f"{name}.toml").exists() and not request.force:
+        raise UsageError(f"model {name!r} already exists in {folder}; --force replaces it")
+    return folder
+
+
+def _check_digest(path: Path, sha256: str, label: str) -> None:
+    expected = sha256.strip().lower()
+    if not manifest.SHA256_RE.fullmatch(expected):
+        raise UsageError(f"invalid --sha256 {sha256!r}: expected 64 hex digits")
+    try:
+        actual = sha256_file(path)
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if actual != expected:
+        raise ModelError(
+            f"{label} has sha256 {actual[:12]}…, not the expected {expected[:12]}…; "
+            "nothing was imported"
+        )
+
+
+def _printable(text: str) -> str:
+    # Undecodable file names (surrogate escapes) cannot be written to a UTF-8 manifest.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# --- removing -----------------------------------------------------------------------------
+
+
+def remove_model(spec: ModelSpec) -> list[Path]:
+    """Delete what pocketsr stored for ``spec`` and return the paths removed.
+
+    Downloaded weights (and a partial download) go for every model; a model in the user
+    folder also loses its manifest and the weights beside it.  Returns an empty list when
+    nothing was stored.
+
+    Raises:
+        UsageError: ``spec`` ships with pocketsr and has no downloaded copy.
+        ModelError: a file could not be deleted.
+    """
+    removed: list[Path] = []
+    if spec.weights is not None:
+        cached = weights_path(spec.name, spec.weights.file)
+        removed += _unlink_all([cached, cached.with_name(cached.name + ".incomplete")])
+        # The folder goes too when only bookkeeping is left in it (lock file, hash memo).
+        leftovers = list(cached.parent.iterdir()) if cached.parent.is_dir() else []
+        if all(p.name.endswith(".lock") or p.name == verify.MEMO_NAME for p in leftovers):
+            shutil.rmtree(cached.parent, ignore_errors=True)
+    if spec.origin == "user":
+        beside = [] if spec.weights is None else [spec.path.parent / spec.weights.file]
+        return removed + _unlink_all([*beside, spec.path])
+    if not removed and (spec.weights is None or (spec.path.parent / spec.weights.file).is_file()):
+        raise UsageError(f"{spec.name} ships with pocketsr; it cannot be removed")
+    return removed
+
+
+def _unlink_all(paths: Iterable[Path]) -> list[Path]:
+    removed = []
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise ModelError(f"cannot remove {path}: {exc.strerror or exc}") from exc
+        verify.forget(path)
+        removed.append(path)
+    return removed

@@ -1,0 +1,203 @@
+"""Manifest schema: every bundled manifest is validated and its numbers recomputed.
+
+Like torchvision's extended model tests, the parameter count in each manifest is checked
+by building the network (on the meta device: no memory, no weights) and the size and
+digest of every bundled weights file are recomputed from the file.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from pocketsr_cli.errors import ModelError
+from pocketsr_cli.manifest import (
+    Hints,
+    Meta,
+    ModelSpec,
+    WeightsSpec,
+    bundled_dir,
+    dump_manifest,
+    load_manifests,
+    parse_manifest,
+)
+from pocketsr_cli.registry import FAMILIES
+from pocketsr_cli.weights.cache import sha256_file
+from pocketsr_cli.weights.community import import_spandrel
+from pocketsr_cli.weights.load import descriptor_from_state_dict, read_state_dict
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED = sorted(bundled_dir().glob("*.toml"))
+
+
+def _spandrel_builders() -> dict[str, Callable[[Mapping[str, Any], int, int], nn.Module]]:
+    """How to build spandrel's classes from a manifest's [build], scale and channels."""
+    import_spandrel()
+    from spandrel.architectures.Compact import Compact
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    return {
+        "spandrel:ESRGAN": lambda b, s, c: ESRGAN(in_nc=c, out_nc=c, scale=s, **b),
+        "spandrel:Compact": lambda b, s, c: Compact(num_in_ch=c, num_out_ch=c, upscale=s, **b),
+    }
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_bundled_folder_has_manifests() -> None:
+    names = {p.stem for p in BUNDLED}
+    assert {"bicubic", "lanczos", "realesrgan-x4plus"} <= names
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=[p.stem for p in BUNDLED])
+def test_bundled_manifest(path: Path) -> None:
+    spec = parse_manifest(path)  # strict: unknown keys and wrong types raise
+    assert spec.name == path.stem
+    assert spec.description and spec.meta.license and spec.meta.source
+    assert spec.meta.params is not None, "meta.params is required for bundled models"
+    assert spec.family in FAMILIES or spec.family in _spandrel_builders(), spec.family
+
+    with torch.device("meta"):
+        if spec.is_spandrel:
+            module = _spandrel_builders()[spec.family](spec.build, spec.scale, spec.channels)
+        else:
+            module = FAMILIES[spec.family].build(spec.build, spec.scale)
+    assert _count(module) == spec.meta.params
+
+    if spec.weights is None:
+        assert spec.family == "resize", "only parameter-free models may lack weights"
+        return
+    local = path.parent / spec.weights.file
+    assert local.is_file() or spec.weights.urls, "weights must be bundled or downloadable"
+    for url in spec.weights.urls:
+        assert url.startswith(("https://", "hf://")), url
+    assert spec.weights.size is not None
+    if local.is_file():  # bundled: recompute everything from the file itself
+        assert local.stat().st_size == spec.weights.size
+        assert sha256_file(local) == spec.weights.sha256
+        desc = descriptor_from_state_dict(read_state_dict(local), spec.name)
+        assert (desc.params, desc.scale) == (spec.meta.params, spec.scale)
+
+
+@pytest.mark.slow
+def test_wheel_carries_bundled_models(tmp_path: Path) -> None:
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    result = subprocess.run(
+        [*pip, "-w", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {result.stderr.strip()[-300:]}")
+    (wheel,) = tmp_path.glob("pocketsr-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for path in (REPO / "models").iterdir():
+        if path.suffix in (".toml", ".safetensors", ".md"):
+            assert f"pocketsr_cli/_bundled/{path.name}" in names
+    for init in (REPO / "pocketsr_cli").rglob("__init__.py"):  # setup.py finds every package
+        assert init.relative_to(REPO).as_posix() in names
+
+
+# --- parsing and writing ----------------------------------------------------------------------
+
+GOOD = """
+name = "m"
+family = "spandrel:Compact"
+scale = 2
+description = "d"
+[weights]
+file = "m.safetensors"
+sha256 = "%s"
+size = 10
+urls = ["https://example.com/m.safetensors"]
+[hints]
+multiple_of = 4
+[meta]
+params = 12
+""" % ("ab" * 32)
+
+
+def test_good_manifest(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(GOOD)
+    spec = parse_manifest(path, "user")
+    assert spec.origin == "user" and spec.channels == 3 and spec.hints.multiple_of == 4
+    assert spec.weights == WeightsSpec(
+        "m.safetensors", "ab" * 32, 10, ("https://example.com/m.safetensors",)
+    )
+    assert spec.meta == Meta(params=12)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace('name = "m"', ""), "missing name"),
+        (lambda t: t.replace('name = "m"', 'name = "a/b"'), "not a plain model name"),
+        (lambda t: t.replace('name = "m"', 'name = "m.pth"'), "not a plain model name"),
+        (lambda t: t.replace("scale = 2", 'scale = "2"'), "scale must be int"),
+        (lambda t: t.replace("scale = 2", "scale = 0"), "scale must be at least 1"),
+        (lambda t: t.replace("scale = 2", "scale = true"), "scale must be int"),
+        (lambda t: t.replace("multiple_of", "multiple-of"), "unknown key hints.multiple-of"),
+        (lambda t: t + "colour = 1\n", "unknown key meta.colour"),
+        (lambda t: t.replace("size = 10", "size = -1"), "weights.size must be at least 1"),
+        (lambda t: t.replace("ab" * 32, "xyz"), "weights.sha256 must be 64 hex"),
+        (lambda t: t.replace('file = "m.safetensors"', 'file = "../x"'), "plain file name"),
+        (lambda t: t.replace('["https://', '[1, "https://'), "list of URLs"),
+        (lambda t: t.replace("params = 12", "params = -3"), "must not be negative"),
+        (lambda t: "hints = 3\n" + t.replace("[hints]\nmultiple_of = 4", ""), "hints must be dict"),
+        (lambda t: t + "[[", "bad model manifest"),
+    ],
+)
+def test_bad_manifest(tmp_path: Path, edit: Callable[[str], str], message: str) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(edit(GOOD))
+    with pytest.raises(ModelError, match=message) as info:
+        parse_manifest(path)
+    assert str(path) in str(info.value)
+
+
+def test_dump_then_parse_gives_the_same_spec(tmp_path: Path) -> None:
+    spec = ModelSpec(
+        name="rt-1",
+        family="shuffle",
+        scale=3,
+        path=tmp_path / "rt-1.toml",
+        origin="user",
+        channels=3,
+        build={"channels": 8, "ratio": 0.5, "act": "prelu", "flag": True, "sizes": [1, 2]},
+        any_scale=True,
+        description='quotes " and \\ backslash, tab\t, newline\n, DEL \x7f, é, 🙂',
+        weights=WeightsSpec("w.safetensors", "0f" * 32, 123, ("https://a/b", "hf://o/r/w")),
+        hints=Hints(tiling=False, multiple_of=8, minimum=16, fp16=False, default_tile=192),
+        meta=Meta(license="MIT", source="s", paper="p", params=42),
+    )
+    spec.path.write_text(dump_manifest(spec, comment="two\nlines"), encoding="utf-8")
+    assert parse_manifest(spec.path, "user") == spec
+    assert spec.path.read_text().startswith("# two\n# lines\n")
+
+
+def test_load_manifests_first_folder_wins_and_bad_files_are_reported(tmp_path: Path) -> None:
+    user, bundled = tmp_path / "user", tmp_path / "bundled"
+    for folder, scale in ((user, 2), (bundled, 4)):
+        folder.mkdir()
+        (folder / "m.toml").write_text(f'name = "m"\nfamily = "resize"\nscale = {scale}\n')
+    (user / "bad.toml").write_text("name = 3\n")
+    problems: list[str] = []
+    specs = load_manifests(
+        [("user", user), ("bundled", bundled), ("user", tmp_path / "no")], problems=problems
+    )
+    assert (specs["m"].scale, specs["m"].origin) == (2, "user")
+    assert len(problems) == 1 and "bad.toml" in problems[0]
+    with pytest.raises(ModelError, match=r"bad\.toml"):
+        load_manifests([("user", user)])

@@ -1,0 +1,413 @@
+"""Tests for the ordered resolver (``weights/resolve.py``), the hash memo (``verify.py``) and
+weight loading (``load.py``): explicit file -> user folder -> bundled -> cache -> download.
+
+Downloads go to a loopback server (``tests/_http.py``); the downloader's own internals
+are tested in ``test_download.py``, so here each test checks what the resolver does with
+them: which file is used, when the network is touched, what the user is told.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from _http import Behaviour, Loopback, refuse_network, serve
+from _zoo import (
+    compact_state,
+    params_of,
+    replace_spec,
+    save_safetensors,
+    use_bundled,
+    use_home,
+    write_manifest,
+)
+from torch import nn
+
+from pocketsr_cli.errors import ModelError
+from pocketsr_cli.manifest import Hints, ModelSpec
+from pocketsr_cli.registry import FAMILIES, Family
+from pocketsr_cli.weights import verify
+from pocketsr_cli.weights.cache import user_models_dir, weights_path
+from pocketsr_cli.weights.community import import_spandrel
+from pocketsr_cli.weights.resolve import find_spec, locate_weights, resolve_model, where
+
+SD = compact_state(scale=2, seed=1)
+OTHER_SD = compact_state(scale=2, seed=2)
+X = torch.rand(1, 3, 6, 5, generator=torch.Generator().manual_seed(0))
+
+
+def reference(sd: dict[str, torch.Tensor]) -> torch.Tensor:
+    """What spandrel's own model computes for ``X`` with these weights."""
+    model = import_spandrel().ModelLoader().load_from_state_dict(dict(sd)).model.eval()
+    with torch.no_grad():
+        return model(X)
+
+
+def run(descriptor: Any) -> torch.Tensor:
+    with torch.no_grad():
+        return descriptor.module(X)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return use_home(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return use_bundled(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    refuse_network(monkeypatch)
+
+
+@pytest.fixture
+def weights_bytes(tmp_path: Path) -> bytes:
+    return save_safetensors(tmp_path / "src" / "tiny.safetensors", SD)
+
+
+@pytest.fixture
+def server(weights_bytes: bytes) -> Iterator[Loopback]:
+    with serve({"/tiny.safetensors": weights_bytes}) as state:
+        yield state
+
+
+def remote_spec(home: Path, data: bytes, urls: tuple[str, ...]) -> ModelSpec:
+    """A user-folder manifest whose weights are not beside it: cache, then download."""
+    return write_manifest(home / "models", "tiny", data, urls=urls, params=params_of(SD))
+
+
+# --- 1. explicit files, and what loading accepts --------------------------------------------
+
+
+def test_explicit_file_is_detected(tmp_path: Path, home: Path, no_network: None) -> None:
+    path = tmp_path / "my model.safetensors"
+    save_safetensors(path, SD)
+    desc = resolve_model(str(path))
+    assert (desc.name, desc.family, desc.scale, desc.params) == (
+        "my model.safetensors",
+        "spandrel:Compact",
+        2,
+        params_of(SD),
+    )
+    torch.testing.assert_close(run(desc), reference(SD), rtol=0, atol=0)
+    with pytest.raises(ModelError, match=r"x2 model; -s 4 is not available .*--outscale 4"):
+        resolve_model(str(path), 4)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda sd: {"params_ema": sd},
+        lambda sd: {"params": sd, "iter": 5},
+        lambda sd: {"state_dict": {f"module.{k}": v for k, v in sd.items()}},
+        lambda sd: {f"module.{k}": v for k, v in sd.items()},
+    ],
+    ids=["params_ema", "params", "state_dict+module", "module"],
+)
+def test_pth_wrappers_are_canonicalised(tmp_path: Path, home: Path, wrap: Any) -> None:
+    path = tmp_path / "wrapped.pth"
+    torch.save(wrap(SD), path)
+    torch.testing.assert_close(run(resolve_model(str(path))), reference(SD), rtol=0, atol=0)
+
+
+class _Payload:
+    """Unpickling this would run ``open(marker, "w")``: code from the file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickle_needing_code_is_refused_without_running_it(tmp_path: Path, home: Path) -> None:
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pth"
+    torch.save({"weight": torch.zeros(1), "payload": _Payload(marker)}, path)
+    with pytest.raises(ModelError, match=r"references io\.open.*never runs code"):
+        resolve_model(str(path))
+    assert not marker.exists()
+
+
+def test_garbage_file(tmp_path: Path, home: Path) -> None:
+    path = tmp_path / "bad.pth"
+    path.write_bytes(b"not a zip, not a pickle")
+    with pytest.raises(ModelError, match=r"cannot read weights bad\.pth"):
+        resolve_model(str(path))
+
+
+def test_file_without_tensors(tmp_path: Path, home: Path) -> None:
+    path = tmp_path / "opt.pth"
+    torch.save({"lr": 0.1, "step": 3}, path)
+    with pytest.raises(ModelError, match=r"opt\.pth: no tensors found"):
+        resolve_model(str(path))
+
+
+def test_missing_explicit_file(tmp_path: Path, home: Path) -> None:
+    with pytest.raises(ModelError, match="model file not found"):
+        resolve_model(str(tmp_path / "absent.pth"))
+
+
+def test_unknown_architecture(tmp_path: Path, home: Path) -> None:
+    path = tmp_path / "odd.safetensors"
+    save_safetensors(path, {"encoder.weight": torch.zeros(2, 2)})
+    with pytest.raises(ModelError, match="unknown model architecture"):
+        resolve_model(str(path))
+
+
+# --- 2./3. user folder and bundled ------------------------------------------------------------
+
+
+def test_bundled_weights_beside_manifest(
+    home: Path, bundled: Path, weights_bytes: bytes, no_network: None
+) -> None:
+    (bundled / "tiny.safetensors").write_bytes(weights_bytes)
+    spec = write_manifest(bundled, "tiny", weights_bytes, params=params_of(SD))
+    assert where(spec) == "bundled"
+    desc = resolve_model("tiny")
+    assert (desc.name, desc.family, desc.scale) == ("tiny", "spandrel:Compact", 2)
+    torch.testing.assert_close(run(desc), reference(SD), rtol=0, atol=0)
+    assert not (home / "cache").exists()  # used in place, never copied
+
+
+def test_user_model_shadows_bundled_name(
+    home: Path, bundled: Path, weights_bytes: bytes, no_network: None
+) -> None:
+    (bundled / "tiny.safetensors").write_bytes(weights_bytes)
+    write_manifest(bundled, "tiny", weights_bytes)
+    other = save_safetensors(user_models_dir() / "tiny.safetensors", OTHER_SD)
+    write_manifest(user_models_dir(), "tiny", other)
+    assert find_spec("tiny").origin == "user"
+    torch.testing.assert_close(run(resolve_model("tiny")), reference(OTHER_SD), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("origin", ["user", "bundled"])
+def test_damaged_file_beside_manifest_is_refused(
+    home: Path, bundled: Path, weights_bytes: bytes, origin: str
+) -> None:
+    folder = user_models_dir() if origin == "user" else bundled
+    spec = write_manifest(folder, "tiny", weights_bytes)
+    damaged = bytearray(weights_bytes)
+    damaged[-1] ^= 0xFF
+    (folder / "tiny.safetensors").write_bytes(bytes(damaged))
+    fix = "--force" if origin == "user" else "reinstall pocketsr"
+    with pytest.raises(ModelError, match=rf"does not have the SHA-256 .*{fix}"):
+        resolve_model("tiny")
+    assert spec.weights is not None
+
+
+def test_manifest_must_describe_its_weights(home: Path, weights_bytes: bytes) -> None:
+    (user_models_dir()).mkdir(parents=True)
+    (user_models_dir() / "tiny.safetensors").write_bytes(weights_bytes)
+    spec = write_manifest(user_models_dir(), "tiny", weights_bytes, params=params_of(SD))
+    replace_spec(spec, family="spandrel:ESRGAN")
+    with pytest.raises(ModelError, match="holds a spandrel:Compact model, but its manifest says"):
+        resolve_model("tiny")
+    replace_spec(spec, scale=4)
+    with pytest.raises(ModelError, match="weights are a x2 model but the manifest says x4"):
+        resolve_model("tiny")
+    replace_spec(spec, meta=dataclass_replace(spec.meta, params=7))
+    with pytest.raises(ModelError, match="manifest does not describe this file"):
+        resolve_model("tiny")
+
+
+def dataclass_replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def test_hints_only_restrict(home: Path, weights_bytes: bytes) -> None:
+    (user_models_dir()).mkdir(parents=True)
+    (user_models_dir() / "tiny.safetensors").write_bytes(weights_bytes)
+    hints = Hints(fp16=False, multiple_of=8, minimum=16, tiling=False)
+    write_manifest(user_models_dir(), "tiny", weights_bytes, hints=hints)
+    desc = resolve_model("tiny")
+    assert (desc.supports_half, desc.supports_bf16, desc.tiling) == (False, True, False)
+    assert (desc.size.multiple_of, desc.size.minimum) == (8, 16)
+
+
+class _Shuffle(nn.Module):
+    def __init__(self, channels: int, scale: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, channels * scale * scale, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.conv(x))
+
+
+def test_registry_family_is_built_from_manifest_then_loaded(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in for pocketsr's own families (issue #5): built from [build], then loaded.
+    monkeypatch.setitem(
+        FAMILIES, "shuffle", Family("shuffle", lambda p, s: _Shuffle(int(p["channels"]), s))
+    )
+    module = _Shuffle(3, 2)
+    folder = user_models_dir()
+    data = save_safetensors(folder / "sh.safetensors", module.state_dict())
+    spec = write_manifest(
+        folder,
+        "sh",
+        data,
+        family="shuffle",
+        build={"channels": 3},
+        params=params_of(module.state_dict()),
+    )
+    desc = resolve_model("sh")
+    assert (desc.family, desc.scale) == ("shuffle", 2)
+    with torch.no_grad():
+        torch.testing.assert_close(desc.module(X), module(X), rtol=0, atol=0)
+    replace_spec(spec, build={"channels": 5}, meta=dataclass_replace(spec.meta, params=None))
+    with pytest.raises(ModelError, match="weights do not fit its manifest's network"):
+        resolve_model("sh")
+    replace_spec(spec, family="nonesuch")
+    with pytest.raises(ModelError, match="unknown architecture family 'nonesuch'"):
+        resolve_model("sh")
+
+
+def test_unknown_name_lists_models_and_bad_manifests(home: Path) -> None:
+    folder = user_models_dir()
+    folder.mkdir(parents=True)
+    (folder / "broken.toml").write_text('name = "broken"\nscale = "four"\n')
+    with pytest.raises(ModelError, match=r"unknown model 'nope'; available: .*lanczos") as info:
+        resolve_model("nope")
+    assert "broken.toml" in str(info.value)
+    assert resolve_model("lanczos").name == "lanczos"  # one broken file hides nothing else
+
+
+# --- 4./5. cache and download -----------------------------------------------------------------
+
+
+def test_cached_file_needs_no_network(home: Path, weights_bytes: bytes, no_network: None) -> None:
+    spec = remote_spec(home, weights_bytes, ("https://example.invalid/tiny.safetensors",))
+    cached = weights_path("tiny", "tiny.safetensors")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(weights_bytes)
+    assert where(spec) == "cached"
+    torch.testing.assert_close(run(resolve_model("tiny", offline=True)), reference(SD))
+
+
+def test_good_download_then_cached(home: Path, server: Loopback, weights_bytes: bytes) -> None:
+    spec = remote_spec(home, weights_bytes, (server.url("/tiny.safetensors"),))
+    assert where(spec) == "remote"
+    progress: list[tuple[int, int | None]] = []
+    desc = resolve_model("tiny", on_progress=lambda done, total: progress.append((done, total)))
+    torch.testing.assert_close(run(desc), reference(SD), rtol=0, atol=0)
+    assert where(spec) == "cached"
+    assert progress[-1] == (len(weights_bytes), len(weights_bytes))
+    resolve_model("tiny")
+    assert len(server.hits) == 1  # the second run used the cache
+
+
+def test_checksum_mismatch_leaves_nothing_in_cache(
+    home: Path, server: Loopback, weights_bytes: bytes
+) -> None:
+    server.behaviours["/tiny.safetensors"] = Behaviour(body=bytes(reversed(weights_bytes)))
+    remote_spec(home, weights_bytes, (server.url("/tiny.safetensors"),))
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        resolve_model("tiny")
+    folder = weights_path("tiny", "tiny.safetensors").parent
+    assert [p.name for p in folder.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_interrupted_download_resumes(home: Path, server: Loopback, weights_bytes: bytes) -> None:
+    cut = len(weights_bytes) // 2
+    server.behaviours["/tiny.safetensors"] = Behaviour(cut_after=cut)
+    remote_spec(home, weights_bytes, (server.url("/tiny.safetensors"),))
+    with pytest.raises(ModelError, match="run again to resume"):
+        resolve_model("tiny")
+    resolve_model("tiny")
+    assert [h.range for h in server.hits] == [None, f"bytes={cut}-"]
+    assert server.bytes_served() == len(weights_bytes)
+
+
+def test_404_on_first_mirror_then_second(
+    home: Path, server: Loopback, weights_bytes: bytes
+) -> None:
+    urls = (server.url("/gone.safetensors"), server.url("/tiny.safetensors"))
+    remote_spec(home, weights_bytes, urls)
+    torch.testing.assert_close(run(resolve_model("tiny")), reference(SD), rtol=0, atol=0)
+    assert [(h.path, h.status) for h in server.hits] == [
+        ("/gone.safetensors", 404),
+        ("/tiny.safetensors", 200),
+    ]
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_offline_cache_miss_names_the_command(
+    home: Path,
+    weights_bytes: bytes,
+    no_network: None,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    remote_spec(home, weights_bytes, ("https://example.invalid/tiny.safetensors",))
+    if how == "environment":
+        monkeypatch.setenv("POCKETSR_OFFLINE", "1")
+    with pytest.raises(
+        ModelError, match=r"offline mode is on; run `pocketsr models download tiny`"
+    ):
+        resolve_model("tiny", offline=how == "argument")
+
+
+def test_manifest_without_urls_or_file(home: Path, weights_bytes: bytes) -> None:
+    remote_spec(home, weights_bytes, ())
+    with pytest.raises(ModelError, match=r"missing from .* names no download URL"):
+        resolve_model("tiny")
+
+
+def test_damaged_cache_is_fetched_again(home: Path, server: Loopback, weights_bytes: bytes) -> None:
+    spec = remote_spec(home, weights_bytes, (server.url("/tiny.safetensors"),))
+    cached = weights_path("tiny", "tiny.safetensors")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"\0" * len(weights_bytes))
+    assert locate_weights(spec) == cached
+    assert cached.read_bytes() == weights_bytes
+    assert len(server.hits) == 1
+
+
+# --- the hash memo ----------------------------------------------------------------------------
+
+
+def test_verified_files_are_not_hashed_every_run(
+    home: Path, weights_bytes: bytes, monkeypatch: pytest.MonkeyPatch, no_network: None
+) -> None:
+    hashed: list[Path] = []
+    real = verify.sha256_file
+    monkeypatch.setattr(verify, "sha256_file", lambda p: hashed.append(p) or real(p))
+    spec = remote_spec(home, weights_bytes, ("https://example.invalid/x",))
+    cached = weights_path("tiny", "tiny.safetensors")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(weights_bytes)
+
+    assert locate_weights(spec) == cached
+    assert locate_weights(spec) == cached
+    assert hashed == [cached]  # once, then remembered
+
+    os.utime(cached, ns=(1, 1))  # a touched file is hashed again
+    locate_weights(spec)
+    assert len(hashed) == 2
+
+    cached.write_bytes(bytes(reversed(weights_bytes)))  # replaced: same size, new mtime
+    with pytest.raises(ModelError, match="is damaged"):
+        locate_weights(spec, offline=True)
+    assert verify.file_matches(cached, spec.weights.sha256 if spec.weights else "", None) is False
+
+
+def test_memo_is_only_an_optimisation(home: Path, weights_bytes: bytes, no_network: None) -> None:
+    spec = remote_spec(home, weights_bytes, ("https://example.invalid/x",))
+    cached = weights_path("tiny", "tiny.safetensors")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(weights_bytes)
+    (cached.parent / verify.MEMO_NAME).write_text("{not json")
+    assert locate_weights(spec) == cached
+    assert "tiny.safetensors" in (cached.parent / verify.MEMO_NAME).read_text()
