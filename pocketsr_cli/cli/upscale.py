@@ -116,7 +116,9 @@ def upscale(
         if not given.exists():
             raise UsageError(f"input not found: {given}")
     torch_device = choose_device(device)
-    descriptor = resolve_model(model, scale, offline=offline)
+    console = _ui.make_console()
+    with _ui.DownloadBar(console, f"downloading {model or 'default model'}") as bar:
+        descriptor = resolve_model(model, scale, offline=offline, on_progress=bar)
     compute = Compute(
         torch_device,
         choose_precision(
@@ -134,7 +136,6 @@ def upscale(
     )
     jobs = collect_jobs(inputs, naming, recursive=recursive, glob=glob)
 
-    console = _ui.make_console()
     reporters: list[_ui.Reporter] = [_ui.RichReporter(console, quiet=quiet)]
     if json_lines:
         reporters.append(_ui.JsonLinesReporter(descriptor.name, str(compute)))
