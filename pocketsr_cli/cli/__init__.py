@@ -11,7 +11,9 @@ from __future__ import annotations
 import typer
 
 from pocketsr_cli import __version__
+from pocketsr_cli.cli import bench as _bench
 from pocketsr_cli.cli import doctor as _doctor
+from pocketsr_cli.cli import eval as _eval
 from pocketsr_cli.cli import models as _models
 from pocketsr_cli.cli import upscale as _upscale
 from pocketsr_cli.cli._errors import handle_errors
@@ -28,6 +30,8 @@ app = typer.Typer(
 app.command("upscale", epilog=_upscale.EPILOG)(handle_errors(_upscale.upscale))
 app.add_typer(_models.app, name="models")
 app.command("doctor")(handle_errors(_doctor.doctor))
+app.command("eval", epilog=_eval.EPILOG)(handle_errors(_eval.eval_command))
+app.command("bench", epilog=_bench.EPILOG)(handle_errors(_bench.bench_command))
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,350 @@
+"""Scoring models on held-out photographs: :func:`evaluate`.
+
+For every ground-truth (HR) image, in order:
+
+1. decode it (:func:`~pocketsr_cli.imageio.read_image`, EXIF orientation applied), make it
+   RGB (gray is replicated, alpha dropped) and crop it top-left to a multiple of ``scale``;
+2. degrade it once (:func:`~pocketsr_cli.evaluation.degrade.degrade_eval`, the noise seeded
+   by :func:`~pocketsr_cli.evaluation.degrade.seed_for` its file name);
+3. upscale that LR image with every model through :class:`~pocketsr_cli.inference.Upscaler`
+   (tiling and all, as ``pocketsr upscale`` would), timing the upscale alone (each model
+   has already run once, untimed, on a small patch, so the first image is not charged
+   with its start-up);
+4. score each output against the cropped ground truth with the four
+   :mod:`~pocketsr_cli.evaluation.metrics`.
+
+The bicubic resampler is always scored, as the floor every model has to beat.  All models
+are resolved before any image is read, so a bad ``-m`` fails fast.  A file that cannot be
+decoded, or is too small to score, is skipped with a warning.  Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pocketsr_cli.descriptor import ModelDescriptor
+from pocketsr_cli.errors import ImageReadError, UsageError
+from pocketsr_cli.evaluation.degrade import (
+    EVAL_KINDS,
+    EvalKind,
+    crop_to_multiple,
+    degrade_eval,
+    seed_for,
+)
+from pocketsr_cli.evaluation.metrics import (
+    MIN_LATTICE_SIDE,
+    lattice_ratio,
+    psnr_y,
+    sharpness,
+    ssim_y,
+)
+
+FLOOR_MODEL = "bicubic"
+METRICS = ("psnr_y", "ssim_y", "sharpness", "lattice_ratio")
+WARM_UP_SIDE = 64  # LR pixels of the untimed first run of each model
+
+# (steps done, steps in all, what was just done): one step is one image through one model.
+ProgressCallback = Callable[[int, int, str], None]
+WarningCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """One model's result on one image.
+
+    ``width``/``height`` are those of the cropped ground truth (= the output); ``seconds``
+    is the upscale alone (no decoding, degrading or scoring).
+    """
+
+    image: str
+    model: str
+    width: int
+    height: int
+    psnr_y: float
+    ssim_y: float
+    sharpness: float
+    lattice_ratio: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: non-finite numbers (PSNR of identical images) become ``None``."""
+        return {k: _finite_or_none(v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class ModelScore:
+    """One model over the whole set: means of the per-image scores (arithmetic means,
+    PSNR included, as SR papers report it)."""
+
+    model: str
+    family: str
+    scale: int
+    params: int
+    precision: str
+    floor: bool = False  # added as the bicubic floor, not asked for
+    images: list[ImageScore] = field(default_factory=list)
+
+    def mean(self, metric: str) -> float:
+        """Mean of ``metric`` (one of :data:`METRICS` or ``seconds``) over the images;
+        ``nan`` when there are none."""
+        values = [float(getattr(s, metric)) for s in self.images]
+        return float(np.mean(values)) if values else math.nan
+
+    @property
+    def seconds_per_image(self) -> float:
+        return self.mean("seconds")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary with the per-image scores under ``images``."""
+        out: dict[str, Any] = {
+            "model": self.model,
+            "family": self.family,
+            "scale": self.scale,
+            "params": self.params,
+            "precision": self.precision,
+            "floor": self.floor,
+            "count": len(self.images),
+        }
+        out.update({m: _finite_or_none(self.mean(m)) for m in METRICS})
+        out["seconds_per_image"] = _finite_or_none(self.seconds_per_image)
+        out["images"] = [s.to_dict() for s in self.images]
+        return out
+
+
+@dataclass
+class EvalReport:
+    """Everything :func:`evaluate` measured.
+
+    Attributes:
+        degradation: ``bicubic`` or ``real``.
+        scale: the upscaling factor every model ran at.
+        device: the torch device, as text.
+        images: names of the images scored, in order.
+        skipped: ``(name, reason)`` for files that could not be scored.
+        models: one entry per model, bicubic floor first unless asked for elsewhere.
+    """
+
+    degradation: str
+    scale: int
+    device: str
+    images: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    models: list[ModelScore] = field(default_factory=list)
+
+    def model(self, name: str) -> ModelScore:
+        """The entry of the model called ``name`` (``KeyError`` when absent)."""
+        for entry in self.models:
+            if entry.model == name:
+                return entry
+        raise KeyError(name)
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def collect_images(folder: Path, limit: int | None = None) -> list[Path]:
+    """Image files directly inside ``folder`` (by extension, sorted by name), at most ``limit``.
+
+    Raises:
+        UsageError: ``folder`` is not a folder, holds no image file, or ``limit`` < 1.
+    """
+    from pocketsr_cli.imageio import is_image_path
+
+    if not folder.is_dir():
+        raise UsageError(f"not a folder: {folder}")
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {limit}")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image_path(p))
+    if not paths:
+        raise UsageError(f"no image files in {folder}")
+    return paths[:limit] if limit is not None else paths
+
+
+def ground_truth(path: Path, scale: int) -> npt.NDArray[np.generic]:
+    """The RGB ground truth of ``path``, cropped top-left to a multiple of ``scale``.
+
+    Raises:
+        ImageReadError: the file cannot be decoded (the message is the reason only).
+    """
+    from pocketsr_cli.imageio import read_image
+
+    pixels = read_image(path).pixels
+    if pixels.shape[2] in (1, 2):  # gray (+ alpha): replicate, as the upscaler does
+        pixels = np.repeat(pixels[..., :1], 3, axis=2)
+    return np.ascontiguousarray(crop_to_multiple(pixels[..., :3], scale))
+
+
+def resolve_models(
+    models: Sequence[str],
+    scale: int | None,
+    *,
+    offline: bool = False,
+) -> tuple[list[tuple[ModelDescriptor, bool]], int]:
+    """Resolve ``models`` (empty: the default model) plus the bicubic floor.
+
+    The scale is ``scale`` or, when ``None``, that of the first model asked for; every
+    other model is resolved at it.  Duplicates are dropped.
+
+    Returns:
+        ``[(descriptor, is_added_floor)]`` — bicubic first when it was not asked for —
+        and the common scale.
+
+    Raises:
+        ModelError: a model cannot be resolved or has no variant at the scale.
+    """
+    from pocketsr_cli.weights.resolve import resolve_model
+
+    refs: list[str | None] = list(dict.fromkeys(models)) or [None]
+    resolved: list[tuple[ModelDescriptor, bool]] = []
+    for ref in refs:
+        desc = resolve_model(ref, scale, offline=offline)
+        scale = desc.scale if scale is None else scale
+        resolved.append((desc, False))
+    assert scale is not None
+    if not any(d.name == FLOOR_MODEL for d, _ in resolved):
+        resolved.insert(0, (resolve_model(FLOOR_MODEL, scale, offline=offline), True))
+    unique: dict[str, tuple[ModelDescriptor, bool]] = {}
+    for desc, added in resolved:
+        unique.setdefault(desc.name, (desc, added))
+    return list(unique.values()), scale
+
+
+def evaluate(
+    hr_paths: Sequence[Path],
+    models: Sequence[str],
+    degradation: EvalKind = "bicubic",
+    scale: int | None = None,
+    device: str = "auto",
+    *,
+    precision: str = "auto",
+    tile: str | int = "auto",
+    offline: bool = False,
+    on_progress: ProgressCallback | None = None,
+    on_warning: WarningCallback | None = None,
+) -> EvalReport:
+    """Degrade each ground truth, upscale it with every model and score the results.
+
+    Args:
+        hr_paths: ground-truth images (see :func:`collect_images`).
+        models: registry names or weights files; empty means the default model.  Bicubic
+            is added as the floor when absent.
+        degradation: ``bicubic`` or ``real`` (see :mod:`~pocketsr_cli.evaluation.degrade`).
+        scale: upscaling factor; ``None``: the first model's.
+        device: ``auto|cpu|cuda|cuda:N|mps``.
+        precision: ``auto|fp32|fp16|bf16`` (``auto``: fp32 on CPU).
+        tile: ``--tile`` as for ``upscale`` (``auto``, ``0`` or a side).
+        offline: never download weights.
+        on_progress: called after each image × model step.
+        on_warning: receives skipped files and the upscaler's warnings.
+
+    Returns:
+        The report; models whose every image was skipped have empty ``images``.
+
+    Raises:
+        UsageError: unknown degradation, device or precision, or a bad ``tile``.
+        ModelError: a model cannot be resolved or loaded (before any image is read).
+    """
+    from pocketsr_cli.devices import Compute, choose_device, choose_precision
+    from pocketsr_cli.inference import Upscaler
+    from pocketsr_cli.tiling import TilePolicy
+
+    if degradation not in EVAL_KINDS:
+        raise UsageError(
+            f"unknown degradation {degradation!r}; choose one of: {', '.join(EVAL_KINDS)}"
+        )
+    warn = on_warning or (lambda _message: None)
+    TilePolicy.from_option(tile)  # validates before any model is loaded
+    torch_device = choose_device(device)
+    resolved, scale = resolve_models(models, scale, offline=offline)
+
+    upscalers: list[Upscaler] = []
+    report = EvalReport(degradation=degradation, scale=scale, device=str(torch_device))
+    for desc, added in resolved:
+        compute = Compute(
+            torch_device,
+            choose_precision(
+                precision,
+                torch_device,
+                supports_half=desc.supports_half,
+                supports_bf16=desc.supports_bf16,
+            ),
+        )
+        upscalers.append(Upscaler(desc, compute, tile=tile, on_warning=warn))
+        report.models.append(
+            ModelScore(
+                model=desc.name,
+                family=desc.family,
+                scale=desc.scale,
+                params=desc.params,
+                precision=compute.precision,
+                floor=added,
+            )
+        )
+
+    # Lazy initialisation (thread pools, kernel choice, allocator) would otherwise be
+    # charged to the first image of the first model.
+    warm_up = np.full((WARM_UP_SIDE, WARM_UP_SIDE, 3), 128, np.uint8)
+    for upscaler in upscalers:
+        upscaler.upscale(warm_up)
+
+    total = len(hr_paths) * len(upscalers)
+    done = 0
+    for path in hr_paths:
+        try:
+            gt = ground_truth(path, scale)
+        except ImageReadError as exc:
+            _skip(report, warn, path, f"cannot read it: {exc}")
+            done = _skipped_steps(done, total, len(upscalers), path, on_progress)
+            continue
+        if min(gt.shape[:2]) < MIN_LATTICE_SIDE:
+            _skip(report, warn, path, f"smaller than {MIN_LATTICE_SIDE} px after cropping")
+            done = _skipped_steps(done, total, len(upscalers), path, on_progress)
+            continue
+        lr = degrade_eval(gt, degradation, seed=seed_for(path.name), scale=scale)
+        report.images.append(path.name)
+        for upscaler, entry in zip(upscalers, report.models, strict=True):
+            start = time.perf_counter()
+            out = upscaler.upscale(lr)
+            seconds = time.perf_counter() - start
+            entry.images.append(
+                ImageScore(
+                    image=path.name,
+                    model=entry.model,
+                    width=int(gt.shape[1]),
+                    height=int(gt.shape[0]),
+                    psnr_y=psnr_y(out, gt),
+                    ssim_y=ssim_y(out, gt),
+                    sharpness=sharpness(out, gt),
+                    lattice_ratio=lattice_ratio(out),
+                    seconds=seconds,
+                )
+            )
+            done += 1
+            if on_progress is not None:
+                on_progress(done, total, f"{path.name} · {entry.model}")
+    return report
+
+
+def _skip(report: EvalReport, warn: WarningCallback, path: Path, reason: str) -> None:
+    report.skipped.append((path.name, reason))
+    warn(f"skipped {path.name}: {reason}")
+
+
+def _skipped_steps(
+    done: int, total: int, steps: int, path: Path, on_progress: ProgressCallback | None
+) -> int:
+    done += steps
+    if on_progress is not None:
+        on_progress(done, total, f"{path.name} (skipped)")
+    return done

@@ -1,0 +1,155 @@
+"""``pocketsr eval`` and ``pocketsr bench`` through Typer's runner, on generated photos."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from _imagegen import make_photo_like, save_opencv
+from typer.testing import CliRunner
+
+from pocketsr_cli.cli import app
+from pocketsr_cli.evaluation.run import collect_images, evaluate
+
+runner = CliRunner()
+METRIC_KEYS = {"psnr_y", "ssim_y", "sharpness", "lattice_ratio"}
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three small photo-like PNGs (one with sides that are not multiples of 4) and a note."""
+    folder = tmp_path_factory.mktemp("hr")
+    for i, (h, w) in enumerate([(96, 128), (128, 96), (98, 130)]):
+        save_opencv(folder / f"photo{i}.png", make_photo_like(h, w, seed=i))
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def invoke(*args: str | Path) -> tuple[int, str, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_eval_table_scores_the_model_and_the_bicubic_floor(photos: Path) -> None:
+    code, out, err = invoke("eval", photos, "-m", "lanczos")
+    assert code == 0, err
+    assert out == ""  # human output is on stderr
+    for text in ("PSNR-Y", "SSIM-Y", "sharpness", "lattice ratio", "s/image"):
+        assert text in err
+    assert "bicubic (floor)" in err and "lanczos" in err
+    assert "3 photo(s), bicubic ×4" in err
+
+
+def test_eval_json_has_one_object_per_model_with_per_image_scores(photos: Path) -> None:
+    code, out, err = invoke("eval", photos, "-m", "lanczos", "--json", "-q")
+    assert code == 0, err
+    records = json_lines(out)
+    assert [r["model"] for r in records] == ["bicubic", "lanczos"]
+    assert [r["floor"] for r in records] == [True, False]
+    for r in records:
+        assert r["degradation"] == "bicubic" and r["scale"] == 4 and r["count"] == 3
+        assert METRIC_KEYS | {"seconds_per_image", "params", "device"} <= r.keys()
+        assert [i["image"] for i in r["images"]] == ["photo0.png", "photo1.png", "photo2.png"]
+        for image in r["images"]:
+            assert METRIC_KEYS | {"seconds", "width", "height"} <= image.keys()
+            assert 15 < image["psnr_y"] < 60 and 0 < image["ssim_y"] < 1
+            assert 0 < image["sharpness"] < 1 and image["lattice_ratio"] > 0
+        # photo2 is 130×98: cropped to 128×96 before degrading
+        assert (r["images"][2]["width"], r["images"][2]["height"]) == (128, 96)
+        mean = sum(i["psnr_y"] for i in r["images"]) / 3
+        assert r["psnr_y"] == pytest.approx(mean)
+    bicubic, lanczos = records
+    assert bicubic["psnr_y"] != lanczos["psnr_y"]
+    assert lanczos["sharpness"] > bicubic["sharpness"]  # Lanczos-3 rings a little sharper
+
+
+def test_eval_real_degradation_is_deterministic(photos: Path) -> None:
+    def scores() -> list[tuple[str, str, float, float, float, float]]:
+        code, out, err = invoke("eval", photos, "--degradation", "real", "-m", "lanczos", "--json")
+        assert code == 0, err
+        return [
+            (r["model"], i["image"], i["psnr_y"], i["ssim_y"], i["sharpness"], i["lattice_ratio"])
+            for r in json_lines(out)
+            for i in r["images"]
+        ]
+
+    first = scores()
+    assert len(first) == 6
+    assert first == scores()
+    code, out, _ = invoke("eval", photos, "-m", "lanczos", "--json")
+    assert code == 0
+    assert [r["psnr_y"] for r in json_lines(out)] != [first[0][2], first[3][2]]
+
+
+def test_eval_limit_and_explicit_bicubic(photos: Path) -> None:
+    code, out, err = invoke("eval", photos, "-m", "bicubic", "--limit", "1", "-s", "2", "--json")
+    assert code == 0, err
+    (record,) = json_lines(out)
+    assert record["model"] == "bicubic" and record["floor"] is False
+    assert record["scale"] == 2 and record["count"] == 1
+
+
+def test_eval_usage_and_model_errors(photos: Path, tmp_path: Path) -> None:
+    code, _, err = invoke("eval", tmp_path / "missing", "-m", "lanczos")
+    assert code == 2 and "not a folder" in err
+    code, _, err = invoke("eval", tmp_path, "-m", "lanczos")  # a folder with no images
+    assert code == 2 and "no image files" in err
+    code, _, _ = invoke("eval", photos, "--degradation", "gauss")
+    assert code == 2
+    code, _, err = invoke("eval", photos, "-m", "no-such-model")
+    assert code == 3 and "unknown model" in err
+
+
+def test_evaluate_reports_progress_and_skips_unreadable_files(photos: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    paths = [*collect_images(photos, limit=1), bad]
+    steps: list[tuple[int, int]] = []
+    warnings: list[str] = []
+    report = evaluate(
+        paths,
+        ["lanczos"],
+        "real",
+        device="cpu",
+        on_progress=lambda done, total, _label: steps.append((done, total)),
+        on_warning=warnings.append,
+    )
+    assert steps == [(1, 4), (2, 4), (4, 4)]
+    assert report.images == ["photo0.png"]
+    assert report.skipped[0][0] == "broken.png" and "broken.png" in warnings[0]
+    assert [m.model for m in report.models] == ["bicubic", "lanczos"]
+    assert all(math.isfinite(m.mean("psnr_y")) for m in report.models)
+
+
+def test_bench_json(photos: Path) -> None:
+    args = ("bench", "-m", "bicubic", "-m", "lanczos", "--size", "40x24", "--repeat", "2")
+    code, out, err = invoke(*args, "--json", "--device", "cpu")
+    assert code == 0, err
+    records = json_lines(out)
+    assert [r["model"] for r in records] == ["bicubic", "lanczos"]
+    for r in records:
+        assert (r["width"], r["height"], r["out_width"], r["out_height"]) == (40, 24, 160, 96)
+        assert r["baseline"] == "bicubic" and r["device"] == "cpu"
+        assert len(r["seconds"]) == 2 and r["best"] == min(r["seconds"])
+        assert r["seconds_per_4k"] == pytest.approx(r["best"] * 3840 * 2160 / (160 * 96))
+        assert r["params"] == 0 and r["macs_per_pixel"] is None  # functional convolutions
+    assert records[0]["ratio"] == 1.0
+    assert records[1]["ratio"] == pytest.approx(
+        records[1]["seconds_per_4k"] / records[0]["seconds_per_4k"]
+    )
+
+
+def test_bench_table_baseline_and_errors() -> None:
+    code, out, err = invoke("bench", "-m", "lanczos", "--size", "32x32", "--baseline", "bicubic")
+    assert out == ""
+    assert code == 0, err
+    assert "ratio vs bicubic" in err and "lanczos" in err and "s per 4K" in err
+    assert invoke("bench", "--size", "960")[0] == 2
+    assert invoke("bench", "--size", "32x32", "--repeat", "0")[0] == 2
+    assert invoke("bench", "-m", "no-such-model", "--size", "32x32")[0] == 3
