@@ -19,29 +19,30 @@ Data", ICCVW 2021, section 3), parameter ranges as in its x4plus training config
 
 The result is quantised to 8 bits, as a saved LR image would be.
 
-Eval degradations (:func:`degrade_eval`, fixed by the SPEC):
-
-* ``bicubic``: antialiased bicubic downscale by ``scale`` (:func:`bicubic_downscale`);
-* ``real``: Gaussian blur σ 1.2 (11 taps, reflect-101 border) → the same bicubic downscale →
-  Gaussian noise σ 3/255 (colour, from ``numpy.random.default_rng(seed)``) → 8-bit → JPEG
-  quality 70 (OpenCV, 4:2:0).
+The SPEC's deterministic eval degradations (``bicubic``, ``real``) live in the core,
+:mod:`pocketsr_cli.evaluation.degrade` (``pocketsr eval`` must not import ``train/``); they
+are re-exported here for training code.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from pocketsr_cli.evaluation.degrade import (  # noqa: F401  (re-exported for training code)
+    EVAL_KINDS,
+    EvalKind,
+    bicubic_downscale,
+    crop_to_multiple,
+    degrade_eval,
+    gaussian_blur,
+)
 from pocketsr_cli.train.kernels import BlurSpec, Kernel, random_blur_kernel, random_sinc_kernel
 
 Image = npt.NDArray[np.float32]
-EvalKind = Literal["bicubic", "real"]
-EVAL_KINDS: tuple[EvalKind, ...] = ("bicubic", "real")
 
 RESIZE_MODES: dict[str, int] = {
     "area": cv2.INTER_AREA,
@@ -240,101 +241,3 @@ def degrade(
         if sinc is not None:
             img = filter2d(img, sinc)
     return to_float(to_uint8(img))
-
-
-def _cubic(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Keys' cubic convolution kernel with a = -0.5 (MATLAB's and PIL's bicubic)."""
-    ax = np.abs(x)
-    ax2, ax3 = ax * ax, ax * ax * ax
-    near = 1.5 * ax3 - 2.5 * ax2 + 1.0
-    far = -0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0
-    return np.where(ax <= 1, near, np.where(ax < 2, far, 0.0))
-
-
-def bicubic_downscale(img: npt.NDArray[np.generic], factor: int) -> Image:
-    """Antialiased bicubic downscale by an integer ``factor`` (MATLAB ``imresize`` style).
-
-    The cubic kernel is stretched by ``factor`` (so it low-passes before subsampling), its
-    taps are normalised to sum to one, pixel centres are aligned (output pixel ``j`` sits at
-    input coordinate ``(j + 0.5) * factor - 0.5``) and the border is mirrored with edge
-    duplication (numpy's ``symmetric``).  For an integer factor every output pixel uses the
-    same taps, so this is a fixed separable filter followed by subsampling, computed in
-    float64 with a fixed summation order.
-
-    Args:
-        img: ``H×W×C`` float in [0, 1] or uint8, sides multiples of ``factor``.
-        factor: positive integer.
-
-    Returns:
-        float32 ``H/factor × W/factor × C`` (not clipped: bicubic can overshoot slightly).
-    """
-    if factor < 1:
-        raise ValueError(f"factor must be a positive integer, got {factor}")
-    x = to_float(img).astype(np.float64)
-    h, w = x.shape[:2]
-    if h % factor or w % factor:
-        raise ValueError(f"image sides {h}×{w} are not multiples of {factor}")
-    centre = (factor - 1) / 2.0
-    offsets = np.arange(math.ceil(centre - 2 * factor), math.floor(centre + 2 * factor) + 1)
-    weights = _cubic((offsets - centre) / factor)
-    keep = weights != 0
-    offsets, weights = offsets[keep], weights[keep] / weights[keep].sum()
-    pad = 2 * factor
-    for axis in (0, 1):
-        n_out = x.shape[axis] // factor
-        widths = [(0, 0)] * x.ndim
-        widths[axis] = (pad, pad)
-        padded = np.pad(x, widths, mode="symmetric")
-        acc = np.zeros((*x.shape[:axis], n_out, *x.shape[axis + 1 :]), dtype=np.float64)
-        for off, wt in zip(offsets.tolist(), weights.tolist(), strict=True):
-            start = off + pad
-            taps = np.take(padded, np.arange(n_out) * factor + start, axis=axis)
-            acc += wt * taps
-        x = acc
-    return x.astype(np.float32)
-
-
-def gaussian_blur(img: Image, sigma: float) -> Image:
-    """Separable Gaussian blur, radius ``ceil(4σ)`` taps each side, reflect-101 border."""
-    radius = math.ceil(4 * sigma)
-    r = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (r / sigma) ** 2)
-    k = (k / k.sum()).astype(np.float32)
-    out = cv2.sepFilter2D(img, -1, k, k, borderType=cv2.BORDER_REFLECT_101)
-    return np.asarray(out, dtype=np.float32)
-
-
-def degrade_eval(
-    hr: npt.NDArray[np.generic], kind: EvalKind, seed: int = 0, scale: int = 4
-) -> npt.NDArray[np.uint8]:
-    """The SPEC's deterministic eval degradation of ``hr`` (see the module docstring).
-
-    Args:
-        hr: ``H×W×3`` RGB, uint8 or float in [0, 1], sides multiples of ``scale``
-            (crop first with :func:`crop_to_multiple`).
-        kind: ``bicubic`` or ``real``.
-        seed: seeds the noise of ``real`` (``bicubic`` ignores it).
-        scale: downscale factor.
-
-    Returns:
-        The LR image, uint8 ``H/scale × W/scale × 3``.
-
-    Raises:
-        ValueError: unknown ``kind``, wrong shape or sides not divisible by ``scale``.
-    """
-    _check_hw3(hr, scale)
-    img = to_float(hr)
-    if kind == "bicubic":
-        return to_uint8(bicubic_downscale(img, scale))
-    if kind == "real":
-        lr = bicubic_downscale(gaussian_blur(img, 1.2), scale)
-        noise = np.random.default_rng(seed).standard_normal(lr.shape, dtype=np.float32)
-        lr = lr + noise * np.float32(3.0 / 255.0)
-        return to_uint8(jpeg(lr, 70))  # jpeg() rounds to 8 bits first
-    raise ValueError(f"unknown eval degradation {kind!r}; expected one of {EVAL_KINDS}")
-
-
-def crop_to_multiple(img: npt.NDArray[np.generic], scale: int) -> npt.NDArray[np.generic]:
-    """Top-left crop so both sides are multiples of ``scale`` (a view, no copy)."""
-    h, w = img.shape[:2]
-    return img[: h - h % scale, : w - w % scale]
