@@ -73,7 +73,7 @@ class TeacherPerceptual(nn.Module):
     the cost to a centred window (these layers run at output resolution).
     """
 
-    def __init__(self, teacher: nn.Module, crop: int | None = 96) -> None:
+    def __init__(self, teacher: nn.Module, crop: int | None = 64) -> None:
         super().__init__()
         body: Any = teacher.model
         rdb = body[1].sub[0].RDB1
@@ -109,21 +109,37 @@ class TeacherPerceptual(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """A small spectral-norm PatchGAN: one real/fake logit per ~30-pixel receptive field."""
+    """A small spectral-norm PatchGAN: one real/fake logit per ~40-pixel receptive field.
+
+    The first layer already has stride 2: on a CPU budget a full-resolution first layer
+    cost as much as the generator itself.
+    """
 
     def __init__(self, channels: int = 32, layers: int = 3) -> None:
         super().__init__()
         sn = nn.utils.parametrizations.spectral_norm
-        blocks: list[nn.Module] = [sn(nn.Conv2d(3, channels, 3, 1, 1)), nn.LeakyReLU(0.2)]
+        blocks: list[nn.Module] = [sn(nn.Conv2d(3, channels, 4, 2, 1)), nn.LeakyReLU(0.2)]
         c = channels
-        for _ in range(layers):
+        for _ in range(layers - 1):
             blocks += [sn(nn.Conv2d(c, c * 2, 4, 2, 1)), nn.LeakyReLU(0.2)]
             c *= 2
-        blocks.append(sn(nn.Conv2d(c, 1, 3, 1, 1)))
+        blocks += [sn(nn.Conv2d(c, c, 3, 1, 1)), nn.LeakyReLU(0.2), sn(nn.Conv2d(c, 1, 3, 1, 1))]
         self.net = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def random_crop(
+    x: torch.Tensor, size: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The same random ``size``-square window of every image in the batch (all if smaller)."""
+    h, w = x.shape[-2:]
+    if size >= min(h, w):
+        return x
+    top = int(torch.randint(0, h - size + 1, (1,), generator=generator))
+    left = int(torch.randint(0, w - size + 1, (1,), generator=generator))
+    return x[..., top : top + size, left : left + size]
 
 
 def rand_pad(

@@ -61,6 +61,7 @@ class TrainConfig:
     limit: int | None = None  # use only the first N patches (reproducible while data grows)
     teacher: str = "data/teacher"
     gan_start: int = 1000
+    disc_crop: int = 96
     ema: float = 0.999
     ckpt_every: int = 200
     log_every: int = 20
@@ -220,7 +221,7 @@ class Trainer:
         if use_gan:
             for p in self.disc.parameters():
                 p.requires_grad_(False)
-            terms["gan"] = w.gan * losses.hinge_g_loss(self.disc(losses.rand_pad(out)))
+            terms["gan"] = w.gan * losses.hinge_g_loss(self.disc(self._disc_view(out)))
         total = torch.stack(list(terms.values())).sum()
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
@@ -229,16 +230,20 @@ class Trainer:
         if use_gan:
             for p in self.disc.parameters():
                 p.requires_grad_(True)
-            real = self.disc(losses.rand_pad(teacher))
-            fake = self.disc(losses.rand_pad(out.detach()))
+            real = self.disc(self._disc_view(teacher))
+            fake = self.disc(self._disc_view(out.detach()))
             d_loss = losses.hinge_d_loss(real, fake)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
-            record["d"] = float(d_loss)
+            record["d"] = float(d_loss.detach())
         self._update_ema()
         record["total"] = float(total.detach())
         return record
+
+    def _disc_view(self, x: torch.Tensor) -> torch.Tensor:
+        """What the discriminator sees: a random window, shifted by RandPad."""
+        return losses.rand_pad(losses.random_crop(x, self.config.disc_crop))
 
     @torch.no_grad()
     def _update_ema(self) -> None:
