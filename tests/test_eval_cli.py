@@ -6,8 +6,10 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _imagegen import make_photo_like, save_opencv
+from PIL import Image
 from typer.testing import CliRunner
 
 from pocketsr_cli.cli import app
@@ -153,3 +155,14 @@ def test_bench_table_baseline_and_errors() -> None:
     assert invoke("bench", "--size", "960")[0] == 2
     assert invoke("bench", "--size", "32x32", "--repeat", "0")[0] == 2
     assert invoke("bench", "-m", "no-such-model", "--size", "32x32")[0] == 3
+
+
+def test_crop_scores_the_centred_window(tmp_path: Path) -> None:
+    from pocketsr_cli.evaluation.run import ground_truth
+
+    arr = np.zeros((100, 80, 3), np.uint8)
+    arr[40:60, 30:50] = 255
+    Image.fromarray(arr).save(tmp_path / "c.png")
+    gt = ground_truth(tmp_path / "c.png", 4, crop=20)
+    assert gt.shape == (20, 20, 3) and gt.min() == 255
+    assert ground_truth(tmp_path / "c.png", 4, crop=500).shape == (100, 80, 3)

@@ -62,6 +62,10 @@ def eval_command(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Score only the first N photos (by name).")
     ] = None,
+    crop: Annotated[
+        int | None,
+        typer.Option("--crop", min=32, help="Score the centred N×N window of each photo (faster)."),
+    ] = None,
     device: opt.DeviceOpt = "auto",
     precision: opt.PrecisionOpt = "auto",
     tile: Annotated[
@@ -100,6 +104,7 @@ def eval_command(
             precision=precision,
             tile=tile,
             offline=offline,
+            crop=crop,
             on_progress=bar,
             on_warning=lambda message: _ui.warn(console, message),
         )

@@ -171,8 +171,11 @@ def collect_images(folder: Path, limit: int | None = None) -> list[Path]:
     return paths[:limit] if limit is not None else paths
 
 
-def ground_truth(path: Path, scale: int) -> npt.NDArray[np.generic]:
+def ground_truth(path: Path, scale: int, crop: int | None = None) -> npt.NDArray[np.generic]:
     """The RGB ground truth of ``path``, cropped top-left to a multiple of ``scale``.
+
+    With ``crop``, first the centred window of at most ``crop`` × ``crop`` pixels (keeps
+    slow models, such as the teacher, affordable on a CPU).
 
     Raises:
         ImageReadError: the file cannot be decoded (the message is the reason only).
@@ -182,6 +185,11 @@ def ground_truth(path: Path, scale: int) -> npt.NDArray[np.generic]:
     pixels = read_image(path).pixels
     if pixels.shape[2] in (1, 2):  # gray (+ alpha): replicate, as the upscaler does
         pixels = np.repeat(pixels[..., :1], 3, axis=2)
+    if crop is not None:
+        h, w = pixels.shape[:2]
+        ch, cw = min(h, crop), min(w, crop)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        pixels = pixels[top : top + ch, left : left + cw]
     return np.ascontiguousarray(crop_to_multiple(pixels[..., :3], scale))
 
 
@@ -230,6 +238,7 @@ def evaluate(
     precision: str = "auto",
     tile: str | int = "auto",
     offline: bool = False,
+    crop: int | None = None,
     on_progress: ProgressCallback | None = None,
     on_warning: WarningCallback | None = None,
 ) -> EvalReport:
@@ -245,6 +254,7 @@ def evaluate(
         precision: ``auto|fp32|fp16|bf16`` (``auto``: fp32 on CPU).
         tile: ``--tile`` as for ``upscale`` (``auto``, ``0`` or a side).
         offline: never download weights.
+        crop: score the centred ``crop``-pixel square of each ground truth (``None``: all).
         on_progress: called after each image × model step.
         on_warning: receives skipped files and the upscaler's warnings.
 
@@ -302,7 +312,7 @@ def evaluate(
     done = 0
     for path in hr_paths:
         try:
-            gt = ground_truth(path, scale)
+            gt = ground_truth(path, scale, crop)
         except ImageReadError as exc:
             _skip(report, warn, path, f"cannot read it: {exc}")
             done = _skipped_steps(done, total, len(upscalers), path, on_progress)
