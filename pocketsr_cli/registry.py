@@ -42,8 +42,27 @@ def _build_resize(params: Mapping[str, Any], scale: int) -> nn.Module:
     return Resize(kernel=str(params.get("kernel", "bicubic")), scale=scale)
 
 
+def _build_pocketsr(params: Mapping[str, Any], scale: int) -> nn.Module:
+    from pocketsr_cli.archs.pocketsr import build
+
+    return build(params, scale)
+
+
+def _detect_pocketsr(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    from pocketsr_cli.archs.pocketsr import detect
+
+    return detect(state_dict)
+
+
+def _infer_pocketsr(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    from pocketsr_cli.archs.pocketsr import infer
+
+    return infer(state_dict)
+
+
 FAMILIES: dict[str, Family] = {
     "resize": Family("resize", _build_resize),
+    "pocketsr": Family("pocketsr", _build_pocketsr, _detect_pocketsr, _infer_pocketsr),
 }
 
 

@@ -1,0 +1,167 @@
+"""U-Net building blocks of the PocketSR-style generator.
+
+Every block maps ``(N, C, h, w)`` to the same shape, so that PocketSR's online annealing can
+put a light replacement beside any of them (``AnnealedBlock(original, replacement, alpha)``)
+and later swap it in: see :func:`pocketsr_cli.archs.pocketsr.network.swappable_blocks`.
+No block normalises over space (no BatchNorm/GroupNorm): statistics taken over a tile would
+make the output depend on how the image was tiled.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LEAK = 0.2
+
+
+def act() -> nn.Module:
+    """The network's one nonlinearity: cheap on CPUs (no exp), as used by ESRGAN."""
+    return nn.LeakyReLU(LEAK, inplace=True)
+
+
+class ResBlock(nn.Module):
+    """``x + conv(act(conv(x)))`` with two dense 3x3 convolutions (shallow levels)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.act = act()
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.act(self.conv1(x)))
+
+
+class DWBlock(nn.Module):
+    """Depthwise-separable block: ``x + pw2(act(pw1(dw(x))))``.
+
+    PocketSR's replacement for ResBlocks at the deepest levels: the 3x3 spatial mixing is
+    depthwise, channel mixing is a pointwise feed-forward of ``expand * channels`` hidden
+    width.
+    """
+
+    def __init__(self, channels: int, expand: int) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+        self.pw1 = nn.Conv2d(channels, channels * expand, 1)
+        self.act = act()
+        self.pw2 = nn.Conv2d(channels * expand, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pw2(self.act(self.pw1(self.dw(x))))
+
+
+def make_block(kind: str, channels: int, expand: int) -> nn.Module:
+    """A block of ``kind`` (``"res"`` or ``"dw"``)."""
+    if kind == "res":
+        return ResBlock(channels)
+    if kind == "dw":
+        return DWBlock(channels, expand)
+    raise ValueError(f"unknown block kind {kind!r}")
+
+
+class LinearAttention(nn.Module):
+    """Multi-head linear attention, global or over a local neighbourhood, plus a residual.
+
+    With feature map ``phi = elu + 1`` the output at pixel ``n`` is
+    ``phi(q_n) . S_n / (phi(q_n) . z_n)`` where ``S_n`` and ``z_n`` are the means of
+    ``phi(k) v^T`` and ``phi(k)`` over all pixels (``window == 0``, PocketSR's choice) or over
+    the ``window x window`` neighbourhood of ``n``.  Both cost time linear in the pixels,
+    but the local form keeps a ``d x d`` matrix per pixel and head, about fifteen passes
+    over a tensor of ``heads * d * d`` channels: 0.3-0.4 s per 4K output for nano on a
+    2-core CPU, against milliseconds for the global form.  The global form makes the
+    output depend (mildly) on the tile the model is shown, which the tiler's feathering
+    hides; the local one does not.
+
+    The statistics are computed in float32 whatever the input dtype, so fp16/bf16
+    inference cannot overflow here.
+    """
+
+    def __init__(self, channels: int, heads: int, window: int) -> None:
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"{heads} heads do not divide {channels} channels")
+        self.heads = heads
+        self.window = window
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        heads, d = self.heads, c // self.heads
+        q, k, v = self.qkv(x).float().chunk(3, dim=1)
+        q = F.elu(q).add_(1).view(n, heads, d, h, w)
+        k = F.elu(k).add_(1).view(n, heads, d, h, w)
+        v = v.reshape(n, heads, d, h, w)
+        out = self._global(q, k, v) if self.window == 0 else self._local(q, k, v)
+        return x + self.proj(out.reshape(n, c, h, w).to(x.dtype))
+
+    @staticmethod
+    def _global(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        n, heads, d, h, w = q.shape
+        q, k, v = (t.reshape(n * heads, d, h * w) for t in (q, k, v))
+        kv = torch.bmm(k, v.transpose(1, 2)) / (h * w)  # (nh, d, d): mean phi(k) v^T
+        z = k.mean(dim=2, keepdim=True)  # (nh, d, 1)
+        num = torch.bmm(kv.transpose(1, 2), q)  # (nh, d, hw)
+        den = (q * z).sum(dim=1, keepdim=True)
+        return num / (den + 1e-6)
+
+    def _local(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        n, heads, d, h, w = q.shape
+        kv = k.unsqueeze(3) * v.unsqueeze(2)  # (n, heads, d, d, h, w): phi(k) v^T per pixel
+        stats = torch.cat([kv.view(n, -1, h, w), k.reshape(n, -1, h, w)], dim=1)
+        r = self.window // 2
+        stats = _box_mean(_box_mean(stats, r, 2), r, 3)
+        kv = stats[:, : heads * d * d].view(n, heads, d, d, h, w)
+        z = stats[:, heads * d * d :].view(n, heads, d, h, w)
+        num = (q.unsqueeze(3) * kv).sum(dim=2)
+        den = (q * z).sum(dim=2, keepdim=True)
+        return num / (den + 1e-6)
+
+
+def _box_mean(t: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """Mean of ``(N, C, H, W)`` ``t`` over ``[i - radius, i + radius]`` along ``dim`` (2 or
+    3), clipped to the tensor.
+
+    Running sums cost a few passes whatever the radius, where pooling costs ``2r + 1``
+    reads per element (5-10x slower for the bottleneck's thousand channels).  The zero
+    padding makes windows at the edges sum only real pixels.
+    """
+    n = t.shape[dim]
+    pad = (radius + 1, radius) if dim == 3 else (0, 0, radius + 1, radius)
+    sums = F.pad(t, pad).cumsum(dim)  # sums[j] = padded[0..j]; padded[0] is a zero
+    total = sums.narrow(dim, 2 * radius + 1, n) - sums.narrow(dim, 0, n)
+    idx = torch.arange(n, device=t.device)
+    count = (idx + radius + 1).clamp(max=n) - (idx - radius).clamp(min=0)
+    shape = [1] * t.dim()
+    shape[dim] = n
+    return total / count.to(t.dtype).view(shape)
+
+
+class Downsample(nn.Module):
+    """Halve the grid with a strided 3x3 convolution, changing the width."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Double the grid: 1x1 convolution to the new width, then bilinear x2.
+
+    The order is free (both are linear and the convolution is pointwise), so the
+    convolution runs on the smaller grid.  Bilinear rather than a pixel shuffle: it cannot
+    imprint a pattern with the period of the coarser grid.
+    """
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.conv(x), scale_factor=2, mode="bilinear", align_corners=False)

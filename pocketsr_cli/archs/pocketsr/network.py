@@ -1,0 +1,272 @@
+"""The PocketSR-style generator: LiteED encoder -> U-Net -> LiteED decoder -> sub-pixel head.
+
+Data flow for an LR image ``(N, 3, H, W)`` (``u`` = ``config.unshuffle``)::
+
+    encoder   pixel-unshuffle(u) + 2 convs          -> widths[0]     @ LR/u   (the latent)
+    unet      levels at LR/u, LR/2u, ...; linear attention at the lowest level
+    decoder   log2(u) x2 stages (bilinear + convs)  -> dec_widths[-1] @ LR
+    head      one conv + pixel shuffle(scale), plus bilinear(LR)     @ LR * scale
+
+PocketSR (arXiv 2510.03012) puts its latent at 1/8 of the *output*; that is LR/2 for x4,
+which we keep.  For x2 the same rule would put it at LR/4 and throw away half of the LR
+detail a x2 residual needs most, so the presets use LR/2 for both scales: x2 and x4 models
+share everything but the head.  Hyper-parameters that leave no trace in tensor shapes
+(format version, attention heads and window, anti-lattice filter) live in the persistent
+``pocketsr_arch`` buffer, which is also what identifies these state dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import pairwise
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from pocketsr_cli.archs.pocketsr.blocks import (
+    Downsample,
+    LinearAttention,
+    Upsample,
+    make_block,
+)
+from pocketsr_cli.archs.pocketsr.config import CONFIGS, PocketSRConfig
+from pocketsr_cli.archs.pocketsr.descriptor import ARCH_KEY, FORMAT_VERSION
+from pocketsr_cli.archs.pocketsr.lited import DecoderStage, LiteEncoder, SubPixelHead
+
+
+def _blocks(kind: str, channels: int, depth: int, expand: int) -> nn.Sequential:
+    return nn.Sequential(*(make_block(kind, channels, expand) for _ in range(depth)))
+
+
+class DownLevel(nn.Module):
+    """A U-Net level on the way down: blocks, then a strided conv to the next level."""
+
+    blocks: nn.Sequential
+    downsample: Downsample
+
+    def __init__(self, kind: str, c: int, c_next: int, depth: int, expand: int) -> None:
+        super().__init__()
+        self.blocks = _blocks(kind, c, depth, expand)
+        self.downsample = Downsample(c, c_next)
+
+
+class MidLevel(nn.Module):
+    """The lowest level: blocks, then (optionally) linear attention."""
+
+    blocks: nn.Sequential
+    attn: LinearAttention | None
+
+    def __init__(self, cfg: PocketSRConfig) -> None:
+        super().__init__()
+        c = cfg.widths[-1]
+        self.blocks = _blocks(cfg.kinds[-1], c, cfg.depths[-1], cfg.expand)
+        self.attn = LinearAttention(c, cfg.attn_heads, cfg.attn_window) if cfg.attn_heads else None
+
+
+class UpLevel(nn.Module):
+    """A U-Net level on the way up: upsample from the level below, add the skip, blocks."""
+
+    upsample: Upsample
+    blocks: nn.Sequential
+
+    def __init__(self, kind: str, c: int, c_below: int, depth: int, expand: int) -> None:
+        super().__init__()
+        self.upsample = Upsample(c_below, c)
+        self.blocks = _blocks(kind, c, depth, expand)
+
+
+class UNet(nn.Module):
+    """Additive-skip U-Net over the latent grid.
+
+    ``down[i]`` and ``up[i]`` belong to level ``i``; ``up`` runs from the deepest level back
+    to level 0.  Each block is its own small module (``unet.down.0.blocks.1``...), which is
+    what PocketSR's annealing swaps (:func:`swappable_blocks`).
+    """
+
+    def __init__(self, cfg: PocketSRConfig) -> None:
+        super().__init__()
+        w, d, k, e = cfg.widths, cfg.depths, cfg.kinds, cfg.expand
+        self.down = nn.ModuleList(
+            DownLevel(k[i], w[i], w[i + 1], d[i], e) for i in range(cfg.levels - 1)
+        )
+        self.mid = MidLevel(cfg)
+        self.up = nn.ModuleList(
+            UpLevel(k[i], w[i], w[i + 1], d[i], e) for i in range(cfg.levels - 1)
+        )
+
+    def forward(self, x: torch.Tensor, taps: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        skips = []
+        for i, down in enumerate(self.down_levels()):
+            x = down.blocks(x)
+            _tap(taps, f"down{i}", x)
+            skips.append(x)
+            x = down.downsample(x)
+        x = self.mid.blocks(x)
+        if self.mid.attn is not None:
+            x = self.mid.attn(x)
+        _tap(taps, "mid", x)
+        ups = self.up_levels()
+        for i in reversed(range(len(ups))):
+            x = ups[i].blocks(ups[i].upsample(x) + skips[i])
+            _tap(taps, f"up{i}", x)
+        return x
+
+    def down_levels(self) -> list[DownLevel]:
+        """``down`` with its element type (a ModuleList forgets it)."""
+        return [cast(DownLevel, level) for level in self.down]
+
+    def up_levels(self) -> list[UpLevel]:
+        """``up`` with its element type, indexed by level."""
+        return [cast(UpLevel, level) for level in self.up]
+
+
+def _tap(taps: dict[str, torch.Tensor] | None, name: str, x: torch.Tensor) -> None:
+    if taps is not None:
+        taps[name] = x
+
+
+class PocketSR(nn.Module):
+    """``(N, 3, H, W)`` in ``[0, 1]`` -> ``(N, 3, H * scale, W * scale)``.
+
+    ``H`` and ``W`` must be multiples of :attr:`multiple_of` (the tiler pads to it).  At
+    initialisation the output equals bilinear upsampling of the input (the head is
+    zero-initialised).  fp16 and bf16 are safe: there is no normalisation, activations stay
+    at image scale, and the attention's sums are taken in float32.
+    """
+
+    supports_half = True
+    supports_bf16 = True
+    pocketsr_arch: torch.Tensor
+
+    def __init__(self, config: PocketSRConfig, scale: int) -> None:
+        super().__init__()
+        if int(scale) != scale or scale < 1:
+            raise ValueError(f"scale must be a positive integer, got {scale}")
+        self.config = config
+        self.scale = int(scale)
+        self.encoder = LiteEncoder(config.unshuffle, config.enc_width, config.widths[0])
+        self.unet = UNet(config)
+        widths = (config.widths[0], *config.dec_widths)
+        self.decoder = nn.ModuleList(
+            DecoderStage(a, b, config.dec_depth) for a, b in pairwise(widths)
+        )
+        self.head = SubPixelHead(widths[-1], self.scale, config.antilattice)
+        arch = [FORMAT_VERSION, config.attn_heads, config.attn_window, int(config.antilattice)]
+        self.register_buffer(ARCH_KEY, torch.tensor(arch, dtype=torch.int32))
+
+    @property
+    def multiple_of(self) -> int:
+        """Input sides must be multiples of this."""
+        return self.config.multiple_of
+
+    @property
+    def minimum_size(self) -> int:
+        """Smallest input side (one pixel at the lowest U-Net level)."""
+        return self.config.multiple_of
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_taps(x, None)
+
+    def forward_with_taps(
+        self, lr: torch.Tensor, taps: dict[str, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """Forward pass; when ``taps`` is a dict, intermediate features are stored in it.
+
+        Tap names, in order: ``encoder``, ``down{i}`` (levels going down), ``mid``,
+        ``up{i}`` (levels coming up), ``decoder{j}``.
+        """
+        m = self.multiple_of
+        if lr.shape[-2] % m or lr.shape[-1] % m:
+            raise ValueError(
+                f"input sides must be multiples of {m}, got {tuple(lr.shape[-2:])} "
+                "(pad the input; the tiler does this from the model's size requirements)"
+            )
+        x = self.encoder(lr)
+        _tap(taps, "encoder", x)
+        x = self.unet(x, taps)
+        for j, stage in enumerate(self.decoder):
+            x = stage(x)
+            _tap(taps, f"decoder{j}", x)
+        return self.head(x, lr)
+
+
+def build(config: PocketSRConfig | str | Mapping[str, Any], scale: int) -> PocketSR:
+    """A freshly initialised generator.
+
+    ``config`` is a :class:`PocketSRConfig`, a preset name (``nano``, ``tiny``, ``base``) or
+    a manifest ``[build]`` table (``preset`` and/or explicit fields).
+    """
+    if isinstance(config, str):
+        if config not in CONFIGS:
+            raise ValueError(f"unknown PocketSR preset {config!r}; known: {sorted(CONFIGS)}")
+        config = CONFIGS[config]
+    elif not isinstance(config, PocketSRConfig):
+        config = PocketSRConfig.from_params(config)
+    return PocketSR(config, scale)
+
+
+def feature_taps(model: PocketSR, x: torch.Tensor) -> list[torch.Tensor]:
+    """Intermediate features for multi-layer feature distillation, in :func:`tap_names`
+    order (encoder output, U-Net levels down, bottleneck, levels up, decoder stages).
+
+    The tensors keep their autograd history, so losses on them train the generator.
+    """
+    taps: dict[str, torch.Tensor] = {}
+    model.forward_with_taps(x, taps)
+    return list(taps.values())
+
+
+def tap_names(config: PocketSRConfig) -> list[str]:
+    """Names of :func:`feature_taps`' tensors, in order."""
+    below = range(config.levels - 1)
+    return [
+        "encoder",
+        *(f"down{i}" for i in below),
+        "mid",
+        *(f"up{i}" for i in reversed(below)),
+        *(f"decoder{j}" for j in range(len(config.dec_widths))),
+    ]
+
+
+def tap_channels(config: PocketSRConfig) -> dict[str, int]:
+    """Channels of each tap (what a distillation projector must accept)."""
+    w = config.widths
+    below = range(config.levels - 1)
+    return {
+        "encoder": w[0],
+        **{f"down{i}": w[i] for i in below},
+        "mid": w[-1],
+        **{f"up{i}": w[i] for i in reversed(below)},
+        **{f"decoder{j}": c for j, c in enumerate(config.dec_widths)},
+    }
+
+
+def swappable_blocks(model: PocketSR) -> list[tuple[str, nn.Module]]:
+    """``(qualified name, module)`` of every U-Net block that annealing may replace.
+
+    Each maps ``(N, C, h, w)`` to the same shape.  Swap one with :func:`replace_block`.
+    """
+    unet = model.unet
+    found: list[tuple[str, nn.Module]] = []
+    for i, down in enumerate(unet.down_levels()):
+        found += [(f"unet.down.{i}.blocks.{j}", b) for j, b in enumerate(down.blocks)]
+    found += [(f"unet.mid.blocks.{j}", b) for j, b in enumerate(unet.mid.blocks)]
+    if unet.mid.attn is not None:
+        found.append(("unet.mid.attn", unet.mid.attn))
+    ups = unet.up_levels()
+    for i in reversed(range(len(ups))):
+        found += [(f"unet.up.{i}.blocks.{j}", b) for j, b in enumerate(ups[i].blocks)]
+    return found
+
+
+def replace_block(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
+    """Put ``new`` where the submodule ``name`` is; returns the module it replaced."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name)
+    old = parent.get_submodule(child)
+    if isinstance(parent, nn.ModuleList | nn.Sequential):
+        parent[int(child)] = new
+    else:
+        setattr(parent, child, new)
+    return old
