@@ -90,3 +90,20 @@ def test_rejects_bad_arrays() -> None:
         up.upscale(np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError):
         up.upscale(np.zeros((4, 4, 3), np.float32))
+
+
+def test_pocketsr_weights_carry_their_size_requirements() -> None:
+    """A loaded pocketsr state dict pads odd images to its multiple-of through the tiler."""
+    from pocketsr_cli.archs.pocketsr import build
+    from pocketsr_cli.errors import ModelError
+    from pocketsr_cli.weights.load import descriptor_from_state_dict
+
+    state = build("nano", 4).state_dict()
+    desc = descriptor_from_state_dict(state, "nano")
+    assert desc.size.multiple_of == 8 and desc.family == "pocketsr"
+    up = Upscaler(desc, Compute(torch.device("cpu"), "fp32"), tile="0")
+    assert up.upscale(np.zeros((13, 21, 3), np.uint8)).shape == (52, 84, 3)
+    broken = dict(state)
+    broken["head.weight"] = broken["head.weight"][:1]
+    with pytest.raises(ModelError):
+        descriptor_from_state_dict(broken, "broken")

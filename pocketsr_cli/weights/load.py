@@ -20,6 +20,7 @@ from pocketsr_cli.errors import ModelError
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 _GLOBAL_RE = re.compile(r"GLOBAL (\S+)")
@@ -94,19 +95,39 @@ def descriptor_from_state_dict(state_dict: dict[str, torch.Tensor], name: str) -
 
     family = detect_family(state_dict)
     if family is not None and family.infer is not None:
-        params = family.infer(state_dict)
-        scale = int(params.pop("scale"))
-        module = family.build(params, scale)
-        module.load_state_dict(state_dict)
-        module.eval()
-        return ModelDescriptor(
-            name=name,
-            family=family.name,
-            module=module,
-            scale=scale,
-            params=sum(p.numel() for p in module.parameters()),
-        )
+        try:
+            params = family.infer(state_dict)
+            scale = int(params.pop("scale"))
+            module = family.build(params, scale)
+            module.load_state_dict(state_dict)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise ModelError(
+                f"{name}: not a valid {family.name} model: {_first_line(exc)}"
+            ) from exc
+        return own_family_descriptor(module.eval(), name, family.name, scale)
     return _spandrel_descriptor(state_dict, name)
+
+
+def own_family_descriptor(module: nn.Module, name: str, family: str, scale: int) -> ModelDescriptor:
+    """Descriptor for a network of one of pocketsr's families.
+
+    The network states its own input requirements and half-precision safety through the
+    optional attributes ``multiple_of``, ``minimum_size``, ``supports_half`` and
+    ``supports_bf16`` (the tiler pads to them).
+    """
+    return ModelDescriptor(
+        name=name,
+        family=family,
+        module=module,
+        scale=scale,
+        supports_half=bool(getattr(module, "supports_half", True)),
+        supports_bf16=bool(getattr(module, "supports_bf16", True)),
+        size=SizeRequirements(
+            minimum=int(getattr(module, "minimum_size", 1)),
+            multiple_of=int(getattr(module, "multiple_of", 1)),
+        ),
+        params=sum(p.numel() for p in module.parameters()),
+    )
 
 
 def _spandrel_descriptor(state_dict: dict[str, torch.Tensor], name: str) -> ModelDescriptor:

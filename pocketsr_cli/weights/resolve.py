@@ -30,7 +30,12 @@ from pocketsr_cli.manifest import ModelSpec, Origin, load_manifests
 from pocketsr_cli.registry import FAMILIES
 from pocketsr_cli.weights.cache import user_models_dir, weights_path
 from pocketsr_cli.weights.download import ProgressCallback, download_file
-from pocketsr_cli.weights.load import WEIGHT_SUFFIXES, descriptor_from_state_dict, read_state_dict
+from pocketsr_cli.weights.load import (
+    WEIGHT_SUFFIXES,
+    descriptor_from_state_dict,
+    own_family_descriptor,
+    read_state_dict,
+)
 from pocketsr_cli.weights.verify import file_matches, remember
 
 if TYPE_CHECKING:
@@ -306,14 +311,7 @@ def _build_family(spec: ModelSpec, scale: int, weights: Path | None) -> ModelDes
         raise ModelError(f"{spec.name}: cannot build {spec.family} from [build]: {exc}") from exc
     if weights is not None:
         _load_into(module, read_state_dict(weights), spec.name)
-    module.eval()
-    return ModelDescriptor(
-        name=spec.name,
-        family=spec.family,
-        module=module,
-        scale=scale,
-        params=sum(p.numel() for p in module.parameters()),
-    )
+    return own_family_descriptor(module.eval(), spec.name, spec.family, scale)
 
 
 def _load_into(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], name: str) -> None:
