@@ -142,3 +142,18 @@ def test_annealing_blends_then_swaps() -> None:
     assert torch.allclose(block(x), 0.5 * heavy_out + 0.5 * x)
     assert anneal.set_progress(model, 10, 0, 10) == 0.0
     assert anneal.finalize(model) == 1 and model[0] is light
+
+
+def test_pocketsr_dense_blocks_anneal_to_depthwise() -> None:
+    from pocketsr_cli.archs.pocketsr import build
+    from pocketsr_cli.archs.pocketsr.blocks import DWBlock, ResBlock
+
+    model = build("tiny", 4)
+    replacements = anneal.pocketsr_replacements(model)
+    assert replacements and all(isinstance(m, DWBlock) for m in replacements.values())
+    anneal.wrap(model, replacements)
+    x = torch.rand(1, 3, 16, 16)
+    anneal.set_progress(model, 10, 0, 10)
+    assert model(x).shape == (1, 3, 64, 64)
+    assert anneal.finalize(model) == len(replacements)
+    assert not any(isinstance(m, ResBlock) for m in model.unet.modules())

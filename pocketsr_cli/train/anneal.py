@@ -73,3 +73,22 @@ def finalize(model: nn.Module) -> int:
             setattr(parent, leaf, m.light)
             done += 1
     return done
+
+
+def pocketsr_replacements(
+    model: nn.Module, kind: str = "dw", expand: int = 2
+) -> dict[str, nn.Module]:
+    """Light stand-ins for every dense ``ResBlock`` of a pocketsr U-Net.
+
+    PocketSR's pruning choice: dense 3×3 residual blocks become depthwise-separable ones of
+    the same width (``kind="dw"``), freshly initialised; annealing then moves the work
+    over to them.  Blocks that are already light are left alone.
+    """
+    from pocketsr_cli.archs.pocketsr import swappable_blocks
+    from pocketsr_cli.archs.pocketsr.blocks import ResBlock, make_block
+
+    return {
+        name: make_block(kind, block.conv1.out_channels, expand)
+        for name, block in swappable_blocks(model)  # type: ignore[arg-type]
+        if isinstance(block, ResBlock)
+    }

@@ -67,7 +67,7 @@ class TrainConfig:
     log_every: int = 20
     threads: int | None = None
     init: str | None = None  # start from these weights (e.g. a tiny model to anneal)
-    anneal_to: str | None = None  # preset whose blocks replace the init model's
+    anneal_to: str | None = None  # block kind ("dw") that replaces the init model's dense blocks
     anneal_steps: int = 0
     weights: LossWeights = field(default_factory=LossWeights)
 
@@ -143,9 +143,7 @@ class Trainer:
 
         model = descriptor_from_state_dict(load_file(c.init), Path(c.init).name).module
         if c.anneal_to is not None:
-            from pocketsr_cli.archs.pocketsr import annealing_replacements
-
-            anneal.wrap(model, annealing_replacements(model, c.anneal_to))
+            anneal.wrap(model, anneal.pocketsr_replacements(model, c.anneal_to))
         return model.train()
 
     # -- checkpoints ------------------------------------------------------------------
