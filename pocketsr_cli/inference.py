@@ -49,7 +49,11 @@ class Upscaler:
         self.ensemble = ensemble
         self._warn = on_warning or (lambda _msg: None)
         self._fp32_fallback = compute.precision == "fp32"
-        model.module.to(compute.device).eval()
+        # NHWC convolutions are markedly faster on CPU (oneDNN); elsewhere keep the default.
+        self._memory_format = (
+            torch.channels_last if compute.device.type == "cpu" else torch.contiguous_format
+        )
+        model.module.to(device=compute.device, memory_format=self._memory_format).eval()
         self.policy = TilePolicy.from_option(tile, overlap)
         if not model.tiling and self.policy.mode == "fixed":
             self._warn(f"{model.name} must see the whole image: ignoring --tile {tile}")
@@ -63,6 +67,7 @@ class Upscaler:
     # -- tensor level -------------------------------------------------------------------
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor, stats: Any = None) -> torch.Tensor:
+        x = x.contiguous(memory_format=self._memory_format)
         args = (x,) if stats is None else (x, stats)
         if self._fp32_fallback:
             return self.model.module(*args).float()
