@@ -157,3 +157,13 @@ def test_pocketsr_dense_blocks_anneal_to_depthwise() -> None:
     assert model(x).shape == (1, 3, 64, 64)
     assert anneal.finalize(model) == len(replacements)
     assert not any(isinstance(m, ResBlock) for m in model.unet.modules())
+
+
+def test_export_checkpoint_matches_the_trainers_export(patch_dir: Path, tmp_path: Path) -> None:
+    from pocketsr_cli.train.export import export_checkpoint
+
+    t = Trainer(config(patch_dir, tmp_path / "e", steps=3))
+    t.run()
+    direct = t.export(tmp_path / "direct.safetensors")
+    info = export_checkpoint(tmp_path / "e", tmp_path / "ckpt.safetensors")
+    assert info["step"] == 3 and info["sha256"] == direct["sha256"]

@@ -1,0 +1,47 @@
+"""``python -m pocketsr_cli.train.export RUN_DIR DEST.safetensors``: a checkpoint's EMA weights.
+
+Lets a run be evaluated (``pocketsr eval -m DEST``) while it is still training, and exports
+the weights of a finished run again without re-training.  Prints ``{"step", "params",
+"sha256", "size"}`` as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+
+def export_checkpoint(run: Path, dest: Path) -> dict[str, object]:
+    """Write the EMA weights of ``run/last.pt`` to ``dest`` (atomically); returns facts."""
+    from safetensors.torch import save_file
+
+    state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    tensors = {k: v.contiguous() for k, v in state["ema"].items()}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, dest)
+    data = dest.read_bytes()
+    return {
+        "step": int(state["step"]),
+        "params": sum(v.numel() for v in tensors.values() if v.dtype.is_floating_point),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("run", type=Path, help="run folder holding last.pt")
+    parser.add_argument("dest", type=Path, help="where to write the .safetensors file")
+    args = parser.parse_args(argv)
+    print(json.dumps(export_checkpoint(args.run, args.dest)))
+
+
+if __name__ == "__main__":
+    main()
