@@ -16,6 +16,8 @@ from pocketsr_cli.errors import DeviceError
 if TYPE_CHECKING:
     import torch
 
+    from pocketsr_cli.descriptor import ModelDescriptor
+
 Precision = Literal["fp32", "fp16", "bf16"]
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16")
@@ -108,3 +110,16 @@ def choose_precision(
     if device.type in ("cuda", "mps") and supports_half:
         return "fp16"
     return "fp32"
+
+
+def compute_for(device: torch.device, precision: str, model: ModelDescriptor) -> Compute:
+    """The :class:`Compute` for running ``model`` on ``device`` at ``precision`` (may be auto)."""
+    return Compute(
+        device,
+        choose_precision(
+            precision,
+            device,
+            supports_half=model.supports_half,
+            supports_bf16=model.supports_bf16,
+        ),
+    )

@@ -53,7 +53,8 @@ class Upscaler:
         self._memory_format = (
             torch.channels_last if compute.device.type == "cpu" else torch.contiguous_format
         )
-        model.module.to(device=compute.device, memory_format=self._memory_format).eval()
+        model.module.to(compute.device).eval()
+        model.module.to(memory_format=self._memory_format)  # type: ignore[call-overload]
         self.policy = TilePolicy.from_option(tile, overlap)
         if not model.tiling and self.policy.mode == "fixed":
             self._warn(f"{model.name} must see the whole image: ignoring --tile {tile}")

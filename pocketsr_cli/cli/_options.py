@@ -42,3 +42,6 @@ OfflineOpt = Annotated[
         "--offline", envvar="POCKETSR_OFFLINE", help="Never touch the network (POCKETSR_OFFLINE=1)."
     ),
 ]
+TileOpt = Annotated[
+    str, typer.Option("--tile", help="Tile side in input pixels: auto, 0 (whole image), N.")
+]

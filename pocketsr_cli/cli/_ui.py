@@ -18,6 +18,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
     TaskID,
     TextColumn,
@@ -45,6 +46,16 @@ def warn(console: Console, message: str) -> None:
 
 def _size(w: int | None, h: int | None) -> str:
     return f"{w}×{h}" if w is not None and h is not None else "?"
+
+
+def _transient_bar(
+    console: Console, label: str, *columns: ProgressColumn
+) -> tuple[Progress, TaskID]:
+    """A started, transient progress display with one task of unknown total."""
+    progress = Progress(*columns, console=console, transient=True)
+    task = progress.add_task(label, total=None)
+    progress.start()
+    return progress, task
 
 
 class RichReporter:
@@ -245,17 +256,15 @@ class DownloadBar:
         from rich.progress import DownloadColumn, TransferSpeedColumn
 
         if self.console.is_terminal:
-            self.progress = Progress(
+            self.progress, self.task = _transient_bar(
+                self.console,
+                self.label,
                 TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
-                console=self.console,
-                transient=True,
             )
-            self.task = self.progress.add_task(self.label, total=None)
-            self.progress.start()
         return self
 
     def __call__(self, done: int, total: int | None) -> None:
@@ -334,18 +343,16 @@ class StepBar:
 
     def __enter__(self) -> StepBar:
         if self.console.is_terminal and not self.quiet:
-            self.progress = Progress(
+            self.progress, self.task = _transient_bar(
+                self.console,
+                self.label,
                 SpinnerColumn(),
                 TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
-                console=self.console,
-                transient=True,
             )
-            self.task = self.progress.add_task(self.label, total=None)
-            self.progress.start()
         return self
 
     def __call__(self, done: int, total: int, label: str) -> None:

@@ -47,9 +47,7 @@ def bench_command(
     ] = None,
     device: opt.DeviceOpt = "auto",
     precision: opt.PrecisionOpt = "auto",
-    tile: Annotated[
-        str, typer.Option("--tile", help="Tile side in input pixels: auto, 0 (whole image), N.")
-    ] = "auto",
+    tile: opt.TileOpt = "auto",
     json_lines: Annotated[
         bool, typer.Option("--json", help="JSON Lines on stdout: one object per model.")
     ] = False,

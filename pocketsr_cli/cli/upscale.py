@@ -99,7 +99,7 @@ def upscale(
 ) -> None:
     """Upscale images and folders of images."""
     from pocketsr_cli.cli import _ui
-    from pocketsr_cli.devices import Compute, choose_device, choose_precision
+    from pocketsr_cli.devices import choose_device, compute_for
     from pocketsr_cli.imageio import format_from_name
     from pocketsr_cli.inference import Upscaler
     from pocketsr_cli.jobs import Naming, collect_jobs, scale_label
@@ -119,15 +119,7 @@ def upscale(
     console = _ui.make_console()
     with _ui.DownloadBar(console, f"downloading {model or 'default model'}") as bar:
         descriptor = resolve_model(model, scale, offline=offline, on_progress=bar)
-    compute = Compute(
-        torch_device,
-        choose_precision(
-            precision,
-            torch_device,
-            supports_half=descriptor.supports_half,
-            supports_bf16=descriptor.supports_bf16,
-        ),
-    )
+    compute = compute_for(torch_device, precision, descriptor)
     naming = Naming(
         out_dir=output,
         suffix=suffix,

@@ -158,7 +158,7 @@ def bench(
     """
     import torch
 
-    from pocketsr_cli.devices import Compute, choose_device, choose_precision
+    from pocketsr_cli.devices import choose_device, compute_for
     from pocketsr_cli.evaluation.macs import macs_per_pixel
     from pocketsr_cli.inference import Upscaler
     from pocketsr_cli.tiling import TilePolicy
@@ -187,15 +187,7 @@ def bench(
     total = len(descriptors) * (repeat + 1)
     done = 0
     for desc in descriptors:
-        compute = Compute(
-            torch_device,
-            choose_precision(
-                precision,
-                torch_device,
-                supports_half=desc.supports_half,
-                supports_bf16=desc.supports_bf16,
-            ),
-        )
+        compute = compute_for(torch_device, precision, desc)
         upscaler = Upscaler(desc, compute, tile=tile)
         times: list[float] = []
         out_shape: tuple[int, ...] = ()

@@ -265,7 +265,7 @@ def evaluate(
         UsageError: unknown degradation, device or precision, or a bad ``tile``.
         ModelError: a model cannot be resolved or loaded (before any image is read).
     """
-    from pocketsr_cli.devices import Compute, choose_device, choose_precision
+    from pocketsr_cli.devices import choose_device, compute_for
     from pocketsr_cli.inference import Upscaler
     from pocketsr_cli.tiling import TilePolicy
 
@@ -281,15 +281,7 @@ def evaluate(
     upscalers: list[Upscaler] = []
     report = EvalReport(degradation=degradation, scale=scale, device=str(torch_device))
     for desc, added in resolved:
-        compute = Compute(
-            torch_device,
-            choose_precision(
-                precision,
-                torch_device,
-                supports_half=desc.supports_half,
-                supports_bf16=desc.supports_bf16,
-            ),
-        )
+        compute = compute_for(torch_device, precision, desc)
         upscalers.append(Upscaler(desc, compute, tile=tile, on_warning=warn))
         report.models.append(
             ModelScore(

@@ -50,7 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pocketsr_cli.train.degradations import REAL_ESRGAN, DegradationConfig, degrade, to_uint8
-from pocketsr_cli.train.teacher import sha256_file
+from pocketsr_cli.weights.cache import sha256_file
 
 if TYPE_CHECKING:
     import torch

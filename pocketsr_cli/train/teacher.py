@@ -8,10 +8,11 @@ with :func:`pocketsr_cli.weights.ncnn.convert` (the same conversion as
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pocketsr_cli.weights.cache import sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -32,15 +33,6 @@ class Teacher:
     module: torch.nn.Module
     scale: int
     identity: dict[str, str]
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_teacher(folder: Path, stem: str = TEACHER_STEM) -> Teacher:
