@@ -167,3 +167,14 @@ def test_export_checkpoint_matches_the_trainers_export(patch_dir: Path, tmp_path
     direct = t.export(tmp_path / "direct.safetensors")
     info = export_checkpoint(tmp_path / "e", tmp_path / "ckpt.safetensors")
     assert info["step"] == 3 and info["sha256"] == direct["sha256"]
+
+
+def test_mild_mix_replaces_part_of_the_batch(patch_dir: Path, tmp_path: Path) -> None:
+    t = Trainer(config(patch_dir, tmp_path / "m", mild_fraction=0.5))
+    batch = next(t._batches())
+    gt = batch["hr"]
+    lr, teacher = t._mix_mild(batch["hr"], batch["lr"], gt, batch["teacher"])
+    assert torch.equal(teacher[:2], gt[:2]) and torch.equal(teacher[2:], batch["teacher"][2:])
+    assert not torch.equal(lr[:2], batch["lr"][:2]) and torch.equal(lr[2:], batch["lr"][2:])
+    again = t._mix_mild(batch["hr"], batch["lr"], gt, batch["teacher"])[0]
+    assert torch.equal(lr, again)  # seeded by (seed, step)

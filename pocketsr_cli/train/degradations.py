@@ -241,3 +241,33 @@ def degrade(
         if sinc is not None:
             img = filter2d(img, sinc)
     return to_float(to_uint8(img))
+
+
+@dataclass(frozen=True)
+class MildSpec:
+    """Ranges of :func:`degrade_mild`: what a decent camera file looks like."""
+
+    blur_sigma: tuple[float, float] = (0.2, 1.5)
+    noise_sigma: tuple[float, float] = (0.0, 4.0 / 255.0)
+    jpeg_quality: tuple[int, int] = (60, 95)
+
+
+def degrade_mild(
+    hr: npt.NDArray[np.generic], scale: int, rng: np.random.Generator, spec: MildSpec = MildSpec()
+) -> npt.NDArray[np.uint8]:
+    """A light, randomised version of the SPEC's ``real`` eval degradation.
+
+    Gaussian blur (σ drawn from ``spec``), antialiased bicubic downscale by ``scale``,
+    Gaussian colour noise, JPEG — the inputs most photographs actually are.  The
+    second-order pipeline alone teaches a small model to smooth everything (it cannot
+    tell mild inputs from heavily degraded ones the way the teacher can), so training
+    mixes these in with the ground truth as target.
+    """
+    from pocketsr_cli.evaluation.degrade import jpeg_roundtrip
+
+    img = gaussian_blur(to_float(hr), float(rng.uniform(*spec.blur_sigma)))
+    lr = bicubic_downscale(img, scale)
+    sigma = float(rng.uniform(*spec.noise_sigma))
+    lr = lr + rng.standard_normal(lr.shape).astype(np.float32) * np.float32(sigma)
+    quality = int(rng.integers(spec.jpeg_quality[0], spec.jpeg_quality[1] + 1))
+    return jpeg_roundtrip(to_uint8(lr), quality)

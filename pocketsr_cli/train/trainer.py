@@ -62,6 +62,7 @@ class TrainConfig:
     teacher: str = "data/teacher"
     gan_start: int = 1000
     disc_crop: int = 96
+    mild_fraction: float = 0.0  # share of each batch re-degraded mildly, ground truth as target
     ema: float = 0.999
     ckpt_every: int = 200
     log_every: int = 20
@@ -200,6 +201,8 @@ class Trainer:
         lr = batch["lr"]
         gt = _downscale(batch["hr"], self.resize_factor)
         teacher = _downscale(batch["teacher"], self.resize_factor)
+        if c.mild_fraction > 0:
+            lr, teacher = self._mix_mild(batch["hr"], lr, gt, teacher)
         anneal.set_progress(self.student, self.step, 0, c.anneal_steps)
         for group in self.opt_g.param_groups:
             group["lr"] = lr_at(self.step, c.steps, c.lr)
@@ -238,6 +241,30 @@ class Trainer:
         self._update_ema()
         record["total"] = float(total.detach())
         return record
+
+    def _mix_mild(
+        self, hr: torch.Tensor, lr: torch.Tensor, gt: torch.Tensor, teacher: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Replace the first ``mild_fraction`` of the batch by mildly degraded ground truth.
+
+        Those samples have no teacher output, so their distillation target is the ground
+        truth itself.  Randomness comes from a generator seeded by ``(seed, step)``.
+        """
+        import numpy as np
+
+        from pocketsr_cli.train.degradations import degrade_mild
+
+        n = round(lr.shape[0] * self.config.mild_fraction)
+        if n == 0:
+            return lr, teacher
+        rng = np.random.default_rng([self.config.seed, self.step])
+        lr, teacher = lr.clone(), teacher.clone()
+        for i in range(n):
+            img = (hr[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            small = degrade_mild(img, 4, rng)  # hr is always the x4 patch
+            lr[i] = torch.from_numpy(small).permute(2, 0, 1).float() / 255
+            teacher[i] = gt[i]
+        return lr, teacher
 
     def _disc_view(self, x: torch.Tensor) -> torch.Tensor:
         """What the discriminator sees: a random window, shifted by RandPad."""
