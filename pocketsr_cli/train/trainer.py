@@ -80,12 +80,27 @@ class TrainConfig:
 
 
 def build_student(arch: str, scale: int) -> nn.Module:
-    """A fresh pocketsr generator of preset ``arch`` (``nano``, ``tiny``, ``base``)."""
-    from pocketsr_cli.archs.pocketsr import CONFIGS, build
+    """A fresh pocketsr generator: a preset name, optionally with overrides.
 
-    if arch not in CONFIGS:
-        raise ValueError(f"unknown arch {arch!r}; presets: {sorted(CONFIGS)}")
-    return build(CONFIGS[arch], scale)
+    ``"nano"`` or ``"nano,antilattice=false,dec_depth=2"`` (values are JSON: numbers,
+    ``true``/``false``, lists).
+
+    Raises:
+        ValueError: unknown preset or field, or a malformed override.
+    """
+    from pocketsr_cli.archs.pocketsr import CONFIGS, build
+    from pocketsr_cli.archs.pocketsr.config import PocketSRConfig
+
+    preset, *overrides = arch.split(",")
+    if preset not in CONFIGS:
+        raise ValueError(f"unknown arch {preset!r}; presets: {sorted(CONFIGS)}")
+    params: dict[str, Any] = {"preset": preset}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"arch override {item!r} is not key=value")
+        params[key.strip()] = json.loads(value)
+    return build(PocketSRConfig.from_params(params), scale)
 
 
 def _downscale(x: torch.Tensor, factor: int) -> torch.Tensor:
