@@ -239,3 +239,13 @@ def test_bench_input_and_size_parsing() -> None:
     for bad in ("960", "4x540", "ax b"):
         with pytest.raises(UsageError):
             parse_size(bad)
+
+
+def test_macs_of_a_pocketsr_network_include_its_functional_head() -> None:
+    from pocketsr_cli.archs.pocketsr import build
+    from pocketsr_cli.evaluation.macs import count_macs, macs_per_pixel
+
+    net = build("nano", 4)
+    hooked = count_macs(net, torch.rand(1, 3, 64, 64))
+    assert hooked is not None
+    assert macs_per_pixel(net) == net.macs(64, 64) / 64**2 > hooked / 64**2

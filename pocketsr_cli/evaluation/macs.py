@@ -82,11 +82,16 @@ def macs_per_pixel(
     """MACs per input (LR) pixel, from one pass on a ``side × side`` probe of seeded noise.
 
     For a fully convolutional network this does not depend on ``side`` except at the
-    borders (padding is counted as if it were image), so a small probe is enough.
+    borders (padding is counted as if it were image), so a small probe is enough.  A module
+    with a ``macs(h, w)`` method (pocketsr's own networks, whose head convolves with
+    ``F.conv2d``) is asked instead of hooked.
 
     Returns:
         MACs ÷ ``side²``, or ``None`` when not countable (see :func:`count_macs`).
     """
+    own = getattr(module, "macs", None)
+    if callable(own):  # a network that computes outside nn.Conv2d/nn.Linear counts itself
+        return float(own(side, side)) / (side * side)
     generator = torch.Generator().manual_seed(0)
     probe = torch.rand((1, channels, side, side), generator=generator).to(device)
     macs = count_macs(module, probe, call)

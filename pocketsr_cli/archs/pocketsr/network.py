@@ -155,6 +155,12 @@ class PocketSR(nn.Module):
         arch = [FORMAT_VERSION, config.attn_heads, config.attn_window, int(config.antilattice)]
         self.register_buffer(ARCH_KEY, torch.tensor(arch, dtype=torch.int32))
 
+    def macs(self, lr_h: int, lr_w: int) -> int:
+        """Multiply-accumulates of one forward pass at this LR size (head included)."""
+        from pocketsr_cli.archs.pocketsr.profile import count_macs
+
+        return count_macs(self, lr_h, lr_w)
+
     @property
     def multiple_of(self) -> int:
         """Input sides must be multiples of this."""
