@@ -11,28 +11,33 @@ import argparse
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 
-def export_checkpoint(run: Path, dest: Path) -> dict[str, object]:
-    """Write the EMA weights of ``run/last.pt`` to ``dest`` (atomically); returns facts."""
+def write_weights(state: Mapping[str, torch.Tensor], dest: Path) -> dict[str, object]:
+    """Write ``state`` as safetensors at ``dest`` atomically; returns params, sha256, size."""
     from safetensors.torch import save_file
 
-    state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
-    tensors = {k: v.contiguous() for k, v in state["ema"].items()}
+    tensors = {k: v.detach().contiguous() for k, v in state.items()}
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, dest)
     data = dest.read_bytes()
     return {
-        "step": int(state["step"]),
         "params": sum(v.numel() for v in tensors.values() if v.dtype.is_floating_point),
         "sha256": hashlib.sha256(data).hexdigest(),
         "size": len(data),
     }
+
+
+def export_checkpoint(run: Path, dest: Path) -> dict[str, object]:
+    """Write the EMA weights of ``run/last.pt`` to ``dest``; returns ``step`` and the facts."""
+    state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    return {"step": int(state["step"]), **write_weights(state["ema"], dest)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -329,18 +329,9 @@ class Trainer:
 
     def export(self, path: Path) -> dict[str, Any]:
         """Write the EMA weights as safetensors; returns ``{"params", "sha256", "size"}``."""
-        import hashlib
+        from pocketsr_cli.train.export import write_weights
 
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().contiguous() for k, v in self.ema.state_dict().items()}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(state, str(tmp))
-        os.replace(tmp, path)
-        data = path.read_bytes()
-        params = sum(v.numel() for k, v in state.items() if v.dtype.is_floating_point)
-        return {"params": params, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        return write_weights(self.ema.state_dict(), path)
 
 
 def lr_at(step: int, total: int, base: float) -> float:
