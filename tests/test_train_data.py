@@ -344,6 +344,25 @@ def test_make_patches_writes_shards_and_manifest(tmp_path: Path) -> None:
     assert manifest["degradation"]["jpeg1"] == [30, 95]
 
 
+def test_mild_patches_are_lighter_recorded_and_deterministic(tmp_path: Path) -> None:
+    from pocketsr_cli.train.degradations import MildSpec
+
+    photos = write_photos(tmp_path / "photos", ["Aqua.jpg", "skimage_rocket.jpg"])
+    run_tiny(tmp_path / "hard", photos)
+    run_tiny(tmp_path / "mild", photos, config=MildSpec())
+    run_tiny(tmp_path / "again", photos, config=MildSpec())
+    hard, mild, again = (load_shards(tmp_path / d) for d in ("hard", "mild", "again"))
+    manifest = json.loads((tmp_path / "mild" / "manifest.json").read_text())
+    assert manifest["degradation"]["kind"] == "mild"
+    assert manifest["degradation"]["jpeg_quality"] == [60, 95]
+    for name in mild:  # same crops (same seed), another degradation, reproducible
+        np.testing.assert_array_equal(mild[name]["hr"], hard[name]["hr"])
+        np.testing.assert_array_equal(mild[name]["lr"], again[name]["lr"])
+        assert not np.array_equal(mild[name]["lr"], hard[name]["lr"])
+    with pytest.raises(ManifestMismatchError):
+        run_tiny(tmp_path / "mild", photos)  # a second-order run cannot resume a mild one
+
+
 @pytest.mark.parametrize("scale", [4, 2])
 def test_teacher_output_is_centre_cropped_in_register(tmp_path: Path, scale: int) -> None:
     """With a nearest-neighbour "teacher" the stored target is exactly the stored LR,

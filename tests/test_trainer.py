@@ -123,6 +123,28 @@ def test_amplitude_loss_is_phase_blind() -> None:
     assert losses.amplitude_loss(x, torch.zeros_like(x)) > 0.1
 
 
+def test_gradient_magnitude_matches_the_sharpness_operator() -> None:
+    import numpy as np
+
+    y = torch.rand(1, 1, 16, 16, dtype=torch.float64)
+    g = losses.gradient_magnitude(y, eps=0.0)[0, 0].numpy()
+    a = y[0, 0].numpy()
+    expected = np.sqrt((a[:-1, 1:] - a[:-1, :-1]) ** 2 + (a[1:, :-1] - a[:-1, :-1]) ** 2)
+    np.testing.assert_allclose(g, expected)
+
+
+def test_gradient_loss_asks_for_texture_not_its_phase() -> None:
+    texture = torch.rand(1, 3, 32, 32)
+    flat = torch.full_like(texture, 0.5)
+    mirrored = 1.0 - texture  # same edges, opposite signs: far in L1, equal in gradients
+    assert losses.gradient_loss(mirrored, texture) < 1e-4
+    assert losses.l1(mirrored, texture) > 0.2
+    assert losses.gradient_loss(flat, texture) > 0.2
+    out = flat.clone().requires_grad_(True)
+    losses.gradient_loss(out, texture).backward()
+    assert out.grad is not None and torch.isfinite(out.grad).all()
+
+
 def test_rand_pad_keeps_shape_and_shifts() -> None:
     x = torch.rand(2, 3, 24, 24)
     g = torch.Generator().manual_seed(1)
@@ -178,3 +200,17 @@ def test_mild_mix_replaces_part_of_the_batch(patch_dir: Path, tmp_path: Path) ->
     assert not torch.equal(lr[:2], batch["lr"][:2]) and torch.equal(lr[2:], batch["lr"][2:])
     again = t._mix_mild(batch["hr"], batch["lr"], gt, batch["teacher"])[0]
     assert torch.equal(lr, again)  # seeded by (seed, step)
+
+
+def test_several_patch_folders_are_mixed_each_cut_to_limit(patch_dir: Path, tmp_path: Path) -> None:
+    one = Trainer(config(patch_dir, tmp_path / "one", limit=4))
+    two_cfg = config(patch_dir, tmp_path / "both", limit=4)
+    two_cfg.patches = f"{patch_dir}, {patch_dir}"
+    both = Trainer(two_cfg)
+    assert len(one.data) == 4 and len(both.data) == 8
+    raw = [both.data.datasets[k].dataset.raw(i)["lr"] for k in (0, 1) for i in range(4)]
+    assert all(np.array_equal(raw[i], raw[i + 4]) for i in range(4))
+    bad = config(patch_dir, tmp_path / "bad")
+    bad.patches = " , "
+    with pytest.raises(ValueError, match="no folder"):
+        Trainer(bad)

@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-size", type=int, default=48, help="LR patch side (default 48)")
     p.add_argument("--margin", type=int, default=8, help="LR context pixels per side")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--degradation",
+        choices=("second-order", "mild"),
+        default="second-order",
+        help="second-order: Real-ESRGAN's pipeline (default); mild: light blur, noise and "
+        "JPEG, like most camera files (the teacher then shows the detail to add)",
+    )
     p.add_argument("--shard-size", type=int, default=64, help="patches per shard")
     p.add_argument("--batch", type=int, default=4, help="patches per teacher call")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -47,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm import tqdm
 
+    from pocketsr_cli.train.degradations import REAL_ESRGAN, MildSpec
     from pocketsr_cli.train.patches import PatchSpec, make_patches
     from pocketsr_cli.train.split import split_photos
     from pocketsr_cli.train.teacher import load_teacher
@@ -63,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = PatchSpec(scale=args.scale, lr_size=args.lr_size, margin=args.margin, seed=args.seed)
         print(
             f"{len(split.train)} training photos ({len(split.held_out)} held out), "
-            f"teacher {teacher.identity['name']}, {args.count} patches → {args.out}",
+            f"teacher {teacher.identity['name']}, {args.count} {args.degradation} patches "
+            f"→ {args.out}",
             file=sys.stderr,
         )
         start = time.monotonic()
@@ -75,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 teacher.identity,
                 args.count,
                 spec,
+                MildSpec() if args.degradation == "mild" else REAL_ESRGAN,
                 shard_size=args.shard_size,
                 batch_size=args.batch,
                 progress=bar.update,

@@ -49,7 +49,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from pocketsr_cli.train.degradations import REAL_ESRGAN, DegradationConfig, degrade, to_uint8
+from pocketsr_cli.train.degradations import (
+    REAL_ESRGAN,
+    DegradationConfig,
+    MildSpec,
+    degrade,
+    degrade_mild,
+    to_uint8,
+)
 from pocketsr_cli.weights.cache import sha256_file
 
 if TYPE_CHECKING:
@@ -196,9 +203,13 @@ def sample_patch(
     weights: npt.NDArray[np.float64],
     index: int,
     spec: PatchSpec,
-    config: DegradationConfig = REAL_ESRGAN,
+    config: DegradationConfig | MildSpec = REAL_ESRGAN,
 ) -> Sample:
-    """Patch ``index`` of the run: crop selection (steps 1-3) and degradation (step 4)."""
+    """Patch ``index`` of the run: crop selection (steps 1-3) and degradation (step 4).
+
+    ``config`` picks the degradation: the second-order pipeline, or with a
+    :class:`MildSpec` the light one of :func:`degrade_mild` (what most camera files are).
+    """
     rng = np.random.default_rng([spec.seed, index])
     m = spec.margin * spec.scale
     for _ in range(spec.max_tries):
@@ -206,7 +217,10 @@ def sample_patch(
         flat = gradient_energy(crop[m:-m, m:-m] if m else crop) < spec.flat_threshold
         if not flat or rng.random() < spec.flat_keep_prob:
             break
-    lr = to_uint8(degrade(crop, spec.scale, rng, config))
+    if isinstance(config, MildSpec):
+        lr = degrade_mild(crop, spec.scale, rng, config)
+    else:
+        lr = to_uint8(degrade(crop, spec.scale, rng, config))
     return Sample(index=index, hr_context=crop, lr_context=lr, photo=k, box=box)
 
 
@@ -235,7 +249,7 @@ def build_shard(
     indices: range,
     teacher: TeacherFn,
     spec: PatchSpec,
-    config: DegradationConfig = REAL_ESRGAN,
+    config: DegradationConfig | MildSpec = REAL_ESRGAN,
     batch_size: int = 4,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, npt.NDArray[Any]]:
@@ -309,7 +323,7 @@ def build_manifest(
     count: int,
     shard_size: int,
     spec: PatchSpec,
-    config: DegradationConfig,
+    config: DegradationConfig | MildSpec,
 ) -> dict[str, Any]:
     """The manifest of a run (JSON-ready)."""
     return {
@@ -322,7 +336,7 @@ def build_manifest(
         "seed": spec.seed,
         "seeding": "patch i: numpy.random.default_rng([seed, i])",
         "patch": asdict(spec),
-        "degradation": asdict(config),
+        "degradation": degradation_record(config),
         "teacher": dict(teacher_identity),
         "teacher_target": (
             "teacher x4 output" if spec.scale == 4 else "teacher x4 output, area-downscaled ×0.5"
@@ -338,6 +352,14 @@ def build_manifest(
             for path, img, wt in zip(photo_paths, photos, weights, strict=True)
         ],
     }
+
+
+def degradation_record(config: DegradationConfig | MildSpec) -> dict[str, Any]:
+    """The manifest's ``degradation`` entry (second-order runs: the config's fields alone,
+    as written before mild runs existed, so their manifests still match)."""
+    if isinstance(config, MildSpec):
+        return {"kind": "mild", **asdict(config)}
+    return asdict(config)
 
 
 def _json_roundtrip(obj: dict[str, Any]) -> dict[str, Any]:
@@ -361,7 +383,7 @@ def make_patches(
     teacher_identity: dict[str, str],
     count: int,
     spec: PatchSpec,
-    config: DegradationConfig = REAL_ESRGAN,
+    config: DegradationConfig | MildSpec = REAL_ESRGAN,
     shard_size: int = 64,
     batch_size: int = 4,
     progress: Callable[[int], None] | None = None,
@@ -380,7 +402,7 @@ def make_patches(
         teacher_identity: provenance written to the manifest (digests, name).
         count: number of patches.
         spec: geometry and sampling.
-        config: degradation distributions.
+        config: degradation distributions (second-order, or :class:`MildSpec`).
         shard_size: patches per shard.
         batch_size: LR patches per teacher call.
         progress: called with the number of patches finished (or found done).

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Subset, default_collate
+from torch.utils.data import ConcatDataset, Subset, default_collate
 
 from pocketsr_cli.train import anneal, losses
 from pocketsr_cli.train.dataset import PatchDataset
@@ -42,6 +42,7 @@ class LossWeights:
     perceptual: float = 0.1
     amplitude: float = 0.5
     lattice: float = 1.0
+    gradient: float = 0.0
     gan: float = 0.01
 
 
@@ -49,7 +50,7 @@ class LossWeights:
 class TrainConfig:
     """Everything that determines a training run."""
 
-    patches: str
+    patches: str  # a patch run folder, or several separated by commas (mixed in one set)
     out: str
     arch: str = "nano"
     scale: int = 4
@@ -103,6 +104,28 @@ def build_student(arch: str, scale: int) -> nn.Module:
     return build(PocketSRConfig.from_params(params), scale)
 
 
+def _training_set(
+    folders: str, limit: int | None
+) -> Subset[dict[str, torch.Tensor]] | ConcatDataset[dict[str, torch.Tensor]]:
+    """The patches of one or more comma-separated run folders, each cut to its first
+    ``limit`` patches (patch *i* of a run is fixed by its seed, so the set is reproducible
+    while the runs are still growing).
+
+    Raises:
+        ValueError: a folder holds fewer than ``limit`` patches yet.
+    """
+    parts: list[Subset[dict[str, torch.Tensor]]] = []
+    for folder in filter(None, (f.strip() for f in folders.split(","))):
+        data = PatchDataset(Path(folder))
+        n = len(data) if limit is None else min(limit, len(data))
+        if limit is not None and n < limit:
+            raise ValueError(f"--limit {limit}: only {len(data)} patches in {folder} yet")
+        parts.append(Subset(data, range(n)))
+    if not parts:
+        raise ValueError("--patches names no folder")
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
 def _downscale(x: torch.Tensor, factor: int) -> torch.Tensor:
     return x if factor == 1 else F.avg_pool2d(x, factor)
 
@@ -139,11 +162,8 @@ class Trainer:
             from pocketsr_cli.train.teacher import load_teacher
 
             self.perceptual = losses.TeacherPerceptual(load_teacher(Path(config.teacher)).module)
-        data = PatchDataset(Path(config.patches))
-        n = len(data) if config.limit is None else min(config.limit, len(data))
-        if config.limit is not None and n < config.limit:
-            raise ValueError(f"--limit {config.limit}: only {len(data)} patches available yet")
-        self.data = Subset(data, range(n))
+        self.data = _training_set(config.patches, config.limit)
+        n = len(self.data)
         self.resize_factor = 4 // config.scale
         self.batches_per_epoch = n // config.batch
         if self.batches_per_epoch == 0:
@@ -231,6 +251,8 @@ class Trainer:
             terms["perceptual"] = w.perceptual * self.perceptual(out, teacher)
         if w.amplitude:
             terms["amplitude"] = w.amplitude * losses.amplitude_loss(out, teacher)
+        if w.gradient:
+            terms["gradient"] = w.gradient * losses.gradient_loss(out, teacher)
         if w.lattice:
             terms["lattice"] = w.lattice * losses.lattice_loss(out, teacher)
         use_gan = w.gan > 0 and self.step >= c.gan_start

@@ -35,7 +35,10 @@ class PocketSRConfig:
             resolution, so ``len(dec_widths) == log2(unshuffle)``.
         dec_depth: 3x3 convolutions per decoder stage after its upsampling.
         antilattice: filter the learned residual after the pixel shuffle so that no
-            pattern repeating with the shuffle's period can reach the output.
+            pattern repeating with the shuffle's period can reach the output.  Off by
+            default: the filter also removes all detail above the LR Nyquist frequency
+            (trained with it, sharpness stayed at bicubic's); the lattice loss, RandPad
+            and the resize-convolution decoder keep the grid down without it.
     """
 
     unshuffle: int = 2
@@ -48,7 +51,7 @@ class PocketSRConfig:
     attn_window: int = 0
     dec_widths: tuple[int, ...] = (24,)
     dec_depth: int = 1
-    antilattice: bool = True
+    antilattice: bool = False
 
     def __post_init__(self) -> None:
         problems = self.problems()
