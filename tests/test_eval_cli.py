@@ -166,3 +166,16 @@ def test_crop_scores_the_centred_window(tmp_path: Path) -> None:
     gt = ground_truth(tmp_path / "c.png", 4, crop=20)
     assert gt.shape == (20, 20, 3) and gt.min() == 255
     assert ground_truth(tmp_path / "c.png", 4, crop=500).shape == (100, 80, 3)
+
+
+def test_two_weights_files_of_one_name_get_two_rows(photos: Path, tmp_path: Path) -> None:
+    import shutil
+
+    bundled = Path(__file__).parents[1] / "models" / "pocketsr-nano-x4.safetensors"
+    a, b = tmp_path / "a" / "w.safetensors", tmp_path / "b" / "w.safetensors"
+    for path in (a, b):
+        path.parent.mkdir()
+        shutil.copy(bundled, path)
+    code, out, err = invoke("eval", photos, "-m", a, "-m", b, "--json", "-q", "--limit", "1")
+    assert code == 0, err
+    assert [r["model"] for r in json_lines(out)] == ["bicubic", "w.safetensors", str(b)]

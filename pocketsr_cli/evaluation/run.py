@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +218,10 @@ def resolve_models(
     for ref in refs:
         desc = resolve_model(ref, scale, offline=offline)
         scale = desc.scale if scale is None else scale
+        if ref is not None and any(d.name == desc.name for d, _ in resolved):
+            # Two weights files of one name (runs/a/w.safetensors, runs/b/w.safetensors)
+            # are told apart by the path as given rather than merged into one row.
+            desc = replace(desc, name=ref)
         resolved.append((desc, False))
     assert scale is not None
     if not any(d.name == FLOOR_MODEL for d, _ in resolved):
