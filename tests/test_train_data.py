@@ -499,3 +499,23 @@ def test_real_teacher_patches_look_like_the_hr(tmp_path: Path) -> None:
     shard = load_shards(tmp_path / "out")[shard_name(0)]
     err = np.abs(shard["teacher"].astype(float) - shard["hr"].astype(float)).mean()
     assert err < 40  # a restoration of the HR, not noise or a shifted crop
+
+
+def test_derived_key_is_computed_once_and_augmented_with_hr(tmp_path: Path) -> None:
+    from pocketsr_cli.train.losses import usm_sharpen
+
+    photos = write_photos(tmp_path / "photos", ["Aqua.jpg", "Kite.jpg"])
+    run_tiny(tmp_path / "out", photos)
+    ds = PatchDataset(tmp_path / "out")
+    ds.derive("hr_usm", "hr", usm_sharpen, chunk=3)
+    torch.manual_seed(1)
+    for i in range(len(ds)):
+        item, raw = ds[i], ds.raw(i)
+        hr = (item["hr"] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        usm = (item["hr_usm"] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        k = next(k for k in range(8) if np.array_equal(dihedral(raw["hr"], k), hr))
+        np.testing.assert_array_equal(dihedral(raw["hr_usm"], k), usm)
+    # the stored copy is usm_sharpen of the stored hr, to uint8 rounding
+    x = torch.from_numpy(ds.raw(0)["hr"]).permute(2, 0, 1)[None].float() / 255
+    expected = (usm_sharpen(x)[0].permute(1, 2, 0) * 255).round().numpy()
+    assert np.abs(ds.raw(0)["hr_usm"].astype(float) - expected).max() <= 1

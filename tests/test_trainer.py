@@ -214,3 +214,26 @@ def test_several_patch_folders_are_mixed_each_cut_to_limit(patch_dir: Path, tmp_
     bad.patches = " , "
     with pytest.raises(ValueError, match="no folder"):
         Trainer(bad)
+
+
+def test_usm_sharpens_edges_and_leaves_flat_and_faint_areas() -> None:
+    flat = torch.full((1, 3, 64, 64), 0.4)
+    assert torch.allclose(losses.usm_sharpen(flat), flat, atol=1e-6)
+    faint = flat + 0.01 * torch.rand_like(flat)  # under the 10/255 threshold everywhere
+    assert torch.allclose(losses.usm_sharpen(faint), faint, atol=2e-3)
+    edge = flat.clone()
+    edge[..., 32:] = 0.8
+    edge = losses.gaussian_blur(edge, 1.5, 4)
+    sharp = losses.usm_sharpen(edge)
+    assert float(sharp.min()) >= 0 and float(sharp.max()) <= 1
+    energy = losses.gradient_magnitude(sharp, 0).mean() / losses.gradient_magnitude(edge, 0).mean()
+    assert 1.2 < float(energy) < 1.6  # weight 0.5: at most 1.5x, soft mask at the border
+
+
+def test_usm_target_term_is_trained(patch_dir: Path, tmp_path: Path) -> None:
+    weights = LossWeights(perceptual=0.0, l1_gt_usm=1.0)
+    t = Trainer(config(patch_dir, tmp_path / "u", weights=weights))
+    batch = next(t._batches())
+    assert batch["hr_usm"].shape == batch["hr"].shape
+    assert not torch.equal(batch["hr_usm"], batch["hr"])
+    assert t.train_step(batch)["l1_gt_usm"] > 0

@@ -11,6 +11,7 @@ The shards are read into memory as uint8 at construction (about 230 kB per ×4 p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +77,29 @@ class PatchDataset(Dataset[dict[str, torch.Tensor]]):
         self.complete = found == len(ranges)
         self.arrays: dict[str, U8] = {key: np.concatenate(v) for key, v in parts.items()}
 
+    def derive(
+        self, key: str, source: str, fn: Callable[[torch.Tensor], torch.Tensor], chunk: int = 64
+    ) -> None:
+        """Add ``key``: ``fn`` applied once to every stored ``source`` image, kept as uint8.
+
+        ``fn`` maps float ``N×3×H×W`` in [0, 1] to the same shape.  It must commute with
+        the dihedral transforms (any isotropic filter does), since items are augmented
+        after the fact.
+        """
+        src = self.arrays[source]
+        out = np.empty_like(src)
+        for start in range(0, len(src), chunk):
+            x = torch.from_numpy(src[start : start + chunk]).permute(0, 3, 1, 2).float() / 255
+            y = fn(x).clamp(0, 1).mul(255).round().to(torch.uint8)
+            out[start : start + chunk] = y.permute(0, 2, 3, 1).numpy()
+        self.arrays[key] = out
+
     def __len__(self) -> int:
         return int(self.arrays["lr"].shape[0])
 
     def raw(self, i: int) -> dict[str, U8]:
-        """Item ``i`` as stored: uint8 ``H×W×3`` arrays, no augmentation."""
-        return {key: self.arrays[key][i] for key in KEYS}
+        """Item ``i`` as stored (plus derived keys): uint8 ``H×W×3`` arrays, no augmentation."""
+        return {key: array[i] for key, array in self.arrays.items()}
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         k = int(torch.randint(8, ())) if self.augment else 0

@@ -38,6 +38,7 @@ class LossWeights:
     """Weights of the generator's loss terms (0 turns a term off)."""
 
     l1_gt: float = 0.2
+    l1_gt_usm: float = 0.0  # L1 to the USM-sharpened ground truth (Real-ESRGAN's target)
     l1_teacher: float = 1.0
     perceptual: float = 0.1
     amplitude: float = 0.5
@@ -105,11 +106,12 @@ def build_student(arch: str, scale: int) -> nn.Module:
 
 
 def _training_set(
-    folders: str, limit: int | None
+    folders: str, limit: int | None, usm: bool = False
 ) -> Subset[dict[str, torch.Tensor]] | ConcatDataset[dict[str, torch.Tensor]]:
     """The patches of one or more comma-separated run folders, each cut to its first
     ``limit`` patches (patch *i* of a run is fixed by its seed, so the set is reproducible
-    while the runs are still growing).
+    while the runs are still growing).  With ``usm``, items also carry ``hr_usm``, the
+    USM-sharpened ground truth (computed once here).
 
     Raises:
         ValueError: a folder holds fewer than ``limit`` patches yet.
@@ -120,6 +122,8 @@ def _training_set(
         n = len(data) if limit is None else min(limit, len(data))
         if limit is not None and n < limit:
             raise ValueError(f"--limit {limit}: only {len(data)} patches in {folder} yet")
+        if usm:
+            data.derive("hr_usm", "hr", losses.usm_sharpen)
         parts.append(Subset(data, range(n)))
     if not parts:
         raise ValueError("--patches names no folder")
@@ -162,7 +166,7 @@ class Trainer:
             from pocketsr_cli.train.teacher import load_teacher
 
             self.perceptual = losses.TeacherPerceptual(load_teacher(Path(config.teacher)).module)
-        self.data = _training_set(config.patches, config.limit)
+        self.data = _training_set(config.patches, config.limit, config.weights.l1_gt_usm > 0)
         n = len(self.data)
         self.resize_factor = 4 // config.scale
         self.batches_per_epoch = n // config.batch
@@ -245,6 +249,9 @@ class Trainer:
         terms: dict[str, torch.Tensor] = {}
         if w.l1_gt:
             terms["l1_gt"] = w.l1_gt * losses.l1(out, gt)
+        if w.l1_gt_usm:
+            sharp = _downscale(batch["hr_usm"], self.resize_factor)
+            terms["l1_gt_usm"] = w.l1_gt_usm * losses.l1(out, sharp)
         if w.l1_teacher:
             terms["l1_teacher"] = w.l1_teacher * losses.l1(out, teacher)
         if w.perceptual and self.perceptual is not None:
