@@ -179,3 +179,10 @@ def test_two_weights_files_of_one_name_get_two_rows(photos: Path, tmp_path: Path
     code, out, err = invoke("eval", photos, "-m", a, "-m", b, "--json", "-q", "--limit", "1")
     assert code == 0, err
     assert [r["model"] for r in json_lines(out)] == ["bicubic", "w.safetensors", str(b)]
+
+
+def test_bench_ratio_text_stays_readable_for_fast_models() -> None:
+    from pocketsr_cli.cli.bench import _ratio
+
+    assert _ratio(1.0) == "1.00×" and _ratio(28.8) == "28.80×"
+    assert _ratio(0.293 / 63.508) == "1/217" and _ratio(0.117) == "0.12×"

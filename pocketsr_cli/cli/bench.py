@@ -105,6 +105,13 @@ def _count(value: float | None) -> str:
     return f"{value:.0f}"
 
 
+def _ratio(value: float) -> str:
+    """``2.50×``, or ``1/217`` for the small ratios a fast model has against a slow baseline."""
+    if 0 < value < 0.1:
+        return f"1/{1 / value:.0f}"
+    return f"{value:.2f}×"
+
+
 def _table(report: BenchReport) -> tuple[list[str], list[list[str]], str]:
     """Columns, rows and title of the human summary."""
     columns = ["model", "params", "MACs/LR px", "precision", "output", "s per 4K", "ratio"]
@@ -116,7 +123,7 @@ def _table(report: BenchReport) -> tuple[list[str], list[list[str]], str]:
             r.precision,
             f"{r.out_width}×{r.out_height}",
             f"{r.seconds_per_4k:.3f}",
-            f"{r.ratio:.2f}×",
+            _ratio(r.ratio),
         ]
         for r in report.models
     ]
