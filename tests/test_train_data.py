@@ -482,6 +482,17 @@ def test_dataset_on_a_partial_run(tmp_path: Path) -> None:
         PatchDataset(tmp_path / "out", allow_partial=False)
 
 
+def test_dataset_limit_reads_only_the_shards_it_needs(tmp_path: Path) -> None:
+    photos = write_photos(tmp_path / "photos", ["Aqua.jpg"])
+    run_tiny(tmp_path / "out", photos)  # 10 patches in shards of 4
+    full = PatchDataset(tmp_path / "out", augment=False)
+    (tmp_path / "out" / shard_name(2)).unlink()  # past the first 6: never read
+    ds = PatchDataset(tmp_path / "out", allow_partial=False, limit=6)
+    assert len(ds) == 6 and ds.complete
+    for i in range(6):
+        np.testing.assert_array_equal(ds.raw(i)["hr"], full.raw(i)["hr"])
+
+
 # ---------------------------------------------------------------- real teacher
 
 

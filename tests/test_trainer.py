@@ -208,7 +208,7 @@ def test_several_patch_folders_are_mixed_each_cut_to_limit(patch_dir: Path, tmp_
     two_cfg.patches = f"{patch_dir}, {patch_dir}"
     both = Trainer(two_cfg)
     assert len(one.data) == 4 and len(both.data) == 8
-    raw = [both.data.datasets[k].dataset.raw(i)["lr"] for k in (0, 1) for i in range(4)]
+    raw = [both.data.datasets[k].raw(i)["lr"] for k in (0, 1) for i in range(4)]
     assert all(np.array_equal(raw[i], raw[i + 4]) for i in range(4))
     bad = config(patch_dir, tmp_path / "bad")
     bad.patches = " , "

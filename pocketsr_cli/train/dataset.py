@@ -43,26 +43,37 @@ class PatchDataset(Dataset[dict[str, torch.Tensor]]):
         augment: apply a random dihedral transform per item.
         allow_partial: use the complete shards present when the run is not finished (the
             job may still be writing); otherwise a missing shard is an error.
+        limit: keep only the first ``limit`` patches found; shards past them are not read.
 
     Attributes:
         manifest: the run's manifest.
-        complete: whether every shard of the run was found.
+        complete: whether every shard that was looked at was found (all of the run's
+            without ``limit``).
 
     Raises:
         FileNotFoundError: no manifest, no complete shard, or a missing shard while
             ``allow_partial`` is off.
     """
 
-    def __init__(self, root: Path, augment: bool = True, allow_partial: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        augment: bool = True,
+        allow_partial: bool = True,
+        limit: int | None = None,
+    ) -> None:
         manifest = read_manifest(root)
         if manifest is None:
             raise FileNotFoundError(f"no patch manifest in {root}")
         self.manifest: dict[str, Any] = manifest
         self.augment = augment
         parts: dict[str, list[U8]] = {key: [] for key in KEYS}
-        found = 0
+        found = looked = patches = 0
         ranges = shard_ranges(int(manifest["count"]), int(manifest["shard_size"]))
         for k, indices in enumerate(ranges):
+            if limit is not None and patches >= limit:
+                break
+            looked += 1
             path = root / shard_name(k)
             if not shard_is_complete(path, indices):
                 if not allow_partial:
@@ -72,10 +83,11 @@ class PatchDataset(Dataset[dict[str, torch.Tensor]]):
                 for key in KEYS:
                     parts[key].append(data[key])
             found += 1
+            patches += len(indices)
         if not found:
             raise FileNotFoundError(f"no complete shard in {root}")
-        self.complete = found == len(ranges)
-        self.arrays: dict[str, U8] = {key: np.concatenate(v) for key, v in parts.items()}
+        self.complete = found == looked
+        self.arrays: dict[str, U8] = {key: np.concatenate(v)[:limit] for key, v in parts.items()}
 
     def derive(
         self, key: str, source: str, fn: Callable[[torch.Tensor], torch.Tensor], chunk: int = 64

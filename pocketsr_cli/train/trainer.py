@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import ConcatDataset, Subset, default_collate
+from torch.utils.data import ConcatDataset, default_collate
 
 from pocketsr_cli.train import anneal, losses
 from pocketsr_cli.train.dataset import PatchDataset
@@ -107,7 +107,7 @@ def build_student(arch: str, scale: int) -> nn.Module:
 
 def _training_set(
     folders: str, limit: int | None, usm: bool = False
-) -> Subset[dict[str, torch.Tensor]] | ConcatDataset[dict[str, torch.Tensor]]:
+) -> PatchDataset | ConcatDataset[dict[str, torch.Tensor]]:
     """The patches of one or more comma-separated run folders, each cut to its first
     ``limit`` patches (patch *i* of a run is fixed by its seed, so the set is reproducible
     while the runs are still growing).  With ``usm``, items also carry ``hr_usm``, the
@@ -116,15 +116,14 @@ def _training_set(
     Raises:
         ValueError: a folder holds fewer than ``limit`` patches yet.
     """
-    parts: list[Subset[dict[str, torch.Tensor]]] = []
+    parts: list[PatchDataset] = []
     for folder in filter(None, (f.strip() for f in folders.split(","))):
-        data = PatchDataset(Path(folder))
-        n = len(data) if limit is None else min(limit, len(data))
-        if limit is not None and n < limit:
+        data = PatchDataset(Path(folder), limit=limit)
+        if limit is not None and len(data) < limit:
             raise ValueError(f"--limit {limit}: only {len(data)} patches in {folder} yet")
         if usm:
             data.derive("hr_usm", "hr", losses.usm_sharpen)
-        parts.append(Subset(data, range(n)))
+        parts.append(data)
     if not parts:
         raise ValueError("--patches names no folder")
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
