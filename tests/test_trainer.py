@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -228,6 +229,39 @@ def test_usm_sharpens_edges_and_leaves_flat_and_faint_areas() -> None:
     assert float(sharp.min()) >= 0 and float(sharp.max()) <= 1
     energy = losses.gradient_magnitude(sharp, 0).mean() / losses.gradient_magnitude(edge, 0).mean()
     assert 1.2 < float(energy) < 1.6  # weight 0.5: at most 1.5x, soft mask at the border
+
+
+def test_usm_with_sigma_and_no_threshold_is_plain_unsharp_masking() -> None:
+    rng = np.random.default_rng(3)
+    img = rng.random((40, 48, 3)).astype(np.float32)
+    img = cv2.GaussianBlur(img, (0, 0), 1.0)  # keep it mostly in range after sharpening
+    x = torch.from_numpy(img).permute(2, 0, 1)[None]
+    got = losses.usm_sharpen(x, weight=1.5, threshold=0.0, sigma=1.5)[0].permute(1, 2, 0)
+    # cv2 restatement: 2·ceil(3σ)+1 taps, reflect border (OpenCV's BORDER_REFLECT_101)
+    blur = cv2.GaussianBlur(img, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT_101)
+    expected = np.clip(img + 1.5 * (img - blur), 0, 1)
+    np.testing.assert_allclose(got.numpy(), expected, atol=2e-5)
+    with pytest.raises(ValueError, match="sigma"):
+        losses.usm_sharpen(x, sigma=0.0)
+
+
+def test_usm_target_options_reach_the_derived_target(patch_dir: Path, tmp_path: Path) -> None:
+    weights = LossWeights(perceptual=0.0, l1_gt_usm=1.0)
+    cfg = config(patch_dir, tmp_path / "s", weights=weights)
+    cfg.usm_sigma, cfg.usm_amount, cfg.usm_threshold = 1.5, 2.0, 0.0
+    t = Trainer(cfg)
+    raw = t.data.raw(0)
+    hr = torch.from_numpy(raw["hr"]).permute(2, 0, 1)[None].float() / 255
+    want = losses.usm_sharpen(hr, weight=2.0, threshold=0.0, sigma=1.5)[0].permute(1, 2, 0)
+    assert np.abs(raw["hr_usm"].astype(float) - (want * 255).numpy()).max() <= 0.5 + 1e-3
+    default = Trainer(config(patch_dir, tmp_path / "d", weights=weights)).data.raw(0)
+    assert not np.array_equal(default["hr_usm"], raw["hr_usm"])
+    # a config.json written before these options existed resumes with Real-ESRGAN's USM
+    old = asdict(cfg)
+    for key in ("usm_sigma", "usm_amount", "usm_threshold"):
+        old.pop(key)
+    restored = TrainConfig.from_dict(old)
+    assert (restored.usm_sigma, restored.usm_amount) == (None, 0.5)
 
 
 def test_usm_target_term_is_trained(patch_dir: Path, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ pixel-shuffle grid, lattice ratio 14).  So the generator objective combines:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -57,22 +58,35 @@ def gaussian_blur(x: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:
 
 
 def usm_sharpen(
-    img: torch.Tensor, weight: float = 0.5, radius: int = 50, threshold: float = 10 / 255
+    img: torch.Tensor,
+    weight: float = 0.5,
+    radius: int = 50,
+    threshold: float = 10 / 255,
+    sigma: float | None = None,
 ) -> torch.Tensor:
-    """Real-ESRGAN's ``USMSharp`` of its training targets, for images in [0, 1].
+    """Unsharp masking of images in [0, 1]; the defaults are Real-ESRGAN's ``USMSharp``.
 
     ``img + weight·(img − blur)`` where the residual exceeds ``threshold``, blended in
-    through a blurred mask (so flat and noisy areas are left alone); the blur is a
-    ``2·radius + 1``-tap Gaussian with OpenCV's sigma for that size.  Real-ESRGAN x4plus —
-    our teacher — was trained towards such targets; they ask for crisper edges that a
-    small network can predict, where plain L1 to the ground truth asks for the blur.
+    through a blurred mask (so flat and noisy areas are left alone); ``threshold = 0``
+    sharpens everywhere.  The blur is a ``2·radius + 1``-tap Gaussian with OpenCV's sigma
+    for that size, or, given ``sigma``, that sigma over ``ceil(3·sigma)`` taps each side
+    (``radius`` is then ignored).  Real-ESRGAN x4plus — our teacher — was trained towards
+    such targets; they ask for crisper edges that a small network can predict, where plain
+    L1 to the ground truth asks for the blur.
     """
-    size = 2 * radius + 1
-    sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+    if sigma is None:
+        size = 2 * radius + 1
+        sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+    else:
+        if sigma <= 0:
+            raise ValueError(f"USM sigma must be positive, got {sigma}")
+        radius = max(1, math.ceil(3 * sigma))
     residual = img - gaussian_blur(img, sigma, radius)
+    sharp = (img + weight * residual).clamp(0, 1)
+    if threshold <= 0:
+        return sharp
     mask = (residual.abs() > threshold).to(img.dtype)
     soft = gaussian_blur(mask, sigma, radius)
-    sharp = (img + weight * residual).clamp(0, 1)
     return soft * sharp + (1 - soft) * img
 
 

@@ -20,6 +20,9 @@ from tqdm import tqdm
 
 from pocketsr_cli.train.trainer import LossWeights, TrainConfig, Trainer
 
+# The type of the options whose default is None (so it cannot be read off the default).
+NONE_DEFAULT_TYPES: dict[str, type] = {"limit": int, "threads": int, "usm_sigma": float}
+
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path | None]:
     parser = argparse.ArgumentParser(
@@ -30,9 +33,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path | None]
         if f.name == "weights":
             continue
         value = getattr(defaults, f.name)
-        kind = (
-            type(value) if value is not None else (int if f.name in ("limit", "threads") else str)
-        )
+        kind = type(value) if value is not None else NONE_DEFAULT_TYPES.get(f.name, str)
         parser.add_argument(
             f"--{f.name.replace('_', '-')}",
             type=kind,

@@ -72,6 +72,11 @@ class TrainConfig:
     init: str | None = None  # start from these weights (e.g. a tiny model to anneal)
     anneal_to: str | None = None  # block kind ("dw") that replaces the init model's dense blocks
     anneal_steps: int = 0
+    # The USM-sharpened target of ``--w-l1-gt-usm`` (defaults: Real-ESRGAN's USMSharp;
+    # ``usm_sigma`` set: a Gaussian of that sigma in output pixels, see losses.usm_sharpen)
+    usm_sigma: float | None = None
+    usm_amount: float = 0.5
+    usm_threshold: float = 10 / 255
     weights: LossWeights = field(default_factory=LossWeights)
 
     @classmethod
@@ -106,12 +111,14 @@ def build_student(arch: str, scale: int) -> nn.Module:
 
 
 def _training_set(
-    folders: str, limit: int | None, usm: bool = False
+    folders: str,
+    limit: int | None,
+    usm: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> PatchDataset | ConcatDataset[dict[str, torch.Tensor]]:
     """The patches of one or more comma-separated run folders, each cut to its first
     ``limit`` patches (patch *i* of a run is fixed by its seed, so the set is reproducible
     while the runs are still growing).  With ``usm``, items also carry ``hr_usm``, the
-    USM-sharpened ground truth (computed once here).
+    ground truth sharpened by it (computed once here).
 
     Raises:
         ValueError: a folder holds fewer than ``limit`` patches yet.
@@ -121,8 +128,8 @@ def _training_set(
         data = PatchDataset(Path(folder), limit=limit)
         if limit is not None and len(data) < limit:
             raise ValueError(f"--limit {limit}: only {len(data)} patches in {folder} yet")
-        if usm:
-            data.derive("hr_usm", "hr", losses.usm_sharpen)
+        if usm is not None:
+            data.derive("hr_usm", "hr", usm)
         parts.append(data)
     if not parts:
         raise ValueError("--patches names no folder")
@@ -165,12 +172,22 @@ class Trainer:
             from pocketsr_cli.train.teacher import load_teacher
 
             self.perceptual = losses.TeacherPerceptual(load_teacher(Path(config.teacher)).module)
-        self.data = _training_set(config.patches, config.limit, config.weights.l1_gt_usm > 0)
+        self.data = _training_set(
+            config.patches,
+            config.limit,
+            self._usm_target if config.weights.l1_gt_usm > 0 else None,
+        )
         n = len(self.data)
         self.resize_factor = 4 // config.scale
         self.batches_per_epoch = n // config.batch
         if self.batches_per_epoch == 0:
             raise ValueError(f"{n} patches is less than one batch of {config.batch}")
+
+    def _usm_target(self, hr: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        return losses.usm_sharpen(
+            hr, weight=c.usm_amount, threshold=c.usm_threshold, sigma=c.usm_sigma
+        )
 
     def _initial_student(self) -> nn.Module:
         c = self.config
