@@ -203,6 +203,22 @@ def test_mild_mix_replaces_part_of_the_batch(patch_dir: Path, tmp_path: Path) ->
     assert torch.equal(lr, again)  # seeded by (seed, step)
 
 
+def test_clean_mix_is_the_plain_bicubic_downscale(patch_dir: Path, tmp_path: Path) -> None:
+    from pocketsr_cli.evaluation.degrade import degrade_eval
+
+    t = Trainer(config(patch_dir, tmp_path / "c", mild_fraction=0.5, mild_kind="clean"))
+    batch = next(t._batches())
+    lr, teacher = t._mix_mild(batch["hr"], batch["lr"], batch["hr"], batch["teacher"])
+    for i in range(2):
+        hr = (batch["hr"][i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        want = degrade_eval(hr, "bicubic", scale=4)  # what `pocketsr eval` feeds the model
+        got = (lr[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        np.testing.assert_array_equal(got, want)
+        assert torch.equal(teacher[i], batch["hr"][i])
+    with pytest.raises(ValueError, match="mild-kind"):
+        Trainer(config(patch_dir, tmp_path / "x", mild_kind="heavy"))
+
+
 def test_several_patch_folders_are_mixed_each_cut_to_limit(patch_dir: Path, tmp_path: Path) -> None:
     one = Trainer(config(patch_dir, tmp_path / "one", limit=4))
     two_cfg = config(patch_dir, tmp_path / "both", limit=4)

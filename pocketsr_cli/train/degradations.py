@@ -245,11 +245,23 @@ def degrade(
 
 @dataclass(frozen=True)
 class MildSpec:
-    """Ranges of :func:`degrade_mild`: what a decent camera file looks like."""
+    """Ranges of :func:`degrade_mild`: what a decent camera file looks like.
+
+    A blur σ of 0 means no blur; ``jpeg_quality = None`` means no JPEG round trip.
+    """
 
     blur_sigma: tuple[float, float] = (0.2, 1.5)
     noise_sigma: tuple[float, float] = (0.0, 4.0 / 255.0)
-    jpeg_quality: tuple[int, int] = (60, 95)
+    jpeg_quality: tuple[int, int] | None = (60, 95)
+
+
+# The light degradations the trainer can mix into a batch (``--mild-kind``): ``mild`` is
+# the camera-file default; ``clean`` is the plain bicubic downscale of the SPEC's
+# ``bicubic`` evaluation — screenshots, renders, already-downscaled photos.
+MILD_SPECS: dict[str, MildSpec] = {
+    "mild": MildSpec(),
+    "clean": MildSpec(blur_sigma=(0.0, 0.0), noise_sigma=(0.0, 0.0), jpeg_quality=None),
+}
 
 
 def degrade_mild(
@@ -265,9 +277,15 @@ def degrade_mild(
     """
     from pocketsr_cli.evaluation.degrade import jpeg_roundtrip
 
-    img = gaussian_blur(to_float(hr), float(rng.uniform(*spec.blur_sigma)))
+    img = to_float(hr)
+    blur = float(rng.uniform(*spec.blur_sigma))
+    if blur > 0:
+        img = gaussian_blur(img, blur)
     lr = bicubic_downscale(img, scale)
     sigma = float(rng.uniform(*spec.noise_sigma))
-    lr = lr + rng.standard_normal(lr.shape).astype(np.float32) * np.float32(sigma)
+    if sigma > 0:
+        lr = lr + rng.standard_normal(lr.shape).astype(np.float32) * np.float32(sigma)
+    if spec.jpeg_quality is None:
+        return to_uint8(lr)
     quality = int(rng.integers(spec.jpeg_quality[0], spec.jpeg_quality[1] + 1))
     return jpeg_roundtrip(to_uint8(lr), quality)

@@ -65,6 +65,7 @@ class TrainConfig:
     gan_start: int = 1000
     disc_crop: int = 96
     mild_fraction: float = 0.0  # share of each batch re-degraded mildly, ground truth as target
+    mild_kind: str = "mild"  # which light degradation: a key of degradations.MILD_SPECS
     ema: float = 0.999
     ckpt_every: int = 200
     log_every: int = 20
@@ -152,6 +153,12 @@ class Trainer:
     def __init__(
         self, config: TrainConfig, on_log: Callable[[dict[str, Any]], None] | None = None
     ) -> None:
+        from pocketsr_cli.train.degradations import MILD_SPECS
+
+        if config.mild_kind not in MILD_SPECS:
+            raise ValueError(
+                f"unknown --mild-kind {config.mild_kind!r}; choose from {sorted(MILD_SPECS)}"
+            )
         self.config = config
         self.on_log = on_log or (lambda _r: None)
         self.out = Path(config.out)
@@ -305,14 +312,17 @@ class Trainer:
     def _mix_mild(
         self, hr: torch.Tensor, lr: torch.Tensor, gt: torch.Tensor, teacher: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Replace the first ``mild_fraction`` of the batch by mildly degraded ground truth.
+        """Replace the first ``mild_fraction`` of the batch by lightly degraded ground truth
+        (``mild_kind``: see ``degradations.MILD_SPECS``).
 
         Those samples have no teacher output, so their distillation target is the ground
         truth itself.  Randomness comes from a generator seeded by ``(seed, step)``.
         """
         import numpy as np
 
-        from pocketsr_cli.train.degradations import degrade_mild
+        from pocketsr_cli.train.degradations import MILD_SPECS, degrade_mild
+
+        spec = MILD_SPECS[self.config.mild_kind]
 
         n = round(lr.shape[0] * self.config.mild_fraction)
         if n == 0:
@@ -321,7 +331,7 @@ class Trainer:
         lr, teacher = lr.clone(), teacher.clone()
         for i in range(n):
             img = (hr[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            small = degrade_mild(img, 4, rng)  # hr is always the x4 patch
+            small = degrade_mild(img, 4, rng, spec)  # hr is always the x4 patch
             lr[i] = torch.from_numpy(small).permute(2, 0, 1).float() / 255
             teacher[i] = gt[i]
         return lr, teacher
