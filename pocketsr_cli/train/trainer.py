@@ -159,6 +159,7 @@ class Trainer:
             raise ValueError(
                 f"unknown --mild-kind {config.mild_kind!r}; choose from {sorted(MILD_SPECS)}"
             )
+        self.mild_spec = MILD_SPECS[config.mild_kind]  # what _mix_mild degrades with
         self.config = config
         self.on_log = on_log or (lambda _r: None)
         self.out = Path(config.out)
@@ -320,9 +321,7 @@ class Trainer:
         """
         import numpy as np
 
-        from pocketsr_cli.train.degradations import MILD_SPECS, degrade_mild
-
-        spec = MILD_SPECS[self.config.mild_kind]
+        from pocketsr_cli.train.degradations import degrade_mild
 
         n = round(lr.shape[0] * self.config.mild_fraction)
         if n == 0:
@@ -331,7 +330,7 @@ class Trainer:
         lr, teacher = lr.clone(), teacher.clone()
         for i in range(n):
             img = (hr[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            small = degrade_mild(img, 4, rng, spec)  # hr is always the x4 patch
+            small = degrade_mild(img, 4, rng, self.mild_spec)  # hr is always the x4 patch
             lr[i] = torch.from_numpy(small).permute(2, 0, 1).float() / 255
             teacher[i] = gt[i]
         return lr, teacher
