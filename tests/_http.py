@@ -31,6 +31,7 @@ class Behaviour:
     header_delay: float = 0.0  # silence before the status line (client timeouts)
     chunk_delay: float = 0.0  # pause between 1 KiB body chunks (slow transfers)
     redirect: str | None = None
+    gate: threading.Event | None = None  # after the first chunk, hold the rest until set
 
 
 @dataclass
@@ -110,6 +111,8 @@ class _Handler(BaseHTTPRequestHandler):
             chunk = body[offset : min(offset + 1024, limit)]
             self.wfile.write(chunk)
             hit.bytes_sent += len(chunk)
+            if behaviour.gate is not None:
+                behaviour.gate.wait(timeout=30)
             time.sleep(behaviour.chunk_delay)
         hit.finished = time.monotonic()
         self.close_connection = True  # a cut transfer ends here: the client sees EOF early

@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 import types
 from collections.abc import Iterator
@@ -396,13 +397,18 @@ _CHILD = """
 import sys, time
 from pathlib import Path
 from pocketsr_cli.weights.download import download_file
-print(time.monotonic(), flush=True)
+print("started", flush=True)
 download_file([sys.argv[1]], Path(sys.argv[2]), sha256=sys.argv[3], timeout=10)
 """
 
 
 def test_two_processes_share_one_transfer(server: Loopback, tmp_path: Path) -> None:
-    server.behaviours["/w.bin"] = Behaviour(chunk_delay=0.02)  # ~1.3 s transfer
+    # The transfer is held after its first chunk until both children have started (they
+    # print once their imports are done, however slow the machine) and had half a second
+    # more to reach the lock: the second one then really waits on the lock rather than
+    # arriving after the file is in place.
+    gate = threading.Event()
+    server.behaviours["/w.bin"] = Behaviour(gate=gate)
     dest = tmp_path / "w.bin"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     args = [sys.executable, "-c", _CHILD, server.url("/w.bin"), str(dest), PAYLOAD_SHA]
@@ -410,16 +416,20 @@ def test_two_processes_share_one_transfer(server: Loopback, tmp_path: Path) -> N
         subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(2)
     ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            child.stdout.readline()  # "started"
+        time.sleep(0.5)
+        assert dest.exists() is False  # nobody has finished while the transfer is held
+    finally:
+        gate.set()
     outputs = [child.communicate(timeout=60) for child in children]
     for child, (_, err) in zip(children, outputs, strict=True):
         assert child.returncode == 0, err.decode()
     assert dest.read_bytes() == PAYLOAD
     assert len(server.hits) == 1
     assert server.bytes_served() == len(PAYLOAD)
-    # Both children had started before the one transfer ended, so the second really waited
-    # on the lock rather than arriving after the file was in place.
-    starts = [float(out.split()[0]) for out, _ in outputs]
-    assert max(starts) < server.hits[0].finished
 
 
 # --- hf:// --------------------------------------------------------------------------------
