@@ -287,3 +287,43 @@ def test_usm_target_term_is_trained(patch_dir: Path, tmp_path: Path) -> None:
     assert batch["hr_usm"].shape == batch["hr"].shape
     assert not torch.equal(batch["hr_usm"], batch["hr"])
     assert t.train_step(batch)["l1_gt_usm"] > 0
+
+
+def test_texture_loss_asks_for_gradient_energy_per_tile_not_its_place() -> None:
+    torch.manual_seed(0)
+    texture = torch.rand(1, 3, 32, 32)
+    other = torch.rand(1, 3, 32, 32)  # a different texture of the same statistics
+    flat = torch.full_like(texture, 0.5)
+    assert losses.texture_loss(other, texture) < 0.2 * losses.texture_loss(flat, texture)
+    assert losses.l1(other, texture) > 0.2
+    # Energy is matched per tile: texture in the wrong half of the image is penalised.
+    half = texture.clone()
+    half[..., :, 16:] = 0.5
+    moved = torch.flip(half, dims=(-1,))
+    assert losses.texture_loss(moved, half) > 0.5 * losses.texture_loss(flat, half)
+    assert losses.texture_loss(half, half) == 0
+    out = flat.clone().requires_grad_(True)
+    losses.texture_loss(out, texture).backward()
+    assert out.grad is not None and torch.isfinite(out.grad).all()
+
+
+@pytest.mark.parametrize("target", ["gt", "teacher"])
+def test_texture_term_is_trained(patch_dir: Path, tmp_path: Path, target: str) -> None:
+    weights = LossWeights(perceptual=0.0, texture=1.0)
+    t = Trainer(config(patch_dir, tmp_path / "tx", weights=weights, texture_target=target))
+    batch = next(t._batches())
+    like = batch["teacher"] if target == "teacher" else batch["hr"]
+    out = t.student(batch["lr"]).detach()  # the step below starts from these weights
+    expected = losses.texture_loss(out, like, t.config.texture_window)
+    assert t.train_step(batch)["texture"] == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("texture_target", "lr", "texture-target"), ("texture_window", 0, "texture-window")],
+)
+def test_bad_texture_options_are_refused(
+    patch_dir: Path, tmp_path: Path, option: str, value: object, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Trainer(config(patch_dir, tmp_path / "bad", **{option: value}))

@@ -44,6 +44,7 @@ class LossWeights:
     amplitude: float = 0.5
     lattice: float = 1.0
     gradient: float = 0.0
+    texture: float = 0.0  # local gradient energy matched per tile (see texture_target)
     gan: float = 0.01
 
 
@@ -78,6 +79,9 @@ class TrainConfig:
     usm_sigma: float | None = None
     usm_amount: float = 0.5
     usm_threshold: float = 10 / 255
+    # ``--w-texture``: whose local gradient energy to match ("gt" or "teacher"), per tile
+    texture_target: str = "gt"
+    texture_window: int = 8
     weights: LossWeights = field(default_factory=LossWeights)
 
     @classmethod
@@ -160,6 +164,12 @@ class Trainer:
                 f"unknown --mild-kind {config.mild_kind!r}; choose from {sorted(MILD_SPECS)}"
             )
         self.mild_spec = MILD_SPECS[config.mild_kind]  # what _mix_mild degrades with
+        if config.texture_target not in ("gt", "teacher"):
+            raise ValueError(
+                f"unknown --texture-target {config.texture_target!r}; choose gt or teacher"
+            )
+        if config.texture_window < 1:
+            raise ValueError(f"--texture-window must be at least 1, got {config.texture_window}")
         self.config = config
         self.on_log = on_log or (lambda _r: None)
         self.out = Path(config.out)
@@ -284,6 +294,9 @@ class Trainer:
             terms["amplitude"] = w.amplitude * losses.amplitude_loss(out, teacher)
         if w.gradient:
             terms["gradient"] = w.gradient * losses.gradient_loss(out, teacher)
+        if w.texture:
+            like = teacher if c.texture_target == "teacher" else gt
+            terms["texture"] = w.texture * losses.texture_loss(out, like, c.texture_window)
         if w.lattice:
             terms["lattice"] = w.lattice * losses.lattice_loss(out, teacher)
         use_gan = w.gan > 0 and self.step >= c.gan_start
