@@ -307,6 +307,26 @@ def test_texture_loss_asks_for_gradient_energy_per_tile_not_its_place() -> None:
     assert out.grad is not None and torch.isfinite(out.grad).all()
 
 
+def test_texture_quantile_leans_towards_more_texture() -> None:
+    torch.manual_seed(1)
+    texture = torch.rand(1, 3, 32, 32)
+    flat = torch.full_like(texture, 0.5)
+    louder = 0.5 + 2 * (texture - 0.5)  # twice the gradients of the target
+    for out in (flat, louder):  # the median loss is the plain L1 of the tile energies
+        assert losses.texture_loss(out, texture, quantile=0.5) == pytest.approx(
+            float(losses.texture_loss(out, texture)), rel=1e-6
+        )
+    # Every tile of ``louder`` has twice the gradient of ``texture``'s: with quantile 0.8,
+    # half the target's texture costs 1.6× the L1 of the tile energies, twice as much 0.4×.
+    gap = float(losses.texture_loss(texture, louder))
+    deficit = losses.texture_loss(texture, louder, quantile=0.8)
+    excess = losses.texture_loss(louder, texture, quantile=0.8)
+    assert deficit == pytest.approx(1.6 * gap, rel=1e-3)
+    assert excess == pytest.approx(0.4 * gap, rel=1e-3)
+    with pytest.raises(ValueError, match="quantile"):
+        losses.texture_loss(flat, texture, quantile=1.0)
+
+
 @pytest.mark.parametrize("target", ["gt", "teacher"])
 def test_texture_term_is_trained(patch_dir: Path, tmp_path: Path, target: str) -> None:
     weights = LossWeights(perceptual=0.0, texture=1.0)

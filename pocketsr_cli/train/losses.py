@@ -119,18 +119,26 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
     return 0.299 * r + 0.587 * g + 0.114 * b
 
 
-def texture_loss(out: torch.Tensor, target: torch.Tensor, window: int = 8) -> torch.Tensor:
-    """L1 between the *local means* of luma gradient magnitude over ``window``-px tiles.
+def texture_loss(
+    out: torch.Tensor, target: torch.Tensor, window: int = 8, quantile: float = 0.5
+) -> torch.Tensor:
+    """Pinball loss between the *local means* of luma gradient magnitude over ``window``-px
+    tiles, doubled so that ``quantile`` 0.5 is their L1 distance.
 
     Pixel L1 (and :func:`gradient_loss`) ask for each gradient at its exact place, so what
     the LR does not determine averages to a blur.  Here only the amount of gradient in a
     tile must match the target's — the SPEC's sharpness measure, applied locally — so a
     texture of the right strength pays nothing for its phase.  Flat tiles of the target
-    still ask for flat output, which keeps noise out of skies and walls.
+    still ask for flat output, which keeps noise out of skies and walls.  Where the LR
+    cannot tell how much texture a tile had, the loss is minimised by that ``quantile`` of
+    the possible amounts: above 0.5 it leans towards too much texture rather than too little.
     """
+    if not 0 < quantile < 1:
+        raise ValueError(f"texture quantile must be in (0, 1), got {quantile}")
     g_out = F.avg_pool2d(gradient_magnitude(_luma(out)), window)
     g_target = F.avg_pool2d(gradient_magnitude(_luma(target)), window)
-    return (g_out - g_target).abs().mean()
+    short = g_target - g_out
+    return 2 * torch.maximum(quantile * short, (quantile - 1) * short).mean()
 
 
 def lattice_mask(

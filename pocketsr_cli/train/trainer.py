@@ -82,6 +82,7 @@ class TrainConfig:
     # ``--w-texture``: whose local gradient energy to match ("gt" or "teacher"), per tile
     texture_target: str = "gt"
     texture_window: int = 8
+    texture_quantile: float = 0.5
     weights: LossWeights = field(default_factory=LossWeights)
 
     @classmethod
@@ -170,6 +171,8 @@ class Trainer:
             )
         if config.texture_window < 1:
             raise ValueError(f"--texture-window must be at least 1, got {config.texture_window}")
+        if not 0 < config.texture_quantile < 1:
+            raise ValueError(f"--texture-quantile must be in (0, 1), got {config.texture_quantile}")
         self.config = config
         self.on_log = on_log or (lambda _r: None)
         self.out = Path(config.out)
@@ -296,7 +299,9 @@ class Trainer:
             terms["gradient"] = w.gradient * losses.gradient_loss(out, teacher)
         if w.texture:
             like = teacher if c.texture_target == "teacher" else gt
-            terms["texture"] = w.texture * losses.texture_loss(out, like, c.texture_window)
+            terms["texture"] = w.texture * losses.texture_loss(
+                out, like, c.texture_window, c.texture_quantile
+            )
         if w.lattice:
             terms["lattice"] = w.lattice * losses.lattice_loss(out, teacher)
         use_gan = w.gan > 0 and self.step >= c.gan_start
