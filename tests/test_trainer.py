@@ -347,3 +347,30 @@ def test_bad_texture_options_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         Trainer(config(patch_dir, tmp_path / "bad", **{option: value}))
+
+
+def test_phase_imbalance_sees_a_mesh_at_the_input_pitch() -> None:
+    torch.manual_seed(2)
+    small = torch.rand(1, 3, 16, 16)
+    smooth = F.interpolate(small, scale_factor=4, mode="bicubic", align_corners=False)
+    blocks = F.interpolate(small, scale_factor=4, mode="nearest")  # edges every 4 px only
+    mesh = smooth + 0.5 * (blocks - smooth)
+    texture = torch.rand(1, 3, 64, 64)  # fine detail, the same at every phase
+    assert losses.phase_imbalance(blocks).mean() > 0.05
+    assert losses.phase_imbalance(texture).mean() < 0.2 * losses.phase_imbalance(blocks).mean()
+    assert losses.phase_imbalance(mesh).mean() > 3 * losses.phase_imbalance(smooth).mean()
+    assert losses.mesh_loss(smooth, smooth) == 0
+    assert losses.mesh_loss(mesh, smooth) > 0
+    assert losses.mesh_loss(texture, texture) == 0
+    # Period 2 (the ×2 student) looks at every other pixel instead.
+    blocks2 = F.interpolate(small, scale_factor=2, mode="nearest")
+    assert losses.phase_imbalance(blocks2, period=2).mean() > 0.05
+    out = mesh.clone().requires_grad_(True)
+    losses.mesh_loss(out, smooth).backward()
+    assert out.grad is not None and torch.isfinite(out.grad).all()
+
+
+def test_mesh_term_is_trained(patch_dir: Path, tmp_path: Path) -> None:
+    weights = LossWeights(perceptual=0.0, mesh=1.0)
+    t = Trainer(config(patch_dir, tmp_path / "mesh", weights=weights))
+    assert "mesh" in t.train_step(next(t._batches()))

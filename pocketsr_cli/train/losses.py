@@ -165,6 +165,42 @@ def lattice_loss(out: torch.Tensor, target: torch.Tensor, period: int = 8) -> to
     return excess[..., mask].mean()
 
 
+def _tiles(x: torch.Tensor, window: int) -> torch.Tensor:
+    """``N×C×H×W`` cut into non-overlapping ``window``-px tiles (the remainder dropped),
+    ``(N·tiles)×C×window×window``."""
+    c, h, w = x.shape[1:]
+    x = x[..., : h - h % window, : w - w % window]
+    x = x.unfold(2, window, window).unfold(3, window, window)
+    return x.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, window, window)
+
+
+def phase_imbalance(x: torch.Tensor, period: int = 4, window: int = 32) -> torch.Tensor:
+    """How unevenly luma gradient is spread over the ``period`` sub-pixel phases, per tile.
+
+    A sub-pixel head pushed for texture tends to draw each input pixel as its own block:
+    gradient piles up on the block borders (one phase of every ``period``) and the output
+    shows a mesh at the input's pixel pitch — which the exact-bin :func:`lattice_loss` misses
+    when its strength follows the content.  For every ``window``-px tile this is the mean
+    absolute deviation of the per-phase mean ``|dx|`` (by column phase) and ``|dy|`` (by row
+    phase) from their average; photos score near zero.  Returns ``(N·tiles,)``.
+    """
+    tiles = _tiles(_luma(x), window)
+    dx = (tiles[..., :, 1:] - tiles[..., :, :-1]).abs()
+    dy = (tiles[..., 1:, :] - tiles[..., :-1, :]).abs()
+    by_col = torch.stack([dx[..., p::period].mean(dim=(-3, -2, -1)) for p in range(period)], -1)
+    by_row = torch.stack([dy[..., p::period, :].mean(dim=(-3, -2, -1)) for p in range(period)], -1)
+    spread = [(e - e.mean(-1, keepdim=True)).abs().mean(-1) for e in (by_col, by_row)]
+    return spread[0] + spread[1]
+
+
+def mesh_loss(
+    out: torch.Tensor, target: torch.Tensor, period: int = 4, window: int = 32
+) -> torch.Tensor:
+    """Mean :func:`phase_imbalance` of ``out`` in excess of ``target``'s, per tile."""
+    excess = phase_imbalance(out, period, window) - phase_imbalance(target, period, window)
+    return F.relu(excess).mean()
+
+
 class TeacherPerceptual(nn.Module):
     """Feature-matching loss on the first layers of the (frozen) teacher RRDBNet.
 

@@ -43,6 +43,7 @@ class LossWeights:
     perceptual: float = 0.1
     amplitude: float = 0.5
     lattice: float = 1.0
+    mesh: float = 0.0  # uneven gradient over the sub-pixel phases, beyond the ground truth's
     gradient: float = 0.0
     texture: float = 0.0  # local gradient energy matched per tile (see texture_target)
     gan: float = 0.01
@@ -304,6 +305,8 @@ class Trainer:
             )
         if w.lattice:
             terms["lattice"] = w.lattice * losses.lattice_loss(out, teacher)
+        if w.mesh:
+            terms["mesh"] = w.mesh * losses.mesh_loss(out, gt, period=c.scale)
         use_gan = w.gan > 0 and self.step >= c.gan_start
         if use_gan:
             for p in self.disc.parameters():
