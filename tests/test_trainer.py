@@ -374,3 +374,25 @@ def test_mesh_term_is_trained(patch_dir: Path, tmp_path: Path) -> None:
     weights = LossWeights(perceptual=0.0, mesh=1.0)
     t = Trainer(config(patch_dir, tmp_path / "mesh", weights=weights))
     assert "mesh" in t.train_step(next(t._batches()))
+
+
+def test_spectrum_ceiling_lets_texture_fill_the_envelope_but_not_exceed_it() -> None:
+    torch.manual_seed(3)
+    photo = F.interpolate(torch.rand(1, 3, 24, 24), size=96, mode="bicubic", align_corners=False)
+    detail = photo + 0.05 * torch.randn_like(photo)  # the target: broad-band texture
+    other = photo + 0.05 * torch.randn_like(photo)  # other texture, same envelope
+    yy, xx = torch.meshgrid(torch.arange(96), torch.arange(96), indexing="ij")
+    board = photo + 0.1 * (((xx + yy) % 2).float() - 0.5)  # all of it at the Nyquist corner
+    assert losses.spectrum_excess_loss(detail, detail) == 0
+    fair = losses.spectrum_excess_loss(other, detail)
+    assert losses.spectrum_excess_loss(photo, detail) < 0.2 * fair  # less texture: ~no excess
+    assert losses.spectrum_excess_loss(board, detail) > 3 * fair
+    out = board.clone().requires_grad_(True)
+    losses.spectrum_excess_loss(out, detail).backward()
+    assert out.grad is not None and torch.isfinite(out.grad).all()
+
+
+def test_spectrum_term_is_trained(patch_dir: Path, tmp_path: Path) -> None:
+    weights = LossWeights(perceptual=0.0, spectrum=1.0)
+    t = Trainer(config(patch_dir, tmp_path / "spec", weights=weights))
+    assert "spectrum" in t.train_step(next(t._batches()))

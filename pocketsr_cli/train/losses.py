@@ -174,6 +174,22 @@ def _tiles(x: torch.Tensor, window: int) -> torch.Tensor:
     return x.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, window, window)
 
 
+def spectrum_excess_loss(out: torch.Tensor, target: torch.Tensor, band: int = 8) -> torch.Tensor:
+    """Luma Fourier amplitude of ``out`` in excess of ``target``'s, per ``band``×``band`` block
+    of frequency bins.
+
+    A ceiling on the spectral envelope: texture may be added up to the target's energy in
+    each band, but not piled into a few frequencies — the checkerboards and meshes a
+    generator pushed for gradient reaches first, even when their strength follows the
+    content and spreads them over neighbouring bins.
+    """
+
+    def envelope(x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(_amplitude(_luma(x)), band, ceil_mode=True)
+
+    return F.relu(envelope(out) - envelope(target)).mean()
+
+
 def phase_imbalance(x: torch.Tensor, period: int = 4, window: int = 32) -> torch.Tensor:
     """How unevenly luma gradient is spread over the ``period`` sub-pixel phases, per tile.
 

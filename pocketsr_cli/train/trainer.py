@@ -43,6 +43,7 @@ class LossWeights:
     perceptual: float = 0.1
     amplitude: float = 0.5
     lattice: float = 1.0
+    spectrum: float = 0.0  # luma amplitude above the target's (sharpened if used), per band
     mesh: float = 0.0  # uneven gradient over the sub-pixel phases, beyond the ground truth's
     gradient: float = 0.0
     texture: float = 0.0  # local gradient energy matched per tile (see texture_target)
@@ -287,8 +288,9 @@ class Trainer:
         terms: dict[str, torch.Tensor] = {}
         if w.l1_gt:
             terms["l1_gt"] = w.l1_gt * losses.l1(out, gt)
+        ceiling = gt  # the spectral envelope the output may fill (the sharpened one if used)
         if w.l1_gt_usm:
-            sharp = _downscale(batch["hr_usm"], self.resize_factor)
+            sharp = ceiling = _downscale(batch["hr_usm"], self.resize_factor)
             terms["l1_gt_usm"] = w.l1_gt_usm * losses.l1(out, sharp)
         if w.l1_teacher:
             terms["l1_teacher"] = w.l1_teacher * losses.l1(out, teacher)
@@ -305,6 +307,8 @@ class Trainer:
             )
         if w.lattice:
             terms["lattice"] = w.lattice * losses.lattice_loss(out, teacher)
+        if w.spectrum:
+            terms["spectrum"] = w.spectrum * losses.spectrum_excess_loss(out, ceiling)
         if w.mesh:
             terms["mesh"] = w.mesh * losses.mesh_loss(out, gt, period=c.scale)
         use_gan = w.gan > 0 and self.step >= c.gan_start
