@@ -298,3 +298,24 @@ def test_ctrl_c_exits_130_and_leaves_no_partial_output(
         with Image.open(tmp_path / "o" / name) as im:
             im.load()
     assert jsonl(stdout)[1]["interrupted"] is True
+
+
+def test_default_model_is_the_bundled_pocketsr_generator(tmp_path: Path) -> None:
+    src = save(tmp_path / "in.png", photo(24, 32))
+    code, out, err = invoke("upscale", src, "--json", "-q")
+    assert code == 0, err
+    (rec,), _ = jsonl(out)
+    assert rec["model"] == "pocketsr-nano-x4"
+    assert (rec["out_width"], rec["out_height"]) == (128, 96)
+    code, out, err = invoke("upscale", src, "-s", "2", "--json", "-q", "--suffix", "_two")
+    assert code == 0, err
+    (rec,), _ = jsonl(out)
+    assert rec["model"] == "pocketsr-nano-x2" and rec["out_width"] == 64
+
+
+def test_default_model_at_a_factor_it_lacks_says_what_works(tmp_path: Path) -> None:
+    src = save(tmp_path / "in.png", photo(24, 32))
+    code, _, err = invoke("upscale", src, "-s", "3")
+    assert code != 0 and "Traceback" not in err
+    assert "no x3 variant" in err and "--outscale 3" in err and "-m lanczos" in err
+    assert not (tmp_path / "in_x3.png").exists()

@@ -41,7 +41,7 @@ from pocketsr_cli.weights.verify import file_matches, remember
 if TYPE_CHECKING:
     import torch
 
-DEFAULT_MODEL = "lanczos"  # until the bundled pocketsr-nano model lands (issue #5)
+DEFAULT_MODEL = "pocketsr-nano-x4"  # bundled; -s 2 picks its ×2 variant, pocketsr-nano-x2
 _VARIANT = re.compile(r"^(?P<base>.+)-x(?P<scale>\d+)$")
 
 Where = Literal["bundled", "user", "cached", "remote"]
@@ -241,7 +241,11 @@ def pick_spec(
         return variant, want
     scales = sorted(s.scale for n, s in specs.items() if _base_of(n) == base)
     if scales:
-        raise ModelError(f"model {base!r} has no x{want} variant; available: x{scales}")
+        raise ModelError(
+            f"model {base!r} has no x{want} variant; available: x{scales} "
+            f"(upscale can resize a result with --outscale {want}; "
+            f"-m lanczos and -m bicubic work at any factor)"
+        )
     raise ModelError(_unknown_message(ref, specs, problems or []))
 
 
