@@ -111,7 +111,7 @@ def gradient_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (gradient_magnitude(out) - gradient_magnitude(target)).abs().mean()
 
 
-def _luma(x: torch.Tensor) -> torch.Tensor:
+def luma(x: torch.Tensor) -> torch.Tensor:
     """BT.601 luma of ``N×3×H×W`` RGB in [0, 1] (gray inputs pass through), ``N×1×H×W``."""
     if x.shape[1] != 3:
         return x
@@ -135,8 +135,8 @@ def texture_loss(
     """
     if not 0 < quantile < 1:
         raise ValueError(f"texture quantile must be in (0, 1), got {quantile}")
-    g_out = F.avg_pool2d(gradient_magnitude(_luma(out)), window)
-    g_target = F.avg_pool2d(gradient_magnitude(_luma(target)), window)
+    g_out = F.avg_pool2d(gradient_magnitude(luma(out)), window)
+    g_target = F.avg_pool2d(gradient_magnitude(luma(target)), window)
     short = g_target - g_out
     return 2 * torch.maximum(quantile * short, (quantile - 1) * short).mean()
 
@@ -185,7 +185,7 @@ def spectrum_excess_loss(out: torch.Tensor, target: torch.Tensor, band: int = 8)
     """
 
     def envelope(x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(_amplitude(_luma(x)), band, ceil_mode=True)
+        return F.avg_pool2d(_amplitude(luma(x)), band, ceil_mode=True)
 
     return F.relu(envelope(out) - envelope(target)).mean()
 
@@ -200,7 +200,7 @@ def phase_imbalance(x: torch.Tensor, period: int = 4, window: int = 32) -> torch
     absolute deviation of the per-phase mean ``|dx|`` (by column phase) and ``|dy|`` (by row
     phase) from their average; photos score near zero.  Returns ``(N·tiles,)``.
     """
-    tiles = _tiles(_luma(x), window)
+    tiles = _tiles(luma(x), window)
     dx = (tiles[..., :, 1:] - tiles[..., :, :-1]).abs()
     dy = (tiles[..., 1:, :] - tiles[..., :-1, :]).abs()
     by_col = torch.stack([dx[..., p::period].mean(dim=(-3, -2, -1)) for p in range(period)], -1)
