@@ -132,6 +132,8 @@ def texture_loss(
     still ask for flat output, which keeps noise out of skies and walls.  Where the LR
     cannot tell how much texture a tile had, the loss is minimised by that ``quantile`` of
     the possible amounts: above 0.5 it leans towards too much texture rather than too little.
+    Texture grows from the variation the output already has: at an exactly flat output the
+    gradient of this loss is zero.
     """
     if not 0 < quantile < 1:
         raise ValueError(f"texture quantile must be in (0, 1), got {quantile}")
