@@ -33,7 +33,7 @@ def _tensor(img: np.ndarray) -> torch.Tensor:
 
 def corner_amplitude(img: torch.Tensor) -> float:
     """Mean luma amplitude at frequencies above 0.3 cycles/px on both axes."""
-    amp = torch.fft.rfft2(losses.luma(img), norm="ortho").abs()[0, 0]
+    amp = losses.amplitude_spectrum(losses.luma(img))[0, 0]
     fy = torch.fft.fftfreq(amp.shape[0]).abs()[:, None]
     fx = torch.fft.rfftfreq(img.shape[-1])[None, :]
     return float(amp[(fy > 0.3) & (fx > 0.3)].mean())

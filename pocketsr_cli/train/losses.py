@@ -32,13 +32,14 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).abs().mean()
 
 
-def _amplitude(x: torch.Tensor) -> torch.Tensor:
+def amplitude_spectrum(x: torch.Tensor) -> torch.Tensor:
+    """Amplitude of the orthonormal 2-D real FFT over the last two axes (fp32)."""
     return torch.fft.rfft2(x.float(), norm="ortho").abs()
 
 
 def amplitude_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L1 between the 2-D Fourier amplitude spectra of ``out`` and ``target`` (per channel)."""
-    return (_amplitude(out) - _amplitude(target)).abs().mean()
+    return (amplitude_spectrum(out) - amplitude_spectrum(target)).abs().mean()
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:
@@ -163,7 +164,7 @@ def lattice_loss(out: torch.Tensor, target: torch.Tensor, period: int = 8) -> to
     """Mean amplitude of ``out`` above ``target``'s at the period-``period`` lattice bins."""
     h, w = out.shape[-2:]
     mask = lattice_mask(h, w, period, out.device)
-    excess = F.relu(_amplitude(out) - _amplitude(target))
+    excess = F.relu(amplitude_spectrum(out) - amplitude_spectrum(target))
     return excess[..., mask].mean()
 
 
@@ -187,7 +188,7 @@ def spectrum_excess_loss(out: torch.Tensor, target: torch.Tensor, band: int = 8)
     """
 
     def envelope(x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(_amplitude(luma(x)), band, ceil_mode=True)
+        return F.avg_pool2d(amplitude_spectrum(luma(x)), band, ceil_mode=True)
 
     return F.relu(envelope(out) - envelope(target)).mean()
 
