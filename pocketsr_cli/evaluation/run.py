@@ -10,8 +10,8 @@ For every ground-truth (HR) image, in order:
    (tiling and all, as ``pocketsr upscale`` would), timing the upscale alone (each model
    has already run once, untimed, on a small patch, so the first image is not charged
    with its start-up);
-4. score each output against the cropped ground truth with the four
-   :mod:`~pocketsr_cli.evaluation.metrics`.
+4. score each output against the cropped ground truth with the
+   :mod:`~pocketsr_cli.evaluation.metrics` (:data:`METRICS`).
 
 The bicubic resampler is always scored, as the floor every model has to beat.  All models
 are resolved before any image is read, so a bad ``-m`` fails fast.  A file that cannot be
@@ -41,6 +41,7 @@ from pocketsr_cli.evaluation.degrade import (
 )
 from pocketsr_cli.evaluation.metrics import (
     MIN_LATTICE_SIDE,
+    detail_scores,
     lattice_ratio,
     psnr_y,
     sharpness,
@@ -48,7 +49,7 @@ from pocketsr_cli.evaluation.metrics import (
 )
 
 FLOOR_MODEL = "bicubic"
-METRICS = ("psnr_y", "ssim_y", "sharpness", "lattice_ratio")
+METRICS = ("psnr_y", "ssim_y", "detail", "hf", "bandcorr", "lattice_ratio", "sharpness")
 WARM_UP_SIDE = 64  # LR pixels of the untimed first run of each model
 
 # (steps done, steps in all, what was just done): one step is one image through one model.
@@ -70,8 +71,11 @@ class ImageScore:
     height: int
     psnr_y: float
     ssim_y: float
-    sharpness: float
+    detail: float
+    hf: float
+    bandcorr: float
     lattice_ratio: float
+    sharpness: float
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -323,6 +327,7 @@ def evaluate(
             start = time.perf_counter()
             out = upscaler.upscale(lr)
             seconds = time.perf_counter() - start
+            detail, hf, bandcorr = detail_scores(out, gt)
             entry.images.append(
                 ImageScore(
                     image=path.name,
@@ -331,8 +336,11 @@ def evaluate(
                     height=int(gt.shape[0]),
                     psnr_y=psnr_y(out, gt),
                     ssim_y=ssim_y(out, gt),
-                    sharpness=sharpness(out, gt),
+                    detail=detail,
+                    hf=hf,
+                    bandcorr=bandcorr,
                     lattice_ratio=lattice_ratio(out),
+                    sharpness=sharpness(out, gt),
                     seconds=seconds,
                 )
             )
