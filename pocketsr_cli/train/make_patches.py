@@ -37,10 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--degradation",
-        choices=("second-order", "mild"),
+        choices=("second-order", "mild", "clean"),
         default="second-order",
         help="second-order: Real-ESRGAN's pipeline (default); mild: light blur, noise and "
-        "JPEG, like most camera files (the teacher then shows the detail to add)",
+        "JPEG, like most camera files (the teacher then shows the detail to add); clean: "
+        "the plain bicubic downscale (the SPEC's bicubic eval input)",
     )
     p.add_argument("--shard-size", type=int, default=64, help="patches per shard")
     p.add_argument("--batch", type=int, default=4, help="patches per teacher call")
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm import tqdm
 
-    from pocketsr_cli.train.degradations import REAL_ESRGAN, MildSpec
+    from pocketsr_cli.train.degradations import MILD_SPECS, REAL_ESRGAN
     from pocketsr_cli.train.patches import PatchSpec, make_patches
     from pocketsr_cli.train.split import split_photos
     from pocketsr_cli.train.teacher import load_teacher
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 teacher.identity,
                 args.count,
                 spec,
-                MildSpec() if args.degradation == "mild" else REAL_ESRGAN,
+                MILD_SPECS.get(args.degradation, REAL_ESRGAN),
                 shard_size=args.shard_size,
                 batch_size=args.batch,
                 progress=bar.update,

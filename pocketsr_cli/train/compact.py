@@ -1,0 +1,116 @@
+"""Starting points for the SRVGG-compact quality student.
+
+``python -m pocketsr_cli.train.compact init TEACHER_DIR DEST.safetensors``
+    converts Real-ESRGAN's GAN-trained ``animevideov3`` ×4 network (the ncnn files that
+    ``scripts/fetch_teacher.py`` puts beside the teacher) into a float32 safetensors file,
+    the ``--init`` of a compact ×4 training run.  Its crisp edges are a far better start for
+    distillation than random weights (SPEC, "a second measured hint").
+
+``python -m pocketsr_cli.train.compact x2 SRC.safetensors DEST.safetensors``
+    folds a compact ×4 network into a compact ×2 one that computes *exactly* the ×4 output
+    area-downscaled by 2 (see :func:`fold_to_x2`): the ×2 model costs what the ×4 model
+    costs per input pixel and needs no training of its own.
+
+The state dicts use the key names of Real-ESRGAN's ``SRVGGNetCompact`` (``body.N``), so
+pocketsr (through spandrel) and other tools load the files as "Compact" models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from pocketsr_cli.train.export import write_weights
+
+INIT_STEM = "REALESRGAN_ANIMAVIDEOV3_UP4X"
+_BODY_RE = re.compile(r"body\.(\d+)\.(weight|bias)")
+
+
+def last_conv_index(state: dict[str, torch.Tensor]) -> int:
+    """Index ``N`` of the final convolution ``body.N`` (the one feeding the pixel shuffle).
+
+    Raises:
+        ValueError: the dict is not an SRVGG-compact state dict.
+    """
+    indices = [int(m.group(1)) for k in state if (m := _BODY_RE.fullmatch(k))]
+    if not indices or len(indices) != len(state):
+        raise ValueError("not an SRVGG-compact state dict (expected only body.N tensors)")
+    last = max(indices)
+    if state[f"body.{last}.weight"].ndim != 4:
+        raise ValueError(f"body.{last} is not a convolution")
+    return last
+
+
+def fold_to_x2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A compact ×2 state dict computing a compact ×4 network's output area-downscaled ×2.
+
+    The ×4 head's convolution has ``3·16`` output channels, channel ``c·16 + 4i + j`` being
+    sub-pixel ``(i, j)`` of colour ``c`` after the pixel shuffle.  Averaging the output over
+    each 2×2 block of sub-pixels is linear, so it folds into the convolution: ×2 channel
+    ``c·4 + 2a + b`` gets the mean of the weights and biases of ×4 sub-pixels
+    ``(2a + {0,1}, 2b + {0,1})``.  The nearest-neighbour ×4 skip, area-downscaled by 2, is
+    the nearest ×2 skip the ×2 network adds.  So the fold is exact (up to rounding).
+
+    Raises:
+        ValueError: not a compact ×4 state dict.
+    """
+    last = last_conv_index(state)
+    weight, bias = state[f"body.{last}.weight"], state[f"body.{last}.bias"]
+    if weight.shape[0] % 16:
+        raise ValueError(f"the head has {weight.shape[0]} channels, not colours × 16 (×4)")
+    colours = weight.shape[0] // 16
+
+    def fold(t: torch.Tensor) -> torch.Tensor:
+        grid = t.reshape(colours, 2, 2, 2, 2, *t.shape[1:])  # c, a, di, b, dj: i=2a+di, j=2b+dj
+        return grid.mean(dim=(2, 4)).reshape(colours * 4, *t.shape[1:])
+
+    out = dict(state)
+    out[f"body.{last}.weight"] = fold(weight).contiguous()
+    out[f"body.{last}.bias"] = fold(bias).contiguous()
+    return out
+
+
+def init_from_ncnn(teacher_dir: Path) -> dict[str, torch.Tensor]:
+    """The animevideov3 ×4 network of ``teacher_dir`` as a float32 compact state dict.
+
+    Raises:
+        FileNotFoundError: the ncnn files are missing (run ``scripts/fetch_teacher.py``).
+        pocketsr_cli.errors.ModelError: they are not the expected SRVGG graph.
+    """
+    from pocketsr_cli.weights.ncnn import convert
+
+    param, weights = teacher_dir / f"{INIT_STEM}.param", teacher_dir / f"{INIT_STEM}.bin"
+    for path in (param, weights):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found (fetch it with scripts/fetch_teacher.py)")
+    state, info = convert(param, weights)
+    if info["family"] != "srvgg" or info["scale"] != 4:
+        raise ValueError(f"{param.name} is not a compact ×4 network")
+    return {k: v.float() for k, v in state.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_init = sub.add_parser("init", help="animevideov3 ×4 (ncnn) -> compact ×4 safetensors")
+    p_init.add_argument("teacher_dir", type=Path)
+    p_init.add_argument("dest", type=Path)
+    p_x2 = sub.add_parser("x2", help="compact ×4 -> the exact compact ×2 (area-downscaled)")
+    p_x2.add_argument("src", type=Path)
+    p_x2.add_argument("dest", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "init":
+        state = init_from_ncnn(args.teacher_dir)
+    else:
+        from safetensors.torch import load_file
+
+        state = fold_to_x2(load_file(str(args.src)))
+    print(json.dumps(write_weights(state, args.dest)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The compact student's starting points: the ncnn init and the exact ×4 -> ×2 fold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from pocketsr_cli.train import compact
+from pocketsr_cli.weights.community import import_spandrel
+
+
+def _compact(scale: int, feat: int = 8, convs: int = 3, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    cls = import_spandrel().architectures.Compact.Compact
+    return cls(num_in_ch=3, num_out_ch=3, num_feat=feat, num_conv=convs, upscale=scale).eval()
+
+
+def test_fold_to_x2_is_the_x4_output_area_downscaled() -> None:
+    x4 = _compact(4)
+    with torch.no_grad():  # make the head's sub-pixels differ a lot, so a wrong fold shows
+        x4.body[-1].weight.mul_(5)
+        x4.body[-1].bias.uniform_(-0.5, 0.5)
+    x2 = _compact(2, seed=1)
+    x2.load_state_dict(compact.fold_to_x2(x4.state_dict()))
+    x = torch.rand(2, 3, 13, 10)
+    with torch.no_grad():
+        expected = F.avg_pool2d(x4(x), 2)
+        assert not torch.allclose(expected, F.interpolate(x, scale_factor=2.0))
+        torch.testing.assert_close(x2(x), expected, rtol=0, atol=1e-5)
+
+
+def test_fold_refuses_what_is_not_a_compact_x4() -> None:
+    with pytest.raises(ValueError, match="not colours"):
+        compact.fold_to_x2(_compact(2).state_dict())
+    with pytest.raises(ValueError, match="SRVGG"):
+        compact.fold_to_x2({"conv_first.weight": torch.zeros(4, 3, 3, 3)})
+
+
+def test_cli_folds_a_file(tmp_path: Path) -> None:
+    from pocketsr_cli.train.export import write_weights
+
+    write_weights(_compact(4).state_dict(), tmp_path / "x4.safetensors")
+    compact.main(["x2", str(tmp_path / "x4.safetensors"), str(tmp_path / "x2.safetensors")])
+    state = load_file(str(tmp_path / "x2.safetensors"))
+    assert state[f"body.{compact.last_conv_index(state)}.weight"].shape[0] == 3 * 4
+
+
+def test_init_from_the_animevideov3_files(teacher_dir: Path, tmp_path: Path) -> None:
+    from pocketsr_cli.weights.load import descriptor_from_state_dict
+
+    compact.main(["init", str(teacher_dir), str(tmp_path / "init.safetensors")])
+    desc = descriptor_from_state_dict(load_file(str(tmp_path / "init.safetensors")), "init")
+    assert (desc.family, desc.scale, desc.params) == ("spandrel:Compact", 4, 621424)
+
+
+def test_init_without_the_files_says_how_to_get_them(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="fetch_teacher"):
+        compact.init_from_ncnn(tmp_path)
