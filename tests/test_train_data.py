@@ -48,9 +48,9 @@ from pocketsr_cli.train.patches import (
 )
 from pocketsr_cli.train.split import (
     DEBIAN_PHOTOS,
-    HELD_OUT,
     KNOWN_PHOTOS,
     SKIMAGE_PHOTOS,
+    VALIDATION,
     fetch_list_names,
     split_photos,
 )
@@ -240,18 +240,18 @@ def test_eval_rejects_unknown_kind_and_odd_sizes() -> None:
 # ---------------------------------------------------------------- split
 
 
-def test_held_out_split_is_fixed_and_mixed() -> None:
-    assert sorted(HELD_OUT) == [
+def test_validation_split_is_fixed_and_mixed() -> None:
+    assert sorted(VALIDATION) == [
         "FallenLeaf.jpg",
         "GreenMeadow.jpg",
         "LadyBird.jpg",
         "skimage_chelsea.png",
         "skimage_coffee.png",
     ]
-    assert HELD_OUT <= KNOWN_PHOTOS and len(KNOWN_PHOTOS) == 24
-    assert HELD_OUT & set(DEBIAN_PHOTOS) and HELD_OUT & set(SKIMAGE_PHOTOS)
+    assert VALIDATION <= KNOWN_PHOTOS and len(KNOWN_PHOTOS) == 24
+    assert VALIDATION & set(DEBIAN_PHOTOS) and VALIDATION & set(SKIMAGE_PHOTOS)
     pair = {"skimage_motorcycle_left.png", "skimage_motorcycle_right.png"}
-    assert not pair & HELD_OUT  # the stereo pair stays on one side
+    assert not pair & VALIDATION  # the stereo pair stays on one side
 
 
 def test_split_photos_disjoint_and_stable(tmp_path: Path) -> None:
@@ -260,8 +260,8 @@ def test_split_photos_disjoint_and_stable(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     split = split_photos(tmp_path)
     train = {p.name for p in split.train}
-    held = {p.name for p in split.held_out}
-    assert held == HELD_OUT and train == KNOWN_PHOTOS - HELD_OUT
+    held = {p.name for p in split.validation}
+    assert held == VALIDATION and train == KNOWN_PHOTOS - VALIDATION
     assert {p.name for p in split.ignored} == {"notes.txt", "extra.jpg"}
     assert split == split_photos(tmp_path)
 
@@ -280,7 +280,7 @@ def test_split_accepts_photos_named_by_a_fetch_list(tmp_path: Path) -> None:
         (photos / name).write_bytes(b"x")
     split = split_photos(photos, fetch_list)
     assert [p.name for p in split.train] == ["NewOne.jpg"]
-    assert [p.name for p in split.held_out] == ["LadyBird.jpg"]
+    assert [p.name for p in split.validation] == ["LadyBird.jpg"]
     assert [p.name for p in split.ignored] == ["Other.jpg"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -394,3 +395,114 @@ def test_artefact_terms_are_trained(patch_dir: Path, tmp_path: Path, term: str) 
     weights = LossWeights(perceptual=0.0, **{term: 1.0})
     t = Trainer(config(patch_dir, tmp_path / term, weights=weights))
     assert term in t.train_step(next(t._batches()))
+
+
+# ------------------------------------------------------------------ online data, budgets
+
+
+@pytest.fixture()
+def online_photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Two training photos and a nearest-neighbour stand-in for the ×4 teacher."""
+    from pocketsr_cli.train import teacher
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("Aqua.jpg", "Kite.jpg", "LadyBird.jpg"):  # LadyBird: validation, never used
+        img = (rng.random((120, 150, 3)) * 255).astype(np.uint8)
+        cv2.imwrite(str(photos / name), cv2.GaussianBlur(img, (5, 5), 1.0))
+
+    class Nearest(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return nearest_teacher(x)
+
+    stand_in = teacher.Teacher(module=Nearest(), scale=4, identity={"name": "nearest"})
+    monkeypatch.setattr(teacher, "load_teacher", lambda folder, stem="": stand_in)
+    return photos
+
+
+def online_config(photos: Path, out: Path, **kw: object) -> TrainConfig:
+    return config(
+        Path(""), out, patches="", photos=str(photos), lr_size=8, margin=2,
+        degradations="mild,clean", **kw,
+    )  # fmt: skip
+
+
+def test_online_run_resumes_on_the_same_patches(online_photos: Path, tmp_path: Path) -> None:
+    whole = Trainer(online_config(online_photos, tmp_path / "a", batch=2))
+    batch = next(whole._batches())
+    assert batch["lr"].shape == (2, 3, 8, 8) and batch["teacher"].shape == (2, 3, 32, 32)
+    whole.run()
+    first = Trainer(online_config(online_photos, tmp_path / "b", batch=2))
+    save = first.save
+
+    def save_then_die() -> None:  # a crash right after the step-3 checkpoint
+        save()
+        raise KeyboardInterrupt
+
+    first.save = save_then_die  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        first.run()
+    second = Trainer(online_config(online_photos, tmp_path / "b", batch=2))
+    assert second.resume() and second.step == 3
+    second.run()
+    for key, value in whole.student.state_dict().items():
+        assert torch.allclose(value, second.student.state_dict()[key], atol=1e-6), key
+
+
+def test_online_patches_alternate_degradations_and_match_a_cached_patch() -> None:
+    from pocketsr_cli.train.online import OnlinePatches
+    from pocketsr_cli.train.patches import sample_patch
+
+    photo = cv2.GaussianBlur((np.random.default_rng(2).random((90, 90, 3)) * 255), (5, 5), 1)
+    path = Path(__file__).parent / "_online_probe.png"
+    cv2.imwrite(str(path), photo.astype(np.uint8))
+    try:
+        spec = PatchSpec(scale=4, lr_size=8, margin=2, seed=5)
+        data = OnlinePatches([path], spec, ["mild", "clean"])
+        for i in (0, 1):
+            cached = sample_patch(data.photos, data.weights, i, spec, data.configs[i])
+            item = data[i]
+            assert np.array_equal(item["lr_context"].permute(1, 2, 0).numpy(), cached.lr_context)
+            m = spec.margin * spec.scale
+            centre = cached.hr_context[m : m + spec.hr_size, m : m + spec.hr_size]
+            assert np.array_equal(item["hr"].permute(1, 2, 0).numpy(), centre)
+    finally:
+        path.unlink()
+
+
+def test_time_budget_ends_the_run_and_evaluations_are_written(
+    online_photos: Path, tmp_path: Path
+) -> None:
+    val = tmp_path / "val"
+    val.mkdir()
+    cv2.imwrite(str(val / "LadyBird.png"), (np.random.default_rng(3).random((64, 64, 3)) * 255))
+    cfg = online_config(
+        online_photos, tmp_path / "t", batch=2, steps=10**9, minutes=0.02, eval_every=0.2,
+        val=str(val), val_crop=64, export_to=str(tmp_path / "ema.safetensors"),
+    )  # fmt: skip
+    t = Trainer(cfg)
+    t.run()
+    assert t.finished() and t.elapsed >= 1.2 and t.step < 10**9
+    lines = (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1])
+    assert last["step"] == t.step and set(last) >= {"real", "bicubic", "sha256"}
+    assert load_file(str(tmp_path / "ema.safetensors"))  # the EMA weights of the last evaluation
+
+
+def test_learning_rate_follows_the_share_of_the_budget() -> None:
+    assert trainer.lr_at_fraction(0.0, 1.0) == pytest.approx(1.0)
+    assert trainer.lr_at_fraction(0.5, 1.0) == pytest.approx(0.55)
+    assert trainer.lr_at_fraction(2.0, 1.0) == pytest.approx(0.1)
+    assert trainer.lr_at_fraction(0.3, 1.0) == pytest.approx(trainer.lr_at(30, 100, 1.0))
+
+
+def test_bad_sources_and_devices_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--patches"):
+        Trainer(TrainConfig(patches="", out=str(tmp_path / "x")))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            trainer._training_device("cuda")
+    with pytest.raises(ValueError, match="unknown --device"):
+        trainer._training_device("abacus")
+    assert trainer._training_device("auto").type in ("cpu", "cuda")

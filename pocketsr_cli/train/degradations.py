@@ -289,3 +289,21 @@ def degrade_mild(
         return to_uint8(lr)
     quality = int(rng.integers(spec.jpeg_quality[0], spec.jpeg_quality[1] + 1))
     return jpeg_roundtrip(to_uint8(lr), quality)
+
+
+DEGRADATION_KINDS = ("second-order", *MILD_SPECS)
+"""What a patch run or an online run may degrade with (:func:`degradation_config`)."""
+
+
+def degradation_config(kind: str) -> DegradationConfig | MildSpec:
+    """The degradation called ``kind``: ``second-order`` (Real-ESRGAN's pipeline,
+    :data:`REAL_ESRGAN`) or a key of :data:`MILD_SPECS` (``mild``, ``clean``).
+
+    Raises:
+        ValueError: unknown kind.
+    """
+    if kind == "second-order":
+        return REAL_ESRGAN
+    if kind in MILD_SPECS:
+        return MILD_SPECS[kind]
+    raise ValueError(f"unknown degradation {kind!r}; choose from {', '.join(DEGRADATION_KINDS)}")

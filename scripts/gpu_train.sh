@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The quality model's recipe on one CUDA GPU, end to end, inside 9 minutes of wall time:
+# patches made on the fly from the bundled training photos and labelled by the Real-ESRGAN
+# x4plus teacher in fp16 on the GPU, the compact student (animevideov3 init) trained
+# against it, the EMA weights and validation scores written every minute (a run cut off
+# at any point still leaves measured weights), the exact x2 fold, and a final eval.
+#
+#   python3 scripts/gpu_bundle.py --photos data/photos --teacher data/teacher --out data/gpu
+#   bash scripts/gpu_train.sh                    # on the GPU machine (carry data/gpu)
+#
+# Results under $OUT (at most 8 files): pocketsr-compact-x4.safetensors and -x2, eval.jsonl,
+# run/{config.json,log.jsonl,metrics.jsonl,last.pt} (last.pt resumes the run, also on a CPU).
+# Knobs (environment): DEVICE (cuda), MINUTES (7), BATCH (48), LR_SIZE (64), WORKERS (12),
+# EVAL_EVERY (60 s), VAL_CROP (512), LR (0.0002), W_GAN (0), SEED (0), BUNDLE (data/gpu),
+# DEGRADATIONS (mild,mild,clean), THREADS (torch's default). tests/test_gpu_recipe.py runs this at toy size on a CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/gpu}
+BUNDLE=${BUNDLE:-data/gpu}
+DEVICE=${DEVICE:-cuda}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# The GPU image installs nothing: pure-Python wheels go on the path as they are.
+pp=$PWD
+for whl in "$BUNDLE"/wheels/*.whl; do [ -f "$whl" ] && pp="$pp:$PWD/$whl"; done
+export PYTHONPATH="$pp${PYTHONPATH:+:$PYTHONPATH}"
+"$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
+    torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
+"$PY" -m pocketsr_cli.train.compact init "$BUNDLE/teacher" "$work/init.safetensors"
+start=$(date +%s)
+"$PY" -m pocketsr_cli.train.run --photos "$BUNDLE/photos" --teacher "$BUNDLE/teacher" \
+    --init "$work/init.safetensors" --out "$OUT/run" --scale 4 --device "$DEVICE" \
+    --minutes "${MINUTES:-7}" --steps 100000000 --batch "${BATCH:-48}" \
+    --lr-size "${LR_SIZE:-64}" --workers "${WORKERS:-12}" --seed "${SEED:-0}" \
+    --degradations "${DEGRADATIONS:-mild,mild,clean}" --lr "${LR:-0.0002}" \
+    --val "$BUNDLE/val" --val-crop "${VAL_CROP:-512}" --eval-every "${EVAL_EVERY:-60}" \
+    --export-to "$OUT/pocketsr-compact-x4.safetensors" --log-every 50 --ckpt-every 1000000 \
+    --w-l1-gt 0 --w-l1-teacher 1 --w-perceptual 0.1 --w-amplitude 0.5 --w-lattice 1 \
+    --w-gan "${W_GAN:-0}" --gan-start 0 ${THREADS:+--threads "$THREADS"}
+echo "trained in $(( $(date +%s) - start )) s"
+"$PY" -m pocketsr_cli.train.compact x2 "$OUT/pocketsr-compact-x4.safetensors" \
+    "$OUT/pocketsr-compact-x2.safetensors"
+for kind in real bicubic; do
+  "$PY" -m pocketsr_cli eval "$BUNDLE/val" --degradation "$kind" \
+      -m "$OUT/pocketsr-compact-x4.safetensors" --device "$DEVICE" --json --quiet --offline
+done > "$OUT/eval.jsonl"
+tail -n 2 "$OUT/run/metrics.jsonl"

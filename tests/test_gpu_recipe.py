@@ -1,0 +1,71 @@
+"""The GPU training recipe (scripts/gpu_bundle.py + scripts/gpu_train.sh), run end to end on
+the CPU at toy size, so the command a GPU session runs first cannot rot unnoticed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from safetensors.torch import load_file
+
+from pocketsr_cli.train.compact import last_conv_index
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _photo(path: Path, seed: int, size: tuple[int, int] = (220, 300)) -> None:
+    rng = np.random.default_rng(seed)
+    img = cv2.GaussianBlur((rng.random((*size, 3)) * 255).astype(np.uint8), (7, 7), 2.0)
+    cv2.imwrite(str(path), img)
+
+
+def test_gpu_recipe_runs_end_to_end_on_cpu_at_toy_size(teacher_dir: Path, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed, name in enumerate(("Aqua.jpg", "Kite.jpg", "LadyBird.jpg")):  # LadyBird: validation
+        _photo(photos / name, seed)
+    bundle, out = tmp_path / "bundle", tmp_path / "out"
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "gpu_bundle.py"), "--photos", str(photos),
+         "--teacher", str(teacher_dir), "--out", str(bundle), "--no-wheels", "--val-side", "96"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    listing = json.loads((bundle / "bundle.json").read_text())["files"]
+    assert {"photos/Aqua.jpg", "photos/Kite.jpg", "val/LadyBird.png"} <= set(listing)
+    assert not any(name.startswith("photos/LadyBird") for name in listing)  # never trained on
+    env = {
+        **os.environ, "PYTHON": sys.executable, "BUNDLE": str(bundle), "OUT": str(out),
+        "DEVICE": "cpu", "MINUTES": "0.15", "BATCH": "2", "LR_SIZE": "16", "WORKERS": "1",
+        "EVAL_EVERY": "1", "VAL_CROP": "64", "THREADS": "1",
+    }  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_train.sh")],
+        env=env, capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert len(files) <= 8, files  # what the GPU machine sends back
+    x4 = load_file(str(out / "pocketsr-compact-x4.safetensors"))
+    x2 = load_file(str(out / "pocketsr-compact-x2.safetensors"))
+    head = f"body.{last_conv_index(x4)}.weight"
+    assert x4[head].shape[0] == 48 and x2[head].shape[0] == 12
+    metrics = [
+        json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert len(metrics) >= 2  # at least one evaluation on the way and one at the end
+    for entry in metrics:
+        for kind in ("real", "bicubic"):
+            assert set(entry[kind]) == {"psnr_y", "detail", "hf", "bandcorr", "lattice_ratio"}
+    scored = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert {(r["degradation"], r["floor"]) for r in scored} == {
+        ("real", True),
+        ("real", False),
+        ("bicubic", True),
+        ("bicubic", False),
+    }
+    assert all(r["count"] == 1 and r["detail"] is not None for r in scored)
