@@ -397,6 +397,33 @@ def test_artefact_terms_are_trained(patch_dir: Path, tmp_path: Path, term: str) 
     assert term in t.train_step(next(t._batches()))
 
 
+def test_band_texture_loss_sees_visible_detail_and_not_grain() -> None:
+    torch.manual_seed(2)
+    detail = losses.gaussian_blur(torch.rand(1, 3, 64, 64), 1.0, 4)  # visible-band texture
+    detail = 0.5 + (detail - detail.mean()) * 4
+    other = losses.gaussian_blur(torch.rand(1, 3, 64, 64), 1.0, 4)  # same statistics elsewhere
+    other = 0.5 + (other - other.mean()) * 4
+    flat = torch.full_like(detail, 0.5)
+    grain = flat + 0.05 * torch.randn_like(flat)  # pixel noise: above the band
+    full = float(losses.band_texture_loss(flat, detail))
+    assert float(losses.band_texture_loss(other, detail)) < 0.3 * full  # phase is free
+    assert float(losses.band_texture_loss(grain, detail)) > 0.5 * full  # grain earns little
+    grainy = other + 0.1 * torch.randn_like(other)  # the right detail under grain
+    assert float(losses.hf_excess_loss(grainy, detail)) > 5 * float(
+        losses.hf_excess_loss(other, detail)
+    )
+    assert float(losses.hf_excess_loss(flat, detail)) == 0  # too little costs nothing here
+    assert_differentiable(losses.band_texture_loss, flat + 0.01 * torch.rand_like(flat), detail)
+    assert_differentiable(losses.hf_excess_loss, grainy, detail)
+
+
+@pytest.mark.parametrize("term", ["band", "hf_excess"])
+def test_band_terms_are_trained(patch_dir: Path, tmp_path: Path, term: str) -> None:
+    weights = LossWeights(perceptual=0.0, **{term: 1.0})
+    t = Trainer(config(patch_dir, tmp_path / term, weights=weights, texture_target="teacher"))
+    assert term in t.train_step(next(t._batches()))
+
+
 # ------------------------------------------------------------------ online data, budgets
 
 

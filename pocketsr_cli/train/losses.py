@@ -136,12 +136,60 @@ def texture_loss(
     Texture grows from the variation the output already has: at an exactly flat output the
     gradient of this loss is zero.
     """
-    if not 0 < quantile < 1:
-        raise ValueError(f"texture quantile must be in (0, 1), got {quantile}")
     g_out = F.avg_pool2d(gradient_magnitude(luma(out)), window)
     g_target = F.avg_pool2d(gradient_magnitude(luma(target)), window)
-    short = g_target - g_out
+    return _pinball(g_target - g_out, quantile)
+
+
+def _pinball(short: torch.Tensor, quantile: float) -> torch.Tensor:
+    """Mean pinball loss of ``short`` (= target - output), doubled: L1 at quantile 0.5."""
+    if not 0 < quantile < 1:
+        raise ValueError(f"texture quantile must be in (0, 1), got {quantile}")
     return 2 * torch.maximum(quantile * short, (quantile - 1) * short).mean()
+
+
+VISIBLE_BAND_SIGMAS = (0.7, 1.5)  # the SPEC's bandcorr band: about 0.1-0.3 cycles/px
+_SIGMA_RADIUS = 4.0  # taps out to 4 sigma, as scipy and the eval metrics
+
+
+def visible_band(x: torch.Tensor) -> torch.Tensor:
+    """Difference of Gaussians (σ 0.7 minus σ 1.5) of the luma: the detail a viewer sees at
+    100 %, above a ×4 input's Nyquist limit and below pixel grain (SPEC's ``bandcorr``)."""
+    y = luma(x)
+    fine, coarse = VISIBLE_BAND_SIGMAS
+    return gaussian_blur(y, fine, int(_SIGMA_RADIUS * fine + 0.5)) - gaussian_blur(
+        y, coarse, int(_SIGMA_RADIUS * coarse + 0.5)
+    )
+
+
+def above_band(x: torch.Tensor) -> torch.Tensor:
+    """Luma minus its σ 0.7 blur: what lies above the visible band (grain, pixel noise)."""
+    y = luma(x)
+    fine = VISIBLE_BAND_SIGMAS[0]
+    return y - gaussian_blur(y, fine, int(_SIGMA_RADIUS * fine + 0.5))
+
+
+def band_texture_loss(
+    out: torch.Tensor, target: torch.Tensor, window: int = 16, quantile: float = 0.5
+) -> torch.Tensor:
+    """:func:`texture_loss` restricted to the visible band: the mean magnitude of
+    :func:`visible_band` per ``window``-px tile must match the target's.
+
+    Like :func:`texture_loss` it does not care where inside a tile the detail lies, so
+    detail the LR does not place exactly is not averaged away; unlike it, grain (which
+    lies above the band) earns nothing — pair it with :func:`hf_excess_loss`.
+    """
+    e_out = F.avg_pool2d(visible_band(out).abs(), window)
+    e_target = F.avg_pool2d(visible_band(target).abs(), window)
+    return _pinball(e_target - e_out, quantile)
+
+
+def hf_excess_loss(out: torch.Tensor, target: torch.Tensor, window: int = 16) -> torch.Tensor:
+    """Mean magnitude of :func:`above_band` per tile beyond the target's (zero when at or
+    below it): grain and near-Nyquist noise the target does not have."""
+    e_out = F.avg_pool2d(above_band(out).abs(), window)
+    e_target = F.avg_pool2d(above_band(target).abs(), window)
+    return F.relu(e_out - e_target).mean()
 
 
 def lattice_mask(

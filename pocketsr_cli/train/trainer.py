@@ -56,6 +56,8 @@ class LossWeights:
     mesh: float = 0.0  # uneven gradient over the sub-pixel phases, beyond the ground truth's
     gradient: float = 0.0
     texture: float = 0.0  # local gradient energy matched per tile (see texture_target)
+    band: float = 0.0  # visible-band (DoG σ0.7-1.5) energy matched per tile (texture_target)
+    hf_excess: float = 0.0  # energy above the visible band beyond the texture target's
     gan: float = 0.01
 
 
@@ -379,6 +381,16 @@ class Trainer:
             terms["texture"] = w.texture * losses.texture_loss(
                 out, like, c.texture_window, c.texture_quantile
             )
+        if w.band or w.hf_excess:
+            like = teacher if c.texture_target == "teacher" else gt
+            if w.band:
+                terms["band"] = w.band * losses.band_texture_loss(
+                    out, like, c.texture_window, c.texture_quantile
+                )
+            if w.hf_excess:
+                terms["hf_excess"] = w.hf_excess * losses.hf_excess_loss(
+                    out, like, c.texture_window
+                )
         if w.lattice:
             terms["lattice"] = w.lattice * losses.lattice_loss(out, teacher)
         if w.spectrum:
