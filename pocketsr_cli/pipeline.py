@@ -119,7 +119,9 @@ def output_size(width: int, height: int, scale: int, outscale: float | None) -> 
     return max(1, round(width * factor)), max(1, round(height * factor))
 
 
-def _resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_output(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``pixels`` (``H×W×C``) resized to ``size`` = ``(width, height)`` as ``--outscale``
+    does: area averaging to shrink, Lanczos-4 to enlarge; unchanged when already that size."""
     import cv2
 
     w, h = size
@@ -303,7 +305,7 @@ class _Run:
             size = output_size(
                 d.image.width, d.image.height, self.upscaler.scale, self.options.outscale
             )
-            out = _resize(out, size)
+            out = resize_output(out, size)
         except PocketSRError as exc:
             return Result(
                 d.job, "failed", error=str(exc), width=d.image.width, height=d.image.height

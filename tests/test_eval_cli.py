@@ -16,7 +16,7 @@ from pocketsr_cli.cli import app
 from pocketsr_cli.evaluation.run import collect_images, evaluate
 
 runner = CliRunner()
-METRIC_KEYS = {"psnr_y", "ssim_y", "sharpness", "lattice_ratio"}
+METRIC_KEYS = {"psnr_y", "ssim_y", "detail", "hf", "bandcorr", "lattice_ratio", "sharpness"}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_eval_table_scores_the_model_and_the_bicubic_floor(photos: Path) -> None
     code, out, err = invoke("eval", photos, "-m", "lanczos")
     assert code == 0, err
     assert out == ""  # human output is on stderr
-    for text in ("PSNR-Y", "SSIM-Y", "sharpness", "lattice ratio", "s/image"):
+    for text in ("PSNR-Y", "SSIM-Y", "detail", "hf", "bandcorr", "lattice ratio", "s/image"):
         assert text in err
     assert "bicubic (floor)" in err and "lanczos" in err
     assert "3 photo(s), bicubic ×4" in err
@@ -186,3 +186,19 @@ def test_bench_ratio_text_stays_readable_for_fast_models() -> None:
 
     assert _ratio(1.0) == "1.00×" and _ratio(28.8) == "28.80×"
     assert _ratio(0.293 / 63.508) == "1/217" and _ratio(0.117) == "0.12×"
+
+
+def test_resize_scores_a_x4_model_at_x2_as_outscale_would(photos: Path) -> None:
+    bundled = Path(__file__).parents[1] / "models" / "pocketsr-nano-x4.safetensors"
+    code, _, err = invoke("eval", photos, "-s", "2", "-m", bundled, "-q", "--limit", "1")
+    assert code == 3 and "x4 model" in err and "Traceback" not in err
+    code, out, err = invoke(
+        "eval", photos, "-s", "2", "-m", bundled, "--resize", "--json", "-q", "--limit", "1"
+    )
+    assert code == 0, err
+    rows = json_lines(out)
+    assert [r["model"] for r in rows] == ["bicubic", "pocketsr-nano-x4.safetensors (x4→x2)"]
+    resized = rows[1]
+    assert resized["scale"] == 4 and rows[0]["scale"] == 2
+    assert resized["images"][0]["width"] == rows[0]["images"][0]["width"]
+    assert resized["psnr_y"] > 20 and resized["detail"] is not None

@@ -66,6 +66,14 @@ def eval_command(
         int | None,
         typer.Option("--crop", min=32, help="Score the centred N×N window of each photo (faster)."),
     ] = None,
+    resize: Annotated[
+        bool,
+        typer.Option(
+            "--resize",
+            help="Models without a variant at -s run at their own scale and their result "
+            "is resized to it (what upscale --outscale gives), e.g. a ×4 model at -s 2.",
+        ),
+    ] = False,
     device: opt.DeviceOpt = "auto",
     precision: opt.PrecisionOpt = "auto",
     tile: opt.TileOpt = "auto",
@@ -106,6 +114,7 @@ def eval_command(
             tile=tile,
             offline=offline,
             crop=crop,
+            resize=resize,
             on_progress=bar,
             on_warning=lambda message: _ui.warn(console, message),
         )

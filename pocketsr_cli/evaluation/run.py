@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pocketsr_cli.descriptor import ModelDescriptor
-from pocketsr_cli.errors import ImageReadError, UsageError
+from pocketsr_cli.errors import ImageReadError, ModelError, UsageError
 from pocketsr_cli.evaluation.degrade import (
     EVAL_KINDS,
     EvalKind,
@@ -202,11 +202,14 @@ def resolve_models(
     scale: int | None,
     *,
     offline: bool = False,
+    resize: bool = False,
 ) -> tuple[list[tuple[ModelDescriptor, bool]], int]:
     """Resolve ``models`` (empty: the default model) plus the bicubic floor.
 
     The scale is ``scale`` or, when ``None``, that of the first model asked for; every
-    other model is resolved at it.  Duplicates are dropped.
+    other model is resolved at it.  With ``resize``, a model that has no variant at that
+    scale is resolved at its own, and named ``"NAME (xN→xS)"``: :func:`evaluate` resizes
+    its output to the scale, as ``upscale --outscale S`` would.  Duplicates are dropped.
 
     Returns:
         ``[(descriptor, is_added_floor)]`` — bicubic first when it was not asked for —
@@ -220,7 +223,13 @@ def resolve_models(
     refs: list[str | None] = list(dict.fromkeys(models)) or [None]
     resolved: list[tuple[ModelDescriptor, bool]] = []
     for ref in refs:
-        desc = resolve_model(ref, scale, offline=offline)
+        try:
+            desc = resolve_model(ref, scale, offline=offline)
+        except ModelError:
+            if not resize or scale is None or ref is None:
+                raise
+            desc = resolve_model(ref, None, offline=offline)
+            desc = replace(desc, name=f"{desc.name} (x{desc.scale}→x{scale})")
         scale = desc.scale if scale is None else scale
         if ref is not None and any(d.name == desc.name for d, _ in resolved):
             # Two weights files of one name (runs/a/w.safetensors, runs/b/w.safetensors)
@@ -247,6 +256,7 @@ def evaluate(
     tile: str | int = "auto",
     offline: bool = False,
     crop: int | None = None,
+    resize: bool = False,
     on_progress: ProgressCallback | None = None,
     on_warning: WarningCallback | None = None,
 ) -> EvalReport:
@@ -263,6 +273,8 @@ def evaluate(
         tile: ``--tile`` as for ``upscale`` (``auto``, ``0`` or a side).
         offline: never download weights.
         crop: score the centred ``crop``-pixel square of each ground truth (``None``: all).
+        resize: run models lacking ``scale`` at their own and resize their output to it
+            (see :func:`resolve_models`); the time includes the resize.
         on_progress: called after each image × model step.
         on_warning: receives skipped files and the upscaler's warnings.
 
@@ -275,6 +287,7 @@ def evaluate(
     """
     from pocketsr_cli.devices import choose_device, compute_for
     from pocketsr_cli.inference import Upscaler
+    from pocketsr_cli.pipeline import resize_output
     from pocketsr_cli.tiling import TilePolicy
 
     if degradation not in EVAL_KINDS:
@@ -284,7 +297,7 @@ def evaluate(
     warn = on_warning or (lambda _message: None)
     TilePolicy.from_option(tile)  # validates before any model is loaded
     torch_device = choose_device(device)
-    resolved, scale = resolve_models(models, scale, offline=offline)
+    resolved, scale = resolve_models(models, scale, offline=offline, resize=resize)
 
     upscalers: list[Upscaler] = []
     report = EvalReport(degradation=degradation, scale=scale, device=str(torch_device))
@@ -326,6 +339,8 @@ def evaluate(
         for upscaler, entry in zip(upscalers, report.models, strict=True):
             start = time.perf_counter()
             out = upscaler.upscale(lr)
+            if out.shape[:2] != gt.shape[:2]:  # resolved at its own scale (``resize``)
+                out = resize_output(out, (gt.shape[1], gt.shape[0]))
             seconds = time.perf_counter() - start
             detail, hf, bandcorr = detail_scores(out, gt)
             entry.images.append(
