@@ -1,11 +1,16 @@
-"""Side-by-side crops for the README: LR input (nearest), bicubic, pocketsr, teacher.
+"""Side-by-side crops for the README: LR input (nearest), bicubic, the models, ground truth.
 
-    python scripts/compare_crops.py data/heldout/LadyBird.jpg --models pocketsr-nano-x4 \\
-        teacher-x4plus --box 1180 560 256 --out models/pocketsr-nano-x4-comparison.png
+    python scripts/compare_crops.py data/test/EveningGlow.jpg --models lanczos \\
+        pocketsr-compact-x4 teacher-x4plus --box 1180 560 256 --context 64 \\
+        --out models/pocketsr-compact-x4-comparison.png
 
 The ground truth is degraded with the SPEC's ``real`` degradation (the same function and
 seed as ``pocketsr eval``), every model upscales the same LR, and the crop at
-``--box LEFT TOP SIDE`` (ground-truth pixels) is cut from each output and labelled.
+``--box LEFT TOP SIDE`` (ground-truth pixels) is cut from each output and labelled, at
+100 % (``--zoom 2`` also writes a second sheet at 200 %, nearest-neighbour).
+``--context N`` degrades and upscales only the box plus ``N`` pixels around it (aligned to
+the 8×8 JPEG grid of the LR), so slow models such as the teacher take seconds instead of
+minutes; the noise then differs from the whole-image degradation's.
 """
 
 from __future__ import annotations
@@ -33,11 +38,21 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", required=True)
     parser.add_argument("--box", nargs=3, type=int, metavar=("LEFT", "TOP", "SIDE"), required=True)
     parser.add_argument("--degradation", default="real", choices=["real", "bicubic"])
+    parser.add_argument("--context", type=int, default=None)
+    parser.add_argument("--zoom", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
     left, top, side = args.box
     gt = ground_truth(args.photo, 4)
+    if args.context is not None:
+        grid = 32  # ground-truth pixels of one 8×8 JPEG block of the ×4 LR
+        y0 = max(0, (top - args.context) // grid * grid)
+        x0 = max(0, (left - args.context) // grid * grid)
+        y1 = min(gt.shape[0], -(-(top + side + args.context) // grid) * grid)
+        x1 = min(gt.shape[1], -(-(left + side + args.context) // grid) * grid)
+        gt = np.ascontiguousarray(gt[y0:y1, x0:x1])
+        top, left = top - y0, left - x0
     lr = degrade_eval(gt, args.degradation, seed=seed_for(args.photo.name), scale=4)
     panels = [
         ("input (nearest)", cv2.resize(lr, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST))
@@ -48,6 +63,17 @@ def main() -> None:
         panels.append((name, up.upscale(lr)))
     panels.append(("ground truth", gt))
     crops = [(label, img[top : top + side, left : left + side]) for label, img in panels]
+    _sheet(crops, side, args.out)
+    if args.zoom > 1:
+        z = args.zoom
+        zoomed = [
+            (f"{label} ({z * 100} %)", np.repeat(np.repeat(c, z, axis=0), z, axis=1))
+            for label, c in crops
+        ]
+        _sheet(zoomed, side * z, args.out.with_name(f"{args.out.stem}-{z * 100}{args.out.suffix}"))
+
+
+def _sheet(crops: list[tuple[str, np.ndarray]], side: int, out: Path) -> None:
     pad = 24
     sheet = Image.new("RGB", (len(crops) * (side + 4), side + pad), "white")
     draw = ImageDraw.Draw(sheet)
@@ -55,9 +81,9 @@ def main() -> None:
         x = i * (side + 4)
         sheet.paste(Image.fromarray(np.ascontiguousarray(crop)), (x, pad))
         draw.text((x + 4, 5), label, fill="black")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.out, optimize=True)
-    print(f"wrote {args.out} ({sheet.width}x{sheet.height})")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, optimize=True)
+    print(f"wrote {out} ({sheet.width}x{sheet.height})")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def write_weights(state: Mapping[str, torch.Tensor], dest: Path) -> dict[str, ob
     """Write ``state`` as safetensors at ``dest`` atomically; returns params, sha256, size."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().contiguous() for k, v in state.items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
     save_file(tensors, str(tmp))

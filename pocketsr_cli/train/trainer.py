@@ -214,6 +214,10 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = _training_device(config.device)
+        if self.device.type == "cuda":  # fixed shapes: let cuDNN pick; TF32 for fp32 convs
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         torch.manual_seed(config.seed)
         self.student = self._initial_student().to(self.device)
         self.ema = copy.deepcopy(self.student).eval()
