@@ -66,25 +66,31 @@ def tiny_student(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trainer, "build_student", lambda arch, scale: TinyStudent(scale))
 
 
-def test_resume_replays_an_uninterrupted_run(patch_dir: Path, tmp_path: Path) -> None:
-    # batch 2: six batches an epoch, so the resumed run must skip into the middle of one
-    whole = Trainer(config(patch_dir, tmp_path / "a", batch=2))
+def assert_resume_replays(make: Callable[[Path], TrainConfig], tmp_path: Path) -> None:
+    """A run that crashes right after its step-3 checkpoint and is resumed ends with the
+    weights of the uninterrupted run (``make(out)`` builds the config of both)."""
+    whole = Trainer(make(tmp_path / "a"))
     whole.run()
-    first = Trainer(config(patch_dir, tmp_path / "b", batch=2))
+    first = Trainer(make(tmp_path / "b"))
     save = first.save
 
-    def save_then_die() -> None:  # a crash right after the step-3 checkpoint
+    def save_then_die() -> None:
         save()
         raise KeyboardInterrupt
 
     first.save = save_then_die  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
         first.run()
-    second = Trainer(config(patch_dir, tmp_path / "b", batch=2))
+    second = Trainer(make(tmp_path / "b"))
     assert second.resume() and second.step == 3
     second.run()
     for key, value in whole.student.state_dict().items():
         assert torch.allclose(value, second.student.state_dict()[key], atol=1e-6), key
+
+
+def test_resume_replays_an_uninterrupted_run(patch_dir: Path, tmp_path: Path) -> None:
+    # batch 2: six batches an epoch, so the resumed run must skip into the middle of one
+    assert_resume_replays(lambda out: config(patch_dir, out, batch=2), tmp_path)
     log = (tmp_path / "a" / "log.jsonl").read_text().splitlines()
     assert len(log) == 6 and '"d"' in log[-1] and '"gan"' in log[-1]  # GAN from step 2 on
 
@@ -456,46 +462,29 @@ def online_config(photos: Path, out: Path, **kw: object) -> TrainConfig:
 
 
 def test_online_run_resumes_on_the_same_patches(online_photos: Path, tmp_path: Path) -> None:
-    whole = Trainer(online_config(online_photos, tmp_path / "a", batch=2))
-    batch = next(whole._batches())
+    probe = Trainer(online_config(online_photos, tmp_path / "probe", batch=2))
+    batch = next(probe._batches())
     assert batch["lr"].shape == (2, 3, 8, 8) and batch["teacher"].shape == (2, 3, 32, 32)
-    whole.run()
-    first = Trainer(online_config(online_photos, tmp_path / "b", batch=2))
-    save = first.save
-
-    def save_then_die() -> None:  # a crash right after the step-3 checkpoint
-        save()
-        raise KeyboardInterrupt
-
-    first.save = save_then_die  # type: ignore[method-assign]
-    with pytest.raises(KeyboardInterrupt):
-        first.run()
-    second = Trainer(online_config(online_photos, tmp_path / "b", batch=2))
-    assert second.resume() and second.step == 3
-    second.run()
-    for key, value in whole.student.state_dict().items():
-        assert torch.allclose(value, second.student.state_dict()[key], atol=1e-6), key
+    assert_resume_replays(lambda out: online_config(online_photos, out, batch=2), tmp_path)
 
 
-def test_online_patches_alternate_degradations_and_match_a_cached_patch() -> None:
+def test_online_patches_alternate_degradations_and_match_a_cached_patch(tmp_path: Path) -> None:
     from pocketsr_cli.train.online import OnlinePatches
     from pocketsr_cli.train.patches import sample_patch
 
     photo = cv2.GaussianBlur((np.random.default_rng(2).random((90, 90, 3)) * 255), (5, 5), 1)
-    path = Path(__file__).parent / "_online_probe.png"
+    path = tmp_path / "probe.png"
     cv2.imwrite(str(path), photo.astype(np.uint8))
-    try:
-        spec = PatchSpec(scale=4, lr_size=8, margin=2, seed=5)
-        data = OnlinePatches([path], spec, ["mild", "clean"])
-        for i in (0, 1):
-            cached = sample_patch(data.photos, data.weights, i, spec, data.configs[i])
-            item = data[i]
-            assert np.array_equal(item["lr_context"].permute(1, 2, 0).numpy(), cached.lr_context)
-            m = spec.margin * spec.scale
-            centre = cached.hr_context[m : m + spec.hr_size, m : m + spec.hr_size]
-            assert np.array_equal(item["hr"].permute(1, 2, 0).numpy(), centre)
-    finally:
-        path.unlink()
+    spec = PatchSpec(scale=4, lr_size=8, margin=2, seed=5)
+    data = OnlinePatches([path], spec, ["mild", "clean"])
+    assert data.configs[0] != data.configs[1]
+    for i in (0, 1):
+        cached = sample_patch(data.photos, data.weights, i, spec, data.configs[i])
+        item = data[i]
+        assert np.array_equal(item["lr_context"].permute(1, 2, 0).numpy(), cached.lr_context)
+        m = spec.margin * spec.scale
+        centre = cached.hr_context[m : m + spec.hr_size, m : m + spec.hr_size]
+        assert np.array_equal(item["hr"].permute(1, 2, 0).numpy(), centre)
 
 
 def test_time_budget_ends_the_run_and_evaluations_are_written(
