@@ -17,8 +17,9 @@ and installs nothing, so the bundle holds:
   :func:`pocketsr_cli.train.split.split_photos` sorts them as on this machine;
 * ``val/``: the centred ``--val-side`` square of each validation photo (PNG), enough for
   the trainer's ``--val-crop``;
-* ``wheels/``: pure-Python wheels of the packages the GPU image lacks (spandrel,
-  platformdirs), put on ``PYTHONPATH`` by the script (``--no-wheels`` to skip: the CPU test);
+* ``wheels/``: pure-Python wheels of the packages the GPU image lacks (spandrel, einops,
+  platformdirs, tomli), unpacked onto ``PYTHONPATH`` by the script (``--no-wheels`` to
+  skip: the CPU test);
 * ``bundle.json``: every file with its size and SHA-256.
 
 Exit status: 0 done, 1 error (message on stderr).
@@ -48,7 +49,7 @@ TEACHER_FILES = (
     "REALESRGAN_ANIMAVIDEOV3_UP4X.param",
     "REALESRGAN_ANIMAVIDEOV3_UP4X.bin",
 )
-WHEELS = ("spandrel==0.4.2", "platformdirs>=4")
+WHEELS = ("spandrel==0.4.2", "platformdirs>=4", "einops>=0.7", "tomli>=2")  # tomli: Python 3.10
 
 
 def _read(path: Path) -> np.ndarray:

@@ -22,10 +22,10 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# The GPU image installs nothing: pure-Python wheels go on the path as they are.
-pp=$PWD
-for whl in "$BUNDLE"/wheels/*.whl; do [ -f "$whl" ] && pp="$pp:$PWD/$whl"; done
-export PYTHONPATH="$pp${PYTHONPATH:+:$PYTHONPATH}"
+# The GPU image installs nothing: the bundle's pure-Python wheels are unpacked beside the
+# run (spandrel has namespace sub-packages, which Python cannot import from a zip).
+for whl in "$BUNDLE"/wheels/*.whl; do [ -f "$whl" ] && "$PY" -m zipfile -e "$whl" "$work/site"; done
+export PYTHONPATH="$PWD:$work/site${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
     torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
 "$PY" -m pocketsr_cli.train.compact init "$BUNDLE/teacher" "$work/init.safetensors"
