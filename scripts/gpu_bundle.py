@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         pack_val(split.validation, args.out / "val", args.val_side)
         if not args.no_wheels:
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary",
+                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--platform", "any", "--only-binary",
                  ":all:", "-d", str(args.out / "wheels"), *WHEELS],
                 check=True,
             )  # fmt: skip
