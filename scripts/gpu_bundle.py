@@ -127,11 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         pack_val(split.validation, args.out / "val", args.val_side)
         if not args.no_wheels:
-            subprocess.run(
-                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--platform", "any", "--only-binary",
-                 ":all:", "-d", str(args.out / "wheels"), *WHEELS],
-                check=True,
-            )  # fmt: skip
+            pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps"]
+            pure = ["--platform", "any", "--only-binary", ":all:"]
+            subprocess.run([*pip, *pure, "-d", str(args.out / "wheels"), *WHEELS], check=True)
     except (OSError, ValueError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
