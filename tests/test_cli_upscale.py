@@ -305,12 +305,12 @@ def test_default_model_is_the_bundled_pocketsr_generator(tmp_path: Path) -> None
     code, out, err = invoke("upscale", src, "--json", "-q")
     assert code == 0, err
     (rec,), _ = jsonl(out)
-    assert rec["model"] == "pocketsr-nano-x4"
+    assert rec["model"] == "pocketsr-compact-x4"
     assert (rec["out_width"], rec["out_height"]) == (128, 96)
     code, out, err = invoke("upscale", src, "-s", "2", "--json", "-q", "--suffix", "_two")
     assert code == 0, err
     (rec,), _ = jsonl(out)
-    assert rec["model"] == "pocketsr-nano-x2" and rec["out_width"] == 64
+    assert rec["model"] == "pocketsr-compact-x2" and rec["out_width"] == 64
 
 
 def test_default_model_at_a_factor_it_lacks_says_what_works(tmp_path: Path) -> None:

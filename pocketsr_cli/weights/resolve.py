@@ -41,7 +41,7 @@ from pocketsr_cli.weights.verify import file_matches, remember
 if TYPE_CHECKING:
     import torch
 
-DEFAULT_MODEL = "pocketsr-nano-x4"  # bundled; -s 2 picks its ×2 variant, pocketsr-nano-x2
+DEFAULT_MODEL = "pocketsr-compact-x4"  # bundled; -s 2 picks its ×2 variant, pocketsr-compact-x2
 _VARIANT = re.compile(r"^(?P<base>.+)-x(?P<scale>\d+)$")
 
 Where = Literal["bundled", "user", "cached", "remote"]
