@@ -18,11 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pocketsr_cli.train.degradations import degradation_config
-from pocketsr_cli.train.patches import PatchSpec, photo_weights, read_photo, sample_patch
+from pocketsr_cli.train.patches import (
+    PatchSpec,
+    photo_weights,
+    read_photo,
+    sample_patch,
+    teacher_centre,
+)
 
 
 class OnlinePatches(Dataset[dict[str, torch.Tensor]]):
@@ -83,7 +88,8 @@ class DeviceTeacher:
 
     :meth:`label` turns a batch of uint8 LR contexts into the float ``lr``, ``hr`` and
     ``teacher`` tensors of a cached patch: centre crops, the teacher's output clamped and
-    rounded to 8-bit levels (as stored patches are) and, for ×2, area-downscaled by 2.
+    rounded to 8-bit levels and, for ×2, area-downscaled by 2 — the same step
+    (:func:`~pocketsr_cli.train.patches.teacher_centre`) that stored patches come from.
     """
 
     def __init__(self, module: torch.nn.Module, device: torch.device, half: bool) -> None:
@@ -94,15 +100,12 @@ class DeviceTeacher:
     @torch.no_grad()
     def label(self, batch: dict[str, torch.Tensor], spec: PatchSpec) -> dict[str, torch.Tensor]:
         ctx = batch["lr_context"].to(self.device, non_blocking=True).float().div_(255.0)
-        y = self.module(ctx.to(self.dtype)).float().clamp_(0.0, 1.0)
-        if spec.scale != 4:
-            y = F.interpolate(y, scale_factor=spec.scale / 4, mode="area")
-        y = y.mul_(255.0).round_().div_(255.0)
-        m_hr, m_lr = spec.margin * spec.scale, spec.margin
+        y = teacher_centre(lambda x: self.module(x.to(self.dtype)), ctx, spec)
+        m = spec.margin
         return {
-            "lr": ctx[..., m_lr : m_lr + spec.lr_size, m_lr : m_lr + spec.lr_size].contiguous(),
+            "lr": ctx[..., m : m + spec.lr_size, m : m + spec.lr_size].contiguous(),
             "hr": batch["hr"].to(self.device, non_blocking=True).float().div_(255.0),
-            "teacher": y[..., m_hr : m_hr + spec.hr_size, m_hr : m_hr + spec.hr_size].contiguous(),
+            "teacher": y.float().div_(255.0),
         }
 
 

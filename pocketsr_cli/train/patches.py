@@ -224,23 +224,37 @@ def sample_patch(
     return Sample(index=index, hr_context=crop, lr_context=lr, photo=k, box=box)
 
 
+def teacher_centre(teacher: TeacherFn, x: torch.Tensor, spec: PatchSpec) -> torch.Tensor:
+    """Step 5 on tensors: the teacher's output for float ``(n, 3, c, c)`` LR contexts in
+    [0, 1], clamped, area-downscaled by 2 for ``scale=2``, rounded to uint8 and
+    centre-cropped to ``(n, 3, hr_size, hr_size)`` (on ``x``'s device).  Call it without
+    gradients.
+
+    Raises:
+        ValueError: the teacher does not upscale ×4.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    y = teacher(x).float().clamp_(0.0, 1.0)
+    if y.shape[-1] != x.shape[-1] * 4:
+        raise ValueError(f"teacher must upscale ×4, got {tuple(x.shape)} → {tuple(y.shape)}")
+    if spec.scale != 4:
+        y = F.interpolate(y, scale_factor=spec.scale / 4, mode="area")
+    y = y.mul_(255.0).round_().to(torch.uint8)
+    m = spec.margin * spec.scale
+    return y[..., m : m + spec.hr_size, m : m + spec.hr_size]
+
+
 def run_teacher(teacher: TeacherFn, lr_context: U8, spec: PatchSpec) -> U8:
     """Teacher output for a batch ``(n, c, c, 3)`` of LR contexts, centre-cropped to
     ``(n, hr_size, hr_size, 3)`` uint8 (step 5 of the module docstring)."""
     import torch
-    import torch.nn.functional as F
 
     x = torch.from_numpy(lr_context).permute(0, 3, 1, 2).float().div_(255.0)
     with torch.inference_mode():
-        y = teacher(x).float().clamp_(0.0, 1.0)
-        if y.shape[-1] != x.shape[-1] * 4:
-            raise ValueError(f"teacher must upscale ×4, got {tuple(x.shape)} → {tuple(y.shape)}")
-        if spec.scale != 4:
-            y = F.interpolate(y, scale_factor=spec.scale / 4, mode="area")
-        y = y.mul_(255.0).round_().to(torch.uint8)
-    m = spec.margin * spec.scale
-    out = y.permute(0, 2, 3, 1).numpy()[:, m : m + spec.hr_size, m : m + spec.hr_size]
-    return np.ascontiguousarray(out)
+        y = teacher_centre(teacher, x, spec)
+    return np.ascontiguousarray(y.permute(0, 2, 3, 1).numpy())
 
 
 def build_shard(

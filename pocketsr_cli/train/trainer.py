@@ -228,17 +228,24 @@ class Trainer:
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=config.lr_d, betas=(0.9, 0.99))
         self.step = 0
         self.elapsed = 0.0  # seconds of training so far, over all sessions of the run
-        self.perceptual: losses.TeacherPerceptual | None = None
-        if config.weights.perceptual > 0:
+        # The teacher is converted from its ncnn files once, for whichever of the
+        # perceptual term and the online labeller needs it.
+        teacher: nn.Module | None = None
+        if config.weights.perceptual > 0 or config.photos:
             from pocketsr_cli.train.teacher import load_teacher
 
-            self.perceptual = losses.TeacherPerceptual(
-                load_teacher(Path(config.teacher)).module
-            ).to(self.device)
+            teacher = load_teacher(Path(config.teacher)).module
+        self.perceptual: losses.TeacherPerceptual | None = None
+        if config.weights.perceptual > 0:
+            assert teacher is not None
+            # its own copy when the labeller also takes the teacher (and may cast it to fp16)
+            layers = copy.deepcopy(teacher) if config.photos else teacher
+            self.perceptual = losses.TeacherPerceptual(layers).to(self.device)
         self.resize_factor = 4 // config.scale
         self.online: tuple[Any, Any] | None = None
         if config.photos:
-            self.online = self._online_source()
+            assert teacher is not None
+            self.online = self._online_source(teacher)
         else:
             self.data = _training_set(
                 config.patches,
@@ -255,12 +262,12 @@ class Trainer:
 
             self.val_items = load_validation(Path(config.val), config.val_crop, config.scale)
 
-    def _online_source(self) -> tuple[Any, Any]:
-        """``(OnlinePatches, DeviceTeacher)`` of an online run."""
+    def _online_source(self, teacher: nn.Module) -> tuple[Any, Any]:
+        """``(OnlinePatches, DeviceTeacher)`` of an online run; ``teacher`` is moved to the
+        device (in fp16 there when ``teacher_precision`` asks for it)."""
         from pocketsr_cli.train.online import DeviceTeacher, OnlinePatches
         from pocketsr_cli.train.patches import PatchSpec
         from pocketsr_cli.train.split import split_photos
-        from pocketsr_cli.train.teacher import load_teacher
 
         c = self.config
         if c.weights.l1_gt_usm:
@@ -271,7 +278,7 @@ class Trainer:
         kinds = [k.strip() for k in c.degradations.split(",") if k.strip()]
         data = OnlinePatches(split.train, spec, kinds)
         half = c.teacher_precision == "fp16" and self.device.type == "cuda"
-        return data, DeviceTeacher(load_teacher(Path(c.teacher)).module, self.device, half)
+        return data, DeviceTeacher(teacher, self.device, half)
 
     def _usm_target(self, hr: torch.Tensor) -> torch.Tensor:
         c = self.config
