@@ -423,7 +423,34 @@ def test_band_texture_loss_sees_visible_detail_and_not_grain() -> None:
     assert_differentiable(losses.hf_excess_loss, grainy, detail)
 
 
-@pytest.mark.parametrize("term", ["band", "hf_excess"])
+def test_band_correlation_ignores_strength_and_rewards_placement() -> None:
+    torch.manual_seed(4)
+    detail = losses.gaussian_blur(torch.rand(2, 3, 64, 64), 1.0, 4)
+    detail = 0.5 + (detail - detail.mean()) * 4
+    other = losses.gaussian_blur(torch.rand(2, 3, 64, 64), 1.0, 4)
+    other = 0.5 + (other - other.mean()) * 4
+    faint = 0.5 + 0.3 * (detail - 0.5)  # the right detail, weaker
+    assert float(losses.band_correlation_loss(detail, detail)) < 1e-5
+    assert float(losses.band_correlation_loss(faint, detail)) < 1e-5  # strength is free
+    assert float(losses.band_correlation_loss(other, detail)) > 0.8  # wrong places
+    flat = torch.full_like(detail, 0.5)
+    assert float(losses.band_correlation_loss(detail, flat)) == 0  # nothing to place
+    assert_differentiable(losses.band_correlation_loss, faint, detail)
+
+
+def test_low_pass_l1_leaves_the_band_free() -> None:
+    torch.manual_seed(5)
+    base = F.interpolate(torch.rand(1, 3, 16, 16), size=64, mode="bicubic", align_corners=False)
+    texture = losses.gaussian_blur(torch.rand(1, 3, 64, 64), 0.8, 4) - 0.5
+    moved = torch.roll(texture, shifts=(1, 2), dims=(-2, -1))
+    target, out = base + texture, base + moved  # same shading, texture at another phase
+    assert float(losses.low_pass_l1(out, target)) < 0.35 * float(losses.l1(out, target))
+    shaded = target + 0.05  # wrong brightness: low-pass L1 sees all of it
+    assert float(losses.low_pass_l1(shaded, target)) == pytest.approx(0.05, rel=1e-4)
+    assert_differentiable(losses.low_pass_l1, out, target)
+
+
+@pytest.mark.parametrize("term", ["band", "hf_excess", "band_corr", "l1_low_teacher"])
 def test_band_terms_are_trained(patch_dir: Path, tmp_path: Path, term: str) -> None:
     weights = LossWeights(perceptual=0.0, **{term: 1.0})
     t = Trainer(config(patch_dir, tmp_path / term, weights=weights, texture_target="teacher"))

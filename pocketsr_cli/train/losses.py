@@ -184,6 +184,36 @@ def band_texture_loss(
     return _pinball(e_target - e_out, quantile)
 
 
+def low_pass_l1(
+    out: torch.Tensor, target: torch.Tensor, sigma: float = VISIBLE_BAND_SIGMAS[1]
+) -> torch.Tensor:
+    """L1 between Gaussian blurs (``sigma``, default the visible band's coarse edge) of
+    ``out`` and ``target``, per channel: colour, shading and edge positions — what the LR
+    determines — without asking for the band's detail at an exact phase, which pixel L1
+    pays for by averaging it away."""
+    radius = int(_SIGMA_RADIUS * sigma + 0.5)
+    return l1(gaussian_blur(out, sigma, radius), gaussian_blur(target, sigma, radius))
+
+
+def band_correlation_loss(
+    out: torch.Tensor, target: torch.Tensor, eps: float = 1e-8
+) -> torch.Tensor:
+    """One minus the correlation of :func:`visible_band` of ``out`` and ``target``, per
+    image, averaged over the batch: SPEC's ``bandcorr`` as a loss.
+
+    Blind to the band's overall strength (a scaled band scores the same), so unlike L1 it
+    does not reward shrinking detail the LR places only roughly; pair it with
+    :func:`band_texture_loss`, which sets the strength per tile.  Near-flat images (no band
+    energy in the target) contribute nothing.
+    """
+    a = visible_band(out).flatten(1)
+    b = visible_band(target).flatten(1)
+    energy = (a * a).sum(1) * (b * b).sum(1)
+    corr = (a * b).sum(1) / torch.sqrt(energy + eps)
+    weight = (energy > eps).to(out.dtype)
+    return ((1 - corr) * weight).sum() / weight.sum().clamp(min=1)
+
+
 def hf_excess_loss(out: torch.Tensor, target: torch.Tensor, window: int = 16) -> torch.Tensor:
     """Mean magnitude of :func:`above_band` per tile beyond the target's (zero when at or
     below it): grain and near-Nyquist noise the target does not have."""

@@ -49,6 +49,7 @@ class LossWeights:
     l1_gt: float = 0.2
     l1_gt_usm: float = 0.0  # L1 to the USM-sharpened ground truth (Real-ESRGAN's target)
     l1_teacher: float = 1.0
+    l1_low_teacher: float = 0.0  # L1 to the teacher below the visible band (σ 1.5 blurs)
     perceptual: float = 0.1
     amplitude: float = 0.5
     lattice: float = 1.0
@@ -58,6 +59,7 @@ class LossWeights:
     texture: float = 0.0  # local gradient energy matched per tile (see texture_target)
     band: float = 0.0  # visible-band (DoG σ0.7-1.5) energy matched per tile (texture_target)
     hf_excess: float = 0.0  # energy above the visible band beyond the texture target's
+    band_corr: float = 0.0  # 1 - correlation of the visible band with the texture target's
     gan: float = 0.01
 
 
@@ -381,6 +383,8 @@ class Trainer:
             terms["l1_gt_usm"] = w.l1_gt_usm * losses.l1(out, sharp)
         if w.l1_teacher:
             terms["l1_teacher"] = w.l1_teacher * losses.l1(out, teacher)
+        if w.l1_low_teacher:
+            terms["l1_low_teacher"] = w.l1_low_teacher * losses.low_pass_l1(out, teacher)
         if w.perceptual and self.perceptual is not None:
             terms["perceptual"] = w.perceptual * self.perceptual(out, teacher)
         if w.amplitude:
@@ -392,7 +396,7 @@ class Trainer:
             terms["texture"] = w.texture * losses.texture_loss(
                 out, like, c.texture_window, c.texture_quantile
             )
-        if w.band or w.hf_excess:
+        if w.band or w.hf_excess or w.band_corr:
             like = teacher if c.texture_target == "teacher" else gt
             if w.band:
                 terms["band"] = w.band * losses.band_texture_loss(
@@ -402,6 +406,8 @@ class Trainer:
                 terms["hf_excess"] = w.hf_excess * losses.hf_excess_loss(
                     out, like, c.texture_window
                 )
+            if w.band_corr:
+                terms["band_corr"] = w.band_corr * losses.band_correlation_loss(out, like)
         if w.lattice:
             terms["lattice"] = w.lattice * losses.lattice_loss(out, teacher)
         if w.spectrum:
