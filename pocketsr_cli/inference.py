@@ -146,8 +146,10 @@ class Upscaler:
                     alpha, self._alpha, scale=self.model.scale, device="cpu", out_dtype=out_dtype
                 )
             )
-        out = torch.cat(planes, dim=1)[0].permute(1, 2, 0).numpy()
-        return np.ascontiguousarray(out.astype(pixels.dtype))
+        if len(planes) > 1:
+            y = torch.cat(planes, dim=1)
+        out = y[0].permute(1, 2, 0).numpy()  # a view when y is channels-last (the usual)
+        return np.ascontiguousarray(out.astype(pixels.dtype, copy=False))
 
 
 def _to_tensor(plane: np.ndarray, peak: float) -> torch.Tensor:

@@ -183,7 +183,8 @@ def output_max(dtype: torch.dtype) -> float | None:
 
 
 def allocate_output(channels: int, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised CPU buffer ``(1, C, H, W)``.
+    """An uninitialised CPU buffer ``(1, C, H, W)`` laid out channels-last, so that
+    ``out[0].permute(1, 2, 0)`` is the ``H x W x C`` image without another copy.
 
     Raises:
         OutOfMemoryError: the host cannot hold the result at all (smaller tiles would not help).
@@ -191,7 +192,9 @@ def allocate_output(channels: int, height: int, width: int, dtype: torch.dtype) 
     import torch
 
     try:
-        return torch.empty((1, channels, height, width), dtype=dtype)
+        return torch.empty(
+            (1, channels, height, width), dtype=dtype, memory_format=torch.channels_last
+        )
     except (MemoryError, RuntimeError) as error:
         if not is_out_of_memory(error):
             raise

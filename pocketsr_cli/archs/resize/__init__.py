@@ -1,9 +1,10 @@
 """Parameter-free resamplers (``bicubic``, ``lanczos``) as models.
 
 They make the whole pipeline usable and testable without weights, and serve as the quality
-floor in ``pocketsr eval``.  Both are separable filters applied as polyphase convolutions (one
-small 1-D filter per output phase and axis), so their cost is linear in the output size and
-they tile exactly like a convolutional network with a receptive field of a few pixels.
+floor in ``pocketsr eval``.  Both are separable filters applied per output phase (one small
+1-D filter per output phase and axis, as weighted sums of shifted views), so their cost is
+linear in the output size and they tile exactly like a convolutional network with a
+receptive field of a few pixels.
 """
 
 from __future__ import annotations
@@ -42,18 +43,33 @@ def _phase_weights(scale: int, kernel: str) -> torch.Tensor:
     return (w / w.sum(dim=1, keepdim=True)).float()
 
 
-def _resample_rows(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Upsample ``(B, H, W)`` along H: one small convolution per output phase, interleaved.
+def _resample(x: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
+    """Upsample ``(B, H, W)`` by ``scale`` along ``dim`` (1: height, 2: width);
+    ``weights`` is ``(scale, taps)`` (see :func:`_phase_weights`).
 
-    Edge pixels are replicated, as if the filter's taps were clamped to the image.
+    Each output phase is a weighted sum of ``taps`` shifted views of the edge-replicated
+    input, accumulated in place into its interleaved slot of the result: a few passes over
+    memory, no im2col and no transposes — several times faster on the CPU than the same
+    filter as a one-channel convolution.
     """
     scale, taps = weights.shape
     radius = taps // 2
     b, h, w = x.shape
-    padded = F.pad(x.unsqueeze(1), (0, 0, radius, radius), mode="replicate")
-    kernel = weights.to(x.dtype).view(scale, 1, taps, 1)
-    phases = F.conv2d(padded, kernel)  # (B, scale, H, W)
-    return phases.permute(0, 2, 1, 3).reshape(b, h * scale, w)
+    length = x.shape[dim]
+    pad = (radius, radius, 0, 0) if dim == 2 else (0, 0, radius, radius)
+    padded = F.pad(x.unsqueeze(1), pad, mode="replicate").squeeze(1)
+    # Phase p of input position i lands at output position i * scale + p.
+    shape = (b, h, w, scale) if dim == 2 else (b, h, scale, w)
+    out = torch.empty(shape, dtype=x.dtype, device=x.device)
+    for phase, row in enumerate(weights.tolist()):
+        acc = out[..., phase] if dim == 2 else out[:, :, phase, :]
+        for k, weight in enumerate(row):
+            view = padded.narrow(dim, k, length)
+            if k == 0:
+                torch.mul(view, weight, out=acc)
+            else:
+                acc.add_(view, alpha=weight)
+    return out.reshape((b, h, w * scale) if dim == 2 else (b, h * scale, w))
 
 
 class Resize(nn.Module):
@@ -77,7 +93,8 @@ class Resize(nn.Module):
         if self.scale == 1:
             return x.clone()
         n, c, h, w = x.shape
-        weights = _phase_weights(self.scale, self.kernel).to(x.device)
-        y = _resample_rows(x.reshape(n * c, h, w), weights)
-        y = _resample_rows(y.transpose(1, 2), weights).transpose(1, 2)
+        weights = _phase_weights(self.scale, self.kernel)
+        # Along the width first, while the image is small, then along the height.
+        y = _resample(x.reshape(n * c, h, w), weights, dim=2)
+        y = _resample(y, weights, dim=1)
         return y.reshape(n, c, h * self.scale, w * self.scale)
