@@ -1,16 +1,23 @@
-"""``pocketsr bench``: parse -> evaluation.bench.bench -> table or JSON Lines."""
+"""``pocketsr bench``: parse -> evaluation.bench.bench / bench_folder -> table or JSON Lines."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pocketsr_cli.cli import _options as opt
+from pocketsr_cli.cli._errors import EXIT_FAILED
+from pocketsr_cli.cli.upscale import FORMATS
+from pocketsr_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from pocketsr_cli.evaluation.bench import BenchReport
+    from pocketsr_cli.evaluation.bench import BenchReport, FolderBenchReport
+
+DEFAULT_SIZE = "960x540"
+DEFAULT_QUALITY = 95
 
 EPILOG = """\
 Examples:
@@ -20,6 +27,10 @@ Examples:
   pocketsr bench -m my.safetensors --baseline realesr-general-x4v3 --device cuda
 
   pocketsr bench -m lanczos --size 480x270 --repeat 5 --json
+
+  pocketsr bench -m bicubic -m lanczos --folder photos/   # end to end, 1 pass
+
+  pocketsr bench --folder photos/ --format webp --repeat 2 --json
 """
 
 ModelsOpt = Annotated[
@@ -36,14 +47,53 @@ ModelsOpt = Annotated[
 def bench_command(
     models: ModelsOpt = None,
     size: Annotated[
-        str, typer.Option("--size", help="Input WIDTHxHEIGHT (×4 of 960x540 is 3840×2160).")
-    ] = "960x540",
+        str | None,
+        typer.Option(
+            "--size",
+            help="Input WIDTHxHEIGHT of the synthetic photo (×4 of 960x540 is 3840×2160).",
+            show_default=DEFAULT_SIZE,
+        ),
+    ] = None,
+    folder: Annotated[
+        Path | None,
+        typer.Option(
+            "--folder",
+            help="Time the end-to-end path (decode, upscale, encode) on the images directly "
+            "in this folder instead of the synthetic photo. Outputs go to a temporary "
+            "folder that is deleted.",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="Output format of the --folder run: " + ", ".join(FORMATS)),
+    ] = "same",
+    quality: Annotated[
+        int | None,
+        typer.Option(
+            "--quality",
+            min=1,
+            max=100,
+            help="JPEG/WebP quality of the --folder run.",
+            show_default=str(DEFAULT_QUALITY),
+        ),
+    ] = None,
     repeat: Annotated[
-        int, typer.Option("--repeat", min=1, help="Timed runs per model; the fastest counts.")
-    ] = 3,
+        int | None,
+        typer.Option(
+            "--repeat",
+            min=1,
+            help="Timed runs per model (passes over the folder with --folder); the fastest counts.",
+            show_default="3, or 1 with --folder",
+        ),
+    ] = None,
     baseline: Annotated[
         str | None,
-        typer.Option("--baseline", help="Model the ratios refer to.", show_default="the first"),
+        typer.Option(
+            "--baseline",
+            help="Model the ratios refer to (synthetic photo only).",
+            show_default="the first",
+        ),
     ] = None,
     device: opt.DeviceOpt = "auto",
     precision: opt.PrecisionOpt = "auto",
@@ -54,45 +104,107 @@ def bench_command(
     quiet: opt.QuietOpt = False,
     offline: opt.OfflineOpt = False,
 ) -> None:
-    """Time models: seconds per 4K output, and ratios.
+    """Time models: seconds per 4K output and ratios, or end-to-end throughput on a folder.
 
-    All models run in this process on one synthetic photo of --size. Each model gets one
-    untimed warm-up run, then --repeat timed runs through the full upscale path (tiling
-    included); the fastest counts. Also shows parameters and multiply-accumulates per
-    input pixel where the network's layers can be counted.
+    Without --folder, all models run in this process on one synthetic photo of --size.
+    Each model gets one untimed warm-up run, then --repeat timed runs through the full
+    upscale path (tiling included); the fastest counts. Also shows parameters and
+    multiply-accumulates per input pixel where the network's layers can be counted.
+
+    With --folder, each model instead upscales every image directly in that folder the
+    way 'pocketsr upscale' does — decoding, inference and encoding overlapped on three
+    threads — after one untimed warm-up image; the fastest of --repeat passes counts.
+    Reported: images/s, output megapixels/s, seconds per image end to end and in the
+    model alone, and their ratio (e2e/model: what decoding and encoding add). Images
+    that fail are reported; the command then exits 1 after printing the results.
+
+    Both modes show the peak RAM (resident set size of the process, "≤" when only the
+    lifetime peak is known) and, on a GPU, the peak device memory of each model's runs.
     """
     from pocketsr_cli.cli import _ui
-    from pocketsr_cli.evaluation.bench import bench, parse_size
+    from pocketsr_cli.evaluation.bench import FolderBenchReport, bench, bench_folder, parse_size
 
+    if folder is None and (fmt.lower() != "same" or quality is not None):
+        raise UsageError("--format and --quality apply to --folder runs only")
+    if folder is not None and (size is not None or baseline is not None):
+        raise UsageError("--size and --baseline apply to the synthetic photo, not to --folder")
     console = _ui.make_console()
-    width, height = parse_size(size)
     with _ui.StepBar(console, "bench", quiet=quiet) as bar:
-        report = bench(
-            models or [],
-            (width, height),
-            repeat,
-            device,
-            precision=precision,
-            tile=tile,
-            baseline=baseline,
-            offline=offline,
-            on_progress=bar,
-        )
+        if folder is None:
+            report: BenchReport | FolderBenchReport = bench(
+                models or [],
+                parse_size(size or DEFAULT_SIZE),
+                repeat or 3,
+                device,
+                precision=precision,
+                tile=tile,
+                baseline=baseline,
+                offline=offline,
+                on_progress=bar,
+            )
+        else:
+            report = bench_folder(
+                models or [],
+                folder,
+                fmt=None if fmt.lower() == "same" else fmt,
+                quality=DEFAULT_QUALITY if quality is None else quality,
+                repeat=repeat or 1,
+                device=device,
+                precision=precision,
+                tile=tile,
+                offline=offline,
+                on_progress=bar,
+            )
     if json_lines:
-        for result in report.models:
-            record = {
-                "width": report.width,
-                "height": report.height,
-                "repeat": report.repeat,
-                "device": report.device,
-                "threads": report.threads,
-                "baseline": report.baseline,
-                **result.to_dict(),
-            }
+        for record in _records(report):
             typer.echo(json.dumps(record, ensure_ascii=False))
-        return
-    columns, rows, title = _table(report)
-    _ui.print_table(console, columns, rows, right=columns[1:], no_wrap=["model"], title=title)
+    else:
+        columns, rows, title = _table(report)
+        right = [c for c in columns if c not in ("model", "precision")]
+        _ui.print_table(console, columns, rows, right=right, no_wrap=["model"], title=title)
+    if isinstance(report, FolderBenchReport):
+        for problem in _problems(report):
+            _ui.warn(console, problem)
+        if any(result.failed for result in report.models):
+            raise typer.Exit(EXIT_FAILED)
+
+
+def _problems(report: FolderBenchReport) -> list[str]:
+    """One line per model with failed images, then each model's warnings."""
+    lines = [
+        f"{r.model}: {r.failed} image(s) failed; first: {r.first_error}"
+        for r in report.models
+        if r.failed
+    ]
+    return lines + [f"{r.model}: {message}" for r in report.models for message in r.warnings]
+
+
+def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:
+    """One JSON object per model: the run's settings, then the model's result."""
+    from pocketsr_cli.evaluation.bench import BenchReport
+
+    if isinstance(report, BenchReport):
+        settings: dict[str, Any] = {
+            "mode": "synthetic",
+            "width": report.width,
+            "height": report.height,
+            "repeat": report.repeat,
+            "device": report.device,
+            "threads": report.threads,
+            "baseline": report.baseline,
+        }
+    else:
+        settings = {
+            "mode": "folder",
+            "folder": report.folder,
+            "ignored": report.ignored,
+            "format": report.fmt,
+            "quality": report.quality,
+            "repeat": report.repeat,
+            "device": report.device,
+            "threads": report.threads,
+        }
+    return [{**settings, **result.to_dict()} for result in report.models]
 
 
 def _count(value: float | None) -> str:
@@ -112,9 +224,39 @@ def _ratio(value: float) -> str:
     return f"{value:.2f}×"
 
 
-def _table(report: BenchReport) -> tuple[list[str], list[list[str]], str]:
+def _number(value: float | None, digits: int) -> str:
+    """``value`` with ``digits`` decimals; ``None`` -> ``-``."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _peak(size: int | None, lifetime: bool = False) -> str:
+    """``1.2 GB``; ``≤1.2 GB`` for a lifetime peak (an upper bound); ``-`` when unknown."""
+    from pocketsr_cli.cli._ui import human_bytes
+
+    if size is None:
+        return "-"
+    return ("≤" if lifetime else "") + human_bytes(size)
+
+
+def _memory_columns(results: list[Any]) -> tuple[list[str], list[list[str]]]:
+    """ "peak RAM" for every result, plus "peak VRAM" when some device reported it."""
+    columns = ["peak RAM"]
+    cells = [[_peak(r.host_peak_bytes, r.host_peak_lifetime)] for r in results]
+    if any(r.device_peak_bytes is not None for r in results):
+        columns.append("peak VRAM")
+        for r, row in zip(results, cells, strict=True):
+            row.append(_peak(r.device_peak_bytes))
+    return columns, cells
+
+
+def _table(report: BenchReport | FolderBenchReport) -> tuple[list[str], list[list[str]], str]:
     """Columns, rows and title of the human summary."""
+    from pocketsr_cli.evaluation.bench import FolderBenchReport
+
+    if isinstance(report, FolderBenchReport):
+        return _folder_table(report)
     columns = ["model", "params", "MACs/LR px", "precision", "output", "s per 4K", "ratio"]
+    memory, cells = _memory_columns(report.models)
     rows = [
         [
             r.model,
@@ -124,11 +266,50 @@ def _table(report: BenchReport) -> tuple[list[str], list[list[str]], str]:
             f"{r.out_width}×{r.out_height}",
             f"{r.seconds_per_4k:.3f}",
             _ratio(r.ratio),
+            *extra,
         ]
-        for r in report.models
+        for r, extra in zip(report.models, cells, strict=True)
     ]
     title = (
         f"pocketsr bench: {report.width}×{report.height} input, best of {report.repeat}, "
         f"{report.device}, {report.threads} thread(s); ratio vs {report.baseline}"
     )
-    return columns, rows, title
+    return columns + memory, rows, title
+
+
+def _folder_table(report: FolderBenchReport) -> tuple[list[str], list[list[str]], str]:
+    """Columns, rows and title of the human summary of a ``--folder`` run."""
+    columns = [
+        "model",
+        "precision",
+        "images",
+        "failed",
+        "images/s",
+        "MP/s out",
+        "s/image",
+        "model s/image",
+        "e2e/model",
+    ]
+    memory, cells = _memory_columns(report.models)
+    rows = [
+        [
+            r.model,
+            r.precision,
+            str(r.images),
+            str(r.failed),
+            _number(r.images_per_s, 2),
+            _number(r.mp_per_s, 2),
+            _number(r.seconds_per_image, 3),
+            _number(r.model_seconds_per_image, 3),
+            "-" if r.e2e_over_model is None else f"{r.e2e_over_model:.2f}×",
+            *extra,
+        ]
+        for r, extra in zip(report.models, cells, strict=True)
+    ]
+    passes = "1 pass" if report.repeat == 1 else f"best of {report.repeat} passes"
+    title = (
+        f"pocketsr bench: {report.images} image(s) in {report.folder}, decoded, upscaled "
+        f"and encoded as {report.fmt or 'their own format'}, {passes}, "
+        f"{report.device}, {report.threads} thread(s)"
+    )
+    return columns + memory, rows, title

@@ -1,33 +1,61 @@
-"""Timing models on one fixed input: :func:`bench`.
+"""Timing models: on one fixed input (:func:`bench`) and on a folder of photos
+(:func:`bench_folder`).
 
-Every model upscales the same synthetic photo-like image (:func:`synthetic_photo`, 960×540
-by default, so a ×4 model writes exactly 3840×2160) through the whole image path of
-:class:`~pocketsr_cli.inference.Upscaler` — conversion, tiling, padding, blending — in this
-one process, one model after the other.  One warm-up run per model is not timed (it pays
-for lazy initialisation, allocator growth and kernel selection); then ``repeat`` runs are
-timed and the fastest is kept, the usual estimate of what the hardware can do when
-nothing else interferes.
+**Synthetic photo** (:func:`bench`).  Every model upscales the same synthetic photo-like
+image (:func:`synthetic_photo`, 960×540 by default, so a ×4 model writes exactly
+3840×2160) through the whole image path of :class:`~pocketsr_cli.inference.Upscaler` —
+conversion, tiling, padding, blending — in this one process, one model after the other.
+One warm-up run per model is not timed (it pays for lazy initialisation, allocator growth
+and kernel selection); then ``repeat`` runs are timed and the fastest is kept, the usual
+estimate of what the hardware can do when nothing else interferes.
 
 Speed is reported as seconds per 4K output, ``best × 3840·2160 / output pixels`` (exact
 for ×4 on 960×540; proportional for other scales and sizes), and as a ratio to a baseline
 model, because absolute seconds only mean something on the machine that measured them
 (SPEC: "on the same machine in the same run, reported as ratios").
 
+**Folder of photos** (:func:`bench_folder`).  The end-to-end path of ``pocketsr
+upscale``: the image files directly inside a folder go through
+:func:`pocketsr_cli.pipeline.run` — decode on the reader thread, upscale, encode and write
+on the writer thread — into a temporary folder that is removed afterwards, so nothing is
+ever written beside the user's files.  Each model gets one untimed warm-up upscale of the
+first decodable image, then ``repeat`` timed passes over the whole folder; the fastest
+pass counts.  Besides wall-clock throughput (images and output megapixels per second) it
+reports the time spent inside ``Upscaler.upscale`` alone, so ``e2e/model`` shows how much
+decoding, encoding and writing cost on top of the model (1.0 means they are fully hidden
+behind inference by the pipeline's threads).
+
+Both report the peak host memory (the process's resident set size) and peak device
+memory over each model's runs, warm-up included, measured by
+:class:`~pocketsr_cli.evaluation.peakmem.PeakMemory`.
+
 Nothing here prints; progress goes through a callback.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from pocketsr_cli.errors import UsageError
+from pocketsr_cli.errors import PocketSRError, UsageError
+from pocketsr_cli.evaluation.peakmem import PeakMemory
+
+if TYPE_CHECKING:
+    import torch
+
+    from pocketsr_cli.descriptor import ModelDescriptor
+    from pocketsr_cli.jobs import Job
+    from pocketsr_cli.pipeline import ImageUpscaler, Result, Summary
 
 UHD_PIXELS = 3840 * 2160
 DEFAULT_SIZE = (960, 540)
@@ -85,7 +113,7 @@ def synthetic_photo(width: int, height: int, seed: int = 0) -> npt.NDArray[np.ui
 
 @dataclass
 class BenchResult:
-    """One model's timings.
+    """One model's timings on the synthetic photo.
 
     Attributes:
         seconds: every timed run (warm-up excluded), in order.
@@ -94,6 +122,9 @@ class BenchResult:
         ratio: ``seconds_per_4k`` ÷ the baseline's (1.0 for the baseline).
         macs_per_pixel: multiply-accumulates per input (LR) pixel; ``None`` when the
             network has no countable layer (see :mod:`~pocketsr_cli.evaluation.macs`).
+        host_peak_bytes, host_peak_lifetime, device_peak_bytes, device_reserved_peak_bytes:
+            peak memory over this model's runs, warm-up included, as
+            :class:`~pocketsr_cli.evaluation.peakmem.PeakMemory` defines them.
     """
 
     model: str
@@ -108,6 +139,10 @@ class BenchResult:
     seconds_per_4k: float
     macs_per_pixel: float | None
     ratio: float = 1.0
+    host_peak_bytes: int | None = None
+    host_peak_lifetime: bool = False
+    device_peak_bytes: int | None = None
+    device_reserved_peak_bytes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +159,35 @@ class BenchReport:
     threads: int
     baseline: str
     models: list[BenchResult] = field(default_factory=list)
+
+
+def _open_models(
+    models: Sequence[str | None], repeat: int, device: str, tile: str | int, offline: bool
+) -> tuple[torch.device, list[ModelDescriptor]]:
+    """Validate the shared options, then choose the device and resolve every model.
+
+    Raises:
+        UsageError: ``repeat`` < 1, bad device or tile.
+        ModelError: a model cannot be resolved or loaded.
+    """
+    from pocketsr_cli.devices import choose_device
+    from pocketsr_cli.tiling import TilePolicy
+    from pocketsr_cli.weights.resolve import resolve_model
+
+    if repeat < 1:
+        raise UsageError(f"--repeat must be at least 1, got {repeat}")
+    TilePolicy.from_option(tile)
+    torch_device = choose_device(device)
+    return torch_device, [resolve_model(ref, None, offline=offline) for ref in models]
+
+
+def _memory_fields(peak: PeakMemory) -> dict[str, Any]:
+    return {
+        "host_peak_bytes": peak.host_peak_bytes,
+        "host_peak_lifetime": peak.host_peak_lifetime,
+        "device_peak_bytes": peak.device_peak_bytes,
+        "device_reserved_peak_bytes": peak.device_reserved_peak_bytes,
+    }
 
 
 def bench(
@@ -158,20 +222,14 @@ def bench(
     """
     import torch
 
-    from pocketsr_cli.devices import choose_device, compute_for
+    from pocketsr_cli.devices import compute_for
     from pocketsr_cli.evaluation.macs import macs_per_pixel
     from pocketsr_cli.inference import Upscaler
-    from pocketsr_cli.tiling import TilePolicy
-    from pocketsr_cli.weights.resolve import resolve_model
 
-    if repeat < 1:
-        raise UsageError(f"--repeat must be at least 1, got {repeat}")
-    TilePolicy.from_option(tile)
-    torch_device = choose_device(device)
     refs: list[str | None] = list(dict.fromkeys(models)) or [None]
     if baseline is not None and baseline not in refs:
         refs.insert(0, baseline)
-    descriptors = [resolve_model(ref, None, offline=offline) for ref in refs]
+    torch_device, descriptors = _open_models(refs, repeat, device, tile, offline)
     base_index = refs.index(baseline) if baseline is not None else 0
 
     width, height = size
@@ -191,18 +249,19 @@ def bench(
         upscaler = Upscaler(desc, compute, tile=tile)
         times: list[float] = []
         out_shape: tuple[int, ...] = ()
-        for run in range(repeat + 1):
-            start = time.perf_counter()
-            out = upscaler.upscale(image)  # returns host memory: the device has finished
-            elapsed = time.perf_counter() - start
-            out_shape = out.shape
-            if run > 0:
-                times.append(elapsed)
-            done += 1
-            if on_progress is not None:
-                label = "warm-up" if run == 0 else f"run {run}/{repeat}"
-                on_progress(done, total, f"{desc.name} {label}")
-        del out
+        with PeakMemory(compute.device) as peak:
+            for run in range(repeat + 1):
+                start = time.perf_counter()
+                out = upscaler.upscale(image)  # returns host memory: the device has finished
+                elapsed = time.perf_counter() - start
+                out_shape = out.shape
+                if run > 0:
+                    times.append(elapsed)
+                done += 1
+                if on_progress is not None:
+                    label = "warm-up" if run == 0 else f"run {run}/{repeat}"
+                    on_progress(done, total, f"{desc.name} {label}")
+            del out
         best = min(times)
         out_h, out_w = int(out_shape[0]), int(out_shape[1])
 
@@ -229,9 +288,365 @@ def bench(
                     device=compute.device,
                     call=forward,
                 ),
+                **_memory_fields(peak),
             )
         )
     reference = report.models[base_index].seconds_per_4k
     for result in report.models:
         result.ratio = result.seconds_per_4k / reference if reference > 0 else float("inf")
+    return report
+
+
+# ---------------------------------------------------------------------- folder of photos
+
+
+@dataclass
+class FolderBenchResult:
+    """One model's end-to-end timings on a folder (the fastest pass's figures).
+
+    Rates count only the images written (``images``); the wall time also contains the
+    failed images' attempts.  A rate is ``None`` when no image was written.
+
+    Attributes:
+        images: images upscaled and written.
+        failed: images that could not be read, upscaled or written.
+        first_error: ``"<file>: <reason>"`` of the first failed image, ``None`` if none.
+        seconds: wall-clock seconds of every timed pass over the folder, in order.
+        wall_seconds: the fastest pass.
+        model_seconds: seconds spent inside ``Upscaler.upscale`` during that pass.
+        in_megapixels, out_megapixels: pixels read and written in one pass, in millions.
+        images_per_s, seconds_per_image: end-to-end throughput.
+        mp_per_s, input_mp_per_s: output and input megapixels per wall-clock second.
+        model_seconds_per_image: ``model_seconds`` ÷ ``images``.
+        e2e_over_model: ``wall_seconds`` ÷ ``model_seconds``: what decoding, encoding
+            and writing add on top of the model (1.0 = fully overlapped).
+        host_peak_bytes, host_peak_lifetime, device_peak_bytes, device_reserved_peak_bytes:
+            peak memory over this model's warm-up and passes (see ``PeakMemory``).
+        warnings: distinct warnings from the pipeline and the upscaler.
+    """
+
+    model: str
+    family: str
+    scale: int
+    params: int
+    precision: str
+    images: int
+    failed: int
+    first_error: str | None
+    seconds: list[float]
+    wall_seconds: float
+    model_seconds: float
+    in_megapixels: float
+    out_megapixels: float
+    images_per_s: float | None
+    seconds_per_image: float | None
+    mp_per_s: float | None
+    input_mp_per_s: float | None
+    model_seconds_per_image: float | None
+    e2e_over_model: float | None
+    host_peak_bytes: int | None = None
+    host_peak_lifetime: bool = False
+    device_peak_bytes: int | None = None
+    device_reserved_peak_bytes: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FolderBenchReport:
+    """Everything :func:`bench_folder` measured.
+
+    ``images``: image files found in ``folder``; ``ignored``: other (non-hidden) files;
+    ``fmt``: the output format key, ``None`` for each input's own format;
+    ``threads``: torch's CPU threads.
+    """
+
+    folder: str
+    images: int
+    ignored: int
+    fmt: str | None
+    quality: int
+    repeat: int
+    device: str
+    threads: int
+    models: list[FolderBenchResult] = field(default_factory=list)
+
+
+class TimedUpscaler:
+    """Wraps an ``ImageUpscaler`` and adds up the seconds spent in its ``upscale``.
+
+    The pipeline calls ``upscale`` from one thread only; ``seconds`` and ``calls`` are
+    read between runs.  Exceptions pass through (their time is counted too).
+    """
+
+    def __init__(self, inner: ImageUpscaler) -> None:
+        self.inner = inner
+        self.seconds = 0.0
+        self.calls = 0
+
+    @property
+    def scale(self) -> int:
+        return self.inner.scale
+
+    def upscale(
+        self, pixels: np.ndarray, on_tile: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
+        start = time.perf_counter()
+        try:
+            return self.inner.upscale(pixels, on_tile)
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.calls += 1
+
+    def reset(self) -> None:
+        self.seconds = 0.0
+        self.calls = 0
+
+
+class _QuietReporter:
+    """A pipeline ``Reporter`` that prints nothing: each finished image calls
+    ``on_image`` (progress), and distinct warnings are kept in ``warnings``.
+    Thread-safe, as the pipeline requires."""
+
+    def __init__(self) -> None:
+        self.on_image: Callable[[], None] = lambda: None
+        self.warnings: list[str] = []
+        self._lock = threading.Lock()
+
+    def start(self, total: int) -> None:
+        pass
+
+    def image_started(self, job: Job, index: int) -> None:
+        pass
+
+    def tile(self, done: int, total: int) -> None:
+        pass
+
+    def image_finished(self, result: Result) -> None:
+        self.on_image()
+
+    def warning(self, message: str) -> None:
+        with self._lock:
+            if message not in self.warnings:
+                self.warnings.append(message)
+
+    def finished(self, summary: Summary) -> None:
+        pass
+
+
+def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job], int]:
+    """Jobs for the image files directly inside ``folder``, writing into ``out_dir``.
+
+    Outputs are numbered (``00000.png``...) so that ``a.jpg`` and ``a.png`` cannot
+    collide when ``fmt`` gives both one extension.  Returns the jobs and the number of
+    other files that were left out.
+
+    Raises:
+        UsageError: ``folder`` does not exist, is not a folder, or holds no image file.
+    """
+    from pocketsr_cli.imageio import extension_for
+    from pocketsr_cli.jobs import Naming, collect_jobs
+
+    if not folder.exists():
+        raise UsageError(f"--folder not found: {folder}")
+    if not folder.is_dir():
+        raise UsageError(f"--folder is not a folder: {folder}")
+    # Without a format the output names mirror the (unique) input names: no collisions.
+    naming = Naming(out_dir=out_dir, suffix=None, scale_label="1", fmt=None)
+    found = collect_jobs([folder], naming)
+    images = [job for job in found if job.skip_reason is None]
+    if not images:
+        raise UsageError(f"no image files in {folder} (sub-folders are not searched)")
+    jobs = [
+        replace(
+            job,
+            output=out_dir / f"{i:05d}{extension_for(fmt) if fmt else job.input.suffix}",
+        )
+        for i, job in enumerate(images)
+    ]
+    return jobs, len(found) - len(images)
+
+
+def _warm_up(upscaler: ImageUpscaler, jobs: Sequence[Job]) -> str | None:
+    """Upscale the first decodable image once; a one-line warning when that fails."""
+    from pocketsr_cli.errors import ImageReadError
+    from pocketsr_cli.imageio import read_image
+
+    for job in jobs:
+        try:
+            pixels = read_image(job.input).pixels
+        except ImageReadError:
+            continue
+        try:
+            upscaler.upscale(pixels)
+        except (PocketSRError, RuntimeError, MemoryError, ValueError) as exc:
+            first = str(exc).strip().splitlines()
+            return f"warm-up on {job.display} failed: {first[0] if first else type(exc).__name__}"
+        return None
+    return None  # nothing decodes: every image will be reported as failed
+
+
+def _rate(amount: float, seconds: float) -> float | None:
+    return amount / seconds if amount > 0 and seconds > 0 else None
+
+
+def _folder_result(
+    desc: ModelDescriptor,
+    precision: str,
+    summary: Summary,
+    seconds: list[float],
+    model_seconds: float,
+    peak: PeakMemory,
+    warnings: list[str],
+) -> FolderBenchResult:
+    ok = [r for r in summary.results if r.status == "ok"]
+    failed = summary.failed
+    first_error = f"{failed[0].job.display}: {failed[0].error}" if failed else None
+    in_mp = sum((r.width or 0) * (r.height or 0) for r in ok) / 1e6
+    out_mp = sum((r.out_width or 0) * (r.out_height or 0) for r in ok) / 1e6
+    wall = min(seconds)
+    n = len(ok)
+    return FolderBenchResult(
+        model=desc.name,
+        family=desc.family,
+        scale=desc.scale,
+        params=desc.params,
+        precision=precision,
+        images=n,
+        failed=len(failed),
+        first_error=first_error,
+        seconds=seconds,
+        wall_seconds=wall,
+        model_seconds=model_seconds,
+        in_megapixels=in_mp,
+        out_megapixels=out_mp,
+        images_per_s=_rate(n, wall),
+        seconds_per_image=wall / n if n else None,
+        mp_per_s=_rate(out_mp, wall),
+        input_mp_per_s=_rate(in_mp, wall),
+        model_seconds_per_image=model_seconds / n if n else None,
+        e2e_over_model=wall / model_seconds if n and model_seconds > 0 else None,
+        warnings=warnings,
+        **_memory_fields(peak),
+    )
+
+
+def bench_folder(
+    models: Sequence[str],
+    folder: Path,
+    *,
+    fmt: str | None = None,
+    quality: int = 95,
+    repeat: int = 1,
+    device: str = "auto",
+    precision: str = "auto",
+    tile: str | int = "auto",
+    offline: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> FolderBenchReport:
+    """Time each model end to end (decode → upscale → encode → write) on ``folder``.
+
+    The image files directly inside ``folder`` (hidden files and sub-folders left out)
+    go through :func:`pocketsr_cli.pipeline.run` as ``pocketsr upscale`` would send them,
+    with outputs in a temporary folder that is deleted before this returns, whatever
+    happens.  Per model: one untimed warm-up upscale of the first decodable image, then
+    ``repeat`` timed passes over all images; the fastest pass counts.  Images that fail
+    are counted in the result (``failed``, ``first_error``), never dropped silently.
+
+    Args:
+        models: registry names or weights files; empty means the default model.
+        folder: the folder of photos.
+        fmt: output format name or extension (``png``, ``jpg``...); ``None`` keeps each
+            input's format.
+        quality: JPEG/WebP quality, 1..100.
+        repeat: timed passes per model.
+        device, precision, tile, offline: as for :func:`bench`.
+        on_progress: called after the warm-up and after every image of every pass (from
+            the pipeline's writer thread).
+
+    Raises:
+        UsageError: bad folder (missing, not a folder, no image file), format, quality,
+            ``repeat`` < 1, device, precision or tile — all before anything is timed.
+        ModelError: a model cannot be resolved or loaded (before anything is timed).
+        KeyboardInterrupt: interrupted (the temporary folder is still removed).
+    """
+    import torch
+
+    from pocketsr_cli.devices import compute_for
+    from pocketsr_cli.imageio import format_from_name
+    from pocketsr_cli.inference import Upscaler
+    from pocketsr_cli.pipeline import Options, run
+
+    try:
+        fmt_key = None if fmt is None else format_from_name(fmt)
+    except ValueError as exc:
+        raise UsageError(f"--format: {exc}") from None
+    if not 1 <= quality <= 100:
+        raise UsageError(f"--quality must be within 1..100, got {quality}")
+    with tempfile.TemporaryDirectory(prefix="pocketsr-bench-") as tmp:
+        jobs, ignored = folder_jobs(folder, Path(tmp), fmt_key)
+        refs: list[str | None] = list(dict.fromkeys(models)) or [None]
+        torch_device, descriptors = _open_models(refs, repeat, device, tile, offline)
+        report = FolderBenchReport(
+            folder=str(folder),
+            images=len(jobs),
+            ignored=ignored,
+            fmt=fmt_key,
+            quality=quality,
+            repeat=repeat,
+            device=str(torch_device),
+            threads=torch.get_num_threads(),
+        )
+        options = Options(fmt=fmt_key, quality=quality, overwrite=True)
+        total = len(descriptors) * (1 + repeat * len(jobs))
+        done = 0
+        lock = threading.Lock()
+
+        def step(label: str) -> None:
+            nonlocal done
+            with lock:
+                done += 1
+                count = done
+            if on_progress is not None:
+                on_progress(count, total, label)
+
+        for desc in descriptors:
+            reporter = _QuietReporter()
+            compute = compute_for(torch_device, precision, desc)
+            timed = TimedUpscaler(Upscaler(desc, compute, tile=tile, on_warning=reporter.warning))
+            seconds: list[float] = []
+            best: tuple[float, float, Summary] | None = None
+            with PeakMemory(compute.device) as peak:
+                problem = _warm_up(timed, jobs)
+                if problem is not None:
+                    reporter.warning(problem)
+                step(f"{desc.name} warm-up")
+                for npass in range(1, repeat + 1):
+                    reporter.on_image = functools.partial(
+                        step, f"{desc.name} pass {npass}/{repeat}"
+                    )
+                    timed.reset()
+                    start = time.perf_counter()
+                    summary = run(jobs, timed, options, reporter)
+                    wall = time.perf_counter() - start
+                    if summary.interrupted:
+                        raise KeyboardInterrupt
+                    seconds.append(wall)
+                    if best is None or wall < best[0]:
+                        best = (wall, timed.seconds, summary)
+            assert best is not None  # repeat >= 1
+            _, model_seconds, summary = best
+            report.models.append(
+                _folder_result(
+                    desc,
+                    compute.precision,
+                    summary,
+                    seconds,
+                    model_seconds,
+                    peak,
+                    reporter.warnings,
+                )
+            )
     return report

@@ -1,0 +1,253 @@
+"""``pocketsr bench --folder`` end to end, peak-memory measurement, the model-time proxy.
+
+Weight-free models only (``bicubic``, ``lanczos``) and tiny generated photos, on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from _imagegen import make_photo_like, save_opencv
+from PIL import Image
+from typer.testing import CliRunner
+
+from pocketsr_cli.cli import app
+from pocketsr_cli.evaluation import peakmem
+from pocketsr_cli.evaluation.bench import TimedUpscaler
+from pocketsr_cli.evaluation.peakmem import PeakMemory
+
+runner = CliRunner()
+HAS_STATM = Path("/proc/self/statm").exists()
+SIZES = [(48, 64), (40, 52), (33, 45)]  # (h, w); the last one odd-sized
+
+
+def invoke(*args: str | Path) -> tuple[int, str, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A PNG, a JPEG (written with OpenCV) and a Pillow PNG, plus a note that is no image."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    save_opencv(folder / "a.png", make_photo_like(*SIZES[0], seed=1))
+    save_opencv(folder / "b.jpg", make_photo_like(*SIZES[1], seed=2), ext=".jpg")
+    Image.fromarray(make_photo_like(*SIZES[2], seed=3)).save(folder / "c.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture
+def temp_dirs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The temporary folders the bench creates (recorded, to check that they are gone)."""
+    created: list[Path] = []
+    real = tempfile.TemporaryDirectory
+
+    def recording(*args: Any, **kwargs: Any) -> tempfile.TemporaryDirectory[str]:
+        handle = real(*args, **kwargs)
+        created.append(Path(handle.name))
+        return handle
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", recording)
+    return created
+
+
+# ------------------------------------------------------------------------------ CLI, --folder
+
+
+def test_folder_json_has_one_object_per_model(photos: Path, temp_dirs: list[Path]) -> None:
+    before = listing(photos)
+    code, out, err = invoke(
+        "bench", "--folder", photos, "-m", "bicubic", "-m", "lanczos", "--json", "-q"
+    )
+    assert code == 0, err
+    records = json_lines(out)
+    assert [r["model"] for r in records] == ["bicubic", "lanczos"]
+    out_mp = sum(16 * h * w for h, w in SIZES) / 1e6
+    for r in records:
+        assert r["mode"] == "folder" and r["device"] == "cpu" and r["format"] is None
+        assert r["images"] == 3 and r["failed"] == 0 and r["first_error"] is None
+        assert r["repeat"] == 1 and len(r["seconds"]) == 1
+        assert r["wall_seconds"] == r["seconds"][0] > 0
+        assert r["model_seconds"] > 0 and r["mp_per_s"] > 0 and r["images_per_s"] > 0
+        assert r["out_megapixels"] == pytest.approx(out_mp)
+        assert r["mp_per_s"] == pytest.approx(out_mp / r["wall_seconds"])
+        assert r["input_mp_per_s"] == pytest.approx(r["mp_per_s"] / 16)
+        assert r["seconds_per_image"] == pytest.approx(r["wall_seconds"] / 3)
+        assert r["e2e_over_model"] == pytest.approx(r["wall_seconds"] / r["model_seconds"])
+        assert r["device_peak_bytes"] is None
+        if HAS_STATM:
+            assert r["host_peak_bytes"] > 0 and r["host_peak_lifetime"] is False
+    assert listing(photos) == before  # nothing written beside the inputs
+    assert temp_dirs and not any(d.exists() for d in temp_dirs)  # outputs went, and are gone
+
+
+def test_folder_table_shows_throughput_and_peak_ram(photos: Path) -> None:
+    code, out, err = invoke("bench", "--folder", photos, "-m", "lanczos", "--repeat", "2")
+    assert code == 0, err
+    assert out == ""  # human output is on stderr
+    for text in ("MP/s out", "images/s", "s/image", "model s/image", "e2e/model", "peak RAM"):
+        assert text in err
+    assert "3 image(s)" in err and "best of 2 passes" in err and "lanczos" in err
+
+
+def test_a_corrupt_image_is_reported_as_failed_and_exits_1(
+    photos: Path, temp_dirs: list[Path]
+) -> None:
+    good = (photos / "b.jpg").read_bytes()
+    (photos / "broken.jpg").write_bytes(good[: len(good) // 3])  # truncated JPEG
+    before = listing(photos)
+    code, out, err = invoke("bench", "--folder", photos, "-m", "bicubic", "--json", "-q")
+    assert code == 1, err
+    (record,) = json_lines(out)
+    assert record["images"] == 3 and record["failed"] == 1
+    assert record["first_error"].startswith(str(photos / "broken.jpg"))
+    assert record["mp_per_s"] > 0
+    assert "1 image(s) failed" in err and "broken.jpg" in err and "Traceback" not in err
+    assert listing(photos) == before
+    assert temp_dirs and not any(d.exists() for d in temp_dirs)
+
+
+def test_output_format_and_colliding_stems(photos: Path) -> None:
+    save_opencv(photos / "a.jpg", make_photo_like(20, 24, seed=4), ext=".jpg")  # a.png too
+    code, out, err = invoke(
+        "bench", "--folder", photos, "-m", "bicubic", "--format", "webp", "--json", "-q"
+    )
+    assert code == 0, err
+    (record,) = json_lines(out)
+    assert record["format"] == "webp" and record["images"] == 4 and record["failed"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--folder", "{tmp}/missing"), "--folder not found"),
+        (("--folder", "{tmp}/photos/a.png"), "not a folder"),
+        (("--folder", "{tmp}/empty"), "no image files"),
+        (("--folder", "{tmp}/photos", "--size", "64x64"), "--size and --baseline"),
+        (("--folder", "{tmp}/photos", "--format", "gif"), "unknown output format"),
+        (("--format", "png"), "--folder runs only"),
+    ],
+)
+def test_bad_folder_options_are_one_line_usage_errors(
+    photos: Path, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no images here")
+    code, out, err = invoke("bench", "-m", "bicubic", *(a.format(tmp=tmp_path) for a in args))
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_synthetic_run_reports_peak_memory() -> None:
+    code, out, err = invoke("bench", "-m", "bicubic", "--size", "32x24", "--repeat", "1", "--json")
+    assert code == 0, err
+    (record,) = json_lines(out)
+    assert record["mode"] == "synthetic" and record["device_peak_bytes"] is None
+    if HAS_STATM:
+        assert record["host_peak_bytes"] > 0
+    code, _, err = invoke("bench", "-m", "bicubic", "--size", "32x24", "--repeat", "1")
+    assert code == 0 and "peak RAM" in err and "s per 4K" in err
+
+
+# ------------------------------------------------------------------------------ PeakMemory
+
+
+@pytest.mark.skipif(not HAS_STATM, reason="needs /proc/self/statm")
+def test_peak_memory_sees_an_allocation_freed_inside_the_block() -> None:
+    with PeakMemory() as empty:
+        pass
+    with PeakMemory() as big:
+        block = np.ones(200_000_000 // 8)  # 200 MB, touched
+        time.sleep(0.1)  # let the sampler see it
+        del block  # freed before the block ends: only the sampler can have caught it
+    assert empty.host_peak_bytes is not None and big.host_peak_bytes is not None
+    assert big.host_peak_bytes - empty.host_peak_bytes >= 150_000_000
+    assert not big.host_peak_lifetime and big.host_start_bytes is not None
+
+
+@pytest.mark.skipif(not HAS_STATM, reason="needs /proc/self/statm")
+def test_peak_memory_counts_what_is_alive_at_exit() -> None:
+    with PeakMemory() as empty:
+        pass
+    with PeakMemory() as big:
+        block = np.ones(200_000_000 // 8)
+    assert big.host_peak_bytes - empty.host_peak_bytes >= 150_000_000  # type: ignore[operator]
+    del block
+
+
+def test_peak_memory_on_cpu_has_no_device_figure() -> None:
+    import torch
+
+    with PeakMemory(torch.device("cpu")) as peak:
+        pass
+    assert peak.device_peak_bytes is None and peak.device_reserved_peak_bytes is None
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no getrusage on Windows")
+def test_without_statm_the_lifetime_peak_is_reported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(peakmem, "_STATM", tmp_path / "no-statm")
+    with PeakMemory() as peak:
+        pass
+    assert peak.host_start_bytes is None
+    assert peak.host_peak_lifetime is True
+    assert peak.host_peak_bytes is not None and peak.host_peak_bytes > 1_000_000
+
+
+# ------------------------------------------------------------------------------ TimedUpscaler
+
+
+class _SlowDouble:
+    """An ``ImageUpscaler`` fake: ×2 nearest neighbour after a fixed delay."""
+
+    scale = 2
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def upscale(
+        self, pixels: np.ndarray, on_tile: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
+        time.sleep(self.delay)
+        if on_tile is not None:
+            on_tile(1, 1)
+        if pixels.size == 0:
+            raise RuntimeError("empty image")
+        return pixels.repeat(2, axis=0).repeat(2, axis=1)
+
+
+def test_timed_upscaler_adds_up_the_time_spent_in_upscale() -> None:
+    inner = _SlowDouble(0.02)
+    timed = TimedUpscaler(inner)
+    assert timed.scale == 2
+    pixels = np.zeros((3, 4, 3), np.uint8)
+    ticks: list[tuple[int, int]] = []
+    out = timed.upscale(pixels, lambda done, total: ticks.append((done, total)))
+    assert out.shape == (6, 8, 3) and ticks == [(1, 1)]
+    timed.upscale(pixels)
+    assert timed.calls == 2 and 0.04 <= timed.seconds < 1.0
+    with pytest.raises(RuntimeError):  # errors pass through, their time still counts
+        timed.upscale(np.zeros((0, 0, 3), np.uint8))
+    assert timed.calls == 3 and timed.seconds >= 0.06
+    timed.reset()
+    assert (timed.calls, timed.seconds) == (0, 0.0)
