@@ -4,7 +4,10 @@ Rules (SPEC, "Command-line contract"):
 
 * an input is any mix of files and folders; folders are scanned (``recursive`` descends),
   optionally filtered by ``glob`` (matched against the path relative to the folder and
-  against the bare file name);
+  against the bare file name, ignoring case on every platform: ``*.jpg`` takes ``IMG.JPG``);
+* finding no file at all (empty folders, only sub-folders without ``recursive``, a
+  ``glob`` that matches nothing) is a usage error that says why, not a run that quietly
+  does nothing;
 * with an output folder, each folder's tree is mirrored under it (paths relative to that
   folder); a file given directly lands at the top of the output folder;
 * without one, each output goes next to its input as ``{stem}{suffix}{ext}``, the suffix
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,9 +128,11 @@ def collect_jobs(
 ) -> list[Job]:
     """Expand ``inputs`` into jobs, in command-line order, folders sorted by name.
 
+    Non-image files become ``skipped`` jobs; the list is never empty.
+
     Raises:
-        UsageError: an input does not exist, an output would overwrite an input, or two
-            inputs would write the same output.
+        UsageError: an input does not exist, no file was found at all, an output would
+            overwrite an input, or two inputs would write the same output.
     """
     if not inputs:
         raise UsageError("no input given: name image files and/or folders")
@@ -138,8 +144,28 @@ def collect_jobs(
             jobs.extend(_folder_jobs(given, naming, recursive, glob))
         else:
             jobs.append(_file_job(given, naming, None, str(given)))
+    if not jobs:
+        raise UsageError(_nothing_found(inputs, recursive, glob))
     _check_outputs(jobs)
     return jobs
+
+
+def _nothing_found(folders: Sequence[Path], recursive: bool, glob: str | None) -> str:
+    """Why scanning ``folders`` (files would have given jobs) found nothing, and what helps."""
+    matching = f" matching --glob {glob!r}" if glob else ""
+    reasons = []
+    for folder in folders:
+        try:
+            subdirs = sum(e.is_dir() and not _is_hidden(e.name) for e in os.scandir(folder))
+        except OSError:
+            subdirs = 0
+        hint = (
+            f" (it has {subdirs} sub-folder(s): add -r/--recursive)"
+            if subdirs and not recursive
+            else ""
+        )
+        reasons.append(f"no image files{matching} in {folder}{hint}")
+    return "; ".join(reasons)
 
 
 def _file_job(path: Path, naming: Naming, rel_parent: Path | None, display: str) -> Job:
@@ -155,9 +181,12 @@ def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) 
     exclude = (
         out if out is not None and out.resolve() != root.resolve() and _inside(out, root) else None
     )
+    # fnmatch ignores case only where the file system usually does (Windows); photos from
+    # cameras are IMG_0001.JPG, so `--glob '*.jpg'` must take them everywhere.
+    pattern = re.compile(fnmatch.translate(glob), re.IGNORECASE) if glob else None
     for path in _walk(root, recursive):
         rel = path.relative_to(root)
-        if glob and not (fnmatch.fnmatch(rel.as_posix(), glob) or fnmatch.fnmatch(path.name, glob)):
+        if pattern and not (pattern.match(rel.as_posix()) or pattern.match(path.name)):
             continue
         if exclude is not None and _inside(path, exclude):
             continue

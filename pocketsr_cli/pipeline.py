@@ -36,7 +36,10 @@ from pocketsr_cli.imageio import (
 )
 from pocketsr_cli.jobs import Job
 
-Status = Literal["ok", "skipped", "failed"]
+Status = Literal["ok", "skipped", "failed", "planned"]
+"""What became of one input: ``ok`` written; ``skipped`` not processed (not an image, output
+exists...; ``reason`` says why); ``failed`` (``error`` says why); ``planned`` would be
+written, and only a dry run (``Options.dry_run``) gives it.  Only ``failed`` fails a run."""
 
 
 class ImageUpscaler(Protocol):
@@ -83,11 +86,13 @@ class Result:
 
 @dataclass
 class Summary:
-    """Counts and timing for the whole run."""
+    """Counts and timing for the whole run; ``dry_run`` is set for a dry run, whose results
+    are ``planned`` (or ``skipped``/``failed``), never ``ok``."""
 
     results: list[Result] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    dry_run: bool = False
 
     def count(self, status: Status) -> int:
         return sum(r.status == status for r in self.results)
@@ -200,7 +205,7 @@ class _Run:
         self.stop = threading.Event()
         self.decoded: queue.Queue[Any] = queue.Queue(maxsize=1)
         self.written: queue.Queue[Any] = queue.Queue(maxsize=1)
-        self.summary = Summary()
+        self.summary = Summary(dry_run=options.dry_run)
 
     # -- reader -------------------------------------------------------------------------
     def read_all(self) -> None:
@@ -241,7 +246,7 @@ class _Run:
         ow, oh = output_size(width, height, self.upscaler.scale, self.options.outscale)
         return Result(
             job,
-            "skipped",
+            "planned",
             output=job.output,
             reason="dry run",
             width=width,

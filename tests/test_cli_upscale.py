@@ -39,8 +39,10 @@ def invoke(*args: str | Path) -> tuple[int, str, str]:
 
 
 def jsonl(stdout: str) -> tuple[list[dict], dict]:
+    """The ``"type": "image"`` lines and the summary of the final ``"type": "summary"`` line."""
     lines = [json.loads(line) for line in stdout.splitlines() if line.strip()]
-    assert "summary" in lines[-1], stdout
+    assert lines[-1]["type"] == "summary" and "summary" in lines[-1], stdout
+    assert all(line["type"] == "image" for line in lines[:-1]), stdout
     return lines[:-1], lines[-1]["summary"]
 
 
@@ -205,10 +207,103 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     src = save(tmp_path / "a.png", photo())
     code, stdout, _ = invoke("upscale", src, *FAST, "--json", "--dry-run")
     assert code == 0
-    (rec,), _ = jsonl(stdout)
-    assert rec["status"] == "skipped" and rec["reason"] == "dry run"
+    (rec,), summary = jsonl(stdout)
+    assert rec["status"] == "planned" and rec["reason"] == "dry run"
+    assert rec["output"] == str(tmp_path / "a_x2.png")
     assert (rec["out_width"], rec["out_height"]) == (64, 48)
+    assert summary["dry_run"] is True
+    assert (summary["planned"], summary["ok"], summary["skipped"], summary["failed"]) == (
+        1,
+        0,
+        0,
+        0,
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_dry_run_says_would_write_and_tells_planned_from_skipped(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    save(folder / "new.png", photo(seed=1))
+    save(folder / "done.png", photo(seed=2))
+    save(tmp_path / "out" / "done.png", photo(seed=2))  # an earlier run wrote this one
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.png").write_bytes(b"not a png")
+    args = ("upscale", folder, "-o", tmp_path / "out", *FAST, "--dry-run")
+    code, stdout, err = invoke(*args)
+    assert code == 1 and stdout == ""  # a file that cannot be read fails a dry run too
+    assert "would write" in err and "new.png" in err and "skipped" in err
+    assert "pocketsr upscale (dry run)" in err
+    code, stdout, _ = invoke(*args, "--json")
+    recs, summary = jsonl(stdout)
+    status = {Path(r["input"]).name: r["status"] for r in recs}
+    assert status == {
+        "broken.png": "failed",
+        "done.png": "skipped",
+        "new.png": "planned",
+        "notes.txt": "skipped",
+    }
+    assert (summary["planned"], summary["skipped"], summary["failed"], summary["ok"]) == (
+        1,
+        2,
+        1,
+        0,
+    )
+    assert summary["total"] == 4 and code == 1
+    (folder / "broken.png").unlink()
+    assert invoke(*args)[0] == 0  # nothing failed: a dry run succeeds
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["done.png"]
+
+
+def test_a_folder_of_only_sub_folders_is_a_usage_error(tmp_path: Path) -> None:
+    save(tmp_path / "in" / "2024" / "a.png", photo())
+    save(tmp_path / "in" / "2025" / "b.png", photo())
+    code, stdout, err = invoke("upscale", tmp_path / "in", "-o", tmp_path / "o", *FAST)
+    assert code == 2 and stdout == ""
+    assert "no image files in" in err and "2 sub-folder(s): add -r/--recursive" in err
+    assert not (tmp_path / "o").exists()
+    code, stdout, err = invoke("upscale", tmp_path / "in", "-o", tmp_path / "o", *FAST, "--json")
+    (obj,) = [json.loads(line) for line in stdout.splitlines()]
+    assert obj["type"] == "error" and obj["kind"] == "usage" and obj["exit_code"] == code == 2
+    assert "add -r/--recursive" in obj["message"]
+    code, stdout, err = invoke("upscale", tmp_path / "in", "-o", tmp_path / "o", *FAST, "-r")
+    assert code == 0, err
+
+
+def test_a_glob_matching_nothing_is_a_usage_error(tmp_path: Path) -> None:
+    save(tmp_path / "a.png", photo())
+    code, _, err = invoke("upscale", tmp_path, "--glob", "*.webp", *FAST)
+    assert code == 2 and "no image files matching --glob '*.webp'" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = invoke("upscale", tmp_path / "empty", *FAST)
+    assert code == 2 and "no image files in" in err and "recursive" not in err
+
+
+def test_glob_ignores_case(tmp_path: Path) -> None:
+    save(tmp_path / "in" / "IMG_0001.JPG", photo(seed=1))
+    save(tmp_path / "in" / "img_0002.jpg", photo(seed=2))
+    save(tmp_path / "in" / "other.png", photo(seed=3))
+    args = ("upscale", tmp_path / "in", "-o", tmp_path / "o", "--glob", "*.jpg", *FAST, "--json")
+    code, stdout, err = invoke(*args)
+    assert code == 0, err
+    recs, summary = jsonl(stdout)
+    assert sorted(Path(r["input"]).name for r in recs) == ["IMG_0001.JPG", "img_0002.jpg"]
+    assert summary["ok"] == 2 and (tmp_path / "o" / "IMG_0001.JPG").is_file()
+
+
+def test_json_puts_only_json_on_stdout_and_leaves_the_log_off_stderr(tmp_path: Path) -> None:
+    save(tmp_path / "in" / "a.png", photo())
+    (tmp_path / "in" / "b.png").write_bytes(b"broken")
+    args = ("upscale", tmp_path / "in", "-o", tmp_path / "o", *FAST)
+    code, stdout, err = invoke(*args)
+    assert code == 1 and stdout == ""  # without --json upscale's output is a log: stderr
+    assert "ok      " in err and "written" in err and "failed" in err
+    code, stdout, err = invoke(*args, "--json", "--overwrite")
+    recs, summary = jsonl(stdout)  # every stdout line is JSON
+    assert [r["status"] for r in recs] == ["ok", "failed"] and summary["failed"] == 1
+    # The per-image lines and the summary table are the JSON's job now; failures and
+    # errors still reach a person watching stderr.
+    assert "ok      " not in err and "written" not in err
+    assert "failed" in err and "b.png" in err
 
 
 def test_outscale_and_suffix(tmp_path: Path) -> None:
@@ -247,28 +342,46 @@ def test_community_weights_file(tmp_path: Path) -> None:
     assert rec["status"] == "ok" and (rec["out_width"], rec["out_height"]) == (64, 48)
 
 
-@pytest.mark.parametrize(
-    ("args", "code", "needle"),
-    [
-        (("upscale", "missing.png"), 2, "not found"),
-        (("upscale", "{src}", "--device", "tpu"), 2, "unknown device"),
-        (("upscale", "{src}", "--tile", "huge"), 2, "--tile"),
-        (("upscale", "{src}", "--format", "gif"), 2, "--format"),
-        (("upscale", "{src}", "--quality", "0"), 2, "quality"),
-        (("upscale", "{src}", "-o", "{dir}", "--suffix", ""), 2, "overwrite input"),
-        (("upscale", "{src}", "-m", "no-such-model"), 3, "unknown model"),
-        (("upscale", "{src}", "-m", "{dir}/missing.pth"), 3, "not found"),
-        (("upscale", "{src}", "-m", "{dir}/junk.pth"), 3, "cannot read weights"),
-        (("upscale", "{src}", "-m", "bicubic", "--bogus"), 2, "No such option"),
-    ],
-)
+ERRORS = [
+    (("upscale", "missing.png"), 2, "not found"),
+    (("upscale", "{src}", "--device", "tpu"), 2, "unknown device"),
+    (("upscale", "{src}", "--tile", "huge"), 2, "--tile"),
+    (("upscale", "{src}", "--format", "gif"), 2, "--format"),
+    (("upscale", "{src}", "--quality", "0"), 2, "quality"),
+    (("upscale", "{src}", "-o", "{dir}", "--suffix", ""), 2, "overwrite input"),
+    (("upscale", "{src}", "-m", "no-such-model"), 3, "unknown model"),
+    (("upscale", "{src}", "-m", "{dir}/missing.pth"), 3, "not found"),
+    (("upscale", "{src}", "-m", "{dir}/junk.pth"), 3, "cannot read weights"),
+    (("upscale", "{src}", "-m", "bicubic", "--bogus"), 2, "No such option"),
+    (("upscale",), 2, "Missing argument"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "needle"), ERRORS)
+def test_json_errors_are_one_json_object_on_stdout(
+    tmp_path: Path, args: tuple, code: int, needle: str
+) -> None:
+    src = save(tmp_path / "a.png", photo())
+    (tmp_path / "junk.pth").write_bytes(b"this is not a checkpoint")
+    argv = [a.format(src=src, dir=tmp_path) for a in args]
+    got, stdout, err = invoke(*argv, "--json")
+    assert got == code, err
+    (obj,) = [json.loads(line) for line in stdout.splitlines()]
+    assert obj.keys() == {"type", "kind", "message", "exit_code"}
+    assert obj["type"] == "error" and obj["exit_code"] == code
+    assert obj["kind"] in (("usage", "device") if code == 2 else ("model",))
+    assert needle in obj["message"] and needle in err  # the human message stays on stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "junk.pth"]
+
+
+@pytest.mark.parametrize(("args", "code", "needle"), ERRORS)
 def test_usage_and_model_errors(tmp_path: Path, args: tuple, code: int, needle: str) -> None:
     src = save(tmp_path / "a.png", photo())
     (tmp_path / "junk.pth").write_bytes(b"this is not a checkpoint")
     argv = [a.format(src=src, dir=tmp_path) for a in args]
-    got, _, err = invoke(*argv)
+    got, out, err = invoke(*argv)
     assert got == code, err
-    assert needle in err
+    assert needle in err and out == ""  # JSON error objects only with --json
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "junk.pth"]
 

@@ -53,6 +53,35 @@ def test_glob_matches_name_and_relative_path(tree: Path) -> None:
     assert [j.input.name for j in jobs] == ["d.tif"]
 
 
+def test_glob_ignores_case_on_every_platform(tmp_path: Path) -> None:
+    touch(tmp_path / "IMG_0001.JPG")
+    touch(tmp_path / "img_0002.jpg")
+    touch(tmp_path / "Sub" / "IMG_0003.Jpg")
+    touch(tmp_path / "c.png")
+    jobs = collect_jobs([tmp_path], Naming(None, None, "4"), recursive=True, glob="*.jpg")
+    assert [j.input.name for j in jobs] == ["IMG_0001.JPG", "img_0002.jpg", "IMG_0003.Jpg"]
+    jobs = collect_jobs([tmp_path], Naming(None, None, "4"), recursive=True, glob="sub/*")
+    assert [j.input.name for j in jobs] == ["IMG_0003.Jpg"]
+
+
+def test_finding_no_file_is_a_usage_error_that_says_why(tmp_path: Path) -> None:
+    touch(tmp_path / "only" / "a" / "x.jpg")
+    touch(tmp_path / "only" / "b" / "y.jpg")
+    touch(tmp_path / "only" / ".hidden" / "z.jpg")
+    with pytest.raises(UsageError, match=r"it has 2 sub-folder\(s\): add -r/--recursive"):
+        collect_jobs([tmp_path / "only"], Naming(None, None, "4"))
+    assert len(collect_jobs([tmp_path / "only"], Naming(None, None, "4"), recursive=True)) == 2
+    with pytest.raises(UsageError, match=r"no image files matching --glob '\*.png' in"):
+        collect_jobs([tmp_path / "only"], Naming(None, None, "4"), recursive=True, glob="*.png")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match=r"no image files in .*empty$"):
+        collect_jobs([tmp_path / "empty"], Naming(None, None, "4"))
+    # A folder holding only non-images is not "nothing": those are reported as skipped.
+    touch(tmp_path / "notes" / "readme.txt")
+    (job,) = collect_jobs([tmp_path / "notes"], Naming(None, None, "4"))
+    assert job.skip_reason is not None
+
+
 def test_format_and_suffix(tree: Path, tmp_path: Path) -> None:
     jobs = collect_jobs([tree / "b.jpg"], Naming(tmp_path / "o", "-big", "2", fmt="png"))
     assert jobs[0].output == tmp_path / "o" / "b-big.png"

@@ -107,8 +107,10 @@ def test_list_table_and_skipped_manifest(home: Path) -> None:
     (user_models_dir() / "broken.toml").write_text("name = [\n")
     result = invoke("models", "list")
     assert result.exit_code == 0
-    assert "realesrgan-x4plus" in result.stderr and "16.7M" in result.stderr
+    # The table is the report (stdout); the skipped manifest is a warning (stderr).
+    assert "realesrgan-x4plus" in result.stdout and "16.7M" in result.stdout
     assert "skipped" in result.stderr and "broken.toml" in result.stderr
+    assert "broken.toml" not in result.stdout and "16.7M" not in result.stderr
 
 
 def test_list_stays_light(home: Path) -> None:
@@ -132,7 +134,7 @@ def test_info(home: Path) -> None:
     assert info["weights"]["path"] is None
     assert info["hints"]["default_tile"] == 256 and info["build"]["num_blocks"] == 23
     human = invoke("models", "info", "lanczos")
-    assert "family" in human.stderr and "resize" in human.stderr
+    assert "family" in human.stdout and "resize" in human.stdout and human.stderr == ""
     unknown = invoke("models", "info", "nope")
     assert unknown.exit_code == 3 and "unknown model 'nope'" in unknown.stderr
 
@@ -215,7 +217,7 @@ def test_verify_rehashes_what_the_memo_trusts(home: Path, server: Loopback) -> N
     # ... but `models verify` always re-hashes.
     bad = invoke("models", "verify", "blob")
     assert bad.exit_code == 3
-    assert "blob: damaged" in bad.stderr and "models download NAME" in bad.stderr
+    assert "blob: damaged" in bad.stdout and "models download NAME" in bad.stderr
     assert verify.file_matches(cached, spec_sha) is False  # and the memo forgot it
 
 
@@ -223,7 +225,7 @@ def test_verify_named_model_not_downloaded(home: Path, server: Loopback) -> None
     remote_blob(server, "/blob.bin")
     result = invoke("models", "verify", "blob", "lanczos")
     assert result.exit_code == 3
-    assert "blob: not downloaded" in result.stderr and "lanczos: no weights" in result.stderr
+    assert "blob: not downloaded" in result.stdout and "lanczos: no weights" in result.stdout
     assert invoke("models", "verify").exit_code == 0  # nothing on disk: nothing wrong
 
 

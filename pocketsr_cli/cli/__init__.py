@@ -3,12 +3,17 @@
 ``main`` is the console-script entry point.  It owns the mapping from exceptions to exit
 codes (SPEC): 0 all written or skipped, 1 some input failed, 2 usage error, 3 model could
 not be resolved or loaded, 130 interrupted.  Errors are turned into messages and exit codes
-by ``_errors.handle_errors``, which wraps every command.
+by ``_errors.handle_errors``, which wraps every command; usage errors that Typer finds
+while parsing options are Typer's to print, and with ``--json`` the app adds the JSON error
+object on stdout (``_App``).  Which output goes to stdout and which to stderr: ``_ui``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from pocketsr_cli import __version__
 from pocketsr_cli.cli import bench as _bench
@@ -16,10 +21,36 @@ from pocketsr_cli.cli import doctor as _doctor
 from pocketsr_cli.cli import eval as _eval
 from pocketsr_cli.cli import models as _models
 from pocketsr_cli.cli import upscale as _upscale
-from pocketsr_cli.cli._errors import handle_errors
+from pocketsr_cli.cli._errors import EXIT_USAGE, handle_errors
+
+_WANTS_JSON = "pocketsr.json"
+
+
+class _App(TyperGroup):
+    """The root command group: a usage error found while Typer parses a command's options
+    (unknown option, value out of range, missing argument) also becomes the ``--json`` error
+    object on stdout when ``--json`` is on the command line.  Typer still prints the
+    message on stderr and exits 2."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta[_WANTS_JSON] = "--json" in args
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except typer.TyperException as exc:
+            if ctx.meta.get(_WANTS_JSON):
+                from pocketsr_cli.cli import _ui
+
+                kind = "usage" if exc.exit_code == EXIT_USAGE else "error"
+                _ui.json_error(kind, exc.format_message(), exc.exit_code)
+            raise
+
 
 app = typer.Typer(
     name="pocketsr",
+    cls=_App,
     help="Batch-upscale folders of photographs with fast single-step super-resolution.",
     no_args_is_help=True,
     add_completion=True,

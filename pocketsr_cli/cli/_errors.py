@@ -51,12 +51,22 @@ def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
     """Wrap a command so that known errors print one line and exit with their code.
 
     Unknown exceptions are bugs: they print a traceback and exit 1.  ``POCKETSR_DEBUG=1``
-    shows the traceback for known errors too.  Ctrl-C exits 130.
+    shows the traceback for known errors too.  Ctrl-C exits 130.  When the command was
+    given ``--json`` (its ``json_lines`` parameter), each of these also puts one
+    ``{"type": "error", "kind", "message", "exit_code"}`` object on stdout.  (Usage errors
+    found while Typer parses the options are turned into JSON by the app, ``cli/__init__``.)
     """
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
         from pocketsr_cli.cli import _ui
+
+        json_lines = bool(kwargs.get("json_lines"))
+
+        def fail(kind: str, message: str, code: int) -> typer.Exit:
+            if json_lines:
+                _ui.json_error(kind, message, code)
+            return typer.Exit(code)
 
         try:
             command(*args, **kwargs)
@@ -64,16 +74,17 @@ def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
             raise
         except KeyboardInterrupt:
             _ui.make_console().print("interrupted")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise fail("interrupted", "interrupted", EXIT_INTERRUPTED) from None
         except Exception as exc:
             console = _ui.make_console()
             known = classify(exc)
             if known is None or os.environ.get("POCKETSR_DEBUG"):
                 console.print_exception()
             if known is None:
-                _ui.error(console, "internal", f"{type(exc).__name__}: {exc} (this is a bug)")
-                raise typer.Exit(EXIT_FAILED) from None
+                message = f"{type(exc).__name__}: {exc} (this is a bug)"
+                _ui.error(console, "internal", message)
+                raise fail("internal", message, EXIT_FAILED) from None
             _ui.error(console, known[0], str(exc))
-            raise typer.Exit(known[1]) from None
+            raise fail(known[0], str(exc), known[1]) from None
 
     return wrapper

@@ -31,7 +31,12 @@ PrecisionOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="JSON Lines on stdout; human output goes to stderr.")
+    bool,
+    typer.Option(
+        "--json",
+        help="JSON Lines on stdout (a failure gives one 'type': 'error' object); "
+        "progress, warnings and errors stay on stderr.",
+    ),
 ]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress or per-image lines; errors only.")

@@ -1,39 +1,174 @@
 """Everything the user sees: the only module that imports rich.
 
-Human output always goes to stderr so that ``--json`` keeps stdout machine-readable.
-Progress bars are drawn only on a terminal; piped or captured output gets plain lines.
+Which stream gets what — one rule for every command:
+
+* **stdout carries what the user asked to see**: the reports of ``doctor``, ``models list``,
+  ``models info`` and ``models verify``, the tables of ``bench`` and ``eval``, and every
+  ``--json`` record, one object per line — for ``upscale`` one ``"type": "image"`` line per
+  input and a final ``"type": "summary"`` line, and for any ``--json`` command that fails
+  outright one ``{"type": "error", "kind", "message", "exit_code"}`` object.  So
+  ``pocketsr doctor > f``, ``pocketsr models list | grep x4`` and ``... --json | jq`` work.
+* **stderr carries everything about the run itself**: progress bars, warnings, errors, and
+  the log of commands whose product is files rather than text — ``upscale``'s per-image
+  lines and summary table (left out with ``--json``, whose lines on stdout say the same;
+  failures and warnings are still shown) and the lines of ``models download``, ``remove``
+  and ``import``.
+
+Progress bars are drawn only on a terminal; piped or captured output gets plain lines.  A
+table written anywhere but a terminal (a pipe, a file, a CI log) has no window to fit: it
+is rendered at its natural width, never squeezed to 80 columns with "…", so every row stays
+one line for ``grep``, and its title goes on a line of its own above it.  It stays the
+table a person sees, rather than TSV, because machines have ``--json`` — typed, named and
+stable — and a second machine format would turn column positions into an interface.
+
+A reader that goes away (``| head -1``, a pager closed early) is not an error.  Both
+streams are wrapped in :class:`PipeSafeStream`: after the first broken-pipe error nothing
+more is written there and the command carries on — ``upscale`` still writes every image,
+each atomically — then exits with the code its work earned (0, 1, ...), without a
+traceback.  Not 141 (killed by SIGPIPE): the files are the product and all of them were
+written, so a ``set -o pipefail`` script must not see a failure.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 import threading
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, Any, cast
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
     SpinnerColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from pocketsr_cli.jobs import Job
 from pocketsr_cli.pipeline import Reporter, Result, Summary
 
+# Wider than any table we print: measuring against it gives a table's natural width.
+_UNBOUNDED = 100_000
+
+
+class PipeSafeStream:
+    """A text stream whose reader may leave (``| head -1``) without that being an error.
+
+    Writes and flushes go to ``stream`` until one raises :class:`BrokenPipeError`; from
+    then on nothing more is written and the file descriptor is pointed at ``os.devnull``,
+    so the interpreter's final flush of what is still buffered is silent too (otherwise it
+    prints "Exception ignored ... BrokenPipeError" and exits 120).  Other attributes
+    (``isatty``, ``encoding``, ``fileno``...) are the wrapped stream's.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                self.stream.write(text)
+            except OSError as exc:
+                if not _reader_left(exc):
+                    raise
+                self._stop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self.stream.flush()
+            except OSError as exc:
+                if not _reader_left(exc):
+                    raise
+                self._stop()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.stream, "encoding", None) or "utf-8"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+    def _stop(self) -> None:
+        self.reader_gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            os.dup2(devnull, self.stream.fileno())
+        except (OSError, ValueError):  # no real descriptor (a test runner's buffer)
+            pass
+        finally:
+            os.close(devnull)
+
+
+def _reader_left(exc: OSError) -> bool:
+    """Does ``exc``, raised by a write or flush, mean that the reader closed the pipe?"""
+    # Windows reports a pipe closed by its reader as EINVAL rather than EPIPE.
+    return isinstance(exc, BrokenPipeError) or (
+        sys.platform == "win32" and exc.errno == errno.EINVAL
+    )
+
+
+def pipe_safe(stream: IO[str]) -> IO[str]:
+    """``stream`` wrapped in a :class:`PipeSafeStream` (once)."""
+    if isinstance(stream, PipeSafeStream):
+        return cast(IO[str], stream)
+    return cast(IO[str], PipeSafeStream(stream))
+
 
 def make_console(file: IO[str] | None = None, width: int | None = None) -> Console:
-    """The stderr console used for all human output."""
-    return Console(file=file or sys.stderr, width=width, highlight=False, soft_wrap=True)
+    """The console for everything about the run: progress, logs, warnings, errors.
+
+    Writes to stderr unless ``file`` is given.
+    """
+    return Console(file=pipe_safe(file or sys.stderr), width=width, highlight=False, soft_wrap=True)
+
+
+def make_report_console(width: int | None = None) -> Console:
+    """The console for the report the user asked for (``doctor``, tables): stdout."""
+    return make_console(sys.stdout, width)
+
+
+def emit_json(
+    obj: dict[str, Any], *, allow_nan: bool = True, stream: IO[str] | None = None
+) -> None:
+    """``obj`` as one JSON line on stdout (or ``stream``), flushed at once.
+
+    Readers that left are tolerated (see :class:`PipeSafeStream`).
+    """
+    out = pipe_safe(stream or sys.stdout)
+    out.write(json.dumps(obj, ensure_ascii=False, allow_nan=allow_nan) + "\n")
+    out.flush()
+
+
+def json_error(kind: str, message: str, exit_code: int) -> None:
+    """The one JSON object a ``--json`` command puts on stdout when it fails outright."""
+    emit_json({"type": "error", "kind": kind, "message": message, "exit_code": exit_code})
 
 
 def error(console: Console, label: str, message: str) -> None:
@@ -48,6 +183,21 @@ def _size(w: int | None, h: int | None) -> str:
     return f"{w}×{h}" if w is not None and h is not None else "?"
 
 
+class _WhenTotalKnown(ProgressColumn):
+    """``inner`` for tasks whose total is known, nothing while it is not.
+
+    An indeterminate task already says so with its spinner and pulsing bar; a count of
+    "0/?" or a time left of "-:--:--" would only add noise.
+    """
+
+    def __init__(self, inner: ProgressColumn) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def render(self, task: Task) -> RenderableType:
+        return Text("") if task.total is None else self.inner(task)
+
+
 def _transient_bar(
     console: Console, label: str, *columns: ProgressColumn
 ) -> tuple[Progress, TaskID]:
@@ -58,38 +208,54 @@ def _transient_bar(
     return progress, task
 
 
-class RichReporter:
-    """Progress bars (overall + per-image tiles), one line per image, a summary table."""
+def _step_columns() -> tuple[ProgressColumn, ...]:
+    """Spinner, label, bar, ``done/total`` and times: counted steps (images, runs)."""
+    return (
+        SpinnerColumn(),
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        _WhenTotalKnown(MofNCompleteColumn()),
+        TimeElapsedColumn(),
+        _WhenTotalKnown(TimeRemainingColumn()),
+    )
 
-    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+
+class RichReporter:
+    """``upscale``'s human output on stderr: progress bars (overall + the image in hand),
+    one line per image and a summary table.
+
+    ``quiet`` keeps only failures and warnings.  ``json_lines`` (the run's ``--json``) keeps
+    the progress bar, failures and warnings but leaves the per-image lines and the summary
+    to the JSON lines on stdout.
+    """
+
+    def __init__(self, console: Console, *, quiet: bool = False, json_lines: bool = False) -> None:
         self.console = console
         self.quiet = quiet
+        self.json_lines = json_lines
         self.progress: Progress | None = None
         self.overall: TaskID | None = None
         self.tiles: TaskID | None = None
 
+    @property
+    def _log_results(self) -> bool:
+        return not (self.quiet or self.json_lines)
+
     def start(self, total: int) -> None:
         if self.quiet or not self.console.is_terminal:
             return
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}", markup=False),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
+        self.progress = Progress(*_step_columns(), console=self.console, transient=True)
         self.overall = self.progress.add_task("images", total=total)
-        self.tiles = self.progress.add_task("tiles", total=None, visible=False)
         self.progress.start()
 
     def image_started(self, job: Job, index: int) -> None:
-        if self.progress is not None and self.tiles is not None:
-            self.progress.update(
-                self.tiles, description=f"  {job.input.name}", completed=0, total=None, visible=True
-            )
+        if self.progress is None:
+            return
+        # A new task per image: indeterminate until its first batch of tiles reports the
+        # total (rich cannot set a task's total back to "unknown").
+        if self.tiles is not None:
+            self.progress.remove_task(self.tiles)
+        self.tiles = self.progress.add_task(f"  {job.input.name}", total=None)
 
     def tile(self, done: int, total: int) -> None:
         if self.progress is not None and self.tiles is not None:
@@ -100,20 +266,26 @@ class RichReporter:
             self.progress.advance(self.overall)
         for message in result.warnings:
             self.warning(f"{result.job.display}: {message}")
-        if self.quiet and result.status != "failed":
-            return
         name = escape(result.job.display)
+        if result.status == "failed":
+            self.console.print(f"[bold red]failed[/]  {name}: {escape(result.error or '')}")
+            return
+        if not self._log_results:
+            return
+        sizes = (
+            f"{_size(result.width, result.height)} → {_size(result.out_width, result.out_height)}"
+        )
         if result.status == "ok":
-            before = _size(result.width, result.height)
-            sizes = f"{before} → {_size(result.out_width, result.out_height)}"
             self.console.print(
                 f"[green]ok[/]      {name}  {sizes}  {result.seconds or 0:.2f} s"
                 f"  → {escape(str(result.output))}"
             )
-        elif result.status == "skipped":
-            self.console.print(f"[dim]skipped {name}: {escape(result.reason or '')}[/]")
+        elif result.status == "planned":
+            self.console.print(
+                f"[cyan]would write[/] {name}  {sizes}  → {escape(str(result.output))}"
+            )
         else:
-            self.console.print(f"[bold red]failed[/]  {name}: {escape(result.error or '')}")
+            self.console.print(f"[dim]skipped {name}: {escape(result.reason or '')}[/]")
 
     def warning(self, message: str) -> None:
         warn(self.console, message)
@@ -122,41 +294,47 @@ class RichReporter:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
-        if self.quiet:
+        if not self._log_results:
             return
         ok = [r for r in summary.results if r.status == "ok"]
-        table = Table(title="pocketsr upscale" + (" (interrupted)" if summary.interrupted else ""))
-        for column in ("written", "skipped", "failed", "total time", "per image", "output MP/s"):
+        title = "pocketsr upscale" + (" (dry run)" if summary.dry_run else "")
+        title += " (interrupted)" if summary.interrupted else ""
+        table = Table()
+        first = "would write" if summary.dry_run else "written"
+        for column in (first, "skipped", "failed", "total time", "per image", "output MP/s"):
             table.add_column(column, justify="right")
         per_image = sum(r.seconds or 0 for r in ok) / len(ok) if ok else 0.0
         megapixels = sum((r.out_width or 0) * (r.out_height or 0) for r in ok) / 1e6
         rate = megapixels / summary.seconds if summary.seconds > 0 else 0.0
         table.add_row(
-            str(len(ok)),
+            str(summary.count("planned") if summary.dry_run else len(ok)),
             str(summary.count("skipped")),
             f"[red]{summary.count('failed')}[/]" if summary.failed else "0",
             f"{summary.seconds:.1f} s",
             f"{per_image:.2f} s" if ok else "-",
             f"{rate:.2f}" if ok else "-",
         )
-        self.console.print(table)
+        _print_table(self.console, table, title)
         for r in summary.failed:
             self.console.print(f"[red]failed:[/] {escape(r.job.display)}: {escape(r.error or '')}")
 
 
 class JsonLinesReporter:
-    """One JSON object per input on ``stream``, then ``{"summary": ...}`` (SPEC ``--json``)."""
+    """``upscale --json``: one ``"type": "image"`` object per input on ``stream`` (stdout),
+    then one ``"type": "summary"`` object (SPEC ``--json``).
+
+    A reader that leaves early stops the lines, never the run (:class:`PipeSafeStream`).
+    """
 
     def __init__(self, model: str, device: str, stream: IO[str] | None = None) -> None:
         self.model = model
         self.device = device
-        self.stream = stream or sys.stdout
+        self.stream = pipe_safe(stream or sys.stdout)
         self._lock = threading.Lock()
 
     def _emit(self, obj: dict[str, Any]) -> None:
         with self._lock:
-            self.stream.write(json.dumps(obj, ensure_ascii=False) + "\n")
-            self.stream.flush()
+            emit_json(obj, stream=self.stream)
 
     def start(self, total: int) -> None:
         pass
@@ -173,6 +351,7 @@ class JsonLinesReporter:
     def image_finished(self, result: Result) -> None:
         self._emit(
             {
+                "type": "image",
                 "input": str(result.job.input),
                 "output": None if result.output is None else str(result.output),
                 "status": result.status,
@@ -192,16 +371,19 @@ class JsonLinesReporter:
     def finished(self, summary: Summary) -> None:
         self._emit(
             {
+                "type": "summary",
                 "summary": {
                     "total": len(summary.results),
                     "ok": summary.count("ok"),
                     "skipped": summary.count("skipped"),
                     "failed": summary.count("failed"),
+                    "planned": summary.count("planned"),
+                    "dry_run": summary.dry_run,
                     "seconds": round(summary.seconds, 4),
                     "interrupted": summary.interrupted,
                     "model": self.model,
                     "device": self.device,
-                }
+                },
             }
         )
 
@@ -241,8 +423,9 @@ class DownloadBar:
     """A progress bar for one file transfer: bytes, speed, time left.
 
     Use as a context manager and pass the object as the core's ``on_progress(done, total)``
-    callback.  The bar is drawn only on a terminal and removed when the transfer ends;
-    elsewhere nothing is shown while bytes arrive (the caller prints the outcome).
+    callback.  The bar appears with the first bytes reported — never for weights that are
+    bundled, cached or absent (``bicubic``) — is drawn only on a terminal and is removed
+    when the transfer ends; elsewhere nothing is shown (the caller prints the outcome).
     """
 
     def __init__(self, console: Console, label: str) -> None:
@@ -252,10 +435,10 @@ class DownloadBar:
         self.task: TaskID | None = None
 
     def __enter__(self) -> DownloadBar:
-        # Imported here so that the appended class needs no change to the import block.
-        from rich.progress import DownloadColumn, TransferSpeedColumn
+        return self
 
-        if self.console.is_terminal:
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.progress is None and self.console.is_terminal:
             self.progress, self.task = _transient_bar(
                 self.console,
                 self.label,
@@ -263,11 +446,8 @@ class DownloadBar:
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),
-                TimeRemainingColumn(),
+                _WhenTotalKnown(TimeRemainingColumn()),
             )
-        return self
-
-    def __call__(self, done: int, total: int | None) -> None:
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, completed=done, total=total)
 
@@ -299,19 +479,28 @@ def print_table(
     title: str | None = None,
 ) -> None:
     """A plain table of text cells (no markup); ``right`` names right-aligned columns,
-    ``no_wrap`` columns that must stay on one line."""
-    table = Table(title=title)
+    ``no_wrap`` columns that must stay on one line.  Off a terminal: see the module doc."""
+    table = Table()
     for column in columns:
         table.add_column(
             column, justify="right" if column in right else "left", no_wrap=column in no_wrap
         )
     for row in rows:
         table.add_row(*(escape(cell) for cell in row))
-    # A terminal's width is real; a pipe or log file gets 80 columns by default, which
-    # squeezes long names into "…": give it room instead.
-    if not console.is_terminal:
-        console = make_console(console.file, width=max(console.width, 132))
-    console.print(table)
+    _print_table(console, table, title)
+
+
+def _print_table(console: Console, table: Table, title: str | None) -> None:
+    """``table`` fitted to the terminal, or at its natural width with the title above it."""
+    if console.is_terminal:
+        table.title = title
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update_width(_UNBOUNDED), table).maximum
+    wide = make_console(console.file, width=max(natural, console.width))
+    if title:
+        say(wide, title)
+    wide.print(table)
 
 
 def print_pairs(console: Console, pairs: Sequence[tuple[str, str]]) -> None:
@@ -343,16 +532,7 @@ class StepBar:
 
     def __enter__(self) -> StepBar:
         if self.console.is_terminal and not self.quiet:
-            self.progress, self.task = _transient_bar(
-                self.console,
-                self.label,
-                SpinnerColumn(),
-                TextColumn("{task.description}", markup=False),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-            )
+            self.progress, self.task = _transient_bar(self.console, self.label, *_step_columns())
         return self
 
     def __call__(self, done: int, total: int, label: str) -> None:

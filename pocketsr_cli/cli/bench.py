@@ -1,8 +1,10 @@
-"""``pocketsr bench``: parse -> evaluation.bench.bench / bench_folder -> table or JSON Lines."""
+"""``pocketsr bench``: parse -> evaluation.bench.bench / bench_folder -> table or JSON Lines.
+
+The table or the JSON lines go to stdout; progress and warnings to stderr (``_ui``).
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -157,11 +159,13 @@ def bench_command(
             )
     if json_lines:
         for record in _records(report):
-            typer.echo(json.dumps(record, ensure_ascii=False))
+            _ui.emit_json(record)
     else:
         columns, rows, title = _table(report)
         right = [c for c in columns if c not in ("model", "precision")]
-        _ui.print_table(console, columns, rows, right=right, no_wrap=["model"], title=title)
+        _ui.print_table(
+            _ui.make_report_console(), columns, rows, right=right, no_wrap=["model"], title=title
+        )
     if isinstance(report, FolderBenchReport):
         for problem in _problems(report):
             _ui.warn(console, problem)

@@ -1,4 +1,4 @@
-"""``pocketsr doctor``: what this machine offers (versions, devices, memory)."""
+"""``pocketsr doctor``: what this machine offers (versions, devices, memory), on stdout."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ def doctor() -> None:
     from pocketsr_cli.devices import choose_device
     from pocketsr_cli.memory import free_bytes
 
-    console = _ui.make_console()
     auto = choose_device("auto")
     rows = [
         ("pocketsr", __version__),
@@ -28,9 +27,7 @@ def doctor() -> None:
     free = free_bytes(auto)
     if free is not None:
         rows.append(("free memory", f"{free / 2**30:.1f} GiB"))
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        console.print(f"{key:<{width}}  {value}")
+    _ui.print_pairs(_ui.make_report_console(), rows)
 
 
 def _cuda_line() -> str:

@@ -1,8 +1,10 @@
-"""``pocketsr eval``: parse -> evaluation.run.evaluate -> table or JSON Lines."""
+"""``pocketsr eval``: parse -> evaluation.run.evaluate -> table or JSON Lines.
+
+The table or the JSON lines go to stdout; progress and warnings to stderr (``_ui``).
+"""
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -128,10 +130,12 @@ def eval_command(
                 "device": report.device,
                 **entry.to_dict(),
             }
-            typer.echo(json.dumps(record, ensure_ascii=False, allow_nan=False))
+            _ui.emit_json(record, allow_nan=False)
         return
     columns, rows, title = _table(report)
-    _ui.print_table(console, columns, rows, right=columns[1:], no_wrap=["model"], title=title)
+    _ui.print_table(
+        _ui.make_report_console(), columns, rows, right=columns[1:], no_wrap=["model"], title=title
+    )
 
 
 def _number(value: float, digits: int) -> str:

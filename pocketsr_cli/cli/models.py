@@ -1,14 +1,15 @@
 """``pocketsr models``: list, inspect, download, verify, remove and import models.
 
 Each command parses its options, calls the core (``weights/resolve.py`` to find models and
-their weights, ``weights/store.py`` to add and remove them) and renders the result: human
-lines on stderr, or JSON Lines on stdout with ``--json``.  Every failure to find, fetch,
-verify or load a model exits with code 3.
+their weights, ``weights/store.py`` to add and remove them) and renders the result.  The
+reports — ``list``, ``info``, ``verify`` — go to stdout; ``download``, ``remove`` and
+``import`` change files, so their lines are a log on stderr; ``--json`` records always go
+to stdout (the rule: ``_ui``).  Every failure to find, fetch, verify or load a model exits
+with code 3.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -50,7 +51,9 @@ ForceOpt = Annotated[
 
 
 def _emit(obj: dict[str, Any]) -> None:
-    typer.echo(json.dumps(obj, ensure_ascii=False))
+    from pocketsr_cli.cli import _ui
+
+    _ui.emit_json(obj)
 
 
 def _summary(spec: ModelSpec) -> dict[str, Any]:
@@ -94,7 +97,7 @@ def list_models(json_lines: opt.JsonOpt = False) -> None:
         return
     # The description stays in --json and `models info`: the table must fit 80 columns.
     _ui.print_table(
-        console,
+        _ui.make_report_console(),
         ["name", "family", "scale", "params", "size", "licence", "where"],
         [
             [
@@ -158,7 +161,7 @@ def info(name: NameArg, json_lines: opt.JsonOpt = False) -> None:
         pairs += [(f"weights.{k}", str(v)) for k, v in details["weights"].items()]
     pairs += [(f"hints.{k}", str(v)) for k, v in vars(spec.hints).items()]
     pairs += [(f"meta.{k}", str(v)) for k, v in vars(spec.meta).items()]
-    _ui.print_pairs(_ui.make_console(), pairs)
+    _ui.print_pairs(_ui.make_report_console(), pairs)
 
 
 @app.command(
@@ -247,7 +250,7 @@ def verify(
         specs = [find_spec(name) for name in names]
     else:
         specs = [s for s in registry().values() if s.weights is not None and local_weights(s)]
-    console = _ui.make_console()
+    report = _ui.make_report_console()
     bad: list[str] = []
     for spec in specs:
         path = local_weights(spec)
@@ -266,9 +269,9 @@ def verify(
                 {"name": spec.name, "status": status, "path": None if path is None else str(path)}
             )
         else:
-            _ui.say(console, f"{spec.name}: {status}" + ("" if path is None else f"  {path}"))
+            _ui.say(report, f"{spec.name}: {status}" + ("" if path is None else f"  {path}"))
     if not specs and not json_lines:
-        _ui.say(console, "no model weights on disk to verify")
+        _ui.say(report, "no model weights on disk to verify")
     if bad:
         raise ModelError(
             f"{len(bad)} model(s) failed verification: {', '.join(bad)}; "

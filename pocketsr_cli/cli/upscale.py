@@ -1,4 +1,8 @@
-"""``pocketsr upscale``: parse -> request -> pipeline.run -> render."""
+"""``pocketsr upscale``: parse -> request -> pipeline.run -> render.
+
+Its product is the files it writes: its human lines are a log on stderr, and only
+``--json`` puts anything on stdout (see ``_ui`` for the rule).
+"""
 
 from __future__ import annotations
 
@@ -128,7 +132,7 @@ def upscale(
     )
     jobs = collect_jobs(inputs, naming, recursive=recursive, glob=glob)
 
-    reporters: list[_ui.Reporter] = [_ui.RichReporter(console, quiet=quiet)]
+    reporters: list[_ui.Reporter] = [_ui.RichReporter(console, quiet=quiet, json_lines=json_lines)]
     if json_lines:
         reporters.append(_ui.JsonLinesReporter(descriptor.name, str(compute)))
     reporter = _ui.FanOut(reporters)

@@ -1,0 +1,269 @@
+"""Where the command line's output goes (``cli/_ui.py``'s rule) and how it ends.
+
+Reports on stdout, the run's log on stderr; a reader that closes the pipe early ends
+nothing but the lines (real subprocesses: a closed pipe cannot be faked through
+CliRunner); ``--json`` failures as one JSON object; tables that survive a pipe; progress
+that never shows "0/?".
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _imagegen import make_photo_like
+from PIL import Image
+from rich.console import Console
+from typer.testing import CliRunner
+
+from pocketsr_cli import __version__
+from pocketsr_cli.cli import _ui, app
+from pocketsr_cli.jobs import Job
+from pocketsr_cli.pipeline import Result, Summary
+
+REPO = Path(__file__).resolve().parents[1]
+CLEAN_EXIT_MARKERS = ("Traceback", "internal", "Exception ignored", "BrokenPipe")
+
+
+def invoke(*args: str | Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A subprocess environment: private model folder, offline, one thread."""
+    return {
+        **os.environ,
+        "POCKETSR_HOME": str(tmp_path / "home"),
+        "POCKETSR_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO),
+    }
+
+
+def photos(folder: Path, n: int, h: int = 120, w: int = 160) -> list[str]:
+    """``n`` small PNGs in ``folder``; their names."""
+    folder.mkdir(parents=True)
+    names = [f"{i:02d}.png" for i in range(n)]
+    for i, name in enumerate(names):
+        Image.fromarray(make_photo_like(h, w, seed=i)).save(folder / name)
+    return names
+
+
+def assert_complete(out: Path, names: list[str], size: tuple[int, int]) -> None:
+    """Exactly ``names`` in ``out`` (no temporary files), each a whole image of ``size``."""
+    assert sorted(p.name for p in out.iterdir()) == names
+    for name in names:
+        with Image.open(out / name) as im:
+            im.load()
+            assert im.size == size
+
+
+# --- which stream ------------------------------------------------------------------------------
+
+
+def test_reports_go_to_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POCKETSR_HOME", str(tmp_path / "home"))
+    code, out, err = invoke("doctor")
+    assert code == 0 and err == ""
+    assert out.splitlines()[0].split() == ["pocketsr", __version__] and "auto device" in out
+    code, out, err = invoke("models", "list")
+    assert code == 0 and err == ""
+    assert [line for line in out.splitlines() if "lanczos" in line]  # `| grep` finds rows
+    code, out, err = invoke("models", "info", "bicubic")
+    assert code == 0 and err == "" and "family" in out
+
+
+def test_a_log_goes_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POCKETSR_HOME", str(tmp_path / "home"))
+    code, out, err = invoke("models", "download", "lanczos")
+    assert code == 0 and out == "" and "nothing to download" in err
+    photos(tmp_path / "in", 1, 12, 16)
+    code, out, err = invoke("upscale", tmp_path / "in", "-o", tmp_path / "o", "-m", "bicubic")
+    assert code == 0 and out == "" and "00.png" in err and "written" in err
+
+
+# --- a reader that goes away ---------------------------------------------------------------------
+
+
+def test_a_reader_that_reads_one_line_ends_nothing_but_the_lines(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """``pocketsr upscale DIR -o OUT --json | head -1``: every image is still written."""
+    names = photos(tmp_path / "in", 9)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pocketsr_cli", "upscale", str(tmp_path / "in")]
+    proc = subprocess.Popen(
+        [*command, "-o", str(out), "-m", "bicubic", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = json.loads(proc.stdout.readline())
+    proc.stdout.close()  # the reader leaves while eight images are still to come
+    err = proc.stderr.read().decode()
+    code = proc.wait(timeout=120)
+    assert first["type"] == "image" and first["status"] == "ok"
+    assert code == 0, err
+    assert not any(marker in err for marker in CLEAN_EXIT_MARKERS), err
+    assert_complete(out, names, (640, 480))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("upscale", "{in}", "-o", "{out}", "-m", "bicubic", "--json"),
+        ("upscale", "{in}", "-o", "{out}", "-m", "bicubic"),  # stderr closed too: 2>&1
+        ("models", "list"),
+        ("models", "list", "--json"),
+        ("doctor",),
+    ],
+    ids=["upscale-json", "upscale-log", "models-list", "models-list-json", "doctor"],
+)
+def test_a_reader_gone_before_the_first_line(
+    tmp_path: Path, env: dict[str, str], args: tuple[str, ...]
+) -> None:
+    """The read end is closed before the command starts, so its first write breaks."""
+    names = photos(tmp_path / "in", 3, 12, 16)
+    argv = [
+        a.replace("{in}", str(tmp_path / "in")).replace("{out}", str(tmp_path / "o")) for a in args
+    ]
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    both = args[-1] != "--json" and args[0] == "upscale"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pocketsr_cli", *argv],
+            stdout=write_end,
+            stderr=write_end if both else subprocess.PIPE,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    err = "" if both else result.stderr.decode()
+    assert result.returncode == 0, err
+    assert not any(marker in err for marker in CLEAN_EXIT_MARKERS), err
+    if args[0] == "upscale":
+        assert_complete(tmp_path / "o", names, (64, 48))
+
+
+def test_json_lines_outlive_a_stream_that_breaks() -> None:
+    class Gone(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    reporter = _ui.JsonLinesReporter("bicubic", "cpu", Gone())
+    job = Job(Path("a.png"), Path("b.png"), "a.png")
+    reporter.image_finished(Result(job, "ok"))
+    reporter.image_finished(Result(job, "ok"))
+    reporter.finished(Summary())
+    assert reporter.stream.reader_gone  # type: ignore[attr-defined]
+
+
+# --- --json failures -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "kind"),
+    [
+        (("models", "info", "nope"), 3, "model"),
+        (("models", "list", "--bogus"), 2, "usage"),
+        (("eval", "{tmp}/missing", "-m", "lanczos"), 2, "usage"),
+        (("bench", "-m", "bicubic", "--size", "960"), 2, "usage"),
+        (("upscale", "{tmp}", "-m", "bicubic", "--glob", "*.gif"), 2, "usage"),
+    ],
+)
+def test_json_failures_put_one_error_object_on_stdout(
+    tmp_path: Path, args: tuple[str, ...], code: int, kind: str
+) -> None:
+    argv = [a.format(tmp=tmp_path) for a in args]
+    got, out, err = invoke(*argv, "--json")
+    assert got == code, err
+    (obj,) = [json.loads(line) for line in out.splitlines()]
+    assert obj["type"] == "error" and obj["kind"] == kind and obj["exit_code"] == code
+    assert obj["message"] and obj["message"].split(";")[0] in " ".join(err.split())
+    got, out, _ = invoke(*argv)
+    assert got == code and out == ""
+
+
+# --- tables off a terminal -----------------------------------------------------------------------
+
+
+def test_a_table_in_a_pipe_keeps_every_row_on_one_line() -> None:
+    buffer = io.StringIO()
+    console = _ui.make_console(buffer, width=80)  # what a pipe or a log file gets
+    assert not console.is_terminal
+    name = "a-rather-long-model-name-imported-from-somewhere.safetensors (x4→x2)"
+    columns = ["model", "PSNR-Y", "SSIM-Y", "detail", "hf", "bandcorr", "lattice", "s/image"]
+    title = "pocketsr eval: 3 photo(s), real ×4, cpu, with a title longer than the table"
+    _ui.print_table(console, columns, [[name, *["12.345"] * 7]], right=columns[1:], title=title)
+    lines = buffer.getvalue().splitlines()
+    assert lines[0] == title  # on a line of its own, not wrapped over the table
+    assert "…" not in buffer.getvalue()
+    (row,) = [line for line in lines if name in line]
+    assert row.count("12.345") == 7
+    assert any(all(c in line for c in columns) for line in lines)  # the header: one line
+
+
+# --- progress ------------------------------------------------------------------------------------
+
+
+def terminal_console(buffer: io.StringIO) -> Console:
+    return Console(file=buffer, width=120, force_terminal=True, force_interactive=True)
+
+
+def test_progress_shows_no_unknown_totals(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TERM", "xterm-256color")
+    buffer = io.StringIO()
+    reporter = _ui.RichReporter(terminal_console(buffer))
+    reporter.start(2)
+    assert reporter.progress is not None
+    reporter.image_started(Job(Path("first.png"), Path("o.png"), "first.png"), 1)
+    reporter.progress.refresh()
+    assert "first.png" in buffer.getvalue()
+    assert "/?" not in buffer.getvalue() and "-:--:--" not in buffer.getvalue().split("first")[-1]
+    reporter.tile(1, 6)
+    reporter.progress.refresh()
+    assert "1/6" in buffer.getvalue()
+    reporter.tile(6, 6)
+    reporter.image_started(Job(Path("second.png"), Path("p.png"), "second.png"), 2)
+    # The next image starts indeterminate again, not at "0/6" of the last one's tiles.
+    assert [(t.description, t.total) for t in reporter.progress.tasks] == [
+        ("images", 2),
+        ("  second.png", None),
+    ]
+    reporter.finished(Summary())
+    assert reporter.progress is None
+
+    buffer = io.StringIO()
+    with _ui.StepBar(terminal_console(buffer), "eval") as bar:
+        assert bar.progress is not None
+        bar.progress.refresh()
+        assert "eval" in buffer.getvalue() and "/?" not in buffer.getvalue()
+
+
+def test_no_download_bar_without_a_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bicubic`` has no weights and the default model is bundled: nothing to download."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich draws as on a terminal
+    buffer = io.StringIO()
+    with _ui.DownloadBar(terminal_console(buffer), "downloading the default model"):
+        pass
+    assert buffer.getvalue() == ""
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    for model in ("bicubic", "pocketsr-compact-x4"):
+        code, _, err = invoke("upscale", tmp_path / "a.png", "-m", model, "--suffix", f"_{model}")
+        assert code == 0, err
+        assert "downloading" not in err and "bytes" not in err and "/?" not in err
