@@ -530,3 +530,23 @@ def test_derived_key_is_computed_once_and_augmented_with_hr(tmp_path: Path) -> N
     x = torch.from_numpy(ds.raw(0)["hr"]).permute(2, 0, 1)[None].float() / 255
     expected = (usm_sharpen(x)[0].permute(1, 2, 0) * 255).round().numpy()
     assert np.abs(ds.raw(0)["hr_usm"].astype(float) - expected).max() <= 1
+
+
+def test_web_kind_is_a_heavier_mild_range() -> None:
+    from pocketsr_cli.train.degradations import MILD_SPECS, degrade_mild
+
+    web, mild = MILD_SPECS["web"], MILD_SPECS["mild"]
+    assert web.blur_sigma[0] > mild.blur_sigma[0] and web.noise_sigma[0] > 0
+    assert web.jpeg_quality is not None and mild.jpeg_quality is not None
+    assert web.jpeg_quality[1] < mild.jpeg_quality[1]
+    rng = np.random.default_rng(0)
+    hr = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    clean = degrade_mild(hr, 4, np.random.default_rng(1), MILD_SPECS["clean"]).astype(float)
+
+    def spread(spec_name: str) -> float:
+        lrs = [
+            degrade_mild(hr, 4, np.random.default_rng(s), MILD_SPECS[spec_name]) for s in range(8)
+        ]
+        return float(np.mean([np.abs(lr.astype(float) - clean).mean() for lr in lrs]))
+
+    assert spread("web") > spread("mild") > 0

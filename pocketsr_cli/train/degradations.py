@@ -256,10 +256,15 @@ class MildSpec:
 
 
 # The light degradations the trainer can mix into a batch (``--mild-kind``): ``mild`` is
-# the camera-file default; ``clean`` is the plain bicubic downscale of the SPEC's
-# ``bicubic`` evaluation — screenshots, renders, already-downscaled photos.
+# the camera-file default; ``web`` the softer, noisier, harder-compressed files of phones
+# and the web (a range around the SPEC's ``real`` evaluation, which it does not pin);
+# ``clean`` is the plain bicubic downscale of the SPEC's ``bicubic`` evaluation —
+# screenshots, renders, already-downscaled photos.
 MILD_SPECS: dict[str, MildSpec] = {
     "mild": MildSpec(),
+    "web": MildSpec(
+        blur_sigma=(0.7, 1.8), noise_sigma=(1.0 / 255.0, 5.0 / 255.0), jpeg_quality=(50, 85)
+    ),
     "clean": MildSpec(blur_sigma=(0.0, 0.0), noise_sigma=(0.0, 0.0), jpeg_quality=None),
 }
 

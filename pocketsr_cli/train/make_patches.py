@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from pocketsr_cli.train.degradations import DEGRADATION_KINDS
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -37,10 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--degradation",
-        choices=("second-order", "mild", "clean"),
+        choices=DEGRADATION_KINDS,
         default="second-order",
         help="second-order: Real-ESRGAN's pipeline (default); mild: light blur, noise and "
-        "JPEG, like most camera files (the teacher then shows the detail to add); clean: "
+        "JPEG, like most camera files (the teacher then shows the detail to add); web: "
+        "softer, noisier, harder-compressed phone and web files; clean: "
         "the plain bicubic downscale (the SPEC's bicubic eval input)",
     )
     p.add_argument("--shard-size", type=int, default=64, help="patches per shard")
