@@ -1,3 +1,29 @@
-"""pocketsr: batch-upscale folders of photographs with fast single-step super-resolution."""
+"""pocketsr: batch-upscale folders of photographs with fast single-step super-resolution.
 
-__version__ = "0.1.0"
+``__version__`` is the installed distribution's version (package metadata, the one place
+it is written being ``pyproject.toml``), read on first access so that importing the
+package — and so ``pocketsr --help`` and shell completion — does not pay for
+``importlib.metadata``.  A source tree that was never installed reports ``0+unknown``.
+"""
+
+from __future__ import annotations
+
+_DISTRIBUTION = "pocketsr"
+_UNKNOWN_VERSION = "0+unknown"
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(_DISTRIBUTION)
+    except PackageNotFoundError:
+        return _UNKNOWN_VERSION
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        value = _package_version()
+        globals()["__version__"] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

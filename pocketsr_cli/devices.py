@@ -7,8 +7,11 @@ non-finite result in fp32) and fp32 on CPU, where half precision is slower, not 
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pocketsr_cli.errors import DeviceError
@@ -44,7 +47,8 @@ class Compute:
         return f"{self.device} {self.precision}"
 
 
-def _mps_available() -> bool:
+def mps_available() -> bool:
+    """Whether this torch build can use Apple's Metal (MPS) device here."""
     import torch
 
     backend = getattr(torch.backends, "mps", None)
@@ -66,7 +70,7 @@ def choose_device(spec: str) -> torch.device:
     if kind == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device())
-        if _mps_available():
+        if mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     if index is not None and kind != "cuda":
@@ -74,7 +78,7 @@ def choose_device(spec: str) -> torch.device:
     if kind == "cpu":
         return torch.device("cpu")
     if kind == "mps":
-        if not _mps_available():
+        if not mps_available():
             raise DeviceError("device 'mps' requested but Apple MPS is not available here")
         return torch.device("mps")
     if not torch.cuda.is_available():
@@ -87,6 +91,47 @@ def choose_device(spec: str) -> torch.device:
     if i >= n:
         raise DeviceError(f"device {spec!r} does not exist: {n} CUDA device(s) found")
     return torch.device("cuda", i)
+
+
+# Where the Linux NVIDIA driver lists one folder per GPU it drives.
+_NVIDIA_GPUS = "/proc/driver/nvidia/gpus"
+
+
+def likely_device_names(gpu_root: str | Path = _NVIDIA_GPUS) -> list[str]:
+    """The ``--device`` values that should work here, found without importing torch.
+
+    For shell completion, which must answer in milliseconds: ``auto`` and ``cpu``; ``cuda``
+    and ``cuda:0`` ... ``cuda:N-1`` for the GPUs the Linux NVIDIA driver lists under
+    ``gpu_root``, narrowed by ``CUDA_VISIBLE_DEVICES`` as CUDA would narrow them; ``mps``
+    on Apple silicon.  A guess, not a promise: :func:`choose_device` (which asks torch)
+    decides, and GPUs this cannot see (Windows, WSL, a driver without ``/proc`` entries)
+    are simply not offered.
+    """
+    names = ["auto", "cpu"]
+    count = _visible_gpu_count(Path(gpu_root), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if count:
+        names += ["cuda", *(f"cuda:{i}" for i in range(count))]
+    if sys.platform == "darwin" and os.uname().machine == "arm64":
+        names.append("mps")
+    return names
+
+
+def _visible_gpu_count(gpu_root: Path, visible: str | None) -> int:
+    try:
+        present = sum(1 for entry in gpu_root.iterdir() if entry.is_dir())
+    except OSError:
+        return 0
+    if visible is None:
+        return present
+    # CUDA reads the list up to its first invalid entry ("-1" hides every GPU); entries
+    # may be indices or GPU-UUIDs, so only their number is used.
+    listed = 0
+    for entry in visible.split(","):
+        entry = entry.strip()
+        if not entry or entry.startswith("-"):
+            break
+        listed += 1
+    return min(listed, present)
 
 
 def choose_precision(

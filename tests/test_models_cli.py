@@ -44,7 +44,7 @@ from pocketsr_cli.weights import verify
 from pocketsr_cli.weights.cache import user_models_dir, weights_path
 from pocketsr_cli.weights.community import import_spandrel
 from pocketsr_cli.weights.ncnn import convert, parse_param, read_weights
-from pocketsr_cli.weights.resolve import resolve_model
+from pocketsr_cli.weights.resolve import DEFAULT_MODEL, resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 BLOB = random.Random(7).randbytes(64 * 1024)  # `models download` never opens the file
@@ -111,6 +111,17 @@ def test_list_table_and_skipped_manifest(home: Path) -> None:
     assert "realesrgan-x4plus" in result.stdout and "16.7M" in result.stdout
     assert "skipped" in result.stderr and "broken.toml" in result.stderr
     assert "broken.toml" not in result.stdout and "16.7M" not in result.stderr
+
+
+def test_list_marks_the_default_model(home: Path) -> None:
+    rows = json_lines(invoke("models", "list", "--json"))
+    assert [row["name"] for row in rows if row["default"]] == [DEFAULT_MODEL]
+    assert all(row["default"] is False for row in rows if row["name"] != DEFAULT_MODEL)
+    table = invoke("models", "list").stdout.splitlines()
+    cells = [[c.strip() for c in line.strip("│").split("│")] for line in table if "│" in line]
+    assert [row[1] for row in cells if row[0] == "*"] == [DEFAULT_MODEL]
+    assert table[-1].startswith("* the default model")
+    assert json_lines(invoke("models", "info", DEFAULT_MODEL, "--json"))[0]["default"] is True
 
 
 def test_list_stays_light(home: Path) -> None:

@@ -6,6 +6,8 @@ not be resolved or loaded, 130 interrupted.  Errors are turned into messages and
 by ``_errors.handle_errors``, which wraps every command; usage errors that Typer finds
 while parsing options are Typer's to print, and with ``--json`` the app adds the JSON error
 object on stdout (``_App``).  Which output goes to stdout and which to stderr: ``_ui``.
+How ``--help`` reads (metavariables, the default model, examples): ``_help``; shell
+completion of option values: ``_complete``; ``--version``/``-V``: the root callback.
 """
 
 from __future__ import annotations
@@ -13,20 +15,19 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
 
-from pocketsr_cli import __version__
 from pocketsr_cli.cli import bench as _bench
 from pocketsr_cli.cli import doctor as _doctor
 from pocketsr_cli.cli import eval as _eval
 from pocketsr_cli.cli import models as _models
 from pocketsr_cli.cli import upscale as _upscale
 from pocketsr_cli.cli._errors import EXIT_USAGE, handle_errors
+from pocketsr_cli.cli._help import Command, Group, examples
 
 _WANTS_JSON = "pocketsr.json"
 
 
-class _App(TyperGroup):
+class _App(Group):
     """The root command group: a usage error found while Typer parses a command's options
     (unknown option, value out of range, missing argument) also becomes the ``--json`` error
     object on stdout when ``--json`` is on the command line.  Typer still prints the
@@ -57,16 +58,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=examples(
+        "pocketsr upscale photos/ -o upscaled/",
+        "pocketsr models list",
+        "pocketsr doctor",
+        "pocketsr upscale -h                # every option of a command",
+    ),
 )
-app.command("upscale", epilog=_upscale.EPILOG)(handle_errors(_upscale.upscale))
+app.command("upscale", cls=Command, epilog=_upscale.EPILOG)(handle_errors(_upscale.upscale))
 app.add_typer(_models.app, name="models")
-app.command("doctor")(handle_errors(_doctor.doctor))
-app.command("eval", epilog=_eval.EPILOG)(handle_errors(_eval.eval_command))
-app.command("bench", epilog=_bench.EPILOG)(handle_errors(_bench.bench_command))
+app.command("doctor", cls=Command, epilog=_doctor.EPILOG)(handle_errors(_doctor.doctor))
+app.command("eval", cls=Command, epilog=_eval.EPILOG)(handle_errors(_eval.eval_command))
+app.command("bench", cls=Command, epilog=_bench.EPILOG)(handle_errors(_bench.bench_command))
 
 
 def _version(value: bool) -> None:
     if value:
+        from pocketsr_cli import __version__  # read from package metadata on first use
+
         typer.echo(f"pocketsr {__version__}")
         raise typer.Exit()
 
@@ -74,7 +83,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        False,
+        "--version",
+        "-V",
+        callback=_version,
+        is_eager=True,
+        help="Print 'pocketsr VERSION' and exit.",
     ),
 ) -> None:
     """Batch-upscale folders of photographs with fast single-step super-resolution."""

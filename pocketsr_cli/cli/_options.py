@@ -1,4 +1,8 @@
-"""Option declarations shared by several commands (one spelling, one help text)."""
+"""Option declarations shared by several commands (one spelling, one help text).
+
+Every option that takes a value has a ``metavar`` (what ``--help`` shows after it) and,
+where the values can be listed, an ``autocompletion`` (``_complete``).
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,50 @@ from typing import Annotated
 
 import typer
 
+from pocketsr_cli.cli import _complete
+from pocketsr_cli.cli._help import DEFAULT_MODEL_TOKEN
+
 ModelOpt = Annotated[
     str | None,
     typer.Option(
         "--model",
         "-m",
-        help="Registry name (see 'pocketsr models list') or a weights file "
+        metavar="NAME|PATH",
+        # The default's name comes first: the help column wraps at hyphens.
+        help=f"Default: {DEFAULT_MODEL_TOKEN}, bundled (-s N picks its ×N variant). "
+        "Or any registry name (see 'pocketsr models list') or a weights file "
         "(.safetensors/.pth/.ckpt/.pt).",
-        show_default="the bundled default",
+        show_default=False,
+        autocompletion=_complete.model_names,
     ),
 ]
 ScaleOpt = Annotated[
     int | None,
-    typer.Option("--scale", "-s", min=1, max=16, help="Pick the model variant for this factor."),
+    typer.Option(
+        "--scale",
+        "-s",
+        metavar="N",
+        min=1,
+        max=16,
+        help="Pick the model variant for this factor.",
+    ),
 ]
 DeviceOpt = Annotated[
-    str, typer.Option("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.")
+    str,
+    typer.Option(
+        "--device",
+        metavar="DEVICE",
+        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps.",
+        autocompletion=_complete.devices,
+    ),
 ]
 PrecisionOpt = Annotated[
     str,
     typer.Option(
         "--precision",
+        metavar="PRECISION",
         help="auto, fp32, fp16 or bf16. auto = fp16 on GPUs for half-safe models, fp32 on CPU.",
+        autocompletion=_complete.precisions,
     ),
 ]
 JsonOpt = Annotated[
@@ -48,5 +74,11 @@ OfflineOpt = Annotated[
     ),
 ]
 TileOpt = Annotated[
-    str, typer.Option("--tile", help="Tile side in input pixels: auto, 0 (whole image), N.")
+    str,
+    typer.Option(
+        "--tile",
+        metavar="auto|0|N",
+        help="Tile side in input pixels: auto, 0 (whole image), N.",
+        autocompletion=_complete.tiles,
+    ),
 ]

@@ -469,6 +469,11 @@ def human_bytes(size: int | None) -> str:
     return f"{value:.1f} GB"  # unreachable; keeps type checkers content
 
 
+def human_gib(size: int | None) -> str:
+    """``2**31`` -> ``"2.0 GiB"`` (binary units, as drivers count memory); None -> ``"-"``."""
+    return "-" if size is None else f"{size / 2**30:.1f} GiB"
+
+
 def print_table(
     console: Console,
     columns: Sequence[str],

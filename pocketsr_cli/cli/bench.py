@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pocketsr_cli.cli import _complete
 from pocketsr_cli.cli import _options as opt
 from pocketsr_cli.cli._errors import EXIT_FAILED
+from pocketsr_cli.cli._help import DEFAULT_MODEL_TOKEN, examples
 from pocketsr_cli.cli.upscale import FORMATS
 from pocketsr_cli.errors import UsageError
 
@@ -21,27 +23,24 @@ if TYPE_CHECKING:
 DEFAULT_SIZE = "960x540"
 DEFAULT_QUALITY = 95
 
-EPILOG = """\
-Examples:
-
-  pocketsr bench -m bicubic -m lanczos            # 960×540 → 4K, best of 3
-
-  pocketsr bench -m my.safetensors --baseline realesr-general-x4v3 --device cuda
-
-  pocketsr bench -m lanczos --size 480x270 --repeat 5 --json
-
-  pocketsr bench -m bicubic -m lanczos --folder photos/   # end to end, 1 pass
-
-  pocketsr bench --folder photos/ --format webp --repeat 2 --json
-"""
+EPILOG = examples(
+    "pocketsr bench -m bicubic -m lanczos                 # 960×540 → 4K, best of 3",
+    "pocketsr bench -m my.safetensors --baseline realesr-general-x4v3 --device cuda",
+    "pocketsr bench -m lanczos --size 480x270 --repeat 5 --json",
+    "pocketsr bench -m bicubic -m lanczos --folder photos/  # end to end, 1 pass",
+    "pocketsr bench --folder photos/ --format webp --repeat 2 --json",
+)
 
 ModelsOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--model",
         "-m",
-        help="Model to time (registry name or weights file); repeat for several.",
-        show_default="the bundled default",
+        metavar="NAME|PATH",
+        help=f"Default: {DEFAULT_MODEL_TOKEN}. Model to time (registry name or weights file); "
+        "repeat for several.",
+        show_default=False,
+        autocompletion=_complete.model_names,
     ),
 ]
 
@@ -52,7 +51,8 @@ def bench_command(
         str | None,
         typer.Option(
             "--size",
-            help="Input WIDTHxHEIGHT of the synthetic photo (×4 of 960x540 is 3840×2160).",
+            metavar="WxH",
+            help="Input width x height of the synthetic photo (×4 of 960x540 is 3840×2160).",
             show_default=DEFAULT_SIZE,
         ),
     ] = None,
@@ -60,6 +60,7 @@ def bench_command(
         Path | None,
         typer.Option(
             "--folder",
+            metavar="DIR",
             help="Time the end-to-end path (decode, upscale, encode) on the images directly "
             "in this folder instead of the synthetic photo. Outputs go to a temporary "
             "folder that is deleted.",
@@ -68,12 +69,18 @@ def bench_command(
     ] = None,
     fmt: Annotated[
         str,
-        typer.Option("--format", help="Output format of the --folder run: " + ", ".join(FORMATS)),
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="Output format of the --folder run: " + ", ".join(FORMATS),
+            autocompletion=_complete.formats,
+        ),
     ] = "same",
     quality: Annotated[
         int | None,
         typer.Option(
             "--quality",
+            metavar="N",
             min=1,
             max=100,
             help="JPEG/WebP quality of the --folder run.",
@@ -84,6 +91,7 @@ def bench_command(
         int | None,
         typer.Option(
             "--repeat",
+            metavar="N",
             min=1,
             help="Timed runs per model (passes over the folder with --folder); the fastest counts.",
             show_default="3, or 1 with --folder",
@@ -93,8 +101,10 @@ def bench_command(
         str | None,
         typer.Option(
             "--baseline",
+            metavar="NAME|PATH",
             help="Model the ratios refer to (synthetic photo only).",
             show_default="the first",
+            autocompletion=_complete.model_names,
         ),
     ] = None,
     device: opt.DeviceOpt = "auto",

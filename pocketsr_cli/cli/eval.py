@@ -11,20 +11,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pocketsr_cli.cli import _complete
 from pocketsr_cli.cli import _options as opt
+from pocketsr_cli.cli._help import DEFAULT_MODEL_TOKEN, examples
 
 if TYPE_CHECKING:
     from pocketsr_cli.evaluation.run import EvalReport
 
-EPILOG = """\
-Examples:
-
-  pocketsr eval held_out/                               # default model vs bicubic, ×4
-
-  pocketsr eval held_out/ --degradation real -m lanczos -m my.safetensors
-
-  pocketsr eval held_out/ --limit 3 --json > scores.jsonl
-"""
+EPILOG = examples(
+    "pocketsr eval held_out/                        # default model vs bicubic, ×4",
+    "pocketsr eval held_out/ --degradation real -m lanczos -m my.safetensors",
+    "pocketsr eval held_out/ -s 2 --resize --crop 512 -m realesrgan-x4plus",
+    "pocketsr eval held_out/ --limit 3 --json > scores.jsonl",
+)
 
 
 class Degradation(str, Enum):
@@ -39,9 +38,11 @@ ModelsOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Model to score (registry name or weights file); repeat for several. "
-        "Bicubic is always scored too, as the floor.",
-        show_default="the bundled default",
+        metavar="NAME|PATH",
+        help=f"Default: {DEFAULT_MODEL_TOKEN}. Model to score (registry name or weights file); "
+        "repeat for several. Bicubic is always scored too, as the floor.",
+        show_default=False,
+        autocompletion=_complete.model_names,
     ),
 ]
 
@@ -49,12 +50,17 @@ ModelsOpt = Annotated[
 def eval_command(
     hr_dir: Annotated[
         Path,
-        typer.Argument(help="Folder of ground-truth (high-resolution) photos.", show_default=False),
+        typer.Argument(
+            metavar="DIR",
+            help="Folder of ground-truth (high-resolution) photos.",
+            show_default=False,
+        ),
     ],
     degradation: Annotated[
         Degradation,
         typer.Option(
             "--degradation",
+            metavar="bicubic|real",
             help="bicubic: plain bicubic downscale; real: blur σ1.2, downscale, "
             "noise σ3/255, JPEG q70.",
         ),
@@ -62,11 +68,19 @@ def eval_command(
     models: ModelsOpt = None,
     scale: opt.ScaleOpt = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="Score only the first N photos (by name).")
+        int | None,
+        typer.Option(
+            "--limit", metavar="N", min=1, help="Score only the first N photos (by name)."
+        ),
     ] = None,
     crop: Annotated[
         int | None,
-        typer.Option("--crop", min=32, help="Score the centred N×N window of each photo (faster)."),
+        typer.Option(
+            "--crop",
+            metavar="N",
+            min=32,
+            help="Score the centred N×N window of each photo (faster).",
+        ),
     ] = None,
     resize: Annotated[
         bool,

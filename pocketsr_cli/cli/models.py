@@ -15,35 +15,50 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pocketsr_cli.cli import _complete
 from pocketsr_cli.cli import _options as opt
 from pocketsr_cli.cli._errors import handle_errors
+from pocketsr_cli.cli._help import Command, Group, examples
 
 if TYPE_CHECKING:
     from pocketsr_cli.manifest import ModelSpec
 
 app = typer.Typer(
+    cls=Group,
     help="List, inspect, download, verify, remove and import models.",
     no_args_is_help=True,
     rich_markup_mode=None,
+    epilog=examples(
+        "pocketsr models list",
+        "pocketsr models info pocketsr-compact-x4",
+        "pocketsr models download realesrgan-x4plus",
+    ),
 )
 
-NameArg = Annotated[
-    str, typer.Argument(metavar="NAME", help="Model name (see 'pocketsr models list').")
-]
 ImportNameOpt = Annotated[
     str,
     typer.Option(
         "--name",
         "-n",
+        metavar="NAME",
         help="Name to use with -m (letters, digits, '.', '_', '-').",
         show_default=False,
     ),
 ]
 LicenseOpt = Annotated[
-    str, typer.Option("--license", help="Licence of the weights, recorded in the manifest.")
+    str,
+    typer.Option(
+        "--license", metavar="LICENCE", help="Licence of the weights, recorded in the manifest."
+    ),
 ]
 DescriptionOpt = Annotated[
-    str, typer.Option("--description", help="One line shown by 'models list'.", show_default=False)
+    str,
+    typer.Option(
+        "--description",
+        metavar="TEXT",
+        help="One line shown by 'models list'.",
+        show_default=False,
+    ),
 ]
 ForceOpt = Annotated[
     bool, typer.Option("--force", help="Replace an imported model of the same name.")
@@ -57,10 +72,11 @@ def _emit(obj: dict[str, Any]) -> None:
 
 
 def _summary(spec: ModelSpec) -> dict[str, Any]:
-    from pocketsr_cli.weights.resolve import where
+    from pocketsr_cli.weights.resolve import DEFAULT_MODEL, where
 
     return {
         "name": spec.name,
+        "default": spec.name == DEFAULT_MODEL,
         "family": spec.family,
         "scale": spec.scale,
         "any_scale": spec.any_scale,
@@ -74,14 +90,19 @@ def _summary(spec: ModelSpec) -> dict[str, Any]:
 
 @app.command(
     "list",
-    epilog="Examples:\n\n  pocketsr models list\n\n  pocketsr models list --json | jq .name",
+    cls=Command,
+    epilog=examples(
+        "pocketsr models list",
+        "pocketsr models list --json | jq -r 'select(.default) | .name'",
+    ),
 )
 @handle_errors
 def list_models(json_lines: opt.JsonOpt = False) -> None:
     """List every model known by name and where its weights are.
 
     'where' is bundled (ships with pocketsr), user (imported), cached (downloaded) or
-    remote (downloaded on first use). Reads manifests only: fast and offline.
+    remote (downloaded on first use). '*' marks the default model ('"default": true' in
+    --json). Reads manifests only: fast and offline.
     """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.weights.resolve import registry
@@ -96,11 +117,13 @@ def list_models(json_lines: opt.JsonOpt = False) -> None:
             _emit(row)
         return
     # The description stays in --json and `models info`: the table must fit 80 columns.
+    report = _ui.make_report_console()
     _ui.print_table(
-        _ui.make_report_console(),
-        ["name", "family", "scale", "params", "size", "licence", "where"],
+        report,
+        ["", "name", "family", "scale", "params", "size", "licence", "where"],
         [
             [
+                "*" if r["default"] else "",
                 r["name"],
                 r["family"],
                 "any" if r["any_scale"] else f"×{r['scale']}",
@@ -114,6 +137,8 @@ def list_models(json_lines: opt.JsonOpt = False) -> None:
         right=["params", "size"],
         no_wrap=["name", "family"],
     )
+    # A footnote without the model's name, so that `models list | grep NAME` finds one line.
+    _ui.say(report, "* the default model: used when -m is not given; -s N picks its ×N variant")
 
 
 def _count(n: int | None) -> str:
@@ -122,9 +147,26 @@ def _count(n: int | None) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else str(n)
 
 
-@app.command("info", epilog="Example:\n\n  pocketsr models info realesrgan-x4plus --json")
+@app.command(
+    "info",
+    cls=Command,
+    epilog=examples(
+        "pocketsr models info pocketsr-compact-x4",
+        "pocketsr models info realesrgan-x4plus --json",
+    ),
+)
 @handle_errors
-def info(name: NameArg, json_lines: opt.JsonOpt = False) -> None:
+def info(
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME",
+            help="Model name (see 'pocketsr models list').",
+            autocompletion=_complete.model_names,
+        ),
+    ],
+    json_lines: opt.JsonOpt = False,
+) -> None:
     """Show everything known about one model: manifest, weights, hints, licence."""
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.weights.resolve import find_spec, local_weights
@@ -166,12 +208,22 @@ def info(name: NameArg, json_lines: opt.JsonOpt = False) -> None:
 
 @app.command(
     "download",
-    epilog="Example:\n\n  pocketsr models download realesrgan-x4plus realesr-general-x4v3",
+    cls=Command,
+    epilog=examples(
+        "pocketsr models download realesrgan-x4plus",
+        "pocketsr models download realesrgan-x4plus realesr-general-x4v3",
+    ),
 )
 @handle_errors
 def download(
     names: Annotated[
-        list[str], typer.Argument(metavar="NAME...", help="Model names.", show_default=False)
+        list[str],
+        typer.Argument(
+            metavar="NAME",
+            help="Model names.",
+            show_default=False,
+            autocompletion=_complete.downloadable_names,
+        ),
     ],
 ) -> None:
     """Fetch models' weights into the cache (resumable, checksum-verified).
@@ -228,14 +280,18 @@ def _fetch(spec: ModelSpec, console: Any) -> tuple[Path, bool]:
 
 @app.command(
     "verify",
-    epilog="Examples:\n\n  pocketsr models verify\n\n  pocketsr models verify my-model --json",
+    cls=Command,
+    epilog=examples("pocketsr models verify", "pocketsr models verify my-model --json"),
 )
 @handle_errors
 def verify(
     names: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Model names (default: every model with weights on disk).", show_default=False
+            metavar="NAME",
+            help="Model names (default: every model with weights on disk).",
+            show_default=False,
+            autocompletion=_complete.verifiable_names,
         ),
     ] = None,
     json_lines: opt.JsonOpt = False,
@@ -280,9 +336,25 @@ def verify(
         )
 
 
-@app.command("remove", epilog="Example:\n\n  pocketsr models remove realesrgan-x4plus")
+@app.command(
+    "remove",
+    cls=Command,
+    epilog=examples(
+        "pocketsr models remove realesrgan-x4plus      # its downloaded weights",
+        "pocketsr models remove my-model               # an imported model",
+    ),
+)
 @handle_errors
-def remove(name: NameArg) -> None:
+def remove(
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME",
+            help="Model name (see 'pocketsr models list').",
+            autocompletion=_complete.removable_names,
+        ),
+    ],
+) -> None:
     """Delete an imported model, or a model's downloaded weights (bundled files stay)."""
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.weights.resolve import find_spec
@@ -296,16 +368,13 @@ def remove(name: NameArg) -> None:
         _ui.say(console, f"removed {path}")
 
 
-IMPORT_EPILOG = """\
-Examples:
-
-  pocketsr models import 4x_foo.pth --name foo-x4
-
-  pocketsr models import https://example.com/foo.safetensors --name foo --sha256 HEX
-"""
+IMPORT_EPILOG = examples(
+    "pocketsr models import 4x_foo.pth --name foo-x4",
+    "pocketsr models import https://example.com/foo.safetensors --name foo --sha256 HEX",
+)
 
 
-@app.command("import", epilog=IMPORT_EPILOG)
+@app.command("import", cls=Command, epilog=IMPORT_EPILOG)
 @handle_errors
 def import_model(
     source: Annotated[
@@ -319,7 +388,9 @@ def import_model(
     name: ImportNameOpt,
     sha256: Annotated[
         str | None,
-        typer.Option("--sha256", help="Expected SHA-256 of the file (required for a URL)."),
+        typer.Option(
+            "--sha256", metavar="HEX", help="Expected SHA-256 of the file (required for a URL)."
+        ),
     ] = None,
     license_: LicenseOpt = "unknown",
     description: DescriptionOpt = "",
@@ -349,7 +420,8 @@ def import_model(
 
 @app.command(
     "import-ncnn",
-    epilog="Example:\n\n  pocketsr models import-ncnn x4plus.param x4plus.bin --name x4plus-ncnn",
+    cls=Command,
+    epilog=examples("pocketsr models import-ncnn x4plus.param x4plus.bin --name x4plus-ncnn"),
 )
 @handle_errors
 def import_ncnn(

@@ -11,34 +11,35 @@ from typing import Annotated
 
 import typer
 
+from pocketsr_cli.cli import _complete
 from pocketsr_cli.cli import _options as opt
 from pocketsr_cli.cli._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from pocketsr_cli.cli._help import examples
 from pocketsr_cli.errors import UsageError
 
 FORMATS = ("same", "png", "jpg", "jpeg", "webp", "tiff", "tif", "bmp")
 
-EPILOG = """\
-Examples:
-
-  pocketsr upscale photos/ -o upscaled/            # mirror a folder ×4
-
-  pocketsr upscale IMG_0042.jpg                    # writes IMG_0042_x4.jpg beside it
-
-  pocketsr upscale shoot/ -r --glob '*.png' -s 2 --format webp --json > log.jsonl
-"""
+EPILOG = examples(
+    "pocketsr upscale photos/ -o upscaled/       # mirror a folder ×4",
+    "pocketsr upscale IMG_0042.jpg               # writes IMG_0042_x4.jpg beside it",
+    "pocketsr upscale shoot/ -r --glob '*.png' -s 2 --format webp --json > log.jsonl",
+    "pocketsr upscale big.tif --tile 512 --device cuda:1 --precision fp16",
+)
 
 
 def upscale(
     inputs: Annotated[
-        list[Path], typer.Argument(help="Image files and/or folders.", show_default=False)
+        list[Path],
+        typer.Argument(metavar="INPUT", help="Image files and/or folders.", show_default=False),
     ],
     output: Annotated[
         Path | None,
         typer.Option(
             "--output",
             "-o",
+            metavar="DIR",
             help="Output folder (input folders are mirrored under it). "
-            "Default: beside each input as {stem}_x{scale}.{ext}.",
+            "Default: beside each input (photo.jpg → photo_x4.jpg).",
             file_okay=False,
         ),
     ] = None,
@@ -47,7 +48,11 @@ def upscale(
     outscale: Annotated[
         float | None,
         typer.Option(
-            "--outscale", min=0.01, max=64.0, help="Resize the result to this factor of the input."
+            "--outscale",
+            metavar="FACTOR",
+            min=0.01,
+            max=64.0,
+            help="Resize the result to this factor of the input.",
         ),
     ] = None,
     recursive: Annotated[
@@ -55,30 +60,45 @@ def upscale(
     ] = False,
     glob: Annotated[
         str | None,
-        typer.Option("--glob", help="Only files matching this pattern (e.g. '*.jpg')."),
+        typer.Option(
+            "--glob", metavar="PATTERN", help="Only files matching this pattern (e.g. '*.jpg')."
+        ),
     ] = None,
     device: opt.DeviceOpt = "auto",
     precision: opt.PrecisionOpt = "auto",
     tile: Annotated[
         str,
         typer.Option(
-            "--tile", help="Tile side in input pixels: auto (fit free memory), 0 (whole image), N."
+            "--tile",
+            metavar="auto|0|N",
+            help="Tile side in input pixels: auto (fit free memory), 0 (whole image), N.",
+            autocompletion=_complete.tiles,
         ),
     ] = "auto",
     tile_overlap: Annotated[
-        int, typer.Option("--tile-overlap", min=0, max=256, help="Overlap between tiles (px).")
+        int,
+        typer.Option(
+            "--tile-overlap", metavar="N", min=0, max=256, help="Overlap between tiles (px)."
+        ),
     ] = 16,
     fmt: Annotated[
-        str, typer.Option("--format", help="same, png, jpg, webp, tiff or bmp.")
+        str,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="same, png, jpg, webp, tiff or bmp.",
+            autocompletion=_complete.formats,
+        ),
     ] = "same",
     quality: Annotated[
-        int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")
+        int, typer.Option("--quality", metavar="N", min=1, max=100, help="JPEG/WebP quality.")
     ] = 95,
     suffix: Annotated[
         str | None,
         typer.Option(
             "--suffix",
-            help="Appended to output names. Default: _x{scale} beside inputs, none in -o.",
+            metavar="TEXT",
+            help="Appended to output names. Default: _xSCALE (_x4) beside inputs, none under -o.",
         ),
     ] = None,
     overwrite: Annotated[

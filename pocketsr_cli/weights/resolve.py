@@ -29,7 +29,6 @@ from pocketsr_cli.errors import ModelError
 from pocketsr_cli.manifest import ModelSpec, Origin, load_manifests
 from pocketsr_cli.registry import FAMILIES
 from pocketsr_cli.weights.cache import user_models_dir, weights_path
-from pocketsr_cli.weights.download import ProgressCallback, download_file
 from pocketsr_cli.weights.load import (
     WEIGHT_SUFFIXES,
     descriptor_from_state_dict,
@@ -40,6 +39,8 @@ from pocketsr_cli.weights.verify import file_matches, remember
 
 if TYPE_CHECKING:
     import torch
+
+    from pocketsr_cli.weights.download import ProgressCallback
 
 DEFAULT_MODEL = "pocketsr-compact-x4"  # bundled; -s 2 picks its ×2 variant, pocketsr-compact-x2
 _VARIANT = re.compile(r"^(?P<base>.+)-x(?P<scale>\d+)$")
@@ -117,6 +118,10 @@ def locate_weights(
             f"{spec.name}: weights {w.file} are missing from {spec.path.parent} and its "
             "manifest names no download URL"
         )
+    # Imported here: the HTTP stack is the heaviest import on the way to the registry, and
+    # `--help`, shell completion and `models list` only read manifests.
+    from pocketsr_cli.weights.download import download_file
+
     download_file(
         list(w.urls),
         cached,

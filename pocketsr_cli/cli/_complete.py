@@ -1,0 +1,90 @@
+"""Shell completion of option and argument values (Typer's ``autocompletion=`` callbacks).
+
+The shell scripts in ``completions/`` call ``pocketsr`` back with ``_POCKETSR_COMPLETE``
+set on every Tab; these functions answer that call.  Each must answer in milliseconds
+and may fail only quietly, so each one reads manifests and environment variables at most:
+it never imports torch or the HTTP stack and never touches the network.  A model name
+comes with a short description, shown by zsh and fish.
+
+Typer keeps only the candidates that start with what was typed, so these return every
+candidate.  An empty answer lets the shell fall back to completing file names, which is
+what ``-m path/to/weights.pth`` needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pocketsr_cli.manifest import ModelSpec
+
+Candidates = list[tuple[str, str]]
+
+
+def _models(keep: Callable[[ModelSpec, str], bool]) -> Candidates:
+    """Registry names (user, bundled, cached, remote) whose spec and 'where' pass ``keep``."""
+    from pocketsr_cli.weights.resolve import DEFAULT_MODEL, registry, where
+
+    try:
+        specs = registry(problems=[])  # unreadable user manifests are skipped, not raised
+    except Exception:  # a broken model folder must not break the user's shell
+        return []
+    out: Candidates = []
+    for name, spec in sorted(specs.items()):
+        place = where(spec)
+        if not keep(spec, place):
+            continue
+        scale = "any factor" if spec.any_scale else f"×{spec.scale}"
+        note = f"{scale}, {place}" + (", default" if name == DEFAULT_MODEL else "")
+        out.append((name, note))
+    return out
+
+
+def model_names(incomplete: str) -> Candidates:
+    """``-m`` and ``models info``: every model known by name; nothing for a path, so the
+    shell completes file names instead."""
+    if incomplete.startswith((".", "/", "~")) or "/" in incomplete:
+        return []
+    return _models(lambda spec, place: True)
+
+
+def downloadable_names(incomplete: str) -> Candidates:
+    """``models download``: models that have weights (those without, like bicubic, do not)."""
+    return _models(lambda spec, place: spec.weights is not None)
+
+
+def verifiable_names(incomplete: str) -> Candidates:
+    """``models verify``: models whose weights are on this machine."""
+    return _models(lambda spec, place: spec.weights is not None and place != "remote")
+
+
+def removable_names(incomplete: str) -> Candidates:
+    """``models remove``: imported models and downloaded weights (bundled files stay)."""
+    return _models(lambda spec, place: place in ("user", "cached"))
+
+
+def devices(incomplete: str) -> list[str]:
+    """``--device``: auto, cpu, cuda and cuda:N for each GPU seen, mps on Apple silicon."""
+    from pocketsr_cli.devices import likely_device_names
+
+    return likely_device_names()
+
+
+def precisions(incomplete: str) -> list[str]:
+    """``--precision``: auto, fp32, fp16, bf16."""
+    from pocketsr_cli.devices import PRECISION_CHOICES
+
+    return list(PRECISION_CHOICES)
+
+
+def formats(incomplete: str) -> list[str]:
+    """``--format``: same and every output format ``upscale`` writes."""
+    from pocketsr_cli.cli.upscale import FORMATS
+
+    return list(FORMATS)
+
+
+def tiles(incomplete: str) -> Candidates:
+    """``--tile``: the two words it takes besides a number."""
+    return [("auto", "fit the free memory"), ("0", "whole image, no tiles")]

@@ -1,0 +1,108 @@
+"""How ``--help`` reads: metavariables a person would write, defaults by name, examples.
+
+Typer's own rendering shows Python: ``{inputs}...`` in the usage line, ``<list[Path]>`` or
+``<int range>`` after a name, ``[default: (the bundled default)]``.  Every command and group
+of the CLI is built with :class:`Command` or :class:`Group` instead, which render:
+
+* the usage line with each argument's metavariable, ``INPUT...`` when it is required and
+  ``[NAME]...`` when it is not (``metavar=`` or the parameter's name in capitals);
+* the argument list with those names and no type after them; options show their own
+  ``metavar=`` (every option that takes a value declares one: ``DIR``, ``N``, ``FORMAT``);
+* a default given as text (``show_default="960x540"``) as ``[default: 960x540]``;
+* :data:`DEFAULT_MODEL_TOKEN` in a help text as the default model's name, looked up only when
+  help is shown, so that importing the CLI (``--help``, shell completion) does not import
+  the model registry;
+* an epilog made by :func:`examples` line by line, never re-wrapped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from typer.core import TyperArgument, TyperCommand, TyperGroup
+
+DEFAULT_MODEL_TOKEN = "@DEFAULT_MODEL@"
+"""Stands for ``weights.resolve.DEFAULT_MODEL`` in help texts; replaced when help is shown."""
+
+
+def examples(*lines: str) -> str:
+    """An epilog listing example command lines, one per line, kept as written."""
+    title = "Examples:" if len(lines) > 1 else "Example:"
+    # A paragraph that starts with a lone \b is printed without re-wrapping.
+    return "\n".join([title, "", "\b", *lines])
+
+
+def fill_in(text: str) -> str:
+    """``text`` with :data:`DEFAULT_MODEL_TOKEN` replaced by the default model's name."""
+    if DEFAULT_MODEL_TOKEN not in text:
+        return text
+    from pocketsr_cli.weights.resolve import DEFAULT_MODEL
+
+    return text.replace(DEFAULT_MODEL_TOKEN, DEFAULT_MODEL)
+
+
+def argument_name(param: TyperArgument) -> str:
+    """``INPUT...`` / ``NAME``: the argument's metavariable, ``...`` when it takes several."""
+    name = param.metavar or (param.name or "").upper()
+    if param.nargs != 1 and not name.endswith("..."):
+        name += "..."
+    return name
+
+
+def _usage_piece(param: TyperArgument) -> str:
+    name = argument_name(param)
+    if param.required:
+        return name
+    stem, dots = (name[:-3], "...") if name.endswith("...") else (name, "")
+    return f"[{stem}]{dots}"
+
+
+Rows = list[tuple[str, str]]
+
+
+def _help_records(ctx: Any, params: list[Any]) -> tuple[Rows, Rows]:
+    """``(arguments, options)``: each a list of ``(name column, help column)``."""
+    arguments: Rows = []
+    options: Rows = []
+    for param in params:
+        record = param.get_help_record(ctx)
+        if record is None:
+            continue
+        name, text = record
+        shown = getattr(param, "show_default", None)
+        if isinstance(shown, str):  # Typer writes a textual default in parentheses
+            text = text.replace(f"default: ({shown})", f"default: {shown}")
+        text = fill_in(text)
+        if isinstance(param, TyperArgument):
+            arguments.append((argument_name(param), text))
+        else:
+            options.append((name, text))
+    return arguments, options
+
+
+def _format_params(command: Any, ctx: Any, formatter: Any) -> None:
+    arguments, options = _help_records(ctx, command.get_params(ctx))
+    for title, rows in (("Arguments", arguments), ("Options", options)):
+        if rows:
+            with formatter.section(title):
+                formatter.write_dl(rows)
+
+
+class Command(TyperCommand):
+    """A command whose help reads as described in the module docstring."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        pieces += [_usage_piece(p) for p in self.get_params(ctx) if isinstance(p, TyperArgument)]
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        _format_params(self, ctx, formatter)
+
+
+class Group(TyperGroup):
+    """A command group whose help reads as described in the module docstring."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        _format_params(self, ctx, formatter)
+        self.format_commands(ctx, formatter)

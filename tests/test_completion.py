@@ -1,0 +1,164 @@
+"""Shell completion of values: model names, devices, precisions, formats.
+
+Through the protocol the shell scripts in ``completions/`` speak (``_POCKETSR_COMPLETE``
+in a real subprocess, which also shows what completion imports), and through the shipped
+bash script itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pocketsr_cli.cli.upscale import FORMATS
+from pocketsr_cli.devices import likely_device_names
+from pocketsr_cli.weights.cache import weights_path
+from pocketsr_cli.weights.resolve import DEFAULT_MODEL
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "cv2", "spandrel", "http.client", "ssl", "urllib.request")
+# Runs the CLI as the console script does and reports on stderr which heavy modules the
+# completion request imported (atexit: the completion path ends in sys.exit).
+RUN_CLI = (
+    "import atexit, sys\n"
+    f"heavy = {HEAVY!r}\n"
+    "atexit.register(lambda: print('imported:', *[m for m in heavy if m in sys.modules],"
+    " file=sys.stderr))\n"
+    "from pocketsr_cli.cli import main\n"
+    "main()\n"
+)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A private model folder (here and in the subprocess), no CUDA_VISIBLE_DEVICES."""
+    monkeypatch.setenv("POCKETSR_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def complete(env: dict[str, str], line: str, shell: str = "bash") -> list[str]:
+    """What ``pocketsr`` answers when Tab is pressed at the end of ``line``."""
+    words = line.split()
+    if line.endswith(" "):
+        words.append("")
+    request = {**env, "_POCKETSR_COMPLETE": f"complete_{shell}"}
+    if shell == "bash":
+        request.update(COMP_WORDS=" ".join(words), COMP_CWORD=str(len(words) - 1))
+    else:
+        request["_TYPER_COMPLETE_ARGS"] = line
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_CLI], env=request, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "imported:", result.stderr  # nothing heavy
+    return [line for line in result.stdout.splitlines() if line]
+
+
+def test_model_option_completes_registry_names(env: dict[str, str]) -> None:
+    got = complete(env, "pocketsr upscale -m pocketsr-")
+    assert DEFAULT_MODEL in got and "pocketsr-nano-x2" in got
+    assert all(name.startswith("pocketsr-") for name in got)
+    everything = complete(env, "pocketsr upscale --model ")
+    assert {"bicubic", "lanczos", "realesrgan-x4plus", DEFAULT_MODEL} <= set(everything)
+    assert complete(env, "pocketsr bench -m lan") == ["lanczos"]
+    assert complete(env, "pocketsr eval photos/ -m bic") == ["bicubic"]
+
+
+def test_a_path_is_left_to_the_shell(env: dict[str, str]) -> None:
+    # Nothing offered: bash's `complete -o default` then completes file names.
+    assert complete(env, "pocketsr upscale -m ./") == []
+    assert complete(env, "pocketsr upscale -m weights/") == []
+
+
+def test_device_precision_format_tile(env: dict[str, str]) -> None:
+    devices = complete(env, "pocketsr upscale --device ")
+    assert devices[:2] == ["auto", "cpu"] and devices == likely_device_names()
+    assert complete(env, "pocketsr eval d --precision ") == ["auto", "fp32", "fp16", "bf16"]
+    assert complete(env, "pocketsr upscale --format ") == list(FORMATS)
+    assert complete(env, "pocketsr bench --format w") == ["webp"]
+    assert complete(env, "pocketsr upscale --tile ") == ["auto", "0"]
+
+
+def test_models_commands_complete_the_names_they_accept(env: dict[str, str]) -> None:
+    assert complete(env, "pocketsr models info realesr") == [
+        "realesr-general-x4v3",
+        "realesrgan-x4plus",
+    ]
+    download = complete(env, "pocketsr models download ")
+    assert "realesrgan-x4plus" in download and "bicubic" not in download
+    assert complete(env, "pocketsr models remove ") == []  # nothing downloaded or imported
+    cached = weights_path("realesrgan-x4plus", "RealESRGAN_x4plus.pth")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"on disk")
+    assert complete(env, "pocketsr models remove ") == ["realesrgan-x4plus"]
+    verify = complete(env, "pocketsr models verify ")
+    assert "realesrgan-x4plus" in verify and DEFAULT_MODEL in verify
+    assert "realesr-general-x4v3" not in verify  # not on this machine
+
+
+def test_zsh_gets_descriptions(env: dict[str, str]) -> None:
+    out = "\n".join(complete(env, "pocketsr upscale -m pocketsr-compact", shell="zsh"))
+    assert f'"{DEFAULT_MODEL}":"×4, bundled, default"' in out
+
+
+def test_commands_still_complete(env: dict[str, str]) -> None:
+    assert complete(env, "pocketsr mo") == ["models"]
+    assert "import-ncnn" in complete(env, "pocketsr models ")
+
+
+def test_the_shipped_bash_script(env: dict[str, str]) -> None:
+    bash = shutil.which("bash")
+    console_script = Path(sys.executable).with_name("pocketsr")
+    if bash is None or not console_script.exists():
+        pytest.skip("needs bash and the installed pocketsr console script")
+    script = (
+        f"source {REPO / 'completions' / 'pocketsr.bash'}\n"
+        "COMP_WORDS=(pocketsr upscale --precision f); COMP_CWORD=3\n"
+        "_pocketsr_completion pocketsr\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    path = f"{console_script.parent}{os.pathsep}{env['PATH']}"
+    result = subprocess.run(
+        [bash, "--norc", "-c", script],
+        env={**env, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.split() == ["fp32", "fp16"], result.stderr
+
+
+# --- devices without torch ---------------------------------------------------------------
+
+
+def gpus(root: Path, count: int) -> Path:
+    for i in range(count):
+        (root / f"0000:{i:02x}:00.0").mkdir(parents=True)
+    return root
+
+
+def cuda_names(root: Path) -> list[str]:
+    names = likely_device_names(root)
+    assert names[:2] == ["auto", "cpu"]
+    return [name for name in names if name.startswith("cuda")]
+
+
+def test_device_names_follow_the_driver_and_cuda_visible_devices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert cuda_names(tmp_path / "absent") == []
+    root = gpus(tmp_path / "gpus", 3)
+    assert cuda_names(root) == ["cuda", "cuda:0", "cuda:1", "cuda:2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
+    assert cuda_names(root) == ["cuda", "cuda:0", "cuda:1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,-1,0")  # CUDA stops at the first invalid
+    assert cuda_names(root) == ["cuda", "cuda:0"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert cuda_names(root) == []
