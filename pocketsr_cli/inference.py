@@ -7,10 +7,17 @@ upscaled separately with a bicubic filter (a generative model would invent textu
 mask) and re-attached.  Half precision runs under autocast with fp32 weights, so when a
 half-precision result contains NaN or inf (the "black image" bug of fp16 upscalers) the
 tile is recomputed in fp32 and the rest of the run stays in fp32, with a warning.
+
+``compile=True`` runs the network through ``torch.compile``.  Compilation is lazy: it
+happens inside the first forward pass that meets a new input shape, dtype or precision,
+and the wall time of those passes is added up in :attr:`Upscaler.compile_seconds` (the
+warm-up a run pays before compiled kernels are faster).  A network that cannot be compiled
+is run as it is, with a warning.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -21,6 +28,7 @@ import torch.nn.functional as F
 from pocketsr_cli.archs.resize import Resize
 from pocketsr_cli.descriptor import ModelDescriptor
 from pocketsr_cli.devices import Compute
+from pocketsr_cli.memory import is_out_of_memory
 from pocketsr_cli.tiling import TilePolicy
 
 if TYPE_CHECKING:
@@ -32,7 +40,13 @@ ENSEMBLE_PADS = ((4, 4, 4, 4), (3, 5, 3, 5))
 
 
 class Upscaler:
-    """One model on one device, ready to upscale images (keeps tiling state across images)."""
+    """One model on one device, ready to upscale images (keeps tiling state across images).
+
+    Attributes:
+        compile_seconds: with ``compile=True``, seconds spent in forward passes that met a
+            new input signature (shape, dtype, precision) and so compiled, those passes'
+            own run included: an upper bound on the compile warm-up.  ``0.0`` otherwise.
+    """
 
     def __init__(
         self,
@@ -42,6 +56,7 @@ class Upscaler:
         tile: str | int = "auto",
         overlap: int = 16,
         ensemble: bool = False,
+        compile: bool = False,
         on_warning: Callable[[str], None] | None = None,
     ) -> None:
         self.model = model
@@ -60,6 +75,12 @@ class Upscaler:
             self._warn(f"{model.name} must see the whole image: ignoring --tile {tile}")
         self._alpha = Resize("bicubic", model.scale)
         self._alpha_policy = TilePolicy.from_option(512, overlap=8)
+        self.compile_seconds = 0.0
+        # torch.compile only wraps here; dynamo compiles inside the first call per signature.
+        self._compiled: Callable[..., torch.Tensor] | None = (
+            torch.compile(model.module) if compile else None
+        )
+        self._compiled_signatures: set[tuple[object, ...]] = set()
 
     @property
     def scale(self) -> int:
@@ -71,16 +92,44 @@ class Upscaler:
         x = x.contiguous(memory_format=self._memory_format)
         args = (x,) if stats is None else (x, stats)
         if self._fp32_fallback:
-            return self.model.module(*args).float()
+            return self._network(args, "fp32").float()
         with torch.autocast(device_type=x.device.type, dtype=self.compute.dtype):
-            y = self.model.module(*args).float()
+            y = self._network(args, self.compute.precision).float()
         if not torch.isfinite(y).all():
             self._fp32_fallback = True
             self._warn(
                 f"{self.compute.precision} gave NaN/inf values with {self.model.name}; "
                 "recomputing in fp32 (the rest of this run stays fp32)"
             )
-            y = self.model.module(*args).float()
+            y = self._network(args, "fp32").float()
+        return y
+
+    def _network(self, args: tuple[Any, ...], precision: str) -> torch.Tensor:
+        """The network on ``args``: compiled when asked for, timing each compiling call."""
+        if self._compiled is None:
+            return self.model.module(*args)
+        x = args[0]
+        signature = (tuple(x.shape), x.dtype, precision)
+        if signature in self._compiled_signatures:
+            return self._compiled(*args)
+        start = time.perf_counter()
+        try:
+            y = self._compiled(*args)
+            if x.device.type == "cuda":
+                torch.cuda.synchronize(x.device)  # kernels run asynchronously: time them
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise  # the tiler's backoff handles it, compiled or not
+            self._compiled = None
+            first = str(exc).strip().splitlines()
+            self._warn(
+                f"torch.compile failed for {self.model.name} "
+                f"({first[0] if first else type(exc).__name__}); running it uncompiled"
+            )
+            return self.model.module(*args)
+        finally:
+            self.compile_seconds += time.perf_counter() - start
+        self._compiled_signatures.add(signature)
         return y
 
     def _ensemble_forward(self, x: torch.Tensor, stats: Any = None) -> torch.Tensor:

@@ -107,3 +107,69 @@ def test_pocketsr_weights_carry_their_size_requirements() -> None:
     broken["head.weight"] = broken["head.weight"][:1]
     with pytest.raises(ModelError):
         descriptor_from_state_dict(broken, "broken")
+
+
+def _tiny_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.PReLU(8),
+        nn.Conv2d(8, 12, 3, padding=1),
+        nn.PixelShuffle(2),
+    ).eval()
+
+
+def test_compile_failure_falls_back_to_the_plain_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A network torch.compile cannot handle still upscales, uncompiled, with one warning."""
+
+    def broken_compile(module: nn.Module) -> object:
+        def call(*args: object) -> torch.Tensor:
+            raise RuntimeError("backend compiler failed\nlong traceback")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    img = (np.random.default_rng(5).random((12, 16, 3)) * 255).astype(np.uint8)
+    up = upscaler(_tiny_net(), tile=0, compile=True)
+    assert np.array_equal(up.upscale(img), upscaler(_tiny_net(), tile=0).upscale(img))
+    assert len(up.warnings) == 1 and "backend compiler failed" in up.warnings[0]  # type: ignore[attr-defined]
+    assert up.compile_seconds > 0  # the failed attempt is part of the warm-up
+    up.upscale(img)
+    assert len(up.warnings) == 1  # type: ignore[attr-defined]
+
+
+def test_compile_out_of_memory_is_left_to_the_tiler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An out-of-memory error inside a compiled call is not mistaken for a compile failure."""
+    calls: list[int] = []
+
+    def oom_once(module: nn.Module) -> object:
+        def call(x: torch.Tensor) -> torch.Tensor:
+            calls.append(x.shape[-1])
+            if len(calls) == 1:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return module(x)
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", oom_once)
+    img = (np.random.default_rng(6).random((24, 32, 3)) * 255).astype(np.uint8)
+    up = upscaler(_tiny_net(), tile=16, overlap=2, compile=True)
+    up.policy.floor = 8
+    plain = upscaler(_tiny_net(), tile=8, overlap=2).upscale(img)
+    assert np.abs(up.upscale(img).astype(int) - plain).max() <= 1
+    assert up.warnings == []  # type: ignore[attr-defined]
+    assert up.policy.tile_side == 8 and calls[0] > 8  # it backed off from 16 to 8
+
+
+@pytest.mark.slow
+def test_compiled_network_matches_eager_and_times_its_warm_up() -> None:
+    """torch.compile on the CPU (about 20 s of compiling on a small machine): same pixels,
+    the warm-up counted once per input signature."""
+    img = (np.random.default_rng(4).random((16, 20, 3)) * 255).astype(np.uint8)
+    eager = upscaler(_tiny_net(), tile=0).upscale(img)
+    up = upscaler(_tiny_net(), tile=0, compile=True)
+    assert np.abs(up.upscale(img).astype(int) - eager).max() <= 1
+    warm_up = up.compile_seconds
+    assert warm_up > 0 and up.warnings == []  # type: ignore[attr-defined]
+    up.upscale(img)
+    assert up.compile_seconds == warm_up  # same signature: no new compile
