@@ -432,3 +432,23 @@ def test_default_model_at_a_factor_it_lacks_says_what_works(tmp_path: Path) -> N
     assert code != 0 and "Traceback" not in err
     assert "no x3 variant" in err and "--outscale 3" in err and "-m lanczos" in err
     assert not (tmp_path / "in_x3.png").exists()
+
+
+def test_compile_option_reaches_the_upscaler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pocketsr_cli import inference
+
+    seen: list[bool] = []
+    original = inference.Upscaler.__init__
+
+    def spy(self: inference.Upscaler, *args: object, **kwargs: object) -> None:
+        seen.append(bool(kwargs.get("compile")))
+        kwargs["compile"] = False  # compiling for real takes tens of seconds on a CPU
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inference.Upscaler, "__init__", spy)
+    src = save(tmp_path / "in.png", photo())
+    assert invoke("upscale", src, *FAST, "-q")[0] == 0
+    assert invoke("upscale", src, *FAST, "-q", "--compile", "--overwrite")[0] == 0
+    assert seen == [False, True]
