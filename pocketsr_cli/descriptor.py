@@ -49,6 +49,10 @@ class ModelDescriptor:
             per-channel mean/std for colour matching); the result is passed to every tile so
             that tiles are treated identically.
         params: number of parameters (0 for parameter-free resamplers).
+        sha256: lowercase hex SHA-256 of the weights file it was built from, when known
+            (a registry model's manifest records it; a weights file given by path is
+            hashed by ``weights.resolve.open_family``); None for resamplers.  Outputs
+            record it so that a later run can tell outputs of other weights apart.
     """
 
     name: str
@@ -61,3 +65,4 @@ class ModelDescriptor:
     tiling: bool = True
     image_stats: Callable[[torch.Tensor], Any] | None = None
     params: int = 0
+    sha256: str | None = None

@@ -16,6 +16,12 @@ Pillow's encoder), with the metadata chunks inserted by this module.  JPEG, WebP
 encoded by Pillow; TIFF is written by this module (Deflate + horizontal predictor), because
 neither library writes 16-bit colour TIFF together with an ICC profile and EXIF.
 
+Outputs can carry pocketsr's own record of how they were made (``provenance``): a PNG
+``tEXt`` chunk with the keyword ``pocketsr``, the XMP property ``pocketsr:record`` (merged
+into the camera's XMP packet) in JPEG, WebP and TIFF, and for BMP, which has no room for
+metadata, a sidecar file ``NAME.bmp.pocketsr.json`` (:func:`write_sidecar`).
+:func:`read_provenance_text` finds it again from the file header alone.
+
 Every error about a bad input file is an :class:`ImageReadError` whose message is the reason
 only (the caller adds the path); every encoding or writing failure is an
 :class:`ImageWriteError`.  Nothing here prints.  OpenCV itself may log a warning to stderr
@@ -896,6 +902,7 @@ def encode_image(
     *,
     quality: int = 95,
     metadata: Metadata | None = None,
+    provenance: str | None = None,
 ) -> bytes:
     """Encode pixels (as in :class:`DecodedImage`) following ``plan``.
 
@@ -905,6 +912,11 @@ def encode_image(
     BMP keeps none.  EXIF PixelX/YDimension are updated to the new size.  JPEG has no room
     for an EXIF or XMP block over 64 KiB: such a block is left out.  ``metadata=None``
     writes no metadata.  ``quality`` (1..100) applies to JPEG and WebP.
+
+    ``provenance`` (one line of ASCII text: pocketsr's record, whatever ``metadata`` is) is
+    embedded where the format allows (:func:`embeds_provenance`): a PNG ``tEXt`` chunk
+    ``pocketsr``, or the XMP property ``pocketsr:record`` added to the XMP packet (an older
+    record in it is replaced).  BMP cannot hold it: the caller writes a sidecar.
 
     Raises:
         ImageWriteError: the pixels or plan cannot be encoded (alpha for JPEG/BMP, a side
@@ -928,9 +940,18 @@ def encode_image(
             f"(this one is {pixels.shape[1]}x{pixels.shape[0]}); choose PNG or TIFF"
         )
     meta = _output_metadata(metadata, pixels)
+    png_text = b""
+    if provenance is not None and plan.format == "png":
+        png_text = _png_chunk(b"tEXt", PROVENANCE_KEYWORD + b"\x00" + provenance.encode("latin-1"))
+    elif provenance is not None and embeds_provenance(plan.format):
+        xmp = _xmp_with_record(meta.xmp, provenance)
+        # JPEG drops an XMP packet over 64 KiB: keep the camera's packet rather than lose
+        # it for our record (an output without a record is refused, never overwritten).
+        if plan.format != "jpeg" or len(xmp) <= _JPEG_XMP_MAX:
+            meta = Metadata(meta.exif, meta.icc_profile, xmp)
     try:
         if plan.format == "png":
-            return _encode_png(pixels, meta)
+            return _encode_png(pixels, meta, png_text)
         if plan.format == "tiff":
             return _encode_tiff(pixels, meta)
         return _encode_pillow(pixels, plan.format, quality, meta)
@@ -964,7 +985,7 @@ def _png_metadata_chunks(meta: Metadata) -> bytes:
     return chunks
 
 
-def _encode_png(pixels: np.ndarray, meta: Metadata) -> bytes:
+def _encode_png(pixels: np.ndarray, meta: Metadata, extra_chunks: bytes = b"") -> bytes:
     if pixels.shape[2] == 2:
         png = _encode_png_gray_alpha(pixels)
     else:
@@ -983,7 +1004,7 @@ def _encode_png(pixels: np.ndarray, meta: Metadata) -> bytes:
     if png[12:16] != b"IHDR":
         raise ImageWriteError("could not encode PNG (unexpected encoder output)")
     # Metadata chunks go right after IHDR: iCCP must precede IDAT, and eXIf should.
-    return png[:33] + _png_metadata_chunks(meta) + png[33:]
+    return png[:33] + _png_metadata_chunks(meta) + extra_chunks + png[33:]
 
 
 def _encode_png_gray_alpha(pixels: np.ndarray) -> bytes:
@@ -1019,7 +1040,7 @@ def _encode_pillow(pixels: np.ndarray, fmt: str, quality: int, meta: Metadata) -
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2)
         if meta.exif and len(meta.exif) + len(_EXIF_PREFIX) <= 65_533:
             options["exif"] = _EXIF_PREFIX + meta.exif
-        if meta.xmp and len(meta.xmp) <= 65_504:
+        if meta.xmp and len(meta.xmp) <= _JPEG_XMP_MAX:
             options["xmp"] = meta.xmp
         if meta.icc_profile:
             options["icc_profile"] = meta.icc_profile
@@ -1137,6 +1158,156 @@ def _tiff_directory(
     ifd[279] = tuple(len(strip) for strip in strips)
     ifd.tagtype[273] = ifd.tagtype[279] = TiffTags.LONG
     return ifd.tobytes(offset)
+
+
+_JPEG_XMP_MAX = 65_504
+
+
+# --------------------------------------------------------------------------------------------
+# Provenance: pocketsr's record of how an output was made
+# --------------------------------------------------------------------------------------------
+
+PROVENANCE_KEYWORD = b"pocketsr"
+"""The PNG text chunk keyword of the record."""
+
+SIDECAR_SUFFIX = ".pocketsr.json"
+"""Appended to a BMP output's name for the file holding its record."""
+
+_XMP_NAMESPACE = "urn:pocketsr:ns:1.0/"
+# The block _xmp_with_record writes, to be replaced when an output is upscaled again.
+_XMP_OUR_BLOCK = re.compile(
+    rb'\s*<rdf:Description rdf:about="" xmlns:pocketsr="'
+    + re.escape(_XMP_NAMESPACE.encode())
+    + rb'">\s*<pocketsr:record>.*?</pocketsr:record>\s*</rdf:Description>',
+    re.S,
+)
+_XMP_RECORD_ELEMENT = re.compile(rb"<pocketsr:record>(.*?)</pocketsr:record>", re.S)
+_XMP_RECORD_ATTRIBUTE = re.compile(rb"\spocketsr:record\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+_XMP_PACKET = (
+    b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
+    b' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">%s\n </rdf:RDF>\n'
+    b"</x:xmpmeta>\n"
+    b'<?xpacket end="w"?>'
+)
+
+
+def embeds_provenance(fmt: str) -> bool:
+    """Whether an output of format ``fmt`` holds its record itself (BMP needs a sidecar)."""
+    return fmt in ("png", "jpeg", "webp", "tiff")
+
+
+def sidecar_path(path: Path) -> Path:
+    """Where the record of ``path`` goes when its format cannot hold it: ``a.bmp.pocketsr.json``."""
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def _xmp_with_record(xmp: bytes | None, record: str) -> bytes:
+    """``xmp`` (None: a new packet) with ``pocketsr:record`` set to ``record``.
+
+    The record goes in a ``rdf:Description`` of its own, so the camera's properties are
+    left byte for byte; an older record (an output upscaled again) is removed first.  A
+    packet without ``</rdf:RDF>`` cannot be merged into and is returned unchanged.
+    """
+    from xml.sax.saxutils import escape
+
+    block = (
+        f'\n  <rdf:Description rdf:about="" xmlns:pocketsr="{_XMP_NAMESPACE}">'
+        f"<pocketsr:record>{escape(record)}</pocketsr:record></rdf:Description>"
+    ).encode()
+    if not xmp:
+        return _XMP_PACKET % block
+    cleaned = _XMP_OUR_BLOCK.sub(b"", xmp)
+    cleaned = _XMP_RECORD_ATTRIBUTE.sub(b"", _XMP_RECORD_ELEMENT.sub(b"", cleaned))
+    end = cleaned.rfind(b"</rdf:RDF>")
+    if end < 0:
+        return xmp
+    return cleaned[:end] + block + b"\n " + cleaned[end:]
+
+
+def _xmp_record(xmp: object) -> str | None:
+    """The ``pocketsr:record`` value in an XMP packet (element or attribute form), or None."""
+    import html
+
+    packet = _xmp_bytes(xmp)
+    if not packet or b"pocketsr:record" not in packet:
+        return None
+    found = _XMP_RECORD_ELEMENT.search(packet) or _XMP_RECORD_ATTRIBUTE.search(packet)
+    if found is None:
+        return None
+    raw = next(group for group in found.groups() if group is not None)
+    return html.unescape(raw.decode("utf-8", "replace"))
+
+
+def _png_record(handle: IO[bytes]) -> str | None:
+    """The ``pocketsr`` text chunk's text, reading chunk headers only up to the image data."""
+    handle.seek(8)
+    while True:
+        head = handle.read(8)
+        if len(head) < 8:
+            return None
+        (length,) = struct.unpack(">I", head[:4])
+        kind = head[4:]
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        if kind in (b"tEXt", b"iTXt") and length <= 1 << 20:
+            keyword, _, rest = handle.read(length).partition(b"\x00")
+            handle.seek(4, os.SEEK_CUR)
+            if keyword != PROVENANCE_KEYWORD:
+                continue
+            if kind == b"tEXt":
+                return rest.decode("latin-1")
+            if rest[:1] != b"\x00":  # compressed iTXt: not what we write
+                return None
+            # iTXt after the keyword: compression flag and method, language, NUL,
+            # translated keyword, NUL, UTF-8 text.
+            text = rest[2:].split(b"\x00", 2)
+            return text[2].decode("utf-8", "replace") if len(text) == 3 else None
+        handle.seek(length + 4, os.SEEK_CUR)
+
+
+def read_provenance_text(path: Path) -> str | None:
+    """The record ``path`` carries (see :func:`encode_image`), or None when it has none.
+
+    Reads what precedes the pixels only (PNG chunk headers up to the image data; the
+    JPEG/WebP/TIFF header through Pillow; a BMP's sidecar file), so it costs about a
+    millisecond, not a decode.  Never raises: an unreadable or corrupt file has no record.
+    """
+    try:
+        with Path(path).open("rb") as handle:
+            head = handle.read(12)
+            if head[:8] == b"\x89PNG\r\n\x1a\n":
+                return _png_record(handle)
+            if head[:2] == b"BM":
+                return sidecar_path(Path(path)).read_text(encoding="utf-8").strip() or None
+            handle.seek(0)
+            try:
+                with _open_pillow(handle) as im:
+                    xmp = im.info.get("xmp") or getattr(im, "tag_v2", {}).get(700)
+            except ImageReadError:
+                if head[:4] not in _TIFF_MAGIC:
+                    return None
+                # Layouts Pillow cannot open (16-bit gray + alpha): read the tags directly.
+                handle.seek(0)
+                xmp = _tiff_tags(handle.read()).get(700)
+            return _xmp_record(xmp)
+    except Exception:  # a record is optional: any problem reading it means "none"
+        return None
+
+
+def write_sidecar(image: Path, record: str | None) -> None:
+    """Write ``record`` beside ``image`` (:func:`sidecar_path`), atomically; None removes a
+    sidecar left there by an earlier run.
+
+    Raises:
+        ImageWriteError: as :func:`write_atomic`.
+    """
+    target = sidecar_path(image)
+    if record is None:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+        return
+    write_atomic(target, (record + "\n").encode("utf-8"))
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,6 +5,20 @@ thread runs inference, and a writer thread encodes and writes behind it.  The qu
 them hold one item each, so memory stays bounded however many files there are.  Results are
 reported strictly in job order through a :class:`Reporter`; the core never prints.
 
+A run may hold several variants of one model (``Variant``: ×2 and ×4): each image runs the
+one ``sizing.pick_scale`` chooses for the factor its ``Options.target`` needs, and the
+result is resized to the target's exact size (:func:`resize_output`).
+
+Every output gets pocketsr's record of how it was made (``provenance``) unless
+``Options.record`` is None.  Existing outputs are never replaced without ``overwrite``; with
+records on, they are also compared with what this run would write: the same settings give
+a plain ``exists`` skip, other settings or no record at all a ``different-settings`` or
+``unrecorded`` skip (:attr:`Summary.conflicts`) — a file someone may have edited by hand
+is never overwritten, and the run says so instead of keeping it silently.  Files found by
+scanning a folder (``Job.from_folder``) whose header carries a record are earlier outputs
+and are skipped (``own-output``); that costs a header read per file, about a millisecond,
+in the reader thread that decodes the file right after.
+
 Failures of one image (unreadable file, out of memory, encode error) become a ``failed``
 result and the run goes on.  ``KeyboardInterrupt`` stops reading and inference at once; the
 file being written is either finished (complete, renamed into place) or its temporary file
@@ -23,23 +37,46 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from pocketsr_cli import provenance
 from pocketsr_cli.errors import ImageReadError, ImageWriteError, PocketSRError
 from pocketsr_cli.imageio import (
     DecodedImage,
     OutputPlan,
+    embeds_provenance,
     encode_image,
     extension_for,
+    format_from_name,
     plan_output,
     probe,
     read_image,
+    read_provenance_text,
     write_atomic,
+    write_sidecar,
 )
 from pocketsr_cli.jobs import Job
+from pocketsr_cli.sizing import Target, pick_scale
 
 Status = Literal["ok", "skipped", "failed", "planned"]
 """What became of one input: ``ok`` written; ``skipped`` not processed (not an image, output
-exists...; ``reason`` says why); ``failed`` (``error`` says why); ``planned`` would be
-written, and only a dry run (``Options.dry_run``) gives it.  Only ``failed`` fails a run."""
+exists...; ``reason`` says why, ``reason_code`` which case it is); ``failed`` (``error``
+says why); ``planned`` would be written, and only a dry run (``Options.dry_run``) gives it.
+Only ``failed`` fails a run."""
+
+ReasonCode = Literal[
+    "not-image", "own-output", "exists", "different-settings", "unrecorded", "dry-run"
+]
+"""Why an input was skipped (or planned), for machines:
+
+* ``not-image``: not an image file; ``own-output``: an earlier output (by its name or its
+  record), found while scanning a folder;
+* ``exists``: its output exists and was made with these settings (or records are off);
+* ``different-settings``: its output exists but its record says other settings;
+* ``unrecorded``: its output exists without a record (another program, an older pocketsr,
+  ``--no-provenance``, or an editor that dropped it);
+* ``dry-run``: would be written."""
+
+CONFLICTS: tuple[ReasonCode, ...] = ("different-settings", "unrecorded")
+"""Skips where an existing output was kept although it may not be what this run makes."""
 
 
 class ImageUpscaler(Protocol):
@@ -56,15 +93,45 @@ class ImageUpscaler(Protocol):
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One network a run may use, and what names it in results and records.
+
+    Attributes:
+        upscaler: runs it; its ``scale`` is the variant's factor.
+        model: its name (``pocketsr-compact-x4``), for ``--json`` and the record.
+        sha256: its weights' SHA-256, when known (recorded and compared).
+        compute: where and how it runs (``"cpu fp32"``; recorded, never compared).
+    """
+
+    upscaler: ImageUpscaler
+    model: str = ""
+    sha256: str | None = None
+    compute: str | None = None
+
+    @property
+    def scale(self) -> int:
+        return int(self.upscaler.scale)
+
+
+@dataclass(frozen=True)
 class Options:
-    """Per-run choices that are not about naming (see ``jobs.Naming``)."""
+    """Per-run choices that are not about naming (see ``jobs.Naming``).
+
+    Attributes:
+        target: the output size (``sizing.Target``); None: the factor of the run's only
+            variant.
+        record: write each output's provenance record with these run-wide settings and
+            compare existing outputs' records with it; None: write none, and skip
+            existing outputs by name alone.
+    """
 
     fmt: str | None = None
     quality: int = 95
     keep_metadata: bool = True
     overwrite: bool = False
     dry_run: bool = False
-    outscale: float | None = None
+    target: Target | None = None
+    record: provenance.RunSettings | None = None
 
 
 @dataclass
@@ -76,6 +143,8 @@ class Result:
     output: Path | None = None
     error: str | None = None
     reason: str | None = None
+    reason_code: ReasonCode | None = None
+    model: str | None = None
     width: int | None = None
     height: int | None = None
     out_width: int | None = None
@@ -101,6 +170,11 @@ class Summary:
     def failed(self) -> list[Result]:
         return [r for r in self.results if r.status == "failed"]
 
+    @property
+    def conflicts(self) -> list[Result]:
+        """Skips that kept an existing output made otherwise, or of unknown origin."""
+        return [r for r in self.results if r.reason_code in CONFLICTS]
+
 
 class Reporter(Protocol):
     """Receives progress events.
@@ -118,10 +192,25 @@ class Reporter(Protocol):
     def finished(self, summary: Summary) -> None: ...
 
 
-def output_size(width: int, height: int, scale: int, outscale: float | None) -> tuple[int, int]:
-    """Final ``(width, height)``: ``scale``, or ``outscale`` when given, times the input."""
-    factor = scale if outscale is None else outscale
-    return max(1, round(width * factor)), max(1, round(height * factor))
+def scales_for_sizes(
+    jobs: Sequence[Job], target: Target, scales: Sequence[int], fallback: int
+) -> list[int]:
+    """The variant factors a size ``target`` needs for ``jobs``, ascending.
+
+    Reads each input's header (:func:`~pocketsr_cli.imageio.probe`), so that every variant
+    the run will use is loaded, and any model error met, before the first image.  Inputs
+    that will be skipped or cannot be read are left out; ``[fallback]`` when none is left.
+    """
+    needed: set[int] = set()
+    for job in jobs:
+        if job.skip_reason is not None:
+            continue
+        try:
+            width, height, _ = probe(job.input)
+        except ImageReadError:
+            continue
+        needed.add(pick_scale(target.factor_for(width, height), scales))
+    return sorted(needed) or [fallback]
 
 
 def resize_output(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -144,6 +233,7 @@ class _Decoded:
     image: DecodedImage
     plan: OutputPlan
     output: Path
+    variant: Variant
     seconds: float
 
 
@@ -196,10 +286,15 @@ def _put(q: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
 
 class _Run:
     def __init__(
-        self, jobs: Sequence[Job], upscaler: ImageUpscaler, options: Options, reporter: Reporter
+        self, jobs: Sequence[Job], variants: Sequence[Variant], options: Options, reporter: Reporter
     ) -> None:
+        if not variants:
+            raise ValueError("a run needs at least one variant")
+        self.by_scale = {v.scale: v for v in variants}
+        if options.target is None and len(self.by_scale) > 1:
+            raise ValueError("a run with several variants needs a target to choose among them")
+        self.target = options.target or Target.factor(variants[0].scale)
         self.jobs = jobs
-        self.upscaler = upscaler
         self.options = options
         self.reporter = reporter
         self.stop = threading.Event()
@@ -218,9 +313,17 @@ class _Run:
 
     def read_one(self, job: Job) -> Result | _Decoded:
         if job.skip_reason is not None:
-            return Result(job, "skipped", reason=job.skip_reason)
+            return Result(job, "skipped", reason=job.skip_reason, reason_code=job.skip_code)
+        if job.from_folder:
+            found = _record_of(job.input)
+            if found is not None:
+                reason = (
+                    f"is a pocketsr output ({provenance.describe(found)}, by its record); "
+                    "name the file directly to upscale it"
+                )
+                return Result(job, "skipped", reason=reason, reason_code="own-output")
         if job.output.exists() and not self.options.overwrite:
-            return Result(job, "skipped", output=job.output, reason=_EXISTS)
+            return self.existing(job, job.output)
         if self.options.dry_run:
             return self.dry_run(job)
         t0 = time.perf_counter()
@@ -235,24 +338,75 @@ class _Run:
         if plan.format != (self.options.fmt or image.format):  # e.g. RGBA asked as JPEG -> PNG
             output = output.with_suffix(extension_for(plan.format))
         if output != job.output and output.exists() and not self.options.overwrite:
-            return Result(job, "skipped", output=output, reason=_EXISTS)
-        return _Decoded(job, image, plan, output, time.perf_counter() - t0)
+            return self.existing(job, output, (image.width, image.height))
+        variant = self.variant_for(image.width, image.height)
+        return _Decoded(job, image, plan, output, variant, time.perf_counter() - t0)
+
+    def variant_for(self, width: int, height: int) -> Variant:
+        """The variant an input of this size runs (``sizing.pick_scale``)."""
+        return self.by_scale[pick_scale(self.target.factor_for(width, height), list(self.by_scale))]
+
+    def expected_record(self, variant: Variant, output: Path) -> dict[str, Any]:
+        """The compared part of the record this run would write to ``output``."""
+        assert self.options.record is not None
+        try:
+            fmt = format_from_name(output.suffix)
+        except ValueError:
+            fmt = ""
+        return provenance.make_record(
+            self.options.record,
+            model=variant.model,
+            model_sha256=variant.sha256,
+            model_scale=variant.scale,
+            target=self.target.label,
+            fmt=fmt,
+        )
+
+    def existing(self, job: Job, output: Path, size: tuple[int, int] | None = None) -> Result:
+        """The skip for an input whose ``output`` exists: ``exists`` when it was made with
+        this run's settings (or records are off), else a conflict (see the module docs)."""
+        if self.options.record is None:
+            return Result(job, "skipped", output=output, reason=_EXISTS, reason_code="exists")
+        found = _record_of(output)
+        if found is None:
+            return Result(
+                job, "skipped", output=output, reason=_UNRECORDED, reason_code="unrecorded"
+            )
+        candidates = list(self.by_scale.values())
+        if len(candidates) > 1:  # which variant depends on the input's size
+            try:
+                size = size or probe(job.input)[:2]
+                candidates = [self.variant_for(*size)]
+            except ImageReadError:  # compare with every variant: the input fails anyway
+                pass
+        diffs = [provenance.differences(found, self.expected_record(v, output)) for v in candidates]
+        if any(not d for d in diffs):
+            return Result(job, "skipped", output=output, reason=_EXISTS, reason_code="exists")
+        reason = (
+            f"output exists but was made with other settings ({', '.join(diffs[0])}); "
+            "use --overwrite to replace it"
+        )
+        return Result(
+            job, "skipped", output=output, reason=reason, reason_code="different-settings"
+        )
 
     def dry_run(self, job: Job) -> Result:
         try:
             width, height, _ = probe(job.input)
         except ImageReadError as exc:
             return Result(job, "failed", error=str(exc))
-        ow, oh = output_size(width, height, self.upscaler.scale, self.options.outscale)
+        ow, oh = self.target.size_for(width, height)
         return Result(
             job,
             "planned",
             output=job.output,
             reason="dry run",
+            reason_code="dry-run",
             width=width,
             height=height,
             out_width=ow,
             out_height=oh,
+            model=self.variant_for(width, height).model or None,
         )
 
     # -- writer -------------------------------------------------------------------------
@@ -278,16 +432,45 @@ class _Run:
             out_width=item.pixels.shape[1],
             out_height=item.pixels.shape[0],
             warnings=list(d.plan.warnings),
+            model=d.variant.model or None,
         )
+        record = self.record_text(item)
+        embedded = embeds_provenance(d.plan.format)
         try:
             data = encode_image(
-                item.pixels, d.plan, quality=self.options.quality, metadata=metadata
+                item.pixels,
+                d.plan,
+                quality=self.options.quality,
+                metadata=metadata,
+                provenance=record if embedded else None,
             )
             write_atomic(d.output, data)
+            if not embedded:
+                # After the image: a crash in between leaves an image whose record is
+                # missing or old, which a later run refuses to skip silently.
+                write_sidecar(d.output, record)
         except ImageWriteError as exc:
             result.status, result.error = "failed", str(exc)
         result.seconds = d.seconds + item.seconds + time.perf_counter() - t0
         return result
+
+    def record_text(self, item: _Upscaled) -> str | None:
+        """The record of this output as text, or None when records are off."""
+        if self.options.record is None:
+            return None
+        d = item.decoded
+        record = provenance.make_record(
+            self.options.record,
+            model=d.variant.model,
+            model_sha256=d.variant.sha256,
+            model_scale=d.variant.scale,
+            target=self.target.label,
+            fmt=d.plan.format,
+            size=(item.pixels.shape[1], item.pixels.shape[0]),
+            precision=d.variant.compute,
+            source=d.job.input.name,
+        )
+        return provenance.dumps(record)
 
     # -- inference (calling thread) -------------------------------------------------------
     def infer_all(self) -> None:
@@ -306,11 +489,8 @@ class _Run:
         self.reporter.image_started(d.job, index)
         t0 = time.perf_counter()
         try:
-            out = self.upscaler.upscale(d.image.pixels, self.reporter.tile)
-            size = output_size(
-                d.image.width, d.image.height, self.upscaler.scale, self.options.outscale
-            )
-            out = resize_output(out, size)
+            out = d.variant.upscaler.upscale(d.image.pixels, self.reporter.tile)
+            out = resize_output(out, self.target.size_for(d.image.width, d.image.height))
         except PocketSRError as exc:
             return Result(
                 d.job, "failed", error=str(exc), width=d.image.width, height=d.image.height
@@ -354,6 +534,15 @@ class _Run:
 
 
 _EXISTS = "output exists (use --overwrite to replace it)"
+_UNRECORDED = (
+    "output exists but carries no pocketsr record (made by another program or an older "
+    "pocketsr, or edited since); use --overwrite to replace it"
+)
+
+
+def _record_of(path: Path) -> dict[str, Any] | None:
+    text = read_provenance_text(path)
+    return provenance.loads(text) if text else None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -382,10 +571,17 @@ def _join_quietly(thread: threading.Thread) -> None:
 
 
 def run(
-    jobs: Sequence[Job], upscaler: ImageUpscaler, options: Options, reporter: Reporter
+    jobs: Sequence[Job],
+    upscaler: ImageUpscaler | Sequence[Variant],
+    options: Options,
+    reporter: Reporter,
 ) -> Summary:
     """Process ``jobs`` in order and return the summary (``interrupted`` set on Ctrl-C).
 
-    Never raises for a bad input file; raises only for bugs in a worker thread.
+    ``upscaler`` is one upscaler, or the variants the run chooses from per image (then
+    ``options.target`` is required when there are several).  Never raises for a bad input
+    file; raises only for bugs in a worker thread (and ``ValueError`` for no variant, or
+    several without a target).
     """
-    return _Run(jobs, upscaler, options, reporter).execute()
+    variants = list(upscaler) if isinstance(upscaler, Sequence) else [Variant(upscaler)]
+    return _Run(jobs, variants, options, reporter).execute()

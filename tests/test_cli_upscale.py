@@ -353,6 +353,11 @@ ERRORS = [
     (("upscale", "{src}", "-m", "{dir}/missing.pth"), 3, "not found"),
     (("upscale", "{src}", "-m", "{dir}/junk.pth"), 3, "cannot read weights"),
     (("upscale", "{src}", "-m", "bicubic", "--bogus"), 2, "No such option"),
+    (("upscale", "{src}", "--width", "0"), 2, "--width must be a positive number of pixels"),
+    (("upscale", "{src}", "--height", "-5"), 2, "--height must be a positive number"),
+    (("upscale", "{src}", "--long-edge", "0"), 2, "--long-edge must be a positive"),
+    (("upscale", "{src}", "--width", "9", "--height", "9"), 2, "cannot be combined"),
+    (("upscale", "{src}", "--outscale", "2", "--long-edge", "9"), 2, "cannot be combined"),
     (("upscale",), 2, "Missing argument"),
 ]
 
@@ -426,12 +431,260 @@ def test_default_model_is_the_bundled_pocketsr_generator(tmp_path: Path) -> None
     assert rec["model"] == "pocketsr-compact-x2" and rec["out_width"] == 64
 
 
-def test_default_model_at_a_factor_it_lacks_says_what_works(tmp_path: Path) -> None:
+def record_of(path: Path) -> dict:
+    """The pocketsr record an output carries (embedded, or a BMP's sidecar)."""
+    from pocketsr_cli.imageio import read_provenance_text
+
+    text = read_provenance_text(path)
+    assert text is not None, f"{path} carries no record"
+    return json.loads(text)
+
+
+def test_a_factor_the_model_lacks_runs_the_nearest_larger_variant_and_resizes(
+    tmp_path: Path,
+) -> None:
     src = save(tmp_path / "in.png", photo(24, 32))
-    code, _, err = invoke("upscale", src, "-s", "3")
-    assert code != 0 and "Traceback" not in err
-    assert "no x3 variant" in err and "--outscale 3" in err and "-m lanczos" in err
-    assert not (tmp_path / "in_x3.png").exists()
+    code, out, err = invoke("upscale", src, "-s", "3", "--json")
+    assert code == 0, err
+    assert "pocketsr-compact has no ×3 variant: running ×4 and resizing to ×3" in err
+    (rec,), _ = jsonl(out)
+    assert rec["model"] == "pocketsr-compact-x4" and Path(rec["output"]).name == "in_x3.png"
+    assert (rec["out_width"], rec["out_height"]) == (96, 72)
+    record = record_of(tmp_path / "in_x3.png")
+    assert (record["model"], record["model_scale"], record["target"]) == (
+        "pocketsr-compact-x4",
+        4,
+        "x3",
+    )
+
+
+def test_a_factor_above_the_largest_variant_enlarges_with_lanczos(tmp_path: Path) -> None:
+    src = save(tmp_path / "in.png", photo(24, 32))
+    code, out, err = invoke("upscale", src, "-m", "pocketsr-nano", "-s", "8", "--json")
+    assert code == 0, err
+    line = "pocketsr-nano has no ×8 variant (largest ×4): running ×4 and enlarging to ×8 with"
+    assert line in " ".join(err.split())
+    (rec,), _ = jsonl(out)
+    assert rec["model"] == "pocketsr-nano-x4" and rec["output"].endswith("in_x8.png")
+    assert (rec["out_width"], rec["out_height"]) == (256, 192)
+
+
+def test_scale_picks_the_variant_and_outscale_the_final_size(tmp_path: Path) -> None:
+    src = save(tmp_path / "in.png", photo(24, 32))
+    code, out, err = invoke("upscale", src, "-m", "pocketsr-nano", "-s", "2", "--outscale", "1.5")
+    assert code == 0, err
+    with Image.open(tmp_path / "in_x1.5.png") as im:
+        assert im.size == (48, 36)
+    assert record_of(tmp_path / "in_x1.5.png")["model"] == "pocketsr-nano-x2"
+    # -s 3 has no variant: ×4 runs, and --outscale (not -s) sets the size.
+    code, out, err = invoke(
+        "upscale", src, "-m", "pocketsr-nano", "-s", "3", "--outscale", "2", "--json"
+    )
+    assert code == 0, err
+    assert "pocketsr-nano has no ×3 variant: running ×4" in err and "resizing" not in err
+    (rec,), _ = jsonl(out)
+    assert rec["model"] == "pocketsr-nano-x4" and (rec["out_width"], rec["out_height"]) == (64, 48)
+    # Without -s, --outscale keeps the model's own variant (×4 for the default), as before.
+    code, out, err = invoke("upscale", src, "--outscale", "2", "--json", "--suffix", "_o")
+    assert code == 0, err
+    (rec,), _ = jsonl(out)
+    assert rec["model"] == "pocketsr-compact-x4" and rec["out_width"] == 64
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "size", "name"),
+    [
+        ("--width", "100", (100, 75), "in_w100.png"),
+        ("--height", "60", (80, 60), "in_h60.png"),
+        ("--long-edge", "50", (50, 38), "in_l50.png"),
+    ],
+)
+def test_size_targets(
+    tmp_path: Path, option: str, value: str, size: tuple[int, int], name: str
+) -> None:
+    src = save(tmp_path / "in.png", photo(24, 32))
+    code, out, err = invoke("upscale", src, "-m", "lanczos", option, value, "--json")
+    assert code == 0, err
+    (rec,), _ = jsonl(out)
+    assert Path(rec["output"]).name == name and (rec["out_width"], rec["out_height"]) == size
+    with Image.open(tmp_path / name) as im:
+        assert im.size == size
+    assert record_of(tmp_path / name)["target"] == name[3:-4]
+
+
+def test_long_edge_follows_the_longer_side_and_suffix_overrides(tmp_path: Path) -> None:
+    src = save(tmp_path / "tall.png", photo(32, 24))  # portrait: 24 wide, 32 high
+    code, _, err = invoke("upscale", src, "-m", "bicubic", "--long-edge", "50", "--suffix", "_big")
+    assert code == 0, err
+    with Image.open(tmp_path / "tall_big.png") as im:
+        assert im.size == (38, 50)
+
+
+def test_a_size_target_picks_each_images_smallest_sufficient_variant(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    save(folder / "a_big.png", photo(24, 32))  # needs ×2 to reach 64 wide
+    save(folder / "b_small.png", photo(12, 16))  # needs ×4
+    save(folder / "c_tiny.png", photo(6, 8, seed=3))  # needs ×8: ×4, then Lanczos
+    code, out, err = invoke("upscale", folder, "--width", "64", "-o", tmp_path / "o", "--json")
+    assert code == 0, err
+    recs, summary = jsonl(out)
+    got = {Path(r["input"]).name: (r["model"], r["out_width"], r["out_height"]) for r in recs}
+    assert got == {
+        "a_big.png": ("pocketsr-compact-x2", 64, 48),
+        "b_small.png": ("pocketsr-compact-x4", 64, 48),
+        "c_tiny.png": ("pocketsr-compact-x4", 64, 48),
+    }
+    assert summary["model"] == "pocketsr-compact-x2, pocketsr-compact-x4"
+    assert record_of(tmp_path / "o" / "a_big.png")["model_scale"] == 2
+
+
+def test_dry_run_shows_the_computed_size(tmp_path: Path) -> None:
+    src = save(tmp_path / "in.jpg", photo(24, 32))
+    code, out, err = invoke("upscale", src, "--long-edge", "4096", "--dry-run")
+    assert code == 0, err
+    assert "would write" in err and "32×24 → 4096×3072" in err and "in_l4096.jpg" in err
+    code, out, err = invoke("upscale", src, "--height", "100", "--dry-run", "--json")
+    (rec,), _ = jsonl(out)
+    assert rec["status"] == "planned" and (rec["out_width"], rec["out_height"]) == (133, 100)
+    assert rec["model"] == "pocketsr-compact-x4"  # ×4.17 is needed: the largest, then Lanczos
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jpg"]
+
+
+# --- provenance ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png", "webp", "tif", "bmp"])
+def test_every_output_records_how_it_was_made(tmp_path: Path, ext: str) -> None:
+    from pocketsr_cli import __version__
+
+    src = save(tmp_path / f"in.{ext}", photo())
+    assert invoke("upscale", src, *FAST, "-q", "--strip-metadata")[0] == 0
+    out = tmp_path / f"in_x2.{ext}"
+    record = record_of(out)
+    assert record["model"] == "bicubic" and record["model_sha256"] is None
+    assert (record["model_scale"], record["target"], record["width"], record["height"]) == (
+        2,
+        "x2",
+        64,
+        48,
+    )
+    assert record["pocketsr"] == __version__ and record["ensemble"] is False
+    assert ("quality" in record) == (ext in ("jpg", "webp"))
+    assert (tmp_path / f"in_x2.{ext}.pocketsr.json").exists() == (ext == "bmp")
+    # --no-provenance writes none (and removes the sidecar of an earlier BMP output).
+    assert invoke("upscale", src, *FAST, "-q", "--overwrite", "--no-provenance")[0] == 0
+    from pocketsr_cli.imageio import read_provenance_text
+
+    assert read_provenance_text(out) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"in.{ext}", f"in_x2.{ext}"]
+
+
+def test_the_record_names_the_weights_and_keeps_the_cameras_xmp(tmp_path: Path) -> None:
+    from pocketsr_cli.weights.resolve import find_spec
+
+    xmp = (
+        b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        b"<dc:creator>Ada</dc:creator></rdf:Description></rdf:RDF></x:xmpmeta>"
+        b'<?xpacket end="w"?>'
+    )
+    src = save(tmp_path / "cam.jpg", photo(24, 32), xmp=xmp)
+    assert invoke("upscale", src, "-q")[0] == 0
+    out = tmp_path / "cam_x4.jpg"
+    record = record_of(out)
+    spec = find_spec("pocketsr-compact-x4")
+    assert spec.weights is not None and record["model_sha256"] == spec.weights.sha256
+    with Image.open(out) as im:
+        assert b"<dc:creator>Ada</dc:creator>" in im.info["xmp"]
+    # Upscaled again (named directly), the output carries one record: the new one.
+    assert invoke("upscale", out, "-q", "-m", "bicubic", "-s", "2")[0] == 0
+    with Image.open(tmp_path / "cam_x4_x2.jpg") as im:
+        packet = im.info["xmp"]
+    assert packet.count(b"pocketsr:record>") == 2 and b"Ada" in packet  # open + close tag
+    assert record_of(tmp_path / "cam_x4_x2.jpg")["model"] == "bicubic"
+
+
+def test_skip_existing_compares_the_record(tmp_path: Path) -> None:
+    src = save(tmp_path / "in.jpg", photo())
+    out = tmp_path / "in_x2.jpg"
+    assert invoke("upscale", src, *FAST, "-q")[0] == 0
+    stamp = out.stat().st_mtime_ns
+    # Same settings: skipped as before.
+    code, stdout, err = invoke("upscale", src, *FAST, "--json")
+    (rec,), summary = jsonl(stdout)
+    assert code == 0 and rec["status"] == "skipped" and rec["reason_code"] == "exists"
+    assert summary["conflicts"] == 0 and "warning" not in err
+    # Other settings: kept, said per image and in the summary, exit 0.
+    code, stdout, err = invoke("upscale", src, "-m", "lanczos", "-s", "2")
+    assert code == 0 and stdout == ""
+    flat = " ".join(err.split())
+    assert "skipped" in flat and "output exists but was made with other settings" in flat
+    assert "model bicubic → lanczos" in flat and "use --overwrite" in flat
+    assert "1 existing output(s) were kept" in flat
+    code, stdout, err = invoke("upscale", src, *FAST, "--quality", "80", "--json", "-q")
+    (rec,), summary = jsonl(stdout)
+    assert rec["reason_code"] == "different-settings" and "quality 95 → 80" in rec["reason"]
+    assert summary["skipped"] == 1 and summary["conflicts"] == 1 and code == 0
+    assert "1 existing output(s) were kept" in " ".join(err.split())
+    assert out.stat().st_mtime_ns == stamp
+    # --no-provenance compares nothing: existing outputs are skipped by name.
+    code, stdout, _ = invoke(
+        "upscale", src, "-m", "lanczos", "-s", "2", "--json", "--no-provenance"
+    )
+    assert jsonl(stdout)[0][0]["reason_code"] == "exists"
+    # --overwrite redoes it, with the new record.
+    assert invoke("upscale", src, "-m", "lanczos", "-s", "2", "-q", "--overwrite")[0] == 0
+    assert record_of(out)["model"] == "lanczos"
+
+
+def test_an_output_without_a_record_is_never_replaced_silently(tmp_path: Path) -> None:
+    src = save(tmp_path / "in.png", photo())
+    edited = save(tmp_path / "in_x2.png", photo(48, 64, seed=9))  # retouched by hand
+    before = edited.read_bytes()
+    code, stdout, err = invoke("upscale", src, *FAST, "--json")
+    (rec,), summary = jsonl(stdout)
+    assert code == 0 and rec["status"] == "skipped" and rec["reason_code"] == "unrecorded"
+    assert "no pocketsr record" in rec["reason"] and "--overwrite" in rec["reason"]
+    assert summary["conflicts"] == 1 and "were kept" in err
+    assert edited.read_bytes() == before
+
+
+def test_earlier_outputs_are_recognised_whatever_the_factor(tmp_path: Path) -> None:
+    folder = tmp_path / "shoot"
+    save(folder / "coffee.jpg", photo(seed=1))
+    assert invoke("upscale", folder, *FAST, "-q")[0] == 0  # coffee_x2.jpg
+    assert invoke("upscale", folder / "coffee.jpg", "-m", "bicubic", "--width", "40", "-q")[0] == 0
+    save(folder / "tree_w2.jpg", photo(seed=2))  # a photo whose name merely looks like one
+    # An earlier output renamed by hand: recognised by its record.
+    (folder / "coffee_x2.jpg").rename(folder / "holiday.jpg")
+    save(folder / "pic.bmp", photo(seed=4))
+    assert invoke("upscale", folder / "pic.bmp", *FAST, "-q")[0] == 0  # + its sidecar
+    code, stdout, err = invoke("upscale", folder, "-m", "bicubic", "-s", "4", "--json")
+    assert code == 0, err
+    recs, _ = jsonl(stdout)
+    by_name = {Path(r["input"]).name: r for r in recs}
+    # The sidecar pic_x2.bmp.pocketsr.json is not even reported as "not an image".
+    assert sorted(by_name) == [
+        "coffee.jpg",
+        "coffee_w40.jpg",
+        "holiday.jpg",
+        "pic.bmp",
+        "pic_x2.bmp",
+        "tree_w2.jpg",
+    ]
+    assert by_name["coffee_w40.jpg"]["reason_code"] == "own-output"
+    assert "'_w40'" in by_name["coffee_w40.jpg"]["reason"]
+    assert by_name["pic_x2.bmp"]["reason_code"] == "own-output"
+    assert by_name["holiday.jpg"]["reason_code"] == "own-output"
+    assert "by its record" in by_name["holiday.jpg"]["reason"]
+    assert by_name["tree_w2.jpg"]["status"] == "ok" and by_name["coffee.jpg"]["status"] == "ok"
+    assert not any("_x4_x" in p.name or "_w40_x" in p.name for p in folder.iterdir())
+    # Named directly, an earlier output is upscaled.
+    code, stdout, _ = invoke(
+        "upscale", folder / "holiday.jpg", "-m", "bicubic", "-s", "4", "--json"
+    )
+    assert code == 0 and jsonl(stdout)[0][0]["status"] == "ok"
 
 
 def test_compile_option_reaches_the_upscaler(

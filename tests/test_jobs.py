@@ -130,3 +130,40 @@ def test_unicode_and_spaces(tmp_path: Path) -> None:
 def test_scale_label() -> None:
     assert scale_label(4.0) == "4"
     assert scale_label(1.5) == "1.5"
+
+
+def test_size_targets_name_outputs_with_their_tag(tree: Path) -> None:
+    (job,) = collect_jobs([tree / "b.jpg"], Naming(None, None, tag="w3840"))
+    assert job.output.name == "b_w3840.jpg"
+    (job,) = collect_jobs([tree / "b.jpg"], Naming(None, "_big", tag="l4096"))
+    assert job.output.name == "b_big.jpg"  # --suffix wins
+    (job,) = collect_jobs([tree / "b.jpg"], Naming(tree / "out", None, tag="h2160"))
+    assert job.output.name == "b.jpg"  # no suffix under -o
+
+
+def test_earlier_outputs_of_any_factor_or_size_are_recognised_by_name(tmp_path: Path) -> None:
+    for name in ("coffee.jpg", "coffee_x4.jpg", "coffee_x4_x2.jpg", "coffee_x1.5.png"):
+        touch(tmp_path / name)
+    for name in ("coffee_w3840.jpg", "coffee_h2160.webp", "coffee_l4096.tif"):
+        touch(tmp_path / name)
+    touch(tmp_path / "tree_w2.jpg")  # no tree.* beside it: a photo, not an output
+    touch(tmp_path / "run_big.jpg")  # this run's --suffix
+    touch(tmp_path / "coffee_x2.bmp.pocketsr.json")  # a BMP output's record: not reported
+    jobs = {j.input.name: j for j in collect_jobs([tmp_path], Naming(None, "_big"))}
+    own = {name for name, j in jobs.items() if j.skip_code == "own-output"}
+    assert own == {
+        "coffee_x4.jpg",
+        "coffee_x4_x2.jpg",
+        "coffee_x1.5.png",
+        "coffee_w3840.jpg",
+        "coffee_h2160.webp",
+        "coffee_l4096.tif",
+        "run_big.jpg",
+    }
+    assert "of 'coffee'" in (jobs["coffee_w3840.jpg"].skip_reason or "")
+    # The rest are upscaled, and the reader still checks their headers for a record.
+    assert jobs["tree_w2.jpg"].skip_reason is None and jobs["tree_w2.jpg"].from_folder
+    assert jobs["coffee.jpg"].from_folder
+    assert "coffee_x2.bmp.pocketsr.json" not in jobs
+    (named,) = collect_jobs([tmp_path / "coffee_x4.jpg"], Naming(None, None, "2"))
+    assert named.skip_reason is None and not named.from_folder

@@ -8,11 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from pocketsr_cli import pipeline
+from pocketsr_cli.imageio import read_provenance_text
 from pocketsr_cli.jobs import Naming, collect_jobs
-from pocketsr_cli.pipeline import Options, Result, Summary, run
+from pocketsr_cli.pipeline import Options, Result, Summary, Variant, run
+from pocketsr_cli.provenance import RunSettings, loads
+from pocketsr_cli.sizing import Target
 
 
 class Repeat:
@@ -109,3 +113,64 @@ def test_inference_error_fails_one_image_only(tmp_path) -> None:  # type: ignore
     assert [r.job.input.name for r in failed] == ["01.png"]
     assert failed[0].error == "inference failed: CUDA error: device-side assert"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00.png", "02.png"]
+
+
+class Nearest:
+    """Nearest-neighbour upscaler at any integer factor."""
+
+    def __init__(self, scale: int) -> None:
+        self.scale = scale
+
+    def upscale(
+        self, pixels: np.ndarray, on_tile: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
+        return pixels.repeat(self.scale, axis=0).repeat(self.scale, axis=1)
+
+
+def test_each_image_runs_the_smallest_variant_that_reaches_the_target(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    for name, (h, w) in {"big": (12, 16), "small": (6, 8), "tiny": (3, 4)}.items():
+        Image.fromarray(np.full((h, w, 3), 99, np.uint8)).save(tmp_path / "in" / f"{name}.png")
+    jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None))
+    variants = [Variant(Nearest(2), "n-x2"), Variant(Nearest(4), "n-x4")]
+    summary = run(jobs, variants, Options(target=Target("width", 32)), Recorder())
+    got = {r.job.input.name: (r.model, r.out_width, r.out_height) for r in summary.results}
+    assert got == {
+        "big.png": ("n-x2", 32, 24),
+        "small.png": ("n-x4", 32, 24),
+        "tiny.png": ("n-x4", 32, 24),  # ×8 needed: the largest, then enlarged
+    }
+    with pytest.raises(ValueError, match="needs a target"):
+        run(jobs, variants, Options(), Recorder())
+
+
+def test_records_are_written_and_existing_outputs_compared(tmp_path: Path) -> None:
+    make_folder(tmp_path / "in", 2)
+    jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None))
+    settings = RunSettings(version="9.9", tile="0/0")
+    variant = Variant(Nearest(2), "n-x2", sha256="ab" * 32, compute="cpu fp32")
+    options = Options(record=settings, target=Target.factor(3))
+    assert run(jobs, [variant], options, Recorder()).count("ok") == 2
+    text = read_provenance_text(tmp_path / "out" / "00.png")
+    record = loads(text or "")
+    assert record is not None
+    assert record["model"] == "n-x2" and record["model_sha256"] == "ab" * 32
+    assert (record["model_scale"], record["target"], record["width"]) == (2, "x3", 24)
+    assert (record["pocketsr"], record["tile"], record["precision"]) == ("9.9", "0/0", "cpu fp32")
+    assert record["source"] == "00.png"
+
+    def codes(summary: Summary) -> list[str | None]:
+        return [r.reason_code for r in summary.results]
+
+    assert codes(run(jobs, [variant], options, Recorder())) == ["exists", "exists"]
+    # Device and precision are recorded, not compared.
+    on_gpu = Variant(Nearest(2), "n-x2", sha256="ab" * 32, compute="cuda:0 fp16")
+    assert codes(run(jobs, [on_gpu], options, Recorder())) == ["exists", "exists"]
+    reweighted = Variant(Nearest(2), "n-x2", sha256="cd" * 32)
+    summary = run(jobs, [reweighted], options, Recorder())
+    assert codes(summary) == ["different-settings"] * 2 and len(summary.conflicts) == 2
+    assert "weights sha256 abababababab… → cdcdcdcdcdcd…" in (summary.results[0].reason or "")
+    bigger = Options(record=settings, target=Target.factor(2))
+    assert "size x3 → x2" in (run(jobs, [variant], bigger, Recorder()).results[0].reason or "")
+    # Without records, existing outputs are skipped by name alone.
+    assert codes(run(jobs, [reweighted], Options(), Recorder())) == ["exists", "exists"]

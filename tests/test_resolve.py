@@ -21,6 +21,7 @@ from _zoo import (
     params_of,
     replace_spec,
     save_safetensors,
+    sha256,
     use_bundled,
     use_home,
     write_manifest,
@@ -33,7 +34,13 @@ from pocketsr_cli.registry import FAMILIES, Family
 from pocketsr_cli.weights import verify
 from pocketsr_cli.weights.cache import user_models_dir, weights_path
 from pocketsr_cli.weights.community import import_spandrel
-from pocketsr_cli.weights.resolve import find_spec, locate_weights, resolve_model, where
+from pocketsr_cli.weights.resolve import (
+    find_spec,
+    locate_weights,
+    open_family,
+    resolve_model,
+    where,
+)
 
 SD = compact_state(scale=2, seed=1)
 OTHER_SD = compact_state(scale=2, seed=2)
@@ -411,3 +418,41 @@ def test_memo_is_only_an_optimisation(home: Path, weights_bytes: bytes, no_netwo
     (cached.parent / verify.MEMO_NAME).write_text("{not json")
     assert locate_weights(spec) == cached
     assert "tiny.safetensors" in (cached.parent / verify.MEMO_NAME).read_text()
+
+
+# --- families: every variant of one -m reference ----------------------------------------------
+
+
+def test_a_family_lists_its_variants_and_loads_each_once(home: Path) -> None:
+    family = open_family("pocketsr-nano")
+    assert (family.name, family.scales, family.default_scale) == ("pocketsr-nano", (2, 4), 4)
+    assert open_family("pocketsr-nano-x2").default_scale == 2  # the variant named
+    assert open_family(None).name == "pocketsr-compact"
+    x2 = family.load(2)
+    spec = find_spec("pocketsr-nano-x2")
+    assert x2.name == "pocketsr-nano-x2" and spec.weights is not None
+    assert x2.sha256 == spec.weights.sha256 and family.load(2) is x2
+    with pytest.raises(ModelError, match=r"^pocketsr-nano has no ×3 variant; it has ×2, ×4$"):
+        family.load(3)
+    lanczos = open_family("lanczos")
+    assert lanczos.scales == () and lanczos.load(3).scale == 3 and lanczos.load(3).sha256 is None
+    with pytest.raises(ModelError, match="unknown model 'nope'"):
+        open_family("nope")
+
+
+def test_a_missing_variant_is_listed_in_words(home: Path) -> None:
+    with pytest.raises(ModelError) as info:
+        resolve_model("pocketsr-nano", 3)
+    message = str(info.value)
+    assert message.startswith("pocketsr-nano has no ×3 variant; it has ×2, ×4 (")
+    assert "[" not in message and "upscale -s 3 runs the nearest larger one" in message
+
+
+def test_a_weights_files_family_is_itself_and_records_its_digest(
+    tmp_path: Path, home: Path
+) -> None:
+    path = tmp_path / "mine.safetensors"
+    data = save_safetensors(path, SD)
+    family = open_family(str(path))
+    assert (family.name, family.scales, family.default_scale) == ("mine.safetensors", (2,), 2)
+    assert family.load(2).sha256 == sha256(data)

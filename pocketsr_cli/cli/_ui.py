@@ -60,7 +60,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pocketsr_cli.jobs import Job
-from pocketsr_cli.pipeline import Reporter, Result, Summary
+from pocketsr_cli.pipeline import CONFLICTS, Reporter, Result, Summary
 
 # Wider than any table we print: measuring against it gives a table's natural width.
 _UNBOUNDED = 100_000
@@ -284,6 +284,8 @@ class RichReporter:
             self.console.print(
                 f"[cyan]would write[/] {name}  {sizes}  → {escape(str(result.output))}"
             )
+        elif result.reason_code in CONFLICTS:  # kept, but maybe not what was asked for
+            self.console.print(f"[yellow]skipped[/] {name}: {escape(result.reason or '')}")
         else:
             self.console.print(f"[dim]skipped {name}: {escape(result.reason or '')}[/]")
 
@@ -294,8 +296,16 @@ class RichReporter:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
-        if not self._log_results:
-            return
+        if self._log_results:
+            self._table(summary)
+        conflicts = summary.conflicts
+        if conflicts:
+            self.warning(
+                f"{len(conflicts)} existing output(s) were kept although they were not made "
+                "with these settings or carry no pocketsr record; use --overwrite to redo them"
+            )
+
+    def _table(self, summary: Summary) -> None:
         ok = [r for r in summary.results if r.status == "ok"]
         title = "pocketsr upscale" + (" (dry run)" if summary.dry_run else "")
         title += " (interrupted)" if summary.interrupted else ""
@@ -323,7 +333,11 @@ class JsonLinesReporter:
     """``upscale --json``: one ``"type": "image"`` object per input on ``stream`` (stdout),
     then one ``"type": "summary"`` object (SPEC ``--json``).
 
-    A reader that leaves early stops the lines, never the run (:class:`PipeSafeStream`).
+    An image's ``model`` is the variant that made it (a size target may use several);
+    ``reason_code`` says which kind of skip it was (``pipeline.ReasonCode``), and the
+    summary's ``conflicts`` counts the existing outputs kept although they were made
+    otherwise or carry no record.  A reader that leaves early stops the lines, never the
+    run (:class:`PipeSafeStream`).
     """
 
     def __init__(self, model: str, device: str, stream: IO[str] | None = None) -> None:
@@ -357,12 +371,13 @@ class JsonLinesReporter:
                 "status": result.status,
                 "error": result.error,
                 "reason": result.reason,
+                "reason_code": result.reason_code,
                 "width": result.width,
                 "height": result.height,
                 "out_width": result.out_width,
                 "out_height": result.out_height,
                 "seconds": None if result.seconds is None else round(result.seconds, 4),
-                "model": self.model,
+                "model": result.model or self.model,
                 "device": self.device,
                 "warnings": result.warnings,
             }
@@ -376,6 +391,7 @@ class JsonLinesReporter:
                     "total": len(summary.results),
                     "ok": summary.count("ok"),
                     "skipped": summary.count("skipped"),
+                    "conflicts": len(summary.conflicts),
                     "failed": summary.count("failed"),
                     "planned": summary.count("planned"),
                     "dry_run": summary.dry_run,

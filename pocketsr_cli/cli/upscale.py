@@ -22,9 +22,13 @@ FORMATS = ("same", "png", "jpg", "jpeg", "webp", "tiff", "tif", "bmp")
 EPILOG = examples(
     "pocketsr upscale photos/ -o upscaled/       # mirror a folder ×4",
     "pocketsr upscale IMG_0042.jpg               # writes IMG_0042_x4.jpg beside it",
+    "pocketsr upscale IMG_0042.jpg -s 3          # runs ×4, resizes to ×3: IMG_0042_x3.jpg",
+    "pocketsr upscale shoot/ --long-edge 4096    # each photo to 4096 px on its long side",
     "pocketsr upscale shoot/ -r --glob '*.png' -s 2 --format webp --json > log.jsonl",
     "pocketsr upscale big.tif --tile 512 --device cuda:1 --precision fp16",
 )
+
+_SIZE_HELP = "Only one of --outscale, --width, --height, --long-edge."
 
 
 def upscale(
@@ -44,7 +48,19 @@ def upscale(
         ),
     ] = None,
     model: opt.ModelOpt = None,
-    scale: opt.ScaleOpt = None,
+    scale: Annotated[
+        int | None,
+        typer.Option(
+            "--scale",
+            "-s",
+            metavar="N",
+            min=1,
+            max=16,
+            help="Upscale ×N: the model's ×N variant, or its nearest larger one (then its "
+            "largest) with the result resized to ×N. With --outscale or a size option, -s "
+            "only picks the variant.",
+        ),
+    ] = None,
     outscale: Annotated[
         float | None,
         typer.Option(
@@ -52,7 +68,34 @@ def upscale(
             metavar="FACTOR",
             min=0.01,
             max=64.0,
-            help="Resize the result to this factor of the input.",
+            help="Resize the result to this factor of the input (after the variant that -m "
+            f"or -s picked). {_SIZE_HELP}",
+        ),
+    ] = None,
+    width: Annotated[
+        int | None,
+        typer.Option(
+            "--width",
+            metavar="W",
+            help="Make each output W pixels wide (height follows; the smallest variant that "
+            f"reaches it runs, then a resize). Names end in _wW. {_SIZE_HELP}",
+        ),
+    ] = None,
+    height: Annotated[
+        int | None,
+        typer.Option(
+            "--height",
+            metavar="H",
+            help=f"Make each output H pixels high, as --width. Names end in _hH. {_SIZE_HELP}",
+        ),
+    ] = None,
+    long_edge: Annotated[
+        int | None,
+        typer.Option(
+            "--long-edge",
+            metavar="L",
+            help="Make each output's longer side L pixels, as --width. Names end in _lL. "
+            + _SIZE_HELP,
         ),
     ] = None,
     recursive: Annotated[
@@ -98,17 +141,32 @@ def upscale(
         typer.Option(
             "--suffix",
             metavar="TEXT",
-            help="Appended to output names. Default: _xSCALE (_x4) beside inputs, none under -o.",
+            help="Appended to output names. Default beside inputs: _xN (_x4, _x1.5 for "
+            "--outscale), _wW, _hH or _lL; none under -o.",
         ),
     ] = None,
     overwrite: Annotated[
         bool,
         typer.Option(
-            "--overwrite/--skip-existing", help="Replace existing outputs, or skip them (default)."
+            "--overwrite/--skip-existing",
+            help="Replace existing outputs, or skip them (default; an output whose pocketsr "
+            "record shows other settings, or that has none, is kept too, with a warning).",
         ),
     ] = False,
     strip_metadata: Annotated[
-        bool, typer.Option("--strip-metadata", help="Drop EXIF, ICC profile and XMP.")
+        bool,
+        typer.Option(
+            "--strip-metadata",
+            help="Drop EXIF, ICC profile and XMP (pocketsr's own record is still written).",
+        ),
+    ] = False,
+    no_provenance: Annotated[
+        bool,
+        typer.Option(
+            "--no-provenance",
+            help="Write no record of how outputs were made (model, sha256, size, version); "
+            "existing outputs are then skipped by name alone.",
+        ),
     ] = False,
     ensemble: Annotated[
         bool,
@@ -130,53 +188,81 @@ def upscale(
     offline: opt.OfflineOpt = False,
 ) -> None:
     """Upscale images and folders of images."""
+    from pocketsr_cli import __version__, sizing
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.devices import choose_device, compute_for
     from pocketsr_cli.imageio import format_from_name
     from pocketsr_cli.inference import Upscaler
-    from pocketsr_cli.jobs import Naming, collect_jobs, scale_label
-    from pocketsr_cli.pipeline import Options, run
+    from pocketsr_cli.jobs import Naming, collect_jobs
+    from pocketsr_cli.pipeline import Options, Variant, run, scales_for_sizes
+    from pocketsr_cli.provenance import RunSettings
     from pocketsr_cli.tiling import TilePolicy
-    from pocketsr_cli.weights.resolve import resolve_model
+    from pocketsr_cli.weights.resolve import open_family
 
     try:
         fmt_key = None if fmt.lower() == "same" else format_from_name(fmt)
     except ValueError:
         raise UsageError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}") from None
     TilePolicy.from_option(tile, tile_overlap)  # validates --tile before any work
+    target = sizing.target_from_options(
+        outscale=outscale, width=width, height=height, long_edge=long_edge
+    )
     for given in inputs:
         if not given.exists():
             raise UsageError(f"input not found: {given}")
     torch_device = choose_device(device)
     console = _ui.make_console()
-    with _ui.DownloadBar(console, f"downloading {model or 'default model'}") as bar:
-        descriptor = resolve_model(model, scale, offline=offline, on_progress=bar)
-    compute = compute_for(torch_device, precision, descriptor)
-    naming = Naming(
-        out_dir=output,
-        suffix=suffix,
-        scale_label=scale_label(outscale if outscale is not None else descriptor.scale),
-        fmt=fmt_key,
+    bar = _ui.DownloadBar(console, f"downloading {model or 'default model'}")
+    with bar:
+        family = open_family(model, offline=offline, on_progress=bar)
+    plan = sizing.plan_run(
+        family.name, family.scales, family.default_scale, scale=scale, target=target
     )
+    target = plan.target
+    naming = Naming(out_dir=output, suffix=suffix, fmt=fmt_key, tag=target.label)
     jobs = collect_jobs(inputs, naming, recursive=recursive, glob=glob)
+    scales = plan.scales or scales_for_sizes(jobs, target, family.scales, family.default_scale)
+    with bar:
+        descriptors = [family.load(s) for s in scales]
 
+    computes = [compute_for(torch_device, precision, d) for d in descriptors]
+    names = ", ".join(d.name for d in descriptors)
+    where = ", ".join(dict.fromkeys(str(c) for c in computes))
     reporters: list[_ui.Reporter] = [_ui.RichReporter(console, quiet=quiet, json_lines=json_lines)]
     if json_lines:
-        reporters.append(_ui.JsonLinesReporter(descriptor.name, str(compute)))
+        reporters.append(_ui.JsonLinesReporter(names, where))
     reporter = _ui.FanOut(reporters)
-    upscaler = Upscaler(
-        descriptor,
-        compute,
-        tile=tile,
-        overlap=tile_overlap,
-        ensemble=ensemble,
-        compile=compile_model,
-        on_warning=reporter.warning,
-    )
+    if plan.note is not None:
+        reporter.warning(plan.note)
+    variants = [
+        Variant(
+            Upscaler(
+                desc,
+                compute,
+                tile=tile,
+                overlap=tile_overlap,
+                ensemble=ensemble,
+                compile=compile_model,
+                on_warning=reporter.warning,
+            ),
+            model=desc.name,
+            sha256=desc.sha256,
+            compute=str(compute),
+        )
+        for desc, compute in zip(descriptors, computes, strict=True)
+    ]
     if not quiet:
         console.print(
-            f"[bold]pocketsr[/] {descriptor.name} ×{descriptor.scale} on {compute} — "
+            f"[bold]pocketsr[/] {names} on {where} → {target.describe()} — "
             f"{len(jobs)} input(s)" + (" (dry run)" if dry_run else "")
+        )
+    record = None
+    if not no_provenance:
+        record = RunSettings(
+            version=__version__,
+            ensemble=ensemble,
+            quality=quality,
+            tile=f"{tile}/{tile_overlap}",
         )
     options = Options(
         fmt=fmt_key,
@@ -184,9 +270,10 @@ def upscale(
         keep_metadata=not strip_metadata,
         overwrite=overwrite,
         dry_run=dry_run,
-        outscale=outscale,
+        target=target,
+        record=record,
     )
-    summary = run(jobs, upscaler, options, reporter)
+    summary = run(jobs, variants, options, reporter)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(EXIT_FAILED if summary.failed else EXIT_OK)

@@ -13,6 +13,10 @@ One ordered resolution, :func:`resolve_model`; the first step that applies wins:
 Every weights file, wherever it comes from, must have its manifest's SHA-256 before it is
 loaded (``verify.file_matches`` remembers files it has hashed, so large files are not
 hashed on every run).
+
+``upscale`` does not ask for one scale up front: :func:`open_family` gives it every variant
+of the model (a family ``pocketsr-compact`` with ×2 and ×4, a resampler at any factor, a
+weights file at its own), loaded one by one as they are needed; ``sizing`` decides which.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -28,7 +33,8 @@ from pocketsr_cli.descriptor import ModelDescriptor, SizeRequirements
 from pocketsr_cli.errors import ModelError
 from pocketsr_cli.manifest import ModelSpec, Origin, load_manifests
 from pocketsr_cli.registry import FAMILIES
-from pocketsr_cli.weights.cache import user_models_dir, weights_path
+from pocketsr_cli.sizing import pick_scale, scales_text
+from pocketsr_cli.weights.cache import sha256_file, user_models_dir, weights_path
 from pocketsr_cli.weights.load import (
     WEIGHT_SUFFIXES,
     descriptor_from_state_dict,
@@ -247,11 +253,106 @@ def pick_spec(
     scales = sorted(s.scale for n, s in specs.items() if _base_of(n) == base)
     if scales:
         raise ModelError(
-            f"model {base!r} has no x{want} variant; available: x{scales} "
-            f"(upscale can resize a result with --outscale {want}; "
+            f"{base} has no ×{want} variant; it has {scales_text(scales)} "
+            f"(upscale -s {want} runs the nearest larger one and resizes its result; "
             f"-m lanczos and -m bicubic work at any factor)"
         )
     raise ModelError(_unknown_message(ref, specs, problems or []))
+
+
+# --- families: every variant of one -m reference -------------------------------------------
+
+
+@dataclass
+class ModelFamily:
+    """The variants of one ``-m`` reference, each loaded the first time it is asked for.
+
+    Made by :func:`open_family`.  ``-s`` and the size options choose among ``scales``
+    (``sizing.pick_scale``); :meth:`load` gives the variant.
+
+    Attributes:
+        name: how messages call it: a family's base name (``pocketsr-compact``), a
+            single model's name (``realesrgan-x4plus``, ``bicubic``) or a file's name.
+        scales: the factors it has a variant at, ascending; empty when it runs at any
+            integer factor (resamplers).
+        default_scale: the factor it runs at without ``-s``: the named variant's
+            (``pocketsr-compact-x4``: 4), for a base name ×4 or the nearest larger.
+    """
+
+    name: str
+    scales: tuple[int, ...]
+    default_scale: int
+    _specs: dict[int, ModelSpec] = field(default_factory=dict, repr=False)
+    _any_scale: ModelSpec | None = field(default=None, repr=False)
+    _loaded: dict[int, ModelDescriptor] = field(default_factory=dict, repr=False)
+    _offline: bool = field(default=False, repr=False)
+    _on_progress: ProgressCallback | None = field(default=None, repr=False)
+
+    def load(self, scale: int) -> ModelDescriptor:
+        """The variant at ``scale``, its weights located, verified (downloaded if need be)
+        and loaded on the first call; the same descriptor afterwards.
+
+        Raises:
+            ModelError: no variant at ``scale``, or its weights cannot be had or loaded
+                (as :func:`resolve_model`).
+        """
+        if scale in self._loaded:
+            return self._loaded[scale]
+        spec = self._any_scale or self._specs.get(scale)
+        if spec is None:
+            raise ModelError(
+                f"{self.name} has no ×{scale} variant; it has {scales_text(self.scales)}"
+            )
+        weights = None
+        if spec.weights is not None:
+            weights = locate_weights(spec, offline=self._offline, on_progress=self._on_progress)
+        desc = build_from_spec(spec, scale, weights)
+        self._loaded[scale] = desc
+        return desc
+
+
+def open_family(
+    ref: str | None,
+    *,
+    offline: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> ModelFamily:
+    """Every variant of ``ref`` (None: the default model), without loading any registry one.
+
+    A registry name is a variant (``pocketsr-compact-x4``) or a base (``pocketsr-compact``):
+    either way its family is every manifest ``{base}-x{N}`` (user manifests shadow
+    bundled ones, as in :func:`resolve_model`).  A weights file is loaded now (its scale is
+    in its tensors) and hashed, so that outputs can record its SHA-256.
+
+    Raises:
+        ModelError: an unknown name, or a weights file that cannot be read or loaded.
+    """
+    ref = ref or DEFAULT_MODEL
+    if looks_like_path(ref) or Path(ref).is_file():
+        desc = resolve_model(ref, offline=offline)
+        try:
+            desc.sha256 = sha256_file(Path(ref))
+        except OSError:  # it was just read: only a race could get here; record no digest
+            desc.sha256 = None
+        return ModelFamily(desc.name, (desc.scale,), desc.scale, _loaded={desc.scale: desc})
+    problems: list[str] = []
+    specs = registry(problems)
+    named = specs.get(ref)
+    if named is not None and named.any_scale:
+        return ModelFamily(
+            ref, (), named.scale, _any_scale=named, _offline=offline, _on_progress=on_progress
+        )
+    base = _base_of(ref) if named is not None else ref
+    variants = {s.scale: s for n, s in specs.items() if _base_of(n) == base and not s.any_scale}
+    if named is not None:
+        variants[named.scale] = named  # the variant named wins over a same-scale sibling
+    if not variants:
+        raise ModelError(_unknown_message(ref, specs, problems))
+    scales = tuple(sorted(variants))
+    default = named.scale if named is not None else pick_scale(4, scales)
+    return ModelFamily(
+        base, scales, default, _specs=variants, _offline=offline, _on_progress=on_progress
+    )
 
 
 # --- building -----------------------------------------------------------------------------
@@ -293,6 +394,7 @@ def build_from_spec(spec: ModelSpec, scale: int, weights: Path | None = None) ->
         minimum=max(desc.size.minimum, h.minimum),
         multiple_of=math.lcm(desc.size.multiple_of, h.multiple_of),
     )
+    desc.sha256 = spec.weights.sha256 if spec.weights is not None else None
     return desc
 
 

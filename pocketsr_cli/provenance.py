@@ -1,0 +1,166 @@
+"""The record every output carries of how it was made, and comparing it with a new run.
+
+The record is one small JSON object.  Where it is stored is ``imageio``'s business (PNG:
+a ``tEXt`` chunk with the keyword ``pocketsr``; JPEG, WebP and TIFF: the XMP property
+``pocketsr:record``; BMP, which has no room for metadata: a sidecar file
+``NAME.bmp.pocketsr.json``).  It is written even with ``--strip-metadata`` — it describes
+our work, not the camera — and left out only with ``--no-provenance``.
+
+Keys, one object per output::
+
+    {"pocketsr": "0.1.0",                         # the version that wrote it
+     "model": "pocketsr-compact-x4",               # the variant that ran
+     "model_sha256": "dc1c...",                    # its weights (null for resamplers)
+     "model_scale": 4,                             # the factor the network ran at
+     "target": "x3",                               # what was asked: x3, x1.5, w3840, h2160, l4096
+     "ensemble": false,
+     "quality": 95,                                # JPEG and WebP only
+     "width": 96, "height": 72,                    # the output's size
+     "precision": "cpu fp32", "tile": "auto/16",   # recorded, not compared
+     "source": "coffee.jpg"}
+
+Two records describe "the same settings" when every key of :data:`COMPARED` is equal.
+Device, precision and tiling are left out of the comparison on purpose: they change pixels
+by a rounding step at most (tiled output equals untiled output within one level, fp16
+within a few), and a run on another machine must not call every earlier output foreign.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+COMPARED: tuple[str, ...] = (
+    "model",
+    "model_sha256",
+    "model_scale",
+    "target",
+    "ensemble",
+    "quality",
+)
+"""The keys that decide whether an existing output was made with the settings asked for."""
+
+LOSSY_FORMATS = ("jpeg", "webp")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The part of every record that is the same for the whole run.
+
+    Attributes:
+        version: pocketsr's version.
+        ensemble: ``--ensemble`` (changes pixels: compared).
+        quality: ``--quality``; recorded (and compared) for JPEG and WebP outputs only.
+        tile: ``--tile`` and ``--tile-overlap`` as ``"auto/16"`` (recorded only).
+    """
+
+    version: str
+    ensemble: bool = False
+    quality: int = 95
+    tile: str = "auto/16"
+
+
+def make_record(
+    settings: RunSettings,
+    *,
+    model: str,
+    model_sha256: str | None,
+    model_scale: int,
+    target: str,
+    fmt: str,
+    size: tuple[int, int] | None = None,
+    precision: str | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
+    """The record of one output (see the module docstring for the keys).
+
+    ``fmt`` is the output's format key; ``size``, ``precision`` and ``source`` are left
+    out when None (the record a run *expects* is built before the image is decoded).
+    """
+    record: dict[str, Any] = {
+        "pocketsr": settings.version,
+        "model": model,
+        "model_sha256": model_sha256,
+        "model_scale": model_scale,
+        "target": target,
+        "ensemble": settings.ensemble,
+    }
+    if fmt in LOSSY_FORMATS:
+        record["quality"] = settings.quality
+    if size is not None:
+        record["width"], record["height"] = size
+    if precision is not None:
+        record["precision"] = precision
+    record["tile"] = settings.tile
+    if source is not None:
+        record["source"] = source
+    return record
+
+
+def dumps(record: Mapping[str, Any]) -> str:
+    """One line of ASCII JSON (it must fit a PNG ``tEXt`` chunk, which is Latin-1)."""
+    return json.dumps(dict(record), ensure_ascii=True, separators=(",", ":"))
+
+
+def loads(text: str | bytes) -> dict[str, Any] | None:
+    """The record in ``text``, or None when it is not a JSON object naming a model."""
+    try:
+        value = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(value, dict) or "model" not in value:
+        return None
+    return value
+
+
+_LABELS = {
+    "model": "model",
+    "model_sha256": "weights sha256",
+    "model_scale": "variant",
+    "target": "size",
+    "ensemble": "ensemble",
+    "quality": "quality",
+}
+
+
+def _show(key: str, value: object) -> str:
+    if value is None:
+        return "none"
+    if key == "model_sha256" and isinstance(value, str):
+        return value[:12] + "…"
+    if key == "model_scale":
+        return f"×{value}"
+    if key == "ensemble":
+        return "on" if value else "off"
+    return str(value)
+
+
+def differences(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """What differs between an output's record and the one this run would write, one
+    ``"model pocketsr-nano-x4 → pocketsr-compact-x4"`` item per compared key; empty when
+    they describe the same settings.
+
+    A weights digest only counts when the model names agree (a different model already
+    says it all) and both records have one.
+    """
+    items = []
+    for key in COMPARED:
+        old, new = existing.get(key), wanted.get(key)
+        if old == new:
+            continue
+        if key == "model_sha256" and (
+            existing.get("model") != wanted.get("model") or old is None or new is None
+        ):
+            continue
+        items.append(f"{_LABELS[key]} {_show(key, old)} → {_show(key, new)}")
+    return items
+
+
+def describe(record: Mapping[str, Any]) -> str:
+    """``"pocketsr-compact-x4, x3"``: what made an output, in a few words."""
+    parts = [str(record.get("model", "?"))]
+    if record.get("target"):
+        parts.append(str(record["target"]))
+    return ", ".join(parts)

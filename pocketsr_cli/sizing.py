@@ -1,0 +1,223 @@
+"""How big an output is, and which model variant makes it.
+
+Vocabulary:
+
+* a **variant** is one network of a model family, running at one integer factor (the
+  ``pocketsr-compact`` family has ×2 and ×4; resamplers such as ``bicubic`` run at any
+  integer factor);
+* the **target** is what the command line asks the output to be: a factor of the input
+  (``-s N`` or ``--outscale F``) or a size (``--width W``, ``--height H``,
+  ``--long-edge L``, the aspect ratio kept);
+* the variant runs first, then the pipeline resizes its result to the target's exact size
+  (area averaging to shrink, Lanczos to enlarge: ``pipeline.resize_output``).
+
+How the options combine (README, ``upscale --help``):
+
+* ``-s N`` picks the variant: ×N when the model has it, else the nearest larger one, else
+  its largest (:func:`pick_scale`); alone, it also makes N the target factor;
+* ``--outscale F`` / ``--width`` / ``--height`` / ``--long-edge`` set the target (one of
+  them at most); they never change a variant ``-s`` picked;
+* without ``-s``, ``--outscale`` keeps the model's own variant (as it always did), while a
+  size target picks, per image, the smallest variant whose factor reaches the size
+  (:func:`pick_scale` again), so a small photo and a large one may run different variants.
+
+Nothing here imports torch or reads files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pocketsr_cli.errors import UsageError
+
+TargetKind = Literal["factor", "width", "height", "long_edge"]
+
+ANY_SCALE_MAX = 16
+"""The largest factor a resampler (a model that runs at any factor) is asked to run at; a
+larger target is reached by the final Lanczos resize (same as ``-s``'s own maximum)."""
+
+# A factor computed as 3840 / 1280 must count as exactly 3, not as "a bit over 3".
+_EPSILON = 1e-9
+
+
+def scale_label(scale: float) -> str:
+    """``4.0`` -> ``"4"``, ``1.5`` -> ``"1.5"``."""
+    return f"{scale:g}"
+
+
+def scales_text(scales: Sequence[int]) -> str:
+    """``[2, 4]`` -> ``"×2, ×4"``: how every message lists a model's variants."""
+    return ", ".join(f"×{s}" for s in sorted(scales))
+
+
+@dataclass(frozen=True)
+class Target:
+    """The output size one run asks for.
+
+    Attributes:
+        kind: ``factor`` (``value`` times the input), or ``width`` / ``height`` /
+            ``long_edge`` (that side becomes exactly ``value`` pixels, the other side
+            follows the aspect ratio, rounded).
+        value: the factor (> 0) or the number of pixels (a positive integer).
+    """
+
+    kind: TargetKind
+    value: float
+
+    def __post_init__(self) -> None:
+        if not self.value > 0:
+            raise ValueError(f"a target needs a positive value, not {self.value}")
+
+    @classmethod
+    def factor(cls, value: float) -> Target:
+        return cls("factor", float(value))
+
+    def size_for(self, width: int, height: int) -> tuple[int, int]:
+        """The output ``(width, height)`` for an input of ``width × height``; never below 1.
+
+        A size target is reached exactly on its side; the other side is the input's times
+        the same factor, rounded.
+        """
+        f = self.factor_for(width, height)
+        out_w, out_h = max(1, round(width * f)), max(1, round(height * f))
+        if self.kind == "width" or (self.kind == "long_edge" and width >= height):
+            out_w = int(self.value)
+        elif self.kind != "factor":
+            out_h = int(self.value)
+        return out_w, out_h
+
+    def factor_for(self, width: int, height: int) -> float:
+        """The factor from this input's size to the target (the same on both axes)."""
+        if self.kind == "factor":
+            return self.value
+        if self.kind == "width":
+            return self.value / width
+        if self.kind == "height":
+            return self.value / height
+        return self.value / max(width, height)
+
+    @property
+    def label(self) -> str:
+        """The tag of default output names: ``x4``, ``x1.5``, ``w3840``, ``h2160``, ``l4096``."""
+        if self.kind == "factor":
+            return f"x{scale_label(self.value)}"
+        letter = {"width": "w", "height": "h", "long_edge": "l"}[self.kind]
+        return f"{letter}{int(self.value)}"
+
+    def describe(self) -> str:
+        """For people: ``×4``, ``width 3840``, ``long edge 4096``."""
+        if self.kind == "factor":
+            return f"×{scale_label(self.value)}"
+        return f"{self.kind.replace('_', ' ')} {int(self.value)}"
+
+
+def target_from_options(
+    *,
+    outscale: float | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    long_edge: int | None = None,
+) -> Target | None:
+    """The target given by ``--outscale``/``--width``/``--height``/``--long-edge``, or None.
+
+    Raises:
+        UsageError: more than one of them, or a value that is not positive.
+    """
+    given = {
+        "--outscale": outscale,
+        "--width": width,
+        "--height": height,
+        "--long-edge": long_edge,
+    }
+    named = [name for name, value in given.items() if value is not None]
+    if len(named) > 1:
+        raise UsageError(
+            f"{' and '.join(named)} cannot be combined: give one of --outscale, --width, "
+            "--height, --long-edge"
+        )
+    for name, value in given.items():
+        if value is not None and not value > 0:
+            what = "factor" if name == "--outscale" else "number of pixels"
+            raise UsageError(f"{name} must be a positive {what}, not {value:g}")
+    if outscale is not None:
+        return Target.factor(outscale)
+    for kind, value in (("width", width), ("height", height), ("long_edge", long_edge)):
+        if value is not None:
+            return Target(kind, float(value))  # type: ignore[arg-type]
+    return None
+
+
+def pick_scale(needed: float, scales: Sequence[int]) -> int:
+    """The variant factor to run for a ``needed`` factor.
+
+    The smallest of ``scales`` that is at least ``needed`` (so the final resize shrinks,
+    which loses nothing, rather than enlarges), else the largest.  Empty ``scales`` means
+    "any integer factor" (resamplers): ``needed`` rounded up, between 1 and
+    :data:`ANY_SCALE_MAX`.
+    """
+    if not scales:
+        return max(1, min(ANY_SCALE_MAX, math.ceil(needed - _EPSILON)))
+    ordered = sorted(scales)
+    for scale in ordered:
+        if scale >= needed - _EPSILON:
+            return scale
+    return ordered[-1]
+
+
+def substitution_note(
+    name: str, scales: Sequence[int], wanted: int, *, then_resize: bool = True
+) -> tuple[int, str | None]:
+    """The variant ``-s wanted`` runs, and the one-line warning when it is not ×``wanted``.
+
+    ``name`` is how the model is called in the message (``pocketsr-compact``);
+    ``then_resize`` says that the result is resized to ×``wanted`` (False when another
+    option sets the final size).
+    """
+    run = pick_scale(wanted, scales)
+    if run == wanted or not scales:
+        return run, None
+    if run > wanted:
+        tail = f" and resizing to ×{wanted}" if then_resize else ""
+        return run, f"{name} has no ×{wanted} variant: running ×{run}{tail}"
+    tail = f" and enlarging to ×{wanted} with Lanczos" if then_resize else ""
+    return run, f"{name} has no ×{wanted} variant (largest ×{run}): running ×{run}{tail}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run makes and with which variants (:func:`plan_run`).
+
+    Attributes:
+        target: the output size every image gets.
+        scales: the variant factors to load; None for a size target without ``-s``, whose
+            variants depend on each image's size (``pipeline.scales_for_sizes``).
+        note: a warning line for the user when ``-s N`` runs another variant than ×N.
+    """
+
+    target: Target
+    scales: tuple[int, ...] | None
+    note: str | None = None
+
+
+def plan_run(
+    name: str,
+    scales: Sequence[int],
+    default_scale: int,
+    *,
+    scale: int | None = None,
+    target: Target | None = None,
+) -> Plan:
+    """Combine ``-s`` (``scale``) with ``--outscale``/a size option (``target``) for a model
+    called ``name`` with variants at ``scales`` (empty: any factor), as the module docstring
+    says: ``-s`` picks the variant (and alone sets the factor), ``--outscale`` keeps the
+    model's own variant, a size target picks one per image.
+    """
+    if scale is not None:
+        run, note = substitution_note(name, scales, scale, then_resize=target is None)
+        return Plan(target or Target.factor(scale), (run,), note)
+    if target is None or target.kind == "factor":
+        return Plan(target or Target.factor(default_scale), (default_scale,))
+    return Plan(target, None)

@@ -1,0 +1,120 @@
+"""The record outputs carry: where each format keeps it, reading it back, comparing it."""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from pocketsr_cli import provenance
+from pocketsr_cli.imageio import (
+    Metadata,
+    OutputPlan,
+    encode_image,
+    read_image,
+    read_provenance_text,
+    sidecar_path,
+    write_sidecar,
+)
+
+RECORD = provenance.dumps(
+    provenance.make_record(
+        provenance.RunSettings(version="1.2.3"),
+        model="m-x4",
+        model_sha256="ab" * 32,
+        model_scale=4,
+        target="x3",
+        fmt="png",
+        size=(6, 6),
+        source='a <&> "b".jpg',
+    )
+)
+PIXELS = np.full((6, 6, 3), 120, np.uint8)
+CAMERA_XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+    b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+    b"<dc:creator>Ada</dc:creator></rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp", "tiff"])
+def test_embedded_records_read_back_and_leave_the_image_readable(tmp_path: Path, fmt: str) -> None:
+    meta = Metadata(xmp=CAMERA_XMP)
+    data = encode_image(PIXELS, OutputPlan(fmt, 8), metadata=meta, provenance=RECORD)
+    path = tmp_path / f"out.{fmt}"
+    path.write_bytes(data)
+    assert read_provenance_text(path) == RECORD
+    assert json.loads(RECORD)["source"] == 'a <&> "b".jpg'
+    image = read_image(path)
+    assert image.width == 6 and image.metadata.xmp is not None
+    assert b"<dc:creator>Ada</dc:creator>" in image.metadata.xmp
+
+
+def test_a_second_record_replaces_the_first(tmp_path: Path) -> None:
+    first = encode_image(PIXELS, OutputPlan("jpeg", 8), provenance='{"model":"old"}')
+    with Image.open(io.BytesIO(first)) as im:
+        xmp = im.info["xmp"]
+    again = encode_image(
+        PIXELS, OutputPlan("jpeg", 8), metadata=Metadata(xmp=xmp), provenance=RECORD
+    )
+    path = tmp_path / "again.jpg"
+    path.write_bytes(again)
+    assert read_provenance_text(path) == RECORD
+    with Image.open(path) as im:
+        assert im.info["xmp"].count(b"<pocketsr:record>") == 1
+
+
+def test_records_other_tools_rewrote_are_still_found(tmp_path: Path) -> None:
+    # XMP editors may turn the element into an attribute, and PNG tools may save iTXt.
+    attribute = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+        b'02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:pocketsr="urn:pocketsr:ns:'
+        b'1.0/" pocketsr:record="{&quot;model&quot;:&quot;m&quot;}"/></rdf:RDF></x:xmpmeta>'
+    )
+    path = tmp_path / "a.jpg"
+    Image.fromarray(PIXELS).save(path, xmp=attribute)
+    assert read_provenance_text(path) == '{"model":"m"}'
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("pocketsr", '{"model":"ü"}')
+    Image.fromarray(PIXELS).save(tmp_path / "b.png", pnginfo=info)
+    assert read_provenance_text(tmp_path / "b.png") == '{"model":"ü"}'
+
+
+def test_files_without_a_record(tmp_path: Path) -> None:
+    Image.fromarray(PIXELS).save(tmp_path / "plain.png")
+    Image.fromarray(PIXELS).save(tmp_path / "plain.jpg", xmp=CAMERA_XMP)
+    Image.fromarray(PIXELS).save(tmp_path / "plain.bmp")
+    (tmp_path / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\n" + zlib.compress(b"x"))
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    for name in ("plain.png", "plain.jpg", "plain.bmp", "junk.png", "empty.jpg", "absent.png"):
+        assert read_provenance_text(tmp_path / name) is None, name
+
+
+def test_bmp_records_live_in_a_sidecar(tmp_path: Path) -> None:
+    path = tmp_path / "a.bmp"
+    path.write_bytes(encode_image(PIXELS, OutputPlan("bmp", 8), provenance=RECORD))
+    assert read_provenance_text(path) is None  # BMP has no room for it
+    write_sidecar(path, RECORD)
+    assert sidecar_path(path).name == "a.bmp.pocketsr.json"
+    assert read_provenance_text(path) == RECORD
+    write_sidecar(path, None)
+    assert not sidecar_path(path).exists() and read_provenance_text(path) is None
+
+
+def test_differences_name_what_changed() -> None:
+    old = json.loads(RECORD)
+    assert provenance.differences(old, dict(old, precision="cuda fp16", tile="0/0")) == []
+    assert provenance.differences(old, dict(old, model="n-x4", model_sha256="cd" * 32)) == [
+        "model m-x4 → n-x4"
+    ]
+    assert provenance.differences(old, dict(old, model_scale=2, ensemble=True)) == [
+        "variant ×4 → ×2",
+        "ensemble off → on",
+    ]
+    assert provenance.loads("[1, 2]") is None and provenance.loads("not json") is None

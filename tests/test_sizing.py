@@ -1,0 +1,84 @@
+"""Targets, variant choice and how -s combines with --outscale and the size options."""
+
+from __future__ import annotations
+
+import pytest
+
+from pocketsr_cli.errors import UsageError
+from pocketsr_cli.sizing import (
+    Target,
+    pick_scale,
+    plan_run,
+    scales_text,
+    substitution_note,
+    target_from_options,
+)
+
+
+def test_pick_scale_prefers_the_smallest_sufficient_variant() -> None:
+    assert pick_scale(3, [2, 4]) == 4
+    assert pick_scale(2, [4, 2]) == 2
+    assert pick_scale(0.5, [2, 4]) == 2
+    assert pick_scale(8, [2, 4]) == 4  # none is enough: the largest
+    assert pick_scale(3840 / 1280, [3, 4]) == 3  # an exact ratio is not "a bit over 3"
+    assert pick_scale(2.1, []) == 3 and pick_scale(0.3, []) == 1 and pick_scale(40, []) == 16
+
+
+@pytest.mark.parametrize(
+    ("target", "size", "label"),
+    [
+        (Target.factor(3), (96, 72), "x3"),
+        (Target.factor(1.5), (48, 36), "x1.5"),
+        (Target("width", 100), (100, 75), "w100"),
+        (Target("height", 100), (133, 100), "h100"),
+        (Target("long_edge", 50), (50, 38), "l50"),
+    ],
+)
+def test_target_sizes_and_labels(target: Target, size: tuple[int, int], label: str) -> None:
+    assert target.size_for(32, 24) == size and target.label == label
+
+
+def test_long_edge_of_a_portrait_and_tiny_results() -> None:
+    assert Target("long_edge", 50).size_for(24, 32) == (38, 50)
+    assert Target("width", 1).size_for(1000, 10) == (1, 1)  # never 0 pixels
+    assert Target("width", 3840).factor_for(1280, 720) == 3
+
+
+def test_target_from_options() -> None:
+    assert target_from_options() is None
+    assert target_from_options(outscale=1.5) == Target.factor(1.5)
+    assert target_from_options(long_edge=4096) == Target("long_edge", 4096)
+    with pytest.raises(UsageError, match="--width and --long-edge cannot be combined"):
+        target_from_options(width=10, long_edge=10)
+    with pytest.raises(UsageError, match="--height must be a positive number of pixels, not -3"):
+        target_from_options(height=-3)
+
+
+def test_substitution_notes_read_as_sentences() -> None:
+    assert substitution_note("m", [2, 4], 4) == (4, None)
+    assert substitution_note("m", [], 3) == (3, None)  # resamplers run at any factor
+    assert substitution_note("m", [2, 4], 3) == (
+        4,
+        "m has no ×3 variant: running ×4 and resizing to ×3",
+    )
+    assert substitution_note("m", [2, 4], 8) == (
+        4,
+        "m has no ×8 variant (largest ×4): running ×4 and enlarging to ×8 with Lanczos",
+    )
+    assert substitution_note("m", [2, 4], 3, then_resize=False)[1] == (
+        "m has no ×3 variant: running ×4"
+    )
+    assert scales_text([4, 2]) == "×2, ×4"
+
+
+def test_plan_run_combines_scale_and_targets() -> None:
+    assert plan_run("m", (2, 4), 4) == plan_run("m", (2, 4), 4, scale=4)
+    assert plan_run("m", (2, 4), 4).target == Target.factor(4)
+    plan = plan_run("m", (2, 4), 4, scale=3)
+    assert (plan.target, plan.scales) == (Target.factor(3), (4,)) and plan.note
+    # --outscale keeps the model's own variant; -s still picks one.
+    assert plan_run("m", (2, 4), 4, target=Target.factor(1.5)).scales == (4,)
+    assert plan_run("m", (2, 4), 4, scale=2, target=Target.factor(1.5)).scales == (2,)
+    # A size target chooses per image, unless -s picked the variant.
+    assert plan_run("m", (2, 4), 4, target=Target("width", 64)).scales is None
+    assert plan_run("m", (2, 4), 4, scale=2, target=Target("width", 64)).scales == (2,)
