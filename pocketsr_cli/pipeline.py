@@ -192,6 +192,29 @@ class Reporter(Protocol):
     def finished(self, summary: Summary) -> None: ...
 
 
+class NullReporter:
+    """A :class:`Reporter` that ignores every event: subclass it and override only the
+    events you need."""
+
+    def start(self, total: int) -> None:
+        pass
+
+    def image_started(self, job: Job, index: int) -> None:
+        pass
+
+    def tile(self, done: int, total: int) -> None:
+        pass
+
+    def image_finished(self, result: Result) -> None:
+        pass
+
+    def warning(self, message: str) -> None:
+        pass
+
+    def finished(self, summary: Summary) -> None:
+        pass
+
+
 def scales_for_sizes(
     jobs: Sequence[Job], target: Target, scales: Sequence[int], fallback: int
 ) -> list[int]:

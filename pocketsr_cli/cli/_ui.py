@@ -60,7 +60,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pocketsr_cli.jobs import Job
-from pocketsr_cli.pipeline import CONFLICTS, Reporter, Result, Summary
+from pocketsr_cli.pipeline import CONFLICTS, NullReporter, Reporter, Result, Summary
 
 # Wider than any table we print: measuring against it gives a table's natural width.
 _UNBOUNDED = 100_000
@@ -329,7 +329,7 @@ class RichReporter:
             self.console.print(f"[red]failed:[/] {escape(r.job.display)}: {escape(r.error or '')}")
 
 
-class JsonLinesReporter:
+class JsonLinesReporter(NullReporter):
     """``upscale --json``: one ``"type": "image"`` object per input on ``stream`` (stdout),
     then one ``"type": "summary"`` object (SPEC ``--json``).
 
@@ -349,18 +349,6 @@ class JsonLinesReporter:
     def _emit(self, obj: dict[str, Any]) -> None:
         with self._lock:
             emit_json(obj, stream=self.stream)
-
-    def start(self, total: int) -> None:
-        pass
-
-    def image_started(self, job: Job, index: int) -> None:
-        pass
-
-    def tile(self, done: int, total: int) -> None:
-        pass
-
-    def warning(self, message: str) -> None:
-        pass
 
     def image_finished(self, result: Result) -> None:
         self._emit(

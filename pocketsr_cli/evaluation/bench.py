@@ -49,6 +49,7 @@ import numpy.typing as npt
 
 from pocketsr_cli.errors import PocketSRError, UsageError
 from pocketsr_cli.evaluation.peakmem import PeakMemory
+from pocketsr_cli.pipeline import NullReporter
 
 if TYPE_CHECKING:
     import torch
@@ -405,7 +406,7 @@ class TimedUpscaler:
         self.calls = 0
 
 
-class _QuietReporter:
+class _QuietReporter(NullReporter):
     """A pipeline ``Reporter`` that prints nothing: each finished image calls
     ``on_image`` (progress), and distinct warnings are kept in ``warnings``.
     Thread-safe, as the pipeline requires."""
@@ -415,15 +416,6 @@ class _QuietReporter:
         self.warnings: list[str] = []
         self._lock = threading.Lock()
 
-    def start(self, total: int) -> None:
-        pass
-
-    def image_started(self, job: Job, index: int) -> None:
-        pass
-
-    def tile(self, done: int, total: int) -> None:
-        pass
-
     def image_finished(self, result: Result) -> None:
         self.on_image()
 
@@ -431,9 +423,6 @@ class _QuietReporter:
         with self._lock:
             if message not in self.warnings:
                 self.warnings.append(message)
-
-    def finished(self, summary: Summary) -> None:
-        pass
 
 
 def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job], int]:
