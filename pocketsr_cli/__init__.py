@@ -4,9 +4,20 @@
 it is written being ``pyproject.toml``), read on first access so that importing the
 package — and so ``pocketsr --help`` and shell completion — does not pay for
 ``importlib.metadata``.  A source tree that was never installed reports ``0+unknown``.
+
+``pocketsr_cli.Upscaler`` is the Python API (:class:`pocketsr_cli.api.Upscaler`), also
+imported on first access so that the CLI never loads it; not to be confused with
+:class:`pocketsr_cli.inference.Upscaler`, the low-level numpy engine it drives.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pocketsr_cli.api import Upscaler
+
+__all__ = ["Upscaler", "__version__"]
 
 _DISTRIBUTION = "pocketsr"
 _UNKNOWN_VERSION = "0+unknown"
@@ -21,7 +32,12 @@ def _package_version() -> str:
         return _UNKNOWN_VERSION
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> Any:
+    if name == "Upscaler":
+        from pocketsr_cli.api import Upscaler
+
+        globals()["Upscaler"] = Upscaler
+        return Upscaler
     if name == "__version__":
         value = _package_version()
         globals()["__version__"] = value  # later look-ups skip this function

@@ -66,6 +66,7 @@ _EXTENSION_FORMATS: dict[str, str] = {
     ".tif": "tiff",
     ".tiff": "tiff",
     ".bmp": "bmp",
+    ".gif": "gif",
     ".heic": "heif",
     ".heif": "heif",
     ".avif": "avif",
@@ -87,6 +88,7 @@ _PILLOW_FORMATS: dict[str, str] = {
     "WEBP": "webp",
     "TIFF": "tiff",
     "BMP": "bmp",
+    "GIF": "gif",
     "HEIF": "heif",
     "AVIF": "avif",
 }
@@ -99,14 +101,31 @@ def _has_module(name: str) -> bool:
         return False
 
 
-def _readable_extensions() -> frozenset[str]:
-    """Base extensions plus HEIF/AVIF when a decoder for them is installed.
+HEIF_HINT = 'HEIC needs the optional extra: pip install "pocketsr[heif]"'
+"""The reason a HEIC/HEIF input fails when pillow-heif is not installed."""
 
-    Uses ``find_spec`` so that importing this module does not load the plugins.
+_HEIF_EXTENSIONS = (".heic", ".heif")
+# ISO-BMFF major brands of HEIF stills and sequences (not AVIF's ``avif``/``avis``).
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx")
+
+
+def heif_available() -> bool:
+    """Whether HEIC/HEIF files can be decoded (the ``heif`` extra, pillow-heif, is there).
+
+    Uses ``find_spec`` so that asking does not load the plugin.
     """
-    extensions = {ext for ext, fmt in _EXTENSION_FORMATS.items() if fmt not in ("heif", "avif")}
-    if _has_module("pillow_heif"):
-        extensions |= {".heic", ".heif"}
+    return _has_module("pillow_heif")
+
+
+def _readable_extensions() -> frozenset[str]:
+    """Every extension read here; ``.avif`` only when a decoder for it is installed.
+
+    ``.heic``/``.heif`` are always listed, decoder or not: an iPhone photo must not be
+    skipped as "not an image" when the ``heif`` extra is missing, but fail with
+    :data:`HEIF_HINT` (so that the run exits 1 and says what to install).  Uses
+    ``find_spec`` so that importing this module does not load the plugins.
+    """
+    extensions = {ext for ext, fmt in _EXTENSION_FORMATS.items() if fmt != "avif"}
     if _has_module("pillow_avif") or _has_module("PIL._avif"):
         extensions.add(".avif")
     return frozenset(extensions)
@@ -187,14 +206,17 @@ class DecodedImage:
     Attributes:
         pixels: contiguous ``H x W x C`` array (see the module docstring), EXIF orientation
             already applied.
-        format: source format key (``jpeg``, ``png``, ``webp``, ``tiff``, ``bmp``, ``heif``,
-            ``avif``).
+        format: source format key (``jpeg``, ``png``, ``webp``, ``tiff``, ``bmp``, ``gif``,
+            ``heif``, ``avif``).
         metadata: what :func:`encode_image` should write back.
+        warnings: one line each, for the user, about what decoding left out (only the
+            first frame of an animation).
     """
 
     pixels: np.ndarray
     format: str
     metadata: Metadata
+    warnings: tuple[str, ...] = ()
 
     @property
     def height(self) -> int:
@@ -376,6 +398,7 @@ def _pillow_formats() -> tuple[str, ...]:
     """
     from PIL import (  # noqa: F401  (imported to register the plugins)
         BmpImagePlugin,
+        GifImagePlugin,
         Image,
         JpegImagePlugin,
         MpoImagePlugin,
@@ -602,7 +625,11 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         # standard makes authoritative over the (informative) EXIF tag.
         orientation = 1 if fmt == "heif" else None
         icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
-        return _finish(pixels, fmt, _bare_exif(raw_exif), icc, xmp, orientation)
+        decoded = _finish(pixels, fmt, _bare_exif(raw_exif), icc, xmp, orientation)
+        # MPO (a camera's JPEG with a preview or depth image) is multi-frame, not animated.
+        if fmt in ("gif", "webp", "png") and getattr(im, "is_animated", False):
+            decoded.warnings = (ANIMATED_WARNING,)
+        return decoded
 
 
 # Tags that describe a TIFF's own pixel layout: never carried over as EXIF.
@@ -722,6 +749,21 @@ def _decode_tiff_gray_alpha_16(data: bytes, tags: Mapping[int, Any]) -> np.ndarr
     return pixels
 
 
+ANIMATED_WARNING = "animated: only the first frame was upscaled"
+
+
+def _require_heif_decoder(path: Path, head: bytes) -> None:
+    """Raise :data:`HEIF_HINT` for a HEIC/HEIF file (by name or by content) without pillow-heif.
+
+    Without this, such a file would fail as "not a recognised image", which does not say
+    that installing one extra fixes it.
+    """
+    named = Path(path).suffix.lower() in _HEIF_EXTENSIONS
+    sniffed = head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+    if (named or sniffed) and not heif_available():
+        raise ImageReadError(HEIF_HINT)
+
+
 def _finish(
     pixels: np.ndarray,
     fmt: str,
@@ -752,7 +794,9 @@ def read_image(path: Path) -> DecodedImage:
     transparency); 1-bit becomes gray; CMYK becomes RGB (through its profile when it has
     one, and the CMYK profile is dropped).  The EXIF orientation is applied to the pixels
     and reset to 1 in the returned EXIF and XMP.  Animated or multi-page files give their
-    first frame.
+    first frame; an animated GIF or WebP says so in ``warnings`` (:data:`ANIMATED_WARNING`).
+    HEIC/HEIF needs pillow-heif (the ``heif`` extra); without it such a file raises
+    :data:`HEIF_HINT`.
 
     Raises:
         ImageReadError: the file is missing, a directory, unreadable, empty, truncated,
@@ -760,6 +804,7 @@ def read_image(path: Path) -> DecodedImage:
             a bad file.
     """
     data = _read_bytes(path)
+    _require_heif_decoder(path, data[:12])
     if data[:4] in _TIFF_MAGIC:
         return _decode_tiff(data)
     return _decode_pillow_file(data)
@@ -775,9 +820,11 @@ def probe(path: Path) -> tuple[int, int, bool]:
         ImageReadError: as :func:`read_image`, for what the header alone reveals.
     """
     with _os_errors_as_read_errors(path), Path(path).open("rb") as handle:
-        head = handle.peek(4)[:4]
+        start = handle.peek(12)[:12]
+        head = start[:4]
         if not head:
             raise ImageReadError("file is empty (0 bytes)")
+        _require_heif_decoder(path, start)
         if head in _TIFF_MAGIC:
             # TIFF tags may sit anywhere in the file, and Pillow cannot open every 16-bit
             # layout: read the tags as an EXIF block, like read_image does.
@@ -816,6 +863,7 @@ _FORMAT_NAMES = {
     "webp": "WebP",
     "tiff": "TIFF",
     "bmp": "BMP",
+    "gif": "GIF",
     "heif": "HEIF",
     "avif": "AVIF",
 }
@@ -828,9 +876,11 @@ def plan_output(
 ) -> OutputPlan:
     """Choose the output format and bit depth, saying what had to change.
 
-    ``requested`` None means "same as the input"; HEIF/AVIF inputs, which have no writer
-    here, then become PNG.  Alpha never goes to JPEG or BMP: PNG is written instead.
-    16-bit input stays 16-bit for PNG/TIFF and becomes 8-bit otherwise.
+    ``requested`` None means "same as the input"; GIF, HEIF and AVIF inputs, which have no
+    writer here, then become PNG, with a warning: PNG loses nothing, where JPEG would
+    re-compress a photo that was already compressed once (``--format jpg`` asks for it),
+    and GIF's 256 colours would undo the upscale.  Alpha never goes to JPEG or BMP: PNG is
+    written instead.  16-bit input stays 16-bit for PNG/TIFF and becomes 8-bit otherwise.
 
     Raises:
         ValueError: ``requested`` is not an output format name (see :func:`format_from_name`).
@@ -840,7 +890,11 @@ def plan_output(
         fmt = source_format
         if fmt not in OUTPUT_FORMATS:
             name = _FORMAT_NAMES.get(fmt, fmt)
-            warnings.append(f"{name} output is not supported; writing PNG instead")
+            if fmt == "gif":
+                why = "GIF holds only 256 colours, which would spoil the upscale"
+            else:
+                why = f"{name} output is not supported"
+            warnings.append(f"{why}; writing PNG instead (choose another with --format)")
             fmt = "png"
     else:
         fmt = format_from_name(requested)

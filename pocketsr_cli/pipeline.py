@@ -454,7 +454,7 @@ class _Run:
             height=d.image.height,
             out_width=item.pixels.shape[1],
             out_height=item.pixels.shape[0],
-            warnings=list(d.plan.warnings),
+            warnings=[*d.image.warnings, *d.plan.warnings],
             model=d.variant.model or None,
         )
         record = self.record_text(item)

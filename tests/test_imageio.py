@@ -79,7 +79,9 @@ def test_image_extensions_and_is_image_path() -> None:
     for ext in (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"):
         assert ext in IMAGE_EXTENSIONS
         assert is_image_path(Path(f"a/b/photo{ext.upper()}"))
-    for name in ("notes.txt", "photo", "archive.tar.gz", "movie.mp4", "x.gif", "jpg"):
+    for ext in (".gif", ".heic", ".HEIF"):  # HEIC with or without its decoder (the hint)
+        assert is_image_path(Path(f"photo{ext}"))
+    for name in ("notes.txt", "photo", "archive.tar.gz", "movie.mp4", "x.ico", "jpg"):
         assert not is_image_path(Path(name))
     assert (".avif" in IMAGE_EXTENSIONS) == ("AVIF" in imageio._pillow_formats())
     assert all(ext == ext.lower() and ext.startswith(".") for ext in IMAGE_EXTENSIONS)
@@ -614,9 +616,9 @@ def _bad_file_cases(tmp_path: Path) -> dict[str, Path]:
     (tmp_path / "dir.jpg").mkdir()
     cases["directory"] = tmp_path / "dir.jpg"
     cases["missing"] = tmp_path / "missing.png"
-    gif = tmp_path / "really_a_gif.png"
-    to_pillow(photo).save(gif, "GIF")
-    cases["gif named png"] = gif
+    pcx = tmp_path / "really_a_pcx.png"
+    to_pillow(photo).save(pcx, "PCX")
+    cases["pcx named png"] = pcx
     jpeg = save_pillow(tmp_path / "tail.jpg", photo, "JPEG")
     (tmp_path / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + jpeg.read_bytes()[:200])
     cases["png signature, garbage"] = tmp_path / "garbage.png"
@@ -634,7 +636,7 @@ def test_bad_files_raise_image_read_error(tmp_path: Path) -> None:
             "directory": "directory",
             "missing": "no such file",
             "random bytes": "not a recognised image",
-            "gif named png": "not a recognised image",
+            "pcx named png": "not a recognised image",
         }.get(name, "truncated" if name.startswith("truncated") else "")
         assert expected in message, (name, message)
 
@@ -658,7 +660,7 @@ def test_truncated_16bit_files_fail_quietly(
 
 def test_probe_errors(tmp_path: Path) -> None:
     cases = _bad_file_cases(tmp_path)
-    for name in ("empty", "directory", "missing", "random bytes", "gif named png"):
+    for name in ("empty", "directory", "missing", "random bytes", "pcx named png"):
         with pytest.raises(ImageReadError):
             probe(cases[name])
 

@@ -1,0 +1,394 @@
+"""The Python API: open a model once, then upscale images, files and folders with it.
+
+Example::
+
+    import numpy as np
+    from PIL import Image
+
+    from pocketsr_cli import Upscaler
+
+    up = Upscaler("pocketsr-compact", scale=4)     # resolves (downloads) the model once
+    big = up.upscale(Image.open("photo.jpg"))      # PIL in -> PIL out (same mode family)
+    arr = up.upscale(np.zeros((64, 64, 3), np.uint8))  # numpy RGB in -> numpy RGB out
+    up.upscale_file("photo.jpg", "photo_x4.jpg")   # atomic write, EXIF/ICC/XMP kept
+    for result in up.upscale_folder("shoot/", "upscaled/", recursive=True):
+        print(result.job.display, result.status, result.error or "")
+
+Contracts:
+
+* Numpy arrays are ``H x W x C`` (C in 1..4) or ``H x W``, dtype uint8 or uint16, with
+  channels in **RGB(A) order, not OpenCV's BGR**: convert with
+  ``cv2.cvtColor(img, cv2.COLOR_BGR2RGB)`` first.  The result has the input's dtype,
+  number of dimensions and channels.
+* One :class:`Upscaler` holds one network on one device; the calls are not thread-safe
+  (give each thread its own instance).
+* Nothing here prints.  Warnings (a half-precision NaN fallback, a format switch, an
+  animated file of which only the first frame was upscaled) go to ``on_warning``, by
+  default Python's :func:`warnings.warn`.
+* Errors are :mod:`pocketsr_cli.errors` types: :class:`~pocketsr_cli.errors.ModelError`
+  (unknown model, missing weights), :class:`~pocketsr_cli.errors.DeviceError` (bad
+  device or precision), :class:`~pocketsr_cli.errors.ImageReadError` /
+  :class:`~pocketsr_cli.errors.ImageWriteError` (files).  Only :meth:`upscale_folder`
+  never raises for one bad file: that file's ``Result`` has status ``"failed"``.
+
+Heavy imports (torch) happen when an :class:`Upscaler` is made, not when this module is
+imported.  This is the public face of :class:`pocketsr_cli.inference.Upscaler`, the
+low-level numpy engine the pipeline drives.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
+
+import numpy as np
+
+from pocketsr_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from pocketsr_cli.pipeline import Result, Variant
+    from pocketsr_cli.sizing import Target
+
+__all__ = ["Upscaler"]
+
+_PIL_MODES_16 = ("I;16", "I;16L", "I;16B", "I;16N")
+# Pillow modes that are upscaled as they are; anything else is converted first.
+_PIL_DIRECT = ("RGB", "RGBA", "L", "LA", *_PIL_MODES_16, "I")
+
+
+def _default_warning(message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+class Upscaler:
+    """A model resolved once, ready to upscale PIL images, numpy arrays, files and folders.
+
+    Args:
+        model: a registry name (``pocketsr-compact``, ``pocketsr-compact-x2``,
+            ``bicubic``...) or a weights file; None: the default model.
+        scale: the output factor, as ``pocketsr upscale -s``: the model's ×N variant, or
+            its nearest larger one with the result resized to ×N.  None: the model's own.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (half precision falls back to
+            fp32 when it gives NaN/inf, with a warning).
+        tile: tile side in input pixels, ``"auto"`` (fit free memory) or 0 (whole image).
+        offline: never touch the network (weights must be on disk already).
+        on_warning: receives each warning line; None: :func:`warnings.warn`.
+
+    Raises:
+        ModelError: unknown model, weights that cannot be had or loaded, no such scale.
+        DeviceError: unknown or unavailable device, unknown precision.
+        UsageError: a bad ``tile`` value.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        scale: int | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        tile: str | int = "auto",
+        offline: bool = False,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        from pocketsr_cli import sizing
+        from pocketsr_cli.devices import choose_device, compute_for
+        from pocketsr_cli.inference import Upscaler as Engine
+        from pocketsr_cli.pipeline import Variant
+        from pocketsr_cli.tiling import TilePolicy
+        from pocketsr_cli.weights.resolve import open_family
+
+        self._warn = on_warning or _default_warning
+        TilePolicy.from_option(str(tile), 16)  # validates before any loading
+        torch_device = choose_device(device)
+        family = open_family(None if model is None else str(model), offline=offline)
+        plan = sizing.plan_run(family.name, family.scales, family.default_scale, scale=scale)
+        if plan.note is not None:
+            self._warn(plan.note)
+        (run_scale,) = plan.scales or (family.default_scale,)
+        desc = family.load(run_scale)
+        compute = compute_for(torch_device, precision, desc)
+        engine = Engine(desc, compute, tile=str(tile), on_warning=self._warn)
+        self._variant: Variant = Variant(
+            engine, model=desc.name, sha256=desc.sha256, compute=str(compute)
+        )
+        self._target: Target = plan.target
+        self._scale = scale if scale is not None else family.default_scale
+        self._compute = compute
+        self._tile = str(tile)
+
+    # -- properties ----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The network that runs (``pocketsr-compact-x4``, ``bicubic``...)."""
+        return self._variant.model
+
+    @property
+    def scale(self) -> int:
+        """The output factor: every output is this many times its input's size."""
+        return self._scale
+
+    @property
+    def device(self) -> str:
+        """Where it runs, as torch names it (``cpu``, ``cuda:0``, ``mps``)."""
+        return str(self._compute.device)
+
+    @property
+    def precision(self) -> str:
+        """``fp32``, ``fp16`` or ``bf16`` (what ``precision="auto"`` chose)."""
+        return self._compute.precision
+
+    def __repr__(self) -> str:
+        return f"Upscaler({self.name!r}, scale={self.scale}, device={self._compute})"
+
+    # -- in memory -----------------------------------------------------------------------
+    @overload
+    def upscale(self, image: np.ndarray) -> np.ndarray: ...
+    @overload
+    def upscale(self, image: str | Path) -> np.ndarray: ...
+    @overload
+    def upscale(self, image: Image.Image) -> Image.Image: ...
+
+    def upscale(self, image: Any) -> Any:
+        """Upscale one image by :attr:`scale`.
+
+        * a PIL image -> a PIL image: RGB, RGBA, L, LA, I;16 and I keep their mode; other
+          modes are converted first (P -> RGB or RGBA, 1 -> L, CMYK/YCbCr -> RGB) and come
+          back in that mode.  Its ICC profile is copied to ``info``; EXIF orientation is
+          not applied (the pixels are taken as they are stored).
+        * a numpy array (``H x W x C`` or ``H x W``, uint8/uint16, **RGB order**) -> an
+          array of the same dtype and layout.
+        * a path (str or Path) -> the decoded file (EXIF orientation applied) upscaled, as
+          a numpy RGB(A) array (gray files give ``H x W x 1``).
+
+        Raises:
+            TypeError: another kind of object, or a numpy dtype other than uint8/uint16.
+            ValueError: an array shape that is not an image.
+            ImageReadError: a path that cannot be read or decoded.
+            OutOfMemoryError: even the smallest tile does not fit.
+        """
+        if isinstance(image, (str, Path)):
+            from pocketsr_cli.imageio import read_image
+
+            return self._run(read_image(Path(image)).pixels)
+        if isinstance(image, np.ndarray):
+            return self._upscale_array(image)
+        if _is_pil_image(image):
+            return self._upscale_pil(image)
+        raise TypeError(
+            f"expected a PIL image, a numpy array or a path, not {type(image).__name__}"
+        )
+
+    def _run(self, pixels: np.ndarray) -> np.ndarray:
+        from pocketsr_cli.pipeline import resize_output
+
+        out = self._variant.upscaler.upscale(np.ascontiguousarray(pixels))
+        h, w = pixels.shape[:2]
+        return resize_output(out, self._target.size_for(w, h))
+
+    def _upscale_array(self, pixels: np.ndarray) -> np.ndarray:
+        if pixels.dtype not in (np.uint8, np.uint16):
+            raise TypeError(f"expected uint8 or uint16 pixels, not {pixels.dtype}")
+        if pixels.ndim == 2:
+            return self._run(pixels[:, :, None])[:, :, 0]
+        if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
+            raise ValueError(f"expected H x W or H x W x C with C in 1..4, not {pixels.shape}")
+        return self._run(pixels)
+
+    def _upscale_pil(self, im: Image.Image) -> Image.Image:
+        from PIL import Image
+
+        if im.mode not in _PIL_DIRECT:
+            has_alpha = "transparency" in im.info or im.mode in ("PA", "RGBa", "La")
+            target = "L" if im.mode == "1" else ("RGBA" if has_alpha else "RGB")
+            if im.mode == "La":
+                target = "LA"
+            im = im.convert(target)
+        mode = im.mode
+        if mode == "I":  # 32-bit integer gray, as Pillow opens 16-bit PNGs
+            pixels = np.clip(np.asarray(im), 0, 65535).astype(np.uint16)
+        elif mode in _PIL_MODES_16:
+            pixels = np.asarray(im).astype(np.uint16)
+        else:
+            pixels = np.asarray(im)
+        out = self._upscale_array(pixels)
+        if mode in _PIL_MODES_16 or mode == "I":
+            result = Image.fromarray(out)  # uint16 H x W -> "I;16"
+            if mode == "I":
+                result = result.convert("I")
+        else:
+            result = Image.fromarray(out, mode=mode) if out.ndim == 3 else Image.fromarray(out)
+        icc = im.info.get("icc_profile")
+        if icc:
+            result.info["icc_profile"] = icc
+        return result
+
+    # -- files ---------------------------------------------------------------------------
+    def upscale_file(
+        self,
+        src: str | Path,
+        dst: str | Path,
+        *,
+        quality: int = 95,
+        keep_metadata: bool = True,
+    ) -> Path:
+        """Upscale the file ``src`` into ``dst``, atomically, and return the path written.
+
+        The format follows ``dst``'s extension (``.jpg``, ``.png``, ``.webp``, ``.tif``,
+        ``.bmp``); where it cannot hold the image (transparency in JPEG/BMP) PNG is
+        written instead, beside ``dst`` with a ``.png`` extension, with a warning.  EXIF,
+        ICC and XMP are kept unless ``keep_metadata`` is False; pocketsr's record of how
+        the file was made is written as the CLI writes it.  ``dst`` is replaced if it
+        exists; it is never left half-written.
+
+        Raises:
+            UsageError: ``dst`` has no known image extension.
+            ImageReadError: ``src`` cannot be read or decoded.
+            ImageWriteError: the output cannot be encoded or written.
+        """
+        from pocketsr_cli import __version__, provenance
+        from pocketsr_cli.imageio import (
+            embeds_provenance,
+            encode_image,
+            extension_for,
+            format_from_name,
+            plan_output,
+            read_image,
+            write_atomic,
+            write_sidecar,
+        )
+
+        src, dst = Path(src), Path(dst)
+        try:
+            fmt = format_from_name(dst.suffix)
+        except ValueError as exc:
+            raise UsageError(f"cannot tell the output format from {dst.name!r}: {exc}") from None
+        image = read_image(src)
+        for message in image.warnings:
+            self._warn(f"{src.name}: {message}")
+        plan = plan_output(image.format, fmt, has_alpha=image.has_alpha, bit_depth=image.bit_depth)
+        for message in plan.warnings:
+            self._warn(f"{src.name}: {message}")
+        if plan.format != fmt:
+            dst = dst.with_suffix(extension_for(plan.format))
+        out = self._run(image.pixels)
+        record = provenance.make_record(
+            provenance.RunSettings(version=__version__, quality=quality, tile=f"{self._tile}/16"),
+            model=self._variant.model,
+            model_sha256=self._variant.sha256,
+            model_scale=self._variant.scale,
+            target=self._target.label,
+            fmt=plan.format,
+            size=(out.shape[1], out.shape[0]),
+            precision=self._variant.compute,
+            source=src.name,
+        )
+        text = provenance.dumps(record)
+        embedded = embeds_provenance(plan.format)
+        data = encode_image(
+            out,
+            plan,
+            quality=quality,
+            metadata=image.metadata if keep_metadata else None,
+            provenance=text if embedded else None,
+        )
+        write_atomic(dst, data)
+        if not embedded:
+            write_sidecar(dst, text)
+        return dst
+
+    def upscale_folder(
+        self,
+        src_dir: str | Path,
+        dst_dir: str | Path,
+        *,
+        recursive: bool = False,
+        fmt: str | None = None,
+        quality: int = 95,
+        keep_metadata: bool = True,
+        overwrite: bool = False,
+    ) -> Iterator[Result]:
+        """Upscale every image of ``src_dir`` into ``dst_dir`` (its tree mirrored), yielding
+        one :class:`~pocketsr_cli.pipeline.Result` per file as each finishes.
+
+        Behaves as ``pocketsr upscale SRC -o DST``: non-image files and earlier outputs
+        are ``skipped``, existing outputs are kept (``skipped``) unless ``overwrite``, an
+        unreadable or corrupt file is ``failed`` (``Result.error`` says why) and the
+        others go on.  ``fmt`` is an output format (``jpg``, ``png``...; None: each
+        input's own).  Images are processed one at a time, so leaving the loop early
+        stops after the image in progress.
+
+        Raises:
+            UsageError: ``src_dir`` is missing or holds no file, ``fmt`` is unknown, or two
+                inputs would be written to one output (raised at the first ``next()``,
+                before anything is written).
+            KeyboardInterrupt: after the image in progress is finished or cleaned up.
+        """
+        from pocketsr_cli import __version__, provenance
+        from pocketsr_cli.imageio import format_from_name
+        from pocketsr_cli.jobs import Naming, collect_jobs
+        from pocketsr_cli.pipeline import Options, run
+
+        fmt_key = None
+        if fmt is not None and fmt.lower() != "same":
+            try:
+                fmt_key = format_from_name(fmt)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        naming = Naming(out_dir=Path(dst_dir), suffix=None, fmt=fmt_key, tag=self._target.label)
+        jobs = collect_jobs([Path(src_dir)], naming, recursive=recursive)
+        options = Options(
+            fmt=fmt_key,
+            quality=quality,
+            keep_metadata=keep_metadata,
+            overwrite=overwrite,
+            target=self._target,
+            record=provenance.RunSettings(
+                version=__version__, quality=quality, tile=f"{self._tile}/16"
+            ),
+        )
+        reporter = _WarningsOnly(self._warn)
+        for job in jobs:
+            summary = run([job], [self._variant], options, reporter)
+            yield from summary.results
+            if summary.interrupted:
+                raise KeyboardInterrupt
+
+
+def _is_pil_image(obj: object) -> bool:
+    """Whether ``obj`` is a PIL image, without importing Pillow for numpy or path inputs."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        return False
+    return isinstance(obj, Image.Image)
+
+
+class _WarningsOnly:
+    """A pipeline reporter that passes run-wide warnings on and ignores progress."""
+
+    def __init__(self, warn: Callable[[str], None]) -> None:
+        self._warn = warn
+
+    def start(self, total: int) -> None:
+        pass
+
+    def image_started(self, job: object, index: int) -> None:
+        pass
+
+    def tile(self, done: int, total: int) -> None:
+        pass
+
+    def image_finished(self, result: object) -> None:
+        pass
+
+    def warning(self, message: str) -> None:
+        self._warn(message)
+
+    def finished(self, summary: object) -> None:
+        pass

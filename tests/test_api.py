@@ -1,0 +1,133 @@
+"""The Python API, ``pocketsr_cli.Upscaler``, with the bicubic model (no weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import pocketsr_cli
+from pocketsr_cli import inference
+from pocketsr_cli.errors import ImageReadError, ModelError, UsageError
+
+
+def pixels(h: int = 12, w: int = 16, channels: int = 3, dtype: type = np.uint8) -> np.ndarray:
+    rng = np.random.default_rng(channels)
+    top = 65535 if dtype == np.uint16 else 255
+    return rng.integers(0, top, (h, w, channels), dtype=dtype)
+
+
+@pytest.fixture(scope="module")
+def up() -> pocketsr_cli.Upscaler:
+    return pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu")
+
+
+def test_public_class_is_not_the_engine(up: pocketsr_cli.Upscaler) -> None:
+    assert pocketsr_cli.Upscaler is not inference.Upscaler
+    assert (up.name, up.scale, up.device, up.precision) == ("bicubic", 2, "cpu", "fp32")
+
+
+@pytest.mark.parametrize(("mode", "channels"), [("RGB", 3), ("RGBA", 4), ("L", 1)])
+def test_pil_in_pil_out(up: pocketsr_cli.Upscaler, mode: str, channels: int) -> None:
+    arr = pixels(channels=channels)
+    im = Image.fromarray(arr[..., 0] if channels == 1 else arr, mode)
+    out = up.upscale(im)
+    assert isinstance(out, Image.Image)
+    assert out.mode == mode and out.size == (32, 24)
+
+
+def test_pil_16_bit_gray(up: pocketsr_cli.Upscaler) -> None:
+    im = Image.fromarray(pixels(channels=1, dtype=np.uint16)[..., 0])
+    assert im.mode == "I;16"
+    out = up.upscale(im)
+    assert out.mode == "I;16" and out.size == (32, 24)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("shape", [(12, 16), (12, 16, 3), (12, 16, 4)])
+def test_numpy_in_numpy_out(up: pocketsr_cli.Upscaler, dtype: type, shape: tuple[int, ...]) -> None:
+    arr = pixels(channels=shape[2] if len(shape) == 3 else 1, dtype=dtype).reshape(shape)
+    out = up.upscale(arr)
+    assert isinstance(out, np.ndarray)
+    assert out.dtype == dtype and out.shape == (24, 32, *shape[2:])
+    # Channel order is kept (RGB in, RGB out): a flat red image stays red.
+    if len(shape) == 3:
+        red = np.zeros(shape, dtype)
+        red[..., 0] = np.iinfo(dtype).max
+        assert (up.upscale(red)[..., 0] == np.iinfo(dtype).max).all()
+        assert (up.upscale(red)[..., 1:3] == 0).all()
+
+
+def test_bad_inputs(up: pocketsr_cli.Upscaler, tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        up.upscale(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(ValueError):
+        up.upscale(np.zeros((4, 4, 5), np.uint8))
+    with pytest.raises(TypeError):
+        up.upscale(42)  # type: ignore[call-overload]
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ImageReadError):
+        up.upscale(tmp_path / "bad.jpg")
+
+
+def test_path_in_numpy_out(up: pocketsr_cli.Upscaler, tmp_path: Path) -> None:
+    src = tmp_path / "a.png"
+    Image.fromarray(pixels()).save(src)
+    for given in (src, str(src)):
+        out = up.upscale(given)
+        assert isinstance(out, np.ndarray) and out.shape == (24, 32, 3)
+
+
+def test_upscale_file_writes_a_valid_file(up: pocketsr_cli.Upscaler, tmp_path: Path) -> None:
+    src = tmp_path / "a.png"
+    Image.fromarray(pixels()).save(src)
+    written = up.upscale_file(src, tmp_path / "out" / "a.jpg", quality=90)
+    assert written == tmp_path / "out" / "a.jpg"
+    with Image.open(written) as im:
+        assert im.format == "JPEG" and im.size == (32, 24)
+    assert [p.name for p in written.parent.iterdir()] == ["a.jpg"]  # no temp file left
+    with pytest.raises(UsageError):
+        up.upscale_file(src, tmp_path / "a.gif")
+
+
+def test_upscale_file_alpha_to_jpeg_writes_png(tmp_path: Path) -> None:
+    seen: list[str] = []
+    up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", on_warning=seen.append)
+    src = tmp_path / "a.png"
+    Image.fromarray(pixels(channels=4)).save(src)
+    written = up.upscale_file(src, tmp_path / "b.jpg")
+    assert written == tmp_path / "b.png" and written.exists()
+    assert any("transparency" in w for w in seen)
+
+
+def test_upscale_folder_yields_each_result(up: pocketsr_cli.Upscaler, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(pixels()).save(src / "a.png")
+    Image.fromarray(pixels()).save(src / "sub" / "b.jpg")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    (src / "notes.txt").write_text("hello")
+    results = list(up.upscale_folder(src, tmp_path / "out", recursive=True, fmt="png"))
+    by_name = {r.job.input.name: r for r in results}
+    assert set(by_name) == {"a.png", "b.jpg", "broken.jpg", "notes.txt"}
+    assert by_name["a.png"].status == "ok" and by_name["b.jpg"].status == "ok"
+    assert by_name["broken.jpg"].status == "failed" and by_name["broken.jpg"].error
+    assert by_name["notes.txt"].status == "skipped"
+    assert (tmp_path / "out" / "sub" / "b.png").exists()
+    with Image.open(tmp_path / "out" / "a.png") as im:
+        assert im.size == (32, 24)
+    # A second pass keeps what is there (skip-existing, as the CLI).
+    again = {r.job.input.name: r.status for r in up.upscale_folder(src, tmp_path / "out")}
+    assert again["a.png"] == "skipped"
+
+
+def test_bad_model_name_raises_model_error() -> None:
+    with pytest.raises(ModelError, match="no-such-model"):
+        pocketsr_cli.Upscaler("no-such-model", offline=True)
+
+
+def test_bad_device_raises_usage_error() -> None:
+    with pytest.raises(UsageError):
+        pocketsr_cli.Upscaler("bicubic", device="tpu")
