@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from pocketsr_cli.errors import UsageError
+from pocketsr_cli.pipeline import NullReporter
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -369,26 +370,11 @@ def _is_pil_image(obj: object) -> bool:
     return isinstance(obj, Image.Image)
 
 
-class _WarningsOnly:
+class _WarningsOnly(NullReporter):
     """A pipeline reporter that passes run-wide warnings on and ignores progress."""
 
     def __init__(self, warn: Callable[[str], None]) -> None:
         self._warn = warn
 
-    def start(self, total: int) -> None:
-        pass
-
-    def image_started(self, job: object, index: int) -> None:
-        pass
-
-    def tile(self, done: int, total: int) -> None:
-        pass
-
-    def image_finished(self, result: object) -> None:
-        pass
-
     def warning(self, message: str) -> None:
         self._warn(message)
-
-    def finished(self, summary: object) -> None:
-        pass
