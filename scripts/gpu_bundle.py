@@ -28,8 +28,6 @@ Exit status: 0 done, 1 error (message on stderr).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import shutil
 import subprocess
 import sys
@@ -40,6 +38,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from _bundle import write_listing  # noqa: E402  (beside this script)
 
 from pocketsr_cli.train.split import split_photos  # noqa: E402
 
@@ -133,18 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    files = sorted(p for p in args.out.rglob("*") if p.is_file())
-    listing = {
-        str(p.relative_to(args.out)): {
-            "size": p.stat().st_size,
-            "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
-        }
-        for p in files
-    }
-    total = sum(v["size"] for v in listing.values())
-    summary = {"photo_quality": quality, "total_bytes": total, "files": listing}
-    (args.out / "bundle.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"{len(files)} files, {total / 2**20:.1f} MiB in {args.out} (JPEG q{quality})")
+    count, total = write_listing(args.out, photo_quality=quality)
+    print(f"{count} files, {total / 2**20:.1f} MiB in {args.out} (JPEG q{quality})")
     return 0
 
 

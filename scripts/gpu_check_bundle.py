@@ -26,13 +26,13 @@ Exit status: 0 done, 1 error (message on stderr).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import shutil
 import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from _bundle import write_listing  # beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 # Pure-Python distributions that gpu_check.sh always unpacks.
@@ -108,18 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    files = sorted(p for p in args.out.rglob("*") if p.is_file())
-    listing = {
-        str(p.relative_to(args.out)): {
-            "size": p.stat().st_size,
-            "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
-        }
-        for p in files
-    }
-    total = sum(entry["size"] for entry in listing.values())
-    summary = {"pythons": pythons, "total_bytes": total, "files": listing}
-    (args.out / "bundle.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"{len(files)} files, {total / 2**20:.1f} MiB in {args.out}")
+    count, total = write_listing(args.out, pythons=pythons)
+    print(f"{count} files, {total / 2**20:.1f} MiB in {args.out}")
     return 0
 
 
