@@ -398,36 +398,6 @@ def run_forward(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------- CLI stand-in
 
 
-class _JsonReporter:
-    """Pipeline reporter printing ``upscale --json``'s image and summary lines."""
-
-    def __init__(self, model: str, device: str) -> None:
-        self.model, self.device = model, device
-
-    def start(self, total: int) -> None:
-        pass
-
-    def image_started(self, job: Any, index: int) -> None:
-        pass
-
-    def tile(self, done: int, total: int) -> None:
-        pass
-
-    def warning(self, message: str) -> None:
-        print(f"warning: {message}", file=sys.stderr)
-
-    def image_finished(self, result: Any) -> None:
-        fields = ("status", "error", "width", "height", "out_width", "out_height", "seconds")
-        record = {"type": "image", "input": str(result.job.input)}
-        record.update({name: getattr(result, name) for name in fields})
-        _emit({**record, "model": self.model, "device": self.device})
-
-    def finished(self, summary: Any) -> None:
-        counts = {status: summary.count(status) for status in ("ok", "skipped", "failed")}
-        totals = {"total": len(summary.results), **counts, "seconds": round(summary.seconds, 4)}
-        _emit({"type": "summary", "summary": totals})
-
-
 def _cli_models() -> int:
     from pocketsr_cli.manifest import load_manifests
     from pocketsr_cli.weights.resolve import DEFAULT_MODEL, where
@@ -459,8 +429,28 @@ def _cli_upscale(args: argparse.Namespace) -> int:
     from pocketsr_cli.imageio import format_from_name
     from pocketsr_cli.inference import Upscaler
     from pocketsr_cli.jobs import Naming, collect_jobs
-    from pocketsr_cli.pipeline import Options, run
+    from pocketsr_cli.pipeline import NullReporter, Options, run
     from pocketsr_cli.weights.resolve import resolve_model
+
+    class _JsonReporter(NullReporter):
+        """Pipeline reporter printing ``upscale --json``'s image and summary lines."""
+
+        def __init__(self, model: str, device: str) -> None:
+            self.model, self.device = model, device
+
+        def warning(self, message: str) -> None:
+            print(f"warning: {message}", file=sys.stderr)
+
+        def image_finished(self, result: Any) -> None:
+            fields = ("status", "error", "width", "height", "out_width", "out_height", "seconds")
+            record = {"type": "image", "input": str(result.job.input)}
+            record.update({name: getattr(result, name) for name in fields})
+            _emit({**record, "model": self.model, "device": self.device})
+
+        def finished(self, summary: Any) -> None:
+            counts = {status: summary.count(status) for status in ("ok", "skipped", "failed")}
+            totals = {"total": len(summary.results), **counts, "seconds": round(summary.seconds, 4)}
+            _emit({"type": "summary", "summary": totals})
 
     fmt = None if args.format == "same" else format_from_name(args.format)
     desc = resolve_model(args.model, None, offline=True)
