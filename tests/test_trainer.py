@@ -549,3 +549,23 @@ def test_bad_sources_and_devices_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown --device"):
         trainer._training_device("abacus")
     assert trainer._training_device("auto").type in ("cpu", "cuda")
+
+
+def test_validation_scores_report_the_geometric_mean_of_detail() -> None:
+    from pocketsr_cli.archs.resize import Resize
+    from pocketsr_cli.evaluation.metrics import detail_scores
+    from pocketsr_cli.train.validate import ValItem, score, upscale_array
+
+    rng = np.random.default_rng(0)
+    items = []
+    for i, amount in enumerate((0.2, 1.0)):  # a flat-ish and a textured photo
+        gt = np.clip(128 + amount * 60 * rng.standard_normal((64, 64, 3)), 0, 255).astype(np.uint8)
+        lr = np.ascontiguousarray(gt[::4, ::4])
+        items.append(ValItem(f"p{i}", "real", gt, lr))
+    model = Resize("bicubic", 4)
+    details = [
+        detail_scores(upscale_array(model, it.lr, torch.device("cpu")), it.gt)[0] for it in items
+    ]
+    got = score(model, items, torch.device("cpu"))["real"]
+    assert got["detail_geo"] == pytest.approx(float(np.sqrt(details[0] * details[1])), rel=1e-3)
+    assert got["detail"] == pytest.approx(float(np.mean(details)), rel=1e-3)

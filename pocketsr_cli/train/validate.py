@@ -3,7 +3,9 @@ scores (same crops, degradations and metrics), without the pipeline around it.
 
 A run with ``--val FOLDER --eval-every SECONDS`` appends one line per evaluation to
 ``<out>/metrics.jsonl``: the step, the seconds trained and, per degradation, the means of
-PSNR-Y, detail, hf, bandcorr and the lattice ratio of the EMA weights.  Hyper-parameters
+PSNR-Y, detail, hf, bandcorr and the lattice ratio of the EMA weights, and
+``detail_geo``, the geometric mean of the per-photo detail ratios (the plain mean is ruled
+by the photo with the least band energy in its ground truth).  Hyper-parameters
 are chosen on these photos (the validation split), never on the test photos.
 """
 
@@ -23,6 +25,7 @@ from pocketsr_cli.evaluation.metrics import detail_scores, lattice_ratio, psnr_y
 from pocketsr_cli.evaluation.run import collect_images, ground_truth
 
 VAL_METRICS = ("psnr_y", "detail", "hf", "bandcorr", "lattice_ratio")
+_TINY = 1e-6  # floor of a detail ratio before its logarithm (a flat output scores 0)
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,8 @@ def upscale_array(
 def score(
     model: torch.nn.Module, items: Sequence[ValItem], device: torch.device
 ) -> dict[str, dict[str, float]]:
-    """``{degradation: {metric: mean over the photos}}`` for :data:`VAL_METRICS`."""
+    """``{degradation: {metric: mean over the photos}}`` for :data:`VAL_METRICS`, plus
+    ``detail_geo``: the geometric mean of the per-photo detail ratios."""
     sums: dict[str, dict[str, list[float]]] = {}
     was_training = model.training
     model.eval()
@@ -86,7 +90,10 @@ def score(
                 per[metric].append(value)
     finally:
         model.train(was_training)
-    return {
-        kind: {m: round(float(np.mean(v)), 4) if v else math.nan for m, v in per.items()}
-        for kind, per in sums.items()
-    }
+    result = {}
+    for kind, per in sums.items():
+        means = {m: round(float(np.mean(v)), 4) if v else math.nan for m, v in per.items()}
+        logs = np.log(np.maximum(per["detail"], _TINY))
+        means["detail_geo"] = round(float(np.exp(logs.mean())), 4) if len(logs) else math.nan
+        result[kind] = means
+    return result
