@@ -1,18 +1,29 @@
-"""What the pipeline needs to know about a loaded model, whatever its origin.
+"""What the pipeline needs to know about a loaded model, and the one way a network is made.
 
 A :class:`ModelDescriptor` wraps a ``torch.nn.Module`` that maps a float tensor
 ``(N, 3, h, w)`` in ``[0, 1]`` to ``(N, 3, h * scale, w * scale)``.  Architecture families
-(``archs/``), community files (spandrel) and built-in resamplers all end up as one.
+(``archs/``), community files (spandrel, ``weights/community.py``) and built-in resamplers
+all end up as one.  It is immutable: a manifest that restricts a model, or a resolver that
+records the weights' digest, makes a new one with ``dataclasses.replace``.
+
+A :class:`Family` is spandrel's architecture support in pocketsr's terms: ``detect`` a
+state dict, ``load`` it into a network and describe the result.  Each ``archs/<family>/``
+package exports one as ``FAMILY``, ``registry.py`` lists them, and both the resolver
+(manifest ``[build]`` tables) and direct file loading (``-m model.pth``) go through it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
+
+from pocketsr_cli.errors import ModelError, first_line
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,22 @@ class SizeRequirements:
         return -(-side // m) * m
 
 
-@dataclass
+class Tiling(Enum):
+    """Whether the tiler may cut the input into tiles (spandrel's ``ModelTiling``).
+
+    - ``SUPPORTED``: tiles, feather-blended, give the untiled result or hide the difference.
+    - ``DISCOURAGED``: the model leans on image-wide context (SwinIR's windows, SCUNet), so
+      tiles may differ; the tiler still tiles it, since a whole large photo rarely fits in
+      memory, and the feather hides what it can.
+    - ``INTERNAL``: the model tiles (or needs the whole image) itself: always one tile.
+    """
+
+    SUPPORTED = "supported"
+    DISCOURAGED = "discouraged"
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True)
 class ModelDescriptor:
     """A model ready for inference, plus the facts the pipeline and tiler rely on.
 
@@ -42,9 +68,13 @@ class ModelDescriptor:
         module: the network; called as ``module(x)`` or, when ``image_stats`` is set,
             ``module(x, stats)``.
         scale: integer upscaling factor.
-        supports_half / supports_bf16: whether fp16 / bf16 inference is known to be safe.
+        supports_half / supports_bf16: whether fp16 / bf16 inference is known to be safe
+            (``--precision auto`` picks fp16 only for a half-safe model on a GPU; both are
+            recorded in the manifest ``models import`` writes).
         size: input size requirements (tiles are padded to meet them).
-        tiling: ``False`` when the model must see the whole image at once.
+        tiling: whether the input may be tiled (see :class:`Tiling`).
+        default_tile: the tile side ``--tile auto`` starts from on the CPU, from the
+            manifest's ``default_tile`` hint; None: sized from free memory there too.
         image_stats: optional hook computing statistics of the *whole* input (for example
             per-channel mean/std for colour matching); the result is passed to every tile so
             that tiles are treated identically.
@@ -62,7 +92,104 @@ class ModelDescriptor:
     supports_half: bool = True
     supports_bf16: bool = True
     size: SizeRequirements = field(default_factory=SizeRequirements)
-    tiling: bool = True
+    tiling: Tiling = Tiling.SUPPORTED
+    default_tile: int | None = None
     image_stats: Callable[[torch.Tensor], Any] | None = None
     params: int = 0
     sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    """One architecture family pocketsr builds itself: detect, load, describe.
+
+    Attributes:
+        name: the ``family`` value of manifests.
+        build: ``(build_params, scale) -> nn.Module``, freshly initialised; ``build_params``
+            is a manifest's ``[build]`` table.
+        detect: ``state_dict -> bool``: does this dict belong to the family?  ``None`` for
+            families without weights (resamplers).
+        infer: ``state_dict -> build_params`` plus ``"scale"``, read from tensor shapes;
+            needed to :meth:`load` a state dict that comes without a manifest.
+
+    The network states its own input requirements and half-precision safety through the
+    optional attributes ``multiple_of``, ``minimum_size``, ``supports_half`` and
+    ``supports_bf16`` (see :meth:`describe`).
+    """
+
+    name: str
+    build: Callable[[Mapping[str, Any], int], nn.Module]
+    detect: Callable[[Mapping[str, torch.Tensor]], bool] | None = None
+    infer: Callable[[Mapping[str, torch.Tensor]], dict[str, Any]] | None = None
+
+    def load(self, state_dict: Mapping[str, torch.Tensor], name: str) -> ModelDescriptor:
+        """The network a state dict of this family describes, its weights loaded.
+
+        Raises:
+            ModelError: the family cannot read state dicts, or the shapes or weights do not
+                make one of its networks.
+        """
+        if self.infer is None:
+            raise ModelError(f"{name}: {self.name} models have no weights to load")
+        try:
+            params = dict(self.infer(state_dict))
+            scale = int(params.pop("scale"))
+            module = self.build(params, scale)
+            module.load_state_dict(state_dict)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise ModelError(f"{name}: not a valid {self.name} model: {first_line(exc)}") from exc
+        return self.describe(module, name, scale)
+
+    def instantiate(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        scale: int,
+        state_dict: Mapping[str, torch.Tensor] | None = None,
+    ) -> ModelDescriptor:
+        """The network a manifest's ``[build]`` table describes, given ``state_dict``
+        (every tensor must fit) when the family has weights.
+
+        Raises:
+            ModelError: ``params`` do not build a network, or the weights do not fit it.
+        """
+        try:
+            module = self.build(params, scale)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ModelError(f"{name}: cannot build {self.name} from [build]: {exc}") from exc
+        if state_dict is not None:
+            try:
+                module.load_state_dict(state_dict, strict=True)
+            except RuntimeError as exc:
+                # torch lists every missing/unexpected key over many lines; one line, bounded.
+                detail = " ".join(str(exc).split())
+                detail = detail if len(detail) <= 300 else detail[:300] + "…"
+                raise ModelError(
+                    f"{name}: the weights do not fit its manifest's network: {detail}"
+                ) from None
+        return self.describe(module, name, scale)
+
+    def describe(self, module: nn.Module, name: str, scale: int) -> ModelDescriptor:
+        """A descriptor for ``module``, a network of this family, put in eval mode."""
+        return describe_module(module.eval(), name, self.name, scale)
+
+
+def describe_module(module: nn.Module, name: str, family: str, scale: int) -> ModelDescriptor:
+    """A descriptor for any network that states its facts as optional attributes.
+
+    ``multiple_of`` and ``minimum_size`` become its :class:`SizeRequirements` (the tiler pads
+    to them), ``supports_half`` and ``supports_bf16`` its precision safety (default: safe).
+    """
+    return ModelDescriptor(
+        name=name,
+        family=family,
+        module=module,
+        scale=scale,
+        supports_half=bool(getattr(module, "supports_half", True)),
+        supports_bf16=bool(getattr(module, "supports_bf16", True)),
+        size=SizeRequirements(
+            minimum=int(getattr(module, "minimum_size", 1)),
+            multiple_of=int(getattr(module, "multiple_of", 1)),
+        ),
+        params=sum(p.numel() for p in module.parameters()),
+    )

@@ -34,3 +34,10 @@ class ImageWriteError(PocketSRError):
 
 class OutOfMemoryError(PocketSRError):
     """Inference ran out of memory even at the smallest tile size."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type name when it has none), for a one-line
+    message built around an error raised by a library."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from pocketsr_cli.archs.resize import Resize
-from pocketsr_cli.descriptor import ModelDescriptor
+from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.devices import Compute
 from pocketsr_cli.memory import is_out_of_memory
 from pocketsr_cli.tiling import TilePolicy
@@ -70,8 +70,9 @@ class Upscaler:
         )
         model.module.to(compute.device).eval()
         model.module.to(memory_format=self._memory_format)  # type: ignore[call-overload]
-        self.policy = TilePolicy.from_option(tile, overlap)
-        if not model.tiling and self.policy.mode == "fixed":
+        self._tileable = model.tiling is not Tiling.INTERNAL
+        self.policy = TilePolicy.from_option(tile, overlap, default_tile=model.default_tile)
+        if not self._tileable and self.policy.mode == "fixed":
             self._warn(f"{model.name} must see the whole image: ignoring --tile {tile}")
         self._alpha = Resize("bicubic", model.scale)
         self._alpha_policy = TilePolicy.from_option(512, overlap=8)
@@ -164,7 +165,7 @@ class Upscaler:
             prepare=self.model.image_stats,
             out_dtype=out_dtype,
             on_tile=on_tile,
-            tileable=self.model.tiling,
+            tileable=self._tileable,
         )
 
     # -- image level --------------------------------------------------------------------

@@ -19,7 +19,8 @@ pipeline and people should know about it::
     sha256 = "<64 hex digits>"
     size = 67040989                   # bytes
     urls = ["https://...", "hf://owner/repo/file"]   # mirrors, tried in order
-    [hints]       # tiling, multiple_of, minimum, fp16, bf16, default_tile
+    [hints]       # what the pipeline relies on (see Hints): tiling, multiple_of, minimum,
+                  # fp16, bf16, default_tile
     [meta]        # license, source, paper, params (parameter count)
 
 Every table and key is checked: an unknown key is an error rather than a silently ignored
@@ -73,7 +74,18 @@ class WeightsSpec:
 
 @dataclass(frozen=True)
 class Hints:
-    """Inference facts the pipeline relies on."""
+    """Inference facts the pipeline relies on.
+
+    The first five can only restrict what the network itself states (``weights.resolve``
+    combines them with the loaded model's descriptor).
+
+    Attributes:
+        tiling: False when the model must see the whole image (never tiled).
+        multiple_of / minimum: input sides the model accepts (the tiler pads to them).
+        fp16 / bf16: whether half / bfloat16 inference is safe.
+        default_tile: the tile side ``--tile auto`` uses for this model on the CPU instead
+            of sizing tiles from free memory (GPUs still size them from free memory).
+    """
 
     tiling: bool = True
     multiple_of: int = 1

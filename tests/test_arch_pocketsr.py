@@ -17,16 +17,13 @@ from pocketsr_cli.archs.pocketsr import (
     build,
     count_macs,
     detect,
-    feature_taps,
     infer,
-    replace_block,
-    swappable_blocks,
-    tap_channels,
-    tap_names,
 )
 from pocketsr_cli.archs.pocketsr.blocks import LinearAttention
 from pocketsr_cli.archs.pocketsr.lited import SubPixelHead, antilattice_taps
 from pocketsr_cli.registry import detect_family
+from pocketsr_cli.train.anneal import AnnealedBlock, replace_block, swappable_blocks
+from pocketsr_cli.train.taps import feature_taps, tap_channels, tap_names
 from pocketsr_cli.weights.load import descriptor_from_state_dict
 
 PRESETS = sorted(CONFIGS)
@@ -204,6 +201,42 @@ def test_feature_taps_carry_gradients() -> None:
     taps = feature_taps(model, torch.rand(1, 3, 16, 16))
     sum(t.square().mean() for t in taps).backward()
     assert model.encoder.conv1.weight.grad is not None
+
+
+def test_feature_taps_leave_the_network_as_it_was() -> None:
+    model = _randomized(build("tiny", 4))
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        taps = feature_taps(model, x)
+        assert torch.equal(taps[0], model.encoder(x))
+        assert torch.equal(taps[tap_names(model.config).index("mid")], _mid(model, x))
+    assert not any(m._forward_hooks for m in model.modules())  # hooks removed again
+
+
+def test_feature_taps_follow_a_block_swapped_by_annealing() -> None:
+    model = _randomized(build("tiny", 4))
+    attn = model.unet.mid.attn
+    assert attn is not None
+    annealed = AnnealedBlock(attn, nn.Identity())
+    replace_block(model, "unet.mid.attn", annealed)
+    annealed.alpha.fill_(0.0)  # all light: the identity
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        taps = feature_taps(model, x)
+        mid = taps[tap_names(model.config).index("mid")]
+        h = model.encoder(x)
+        for down in model.unet.down_levels():
+            h = down.downsample(down.blocks(h))
+        assert torch.equal(mid, model.unet.mid.blocks(h))
+
+
+def _mid(model: PocketSR, x: torch.Tensor) -> torch.Tensor:
+    """The U-Net bottleneck's output (after attention), computed by hand."""
+    h = model.encoder(x)
+    for down in model.unet.down_levels():
+        h = down.downsample(down.blocks(h))
+    h = model.unet.mid.blocks(h)
+    return model.unet.mid.attn(h) if model.unet.mid.attn is not None else h
 
 
 def test_bf16_forward_is_finite_and_close() -> None:

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pocketsr_cli.descriptor import ModelDescriptor
+from pocketsr_cli.descriptor import ModelDescriptor, describe_module
 from pocketsr_cli.devices import Compute, mps_available
 from pocketsr_cli.evaluation.bench import synthetic_photo
 from pocketsr_cli.inference import Upscaler
-from pocketsr_cli.weights.load import descriptor_from_state_dict, own_family_descriptor
+from pocketsr_cli.weights.load import descriptor_from_state_dict
 from pocketsr_cli.weights.resolve import resolve_model
 
 DEVICE_ENV = "POCKETSR_GPU_TESTS_DEVICE"
@@ -164,7 +164,7 @@ class OverflowsInHalf(nn.Module):
 
 
 def test_nan_in_half_precision_falls_back_to_fp32_with_a_warning(device: torch.device) -> None:
-    desc = own_family_descriptor(OverflowsInHalf(), "overflows-in-half", "test", 2)
+    desc = describe_module(OverflowsInHalf(), "overflows-in-half", "test", 2)
     image = synthetic_photo(48, 32, seed=2)
     assert image.max() > 0.7 * 255  # some pixels do overflow
     up = upscaler(desc, device, "fp16", tile=0)

@@ -8,13 +8,28 @@ import torch
 from torch import nn
 
 from pocketsr_cli.archs.resize import Resize
-from pocketsr_cli.descriptor import ModelDescriptor
+from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.devices import Compute
 from pocketsr_cli.inference import Upscaler
 
 
-def upscaler(module: nn.Module, scale: int = 2, precision: str = "fp32", **kw: object) -> Upscaler:
-    desc = ModelDescriptor(name="t", family="test", module=module, scale=scale)
+def upscaler(
+    module: nn.Module,
+    scale: int = 2,
+    precision: str = "fp32",
+    *,
+    tiling: Tiling = Tiling.SUPPORTED,
+    default_tile: int | None = None,
+    **kw: object,
+) -> Upscaler:
+    desc = ModelDescriptor(
+        name="t",
+        family="test",
+        module=module,
+        scale=scale,
+        tiling=tiling,
+        default_tile=default_tile,
+    )
     warnings: list[str] = []
     up = Upscaler(desc, Compute(torch.device("cpu"), precision), on_warning=warnings.append, **kw)  # type: ignore[arg-type]
     up.warnings = warnings  # type: ignore[attr-defined]
@@ -82,6 +97,22 @@ def test_ensemble_matches_plain_for_a_shift_invariant_model() -> None:
     ens = upscaler(Resize("bicubic", 2), tile=0, ensemble=True).upscale(img).astype(int)
     # Identical away from the borders, where the padding differs.
     assert np.abs(plain - ens)[8:-8, 8:-8].max() <= 1
+
+
+def test_tiling_hints_reach_the_tiler() -> None:
+    img = (np.random.default_rng(3).random((70, 60, 3)) * 255).astype(np.uint8)
+    ref = upscaler(Resize("bicubic", 2), tile=0).upscale(img).astype(int)
+
+    def close(up: Upscaler) -> bool:  # tiles blend to the untiled result, to rounding
+        return bool(np.abs(up.upscale(img).astype(int) - ref).max() <= 1)
+
+    up = upscaler(Resize("bicubic", 2), default_tile=40)
+    assert close(up) and up.policy.tile_side == 40  # the CPU starts from the model's tile
+    discouraged = upscaler(Resize("bicubic", 2), tiling=Tiling.DISCOURAGED, tile=48)
+    assert close(discouraged) and discouraged.policy.tile_side == 48
+    assert not discouraged.warnings  # type: ignore[attr-defined]
+    whole = upscaler(Resize("bicubic", 2), tiling=Tiling.INTERNAL, tile=48)
+    assert close(whole) and "must see the whole image" in whole.warnings[0]  # type: ignore[attr-defined]
 
 
 def test_rejects_bad_arrays() -> None:

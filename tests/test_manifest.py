@@ -29,7 +29,7 @@ from pocketsr_cli.manifest import (
     load_manifests,
     parse_manifest,
 )
-from pocketsr_cli.registry import FAMILIES
+from pocketsr_cli.registry import FAMILIES, get_family
 from pocketsr_cli.weights.cache import sha256_file
 from pocketsr_cli.weights.community import import_spandrel
 from pocketsr_cli.weights.load import descriptor_from_state_dict, read_state_dict
@@ -71,7 +71,7 @@ def test_bundled_manifest(path: Path) -> None:
         if spec.is_spandrel:
             module = _spandrel_builders()[spec.family](spec.build, spec.scale, spec.channels)
         else:
-            module = FAMILIES[spec.family].build(spec.build, spec.scale)
+            module = get_family(spec.family).build(spec.build, spec.scale)
     assert _count(module) == spec.meta.params
 
     if spec.weights is None:

@@ -28,7 +28,7 @@ from pocketsr_cli.weights.ncnn import (
     NcnnGraph,
     NcnnWeights,
     convert,
-    detect_family,
+    detect_arch,
     parse_param,
     read_weights,
 )
@@ -383,11 +383,11 @@ def test_trailing_downscale_is_reported(tmp_path: Path) -> None:
     assert_state_equal(state, sd, fp16=False)
 
 
-def test_detect_family() -> None:
+def test_detect_arch() -> None:
     esrgan = write_esrgan(esrgan_state(8, 4, 1, 2), 1, 2, fp16=False)[0]
     srvgg = write_srvgg(srvgg_state(8, 1, 2), 1, 2, fp16=False)[0]
-    assert detect_family(parse_param(esrgan)) == "esrgan"
-    assert detect_family(parse_param(srvgg)) == "srvgg"
+    assert detect_arch(parse_param(esrgan)) == "esrgan"
+    assert detect_arch(parse_param(srvgg)) == "srvgg"
 
 
 # --------------------------------------------------------------------------- malformed input
@@ -448,7 +448,7 @@ def test_deconvolution_graph_lists_layer_types() -> None:
     )
     graph = parse_param(text)
     with pytest.raises(ModelError, match=r"layer types Input \(1\), Convolution \(1\), Deconv"):
-        detect_family(graph)
+        detect_arch(graph)
 
 
 def test_interp_only_graph_is_refused(tmp_path: Path) -> None:

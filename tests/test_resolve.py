@@ -8,7 +8,10 @@ them: which file is used, when the network is touched, what the user is told.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,12 +31,14 @@ from _zoo import (
 )
 from torch import nn
 
+from pocketsr_cli.descriptor import Tiling
 from pocketsr_cli.errors import ModelError
 from pocketsr_cli.manifest import Hints, ModelSpec
 from pocketsr_cli.registry import FAMILIES, Family
 from pocketsr_cli.weights import verify
 from pocketsr_cli.weights.cache import user_models_dir, weights_path
 from pocketsr_cli.weights.community import import_spandrel
+from pocketsr_cli.weights.load import descriptor_from_state_dict
 from pocketsr_cli.weights.resolve import (
     find_spec,
     locate_weights,
@@ -169,6 +174,52 @@ def test_unknown_architecture(tmp_path: Path, home: Path) -> None:
         resolve_model(str(path))
 
 
+@pytest.mark.filterwarnings("ignore:torch.meshgrid")  # inside spandrel's SwinIR
+def test_descriptors_are_immutable_and_keep_spandrels_tiling_hint(home: Path) -> None:
+    desc = descriptor_from_state_dict(dict(SD), "compact")
+    assert desc.tiling is Tiling.SUPPORTED and desc.default_tile is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        desc.scale = 4  # type: ignore[misc]
+    import_spandrel()
+    from spandrel.architectures.SwinIR import SwinIR
+
+    swinir = SwinIR(
+        img_size=16,
+        embed_dim=12,
+        depths=[1],
+        num_heads=[2],
+        window_size=4,
+        mlp_ratio=2,
+        upscale=2,
+        upsampler="pixelshuffledirect",
+    )
+    desc = descriptor_from_state_dict(swinir.state_dict(), "swinir")
+    assert (desc.family, desc.tiling) == ("spandrel:SwinIR", Tiling.DISCOURAGED)
+
+
+def test_torchvision_stand_in_lasts_only_for_the_spandrel_import() -> None:
+    code = """
+import importlib, sys
+from pocketsr_cli.weights.community import import_spandrel
+from pocketsr_cli.weights.load import descriptor_from_state_dict
+import_spandrel()
+tv = sys.modules.get("torchvision")
+assert tv is None or not getattr(tv, "__pocketsr_stand_in__", False), tv
+lama = importlib.import_module("spandrel.architectures.LaMa.__arch.LaMa")
+if tv is None:
+    try:
+        lama.rotate(None, 0)
+    except RuntimeError as exc:
+        assert "needs torchvision" in str(exc)
+    else:
+        raise AssertionError("the stand-in's rotate ran")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
 # --- 2./3. user folder and bundled ------------------------------------------------------------
 
 
@@ -226,19 +277,18 @@ def test_manifest_must_describe_its_weights(home: Path, weights_bytes: bytes) ->
 
 
 def dataclass_replace(obj: Any, **changes: Any) -> Any:
-    import dataclasses
-
     return dataclasses.replace(obj, **changes)
 
 
 def test_hints_only_restrict(home: Path, weights_bytes: bytes) -> None:
     (user_models_dir()).mkdir(parents=True)
     (user_models_dir() / "tiny.safetensors").write_bytes(weights_bytes)
-    hints = Hints(fp16=False, multiple_of=8, minimum=16, tiling=False)
+    hints = Hints(fp16=False, multiple_of=8, minimum=16, tiling=False, default_tile=192)
     write_manifest(user_models_dir(), "tiny", weights_bytes, hints=hints)
     desc = resolve_model("tiny")
-    assert (desc.supports_half, desc.supports_bf16, desc.tiling) == (False, True, False)
+    assert (desc.supports_half, desc.supports_bf16, desc.tiling) == (False, True, Tiling.INTERNAL)
     assert (desc.size.multiple_of, desc.size.minimum) == (8, 16)
+    assert desc.default_tile == 192  # passed on, for the tiler
 
 
 class _Shuffle(nn.Module):
@@ -254,10 +304,9 @@ class _Shuffle(nn.Module):
 def test_registry_family_is_built_from_manifest_then_loaded(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A stand-in for pocketsr's own families (issue #5): built from [build], then loaded.
-    monkeypatch.setitem(
-        FAMILIES, "shuffle", Family("shuffle", lambda p, s: _Shuffle(int(p["channels"]), s))
-    )
+    # A stand-in for pocketsr's own families: built from [build], then loaded.
+    shuffle = Family("shuffle", lambda p, s: _Shuffle(int(p["channels"]), s))
+    monkeypatch.setitem(FAMILIES, "shuffle", lambda: shuffle)
     module = _Shuffle(3, 2)
     folder = user_models_dir()
     data = save_safetensors(folder / "sh.safetensors", module.state_dict())

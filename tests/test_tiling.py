@@ -227,7 +227,7 @@ def test_feather_hides_tile_dependent_output() -> None:
 def test_feather_weights_sum_to_one(length: int, tile: int, overlap: int, scale: int) -> None:
     spans = plan_axis(length, tile, overlap)
     total = torch.zeros(length * scale)
-    for f in tiling._feathers(spans, length, scale, overlap):
+    for f in tiling.plan.feathers(spans, length, scale, overlap):
         total[f.lo : f.hi] += f.weights
         assert f.weights.min() >= 0
     assert torch.allclose(total, torch.ones_like(total), atol=1e-6)
@@ -439,11 +439,33 @@ def test_live_tensor_bytes_counts_peak_of_new_storage_only() -> None:
     assert counter.live == 0
 
 
+def test_live_tensor_bytes_falls_back_to_the_public_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Should torch's private dispatch API move, function-level counting takes over.
+    with LiveTensorBytes() as counter:
+        pass
+    assert counter.level == "aten"
+    monkeypatch.setattr(tiling.estimate, "_aten_mode", lambda watch: None)
+    weights = torch.ones(1000)
+    with LiveTensorBytes() as counter:
+        weights.mul_(2)
+        view = weights[:10]
+        a = torch.ones(256)
+        b = a * 2
+        del a, b
+        c = torch.ones(128)
+        del c, view
+    assert counter.level == "function"
+    assert (counter.peak, counter.live) == (2048, 0)
+    estimate = measure_memory(nearest(2), device="cpu", scale=2, channels=3)
+    expected = 4 * 3 * (2 + 4) * tiling.estimate._CPU_OVERHEAD + 4 * 3 * (1 + 4)
+    assert estimate.bytes_per_pixel == pytest.approx(expected, rel=0.02)
+
+
 def test_measure_memory_on_cpu_matches_known_allocations() -> None:
     # Peak: the width-repeated copy (3*2 floats/px) alive with the output (3*4 floats/px).
     estimate = measure_memory(nearest(2), device="cpu", scale=2, channels=3)
     counted = 4 * 3 * (2 + 4)
-    expected = counted * tiling._CPU_OVERHEAD + 4 * 3 * (1 + 4)
+    expected = counted * tiling.estimate._CPU_OVERHEAD + 4 * 3 * (1 + 4)
     assert estimate.bytes_per_pixel == pytest.approx(expected, rel=0.02)
     assert estimate.fixed_bytes < 4096
 
@@ -482,10 +504,11 @@ def test_auto_policy_uses_free_memory_and_probes_once(monkeypatch: pytest.Monkey
         probes.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tiling, "measure_memory", counting)
+    monkeypatch.setattr(tiling.policy, "measure_memory", counting)
     # Room for roughly a 64-pixel tile: the auto size must tile a 150 x 130 image.
     estimate = real(net, device="cpu", scale=2)
-    monkeypatch.setattr(tiling, "free_bytes", lambda device: int(estimate.bytes_for(64) / 0.6))
+    room = int(estimate.bytes_for(64) / 0.6)
+    monkeypatch.setattr(tiling.policy, "free_bytes", lambda device: room)
     policy = TilePolicy("auto", overlap=8, floor=32)
     for h, w in [(150, 130), (61, 77)]:
         image = smooth_image(h, w)
@@ -494,6 +517,27 @@ def test_auto_policy_uses_free_memory_and_probes_once(monkeypatch: pytest.Monkey
         assert (out.float() - ref).abs().max() <= 1
     assert policy.tile_side is not None and 48 <= policy.tile_side <= 64
     assert len(probes) == 1
+
+
+def test_default_tile_is_the_cpu_start_without_a_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_probe(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model's default tile needs no memory probe")
+
+    monkeypatch.setattr(tiling.policy, "measure_memory", no_probe)
+    policy = TilePolicy.from_option("auto", overlap=4, default_tile=40)
+    fake = FakeOOM(limit=10**9)
+    image = smooth_image(100, 90)
+    out = policy.upscale(image, fake, scale=2, device="cpu")
+    assert torch.allclose(out, nearest(2)(image), atol=1e-6)
+    assert policy.tile_side == 40 and all(c[2] <= 40 and c[3] <= 40 for c in fake.calls)
+    # Fixed sizes win over it; one too small for the overlap is not used.
+    assert TilePolicy.from_option("64", overlap=4, default_tile=40)._start(
+        fake, torch.device("cpu"), 2, SizeRequirements(), 3, None
+    ) == (64, 1)
+    monkeypatch.setattr(tiling.policy, "measure_memory", measure_memory)
+    small = TilePolicy.from_option("auto", overlap=16, default_tile=32)
+    side, _ = small._start(nearest(2), torch.device("cpu"), 2, SizeRequirements(), 3, None)
+    assert side != 32
 
 
 # ---------------------------------------------------------------------------------------

@@ -10,9 +10,13 @@ is being slimmed (PocketSR uses T = 8,000 steps).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from pocketsr_cli.archs.pocketsr import PocketSR
 
 
 class AnnealedBlock(nn.Module):
@@ -32,14 +36,6 @@ class AnnealedBlock(nn.Module):
         return a * self.heavy(*args) + (1.0 - a) * self.light(*args)
 
 
-def _parent(root: nn.Module, dotted: str) -> tuple[nn.Module, str]:
-    *path, leaf = dotted.split(".")
-    module = root
-    for part in path:
-        module = getattr(module, part)
-    return module, leaf
-
-
 def wrap(model: nn.Module, replacements: Mapping[str, nn.Module]) -> list[AnnealedBlock]:
     """Replace each named submodule by an :class:`AnnealedBlock` (heavy = the original).
 
@@ -48,9 +44,8 @@ def wrap(model: nn.Module, replacements: Mapping[str, nn.Module]) -> list[Anneal
     """
     blocks = []
     for name, light in replacements.items():
-        parent, leaf = _parent(model, name)
-        block = AnnealedBlock(getattr(parent, leaf), light)
-        setattr(parent, leaf, block)
+        block = AnnealedBlock(model.get_submodule(name), light)
+        replace_block(model, name, block)
         blocks.append(block)
     return blocks
 
@@ -69,8 +64,7 @@ def finalize(model: nn.Module) -> int:
     done = 0
     for name, m in list(model.named_modules()):
         if isinstance(m, AnnealedBlock) and float(m.alpha) <= 0.0:
-            parent, leaf = _parent(model, name)
-            setattr(parent, leaf, m.light)
+            replace_block(model, name, m.light)
             done += 1
     return done
 
@@ -84,7 +78,6 @@ def pocketsr_replacements(
     the same width (``kind="dw"``), freshly initialised; annealing then moves the work
     over to them.  Blocks that are already light are left alone.
     """
-    from pocketsr_cli.archs.pocketsr import swappable_blocks
     from pocketsr_cli.archs.pocketsr.blocks import ResBlock, make_block
 
     return {
@@ -92,3 +85,38 @@ def pocketsr_replacements(
         for name, block in swappable_blocks(model)  # type: ignore[arg-type]
         if isinstance(block, ResBlock)
     }
+
+
+def swappable_blocks(model: PocketSR) -> list[tuple[str, nn.Module]]:
+    """``(qualified name, module)`` of every U-Net block of a pocketsr generator that
+    annealing may replace, in forward order.
+
+    Each maps ``(N, C, h, w)`` to the same shape.  Swap one with :func:`replace_block`.
+    """
+    unet = model.unet
+    found: list[tuple[str, nn.Module]] = []
+    for i, down in enumerate(unet.down_levels()):
+        found += [(f"unet.down.{i}.blocks.{j}", b) for j, b in enumerate(down.blocks)]
+    found += [(f"unet.mid.blocks.{j}", b) for j, b in enumerate(unet.mid.blocks)]
+    if unet.mid.attn is not None:
+        found.append(("unet.mid.attn", unet.mid.attn))
+    ups = unet.up_levels()
+    for i in reversed(range(len(ups))):
+        found += [(f"unet.up.{i}.blocks.{j}", b) for j, b in enumerate(ups[i].blocks)]
+    return found
+
+
+def replace_block(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
+    """Put ``new`` where the submodule ``name`` is; returns the module it replaced.
+
+    Raises:
+        AttributeError: ``model`` has no submodule ``name``.
+    """
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name)
+    old = parent.get_submodule(child)
+    if isinstance(parent, nn.ModuleList | nn.Sequential):
+        parent[int(child)] = new
+    else:
+        setattr(parent, child, new)
+    return old

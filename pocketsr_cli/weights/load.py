@@ -1,4 +1,4 @@
-"""Reading weight files into state dicts, and state dicts into ready models.
+"""Reading weight files into state dicts, and a state dict into a ready model.
 
 Loading never runs code from a model file: ``.safetensors`` are read as tensors,
 ``.pth/.pt/.ckpt`` with ``torch.load(weights_only=True)``; a pickle that needs more than
@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pocketsr_cli.descriptor import ModelDescriptor, SizeRequirements
-from pocketsr_cli.errors import ModelError
+from pocketsr_cli.errors import ModelError, first_line
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
+
+    from pocketsr_cli.descriptor import ModelDescriptor
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 _GLOBAL_RE = re.compile(r"GLOBAL (\S+)")
@@ -59,7 +59,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             "it to .safetensors"
         ) from exc
     except Exception as exc:  # corrupt zip, truncated file, safetensors header error...
-        raise ModelError(f"cannot read weights {path.name}: {_first_line(exc)}") from exc
+        raise ModelError(f"cannot read weights {path.name}: {first_line(exc)}") from exc
     return canonical_state_dict(raw, path.name)
 
 
@@ -85,8 +85,14 @@ def canonical_state_dict(raw: Any, label: str = "weights") -> dict[str, torch.Te
     return tensors
 
 
-def descriptor_from_state_dict(state_dict: dict[str, torch.Tensor], name: str) -> ModelDescriptor:
-    """Build a model for ``state_dict``: pocketsr's own families first, then spandrel.
+def descriptor_from_state_dict(
+    state_dict: Mapping[str, torch.Tensor], name: str
+) -> ModelDescriptor:
+    """The model a state dict holds: pocketsr's own families first, then spandrel's.
+
+    The one loading seam for weights without a manifest (``-m file.pth``, ``models
+    import``, the training teacher); the resolver builds registry models from their
+    manifests through the same families (``Family.instantiate``).
 
     Raises:
         ModelError: no architecture recognises the dict, or it is not an RGB image model.
@@ -94,77 +100,8 @@ def descriptor_from_state_dict(state_dict: dict[str, torch.Tensor], name: str) -
     from pocketsr_cli.registry import detect_family
 
     family = detect_family(state_dict)
-    if family is not None and family.infer is not None:
-        try:
-            params = family.infer(state_dict)
-            scale = int(params.pop("scale"))
-            module = family.build(params, scale)
-            module.load_state_dict(state_dict)
-        except (ValueError, KeyError, RuntimeError) as exc:
-            raise ModelError(
-                f"{name}: not a valid {family.name} model: {_first_line(exc)}"
-            ) from exc
-        return own_family_descriptor(module.eval(), name, family.name, scale)
-    return _spandrel_descriptor(state_dict, name)
+    if family is not None:
+        return family.load(state_dict, name)
+    from pocketsr_cli.weights.community import load_spandrel
 
-
-def own_family_descriptor(module: nn.Module, name: str, family: str, scale: int) -> ModelDescriptor:
-    """Descriptor for a network of one of pocketsr's families.
-
-    The network states its own input requirements and half-precision safety through the
-    optional attributes ``multiple_of``, ``minimum_size``, ``supports_half`` and
-    ``supports_bf16`` (the tiler pads to them).
-    """
-    return ModelDescriptor(
-        name=name,
-        family=family,
-        module=module,
-        scale=scale,
-        supports_half=bool(getattr(module, "supports_half", True)),
-        supports_bf16=bool(getattr(module, "supports_bf16", True)),
-        size=SizeRequirements(
-            minimum=int(getattr(module, "minimum_size", 1)),
-            multiple_of=int(getattr(module, "multiple_of", 1)),
-        ),
-        params=sum(p.numel() for p in module.parameters()),
-    )
-
-
-def _spandrel_descriptor(state_dict: dict[str, torch.Tensor], name: str) -> ModelDescriptor:
-    from pocketsr_cli.weights.community import import_spandrel
-
-    spandrel = import_spandrel()
-    try:
-        desc = spandrel.ModelLoader().load_from_state_dict(state_dict)
-    except spandrel.UnsupportedModelError as exc:
-        raise ModelError(
-            f"{name}: unknown model architecture (neither a pocketsr model nor one of "
-            "spandrel's community architectures)"
-        ) from exc
-    except Exception as exc:
-        raise ModelError(f"{name}: cannot build the model: {_first_line(exc)}") from exc
-    if not isinstance(desc, spandrel.ImageModelDescriptor):
-        raise ModelError(f"{name}: {desc.architecture.name} is not a single-image model")
-    if desc.input_channels != 3 or desc.output_channels != 3:
-        raise ModelError(
-            f"{name}: {desc.architecture.name} takes {desc.input_channels} and gives "
-            f"{desc.output_channels} channels; pocketsr needs an RGB -> RGB model"
-        )
-    req = desc.size_requirements
-    module = desc.model.eval()
-    return ModelDescriptor(
-        name=name,
-        family=f"spandrel:{desc.architecture.id}",
-        module=module,
-        scale=int(desc.scale),
-        supports_half=bool(desc.supports_half),
-        supports_bf16=bool(desc.supports_bfloat16),
-        size=SizeRequirements(minimum=max(1, req.minimum), multiple_of=max(1, req.multiple_of)),
-        tiling=desc.tiling.name != "INTERNAL",
-        params=sum(p.numel() for p in module.parameters()),
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return load_spandrel(state_dict, name)

@@ -21,6 +21,8 @@ weights file at its own), loaded one by one as they are needed; ``sizing`` decid
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -29,23 +31,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pocketsr_cli import manifest
-from pocketsr_cli.descriptor import ModelDescriptor, SizeRequirements
+from pocketsr_cli.descriptor import ModelDescriptor, SizeRequirements, Tiling
 from pocketsr_cli.errors import ModelError
 from pocketsr_cli.manifest import ModelSpec, Origin, load_manifests
-from pocketsr_cli.registry import FAMILIES
+from pocketsr_cli.registry import FAMILIES, get_family
 from pocketsr_cli.sizing import pick_scale, scales_text
 from pocketsr_cli.weights.cache import sha256_file, user_models_dir, weights_path
-from pocketsr_cli.weights.load import (
-    WEIGHT_SUFFIXES,
-    descriptor_from_state_dict,
-    own_family_descriptor,
-    read_state_dict,
-)
+from pocketsr_cli.weights.load import WEIGHT_SUFFIXES, descriptor_from_state_dict, read_state_dict
 from pocketsr_cli.weights.verify import file_matches, remember
 
 if TYPE_CHECKING:
-    import torch
-
     from pocketsr_cli.weights.download import ProgressCallback
 
 DEFAULT_MODEL = "pocketsr-compact-x4"  # bundled; -s 2 picks its ×2 variant, pocketsr-compact-x2
@@ -330,10 +325,9 @@ def open_family(
     ref = ref or DEFAULT_MODEL
     if looks_like_path(ref) or Path(ref).is_file():
         desc = resolve_model(ref, offline=offline)
-        try:
-            desc.sha256 = sha256_file(Path(ref))
-        except OSError:  # it was just read: only a race could get here; record no digest
-            desc.sha256 = None
+        # It was just read: only a race could fail to hash it; then no digest is recorded.
+        with contextlib.suppress(OSError):
+            desc = dataclasses.replace(desc, sha256=sha256_file(Path(ref)))
         return ModelFamily(desc.name, (desc.scale,), desc.scale, _loaded={desc.scale: desc})
     problems: list[str] = []
     specs = registry(problems)
@@ -364,7 +358,8 @@ def build_from_spec(spec: ModelSpec, scale: int, weights: Path | None = None) ->
     Registry families are built from ``[build]`` and then given the weights (every tensor
     must fit); ``spandrel:<id>`` models are built by spandrel from the weights, which must
     be of that architecture.  The manifest's hints can only restrict what the network
-    itself allows (a manifest may mark fp16 unsafe, not make it safe).
+    itself allows (a manifest may mark fp16 unsafe, not make it safe); its ``default_tile``
+    is passed on.
 
     Raises:
         ModelError: unknown family, missing weights, weights that do not fit the manifest
@@ -374,7 +369,6 @@ def build_from_spec(spec: ModelSpec, scale: int, weights: Path | None = None) ->
         raise ModelError(f"{spec.name}: {spec.channels}-channel models are not supported (RGB)")
     if spec.weights is not None and weights is None:
         raise ModelError(f"{spec.name}: its weights file is needed to build it")
-    h = spec.hints
     desc = (
         _build_spandrel(spec, weights) if spec.is_spandrel else _build_family(spec, scale, weights)
     )
@@ -387,15 +381,19 @@ def build_from_spec(spec: ModelSpec, scale: int, weights: Path | None = None) ->
             f"{spec.name}: the weights hold {desc.params:,} parameters, the manifest "
             f"{spec.meta.params:,}; the manifest does not describe this file"
         )
-    desc.supports_half = desc.supports_half and h.fp16
-    desc.supports_bf16 = desc.supports_bf16 and h.bf16
-    desc.tiling = desc.tiling and h.tiling
-    desc.size = SizeRequirements(
-        minimum=max(desc.size.minimum, h.minimum),
-        multiple_of=math.lcm(desc.size.multiple_of, h.multiple_of),
+    h = spec.hints
+    return dataclasses.replace(
+        desc,
+        supports_half=desc.supports_half and h.fp16,
+        supports_bf16=desc.supports_bf16 and h.bf16,
+        tiling=desc.tiling if h.tiling else Tiling.INTERNAL,
+        size=SizeRequirements(
+            minimum=max(desc.size.minimum, h.minimum),
+            multiple_of=math.lcm(desc.size.multiple_of, h.multiple_of),
+        ),
+        default_tile=h.default_tile,
+        sha256=spec.weights.sha256 if spec.weights is not None else None,
     )
-    desc.sha256 = spec.weights.sha256 if spec.weights is not None else None
-    return desc
 
 
 def _build_spandrel(spec: ModelSpec, weights: Path | None) -> ModelDescriptor:
@@ -410,28 +408,10 @@ def _build_spandrel(spec: ModelSpec, weights: Path | None) -> ModelDescriptor:
 
 
 def _build_family(spec: ModelSpec, scale: int, weights: Path | None) -> ModelDescriptor:
-    family = FAMILIES.get(spec.family)
-    if family is None:
+    if spec.family not in FAMILIES:
         raise ModelError(
             f"{spec.name}: unknown architecture family {spec.family!r} "
             f"(known: {', '.join(sorted(FAMILIES))}, or spandrel:<architecture>)"
         )
-    try:
-        module = family.build(spec.build, scale)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ModelError(f"{spec.name}: cannot build {spec.family} from [build]: {exc}") from exc
-    if weights is not None:
-        _load_into(module, read_state_dict(weights), spec.name)
-    return own_family_descriptor(module.eval(), spec.name, spec.family, scale)
-
-
-def _load_into(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], name: str) -> None:
-    try:
-        module.load_state_dict(state_dict, strict=True)
-    except RuntimeError as exc:
-        # torch lists every missing/unexpected key over many lines; one line, bounded.
-        detail = " ".join(str(exc).split())
-        detail = detail if len(detail) <= 300 else detail[:300] + "…"
-        raise ModelError(
-            f"{name}: the weights do not fit its manifest's network: {detail}"
-        ) from None
+    state_dict = read_state_dict(weights) if weights is not None else None
+    return get_family(spec.family).instantiate(spec.name, spec.build, scale, state_dict)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pocketsr_cli import manifest
+from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.errors import ModelError, UsageError
 from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
 from pocketsr_cli.weights import verify
@@ -36,8 +37,6 @@ from pocketsr_cli.weights.load import WEIGHT_SUFFIXES, descriptor_from_state_dic
 
 if TYPE_CHECKING:
     import torch
-
-    from pocketsr_cli.descriptor import ModelDescriptor
 
 # spandrel's RRDBNet (the ESRGAN it builds) has no growth-channel argument: always 32.
 _SPANDREL_ESRGAN_GROWTH = 32
@@ -204,7 +203,7 @@ def _own_build_params(tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 def _hints_of(desc: ModelDescriptor) -> Hints:
     return Hints(
-        tiling=desc.tiling,
+        tiling=desc.tiling is not Tiling.INTERNAL,
         multiple_of=desc.size.multiple_of,
         minimum=desc.size.minimum,
         fp16=desc.supports_half,

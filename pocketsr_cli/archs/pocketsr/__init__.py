@@ -2,44 +2,36 @@
 
 Public API:
 
+- :data:`FAMILY`: the ``pocketsr`` architecture family (detect a state dict, load it,
+  build from a manifest's ``[build]`` table), listed in ``registry.py``;
 - :class:`PocketSRConfig`, :data:`CONFIGS` (``nano``, ``tiny``, ``base``) and
   :func:`build` ``(config | preset | [build] table, scale) -> PocketSR``;
 - :func:`detect` / :func:`infer`: recognise a state dict and read its hyper-parameters
   (``infer`` returns ``[build]`` parameters plus ``"scale"``);
-- :func:`feature_taps`, :func:`tap_names`, :func:`tap_channels`: intermediate features for
-  multi-layer feature distillation;
-- :func:`swappable_blocks`, :func:`replace_block`: the U-Net blocks annealing may swap;
 - :func:`count_macs`, :func:`count_params`: cost.
 
-See ``network.py`` for the data flow and ``lited.py`` for the upsampling choices.
+Training reaches inside the network from ``train/`` (feature taps in ``train.taps``, the
+blocks annealing swaps in ``train.anneal``).  See ``network.py`` for the data flow and
+``lited.py`` for the upsampling choices.
 """
 
 from pocketsr_cli.archs.pocketsr.config import CONFIGS, PocketSRConfig
-from pocketsr_cli.archs.pocketsr.descriptor import detect, infer
-from pocketsr_cli.archs.pocketsr.network import (
-    PocketSR,
-    build,
-    feature_taps,
-    replace_block,
-    swappable_blocks,
-    tap_channels,
-    tap_names,
-)
+from pocketsr_cli.archs.pocketsr.detection import detect, infer
+from pocketsr_cli.archs.pocketsr.network import PocketSR, build
 from pocketsr_cli.archs.pocketsr.profile import count_macs, count_params, macs_per_lr_pixel
+from pocketsr_cli.descriptor import Family
+
+FAMILY = Family("pocketsr", build=build, detect=detect, infer=infer)
 
 __all__ = [
     "CONFIGS",
+    "FAMILY",
     "PocketSR",
     "PocketSRConfig",
     "build",
     "count_macs",
     "count_params",
     "detect",
-    "feature_taps",
     "infer",
     "macs_per_lr_pixel",
-    "replace_block",
-    "swappable_blocks",
-    "tap_channels",
-    "tap_names",
 ]

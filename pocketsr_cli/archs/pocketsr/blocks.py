@@ -2,7 +2,7 @@
 
 Every block maps ``(N, C, h, w)`` to the same shape, so that PocketSR's online annealing can
 put a light replacement beside any of them (``AnnealedBlock(original, replacement, alpha)``)
-and later swap it in: see :func:`pocketsr_cli.archs.pocketsr.network.swappable_blocks`.
+and later swap it in: see :func:`pocketsr_cli.train.anneal.swappable_blocks`.
 No block normalises over space (no BatchNorm/GroupNorm): statistics taken over a tile would
 make the output depend on how the image was tiled.
 """

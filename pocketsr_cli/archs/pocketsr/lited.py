@@ -1,12 +1,12 @@
 """LiteED: the light encoder and decoder around the U-Net, and the sub-pixel output head.
 
-Upsampling choices, all made so that no pixel-shuffle grid can form (SPEC: a GAN-trained
+Upsampling choices, all made so that no pixel-shuffle grid can form (a GAN-trained
 decoder made of plain pixel shuffles reached a lattice ratio of ~14 against ~1.2 for the
-teacher):
+teacher: ``docs/measurement.md``):
 
 - from the latent (LR/2) back to LR resolution: bilinear x2 followed by convolutions
   (resize-convolution).  Bilinear's response is zero at the coarse grid's period-2
-  frequency, so a flat latent cannot imprint the 8-pixel output grid the SPEC measured.
+  frequency, so a flat latent cannot imprint the 8-pixel output grid measured there.
 - from LR to the output: one sub-pixel convolution (x ``scale`` pixel shuffle), because on
   a CPU every pass at the output resolution costs more than the whole U-Net.  Its grid
   sources are removed structurally: the learned residual is zero at initialisation, its

@@ -31,7 +31,7 @@ from pocketsr_cli.archs.pocketsr.blocks import (
     make_block,
 )
 from pocketsr_cli.archs.pocketsr.config import CONFIGS, PocketSRConfig
-from pocketsr_cli.archs.pocketsr.descriptor import ARCH_KEY, FORMAT_VERSION
+from pocketsr_cli.archs.pocketsr.detection import ARCH_KEY, FORMAT_VERSION
 from pocketsr_cli.archs.pocketsr.lited import DecoderStage, LiteEncoder, SubPixelHead
 
 
@@ -81,7 +81,7 @@ class UNet(nn.Module):
 
     ``down[i]`` and ``up[i]`` belong to level ``i``; ``up`` runs from the deepest level back
     to level 0.  Each block is its own small module (``unet.down.0.blocks.1``...), which is
-    what PocketSR's annealing swaps (:func:`swappable_blocks`).
+    what PocketSR's annealing swaps (``train.anneal.swappable_blocks``).
     """
 
     def __init__(self, cfg: PocketSRConfig) -> None:
@@ -95,21 +95,18 @@ class UNet(nn.Module):
             UpLevel(k[i], w[i], w[i + 1], d[i], e) for i in range(cfg.levels - 1)
         )
 
-    def forward(self, x: torch.Tensor, taps: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
-        for i, down in enumerate(self.down_levels()):
+        for down in self.down_levels():
             x = down.blocks(x)
-            _tap(taps, f"down{i}", x)
             skips.append(x)
             x = down.downsample(x)
         x = self.mid.blocks(x)
         if self.mid.attn is not None:
             x = self.mid.attn(x)
-        _tap(taps, "mid", x)
         ups = self.up_levels()
         for i in reversed(range(len(ups))):
             x = ups[i].blocks(ups[i].upsample(x) + skips[i])
-            _tap(taps, f"up{i}", x)
         return x
 
     def down_levels(self) -> list[DownLevel]:
@@ -119,11 +116,6 @@ class UNet(nn.Module):
     def up_levels(self) -> list[UpLevel]:
         """``up`` with its element type, indexed by level."""
         return [cast(UpLevel, level) for level in self.up]
-
-
-def _tap(taps: dict[str, torch.Tensor] | None, name: str, x: torch.Tensor) -> None:
-    if taps is not None:
-        taps[name] = x
 
 
 class PocketSR(nn.Module):
@@ -172,29 +164,16 @@ class PocketSR(nn.Module):
         return self.config.multiple_of
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_taps(x, None)
-
-    def forward_with_taps(
-        self, lr: torch.Tensor, taps: dict[str, torch.Tensor] | None
-    ) -> torch.Tensor:
-        """Forward pass; when ``taps`` is a dict, intermediate features are stored in it.
-
-        Tap names, in order: ``encoder``, ``down{i}`` (levels going down), ``mid``,
-        ``up{i}`` (levels coming up), ``decoder{j}``.
-        """
         m = self.multiple_of
-        if lr.shape[-2] % m or lr.shape[-1] % m:
+        if x.shape[-2] % m or x.shape[-1] % m:
             raise ValueError(
-                f"input sides must be multiples of {m}, got {tuple(lr.shape[-2:])} "
+                f"input sides must be multiples of {m}, got {tuple(x.shape[-2:])} "
                 "(pad the input; the tiler does this from the model's size requirements)"
             )
-        x = self.encoder(lr)
-        _tap(taps, "encoder", x)
-        x = self.unet(x, taps)
-        for j, stage in enumerate(self.decoder):
-            x = stage(x)
-            _tap(taps, f"decoder{j}", x)
-        return self.head(x, lr)
+        h = self.unet(self.encoder(x))
+        for stage in self.decoder:
+            h = stage(h)
+        return self.head(h, x)
 
 
 def build(config: PocketSRConfig | str | Mapping[str, Any], scale: int) -> PocketSR:
@@ -210,69 +189,3 @@ def build(config: PocketSRConfig | str | Mapping[str, Any], scale: int) -> Pocke
     elif not isinstance(config, PocketSRConfig):
         config = PocketSRConfig.from_params(config)
     return PocketSR(config, scale)
-
-
-def feature_taps(model: PocketSR, x: torch.Tensor) -> list[torch.Tensor]:
-    """Intermediate features for multi-layer feature distillation, in :func:`tap_names`
-    order (encoder output, U-Net levels down, bottleneck, levels up, decoder stages).
-
-    The tensors keep their autograd history, so losses on them train the generator.
-    """
-    taps: dict[str, torch.Tensor] = {}
-    model.forward_with_taps(x, taps)
-    return list(taps.values())
-
-
-def tap_names(config: PocketSRConfig) -> list[str]:
-    """Names of :func:`feature_taps`' tensors, in order."""
-    below = range(config.levels - 1)
-    return [
-        "encoder",
-        *(f"down{i}" for i in below),
-        "mid",
-        *(f"up{i}" for i in reversed(below)),
-        *(f"decoder{j}" for j in range(len(config.dec_widths))),
-    ]
-
-
-def tap_channels(config: PocketSRConfig) -> dict[str, int]:
-    """Channels of each tap (what a distillation projector must accept)."""
-    w = config.widths
-    below = range(config.levels - 1)
-    return {
-        "encoder": w[0],
-        **{f"down{i}": w[i] for i in below},
-        "mid": w[-1],
-        **{f"up{i}": w[i] for i in reversed(below)},
-        **{f"decoder{j}": c for j, c in enumerate(config.dec_widths)},
-    }
-
-
-def swappable_blocks(model: PocketSR) -> list[tuple[str, nn.Module]]:
-    """``(qualified name, module)`` of every U-Net block that annealing may replace.
-
-    Each maps ``(N, C, h, w)`` to the same shape.  Swap one with :func:`replace_block`.
-    """
-    unet = model.unet
-    found: list[tuple[str, nn.Module]] = []
-    for i, down in enumerate(unet.down_levels()):
-        found += [(f"unet.down.{i}.blocks.{j}", b) for j, b in enumerate(down.blocks)]
-    found += [(f"unet.mid.blocks.{j}", b) for j, b in enumerate(unet.mid.blocks)]
-    if unet.mid.attn is not None:
-        found.append(("unet.mid.attn", unet.mid.attn))
-    ups = unet.up_levels()
-    for i in reversed(range(len(ups))):
-        found += [(f"unet.up.{i}.blocks.{j}", b) for j, b in enumerate(ups[i].blocks)]
-    return found
-
-
-def replace_block(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
-    """Put ``new`` where the submodule ``name`` is; returns the module it replaced."""
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name)
-    old = parent.get_submodule(child)
-    if isinstance(parent, nn.ModuleList | nn.Sequential):
-        parent[int(child)] = new
-    else:
-        setattr(parent, child, new)
-    return old

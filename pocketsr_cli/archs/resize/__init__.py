@@ -5,13 +5,21 @@ floor in ``pocketsr eval``.  Both are separable filters applied per output phase
 1-D filter per output phase and axis, as weighted sums of shifted views), so their cost is
 linear in the output size and they tile exactly like a convolutional network with a
 receptive field of a few pixels.
+
+:data:`FAMILY` is the ``resize`` architecture family (no weights: built from the
+manifest's ``[build]`` ``kernel`` and any scale).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pocketsr_cli.descriptor import Family
 
 KERNELS = ("bicubic", "lanczos")
 
@@ -98,3 +106,10 @@ class Resize(nn.Module):
         y = _resample(x.reshape(n * c, h, w), weights, dim=2)
         y = _resample(y, weights, dim=1)
         return y.reshape(n, c, h * self.scale, w * self.scale)
+
+
+def _build(params: Mapping[str, Any], scale: int) -> Resize:
+    return Resize(kernel=str(params.get("kernel", "bicubic")), scale=scale)
+
+
+FAMILY = Family("resize", build=_build)

@@ -1,0 +1,236 @@
+"""Policy: the tile size and batch for each image, and the out-of-memory backoff."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pocketsr_cli.descriptor import SizeRequirements
+from pocketsr_cli.errors import OutOfMemoryError, UsageError
+from pocketsr_cli.memory import free_bytes, is_out_of_memory, release_cached
+from pocketsr_cli.tiling.assemble import GIB, allocate_output
+from pocketsr_cli.tiling.estimate import MemoryEstimate, measure_memory, tile_side_for_memory
+from pocketsr_cli.tiling.run import ProgressFn, TileFn, upscale_tiled
+
+if TYPE_CHECKING:
+    import torch
+
+TileMode = Literal["auto", "whole", "fixed"]
+
+# Used when a device will not say how much memory it has left.
+_UNKNOWN_FREE_BYTES = 2 * GIB
+
+
+@dataclass
+class TilePolicy:
+    """Chooses tile size and batch per image, and backs off on out-of-memory errors.
+
+    One policy serves one model on one device (it caches the model's memory estimate and
+    the last tile size that worked); make a new one when either changes.
+
+    Attributes:
+        mode: ``auto`` (tile size from free memory), ``whole`` (the whole image as one tile
+            while it fits) or ``fixed`` (``tile`` pixels).
+        tile: tile side in input pixels for ``fixed`` (overlap included, see module doc).
+        overlap: context pixels per interior tile border; feather width is
+            ``overlap * scale`` output pixels.
+        floor: smallest tile side the backoff tries before giving up.
+        max_side: largest side ``auto`` picks; beyond it, tiles are batched instead.
+        memory_fraction: share of the device's free memory a forward pass may plan to use.
+        cpu_budget_bytes: cap on that budget on CPU, where bigger tiles are no faster and
+            running out of memory gets the process killed rather than an exception.
+        max_batch: most tiles per forward pass (batching is only used off CPU).
+        default_tile: the model's own tile side (its manifest's ``default_tile``): on the
+            CPU, ``auto`` starts from it instead of measuring memory, so every machine
+            tiles the model alike; ignored unless larger than twice ``overlap``.  GPUs
+            size tiles from free memory whatever it says.
+    """
+
+    mode: TileMode = "auto"
+    tile: int = 0
+    overlap: int = 16
+    floor: int = 64
+    max_side: int = 2048
+    memory_fraction: float = 0.6
+    cpu_budget_bytes: int = GIB
+    max_batch: int = 8
+    default_tile: int | None = None
+    _side: int | None = field(default=None, init=False, repr=False)
+    _batch: int | None = field(default=None, init=False, repr=False)
+    _estimate: MemoryEstimate | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("auto", "whole", "fixed"):
+            raise UsageError(f"tile mode must be auto, whole or fixed, not {self.mode!r}")
+        if self.overlap < 0:
+            raise UsageError(f"--tile-overlap must be 0 or more, got {self.overlap}")
+        if self.mode == "fixed" and self.tile <= 2 * self.overlap:
+            raise UsageError(
+                f"--tile {self.tile} must be larger than twice --tile-overlap ({self.overlap})"
+            )
+
+    @classmethod
+    def from_option(cls, value: str | int, overlap: int = 16, **settings: Any) -> TilePolicy:
+        """Build from ``--tile auto|0|N``.
+
+        Raises:
+            UsageError: anything else, or ``N <= 2 * overlap``.
+        """
+        text = str(value).strip().lower()
+        if text == "auto":
+            return cls("auto", overlap=overlap, **settings)
+        if not text.isdigit():
+            raise UsageError(f"--tile must be auto, 0 or a number of pixels, not {value!r}")
+        side = int(text)
+        if side == 0:
+            return cls("whole", overlap=overlap, **settings)
+        return cls("fixed", tile=side, overlap=overlap, **settings)
+
+    @property
+    def tile_side(self) -> int | None:
+        """Tile side the next image will start from; ``None`` until known or for ``whole``."""
+        return self._side
+
+    def upscale(
+        self,
+        image: torch.Tensor,
+        fn: Callable[..., torch.Tensor],
+        *,
+        scale: int,
+        device: torch.device | str,
+        size: SizeRequirements | None = None,
+        prepare: Callable[[torch.Tensor], Any] | None = None,
+        out_dtype: torch.dtype | None = None,
+        on_tile: ProgressFn | None = None,
+        tileable: bool = True,
+    ) -> torch.Tensor:
+        """Upscale one image, retrying with smaller tiles after out-of-memory errors.
+
+        ``prepare(image)``, when given, runs once on the whole CPU image and ``fn`` is then
+        called as ``fn(tile, stats)`` for every tile, so image-wide statistics (colour
+        matching) are the same everywhere.  Otherwise ``fn(tile)``.  ``tileable=False``
+        forces one tile and no backoff.  Other arguments and the result: see
+        :func:`upscale_tiled`.
+
+        Backoff: an out-of-memory error halves the batch, then the tile side, and retries
+        the image from scratch; below ``floor`` it gives up.  The size that worked is kept
+        for the next image.
+
+        Raises:
+            OutOfMemoryError: even the smallest tile did not fit (message says what to try).
+        """
+        import torch
+
+        device = torch.device(device)
+        size = size or SizeRequirements()
+        call: TileFn = fn if prepare is None else _bind_stats(fn, prepare(image))
+        _, channels, height, width = image.shape
+        side, batch = (0, 1)
+        if tileable:
+            side, batch = self._start(fn, device, scale, size, channels, prepare)
+        step = math.lcm(2, size.multiple_of)
+        floor = -(-max(self.floor, 2 * self.overlap + step, size.minimum) // step) * step
+        out = allocate_output(channels, height * scale, width * scale, out_dtype or torch.float32)
+        tried: list[int] = []
+        while True:
+            try:
+                return upscale_tiled(
+                    image,
+                    call,
+                    scale=scale,
+                    tile=side,
+                    overlap=self.overlap,
+                    size=size,
+                    device=device,
+                    batch=batch,
+                    on_tile=on_tile,
+                    out=out,
+                )
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+            # Outside the except block, so the traceback's tensors are gone before freeing.
+            release_cached(device)
+            current = side if 0 < side < max(height, width) else max(height, width)
+            tried.append(current)
+            if not tileable:
+                raise OutOfMemoryError(self._advice(device, tried, whole=True))
+            if batch > 1:
+                batch //= 2
+                self._batch = batch
+                continue
+            side = current // 2 // step * step
+            if side < floor:
+                raise OutOfMemoryError(self._advice(device, tried, whole=False))
+            self._side = side
+
+    def _start(
+        self,
+        fn: Callable[..., torch.Tensor],
+        device: torch.device,
+        scale: int,
+        size: SizeRequirements,
+        channels: int,
+        prepare: Callable[[torch.Tensor], Any] | None,
+    ) -> tuple[int, int]:
+        """Tile side (0 = whole image) and batch to start the next image with."""
+        if self.mode == "whole":
+            return self._side or 0, 1
+        if self._side is None and self.mode == "fixed":
+            self._side = self.tile
+        if self._side is None and device.type == "cpu" and self._usable_default():
+            self._side = self.default_tile
+        if device.type == "cpu" and self._side is not None:
+            return self._side, 1
+        if self._estimate is None:
+            self._estimate = measure_memory(
+                fn, device=device, scale=scale, size=size, channels=channels, prepare=prepare
+            )
+        budget = self._budget(device)
+        if self._side is None:
+            self._side = tile_side_for_memory(
+                self._estimate, budget, size=size, min_side=self.floor, max_side=self.max_side
+            )
+        if self._batch is None:
+            estimate = self._estimate
+            per_tile = estimate.bytes_for(size.padded(self._side)) - estimate.fixed_bytes
+            fits = int((budget - estimate.fixed_bytes) // per_tile)
+            self._batch = 1 if device.type == "cpu" else max(1, min(self.max_batch, fits))
+        return self._side, self._batch
+
+    def _usable_default(self) -> bool:
+        return self.default_tile is not None and self.default_tile > 2 * self.overlap
+
+    def _budget(self, device: torch.device) -> float:
+        free = free_bytes(device)
+        budget = (free if free is not None else _UNKNOWN_FREE_BYTES) * self.memory_fraction
+        if device.type == "cpu":
+            budget = min(budget, self.cpu_budget_bytes)
+        return budget
+
+    def _advice(self, device: torch.device, tried: list[int], *, whole: bool) -> str:
+        sizes = ", ".join(str(s) for s in tried)
+        if device.type == "cpu":
+            remedy = "close other programs to free RAM, or upscale a smaller image"
+        else:
+            remedy = "close other programs using the GPU, try --precision fp16, or --device cpu"
+        if whole:
+            return (
+                f"out of memory on {device}: this model needs the whole image at once "
+                f"({sizes} px side); {remedy}"
+            )
+        return (
+            f"out of memory on {device} even with {tried[-1]}-pixel tiles "
+            f"(tried --tile {sizes}); {remedy}"
+        )
+
+
+def _bind_stats(fn: Callable[..., torch.Tensor], stats: Any) -> TileFn:
+    """``fn(x, stats)`` as a one-argument tile function."""
+
+    def call(x: torch.Tensor) -> torch.Tensor:
+        return fn(x, stats)
+
+    return call
