@@ -139,6 +139,11 @@ def is_image_path(path: Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def format_of_path(path: Path) -> str | None:
+    """The format key ``path``'s extension names (``gif`` and ``heif`` too), or None."""
+    return _EXTENSION_FORMATS.get(Path(path).suffix.lower())
+
+
 def format_from_name(name: str) -> str:
     """Map an output format name or extension (``jpg``, ``.TIFF``...) to its format key.
 
@@ -1377,13 +1382,23 @@ def temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name[:100]}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
 
 
-def write_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
+def write_atomic(path: Path, data: bytes, *, fsync: bool = False, exclusive: bool = False) -> bool:
     """Write ``data`` to ``path`` so that ``path`` is either untouched or complete.
 
     The bytes go to a temporary file in the same folder (same file system, so the final
     ``os.replace`` is atomic), which is removed on any exception, KeyboardInterrupt
     included.  Parent folders are created.  The file gets the usual permissions (umask), not
     the 0600 of ``tempfile``.  ``fsync=True`` also survives power loss, at some cost.
+
+    ``exclusive=True`` never replaces an existing ``path``: the temporary file is
+    hard-linked to its final name, which fails when the name exists (then nothing is
+    written and False is returned), so a file that appeared meanwhile is kept whoever wrote
+    it.  On file systems without hard links (FAT) the name is checked just before the
+    rename instead.  Returns True when ``path`` was written.
+
+    Tests may set ``POCKETSR_TEST_PAUSE_BEFORE_RENAME`` (seconds) to hold the complete
+    temporary file that long before the rename, so that a signal can arrive while it exists
+    (``tests/test_hostile.py``).
 
     Raises:
         ImageWriteError: an OS error (permissions, disk full, path is a folder...).
@@ -1400,10 +1415,36 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
             if fsync:
                 handle.flush()
                 os.fsync(handle.fileno())
+        _pause_for_tests()
+        if exclusive:
+            return _link_or_keep(tmp, path)
         os.replace(tmp, path)
-    except BaseException as exc:
+        return True
+    except OSError as exc:
+        raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:  # after a rename there is nothing left to remove; after a link, the old name
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(exc, OSError):
-            raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise
+
+
+def _link_or_keep(tmp: Path, path: Path) -> bool:
+    """Give ``tmp`` the name ``path`` unless that name exists (False then)."""
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links here (FAT, some network shares): check, then rename
+        pass
+    if os.path.lexists(path):
+        return False
+    os.replace(tmp, path)
+    return True
+
+
+def _pause_for_tests() -> None:
+    seconds = os.environ.get("POCKETSR_TEST_PAUSE_BEFORE_RENAME")
+    if seconds:
+        import time
+
+        time.sleep(float(seconds))

@@ -13,38 +13,67 @@ Rules (SPEC, "Command-line contract"):
 * without one, each output goes next to its input as ``{stem}{suffix}{ext}``, the suffix
   defaulting to ``_{tag}``: ``_x4``, ``_x1.5``, or for a size target ``_w3840``,
   ``_h2160``, ``_l4096`` (``sizing.Target.label``);
-* hidden files and folders (and our own temporary files), and the sidecar files that hold
-  a BMP output's record (``*.pocketsr.json``) are ignored; other non-image files become
+* hidden files and folders (and our own temporary files and claims), and the sidecar files
+  that hold a BMP output's record (``*.pocketsr.json``) are ignored; other non-image files become
   ``skipped`` jobs so that they are reported, never fatal;
 * when scanning a folder, files that look like our own outputs are skipped, so a second
   run never upscales an earlier run's results, whatever factor or size it asked for: a
   name ending with this run's suffix, a name ending with any default tag (``_x2``,
   ``_x1.5``, ``_w3840``, ``_h2160``, ``_l4096``) *beside an image of the name without it*
   (``coffee_x4.jpg`` next to ``coffee.jpg``; a photo that merely ends in ``_w2`` is kept),
-  and anything inside the output folder.  Names are all this module looks at: files of a
+  and anything inside the output folder.  That is decided by names alone: files of a
   folder that pass are marked ``from_folder``, and the pipeline's reader skips those whose
   header carries a pocketsr record (``imageio.read_provenance_text``), which catches
   outputs renamed or made with another ``--suffix``.  A file named on the command line is
   always upscaled;
 * an output path equal to an input path, or two inputs mapping to one output, is a usage
-  error raised before anything is written.
+  error raised before anything is written.  The output path checked is the final one: an
+  input whose output format depends on its content (transparency asked as JPEG or BMP is
+  written as PNG; GIF, HEIF and AVIF become PNG) has its header read here
+  (``imageio.probe``) so that ``photo.png`` with alpha asked as ``--format jpg`` is known to
+  be written to ``photo.png``.  "Equal" includes the same file under another name (a hard
+  link, a symbolic link);
+* ``--suffix`` is part of a file name: a path separator, ``..`` or NUL in it is a usage
+  error, so every output lies in the output folder (or beside its input);
+* whatever a folder holds, each entry ends as one job or none (hidden files): a file that
+  cannot be read as an image although its name says it is one (a broken symbolic link, a
+  FIFO, a device, a socket; never opened) is a job that fails (``Job.failure``), as is a
+  folder that cannot be read (the rest of the run goes on); ``recursive`` follows
+  symbolic links to folders outside the scanned folder, but one that leads back to a
+  folder containing it (a loop), into the scanned folder itself, or to a folder already
+  scanned is not followed and is reported as ``skipped`` (``link-loop``,
+  ``link-duplicate``).
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pocketsr_cli.errors import UsageError
-from pocketsr_cli.imageio import SIDECAR_SUFFIX, TEMP_SUFFIX, extension_for, is_image_path
+from pocketsr_cli.claims import CLAIM_SUFFIX
+from pocketsr_cli.errors import ImageReadError, UsageError
+from pocketsr_cli.imageio import (
+    SIDECAR_SUFFIX,
+    TEMP_SUFFIX,
+    extension_for,
+    format_of_path,
+    is_image_path,
+    plan_output,
+    probe,
+)
 from pocketsr_cli.sizing import scale_label
 
-__all__ = ["Job", "Naming", "collect_jobs", "scale_label"]
+__all__ = ["Job", "Naming", "SkipCode", "collect_jobs", "not_a_file", "scale_label"]
+
+SkipCode = Literal["not-image", "own-output", "link-loop", "link-duplicate"]
+"""Why planning skipped an input (``pipeline.ReasonCode`` lists every skip)."""
 
 # The tags default output names end with: _x4, _x1.5 (factors), _w3840, _h2160, _l4096.
 _OUTPUT_TAG = re.compile(r"_(?:x\d+(?:\.\d+)?|[whl]\d+)$")
@@ -71,6 +100,15 @@ class Naming:
     fmt: str | None = None
     tag: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.suffix is not None:
+            problem = _suffix_problem(self.suffix)
+            if problem is not None:
+                raise UsageError(
+                    f"--suffix {self.suffix!r} {problem}: it is added to each file name and "
+                    "cannot move outputs elsewhere (use -o/--output to choose a folder)"
+                )
+
     @property
     def effective_suffix(self) -> str:
         if self.suffix is not None:
@@ -79,24 +117,60 @@ class Naming:
             return ""
         return f"_{self.tag}" if self.tag is not None else f"_x{self.scale_label}"
 
-    def output_for(self, path: Path, relative_parent: Path | None) -> Path:
-        """Output for ``path``; ``relative_parent`` is its folder relative to a scanned root."""
+    def output_for(
+        self, path: Path, relative_parent: Path | None, *, has_alpha: bool = False
+    ) -> Path:
+        """Output for ``path``; ``relative_parent`` is its folder relative to a scanned root.
+
+        ``has_alpha`` matters where :meth:`alpha_matters` says so: the format is then
+        switched as ``imageio.plan_output`` will switch it (transparency asked as JPEG or BMP
+        is written as PNG), and so is a GIF, HEIF or AVIF input's, which no writer here
+        keeps.
+        """
         ext = path.suffix if self.fmt is None else extension_for(self.fmt)
+        final = self._final_format(path, has_alpha)
+        if final is not None:
+            ext = extension_for(final)
         name = f"{path.stem}{self.effective_suffix}{ext}"
         if self.out_dir is None:
             return path.with_name(name)
         return self.out_dir / (relative_parent or Path()) / name
 
+    def alpha_matters(self, path: Path) -> bool:
+        """Whether ``path``'s output format depends on whether it has transparency."""
+        return self._final_format(path, True) != self._final_format(path, False)
+
+    def _final_format(self, path: Path, has_alpha: bool) -> str | None:
+        """The output format when it is not the one asked for (or the input's), else None."""
+        source = format_of_path(path)
+        if source is None:
+            return None
+        final = plan_output(source, self.fmt, has_alpha=has_alpha, bit_depth=8).format
+        return final if final != (self.fmt or source) else None
+
+
+def _suffix_problem(suffix: str) -> str | None:
+    """What makes ``suffix`` unusable in a file name, or None."""
+    if "\0" in suffix:
+        return "contains a NUL character"
+    if any(sep and sep in suffix for sep in ("/", "\\", os.sep, os.altsep)):
+        return "contains a path separator"
+    if ".." in suffix:
+        return "contains '..'"
+    return None
+
 
 @dataclass(frozen=True)
 class Job:
-    """One input file and where its result goes.
+    """One input and where its result goes.
 
     ``skip_reason`` is set for files that will not be processed (not an image, an earlier
-    output...), with ``skip_code`` saying which (``not-image``, ``own-output``);
-    ``display`` is the path as the user should see it; ``from_folder`` is set for files
-    found by scanning a folder (rather than named), which the reader still checks for a
-    pocketsr record before upscaling them.
+    output...), with ``skip_code`` saying which (:data:`SkipCode`); ``failure`` is set for
+    inputs found unusable while planning (a broken symbolic link, a FIFO, a folder that
+    cannot be read: never opened), which are reported as failed; ``display`` is the path as
+    the user should see it; ``from_folder`` is set for files found by scanning a folder
+    (rather than named), which the reader still checks for a pocketsr record before
+    upscaling them.
     """
 
     input: Path
@@ -104,7 +178,13 @@ class Job:
     display: str
     skip_reason: str | None = None
     from_folder: bool = False
-    skip_code: Literal["not-image", "own-output"] | None = None
+    skip_code: SkipCode | None = None
+    failure: str | None = None
+
+    @property
+    def runs(self) -> bool:
+        """Whether this input is to be upscaled (neither skipped nor failed by planning)."""
+        return self.skip_reason is None and self.failure is None
 
 
 def _is_hidden(name: str) -> bool:
@@ -112,42 +192,179 @@ def _is_hidden(name: str) -> bool:
 
 
 def _is_ours(name: str) -> bool:
-    """Files pocketsr writes besides outputs: records of BMP outputs, temporary files."""
-    return name.endswith((SIDECAR_SUFFIX, TEMP_SUFFIX))
+    """Files pocketsr writes besides outputs: records of BMP outputs, temporary files,
+    claims (``claims``)."""
+    return name.endswith((SIDECAR_SUFFIX, TEMP_SUFFIX, CLAIM_SUFFIX))
 
 
-def _walk(root: Path, recursive: bool) -> Iterator[Path]:
-    """Files under ``root`` in a stable (sorted) order, hidden entries left out."""
+_KINDS = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a directory",
+}
+
+
+def kind_of(mode: int) -> str:
+    """``"a named pipe (FIFO)"``, ``"a folder"``...: what a non-regular file is."""
+    return _KINDS.get(stat.S_IFMT(mode), "a special file")
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file, from ``os.stat`` alone (nothing is opened:
+    a FIFO would block, ``/dev/zero`` never ends), or None for a regular file."""
     try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
+        st = os.stat(path)
     except OSError as exc:
-        raise UsageError(f"cannot read folder {root}: {exc.strerror or exc}") from exc
+        if os.path.islink(path):
+            if exc.errno == errno.ELOOP:
+                return "broken symbolic link: it leads back to itself (a loop)"
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                try:
+                    target = os.readlink(path)
+                except OSError:
+                    target = "its target"
+                return f"broken symbolic link: {target} does not exist"
+        return f"cannot read the file ({exc.strerror or exc})"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    return f"not a regular file but {kind_of(st.st_mode)}; not opened"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """What scanning a folder found: a file (``notice`` None; maybe not a regular one), or
+    a folder that was not scanned, ``notice`` saying why (a skip with ``code``, or a
+    failure when ``code`` is None)."""
+
+    path: Path
+    notice: str | None = None
+    code: SkipCode | None = None
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symbolic link loop: reported as a broken file
+        return False
+
+
+def _real(path: Path) -> str:
+    """``path`` with every symbolic link resolved; never raises, even for a loop."""
+    return os.path.realpath(path)
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether real path ``path`` is ``folder`` or lies under it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+_Key = tuple[int, int]
+
+
+def _walk(root: Path, recursive: bool) -> Iterator[_Entry]:
+    """Entries under ``root`` in a stable (sorted) order, hidden entries left out."""
+    try:
+        st = os.stat(root)
+    except OSError as exc:
+        yield _Entry(root, f"cannot read folder ({exc.strerror or exc})")
+        return
+    key = (st.st_dev, st.st_ino)
+    yield from _scan(root, recursive, _real(root), {key: root}, {key: root})
+
+
+def _scan(
+    folder: Path,
+    recursive: bool,
+    root_real: str,
+    trail: dict[_Key, Path],
+    seen: dict[_Key, Path],
+) -> Iterator[_Entry]:
+    """``folder``'s entries; ``trail``: the folders above (a loop leads back to one),
+    ``seen``: every folder scanned so far (each is scanned once)."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+    except OSError as exc:
+        yield _Entry(
+            folder, f"cannot read folder ({exc.strerror or exc}); the files in it were not seen"
+        )
+        return
     subdirs = []
     for entry in entries:
         if _is_hidden(entry.name) or _is_ours(entry.name):
             continue
-        if entry.is_dir():
-            subdirs.append(Path(entry.path))
-        elif entry.is_file():
-            yield Path(entry.path)
-    if recursive:
-        for sub in subdirs:
-            yield from _walk(sub, recursive)
+        if _is_dir(entry):
+            subdirs.append(entry)
+        else:
+            yield _Entry(Path(entry.path))
+    if not recursive:
+        return
+    for entry in subdirs:
+        sub = Path(entry.path)
+        try:
+            st = entry.stat()
+        except OSError as exc:
+            yield _Entry(sub, f"cannot read folder ({exc.strerror or exc})")
+            continue
+        key = (st.st_dev, st.st_ino)
+        notice = _not_followed(entry, key, _real(folder), root_real, trail, seen)
+        if notice is not None:
+            yield notice
+            continue
+        seen[key] = sub
+        yield from _scan(sub, recursive, root_real, {**trail, key: sub}, seen)
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def _not_followed(
+    entry: os.DirEntry[str],
+    key: _Key,
+    folder_real: str,
+    root_real: str,
+    trail: dict[_Key, Path],
+    seen: dict[_Key, Path],
+) -> _Entry | None:
+    """Why the sub-folder ``entry`` is not scanned (a loop, a second path to a folder), or
+    None to scan it."""
+    sub = Path(entry.path)
+    link = entry.is_symlink()
+    what = "symbolic link" if link else "folder"
+    if key in trail:  # a bind mount can loop too
+        return _Entry(sub, f"{what} loop: it leads back to {trail[key]}; not followed", "link-loop")
+    if link:
+        target = _real(sub)
+        if _within(folder_real, target):
+            return _Entry(
+                sub,
+                f"symbolic link loop: it leads back to {target}, which contains it; not followed",
+                "link-loop",
+            )
+        if _within(target, root_real):
+            return _Entry(
+                sub,
+                f"symbolic link to {target}, inside the folder being scanned: not followed "
+                "(its files are upscaled at their own path)",
+                "link-duplicate",
+            )
+    if key in seen:
+        return _Entry(
+            sub, f"the same folder as {seen[key]}, scanned already; not followed", "link-duplicate"
+        )
+    return None
+
+
+def _identity(path: Path) -> _Key | None:
+    """``(device, inode)`` of the file at ``path`` (symbolic links followed), or None."""
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
+    return _within(_real(path), _real(folder))
 
 
 def collect_jobs(
@@ -155,7 +372,8 @@ def collect_jobs(
 ) -> list[Job]:
     """Expand ``inputs`` into jobs, in command-line order, folders sorted by name.
 
-    Non-image files become ``skipped`` jobs; the list is never empty.
+    Non-image files become ``skipped`` jobs, unusable ones (a broken link, a FIFO, a folder
+    that cannot be read) failing jobs; the list is never empty.
 
     Raises:
         UsageError: an input does not exist, no file was found at all, an output would
@@ -173,7 +391,7 @@ def collect_jobs(
             jobs.append(_file_job(given, naming, None, str(given)))
     if not jobs:
         raise UsageError(_nothing_found(inputs, recursive, glob))
-    _check_outputs(jobs)
+    _check_outputs(jobs, naming)
     return jobs
 
 
@@ -183,7 +401,8 @@ def _nothing_found(folders: Sequence[Path], recursive: bool, glob: str | None) -
     reasons = []
     for folder in folders:
         try:
-            subdirs = sum(e.is_dir() and not _is_hidden(e.name) for e in os.scandir(folder))
+            with os.scandir(folder) as listing:
+                subdirs = sum(_is_dir(e) and not _is_hidden(e.name) for e in listing)
         except OSError:
             subdirs = 0
         hint = (
@@ -197,10 +416,19 @@ def _nothing_found(folders: Sequence[Path], recursive: bool, glob: str | None) -
 
 def _file_job(path: Path, naming: Naming, rel_parent: Path | None, display: str) -> Job:
     output = naming.output_for(path, rel_parent)
-    if is_image_path(path):
-        return Job(input=path, output=output, display=display)
-    reason = f"not an image file ({path.suffix or 'no extension'})"
-    return Job(path, output, display, reason, skip_code="not-image")
+    if not is_image_path(path):
+        reason = f"not an image file ({path.suffix or 'no extension'})"
+        return Job(path, output, display, reason, skip_code="not-image")
+    failure = not_a_file(path)
+    if failure is not None:
+        return Job(path, output, display, failure=failure)
+    if naming.alpha_matters(path):
+        try:
+            has_alpha = probe(path)[2]
+        except ImageReadError:  # the reader says what is wrong with it
+            has_alpha = False
+        output = naming.output_for(path, rel_parent, has_alpha=has_alpha)
+    return Job(input=path, output=output, display=display)
 
 
 def _own_output_reason(path: Path, suffix: str, image_stems: set[tuple[Path, str]]) -> str | None:
@@ -219,24 +447,32 @@ def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) 
     suffix = naming.effective_suffix
     out = naming.out_dir
     # An output folder strictly inside the scanned folder holds earlier results: leave it out.
-    exclude = (
-        out if out is not None and out.resolve() != root.resolve() and _inside(out, root) else None
-    )
+    exclude = out if out is not None and _real(out) != _real(root) and _inside(out, root) else None
     # fnmatch ignores case only where the file system usually does (Windows); photos from
     # cameras are IMG_0001.JPG, so `--glob '*.jpg'` must take them everywhere.
     pattern = re.compile(fnmatch.translate(glob), re.IGNORECASE) if glob else None
-    paths = list(_walk(root, recursive))
+    entries = list(_walk(root, recursive))
     # Every image's (folder, stem), --glob or not: `coffee_x4.jpg` is an output of
     # `coffee.jpg` even when only `*_x4.jpg` is asked for.
-    image_stems = {(p.parent, p.stem) for p in paths if is_image_path(p)}
-    for path in paths:
-        rel = path.relative_to(root)
-        if pattern and not (pattern.match(rel.as_posix()) or pattern.match(path.name)):
-            continue
+    image_stems = {
+        (e.path.parent, e.path.stem) for e in entries if e.notice is None and is_image_path(e.path)
+    }
+    for entry in entries:
+        path = entry.path
         if exclude is not None and _inside(path, exclude):
             continue
+        rel = path.relative_to(root)
+        if entry.notice is not None:  # a folder: reported whatever --glob says
+            output = naming.out_dir / rel if naming.out_dir is not None else path
+            if entry.code is None:
+                yield Job(path, output, str(path), failure=entry.notice)
+            else:
+                yield Job(path, output, str(path), entry.notice, skip_code=entry.code)
+            continue
+        if pattern and not (pattern.match(rel.as_posix()) or pattern.match(path.name)):
+            continue
         job = _file_job(path, naming, rel.parent, str(path))
-        if job.skip_reason is not None:
+        if not job.runs:
             yield job
             continue
         reason = _own_output_reason(path, suffix, image_stems)
@@ -247,17 +483,25 @@ def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) 
             yield Job(job.input, job.output, job.display, from_folder=True)
 
 
-def _check_outputs(jobs: list[Job]) -> None:
-    inputs = {j.input.resolve() for j in jobs if j.skip_reason is None}
-    seen: dict[Path, Job] = {}
-    for job in jobs:
-        if job.skip_reason is not None:
-            continue
-        out = job.output.resolve()
-        if out in inputs or _same_file(job.input, job.output):
+def _check_outputs(jobs: list[Job], naming: Naming) -> None:
+    """Refuse outputs that are inputs (by path, or the same file under another name) and
+    outputs shared by two inputs."""
+    running = [j for j in jobs if j.runs]
+    by_path = {_real(j.input): j for j in running}
+    by_identity = {key: j for j in running if (key := _identity(j.input)) is not None}
+    seen: dict[str, Job] = {}
+    for job in running:
+        out = _real(job.output)
+        victim = by_path.get(out)
+        how = ""
+        if victim is None:
+            key = _identity(job.output)
+            victim = by_identity.get(key) if key is not None else None
+            how = " (the same file under another name: a hard or symbolic link)"
+        if victim is not None:
             raise UsageError(
-                f"output {job.output} would overwrite input {job.display}; "
-                "choose another --output folder or a --suffix"
+                f"output {job.output} would overwrite input {victim.display}{how}"
+                f"{_switch_note(job, naming)}; choose another --output folder or a --suffix"
             )
         if out in seen:
             raise UsageError(
@@ -265,3 +509,14 @@ def _check_outputs(jobs: list[Job]) -> None:
                 f"{job.output}; upscale them in separate runs or use --suffix"
             )
         seen[out] = job
+
+
+def _switch_note(job: Job, naming: Naming) -> str:
+    """Why ``job``'s output has another format than the one asked for, when it has."""
+    asked = job.input.suffix if naming.fmt is None else extension_for(naming.fmt)
+    if job.output.suffix == asked:
+        return ""
+    if naming.output_for(job.input, None).suffix == asked:  # its transparency switched it
+        name = (naming.fmt or format_of_path(job.input) or "").upper()
+        return f" ({name} cannot store its transparency, so it is written as PNG)"
+    return " (its format cannot be written, so it is written as PNG)"

@@ -20,14 +20,26 @@ and are skipped (``own-output``); that costs a header read per file, about a mil
 in the reader thread that decodes the file right after.
 
 Failures of one image (unreadable file, out of memory, encode error) become a ``failed``
-result and the run goes on.  ``KeyboardInterrupt`` stops reading and inference at once; the
-file being written is either finished (complete, renamed into place) or its temporary file
-is removed, so no half-written output is ever left under a final name.
+result and the run goes on.  Something other than a file where an output would go (a
+folder, a FIFO, a broken link) fails that input and is left alone.
+
+Racing runs: an output is renamed into place only while this run holds its claim
+(``claims``), and only if it is still as the reader saw it (absent; with ``overwrite``,
+the very file it meant to replace): an output that another run wrote meanwhile is kept and
+this input is ``skipped`` (``concurrent``), so no output is written twice.
+
+``KeyboardInterrupt`` (the CLI turns SIGTERM and SIGHUP into one too) stops reading and
+inference at once; the file being written is either finished (complete, renamed into
+place) or its temporary file is removed, so no half-written output is ever left under a
+final name.  Winding down cannot itself be interrupted, and every input not finished is
+reported as ``skipped`` (``interrupted``), so that each input still gets one result.
 """
 
 from __future__ import annotations
 
+import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +49,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from pocketsr_cli import provenance
+from pocketsr_cli import claims, provenance
 from pocketsr_cli.errors import ImageReadError, ImageWriteError, PocketSRError
 from pocketsr_cli.imageio import (
     DecodedImage,
@@ -53,7 +65,7 @@ from pocketsr_cli.imageio import (
     write_atomic,
     write_sidecar,
 )
-from pocketsr_cli.jobs import Job
+from pocketsr_cli.jobs import Job, kind_of, not_a_file
 from pocketsr_cli.sizing import Target, pick_scale
 
 Status = Literal["ok", "skipped", "failed", "planned"]
@@ -63,16 +75,29 @@ says why); ``planned`` would be written, and only a dry run (``Options.dry_run``
 Only ``failed`` fails a run."""
 
 ReasonCode = Literal[
-    "not-image", "own-output", "exists", "different-settings", "unrecorded", "dry-run"
+    "not-image",
+    "own-output",
+    "link-loop",
+    "link-duplicate",
+    "exists",
+    "different-settings",
+    "unrecorded",
+    "concurrent",
+    "interrupted",
+    "dry-run",
 ]
 """Why an input was skipped (or planned), for machines:
 
 * ``not-image``: not an image file; ``own-output``: an earlier output (by its name or its
   record), found while scanning a folder;
+* ``link-loop``, ``link-duplicate``: a symbolic link to a folder that was not followed (it
+  leads back to a folder containing it; it leads to a folder scanned at another path);
 * ``exists``: its output exists and was made with these settings (or records are off);
 * ``different-settings``: its output exists but its record says other settings;
 * ``unrecorded``: its output exists without a record (another program, an older pocketsr,
   ``--no-provenance``, or an editor that dropped it);
+* ``concurrent``: another run is writing its output, or wrote it while this run worked;
+* ``interrupted``: the run was stopped before this input was finished;
 * ``dry-run``: would be written."""
 
 CONFLICTS: tuple[ReasonCode, ...] = ("different-settings", "unrecorded")
@@ -226,7 +251,7 @@ def scales_for_sizes(
     """
     needed: set[int] = set()
     for job in jobs:
-        if job.skip_reason is not None:
+        if not job.runs:
             continue
         try:
             width, height, _ = probe(job.input)
@@ -250,6 +275,19 @@ def resize_output(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out.reshape(h, w, pixels.shape[2]) if out.ndim == 2 else out
 
 
+_Identity = tuple[int, int, int, int]
+
+
+def _identity(path: Path) -> _Identity | None:
+    """What tells one file at ``path`` from another written there later, or None when
+    nothing is there."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @dataclass
 class _Decoded:
     job: Job
@@ -258,6 +296,7 @@ class _Decoded:
     output: Path
     variant: Variant
     seconds: float
+    seen: _Identity | None = None  # the output as the reader saw it (None: absent)
 
 
 @dataclass
@@ -319,6 +358,10 @@ class _Run:
         self.target = options.target or Target.factor(variants[0].scale)
         self.jobs = jobs
         self.options = options
+        # Inputs by path and by file, for outputs that only decoding could name (read_one).
+        running = [job.input for job in jobs if job.runs]
+        self.inputs = {_real(path) for path in running}
+        self.input_keys = {key for path in running if (key := _key(path)) is not None}
         self.reporter = reporter
         self.stop = threading.Event()
         self.decoded: queue.Queue[Any] = queue.Queue(maxsize=1)
@@ -335,8 +378,14 @@ class _Run:
         _put(self.decoded, _DONE, self.stop)
 
     def read_one(self, job: Job) -> Result | _Decoded:
+        if job.failure is not None:
+            return Result(job, "failed", error=job.failure)
         if job.skip_reason is not None:
             return Result(job, "skipped", reason=job.skip_reason, reason_code=job.skip_code)
+        # Checked again: the file may have been replaced since the run was planned.
+        failure = not_a_file(job.input)
+        if failure is not None:
+            return Result(job, "failed", error=failure)
         if job.from_folder:
             found = _record_of(job.input)
             if found is not None:
@@ -345,8 +394,9 @@ class _Run:
                     "name the file directly to upscale it"
                 )
                 return Result(job, "skipped", reason=reason, reason_code="own-output")
-        if job.output.exists() and not self.options.overwrite:
-            return self.existing(job, job.output)
+        seen = self.look_at_output(job, job.output)
+        if isinstance(seen, Result):
+            return seen
         if self.options.dry_run:
             return self.dry_run(job)
         t0 = time.perf_counter()
@@ -360,10 +410,43 @@ class _Run:
         output = job.output
         if plan.format != (self.options.fmt or image.format):  # e.g. RGBA asked as JPEG -> PNG
             output = output.with_suffix(extension_for(plan.format))
-        if output != job.output and output.exists() and not self.options.overwrite:
-            return self.existing(job, output, (image.width, image.height))
+        if output != job.output:  # its content is not what its name says (jobs plans by name)
+            if _real(output) in self.inputs or _key(output) in self.input_keys:
+                error = (
+                    f"its content is {image.format.upper()}, so its output would be {output}, "
+                    "which is an input; rename it to its format's extension or choose --format"
+                )
+                return Result(job, "failed", error=error)
+            seen = self.look_at_output(job, output, (image.width, image.height))
+            if isinstance(seen, Result):
+                return seen
         variant = self.variant_for(image.width, image.height)
-        return _Decoded(job, image, plan, output, variant, time.perf_counter() - t0)
+        return _Decoded(job, image, plan, output, variant, time.perf_counter() - t0, seen)
+
+    def look_at_output(
+        self, job: Job, output: Path, size: tuple[int, int] | None = None
+    ) -> Result | _Identity | None:
+        """The existing ``output`` as it is now (None: absent), or the result that ends
+        ``job`` here: something other than a file in the way, or an existing output
+        without ``overwrite`` (see :meth:`existing`)."""
+        try:
+            st = os.stat(output)
+        except FileNotFoundError:
+            if os.path.islink(output):
+                return self.in_the_way(job, output, "a broken symbolic link")
+            return None
+        except OSError as exc:
+            error = f"cannot use output {output}: {exc.strerror or exc}"
+            return Result(job, "failed", error=error)
+        if not stat.S_ISREG(st.st_mode):
+            return self.in_the_way(job, output, kind_of(st.st_mode))
+        if not self.options.overwrite:
+            return self.existing(job, output, size)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def in_the_way(self, job: Job, output: Path, what: str) -> Result:
+        error = f"{what} is in the way at {output}; move it, or choose another --output folder"
+        return Result(job, "failed", error=error)
 
     def variant_for(self, width: int, height: int) -> Variant:
         """The variant an input of this size runs (``sizing.pick_scale``)."""
@@ -467,15 +550,34 @@ class _Run:
                 metadata=metadata,
                 provenance=record if embedded else None,
             )
-            write_atomic(d.output, data)
-            if not embedded:
-                # After the image: a crash in between leaves an image whose record is
-                # missing or old, which a later run refuses to skip silently.
-                write_sidecar(d.output, record)
+            with claims.claimed(d.output) as claim:
+                raced = self.commit(d, data, claim is not None)
+                if raced is None and not embedded:
+                    # After the image: a crash in between leaves an image whose record is
+                    # missing or old, which a later run refuses to skip silently.
+                    write_sidecar(d.output, record)
         except ImageWriteError as exc:
             result.status, result.error = "failed", str(exc)
+            raced = None
+        except OSError as exc:  # the claim could not be made
+            result.status = "failed"
+            result.error = f"cannot write {d.output}: {exc.strerror or exc}"
+            raced = None
+        if raced is not None:
+            result.status, result.reason, result.reason_code = "skipped", raced, "concurrent"
         result.seconds = d.seconds + item.seconds + time.perf_counter() - t0
         return result
+
+    def commit(self, d: _Decoded, data: bytes, claimed: bool) -> str | None:
+        """Rename the encoded output into place unless another run got there first (then
+        why, for a ``concurrent`` skip).  Called while holding the output's claim."""
+        if not claimed:
+            return claims.describe_busy(d.output)
+        if _identity(d.output) != d.seen:
+            return "another run wrote this output while this one was working on it; it was kept"
+        if not write_atomic(d.output, data, exclusive=not self.options.overwrite):
+            return "this output appeared while this run was working on it; it was kept"
+        return None
 
     def record_text(self, item: _Upscaled) -> str | None:
         """The record of this output as text, or None when records are off."""
@@ -533,34 +635,63 @@ class _Run:
         self.reporter.start(len(self.jobs))
         reader = _Stage("pocketsr-reader", self.read_all, self.stop)
         writer = _Stage("pocketsr-writer", self.write_all, self.stop)
-        reader.start()
-        writer.start()
         try:
+            reader.start()
+            writer.start()
             self.infer_all()
         except KeyboardInterrupt:
             self.summary.interrupted = True
-            self.stop.set()
         finally:
-            # The writer always gets its end marker after what is already queued: an image
-            # that was upscaled before Ctrl-C is still written (atomically); nothing new
-            # starts.  Joining is uninterruptible so that no temp file outlives us.
-            self.stop.set()
-            _put_while_alive(self.written, _DONE, writer)
-            _join_quietly(writer)
-            _join_quietly(reader)
+            self.wind_down(reader, writer)
         for stage in (reader, writer):
             if stage.error is not None:
                 raise stage.error
+        if self.summary.interrupted:
+            for job in self.jobs[len(self.summary.results) :]:  # results come in job order
+                result = Result(job, "skipped", reason=_STOPPED, reason_code="interrupted")
+                self.summary.results.append(result)
+                self.reporter.image_finished(result)
         self.summary.seconds = time.perf_counter() - t0
         self.reporter.finished(self.summary)
         return self.summary
 
+    def wind_down(self, reader: threading.Thread, writer: threading.Thread) -> None:
+        """Stop reading and inference, and wait for both threads.
+
+        The writer always gets its end marker after what is already queued: an image that
+        was upscaled before Ctrl-C is still written (atomically); nothing new starts.  This
+        cannot be interrupted (more Ctrl-C or signals are noted and waited through), so that
+        no temporary file or claim outlives the run and no thread writes while Python exits.
+        """
+        while True:
+            try:
+                self.stop.set()
+                _put_while_alive(self.written, _DONE, writer)
+                _join_quietly(writer)
+                _join_quietly(reader)
+                return
+            except KeyboardInterrupt:
+                self.summary.interrupted = True
+
 
 _EXISTS = "output exists (use --overwrite to replace it)"
+_STOPPED = "the run was stopped before this input was finished"
 _UNRECORDED = (
     "output exists but carries no pocketsr record (made by another program or an older "
     "pocketsr, or edited since); use --overwrite to replace it"
 )
+
+
+def _real(path: Path) -> str:
+    return os.path.realpath(path)
+
+
+def _key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _record_of(path: Path) -> dict[str, Any] | None:

@@ -167,3 +167,33 @@ def test_earlier_outputs_of_any_factor_or_size_are_recognised_by_name(tmp_path: 
     assert "coffee_x2.bmp.pocketsr.json" not in jobs
     (named,) = collect_jobs([tmp_path / "coffee_x4.jpg"], Naming(None, None, "2"))
     assert named.skip_reason is None and not named.from_folder
+
+
+def test_the_planned_output_is_the_final_one_when_transparency_switches_the_format(
+    tmp_path: Path,
+) -> None:
+    from PIL import Image
+
+    Image.new("RGBA", (2, 2)).save(tmp_path / "logo.png")
+    Image.new("RGB", (2, 2)).save(tmp_path / "photo.png")
+    jobs = collect_jobs([tmp_path], Naming(tmp_path / "out", None, fmt="jpeg"))
+    assert [j.output.name for j in jobs] == ["logo.png", "photo.jpg"]
+    with pytest.raises(UsageError, match=r"JPEG cannot store its transparency"):
+        collect_jobs([tmp_path], Naming(tmp_path, None, fmt="jpeg"))
+
+
+def test_unusable_entries_fail_without_being_opened(tmp_path: Path) -> None:
+    touch(tmp_path / "a.jpg")
+    (tmp_path / "gone.jpg").symlink_to("nowhere.jpg")
+    (tmp_path / "gone.txt").symlink_to("nowhere.txt")
+    jobs = {j.input.name: j for j in collect_jobs([tmp_path], Naming(None, None, "4"))}
+    assert jobs["a.jpg"].runs
+    assert jobs["gone.jpg"].failure == "broken symbolic link: nowhere.jpg does not exist"
+    assert not jobs["gone.jpg"].runs and jobs["gone.jpg"].skip_reason is None
+    assert jobs["gone.txt"].skip_code == "not-image"
+
+
+@pytest.mark.parametrize("suffix", ["/x", "a\\b", "..", "\0"])
+def test_a_suffix_must_stay_in_the_file_name(suffix: str) -> None:
+    with pytest.raises(UsageError, match="--suffix"):
+        Naming(None, suffix)

@@ -174,3 +174,28 @@ def test_records_are_written_and_existing_outputs_compared(tmp_path: Path) -> No
     assert "size x3 → x2" in (run(jobs, [variant], bigger, Recorder()).results[0].reason or "")
     # Without records, existing outputs are skipped by name alone.
     assert codes(run(jobs, [reweighted], Options(), Recorder())) == ["exists", "exists"]
+
+
+def test_an_interrupted_run_still_gives_every_input_one_result(tmp_path: Path) -> None:
+    make_folder(tmp_path / "in", 5)
+
+    class StopsAtTheThird(Repeat):
+        def upscale(self, pixels, on_tile=None):  # type: ignore[no-untyped-def]
+            if pixels[0, 0, 0] == 20:
+                raise KeyboardInterrupt  # what Ctrl-C, SIGTERM or SIGHUP raise in the CLI
+            return super().upscale(pixels, on_tile)
+
+    jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None, "2"))
+    rec = Recorder()
+    summary = run(jobs, StopsAtTheThird([]), Options(), rec)
+    assert summary.interrupted
+    got = [(r.job.input.name, r.status, r.reason_code) for r in summary.results]
+    assert got == [
+        ("00.png", "ok", None),
+        ("01.png", "ok", None),
+        ("02.png", "skipped", "interrupted"),
+        ("03.png", "skipped", "interrupted"),
+        ("04.png", "skipped", "interrupted"),
+    ]
+    assert [v for k, v in rec.events if k == "done"] == [f"{i:02d}.png" for i in range(5)]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00.png", "01.png"]

@@ -1,10 +1,23 @@
-"""The one table from exception type to user message and exit code (SPEC exit codes)."""
+"""The one table from exception type to user message and exit code (SPEC exit codes), and
+how a command ends when it is stopped.
+
+Stopping: SIGINT (Ctrl-C), SIGTERM (``kill``, ``timeout``, systemd, ``docker stop``) and
+SIGHUP (a closed terminal) all stop a command the same way: the first one raises
+:class:`Interrupted` (a ``KeyboardInterrupt``) in the main thread, which ``upscale``'s
+pipeline turns into "finish or remove the file in hand, report, print the summary"; later
+ones are noted and ignored, so that a burst of Ctrl-C cannot break off that cleanup with a
+traceback.  The exit code is 128 + the first signal's number: 130, 143, 129.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import ParamSpec
 
 import typer
@@ -25,7 +38,71 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_MODEL = 3
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT; SIGTERM gives 143, SIGHUP 129 (see the module docs)
+
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived: handled like Ctrl-C, whichever signal it was."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class Stops:
+    """The stop signals a command received (see :func:`stop_signals`)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum if self.signum is not None else EXIT_INTERRUPTED
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else "SIGINT"
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+            raise Interrupted(signum)
+        # Already stopping: the cleanup under way must not be broken off.
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[Stops]:
+    """Handle :data:`STOP_SIGNALS` as the module docs say while the block runs.  The
+    previous handlers come back after it unless a signal came (the process is ending
+    then, and more signals must still be ignored).  Outside the main thread (where Python
+    cannot set handlers) nothing is changed."""
+    stops = Stops()
+    if threading.current_thread() is not threading.main_thread():
+        yield stops
+        return
+    previous = {}
+    for number in STOP_SIGNALS:
+        with contextlib.suppress(OSError, ValueError):
+            previous[number] = signal.signal(number, stops)
+    try:
+        yield stops
+    finally:
+        if stops.signum is None:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+
+def ignore_stop_signals() -> None:
+    """For a process that is exiting: a late Ctrl-C must not print a traceback from the
+    interpreter's clean-up (``atexit``)."""
+    for number in STOP_SIGNALS:
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(number, signal.SIG_IGN)
+
 
 # Most specific first: the first matching row wins.
 _TABLE: list[tuple[type[BaseException], str, int]] = [
@@ -51,7 +128,9 @@ def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
     """Wrap a command so that known errors print one line and exit with their code.
 
     Unknown exceptions are bugs: they print a traceback and exit 1.  ``POCKETSR_DEBUG=1``
-    shows the traceback for known errors too.  Ctrl-C exits 130.  When the command was
+    shows the traceback for known errors too.  Ctrl-C exits 130, SIGTERM 143 and SIGHUP
+    129 (:func:`stop_signals`; a command that reports being stopped exits with
+    ``EXIT_INTERRUPTED``, turned into the signal's code here).  When the command was
     given ``--json`` (its ``json_lines`` parameter), each of these also puts one
     ``{"type": "error", "kind", "message", "exit_code"}`` object on stdout.  (Usage errors
     found while Typer parses the options are turned into JSON by the app, ``cli/__init__``.)
@@ -68,23 +147,29 @@ def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
                 _ui.json_error(kind, message, code)
             return typer.Exit(code)
 
-        try:
-            command(*args, **kwargs)
-        except (typer.Exit, typer.Abort, typer.TyperException):  # Typer's own exits/usage
-            raise
-        except KeyboardInterrupt:
-            _ui.make_console().print("interrupted")
-            raise fail("interrupted", "interrupted", EXIT_INTERRUPTED) from None
-        except Exception as exc:
-            console = _ui.make_console()
-            known = classify(exc)
-            if known is None or os.environ.get("POCKETSR_DEBUG"):
-                console.print_exception()
-            if known is None:
-                message = f"{type(exc).__name__}: {exc} (this is a bug)"
-                _ui.error(console, "internal", message)
-                raise fail("internal", message, EXIT_FAILED) from None
-            _ui.error(console, known[0], str(exc))
-            raise fail(known[0], str(exc), known[1]) from None
+        with stop_signals() as stops:
+            try:
+                command(*args, **kwargs)
+            except typer.Exit as exc:
+                if exc.exit_code == EXIT_INTERRUPTED:
+                    raise typer.Exit(stops.exit_code) from None
+                raise
+            except (typer.Abort, typer.TyperException):  # Typer's own exits/usage
+                raise
+            except KeyboardInterrupt:
+                message = f"interrupted ({stops.name})"
+                _ui.make_console().print(message)
+                raise fail("interrupted", message, stops.exit_code) from None
+            except Exception as exc:
+                console = _ui.make_console()
+                known = classify(exc)
+                if known is None or os.environ.get("POCKETSR_DEBUG"):
+                    console.print_exception()
+                if known is None:
+                    message = f"{type(exc).__name__}: {exc} (this is a bug)"
+                    _ui.error(console, "internal", message)
+                    raise fail("internal", message, EXIT_FAILED) from None
+                _ui.error(console, known[0], str(exc))
+                raise fail(known[0], str(exc), known[1]) from None
 
     return wrapper

@@ -27,6 +27,12 @@ more is written there and the command carries on — ``upscale`` still writes ev
 each atomically — then exits with the code its work earned (0, 1, ...), without a
 traceback.  Not 141 (killed by SIGPIPE): the files are the product and all of them were
 written, so a ``set -o pipefail`` script must not see a failure.
+
+File names are shown whatever bytes they hold.  A name that is not UTF-8 reaches Python
+with "surrogate" characters standing for its bytes (PEP 383), which no stream can encode
+strictly: JSON writes each as its ``\\udcXX`` escape (valid JSON, and ``os.fsencode`` of the
+decoded string gives the original bytes back), the log as ``\\xXX`` (:func:`shown`, which
+also escapes control characters, so a name holding a newline stays on its line).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import sys
 import threading
 from collections.abc import Sequence
@@ -83,7 +90,7 @@ class PipeSafeStream:
     def write(self, text: str) -> int:
         if not self.reader_gone:
             try:
-                self.stream.write(text)
+                self.stream.write(_SURROGATE.sub(_byte_escape, text))
             except OSError as exc:
                 if not _reader_left(exc):
                     raise
@@ -134,6 +141,24 @@ def _reader_left(exc: OSError) -> bool:
     )
 
 
+# Lone surrogates: the bytes of a name that is not UTF-8 (PEP 383), or nonsense.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _byte_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def shown(text: object) -> str:
+    """``text`` (a path...) for the log: undecodable bytes as ``\\xXX``, control
+    characters escaped (``\\n``), so that one name stays one line and always prints;
+    None gives ``""``."""
+    value = "" if text is None else _SURROGATE.sub(_byte_escape, str(text))
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], value)
+
+
 def pipe_safe(stream: IO[str]) -> IO[str]:
     """``stream`` wrapped in a :class:`PipeSafeStream` (once)."""
     if isinstance(stream, PipeSafeStream):
@@ -162,7 +187,11 @@ def emit_json(
     Readers that left are tolerated (see :class:`PipeSafeStream`).
     """
     out = pipe_safe(stream or sys.stdout)
-    out.write(json.dumps(obj, ensure_ascii=False, allow_nan=allow_nan) + "\n")
+    # Non-ASCII stays readable where the stream takes UTF-8; a lone surrogate (a file name
+    # that is not UTF-8) becomes its \\u escape either way.
+    ascii_only = "utf" not in (getattr(out, "encoding", None) or "utf-8").lower()
+    text = json.dumps(obj, ensure_ascii=ascii_only, allow_nan=allow_nan)
+    out.write(_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
     out.flush()
 
 
@@ -236,6 +265,7 @@ class RichReporter:
         self.progress: Progress | None = None
         self.overall: TaskID | None = None
         self.tiles: TaskID | None = None
+        self.not_finished = 0
 
     @property
     def _log_results(self) -> bool:
@@ -255,7 +285,7 @@ class RichReporter:
         # total (rich cannot set a task's total back to "unknown").
         if self.tiles is not None:
             self.progress.remove_task(self.tiles)
-        self.tiles = self.progress.add_task(f"  {job.input.name}", total=None)
+        self.tiles = self.progress.add_task(f"  {shown(job.input.name)}", total=None)
 
     def tile(self, done: int, total: int) -> None:
         if self.progress is not None and self.tiles is not None:
@@ -265,10 +295,13 @@ class RichReporter:
         if self.progress is not None and self.overall is not None:
             self.progress.advance(self.overall)
         for message in result.warnings:
-            self.warning(f"{result.job.display}: {message}")
-        name = escape(result.job.display)
+            self.warning(f"{shown(result.job.display)}: {message}")
+        if result.reason_code == "interrupted":  # counted once in the summary instead
+            self.not_finished += 1
+            return
+        name = escape(shown(result.job.display))
         if result.status == "failed":
-            self.console.print(f"[bold red]failed[/]  {name}: {escape(result.error or '')}")
+            self.console.print(f"[bold red]failed[/]  {name}: {escape(shown(result.error))}")
             return
         if not self._log_results:
             return
@@ -278,16 +311,16 @@ class RichReporter:
         if result.status == "ok":
             self.console.print(
                 f"[green]ok[/]      {name}  {sizes}  {result.seconds or 0:.2f} s"
-                f"  → {escape(str(result.output))}"
+                f"  → {escape(shown(result.output))}"
             )
         elif result.status == "planned":
             self.console.print(
-                f"[cyan]would write[/] {name}  {sizes}  → {escape(str(result.output))}"
+                f"[cyan]would write[/] {name}  {sizes}  → {escape(shown(result.output))}"
             )
         elif result.reason_code in CONFLICTS:  # kept, but maybe not what was asked for
-            self.console.print(f"[yellow]skipped[/] {name}: {escape(result.reason or '')}")
+            self.console.print(f"[yellow]skipped[/] {name}: {escape(shown(result.reason))}")
         else:
-            self.console.print(f"[dim]skipped {name}: {escape(result.reason or '')}[/]")
+            self.console.print(f"[dim]skipped {name}: {escape(shown(result.reason))}[/]")
 
     def warning(self, message: str) -> None:
         warn(self.console, message)
@@ -298,6 +331,11 @@ class RichReporter:
             self.progress = None
         if self._log_results:
             self._table(summary)
+        if self.not_finished:
+            self.warning(
+                f"interrupted: {self.not_finished} input(s) not finished; run the same command "
+                "again to do them (existing outputs are skipped)"
+            )
         conflicts = summary.conflicts
         if conflicts:
             self.warning(
@@ -326,7 +364,9 @@ class RichReporter:
         )
         _print_table(self.console, table, title)
         for r in summary.failed:
-            self.console.print(f"[red]failed:[/] {escape(r.job.display)}: {escape(r.error or '')}")
+            self.console.print(
+                f"[red]failed:[/] {escape(shown(r.job.display))}: {escape(shown(r.error))}"
+            )
 
 
 class JsonLinesReporter(NullReporter):

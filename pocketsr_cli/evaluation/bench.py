@@ -445,7 +445,7 @@ def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job]
     # Without a format the output names mirror the (unique) input names: no collisions.
     naming = Naming(out_dir=out_dir, suffix=None, scale_label="1", fmt=None)
     found = collect_jobs([folder], naming)
-    images = [job for job in found if job.skip_reason is None]
+    images = [job for job in found if job.runs]
     if not images:
         raise UsageError(f"no image files in {folder} (sub-folders are not searched)")
     jobs = [

@@ -1,0 +1,157 @@
+"""Claiming an output for its final rename, so that two runs never both write it.
+
+Two ``pocketsr upscale`` runs into one folder (two terminals, a cron job and a person) must
+not both write an output, nor one replace what the other has just written.  The writer holds
+the output's claim while it checks that the output is still as its run saw it and renames
+the finished file into place: a few milliseconds per output.
+
+``.NAME.pocketsr-claim`` (beside the output; hidden, ignored when folders are scanned)
+    Opened, created if missing, and locked with ``flock(LOCK_EX | LOCK_NB)``.  A run that
+    cannot lock it knows that another run is writing that output at this moment.  The lock
+    dies with its process, so a claim file left behind by a killed run (``kill -9``) never
+    blocks a later one: that run locks it, and removes it when done.  The holder removes the
+    file *before* it unlocks it; a run that locked a file which is no longer the one at the
+    claim's name (removed meanwhile) lets it go and tries again, so two runs never hold one
+    claim.
+
+Where ``flock`` does not exist (Windows) or the file system refuses it, the run that
+*created* the claim file (``O_EXCL``) holds it; one killed while holding it leaves it
+behind, and :func:`describe_busy` says to delete it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["CLAIM_SUFFIX", "Claim", "acquire", "claim_path", "claimed", "describe_busy"]
+
+CLAIM_SUFFIX = ".pocketsr-claim"
+
+# Claim files are never followed through a symbolic link, and a FIFO planted at a claim's
+# name cannot block the open.
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+_ATTEMPTS = 50
+_NAME_BYTES = 120  # longer output names get a digest, so the claim's name fits NAME_MAX
+
+
+def claim_path(output: Path) -> Path:
+    """The claim file of ``output``: ``.NAME.pocketsr-claim`` beside it."""
+    name = output.name
+    if len(os.fsencode(name)) > _NAME_BYTES:
+        name = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
+    return output.with_name(f".{name}{CLAIM_SUFFIX}")
+
+
+class Claim:
+    """A claim this process holds; :meth:`release` removes it (idempotent)."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if fcntl is None:  # Windows removes no open file; the file alone is the claim there
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        # Remove before unlocking: whoever locks this file afterwards sees that it is no
+        # longer the claim and tries again (see the module docs).
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _lock(fd: int) -> bool | None:
+    """True: locked; False: another process holds it; None: this system cannot lock it."""
+    if fcntl is None:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            return None
+        raise
+    return True
+
+
+def acquire(output: Path) -> Claim | None:
+    """Claim ``output`` (creating its folder), or None while another run holds its claim.
+
+    Raises:
+        OSError: the folder or the claim file cannot be created, or something other than a
+            regular file sits at the claim's name.
+    """
+    path = claim_path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(_ATTEMPTS):
+        try:
+            fd = os.open(path, _OPEN_FLAGS | os.O_CREAT | os.O_EXCL, 0o644)
+            created = True
+        except FileExistsError:
+            try:
+                fd = os.open(path, _OPEN_FLAGS)
+            except FileNotFoundError:  # released meanwhile
+                continue
+            created = False
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EEXIST, "something other than a file is in the way", str(path))
+            locked = _lock(fd)
+            if locked is None and created:
+                return Claim(path, fd)
+            if locked and _still_at(fd, path):
+                return Claim(path, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        if not locked:
+            return None
+    return None
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether the file open as ``fd`` is still the one named ``path``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def claimed(output: Path) -> Iterator[Claim | None]:
+    """:func:`acquire` for a ``with`` block, released at its end (None: held elsewhere)."""
+    claim = acquire(output)
+    try:
+        yield claim
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def describe_busy(output: Path) -> str:
+    """Why ``output`` was not written when its claim was held elsewhere."""
+    how = "" if fcntl is not None else f" (if none is running, delete {claim_path(output)})"
+    return f"another pocketsr run is writing this output right now{how}"
