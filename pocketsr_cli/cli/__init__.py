@@ -2,10 +2,11 @@
 
 ``main`` is the console-script entry point.  It owns the mapping from exceptions to exit
 codes (SPEC): 0 all written or skipped, 1 some input failed, 2 usage error, 3 model could
-not be resolved or loaded, 130 interrupted.  Errors are turned into messages and exit codes
-by ``_errors.handle_errors``, which wraps every command; usage errors that Typer finds
-while parsing options are Typer's to print, and with ``--json`` the app adds the JSON error
-object on stdout (``_App``).  Which output goes to stdout and which to stderr: ``_ui``.
+not be resolved or loaded, 130 interrupted (143 SIGTERM, 129 SIGHUP).  Errors are turned
+into messages and exit codes by ``_errors.handle_errors``, which wraps every command (and
+handles the stop signals); usage errors that Typer finds while parsing options are
+Typer's to print, and with ``--json`` the app adds the JSON error object on stdout
+(``_App``).  Which output goes to stdout and which to stderr: ``_ui``.
 How ``--help`` reads (metavariables, the default model, examples): ``_help``; shell
 completion of option values: ``_complete``; ``--version``/``-V``: the root callback.
 """
@@ -20,8 +21,9 @@ from pocketsr_cli.cli import bench as _bench
 from pocketsr_cli.cli import doctor as _doctor
 from pocketsr_cli.cli import eval as _eval
 from pocketsr_cli.cli import models as _models
+from pocketsr_cli.cli import report as _report
 from pocketsr_cli.cli import upscale as _upscale
-from pocketsr_cli.cli._errors import EXIT_USAGE, handle_errors
+from pocketsr_cli.cli._errors import EXIT_USAGE, handle_errors, ignore_stop_signals
 from pocketsr_cli.cli._help import Command, Group, examples
 
 _WANTS_JSON = "pocketsr.json"
@@ -62,6 +64,7 @@ app = typer.Typer(
         "pocketsr upscale photos/ -o upscaled/",
         "pocketsr models list",
         "pocketsr doctor",
+        "pocketsr upscale photos/ -o upscaled/ --report review.html",
         "pocketsr upscale -h                # every option of a command",
     ),
 )
@@ -70,6 +73,7 @@ app.add_typer(_models.app, name="models")
 app.command("doctor", cls=Command, epilog=_doctor.EPILOG)(handle_errors(_doctor.doctor))
 app.command("eval", cls=Command, epilog=_eval.EPILOG)(handle_errors(_eval.eval_command))
 app.command("bench", cls=Command, epilog=_bench.EPILOG)(handle_errors(_bench.bench_command))
+app.command("report", cls=Command, epilog=_report.EPILOG)(handle_errors(_report.report_command))
 
 
 def _version(value: bool) -> None:
@@ -96,4 +100,7 @@ def _root(
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and exit with the SPEC exit code."""
-    app(args=argv, prog_name="pocketsr")
+    try:
+        app(args=argv, prog_name="pocketsr")
+    finally:  # exiting: a late Ctrl-C must not end in a traceback from atexit handlers
+        ignore_stop_signals()

@@ -26,6 +26,7 @@ EPILOG = examples(
     "pocketsr upscale shoot/ --long-edge 4096    # each photo to 4096 px on its long side",
     "pocketsr upscale shoot/ -r --glob '*.png' -s 2 --format webp --json > log.jsonl",
     "pocketsr upscale big.tif --tile 512 --device cuda:1 --precision fp16",
+    "pocketsr upscale shoot/ -o out/ --report out/review.html   # before/after page",
 )
 
 _SIZE_HELP = "Only one of --outscale, --width, --height, --long-edge."
@@ -183,6 +184,19 @@ def upscale(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be done; write nothing.")
     ] = False,
+    report_page: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            metavar="PAGE",
+            help="After the run, write a review page (.html, no network needed): "
+            "before/after at 100 % on each output's most detailed crop, sizes, model, "
+            "seconds, failures. Pictures are embedded up to 12 images, else written to "
+            "PAGE_files/ beside it ('pocketsr report' makes one from a --json log).",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     json_lines: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
     offline: opt.OfflineOpt = False,
@@ -204,6 +218,7 @@ def upscale(
     except ValueError:
         raise UsageError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}") from None
     TilePolicy.from_option(tile, tile_overlap)  # validates --tile before any work
+    Naming(out_dir=output, suffix=suffix)  # validates --suffix before any work
     target = sizing.target_from_options(
         outscale=outscale, width=width, height=height, long_edge=long_edge
     )
@@ -221,6 +236,10 @@ def upscale(
     target = plan.target
     naming = Naming(out_dir=output, suffix=suffix, fmt=fmt_key, tag=target.label)
     jobs = collect_jobs(inputs, naming, recursive=recursive, glob=glob)
+    if report_page is not None:  # refused before the run, not after it
+        from pocketsr_cli.report import check_destination
+
+        check_destination(report_page, [p for j in jobs for p in (j.input, j.output)])
     scales = plan.scales or scales_for_sizes(jobs, target, family.scales, family.default_scale)
     with bar:
         descriptors = [family.load(s) for s in scales]
@@ -274,6 +293,22 @@ def upscale(
         record=record,
     )
     summary = run(jobs, variants, options, reporter)
+    if report_page is not None:
+        from pocketsr_cli.cli.report import write
+        from pocketsr_cli.report import PageOptions, Run
+
+        review = Run.from_summary(
+            summary, model=names, device=where, source=_command_line(inputs, output)
+        )
+        write(review, report_page, PageOptions(), console, quiet=quiet)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(EXIT_FAILED if summary.failed else EXIT_OK)
+
+
+def _command_line(inputs: list[Path], output: Path | None) -> str:
+    """What the review page names the run by: ``upscale shoot/ -o out``."""
+    named = " ".join(str(p) for p in inputs[:3])
+    if len(inputs) > 3:
+        named += f" … ({len(inputs)} inputs)"
+    return f"upscale {named}" + (f" -o {output}" if output is not None else "")

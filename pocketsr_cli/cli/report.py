@@ -1,0 +1,117 @@
+"""``pocketsr report``: parse -> report.load_log -> report.write_report -> one line.
+
+Its product is the page it writes; the line saying where goes to stderr (``_ui``).
+``upscale --report`` builds the same page from the run it just made (:func:`write`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from pocketsr_cli.cli import _options as opt
+from pocketsr_cli.cli._help import examples
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from pocketsr_cli.report import PageOptions, Run
+
+EPILOG = examples(
+    "pocketsr upscale shoot/ -o out/ --json > run.jsonl && pocketsr report run.jsonl",
+    "pocketsr report run.jsonl -o review.html        # review.html + review_files/",
+    "pocketsr report run.jsonl --crop 512 --crops 3  # larger crops, three per image",
+    "pocketsr upscale shoot/ -o out/ --report out/review.html   # in one go",
+)
+
+
+def report_command(
+    log: Annotated[
+        Path,
+        typer.Argument(
+            metavar="LOG",
+            help="What 'pocketsr upscale ... --json' wrote (JSON Lines). Relative paths in it "
+            "are looked up from the current folder, then from the log's folder.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PAGE",
+            help="The page to write (.html). Default: the log's name with .html, beside it.",
+            show_default=False,
+        ),
+    ] = None,
+    crop: Annotated[
+        int,
+        typer.Option(
+            "--crop",
+            metavar="N",
+            min=16,
+            max=4096,
+            help="Side of each crop in output pixels, shown at 100 %.",
+        ),
+    ] = 320,
+    crops: Annotated[
+        int,
+        typer.Option(
+            "--crops",
+            metavar="N",
+            min=1,
+            max=8,
+            help="Crops per image, most detailed first, not overlapping ('c' on the page "
+            "switches).",
+        ),
+    ] = 1,
+    embed: Annotated[
+        bool | None,
+        typer.Option(
+            "--embed/--files",
+            help="Put every picture inside the page (one file to share), or write them to "
+            "PAGE_files/ beside it (light for big runs). Default: embed up to 12 images.",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: opt.QuietOpt = False,
+) -> None:
+    """Write a review page of an upscale run: before/after at 100 % for every image.
+
+    One self-contained HTML page (no network needed) with a card per input: a
+    before/after slider on the output's most detailed crop at 100 %, a thumbnail with
+    the crop marked, sizes, model, device and seconds; failed and skipped inputs get
+    cards too, and a summary with the totals comes first. Keys: j/k next/previous,
+    arrows move the divider, b/a before/after, z zoom, ? for all of them.
+    """
+    from pocketsr_cli.cli import _ui
+    from pocketsr_cli.errors import UsageError
+    from pocketsr_cli.report import PageOptions, load_log
+
+    run = load_log(log)
+    page = output if output is not None else log.with_suffix(".html")
+    if page.resolve() == log.resolve():
+        raise UsageError(f"the review page would replace the log {log}; give -o PAGE.html")
+    options = PageOptions(crop=crop, crops=crops, embed=embed)
+    write(run, page, options, _ui.make_console(), quiet=quiet)
+
+
+def write(run: Run, page: Path, options: PageOptions, console: Console, *, quiet: bool) -> None:
+    """Write ``run``'s page with a progress bar, then say where it is (unless ``quiet``)."""
+    from pocketsr_cli.cli import _ui
+    from pocketsr_cli.report import write_report
+
+    with _ui.StepBar(console, "review page", quiet=quiet) as bar:
+        result = write_report(run, page, options, on_progress=bar)
+    if quiet:
+        return
+    where = f", pictures in {result.assets}" if result.assets is not None else ""
+    noted = f"; {result.notes} with a note about a missing file" if result.notes else ""
+    _ui.say(
+        console,
+        f"review page: {result.page} ({result.cards} card(s), {result.pictured} with "
+        f"before/after{where}{noted})",
+    )

@@ -1,0 +1,174 @@
+"""The review page: one self-contained HTML file, a card per input.
+
+What :func:`write_report` guarantees:
+
+* the page needs no network: styles and script are inline, and every picture is either
+  embedded (``data:`` URLs, small runs) or a file in the folder ``<page stem>_files``
+  beside the page (referenced relatively, so page and folder move together);
+* an ``ok`` card (and a skip whose output was made with the same settings) shows a
+  before/after slider on the most detailed crop of the output at 100 %, a thumbnail of
+  the whole output with the crop marked, sizes, model, device and seconds; other cards
+  say what happened (error, reason) with whatever the record holds;
+* one bad or missing file becomes a note on its card, never a failed page;
+* nothing but the page and its own folder is written: the page must end in ``.html`` or
+  ``.htm`` and may not be one of the run's inputs or outputs, and an existing
+  ``<page stem>_files`` folder is replaced only when pocketsr made it (it holds
+  :data:`MARKER`);
+* the page appears atomically (``imageio.write_atomic``); the picture folder is built under
+  a temporary name and swapped in just before, so a page never points at a half-written
+  folder.
+
+The pictures are made in :mod:`~pocketsr_cli.report.pictures`, the HTML in
+:mod:`~pocketsr_cli.report.cards`; this module decides where they go.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from pocketsr_cli.errors import ImageWriteError, UsageError
+from pocketsr_cli.imageio import temp_path_for, write_atomic
+from pocketsr_cli.report.cards import Sink, card, page_html, shown, url
+from pocketsr_cli.report.pictures import Shape, make_pictures, pictured
+from pocketsr_cli.report.records import Run
+
+MARKER = ".pocketsr-report"
+"""The file that marks a picture folder as pocketsr's (and so replaceable)."""
+
+EMBED_UP_TO = 12
+"""Runs with at most this many pictured cards embed their pictures (one file to share)."""
+
+PAGE_SUFFIXES = (".html", ".htm")
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class PageOptions:
+    """How the page is made.
+
+    Attributes:
+        crop: side of the crop window in output pixels (smaller outputs: all of it).
+        crops: how many crops per image, most detailed first, not overlapping (``c``
+            switches between them on the page).
+        thumb: long side of each thumbnail in pixels.
+        embed: put every picture inside the page; None: only for runs of at most
+            :data:`EMBED_UP_TO` pictured images.
+        workers: images decoded at once.
+    """
+
+    crop: int = 320
+    crops: int = 1
+    thumb: int = 200
+    embed: bool | None = None
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class PageResult:
+    """What :func:`write_report` wrote: the page, its picture folder (None when
+    embedded), how many cards, and how many of them carry a note about a file."""
+
+    page: Path
+    assets: Path | None
+    cards: int
+    pictured: int
+    notes: int
+
+
+def assets_dir(page: Path) -> Path:
+    """The picture folder of ``page``: ``report.html`` -> ``report_files``."""
+    return page.with_name(f"{page.stem}_files")
+
+
+def check_destination(page: Path, protect: Iterable[Path] = ()) -> None:
+    """Refuse a page path that could replace something that is not a pocketsr page.
+
+    Raises:
+        UsageError: ``page`` does not end in .html/.htm, is a folder, is one of
+            ``protect`` (the run's inputs and outputs), or its picture folder exists
+            without pocketsr's marker.
+    """
+    if page.suffix.lower() not in PAGE_SUFFIXES:
+        raise UsageError(f"the review page must end in .html or .htm, not {page.name!r}")
+    if page.is_dir():
+        raise UsageError(f"{page} is a folder; name the page file (e.g. {page / 'report.html'})")
+    target = page.resolve()
+    for path in protect:
+        if path.resolve() == target:
+            raise UsageError(f"the review page {page} would replace {path}, a file of the run")
+    folder = assets_dir(page)
+    if folder.exists() and not (folder / MARKER).is_file():
+        raise UsageError(
+            f"{folder} exists and was not made by pocketsr; choose another page name "
+            "(its pictures go in <name>_files beside it)"
+        )
+
+
+def write_report(
+    run: Run,
+    page: Path,
+    options: PageOptions | None = None,
+    *,
+    on_progress: Progress | None = None,
+) -> PageResult:
+    """Write the review page of ``run`` to ``page`` (see the module docs).
+
+    Raises:
+        UsageError: see :func:`check_destination`.
+        ImageWriteError: the page or a picture could not be written.
+    """
+    options = options or PageOptions()
+    check_destination(page, run.paths())
+    count = sum(pictured(e) for e in run.entries)
+    embed = options.embed if options.embed is not None else count <= EMBED_UP_TO
+    shape = Shape(options.crop, options.crops, options.thumb, options.workers)
+    folder = assets_dir(page)
+    sink = Sink(None if embed else _temp_dir(folder), url(folder.name))
+    try:
+        cards = []
+        notes = 0
+        total = len(run.entries)
+        with closing(make_pictures(run, shape)) as made:  # stops the decoders on an error
+            for index, (entry, pictures) in enumerate(made, start=1):
+                cards.append(card(entry, index, total, pictures, sink, run, page))
+                notes += bool(pictures.notes)
+                if on_progress is not None:
+                    on_progress(index, total, shown(entry.name))
+        text = page_html(run, cards)
+        _swap_in(sink.folder, folder)
+        write_atomic(page, text.encode("utf-8"))
+    finally:
+        if sink.folder is not None and sink.folder.exists():
+            shutil.rmtree(sink.folder, ignore_errors=True)
+    return PageResult(page, None if embed else folder, total, count, notes)
+
+
+def _temp_dir(folder: Path) -> Path:
+    temp = temp_path_for(folder)
+    try:
+        temp.mkdir(parents=True)
+        (temp / MARKER).write_text("pictures of a pocketsr review page\n", encoding="utf-8")
+    except OSError as exc:
+        raise ImageWriteError(f"cannot create {temp}: {exc.strerror or exc}") from exc
+    return temp
+
+
+def _swap_in(new: Path | None, folder: Path) -> None:
+    """Replace the picture folder by ``new`` (None: just remove the old one, which
+    :func:`check_destination` found to be ours)."""
+    try:
+        old = None
+        if folder.exists():
+            old = temp_path_for(folder)
+            folder.rename(old)
+        if new is not None:
+            new.rename(folder)
+    except OSError as exc:
+        raise ImageWriteError(f"cannot replace {folder}: {exc.strerror or exc}") from exc
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

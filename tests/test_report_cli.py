@@ -1,0 +1,190 @@
+"""``pocketsr report LOG`` and ``pocketsr upscale … --report PAGE`` through Typer's runner,
+with ``-m bicubic`` on small generated images."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _imagegen import make_photo_like
+from PIL import Image
+from typer.testing import CliRunner
+
+from pocketsr_cli.cli import app
+
+FAST = ("-m", "bicubic", "-s", "2", "--offline")
+
+
+def invoke(*args: str | Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def shoot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``shoot/`` with two photos, a corrupt JPEG and a text file; the cwd is tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POCKETSR_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(make_photo_like(36, 48, seed=i)).save(folder / f"p{i}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (folder / "notes.txt").write_text("not a photo")
+    return folder
+
+
+def cards_of(text: str) -> list[str]:
+    return re.findall(r'<article class="card[^"]*"[^>]*>.*?</article>', text, re.S)
+
+
+def test_upscale_report_writes_a_card_per_input(shoot: Path, tmp_path: Path) -> None:
+    inputs = {p: p.read_bytes() for p in shoot.iterdir()}
+    code, out, err = invoke("upscale", "shoot", "-o", "out", *FAST, "--report", "review.html")
+    assert code == 1, err  # the corrupt JPEG fails the run; the page is still written
+    assert out == ""  # the page's line is part of the log, on stderr
+    assert "review page: review.html (4 card(s), 2 with before/after)" in err
+    text = (tmp_path / "review.html").read_text()
+    cards = cards_of(text)
+    statuses = [re.search(r'data-status="(\w+)"', c).group(1) for c in cards]  # type: ignore[union-attr]
+    assert statuses == ["failed", "skipped", "ok", "ok"]  # broken.jpg, notes.txt, p0, p1
+    assert "48×36 → 96×72 (×2)" in cards[2] and "bicubic" in cards[2]
+    assert text.count("data:image/png;base64,") == 4  # small run: embedded
+    assert {p: p.read_bytes() for p in shoot.iterdir()} == inputs  # inputs untouched
+
+
+def test_a_dry_run_report_lists_what_would_be_written(shoot: Path, tmp_path: Path) -> None:
+    code, _, err = invoke("upscale", "shoot", "-o", "out", *FAST, "--dry-run", "--report", "r.html")
+    assert code == 1, err  # broken.jpg cannot be read even to plan it
+    text = (tmp_path / "r.html").read_text()
+    assert text.count('data-status="planned"') == 2 and "dry run: nothing was written" in text
+    assert "data:image" not in text and not (tmp_path / "out").exists()
+
+
+def test_report_from_a_json_log_matches_upscale_report(shoot: Path, tmp_path: Path) -> None:
+    code, out, err = invoke(
+        "upscale", "shoot", "-o", "out", *FAST, "--json", "--report", "direct.html"
+    )
+    assert code == 1, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["type"] for line in lines] == ["image"] * 4 + ["summary"]  # JSON unchanged
+    (tmp_path / "run.jsonl").write_text(out)
+    code, _, err = invoke("report", "run.jsonl", "-q")
+    assert code == 0, err
+    assert err == ""
+    direct = cards_of((tmp_path / "direct.html").read_text())
+    from_log = cards_of((tmp_path / "run.html").read_text())
+    assert direct == from_log
+
+
+def test_report_writes_pictures_beside_the_page_on_request(shoot: Path, tmp_path: Path) -> None:
+    code, out, err = invoke("upscale", "shoot", "-o", "out", *FAST, "--json")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "run.jsonl").write_text(out)
+    code, _, err = invoke(
+        "report", "logs/run.jsonl", "-o", "pages/r.html", "--files", "--crop", "32", "--crops", "2"
+    )
+    assert code == 0, err
+    assert "pictures in pages/r_files" in err
+    folder = tmp_path / "pages" / "r_files"
+    pictures = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    assert pictures == [
+        f"{i:04d}-{name}"
+        for i in (3, 4)  # broken.jpg and notes.txt come first and have no pictures
+        for name in ("0-after.png", "0-before.png", "1-after.png", "1-before.png", "thumb.jpg")
+    ]
+    with Image.open(folder / "0003-0-after.png") as im:
+        assert im.size == (32, 32)
+    text = (tmp_path / "pages" / "r.html").read_text()
+    # Links to the photos are relative to the page.
+    assert 'href="../shoot/p0.png"' in text and 'href="../out/p0.png"' in text
+
+
+def test_report_from_another_folder_finds_files_beside_the_log(
+    shoot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = invoke("upscale", "shoot", "-o", "out", *FAST, "--json")
+    (tmp_path / "run.jsonl").write_text(out)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = invoke("report", tmp_path / "run.jsonl", "-o", "r.html")
+    assert code == 0, err
+    assert "2 with before/after" in err and "note" not in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "log not found"),
+        ("pocketsr bicubic on cpu fp32\n", "line 1 is not JSON"),
+        ('{"type": "summary", "summary": {}}\n', "has no image records"),
+        ('{"type": "image", "input": "a.png", "seconds": "fast"}\n', "'seconds' should be"),
+    ],
+)
+def test_a_missing_or_malformed_log_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str | None, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if content is not None:
+        (tmp_path / "run.jsonl").write_text(content)
+    code, out, err = invoke("report", "run.jsonl")
+    assert code == 2
+    assert message in err and "Traceback" not in err and out == ""
+    assert not (tmp_path / "run.html").exists()
+
+
+def test_a_partial_log_still_gives_a_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    small = make_photo_like(20, 30)
+    Image.fromarray(small).save("a.png")
+    Image.fromarray(np.repeat(np.repeat(small, 3, 0), 3, 1)).save("a_x3.png")
+    (tmp_path / "run.jsonl").write_text(
+        '{"input": "a.png", "output": "a_x3.png"}\n{"input": "gone.png", "error": "lost"}\n'
+    )
+    code, _, err = invoke("report", "run.jsonl")
+    assert code == 0, err
+    cards = cards_of((tmp_path / "run.html").read_text())
+    assert len(cards) == 2
+    assert "30×20 → 90×60 (×3)" in cards[0] and 'class="before"' in cards[0]
+    assert 'data-status="failed"' in cards[1] and "lost" in cards[1]
+
+
+@pytest.mark.parametrize("page", ["review.txt", "shoot/p0.png", "run.jsonl"])
+def test_upscale_refuses_a_bad_page_before_the_run(shoot: Path, tmp_path: Path, page: str) -> None:
+    (tmp_path / "run.jsonl").write_text("")
+    before = (shoot / "p0.png").read_bytes()
+    code, _, err = invoke("upscale", "shoot", "-o", "out", *FAST, "--report", page)
+    assert code == 2, err
+    assert "must end in .html" in err
+    assert not (tmp_path / "out").exists()  # nothing was run
+    assert (shoot / "p0.png").read_bytes() == before
+
+
+def test_report_never_replaces_an_input_or_the_log(
+    shoot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trap = shoot / "index.html"  # not an image: a skipped input, still never replaced
+    trap.write_text("<p>mine</p>")
+    code, out, _ = invoke("upscale", "shoot", "-o", "out", *FAST, "--json")
+    (tmp_path / "run.jsonl").write_text(out)
+    code, _, err = invoke("report", "run.jsonl", "-o", trap)
+    assert code == 2 and "would replace" in err
+    assert trap.read_text() == "<p>mine</p>"
+    (tmp_path / "log.html").write_text(out)
+    code, _, err = invoke("report", "log.html")
+    assert code == 2 and "would replace the log" in err
+    code, _, err = invoke("upscale", "shoot", "-o", "out2", *FAST, "--report", trap)
+    assert code == 2 and "would replace" in err and not (tmp_path / "out2").exists()
+
+
+def test_report_help_has_examples() -> None:
+    code, out, _ = invoke("report", "--help")
+    assert code == 0
+    assert "Usage: pocketsr report [OPTIONS] LOG" in out
+    assert "--embed / --files" in out and "pocketsr report run.jsonl" in out
+    code, out, _ = invoke("upscale", "--help")
+    assert "--report PAGE" in out
