@@ -1,4 +1,4 @@
-"""Two artefact measures the SPEC's lattice ratio does not cover, per model, on `real` inputs.
+"""Two artefact measures the lattice ratio does not cover, per model, on `real` inputs.
 
     python scripts/artefacts.py data/val -m pocketsr-nano-x4 -m teacher-x4plus --crop 768
 

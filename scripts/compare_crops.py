@@ -4,7 +4,7 @@
         pocketsr-compact-x4 teacher-x4plus --box 1180 560 256 --context 64 \\
         --out models/pocketsr-compact-x4-comparison.png
 
-The ground truth is degraded with the SPEC's ``real`` degradation (the same function and
+The ground truth is degraded with the ``real`` degradation (the same function and
 seed as ``pocketsr eval``), every model upscales the same LR, and the crop at
 ``--box LEFT TOP SIDE`` (ground-truth pixels) is cut from each output and labelled, at
 100 % (``--zoom 2`` also writes a second sheet at 200 %, nearest-neighbour).

@@ -257,7 +257,7 @@ def test_macs_of_a_pocketsr_network_include_its_functional_head() -> None:
 
 
 def _spec_reference(out: np.ndarray, gt: np.ndarray) -> tuple[float, float, float]:
-    """The SPEC's reference code, verbatim in substance (numpy + scipy)."""
+    """The reference code of docs/measurement.md, verbatim in substance (numpy + scipy)."""
     from scipy.ndimage import gaussian_filter
 
     a, b = luma(gt)[4:-4, 4:-4], luma(out)[4:-4, 4:-4]

@@ -1,7 +1,8 @@
 """The ``pocketsr`` command line: a thin Typer layer over the core.
 
 ``main`` is the console-script entry point.  It owns the mapping from exceptions to exit
-codes (SPEC): 0 all written or skipped, 1 some input failed, 2 usage error, 3 model could
+codes (docs/measurement.md):
+0 all written or skipped, 1 some input failed, 2 usage error, 3 model could
 not be resolved or loaded, 130 interrupted (143 SIGTERM, 129 SIGHUP).  Errors are turned
 into messages and exit codes by ``_errors.handle_errors``, which wraps every command (and
 handles the stop signals); usage errors that Typer finds while parsing options are
@@ -99,7 +100,7 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app and exit with the SPEC exit code."""
+    """Console-script entry point: run the app and exit with the documented exit code."""
     try:
         app(args=argv, prog_name="pocketsr")
     finally:  # exiting: a late Ctrl-C must not end in a traceback from atexit handlers

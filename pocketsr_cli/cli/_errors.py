@@ -1,5 +1,5 @@
-"""The one table from exception type to user message and exit code (SPEC exit codes), and
-how a command ends when it is stopped.
+"""The one table from exception type to user message and exit code (docs/measurement.md,
+"Exit codes"), and how a command ends when it is stopped.
 
 Stopping: SIGINT (Ctrl-C), SIGTERM (``kill``, ``timeout``, systemd, ``docker stop``) and
 SIGHUP (a closed terminal) all stop a command the same way: the first one raises

@@ -371,7 +371,7 @@ class RichReporter:
 
 class JsonLinesReporter(NullReporter):
     """``upscale --json``: one ``"type": "image"`` object per input on ``stream`` (stdout),
-    then one ``"type": "summary"`` object (SPEC ``--json``).
+    then one ``"type": "summary"`` object (the README's ``--json`` section).
 
     An image's ``model`` is the variant that made it (a size target may use several);
     ``reason_code`` says which kind of skip it was (``pipeline.ReasonCode``), and the

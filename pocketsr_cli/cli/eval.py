@@ -27,7 +27,7 @@ EPILOG = examples(
 
 
 class Degradation(str, Enum):
-    """The SPEC's eval degradations (kept literal here so ``--help`` imports nothing heavy)."""
+    """The eval degradations (kept literal here so ``--help`` imports nothing heavy)."""
 
     bicubic = "bicubic"
     real = "real"
@@ -106,8 +106,8 @@ def eval_command(
     """Score models on ground-truth photos.
 
     Reports PSNR-Y, SSIM-Y, detail, hf, bandcorr, lattice ratio, sharpness and seconds
-    per image. Each photo is degraded deterministically (SPEC), upscaled by every model
-    and compared with the original. detail: the output's energy in the visible band
+    per image. Each photo is degraded deterministically (docs/measurement.md), upscaled by every
+    model and compared with the original. detail: the output's energy in the visible band
     (0.12-0.30 cycles/px) ÷ the original's (1 = as detailed; bicubic ×4 ≈ 0.03); hf: the
     same above 0.30 (far above detail = grain); bandcorr: is that detail where the
     original's is (1 = exactly). Lattice ratio > 2 means a visible 8-pixel grid.

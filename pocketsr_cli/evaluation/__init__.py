@@ -1,4 +1,4 @@
-"""Measuring models: the SPEC's eval degradations, metrics, scoring runs and speed benches.
+"""Measuring models: the eval degradations, metrics, scoring runs and speed benches.
 
 * :mod:`~pocketsr_cli.evaluation.degrade` — the deterministic ``bicubic``/``real`` LR images;
 * :mod:`~pocketsr_cli.evaluation.metrics` — PSNR-Y, SSIM-Y, sharpness, lattice ratio;

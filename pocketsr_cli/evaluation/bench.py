@@ -12,7 +12,7 @@ estimate of what the hardware can do when nothing else interferes.
 Speed is reported as seconds per 4K output, ``best × 3840·2160 / output pixels`` (exact
 for ×4 on 960×540; proportional for other scales and sizes), and as a ratio to a baseline
 model, because absolute seconds only mean something on the machine that measured them
-(SPEC: "on the same machine in the same run, reported as ratios").
+(docs/measurement.md: "on the same machine in the same run, reported as ratios").
 
 **Folder of photos** (:func:`bench_folder`).  The end-to-end path of ``pocketsr
 upscale``: the image files directly inside a folder go through

@@ -1,4 +1,4 @@
-"""The SPEC's two evaluation degradations, deterministic bit for bit on one machine.
+"""The two evaluation degradations, deterministic bit for bit on one machine.
 
 * ``bicubic``: antialiased bicubic downscale by ``scale`` (:func:`bicubic_downscale`);
 * ``real``: Gaussian blur σ 1.2 (:func:`gaussian_blur`) → the same bicubic downscale →
@@ -148,7 +148,7 @@ def jpeg_roundtrip(img: U8, quality: int) -> U8:
 
 
 def degrade_eval(hr: npt.NDArray[np.generic], kind: EvalKind, seed: int = 0, scale: int = 4) -> U8:
-    """The SPEC's eval degradation of a ground-truth image (see the module docstring).
+    """The eval degradation of a ground-truth image (see the module docstring).
 
     Args:
         hr: ``H×W×3`` RGB, uint8, uint16 or float in [0, 1]; sides multiples of ``scale``

@@ -1,4 +1,4 @@
-"""Quality metrics of the SPEC ("Quality and speed: how they are measured").
+"""Quality metrics as defined in docs/measurement.md.
 
 Every function takes ``H×W×C`` uint8 or uint16 arrays (``C`` = 3 for RGB; ``C`` = 1 gray
 is read as R = G = B; a fourth alpha channel is ignored) and returns a float.  The two
@@ -23,7 +23,7 @@ SSIM paper's reference code, BasicSR):
   that have both neighbours: the finest operator there is, so it sees one-pixel texture
   that a Sobel filter would smooth away (and agrees with ``train.patches.gradient_energy``).
 * **Detail, hf, bandcorr** (:func:`detail_scores`): where the output's fine structure
-  lies, measured against the ground truth's — the SPEC's three numbers that grain cannot
+  lies, measured against the ground truth's — the three numbers that grain cannot
   fake.  ``detail`` is the output's spectral energy in the visible band 0.12–0.30
   cycles/pixel ÷ the ground truth's there, ``hf`` the same ratio above 0.30 cycles/pixel
   (grain), ``bandcorr`` the correlation of the difference-of-Gaussians (σ 0.7 and 1.5)
@@ -179,7 +179,7 @@ def sharpness(
 def band_energies(y: F64) -> tuple[float, float]:
     """Spectral energy of ``y`` in :data:`DETAIL_BAND` and above it: ``(band, high)``.
 
-    The SPEC's procedure: the mean is removed, the top-left ``N×N`` square is kept
+    The procedure: the mean is removed, the top-left ``N×N`` square is kept
     (``N`` = the short side), multiplied by a 2-D Hann window (``np.hanning``, symmetric),
     and the squared FFT magnitudes are summed over radial frequency
     ``0.12 < r ≤ 0.30`` and ``r > 0.30`` cycles/pixel.
@@ -258,7 +258,7 @@ def lattice_crop(height: int, width: int, crop: int | None = None) -> tuple[int,
 def lattice_ratio(img: npt.NDArray[np.generic], crop: int | None = None) -> float:
     """How much energy sits on the 8-pixel lattice frequencies, relative to their neighbours.
 
-    Steps (the SPEC's definition, with every free choice fixed):
+    Steps (the definition, with every free choice fixed):
 
     1. Y of ``img`` (:func:`luma`), no border shaved;
     2. the centred ``N×N`` square of :func:`lattice_crop` (``N`` a multiple of 8, so that

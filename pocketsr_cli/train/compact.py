@@ -4,7 +4,7 @@
     converts Real-ESRGAN's GAN-trained ``animevideov3`` ×4 network (the ncnn files that
     ``scripts/fetch_teacher.py`` puts beside the teacher) into a float32 safetensors file,
     the ``--init`` of a compact ×4 training run.  Its crisp edges are a far better start for
-    distillation than random weights (SPEC, "a second measured hint").
+    distillation than random weights (docs/measurement.md, "Measured findings").
 
 ``python -m pocketsr_cli.train.compact x2 SRC.safetensors DEST.safetensors``
     folds a compact ×4 network into a compact ×2 one that computes *exactly* the ×4 output

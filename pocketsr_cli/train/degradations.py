@@ -19,7 +19,7 @@ Data", ICCVW 2021, section 3), parameter ranges as in its x4plus training config
 
 The result is quantised to 8 bits, as a saved LR image would be.
 
-The SPEC's deterministic eval degradations (``bicubic``, ``real``) live in the core,
+The deterministic eval degradations (``bicubic``, ``real``) live in the core,
 :mod:`pocketsr_cli.evaluation.degrade` (``pocketsr eval`` must not import ``train/``); they
 are re-exported here for training code.
 """
@@ -257,8 +257,8 @@ class MildSpec:
 
 # The light degradations the trainer can mix into a batch (``--mild-kind``): ``mild`` is
 # the camera-file default; ``web`` the softer, noisier, harder-compressed files of phones
-# and the web (a range around the SPEC's ``real`` evaluation, which it does not pin);
-# ``clean`` is the plain bicubic downscale of the SPEC's ``bicubic`` evaluation —
+# and the web (a range around the ``real`` evaluation, which it does not pin);
+# ``clean`` is the plain bicubic downscale of the ``bicubic`` evaluation —
 # screenshots, renders, already-downscaled photos.
 MILD_SPECS: dict[str, MildSpec] = {
     "mild": MildSpec(),
@@ -272,7 +272,7 @@ MILD_SPECS: dict[str, MildSpec] = {
 def degrade_mild(
     hr: npt.NDArray[np.generic], scale: int, rng: np.random.Generator, spec: MildSpec = MildSpec()
 ) -> npt.NDArray[np.uint8]:
-    """A light, randomised version of the SPEC's ``real`` eval degradation.
+    """A light, randomised version of the ``real`` eval degradation.
 
     Gaussian blur (σ drawn from ``spec``), antialiased bicubic downscale by ``scale``,
     Gaussian colour noise, JPEG — the inputs most photographs actually are.  The

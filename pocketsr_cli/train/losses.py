@@ -1,8 +1,8 @@
 """Training losses for distilling a small generator from the Real-ESRGAN teacher.
 
-SPEC records why plain L1 is not enough (it averages away texture a small model cannot
-predict: sharpness 0.39 vs the teacher's 0.74) and why a bare GAN is not either (an 8-pixel
-pixel-shuffle grid, lattice ratio 14).  So the generator objective combines:
+docs/measurement.md records why plain L1 is not enough (it averages away texture a small
+model cannot predict: sharpness 0.39 vs the teacher's 0.74) and why a bare GAN is not
+either (an 8-pixel pixel-shuffle grid, lattice ratio 14).  So the generator objective combines:
 
 * ``l1``: to the ground truth and to the teacher's output (fidelity, distillation);
 * :class:`TeacherPerceptual`: L1 between early features of the *teacher network itself*
@@ -94,7 +94,7 @@ def usm_sharpen(
 def gradient_magnitude(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Per-pixel forward-difference gradient magnitude of ``N×C×H×W`` images.
 
-    The operator of the SPEC's sharpness metric, per channel: ``sqrt(dx² + dy²)`` over the
+    The operator of the sharpness metric, per channel: ``sqrt(dx² + dy²)`` over the
     ``(H-1)×(W-1)`` pixels that have both neighbours.  ``eps`` keeps the square root
     differentiable in flat regions.
     """
@@ -128,7 +128,7 @@ def texture_loss(
 
     Pixel L1 (and :func:`gradient_loss`) ask for each gradient at its exact place, so what
     the LR does not determine averages to a blur.  Here only the amount of gradient in a
-    tile must match the target's — the SPEC's sharpness measure, applied locally — so a
+    tile must match the target's — the sharpness measure, applied locally — so a
     texture of the right strength pays nothing for its phase.  Flat tiles of the target
     still ask for flat output, which keeps noise out of skies and walls.  Where the LR
     cannot tell how much texture a tile had, the loss is minimised by that ``quantile`` of
@@ -148,13 +148,13 @@ def _pinball(short: torch.Tensor, quantile: float) -> torch.Tensor:
     return 2 * torch.maximum(quantile * short, (quantile - 1) * short).mean()
 
 
-VISIBLE_BAND_SIGMAS = (0.7, 1.5)  # the SPEC's bandcorr band: about 0.1-0.3 cycles/px
+VISIBLE_BAND_SIGMAS = (0.7, 1.5)  # the bandcorr band: about 0.1-0.3 cycles/px
 _SIGMA_RADIUS = 4.0  # taps out to 4 sigma, as scipy and the eval metrics
 
 
 def visible_band(x: torch.Tensor) -> torch.Tensor:
     """Difference of Gaussians (σ 0.7 minus σ 1.5) of the luma: the detail a viewer sees at
-    100 %, above a ×4 input's Nyquist limit and below pixel grain (SPEC's ``bandcorr``)."""
+    100 %, above a ×4 input's Nyquist limit and below pixel grain (the ``bandcorr`` band)."""
     y = luma(x)
     fine, coarse = VISIBLE_BAND_SIGMAS
     return gaussian_blur(y, fine, int(_SIGMA_RADIUS * fine + 0.5)) - gaussian_blur(
@@ -199,7 +199,7 @@ def band_correlation_loss(
     out: torch.Tensor, target: torch.Tensor, eps: float = 1e-8
 ) -> torch.Tensor:
     """One minus the correlation of :func:`visible_band` of ``out`` and ``target``, per
-    image, averaged over the batch: SPEC's ``bandcorr`` as a loss.
+    image, averaged over the batch: the ``bandcorr`` as a loss.
 
     Blind to the band's overall strength (a scaled band scores the same), so unlike L1 it
     does not reward shrinking detail the LR places only roughly; pair it with

@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         help="second-order: Real-ESRGAN's pipeline (default); mild: light blur, noise and "
         "JPEG, like most camera files (the teacher then shows the detail to add); web: "
         "softer, noisier, harder-compressed phone and web files; clean: "
-        "the plain bicubic downscale (the SPEC's bicubic eval input)",
+        "the plain bicubic downscale (the bicubic eval input)",
     )
     p.add_argument("--shard-size", type=int, default=64, help="patches per shard")
     p.add_argument("--batch", type=int, default=4, help="patches per teacher call")

