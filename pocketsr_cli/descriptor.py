@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pocketsr_cli.errors import ModelError, first_line
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
     from torch import nn
 
@@ -83,6 +84,12 @@ class ModelDescriptor:
             (a registry model's manifest records it; a weights file given by path is
             hashed by ``weights.resolve.open_family``); None for resamplers.  Outputs
             record it so that a later run can tell outputs of other weights apart.
+        upscale_uint8: optional whole-image 8-bit path, ``H x W x C`` uint8 of any size and
+            any ``C`` -> ``H*s x W*s x C`` uint8 (a new array), on the CPU.  A model that
+            has one (the resamplers) defines its 8-bit output by it: inference calls it
+            instead of ``module`` for 8-bit images on the CPU, with no float conversion
+            and no tiling.  ``module`` stays the float path (16-bit images, other
+            devices, the ensemble, ``Upscaler.upscale_tensor``, training).
     """
 
     name: str
@@ -97,6 +104,7 @@ class ModelDescriptor:
     image_stats: Callable[[torch.Tensor], Any] | None = None
     params: int = 0
     sha256: str | None = None
+    upscale_uint8: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,8 @@ class Family:
 
     The network states its own input requirements and half-precision safety through the
     optional attributes ``multiple_of``, ``minimum_size``, ``supports_half`` and
-    ``supports_bf16`` (see :meth:`describe`).
+    ``supports_bf16``, and an 8-bit path through a method ``upscale_uint8`` (see
+    :meth:`describe`).
     """
 
     name: str
@@ -178,7 +187,8 @@ def describe_module(module: nn.Module, name: str, family: str, scale: int) -> Mo
     """A descriptor for any network that states its facts as optional attributes.
 
     ``multiple_of`` and ``minimum_size`` become its :class:`SizeRequirements` (the tiler pads
-    to them), ``supports_half`` and ``supports_bf16`` its precision safety (default: safe).
+    to them), ``supports_half`` and ``supports_bf16`` its precision safety (default: safe),
+    a method ``upscale_uint8`` its :attr:`ModelDescriptor.upscale_uint8` (default: none).
     """
     return ModelDescriptor(
         name=name,
@@ -192,4 +202,5 @@ def describe_module(module: nn.Module, name: str, family: str, scale: int) -> Mo
             multiple_of=int(getattr(module, "multiple_of", 1)),
         ),
         params=sum(p.numel() for p in module.parameters()),
+        upscale_uint8=getattr(module, "upscale_uint8", None),
     )

@@ -8,6 +8,12 @@ mask) and re-attached.  Half precision runs under autocast with fp32 weights, so
 half-precision result contains NaN or inf (the "black image" bug of fp16 upscalers) the
 tile is recomputed in fp32 and the rest of the run stays in fp32, with a warning.
 
+A model with an 8-bit path (:attr:`~pocketsr_cli.descriptor.ModelDescriptor.upscale_uint8`:
+the resamplers) gets 8-bit images on the CPU whole, all channels alpha included, and its
+result is returned as it is: no float conversion, no tiles (``--tile`` does not apply),
+no precision or compile step.  Everything else (16-bit images, other devices, the
+ensemble, which must pad what the network sees) goes through the network.
+
 ``compile=True`` runs the network through ``torch.compile``.  Compilation is lazy: it
 happens inside the first forward pass that meets a new input shape, dtype or precision,
 and the wall time of those passes is added up in :attr:`Upscaler.compile_seconds` (the
@@ -71,6 +77,9 @@ class Upscaler:
         model.module.to(compute.device).eval()
         model.module.to(memory_format=self._memory_format)  # type: ignore[call-overload]
         self._tileable = model.tiling is not Tiling.INTERNAL
+        self._upscale_uint8 = (
+            model.upscale_uint8 if compute.device.type == "cpu" and not ensemble else None
+        )
         self.policy = TilePolicy.from_option(tile, overlap, default_tile=model.default_tile)
         if not self._tileable and self.policy.mode == "fixed":
             self._warn(f"{model.name} must see the whole image: ignoring --tile {tile}")
@@ -86,6 +95,12 @@ class Upscaler:
     @property
     def scale(self) -> int:
         return self.model.scale
+
+    @property
+    def uint8_path(self) -> bool:
+        """Whether 8-bit images go whole through the model's own 8-bit path (the
+        resamplers on the CPU, without the ensemble), with no float copy and no tiles."""
+        return self._upscale_uint8 is not None
 
     # -- tensor level -------------------------------------------------------------------
     @torch.inference_mode()
@@ -177,6 +192,11 @@ class Upscaler:
             raise ValueError(f"expected H x W x C with C in 1..4, got shape {pixels.shape}")
         if pixels.dtype not in (np.uint8, np.uint16):
             raise ValueError(f"expected uint8 or uint16 pixels, got {pixels.dtype}")
+        if self._upscale_uint8 is not None and pixels.dtype == np.uint8:
+            out = self._upscale_uint8(pixels)
+            if on_tile is not None:
+                on_tile(1, 1)
+            return out
         wide = pixels.dtype == np.uint16
         peak = 65535.0 if wide else 255.0
         out_dtype = torch.int32 if wide else torch.uint8

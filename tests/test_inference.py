@@ -204,3 +204,72 @@ def test_compiled_network_matches_eager_and_times_its_warm_up() -> None:
     assert warm_up > 0 and up.warnings == []  # type: ignore[attr-defined]
     up.upscale(img)
     assert up.compile_seconds == warm_up  # same signature: no new compile
+
+
+# -- resamplers: the whole-image 8-bit path ------------------------------------------------
+
+
+def resampler(kernel: str, scale: int = 3, **kw: object) -> Upscaler:
+    """A bicubic or Lanczos model as the resolver makes it (``FAMILY.instantiate``)."""
+    from pocketsr_cli.archs.resize import FAMILY
+
+    desc = FAMILY.instantiate(kernel, {"kernel": kernel}, scale)
+    return Upscaler(desc, Compute(torch.device("cpu"), "fp32"), **kw)  # type: ignore[arg-type]
+
+
+def float_only(up: Upscaler, **kw: object) -> Upscaler:
+    """The same model without its 8-bit path: what every other model gets."""
+    from dataclasses import replace
+
+    desc = replace(up.model, upscale_uint8=None)
+    return Upscaler(desc, Compute(torch.device("cpu"), "fp32"), **kw)  # type: ignore[arg-type]
+
+
+def test_only_resamplers_state_an_8_bit_path() -> None:
+    from pocketsr_cli.descriptor import describe_module
+
+    assert resampler("bicubic").model.upscale_uint8 is not None
+    assert resampler("lanczos").model.upscale_uint8 is not None
+    assert describe_module(_tiny_net(), "net", "test", 2).upscale_uint8 is None
+    assert resampler("bicubic").uint8_path and resampler("lanczos").uint8_path
+    assert not resampler("bicubic", ensemble=True).uint8_path
+    assert not upscaler(_tiny_net()).uint8_path
+
+
+@pytest.mark.parametrize("kernel", ["bicubic", "lanczos"])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_resamplers_take_8_bit_images_whole(
+    monkeypatch: pytest.MonkeyPatch, kernel: str, channels: int
+) -> None:
+    """No float network, no tiles (a fixed --tile is moot), alpha with the colour: the
+    result is the resampler's own 8-bit answer, progress reported as one tile."""
+    img = (np.random.default_rng(channels).random((23, 31, channels)) * 255).astype(np.uint8)
+    expected = Resize(kernel, 3).upscale_uint8(img)
+
+    def no_float(self: Resize, x: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the float path ran")
+
+    monkeypatch.setattr(Resize, "forward", no_float)
+    warnings: list[str] = []
+    up = resampler(kernel, tile=8, overlap=2, on_warning=warnings.append)
+    tiles: list[tuple[int, int]] = []
+    out = up.upscale(img, lambda done, total: tiles.append((done, total)))
+    assert np.array_equal(out, expected) and out.dtype == np.uint8
+    assert tiles == [(1, 1)] and warnings == []
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_resamplers_keep_the_float_path_for_16_bit_images(channels: int) -> None:
+    """16-bit pixels, and the ensemble's padded passes, still run the float network (tiled,
+    exactly as before)."""
+    rng = np.random.default_rng(channels)
+    deep = (rng.random((40, 36, channels)) * 65535).astype(np.uint16)
+    up = resampler("bicubic", tile=16, overlap=4)
+    out = up.upscale(deep)
+    assert out.dtype == np.uint16 and out.shape == (120, 108, channels)
+    assert np.array_equal(out, float_only(up, tile=16, overlap=4).upscale(deep))
+    whole = float_only(up, tile=0).upscale(deep).astype(int)
+    assert np.abs(whole - out).max() <= 1  # tiles blend to the untiled result, to rounding
+    img = (deep >> 8).astype(np.uint8)
+    ens = resampler("bicubic", ensemble=True, tile=0).upscale(img)
+    assert np.array_equal(ens, float_only(up, ensemble=True, tile=0).upscale(img))
