@@ -119,7 +119,7 @@ def test_the_shipped_bash_script(env: dict[str, str]) -> None:
         pytest.skip("needs bash and the installed pocketsr console script")
     script = (
         f"source {REPO / 'completions' / 'pocketsr.bash'}\n"
-        "COMP_WORDS=(pocketsr upscale --precision f); COMP_CWORD=3\n"
+        'COMP_LINE="pocketsr upscale --precision f"; COMP_POINT=${#COMP_LINE}\n'
         "_pocketsr_completion pocketsr\n"
         'printf "%s\\n" "${COMPREPLY[@]}"\n'
     )
@@ -132,6 +132,37 @@ def test_the_shipped_bash_script(env: dict[str, str]) -> None:
         timeout=60,
     )
     assert result.stdout.split() == ["fp32", "fp16"], result.stderr
+
+
+def test_the_bash_script_completes_after_a_colon(tmp_path: Path, env: dict[str, str]) -> None:
+    """bash splits ``cuda:1`` at the colon: the script must send pocketsr the whole word and
+    hand bash only what follows the colon."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("needs bash")
+    fake = tmp_path / "pocketsr"  # stands in for the console script: GPUs cannot be faked
+    fake.write_text(
+        "#!/bin/sh\n"
+        'printf "%s|%s\\n" "$COMP_WORDS" "$COMP_CWORD" > "$0.args"\n'
+        "printf 'auto\\ncuda\\ncuda:0\\ncuda:1\\n'\n"
+    )
+    fake.chmod(0o755)
+    script = (
+        f"source {REPO / 'completions' / 'pocketsr.bash'}\n"
+        'COMP_LINE="pocketsr upscale x --device cuda:"; COMP_POINT=${#COMP_LINE}\n'
+        "_pocketsr_completion pocketsr\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    result = subprocess.run(
+        [bash, "--norc", "-c", script],
+        env={**env, "PATH": f"{tmp_path}{os.pathsep}{env['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.split() == ["0", "1"], result.stderr
+    sent = (tmp_path / "pocketsr.args").read_text().strip()
+    assert sent == "pocketsr upscale x --device cuda:|4"
 
 
 # --- devices without torch ---------------------------------------------------------------
