@@ -24,8 +24,15 @@ metadata, a sidecar file ``NAME.bmp.pocketsr.json`` (:func:`write_sidecar`).
 
 Every error about a bad input file is an :class:`ImageReadError` whose message is the reason
 only (the caller adds the path); every encoding or writing failure is an
-:class:`ImageWriteError`.  Nothing here prints.  OpenCV itself may log a warning to stderr
-for a corrupt 16-bit file that passed the structural checks done here.
+:class:`ImageWriteError`.  Nothing here prints, and the libraries are kept from printing:
+OpenCV's log is silenced, libtiff's (Pillow's copy) message handlers are cleared, and a PNG
+reaches OpenCV's libpng only after its chunks, checksums and image data were checked here,
+stripped to the chunks OpenCV needs.  Truncated or corrupt data that a decoder would fill
+with black or grey is refused (:func:`read_image`).
+
+Pillow's decompression-bomb check (a fixed pixel count, a warning then an error) is
+replaced by ``max_pixels`` here and by the pipeline's memory estimate from the header
+(:func:`read_header`, ``memory.predict``), which knows the scale and model.
 """
 
 from __future__ import annotations
@@ -420,7 +427,45 @@ def _pillow_formats() -> tuple[str, ...]:
         pillow_heif.register_heif_opener()
     with contextlib.suppress(ImportError):
         import pillow_avif  # noqa: F401  (registers itself)
+    # Our own limit replaces Pillow's (see the module docstring): its warning would reach
+    # the user raw, and its error refuses images that fit.
+    Image.MAX_IMAGE_PIXELS = None
+    _quiet_libtiff()
     return tuple(name for name in _PILLOW_FORMATS if name in Image.OPEN)
+
+
+def _quiet_libtiff() -> None:
+    """Clear the message handlers of the libtiff that Pillow links, so that a corrupt TIFF
+    fails with our one line instead of libtiff's text on stderr.  Best effort: where the
+    library is not found (another platform, a system Pillow), nothing changes."""
+    import ctypes
+    import glob
+
+    import PIL
+
+    root = Path(PIL.__file__).parent
+    patterns = (
+        "../pillow.libs/libtiff*.so*",
+        ".dylibs/libtiff*.dylib",
+        "../pillow.libs/*tiff*.dll",
+    )
+    for pattern in patterns:
+        for found in glob.glob(str(root / pattern)):
+            with contextlib.suppress(Exception):
+                library = ctypes.CDLL(found)
+                library.TIFFSetErrorHandler(None)
+                library.TIFFSetWarningHandler(None)
+
+
+@cache
+def _cv2() -> Any:
+    """OpenCV, with its own log (``[ WARN:0@...]`` lines on stderr) silenced: failures come
+    back as return values and are turned into our messages here."""
+    import cv2
+
+    with contextlib.suppress(Exception):
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    return cv2
 
 
 @contextlib.contextmanager
@@ -484,8 +529,7 @@ def _decode_with_opencv(data: bytes, *, gray_alpha: bool) -> np.ndarray:
     ``IMREAD_UNCHANGED`` keeps 16 bits and alpha, and ignores the EXIF orientation (applied
     later, the same way for every decoder).
     """
-    import cv2
-
+    cv2 = _cv2()
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None:
         raise ImageReadError(_TRUNCATED)
@@ -546,6 +590,8 @@ def _pillow_pixels(im: Image.Image) -> np.ndarray:
             im = _cmyk_to_rgb(im, im.info.get("icc_profile"))
         elif mode == "P":
             im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif mode in ("1", "L", "RGB") and "transparency" in im.info:
+            im = im.convert("RGBA" if mode == "RGB" else "LA")  # a tRNS colour key
         elif mode not in _MODE_CONVERSIONS:
             raise ImageReadError(f"unsupported pixel format {mode!r}")
         elif _MODE_CONVERSIONS[mode] != mode:
@@ -588,20 +634,269 @@ def _png_chunk_payload(data: bytes, kind: bytes) -> bytes | None:
     return None
 
 
-def _check_png_complete(data: bytes) -> None:
-    """Raise when a PNG's chunk chain runs past the end of the file before IEND.
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Colour type -> samples per pixel, and the bit depths it allows.
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+# Adam7 passes: (first row, first column, row step, column step).
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (0, 4, 8, 8),
+    (4, 0, 8, 4),
+    (0, 2, 4, 4),
+    (2, 0, 4, 2),
+    (0, 1, 2, 2),
+    (1, 0, 2, 1),
+)
+_INFLATE_IN = 1 << 16  # compressed bytes fed at a time
+_INFLATE_OUT = 1 << 22  # most bytes inflated at a time: the check holds no whole image
 
-    Checked before OpenCV sees the data: libpng's complaints go straight to stderr.
+
+@dataclass(frozen=True)
+class _Png:
+    """A PNG's chunk chain, checked: each chunk whole and matching its CRC, IHDR valid.
+
+    ``ihdr`` and ``idat`` are ``(start, end)`` of whole chunks (length to CRC) in the file.
     """
-    pos = 8
-    while pos + 8 <= len(data):
+
+    width: int
+    height: int
+    depth: int
+    colour_type: int
+    interlaced: bool
+    ihdr: tuple[int, int]
+    idat: tuple[tuple[int, int], ...]
+    trns: bytes | None
+
+    @property
+    def channels(self) -> int:
+        """Samples per pixel as decoded here: palettes become RGB, tRNS adds alpha."""
+        samples = 3 if self.colour_type == 3 else _PNG_SAMPLES[self.colour_type]
+        return samples + (1 if self.trns is not None and self.colour_type in (0, 2, 3) else 0)
+
+    def row_layout(self) -> list[tuple[int, int]]:
+        """``(bytes per row with its filter byte, rows)`` of each pass (one when not
+        interlaced; Adam7 passes that hold no pixel are left out, as the format says)."""
+        bits = self.depth * _PNG_SAMPLES[self.colour_type]
+        layout = []
+        for row0, col0, row_step, col_step in _ADAM7 if self.interlaced else ((0, 0, 1, 1),):
+            width = -(-(self.width - col0) // col_step) if self.width > col0 else 0
+            height = -(-(self.height - row0) // row_step) if self.height > row0 else 0
+            if width and height:
+                layout.append((1 + (width * bits + 7) // 8, height))
+        return layout
+
+
+def _truncated(detail: str) -> str:
+    return f"file is truncated or corrupt: {detail} (incomplete download or copy?)"
+
+
+def _png_structure(data: bytes) -> _Png:
+    """Walk a PNG's chunks up to IEND, checking each one's length and CRC.
+
+    Raises:
+        ImageReadError: the chain runs past the end of the file, a CRC does not match, or
+            IHDR is missing or invalid.
+    """
+    view = memoryview(data)
+    pos = len(_PNG_SIGNATURE)
+    ihdr: tuple[int, int] | None = None
+    idat: list[tuple[int, int]] = []
+    trns: bytes | None = None
+    while True:
+        if pos + 12 > len(data):
+            raise ImageReadError(_truncated("the PNG ends before its end chunk"))
         (length,) = struct.unpack_from(">I", data, pos)
-        if pos + 12 + length > len(data):
+        kind = bytes(data[pos + 4 : pos + 8])
+        end = pos + 12 + length
+        if end > len(data):
+            raise ImageReadError(_truncated("the PNG ends before its end chunk"))
+        (crc,) = struct.unpack_from(">I", data, end - 4)
+        if zlib.crc32(view[pos + 4 : end - 4]) != crc:
+            name = kind.decode("latin-1").encode("unicode_escape").decode()
+            raise ImageReadError(f"corrupt PNG: its {name} chunk fails its checksum")
+        if ihdr is None and kind != b"IHDR":
+            raise ImageReadError("corrupt PNG: it does not start with IHDR")
+        if kind == b"IHDR":
+            ihdr = (pos, end)
+        elif kind == b"IDAT":
+            idat.append((pos, end))
+        elif kind == b"tRNS":
+            trns = bytes(data[pos + 8 : end - 4])
+        elif kind == b"IEND":
             break
-        if data[pos + 4 : pos + 8] == b"IEND":
-            return
-        pos += 12 + length
-    raise ImageReadError(_TRUNCATED)
+        pos = end
+    assert ihdr is not None
+    if ihdr[1] - ihdr[0] != 25:
+        raise ImageReadError("corrupt PNG: its IHDR chunk has the wrong length")
+    width, height, depth, colour, _, _, interlace = struct.unpack_from(
+        ">IIBBBBB", data, ihdr[0] + 8
+    )
+    if not width or not height or depth not in _PNG_DEPTHS.get(colour, ()) or interlace > 1:
+        raise ImageReadError(
+            f"corrupt PNG: invalid header ({width}x{height}, {depth}-bit, colour type {colour})"
+        )
+    if not idat:
+        raise ImageReadError(_truncated("the PNG holds no image data"))
+    return _Png(width, height, depth, colour, interlace == 1, ihdr, tuple(idat), trns)
+
+
+def _check_png_data(data: bytes, png: _Png) -> None:
+    """Inflate the image data, a piece at a time, and check that it holds every row, each
+    starting with a valid filter type.
+
+    Pillow fills rows the data does not hold with black, and libpng complains on stderr, so
+    a PNG whose data stops early (a complete zlib stream of too few rows, or a cut file
+    whose chunk chain was mended) is refused here.  Data past the last row is ignored.
+    """
+    layout = png.row_layout()
+    expected = sum(size * rows for size, rows in layout)
+    inflater = zlib.decompressobj()
+    view = memoryview(data)
+    done = 0
+    try:
+        for start, end in png.idat:
+            for first in range(start + 8, end - 4, _INFLATE_IN):
+                pending = view[first : min(first + _INFLATE_IN, end - 4)]
+                while pending and done < expected and not inflater.eof:
+                    piece = inflater.decompress(pending, _INFLATE_OUT)
+                    pending = memoryview(inflater.unconsumed_tail)
+                    _check_png_filters(piece, done, layout)
+                    done += len(piece)
+                if done >= expected or inflater.eof:
+                    break
+            if done >= expected or inflater.eof:
+                break
+    except zlib.error as exc:
+        raise ImageReadError(f"corrupt PNG: its image data cannot be inflated ({exc})") from None
+    if done < expected:
+        if png.interlaced:
+            detail = f"its interlaced image data stops at {100 * done // expected} %"
+        else:
+            detail = f"its image data holds {done // layout[0][0]} of its {png.height} rows"
+        raise ImageReadError(_truncated(detail))
+
+
+def _check_png_filters(piece: bytes, offset: int, layout: list[tuple[int, int]]) -> None:
+    """Raise when a row in ``piece`` (inflated bytes from ``offset`` on) has a filter
+    type other than 0..4."""
+    samples = np.frombuffer(piece, np.uint8)
+    begin = 0
+    for size, rows in layout:
+        stop = begin + size * rows
+        lo, hi = max(begin, offset), min(stop, offset + len(samples))
+        if lo < hi:
+            first = begin + -(-(lo - begin) // size) * size  # first row start >= lo
+            filters = samples[first - offset : hi - offset : size]
+            if filters.size and int(filters.max()) > 4:
+                raise ImageReadError("corrupt PNG: a row of its image data has an invalid filter")
+        begin = stop
+
+
+def _png_for_opencv(data: bytes, png: _Png) -> bytes:
+    """The PNG with only IHDR, IDAT and IEND: what OpenCV decodes, and nothing its libpng
+    could warn about on stderr (metadata is read through Pillow; tRNS is applied here)."""
+    parts = [_PNG_SIGNATURE, data[png.ihdr[0] : png.ihdr[1]]]
+    parts.extend(data[start:end] for start, end in png.idat)
+    parts.append(_png_chunk(b"IEND", b""))
+    return b"".join(parts)
+
+
+def _scale_gray_key(im: Image.Image, depth: int) -> None:
+    """Pillow widens 2- and 4-bit gray to 8 bits but leaves the tRNS key as stored: widen
+    the key the same way, or it matches no pixel (1-bit keys Pillow widens itself)."""
+    key = im.info.get("transparency")
+    if isinstance(key, int):
+        im.info["transparency"] = key * (255 // ((1 << depth) - 1))
+
+
+def _apply_colour_key(pixels: np.ndarray, trns: bytes) -> np.ndarray:
+    """Gray or RGB 16-bit ``pixels`` plus an alpha channel from a tRNS colour key: the pixels
+    equal to the key transparent, all others opaque (OpenCV leaves gray keys out)."""
+    channels = pixels.shape[2]
+    if channels not in (1, 3) or len(trns) < 2 * channels:
+        return pixels
+    key = np.array(struct.unpack(f">{channels}H", trns[: 2 * channels]), np.uint16)
+    alpha = np.where((pixels == key).all(axis=2, keepdims=True), 0, 65535).astype(np.uint16)
+    return np.concatenate([pixels, alpha], axis=2)
+
+
+# JPEG markers that end entropy-coded data: FF followed by anything but a stuffed zero, a
+# restart marker or another FF (fill bytes).
+_JPEG_MARKER = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+_JPEG_PROGRESSIVE = (0xC2, 0xC6, 0xCA, 0xCE)
+# Filler a complete image ignores and a cut one decodes: no 0xFF, so no marker in it.
+_JPEG_FILLER = bytes((i * 73 + 41) % 255 for i in range(2048))
+
+
+def _jpeg_end(data: bytes) -> tuple[int, bool] | None:
+    """``(offset of the EOI marker that ends the first image, progressive)``, or None when
+    the markers cannot be followed to one (the decoder then says what is wrong)."""
+    pos, progressive = 2, False
+    while pos + 2 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:
+            return pos, progressive
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+            pos += 2
+            continue
+        if pos + 4 > len(data):
+            return None
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        progressive = progressive or marker in _JPEG_PROGRESSIVE
+        pos += 2 + length
+        if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
+            found = _JPEG_MARKER.search(data, pos)
+            if found is None:
+                return None
+            pos = found.end() - 2
+    return None
+
+
+def _corner_is_blank(im: Image.Image) -> bool:
+    """Whether the image's last 8x8 block (on the block grid, so inside the last MCU) is
+    the flat mid-grey libjpeg fills missing blocks with (all coefficients zero: 128 in
+    every band, 127 in inverted CMYK)."""
+    width, height = im.size
+    box = ((width - 1) // 8 * 8, (height - 1) // 8 * 8, width, height)
+    corner = np.asarray(im.crop(box))
+    values = np.unique(corner.reshape(-1, len(im.getbands())), axis=0)
+    return len(values) == 1 and set(values[0].tolist()) <= {127, 128}
+
+
+def _check_jpeg_complete(data: bytes, im: Image.Image, pixels: np.ndarray) -> None:
+    """Refuse a JPEG whose entropy-coded data stops before its last block.
+
+    libjpeg fills the blocks after a premature end marker with flat grey and only warns,
+    and Pillow drops the warning: a JPEG cut short with its end marker put back decodes
+    "fine".  The same file with filler inserted before that marker decodes the same when
+    the data was complete (the filler comes after the last block and is skipped) and
+    differently when it was not (the filler is decoded as the missing blocks).  The second
+    decode is made only when it can matter: for progressive JPEGs, whose missing scans
+    leave no trace, and for sequential ones whose last block is blank.
+    """
+    from PIL import Image
+
+    end = _jpeg_end(data)
+    if end is None:
+        return
+    offset, progressive = end
+    if not progressive and not _corner_is_blank(im):
+        return
+    probe_data = data[:offset] + _JPEG_FILLER + data[offset:]
+    try:
+        with Image.open(io.BytesIO(probe_data), formats=("JPEG",)) as other:
+            other.load()
+            again = _pillow_pixels(other)
+    except Exception:
+        return
+    if again.shape != pixels.shape or not np.array_equal(again, pixels):
+        raise ImageReadError(_truncated("its JPEG image data stops before the last block"))
 
 
 def _decode_pillow_file(data: bytes) -> DecodedImage:
@@ -614,13 +909,23 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         if fmt is None:
             raise ImageReadError(f"unsupported image format {im.format}")
         try:
-            if fmt == "png" and len(data) > 25 and data[24] == 16:  # IHDR bit depth
-                _check_png_complete(data)
-                pixels = _decode_with_opencv(data, gray_alpha=data[25] == 4)
+            png = _png_structure(data) if fmt == "png" else None
+            if png is not None:
+                _check_png_data(data, png)
+            if png is not None and png.depth == 16:
+                pixels = _decode_with_opencv(
+                    _png_for_opencv(data, png), gray_alpha=png.colour_type == 4
+                )
+                if png.trns is not None:
+                    pixels = _apply_colour_key(pixels, png.trns)
                 raw_exif = im.info.get("exif") or _png_chunk_payload(data, b"eXIf")
             else:
                 im.load()
+                if png is not None and png.colour_type == 0 and png.depth in (2, 4):
+                    _scale_gray_key(im, png.depth)
                 pixels = _pillow_pixels(im)
+                if fmt == "jpeg":
+                    _check_jpeg_complete(data, im, pixels)
                 raw_exif = im.info.get("exif")  # a PNG's late eXIf is read by load()
         except ImageReadError:
             raise
@@ -632,8 +937,10 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
         decoded = _finish(pixels, fmt, _bare_exif(raw_exif), icc, xmp, orientation)
         # MPO (a camera's JPEG with a preview or depth image) is multi-frame, not animated.
-        if fmt in ("gif", "webp", "png") and getattr(im, "is_animated", False):
+        if fmt in ("gif", "webp", "png", "avif") and getattr(im, "is_animated", False):
             decoded.warnings = (ANIMATED_WARNING,)
+        elif fmt == "heif" and (frames := int(getattr(im, "n_frames", 1))) > 1:
+            decoded.warnings = (f"holds {frames} images: only the primary one was upscaled",)
         return decoded
 
 
@@ -723,7 +1030,36 @@ def _decode_tiff(data: bytes) -> DecodedImage:
         exif = _bare_exif(block.tobytes()) if len(block) else None
     icc = tags.get(34675)
     icc = icc if isinstance(icc, bytes) else None
-    return _finish(pixels, "tiff", exif, icc, tags.get(700), orientation)
+    decoded = _finish(pixels, "tiff", exif, icc, tags.get(700), orientation)
+    pages = _tiff_pages(data)
+    if pages > 1:
+        decoded.warnings = (f"multi-page TIFF: only the first of its {pages} pages was upscaled",)
+    return decoded
+
+
+_MAX_TIFF_PAGES = 10_000
+
+
+def _tiff_pages(data: bytes) -> int:
+    """How many full-size images a (classic) TIFF's IFD chain holds; reduced-resolution
+    ones (thumbnails, NewSubfileType bit 0) are not counted.  The chain is followed while
+    it stays inside the file and never loops."""
+    order = "<" if data[:2] == b"II" else ">"
+    pages, seen = 0, set[int]()
+    try:
+        (offset,) = struct.unpack_from(order + "I", data, 4)
+        while offset and offset not in seen and len(seen) < _MAX_TIFF_PAGES:
+            seen.add(offset)
+            (count,) = struct.unpack_from(order + "H", data, offset)
+            reduced = False
+            for tag, typ, pos in _ifd_entries(data, order, offset):
+                if tag == 254 and typ == _LONG:
+                    reduced = bool(struct.unpack_from(order + "I", data, pos)[0] & 1)
+            pages += 0 if reduced and pages else 1
+            (offset,) = struct.unpack_from(order + "I", data, offset + 2 + 12 * count)
+    except struct.error:
+        pass
+    return max(pages, 1)
 
 
 def _decode_tiff_gray_alpha_16(data: bytes, tags: Mapping[int, Any]) -> np.ndarray:
@@ -792,31 +1128,79 @@ def _finish(
     return DecodedImage(pixels=pixels, format=fmt, metadata=Metadata(exif, icc, xmp))
 
 
-def read_image(path: Path) -> DecodedImage:
+MAX_PIXELS = 2 * 89_478_485
+"""The largest image :func:`read_image` decodes by default (Pillow's own limit, as an
+error rather than its warning); the pipeline passes None and checks memory itself."""
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, without decoding its pixels.
+
+    Attributes:
+        width, height: as :func:`read_image` returns them (EXIF orientation applied).
+        channels: as decoded (1..4): palettes give RGB, CMYK gives RGB, a tRNS colour key
+            or palette transparency adds alpha.
+        bit_depth: 8 or 16, as decoded.
+        format: the format key (``jpeg``, ``png``...).
+    """
+
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+    format: str
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.channels in (2, 4)
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def read_image(path: Path, *, max_pixels: int | None = MAX_PIXELS) -> DecodedImage:
     """Decode an image file into upright pixels plus the metadata to write back.
 
     16-bit PNG and TIFF stay 16-bit; palette images become RGB (RGBA when they have
-    transparency); 1-bit becomes gray; CMYK becomes RGB (through its profile when it has
-    one, and the CMYK profile is dropped).  The EXIF orientation is applied to the pixels
-    and reset to 1 in the returned EXIF and XMP.  Animated or multi-page files give their
-    first frame; an animated GIF or WebP says so in ``warnings`` (:data:`ANIMATED_WARNING`).
-    HEIC/HEIF needs pillow-heif (the ``heif`` extra); without it such a file raises
-    :data:`HEIF_HINT`.
+    transparency); a PNG's tRNS colour key becomes an alpha channel; 1-bit becomes gray;
+    CMYK becomes RGB (through its profile when it has one, and the CMYK profile is
+    dropped).  The EXIF orientation is applied to the pixels and reset to 1 in the returned
+    EXIF and XMP.  Animated or multi-page files give their first frame or page, and say so
+    in ``warnings`` (:data:`ANIMATED_WARNING`, a multi-page TIFF's page count).  HEIC/HEIF
+    needs pillow-heif (the ``heif`` extra); without it such a file raises :data:`HEIF_HINT`.
+
+    Data that ends early or is corrupt is refused rather than decoded with black or grey
+    filler: a cut file, a PNG whose image data holds too few rows or fails its checksums,
+    a JPEG cut short with its end marker put back.  (Damage inside compressed data that
+    still decodes, a flipped bit in a JPEG or WebP, cannot be told from an image.)
+
+    ``max_pixels`` refuses larger images before decoding them (None: no limit).
 
     Raises:
         ImageReadError: the file is missing, a directory, unreadable, empty, truncated,
-            corrupt, or in an unsupported format or pixel layout.  Nothing else is raised for
-            a bad file.
+            corrupt, too large, or in an unsupported format or pixel layout.  Nothing else
+            is raised for a bad file.
     """
     data = _read_bytes(path)
     _require_heif_decoder(path, data[:12])
+    if max_pixels is not None:
+        tiff = data[:4] in _TIFF_MAGIC
+        header = _header_tiff(data) if tiff else _header(io.BytesIO(data), path)
+        if header.pixels > max_pixels:
+            raise ImageReadError(
+                f"image is too large to decode safely ({header.width}x{header.height}, "
+                f"over {max_pixels:,} pixels)"
+            )
     if data[:4] in _TIFF_MAGIC:
         return _decode_tiff(data)
     return _decode_pillow_file(data)
 
 
-def probe(path: Path) -> tuple[int, int, bool]:
-    """``(width, height, has_alpha)`` from the file header, width and height upright.
+def read_header(path: Path) -> ImageHeader:
+    """Size, channels and bit depth as :func:`read_image` would return them, from the
+    header alone (about a millisecond): what predicting an image's memory needs.
 
     Does not decode pixels, so it does not detect truncation; an EXIF orientation stored
     after a PNG's image data is not seen.
@@ -825,29 +1209,63 @@ def probe(path: Path) -> tuple[int, int, bool]:
         ImageReadError: as :func:`read_image`, for what the header alone reveals.
     """
     with _os_errors_as_read_errors(path), Path(path).open("rb") as handle:
-        start = handle.peek(12)[:12]
-        head = start[:4]
-        if not head:
-            raise ImageReadError("file is empty (0 bytes)")
-        _require_heif_decoder(path, start)
-        if head in _TIFF_MAGIC:
-            # TIFF tags may sit anywhere in the file, and Pillow cannot open every 16-bit
-            # layout: read the tags as an EXIF block, like read_image does.
-            return _probe_tiff(handle.read())
-        with _open_pillow(handle) as im:
-            if im.format not in _PILLOW_FORMATS:
-                raise ImageReadError(f"unsupported image format {im.format}")
-            width, height = im.size
-            if _exif_orientation(_bare_exif(im.info.get("exif"))) in (5, 6, 7, 8):
-                width, height = height, width
-            mode = im.mode
-            has_alpha = mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
-                mode == "P" and "transparency" in im.info
-            )
-    return width, height, has_alpha
+        return _header(handle, path)
 
 
-def _probe_tiff(data: bytes) -> tuple[int, int, bool]:
+def probe(path: Path) -> tuple[int, int, bool]:
+    """``(width, height, has_alpha)`` from the file header (see :func:`read_header`)."""
+    header = read_header(path)
+    return header.width, header.height, header.has_alpha
+
+
+# Pillow mode -> (channels, bit depth) as decoded here, before any transparency.
+_MODE_LAYOUTS: dict[str, tuple[int, int]] = {
+    "1": (1, 8),
+    "L": (1, 8),
+    "LA": (2, 8),
+    "La": (2, 8),
+    "P": (3, 8),
+    "PA": (4, 8),
+    "RGB": (3, 8),
+    "RGBA": (4, 8),
+    "RGBa": (4, 8),
+    "RGBX": (3, 8),
+    "YCbCr": (3, 8),
+    "CMYK": (3, 8),
+    "I": (1, 16),
+    "I;16": (1, 16),
+    "I;16L": (1, 16),
+    "I;16B": (1, 16),
+    "I;16N": (1, 16),
+}
+
+
+def _header(handle: IO[bytes], path: Path) -> ImageHeader:
+    head = handle.read(32)
+    if not head:
+        raise ImageReadError("file is empty (0 bytes)")
+    _require_heif_decoder(path, head[:12])
+    handle.seek(0)
+    if head[:4] in _TIFF_MAGIC:
+        # TIFF tags may sit anywhere in the file, and Pillow cannot open every 16-bit
+        # layout: read the tags as an EXIF block, like read_image does.
+        return _header_tiff(handle.read())
+    with _open_pillow(handle) as im:
+        fmt = _PILLOW_FORMATS.get(im.format or "")
+        if fmt is None:
+            raise ImageReadError(f"unsupported image format {im.format}")
+        width, height = im.size
+        if fmt != "heif" and _exif_orientation(_bare_exif(im.info.get("exif"))) in (5, 6, 7, 8):
+            width, height = height, width
+        channels, depth = _MODE_LAYOUTS.get(im.mode, (3, 8))
+        if "transparency" in im.info and channels in (1, 3):
+            channels += 1
+        if fmt == "png" and head[12:16] == b"IHDR" and head[24] == 16:
+            depth = 16  # Pillow opens 16-bit colour as 8-bit; OpenCV decodes it here
+    return ImageHeader(width, height, channels, depth, fmt)
+
+
+def _header_tiff(data: bytes) -> ImageHeader:
     tags = _tiff_tags(data)
     width, height = int(tags[256]), int(tags[257])
     if tags.get(_TAG_ORIENTATION) in (5, 6, 7, 8):
@@ -855,7 +1273,10 @@ def _probe_tiff(data: bytes) -> tuple[int, int, bool]:
     samples, photometric = tags.get(277, 1), tags.get(262)
     # Some writers (OpenCV) leave out ExtraSamples: count the samples as well.
     has_alpha = bool(_as_tuple(tags.get(338))) or samples == (2 if photometric in (0, 1) else 4)
-    return width, height, has_alpha
+    gray = photometric in (0, 1)
+    channels = (1 if gray else 3) + (1 if has_alpha else 0)
+    depth = 16 if max(_as_tuple(tags.get(258)) or (1,)) > 8 else 8
+    return ImageHeader(width, height, channels, depth, "tiff")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1046,10 +1467,9 @@ def _png_metadata_chunks(meta: Metadata) -> bytes:
 
 def _encode_png(pixels: np.ndarray, meta: Metadata, extra_chunks: bytes = b"") -> bytes:
     if pixels.shape[2] == 2:
-        png = _encode_png_gray_alpha(pixels)
+        view = memoryview(_encode_png_gray_alpha(pixels))
     else:
-        import cv2
-
+        cv2 = _cv2()
         if pixels.shape[2] == 3:
             pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
         elif pixels.shape[2] == 4:
@@ -1059,11 +1479,12 @@ def _encode_png(pixels: np.ndarray, meta: Metadata, extra_chunks: bytes = b"") -
         ok, buffer = cv2.imencode(".png", pixels)
         if not ok:
             raise ImageWriteError("could not encode PNG (OpenCV refused the image)")
-        png = buffer.tobytes()
-    if png[12:16] != b"IHDR":
+        view = memoryview(buffer).cast("B")
+    if view[12:16] != b"IHDR":
         raise ImageWriteError("could not encode PNG (unexpected encoder output)")
-    # Metadata chunks go right after IHDR: iCCP must precede IDAT, and eXIf should.
-    return png[:33] + _png_metadata_chunks(meta) + extra_chunks + png[33:]
+    # Metadata chunks go right after IHDR: iCCP must precede IDAT, and eXIf should.  One
+    # join, no other copy of the encoded bytes (a large output's are hundreds of MB).
+    return b"".join((view[:33], _png_metadata_chunks(meta), extra_chunks, view[33:]))
 
 
 def _encode_png_gray_alpha(pixels: np.ndarray) -> bytes:

@@ -42,7 +42,11 @@ Rules (SPEC, "Command-line contract"):
   symbolic links to folders outside the scanned folder, but one that leads back to a
   folder containing it (a loop), into the scanned folder itself, or to a folder already
   scanned is not followed and is reported as ``skipped`` (``link-loop``,
-  ``link-duplicate``).
+  ``link-duplicate``);
+* a sub-folder holding the file :data:`REPORT_MARKER` is the picture folder of a review
+  page (``pocketsr report``, ``upscale --report``): it is not scanned and is reported as
+  ``skipped`` (``own-output``).  A folder named on the command line is scanned whatever
+  it holds.
 """
 
 from __future__ import annotations
@@ -70,10 +74,22 @@ from pocketsr_cli.imageio import (
 )
 from pocketsr_cli.sizing import scale_label
 
-__all__ = ["Job", "Naming", "SkipCode", "collect_jobs", "not_a_file", "scale_label"]
+__all__ = [
+    "REPORT_MARKER",
+    "Job",
+    "Naming",
+    "SkipCode",
+    "collect_jobs",
+    "not_a_file",
+    "scale_label",
+]
 
 SkipCode = Literal["not-image", "own-output", "link-loop", "link-duplicate"]
 """Why planning skipped an input (``pipeline.ReasonCode`` lists every skip)."""
+
+REPORT_MARKER = ".pocketsr-report"
+"""The file that marks a review page's picture folder (``report.page.MARKER``: the report
+package is not imported here, on the upscale path)."""
 
 # The tags default output names end with: _x4, _x1.5 (factors), _w3840, _h2160, _l4096.
 _OUTPUT_TAG = re.compile(r"_(?:x\d+(?:\.\d+)?|[whl]\d+)$")
@@ -310,6 +326,13 @@ def _scan(
             continue
         key = (st.st_dev, st.st_ino)
         notice = _not_followed(entry, key, _real(folder), root_real, trail, seen)
+        if notice is None and os.path.isfile(os.path.join(sub, REPORT_MARKER)):
+            notice = _Entry(
+                sub,
+                f"the picture folder of a pocketsr review page (it holds {REPORT_MARKER}); "
+                "not scanned",
+                "own-output",
+            )
         if notice is not None:
             yield notice
             continue

@@ -1,14 +1,18 @@
-"""How much memory a device has left, and whether an exception means it ran out.
+"""How much memory a device has left, whether an exception means it ran out, and how much
+one image will need.
 
-Everything here answers questions about the machine; nothing here decides what to do about
-the answer (that is the tiler's business, see ``tiling.TilePolicy``).  Every query returns
-``None`` rather than guessing when the platform does not say.
+Everything here answers questions; nothing here decides what to do about the answer (that
+is the tiler's business, see ``tiling.TilePolicy``, and the pipeline's, which refuses an
+image whose :func:`predict`-ed need does not fit and admits images one after another while
+what is in flight fits).  Every query about the machine returns ``None`` rather than
+guessing when the platform does not say.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -179,3 +183,152 @@ def release_cached(device: torch.device) -> None:
         empty = getattr(getattr(torch, "mps", None), "empty_cache", None)
         if empty is not None:
             empty()
+
+
+# --------------------------------------------------------------------------------------------
+# Predicting what one image needs
+# --------------------------------------------------------------------------------------------
+
+GIB = 1 << 30
+
+MAX_MEMORY_ENV = "POCKETSR_MAX_MEMORY"
+"""The environment variable behind ``upscale --max-memory``."""
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``"8G"``, ``"8 GB"``, ``"8GiB"``, ``"512M"``, ``"1.5g"`` or ``"1048576"``
+    (K, M, G, T are powers of 1024, with or without ``B``/``iB``).
+
+    Raises:
+        ValueError: anything else, or zero.
+    """
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"not a size: {text!r} (write it as 8G, 512M or a number of bytes)")
+    size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if size <= 0:
+        raise ValueError(f"a memory size must be more than zero, not {text!r}")
+    return size
+
+
+def describe_bytes(size: int) -> str:
+    """``"2.3 GiB"``, ``"640 MiB"``: a size for a message."""
+    if size >= GIB:
+        return f"{size / GIB:.1f} GiB"
+    return f"{max(1, round(size / (1 << 20)))} MiB"
+
+
+@dataclass(frozen=True)
+class UpscalerMemory:
+    """How an upscaler uses host memory, as far as :func:`predict` needs to know.
+
+    Attributes:
+        uint8_path: 8-bit images take a whole-image 8-bit path (the resamplers on the CPU,
+            ``ModelDescriptor.upscale_uint8``): no float copy, no tiles.
+        working_bytes: the most the network's tiles hold at once in host memory (the tiler
+            sizes tiles to fit it on the CPU; on a GPU the tiles live in device memory and
+            only small transfers are on the host).
+    """
+
+    uint8_path: bool = False
+    working_bytes: int = GIB
+
+
+@dataclass(frozen=True)
+class ImageMemory:
+    """Host memory one image needs, in bytes above what the process already holds, at the
+    peak of each stage of the pipeline (see :func:`predict`)."""
+
+    decode: int
+    upscale: int
+    encode: int
+
+    @property
+    def peak(self) -> int:
+        return max(self.decode, self.upscale, self.encode)
+
+
+# Compressed output bytes per raw output byte, at most: upscaled noise (PNG and TIFF with
+# Deflate: 0.84), JPEG and WebP at quality 95 with chroma kept whole.
+_COMPRESSED = {"png": 0.9, "tiff": 0.9, "jpeg": 0.5, "webp": 0.5, "bmp": 1.0}
+
+
+def predict(
+    *,
+    size: tuple[int, int],
+    channels: int,
+    bit_depth: int,
+    scale: int,
+    target: tuple[int, int],
+    out_format: str,
+    out_bit_depth: int,
+    file_bytes: int,
+    upscaler: UpscalerMemory,
+) -> ImageMemory:
+    """What upscaling one image needs, from its header: ``size`` = (width, height),
+    ``channels`` and ``bit_depth`` as decoded, the model's ``scale``, the ``target`` size it
+    is resized to, and how the output is encoded.
+
+    An upper bound that follows what the code holds at each stage (one bytes-per-pixel
+    term per buffer), checked against measured peaks in ``tests/test_hostile_decode.py``:
+
+    - decode: the file, Pillow's image (4 bytes a pixel for colour), our copy of the pixels;
+    - upscale: the decoded input plus, on the 8-bit path, the result and the resampler's
+      buffers; on the network path the float input (padded), the result in its dtype
+      (uint8, or int32 for 16-bit), the float copies ``inference.Upscaler`` makes of the
+      whole result for gray (folding three channels back to one) and for alpha (one plane
+      more, concatenated, then made contiguous), and the tiles' working set; then the
+      resize to ``target``, with the result still held;
+    - encode: the result at ``target`` and the encoder's copies (Pillow's own image, the
+      channel-swapped copy OpenCV encodes, TIFF's differenced samples), plus the
+      compressed bytes twice.
+    """
+    w, h = size
+    p = w * h
+    big = p * scale * scale  # pixels out of the model
+    tw, th = target
+    t = tw * th
+    c, b = channels, 2 if bit_depth > 8 else 1
+    gray, alpha = c in (1, 2), c in (2, 4)
+
+    decode = 2 * file_bytes + p * (12 + 2 * c * b)
+
+    if upscaler.uint8_path and b == 1:
+        # The result plus the resampler's own buffers: measured at most 7 bytes an output
+        # pixel over it (Pillow's Lanczos on RGB: 4-byte pixels, a 4-byte intermediate).
+        model = (c + 7) * big
+    else:
+        out = 1 if b == 1 else 4  # the tiler's result dtype: uint8, or int32 for 16-bit
+        kept = 1 if gray else 3  # channels of the network's result, once folded
+        colour = 3 * out * big
+        fold = colour + 16 * big + out * big if gray else colour
+        if alpha:  # alpha plane, both concatenated, then a contiguous copy in the input dtype
+            stacked = (kept + 1) * out * big
+            assemble = kept * out * big + out * big + stacked + (kept + 1) * b * big
+        else:  # 16-bit: int32 converted to a uint16 copy
+            assemble = kept * out * big + (kept * b * big if b == 2 else 0)
+        model = 28 * p + max(fold, assemble) + upscaler.working_bytes
+    resize = c * b * (big + t) if t != big else 0
+    upscale = c * b * p + max(model, resize)
+
+    held = c * b * t
+    ob = 2 if out_bit_depth > 8 and out_format in ("png", "tiff") else 1
+    oc = 3 + (1 if alpha else 0) if out_format == "webp" and gray else c
+    raw = oc * ob * t
+    convert = 8 * c * t + c * t if b == 2 and ob == 1 else 0  # 16 -> 8 bits via uint32
+    compressed = int(_COMPRESSED.get(out_format, 1.0) * raw)
+    if out_format in ("jpeg", "webp", "bmp"):  # Pillow's own 4-byte (or 1-byte gray) image
+        copies = (4 if oc > 1 else 1) * t + (raw if oc != c else 0) + 2 * compressed
+        if out_format == "webp":  # libwebp's own planes and statistics, measured
+            copies += (36 if alpha else 13) * t
+    elif out_format == "png":  # OpenCV's channel swap, or our gray + alpha writer's rows;
+        # the encoder's growing buffer, our copy of it and the joined file
+        copies = (4 * raw if oc == 2 else raw if oc > 1 else 0) + 3 * compressed
+    else:  # TIFF: differenced samples, compressed strips, the joined file
+        copies = raw + 2 * compressed
+    encoder = convert + copies
+    encode = c * b * p + held + encoder
+    return ImageMemory(decode=int(decode), upscale=int(upscale), encode=int(encode))

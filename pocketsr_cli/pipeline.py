@@ -21,7 +21,22 @@ in the reader thread that decodes the file right after.
 
 Failures of one image (unreadable file, out of memory, encode error) become a ``failed``
 result and the run goes on.  Something other than a file where an output would go (a
-folder, a FIFO, a broken link) fails that input and is left alone.
+folder, a FIFO, a broken link) fails that input and is left alone.  Warnings that libraries
+raise while an image is decoded, upscaled or written go on that image's line
+(``libwarnings``), never to the terminal as Python prints them.
+
+Memory: before an image is decoded, what it needs at each stage is predicted from its
+header (``memory.predict``: its size, channels and bit depth, the variant's scale and path,
+the output's size and format).  An image that cannot fit in the run's budget
+(``Options.max_memory``, else the memory available when the run starts) fails with a line
+that says how much it needs, without being decoded; the others are admitted one after
+another while the predicted needs of the images in flight (decoded, upscaling, queued,
+being written) fit in the budget together, so a run of large images works on one at a
+time rather than being killed by the kernel.
+
+An output's format is the one its name says: with ``--format same``, a file whose content
+is not what its extension says (PNG bytes named ``.jpg``) is written in its name's format,
+with a note, unless that format cannot hold it (transparency: PNG, as planned).
 
 Racing runs: an output is renamed into place only while this run holds its claim
 (``claims``), and only if it is still as the reader saw it (absent; with ``overwrite``,
@@ -49,17 +64,21 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from pocketsr_cli import claims, provenance
+from pocketsr_cli import claims, libwarnings, memory, provenance
 from pocketsr_cli.errors import ImageReadError, ImageWriteError, PocketSRError
 from pocketsr_cli.imageio import (
+    OUTPUT_FORMATS,
     DecodedImage,
+    ImageHeader,
     OutputPlan,
     embeds_provenance,
     encode_image,
     extension_for,
     format_from_name,
+    format_of_path,
     plan_output,
     probe,
+    read_header,
     read_image,
     read_provenance_text,
     write_atomic,
@@ -148,6 +167,8 @@ class Options:
         record: write each output's provenance record with these run-wide settings and
             compare existing outputs' records with it; None: write none, and skip
             existing outputs by name alone.
+        max_memory: the host memory, in bytes, the images in flight may need together
+            (see the module docs); None: what is available when the run starts.
     """
 
     fmt: str | None = None
@@ -157,6 +178,7 @@ class Options:
     dry_run: bool = False
     target: Target | None = None
     record: provenance.RunSettings | None = None
+    max_memory: int | None = None
 
 
 @dataclass
@@ -288,6 +310,68 @@ def _identity(path: Path) -> _Identity | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def upscaler_memory(upscaler: ImageUpscaler) -> memory.UpscalerMemory:
+    """How ``upscaler`` uses host memory: its own ``memory_profile()`` when it has one, else
+    what the public attributes of an ``inference.Upscaler`` say (``uint8_path``, or its
+    descriptor's 8-bit path used on the CPU without an ensemble; its tile policy's CPU
+    budget), else the network path with no working set (a test's stand-in)."""
+    own = getattr(upscaler, "memory_profile", None)
+    if callable(own):
+        profile = own()
+        if isinstance(profile, memory.UpscalerMemory):
+            return profile
+    model = getattr(upscaler, "model", None)
+    if model is None:
+        return memory.UpscalerMemory(uint8_path=False, working_bytes=0)
+    device = getattr(getattr(getattr(upscaler, "compute", None), "device", None), "type", "cpu")
+    uint8 = getattr(upscaler, "uint8_path", None)
+    if not isinstance(uint8, bool):
+        uint8 = (
+            getattr(model, "upscale_uint8", None) is not None
+            and device == "cpu"
+            and not getattr(upscaler, "ensemble", False)
+        )
+    if device == "cpu":
+        working = int(getattr(getattr(upscaler, "policy", None), "cpu_budget_bytes", memory.GIB))
+    else:  # tiles live in device memory; the host holds small transfers
+        working = 1 << 26
+    return memory.UpscalerMemory(uint8_path=uint8, working_bytes=working)
+
+
+class _MemoryGate:
+    """Admits images while the predicted needs of those in flight fit in ``budget``
+    (None: always); one image alone is always admitted (a need larger than the budget is
+    refused before it gets here)."""
+
+    def __init__(self, budget: int | None, stop: threading.Event) -> None:
+        self.budget = budget
+        self.in_use = 0
+        self.stop = stop
+        self.changed = threading.Condition()
+
+    def acquire(self, need: int) -> bool:
+        """Wait until ``need`` fits; False when the run is stopped meanwhile."""
+        with self.changed:
+            while (
+                self.budget is not None
+                and self.in_use
+                and self.in_use + need > self.budget
+                and not self.stop.is_set()
+            ):
+                self.changed.wait(0.1)
+            if self.stop.is_set():
+                return False
+            self.in_use += need
+            return True
+
+    def release(self, need: int) -> None:
+        if not need:
+            return
+        with self.changed:
+            self.in_use -= need
+            self.changed.notify_all()
+
+
 @dataclass
 class _Decoded:
     job: Job
@@ -297,6 +381,8 @@ class _Decoded:
     variant: Variant
     seconds: float
     seen: _Identity | None = None  # the output as the reader saw it (None: absent)
+    reserved: int = 0  # bytes held in the memory gate until it is written
+    notes: list[str] = field(default_factory=list)  # for its line, from decoding on
 
 
 @dataclass
@@ -367,6 +453,10 @@ class _Run:
         self.decoded: queue.Queue[Any] = queue.Queue(maxsize=1)
         self.written: queue.Queue[Any] = queue.Queue(maxsize=1)
         self.summary = Summary(dry_run=options.dry_run)
+        self.profiles = {v.scale: upscaler_memory(v.upscaler) for v in variants}
+        available = None if options.max_memory else memory.host_available_bytes()
+        self.budget = options.max_memory or available
+        self.gate = _MemoryGate(self.budget, self.stop)
 
     # -- reader -------------------------------------------------------------------------
     def read_all(self) -> None:
@@ -378,6 +468,16 @@ class _Run:
         _put(self.decoded, _DONE, self.stop)
 
     def read_one(self, job: Job) -> Result | _Decoded:
+        """Decode ``job``'s input (or the result that ends it here), with what libraries
+        warned about meanwhile (headers and records read, decoding) as notes for its line."""
+        notes: list[str] = []
+        with libwarnings.collecting(notes):
+            item = self.read_unnoted(job)
+        if notes:
+            (item.warnings if isinstance(item, Result) else item.notes)[:0] = notes
+        return item
+
+    def read_unnoted(self, job: Job) -> Result | _Decoded:
         if job.failure is not None:
             return Result(job, "failed", error=job.failure)
         if job.skip_reason is not None:
@@ -401,14 +501,112 @@ class _Run:
             return self.dry_run(job)
         t0 = time.perf_counter()
         try:
-            image = read_image(job.input)
+            header = read_header(job.input)
         except ImageReadError as exc:
             return Result(job, "failed", error=str(exc))
+        requested, named = self.requested_format(job, header.format)
+        need = self.need(job, header, requested)
+        if self.budget is not None and need > self.budget:
+            return Result(
+                job,
+                "failed",
+                error=self.too_large(header, need),
+                width=header.width,
+                height=header.height,
+            )
+        if not self.gate.acquire(need):
+            return Result(job, "skipped", reason=_STOPPED, reason_code="interrupted")
+        try:
+            image = read_image(job.input, max_pixels=None)
+            decoded = self.plan_decoded(job, image, requested, named, seen, t0)
+        except ImageReadError as exc:
+            self.gate.release(need)
+            return Result(job, "failed", error=str(exc))
+        except BaseException:
+            self.gate.release(need)
+            raise
+        if isinstance(decoded, Result):
+            self.gate.release(need)
+            return decoded
+        decoded.reserved = need
+        return decoded
+
+    def requested_format(self, job: Job, content: str) -> tuple[str | None, str | None]:
+        """The format to write ``job``'s output in (None: as ``plan_output`` decides from
+        the content), and, when the content is not what the input's name says, the format
+        the name claims (for a note).
+
+        Outputs are planned by name (``jobs``): a misnamed input is written in its name's
+        format, or, when that is not an output format (GIF), in the one its output was
+        named after, so that an output's bytes are always what its extension says."""
+        if self.options.fmt is not None:
+            return self.options.fmt, None
+        named = format_of_path(job.input)
+        if named is None or named == content:
+            return None, None
+        requested = named if named in OUTPUT_FORMATS else format_of_path(job.output)
+        return (requested if requested in OUTPUT_FORMATS else None), named
+
+    def need(self, job: Job, header: ImageHeader, requested: str | None) -> int:
+        """Predicted peak host memory for ``job`` (``memory.predict``)."""
+        variant = self.variant_for(header.width, header.height)
         plan = plan_output(
-            image.format, self.options.fmt, has_alpha=image.has_alpha, bit_depth=image.bit_depth
+            header.format, requested, has_alpha=header.has_alpha, bit_depth=header.bit_depth
         )
+        try:
+            file_bytes = os.stat(job.input).st_size
+        except OSError:
+            file_bytes = 0
+        return memory.predict(
+            size=(header.width, header.height),
+            channels=header.channels,
+            bit_depth=header.bit_depth,
+            scale=variant.scale,
+            target=self.target.size_for(header.width, header.height),
+            out_format=plan.format,
+            out_bit_depth=plan.bit_depth,
+            file_bytes=file_bytes,
+            upscaler=self.profiles[variant.scale],
+        ).peak
+
+    def too_large(self, header: ImageHeader, need: int) -> str:
+        """The reason an image whose predicted ``need`` exceeds the budget fails."""
+        variant = self.variant_for(header.width, header.height)
+        w, h = self.target.size_for(header.width, header.height)
+        where = (
+            f"the {memory.describe_bytes(self.budget or 0)} --max-memory allows"
+            if self.options.max_memory
+            else f"the {memory.describe_bytes(self.budget or 0)} of memory available"
+        )
+        return (
+            f"needs about {memory.describe_bytes(need)} of memory to upscale "
+            f"{header.width}x{header.height} to {w}x{h} (x{variant.scale} model), more than "
+            f"{where}; not decoded. Choose a smaller scale or size, or allow more with "
+            f"--max-memory (or {memory.MAX_MEMORY_ENV}) if the machine has it"
+        )
+
+    def plan_decoded(
+        self,
+        job: Job,
+        image: DecodedImage,
+        requested: str | None,
+        named: str | None,
+        seen: _Identity | None,
+        t0: float,
+    ) -> Result | _Decoded:
+        """How a decoded image will be written, or the result that ends ``job`` here."""
+        plan = plan_output(
+            image.format, requested, has_alpha=image.has_alpha, bit_depth=image.bit_depth
+        )
+        notes = list(image.warnings)
+        if named is not None and image.format != named:
+            content = _FORMAT_LABELS.get(image.format, image.format)
+            notes.append(
+                f"its content is {content}, not {_FORMAT_LABELS[named]} as its name says; "
+                f"written as {_FORMAT_LABELS[plan.format]}"
+            )
         output = job.output
-        if plan.format != (self.options.fmt or image.format):  # e.g. RGBA asked as JPEG -> PNG
+        if plan.format != (requested or image.format):  # e.g. RGBA asked as JPEG -> PNG
             output = output.with_suffix(extension_for(plan.format))
         if output != job.output:  # its content is not what its name says (jobs plans by name)
             if _real(output) in self.inputs or _key(output) in self.input_keys:
@@ -417,11 +615,13 @@ class _Run:
                     "which is an input; rename it to its format's extension or choose --format"
                 )
                 return Result(job, "failed", error=error)
-            seen = self.look_at_output(job, output, (image.width, image.height))
-            if isinstance(seen, Result):
-                return seen
+            found = self.look_at_output(job, output, (image.width, image.height))
+            if isinstance(found, Result):
+                return found
+            seen = found
         variant = self.variant_for(image.width, image.height)
-        return _Decoded(job, image, plan, output, variant, time.perf_counter() - t0, seen)
+        seconds = time.perf_counter() - t0
+        return _Decoded(job, image, plan, output, variant, seconds, seen, notes=notes)
 
     def look_at_output(
         self, job: Job, output: Path, size: tuple[int, int] | None = None
@@ -521,7 +721,13 @@ class _Run:
             item = self.written.get()
             if item is _DONE:
                 return
-            result = item if isinstance(item, Result) else self.write_one(item)
+            if isinstance(item, Result):
+                result = item
+            else:
+                try:
+                    result = self.write_one(item)
+                finally:
+                    self.gate.release(item.decoded.reserved)
             self.summary.results.append(result)
             self.reporter.image_finished(result)
 
@@ -537,19 +743,21 @@ class _Run:
             height=d.image.height,
             out_width=item.pixels.shape[1],
             out_height=item.pixels.shape[0],
-            warnings=[*d.image.warnings, *d.plan.warnings],
+            warnings=[*d.notes, *d.plan.warnings],
             model=d.variant.model or None,
         )
         record = self.record_text(item)
         embedded = embeds_provenance(d.plan.format)
         try:
-            data = encode_image(
-                item.pixels,
-                d.plan,
-                quality=self.options.quality,
-                metadata=metadata,
-                provenance=record if embedded else None,
-            )
+            with libwarnings.collecting(result.warnings):
+                data = encode_image(
+                    item.pixels,
+                    d.plan,
+                    quality=self.options.quality,
+                    metadata=metadata,
+                    provenance=record if embedded else None,
+                )
+            item.pixels = _RELEASED  # the encoded bytes are all that is needed now
             with claims.claimed(d.output) as claim:
                 raced = self.commit(d, data, claim is not None)
                 if raced is None and not embedded:
@@ -613,20 +821,24 @@ class _Run:
     def infer_one(self, d: _Decoded, index: int) -> _Upscaled | Result:
         self.reporter.image_started(d.job, index)
         t0 = time.perf_counter()
+        error = None
         try:
-            out = d.variant.upscaler.upscale(d.image.pixels, self.reporter.tile)
-            out = resize_output(out, self.target.size_for(d.image.width, d.image.height))
+            with libwarnings.collecting(d.notes):
+                out = d.variant.upscaler.upscale(d.image.pixels, self.reporter.tile)
+                out = resize_output(out, self.target.size_for(d.image.width, d.image.height))
         except PocketSRError as exc:
-            return Result(
-                d.job, "failed", error=str(exc), width=d.image.width, height=d.image.height
-            )
+            error = str(exc)
         except (RuntimeError, MemoryError, ValueError) as exc:  # torch errors surface as these
+            error = f"inference failed: {_one_line(exc)}"
+        if error is not None:
+            self.gate.release(d.reserved)
             return Result(
                 d.job,
                 "failed",
-                error=f"inference failed: {_one_line(exc)}",
+                error=error,
                 width=d.image.width,
                 height=d.image.height,
+                warnings=d.notes,
             )
         return _Upscaled(d, out, time.perf_counter() - t0)
 
@@ -673,6 +885,21 @@ class _Run:
             except KeyboardInterrupt:
                 self.summary.interrupted = True
 
+
+# Stands in for pixels that are not needed any more, so that their memory is freed before
+# the image's result leaves the pipeline (sizes are read before).
+_RELEASED = np.empty((0, 0, 0), np.uint8)
+
+_FORMAT_LABELS = {
+    "png": "PNG",
+    "jpeg": "JPEG",
+    "webp": "WebP",
+    "tiff": "TIFF",
+    "bmp": "BMP",
+    "gif": "GIF",
+    "heif": "HEIF",
+    "avif": "AVIF",
+}
 
 _EXISTS = "output exists (use --overwrite to replace it)"
 _STOPPED = "the run was stopped before this input was finished"

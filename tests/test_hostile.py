@@ -36,7 +36,7 @@ from pocketsr_cli import claims, pipeline
 from pocketsr_cli.cli import app
 from pocketsr_cli.errors import UsageError
 from pocketsr_cli.imageio import extension_for, plan_output, read_provenance_text
-from pocketsr_cli.jobs import Naming, collect_jobs
+from pocketsr_cli.jobs import Job, Naming, collect_jobs
 from pocketsr_cli.pipeline import Options, Variant, run
 from pocketsr_cli.provenance import RunSettings
 
@@ -208,25 +208,48 @@ def test_a_format_switch_onto_an_input_is_refused_before_the_run(tmp_path: Path)
     assert fingerprint(tmp_path) == before
 
 
-def test_content_that_belies_its_name_fails_rather_than_overwrite_an_input(
-    tmp_path: Path,
-) -> None:
-    """Planning goes by names; a GIF named .jpg is only found out by decoding it."""
+def test_content_that_belies_its_name_is_written_as_its_name_says(tmp_path: Path) -> None:
+    """Planning goes by names; a GIF named .jpg is only found out by decoding it, and is
+    written as the JPEG its output's name promises, with a note."""
     fake = tmp_path / "a.jpg"
     Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(fake, format="GIF")
     image(tmp_path / "a_x.png", seed=4)
     before = fingerprint(tmp_path)
     code, images, _, _ = cli(fake, tmp_path / "a_x.png", "--suffix", "_x", *FAST)
-    assert code == 1
+    assert code == 0
     lines = by_input(images, tmp_path)
-    assert lines["a.jpg"]["status"] == "failed"
-    assert lines["a.jpg"]["error"] == (
-        f"its content is GIF, so its output would be {tmp_path / 'a_x.png'}, which is an "
-        "input; rename it to its format's extension or choose --format"
-    )
+    assert (lines["a.jpg"]["status"], lines["a.jpg"]["output"]) == ("ok", str(tmp_path / "a_x.jpg"))
+    assert lines["a.jpg"]["warnings"] == [
+        "its content is GIF, not JPEG as its name says; written as JPEG"
+    ]
+    with Image.open(tmp_path / "a_x.jpg") as written:
+        assert written.format == "JPEG"
     assert lines["a_x.png"]["status"] == "ok"
     assert (tmp_path / "a_x_x.png").is_file()
     assert {k: v for k, v in fingerprint(tmp_path).items() if k in before} == before
+
+
+def test_content_found_out_after_planning_never_overwrites_an_input(tmp_path: Path) -> None:
+    """Jobs planned while ``a.jpg`` was an opaque photo; by the time it is read it holds a
+    transparent PNG, which cannot be a JPEG: its PNG output would be the input a_x.png."""
+    fake = image(tmp_path / "a.png", "RGBA", seed=1).rename(tmp_path / "a.jpg")
+    other = image(tmp_path / "a_x.png", seed=4)
+    jobs = [
+        Job(fake, tmp_path / "a_x.jpg", "a.jpg"),
+        Job(other, tmp_path / "a_x_x.png", "a_x.png"),
+    ]
+    before = fingerprint(tmp_path)
+    summary = run(jobs, Doubler(), Options(), pipeline.NullReporter())
+    first, second = summary.results
+    assert first.status == "failed"
+    assert first.error == (
+        f"its content is PNG, so its output would be {tmp_path / 'a_x.png'}, which is an "
+        "input; rename it to its format's extension or choose --format"
+    )
+    assert second.status == "ok"
+    after = fingerprint(tmp_path)
+    assert after.pop(str(tmp_path / "a_x_x.png"))
+    assert after == before
 
 
 # --- 3. symbolic links ----------------------------------------------------------------------

@@ -80,9 +80,9 @@ def test_read_ahead_is_bounded_and_results_stay_in_order(tmp_path, monkeypatch) 
     reads: list[str] = []
     real_read = pipeline.read_image
 
-    def counting_read(path: Path):  # type: ignore[no-untyped-def]
+    def counting_read(path: Path, **options):  # type: ignore[no-untyped-def]
         reads.append(path.name)
-        return real_read(path)
+        return real_read(path, **options)
 
     monkeypatch.setattr(pipeline, "read_image", counting_read)
     up = Repeat(reads)
