@@ -1,0 +1,234 @@
+"""The PCSR network: backbone -> classifier -> routed heavy/light upsamplers -> refinement.
+
+Data flow of :meth:`PCSR.forward` for an LR batch ``(N, 3, h, w)`` at scale ``s``:
+
+1. the backbone turns ``x - rgb_mean`` into LR features ``(N, C, h, w)``;
+2. the query grid (``grid.py``) places the ``H x W = round(h s) x round(w s)`` output
+   pixels on the LR;
+3. the classifier runs at every output pixel, giving the heavy-vs-light logit margin;
+4. routing (``routing.py``) turns the margins into a heavy mask (``k`` or adaptive);
+5. each upsampler runs only on its own pixels: their indices are gathered, the MLP runs on
+   that batch of rows, the result is scattered into the output (in chunks of
+   :data:`CHUNK` pixels, which bounds memory);
+6. the bilinear base is added, and light pixels touching heavy ones are refined.
+
+``sparse = False`` runs both upsamplers at every pixel and selects by the mask: the same
+function, as the tests check, at the cost of the all-heavy network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any
+
+import torch
+from torch import nn
+
+from pocketsr_cli.archs.pcsr.backbones import build_backbone, official_flops
+from pocketsr_cli.archs.pcsr.config import CONFIGS, PCSRConfig
+from pocketsr_cli.archs.pcsr.grid import (
+    QueryAxis,
+    as_ratio,
+    bilinear,
+    output_length,
+    query_axis,
+)
+from pocketsr_cli.archs.pcsr.routing import (
+    COST_PROBE,
+    Routing,
+    RoutingStats,
+    path_costs,
+    refine,
+    route_adaptive,
+    route_by_cost,
+)
+from pocketsr_cli.archs.pcsr.sampler import LiifSampler, Queries
+
+CHUNK = 1 << 16  # output pixels per MLP batch: ~20 MB of activations for the heavy MLP
+LIGHT, HEAVY = 0, 1  # the classifier's logits, in the official order
+
+
+class PCSR(nn.Module):
+    """``(N, 3, h, w)`` in ``[0, 1]`` -> ``(N, 3, round(h s), round(w s))`` for any ``s >= 1``.
+
+    Run-time settings (plain attributes, read at every call):
+
+    - ``routing``: a :class:`~pocketsr_cli.archs.pcsr.routing.Routing` (``k``,
+      ``adaptive``, ``refine``); replace it to change the speed/quality trade-off;
+    - ``sparse``: gather/scatter execution (default) or both paths everywhere.
+
+    After every call ``last_stats`` holds the call's
+    :class:`~pocketsr_cli.archs.pcsr.routing.RoutingStats` and ``total_stats`` the sum
+    since :meth:`reset_stats`.  Called as ``module(x)`` it upscales by :attr:`scale`, the
+    integer scale the weights were trained for, so it fits any integer-scale caller.
+
+    A fractional ``scale`` is taken as the nearest fraction with denominator at most 100
+    (:func:`~pocketsr_cli.archs.pcsr.grid.as_ratio`).  ``forward`` always has inference
+    semantics (hard routing), whatever ``training`` says.
+    """
+
+    supports_half = True
+    supports_bf16 = True
+    rgb_mean: torch.Tensor
+
+    def __init__(self, config: PCSRConfig, scale: int = 4) -> None:
+        super().__init__()
+        if int(scale) != scale or scale < 1:
+            raise ValueError(f"scale must be a positive integer, got {scale}")
+        self.config = config
+        self.scale = int(scale)
+        self.encoder = build_backbone(config)
+        c = config.channels
+        self.heavy_sampler = LiifSampler(c, 3, config.heavy)
+        self.light_sampler = LiifSampler(c, 3, config.light)
+        self.classifier = LiifSampler(c, 2, config.classifier)
+        # Not in the state dict: the official checkpoints do not carry it (see config.py).
+        self.register_buffer(
+            "rgb_mean", torch.tensor(config.rgb_mean).view(1, 3, 1, 1), persistent=False
+        )
+        self.routing = Routing()
+        self.sparse = True
+        self.last_stats = RoutingStats()
+        self.total_stats = RoutingStats()
+        self._encoder_flops: float | None = None
+
+    @property
+    def receptive_radius(self) -> int:
+        """LR pixels either side of an output pixel's position that it can depend on: the
+        backbone's radius, one for the bilinear base and one more for the refinement's
+        neighbours.  A tiler overlap of twice this makes tiles exact (k routing)."""
+        return int(self.encoder.radius) + 2
+
+    def reset_stats(self) -> None:
+        """Start a new sum in ``total_stats`` (say, before each image)."""
+        self.total_stats = RoutingStats()
+
+    def costs(self, scale: float | Fraction | None = None) -> tuple[float, float]:
+        """Normalised ``(light, heavy)`` path costs at ``scale`` (the ``k`` routing's)."""
+        if self._encoder_flops is None:
+            self._encoder_flops = official_flops(self.encoder, COST_PROBE, COST_PROBE)
+        ratio = as_ratio(self.scale if scale is None else scale)
+        light = self.light_sampler.macs_per_query()
+        return path_costs(self._encoder_flops, light, self.heavy_sampler.macs_per_query(), ratio)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        scale: float | Fraction | None = None,
+        out_size: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """Upscale ``x`` by ``scale`` (default :attr:`scale`).
+
+        ``out_size`` overrides the output ``(H, W)``; the grid keeps its spacing, so extra
+        rows/columns continue past the LR edge (read from its last pixels).
+        """
+        ratio = as_ratio(self.scale if scale is None else scale)
+        feat, rows, cols = self._features(x, ratio, out_size)
+        cell = 2 / float(ratio)
+        margin = self._margins(feat, rows, cols, cell)
+        if self.routing.adaptive:
+            heavy = route_adaptive(torch.sigmoid(margin))
+        else:
+            heavy = route_by_cost(margin, self.routing.k, self.costs(ratio))
+        residual = self._upsample(feat, rows, cols, cell, heavy)
+        out = bilinear(x, rows, cols)
+        out += residual.permute(0, 3, 1, 2)
+        if self.routing.refine:
+            refine(out, heavy)
+        self.last_stats = RoutingStats(int(heavy.sum()), heavy.numel())
+        self.total_stats = self.total_stats + self.last_stats
+        return out
+
+    def heavy_probability(
+        self,
+        x: torch.Tensor,
+        scale: float | Fraction | None = None,
+        out_size: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """The classifier's ``p_heavy`` at every output pixel, ``(N, 1, H, W)`` (what the
+        official demo paints red and green), without running the upsamplers."""
+        ratio = as_ratio(self.scale if scale is None else scale)
+        feat, rows, cols = self._features(x, ratio, out_size)
+        return torch.sigmoid(self._margins(feat, rows, cols, 2 / float(ratio)))[:, None]
+
+    # -- stages -------------------------------------------------------------------------
+    def _features(
+        self, x: torch.Tensor, ratio: Fraction, out_size: tuple[int, int] | None
+    ) -> tuple[torch.Tensor, QueryAxis, QueryAxis]:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected an RGB batch (N, 3, h, w), got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        out_h, out_w = out_size or (output_length(h, ratio), output_length(w, ratio))
+        rows = query_axis(h, out_h, ratio, x.device)
+        cols = query_axis(w, out_w, ratio, x.device)
+        return self.encoder(x - self.rgb_mean.to(x.dtype)), rows, cols
+
+    def _margins(
+        self, feat: torch.Tensor, rows: QueryAxis, cols: QueryAxis, cell: float
+    ) -> torch.Tensor:
+        """``z_heavy - z_light`` at every output pixel, ``(N, H, W)`` float32."""
+        prepared = self.classifier.prepare(feat, rows, cols, cell)
+        n, pixels = feat.shape[0], len(rows) * len(cols)
+        margin = torch.empty(n * pixels, dtype=torch.float32, device=feat.device)
+        for start in range(0, n * pixels, CHUNK):
+            index = torch.arange(start, min(start + CHUNK, n * pixels), device=feat.device)
+            logits = self.classifier.query(prepared, _locate(index, feat, rows, cols)).float()
+            margin[start : start + index.numel()] = logits[:, HEAVY] - logits[:, LIGHT]
+        return margin.view(n, len(rows), len(cols))
+
+    def _upsample(
+        self,
+        feat: torch.Tensor,
+        rows: QueryAxis,
+        cols: QueryAxis,
+        cell: float,
+        heavy: torch.Tensor,
+    ) -> torch.Tensor:
+        """The routed MLP residual, ``(N, H, W, 3)``: each path on its own pixels only."""
+        paths = [
+            (self.light_sampler, self.light_sampler.prepare(feat, rows, cols, cell)),
+            (self.heavy_sampler, self.heavy_sampler.prepare(feat, rows, cols, cell)),
+        ]
+        flat = heavy.reshape(-1)
+        out = torch.empty(flat.numel(), 3, dtype=paths[0][1].features.dtype, device=feat.device)
+        for start in range(0, flat.numel(), CHUNK):
+            chunk = flat[start : start + CHUNK]
+            if not self.sparse:
+                index = torch.arange(start, start + chunk.numel(), device=feat.device)
+                where = _locate(index, feat, rows, cols)
+                light, heavy_rgb = (s.query(p, where) for s, p in paths)
+                out[start : start + chunk.numel()] = torch.where(chunk[:, None], heavy_rgb, light)
+                continue
+            for take, (sampler, prepared) in zip((~chunk, chunk), paths, strict=True):
+                index = take.nonzero().squeeze(1).add_(start)
+                if index.numel():
+                    rgb = sampler.query(prepared, _locate(index, feat, rows, cols))
+                    out.index_copy_(0, index, rgb.to(out.dtype))
+        return out.view(*heavy.shape, 3)
+
+
+def _locate(index: torch.Tensor, feat: torch.Tensor, rows: QueryAxis, cols: QueryAxis) -> Queries:
+    """Queries for flat output indices ``n * H * W + r * W + c``."""
+    h, w = feat.shape[-2:]
+    width, pixels = len(cols), len(rows) * len(cols)
+    image = torch.div(index, pixels, rounding_mode="floor")
+    row = torch.div(index - image * pixels, width, rounding_mode="floor")
+    col = index - image * pixels - row * width
+    lr_index = (image * h + rows.index.index_select(0, row)) * w + cols.index.index_select(0, col)
+    return Queries(lr_index=lr_index, row=row, col=col)
+
+
+def build(config: PCSRConfig | str | Mapping[str, Any], scale: int = 4) -> PCSR:
+    """A freshly initialised PCSR network whose ``module(x)`` upscales by ``scale``.
+
+    ``config`` is a :class:`PCSRConfig`, a preset name (``carn``, ``fsrcnn``) or a
+    manifest ``[build]`` table (``preset`` and/or explicit fields).
+    """
+    if isinstance(config, str):
+        if config not in CONFIGS:
+            raise ValueError(f"unknown PCSR preset {config!r}; known: {sorted(CONFIGS)}")
+        config = CONFIGS[config]
+    elif not isinstance(config, PCSRConfig):
+        config = PCSRConfig.from_params(config)
+    return PCSR(config, scale)
