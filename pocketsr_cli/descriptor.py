@@ -14,7 +14,7 @@ package exports one as ``FAMILY``, ``registry.py`` lists them, and both the reso
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -76,6 +76,8 @@ class ModelDescriptor:
         tiling: whether the input may be tiled (see :class:`Tiling`).
         default_tile: the tile side ``--tile auto`` starts from on the CPU, from the
             manifest's ``default_tile`` hint; None: sized from free memory there too.
+        max_tile: the largest tile side ``--tile auto`` picks on any device (a model
+            trained on, or quadratic in, its window: attention); None: no limit of its own.
         image_stats: optional hook computing statistics of the *whole* input (for example
             per-channel mean/std for colour matching); the result is passed to every tile so
             that tiles are treated identically.
@@ -101,6 +103,7 @@ class ModelDescriptor:
     size: SizeRequirements = field(default_factory=SizeRequirements)
     tiling: Tiling = Tiling.SUPPORTED
     default_tile: int | None = None
+    max_tile: int | None = None
     image_stats: Callable[[torch.Tensor], Any] | None = None
     params: int = 0
     sha256: str | None = None
@@ -119,17 +122,25 @@ class Family:
             families without weights (resamplers).
         infer: ``state_dict -> build_params`` plus ``"scale"``, read from tensor shapes;
             needed to :meth:`load` a state dict that comes without a manifest.
+        merge: ``[state_dict, ...] -> state_dict``, for models published as several weights
+            files: their state dicts, in the manifest's order, made into one of this
+            family.  None: one file per model.
+        check: raises ``ModelError`` saying what to install when the family cannot run
+            here (an optional dependency is missing); called before any weights are
+            fetched.  None: always available.
 
     The network states its own input requirements and half-precision safety through the
-    optional attributes ``multiple_of``, ``minimum_size``, ``supports_half`` and
-    ``supports_bf16``, and an 8-bit path through a method ``upscale_uint8`` (see
-    :meth:`describe`).
+    optional attributes ``multiple_of``, ``minimum_size``, ``supports_half``,
+    ``supports_bf16`` and ``max_tile``, an 8-bit path through a method ``upscale_uint8``
+    and image-wide statistics through a method ``image_stats`` (see :meth:`describe`).
     """
 
     name: str
     build: Callable[[Mapping[str, Any], int], nn.Module]
     detect: Callable[[Mapping[str, torch.Tensor]], bool] | None = None
     infer: Callable[[Mapping[str, torch.Tensor]], dict[str, Any]] | None = None
+    merge: Callable[[Sequence[Mapping[str, torch.Tensor]]], dict[str, torch.Tensor]] | None = None
+    check: Callable[[], None] | None = None
 
     def load(self, state_dict: Mapping[str, torch.Tensor], name: str) -> ModelDescriptor:
         """The network a state dict of this family describes, its weights loaded.
@@ -188,7 +199,9 @@ def describe_module(module: nn.Module, name: str, family: str, scale: int) -> Mo
 
     ``multiple_of`` and ``minimum_size`` become its :class:`SizeRequirements` (the tiler pads
     to them), ``supports_half`` and ``supports_bf16`` its precision safety (default: safe),
-    a method ``upscale_uint8`` its :attr:`ModelDescriptor.upscale_uint8` (default: none).
+    ``max_tile`` its :attr:`ModelDescriptor.max_tile`, and methods ``upscale_uint8`` and
+    ``image_stats`` its :attr:`ModelDescriptor.upscale_uint8` and
+    :attr:`ModelDescriptor.image_stats` (default: none).
     """
     return ModelDescriptor(
         name=name,
@@ -201,6 +214,8 @@ def describe_module(module: nn.Module, name: str, family: str, scale: int) -> Mo
             minimum=int(getattr(module, "minimum_size", 1)),
             multiple_of=int(getattr(module, "multiple_of", 1)),
         ),
+        max_tile=getattr(module, "max_tile", None),
+        image_stats=getattr(module, "image_stats", None),
         params=sum(p.numel() for p in module.parameters()),
         upscale_uint8=getattr(module, "upscale_uint8", None),
     )

@@ -20,6 +20,10 @@ class ModelError(PocketSRError):
     """A model or its weights could not be resolved, downloaded, verified or loaded."""
 
 
+class UnsafePickleError(ModelError):
+    """A weights file is a pickle that needs to run code to load (refused, never run)."""
+
+
 class DeviceError(UsageError):
     """The requested device or precision is not available on this machine."""
 

@@ -16,12 +16,18 @@ pipeline and people should know about it::
                   # manifest test, which rebuilds the network to recompute meta.params.
     [weights]     # absent for parameter-free models (family "resize")
     file = "RealESRGAN_x4plus.pth"    # kept beside the manifest when bundled or imported
-    sha256 = "<64 hex digits>"
+    sha256 = "<64 hex digits>"        # optional: see below
     size = 67040989                   # bytes
     urls = ["https://...", "hf://owner/repo/file"]   # mirrors, tried in order
     [hints]       # what the pipeline relies on (see Hints): tiling, multiple_of, minimum,
                   # fp16, bf16, default_tile
     [meta]        # license, source, paper, params (parameter count)
+
+A model published as several files lists each in an array of tables, ``[[weights]]``
+instead of ``[weights]``, in the order its family's ``merge`` expects them.  A file whose
+publisher gives no checksum has no ``sha256``: it downloads only when the user allows an
+unverified download, and the digest it arrives with is pinned and enforced from then on
+(trust on first use, ``weights/trust.py``).
 
 Every table and key is checked: an unknown key is an error rather than a silently ignored
 typo (``multiple-of`` for ``multiple_of`` would otherwise change how images are padded).
@@ -61,13 +67,14 @@ class WeightsSpec:
     Attributes:
         file: plain file name, beside the manifest when bundled or imported, else in the
             download cache under the model's name.
-        sha256: lowercase hex digest the file must have, wherever it comes from.
+        sha256: lowercase hex digest the file must have, wherever it comes from; None when
+            the publisher gives none (trust on first use: ``weights/trust.py``).
         size: size in bytes, when known (checked before hashing and against servers).
         urls: mirrors, tried in order (``https://`` or ``hf://owner/repo/file``).
     """
 
     file: str
-    sha256: str
+    sha256: str | None
     size: int | None = None
     urls: tuple[str, ...] = ()
 
@@ -107,7 +114,12 @@ class Meta:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One registry entry, as read from ``path``."""
+    """One registry entry, as read from ``path``.
+
+    ``weights`` is its (first) weights file; a model published as several files has the
+    others in ``extra_weights`` (``[[weights]]`` tables), and :attr:`weight_files` lists
+    them all.
+    """
 
     name: str
     family: str
@@ -121,6 +133,12 @@ class ModelSpec:
     weights: WeightsSpec | None = None
     hints: Hints = field(default_factory=Hints)
     meta: Meta = field(default_factory=Meta)
+    extra_weights: tuple[WeightsSpec, ...] = ()
+
+    @property
+    def weight_files(self) -> tuple[WeightsSpec, ...]:
+        """Every weights file, in manifest order (empty for parameter-free models)."""
+        return () if self.weights is None else (self.weights, *self.extra_weights)
 
     @property
     def is_spandrel(self) -> bool:
@@ -200,7 +218,7 @@ def _parse(data: Mapping[str, Any], path: Path, origin: Origin) -> ModelSpec:
     if not family or family == SPANDREL_PREFIX:
         raise ValueError("family must name an architecture family")
     build = top.get("build", dict, {})
-    weights_table = top.get("weights", dict)
+    weights = _parse_weight_files(top)
     hints_table = top.get("hints", dict, {})
     meta_table = top.get("meta", dict, {})
     spec = ModelSpec(
@@ -213,25 +231,46 @@ def _parse(data: Mapping[str, Any], path: Path, origin: Origin) -> ModelSpec:
         build=dict(build),
         any_scale=top.get("any_scale", bool, False),
         description=top.get("description", str, ""),
-        weights=None if weights_table is None else _parse_weights(weights_table),
+        weights=weights[0] if weights else None,
         hints=_parse_hints(hints_table),
         meta=_parse_meta(meta_table),
+        extra_weights=tuple(weights[1:]),
     )
     top.done()
     return spec
 
 
-def _parse_weights(data: Mapping[str, Any]) -> WeightsSpec:
-    table = _Table(data, "weights")
+def _parse_weight_files(top: _Table) -> list[WeightsSpec]:
+    """``[weights]`` (one file) or ``[[weights]]`` (several, in order); [] when absent."""
+    top.seen.add("weights")
+    data = top.data.get("weights")
+    if data is None:
+        return []
+    if isinstance(data, list):
+        if not data:
+            raise ValueError("weights must list at least one file")
+        files = [_parse_weights(item, f"weights[{i}]") for i, item in enumerate(data)]
+    else:
+        files = [_parse_weights(data, "weights")]
+    names = [w.file for w in files]
+    if len(set(names)) != len(names):
+        raise ValueError(f"weights lists a file twice: {names}")
+    return files
+
+
+def _parse_weights(data: Any, where: str) -> WeightsSpec:
+    table = _Table(data, where)
     file = table.get("file", str, required=True)
     if file in ("", ".", "..") or any(c in file for c in "/\\\0"):
-        raise ValueError(f"weights.file {file!r} must be a plain file name")
-    sha256 = table.get("sha256", str, required=True).lower()
-    if not SHA256_RE.fullmatch(sha256):
-        raise ValueError("weights.sha256 must be 64 hex digits")
+        raise ValueError(f"{where}.file {file!r} must be a plain file name")
+    sha256 = table.get("sha256", str)
+    if sha256 is not None:
+        sha256 = sha256.lower()
+        if not SHA256_RE.fullmatch(sha256):
+            raise ValueError(f"{where}.sha256 must be 64 hex digits")
     urls = table.get("urls", list, [])
     if not all(isinstance(u, str) and u for u in urls):
-        raise ValueError("weights.urls must be a list of URLs")
+        raise ValueError(f"{where}.urls must be a list of URLs")
     spec = WeightsSpec(
         file=file, sha256=sha256, size=table.positive("size"), urls=tuple(str(u) for u in urls)
     )
@@ -339,9 +378,11 @@ def dump_manifest(spec: ModelSpec, comment: str = "") -> str:
     lines.append(f"description = {_toml(spec.description)}")
     if spec.build:
         lines += ["", "[build]", *(f"{k} = {_toml(v)}" for k, v in spec.build.items())]
-    if spec.weights is not None:
-        w = spec.weights
-        lines += ["", "[weights]", f"file = {_toml(w.file)}", f"sha256 = {_toml(w.sha256)}"]
+    header = "[weights]" if len(spec.weight_files) == 1 else "[[weights]]"
+    for w in spec.weight_files:
+        lines += ["", header, f"file = {_toml(w.file)}"]
+        if w.sha256 is not None:
+            lines.append(f"sha256 = {_toml(w.sha256)}")
         if w.size is not None:
             lines.append(f"size = {w.size}")
         lines.append(f"urls = {_toml(list(w.urls))}")

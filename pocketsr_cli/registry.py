@@ -33,10 +33,24 @@ def _pocketsr() -> Family:
     return FAMILY
 
 
+def _pcsr() -> Family:
+    from pocketsr_cli.archs.pcsr import FAMILY
+
+    return FAMILY
+
+
+def _adcsr() -> Family:
+    from pocketsr_cli.archs.adcsr import FAMILY  # needs diffusers only to build
+
+    return FAMILY
+
+
 # Family name -> its package's FAMILY; detection tries them in this order.
 FAMILIES: dict[str, Callable[[], Family]] = {
     "resize": _resize,
     "pocketsr": _pocketsr,
+    "pcsr": _pcsr,
+    "adcsr": _adcsr,
 }
 
 

@@ -24,6 +24,7 @@ EXTRAS = {
     "spandrel": "community model files (-m file.pth, models import)",
     "pillow-heif": "HEIC/AVIF input (the heif extra)",
     "huggingface_hub": "hf:// URLs in models import (the hf extra)",
+    "diffusers": "AdcSR models, -m adcsr-x4 (the diffusion extra)",
     "torchvision": "two non-SR spandrel architectures (not needed for upscaling)",
 }
 

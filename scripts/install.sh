@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install pocketsr into it (editable). Usage:
-#   bash scripts/install.sh          # the tool
-#   bash scripts/install.sh --dev    # the tool plus test and lint tools
+#   bash scripts/install.sh              # the tool
+#   bash scripts/install.sh --diffusion  # the tool plus the diffusion extra (AdcSR models)
+#   bash scripts/install.sh --dev        # the tool plus test and lint tools (diffusers included)
 #   VENV=/tmp/v bash scripts/install.sh   # another virtualenv (created if missing)
 # torch is installed first, pinned, so that pip never pulls a multi-GB CUDA build by itself
 # (override with TORCH_SPEC, e.g. TORCH_SPEC="torch --index-url ..." for a CUDA machine).
@@ -16,8 +17,16 @@
 # install runs no such check, so a fresh install prints no ERROR line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+extras=()
+for arg in "$@"; do
+    case "$arg" in
+        --dev) extras+=(dev) ;;
+        --diffusion) extras+=(diffusion) ;;
+        *) echo "unknown option $arg (expected --dev or --diffusion)" >&2; exit 2 ;;
+    esac
+done
 extra=""
-[ "${1:-}" = "--dev" ] && extra="[dev]"
+if [ "${#extras[@]}" -gt 0 ]; then extra="[$(IFS=,; echo "${extras[*]}")]"; fi
 venv="${VENV:-.venv}"
 python3 -m venv "$venv"
 py="$venv/bin/python"

@@ -297,6 +297,31 @@ def test_no_urls(tmp_path: Path) -> None:
         download_file([], tmp_path / "w.bin", sha256=PAYLOAD_SHA)
 
 
+def test_without_a_digest_the_first_complete_transfer_is_kept(
+    server: Loopback, tmp_path: Path
+) -> None:
+    """sha256=None (trust on first use: the caller pins what arrived)."""
+    dest = tmp_path / "w.bin"
+    assert download_file([server.url("/w.bin")], dest, sha256=None, timeout=5) == dest
+    assert dest.read_bytes() == PAYLOAD
+    download_file([server.url("/w.bin")], dest, sha256=None, timeout=5)
+    assert len(server.hits) == 1  # found complete: no second transfer
+
+
+def test_without_a_digest_a_cut_transfer_is_resumed_never_kept(
+    server: Loopback, tmp_path: Path
+) -> None:
+    server.behaviours["/w.bin"] = Behaviour(cut_after=20_000)
+    dest = tmp_path / "w.bin"
+    with pytest.raises(ModelError, match="run again to resume"):
+        download_file([server.url("/w.bin")], dest, sha256=None, timeout=5)
+    assert not dest.exists()
+    download_file([server.url("/w.bin")], dest, sha256=None, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+    with pytest.raises(ModelError, match=r"offers 65536 bytes, expected 5"):
+        download_file([server.url("/w.bin")], tmp_path / "x.bin", sha256=None, size=5, timeout=5)
+
+
 # --- resuming -----------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ them: which file is used, when the network is touched, what the user is told.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import subprocess
@@ -32,10 +33,10 @@ from _zoo import (
 from torch import nn
 
 from pocketsr_cli.descriptor import Tiling
-from pocketsr_cli.errors import ModelError
+from pocketsr_cli.errors import ModelError, UnsafePickleError
 from pocketsr_cli.manifest import Hints, ModelSpec
 from pocketsr_cli.registry import FAMILIES, Family
-from pocketsr_cli.weights import verify
+from pocketsr_cli.weights import trust, verify
 from pocketsr_cli.weights.cache import user_models_dir, weights_path
 from pocketsr_cli.weights.community import import_spandrel
 from pocketsr_cli.weights.load import descriptor_from_state_dict
@@ -426,7 +427,7 @@ def test_damaged_cache_is_fetched_again(home: Path, server: Loopback, weights_by
     cached = weights_path("tiny", "tiny.safetensors")
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"\0" * len(weights_bytes))
-    assert locate_weights(spec) == cached
+    assert locate_weights(spec) == (cached,)
     assert cached.read_bytes() == weights_bytes
     assert len(server.hits) == 1
 
@@ -445,8 +446,8 @@ def test_verified_files_are_not_hashed_every_run(
     cached.parent.mkdir(parents=True)
     cached.write_bytes(weights_bytes)
 
-    assert locate_weights(spec) == cached
-    assert locate_weights(spec) == cached
+    assert locate_weights(spec) == (cached,)
+    assert locate_weights(spec) == (cached,)
     assert hashed == [cached]  # once, then remembered
 
     os.utime(cached, ns=(1, 1))  # a touched file is hashed again
@@ -465,7 +466,7 @@ def test_memo_is_only_an_optimisation(home: Path, weights_bytes: bytes, no_netwo
     cached.parent.mkdir(parents=True)
     cached.write_bytes(weights_bytes)
     (cached.parent / verify.MEMO_NAME).write_text("{not json")
-    assert locate_weights(spec) == cached
+    assert locate_weights(spec) == (cached,)
     assert "tiny.safetensors" in (cached.parent / verify.MEMO_NAME).read_text()
 
 
@@ -505,3 +506,143 @@ def test_a_weights_files_family_is_itself_and_records_its_digest(
     family = open_family(str(path))
     assert (family.name, family.scales, family.default_scale) == ("mine.safetensors", (2,), 2)
     assert family.load(2).sha256 == sha256(data)
+
+
+# --- trust on first use, converted pickles, families that need an extra ------------------------
+
+
+def unpublished_spec(home: Path, data: bytes, urls: tuple[str, ...]) -> ModelSpec:
+    """``remote_spec`` whose publisher gives no SHA-256 (nor size)."""
+    spec = remote_spec(home, data, urls)
+    assert spec.weights is not None
+    return replace_spec(spec, weights=dataclasses.replace(spec.weights, sha256=None, size=None))
+
+
+def test_unpublished_digest_downloads_only_when_allowed_then_is_pinned(
+    home: Path, server: Loopback, weights_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unpublished_spec(home, weights_bytes, (server.url("/tiny.safetensors"),))
+    with pytest.raises(ModelError, match=r"no SHA-256 .*models download tiny --allow-unverified"):
+        resolve_model("tiny")
+    assert server.hits == []  # refused before any request
+    desc = resolve_model("tiny", allow_unverified=True)
+    torch.testing.assert_close(run(desc), reference(SD), rtol=0, atol=0)
+    assert trust.pinned("tiny", "tiny.safetensors") == sha256(weights_bytes) == desc.sha256
+    refuse_network(monkeypatch)
+    resolve_model("tiny")  # pinned: no flag, no network
+    assert len(server.hits) == 1
+
+
+def test_a_pinned_digest_is_enforced_on_the_next_download(
+    home: Path, server: Loopback, weights_bytes: bytes
+) -> None:
+    unpublished_spec(home, weights_bytes, (server.url("/tiny.safetensors"),))
+    resolve_model("tiny", allow_unverified=True)
+    cached = weights_path("tiny", "tiny.safetensors")
+    cached.unlink()
+    server.behaviours["/tiny.safetensors"] = Behaviour(body=bytes(reversed(weights_bytes)))
+    with pytest.raises(ModelError, match=r"checksum mismatch.*pinned on first use.*models remove"):
+        resolve_model("tiny", allow_unverified=True)  # the flag does not unpin
+    assert not cached.exists()
+
+
+def test_a_cached_file_without_a_pin_is_pinned_only_when_allowed(
+    home: Path, weights_bytes: bytes, no_network: None
+) -> None:
+    unpublished_spec(home, weights_bytes, ("https://example.invalid/tiny.safetensors",))
+    cached = weights_path("tiny", "tiny.safetensors")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(weights_bytes)  # copied there by hand
+    with pytest.raises(ModelError, match=r"no SHA-256 to be checked against.*--allow-unverified"):
+        resolve_model("tiny")
+    assert locate_weights(find_spec("tiny"), allow_unverified=True) == (cached,)
+    assert trust.pinned("tiny", "tiny.safetensors") == sha256(weights_bytes)
+
+
+def test_offline_unpublished_miss_names_the_command_with_the_flag(
+    home: Path, weights_bytes: bytes, no_network: None
+) -> None:
+    unpublished_spec(home, weights_bytes, ("https://example.invalid/tiny.safetensors",))
+    with pytest.raises(
+        ModelError,
+        match=r"offline mode is on; run `pocketsr models download tiny --allow-unverified`",
+    ):
+        resolve_model("tiny", offline=True)
+
+
+def test_removing_a_model_forgets_its_pins(
+    home: Path, server: Loopback, weights_bytes: bytes
+) -> None:
+    from pocketsr_cli.weights.store import remove_model
+
+    spec = unpublished_spec(home, weights_bytes, (server.url("/tiny.safetensors"),))
+    resolve_model("tiny", allow_unverified=True)
+    removed = remove_model(spec)
+    assert weights_path("tiny", trust.PINS_NAME) in removed
+    assert trust.pinned("tiny", "tiny.safetensors") is None
+
+
+def _pickle_with_hyper_parameters(path: Path) -> bytes:
+    """SD as a training checkpoint whose hyper-parameters are a class: weights_only refuses."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": SD, "hparams": argparse.Namespace(lr=1e-4)}, path)
+    return path.read_bytes()
+
+
+def test_a_pickle_needing_code_is_converted_once_with_trust_pickle(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, no_network: None
+) -> None:
+    data = _pickle_with_hyper_parameters(tmp_path / "src" / "ckpt.pth")
+    write_manifest(home / "models", "pick", data, file="ckpt.pth", params=params_of(SD))
+    (home / "models" / "ckpt.pth").write_bytes(data)
+    with pytest.raises(UnsafePickleError, match=r"argparse\.Namespace.*--trust-pickle"):
+        resolve_model("pick")
+    desc = resolve_model("pick", trust_pickle=True)
+    torch.testing.assert_close(run(desc), reference(SD), rtol=0, atol=0)
+    assert desc.sha256 == sha256(data)  # the published file's digest, not the copy's
+    copy = trust.converted_path("pick", "ckpt.pth")
+    assert copy.is_file()
+
+    def no_unpickling(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the pickle was opened again")
+
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    torch.testing.assert_close(run(resolve_model("pick")), reference(SD), rtol=0, atol=0)
+    monkeypatch.setattr(torch, "load", real_load)
+    copy.write_bytes(b"damaged")  # a damaged copy is not used: the pickle is refused again
+    with pytest.raises(UnsafePickleError):
+        resolve_model("pick")
+
+
+def test_converted_copies_keep_tensors_that_were_shared(tmp_path: Path, home: Path) -> None:
+    shared = torch.arange(6.0)
+    path = tmp_path / "tied.pth"
+    torch.save({"a": shared, "b": shared, "view": shared[2:4], "ns": argparse.Namespace()}, path)
+    copy = trust.convert_pickle("tied", path, "0" * 64)
+    state = trust.read_converted(copy)
+    assert set(state) == {"a", "b", "view"}
+    torch.testing.assert_close(state["b"], shared)
+    torch.testing.assert_close(state["view"], shared[2:4])
+    assert trust.converted_copy("tied", "tied.pth", "0" * 64) == copy
+    assert trust.converted_copy("tied", "tied.pth", "1" * 64) is None  # another file
+
+
+def test_a_family_that_needs_an_extra_says_so_before_any_download(
+    home: Path, monkeypatch: pytest.MonkeyPatch, no_network: None
+) -> None:
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # as if not installed
+    with pytest.raises(ModelError, match=r'pip install "pocketsr\[diffusion\]"'):
+        resolve_model("adcsr-x4", offline=True)
+    with pytest.raises(ModelError, match=r'pip install "pocketsr\[diffusion\]"'):
+        open_family("adcsr-x4").load(4)
+    assert find_spec("adcsr-x4").meta.params == 456_073_683  # the registry reads it fine
+
+
+def test_adcsr_offline_without_weights_names_the_fetch_command(
+    home: Path, no_network: None
+) -> None:
+    pytest.importorskip("diffusers")
+    with pytest.raises(ModelError) as info:
+        resolve_model("adcsr-x4", offline=True)
+    assert "pocketsr models download adcsr-x4 --allow-unverified" in str(info.value)

@@ -81,7 +81,7 @@ def _summary(spec: ModelSpec) -> dict[str, Any]:
         "scale": spec.scale,
         "any_scale": spec.any_scale,
         "params": spec.meta.params,
-        "size": None if spec.weights is None else spec.weights.size,
+        "size": _total_size(spec),
         "license": spec.meta.license,
         "where": where(spec),
         "description": spec.description,
@@ -141,6 +141,14 @@ def list_models(json_lines: opt.JsonOpt = False) -> None:
     _ui.say(report, "* the default model: used when -m is not given; -s N picks its ×N variant")
 
 
+def _total_size(spec: ModelSpec) -> int | None:
+    """Bytes of all the weights files, None when any size is not known."""
+    sizes = [w.size for w in spec.weight_files]
+    if not sizes or any(size is None for size in sizes):
+        return None
+    return sum(size for size in sizes if size is not None)
+
+
 def _count(n: int | None) -> str:
     if n is None:
         return "-"
@@ -167,26 +175,32 @@ def info(
     ],
     json_lines: opt.JsonOpt = False,
 ) -> None:
-    """Show everything known about one model: manifest, weights, hints, licence."""
+    """Show everything known about one model: manifest, weights, hints, licence.
+
+    For each weights file: where it is downloaded from, its SHA-256 (the manifest's, or
+    the one pinned on first use when its publisher gives none) and where it is on disk.
+    """
     from pocketsr_cli.cli import _ui
-    from pocketsr_cli.weights.resolve import find_spec, local_weights
+    from pocketsr_cli.weights.resolve import expected_sha256, find_spec, local_files
 
     spec = find_spec(name)
-    local = local_weights(spec)
+    files = [
+        {
+            "file": w.file,
+            "sha256": w.sha256,
+            "pinned_sha256": None if w.sha256 else expected_sha256(spec, w),
+            "size": w.size,
+            "urls": list(w.urls),
+            "path": None if local is None else str(local),
+        }
+        for w, local in zip(spec.weight_files, local_files(spec), strict=True)
+    ]
     details = {
         **_summary(spec),
         "channels": spec.channels,
         "manifest": str(spec.path),
         "build": spec.build,
-        "weights": None
-        if spec.weights is None
-        else {
-            "file": spec.weights.file,
-            "sha256": spec.weights.sha256,
-            "size": spec.weights.size,
-            "urls": list(spec.weights.urls),
-            "path": None if local is None else str(local),
-        },
+        "weights": files[0] if len(files) == 1 else files or None,
         "hints": vars(spec.hints),
         "meta": vars(spec.meta),
     }
@@ -199,8 +213,19 @@ def info(
         if key not in ("weights", "hints", "meta", "build")
     ]
     pairs += [(f"build.{k}", str(v)) for k, v in spec.build.items()]
-    if details["weights"] is not None:
-        pairs += [(f"weights.{k}", str(v)) for k, v in details["weights"].items()]
+    for i, entry in enumerate(files):
+        prefix = "weights" if len(files) == 1 else f"weights[{i}]"
+        entry = dict(entry)
+        if entry["sha256"] is None:
+            pinned = entry.pop("pinned_sha256")
+            entry["sha256"] = (
+                f"{pinned} (pinned on first use)"
+                if pinned
+                else "not published: fetched only with --allow-unverified, then pinned"
+            )
+        else:
+            entry.pop("pinned_sha256")
+        pairs += [(f"{prefix}.{k}", str(v)) for k, v in entry.items()]
     pairs += [(f"hints.{k}", str(v)) for k, v in vars(spec.hints).items()]
     pairs += [(f"meta.{k}", str(v)) for k, v in vars(spec.meta).items()]
     _ui.print_pairs(_ui.make_report_console(), pairs)
@@ -212,6 +237,7 @@ def info(
     epilog=examples(
         "pocketsr models download realesrgan-x4plus",
         "pocketsr models download realesrgan-x4plus realesr-general-x4v3",
+        "pocketsr models download adcsr-x4 --allow-unverified --trust-pickle",
     ),
 )
 @handle_errors
@@ -225,14 +251,18 @@ def download(
             autocompletion=_complete.downloadable_names,
         ),
     ],
+    allow_unverified: opt.AllowUnverifiedOpt = False,
+    trust_pickle: opt.TrustPickleOpt = False,
 ) -> None:
     """Fetch models' weights into the cache (resumable, checksum-verified).
 
-    Mirrors are tried in order; an interrupted download resumes where it stopped.
+    Mirrors are tried in order; an interrupted download resumes where it stopped. Weights
+    whose publisher gives no checksum need --allow-unverified the first time; the SHA-256
+    they arrive with is then pinned and checked from then on.
     """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.errors import ModelError
-    from pocketsr_cli.weights.resolve import find_spec, where
+    from pocketsr_cli.weights.resolve import convert_pickles, find_spec, where
 
     console = _ui.make_console()
     failures: list[str] = []
@@ -243,13 +273,17 @@ def download(
                 _ui.say(console, f"{name}: nothing to download (built without weights)")
                 continue
             before = where(spec)
-            path, transferred = _fetch(spec, console)
+            paths, transferred = _fetch(spec, console, allow_unverified)
+            converted = convert_pickles(spec, paths) if trust_pickle else []
         except ModelError as exc:
             _ui.error(console, "model", str(exc))
             failures.append(name)
             continue
         state = "downloaded" if transferred else _STATE[before]
-        _ui.say(console, f"{name}: {state}, {_ui.human_bytes(path.stat().st_size)}  {path}")
+        for path in paths:
+            _ui.say(console, f"{name}: {state}, {_ui.human_bytes(path.stat().st_size)}  {path}")
+        for path in converted:
+            _ui.say(console, f"{name}: converted to safetensors  {path}")
     if failures:
         raise ModelError(f"{len(failures)} of {len(names)} downloads failed: {', '.join(failures)}")
 
@@ -262,8 +296,8 @@ _STATE = {
 }
 
 
-def _fetch(spec: ModelSpec, console: Any) -> tuple[Path, bool]:
-    """The verified weights of ``spec`` and whether any bytes had to be transferred."""
+def _fetch(spec: ModelSpec, console: Any, allow_unverified: bool) -> tuple[tuple[Path, ...], bool]:
+    """The verified weights files of ``spec`` and whether any bytes had to be transferred."""
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.weights.resolve import locate_weights
 
@@ -274,8 +308,8 @@ def _fetch(spec: ModelSpec, console: Any) -> tuple[Path, bool]:
             progressed.append(done)
             bar(done, total)
 
-        path = locate_weights(spec, on_progress=on_progress)
-    return path, bool(progressed)
+        paths = locate_weights(spec, on_progress=on_progress, allow_unverified=allow_unverified)
+    return paths, bool(progressed)
 
 
 @app.command(
@@ -299,33 +333,39 @@ def verify(
     """Re-hash weights on disk and compare them with their manifests (always re-reads)."""
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.errors import ModelError
-    from pocketsr_cli.weights.resolve import find_spec, local_weights, registry
+    from pocketsr_cli.weights.resolve import expected_sha256, find_spec, local_files, registry
     from pocketsr_cli.weights.verify import file_matches
 
     if names:
         specs = [find_spec(name) for name in names]
     else:
-        specs = [s for s in registry().values() if s.weights is not None and local_weights(s)]
+        specs = [s for s in registry().values() if any(p is not None for p in local_files(s))]
     report = _ui.make_report_console()
     bad: list[str] = []
     for spec in specs:
-        path = local_weights(spec)
         if spec.weights is None:
-            status = "no weights"
-        elif path is None:
-            status = "not downloaded"
-            bad.append(spec.name)
-        elif file_matches(path, spec.weights.sha256, spec.weights.size, rehash=True):
-            status = "ok"
+            checks: list[tuple[str, Path | None]] = [("no weights", None)]
         else:
-            status = "damaged"
+            checks = []
+            for w, path in zip(spec.weight_files, local_files(spec), strict=True):
+                digest = expected_sha256(spec, w)
+                if path is None:
+                    status = "not downloaded"
+                elif digest is None:
+                    status = "not pinned (no published checksum)"
+                elif file_matches(path, digest, w.size, rehash=True):
+                    status = "ok"
+                else:
+                    status = "damaged"
+                checks.append((status, path))
+        if any(status != "ok" and status != "no weights" for status, _ in checks):
             bad.append(spec.name)
-        if json_lines:
-            _emit(
-                {"name": spec.name, "status": status, "path": None if path is None else str(path)}
-            )
-        else:
-            _ui.say(report, f"{spec.name}: {status}" + ("" if path is None else f"  {path}"))
+        for status, path in checks:
+            if json_lines:
+                where = None if path is None else str(path)
+                _emit({"name": spec.name, "status": status, "path": where})
+            else:
+                _ui.say(report, f"{spec.name}: {status}" + ("" if path is None else f"  {path}"))
     if not specs and not json_lines:
         _ui.say(report, "no model weights on disk to verify")
     if bad:

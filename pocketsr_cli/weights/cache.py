@@ -7,6 +7,9 @@ Layout. With ``POCKETSR_HOME`` set, everything lives under that one folder::
             weights/<model>/<file>      weights_path(): one verified file per model file
             weights/<model>/<file>.incomplete   a partial download, resumed by the next fetch
             weights/<model>/<file>.lock         serialises processes fetching the same file
+            weights/<model>/.pinned.json, .converted.json, <file>.safetensors
+                                        digests pinned on first use, pickles converted
+                                        once (trust.py)
         models/                 user_models_dir(): files added by `pocketsr models import`
 
 Without it, the cache follows the platform's cache folder and user models its data folder

@@ -1,7 +1,10 @@
 """Fetch one weights file from a list of mirrors: resumable, checksum-verified, atomic.
 
 ``download_file`` guarantees that ``dest`` either does not exist or holds exactly the bytes
-whose SHA-256 the caller gave; it never prints, and every failure is a ModelError.
+whose SHA-256 the caller gave; it never prints, and every failure is a ModelError.  A caller
+with no digest to give (``sha256=None``: a file whose publisher gives none, fetched once
+under trust on first use, ``trust.py``) gets what the first mirror delivered in full, and
+hashes and pins it itself.
 
 Files beside ``dest`` (see ``cache.py`` for where ``dest`` usually lives):
 
@@ -62,7 +65,7 @@ def download_file(
     urls: Sequence[str],
     dest: Path,
     *,
-    sha256: str,
+    sha256: str | None,
     size: int | None = None,
     on_progress: ProgressCallback | None = None,
     timeout: float = 30.0,
@@ -70,6 +73,9 @@ def download_file(
     fetch_hint: str | None = None,
 ) -> Path:
     """Make ``dest`` hold the file with this ``sha256`` (and ``size``) and return ``dest``.
+
+    ``sha256=None`` accepts whatever a mirror delivers in full (its ``Content-Length``, or
+    ``size``): for trust on first use only, where the caller pins what it got.
 
     An existing ``dest`` with the right hash is returned at once, without network access.
     Otherwise the ``urls`` (mirrors) are tried in order; an HTTP error, a connection error
@@ -83,8 +89,8 @@ def download_file(
     (the message names each URL and why).  KeyboardInterrupt propagates with the partial
     file kept for a later resume and the lock released.
     """
-    expected = sha256.strip().lower()
-    if not _SHA256_RE.fullmatch(expected):
+    expected = None if sha256 is None else sha256.strip().lower()
+    if expected is not None and not _SHA256_RE.fullmatch(expected):
         raise ModelError(f"invalid sha256 {sha256!r} for {dest.name}: expected 64 hex digits")
     if not urls:
         raise ModelError(f"no download URL is known for {dest.name}")
@@ -150,11 +156,12 @@ def _offline_message(dest: Path, fetch_hint: str | None) -> str:
     return f"{dest.name} {state} ({dest.parent}) and offline mode is on; {action}"
 
 
-def _is_verified(path: Path, expected: str, size: int | None) -> bool:
+def _is_verified(path: Path, expected: str | None, size: int | None) -> bool:
     try:
         if not path.is_file() or (size is not None and path.stat().st_size != size):
             return False
-        return sha256_file(path) == expected
+        # Without a digest, a complete file is what an earlier (locked) transfer delivered.
+        return expected is None or sha256_file(path) == expected
     except OSError:
         return False
 
@@ -242,7 +249,7 @@ def _opener(url: str) -> urllib.request.OpenerDirector:
 def _fetch_http(
     url: str,
     part: Path,
-    expected: str,
+    expected: str | None,
     size: int | None,
     on_progress: ProgressCallback | None,
     timeout: float,
@@ -254,7 +261,7 @@ def _fetch_http(
         offset = 0
     if offset and offset == size:
         # An earlier run received every byte but stopped before verifying.
-        if sha256_file(part) == expected:
+        if expected is None or sha256_file(part) == expected:
             _report(on_progress, offset, size)
             return
         part.unlink()
@@ -375,13 +382,16 @@ def _stream(
     return digest.hexdigest()
 
 
-def _check_digest(part: Path, digest: str, expected: str, size: int | None) -> None:
+def _check_digest(part: Path, digest: str, expected: str | None, size: int | None) -> None:
     actual_size = part.stat().st_size
-    if digest != expected or (size is not None and actual_size != size):
+    if expected is not None and (digest != expected or (size is not None and actual_size != size)):
         part.unlink(missing_ok=True)
         raise _MirrorFailed(
             f"checksum mismatch: got sha256 {digest[:12]}…, expected {expected[:12]}…"
         )
+    if size is not None and actual_size != size:
+        part.unlink(missing_ok=True)
+        raise _MirrorFailed(f"got {actual_size} bytes, expected {size}")
 
 
 def _partial_size(part: Path) -> int:
@@ -402,7 +412,7 @@ def _report(on_progress: ProgressCallback | None, done: int, total: int | None) 
 def _fetch_hf(
     url: str,
     part: Path,
-    expected: str,
+    expected: str | None,
     size: int | None,
     on_progress: ProgressCallback | None,
     timeout: float,

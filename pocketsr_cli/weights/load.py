@@ -3,8 +3,8 @@
 Loading never runs code from a model file: ``.safetensors`` are read as tensors,
 ``.pth/.pt/.ckpt`` with ``torch.load(weights_only=True)``; a pickle that needs more than
 tensors and plain containers is refused with an explanation.  Common wrappers
-(``params_ema``, ``params``, ``state_dict``, ``model``, DataParallel's ``module.``) are
-removed so that detection sees the bare parameter names.
+(``params_ema``, ``params``, ``state_dict``, ``model``, PCSR's ``model.sd``,
+DataParallel's ``module.``) are removed so that detection sees the bare parameter names.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pocketsr_cli.errors import ModelError, first_line
+from pocketsr_cli import libwarnings
+from pocketsr_cli.errors import ModelError, UnsafePickleError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -24,43 +25,70 @@ if TYPE_CHECKING:
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 _GLOBAL_RE = re.compile(r"GLOBAL (\S+)")
-_WRAPPERS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net", "generator")
+# "sd": PCSR's official checkpoints nest the weights as {"model": {"name", "args", "sd"}}.
+_WRAPPERS = (
+    "params_ema",
+    "params",
+    "state_dict",
+    "model_state_dict",
+    "model",
+    "net",
+    "generator",
+    "sd",
+)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a weights file, wrappers removed.
 
     Raises:
-        ModelError: missing, unreadable, not a weights file, or a pickle needing code.
+        UnsafePickleError: a pickle that needs to run code to load (a ModelError).
+        ModelError: missing, unreadable or not a weights file.
     """
     import torch
 
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
+    safetensors = path.suffix.lower() == ".safetensors"
+    kind = "safetensors file" if safetensors else "PyTorch checkpoint or safetensors file"
+    if path.stat().st_size == 0:
+        raise ModelError(f"cannot read weights {path.name}: not a {kind} (the file is empty)")
     try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
+        # torch's notes about a file's pickle protocol add nothing to the error below, and
+        # nothing for a file that loads: they are collected and dropped.
+        with libwarnings.collecting([]):
+            if safetensors:
+                from safetensors.torch import load_file
 
-            raw: Any = load_file(str(path), device="cpu")
-        else:
-            raw = torch.load(str(path), map_location="cpu", weights_only=True)
+                raw: Any = load_file(str(path), device="cpu")
+            else:
+                raw = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's weights-only unpickler reports both a file that is no pickle at all and
         # one that names a class or function ("GLOBAL ..."); only the latter needs code.
         needed = _GLOBAL_RE.search(str(exc))
         if needed is None:
-            raise ModelError(
-                f"cannot read weights {path.name}: not a PyTorch checkpoint or safetensors file"
-            ) from exc
-        raise ModelError(
+            raise ModelError(f"cannot read weights {path.name}: not a {kind}") from exc
+        raise UnsafePickleError(
             f"{path.name} is a pickle that needs to run code to load (it references "
             f"{needed.group(1)}: a whole pickled model or training state, not just weights); "
             "pocketsr never runs code from model files. Re-save its state_dict, or convert "
             "it to .safetensors"
         ) from exc
     except Exception as exc:  # corrupt zip, truncated file, safetensors header error...
-        raise ModelError(f"cannot read weights {path.name}: {first_line(exc)}") from exc
+        # Whatever the reader tripped on (a zip directory, a pickle opcode, "pop from empty
+        # list"), the news is the same: this is not a weights file, or a damaged one.
+        raise ModelError(
+            f"cannot read weights {path.name}: not a {kind}, or a damaged one ({_detail(exc)})"
+        ) from exc
     return canonical_state_dict(raw, path.name)
+
+
+def _detail(exc: BaseException) -> str:
+    """The reader's own reason, shortened to its first sentence."""
+    text = first_line(exc)
+    sentence = text.split(". ", 1)[0]
+    return sentence if len(sentence) <= 120 else sentence[:117] + "..."
 
 
 def canonical_state_dict(raw: Any, label: str = "weights") -> dict[str, torch.Tensor]:

@@ -12,7 +12,12 @@ One ordered resolution, :func:`resolve_model`; the first step that applies wins:
 
 Every weights file, wherever it comes from, must have its manifest's SHA-256 before it is
 loaded (``verify.file_matches`` remembers files it has hashed, so large files are not
-hashed on every run).
+hashed on every run).  A manifest may list several files (``[[weights]]``), each resolved
+so, and its family merges their state dicts.  A file whose publisher gives no SHA-256 is
+fetched only with ``allow_unverified`` and then held to the digest it arrived with, and a
+pickle that needs code to load is read only with ``trust_pickle``, through a safetensors
+copy made once (both: ``trust.py``).  An architecture family that needs an optional extra
+says so before anything is downloaded.
 
 ``upscale`` does not ask for one scale up front: :func:`open_family` gives it every variant
 of the model (a family ``pocketsr-compact`` with ×2 and ×4, a resampler at any factor, a
@@ -23,24 +28,28 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pocketsr_cli import manifest
 from pocketsr_cli.descriptor import ModelDescriptor, SizeRequirements, Tiling
-from pocketsr_cli.errors import ModelError
-from pocketsr_cli.manifest import ModelSpec, Origin, load_manifests
+from pocketsr_cli.errors import ModelError, UnsafePickleError, first_line
+from pocketsr_cli.manifest import ModelSpec, Origin, WeightsSpec, load_manifests
 from pocketsr_cli.registry import FAMILIES, get_family
 from pocketsr_cli.sizing import pick_scale, scales_text
+from pocketsr_cli.weights import trust
 from pocketsr_cli.weights.cache import sha256_file, user_models_dir, weights_path
 from pocketsr_cli.weights.load import WEIGHT_SUFFIXES, descriptor_from_state_dict, read_state_dict
 from pocketsr_cli.weights.verify import file_matches, remember
 
 if TYPE_CHECKING:
+    import torch
+
     from pocketsr_cli.weights.download import ProgressCallback
 
 DEFAULT_MODEL = "pocketsr-compact-x4"  # bundled; -s 2 picks its ×2 variant, pocketsr-compact-x2
@@ -55,12 +64,15 @@ def resolve_model(
     *,
     offline: bool = False,
     on_progress: ProgressCallback | None = None,
+    allow_unverified: bool = False,
+    trust_pickle: bool = False,
 ) -> ModelDescriptor:
     """Resolve ``ref`` (a registry name or a weights file; None: the default model) and load it.
 
     ``offline`` (or ``POCKETSR_OFFLINE=1``) forbids any network access: a model whose
     weights are not on disk is then an error naming ``pocketsr models download NAME``.
     ``on_progress(bytes_done, total)`` is called while weights download.
+    ``allow_unverified`` and ``trust_pickle``: see :func:`load_spec`.
 
     Raises:
         ModelError: unknown name, missing or damaged weights, a failed download, an
@@ -81,10 +93,53 @@ def resolve_model(
     problems: list[str] = []
     spec, use_scale = pick_spec(registry(problems), ref, scale, problems)
     # 2.-5. Its weights: beside the manifest, in the cache, or downloaded; always verified.
-    weights = None
+    return load_spec(
+        spec,
+        use_scale,
+        offline=offline,
+        on_progress=on_progress,
+        allow_unverified=allow_unverified,
+        trust_pickle=trust_pickle,
+    )
+
+
+def load_spec(
+    spec: ModelSpec,
+    scale: int,
+    *,
+    offline: bool = False,
+    on_progress: ProgressCallback | None = None,
+    allow_unverified: bool = False,
+    trust_pickle: bool = False,
+) -> ModelDescriptor:
+    """``spec`` at ``scale``, ready: its family checked, its weights located (downloaded if
+    need be), verified, read and built.
+
+    ``allow_unverified``: fetch (or take from the cache) a file whose publisher gives no
+    SHA-256, and pin the digest it has (trust on first use).  ``trust_pickle``: read a
+    pickle that needs code to load, once, into a safetensors copy (``trust.py``).
+
+    Raises:
+        ModelError: as :func:`resolve_model`, or the family needs an optional extra.
+    """
+    check_family(spec)
+    weights: tuple[Path, ...] = ()
     if spec.weights is not None:
-        weights = locate_weights(spec, offline=offline, on_progress=on_progress)
-    return build_from_spec(spec, use_scale, weights)
+        weights = locate_weights(
+            spec, offline=offline, on_progress=on_progress, allow_unverified=allow_unverified
+        )
+    return build_from_spec(spec, scale, weights, trust_pickle=trust_pickle)
+
+
+def check_family(spec: ModelSpec) -> None:
+    """Raise the family's own ModelError when it cannot run here (an optional extra is not
+    installed), so that nothing is downloaded for it.  Unknown families pass: building
+    reports them."""
+    if spec.is_spandrel or spec.family not in FAMILIES:
+        return
+    check = get_family(spec.family).check
+    if check is not None:
+        check()
 
 
 def locate_weights(
@@ -92,49 +147,121 @@ def locate_weights(
     *,
     offline: bool = False,
     on_progress: ProgressCallback | None = None,
-) -> Path:
-    """The weights file of ``spec`` with its manifest's SHA-256, downloaded if need be.
+    allow_unverified: bool = False,
+) -> tuple[Path, ...]:
+    """The weights files of ``spec`` (manifest order), each verified, downloaded if need be.
 
-    Order: the file beside the manifest (user folder or bundled) -> the cache -> the
+    Order, per file: beside the manifest (user folder or bundled) -> the cache -> the
     manifest's mirrors, in order (resumable, locked against concurrent downloads; refused
-    when ``offline`` or ``POCKETSR_OFFLINE`` is set).
+    when ``offline`` or ``POCKETSR_OFFLINE`` is set).  Each must have its manifest's
+    SHA-256 or, where the manifest has none, the one pinned on first use; without either,
+    only ``allow_unverified`` fetches or takes it, and pins what it got.
 
     Raises:
-        ModelError: the file beside the manifest is damaged, or the file is not on disk
-            and cannot be downloaded (offline, no URL, every mirror failed).
+        ModelError: a file beside the manifest is damaged, a file has no digest to be
+            checked against and ``allow_unverified`` is not given, or a file is not on
+            disk and cannot be downloaded (offline, no URL, every mirror failed).
     """
-    w = spec.weights
-    if w is None:
+    if spec.weights is None:
         raise ModelError(f"{spec.name} has no weights (it is built without any)")
+    return tuple(
+        _locate_file(spec, w, offline, on_progress, allow_unverified) for w in spec.weight_files
+    )
+
+
+def expected_sha256(spec: ModelSpec, w: WeightsSpec) -> str | None:
+    """The digest ``spec``'s file ``w`` must have: its manifest's, else the one pinned on
+    first use, else None (not fetched yet, or never pinned)."""
+    return w.sha256 or trust.pinned(spec.name, w.file)
+
+
+def _locate_file(
+    spec: ModelSpec,
+    w: WeightsSpec,
+    offline: bool,
+    on_progress: ProgressCallback | None,
+    allow_unverified: bool,
+) -> Path:
+    expected = expected_sha256(spec, w)
     beside = spec.path.parent / w.file
     if beside.is_file():
-        if file_matches(beside, w.sha256, w.size):
+        if expected is None:
+            return _first_use(spec, w, beside, allow_unverified)
+        if file_matches(beside, expected, w.size):
             return beside
         raise ModelError(_damaged_message(spec, beside))
     cached = weights_path(spec.name, w.file)
-    if file_matches(cached, w.sha256, w.size):
+    if expected is None and cached.is_file():  # put there by hand, or its pin was removed
+        return _first_use(spec, w, cached, allow_unverified)
+    if expected is not None and file_matches(cached, expected, w.size):
         return cached
     if not w.urls:
         raise ModelError(
             f"{spec.name}: weights {w.file} are missing from {spec.path.parent} and its "
             "manifest names no download URL"
         )
+    if expected is None and not allow_unverified and not offline:
+        raise ModelError(
+            f"{spec.name}: its publisher gives no SHA-256 for {w.file}, so the download "
+            f"cannot be checked; `{_fetch_command(spec)}` (or --allow-unverified here) "
+            "fetches it and pins the digest it arrives with, which every later run then "
+            "checks (trust on first use)"
+        )
     # Imported here: the HTTP stack is the heaviest import on the way to the registry, and
     # `--help`, shell completion and `models list` only read manifests.
     from pocketsr_cli.weights.download import download_file
 
-    download_file(
-        list(w.urls),
-        cached,
-        sha256=w.sha256,
-        size=w.size,
-        on_progress=on_progress,
-        # False defers to POCKETSR_OFFLINE; True forces offline whatever the environment.
-        offline=True if offline else None,
-        fetch_hint=f"pocketsr models download {spec.name}",
-    )
-    remember(cached, w.sha256)  # download_file hashed it while streaming
+    try:
+        download_file(
+            list(w.urls),
+            cached,
+            sha256=expected,
+            size=w.size,
+            on_progress=on_progress,
+            # False defers to POCKETSR_OFFLINE; True forces offline whatever the environment.
+            offline=True if offline else None,
+            fetch_hint=_fetch_command(spec),
+        )
+    except ModelError as exc:
+        if w.sha256 is None and expected is not None and "checksum mismatch" in str(exc):
+            raise ModelError(
+                f"{exc} (the expected digest was pinned on first use; if the publisher has "
+                f"replaced the file, `pocketsr models remove {spec.name}` forgets it)"
+            ) from exc
+        raise
+    if expected is None:
+        return _pin(spec, w, cached)
+    remember(cached, expected)  # download_file hashed it while streaming
     return cached
+
+
+def _first_use(spec: ModelSpec, w: WeightsSpec, path: Path, allow_unverified: bool) -> Path:
+    """A file on disk that nothing vouches for: pinned as it is when allowed."""
+    if not allow_unverified:
+        raise ModelError(
+            f"{spec.name}: {path} has no SHA-256 to be checked against (its publisher gives "
+            "none and none was pinned); run again with --allow-unverified to trust this "
+            "file and pin its digest"
+        )
+    if w.size is not None and path.stat().st_size != w.size:
+        raise ModelError(f"{spec.name}: {path} is not {w.size} bytes long, as its manifest says")
+    return _pin(spec, w, path)
+
+
+def _pin(spec: ModelSpec, w: WeightsSpec, path: Path) -> Path:
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    trust.pin(spec.name, w.file, digest)
+    remember(path, digest)
+    return path
+
+
+def _fetch_command(spec: ModelSpec) -> str:
+    """The command that fetches ``spec``'s weights (allowing what nothing vouches for yet)."""
+    unpinned = any(expected_sha256(spec, w) is None for w in spec.weight_files)
+    return f"pocketsr models download {spec.name}" + (" --allow-unverified" if unpinned else "")
 
 
 def _damaged_message(spec: ModelSpec, path: Path) -> str:
@@ -182,25 +309,24 @@ def where(spec: ModelSpec) -> Where:
     """Where ``spec``'s weights are now, without hashing anything.
 
     ``bundled``/``user``: ships with pocketsr / was imported (or needs no weights);
-    ``cached``: in the download cache; ``remote``: not on this machine yet.
+    ``cached``: in the download cache; ``remote``: not (all) on this machine yet.
     """
-    if spec.weights is None or (spec.path.parent / spec.weights.file).is_file():
+    found = local_files(spec)
+    if all(p is not None and p.parent == spec.path.parent for p in found):
         return spec.origin
-    if weights_path(spec.name, spec.weights.file).is_file():
-        return "cached"
-    return "remote"
+    return "cached" if all(p is not None for p in found) else "remote"
 
 
-def local_weights(spec: ModelSpec) -> Path | None:
-    """The weights file ``resolve_model`` would use without a download, unverified; None when
-    the model has no weights or they are not on this machine."""
-    if spec.weights is None:
-        return None
-    beside = spec.path.parent / spec.weights.file
-    if beside.is_file():
-        return beside
-    cached = weights_path(spec.name, spec.weights.file)
-    return cached if cached.is_file() else None
+def local_files(spec: ModelSpec) -> tuple[Path | None, ...]:
+    """For each weights file of ``spec``, the one ``resolve_model`` would use without a
+    download, unverified (beside the manifest, else in the cache), or None when it is not
+    on this machine.  Empty for a model without weights."""
+    found: list[Path | None] = []
+    for w in spec.weight_files:
+        beside = spec.path.parent / w.file
+        cached = weights_path(spec.name, w.file)
+        found.append(beside if beside.is_file() else cached if cached.is_file() else None)
+    return tuple(found)
 
 
 def looks_like_path(ref: str) -> bool:
@@ -282,6 +408,8 @@ class ModelFamily:
     _loaded: dict[int, ModelDescriptor] = field(default_factory=dict, repr=False)
     _offline: bool = field(default=False, repr=False)
     _on_progress: ProgressCallback | None = field(default=None, repr=False)
+    _allow_unverified: bool = field(default=False, repr=False)
+    _trust_pickle: bool = field(default=False, repr=False)
 
     def load(self, scale: int) -> ModelDescriptor:
         """The variant at ``scale``, its weights located, verified (downloaded if need be)
@@ -298,10 +426,14 @@ class ModelFamily:
             raise ModelError(
                 f"{self.name} has no ×{scale} variant; it has {scales_text(self.scales)}"
             )
-        weights = None
-        if spec.weights is not None:
-            weights = locate_weights(spec, offline=self._offline, on_progress=self._on_progress)
-        desc = build_from_spec(spec, scale, weights)
+        desc = load_spec(
+            spec,
+            scale,
+            offline=self._offline,
+            on_progress=self._on_progress,
+            allow_unverified=self._allow_unverified,
+            trust_pickle=self._trust_pickle,
+        )
         self._loaded[scale] = desc
         return desc
 
@@ -311,8 +443,12 @@ def open_family(
     *,
     offline: bool = False,
     on_progress: ProgressCallback | None = None,
+    allow_unverified: bool = False,
+    trust_pickle: bool = False,
 ) -> ModelFamily:
     """Every variant of ``ref`` (None: the default model), without loading any registry one.
+
+    ``allow_unverified`` and ``trust_pickle`` apply to registry models (:func:`load_spec`).
 
     A registry name is a variant (``pocketsr-compact-x4``) or a base (``pocketsr-compact``):
     either way its family is every manifest ``{base}-x{N}`` (user manifests shadow
@@ -332,10 +468,14 @@ def open_family(
     problems: list[str] = []
     specs = registry(problems)
     named = specs.get(ref)
+    access: dict[str, Any] = {
+        "_offline": offline,
+        "_on_progress": on_progress,
+        "_allow_unverified": allow_unverified,
+        "_trust_pickle": trust_pickle,
+    }
     if named is not None and named.any_scale:
-        return ModelFamily(
-            ref, (), named.scale, _any_scale=named, _offline=offline, _on_progress=on_progress
-        )
+        return ModelFamily(ref, (), named.scale, _any_scale=named, **access)
     base = _base_of(ref) if named is not None else ref
     variants = {s.scale: s for n, s in specs.items() if _base_of(n) == base and not s.any_scale}
     if named is not None:
@@ -344,22 +484,28 @@ def open_family(
         raise ModelError(_unknown_message(ref, specs, problems))
     scales = tuple(sorted(variants))
     default = named.scale if named is not None else pick_scale(4, scales)
-    return ModelFamily(
-        base, scales, default, _specs=variants, _offline=offline, _on_progress=on_progress
-    )
+    return ModelFamily(base, scales, default, _specs=variants, **access)
 
 
 # --- building -----------------------------------------------------------------------------
 
 
-def build_from_spec(spec: ModelSpec, scale: int, weights: Path | None = None) -> ModelDescriptor:
-    """Instantiate ``spec`` at ``scale`` with the (already verified) ``weights`` file.
+def build_from_spec(
+    spec: ModelSpec,
+    scale: int,
+    weights: Path | Sequence[Path] | None = None,
+    *,
+    trust_pickle: bool = False,
+) -> ModelDescriptor:
+    """Instantiate ``spec`` at ``scale`` with its (already verified) ``weights`` files, in
+    manifest order (a single path for a single file).
 
     Registry families are built from ``[build]`` and then given the weights (every tensor
-    must fit); ``spandrel:<id>`` models are built by spandrel from the weights, which must
-    be of that architecture.  The manifest's hints can only restrict what the network
-    itself allows (a manifest may mark fp16 unsafe, not make it safe); its ``default_tile``
-    is passed on.
+    must fit; several files are merged by the family first); ``spandrel:<id>`` models are
+    built by spandrel from the weights, which must be of that architecture.  The manifest's
+    hints can only restrict what the network itself allows (a manifest may mark fp16
+    unsafe, not make it safe); its ``default_tile`` is passed on.  A pickle that needs code
+    to load is read through its safetensors copy, made now if ``trust_pickle``.
 
     Raises:
         ModelError: unknown family, missing weights, weights that do not fit the manifest
@@ -367,10 +513,20 @@ def build_from_spec(spec: ModelSpec, scale: int, weights: Path | None = None) ->
     """
     if spec.channels != 3:
         raise ModelError(f"{spec.name}: {spec.channels}-channel models are not supported (RGB)")
-    if spec.weights is not None and weights is None:
-        raise ModelError(f"{spec.name}: its weights file is needed to build it")
+    paths = (weights,) if isinstance(weights, Path) else tuple(weights or ())
+    if len(paths) != len(spec.weight_files):
+        count = len(spec.weight_files)
+        needed = "its weights file is" if count == 1 else f"its {count} weights files are"
+        raise ModelError(f"{spec.name}: {needed} needed to build it")
+    digests = [expected_sha256(spec, w) for w in spec.weight_files]
+    state_dicts = [
+        _read_weights(spec, w, path, digest, trust_pickle)
+        for w, path, digest in zip(spec.weight_files, paths, digests, strict=True)
+    ]
     desc = (
-        _build_spandrel(spec, weights) if spec.is_spandrel else _build_family(spec, scale, weights)
+        _build_spandrel(spec, state_dicts)
+        if spec.is_spandrel
+        else _build_family(spec, scale, state_dicts)
     )
     if desc.scale != scale:
         raise ModelError(
@@ -392,26 +548,91 @@ def build_from_spec(spec: ModelSpec, scale: int, weights: Path | None = None) ->
             multiple_of=math.lcm(desc.size.multiple_of, h.multiple_of),
         ),
         default_tile=h.default_tile,
-        sha256=spec.weights.sha256 if spec.weights is not None else None,
+        sha256=_combined_digest(digests),
     )
 
 
-def _build_spandrel(spec: ModelSpec, weights: Path | None) -> ModelDescriptor:
-    assert weights is not None  # spandrel needs tensors to know the architecture
-    desc = descriptor_from_state_dict(read_state_dict(weights), spec.name)
+def _combined_digest(digests: Sequence[str | None]) -> str | None:
+    """One digest naming the weights: the file's own for a single file, else a SHA-256 of
+    the files' (outputs record it to tell runs of different weights apart)."""
+    if not digests or any(d is None for d in digests):
+        return None
+    if len(digests) == 1:
+        return digests[0]
+    return hashlib.sha256("\n".join(str(d) for d in digests).encode()).hexdigest()
+
+
+def _read_weights(
+    spec: ModelSpec, w: WeightsSpec, path: Path, digest: str | None, trust_pickle: bool
+) -> dict[str, torch.Tensor]:
+    """The tensors of ``spec``'s file ``w`` at ``path`` (verified to have ``digest``)."""
+    if digest is not None and path.suffix.lower() != ".safetensors":
+        copy = trust.converted_copy(spec.name, w.file, digest)
+        if copy is not None:  # converted earlier: the pickle is not opened again
+            return trust.read_converted(copy)
+    try:
+        return read_state_dict(path)
+    except UnsafePickleError as exc:
+        if not trust_pickle or digest is None:
+            source = ", ".join(w.urls) or str(path)
+            raise UnsafePickleError(
+                f"{exc}; or, if you trust where it comes from ({source}), run again with "
+                "--trust-pickle: it is then loaded once, running its code, and kept as "
+                "safetensors"
+            ) from exc
+    return trust.read_converted(trust.convert_pickle(spec.name, path, digest))
+
+
+def convert_pickles(spec: ModelSpec, paths: Sequence[Path]) -> list[Path]:
+    """Make the safetensors copy of each of ``spec``'s located, verified ``paths`` that is a
+    pickle needing code to load and has none yet (the user trusts it: ``--trust-pickle``);
+    the copies made."""
+    made = []
+    for w, path in zip(spec.weight_files, paths, strict=True):
+        digest = expected_sha256(spec, w)
+        if digest is None or trust.converted_copy(spec.name, w.file, digest) is not None:
+            continue
+        if trust.needs_code(path):
+            made.append(trust.convert_pickle(spec.name, path, digest))
+    return made
+
+
+def _build_spandrel(
+    spec: ModelSpec, state_dicts: Sequence[dict[str, torch.Tensor]]
+) -> ModelDescriptor:
+    # spandrel needs tensors to know the architecture, from one file
+    if len(state_dicts) != 1:
+        raise ModelError(f"{spec.name}: spandrel models are one weights file each")
+    assert spec.weights is not None
+    desc = descriptor_from_state_dict(state_dicts[0], spec.name)
     if desc.family != spec.family:
         raise ModelError(
-            f"{spec.name}: {weights.name} holds a {desc.family} model, "
+            f"{spec.name}: {spec.weights.file} holds a {desc.family} model, "
             f"but its manifest says {spec.family}"
         )
     return desc
 
 
-def _build_family(spec: ModelSpec, scale: int, weights: Path | None) -> ModelDescriptor:
+def _build_family(
+    spec: ModelSpec, scale: int, state_dicts: Sequence[dict[str, torch.Tensor]]
+) -> ModelDescriptor:
     if spec.family not in FAMILIES:
         raise ModelError(
             f"{spec.name}: unknown architecture family {spec.family!r} "
             f"(known: {', '.join(sorted(FAMILIES))}, or spandrel:<architecture>)"
         )
-    state_dict = read_state_dict(weights) if weights is not None else None
-    return get_family(spec.family).instantiate(spec.name, spec.build, scale, state_dict)
+    family = get_family(spec.family)
+    state_dict = None
+    if len(state_dicts) == 1:
+        state_dict = state_dicts[0]
+    elif len(state_dicts) > 1:
+        if family.merge is None:
+            raise ModelError(
+                f"{spec.name}: {family.name} models are one weights file; the manifest "
+                f"lists {len(state_dicts)}"
+            )
+        try:
+            state_dict = family.merge(state_dicts)
+        except (ValueError, KeyError) as exc:
+            raise ModelError(f"{spec.name}: {first_line(exc)}") from exc
+    return family.instantiate(spec.name, spec.build, scale, state_dict)

@@ -30,7 +30,7 @@ from pocketsr_cli import manifest
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.errors import ModelError, UsageError
 from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
-from pocketsr_cli.weights import verify
+from pocketsr_cli.weights import trust, verify
 from pocketsr_cli.weights.cache import sha256_file, user_models_dir, weights_path
 from pocketsr_cli.weights.download import ProgressCallback, download_file
 from pocketsr_cli.weights.load import WEIGHT_SUFFIXES, descriptor_from_state_dict, read_state_dict
@@ -300,28 +300,38 @@ def _printable(text: str) -> str:
 def remove_model(spec: ModelSpec) -> list[Path]:
     """Delete what pocketsr stored for ``spec`` and return the paths removed.
 
-    Downloaded weights (and a partial download) go for every model; a model in the user
-    folder also loses its manifest and the weights beside it.  Returns an empty list when
-    nothing was stored.
+    Downloaded weights (and a partial download, a converted copy and the digests pinned
+    on first use) go for every model; a model in the user folder also loses its manifest
+    and the weights beside it.  Returns an empty list when nothing was stored.
 
     Raises:
         UsageError: ``spec`` ships with pocketsr and has no downloaded copy.
         ModelError: a file could not be deleted.
     """
     removed: list[Path] = []
-    if spec.weights is not None:
-        cached = weights_path(spec.name, spec.weights.file)
-        removed += _unlink_all([cached, cached.with_name(cached.name + ".incomplete")])
-        # The folder goes too when only bookkeeping is left in it (lock file, hash memo).
-        leftovers = list(cached.parent.iterdir()) if cached.parent.is_dir() else []
-        if all(p.name.endswith(".lock") or p.name == verify.MEMO_NAME for p in leftovers):
-            shutil.rmtree(cached.parent, ignore_errors=True)
+    files = spec.weight_files
+    if files:
+        folder = weights_path(spec.name, files[0].file).parent
+        for w in files:
+            cached = weights_path(spec.name, w.file)
+            partial = cached.with_name(cached.name + ".incomplete")
+            removed += _unlink_all([cached, partial, trust.converted_path(spec.name, w.file)])
+        # The folder goes too when only bookkeeping is left in it (lock files, hash memo,
+        # pinned digests: a removed model's next download is a first use again).
+        leftovers = list(folder.iterdir()) if folder.is_dir() else []
+        if all(p.name.endswith(".lock") or p.name in _BOOKKEEPING for p in leftovers):
+            removed += [p for p in leftovers if p.name in _TRUST_RECORDS]
+            shutil.rmtree(folder, ignore_errors=True)
     if spec.origin == "user":
-        beside = [] if spec.weights is None else [spec.path.parent / spec.weights.file]
+        beside = [spec.path.parent / w.file for w in files]
         return removed + _unlink_all([*beside, spec.path])
-    if not removed and (spec.weights is None or (spec.path.parent / spec.weights.file).is_file()):
+    if not removed and (not files or (spec.path.parent / files[0].file).is_file()):
         raise UsageError(f"{spec.name} ships with pocketsr; it cannot be removed")
     return removed
+
+
+_TRUST_RECORDS = (trust.PINS_NAME, trust.CONVERTED_NAME)
+_BOOKKEEPING = (verify.MEMO_NAME, *_TRUST_RECORDS)
 
 
 def _unlink_all(paths: Iterable[Path]) -> list[Path]:
