@@ -51,6 +51,7 @@ from pocketsr_cli.pipeline import NullReporter
 if TYPE_CHECKING:
     from PIL import Image
 
+    from pocketsr_cli.ensemble import Ensemble
     from pocketsr_cli.pipeline import Result, Variant
     from pocketsr_cli.sizing import Target
 
@@ -77,13 +78,18 @@ class Upscaler:
         precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (half precision falls back to
             fp32 when it gives NaN/inf, with a warning).
         tile: tile side in input pixels, ``"auto"`` (fit free memory) or 0 (whole image).
+        ensemble: ``"none"``, ``"pad"`` (GenDR-Pix's two padded passes, blended by
+            ``ensemble_weight``; twice the time) or ``"flip8"`` (the eight flips and
+            rotations, averaged; eight times); see :mod:`pocketsr_cli.ensemble`.
+            ``True`` means ``"pad"``.
+        ensemble_weight: ``pad``'s ω in ``ω·A + (1 − ω)·B``, 0 to 3; None: 0.5.
         offline: never touch the network (weights must be on disk already).
         on_warning: receives each warning line; None: :func:`warnings.warn`.
 
     Raises:
         ModelError: unknown model, weights that cannot be had or loaded, no such scale.
         DeviceError: unknown or unavailable device, unknown precision.
-        UsageError: a bad ``tile`` value.
+        UsageError: a bad ``tile`` or ``ensemble`` value.
     """
 
     def __init__(
@@ -94,11 +100,14 @@ class Upscaler:
         device: str = "auto",
         precision: str = "auto",
         tile: str | int = "auto",
+        ensemble: str | bool = "none",
+        ensemble_weight: float | None = None,
         offline: bool = False,
         on_warning: Callable[[str], None] | None = None,
     ) -> None:
         from pocketsr_cli import sizing
         from pocketsr_cli.devices import choose_device, compute_for
+        from pocketsr_cli.ensemble import Ensemble
         from pocketsr_cli.inference import Upscaler as Engine
         from pocketsr_cli.pipeline import Variant
         from pocketsr_cli.tiling import TilePolicy
@@ -106,6 +115,7 @@ class Upscaler:
 
         self._warn = on_warning or _default_warning
         TilePolicy.from_option(str(tile), 16)  # validates before any loading
+        self._ensemble = Ensemble.from_options(ensemble, ensemble_weight)
         torch_device = choose_device(device)
         family = open_family(None if model is None else str(model), offline=offline)
         plan = sizing.plan_run(family.name, family.scales, family.default_scale, scale=scale)
@@ -114,7 +124,9 @@ class Upscaler:
         (run_scale,) = plan.scales or (family.default_scale,)
         desc = family.load(run_scale)
         compute = compute_for(torch_device, precision, desc)
-        engine = Engine(desc, compute, tile=str(tile), on_warning=self._warn)
+        engine = Engine(
+            desc, compute, tile=str(tile), ensemble=self._ensemble, on_warning=self._warn
+        )
         self._variant: Variant = Variant(
             engine, model=desc.name, sha256=desc.sha256, compute=str(compute)
         )
@@ -143,6 +155,11 @@ class Upscaler:
     def precision(self) -> str:
         """``fp32``, ``fp16`` or ``bf16`` (what ``precision="auto"`` chose)."""
         return self._compute.precision
+
+    @property
+    def ensemble(self) -> Ensemble:
+        """The self-ensemble every image runs with (``.mode``, ``.weight``; falsy for none)."""
+        return self._ensemble
 
     def __repr__(self) -> str:
         return f"Upscaler({self.name!r}, scale={self.scale}, device={self._compute})"
@@ -279,7 +296,12 @@ class Upscaler:
             dst = dst.with_suffix(extension_for(plan.format))
         out = self._run(image.pixels)
         record = provenance.make_record(
-            provenance.RunSettings(version=__version__, quality=quality, tile=f"{self._tile}/16"),
+            provenance.RunSettings(
+                version=__version__,
+                ensemble=self._ensemble,
+                quality=quality,
+                tile=f"{self._tile}/16",
+            ),
             model=self._variant.model,
             model_sha256=self._variant.sha256,
             model_scale=self._variant.scale,
@@ -350,7 +372,10 @@ class Upscaler:
             overwrite=overwrite,
             target=self._target,
             record=provenance.RunSettings(
-                version=__version__, quality=quality, tile=f"{self._tile}/16"
+                version=__version__,
+                ensemble=self._ensemble,
+                quality=quality,
+                tile=f"{self._tile}/16",
             ),
         )
         reporter = _WarningsOnly(self._warn)

@@ -11,8 +11,11 @@ tile is recomputed in fp32 and the rest of the run stays in fp32, with a warning
 A model with an 8-bit path (:attr:`~pocketsr_cli.descriptor.ModelDescriptor.upscale_uint8`:
 the resamplers) gets 8-bit images on the CPU whole, all channels alpha included, and its
 result is returned as it is: no float conversion, no tiles (``--tile`` does not apply),
-no precision or compile step.  Everything else (16-bit images, other devices, the
-ensemble, which must pad what the network sees) goes through the network.
+no precision or compile step.  Everything else (16-bit images, other devices, an
+ensemble, which must transform what the network sees) goes through the network.
+
+An ensemble (:mod:`pocketsr_cli.ensemble`: ``pad``, GenDR-Pix's two padded passes, or
+``flip8``) wraps the tile function, so every tile's passes run inside the tiler.
 
 ``compile=True`` runs the network through ``torch.compile``.  Compilation is lazy: it
 happens inside the first forward pass that meets a new input shape, dtype or precision,
@@ -29,26 +32,27 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pocketsr_cli.archs.resize import Resize
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.devices import Compute
+from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.memory import is_out_of_memory
 from pocketsr_cli.tiling import TilePolicy
 
 if TYPE_CHECKING:
     from typing import Any
 
-# GenDR-Pix's padding self-ensemble: two passes with different pads, averaged, so that
-# position-dependent artefacts (pixel-shuffle phase, padding) do not line up.
-ENSEMBLE_PADS = ((4, 4, 4, 4), (3, 5, 3, 5))
-
 
 class Upscaler:
     """One model on one device, ready to upscale images (keeps tiling state across images).
 
+    ``ensemble`` is an :class:`~pocketsr_cli.ensemble.Ensemble`, a mode name (``none``,
+    ``pad``, ``flip8``) or the on/off of earlier versions (``True`` is ``pad``).
+
     Attributes:
+        ensemble: the :class:`~pocketsr_cli.ensemble.Ensemble` every tile runs with
+            (truthy when it runs more than one pass).
         compile_seconds: with ``compile=True``, seconds spent in forward passes that met a
             new input signature (shape, dtype, precision) and so compiled, those passes'
             own run included: an upper bound on the compile warm-up.  ``0.0`` otherwise.
@@ -61,13 +65,13 @@ class Upscaler:
         *,
         tile: str | int = "auto",
         overlap: int = 16,
-        ensemble: bool = False,
+        ensemble: Ensemble | str | bool = "none",
         compile: bool = False,
         on_warning: Callable[[str], None] | None = None,
     ) -> None:
         self.model = model
         self.compute = compute
-        self.ensemble = ensemble
+        self.ensemble = Ensemble.of(ensemble)
         self._warn = on_warning or (lambda _msg: None)
         self._fp32_fallback = compute.precision == "fp32"
         # NHWC convolutions are markedly faster on CPU (oneDNN); elsewhere keep the default.
@@ -78,9 +82,12 @@ class Upscaler:
         model.module.to(memory_format=self._memory_format)  # type: ignore[call-overload]
         self._tileable = model.tiling is not Tiling.INTERNAL
         self._upscale_uint8 = (
-            model.upscale_uint8 if compute.device.type == "cpu" and not ensemble else None
+            model.upscale_uint8 if compute.device.type == "cpu" and not self.ensemble else None
         )
-        self.policy = TilePolicy.from_option(tile, overlap, default_tile=model.default_tile)
+        limit = {} if model.max_tile is None else {"max_side": model.max_tile}
+        self.policy = TilePolicy.from_option(
+            tile, overlap, default_tile=model.default_tile, **limit
+        )
         if not self._tileable and self.policy.mode == "fixed":
             self._warn(f"{model.name} must see the whole image: ignoring --tile {tile}")
         self._alpha = Resize("bicubic", model.scale)
@@ -91,6 +98,7 @@ class Upscaler:
             torch.compile(model.module) if compile else None
         )
         self._compiled_signatures: set[tuple[object, ...]] = set()
+        self._tile_fn = self.ensemble.wrap(self._forward, model.scale, model.size)
 
     @property
     def scale(self) -> int:
@@ -99,7 +107,7 @@ class Upscaler:
     @property
     def uint8_path(self) -> bool:
         """Whether 8-bit images go whole through the model's own 8-bit path (the
-        resamplers on the CPU, without the ensemble), with no float copy and no tiles."""
+        resamplers on the CPU, without an ensemble), with no float copy and no tiles."""
         return self._upscale_uint8 is not None
 
     # -- tensor level -------------------------------------------------------------------
@@ -148,18 +156,6 @@ class Upscaler:
         self._compiled_signatures.add(signature)
         return y
 
-    def _ensemble_forward(self, x: torch.Tensor, stats: Any = None) -> torch.Tensor:
-        s = self.model.scale
-        h, w = x.shape[-2:]
-        total = None
-        for left, right, top, bottom in ENSEMBLE_PADS:
-            mode = "reflect" if min(h, w) > max(left, right, top, bottom) else "replicate"
-            y = self._forward(F.pad(x, (left, right, top, bottom), mode=mode), stats)
-            y = y[..., top * s : (top + h) * s, left * s : (left + w) * s]
-            total = y if total is None else total + y
-        assert total is not None
-        return total / len(ENSEMBLE_PADS)
-
     def upscale_tensor(
         self,
         x: torch.Tensor,
@@ -170,10 +166,9 @@ class Upscaler:
 
         The result is float32, or ``out_dtype`` (uint8/uint16/int32: rounded and clamped).
         """
-        fn = self._ensemble_forward if self.ensemble else self._forward
         return self.policy.upscale(
             x,
-            fn,
+            self._tile_fn,
             scale=self.model.scale,
             device=self.compute.device,
             size=self.model.size,

@@ -13,24 +13,30 @@ Keys, one object per output::
      "model_sha256": "dc1c...",                    # its weights (null for resamplers)
      "model_scale": 4,                             # the factor the network ran at
      "target": "x3",                               # what was asked: x3, x1.5, w3840, h2160, l4096
-     "ensemble": false,
+     "ensemble": "pad",                            # none, pad or flip8
+     "ensemble_weight": 0.5,                       # pad's ω (pad only)
      "quality": 95,                                # JPEG and WebP only
      "width": 96, "height": 72,                    # the output's size
      "precision": "cpu fp32", "tile": "auto/16",   # recorded, not compared
      "source": "coffee.jpg"}
 
 Two records describe "the same settings" when every key of :data:`COMPARED` is equal.
-Device, precision and tiling are left out of the comparison on purpose: they change pixels
-by a rounding step at most (tiled output equals untiled output within one level, fp16
-within a few), and a run on another machine must not call every earlier output foreign.
+Records of earlier versions have ``"ensemble": false`` or ``true`` and no weight; they
+compare as ``none`` and as ``pad`` with ω 0.5, the only ensemble there was then.
+Device, precision and tiling are left out of the comparison on purpose: they change
+pixels by a rounding step at most (tiled output equals untiled output within one level,
+fp16 within a few), and a run on another machine must not call every earlier output
+foreign.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from pocketsr_cli.ensemble import DEFAULT_WEIGHT, Ensemble
 
 COMPARED: tuple[str, ...] = (
     "model",
@@ -38,6 +44,7 @@ COMPARED: tuple[str, ...] = (
     "model_scale",
     "target",
     "ensemble",
+    "ensemble_weight",
     "quality",
 )
 """The keys that decide whether an existing output was made with the settings asked for."""
@@ -51,13 +58,13 @@ class RunSettings:
 
     Attributes:
         version: pocketsr's version.
-        ensemble: ``--ensemble`` (changes pixels: compared).
+        ensemble: ``--ensemble`` and ``--ensemble-weight`` (change pixels: compared).
         quality: ``--quality``; recorded (and compared) for JPEG and WebP outputs only.
         tile: ``--tile`` and ``--tile-overlap`` as ``"auto/16"`` (recorded only).
     """
 
     version: str
-    ensemble: bool = False
+    ensemble: Ensemble = field(default_factory=Ensemble)
     quality: int = 95
     tile: str = "auto/16"
 
@@ -85,8 +92,10 @@ def make_record(
         "model_sha256": model_sha256,
         "model_scale": model_scale,
         "target": target,
-        "ensemble": settings.ensemble,
+        "ensemble": settings.ensemble.mode,
     }
+    if settings.ensemble.mode == "pad":
+        record["ensemble_weight"] = settings.ensemble.weight
     if fmt in LOSSY_FORMATS:
         record["quality"] = settings.quality
     if size is not None:
@@ -121,6 +130,7 @@ _LABELS = {
     "model_scale": "variant",
     "target": "size",
     "ensemble": "ensemble",
+    "ensemble_weight": "ensemble weight",
     "quality": "quality",
 }
 
@@ -132,9 +142,19 @@ def _show(key: str, value: object) -> str:
         return value[:12] + "…"
     if key == "model_scale":
         return f"×{value}"
-    if key == "ensemble":
-        return "on" if value else "off"
     return str(value)
+
+
+def _comparable(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` with an earlier version's on/off ensemble read as today's mode, and
+    ω filled in where an earlier ``pad`` record has none."""
+    out = dict(record)
+    ensemble = out.get("ensemble")
+    if ensemble is None or isinstance(ensemble, bool):
+        out["ensemble"] = "pad" if ensemble else "none"
+    if out["ensemble"] == "pad" and out.get("ensemble_weight") is None:
+        out["ensemble_weight"] = DEFAULT_WEIGHT
+    return out
 
 
 def differences(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
@@ -143,8 +163,10 @@ def differences(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[
     they describe the same settings.
 
     A weights digest only counts when the model names agree (a different model already
-    says it all) and both records have one.
+    says it all) and both records have one; an ensemble weight only when both ensembles
+    are ``pad``.
     """
+    existing, wanted = _comparable(existing), _comparable(wanted)
     items = []
     for key in COMPARED:
         old, new = existing.get(key), wanted.get(key)
@@ -153,6 +175,8 @@ def differences(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[
         if key == "model_sha256" and (
             existing.get("model") != wanted.get("model") or old is None or new is None
         ):
+            continue
+        if key == "ensemble_weight" and existing["ensemble"] != wanted["ensemble"]:
             continue
         items.append(f"{_LABELS[key]} {_show(key, old)} → {_show(key, new)}")
     return items

@@ -131,3 +131,28 @@ def test_bad_model_name_raises_model_error() -> None:
 def test_bad_device_raises_usage_error() -> None:
     with pytest.raises(UsageError):
         pocketsr_cli.Upscaler("bicubic", device="tpu")
+
+
+def test_ensemble_runs_is_recorded_and_validated(tmp_path: Path) -> None:
+    from pocketsr_cli.ensemble import Ensemble
+    from pocketsr_cli.imageio import read_provenance_text
+    from pocketsr_cli.provenance import loads
+
+    flip = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", ensemble="flip8")
+    assert flip.ensemble == Ensemble("flip8")
+    arr = pixels(20, 24)
+    out = flip.upscale(arr)
+    assert out.shape == (40, 48, 3) and out.dtype == np.uint8
+    # The average over flips and rotations commutes with them (to rounding).
+    mirrored = flip.upscale(np.ascontiguousarray(arr[:, ::-1])).astype(int)
+    assert np.abs(mirrored[:, ::-1] - out.astype(int)).max() <= 1
+    src = tmp_path / "a.png"
+    Image.fromarray(arr).save(src)
+    pad = pocketsr_cli.Upscaler("bicubic", scale=2, ensemble="pad", ensemble_weight=0.8)
+    record = loads(read_provenance_text(pad.upscale_file(src, tmp_path / "b.png")) or "")
+    assert record is not None
+    assert (record["ensemble"], record["ensemble_weight"]) == ("pad", 0.8)
+    with pytest.raises(UsageError, match="applies to --ensemble pad"):
+        pocketsr_cli.Upscaler("bicubic", ensemble="flip8", ensemble_weight=0.8)
+    with pytest.raises(UsageError, match="none, pad or flip8"):
+        pocketsr_cli.Upscaler("bicubic", ensemble="tta")

@@ -99,6 +99,16 @@ def test_folder_json_has_one_object_per_model(photos: Path, temp_dirs: list[Path
     assert temp_dirs and not any(d.exists() for d in temp_dirs)  # outputs went, and are gone
 
 
+def test_folder_run_times_each_ensemble(photos: Path) -> None:
+    args = ("bench", "--folder", photos, "-m", "bicubic", "--json", "-q")
+    code, out, err = invoke(*args, "--ensemble", "none", "--ensemble", "pad")
+    assert code == 0, err
+    plain, pad = json_lines(out)
+    assert (plain["model"], pad["model"]) == ("bicubic", "bicubic +pad")
+    assert (pad["ensemble"], pad["ensemble_weight"]) == ("pad", 0.5)
+    assert plain["images"] == pad["images"] == 3 and pad["failed"] == 0
+
+
 def test_folder_table_shows_throughput_and_peak_ram(photos: Path) -> None:
     code, out, err = invoke("bench", "--folder", photos, "-m", "lanczos", "--repeat", "2")
     assert code == 0, err

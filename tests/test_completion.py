@@ -83,6 +83,8 @@ def test_device_precision_format_tile(env: dict[str, str]) -> None:
     assert complete(env, "pocketsr upscale --format ") == list(FORMATS)
     assert complete(env, "pocketsr bench --format w") == ["webp"]
     assert complete(env, "pocketsr upscale --tile ") == ["auto", "0"]
+    assert complete(env, "pocketsr upscale --ensemble ") == ["none", "pad", "flip8"]
+    assert complete(env, "pocketsr eval d --ensemble f") == ["flip8"]
 
 
 def test_models_commands_complete_the_names_they_accept(env: dict[str, str]) -> None:

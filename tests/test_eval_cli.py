@@ -147,6 +147,36 @@ def test_bench_json(photos: Path) -> None:
     )
 
 
+def test_eval_scores_each_ensemble_beside_the_plain_model(photos: Path) -> None:
+    args = ("eval", photos, "-m", "lanczos", "--limit", "1", "-s", "2", "--json", "-q")
+    code, out, err = invoke(*args, "--ensemble", "none", "--ensemble", "pad", "--ensemble", "flip8")
+    assert code == 0, err
+    records = json_lines(out)
+    names = [r["model"] for r in records]
+    assert names == ["bicubic", "lanczos", "lanczos +pad", "lanczos +flip8"]
+    assert [r["ensemble"] for r in records] == ["none", "none", "pad", "flip8"]
+    assert [r["ensemble_weight"] for r in records] == [None, None, 0.5, None]
+    # Lanczos is shift-equivariant and symmetric: the ensembles change only the border.
+    for r in records[2:]:
+        assert r["psnr_y"] == pytest.approx(records[1]["psnr_y"], abs=0.3)
+    code, out, err = invoke(*args, "--ensemble", "pad", "--ensemble-weight", "0.25")
+    assert code == 0, err
+    assert [r["model"] for r in json_lines(out)] == ["bicubic", "lanczos +pad:0.25"]
+    code, _, err = invoke(*args, "--ensemble", "flip8", "--ensemble-weight", "0.25")
+    assert code == 2 and "applies to --ensemble pad" in err
+
+
+def test_bench_times_each_ensemble_as_a_ratio_to_the_plain_model() -> None:
+    args = ("bench", "-m", "lanczos", "--size", "40x24", "--repeat", "1", "--json")
+    code, out, err = invoke(*args, "--ensemble", "none", "--ensemble", "flip8", "--device", "cpu")
+    assert code == 0, err
+    plain, flip = json_lines(out)
+    assert (plain["model"], flip["model"]) == ("lanczos", "lanczos +flip8")
+    assert (plain["ensemble"], flip["ensemble"]) == ("none", "flip8")
+    assert flip["baseline"] == "lanczos" and plain["ratio"] == 1.0
+    assert flip["ratio"] == pytest.approx(flip["seconds_per_4k"] / plain["seconds_per_4k"])
+
+
 def test_bench_table_baseline_and_errors() -> None:
     code, out, err = invoke("bench", "-m", "lanczos", "--size", "32x32", "--baseline", "bicubic")
     assert code == 0, err

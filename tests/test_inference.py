@@ -91,12 +91,35 @@ def test_alpha_is_resampled_not_hallucinated() -> None:
     assert np.all(out[..., :3] == 255) and np.all(out[..., 3] == 255)
 
 
-def test_ensemble_matches_plain_for_a_shift_invariant_model() -> None:
+@pytest.mark.parametrize("ensemble", [True, "pad", "flip8"])
+def test_ensemble_matches_plain_for_a_shift_invariant_model(ensemble: str | bool) -> None:
     img = (np.random.default_rng(3).random((24, 24, 3)) * 255).astype(np.uint8)
     plain = upscaler(Resize("bicubic", 2), tile=0).upscale(img).astype(int)
-    ens = upscaler(Resize("bicubic", 2), tile=0, ensemble=True).upscale(img).astype(int)
-    # Identical away from the borders, where the padding differs.
+    ens = upscaler(Resize("bicubic", 2), tile=0, ensemble=ensemble).upscale(img).astype(int)
+    # Identical away from the borders, where the padding differs (bicubic is also
+    # symmetric, so its flips and rotations agree too).
     assert np.abs(plain - ens)[8:-8, 8:-8].max() <= 1
+
+
+@pytest.mark.parametrize("ensemble", ["pad", "flip8"])
+@pytest.mark.parametrize("channels", [1, 2, 4])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_ensemble_with_gray_alpha_and_tiles(ensemble: str, channels: int, dtype: type) -> None:
+    """Gray runs the ensemble on R = G = B and folds back; alpha is resampled, never run
+    through the ensemble, so it is the plain run's alpha; tiles, each with its own passes,
+    blend to the untiled result (the net's radius, 2, is at most half the overlap)."""
+    peak = np.iinfo(dtype).max
+    rng = np.random.default_rng(channels)
+    img = (rng.random((30, 26, channels)) * peak).astype(dtype)
+    plain = upscaler(_tiny_net(), tile=0).upscale(img)
+    whole = upscaler(_tiny_net(), tile=0, ensemble=ensemble).upscale(img)
+    tiled = upscaler(_tiny_net(), tile=20, overlap=6, ensemble=ensemble).upscale(img)
+    assert whole.shape == (60, 52, channels) and whole.dtype == dtype
+    colour = slice(0, 1) if channels in (1, 2) else slice(0, 3)
+    assert not np.array_equal(whole[..., colour], plain[..., colour])
+    if channels in (2, 4):
+        assert np.array_equal(whole[..., -1], plain[..., -1])
+    assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
 
 
 def test_tiling_hints_reach_the_tiler() -> None:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from pocketsr_cli import provenance
+from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.imageio import (
     Metadata,
     OutputPlan,
@@ -113,8 +114,33 @@ def test_differences_name_what_changed() -> None:
     assert provenance.differences(old, dict(old, model="n-x4", model_sha256="cd" * 32)) == [
         "model m-x4 → n-x4"
     ]
-    assert provenance.differences(old, dict(old, model_scale=2, ensemble=True)) == [
+    assert provenance.differences(old, dict(old, model_scale=2, ensemble="flip8")) == [
         "variant ×4 → ×2",
-        "ensemble off → on",
+        "ensemble none → flip8",
     ]
+    pad = dict(old, ensemble="pad", ensemble_weight=0.5)
+    assert provenance.differences(pad, dict(pad, ensemble_weight=1.5)) == [
+        "ensemble weight 0.5 → 1.5"
+    ]
+    assert provenance.differences(old, pad) == ["ensemble none → pad"]
     assert provenance.loads("[1, 2]") is None and provenance.loads("not json") is None
+
+
+def test_ensembles_are_recorded_and_earlier_on_off_records_still_compare() -> None:
+    def record(ensemble: Ensemble) -> dict[str, object]:
+        settings = provenance.RunSettings(version="1.2.3", ensemble=ensemble)
+        return provenance.make_record(
+            settings, model="m-x4", model_sha256=None, model_scale=4, target="x4", fmt="png"
+        )
+
+    none, pad, flip8 = record(Ensemble()), record(Ensemble("pad")), record(Ensemble("flip8"))
+    assert none["ensemble"] == "none" and "ensemble_weight" not in none
+    assert (pad["ensemble"], pad["ensemble_weight"]) == ("pad", 0.5)
+    assert flip8["ensemble"] == "flip8" and "ensemble_weight" not in flip8
+    # Earlier versions wrote a boolean: off is none, on was pad's plain average.
+    assert provenance.differences(dict(none, ensemble=False), none) == []
+    assert provenance.differences(dict(none, ensemble=True), pad) == []
+    assert provenance.differences(dict(none, ensemble=True), flip8) == ["ensemble pad → flip8"]
+    assert provenance.differences(pad, record(Ensemble("pad", 0.8))) == [
+        "ensemble weight 0.5 → 0.8"
+    ]

@@ -88,3 +88,12 @@ def formats(incomplete: str) -> list[str]:
 def tiles(incomplete: str) -> Candidates:
     """``--tile``: the two words it takes besides a number."""
     return [("auto", "fit the free memory"), ("0", "whole image, no tiles")]
+
+
+def ensembles(incomplete: str) -> Candidates:
+    """``--ensemble``: its three modes."""
+    return [
+        ("none", "one pass"),
+        ("pad", "two padded passes, blended (GenDR-Pix)"),
+        ("flip8", "eight flips and rotations, averaged"),
+    ]

@@ -73,6 +73,22 @@ OfflineOpt = Annotated[
         "--offline", envvar="POCKETSR_OFFLINE", help="Never touch the network (POCKETSR_OFFLINE=1)."
     ),
 ]
+AllowUnverifiedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unverified",
+        help="Fetch weights whose publisher gives no checksum, and pin the SHA-256 they "
+        "arrive with: later runs check against it (trust on first use).",
+    ),
+]
+TrustPickleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-pickle",
+        help="Load a weights pickle that needs to run code, once (only if you trust its "
+        "source): it is kept as safetensors and never opened again.",
+    ),
+]
 TileOpt = Annotated[
     str,
     typer.Option(
@@ -80,5 +96,39 @@ TileOpt = Annotated[
         metavar="auto|0|N",
         help="Tile side in input pixels: auto, 0 (whole image), N.",
         autocompletion=_complete.tiles,
+    ),
+]
+_ENSEMBLE_HELP = (
+    "Self-ensemble: none; pad (GenDR-Pix: two passes padded [4,4,4,4] and [3,5,3,5], "
+    "blended by --ensemble-weight; 2× the time); flip8 (the eight flips and rotations, "
+    "averaged; 8× the time). Each tile runs its own passes."
+)
+EnsembleOpt = Annotated[
+    str,
+    typer.Option(
+        "--ensemble",
+        metavar="none|pad|flip8",
+        help=_ENSEMBLE_HELP + " The bare --ensemble of earlier versions is --ensemble pad.",
+        autocompletion=_complete.ensembles,
+    ),
+]
+EnsemblesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ensemble",
+        metavar="none|pad|flip8",
+        help=_ENSEMBLE_HELP + " Repeat to compare (none, pad, flip8: each model three times).",
+        show_default="none",
+        autocompletion=_complete.ensembles,
+    ),
+]
+EnsembleWeightOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--ensemble-weight",
+        metavar="W",
+        help="pad's blend y = W·pass[4,4,4,4] + (1−W)·pass[3,5,3,5], 0 to 3: 0.5 averages, "
+        "above 1 extrapolates (CFG-like), 0 or 1 runs one pass.",
+        show_default="0.5",
     ),
 ]

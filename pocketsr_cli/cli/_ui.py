@@ -66,6 +66,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.jobs import Job
 from pocketsr_cli.pipeline import CONFLICTS, NullReporter, Reporter, Result, Summary
 
@@ -380,9 +381,18 @@ class JsonLinesReporter(NullReporter):
     run (:class:`PipeSafeStream`).
     """
 
-    def __init__(self, model: str, device: str, stream: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        device: str,
+        stream: IO[str] | None = None,
+        *,
+        ensemble: Ensemble | None = None,
+    ) -> None:
         self.model = model
         self.device = device
+        # ``ensemble`` (none, pad, flip8) and ``ensemble_weight`` (pad's ω, else null)
+        self.ensemble = (ensemble or Ensemble()).record()
         self.stream = pipe_safe(stream or sys.stdout)
         self._lock = threading.Lock()
 
@@ -407,6 +417,7 @@ class JsonLinesReporter(NullReporter):
                 "seconds": None if result.seconds is None else round(result.seconds, 4),
                 "model": result.model or self.model,
                 "device": self.device,
+                **self.ensemble,
                 "warnings": result.warnings,
             }
         )
@@ -427,6 +438,7 @@ class JsonLinesReporter(NullReporter):
                     "interrupted": summary.interrupted,
                     "model": self.model,
                     "device": self.device,
+                    **self.ensemble,
                 },
             }
         )

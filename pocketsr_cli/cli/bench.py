@@ -29,6 +29,7 @@ EPILOG = examples(
     "pocketsr bench -m lanczos --size 480x270 --repeat 5 --json",
     "pocketsr bench -m bicubic -m lanczos --folder photos/  # end to end, 1 pass",
     "pocketsr bench --folder photos/ --format webp --repeat 2 --json",
+    "pocketsr bench -m pocketsr-compact-x4 --ensemble none --ensemble pad --ensemble flip8",
 )
 
 ModelsOpt = Annotated[
@@ -110,6 +111,8 @@ def bench_command(
     device: opt.DeviceOpt = "auto",
     precision: opt.PrecisionOpt = "auto",
     tile: opt.TileOpt = "auto",
+    ensemble: opt.EnsemblesOpt = None,
+    ensemble_weight: opt.EnsembleWeightOpt = None,
     json_lines: Annotated[
         bool, typer.Option("--json", help="JSON Lines on stdout: one object per model.")
     ] = False,
@@ -132,14 +135,18 @@ def bench_command(
 
     Both modes show the peak RAM (resident set size of the process, "≤" when only the
     lifetime peak is known) and, on a GPU, the peak device memory of each model's runs.
+    Each --ensemble times every model again with that self-ensemble (rows NAME +pad,
+    NAME +flip8): its cost is its ratio to the plain row.
     """
     from pocketsr_cli.cli import _ui
+    from pocketsr_cli.ensemble import ensembles_from_options
     from pocketsr_cli.evaluation.bench import FolderBenchReport, bench, bench_folder, parse_size
 
     if folder is None and (fmt.lower() != "same" or quality is not None):
         raise UsageError("--format and --quality apply to --folder runs only")
     if folder is not None and (size is not None or baseline is not None):
         raise UsageError("--size and --baseline apply to the synthetic photo, not to --folder")
+    ensembles = ensembles_from_options(ensemble, ensemble_weight)
     console = _ui.make_console()
     with _ui.StepBar(console, "bench", quiet=quiet) as bar:
         if folder is None:
@@ -152,6 +159,7 @@ def bench_command(
                 tile=tile,
                 baseline=baseline,
                 offline=offline,
+                ensembles=ensembles,
                 on_progress=bar,
             )
         else:
@@ -165,6 +173,7 @@ def bench_command(
                 precision=precision,
                 tile=tile,
                 offline=offline,
+                ensembles=ensembles,
                 on_progress=bar,
             )
     if json_lines:

@@ -23,6 +23,7 @@ EPILOG = examples(
     "pocketsr eval held_out/ --degradation real -m lanczos -m my.safetensors",
     "pocketsr eval held_out/ -s 2 --resize --crop 512 -m realesrgan-x4plus",
     "pocketsr eval held_out/ --limit 3 --json > scores.jsonl",
+    "pocketsr eval held_out/ --crop 512 --ensemble none --ensemble pad --ensemble flip8",
 )
 
 
@@ -93,6 +94,8 @@ def eval_command(
     device: opt.DeviceOpt = "auto",
     precision: opt.PrecisionOpt = "auto",
     tile: opt.TileOpt = "auto",
+    ensemble: opt.EnsemblesOpt = None,
+    ensemble_weight: opt.EnsembleWeightOpt = None,
     json_lines: Annotated[
         bool,
         typer.Option(
@@ -112,11 +115,15 @@ def eval_command(
     same above 0.30 (far above detail = grain); bandcorr: is that detail where the
     original's is (1 = exactly). Lattice ratio > 2 means a visible 8-pixel grid.
     Sharpness (mean gradient ratio) is shown for reference only: grain inflates it.
+    Each --ensemble scores every model again with that self-ensemble (rows NAME +pad,
+    NAME +flip8; bicubic runs plain).
     """
     from pocketsr_cli.cli import _ui
+    from pocketsr_cli.ensemble import ensembles_from_options
     from pocketsr_cli.errors import PocketSRError
     from pocketsr_cli.evaluation.run import collect_images, evaluate
 
+    ensembles = ensembles_from_options(ensemble, ensemble_weight)
     console = _ui.make_console()
     paths = collect_images(hr_dir, limit)
     with _ui.StepBar(console, "eval", quiet=quiet) as bar:
@@ -131,6 +138,7 @@ def eval_command(
             offline=offline,
             crop=crop,
             resize=resize,
+            ensembles=ensembles,
             on_progress=bar,
             on_warning=lambda message: _ui.warn(console, message),
         )

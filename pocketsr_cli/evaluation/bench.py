@@ -29,6 +29,10 @@ Both report the peak host memory (the process's resident set size) and peak devi
 memory over each model's runs, warm-up included, measured by
 :class:`~pocketsr_cli.evaluation.peakmem.PeakMemory`.
 
+Both take ``ensembles`` (:class:`~pocketsr_cli.ensemble.Ensemble`): every model is timed
+once with each, in rows ``NAME``, ``NAME +pad``, ``NAME +flip8``, so what a self-ensemble
+costs is the ratio of its row to the plain one.
+
 Nothing here prints; progress goes through a callback.
 """
 
@@ -47,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import PocketSRError, UsageError
 from pocketsr_cli.evaluation.peakmem import PeakMemory
 from pocketsr_cli.pipeline import NullReporter
@@ -121,8 +126,11 @@ class BenchResult:
         best: the fastest of them.
         seconds_per_4k: ``best`` scaled to a 3840×2160 output.
         ratio: ``seconds_per_4k`` ÷ the baseline's (1.0 for the baseline).
-        macs_per_pixel: multiply-accumulates per input (LR) pixel; ``None`` when the
-            network has no countable layer (see :mod:`~pocketsr_cli.evaluation.macs`).
+        macs_per_pixel: multiply-accumulates per input (LR) pixel, times the ensemble's
+            passes; ``None`` when the network has no countable layer (see
+            :mod:`~pocketsr_cli.evaluation.macs`).
+        ensemble, ensemble_weight: the self-ensemble it ran with (``none``, ``pad`` with
+            its ω, ``flip8``); ``model`` then ends in ``+pad``, ``+flip8``.
         host_peak_bytes, host_peak_lifetime, device_peak_bytes, device_reserved_peak_bytes:
             peak memory over this model's runs, warm-up included, as
             :class:`~pocketsr_cli.evaluation.peakmem.PeakMemory` defines them.
@@ -140,6 +148,8 @@ class BenchResult:
     seconds_per_4k: float
     macs_per_pixel: float | None
     ratio: float = 1.0
+    ensemble: str = "none"
+    ensemble_weight: float | None = None
     host_peak_bytes: int | None = None
     host_peak_lifetime: bool = False
     device_peak_bytes: int | None = None
@@ -182,6 +192,22 @@ def _open_models(
     return torch_device, [resolve_model(ref, None, offline=offline) for ref in models]
 
 
+def _distinct(ensembles: Sequence[Ensemble]) -> list[Ensemble]:
+    """``ensembles`` without duplicates, in order.
+
+    Raises:
+        UsageError: none at all.
+    """
+    if not ensembles:
+        raise UsageError("bench needs at least one ensemble (Ensemble() is none)")
+    return list(dict.fromkeys(ensembles))
+
+
+def _row_name(desc: ModelDescriptor, ensemble: Ensemble) -> str:
+    """``NAME``, or ``NAME +pad`` / ``NAME +flip8`` with a self-ensemble."""
+    return desc.name + (f" +{ensemble.label}" if ensemble else "")
+
+
 def _memory_fields(peak: PeakMemory) -> dict[str, Any]:
     return {
         "host_peak_bytes": peak.host_peak_bytes,
@@ -201,6 +227,7 @@ def bench(
     tile: str | int = "auto",
     baseline: str | None = None,
     offline: bool = False,
+    ensembles: Sequence[Ensemble] = (Ensemble(),),
     on_progress: ProgressCallback | None = None,
 ) -> BenchReport:
     """Time each model on :func:`synthetic_photo` of ``size`` (width, height).
@@ -212,9 +239,11 @@ def bench(
         device: ``auto|cpu|cuda|cuda:N|mps``.
         precision: ``auto|fp32|fp16|bf16``.
         tile: ``--tile`` as for ``upscale``.
-        baseline: the model the ratios refer to (added first when not in ``models``);
-            default: the first model.
+        baseline: the model the ratios refer to (added first when not in ``models``),
+            with the first of ``ensembles``; default: the first model.
         offline: never download weights.
+        ensembles: every model is timed once with each (a row ``NAME +pad`` beside
+            ``NAME``), so an ensemble's cost is its row's ratio to the plain one.
         on_progress: called after every run, warm-ups included.
 
     Raises:
@@ -231,7 +260,9 @@ def bench(
     if baseline is not None and baseline not in refs:
         refs.insert(0, baseline)
     torch_device, descriptors = _open_models(refs, repeat, device, tile, offline)
-    base_index = refs.index(baseline) if baseline is not None else 0
+    ensembles = _distinct(ensembles)
+    base_model = refs.index(baseline) if baseline is not None else 0
+    base_index = base_model * len(ensembles)  # rows: every model with every ensemble
 
     width, height = size
     image = synthetic_photo(width, height)
@@ -241,13 +272,14 @@ def bench(
         repeat=repeat,
         device=str(torch_device),
         threads=torch.get_num_threads(),
-        baseline=descriptors[base_index].name,
+        baseline=_row_name(descriptors[base_model], ensembles[0]),
     )
-    total = len(descriptors) * (repeat + 1)
+    total = len(descriptors) * len(ensembles) * (repeat + 1)
     done = 0
-    for desc in descriptors:
+    for desc, ensemble in [(d, e) for d in descriptors for e in ensembles]:
         compute = compute_for(torch_device, precision, desc)
-        upscaler = Upscaler(desc, compute, tile=tile)
+        upscaler = Upscaler(desc, compute, tile=tile, ensemble=ensemble)
+        name = _row_name(desc, ensemble)
         times: list[float] = []
         out_shape: tuple[int, ...] = ()
         with PeakMemory(compute.device) as peak:
@@ -261,7 +293,7 @@ def bench(
                 done += 1
                 if on_progress is not None:
                     label = "warm-up" if run == 0 else f"run {run}/{repeat}"
-                    on_progress(done, total, f"{desc.name} {label}")
+                    on_progress(done, total, f"{name} {label}")
             del out
         best = min(times)
         out_h, out_w = int(out_shape[0]), int(out_shape[1])
@@ -271,9 +303,12 @@ def bench(
         ) -> Any:
             return module(x) if stats is None else module(x, stats(x))
 
+        macs = macs_per_pixel(
+            desc.module, desc.size.padded(64), device=compute.device, call=forward
+        )
         report.models.append(
             BenchResult(
-                model=desc.name,
+                model=name,
                 family=desc.family,
                 scale=desc.scale,
                 params=desc.params,
@@ -283,12 +318,8 @@ def bench(
                 seconds=times,
                 best=best,
                 seconds_per_4k=best * UHD_PIXELS / (out_w * out_h),
-                macs_per_pixel=macs_per_pixel(
-                    desc.module,
-                    desc.size.padded(64),
-                    device=compute.device,
-                    call=forward,
-                ),
+                macs_per_pixel=None if macs is None else macs * ensemble.passes,
+                **ensemble.record(),
                 **_memory_fields(peak),
             )
         )
@@ -321,6 +352,8 @@ class FolderBenchResult:
         model_seconds_per_image: ``model_seconds`` ÷ ``images``.
         e2e_over_model: ``wall_seconds`` ÷ ``model_seconds``: what decoding, encoding
             and writing add on top of the model (1.0 = fully overlapped).
+        ensemble, ensemble_weight: the self-ensemble it ran with (see
+            :class:`BenchResult`).
         host_peak_bytes, host_peak_lifetime, device_peak_bytes, device_reserved_peak_bytes:
             peak memory over this model's warm-up and passes (see ``PeakMemory``).
         warnings: distinct warnings from the pipeline and the upscaler.
@@ -345,6 +378,8 @@ class FolderBenchResult:
     input_mp_per_s: float | None
     model_seconds_per_image: float | None
     e2e_over_model: float | None
+    ensemble: str = "none"
+    ensemble_weight: float | None = None
     host_peak_bytes: int | None = None
     host_peak_lifetime: bool = False
     device_peak_bytes: int | None = None
@@ -483,6 +518,7 @@ def _rate(amount: float, seconds: float) -> float | None:
 
 def _folder_result(
     desc: ModelDescriptor,
+    ensemble: Ensemble,
     precision: str,
     summary: Summary,
     seconds: list[float],
@@ -498,7 +534,7 @@ def _folder_result(
     wall = min(seconds)
     n = len(ok)
     return FolderBenchResult(
-        model=desc.name,
+        model=_row_name(desc, ensemble),
         family=desc.family,
         scale=desc.scale,
         params=desc.params,
@@ -518,6 +554,7 @@ def _folder_result(
         model_seconds_per_image=model_seconds / n if n else None,
         e2e_over_model=wall / model_seconds if n and model_seconds > 0 else None,
         warnings=warnings,
+        **ensemble.record(),
         **_memory_fields(peak),
     )
 
@@ -533,6 +570,7 @@ def bench_folder(
     precision: str = "auto",
     tile: str | int = "auto",
     offline: bool = False,
+    ensembles: Sequence[Ensemble] = (Ensemble(),),
     on_progress: ProgressCallback | None = None,
 ) -> FolderBenchReport:
     """Time each model end to end (decode → upscale → encode → write) on ``folder``.
@@ -551,7 +589,7 @@ def bench_folder(
             input's format.
         quality: JPEG/WebP quality, 1..100.
         repeat: timed passes per model.
-        device, precision, tile, offline: as for :func:`bench`.
+        device, precision, tile, offline, ensembles: as for :func:`bench`.
         on_progress: called after the warm-up and after every image of every pass (from
             the pipeline's writer thread).
 
@@ -578,6 +616,7 @@ def bench_folder(
         jobs, ignored = folder_jobs(folder, Path(tmp), fmt_key)
         refs: list[str | None] = list(dict.fromkeys(models)) or [None]
         torch_device, descriptors = _open_models(refs, repeat, device, tile, offline)
+        ensembles = _distinct(ensembles)
         report = FolderBenchReport(
             folder=str(folder),
             images=len(jobs),
@@ -589,7 +628,7 @@ def bench_folder(
             threads=torch.get_num_threads(),
         )
         options = Options(fmt=fmt_key, quality=quality, overwrite=True)
-        total = len(descriptors) * (1 + repeat * len(jobs))
+        total = len(descriptors) * len(ensembles) * (1 + repeat * len(jobs))
         done = 0
         lock = threading.Lock()
 
@@ -601,21 +640,22 @@ def bench_folder(
             if on_progress is not None:
                 on_progress(count, total, label)
 
-        for desc in descriptors:
+        for desc, ensemble in [(d, e) for d in descriptors for e in ensembles]:
             reporter = _QuietReporter()
             compute = compute_for(torch_device, precision, desc)
-            timed = TimedUpscaler(Upscaler(desc, compute, tile=tile, on_warning=reporter.warning))
+            name = _row_name(desc, ensemble)
+            timed = TimedUpscaler(
+                Upscaler(desc, compute, tile=tile, ensemble=ensemble, on_warning=reporter.warning)
+            )
             seconds: list[float] = []
             best: tuple[float, float, Summary] | None = None
             with PeakMemory(compute.device) as peak:
                 problem = _warm_up(timed, jobs)
                 if problem is not None:
                     reporter.warning(problem)
-                step(f"{desc.name} warm-up")
+                step(f"{name} warm-up")
                 for npass in range(1, repeat + 1):
-                    reporter.on_image = functools.partial(
-                        step, f"{desc.name} pass {npass}/{repeat}"
-                    )
+                    reporter.on_image = functools.partial(step, f"{name} pass {npass}/{repeat}")
                     timed.reset()
                     start = time.perf_counter()
                     summary = run(jobs, timed, options, reporter)
@@ -630,6 +670,7 @@ def bench_folder(
             report.models.append(
                 _folder_result(
                     desc,
+                    ensemble,
                     compute.precision,
                     summary,
                     seconds,

@@ -7,7 +7,8 @@ For every ground-truth (HR) image, in order:
 2. degrade it once (:func:`~pocketsr_cli.evaluation.degrade.degrade_eval`, the noise seeded
    by :func:`~pocketsr_cli.evaluation.degrade.seed_for` its file name);
 3. upscale that LR image with every model through :class:`~pocketsr_cli.inference.Upscaler`
-   (tiling and all, as ``pocketsr upscale`` would), timing the upscale alone (each model
+   (tiling and all, as ``pocketsr upscale`` would), once per self-ensemble asked for
+   (a row ``NAME +pad`` beside the plain ``NAME``), timing the upscale alone (each row
    has already run once, untimed, on a small patch, so the first image is not charged
    with its start-up);
 4. score each output against the cropped ground truth with the
@@ -31,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pocketsr_cli.descriptor import ModelDescriptor
+from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import ImageReadError, ModelError, UsageError
 from pocketsr_cli.evaluation.degrade import (
     EVAL_KINDS,
@@ -85,8 +87,8 @@ class ImageScore:
 
 @dataclass
 class ModelScore:
-    """One model over the whole set: means of the per-image scores (arithmetic means,
-    PSNR included, as SR papers report it)."""
+    """One model (with one self-ensemble) over the whole set: means of the per-image
+    scores (arithmetic means, PSNR included, as SR papers report it)."""
 
     model: str
     family: str
@@ -94,6 +96,7 @@ class ModelScore:
     params: int
     precision: str
     floor: bool = False  # added as the bicubic floor, not asked for
+    ensemble: Ensemble = field(default_factory=Ensemble)
     images: list[ImageScore] = field(default_factory=list)
 
     def mean(self, metric: str) -> float:
@@ -115,6 +118,7 @@ class ModelScore:
             "params": self.params,
             "precision": self.precision,
             "floor": self.floor,
+            **self.ensemble.record(),
             "count": len(self.images),
         }
         out.update({m: _finite_or_none(self.mean(m)) for m in METRICS})
@@ -257,6 +261,7 @@ def evaluate(
     offline: bool = False,
     crop: int | None = None,
     resize: bool = False,
+    ensembles: Sequence[Ensemble] = (Ensemble(),),
     on_progress: ProgressCallback | None = None,
     on_warning: WarningCallback | None = None,
 ) -> EvalReport:
@@ -275,6 +280,9 @@ def evaluate(
         crop: score the centred ``crop``-pixel square of each ground truth (``None``: all).
         resize: run models lacking ``scale`` at their own and resize their output to it
             (see :func:`resolve_models`); the time includes the resize.
+        ensembles: the self-ensembles every model asked for runs with, one row each,
+            named ``NAME`` for ``none`` and ``NAME +LABEL`` otherwise (``+pad``,
+            ``+pad:0.75``, ``+flip8``); the bicubic floor runs plain only.
         on_progress: called after each image × model step.
         on_warning: receives skipped files and the upscaler's warnings.
 
@@ -282,7 +290,8 @@ def evaluate(
         The report; models whose every image was skipped have empty ``images``.
 
     Raises:
-        UsageError: unknown degradation, device or precision, or a bad ``tile``.
+        UsageError: unknown degradation, device or precision, a bad ``tile``, or no
+            ensemble.
         ModelError: a model cannot be resolved or loaded (before any image is read).
     """
     from pocketsr_cli.devices import choose_device, compute_for
@@ -296,6 +305,9 @@ def evaluate(
         )
     warn = on_warning or (lambda _message: None)
     TilePolicy.from_option(tile)  # validates before any model is loaded
+    if not ensembles:
+        raise UsageError("evaluate needs at least one ensemble (Ensemble() is none)")
+    ensembles = list(dict.fromkeys(ensembles))
     torch_device = choose_device(device)
     resolved, scale = resolve_models(models, scale, offline=offline, resize=resize)
 
@@ -303,17 +315,19 @@ def evaluate(
     report = EvalReport(degradation=degradation, scale=scale, device=str(torch_device))
     for desc, added in resolved:
         compute = compute_for(torch_device, precision, desc)
-        upscalers.append(Upscaler(desc, compute, tile=tile, on_warning=warn))
-        report.models.append(
-            ModelScore(
-                model=desc.name,
-                family=desc.family,
-                scale=desc.scale,
-                params=desc.params,
-                precision=compute.precision,
-                floor=added,
+        for ensemble in [Ensemble()] if added else ensembles:
+            upscalers.append(Upscaler(desc, compute, tile=tile, ensemble=ensemble, on_warning=warn))
+            report.models.append(
+                ModelScore(
+                    model=desc.name + (f" +{ensemble.label}" if ensemble else ""),
+                    family=desc.family,
+                    scale=desc.scale,
+                    params=desc.params,
+                    precision=compute.precision,
+                    floor=added,
+                    ensemble=ensemble,
+                )
             )
-        )
 
     # Lazy initialisation (thread pools, kernel choice, allocator) would otherwise be
     # charged to the first image of the first model.

@@ -53,6 +53,7 @@ class LossWeights:
     perceptual: float = 0.1
     amplitude: float = 0.5
     lattice: float = 1.0
+    masked_fourier: float = 0.0  # GenDR-Pix's L1 at the 8-px lattice bins' outliers (teacher)
     spectrum: float = 0.0  # luma amplitude above the target's (sharpened if used), per band
     mesh: float = 0.0  # uneven gradient over the sub-pixel phases, beyond the ground truth's
     gradient: float = 0.0
@@ -410,6 +411,8 @@ class Trainer:
                 terms["band_corr"] = w.band_corr * losses.band_correlation_loss(out, like)
         if w.lattice:
             terms["lattice"] = w.lattice * losses.lattice_loss(out, teacher)
+        if w.masked_fourier:
+            terms["masked_fourier"] = w.masked_fourier * losses.masked_fourier_loss(out, teacher)
         if w.spectrum:
             terms["spectrum"] = w.spectrum * losses.spectrum_excess_loss(out, ceiling)
         if w.mesh:
