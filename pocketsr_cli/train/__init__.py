@@ -26,4 +26,6 @@ Modules:
         validate: scores on the validation photos, as ``pocketsr eval`` scores.
         run: ``python -m pocketsr_cli.train.run``, one documented command per run.
         export: ``python -m pocketsr_cli.train.export``, a checkpoint's EMA weights.
+        pcsr: ``python -m pocketsr_cli.train.pcsr``, PCSR's two training phases on the
+            ground truth (its own loop: no teacher, query sampling, frozen phase-1 parts).
 """
