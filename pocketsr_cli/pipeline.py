@@ -52,6 +52,7 @@ reported as ``skipped`` (``interrupted``), so that each input still gets one res
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import stat
@@ -434,7 +435,12 @@ def _put(q: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
 
 class _Run:
     def __init__(
-        self, jobs: Sequence[Job], variants: Sequence[Variant], options: Options, reporter: Reporter
+        self,
+        jobs: Sequence[Job],
+        variants: Sequence[Variant],
+        options: Options,
+        reporter: Reporter,
+        inputs: Sequence[Path] | None = None,
     ) -> None:
         if not variants:
             raise ValueError("a run needs at least one variant")
@@ -445,7 +451,7 @@ class _Run:
         self.jobs = jobs
         self.options = options
         # Inputs by path and by file, for outputs that only decoding could name (read_one).
-        running = [job.input for job in jobs if job.runs]
+        running = [job.input for job in jobs if job.runs] if inputs is None else list(inputs)
         self.inputs = {_real(path) for path in running}
         self.input_keys = {key for path in running if (key := _key(path)) is not None}
         self.reporter = reporter
@@ -842,6 +848,27 @@ class _Run:
             )
         return _Upscaled(d, out, time.perf_counter() - t0)
 
+    def process(
+        self,
+        job: Job,
+        index: int,
+        shield: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
+    ) -> Result:
+        """All of one image's work, in the calling thread: read, upscale, claim and write
+        (for :class:`ImageWorker`; :meth:`execute` runs the same steps in three threads).
+        The write runs inside ``shield()``, which may hold back interruptions."""
+        item = self.read_one(job)
+        if isinstance(item, Result):
+            return item
+        upscaled = self.infer_one(item, index)
+        if isinstance(upscaled, Result):
+            return upscaled
+        try:
+            with shield():
+                return self.write_one(upscaled)
+        finally:
+            self.gate.release(item.reserved)
+
     def execute(self) -> Summary:
         t0 = time.perf_counter()
         self.reporter.start(len(self.jobs))
@@ -949,6 +976,38 @@ def _join_quietly(thread: threading.Thread) -> None:
             thread.join(timeout=0.2)
         except KeyboardInterrupt:
             continue
+
+
+class ImageWorker:
+    """The per-image work of a run as one call, for a process that is fed jobs one at a
+    time (``parallel``): read -> upscale -> claim + write -> :class:`Result`.
+
+    It keeps every guarantee of :func:`run` for the image (skip-existing and records,
+    memory admission within ``options.max_memory``, claims, atomic writes); ``inputs`` are
+    the run's inputs that will be upscaled, so that an output whose name only decoding
+    can tell (a misnamed input) never overwrites one of them.
+    """
+
+    def __init__(
+        self,
+        upscaler: ImageUpscaler | Sequence[Variant],
+        options: Options,
+        reporter: Reporter | None = None,
+        inputs: Sequence[Path] = (),
+    ) -> None:
+        variants = list(upscaler) if isinstance(upscaler, Sequence) else [Variant(upscaler)]
+        self._run = _Run([], variants, options, reporter or NullReporter(), inputs=inputs)
+
+    def process(
+        self,
+        job: Job,
+        index: int,
+        shield: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
+    ) -> Result:
+        """``job``'s result; ``index`` (from 1) is passed to ``image_started``.  The write
+        (claim, rename, record) runs inside ``shield()``: a worker that defers its stop
+        signal there finishes the file in hand, as :func:`run` does."""
+        return self._run.process(job, index, shield)
 
 
 def run(

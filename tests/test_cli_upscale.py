@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 from typer.testing import CliRunner
 
 from pocketsr_cli.cli import app
@@ -568,7 +568,7 @@ def test_every_output_records_how_it_was_made(tmp_path: Path, ext: str) -> None:
         64,
         48,
     )
-    assert record["pocketsr"] == __version__ and record["ensemble"] is False
+    assert record["pocketsr"] == __version__ and record["ensemble"] == "none"
     assert ("quality" in record) == (ext in ("jpg", "webp"))
     assert (tmp_path / f"in_x2.{ext}.pocketsr.json").exists() == (ext == "bmp")
     # --no-provenance writes none (and removes the sidecar of an earlier BMP output).
@@ -636,6 +636,55 @@ def test_skip_existing_compares_the_record(tmp_path: Path) -> None:
     # --overwrite redoes it, with the new record.
     assert invoke("upscale", src, "-m", "lanczos", "-s", "2", "-q", "--overwrite")[0] == 0
     assert record_of(out)["model"] == "lanczos"
+
+
+def test_the_ensemble_is_recorded_shown_and_compared(tmp_path: Path) -> None:
+    src = save(tmp_path / "in.png", photo())
+    out = tmp_path / "in_x2.png"
+    code, stdout, err = invoke("upscale", src, *FAST, "--ensemble", "flip8", "--json")
+    assert code == 0, err
+    (rec,), summary = jsonl(stdout)
+    assert (rec["ensemble"], rec["ensemble_weight"]) == ("flip8", None)
+    assert (summary["ensemble"], summary["ensemble_weight"]) == ("flip8", None)
+    assert "ensemble flip8" in " ".join(err.split())
+    assert record_of(out)["ensemble"] == "flip8"
+    # Another ensemble, or another weight, is other settings: kept, with the reason.
+    code, stdout, _ = invoke("upscale", src, *FAST, "--ensemble", "pad", "--json", "-q")
+    (rec,), _ = jsonl(stdout)
+    assert rec["reason_code"] == "different-settings"
+    assert "ensemble flip8 → pad" in rec["reason"]
+    assert invoke("upscale", src, *FAST, "--ensemble", "pad", "-q", "--overwrite")[0] == 0
+    assert (record_of(out)["ensemble"], record_of(out)["ensemble_weight"]) == ("pad", 0.5)
+    args = ("--ensemble", "pad", "--ensemble-weight", "1.5", "--json", "-q")
+    (rec,), _ = jsonl(invoke("upscale", src, *FAST, *args)[1])
+    assert "ensemble weight 0.5 → 1.5" in rec["reason"]
+    # The record of an earlier version's bare --ensemble ("ensemble": true) is pad at 0.5.
+    legacy = {k: v for k, v in record_of(out).items() if k != "ensemble_weight"}
+    info = PngImagePlugin.PngInfo()
+    info.add_text("pocketsr", json.dumps(dict(legacy, ensemble=True)))
+    with Image.open(out) as im:
+        im.save(out, pnginfo=info)
+    code, stdout, _ = invoke("upscale", src, *FAST, "--ensemble", "pad", "--json", "-q")
+    assert jsonl(stdout)[0][0]["reason_code"] == "exists"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--ensemble", "fancy"), "takes none, pad or flip8"),
+        (("--ensemble", "-q"), "bare --ensemble of earlier versions is --ensemble pad"),
+        (("--ensemble", "flip8", "--ensemble-weight", "0.7"), "applies to --ensemble pad"),
+        (("--ensemble", "pad", "--ensemble-weight", "9"), "must be a number from 0 to 3"),
+        (("--ensemble-weight", "nan", "--ensemble", "pad"), "must be a number from 0 to 3"),
+    ],
+)
+def test_bad_ensembles_are_usage_errors(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    src = save(tmp_path / "in.png", photo())
+    code, _, err = invoke("upscale", src, *FAST, *args)
+    assert code == 2 and message in " ".join(err.split()), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
 
 
 def test_an_output_without_a_record_is_never_replaced_silently(tmp_path: Path) -> None:

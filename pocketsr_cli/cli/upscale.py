@@ -109,6 +109,17 @@ def upscale(
         ),
     ] = None,
     device: opt.DeviceOpt = "auto",
+    devices: Annotated[
+        str | None,
+        typer.Option(
+            "--devices",
+            metavar="DEV,DEV,...",
+            help="Run one worker process per device (cuda:0,cuda:1; cpu,cpu), each loading "
+            "the model once, fed from one queue; outputs and --json as one run. "
+            "Overrides --device.",
+            show_default=False,
+        ),
+    ] = None,
     precision: opt.PrecisionOpt = "auto",
     tile: Annotated[
         str,
@@ -169,10 +180,20 @@ def upscale(
             "existing outputs are then skipped by name alone.",
         ),
     ] = False,
-    ensemble: Annotated[
-        bool,
-        typer.Option("--ensemble", help="Self-ensemble (two padded passes, blended): 2× slower."),
-    ] = False,
+    ensemble: opt.EnsembleOpt = "none",
+    ensemble_weight: opt.EnsembleWeightOpt = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            metavar="SIZE",
+            envvar="POCKETSR_MAX_MEMORY",
+            help="Host memory the images in progress may need together (8G, 512M). Default: "
+            "what is available when the run starts. An image predicted to need more fails "
+            "without being decoded; large images are worked on one at a time.",
+            show_default=False,
+        ),
+    ] = None,
     compile_model: Annotated[
         bool,
         typer.Option(
@@ -200,11 +221,14 @@ def upscale(
     json_lines: opt.JsonOpt = False,
     quiet: opt.QuietOpt = False,
     offline: opt.OfflineOpt = False,
+    allow_unverified: opt.AllowUnverifiedOpt = False,
+    trust_pickle: opt.TrustPickleOpt = False,
 ) -> None:
     """Upscale images and folders of images."""
-    from pocketsr_cli import __version__, sizing
+    from pocketsr_cli import __version__, libwarnings, sizing
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.devices import choose_device, compute_for
+    from pocketsr_cli.ensemble import Ensemble
     from pocketsr_cli.imageio import format_from_name
     from pocketsr_cli.inference import Upscaler
     from pocketsr_cli.jobs import Naming, collect_jobs
@@ -218,6 +242,8 @@ def upscale(
     except ValueError:
         raise UsageError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}") from None
     TilePolicy.from_option(tile, tile_overlap)  # validates --tile before any work
+    self_ensemble = Ensemble.from_options(ensemble, ensemble_weight)
+    memory_limit = _max_memory(max_memory)
     Naming(out_dir=output, suffix=suffix)  # validates --suffix before any work
     target = sizing.target_from_options(
         outscale=outscale, width=width, height=height, long_edge=long_edge
@@ -225,34 +251,49 @@ def upscale(
     for given in inputs:
         if not given.exists():
             raise UsageError(f"input not found: {given}")
-    torch_device = choose_device(device)
+    worker_devices = _worker_devices(devices)
+    torch_device = choose_device(worker_devices[0] if worker_devices else device)
     console = _ui.make_console()
     bar = _ui.DownloadBar(console, f"downloading {model or 'default model'}")
     with bar:
-        family = open_family(model, offline=offline, on_progress=bar)
+        family = open_family(
+            model,
+            offline=offline,
+            on_progress=bar,
+            allow_unverified=allow_unverified,
+            trust_pickle=trust_pickle,
+        )
     plan = sizing.plan_run(
         family.name, family.scales, family.default_scale, scale=scale, target=target
     )
     target = plan.target
     naming = Naming(out_dir=output, suffix=suffix, fmt=fmt_key, tag=target.label)
-    jobs = collect_jobs(inputs, naming, recursive=recursive, glob=glob)
+    # What libraries warn about while inputs are planned (headers read) and the model
+    # loads becomes warning lines once the run's log starts, never Python's raw text.
+    notes: list[str] = []
+    with libwarnings.collecting(notes):
+        jobs = collect_jobs(inputs, naming, recursive=recursive, glob=glob)
     if report_page is not None:  # refused before the run, not after it
         from pocketsr_cli.report import check_destination
 
         check_destination(report_page, [p for j in jobs for p in (j.input, j.output)])
-    scales = plan.scales or scales_for_sizes(jobs, target, family.scales, family.default_scale)
-    with bar:
+    with libwarnings.collecting(notes):
+        scales = plan.scales or scales_for_sizes(jobs, target, family.scales, family.default_scale)
+    with bar, libwarnings.collecting(notes):
         descriptors = [family.load(s) for s in scales]
 
     computes = [compute_for(torch_device, precision, d) for d in descriptors]
     names = ", ".join(d.name for d in descriptors)
     where = ", ".join(dict.fromkeys(str(c) for c in computes))
+    if worker_devices:
+        where += f" ×{len(worker_devices)} workers ({', '.join(worker_devices)})"
     reporters: list[_ui.Reporter] = [_ui.RichReporter(console, quiet=quiet, json_lines=json_lines)]
     if json_lines:
-        reporters.append(_ui.JsonLinesReporter(names, where))
+        reporters.append(_ui.JsonLinesReporter(names, where, ensemble=self_ensemble))
     reporter = _ui.FanOut(reporters)
-    if plan.note is not None:
-        reporter.warning(plan.note)
+    for note in [plan.note, *notes]:
+        if note is not None:
+            reporter.warning(note)
     variants = [
         Variant(
             Upscaler(
@@ -260,7 +301,7 @@ def upscale(
                 compute,
                 tile=tile,
                 overlap=tile_overlap,
-                ensemble=ensemble,
+                ensemble=self_ensemble,
                 compile=compile_model,
                 on_warning=reporter.warning,
             ),
@@ -273,13 +314,15 @@ def upscale(
     if not quiet:
         console.print(
             f"[bold]pocketsr[/] {names} on {where} → {target.describe()} — "
-            f"{len(jobs)} input(s)" + (" (dry run)" if dry_run else "")
+            f"{len(jobs)} input(s)"
+            + (f", ensemble {self_ensemble.label}" if self_ensemble else "")
+            + (" (dry run)" if dry_run else "")
         )
     record = None
     if not no_provenance:
         record = RunSettings(
             version=__version__,
-            ensemble=ensemble,
+            ensemble=self_ensemble,
             quality=quality,
             tile=f"{tile}/{tile_overlap}",
         )
@@ -291,8 +334,25 @@ def upscale(
         dry_run=dry_run,
         target=target,
         record=record,
+        max_memory=memory_limit,
     )
-    summary = run(jobs, variants, options, reporter)
+    if worker_devices and not dry_run:
+        from pocketsr_cli.parallel import ModelSpec, run_parallel
+
+        spec = ModelSpec(
+            model,
+            tuple(scales),
+            precision=precision,
+            tile=tile,
+            overlap=tile_overlap,
+            ensemble=self_ensemble,
+            compile=compile_model,
+            allow_unverified=allow_unverified,
+            trust_pickle=trust_pickle,
+        )
+        summary = run_parallel(jobs, spec, worker_devices, options, reporter)
+    else:
+        summary = run(jobs, variants, options, reporter)
     if report_page is not None:
         from pocketsr_cli.cli.report import write
         from pocketsr_cli.report import PageOptions, Run
@@ -304,6 +364,32 @@ def upscale(
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(EXIT_FAILED if summary.failed else EXIT_OK)
+
+
+def _worker_devices(text: str | None) -> list[str]:
+    """``--devices`` as a list, each one checked (``choose_device``); [] when not given."""
+    from pocketsr_cli.devices import choose_device
+
+    if text is None:
+        return []
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise UsageError(f"--devices {text!r}: name devices separated by commas (cuda:0,cuda:1)")
+    for name in names:
+        choose_device(name)
+    return names
+
+
+def _max_memory(text: str | None) -> int | None:
+    """``--max-memory`` (or POCKETSR_MAX_MEMORY) in bytes; None when not given."""
+    from pocketsr_cli.memory import parse_size
+
+    if text is None or not text.strip():
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise UsageError(f"--max-memory: {exc}") from None
 
 
 def _command_line(inputs: list[Path], output: Path | None) -> str:

@@ -1,0 +1,458 @@
+"""One run on several devices: one worker process per device, fed from one queue.
+
+``pocketsr upscale --devices cuda:0,cuda:1`` starts one process per device (multiprocessing
+``spawn``: no forked torch or CUDA state); each loads the model once (``ModelSpec``) and runs
+the whole of each image it is given (``pipeline.ImageWorker``: read, upscale, claim and
+write), so outputs, names, records, skips and atomic writes are those of a one-process run.
+The driver (the calling process) hands jobs out one at a time from an iterator, to whichever
+worker is free, and reports their results in job order to one ``Reporter``: progress and
+``--json`` lines come out of one place.
+
+Bounded work on the driver: jobs are taken from the iterator only as workers become free,
+and no more than ``_WINDOW`` per worker beyond the first unreported one, so that results
+waiting for an earlier slow image stay few.
+
+Faults: a worker that dies (killed, out of memory) has its image given to another worker,
+and is replaced while replacements remain; an image whose worker died ``retries + 1`` times
+fails with a line that says so.  No output is written twice: a retried image whose output
+was renamed into place just before its worker died finds it and is skipped (``exists``),
+and an output is only ever renamed into place whole (``imageio.write_atomic``) while its
+claim is held (``claims``; a claim dies with its process).
+
+Stopping: workers ignore SIGINT (a terminal sends it to the whole process group) and leave
+the decision to the driver; on ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM/SIGHUP through the
+CLI) the driver sends each worker SIGTERM, which each turns into a ``KeyboardInterrupt``:
+a temporary file being written is removed, a claim released.  The driver waits for them,
+and every input without a result is reported ``skipped`` (``interrupted``), as in a
+one-process run.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing import get_context
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any, Protocol
+
+from pocketsr_cli import memory
+from pocketsr_cli.ensemble import Ensemble
+from pocketsr_cli.errors import PocketSRError
+from pocketsr_cli.jobs import Job
+from pocketsr_cli.pipeline import (
+    ImageWorker,
+    NullReporter,
+    Options,
+    Reporter,
+    Result,
+    Summary,
+    Variant,
+)
+
+__all__ = ["ModelSpec", "VariantFactory", "WorkerFailed", "run_parallel"]
+
+_WINDOW = 8  # jobs handed out per worker beyond the first unreported one
+_STOPPED = "the run was stopped before this input was finished"
+
+
+class WorkerFailed(PocketSRError):
+    """A worker process could not start (its model did not load) or broke."""
+
+
+class VariantFactory(Protocol):
+    """Builds a worker's variants on ``device``; must be picklable (``spawn``)."""
+
+    def __call__(self, device: str, warn: Callable[[str], None]) -> Sequence[Variant]: ...
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a worker needs to load the run's model itself (the driver resolved and, when
+    needed, downloaded it first, so workers open it offline)."""
+
+    model: str | None
+    scales: tuple[int, ...]
+    precision: str = "auto"
+    tile: str = "auto"
+    overlap: int = 16
+    ensemble: Ensemble | str | bool = False
+    compile: bool = False
+    allow_unverified: bool = False
+    trust_pickle: bool = False
+    cpu_threads: int | None = None  # torch threads of a CPU worker (None: torch's default)
+
+    def __call__(self, device: str, warn: Callable[[str], None]) -> list[Variant]:
+        import torch
+
+        from pocketsr_cli.devices import choose_device, compute_for
+
+        if device == "cpu" and self.cpu_threads:
+            torch.set_num_threads(self.cpu_threads)
+        from pocketsr_cli.inference import Upscaler
+        from pocketsr_cli.weights.resolve import open_family
+
+        family = open_family(
+            self.model,
+            offline=True,
+            allow_unverified=self.allow_unverified,
+            trust_pickle=self.trust_pickle,
+        )
+        torch_device = choose_device(device)
+        variants = []
+        for scale in self.scales:
+            desc = family.load(scale)
+            compute = compute_for(torch_device, self.precision, desc)
+            upscaler = Upscaler(
+                desc,
+                compute,
+                tile=self.tile,
+                overlap=self.overlap,
+                ensemble=self.ensemble,
+                compile=self.compile,
+                on_warning=warn,
+            )
+            variants.append(
+                Variant(upscaler, model=desc.name, sha256=desc.sha256, compute=str(compute))
+            )
+        return variants
+
+
+# -- worker process ---------------------------------------------------------------------
+
+
+class _StopSignal:
+    """SIGTERM in a worker: a ``KeyboardInterrupt`` at once, except while an output is
+    being written (``shield``), which is finished first; the worker stops after it."""
+
+    def __init__(self) -> None:
+        self.shielded = False
+        self.pending = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.shielded:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def shield(self) -> Iterator[None]:
+        self.shielded = True
+        try:
+            yield
+        finally:
+            self.shielded = False
+
+
+class _Started(NullReporter):
+    """Tells the driver when inference of its image starts (for the progress line)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def image_started(self, job: Job, index: int) -> None:
+        self.conn.send(("started", index))
+
+
+def _worker_main(
+    conn: Connection,
+    factory: VariantFactory,
+    device: str,
+    options: Options,
+    inputs: Sequence[Path],
+) -> None:
+    stop = _StopSignal()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        variants = factory(device, lambda message: conn.send(("warning", message)))
+        worker = ImageWorker(variants, options, _Started(conn), inputs=inputs)
+        conn.send(("ready", None))
+        while not stop.pending:
+            task = conn.recv()
+            if task is None:
+                return
+            index, job = task
+            result = worker.process(job, index, stop.shield)
+            conn.send(("result", (index, result)))
+    except KeyboardInterrupt:
+        return
+    except (EOFError, BrokenPipeError):  # the driver is gone
+        return
+    except BaseException as exc:  # reported to the driver, which stops the run
+        with contextlib.suppress(OSError):
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+# -- driver -------------------------------------------------------------------------------
+
+
+class _Worker:
+    def __init__(self, ctx: Any, device: str, args: tuple[Any, ...]) -> None:
+        self.device = device
+        self.conn, child = ctx.Pipe()
+        self.process: BaseProcess = ctx.Process(
+            target=_worker_main,
+            args=(child, args[0], device, *args[1:]),
+            name=f"pocketsr-worker-{device}",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+        self.ready = False
+        self.task: tuple[int, Job] | None = None
+
+
+class _Driver:
+    def __init__(
+        self,
+        jobs: Iterable[Job],
+        factory: VariantFactory,
+        devices: Sequence[str],
+        options: Options,
+        reporter: Reporter,
+        inputs: Sequence[Path],
+        retries: int,
+    ) -> None:
+        self.ctx = get_context("spawn")
+        self.jobs: Iterator[tuple[int, Job]] = enumerate(jobs, 1)
+        self.args = (factory, options, list(inputs))
+        self.devices = list(devices)
+        self.reporter = reporter
+        self.retries = retries
+        self.respawns_left = retries * len(devices)
+        self.workers: list[_Worker] = []
+        self.again: collections.deque[tuple[int, Job]] = collections.deque()
+        self.attempts: dict[int, int] = {}
+        self.done: dict[int, Result] = {}
+        self.unreported: dict[int, Job] = {}  # handed out or waiting, not yet reported
+        self.next_index = 1  # the next index to report
+        self.exhausted = False
+        self.warned: set[str] = set()
+        self.summary = Summary(dry_run=options.dry_run)
+
+    def start(self) -> None:
+        self.workers = [_Worker(self.ctx, d, self.args) for d in self.devices]
+
+    def next_task(self) -> tuple[int, Job] | None:
+        if self.again:
+            return self.again.popleft()
+        if self.exhausted or self.pending() >= _WINDOW * len(self.devices):
+            return None
+        for index, job in self.jobs:
+            self.unreported[index] = job
+            if job.runs:
+                return index, job
+            # Settled when the jobs were planned: no worker needed.
+            if job.failure is not None:
+                self.finish(index, Result(job, "failed", error=job.failure))
+            else:
+                self.finish(
+                    index,
+                    Result(job, "skipped", reason=job.skip_reason, reason_code=job.skip_code),
+                )
+            if self.pending() >= _WINDOW * len(self.devices):
+                return None
+        self.exhausted = True
+        return None
+
+    def pending(self) -> int:
+        return len(self.unreported)
+
+    def dispatch(self) -> None:
+        for worker in self.workers:
+            if worker.ready and worker.task is None:
+                task = self.next_task()
+                if task is None:
+                    return
+                worker.task = task
+                worker.conn.send(task)
+
+    def finish(self, index: int, result: Result) -> None:
+        self.done[index] = result
+        self.flush()
+
+    def flush(self) -> None:
+        while self.next_index in self.done:
+            result = self.done.pop(self.next_index)
+            self.unreported.pop(self.next_index, None)
+            self.summary.results.append(result)
+            self.reporter.image_finished(result)
+            self.next_index += 1
+
+    def loop(self) -> None:
+        while True:
+            self.dispatch()
+            if self.exhausted and not self.again and not self.unreported:
+                return
+            if not self.workers:
+                raise WorkerFailed("every worker process died; see the messages above")
+            waitables: list[Any] = [w.conn for w in self.workers]
+            waitables += [w.process.sentinel for w in self.workers]
+            for ready in wait(waitables, timeout=1.0):
+                for worker in list(self.workers):
+                    if ready is worker.conn:
+                        self.receive(worker)
+                    elif ready == worker.process.sentinel:
+                        self.died(worker)
+
+    def receive(self, worker: _Worker) -> None:
+        try:
+            kind, payload = worker.conn.recv()
+        except (EOFError, OSError):
+            return  # its death is seen through its sentinel
+        if kind == "ready":
+            worker.ready = True
+        elif kind == "warning":
+            if payload not in self.warned:  # every worker says the same about its model
+                self.warned.add(payload)
+                self.reporter.warning(str(payload))
+        elif kind == "started":
+            if worker.task is not None:
+                self.reporter.image_started(worker.task[1], worker.task[0])
+        elif kind == "result":
+            index, result = payload
+            worker.task = None
+            self.finish(index, result)
+        elif kind == "error":
+            raise WorkerFailed(f"worker on {worker.device} failed: {payload}")
+
+    def died(self, worker: _Worker) -> None:
+        self.drain(worker)  # what it sent before dying comes first
+        if worker.process.is_alive() or worker not in self.workers:
+            return
+        worker.process.join()
+        self.workers.remove(worker)
+        code = worker.process.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        self.reporter.warning(f"worker process on {worker.device} died ({how})")
+        if not worker.ready and not self.workers and self.respawns_left <= 0:
+            raise WorkerFailed(f"the worker process on {worker.device} died while starting")
+        if worker.task is not None:
+            index, job = worker.task
+            self.attempts[index] = self.attempts.get(index, 0) + 1
+            if self.attempts[index] > self.retries:
+                error = (
+                    f"its worker process died {self.attempts[index]} times while working on it "
+                    f"({how}); not retried again"
+                )
+                self.finish(index, Result(job, "failed", error=error))
+            else:
+                self.again.append(worker.task)
+        if self.respawns_left > 0:
+            self.respawns_left -= 1
+            self.workers.append(_Worker(self.ctx, worker.device, self.args))
+
+    def stop(self) -> None:
+        """Stop every worker and wait for it; cannot be interrupted (see the module docs)."""
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                for worker in self.workers:
+                    if worker.process.is_alive():
+                        if worker.task is None and worker.ready:
+                            try:
+                                worker.conn.send(None)
+                            except OSError:
+                                worker.process.terminate()
+                        else:
+                            worker.process.terminate()
+                for worker in self.workers:
+                    worker.process.join(max(0.0, deadline - time.monotonic()))
+                    if worker.process.is_alive():  # stuck in native code
+                        worker.process.kill()
+                        worker.process.join()
+                    self.drain(worker)  # a file finished in hand still has its result
+                    worker.conn.close()
+                self.workers = []
+                return
+            except KeyboardInterrupt:
+                self.summary.interrupted = True
+
+    def drain(self, worker: _Worker) -> None:
+        """Take what a stopped worker sent before it stopped (at its end: EOF)."""
+        while True:
+            try:
+                if not worker.conn.poll():
+                    return
+                kind, payload = worker.conn.recv()
+            except (EOFError, OSError):
+                return
+            if kind == "result":
+                index, result = payload
+                worker.task = None
+                self.finish(index, result)
+
+    def report_rest(self) -> None:
+        """Every input without a result yet, as ``interrupted``, in job order."""
+        for index, job in self.unreported.items():
+            self.done.setdefault(index, _interrupted(job))
+        self.flush()
+        for index, job in self.jobs:
+            self.finish(index, _interrupted(job))
+
+
+def _interrupted(job: Job) -> Result:
+    return Result(job, "skipped", reason=_STOPPED, reason_code="interrupted")
+
+
+def run_parallel(
+    jobs: Iterable[Job],
+    factory: VariantFactory,
+    devices: Sequence[str],
+    options: Options,
+    reporter: Reporter,
+    *,
+    total: int | None = None,
+    inputs: Sequence[Path] | None = None,
+    retries: int = 2,
+) -> Summary:
+    """Process ``jobs`` on one worker process per entry of ``devices``, results reported
+    in job order; the summary is that of :func:`pipeline.run` (``interrupted`` on Ctrl-C).
+
+    ``factory(device, warn)`` builds each worker's variants (``ModelSpec``); ``total`` is
+    the number of jobs when known (for the progress bar); ``inputs`` the inputs that will be
+    upscaled (default: those of ``jobs``, which must then be a sequence).
+
+    Raises:
+        WorkerFailed: a worker could not load the model, or every worker died.
+    """
+    if not devices:
+        raise ValueError("a parallel run needs at least one device")
+    if inputs is None:
+        if not isinstance(jobs, Sequence):
+            raise ValueError("inputs are required when jobs is not a sequence")
+        inputs = [job.input for job in jobs if job.runs]
+    if total is None and isinstance(jobs, Sequence):
+        total = len(jobs)
+    if not options.dry_run:  # the images in flight on all workers share the host's memory
+        budget = options.max_memory or memory.host_available_bytes()
+        if budget:
+            options = dataclasses.replace(options, max_memory=max(1, budget // len(devices)))
+    cpu_workers = sum(d == "cpu" for d in devices)
+    if isinstance(factory, ModelSpec) and factory.cpu_threads is None and cpu_workers > 1:
+        # CPU workers share the cores rather than each running as many threads as there are
+        threads = max(1, (os.cpu_count() or 1) // cpu_workers)
+        factory = dataclasses.replace(factory, cpu_threads=threads)
+    t0 = time.perf_counter()
+    driver = _Driver(jobs, factory, devices, options, reporter, inputs, retries)
+    reporter.start(total or 0)
+    try:
+        driver.start()
+        driver.loop()
+    except KeyboardInterrupt:
+        driver.summary.interrupted = True
+    finally:
+        driver.stop()
+    if driver.summary.interrupted:
+        driver.report_rest()
+    driver.summary.seconds = time.perf_counter() - t0
+    reporter.finished(driver.summary)
+    return driver.summary

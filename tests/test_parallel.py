@@ -1,0 +1,291 @@
+"""parallel.run_parallel and ``upscale --devices``: one worker process per device.
+
+Workers are real ``spawn`` processes; the fake upscalers below live at module level so that
+they can be pickled into them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from pocketsr_cli import claims
+from pocketsr_cli.cli import app
+from pocketsr_cli.jobs import Job, Naming, collect_jobs
+from pocketsr_cli.parallel import WorkerFailed, run_parallel
+from pocketsr_cli.pipeline import NullReporter, Options, Result, Variant, run
+
+runner = CliRunner()
+PAUSE = "POCKETSR_TEST_PAUSE_BEFORE_RENAME"
+
+
+class Doubler:
+    """Nearest-neighbour ×2, taking ``delay`` seconds; kills its own process on inputs
+    whose first pixel is ``poison`` (a worker dying mid-image, every time)."""
+
+    scale = 2
+
+    def __init__(self, delay: float, poison: int | None) -> None:
+        self.delay = delay
+        self.poison = poison
+
+    def upscale(
+        self, pixels: np.ndarray, on_tile: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
+        if self.poison is not None and int(pixels[0, 0, 0]) == self.poison:
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(self.delay)
+        return pixels.repeat(2, axis=0).repeat(2, axis=1)
+
+
+class DoublerFactory:
+    def __init__(self, delay: float = 0.0, poison: int | None = None) -> None:
+        self.delay = delay
+        self.poison = poison
+
+    def __call__(self, device: str, warn: Callable[[str], None]) -> Sequence[Variant]:
+        return [Variant(Doubler(self.delay, self.poison), model="doubler")]
+
+
+class Recorder(NullReporter):
+    def __init__(self) -> None:
+        self.started: list[int] = []
+        self.finished_results: list[Result] = []
+        self.warnings: list[str] = []
+
+    def image_started(self, job: Job, index: int) -> None:
+        self.started.append(index)
+
+    def image_finished(self, result: Result) -> None:
+        self.finished_results.append(result)
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def folder(root: Path, n: int, first: int = 10) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        pixels = np.full((6, 8, 3), first + i, np.uint8)
+        pixels[1:3, 2:5] = (i * 37) % 256
+        Image.fromarray(pixels).save(root / f"{i}.png")
+    return root
+
+
+def jobs_for(src: Path, out: Path) -> list[Job]:
+    return collect_jobs([src], Naming(out_dir=out, suffix=None))
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(
+        name
+        for _, _, files in os.walk(root)
+        for name in files
+        if name.endswith((".pocketsr-tmp", claims.CLAIM_SUFFIX))
+    )
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_two_workers_write_what_one_process_writes_and_report_in_job_order(
+    tmp_path: Path,
+) -> None:
+    src = folder(tmp_path / "in", 6)
+    (src / "notes.txt").write_text("not an image")
+    one = run(jobs_for(src, tmp_path / "one"), Doubler(0.0, None), Options(), NullReporter())
+    reporter = Recorder()
+    jobs = jobs_for(src, tmp_path / "two")
+    two = run_parallel(jobs, DoublerFactory(0.05), ["cpu", "cpu"], Options(), reporter)
+    assert [r.job.input for r in reporter.finished_results] == [j.input for j in jobs]
+    assert [r.status for r in two.results] == [r.status for r in one.results]
+    assert two.count("ok") == 6 and not two.interrupted
+    assert sorted(reporter.started) == [i for i, j in enumerate(jobs, 1) if j.runs]
+    assert tree(tmp_path / "two") == tree(tmp_path / "one")
+    # A second run skips them all, as a one-process run does.
+    again = run_parallel(jobs, DoublerFactory(), ["cpu", "cpu"], Options(), NullReporter())
+    assert {r.reason_code for r in again.results if r.status == "skipped"} == {
+        "exists",
+        "not-image",
+    }
+
+
+def test_a_killed_worker_has_its_image_retried_elsewhere_and_each_output_written_once(
+    tmp_path: Path,
+) -> None:
+    import multiprocessing
+
+    src = folder(tmp_path / "in", 6)
+    out = tmp_path / "out"
+    killed: list[int] = []
+
+    def kill_one_busy_worker() -> None:
+        time.sleep(0.3)  # both workers are in the middle of an image (0.8 s each)
+        children = multiprocessing.active_children()
+        if children and children[0].pid:
+            killed.append(children[0].pid)
+            os.kill(children[0].pid, signal.SIGKILL)
+
+    class Killing(Recorder):
+        def image_started(self, job: Job, index: int) -> None:
+            super().image_started(job, index)
+            if index == 2:
+                threading.Thread(target=kill_one_busy_worker, daemon=True).start()
+
+    reporter = Killing()
+    summary = run_parallel(
+        jobs_for(src, out), DoublerFactory(0.8), ["cpu", "cpu"], Options(), reporter
+    )
+    assert killed
+    assert [r.status for r in summary.results] == ["ok"] * 6
+    assert sorted(p.name for p in out.iterdir()) == [f"{i}.png" for i in range(6)]
+    assert any("died (signal 9)" in w for w in reporter.warnings), reporter.warnings
+    assert len(reporter.started) > 6  # the killed worker's image was handed out again
+    assert leftovers(tmp_path) == []
+
+
+def test_an_image_that_kills_every_worker_fails_after_bounded_retries(tmp_path: Path) -> None:
+    src = folder(tmp_path / "in", 4)  # first pixels 10, 11, 12, 13
+    out = tmp_path / "out"
+    summary = run_parallel(
+        jobs_for(src, out), DoublerFactory(0.0, poison=11), ["cpu", "cpu"], Options(), Recorder()
+    )
+    by_name = {r.job.input.name: r for r in summary.results}
+    assert by_name["1.png"].status == "failed"
+    assert "died 3 times" in (by_name["1.png"].error or "")
+    assert all(by_name[f"{i}.png"].status == "ok" for i in (0, 2, 3))
+    assert not (out / "1.png").exists()
+    assert leftovers(tmp_path) == []
+
+
+class BrokenFactory:
+    def __call__(self, device: str, warn: Callable[[str], None]) -> Sequence[Variant]:
+        raise RuntimeError("no such model here")
+
+
+def test_a_worker_that_cannot_load_the_model_stops_the_run_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    src = folder(tmp_path / "in", 2)
+    with pytest.raises(WorkerFailed, match="no such model here"):
+        run_parallel(
+            jobs_for(src, tmp_path / "out"), BrokenFactory(), ["cpu"], Options(), Recorder()
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_generator_of_jobs_is_consumed_as_workers_free_up(tmp_path: Path) -> None:
+    src = folder(tmp_path / "in", 40)
+    jobs = jobs_for(src, tmp_path / "out")
+    taken: list[int] = []
+
+    def stream() -> object:
+        for i, job in enumerate(jobs):
+            taken.append(i)
+            yield job
+
+    class Watch(Recorder):
+        def image_finished(self, result: Result) -> None:
+            super().image_finished(result)
+            # never more than a bounded window ahead of what is reported
+            assert len(taken) - len(self.finished_results) <= 8 * 2 + 1
+
+    reporter = Watch()
+    summary = run_parallel(
+        stream(),  # type: ignore[arg-type]
+        DoublerFactory(0.01),
+        ["cpu", "cpu"],
+        Options(),
+        reporter,
+        total=len(jobs),
+        inputs=[j.input for j in jobs],
+    )
+    assert summary.count("ok") == 40
+
+
+# --- the command line -------------------------------------------------------------------
+
+
+def upscale_json(*args: object) -> tuple[int, list[dict], str]:
+    result = runner.invoke(app, ["upscale", *(str(a) for a in args), "--json"])
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return result.exit_code, lines, result.stderr
+
+
+@pytest.mark.parametrize("model", [(), ("-m", "bicubic")], ids=["default", "bicubic"])
+def test_devices_cpu_cpu_writes_byte_identical_outputs(tmp_path: Path, model: tuple) -> None:
+    src = folder(tmp_path / "in", 4)
+    code1, lines1, err1 = upscale_json(src, "-o", tmp_path / "one", *model)
+    code2, lines2, err2 = upscale_json(src, "-o", tmp_path / "two", *model, "--devices", "cpu,cpu")
+    assert (code1, code2) == (0, 0), err1 + err2
+    assert tree(tmp_path / "two") == tree(tmp_path / "one")
+    assert [line["type"] for line in lines2] == ["image"] * 4 + ["summary"]
+    strip = ("output", "seconds", "device")  # device: "cpu fp32 ×2 workers (cpu, cpu)"
+    assert [{k: v for k, v in line.items() if k not in strip} for line in lines2[:-1]] == [
+        {k: v for k, v in line.items() if k not in strip} for line in lines1[:-1]
+    ]
+
+
+def test_devices_rejects_an_unknown_device(tmp_path: Path) -> None:
+    src = folder(tmp_path / "in", 1)
+    result = runner.invoke(app, ["upscale", str(src), "--devices", "cpu,tpu"])
+    assert result.exit_code == 2, result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("number", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_to_the_driver_stops_the_workers_cleanly(
+    tmp_path: Path, number: int, code: int
+) -> None:
+    src = folder(tmp_path / "in", 6)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LANG")}
+    env[PAUSE] = "1.5"
+    args = [src, "-o", out, "-m", "bicubic", "-s", "2", "--devices", "cpu,cpu", "--json"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pocketsr_cli", "upscale", *(str(a) for a in args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.is_dir() and any(n.endswith(".pocketsr-tmp") for n in os.listdir(out))):
+            assert time.monotonic() < deadline and proc.poll() is None, "no write started"
+            time.sleep(0.02)
+        proc.send_signal(number)  # the driver only, as kill or systemd would
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, stderr
+    lines = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    images, summary = lines[:-1], lines[-1]["summary"]
+    assert sorted(Path(line["input"]).name for line in images) == [f"{i}.png" for i in range(6)]
+    assert summary["interrupted"] is True
+    statuses = {(line["status"], line["reason_code"]) for line in images}
+    assert ("ok", None) in statuses  # the files in hand were finished
+    assert ("skipped", "interrupted") in statuses
+    assert statuses <= {("ok", None), ("skipped", "interrupted")}
+    for line in images:
+        name = Path(line["input"]).name
+        assert (out / name).exists() == (line["status"] == "ok")
+    assert leftovers(tmp_path) == []
+    assert "Traceback" not in stderr
