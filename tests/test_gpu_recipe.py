@@ -14,6 +14,7 @@ import numpy as np
 from safetensors.torch import load_file
 
 from pocketsr_cli.train.compact import last_conv_index
+from pocketsr_cli.train.validate import VAL_METRICS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +61,7 @@ def test_gpu_recipe_runs_end_to_end_on_cpu_at_toy_size(teacher_dir: Path, tmp_pa
     assert len(metrics) >= 2  # at least one evaluation on the way and one at the end
     for entry in metrics:
         for kind in ("real", "bicubic"):
-            assert set(entry[kind]) == {"psnr_y", "detail", "hf", "bandcorr", "lattice_ratio"}
+            assert set(entry[kind]) == {*VAL_METRICS, "detail_geo"}
     scored = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
     assert {(r["degradation"], r["floor"]) for r in scored} == {
         ("real", True),

@@ -784,7 +784,7 @@ def test_temp_names_are_unique_and_hidden(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Speed (SPEC: a 4K PNG ~0.28 s with OpenCV against ~2.6 s with Pillow's defaults)
+# Speed (docs/measurement.md: a 4K PNG ~0.28 s with OpenCV against ~2.6 s with Pillow's defaults)
 # --------------------------------------------------------------------------------------------
 
 
