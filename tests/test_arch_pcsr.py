@@ -565,3 +565,18 @@ def test_sparse_routing_saves_cpu_time(record_property: pytest.RecordProperty) -
     assert fractions["40% heavy"] == pytest.approx(0.4, abs=0.01)
     assert best["40% heavy"] < 0.85 * best["all heavy"], figures
     assert best["all light"] < best["40% heavy"], figures
+
+
+def test_bilinear_base_at_a_whole_integer_scale_equals_the_gathers() -> None:
+    from dataclasses import replace
+    from fractions import Fraction
+
+    from pocketsr_cli.archs.pcsr.grid import bilinear, query_axis
+
+    x = torch.rand(2, 3, 7, 11)
+    rows, cols = query_axis(7, 28, Fraction(4)), query_axis(11, 44, Fraction(4))
+    assert rows.whole and cols.whole
+    assert not query_axis(7, 32, Fraction(4)).whole  # overhang: the packed adapter's case
+    assert not query_axis(7, 18, Fraction(5, 2)).whole
+    gathered = bilinear(x, replace(rows, whole=False), replace(cols, whole=False))
+    torch.testing.assert_close(bilinear(x, rows, cols), gathered, atol=1e-6, rtol=0)

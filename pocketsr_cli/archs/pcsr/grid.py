@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
+import torch.nn.functional as F
 
 MAX_DENOMINATOR = 100  # any scale with two decimals is exact
 
@@ -67,6 +68,8 @@ class QueryAxis:
         rel: relative coordinate, ``2 * (u - index) - 1`` (float32).
         lo / hi: the two LR pixels of the bilinear base (int64, border-clamped).
         frac: weight of ``hi`` in the base (float32; ``lo`` gets ``1 - frac``).
+        whole: the axis is exactly ``n * p`` outputs at an integer scale ``p`` (no
+            overhang), so the base is plain ``align_corners=False`` bilinear upsampling.
     """
 
     index: torch.Tensor
@@ -74,6 +77,7 @@ class QueryAxis:
     lo: torch.Tensor
     hi: torch.Tensor
     frac: torch.Tensor
+    whole: bool = False
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -98,7 +102,8 @@ def query_axis(
     lo = torch.div(pos, two_p, rounding_mode="floor")
     frac = ((pos - lo * two_p).double() / two_p).float()
     hi = (lo + 1).clamp_(max=n - 1)
-    return QueryAxis(index=index, rel=rel, lo=lo, hi=hi, frac=frac)
+    whole = q == 1 and out_len == n * p
+    return QueryAxis(index=index, rel=rel, lo=lo, hi=hi, frac=frac, whole=whole)
 
 
 def bilinear(x: torch.Tensor, rows: QueryAxis, cols: QueryAxis) -> torch.Tensor:
@@ -106,7 +111,11 @@ def bilinear(x: torch.Tensor, rows: QueryAxis, cols: QueryAxis) -> torch.Tensor:
 
     Separable (rows, then columns) with the exact weights of :func:`query_axis`; equal to
     ``grid_sample(x, grid, "bilinear", padding_mode="border", align_corners=False)``.
+    At a whole integer scale on both axes that is ``F.interpolate``'s bilinear mode (equal
+    to float rounding, about 5 times faster on the CPU than the gathers below).
     """
+    if rows.whole and cols.whole:
+        return F.interpolate(x, size=(len(rows), len(cols)), mode="bilinear", align_corners=False)
     wy = rows.frac.to(x.dtype).view(1, 1, -1, 1)
     y = x.index_select(2, rows.lo) * (1 - wy) + x.index_select(2, rows.hi) * wy
     wx = cols.frac.to(x.dtype).view(1, 1, 1, -1)
