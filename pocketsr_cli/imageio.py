@@ -1293,6 +1293,14 @@ _FORMAT_NAMES = {
     "heif": "HEIF",
     "avif": "AVIF",
 }
+
+
+def format_label(fmt: str) -> str:
+    """How messages name a format key (``jpeg`` -> ``JPEG``, ``webp`` -> ``WebP``); an
+    unknown key is returned as it is."""
+    return _FORMAT_NAMES.get(fmt, fmt)
+
+
 _FORMATS_16 = ("png", "tiff")
 _FORMATS_ALPHA = ("png", "webp", "tiff")
 

@@ -76,6 +76,7 @@ from pocketsr_cli.imageio import (
     encode_image,
     extension_for,
     format_from_name,
+    format_label,
     format_of_path,
     plan_output,
     probe,
@@ -606,10 +607,10 @@ class _Run:
         )
         notes = list(image.warnings)
         if named is not None and image.format != named:
-            content = _FORMAT_LABELS.get(image.format, image.format)
+            content = format_label(image.format)
             notes.append(
-                f"its content is {content}, not {_FORMAT_LABELS[named]} as its name says; "
-                f"written as {_FORMAT_LABELS[plan.format]}"
+                f"its content is {content}, not {format_label(named)} as its name says; "
+                f"written as {format_label(plan.format)}"
             )
         output = job.output
         if plan.format != (requested or image.format):  # e.g. RGBA asked as JPEG -> PNG
@@ -917,16 +918,6 @@ class _Run:
 # the image's result leaves the pipeline (sizes are read before).
 _RELEASED = np.empty((0, 0, 0), np.uint8)
 
-_FORMAT_LABELS = {
-    "png": "PNG",
-    "jpeg": "JPEG",
-    "webp": "WebP",
-    "tiff": "TIFF",
-    "bmp": "BMP",
-    "gif": "GIF",
-    "heif": "HEIF",
-    "avif": "AVIF",
-}
 
 _EXISTS = "output exists (use --overwrite to replace it)"
 _STOPPED = "the run was stopped before this input was finished"
