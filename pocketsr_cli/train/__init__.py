@@ -22,10 +22,11 @@ Modules:
         taps: intermediate features of a pocketsr generator for feature distillation.
         anneal: PocketSR's online annealing pruning (and the blocks it may swap).
         compact: starting points for the SRVGG-compact quality student.
-        trainer: the resumable training loop (:class:`~.trainer.TrainConfig`).
+        trainer: the resumable distillation trainer (:class:`~.trainer.TrainConfig`).
+        loop: the step loop and EMA update both trainers share.
         validate: scores on the validation photos, as ``pocketsr eval`` scores.
         run: ``python -m pocketsr_cli.train.run``, one documented command per run.
         export: ``python -m pocketsr_cli.train.export``, a checkpoint's EMA weights.
         pcsr: ``python -m pocketsr_cli.train.pcsr``, PCSR's two training phases on the
-            ground truth (its own loop: no teacher, query sampling, frozen phase-1 parts).
+            ground truth (no teacher, query sampling, frozen phase-1 parts).
 """

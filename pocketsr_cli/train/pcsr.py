@@ -58,7 +58,6 @@ import copy
 import json
 import math
 import re
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -72,6 +71,7 @@ from torch.utils.data import default_collate
 from pocketsr_cli.archs.pcsr import PCSR, PCSRConfig, Routing, build
 from pocketsr_cli.archs.pcsr.grid import QueryAxis, as_ratio, bilinear, query_axis
 from pocketsr_cli.archs.pcsr.sampler import LiifSampler, Queries
+from pocketsr_cli.train import loop
 from pocketsr_cli.train.trainer import _atomic_save, _training_device
 
 SCALE = 4  # the scale PCSR is trained at (official configs: scale [4, 4])
@@ -368,20 +368,9 @@ class PcsrTrainer:
         self.opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         self.opt.step()
-        self._update_ema()
+        loop.update_ema(self.ema, self.model, self.config.ema, self.step)
         # the rate is logged: with --minutes it follows the clock, so a rerun differs a little
         return {**{k: float(v.detach()) for k, v in terms.items()}, "lr": rate}
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        decay = min(self.config.ema, (1 + self.step) / (10 + self.step))
-        for e, s in zip(
-            self.ema.state_dict().values(), self.model.state_dict().values(), strict=True
-        ):
-            if e.dtype.is_floating_point:
-                e.mul_(decay).add_(s.detach(), alpha=1 - decay)
-            else:
-                e.copy_(s)
 
     # -- the run --------------------------------------------------------------------------
     def finished(self) -> bool:
@@ -392,29 +381,7 @@ class PcsrTrainer:
         """Train until ``steps`` (or ``minutes``); checkpoints on the way and at the end."""
         c = self.config
         (self.out / "config.json").write_text(json.dumps(asdict(c), indent=2))
-        t0 = time.perf_counter()
-        start_elapsed = self.elapsed
-        last_eval = time.perf_counter()
-        with (self.out / "log.jsonl").open("a", encoding="utf-8") as log:
-            while not self.finished():
-                record = self.train_step(self.batch(self.step))
-                self.step += 1
-                self.elapsed = start_elapsed + time.perf_counter() - t0
-                if on_step is not None:
-                    on_step(self.step, record)
-                if self.step % c.log_every == 0 or self.finished():
-                    entry = {"step": self.step, "seconds": round(self.elapsed, 1), **record}
-                    log.write(json.dumps(entry) + "\n")
-                    log.flush()
-                    self.on_log(entry)
-                due = c.eval_every and time.perf_counter() - last_eval >= c.eval_every
-                if due or self.finished():
-                    self.save()
-                    if c.eval_every:
-                        self.evaluate()
-                        last_eval = time.perf_counter()
-                elif self.step % c.ckpt_every == 0:
-                    self.save()
+        loop.run_steps(self, lambda: self.batch(self.step), on_step)
 
     def evaluate(self) -> dict[str, Any]:
         """Export the EMA weights (``export_to``, default ``<out>/ema.safetensors``) and

@@ -27,7 +27,6 @@ import copy
 import json
 import math
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import ConcatDataset, default_collate
 
-from pocketsr_cli.train import anneal, losses
+from pocketsr_cli.train import anneal, loop, losses
 from pocketsr_cli.train.dataset import PatchDataset
 
 
@@ -437,7 +436,7 @@ class Trainer:
             d_loss.backward()
             self.opt_d.step()
             record["d"] = float(d_loss.detach())
-        self._update_ema()
+        loop.update_ema(self.ema, self.student, self.config.ema, self.step)
         record["total"] = float(total.detach())
         return record
 
@@ -470,17 +469,6 @@ class Trainer:
         """What the discriminator sees: a random window, shifted by RandPad."""
         return losses.rand_pad(losses.random_crop(x, self.config.disc_crop))
 
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        decay = min(self.config.ema, (1 + self.step) / (10 + self.step))
-        for e, s in zip(
-            self.ema.state_dict().values(), self.student.state_dict().values(), strict=True
-        ):
-            if e.dtype.is_floating_point:
-                e.mul_(decay).add_(s.detach(), alpha=1 - decay)
-            else:
-                e.copy_(s)
-
     # -- the run ----------------------------------------------------------------------
     def finished(self) -> bool:
         """Whether the run has done its ``steps`` or used up its ``minutes``."""
@@ -492,37 +480,8 @@ class Trainer:
         the end; with ``eval_every``, also the EMA weights and validation scores."""
         c = self.config
         (self.out / "config.json").write_text(json.dumps(asdict(c), indent=2))
-        log = (self.out / "log.jsonl").open("a", encoding="utf-8")
-        t0 = time.perf_counter()
-        start_elapsed = self.elapsed
-        last_eval = time.perf_counter()
-        try:
-            batches = self._batches()
-            while not self.finished():
-                record = self.train_step(next(batches))
-                self.step += 1
-                self.elapsed = start_elapsed + time.perf_counter() - t0
-                if on_step is not None:
-                    on_step(self.step, record)
-                if self.step % c.log_every == 0 or self.finished():
-                    entry = {
-                        "step": self.step,
-                        "seconds": round(time.perf_counter() - t0, 1),
-                        **record,
-                    }
-                    log.write(json.dumps(entry) + "\n")
-                    log.flush()
-                    self.on_log(entry)
-                due = c.eval_every and time.perf_counter() - last_eval >= c.eval_every
-                if due or self.finished():
-                    self.save()
-                    if c.eval_every:
-                        self.evaluate()
-                        last_eval = time.perf_counter()
-                elif self.step % c.ckpt_every == 0:
-                    self.save()
-        finally:
-            log.close()
+        batches = self._batches()
+        loop.run_steps(self, lambda: next(batches), on_step, log_run_seconds=True)
         if c.anneal_to is not None and c.anneal_steps and self.step >= c.anneal_steps:
             anneal.finalize(self.student)
             anneal.finalize(self.ema)
