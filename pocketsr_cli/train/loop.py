@@ -69,3 +69,21 @@ def run_steps(
                     last_eval = time.perf_counter()
             elif trainer.step % c.ckpt_every == 0:
                 trainer.save()
+
+
+def resume_and_run(trainer: Any, total: int | None) -> None:
+    """Resume ``trainer`` from its checkpoint (when there is one) and run it under a tqdm
+    bar of ``total`` steps (None: no total), each step's losses on the bar."""
+    from tqdm import tqdm
+
+    resumed = trainer.resume()
+    bar = tqdm(total=total, initial=trainer.step, desc=trainer.out.name, unit="step")
+    if resumed:
+        bar.write(f"resumed from {trainer.checkpoint_path} at step {trainer.step}")
+
+    def on_step(step: int, record: dict[str, float]) -> None:
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()})
+
+    trainer.run(on_step)
+    bar.close()

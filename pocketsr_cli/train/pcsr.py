@@ -474,23 +474,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[PcsrTrainConfig, argparse
 
 
 def main(argv: list[str] | None = None) -> None:
-    from tqdm import tqdm
-
     config, extra = parse_args(argv)
     if extra.manifest is not None and extra.export is None:
         raise SystemExit("--manifest needs --export")
     trainer = PcsrTrainer(config)
-    resumed = trainer.resume()
-    bar = tqdm(initial=trainer.step, desc=Path(config.out).name, unit="step")
-    if resumed:
-        bar.write(f"resumed from {trainer.checkpoint_path} at step {trainer.step}")
-
-    def on_step(step: int, record: dict[str, float]) -> None:
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()})
-
-    trainer.run(on_step)
-    bar.close()
+    loop.resume_and_run(trainer, None)
     if extra.export is None:
         return
     info = trainer.export(extra.export)

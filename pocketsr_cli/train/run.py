@@ -23,8 +23,7 @@ import json
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from tqdm import tqdm
-
+from pocketsr_cli.train import loop
 from pocketsr_cli.train.trainer import LossWeights, TrainConfig, Trainer
 
 # The type of the options whose default is None (so it cannot be read off the default).
@@ -63,17 +62,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path | None]
 def main(argv: list[str] | None = None) -> None:
     config, export = parse_args(argv)
     trainer = Trainer(config)
-    resumed = trainer.resume()
-    bar = tqdm(total=config.steps, initial=trainer.step, desc=Path(config.out).name, unit="step")
-    if resumed:
-        bar.write(f"resumed from {trainer.checkpoint_path} at step {trainer.step}")
-
-    def on_step(step: int, record: dict[str, float]) -> None:
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()})
-
-    trainer.run(on_step)
-    bar.close()
+    loop.resume_and_run(trainer, config.steps)
     if export is not None:
         info = trainer.export(export)
         summary = {"export": str(export), **info, "config": asdict(config)}
