@@ -6,7 +6,7 @@ where the values can be listed, an ``autocompletion`` (``_complete``).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,17 +27,14 @@ ModelOpt = Annotated[
         autocompletion=_complete.model_names,
     ),
 ]
-ScaleOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--scale",
-        "-s",
-        metavar="N",
-        min=1,
-        max=16,
-        help="Pick the model variant for this factor.",
-    ),
-]
+
+
+def scale_option(help: str) -> Any:
+    """``--scale/-s N`` (1..16), with the command's own ``help``."""
+    return typer.Option("--scale", "-s", metavar="N", min=1, max=16, help=help)
+
+
+ScaleOpt = Annotated[int | None, scale_option("Pick the model variant for this factor.")]
 DeviceOpt = Annotated[
     str,
     typer.Option(

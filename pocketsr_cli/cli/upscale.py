@@ -51,15 +51,10 @@ def upscale(
     model: opt.ModelOpt = None,
     scale: Annotated[
         int | None,
-        typer.Option(
-            "--scale",
-            "-s",
-            metavar="N",
-            min=1,
-            max=16,
-            help="Upscale ×N: the model's ×N variant, or its nearest larger one (then its "
+        opt.scale_option(
+            "Upscale ×N: the model's ×N variant, or its nearest larger one (then its "
             "largest) with the result resized to ×N. With --outscale or a size option, -s "
-            "only picks the variant.",
+            "only picks the variant."
         ),
     ] = None,
     outscale: Annotated[
