@@ -289,6 +289,18 @@ def test_known_debian_photos_match_the_shared_fetch_list() -> None:
     assert fetch_list_names(SHARED_FETCH_LIST) == set(DEBIAN_PHOTOS)
 
 
+def test_extra_training_photos_stay_out_of_validation_test_and_reserved_packages() -> None:
+    """SPEC reserves the rest of mate-backgrounds and plasma-workspace-wallpapers for eval."""
+    extra = REPO / "scripts" / "extra_train_photos.txt"
+    names = fetch_list_names(extra)
+    test_names = fetch_list_names(REPO / "scripts" / "test_photos.txt")
+    assert len(names) == 13
+    assert not names & (VALIDATION | test_names | KNOWN_PHOTOS)
+    rows = [ln for ln in extra.read_text().splitlines() if ln and not ln.startswith("#")]
+    packages = {row.split("\t")[0] for row in rows}
+    assert not packages & {"mate-backgrounds", "plasma-workspace-wallpapers"}
+
+
 # ---------------------------------------------------------------- patches
 
 
