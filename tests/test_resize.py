@@ -212,3 +212,14 @@ def test_cli_upscale_writes_pillows_resize(
     got = got[..., None] if got.ndim == 2 else got
     diff = np.abs(got.astype(int) - pillow_per_channel(pixels, scale, kernel))
     assert diff.max() <= (1 if kernel == "bicubic" else 0)
+
+
+def test_uint8_bicubic_gray_fast_layout_equals_the_colour_path() -> None:
+    """Gray goes through a contiguous (1, 1, H, W) tensor; it must give what the
+    channels-last path gives that channel, as a writable C-contiguous H x W x 1 array."""
+    gray = noise(37, 53, 1, seed=5)
+    ours = Resize("bicubic", 4).upscale_uint8(gray)
+    colour = Resize("bicubic", 4).upscale_uint8(np.repeat(gray, 3, axis=2))
+    assert ours.shape == (148, 212, 1)
+    assert ours.flags.c_contiguous and ours.flags.writeable
+    np.testing.assert_array_equal(ours[..., 0], colour[..., 0])

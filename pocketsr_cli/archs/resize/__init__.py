@@ -155,16 +155,23 @@ def _torch_bicubic_uint8(pixels: np.ndarray, scale: int) -> np.ndarray:
     ``H x W x C`` without a copy.  Torch takes the memory format from the strides, batch
     included: ``(1, H, W, C)`` permuted is channels-last, ``(H, W, C)`` permuted and then
     unsqueezed is not (the batch stride would be ``1``), and a ``(1, C, H, W)`` output in
-    NCHW would cost a transposing copy about twice the resampling itself.
+    NCHW would cost a transposing copy about twice the resampling itself.  A gray image is
+    passed as a contiguous ``(1, 1, H, W)``: torch's channels-last path is slow for one
+    channel (4K: 32 ms against 19 ms, the same bytes).
     """
     if not pixels.flags.writeable or not pixels.flags.c_contiguous:
         pixels = np.array(pixels, order="C")  # torch.from_numpy warns about read-only arrays
     h, w, channels = pixels.shape
-    x = torch.from_numpy(pixels.reshape(1, h, w, channels)).permute(0, 3, 1, 2)
+    if channels == 1:
+        x = torch.from_numpy(pixels.reshape(1, 1, h, w))
+    else:
+        x = torch.from_numpy(pixels.reshape(1, h, w, channels)).permute(0, 3, 1, 2)
     with torch.inference_mode():
         y = F.interpolate(
             x, size=(h * scale, w * scale), mode="bicubic", align_corners=False, antialias=True
         )
+    if channels == 1:
+        return y.reshape(h * scale, w * scale, 1).numpy()
     return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())
 
 
