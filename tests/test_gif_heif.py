@@ -66,7 +66,7 @@ def test_animated_webp_warns(tmp_path: Path) -> None:
 def test_heic_without_pillow_heif_fails_with_hint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(imageio, "heif_available", lambda: False)
+    monkeypatch.setattr(imageio.formats, "heif_available", lambda: False)
     src = tmp_path / "IMG_0001.HEIC"
     src.write_bytes(np.random.default_rng(0).bytes(2000))
     with pytest.raises(ImageReadError, match=r"pip install \"pocketsr\[heif\]\""):

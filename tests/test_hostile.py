@@ -580,7 +580,7 @@ def test_an_exclusive_write_never_replaces_what_appeared(
     def no_hard_links(src: object, dst: object) -> None:  # FAT, some network shares
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(imageio.os, "link", no_hard_links)
+    monkeypatch.setattr(imageio.atomic.os, "link", no_hard_links)
     assert imageio.write_atomic(target, b"third", exclusive=True) is False
     assert imageio.write_atomic(tmp_path / "b.png", b"new", exclusive=True) is True
     assert target.read_bytes() == b"first" and (tmp_path / "b.png").read_bytes() == b"new"

@@ -83,7 +83,7 @@ def scanlines(pixels: np.ndarray) -> list[bytes]:
 def adam7(pixels: np.ndarray) -> list[bytes]:
     """The rows of the seven Adam7 passes, each pass's sub-image unfiltered."""
     rows = []
-    for row0, col0, row_step, col_step in imageio._ADAM7:
+    for row0, col0, row_step, col_step in imageio.png._ADAM7:
         sub = pixels[row0::row_step, col0::col_step]
         if sub.size:
             rows += scanlines(sub)

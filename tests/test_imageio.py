@@ -83,7 +83,7 @@ def test_image_extensions_and_is_image_path() -> None:
         assert is_image_path(Path(f"photo{ext}"))
     for name in ("notes.txt", "photo", "archive.tar.gz", "movie.mp4", "x.ico", "jpg"):
         assert not is_image_path(Path(name))
-    assert (".avif" in IMAGE_EXTENSIONS) == ("AVIF" in imageio._pillow_formats())
+    assert (".avif" in IMAGE_EXTENSIONS) == ("AVIF" in imageio.backends._pillow_formats())
     assert all(ext == ext.lower() and ext.startswith(".") for ext in IMAGE_EXTENSIONS)
 
 
@@ -174,7 +174,7 @@ def test_read_every_format_written_by_pillow(tmp_path: Path, fmt: str, channels:
 
 
 def test_read_avif_when_supported(tmp_path: Path) -> None:
-    if "AVIF" not in imageio._pillow_formats():
+    if "AVIF" not in imageio.backends._pillow_formats():
         pytest.skip("no AVIF support in this Pillow")
     pixels = make_photo_like(16, 24, 3)
     path = save_pillow(tmp_path / "in.avif", pixels, "AVIF", quality=90)
@@ -752,7 +752,7 @@ def test_write_atomic_cleans_up_when_interrupted(
         seen.extend(_leftovers(tmp_path))
         raise error("simulated")
 
-    monkeypatch.setattr(imageio.os, "fsync", fail)
+    monkeypatch.setattr(imageio.atomic.os, "fsync", fail)
     expected = KeyboardInterrupt if error is KeyboardInterrupt else ImageWriteError
     with pytest.raises(expected):
         write_atomic(target, b"new data", fsync=True)
@@ -765,7 +765,7 @@ def test_write_atomic_reports_os_errors(tmp_path: Path, monkeypatch: pytest.Monk
     def refuse(src: object, dst: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(imageio.os, "replace", refuse)
+    monkeypatch.setattr(imageio.atomic.os, "replace", refuse)
     with pytest.raises(ImageWriteError, match="Permission denied"):
         write_atomic(tmp_path / "x.png", b"data")
     assert _leftovers(tmp_path) == []

@@ -1,0 +1,125 @@
+"""Decoding: :func:`read_image`, a file's bytes to a :class:`DecodedImage`.
+
+TIFF goes to :mod:`.tiff`; every other format is opened by Pillow, after the checks that
+refuse cut or corrupt data (:mod:`.png`, :mod:`.jpeg`), with 16-bit PNG decoded by
+OpenCV.  The size limit (``max_pixels``) is checked from the header before any pixel is
+decoded.  Every failure is an :class:`ImageReadError`.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from pocketsr_cli.errors import ImageReadError
+from pocketsr_cli.imageio.backends import (
+    decode_failure,
+    decode_with_opencv,
+    open_pillow,
+    read_bytes,
+)
+from pocketsr_cli.imageio.decoded import DecodedImage, finish
+from pocketsr_cli.imageio.formats import PILLOW_FORMATS, TIFF_MAGIC, require_heif_decoder
+from pocketsr_cli.imageio.header import parse_header, parse_tiff_header
+from pocketsr_cli.imageio.jpeg import check_jpeg_complete
+from pocketsr_cli.imageio.metadata import bare_exif
+from pocketsr_cli.imageio.pixels import pillow_pixels
+from pocketsr_cli.imageio.png import (
+    apply_colour_key,
+    check_png_data,
+    png_chunk_payload,
+    png_for_opencv,
+    png_structure,
+    scale_gray_key,
+)
+from pocketsr_cli.imageio.tiff import decode_tiff
+
+ANIMATED_WARNING = "animated: only the first frame was upscaled"
+
+
+MAX_PIXELS = 2 * 89_478_485
+"""The largest image :func:`read_image` decodes by default (Pillow's own limit, as an
+error rather than its warning); the pipeline passes None and checks memory itself."""
+
+
+def read_image(path: Path, *, max_pixels: int | None = MAX_PIXELS) -> DecodedImage:
+    """Decode an image file into upright pixels plus the metadata to write back.
+
+    16-bit PNG and TIFF stay 16-bit; palette images become RGB (RGBA when they have
+    transparency); a PNG's tRNS colour key becomes an alpha channel; 1-bit becomes gray;
+    CMYK becomes RGB (through its profile when it has one, and the CMYK profile is
+    dropped).  The EXIF orientation is applied to the pixels and reset to 1 in the returned
+    EXIF and XMP.  Animated or multi-page files give their first frame or page, and say so
+    in ``warnings`` (:data:`ANIMATED_WARNING`, a multi-page TIFF's page count).  HEIC/HEIF
+    needs pillow-heif (the ``heif`` extra); without it such a file raises :data:`HEIF_HINT`.
+
+    Data that ends early or is corrupt is refused rather than decoded with black or grey
+    filler: a cut file, a PNG whose image data holds too few rows or fails its checksums,
+    a JPEG cut short with its end marker put back.  (Damage inside compressed data that
+    still decodes, a flipped bit in a JPEG or WebP, cannot be told from an image.)
+
+    ``max_pixels`` refuses larger images before decoding them (None: no limit).
+
+    Raises:
+        ImageReadError: the file is missing, a directory, unreadable, empty, truncated,
+            corrupt, too large, or in an unsupported format or pixel layout.  Nothing else
+            is raised for a bad file.
+    """
+    data = read_bytes(path)
+    require_heif_decoder(path, data[:12])
+    if max_pixels is not None:
+        tiff = data[:4] in TIFF_MAGIC
+        header = parse_tiff_header(data) if tiff else parse_header(io.BytesIO(data), path)
+        if header.pixels > max_pixels:
+            raise ImageReadError(
+                f"image is too large to decode safely ({header.width}x{header.height}, "
+                f"over {max_pixels:,} pixels)"
+            )
+    if data[:4] in TIFF_MAGIC:
+        return decode_tiff(data)
+    return _decode_pillow_file(data)
+
+
+def _decode_pillow_file(data: bytes) -> DecodedImage:
+    """JPEG, PNG, WebP, BMP, HEIF, AVIF (not TIFF, see :func:`decode_tiff`)."""
+    im = open_pillow(io.BytesIO(data))
+    with im:
+        fmt = PILLOW_FORMATS.get(im.format or "")
+        if fmt == "tiff":  # a TIFF without the classic header reached Pillow: BigTIFF
+            raise ImageReadError("BigTIFF files are not supported")
+        if fmt is None:
+            raise ImageReadError(f"unsupported image format {im.format}")
+        try:
+            png = png_structure(data) if fmt == "png" else None
+            if png is not None:
+                check_png_data(data, png)
+            if png is not None and png.depth == 16:
+                pixels = decode_with_opencv(
+                    png_for_opencv(data, png), gray_alpha=png.colour_type == 4
+                )
+                if png.trns is not None:
+                    pixels = apply_colour_key(pixels, png.trns)
+                raw_exif = im.info.get("exif") or png_chunk_payload(data, b"eXIf")
+            else:
+                im.load()
+                if png is not None and png.colour_type == 0 and png.depth in (2, 4):
+                    scale_gray_key(im, png.depth)
+                pixels = pillow_pixels(im)
+                if fmt == "jpeg":
+                    check_jpeg_complete(data, im, pixels)
+                raw_exif = im.info.get("exif")  # a PNG's late eXIf is read by load()
+        except ImageReadError:
+            raise
+        except Exception as exc:  # decoders raise OSError, ValueError, SyntaxError...
+            raise decode_failure(exc) from None
+        # libheif has already applied the container's rotation and mirror, which the HEIF
+        # standard makes authoritative over the (informative) EXIF tag.
+        orientation = 1 if fmt == "heif" else None
+        icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
+        decoded = finish(pixels, fmt, bare_exif(raw_exif), icc, xmp, orientation)
+        # MPO (a camera's JPEG with a preview or depth image) is multi-frame, not animated.
+        if fmt in ("gif", "webp", "png", "avif") and getattr(im, "is_animated", False):
+            decoded.warnings = (ANIMATED_WARNING,)
+        elif fmt == "heif" and (frames := int(getattr(im, "n_frames", 1))) > 1:
+            decoded.warnings = (f"holds {frames} images: only the primary one was upscaled",)
+        return decoded

@@ -1,0 +1,86 @@
+"""What decoding returns: :class:`DecodedImage`, and :func:`finish`, the last step every
+decoder shares (orientation applied to the pixels, metadata normalised to match them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pocketsr_cli.errors import ImageReadError
+from pocketsr_cli.imageio.metadata import (
+    Metadata,
+    exif_orientation,
+    icc_for_channels,
+    patch_exif,
+    reset_xmp_orientation,
+    xmp_bytes,
+)
+from pocketsr_cli.imageio.pixels import apply_orientation
+
+
+@dataclass
+class DecodedImage:
+    """A decoded input.
+
+    Attributes:
+        pixels: contiguous ``H x W x C`` array (see the package docstring), EXIF orientation
+            already applied.
+        format: source format key (``jpeg``, ``png``, ``webp``, ``tiff``, ``bmp``, ``gif``,
+            ``heif``, ``avif``).
+        metadata: what :func:`encode_image` should write back.
+        warnings: one line each, for the user, about what decoding left out (only the
+            first frame of an animation).
+    """
+
+    pixels: np.ndarray
+    format: str
+    metadata: Metadata
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.pixels.shape[2])
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.channels in (2, 4)
+
+    @property
+    def is_gray(self) -> bool:
+        return self.channels in (1, 2)
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.pixels.dtype == np.uint16 else 8
+
+
+def finish(
+    pixels: np.ndarray,
+    fmt: str,
+    exif: bytes | None,
+    icc: bytes | None,
+    xmp_value: object,
+    orientation: int | None = None,
+) -> DecodedImage:
+    """Apply the orientation (``None``: the one in ``exif``), normalise the metadata."""
+    if pixels.shape[2] not in (1, 2, 3, 4) or pixels.dtype not in (np.uint8, np.uint16):
+        raise ImageReadError(f"unsupported pixel layout {pixels.shape} {pixels.dtype}")
+    if orientation is None:
+        orientation = exif_orientation(exif)
+    pixels = apply_orientation(pixels, orientation)
+    if exif is not None:
+        exif = patch_exif(exif)
+    xmp = xmp_bytes(xmp_value)
+    if xmp is not None:
+        xmp = reset_xmp_orientation(xmp)
+    icc = icc_for_channels(icc, pixels.shape[2])
+    return DecodedImage(pixels=pixels, format=fmt, metadata=Metadata(exif, icc, xmp))

@@ -1,0 +1,127 @@
+"""What an image file's header says, without decoding its pixels: :func:`read_header`.
+
+Size, channels and bit depth come out as :func:`~pocketsr_cli.imageio.read_image` would
+return them (EXIF orientation applied, palettes as RGB, transparency as alpha), in about a
+millisecond: what predicting an image's memory needs (``memory.predict``), and what job
+planning asks (:func:`probe`).  Truncation is not detected here: that needs the pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from pocketsr_cli.errors import ImageReadError
+from pocketsr_cli.imageio.backends import open_pillow, os_errors_as_read_errors
+from pocketsr_cli.imageio.formats import PILLOW_FORMATS, TIFF_MAGIC, require_heif_decoder
+from pocketsr_cli.imageio.metadata import TAG_ORIENTATION, bare_exif, exif_orientation
+from pocketsr_cli.imageio.tiff import as_tuple, tiff_tags
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, without decoding its pixels.
+
+    Attributes:
+        width, height: as :func:`read_image` returns them (EXIF orientation applied).
+        channels: as decoded (1..4): palettes give RGB, CMYK gives RGB, a tRNS colour key
+            or palette transparency adds alpha.
+        bit_depth: 8 or 16, as decoded.
+        format: the format key (``jpeg``, ``png``...).
+    """
+
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+    format: str
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.channels in (2, 4)
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def read_header(path: Path) -> ImageHeader:
+    """Size, channels and bit depth as :func:`read_image` would return them, from the
+    header alone (about a millisecond): what predicting an image's memory needs.
+
+    Does not decode pixels, so it does not detect truncation; an EXIF orientation stored
+    after a PNG's image data is not seen.
+
+    Raises:
+        ImageReadError: as :func:`read_image`, for what the header alone reveals.
+    """
+    with os_errors_as_read_errors(path), Path(path).open("rb") as handle:
+        return parse_header(handle, path)
+
+
+def probe(path: Path) -> tuple[int, int, bool]:
+    """``(width, height, has_alpha)`` from the file header (see :func:`read_header`)."""
+    header = read_header(path)
+    return header.width, header.height, header.has_alpha
+
+
+# Pillow mode -> (channels, bit depth) as decoded here, before any transparency.
+_MODE_LAYOUTS: dict[str, tuple[int, int]] = {
+    "1": (1, 8),
+    "L": (1, 8),
+    "LA": (2, 8),
+    "La": (2, 8),
+    "P": (3, 8),
+    "PA": (4, 8),
+    "RGB": (3, 8),
+    "RGBA": (4, 8),
+    "RGBa": (4, 8),
+    "RGBX": (3, 8),
+    "YCbCr": (3, 8),
+    "CMYK": (3, 8),
+    "I": (1, 16),
+    "I;16": (1, 16),
+    "I;16L": (1, 16),
+    "I;16B": (1, 16),
+    "I;16N": (1, 16),
+}
+
+
+def parse_header(handle: IO[bytes], path: Path) -> ImageHeader:
+    head = handle.read(32)
+    if not head:
+        raise ImageReadError("file is empty (0 bytes)")
+    require_heif_decoder(path, head[:12])
+    handle.seek(0)
+    if head[:4] in TIFF_MAGIC:
+        # TIFF tags may sit anywhere in the file, and Pillow cannot open every 16-bit
+        # layout: read the tags as an EXIF block, like read_image does.
+        return parse_tiff_header(handle.read())
+    with open_pillow(handle) as im:
+        fmt = PILLOW_FORMATS.get(im.format or "")
+        if fmt is None:
+            raise ImageReadError(f"unsupported image format {im.format}")
+        width, height = im.size
+        if fmt != "heif" and exif_orientation(bare_exif(im.info.get("exif"))) in (5, 6, 7, 8):
+            width, height = height, width
+        channels, depth = _MODE_LAYOUTS.get(im.mode, (3, 8))
+        if "transparency" in im.info and channels in (1, 3):
+            channels += 1
+        if fmt == "png" and head[12:16] == b"IHDR" and head[24] == 16:
+            depth = 16  # Pillow opens 16-bit colour as 8-bit; OpenCV decodes it here
+    return ImageHeader(width, height, channels, depth, fmt)
+
+
+def parse_tiff_header(data: bytes) -> ImageHeader:
+    tags = tiff_tags(data)
+    width, height = int(tags[256]), int(tags[257])
+    if tags.get(TAG_ORIENTATION) in (5, 6, 7, 8):
+        width, height = height, width
+    samples, photometric = tags.get(277, 1), tags.get(262)
+    # Some writers (OpenCV) leave out ExtraSamples: count the samples as well.
+    has_alpha = bool(as_tuple(tags.get(338))) or samples == (2 if photometric in (0, 1) else 4)
+    gray = photometric in (0, 1)
+    channels = (1 if gray else 3) + (1 if has_alpha else 0)
+    depth = 16 if max(as_tuple(tags.get(258)) or (1,)) > 8 else 8
+    return ImageHeader(width, height, channels, depth, "tiff")

@@ -1,0 +1,101 @@
+"""JPEG completeness: refuse a JPEG whose entropy-coded data stops before its last block.
+
+libjpeg fills the missing blocks with flat grey and only warns, so a JPEG cut short with
+its end marker put back would decode "fine".  :func:`check_jpeg_complete` raises
+:class:`ImageReadError` for such a file and returns quietly for every other one,
+including files whose markers it cannot follow (the decoder says what is wrong then).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pocketsr_cli.errors import ImageReadError
+from pocketsr_cli.imageio.backends import truncated
+from pocketsr_cli.imageio.pixels import pillow_pixels
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+# JPEG markers that end entropy-coded data: FF followed by anything but a stuffed zero, a
+# restart marker or another FF (fill bytes).
+_JPEG_MARKER = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+_JPEG_PROGRESSIVE = (0xC2, 0xC6, 0xCA, 0xCE)
+# Filler a complete image ignores and a cut one decodes: no 0xFF, so no marker in it.
+_JPEG_FILLER = bytes((i * 73 + 41) % 255 for i in range(2048))
+
+
+def _jpeg_end(data: bytes) -> tuple[int, bool] | None:
+    """``(offset of the EOI marker that ends the first image, progressive)``, or None when
+    the markers cannot be followed to one (the decoder then says what is wrong)."""
+    pos, progressive = 2, False
+    while pos + 2 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:
+            return pos, progressive
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+            pos += 2
+            continue
+        if pos + 4 > len(data):
+            return None
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        progressive = progressive or marker in _JPEG_PROGRESSIVE
+        pos += 2 + length
+        if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
+            found = _JPEG_MARKER.search(data, pos)
+            if found is None:
+                return None
+            pos = found.end() - 2
+    return None
+
+
+def _corner_is_blank(im: Image.Image) -> bool:
+    """Whether the image's last 8x8 block (on the block grid, so inside the last MCU) is
+    the flat mid-grey libjpeg fills missing blocks with (all coefficients zero: 128 in
+    every band, 127 in inverted CMYK)."""
+    width, height = im.size
+    box = ((width - 1) // 8 * 8, (height - 1) // 8 * 8, width, height)
+    corner = np.asarray(im.crop(box))
+    values = np.unique(corner.reshape(-1, len(im.getbands())), axis=0)
+    return len(values) == 1 and set(values[0].tolist()) <= {127, 128}
+
+
+def check_jpeg_complete(data: bytes, im: Image.Image, pixels: np.ndarray) -> None:
+    """Refuse a JPEG whose entropy-coded data stops before its last block.
+
+    libjpeg fills the blocks after a premature end marker with flat grey and only warns,
+    and Pillow drops the warning: a JPEG cut short with its end marker put back decodes
+    "fine".  The same file with filler inserted before that marker decodes the same when
+    the data was complete (the filler comes after the last block and is skipped) and
+    differently when it was not (the filler is decoded as the missing blocks).  The second
+    decode is made only when it can matter: for progressive JPEGs, whose missing scans
+    leave no trace, and for sequential ones whose last block is blank.
+    """
+    from PIL import Image
+
+    end = _jpeg_end(data)
+    if end is None:
+        return
+    offset, progressive = end
+    if not progressive and not _corner_is_blank(im):
+        return
+    probe_data = data[:offset] + _JPEG_FILLER + data[offset:]
+    try:
+        with Image.open(io.BytesIO(probe_data), formats=("JPEG",)) as other:
+            other.load()
+            again = pillow_pixels(other)
+    except Exception:
+        return
+    if again.shape != pixels.shape or not np.array_equal(again, pixels):
+        raise ImageReadError(truncated("its JPEG image data stops before the last block"))

@@ -1,0 +1,166 @@
+"""EXIF, ICC and XMP at the byte level: what an input's metadata becomes in its output.
+
+:class:`Metadata` holds the three blocks as decoding leaves them: EXIF bare (no ``Exif\\0\\0``
+prefix), the orientation reset to 1 in EXIF and XMP (the pixels are turned upright
+instead), an ICC profile only when it matches the pixels' colour space.
+:func:`output_metadata` fits them to the encoded pixels (new size, channels).  EXIF is
+patched in place, never re-serialised, so that maker notes and unknown tags survive.
+Nothing here raises on malformed metadata: it is returned unchanged or dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Metadata carried from an input to its output.
+
+    Attributes:
+        exif: the EXIF block as a bare TIFF structure (starts with ``II*\\0`` or ``MM\\0*``,
+            no ``Exif\\0\\0`` prefix), its Orientation tag already set to 1.
+        icc_profile: the ICC profile, matching the pixels' colour space (gray or RGB).
+        xmp: the XMP packet (UTF-8 XML), any ``tiff:Orientation`` already set to 1.
+    """
+
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
+    xmp: bytes | None = None
+
+
+EXIF_PREFIX = b"Exif\x00\x00"
+TAG_ORIENTATION = 0x0112
+_TAG_EXIF_IFD = 0x8769
+_TAG_PIXEL_X = 0xA002
+_TAG_PIXEL_Y = 0xA003
+_SHORT = 3  # TIFF field types
+LONG = 4
+
+
+def bare_exif(raw: bytes | None) -> bytes | None:
+    """The TIFF structure inside an EXIF block, or None when it is missing or malformed."""
+    if not raw:
+        return None
+    if raw.startswith(EXIF_PREFIX):
+        raw = raw[len(EXIF_PREFIX) :]
+    if raw[:4] not in (b"II*\x00", b"MM\x00*") or len(raw) < 8:
+        return None
+    return raw
+
+
+def ifd_entries(buf: bytes | bytearray, order: str, offset: int) -> Iterator[tuple[int, int, int]]:
+    """Yield ``(tag, type, position of the value field)`` for the entries of one IFD."""
+    (count,) = struct.unpack_from(order + "H", buf, offset)
+    for i in range(count):
+        pos = offset + 2 + 12 * i
+        tag, typ = struct.unpack_from(order + "HH", buf, pos)
+        yield tag, typ, pos + 8
+
+
+def exif_orientation(exif: bytes | None) -> int:
+    """Orientation tag (1..8) of a bare EXIF block; 1 when absent or unreadable."""
+    if not exif:
+        return 1
+    order = "<" if exif[:2] == b"II" else ">"
+    try:
+        (ifd0,) = struct.unpack_from(order + "I", exif, 4)
+        for tag, typ, pos in ifd_entries(exif, order, ifd0):
+            if tag == TAG_ORIENTATION and typ == _SHORT:
+                (value,) = struct.unpack_from(order + "H", exif, pos)
+                return value if 1 <= value <= 8 else 1
+    except struct.error:
+        pass
+    return 1
+
+
+def patch_exif(exif: bytes, *, size: tuple[int, int] | None = None) -> bytes:
+    """Set Orientation to 1 (and PixelX/YDimension to ``size`` = (w, h)) in place.
+
+    Patching the bytes rather than re-serialising keeps maker notes and unknown tags intact.
+    When the orientation changes, the link to IFD1 (the thumbnail) is cut as well: the
+    thumbnail is stored in the old orientation and would now be shown rotated.  Malformed
+    blocks are returned unchanged.
+    """
+    buf = bytearray(exif)
+    order = "<" if buf[:2] == b"II" else ">"
+    try:
+        (ifd0,) = struct.unpack_from(order + "I", buf, 4)
+        (count,) = struct.unpack_from(order + "H", buf, ifd0)
+        exif_ifd = 0
+        for tag, typ, pos in ifd_entries(buf, order, ifd0):
+            if tag == TAG_ORIENTATION and typ == _SHORT:
+                (old,) = struct.unpack_from(order + "H", buf, pos)
+                if old != 1:
+                    struct.pack_into(order + "H", buf, pos, 1)
+                    struct.pack_into(order + "I", buf, ifd0 + 2 + 12 * count, 0)
+            elif tag == _TAG_EXIF_IFD and typ == LONG:
+                (exif_ifd,) = struct.unpack_from(order + "I", buf, pos)
+        if size is not None and exif_ifd:
+            for tag, typ, pos in ifd_entries(buf, order, exif_ifd):
+                if tag in (_TAG_PIXEL_X, _TAG_PIXEL_Y):
+                    value = size[0] if tag == _TAG_PIXEL_X else size[1]
+                    if typ == _SHORT and value <= 0xFFFF:
+                        struct.pack_into(order + "H", buf, pos, value)
+                    elif typ == LONG:
+                        struct.pack_into(order + "I", buf, pos, value)
+    except struct.error:
+        return exif
+    return bytes(buf)
+
+
+_XMP_ORIENTATION = re.compile(rb"(tiff:Orientation\s*=\s*[\"'])[1-8]([\"'])")
+_XMP_ORIENTATION_ELEMENT = re.compile(rb"(<tiff:Orientation>\s*)[1-8](\s*</tiff:Orientation>)")
+
+
+def reset_xmp_orientation(xmp: bytes) -> bytes:
+    """Set ``tiff:Orientation`` to 1 in an XMP packet (attribute or element form).
+
+    Without this, viewers that prefer XMP over EXIF would rotate the already upright pixels.
+    """
+    xmp = _XMP_ORIENTATION.sub(rb"\g<1>1\g<2>", xmp)
+    return _XMP_ORIENTATION_ELEMENT.sub(rb"\g<1>1\g<2>", xmp)
+
+
+def icc_colour_space(icc: bytes) -> bytes | None:
+    """The data colour space signature of an ICC profile (``b"RGB "``, ``b"GRAY"``...)."""
+    return icc[16:20] if len(icc) >= 128 else None
+
+
+def icc_for_channels(icc: bytes | None, channels: int) -> bytes | None:
+    """``icc`` if it describes gray (C in 1, 2) or RGB (C in 3, 4) pixels, else None.
+
+    A profile for another colour space (CMYK, or RGB on gray pixels) would make viewers
+    misinterpret the pixels, and libpng rejects such files.
+    """
+    if not icc:
+        return None
+    expected = b"GRAY" if channels in (1, 2) else b"RGB "
+    return icc if icc_colour_space(icc) == expected else None
+
+
+def xmp_bytes(value: object) -> bytes | None:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, tuple) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, (bytes, bytearray)) and value:
+        return bytes(value)
+    return None
+
+
+def output_metadata(metadata: Metadata | None, pixels: np.ndarray) -> Metadata:
+    """Metadata fitted to the encoded pixels: new pixel dimensions, matching ICC profile."""
+    if metadata is None:
+        return Metadata()
+    exif = bare_exif(metadata.exif)
+    if exif is not None:
+        exif = patch_exif(exif, size=(pixels.shape[1], pixels.shape[0]))
+    icc = icc_for_channels(metadata.icc_profile, pixels.shape[2])
+    xmp = reset_xmp_orientation(metadata.xmp) if metadata.xmp else None
+    return Metadata(exif=exif, icc_profile=icc, xmp=xmp)

@@ -1,0 +1,118 @@
+"""Sample arrays: Pillow images into ``H x W x C`` arrays, orientation, bit depth.
+
+Every array this module returns follows the package's convention: ``H x W x C`` with C in
+1..4, RGB order, ``uint8`` or ``uint16``.  On the way in, palette and colour-key
+transparency become alpha, 1-bit becomes gray and CMYK becomes RGB (through its profile
+when it has one); :func:`apply_orientation` turns pixels upright.  On the way out,
+:func:`as_hwc` refuses what cannot be encoded and :func:`to_depth` converts between 8 and
+16 bits (rounded, so that 8 -> 16 -> 8 bit is exact).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pocketsr_cli.errors import ImageReadError, ImageWriteError
+from pocketsr_cli.imageio.metadata import icc_colour_space
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> Image.Image:
+    """Convert CMYK to RGB through its embedded profile when possible, else naively."""
+    if icc and icc_colour_space(icc) == b"CMYK":
+        from PIL import ImageCms
+
+        with contextlib.suppress(Exception):  # a broken profile falls back to the naive path
+            converted = ImageCms.profileToProfile(
+                im,
+                ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                ImageCms.createProfile("sRGB"),
+                outputMode="RGB",
+            )
+            if converted is not None:
+                return converted
+    return im.convert("RGB")
+
+
+# Pillow mode -> mode converted to before taking the array.
+_MODE_CONVERSIONS: dict[str, str] = {
+    "1": "L",
+    "L": "L",
+    "LA": "LA",
+    "La": "LA",
+    "RGB": "RGB",
+    "RGBA": "RGBA",
+    "RGBa": "RGBA",
+    "RGBX": "RGB",
+    "YCbCr": "RGB",
+    "PA": "RGBA",
+}
+_MODES_16 = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def pillow_pixels(im: Image.Image) -> np.ndarray:
+    """Pixels of a Pillow image as ``H x W x C`` uint8/uint16 (a writable copy)."""
+    mode = im.mode
+    if mode in _MODES_16 or (mode == "I" and im.format == "PNG"):
+        pixels = np.asarray(im).astype(np.uint16)
+    else:
+        if mode == "CMYK":
+            im = _cmyk_to_rgb(im, im.info.get("icc_profile"))
+        elif mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif mode in ("1", "L", "RGB") and "transparency" in im.info:
+            im = im.convert("RGBA" if mode == "RGB" else "LA")  # a tRNS colour key
+        elif mode not in _MODE_CONVERSIONS:
+            raise ImageReadError(f"unsupported pixel format {mode!r}")
+        elif _MODE_CONVERSIONS[mode] != mode:
+            im = im.convert(_MODE_CONVERSIONS[mode])
+        pixels = np.array(im)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    return pixels
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels upright according to an EXIF orientation (1..8)."""
+    if orientation == 2:
+        pixels = pixels[:, ::-1]
+    elif orientation == 3:
+        pixels = pixels[::-1, ::-1]
+    elif orientation == 4:
+        pixels = pixels[::-1]
+    elif orientation == 5:
+        pixels = pixels.transpose(1, 0, 2)
+    elif orientation == 6:
+        pixels = np.rot90(pixels, -1)
+    elif orientation == 7:
+        pixels = pixels[::-1, ::-1].transpose(1, 0, 2)
+    elif orientation == 8:
+        pixels = np.rot90(pixels, 1)
+    return np.ascontiguousarray(pixels)
+
+
+def as_hwc(pixels: np.ndarray) -> np.ndarray:
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
+        raise ImageWriteError(f"cannot encode an array of shape {pixels.shape}")
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise ImageWriteError(f"cannot encode samples of type {pixels.dtype}")
+    if pixels.shape[0] == 0 or pixels.shape[1] == 0:
+        raise ImageWriteError("cannot encode an empty image")
+    return pixels
+
+
+def to_depth(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
+    if bit_depth == 8 and pixels.dtype == np.uint16:
+        # Rounded, so that 8 -> 16 -> 8 bit is exact.
+        return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if bit_depth == 16 and pixels.dtype == np.uint8:
+        return pixels.astype(np.uint16) * 257
+    return pixels

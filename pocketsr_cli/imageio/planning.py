@@ -1,0 +1,70 @@
+"""Output planning: :func:`plan_output` chooses an output's format and bit depth.
+
+It decides from the source format, the requested one, alpha and bit depth only, before
+any pixel is encoded, and says in the plan's warnings what it had to change (transparency
+written as PNG, 16 bits written as 8, a format with no writer here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pocketsr_cli.imageio.formats import FORMAT_NAMES, OUTPUT_FORMATS, format_from_name
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """How an output will be encoded.
+
+    Attributes:
+        format: one of :data:`OUTPUT_FORMATS`.
+        bit_depth: 8 or 16 (16 only for ``png`` and ``tiff``).
+        warnings: one line each, for the user, about what the plan had to change.
+    """
+
+    format: str
+    bit_depth: int
+    warnings: tuple[str, ...] = ()
+
+
+FORMATS_16 = ("png", "tiff")
+_FORMATS_ALPHA = ("png", "webp", "tiff")
+
+
+def plan_output(
+    source_format: str, requested: str | None, *, has_alpha: bool, bit_depth: int
+) -> OutputPlan:
+    """Choose the output format and bit depth, saying what had to change.
+
+    ``requested`` None means "same as the input"; GIF, HEIF and AVIF inputs, which have no
+    writer here, then become PNG, with a warning: PNG loses nothing, where JPEG would
+    re-compress a photo that was already compressed once (``--format jpg`` asks for it),
+    and GIF's 256 colours would undo the upscale.  Alpha never goes to JPEG or BMP: PNG is
+    written instead.  16-bit input stays 16-bit for PNG/TIFF and becomes 8-bit otherwise.
+
+    Raises:
+        ValueError: ``requested`` is not an output format name (see :func:`format_from_name`).
+    """
+    warnings: list[str] = []
+    if requested is None:
+        fmt = source_format
+        if fmt not in OUTPUT_FORMATS:
+            name = FORMAT_NAMES.get(fmt, fmt)
+            if fmt == "gif":
+                why = "GIF holds only 256 colours, which would spoil the upscale"
+            else:
+                why = f"{name} output is not supported"
+            warnings.append(f"{why}; writing PNG instead (choose another with --format)")
+            fmt = "png"
+    else:
+        fmt = format_from_name(requested)
+    if has_alpha and fmt not in _FORMATS_ALPHA:
+        warnings.append(f"{FORMAT_NAMES[fmt]} cannot store transparency; writing PNG instead")
+        fmt = "png"
+    depth = 8
+    if bit_depth > 8:
+        if fmt in FORMATS_16:
+            depth = 16
+        else:
+            warnings.append(f"16-bit input written as 8-bit {FORMAT_NAMES[fmt]}")
+    return OutputPlan(format=fmt, bit_depth=depth, warnings=tuple(warnings))

@@ -1,0 +1,167 @@
+"""Provenance storage: where an output keeps pocketsr's record of how it was made.
+
+The record itself (one line of JSON) is ``pocketsr_cli.provenance``'s business; this
+module stores and finds it: a PNG ``tEXt`` chunk with the keyword ``pocketsr``, the XMP
+property ``pocketsr:record`` (merged into the camera's XMP packet, an older record
+replaced) in JPEG, WebP and TIFF, and for BMP, which has no room for metadata, a sidecar
+file ``NAME.bmp.pocketsr.json``.  :func:`read_provenance_text` finds it again from the
+file header alone and never raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import struct
+from pathlib import Path
+from typing import IO
+
+from pocketsr_cli.errors import ImageReadError
+from pocketsr_cli.imageio.atomic import write_atomic
+from pocketsr_cli.imageio.backends import open_pillow
+from pocketsr_cli.imageio.formats import TIFF_MAGIC
+from pocketsr_cli.imageio.metadata import xmp_bytes
+from pocketsr_cli.imageio.tiff import tiff_tags
+
+PROVENANCE_KEYWORD = b"pocketsr"
+"""The PNG text chunk keyword of the record."""
+
+SIDECAR_SUFFIX = ".pocketsr.json"
+"""Appended to a BMP output's name for the file holding its record."""
+
+_XMP_NAMESPACE = "urn:pocketsr:ns:1.0/"
+# The block xmp_with_record writes, to be replaced when an output is upscaled again.
+_XMP_OUR_BLOCK = re.compile(
+    rb'\s*<rdf:Description rdf:about="" xmlns:pocketsr="'
+    + re.escape(_XMP_NAMESPACE.encode())
+    + rb'">\s*<pocketsr:record>.*?</pocketsr:record>\s*</rdf:Description>',
+    re.S,
+)
+_XMP_RECORD_ELEMENT = re.compile(rb"<pocketsr:record>(.*?)</pocketsr:record>", re.S)
+_XMP_RECORD_ATTRIBUTE = re.compile(rb"\spocketsr:record\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+_XMP_PACKET = (
+    b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
+    b' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">%s\n </rdf:RDF>\n'
+    b"</x:xmpmeta>\n"
+    b'<?xpacket end="w"?>'
+)
+
+
+def embeds_provenance(fmt: str) -> bool:
+    """Whether an output of format ``fmt`` holds its record itself (BMP needs a sidecar)."""
+    return fmt in ("png", "jpeg", "webp", "tiff")
+
+
+def sidecar_path(path: Path) -> Path:
+    """Where the record of ``path`` goes when its format cannot hold it: ``a.bmp.pocketsr.json``."""
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def xmp_with_record(xmp: bytes | None, record: str) -> bytes:
+    """``xmp`` (None: a new packet) with ``pocketsr:record`` set to ``record``.
+
+    The record goes in a ``rdf:Description`` of its own, so the camera's properties are
+    left byte for byte; an older record (an output upscaled again) is removed first.  A
+    packet without ``</rdf:RDF>`` cannot be merged into and is returned unchanged.
+    """
+    from xml.sax.saxutils import escape
+
+    block = (
+        f'\n  <rdf:Description rdf:about="" xmlns:pocketsr="{_XMP_NAMESPACE}">'
+        f"<pocketsr:record>{escape(record)}</pocketsr:record></rdf:Description>"
+    ).encode()
+    if not xmp:
+        return _XMP_PACKET % block
+    cleaned = _XMP_OUR_BLOCK.sub(b"", xmp)
+    cleaned = _XMP_RECORD_ATTRIBUTE.sub(b"", _XMP_RECORD_ELEMENT.sub(b"", cleaned))
+    end = cleaned.rfind(b"</rdf:RDF>")
+    if end < 0:
+        return xmp
+    return cleaned[:end] + block + b"\n " + cleaned[end:]
+
+
+def _xmp_record(xmp: object) -> str | None:
+    """The ``pocketsr:record`` value in an XMP packet (element or attribute form), or None."""
+    import html
+
+    packet = xmp_bytes(xmp)
+    if not packet or b"pocketsr:record" not in packet:
+        return None
+    found = _XMP_RECORD_ELEMENT.search(packet) or _XMP_RECORD_ATTRIBUTE.search(packet)
+    if found is None:
+        return None
+    raw = next(group for group in found.groups() if group is not None)
+    return html.unescape(raw.decode("utf-8", "replace"))
+
+
+def _png_record(handle: IO[bytes]) -> str | None:
+    """The ``pocketsr`` text chunk's text, reading chunk headers only up to the image data."""
+    handle.seek(8)
+    while True:
+        head = handle.read(8)
+        if len(head) < 8:
+            return None
+        (length,) = struct.unpack(">I", head[:4])
+        kind = head[4:]
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        if kind in (b"tEXt", b"iTXt") and length <= 1 << 20:
+            keyword, _, rest = handle.read(length).partition(b"\x00")
+            handle.seek(4, os.SEEK_CUR)
+            if keyword != PROVENANCE_KEYWORD:
+                continue
+            if kind == b"tEXt":
+                return rest.decode("latin-1")
+            if rest[:1] != b"\x00":  # compressed iTXt: not what we write
+                return None
+            # iTXt after the keyword: compression flag and method, language, NUL,
+            # translated keyword, NUL, UTF-8 text.
+            text = rest[2:].split(b"\x00", 2)
+            return text[2].decode("utf-8", "replace") if len(text) == 3 else None
+        handle.seek(length + 4, os.SEEK_CUR)
+
+
+def read_provenance_text(path: Path) -> str | None:
+    """The record ``path`` carries (see :func:`encode_image`), or None when it has none.
+
+    Reads what precedes the pixels only (PNG chunk headers up to the image data; the
+    JPEG/WebP/TIFF header through Pillow; a BMP's sidecar file), so it costs about a
+    millisecond, not a decode.  Never raises: an unreadable or corrupt file has no record.
+    """
+    try:
+        with Path(path).open("rb") as handle:
+            head = handle.read(12)
+            if head[:8] == b"\x89PNG\r\n\x1a\n":
+                return _png_record(handle)
+            if head[:2] == b"BM":
+                return sidecar_path(Path(path)).read_text(encoding="utf-8").strip() or None
+            handle.seek(0)
+            try:
+                with open_pillow(handle) as im:
+                    xmp = im.info.get("xmp") or getattr(im, "tag_v2", {}).get(700)
+            except ImageReadError:
+                if head[:4] not in TIFF_MAGIC:
+                    return None
+                # Layouts Pillow cannot open (16-bit gray + alpha): read the tags directly.
+                handle.seek(0)
+                xmp = tiff_tags(handle.read()).get(700)
+            return _xmp_record(xmp)
+    except Exception:  # a record is optional: any problem reading it means "none"
+        return None
+
+
+def write_sidecar(image: Path, record: str | None) -> None:
+    """Write ``record`` beside ``image`` (:func:`sidecar_path`), atomically; None removes a
+    sidecar left there by an earlier run.
+
+    Raises:
+        ImageWriteError: as :func:`write_atomic`.
+    """
+    target = sidecar_path(image)
+    if record is None:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+        return
+    write_atomic(target, (record + "\n").encode("utf-8"))

@@ -1,0 +1,273 @@
+"""TIFF: its tags, decoding, page count, and the writer.
+
+A TIFF file is an EXIF block, so its first IFD is read with Pillow's EXIF reader
+(:func:`tiff_tags`), which also works for the layouts Pillow cannot open.
+:func:`decode_tiff` decodes 16-bit gray and RGB through OpenCV, 16-bit gray + alpha here,
+8-bit through Pillow, and rebuilds a standalone EXIF block from the descriptive tags.
+:func:`encode_tiff` writes a little-endian baseline TIFF (Adobe Deflate, horizontal
+predictor) at 8 or 16 bits with ICC, XMP and EXIF, which neither library writes together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+import zlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pocketsr_cli.errors import ImageReadError, ImageWriteError
+from pocketsr_cli.imageio.backends import (
+    TRUNCATED,
+    decode_failure,
+    decode_with_opencv,
+    open_pillow,
+    reason,
+)
+from pocketsr_cli.imageio.decoded import DecodedImage, finish
+from pocketsr_cli.imageio.metadata import LONG, TAG_ORIENTATION, Metadata, bare_exif, ifd_entries
+from pocketsr_cli.imageio.pixels import pillow_pixels
+from pocketsr_cli.imageio.png import deflate
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+# Tags that describe a TIFF's own pixel layout: never carried over as EXIF.
+_TIFF_LAYOUT_TAGS = frozenset(
+    {
+        254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284,
+        317, 320, 322, 323, 324, 325, 338, 339, 347, 513, 514, 530, 531, 532,
+        700, 34675, 40965,
+    }
+)  # fmt: skip
+
+
+def as_tuple(value: object) -> tuple[int, ...]:
+    if isinstance(value, tuple):
+        return value
+    return (value,) if isinstance(value, int) else ()
+
+
+def tiff_tags(data: bytes) -> Image.Exif:
+    """The first IFD of a TIFF file, read as an EXIF block (a TIFF file is one).
+
+    Raises:
+        ImageReadError: the IFD is missing (cut off: writers often put it last) or corrupt.
+    """
+    from PIL import Image
+
+    order = "<" if data[:2] == b"II" else ">"
+    if len(data) < 8 or struct.unpack_from(order + "I", data, 4)[0] + 2 > len(data):
+        raise ImageReadError(TRUNCATED)
+    tags = Image.Exif()
+    try:
+        tags.load(data)
+    except Exception as exc:
+        raise ImageReadError(f"corrupt TIFF header ({reason(exc)})") from None
+    if not isinstance(tags.get(256), int) or not isinstance(tags.get(257), int):
+        raise ImageReadError("corrupt TIFF header (no image size)")
+    return tags
+
+
+def decode_tiff(data: bytes) -> DecodedImage:
+    """TIFF: tags parsed here, 16-bit pixels through OpenCV, 8-bit ones through Pillow.
+
+    Pillow cannot even open some 16-bit layouts (gray + alpha), so the tags are read as an
+    EXIF block: a TIFF file is one.
+    """
+    from PIL import Image, TiffTags
+
+    tags = tiff_tags(data)
+    for offsets_tag, counts_tag in ((273, 279), (324, 325)):
+        pairs = zip(as_tuple(tags.get(offsets_tag)), as_tuple(tags.get(counts_tag)), strict=False)
+        if any(offset + count > len(data) for offset, count in pairs):
+            raise ImageReadError(TRUNCATED)
+    bits = max(as_tuple(tags.get(258)) or (1,))
+    photometric = tags.get(262)
+    orientation: int | None = None  # None: as the EXIF says
+    try:
+        if bits == 16 and photometric == 1 and tags.get(277) == 2:
+            pixels = _decode_tiff_gray_alpha_16(data, tags)
+        elif bits == 16 and photometric in (1, 2):
+            pixels = decode_with_opencv(data, gray_alpha=False)
+        elif bits > 8:
+            raise ImageReadError(
+                f"unsupported TIFF ({bits}-bit samples, photometric interpretation {photometric})"
+            )
+        else:
+            im = open_pillow(io.BytesIO(data))
+            with im:
+                im.load()
+                pixels = pillow_pixels(im)
+                # Recent Pillow turns TIFFs upright while loading and then drops the tag.
+                if TAG_ORIENTATION not in getattr(im, "tag_v2", {}):
+                    orientation = 1
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise decode_failure(exc) from None
+
+    # The EXIF tags live in the file's own IFD0, mixed with layout tags: rebuild a standalone
+    # block from the descriptive ones.  Odd tags cost the EXIF, never the image.
+    exif: bytes | None = None
+    with contextlib.suppress(Exception):
+        block = Image.Exif()
+        for tag, value in tags.items():
+            if tag not in _TIFF_LAYOUT_TAGS:
+                block[tag] = tags.get_ifd(tag) if tag in TiffTags.TAGS_V2_GROUPS else value
+        exif = bare_exif(block.tobytes()) if len(block) else None
+    icc = tags.get(34675)
+    icc = icc if isinstance(icc, bytes) else None
+    decoded = finish(pixels, "tiff", exif, icc, tags.get(700), orientation)
+    pages = _tiff_pages(data)
+    if pages > 1:
+        decoded.warnings = (f"multi-page TIFF: only the first of its {pages} pages was upscaled",)
+    return decoded
+
+
+_MAX_TIFF_PAGES = 10_000
+
+
+def _tiff_pages(data: bytes) -> int:
+    """How many full-size images a (classic) TIFF's IFD chain holds; reduced-resolution
+    ones (thumbnails, NewSubfileType bit 0) are not counted.  The chain is followed while
+    it stays inside the file and never loops."""
+    order = "<" if data[:2] == b"II" else ">"
+    pages, seen = 0, set[int]()
+    try:
+        (offset,) = struct.unpack_from(order + "I", data, 4)
+        while offset and offset not in seen and len(seen) < _MAX_TIFF_PAGES:
+            seen.add(offset)
+            (count,) = struct.unpack_from(order + "H", data, offset)
+            reduced = False
+            for tag, typ, pos in ifd_entries(data, order, offset):
+                if tag == 254 and typ == LONG:
+                    reduced = bool(struct.unpack_from(order + "I", data, pos)[0] & 1)
+            pages += 0 if reduced and pages else 1
+            (offset,) = struct.unpack_from(order + "I", data, offset + 2 + 12 * count)
+    except struct.error:
+        pass
+    return max(pages, 1)
+
+
+def _decode_tiff_gray_alpha_16(data: bytes, tags: Mapping[int, Any]) -> np.ndarray:
+    """Decode 16-bit gray + alpha, which OpenCV reads as 8-bit gray.
+
+    Handles what :func:`encode_tiff` writes and the usual variants: uncompressed or Deflate
+    strips, with or without horizontal differencing.
+    """
+    width, height = int(tags[256]), int(tags[257])
+    compression, predictor = tags.get(259, 1), tags.get(317, 1)
+    if compression not in (1, 8, 32946) or predictor not in (1, 2) or tags.get(284, 1) != 1:
+        raise ImageReadError(
+            "unsupported TIFF (16-bit gray + alpha with compression "
+            f"{compression}, predictor {predictor})"
+        )
+    offsets, counts = as_tuple(tags.get(273)), as_tuple(tags.get(279))
+    strips = [data[offset : offset + count] for offset, count in zip(offsets, counts, strict=False)]
+    if compression != 1:
+        strips = [zlib.decompress(strip) for strip in strips]
+    raw = b"".join(strips)
+    expected = width * height * 2 * 2
+    if len(raw) < expected:
+        raise ImageReadError(TRUNCATED)
+    dtype = "<u2" if data[:2] == b"II" else ">u2"
+    pixels = np.frombuffer(raw[:expected], dtype).reshape(height, width, 2).astype(np.uint16)
+    if predictor == 2:
+        pixels = np.cumsum(pixels, axis=1, dtype=np.uint16)  # wraps modulo 2**16, as encoded
+    return pixels
+
+
+_TIFF_STRIP_BYTES = 1 << 20
+
+
+def encode_tiff(pixels: np.ndarray, meta: Metadata) -> bytes:
+    """Little-endian baseline TIFF, Adobe Deflate with horizontal differencing.
+
+    Works for 1..4 channels at 8 or 16 bits; ICC (tag 34675), XMP (700) and EXIF (its IFD0
+    tags merged into the image IFD, its Exif and GPS sub-IFDs linked) are all kept.  EXIF
+    that Pillow cannot re-serialise is left out rather than failing the image.
+    """
+    height, width, channels = pixels.shape
+    bits = 16 if pixels.dtype == np.uint16 else 8
+    samples = pixels.astype("<u2" if bits == 16 else np.uint8, copy=False)
+    # Predictor 2: each sample minus its left neighbour, modulo 2**bits (unsigned wrap).
+    diff = samples.copy()
+    diff[:, 1:] -= samples[:, :-1]
+    row_bytes = width * channels * bits // 8
+    rows_per_strip = max(1, min(height, _TIFF_STRIP_BYTES // row_bytes))
+    strips = [
+        deflate(diff[top : top + rows_per_strip].tobytes())
+        for top in range(0, height, rows_per_strip)
+    ]
+    header = b"II*\x00" + struct.pack("<I", 8)
+    layout = (pixels.shape, bits, rows_per_strip, strips)
+    try:
+        directory = _tiff_directory(*layout, meta, len(header))
+    except Exception:  # EXIF that Pillow cannot re-serialise costs the EXIF, not the image
+        without_exif = Metadata(None, meta.icc_profile, meta.xmp)
+        directory = _tiff_directory(*layout, without_exif, len(header))
+    if len(header) + len(directory) + sum(map(len, strips)) >= 1 << 32:
+        raise ImageWriteError("image too large for a TIFF file (over 4 GiB)")
+    return b"".join([header, directory, *strips])
+
+
+def _tiff_directory(
+    shape: tuple[int, ...],
+    bits: int,
+    rows_per_strip: int,
+    strips: list[bytes],
+    meta: Metadata,
+    offset: int,
+) -> bytes:
+    """The image IFD (with its sub-IFDs and out-of-line values) to place at ``offset``.
+
+    The strips are expected right after the returned bytes.
+    """
+    from PIL import Image, TiffImagePlugin, TiffTags
+
+    height, width, channels = shape
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    if meta.exif:
+        exif = Image.Exif()
+        exif.load(meta.exif)
+        for tag, value in exif.items():
+            if tag in _TIFF_LAYOUT_TAGS:
+                continue
+            if tag in TiffTags.TAGS_V2_GROUPS:
+                sub = dict(exif.get_ifd(tag))
+                # A stale interoperability pointer would point into the pixel data.
+                sub.pop(40965, None)
+                ifd[tag] = sub
+            else:
+                ifd[tag] = value
+    ifd[256] = width
+    ifd[257] = height
+    ifd[258] = (bits,) * channels
+    ifd[259] = 8  # Adobe Deflate
+    ifd[262] = 1 if channels in (1, 2) else 2  # BlackIsZero or RGB
+    ifd[277] = channels
+    ifd[278] = rows_per_strip
+    ifd[284] = 1  # contiguous samples
+    ifd[317] = 2  # horizontal differencing
+    ifd[339] = (1,) * channels  # unsigned integers
+    if channels in (2, 4):
+        ifd[338] = (2,)  # unassociated alpha
+    if 282 not in ifd or 283 not in ifd:  # resolution is required by baseline TIFF
+        ifd[282], ifd[283], ifd[296] = 72, 72, 2
+    if meta.icc_profile:
+        ifd[34675] = meta.icc_profile
+    if meta.xmp:
+        ifd[700] = meta.xmp
+    # Offsets relative to the first strip; ImageFileDirectory_v2 shifts them past the IFD.
+    offsets = [0]
+    for strip in strips[:-1]:
+        offsets.append(offsets[-1] + len(strip))
+    ifd[273] = tuple(offsets)
+    ifd[279] = tuple(len(strip) for strip in strips)
+    ifd.tagtype[273] = ifd.tagtype[279] = TiffTags.LONG
+    return ifd.tobytes(offset)
