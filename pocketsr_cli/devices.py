@@ -140,7 +140,10 @@ def choose_precision(
     """Resolve ``auto|fp32|fp16|bf16`` for a device and a model.
 
     An explicit request the model is not known to support is honoured anyway (the NaN guard
-    protects the result); ``auto`` only picks half precision when the model supports it.
+    protects the result).  ``auto`` picks fp16 on CUDA and MPS for a model that is fp16-safe;
+    else bf16 on a CUDA device that computes in it, for a model that is bf16-safe (bf16 has
+    fp32's range, so a network whose activations overflow fp16 may still run in it); else
+    fp32.
 
     Raises:
         DeviceError: unknown spelling.
@@ -154,7 +157,20 @@ def choose_precision(
         return requested  # type: ignore[return-value]
     if device.type in ("cuda", "mps") and supports_half:
         return "fp16"
+    if device.type == "cuda" and supports_bf16 and cuda_bf16_supported(device):
+        return "bf16"
     return "fp32"
+
+
+def cuda_bf16_supported(device: torch.device) -> bool:
+    """Whether the CUDA ``device`` computes in bf16 natively (Ampere and later)."""
+    import torch
+
+    try:
+        major, _ = torch.cuda.get_device_capability(device)
+    except (RuntimeError, AssertionError, ValueError):  # no CUDA, or not that device
+        return False
+    return major >= 8
 
 
 def compute_for(device: torch.device, precision: str, model: ModelDescriptor) -> Compute:
