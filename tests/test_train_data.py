@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pocketsr_cli.atomicfile import temp_path_for
 from pocketsr_cli.train import make_patches as make_patches_cli
 from pocketsr_cli.train import teacher as teacher_module
 from pocketsr_cli.train.dataset import PatchDataset, dihedral
@@ -407,7 +408,8 @@ def test_interrupted_run_resumes_to_identical_shards(tmp_path: Path) -> None:
         "manifest.json",
         shard_name(0),
     ]
-    (tmp_path / "resumed" / "shard_00001.npz.tmp").write_bytes(b"half")  # killed mid-write
+    killed = temp_path_for(tmp_path / "resumed" / shard_name(1))  # killed mid-write
+    killed.write_bytes(b"half")
     seen: list[int] = []
     run_tiny(tmp_path / "resumed", photos, progress=seen.append)
     assert sum(seen) == 10
@@ -416,7 +418,7 @@ def test_interrupted_run_resumes_to_identical_shards(tmp_path: Path) -> None:
     for name in whole:
         for key in whole[name]:
             np.testing.assert_array_equal(whole[name][key], resumed[name][key])
-    assert not list((tmp_path / "resumed").glob("*.tmp"))
+    assert not killed.exists()
 
 
 def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:

@@ -1,27 +1,22 @@
 """Atomic writes: :func:`write_atomic` leaves a file either untouched or complete.
 
-The bytes go to a temporary file beside the target (:func:`temp_path_for`, ending in
-:data:`TEMP_SUFFIX`), which is renamed into place, or, with ``exclusive=True``, linked
-into place only when the name is still free.  The temporary file is removed on any
-failure, KeyboardInterrupt included.  OS errors come out as :class:`ImageWriteError`.
+The bytes go to a temporary file beside the target (``atomicfile.temp_path_for``, the
+package's one naming of temporary files, ending in ``atomicfile.TEMP_SUFFIX``), which is
+renamed into place, or, with ``exclusive=True``, linked into place only when the name is
+still free.  The temporary file is removed on any failure, KeyboardInterrupt included.
+OS errors come out as :class:`ImageWriteError`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from pathlib import Path
 
+from pocketsr_cli.atomicfile import TEMP_SUFFIX, temp_path_for
 from pocketsr_cli.errors import ImageWriteError
 
-TEMP_SUFFIX = ".pocketsr-tmp"
-
-
-def temp_path_for(path: Path) -> Path:
-    """A fresh temporary name beside ``path``: hidden, unique, ending in :data:`TEMP_SUFFIX`."""
-    # The name is shortened so that the temporary name stays within NAME_MAX.
-    return path.with_name(f".{path.name[:100]}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
+__all__ = ["TEMP_SUFFIX", "temp_path_for", "write_atomic"]
 
 
 def write_atomic(path: Path, data: bytes, *, fsync: bool = False, exclusive: bool = False) -> bool:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+
+from pocketsr_cli.atomicfile import replacing
 
 
 def write_weights(state: Mapping[str, torch.Tensor], dest: Path) -> dict[str, object]:
@@ -22,10 +23,8 @@ def write_weights(state: Mapping[str, torch.Tensor], dest: Path) -> dict[str, ob
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, dest)
+    with replacing(dest) as tmp:
+        save_file(tensors, str(tmp))
     data = dest.read_bytes()
     return {
         "params": sum(v.numel() for v in tensors.values() if v.dtype.is_floating_point),

@@ -32,14 +32,14 @@ Output folder::
 Each shard holds uint8 ``hr (n, H, H, 3)``, ``lr (n, h, h, 3)``, ``teacher (n, H, H, 3)``
 (RGB, ``H = lr_size·scale``), and ``index (n,) int64`` (patch numbers), ``photo (n,) int16``
 (index into the manifest's photo list), ``box (n, 3) int32`` (top, left, side of the crop in
-the photo).  Shards are written to ``*.tmp`` and renamed, so a shard that exists is complete.
+the photo).  Shards are written to a temporary name (``atomicfile.replacing``) and renamed, so
+a shard that exists is complete.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from pocketsr_cli.atomicfile import TEMP_SUFFIX, replacing
 from pocketsr_cli.train.degradations import (
     REAL_ESRGAN,
     DegradationConfig,
@@ -313,13 +314,8 @@ def shard_is_complete(path: Path, indices: range) -> bool:
 
 
 def _atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp, tmp.open("wb") as f:
+        write(f)
 
 
 def _write_shard(path: Path, arrays: dict[str, Any]) -> None:
@@ -449,7 +445,8 @@ def make_patches(
                 f"{out_dir} holds patches made with other settings ({', '.join(differ)}); "
                 "use another --out folder"
             )
-    for stale in out_dir.glob("*.tmp"):  # left by a run killed mid-write
+    # left by a run killed mid-write (``*.tmp``: the names of earlier versions)
+    for stale in [*out_dir.glob(f".*{TEMP_SUFFIX}"), *out_dir.glob("*.tmp")]:
         stale.unlink()
     _atomic_write_bytes(
         out_dir / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=2).encode() + b"\n")

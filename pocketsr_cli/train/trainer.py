@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import ConcatDataset, default_collate
 
+from pocketsr_cli.atomicfile import replacing
 from pocketsr_cli.train import anneal, loop, losses
 from pocketsr_cli.train.dataset import PatchDataset
 
@@ -103,6 +103,9 @@ class TrainConfig:
     # the fly, degraded with ``degradations`` (patch i: kind i mod n) and teacher-labelled
     # on ``device`` (``teacher_precision`` fp16 or fp32; fp16 only on CUDA)
     photos: str | None = None
+    # a ``train_photos.txt``-format list whose photos in ``photos`` also count as training
+    # photos (``pocketsr_cli.train.split.split_photos``); e.g. scripts/extra_train_photos.txt
+    fetch_list: str | None = None
     degradations: str = "mild"
     lr_size: int = 64
     margin: int = 8
@@ -177,9 +180,8 @@ def _downscale(x: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class Trainer:
@@ -275,7 +277,7 @@ class Trainer:
         if c.weights.l1_gt_usm:
             raise ValueError("--w-l1-gt-usm needs cached patches (--patches), not --photos")
         assert c.photos is not None
-        split = split_photos(Path(c.photos))
+        split = split_photos(Path(c.photos), Path(c.fetch_list) if c.fetch_list else None)
         spec = PatchSpec(scale=4, lr_size=c.lr_size, margin=c.margin, seed=c.seed)
         kinds = [k.strip() for k in c.degradations.split(",") if k.strip()]
         data = OnlinePatches(split.train, spec, kinds)

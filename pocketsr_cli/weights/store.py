@@ -16,9 +16,7 @@ files are never touched.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
 import shutil
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pocketsr_cli import manifest
+from pocketsr_cli.atomicfile import replacing
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.errors import ModelError, UsageError
 from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
@@ -222,39 +221,30 @@ def _exact_half(t: torch.Tensor) -> torch.Tensor:
 
 
 def _write(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> None:
-    """Write the weights, then the manifest, each to a temporary name renamed into place."""
+    """Write the weights, then the manifest, each to a temporary name renamed into place
+    (the weights first: the blocks end innermost first)."""
     from safetensors.torch import save_file
 
     folder = spec.path.parent
     weights = folder / f"{spec.name}.safetensors"
-    tmp_weights = folder / f".{spec.name}.safetensors.{os.getpid()}.tmp"
-    tmp_manifest = folder / f".{spec.name}.toml.{os.getpid()}.tmp"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        # safetensors refuses views and tensors sharing memory: give it plain copies.
-        plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-        save_file(plain, str(tmp_weights), metadata={"format": "pt"})
-        digest = sha256_file(tmp_weights)
-        final = dataclasses.replace(
-            spec,
-            weights=WeightsSpec(
-                file=weights.name, sha256=digest, size=tmp_weights.stat().st_size, urls=()
-            ),
-        )
-        tmp_manifest.write_text(
-            dump_manifest(final, comment="Written by `pocketsr models import`."),
-            encoding="utf-8",
-        )
-        verify.forget(weights)
-        os.replace(tmp_weights, weights)
-        os.replace(tmp_manifest, spec.path)
+        with replacing(spec.path) as tmp_manifest, replacing(weights) as tmp_weights:
+            # safetensors refuses views and tensors sharing memory: give it plain copies.
+            plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+            save_file(plain, str(tmp_weights), metadata={"format": "pt"})
+            digest = sha256_file(tmp_weights)
+            size = tmp_weights.stat().st_size
+            final = dataclasses.replace(
+                spec, weights=WeightsSpec(file=weights.name, sha256=digest, size=size, urls=())
+            )
+            tmp_manifest.write_text(
+                dump_manifest(final, comment="Written by `pocketsr models import`."),
+                encoding="utf-8",
+            )
+            verify.forget(weights)
         verify.remember(weights, digest)
     except OSError as exc:
         raise ModelError(f"cannot store {spec.name} in {folder}: {exc.strerror or exc}") from exc
-    finally:
-        for tmp in (tmp_weights, tmp_manifest):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
 
 
 def _check_name(request: ImportRequest) -> Path:

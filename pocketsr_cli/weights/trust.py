@@ -29,13 +29,12 @@ again (the way out when a publisher replaces a file).  Unlike the hash memo of
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pocketsr_cli.atomicfile import replacing
 from pocketsr_cli.errors import ModelError, first_line
 from pocketsr_cli.weights import verify
 from pocketsr_cli.weights.cache import sha256_file, weights_path
@@ -116,19 +115,14 @@ def convert_pickle(model: str, source: Path, source_sha256: str) -> Path:
         raise ModelError(f"cannot load {source.name}: {first_line(exc)}") from exc
     tensors, aliases = _unshared(canonical_state_dict(raw, source.name))
     copy = converted_path(model, source.name)
-    tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
     try:
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        metadata = {"format": "pt", _ALIASES_KEY: json.dumps(aliases, sort_keys=True)}
-        save_file(tensors, str(tmp), metadata=metadata)
-        digest = sha256_file(tmp)
-        verify.forget(copy)
-        os.replace(tmp, copy)
+        with replacing(copy) as tmp:
+            metadata = {"format": "pt", _ALIASES_KEY: json.dumps(aliases, sort_keys=True)}
+            save_file(tensors, str(tmp), metadata=metadata)
+            digest = sha256_file(tmp)
+            verify.forget(copy)
     except OSError as exc:
         raise ModelError(f"cannot write {copy}: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
     verify.remember(copy, digest)
     path = _folder(model) / CONVERTED_NAME
     records = _read(path)
@@ -226,13 +220,8 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _write(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
     except OSError as exc:
         raise ModelError(f"cannot record {path}: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()

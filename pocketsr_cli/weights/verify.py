@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from pocketsr_cli.atomicfile import replacing
 from pocketsr_cli.weights.cache import sha256_file
 
 MEMO_NAME = ".verified.json"
@@ -88,10 +88,5 @@ def _read(folder: Path) -> dict[str, Any]:
 def _write(folder: Path, memo: dict[str, Any]) -> None:
     # Entries for files that are gone would only grow the memo.
     memo = {name: entry for name, entry in memo.items() if (folder / name).is_file()}
-    tmp = folder / f"{MEMO_NAME}.{os.getpid()}.tmp"
-    try:
+    with contextlib.suppress(OSError), replacing(folder / MEMO_NAME, mkdir=False) as tmp:
         tmp.write_text(json.dumps(memo, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, folder / MEMO_NAME)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
