@@ -88,16 +88,59 @@ def test_plan_axis_contract(overlap: int, multiple_of: int) -> None:
             cores = [s.stop - s.start for s in spans]
             assert spans[0].start == 0 and spans[-1].stop == length
             assert all(a.stop == b.start for a, b in pairwise(spans))
-            assert max(cores) - min(cores) <= 1, "tiles are not even"
             windows = {s.window_stop - s.window_start for s in spans}
             assert len(windows) == 1, "windows differ in size, cannot batch"
             window = windows.pop()
+            aligned = all(s.window_start % multiple_of == 0 for s in spans)
+            if aligned and length % multiple_of == 0:  # aligned plan: even in grid steps
+                assert max(cores) - min(cores) <= multiple_of, "tiles are not even"
+                assert len(spans) == 1 or window % multiple_of == 0
+            else:
+                assert max(cores) - min(cores) <= 1, "tiles are not even"
             limit = SizeRequirements(multiple_of=multiple_of).padded(tile)
             assert len(spans) == 1 or window <= limit
             for s in spans:
                 assert 0 <= s.window_start <= s.start < s.stop <= s.window_stop <= length
                 assert s.start - s.window_start >= overlap or s.window_start == 0
                 assert s.window_stop - s.stop >= overlap or s.window_stop == length
+
+
+@pytest.mark.parametrize("multiple_of", [2, 8, 16])
+@pytest.mark.parametrize("overlap", [0, 5, 8, 16])
+def test_plan_axis_aligns_windows_to_the_models_grid(overlap: int, multiple_of: int) -> None:
+    for length in range(multiple_of, 400, multiple_of):
+        for tile in range(2 * overlap + 1, 200, 7):
+            reach = -(-overlap // multiple_of) * multiple_of
+            room = SizeRequirements(multiple_of=multiple_of).padded(tile) - 2 * reach
+            spans = plan_axis(length, tile, overlap, multiple_of)
+            if len(spans) == 1 or room < multiple_of:
+                continue  # one window, or no room for a core of one grid step
+            assert all(s.window_start % multiple_of == 0 for s in spans), (length, tile)
+            assert all(s.start % multiple_of == 0 for s in spans)
+
+
+def _block_model(scale: int, block: int = 8):
+    """A model that works on ``block``-px cells (pixel-unshuffle, 1x1 mix, shuffle back):
+    needs inputs in multiples of ``block`` and sees no context, yet its output depends on
+    where the cells fall."""
+    torch.manual_seed(0)
+    mix = torch.nn.Conv2d(3 * block * block, 3 * block * block, 1)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        y = F.pixel_shuffle(mix(F.pixel_unshuffle(x, block)), block)
+        return y.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
+
+    return fn
+
+
+def test_grid_model_tiled_equals_untiled() -> None:
+    # Windows that started off the 8-px grid (as centred windows did) cut the cells
+    # differently from the untiled run: the output would differ everywhere.
+    fn, size = _block_model(scale=2), SizeRequirements(multiple_of=8)
+    for h, w, tile in [(80, 104, 40), (61, 77, 36), (37, 53, 28)]:
+        image = smooth_image(h, w)
+        out = upscale_tiled(image, fn, scale=2, tile=tile, overlap=8, size=size)
+        assert (out - untiled(fn, image, size)).abs().max() <= 1e-5
 
 
 def test_plan_axis_single_tile_and_errors() -> None:

@@ -13,6 +13,10 @@ Vocabulary (all sizes in *input* pixels unless they say otherwise):
 - **core**: the part of the image a tile is responsible for.  Cores are *even*: an axis of
   length ``L`` is cut into ``n`` cores whose sizes differ by at most one pixel, instead of
   ``N``-sized pieces plus a thin remainder.
+- **grid**: a model that needs sides in multiples of ``m`` (``SizeRequirements``) usually
+  works on an ``m``-pixel grid (pixel-unshuffle, strided levels), so windows start at
+  multiples of ``m`` (cores then differ by at most ``m``): each tile sees every pixel at
+  the grid phase it has in the untiled run.
 - **overlap** ``o``: context each window has beyond its core at an interior border (a window
   that reaches the image edge has the real edge instead, exactly as the whole image would).
   All windows of a plan have one size, so several can go through the model in one batch.

@@ -28,12 +28,21 @@ class Span:
 def plan_axis(length: int, tile: int, overlap: int, multiple_of: int = 1) -> tuple[Span, ...]:
     """Cut an axis into even tiles.
 
-    Contract: cores partition ``[0, length)`` and differ in size by at most one pixel; every
-    window has the same size, at most ``SizeRequirements(multiple_of=m).padded(tile)``, lies
-    inside ``[0, length)``, contains its core, and extends at least ``overlap`` pixels past
-    each core border that is not the image edge (or reaches the image edge).  Windows are
-    made a multiple of ``multiple_of`` when the axis is long enough, so that only short axes
-    need padding.  ``tile <= 0`` or ``tile >= length`` gives one tile.
+    Contract: cores partition ``[0, length)``; every window has the same size, at most
+    ``SizeRequirements(multiple_of=m).padded(tile)``, lies inside ``[0, length)``, contains
+    its core, and extends at least ``overlap`` pixels past each core border that is not the
+    image edge (or reaches the image edge).  ``tile <= 0`` or ``tile >= length`` gives one
+    tile.
+
+    When ``length`` is a multiple of ``m = multiple_of`` (the tiler pads the image to one)
+    and the tile leaves room, the plan is *aligned*: every window starts at a multiple of
+    ``m`` and is a multiple of ``m`` long.  A model that needs multiples of ``m`` usually
+    works on a grid of that pitch (a pixel-unshuffle, strided levels), so only aligned
+    windows put every pixel at the phase it has in the untiled run.  Cores then start at
+    multiples of ``m`` and differ in size by at most ``m``, and each window reaches
+    ``overlap`` rounded up to a multiple of ``m`` past its core.  Otherwise cores differ in
+    size by at most one pixel and windows are made a multiple of ``m`` when the axis is
+    long enough, so that only short axes need padding.
 
     Raises:
         ValueError: ``length < 1``, ``overlap < 0``, or ``0 < tile <= 2 * overlap`` on an
@@ -45,14 +54,41 @@ def plan_axis(length: int, tile: int, overlap: int, multiple_of: int = 1) -> tup
         raise ValueError(f"overlap must be >= 0, got {overlap}")
     if tile <= 0 or tile >= length:
         return (Span(0, length, 0, length),)
-    usable = tile - 2 * overlap
-    if usable < 1:
+    if tile - 2 * overlap < 1:
         raise ValueError(f"tile {tile} must be larger than twice the overlap ({overlap})")
+    m = max(1, multiple_of)
+    reach = -(-overlap // m) * m  # the overlap, in whole grid steps
+    usable = (-(-tile // m) * m - 2 * reach) // m  # core side, in grid steps
+    if m > 1 and length % m == 0 and usable >= 1:
+        return _aligned(length, m, reach, usable)
+    return _even(length, tile, overlap, m)
+
+
+def _aligned(length: int, m: int, reach: int, usable: int) -> tuple[Span, ...]:
+    """The aligned plan (see :func:`plan_axis`): everything in steps of ``m``."""
+    units = length // m
+    count = -(-units // usable)
+    bounds = [m * (i * units // count) for i in range(count + 1)]
+    biggest = max(b - a for a, b in pairwise(bounds))
+    window = min(length, biggest + 2 * reach)
+    spans = []
+    for a, b in pairwise(bounds):
+        # Centred, then moved down onto the grid: the window still reaches ``overlap``
+        # past both core borders, because it is at least ``2 * reach`` wider than the core.
+        start = (a - (window - (b - a)) // 2) // m * m
+        start = min(max(start, 0), length - window)
+        spans.append(Span(a, b, start, start + window))
+    return tuple(spans)
+
+
+def _even(length: int, tile: int, overlap: int, m: int) -> tuple[Span, ...]:
+    """The unaligned plan: cores within one pixel of each other, windows anywhere."""
+    usable = tile - 2 * overlap
     count = -(-length // usable)
     bounds = [i * length // count for i in range(count + 1)]
     biggest = max(b - a for a, b in pairwise(bounds))
     window = min(length, biggest + 2 * overlap)
-    rounded = -(-window // multiple_of) * multiple_of
+    rounded = -(-window // m) * m
     if rounded <= length:
         window = rounded
     spans = []
