@@ -1,10 +1,11 @@
-"""PocketSR-style single-step generators: LiteED encoder, pruned U-Net, LiteED decoder.
+"""PocketSR-style single-step generators: LiteED encoder, pruned U-Net, LiteED decoder
+(or, preset ``pix``, GenDR-Pix's pixel-space ends: x8 pixel-(un)shuffles, no LiteED).
 
 Public API:
 
 - :data:`FAMILY`: the ``pocketsr`` architecture family (detect a state dict, load it,
   build from a manifest's ``[build]`` table), listed in ``registry.py``;
-- :class:`PocketSRConfig`, :data:`CONFIGS` (``nano``, ``tiny``, ``base``) and
+- :class:`PocketSRConfig`, :data:`CONFIGS` (``nano``, ``tiny``, ``base``, ``pix``) and
   :func:`build` ``(config | preset | [build] table, scale) -> PocketSR``;
 - :func:`detect` / :func:`infer`: recognise a state dict and read its hyper-parameters
   (``infer`` returns ``[build]`` parameters plus ``"scale"``);
@@ -12,7 +13,7 @@ Public API:
 
 Training reaches inside the network from ``train/`` (feature taps in ``train.taps``, the
 blocks annealing swaps in ``train.anneal``).  See ``network.py`` for the data flow and
-``lited.py`` for the upsampling choices.
+``lited.py`` for the upsampling choices, ``pixel.py`` for the pixel-space layout.
 """
 
 from pocketsr_cli.archs.pocketsr.config import CONFIGS, PocketSRConfig

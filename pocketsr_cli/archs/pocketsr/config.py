@@ -1,5 +1,10 @@
 """Hyper-parameters of the PocketSR-style generator, the named presets, and their checks.
 
+Two layouts share the U-Net body: the latent one (LiteED encoder and decoder around the
+U-Net, PocketSR) and, with ``pixel``, GenDR-Pix's pixel-space one (no LiteED: the
+bicubic-upsampled input is pixel-unshuffled straight into the U-Net and its output
+pixel-shuffled back).
+
 This module imports no torch so that manifests and the registry can validate ``[build]``
 tables cheaply.  ``PocketSRConfig.to_params`` / ``from_params`` convert to and from the
 plain ``[build]`` table (lists instead of tuples), which is what ``infer`` returns too.
@@ -7,6 +12,7 @@ plain ``[build]`` table (lists instead of tuples), which is what ``infer`` retur
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -39,6 +45,13 @@ class PocketSRConfig:
             default: the filter also removes all detail above the LR Nyquist frequency
             (trained with it, sharpness stayed at bicubic's); the lattice loss, RandPad
             and the resize-convolution decoder keep the grid down without it.
+        pixel: GenDR-Pix's pixel-space layout instead of LiteED: the LR is bicubic-upsampled
+            to the output size, pixel-unshuffled by ``unshuffle`` (8, as in the paper: so
+            the U-Net works at 1/8 of the output) into one 3x3 convolution to
+            ``widths[0]``; the U-Net's output goes through one 3x3 convolution and a pixel
+            shuffle by ``unshuffle`` and is added to the upsampled input.  ``enc_width``
+            is unused, ``dec_widths`` must be empty and ``antilattice`` off (the masked
+            Fourier loss is that layout's answer to the shuffle grid).
     """
 
     unshuffle: int = 2
@@ -52,6 +65,7 @@ class PocketSRConfig:
     dec_widths: tuple[int, ...] = (24,)
     dec_depth: int = 1
     antilattice: bool = False
+    pixel: bool = False
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -65,13 +79,27 @@ class PocketSRConfig:
 
     @property
     def multiple_of(self) -> int:
-        """Input sides must be multiples of this (unshuffle, then one /2 per extra level)."""
+        """Sides must be multiples of this (unshuffle, then one /2 per extra level): of the
+        input for the latent layout, of the *output* for ``pixel`` (see
+        :meth:`input_multiple`)."""
         return self.unshuffle * 2 ** (self.levels - 1)
+
+    def input_multiple(self, scale: int) -> int:
+        """Input sides must be multiples of this at ``scale``."""
+        m = self.multiple_of
+        return m // math.gcd(m, scale) if self.pixel else m
 
     def problems(self) -> list[str]:
         """Human-readable reasons why this config cannot be built (empty when fine)."""
         out: list[str] = []
-        if self.unshuffle not in (1, 2, 4):
+        if self.pixel:
+            if self.unshuffle not in (2, 4, 8, 16):
+                out.append(f"unshuffle must be 2, 4, 8 or 16 with pixel, got {self.unshuffle}")
+            if self.dec_widths:
+                out.append("dec_widths must be empty with pixel (there is no LiteED decoder)")
+            if self.antilattice:
+                out.append("antilattice does not apply with pixel (no sub-pixel head)")
+        elif self.unshuffle not in (1, 2, 4):
             out.append(f"unshuffle must be 1, 2 or 4, got {self.unshuffle}")
         elif len(self.dec_widths) != self.unshuffle.bit_length() - 1:
             out.append(
@@ -153,4 +181,8 @@ CONFIGS: dict[str, PocketSRConfig] = {
         dec_widths=(64,),
         dec_depth=3,
     ),
+    # GenDR-Pix's pixel-space layout around nano's U-Net: no LiteED, x8 pixel-unshuffle of
+    # the bicubic-upsampled input in, x8 pixel shuffle out (the grid is LR/2 at x4, as
+    # nano's latent).
+    "pix": PocketSRConfig(pixel=True, unshuffle=8, dec_widths=()),
 }

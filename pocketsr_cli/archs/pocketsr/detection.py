@@ -11,6 +11,13 @@ else is read from shapes and key names:
     ...blocks.{j}.pw1.weight     (expand * width, width, 1, 1)
     decoder.{j}.reduce.weight    (dec_widths[j], ...); decoder.0.convs.{k} -> dec_depth
     head.weight                  (3 * scale**2, dec_widths[-1] + 3, 3, 3)
+
+The pixel layout (``pixel``, preset ``pix``) has ``encoder.conv`` instead of
+``encoder.conv1``/``conv2`` and ``head.conv`` instead of ``head.weight``; its scale is the
+fifth entry of ``pocketsr_arch``::
+
+    encoder.conv.weight          (widths[0], 3 * unshuffle**2, 3, 3)
+    head.conv.weight             (3 * unshuffle**2, widths[0], 3, 3)
 """
 
 from __future__ import annotations
@@ -24,12 +31,19 @@ from pocketsr_cli.archs.pocketsr.config import PocketSRConfig
 
 ARCH_KEY = "pocketsr_arch"
 FORMAT_VERSION = 1
-_REQUIRED = (ARCH_KEY, "encoder.conv1.weight", "encoder.conv2.weight", "head.weight", "head.bias")
+_LATENT_KEYS = ("encoder.conv1.weight", "encoder.conv2.weight", "head.weight", "head.bias")
+_PIXEL_KEYS = ("encoder.conv.weight", "head.conv.weight", "head.bias")
+
+
+def _is_pixel(state_dict: Mapping[str, Any]) -> bool:
+    return all(k in state_dict for k in _PIXEL_KEYS)
 
 
 def detect(state_dict: Mapping[str, Any]) -> bool:
-    """Whether ``state_dict`` is a PocketSR generator's."""
-    if not all(k in state_dict for k in _REQUIRED):
+    """Whether ``state_dict`` is a PocketSR generator's (either layout)."""
+    if ARCH_KEY not in state_dict:
+        return False
+    if not (_is_pixel(state_dict) or all(k in state_dict for k in _LATENT_KEYS)):
         return False
     arch = state_dict[ARCH_KEY]
     return len(arch.shape) == 1 and arch.shape[0] >= 1 and not arch.is_floating_point()
@@ -42,20 +56,22 @@ def infer(state_dict: Mapping[str, Any]) -> dict[str, Any]:
         ValueError: a newer format version, or shapes that do not fit together.
     """
     sd = state_dict
+    pixel = _is_pixel(sd)
     arch = [int(v) for v in sd[ARCH_KEY].tolist()]
-    if arch[0] != FORMAT_VERSION or len(arch) != 4:
+    if arch[0] != FORMAT_VERSION or len(arch) != (5 if pixel else 4):
         raise ValueError(
             f"PocketSR weights in format {arch[0]}; this pocketsr reads format "
             f"{FORMAT_VERSION} (upgrade pocketsr)"
         )
-    _, attn_heads, attn_window, antilattice = arch
+    attn_heads, attn_window, antilattice = arch[1:4]
 
-    enc_width, enc_in = _shape(sd, "encoder.conv1.weight")[:2]
+    enc_key = "encoder.conv.weight" if pixel else "encoder.conv1.weight"
+    enc_width, enc_in = _shape(sd, enc_key)[:2]
     unshuffle = math.isqrt(enc_in // 3)
     if 3 * unshuffle * unshuffle != enc_in:
         raise ValueError(f"encoder input has {enc_in} channels, not 3 * a square")
 
-    widths = [_shape(sd, "encoder.conv2.weight")[0]]
+    widths = [enc_width if pixel else _shape(sd, "encoder.conv2.weight")[0]]
     while f"unet.down.{len(widths) - 1}.downsample.conv.weight" in sd:
         widths.append(_shape(sd, f"unet.down.{len(widths) - 1}.downsample.conv.weight")[0])
     levels = len(widths)
@@ -85,15 +101,23 @@ def infer(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     while f"decoder.{len(dec_widths)}.reduce.weight" in sd:
         dec_widths.append(_shape(sd, f"decoder.{len(dec_widths)}.reduce.weight")[0])
     dec_depth = _count(sd, r"decoder\.0\.convs\.(\d+)\.weight")
+    if pixel:  # no decoder: the fields that would describe it keep their defaults
+        dec_depth = PocketSRConfig.dec_depth
 
-    head_out = _shape(sd, "head.weight")[0]
-    scale = math.isqrt(head_out // 3)
-    if 3 * scale * scale != head_out:
-        raise ValueError(f"head has {head_out} outputs, not 3 * a square")
+    if pixel:
+        scale = arch[4]
+        head_out = _shape(sd, "head.conv.weight")[0]
+        if head_out != enc_in:
+            raise ValueError(f"head has {head_out} outputs, the encoder {enc_in} inputs")
+    else:
+        head_out = _shape(sd, "head.weight")[0]
+        scale = math.isqrt(head_out // 3)
+        if 3 * scale * scale != head_out:
+            raise ValueError(f"head has {head_out} outputs, not 3 * a square")
 
     config = PocketSRConfig(
         unshuffle=unshuffle,
-        enc_width=enc_width,
+        enc_width=PocketSRConfig.enc_width if pixel else enc_width,
         widths=tuple(widths),
         depths=tuple(depths),
         kinds=tuple(kinds),
@@ -103,6 +127,7 @@ def infer(state_dict: Mapping[str, Any]) -> dict[str, Any]:
         dec_widths=tuple(dec_widths),
         dec_depth=dec_depth,
         antilattice=bool(antilattice),
+        pixel=pixel,
     )
     return {**config.to_params(), "scale": scale}
 

@@ -13,6 +13,11 @@ detail a x2 residual needs most, so the presets use LR/2 for both scales: x2 and
 share everything but the head.  Hyper-parameters that leave no trace in tensor shapes
 (format version, attention heads and window, anti-lattice filter) live in the persistent
 ``pocketsr_arch`` buffer, which is also what identifies these state dicts.
+
+With ``config.pixel`` (preset ``pix``) the encoder and head are GenDR-Pix's pixel-space
+ones instead (``pixel.py``): bicubic upsampling, x8 pixel-unshuffle and one conv into the
+same U-Net, one conv and a x8 pixel shuffle out, no decoder.  The scale then leaves no
+trace in the shapes either, so it is recorded in ``pocketsr_arch`` as a fifth entry.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pocketsr_cli.archs.pocketsr.blocks import (
 from pocketsr_cli.archs.pocketsr.config import CONFIGS, PocketSRConfig
 from pocketsr_cli.archs.pocketsr.detection import ARCH_KEY, FORMAT_VERSION
 from pocketsr_cli.archs.pocketsr.lited import DecoderStage, LiteEncoder, SubPixelHead
+from pocketsr_cli.archs.pocketsr.pixel import PixelEncoder, PixelHead, upsample
 
 
 def _blocks(kind: str, channels: int, depth: int, expand: int) -> nn.Sequential:
@@ -122,14 +128,17 @@ class PocketSR(nn.Module):
     """``(N, 3, H, W)`` in ``[0, 1]`` -> ``(N, 3, H * scale, W * scale)``.
 
     ``H`` and ``W`` must be multiples of :attr:`multiple_of` (the tiler pads to it).  At
-    initialisation the output equals bilinear upsampling of the input (the head is
-    zero-initialised).  fp16 and bf16 are safe: there is no normalisation, activations stay
-    at image scale, and the attention's sums are taken in float32.
+    initialisation the output equals bilinear upsampling of the input (bicubic for the
+    pixel layout; the head is zero-initialised).  fp16 and bf16 are safe: there is no
+    normalisation, activations stay at image scale, and the attention's sums are taken in
+    float32.
     """
 
     supports_half = True
     supports_bf16 = True
     pocketsr_arch: torch.Tensor
+    encoder: LiteEncoder | PixelEncoder
+    head: SubPixelHead | PixelHead
 
     def __init__(self, config: PocketSRConfig, scale: int) -> None:
         super().__init__()
@@ -137,14 +146,21 @@ class PocketSR(nn.Module):
             raise ValueError(f"scale must be a positive integer, got {scale}")
         self.config = config
         self.scale = int(scale)
-        self.encoder = LiteEncoder(config.unshuffle, config.enc_width, config.widths[0])
-        self.unet = UNet(config)
         widths = (config.widths[0], *config.dec_widths)
+        arch = [FORMAT_VERSION, config.attn_heads, config.attn_window, int(config.antilattice)]
+        if config.pixel:
+            self.encoder = PixelEncoder(config.unshuffle, config.widths[0])
+            arch.append(self.scale)
+        else:
+            self.encoder = LiteEncoder(config.unshuffle, config.enc_width, config.widths[0])
+        self.unet = UNet(config)
         self.decoder = nn.ModuleList(
             DecoderStage(a, b, config.dec_depth) for a, b in pairwise(widths)
         )
-        self.head = SubPixelHead(widths[-1], self.scale, config.antilattice)
-        arch = [FORMAT_VERSION, config.attn_heads, config.attn_window, int(config.antilattice)]
+        if config.pixel:
+            self.head = PixelHead(config.widths[0], config.unshuffle)
+        else:
+            self.head = SubPixelHead(widths[-1], self.scale, config.antilattice)
         self.register_buffer(ARCH_KEY, torch.tensor(arch, dtype=torch.int32))
 
     def macs(self, lr_h: int, lr_w: int) -> int:
@@ -156,12 +172,12 @@ class PocketSR(nn.Module):
     @property
     def multiple_of(self) -> int:
         """Input sides must be multiples of this."""
-        return self.config.multiple_of
+        return self.config.input_multiple(self.scale)
 
     @property
     def minimum_size(self) -> int:
         """Smallest input side (one pixel at the lowest U-Net level)."""
-        return self.config.multiple_of
+        return self.multiple_of
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.multiple_of
@@ -170,6 +186,9 @@ class PocketSR(nn.Module):
                 f"input sides must be multiples of {m}, got {tuple(x.shape[-2:])} "
                 "(pad the input; the tiler does this from the model's size requirements)"
             )
+        if self.config.pixel:
+            up = upsample(x, self.scale)
+            return self.head(self.unet(self.encoder(up)), up)
         h = self.unet(self.encoder(x))
         for stage in self.decoder:
             h = stage(h)
@@ -179,8 +198,8 @@ class PocketSR(nn.Module):
 def build(config: PocketSRConfig | str | Mapping[str, Any], scale: int) -> PocketSR:
     """A freshly initialised generator.
 
-    ``config`` is a :class:`PocketSRConfig`, a preset name (``nano``, ``tiny``, ``base``) or
-    a manifest ``[build]`` table (``preset`` and/or explicit fields).
+    ``config`` is a :class:`PocketSRConfig`, a preset name (``nano``, ``tiny``, ``base``,
+    ``pix``) or a manifest ``[build]`` table (``preset`` and/or explicit fields).
     """
     if isinstance(config, str):
         if config not in CONFIGS:
