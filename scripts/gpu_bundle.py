@@ -15,6 +15,8 @@ and installs nothing, so the bundle holds:
   highest quality (from ``--quality`` down to 80) that keeps all photos within
   ``--photo-budget`` MB; small photos are copied as they are.  Names are kept, so
   :func:`pocketsr_cli.train.split.split_photos` sorts them as on this machine;
+* ``extra.txt``: the ``--fetch-list`` naming the extra training photos among ``photos/``
+  (default ``scripts/extra_train_photos.txt``), passed on to the trainer;
 * ``val/``: the centred ``--val-side`` square of each validation photo (PNG), enough for
   the trainer's ``--val-crop``;
 * ``wheels/``: pure-Python wheels of the packages the GPU image lacks (spandrel, einops,
@@ -108,9 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photo-budget", type=float, default=16.0, help="MB for photos/")
     parser.add_argument("--val-side", type=int, default=768)
     parser.add_argument("--no-wheels", action="store_true")
+    parser.add_argument(
+        "--fetch-list",
+        type=Path,
+        default=REPO / "scripts" / "extra_train_photos.txt",
+        help="train_photos.txt-format list of extra training photos (copied as extra.txt)",
+    )
     args = parser.parse_args(argv)
     try:
-        split = split_photos(args.photos)
+        split = split_photos(args.photos, args.fetch_list)
         if not split.train:
             raise ValueError(f"no training photos in {args.photos}")
         if args.out.exists():
@@ -126,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             split.train, args.out / "photos", args.long_side, args.quality, budget
         )
         pack_val(split.validation, args.out / "val", args.val_side)
+        if args.fetch_list:
+            shutil.copyfile(args.fetch_list, args.out / "extra.txt")
         if not args.no_wheels:
             pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps"]
             pure = ["--platform", "any", "--only-binary", ":all:"]

@@ -33,6 +33,8 @@ export PYTHONPATH="$PWD:$work/site${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
     torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
 "$PY" -m pocketsr_cli.train.compact init "$BUNDLE/teacher" "$work/init.safetensors"
+extra=()  # the extra training photos' list (scripts/extra_train_photos.txt), if bundled
+[ -f "$BUNDLE/extra.txt" ] && extra=(--fetch-list "$BUNDLE/extra.txt")
 start=$(date +%s)
 "$PY" -m pocketsr_cli.train.run --photos "$BUNDLE/photos" --teacher "$BUNDLE/teacher" \
     --init "$work/init.safetensors" --out "$OUT/run" --scale 4 --device "$DEVICE" \
@@ -44,7 +46,8 @@ start=$(date +%s)
     --w-l1-gt 0 --w-l1-teacher 0 --w-l1-low-teacher 1 --w-perceptual 0.1 --w-amplitude 0.5 \
     --w-lattice 1 --w-band "${W_BAND:-10}" --w-band-corr "${W_BAND_CORR:-0.1}" \
     --w-hf-excess "${W_HF_EXCESS:-5}" --texture-target teacher --texture-window 16 --ema 0.995 \
-    --w-gan "${W_GAN:-0}" --gan-start 0 ${THREADS:+--threads "$THREADS"}
+    --w-gan "${W_GAN:-0}" --gan-start 0 ${THREADS:+--threads "$THREADS"} \
+    ${extra[@]+"${extra[@]}"}
 echo "trained in $(( $(date +%s) - start )) s"
 "$PY" -m pocketsr_cli.train.compact x2 "$OUT/pocketsr-compact-x4.safetensors" \
     "$OUT/pocketsr-compact-x2.safetensors"

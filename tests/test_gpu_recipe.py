@@ -28,8 +28,9 @@ def _photo(path: Path, seed: int, size: tuple[int, int] = (220, 300)) -> None:
 def test_gpu_recipe_runs_end_to_end_on_cpu_at_toy_size(teacher_dir: Path, tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
-    for seed, name in enumerate(("Aqua.jpg", "Kite.jpg", "LadyBird.jpg")):  # LadyBird: validation
-        _photo(photos / name, seed)
+    extra = "Kleiber_by_Lukas_Baubkus.jpg"  # named by scripts/extra_train_photos.txt
+    for seed, name in enumerate(("Aqua.jpg", "Kite.jpg", "LadyBird.jpg", extra)):
+        _photo(photos / name, seed)  # LadyBird: validation
     bundle, out = tmp_path / "bundle", tmp_path / "out"
     subprocess.run(
         [sys.executable, str(REPO / "scripts" / "gpu_bundle.py"), "--photos", str(photos),
@@ -37,7 +38,10 @@ def test_gpu_recipe_runs_end_to_end_on_cpu_at_toy_size(teacher_dir: Path, tmp_pa
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     listing = json.loads((bundle / "bundle.json").read_text())["files"]
-    assert {"photos/Aqua.jpg", "photos/Kite.jpg", "val/LadyBird.png"} <= set(listing)
+    assert {"photos/Aqua.jpg", "photos/Kite.jpg", f"photos/{extra}", "val/LadyBird.png"} <= set(
+        listing
+    )
+    assert "extra.txt" in listing  # the trainer is told which extra photos count
     assert not any(name.startswith("photos/LadyBird") for name in listing)  # never trained on
     env = {
         **os.environ, "PYTHON": sys.executable, "BUNDLE": str(bundle), "OUT": str(out),
