@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
-import torch.nn.functional as F
 
 KMEANS_ITERATIONS = 20  # the official fast_pytorch_kmeans settings: max_iter 20, tol 1e-4
 KMEANS_TOLERANCE = 1e-4
@@ -124,12 +123,25 @@ def route_adaptive(p_heavy: torch.Tensor) -> torch.Tensor:
 def refine(out: torch.Tensor, heavy: torch.Tensor) -> torch.Tensor:
     """``out`` ``(N, C, H, W)`` with each interior light pixel that touches a heavy one
     replaced by its 3x3 mean; ``heavy`` is ``(N, H, W)``.  Works in place and returns
-    ``out``."""
+    ``out``.
+
+    The mean is computed only on the band of rows that holds such pixels (nothing at all
+    when there are none), as separable sums of shifted slices: each pixel's value is the
+    same wherever the band starts, so a tile refines exactly as the whole image does.
+    """
     if out.shape[-2] < 3 or out.shape[-1] < 3:
         return out
-    near_heavy = F.max_pool2d(heavy[:, None].to(out.dtype), 3, stride=1) > 0
-    change = near_heavy & ~heavy[:, None, 1:-1, 1:-1]
-    mean = F.avg_pool2d(out, 3, stride=1)
-    inner = out[:, :, 1:-1, 1:-1]
-    inner.copy_(torch.where(change, mean, inner))
+    # Interior positions (1..H-2, 1..W-2) that are light and have a heavy neighbour.
+    across = heavy[:, :-2] | heavy[:, 1:-1] | heavy[:, 2:]
+    near = across[..., :-2] | across[..., 1:-1] | across[..., 2:]
+    change = near & ~heavy[:, 1:-1, 1:-1]
+    rows = change.any(dim=2).any(dim=0).nonzero()
+    if not rows.numel():
+        return out
+    top, bottom = int(rows[0]), int(rows[-1]) + 1  # interior rows top..bottom-1
+    band = out[:, :, top : bottom + 2]  # the rows their 3x3 windows read
+    across_sum = band[..., :-2] + band[..., 1:-1] + band[..., 2:]
+    mean = (across_sum[:, :, :-2] + across_sum[:, :, 1:-1] + across_sum[:, :, 2:]) / 9
+    inner = out[:, :, top + 1 : bottom + 1, 1:-1]
+    inner.copy_(torch.where(change[:, None, top:bottom], mean, inner))
     return out

@@ -22,6 +22,14 @@ from torch import nn
 
 from pocketsr_cli.archs.pcsr.grid import QueryAxis
 
+MAX_OFFSETS = 1 << 12  # row x column term pairs tabulated (4,096 x width numbers at most)
+
+
+def _first_of_each(kind: torch.Tensor, kinds: int) -> torch.Tensor:
+    """For each of ``kinds`` values, one position of ``kind`` that holds it."""
+    positions = torch.arange(kind.numel(), device=kind.device)
+    return torch.zeros(kinds, dtype=torch.int64, device=kind.device).scatter_(0, kind, positions)
+
 
 class Mlp(nn.Module):
     """``in_dim -> hidden... -> out_dim`` with ReLU between layers (official ``mlp``)."""
@@ -49,11 +57,21 @@ class Prepared:
         rows: ``(H, width)``: relative-coordinate term of each output row, plus the cell
             term and the bias (the same for every pixel).
         cols: ``(W, width)``: relative-coordinate term of each output column.
+        offsets: ``(A * B, width)``: ``rows + cols`` for each pair of the ``A`` distinct
+            row terms and ``B`` distinct column terms (a scale ``p/q`` has about ``p`` of
+            each), so that a query adds one gathered row instead of two; None when
+            there are more than :data:`MAX_OFFSETS` pairs.
+        row_pick / col_pick: ``(H,)`` / ``(W,)`` int64: the row of ``offsets`` of output
+            pixel ``(r, c)`` is ``row_pick[r] + col_pick[c]`` (``B`` times the kind of its
+            row term plus the kind of its column term).
     """
 
     features: torch.Tensor
     rows: torch.Tensor
     cols: torch.Tensor
+    offsets: torch.Tensor | None = None
+    row_pick: torch.Tensor | None = None
+    col_pick: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,11 @@ class LiifSampler(nn.Module):
         """Hidden widths of the MLP."""
         return tuple(m.out_features for m in self._linears()[:-1])
 
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Output widths of every layer, the first (``hidden[0]``, or ``out_dim``) included."""
+        return tuple(m.out_features for m in self._linears())
+
     def macs_per_query(self) -> int:
         """Multiply-accumulates of the MLP for one pixel, as evaluated naively (the
         official cost list counts this)."""
@@ -104,13 +127,74 @@ class LiifSampler(nn.Module):
         const = weight[:, c + 2] * cell + weight[:, c + 3] * cell
         if first.bias is not None:
             const = const + first.bias
-        row_terms = rows.rel.to(dtype)[:, None] * weight[:, c] + const
-        col_terms = cols.rel.to(dtype)[:, None] * weight[:, c + 1]
-        return Prepared(features, row_terms.to(dtype), col_terms.to(dtype))
+        row_terms = (rows.rel.to(dtype)[:, None] * weight[:, c] + const).to(dtype)
+        col_terms = (cols.rel.to(dtype)[:, None] * weight[:, c + 1]).to(dtype)
+        row_rel, row_kind = torch.unique(rows.rel, return_inverse=True)
+        col_rel, col_kind = torch.unique(cols.rel, return_inverse=True)
+        if len(row_rel) * len(col_rel) > MAX_OFFSETS:
+            return Prepared(features, row_terms, col_terms)
+        row_first = _first_of_each(row_kind, len(row_rel))
+        col_first = _first_of_each(col_kind, len(col_rel))
+        offsets = row_terms[row_first][:, None] + col_terms[col_first][None]
+        return Prepared(
+            features,
+            row_terms,
+            col_terms,
+            offsets.reshape(-1, offsets.shape[-1]),
+            row_kind * len(col_rel),
+            col_kind,
+        )
 
     def query(self, prepared: Prepared, queries: Queries) -> torch.Tensor:
         """The MLP's output ``(M, out_dim)`` at the ``M`` pixels of ``queries``."""
         h = prepared.features.index_select(0, queries.lr_index)
-        h.add_(prepared.rows.index_select(0, queries.row))
-        h.add_(prepared.cols.index_select(0, queries.col))
-        return self.imnet.layers[1:](h)
+        if prepared.offsets is None or prepared.row_pick is None or prepared.col_pick is None:
+            h.add_(prepared.rows.index_select(0, queries.row))
+            h.add_(prepared.cols.index_select(0, queries.col))
+        else:  # one gather of the summed coordinate terms: a third less index work
+            pick = prepared.row_pick.index_select(0, queries.row)
+            pick.add_(prepared.col_pick.index_select(0, queries.col))
+            h.add_(prepared.offsets.index_select(0, pick))
+        return self.after_first(h)
+
+    def rows(
+        self,
+        prepared: Prepared,
+        lr_shape: tuple[int, int, int],
+        rows: QueryAxis,
+        cols: QueryAxis,
+        start: int,
+        stop: int,
+    ) -> torch.Tensor:
+        """The MLP's output ``(N, stop - start, W, out_dim)`` at every pixel of output rows
+        ``start:stop`` (``lr_shape`` is the features' ``(N, h, w)``).
+
+        The dense form of :meth:`query` (the same first-layer terms, summed in another
+        order, so equal to float rounding); it needs no per-pixel index arithmetic, which
+        is most of the cost of a narrow MLP run sparsely.
+        """
+        features = prepared.features.view(*lr_shape, -1)
+        h = features.index_select(1, rows.index[start:stop]).index_select(2, cols.index)
+        h.add_(prepared.rows[start:stop, None])
+        h.add_(prepared.cols)
+        return self.after_first(h.view(-1, h.shape[-1])).view(*h.shape[:-1], -1)
+
+    def after_first(self, h: torch.Tensor) -> torch.Tensor:
+        """The MLP past its first layer: ``(M, hidden[0])`` first-layer sums -> ``(M, out)``
+        (the result is a transposed view; ``h`` is overwritten).
+
+        The layers run channel-major, ``W @ h.T``: for these narrow layers a GEMM with the
+        pixels along its long side runs 1.5-3x faster on the CPU than ``h @ W.T`` (the
+        10-wide light MLP gains the most).  The same function as ``imnet.layers[1:]``.
+        """
+        linears = self._linears()
+        if len(linears) == 1:
+            return h
+        x = h.t()
+        for linear in linears[1:]:
+            x = torch.relu_(x)
+            if linear.bias is None:
+                x = torch.mm(linear.weight, x)
+            else:
+                x = torch.addmm(linear.bias[:, None], linear.weight, x)
+        return x.t()
