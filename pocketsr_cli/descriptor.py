@@ -128,6 +128,12 @@ class Family:
         check: raises ``ModelError`` saying what to install when the family cannot run
             here (an optional dependency is missing); called before any weights are
             fetched.  None: always available.
+        build_empty: as ``build``, but every tensor on the meta device: nothing allocated
+            or initialised.  When weights are loaded (:meth:`load`, :meth:`instantiate`
+            with a state dict) the network is built so and takes the state dict's
+            tensors as its own (``load_state_dict(assign=True)``), so loading costs the
+            reading of the file and no more (AdcSR: 456M parameters).  Only for networks
+            whose every tensor is in their state dict.  None: ``build``, then copy in.
 
     The network states its own input requirements and half-precision safety through the
     optional attributes ``multiple_of``, ``minimum_size``, ``supports_half``,
@@ -141,6 +147,7 @@ class Family:
     infer: Callable[[Mapping[str, torch.Tensor]], dict[str, Any]] | None = None
     merge: Callable[[Sequence[Mapping[str, torch.Tensor]]], dict[str, torch.Tensor]] | None = None
     check: Callable[[], None] | None = None
+    build_empty: Callable[[Mapping[str, Any], int], nn.Module] | None = None
 
     def load(self, state_dict: Mapping[str, torch.Tensor], name: str) -> ModelDescriptor:
         """The network a state dict of this family describes, its weights loaded.
@@ -154,8 +161,8 @@ class Family:
         try:
             params = dict(self.infer(state_dict))
             scale = int(params.pop("scale"))
-            module = self.build(params, scale)
-            module.load_state_dict(state_dict)
+            module = (self.build_empty or self.build)(params, scale)
+            self._load_weights(module, state_dict)
         except (ValueError, KeyError, RuntimeError) as exc:
             raise ModelError(f"{name}: not a valid {self.name} model: {first_line(exc)}") from exc
         return self.describe(module, name, scale)
@@ -173,13 +180,14 @@ class Family:
         Raises:
             ModelError: ``params`` do not build a network, or the weights do not fit it.
         """
+        build = self.build if state_dict is None else (self.build_empty or self.build)
         try:
-            module = self.build(params, scale)
+            module = build(params, scale)
         except (TypeError, ValueError, KeyError) as exc:
             raise ModelError(f"{name}: cannot build {self.name} from [build]: {exc}") from exc
         if state_dict is not None:
             try:
-                module.load_state_dict(state_dict, strict=True)
+                self._load_weights(module, state_dict)
             except RuntimeError as exc:
                 # torch lists every missing/unexpected key over many lines; one line, bounded.
                 detail = " ".join(str(exc).split())
@@ -188,6 +196,29 @@ class Family:
                     f"{name}: the weights do not fit its manifest's network: {detail}"
                 ) from None
         return self.describe(module, name, scale)
+
+    def _load_weights(self, module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """``state_dict`` into ``module`` (strict): copied, or, for a network from
+        ``build_empty``, assigned, in the dtypes the network was built with.
+
+        Raises:
+            RuntimeError: missing, unexpected or misshapen tensors, or a network from
+                ``build_empty`` left with tensors the state dict does not set.
+        """
+        if self.build_empty is None:
+            module.load_state_dict(state_dict, strict=True)
+            return
+        own = module.state_dict()
+        # assign=True keeps the tensors as they come: a file in fp16 would make an fp16
+        # network, which inference does not expect of a freshly loaded one.
+        state_dict = {
+            k: v.to(own[k].dtype) if k in own and v.dtype != own[k].dtype else v
+            for k, v in state_dict.items()
+        }
+        module.load_state_dict(state_dict, strict=True, assign=True)
+        left = [k for k, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+        if left:
+            raise RuntimeError(f"the state dict does not set {len(left)} tensors: {left[0]}, …")
 
     def describe(self, module: nn.Module, name: str, scale: int) -> ModelDescriptor:
         """A descriptor for ``module``, a network of this family, put in eval mode."""

@@ -16,6 +16,8 @@ Public API:
   a manifest's ``[build]`` table, detect and load a state dict, and ``merge`` the two
   official files into one;
 - :class:`AdcSRConfig` (``config.py``) and :func:`build` ``([build] table, scale) -> AdcSR``;
+  :func:`build_empty`, the same network on the meta device, into which weights are loaded
+  (initialising 456M parameters only to overwrite them took longer than reading them);
 - :func:`detect`, :func:`infer`, :func:`merge` (``official.py``: the official key layout).
 
 Modules: ``config`` (shapes, no torch), ``official`` (the files' layout), ``network`` (the
@@ -60,16 +62,43 @@ def build(params: AdcSRConfig | Mapping[str, Any], scale: int = SCALE) -> AdcSR:
     if scale != SCALE:
         raise ValueError(f"AdcSR is a x{SCALE} model, not x{scale}")
     config = params if isinstance(params, AdcSRConfig) else AdcSRConfig.from_params(params)
+    return _network_class()(config)
+
+
+def build_empty(params: AdcSRConfig | Mapping[str, Any], scale: int = SCALE) -> AdcSR:
+    """The network :func:`build` makes, its tensors on the meta device (no memory, no
+    initialisation): for ``load_state_dict(..., assign=True)``, as ``Family`` loads weights.
+
+    Raises:
+        as :func:`build`.
+    """
+    if scale != SCALE:
+        raise ValueError(f"AdcSR is a x{SCALE} model, not x{scale}")
+    config = params if isinstance(params, AdcSRConfig) else AdcSRConfig.from_params(params)
+    network = _network_class()  # imported first: no module-level tensor of it lands on meta
+    import torch
+
+    with torch.device("meta"):
+        return network(config)
+
+
+def _network_class() -> type[AdcSR]:
     check_available()
     try:
         from pocketsr_cli.archs.adcsr.network import AdcSR
     except ImportError as exc:  # installed, but not a version that works here
         raise ModelError(f"{EXTRA_HINT} (diffusers did not import: {first_line(exc)})") from exc
-    return AdcSR(config)
+    return AdcSR
 
 
 FAMILY = Family(
-    "adcsr", build=build, detect=detect, infer=infer, merge=merge, check=check_available
+    "adcsr",
+    build=build,
+    detect=detect,
+    infer=infer,
+    merge=merge,
+    check=check_available,
+    build_empty=build_empty,
 )
 
 __all__ = [
@@ -78,6 +107,7 @@ __all__ = [
     "FILES",
     "AdcSRConfig",
     "build",
+    "build_empty",
     "check_available",
     "detect",
     "infer",
