@@ -84,12 +84,22 @@ class Upscaler:
             ``True`` means ``"pad"``.
         ensemble_weight: ``pad``'s ω in ``ω·A + (1 − ω)·B``, 0 to 3; None: 0.5.
         offline: never touch the network (weights must be on disk already).
+        allow_unverified: as ``--allow-unverified``: fetch (or take from the cache) weights
+            whose publisher gives no SHA-256, and pin the digest they arrived with; every
+            later load is held to it (:mod:`pocketsr_cli.weights.trust`).
+        trust_pickle: as ``--trust-pickle``: read a weights pickle that needs code to load
+            (after its digest is checked), once, into a safetensors copy used from then on.
         on_warning: receives each warning line; None: :func:`warnings.warn`.
+        outscale: as ``--outscale``: the output factor (any number > 0), reached by
+            resizing the variant's result, or drawn at that factor by a PCSR model (>= 1).
+        pcsr_k / adaptive: as ``--pcsr-k`` / ``--adaptive``: a PCSR model's routing
+            (after each image, :attr:`heavy_fraction` is the share of heavy pixels).
 
     Raises:
         ModelError: unknown model, weights that cannot be had or loaded, no such scale.
         DeviceError: unknown or unavailable device, unknown precision.
-        UsageError: a bad ``tile`` or ``ensemble`` value.
+        UsageError: a bad ``tile`` or ``ensemble`` value; ``pcsr_k`` or ``adaptive`` with
+            a model that is not PCSR.
     """
 
     def __init__(
@@ -103,7 +113,12 @@ class Upscaler:
         ensemble: str | bool = "none",
         ensemble_weight: float | None = None,
         offline: bool = False,
+        allow_unverified: bool = False,
+        trust_pickle: bool = False,
         on_warning: Callable[[str], None] | None = None,
+        outscale: float | None = None,
+        pcsr_k: float | None = None,
+        adaptive: bool = False,
     ) -> None:
         from pocketsr_cli import sizing
         from pocketsr_cli.devices import choose_device, compute_for
@@ -117,21 +132,38 @@ class Upscaler:
         TilePolicy.from_option(str(tile), 16)  # validates before any loading
         self._ensemble = Ensemble.from_options(ensemble, ensemble_weight)
         torch_device = choose_device(device)
-        family = open_family(None if model is None else str(model), offline=offline)
-        plan = sizing.plan_run(family.name, family.scales, family.default_scale, scale=scale)
-        if plan.note is not None:
-            self._warn(plan.note)
+        family = open_family(
+            None if model is None else str(model),
+            offline=offline,
+            allow_unverified=allow_unverified,
+            trust_pickle=trust_pickle,
+        )
+        target = sizing.target_from_options(outscale=outscale)
+        plan = sizing.plan_run(
+            family.name, family.scales, family.default_scale, scale=scale, target=target
+        )
         (run_scale,) = plan.scales or (family.default_scale,)
         desc = family.load(run_scale)
+        native, routing = _pcsr_options(desc, plan.target, pcsr_k, adaptive)
+        if plan.note is not None and native is None:
+            self._warn(plan.note)
         compute = compute_for(torch_device, precision, desc)
         engine = Engine(
-            desc, compute, tile=str(tile), ensemble=self._ensemble, on_warning=self._warn
+            desc,
+            compute,
+            tile=str(tile),
+            ensemble=self._ensemble,
+            on_warning=self._warn,
+            outscale=native,
+            routing=routing,
         )
         self._variant: Variant = Variant(
             engine, model=desc.name, sha256=desc.sha256, compute=str(compute)
         )
         self._target: Target = plan.target
-        self._scale = scale if scale is not None else family.default_scale
+        factor = plan.target.value
+        self._scale: float = int(factor) if factor.is_integer() else factor
+        self._engine = engine
         self._compute = compute
         self._tile = str(tile)
 
@@ -142,9 +174,16 @@ class Upscaler:
         return self._variant.model
 
     @property
-    def scale(self) -> int:
-        """The output factor: every output is this many times its input's size."""
+    def scale(self) -> float:
+        """The output factor: every output is this many times its input's size (an
+        integer unless ``outscale`` made it a fraction)."""
         return self._scale
+
+    @property
+    def heavy_fraction(self) -> float | None:
+        """For a PCSR model, the share of the last image's output pixels that took the
+        heavy path; None for other models and before any image."""
+        return self._engine.heavy_fraction
 
     @property
     def device(self) -> str:
@@ -343,19 +382,26 @@ class Upscaler:
         are ``skipped``, existing outputs are kept (``skipped``) unless ``overwrite``, an
         unreadable or corrupt file is ``failed`` (``Result.error`` says why) and the
         others go on.  ``fmt`` is an output format (``jpg``, ``png``...; None: each
-        input's own).  Images are processed one at a time, so leaving the loop early
-        stops after the image in progress.
+        input's own).
+
+        It runs the CLI's pipeline (:func:`pocketsr_cli.pipeline.stream`): the next image
+        is decoded and the previous one encoded and written while the model upscales, and
+        each result is yielded once its file is written.  The model runs only while the
+        loop asks for the next result, so the loop's body may use this :class:`Upscaler`
+        too.  Leaving the loop early stops reading and upscaling; an image already
+        upscaled is still written (atomically), and no result is yielded for it.
 
         Raises:
             UsageError: ``src_dir`` is missing or holds no file, ``fmt`` is unknown, or two
                 inputs would be written to one output (raised at the first ``next()``,
                 before anything is written).
-            KeyboardInterrupt: after the image in progress is finished or cleaned up.
+            KeyboardInterrupt: after the image being written is finished or cleaned up,
+                and each input not finished is yielded as ``skipped`` (``interrupted``).
         """
         from pocketsr_cli import __version__, provenance
         from pocketsr_cli.imageio import format_from_name
         from pocketsr_cli.jobs import Naming, collect_jobs
-        from pocketsr_cli.pipeline import Options, run
+        from pocketsr_cli.pipeline import Options, stream
 
         fmt_key = None
         if fmt is not None and fmt.lower() != "same":
@@ -378,12 +424,24 @@ class Upscaler:
                 tile=f"{self._tile}/16",
             ),
         )
-        reporter = _WarningsOnly(self._warn)
-        for job in jobs:
-            summary = run([job], [self._variant], options, reporter)
-            yield from summary.results
-            if summary.interrupted:
-                raise KeyboardInterrupt
+        yield from stream(jobs, [self._variant], options, _WarningsOnly(self._warn))
+
+
+def _pcsr_options(
+    desc: Any, target: Target, pcsr_k: float | None, adaptive: bool
+) -> tuple[float | None, Any]:
+    """The factor a PCSR model draws natively (None: not PCSR, or below 1) and its routing
+    (None: its own).  Raises UsageError for routing options with another model."""
+    if desc.family != "pcsr":
+        if pcsr_k is not None or adaptive:
+            raise UsageError(f"pcsr_k and adaptive apply to PCSR models only, not {desc.name}")
+        return None, None
+    from pocketsr_cli.archs.pcsr import Routing
+
+    routing = None
+    if pcsr_k is not None or adaptive:
+        routing = Routing(k=pcsr_k or 0.0, adaptive=adaptive)
+    return (target.value if target.value >= 1 else None), routing
 
 
 def _is_pil_image(obj: object) -> bool:

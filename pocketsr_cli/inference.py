@@ -17,6 +17,12 @@ ensemble, which must transform what the network sees) goes through the network.
 An ensemble (:mod:`pocketsr_cli.ensemble`: ``pad``, GenDR-Pix's two padded passes, or
 ``flip8``) wraps the tile function, so every tile's passes run inside the tiler.
 
+A PCSR network (``archs/pcsr``) renders any factor itself: ``outscale`` makes it draw the
+output at that factor (through :class:`~pocketsr_cli.archs.pcsr.Packing` for fractional
+ones, so tiles stay exact) instead of at its trained factor, and ``routing`` sets its
+speed/quality knob.  After each image :attr:`Upscaler.heavy_fraction` says which share of
+its output pixels took the heavy path.
+
 ``compile=True`` runs the network through ``torch.compile``.  Compilation is lazy: it
 happens inside the first forward pass that meets a new input shape, dtype or precision,
 and the wall time of those passes is added up in :attr:`Upscaler.compile_seconds` (the
@@ -26,6 +32,7 @@ is run as it is, with a warning.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -37,11 +44,14 @@ from pocketsr_cli.archs.resize import Resize
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.devices import Compute
 from pocketsr_cli.ensemble import Ensemble
+from pocketsr_cli.errors import UsageError
 from pocketsr_cli.memory import is_out_of_memory
 from pocketsr_cli.tiling import TilePolicy
 
 if TYPE_CHECKING:
     from typing import Any
+
+    from pocketsr_cli.archs.pcsr import Packing, Routing, RoutingStats
 
 
 class Upscaler:
@@ -56,6 +66,14 @@ class Upscaler:
         compile_seconds: with ``compile=True``, seconds spent in forward passes that met a
             new input signature (shape, dtype, precision) and so compiled, those passes'
             own run included: an upper bound on the compile warm-up.  ``0.0`` otherwise.
+        heavy_fraction: for a PCSR network, the share of the last image's output pixels
+            that took the heavy path; None for other networks and before any image.
+
+    ``outscale`` (a PCSR network only) renders at that factor; ``routing`` (a PCSR network
+    only) replaces its :class:`~pocketsr_cli.archs.pcsr.Routing`.  Either with another
+    network raises ``ValueError``; a fractional ``outscale`` with an ensemble raises
+    :class:`~pocketsr_cli.errors.UsageError` (the ensemble flips the image, which the
+    packed tiles cannot follow).
     """
 
     def __init__(
@@ -68,10 +86,20 @@ class Upscaler:
         ensemble: Ensemble | str | bool = "none",
         compile: bool = False,
         on_warning: Callable[[str], None] | None = None,
+        outscale: float | None = None,
+        routing: Routing | None = None,
     ) -> None:
         self.model = model
         self.compute = compute
         self.ensemble = Ensemble.of(ensemble)
+        self.heavy_fraction: float | None = None
+        self._packing = self._pcsr_setup(model, outscale, routing)
+        if self._packing is not None:  # the tiler sees q x q blocks: sizes in blocks
+            packing = self._packing
+            radius = int(model.module.receptive_radius)  # type: ignore[arg-type]
+            overlap = max(-(-overlap // packing.q), packing.overlap(radius))  # exact tiles
+            if isinstance(tile, int) or str(tile).isdigit():
+                tile = packing.blocks(int(tile))
         self._warn = on_warning or (lambda _msg: None)
         self._fp32_fallback = compute.precision == "fp32"
         # NHWC convolutions are markedly faster on CPU (oneDNN); elsewhere keep the default.
@@ -95,13 +123,46 @@ class Upscaler:
         self.compile_seconds = 0.0
         # torch.compile only wraps here; dynamo compiles inside the first call per signature.
         self._compiled: Callable[..., torch.Tensor] | None = (
-            torch.compile(model.module) if compile else None
+            torch.compile(model.module) if compile and self._packing is None else None
         )
         self._compiled_signatures: set[tuple[object, ...]] = set()
-        self._tile_fn = self.ensemble.wrap(self._forward, model.scale, model.size)
+        self._call: Callable[..., torch.Tensor] = model.module
+        if self._packing is not None:  # the network at its native scale, on packed tiles
+            self._call = self._packing.tile_fn(model.module)  # type: ignore[arg-type]
+        self._tile_fn = self.ensemble.wrap(self._forward, self.scale, model.size)
+
+    def _pcsr_setup(
+        self, model: ModelDescriptor, outscale: float | None, routing: Routing | None
+    ) -> Packing | None:
+        """Apply ``routing`` to a PCSR network and return the packing that renders it at
+        ``outscale`` (None: its own factor, or not asked)."""
+        from pocketsr_cli.archs.pcsr import PCSR, Packing
+
+        module = model.module
+        if not isinstance(module, PCSR):
+            if outscale is not None or routing is not None:
+                raise ValueError(f"{model.name} is not a PCSR network: no native scale or routing")
+            return None
+        if routing is not None:
+            module.routing = routing
+        if outscale is None:
+            return None
+        packing = Packing.for_scale(outscale)
+        if packing.ratio == model.scale:
+            return None
+        if packing.q > 1 and self.ensemble:
+            raise UsageError(
+                f"an ensemble cannot run at the fractional scale {outscale:g} of {model.name}: "
+                "give an integer --outscale, or no ensemble"
+            )
+        return packing
 
     @property
     def scale(self) -> int:
+        """The factor the network upscales by: for a fractional native scale, the next
+        integer (what memory estimates and records take)."""
+        if self._packing is not None:
+            return math.ceil(self._packing.ratio)
         return self.model.scale
 
     @property
@@ -131,7 +192,7 @@ class Upscaler:
     def _network(self, args: tuple[Any, ...], precision: str) -> torch.Tensor:
         """The network on ``args``: compiled when asked for, timing each compiling call."""
         if self._compiled is None:
-            return self.model.module(*args)
+            return self._call(*args)
         x = args[0]
         signature = (tuple(x.shape), x.dtype, precision)
         if signature in self._compiled_signatures:
@@ -165,10 +226,41 @@ class Upscaler:
         """``(1, 3, H, W)`` float in [0, 1] on the CPU -> ``(1, 3, H*s, W*s)`` on the CPU.
 
         The result is float32, or ``out_dtype`` (uint8/uint16/int32: rounded and clamped).
+        A native PCSR scale gives ``(1, 3, round(H*s), round(W*s))``, and a PCSR network
+        sets :attr:`heavy_fraction`.
         """
+        tile_fn = self._tile_fn
+        count = None
+        if hasattr(self.model.module, "total_stats"):  # PCSR: count its routing
+            count = _RoutingCount(self.model.module, tile_fn, on_tile)
+            tile_fn, on_tile = count.fn, count.on_tile
+        if self._packing is not None:
+            packing = self._packing
+            out = self.policy.upscale(
+                packing.pack(x),
+                tile_fn,
+                scale=packing.tiler_scale,
+                device=self.compute.device,
+                out_dtype=out_dtype,
+                on_tile=on_tile,
+            )
+            out = packing.unpack(out, *x.shape[-2:])
+        else:
+            out = self._upscale_tiles(x, tile_fn, on_tile, out_dtype)
+        if count is not None:
+            self.heavy_fraction = count.heavy_fraction
+        return out
+
+    def _upscale_tiles(
+        self,
+        x: torch.Tensor,
+        tile_fn: Callable[..., torch.Tensor],
+        on_tile: Callable[[int, int], None] | None,
+        out_dtype: torch.dtype | None,
+    ) -> torch.Tensor:
         return self.policy.upscale(
             x,
-            self._tile_fn,
+            tile_fn,
             scale=self.model.scale,
             device=self.compute.device,
             size=self.model.size,
@@ -204,7 +296,14 @@ class Upscaler:
         if gray:  # the model saw R = G = B; fold its answer back to one channel
             y = y.float().mean(dim=1, keepdim=True).round_().to(out_dtype)
         planes = [y]
-        if channels in (2, 4):
+        if channels in (2, 4) and self._packing is not None:
+            alpha = _to_tensor(pixels[..., -1:], peak)
+            size = tuple(y.shape[-2:])
+            alpha = torch.nn.functional.interpolate(
+                alpha, size=size, mode="bicubic", align_corners=False
+            )
+            planes.append(alpha.mul_(peak).round_().clamp_(0, peak).to(out_dtype))
+        elif channels in (2, 4):
             alpha = _to_tensor(pixels[..., -1:], peak)
             planes.append(
                 self._alpha_policy.upscale(
@@ -215,6 +314,43 @@ class Upscaler:
             y = torch.cat(planes, dim=1)
         out = y[0].permute(1, 2, 0).numpy()  # a view when y is channels-last (the usual)
         return np.ascontiguousarray(out.astype(pixels.dtype, copy=False))
+
+
+class _RoutingCount:
+    """The heavy-path share of one image's tiles, the tiler's memory probe left out.
+
+    The probe's calls come before the first tile's, and the tiler reports each batch of
+    tiles (``on_tile``) right after the one call that ran it: only that call counts.
+    (Overlapping tile borders are counted in each tile that computes them.)
+    """
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        fn: Callable[..., torch.Tensor],
+        on_tile: Callable[[int, int], None] | None,
+    ) -> None:
+        self._module, self._fn, self._on_tile = module, fn, on_tile
+        self._last = (0, 0)
+        self.heavy = self.total = 0
+
+    @property
+    def heavy_fraction(self) -> float:
+        return self.heavy / self.total if self.total else 0.0
+
+    def fn(self, *args: Any) -> torch.Tensor:
+        before: RoutingStats = self._module.total_stats  # type: ignore[assignment]
+        y = self._fn(*args)
+        after: RoutingStats = self._module.total_stats  # type: ignore[assignment]
+        self._last = (after.heavy - before.heavy, after.total - before.total)
+        return y
+
+    def on_tile(self, done: int, total: int) -> None:
+        self.heavy += self._last[0]
+        self.total += self._last[1]
+        self._last = (0, 0)
+        if self._on_tile is not None:
+            self._on_tile(done, total)
 
 
 def _to_tensor(plane: np.ndarray, peak: float) -> torch.Tensor:

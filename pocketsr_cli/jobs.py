@@ -53,14 +53,17 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import hashlib
+import itertools
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pocketsr_cli import libwarnings
 from pocketsr_cli.claims import CLAIM_SUFFIX
 from pocketsr_cli.errors import ImageReadError, UsageError
 from pocketsr_cli.imageio import (
@@ -80,6 +83,7 @@ __all__ = [
     "Naming",
     "SkipCode",
     "collect_jobs",
+    "iter_jobs",
     "not_a_file",
     "scale_label",
 ]
@@ -257,6 +261,7 @@ class _Entry:
     path: Path
     notice: str | None = None
     code: SkipCode | None = None
+    stems: frozenset[str] = frozenset()  # of the image files in its folder (a file's)
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
@@ -280,7 +285,10 @@ _Key = tuple[int, int]
 
 
 def _walk(root: Path, recursive: bool) -> Iterator[_Entry]:
-    """Entries under ``root`` in a stable (sorted) order, hidden entries left out."""
+    """Entries under ``root`` in a stable order, hidden entries left out: each folder's
+    files sorted by name, then its sub-folders sorted by name (depth first).  Lazy: a
+    folder is listed when the walk reaches it, so the first entries come at once however
+    large the tree; what is held is one listing per folder on the current path."""
     try:
         st = os.stat(root)
     except OSError as exc:
@@ -308,13 +316,19 @@ def _scan(
         )
         return
     subdirs = []
+    files = []
     for entry in entries:
         if _is_hidden(entry.name) or _is_ours(entry.name):
             continue
         if _is_dir(entry):
             subdirs.append(entry)
         else:
-            yield _Entry(Path(entry.path))
+            files.append(entry.name)
+    del entries
+    stems = frozenset(os.path.splitext(name)[0] for name in files if is_image_path(Path(name)))
+    for name in files:
+        yield _Entry(folder / name, stems=stems)
+    del files
     if not recursive:
         return
     for entry in subdirs:
@@ -396,26 +410,93 @@ def collect_jobs(
     """Expand ``inputs`` into jobs, in command-line order, folders sorted by name.
 
     Non-image files become ``skipped`` jobs, unusable ones (a broken link, a FIFO, a folder
-    that cannot be read) failing jobs; the list is never empty.
+    that cannot be read) failing jobs; the list is never empty.  Every output is checked
+    against every input before this returns (:func:`iter_jobs` checks as it goes).
 
     Raises:
         UsageError: an input does not exist, no file was found at all, an output would
             overwrite an input, or two inputs would write the same output.
     """
-    if not inputs:
-        raise UsageError("no input given: name image files and/or folders")
-    jobs: list[Job] = []
-    for given in inputs:
-        if not given.exists():
-            raise UsageError(f"input not found: {given}")
-        if given.is_dir():
-            jobs.extend(_folder_jobs(given, naming, recursive, glob))
-        else:
-            jobs.append(_file_job(given, naming, None, str(given)))
+    jobs = list(_planned(inputs, naming, recursive, glob))
     if not jobs:
         raise UsageError(_nothing_found(inputs, recursive, glob))
     _check_outputs(jobs, naming)
     return jobs
+
+
+def iter_jobs(
+    inputs: Sequence[Path],
+    naming: Naming,
+    *,
+    recursive: bool = False,
+    glob: str | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> Iterator[Job]:
+    """The jobs of :func:`collect_jobs`, in the same order, made as they are taken: the
+    first comes at once however many files the folders hold, and no list of them is kept
+    (each folder's listing is held while its files are planned).
+
+    The first job is planned before this returns, so that an input that does not exist or
+    folders without a file are refused at once.  Outputs are checked as jobs are made
+    (:class:`_StreamingCheck`): an output that would overwrite its own input, a file named
+    on the command line, an input already planned or an input of the folder being planned
+    is refused before its job is yielded; the rarer collisions that only a later folder
+    reveals (two command-line folders mirrored onto one output folder, a hard link met
+    later) raise when they are found, before the second file is planned.  Memory: a few
+    fingerprints per input (about 300 bytes in all), not the jobs.  What libraries warn
+    about while planning (headers read) goes to ``on_warning``.
+
+    Raises:
+        UsageError: as :func:`collect_jobs`; collisions when they are found.
+    """
+    if not inputs:
+        raise UsageError("no input given: name image files and/or folders")
+    for given in inputs:
+        if not given.exists():
+            raise UsageError(f"input not found: {given}")
+    stream = _checked(inputs, naming, recursive, glob, on_warning)
+    first = next(stream, None)
+    if first is None:
+        raise UsageError(_nothing_found(inputs, recursive, glob))
+    return itertools.chain([first], stream)
+
+
+def _checked(
+    inputs: Sequence[Path],
+    naming: Naming,
+    recursive: bool,
+    glob: str | None,
+    on_warning: Callable[[str], None] | None,
+) -> Iterator[Job]:
+    check = _StreamingCheck(inputs, naming, glob)
+    planned = _planned(inputs, naming, recursive, glob)
+    while True:
+        notes: list[str] = []
+        with libwarnings.collecting(notes):
+            job = next(planned, None)
+        if on_warning is not None:
+            for note in notes:
+                on_warning(note)
+        if job is None:
+            return
+        if job.runs:
+            check(job)
+        yield job
+
+
+def _planned(
+    inputs: Sequence[Path], naming: Naming, recursive: bool, glob: str | None
+) -> Iterator[Job]:
+    """Every input's jobs, lazily, without the output checks."""
+    if not inputs:
+        raise UsageError("no input given: name image files and/or folders")
+    for given in inputs:
+        if not given.exists():
+            raise UsageError(f"input not found: {given}")
+        if given.is_dir():
+            yield from _folder_jobs(given, naming, recursive, glob)
+        else:
+            yield _file_job(given, naming, None, str(given))
 
 
 def _nothing_found(folders: Sequence[Path], recursive: bool, glob: str | None) -> str:
@@ -454,13 +535,14 @@ def _file_job(path: Path, naming: Naming, rel_parent: Path | None, display: str)
     return Job(input=path, output=output, display=display)
 
 
-def _own_output_reason(path: Path, suffix: str, image_stems: set[tuple[Path, str]]) -> str | None:
-    """Why ``path``'s name says it is an earlier output, or None (see the module docs)."""
+def _own_output_reason(path: Path, suffix: str, image_stems: frozenset[str]) -> str | None:
+    """Why ``path``'s name says it is an earlier output, or None (see the module docs);
+    ``image_stems``: the stems of the images in its folder."""
     stem = path.stem
     if suffix and stem.endswith(suffix):
         return f"looks like a pocketsr output (name ends with {suffix!r})"
     tag = _OUTPUT_TAG.search(stem)
-    if tag is not None and (path.parent, stem[: tag.start()]) in image_stems:
+    if tag is not None and stem[: tag.start()] in image_stems:
         source = stem[: tag.start()]
         return f"looks like a pocketsr output of {source!r} (name ends with {tag.group()!r})"
     return None
@@ -474,13 +556,9 @@ def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) 
     # fnmatch ignores case only where the file system usually does (Windows); photos from
     # cameras are IMG_0001.JPG, so `--glob '*.jpg'` must take them everywhere.
     pattern = re.compile(fnmatch.translate(glob), re.IGNORECASE) if glob else None
-    entries = list(_walk(root, recursive))
-    # Every image's (folder, stem), --glob or not: `coffee_x4.jpg` is an output of
-    # `coffee.jpg` even when only `*_x4.jpg` is asked for.
-    image_stems = {
-        (e.path.parent, e.path.stem) for e in entries if e.notice is None and is_image_path(e.path)
-    }
-    for entry in entries:
+    # Each file carries the stems of its folder's images, --glob or not: `coffee_x4.jpg` is
+    # an output of `coffee.jpg` even when only `*_x4.jpg` is asked for.
+    for entry in _walk(root, recursive):
         path = entry.path
         if exclude is not None and _inside(path, exclude):
             continue
@@ -498,7 +576,7 @@ def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) 
         if not job.runs:
             yield job
             continue
-        reason = _own_output_reason(path, suffix, image_stems)
+        reason = _own_output_reason(path, suffix, entry.stems)
         if reason is not None:
             reason += "; name the file directly to upscale it"
             yield Job(job.input, job.output, job.display, reason, skip_code="own-output")
@@ -543,3 +621,122 @@ def _switch_note(job: Job, naming: Naming) -> str:
         name = (naming.fmt or format_of_path(job.input) or "").upper()
         return f" ({name} cannot store its transparency, so it is written as PNG)"
     return " (its format cannot be written, so it is written as PNG)"
+
+
+def _fingerprint(text: str) -> int:
+    """A 64-bit digest of a path: a set of these is a fraction of a set of the paths (and
+    two of 200,000 paths share one with a chance of about one in 10⁹)."""
+    return int.from_bytes(hashlib.blake2b(os.fsencode(text), digest_size=8).digest(), "big")
+
+
+def _packed(key: _Key) -> int:
+    """A file identity as one int (a set of ints is smaller than one of pairs)."""
+    return key[0] << 64 | key[1]
+
+
+_EARLIER = Path("<an input planned earlier>")  # what victim() says of an output that is one
+
+
+class _StreamingCheck:
+    """:func:`_check_outputs` for jobs that come one at a time (:func:`iter_jobs`).
+
+    An output can only overwrite an input that exists, so only outputs that exist now are
+    compared with inputs, by file identity (``(device, inode)``: a path, a symbolic link and
+    a hard link to one file are one); two inputs meeting on one output are found by
+    fingerprints of the outputs' real paths.  An existing output that is not an input yet
+    seen is remembered, and refused when the input it is turns up later.
+    """
+
+    def __init__(self, inputs: Sequence[Path], naming: Naming, glob: str | None) -> None:
+        self.naming = naming
+        # Files named on the command line are known before the first job.
+        self.named = {key: path for path in inputs if (key := _identity(path)) is not None}
+        self.input_keys: set[int] = set()  # _packed
+        self.output_keys: set[int] = set()  # existing outputs, _packed
+        self.outputs: set[int] = set()  # fingerprints of the outputs' real paths
+        self.named_outputs: dict[int, str] = {}  # the first ones' inputs, for messages
+        self.pattern = re.compile(fnmatch.translate(glob), re.IGNORECASE) if glob else None
+        self.folder: str | None = None  # the real folder of the last existing output seen
+        self.folder_stems: frozenset[str] = frozenset()
+
+    def __call__(self, job: Job) -> None:
+        found_key = _identity(job.input)
+        key = None if found_key is None else _packed(found_key)
+        if key is not None and key in self.output_keys:
+            raise UsageError(
+                f"{job.display} is the output of an input planned earlier (the same file "
+                "under another name, or a folder mirrored onto another); choose another "
+                "--output folder or a --suffix"
+            )
+        out = _real(job.output)
+        found = _identity(job.output)
+        if found is not None:
+            victim = self.victim(job, found, out)
+            if victim is not None:
+                how = ""
+                if victim is _EARLIER:
+                    victim = job.output
+                    how = (
+                        " (an input planned earlier, maybe the same file under another name: "
+                        "a hard or symbolic link)"
+                    )
+                elif _real(victim) != out:
+                    how = " (the same file under another name: a hard or symbolic link)"
+                raise UsageError(
+                    f"output {job.output} would overwrite input {victim}{how}"
+                    f"{_switch_note(job, self.naming)}; choose another --output folder or a "
+                    "--suffix"
+                )
+            self.output_keys.add(_packed(found))
+        digest = _fingerprint(out)
+        if digest in self.outputs:
+            earlier = self.named_outputs.get(digest, "an input planned earlier")
+            raise UsageError(
+                f"{earlier} and {job.display} would both be written to "
+                f"{job.output}; upscale them in separate runs or use --suffix"
+            )
+        self.outputs.add(digest)
+        if len(self.named_outputs) < 1024:
+            self.named_outputs[digest] = job.display
+        if key is not None:
+            self.input_keys.add(key)
+
+    def victim(self, job: Job, found: _Key, out: str) -> Path | None:
+        """The input an existing output (identity ``found``) is, or None."""
+        if found == _identity(job.input):
+            return job.input
+        if found in self.named:
+            return self.named[found]
+        if _packed(found) in self.input_keys:
+            return _EARLIER
+        if not job.from_folder or os.path.dirname(out) != os.path.dirname(_real(job.input)):
+            return None
+        # Beside its input, in the folder being scanned: is it one of the files planned there?
+        parent, name = os.path.split(out)
+        if self.folder != parent:  # listed once per folder, only when an output exists
+            self.folder = parent
+            try:
+                names = os.listdir(parent)
+            except OSError:
+                names = []
+            self.folder_stems = frozenset(
+                os.path.splitext(n)[0] for n in names if is_image_path(Path(n))
+            )
+        path = Path(out)
+        scanned = (
+            is_image_path(path)
+            and not _is_hidden(name)
+            and not _is_ours(name)
+            and self.matches(Path(job.display).parent / name)
+            and _own_output_reason(path, self.naming.effective_suffix, self.folder_stems) is None
+        )
+        return job.output if scanned else None
+
+    def matches(self, path: Path) -> bool:
+        """Whether ``--glob`` takes ``path`` (its name, or any tail of it: the path relative
+        to the scanned folder is one of them)."""
+        if self.pattern is None:
+            return True
+        parts = path.parts
+        tails = ("/".join(parts[i:]) for i in range(len(parts)))
+        return any(self.pattern.match(tail) for tail in tails)

@@ -57,7 +57,7 @@ from pocketsr_cli.pipeline import (
     Variant,
 )
 
-__all__ = ["ModelSpec", "VariantFactory", "WorkerFailed", "run_parallel"]
+__all__ = ["JobFeed", "ModelSpec", "VariantFactory", "WorkerFailed", "run_parallel"]
 
 _WINDOW = 8  # jobs handed out per worker beyond the first unreported one
 _STOPPED = "the run was stopped before this input was finished"
@@ -166,7 +166,7 @@ def _worker_main(
     factory: VariantFactory,
     device: str,
     options: Options,
-    inputs: Sequence[Path],
+    inputs: Sequence[Path] | None,
 ) -> None:
     stop = _StopSignal()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -210,41 +210,38 @@ class _Worker:
         self.task: tuple[int, Job] | None = None
 
 
-class _Driver:
-    def __init__(
-        self,
-        jobs: Iterable[Job],
-        factory: VariantFactory,
-        devices: Sequence[str],
-        options: Options,
-        reporter: Reporter,
-        inputs: Sequence[Path],
-        retries: int,
-    ) -> None:
-        self.ctx = get_context("spawn")
+class JobFeed:
+    """The bookkeeping every multi-worker driver shares (here, and ``ray_backend``): jobs
+    taken lazily from an iterator within a window, retried after a worker died (bounded),
+    and results reported in job order to one reporter.
+
+    ``next_task`` gives the next job that needs a worker (settling jobs planning already
+    decided on the way) or None while the window is full or the jobs are exhausted;
+    ``finish`` records a result; ``lost`` puts back the job of a worker that died;
+    ``report_rest`` ends every job without a result as ``interrupted``.
+    """
+
+    def __init__(self, jobs: Iterable[Job], reporter: Reporter, window: int, retries: int) -> None:
         self.jobs: Iterator[tuple[int, Job]] = enumerate(jobs, 1)
-        self.args = (factory, options, list(inputs))
-        self.devices = list(devices)
         self.reporter = reporter
+        self.window = window
         self.retries = retries
-        self.respawns_left = retries * len(devices)
-        self.workers: list[_Worker] = []
         self.again: collections.deque[tuple[int, Job]] = collections.deque()
         self.attempts: dict[int, int] = {}
         self.done: dict[int, Result] = {}
         self.unreported: dict[int, Job] = {}  # handed out or waiting, not yet reported
         self.next_index = 1  # the next index to report
         self.exhausted = False
-        self.warned: set[str] = set()
-        self.summary = Summary(dry_run=options.dry_run)
+        self.summary = Summary()
 
-    def start(self) -> None:
-        self.workers = [_Worker(self.ctx, d, self.args) for d in self.devices]
+    @property
+    def finished(self) -> bool:
+        return self.exhausted and not self.again and not self.unreported
 
     def next_task(self) -> tuple[int, Job] | None:
         if self.again:
             return self.again.popleft()
-        if self.exhausted or self.pending() >= _WINDOW * len(self.devices):
+        if self.exhausted or len(self.unreported) >= self.window:
             return None
         for index, job in self.jobs:
             self.unreported[index] = job
@@ -258,24 +255,14 @@ class _Driver:
                     index,
                     Result(job, "skipped", reason=job.skip_reason, reason_code=job.skip_code),
                 )
-            if self.pending() >= _WINDOW * len(self.devices):
+            if len(self.unreported) >= self.window:
                 return None
         self.exhausted = True
         return None
 
-    def pending(self) -> int:
-        return len(self.unreported)
-
-    def dispatch(self) -> None:
-        for worker in self.workers:
-            if worker.ready and worker.task is None:
-                task = self.next_task()
-                if task is None:
-                    return
-                worker.task = task
-                worker.conn.send(task)
-
     def finish(self, index: int, result: Result) -> None:
+        if index in self.done or index < self.next_index:
+            return  # a result already had (a worker presumed dead that answered after all)
         self.done[index] = result
         self.flush()
 
@@ -287,10 +274,66 @@ class _Driver:
             self.reporter.image_finished(result)
             self.next_index += 1
 
+    def lost(self, task: tuple[int, Job], how: str) -> None:
+        """``task``'s worker died while working on it (``how``): retried, while allowed."""
+        index, job = task
+        self.attempts[index] = self.attempts.get(index, 0) + 1
+        if self.attempts[index] > self.retries:
+            error = (
+                f"its worker died {self.attempts[index]} times while working on it "
+                f"({how}); not retried again"
+            )
+            self.finish(index, Result(job, "failed", error=error))
+        else:
+            self.again.append(task)
+
+    def report_rest(self) -> None:
+        """Every input without a result yet, as ``interrupted``, in job order."""
+        for index, job in self.unreported.items():
+            self.done.setdefault(index, _interrupted(job))
+        self.flush()
+        for index, job in self.jobs:
+            self.finish(index, _interrupted(job))
+
+
+class _Driver:
+    def __init__(
+        self,
+        jobs: Iterable[Job],
+        factory: VariantFactory,
+        devices: Sequence[str],
+        options: Options,
+        reporter: Reporter,
+        inputs: Sequence[Path] | None,
+        retries: int,
+    ) -> None:
+        self.ctx = get_context("spawn")
+        self.feed = JobFeed(jobs, reporter, _WINDOW * len(devices), retries)
+        self.feed.summary.dry_run = options.dry_run
+        self.summary = self.feed.summary
+        self.args = (factory, options, None if inputs is None else list(inputs))
+        self.devices = list(devices)
+        self.reporter = reporter
+        self.respawns_left = retries * len(devices)
+        self.workers: list[_Worker] = []
+        self.warned: set[str] = set()
+
+    def start(self) -> None:
+        self.workers = [_Worker(self.ctx, d, self.args) for d in self.devices]
+
+    def dispatch(self) -> None:
+        for worker in self.workers:
+            if worker.ready and worker.task is None:
+                task = self.feed.next_task()
+                if task is None:
+                    return
+                worker.task = task
+                worker.conn.send(task)
+
     def loop(self) -> None:
         while True:
             self.dispatch()
-            if self.exhausted and not self.again and not self.unreported:
+            if self.feed.finished:
                 return
             if not self.workers:
                 raise WorkerFailed("every worker process died; see the messages above")
@@ -320,7 +363,7 @@ class _Driver:
         elif kind == "result":
             index, result = payload
             worker.task = None
-            self.finish(index, result)
+            self.feed.finish(index, result)
         elif kind == "error":
             raise WorkerFailed(f"worker on {worker.device} failed: {payload}")
 
@@ -336,16 +379,7 @@ class _Driver:
         if not worker.ready and not self.workers and self.respawns_left <= 0:
             raise WorkerFailed(f"the worker process on {worker.device} died while starting")
         if worker.task is not None:
-            index, job = worker.task
-            self.attempts[index] = self.attempts.get(index, 0) + 1
-            if self.attempts[index] > self.retries:
-                error = (
-                    f"its worker process died {self.attempts[index]} times while working on it "
-                    f"({how}); not retried again"
-                )
-                self.finish(index, Result(job, "failed", error=error))
-            else:
-                self.again.append(worker.task)
+            self.feed.lost(worker.task, how)
         if self.respawns_left > 0:
             self.respawns_left -= 1
             self.workers.append(_Worker(self.ctx, worker.device, self.args))
@@ -388,15 +422,7 @@ class _Driver:
             if kind == "result":
                 index, result = payload
                 worker.task = None
-                self.finish(index, result)
-
-    def report_rest(self) -> None:
-        """Every input without a result yet, as ``interrupted``, in job order."""
-        for index, job in self.unreported.items():
-            self.done.setdefault(index, _interrupted(job))
-        self.flush()
-        for index, job in self.jobs:
-            self.finish(index, _interrupted(job))
+                self.feed.finish(index, result)
 
 
 def _interrupted(job: Job) -> Result:
@@ -419,16 +445,15 @@ def run_parallel(
 
     ``factory(device, warn)`` builds each worker's variants (``ModelSpec``); ``total`` is
     the number of jobs when known (for the progress bar); ``inputs`` the inputs that will be
-    upscaled (default: those of ``jobs``, which must then be a sequence).
+    upscaled (default: those of ``jobs`` when it is a sequence; unknown for an iterator,
+    such as a folder still being walked: see ``pipeline.ImageWorker``).
 
     Raises:
         WorkerFailed: a worker could not load the model, or every worker died.
     """
     if not devices:
         raise ValueError("a parallel run needs at least one device")
-    if inputs is None:
-        if not isinstance(jobs, Sequence):
-            raise ValueError("inputs are required when jobs is not a sequence")
+    if inputs is None and isinstance(jobs, Sequence):
         inputs = [job.input for job in jobs if job.runs]
     if total is None and isinstance(jobs, Sequence):
         total = len(jobs)
@@ -443,7 +468,7 @@ def run_parallel(
         factory = dataclasses.replace(factory, cpu_threads=threads)
     t0 = time.perf_counter()
     driver = _Driver(jobs, factory, devices, options, reporter, inputs, retries)
-    reporter.start(total or 0)
+    reporter.start(total)
     try:
         driver.start()
         driver.loop()
@@ -452,7 +477,7 @@ def run_parallel(
     finally:
         driver.stop()
     if driver.summary.interrupted:
-        driver.report_rest()
+        driver.feed.report_rest()
     driver.summary.seconds = time.perf_counter() - t0
     reporter.finished(driver.summary)
     return driver.summary

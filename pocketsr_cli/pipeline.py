@@ -52,13 +52,15 @@ reported as ``skipped`` (``interrupted``), so that each input still gets one res
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import os
 import queue
 import stat
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -200,6 +202,7 @@ class Result:
     out_height: int | None = None
     seconds: float | None = None
     warnings: list[str] = field(default_factory=list)
+    heavy_fraction: float | None = None  # PCSR: share of output pixels on the heavy path
 
 
 @dataclass
@@ -230,10 +233,11 @@ class Reporter(Protocol):
 
     ``image_started`` and ``tile`` come from the inference thread, ``image_finished`` from the
     writer thread (in job order), ``start``/``finished`` from the caller: implementations
-    must be thread-safe (rich's Progress is).
+    must be thread-safe (rich's Progress is).  ``start``'s total is None when the jobs
+    are streamed from a folder still being walked (``jobs.iter_jobs``).
     """
 
-    def start(self, total: int) -> None: ...
+    def start(self, total: int | None) -> None: ...
     def image_started(self, job: Job, index: int) -> None: ...
     def tile(self, done: int, total: int) -> None: ...
     def image_finished(self, result: Result) -> None: ...
@@ -245,7 +249,7 @@ class NullReporter:
     """A :class:`Reporter` that ignores every event: subclass it and override only the
     events you need."""
 
-    def start(self, total: int) -> None:
+    def start(self, total: int | None) -> None:
         pass
 
     def image_started(self, job: Job, index: int) -> None:
@@ -392,6 +396,7 @@ class _Upscaled:
     decoded: _Decoded
     pixels: np.ndarray
     seconds: float
+    heavy_fraction: float | None = None
 
 
 _DONE = object()
@@ -437,7 +442,7 @@ def _put(q: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
 class _Run:
     def __init__(
         self,
-        jobs: Sequence[Job],
+        jobs: Iterable[Job],
         variants: Sequence[Variant],
         options: Options,
         reporter: Reporter,
@@ -449,16 +454,25 @@ class _Run:
         if options.target is None and len(self.by_scale) > 1:
             raise ValueError("a run with several variants needs a target to choose among them")
         self.target = options.target or Target.factor(variants[0].scale)
-        self.jobs = jobs
+        self.total = len(jobs) if isinstance(jobs, Sequence) else None
+        self.jobs: Iterator[Job] = iter(jobs)
+        self.taken: collections.deque[Job] = collections.deque()  # read, not yet reported
         self.options = options
-        # Inputs by path and by file, for outputs that only decoding could name (read_one).
-        running = [job.input for job in jobs if job.runs] if inputs is None else list(inputs)
+        # Inputs by path and by file, for outputs that only decoding could name (read_one);
+        # unknown while a folder is still being walked (then see plan_decoded).
+        self.inputs_known = inputs is not None or isinstance(jobs, Sequence)
+        running: list[Path] = []
+        if inputs is not None:
+            running = list(inputs)
+        elif isinstance(jobs, Sequence):
+            running = [job.input for job in jobs if job.runs]
         self.inputs = {_real(path) for path in running}
         self.input_keys = {key for path in running if (key := _key(path)) is not None}
         self.reporter = reporter
         self.stop = threading.Event()
         self.decoded: queue.Queue[Any] = queue.Queue(maxsize=1)
         self.written: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self.finished: queue.SimpleQueue[Result] = queue.SimpleQueue()  # written, not yielded
         self.summary = Summary(dry_run=options.dry_run)
         self.profiles = {v.scale: upscaler_memory(v.upscaler) for v in variants}
         available = None if options.max_memory else memory.host_available_bytes()
@@ -468,6 +482,7 @@ class _Run:
     # -- reader -------------------------------------------------------------------------
     def read_all(self) -> None:
         for job in self.jobs:
+            self.taken.append(job)
             if self.stop.is_set():
                 return
             if not _put(self.decoded, self.read_one(job), self.stop):
@@ -485,6 +500,17 @@ class _Run:
         return item
 
     def read_unnoted(self, job: Job) -> Result | _Decoded:
+        seen = self.settle(job)
+        if isinstance(seen, Result):
+            return seen
+        if self.options.dry_run:
+            return self.dry_run(job)
+        return self.decode(job, seen)
+
+    def settle(self, job: Job) -> Result | _Identity | None:
+        """What is decided about ``job`` before its input is decoded: the result that ends
+        it here (planned, not a file, an earlier output by its record, an existing output),
+        or its output as it is now (None: absent)."""
         if job.failure is not None:
             return Result(job, "failed", error=job.failure)
         if job.skip_reason is not None:
@@ -501,11 +527,9 @@ class _Run:
                     "name the file directly to upscale it"
                 )
                 return Result(job, "skipped", reason=reason, reason_code="own-output")
-        seen = self.look_at_output(job, job.output)
-        if isinstance(seen, Result):
-            return seen
-        if self.options.dry_run:
-            return self.dry_run(job)
+        return self.look_at_output(job, job.output)
+
+    def decode(self, job: Job, seen: _Identity | None) -> Result | _Decoded:
         t0 = time.perf_counter()
         try:
             header = read_header(job.input)
@@ -622,6 +646,15 @@ class _Run:
                     "which is an input; rename it to its format's extension or choose --format"
                 )
                 return Result(job, "failed", error=error)
+            if not self.inputs_known and self.options.overwrite and _unrecorded_file(output):
+                # The walk has not seen every input yet: a file there that pocketsr did not
+                # write may be one of them, and is never replaced.
+                error = (
+                    f"its content is {image.format.upper()}, so its output would be {output}, "
+                    "which exists, was not written by pocketsr and may be an input; rename "
+                    "it to its format's extension or choose --format"
+                )
+                return Result(job, "failed", error=error)
             found = self.look_at_output(job, output, (image.width, image.height))
             if isinstance(found, Result):
                 return found
@@ -735,8 +768,11 @@ class _Run:
                     result = self.write_one(item)
                 finally:
                     self.gate.release(item.decoded.reserved)
+            if self.taken:
+                self.taken.popleft()
             self.summary.results.append(result)
             self.reporter.image_finished(result)
+            self.finished.put(result)
 
     def write_one(self, item: _Upscaled) -> Result:
         d = item.decoded
@@ -752,6 +788,7 @@ class _Run:
             out_height=item.pixels.shape[0],
             warnings=[*d.notes, *d.plan.warnings],
             model=d.variant.model or None,
+            heavy_fraction=item.heavy_fraction,
         )
         record = self.record_text(item)
         embedded = embeds_provenance(d.plan.format)
@@ -813,7 +850,9 @@ class _Run:
         return provenance.dumps(record)
 
     # -- inference (calling thread) -------------------------------------------------------
-    def infer_all(self) -> None:
+    def infer_all(self) -> Iterator[None]:
+        """Upscale what the reader decodes and hand it to the writer, pausing (a ``yield``)
+        after each image so that :meth:`stream` can pass on what has been written."""
         index = 0
         while True:
             item = _get(self.decoded, self.stop)
@@ -824,6 +863,7 @@ class _Run:
                 item = self.infer_one(item, index)
             if not _put(self.written, item, self.stop):
                 break
+            yield
 
     def infer_one(self, d: _Decoded, index: int) -> _Upscaled | Result:
         self.reporter.image_started(d.job, index)
@@ -847,7 +887,8 @@ class _Run:
                 height=d.image.height,
                 warnings=d.notes,
             )
-        return _Upscaled(d, out, time.perf_counter() - t0)
+        heavy = getattr(d.variant.upscaler, "heavy_fraction", None)  # PCSR's routing
+        return _Upscaled(d, out, time.perf_counter() - t0, heavy)
 
     def process(
         self,
@@ -871,29 +912,57 @@ class _Run:
             self.gate.release(item.reserved)
 
     def execute(self) -> Summary:
+        for _ in self.stream():
+            pass
+        return self.summary
+
+    def stream(self) -> Iterator[Result]:
+        """The run, yielding each result (in job order) once its image is finished.
+
+        Inference runs in the thread that advances this generator, and only while it does:
+        between two results the upscaler is idle, while the reader and the writer go on.
+        Closing it early is a stop without Ctrl-C: reading and inference stop, what was
+        already upscaled is written (:meth:`wind_down`), and nothing more is yielded.
+        """
         t0 = time.perf_counter()
-        self.reporter.start(len(self.jobs))
+        self.reporter.start(self.total)
         reader = _Stage("pocketsr-reader", self.read_all, self.stop)
         writer = _Stage("pocketsr-writer", self.write_all, self.stop)
         try:
             reader.start()
             writer.start()
-            self.infer_all()
+            for _ in self.infer_all():
+                yield from self.written_so_far()
+            _put_while_alive(self.written, _DONE, writer)
+            while writer.is_alive():  # the last images, as each is written
+                yield from self.written_so_far(wait=0.1)
         except KeyboardInterrupt:
             self.summary.interrupted = True
         finally:
             self.wind_down(reader, writer)
+        yield from self.written_so_far()
         for stage in (reader, writer):
             if stage.error is not None:
                 raise stage.error
         if self.summary.interrupted:
-            for job in self.jobs[len(self.summary.results) :]:  # results come in job order
+            # Results come in job order: those read and not reported, then those not read.
+            for job in itertools.chain(self.taken, self.jobs):
                 result = Result(job, "skipped", reason=_STOPPED, reason_code="interrupted")
                 self.summary.results.append(result)
                 self.reporter.image_finished(result)
+                yield result
         self.summary.seconds = time.perf_counter() - t0
         self.reporter.finished(self.summary)
-        return self.summary
+
+    def written_so_far(self, wait: float = 0.0) -> Iterator[Result]:
+        """The results the writer has finished and :meth:`stream` has not yet yielded
+        (waiting up to ``wait`` seconds for the first one)."""
+        try:
+            yield self.finished.get(timeout=wait) if wait else self.finished.get_nowait()
+            while True:
+                yield self.finished.get_nowait()
+        except queue.Empty:
+            return
 
     def wind_down(self, reader: threading.Thread, writer: threading.Thread) -> None:
         """Stop reading and inference, and wait for both threads.
@@ -944,6 +1013,11 @@ def _record_of(path: Path) -> dict[str, Any] | None:
     return provenance.loads(text) if text else None
 
 
+def _unrecorded_file(path: Path) -> bool:
+    """Whether ``path`` is an existing file that carries no pocketsr record."""
+    return os.path.isfile(path) and _record_of(path) is None
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -976,7 +1050,9 @@ class ImageWorker:
     It keeps every guarantee of :func:`run` for the image (skip-existing and records,
     memory admission within ``options.max_memory``, claims, atomic writes); ``inputs`` are
     the run's inputs that will be upscaled, so that an output whose name only decoding
-    can tell (a misnamed input) never overwrites one of them.
+    can tell (a misnamed input) never overwrites one of them; None while they are not all
+    known (a folder still being walked): such an output is then never one that exists
+    without a pocketsr record.
     """
 
     def __init__(
@@ -984,10 +1060,10 @@ class ImageWorker:
         upscaler: ImageUpscaler | Sequence[Variant],
         options: Options,
         reporter: Reporter | None = None,
-        inputs: Sequence[Path] = (),
+        inputs: Sequence[Path] | None = (),
     ) -> None:
         variants = list(upscaler) if isinstance(upscaler, Sequence) else [Variant(upscaler)]
-        self._run = _Run([], variants, options, reporter or NullReporter(), inputs=inputs)
+        self._run = _Run(iter(()), variants, options, reporter or NullReporter(), inputs=inputs)
 
     def process(
         self,
@@ -1000,14 +1076,29 @@ class ImageWorker:
         signal there finishes the file in hand, as :func:`run` does."""
         return self._run.process(job, index, shield)
 
+    def precheck(self, job: Job) -> Result | tuple[int, ...] | None:
+        """What a driver that writes the outputs itself (``ray_backend``, return-bytes)
+        decides before sending ``job`` away: the result that ends it here (planned, not a
+        file, an earlier output, an existing output), or its output as it is now (None:
+        absent), to compare with :meth:`identity` just before the rename."""
+        return self._run.settle(job)
+
+    @staticmethod
+    def identity(path: Path) -> tuple[int, ...] | None:
+        """The file at ``path`` as :meth:`precheck` saw it (None: absent)."""
+        return _identity(path)
+
 
 def run(
-    jobs: Sequence[Job],
+    jobs: Iterable[Job],
     upscaler: ImageUpscaler | Sequence[Variant],
     options: Options,
     reporter: Reporter,
 ) -> Summary:
     """Process ``jobs`` in order and return the summary (``interrupted`` set on Ctrl-C).
+
+    ``jobs`` may be an iterator (``jobs.iter_jobs``): it is consumed as the reader goes, so
+    the first image starts before a large folder is walked to its end.
 
     ``upscaler`` is one upscaler, or the variants the run chooses from per image (then
     ``options.target`` is required when there are several).  Never raises for a bad input
@@ -1016,3 +1107,27 @@ def run(
     """
     variants = list(upscaler) if isinstance(upscaler, Sequence) else [Variant(upscaler)]
     return _Run(jobs, variants, options, reporter).execute()
+
+
+def stream(
+    jobs: Sequence[Job],
+    upscaler: ImageUpscaler | Sequence[Variant],
+    options: Options,
+    reporter: Reporter,
+) -> Iterator[Result]:
+    """:func:`run` as a generator: the same three stages, yielding each job's result in
+    job order as soon as its output is written (for the Python API's folder iterator).
+
+    Inference runs only while the generator is advanced, in the thread advancing it, so the
+    caller may use the upscaler between two results; meanwhile the reader decodes ahead and
+    the writer finishes the image before.  Closing the generator early stops reading and
+    inference; an image already upscaled is still written (atomically).  On Ctrl-C every
+    input not finished is yielded as ``skipped`` (``interrupted``), then
+    ``KeyboardInterrupt`` is raised.  Raises as :func:`run` otherwise, at the first
+    ``next()``.
+    """
+    variants = list(upscaler) if isinstance(upscaler, Sequence) else [Variant(upscaler)]
+    job_run = _Run(jobs, variants, options, reporter)
+    yield from job_run.stream()
+    if job_run.summary.interrupted:
+        raise KeyboardInterrupt

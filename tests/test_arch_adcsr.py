@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import hashlib
 import json
 from collections import OrderedDict
@@ -24,6 +25,7 @@ import torch
 from _http import serve
 from _zoo import use_home
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
 from typer.testing import CliRunner
 
 pytest.importorskip("diffusers")
@@ -435,3 +437,82 @@ def test_models_info_of_the_bundled_manifest(
     assert "pocketsr models download adcsr-x4 --allow-unverified" in " ".join(
         offline.stderr.split()
     )
+
+
+# --- loading costs the reading of the weights, no more --------------------------------------
+
+
+class _WritesToMemory(TorchDispatchMode):
+    """Records every in-place op (an initialiser's ``uniform_``, a load's ``copy_``) that
+    touches a tensor with real memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        name = func.overloadpacket.__name__  # uniform_, not uniform_.default
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if name.endswith("_") and name not in ("detach_",) and any(not t.is_meta for t in tensors):
+            self.ops.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def test_loading_weights_neither_initialises_nor_copies(net: AdcSR) -> None:
+    state_dict = net.state_dict()
+    with _WritesToMemory() as writes:
+        desc = FAMILY.instantiate("adcsr-small", SMALL.to_params(), 4, state_dict)
+    assert writes.ops == []
+    tensors = desc.module.state_dict()
+    assert all(tensors[k].data_ptr() == v.data_ptr() for k, v in state_dict.items())
+    assert not any(t.is_meta for t in [*desc.module.parameters(), *desc.module.buffers()])
+    # The same network as one built (initialised) and copied into, as before.
+    with _WritesToMemory() as writes:
+        copied = dataclasses.replace(FAMILY, build_empty=None).instantiate(
+            "adcsr-small", SMALL.to_params(), 4, state_dict
+        )
+    assert "copy_" in writes.ops and any(op in writes.ops for op in ("uniform_", "normal_"))
+    x = photo(32, 48)
+    with torch.no_grad():
+        assert torch.equal(desc.module(x), copied.module(x))
+
+
+def test_loading_keeps_the_network_s_dtypes(net: AdcSR) -> None:
+    half = {k: v.half() for k, v in net.state_dict().items()}
+    desc = FAMILY.load(half, "adcsr-small")
+    assert {p.dtype for p in desc.module.parameters()} == {torch.float32}
+
+
+def test_loading_refuses_a_state_dict_that_leaves_tensors_unset(net: AdcSR) -> None:
+    state_dict = net.state_dict()
+    state_dict.pop("decoder.conv_out.bias")
+    with pytest.raises(ModelError, match=r"decoder\.conv_out\.bias"):
+        FAMILY.instantiate("adcsr-small", SMALL.to_params(), 4, state_dict)
+
+
+def test_the_python_api_takes_the_trust_options_of_the_cli(
+    net: AdcSR, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``allow_unverified`` and ``trust_pickle`` are ``--allow-unverified`` and
+    ``--trust-pickle``: refused without them, pinned and converted once with them."""
+    import numpy as np
+
+    import pocketsr_cli
+
+    home = use_home(tmp_path, monkeypatch)
+    net_path, half_path = official_files(net, tmp_path / "hf", needs_code=True)
+    files = {f"/{p.name}": p.read_bytes() for p in (net_path, half_path)}
+    with serve(files) as server:
+        urls = {path[1:]: server.url(path) for path in files}
+        _user_manifest(home, "adcsr-small-x4", urls, sum(p.numel() for p in net.parameters()))
+        with pytest.raises(ModelError, match="allow-unverified"):
+            pocketsr_cli.Upscaler("adcsr-small-x4", device="cpu")
+        assert server.hits == []
+        with pytest.raises(UnsafePickleError, match="trust-pickle"):
+            pocketsr_cli.Upscaler("adcsr-small-x4", device="cpu", allow_unverified=True)
+        pocketsr_cli.Upscaler(
+            "adcsr-small-x4", device="cpu", allow_unverified=True, trust_pickle=True
+        )
+    # Pinned and converted: from now on the files load offline, without either option.
+    up = pocketsr_cli.Upscaler("adcsr-small-x4", device="cpu", offline=True)
+    assert up.upscale(np.zeros((16, 24, 3), np.uint8)).shape == (64, 96, 3)

@@ -129,3 +129,22 @@ EnsembleWeightOpt = Annotated[
         show_default="0.5",
     ),
 ]
+PcsrKOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--pcsr-k",
+        metavar="K",
+        help="PCSR models only: the speed/quality knob of their pixel routing. 0 (default) "
+        "follows the classifier; larger sends more pixels to the light path (faster), "
+        "negative more to the heavy one. --json reports each image's heavy share.",
+        show_default=False,
+    ),
+]
+AdaptiveOpt = Annotated[
+    bool,
+    typer.Option(
+        "--adaptive",
+        help="PCSR models only: route each image by 2-means on its heavy-path "
+        "probabilities instead of --pcsr-k.",
+    ),
+]

@@ -272,7 +272,7 @@ class RichReporter:
     def _log_results(self) -> bool:
         return not (self.quiet or self.json_lines)
 
-    def start(self, total: int) -> None:
+    def start(self, total: int | None) -> None:
         if self.quiet or not self.console.is_terminal:
             return
         self.progress = Progress(*_step_columns(), console=self.console, transient=True)
@@ -312,7 +312,8 @@ class RichReporter:
         if result.status == "ok":
             self.console.print(
                 f"[green]ok[/]      {name}  {sizes}  {result.seconds or 0:.2f} s"
-                f"  → {escape(shown(result.output))}"
+                + ("" if result.heavy_fraction is None else f"  {result.heavy_fraction:.0%} heavy")
+                + f"  → {escape(shown(result.output))}"
             )
         elif result.status == "planned":
             self.console.print(
@@ -418,6 +419,7 @@ class JsonLinesReporter(NullReporter):
                 "model": result.model or self.model,
                 "device": self.device,
                 **self.ensemble,
+                **_heavy_fraction(result),
                 "warnings": result.warnings,
             }
         )
@@ -450,7 +452,7 @@ class FanOut:
     def __init__(self, reporters: Sequence[Reporter]) -> None:
         self.reporters = list(reporters)
 
-    def start(self, total: int) -> None:
+    def start(self, total: int | None) -> None:
         for r in self.reporters:
             r.start(total)
 
@@ -606,3 +608,10 @@ class StepBar:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+def _heavy_fraction(result: Result) -> dict[str, float]:
+    """``heavy_fraction`` for an image a PCSR model made (its routing's heavy share)."""
+    if result.heavy_fraction is None:
+        return {}
+    return {"heavy_fraction": round(result.heavy_fraction, 4)}

@@ -6,8 +6,10 @@ Its product is the files it writes: its human lines are a log on stderr, and onl
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +18,11 @@ from pocketsr_cli.cli import _options as opt
 from pocketsr_cli.cli._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from pocketsr_cli.cli._help import examples
 from pocketsr_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from pocketsr_cli.archs.pcsr import Routing
+    from pocketsr_cli.descriptor import ModelDescriptor
+    from pocketsr_cli.sizing import Target
 
 FORMATS = ("same", "png", "jpg", "jpeg", "webp", "tiff", "tif", "bmp")
 
@@ -115,6 +122,51 @@ def upscale(
             show_default=False,
         ),
     ] = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run on a Ray cluster (pip install 'pocketsr[ray]'): one actor per GPU, or "
+            "per --ray-cpus-per-worker cores; a local one is started unless --ray-address "
+            "(or RAY_ADDRESS) names one. Outputs and --json as one run.",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            metavar="ADDRESS",
+            help="The Ray cluster to connect to (auto, HOST:PORT, ray://HOST:PORT).",
+            show_default=False,
+        ),
+    ] = None,
+    ray_cpus_per_worker: Annotated[
+        int,
+        typer.Option(
+            "--ray-cpus-per-worker",
+            metavar="N",
+            min=1,
+            help="CPU cores per Ray actor on a cluster without GPUs.",
+        ),
+    ] = 1,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--ray-workers",
+            metavar="N",
+            min=1,
+            help="At most N Ray actors (default: one per GPU, or per --ray-cpus-per-worker).",
+            show_default=False,
+        ),
+    ] = None,
+    ray_return_bytes: Annotated[
+        bool,
+        typer.Option(
+            "--ray-return-bytes",
+            help="Send inputs to the actors and write their outputs here (for a cluster "
+            "without a shared file system).",
+        ),
+    ] = False,
     precision: opt.PrecisionOpt = "auto",
     tile: Annotated[
         str,
@@ -218,15 +270,19 @@ def upscale(
     offline: opt.OfflineOpt = False,
     allow_unverified: opt.AllowUnverifiedOpt = False,
     trust_pickle: opt.TrustPickleOpt = False,
+    pcsr_k: opt.PcsrKOpt = None,
+    adaptive: opt.AdaptiveOpt = False,
 ) -> None:
     """Upscale images and folders of images."""
+    from collections.abc import Callable, Iterator
+
     from pocketsr_cli import __version__, libwarnings, sizing
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.devices import choose_device, compute_for
     from pocketsr_cli.ensemble import Ensemble
     from pocketsr_cli.imageio import format_from_name
     from pocketsr_cli.inference import Upscaler
-    from pocketsr_cli.jobs import Naming, collect_jobs
+    from pocketsr_cli.jobs import Job, Naming, collect_jobs, iter_jobs
     from pocketsr_cli.pipeline import Options, Variant, run, scales_for_sizes
     from pocketsr_cli.provenance import RunSettings
     from pocketsr_cli.tiling import TilePolicy
@@ -247,6 +303,13 @@ def upscale(
         if not given.exists():
             raise UsageError(f"input not found: {given}")
     worker_devices = _worker_devices(devices)
+    use_ray = ray or ray_address is not None or ray_return_bytes
+    if use_ray:
+        from pocketsr_cli.ray_backend import import_ray
+
+        if worker_devices:
+            raise UsageError("--devices and --ray cannot be combined: choose one")
+        import_ray()  # says how to install it, before any download
     torch_device = choose_device(worker_devices[0] if worker_devices else device)
     console = _ui.make_console()
     bar = _ui.DownloadBar(console, f"downloading {model or 'default model'}")
@@ -266,22 +329,46 @@ def upscale(
     # What libraries warn about while inputs are planned (headers read) and the model
     # loads becomes warning lines once the run's log starts, never Python's raw text.
     notes: list[str] = []
-    with libwarnings.collecting(notes):
-        jobs = collect_jobs(inputs, naming, recursive=recursive, glob=glob)
+    jobs: list[Job] | Iterator[Job]
+    warn_to: list[Callable[[str], None]] = [notes.append]  # the reporter, once there is one
+    if report_page is not None or plan.scales is None:
+        # The review page's paths, and the variants a size target needs, are known only
+        # once every input is: those runs list the inputs first.
+        with libwarnings.collecting(notes):
+            jobs = collect_jobs(inputs, naming, recursive=recursive, glob=glob)
+    else:  # streamed: the first image starts while a large folder is still being walked
+        jobs = iter_jobs(
+            inputs,
+            naming,
+            recursive=recursive,
+            glob=glob,
+            on_warning=lambda message: warn_to[0](message),
+        )
     if report_page is not None:  # refused before the run, not after it
         from pocketsr_cli.report import check_destination
 
         check_destination(report_page, [p for j in jobs for p in (j.input, j.output)])
+        assert isinstance(jobs, list)
     with libwarnings.collecting(notes):
-        scales = plan.scales or scales_for_sizes(jobs, target, family.scales, family.default_scale)
+        scales = plan.scales or scales_for_sizes(
+            list(jobs), target, family.scales, family.default_scale
+        )
     with bar, libwarnings.collecting(notes):
         descriptors = [family.load(s) for s in scales]
+    native, routing, pcsr_note = _pcsr_options(
+        descriptors, target, pcsr_k, adaptive, workers=bool(worker_devices or use_ray)
+    )
+    if native is not None:  # PCSR draws -s/--outscale itself: no "no ×N variant" note
+        plan = dataclasses.replace(plan, note=None)
+    notes += [pcsr_note] if pcsr_note else []
 
     computes = [compute_for(torch_device, precision, d) for d in descriptors]
     names = ", ".join(d.name for d in descriptors)
     where = ", ".join(dict.fromkeys(str(c) for c in computes))
     if worker_devices:
         where += f" ×{len(worker_devices)} workers ({', '.join(worker_devices)})"
+    elif use_ray and not dry_run:
+        where += " on Ray actors"
     reporters: list[_ui.Reporter] = [_ui.RichReporter(console, quiet=quiet, json_lines=json_lines)]
     if json_lines:
         reporters.append(_ui.JsonLinesReporter(names, where, ensemble=self_ensemble))
@@ -289,6 +376,7 @@ def upscale(
     for note in [plan.note, *notes]:
         if note is not None:
             reporter.warning(note)
+    warn_to[0] = reporter.warning
     variants = [
         Variant(
             Upscaler(
@@ -299,6 +387,8 @@ def upscale(
                 ensemble=self_ensemble,
                 compile=compile_model,
                 on_warning=reporter.warning,
+                outscale=native,
+                routing=routing,
             ),
             model=desc.name,
             sha256=desc.sha256,
@@ -309,7 +399,7 @@ def upscale(
     if not quiet:
         console.print(
             f"[bold]pocketsr[/] {names} on {where} → {target.describe()} — "
-            f"{len(jobs)} input(s)"
+            + (f"{len(jobs)} input(s)" if isinstance(jobs, list) else "inputs as found")
             + (f", ensemble {self_ensemble.label}" if self_ensemble else "")
             + (" (dry run)" if dry_run else "")
         )
@@ -346,6 +436,28 @@ def upscale(
             trust_pickle=trust_pickle,
         )
         summary = run_parallel(jobs, spec, worker_devices, options, reporter)
+    elif use_ray and not dry_run:
+        from pocketsr_cli.parallel import ModelSpec
+        from pocketsr_cli.ray_backend import RaySettings, run_ray
+
+        spec = ModelSpec(
+            model,
+            tuple(scales),
+            precision=precision,
+            tile=tile,
+            overlap=tile_overlap,
+            ensemble=self_ensemble,
+            compile=compile_model,
+            allow_unverified=allow_unverified,
+            trust_pickle=trust_pickle,
+        )
+        settings = RaySettings(
+            address=ray_address,
+            cpus_per_worker=ray_cpus_per_worker,
+            workers=ray_workers,
+            return_bytes=ray_return_bytes,
+        )
+        summary = run_ray(jobs, spec, options, reporter, settings, variants=variants)
     else:
         summary = run(jobs, variants, options, reporter)
     if report_page is not None:
@@ -359,6 +471,40 @@ def upscale(
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(EXIT_FAILED if summary.failed else EXIT_OK)
+
+
+def _pcsr_options(
+    descriptors: Sequence[ModelDescriptor],
+    target: Target,
+    pcsr_k: float | None,
+    adaptive: bool,
+    *,
+    workers: bool,
+) -> tuple[float | None, Routing | None, str | None]:
+    """What a PCSR model runs with: the factor it draws natively (a factor target of at
+    least 1; None otherwise), its routing (None: the model's own) and a warning line.
+
+    Raises:
+        UsageError: --pcsr-k or --adaptive with another model, or with worker processes.
+    """
+    pcsr = bool(descriptors) and all(d.family == "pcsr" for d in descriptors)
+    asked = pcsr_k is not None or adaptive
+    if asked and not pcsr:
+        names = ", ".join(d.name for d in descriptors)
+        raise UsageError(f"--pcsr-k and --adaptive apply to PCSR models only, not to {names}")
+    if not pcsr:
+        return None, None, None
+    if asked and workers:
+        raise UsageError("--pcsr-k and --adaptive cannot be combined with --devices or --ray")
+    from pocketsr_cli.archs.pcsr import Routing
+
+    routing = Routing(k=pcsr_k or 0.0, adaptive=adaptive) if asked else None
+    if target.kind != "factor" or target.value < 1:
+        return None, routing, None
+    if workers:
+        note = f"worker processes run {descriptors[0].name} at ×{descriptors[0].scale} and resize"
+        return None, routing, note
+    return target.value, routing, None
 
 
 def _worker_devices(text: str | None) -> list[str]:

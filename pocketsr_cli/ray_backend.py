@@ -1,0 +1,501 @@
+"""One run on a Ray cluster: one actor per GPU (or per N CPU cores), fed one job at a time.
+
+``pocketsr upscale --ray [ADDRESS]`` connects to a Ray cluster (``auto``, ``HOST:PORT``,
+``ray://HOST:PORT``), or starts a local one when no address is given, and runs the same
+per-image work as ``--devices`` (``pipeline.ImageWorker``: read, upscale, claim and write)
+in Ray actors, each loading the model once (``parallel.ModelSpec``).  Outputs, names,
+records, skips, atomic writes, ``--json`` lines and exit codes are those of a one-process
+run: the driver reports results in job order through one ``Reporter``
+(``parallel.JobFeed``).
+
+Streaming: jobs are taken from an iterator (a folder still being walked) only as actors
+become free, one image in flight per actor, and no more than a window of results waits for
+an earlier slow image; nothing is materialised for the whole folder (``ray.wait`` on the
+images in flight).
+
+Outputs are written by the actors, which therefore need the inputs and the output folder on
+a shared file system; ``return_bytes`` (``--ray-return-bytes``) is for clusters without
+one: the driver reads each input and sends its bytes, the actor upscales a private copy
+and returns the encoded output, and the driver writes it (claim, still-absent check,
+atomic rename, record) exactly as a worker would have; existing outputs are skipped by the
+driver before any bytes are sent.
+
+Faults: an actor that dies (killed, out of memory, its node lost) has its image given to
+another actor, and is replaced while replacements remain; an image whose actor died
+``retries + 1`` times fails with a line that says so.  No output is written twice: a
+retried image whose output was renamed into place just before its actor died finds it and
+is skipped (``exists``); an output is only ever renamed into place whole, while its claim
+is held.
+
+Stopping: on ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM/SIGHUP through the CLI) the driver
+kills its actors (Ray cannot interrupt a running actor method), removes the temporary
+files the images in flight may have left beside their outputs, shuts Ray down when it
+started it, and reports every input without a result as ``skipped`` (``interrupted``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pocketsr_cli import claims
+from pocketsr_cli.errors import UsageError
+from pocketsr_cli.imageio import SIDECAR_SUFFIX, TEMP_SUFFIX, write_atomic, write_sidecar
+from pocketsr_cli.jobs import Job
+from pocketsr_cli.parallel import _WINDOW, JobFeed, ModelSpec, VariantFactory, WorkerFailed
+from pocketsr_cli.pipeline import ImageWorker, Options, Reporter, Result, Summary, Variant
+
+__all__ = ["INSTALL_HINT", "RaySettings", "import_ray", "run_ray"]
+
+INSTALL_HINT = "--ray needs Ray, which is not installed: pip install 'pocketsr[ray]'"
+
+
+def import_ray() -> ModuleType:
+    """The ``ray`` module, or a usage error that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(INSTALL_HINT) from None
+    return ray
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """Where and how to run.
+
+    Attributes:
+        address: the cluster to connect to; None starts a local one (``num_cpus`` CPUs,
+            default: all of this machine's).
+        cpus_per_worker: CPU cores per actor on a cluster without GPUs (its torch threads).
+        workers: at most this many actors (None: one per GPU, or per ``cpus_per_worker``).
+        return_bytes: the driver reads inputs and writes outputs (no shared file system).
+        num_cpus: CPUs of a local cluster this run starts.
+    """
+
+    address: str | None = None
+    cpus_per_worker: int = 1
+    workers: int | None = None
+    return_bytes: bool = False
+    num_cpus: int | None = None
+
+
+# -- actor -------------------------------------------------------------------------------
+
+
+class ImageActor:
+    """A Ray actor's state: the run's model, loaded once, and its :class:`ImageWorker`."""
+
+    def __init__(
+        self,
+        factory: VariantFactory,
+        device: str,
+        options: Options,
+        inputs: Sequence[Path] | None,
+        return_bytes: bool,
+    ) -> None:
+        self.warnings: list[str] = []
+        variants = factory(device, self.warnings.append)
+        self.return_bytes = return_bytes
+        if return_bytes:  # private copies in, outputs out; the driver decided on skipping
+            self.scratch = Path(tempfile.mkdtemp(prefix="pocketsr-ray-"))
+            options = dataclasses.replace(options, overwrite=False)
+            inputs = None
+        self.worker = ImageWorker(variants, options, inputs=inputs)
+
+    def ready(self) -> tuple[int, list[str]]:
+        """This actor's process id and what its model warned about while loading."""
+        return os.getpid(), self.warnings
+
+    def process(self, index: int, job: Job) -> Result:
+        return self.worker.process(job, index)
+
+    def process_bytes(
+        self, index: int, job: Job, data: bytes
+    ) -> tuple[Result, bytes | None, str | None]:
+        """``job`` upscaled from ``data`` (its input's bytes): the result, the encoded
+        output and its sidecar record (BMP), for the driver to write."""
+        folder = Path(tempfile.mkdtemp(dir=self.scratch))
+        try:
+            source = folder / "in" / job.input.name  # the same name: the same record
+            source.parent.mkdir()
+            source.write_bytes(data)
+            output = folder / "out" / job.output.name
+            output.parent.mkdir()
+            local = dataclasses.replace(job, input=source, output=output)
+            result = self.worker.process(local, index)
+            encoded = sidecar = None
+            if result.status == "ok" and result.output is not None:
+                encoded = result.output.read_bytes()
+                record = result.output.with_name(result.output.name + SIDECAR_SUFFIX)
+                sidecar = record.read_text("utf-8") if record.exists() else None
+            return result, encoded, sidecar
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- driver ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Actor:
+    handle: Any
+    name: str
+    ready_ref: Any
+    ready: bool = False
+    pid: int | None = None
+    task: tuple[int, Job] | None = None
+    ref: Any = None
+    seen: Any = None  # return_bytes: the output as the driver saw it before sending
+
+
+class _RayDriver:
+    def __init__(
+        self,
+        ray: ModuleType,
+        jobs: Iterable[Job],
+        factory: VariantFactory,
+        options: Options,
+        reporter: Reporter,
+        inputs: Sequence[Path] | None,
+        settings: RaySettings,
+        checker: ImageWorker | None,
+        retries: int,
+    ) -> None:
+        self.ray = ray
+        self.factory = factory
+        self.options = options
+        self.inputs = None if inputs is None else list(inputs)
+        self.reporter = reporter
+        self.settings = settings
+        self.checker = checker
+        self.actors: list[_Actor] = []
+        self.device = "cpu"
+        self.resources: dict[str, float] = {}
+        self.count = 0
+        self.feed = JobFeed(jobs, reporter, _WINDOW, retries)
+        self.summary = self.feed.summary
+        self.summary.dry_run = options.dry_run
+        self.respawns_left = retries
+        self.warned: set[str] = set()
+        self.serial = 0
+        self.remote = ray.remote(max_restarts=0, max_task_retries=0)(ImageActor)
+
+    # -- actors
+    def plan(self) -> None:
+        """How many actors, on what: one per GPU, else one per ``cpus_per_worker`` CPUs."""
+        total = self.ray.cluster_resources()
+        gpus = int(total.get("GPU", 0))
+        if gpus:
+            self.device, self.resources, count = "cuda", {"num_gpus": 1}, gpus
+            self.resources["num_cpus"] = 1
+        else:
+            per = max(1, self.settings.cpus_per_worker)
+            self.device, self.resources = "cpu", {"num_cpus": per}
+            count = max(1, int(total.get("CPU", 1)) // per)
+            if isinstance(self.factory, ModelSpec) and self.factory.cpu_threads is None:
+                self.factory = dataclasses.replace(self.factory, cpu_threads=per)
+        if self.settings.workers is not None:
+            count = min(count, max(1, self.settings.workers))
+        self.count = count
+        self.feed.window = _WINDOW * count
+        self.respawns_left *= count
+
+    def spawn(self) -> _Actor:
+        self.serial += 1
+        handle = self.remote.options(**self.resources).remote(
+            self.factory, self.device, self.options, self.inputs, self.settings.return_bytes
+        )
+        return _Actor(handle, f"actor {self.serial}", handle.ready.remote())
+
+    def start(self) -> None:
+        self.plan()
+        self.actors = [self.spawn() for _ in range(self.count)]
+
+    # -- the loop
+    def loop(self) -> None:
+        while True:
+            self.dispatch()
+            if self.feed.finished:
+                return
+            if not self.actors:
+                raise WorkerFailed("every Ray actor died; see the messages above")
+            refs = [a.ref if a.ready else a.ready_ref for a in self.actors]
+            refs = [r for r in refs if r is not None]
+            if not refs:
+                time.sleep(0.05)
+                continue
+            done, _ = self.ray.wait(refs, num_returns=1, timeout=1.0)
+            for ref in done:
+                for actor in list(self.actors):
+                    if ref is actor.ready_ref and not actor.ready:
+                        self.became_ready(actor)
+                    elif ref is actor.ref:
+                        self.collect(actor)
+
+    def dispatch(self) -> None:
+        for actor in self.actors:
+            while actor.ready and actor.task is None:
+                task = self.feed.next_task()
+                if task is None:
+                    return
+                if not self.send(actor, task):
+                    continue  # settled by the driver (return_bytes): take the next job
+                self.reporter.image_started(task[1], task[0])
+
+    def send(self, actor: _Actor, task: tuple[int, Job]) -> bool:
+        index, job = task
+        if not self.settings.return_bytes:
+            actor.task, actor.ref = task, actor.handle.process.remote(index, job)
+            return True
+        assert self.checker is not None
+        settled = self.checker.precheck(job)
+        if isinstance(settled, Result):
+            self.feed.finish(index, settled)
+            return False
+        try:
+            data = job.input.read_bytes()
+        except OSError as exc:
+            self.feed.finish(index, Result(job, "failed", error=f"cannot read: {exc}"))
+            return False
+        actor.seen = settled
+        actor.task, actor.ref = task, actor.handle.process_bytes.remote(index, job, data)
+        return True
+
+    def became_ready(self, actor: _Actor) -> None:
+        try:
+            actor.pid, warnings = self.ray.get(actor.ready_ref)
+        except self.ray.exceptions.RayActorError as exc:
+            raise WorkerFailed(f"a Ray actor could not start: {_cause(exc)}") from None
+        actor.ready = True
+        for message in warnings:
+            if message not in self.warned:  # every actor says the same about its model
+                self.warned.add(message)
+                self.reporter.warning(message)
+
+    def collect(self, actor: _Actor) -> None:
+        task, ref = actor.task, actor.ref
+        assert task is not None
+        actor.task = actor.ref = None
+        try:
+            payload = self.ray.get(ref)
+        except self.ray.exceptions.RayActorError as exc:
+            actor.task = task  # for died()
+            self.died(actor, _cause(exc))
+            return
+        except self.ray.exceptions.RayTaskError as exc:
+            raise WorkerFailed(f"Ray {actor.name} failed: {_cause(exc)}") from None
+        if self.settings.return_bytes:
+            result = self.place(task[1], actor.seen, *payload)
+        else:
+            result = payload
+        self.feed.finish(task[0], result)
+
+    def place(
+        self, job: Job, seen: Any, result: Result, data: bytes | None, sidecar: str | None
+    ) -> Result:
+        """Write what an actor returned (``return_bytes``), as its worker would have."""
+        result.job = job
+        if result.output is None:
+            return result
+        output = job.output.with_name(result.output.name)  # its format may have switched it
+        result.output = output
+        if data is None:
+            return result
+        assert self.checker is not None
+        if output != job.output:  # the switched output was not looked at before sending
+            found = self.checker.precheck(dataclasses.replace(job, output=output))
+            if isinstance(found, Result):
+                return dataclasses.replace(found, job=job)
+            seen = found
+        with claims.claimed(output) as claim:
+            if claim is None:
+                reason = claims.describe_busy(output)
+            elif self.checker.identity(output) != seen:
+                reason = (
+                    "another run wrote this output while this one was working on it; it was kept"
+                )
+            elif not write_atomic(output, data, exclusive=not self.options.overwrite):
+                reason = "this output appeared while this run was working on it; it was kept"
+            else:
+                if sidecar is not None:
+                    write_sidecar(output, sidecar)
+                return result
+        result.status, result.reason, result.reason_code = "skipped", reason, "concurrent"
+        return result
+
+    def died(self, actor: _Actor, how: str) -> None:
+        if actor not in self.actors:
+            return
+        self.actors.remove(actor)
+        self.reporter.warning(f"Ray {actor.name} died ({how})")
+        if actor.task is not None:
+            self.feed.lost(actor.task, how)
+            actor.task = None
+        with contextlib.suppress(Exception):
+            self.ray.kill(actor.handle)
+        if self.respawns_left > 0:
+            self.respawns_left -= 1
+            self.actors.append(self.spawn())
+
+    # -- stopping
+    def stop(self) -> None:
+        """Kill every actor and remove what the images in flight left (cannot be
+        interrupted: more Ctrl-C are noted and waited through)."""
+        while True:
+            try:
+                for actor in self.actors:
+                    with contextlib.suppress(Exception):
+                        self.ray.kill(actor.handle)
+                busy = [a for a in self.actors if a.task is not None and a.ref is not None]
+                if busy and not self.settings.return_bytes:
+                    # Their tasks fail once their processes are gone; then what they were
+                    # writing can be cleared (a claim is locked until its process dies).
+                    with contextlib.suppress(Exception):
+                        self.ray.wait([a.ref for a in busy], num_returns=len(busy), timeout=30)
+                    for actor in busy:
+                        assert actor.task is not None
+                        _remove_leftovers(actor.task[1].output)
+                self.actors = []
+                return
+            except KeyboardInterrupt:
+                self.summary.interrupted = True
+
+    def finish_in_hand(self) -> None:
+        """Results that arrived before the actors were killed (a file written is reported)."""
+        for actor in self.actors:
+            if actor.ref is None or actor.task is None:
+                continue
+            done, _ = self.ray.wait([actor.ref], timeout=0)
+            if done:
+                with contextlib.suppress(Exception):
+                    self.collect(actor)
+
+
+def _remove_leftovers(output: Path) -> None:
+    """The temporary file and claim a killed writer may have left beside ``output``."""
+    deadline = time.monotonic() + 10.0  # a killed process may take a moment to go
+    while claims.claim_path(output).exists() and time.monotonic() < deadline:
+        try:
+            claim = claims.acquire(output)
+        except OSError:
+            break
+        if claim is not None:
+            claim.release()  # a claim file nobody holds any more: removed
+            break
+        time.sleep(0.1)
+    prefix = f".{output.name[:100]}."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(output.parent):
+            rest = entry.name[len(prefix) :]
+            ours = rest.endswith(TEMP_SUFFIX) and len(rest) == 12 + len(TEMP_SUFFIX)
+            if entry.name.startswith(prefix) and ours:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    for line in reversed(text):
+        if line.strip():
+            return line.strip()[:300]
+    return type(exc).__name__
+
+
+def run_ray(
+    jobs: Iterable[Job],
+    factory: VariantFactory,
+    options: Options,
+    reporter: Reporter,
+    settings: RaySettings,
+    *,
+    variants: Sequence[Variant] | None = None,
+    total: int | None = None,
+    inputs: Sequence[Path] | None = None,
+    retries: int = 2,
+) -> Summary:
+    """Process ``jobs`` on Ray actors, results reported in job order; the summary is that
+    of :func:`pipeline.run` (``interrupted`` on Ctrl-C).
+
+    ``factory`` builds each actor's variants (``parallel.ModelSpec``, pickled to the
+    actors); ``variants`` are the driver's own (``return_bytes``: it checks existing
+    outputs' records with them); ``total`` and ``inputs`` as in
+    :func:`parallel.run_parallel`.
+
+    Raises:
+        UsageError: Ray is not installed.
+        WorkerFailed: an actor could not load the model, or every actor died.
+    """
+    ray = import_ray()
+    if inputs is None and isinstance(jobs, Sequence):
+        inputs = [job.input for job in jobs if job.runs]
+    if total is None and isinstance(jobs, Sequence):
+        total = len(jobs)
+    checker = None
+    if settings.return_bytes:
+        if variants is None:
+            variants = factory("cpu", lambda message: None)
+        checker = ImageWorker(variants, options, inputs=inputs)
+    started = False
+    t0 = time.perf_counter()
+    driver: _RayDriver | None = None
+    try:
+        if not ray.is_initialized():
+            handlers = {n: signal.getsignal(n) for n in _STOP_SIGNALS}
+            ray.init(
+                address=settings.address,
+                num_cpus=settings.num_cpus if settings.address is None else None,
+                include_dashboard=False,
+                log_to_driver=False,  # stdout is for --json lines
+                logging_level="error",
+                configure_logging=True,
+            )
+            started = True
+            # Ray's own handlers abort the driver on SIGTERM: the run's (the CLI turns it
+            # into KeyboardInterrupt) must decide, so that the actors are stopped first.
+            for number, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(number, handler)
+        driver = _RayDriver(
+            ray, jobs, factory, options, reporter, inputs, settings, checker, retries
+        )
+        reporter.start(total)
+        try:
+            driver.start()
+            driver.loop()
+        except KeyboardInterrupt:
+            driver.summary.interrupted = True
+            driver.finish_in_hand()
+        finally:
+            driver.stop()
+    finally:
+        if started:
+            _quietly(ray.shutdown)
+    if driver.summary.interrupted:
+        driver.feed.report_rest()
+    driver.summary.seconds = time.perf_counter() - t0
+    reporter.finished(driver.summary)
+    return driver.summary
+
+
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+def _quietly(fn: Any) -> None:
+    while True:
+        try:
+            fn()
+            return
+        except KeyboardInterrupt:
+            continue

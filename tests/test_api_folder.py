@@ -1,0 +1,181 @@
+"""``Upscaler.upscale_folder`` runs the CLI's pipeline: decoding, the model and encoding
+overlap, results come in job order as files are written, and the outputs are the bytes
+``upscale_file`` writes one image at a time."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import pocketsr_cli
+from pocketsr_cli import pipeline
+
+WAIT = 30.0  # seconds; only a pipeline that never overlaps waits this long (and fails)
+
+
+def photos(folder: Path, count: int = 3) -> list[Path]:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    paths = []
+    for i in range(count):
+        path = folder / f"{i:02}.png"
+        Image.fromarray(rng.integers(0, 255, (12 + i, 16, 3), np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def up() -> pocketsr_cli.Upscaler:
+    return pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu")
+
+
+def wrap_engine(
+    up: pocketsr_cli.Upscaler, monkeypatch: pytest.MonkeyPatch, before: Callable[[int], None]
+) -> list[int]:
+    """Make the model call ``before(n)`` (n from 1) at the start of its n-th image; the
+    list it returns holds the most images the model ever had in hand at once."""
+    engine = up._variant.upscaler
+    real = engine.upscale
+    lock = threading.Lock()
+    state = {"calls": 0, "active": 0}
+    most = [0]
+
+    def upscale(pixels: np.ndarray, on_tile: Any = None) -> np.ndarray:
+        with lock:
+            state["calls"] += 1
+            state["active"] += 1
+            most[0] = max(most[0], state["active"])
+            n = state["calls"]
+        try:
+            before(n)
+            return real(pixels, on_tile)
+        finally:
+            with lock:
+                state["active"] -= 1
+
+    monkeypatch.setattr(engine, "upscale", upscale)
+    return most
+
+
+def test_decoding_and_encoding_overlap_the_model(
+    up: pocketsr_cli.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model holds image 1 until image 2 is being decoded, and the encoder holds image
+    1 until the model has image 2: one image at a time, neither wait could end."""
+    photos(tmp_path / "in")
+    second_read = threading.Event()
+    second_upscale = threading.Event()
+    overlapped: dict[str, bool] = {}
+    real_read, real_encode = pipeline.read_image, pipeline.encode_image
+
+    def read_image(path: Path, **kwargs: Any) -> Any:
+        if path.name == "01.png":
+            second_read.set()
+        return real_read(path, **kwargs)
+
+    encoded: list[int] = []
+
+    def encode_image(pixels: np.ndarray, *args: Any, **kwargs: Any) -> bytes:
+        encoded.append(1)
+        if len(encoded) == 1:
+            overlapped["encode"] = second_upscale.wait(WAIT)
+        return real_encode(pixels, *args, **kwargs)
+
+    def before(n: int) -> None:
+        if n == 1:
+            overlapped["decode"] = second_read.wait(WAIT)
+        elif n == 2:
+            second_upscale.set()
+
+    monkeypatch.setattr(pipeline, "read_image", read_image)
+    monkeypatch.setattr(pipeline, "encode_image", encode_image)
+    wrap_engine(up, monkeypatch, before)
+    results = list(up.upscale_folder(tmp_path / "in", tmp_path / "out"))
+    assert [(r.job.input.name, r.status) for r in results] == [
+        ("00.png", "ok"),
+        ("01.png", "ok"),
+        ("02.png", "ok"),
+    ]
+    assert overlapped == {"decode": True, "encode": True}
+
+
+def test_outputs_are_those_of_upscale_file(up: pocketsr_cli.Upscaler, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    photos(src)
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 255, (10, 14, 4), np.uint8), "RGBA").save(src / "alpha.png")
+    Image.fromarray(rng.integers(0, 65535, (10, 14), np.uint16)).save(src / "deep.png")
+    Image.fromarray(rng.integers(0, 255, (10, 14, 3), np.uint8)).save(src / "photo.jpg")
+    results = list(up.upscale_folder(src, tmp_path / "out"))
+    assert [r.status for r in results] == ["ok"] * 6
+    for result in results:
+        assert result.output is not None
+        alone = up.upscale_file(result.job.input, tmp_path / "alone" / result.output.name)
+        assert result.output.read_bytes() == alone.read_bytes(), result.output.name
+
+
+def test_the_loop_body_may_use_the_upscaler(
+    up: pocketsr_cli.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model runs only while the loop asks for the next result, never beside it."""
+    photos(tmp_path / "in", count=4)
+    most = wrap_engine(up, monkeypatch, lambda n: None)
+    seen = []
+    for result in up.upscale_folder(tmp_path / "in", tmp_path / "out"):
+        seen.append(result.job.input.name)
+        assert up.upscale(np.zeros((4, 4, 3), np.uint8)).shape == (8, 8, 3)
+    assert seen == ["00.png", "01.png", "02.png", "03.png"]
+    assert most == [1]
+
+
+def _pipeline_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("pocketsr-")]
+
+
+def test_leaving_the_loop_early_stops_the_run_cleanly(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    photos(tmp_path / "in", count=5)
+    out = tmp_path / "out"
+    results = up.upscale_folder(tmp_path / "in", out)
+    first = next(results)
+    assert first.status == "ok" and first.output is not None and first.output.exists()
+    results.close()
+    assert _pipeline_threads() == []
+    # Whatever was in hand is written whole or not at all; nothing half-written is left.
+    names = sorted(p.name for p in out.iterdir())
+    assert names[0] == "00.png" and len(names) < 5
+    assert all(p.suffix == ".png" for p in out.iterdir())
+    for path in out.iterdir():
+        with Image.open(path) as im:
+            im.load()
+
+
+def test_ctrl_c_finishes_what_is_written_and_reports_the_rest(
+    up: pocketsr_cli.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos(tmp_path / "in", count=4)
+
+    def before(n: int) -> None:
+        if n == 2:
+            raise KeyboardInterrupt
+
+    wrap_engine(up, monkeypatch, before)
+    got: list[pipeline.Result] = []
+    with pytest.raises(KeyboardInterrupt):
+        for result in up.upscale_folder(tmp_path / "in", tmp_path / "out"):
+            got.append(result)
+    assert [(r.job.input.name, r.status, r.reason_code) for r in got] == [
+        ("00.png", "ok", None),
+        ("01.png", "skipped", "interrupted"),
+        ("02.png", "skipped", "interrupted"),
+        ("03.png", "skipped", "interrupted"),
+    ]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00.png"]
+    assert _pipeline_threads() == []

@@ -1,0 +1,145 @@
+"""jobs.iter_jobs: the lazy walk that feeds a run while a large folder is still being read.
+
+Same jobs, in the same order, as ``collect_jobs``; the first comes at once; what the walk
+holds stays small; outputs are still checked against inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pocketsr_cli.errors import UsageError
+from pocketsr_cli.jobs import Job, Naming, collect_jobs, iter_jobs
+from pocketsr_cli.pipeline import NullReporter, Options, run
+
+
+def tiny(path: Path, value: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((4, 4, 3), value % 256, np.uint8)).save(path)
+    return path
+
+
+def many(root: Path, folders: int, per_folder: int) -> Path:
+    """``folders`` sub-folders of ``per_folder`` empty ``.png`` files (never decoded here)."""
+    for f in range(folders):
+        sub = root / f"d{f:03d}"
+        sub.mkdir(parents=True)
+        for i in range(per_folder):
+            (sub / f"p{i:05d}.png").touch()
+    return root
+
+
+class Doubler:
+    scale = 2
+
+    def __init__(self, on_upscale: Callable[[], None]) -> None:
+        self.on_upscale = on_upscale
+
+    def upscale(self, pixels: np.ndarray, on_tile: object = None) -> np.ndarray:
+        self.on_upscale()
+        return pixels.repeat(2, axis=0).repeat(2, axis=1)
+
+
+def test_the_lazy_walk_gives_the_jobs_of_the_full_listing_in_the_same_order(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "in"
+    for rel in ["b.png", "a.jpg", "a_x4.jpg", "z/c.png", "z/y/d.png", "m/e.png"]:
+        tiny(root / rel)
+    (root / "notes.txt").write_text("not an image")
+    (root / ".hidden.png").touch()
+    naming = Naming(None, None, "4")
+    for recursive in (False, True):
+        lazy = list(iter_jobs([root], naming, recursive=recursive))
+        assert lazy == collect_jobs([root], naming, recursive=recursive)
+    names = [
+        j.input.relative_to(root).as_posix() for j in iter_jobs([root], naming, recursive=True)
+    ]
+    # each folder's files sorted, then its sub-folders sorted, depth first
+    assert names == ["a.jpg", "a_x4.jpg", "b.png", "notes.txt", "m/e.png", "z/c.png", "z/y/d.png"]
+
+
+def test_the_lazy_walk_refuses_what_the_full_listing_refuses(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="input not found"):
+        iter_jobs([tmp_path / "missing"], Naming(None, None))
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(UsageError, match="add -r/--recursive"):
+        iter_jobs([tmp_path / "empty"], Naming(None, None))  # at once, before any run
+    # Two inputs of one folder onto one output: found before the second is yielded.
+    src = tmp_path / "two"
+    tiny(src / "photo.png")
+    tiny(src / "photo.webp")
+    jobs = iter_jobs([src], Naming(None, "_up", fmt="png"))
+    assert next(jobs).input.name == "photo.png"
+    with pytest.raises(UsageError, match="would both be written"):
+        next(jobs)
+
+
+def test_an_output_that_is_a_later_input_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    tiny(src / "a.gif")
+    tiny(src / "a.png")  # a.gif is written as PNG: a.png, an input planned after it
+    with pytest.raises(UsageError, match=r"output .*a\.png would overwrite input"):
+        next(iter_jobs([src], Naming(None, "")))
+
+
+def test_an_output_hard_linked_to_an_input_seen_earlier_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    first = tiny(src / "a" / "one.png")
+    tiny(src / "b" / "two.png")
+    out = tmp_path / "out"
+    (out / "b").mkdir(parents=True)
+    os.link(first, out / "b" / "two.png")  # the output of b/two.png is a/one.png
+    jobs = iter_jobs([src], Naming(out, None), recursive=True)
+    assert next(jobs).input == first
+    with pytest.raises(UsageError, match="the same file under another name"):
+        next(jobs)
+
+
+@pytest.mark.slow
+def test_a_folder_of_20000_files_starts_at_once_and_the_walk_holds_little(
+    tmp_path: Path,
+) -> None:
+    root = many(tmp_path / "in", folders=40, per_folder=500)
+    tiny(root / "d000" / "p00000.png", 7)  # the only real image: the rest fail to decode
+    naming = Naming(tmp_path / "out", None)
+
+    taken = 0
+    upscaled_at: list[int] = []
+
+    def counted(jobs: Iterator[Job]) -> Iterator[Job]:
+        nonlocal taken
+        for job in jobs:
+            taken += 1
+            yield job
+
+    model = Doubler(lambda: upscaled_at.append(taken))
+    summary = run(counted(iter_jobs([root], naming, recursive=True)), model, Options(), _Quiet())
+    assert len(summary.results) == 20_000 and summary.count("ok") == 1
+    assert upscaled_at and upscaled_at[0] <= 10  # the first image ran long before the end
+    assert (tmp_path / "out" / "d000" / "p00000.png").exists()
+
+    # What walking holds: the listing of a folder and fingerprints, not 20,000 jobs.
+    def peak(make: Callable[[], object]) -> int:
+        tracemalloc.start()
+        try:
+            make()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    lazy = peak(lambda: sum(1 for _ in iter_jobs([root], naming, recursive=True)))
+    full = peak(lambda: collect_jobs([root], naming, recursive=True))
+    assert lazy < 500 * 20_000, (lazy, full)  # two fingerprints a file, about 300 bytes
+    assert lazy * 2 < full, (lazy, full)
+
+
+class _Quiet(NullReporter):
+    pass
