@@ -58,7 +58,10 @@ class Upscaler:
     """One model on one device, ready to upscale images (keeps tiling state across images).
 
     ``ensemble`` is an :class:`~pocketsr_cli.ensemble.Ensemble`, a mode name (``none``,
-    ``pad``, ``flip8``) or the on/off of earlier versions (``True`` is ``pad``).
+    ``pad``, ``flip8``) or the on/off of earlier versions (``True`` is ``pad``).  ``tile``
+    is a side in input pixels, 0 for the whole image, None to fit free memory (a
+    ``--tile`` spelling, ``"auto"``, ``"512"``, is still read).  Runs open it through
+    :func:`pocketsr_cli.factory.open_upscaler`.
 
     Attributes:
         ensemble: the :class:`~pocketsr_cli.ensemble.Ensemble` every tile runs with
@@ -81,7 +84,7 @@ class Upscaler:
         model: ModelDescriptor,
         compute: Compute,
         *,
-        tile: str | int = "auto",
+        tile: int | str | None = None,
         overlap: int = 16,
         ensemble: Ensemble | str | bool = "none",
         compile: bool = False,
@@ -93,13 +96,16 @@ class Upscaler:
         self.compute = compute
         self.ensemble = Ensemble.of(ensemble)
         self.heavy_fraction: float | None = None
+        if isinstance(tile, str):  # the --tile spelling, from callers not on the factory
+            policy = TilePolicy.from_option(tile, overlap)
+            tile = None if policy.mode == "auto" else policy.tile
         self._packing = self._pcsr_setup(model, outscale, routing)
         if self._packing is not None:  # the tiler sees q x q blocks: sizes in blocks
             packing = self._packing
             radius = int(model.module.receptive_radius)  # type: ignore[arg-type]
             overlap = max(-(-overlap // packing.q), packing.overlap(radius))  # exact tiles
-            if isinstance(tile, int) or str(tile).isdigit():
-                tile = packing.blocks(int(tile))
+            if tile is not None:
+                tile = packing.blocks(tile)
         self._warn = on_warning or (lambda _msg: None)
         self._fp32_fallback = compute.precision == "fp32"
         # NHWC convolutions are markedly faster on CPU (oneDNN); elsewhere keep the default.
@@ -114,7 +120,7 @@ class Upscaler:
         )
         limit = {} if model.max_tile is None else {"max_side": model.max_tile}
         self.policy = TilePolicy.from_option(
-            tile, overlap, default_tile=model.default_tile, **limit
+            "auto" if tile is None else tile, overlap, default_tile=model.default_tile, **limit
         )
         if not self._tileable and self.policy.mode == "fixed":
             self._warn(f"{model.name} must see the whole image: ignoring --tile {tile}")
@@ -294,7 +300,7 @@ class Upscaler:
             x = x.expand(-1, 3, -1, -1).contiguous()
         y = self.upscale_tensor(x, on_tile, out_dtype)
         if gray:  # the model saw R = G = B; fold its answer back to one channel
-            y = y.float().mean(dim=1, keepdim=True).round_().to(out_dtype)
+            y = _fold_to_gray(y)
         planes = [y]
         if channels in (2, 4) and self._packing is not None:
             alpha = _to_tensor(pixels[..., -1:], peak)
@@ -351,6 +357,18 @@ class _RoutingCount:
         self._last = (0, 0)
         if self._on_tile is not None:
             self._on_tile(done, total)
+
+
+def _fold_to_gray(y: torch.Tensor, rows: int = 256) -> torch.Tensor:
+    """``(1, 3, H, W)`` integer result -> ``(1, 1, H, W)`` of its dtype: the rounded mean of
+    the three channels, computed ``rows`` output rows at a time so that no float copy of
+    the whole output is ever held (a 4K gray result: 4 MB of floats at a time, not 100 MB).
+    """
+    out = torch.empty((1, 1, *y.shape[-2:]), dtype=y.dtype)
+    for top in range(0, y.shape[-2], rows):
+        band = y[:, :, top : top + rows].float().mean(dim=1, keepdim=True)
+        out[:, :, top : top + rows] = band.round_().to(y.dtype)
+    return out
 
 
 def _to_tensor(plane: np.ndarray, peak: float) -> torch.Tensor:

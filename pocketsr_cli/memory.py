@@ -278,9 +278,9 @@ def predict(
     - decode: the file, Pillow's image (4 bytes a pixel for colour), our copy of the pixels;
     - upscale: the decoded input plus, on the 8-bit path, the result and the resampler's
       buffers; on the network path the float input (padded), the result in its dtype
-      (uint8, or int32 for 16-bit), the float copies ``inference.Upscaler`` makes of the
-      whole result for gray (folding three channels back to one) and for alpha (one plane
-      more, concatenated, then made contiguous), and the tiles' working set; then the
+      (uint8, or int32 for 16-bit), the gray fold (the folded plane, floats only for 256
+      rows at a time), alpha (one plane more, concatenated, then made contiguous), and the
+      tiles' working set; then the
       resize to ``target``, with the result still held;
     - encode: the result at ``target`` and the encoder's copies (Pillow's own image, the
       channel-swapped copy OpenCV encodes, TIFF's differenced samples), plus the
@@ -304,7 +304,8 @@ def predict(
         out = 1 if b == 1 else 4  # the tiler's result dtype: uint8, or int32 for 16-bit
         kept = 1 if gray else 3  # channels of the network's result, once folded
         colour = 3 * out * big
-        fold = colour + 16 * big + out * big if gray else colour
+        # gray: the folded plane, and one band of 256 rows of float copies at a time
+        fold = colour + out * big + 16 * 256 * w * scale if gray else colour
         if alpha:  # alpha plane, both concatenated, then a contiguous copy in the input dtype
             stacked = (kept + 1) * out * big
             assemble = kept * out * big + out * big + stacked + (kept + 1) * b * big

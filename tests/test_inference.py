@@ -296,3 +296,17 @@ def test_resamplers_keep_the_float_path_for_16_bit_images(channels: int) -> None
     img = (deep >> 8).astype(np.uint8)
     ens = resampler("bicubic", ensemble=True, tile=0).upscale(img)
     assert np.array_equal(ens, float_only(up, ensemble=True, tile=0).upscale(img))
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32])
+def test_gray_fold_is_the_rounded_channel_mean_in_bands(dtype: torch.dtype) -> None:
+    """The fold of a gray image's three result channels, 256 rows at a time, equals the
+    whole-image float mean it replaced (rows not a multiple of the band included)."""
+    from pocketsr_cli.inference import _fold_to_gray
+
+    peak = 255 if dtype == torch.uint8 else 65535
+    y = torch.randint(0, peak + 1, (1, 3, 601, 37), generator=torch.Generator().manual_seed(0))
+    y = y.to(dtype)
+    expected = y.float().mean(dim=1, keepdim=True).round_().to(dtype)
+    assert torch.equal(_fold_to_gray(y), expected)
+    assert torch.equal(_fold_to_gray(y, rows=7), expected)
