@@ -121,23 +121,24 @@ class Upscaler:
         adaptive: bool = False,
     ) -> None:
         from pocketsr_cli import sizing
-        from pocketsr_cli.devices import choose_device, compute_for
+        from pocketsr_cli.devices import choose_device
         from pocketsr_cli.ensemble import Ensemble
-        from pocketsr_cli.inference import Upscaler as Engine
+        from pocketsr_cli.factory import UpscalerSpec, open_upscaler, precision_choice
         from pocketsr_cli.pipeline import Variant
         from pocketsr_cli.tiling import TilePolicy
-        from pocketsr_cli.weights.resolve import open_family
 
         self._warn = on_warning or _default_warning
-        TilePolicy.from_option(str(tile), 16)  # validates before any loading
+        tiles = TilePolicy.from_option(str(tile), 16)  # checked before any loading
         self._ensemble = Ensemble.from_options(ensemble, ensemble_weight)
-        torch_device = choose_device(device)
-        family = open_family(
-            None if model is None else str(model),
+        spec = UpscalerSpec(
+            device=choose_device(device),
+            precision=precision_choice(precision),
+            tile=None if tiles.mode == "auto" else tiles.tile,
             offline=offline,
             allow_unverified=allow_unverified,
             trust_pickle=trust_pickle,
         )
+        family = spec.family(None if model is None else str(model))
         target = sizing.target_from_options(outscale=outscale)
         plan = sizing.plan_run(
             family.name, family.scales, family.default_scale, scale=scale, target=target
@@ -147,16 +148,15 @@ class Upscaler:
         native, routing = _pcsr_options(desc, plan.target, pcsr_k, adaptive)
         if plan.note is not None and native is None:
             self._warn(plan.note)
-        compute = compute_for(torch_device, precision, desc)
-        engine = Engine(
+        engine = open_upscaler(
             desc,
-            compute,
-            tile=str(tile),
+            spec,
             ensemble=self._ensemble,
             on_warning=self._warn,
             outscale=native,
             routing=routing,
         )
+        compute = engine.compute
         self._variant: Variant = Variant(
             engine, model=desc.name, sha256=desc.sha256, compute=str(compute)
         )

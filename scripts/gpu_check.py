@@ -408,15 +408,17 @@ def _cli_models() -> int:
 
 
 def _cli_bench(args: argparse.Namespace) -> int:
+    from pocketsr_cli.devices import choose_device
     from pocketsr_cli.evaluation.bench import bench, bench_folder, parse_size
+    from pocketsr_cli.factory import UpscalerSpec, precision_choice
 
-    common = {"device": args.device, "precision": args.precision, "offline": True}
+    spec = UpscalerSpec(choose_device(args.device), precision_choice(args.precision), offline=True)
     if args.folder is None:
-        report: Any = bench(args.model, parse_size(args.size), args.repeat or 3, **common)
+        report: Any = bench(args.model, spec, parse_size(args.size), args.repeat or 3)
         settings = {"mode": "synthetic", "width": report.width, "height": report.height}
     else:
         fmt = None if args.format == "same" else args.format
-        report = bench_folder(args.model, args.folder, fmt=fmt, repeat=args.repeat or 1, **common)
+        report = bench_folder(args.model, args.folder, spec, fmt=fmt, repeat=args.repeat or 1)
         settings = {"mode": "folder", "folder": report.folder, "format": report.fmt}
     settings.update(repeat=report.repeat, device=report.device, threads=report.threads)
     for result in report.models:

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from _imagegen import make_photo_like, save_opencv
 from PIL import Image
 from typer.testing import CliRunner
 
 from pocketsr_cli.cli import app
 from pocketsr_cli.evaluation.run import collect_images, evaluate
+from pocketsr_cli.factory import UpscalerSpec
 
 runner = CliRunner()
 METRIC_KEYS = {"psnr_y", "ssim_y", "detail", "hf", "bandcorr", "lattice_ratio", "sharpness"}
@@ -117,8 +119,8 @@ def test_evaluate_reports_progress_and_skips_unreadable_files(photos: Path, tmp_
     report = evaluate(
         paths,
         ["lanczos"],
+        UpscalerSpec(torch.device("cpu")),
         "real",
-        device="cpu",
         on_progress=lambda done, total, _label: steps.append((done, total)),
         on_warning=warnings.append,
     )

@@ -6,12 +6,15 @@ where the values can be listed, an ``autocompletion`` (``_complete``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pocketsr_cli.cli import _complete
 from pocketsr_cli.cli._help import DEFAULT_MODEL_TOKEN
+
+if TYPE_CHECKING:
+    from pocketsr_cli.factory import UpscalerSpec
 
 ModelOpt = Annotated[
     str | None,
@@ -148,3 +151,51 @@ AdaptiveOpt = Annotated[
         "probabilities instead of --pcsr-k.",
     ),
 ]
+
+
+# ------------------------------------------------------------- option values -> typed values
+
+
+def tile_side(value: str, overlap: int = 16) -> int | None:
+    """``--tile auto|0|N`` as the factory's ``tile``: None (auto), 0 (whole image) or N.
+
+    Raises:
+        UsageError: another spelling, or ``N <= 2 * overlap``.
+    """
+    from pocketsr_cli.tiling import TilePolicy
+
+    policy = TilePolicy.from_option(value, overlap)
+    return None if policy.mode == "auto" else policy.tile
+
+
+def upscaler_spec(
+    device: str,
+    precision: str,
+    tile: int | None = None,
+    overlap: int = 16,
+    *,
+    compile: bool = False,
+    offline: bool = False,
+    allow_unverified: bool = False,
+    trust_pickle: bool = False,
+) -> UpscalerSpec:
+    """The factory's :class:`~pocketsr_cli.factory.UpscalerSpec` from ``--device`` and
+    ``--precision`` (checked in that order) and the rest, already typed (``tile``: see
+    :func:`tile_side`).
+
+    Raises:
+        DeviceError: an unknown or absent device, an unknown precision.
+    """
+    from pocketsr_cli.devices import choose_device
+    from pocketsr_cli.factory import UpscalerSpec, precision_choice
+
+    return UpscalerSpec(
+        device=choose_device(device),
+        precision=precision_choice(precision),
+        tile=tile,
+        overlap=overlap,
+        compile=compile,
+        offline=offline,
+        allow_unverified=allow_unverified,
+        trust_pickle=trust_pickle,
+    )

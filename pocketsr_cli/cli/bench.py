@@ -30,6 +30,7 @@ EPILOG = examples(
     "pocketsr bench -m bicubic -m lanczos --folder photos/  # end to end, 1 pass",
     "pocketsr bench --folder photos/ --format webp --repeat 2 --json",
     "pocketsr bench -m pocketsr-compact-x4 --ensemble none --ensemble pad --ensemble flip8",
+    "pocketsr bench -m pocketsr-compact-x4 --device cuda --compile   # warm-up column: compiling",
 )
 
 ModelsOpt = Annotated[
@@ -113,6 +114,14 @@ def bench_command(
     tile: opt.TileOpt = "auto",
     ensemble: opt.EnsemblesOpt = None,
     ensemble_weight: opt.EnsembleWeightOpt = None,
+    compile_model: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="Compile each network with torch.compile, as upscale --compile does; the "
+            "warm-up column shows what compiling costs before the steady state.",
+        ),
+    ] = False,
     json_lines: Annotated[
         bool, typer.Option("--json", help="JSON Lines on stdout: one object per model.")
     ] = False,
@@ -133,8 +142,10 @@ def bench_command(
     model alone, and their ratio (e2e/model: what decoding and encoding add). Images
     that fail are reported; the command then exits 1 after printing the results.
 
-    Both modes show the peak RAM (resident set size of the process, "≤" when only the
-    lifetime peak is known) and, on a GPU, the peak device memory of each model's runs.
+    Both modes report the warm-up apart (seconds of the first, untimed upscale: with
+    --compile, the compiling) and show the peak RAM (resident set size of the process,
+    "≤" when only the lifetime peak is known) and, on a GPU, the peak device memory of
+    each model's runs.
     Each --ensemble times every model again with that self-ensemble (rows NAME +pad,
     NAME +flip8): its cost is its ratio to the plain row.
     """
@@ -147,32 +158,31 @@ def bench_command(
     if folder is not None and (size is not None or baseline is not None):
         raise UsageError("--size and --baseline apply to the synthetic photo, not to --folder")
     ensembles = ensembles_from_options(ensemble, ensemble_weight)
+    pixels = parse_size(size or DEFAULT_SIZE) if folder is None else None
+    spec = opt.upscaler_spec(
+        device, precision, opt.tile_side(tile), compile=compile_model, offline=offline
+    )
     console = _ui.make_console()
     with _ui.StepBar(console, "bench", quiet=quiet) as bar:
-        if folder is None:
+        if pixels is not None:
             report: BenchReport | FolderBenchReport = bench(
                 models or [],
-                parse_size(size or DEFAULT_SIZE),
+                spec,
+                pixels,
                 repeat or 3,
-                device,
-                precision=precision,
-                tile=tile,
                 baseline=baseline,
-                offline=offline,
                 ensembles=ensembles,
                 on_progress=bar,
             )
         else:
+            assert folder is not None
             report = bench_folder(
                 models or [],
                 folder,
+                spec,
                 fmt=None if fmt.lower() == "same" else fmt,
                 quality=DEFAULT_QUALITY if quality is None else quality,
                 repeat=repeat or 1,
-                device=device,
-                precision=precision,
-                tile=tile,
-                offline=offline,
                 ensembles=ensembles,
                 on_progress=bar,
             )
@@ -214,6 +224,7 @@ def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:
             "repeat": report.repeat,
             "device": report.device,
             "threads": report.threads,
+            "compile": report.compile,
             "baseline": report.baseline,
         }
     else:
@@ -226,6 +237,7 @@ def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:
             "repeat": report.repeat,
             "device": report.device,
             "threads": report.threads,
+            "compile": report.compile,
         }
     return [{**settings, **result.to_dict()} for result in report.models]
 
@@ -278,7 +290,16 @@ def _table(report: BenchReport | FolderBenchReport) -> tuple[list[str], list[lis
 
     if isinstance(report, FolderBenchReport):
         return _folder_table(report)
-    columns = ["model", "params", "MACs/LR px", "precision", "output", "s per 4K", "ratio"]
+    columns = [
+        "model",
+        "params",
+        "MACs/LR px",
+        "precision",
+        "output",
+        "warm-up s",
+        "s per 4K",
+        "ratio",
+    ]
     memory, cells = _memory_columns(report.models)
     rows = [
         [
@@ -287,6 +308,7 @@ def _table(report: BenchReport | FolderBenchReport) -> tuple[list[str], list[lis
             _count(r.macs_per_pixel),
             r.precision,
             f"{r.out_width}×{r.out_height}",
+            f"{r.warmup_seconds:.3f}",
             f"{r.seconds_per_4k:.3f}",
             _ratio(r.ratio),
             *extra,
@@ -295,7 +317,8 @@ def _table(report: BenchReport | FolderBenchReport) -> tuple[list[str], list[lis
     ]
     title = (
         f"pocketsr bench: {report.width}×{report.height} input, best of {report.repeat}, "
-        f"{report.device}, {report.threads} thread(s); ratio vs {report.baseline}"
+        f"{report.device}{_compiled(report.compile)}, {report.threads} thread(s); "
+        f"ratio vs {report.baseline}"
     )
     return columns + memory, rows, title
 
@@ -307,6 +330,7 @@ def _folder_table(report: FolderBenchReport) -> tuple[list[str], list[list[str]]
         "precision",
         "images",
         "failed",
+        "warm-up s",
         "images/s",
         "MP/s out",
         "s/image",
@@ -320,6 +344,7 @@ def _folder_table(report: FolderBenchReport) -> tuple[list[str], list[list[str]]
             r.precision,
             str(r.images),
             str(r.failed),
+            _number(r.warmup_seconds, 3),
             _number(r.images_per_s, 2),
             _number(r.mp_per_s, 2),
             _number(r.seconds_per_image, 3),
@@ -333,6 +358,11 @@ def _folder_table(report: FolderBenchReport) -> tuple[list[str], list[list[str]]
     title = (
         f"pocketsr bench: {report.images} image(s) in {report.folder}, decoded, upscaled "
         f"and encoded as {report.fmt or 'their own format'}, {passes}, "
-        f"{report.device}, {report.threads} thread(s)"
+        f"{report.device}{_compiled(report.compile)}, {report.threads} thread(s)"
     )
     return columns + memory, rows, title
+
+
+def _compiled(compiled: bool) -> str:
+    """What the title says after the device when the networks were compiled."""
+    return " (torch.compile)" if compiled else ""

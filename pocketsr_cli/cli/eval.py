@@ -126,16 +126,14 @@ def eval_command(
     ensembles = ensembles_from_options(ensemble, ensemble_weight)
     console = _ui.make_console()
     paths = collect_images(hr_dir, limit)
+    spec = opt.upscaler_spec(device, precision, opt.tile_side(tile), offline=offline)
     with _ui.StepBar(console, "eval", quiet=quiet) as bar:
         report = evaluate(
             paths,
             models or [],
+            spec,
             degradation.value,
             scale,
-            device,
-            precision=precision,
-            tile=tile,
-            offline=offline,
             crop=crop,
             resize=resize,
             ensembles=ensembles,

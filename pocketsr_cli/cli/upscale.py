@@ -278,21 +278,18 @@ def upscale(
 
     from pocketsr_cli import __version__, libwarnings, sizing
     from pocketsr_cli.cli import _ui
-    from pocketsr_cli.devices import choose_device, compute_for
     from pocketsr_cli.ensemble import Ensemble
+    from pocketsr_cli.factory import open_upscaler
     from pocketsr_cli.imageio import format_from_name
-    from pocketsr_cli.inference import Upscaler
     from pocketsr_cli.jobs import Job, Naming, collect_jobs, iter_jobs
     from pocketsr_cli.pipeline import Options, Variant, run, scales_for_sizes
     from pocketsr_cli.provenance import RunSettings
-    from pocketsr_cli.tiling import TilePolicy
-    from pocketsr_cli.weights.resolve import open_family
 
     try:
         fmt_key = None if fmt.lower() == "same" else format_from_name(fmt)
     except ValueError:
         raise UsageError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}") from None
-    TilePolicy.from_option(tile, tile_overlap)  # validates --tile before any work
+    tile_px = opt.tile_side(tile, tile_overlap)  # checked before any work
     self_ensemble = Ensemble.from_options(ensemble, ensemble_weight)
     memory_limit = _max_memory(max_memory)
     Naming(out_dir=output, suffix=suffix)  # validates --suffix before any work
@@ -310,17 +307,20 @@ def upscale(
         if worker_devices:
             raise UsageError("--devices and --ray cannot be combined: choose one")
         import_ray()  # says how to install it, before any download
-    torch_device = choose_device(worker_devices[0] if worker_devices else device)
+    spec = opt.upscaler_spec(
+        worker_devices[0] if worker_devices else device,
+        precision,
+        tile_px,
+        tile_overlap,
+        compile=compile_model,
+        offline=offline,
+        allow_unverified=allow_unverified,
+        trust_pickle=trust_pickle,
+    )
     console = _ui.make_console()
     bar = _ui.DownloadBar(console, f"downloading {model or 'default model'}")
     with bar:
-        family = open_family(
-            model,
-            offline=offline,
-            on_progress=bar,
-            allow_unverified=allow_unverified,
-            trust_pickle=trust_pickle,
-        )
+        family = spec.family(model, on_progress=bar)
     plan = sizing.plan_run(
         family.name, family.scales, family.default_scale, scale=scale, target=target
     )
@@ -362,7 +362,7 @@ def upscale(
         plan = dataclasses.replace(plan, note=None)
     notes += [pcsr_note] if pcsr_note else []
 
-    computes = [compute_for(torch_device, precision, d) for d in descriptors]
+    computes = [spec.compute(d) for d in descriptors]
     names = ", ".join(d.name for d in descriptors)
     where = ", ".join(dict.fromkeys(str(c) for c in computes))
     if worker_devices:
@@ -379,13 +379,10 @@ def upscale(
     warn_to[0] = reporter.warning
     variants = [
         Variant(
-            Upscaler(
+            open_upscaler(
                 desc,
-                compute,
-                tile=tile,
-                overlap=tile_overlap,
+                spec,
                 ensemble=self_ensemble,
-                compile=compile_model,
                 on_warning=reporter.warning,
                 outscale=native,
                 routing=routing,
@@ -424,7 +421,7 @@ def upscale(
     if worker_devices and not dry_run:
         from pocketsr_cli.parallel import ModelSpec, run_parallel
 
-        spec = ModelSpec(
+        worker_model = ModelSpec(
             model,
             tuple(scales),
             precision=precision,
@@ -435,12 +432,12 @@ def upscale(
             allow_unverified=allow_unverified,
             trust_pickle=trust_pickle,
         )
-        summary = run_parallel(jobs, spec, worker_devices, options, reporter)
+        summary = run_parallel(jobs, worker_model, worker_devices, options, reporter)
     elif use_ray and not dry_run:
         from pocketsr_cli.parallel import ModelSpec
         from pocketsr_cli.ray_backend import RaySettings, run_ray
 
-        spec = ModelSpec(
+        worker_model = ModelSpec(
             model,
             tuple(scales),
             precision=precision,
@@ -457,7 +454,7 @@ def upscale(
             workers=ray_workers,
             return_bytes=ray_return_bytes,
         )
-        summary = run_ray(jobs, spec, options, reporter, settings, variants=variants)
+        summary = run_ray(jobs, worker_model, options, reporter, settings, variants=variants)
     else:
         summary = run(jobs, variants, options, reporter)
     if report_page is not None:

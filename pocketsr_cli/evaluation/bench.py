@@ -5,9 +5,11 @@
 image (:func:`synthetic_photo`, 960×540 by default, so a ×4 model writes exactly
 3840×2160) through the whole image path of :class:`~pocketsr_cli.inference.Upscaler` —
 conversion, tiling, padding, blending — in this one process, one model after the other.
-One warm-up run per model is not timed (it pays for lazy initialisation, allocator growth
-and kernel selection); then ``repeat`` runs are timed and the fastest is kept, the usual
-estimate of what the hardware can do when nothing else interferes.
+One warm-up run per model is not counted in the steady state (it pays for lazy
+initialisation, allocator growth, kernel selection and, with ``compile``, compiling; its
+seconds are reported apart, ``warmup_seconds``); then ``repeat`` runs are timed and the
+fastest is kept, the usual estimate of what the hardware can do when nothing else
+interferes.
 
 Speed is reported as seconds per 4K output, ``best × 3840·2160 / output pixels`` (exact
 for ×4 on 960×540; proportional for other scales and sizes), and as a ratio to a baseline
@@ -18,12 +20,12 @@ model, because absolute seconds only mean something on the machine that measured
 upscale``: the image files directly inside a folder go through
 :func:`pocketsr_cli.pipeline.run` — decode on the reader thread, upscale, encode and write
 on the writer thread — into a temporary folder that is removed afterwards, so nothing is
-ever written beside the user's files.  Each model gets one untimed warm-up upscale of the
-first decodable image, then ``repeat`` timed passes over the whole folder; the fastest
-pass counts.  Besides wall-clock throughput (images and output megapixels per second) it
-reports the time spent inside ``Upscaler.upscale`` alone, so ``e2e/model`` shows how much
-decoding, encoding and writing cost on top of the model (1.0 means they are fully hidden
-behind inference by the pipeline's threads).
+ever written beside the user's files.  Each model gets one warm-up upscale of the first
+decodable image (its seconds reported apart), then ``repeat`` timed passes over the whole
+folder; the fastest pass counts.  Besides wall-clock throughput (images and output
+megapixels per second) it reports the time spent inside ``Upscaler.upscale`` alone, so
+``e2e/model`` shows how much decoding, encoding and writing cost on top of the model (1.0
+means they are fully hidden behind inference by the pipeline's threads).
 
 Both report the peak host memory (the process's resident set size) and peak device
 memory over each model's runs, warm-up included, measured by
@@ -54,6 +56,7 @@ import numpy.typing as npt
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import PocketSRError, UsageError
 from pocketsr_cli.evaluation.peakmem import PeakMemory
+from pocketsr_cli.factory import UpscalerSpec, open_upscaler
 from pocketsr_cli.pipeline import NullReporter
 
 if TYPE_CHECKING:
@@ -123,6 +126,8 @@ class BenchResult:
 
     Attributes:
         seconds: every timed run (warm-up excluded), in order.
+        warmup_seconds: the untimed first run's seconds (with ``--compile``, compiling
+            included): what a run pays once before the steady state of ``seconds``.
         best: the fastest of them.
         seconds_per_4k: ``best`` scaled to a 3840×2160 output.
         ratio: ``seconds_per_4k`` ÷ the baseline's (1.0 for the baseline).
@@ -148,6 +153,7 @@ class BenchResult:
     seconds_per_4k: float
     macs_per_pixel: float | None
     ratio: float = 1.0
+    warmup_seconds: float = 0.0
     ensemble: str = "none"
     ensemble_weight: float | None = None
     host_peak_bytes: int | None = None
@@ -161,7 +167,8 @@ class BenchResult:
 
 @dataclass
 class BenchReport:
-    """Everything :func:`bench` measured (``threads``: torch's CPU threads)."""
+    """Everything :func:`bench` measured (``threads``: torch's CPU threads; ``compile``:
+    the networks ran through ``torch.compile``)."""
 
     width: int
     height: int
@@ -170,26 +177,21 @@ class BenchReport:
     threads: int
     baseline: str
     models: list[BenchResult] = field(default_factory=list)
+    compile: bool = False
 
 
 def _open_models(
-    models: Sequence[str | None], repeat: int, device: str, tile: str | int, offline: bool
-) -> tuple[torch.device, list[ModelDescriptor]]:
-    """Validate the shared options, then choose the device and resolve every model.
+    models: Sequence[str | None], repeat: int, spec: UpscalerSpec
+) -> list[ModelDescriptor]:
+    """Check ``repeat``, then resolve every model.
 
     Raises:
-        UsageError: ``repeat`` < 1, bad device or tile.
+        UsageError: ``repeat`` < 1.
         ModelError: a model cannot be resolved or loaded.
     """
-    from pocketsr_cli.devices import choose_device
-    from pocketsr_cli.tiling import TilePolicy
-    from pocketsr_cli.weights.resolve import resolve_model
-
     if repeat < 1:
         raise UsageError(f"--repeat must be at least 1, got {repeat}")
-    TilePolicy.from_option(tile)
-    torch_device = choose_device(device)
-    return torch_device, [resolve_model(ref, None, offline=offline) for ref in models]
+    return [spec.resolve(ref) for ref in models]
 
 
 def _distinct(ensembles: Sequence[Ensemble]) -> list[Ensemble]:
@@ -219,14 +221,11 @@ def _memory_fields(peak: PeakMemory) -> dict[str, Any]:
 
 def bench(
     models: Sequence[str],
+    spec: UpscalerSpec,
     size: tuple[int, int] = DEFAULT_SIZE,
     repeat: int = 3,
-    device: str = "auto",
     *,
-    precision: str = "auto",
-    tile: str | int = "auto",
     baseline: str | None = None,
-    offline: bool = False,
     ensembles: Sequence[Ensemble] = (Ensemble(),),
     on_progress: ProgressCallback | None = None,
 ) -> BenchReport:
@@ -234,32 +233,28 @@ def bench(
 
     Args:
         models: registry names or weights files; empty means the default model.
+        spec: how every model is opened and run (device, precision, tiles, compile,
+            offline).
         size: input width and height.
         repeat: timed runs per model (the fastest counts).
-        device: ``auto|cpu|cuda|cuda:N|mps``.
-        precision: ``auto|fp32|fp16|bf16``.
-        tile: ``--tile`` as for ``upscale``.
         baseline: the model the ratios refer to (added first when not in ``models``),
             with the first of ``ensembles``; default: the first model.
-        offline: never download weights.
         ensembles: every model is timed once with each (a row ``NAME +pad`` beside
             ``NAME``), so an ensemble's cost is its row's ratio to the plain one.
         on_progress: called after every run, warm-ups included.
 
     Raises:
-        UsageError: ``repeat`` < 1, bad device, precision or tile.
+        UsageError: ``repeat`` < 1.
         ModelError: a model cannot be resolved or loaded (before anything is timed).
     """
     import torch
 
-    from pocketsr_cli.devices import compute_for
     from pocketsr_cli.evaluation.macs import macs_per_pixel
-    from pocketsr_cli.inference import Upscaler
 
     refs: list[str | None] = list(dict.fromkeys(models)) or [None]
     if baseline is not None and baseline not in refs:
         refs.insert(0, baseline)
-    torch_device, descriptors = _open_models(refs, repeat, device, tile, offline)
+    descriptors = _open_models(refs, repeat, spec)
     ensembles = _distinct(ensembles)
     base_model = refs.index(baseline) if baseline is not None else 0
     base_index = base_model * len(ensembles)  # rows: every model with every ensemble
@@ -270,17 +265,19 @@ def bench(
         width=width,
         height=height,
         repeat=repeat,
-        device=str(torch_device),
+        device=str(spec.device),
         threads=torch.get_num_threads(),
         baseline=_row_name(descriptors[base_model], ensembles[0]),
+        compile=spec.compile,
     )
     total = len(descriptors) * len(ensembles) * (repeat + 1)
     done = 0
     for desc, ensemble in [(d, e) for d in descriptors for e in ensembles]:
-        compute = compute_for(torch_device, precision, desc)
-        upscaler = Upscaler(desc, compute, tile=tile, ensemble=ensemble)
+        upscaler = open_upscaler(desc, spec, ensemble=ensemble)
+        compute = upscaler.compute
         name = _row_name(desc, ensemble)
         times: list[float] = []
+        warmup = 0.0
         out_shape: tuple[int, ...] = ()
         with PeakMemory(compute.device) as peak:
             for run in range(repeat + 1):
@@ -290,6 +287,8 @@ def bench(
                 out_shape = out.shape
                 if run > 0:
                     times.append(elapsed)
+                else:
+                    warmup = elapsed
                 done += 1
                 if on_progress is not None:
                     label = "warm-up" if run == 0 else f"run {run}/{repeat}"
@@ -319,6 +318,7 @@ def bench(
                 best=best,
                 seconds_per_4k=best * UHD_PIXELS / (out_w * out_h),
                 macs_per_pixel=None if macs is None else macs * ensemble.passes,
+                warmup_seconds=warmup,
                 **ensemble.record(),
                 **_memory_fields(peak),
             )
@@ -344,6 +344,8 @@ class FolderBenchResult:
         failed: images that could not be read, upscaled or written.
         first_error: ``"<file>: <reason>"`` of the first failed image, ``None`` if none.
         seconds: wall-clock seconds of every timed pass over the folder, in order.
+        warmup_seconds: the untimed warm-up upscale of the first image (with
+            ``--compile``, compiling included); 0.0 when no image decodes.
         wall_seconds: the fastest pass.
         model_seconds: seconds spent inside ``Upscaler.upscale`` during that pass.
         in_megapixels, out_megapixels: pixels read and written in one pass, in millions.
@@ -378,6 +380,7 @@ class FolderBenchResult:
     input_mp_per_s: float | None
     model_seconds_per_image: float | None
     e2e_over_model: float | None
+    warmup_seconds: float = 0.0
     ensemble: str = "none"
     ensemble_weight: float | None = None
     host_peak_bytes: int | None = None
@@ -396,7 +399,8 @@ class FolderBenchReport:
 
     ``images``: image files found in ``folder``; ``ignored``: other (non-hidden) files;
     ``fmt``: the output format key, ``None`` for each input's own format;
-    ``threads``: torch's CPU threads.
+    ``threads``: torch's CPU threads; ``compile``: the networks ran through
+    ``torch.compile``.
     """
 
     folder: str
@@ -408,6 +412,7 @@ class FolderBenchReport:
     device: str
     threads: int
     models: list[FolderBenchResult] = field(default_factory=list)
+    compile: bool = False
 
 
 class TimedUpscaler:
@@ -523,6 +528,7 @@ def _folder_result(
     summary: Summary,
     seconds: list[float],
     model_seconds: float,
+    warmup_seconds: float,
     peak: PeakMemory,
     warnings: list[str],
 ) -> FolderBenchResult:
@@ -553,6 +559,7 @@ def _folder_result(
         input_mp_per_s=_rate(in_mp, wall),
         model_seconds_per_image=model_seconds / n if n else None,
         e2e_over_model=wall / model_seconds if n and model_seconds > 0 else None,
+        warmup_seconds=warmup_seconds,
         warnings=warnings,
         **ensemble.record(),
         **_memory_fields(peak),
@@ -562,14 +569,11 @@ def _folder_result(
 def bench_folder(
     models: Sequence[str],
     folder: Path,
+    spec: UpscalerSpec,
     *,
     fmt: str | None = None,
     quality: int = 95,
     repeat: int = 1,
-    device: str = "auto",
-    precision: str = "auto",
-    tile: str | int = "auto",
-    offline: bool = False,
     ensembles: Sequence[Ensemble] = (Ensemble(),),
     on_progress: ProgressCallback | None = None,
 ) -> FolderBenchReport:
@@ -588,22 +592,22 @@ def bench_folder(
         fmt: output format name or extension (``png``, ``jpg``...); ``None`` keeps each
             input's format.
         quality: JPEG/WebP quality, 1..100.
+        spec: how every model is opened and run (device, precision, tiles, compile,
+            offline).
         repeat: timed passes per model.
-        device, precision, tile, offline, ensembles: as for :func:`bench`.
+        ensembles: as for :func:`bench`.
         on_progress: called after the warm-up and after every image of every pass (from
             the pipeline's writer thread).
 
     Raises:
         UsageError: bad folder (missing, not a folder, no image file), format, quality,
-            ``repeat`` < 1, device, precision or tile — all before anything is timed.
+            ``repeat`` < 1 — all before anything is timed.
         ModelError: a model cannot be resolved or loaded (before anything is timed).
         KeyboardInterrupt: interrupted (the temporary folder is still removed).
     """
     import torch
 
-    from pocketsr_cli.devices import compute_for
     from pocketsr_cli.imageio import format_from_name
-    from pocketsr_cli.inference import Upscaler
     from pocketsr_cli.pipeline import Options, run
 
     try:
@@ -615,7 +619,7 @@ def bench_folder(
     with tempfile.TemporaryDirectory(prefix="pocketsr-bench-") as tmp:
         jobs, ignored = folder_jobs(folder, Path(tmp), fmt_key)
         refs: list[str | None] = list(dict.fromkeys(models)) or [None]
-        torch_device, descriptors = _open_models(refs, repeat, device, tile, offline)
+        descriptors = _open_models(refs, repeat, spec)
         ensembles = _distinct(ensembles)
         report = FolderBenchReport(
             folder=str(folder),
@@ -624,8 +628,9 @@ def bench_folder(
             fmt=fmt_key,
             quality=quality,
             repeat=repeat,
-            device=str(torch_device),
+            device=str(spec.device),
             threads=torch.get_num_threads(),
+            compile=spec.compile,
         )
         options = Options(fmt=fmt_key, quality=quality, overwrite=True)
         total = len(descriptors) * len(ensembles) * (1 + repeat * len(jobs))
@@ -642,17 +647,17 @@ def bench_folder(
 
         for desc, ensemble in [(d, e) for d in descriptors for e in ensembles]:
             reporter = _QuietReporter()
-            compute = compute_for(torch_device, precision, desc)
+            upscaler = open_upscaler(desc, spec, ensemble=ensemble, on_warning=reporter.warning)
+            compute = upscaler.compute
             name = _row_name(desc, ensemble)
-            timed = TimedUpscaler(
-                Upscaler(desc, compute, tile=tile, ensemble=ensemble, on_warning=reporter.warning)
-            )
+            timed = TimedUpscaler(upscaler)
             seconds: list[float] = []
             best: tuple[float, float, Summary] | None = None
             with PeakMemory(compute.device) as peak:
                 problem = _warm_up(timed, jobs)
                 if problem is not None:
                     reporter.warning(problem)
+                warmup_seconds = timed.seconds
                 step(f"{name} warm-up")
                 for npass in range(1, repeat + 1):
                     reporter.on_image = functools.partial(step, f"{name} pass {npass}/{repeat}")
@@ -675,6 +680,7 @@ def bench_folder(
                     summary,
                     seconds,
                     model_seconds,
+                    warmup_seconds,
                     peak,
                     reporter.warnings,
                 )

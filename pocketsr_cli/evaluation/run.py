@@ -49,6 +49,7 @@ from pocketsr_cli.evaluation.metrics import (
     sharpness,
     ssim_y,
 )
+from pocketsr_cli.factory import UpscalerSpec, open_upscaler
 
 FLOOR_MODEL = "bicubic"
 METRICS = ("psnr_y", "ssim_y", "detail", "hf", "bandcorr", "lattice_ratio", "sharpness")
@@ -204,11 +205,12 @@ def ground_truth(path: Path, scale: int, crop: int | None = None) -> npt.NDArray
 def resolve_models(
     models: Sequence[str],
     scale: int | None,
+    spec: UpscalerSpec,
     *,
-    offline: bool = False,
     resize: bool = False,
 ) -> tuple[list[tuple[ModelDescriptor, bool]], int]:
-    """Resolve ``models`` (empty: the default model) plus the bicubic floor.
+    """Resolve ``models`` (empty: the default model) plus the bicubic floor, as ``spec``
+    lets weights be had.
 
     The scale is ``scale`` or, when ``None``, that of the first model asked for; every
     other model is resolved at it.  With ``resize``, a model that has no variant at that
@@ -222,17 +224,15 @@ def resolve_models(
     Raises:
         ModelError: a model cannot be resolved or has no variant at the scale.
     """
-    from pocketsr_cli.weights.resolve import resolve_model
-
     refs: list[str | None] = list(dict.fromkeys(models)) or [None]
     resolved: list[tuple[ModelDescriptor, bool]] = []
     for ref in refs:
         try:
-            desc = resolve_model(ref, scale, offline=offline)
+            desc = spec.resolve(ref, scale)
         except ModelError:
             if not resize or scale is None or ref is None:
                 raise
-            desc = resolve_model(ref, None, offline=offline)
+            desc = spec.resolve(ref, None)
             desc = replace(desc, name=f"{desc.name} (x{desc.scale}→x{scale})")
         scale = desc.scale if scale is None else scale
         if ref is not None and any(d.name == desc.name for d, _ in resolved):
@@ -242,7 +242,7 @@ def resolve_models(
         resolved.append((desc, False))
     assert scale is not None
     if not any(d.name == FLOOR_MODEL for d, _ in resolved):
-        resolved.insert(0, (resolve_model(FLOOR_MODEL, scale, offline=offline), True))
+        resolved.insert(0, (spec.resolve(FLOOR_MODEL, scale), True))
     unique: dict[str, tuple[ModelDescriptor, bool]] = {}
     for desc, added in resolved:
         unique.setdefault(desc.name, (desc, added))
@@ -252,13 +252,10 @@ def resolve_models(
 def evaluate(
     hr_paths: Sequence[Path],
     models: Sequence[str],
+    spec: UpscalerSpec,
     degradation: EvalKind = "bicubic",
     scale: int | None = None,
-    device: str = "auto",
     *,
-    precision: str = "auto",
-    tile: str | int = "auto",
-    offline: bool = False,
     crop: int | None = None,
     resize: bool = False,
     ensembles: Sequence[Ensemble] = (Ensemble(),),
@@ -271,12 +268,9 @@ def evaluate(
         hr_paths: ground-truth images (see :func:`collect_images`).
         models: registry names or weights files; empty means the default model.  Bicubic
             is added as the floor when absent.
+        spec: how every model is opened and run (device, precision, tiles, offline).
         degradation: ``bicubic`` or ``real`` (see :mod:`~pocketsr_cli.evaluation.degrade`).
         scale: upscaling factor; ``None``: the first model's.
-        device: ``auto|cpu|cuda|cuda:N|mps``.
-        precision: ``auto|fp32|fp16|bf16`` (``auto``: fp32 on CPU).
-        tile: ``--tile`` as for ``upscale`` (``auto``, ``0`` or a side).
-        offline: never download weights.
         crop: score the centred ``crop``-pixel square of each ground truth (``None``: all).
         resize: run models lacking ``scale`` at their own and resize their output to it
             (see :func:`resolve_models`); the time includes the resize.
@@ -290,40 +284,35 @@ def evaluate(
         The report; models whose every image was skipped have empty ``images``.
 
     Raises:
-        UsageError: unknown degradation, device or precision, a bad ``tile``, or no
-            ensemble.
+        UsageError: unknown degradation, or no ensemble.
         ModelError: a model cannot be resolved or loaded (before any image is read).
     """
-    from pocketsr_cli.devices import choose_device, compute_for
     from pocketsr_cli.inference import Upscaler
     from pocketsr_cli.pipeline import resize_output
-    from pocketsr_cli.tiling import TilePolicy
 
     if degradation not in EVAL_KINDS:
         raise UsageError(
             f"unknown degradation {degradation!r}; choose one of: {', '.join(EVAL_KINDS)}"
         )
     warn = on_warning or (lambda _message: None)
-    TilePolicy.from_option(tile)  # validates before any model is loaded
     if not ensembles:
         raise UsageError("evaluate needs at least one ensemble (Ensemble() is none)")
     ensembles = list(dict.fromkeys(ensembles))
-    torch_device = choose_device(device)
-    resolved, scale = resolve_models(models, scale, offline=offline, resize=resize)
+    resolved, scale = resolve_models(models, scale, spec, resize=resize)
 
     upscalers: list[Upscaler] = []
-    report = EvalReport(degradation=degradation, scale=scale, device=str(torch_device))
+    report = EvalReport(degradation=degradation, scale=scale, device=str(spec.device))
     for desc, added in resolved:
-        compute = compute_for(torch_device, precision, desc)
         for ensemble in [Ensemble()] if added else ensembles:
-            upscalers.append(Upscaler(desc, compute, tile=tile, ensemble=ensemble, on_warning=warn))
+            upscaler = open_upscaler(desc, spec, ensemble=ensemble, on_warning=warn)
+            upscalers.append(upscaler)
             report.models.append(
                 ModelScore(
                     model=desc.name + (f" +{ensemble.label}" if ensemble else ""),
                     family=desc.family,
                     scale=desc.scale,
                     params=desc.params,
-                    precision=compute.precision,
+                    precision=upscaler.compute.precision,
                     floor=added,
                     ensemble=ensemble,
                 )

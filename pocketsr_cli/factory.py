@@ -1,0 +1,141 @@
+"""Opening upscalers: one place from typed settings to a ready ``inference.Upscaler``.
+
+``pocketsr upscale``, ``eval`` and ``bench`` and the Python API each say *how* models run
+with one :class:`UpscalerSpec` (device, precision, tiling, compile, how weights may be
+had) and open every model through it: :meth:`UpscalerSpec.family` /
+:meth:`UpscalerSpec.resolve` find and load a model's descriptor
+(``weights/resolve.py``), :func:`open_upscaler` wraps a descriptor in a
+:class:`~pocketsr_cli.inference.Upscaler` (its :class:`~pocketsr_cli.devices.Compute`,
+tile policy, self-ensemble, compile).
+
+The spec holds typed values only.  Turning what a user typed (``--device cuda:1``,
+``--tile auto``) into them is the faces' work: ``cli/_options.py`` for the command line,
+``api.py`` for its keyword arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pocketsr_cli.ensemble import Ensemble
+
+if TYPE_CHECKING:
+    import torch
+
+    from pocketsr_cli.archs.pcsr import Routing
+    from pocketsr_cli.descriptor import ModelDescriptor
+    from pocketsr_cli.devices import Compute
+    from pocketsr_cli.inference import Upscaler
+    from pocketsr_cli.weights.download import ProgressCallback
+    from pocketsr_cli.weights.resolve import ModelFamily
+
+PrecisionChoice = Literal["auto", "fp32", "fp16", "bf16"]
+NO_ENSEMBLE = Ensemble()
+
+
+@dataclass(frozen=True)
+class UpscalerSpec:
+    """How every model of a run is opened and run.
+
+    Attributes:
+        device: where the networks run (``devices.choose_device`` made it).
+        precision: ``auto`` (chosen per model by ``devices.choose_precision``) or one.
+        tile: tile side in input pixels; 0 the whole image; None sized from free memory
+            (``--tile auto``).
+        overlap: context pixels between tiles.
+        compile: run the networks through ``torch.compile``.
+        offline, allow_unverified, trust_pickle: how weights may be had
+            (:func:`~pocketsr_cli.weights.resolve.open_family`).
+    """
+
+    device: torch.device
+    precision: PrecisionChoice = "auto"
+    tile: int | None = None
+    overlap: int = 16
+    compile: bool = False
+    offline: bool = False
+    allow_unverified: bool = False
+    trust_pickle: bool = False
+
+    def compute(self, desc: ModelDescriptor) -> Compute:
+        """The device and the precision ``desc`` runs at (``auto`` chosen for it)."""
+        from pocketsr_cli.devices import compute_for
+
+        return compute_for(self.device, self.precision, desc)
+
+    def family(self, ref: str | None, on_progress: ProgressCallback | None = None) -> ModelFamily:
+        """Every variant of ``ref`` (None: the default model), as ``open_family`` gives them."""
+        from pocketsr_cli.weights.resolve import open_family
+
+        return open_family(
+            ref,
+            offline=self.offline,
+            on_progress=on_progress,
+            allow_unverified=self.allow_unverified,
+            trust_pickle=self.trust_pickle,
+        )
+
+    def resolve(self, ref: str | None, scale: int | None = None) -> ModelDescriptor:
+        """The model ``ref`` at ``scale`` (None: its own), as ``resolve_model`` loads it."""
+        from pocketsr_cli.weights.resolve import resolve_model
+
+        return resolve_model(
+            ref,
+            scale,
+            offline=self.offline,
+            allow_unverified=self.allow_unverified,
+            trust_pickle=self.trust_pickle,
+        )
+
+
+def precision_choice(value: str) -> PrecisionChoice:
+    """``value`` as a :data:`PrecisionChoice` (case and spaces ignored), for the faces.
+
+    Raises:
+        DeviceError: not ``auto``, ``fp32``, ``fp16`` or ``bf16``.
+    """
+    from pocketsr_cli.devices import PRECISION_CHOICES
+    from pocketsr_cli.errors import DeviceError
+
+    text = value.strip().lower()
+    if text not in PRECISION_CHOICES:
+        raise DeviceError(
+            f"unknown precision {text!r}; choose one of: {', '.join(PRECISION_CHOICES)}"
+        )
+    return text  # type: ignore[return-value]
+
+
+def open_upscaler(
+    desc: ModelDescriptor,
+    spec: UpscalerSpec,
+    *,
+    ensemble: Ensemble = NO_ENSEMBLE,
+    on_warning: Callable[[str], None] | None = None,
+    outscale: float | None = None,
+    routing: Routing | None = None,
+) -> Upscaler:
+    """``desc`` ready to upscale pixels as ``spec`` says (its ``compute`` is the device
+    and the precision chosen for this model).
+
+    ``outscale`` and ``routing``: a PCSR network's native factor and routing (see
+    :class:`~pocketsr_cli.inference.Upscaler`).
+
+    Raises:
+        UsageError: ``spec.tile`` not larger than twice ``spec.overlap``; a fractional
+            ``outscale`` with an ensemble.
+    """
+    from pocketsr_cli.inference import Upscaler
+
+    return Upscaler(
+        desc,
+        spec.compute(desc),
+        tile=spec.tile,
+        overlap=spec.overlap,
+        ensemble=ensemble,
+        compile=spec.compile,
+        on_warning=on_warning,
+        outscale=outscale,
+        routing=routing,
+    )
