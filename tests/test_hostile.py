@@ -786,6 +786,61 @@ def test_a_burst_of_ctrl_c_never_ends_in_a_traceback(tmp_path: Path) -> None:
     _check_stopped_run(tmp_path, stdout, stderr)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_ctrl_c_typed_on_a_real_terminal_never_ends_in_a_traceback(tmp_path: Path) -> None:
+    """A burst of Ctrl-C typed at a terminal: the run is the terminal's foreground process
+    group (its own session, the pty as controlling terminal, progress drawn on it), and the
+    terminal driver, not ``send_signal``, turns each ^C into SIGINT for the whole group."""
+    import contextlib
+    import fcntl
+    import termios
+    import threading
+
+    src = folder_of(tmp_path / "in", 4)
+    out = tmp_path / "out"
+    master, slave = os.openpty()
+
+    def own_terminal() -> None:  # runs in the child: a new session whose terminal is the pty
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        command(src, "-o", out, *FAST, "--json"),
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        text=True,
+        env=environment(**{PAUSE: "1.5", "TERM": "xterm-256color"}),
+        preexec_fn=own_terminal,
+    )
+    os.close(slave)
+    seen: list[bytes] = []
+
+    def drain() -> None:  # the terminal's screen: everything written to stderr
+        with contextlib.suppress(OSError):
+            while chunk := os.read(master, 65536):
+                seen.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: out.is_dir() and any(n.endswith(".pocketsr-tmp") for n in os.listdir(out)))
+        for _ in range(12):
+            os.write(master, b"\x03")
+            time.sleep(0.02)
+        stdout, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=10)
+        os.close(master)
+    screen = b"".join(seen).decode("utf-8", "replace")
+    assert proc.returncode == 130, screen[-2000:]
+    _check_stopped_run(tmp_path, stdout, screen)
+
+
 # --- naming and output planning, for any suffix, format and alpha -------------------------
 
 
