@@ -10,7 +10,8 @@ worker is free, and reports their results in job order to one ``Reporter``: prog
 
 Bounded work on the driver: jobs are taken from the iterator only as workers become free,
 and no more than ``_WINDOW`` per worker beyond the first unreported one, so that results
-waiting for an earlier slow image stay few.
+waiting for an earlier slow image stay few; reported results are tallied in the
+``pipeline.Summary``, which keeps counts rather than every result (as ``pipeline.run``).
 
 Faults: a worker that dies (killed, out of memory) has its image given to another worker,
 and is replaced while replacements remain; an image whose worker died ``retries + 1`` times
@@ -218,10 +219,21 @@ class JobFeed:
     ``next_task`` gives the next job that needs a worker (settling jobs planning already
     decided on the way) or None while the window is full or the jobs are exhausted;
     ``finish`` records a result; ``lost`` puts back the job of a worker that died;
-    ``report_rest`` ends every job without a result as ``interrupted``.
+    ``report_rest`` ends every job without a result as ``interrupted``.  What it holds is
+    bounded by the window, whatever the number of jobs: ``summary`` keeps every result
+    only with ``keep_results`` (see ``pipeline.Summary.for_jobs``).
     """
 
-    def __init__(self, jobs: Iterable[Job], reporter: Reporter, window: int, retries: int) -> None:
+    def __init__(
+        self,
+        jobs: Iterable[Job],
+        reporter: Reporter,
+        window: int,
+        retries: int,
+        *,
+        keep_results: bool | None = None,
+        dry_run: bool = False,
+    ) -> None:
         self.jobs: Iterator[tuple[int, Job]] = enumerate(jobs, 1)
         self.reporter = reporter
         self.window = window
@@ -232,7 +244,7 @@ class JobFeed:
         self.unreported: dict[int, Job] = {}  # handed out or waiting, not yet reported
         self.next_index = 1  # the next index to report
         self.exhausted = False
-        self.summary = Summary()
+        self.summary = Summary.for_jobs(jobs, keep_results=keep_results, dry_run=dry_run)
 
     @property
     def finished(self) -> bool:
@@ -270,7 +282,8 @@ class JobFeed:
         while self.next_index in self.done:
             result = self.done.pop(self.next_index)
             self.unreported.pop(self.next_index, None)
-            self.summary.results.append(result)
+            self.attempts.pop(self.next_index, None)
+            self.summary.add(result)
             self.reporter.image_finished(result)
             self.next_index += 1
 
@@ -306,10 +319,13 @@ class _Driver:
         reporter: Reporter,
         inputs: Sequence[Path] | None,
         retries: int,
+        keep_results: bool | None,
     ) -> None:
         self.ctx = get_context("spawn")
-        self.feed = JobFeed(jobs, reporter, _WINDOW * len(devices), retries)
-        self.feed.summary.dry_run = options.dry_run
+        window = _WINDOW * len(devices)
+        self.feed = JobFeed(
+            jobs, reporter, window, retries, keep_results=keep_results, dry_run=options.dry_run
+        )
         self.summary = self.feed.summary
         self.args = (factory, options, None if inputs is None else list(inputs))
         self.devices = list(devices)
@@ -439,9 +455,11 @@ def run_parallel(
     total: int | None = None,
     inputs: Sequence[Path] | None = None,
     retries: int = 2,
+    keep_results: bool | None = None,
 ) -> Summary:
     """Process ``jobs`` on one worker process per entry of ``devices``, results reported
-    in job order; the summary is that of :func:`pipeline.run` (``interrupted`` on Ctrl-C).
+    in job order; the summary is that of :func:`pipeline.run` (``interrupted`` on Ctrl-C;
+    every result kept only with ``keep_results``, by default when ``jobs`` is a sequence).
 
     ``factory(device, warn)`` builds each worker's variants (``ModelSpec``); ``total`` is
     the number of jobs when known (for the progress bar); ``inputs`` the inputs that will be
@@ -467,7 +485,7 @@ def run_parallel(
         threads = max(1, (os.cpu_count() or 1) // cpu_workers)
         factory = dataclasses.replace(factory, cpu_threads=threads)
     t0 = time.perf_counter()
-    driver = _Driver(jobs, factory, devices, options, reporter, inputs, retries)
+    driver = _Driver(jobs, factory, devices, options, reporter, inputs, retries, keep_results)
     reporter.start(total)
     try:
         driver.start()

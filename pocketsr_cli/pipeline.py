@@ -3,7 +3,8 @@
 Three stages run concurrently: a reader thread decodes up to two images ahead, the calling
 thread runs inference, and a writer thread encodes and writes behind it.  The queues between
 them hold one item each, so memory stays bounded however many files there are.  Results are
-reported strictly in job order through a :class:`Reporter`; the core never prints.
+reported strictly in job order through a :class:`Reporter`, and the run's :class:`Summary`
+keeps their counts, not the results themselves; the core never prints.
 
 A run may hold several variants of one model (``Variant``: ×2 and ×4): each image runs the
 one ``sizing.pick_scale`` chooses for the factor its ``Options.target`` needs, and the
@@ -205,27 +206,109 @@ class Result:
     heavy_fraction: float | None = None  # PCSR: share of output pixels on the heavy path
 
 
-@dataclass
-class Summary:
-    """Counts and timing for the whole run; ``dry_run`` is set for a dry run, whose results
-    are ``planned`` (or ``skipped``/``failed``), never ``ok``."""
+FAILURES_KEPT = 100
+"""Failed results a :class:`Summary` keeps when it does not keep every result: the run's
+last lines list these; the others are counted (each had its line as it failed)."""
 
-    results: list[Result] = field(default_factory=list)
-    seconds: float = 0.0
-    interrupted: bool = False
-    dry_run: bool = False
+
+class Summary:
+    """What the end of a run needs, in memory that does not grow with the number of inputs
+    (a 200,000-file folder): counts per status, the conflicts, the ``ok`` images' seconds
+    and pixels, and the failed results (:attr:`failed`: every one up to
+    :data:`FAILURES_KEPT`, then only counted).  Each result is reported as it comes
+    (``Reporter.image_finished``) and tallied here (:meth:`add`).
+
+    Every result is kept (:attr:`results`) only when asked: ``Summary(results)``, or
+    ``keep_results`` (:meth:`for_jobs`; ``run``'s default: when the jobs were given as a
+    list, which the caller holds already — the review page and ``pocketsr bench`` read the
+    results —, never for an iterator such as ``jobs.iter_jobs``).  Then every failed
+    result is kept too.
+
+    ``seconds`` is the run's wall time; ``interrupted`` is set on Ctrl-C; ``dry_run`` for a
+    dry run, whose results are ``planned`` (or ``skipped``/``failed``), never ``ok``.
+    """
+
+    def __init__(
+        self,
+        results: Iterable[Result] | None = None,
+        *,
+        seconds: float = 0.0,
+        interrupted: bool = False,
+        dry_run: bool = False,
+        keep_results: bool = False,
+    ) -> None:
+        self.seconds = seconds
+        self.interrupted = interrupted
+        self.dry_run = dry_run
+        self.counts: collections.Counter[Status] = collections.Counter()
+        self.conflicts = 0
+        """Skips that kept an existing output made otherwise, or of unknown origin
+        (``reason_code`` in :data:`CONFLICTS`)."""
+        self.ok_seconds = 0.0  # the ``ok`` images' own seconds, added in job order
+        self.in_pixels = 0  # the ``ok`` images' input pixels
+        self.out_pixels = 0  # and output pixels
+        self._failed: list[Result] = []
+        keep = keep_results or results is not None
+        self._results: list[Result] | None = [] if keep else None
+        for result in results or ():
+            self.add(result)
+
+    @classmethod
+    def for_jobs(
+        cls, jobs: Iterable[Job], *, keep_results: bool | None = None, dry_run: bool = False
+    ) -> Summary:
+        """An empty summary for a run of ``jobs``, keeping every result when
+        ``keep_results`` says so (None: when ``jobs`` is a sequence, already held)."""
+        keep = isinstance(jobs, Sequence) if keep_results is None else keep_results
+        return cls(dry_run=dry_run, keep_results=keep)
+
+    def add(self, result: Result) -> None:
+        """Tally ``result`` (the run's next one, in job order)."""
+        self.counts[result.status] += 1
+        if result.reason_code in CONFLICTS:
+            self.conflicts += 1
+        if result.status == "ok":
+            self.ok_seconds += result.seconds or 0
+            self.in_pixels += (result.width or 0) * (result.height or 0)
+            self.out_pixels += (result.out_width or 0) * (result.out_height or 0)
+        elif result.status == "failed" and (
+            self._results is not None or len(self._failed) < FAILURES_KEPT
+        ):
+            self._failed.append(result)
+        if self._results is not None:
+            self._results.append(result)
+
+    @property
+    def total(self) -> int:
+        """Inputs with a result."""
+        return sum(self.counts.values())
 
     def count(self, status: Status) -> int:
-        return sum(r.status == status for r in self.results)
+        return self.counts[status]
 
     @property
     def failed(self) -> list[Result]:
-        return [r for r in self.results if r.status == "failed"]
+        """The failed results kept, in job order: all of them unless ``count("failed")``
+        says there were more (see :data:`FAILURES_KEPT`)."""
+        return self._failed
 
     @property
-    def conflicts(self) -> list[Result]:
-        """Skips that kept an existing output made otherwise, or of unknown origin."""
-        return [r for r in self.results if r.reason_code in CONFLICTS]
+    def keeps_results(self) -> bool:
+        return self._results is not None
+
+    @property
+    def results(self) -> list[Result]:
+        """Every result, in job order.
+
+        Raises:
+            RuntimeError: this summary keeps counts only (see the class docs).
+        """
+        if self._results is None:
+            raise RuntimeError(
+                "this run's summary keeps counts, not every result: run it with "
+                "keep_results=True, or collect the results with a Reporter"
+            )
+        return self._results
 
 
 class Reporter(Protocol):
@@ -447,6 +530,7 @@ class _Run:
         options: Options,
         reporter: Reporter,
         inputs: Sequence[Path] | None = None,
+        keep_results: bool | None = None,
     ) -> None:
         if not variants:
             raise ValueError("a run needs at least one variant")
@@ -473,7 +557,7 @@ class _Run:
         self.decoded: queue.Queue[Any] = queue.Queue(maxsize=1)
         self.written: queue.Queue[Any] = queue.Queue(maxsize=1)
         self.finished: queue.SimpleQueue[Result] = queue.SimpleQueue()  # written, not yielded
-        self.summary = Summary(dry_run=options.dry_run)
+        self.summary = Summary.for_jobs(jobs, keep_results=keep_results, dry_run=options.dry_run)
         self.profiles = {v.scale: upscaler_memory(v.upscaler) for v in variants}
         available = None if options.max_memory else memory.host_available_bytes()
         self.budget = options.max_memory or available
@@ -770,7 +854,7 @@ class _Run:
                     self.gate.release(item.decoded.reserved)
             if self.taken:
                 self.taken.popleft()
-            self.summary.results.append(result)
+            self.summary.add(result)
             self.reporter.image_finished(result)
             self.finished.put(result)
 
@@ -948,7 +1032,7 @@ class _Run:
             # Results come in job order: those read and not reported, then those not read.
             for job in itertools.chain(self.taken, self.jobs):
                 result = Result(job, "skipped", reason=_STOPPED, reason_code="interrupted")
-                self.summary.results.append(result)
+                self.summary.add(result)
                 self.reporter.image_finished(result)
                 yield result
         self.summary.seconds = time.perf_counter() - t0
@@ -1094,11 +1178,16 @@ def run(
     upscaler: ImageUpscaler | Sequence[Variant],
     options: Options,
     reporter: Reporter,
+    *,
+    keep_results: bool | None = None,
 ) -> Summary:
     """Process ``jobs`` in order and return the summary (``interrupted`` set on Ctrl-C).
 
     ``jobs`` may be an iterator (``jobs.iter_jobs``): it is consumed as the reader goes, so
-    the first image starts before a large folder is walked to its end.
+    the first image starts before a large folder is walked to its end, and the run's memory
+    does not grow with the number of inputs: each result goes to ``reporter`` and the
+    summary keeps counts, unless ``keep_results`` (default: when ``jobs`` is a sequence;
+    see :class:`Summary`).
 
     ``upscaler`` is one upscaler, or the variants the run chooses from per image (then
     ``options.target`` is required when there are several).  Never raises for a bad input
@@ -1106,7 +1195,7 @@ def run(
     several without a target).
     """
     variants = list(upscaler) if isinstance(upscaler, Sequence) else [Variant(upscaler)]
-    return _Run(jobs, variants, options, reporter).execute()
+    return _Run(jobs, variants, options, reporter, keep_results=keep_results).execute()
 
 
 def stream(
@@ -1127,7 +1216,7 @@ def stream(
     ``next()``.
     """
     variants = list(upscaler) if isinstance(upscaler, Sequence) else [Variant(upscaler)]
-    job_run = _Run(jobs, variants, options, reporter)
+    job_run = _Run(jobs, variants, options, reporter, keep_results=False)  # all yielded
     yield from job_run.stream()
     if job_run.summary.interrupted:
         raise KeyboardInterrupt

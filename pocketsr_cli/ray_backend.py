@@ -170,6 +170,7 @@ class _RayDriver:
         settings: RaySettings,
         checker: ImageWorker | None,
         retries: int,
+        keep_results: bool | None,
     ) -> None:
         self.ray = ray
         self.factory = factory
@@ -182,9 +183,10 @@ class _RayDriver:
         self.device = "cpu"
         self.resources: dict[str, float] = {}
         self.count = 0
-        self.feed = JobFeed(jobs, reporter, _WINDOW, retries)
+        self.feed = JobFeed(
+            jobs, reporter, _WINDOW, retries, keep_results=keep_results, dry_run=options.dry_run
+        )
         self.summary = self.feed.summary
-        self.summary.dry_run = options.dry_run
         self.respawns_left = retries
         self.warned: set[str] = set()
         self.serial = 0
@@ -422,9 +424,11 @@ def run_ray(
     total: int | None = None,
     inputs: Sequence[Path] | None = None,
     retries: int = 2,
+    keep_results: bool | None = None,
 ) -> Summary:
     """Process ``jobs`` on Ray actors, results reported in job order; the summary is that
-    of :func:`pipeline.run` (``interrupted`` on Ctrl-C).
+    of :func:`pipeline.run` (``interrupted`` on Ctrl-C; every result kept only with
+    ``keep_results``, by default when ``jobs`` is a sequence).
 
     ``factory`` builds each actor's variants (``parallel.ModelSpec``, pickled to the
     actors); ``variants`` are the driver's own (``return_bytes``: it checks existing
@@ -466,7 +470,7 @@ def run_ray(
                 if handler is not None:
                     signal.signal(number, handler)
         driver = _RayDriver(
-            ray, jobs, factory, options, reporter, inputs, settings, checker, retries
+            ray, jobs, factory, options, reporter, inputs, settings, checker, retries, keep_results
         )
         reporter.start(total)
         try:

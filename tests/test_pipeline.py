@@ -65,7 +65,7 @@ class Recorder:
         self._add("warning", message)
 
     def finished(self, summary: Summary) -> None:
-        self._add("finished", len(summary.results))
+        self._add("finished", summary.total)
 
 
 def make_folder(root: Path, n: int) -> None:
@@ -168,7 +168,7 @@ def test_records_are_written_and_existing_outputs_compared(tmp_path: Path) -> No
     assert codes(run(jobs, [on_gpu], options, Recorder())) == ["exists", "exists"]
     reweighted = Variant(Nearest(2), "n-x2", sha256="cd" * 32)
     summary = run(jobs, [reweighted], options, Recorder())
-    assert codes(summary) == ["different-settings"] * 2 and len(summary.conflicts) == 2
+    assert codes(summary) == ["different-settings"] * 2 and summary.conflicts == 2
     assert "weights sha256 abababababab… → cdcdcdcdcdcd…" in (summary.results[0].reason or "")
     bigger = Options(record=settings, target=Target.factor(2))
     assert "size x3 → x2" in (run(jobs, [variant], bigger, Recorder()).results[0].reason or "")

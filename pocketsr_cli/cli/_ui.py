@@ -338,26 +338,25 @@ class RichReporter:
                 f"interrupted: {self.not_finished} input(s) not finished; run the same command "
                 "again to do them (existing outputs are skipped)"
             )
-        conflicts = summary.conflicts
-        if conflicts:
+        if summary.conflicts:
             self.warning(
-                f"{len(conflicts)} existing output(s) were kept although they were not made "
+                f"{summary.conflicts} existing output(s) were kept although they were not made "
                 "with these settings or carry no pocketsr record; use --overwrite to redo them"
             )
 
     def _table(self, summary: Summary) -> None:
-        ok = [r for r in summary.results if r.status == "ok"]
+        ok = summary.count("ok")
         title = "pocketsr upscale" + (" (dry run)" if summary.dry_run else "")
         title += " (interrupted)" if summary.interrupted else ""
         table = Table()
         first = "would write" if summary.dry_run else "written"
         for column in (first, "skipped", "failed", "total time", "per image", "output MP/s"):
             table.add_column(column, justify="right")
-        per_image = sum(r.seconds or 0 for r in ok) / len(ok) if ok else 0.0
-        megapixels = sum((r.out_width or 0) * (r.out_height or 0) for r in ok) / 1e6
+        per_image = summary.ok_seconds / ok if ok else 0.0
+        megapixels = summary.out_pixels / 1e6
         rate = megapixels / summary.seconds if summary.seconds > 0 else 0.0
         table.add_row(
-            str(summary.count("planned") if summary.dry_run else len(ok)),
+            str(summary.count("planned") if summary.dry_run else ok),
             str(summary.count("skipped")),
             f"[red]{summary.count('failed')}[/]" if summary.failed else "0",
             f"{summary.seconds:.1f} s",
@@ -369,6 +368,9 @@ class RichReporter:
             self.console.print(
                 f"[red]failed:[/] {escape(shown(r.job.display))}: {escape(shown(r.error))}"
             )
+        more = summary.count("failed") - len(summary.failed)
+        if more:  # a summary keeps the first failures (pipeline.FAILURES_KEPT)
+            self.console.print(f"[red]failed:[/] {more} more, each on its line above")
 
 
 class JsonLinesReporter(NullReporter):
@@ -429,10 +431,10 @@ class JsonLinesReporter(NullReporter):
             {
                 "type": "summary",
                 "summary": {
-                    "total": len(summary.results),
+                    "total": summary.total,
                     "ok": summary.count("ok"),
                     "skipped": summary.count("skipped"),
-                    "conflicts": len(summary.conflicts),
+                    "conflicts": summary.conflicts,
                     "failed": summary.count("failed"),
                     "planned": summary.count("planned"),
                     "dry_run": summary.dry_run,

@@ -143,7 +143,8 @@ class Run:
         device: str | None,
         source: str = "pocketsr upscale",
     ) -> Run:
-        """The records of a run that just finished (what its ``--json`` lines say)."""
+        """The records of a run that just finished (what its ``--json`` lines say); its
+        summary must keep every result (``pipeline.Summary``: a run of a job list)."""
         entries = tuple(Entry.from_result(r, model=model, device=device) for r in summary.results)
         info = RunInfo(
             seconds=round(summary.seconds, 4),
