@@ -47,6 +47,7 @@ from typing import Any, Protocol
 from pocketsr_cli import memory
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import PocketSRError
+from pocketsr_cli.factory import NO_ENSEMBLE, UpscalerSpec
 from pocketsr_cli.jobs import Job
 from pocketsr_cli.pipeline import (
     ImageWorker,
@@ -81,47 +82,28 @@ class ModelSpec:
 
     model: str | None
     scales: tuple[int, ...]
-    precision: str = "auto"
-    tile: str = "auto"
-    overlap: int = 16
-    ensemble: Ensemble | str | bool = False
-    compile: bool = False
-    allow_unverified: bool = False
-    trust_pickle: bool = False
+    settings: UpscalerSpec  # the run's; each worker puts its own device in and goes offline
+    ensemble: Ensemble = NO_ENSEMBLE
     cpu_threads: int | None = None  # torch threads of a CPU worker (None: torch's default)
 
     def __call__(self, device: str, warn: Callable[[str], None]) -> list[Variant]:
         import torch
 
-        from pocketsr_cli.devices import choose_device, compute_for
+        from pocketsr_cli.devices import choose_device
+        from pocketsr_cli.factory import open_upscaler
 
         if device == "cpu" and self.cpu_threads:
             torch.set_num_threads(self.cpu_threads)
-        from pocketsr_cli.inference import Upscaler
-        from pocketsr_cli.weights.resolve import open_family
-
-        family = open_family(
-            self.model,
-            offline=True,
-            allow_unverified=self.allow_unverified,
-            trust_pickle=self.trust_pickle,
-        )
-        torch_device = choose_device(device)
+        spec = dataclasses.replace(self.settings, device=choose_device(device), offline=True)
+        family = spec.family(self.model)
         variants = []
         for scale in self.scales:
             desc = family.load(scale)
-            compute = compute_for(torch_device, self.precision, desc)
-            upscaler = Upscaler(
-                desc,
-                compute,
-                tile=self.tile,
-                overlap=self.overlap,
-                ensemble=self.ensemble,
-                compile=self.compile,
-                on_warning=warn,
-            )
+            upscaler = open_upscaler(desc, spec, ensemble=self.ensemble, on_warning=warn)
             variants.append(
-                Variant(upscaler, model=desc.name, sha256=desc.sha256, compute=str(compute))
+                Variant(
+                    upscaler, model=desc.name, sha256=desc.sha256, compute=str(upscaler.compute)
+                )
             )
         return variants
 

@@ -339,8 +339,8 @@ def compile_record(
     image = synthetic_photo(*size)
     compute = compute_for(device, "auto", desc)
     warnings: list[str] = []
-    eager = Upscaler(desc, compute, tile="0")
-    compiled = Upscaler(desc, compute, tile="0", compile=True, on_warning=warnings.append)
+    eager = Upscaler(desc, compute, tile=0)
+    compiled = Upscaler(desc, compute, tile=0, compile=True, on_warning=warnings.append)
     eager_best, eager_out = _best_seconds(lambda: eager.upscale(image), device, repeat)
     start = time.perf_counter()
     compiled.upscale(image)

@@ -76,7 +76,7 @@ def test_open_upscaler_gives_the_pixels_of_the_direct_path(tiny_model: Path) -> 
     img = (np.random.default_rng(0).random((30, 44, 3)) * 255).astype(np.uint8)
     made = open_upscaler(spec.resolve(str(tiny_model)), spec).upscale(img)
     desc = spec.resolve(str(tiny_model))
-    by_hand = Upscaler(desc, Compute(CPU, "fp32"), tile="24", overlap=4).upscale(img)
+    by_hand = Upscaler(desc, Compute(CPU, "fp32"), tile=24, overlap=4).upscale(img)
     assert np.array_equal(made, by_hand)
 
 

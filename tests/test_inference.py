@@ -155,7 +155,7 @@ def test_pocketsr_weights_carry_their_size_requirements() -> None:
     state = build("nano", 4).state_dict()
     desc = descriptor_from_state_dict(state, "nano")
     assert desc.size.multiple_of == 8 and desc.family == "pocketsr"
-    up = Upscaler(desc, Compute(torch.device("cpu"), "fp32"), tile="0")
+    up = Upscaler(desc, Compute(torch.device("cpu"), "fp32"), tile=0)
     assert up.upscale(np.zeros((13, 21, 3), np.uint8)).shape == (52, 84, 3)
     broken = dict(state)
     broken["head.weight"] = broken["head.weight"][:1]

@@ -421,33 +421,13 @@ def upscale(
     if worker_devices and not dry_run:
         from pocketsr_cli.parallel import ModelSpec, run_parallel
 
-        worker_model = ModelSpec(
-            model,
-            tuple(scales),
-            precision=precision,
-            tile=tile,
-            overlap=tile_overlap,
-            ensemble=self_ensemble,
-            compile=compile_model,
-            allow_unverified=allow_unverified,
-            trust_pickle=trust_pickle,
-        )
+        worker_model = ModelSpec(model, tuple(scales), spec, ensemble=self_ensemble)
         summary = run_parallel(jobs, worker_model, worker_devices, options, reporter)
     elif use_ray and not dry_run:
         from pocketsr_cli.parallel import ModelSpec
         from pocketsr_cli.ray_backend import RaySettings, run_ray
 
-        worker_model = ModelSpec(
-            model,
-            tuple(scales),
-            precision=precision,
-            tile=tile,
-            overlap=tile_overlap,
-            ensemble=self_ensemble,
-            compile=compile_model,
-            allow_unverified=allow_unverified,
-            trust_pickle=trust_pickle,
-        )
+        worker_model = ModelSpec(model, tuple(scales), spec, ensemble=self_ensemble)
         settings = RaySettings(
             address=ray_address,
             cpus_per_worker=ray_cpus_per_worker,
