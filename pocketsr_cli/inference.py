@@ -59,9 +59,9 @@ class Upscaler:
 
     ``ensemble`` is an :class:`~pocketsr_cli.ensemble.Ensemble`, a mode name (``none``,
     ``pad``, ``flip8``) or the on/off of earlier versions (``True`` is ``pad``).  ``tile``
-    is a side in input pixels, 0 for the whole image, None to fit free memory (a
-    ``--tile`` spelling, ``"auto"``, ``"512"``, is still read).  Runs open it through
-    :func:`pocketsr_cli.factory.open_upscaler`.
+    is a side in input pixels, 0 for the whole image, None to fit free memory (what
+    ``--tile`` means is read by the CLI, ``cli._options.tile_side``).  Runs open it
+    through :func:`pocketsr_cli.factory.open_upscaler`.
 
     Attributes:
         ensemble: the :class:`~pocketsr_cli.ensemble.Ensemble` every tile runs with
@@ -84,7 +84,7 @@ class Upscaler:
         model: ModelDescriptor,
         compute: Compute,
         *,
-        tile: int | str | None = None,
+        tile: int | None = None,
         overlap: int = 16,
         ensemble: Ensemble | str | bool = "none",
         compile: bool = False,
@@ -96,9 +96,6 @@ class Upscaler:
         self.compute = compute
         self.ensemble = Ensemble.of(ensemble)
         self.heavy_fraction: float | None = None
-        if isinstance(tile, str):  # the --tile spelling, from callers not on the factory
-            policy = TilePolicy.from_option(tile, overlap)
-            tile = None if policy.mode == "auto" else policy.tile
         self._packing = self._pcsr_setup(model, outscale, routing)
         if self._packing is not None:  # the tiler sees q x q blocks: sizes in blocks
             packing = self._packing
@@ -302,7 +299,16 @@ class Upscaler:
         if gray:  # the model saw R = G = B; fold its answer back to one channel
             y = _fold_to_gray(y)
         planes = [y]
-        if channels in (2, 4) and self._packing is not None:
+        if channels in (2, 4) and self._packing is not None and not wide:
+            # A native fractional scale: torch's 8-bit bicubic, no float copy of the output.
+            h, w = pixels.shape[:2]
+            alpha8 = torch.from_numpy(np.ascontiguousarray(pixels[..., -1])).reshape(1, 1, h, w)
+            planes.append(
+                torch.nn.functional.interpolate(
+                    alpha8, size=tuple(y.shape[-2:]), mode="bicubic", align_corners=False
+                )
+            )
+        elif channels in (2, 4) and self._packing is not None:  # 16-bit: in float
             alpha = _to_tensor(pixels[..., -1:], peak)
             size = tuple(y.shape[-2:])
             alpha = torch.nn.functional.interpolate(

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
 from typer.testing import CliRunner
@@ -195,8 +196,14 @@ def test_a_fractional_scale_refuses_an_ensemble(weights: Path, tmp_path: Path) -
 def test_api_outscale_routing_and_heavy_fraction(weights: Path) -> None:
     up = api.Upscaler(weights, device="cpu", outscale=2.5, pcsr_k=-1e6)
     assert up.scale == 2.5 and up.heavy_fraction is None
-    out = up.upscale(_photo(channels=4))  # alpha is resized to the native size too
+    src = _photo(channels=4)
+    out = up.upscale(src)  # alpha is resized to the native size too
     assert out.shape == (60, 80, 4) and up.heavy_fraction == 1.0
+    # in 8 bits (no float copy of the output): within a level of the float bicubic
+    plane = torch.from_numpy(src[..., 3].astype(np.float32))[None, None]
+    ref = F.interpolate(plane, size=(60, 80), mode="bicubic", align_corners=False)
+    ref8 = ref.round().clamp(0, 255)[0, 0].numpy().astype(int)
+    assert np.abs(out[..., 3].astype(int) - ref8).max() <= 1
     assert api.Upscaler(weights, device="cpu").scale == 4
     with pytest.raises(UsageError, match="PCSR"):
         api.Upscaler("bicubic", device="cpu", adaptive=True)
@@ -204,7 +211,7 @@ def test_api_outscale_routing_and_heavy_fraction(weights: Path) -> None:
 
 def test_engine_heavy_fraction_leaves_the_memory_probe_out(weights: Path) -> None:
     desc = descriptor_from_state_dict(read_state_dict(weights), weights.name)
-    engine = Upscaler(desc, compute_for(torch.device("cpu"), "fp32", desc), tile="auto")
+    engine = Upscaler(desc, compute_for(torch.device("cpu"), "fp32", desc), tile=None)
     pixels = _photo(40, 44)
     engine.upscale(pixels)  # the first image pays for the tiler's memory probe
     model = _network(weights)
