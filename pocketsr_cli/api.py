@@ -125,15 +125,14 @@ class Upscaler:
         from pocketsr_cli.ensemble import Ensemble
         from pocketsr_cli.factory import UpscalerSpec, open_upscaler, precision_choice
         from pocketsr_cli.pipeline import Variant
-        from pocketsr_cli.tiling import TilePolicy
 
         self._warn = on_warning or _default_warning
-        tiles = TilePolicy.from_option(str(tile), 16)  # checked before any loading
+        side = _tile_side(tile)  # checked before any loading
         self._ensemble = Ensemble.from_options(ensemble, ensemble_weight)
         spec = UpscalerSpec(
             device=choose_device(device),
             precision=precision_choice(precision),
-            tile=None if tiles.mode == "auto" else tiles.tile,
+            tile=side,
             offline=offline,
             allow_unverified=allow_unverified,
             trust_pickle=trust_pickle,
@@ -461,3 +460,20 @@ class _WarningsOnly(NullReporter):
 
     def warning(self, message: str) -> None:
         self._warn(message)
+
+
+def _tile_side(tile: str | int) -> int | None:
+    """The ``tile`` keyword (an int, ``"auto"`` or digits) as the factory's tile side.
+
+    Raises:
+        UsageError: another value, or a side not larger than twice the overlap (16).
+    """
+    from pocketsr_cli.tiling import TilePolicy
+
+    if isinstance(tile, str) and tile.strip().lower() == "auto":
+        return None
+    text = str(tile).strip()
+    if isinstance(tile, bool) or not text.isdigit():
+        raise UsageError(f"tile must be 'auto', 0 or a number of pixels, not {tile!r}")
+    TilePolicy.for_side(int(text), 16)
+    return int(text)

@@ -116,13 +116,11 @@ class Upscaler:
             model.upscale_uint8 if compute.device.type == "cpu" and not self.ensemble else None
         )
         limit = {} if model.max_tile is None else {"max_side": model.max_tile}
-        self.policy = TilePolicy.from_option(
-            "auto" if tile is None else tile, overlap, default_tile=model.default_tile, **limit
-        )
+        self.policy = TilePolicy.for_side(tile, overlap, default_tile=model.default_tile, **limit)
         if not self._tileable and self.policy.mode == "fixed":
             self._warn(f"{model.name} must see the whole image: ignoring --tile {tile}")
         self._alpha = Resize("bicubic", model.scale)
-        self._alpha_policy = TilePolicy.from_option(512, overlap=8)
+        self._alpha_policy = TilePolicy.for_side(512, overlap=8)
         self.compile_seconds = 0.0
         # torch.compile only wraps here; dynamo compiles inside the first call per signature.
         self._compiled: Callable[..., torch.Tensor] | None = (

@@ -250,7 +250,7 @@ def test_a_checkpoint_with_hyper_parameters_needs_code(net: AdcSR, tmp_path: Pat
 def _tiled(
     net: AdcSR, image: torch.Tensor, tile: int, overlap: int, fn: Callable[..., Any] | None = None
 ) -> torch.Tensor:
-    policy = TilePolicy.from_option(tile, overlap)
+    policy = TilePolicy.for_side(tile, overlap)
     with torch.no_grad():
         return policy.upscale(
             image, fn or net, scale=4, device="cpu", size=SIZE, prepare=net.image_stats
@@ -282,9 +282,7 @@ def test_every_tile_gets_the_same_statistics_measured_once(net: AdcSR) -> None:
         return torch.nn.functional.interpolate(tile, scale_factor=4)  # the network is slow
 
     with torch.no_grad():
-        TilePolicy.from_option(32, 8).upscale(
-            x, fn, scale=4, device="cpu", size=SIZE, prepare=prepare
-        )
+        TilePolicy.for_side(32, 8).upscale(x, fn, scale=4, device="cpu", size=SIZE, prepare=prepare)
     assert len(measured) == 1 and len(seen) > 1
     assert all(stats is measured[0] for stats in seen)
     groupnorms = sum(1 for m in net.modules() if isinstance(m, SharedGroupNorm))

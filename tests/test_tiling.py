@@ -411,7 +411,7 @@ def test_oom_at_floor_fails_with_advice() -> None:
 
 
 def test_whole_image_mode_backs_off_to_tiles() -> None:
-    policy = TilePolicy.from_option("0", overlap=4, floor=16)
+    policy = TilePolicy.for_side(0, overlap=4, floor=16)
     assert policy.mode == "whole"
     fake = FakeOOM(limit=60 * 60)
     image = smooth_image(100, 120)
@@ -453,15 +453,27 @@ def test_oom_halves_batch_before_tile(monkeypatch: pytest.MonkeyPatch) -> None:
     assert policy._batch == 2 and policy.tile_side in (None, 32)
 
 
-def test_tile_option_parsing() -> None:
-    assert TilePolicy.from_option("auto").mode == "auto"
-    fixed = TilePolicy.from_option("256", overlap=16)
+def test_tile_sides_make_policies() -> None:
+    assert TilePolicy.for_side(None).mode == "auto"
+    assert TilePolicy.for_side(0).mode == "whole"
+    fixed = TilePolicy.for_side(256, overlap=16)
     assert (fixed.mode, fixed.tile) == ("fixed", 256)
-    for bad in ("-3", "big", "1.5"):
-        with pytest.raises(UsageError):
-            TilePolicy.from_option(bad)
+    with pytest.raises(UsageError):
+        TilePolicy.for_side(-3)
     with pytest.raises(UsageError, match="twice"):
-        TilePolicy.from_option("32", overlap=16)
+        TilePolicy.for_side(32, overlap=16)
+
+
+def test_tile_option_parsing_is_the_clis() -> None:
+    from pocketsr_cli.cli._options import tile_side
+
+    assert tile_side("auto") is None and tile_side(" AUTO ") is None
+    assert tile_side("0") == 0 and tile_side("256", 16) == 256
+    for bad in ("-3", "big", "1.5"):
+        with pytest.raises(UsageError, match="--tile must be"):
+            tile_side(bad)
+    with pytest.raises(UsageError, match="twice"):
+        tile_side("32", 16)
 
 
 # ---------------------------------------------------------------------------------------
@@ -567,18 +579,18 @@ def test_default_tile_is_the_cpu_start_without_a_probe(monkeypatch: pytest.Monke
         raise AssertionError("the model's default tile needs no memory probe")
 
     monkeypatch.setattr(tiling.policy, "measure_memory", no_probe)
-    policy = TilePolicy.from_option("auto", overlap=4, default_tile=40)
+    policy = TilePolicy.for_side(None, overlap=4, default_tile=40)
     fake = FakeOOM(limit=10**9)
     image = smooth_image(100, 90)
     out = policy.upscale(image, fake, scale=2, device="cpu")
     assert torch.allclose(out, nearest(2)(image), atol=1e-6)
     assert policy.tile_side == 40 and all(c[2] <= 40 and c[3] <= 40 for c in fake.calls)
     # Fixed sizes win over it; one too small for the overlap is not used.
-    assert TilePolicy.from_option("64", overlap=4, default_tile=40)._start(
+    assert TilePolicy.for_side(64, overlap=4, default_tile=40)._start(
         fake, torch.device("cpu"), 2, SizeRequirements(), 3, None
     ) == (64, 1)
     monkeypatch.setattr(tiling.policy, "measure_memory", measure_memory)
-    small = TilePolicy.from_option("auto", overlap=16, default_tile=32)
+    small = TilePolicy.for_side(None, overlap=16, default_tile=32)
     side, _ = small._start(nearest(2), torch.device("cpu"), 2, SizeRequirements(), 3, None)
     assert side != 32
 

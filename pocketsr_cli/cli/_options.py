@@ -162,10 +162,17 @@ def tile_side(value: str, overlap: int = 16) -> int | None:
     Raises:
         UsageError: another spelling, or ``N <= 2 * overlap``.
     """
+    from pocketsr_cli.errors import UsageError
     from pocketsr_cli.tiling import TilePolicy
 
-    policy = TilePolicy.from_option(value, overlap)
-    return None if policy.mode == "auto" else policy.tile
+    text = str(value).strip().lower()
+    if text == "auto":
+        return None
+    if not text.isdigit():
+        raise UsageError(f"--tile must be auto, 0 or a number of pixels, not {value!r}")
+    side = int(text)
+    TilePolicy.for_side(side, overlap)  # refuses N <= 2 * overlap, saying so
+    return side
 
 
 def upscaler_spec(

@@ -72,18 +72,18 @@ class TilePolicy:
             )
 
     @classmethod
-    def from_option(cls, value: str | int, overlap: int = 16, **settings: Any) -> TilePolicy:
-        """Build from ``--tile auto|0|N``.
+    def for_side(cls, side: int | None, overlap: int = 16, **settings: Any) -> TilePolicy:
+        """The policy for a tile side: None sized from free memory (``auto``), 0 the whole
+        image, N tiles of N input pixels.  (Reading ``--tile``'s text is the CLI's work:
+        ``cli._options.tile_side``.)
 
         Raises:
-            UsageError: anything else, or ``N <= 2 * overlap``.
+            UsageError: ``N < 0``, or ``N <= 2 * overlap``.
         """
-        text = str(value).strip().lower()
-        if text == "auto":
+        if side is None:
             return cls("auto", overlap=overlap, **settings)
-        if not text.isdigit():
-            raise UsageError(f"--tile must be auto, 0 or a number of pixels, not {value!r}")
-        side = int(text)
+        if side < 0:
+            raise UsageError(f"a tile side must be 0 or more pixels, not {side}")
         if side == 0:
             return cls("whole", overlap=overlap, **settings)
         return cls("fixed", tile=side, overlap=overlap, **settings)
