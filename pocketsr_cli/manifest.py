@@ -163,10 +163,10 @@ def is_valid_name(name: str) -> bool:
     starting with a dot or dash, and not ending like a weights file (``-m x.pth`` means a
     file)."""
     suffix = Path(name).suffix.lower()
-    return NAME_RE.fullmatch(name) is not None and suffix not in _WEIGHT_SUFFIXES
+    return NAME_RE.fullmatch(name) is not None and suffix not in WEIGHT_SUFFIXES
 
 
-_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")  # what a weights file is called
 
 
 # --- reading ------------------------------------------------------------------------------

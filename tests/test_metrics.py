@@ -243,14 +243,21 @@ def test_bench_input_and_size_parsing() -> None:
             parse_size(bad)
 
 
-def test_macs_of_a_pocketsr_network_include_its_functional_head() -> None:
+def test_macs_of_a_pocketsr_network_include_its_functional_head(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from pocketsr_cli.archs.pocketsr import build
+    from pocketsr_cli.archs.pocketsr.lited import SubPixelHead
     from pocketsr_cli.evaluation.macs import count_macs, macs_per_pixel
 
     net = build("nano", 4)
-    hooked = count_macs(net, torch.rand(1, 3, 64, 64))
+    probe = torch.rand(1, 3, 64, 64)
+    hooked = count_macs(net, probe)  # the head states its own cost (macs_of)
     assert hooked is not None
-    assert macs_per_pixel(net) == net.macs(64, 64) / 64**2 > hooked / 64**2
+    assert macs_per_pixel(net) == net.macs(64, 64) / 64**2 == hooked / 64**2
+    monkeypatch.delattr(SubPixelHead, "macs_of")
+    convs_only = count_macs(net, probe)
+    assert convs_only is not None and convs_only < hooked
 
 
 # ------------------------------------------------------------------ detail, hf, bandcorr

@@ -1,11 +1,14 @@
 """Counting a network's multiply-accumulates (MACs) with forward hooks.
 
 Only ``nn.Conv1d/2d/3d``, ``nn.ConvTranspose1d/2d/3d`` and ``nn.Linear`` modules are
-counted, from the shapes they see on one forward pass of a probe input; biases,
-activations, normalisation, pixel (un)shuffles and functional calls (``F.conv2d`` inside a
-``forward``) are not.  That is the convention of the SR papers' "MACs" columns, where the
-convolutions are nearly all of the cost.  A network with no countable module gives
-``None`` ("not countable") rather than a misleading 0.
+counted, from the shapes they see on one forward pass of a probe input, plus any module
+that states its own cost with a ``macs_of(inputs, output) -> int`` method (one that
+convolves with ``F.conv2d`` inside its ``forward``, like pocketsr's sub-pixel head); biases,
+activations, normalisation, pixel (un)shuffles and other functional calls are not.  The
+probe may live on the ``meta`` device: only shapes are read.  That is the convention of
+the SR papers' "MACs" columns, where the convolutions are nearly all of the cost.  A
+network with no countable module gives ``None`` ("not countable") rather than a
+misleading 0.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 def _module_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> int:
+    own = getattr(module, "macs_of", None)
+    if callable(own):
+        return int(own(inputs, output))
     if isinstance(module, _CONV):
         # Each output element is a dot product over (C_in / groups) × kernel taps.
         per_output = (module.in_channels // module.groups) * math.prod(module.kernel_size)
@@ -61,7 +67,11 @@ def count_macs(
         seen += 1
 
     countable = (*_CONV, *_TRANSPOSED, nn.Linear)
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, countable)]
+    handles = [
+        m.register_forward_hook(hook)
+        for m in module.modules()
+        if isinstance(m, countable) or callable(getattr(m, "macs_of", None))
+    ]
     try:
         with torch.inference_mode():
             (call or module)(probe)

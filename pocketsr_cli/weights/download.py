@@ -44,6 +44,7 @@ from filelock import FileLock
 
 from pocketsr_cli import __version__
 from pocketsr_cli.errors import ModelError
+from pocketsr_cli.manifest import SHA256_RE
 from pocketsr_cli.weights.cache import is_offline, sha256_file
 
 ProgressCallback = Callable[[int, int | None], None]
@@ -53,7 +54,6 @@ USER_AGENT = f"pocketsr/{__version__}"
 
 _READ_SIZE = 1 << 16
 _PROGRESS_INTERVAL_S = 0.1
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
@@ -90,7 +90,7 @@ def download_file(
     file kept for a later resume and the lock released.
     """
     expected = None if sha256 is None else sha256.strip().lower()
-    if expected is not None and not _SHA256_RE.fullmatch(expected):
+    if expected is not None and not SHA256_RE.fullmatch(expected):
         raise ModelError(f"invalid sha256 {sha256!r} for {dest.name}: expected 64 hex digits")
     if not urls:
         raise ModelError(f"no download URL is known for {dest.name}")

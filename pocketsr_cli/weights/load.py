@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pocketsr_cli import libwarnings
+from pocketsr_cli import libwarnings, manifest
 from pocketsr_cli.errors import ModelError, UnsafePickleError, first_line
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from pocketsr_cli.descriptor import ModelDescriptor
 
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
+WEIGHT_SUFFIXES = manifest.WEIGHT_SUFFIXES  # re-exported: the resolver and store read it here
 _GLOBAL_RE = re.compile(r"GLOBAL (\S+)")
 # "sd": PCSR's official checkpoints nest the weights as {"model": {"name", "args", "sd"}}.
 _WRAPPERS = (

@@ -156,6 +156,13 @@ class SubPixelHead(nn.Module):
             base[c, :, channels + c, reach : reach + 3, reach : reach + 3] = phase2d
         return base.reshape(3 * scale * scale, channels + 3, k, k)
 
+    def macs_of(self, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> int:
+        """The functional convolution's cost (``evaluation.macs``): its output, before the
+        pixel shuffle, is on the LR grid with ``3 * scale**2`` channels."""
+        n, _, h, w = output.shape
+        weight = self.effective_weight()
+        return n * h * w * (weight.numel() // self.scale**2)
+
     def effective_weight(self) -> torch.Tensor:
         """The kernel actually applied: learned (filtered) residual + bilinear term."""
         w: torch.Tensor = self.weight
