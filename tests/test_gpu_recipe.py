@@ -28,7 +28,7 @@ def _photo(path: Path, seed: int, size: tuple[int, int] = (220, 300)) -> None:
 def test_gpu_recipe_runs_end_to_end_on_cpu_at_toy_size(teacher_dir: Path, tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
-    extra = "Kleiber_by_Lukas_Baubkus.jpg"  # named by scripts/extra_train_photos.txt
+    extra = "Dragonfly_by_Bolly.jpg"  # named by scripts/extra_train_photos.txt
     for seed, name in enumerate(("Aqua.jpg", "Kite.jpg", "LadyBird.jpg", extra)):
         _photo(photos / name, seed)  # LadyBird: validation
     bundle, out = tmp_path / "bundle", tmp_path / "out"

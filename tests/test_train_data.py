@@ -41,9 +41,11 @@ from pocketsr_cli.train.kernels import (
 from pocketsr_cli.train.patches import (
     ManifestMismatchError,
     PatchSpec,
+    fit_long_side,
     gradient_energy,
     make_patches,
     photo_weights,
+    read_photo,
     sample_patch,
     shard_name,
 )
@@ -295,9 +297,12 @@ def test_extra_training_photos_stay_out_of_validation_test_and_reserved_packages
     extra = REPO / "scripts" / "extra_train_photos.txt"
     names = fetch_list_names(extra)
     test_names = fetch_list_names(REPO / "scripts" / "test_photos.txt")
-    assert len(names) == 13
-    assert not names & (VALIDATION | test_names | KNOWN_PHOTOS)
-    rows = [ln for ln in extra.read_text().splitlines() if ln and not ln.startswith("#")]
+    val_names = fetch_list_names(REPO / "scripts" / "extra_val_photos.txt")
+    assert len(names) == 10 and len(val_names) == 3
+    assert not names & (VALIDATION | test_names | KNOWN_PHOTOS | val_names)
+    assert not val_names & (VALIDATION | test_names | KNOWN_PHOTOS)
+    lists = (extra, REPO / "scripts" / "extra_val_photos.txt")
+    rows = [ln for f in lists for ln in f.read_text().splitlines() if ln and ln[0] != "#"]
     packages = {row.split("\t")[0] for row in rows}
     assert not packages & {"mate-backgrounds", "plasma-workspace-wallpapers"}
 
@@ -428,6 +433,28 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
         run_tiny(tmp_path / "out", photos, count=4, spec=PatchSpec(lr_size=8, margin=2, seed=8))
     run_tiny(tmp_path / "out", photos, count=6)  # growing the run is fine
     assert len(load_shards(tmp_path / "out")) == 2
+
+
+def test_fit_long_side_downscales_only_larger_photos() -> None:
+    img = textured(60, 150, 2)
+    assert fit_long_side(img, None) is img and fit_long_side(img, 150) is img
+    small = fit_long_side(img, 50)
+    assert small.shape == (20, 50, 3) and small.dtype == np.uint8
+    assert abs(float(small.mean()) - float(img.mean())) < 2  # area averaging keeps the level
+
+
+def test_long_side_is_recorded_and_old_runs_resume_without_it(tmp_path: Path) -> None:
+    photos = write_photos(tmp_path / "photos", ["Aqua.jpg"])
+    size = max(read_photo(photos[0]).shape[:2])
+    run_tiny(tmp_path / "fitted", photos, count=4, long_side=size - 8)
+    manifest = json.loads((tmp_path / "fitted" / "manifest.json").read_text())
+    assert manifest["long_side"] == size - 8
+    assert max(manifest["photos"][0]["height"], manifest["photos"][0]["width"]) == size - 8
+    run_tiny(tmp_path / "plain", photos, count=4)  # made without the option...
+    assert "long_side" not in json.loads((tmp_path / "plain" / "manifest.json").read_text())
+    run_tiny(tmp_path / "plain", photos, count=6)  # ...resumes without it
+    with pytest.raises(ManifestMismatchError, match="long_side"):
+        run_tiny(tmp_path / "plain", photos, count=6, long_side=size - 8)
 
 
 def test_cli_uses_only_training_photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

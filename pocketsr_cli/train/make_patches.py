@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=4, help="patches per teacher call")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--fetch-list", type=Path, help="train_photos.txt naming extra photos")
+    p.add_argument(
+        "--long-side",
+        type=int,
+        default=None,
+        help="area-downscale photos whose longer side exceeds this first (e.g. 2560: camera "
+        "photos at the wallpapers' scale); default: as they are",
+    )
     return p
 
 
@@ -92,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 shard_size=args.shard_size,
                 batch_size=args.batch,
                 progress=bar.update,
+                long_side=args.long_side,
             )
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)

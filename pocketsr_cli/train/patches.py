@@ -154,6 +154,18 @@ def read_photo(path: Path) -> U8:
     return np.ascontiguousarray(bgr[..., ::-1])
 
 
+def fit_long_side(img: U8, long_side: int | None) -> U8:
+    """``img`` area-downscaled so that its longer side is at most ``long_side`` (None: as
+    it is).  Camera photos (4-6k px) then show detail at the scale of the 2560-px wallpapers
+    and test photos, and no longer outweigh them in :func:`photo_weights`."""
+    h, w = img.shape[:2]
+    if long_side is None or max(h, w) <= long_side:
+        return img
+    f = long_side / max(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return np.ascontiguousarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA))
+
+
 def gradient_energy(img: U8) -> float:
     """Mean gradient magnitude of the luma (in [0, 1] units per pixel) of an RGB image."""
     y = img.astype(np.float32) @ (_LUMA / np.float32(255.0))
@@ -334,9 +346,13 @@ def build_manifest(
     shard_size: int,
     spec: PatchSpec,
     config: DegradationConfig | MildSpec,
+    long_side: int | None = None,
 ) -> dict[str, Any]:
-    """The manifest of a run (JSON-ready)."""
+    """The manifest of a run (JSON-ready); ``long_side`` only when photos were fitted to it
+    (so runs made before the option resume unchanged)."""
+    fitted = {} if long_side is None else {"long_side": long_side}
     return {
+        **fitted,
         "format": FORMAT_VERSION,
         "count": count,
         "shard_size": shard_size,
@@ -397,6 +413,7 @@ def make_patches(
     shard_size: int = 64,
     batch_size: int = 4,
     progress: Callable[[int], None] | None = None,
+    long_side: int | None = None,
 ) -> RunSummary:
     """Write (or complete) a ``count``-patch run in ``out_dir``.
 
@@ -416,6 +433,8 @@ def make_patches(
         shard_size: patches per shard.
         batch_size: LR patches per teacher call.
         progress: called with the number of patches finished (or found done).
+        long_side: photos whose longer side exceeds it are area-downscaled to it first
+            (:func:`fit_long_side`); None keeps them as they are.
 
     Raises:
         ManifestMismatchError: ``out_dir`` holds a run with other settings.
@@ -425,11 +444,19 @@ def make_patches(
         raise ValueError("count, shard_size and batch_size must be positive")
     if spec.scale not in (2, 4):
         raise ValueError(f"scale must be 2 or 4 (the teacher is ×4), got {spec.scale}")
-    photos = [read_photo(p) for p in photo_paths]
+    photos = [fit_long_side(read_photo(p), long_side) for p in photo_paths]
     weights = photo_weights(photos, spec)
     manifest = _json_roundtrip(
         build_manifest(
-            photo_paths, photos, weights, teacher_identity, count, shard_size, spec, config
+            photo_paths,
+            photos,
+            weights,
+            teacher_identity,
+            count,
+            shard_size,
+            spec,
+            config,
+            long_side,
         )
     )
     out_dir.mkdir(parents=True, exist_ok=True)
