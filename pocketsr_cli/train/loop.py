@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -87,3 +88,26 @@ def resume_and_run(trainer: Any, total: int | None) -> None:
 
     trainer.run(on_step)
     bar.close()
+
+
+def save_checkpoint(path: Path, parts: Mapping[str, Any], **extra: Any) -> None:
+    """Write ``last.pt`` atomically: each of ``parts``' ``state_dict()`` under its name
+    (models, EMA, optimisers), plus ``extra`` as it is (step, seconds, config...)."""
+    from pocketsr_cli.atomicfile import replacing
+
+    state = {name: part.state_dict() for name, part in parts.items()} | extra
+    with replacing(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(
+    path: Path, parts: Mapping[str, Any], device: torch.device | str
+) -> dict[str, Any] | None:
+    """Restore ``parts`` (the names :func:`save_checkpoint` wrote) from ``path``; returns
+    the whole saved state for the rest, or None when there is no checkpoint yet."""
+    if not path.exists():
+        return None
+    state: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    return state

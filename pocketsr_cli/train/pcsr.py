@@ -72,7 +72,7 @@ from pocketsr_cli.archs.pcsr import PCSR, PCSRConfig, Routing, build
 from pocketsr_cli.archs.pcsr.grid import QueryAxis, as_ratio, bilinear, query_axis
 from pocketsr_cli.archs.pcsr.sampler import LiifSampler, Queries
 from pocketsr_cli.train import loop
-from pocketsr_cli.train.trainer import _atomic_save, _training_device
+from pocketsr_cli.train.trainer import _training_device
 
 SCALE = 4  # the scale PCSR is trained at (official configs: scale [4, 4])
 ALL_HEAVY_MARGIN = 30.0  # logit margin of route_all_heavy: heavy for any k below ~13
@@ -314,27 +314,23 @@ class PcsrTrainer:
     def checkpoint_path(self) -> Path:
         return self.out / "last.pt"
 
+    def _parts(self) -> dict[str, Any]:
+        return {"model": self.model, "ema": self.ema, "opt": self.opt}
+
     def save(self) -> None:
-        _atomic_save(
-            {
-                "step": self.step,
-                "model": self.model.state_dict(),
-                "ema": self.ema.state_dict(),
-                "opt": self.opt.state_dict(),
-                "elapsed": self.elapsed,
-                "config": asdict(self.config),
-            },
+        loop.save_checkpoint(
             self.checkpoint_path,
+            self._parts(),
+            step=self.step,
+            elapsed=self.elapsed,
+            config=asdict(self.config),
         )
 
     def resume(self) -> bool:
         """Load ``last.pt`` if present; returns whether it did."""
-        if not self.checkpoint_path.exists():
+        state = loop.load_checkpoint(self.checkpoint_path, self._parts(), self.device)
+        if state is None:
             return False
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.opt.load_state_dict(state["opt"])
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed"])
         return True

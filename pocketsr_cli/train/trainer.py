@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import ConcatDataset, default_collate
 
-from pocketsr_cli.atomicfile import replacing
 from pocketsr_cli.train import anneal, loop, losses
 from pocketsr_cli.train.dataset import PatchDataset
 
@@ -179,11 +178,6 @@ def _downscale(x: torch.Tensor, factor: int) -> torch.Tensor:
     return x if factor == 1 else F.avg_pool2d(x, factor)
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    with replacing(path) as tmp:
-        torch.save(obj, tmp)
-
-
 class Trainer:
     """Owns the models, optimisers and data of one run.  Never prints; reports via ``on_log``."""
 
@@ -308,32 +302,30 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out / "last.pt"
 
+    def _parts(self) -> dict[str, Any]:
+        return {
+            "student": self.student,
+            "ema": self.ema,
+            "disc": self.disc,
+            "opt_g": self.opt_g,
+            "opt_d": self.opt_d,
+        }
+
     def save(self) -> None:
-        _atomic_save(
-            {
-                "step": self.step,
-                "student": self.student.state_dict(),
-                "ema": self.ema.state_dict(),
-                "disc": self.disc.state_dict(),
-                "opt_g": self.opt_g.state_dict(),
-                "opt_d": self.opt_d.state_dict(),
-                "rng": torch.get_rng_state(),
-                "elapsed": self.elapsed,
-                "config": asdict(self.config),
-            },
+        loop.save_checkpoint(
             self.checkpoint_path,
+            self._parts(),
+            step=self.step,
+            rng=torch.get_rng_state(),
+            elapsed=self.elapsed,
+            config=asdict(self.config),
         )
 
     def resume(self) -> bool:
         """Load ``last.pt`` if present; returns whether it did."""
-        if not self.checkpoint_path.exists():
+        state = loop.load_checkpoint(self.checkpoint_path, self._parts(), self.device)
+        if state is None:
             return False
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        self.student.load_state_dict(state["student"])
-        self.ema.load_state_dict(state["ema"])
-        self.disc.load_state_dict(state["disc"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
         torch.set_rng_state(state["rng"].cpu())
         self.step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
