@@ -121,13 +121,14 @@ class Upscaler:
         adaptive: bool = False,
     ) -> None:
         from pocketsr_cli import sizing
+        from pocketsr_cli.cli._options import tile_side
         from pocketsr_cli.devices import choose_device
         from pocketsr_cli.ensemble import Ensemble
         from pocketsr_cli.factory import UpscalerSpec, open_upscaler, precision_choice
         from pocketsr_cli.pipeline import Variant
 
         self._warn = on_warning or _default_warning
-        side = _tile_side(tile)  # checked before any loading
+        side = tile_side(str(tile))  # the --tile reading; checked before any loading
         self._ensemble = Ensemble.from_options(ensemble, ensemble_weight)
         spec = UpscalerSpec(
             device=choose_device(device),
@@ -460,20 +461,3 @@ class _WarningsOnly(NullReporter):
 
     def warning(self, message: str) -> None:
         self._warn(message)
-
-
-def _tile_side(tile: str | int) -> int | None:
-    """The ``tile`` keyword (an int, ``"auto"`` or digits) as the factory's tile side.
-
-    Raises:
-        UsageError: another value, or a side not larger than twice the overlap (16).
-    """
-    from pocketsr_cli.tiling import TilePolicy
-
-    if isinstance(tile, str) and tile.strip().lower() == "auto":
-        return None
-    text = str(tile).strip()
-    if isinstance(tile, bool) or not text.isdigit():
-        raise UsageError(f"tile must be 'auto', 0 or a number of pixels, not {tile!r}")
-    TilePolicy.for_side(int(text), 16)
-    return int(text)
