@@ -1,4 +1,5 @@
-"""The compact student's starting points: the ncnn init and the exact ×4 -> ×2 fold."""
+"""The compact student's starting points: the ncnn init, the exact deepening and the exact
+×4 -> ×2 fold."""
 
 from __future__ import annotations
 
@@ -47,6 +48,40 @@ def test_cli_folds_a_file(tmp_path: Path) -> None:
     compact.main(["x2", str(tmp_path / "x4.safetensors"), str(tmp_path / "x2.safetensors")])
     state = load_file(str(tmp_path / "x2.safetensors"))
     assert state[f"body.{compact.last_conv_index(state)}.weight"].shape[0] == 3 * 4
+
+
+def test_deepen_doubles_the_body_and_keeps_the_output() -> None:
+    shallow = _compact(4, convs=3)
+    with torch.no_grad():  # PReLU slopes away from the default, so a dropped slope shows
+        for layer in shallow.body:
+            if isinstance(layer, torch.nn.PReLU):
+                layer.weight.uniform_(-0.5, 0.5)
+    deep = _compact(4, convs=6, seed=1)
+    deep.load_state_dict(compact.deepen(shallow.state_dict()))
+    x = torch.rand(2, 3, 11, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(deep(x), shallow(x), rtol=0, atol=1e-6)
+    # the new layers are trainable: a gradient reaches every inserted convolution
+    deep(x).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in deep.parameters())
+
+
+def test_deepen_refuses_what_is_not_compact_with_prelu() -> None:
+    with pytest.raises(ValueError, match="SRVGG"):
+        compact.deepen({"conv_first.weight": torch.zeros(4, 3, 3, 3)})
+    state = _compact(4).state_dict()
+    state["body.1.weight"] = torch.ones(1)  # a single shared slope, not one per channel
+    with pytest.raises(ValueError, match="PReLU"):
+        compact.deepen(state)
+
+
+def test_cli_deepens_a_file(tmp_path: Path) -> None:
+    from pocketsr_cli.train.export import write_weights
+
+    write_weights(_compact(4, convs=2).state_dict(), tmp_path / "a.safetensors")
+    compact.main(["deepen", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")])
+    state = load_file(str(tmp_path / "b.safetensors"))
+    assert compact.last_conv_index(state) == 2 * 4 + 2  # conv_first, act, 4 pairs, head
 
 
 def test_init_from_the_animevideov3_files(teacher_dir: Path, tmp_path: Path) -> None:

@@ -6,6 +6,12 @@
     the ``--init`` of a compact ×4 training run.  Its crisp edges are a far better start for
     distillation than random weights (docs/measurement.md, "Measured findings").
 
+``python -m pocketsr_cli.train.compact deepen SRC.safetensors DEST.safetensors``
+    doubles the body of a compact network (16 → 32 convolutions, the depth of Real-ESRGAN's
+    ``realesr-general-x4v3``) with identity layers (see :func:`deepen`): the deeper network
+    computes exactly what the source did, so training continues from trained weights with
+    twice the capacity.
+
 ``python -m pocketsr_cli.train.compact x2 SRC.safetensors DEST.safetensors``
     folds a compact ×4 network into a compact ×2 one that computes *exactly* the ×4 output
     area-downscaled by 2 (see :func:`fold_to_x2`): the ×2 model costs what the ×4 model
@@ -74,6 +80,42 @@ def fold_to_x2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def deepen(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict of a compact network with twice the body convolutions, computing
+    exactly what ``state``'s network computes.
+
+    SRVGG-compact's body is ``conv_first, act, (conv, act) × num_conv, conv_last``; after
+    each of the ``num_conv`` inner pairs an identity pair is inserted: a 3×3 convolution
+    whose kernel is the identity at its centre (zero bias) and a PReLU of slope 1.  Both
+    are exact identities, so the output does not change; training then moves them.
+
+    Raises:
+        ValueError: not a compact state dict with PReLU activations.
+    """
+    last = last_conv_index(state)
+    num_conv = (last - 2) // 2
+    width = state["body.0.weight"].shape[0]
+    out: dict[str, torch.Tensor] = {"body.0.weight": state["body.0.weight"]}
+    out["body.0.bias"] = state["body.0.bias"]
+    if state.get("body.1.weight") is None or state["body.1.weight"].shape != (width,):
+        raise ValueError("deepen needs PReLU activations (body.1.weight of the body's width)")
+    out["body.1.weight"] = state["body.1.weight"]
+    identity = torch.zeros(width, width, 3, 3, dtype=state["body.0.weight"].dtype)
+    identity[:, :, 1, 1] = torch.eye(width, dtype=identity.dtype)
+    index = 2
+    for k in range(1, num_conv + 1):
+        for suffix in ("weight", "bias"):
+            out[f"body.{index}.{suffix}"] = state[f"body.{2 * k}.{suffix}"]
+        out[f"body.{index + 1}.weight"] = state[f"body.{2 * k + 1}.weight"]
+        out[f"body.{index + 2}.weight"] = identity.clone()
+        out[f"body.{index + 2}.bias"] = torch.zeros(width, dtype=identity.dtype)
+        out[f"body.{index + 3}.weight"] = torch.ones(width, dtype=identity.dtype)
+        index += 4
+    out[f"body.{index}.weight"] = state[f"body.{last}.weight"]
+    out[f"body.{index}.bias"] = state[f"body.{last}.bias"]
+    return out
+
+
 def init_from_ncnn(teacher_dir: Path) -> dict[str, torch.Tensor]:
     """The animevideov3 ×4 network of ``teacher_dir`` as a float32 compact state dict.
 
@@ -99,6 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     p_init = sub.add_parser("init", help="animevideov3 ×4 (ncnn) -> compact ×4 safetensors")
     p_init.add_argument("teacher_dir", type=Path)
     p_init.add_argument("dest", type=Path)
+    p_deep = sub.add_parser("deepen", help="compact -> twice the body, the same output")
+    p_deep.add_argument("src", type=Path)
+    p_deep.add_argument("dest", type=Path)
     p_x2 = sub.add_parser("x2", help="compact ×4 -> the exact compact ×2 (area-downscaled)")
     p_x2.add_argument("src", type=Path)
     p_x2.add_argument("dest", type=Path)
@@ -108,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         from safetensors.torch import load_file
 
-        state = fold_to_x2(load_file(str(args.src)))
+        source = load_file(str(args.src))
+        state = deepen(source) if args.command == "deepen" else fold_to_x2(source)
     print(json.dumps(write_weights(state, args.dest)))
 
 
