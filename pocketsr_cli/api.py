@@ -129,7 +129,7 @@ class Upscaler:
 
         self._warn = on_warning or _default_warning
         side = tile_side(str(tile))  # the --tile reading; checked before any loading
-        self._ensemble = Ensemble.from_options(ensemble, ensemble_weight)
+        self._ensemble = Ensemble.of(ensemble, ensemble_weight)
         spec = UpscalerSpec(
             device=choose_device(device),
             precision=precision_choice(precision),

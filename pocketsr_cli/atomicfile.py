@@ -5,19 +5,26 @@ hidden, unique, ending in :data:`TEMP_SUFFIX`, so folder walks skip it); whateve
 writes there is renamed over the target when the block ends normally, and removed when it
 ends by any exception, KeyboardInterrupt included.  The rename is ``os.replace`` within one
 folder, so readers see the old file or the new one, never a part.  :func:`write_bytes` is
-the one-call form.  Image outputs use ``imageio.write_atomic``, which adds the exclusive
-(never-replace) mode and the image error type on top of these names.
+the one-call form.  ``exclusive=True`` never replaces: the temporary file is linked to the
+target's name only while that name is free, else :class:`NameTaken` is raised.  Image
+outputs use ``imageio.write_atomic``, a thin wrapper that gives OS errors the image error
+type.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 TEMP_SUFFIX = ".pocketsr-tmp"
+
+
+class NameTaken(FileExistsError):
+    """An exclusive :func:`replacing` found its target's name taken: nothing was written."""
 
 
 def temp_path_for(path: Path) -> Path:
@@ -27,7 +34,9 @@ def temp_path_for(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def replacing(path: Path, *, fsync: bool = False, mkdir: bool = True) -> Iterator[Path]:
+def replacing(
+    path: Path, *, fsync: bool = False, mkdir: bool = True, exclusive: bool = False
+) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to; put it in place at the end.
 
     On a normal exit the temporary file (which the block must have created) is renamed over
@@ -35,7 +44,13 @@ def replacing(path: Path, *, fsync: bool = False, mkdir: bool = True) -> Iterato
     loss.  On any exception it is removed and ``path`` is untouched.  ``mkdir`` creates the
     parent folders first.
 
+    ``exclusive=True`` never replaces an existing ``path``: the temporary file is
+    hard-linked to its final name, which fails when the name exists, so a file that appeared
+    meanwhile is kept whoever wrote it.  On file systems without hard links (FAT, some
+    network shares) the name is checked just before the rename instead.
+
     Raises:
+        NameTaken: ``exclusive`` and ``path`` exists (the temporary file is removed).
         OSError: from the folder creation, the flush or the rename (the temporary file is
             removed then too); the block's own exceptions pass through unchanged.
     """
@@ -48,10 +63,28 @@ def replacing(path: Path, *, fsync: bool = False, mkdir: bool = True) -> Iterato
         if fsync:
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:  # after the rename there is nothing left to remove
+        if not exclusive:
+            os.replace(tmp, path)
+        elif not _link_or_keep(tmp, path):
+            raise NameTaken(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+    finally:  # after a rename there is nothing left to remove; after a link, the old name
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def _link_or_keep(tmp: Path, path: Path) -> bool:
+    """Give ``tmp`` the name ``path`` unless that name exists (False then)."""
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links here (FAT, some network shares): check, then rename
+        pass
+    if os.path.lexists(path):
+        return False
+    os.replace(tmp, path)
+    return True
 
 
 def write_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:

@@ -30,17 +30,20 @@ grid at different phases wherever a window does not start on a multiple of the g
 with or without an ensemble; the feather hides that.
 
 Nothing here imports torch until a function is wrapped, so the command line can validate
-``--ensemble`` before any heavy import.
+``--ensemble`` before any heavy import.  The command line's spellings (``--ensemble``
+repeated, ``--ensemble-weight``) are read in ``cli/_options.py``; the core takes an
+:class:`Ensemble`, or :meth:`Ensemble.of` a mode name and a weight (the API's keywords).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pocketsr_cli.errors import UsageError
+from pocketsr_cli.spelling import ENSEMBLE, ENSEMBLE_WEIGHT
 
 if TYPE_CHECKING:
     import torch
@@ -76,41 +79,37 @@ class Ensemble:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise UsageError(
-                f"--ensemble takes none, pad or flip8, not {self.mode!r} (the bare "
-                "--ensemble of earlier versions is --ensemble pad)"
-            )
+            raise UsageError(f"{ENSEMBLE} takes none, pad or flip8, not {self.mode!r}")
         low, high = WEIGHT_RANGE
         if not (math.isfinite(self.weight) and low <= self.weight <= high):
             raise UsageError(
-                f"--ensemble-weight must be a number from {low:g} to {high:g} "
+                f"{ENSEMBLE_WEIGHT} must be a number from {low:g} to {high:g} "
                 f"(0.5 averages the two passes), not {self.weight!r}"
             )
 
     @classmethod
-    def from_options(cls, mode: str | bool | None, weight: float | None = None) -> Ensemble:
-        """From ``--ensemble`` and ``--ensemble-weight`` (``None``: not given).
-
-        ``True``/``False`` are the on/off of earlier versions (``pad``/``none``).
+    def of(cls, value: Ensemble | str | bool | None, weight: float | None = None) -> Ensemble:
+        """``value`` itself, or the ensemble a mode name names (any case, spaces around
+        ignored; ``True``/``False``/None: the on/off of earlier versions, ``pad``/``none``)
+        with ``weight`` (None: :data:`DEFAULT_WEIGHT`).
 
         Raises:
             UsageError: an unknown mode or bad weight, or a weight given with a mode
-                other than ``pad``.
+                other than ``pad`` (or with an :class:`Ensemble`).
         """
-        if mode is None or mode is False:
+        if isinstance(value, Ensemble):
+            if weight is not None:
+                raise UsageError(f"{ENSEMBLE_WEIGHT} goes with a mode name, not an Ensemble")
+            return value
+        if value is None or value is False:
             text = "none"
-        elif mode is True:
+        elif value is True:
             text = "pad"
         else:
-            text = str(mode).strip().lower()
+            text = str(value).strip().lower()
         if weight is not None and text != "pad":
-            raise UsageError(f"--ensemble-weight applies to --ensemble pad, not to {text}")
+            raise UsageError(f"{ENSEMBLE_WEIGHT} applies to {ENSEMBLE.given('pad')}, not to {text}")
         return cls(text, DEFAULT_WEIGHT if weight is None else float(weight))  # type: ignore[arg-type]
-
-    @classmethod
-    def of(cls, value: Ensemble | str | bool | None) -> Ensemble:
-        """``value`` itself, or the ensemble a mode name (or the old on/off) names."""
-        return value if isinstance(value, Ensemble) else cls.from_options(value)
 
     def __bool__(self) -> bool:
         return self.mode != "none"
@@ -181,20 +180,6 @@ class Ensemble:
 
             return flipped
         return fn
-
-
-def ensembles_from_options(modes: Sequence[str] | None, weight: float | None) -> list[Ensemble]:
-    """The ensembles of a repeated ``--ensemble`` (``eval``, ``bench``; none given: just
-    ``none``), ``--ensemble-weight`` going to ``pad``; duplicates dropped, order kept.
-
-    Raises:
-        UsageError: an unknown mode or bad weight, or a weight without ``pad``.
-    """
-    names = [m.strip().lower() for m in modes or ["none"]]
-    if weight is not None and "pad" not in names:
-        raise UsageError("--ensemble-weight applies to --ensemble pad, which was not asked for")
-    found = [Ensemble.from_options(m, weight if m == "pad" else None) for m in names]
-    return list(dict.fromkeys(found))
 
 
 def _padded_pass(

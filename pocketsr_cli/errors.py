@@ -2,7 +2,8 @@
 
 The core raises these; only ``cli/_errors.py`` turns them into messages and exit codes.
 Every message is written for the user: one line, saying what is wrong and, where possible,
-what to do about it.
+what to do about it.  An option it names is a ``spelling.Option`` formatted into it, never a
+flag written out: the command line shows ``--overwrite``, the Python API ``overwrite=True``.
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ from pocketsr_cli.devices import Compute
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import UsageError
 from pocketsr_cli.memory import is_out_of_memory
+from pocketsr_cli.spelling import OUTSCALE, TILE
 from pocketsr_cli.tiling import TilePolicy
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class Upscaler:
         limit = {} if model.max_tile is None else {"max_side": model.max_tile}
         self.policy = TilePolicy.for_side(tile, overlap, default_tile=model.default_tile, **limit)
         if not self._tileable and self.policy.mode == "fixed":
-            self._warn(f"{model.name} must see the whole image: ignoring --tile {tile}")
+            self._warn(f"{model.name} must see the whole image: ignoring {TILE.given(tile)}")
         self._alpha = Resize("bicubic", model.scale)
         self._alpha_policy = TilePolicy.for_side(512, overlap=8)
         self.compile_seconds = 0.0
@@ -154,7 +155,7 @@ class Upscaler:
         if packing.q > 1 and self.ensemble:
             raise UsageError(
                 f"an ensemble cannot run at the fractional scale {outscale:g} of {model.name}: "
-                "give an integer --outscale, or no ensemble"
+                f"give an integer {OUTSCALE}, or no ensemble"
             )
         return packing
 

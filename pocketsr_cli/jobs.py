@@ -76,6 +76,7 @@ from pocketsr_cli.imageio import (
     probe,
 )
 from pocketsr_cli.sizing import scale_label
+from pocketsr_cli.spelling import GLOB, OUTPUT, RECURSIVE, SUFFIX
 
 __all__ = [
     "REPORT_MARKER",
@@ -501,7 +502,7 @@ def _planned(
 
 def _nothing_found(folders: Sequence[Path], recursive: bool, glob: str | None) -> str:
     """Why scanning ``folders`` (files would have given jobs) found nothing, and what helps."""
-    matching = f" matching --glob {glob!r}" if glob else ""
+    matching = f" matching {GLOB.given(repr(glob))}" if glob else ""
     reasons = []
     for folder in folders:
         try:
@@ -510,7 +511,7 @@ def _nothing_found(folders: Sequence[Path], recursive: bool, glob: str | None) -
         except OSError:
             subdirs = 0
         hint = (
-            f" (it has {subdirs} sub-folder(s): add -r/--recursive)"
+            f" (it has {subdirs} sub-folder(s): add {RECURSIVE})"
             if subdirs and not recursive
             else ""
         )
@@ -602,12 +603,12 @@ def _check_outputs(jobs: list[Job], naming: Naming) -> None:
         if victim is not None:
             raise UsageError(
                 f"output {job.output} would overwrite input {victim.display}{how}"
-                f"{_switch_note(job, naming)}; choose another --output folder or a --suffix"
+                f"{_switch_note(job, naming)}; choose another {OUTPUT} folder or a {SUFFIX}"
             )
         if out in seen:
             raise UsageError(
                 f"{seen[out].display} and {job.display} would both be written to "
-                f"{job.output}; upscale them in separate runs or use --suffix"
+                f"{job.output}; upscale them in separate runs or use {SUFFIX}"
             )
         seen[out] = job
 
@@ -666,7 +667,7 @@ class _StreamingCheck:
             raise UsageError(
                 f"{job.display} is the output of an input planned earlier (the same file "
                 "under another name, or a folder mirrored onto another); choose another "
-                "--output folder or a --suffix"
+                f"{OUTPUT} folder or a {SUFFIX}"
             )
         out = _real(job.output)
         found = _identity(job.output)
@@ -684,8 +685,8 @@ class _StreamingCheck:
                     how = " (the same file under another name: a hard or symbolic link)"
                 raise UsageError(
                     f"output {job.output} would overwrite input {victim}{how}"
-                    f"{_switch_note(job, self.naming)}; choose another --output folder or a "
-                    "--suffix"
+                    f"{_switch_note(job, self.naming)}; choose another {OUTPUT} folder or a "
+                    f"{SUFFIX}"
                 )
             self.output_keys.add(_packed(found))
         digest = _fingerprint(out)
@@ -693,7 +694,7 @@ class _StreamingCheck:
             earlier = self.named_outputs.get(digest, "an input planned earlier")
             raise UsageError(
                 f"{earlier} and {job.display} would both be written to "
-                f"{job.output}; upscale them in separate runs or use --suffix"
+                f"{job.output}; upscale them in separate runs or use {SUFFIX}"
             )
         self.outputs.add(digest)
         if len(self.named_outputs) < 1024:

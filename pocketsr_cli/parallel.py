@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pocketsr_cli import memory
+from pocketsr_cli import spelling as spelling_module
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import PocketSRError
 from pocketsr_cli.factory import NO_ENSEMBLE, UpscalerSpec
@@ -58,6 +59,7 @@ from pocketsr_cli.pipeline import (
     Summary,
     Variant,
 )
+from pocketsr_cli.spelling import Spelling
 
 __all__ = ["JobFeed", "ModelSpec", "VariantFactory", "WorkerFailed", "run_parallel"]
 
@@ -150,7 +152,9 @@ def _worker_main(
     device: str,
     options: Options,
     inputs: Sequence[Path] | None,
+    spelling: Spelling,
 ) -> None:
+    spelling_module.use(spelling)  # messages made here name options as the driver's face
     stop = _StopSignal()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, stop)
@@ -309,7 +313,8 @@ class _Driver:
             jobs, reporter, window, retries, keep_results=keep_results, dry_run=options.dry_run
         )
         self.summary = self.feed.summary
-        self.args = (factory, options, None if inputs is None else list(inputs))
+        inputs = None if inputs is None else list(inputs)
+        self.args = (factory, options, inputs, spelling_module.current())
         self.devices = list(devices)
         self.reporter = reporter
         self.respawns_left = retries * len(devices)

@@ -91,6 +91,7 @@ from pocketsr_cli.imageio import (
 )
 from pocketsr_cli.jobs import Job, kind_of, not_a_file
 from pocketsr_cli.sizing import Target, pick_scale
+from pocketsr_cli.spelling import FORMAT, MAX_MEMORY, OUTPUT, OVERWRITE
 
 Status = Literal["ok", "skipped", "failed", "planned"]
 """What became of one input: ``ok`` written; ``skipped`` not processed (not an image, output
@@ -689,7 +690,7 @@ class _Run:
         variant = self.variant_for(header.width, header.height)
         w, h = self.target.size_for(header.width, header.height)
         where = (
-            f"the {memory.describe_bytes(self.budget or 0)} --max-memory allows"
+            f"the {memory.describe_bytes(self.budget or 0)} {MAX_MEMORY} allows"
             if self.options.max_memory
             else f"the {memory.describe_bytes(self.budget or 0)} of memory available"
         )
@@ -697,7 +698,7 @@ class _Run:
             f"needs about {memory.describe_bytes(need)} of memory to upscale "
             f"{header.width}x{header.height} to {w}x{h} (x{variant.scale} model), more than "
             f"{where}; not decoded. Choose a smaller scale or size, or allow more with "
-            f"--max-memory (or {memory.MAX_MEMORY_ENV}) if the machine has it"
+            f"{MAX_MEMORY} (or {memory.MAX_MEMORY_ENV}) if the machine has it"
         )
 
     def plan_decoded(
@@ -727,7 +728,7 @@ class _Run:
             if _real(output) in self.inputs or _key(output) in self.input_keys:
                 error = (
                     f"its content is {image.format.upper()}, so its output would be {output}, "
-                    "which is an input; rename it to its format's extension or choose --format"
+                    f"which is an input; rename it to its format's extension or choose {FORMAT}"
                 )
                 return Result(job, "failed", error=error)
             if not self.inputs_known and self.options.overwrite and _unrecorded_file(output):
@@ -736,7 +737,7 @@ class _Run:
                 error = (
                     f"its content is {image.format.upper()}, so its output would be {output}, "
                     "which exists, was not written by pocketsr and may be an input; rename "
-                    "it to its format's extension or choose --format"
+                    f"it to its format's extension or choose {FORMAT}"
                 )
                 return Result(job, "failed", error=error)
             found = self.look_at_output(job, output, (image.width, image.height))
@@ -769,7 +770,7 @@ class _Run:
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
     def in_the_way(self, job: Job, output: Path, what: str) -> Result:
-        error = f"{what} is in the way at {output}; move it, or choose another --output folder"
+        error = f"{what} is in the way at {output}; move it, or choose another {OUTPUT} folder"
         return Result(job, "failed", error=error)
 
     def variant_for(self, width: int, height: int) -> Variant:
@@ -796,11 +797,11 @@ class _Run:
         """The skip for an input whose ``output`` exists: ``exists`` when it was made with
         this run's settings (or records are off), else a conflict (see the module docs)."""
         if self.options.record is None:
-            return Result(job, "skipped", output=output, reason=_EXISTS, reason_code="exists")
+            return Result(job, "skipped", output=output, reason=_exists(), reason_code="exists")
         found = _record_of(output)
         if found is None:
             return Result(
-                job, "skipped", output=output, reason=_UNRECORDED, reason_code="unrecorded"
+                job, "skipped", output=output, reason=_unrecorded(), reason_code="unrecorded"
             )
         candidates = list(self.by_scale.values())
         if len(candidates) > 1:  # which variant depends on the input's size
@@ -811,10 +812,10 @@ class _Run:
                 pass
         diffs = [provenance.differences(found, self.expected_record(v, output)) for v in candidates]
         if any(not d for d in diffs):
-            return Result(job, "skipped", output=output, reason=_EXISTS, reason_code="exists")
+            return Result(job, "skipped", output=output, reason=_exists(), reason_code="exists")
         reason = (
             f"output exists but was made with other settings ({', '.join(diffs[0])}); "
-            "use --overwrite to replace it"
+            f"use {OVERWRITE} to replace it"
         )
         return Result(
             job, "skipped", output=output, reason=reason, reason_code="different-settings"
@@ -1072,12 +1073,18 @@ class _Run:
 _RELEASED = np.empty((0, 0, 0), np.uint8)
 
 
-_EXISTS = "output exists (use --overwrite to replace it)"
 _STOPPED = "the run was stopped before this input was finished"
-_UNRECORDED = (
-    "output exists but carries no pocketsr record (made by another program or an older "
-    "pocketsr, or edited since); use --overwrite to replace it"
-)
+
+
+def _exists() -> str:
+    return f"output exists (use {OVERWRITE} to replace it)"
+
+
+def _unrecorded() -> str:
+    return (
+        "output exists but carries no pocketsr record (made by another program or an older "
+        f"pocketsr, or edited since); use {OVERWRITE} to replace it"
+    )
 
 
 def _real(path: Path) -> str:

@@ -54,6 +54,9 @@ from pocketsr_cli.imageio import SIDECAR_SUFFIX, TEMP_SUFFIX, write_atomic, writ
 from pocketsr_cli.jobs import Job
 from pocketsr_cli.parallel import _WINDOW, JobFeed, ModelSpec, VariantFactory, WorkerFailed
 from pocketsr_cli.pipeline import ImageWorker, Options, Reporter, Result, Summary, Variant
+from pocketsr_cli.spelling import Spelling, keyword_spelling
+from pocketsr_cli.spelling import current as current_spelling
+from pocketsr_cli.spelling import use as use_spelling
 
 __all__ = ["INSTALL_HINT", "RaySettings", "import_ray", "run_ray"]
 
@@ -102,7 +105,9 @@ class ImageActor:
         options: Options,
         inputs: Sequence[Path] | None,
         return_bytes: bool,
+        spelling: Spelling = keyword_spelling,
     ) -> None:
+        use_spelling(spelling)  # messages made here name options as the driver's face
         self.warnings: list[str] = []
         variants = factory(device, self.warnings.append)
         self.return_bytes = return_bytes
@@ -176,6 +181,7 @@ class _RayDriver:
         self.factory = factory
         self.options = options
         self.inputs = None if inputs is None else list(inputs)
+        self.spelling = current_spelling()
         self.reporter = reporter
         self.settings = settings
         self.checker = checker
@@ -215,7 +221,12 @@ class _RayDriver:
     def spawn(self) -> _Actor:
         self.serial += 1
         handle = self.remote.options(**self.resources).remote(
-            self.factory, self.device, self.options, self.inputs, self.settings.return_bytes
+            self.factory,
+            self.device,
+            self.options,
+            self.inputs,
+            self.settings.return_bytes,
+            self.spelling,
         )
         return _Actor(handle, f"actor {self.serial}", handle.ready.remote())
 

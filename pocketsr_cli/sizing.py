@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pocketsr_cli.errors import UsageError
+from pocketsr_cli.spelling import HEIGHT, LONG_EDGE, OUTSCALE, WIDTH
 
 TargetKind = Literal["factor", "width", "height", "long_edge"]
 
@@ -126,22 +127,17 @@ def target_from_options(
     Raises:
         UsageError: more than one of them, or a value that is not positive.
     """
-    given = {
-        "--outscale": outscale,
-        "--width": width,
-        "--height": height,
-        "--long-edge": long_edge,
-    }
-    named = [name for name, value in given.items() if value is not None]
+    given = {OUTSCALE: outscale, WIDTH: width, HEIGHT: height, LONG_EDGE: long_edge}
+    named = [str(option) for option, value in given.items() if value is not None]
     if len(named) > 1:
         raise UsageError(
-            f"{' and '.join(named)} cannot be combined: give one of --outscale, --width, "
-            "--height, --long-edge"
+            f"{' and '.join(named)} cannot be combined: give one of "
+            f"{', '.join(str(option) for option in given)}"
         )
-    for name, value in given.items():
+    for option, value in given.items():
         if value is not None and not value > 0:
-            what = "factor" if name == "--outscale" else "number of pixels"
-            raise UsageError(f"{name} must be a positive {what}, not {value:g}")
+            what = "factor" if option is OUTSCALE else "number of pixels"
+            raise UsageError(f"{option} must be a positive {what}, not {value:g}")
     if outscale is not None:
         return Target.factor(outscale)
     for kind, value in (("width", width), ("height", height), ("long_edge", long_edge)):

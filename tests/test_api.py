@@ -119,8 +119,17 @@ def test_upscale_folder_yields_each_result(up: pocketsr_cli.Upscaler, tmp_path: 
     with Image.open(tmp_path / "out" / "a.png") as im:
         assert im.size == (32, 24)
     # A second pass keeps what is there (skip-existing, as the CLI).
-    again = {r.job.input.name: r.status for r in up.upscale_folder(src, tmp_path / "out")}
-    assert again["a.png"] == "skipped"
+    again = {r.job.input.name: r for r in up.upscale_folder(src, tmp_path / "out", fmt="png")}
+    assert again["a.png"].status == "skipped"
+    # The reason names the keyword that changes it, not the command line's --overwrite.
+    assert again["a.png"].reason == "output exists (use overwrite=True to replace it)"
+
+
+def test_messages_name_the_apis_keywords_not_flags() -> None:
+    with pytest.raises(UsageError, match=r"^tile must be auto, 0 or a number of pixels"):
+        pocketsr_cli.Upscaler("bicubic", device="cpu", tile="big")
+    with pytest.raises(UsageError, match=r"^outscale must be a positive factor, not -1$"):
+        pocketsr_cli.Upscaler("bicubic", device="cpu", outscale=-1)
 
 
 def test_bad_model_name_raises_model_error() -> None:
@@ -152,7 +161,8 @@ def test_ensemble_runs_is_recorded_and_validated(tmp_path: Path) -> None:
     record = loads(read_provenance_text(pad.upscale_file(src, tmp_path / "b.png")) or "")
     assert record is not None
     assert (record["ensemble"], record["ensemble_weight"]) == ("pad", 0.8)
-    with pytest.raises(UsageError, match="applies to --ensemble pad"):
+    # The API names its own keywords, not the command line's flags.
+    with pytest.raises(UsageError, match=r"^ensemble_weight applies to ensemble='pad', not to"):
         pocketsr_cli.Upscaler("bicubic", ensemble="flip8", ensemble_weight=0.8)
     with pytest.raises(UsageError, match="none, pad or flip8"):
         pocketsr_cli.Upscaler("bicubic", ensemble="tta")

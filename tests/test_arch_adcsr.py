@@ -226,7 +226,7 @@ def test_the_unet_file_alone_is_explained(net: AdcSR, tmp_path: Path) -> None:
     net_path, _ = official_files(net, tmp_path)
     alone = read_state_dict(net_path)
     assert detect(alone)
-    with pytest.raises(ModelError, match=r"U-Net alone .*halfDecoder\.ckpt.*-m adcsr-x4"):
+    with pytest.raises(ModelError, match=r"U-Net alone .*halfDecoder\.ckpt.*model='adcsr-x4'"):
         descriptor_from_state_dict(alone, "net_params_200.pkl")
 
 
@@ -506,7 +506,7 @@ def test_the_python_api_takes_the_trust_options_of_the_cli(
         with pytest.raises(ModelError, match="allow-unverified"):
             pocketsr_cli.Upscaler("adcsr-small-x4", device="cpu")
         assert server.hits == []
-        with pytest.raises(UnsafePickleError, match="trust-pickle"):
+        with pytest.raises(UnsafePickleError, match="trust_pickle=True"):
             pocketsr_cli.Upscaler("adcsr-small-x4", device="cpu", allow_unverified=True)
         pocketsr_cli.Upscaler(
             "adcsr-small-x4", device="cpu", allow_unverified=True, trust_pickle=True

@@ -9,9 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pocketsr_cli.cli._flags import flag_spelling
+from pocketsr_cli.cli._options import ensemble_choice, ensemble_choices
 from pocketsr_cli.descriptor import SizeRequirements
-from pocketsr_cli.ensemble import PAD_PASSES, Ensemble, ensembles_from_options
+from pocketsr_cli.ensemble import PAD_PASSES, Ensemble
 from pocketsr_cli.errors import UsageError
+from pocketsr_cli.spelling import spelled
 from pocketsr_cli.tiling import upscale_tiled
 
 
@@ -62,7 +65,8 @@ def test_modes_weights_and_labels() -> None:
     assert not Ensemble() and Ensemble().passes == 1 and Ensemble().label == "none"
     assert Ensemble.of(True) == Ensemble("pad") and Ensemble.of(False) == Ensemble()
     assert Ensemble.of("FLIP8") == Ensemble("flip8") and Ensemble("flip8").passes == 8
-    pad = Ensemble.from_options("pad", 0.75)
+    pad = Ensemble.of("pad", 0.75)
+    assert ensemble_choice(" PAD ", 0.75) == pad
     assert pad.passes == 2 and pad.label == "pad:0.75"
     assert pad.record() == {"ensemble": "pad", "ensemble_weight": 0.75}
     assert Ensemble("flip8").record() == {"ensemble": "flip8", "ensemble_weight": None}
@@ -72,23 +76,32 @@ def test_modes_weights_and_labels() -> None:
 
 @pytest.mark.parametrize("weight", [-0.1, 3.5, math.nan, math.inf])
 def test_weights_outside_the_range_are_refused(weight: float) -> None:
-    with pytest.raises(UsageError, match="--ensemble-weight must be"):
-        Ensemble.from_options("pad", weight)
+    with pytest.raises(UsageError, match=r"^ensemble_weight must be"):
+        Ensemble.of("pad", weight)  # the API's spelling by default
+    with spelled(flag_spelling), pytest.raises(UsageError, match=r"^--ensemble-weight must be"):
+        ensemble_choice("pad", weight)
 
 
 def test_bad_modes_and_misplaced_weights_are_usage_errors() -> None:
-    with pytest.raises(UsageError, match="bare --ensemble of earlier versions"):
-        Ensemble.from_options("-o")  # what `--ensemble -o out` would hand over
-    with pytest.raises(UsageError, match="applies to --ensemble pad"):
-        Ensemble.from_options("flip8", 0.7)
-    assert ensembles_from_options(None, None) == [Ensemble()]
-    assert ensembles_from_options(["none", "pad", "pad", "flip8"], 1.5) == [
-        Ensemble(),
-        Ensemble("pad", 1.5),
-        Ensemble("flip8"),
-    ]
-    with pytest.raises(UsageError, match="applies to --ensemble pad"):
-        ensembles_from_options(["none", "flip8"], 0.7)
+    with pytest.raises(UsageError, match=r"^ensemble takes none, pad or flip8, not 'tta'$"):
+        Ensemble.of("tta")
+    with pytest.raises(UsageError, match=r"^ensemble_weight applies to ensemble='pad', not"):
+        Ensemble.of("flip8", 0.7)
+    with spelled(flag_spelling):
+        with pytest.raises(UsageError, match="bare --ensemble of earlier versions"):
+            ensemble_choice("-o")  # what `--ensemble -o out` would hand over
+        with pytest.raises(UsageError, match="applies to --ensemble pad, not to flip8"):
+            ensemble_choice("flip8", 0.7)
+        with pytest.raises(UsageError, match="applies to --ensemble pad, not to fancy"):
+            ensemble_choice("fancy", 0.7)  # the weight's complaint first, as before
+        assert ensemble_choices(None, None) == [Ensemble()]
+        assert ensemble_choices(["none", "pad", "pad", "flip8"], 1.5) == [
+            Ensemble(),
+            Ensemble("pad", 1.5),
+            Ensemble("flip8"),
+        ]
+        with pytest.raises(UsageError, match="applies to --ensemble pad"):
+            ensemble_choices(["none", "flip8"], 0.7)
 
 
 # --- what the passes compute ------------------------------------------------------------

@@ -38,7 +38,7 @@ def test_tile_option_becomes_a_side(text: str, side: int | None) -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("big", "--tile must be auto, 0 or a number of pixels"), ("20", "larger than twice")],
+    [("big", "^tile must be auto, 0 or a number of pixels"), ("20", "larger than twice")],
 )
 def test_bad_tile_option_is_a_usage_error(text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):

@@ -242,9 +242,9 @@ def test_content_found_out_after_planning_never_overwrites_an_input(tmp_path: Pa
     summary = run(jobs, Doubler(), Options(), pipeline.NullReporter())
     first, second = summary.results
     assert first.status == "failed"
-    assert first.error == (
+    assert first.error == (  # called from Python: the keyword (the command line: --format)
         f"its content is PNG, so its output would be {tmp_path / 'a_x.png'}, which is an "
-        "input; rename it to its format's extension or choose --format"
+        "input; rename it to its format's extension or choose fmt"
     )
     assert second.status == "ok"
     after = fingerprint(tmp_path)

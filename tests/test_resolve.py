@@ -110,7 +110,7 @@ def test_explicit_file_is_detected(tmp_path: Path, home: Path, no_network: None)
         params_of(SD),
     )
     torch.testing.assert_close(run(desc), reference(SD), rtol=0, atol=0)
-    with pytest.raises(ModelError, match=r"x2 model; -s 4 is not available .*--outscale 4"):
+    with pytest.raises(ModelError, match=r"x2 model; scale=4 is not available .*outscale=4"):
         resolve_model(str(path), 4)
 
 
@@ -495,7 +495,7 @@ def test_a_missing_variant_is_listed_in_words(home: Path) -> None:
         resolve_model("pocketsr-nano", 3)
     message = str(info.value)
     assert message.startswith("pocketsr-nano has no ×3 variant; it has ×2, ×4 (")
-    assert "[" not in message and "upscale -s 3 runs the nearest larger one" in message
+    assert "[" not in message and "upscale scale=3 runs the nearest larger one" in message
 
 
 def test_a_weights_files_family_is_itself_and_records_its_digest(
@@ -553,7 +553,9 @@ def test_a_cached_file_without_a_pin_is_pinned_only_when_allowed(
     cached = weights_path("tiny", "tiny.safetensors")
     cached.parent.mkdir(parents=True)
     cached.write_bytes(weights_bytes)  # copied there by hand
-    with pytest.raises(ModelError, match=r"no SHA-256 to be checked against.*--allow-unverified"):
+    with pytest.raises(
+        ModelError, match=r"no SHA-256 to be checked against.*allow_unverified=True"
+    ):
         resolve_model("tiny")
     assert locate_weights(find_spec("tiny"), allow_unverified=True) == (cached,)
     assert trust.pinned("tiny", "tiny.safetensors") == sha256(weights_bytes)
@@ -595,7 +597,7 @@ def test_a_pickle_needing_code_is_converted_once_with_trust_pickle(
     data = _pickle_with_hyper_parameters(tmp_path / "src" / "ckpt.pth")
     write_manifest(home / "models", "pick", data, file="ckpt.pth", params=params_of(SD))
     (home / "models" / "ckpt.pth").write_bytes(data)
-    with pytest.raises(UnsafePickleError, match=r"argparse\.Namespace.*--trust-pickle"):
+    with pytest.raises(UnsafePickleError, match=r"argparse\.Namespace.*trust_pickle=True"):
         resolve_model("pick")
     desc = resolve_model("pick", trust_pickle=True)
     torch.testing.assert_close(run(desc), reference(SD), rtol=0, atol=0)

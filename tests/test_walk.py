@@ -70,7 +70,7 @@ def test_the_lazy_walk_refuses_what_the_full_listing_refuses(tmp_path: Path) -> 
     with pytest.raises(UsageError, match="input not found"):
         iter_jobs([tmp_path / "missing"], Naming(None, None))
     (tmp_path / "empty" / "sub").mkdir(parents=True)
-    with pytest.raises(UsageError, match="add -r/--recursive"):
+    with pytest.raises(UsageError, match="add recursive=True"):
         iter_jobs([tmp_path / "empty"], Naming(None, None))  # at once, before any run
     # Two inputs of one folder onto one output: found before the second is yielded.
     src = tmp_path / "two"

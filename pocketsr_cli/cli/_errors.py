@@ -22,6 +22,7 @@ from typing import ParamSpec
 
 import typer
 
+from pocketsr_cli.cli._flags import flag_spelling
 from pocketsr_cli.errors import (
     DeviceError,
     ImageReadError,
@@ -31,6 +32,7 @@ from pocketsr_cli.errors import (
     PocketSRError,
     UsageError,
 )
+from pocketsr_cli.spelling import spelled
 
 P = ParamSpec("P")
 
@@ -134,6 +136,8 @@ def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
     given ``--json`` (its ``json_lines`` parameter), each of these also puts one
     ``{"type": "error", "kind", "message", "exit_code"}`` object on stdout.  (Usage errors
     found while Typer parses the options are turned into JSON by the app, ``cli/__init__``.)
+    While the command runs, the core's messages spell options as flags
+    (``_flags.flag_spelling``).
     """
 
     @functools.wraps(command)
@@ -147,7 +151,7 @@ def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
                 _ui.json_error(kind, message, code)
             return typer.Exit(code)
 
-        with stop_signals() as stops:
+        with stop_signals() as stops, spelled(flag_spelling):
             try:
                 command(*args, **kwargs)
             except typer.Exit as exc:

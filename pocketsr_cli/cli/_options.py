@@ -14,6 +14,9 @@ from pocketsr_cli.cli import _complete
 from pocketsr_cli.cli._help import DEFAULT_MODEL_TOKEN
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pocketsr_cli.ensemble import Ensemble
     from pocketsr_cli.factory import UpscalerSpec
 
 ModelOpt = Annotated[
@@ -163,16 +166,54 @@ def tile_side(value: str, overlap: int = 16) -> int | None:
         UsageError: another spelling, or ``N <= 2 * overlap``.
     """
     from pocketsr_cli.errors import UsageError
+    from pocketsr_cli.spelling import TILE
     from pocketsr_cli.tiling import TilePolicy
 
     text = str(value).strip().lower()
     if text == "auto":
         return None
     if not text.isdigit():
-        raise UsageError(f"--tile must be auto, 0 or a number of pixels, not {value!r}")
+        raise UsageError(f"{TILE} must be auto, 0 or a number of pixels, not {value!r}")
     side = int(text)
     TilePolicy.for_side(side, overlap)  # refuses N <= 2 * overlap, saying so
     return side
+
+
+def ensemble_choice(mode: str, weight: float | None = None) -> Ensemble:
+    """``--ensemble MODE`` and ``--ensemble-weight W`` (None: not given) as the core's
+    :class:`~pocketsr_cli.ensemble.Ensemble`; a mode that is no mode's name is refused
+    with a reminder of the bare ``--ensemble`` of earlier versions (``--ensemble -o out``
+    hands the next option over as the mode).
+
+    Raises:
+        UsageError: an unknown mode or bad weight, or a weight with a mode other than pad.
+    """
+    from pocketsr_cli.ensemble import MODES, Ensemble
+    from pocketsr_cli.errors import UsageError
+
+    text = str(mode).strip().lower()
+    if text not in MODES and weight is None:
+        raise UsageError(
+            f"--ensemble takes none, pad or flip8, not {text!r} (the bare --ensemble of "
+            "earlier versions is --ensemble pad)"
+        )
+    return Ensemble.of(text, weight)
+
+
+def ensemble_choices(modes: Sequence[str] | None, weight: float | None) -> list[Ensemble]:
+    """The ensembles of a repeated ``--ensemble`` (``eval``, ``bench``; none given: just
+    ``none``), ``--ensemble-weight`` going to ``pad``; duplicates dropped, order kept.
+
+    Raises:
+        UsageError: an unknown mode or bad weight, or a weight without ``pad``.
+    """
+    from pocketsr_cli.errors import UsageError
+
+    names = [m.strip().lower() for m in modes or ["none"]]
+    if weight is not None and "pad" not in names:
+        raise UsageError("--ensemble-weight applies to --ensemble pad, which was not asked for")
+    found = [ensemble_choice(m, weight if m == "pad" else None) for m in names]
+    return list(dict.fromkeys(found))
 
 
 def upscaler_spec(

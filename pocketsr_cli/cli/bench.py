@@ -150,14 +150,13 @@ def bench_command(
     NAME +flip8): its cost is its ratio to the plain row.
     """
     from pocketsr_cli.cli import _ui
-    from pocketsr_cli.ensemble import ensembles_from_options
     from pocketsr_cli.evaluation.bench import FolderBenchReport, bench, bench_folder, parse_size
 
     if folder is None and (fmt.lower() != "same" or quality is not None):
         raise UsageError("--format and --quality apply to --folder runs only")
     if folder is not None and (size is not None or baseline is not None):
         raise UsageError("--size and --baseline apply to the synthetic photo, not to --folder")
-    ensembles = ensembles_from_options(ensemble, ensemble_weight)
+    ensembles = opt.ensemble_choices(ensemble, ensemble_weight)
     pixels = parse_size(size or DEFAULT_SIZE) if folder is None else None
     spec = opt.upscaler_spec(
         device, precision, opt.tile_side(tile), compile=compile_model, offline=offline

@@ -119,11 +119,10 @@ def eval_command(
     NAME +flip8; bicubic runs plain).
     """
     from pocketsr_cli.cli import _ui
-    from pocketsr_cli.ensemble import ensembles_from_options
     from pocketsr_cli.errors import PocketSRError
     from pocketsr_cli.evaluation.run import collect_images, evaluate
 
-    ensembles = ensembles_from_options(ensemble, ensemble_weight)
+    ensembles = opt.ensemble_choices(ensemble, ensemble_weight)
     console = _ui.make_console()
     paths = collect_images(hr_dir, limit)
     spec = opt.upscaler_spec(device, precision, opt.tile_side(tile), offline=offline)

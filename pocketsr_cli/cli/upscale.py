@@ -278,7 +278,6 @@ def upscale(
 
     from pocketsr_cli import __version__, libwarnings, sizing
     from pocketsr_cli.cli import _ui
-    from pocketsr_cli.ensemble import Ensemble
     from pocketsr_cli.factory import open_upscaler
     from pocketsr_cli.imageio import format_from_name
     from pocketsr_cli.jobs import Job, Naming, collect_jobs, iter_jobs
@@ -290,7 +289,7 @@ def upscale(
     except ValueError:
         raise UsageError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}") from None
     tile_px = opt.tile_side(tile, tile_overlap)  # checked before any work
-    self_ensemble = Ensemble.from_options(ensemble, ensemble_weight)
+    self_ensemble = opt.ensemble_choice(ensemble, ensemble_weight)
     memory_limit = _max_memory(max_memory)
     Naming(out_dir=output, suffix=suffix)  # validates --suffix before any work
     target = sizing.target_from_options(

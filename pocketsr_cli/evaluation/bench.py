@@ -58,6 +58,7 @@ from pocketsr_cli.errors import PocketSRError, UsageError
 from pocketsr_cli.evaluation.peakmem import PeakMemory
 from pocketsr_cli.factory import UpscalerSpec, open_upscaler
 from pocketsr_cli.pipeline import NullReporter
+from pocketsr_cli.spelling import FOLDER, FORMAT, QUALITY, REPEAT, SIZE
 
 if TYPE_CHECKING:
     import torch
@@ -81,10 +82,10 @@ def parse_size(text: str) -> tuple[int, int]:
     """
     m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
     if m is None:
-        raise UsageError(f"--size must look like 960x540 (width x height), not {text!r}")
+        raise UsageError(f"{SIZE} must look like 960x540 (width x height), not {text!r}")
     width, height = int(m.group(1)), int(m.group(2))
     if min(width, height) < 8:
-        raise UsageError(f"--size sides must be at least 8 pixels, got {width}x{height}")
+        raise UsageError(f"{SIZE} sides must be at least 8 pixels, got {width}x{height}")
     return width, height
 
 
@@ -190,7 +191,7 @@ def _open_models(
         ModelError: a model cannot be resolved or loaded.
     """
     if repeat < 1:
-        raise UsageError(f"--repeat must be at least 1, got {repeat}")
+        raise UsageError(f"{REPEAT} must be at least 1, got {repeat}")
     return [spec.resolve(ref) for ref in models]
 
 
@@ -479,9 +480,9 @@ def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job]
     from pocketsr_cli.jobs import Naming, collect_jobs
 
     if not folder.exists():
-        raise UsageError(f"--folder not found: {folder}")
+        raise UsageError(f"{FOLDER} not found: {folder}")
     if not folder.is_dir():
-        raise UsageError(f"--folder is not a folder: {folder}")
+        raise UsageError(f"{FOLDER} is not a folder: {folder}")
     # Without a format the output names mirror the (unique) input names: no collisions.
     naming = Naming(out_dir=out_dir, suffix=None, scale_label="1", fmt=None)
     found = collect_jobs([folder], naming)
@@ -613,9 +614,9 @@ def bench_folder(
     try:
         fmt_key = None if fmt is None else format_from_name(fmt)
     except ValueError as exc:
-        raise UsageError(f"--format: {exc}") from None
+        raise UsageError(f"{FORMAT}: {exc}") from None
     if not 1 <= quality <= 100:
-        raise UsageError(f"--quality must be within 1..100, got {quality}")
+        raise UsageError(f"{QUALITY} must be within 1..100, got {quality}")
     with tempfile.TemporaryDirectory(prefix="pocketsr-bench-") as tmp:
         jobs, ignored = folder_jobs(folder, Path(tmp), fmt_key)
         refs: list[str | None] = list(dict.fromkeys(models)) or [None]

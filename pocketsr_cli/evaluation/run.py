@@ -50,6 +50,7 @@ from pocketsr_cli.evaluation.metrics import (
     ssim_y,
 )
 from pocketsr_cli.factory import UpscalerSpec, open_upscaler
+from pocketsr_cli.spelling import LIMIT
 
 FLOOR_MODEL = "bicubic"
 METRICS = ("psnr_y", "ssim_y", "detail", "hf", "bandcorr", "lattice_ratio", "sharpness")
@@ -173,7 +174,7 @@ def collect_images(folder: Path, limit: int | None = None) -> list[Path]:
     if not folder.is_dir():
         raise UsageError(f"not a folder: {folder}")
     if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {limit}")
+        raise UsageError(f"{LIMIT} must be at least 1, got {limit}")
     paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image_path(p))
     if not paths:
         raise UsageError(f"no image files in {folder}")

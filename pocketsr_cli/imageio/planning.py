@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pocketsr_cli.imageio.formats import FORMAT_NAMES, OUTPUT_FORMATS, format_from_name
+from pocketsr_cli.spelling import FORMAT
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def plan_output(
                 why = "GIF holds only 256 colours, which would spoil the upscale"
             else:
                 why = f"{name} output is not supported"
-            warnings.append(f"{why}; writing PNG instead (choose another with --format)")
+            warnings.append(f"{why}; writing PNG instead (choose another with {FORMAT})")
             fmt = "png"
     else:
         fmt = format_from_name(requested)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pocketsr_cli.descriptor import SizeRequirements
 from pocketsr_cli.errors import OutOfMemoryError, UsageError
 from pocketsr_cli.memory import free_bytes, is_out_of_memory, release_cached
+from pocketsr_cli.spelling import DEVICE, PRECISION, TILE, TILE_OVERLAP
 from pocketsr_cli.tiling.assemble import GIB, allocate_output
 from pocketsr_cli.tiling.estimate import MemoryEstimate, measure_memory, tile_side_for_memory
 from pocketsr_cli.tiling.run import ProgressFn, TileFn, upscale_tiled
@@ -65,10 +66,10 @@ class TilePolicy:
         if self.mode not in ("auto", "whole", "fixed"):
             raise UsageError(f"tile mode must be auto, whole or fixed, not {self.mode!r}")
         if self.overlap < 0:
-            raise UsageError(f"--tile-overlap must be 0 or more, got {self.overlap}")
+            raise UsageError(f"{TILE_OVERLAP} must be 0 or more, got {self.overlap}")
         if self.mode == "fixed" and self.tile <= 2 * self.overlap:
             raise UsageError(
-                f"--tile {self.tile} must be larger than twice --tile-overlap ({self.overlap})"
+                f"{TILE.given(self.tile)} must be larger than twice {TILE_OVERLAP} ({self.overlap})"
             )
 
     @classmethod
@@ -215,7 +216,10 @@ class TilePolicy:
         if device.type == "cpu":
             remedy = "close other programs to free RAM, or upscale a smaller image"
         else:
-            remedy = "close other programs using the GPU, try --precision fp16, or --device cpu"
+            remedy = (
+                f"close other programs using the GPU, try {PRECISION.given('fp16')}, or "
+                f"{DEVICE.given('cpu')}"
+            )
         if whole:
             return (
                 f"out of memory on {device}: this model needs the whole image at once "
@@ -223,7 +227,7 @@ class TilePolicy:
             )
         return (
             f"out of memory on {device} even with {tried[-1]}-pixel tiles "
-            f"(tried --tile {sizes}); {remedy}"
+            f"(tried {TILE} {sizes}); {remedy}"
         )
 
 

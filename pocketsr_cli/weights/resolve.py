@@ -42,6 +42,7 @@ from pocketsr_cli.errors import ModelError, UnsafePickleError, first_line
 from pocketsr_cli.manifest import ModelSpec, Origin, WeightsSpec, load_manifests
 from pocketsr_cli.registry import FAMILIES, get_family
 from pocketsr_cli.sizing import pick_scale, scales_text
+from pocketsr_cli.spelling import ALLOW_UNVERIFIED, MODEL, OUTSCALE, SCALE, TRUST_PICKLE
 from pocketsr_cli.weights import trust
 from pocketsr_cli.weights.cache import sha256_file, user_models_dir, weights_path
 from pocketsr_cli.weights.load import WEIGHT_SUFFIXES, descriptor_from_state_dict, read_state_dict
@@ -85,8 +86,8 @@ def resolve_model(
         desc = descriptor_from_state_dict(read_state_dict(path), path.name)
         if scale is not None and scale != desc.scale:
             raise ModelError(
-                f"{path.name} is a x{desc.scale} model; -s {scale} is not available "
-                f"(use --outscale {scale} to resize its result)"
+                f"{path.name} is a x{desc.scale} model; {SCALE.given(scale)} is not available "
+                f"(use {OUTSCALE.given(scale)} to resize its result)"
             )
         return desc
     # 2./3. A registry name: user manifests first, then bundled ones.
@@ -203,7 +204,7 @@ def _locate_file(
     if expected is None and not allow_unverified and not offline:
         raise ModelError(
             f"{spec.name}: its publisher gives no SHA-256 for {w.file}, so the download "
-            f"cannot be checked; `{_fetch_command(spec)}` (or --allow-unverified here) "
+            f"cannot be checked; `{_fetch_command(spec)}` (or {ALLOW_UNVERIFIED} here) "
             "fetches it and pins the digest it arrives with, which every later run then "
             "checks (trust on first use)"
         )
@@ -240,7 +241,7 @@ def _first_use(spec: ModelSpec, w: WeightsSpec, path: Path, allow_unverified: bo
     if not allow_unverified:
         raise ModelError(
             f"{spec.name}: {path} has no SHA-256 to be checked against (its publisher gives "
-            "none and none was pinned); run again with --allow-unverified to trust this "
+            f"none and none was pinned); run again with {ALLOW_UNVERIFIED} to trust this "
             "file and pin its digest"
         )
     if w.size is not None and path.stat().st_size != w.size:
@@ -375,8 +376,8 @@ def pick_spec(
     if scales:
         raise ModelError(
             f"{base} has no ×{want} variant; it has {scales_text(scales)} "
-            f"(upscale -s {want} runs the nearest larger one and resizes its result; "
-            f"-m lanczos and -m bicubic work at any factor)"
+            f"(upscale {SCALE.given(want)} runs the nearest larger one and resizes its result; "
+            f"{MODEL.given('lanczos')} and {MODEL.given('bicubic')} work at any factor)"
         )
     raise ModelError(_unknown_message(ref, specs, problems or []))
 
@@ -577,7 +578,7 @@ def _read_weights(
             source = ", ".join(w.urls) or str(path)
             raise UnsafePickleError(
                 f"{exc}; or, if you trust where it comes from ({source}), run again with "
-                "--trust-pickle: it is then loaded once, running its code, and kept as "
+                f"{TRUST_PICKLE}: it is then loaded once, running its code, and kept as "
                 "safetensors"
             ) from exc
     return trust.read_converted(trust.convert_pickle(spec.name, path, digest))

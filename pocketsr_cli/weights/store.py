@@ -29,6 +29,7 @@ from pocketsr_cli.atomicfile import replacing
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.errors import ModelError, UsageError
 from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
+from pocketsr_cli.spelling import FORCE, OUTSCALE, SHA256
 from pocketsr_cli.weights import trust, verify
 from pocketsr_cli.weights.cache import sha256_file, user_models_dir, weights_path
 from pocketsr_cli.weights.download import ProgressCallback, download_file
@@ -138,11 +139,12 @@ def import_ncnn(request: ImportRequest, param: Path, bin_path: Path) -> ModelSpe
     resize = info.get("output_resize")
     if resize:
         native = int(info["scale"])
+        factor = float(f"{native * float(resize['factor']):g}")
         raise ModelError(
             f"{param.name} runs a x{native} network and then a {resize['mode']} resize by "
             f"{resize['factor']:g}, which pocketsr does not import; import the same .bin "
             f"with the graph that has no resize (for animevideov3: the UP{native}X .param) "
-            f"and upscale with --outscale {native * float(resize['factor']):g}"
+            f"and upscale with {OUTSCALE.given(factor)}"
         )
     if info["family"] == "esrgan" and info["num_grow_ch"] != _SPANDREL_ESRGAN_GROWTH:
         raise ModelError(
@@ -260,14 +262,14 @@ def _check_name(request: ImportRequest) -> Path:
         raise UsageError(f"{name!r} is a bundled model; choose another name")
     folder = user_models_dir()
     if (folder / f"{name}.toml").exists() and not request.force:
-        raise UsageError(f"model {name!r} already exists in {folder}; --force replaces it")
+        raise UsageError(f"model {name!r} already exists in {folder}; {FORCE} replaces it")
     return folder
 
 
 def _check_digest(path: Path, sha256: str, label: str) -> None:
     expected = sha256.strip().lower()
     if not manifest.SHA256_RE.fullmatch(expected):
-        raise UsageError(f"invalid --sha256 {sha256!r}: expected 64 hex digits")
+        raise UsageError(f"invalid {SHA256.given(sha256)}: expected 64 hex digits")
     try:
         actual = sha256_file(path)
     except OSError as exc:

@@ -36,6 +36,7 @@ from pocketsr_cli.archs.adcsr.config import (
     AdcSRConfig,
     pruned,
 )
+from pocketsr_cli.spelling import MODEL
 
 if TYPE_CHECKING:
     import torch
@@ -82,7 +83,7 @@ def infer(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     if "decoder.conv_out.weight" not in sd:
         raise ValueError(
             f"this is the U-Net alone ({FILES[0]}); AdcSR also needs the VAE decoder of "
-            f"{FILES[1]}: use -m adcsr-x4, whose manifest lists both"
+            f"{FILES[1]}: use {MODEL.given('adcsr-x4')}, whose manifest lists both"
         )
     in_channels = _shape(sd, f"{_UNET}conv_in.weight")[1]
     if in_channels != 3 * UNSHUFFLE**2:
