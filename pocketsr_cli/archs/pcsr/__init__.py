@@ -20,7 +20,8 @@ Public API:
 
 Modules: ``config`` (hyper-parameters, no torch), ``backbones``, ``grid`` (where each
 output pixel reads the LR, exact for any ``p/q``), ``sampler`` (the per-pixel MLPs),
-``routing``, ``network`` (the data flow), ``packing``, ``detection``.
+``routing``, ``network`` (the data flow), ``lattice`` (the same flow by phase planes at
+whole integer scales), ``packing``, ``detection``.
 """
 
 from pocketsr_cli.archs.pcsr.config import CONFIGS, PCSRConfig

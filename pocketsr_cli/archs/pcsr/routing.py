@@ -28,6 +28,7 @@ import torch
 KMEANS_ITERATIONS = 20  # the official fast_pytorch_kmeans settings: max_iter 20, tol 1e-4
 KMEANS_TOLERANCE = 1e-4
 COST_PROBE = 16  # LR side of the input the official cost list is measured on
+REFINE_STRIP = 1 << 16  # numbers per row strip of the refinement (256 KB of float32)
 
 
 @dataclass(frozen=True)
@@ -139,9 +140,31 @@ def refine(out: torch.Tensor, heavy: torch.Tensor) -> torch.Tensor:
     if not rows.numel():
         return out
     top, bottom = int(rows[0]), int(rows[-1]) + 1  # interior rows top..bottom-1
-    band = out[:, :, top : bottom + 2]  # the rows their 3x3 windows read
-    across_sum = band[..., :-2] + band[..., 1:-1] + band[..., 2:]
-    mean = (across_sum[:, :, :-2] + across_sum[:, :, 1:-1] + across_sum[:, :, 2:]) / 9
-    inner = out[:, :, top + 1 : bottom + 1, 1:-1]
-    inner.copy_(torch.where(change[:, None, top:bottom], mean, inner))
+    # Strips of rows small enough for the temporaries to stay in cache, in place where
+    # possible.  A strip's means are written only once the next strip's are computed: a
+    # strip reads one row that the strip before it changes (the means are of the
+    # unrefined output), and none that earlier strips change.
+    step = max(1, REFINE_STRIP // max(1, out.shape[0] * out.shape[1] * out.shape[-1]))
+    pending: tuple[int, int, torch.Tensor] | None = None
+    for start in range(top, bottom, step):
+        stop = min(start + step, bottom)
+        band = out[:, :, start : stop + 2]  # the rows the 3x3 windows of start..stop-1 read
+        across_sum = band[..., :-2] + band[..., 1:-1]
+        across_sum += band[..., 2:]
+        mean = across_sum[:, :, :-2] + across_sum[:, :, 1:-1]
+        mean += across_sum[:, :, 2:]
+        mean /= 9
+        if pending is not None:
+            _replace(out, change, *pending)
+        pending = (start, stop, mean)
+    if pending is not None:
+        _replace(out, change, *pending)
     return out
+
+
+def _replace(
+    out: torch.Tensor, change: torch.Tensor, start: int, stop: int, mean: torch.Tensor
+) -> None:
+    """Interior rows ``start..stop-1`` of ``out`` take ``mean`` where ``change`` holds."""
+    inner = out[:, :, start + 1 : stop + 1, 1:-1]
+    torch.where(change[:, None, start:stop], mean, inner, out=inner)

@@ -119,16 +119,8 @@ class LiifSampler(nn.Module):
     ) -> Prepared:
         """The first layer's shareable parts for features ``(N, C, h, w)``, the query grid
         ``rows x cols`` and the relative cell (``2 / scale``, both axes)."""
-        first = self._linears()[0]
-        c = self.feat_dim
-        weight = first.weight
-        features = torch.matmul(feat.permute(0, 2, 3, 1).reshape(-1, c), weight[:, :c].t())
-        dtype = features.dtype
-        const = weight[:, c + 2] * cell + weight[:, c + 3] * cell
-        if first.bias is not None:
-            const = const + first.bias
-        row_terms = (rows.rel.to(dtype)[:, None] * weight[:, c] + const).to(dtype)
-        col_terms = (cols.rel.to(dtype)[:, None] * weight[:, c + 1]).to(dtype)
+        features = self.feature_table(feat)
+        row_terms, col_terms = self.coordinate_terms(rows.rel, cols.rel, cell, features.dtype)
         row_rel, row_kind = torch.unique(rows.rel, return_inverse=True)
         col_rel, col_kind = torch.unique(cols.rel, return_inverse=True)
         if len(row_rel) * len(col_rel) > MAX_OFFSETS:
@@ -144,6 +136,32 @@ class LiifSampler(nn.Module):
             row_kind * len(col_rel),
             col_kind,
         )
+
+    def feature_table(self, feat: torch.Tensor, channel_major: bool = False) -> torch.Tensor:
+        """The first layer's feature part at every LR pixel of ``feat`` ``(N, C, h, w)``:
+        ``(N h w, width)``, or ``(width, N h w)`` when ``channel_major``."""
+        c = self.feat_dim
+        weight = self._linears()[0].weight[:, :c]
+        if not channel_major:
+            return torch.matmul(feat.permute(0, 2, 3, 1).reshape(-1, c), weight.t())
+        table = torch.matmul(weight, feat.reshape(feat.shape[0], c, -1))  # (N, width, h w)
+        return table[0] if feat.shape[0] == 1 else table.transpose(0, 1).reshape(len(weight), -1)
+
+    def coordinate_terms(
+        self, row_rel: torch.Tensor, col_rel: torch.Tensor, cell: float, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first layer's coordinate part: ``(len(row_rel), width)`` row terms (the
+        relative row coordinate's term, plus the cell's and the bias, which every pixel
+        shares) and ``(len(col_rel), width)`` column terms."""
+        first = self._linears()[0]
+        c = self.feat_dim
+        weight = first.weight
+        const = weight[:, c + 2] * cell + weight[:, c + 3] * cell
+        if first.bias is not None:
+            const = const + first.bias
+        row_terms = (row_rel.to(dtype)[:, None] * weight[:, c] + const).to(dtype)
+        col_terms = (col_rel.to(dtype)[:, None] * weight[:, c + 1]).to(dtype)
+        return row_terms, col_terms
 
     def query(self, prepared: Prepared, queries: Queries) -> torch.Tensor:
         """The MLP's output ``(M, out_dim)`` at the ``M`` pixels of ``queries``."""
@@ -183,18 +201,25 @@ class LiifSampler(nn.Module):
         """The MLP past its first layer: ``(M, hidden[0])`` first-layer sums -> ``(M, out)``
         (the result is a transposed view; ``h`` is overwritten).
 
-        The layers run channel-major, ``W @ h.T``: for these narrow layers a GEMM with the
-        pixels along its long side runs 1.5-3x faster on the CPU than ``h @ W.T`` (the
-        10-wide light MLP gains the most).  The same function as ``imnet.layers[1:]``.
+        The layers run channel-major (:meth:`channel_major`).  The same function as
+        ``imnet.layers[1:]``.
         """
-        linears = self._linears()
-        if len(linears) == 1:
+        if len(self._linears()) == 1:
             return h
-        x = h.t()
-        for linear in linears[1:]:
+        return self.channel_major(h.t()).t()
+
+    def channel_major(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`after_first` on channel-major sums: ``(hidden[0], M)`` -> ``(out, M)``
+        (``x`` is overwritten, and returned itself when the MLP is one linear layer).
+
+        ``W @ x`` rather than ``x @ W.T``: for these narrow layers a GEMM with the pixels
+        along its long side runs 1.5-3x faster on the CPU (the 10-wide light MLP gains the
+        most).
+        """
+        for linear in self._linears()[1:]:
             x = torch.relu_(x)
             if linear.bias is None:
                 x = torch.mm(linear.weight, x)
             else:
                 x = torch.addmm(linear.bias[:, None], linear.weight, x)
-        return x.t()
+        return x

@@ -1,0 +1,188 @@
+"""The upsamplers at a whole integer scale, phase by phase over the LR grid.
+
+At an integer scale ``s`` with ``H = s h`` and ``W = s w`` (``QueryAxis.whole`` on both
+axes), output pixel ``(n, s i + a, s j + b)`` reads LR pixel ``(n, i, j)`` with a relative
+coordinate that depends only on its *phase* ``(a, b)``.  So the output splits into ``s**2``
+phase planes, each one value per LR pixel: plane ``a s + b`` holds the output pixels
+``(n, s i + a, s j + b)`` at position ``(n h + i) w + j``, which is exactly the row of
+:attr:`~pocketsr_cli.archs.pcsr.sampler.Prepared.features` they read.
+
+What that saves against the general path (``network.py``), for the same function:
+
+- no per-pixel index arithmetic and no gather of the feature table in the dense paths (the
+  classifier, the light upsampler, an all-heavy call): a plane's first-layer sums are the
+  table plus one row term and one column term, broadcast;
+- the heavy pixels of a plane are found by one ``nonzero`` over the plane mask, and their
+  positions index the feature table directly; their coordinate terms are one broadcast row;
+- the residual is laid out by planes ``(s*s, 3, P)`` and added to the bilinear base by one
+  strided add (:func:`add_planes`).
+
+The dense sums are formed in the same order as ``LiifSampler.rows`` (table, then row
+term, then column term), the gathered ones as ``LiifSampler.query`` (table, then the
+precomputed row + column sum), so each path rounds as its general counterpart does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pocketsr_cli.archs.pcsr.grid import QueryAxis
+from pocketsr_cli.archs.pcsr.sampler import LiifSampler
+
+
+@dataclass(frozen=True)
+class Lattice:
+    """The phase planes of an ``(N, h, w)`` LR grid at the whole integer scale ``s``."""
+
+    scale: int
+    n: int
+    h: int
+    w: int
+
+    @property
+    def planes(self) -> int:
+        """``s**2``: phases ``a s + b``."""
+        return self.scale * self.scale
+
+    @property
+    def pixels(self) -> int:
+        """``P = N h w``: positions in a plane."""
+        return self.n * self.h * self.w
+
+    def to_raster(self, planes: torch.Tensor) -> torch.Tensor:
+        """``(s*s, P)`` per-plane values -> ``(N, H, W)`` (a copy)."""
+        s, n, h, w = self.scale, self.n, self.h, self.w
+        return planes.view(s, s, n, h, w).permute(2, 3, 0, 4, 1).reshape(n, h * s, w * s)
+
+    def from_raster(self, raster: torch.Tensor) -> torch.Tensor:
+        """``(N, H, W)`` -> ``(s*s, P)`` (a copy): the inverse of :meth:`to_raster`."""
+        s, n, h, w = self.scale, self.n, self.h, self.w
+        return raster.reshape(n, h, s, w, s).permute(2, 4, 0, 1, 3).reshape(s * s, -1)
+
+
+def lattice_for(feat: torch.Tensor, rows: QueryAxis, cols: QueryAxis) -> Lattice | None:
+    """The lattice of features ``(N, C, h, w)`` queried at ``rows x cols``, or None when
+    the query grid is not a whole integer scale of the LR grid on both axes."""
+    if not (rows.whole and cols.whole):
+        return None
+    n, _, h, w = feat.shape
+    scale = len(rows) // h
+    if len(cols) != scale * w:
+        return None
+    return Lattice(scale, n, h, w)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """One MLP's first layer on a lattice.
+
+    Attributes:
+        table: the feature part at every LR position: ``(width, P)`` channel-major (the
+            dense paths) or ``(P, width)`` (the gathered one).
+        rows / cols: ``(s, width)``: the coordinate terms of phase rows / columns ``0..s-1``
+            (the row terms carry the cell's term and the bias).
+    """
+
+    table: torch.Tensor
+    rows: torch.Tensor
+    cols: torch.Tensor
+
+    def offsets(self) -> torch.Tensor:
+        """``(s*s, width)``: row + column term of each plane."""
+        s = len(self.rows)
+        return (self.rows[:, None] + self.cols[None]).reshape(s * s, -1)
+
+
+def terms(
+    sampler: LiifSampler,
+    feat: torch.Tensor,
+    rows: QueryAxis,
+    cols: QueryAxis,
+    cell: float,
+    lattice: Lattice,
+    channel_major: bool,
+) -> Terms:
+    """``sampler``'s :class:`Terms` for features ``(N, C, h, w)`` on ``lattice``.
+
+    The coordinate terms are those of ``LiifSampler.prepare`` (output rows ``a, a + s, ...``
+    share row ``a``'s relative coordinate, so its first ``s`` rows are all there is).
+    """
+    table = sampler.feature_table(feat, channel_major)
+    s = lattice.scale
+    row_terms, col_terms = sampler.coordinate_terms(rows.rel[:s], cols.rel[:s], cell, table.dtype)
+    return Terms(table, row_terms, col_terms)
+
+
+def dense(
+    sampler: LiifSampler, terms: Terms, lattice: Lattice, block: int, out: torch.Tensor
+) -> torch.Tensor:
+    """``sampler`` at every output pixel, into ``out`` ``(s*s, out_dim, P)``; ``terms``
+    channel-major.
+
+    Blocks of ``block`` LR positions; within a block every phase, so that the block of the
+    feature table stays in cache while the ``s**2`` planes read it.  The first-layer sums
+    are formed as ``LiifSampler.rows`` forms them: table, plus row term, plus column term.
+    """
+    s = lattice.scale
+    row_terms, col_terms = terms.rows[..., None], terms.cols[..., None]
+    for start in range(0, lattice.pixels, block):
+        part = terms.table[:, start : start + block]
+        for a in range(s):
+            with_row = part + row_terms[a]
+            for b in range(s):
+                y = sampler.channel_major(torch.add(with_row, col_terms[b]))
+                out[a * s + b, :, start : start + block] = y
+    return out
+
+
+def margins(classifier: LiifSampler, terms: Terms, lattice: Lattice, block: int) -> torch.Tensor:
+    """The classifier's ``z_heavy - z_light`` on every plane, ``(s*s, P)`` float32."""
+    table = terms.table
+    logits = torch.empty(lattice.planes, 2, lattice.pixels, dtype=table.dtype, device=table.device)
+    dense(classifier, terms, lattice, block, logits)
+    logits = logits.float()
+    return logits[:, 1] - logits[:, 0]
+
+
+def sparse(
+    sampler: LiifSampler,
+    terms: Terms,
+    lattice: Lattice,
+    mask: torch.Tensor,
+    block: int,
+    out: torch.Tensor,
+) -> torch.Tensor:
+    """``sampler`` at the output pixels where ``mask`` ``(s*s, P)`` is True, written into
+    ``out`` ``(s*s, out_dim, P)`` there; ``terms`` by rows.
+
+    Gather -> MLP -> scatter, ``block`` pixels at a time; the first-layer sums are formed
+    as ``LiifSampler.query`` forms them: gathered table rows plus the plane's summed
+    coordinate terms.
+    """
+    offsets = terms.offsets()
+    table = terms.table
+    # One gather buffer for every batch: index_select into it runs about twice as fast as
+    # into a fresh tensor (measured: 2.6 ms against 5.4 for 100k rows of 58 numbers).
+    gathered = table.new_empty(min(block, lattice.pixels), table.shape[1])
+    for plane in range(lattice.planes):
+        where = mask[plane].nonzero().squeeze(1)
+        for start in range(0, where.numel(), block):
+            index = where[start : start + block]
+            h = torch.index_select(table, 0, index, out=gathered[: index.numel()])
+            h.add_(offsets[plane])
+            out[plane].index_copy_(1, index, sampler.after_first(h).t().to(out.dtype))
+    return out
+
+
+def add_planes(out: torch.Tensor, planes: torch.Tensor, lattice: Lattice) -> torch.Tensor:
+    """``out`` ``(N, C, H, W)`` plus the per-plane values ``(s*s, C, P)``, in place."""
+    s, n, h, w = lattice.scale, lattice.n, lattice.h, lattice.w
+    c = planes.shape[1]
+    view = out.view(n, c, h, s, w, s)
+    view.add_(planes.view(s, s, c, n, h, w).permute(3, 2, 4, 0, 5, 1))
+    return out
+
+
+__all__ = ["Lattice", "Terms", "add_planes", "dense", "lattice_for", "margins", "sparse", "terms"]
