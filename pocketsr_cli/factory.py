@@ -115,16 +115,18 @@ def open_upscaler(
     on_warning: Callable[[str], None] | None = None,
     outscale: float | None = None,
     routing: Routing | None = None,
+    native_sizes: bool = False,
 ) -> Upscaler:
     """``desc`` ready to upscale pixels as ``spec`` says (its ``compute`` is the device
     and the precision chosen for this model).
 
-    ``outscale`` and ``routing``: a PCSR network's native factor and routing (see
+    ``outscale``, ``native_sizes`` and ``routing``: a PCSR network's native factor, or
+    each image's own for a size target, and its routing (see
     :class:`~pocketsr_cli.inference.Upscaler`).
 
     Raises:
         UsageError: ``spec.tile`` not larger than twice ``spec.overlap``; a fractional
-            ``outscale`` with an ensemble.
+            ``outscale``, or ``native_sizes``, with an ensemble.
     """
     from pocketsr_cli.inference import Upscaler
 
@@ -138,4 +140,5 @@ def open_upscaler(
         on_warning=on_warning,
         outscale=outscale,
         routing=routing,
+        native_sizes=native_sizes,
     )

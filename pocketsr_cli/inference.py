@@ -19,9 +19,10 @@ An ensemble (:mod:`pocketsr_cli.ensemble`: ``pad``, GenDR-Pix's two padded passe
 
 A PCSR network (``archs/pcsr``) renders any factor itself: ``outscale`` makes it draw the
 output at that factor (through :class:`~pocketsr_cli.archs.pcsr.Packing` for fractional
-ones, so tiles stay exact) instead of at its trained factor, and ``routing`` sets its
-speed/quality knob.  After each image :attr:`Upscaler.heavy_fraction` says which share of
-its output pixels took the heavy path.
+ones, so tiles stay exact) instead of at its trained factor, ``native_sizes`` makes
+:meth:`Upscaler.upscale_for` draw each image at the factor a size target needs for it
+(``sizing.native_ratio``), and ``routing`` sets its speed/quality knob.  After each image
+:attr:`Upscaler.heavy_fraction` says which share of its output pixels took the heavy path.
 
 ``compile=True`` runs the network through ``torch.compile``.  Compilation is lazy: it
 happens inside the first forward pass that meets a new input shape, dtype or precision,
@@ -35,6 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,13 +48,28 @@ from pocketsr_cli.devices import Compute
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import UsageError
 from pocketsr_cli.memory import is_out_of_memory
-from pocketsr_cli.spelling import OUTSCALE, TILE
+from pocketsr_cli.sizing import Target, native_ratio
+from pocketsr_cli.spelling import ENSEMBLE, HEIGHT, LONG_EDGE, OUTSCALE, TILE, WIDTH
 from pocketsr_cli.tiling import TilePolicy
 
 if TYPE_CHECKING:
+    from fractions import Fraction
     from typing import Any
 
     from pocketsr_cli.archs.pcsr import Packing, Routing, RoutingStats
+
+_RENDERINGS_KEPT = 8  # per-factor tile policies a native_sizes upscaler keeps at a time
+
+
+@dataclass(frozen=True)
+class _Rendering:
+    """How the network runs at one factor: the packing that draws it (None: the network
+    as it is), the tile policy sized for it, the network call and the tile function."""
+
+    packing: Packing | None
+    policy: TilePolicy
+    call: Callable[..., torch.Tensor]
+    tile_fn: Callable[..., torch.Tensor]
 
 
 class Upscaler:
@@ -73,11 +90,13 @@ class Upscaler:
         heavy_fraction: for a PCSR network, the share of the last image's output pixels
             that took the heavy path; None for other networks and before any image.
 
-    ``outscale`` (a PCSR network only) renders at that factor; ``routing`` (a PCSR network
-    only) replaces its :class:`~pocketsr_cli.archs.pcsr.Routing`.  Either with another
-    network raises ``ValueError``; a fractional ``outscale`` with an ensemble raises
-    :class:`~pocketsr_cli.errors.UsageError` (the ensemble flips the image, which the
-    packed tiles cannot follow).
+    ``outscale`` (a PCSR network only) renders at that factor; ``native_sizes`` (a PCSR
+    network only) makes :meth:`upscale_for` render each image at the factor its target
+    needs; ``routing`` (a PCSR network only) replaces its
+    :class:`~pocketsr_cli.archs.pcsr.Routing`.  Any of them with another network raises
+    ``ValueError``, as ``outscale`` with ``native_sizes`` does; a fractional ``outscale``,
+    or ``native_sizes``, with an ensemble raises :class:`~pocketsr_cli.errors.UsageError`
+    (the ensemble flips the image, which the packed tiles cannot follow).
     """
 
     def __init__(
@@ -92,18 +111,15 @@ class Upscaler:
         on_warning: Callable[[str], None] | None = None,
         outscale: float | None = None,
         routing: Routing | None = None,
+        native_sizes: bool = False,
     ) -> None:
         self.model = model
         self.compute = compute
         self.ensemble = Ensemble.of(ensemble)
         self.heavy_fraction: float | None = None
-        self._packing = self._pcsr_setup(model, outscale, routing)
-        if self._packing is not None:  # the tiler sees q x q blocks: sizes in blocks
-            packing = self._packing
-            radius = int(model.module.receptive_radius)  # type: ignore[arg-type]
-            overlap = max(-(-overlap // packing.q), packing.overlap(radius))  # exact tiles
-            if tile is not None:
-                tile = packing.blocks(tile)
+        self.native_sizes = native_sizes
+        packing = self._pcsr_setup(model, outscale, routing, native_sizes)
+        self._tile, self._overlap = tile, overlap
         self._warn = on_warning or (lambda _msg: None)
         self._fp32_fallback = compute.precision == "fp32"
         # NHWC convolutions are markedly faster on CPU (oneDNN); elsewhere keep the default.
@@ -116,8 +132,9 @@ class Upscaler:
         self._upscale_uint8 = (
             model.upscale_uint8 if compute.device.type == "cpu" and not self.ensemble else None
         )
-        limit = {} if model.max_tile is None else {"max_side": model.max_tile}
-        self.policy = TilePolicy.for_side(tile, overlap, default_tile=model.default_tile, **limit)
+        self._base = self._rendering(packing)
+        self._use(self._base)
+        self._renderings: dict[Fraction, _Rendering] = {}
         if not self._tileable and self.policy.mode == "fixed":
             self._warn(f"{model.name} must see the whole image: ignoring {TILE.given(tile)}")
         self._alpha = Resize("bicubic", model.scale)
@@ -125,16 +142,43 @@ class Upscaler:
         self.compile_seconds = 0.0
         # torch.compile only wraps here; dynamo compiles inside the first call per signature.
         self._compiled: Callable[..., torch.Tensor] | None = (
-            torch.compile(model.module) if compile and self._packing is None else None
+            torch.compile(model.module) if compile and packing is None else None
         )
         self._compiled_signatures: set[tuple[object, ...]] = set()
-        self._call: Callable[..., torch.Tensor] = model.module
-        if self._packing is not None:  # the network at its native scale, on packed tiles
-            self._call = self._packing.tile_fn(model.module)  # type: ignore[arg-type]
-        self._tile_fn = self.ensemble.wrap(self._forward, self.scale, model.size)
+
+    def _rendering(self, packing: Packing | None) -> _Rendering:
+        """The network drawn through ``packing`` (None: at its own factor), with a tile
+        policy whose sizes are in the tiler's pixels (``q x q`` blocks when packed)."""
+        tile, overlap = self._tile, self._overlap
+        call: Callable[..., torch.Tensor] = self.model.module
+        scale = self.model.scale
+        if packing is not None:  # the tiler sees q x q blocks: sizes in blocks
+            radius = int(self.model.module.receptive_radius)  # type: ignore[arg-type]
+            overlap = max(-(-overlap // packing.q), packing.overlap(radius))  # exact tiles
+            if tile is not None:
+                tile = packing.blocks(tile)
+            call = packing.tile_fn(self.model.module)  # type: ignore[arg-type]
+            scale = math.ceil(packing.ratio)
+        limit: dict[str, int] = {}
+        if self.model.max_tile is not None:
+            limit["max_side"] = self.model.max_tile
+        if packing is not None:  # a block is q x q pixels: probe about 64 pixels, not blocks
+            limit["probe_side"] = max(1, 64 // packing.q)
+        policy = TilePolicy.for_side(tile, overlap, default_tile=self.model.default_tile, **limit)
+        tile_fn = self.ensemble.wrap(self._forward, scale, self.model.size)
+        return _Rendering(packing, policy, call, tile_fn)
+
+    def _use(self, rendering: _Rendering) -> None:
+        """Run the next images as ``rendering`` says."""
+        self._packing, self.policy = rendering.packing, rendering.policy
+        self._call, self._tile_fn = rendering.call, rendering.tile_fn
 
     def _pcsr_setup(
-        self, model: ModelDescriptor, outscale: float | None, routing: Routing | None
+        self,
+        model: ModelDescriptor,
+        outscale: float | None,
+        routing: Routing | None,
+        native_sizes: bool,
     ) -> Packing | None:
         """Apply ``routing`` to a PCSR network and return the packing that renders it at
         ``outscale`` (None: its own factor, or not asked)."""
@@ -142,11 +186,18 @@ class Upscaler:
 
         module = model.module
         if not isinstance(module, PCSR):
-            if outscale is not None or routing is not None:
+            if outscale is not None or routing is not None or native_sizes:
                 raise ValueError(f"{model.name} is not a PCSR network: no native scale or routing")
             return None
         if routing is not None:
             module.routing = routing
+        if native_sizes and outscale is not None:
+            raise ValueError("native_sizes draws each image at its own factor: no outscale")
+        if native_sizes and self.ensemble:
+            raise UsageError(
+                f"an ensemble cannot run {model.name} at the fractional scales that "
+                f"{WIDTH}, {HEIGHT} or {LONG_EDGE} need: give no {ENSEMBLE}"
+            )
         if outscale is None:
             return None
         packing = Packing.for_scale(outscale)
@@ -162,10 +213,61 @@ class Upscaler:
     @property
     def scale(self) -> int:
         """The factor the network upscales by: for a fractional native scale, the next
-        integer (what memory estimates and records take)."""
-        if self._packing is not None:
-            return math.ceil(self._packing.ratio)
+        integer (what memory estimates and records take).  With ``native_sizes``, the
+        network's own (what records take; see :meth:`scale_for`)."""
+        if self._base.packing is not None:
+            return math.ceil(self._base.packing.ratio)
         return self.model.scale
+
+    def ratio_for(self, width: int, height: int, target: Target) -> Fraction | None:
+        """The factor :meth:`upscale_for` draws a ``width × height`` image at for
+        ``target`` (``sizing.native_ratio``); None when it runs at :attr:`scale` (not
+        ``native_sizes``, or a target below the input's size)."""
+        if not self.native_sizes:
+            return None
+        from pocketsr_cli.archs.pcsr.grid import MAX_DENOMINATOR
+
+        return native_ratio(width, height, target, MAX_DENOMINATOR)
+
+    def scale_for(self, width: int, height: int, target: Target) -> int:
+        """The factor, rounded up, the network upscales a ``width × height`` image by in
+        :meth:`upscale_for` (what its memory estimate takes)."""
+        ratio = self.ratio_for(width, height, target)
+        return self.scale if ratio is None else math.ceil(ratio)
+
+    def upscale_for(
+        self,
+        pixels: np.ndarray,
+        target: Target,
+        on_tile: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """:meth:`upscale` for an output of ``target``'s size: with ``native_sizes``, drawn
+        at the factor that gives the image that size (:meth:`ratio_for`; within a pixel of
+        it where no fraction the network takes gives it exactly), else at :attr:`scale`.
+        Resizing the result to exactly ``target.size_for(W, H)`` is the caller's."""
+        ratio = self.ratio_for(pixels.shape[1], pixels.shape[0], target)
+        if ratio is None:
+            return self.upscale(pixels, on_tile)
+        self._use(self._rendering_at(ratio))
+        try:
+            return self.upscale(pixels, on_tile)
+        finally:
+            self._use(self._base)
+
+    def _rendering_at(self, ratio: Fraction) -> _Rendering:
+        """The rendering at ``ratio``, kept for the next images of that factor (the last
+        :data:`_RENDERINGS_KEPT` factors: each tile policy learns its tile size)."""
+        from pocketsr_cli.archs.pcsr import Packing
+
+        if ratio == self.model.scale:
+            return self._base
+        rendering = self._renderings.pop(ratio, None)
+        if rendering is None:  # (no ensemble: refused with native_sizes)
+            rendering = self._rendering(Packing(ratio))
+        self._renderings[ratio] = rendering  # the most recently used last
+        while len(self._renderings) > _RENDERINGS_KEPT:
+            del self._renderings[next(iter(self._renderings))]
+        return rendering
 
     @property
     def uint8_path(self) -> bool:
@@ -193,7 +295,7 @@ class Upscaler:
 
     def _network(self, args: tuple[Any, ...], precision: str) -> torch.Tensor:
         """The network on ``args``: compiled when asked for, timing each compiling call."""
-        if self._compiled is None:
+        if self._compiled is None or self._packing is not None:
             return self._call(*args)
         x = args[0]
         signature = (tuple(x.shape), x.dtype, precision)

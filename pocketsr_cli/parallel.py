@@ -80,13 +80,18 @@ class VariantFactory(Protocol):
 @dataclass(frozen=True)
 class ModelSpec:
     """What a worker needs to load the run's model itself (the driver resolved and, when
-    needed, downloaded it first, so workers open it offline)."""
+    needed, downloaded it first, so workers open it offline).
+
+    ``outscale`` and ``native_sizes`` are a PCSR model's native drawing, as the run's own
+    upscalers have it (``factory.open_upscaler``)."""
 
     model: str | None
     scales: tuple[int, ...]
     settings: UpscalerSpec  # the run's; each worker puts its own device in and goes offline
     ensemble: Ensemble = NO_ENSEMBLE
     cpu_threads: int | None = None  # torch threads of a CPU worker (None: torch's default)
+    outscale: float | None = None  # a PCSR model draws at this factor
+    native_sizes: bool = False  # a PCSR model draws each image at its size target's factor
 
     def __call__(self, device: str, warn: Callable[[str], None]) -> list[Variant]:
         import torch
@@ -101,7 +106,14 @@ class ModelSpec:
         variants = []
         for scale in self.scales:
             desc = family.load(scale)
-            upscaler = open_upscaler(desc, spec, ensemble=self.ensemble, on_warning=warn)
+            upscaler = open_upscaler(
+                desc,
+                spec,
+                ensemble=self.ensemble,
+                on_warning=warn,
+                outscale=self.outscale,
+                native_sizes=self.native_sizes,
+            )
             variants.append(
                 Variant(
                     upscaler, model=desc.name, sha256=desc.sha256, compute=str(upscaler.compute)

@@ -8,7 +8,9 @@ keeps their counts, not the results themselves; the core never prints.
 
 A run may hold several variants of one model (``Variant``: ×2 and ×4): each image runs the
 one ``sizing.pick_scale`` chooses for the factor its ``Options.target`` needs, and the
-result is resized to the target's exact size (:func:`resize_output`).
+result is resized to the target's exact size (:func:`resize_output`).  An upscaler that can
+draw each image for the target itself (``inference.Upscaler.upscale_for``: a PCSR network
+opened with ``native_sizes``) is asked to, and then that resize has at most a pixel to do.
 
 Every output gets pocketsr's record of how it was made (``provenance``) unless
 ``Options.record`` is None.  Existing outputs are never replaced without ``overwrite``; with
@@ -130,7 +132,13 @@ CONFLICTS: tuple[ReasonCode, ...] = ("different-settings", "unrecorded")
 
 
 class ImageUpscaler(Protocol):
-    """What the pipeline needs from inference (see ``inference.Upscaler``)."""
+    """What the pipeline needs from inference (see ``inference.Upscaler``).
+
+    An upscaler may also have ``upscale_for(pixels, target, on_tile)``, the pixels drawn
+    for ``target`` (a ``sizing.Target``; the pipeline resizes them to exactly its size),
+    and ``scale_for(width, height, target)``, the whole factor it then upscales by (for
+    the memory estimate); without them, :meth:`upscale` and :attr:`scale` are used.
+    """
 
     @property
     def scale(self) -> int: ...
@@ -673,11 +681,15 @@ class _Run:
             file_bytes = os.stat(job.input).st_size
         except OSError:
             file_bytes = 0
+        scale_for = getattr(variant.upscaler, "scale_for", None)  # its own factor per image
+        scale = variant.scale
+        if callable(scale_for):
+            scale = int(scale_for(header.width, header.height, self.target))
         return memory.predict(
             size=(header.width, header.height),
             channels=header.channels,
             bit_depth=header.bit_depth,
-            scale=variant.scale,
+            scale=scale,
             target=self.target.size_for(header.width, header.height),
             out_format=plan.format,
             out_bit_depth=plan.bit_depth,
@@ -956,7 +968,11 @@ class _Run:
         error = None
         try:
             with libwarnings.collecting(d.notes):
-                out = d.variant.upscaler.upscale(d.image.pixels, self.reporter.tile)
+                upscale_for = getattr(d.variant.upscaler, "upscale_for", None)
+                if callable(upscale_for):  # drawn for the target (PCSR: its own factor)
+                    out = upscale_for(d.image.pixels, self.target, self.reporter.tile)
+                else:
+                    out = d.variant.upscaler.upscale(d.image.pixels, self.reporter.tile)
                 out = resize_output(out, self.target.size_for(d.image.width, d.image.height))
         except PocketSRError as exc:
             error = str(exc)

@@ -21,6 +21,9 @@ How the options combine (README, ``upscale --help``):
   size target picks, per image, the smallest variant whose factor reaches the size
   (:func:`pick_scale` again), so a small photo and a large one may run different variants.
 
+A network that draws any factor itself (PCSR) skips most of the resize: it runs at the
+target's factor, or for a size target at each image's own (:func:`native_ratio`).
+
 Nothing here imports torch or reads files.
 """
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 from pocketsr_cli.errors import UsageError
@@ -42,6 +46,10 @@ larger target is reached by the final Lanczos resize (same as ``-s``'s own maxim
 
 # A factor computed as 3840 / 1280 must count as exactly 3, not as "a bit over 3".
 _EPSILON = 1e-9
+
+NATIVE_DRIFT = 0.1
+"""How far, in output pixels at the far edge, :func:`native_ratio` lets the factor drawn
+move from the target's own before it prefers the closest factor to the smallest one."""
 
 
 def scale_label(scale: float) -> str:
@@ -144,6 +152,44 @@ def target_from_options(
         if value is not None:
             return Target(kind, float(value))  # type: ignore[arg-type]
     return None
+
+
+def native_ratio(width: int, height: int, target: Target, max_denominator: int) -> Fraction | None:
+    """The factor ``p/q`` (``q <= max_denominator``) a network that draws any factor
+    (PCSR) runs at to make a ``width × height`` input into ``target``; None when the
+    target's factor ``f`` is below 1 (such a network does not shrink).
+
+    At ``p/q`` the network draws ``round(width·p/q) × round(height·p/q)`` pixels (half to
+    even).  Most sizes have a fraction with a small ``q`` that makes exactly
+    ``target.size_for(width, height)``, with the far edge's pixels
+    ``max(width, height)·|p/q − f|`` output pixels from where ``f`` puts them.  It is the
+    one with the smallest ``q`` (fewer pixels per packed block, ``archs/pcsr/packing.py``)
+    among those within :data:`NATIVE_DRIFT` of ``f``, else the closest to ``f`` of those
+    that make the exact size, else the closest to ``f`` (whose result the caller then
+    resizes by a pixel).
+    """
+    factor = target.factor_for(width, height)
+    if factor < 1 - _EPSILON:
+        return None
+    size = target.size_for(width, height)
+    longest = max(width, height)
+    exact: list[Fraction] = []
+    for q in range(1, max_denominator + 1):
+        near = sorted(
+            {math.floor(factor * q), math.ceil(factor * q)}, key=lambda p: abs(p - factor * q)
+        )
+        for p in near:
+            ratio = Fraction(p, q)
+            if ratio < 1 or ratio.denominator != q:  # a smaller q had it already
+                continue
+            if (max(1, round(width * ratio)), max(1, round(height * ratio))) != size:
+                continue
+            if longest * abs(float(ratio) - factor) <= NATIVE_DRIFT:
+                return ratio
+            exact.append(ratio)
+    if exact:
+        return min(exact, key=lambda ratio: (abs(float(ratio) - factor), ratio.denominator))
+    return max(Fraction(1), Fraction(factor).limit_denominator(max_denominator))
 
 
 def pick_scale(needed: float, scales: Sequence[int]) -> int:

@@ -1,10 +1,12 @@
-"""PCSR through the product: native scales, routing options and the heavy share, by the
-CLI (Typer's runner), the Python API and the inference engine, on a tiny random model."""
+"""PCSR through the product: native scales (factors and per-image sizes, in one process
+and in worker processes), routing options and the heavy share, by the CLI (Typer's
+runner), the Python API and the inference engine, on a tiny random model."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +20,15 @@ from typer.testing import CliRunner
 from pocketsr_cli import api
 from pocketsr_cli.archs.pcsr import PCSR, PCSRConfig, Routing, build
 from pocketsr_cli.archs.pcsr.config import NO_MEAN
+from pocketsr_cli.archs.pcsr.grid import MAX_DENOMINATOR
 from pocketsr_cli.cli import app
 from pocketsr_cli.devices import compute_for
 from pocketsr_cli.errors import UsageError
+from pocketsr_cli.factory import UpscalerSpec
 from pocketsr_cli.inference import Upscaler
+from pocketsr_cli.parallel import ModelSpec
+from pocketsr_cli.pipeline import resize_output
+from pocketsr_cli.sizing import Target, TargetKind, native_ratio
 from pocketsr_cli.weights.load import descriptor_from_state_dict, read_state_dict
 
 TINY = PCSRConfig(
@@ -78,7 +85,9 @@ def _network(weights: Path) -> PCSR:
     return module.eval()
 
 
-def _expected(weights: Path, pixels: np.ndarray, scale: float, routing: Routing) -> np.ndarray:
+def _expected(
+    weights: Path, pixels: np.ndarray, scale: float | Fraction, routing: Routing
+) -> np.ndarray:
     model = _network(weights)
     model.routing = routing
     with torch.no_grad():
@@ -135,6 +144,156 @@ def test_scale_option_also_renders_natively_without_a_variant_note(
     assert "variant" not in err
     got = np.asarray(Image.open(rec["output"])).astype(int)
     assert np.abs(got - _expected(weights, _photo(), 3, Routing()).astype(int)).max() <= 1
+
+
+_KINDS: dict[str, TargetKind] = {
+    "--width": "width",
+    "--height": "height",
+    "--long-edge": "long_edge",
+}
+_SIZE_CASES = {  # option, value, input (h, w), tile, the factor drawn, the output (w, h)
+    "width 2.5": ("--width", "80", (24, 32), "0", Fraction(5, 2), (80, 60)),
+    "long edge 25/16": ("--long-edge", "50", (24, 32), "0", Fraction(25, 16), (50, 38)),
+    "height x5": ("--height", "80", (16, 20), "0", Fraction(5), (100, 80)),
+    "width 52/21": ("--width", "250", (40, 101), "0", Fraction(52, 21), (250, 99)),
+    "width tiled": ("--width", "80", (60, 64), "52", Fraction(5, 4), (80, 75)),
+}
+
+
+@pytest.mark.parametrize("case", list(_SIZE_CASES), ids=list(_SIZE_CASES))
+def test_size_targets_render_natively_at_each_images_factor(
+    weights: Path, tmp_path: Path, case: str
+) -> None:
+    """--width/--height/--long-edge: the network draws the exact size at the image's own
+    factor (the smallest denominator within a tenth of a pixel of it: 52/21 for 250/101),
+    untiled or in exact tiles, and not the x4 result resized."""
+    option, value, (h, w), tile, ratio, size = _SIZE_CASES[case]
+    src = tmp_path / "a.png"
+    pixels = _photo(h, w)
+    Image.fromarray(pixels).save(src)
+    target = Target(_KINDS[option], float(value))
+    assert native_ratio(w, h, target, MAX_DENOMINATOR) == ratio
+    code, out, err = _invoke("upscale", src, "-m", weights, option, value,
+                             "--tile", tile, "--tile-overlap", "4", "--json", "-q")  # fmt: skip
+    assert code == 0, err
+    (rec,) = _records(out)
+    assert (rec["out_width"], rec["out_height"]) == size == target.size_for(w, h)
+    assert Path(rec["output"]).name == f"a_{target.label}.png"
+    got = np.asarray(Image.open(rec["output"])).astype(int)
+    drawn = _expected(weights, pixels, ratio, Routing())
+    assert drawn.shape[:2] == size[::-1]  # the network itself made that size
+    assert np.abs(got - drawn.astype(int)).max() <= 1
+    resized = resize_output(_expected(weights, pixels, 4, Routing()), size).astype(int)
+    assert np.abs(got - resized).max() > 1  # not what running x4 and resizing gives
+    assert 0.0 < rec["heavy_fraction"] < 1.0
+
+
+def test_a_size_run_draws_each_image_at_its_own_factor(weights: Path, tmp_path: Path) -> None:
+    """One run, three inputs: 32 px wide drawn at 2.5, 101 px at 52/21, and 103 x 51,
+    which no fraction the network takes makes 104 x 51 exactly: drawn at 101/100 (104 x 52)
+    and resized by a row."""
+    src = tmp_path / "in"
+    src.mkdir()
+    photos = {"a": _photo(24, 32), "b": _photo(40, 101), "c": _photo(51, 103)}
+    for name, pixels in photos.items():
+        Image.fromarray(pixels).save(src / f"{name}.png")
+    code, out, err = _invoke("upscale", src, "-o", tmp_path / "out", "-m", weights,
+                             "--width", "104", "--tile", "0", "--json", "-q")  # fmt: skip
+    assert code == 0, err
+    records = {Path(r["input"]).stem: r for r in _records(out)}
+    assert {k: (r["out_width"], r["out_height"]) for k, r in records.items()} == {
+        "a": (104, 78),
+        "b": (104, 41),
+        "c": (104, 51),
+    }
+    target = Target("width", 104)
+    for name, pixels in photos.items():
+        h, w = pixels.shape[:2]
+        ratio = native_ratio(w, h, target, MAX_DENOMINATOR)
+        assert ratio is not None
+        drawn = resize_output(_expected(weights, pixels, ratio, Routing()), target.size_for(w, h))
+        got = np.asarray(Image.open(records[name]["output"])).astype(int)
+        assert np.abs(got - drawn.astype(int)).max() <= 1, name
+    assert native_ratio(103, 51, target, MAX_DENOMINATOR) == Fraction(101, 100)
+
+
+def test_a_size_below_the_input_runs_the_model_and_shrinks(weights: Path, tmp_path: Path) -> None:
+    src = tmp_path / "a.png"
+    pixels = _photo(24, 32)
+    Image.fromarray(pixels).save(src)
+    code, out, err = _invoke("upscale", src, "-m", weights, "--width", "20", "--json", "-q")  # x4
+    assert code == 0, err
+    (rec,) = _records(out)
+    got = np.asarray(Image.open(rec["output"])).astype(int)
+    shrunk = resize_output(_expected(weights, pixels, 4, Routing()), (20, 15)).astype(int)
+    assert got.shape[:2] == (15, 20) and np.abs(got - shrunk).max() <= 1
+
+
+def test_a_size_target_with_an_ensemble_runs_x4_and_resizes_with_a_note(
+    weights: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "a.png"
+    Image.fromarray(_photo()).save(src)
+    code, out, err = _invoke("upscale", src, "-m", weights, "--width", "80",
+                             "--ensemble", "pad", "--json")  # fmt: skip
+    assert code == 0, err
+    (rec,) = _records(out)
+    assert (rec["out_width"], rec["out_height"]) == (80, 60)
+    assert "an ensemble runs" in err and "×4" in err
+
+
+@pytest.mark.parametrize("option", ["--width", "--long-edge"])
+def test_other_models_keep_resizing_to_a_size(tmp_path: Path, option: str) -> None:
+    """bicubic runs at the whole factor that reaches the size (x3 for 2.5), then resizes."""
+    src = tmp_path / "a.png"
+    pixels = _photo()
+    Image.fromarray(pixels).save(src)
+    code, out, err = _invoke("upscale", src, "-m", "bicubic", option, "80", "--json")
+    assert code == 0, err
+    (rec,) = _records(out)
+    assert (rec["out_width"], rec["out_height"]) == (80, 60) and "heavy_fraction" not in rec
+    x3 = api.Upscaler("bicubic", scale=3, device="cpu").upscale(pixels)
+    got = np.asarray(Image.open(rec["output"]))
+    assert np.array_equal(got, resize_output(x3, (80, 60)))
+
+
+@pytest.mark.parametrize(
+    "target", [("--width", "80"), ("--outscale", "2.5")], ids=["width", "outscale"]
+)
+def test_worker_processes_draw_natively_too(
+    weights: Path, tmp_path: Path, target: tuple[str, str]
+) -> None:
+    """--devices cpu,cpu writes what one process writes (no more "worker processes run
+    ×4 and resize" note)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(_photo(24, 32)).save(src / "a.png")
+    Image.fromarray(_photo(40, 44)).save(src / "b.png")
+    code1, out1, err1 = _invoke("upscale", src, "-o", tmp_path / "one", "-m", weights,
+                                *target, "--tile", "0", "--json")  # fmt: skip
+    code2, out2, err2 = _invoke("upscale", src, "-o", tmp_path / "two", "-m", weights,
+                                *target, "--tile", "0", "--json",
+                                "--devices", "cpu,cpu")  # fmt: skip
+    assert (code1, code2) == (0, 0), err1 + err2
+    assert "worker processes" not in err2
+    for name in ("a", "b"):
+        one, two = tmp_path / "one" / f"{name}.png", tmp_path / "two" / f"{name}.png"
+        assert np.array_equal(np.asarray(Image.open(one)), np.asarray(Image.open(two)))
+    assert [r["heavy_fraction"] for r in _records(out2)] == [
+        r["heavy_fraction"] for r in _records(out1)
+    ]
+
+
+def test_a_worker_model_spec_opens_the_native_drawing(weights: Path) -> None:
+    """What --devices workers and --ray actors build from (parallel.ModelSpec)."""
+    settings = UpscalerSpec(device=torch.device("cpu"), tile=0)
+    target = Target("width", 80)
+    pixels = _photo(24, 32)
+    (sized,) = ModelSpec(str(weights), (4,), settings, native_sizes=True)("cpu", print)
+    assert sized.scale == 4 and sized.upscaler.scale_for(32, 24, target) == 3  # type: ignore[attr-defined]
+    assert sized.upscaler.upscale_for(pixels, target).shape == (60, 80, 3)  # type: ignore[attr-defined]
+    (fixed,) = ModelSpec(str(weights), (4,), settings, outscale=2.5)("cpu", print)
+    assert fixed.scale == 3 and fixed.upscaler.upscale(pixels).shape == (60, 80, 3)
 
 
 def test_routing_options_set_the_heavy_share(weights: Path, tmp_path: Path) -> None:
@@ -207,6 +366,28 @@ def test_api_outscale_routing_and_heavy_fraction(weights: Path) -> None:
     assert api.Upscaler(weights, device="cpu").scale == 4
     with pytest.raises(UsageError, match="PCSR"):
         api.Upscaler("bicubic", device="cpu", adaptive=True)
+
+
+def test_engine_native_sizes(weights: Path) -> None:
+    """upscale_for draws each image at its factor (its memory estimate takes the factor
+    rounded up), and returns to the network's own factor after it; plain upscale is x4."""
+    desc = descriptor_from_state_dict(read_state_dict(weights), weights.name)
+    compute = compute_for(torch.device("cpu"), "fp32", desc)
+    engine = Upscaler(desc, compute, tile=0, native_sizes=True)
+    wide, small = Target("width", 200), Target("width", 16)
+    pixels = _photo(24, 32)
+    assert engine.scale == 4
+    assert engine.scale_for(32, 24, wide) == 7 and engine.scale_for(32, 24, small) == 4
+    out = engine.upscale_for(pixels, wide)
+    assert out.shape == (150, 200, 3)
+    assert np.abs(out.astype(int) - _expected(weights, pixels, 6.25, Routing())).max() <= 1
+    assert engine.upscale(pixels).shape == (96, 128, 3)
+    assert engine.upscale_for(pixels, small).shape == (96, 128, 3)  # below 1: x4
+    with pytest.raises(UsageError, match="ensemble"):
+        Upscaler(desc, engine.compute, native_sizes=True, ensemble="pad")
+    with pytest.raises(ValueError, match="not a PCSR"):
+        bicubic = api.Upscaler("bicubic", device="cpu")._engine.model
+        Upscaler(bicubic, compute_for(torch.device("cpu"), "fp32", bicubic), native_sizes=True)
 
 
 def test_engine_heavy_fraction_leaves_the_memory_probe_out(weights: Path) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 
 from pocketsr_cli.errors import UsageError
 from pocketsr_cli.sizing import (
     Target,
+    native_ratio,
     pick_scale,
     plan_run,
     scales_text,
@@ -82,3 +85,21 @@ def test_plan_run_combines_scale_and_targets() -> None:
     # A size target chooses per image, unless -s picked the variant.
     assert plan_run("m", (2, 4), 4, target=Target("width", 64)).scales is None
     assert plan_run("m", (2, 4), 4, scale=2, target=Target("width", 64)).scales == (2,)
+
+
+def test_native_ratio_makes_the_exact_size_with_a_small_denominator() -> None:
+    """At p/q a PCSR network draws round(w p/q) x round(h p/q): the fraction is the
+    smallest denominator within a tenth of an output pixel of the factor, else the closest
+    that gives the size, else the closest (a pixel off); None below 1."""
+    assert native_ratio(32, 24, Target("width", 80), 100) == Fraction(5, 2)
+    assert native_ratio(1280, 720, Target("height", 2160), 100) == 3
+    assert native_ratio(640, 480, Target("width", 1000), 100) == Fraction(25, 16)
+    assert native_ratio(29, 37, Target("width", 100), 100) == Fraction(69, 20)  # not 100/29
+    for w, h, target in [(101, 40, Target("width", 250)), (3001, 2003, Target("width", 4099)),
+                         (5997, 4001, Target("long_edge", 7919))]:  # fmt: skip
+        ratio = native_ratio(w, h, target, 100)
+        assert ratio is not None and ratio.denominator <= 100
+        assert (round(w * ratio), round(h * ratio)) == target.size_for(w, h)
+    closest = native_ratio(103, 51, Target("width", 104), 100)  # none gives 104 x 51
+    assert closest == Fraction(101, 100) and round(51 * closest) == 52
+    assert native_ratio(4000, 3000, Target("width", 2000), 100) is None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 
@@ -81,7 +81,8 @@ def upscale(
             "--width",
             metavar="W",
             help="Make each output W pixels wide (height follows; the smallest variant that "
-            f"reaches it runs, then a resize). Names end in _wW. {_SIZE_HELP}",
+            "reaches it runs, then a resize; a PCSR model draws it at that size). Names end "
+            f"in _wW. {_SIZE_HELP}",
         ),
     ] = None,
     height: Annotated[
@@ -354,12 +355,18 @@ def upscale(
         )
     with bar, libwarnings.collecting(notes):
         descriptors = [family.load(s) for s in scales]
-    native, routing, pcsr_note = _pcsr_options(
-        descriptors, target, pcsr_k, adaptive, workers=bool(worker_devices or use_ray)
+    pcsr = _pcsr_options(
+        descriptors,
+        target,
+        pcsr_k,
+        adaptive,
+        workers=bool(worker_devices or use_ray),
+        ensemble=bool(self_ensemble),
     )
-    if native is not None:  # PCSR draws -s/--outscale itself: no "no ×N variant" note
+    if pcsr.outscale is not None or pcsr.native_sizes:
+        # PCSR draws -s/--outscale/the size itself: no "no ×N variant" note
         plan = dataclasses.replace(plan, note=None)
-    notes += [pcsr_note] if pcsr_note else []
+    notes += [pcsr.note] if pcsr.note else []
 
     computes = [spec.compute(d) for d in descriptors]
     names = ", ".join(d.name for d in descriptors)
@@ -383,8 +390,9 @@ def upscale(
                 spec,
                 ensemble=self_ensemble,
                 on_warning=reporter.warning,
-                outscale=native,
-                routing=routing,
+                outscale=pcsr.outscale,
+                routing=pcsr.routing,
+                native_sizes=pcsr.native_sizes,
             ),
             model=desc.name,
             sha256=desc.sha256,
@@ -420,13 +428,27 @@ def upscale(
     if worker_devices and not dry_run:
         from pocketsr_cli.parallel import ModelSpec, run_parallel
 
-        worker_model = ModelSpec(model, tuple(scales), spec, ensemble=self_ensemble)
+        worker_model = ModelSpec(
+            model,
+            tuple(scales),
+            spec,
+            ensemble=self_ensemble,
+            outscale=pcsr.outscale,
+            native_sizes=pcsr.native_sizes,
+        )
         summary = run_parallel(jobs, worker_model, worker_devices, options, reporter)
     elif use_ray and not dry_run:
         from pocketsr_cli.parallel import ModelSpec
         from pocketsr_cli.ray_backend import RaySettings, run_ray
 
-        worker_model = ModelSpec(model, tuple(scales), spec, ensemble=self_ensemble)
+        worker_model = ModelSpec(
+            model,
+            tuple(scales),
+            spec,
+            ensemble=self_ensemble,
+            outscale=pcsr.outscale,
+            native_sizes=pcsr.native_sizes,
+        )
         settings = RaySettings(
             address=ray_address,
             cpus_per_worker=ray_cpus_per_worker,
@@ -449,6 +471,23 @@ def upscale(
     raise typer.Exit(EXIT_FAILED if summary.failed else EXIT_OK)
 
 
+class _Pcsr(NamedTuple):
+    """How a run's PCSR model draws (:func:`_pcsr_options`).
+
+    Attributes:
+        outscale: the factor it draws natively (a factor target of at least 1).
+        native_sizes: a size target: it draws each image at the factor its size needs
+            (``inference.Upscaler.upscale_for``).
+        routing: its routing; None: the model's own.
+        note: a warning line for the log.
+    """
+
+    outscale: float | None = None
+    native_sizes: bool = False
+    routing: Routing | None = None
+    note: str | None = None
+
+
 def _pcsr_options(
     descriptors: Sequence[ModelDescriptor],
     target: Target,
@@ -456,9 +495,12 @@ def _pcsr_options(
     adaptive: bool,
     *,
     workers: bool,
-) -> tuple[float | None, Routing | None, str | None]:
+    ensemble: bool = False,
+) -> _Pcsr:
     """What a PCSR model runs with: the factor it draws natively (a factor target of at
-    least 1; None otherwise), its routing (None: the model's own) and a warning line.
+    least 1), or each image's own (a size target; not with an ensemble, which runs the
+    model at its own factor and resizes, with a note), and its routing.  Other models:
+    nothing native (their result is resized to the target).
 
     Raises:
         UsageError: --pcsr-k or --adaptive with another model, or with worker processes.
@@ -469,18 +511,22 @@ def _pcsr_options(
         names = ", ".join(d.name for d in descriptors)
         raise UsageError(f"--pcsr-k and --adaptive apply to PCSR models only, not to {names}")
     if not pcsr:
-        return None, None, None
+        return _Pcsr()
     if asked and workers:
         raise UsageError("--pcsr-k and --adaptive cannot be combined with --devices or --ray")
     from pocketsr_cli.archs.pcsr import Routing
 
     routing = Routing(k=pcsr_k or 0.0, adaptive=adaptive) if asked else None
-    if target.kind != "factor" or target.value < 1:
-        return None, routing, None
-    if workers:
-        note = f"worker processes run {descriptors[0].name} at ×{descriptors[0].scale} and resize"
-        return None, routing, note
-    return target.value, routing, None
+    if target.kind == "factor":
+        return _Pcsr(outscale=target.value if target.value >= 1 else None, routing=routing)
+    if ensemble:
+        scales = ", ".join(f"×{d.scale}" for d in descriptors)
+        note = (
+            f"an ensemble runs {descriptors[0].name} at {scales} and resizes to "
+            f"{target.describe()} (without --ensemble it draws each image at that size)"
+        )
+        return _Pcsr(routing=routing, note=note)
+    return _Pcsr(native_sizes=True, routing=routing)
 
 
 def _worker_devices(text: str | None) -> list[str]:

@@ -47,6 +47,8 @@ class TilePolicy:
             CPU, ``auto`` starts from it instead of measuring memory, so every machine
             tiles the model alike; ignored unless larger than twice ``overlap``.  GPUs
             size tiles from free memory whatever it says.
+        probe_side: the side of the smaller memory probe (``measure_memory``), in the
+            tiler's pixels: smaller where one stands for many (PCSR's packed blocks).
     """
 
     mode: TileMode = "auto"
@@ -58,6 +60,7 @@ class TilePolicy:
     cpu_budget_bytes: int = GIB
     max_batch: int = 8
     default_tile: int | None = None
+    probe_side: int = 64
     _side: int | None = field(default=None, init=False, repr=False)
     _batch: int | None = field(default=None, init=False, repr=False)
     _estimate: MemoryEstimate | None = field(default=None, init=False, repr=False)
@@ -187,7 +190,13 @@ class TilePolicy:
             return self._side, 1
         if self._estimate is None:
             self._estimate = measure_memory(
-                fn, device=device, scale=scale, size=size, channels=channels, prepare=prepare
+                fn,
+                device=device,
+                scale=scale,
+                size=size,
+                channels=channels,
+                prepare=prepare,
+                probe_side=self.probe_side,
             )
         budget = self._budget(device)
         if self._side is None:
