@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from pocketsr_cli import manifest
+from pocketsr_cli.archs.pcsr import PCSR, PCSRConfig, build
 from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
 
 StateDict = dict[str, torch.Tensor]
@@ -109,3 +110,17 @@ def replace_spec(spec: ModelSpec, **changes: Any) -> ModelSpec:
     new = dataclasses.replace(spec, **changes)
     new.path.write_text(dump_manifest(new), encoding="utf-8")
     return new
+
+
+def he_pcsr(config: PCSRConfig, scale: int = 4, seed: int = 0) -> PCSR:
+    """A PCSR network of ``config`` with He-normal weights, in eval mode.  PyTorch's default
+    init shrinks the signal layer by layer, so distant pixels would stop mattering long
+    before the receptive radius and tiling or routing tests could not catch a radius or a
+    path that is wrong."""
+    torch.manual_seed(seed)
+    model = build(config, scale).eval()
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.Conv2d | torch.nn.Linear):
+                torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+    return model

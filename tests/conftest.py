@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread while a test runs (modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``).  On a busy machine
+    several threads spin-wait for each other and a 0.3 s pass can take seconds; a test
+    that reads process time then measures work, not load."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _zoo import he_pcsr
 from safetensors.torch import save_file
 
 from pocketsr_cli.archs.pcsr import (
@@ -43,17 +43,7 @@ SMALL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread.  On a busy machine (these tests share two cores with training
-    runs) several threads spin-wait for each other and a 0.3 s pass can take seconds; the
-    slow test's process time then also measures work, not load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _image(h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -68,16 +58,7 @@ def _image(h: int, w: int, seed: int = 0) -> torch.Tensor:
 
 
 def _model(backbone: str, seed: int = 0) -> PCSR:
-    """A small network with He-normal weights: PyTorch's default init shrinks the signal
-    layer by layer, so distant pixels would stop mattering long before the receptive
-    radius and the tiling tests could not catch a radius set too small."""
-    torch.manual_seed(seed)
-    model = build(SMALL[backbone], 4).eval()
-    with torch.no_grad():
-        for layer in model.modules():
-            if isinstance(layer, torch.nn.Conv2d | torch.nn.Linear):
-                torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-    return model
+    return he_pcsr(SMALL[backbone], 4, seed)
 
 
 def _balance(model: PCSR, x: torch.Tensor, scale: float, heavy_share: float = 0.5) -> PCSR:

@@ -4,14 +4,14 @@ refinement, so that no speed-up can change what the network computes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _zoo import he_pcsr
 
-from pocketsr_cli.archs.pcsr import PCSR, PCSRConfig, Routing, build
+from pocketsr_cli.archs.pcsr import PCSR, PCSRConfig, Routing
 from pocketsr_cli.archs.pcsr import network as pcsr_network
 from pocketsr_cli.archs.pcsr import routing as pcsr_routing
 from pocketsr_cli.archs.pcsr.grid import as_ratio, bilinear, output_length, query_axis
@@ -26,14 +26,7 @@ SMALL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _image(n: int, h: int, w: int, seed: int) -> torch.Tensor:
@@ -47,13 +40,7 @@ def _image(n: int, h: int, w: int, seed: int) -> torch.Tensor:
 
 
 def _model(backbone: str, seed: int = 0) -> PCSR:
-    torch.manual_seed(seed)
-    model = build(SMALL[backbone], 4).eval()
-    with torch.no_grad():
-        for layer in model.modules():
-            if isinstance(layer, torch.nn.Conv2d | torch.nn.Linear):
-                torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-    return model
+    return he_pcsr(SMALL[backbone], 4, seed)
 
 
 def _inputs(

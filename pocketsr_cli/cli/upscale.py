@@ -425,8 +425,8 @@ def upscale(
         record=record,
         max_memory=memory_limit,
     )
-    if worker_devices and not dry_run:
-        from pocketsr_cli.parallel import ModelSpec, run_parallel
+    if (worker_devices or use_ray) and not dry_run:
+        from pocketsr_cli.parallel import ModelSpec
 
         worker_model = ModelSpec(
             model,
@@ -436,19 +436,13 @@ def upscale(
             outscale=pcsr.outscale,
             native_sizes=pcsr.native_sizes,
         )
+    if worker_devices and not dry_run:
+        from pocketsr_cli.parallel import run_parallel
+
         summary = run_parallel(jobs, worker_model, worker_devices, options, reporter)
     elif use_ray and not dry_run:
-        from pocketsr_cli.parallel import ModelSpec
         from pocketsr_cli.ray_backend import RaySettings, run_ray
 
-        worker_model = ModelSpec(
-            model,
-            tuple(scales),
-            spec,
-            ensemble=self_ensemble,
-            outscale=pcsr.outscale,
-            native_sizes=pcsr.native_sizes,
-        )
         settings = RaySettings(
             address=ray_address,
             cpus_per_worker=ray_cpus_per_worker,
