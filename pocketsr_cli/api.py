@@ -121,19 +121,18 @@ class Upscaler:
         adaptive: bool = False,
     ) -> None:
         from pocketsr_cli import sizing
-        from pocketsr_cli.cli._options import tile_side
-        from pocketsr_cli.devices import choose_device
+        from pocketsr_cli.cli._options import tile_side, upscaler_spec
         from pocketsr_cli.ensemble import Ensemble
-        from pocketsr_cli.factory import UpscalerSpec, open_upscaler, precision_choice
+        from pocketsr_cli.factory import open_upscaler
         from pocketsr_cli.pipeline import Variant
 
         self._warn = on_warning or _default_warning
         side = tile_side(str(tile))  # the --tile reading; checked before any loading
         self._ensemble = Ensemble.of(ensemble, ensemble_weight)
-        spec = UpscalerSpec(
-            device=choose_device(device),
-            precision=precision_choice(precision),
-            tile=side,
+        spec = upscaler_spec(
+            device,
+            precision,
+            side,
             offline=offline,
             allow_unverified=allow_unverified,
             trust_pickle=trust_pickle,
