@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _runs import leftovers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -76,16 +77,6 @@ def fingerprint(*roots: Path) -> dict[str, str]:
                 else:
                     found[path] = "dir" if stat.S_ISDIR(mode) else f"mode {stat.S_IFMT(mode)}"
     return found
-
-
-def leftovers(root: Path) -> list[str]:
-    """Temporary files and claims under ``root``: none may outlive a run."""
-    return sorted(
-        name
-        for _, _, files in os.walk(root)
-        for name in files
-        if name.endswith((".pocketsr-tmp", claims.CLAIM_SUFFIX))
-    )
 
 
 def lines_of(stdout: str) -> tuple[list[dict], dict]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,17 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
+from _runs import PAUSE, folder, leftovers, runner, signal_mid_write, tree, upscale_json
 
-from pocketsr_cli import claims
 from pocketsr_cli.cli import app
 from pocketsr_cli.jobs import Job, Naming, collect_jobs
 from pocketsr_cli.parallel import WorkerFailed, run_parallel
 from pocketsr_cli.pipeline import NullReporter, Options, Result, Variant, run
-
-runner = CliRunner()
-PAUSE = "POCKETSR_TEST_PAUSE_BEFORE_RENAME"
 
 
 class Doubler:
@@ -75,32 +68,8 @@ class Recorder(NullReporter):
         self.warnings.append(message)
 
 
-def folder(root: Path, n: int, first: int = 10) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        pixels = np.full((6, 8, 3), first + i, np.uint8)
-        pixels[1:3, 2:5] = (i * 37) % 256
-        Image.fromarray(pixels).save(root / f"{i}.png")
-    return root
-
-
 def jobs_for(src: Path, out: Path) -> list[Job]:
     return collect_jobs([src], Naming(out_dir=out, suffix=None))
-
-
-def leftovers(root: Path) -> list[str]:
-    return sorted(
-        name
-        for _, _, files in os.walk(root)
-        for name in files
-        if name.endswith((".pocketsr-tmp", claims.CLAIM_SUFFIX))
-    )
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
 
 
 def test_two_workers_write_what_one_process_writes_and_report_in_job_order(
@@ -228,12 +197,6 @@ def test_a_generator_of_jobs_is_consumed_as_workers_free_up(tmp_path: Path) -> N
 # --- the command line -------------------------------------------------------------------
 
 
-def upscale_json(*args: object) -> tuple[int, list[dict], str]:
-    result = runner.invoke(app, ["upscale", *(str(a) for a in args), "--json"])
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    return result.exit_code, lines, result.stderr
-
-
 @pytest.mark.parametrize("model", [(), ("-m", "bicubic")], ids=["default", "bicubic"])
 def test_devices_cpu_cpu_writes_byte_identical_outputs(tmp_path: Path, model: tuple) -> None:
     src = folder(tmp_path / "in", 4)
@@ -263,26 +226,9 @@ def test_a_signal_to_the_driver_stops_the_workers_cleanly(
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LANG")}
     env[PAUSE] = "1.5"
-    args = [src, "-o", out, "-m", "bicubic", "-s", "2", "--devices", "cpu,cpu", "--json"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pocketsr_cli", "upscale", *(str(a) for a in args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not (out.is_dir() and any(n.endswith(".pocketsr-tmp") for n in os.listdir(out))):
-            assert time.monotonic() < deadline and proc.poll() is None, "no write started"
-            time.sleep(0.02)
-        proc.send_signal(number)  # the driver only, as kill or systemd would
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == code, stderr
+    args: list[object] = [src, "-o", out, "-m", "bicubic", "-s", "2", "--devices", "cpu,cpu"]
+    returncode, stdout, stderr = signal_mid_write([*args, "--json"], number, env, seconds=120)
+    assert returncode == code, stderr
     lines = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     images, summary = lines[:-1], lines[-1]["summary"]
     assert sorted(Path(line["input"]).name for line in images) == [f"{i}.png" for i in range(6)]

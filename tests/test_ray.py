@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,40 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-from typer.testing import CliRunner
+from _runs import PAUSE, folder, leftovers, runner, signal_mid_write, tree, upscale_json
 
-from pocketsr_cli import claims
 from pocketsr_cli.cli import app
 from pocketsr_cli.jobs import Job, Naming, collect_jobs, iter_jobs
 from pocketsr_cli.pipeline import NullReporter, Options, Result, Variant, run
 
-runner = CliRunner()
 TESTS = Path(__file__).resolve().parent
-
-
-def folder(root: Path, n: int) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        pixels = np.full((6, 8, 3), 10 + i, np.uint8)
-        pixels[1:3, 2:5] = (i * 37) % 256
-        Image.fromarray(pixels).save(root / f"{i}.png")
-    return root
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
-
-
-def leftovers(root: Path) -> list[str]:
-    return sorted(
-        name
-        for _, _, files in os.walk(root)
-        for name in files
-        if name.endswith((".pocketsr-tmp", claims.CLAIM_SUFFIX))
-    )
 
 
 # --- without the extra -------------------------------------------------------------------
@@ -139,12 +111,6 @@ def cluster() -> Iterator[object]:
         ray.shutdown()
 
 
-def upscale_json(*args: object) -> tuple[int, list[dict], str]:
-    result = runner.invoke(app, ["upscale", *(str(a) for a in args), "--json"])
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-    return result.exit_code, lines, result.stderr
-
-
 def records(lines: list[dict]) -> list[tuple[str, str | None, str]]:
     return [(Path(x["input"]).name, x["reason_code"], x["status"]) for x in lines[:-1]]
 
@@ -227,28 +193,10 @@ def test_a_signal_to_the_driver_stops_the_cluster_work_cleanly(
     src = folder(tmp_path / "in", 6)
     out = tmp_path / "out"
     env = dict(os.environ)
-    env["POCKETSR_TEST_PAUSE_BEFORE_RENAME"] = "1.5"
-    args = [src, "-o", out, "-m", "bicubic", "-s", "2", "--ray", "--json"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pocketsr_cli", "upscale", *(str(a) for a in args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while not (out.is_dir() and any(n.endswith(".pocketsr-tmp") for n in os.listdir(out))):
-            assert time.monotonic() < deadline and proc.poll() is None, "no write started"
-            time.sleep(0.02)
-        proc.send_signal(number)  # the driver only
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == code, stderr
+    env[PAUSE] = "1.5"
+    args: list[object] = [src, "-o", out, "-m", "bicubic", "-s", "2", "--ray", "--json"]
+    returncode, stdout, stderr = signal_mid_write(args, number, env, seconds=240, new_session=True)
+    assert returncode == code, stderr
     lines = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     images, summary = lines[:-1], lines[-1]["summary"]
     assert sorted(Path(line["input"]).name for line in images) == [f"{i}.png" for i in range(6)]

@@ -1,0 +1,94 @@
+"""Helpers for the tests that run whole upscale jobs: ``--devices`` workers, Ray actors and
+a signal arriving mid-write."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from pocketsr_cli import claims
+from pocketsr_cli.cli import app
+
+PAUSE = "POCKETSR_TEST_PAUSE_BEFORE_RENAME"
+runner = CliRunner()
+
+
+def folder(root: Path, n: int, first: int = 10) -> Path:
+    """``n`` small distinct PNGs ``0.png``… in ``root`` (first pixel value ``first + i``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        pixels = np.full((6, 8, 3), first + i, np.uint8)
+        pixels[1:3, 2:5] = (i * 37) % 256
+        Image.fromarray(pixels).save(root / f"{i}.png")
+    return root
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path, with its bytes."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def leftovers(root: Path) -> list[str]:
+    """Temporary files and claims under ``root``: none may outlive a run."""
+    return sorted(
+        name
+        for _, _, files in os.walk(root)
+        for name in files
+        if name.endswith((".pocketsr-tmp", claims.CLAIM_SUFFIX))
+    )
+
+
+def upscale_json(*args: object) -> tuple[int, list[dict], str]:
+    """``pocketsr upscale ... --json`` in-process: exit code, parsed stdout lines, stderr."""
+    result = runner.invoke(app, ["upscale", *(str(a) for a in args), "--json"])
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return result.exit_code, lines, result.stderr
+
+
+def signal_mid_write(
+    args: list[object],
+    number: int,
+    env: dict[str, str],
+    *,
+    seconds: float,
+    new_session: bool = False,
+) -> tuple[int, str, str]:
+    """Run ``pocketsr upscale ARGS`` in a child process, send it (the driver only) signal
+    ``number`` once a temporary output exists, and return (exit code, stdout, stderr).
+    ``new_session`` puts the child in a session of its own, so that whatever it started
+    is killed with it if the run does not end."""
+    out = Path(str(args[args.index("-o") + 1]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pocketsr_cli", "upscale", *(str(a) for a in args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=new_session,
+    )
+    try:
+        deadline = time.monotonic() + seconds
+        while not (out.is_dir() and any(n.endswith(".pocketsr-tmp") for n in os.listdir(out))):
+            assert time.monotonic() < deadline and proc.poll() is None, "no write started"
+            time.sleep(0.02)
+        proc.send_signal(number)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            if new_session:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+            proc.wait()
+    return proc.returncode, stdout, stderr
