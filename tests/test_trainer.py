@@ -95,6 +95,24 @@ def test_resume_replays_an_uninterrupted_run(patch_dir: Path, tmp_path: Path) ->
     assert len(log) == 6 and '"d"' in log[-1] and '"gan"' in log[-1]  # GAN from step 2 on
 
 
+def test_discriminator_sees_amplified_high_pass(patch_dir: Path, tmp_path: Path) -> None:
+    t = Trainer(
+        config(
+            patch_dir, tmp_path / "hp", disc_highpass=1.5, disc_gain=8.0, disc_crop=16, gan_start=0
+        )
+    )
+    flat = torch.full((2, 3, 32, 32), 0.6)
+    assert t._disc_view(flat).abs().max() < 1e-5  # nothing above the blur: nothing to judge
+    rgb = Trainer(config(patch_dir, tmp_path / "rgb", disc_crop=16))
+    x = torch.rand(2, 3, 16, 16)  # as large as the crop, so only RandPad moves it
+    torch.manual_seed(5)
+    plain = rgb._disc_view(x)
+    torch.manual_seed(5)
+    assert torch.allclose(t._disc_view(x), 8.0 * losses.high_pass(plain, 1.5), atol=1e-5)
+    record = t.train_step(next(t._batches()))
+    assert np.isfinite(record["d"]) and np.isfinite(record["gan"])
+
+
 def test_export_and_x2_targets(patch_dir: Path, tmp_path: Path) -> None:
     t = Trainer(config(patch_dir, tmp_path / "x2", scale=2, steps=2))
     batch = next(t._batches())
@@ -167,6 +185,16 @@ def test_rand_pad_keeps_shape_and_shifts() -> None:
     g = torch.Generator().manual_seed(1)
     y = losses.rand_pad(x, g)
     assert y.shape == x.shape
+
+
+def test_high_pass_keeps_texture_and_drops_flat_and_smooth() -> None:
+    ramp = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(1, 3, 32, 32)
+    texture = 0.05 * torch.rand(1, 3, 32, 32)
+    # a linear ramp survives a Gaussian blur unchanged away from the borders
+    assert losses.high_pass(ramp, 1.5)[..., 8:-8, 8:-8].abs().max() < 1e-5
+    assert losses.high_pass(torch.full((1, 3, 16, 16), 0.7), 1.5).abs().max() < 1e-6
+    kept = losses.high_pass(texture + ramp, 1.5)[..., 8:-8, 8:-8]
+    assert kept.std() > 0.5 * (texture - texture.mean()).std()
 
 
 def test_annealing_blends_then_swaps() -> None:

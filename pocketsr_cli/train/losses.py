@@ -60,6 +60,12 @@ def gaussian_blur(x: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:
     )
 
 
+def high_pass(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``x`` minus its Gaussian blur of ``sigma`` (per channel): zero on flat areas and
+    smooth gradients, the texture and edges above that scale otherwise."""
+    return x - gaussian_blur(x, sigma, max(1, int(_SIGMA_RADIUS * sigma + 0.5)))
+
+
 def usm_sharpen(
     img: torch.Tensor,
     weight: float = 0.5,
