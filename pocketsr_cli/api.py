@@ -373,6 +373,7 @@ class Upscaler:
         quality: int = 95,
         keep_metadata: bool = True,
         overwrite: bool = False,
+        encode_threads: int | None = None,
     ) -> Iterator[Result]:
         """Upscale every image of ``src_dir`` into ``dst_dir`` (its tree mirrored), yielding
         one :class:`~pocketsr_cli.pipeline.Result` per file as each finishes.
@@ -381,7 +382,10 @@ class Upscaler:
         are ``skipped``, existing outputs are kept (``skipped``) unless ``overwrite``, an
         unreadable or corrupt file is ``failed`` (``Result.error`` says why) and the
         others go on.  ``fmt`` is an output format (``jpg``, ``png``...; None: each
-        input's own).
+        input's own).  ``encode_threads`` is how many images are encoded at once (None:
+        a quarter of the CPUs, 1 to 4; see
+        :func:`pocketsr_cli.pipeline.default_encode_threads`); outputs and the order of
+        results are the same whatever it is.
 
         It runs the CLI's pipeline (:func:`pocketsr_cli.pipeline.stream`): the next image
         is decoded and the previous one encoded and written while the model upscales, and
@@ -391,9 +395,9 @@ class Upscaler:
         upscaled is still written (atomically), and no result is yielded for it.
 
         Raises:
-            UsageError: ``src_dir`` is missing or holds no file, ``fmt`` is unknown, or two
-                inputs would be written to one output (raised at the first ``next()``,
-                before anything is written).
+            UsageError: ``src_dir`` is missing or holds no file, ``fmt`` is unknown,
+                ``encode_threads`` is below 1, or two inputs would be written to one
+                output (raised at the first ``next()``, before anything is written).
             KeyboardInterrupt: after the image being written is finished or cleaned up,
                 and each input not finished is yielded as ``skipped`` (``interrupted``).
         """
@@ -402,6 +406,8 @@ class Upscaler:
         from pocketsr_cli.jobs import Naming, collect_jobs
         from pocketsr_cli.pipeline import Options, stream
 
+        if encode_threads is not None and encode_threads < 1:
+            raise UsageError(f"encode_threads must be at least 1, not {encode_threads}")
         fmt_key = None
         if fmt is not None and fmt.lower() != "same":
             try:
@@ -416,6 +422,7 @@ class Upscaler:
             keep_metadata=keep_metadata,
             overwrite=overwrite,
             target=self._target,
+            encode_threads=encode_threads,
             record=provenance.RunSettings(
                 version=__version__,
                 ensemble=self._ensemble,

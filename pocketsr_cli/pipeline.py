@@ -2,7 +2,10 @@
 
 Three stages run concurrently: a reader thread decodes up to two images ahead, the calling
 thread runs inference, and a writer thread encodes and writes behind it.  The queues between
-them hold one item each, so memory stays bounded however many files there are.  Results are
+them hold one item each, so memory stays bounded however many files there are.  The writer
+may encode several images at once in encoder threads (``Options.encode_threads``, by
+default :func:`default_encode_threads`), holding at most one more image than it has
+threads; it still writes each file and reports each result in job order.  Results are
 reported strictly in job order through a :class:`Reporter`, and the run's :class:`Summary`
 keeps their counts, not the results themselves; the core never prints.
 
@@ -64,6 +67,8 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -183,6 +188,9 @@ class Options:
             existing outputs by name alone.
         max_memory: the host memory, in bytes, the images in flight may need together
             (see the module docs); None: what is available when the run starts.
+        encode_threads: how many images the writer encodes at once (at least 1); None:
+            :func:`default_encode_threads`.  Results, files and records are the same
+            whatever the number; only the time differs.
     """
 
     fmt: str | None = None
@@ -193,6 +201,27 @@ class Options:
     target: Target | None = None
     record: provenance.RunSettings | None = None
     max_memory: int | None = None
+    encode_threads: int | None = None
+
+
+def default_encode_threads() -> int:
+    """The encoder threads a run uses unless told (``Options.encode_threads``): a quarter
+    of the CPUs this process may run on, at least 1 and at most 4.
+
+    Encoding is the slow end of a fast run: a 4K JPEG takes 100-200 ms on one core while a
+    GPU upscales it in about 25 ms, and Pillow's and zlib's encoders release the GIL, so
+    threads do encode in parallel.  A quarter of the CPUs leaves the rest to inference
+    (PyTorch's CPU threads, or the GPU's driver thread), the reader's decoding and the
+    rest of the machine; 2-core and 3-core machines, where CPU inference takes every core
+    anyway, keep today's single writer.  Four encoders write about 20-40 4K JPEGs a
+    second, more than one GPU upscales; more would only hold more images in memory (each
+    encoder holds one, see :meth:`_Run.write_overlapped`).
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))  # what this process may use (taskset, cpusets)
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(4, max(1, cpus // 4))
 
 
 @dataclass
@@ -491,7 +520,20 @@ class _Upscaled:
     heavy_fraction: float | None = None
 
 
+@dataclass
+class _Encoded:
+    """An upscaled image's output bytes, ready for :meth:`_Run.store` to write; ``data`` is
+    None when encoding failed (``result`` is then ``failed``)."""
+
+    item: _Upscaled
+    result: Result
+    record: str | None  # the provenance record, None when records are off
+    data: bytes | None
+    seconds: float  # spent encoding
+
+
 _DONE = object()
+_WRITER_POLL = 0.01  # seconds between two looks at the pool while images are encoding
 
 
 class _Stage(threading.Thread):
@@ -571,6 +613,9 @@ class _Run:
         available = None if options.max_memory else memory.host_available_bytes()
         self.budget = options.max_memory or available
         self.gate = _MemoryGate(self.budget, self.stop)
+        self.encode_threads = options.encode_threads or default_encode_threads()
+        if options.encode_threads is not None and options.encode_threads < 1:
+            raise ValueError(f"encode_threads must be at least 1, not {options.encode_threads}")
 
     # -- reader -------------------------------------------------------------------------
     def read_all(self) -> None:
@@ -854,6 +899,13 @@ class _Run:
 
     # -- writer -------------------------------------------------------------------------
     def write_all(self) -> None:
+        """The writer thread: write what inference hands over (a :class:`Result` is passed
+        on as it is), and report each result in job order (:meth:`report`), until the end
+        marker.  Everything handed over before it is written, even once the run is stopped.
+        With more than one encoder thread, see :meth:`write_overlapped`."""
+        if self.encode_threads > 1:
+            self.write_overlapped(self.encode_threads)
+            return
         while True:
             item = self.written.get()
             if item is _DONE:
@@ -865,13 +917,79 @@ class _Run:
                     result = self.write_one(item)
                 finally:
                     self.gate.release(item.decoded.reserved)
-            if self.taken:
-                self.taken.popleft()
-            self.summary.add(result)
-            self.reporter.image_finished(result)
-            self.finished.put(result)
+            self.report(result)
+
+    def write_overlapped(self, threads: int) -> None:
+        """:meth:`write_all` with ``threads`` images encoded at once.
+
+        Encoding (:meth:`encode_one`: no file is touched) runs in a pool of ``threads``
+        threads; this thread writes each image (:meth:`store`: claim, atomic rename,
+        record), releases its memory reservation and reports it, strictly in job order,
+        so files are written and results reported in the order and with the outcome a
+        single writer gives.  It takes a new image only while fewer than ``threads + 1``
+        wait here (one queued in the pool, so that a thread that finishes starts the next
+        at once): the writer holds at most ``threads + 1`` images.
+
+        An exception other than an encoding failure (a bug) is raised here when its image
+        comes up, as a single writer raises it; the pool's queued images are then dropped
+        (and their reservations released), those being encoded are waited for, and nothing
+        more is written.
+        """
+        pending: collections.deque[Result | Future[_Encoded]] = collections.deque()
+        reserved: dict[Future[_Encoded], int] = {}  # released once written, or dropped
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="pocketsr-encoder")
+        ended = False
+        try:
+            while pending or not ended:
+                while pending and (isinstance(pending[0], Result) or pending[0].done()):
+                    head = pending.popleft()
+                    if isinstance(head, Result):
+                        self.report(head)
+                        continue
+                    try:
+                        result = self.store(head.result())
+                    finally:
+                        self.gate.release(reserved.pop(head))
+                    self.report(result)
+                if not pending and ended:
+                    break
+                oldest = pending[0] if pending else None  # being encoded, if any
+                if isinstance(oldest, Future) and (ended or len(pending) > threads):
+                    futures.wait([oldest])  # full, or the end: wait for the next in order
+                    continue
+                try:  # while images are encoding, look back for finished ones often
+                    item = self.written.get(timeout=_WRITER_POLL if pending else None)
+                except queue.Empty:
+                    continue
+                if item is _DONE:
+                    ended = True
+                elif isinstance(item, Result):
+                    pending.append(item)
+                else:
+                    future = pool.submit(self.encode_one, item)
+                    reserved[future] = item.decoded.reserved
+                    pending.append(future)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for need in reserved.values():  # only after a bug: never written
+                self.gate.release(need)
+
+    def report(self, result: Result) -> None:
+        """Pass on the run's next result, in job order (writer thread)."""
+        if self.taken:
+            self.taken.popleft()
+        self.summary.add(result)
+        self.reporter.image_finished(result)
+        self.finished.put(result)
 
     def write_one(self, item: _Upscaled) -> Result:
+        """Encode ``item`` and write it (:meth:`encode_one`, then :meth:`store`)."""
+        return self.store(self.encode_one(item))
+
+    def encode_one(self, item: _Upscaled) -> _Encoded:
+        """``item``'s output bytes and its result so far (``failed`` when it cannot be
+        encoded), with the encoder's warnings on its line.  Touches no file, and lets go
+        of ``item``'s pixels; safe to run in several threads at once."""
         d = item.decoded
         t0 = time.perf_counter()
         metadata = d.image.metadata if self.options.keep_metadata else None
@@ -888,7 +1006,7 @@ class _Run:
             heavy_fraction=item.heavy_fraction,
         )
         record = self.record_text(item)
-        embedded = embeds_provenance(d.plan.format)
+        data = None
         try:
             with libwarnings.collecting(result.warnings):
                 data = encode_image(
@@ -896,25 +1014,45 @@ class _Run:
                     d.plan,
                     quality=self.options.quality,
                     metadata=metadata,
-                    provenance=record if embedded else None,
+                    provenance=record if embeds_provenance(d.plan.format) else None,
                 )
-            item.pixels = _RELEASED  # the encoded bytes are all that is needed now
-            with claims.claimed(d.output) as claim:
-                raced = self.commit(d, data, claim is not None)
-                if raced is None and not embedded:
-                    # After the image: a crash in between leaves an image whose record is
-                    # missing or old, which a later run refuses to skip silently.
-                    write_sidecar(d.output, record)
         except ImageWriteError as exc:
             result.status, result.error = "failed", str(exc)
-            raced = None
-        except OSError as exc:  # the claim could not be made
+        except OSError as exc:
             result.status = "failed"
             result.error = f"cannot write {d.output}: {exc.strerror or exc}"
-            raced = None
+        item.pixels = _RELEASED  # the encoded bytes are all that is needed now
+        return _Encoded(item, result, record, data, time.perf_counter() - t0)
+
+    def store(self, encoded: _Encoded) -> Result:
+        """Write the encoded output under its claim (:meth:`commit`), then its sidecar
+        record where the format cannot embed it; the image's finished result."""
+        d = encoded.item.decoded
+        result = encoded.result
+        t0 = time.perf_counter()
+        raced = None
+        if encoded.data is not None:
+            try:
+                with (
+                    libwarnings.collecting(result.warnings),
+                    claims.claimed(d.output) as claim,
+                ):
+                    raced = self.commit(d, encoded.data, claim is not None)
+                    if raced is None and not embeds_provenance(d.plan.format):
+                        # After the image: a crash in between leaves an image whose record
+                        # is missing or old, which a later run refuses to skip silently.
+                        write_sidecar(d.output, encoded.record)
+            except ImageWriteError as exc:
+                result.status, result.error = "failed", str(exc)
+                raced = None
+            except OSError as exc:  # the claim could not be made
+                result.status = "failed"
+                result.error = f"cannot write {d.output}: {exc.strerror or exc}"
+                raced = None
         if raced is not None:
             result.status, result.reason, result.reason_code = "skipped", raced, "concurrent"
-        result.seconds = d.seconds + item.seconds + time.perf_counter() - t0
+        spent = encoded.seconds + time.perf_counter() - t0
+        result.seconds = d.seconds + encoded.item.seconds + spent
         return result
 
     def commit(self, d: _Decoded, data: bytes, claimed: bool) -> str | None:

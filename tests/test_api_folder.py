@@ -15,6 +15,7 @@ from PIL import Image
 
 import pocketsr_cli
 from pocketsr_cli import pipeline
+from pocketsr_cli.errors import UsageError
 
 WAIT = 30.0  # seconds; only a pipeline that never overlaps waits this long (and fails)
 
@@ -179,3 +180,29 @@ def test_ctrl_c_finishes_what_is_written_and_reports_the_rest(
     ]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00.png"]
     assert _pipeline_threads() == []
+
+
+def test_encode_threads_change_nothing_but_the_time(
+    up: pocketsr_cli.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos(tmp_path / "in", count=5)
+    seen: list[int | None] = []
+    real_stream = pipeline.stream
+
+    def stream(jobs: Any, variants: Any, options: pipeline.Options, reporter: Any) -> Any:
+        seen.append(options.encode_threads)
+        return real_stream(jobs, variants, options, reporter)
+
+    monkeypatch.setattr(pipeline, "stream", stream)
+    outputs = {}
+    for threads in (1, 3):
+        out = tmp_path / f"out{threads}"
+        results = list(up.upscale_folder(tmp_path / "in", out, encode_threads=threads))
+        assert [(r.job.input.name, r.status) for r in results] == [
+            (f"{i:02}.png", "ok") for i in range(5)
+        ]
+        outputs[threads] = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert seen == [1, 3]
+    assert outputs[1] == outputs[3] and len(outputs[1]) == 5
+    with pytest.raises(UsageError, match="encode_threads"):
+        next(up.upscale_folder(tmp_path / "in", tmp_path / "out0", encode_threads=0))
