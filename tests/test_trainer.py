@@ -111,6 +111,11 @@ def test_discriminator_sees_amplified_high_pass(patch_dir: Path, tmp_path: Path)
     assert torch.allclose(t._disc_view(x), 8.0 * losses.high_pass(plain, 1.5), atol=1e-5)
     record = t.train_step(next(t._batches()))
     assert np.isfinite(record["d"]) and np.isfinite(record["gan"])
+    band = Trainer(config(patch_dir, tmp_path / "band", disc_highpass=1.5, disc_lowpass=0.7))
+    checker = 0.05 * (torch.arange(16).view(1, 1, 1, 16) % 2).expand(2, 3, 16, 16)
+    torch.manual_seed(5)
+    seen = band._disc_view(checker)[..., 4:-4, 4:-4]  # RandPad's reflected rim aside
+    assert seen.abs().max() < 0.25 * t._disc_view(checker)[..., 4:-4, 4:-4].abs().max() / 8
 
 
 def test_export_and_x2_targets(patch_dir: Path, tmp_path: Path) -> None:
