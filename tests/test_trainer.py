@@ -118,6 +118,16 @@ def test_discriminator_sees_amplified_high_pass(patch_dir: Path, tmp_path: Path)
     assert seen.abs().max() < 0.25 * t._disc_view(checker)[..., 4:-4, 4:-4].abs().max() / 8
 
 
+def test_aligned_discriminator_windows_sit_on_the_output_grid(
+    patch_dir: Path, tmp_path: Path
+) -> None:
+    t = Trainer(config(patch_dir, tmp_path / "al", disc_aligned=True, disc_crop=8))
+    x = torch.arange(32 * 32, dtype=torch.float32).view(1, 1, 32, 32).expand(1, 3, 32, 32)
+    for _ in range(20):
+        corner = int(t._disc_view(x)[0, 0, 0, 0])
+        assert (corner // 32) % 4 == 0 and (corner % 32) % 4 == 0  # no RandPad, on the grid
+
+
 def test_export_and_x2_targets(patch_dir: Path, tmp_path: Path) -> None:
     t = Trainer(config(patch_dir, tmp_path / "x2", scale=2, steps=2))
     batch = next(t._batches())

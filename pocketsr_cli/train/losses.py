@@ -424,14 +424,15 @@ class PatchDiscriminator(nn.Module):
 
 
 def random_crop(
-    x: torch.Tensor, size: int, generator: torch.Generator | None = None
+    x: torch.Tensor, size: int, generator: torch.Generator | None = None, step: int = 1
 ) -> torch.Tensor:
-    """The same random ``size``-square window of every image in the batch (all if smaller)."""
+    """The same random ``size``-square window of every image in the batch (all if smaller),
+    its corner on multiples of ``step``."""
     h, w = x.shape[-2:]
     if size >= min(h, w):
         return x
-    top = int(torch.randint(0, h - size + 1, (1,), generator=generator))
-    left = int(torch.randint(0, w - size + 1, (1,), generator=generator))
+    top = int(torch.randint(0, (h - size) // step + 1, (1,), generator=generator)) * step
+    left = int(torch.randint(0, (w - size) // step + 1, (1,), generator=generator)) * step
     return x[..., top : top + size, left : left + size]
 
 

@@ -88,6 +88,10 @@ class TrainConfig:
     disc_highpass: float = 0.0
     disc_lowpass: float = 0.0
     disc_gain: float = 1.0
+    # Keep the discriminator's window on the output's ``scale`` grid (no RandPad): a mesh
+    # locked to the input's pixel pitch then looks the same in every window, which the
+    # teacher's texture never does.
+    disc_aligned: bool = False
     mild_fraction: float = 0.0  # share of each batch re-degraded mildly, ground truth as target
     mild_kind: str = "mild"  # which light degradation: a key of degradations.MILD_SPECS
     ema: float = 0.999
@@ -473,7 +477,10 @@ class Trainer:
         ``disc_lowpass``; with ``disc_highpass``, only its detail above that blur;
         amplified by ``disc_gain``."""
         c = self.config
-        view = losses.rand_pad(losses.random_crop(x, c.disc_crop))
+        if c.disc_aligned:
+            view = losses.random_crop(x, c.disc_crop, step=c.scale)
+        else:
+            view = losses.rand_pad(losses.random_crop(x, c.disc_crop))
         if c.disc_lowpass > 0:
             view = view - losses.high_pass(view, c.disc_lowpass)
         if c.disc_highpass > 0:
