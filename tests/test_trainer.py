@@ -734,6 +734,10 @@ def test_masked_fourier_weight_is_an_option_and_old_configs_still_load(
     cfg, _ = parse_args(["--patches", str(patch_dir), "--out", "x", "--w-masked-fourier", "2"])
     assert cfg.weights.masked_fourier == 2.0
     assert parse_args(["--out", "x"])[0].weights.masked_fourier == 0.0  # off by default
+    assert parse_args(["--out", "x", "--disc-aligned", "true"])[0].disc_aligned is True
+    assert parse_args(["--out", "x", "--disc-aligned", "false"])[0].disc_aligned is False
+    with pytest.raises(SystemExit):
+        parse_args(["--out", "x", "--disc-aligned", "maybe"])
     weights = LossWeights(perceptual=0.0, masked_fourier=1.0)
     t = Trainer(config(patch_dir, tmp_path / "mf", weights=weights))
     assert t.train_step(next(t._batches()))["masked_fourier"] >= 0

@@ -22,12 +22,26 @@ import argparse
 import json
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 from pocketsr_cli.train import loop
 from pocketsr_cli.train.trainer import LossWeights, TrainConfig, Trainer
 
 # The type of the options whose default is None (so it cannot be read off the default).
 NONE_DEFAULT_TYPES: dict[str, type] = {"limit": int, "threads": int, "usm_sigma": float}
+
+
+def _flag(text: str) -> bool:
+    """A yes/no option's value: ``true``/``false`` (also ``1``/``0``, ``yes``/``no``).
+
+    argparse's ``type=bool`` would read any non-empty text, ``false`` included, as True.
+    """
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path | None]:
@@ -39,7 +53,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path | None]
         if f.name == "weights":
             continue
         value = getattr(defaults, f.name)
-        kind = type(value) if value is not None else NONE_DEFAULT_TYPES.get(f.name, str)
+        kind: Any = type(value) if value is not None else NONE_DEFAULT_TYPES.get(f.name, str)
+        if kind is bool:
+            kind = _flag
         parser.add_argument(
             f"--{f.name.replace('_', '-')}",
             type=kind,
