@@ -3,9 +3,9 @@
 
     python scripts/phase_imbalance.py data/val runs/cq-g1.safetensors runs/cq-k8.safetensors
 
-Each photo's centred ``--crop`` window (ground truth, aligned to the ×4 grid) is degraded
-as ``pocketsr eval`` degrades it (``real`` by default), upscaled by every model, and
-scored by ``train.losses.phase_imbalance`` (period 4, 32-px tiles; the mean over tiles).
+Each photo's centred ``--crop`` window (the ground truth ``pocketsr eval --crop`` scores)
+is degraded as ``pocketsr eval`` degrades it (``real`` by default), upscaled by every
+model, and scored by ``train.losses.phase_imbalance`` (period 4, 32-px tiles; the mean over tiles).
 A generator that draws each input pixel as its own block — a mesh at the input's pixel
 pitch — scores above the ground truth; photos themselves score low.  One line per model
 (and one for the ground truth): the mean over the photos, then each photo's score.
@@ -21,7 +21,7 @@ import torch
 
 from pocketsr_cli.devices import Compute
 from pocketsr_cli.evaluation.degrade import degrade_eval, seed_for
-from pocketsr_cli.evaluation.run import ground_truth
+from pocketsr_cli.evaluation.run import collect_images, ground_truth
 from pocketsr_cli.inference import Upscaler
 from pocketsr_cli.train.losses import phase_imbalance
 from pocketsr_cli.weights.resolve import resolve_model
@@ -43,12 +43,8 @@ def main() -> None:
     cpu = Compute(torch.device("cpu"), "fp32")
     upscalers = {m: Upscaler(resolve_model(m, 4), cpu) for m in args.models}
     scores: dict[str, list[float]] = {m: [] for m in ["ground truth", *args.models]}
-    for photo in sorted(p for p in args.folder.iterdir() if p.is_file()):
-        gt = ground_truth(photo, 4)
-        h, w = gt.shape[:2]
-        side = min(args.crop, h, w) // 4 * 4
-        top, left = (h - side) // 2 // 4 * 4, (w - side) // 2 // 4 * 4
-        gt = np.ascontiguousarray(gt[top : top + side, left : left + side])
+    for photo in collect_images(args.folder):
+        gt = ground_truth(photo, 4, crop=args.crop)
         lr = degrade_eval(gt, args.degradation, seed=seed_for(photo.name), scale=4)
         scores["ground truth"].append(float(phase_imbalance(_tensor(gt)).mean()))
         for name, up in upscalers.items():
