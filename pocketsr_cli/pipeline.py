@@ -613,9 +613,9 @@ class _Run:
         available = None if options.max_memory else memory.host_available_bytes()
         self.budget = options.max_memory or available
         self.gate = _MemoryGate(self.budget, self.stop)
-        self.encode_threads = options.encode_threads or default_encode_threads()
         if options.encode_threads is not None and options.encode_threads < 1:
             raise ValueError(f"encode_threads must be at least 1, not {options.encode_threads}")
+        self.encode_threads = options.encode_threads or default_encode_threads()
 
     # -- reader -------------------------------------------------------------------------
     def read_all(self) -> None:
