@@ -35,21 +35,30 @@ def nearest_teacher(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=4, mode="nearest")
 
 
-@pytest.fixture(scope="module")
-def patch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("train")
+def _patch_run(root: Path, scale: int) -> Path:
+    """12 patches at ``scale`` from two blurred-noise photos, labelled by a nearest ×4."""
     photos = root / "photos"
-    photos.mkdir()
+    photos.mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
     for name in ("Aqua.jpg", "skimage_rocket.jpg"):
         img = (rng.random((96, 128, 3)) * 255).astype(np.uint8)
         cv2.imwrite(str(photos / name), cv2.GaussianBlur(img, (5, 5), 1.0))
-    spec = PatchSpec(scale=4, lr_size=8, margin=2, seed=3)
+    spec = PatchSpec(scale=scale, lr_size=8, margin=2, seed=3)
     make_patches(
-        sorted(photos.iterdir()), root / "patches", nearest_teacher, {"name": "nearest"},
+        sorted(photos.iterdir()), root / f"patches{scale}", nearest_teacher, {"name": "nearest"},
         count=12, spec=spec, shard_size=4, batch_size=4,
     )  # fmt: skip
-    return root / "patches"
+    return root / f"patches{scale}"
+
+
+@pytest.fixture(scope="module")
+def patch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _patch_run(tmp_path_factory.mktemp("train"), 4)
+
+
+@pytest.fixture(scope="module")
+def patch_dir_x2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _patch_run(tmp_path_factory.mktemp("train2"), 2)
 
 
 def config(patch_dir: Path, out: Path, **kw: object) -> TrainConfig:
@@ -139,6 +148,30 @@ def test_export_and_x2_targets(patch_dir: Path, tmp_path: Path) -> None:
     assert len(info["sha256"]) == 64 and info["size"] == (tmp_path / "w.safetensors").stat().st_size
     out = t.ema(batch["lr"])
     assert out.shape[-1] == batch["lr"].shape[-1] * 2
+
+
+def test_x2_patches_train_a_x2_student_on_their_own_targets(
+    patch_dir_x2: Path, tmp_path: Path
+) -> None:
+    t = Trainer(config(patch_dir_x2, tmp_path / "x2", scale=2, steps=2, mild_fraction=0.5))
+    assert t.patch_scale == 2 and t.resize_factor == 1
+    batch = next(t._batches())
+    assert batch["hr"].shape[-1] == batch["teacher"].shape[-1] == batch["lr"].shape[-1] * 2
+    lr, _ = t._mix_mild(batch["hr"], batch["lr"], batch["hr"], batch["teacher"])
+    assert lr.shape == batch["lr"].shape  # the mild inputs are degraded at ×2 too
+    assert np.isfinite(list(t.train_step(batch).values())).all()
+    assert t.ema(batch["lr"]).shape[-1] == batch["lr"].shape[-1] * 2
+
+
+def test_patches_of_another_scale_are_refused(
+    patch_dir: Path, patch_dir_x2: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="cannot learn from ×2 patches"):
+        Trainer(config(patch_dir_x2, tmp_path / "a", scale=4))
+    mixed = config(patch_dir, tmp_path / "b", scale=2)
+    mixed.patches = f"{patch_dir},{patch_dir_x2}"
+    with pytest.raises(ValueError, match="different scales"):
+        Trainer(mixed)
 
 
 def test_limit_beyond_available_patches_is_refused(patch_dir: Path, tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ random state; the data order is a pure function of ``(seed, epoch)``, and a resu
 restarts the interrupted epoch's order from its beginning, skipping the batches already
 seen, so it replays exactly what an uninterrupted run would have done.
 
-For ×2 students the ×4 patches are reused: the targets (ground truth and teacher output)
-are area-downscaled by 2, so the student learns ×2 from the same degraded inputs.
+A student learns at its own ``scale`` from patch folders made at that scale (``make_patches
+--scale 2``: inputs degraded at ×2, the teacher's ×4 output area-downscaled by 2), or from
+×4 patches reused for a ×2 student: the targets (ground truth and teacher output) are then
+area-downscaled by 2 and the inputs stay the ×4 ones.  All folders of a run share one scale.
 
 Two data sources: cached patch folders (``patches``, made once by ``make_patches``: what a
 CPU can afford), or — with ``photos`` — patches made on the fly and labelled by the
@@ -165,16 +167,18 @@ def _training_set(
     folders: str,
     limit: int | None,
     usm: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> PatchDataset | ConcatDataset[dict[str, torch.Tensor]]:
+) -> tuple[PatchDataset | ConcatDataset[dict[str, torch.Tensor]], int]:
     """The patches of one or more comma-separated run folders, each cut to its first
     ``limit`` patches (patch *i* of a run is fixed by its seed, so the set is reproducible
-    while the runs are still growing).  With ``usm``, items also carry ``hr_usm``, the
-    ground truth sharpened by it (computed once here).
+    while the runs are still growing), and the scale they were made at.  With ``usm``,
+    items also carry ``hr_usm``, the ground truth sharpened by it (computed once here).
 
     Raises:
-        ValueError: a folder holds fewer than ``limit`` patches yet.
+        ValueError: a folder holds fewer than ``limit`` patches yet, or the folders were
+            made at different scales.
     """
     parts: list[PatchDataset] = []
+    scales: dict[str, int] = {}
     for folder in filter(None, (f.strip() for f in folders.split(","))):
         data = PatchDataset(Path(folder), limit=limit)
         if limit is not None and len(data) < limit:
@@ -182,9 +186,13 @@ def _training_set(
         if usm is not None:
             data.derive("hr_usm", "hr", usm)
         parts.append(data)
+        scales[folder] = int(data.manifest["scale"])
     if not parts:
         raise ValueError("--patches names no folder")
-    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    if len(set(scales.values())) > 1:
+        made = ", ".join(f"{f} ×{s}" for f, s in scales.items())
+        raise ValueError(f"--patches folders were made at different scales: {made}")
+    return (parts[0] if len(parts) == 1 else ConcatDataset(parts)), scales.popitem()[1]
 
 
 def _downscale(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -252,13 +260,13 @@ class Trainer:
             # its own copy when the labeller also takes the teacher (and may cast it to fp16)
             layers = copy.deepcopy(teacher) if config.photos else teacher
             self.perceptual = losses.TeacherPerceptual(layers).to(self.device)
-        self.resize_factor = 4 // config.scale
+        self.patch_scale = 4  # the scale the inputs were degraded at (online: always ×4)
         self.online: tuple[Any, Any] | None = None
         if config.photos:
             assert teacher is not None
             self.online = self._online_source(teacher)
         else:
-            self.data = _training_set(
+            self.data, self.patch_scale = _training_set(
                 config.patches,
                 config.limit,
                 self._usm_target if config.weights.l1_gt_usm > 0 else None,
@@ -267,6 +275,11 @@ class Trainer:
             self.batches_per_epoch = n // config.batch
             if self.batches_per_epoch == 0:
                 raise ValueError(f"{n} patches is less than one batch of {config.batch}")
+        if self.patch_scale % config.scale:
+            raise ValueError(
+                f"a ×{config.scale} student cannot learn from ×{self.patch_scale} patches"
+            )
+        self.resize_factor = self.patch_scale // config.scale
         self.val_items: list[Any] = []
         if config.val:
             from pocketsr_cli.train.validate import load_validation
@@ -467,7 +480,7 @@ class Trainer:
         lr, teacher = lr.clone(), teacher.clone()
         for i in range(n):
             img = (hr[i].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-            small = degrade_mild(img, 4, rng, self.mild_spec)  # hr is always the x4 patch
+            small = degrade_mild(img, self.patch_scale, rng, self.mild_spec)
             lr[i] = torch.from_numpy(small).permute(2, 0, 1).float().to(lr.device) / 255
             teacher[i] = gt[i]
         return lr, teacher
