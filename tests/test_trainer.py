@@ -137,6 +137,20 @@ def test_aligned_discriminator_windows_sit_on_the_output_grid(
         assert (corner // 32) % 4 == 0 and (corner % 32) % 4 == 0  # no RandPad, on the grid
 
 
+def test_phase_discriminator_sees_a_mesh_as_constant_channels(
+    patch_dir: Path, tmp_path: Path
+) -> None:
+    t = Trainer(config(patch_dir, tmp_path / "ph", disc_phases=True, disc_crop=16, gan_start=0))
+    cell = torch.rand(1, 3, 4, 4)  # one pattern repeated at the input's pixel pitch
+    mesh = cell.repeat(2, 1, 8, 8)
+    view = t._disc_view(mesh)
+    assert view.shape == (2, 48, 4, 4)
+    assert torch.allclose(view, view[..., :1, :1].expand_as(view))  # the same everywhere
+    assert view[0, :, 0, 0].std() > 0.1  # and a difference between phases
+    record = t.train_step(next(t._batches()))
+    assert np.isfinite(record["d"]) and np.isfinite(record["gan"])
+
+
 def test_export_and_x2_targets(patch_dir: Path, tmp_path: Path) -> None:
     t = Trainer(config(patch_dir, tmp_path / "x2", scale=2, steps=2))
     batch = next(t._batches())

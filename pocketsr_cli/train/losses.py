@@ -405,13 +405,18 @@ class PatchDiscriminator(nn.Module):
     """A small spectral-norm PatchGAN: one real/fake logit per ~40-pixel receptive field.
 
     The first layer already has stride 2: on a CPU budget a full-resolution first layer
-    cost as much as the generator itself.
+    cost as much as the generator itself.  ``in_channels`` 3·s² with ``first_stride`` 1
+    judges a window pixel-unshuffled by s (:func:`phase_view`): the same receptive field
+    in output pixels, each sub-pixel phase in its own channels.
     """
 
-    def __init__(self, channels: int = 32, layers: int = 3) -> None:
+    def __init__(
+        self, channels: int = 32, layers: int = 3, in_channels: int = 3, first_stride: int = 2
+    ) -> None:
         super().__init__()
         sn = nn.utils.parametrizations.spectral_norm
-        blocks: list[nn.Module] = [sn(nn.Conv2d(3, channels, 4, 2, 1)), nn.LeakyReLU(0.2)]
+        first = nn.Conv2d(in_channels, channels, 4 if first_stride == 2 else 3, first_stride, 1)
+        blocks: list[nn.Module] = [sn(first), nn.LeakyReLU(0.2)]
         c = channels
         for _ in range(layers - 1):
             blocks += [sn(nn.Conv2d(c, c * 2, 4, 2, 1)), nn.LeakyReLU(0.2)]
@@ -421,6 +426,14 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def phase_view(x: torch.Tensor, period: int) -> torch.Tensor:
+    """``x`` pixel-unshuffled by ``period``: each of the period² sub-pixel phases of the
+    output grid as its own 3 channels, at 1/period of the size.  A pattern locked to the
+    input's pixel pitch becomes a fixed difference between channels, which a 1×1 filter
+    sees anywhere in the window; natural texture falls on every phase alike."""
+    return F.pixel_unshuffle(x, period)
 
 
 def random_crop(

@@ -94,6 +94,10 @@ class TrainConfig:
     # locked to the input's pixel pitch then looks the same in every window, which the
     # teacher's texture never does.
     disc_aligned: bool = False
+    # Judge the window pixel-unshuffled by ``scale`` (implies ``disc_aligned``): each
+    # sub-pixel phase in its own channels, so a phase-locked mesh is a channel difference
+    # the discriminator sees at once (losses.phase_view).
+    disc_phases: bool = False
     mild_fraction: float = 0.0  # share of each batch re-degraded mildly, ground truth as target
     mild_kind: str = "mild"  # which light degradation: a key of degradations.MILD_SPECS
     ema: float = 0.999
@@ -242,7 +246,11 @@ class Trainer:
         self.ema = copy.deepcopy(self.student).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
-        self.disc = losses.PatchDiscriminator().to(self.device)
+        self.disc = (
+            losses.PatchDiscriminator(in_channels=3 * config.scale**2, first_stride=1)
+            if config.disc_phases
+            else losses.PatchDiscriminator()
+        ).to(self.device)
         self.opt_g = torch.optim.AdamW(self.student.parameters(), lr=config.lr, betas=(0.9, 0.99))
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=config.lr_d, betas=(0.9, 0.99))
         self.step = 0
@@ -488,9 +496,9 @@ class Trainer:
     def _disc_view(self, x: torch.Tensor) -> torch.Tensor:
         """What the discriminator sees: a random window, shifted by RandPad; blurred by
         ``disc_lowpass``; with ``disc_highpass``, only its detail above that blur;
-        amplified by ``disc_gain``."""
+        amplified by ``disc_gain``; with ``disc_phases``, split into its sub-pixel phases."""
         c = self.config
-        if c.disc_aligned:
+        if c.disc_aligned or c.disc_phases:
             view = losses.random_crop(x, c.disc_crop, step=c.scale)
         else:
             view = losses.rand_pad(losses.random_crop(x, c.disc_crop))
@@ -498,7 +506,8 @@ class Trainer:
             view = view - losses.high_pass(view, c.disc_lowpass)
         if c.disc_highpass > 0:
             view = losses.high_pass(view, c.disc_highpass)
-        return view * c.disc_gain
+        view = view * c.disc_gain
+        return losses.phase_view(view, c.scale) if c.disc_phases else view
 
     # -- the run ----------------------------------------------------------------------
     def finished(self) -> bool:
