@@ -4,10 +4,12 @@
         pocketsr-compact-x4 teacher-x4plus --box 1180 560 256 --context 64 \\
         --out models/pocketsr-compact-x4-comparison.png
 
-The ground truth is degraded with the ``real`` degradation (the same function and
-seed as ``pocketsr eval``), every model upscales the same LR, and the crop at
-``--box LEFT TOP SIDE`` (ground-truth pixels) is cut from each output and labelled, at
-100 % (``--zoom 2`` also writes a second sheet at 200 %, nearest-neighbour).
+The ground truth is degraded with the ``real`` degradation (the same function and seed
+as ``pocketsr eval``), every model upscales the same LR, and the crop at ``--box LEFT TOP
+SIDE`` (ground-truth pixels) is cut from each output and labelled, at 100 % (``--zoom 2``
+also writes a second sheet at 200 %, nearest-neighbour).  ``--scale 2`` shows the ×2 task:
+a model without a ×2 variant runs at its own scale and is resized, as ``pocketsr eval -s 2
+--resize`` does.
 ``--context N`` degrades and upscales only the box plus ``N`` pixels around it (aligned to
 the 8×8 JPEG grid of the LR), so slow models such as the teacher take seconds instead of
 minutes; the noise then differs from the whole-image degradation's.
@@ -24,9 +26,11 @@ import torch
 from PIL import Image, ImageDraw
 
 from pocketsr_cli.devices import Compute
+from pocketsr_cli.errors import ModelError
 from pocketsr_cli.evaluation.degrade import degrade_eval, seed_for
 from pocketsr_cli.evaluation.run import ground_truth
 from pocketsr_cli.inference import Upscaler
+from pocketsr_cli.pipeline import resize_output
 from pocketsr_cli.weights.resolve import resolve_model
 
 
@@ -38,29 +42,39 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", required=True)
     parser.add_argument("--box", nargs=3, type=int, metavar=("LEFT", "TOP", "SIDE"), required=True)
     parser.add_argument("--degradation", default="real", choices=["real", "bicubic"])
+    parser.add_argument(
+        "--scale", type=int, default=4, choices=[2, 4],
+        help="2: the ×2 task (a model without a ×2 variant runs at its own scale and is resized)",
+    )  # fmt: skip
     parser.add_argument("--context", type=int, default=None)
     parser.add_argument("--zoom", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
     left, top, side = args.box
-    gt = ground_truth(args.photo, 4)
+    s = args.scale
+    gt = ground_truth(args.photo, s)
     if args.context is not None:
-        grid = 32  # ground-truth pixels of one 8×8 JPEG block of the ×4 LR
+        grid = 8 * s  # ground-truth pixels of one 8×8 JPEG block of the LR
         y0 = max(0, (top - args.context) // grid * grid)
         x0 = max(0, (left - args.context) // grid * grid)
         y1 = min(gt.shape[0], -(-(top + side + args.context) // grid) * grid)
         x1 = min(gt.shape[1], -(-(left + side + args.context) // grid) * grid)
         gt = np.ascontiguousarray(gt[y0:y1, x0:x1])
         top, left = top - y0, left - x0
-    lr = degrade_eval(gt, args.degradation, seed=seed_for(args.photo.name), scale=4)
+    lr = degrade_eval(gt, args.degradation, seed=seed_for(args.photo.name), scale=s)
     panels = [
-        ("input (nearest)", cv2.resize(lr, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST))
+        ("input (nearest)", cv2.resize(lr, None, fx=s, fy=s, interpolation=cv2.INTER_NEAREST))
     ]
     for name in ["bicubic", *args.models]:
-        desc = resolve_model(name, 4)
-        up = Upscaler(desc, Compute(torch.device("cpu"), "fp32"))
-        panels.append((name, up.upscale(lr)))
+        try:
+            desc = resolve_model(name, s)
+        except ModelError:  # no variant at this scale: its own, resized as `eval --resize`
+            desc = resolve_model(name)
+        out = Upscaler(desc, Compute(torch.device("cpu"), "fp32")).upscale(lr)
+        if out.shape[:2] != gt.shape[:2]:
+            out = resize_output(out, (gt.shape[1], gt.shape[0]))
+        panels.append((name, out))
     panels.append(("ground truth", gt))
     crops = [(label, img[top : top + side, left : left + side]) for label, img in panels]
     _sheet(crops, side, args.out)
