@@ -26,12 +26,11 @@ import torch
 from PIL import Image, ImageDraw
 
 from pocketsr_cli.devices import Compute
-from pocketsr_cli.errors import ModelError
 from pocketsr_cli.evaluation.degrade import degrade_eval, seed_for
-from pocketsr_cli.evaluation.run import ground_truth
+from pocketsr_cli.evaluation.run import ground_truth, resolve_models
+from pocketsr_cli.factory import UpscalerSpec
 from pocketsr_cli.inference import Upscaler
 from pocketsr_cli.pipeline import resize_output
-from pocketsr_cli.weights.resolve import resolve_model
 
 
 def main() -> None:
@@ -66,12 +65,13 @@ def main() -> None:
     panels = [
         ("input (nearest)", cv2.resize(lr, None, fx=s, fy=s, interpolation=cv2.INTER_NEAREST))
     ]
-    for name in ["bicubic", *args.models]:
-        try:
-            desc = resolve_model(name, s)
-        except ModelError:  # no variant at this scale: its own, resized as `eval --resize`
-            desc = resolve_model(name)
-        out = Upscaler(desc, Compute(torch.device("cpu"), "fp32")).upscale(lr)
+    # resolved as `pocketsr eval --resize` resolves them: a model without a variant at this
+    # scale runs at its own, and its output is resized
+    names = list(dict.fromkeys(["bicubic", *args.models]))
+    cpu = Compute(torch.device("cpu"), "fp32")
+    resolved, _ = resolve_models(names, s, UpscalerSpec(cpu.device, cpu.precision), resize=True)
+    for name, (desc, _floor) in zip(names, resolved, strict=True):
+        out = Upscaler(desc, cpu).upscale(lr)
         if out.shape[:2] != gt.shape[:2]:
             out = resize_output(out, (gt.shape[1], gt.shape[0]))
         panels.append((name, out))
