@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _imagegen import make_photo_like
 from PIL import Image
 from safetensors.torch import save_file
 from typer.testing import CliRunner
@@ -25,6 +26,7 @@ from pocketsr_cli.devices import compute_for
 from pocketsr_cli.errors import UsageError
 from pocketsr_cli.factory import UpscalerSpec
 from pocketsr_cli.inference import Upscaler
+from pocketsr_cli.manifest import bundled_dir
 from pocketsr_cli.parallel import ModelSpec
 from pocketsr_cli.pipeline import resize_output
 from pocketsr_cli.sizing import Target, TargetKind, native_ratio
@@ -136,6 +138,24 @@ def test_scale_option_also_renders_natively_without_a_variant_note(
     assert "variant" not in err
     got = np.asarray(Image.open(rec["output"])).astype(int)
     assert np.abs(got - _expected(weights, _photo(), 3, Routing()).astype(int)).max() <= 1
+
+
+def test_the_bundled_pcsr_x4_draws_by_name_at_a_fractional_scale(tmp_path: Path) -> None:
+    """``-m pcsr-x4`` (the bundled weights, no file path) draws ×2.5 itself: the output is
+    the network's own ×2.5 rendering, not a ×4 result resized, and the record names the
+    model and its heavy share."""
+    src = tmp_path / "photo.png"
+    pixels = make_photo_like(40, 56)
+    Image.fromarray(pixels).save(src)
+    code, out, err = _invoke("upscale", src, "-m", "pcsr-x4", "--outscale", "2.5", "--json", "-q")
+    assert code == 0, err
+    (rec,) = _records(out)
+    assert rec["model"] == "pcsr-x4" and (rec["out_width"], rec["out_height"]) == (140, 100)
+    assert 0.0 < rec["heavy_fraction"] <= 1.0
+    got = np.asarray(Image.open(rec["output"])).astype(int)
+    bundled = bundled_dir() / "pcsr-x4.safetensors"
+    expected = _expected(bundled, pixels, Fraction(5, 2), Routing()).astype(int)
+    assert np.abs(got - expected).max() <= 1
 
 
 _KINDS: dict[str, TargetKind] = {
