@@ -39,6 +39,12 @@ def _pcsr() -> Family:
     return FAMILY
 
 
+def _compact() -> Family:
+    from pocketsr_cli.archs.compact import FAMILY
+
+    return FAMILY
+
+
 def _adcsr() -> Family:
     from pocketsr_cli.archs.adcsr import FAMILY  # needs diffusers only to build
 
@@ -51,6 +57,7 @@ FAMILIES: dict[str, Callable[[], Family]] = {
     "pocketsr": _pocketsr,
     "pcsr": _pcsr,
     "adcsr": _adcsr,
+    "compact": _compact,
 }
 
 

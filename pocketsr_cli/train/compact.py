@@ -12,13 +12,19 @@
     computes exactly what the source did, so training continues from trained weights with
     twice the capacity.
 
+``python -m pocketsr_cli.train.compact skip SRC.safetensors DEST.safetensors``
+    adds a zero linear skip from the input to the head's sub-pixels (the ``compact``
+    family, :mod:`pocketsr_cli.archs.compact`): the same output, and a path that holds any
+    linear interpolation exactly, so the body no longer has to cancel the nearest base.
+
 ``python -m pocketsr_cli.train.compact x2 SRC.safetensors DEST.safetensors``
     folds a compact ×4 network into a compact ×2 one that computes *exactly* the ×4 output
     area-downscaled by 2 (see :func:`fold_to_x2`): the ×2 model costs what the ×4 model
     costs per input pixel and needs no training of its own.
 
 The state dicts use the key names of Real-ESRGAN's ``SRVGGNetCompact`` (``body.N``), so
-pocketsr (through spandrel) and other tools load the files as "Compact" models.
+pocketsr (through spandrel) and other tools load the files as "Compact" models; with a
+skip (``skip.weight``, ``skip.bias``) they are pocketsr's ``compact`` family.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from pocketsr_cli.archs.compact.network import SKIP_KEYS, from_srvgg
 from pocketsr_cli.train.export import write_weights
 
 INIT_STEM = "REALESRGAN_ANIMAVIDEOV3_UP4X"
@@ -43,7 +50,7 @@ def last_conv_index(state: dict[str, torch.Tensor]) -> int:
         ValueError: the dict is not an SRVGG-compact state dict.
     """
     indices = [int(m.group(1)) for k in state if (m := _BODY_RE.fullmatch(k))]
-    if not indices or len(indices) != len(state):
+    if not indices or len(indices) != len([k for k in state if k not in SKIP_KEYS]):
         raise ValueError("not an SRVGG-compact state dict (expected only body.N tensors)")
     last = max(indices)
     if state[f"body.{last}.weight"].ndim != 4:
@@ -59,7 +66,9 @@ def fold_to_x2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     each 2×2 block of sub-pixels is linear, so it folds into the convolution: ×2 channel
     ``c·4 + 2a + b`` gets the mean of the weights and biases of ×4 sub-pixels
     ``(2a + {0,1}, 2b + {0,1})``.  The nearest-neighbour ×4 skip, area-downscaled by 2, is
-    the nearest ×2 skip the ×2 network adds.  So the fold is exact (up to rounding).
+    the nearest ×2 skip the ×2 network adds.  So the fold is exact (up to rounding).  A
+    linear skip (``skip.*``, the ``compact`` family) feeds the same sub-pixel channels and
+    folds the same way.
 
     Raises:
         ValueError: not a compact ×4 state dict.
@@ -77,6 +86,9 @@ def fold_to_x2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = dict(state)
     out[f"body.{last}.weight"] = fold(weight).contiguous()
     out[f"body.{last}.bias"] = fold(bias).contiguous()
+    for key in SKIP_KEYS:
+        if key in state:
+            out[key] = fold(state[key]).contiguous()
     return out
 
 
@@ -144,6 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     p_deep = sub.add_parser("deepen", help="compact -> twice the body, the same output")
     p_deep.add_argument("src", type=Path)
     p_deep.add_argument("dest", type=Path)
+    p_skip = sub.add_parser("skip", help="compact -> the same plus a zero linear skip")
+    p_skip.add_argument("src", type=Path)
+    p_skip.add_argument("dest", type=Path)
     p_x2 = sub.add_parser("x2", help="compact ×4 -> the exact compact ×2 (area-downscaled)")
     p_x2.add_argument("src", type=Path)
     p_x2.add_argument("dest", type=Path)
@@ -154,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
         from safetensors.torch import load_file
 
         source = load_file(str(args.src))
-        state = deepen(source) if args.command == "deepen" else fold_to_x2(source)
+        convert = {"deepen": deepen, "skip": from_srvgg, "x2": fold_to_x2}[args.command]
+        state = convert(source)
     print(json.dumps(write_weights(state, args.dest)))
 
 

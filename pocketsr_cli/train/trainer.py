@@ -76,6 +76,9 @@ class TrainConfig:
     batch: int = 16
     lr: float = 2e-4
     lr_d: float = 1e-4
+    # the compact family's linear skip (skip.*) learns at lr x this: it starts at zero and
+    # must grow to interpolation weights of order 0.1-1, which lr alone takes far too long
+    lr_skip_mult: float = 1.0
     seed: int = 0
     limit: int | None = None  # use only the first N patches (reproducible while data grows)
     teacher: str = "data/teacher"
@@ -141,6 +144,20 @@ class TrainConfig:
         data = dict(data)
         data["weights"] = LossWeights(**data.get("weights", {}))
         return cls(**data)
+
+
+def _param_groups(student: nn.Module, lr: float, skip_mult: float) -> list[dict[str, Any]]:
+    """The student's parameters for the optimiser: the compact family's linear skip
+    (``skip.*``) in a group of its own at ``lr * skip_mult`` (``lr_mult``, which the
+    schedule keeps), everything else at ``lr``.  One group when there is no skip."""
+    named = list(student.named_parameters())
+    skip = [p for n, p in named if n.startswith("skip.")]
+    groups: list[dict[str, Any]] = [
+        {"params": [p for n, p in named if not n.startswith("skip.")], "lr": lr}
+    ]
+    if skip:
+        groups.append({"params": skip, "lr": lr * skip_mult, "lr_mult": skip_mult})
+    return groups
 
 
 def build_student(arch: str, scale: int) -> nn.Module:
@@ -251,7 +268,9 @@ class Trainer:
             if config.disc_phases
             else losses.PatchDiscriminator()
         ).to(self.device)
-        self.opt_g = torch.optim.AdamW(self.student.parameters(), lr=config.lr, betas=(0.9, 0.99))
+        self.opt_g = torch.optim.AdamW(
+            _param_groups(self.student, config.lr, config.lr_skip_mult), betas=(0.9, 0.99)
+        )
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=config.lr_d, betas=(0.9, 0.99))
         self.step = 0
         self.elapsed = 0.0  # seconds of training so far, over all sessions of the run
@@ -395,12 +414,13 @@ class Trainer:
         if c.mild_fraction > 0:
             lr, teacher = self._mix_mild(batch["hr"], lr, gt, teacher)
         anneal.set_progress(self.student, self.step, 0, c.anneal_steps)
+        base = (
+            lr_at_fraction(self.elapsed / (60.0 * c.minutes), c.lr)
+            if c.minutes
+            else lr_at(self.step, c.steps, c.lr)
+        )
         for group in self.opt_g.param_groups:
-            group["lr"] = (
-                lr_at_fraction(self.elapsed / (60.0 * c.minutes), c.lr)
-                if c.minutes
-                else lr_at(self.step, c.steps, c.lr)
-            )
+            group["lr"] = base * group.get("lr_mult", 1.0)
         out = self.student(lr)
         terms: dict[str, torch.Tensor] = {}
         if w.l1_gt:

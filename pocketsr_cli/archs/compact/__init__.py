@@ -1,0 +1,25 @@
+"""Real-ESRGAN's SRVGG "compact" body with a learnable linear sub-pixel skip.
+
+SRVGG adds the nearest-neighbour enlargement of the input to the body's pixel-shuffled
+output, so the body must draw, at every input pixel, the steps between that blocky base and
+a smooth picture, through its PReLU layers.  Wherever it cancels them imperfectly the
+output keeps a pattern at the input's pixel pitch: the mesh that the default model's card
+follows through stage K.  This family adds one 3x3 convolution from the *input* to the
+head's sub-pixel channels (``skip``), summed before the shuffle, so any linear
+interpolation (bilinear, bicubic, their blend) is a linear function the network can hold
+exactly, leaving the body the texture.  With ``skip`` zero the network is SRVGG, tensor for
+tensor (``body.N`` keys, as Real-ESRGAN's ``SRVGGNetCompact``), so training starts from a
+trained compact model and computes exactly what it did.
+
+Public API: :data:`FAMILY` (the ``compact`` family: build from a manifest's ``[build]``
+``num_feat``, ``num_conv``; detect a state dict by its ``skip.weight`` beside ``body.N``;
+infer its shape), :class:`SkipCompact` and :func:`from_srvgg` (an SRVGG state dict plus a
+zero skip).
+"""
+
+from pocketsr_cli.archs.compact.network import SkipCompact, build, detect, from_srvgg, infer
+from pocketsr_cli.descriptor import Family
+
+FAMILY = Family("compact", build=build, detect=detect, infer=infer)
+
+__all__ = ["FAMILY", "SkipCompact", "build", "detect", "from_srvgg", "infer"]

@@ -1,0 +1,105 @@
+"""The ``compact`` family: SRVGG plus a linear sub-pixel skip.  A zero skip computes what
+spandrel's Compact computes; a skip holds a linear interpolation exactly; files are
+detected, loaded, folded to ×2 and trained with the skip at its own learning rate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from pocketsr_cli.archs.compact import FAMILY, SkipCompact, from_srvgg
+from pocketsr_cli.registry import detect_family
+from pocketsr_cli.train import compact
+from pocketsr_cli.train.export import write_weights
+from pocketsr_cli.train.trainer import _param_groups
+from pocketsr_cli.weights.community import import_spandrel
+from pocketsr_cli.weights.load import descriptor_from_state_dict, read_state_dict
+
+
+def _srvgg(scale: int = 4, feat: int = 8, convs: int = 3, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    cls = import_spandrel().architectures.Compact.Compact
+    net = cls(num_in_ch=3, num_out_ch=3, num_feat=feat, num_conv=convs, upscale=scale).eval()
+    with torch.no_grad():  # slopes away from the default, so a dropped tensor shows
+        for layer in net.body:
+            if isinstance(layer, torch.nn.PReLU):
+                layer.weight.uniform_(-0.5, 0.5)
+    return net
+
+
+def test_a_zero_skip_is_srvgg_tensor_for_tensor() -> None:
+    srvgg = _srvgg()
+    state = from_srvgg(srvgg.state_dict())
+    assert detect_family(state) is FAMILY and detect_family(srvgg.state_dict()) is not FAMILY
+    net = FAMILY.load(state, "skip").module
+    assert isinstance(net, SkipCompact) and net.scale == 4
+    x = torch.rand(2, 3, 9, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), srvgg(x), rtol=0, atol=1e-6)
+
+
+def test_the_skip_holds_a_linear_interpolation_exactly() -> None:
+    """With the body's head at zero, a skip of 'bilinear minus nearest' per sub-pixel makes
+    the network bilinear ×2 (align_corners=False) away from the border: the linear job the
+    SRVGG body can only approximate through its PReLUs."""
+    net = SkipCompact(num_feat=4, num_conv=1, scale=2).eval()
+    with torch.no_grad():
+        net.body[-1].weight.zero_()
+        net.body[-1].bias.zero_()
+        taps = ((0.25, 0.75, 0.0), (0.0, 0.75, 0.25))  # sub-pixel 0: a - 1/4; 1: a + 1/4
+        for c in range(3):
+            for i in range(2):
+                for j in range(2):
+                    ky = torch.tensor(taps[i])
+                    kx = torch.tensor(taps[j])
+                    kernel = torch.outer(ky, kx)
+                    kernel[1, 1] -= 1.0  # minus the nearest base
+                    net.skip.weight[c * 4 + i * 2 + j, c] = kernel
+    x = torch.rand(1, 3, 10, 12)
+    with torch.no_grad():
+        got = net(x)
+        want = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    inner = (..., slice(2, -2), slice(2, -2))  # the convolution's zero padding aside
+    torch.testing.assert_close(got[inner], want[inner], rtol=0, atol=1e-6)
+
+
+def test_files_load_by_detection_and_the_cli_adds_a_zero_skip(tmp_path: Path) -> None:
+    srvgg = _srvgg()
+    write_weights(srvgg.state_dict(), tmp_path / "srvgg.safetensors")
+    compact.main(["skip", str(tmp_path / "srvgg.safetensors"), str(tmp_path / "skip.safetensors")])
+    desc = descriptor_from_state_dict(read_state_dict(tmp_path / "skip.safetensors"), "skip")
+    assert desc.family == "compact" and desc.scale == 4
+    assert desc.params == sum(p.numel() for p in srvgg.parameters()) + 48 * 3 * 9 + 48
+    with pytest.raises(ValueError, match="skip already"):
+        from_srvgg(load_file(str(tmp_path / "skip.safetensors")))
+
+
+def test_a_manifest_build_table_makes_the_network() -> None:
+    desc = FAMILY.instantiate("m", {"num_feat": 8, "num_conv": 3}, 2)
+    assert isinstance(desc.module, SkipCompact) and desc.scale == 2
+    with pytest.raises(Exception, match="unknown"):
+        FAMILY.instantiate("m", {"num_feats": 8}, 2)
+
+
+def test_fold_to_x2_folds_the_skip_too() -> None:
+    net = FAMILY.load(from_srvgg(_srvgg().state_dict()), "x4").module
+    with torch.no_grad():
+        net.skip.weight.uniform_(-0.5, 0.5)
+        net.skip.bias.uniform_(-0.2, 0.2)
+    x2 = FAMILY.load(compact.fold_to_x2(net.state_dict()), "x2").module
+    assert x2.scale == 2
+    x = torch.rand(2, 3, 7, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(x2(x), F.avg_pool2d(net(x), 2), rtol=0, atol=1e-5)
+
+
+def test_the_skip_learns_at_its_own_rate() -> None:
+    net = SkipCompact(num_feat=4, num_conv=1, scale=2)
+    groups = _param_groups(net, 1e-4, 30.0)
+    assert len(groups) == 2 and groups[1]["params"] == [net.skip.weight, net.skip.bias]
+    assert groups[1]["lr"] == pytest.approx(3e-3) and groups[1]["lr_mult"] == 30.0
+    assert len(_param_groups(_srvgg(), 1e-4, 30.0)) == 1  # no skip: one group, as before
