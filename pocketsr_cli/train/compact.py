@@ -31,16 +31,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import torch
 
-from pocketsr_cli.archs.compact.network import SKIP_KEYS, from_srvgg
+from pocketsr_cli.archs.compact.network import BODY_KEY, SKIP_KEYS, from_srvgg
 from pocketsr_cli.train.export import write_weights
 
 INIT_STEM = "REALESRGAN_ANIMAVIDEOV3_UP4X"
-_BODY_RE = re.compile(r"body\.(\d+)\.(weight|bias)")
 
 
 def last_conv_index(state: dict[str, torch.Tensor]) -> int:
@@ -49,7 +47,7 @@ def last_conv_index(state: dict[str, torch.Tensor]) -> int:
     Raises:
         ValueError: the dict is not an SRVGG-compact state dict.
     """
-    indices = [int(m.group(1)) for k in state if (m := _BODY_RE.fullmatch(k))]
+    indices = [int(m.group(1)) for k in state if (m := BODY_KEY.fullmatch(k))]
     if not indices or len(indices) != len([k for k in state if k not in SKIP_KEYS]):
         raise ValueError("not an SRVGG-compact state dict (expected only body.N tensors)")
     last = max(indices)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_BODY_RE = re.compile(r"body\.(\d+)\.(weight|bias)")
+BODY_KEY = re.compile(r"body\.(\d+)\.(weight|bias)")  # SRVGG's body.N tensors
 SKIP_KEYS = ("skip.weight", "skip.bias")
 
 
@@ -77,7 +77,7 @@ def infer(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: the shapes do not make a :class:`SkipCompact`.
     """
-    indices = sorted({int(m.group(1)) for k in state_dict if (m := _BODY_RE.fullmatch(k))})
+    indices = sorted({int(m.group(1)) for k in state_dict if (m := BODY_KEY.fullmatch(k))})
     last = indices[-1] if indices else -1
     if last < 2 or last % 2:
         raise ValueError("no SRVGG body (body.0 … body.2n+2)")
