@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import ConcatDataset, default_collate
 
+from pocketsr_cli.archs.compact.network import SKIP_KEYS
 from pocketsr_cli.train import anneal, loop, losses
 from pocketsr_cli.train.dataset import PatchDataset
 
@@ -148,13 +149,12 @@ class TrainConfig:
 
 def _param_groups(student: nn.Module, lr: float, skip_mult: float) -> list[dict[str, Any]]:
     """The student's parameters for the optimiser: the compact family's linear skip
-    (``skip.*``) in a group of its own at ``lr * skip_mult`` (``lr_mult``, which the
+    (``SKIP_KEYS``) in a group of its own at ``lr * skip_mult`` (``lr_mult``, which the
     schedule keeps), everything else at ``lr``.  One group when there is no skip."""
     named = list(student.named_parameters())
-    skip = [p for n, p in named if n.startswith("skip.")]
-    groups: list[dict[str, Any]] = [
-        {"params": [p for n, p in named if not n.startswith("skip.")], "lr": lr}
-    ]
+    skip = [p for n, p in named if n in SKIP_KEYS]
+    rest = [p for n, p in named if n not in SKIP_KEYS]
+    groups: list[dict[str, Any]] = [{"params": rest, "lr": lr}]
     if skip:
         groups.append({"params": skip, "lr": lr * skip_mult, "lr_mult": skip_mult})
     return groups
