@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """A PCSR model's quality, heavy fraction and CPU time at several routing settings, one run.
 
-For every photo of a folder (centred ``--crop`` window, each ``--degradation`` as
-``pocketsr eval`` makes it) the network upscales ×4 at every setting: all-heavy (every
-pixel through the heavy upsampler), ``k`` for each ``--k``, and optionally the adaptive
-K-means mode.  Per setting: mean PSNR-Y, SSIM-Y, detail, hf, bandcorr, lattice ratio
-(``evaluation.metrics``), the share of heavy pixels, and the seconds the forward passes
-took.  Timing is interleaved — each round runs every setting once on every image, in a
-rotating order, and each (setting, image) keeps its best round — so that the ratios hold
-on a busy machine.  ``--bench`` adds the seconds per 4K output (960×540 → 3840×2160, the
-``pocketsr bench`` input image; ``--bench-size`` another) for each setting, best of the
-rounds, and the median of the rounds beside it.
+For every photo of a folder (centred ``--crop`` window, or the whole photo with ``--crop
+0``; each ``--degradation`` as ``pocketsr eval`` makes it) the network upscales ×4 at
+every setting: all-heavy (every pixel through the heavy upsampler), ``k`` for each
+``--k``, and optionally the adaptive K-means mode. Per setting: mean PSNR-Y, SSIM-Y,
+detail, hf, bandcorr, lattice ratio (``evaluation.metrics``), the share of heavy pixels,
+and the seconds the forward passes took. Timing is interleaved — each round runs every
+setting once on every image, in a rotating order, and each (setting, image) keeps its best
+round — so that the ratios hold on a busy machine. ``--bench`` adds the seconds per 4K
+output (960×540 → 3840×2160, the ``pocketsr bench`` input image; ``--bench-size`` another)
+for each setting, best of the rounds, and the median of the rounds beside it.
 
     python scripts/pcsr_routing.py models/pcsr-x4.safetensors data/test --crop 512 \\
         --degradation bicubic --degradation real --k 0 0.5 1 2 --rounds 3 --threads 2 \\
@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("weights", type=Path)
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--crop", type=int, default=512)
+    parser.add_argument(
+        "--crop", type=int, default=512, help="centred window side (0: whole photos)"
+    )
     parser.add_argument("--degradation", action="append", choices=("bicubic", "real"))
     parser.add_argument("--k", type=float, nargs="+", default=[0.0])
     parser.add_argument("--adaptive", action="store_true", help="also the K-means mode")
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
 
     images = []  # (name, degradation, gt, lr tensor)
     for path in collect_images(args.folder):
-        gt = np.asarray(ground_truth(path, 4, args.crop), dtype=np.uint8)
+        gt = np.asarray(ground_truth(path, 4, args.crop or None), dtype=np.uint8)
         for kind in degradations:
             lr = degrade_eval(gt, kind, seed=seed_for(path.name), scale=4)  # type: ignore[arg-type]
             images.append((path.name, kind, gt, _to_tensor(np.asarray(lr))))

@@ -15,7 +15,7 @@ from pocketsr_cli.archs.pcsr import PCSR, PCSRConfig, Routing
 from pocketsr_cli.archs.pcsr import network as pcsr_network
 from pocketsr_cli.archs.pcsr import routing as pcsr_routing
 from pocketsr_cli.archs.pcsr.grid import as_ratio, bilinear, output_length, query_axis
-from pocketsr_cli.archs.pcsr.lattice import Lattice, lattice_for
+from pocketsr_cli.archs.pcsr.lattice import Lattice, base_planes, lattice_for, to_image
 from pocketsr_cli.archs.pcsr.routing import refine, route_by_cost
 
 SMALL = {
@@ -197,6 +197,24 @@ def test_lattice_only_at_whole_integer_scales() -> None:
     # plane a s + b, position (n h + i) w + j holds output pixel (n, s i + a, s j + b)
     assert planes[2 * 3 + 1, (1 * 5 + 4) * 7 + 6] == raster[1, 3 * 4 + 2, 3 * 6 + 1]
     assert torch.equal(lattice.to_raster(planes), raster)
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4, 5])
+def test_the_base_by_planes_is_the_bilinear_base(scale: int) -> None:
+    """Phase planes of the bilinear base, made into an image, are ``grid.bilinear`` (border
+    rows and columns included), and a window's planes are the whole image's there."""
+    x = _image(2, 9, 13, seed=3)
+    lattice = Lattice(scale, 2, 9, 13)
+    ratio = as_ratio(scale)
+    rows, cols = query_axis(9, 9 * scale, ratio), query_axis(13, 13 * scale, ratio)
+    planes = base_planes(x, lattice)
+    assert planes.shape == (scale * scale, 3, 2 * 9 * 13)
+    expected = bilinear(x, rows, cols)
+    torch.testing.assert_close(to_image(planes, lattice), expected, atol=1e-6, rtol=0)
+    window = base_planes(x[:, :, 2:8, 3:11], Lattice(scale, 2, 6, 8))
+    whole = planes.view(scale * scale, 3, 2, 9, 13)[:, :, :, 3:7, 4:10]
+    inner = window.view(scale * scale, 3, 2, 6, 8)[:, :, :, 1:5, 1:7]
+    assert torch.equal(inner, whole)
 
 
 @pytest.mark.parametrize("strip", [1, 2, 3 * 11, 1 << 16])

@@ -47,7 +47,7 @@ from pocketsr_cli.archs.pcsr.grid import (
     output_length,
     query_axis,
 )
-from pocketsr_cli.archs.pcsr.lattice import Lattice, add_planes, lattice_for
+from pocketsr_cli.archs.pcsr.lattice import Lattice, base_planes, lattice_for, to_image
 from pocketsr_cli.archs.pcsr.routing import (
     COST_PROBE,
     Routing,
@@ -154,11 +154,13 @@ class PCSR(nn.Module):
         else:
             routed = route_by_cost(margin, self.routing.k, self.costs(ratio))
             heavy = routed if grid is None else grid.to_raster(routed)
-        out = bilinear(x, rows, cols)
         if grid is None:
+            out = bilinear(x, rows, cols)
             out += self._upsample(feat, rows, cols, cell, heavy).permute(0, 3, 1, 2)
         else:
-            add_planes(out, self._upsample_planes(feat, rows, cols, cell, routed, grid), grid)
+            planes = self._upsample_planes(feat, rows, cols, cell, routed, grid)
+            planes += base_planes(x, grid)
+            out = to_image(planes, grid)
         if self.routing.refine:
             refine(out, heavy)
         self.last_stats = RoutingStats(int(routed.sum()), routed.numel())
