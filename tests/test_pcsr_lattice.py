@@ -17,6 +17,7 @@ from pocketsr_cli.archs.pcsr import routing as pcsr_routing
 from pocketsr_cli.archs.pcsr.grid import as_ratio, bilinear, output_length, query_axis
 from pocketsr_cli.archs.pcsr.lattice import Lattice, base_planes, lattice_for, to_image
 from pocketsr_cli.archs.pcsr.routing import refine, route_by_cost
+from pocketsr_cli.archs.pcsr.sampler import LiifSampler
 
 SMALL = {
     "carn": PCSRConfig(channels=8, groups=2, heavy=(16, 16), light=(6, 5), classifier=(6,)),
@@ -231,3 +232,27 @@ def test_refinement_strips_equal_the_reference(strip: int, monkeypatch: pytest.M
         monkeypatch.setattr(pcsr_routing, "REFINE_STRIP", 1 << 20)
         assert torch.equal(got, refine(out.clone(), heavy))
         monkeypatch.setattr(pcsr_routing, "REFINE_STRIP", strip)
+
+
+def test_folded_mlp_is_the_mlp_past_its_first_layer() -> None:
+    """Biases folded into the GEMMs, buffers reused across batches of any size up to the
+    capacity (a smaller batch after a larger one, and back), output into a column range of
+    a larger array: the layers past the first, as ``imnet`` computes them."""
+    gen = torch.Generator().manual_seed(7)
+    for hidden in [(16, 16, 12), (6,), ()]:
+        sampler = LiifSampler(8, 3, hidden)
+        for p in sampler.parameters():
+            p.data = torch.randn(p.shape, generator=gen)
+        mlp = sampler.folded(capacity=50)
+        tail = sampler.imnet.layers[1:]
+        for m in [50, 7, 50, 1]:
+            sums = torch.randn(m, sampler.widths[0], generator=gen)
+            mlp.input(m).copy_(sums.t())
+            into = torch.zeros(3, 80)
+            got = mlp.run(m, out=into[:, 20 : 20 + m])
+            expected = tail(sums.clone()).t() if len(tail) else sums.t()
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(into[:, 20 : 20 + m], expected, atol=1e-5, rtol=1e-5)
+            assert not into[:, :20].any() and not into[:, 20 + m :].any()
+        with pytest.raises(ValueError, match="capacity"):
+            mlp.input(51)

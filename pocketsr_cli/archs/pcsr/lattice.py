@@ -129,13 +129,15 @@ def dense(
     """
     s = lattice.scale
     row_terms, col_terms = terms.rows[..., None], terms.cols[..., None]
+    mlp = sampler.folded(min(block, lattice.pixels))
     for start in range(0, lattice.pixels, block):
         part = terms.table[:, start : start + block]
+        m = part.shape[1]
         for a in range(s):
             with_row = part + row_terms[a]
             for b in range(s):
-                y = sampler.channel_major(torch.add(with_row, col_terms[b]))
-                out[a * s + b, :, start : start + block] = y
+                torch.add(with_row, col_terms[b], out=mlp.input(m))
+                mlp.run(m, out=out[a * s + b, :, start : start + m])
     return out
 
 
@@ -163,18 +165,27 @@ def sparse(
     as ``LiifSampler.query`` forms them: gathered table rows plus the plane's summed
     coordinate terms.
     """
-    offsets = terms.offsets()
+    offsets = terms.offsets()[..., None]
     table = terms.table
+    capacity = min(block, lattice.pixels)
+    mlp = sampler.folded(capacity)
     # One gather buffer for every batch: index_select into it runs about twice as fast as
     # into a fresh tensor (measured: 2.6 ms against 5.4 for 100k rows of 58 numbers).
-    gathered = table.new_empty(min(block, lattice.pixels), table.shape[1])
-    for plane in range(lattice.planes):
-        where = mask[plane].nonzero().squeeze(1)
-        for start in range(0, where.numel(), block):
+    gathered = table.new_empty(capacity, table.shape[1])
+    # Every plane's heavy positions from one nonzero (a fifth of the time of one per plane).
+    flat = mask.reshape(-1).nonzero().squeeze(1)
+    counts = mask.sum(dim=1).tolist()
+    first = 0
+    for plane, count in enumerate(counts):
+        where = flat[first : first + count] - plane * lattice.pixels
+        first += count
+        for start in range(0, count, block):
             index = where[start : start + block]
-            h = torch.index_select(table, 0, index, out=gathered[: index.numel()])
-            h.add_(offsets[plane])
-            out[plane].index_copy_(1, index, sampler.after_first(h).t().to(out.dtype))
+            m = index.numel()
+            h = torch.index_select(table, 0, index, out=gathered[:m])
+            # The sums go into the MLP's channel-major input: transposed as they are added.
+            torch.add(h.t(), offsets[plane], out=mlp.input(m))
+            out[plane].index_copy_(1, index, mlp.run(m).to(out.dtype))
     return out
 
 
