@@ -237,7 +237,8 @@ def test_refinement_strips_equal_the_reference(strip: int, monkeypatch: pytest.M
 def test_folded_mlp_is_the_mlp_past_its_first_layer() -> None:
     """Biases folded into the GEMMs, buffers reused across batches of any size up to the
     capacity (a smaller batch after a larger one, and back), output into a column range of
-    a larger array: the layers past the first, as ``imnet`` computes them."""
+    a larger array, input from rows with a ones column: the layers past the first, as
+    ``imnet`` computes them."""
     gen = torch.Generator().manual_seed(7)
     for hidden in [(16, 16, 12), (6,), ()]:
         sampler = LiifSampler(8, 3, hidden)
@@ -254,5 +255,8 @@ def test_folded_mlp_is_the_mlp_past_its_first_layer() -> None:
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(into[:, 20 : 20 + m], expected, atol=1e-5, rtol=1e-5)
             assert not into[:, :20].any() and not into[:, 20 + m :].any()
+            rows = torch.cat([sums, torch.ones(m, 1)], dim=1)  # gathered rows, ones column
+            got = mlp.run(m, source=rows.t())
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
         with pytest.raises(ValueError, match="capacity"):
             mlp.input(51)

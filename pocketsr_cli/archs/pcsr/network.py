@@ -271,7 +271,7 @@ class PCSR(nn.Module):
             return everywhere(heavy_sampler, out)
         everywhere(light_sampler, out)
         if bool(heavy.any()):
-            terms = lattice.terms(heavy_sampler, feat, rows, cols, cell, grid, False)
+            terms = lattice.terms(heavy_sampler, feat, rows, cols, cell, grid, False, True)
             lattice.sparse(heavy_sampler, terms, grid, heavy, _batch(heavy_sampler), out)
         return out
 

@@ -120,24 +120,30 @@ class FoldedMlp:
         """``(first_width, m)``: where the first-layer sums of the next batch go."""
         return self._view(0, m)[:-1]
 
-    def run(self, m: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    def run(
+        self, m: int, out: torch.Tensor | None = None, source: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The MLP's output ``(out_dim, m)`` for the sums in :meth:`input` (overwritten),
         into ``out`` when given (a ``(out_dim, m)`` view with unit column stride, such as a
-        column range of a larger array)."""
+        column range of a larger array).
+
+        ``source`` replaces :meth:`input`: the sums as a ``(first_width + 1, m)`` view whose
+        last row is ones, such as the transpose of rows gathered from a
+        ``feature_table(..., ones_column=True)`` (overwritten too).  The first GEMM reads
+        it transposed at no extra cost, so gathered rows need no copy.
+        """
+        x = self._view(0, m) if source is None else source
         if not self.weights:  # one linear layer: the sums are the output
-            x = self._view(0, m)[:-1]
-            return x if out is None else out.copy_(x)
+            return x[:-1] if out is None else out.copy_(x[:-1])
         last = len(self.weights) - 1
         for i, weight in enumerate(self.weights):
-            x = self._view(i, m)
-            torch.relu_(x[:-1])
-            if i < last:
-                torch.mm(weight, x, out=self._view(i + 1, m)[:-1])
-            elif out is None:
-                return torch.mm(weight, x)
-            else:
-                return torch.mm(weight, x, out=out)
-        raise AssertionError("unreachable")
+            torch.relu_(x)  # the ones row stays ones
+            if i == last:
+                break
+            following = self._view(i + 1, m)
+            torch.mm(weight, x, out=following[:-1])
+            x = following
+        return torch.mm(weight, x) if out is None else torch.mm(weight, x, out=out)
 
     def _view(self, i: int, m: int) -> torch.Tensor:
         if m > self.capacity:
@@ -211,13 +217,27 @@ class LiifSampler(nn.Module):
             col_kind,
         )
 
-    def feature_table(self, feat: torch.Tensor, channel_major: bool = False) -> torch.Tensor:
+    def feature_table(
+        self, feat: torch.Tensor, channel_major: bool = False, ones_column: bool = False
+    ) -> torch.Tensor:
         """The first layer's feature part at every LR pixel of ``feat`` ``(N, C, h, w)``:
-        ``(N h w, width)``, or ``(width, N h w)`` when ``channel_major``."""
+        ``(N h w, width)``, or ``(width, N h w)`` when ``channel_major``.
+
+        ``ones_column`` (rows only) appends a column of ones, ``(N h w, width + 1)``: gathered
+        rows of it are a :class:`FoldedMlp` input as they are (see :meth:`FoldedMlp.run`).
+        """
         c = self.feat_dim
         weight = self._linears()[0].weight[:, :c]
         if not channel_major:
-            return torch.matmul(feat.permute(0, 2, 3, 1).reshape(-1, c), weight.t())
+            rows = feat.permute(0, 2, 3, 1).reshape(-1, c)
+            if not ones_column:
+                return torch.matmul(rows, weight.t())
+            table = rows.new_empty(rows.shape[0], len(weight) + 1)
+            table[:, -1] = 1
+            torch.mm(rows, weight.t(), out=table[:, :-1])
+            return table
+        if ones_column:
+            raise ValueError("a ones column is for the table by rows")
         table = torch.matmul(weight, feat.reshape(feat.shape[0], c, -1))  # (N, width, h w)
         return table[0] if feat.shape[0] == 1 else table.transpose(0, 1).reshape(len(weight), -1)
 
