@@ -1,6 +1,8 @@
-"""The ``compact`` family: SRVGG plus a linear sub-pixel skip.  A zero skip computes what
-spandrel's Compact computes; a skip holds a linear interpolation exactly; files are
-detected, loaded, folded to ×2 and trained with the skip at its own learning rate."""
+"""The ``compact`` family: SRVGG plus a linear sub-pixel skip and an optional filter after
+the shuffle.  A zero skip and an identity filter compute what spandrel's Compact computes;
+a skip holds a linear interpolation exactly; the filter filters the enlarged image; files
+are detected, loaded, folded to ×2 (not with a filter), deepened, and trained with the
+skip and the filter at their own learning rates."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from pocketsr_cli.archs.compact import FAMILY, SkipCompact, from_srvgg
+from pocketsr_cli.archs.compact import FAMILY, SkipCompact, from_srvgg, with_post
 from pocketsr_cli.registry import detect_family
 from pocketsr_cli.train import compact
 from pocketsr_cli.train.export import write_weights
@@ -103,3 +105,63 @@ def test_the_skip_learns_at_its_own_rate() -> None:
     assert len(groups) == 2 and groups[1]["params"] == [net.skip.weight, net.skip.bias]
     assert groups[1]["lr"] == pytest.approx(3e-3) and groups[1]["lr_mult"] == 30.0
     assert len(_param_groups(_srvgg(), 1e-4, 30.0)) == 1  # no skip: one group, as before
+
+
+def test_an_identity_post_filter_changes_nothing_and_loads_by_detection(tmp_path: Path) -> None:
+    srvgg = _srvgg()
+    write_weights(srvgg.state_dict(), tmp_path / "srvgg.safetensors")
+    dest = tmp_path / "post.safetensors"
+    compact.main(["post", str(tmp_path / "srvgg.safetensors"), str(dest), "--size", "5"])
+    desc = descriptor_from_state_dict(read_state_dict(dest), "post")
+    assert desc.family == "compact" and desc.scale == 4
+    net = desc.module
+    assert isinstance(net, SkipCompact) and net.post is not None
+    assert tuple(net.post.weight.shape) == (3, 1, 5, 5)
+    x = torch.rand(2, 3, 9, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), srvgg(x), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="post filter already"):
+        with_post(load_file(str(dest)), 5)
+    with pytest.raises(ValueError, match="odd"):
+        with_post(srvgg.state_dict(), 4)
+    with pytest.raises(ValueError, match="does not fold"):
+        compact.fold_to_x2(load_file(str(dest)))
+
+
+def test_the_post_filter_filters_the_enlarged_image_with_replicated_borders() -> None:
+    net = SkipCompact(num_feat=4, num_conv=1, scale=2, post_size=3).eval()
+    plain = SkipCompact(num_feat=4, num_conv=1, scale=2).eval()
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if k != "post.weight"})
+    kernel = torch.tensor([[0.0, -0.1, 0.0], [-0.1, 1.5, -0.1], [0.0, -0.1, 0.0]])
+    with torch.no_grad():
+        net.post.weight.copy_(kernel.expand(3, 1, 3, 3))
+        x = torch.rand(1, 3, 6, 7)
+        base = plain(x)
+        want = F.conv2d(F.pad(base, (1, 1, 1, 1), mode="replicate"), net.post.weight, groups=3)
+        torch.testing.assert_close(net(x), want, rtol=0, atol=1e-6)
+        flat = torch.full((1, 3, 6, 7), 0.4)
+        net.body[-1].weight.zero_()
+        net.body[-1].bias.zero_()
+        # a flat picture stays flat, borders included: the kernel sums to 1.1, so ×1.1
+        torch.testing.assert_close(net(flat), torch.full((1, 3, 12, 14), 0.44), rtol=0, atol=1e-6)
+
+
+def test_deepen_carries_the_skip_and_the_post_filter() -> None:
+    state = with_post(from_srvgg(_srvgg().state_dict()), 3)
+    state["skip.bias"] = torch.full_like(state["skip.bias"], 0.01)
+    state["post.weight"] = state["post.weight"] * 0.9
+    deep = compact.deepen(state)
+    assert torch.equal(deep["skip.bias"], state["skip.bias"])
+    assert torch.equal(deep["post.weight"], state["post.weight"])
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        got = FAMILY.load(deep, "deep").module(x)
+        torch.testing.assert_close(got, FAMILY.load(state, "src").module(x), rtol=0, atol=1e-5)
+
+
+def test_the_post_filter_learns_at_its_own_rate() -> None:
+    net = SkipCompact(num_feat=4, num_conv=1, scale=2, post_size=5)
+    groups = _param_groups(net, 1e-4, 30.0, 20.0)
+    skip, post = [g["params"] for g in groups[1:]]
+    assert skip == [net.skip.weight, net.skip.bias] and post == [net.post.weight]
+    assert groups[2]["lr"] == pytest.approx(2e-3) and groups[2]["lr_mult"] == 20.0

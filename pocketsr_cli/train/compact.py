@@ -17,6 +17,11 @@
     family, :mod:`pocketsr_cli.archs.compact`): the same output, and a path that holds any
     linear interpolation exactly, so the body no longer has to cancel the nearest base.
 
+``python -m pocketsr_cli.train.compact post SRC.safetensors DEST.safetensors [--size 5]``
+    adds an identity depthwise filter after the pixel shuffle (and a zero skip if there is
+    none): the same output, and a filter over the sub-pixel phases side by side that
+    training can turn into a notch at the input's pixel pitch (the mesh).
+
 ``python -m pocketsr_cli.train.compact x2 SRC.safetensors DEST.safetensors``
     folds a compact ×4 network into a compact ×2 one that computes *exactly* the ×4 output
     area-downscaled by 2 (see :func:`fold_to_x2`): the ×2 model costs what the ×4 model
@@ -35,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from pocketsr_cli.archs.compact.network import BODY_KEY, SKIP_KEYS, from_srvgg
+from pocketsr_cli.archs.compact.network import BODY_KEY, POST_KEY, SKIP_KEYS, from_srvgg, with_post
 from pocketsr_cli.train.export import write_weights
 
 INIT_STEM = "REALESRGAN_ANIMAVIDEOV3_UP4X"
@@ -48,7 +53,8 @@ def last_conv_index(state: dict[str, torch.Tensor]) -> int:
         ValueError: the dict is not an SRVGG-compact state dict.
     """
     indices = [int(m.group(1)) for k in state if (m := BODY_KEY.fullmatch(k))]
-    if not indices or len(indices) != len([k for k in state if k not in SKIP_KEYS]):
+    extras = (*SKIP_KEYS, POST_KEY)
+    if not indices or len(indices) != len([k for k in state if k not in extras]):
         raise ValueError("not an SRVGG-compact state dict (expected only body.N tensors)")
     last = max(indices)
     if state[f"body.{last}.weight"].ndim != 4:
@@ -66,11 +72,13 @@ def fold_to_x2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     ``(2a + {0,1}, 2b + {0,1})``.  The nearest-neighbour ×4 skip, area-downscaled by 2, is
     the nearest ×2 skip the ×2 network adds.  So the fold is exact (up to rounding).  A
     linear skip (``skip.*``, the ``compact`` family) feeds the same sub-pixel channels and
-    folds the same way.
+    folds the same way.  A filter after the shuffle (``post.weight``) does not.
 
     Raises:
-        ValueError: not a compact ×4 state dict.
+        ValueError: not a compact ×4 state dict, or it has a post filter.
     """
+    if POST_KEY in state:
+        raise ValueError("a filter after the ×4 shuffle does not fold into a ×2 network")
     last = last_conv_index(state)
     weight, bias = state[f"body.{last}.weight"], state[f"body.{last}.bias"]
     if weight.shape[0] % 16:
@@ -97,7 +105,8 @@ def deepen(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     SRVGG-compact's body is ``conv_first, act, (conv, act) × num_conv, conv_last``; after
     each of the ``num_conv`` inner pairs an identity pair is inserted: a 3×3 convolution
     whose kernel is the identity at its centre (zero bias) and a PReLU of slope 1.  Both
-    are exact identities, so the output does not change; training then moves them.
+    are exact identities, so the output does not change; training then moves them.  A
+    skip and a post filter (the ``compact`` family) are carried over as they are.
 
     Raises:
         ValueError: not a compact state dict with PReLU activations.
@@ -123,6 +132,7 @@ def deepen(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         index += 4
     out[f"body.{index}.weight"] = state[f"body.{last}.weight"]
     out[f"body.{index}.bias"] = state[f"body.{last}.bias"]
+    out.update({k: state[k] for k in (*SKIP_KEYS, POST_KEY) if k in state})  # unchanged
     return out
 
 
@@ -157,6 +167,10 @@ def main(argv: list[str] | None = None) -> None:
     p_skip = sub.add_parser("skip", help="compact -> the same plus a zero linear skip")
     p_skip.add_argument("src", type=Path)
     p_skip.add_argument("dest", type=Path)
+    p_post = sub.add_parser("post", help="compact -> the same plus an identity post filter")
+    p_post.add_argument("src", type=Path)
+    p_post.add_argument("dest", type=Path)
+    p_post.add_argument("--size", type=int, default=5, help="odd kernel side (default 5)")
     p_x2 = sub.add_parser("x2", help="compact ×4 -> the exact compact ×2 (area-downscaled)")
     p_x2.add_argument("src", type=Path)
     p_x2.add_argument("dest", type=Path)
@@ -167,8 +181,11 @@ def main(argv: list[str] | None = None) -> None:
         from safetensors.torch import load_file
 
         source = load_file(str(args.src))
-        convert = {"deepen": deepen, "skip": from_srvgg, "x2": fold_to_x2}[args.command]
-        state = convert(source)
+        if args.command == "post":
+            state = with_post(source, args.size)
+        else:
+            convert = {"deepen": deepen, "skip": from_srvgg, "x2": fold_to_x2}[args.command]
+            state = convert(source)
     print(json.dumps(write_weights(state, args.dest)))
 
 

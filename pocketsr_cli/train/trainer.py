@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import ConcatDataset, default_collate
 
-from pocketsr_cli.archs.compact.network import SKIP_KEYS
+from pocketsr_cli.archs.compact.network import POST_KEY, SKIP_KEYS
 from pocketsr_cli.train import anneal, loop, losses
 from pocketsr_cli.train.dataset import PatchDataset
 
@@ -80,6 +80,9 @@ class TrainConfig:
     # the compact family's linear skip (skip.*) learns at lr x this: it starts at zero and
     # must grow to interpolation weights of order 0.1-1, which lr alone takes far too long
     lr_skip_mult: float = 1.0
+    # its filter after the shuffle (post.weight) learns at lr x this: it starts as the
+    # identity, and taps of order 0.1 take thousands of steps at lr alone
+    lr_post_mult: float = 1.0
     seed: int = 0
     limit: int | None = None  # use only the first N patches (reproducible while data grows)
     teacher: str = "data/teacher"
@@ -147,16 +150,20 @@ class TrainConfig:
         return cls(**data)
 
 
-def _param_groups(student: nn.Module, lr: float, skip_mult: float) -> list[dict[str, Any]]:
+def _param_groups(
+    student: nn.Module, lr: float, skip_mult: float, post_mult: float = 1.0
+) -> list[dict[str, Any]]:
     """The student's parameters for the optimiser: the compact family's linear skip
-    (``SKIP_KEYS``) in a group of its own at ``lr * skip_mult`` (``lr_mult``, which the
-    schedule keeps), everything else at ``lr``.  One group when there is no skip."""
+    (``SKIP_KEYS``) in a group of its own at ``lr * skip_mult`` and its post filter
+    (``POST_KEY``) in another at ``lr * post_mult`` (``lr_mult``, which the schedule keeps),
+    everything else at ``lr``.  One group when there is neither."""
     named = list(student.named_parameters())
-    skip = [p for n, p in named if n in SKIP_KEYS]
-    rest = [p for n, p in named if n not in SKIP_KEYS]
-    groups: list[dict[str, Any]] = [{"params": rest, "lr": lr}]
-    if skip:
-        groups.append({"params": skip, "lr": lr * skip_mult, "lr_mult": skip_mult})
+    special = {**dict.fromkeys(SKIP_KEYS, skip_mult), POST_KEY: post_mult}
+    groups: list[dict[str, Any]] = [{"params": [p for n, p in named if n not in special], "lr": lr}]
+    for keys, mult in ((SKIP_KEYS, skip_mult), ((POST_KEY,), post_mult)):
+        params = [p for n, p in named if n in keys]
+        if params:
+            groups.append({"params": params, "lr": lr * mult, "lr_mult": mult})
     return groups
 
 
@@ -268,9 +275,8 @@ class Trainer:
             if config.disc_phases
             else losses.PatchDiscriminator()
         ).to(self.device)
-        self.opt_g = torch.optim.AdamW(
-            _param_groups(self.student, config.lr, config.lr_skip_mult), betas=(0.9, 0.99)
-        )
+        groups = _param_groups(self.student, config.lr, config.lr_skip_mult, config.lr_post_mult)
+        self.opt_g = torch.optim.AdamW(groups, betas=(0.9, 0.99))
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=config.lr_d, betas=(0.9, 0.99))
         self.step = 0
         self.elapsed = 0.0  # seconds of training so far, over all sessions of the run

@@ -13,13 +13,20 @@ trained compact model and computes exactly what it did.
 
 Public API: :data:`FAMILY` (the ``compact`` family: build from a manifest's ``[build]``
 ``num_feat``, ``num_conv``; detect a state dict by its ``skip.weight`` beside ``body.N``;
-infer its shape), :class:`SkipCompact` and :func:`from_srvgg` (an SRVGG state dict plus a
-zero skip).
+infer its shape), :class:`SkipCompact`, :func:`from_srvgg` (an SRVGG state dict plus a
+zero skip) and :func:`with_post` (plus an identity filter after the shuffle).
 """
 
-from pocketsr_cli.archs.compact.network import SkipCompact, build, detect, from_srvgg, infer
+from pocketsr_cli.archs.compact.network import (
+    SkipCompact,
+    build,
+    detect,
+    from_srvgg,
+    infer,
+    with_post,
+)
 from pocketsr_cli.descriptor import Family
 
 FAMILY = Family("compact", build=build, detect=detect, infer=infer)
 
-__all__ = ["FAMILY", "SkipCompact", "build", "detect", "from_srvgg", "infer"]
+__all__ = ["FAMILY", "SkipCompact", "build", "detect", "from_srvgg", "infer", "with_post"]

@@ -13,21 +13,36 @@ from torch import nn
 
 BODY_KEY = re.compile(r"body\.(\d+)\.(weight|bias)")  # SRVGG's body.N tensors
 SKIP_KEYS = ("skip.weight", "skip.bias")
+POST_KEY = "post.weight"  # the optional filter after the shuffle (depthwise, no bias)
 
 
 class SkipCompact(nn.Module):
-    """SRVGG-compact ×``scale`` with a 3x3 linear path from the input to the sub-pixels.
+    """SRVGG-compact ×``scale`` with a 3x3 linear path from the input to the sub-pixels, and
+    optionally a filter on the enlarged image.
 
-    ``forward(x) = shuffle(body(x) + skip(x)) + nearest(x)`` for ``x`` in ``[0, 1]``,
+    ``forward(x) = post(shuffle(body(x) + skip(x)) + nearest(x))`` for ``x`` in ``[0, 1]``,
     ``(N, C, H, W)`` -> ``(N, C, sH, sW)``.  ``body`` is SRVGG's: a 3x3 convolution to
     ``num_feat`` channels, ``num_conv`` more 3x3 convolutions, each followed by a PReLU, and
-    a 3x3 convolution to ``C·s²`` sub-pixel channels.  ``skip`` starts at zero.
+    a 3x3 convolution to ``C·s²`` sub-pixel channels.  ``skip`` starts at zero.  ``post``
+    (``post_size`` > 0) is a ``post_size``² depthwise convolution at the output's
+    resolution, one kernel per colour, starting as the identity: it sees the sub-pixel
+    phases side by side, so it can hold what no layer before the shuffle can, such as a
+    notch at the input's pixel pitch (the mesh) or a gain in the visible band.
     """
 
-    def __init__(self, num_feat: int = 64, num_conv: int = 16, scale: int = 4, channels: int = 3):
+    def __init__(
+        self,
+        num_feat: int = 64,
+        num_conv: int = 16,
+        scale: int = 4,
+        channels: int = 3,
+        post_size: int = 0,
+    ):
         super().__init__()
         if scale < 1 or num_feat < 1 or num_conv < 0 or channels < 1:
             raise ValueError(f"bad compact shape: feat {num_feat}, conv {num_conv}, ×{scale}")
+        if post_size < 0 or (post_size and post_size % 2 == 0):
+            raise ValueError(f"the post filter's size must be odd (or 0: none), got {post_size}")
         self.scale = scale
         out = channels * scale * scale
         layers: list[nn.Module] = [nn.Conv2d(channels, num_feat, 3, padding=1), nn.PReLU(num_feat)]
@@ -38,23 +53,41 @@ class SkipCompact(nn.Module):
         self.skip = nn.Conv2d(channels, out, 3, padding=1)
         for tensor in self.skip.parameters():
             nn.init.zeros_(tensor)
+        self.post: nn.Conv2d | None = None
+        if post_size:
+            # Padded in forward(), by replication: a flat edge stays flat whatever the
+            # kernel sums to.
+            self.post = nn.Conv2d(channels, channels, post_size, groups=channels, bias=False)
+            with torch.no_grad():
+                self.post.weight.copy_(identity_kernel(channels, post_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x
         for layer in self.body:
             h = layer(h)
         h = F.pixel_shuffle(h + self.skip(x), self.scale)
-        return h + F.interpolate(x, scale_factor=self.scale, mode="nearest")
+        h = h + F.interpolate(x, scale_factor=self.scale, mode="nearest")
+        if self.post is not None:
+            pad = self.post.kernel_size[0] // 2
+            h = self.post(F.pad(h, (pad,) * 4, mode="replicate"))
+        return h
+
+
+def identity_kernel(channels: int, size: int) -> torch.Tensor:
+    """``(channels, 1, size, size)``: the depthwise kernel that passes every colour as it is."""
+    kernel = torch.zeros(channels, 1, size, size)
+    kernel[:, :, size // 2, size // 2] = 1.0
+    return kernel
 
 
 def build(params: Mapping[str, Any], scale: int) -> SkipCompact:
     """A fresh network from a manifest's ``[build]`` (``num_feat``, ``num_conv``,
-    ``channels``; SRVGG's defaults 64, 16, 3).
+    ``channels``, ``post_size``; SRVGG's defaults 64, 16, 3, and no post filter).
 
     Raises:
         ValueError: an unknown key or a bad shape.
     """
-    known = {"num_feat", "num_conv", "channels"}
+    known = {"num_feat", "num_conv", "channels", "post_size"}
     unknown = set(params) - known
     if unknown:
         raise ValueError(f"unknown [build] keys {sorted(unknown)}; known: {sorted(known)}")
@@ -63,6 +96,7 @@ def build(params: Mapping[str, Any], scale: int) -> SkipCompact:
         num_conv=int(params.get("num_conv", 16)),
         scale=scale,
         channels=int(params.get("channels", 3)),
+        post_size=int(params.get("post_size", 0)),
     )
 
 
@@ -87,7 +121,10 @@ def infer(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     scale = math.isqrt(sub // channels)
     if scale * scale * channels != sub:
         raise ValueError(f"the head has {sub} channels, not {channels} × a square")
-    return {"num_feat": num_feat, "num_conv": (last - 2) // 2, "channels": channels, "scale": scale}
+    params = {"num_feat": num_feat, "num_conv": (last - 2) // 2, "channels": channels}
+    if POST_KEY in state_dict:
+        params["post_size"] = int(state_dict[POST_KEY].shape[-1])
+    return {**params, "scale": scale}
 
 
 def from_srvgg(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -105,4 +142,22 @@ def from_srvgg(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     dtype = state_dict["body.0.weight"].dtype
     out["skip.weight"] = torch.zeros(channels * scale * scale, channels, 3, 3, dtype=dtype)
     out["skip.bias"] = torch.zeros(channels * scale * scale, dtype=dtype)
+    return out
+
+
+def with_post(state_dict: Mapping[str, torch.Tensor], size: int) -> dict[str, torch.Tensor]:
+    """``state_dict`` (SRVGG, or compact with a skip) plus an identity ``size``² post
+    filter (and a zero skip if it had none): the same output, and a filter to train.
+
+    Raises:
+        ValueError: not an SRVGG/compact state dict, it has a post filter already, or
+            ``size`` is not a positive odd number.
+    """
+    if POST_KEY in state_dict:
+        raise ValueError("the state dict has a post filter already")
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"the post filter's size must be a positive odd number, got {size}")
+    out = dict(state_dict) if all(k in state_dict for k in SKIP_KEYS) else from_srvgg(state_dict)
+    channels = infer(out)["channels"]
+    out[POST_KEY] = identity_kernel(channels, size).to(state_dict["body.0.weight"].dtype)
     return out
