@@ -181,14 +181,9 @@ def sparse(
     # One gather buffer for every batch: index_select into it runs about twice as fast as
     # into a fresh tensor (measured: 2.6 ms against 5.4 for 100k rows of 58 numbers).
     gathered = table.new_empty(capacity, width + 1)
-    # Every plane's heavy positions from one nonzero (a fifth of the time of one per plane).
-    flat = mask.reshape(-1).nonzero().squeeze(1)
-    counts = mask.sum(dim=1).tolist()
-    first = 0
-    for plane, count in enumerate(counts):
-        where = flat[first : first + count] - plane * lattice.pixels
-        first += count
-        for start in range(0, count, block):
+    for plane in range(lattice.planes):
+        where = mask[plane].nonzero().squeeze(1)
+        for start in range(0, where.numel(), block):
             index = where[start : start + block]
             m = index.numel()
             h = torch.index_select(table, 0, index, out=gathered[:m])
