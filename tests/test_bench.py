@@ -9,7 +9,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +261,37 @@ def test_timed_upscaler_adds_up_the_time_spent_in_upscale() -> None:
     assert timed.calls == 3 and timed.seconds >= 0.06
     timed.reset()
     assert (timed.calls, timed.seconds) == (0, 0.0)
+
+
+@pytest.fixture
+def restore_threads() -> Iterator[None]:
+    """torch's thread count as it was before the test (--threads sets it process-wide)."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("restore_threads")
+def test_threads_option_sets_the_model_threads(photos: Path, tmp_path: Path) -> None:
+    """bench, upscale and eval take --threads and run the model on that many; bench's
+    record shows it."""
+    import torch
+
+    args = ("-m", "bicubic", "--size", "64x48", "--repeat", "1", "--json", "-q")
+    code, out, err = invoke("bench", *args, "--threads", "1")
+    assert code == 0, err
+    assert [r["threads"] for r in json_lines(out)] == [1] and torch.get_num_threads() == 1
+    torch.set_num_threads(2)
+    code, _, err = invoke(
+        "upscale", photos, "-o", tmp_path / "out", "-m", "bicubic", "--threads", "1", "-q"
+    )
+    assert code == 0, err
+    assert len(listing(tmp_path / "out")) == 3 and torch.get_num_threads() == 1
+    torch.set_num_threads(2)
+    code, _, err = invoke("eval", photos, "-m", "bicubic", "--threads", "1", "-q")
+    assert code == 0, err
+    assert torch.get_num_threads() == 1
+    code, _, err = invoke("bench", "-m", "bicubic", "--threads", "0")
+    assert code == 2 and "--threads" in err

@@ -50,6 +50,18 @@ DeviceOpt = Annotated[
         autocompletion=_complete.devices,
     ),
 ]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        metavar="N",
+        min=1,
+        help="CPU threads for the model (default: torch's, one per core). On a machine "
+        "that is busy with other work, --threads 1 can be many times faster: every thread "
+        "waits for the slowest at each step.",
+        show_default=False,
+    ),
+]
 PrecisionOpt = Annotated[
     str,
     typer.Option(
@@ -247,3 +259,11 @@ def upscaler_spec(
         allow_unverified=allow_unverified,
         trust_pickle=trust_pickle,
     )
+
+
+def use_threads(threads: int | None) -> None:
+    """``--threads``: set torch's CPU thread count for this process (None: leave torch's)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -110,6 +110,7 @@ def bench_command(
         ),
     ] = None,
     device: opt.DeviceOpt = "auto",
+    threads: opt.ThreadsOpt = None,
     precision: opt.PrecisionOpt = "auto",
     tile: opt.TileOpt = "auto",
     ensemble: opt.EnsemblesOpt = None,
@@ -158,6 +159,7 @@ def bench_command(
         raise UsageError("--size and --baseline apply to the synthetic photo, not to --folder")
     ensembles = opt.ensemble_choices(ensemble, ensemble_weight)
     pixels = parse_size(size or DEFAULT_SIZE) if folder is None else None
+    opt.use_threads(threads)
     spec = opt.upscaler_spec(
         device, precision, opt.tile_side(tile), compile=compile_model, offline=offline
     )

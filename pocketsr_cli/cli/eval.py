@@ -92,6 +92,7 @@ def eval_command(
         ),
     ] = False,
     device: opt.DeviceOpt = "auto",
+    threads: opt.ThreadsOpt = None,
     precision: opt.PrecisionOpt = "auto",
     tile: opt.TileOpt = "auto",
     ensemble: opt.EnsemblesOpt = None,
@@ -125,6 +126,7 @@ def eval_command(
     ensembles = opt.ensemble_choices(ensemble, ensemble_weight)
     console = _ui.make_console()
     paths = collect_images(hr_dir, limit)
+    opt.use_threads(threads)
     spec = opt.upscaler_spec(device, precision, opt.tile_side(tile), offline=offline)
     with _ui.StepBar(console, "eval", quiet=quiet) as bar:
         report = evaluate(

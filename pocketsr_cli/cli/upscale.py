@@ -112,6 +112,7 @@ def upscale(
         ),
     ] = None,
     device: opt.DeviceOpt = "auto",
+    threads: opt.ThreadsOpt = None,
     devices: Annotated[
         str | None,
         typer.Option(
@@ -307,6 +308,7 @@ def upscale(
         if worker_devices:
             raise UsageError("--devices and --ray cannot be combined: choose one")
         import_ray()  # says how to install it, before any download
+    opt.use_threads(threads)
     spec = opt.upscaler_spec(
         worker_devices[0] if worker_devices else device,
         precision,
@@ -433,6 +435,7 @@ def upscale(
             tuple(scales),
             spec,
             ensemble=self_ensemble,
+            cpu_threads=threads,
             outscale=pcsr.outscale,
             native_sizes=pcsr.native_sizes,
         )
