@@ -161,19 +161,18 @@ def main(argv: list[str] | None = None) -> None:
     p_init = sub.add_parser("init", help="animevideov3 ×4 (ncnn) -> compact ×4 safetensors")
     p_init.add_argument("teacher_dir", type=Path)
     p_init.add_argument("dest", type=Path)
-    p_deep = sub.add_parser("deepen", help="compact -> twice the body, the same output")
-    p_deep.add_argument("src", type=Path)
-    p_deep.add_argument("dest", type=Path)
-    p_skip = sub.add_parser("skip", help="compact -> the same plus a zero linear skip")
-    p_skip.add_argument("src", type=Path)
-    p_skip.add_argument("dest", type=Path)
-    p_post = sub.add_parser("post", help="compact -> the same plus an identity post filter")
-    p_post.add_argument("src", type=Path)
-    p_post.add_argument("dest", type=Path)
-    p_post.add_argument("--size", type=int, default=5, help="odd kernel side (default 5)")
-    p_x2 = sub.add_parser("x2", help="compact ×4 -> the exact compact ×2 (area-downscaled)")
-    p_x2.add_argument("src", type=Path)
-    p_x2.add_argument("dest", type=Path)
+    conversions = {  # SRC.safetensors -> DEST.safetensors
+        "deepen": "compact -> twice the body, the same output",
+        "skip": "compact -> the same plus a zero linear skip",
+        "post": "compact -> the same plus an identity post filter",
+        "x2": "compact ×4 -> the exact compact ×2 (area-downscaled)",
+    }
+    for name, help_text in conversions.items():
+        p_conv = sub.add_parser(name, help=help_text)
+        p_conv.add_argument("src", type=Path)
+        p_conv.add_argument("dest", type=Path)
+        if name == "post":
+            p_conv.add_argument("--size", type=int, default=5, help="odd kernel side (default 5)")
     args = parser.parse_args(argv)
     if args.command == "init":
         state = init_from_ncnn(args.teacher_dir)

@@ -158,7 +158,7 @@ def _param_groups(
     (``POST_KEY``) in another at ``lr * post_mult`` (``lr_mult``, which the schedule keeps),
     everything else at ``lr``.  One group when there is neither."""
     named = list(student.named_parameters())
-    special = {**dict.fromkeys(SKIP_KEYS, skip_mult), POST_KEY: post_mult}
+    special = {*SKIP_KEYS, POST_KEY}
     groups: list[dict[str, Any]] = [{"params": [p for n, p in named if n not in special], "lr": lr}]
     for keys, mult in ((SKIP_KEYS, skip_mult), ((POST_KEY,), post_mult)):
         params = [p for n, p in named if n in keys]

@@ -82,7 +82,8 @@ class Terms:
 
     Attributes:
         table: the feature part at every LR position: ``(width, P)`` channel-major (the
-            dense paths) or ``(P, width)`` (the gathered one).
+            dense paths), ``(P, width)`` by rows (the classifier's margins) or
+            ``(P, width + 1)`` by rows with a ones column (the gathered path).
         rows / cols: ``(s, width)``: the coordinate terms of phase rows / columns ``0..s-1``
             (the row terms carry the cell's term and the bias).
     """
