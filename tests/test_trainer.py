@@ -513,6 +513,20 @@ def test_band_texture_loss_sees_visible_detail_and_not_grain() -> None:
     assert_differentiable(losses.hf_excess_loss, grainy, detail)
 
 
+def test_band_gain_asks_for_more_band_than_the_target_has() -> None:
+    torch.manual_seed(3)
+    detail = losses.gaussian_blur(torch.rand(1, 3, 64, 64), 1.0, 4)
+    detail = 0.5 + (detail - detail.mean()) * 4
+    mean = detail.mean()
+    lifted = mean + 1.25 * (detail - mean)  # the same detail, a quarter stronger
+    assert float(losses.band_texture_loss(detail, detail)) == 0
+    assert float(losses.band_texture_loss(detail, detail, gain=1.25)) > 0  # short of it
+    at_gain = float(losses.band_texture_loss(lifted, detail, gain=1.25))
+    assert at_gain < 0.02 * float(losses.band_texture_loss(detail, detail, gain=1.25))
+    with pytest.raises(ValueError, match="band-gain"):
+        Trainer(TrainConfig(patches="unused", out="unused", band_gain=0.0))
+
+
 def test_band_correlation_ignores_strength_and_rewards_placement() -> None:
     torch.manual_seed(4)
     detail = losses.gaussian_blur(torch.rand(2, 3, 64, 64), 1.0, 4)

@@ -178,17 +178,23 @@ def above_band(x: torch.Tensor) -> torch.Tensor:
 
 
 def band_texture_loss(
-    out: torch.Tensor, target: torch.Tensor, window: int = 16, quantile: float = 0.5
+    out: torch.Tensor,
+    target: torch.Tensor,
+    window: int = 16,
+    quantile: float = 0.5,
+    gain: float = 1.0,
 ) -> torch.Tensor:
     """:func:`texture_loss` restricted to the visible band: the mean magnitude of
-    :func:`visible_band` per ``window``-px tile must match the target's.
+    :func:`visible_band` per ``window``-px tile must match the target's, times ``gain``.
 
     Like :func:`texture_loss` it does not care where inside a tile the detail lies, so
     detail the LR does not place exactly is not averaged away; unlike it, grain (which
-    lies above the band) earns nothing — pair it with :func:`hf_excess_loss`.
+    lies above the band) earns nothing — pair it with :func:`hf_excess_loss`.  A ``gain``
+    above 1 asks for more band than the target has: a student that matches the teacher's
+    band on its training patches falls short of it on photos it has not seen.
     """
     e_out = F.avg_pool2d(visible_band(out).abs(), window)
-    e_target = F.avg_pool2d(visible_band(target).abs(), window)
+    e_target = gain * F.avg_pool2d(visible_band(target).abs(), window)
     return _pinball(e_target - e_out, quantile)
 
 

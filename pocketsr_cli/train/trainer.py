@@ -123,6 +123,8 @@ class TrainConfig:
     texture_target: str = "gt"
     texture_window: int = 8
     texture_quantile: float = 0.5
+    # ``--w-band`` asks for the target's visible band per tile times this (1: as much)
+    band_gain: float = 1.0
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when there is one)
     # online data (instead of ``patches``): crops of these photos' training split made on
     # the fly, degraded with ``degradations`` (patch i: kind i mod n) and teacher-labelled
@@ -246,6 +248,8 @@ class Trainer:
             )
         if config.texture_window < 1:
             raise ValueError(f"--texture-window must be at least 1, got {config.texture_window}")
+        if config.band_gain <= 0:
+            raise ValueError(f"--band-gain must be positive, got {config.band_gain}")
         if not 0 < config.texture_quantile < 1:
             raise ValueError(f"--texture-quantile must be in (0, 1), got {config.texture_quantile}")
         if config.teacher_precision not in ("fp16", "fp32"):
@@ -454,7 +458,7 @@ class Trainer:
             like = teacher if c.texture_target == "teacher" else gt
             if w.band:
                 terms["band"] = w.band * losses.band_texture_loss(
-                    out, like, c.texture_window, c.texture_quantile
+                    out, like, c.texture_window, c.texture_quantile, c.band_gain
                 )
             if w.hf_excess:
                 terms["hf_excess"] = w.hf_excess * losses.hf_excess_loss(
