@@ -343,6 +343,7 @@ class Upscaler:
             model=self._variant.model,
             model_sha256=self._variant.sha256,
             model_scale=self._variant.scale,
+            routing=self._variant.routing,
             target=self._target.label,
             fmt=plan.format,
             size=(out.shape[1], out.shape[0]),

@@ -211,6 +211,18 @@ class Upscaler:
         return packing
 
     @property
+    def routing_label(self) -> str | None:
+        """A PCSR network's routing as the output records name it (``"k=0.02"``,
+        ``"adaptive"``, with ``", no refine"`` when refinement is off); None for other
+        networks.  It changes pixels, so an output made with another routing is not the
+        same output (``provenance.COMPARED``)."""
+        routing = getattr(self.model.module, "routing", None)
+        if routing is None or not hasattr(self.model.module, "total_stats"):
+            return None
+        label = "adaptive" if routing.adaptive else f"k={routing.k:g}"
+        return label if routing.refine else f"{label}, no refine"
+
+    @property
     def scale(self) -> int:
         """The factor the network upscales by: for a fractional native scale, the next
         integer (what memory estimates and records take).  With ``native_sizes``, the

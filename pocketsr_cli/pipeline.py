@@ -175,6 +175,12 @@ class Variant:
     def scale(self) -> int:
         return int(self.upscaler.scale)
 
+    @property
+    def routing(self) -> str | None:
+        """A PCSR network's routing (``Upscaler.routing_label``; recorded and compared)."""
+        label = getattr(self.upscaler, "routing_label", None)
+        return label if isinstance(label, str) else None
+
 
 @dataclass(frozen=True)
 class Options:
@@ -846,6 +852,7 @@ class _Run:
             model=variant.model,
             model_sha256=variant.sha256,
             model_scale=variant.scale,
+            routing=variant.routing,
             target=self.target.label,
             fmt=fmt,
         )
@@ -1076,6 +1083,7 @@ class _Run:
             model=d.variant.model,
             model_sha256=d.variant.sha256,
             model_scale=d.variant.scale,
+            routing=d.variant.routing,
             target=self.target.label,
             fmt=d.plan.format,
             size=(item.pixels.shape[1], item.pixels.shape[0]),

@@ -12,6 +12,7 @@ Keys, one object per output::
      "model": "pocketsr-compact-x4",               # the variant that ran
      "model_sha256": "dc1c...",                    # its weights (null for resamplers)
      "model_scale": 4,                             # the factor the network ran at
+     "routing": "k=0.02",                          # a PCSR network's routing (PCSR only)
      "target": "x3",                               # what was asked: x3, x1.5, w3840, h2160, l4096
      "ensemble": "pad",                            # none, pad or flip8
      "ensemble_weight": 0.5,                       # pad's ω (pad only)
@@ -42,6 +43,7 @@ COMPARED: tuple[str, ...] = (
     "model",
     "model_sha256",
     "model_scale",
+    "routing",
     "target",
     "ensemble",
     "ensemble_weight",
@@ -76,6 +78,7 @@ def make_record(
     model_sha256: str | None,
     model_scale: int,
     target: str,
+    routing: str | None = None,
     fmt: str,
     size: tuple[int, int] | None = None,
     precision: str | None = None,
@@ -83,8 +86,9 @@ def make_record(
 ) -> dict[str, Any]:
     """The record of one output (see the module docstring for the keys).
 
-    ``fmt`` is the output's format key; ``size``, ``precision`` and ``source`` are left
-    out when None (the record a run *expects* is built before the image is decoded).
+    ``fmt`` is the output's format key; ``routing`` (a PCSR network's, e.g. ``"k=0.02"``),
+    ``size``, ``precision`` and ``source`` are left out when None (the record a run
+    *expects* is built before the image is decoded).
     """
     record: dict[str, Any] = {
         "pocketsr": settings.version,
@@ -94,6 +98,8 @@ def make_record(
         "target": target,
         "ensemble": settings.ensemble.mode,
     }
+    if routing is not None:
+        record["routing"] = routing
     if settings.ensemble.mode == "pad":
         record["ensemble_weight"] = settings.ensemble.weight
     if fmt in LOSSY_FORMATS:
@@ -128,6 +134,7 @@ _LABELS = {
     "model": "model",
     "model_sha256": "weights sha256",
     "model_scale": "variant",
+    "routing": "routing",
     "target": "size",
     "ensemble": "ensemble",
     "ensemble_weight": "ensemble weight",
@@ -164,7 +171,7 @@ def differences(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[
 
     A weights digest only counts when the model names agree (a different model already
     says it all) and both records have one; an ensemble weight only when both ensembles
-    are ``pad``.
+    are ``pad``; a routing only when both records have one.
     """
     existing, wanted = _comparable(existing), _comparable(wanted)
     items = []
@@ -178,6 +185,8 @@ def differences(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[
             continue
         if key == "ensemble_weight" and existing["ensemble"] != wanted["ensemble"]:
             continue
+        if key == "routing" and (old is None or new is None):
+            continue  # a record from before routings were recorded: unknown, not different
         items.append(f"{_LABELS[key]} {_show(key, old)} → {_show(key, new)}")
     return items
 

@@ -25,6 +25,7 @@ from pocketsr_cli.cli import app
 from pocketsr_cli.devices import compute_for
 from pocketsr_cli.errors import UsageError
 from pocketsr_cli.factory import UpscalerSpec
+from pocketsr_cli.imageio import read_provenance_text
 from pocketsr_cli.inference import Upscaler
 from pocketsr_cli.manifest import bundled_dir
 from pocketsr_cli.parallel import ModelSpec
@@ -327,6 +328,24 @@ def test_routing_options_set_the_heavy_share(weights: Path, tmp_path: Path) -> N
     assert 0.0 < shares["default"] < 1.0 and 0.0 < shares["adaptive"] < 1.0
     light = np.asarray(Image.open(tmp_path / "a_alllight.png")).astype(int)
     assert np.abs(light - _expected(weights, _photo(), 4, Routing(k=1e6)).astype(int)).max() <= 1
+
+
+def test_another_routing_is_other_settings_for_an_existing_output(
+    weights: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "a.png"
+    Image.fromarray(_photo()).save(src)
+    code, out, err = _invoke("upscale", src, "-m", weights, "--pcsr-k", "0.02", "--json", "-q")
+    assert code == 0, err
+    output = Path(_records(out)[0]["output"])
+    assert json.loads(read_provenance_text(output) or "")["routing"] == "k=0.02"
+    code, out, _ = _invoke("upscale", src, "-m", weights, "--pcsr-k", "0.02", "--json", "-q")
+    assert _records(out)[0]["reason_code"] == "exists"
+    for extra, label in [(("--pcsr-k", "0.5"), "k=0.5"), (("--adaptive",), "adaptive")]:
+        code, out, _ = _invoke("upscale", src, "-m", weights, *extra, "--json", "-q")
+        (rec,) = _records(out)
+        assert code == 0 and rec["reason_code"] == "different-settings"
+        assert f"routing k=0.02 → {label}" in rec["reason"]
 
 
 def test_the_human_line_shows_the_heavy_share(weights: Path, tmp_path: Path) -> None:

@@ -144,3 +144,23 @@ def test_ensembles_are_recorded_and_earlier_on_off_records_still_compare() -> No
     assert provenance.differences(pad, record(Ensemble("pad", 0.8))) == [
         "ensemble weight 0.5 → 0.8"
     ]
+
+
+def test_a_pcsr_routing_is_recorded_and_compared() -> None:
+    def record(routing: str | None) -> dict[str, object]:
+        return provenance.make_record(
+            provenance.RunSettings(version="1.2.3"),
+            model="pcsr-x4",
+            model_sha256=None,
+            model_scale=4,
+            routing=routing,
+            target="x4",
+            fmt="png",
+        )
+
+    fast, exact = record("k=0.02"), record("k=-1")
+    assert fast["routing"] == "k=0.02" and "routing" not in record(None)
+    assert provenance.differences(fast, exact) == ["routing k=0.02 → k=-1"]
+    assert provenance.differences(fast, record("adaptive")) == ["routing k=0.02 → adaptive"]
+    # A record written before routings were recorded says nothing about it.
+    assert provenance.differences(record(None), fast) == []
