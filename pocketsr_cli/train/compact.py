@@ -17,10 +17,12 @@
     family, :mod:`pocketsr_cli.archs.compact`): the same output, and a path that holds any
     linear interpolation exactly, so the body no longer has to cancel the nearest base.
 
-``python -m pocketsr_cli.train.compact post SRC.safetensors DEST.safetensors [--size 5]``
+``python -m pocketsr_cli.train.compact post SRC.safetensors DEST.safetensors [--size 5] [--lift A]``
     adds an identity depthwise filter after the pixel shuffle (and a zero skip if there is
     none): the same output, and a filter over the sub-pixel phases side by side that
-    training can turn into a notch at the input's pixel pitch (the mesh).
+    training can turn into a notch at the input's pixel pitch (the mesh).  ``--lift A``
+    makes it the identity plus ``A`` × the visible band instead (a fixed unsharp mask in
+    that band, ``archs.compact.network.band_lift_kernel``).
 
 ``python -m pocketsr_cli.train.compact x2 SRC.safetensors DEST.safetensors``
     folds a compact ×4 network into a compact ×2 one that computes *exactly* the ×4 output
@@ -173,6 +175,10 @@ def main(argv: list[str] | None = None) -> None:
         p_conv.add_argument("dest", type=Path)
         if name == "post":
             p_conv.add_argument("--size", type=int, default=5, help="odd kernel side (default 5)")
+            p_conv.add_argument(
+                "--lift", type=float, default=0.0,
+                help="start as the identity plus this × the visible band (default 0)",
+            )  # fmt: skip
     args = parser.parse_args(argv)
     if args.command == "init":
         state = init_from_ncnn(args.teacher_dir)
@@ -181,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
 
         source = load_file(str(args.src))
         if args.command == "post":
-            state = with_post(source, args.size)
+            state = with_post(source, args.size, args.lift)
         else:
             convert = {"deepen": deepen, "skip": from_srvgg, "x2": fold_to_x2}[args.command]
             state = convert(source)
