@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,8 @@ def _tensor(batch: np.ndarray) -> torch.Tensor:
 
 
 def band_rows(weights: Path, patches: Path, shards: int) -> np.ndarray:
-    """``(n, 3)``: per patch, the teacher's and the student's mean band magnitude and the
-    ground truth's mean luma."""
+    """``(n, 4)``: per patch, the teacher's and the student's mean band magnitude, the
+    ground truth's mean luma and the index of its photo in the folder's manifest."""
     model = descriptor_from_state_dict(read_state_dict(weights), weights.name).module.eval()
     rows = []
     with torch.no_grad():
@@ -42,7 +43,8 @@ def band_rows(weights: Path, patches: Path, shards: int) -> np.ndarray:
             teacher = losses.visible_band(_tensor(z["teacher"])).abs().mean((1, 2, 3))
             student = losses.visible_band(out).abs().mean((1, 2, 3))
             brightness = losses.luma(_tensor(z["hr"])).mean((1, 2, 3))
-            rows.append(torch.stack([teacher, student, brightness], 1).numpy())
+            photo = torch.from_numpy(z["photo"].astype(np.float32))
+            rows.append(torch.stack([teacher, student, brightness, photo], 1).numpy())
     if not rows:
         raise SystemExit(f"no shard_*.npz in {patches}")
     return np.concatenate(rows)
@@ -56,10 +58,27 @@ def main() -> None:
     parser.add_argument("patches", type=Path)
     parser.add_argument("--shards", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--split", type=Path, default=None,
+        help="a train_photos.txt-format list: report its photos' patches and the others' apart",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = band_rows(args.weights, args.patches, args.shards)
     print(f"{len(rows)} patches: student / teacher band {rows[:, 1].sum() / rows[:, 0].sum():.3f}")
+    if args.split is not None:
+        listed = {
+            line.split("\t")[-1].strip().rsplit("/", 1)[-1]
+            for line in args.split.read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        }
+        manifest = json.loads((args.patches / "manifest.json").read_text())
+        names = [p["name"] for p in manifest["photos"]]
+        inside = np.array([names[int(i)] in listed for i in rows[:, 3]])
+        for label, part in (("listed photos", rows[inside]), ("other photos", rows[~inside])):
+            if len(part):
+                ratio = part[:, 1].sum() / part[:, 0].sum()
+                print(f"  {label}: {len(part)} patches, student/teacher {ratio:.3f}")
     for label, col in (("teacher band", 0), ("luma", 2)):
         edges = np.quantile(rows[:, col], np.linspace(0, 1, 6))
         for lo, hi in itertools.pairwise(edges):
