@@ -70,6 +70,13 @@ def _photo(h: int = 24, w: int = 32, channels: int = 3) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def _saved_photo(folder: Path) -> Path:
+    """:func:`_photo` saved as ``folder/a.png``."""
+    src = folder / "a.png"
+    Image.fromarray(_photo()).save(src)
+    return src
+
+
 def _tensor(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(pixels[..., :3].astype(np.float32) / 255).permute(2, 0, 1)[None]
 
@@ -130,8 +137,7 @@ def test_outscale_renders_natively_and_tiles_exactly(
 def test_scale_option_also_renders_natively_without_a_variant_note(
     weights: Path, tmp_path: Path
 ) -> None:
-    src = tmp_path / "a.png"
-    Image.fromarray(_photo()).save(src)
+    src = _saved_photo(tmp_path)
     code, out, err = _invoke("upscale", src, "-m", weights, "-s", "3", "--json", "-q")
     assert code == 0, err
     (rec,) = _records(out)
@@ -245,8 +251,7 @@ def test_a_size_below_the_input_runs_the_model_and_shrinks(weights: Path, tmp_pa
 def test_a_size_target_with_an_ensemble_runs_x4_and_resizes_with_a_note(
     weights: Path, tmp_path: Path
 ) -> None:
-    src = tmp_path / "a.png"
-    Image.fromarray(_photo()).save(src)
+    src = _saved_photo(tmp_path)
     code, out, err = _invoke("upscale", src, "-m", weights, "--width", "80",
                              "--ensemble", "pad", "--json")  # fmt: skip
     assert code == 0, err
@@ -310,8 +315,7 @@ def test_a_worker_model_spec_opens_the_native_drawing(weights: Path) -> None:
 
 
 def test_routing_options_set_the_heavy_share(weights: Path, tmp_path: Path) -> None:
-    src = tmp_path / "a.png"
-    Image.fromarray(_photo()).save(src)
+    src = _saved_photo(tmp_path)
     shares = {}
     for label, extra in {
         "default": (),
@@ -333,8 +337,7 @@ def test_routing_options_set_the_heavy_share(weights: Path, tmp_path: Path) -> N
 def test_another_routing_is_other_settings_for_an_existing_output(
     weights: Path, tmp_path: Path
 ) -> None:
-    src = tmp_path / "a.png"
-    Image.fromarray(_photo()).save(src)
+    src = _saved_photo(tmp_path)
     code, out, err = _invoke("upscale", src, "-m", weights, "--pcsr-k", "0.02", "--json", "-q")
     assert code == 0, err
     output = Path(_records(out)[0]["output"])
@@ -349,8 +352,7 @@ def test_another_routing_is_other_settings_for_an_existing_output(
 
 
 def test_the_human_line_shows_the_heavy_share(weights: Path, tmp_path: Path) -> None:
-    src = tmp_path / "a.png"
-    Image.fromarray(_photo()).save(src)
+    src = _saved_photo(tmp_path)
     code, _, err = _invoke("upscale", src, "-m", weights, "--pcsr-k", "-1e6")
     assert code == 0, err
     assert "100% heavy" in err
@@ -358,8 +360,7 @@ def test_the_human_line_shows_the_heavy_share(weights: Path, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("flag", [("--pcsr-k", "0.5"), ("--adaptive",)])
 def test_routing_options_need_a_pcsr_model(tmp_path: Path, flag: tuple[str, ...]) -> None:
-    src = tmp_path / "a.png"
-    Image.fromarray(_photo()).save(src)
+    src = _saved_photo(tmp_path)
     code, _, err = _invoke("upscale", src, "-m", "bicubic", *flag)
     assert code == 2
     assert "PCSR models only" in err
@@ -367,8 +368,7 @@ def test_routing_options_need_a_pcsr_model(tmp_path: Path, flag: tuple[str, ...]
 
 
 def test_other_models_keep_resizing_to_outscale(tmp_path: Path) -> None:
-    src = tmp_path / "a.png"
-    Image.fromarray(_photo()).save(src)
+    src = _saved_photo(tmp_path)
     code, out, err = _invoke("upscale", src, "-m", "bicubic", "--outscale", "2.5", "--json")
     assert code == 0, err
     (rec,) = _records(out)
@@ -376,8 +376,7 @@ def test_other_models_keep_resizing_to_outscale(tmp_path: Path) -> None:
 
 
 def test_a_fractional_scale_refuses_an_ensemble(weights: Path, tmp_path: Path) -> None:
-    src = tmp_path / "a.png"
-    Image.fromarray(_photo()).save(src)
+    src = _saved_photo(tmp_path)
     code, _, err = _invoke("upscale", src, "-m", weights, "--outscale", "2.5", "--ensemble", "pad")
     assert code == 2 and "ensemble" in err
 
