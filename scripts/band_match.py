@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from pocketsr_cli.train import losses
+from pocketsr_cli.train.split import fetch_list_names
 from pocketsr_cli.weights.load import descriptor_from_state_dict, read_state_dict
 
 
@@ -67,11 +68,7 @@ def main() -> None:
     rows = band_rows(args.weights, args.patches, args.shards)
     print(f"{len(rows)} patches: student / teacher band {rows[:, 1].sum() / rows[:, 0].sum():.3f}")
     if args.split is not None:
-        listed = {
-            line.split("\t")[-1].strip().rsplit("/", 1)[-1]
-            for line in args.split.read_text().splitlines()
-            if line.strip() and not line.startswith("#")
-        }
+        listed = fetch_list_names(args.split)
         manifest = json.loads((args.patches / "manifest.json").read_text())
         names = [p["name"] for p in manifest["photos"]]
         inside = np.array([names[int(i)] in listed for i in rows[:, 3]])

@@ -168,7 +168,7 @@ def test_the_post_filter_learns_at_its_own_rate() -> None:
 
 
 def test_a_lift_filter_raises_the_visible_band_and_keeps_flat_areas() -> None:
-    from pocketsr_cli.archs.compact.network import band_lift_kernel
+    from pocketsr_cli.train.compact import band_lift_kernel
     from pocketsr_cli.train.losses import visible_band
 
     kernel = band_lift_kernel(9, 0.3)
@@ -177,7 +177,8 @@ def test_a_lift_filter_raises_the_visible_band_and_keeps_flat_areas() -> None:
         band_lift_kernel(9, 0.0), with_post(_srvgg().state_dict(), 9)["post.weight"][0, 0]
     )
     srvgg = _srvgg()
-    lifted = FAMILY.load(with_post(srvgg.state_dict(), 9, lift=0.3), "lifted").module
+    lifted_state = with_post(srvgg.state_dict(), 9, band_lift_kernel(9, 0.3))
+    lifted = FAMILY.load(lifted_state, "lifted").module
     torch.manual_seed(4)
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():

@@ -22,7 +22,7 @@
     none): the same output, and a filter over the sub-pixel phases side by side that
     training can turn into a notch at the input's pixel pitch (the mesh).  ``--lift A``
     makes it the identity plus ``A`` × the visible band instead (a fixed unsharp mask in
-    that band, ``archs.compact.network.band_lift_kernel``).
+    that band, :func:`band_lift_kernel`).
 
 ``python -m pocketsr_cli.train.compact x2 SRC.safetensors DEST.safetensors``
     folds a compact ×4 network into a compact ×2 one that computes *exactly* the ×4 output
@@ -44,6 +44,7 @@ import torch
 
 from pocketsr_cli.archs.compact.network import BODY_KEY, POST_KEY, SKIP_KEYS, from_srvgg, with_post
 from pocketsr_cli.train.export import write_weights
+from pocketsr_cli.train.losses import VISIBLE_BAND_SIGMAS
 
 INIT_STEM = "REALESRGAN_ANIMAVIDEOV3_UP4X"
 
@@ -62,6 +63,20 @@ def last_conv_index(state: dict[str, torch.Tensor]) -> int:
     if state[f"body.{last}.weight"].ndim != 4:
         raise ValueError(f"body.{last} is not a convolution")
     return last
+
+
+def band_lift_kernel(size: int, amount: float) -> torch.Tensor:
+    """``(size, size)``: the identity plus ``amount`` × the visible band (difference of
+    Gaussians ``VISIBLE_BAND_SIGMAS``, each truncated to the kernel and summing to one, so
+    the kernel sums to one: flat areas and colours pass unchanged).  An unsharp mask
+    limited to the band a viewer sees at 100 %; above it (grain) it lifts little."""
+    half = size // 2
+    r = torch.arange(size, dtype=torch.float64) - half
+    d2 = r[:, None] ** 2 + r[None, :] ** 2
+    fine, coarse = (torch.exp(-d2 / (2 * s * s)) for s in VISIBLE_BAND_SIGMAS)
+    kernel = torch.zeros(size, size, dtype=torch.float64)
+    kernel[half, half] = 1.0
+    return (kernel + amount * (fine / fine.sum() - coarse / coarse.sum())).float()
 
 
 def fold_to_x2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -187,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
 
         source = load_file(str(args.src))
         if args.command == "post":
-            state = with_post(source, args.size, args.lift)
+            lift = band_lift_kernel(args.size, args.lift) if args.lift else None
+            state = with_post(source, args.size, lift)
         else:
             convert = {"deepen": deepen, "skip": from_srvgg, "x2": fold_to_x2}[args.command]
             state = convert(source)

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pocketsr_cli.evaluation.metrics import BANDPASS_SIGMAS
+
 
 def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean absolute error."""
@@ -156,7 +158,7 @@ def _pinball(short: torch.Tensor, quantile: float) -> torch.Tensor:
     return 2 * torch.maximum(quantile * short, (quantile - 1) * short).mean()
 
 
-VISIBLE_BAND_SIGMAS = (0.7, 1.5)  # the bandcorr band: about 0.1-0.3 cycles/px
+VISIBLE_BAND_SIGMAS = BANDPASS_SIGMAS  # the bandcorr band: about 0.1-0.3 cycles/px
 _SIGMA_RADIUS = 4.0  # taps out to 4 sigma, as scipy and the eval metrics
 
 

@@ -145,26 +145,12 @@ def from_srvgg(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     return out
 
 
-def band_lift_kernel(size: int, amount: float) -> torch.Tensor:
-    """``(size, size)``: the identity plus ``amount`` × the visible band (difference of
-    Gaussians σ 0.7 and 1.5, each truncated to the kernel and summing to one, so the
-    kernel sums to one: flat areas and colours pass unchanged).  An unsharp mask limited
-    to the band a viewer sees at 100 %; above it (grain) it lifts little."""
-    half = size // 2
-    r = torch.arange(size, dtype=torch.float64) - half
-    d2 = r[:, None] ** 2 + r[None, :] ** 2
-    fine, coarse = (torch.exp(-d2 / (2 * s * s)) for s in (0.7, 1.5))
-    kernel = torch.zeros(size, size, dtype=torch.float64)
-    kernel[half, half] = 1.0
-    return (kernel + amount * (fine / fine.sum() - coarse / coarse.sum())).float()
-
-
 def with_post(
-    state_dict: Mapping[str, torch.Tensor], size: int, lift: float = 0.0
+    state_dict: Mapping[str, torch.Tensor], size: int, kernel: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
     """``state_dict`` (SRVGG, or compact with a skip) plus a ``size``² post filter (and a
-    zero skip if it had none).  With ``lift`` 0 the filter is the identity: the same
-    output, and a filter to train; otherwise it is :func:`band_lift_kernel`.
+    zero skip if it had none).  Without ``kernel`` the filter is the identity: the same
+    output, and a filter to train; otherwise every colour gets ``kernel`` ``(size, size)``.
 
     Raises:
         ValueError: not an SRVGG/compact state dict, it has a post filter already, or
@@ -176,8 +162,8 @@ def with_post(
         raise ValueError(f"the post filter's size must be a positive odd number, got {size}")
     out = dict(state_dict) if all(k in state_dict for k in SKIP_KEYS) else from_srvgg(state_dict)
     channels = infer(out)["channels"]
-    kernel = identity_kernel(channels, size)
-    if lift:
-        kernel[:, 0] = band_lift_kernel(size, lift)
-    out[POST_KEY] = kernel.to(state_dict["body.0.weight"].dtype)
+    weight = identity_kernel(channels, size)
+    if kernel is not None:
+        weight[:, 0] = kernel
+    out[POST_KEY] = weight.to(state_dict["body.0.weight"].dtype)
     return out
