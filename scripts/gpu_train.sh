@@ -13,7 +13,10 @@
 # Knobs (environment): DEVICE (cuda), MINUTES (7), BATCH (48), LR_SIZE (64), WORKERS (12),
 # EVAL_EVERY (60 s), VAL_CROP (512), LR (0.0002), W_GAN (0), SEED (0), BUNDLE (data/gpu),
 # DEGRADATIONS (mild,web,clean), THREADS (torch's default), W_BAND (10), W_BAND_CORR (0.1),
-# W_HF_EXCESS (5). tests/test_gpu_recipe.py runs this at toy size on a CPU.
+# W_HF_EXCESS (5), INIT (a compact x4 .safetensors to start from instead of animevideov3,
+# e.g. the bundled models/pocketsr-compact-x4.safetensors), EXTRA (more trainer flags, after
+# the ones above, so they override them). tests/test_gpu_recipe.py runs this at toy size
+# on a CPU.
 # The losses are those of the CPU stage that moved visible detail most on validation
 # (models/pocketsr-compact-x4.md): L1 to the teacher only below the visible band, the band's
 # energy per 16-px tile matched to the teacher's, its placement by correlation, grain capped.
@@ -32,12 +35,13 @@ for whl in "$BUNDLE"/wheels/*.whl; do [ -f "$whl" ] && "$PY" -m zipfile -e "$whl
 export PYTHONPATH="$PWD:$work/site${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
     torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
-"$PY" -m pocketsr_cli.train.compact init "$BUNDLE/teacher" "$work/init.safetensors"
+init=${INIT:-$work/init.safetensors}
+[ -n "${INIT:-}" ] || "$PY" -m pocketsr_cli.train.compact init "$BUNDLE/teacher" "$init"
 extra=()  # the extra training photos' list (scripts/extra_train_photos.txt), if bundled
 [ -f "$BUNDLE/extra.txt" ] && extra=(--fetch-list "$BUNDLE/extra.txt")
 start=$(date +%s)
 "$PY" -m pocketsr_cli.train.run --photos "$BUNDLE/photos" --teacher "$BUNDLE/teacher" \
-    --init "$work/init.safetensors" --out "$OUT/run" --scale 4 --device "$DEVICE" \
+    --init "$init" --out "$OUT/run" --scale 4 --device "$DEVICE" \
     --minutes "${MINUTES:-7}" --steps 100000000 --batch "${BATCH:-48}" \
     --lr-size "${LR_SIZE:-64}" --workers "${WORKERS:-12}" --seed "${SEED:-0}" \
     --degradations "${DEGRADATIONS:-mild,web,clean}" --lr "${LR:-0.0002}" \
@@ -47,7 +51,7 @@ start=$(date +%s)
     --w-lattice 1 --w-band "${W_BAND:-10}" --w-band-corr "${W_BAND_CORR:-0.1}" \
     --w-hf-excess "${W_HF_EXCESS:-5}" --texture-target teacher --texture-window 16 --ema 0.995 \
     --w-gan "${W_GAN:-0}" --gan-start 0 ${THREADS:+--threads "$THREADS"} \
-    ${extra[@]+"${extra[@]}"}
+    ${extra[@]+"${extra[@]}"} ${EXTRA:-}
 echo "trained in $(( $(date +%s) - start )) s"
 "$PY" -m pocketsr_cli.train.compact x2 "$OUT/pocketsr-compact-x4.safetensors" \
     "$OUT/pocketsr-compact-x2.safetensors"

@@ -567,3 +567,23 @@ def test_bilinear_base_at_a_whole_integer_scale_equals_the_gathers() -> None:
     assert not query_axis(7, 18, Fraction(5, 2)).whole
     gathered = bilinear(x, replace(rows, whole=False), replace(cols, whole=False))
     torch.testing.assert_close(bilinear(x, rows, cols), gathered, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [4, 2.5])
+def test_runs_under_autocast_like_the_upscaler_in_half_precision(scale: float) -> None:
+    """``--precision fp16/bf16`` runs the module under autocast: the backbone's convolutions
+    return half floats while the samplers' ``out=`` GEMMs stay in the weights' dtype (on an
+    H200 the CUDA fp16 bench failed with "Expected out tensor to have dtype float")."""
+    x = _image(16, 21)
+    model = _balance(_model("carn"), x, scale, heavy_share=0.4)
+    with torch.no_grad(), torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        routed = model(x, scale=scale)  # sparse routing: gather, both MLPs, scatter
+    assert torch.isfinite(routed).all() and 0.0 < model.last_stats.heavy_fraction < 1.0
+    for k in (-1e6, 1e6):  # one path everywhere: half features move no pixel's route
+        model.routing = Routing(k=k, refine=False)
+        with torch.no_grad():
+            ref = model(x, scale=scale)
+            with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+                half = model(x, scale=scale)
+        assert half.dtype == torch.float32 and half.shape == ref.shape
+        assert float((half - ref).abs().max()) < 0.03

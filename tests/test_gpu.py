@@ -241,11 +241,13 @@ def memory_cap(device: torch.device, module: nn.Module, pixels: int) -> Iterator
     need = torch.cuda.max_memory_allocated(device)
     torch.cuda.empty_cache()
     total = torch.cuda.get_device_properties(device).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, 1.5 * need / total), device)
+    # The cap wants an indexed device ("cuda" alone raises ValueError; seen on an H200).
+    index = torch.cuda.current_device() if device.index is None else device.index
+    torch.cuda.set_per_process_memory_fraction(min(1.0, 1.5 * need / total), index)
     try:
         yield
     finally:
-        torch.cuda.set_per_process_memory_fraction(1.0, device)
+        torch.cuda.set_per_process_memory_fraction(1.0, index)
         torch.cuda.empty_cache()
 
 

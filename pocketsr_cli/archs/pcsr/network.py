@@ -29,6 +29,7 @@ function, as the tests check, at the cost of the all-heavy network.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import replace
 from fractions import Fraction
@@ -144,6 +145,13 @@ class PCSR(nn.Module):
         """
         ratio = as_ratio(self.scale if scale is None else scale)
         feat, rows, cols = self._features(x, ratio, out_size)
+        with _no_autocast(feat):
+            return self._sample(x, feat.to(x.dtype), rows, cols, ratio)
+
+    def _sample(
+        self, x: torch.Tensor, feat: torch.Tensor, rows: QueryAxis, cols: QueryAxis, ratio: Fraction
+    ) -> torch.Tensor:
+        """:meth:`forward` past the backbone: routing, both samplers, base and refinement."""
         cell = 2 / float(ratio)
         grid = lattice_for(feat, rows, cols)
         margin = self._margins(feat, rows, cols, cell, grid)
@@ -177,9 +185,11 @@ class PCSR(nn.Module):
         official demo paints red and green), without running the upsamplers."""
         ratio = as_ratio(self.scale if scale is None else scale)
         feat, rows, cols = self._features(x, ratio, out_size)
-        grid = lattice_for(feat, rows, cols)
-        margin = self._margins(feat, rows, cols, 2 / float(ratio), grid)
-        return torch.sigmoid(margin if grid is None else grid.to_raster(margin))[:, None]
+        with _no_autocast(feat):
+            feat = feat.to(x.dtype)
+            grid = lattice_for(feat, rows, cols)
+            margin = self._margins(feat, rows, cols, 2 / float(ratio), grid)
+            return torch.sigmoid(margin if grid is None else grid.to_raster(margin))[:, None]
 
     # -- stages -------------------------------------------------------------------------
     def _features(
@@ -297,6 +307,13 @@ class PCSR(nn.Module):
         for start, stop in _row_blocks(_batch(sampler), lr_shape[0], rows, cols):
             out[:, start:stop] = sampler.rows(prepared, lr_shape, rows, cols, start, stop)
         return out
+
+
+def _no_autocast(feat: torch.Tensor) -> contextlib.AbstractContextManager[None]:
+    """Autocast off for the samplers: their ``out=`` GEMMs, which autocast does not cast,
+    would meet the fp16/bf16 operands of the GEMMs it does cast (``--precision fp16`` runs
+    the module under autocast).  The backbone keeps half precision."""
+    return torch.autocast(device_type=feat.device.type, enabled=False)
 
 
 def _batch(sampler: LiifSampler) -> int:
