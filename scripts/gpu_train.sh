@@ -8,8 +8,10 @@
 #   python3 scripts/gpu_bundle.py --photos data/photos --teacher data/teacher --out data/gpu
 #   bash scripts/gpu_train.sh                    # on the GPU machine (carry data/gpu)
 #
-# Results under $OUT (at most 8 files): pocketsr-compact-x4.safetensors and -x2, eval.jsonl,
-# run/{config.json,log.jsonl,metrics.jsonl,last.pt} (last.pt resumes the run, also on a CPU).
+# Results under $OUT (8 files): pocketsr-compact-x4.safetensors and -x2, eval.jsonl,
+# run/{config.json,log.jsonl,metrics.jsonl,last.pt} (last.pt resumes the run, also on a CPU),
+# exports.tar (exports/step_N.safetensors: the EMA weights of every evaluation, 2.4 MB each;
+# metrics.jsonl scores each, so the selection rule can pick one).
 # Knobs (environment): DEVICE (cuda), MINUTES (7), BATCH (48), LR_SIZE (64), WORKERS (12),
 # EVAL_EVERY (60 s), VAL_CROP (512), LR (0.0002), W_GAN (0), SEED (0), BUNDLE (data/gpu),
 # DEGRADATIONS (mild,web,clean), THREADS (torch's default), W_BAND (10), W_BAND_CORR (0.1),
@@ -46,13 +48,18 @@ start=$(date +%s)
     --lr-size "${LR_SIZE:-64}" --workers "${WORKERS:-12}" --seed "${SEED:-0}" \
     --degradations "${DEGRADATIONS:-mild,web,clean}" --lr "${LR:-0.0002}" \
     --val "$BUNDLE/val" --val-crop "${VAL_CROP:-512}" --eval-every "${EVAL_EVERY:-60}" \
-    --export-to "$OUT/pocketsr-compact-x4.safetensors" --log-every 50 --ckpt-every 1000000 \
+    --export-to "$OUT/pocketsr-compact-x4.safetensors" --keep-exports true \
+    --log-every 50 --ckpt-every 1000000 \
     --w-l1-gt 0 --w-l1-teacher 0 --w-l1-low-teacher 1 --w-perceptual 0.1 --w-amplitude 0.5 \
     --w-lattice 1 --w-band "${W_BAND:-10}" --w-band-corr "${W_BAND_CORR:-0.1}" \
     --w-hf-excess "${W_HF_EXCESS:-5}" --texture-target teacher --texture-window 16 --ema 0.995 \
     --w-gan "${W_GAN:-0}" --gan-start 0 ${THREADS:+--threads "$THREADS"} \
     ${extra[@]+"${extra[@]}"} ${EXTRA:-}
 echo "trained in $(( $(date +%s) - start )) s"
+# every evaluation's EMA weights, in one file (the machine returns at most 8)
+if [ -d "$OUT/run/exports" ]; then
+  tar -cf "$OUT/exports.tar" -C "$OUT/run" exports && rm -r "$OUT/run/exports"
+fi
 "$PY" -m pocketsr_cli.train.compact x2 "$OUT/pocketsr-compact-x4.safetensors" \
     "$OUT/pocketsr-compact-x2.safetensors"
 for kind in real bicubic; do

@@ -12,8 +12,9 @@
 #   OUT=$OUT MINUTES=4 bash scripts/gpu_train_two.sh      # device run, carry ["data/gpu"]
 #
 # Results: $OUT/P.tar and $OUT/R.tar (each gpu_train.sh's $OUT: x4 and x2 weights,
-# eval.jsonl, run/ but its last.pt), $OUT/P.last.pt and $OUT/R.last.pt (to resume), $OUT/P.log
-# and $OUT/R.log: 6 files.  Knobs: MINUTES (4), WORKERS (7 per run),
+# eval.jsonl, run/ but its last.pt), $OUT/P.last.pt and $OUT/R.last.pt (to resume),
+# $OUT/P.exports.tar and $OUT/R.exports.tar (every evaluation's weights), $OUT/P.log and
+# $OUT/R.log: 8 files.  Knobs: MINUTES (4), WORKERS (7 per run),
 # RUNS ("P R"), and those of gpu_train.sh, which both runs share.
 # tests/test_gpu_recipe.py runs this at toy size on a CPU.
 set -uo pipefail
@@ -41,10 +42,11 @@ for name in ${RUNS:-P R}; do
 done
 status=0
 for job in $(jobs -p); do wait "$job" || status=1; done
-for dir in "$work"/*/; do # last.pt alone: with it a tar can pass the 16 MiB a file
+for dir in "$work"/*/; do # last.pt and exports apart: a file may hold 16 MiB
   [ -d "$dir" ] || continue
   name=$(basename "$dir")
   [ -f "$dir/run/last.pt" ] && mv "$dir/run/last.pt" "$OUT/$name.last.pt"
+  [ -f "$dir/exports.tar" ] && mv "$dir/exports.tar" "$OUT/$name.exports.tar"
   tar -cf "$OUT/$name.tar" -C "$dir" .
 done
 tail -n 3 "$OUT"/*.log

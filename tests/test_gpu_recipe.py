@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import cv2
@@ -25,29 +26,42 @@ def _photo(path: Path, seed: int, size: tuple[int, int] = (220, 300)) -> None:
     cv2.imwrite(str(path), img)
 
 
-def test_gpu_recipe_runs_end_to_end_on_cpu_at_toy_size(teacher_dir: Path, tmp_path: Path) -> None:
+EXTRA_PHOTO = "Dragonfly_by_Bolly.jpg"  # named by scripts/extra_train_photos.txt
+
+
+def _bundle(teacher_dir: Path, tmp_path: Path) -> Path:
+    """scripts/gpu_bundle.py on four toy photos (LadyBird: validation), without wheels."""
     photos = tmp_path / "photos"
     photos.mkdir()
-    extra = "Dragonfly_by_Bolly.jpg"  # named by scripts/extra_train_photos.txt
-    for seed, name in enumerate(("Aqua.jpg", "Kite.jpg", "LadyBird.jpg", extra)):
-        _photo(photos / name, seed)  # LadyBird: validation
-    bundle, out = tmp_path / "bundle", tmp_path / "out"
+    for seed, name in enumerate(("Aqua.jpg", "Kite.jpg", "LadyBird.jpg", EXTRA_PHOTO)):
+        _photo(photos / name, seed)
+    bundle = tmp_path / "bundle"
     subprocess.run(
         [sys.executable, str(REPO / "scripts" / "gpu_bundle.py"), "--photos", str(photos),
          "--teacher", str(teacher_dir), "--out", str(bundle), "--no-wheels", "--val-side", "96"],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
+    return bundle
+
+
+def _toy_env(bundle: Path, out: Path) -> dict[str, str]:
+    return {
+        **os.environ, "PYTHON": sys.executable, "BUNDLE": str(bundle), "OUT": str(out),
+        "DEVICE": "cpu", "MINUTES": "0.15", "BATCH": "2", "LR_SIZE": "16", "WORKERS": "1",
+        "EVAL_EVERY": "1", "VAL_CROP": "64", "THREADS": "1",
+    }  # fmt: skip
+
+
+def test_gpu_recipe_runs_end_to_end_on_cpu_at_toy_size(teacher_dir: Path, tmp_path: Path) -> None:
+    bundle, out = _bundle(teacher_dir, tmp_path), tmp_path / "out"
     listing = json.loads((bundle / "bundle.json").read_text())["files"]
+    extra = EXTRA_PHOTO
     assert {"photos/Aqua.jpg", "photos/Kite.jpg", f"photos/{extra}", "val/LadyBird.png"} <= set(
         listing
     )
     assert "extra.txt" in listing  # the trainer is told which extra photos count
     assert not any(name.startswith("photos/LadyBird") for name in listing)  # never trained on
-    env = {
-        **os.environ, "PYTHON": sys.executable, "BUNDLE": str(bundle), "OUT": str(out),
-        "DEVICE": "cpu", "MINUTES": "0.15", "BATCH": "2", "LR_SIZE": "16", "WORKERS": "1",
-        "EVAL_EVERY": "1", "VAL_CROP": "64", "THREADS": "1",
-    }  # fmt: skip
+    env = _toy_env(bundle, out)
     result = subprocess.run(
         ["bash", str(REPO / "scripts" / "gpu_train.sh")],
         env=env, capture_output=True, text=True, check=False, timeout=600,
@@ -74,3 +88,28 @@ def test_gpu_recipe_runs_end_to_end_on_cpu_at_toy_size(teacher_dir: Path, tmp_pa
         ("bicubic", False),
     }
     assert all(r["count"] == 1 and r["detail"] is not None for r in scored)
+    # every evaluation's weights come back in exports.tar, each scored in metrics.jsonl
+    with tarfile.open(out / "exports.tar") as tar:
+        kept = sorted(Path(name).name for name in tar.getnames() if name.endswith(".safetensors"))
+    assert kept == sorted(Path(entry["kept"]).name for entry in metrics)
+
+
+def test_two_runs_side_by_side_come_back_within_eight_files(
+    teacher_dir: Path, tmp_path: Path
+) -> None:
+    """scripts/gpu_train_two.sh (run P alone here: run R is gpu_train.sh as tested above):
+    from the bundled model, packed so that each returned file stays under 16 MiB."""
+    bundle, out = _bundle(teacher_dir, tmp_path), tmp_path / "out"
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_train_two.sh")],
+        env={**_toy_env(bundle, out), "RUNS": "P"}, capture_output=True, text=True,
+        check=False, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["P.exports.tar", "P.last.pt", "P.log", "P.tar"]
+    assert all((out / name).stat().st_size < 16 * 2**20 for name in files)
+    with tarfile.open(out / "P.tar") as tar:
+        config = json.loads(tar.extractfile("./run/config.json").read())  # type: ignore[union-attr]
+    assert config["init"] == "models/pocketsr-compact-x4.safetensors"
+    assert config["band_gain"] == 1.1 and config["weights"]["perceptual"] == 0.02

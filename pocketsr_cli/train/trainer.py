@@ -143,6 +143,9 @@ class TrainConfig:
     val: str | None = None  # folder of validation photos scored at every evaluation
     val_crop: int = 256
     export_to: str | None = None  # where each evaluation writes the EMA weights
+    # each evaluation also keeps its EMA weights as <out>/exports/step_<N>.safetensors, so a
+    # run's best point can be chosen afterwards (export_to holds only the latest)
+    keep_exports: bool = False
     weights: LossWeights = field(default_factory=LossWeights)
 
     @classmethod
@@ -557,8 +560,9 @@ class Trainer:
             anneal.finalize(self.ema)
 
     def evaluate(self) -> dict[str, Any]:
-        """Write the EMA weights to ``export_to`` (default ``<out>/ema.safetensors``) and
-        append the validation scores to ``<out>/metrics.jsonl``; returns that line."""
+        """Write the EMA weights to ``export_to`` (default ``<out>/ema.safetensors``), and
+        with ``keep_exports`` also to ``<out>/exports/step_<N>.safetensors``, and append the
+        validation scores to ``<out>/metrics.jsonl``; returns that line."""
         from pocketsr_cli.train.validate import score
 
         dest = Path(self.config.export_to or self.out / "ema.safetensors")
@@ -568,6 +572,11 @@ class Trainer:
             "export": str(dest),
             "sha256": self.export(dest)["sha256"],
         }
+        if self.config.keep_exports:
+            kept = self.out / "exports" / f"step_{self.step:07d}.safetensors"
+            kept.parent.mkdir(exist_ok=True)
+            entry["kept"] = str(kept)
+            self.export(kept)
         if self.val_items:
             entry.update(score(self.ema, self.val_items, self.device))
         with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as f:
