@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from pocketsr_cli.archs.compact import FAMILY, SkipCompact, from_srvgg, with_post
+from pocketsr_cli.archs.compact import FAMILY, SkipCompact, from_srvgg, with_post, with_pre
 from pocketsr_cli.registry import detect_family
 from pocketsr_cli.train import compact
 from pocketsr_cli.train.export import write_weights
@@ -191,3 +191,35 @@ def test_a_lift_filter_raises_the_visible_band_and_keeps_flat_areas() -> None:
         visible_band(out)[..., 8:-8, 8:-8].std() / visible_band(plain)[..., 8:-8, 8:-8].std()
     )
     assert 1.08 < band_gain < 1.2  # amplitude; energy about ×1.25, as `detail` measured
+
+
+def test_a_pre_filter_is_the_network_on_the_filtered_input_and_survives_the_fold(
+    tmp_path: Path,
+) -> None:
+    """``pre`` (the ×2 variant's unsharp input filter): the network run on the input filtered
+    with replicated borders, loaded by detection, carried through the ×2 fold and deepen."""
+    srvgg = _srvgg()
+    write_weights(srvgg.state_dict(), tmp_path / "srvgg.safetensors")
+    dest = tmp_path / "pre.safetensors"
+    compact.main(["pre", str(tmp_path / "srvgg.safetensors"), str(dest), "--unsharp", "0.7", "0.5"])
+    desc = descriptor_from_state_dict(read_state_dict(dest), "pre")
+    net = desc.module
+    assert desc.family == "compact" and isinstance(net, SkipCompact) and net.pre is not None
+    kernel = compact.unsharp_kernel(5, 0.7, 0.5)
+    assert kernel.sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert kernel[2, 2] > 1.0 and kernel[1, 2] < 0.0  # the centre lifted, its ring lowered
+    torch.testing.assert_close(net.pre.weight[:, 0], kernel.expand(3, 5, 5))
+    x = torch.rand(2, 3, 9, 11)
+    filtered = F.conv2d(F.pad(x, (2,) * 4, mode="replicate"), kernel.expand(3, 1, 5, 5), groups=3)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), srvgg(filtered), rtol=0, atol=1e-5)
+        flat = torch.full((1, 3, 6, 7), 0.4)
+        torch.testing.assert_close(net(flat), srvgg(flat), rtol=0, atol=1e-6)  # flat stays
+        x2 = FAMILY.load(compact.fold_to_x2(load_file(str(dest))), "x2").module
+        torch.testing.assert_close(x2(x), F.avg_pool2d(net(x), 2), rtol=0, atol=1e-5)
+        deep = FAMILY.load(compact.deepen(load_file(str(dest))), "deep").module
+        torch.testing.assert_close(deep(x), net(x), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="pre filter already"):
+        with_pre(load_file(str(dest)), 5)
+    with pytest.raises(ValueError, match="positive"):
+        compact.unsharp_kernel(5, 0.0, 0.5)

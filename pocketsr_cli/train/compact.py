@@ -24,6 +24,12 @@
     makes it the identity plus ``A`` × the visible band instead (a fixed unsharp mask in
     that band, :func:`band_lift_kernel`).
 
+``python -m pocketsr_cli.train.compact pre SRC DEST [--size 5] [--unsharp SIGMA AMOUNT]``
+    adds a depthwise filter on the input (and a zero skip if there is none): the identity,
+    or with ``--unsharp SIGMA AMOUNT`` an unsharp mask (:func:`unsharp_kernel`).  The ×2
+    variant of the default model is the ×4 fold with such a filter: ×2 inputs are blurrier
+    per input pixel than the ×4 inputs the network learnt (models/pocketsr-compact-x2.md).
+
 ``python -m pocketsr_cli.train.compact x2 SRC.safetensors DEST.safetensors``
     folds a compact ×4 network into a compact ×2 one that computes *exactly* the ×4 output
     area-downscaled by 2 (see :func:`fold_to_x2`): the ×2 model costs what the ×4 model
@@ -42,7 +48,15 @@ from pathlib import Path
 
 import torch
 
-from pocketsr_cli.archs.compact.network import BODY_KEY, POST_KEY, SKIP_KEYS, from_srvgg, with_post
+from pocketsr_cli.archs.compact.network import (
+    BODY_KEY,
+    POST_KEY,
+    PRE_KEY,
+    SKIP_KEYS,
+    from_srvgg,
+    with_post,
+    with_pre,
+)
 from pocketsr_cli.train.export import write_weights
 from pocketsr_cli.train.losses import VISIBLE_BAND_SIGMAS
 
@@ -56,7 +70,7 @@ def last_conv_index(state: dict[str, torch.Tensor]) -> int:
         ValueError: the dict is not an SRVGG-compact state dict.
     """
     indices = [int(m.group(1)) for k in state if (m := BODY_KEY.fullmatch(k))]
-    extras = (*SKIP_KEYS, POST_KEY)
+    extras = (*SKIP_KEYS, POST_KEY, PRE_KEY)
     if not indices or len(indices) != len([k for k in state if k not in extras]):
         raise ValueError("not an SRVGG-compact state dict (expected only body.N tensors)")
     last = max(indices)
@@ -79,6 +93,21 @@ def band_lift_kernel(size: int, amount: float) -> torch.Tensor:
     return (kernel + amount * (fine / fine.sum() - coarse / coarse.sum())).float()
 
 
+def unsharp_kernel(size: int, sigma: float, amount: float) -> torch.Tensor:
+    """``(size, size)``: the identity plus ``amount`` × (identity − a Gaussian of ``sigma``
+    truncated to the kernel and summing to one), so the kernel sums to one: flat areas and
+    colours pass unchanged.  OpenCV's unsharp mask ``x + amount·(x − GaussianBlur(x, σ))``
+    within its truncation (at σ 0.7 a 5×5 kernel keeps all but 1e-4 of the Gaussian)."""
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    half = size // 2
+    r = torch.arange(size, dtype=torch.float64) - half
+    gauss = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma * sigma))
+    identity = torch.zeros(size, size, dtype=torch.float64)
+    identity[half, half] = 1.0
+    return (identity + amount * (identity - gauss / gauss.sum())).float()
+
+
 def fold_to_x2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A compact ×2 state dict computing a compact ×4 network's output area-downscaled ×2.
 
@@ -89,7 +118,8 @@ def fold_to_x2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     ``(2a + {0,1}, 2b + {0,1})``.  The nearest-neighbour ×4 skip, area-downscaled by 2, is
     the nearest ×2 skip the ×2 network adds.  So the fold is exact (up to rounding).  A
     linear skip (``skip.*``, the ``compact`` family) feeds the same sub-pixel channels and
-    folds the same way.  A filter after the shuffle (``post.weight``) does not.
+    folds the same way.  A filter after the shuffle (``post.weight``) does not; one on the
+    input (``pre.weight``) is carried over as it is.
 
     Raises:
         ValueError: not a compact ×4 state dict, or it has a post filter.
@@ -149,7 +179,7 @@ def deepen(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         index += 4
     out[f"body.{index}.weight"] = state[f"body.{last}.weight"]
     out[f"body.{index}.bias"] = state[f"body.{last}.bias"]
-    out.update({k: state[k] for k in (*SKIP_KEYS, POST_KEY) if k in state})  # unchanged
+    out.update({k: state[k] for k in (*SKIP_KEYS, POST_KEY, PRE_KEY) if k in state})
     return out
 
 
@@ -182,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         "deepen": "compact -> twice the body, the same output",
         "skip": "compact -> the same plus a zero linear skip",
         "post": "compact -> the same plus an identity post filter",
+        "pre": "compact -> the same plus an identity (or unsharp) filter on the input",
         "x2": "compact ×4 -> the exact compact ×2 (area-downscaled)",
     }
     for name, help_text in conversions.items():
@@ -194,6 +225,12 @@ def main(argv: list[str] | None = None) -> None:
                 "--lift", type=float, default=0.0,
                 help="start as the identity plus this × the visible band (default 0)",
             )  # fmt: skip
+        if name == "pre":
+            p_conv.add_argument("--size", type=int, default=5, help="odd kernel side (default 5)")
+            p_conv.add_argument(
+                "--unsharp", type=float, nargs=2, metavar=("SIGMA", "AMOUNT"),
+                help="an unsharp mask (unsharp_kernel) instead of the identity",
+            )  # fmt: skip
     args = parser.parse_args(argv)
     if args.command == "init":
         state = init_from_ncnn(args.teacher_dir)
@@ -204,6 +241,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "post":
             lift = band_lift_kernel(args.size, args.lift) if args.lift else None
             state = with_post(source, args.size, lift)
+        elif args.command == "pre":
+            sharpen = unsharp_kernel(args.size, *args.unsharp) if args.unsharp else None
+            state = with_pre(source, args.size, sharpen)
         else:
             convert = {"deepen": deepen, "skip": from_srvgg, "x2": fold_to_x2}[args.command]
             state = convert(source)

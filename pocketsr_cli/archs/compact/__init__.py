@@ -14,7 +14,8 @@ trained compact model and computes exactly what it did.
 Public API: :data:`FAMILY` (the ``compact`` family: build from a manifest's ``[build]``
 ``num_feat``, ``num_conv``; detect a state dict by its ``skip.weight`` beside ``body.N``;
 infer its shape), :class:`SkipCompact`, :func:`from_srvgg` (an SRVGG state dict plus a
-zero skip) and :func:`with_post` (plus an identity filter after the shuffle).
+zero skip), :func:`with_post` (plus an identity filter after the shuffle) and
+:func:`with_pre` (plus a filter on the input).
 """
 
 from pocketsr_cli.archs.compact.network import (
@@ -24,9 +25,19 @@ from pocketsr_cli.archs.compact.network import (
     from_srvgg,
     infer,
     with_post,
+    with_pre,
 )
 from pocketsr_cli.descriptor import Family
 
 FAMILY = Family("compact", build=build, detect=detect, infer=infer)
 
-__all__ = ["FAMILY", "SkipCompact", "build", "detect", "from_srvgg", "infer", "with_post"]
+__all__ = [
+    "FAMILY",
+    "SkipCompact",
+    "build",
+    "detect",
+    "from_srvgg",
+    "infer",
+    "with_post",
+    "with_pre",
+]

@@ -14,20 +14,25 @@ from torch import nn
 BODY_KEY = re.compile(r"body\.(\d+)\.(weight|bias)")  # SRVGG's body.N tensors
 SKIP_KEYS = ("skip.weight", "skip.bias")
 POST_KEY = "post.weight"  # the optional filter after the shuffle (depthwise, no bias)
+PRE_KEY = "pre.weight"  # the optional filter on the input (depthwise, no bias)
 
 
 class SkipCompact(nn.Module):
     """SRVGG-compact ×``scale`` with a 3x3 linear path from the input to the sub-pixels, and
-    optionally a filter on the enlarged image.
+    optionally a filter on the input and one on the enlarged image.
 
-    ``forward(x) = post(shuffle(body(x) + skip(x)) + nearest(x))`` for ``x`` in ``[0, 1]``,
-    ``(N, C, H, W)`` -> ``(N, C, sH, sW)``.  ``body`` is SRVGG's: a 3x3 convolution to
-    ``num_feat`` channels, ``num_conv`` more 3x3 convolutions, each followed by a PReLU, and
-    a 3x3 convolution to ``C·s²`` sub-pixel channels.  ``skip`` starts at zero.  ``post``
-    (``post_size`` > 0) is a ``post_size``² depthwise convolution at the output's
-    resolution, one kernel per colour, starting as the identity: it sees the sub-pixel
-    phases side by side, so it can hold what no layer before the shuffle can, such as a
-    notch at the input's pixel pitch (the mesh) or a gain in the visible band.
+    ``forward(x) = post(shuffle(body(p) + skip(p)) + nearest(p))`` with ``p = pre(x)``, for
+    ``x`` in ``[0, 1]``, ``(N, C, H, W)`` -> ``(N, C, sH, sW)``.  ``body`` is SRVGG's: a 3x3
+    convolution to ``num_feat`` channels, ``num_conv`` more 3x3 convolutions, each followed
+    by a PReLU, and a 3x3 convolution to ``C·s²`` sub-pixel channels.  ``skip`` starts at
+    zero.  ``post`` (``post_size`` > 0) is a ``post_size``² depthwise convolution at the
+    output's resolution, one kernel per colour, starting as the identity: it sees the
+    sub-pixel phases side by side, so it can hold what no layer before the shuffle can, such
+    as a notch at the input's pixel pitch (the mesh) or a gain in the visible band.  ``pre``
+    (``pre_size`` > 0) is the same kind of filter at the input's resolution: what the ×2
+    variant uses to meet inputs blurrier, per input pixel, than the ×4 network learnt
+    (models/pocketsr-compact-x2.md).  Both pad by replication, so a flat area stays flat
+    whatever a kernel sums to.
     """
 
     def __init__(
@@ -37,12 +42,14 @@ class SkipCompact(nn.Module):
         scale: int = 4,
         channels: int = 3,
         post_size: int = 0,
+        pre_size: int = 0,
     ):
         super().__init__()
         if scale < 1 or num_feat < 1 or num_conv < 0 or channels < 1:
             raise ValueError(f"bad compact shape: feat {num_feat}, conv {num_conv}, ×{scale}")
-        if post_size < 0 or (post_size and post_size % 2 == 0):
-            raise ValueError(f"the post filter's size must be odd (or 0: none), got {post_size}")
+        for name, size in (("post", post_size), ("pre", pre_size)):
+            if size < 0 or (size and size % 2 == 0):
+                raise ValueError(f"the {name} filter's size must be odd (or 0: none), got {size}")
         self.scale = scale
         out = channels * scale * scale
         layers: list[nn.Module] = [nn.Conv2d(channels, num_feat, 3, padding=1), nn.PReLU(num_feat)]
@@ -53,24 +60,37 @@ class SkipCompact(nn.Module):
         self.skip = nn.Conv2d(channels, out, 3, padding=1)
         for tensor in self.skip.parameters():
             nn.init.zeros_(tensor)
-        self.post: nn.Conv2d | None = None
-        if post_size:
-            # Padded in forward(), by replication: a flat edge stays flat whatever the
-            # kernel sums to.
-            self.post = nn.Conv2d(channels, channels, post_size, groups=channels, bias=False)
-            with torch.no_grad():
-                self.post.weight.copy_(identity_kernel(channels, post_size))
+        self.post = _identity_filter(channels, post_size)
+        self.pre = _identity_filter(channels, pre_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pre is not None:
+            x = _filtered(self.pre, x)
         h = x
         for layer in self.body:
             h = layer(h)
         h = F.pixel_shuffle(h + self.skip(x), self.scale)
         h = h + F.interpolate(x, scale_factor=self.scale, mode="nearest")
         if self.post is not None:
-            pad = self.post.kernel_size[0] // 2
-            h = self.post(F.pad(h, (pad,) * 4, mode="replicate"))
+            h = _filtered(self.post, h)
         return h
+
+
+def _identity_filter(channels: int, size: int) -> nn.Conv2d | None:
+    """A ``size``² depthwise filter starting as the identity (None for size 0); it is padded
+    in :func:`_filtered`."""
+    if not size:
+        return None
+    conv = nn.Conv2d(channels, channels, size, groups=channels, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(identity_kernel(channels, size))
+    return conv
+
+
+def _filtered(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv`` on ``x`` padded by replication: the output keeps ``x``'s size."""
+    pad = conv.kernel_size[0] // 2
+    return conv(F.pad(x, (pad,) * 4, mode="replicate"))
 
 
 def identity_kernel(channels: int, size: int) -> torch.Tensor:
@@ -82,12 +102,12 @@ def identity_kernel(channels: int, size: int) -> torch.Tensor:
 
 def build(params: Mapping[str, Any], scale: int) -> SkipCompact:
     """A fresh network from a manifest's ``[build]`` (``num_feat``, ``num_conv``,
-    ``channels``, ``post_size``; SRVGG's defaults 64, 16, 3, and no post filter).
+    ``channels``, ``post_size``, ``pre_size``; SRVGG's defaults 64, 16, 3, and no filters).
 
     Raises:
         ValueError: an unknown key or a bad shape.
     """
-    known = {"num_feat", "num_conv", "channels", "post_size"}
+    known = {"num_feat", "num_conv", "channels", "post_size", "pre_size"}
     unknown = set(params) - known
     if unknown:
         raise ValueError(f"unknown [build] keys {sorted(unknown)}; known: {sorted(known)}")
@@ -97,6 +117,7 @@ def build(params: Mapping[str, Any], scale: int) -> SkipCompact:
         scale=scale,
         channels=int(params.get("channels", 3)),
         post_size=int(params.get("post_size", 0)),
+        pre_size=int(params.get("pre_size", 0)),
     )
 
 
@@ -122,8 +143,9 @@ def infer(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     if scale * scale * channels != sub:
         raise ValueError(f"the head has {sub} channels, not {channels} × a square")
     params = {"num_feat": num_feat, "num_conv": (last - 2) // 2, "channels": channels}
-    if POST_KEY in state_dict:
-        params["post_size"] = int(state_dict[POST_KEY].shape[-1])
+    for key, name in ((POST_KEY, "post_size"), (PRE_KEY, "pre_size")):
+        if key in state_dict:
+            params[name] = int(state_dict[key].shape[-1])
     return {**params, "scale": scale}
 
 
@@ -156,14 +178,31 @@ def with_post(
         ValueError: not an SRVGG/compact state dict, it has a post filter already, or
             ``size`` is not a positive odd number.
     """
-    if POST_KEY in state_dict:
-        raise ValueError("the state dict has a post filter already")
+    return _with_filter(state_dict, POST_KEY, "post", size, kernel)
+
+
+def with_pre(
+    state_dict: Mapping[str, torch.Tensor], size: int, kernel: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """:func:`with_post` for the filter on the input (``pre.weight``)."""
+    return _with_filter(state_dict, PRE_KEY, "pre", size, kernel)
+
+
+def _with_filter(
+    state_dict: Mapping[str, torch.Tensor],
+    key: str,
+    name: str,
+    size: int,
+    kernel: torch.Tensor | None,
+) -> dict[str, torch.Tensor]:
+    if key in state_dict:
+        raise ValueError(f"the state dict has a {name} filter already")
     if size < 1 or size % 2 == 0:
-        raise ValueError(f"the post filter's size must be a positive odd number, got {size}")
+        raise ValueError(f"the {name} filter's size must be a positive odd number, got {size}")
     out = dict(state_dict) if all(k in state_dict for k in SKIP_KEYS) else from_srvgg(state_dict)
     channels = infer(out)["channels"]
     weight = identity_kernel(channels, size)
     if kernel is not None:
         weight[:, 0] = kernel
-    out[POST_KEY] = weight.to(state_dict["body.0.weight"].dtype)
+    out[key] = weight.to(state_dict["body.0.weight"].dtype)
     return out
