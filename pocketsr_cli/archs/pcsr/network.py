@@ -29,7 +29,6 @@ function, as the tests check, at the cost of the all-heavy network.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from dataclasses import replace
 from fractions import Fraction
@@ -309,7 +308,7 @@ class PCSR(nn.Module):
         return out
 
 
-def _no_autocast(feat: torch.Tensor) -> contextlib.AbstractContextManager[None]:
+def _no_autocast(feat: torch.Tensor) -> torch.autocast:
     """Autocast off for the samplers: their ``out=`` GEMMs, which autocast does not cast,
     would meet the fp16/bf16 operands of the GEMMs it does cast (``--precision fp16`` runs
     the module under autocast).  The backbone keeps half precision."""
