@@ -7,17 +7,20 @@
 #
 #   python3 scripts/gpu_bundle.py --photos data/photos --teacher data/teacher --out data/gpu
 #   bash scripts/gpu_train.sh                    # on the GPU machine (carry data/gpu)
+#   SCALE=2 INIT=models/pocketsr-compact-x2.safetensors bash scripts/gpu_train.sh  # a x2 net
 #
 # Results under $OUT (8 files): pocketsr-compact-x4.safetensors and -x2, eval.jsonl,
 # run/{config.json,log.jsonl,metrics.jsonl,last.pt} (last.pt resumes the run, also on a CPU),
 # exports.tar (exports/step_N.safetensors: the EMA weights of every evaluation, 2.4 MB each;
-# metrics.jsonl scores each, so the selection rule can pick one).
+# metrics.jsonl scores each, so the selection rule can pick one).  With SCALE=2: the x2 file
+# in place of the x4 one, and no fold.
 # Knobs (environment): DEVICE (cuda), MINUTES (7), BATCH (48), LR_SIZE (64), WORKERS (12),
 # EVAL_EVERY (60 s), VAL_CROP (512), LR (0.0002), W_GAN (0), SEED (0), BUNDLE (data/gpu),
 # DEGRADATIONS (mild,web,clean), THREADS (torch's default), W_BAND (10), W_BAND_CORR (0.1),
-# W_HF_EXCESS (5), INIT (a compact x4 .safetensors to start from instead of animevideov3,
-# e.g. the bundled models/pocketsr-compact-x4.safetensors), EXTRA (more trainer flags, after
-# the ones above, so they override them). tests/test_gpu_recipe.py runs this at toy size
+# W_HF_EXCESS (5), INIT (a compact .safetensors to start from instead of animevideov3,
+# e.g. the bundled models/pocketsr-compact-x4.safetensors), SCALE (4; 2 trains a x2 network
+# from INIT, the teacher's x4 labels area-downscaled, and skips the fold), EXTRA (more
+# trainer flags, after the ones above, so they override them). tests/test_gpu_recipe.py runs this at toy size
 # on a CPU.
 # The losses are those of the CPU stage that moved visible detail most on validation
 # (models/pocketsr-compact-x4.md): L1 to the teacher only below the visible band, the band's
@@ -37,18 +40,23 @@ for whl in "$BUNDLE"/wheels/*.whl; do [ -f "$whl" ] && "$PY" -m zipfile -e "$whl
 export PYTHONPATH="$PWD:$work/site${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
     torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")'
+SCALE=${SCALE:-4}
+if [ "$SCALE" != 4 ] && [ -z "${INIT:-}" ]; then
+  echo "SCALE=$SCALE needs INIT: a compact x$SCALE file (models/pocketsr-compact-x2.safetensors)" >&2
+  exit 2
+fi
 init=${INIT:-$work/init.safetensors}
 [ -n "${INIT:-}" ] || "$PY" -m pocketsr_cli.train.compact init "$BUNDLE/teacher" "$init"
 extra=()  # the extra training photos' list (scripts/extra_train_photos.txt), if bundled
 [ -f "$BUNDLE/extra.txt" ] && extra=(--fetch-list "$BUNDLE/extra.txt")
 start=$(date +%s)
 "$PY" -m pocketsr_cli.train.run --photos "$BUNDLE/photos" --teacher "$BUNDLE/teacher" \
-    --init "$init" --out "$OUT/run" --scale 4 --device "$DEVICE" \
+    --init "$init" --out "$OUT/run" --scale "$SCALE" --device "$DEVICE" \
     --minutes "${MINUTES:-7}" --steps 100000000 --batch "${BATCH:-48}" \
     --lr-size "${LR_SIZE:-64}" --workers "${WORKERS:-12}" --seed "${SEED:-0}" \
     --degradations "${DEGRADATIONS:-mild,web,clean}" --lr "${LR:-0.0002}" \
     --val "$BUNDLE/val" --val-crop "${VAL_CROP:-512}" --eval-every "${EVAL_EVERY:-60}" \
-    --export-to "$OUT/pocketsr-compact-x4.safetensors" --keep-exports true \
+    --export-to "$OUT/pocketsr-compact-x$SCALE.safetensors" --keep-exports true \
     --log-every 50 --ckpt-every 1000000 \
     --w-l1-gt 0 --w-l1-teacher 0 --w-l1-low-teacher 1 --w-perceptual 0.1 --w-amplitude 0.5 \
     --w-lattice 1 --w-band "${W_BAND:-10}" --w-band-corr "${W_BAND_CORR:-0.1}" \
@@ -60,10 +68,12 @@ echo "trained in $(( $(date +%s) - start )) s"
 if [ -d "$OUT/run/exports" ]; then
   tar -cf "$OUT/exports.tar" -C "$OUT/run" exports && rm -r "$OUT/run/exports"
 fi
-"$PY" -m pocketsr_cli.train.compact x2 "$OUT/pocketsr-compact-x4.safetensors" \
-    "$OUT/pocketsr-compact-x2.safetensors"
+if [ "$SCALE" = 4 ]; then
+  "$PY" -m pocketsr_cli.train.compact x2 "$OUT/pocketsr-compact-x4.safetensors" \
+      "$OUT/pocketsr-compact-x2.safetensors"
+fi
 for kind in real bicubic; do
-  "$PY" -m pocketsr_cli eval "$BUNDLE/val" --degradation "$kind" \
-      -m "$OUT/pocketsr-compact-x4.safetensors" --device "$DEVICE" --json --quiet --offline
+  "$PY" -m pocketsr_cli eval "$BUNDLE/val" --degradation "$kind" -s "$SCALE" \
+      -m "$OUT/pocketsr-compact-x$SCALE.safetensors" --device "$DEVICE" --json --quiet --offline
 done > "$OUT/eval.jsonl"
 tail -n 2 "$OUT/run/metrics.jsonl"

@@ -113,3 +113,30 @@ def test_two_runs_side_by_side_come_back_within_eight_files(
         config = json.loads(tar.extractfile("./run/config.json").read())  # type: ignore[union-attr]
     assert config["init"] == "models/pocketsr-compact-x4.safetensors"
     assert config["band_gain"] == 1.1 and config["weights"]["perceptual"] == 0.02
+
+
+def test_the_recipe_trains_a_x2_network_from_the_fold(teacher_dir: Path, tmp_path: Path) -> None:
+    """SCALE=2: online x2 patches (the teacher's x4 labels area-downscaled), a clean-input
+    share with the ground truth as target, no fold, and the eval at x2."""
+    bundle, out = _bundle(teacher_dir, tmp_path), tmp_path / "out"
+    env = {
+        **_toy_env(bundle, out), "SCALE": "2", "INIT": "models/pocketsr-compact-x2.safetensors",
+        "EXTRA": "--mild-fraction 0.5 --mild-kind clean",
+    }  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_train.sh")],
+        env=env, capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (out / "pocketsr-compact-x4.safetensors").exists()
+    x2 = load_file(str(out / "pocketsr-compact-x2.safetensors"))
+    assert x2[f"body.{last_conv_index(x2)}.weight"].shape[0] == 12
+    config = json.loads((out / "run" / "config.json").read_text())
+    assert config["scale"] == 2 and config["mild_fraction"] == 0.5
+    scored = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert {r["scale"] for r in scored} == {2} and len(scored) == 4
+    missing = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_train.sh")],
+        env={**env, "INIT": ""}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "needs INIT" in missing.stderr
