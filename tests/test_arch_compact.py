@@ -223,3 +223,19 @@ def test_a_pre_filter_is_the_network_on_the_filtered_input_and_survives_the_fold
         with_pre(load_file(str(dest)), 5)
     with pytest.raises(ValueError, match="positive"):
         compact.unsharp_kernel(5, 0.0, 0.5)
+
+
+def test_composing_an_unsharp_mask_onto_a_trained_pre_filter() -> None:
+    """``pre --compose``: one larger input filter = the trained one, then the mask."""
+    state = with_pre(_srvgg().state_dict(), 3)
+    torch.manual_seed(5)
+    state["pre.weight"] = state["pre.weight"] + 0.05 * torch.randn(3, 1, 3, 3)
+    mask = compact.unsharp_kernel(5, 0.7, 0.5)
+    composed = compact.compose_pre(state, mask)
+    assert tuple(composed["pre.weight"].shape) == (3, 1, 7, 7)
+    x = torch.rand(1, 3, 20, 20)
+    once = F.conv2d(x, composed["pre.weight"], groups=3)  # no padding: interior only
+    twice = F.conv2d(F.conv2d(x, state["pre.weight"], groups=3), mask.expand(3, 1, 5, 5), groups=3)
+    torch.testing.assert_close(once, twice, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="no pre filter"):
+        compact.compose_pre(_srvgg().state_dict(), mask)

@@ -26,7 +26,8 @@
 
 ``python -m pocketsr_cli.train.compact pre SRC DEST [--size 5] [--unsharp SIGMA AMOUNT]``
     adds a depthwise filter on the input (and a zero skip if there is none): the identity,
-    or with ``--unsharp SIGMA AMOUNT`` an unsharp mask (:func:`unsharp_kernel`).  The ×2
+    or with ``--unsharp SIGMA AMOUNT`` an unsharp mask (:func:`unsharp_kernel`); with
+    ``--compose``, SRC's own input filter followed by that mask (:func:`compose_pre`).  The ×2
     variant of the default model is the ×4 fold with such a filter: ×2 inputs are blurrier
     per input pixel than the ×4 inputs the network learnt (models/pocketsr-compact-x2.md).
 
@@ -106,6 +107,27 @@ def unsharp_kernel(size: int, sigma: float, amount: float) -> torch.Tensor:
     identity = torch.zeros(size, size, dtype=torch.float64)
     identity[half, half] = 1.0
     return (identity + amount * (identity - gauss / gauss.sum())).float()
+
+
+def compose_pre(state: dict[str, torch.Tensor], kernel: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``state`` whose input filter (``pre.weight``, ``k×k``) is followed by ``kernel``
+    (``m×m``, the same for every colour): one ``(k+m-1)²`` filter computing both, so the
+    network computes its old function of the input filtered by ``kernel`` (up to the
+    borders, where padding the input once by replication differs from padding twice).
+
+    Raises:
+        ValueError: ``state`` has no input filter, or ``kernel`` is not square and odd.
+    """
+    if PRE_KEY not in state:
+        raise ValueError("the state dict has no pre filter to compose with")
+    m = kernel.shape[-1]
+    if kernel.shape != (m, m) or m % 2 == 0:
+        raise ValueError(f"the kernel must be square with an odd side, got {tuple(kernel.shape)}")
+    pre = state[PRE_KEY].double()
+    # the composition of two convolutions is the convolution of their kernels (full size)
+    flipped = kernel.double().flip(0, 1)[None, None]
+    composed = torch.nn.functional.conv2d(torch.nn.functional.pad(pre, (m - 1,) * 4), flipped)
+    return {**state, PRE_KEY: composed.to(state[PRE_KEY].dtype).contiguous()}
 
 
 def fold_to_x2(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -231,6 +253,10 @@ def main(argv: list[str] | None = None) -> None:
                 "--unsharp", type=float, nargs=2, metavar=("SIGMA", "AMOUNT"),
                 help="an unsharp mask (unsharp_kernel) instead of the identity",
             )  # fmt: skip
+            p_conv.add_argument(
+                "--compose", action="store_true",
+                help="SRC has a pre filter: follow it by the --unsharp mask (one larger filter)",
+            )  # fmt: skip
     args = parser.parse_args(argv)
     if args.command == "init":
         state = init_from_ncnn(args.teacher_dir)
@@ -243,7 +269,12 @@ def main(argv: list[str] | None = None) -> None:
             state = with_post(source, args.size, lift)
         elif args.command == "pre":
             sharpen = unsharp_kernel(args.size, *args.unsharp) if args.unsharp else None
-            state = with_pre(source, args.size, sharpen)
+            if args.compose:
+                if sharpen is None:
+                    parser.error("--compose needs --unsharp")
+                state = compose_pre(source, sharpen)
+            else:
+                state = with_pre(source, args.size, sharpen)
         else:
             convert = {"deepen": deepen, "skip": from_srvgg, "x2": fold_to_x2}[args.command]
             state = convert(source)
