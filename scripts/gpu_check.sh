@@ -16,7 +16,7 @@
 #   env                 versions (torch, CUDA, cuDNN, carried packages), GPU name and memory
 #   cli                 `pocketsr models list --json`; if the CLI cannot run on the image,
 #                       scripts/gpu_check.py's stand-in runs the later commands instead
-#   bench_bundled_fp16  `pocketsr bench --json --precision fp16` of every bundled model
+#   bench_bundled_fp16  `pocketsr bench --json --precision fp16 --repeat 5` of every bundled model
 #   folder_photos       16 synthetic 960x540 JPEGs
 #   folder_bench        `pocketsr bench --folder DIR --format jpg --precision fp16 --json`
 #   folder_upscale      `pocketsr upscale DIR -o OUT --format jpg --precision fp16 --json`,
@@ -55,7 +55,7 @@ if [ "$SIZE" = small ]; then
   BENCH_SIZE=64x36 REPEAT=1 PHOTOS=4 PHOTO_SIZE=96x54 COMPILE=${COMPILE:-0}
   PYTEST_PATHS=(tests/test_gpu.py tests/test_tiling.py)
 else
-  BENCH_SIZE=960x540 REPEAT=3 PHOTOS=16 PHOTO_SIZE=960x540 COMPILE=${COMPILE:-1}
+  BENCH_SIZE=960x540 REPEAT=5 PHOTOS=16 PHOTO_SIZE=960x540 COMPILE=${COMPILE:-1}
   PYTEST_PATHS=(tests)
 fi
 if [ "$DEVICE" = cpu ]; then
