@@ -20,8 +20,8 @@
 # W_HF_EXCESS (5), INIT (a compact .safetensors to start from instead of animevideov3,
 # e.g. the bundled models/pocketsr-compact-x4.safetensors), SCALE (4; 2 trains a x2 network
 # from INIT, the teacher's x4 labels area-downscaled, and skips the fold), EXTRA (more
-# trainer flags, after the ones above, so they override them). tests/test_gpu_recipe.py runs this at toy size
-# on a CPU.
+# trainer flags, after the ones above, so they override them).
+# tests/test_gpu_recipe.py runs this at toy size on a CPU.
 # The losses are those of the CPU stage that moved visible detail most on validation
 # (models/pocketsr-compact-x4.md): L1 to the teacher only below the visible band, the band's
 # energy per 16-px tile matched to the teacher's, its placement by correlation, grain capped.

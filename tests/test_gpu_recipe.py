@@ -52,6 +52,14 @@ def _toy_env(bundle: Path, out: Path) -> dict[str, str]:
     }  # fmt: skip
 
 
+def _run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``bash scripts/<script>`` with ``env``, its output captured (not checked)."""
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / script)],
+        env=env, capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+
+
 def test_gpu_recipe_runs_end_to_end_on_cpu_at_toy_size(teacher_dir: Path, tmp_path: Path) -> None:
     bundle, out = _bundle(teacher_dir, tmp_path), tmp_path / "out"
     listing = json.loads((bundle / "bundle.json").read_text())["files"]
@@ -62,10 +70,7 @@ def test_gpu_recipe_runs_end_to_end_on_cpu_at_toy_size(teacher_dir: Path, tmp_pa
     assert "extra.txt" in listing  # the trainer is told which extra photos count
     assert not any(name.startswith("photos/LadyBird") for name in listing)  # never trained on
     env = _toy_env(bundle, out)
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "gpu_train.sh")],
-        env=env, capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
+    result = _run("gpu_train.sh", env)
     assert result.returncode == 0, result.stderr[-2000:]
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert len(files) <= 8, files  # what the GPU machine sends back
@@ -100,11 +105,7 @@ def test_two_runs_side_by_side_come_back_within_eight_files(
     """scripts/gpu_train_two.sh (run P alone here: run R is gpu_train.sh as tested above):
     from the bundled model, packed so that each returned file stays under 16 MiB."""
     bundle, out = _bundle(teacher_dir, tmp_path), tmp_path / "out"
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "gpu_train_two.sh")],
-        env={**_toy_env(bundle, out), "RUNS": "P"}, capture_output=True, text=True,
-        check=False, timeout=600,
-    )  # fmt: skip
+    result = _run("gpu_train_two.sh", {**_toy_env(bundle, out), "RUNS": "P"})
     assert result.returncode == 0, result.stderr[-2000:]
     files = sorted(p.name for p in out.iterdir())
     assert files == ["P.exports.tar", "P.last.pt", "P.log", "P.tar"]
@@ -123,10 +124,7 @@ def test_the_recipe_trains_a_x2_network_from_the_fold(teacher_dir: Path, tmp_pat
         **_toy_env(bundle, out), "SCALE": "2", "INIT": "models/pocketsr-compact-x2.safetensors",
         "EXTRA": "--mild-fraction 0.5 --mild-kind clean",
     }  # fmt: skip
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "gpu_train.sh")],
-        env=env, capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
+    result = _run("gpu_train.sh", env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert not (out / "pocketsr-compact-x4.safetensors").exists()
     x2 = load_file(str(out / "pocketsr-compact-x2.safetensors"))
@@ -135,8 +133,5 @@ def test_the_recipe_trains_a_x2_network_from_the_fold(teacher_dir: Path, tmp_pat
     assert config["scale"] == 2 and config["mild_fraction"] == 0.5
     scored = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
     assert {r["scale"] for r in scored} == {2} and len(scored) == 4
-    missing = subprocess.run(
-        ["bash", str(REPO / "scripts" / "gpu_train.sh")],
-        env={**env, "INIT": ""}, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    missing = _run("gpu_train.sh", {**env, "INIT": ""})
     assert missing.returncode == 2 and "needs INIT" in missing.stderr

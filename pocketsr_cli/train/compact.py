@@ -80,18 +80,28 @@ def last_conv_index(state: dict[str, torch.Tensor]) -> int:
     return last
 
 
+def _gaussian(size: int, sigma: float) -> torch.Tensor:
+    """``(size, size)`` float64: a Gaussian of ``sigma`` truncated to the kernel, summing
+    to one."""
+    r = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def _identity(size: int) -> torch.Tensor:
+    """``(size, size)`` float64: the kernel that passes its input as it is."""
+    kernel = torch.zeros(size, size, dtype=torch.float64)
+    kernel[size // 2, size // 2] = 1.0
+    return kernel
+
+
 def band_lift_kernel(size: int, amount: float) -> torch.Tensor:
     """``(size, size)``: the identity plus ``amount`` × the visible band (difference of
     Gaussians ``VISIBLE_BAND_SIGMAS``, each truncated to the kernel and summing to one, so
     the kernel sums to one: flat areas and colours pass unchanged).  An unsharp mask
     limited to the band a viewer sees at 100 %; above it (grain) it lifts little."""
-    half = size // 2
-    r = torch.arange(size, dtype=torch.float64) - half
-    d2 = r[:, None] ** 2 + r[None, :] ** 2
-    fine, coarse = (torch.exp(-d2 / (2 * s * s)) for s in VISIBLE_BAND_SIGMAS)
-    kernel = torch.zeros(size, size, dtype=torch.float64)
-    kernel[half, half] = 1.0
-    return (kernel + amount * (fine / fine.sum() - coarse / coarse.sum())).float()
+    fine, coarse = (_gaussian(size, s) for s in VISIBLE_BAND_SIGMAS)
+    return (_identity(size) + amount * (fine - coarse)).float()
 
 
 def unsharp_kernel(size: int, sigma: float, amount: float) -> torch.Tensor:
@@ -101,12 +111,8 @@ def unsharp_kernel(size: int, sigma: float, amount: float) -> torch.Tensor:
     within its truncation (at σ 0.7 a 5×5 kernel keeps all but 1e-4 of the Gaussian)."""
     if sigma <= 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
-    half = size // 2
-    r = torch.arange(size, dtype=torch.float64) - half
-    gauss = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma * sigma))
-    identity = torch.zeros(size, size, dtype=torch.float64)
-    identity[half, half] = 1.0
-    return (identity + amount * (identity - gauss / gauss.sum())).float()
+    identity = _identity(size)
+    return (identity + amount * (identity - _gaussian(size, sigma))).float()
 
 
 def compose_pre(state: dict[str, torch.Tensor], kernel: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -572,11 +573,11 @@ class Trainer:
             "export": str(dest),
             "sha256": self.export(dest)["sha256"],
         }
-        if self.config.keep_exports:
+        if self.config.keep_exports:  # the same bytes, kept under the step's name
             kept = self.out / "exports" / f"step_{self.step:07d}.safetensors"
             kept.parent.mkdir(exist_ok=True)
+            shutil.copyfile(dest, kept)
             entry["kept"] = str(kept)
-            self.export(kept)
         if self.val_items:
             entry.update(score(self.ema, self.val_items, self.device))
         with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as f:
