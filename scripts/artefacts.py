@@ -1,6 +1,6 @@
 """Two artefact measures the lattice ratio does not cover, per model, on `real` inputs.
 
-    python scripts/artefacts.py data/val -m pocketsr-nano-x4 -m teacher-x4plus --crop 768
+    python scripts/artefacts.py data/val -m pocketsr-compact-x4 -m teacher-x4plus --crop 768
 
 * mesh: ``train.losses.phase_imbalance`` — how unevenly luma gradient falls on the four
   sub-pixel phases (a mesh at the input's pixel pitch), ×1000, mean over 32-px tiles. The

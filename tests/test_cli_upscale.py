@@ -350,6 +350,7 @@ ERRORS = [
     (("upscale", "{src}", "--quality", "0"), 2, "quality"),
     (("upscale", "{src}", "-o", "{dir}", "--suffix", ""), 2, "overwrite input"),
     (("upscale", "{src}", "-m", "no-such-model"), 3, "unknown model"),
+    (("upscale", "{src}", "-m", "pocketsr-nano-x4"), 3, "is no longer bundled: its visible"),
     (("upscale", "{src}", "-m", "{dir}/missing.pth"), 3, "not found"),
     (("upscale", "{src}", "-m", "{dir}/junk.pth"), 3, "cannot read weights"),
     (("upscale", "{src}", "-m", "bicubic", "--bogus"), 2, "No such option"),
@@ -460,30 +461,35 @@ def test_a_factor_the_model_lacks_runs_the_nearest_larger_variant_and_resizes(
 
 def test_a_factor_above_the_largest_variant_enlarges_with_lanczos(tmp_path: Path) -> None:
     src = save(tmp_path / "in.png", photo(24, 32))
-    code, out, err = invoke("upscale", src, "-m", "pocketsr-nano", "-s", "8", "--json")
+    code, out, err = invoke("upscale", src, "-m", "pocketsr-compact", "-s", "8", "--json")
     assert code == 0, err
-    line = "pocketsr-nano has no ×8 variant (largest ×4): running ×4 and enlarging to ×8 with"
+    line = "pocketsr-compact has no ×8 variant (largest ×4): running ×4 and enlarging to ×8 with"
     assert line in " ".join(err.split())
     (rec,), _ = jsonl(out)
-    assert rec["model"] == "pocketsr-nano-x4" and rec["output"].endswith("in_x8.png")
+    assert rec["model"] == "pocketsr-compact-x4" and rec["output"].endswith("in_x8.png")
     assert (rec["out_width"], rec["out_height"]) == (256, 192)
 
 
 def test_scale_picks_the_variant_and_outscale_the_final_size(tmp_path: Path) -> None:
     src = save(tmp_path / "in.png", photo(24, 32))
-    code, out, err = invoke("upscale", src, "-m", "pocketsr-nano", "-s", "2", "--outscale", "1.5")
+    code, out, err = invoke(
+        "upscale", src, "-m", "pocketsr-compact", "-s", "2", "--outscale", "1.5"
+    )
     assert code == 0, err
     with Image.open(tmp_path / "in_x1.5.png") as im:
         assert im.size == (48, 36)
-    assert record_of(tmp_path / "in_x1.5.png")["model"] == "pocketsr-nano-x2"
+    assert record_of(tmp_path / "in_x1.5.png")["model"] == "pocketsr-compact-x2"
     # -s 3 has no variant: ×4 runs, and --outscale (not -s) sets the size.
     code, out, err = invoke(
-        "upscale", src, "-m", "pocketsr-nano", "-s", "3", "--outscale", "2", "--json"
+        "upscale", src, "-m", "pocketsr-compact", "-s", "3", "--outscale", "2", "--json"
     )
     assert code == 0, err
-    assert "pocketsr-nano has no ×3 variant: running ×4" in err and "resizing" not in err
+    assert "pocketsr-compact has no ×3 variant: running ×4" in err and "resizing" not in err
     (rec,), _ = jsonl(out)
-    assert rec["model"] == "pocketsr-nano-x4" and (rec["out_width"], rec["out_height"]) == (64, 48)
+    assert rec["model"] == "pocketsr-compact-x4" and (rec["out_width"], rec["out_height"]) == (
+        64,
+        48,
+    )
     # Without -s, --outscale keeps the model's own variant (×4 for the default), as before.
     code, out, err = invoke("upscale", src, "--outscale", "2", "--json", "--suffix", "_o")
     assert code == 0, err

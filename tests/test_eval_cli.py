@@ -203,7 +203,7 @@ def test_crop_scores_the_centred_window(tmp_path: Path) -> None:
 def test_two_weights_files_of_one_name_get_two_rows(photos: Path, tmp_path: Path) -> None:
     import shutil
 
-    bundled = Path(__file__).parents[1] / "models" / "pocketsr-nano-x4.safetensors"
+    bundled = Path(__file__).parents[1] / "models" / "pocketsr-compact-x4.safetensors"
     a, b = tmp_path / "a" / "w.safetensors", tmp_path / "b" / "w.safetensors"
     for path in (a, b):
         path.parent.mkdir()
@@ -221,7 +221,7 @@ def test_bench_ratio_text_stays_readable_for_fast_models() -> None:
 
 
 def test_resize_scores_a_x4_model_at_x2_as_outscale_would(photos: Path) -> None:
-    bundled = Path(__file__).parents[1] / "models" / "pocketsr-nano-x4.safetensors"
+    bundled = Path(__file__).parents[1] / "models" / "pocketsr-compact-x4.safetensors"
     code, _, err = invoke("eval", photos, "-s", "2", "-m", bundled, "-q", "--limit", "1")
     assert code == 3 and "x4 model" in err and "Traceback" not in err
     code, out, err = invoke(
@@ -229,7 +229,7 @@ def test_resize_scores_a_x4_model_at_x2_as_outscale_would(photos: Path) -> None:
     )
     assert code == 0, err
     rows = json_lines(out)
-    assert [r["model"] for r in rows] == ["bicubic", "pocketsr-nano-x4.safetensors (x4→x2)"]
+    assert [r["model"] for r in rows] == ["bicubic", "pocketsr-compact-x4.safetensors (x4→x2)"]
     resized = rows[1]
     assert resized["scale"] == 4 and rows[0]["scale"] == 2
     assert resized["images"][0]["width"] == rows[0]["images"][0]["width"]

@@ -474,15 +474,15 @@ def test_memo_is_only_an_optimisation(home: Path, weights_bytes: bytes, no_netwo
 
 
 def test_a_family_lists_its_variants_and_loads_each_once(home: Path) -> None:
-    family = open_family("pocketsr-nano")
-    assert (family.name, family.scales, family.default_scale) == ("pocketsr-nano", (2, 4), 4)
-    assert open_family("pocketsr-nano-x2").default_scale == 2  # the variant named
+    family = open_family("pocketsr-compact")
+    assert (family.name, family.scales, family.default_scale) == ("pocketsr-compact", (2, 4), 4)
+    assert open_family("pocketsr-compact-x2").default_scale == 2  # the variant named
     assert open_family(None).name == "pocketsr-compact"
     x2 = family.load(2)
-    spec = find_spec("pocketsr-nano-x2")
-    assert x2.name == "pocketsr-nano-x2" and spec.weights is not None
+    spec = find_spec("pocketsr-compact-x2")
+    assert x2.name == "pocketsr-compact-x2" and spec.weights is not None
     assert x2.sha256 == spec.weights.sha256 and family.load(2) is x2
-    with pytest.raises(ModelError, match=r"^pocketsr-nano has no ×3 variant; it has ×2, ×4$"):
+    with pytest.raises(ModelError, match=r"^pocketsr-compact has no ×3 variant; it has ×2, ×4$"):
         family.load(3)
     lanczos = open_family("lanczos")
     assert lanczos.scales == () and lanczos.load(3).scale == 3 and lanczos.load(3).sha256 is None
@@ -490,11 +490,21 @@ def test_a_family_lists_its_variants_and_loads_each_once(home: Path) -> None:
         open_family("nope")
 
 
+def test_a_withdrawn_model_says_why_and_what_to_use_instead(home: Path) -> None:
+    for call in (lambda: find_spec("pocketsr-nano-x4"), lambda: open_family("pocketsr-nano-x4")):
+        with pytest.raises(ModelError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith("model 'pocketsr-nano-x4' is no longer bundled: ")
+        assert "use pocketsr-compact-x4" in message and "available:" not in message
+    assert open_family("pocketsr-nano").scales == (2,)  # its x2 sibling stays
+
+
 def test_a_missing_variant_is_listed_in_words(home: Path) -> None:
     with pytest.raises(ModelError) as info:
-        resolve_model("pocketsr-nano", 3)
+        resolve_model("pocketsr-compact", 3)
     message = str(info.value)
-    assert message.startswith("pocketsr-nano has no ×3 variant; it has ×2, ×4 (")
+    assert message.startswith("pocketsr-compact has no ×3 variant; it has ×2, ×4 (")
     assert "[" not in message and "upscale scale=3 runs the nearest larger one" in message
 
 

@@ -1,10 +1,10 @@
 """``python -m pocketsr_cli.train.run``: one documented command per training run.
 
-Example (the bundled nano ×4 model; see its model card for the exact command used)::
+Example (the nano ×4 model, since withdrawn; its model card has the exact command used)::
 
     python -m pocketsr_cli.train.run --patches data/patches_x4 --out runs/nano-x4 \\
         --arch nano --scale 4 --steps 3000 --batch 16 --seed 0 --limit 2048 \\
-        --export models/pocketsr-nano-x4.safetensors
+        --export runs/pocketsr-nano-x4.safetensors
 
 On a CUDA GPU, online (patches made on the fly, teacher labels in fp16) with a time budget,
 validation scores and the EMA weights written every minute (see ``scripts/gpu_train.sh``)::

@@ -56,6 +56,17 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "pocketsr-compact-x4"  # bundled; -s 2 picks its ×2 variant, pocketsr-compact-x2
 _VARIANT = re.compile(r"^(?P<base>.+)-x(?P<scale>\d+)$")
 
+# Names pocketsr once bundled and no longer does -> why, and what to use instead.  Asking
+# for one says so instead of "unknown model" (its card stays in models/ with the command
+# that trained it).
+WITHDRAWN: dict[str, str] = {
+    "pocketsr-nano-x4": (
+        "its visible detail was at lanczos level under near-Nyquist grain "
+        "(hf 17 × its detail; models/pocketsr-nano-x4.md); use pocketsr-compact-x4 "
+        "(the default), or lanczos where speed matters more than detail"
+    ),
+}
+
 Where = Literal["bundled", "user", "cached", "remote"]
 
 
@@ -341,6 +352,8 @@ def _base_of(name: str) -> str:
 
 
 def _unknown_message(ref: str, specs: Mapping[str, ModelSpec], problems: list[str]) -> str:
+    if ref in WITHDRAWN:
+        return f"model {ref!r} is no longer bundled: {WITHDRAWN[ref]}"
     message = f"unknown model {ref!r}; available: {', '.join(sorted(specs))}"
     if problems:
         message += f" (skipped {len(problems)} unreadable manifest(s): {'; '.join(problems)})"
