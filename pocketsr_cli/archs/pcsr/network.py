@@ -30,7 +30,6 @@ function, as the tests check, at the cost of the all-heavy network.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from fractions import Fraction
 from typing import Any
 
@@ -213,10 +212,9 @@ class PCSR(nn.Module):
         """``z_heavy - z_light`` at every output pixel, float32: ``(N, H, W)``, or by
         phase planes ``(s*s, N h w)`` on a ``grid``."""
         if grid is not None:
-            # By rows, as prepare() computes it, then transposed: the same margins bit for
-            # bit, so that no pixel near the threshold changes path.
-            terms = lattice.terms(self.classifier, feat, rows, cols, cell, grid, False)
-            terms = replace(terms, table=terms.table.t().contiguous())
+            # Channel-major: the same numbers as prepare()'s table by rows (one GEMM makes
+            # both, see LiifSampler.feature_table).
+            terms = lattice.terms(self.classifier, feat, rows, cols, cell, grid, True)
             return lattice.margins(self.classifier, terms, grid, _batch(self.classifier))
         prepared = self.classifier.prepare(feat, rows, cols, cell)
         n, h, w = feat.shape[0], feat.shape[-2], feat.shape[-1]
