@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pocketsr_cli import hostmem
+
 if TYPE_CHECKING:
     import torch
 
@@ -41,7 +43,9 @@ def free_bytes(device: torch.device) -> int | None:
       not use (it is free to us, though the driver counts it as taken).
     - MPS: Metal's recommended working-set size minus what the driver has allocated for
       this process, and never more than the host's available RAM (memory is unified).
-    - CPU (and anything else): :func:`host_available_bytes`.
+    - CPU (and anything else): :func:`host_available_bytes`, plus the freed memory glibc
+      keeps for this process (``hostmem.retained_bytes``: free to us, though the kernel
+      counts it as taken).
     """
     import torch
 
@@ -52,7 +56,8 @@ def free_bytes(device: torch.device) -> int | None:
         return int(free) + max(0, int(cached))
     if device.type == "mps":
         return _mps_free_bytes()
-    return host_available_bytes()
+    host = host_available_bytes()
+    return None if host is None else host + hostmem.retained_bytes()
 
 
 def _mps_free_bytes() -> int | None:

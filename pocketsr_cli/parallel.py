@@ -49,6 +49,7 @@ from pocketsr_cli import spelling as spelling_module
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import PocketSRError
 from pocketsr_cli.factory import NO_ENSEMBLE, UpscalerSpec
+from pocketsr_cli.hostmem import retain_freed_memory
 from pocketsr_cli.jobs import Job
 from pocketsr_cli.pipeline import (
     ImageWorker,
@@ -167,6 +168,7 @@ def _worker_main(
     spelling: Spelling,
 ) -> None:
     spelling_module.use(spelling)  # messages made here name options as the driver's face
+    retain_freed_memory()  # as the CLI does in the driver (hostmem.py)
     stop = _StopSignal()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, stop)

@@ -17,7 +17,8 @@ for each setting, best of the rounds, and the median of the rounds beside it.
         --bench --json runs/pcsr/test_routing.jsonl
 
 The network is the one ``pocketsr`` loads (``weights.load``), whole images, fp32, no
-tiling; refinement on for the routed settings (the default ``Routing``).
+tiling; refinement on for the routed settings (the default ``Routing``); freed memory is
+kept for reuse as ``pocketsr`` keeps it (``hostmem.retain_freed_memory``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pocketsr_cli.evaluation.bench import synthetic_photo
 from pocketsr_cli.evaluation.degrade import degrade_eval, seed_for
 from pocketsr_cli.evaluation.metrics import detail_scores, lattice_ratio, psnr_y, ssim_y
 from pocketsr_cli.evaluation.run import collect_images, ground_truth
+from pocketsr_cli.hostmem import retain_freed_memory
 from pocketsr_cli.weights.load import descriptor_from_state_dict, read_state_dict
 
 # Every pixel heavy.  Refinement only touches light pixels next to heavy ones, so with none
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         CLOCK = time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
+    retain_freed_memory()  # the memory setting `pocketsr` itself runs with (hostmem.py)
     degradations = args.degradation or ["bicubic"]
 
     model = descriptor_from_state_dict(read_state_dict(args.weights), args.weights.name).module

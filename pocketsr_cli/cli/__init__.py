@@ -97,6 +97,9 @@ def _root(
     ),
 ) -> None:
     """Batch-upscale folders of photographs with fast single-step super-resolution."""
+    from pocketsr_cli.hostmem import retain_freed_memory
+
+    retain_freed_memory()  # large CPU tensors reuse freed memory: no page faults per image
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,80 @@
+"""hostmem: glibc keeps large freed blocks for reuse; free memory counts what it keeps."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from pocketsr_cli import hostmem, memory
+
+GLIBC = hostmem._glibc() is not None
+
+# A fresh process, so that the setting (process-wide) is measured from a clean start: a
+# 128 MB allocation after a 256 MB one was freed reuses its pages once freed memory is
+# kept, which shows as no new page faults (ru_minflt) for it; without the setting glibc
+# maps and faults it in again.  (Smaller, because an aligned request needs some slack
+# beyond its size: a block of exactly the freed size may not fit the freed block.)
+_FAULTS = textwrap.dedent(
+    """
+    import os, resource, sys
+    import torch
+    from pocketsr_cli import hostmem
+    applied = hostmem.retain_freed_memory()
+    def faults():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(64 << 20)  # 256 MB, written, freed
+    before = faults()
+    torch.ones(32 << 20)
+    print(applied, faults() - before)
+    """
+)
+
+
+def _second_allocation_faults(env: dict[str, str]) -> tuple[bool, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", _FAULTS],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.split()
+    return out[0] == "True", int(out[1])
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc only (elsewhere retain_freed_memory is a no-op)")
+def test_freed_memory_is_reused_without_page_faults_and_the_env_turns_it_off() -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != hostmem.ENV}
+    applied, faults = _second_allocation_faults(env)
+    assert applied and faults < 1000  # 128 MB is 32,768 pages of 4 KB
+    applied, faults = _second_allocation_faults({**env, hostmem.ENV: "0"})
+    assert not applied and faults > 30_000
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc only")
+def test_retained_bytes_are_counted_as_free_for_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "host_available_bytes", lambda: 1000)
+    monkeypatch.setattr(hostmem, "retained_bytes", lambda: 234)
+    assert memory.free_bytes(torch.device("cpu")) == 1234
+    monkeypatch.setattr(memory, "host_available_bytes", lambda: None)
+    assert memory.free_bytes(torch.device("cpu")) is None
+
+
+def test_a_c_library_other_than_glibc_leaves_malloc_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hostmem, "_applied", False)
+    monkeypatch.setattr(hostmem, "_glibc", lambda: None)
+    assert hostmem.retain_freed_memory() is False
+    assert hostmem.retained_bytes() == 0
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc only")
+def test_retained_bytes_is_a_byte_count() -> None:
+    assert hostmem.retained_bytes() >= 0
