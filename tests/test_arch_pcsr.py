@@ -112,6 +112,18 @@ def _naive(model: PCSR, x: torch.Tensor, scale: float) -> tuple[torch.Tensor, to
 
 
 # -- scale and shapes ----------------------------------------------------------------------
+def test_fsrcnn_backbone_in_place_inference_path_is_the_same_function() -> None:
+    torch.manual_seed(3)
+    net = build("fsrcnn")
+    for prelu in (m for m in net.encoder.modules() if isinstance(m, torch.nn.PReLU)):
+        prelu.weight.data.uniform_(0.05, 0.6)  # distinct slopes, as trained weights have
+    x = torch.rand(2, 3, 19, 23) - 0.5
+    reference = net.encoder(x)  # grad enabled: the modules as declared
+    with torch.inference_mode():
+        fast = net.encoder(x)
+    assert torch.equal(fast, reference)
+
+
 def test_scales_are_exact_fractions() -> None:
     assert as_ratio(2.5) == Fraction(5, 2) and as_ratio(3.7) == Fraction(37, 10)
     assert as_ratio(4) == 4 and as_ratio(1) == 1 and as_ratio(Fraction(7, 3)) == Fraction(7, 3)
