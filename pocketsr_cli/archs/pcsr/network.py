@@ -160,16 +160,17 @@ class PCSR(nn.Module):
         else:
             routed = route_by_cost(margin, self.routing.k, self.costs(ratio))
             heavy = routed if grid is None else grid.to_raster(routed)
+        count = int(routed.sum())  # one pass; all() and any() over the mask were two more
         if grid is None:
             out = bilinear(x, rows, cols)
-            out += self._upsample(feat, rows, cols, cell, heavy).permute(0, 3, 1, 2)
+            out += self._upsample(feat, rows, cols, cell, heavy, count).permute(0, 3, 1, 2)
         else:
-            planes = self._upsample_planes(feat, rows, cols, cell, routed, grid)
+            planes = self._upsample_planes(feat, rows, cols, cell, routed, grid, count)
             planes += base_planes(x, grid)
             out = to_image(planes, grid)
         if self.routing.refine:
             refine(out, heavy)
-        self.last_stats = RoutingStats(int(routed.sum()), routed.numel())
+        self.last_stats = RoutingStats(count, routed.numel())
         self.total_stats = self.total_stats + self.last_stats
         return out
 
@@ -231,14 +232,16 @@ class PCSR(nn.Module):
         cols: QueryAxis,
         cell: float,
         heavy: torch.Tensor,
+        count: int,
     ) -> torch.Tensor:
         """The routed MLP residual, ``(N, H, W, 3)``: the light path everywhere (unless no
-        pixel is light), the heavy one gathered, run and scattered over it."""
+        pixel is light), the heavy one gathered, run and scattered over it.  ``count`` is
+        the number of heavy pixels (``heavy.sum()``)."""
         if not self.sparse:
             light = self._everywhere(self.light_sampler, feat, rows, cols, cell)
             heavy_rgb = self._everywhere(self.heavy_sampler, feat, rows, cols, cell)
             return torch.where(heavy[..., None], heavy_rgb, light)
-        if bool(heavy.all()):
+        if count == heavy.numel():
             return self._everywhere(self.heavy_sampler, feat, rows, cols, cell)
         out = self._everywhere(self.light_sampler, feat, rows, cols, cell)
         index = heavy.reshape(-1).nonzero().squeeze(1)
@@ -260,6 +263,7 @@ class PCSR(nn.Module):
         cell: float,
         heavy: torch.Tensor,
         grid: Lattice,
+        count: int,
     ) -> torch.Tensor:
         """:meth:`_upsample` on a whole integer-scale ``grid``: the residual by phase planes
         ``(s*s, 3, N h w)``; ``heavy`` is the mask by planes ``(s*s, N h w)``."""
@@ -274,10 +278,10 @@ class PCSR(nn.Module):
             light = everywhere(light_sampler, out)
             heavy_rgb = everywhere(heavy_sampler, torch.empty_like(out))
             return torch.where(heavy[:, None], heavy_rgb, light)
-        if bool(heavy.all()):
+        if count == heavy.numel():
             return everywhere(heavy_sampler, out)
         everywhere(light_sampler, out)
-        if bool(heavy.any()):
+        if count:
             terms = lattice.terms(heavy_sampler, feat, rows, cols, cell, grid, False, True)
             lattice.sparse(heavy_sampler, terms, grid, heavy, _batch(heavy_sampler), out)
         return out
