@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -51,8 +52,10 @@ class _Mallinfo2(ctypes.Structure):
     ]
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
-    """The C library when it is glibc (it has ``mallopt`` and ``gnu_get_libc_version``)."""
+    """The C library when it is glibc (it has ``mallopt`` and ``gnu_get_libc_version``);
+    looked up once (``find_library`` may run ``ldconfig``)."""
     if not sys.platform.startswith("linux"):
         return None
     name = ctypes.util.find_library("c")
@@ -94,6 +97,11 @@ def retain_freed_memory() -> bool:
     return True
 
 
+def is_retaining() -> bool:
+    """Whether :func:`retain_freed_memory` is in force in this process."""
+    return _applied
+
+
 def retained_bytes() -> int:
     """Freed bytes glibc holds for reuse (``mallinfo2().fordblks``); 0 where unknown."""
     libc = _glibc()
@@ -104,4 +112,4 @@ def retained_bytes() -> int:
     return int(mallinfo2().fordblks)
 
 
-__all__ = ["ENV", "TRIM_THRESHOLD", "retain_freed_memory", "retained_bytes"]
+__all__ = ["ENV", "TRIM_THRESHOLD", "is_retaining", "retain_freed_memory", "retained_bytes"]

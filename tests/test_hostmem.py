@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -48,8 +49,6 @@ def _second_allocation_faults(env: dict[str, str]) -> tuple[bool, int]:
 
 @pytest.mark.skipif(not GLIBC, reason="glibc only (elsewhere retain_freed_memory is a no-op)")
 def test_freed_memory_is_reused_without_page_faults_and_the_env_turns_it_off() -> None:
-    import os
-
     env = {k: v for k, v in os.environ.items() if k != hostmem.ENV}
     applied, faults = _second_allocation_faults(env)
     assert applied and faults < 1000  # 128 MB is 32,768 pages of 4 KB
@@ -78,3 +77,28 @@ def test_a_c_library_other_than_glibc_leaves_malloc_alone(
 @pytest.mark.skipif(not GLIBC, reason="glibc only")
 def test_retained_bytes_is_a_byte_count() -> None:
     assert hostmem.retained_bytes() >= 0
+
+
+_PEAK = textwrap.dedent(
+    """
+    import numpy as np
+    from pocketsr_cli import hostmem
+    from pocketsr_cli.evaluation.peakmem import PeakMemory
+    print(hostmem.retain_freed_memory())
+    block = np.ones(300_000_000 // 8); del block  # kept for reuse, still resident
+    with PeakMemory() as empty:
+        pass
+    with PeakMemory() as big:
+        block = np.ones(200_000_000 // 8)  # reuses it: RSS does not move
+    print(big.host_peak_bytes - empty.host_peak_bytes)
+    """
+)
+
+
+@pytest.mark.skipif(not GLIBC or not hasattr(os, "sysconf"), reason="glibc and statm only")
+def test_peak_memory_charges_a_block_with_what_it_uses_not_what_was_kept() -> None:
+    env = {k: v for k, v in os.environ.items() if k != hostmem.ENV}
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == "True" and int(out[1]) >= 150_000_000

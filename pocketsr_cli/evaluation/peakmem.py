@@ -2,11 +2,13 @@
 
 Host memory is the process's resident set size (RSS): everything it holds in RAM — the
 interpreter, torch, model weights, decoded images, caches — not an increment over the
-start of the block.  On Linux a daemon thread samples ``/proc/self/statm`` every
-:data:`SAMPLE_SECONDS` (plus once at enter and at exit), so the peak is that of the block
-itself; a spike shorter than one sampling interval that is freed before the next sample
-can be missed.  Elsewhere the only portable figure is ``getrusage``'s ``ru_maxrss``, the
-peak of the whole process lifetime so far: it is reported with
+start of the block; while freed memory is kept for reuse (``hostmem``), less what the
+allocator holds free, so that a block is not charged with what earlier ones left.  On
+Linux a daemon thread samples ``/proc/self/statm`` every :data:`SAMPLE_SECONDS` (plus
+once at enter and at exit), so the peak is that of the block itself; a spike shorter
+than one sampling interval that is freed before the next sample can be missed.
+Elsewhere the only portable figure is ``getrusage``'s ``ru_maxrss``, the peak of the
+whole process lifetime so far: it is reported with
 :attr:`PeakMemory.host_peak_lifetime` set.  On Windows there is no such figure: ``None``.
 
 Device memory: on CUDA the caching allocator's own peak counters (reset at enter, read at
@@ -25,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
+
+from pocketsr_cli import hostmem
 
 if TYPE_CHECKING:
     import torch
@@ -145,6 +149,10 @@ class PeakMemory:
 
     def _sample(self) -> None:
         rss = current_rss_bytes()
+        if rss is not None and hostmem.is_retaining():
+            # Freed memory kept for reuse stays resident but is not in use; without this
+            # a block would be charged with what earlier blocks left behind.
+            rss = max(0, rss - hostmem.retained_bytes())
         if rss is not None and (self._host_peak is None or rss > self._host_peak):
             self._host_peak = rss
         if self._mps_read is not None:
