@@ -146,12 +146,31 @@ def dense(
 
 
 def margins(classifier: LiifSampler, terms: Terms, lattice: Lattice, block: int) -> torch.Tensor:
-    """The classifier's ``z_heavy - z_light`` on every plane, ``(s*s, P)`` float32."""
+    """The classifier's ``z_heavy - z_light`` on every plane, ``(s*s, P)`` float32.
+
+    A classifier of one linear layer (the official one) needs no MLP pass: each plane's two
+    logits are the table plus its row and column terms, summed in :func:`dense`'s order (so
+    the same numbers), and their difference is written straight into the result.
+    """
     table = terms.table
-    logits = torch.empty(lattice.planes, 2, lattice.pixels, dtype=table.dtype, device=table.device)
-    dense(classifier, terms, lattice, block, logits)
-    logits = logits.float()
-    return logits[:, 1] - logits[:, 0]
+    if len(classifier.widths) > 1:  # hidden layers: the MLP at every pixel
+        logits = torch.empty(
+            lattice.planes, 2, lattice.pixels, dtype=table.dtype, device=table.device
+        )
+        dense(classifier, terms, lattice, block, logits)
+        logits = logits.float()
+        return logits[:, 1] - logits[:, 0]
+    s = lattice.scale
+    out = torch.empty(lattice.planes, lattice.pixels, dtype=torch.float32, device=table.device)
+    row_terms, col_terms = terms.rows[..., None], terms.cols[..., None]
+    for start in range(0, lattice.pixels, block):
+        part = table[:, start : start + block]
+        for a in range(s):
+            with_row = part + row_terms[a]
+            for b in range(s):
+                logits = (with_row + col_terms[b]).float()
+                torch.sub(logits[1], logits[0], out=out[a * s + b, start : start + part.shape[1]])
+    return out
 
 
 def sparse(

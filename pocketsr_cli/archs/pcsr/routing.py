@@ -136,7 +136,8 @@ def refine(out: torch.Tensor, heavy: torch.Tensor) -> torch.Tensor:
     across = heavy[:, :-2] | heavy[:, 1:-1] | heavy[:, 2:]
     near = across[..., :-2] | across[..., 1:-1] | across[..., 2:]
     change = near & ~heavy[:, 1:-1, 1:-1]
-    rows = change.any(dim=2).any(dim=0).nonzero()
+    # amax over the bytes: bool any() reductions are ~40x slower on the CPU.
+    rows = change.view(torch.uint8).amax(dim=2).amax(dim=0).nonzero()
     if not rows.numel():
         return out
     top, bottom = int(rows[0]), int(rows[-1]) + 1  # interior rows top..bottom-1
