@@ -89,6 +89,7 @@ CHECKS = (
     "bench_bundled_fp16",
     "folder_photos",
     "folder_bench",
+    "folder_bench_nokeep",
     "folder_upscale",
     "opencv_floor",
     "pytest_gpu",
@@ -559,11 +560,13 @@ def key_figures(
     ``*_upscaler``: ``pocketsr bench`` (960x540 -> 4K through ``Upscaler``: tiling,
     transfers and uint8 conversion included); ``*_network``: the network alone
     (``forward``); ``images_per_s_4k_jpeg``: ``bench --folder`` (decode, upscale, JPEG
-    encode and write, after a warm-up); ``upscale_cli_*``: ``pocketsr upscale`` on the
+    encode and write, after a warm-up), ``…_memory_given_back`` the same with
+    ``POCKETSR_KEEP_FREED_MEMORY=0``; ``upscale_cli_*``: ``pocketsr upscale`` on the
     same folder, by wall clock (process start and model load included) and by its own
     pipeline seconds.
     """
     folder_bench = _pick(folder, step="folder_bench", mode="folder") or {}
+    nokeep = _pick(folder, step="folder_bench_nokeep", mode="folder") or {}
     upscaled = (_pick(folder, step="folder_upscale", type="summary") or {}).get("summary", {})
     wall = (_pick(folder, step="folder_upscale_wall") or {}).get("wall_seconds")
     floor = _pick(folder, step="opencv_floor") or {}
@@ -582,6 +585,7 @@ def key_figures(
         "ms_per_4k_fp32_network": network("fp32", "nchw"),
         "images_per_s_4k_jpeg": folder_bench.get("images_per_s"),
         "e2e_over_model": folder_bench.get("e2e_over_model"),
+        "images_per_s_4k_jpeg_memory_given_back": nokeep.get("images_per_s"),
         "upscale_cli_images_per_s_wall": _rate(upscaled.get("ok"), wall),
         "upscale_cli_images_per_s_pipeline": _rate(upscaled.get("ok"), upscaled.get("seconds")),
         "opencv_floor": {k: v for k, v in floor.items() if k != "step"} or None,

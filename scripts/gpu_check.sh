@@ -19,6 +19,7 @@
 #   bench_bundled_fp16  `pocketsr bench --json --precision fp16 --repeat 5` of every bundled model
 #   folder_photos       16 synthetic 960x540 JPEGs
 #   folder_bench        `pocketsr bench --folder DIR --format jpg --precision fp16 --json`
+#   folder_bench_nokeep the same with POCKETSR_KEEP_FREED_MEMORY=0 (freed memory given back)
 #   folder_upscale      `pocketsr upscale DIR -o OUT --format jpg --precision fp16 --json`,
 #                       wall clock (process start, model load and CUDA set-up included)
 #   opencv_floor        scripts/opencv_floor.py on the same folder (decode+resize+encode)
@@ -174,6 +175,10 @@ step folder_photos 30 "$work/photos.json" "$PY" scripts/gpu_check.py photos "$ph
 step folder_bench 90 "$work/folder_bench.jsonl" "${CLI[@]}" bench --folder "$photos" \
   --format jpg --precision fp16 "${common[@]}"
 tag folder_bench "$work/folder_bench.jsonl" >>"$OUT/folder.jsonl"
+# The same with freed host memory given back (hostmem.py off): what keeping it buys here.
+step folder_bench_nokeep 90 "$work/folder_bench_nokeep.jsonl" env POCKETSR_KEEP_FREED_MEMORY=0 \
+  "${CLI[@]}" bench --folder "$photos" --format jpg --precision fp16 "${common[@]}"
+tag folder_bench_nokeep "$work/folder_bench_nokeep.jsonl" >>"$OUT/folder.jsonl"
 step folder_upscale 90 "$work/folder_upscale.jsonl" "${CLI[@]}" upscale "$photos" \
   -o "$work/upscaled" --format jpg --precision fp16 "${common[@]}"
 tag folder_upscale "$work/folder_upscale.jsonl" >>"$OUT/folder.jsonl"

@@ -50,7 +50,8 @@ def test_toy_mode_runs_every_check_on_the_cpu(tmp_path: Path) -> None:
     assert summary["ok"] and not failed, (failed, (out / "log.txt").read_text()[-3000:])
     figures = summary["figures"]
     assert figures["default_model"] == "pocketsr-compact-x4"
-    for key in ("ms_per_4k_fp16_upscaler", "ms_per_4k_fp16_network", "images_per_s_4k_jpeg"):
+    keys = ("ms_per_4k_fp16_upscaler", "ms_per_4k_fp16_network", "images_per_s_4k_jpeg")
+    for key in (*keys, "images_per_s_4k_jpeg_memory_given_back"):
         assert figures[key] is not None and figures[key] > 0, key
     assert figures["upscale_cli_images_per_s_wall"] > 0
     assert summary["pytest"]["passed"] >= 7 and summary["pytest"]["failed"] == 0
