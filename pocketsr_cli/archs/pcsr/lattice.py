@@ -25,6 +25,7 @@ precomputed row + column sum), so each path rounds as its general counterpart do
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -121,27 +122,37 @@ def terms(
     return Terms(table, row_terms, col_terms)
 
 
+def _plane_sums(
+    terms: Terms, lattice: Lattice, block: int
+) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+    """The first-layer sums of every plane, block by block: ``(plane, start, with_row,
+    col)`` where the sums of LR positions ``start:start + m`` are ``with_row + col`` (table
+    plus row term, then the column term: ``LiifSampler.rows``'s order); ``terms``
+    channel-major.
+
+    Blocks of ``block`` LR positions; within a block every phase, so that the block of the
+    feature table stays in cache while the ``s**2`` planes read it.
+    """
+    s = lattice.scale
+    row_terms, col_terms = terms.rows[..., None], terms.cols[..., None]
+    for start in range(0, lattice.pixels, block):
+        part = terms.table[:, start : start + block]
+        for a in range(s):
+            with_row = part + row_terms[a]
+            for b in range(s):
+                yield a * s + b, start, with_row, col_terms[b]
+
+
 def dense(
     sampler: LiifSampler, terms: Terms, lattice: Lattice, block: int, out: torch.Tensor
 ) -> torch.Tensor:
     """``sampler`` at every output pixel, into ``out`` ``(s*s, out_dim, P)``; ``terms``
-    channel-major.
-
-    Blocks of ``block`` LR positions; within a block every phase, so that the block of the
-    feature table stays in cache while the ``s**2`` planes read it.  The first-layer sums
-    are formed as ``LiifSampler.rows`` forms them: table, plus row term, plus column term.
-    """
-    s = lattice.scale
-    row_terms, col_terms = terms.rows[..., None], terms.cols[..., None]
+    channel-major (the sums of :func:`_plane_sums`)."""
     mlp = sampler.folded(min(block, lattice.pixels))
-    for start in range(0, lattice.pixels, block):
-        part = terms.table[:, start : start + block]
-        m = part.shape[1]
-        for a in range(s):
-            with_row = part + row_terms[a]
-            for b in range(s):
-                torch.add(with_row, col_terms[b], out=mlp.input(m))
-                mlp.run(m, out=out[a * s + b, :, start : start + m])
+    for plane, start, with_row, col in _plane_sums(terms, lattice, block):
+        m = with_row.shape[1]
+        torch.add(with_row, col, out=mlp.input(m))
+        mlp.run(m, out=out[plane, :, start : start + m])
     return out
 
 
@@ -149,7 +160,7 @@ def margins(classifier: LiifSampler, terms: Terms, lattice: Lattice, block: int)
     """The classifier's ``z_heavy - z_light`` on every plane, ``(s*s, P)`` float32.
 
     A classifier of one linear layer (the official one) needs no MLP pass: each plane's two
-    logits are the table plus its row and column terms, summed in :func:`dense`'s order (so
+    logits are the table plus its row and column terms, summed as :func:`dense` sums them (so
     the same numbers), and their difference is written straight into the result.
     """
     table = terms.table
@@ -160,16 +171,10 @@ def margins(classifier: LiifSampler, terms: Terms, lattice: Lattice, block: int)
         dense(classifier, terms, lattice, block, logits)
         logits = logits.float()
         return logits[:, 1] - logits[:, 0]
-    s = lattice.scale
     out = torch.empty(lattice.planes, lattice.pixels, dtype=torch.float32, device=table.device)
-    row_terms, col_terms = terms.rows[..., None], terms.cols[..., None]
-    for start in range(0, lattice.pixels, block):
-        part = table[:, start : start + block]
-        for a in range(s):
-            with_row = part + row_terms[a]
-            for b in range(s):
-                logits = (with_row + col_terms[b]).float()
-                torch.sub(logits[1], logits[0], out=out[a * s + b, start : start + part.shape[1]])
+    for plane, start, with_row, col in _plane_sums(terms, lattice, block):
+        logits = (with_row + col).float()
+        torch.sub(logits[1], logits[0], out=out[plane, start : start + with_row.shape[1]])
     return out
 
 
