@@ -23,7 +23,6 @@ what PyTorch's CUDA cache holds unused).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 import sys
@@ -54,15 +53,12 @@ class _Mallinfo2(ctypes.Structure):
 
 @functools.cache
 def _glibc() -> ctypes.CDLL | None:
-    """The C library when it is glibc (it has ``mallopt`` and ``gnu_get_libc_version``);
-    looked up once (``find_library`` may run ``ldconfig``)."""
+    """The C library when it is glibc (it has ``mallopt`` and ``gnu_get_libc_version``): the
+    process's own symbols, so nothing is searched for on the way."""
     if not sys.platform.startswith("linux"):
         return None
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)
     except OSError:
         return None
     if not all(hasattr(libc, f) for f in ("mallopt", "gnu_get_libc_version")):
