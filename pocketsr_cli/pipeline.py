@@ -214,14 +214,15 @@ def default_encode_threads() -> int:
     """The encoder threads a run uses unless told (``Options.encode_threads``): a quarter
     of the CPUs this process may run on, at least 1 and at most 4.
 
-    Encoding is the slow end of a fast run: a 4K JPEG takes 100-200 ms on one core while a
-    GPU upscales it in about 25 ms, and Pillow's and zlib's encoders release the GIL, so
-    threads do encode in parallel.  A quarter of the CPUs leaves the rest to inference
-    (PyTorch's CPU threads, or the GPU's driver thread), the reader's decoding and the
-    rest of the machine; 2-core and 3-core machines, where CPU inference takes every core
-    anyway, keep today's single writer.  Four encoders write about 20-40 4K JPEGs a
-    second, more than one GPU upscales; more would only hold more images in memory (each
-    encoder holds one, see :meth:`_Run.write_overlapped`).
+    Encoding is the slow end of a fast run: a 4K JPEG takes 40-200 ms on one core while a
+    GPU upscales it in about 25 ms, and the JPEG and PNG encoders (OpenCV's, zlib's)
+    release the GIL, so threads do encode in parallel (``imageio.jpeg_encode`` says why
+    JPEG is not Pillow's).  A quarter of the CPUs leaves the rest to inference (PyTorch's
+    CPU threads, or the GPU's driver thread), the reader's decoding and the rest of the
+    machine; 2-core and 3-core machines, where CPU inference takes every core anyway, keep
+    a single writer.  Four encoders write about 20-40 4K JPEGs a second, more than one GPU
+    upscales; more would only hold more images in memory (each encoder holds one, see
+    :meth:`_Run.write_overlapped`).
     """
     try:
         cpus = len(os.sched_getaffinity(0))  # what this process may use (taskset, cpusets)

@@ -2,7 +2,8 @@
 
 Samples are converted to the plan's bit depth, metadata is fitted to the new pixels and
 written where the format has room, and the provenance record is embedded (:mod:`.record`).
-PNG and TIFF are written by :mod:`.png` and :mod:`.tiff`; JPEG, WebP and BMP by Pillow.
+PNG, JPEG and TIFF are written by :mod:`.png`, :mod:`.jpeg_encode` and :mod:`.tiff` (the
+first two through OpenCV, which releases the GIL while it encodes); WebP and BMP by Pillow.
 Every failure is an :class:`ImageWriteError`.
 """
 
@@ -15,7 +16,8 @@ import numpy as np
 from pocketsr_cli.errors import ImageWriteError
 from pocketsr_cli.imageio.backends import reason
 from pocketsr_cli.imageio.formats import FORMAT_NAMES, OUTPUT_FORMATS
-from pocketsr_cli.imageio.metadata import EXIF_PREFIX, Metadata, output_metadata
+from pocketsr_cli.imageio.jpeg_encode import XMP_MAX, encode_jpeg, fits_jpeg
+from pocketsr_cli.imageio.metadata import Metadata, output_metadata
 from pocketsr_cli.imageio.pixels import as_hwc, to_depth
 from pocketsr_cli.imageio.planning import FORMATS_16, OutputPlan
 from pocketsr_cli.imageio.png import encode_png, png_chunk
@@ -23,7 +25,6 @@ from pocketsr_cli.imageio.record import PROVENANCE_KEYWORD, embeds_provenance, x
 from pocketsr_cli.imageio.tiff import encode_tiff
 
 _MAX_SIDE = {"jpeg": 65_535, "webp": 16_383}
-_JPEG_XMP_MAX = 65_504  # the largest XMP packet a JPEG APP1 segment holds
 
 
 def encode_image(
@@ -77,13 +78,15 @@ def encode_image(
         xmp = xmp_with_record(meta.xmp, provenance)
         # JPEG drops an XMP packet over 64 KiB: keep the camera's packet rather than lose
         # it for our record (an output without a record is refused, never overwritten).
-        if plan.format != "jpeg" or len(xmp) <= _JPEG_XMP_MAX:
+        if plan.format != "jpeg" or len(xmp) <= XMP_MAX:
             meta = Metadata(meta.exif, meta.icc_profile, xmp)
     try:
         if plan.format == "png":
             return encode_png(pixels, meta, png_text)
         if plan.format == "tiff":
             return encode_tiff(pixels, meta)
+        if plan.format == "jpeg":
+            return encode_jpeg(pixels, quality, fits_jpeg(meta))
         return _encode_pillow(pixels, plan.format, quality, meta)
     except ImageWriteError:
         raise
@@ -99,18 +102,7 @@ def _encode_pillow(pixels: np.ndarray, fmt: str, quality: int, meta: Metadata) -
     image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
     out = io.BytesIO()
     options: dict[str, object] = {}
-    if fmt == "jpeg":
-        # Full-resolution chroma at high quality: 4:2:0 would halve the colour detail that
-        # upscaling just produced (4K q95: ~0.05 s and 2x the size, against ~0.03 s).
-        options.update(quality=quality, subsampling=0 if quality >= 90 else 2)
-        if meta.exif and len(meta.exif) + len(EXIF_PREFIX) <= 65_533:
-            options["exif"] = EXIF_PREFIX + meta.exif
-        if meta.xmp and len(meta.xmp) <= _JPEG_XMP_MAX:
-            options["xmp"] = meta.xmp
-        if meta.icc_profile:
-            options["icc_profile"] = meta.icc_profile
-        image.save(out, "JPEG", **options)
-    elif fmt == "webp":
+    if fmt == "webp":
         options.update(quality=quality, method=4)
         if meta.exif:
             options["exif"] = meta.exif

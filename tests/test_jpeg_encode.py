@@ -1,0 +1,148 @@
+"""``imageio.jpeg_encode``: OpenCV's JPEG with Pillow's metadata segments, the same file as
+Pillow writes, encoded without holding the GIL."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from _imagegen import fake_icc, make_exif, make_photo_like, make_xmp, srgb_icc
+from PIL import Image
+
+from pocketsr_cli.errors import ImageWriteError
+from pocketsr_cli.imageio import OutputPlan, encode_image, jpeg_encode
+from pocketsr_cli.imageio.jpeg_encode import XMP_MAX, encode_jpeg, fits_jpeg
+from pocketsr_cli.imageio.metadata import Metadata
+
+
+def pillow_jpeg(pixels: np.ndarray, quality: int, meta: Metadata) -> bytes:
+    """The file as Pillow writes it with pocketsr's settings (written out here, not taken
+    from the module, so that both sides are not the same code)."""
+    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+    options: dict[str, object] = {"quality": quality, "subsampling": 0 if quality >= 90 else 2}
+    if meta.exif:
+        options["exif"] = b"Exif\x00\x00" + meta.exif
+    if meta.xmp:
+        options["xmp"] = meta.xmp
+    if meta.icc_profile:
+        options["icc_profile"] = meta.icc_profile
+    out = io.BytesIO()
+    image.save(out, "JPEG", **options)
+    return out.getvalue()
+
+
+def decoded(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im)
+
+
+EXIF = make_exif().tobytes()[6:]
+BIG_ICC = fake_icc(b"RGB ") + bytes(range(256)) * 600  # three APP2 segments
+
+
+@pytest.mark.parametrize("quality", [1, 60, 89, 90, 95, 100])
+@pytest.mark.parametrize(
+    ("exif", "icc", "xmp"),
+    list(itertools.product([None, EXIF], [None, srgb_icc(), BIG_ICC], [None, make_xmp()])),
+)
+def test_rgb_is_byte_for_byte_what_pillow_writes(
+    quality: int, exif: bytes | None, icc: bytes | None, xmp: bytes | None
+) -> None:
+    pixels = make_photo_like(37, 53)
+    meta = Metadata(exif, icc, xmp)
+    assert encode_jpeg(pixels, quality, meta) == pillow_jpeg(pixels, quality, meta)
+
+
+@pytest.mark.parametrize("quality", [50, 95])
+def test_gray_is_pillows_file_up_to_the_sampling_factor_pillow_sets_for_one_channel(
+    quality: int,
+) -> None:
+    pixels = make_photo_like(40, 24)[:, :, :1].copy()
+    meta = Metadata(EXIF, fake_icc(b"GRAY"), None)
+    ours, pillows = encode_jpeg(pixels, quality, meta), pillow_jpeg(pixels, quality, meta)
+    with Image.open(io.BytesIO(ours)) as im:
+        assert im.mode == "L"
+        assert im.info["icc_profile"] == meta.icc_profile
+    assert np.array_equal(decoded(ours), decoded(pillows))
+    if quality >= 90:
+        assert ours == pillows
+    else:  # Pillow writes 2x2 for the one component at 4:2:0, libjpeg's gray default 1x1
+        assert len(ours) == len(pillows)
+        assert sum(a != b for a, b in zip(ours, pillows, strict=True)) == 1
+
+
+def test_metadata_reads_back_through_pillow() -> None:
+    meta = Metadata(EXIF, BIG_ICC, make_xmp(marker="kept"))
+    with Image.open(io.BytesIO(encode_jpeg(make_photo_like(16, 16), 95, meta))) as im:
+        assert im.info["icc_profile"] == BIG_ICC
+        assert im.info["xmp"] == meta.xmp
+        assert im.info["exif"] == b"Exif\x00\x00" + EXIF
+
+
+def test_blocks_too_long_for_a_segment_are_left_out_by_fits_jpeg_and_refused_without_it() -> None:
+    long_exif = b"MM\x00*" + bytes(70_000)
+    long_xmp = b"<x>" + b"a" * XMP_MAX + b"</x>"
+    fitted = fits_jpeg(Metadata(long_exif, srgb_icc(), long_xmp))
+    assert fitted == Metadata(None, srgb_icc(), None)
+    assert fits_jpeg(Metadata(EXIF, None, b"a" * XMP_MAX)) == Metadata(EXIF, None, b"a" * XMP_MAX)
+    pixels = make_photo_like(8, 8)
+    for meta in (Metadata(long_exif, None, None), Metadata(None, None, long_xmp)):
+        with pytest.raises(ImageWriteError, match="too long for JPEG"):
+            encode_jpeg(pixels, 95, meta)
+    # encode_image leaves them out and keeps the rest
+    data = encode_image(pixels, OutputPlan("jpeg", 8), metadata=Metadata(long_exif, None, None))
+    with Image.open(io.BytesIO(data)) as im:
+        assert "exif" not in im.info
+
+
+def test_an_icc_profile_over_255_segments_is_refused() -> None:
+    with pytest.raises(ImageWriteError, match="ICC profile"):
+        encode_jpeg(make_photo_like(8, 8), 95, Metadata(None, bytes(65_519 * 255 + 1), None))
+
+
+def test_an_opencv_without_the_sampling_setting_falls_back_to_pillow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    old = SimpleNamespace(imencode=lambda *a: pytest.fail("an old OpenCV must not encode"))
+    monkeypatch.setattr(jpeg_encode, "opencv", lambda: old)
+    pixels, meta = make_photo_like(20, 30), Metadata(EXIF, srgb_icc(), make_xmp())
+    assert encode_jpeg(pixels, 80, meta) == pillow_jpeg(pixels, 80, meta)
+
+
+def gil_held_share(encode: object, pixels: np.ndarray, rounds: int = 4) -> float:
+    """The share of ``encode``'s time a thread that wants the GIL spends waiting for it:
+    the encoder runs in a thread while this one sleeps 0.5 ms at a time and counts how
+    late each wake-up is (a sleeping thread needs the GIL back to return)."""
+    late = 0.0
+    done = threading.Event()
+
+    def work() -> None:
+        for _ in range(rounds):
+            encode(pixels, 95, Metadata())  # type: ignore[operator]
+        done.set()
+
+    worker = threading.Thread(target=work)
+    start = time.perf_counter()
+    worker.start()
+    while not done.is_set():
+        t0 = time.perf_counter()
+        time.sleep(0.0005)
+        late += max(0.0, time.perf_counter() - t0 - 0.0015)  # over 1 ms late counts
+    worker.join()
+    return late / (time.perf_counter() - start)
+
+
+def test_encoding_leaves_the_gil_to_other_threads() -> None:
+    """What the module is for: Pillow holds the GIL through its encode (measured as the
+    control, so the measurement is shown to see it), this encoder does not."""
+    pixels = make_photo_like(1080, 1920)
+    ours = gil_held_share(encode_jpeg, pixels)
+    pillows = gil_held_share(pillow_jpeg, pixels)
+    assert ours < 0.25, f"a waiting thread was late {ours:.0%} of the time (Pillow: {pillows:.0%})"
+    if pillows < 0.5:
+        pytest.skip(f"this Pillow held the GIL only {pillows:.0%} of its encode: no control")
