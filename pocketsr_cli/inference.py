@@ -47,7 +47,7 @@ from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.devices import Compute
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import UsageError
-from pocketsr_cli.memory import is_out_of_memory
+from pocketsr_cli.memory import free_bytes, is_out_of_memory
 from pocketsr_cli.sizing import Target, native_ratio
 from pocketsr_cli.spelling import ENSEMBLE, HEIGHT, LONG_EDGE, OUTSCALE, TILE, WIDTH
 from pocketsr_cli.tiling import TilePolicy
@@ -344,7 +344,8 @@ class Upscaler:
         on_tile: Callable[[int, int], None] | None = None,
         out_dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
-        """``(1, 3, H, W)`` float in [0, 1] on the CPU -> ``(1, 3, H*s, W*s)`` on the CPU.
+        """``(1, 3, H, W)`` float in [0, 1], on the CPU or the compute device ->
+        ``(1, 3, H*s, W*s)`` on the CPU.
 
         The result is float32, or ``out_dtype`` (uint8/uint16/int32: rounded and clamped).
         A native PCSR scale gives ``(1, 3, round(H*s), round(W*s))``, and a PCSR network
@@ -392,6 +393,18 @@ class Upscaler:
         )
 
     # -- image level --------------------------------------------------------------------
+    def _input(self, plane: np.ndarray, peak: float) -> torch.Tensor:
+        """The network's input for ``plane`` (see :func:`_to_tensor`): on the compute
+        device when it is not the CPU and the float image takes at most 1/8 of the memory
+        free there, so that 8-bit samples cross (a quarter of the bytes) and no host pass
+        converts them; else on the CPU, from where the tiler sends each tile."""
+        device = self.compute.device
+        if device.type != "cpu":
+            free = free_bytes(device)
+            if free is not None and 8 * 4 * plane.size > free:
+                device = torch.device("cpu")
+        return _to_tensor(plane, peak, device)
+
     def upscale(
         self, pixels: np.ndarray, on_tile: Callable[[int, int], None] | None = None
     ) -> np.ndarray:
@@ -410,7 +423,7 @@ class Upscaler:
         out_dtype = torch.int32 if wide else torch.uint8
         channels = pixels.shape[2]
         gray = channels in (1, 2)
-        x = _to_tensor(pixels[..., :1] if gray else pixels[..., :3], peak)
+        x = self._input(pixels[..., :1] if gray else pixels[..., :3], peak)
         if gray:
             x = x.expand(-1, 3, -1, -1).contiguous()
         y = self.upscale_tensor(x, on_tile, out_dtype)
@@ -495,6 +508,13 @@ def _fold_to_gray(y: torch.Tensor, rows: int = 256) -> torch.Tensor:
     return out
 
 
-def _to_tensor(plane: np.ndarray, peak: float) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(plane).astype(np.float32))
-    return (t / peak).permute(2, 0, 1).unsqueeze(0)
+def _to_tensor(plane: np.ndarray, peak: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``H x W x C`` uint8/uint16 samples -> ``(1, C, H, W)`` float32 ``samples / peak`` on
+    ``device``, laid out channels-last.  8-bit samples travel as they are and become
+    floats where they arrive, in one pass and an in-place scale (16-bit ones are
+    converted on the host first: torch's uint16 kernels are few)."""
+    if plane.dtype == np.uint8:
+        t = torch.from_numpy(np.ascontiguousarray(plane)).to(device).to(torch.float32)
+    else:
+        t = torch.from_numpy(plane.astype(np.float32)).to(device)
+    return t.div_(peak).permute(2, 0, 1).unsqueeze(0)

@@ -310,3 +310,49 @@ def test_gray_fold_is_the_rounded_channel_mean_in_bands(dtype: torch.dtype) -> N
     expected = y.float().mean(dim=1, keepdim=True).round_().to(dtype)
     assert torch.equal(_fold_to_gray(y), expected)
     assert torch.equal(_fold_to_gray(y, rows=7), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_samples_become_the_same_floats_as_a_host_conversion(dtype: type) -> None:
+    from pocketsr_cli.inference import _to_tensor
+
+    peak = float(np.iinfo(dtype).max)
+    plane = np.random.default_rng(3).integers(0, int(peak) + 1, (9, 7, 3)).astype(dtype)
+    x = _to_tensor(plane, peak)
+    expected = torch.from_numpy(plane.astype(np.float32) / np.float32(peak))
+    assert x.dtype == torch.float32 and x.shape == (1, 3, 9, 7)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x[0].permute(1, 2, 0), expected)
+
+
+def test_the_input_goes_to_the_compute_device_when_it_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off the CPU, 8-bit samples cross to the device and become floats there, unless the
+    float image would take over 1/8 of the memory free there (tiles then cross one by one).
+    The meta device stands in for a GPU: it has tensors without data."""
+    import pocketsr_cli.inference as inference
+
+    desc = ModelDescriptor(name="t", family="test", module=Resize("bicubic", 2), scale=2)
+    up = Upscaler(desc, Compute(torch.device("meta"), "fp32"))
+    plane = np.zeros((30, 40, 3), np.uint8)
+    float_bytes = 4 * plane.size
+    monkeypatch.setattr(inference, "free_bytes", lambda device: 8 * float_bytes)
+    assert up._input(plane, 255.0).device.type == "meta"
+    monkeypatch.setattr(inference, "free_bytes", lambda device: 8 * float_bytes - 1)
+    on_host = up._input(plane, 255.0)
+    assert on_host.device.type == "cpu" and on_host.shape == (1, 3, 30, 40)
+    monkeypatch.setattr(inference, "free_bytes", lambda device: None)  # unknown: try
+    assert up._input(plane, 255.0).device.type == "meta"
+
+
+def test_a_whole_image_on_the_cpu_reaches_the_network_without_a_copy() -> None:
+    seen: list[int] = []
+
+    class Record(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x.data_ptr())
+            return x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+
+    up = upscaler(Record(), tile=0)
+    x = torch.rand(1, 3, 12, 10).contiguous(memory_format=torch.channels_last)
+    up.upscale_tensor(x)
+    assert seen == [x.data_ptr()]

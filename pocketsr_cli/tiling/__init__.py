@@ -2,8 +2,9 @@
 
 The tiler knows no model.  It takes a callable ``fn(x) -> y`` mapping a float tensor
 ``(N, C, h, w)`` on the compute device to ``(N, C, h * scale, w * scale)``, the scale and
-the model's :class:`SizeRequirements`, and upscales a CPU image ``(1, C, H, W)`` of any size
-in pieces that fit in memory.
+the model's :class:`SizeRequirements`, and upscales an image ``(1, C, H, W)`` of any size,
+held on the CPU or on the compute device, in pieces that fit in memory; the result is
+assembled on the CPU.
 
 Vocabulary (all sizes in *input* pixels unless they say otherwise):
 

@@ -112,7 +112,7 @@ class TilePolicy:
     ) -> torch.Tensor:
         """Upscale one image, retrying with smaller tiles after out-of-memory errors.
 
-        ``prepare(image)``, when given, runs once on the whole CPU image and ``fn`` is then
+        ``prepare(image)``, when given, runs once on the whole image and ``fn`` is then
         called as ``fn(tile, stats)`` for every tile, so image-wide statistics (colour
         matching) are the same everywhere.  Otherwise ``fn(tile)``.  ``tileable=False``
         forces one tile and no backoff.  Other arguments and the result: see

@@ -31,7 +31,8 @@ def upscale_tiled(
     on_tile: ProgressFn | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Upscale ``image`` (CPU float ``(1, C, H, W)`` in [0, 1]) tile by tile.
+    """Upscale ``image`` (float ``(1, C, H, W)`` in [0, 1], on the CPU or on ``device``)
+    tile by tile.
 
     The image is first padded at the bottom/right to meet ``size`` (reflect; replicate
     where an axis is too short to reflect), so tiled and untiled runs see the same borders.
@@ -74,17 +75,17 @@ def upscale_tiled(
     col_w = [f.weights.to(device) for f in cols]
     for first in range(0, len(order), batch):
         group = order[first : first + batch]
-        windows = torch.cat(
-            [
-                image[
-                    :,
-                    :,
-                    row_spans[r].window_start : row_spans[r].window_stop,
-                    col_spans[c].window_start : col_spans[c].window_stop,
-                ]
-                for r, c in group
+        cut = [
+            image[
+                :,
+                :,
+                row_spans[r].window_start : row_spans[r].window_stop,
+                col_spans[c].window_start : col_spans[c].window_stop,
             ]
-        )
+            for r, c in group
+        ]
+        # A lone window is passed as the view it is (the whole image: no copy at all).
+        windows = cut[0] if len(cut) == 1 else torch.cat(cut)
         result = _run(fn, windows, device, scale, size)
         for k, (r, c) in enumerate(group):
             top = rows[r].lo - row_spans[r].window_start * scale
