@@ -3,6 +3,8 @@ files, results and their order are those of a single writer."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -259,3 +261,21 @@ def test_encode_threads_is_checked_and_defaults_to_a_quarter_of_the_cpus(
     for cpus, threads in [(1, 1), (2, 1), (7, 1), (8, 2), (16, 4), (128, 4)]:
         monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda _, n=cpus: set(range(n)))
         assert pipeline.default_encode_threads() == threads
+
+
+def test_the_gil_simulation_script_runs(tmp_path: Path) -> None:
+    """scripts/folder_gil_sim.py (issue 12's measurement of what encoder threads cost a GPU
+    model stage) on two small photos."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((12, 16, 3), 40 * i, np.uint8)).save(folder / f"{i}.jpg")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "folder_gil_sim.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(folder), "--gpu-ms", "1", "--launches", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("2 images, 2 encoder threads: model stage ")
