@@ -146,3 +146,19 @@ def test_encoding_leaves_the_gil_to_other_threads() -> None:
     assert ours < 0.25, f"a waiting thread was late {ours:.0%} of the time (Pillow: {pillows:.0%})"
     if pillows < 0.5:
         pytest.skip(f"this Pillow held the GIL only {pillows:.0%} of its encode: no control")
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        lambda a: a[::-1, :, :3],  # upside down (an orientation flip)
+        lambda a: a[:, ::2, :3],  # strided
+        lambda a: a[..., :3],  # RGBA's colour
+        lambda a: a[::-1, ::-1, :1],  # gray, both axes reversed
+    ],
+)
+def test_views_of_other_arrays_encode_as_their_contiguous_copies(view: object) -> None:
+    rgba = make_photo_like(24, 30, channels=4)
+    pixels = view(rgba)  # type: ignore[operator]
+    expected = pillow_jpeg(np.ascontiguousarray(pixels), 95, Metadata())
+    assert encode_jpeg(pixels, 95, Metadata()) == expected
