@@ -180,9 +180,11 @@ def test_a_streamed_run_holds_memory_that_does_not_grow_with_the_folder(
 ) -> None:
     """5,000 and 20,000 files (folders of 500, so one folder's listing is the same) through
     a dry run of the real pipeline: only the walk's collision fingerprints (``jobs``, a few
-    hundred bytes a file) grow with the folder, not the results."""
+    hundred bytes a file) grow with the folder, not the results.  A first run of one
+    folder pays the one-time costs (imports, caches) outside the two measured runs, whose
+    difference is then what 15,000 more files cost."""
     peaks = {}
-    for folders in (10, 40):
+    for folders in (1, 10, 40):
         root = folder(tmp_path / f"in{folders}", folders)
 
         def make(root: Path = root) -> Summary:
@@ -193,6 +195,8 @@ def test_a_streamed_run_holds_memory_that_does_not_grow_with_the_folder(
         assert summary.count("planned") == folders * 500 and not summary.keeps_results
     small, large = peaks[10], peaks[40]
     per_file = (large - small) / 15_000
-    # Measured: 2.6 and 6.5 MB, 260 bytes a file, all of it the walk's (walking alone:
-    # 1.8 and 7.4 MB); when the summary kept every result, 1,190 bytes a file.
-    assert large < 3 * small and per_file < 500, (small, large, per_file)
+    # Measured: 260-310 bytes a file, all of it the walk's; when the summary kept every
+    # result, 1,190 bytes a file.  (The ratio of the two peaks is no measure: it was under
+    # 3 only while the first measured run also paid the one-time costs, and a full slow
+    # run, which had paid them in earlier tests, failed on it at 3.5.)
+    assert per_file < 500, (small, large, per_file)
