@@ -12,9 +12,10 @@ Pixel arrays are always ``H x W x C`` with ``C`` in {1 (gray), 2 (gray + alpha),
 
 Backends: Pillow identifies every file and decodes 8-bit data; OpenCV decodes 16-bit PNG and
 TIFF (Pillow flattens 16-bit colour to 8 bits) and encodes PNG (about ten times faster than
-Pillow's encoder), with the metadata chunks inserted by this package.  JPEG, WebP and BMP
-are encoded by Pillow; TIFF is written by this package (Deflate + horizontal predictor),
-because neither library writes 16-bit colour TIFF together with an ICC profile and EXIF.
+Pillow's encoder) and JPEG (the bytes Pillow writes, but without holding the GIL), with the
+metadata chunks and segments inserted by this package.  WebP and BMP are encoded by Pillow;
+TIFF is written by this package (Deflate + horizontal predictor), because neither library
+writes 16-bit colour TIFF together with an ICC profile and EXIF.
 
 Outputs can carry pocketsr's own record of how they were made (``provenance``): a PNG
 ``tEXt`` chunk with the keyword ``pocketsr``, the XMP property ``pocketsr:record`` (merged
@@ -41,6 +42,7 @@ One module per concern; callers import from the package, never from its modules:
 * ``backends``: reading files; Pillow and OpenCV, loaded lazily and kept quiet.
 * ``pixels``: Pillow images to ``H x W x C`` arrays, orientation, bit depth.
 * ``png``, ``jpeg``, ``tiff``: each format's own checks, decoding and writing.
+* ``jpeg_encode``: JPEG writing (OpenCV's encoder, Pillow's metadata layout).
 * ``decoded``: :class:`DecodedImage`, and the step every decoder ends with.
 * ``header``: :func:`read_header` / :func:`probe`, from the header alone.
 * ``decode``: :func:`read_image`.
@@ -50,9 +52,9 @@ One module per concern; callers import from the package, never from its modules:
 * ``atomic``: :func:`write_atomic`.
 
 Imports go one way, down this list: ``decode``, ``encode`` → ``header``, ``record`` →
-``tiff`` → ``png``, ``jpeg``, ``decoded`` → ``backends``, ``pixels``, ``planning`` →
-``formats``, ``metadata``, ``atomic``.  Pillow's plugins and OpenCV are loaded when the
-first image is read or written, not with the package.
+``tiff`` → ``png``, ``jpeg``, ``jpeg_encode``, ``decoded`` → ``backends``, ``pixels``,
+``planning`` → ``formats``, ``metadata``, ``atomic``.  Pillow's plugins and OpenCV are
+loaded when the first image is read or written, not with the package.
 """
 
 from __future__ import annotations
