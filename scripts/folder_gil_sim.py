@@ -18,6 +18,7 @@ did) and shows it gone when they do not:
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pocketsr_cli.jobs import Naming, collect_jobs
-from pocketsr_cli.pipeline import NullReporter, Options, run
+from pocketsr_cli.pipeline import NullReporter, Options, default_encode_threads, run
 
 
 class HostSideOfAGpu:
@@ -60,18 +61,20 @@ class HostSideOfAGpu:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="photos, e.g. scripts/opencv_floor.py make's")
-    parser.add_argument("--encode-threads", type=int, default=2)
+    parser.add_argument(
+        "--encode-threads", type=int, default=None, help="default: as pocketsr upscale"
+    )
     parser.add_argument("--gpu-ms", type=float, default=24.0)
     parser.add_argument("--launches", type=int, default=150)
     parser.add_argument("--quality", type=int, default=95)
+    parser.add_argument("--json", action="store_true", help="one JSON object instead")
     args = parser.parse_args()
+    threads = args.encode_threads or default_encode_threads()
     out = Path(tempfile.mkdtemp(prefix="pocketsr-gil-"))
     try:
         jobs = collect_jobs([args.folder], Naming(out, None, "4", "jpeg"))
         upscaler = HostSideOfAGpu(args.gpu_ms, args.launches)
-        options = Options(
-            fmt="jpeg", quality=args.quality, encode_threads=args.encode_threads, record=None
-        )
+        options = Options(fmt="jpeg", quality=args.quality, encode_threads=threads, record=None)
         start = time.perf_counter()
         summary = run(jobs, upscaler, options, NullReporter())
         wall = time.perf_counter() - start
@@ -80,9 +83,15 @@ def main() -> None:
     done = summary.count("ok")
     if done == 0:
         raise SystemExit("no image was upscaled")
+    model_ms = upscaler.seconds / done * 1000
+    if args.json:
+        figures = {"images": done, "encode_threads": threads, "gpu_ms": args.gpu_ms}
+        figures |= {"model_ms_per_image": round(model_ms, 2), "images_per_s": done / wall}
+        print(json.dumps(figures))
+        return
     print(
-        f"{done} images, {args.encode_threads} encoder threads: model stage "
-        f"{upscaler.seconds / done * 1000:.1f} ms per image, {done / wall:.2f} images/s"
+        f"{done} images, {threads} encoder threads: model stage "
+        f"{model_ms:.1f} ms per image, {done / wall:.2f} images/s"
     )
 
 

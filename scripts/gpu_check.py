@@ -90,6 +90,7 @@ CHECKS = (
     "folder_photos",
     "folder_bench",
     "folder_bench_nokeep",
+    "folder_gil_sim",
     "folder_upscale",
     "opencv_floor",
     "pytest_gpu",
@@ -561,7 +562,10 @@ def key_figures(
     transfers and uint8 conversion included); ``*_network``: the network alone
     (``forward``); ``images_per_s_4k_jpeg``: ``bench --folder`` (decode, upscale, JPEG
     encode and write, after a warm-up), ``…_memory_given_back`` the same with
-    ``POCKETSR_KEEP_FREED_MEMORY=0``; ``upscale_cli_*``: ``pocketsr upscale`` on the
+    ``POCKETSR_KEEP_FREED_MEMORY=0``; ``gil_sim_model_ms_per_image``: the model stage
+    of ``scripts/folder_gil_sim.py`` on that folder, a 24 ms wait with the GIL released
+    and the launches' round trips among the real decoder and encoder threads (near 24:
+    the host side does not hold the GPU back); ``upscale_cli_*``: ``pocketsr upscale`` on the
     same folder, by wall clock (process start and model load included) and by its own
     pipeline seconds.
     """
@@ -570,6 +574,7 @@ def key_figures(
     upscaled = (_pick(folder, step="folder_upscale", type="summary") or {}).get("summary", {})
     wall = (_pick(folder, step="folder_upscale_wall") or {}).get("wall_seconds")
     floor = _pick(folder, step="opencv_floor") or {}
+    gil_sim = _pick(folder, step="folder_gil_sim") or {}
 
     def network(precision: str, layout: str) -> float | None:
         record = _pick(forward, kind="forward", model=default, precision=precision, layout=layout)
@@ -586,6 +591,7 @@ def key_figures(
         "images_per_s_4k_jpeg": folder_bench.get("images_per_s"),
         "e2e_over_model": folder_bench.get("e2e_over_model"),
         "images_per_s_4k_jpeg_memory_given_back": nokeep.get("images_per_s"),
+        "gil_sim_model_ms_per_image": gil_sim.get("model_ms_per_image"),
         "upscale_cli_images_per_s_wall": _rate(upscaled.get("ok"), wall),
         "upscale_cli_images_per_s_pipeline": _rate(upscaled.get("ok"), upscaled.get("seconds")),
         "opencv_floor": {k: v for k, v in floor.items() if k != "step"} or None,

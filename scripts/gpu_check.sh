@@ -20,6 +20,7 @@
 #   folder_photos       32 synthetic 960x540 JPEGs
 #   folder_bench        `pocketsr bench --folder DIR --format jpg --precision fp16 --json`
 #   folder_bench_nokeep the same with POCKETSR_KEEP_FREED_MEMORY=0 (freed memory given back)
+#   folder_gil_sim      scripts/folder_gil_sim.py on the folder: the host side's cost alone
 #   folder_upscale      `pocketsr upscale DIR -o OUT --format jpg --precision fp16 --json`,
 #                       wall clock (process start, model load and CUDA set-up included)
 #   opencv_floor        scripts/opencv_floor.py on the same folder (decode+resize+encode)
@@ -182,6 +183,11 @@ step folder_bench_nokeep 90 "$work/folder_bench_nokeep.jsonl" env POCKETSR_KEEP_
   "${CLI[@]}" bench --folder "$photos" --format jpg --precision fp16 --repeat "$FOLDER_REPEAT" \
   "${common[@]}"
 tag folder_bench_nokeep "$work/folder_bench_nokeep.jsonl" >>"$OUT/folder.jsonl"
+# The host side alone: a stand-in model stage (24 ms with the GIL released) among the real
+# decoder and encoder threads; far above 24 ms means the CPU side holds the GPU back.
+step folder_gil_sim 60 "$work/folder_gil_sim.json" "$PY" scripts/folder_gil_sim.py "$photos" \
+  --json
+tag folder_gil_sim "$work/folder_gil_sim.json" >>"$OUT/folder.jsonl"
 step folder_upscale 90 "$work/folder_upscale.jsonl" "${CLI[@]}" upscale "$photos" \
   -o "$work/upscaled" --format jpg --precision fp16 "${common[@]}"
 tag folder_upscale "$work/folder_upscale.jsonl" >>"$OUT/folder.jsonl"

@@ -3,6 +3,7 @@ files, results and their order are those of a single writer."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -18,7 +19,14 @@ from PIL import Image
 from pocketsr_cli import pipeline
 from pocketsr_cli.errors import ImageWriteError
 from pocketsr_cli.jobs import Job, Naming, collect_jobs
-from pocketsr_cli.pipeline import NullReporter, Options, Result, Summary, run
+from pocketsr_cli.pipeline import (
+    NullReporter,
+    Options,
+    Result,
+    Summary,
+    default_encode_threads,
+    run,
+)
 from pocketsr_cli.provenance import RunSettings
 
 COUNT = 6
@@ -272,10 +280,12 @@ def test_the_gil_simulation_script_runs(tmp_path: Path) -> None:
         Image.fromarray(np.full((12, 16, 3), 40 * i, np.uint8)).save(folder / f"{i}.jpg")
     script = Path(__file__).resolve().parents[1] / "scripts" / "folder_gil_sim.py"
     result = subprocess.run(
-        [sys.executable, str(script), str(folder), "--gpu-ms", "1", "--launches", "3"],
+        [sys.executable, str(script), str(folder), "--gpu-ms", "1", "--launches", "3", "--json"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("2 images, 2 encoder threads: model stage ")
+    figures = json.loads(result.stdout)
+    assert figures["images"] == 2 and figures["encode_threads"] == default_encode_threads()
+    assert figures["model_ms_per_image"] >= 1.0 and figures["images_per_s"] > 0
