@@ -1,11 +1,11 @@
 """JPEG writing: OpenCV's encoder, with the metadata segments spliced in after its header.
 
 Why not Pillow: Pillow's JPEG encoder holds the GIL for the whole encode (a 4K q95 photo:
-about 50 ms on this project's CPU; two threads encode no faster than one, and a thread
-waiting for the GIL meanwhile waits almost the whole time).  The pipeline's encoder threads
-then took turns instead of encoding in parallel, and the inference thread, which needs the
-GIL between every layer it launches, waited behind them.  OpenCV releases the GIL while it
-encodes.
+about 50 ms on this project's CPU; two threads encode no faster than one, and a thread that
+wants the GIL meanwhile is late more than half of the time, against 0-3 % here).  The
+pipeline's encoder threads then took turns instead of encoding in parallel, and the
+inference thread, which needs the GIL between every layer it launches, waited behind
+them.  OpenCV releases the GIL while it encodes.
 
 Both wrap libjpeg-turbo with the same settings (``jpeg_set_quality`` with baseline tables,
 no Huffman optimisation, a JFIF header), so the entropy-coded image is the one Pillow
