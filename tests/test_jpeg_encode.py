@@ -7,7 +7,6 @@ import io
 import itertools
 import threading
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from _imagegen import fake_icc, make_exif, make_photo_like, make_xmp, srgb_icc
 from PIL import Image
 
 from pocketsr_cli.errors import ImageWriteError
-from pocketsr_cli.imageio import OutputPlan, encode_image, jpeg_encode
+from pocketsr_cli.imageio import OutputPlan, encode_image
 from pocketsr_cli.imageio.jpeg_encode import XMP_MAX, encode_jpeg, fits_jpeg
 from pocketsr_cli.imageio.metadata import Metadata
 
@@ -103,15 +102,6 @@ def test_blocks_too_long_for_a_segment_are_left_out_by_fits_jpeg_and_refused_wit
 def test_an_icc_profile_over_255_segments_is_refused() -> None:
     with pytest.raises(ImageWriteError, match="ICC profile"):
         encode_jpeg(make_photo_like(8, 8), 95, Metadata(None, bytes(65_519 * 255 + 1), None))
-
-
-def test_an_opencv_without_the_sampling_setting_falls_back_to_pillow(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    old = SimpleNamespace(imencode=lambda *a: pytest.fail("an old OpenCV must not encode"))
-    monkeypatch.setattr(jpeg_encode, "opencv", lambda: old)
-    pixels, meta = make_photo_like(20, 30), Metadata(EXIF, srgb_icc(), make_xmp())
-    assert encode_jpeg(pixels, 80, meta) == pillow_jpeg(pixels, 80, meta)
 
 
 def gil_held_share(encode: object, pixels: np.ndarray, rounds: int = 4) -> float:

@@ -11,13 +11,12 @@ Both wrap libjpeg-turbo with the same settings (``jpeg_set_quality`` with baseli
 no Huffman optimisation, a JFIF header), so the entropy-coded image is the one Pillow
 writes; :func:`encode_jpeg` inserts EXIF, XMP and ICC segments after the JFIF header in
 Pillow's order and layout (APP1 EXIF, APP1 XMP, APP2 ``ICC_PROFILE`` chunks), so a file
-reads back as Pillow's did.  The tests compare both byte for byte.  An OpenCV without the
-chroma sampling setting (before 4.5.5) is not used: Pillow encodes then.
+reads back as Pillow's did.  The tests compare both byte for byte.  (The chroma sampling
+setting came with OpenCV 4.5.5; pocketsr requires 4.8.)
 """
 
 from __future__ import annotations
 
-import io
 import struct
 
 import numpy as np
@@ -44,17 +43,9 @@ def fits_jpeg(meta: Metadata) -> Metadata:
     return Metadata(exif, meta.icc_profile, xmp)
 
 
-def full_chroma(quality: int) -> bool:
-    """Whether ``quality`` keeps full-resolution chroma (4:4:4) rather than 4:2:0.
-
-    At high quality 4:2:0 would halve the colour detail that upscaling just produced (4K
-    q95: ~0.05 s and 2x the size, against ~0.03 s)."""
-    return quality >= 90
-
-
 def encode_jpeg(pixels: np.ndarray, quality: int, meta: Metadata) -> bytes:
     """``H x W x C`` uint8 pixels, C 1 (gray) or 3 (RGB), to JPEG bytes at ``quality``
-    (1..100; chroma as :func:`full_chroma` says), with ``meta``'s EXIF block (stored
+    (1..100; 4:4:4 chroma from 90 up, else 4:2:0), with ``meta``'s EXIF block (stored
     without the ``Exif\\0\\0`` prefix, which is added), XMP packet and ICC profile.
     Blocks too long for a JPEG are the caller's to leave out (:func:`fits_jpeg`).
 
@@ -64,11 +55,11 @@ def encode_jpeg(pixels: np.ndarray, quality: int, meta: Metadata) -> bytes:
     """
     segments = _metadata_segments(meta)
     cv2 = opencv()
-    if not hasattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR"):
-        return _encode_with_pillow(pixels, quality, meta)
+    # Full-resolution chroma at high quality: 4:2:0 would halve the colour detail that
+    # upscaling just produced (4K q95: ~0.05 s and 2x the size, against ~0.03 s).
     sampling = (
         cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444
-        if full_chroma(quality)
+        if quality >= 90
         else cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420
     )
     if pixels.shape[2] == 3:
@@ -119,23 +110,3 @@ def _metadata_segments(meta: Metadata) -> bytes:
         for index, chunk in enumerate(chunks, start=1):
             parts.append(_segment(0xE2, _ICC_PREFIX + bytes((index, len(chunks))) + chunk))
     return b"".join(parts)
-
-
-def _encode_with_pillow(pixels: np.ndarray, quality: int, meta: Metadata) -> bytes:
-    """The same file through Pillow (an OpenCV too old to set the chroma sampling)."""
-    from PIL import Image
-
-    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
-    options: dict[str, object] = {
-        "quality": quality,
-        "subsampling": 0 if full_chroma(quality) else 2,
-    }
-    if meta.exif:
-        options["exif"] = EXIF_PREFIX + meta.exif
-    if meta.xmp:
-        options["xmp"] = meta.xmp
-    if meta.icc_profile:
-        options["icc_profile"] = meta.icc_profile
-    out = io.BytesIO()
-    image.save(out, "JPEG", **options)
-    return out.getvalue()
