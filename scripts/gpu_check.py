@@ -23,6 +23,10 @@ whether it stayed finite.  fp32 is what torch runs by default, so on CUDA convol
 may use TF32 (``env.gpu.tf32_conv``).  ``--compile`` adds ``Upscaler(compile=True)`` on the default
 model: its warm-up seconds and its speed against the eager ``Upscaler``.
 
+``forward`` then times a 4K 8-bit result's way from the device to the host's output
+buffer: laid out planar, as the network leaves it, against ``tiling.assemble.host_layout``
+(and into pinned memory on CUDA); see :func:`transfer_records`.
+
 ``cli`` stands in for ``python -m pocketsr_cli`` (``models list``, ``bench``, ``upscale``
 with the options gpu_check.sh uses, same JSON lines) when the GPU image cannot import the
 real CLI (it needs typer>=0.29 and pydantic, carried as wheels): the numbers still come.
@@ -330,6 +334,45 @@ def forward_records(
     module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
 
 
+def transfer_records(device: torch.device, size: tuple[int, int]) -> Iterator[dict[str, Any]]:
+    """How long a ``size`` x4 8-bit RGB result takes to reach the host's channels-last output
+    buffer from ``device``, best of 5 after a warm-up, one record per way:
+
+    ``planar``: the result laid out NCHW (as ``pixel_shuffle`` leaves it on CUDA) copied
+    straight in, which makes torch stage and transpose it on the host (what the tiler did
+    before ``tiling.assemble.host_layout``); ``host_layout``: laid out H x W x C on the
+    device first, then one plain copy (what it does now); ``host_layout_pinned``: the same
+    into page-locked host memory (CUDA only: would a pinned output buffer pay?).
+    """
+    import torch
+
+    from pocketsr_cli.tiling.assemble import allocate_output, host_layout
+
+    width, height = size[0] * 4, size[1] * 4
+    generator = torch.Generator().manual_seed(0)
+    planar = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator)
+    planar = planar.to(device)
+    expected = planar.cpu()
+    out = allocate_output(3, height, width, torch.uint8)
+    ways: dict[str, Any] = {
+        "planar": lambda: out[0].copy_(planar),
+        "host_layout": lambda: out[0].permute(1, 2, 0).copy_(host_layout(planar, torch.uint8)),
+    }
+    pinned = None
+    if device.type == "cuda":
+        pinned = torch.empty((height, width, 3), dtype=torch.uint8, pin_memory=True)
+        ways["host_layout_pinned"] = lambda: pinned.copy_(host_layout(planar, torch.uint8))
+    for way, call in ways.items():
+        record: dict[str, Any] = {"kind": "transfer", "way": way, "width": width, "height": height}
+        try:
+            best, _ = _best_seconds(call, device, 5)
+        except Exception as exc:
+            yield {**record, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            continue
+        landed = pinned.permute(2, 0, 1) if way.endswith("pinned") else out[0]
+        yield {**record, "ms": round(1000 * best, 3), "exact": bool(torch.equal(landed, expected))}
+
+
 def compile_record(
     desc: ModelDescriptor, device: torch.device, size: tuple[int, int], repeat: int
 ) -> dict[str, Any]:
@@ -386,6 +429,13 @@ def run_forward(args: argparse.Namespace) -> int:
             _emit({"kind": "forward", "model": ref, "error": f"{type(exc).__name__}: {exc}"[:300]})
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    try:
+        for record in transfer_records(device, size):
+            status |= "error" in record or not record["exact"]
+            _emit(record)
+    except Exception as exc:
+        status = 1
+        _emit({"kind": "transfer", "error": f"{type(exc).__name__}: {exc}"[:300]})
     if args.compile:
         try:
             _emit(
@@ -588,6 +638,11 @@ def key_figures(
         "ms_per_4k_fp16_network_channels_last": network("fp16", "channels_last"),
         "ms_per_4k_bf16_network": network("bf16", "nchw"),
         "ms_per_4k_fp32_network": network("fp32", "nchw"),
+        # a 4K 8-bit result's way to the host: planar (before host_layout) against now
+        "transfer_ms_4k": {
+            r["way"]: r.get("ms") for r in forward if r.get("kind") == "transfer" and "way" in r
+        }
+        or None,
         "images_per_s_4k_jpeg": folder_bench.get("images_per_s"),
         "e2e_over_model": folder_bench.get("e2e_over_model"),
         "images_per_s_4k_jpeg_memory_given_back": nokeep.get("images_per_s"),

@@ -29,8 +29,9 @@
 #   arch_weights        random-weight realesr-general-x4v3 (SRVGG) and x4plus (RRDB) files
 #   bench_arch_fp16/32  `pocketsr bench -m FILE` of those two
 #   forward             networks alone: fp32/fp16/bf16 x NCHW/channels-last, half-precision
-#                       PSNR against fp32; with COMPILE=1 Upscaler(compile=True) and its
-#                       warm-up
+#                       PSNR against fp32; a 4K result's transfer to the host, planar
+#                       against laid out on the device first (and pinned); with COMPILE=1
+#                       Upscaler(compile=True) and its warm-up
 # Results ($OUT, 6 files): gpu_check.json (summary: versions, GPU, each check's status and
 # seconds, the key figures: default model ms per 4K output in fp16, 4K images/s end to end
 # with JPEG output), log.txt (every step's command and stderr), pytest.txt, bench.jsonl,

@@ -194,6 +194,19 @@ def test_tiled_equals_untiled(device: torch.device, precision: str) -> None:
     assert_agree(tiled, whole, precision)
 
 
+@pytest.mark.parametrize("tiled", [False, True])
+def test_device_result_equals_the_cpu_result(device: torch.device, tiled: bool) -> None:
+    # The result crosses to the host laid out as the host buffer is (tiling.assemble's
+    # host_layout); a transposed or misplaced block would show here, not between devices.
+    desc = tiling_model()
+    overlap = overlap_for(desc)
+    image = synthetic_photo(*((72, 56) if TOY else (640, 400)), seed=4)
+    tile = 2 * overlap + (16 if TOY else 96) if tiled else 0
+    on_device = upscaler(desc, device, "fp32", tile=tile, overlap=overlap).upscale(image)
+    on_cpu = upscaler(desc, torch.device("cpu"), "fp32", tile=0).upscale(image)
+    assert_agree(on_device, on_cpu, "fp32")
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_batched_tiles_equal_one_tile_at_a_time(device: torch.device, precision: str) -> None:
     desc = tiling_model()

@@ -65,8 +65,13 @@ def test_toy_mode_runs_every_check_on_the_cpu(tmp_path: Path) -> None:
     }
     arch = {r["model"] for r in bench if r["step"] == "bench_arch_fp16"}
     assert arch == {"realesr-general-x4v3-arch.safetensors", "realesrgan-x4plus-arch.safetensors"}
-    forward = _lines(out / "forward.jsonl")
+    lines = _lines(out / "forward.jsonl")
+    forward = [r for r in lines if r["kind"] == "forward"]
     assert all("error" not in r and r["finite"] for r in forward)
+    transfers = {r["way"]: r for r in lines if r["kind"] == "transfer"}
+    assert set(transfers) == {"planar", "host_layout"}  # pinned: CUDA only
+    assert all(r["exact"] and r["ms"] > 0 for r in transfers.values())
+    assert set(figures["transfer_ms_4k"]) == set(transfers)
     assert {(r["precision"], r["layout"]) for r in forward} == {
         (p, layout) for p in ("fp32", "fp16", "bf16") for layout in ("nchw", "channels_last")
     }

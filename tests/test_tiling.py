@@ -311,6 +311,29 @@ def test_any_channel_count(channels: int) -> None:
     assert (out.int() - (nearest(2)(image) * 65535).round().int()).abs().max() <= 1
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.float32])
+@pytest.mark.parametrize("region", ["full width", "inner"])
+def test_host_layout_is_the_output_buffers_and_copies_exactly(
+    layout: torch.memory_format, dtype: torch.dtype, region: str
+) -> None:
+    # What Assembler._write sends from a device to the host: the block, cast and laid out
+    # H x W x C on its own device, so the transfer needs no transposing pass on the CPU.
+    from pocketsr_cli.tiling.assemble import host_layout
+
+    values = torch.randint(0, 256, (1, 3, 12, 20), generator=torch.Generator().manual_seed(5))
+    block = values.float().contiguous(memory_format=layout)[0]
+    staged = host_layout(block, dtype)
+    assert staged.shape == (12, 20, 3) and staged.dtype == dtype and staged.is_contiguous()
+    out = tiling.allocate_output(3, 30, 20 if region == "full width" else 40, dtype)
+    out.zero_()
+    top, left = (5, 0) if region == "full width" else (5, 9)
+    target = out[0, :, top : top + 12, left : left + 20]
+    target.permute(1, 2, 0).copy_(staged)
+    assert torch.equal(target.to(torch.int64), values[0])
+    assert int(out.sum()) == int(values.sum())  # nothing written outside the target
+
+
 def test_float_output_is_not_clamped() -> None:
     out = upscale_tiled(torch.full((1, 3, 8, 8), 0.5), lambda x: 3 * nearest(2)(x), scale=2)
     assert torch.allclose(out, torch.full_like(out, 1.5))
