@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import resource
+import subprocess
+import sys
 import time
 from itertools import pairwise
 from pathlib import Path
@@ -515,6 +517,33 @@ def test_live_tensor_bytes_counts_peak_of_new_storage_only() -> None:
         del c, view
     assert counter.peak == 2048
     assert counter.live == 0
+
+
+def test_the_cpu_memory_probe_does_not_load_dynamo() -> None:
+    # torch's dispatch-mode wrapper would import torch._dynamo on the first op: 1-2 s of
+    # every CPU run's first image.  A fresh process, since this one may have loaded it.
+    code = (
+        "import sys, torch\n"
+        "from pocketsr_cli.tiling import LiveTensorBytes\n"
+        "net = torch.nn.Conv2d(3, 4, 3, padding=1)\n"
+        "with LiveTensorBytes() as counter, torch.inference_mode():\n"
+        "    net(torch.rand(1, 3, 16, 16))\n"
+        "print(counter.level, counter.peak, 'torch._dynamo' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    level, peak, dynamo = result.stdout.split()
+    assert level == "aten" and int(peak) >= 4 * 16 * 16 * 4 and dynamo == "False"
+
+
+def test_the_probe_keeps_dynamo_out_of_its_mode_once_dynamo_is_loaded() -> None:
+    import torch._dynamo  # what --compile loads
+
+    with LiveTensorBytes() as counter:
+        torch.ones(4)
+    assert counter.level == "aten" and counter.peak == 16
+    assert type(counter._mode)._should_skip_dynamo()
 
 
 def test_live_tensor_bytes_falls_back_to_the_public_api(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,6 +6,7 @@ Measurement only; :mod:`pocketsr_cli.tiling.policy` decides what to do with it.
 from __future__ import annotations
 
 import math
+import sys
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -198,11 +199,22 @@ class LiveTensorBytes:
 
 def _aten_mode(watch: Callable[..., Any]) -> Any:
     """An entered ``TorchDispatchMode`` calling ``watch`` for every ATen op, or None when
-    torch's private dispatch API is not there or not as expected."""
+    torch's private dispatch API is not there or not as expected.
+
+    torch wraps a mode's ``__torch_dispatch__`` so that Dynamo never traces it, and that
+    wrapper imports ``torch._dynamo`` on its first call: 1-2 s of a CPU run's first image
+    (the probe is the only user of Dynamo in a run without ``--compile``).  The mode opts
+    out through the class hook torch provides for it while Dynamo is not loaded: then
+    nothing in the process is compiling, so there is nothing to keep out of a trace.
+    """
     try:
         from torch.utils._python_dispatch import TorchDispatchMode
 
-        mode = type("_LiveTensors", (TorchDispatchMode,), {"__torch_dispatch__": watch})()
+        attributes = {
+            "__torch_dispatch__": watch,
+            "_should_skip_dynamo": classmethod(lambda _cls: "torch._dynamo" in sys.modules),
+        }
+        mode = type("_LiveTensors", (TorchDispatchMode,), attributes)()
         mode.__enter__()
     except Exception:  # moved, renamed or changed: the caller falls back to the public API
         return None
