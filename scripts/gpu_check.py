@@ -5,6 +5,7 @@
     python3 scripts/gpu_check.py photos DIR --count 16 --size 960x540
     python3 scripts/gpu_check.py archs DIR --size full              # random-weight archs
     python3 scripts/gpu_check.py forward --device cuda --models ... > forward.jsonl
+    python3 scripts/gpu_check.py startup --device cuda               # start-up phases
     python3 scripts/gpu_check.py cli bench ...                      # the CLI's stand-in
     python3 scripts/gpu_check.py summarize --work W --out O         # -> O/gpu_check.json
 
@@ -96,6 +97,7 @@ CHECKS = (
     "folder_bench_nokeep",
     "folder_gil_sim",
     "folder_upscale",
+    "startup",
     "opencv_floor",
     "pytest_gpu",
     "bench_bundled_fp32",
@@ -369,7 +371,9 @@ def transfer_records(device: torch.device, size: tuple[int, int]) -> Iterator[di
         except Exception as exc:
             yield {**record, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
             continue
-        landed = pinned.permute(2, 0, 1) if way.endswith("pinned") else out[0]
+        landed = (
+            out[0] if pinned is None or way != "host_layout_pinned" else pinned.permute(2, 0, 1)
+        )
         yield {**record, "ms": round(1000 * best, 3), "exact": bool(torch.equal(landed, expected))}
 
 
@@ -445,6 +449,63 @@ def run_forward(args: argparse.Namespace) -> int:
             status = 1
             _emit({"kind": "compile", "error": f"{type(exc).__name__}: {exc}"[:300]})
     return status
+
+
+# ------------------------------------------------------------------------------ startup
+
+
+def startup_record(device_name: str, size: tuple[int, int]) -> dict[str, Any]:
+    """Where a fresh ``pocketsr upscale`` process spends its time before and on its first
+    images, phase by phase, in seconds (run it as a process of its own: imports count).
+
+    ``import_torch``, ``import_cli`` (the Typer app and what it imports), ``device_init``
+    (the first tensor on the device: the CUDA context), ``model_load`` (the default model
+    resolved and read), ``upscaler_open`` (moved to the device, tile policy), then
+    ``first_image``, ``second_image`` and ``third_image`` (a ``size`` synthetic photo each,
+    fp16 on CUDA: the first pays cuDNN's set-up and the tile policy's probe).
+    """
+    start = time.perf_counter()
+    phases: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        phases[name] = round(time.perf_counter() - start - sum(phases.values()), 4)
+
+    import torch
+
+    lap("import_torch")
+    import pocketsr_cli.cli  # noqa: F401  (what the console script imports first)
+    from pocketsr_cli.hostmem import retain_freed_memory
+
+    retain_freed_memory()  # as the CLI's root callback does
+    lap("import_cli")
+    from pocketsr_cli.devices import choose_device
+    from pocketsr_cli.evaluation.bench import synthetic_photo
+    from pocketsr_cli.factory import UpscalerSpec, open_upscaler
+
+    device = choose_device(device_name)
+    torch.zeros(1, device=device)
+    _sync(device)
+    lap("device_init")
+    spec = UpscalerSpec(device, "fp16" if device.type == "cuda" else "auto", offline=True)
+    desc = spec.resolve(None)
+    lap("model_load")
+    upscaler = open_upscaler(desc, spec)
+    _sync(device)
+    lap("upscaler_open")
+    image = synthetic_photo(*size)
+    for name in ("first_image", "second_image", "third_image"):
+        upscaler.upscale(image)
+        lap(name)
+    return {
+        "kind": "startup",
+        "model": desc.name,
+        "device": str(device),
+        "precision": upscaler.compute.precision,
+        "width": size[0],
+        "height": size[1],
+        "phases": phases,
+        "seconds": round(time.perf_counter() - start, 4),
+    }
 
 
 # ----------------------------------------------------------------------- CLI stand-in
@@ -617,7 +678,8 @@ def key_figures(
     and the launches' round trips among the real decoder and encoder threads (near 24:
     the host side does not hold the GPU back); ``upscale_cli_*``: ``pocketsr upscale`` on the
     same folder, by wall clock (process start and model load included) and by its own
-    pipeline seconds.
+    pipeline seconds; ``startup_phases``: a fresh process's seconds per start-up phase
+    (:func:`startup_record`).
     """
     folder_bench = _pick(folder, step="folder_bench", mode="folder") or {}
     nokeep = _pick(folder, step="folder_bench_nokeep", mode="folder") or {}
@@ -649,6 +711,7 @@ def key_figures(
         "gil_sim_model_ms_per_image": gil_sim.get("model_ms_per_image"),
         "upscale_cli_images_per_s_wall": _rate(upscaled.get("ok"), wall),
         "upscale_cli_images_per_s_pipeline": _rate(upscaled.get("ok"), upscaled.get("seconds")),
+        "startup_phases": (_pick(folder, step="startup") or {}).get("phases"),
         "opencv_floor": {k: v for k, v in floor.items() if k != "step"} or None,
         # where Upscaler's NaN guard would silently turn a "fp16" bench into an fp32 one
         "nonfinite_half": [
@@ -723,6 +786,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--models", nargs="*", default=[], help="beside the default model")
     p.add_argument("--compile", action="store_true")
+    p = sub.add_parser("startup", help="a fresh process's start-up, phase by phase: JSON")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--size", choices=["full", "small"], default="full")
     p = sub.add_parser("summarize", help="write OUT/gpu_check.json")
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
@@ -741,6 +807,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _emit(record)
     elif args.command == "forward":
         return run_forward(args)
+    elif args.command == "startup":
+        _emit(startup_record(args.device, SMALL_SIZE if args.size == "small" else FULL_SIZE))
     else:
         run = {
             "device": args.device,

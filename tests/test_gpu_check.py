@@ -54,6 +54,12 @@ def test_toy_mode_runs_every_check_on_the_cpu(tmp_path: Path) -> None:
     for key in (*keys, "images_per_s_4k_jpeg_memory_given_back"):
         assert figures[key] is not None and figures[key] > 0, key
     assert figures["upscale_cli_images_per_s_wall"] > 0
+    phases = figures["startup_phases"]
+    assert list(phases) == [
+        "import_torch", "import_cli", "device_init", "model_load", "upscaler_open",
+        "first_image", "second_image", "third_image",
+    ]  # fmt: skip
+    assert all(seconds >= 0 for seconds in phases.values())
     assert summary["pytest"]["passed"] >= 7 and summary["pytest"]["failed"] == 0
     bench = _lines(out / "bench.jsonl")
     steps = {r["step"] for r in bench if "seconds_per_4k" in r}
