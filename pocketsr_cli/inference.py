@@ -6,7 +6,8 @@ pipeline's ``ImageUpscaler`` protocol: ``H x W x C`` uint8/uint16 in, the same d
 upscaled separately with a bicubic filter (a generative model would invent texture in a
 mask) and re-attached.  Half precision runs under autocast with fp32 weights, so when a
 half-precision result contains NaN or inf (the "black image" bug of fp16 upscalers) the
-tile is recomputed in fp32 and the rest of the run stays in fp32, with a warning.
+tile is recomputed in fp32 and the rest of the run stays in fp32, with a warning.  In bf16
+a network's sub-pixel convolutions stay in fp32 (:mod:`pocketsr_cli.subpixel`).
 
 A model with an 8-bit path (:attr:`~pocketsr_cli.descriptor.ModelDescriptor.upscale_uint8`:
 the resamplers) gets 8-bit images on the CPU whole, all channels alpha included, and its
@@ -50,6 +51,7 @@ from pocketsr_cli.errors import UsageError
 from pocketsr_cli.memory import free_bytes, is_out_of_memory
 from pocketsr_cli.sizing import Target, native_ratio
 from pocketsr_cli.spelling import ENSEMBLE, HEIGHT, LONG_EDGE, OUTSCALE, TILE, WIDTH
+from pocketsr_cli.subpixel import keep_subpixel_fp32
 from pocketsr_cli.tiling import TilePolicy
 
 if TYPE_CHECKING:
@@ -133,6 +135,8 @@ class Upscaler:
         )
         model.module.to(compute.device).eval()
         model.module.to(memory_format=self._memory_format)  # type: ignore[call-overload]
+        if compute.precision == "bf16":  # a bf16 sub-pixel layer draws a mesh: subpixel.py
+            keep_subpixel_fp32(model.module)
         self._tileable = model.tiling is not Tiling.INTERNAL
         self._upscale_uint8 = (
             model.upscale_uint8 if compute.device.type == "cpu" and not self.ensemble else None
