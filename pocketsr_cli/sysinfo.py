@@ -49,6 +49,7 @@ class Cpu:
     usable_cores: int | None  # this process's CPU affinity (a container may allow fewer)
     torch_threads: int
     available_memory: int | None
+    bf16: bool = False  # computes bf16 natively: ``--precision auto`` may pick it here
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def collect(*, load_default_model: bool = True) -> SystemReport:
     import torch
 
     from pocketsr_cli import __version__
-    from pocketsr_cli.devices import choose_device, mps_available
+    from pocketsr_cli.devices import choose_device, cpu_bf16_supported, mps_available
     from pocketsr_cli.memory import free_bytes, host_available_bytes
     from pocketsr_cli.weights.cache import cache_dir, user_models_dir
 
@@ -116,6 +117,7 @@ def collect(*, load_default_model: bool = True) -> SystemReport:
             usable_cores=_usable_cores(),
             torch_threads=torch.get_num_threads(),
             available_memory=host_available_bytes(),
+            bf16=cpu_bf16_supported(),
         ),
         auto_device=str(auto),
         auto_free_memory=_quietly(lambda: free_bytes(auto)),

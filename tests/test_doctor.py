@@ -50,6 +50,9 @@ def test_json_on_this_machine(home: Path) -> None:
     cpu = report["cpu"]
     assert cpu["logical_cores"] == os.cpu_count()
     assert cpu["torch_threads"] == torch.get_num_threads()
+    from pocketsr_cli.devices import cpu_bf16_supported
+
+    assert cpu["bf16"] is cpu_bf16_supported()
     assert cpu["physical_cores"] is None or 1 <= cpu["physical_cores"] <= cpu["logical_cores"]
     assert report["default_model"] == {
         "name": DEFAULT_MODEL,
