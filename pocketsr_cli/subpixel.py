@@ -11,10 +11,13 @@ from 2.49 in fp32 to 2.84 in bf16; with that one convolution in fp32 it is 2.43,
 
 :func:`keep_subpixel_fp32` finds the convolution registered last before each
 ``nn.PixelShuffle`` (Real-ESRGAN's compact network, the default model's, and others that
-spandrel loads) and hooks it so that, while autocast computes in bf16, it runs in fp32 on
-an fp32 input; the pixel shuffle and anything after it then run in fp32 too.  Under any
-other precision the hooks do nothing, so one module can serve upscalers of different
-precisions.  Networks that shuffle through ``F.pixel_shuffle`` are left as they are.
+spandrel loads), or the layers a network names itself (``archs/compact``'s, the ×2
+model's: its last body convolution and its skip, and its input and output filters, whose
+bf16 rounding would be block-shaped too), and hooks them so that, while autocast computes
+in bf16, they run in fp32 on an fp32 input; the pixel shuffle and anything after it then
+run in fp32 too.  Under any other precision the hooks do nothing, so one module can serve
+upscalers of different precisions.  Networks that shuffle through ``F.pixel_shuffle`` and
+name nothing are left as they are.
 """
 
 from __future__ import annotations
@@ -28,10 +31,14 @@ _MARK = "_pocketsr_subpixel_fp32"
 
 
 def subpixel_convs(module: torch.nn.Module) -> list[str]:
-    """Names of the convolutions that feed ``module``'s ``nn.PixelShuffle`` layers: for each
-    shuffle, the last ``nn.Conv2d`` registered before it (none before it: none)."""
+    """Names of the convolutions that feed ``module``'s pixel shuffles: those a network
+    names in a ``subpixel_layers`` attribute (one that shuffles with ``F.pixel_shuffle``
+    must), else for each ``nn.PixelShuffle`` the last ``nn.Conv2d`` registered before it."""
     import torch
 
+    named = getattr(module, "subpixel_layers", None)
+    if named is not None:
+        return [str(name) for name in named]
     found: list[str] = []
     last_conv: str | None = None
     for name, child in module.named_modules():

@@ -92,3 +92,25 @@ def test_bf16_upscaler_keeps_the_default_models_subpixel_layer_in_fp32() -> None
     assert dtypes == [torch.float32, torch.float32]
     diff = abs(fp32.astype(int) - bf16.astype(int))
     assert diff.max() <= 8 and diff.mean() < 0.5
+
+
+def test_a_network_that_shuffles_functionally_names_its_layers() -> None:
+    from pocketsr_cli.archs.compact.network import SkipCompact
+
+    plain = SkipCompact(num_feat=8, num_conv=1, scale=2)
+    assert subpixel_convs(plain) == ["body.4", "skip"]
+    filtered = SkipCompact(num_feat=8, num_conv=1, scale=2, pre_size=3, post_size=3)
+    assert subpixel_convs(filtered) == ["pre", "body.4", "skip", "post"]
+    keep_subpixel_fp32(filtered)
+    outputs: dict[str, torch.dtype] = {}
+    for name in ("pre", "body.2", "body.4", "skip", "post"):
+        filtered.get_submodule(name).register_forward_hook(
+            lambda _m, _i, out, name=name: outputs.__setitem__(name, out.dtype)
+        )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = filtered(torch.rand(1, 3, 8, 8))
+    assert y.dtype == torch.float32
+    assert outputs == {
+        "pre": torch.float32, "body.2": torch.bfloat16, "body.4": torch.float32,
+        "skip": torch.float32, "post": torch.float32,
+    }  # fmt: skip

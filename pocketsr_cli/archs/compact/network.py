@@ -62,6 +62,14 @@ class SkipCompact(nn.Module):
             nn.init.zeros_(tensor)
         self.post = _identity_filter(channels, post_size)
         self.pre = _identity_filter(channels, pre_size)
+        # What draws the sub-pixels, and the filters around them (the input's feeds the
+        # enlarged base): kept in fp32 under bf16 (pocketsr_cli.subpixel).
+        self.subpixel_layers = (
+            *(["pre"] if self.pre is not None else []),
+            f"body.{len(layers) - 1}",
+            "skip",
+            *(["post"] if self.post is not None else []),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pre is not None:
