@@ -9,8 +9,8 @@ upscale spent 30 % (``pocketsr-compact-x4``) to 60 % (``pcsr-x4``) of its time s
 PyTorch's CPU allocator has no cache of its own; its GPU allocator does exactly this.
 
 :func:`retain_freed_memory` asks glibc to serve blocks up to :data:`MMAP_THRESHOLD`
-(128 MB) from its heap and to keep up to :data:`TRIM_THRESHOLD` (256 MB) of freed heap
-for the next request.  The process then holds its working set between images (it would need
+(128 MB) from its heap and to keep up to :data:`TRIM_THRESHOLD` (1 GiB) of freed heap for
+the next request.  The process then holds its working set between images (it would need
 it again for the next one) instead of returning it.  Larger blocks (a big image's whole
 output, the encoder's copy of it) are still mapped and given back when freed: kept in
 the heap they fragmented it, and a 12 MP photo at ×4 peaked at 2.9-3.7 GB of resident
@@ -32,11 +32,7 @@ import os
 import sys
 
 ENV = "POCKETSR_KEEP_FREED_MEMORY"
-# Freed heap kept for reuse before glibc gives any back.  256 MB, measured on the 2-core
-# CPU: a 12 MP photo at x4 in bf16 (tiles of ~1000 px, whose 126 MB activations stay under
-# MMAP_THRESHOLD) peaked at 2.54 GB resident with 1 GiB kept, 2.02 GB with 512 MB and
-# 1.78 GB with 256 MB (in fp32 1.89 GB with either); 4K upscales run as fast with any.
-TRIM_THRESHOLD = 256 << 20
+TRIM_THRESHOLD = 1 << 30  # freed heap kept for reuse before glibc gives any back
 # Blocks from the heap below this, mapped at and above it.  Measured on the 2-core CPU:
 # 128 MB keeps every block of a 4K upscale in the heap (pocketsr-compact-x4 3.2 s per 4K
 # output, as with no mapping at all; 96 MB: 3.8 s, 64 MB: 4.4-5.0 s, off: 5.2 s) and a
