@@ -44,8 +44,12 @@ def subpixel_convs(module: torch.nn.Module) -> list[str]:
     for name, child in module.named_modules():
         if isinstance(child, torch.nn.Conv2d):
             last_conv = name
-        elif isinstance(child, torch.nn.PixelShuffle) and last_conv is not None:
-            found += [] if last_conv in found else [last_conv]
+        elif (
+            isinstance(child, torch.nn.PixelShuffle)
+            and last_conv is not None
+            and last_conv not in found
+        ):
+            found.append(last_conv)
     return found
 
 

@@ -355,25 +355,28 @@ def transfer_records(device: torch.device, size: tuple[int, int]) -> Iterator[di
     planar = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator)
     planar = planar.to(device)
     expected = planar.cpu()
-    out = allocate_output(3, height, width, torch.uint8)
-    ways: dict[str, Any] = {
-        "planar": lambda: out[0].copy_(planar),
-        "host_layout": lambda: out[0].permute(1, 2, 0).copy_(host_layout(planar, torch.uint8)),
+    out = allocate_output(3, height, width, torch.uint8)[0]  # (C, H, W), channels last
+    # way -> (the copy, the host tensor it fills, seen as (C, H, W))
+    ways: dict[str, tuple[Any, torch.Tensor]] = {
+        "planar": (lambda: out.copy_(planar), out),
+        "host_layout": (
+            lambda: out.permute(1, 2, 0).copy_(host_layout(planar, torch.uint8)),
+            out,
+        ),
     }
-    pinned = None
     if device.type == "cuda":
         pinned = torch.empty((height, width, 3), dtype=torch.uint8, pin_memory=True)
-        ways["host_layout_pinned"] = lambda: pinned.copy_(host_layout(planar, torch.uint8))
-    for way, call in ways.items():
+        ways["host_layout_pinned"] = (
+            lambda: pinned.copy_(host_layout(planar, torch.uint8)),
+            pinned.permute(2, 0, 1),
+        )
+    for way, (call, landed) in ways.items():
         record: dict[str, Any] = {"kind": "transfer", "way": way, "width": width, "height": height}
         try:
             best, _ = _best_seconds(call, device, 5)
         except Exception as exc:
             yield {**record, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
             continue
-        landed = (
-            out[0] if pinned is None or way != "host_layout_pinned" else pinned.permute(2, 0, 1)
-        )
         yield {**record, "ms": round(1000 * best, 3), "exact": bool(torch.equal(landed, expected))}
 
 
