@@ -21,7 +21,10 @@ nothing.  ``POCKETSR_KEEP_FREED_MEMORY=0`` turns it off.
 
 :func:`retained_bytes` says how much freed memory glibc holds, which is free to this
 process although the kernel counts it as used (``memory.free_bytes`` adds it, as it adds
-what PyTorch's CUDA cache holds unused).
+what PyTorch's CUDA cache holds unused).  :func:`give_back_freed` returns it to the kernel
+at once: for the end of an image cut into many tiles, whose tiles reused the kept memory
+but whose encoder (a whole copy of the output, mapped) comes next and would be added on
+top of it.
 """
 
 from __future__ import annotations
@@ -120,10 +123,26 @@ def retained_bytes() -> int:
     return int(mallinfo2().fordblks)
 
 
+def give_back_freed() -> bool:
+    """Return the freed memory glibc keeps (:func:`retained_bytes`) to the kernel now
+    (``malloc_trim(0)``, which also releases free pages inside the heap).
+
+    Only while :func:`retain_freed_memory` is in force; elsewhere glibc gives freed memory
+    back by itself and this does nothing.  Returns True when memory was given back.
+    """
+    libc = _glibc() if _applied else None
+    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
+    if trim is None:
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    return bool(trim(0))
+
+
 __all__ = [
     "ENV",
     "MMAP_THRESHOLD",
     "TRIM_THRESHOLD",
+    "give_back_freed",
     "is_retaining",
     "retain_freed_memory",
     "retained_bytes",

@@ -114,3 +114,42 @@ def test_peak_memory_charges_a_block_with_what_it_uses_not_what_was_kept() -> No
         [sys.executable, "-c", _PEAK], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert out[0] == "True" and int(out[1]) >= 45_000_000
+
+
+_GIVE_BACK = textwrap.dedent(
+    """
+    import os
+    import torch
+    from pocketsr_cli import hostmem
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    hostmem.retain_freed_memory()
+    block = torch.ones(96 << 18); del block  # 96 MB, written, freed, kept
+    kept = rss()
+    given = hostmem.give_back_freed()
+    print(given, kept - rss())
+    """
+)
+
+
+@pytest.mark.skipif(not GLIBC or not os.path.exists("/proc/self/statm"), reason="glibc, Linux")
+def test_give_back_freed_returns_the_kept_memory_to_the_kernel() -> None:
+    env = {k: v for k, v in os.environ.items() if k != hostmem.ENV}
+    out = subprocess.run(
+        [sys.executable, "-c", _GIVE_BACK],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.split()
+    assert out[0] == "True"
+    assert int(out[1]) > 80_000_000  # of the 96 MB kept
+
+
+def test_give_back_freed_does_nothing_unless_memory_is_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hostmem, "_applied", False)
+    assert hostmem.give_back_freed() is False

@@ -454,6 +454,23 @@ def test_untileable_model_fails_at_once() -> None:
     assert len(fake.calls) == 1
 
 
+@pytest.mark.parametrize(("side", "given_back"), [(64, 1), (0, 0), (200, 0)])
+def test_a_cpu_image_cut_into_tiles_gives_the_kept_memory_back(
+    monkeypatch: pytest.MonkeyPatch, side: int, given_back: int
+) -> None:
+    """After its last tile (not before, not for one whole tile), so the encoder's copy of
+    a big output is not added on top of the freed tile memory glibc keeps."""
+    from pocketsr_cli.tiling import policy as policy_module
+
+    calls: list[int] = []
+    monkeypatch.setattr(policy_module, "give_back_freed", lambda: calls.append(1) or True)
+    out = TilePolicy.for_side(side, overlap=4).upscale(
+        smooth_image(100, 90), nearest(2), scale=2, device="cpu"
+    )
+    assert out.shape[2:] == (200, 180)
+    assert len(calls) == given_back
+
+
 def test_other_errors_are_not_retried() -> None:
     calls = []
 
@@ -624,6 +641,38 @@ def test_auto_policy_uses_free_memory_and_probes_once(monkeypatch: pytest.Monkey
         assert (out.float() - ref).abs().max() <= 1
     assert policy.tile_side is not None and 48 <= policy.tile_side <= 64
     assert len(probes) == 1
+
+
+def test_auto_on_the_cpu_runs_an_image_whole_when_it_fits_and_tiles_bigger_ones_small(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pass that fits ``cpu_budget_bytes`` runs as one piece whatever its shape; bigger
+    images get tiles sized to ``cpu_tile_bytes``; after an out-of-memory backoff, tiles."""
+    estimate = MemoryEstimate(bytes_per_pixel=1000.0)
+    monkeypatch.setattr(tiling.policy, "measure_memory", lambda *a, **k: estimate)
+    monkeypatch.setattr(tiling.policy, "free_bytes", lambda device: 10**12)
+    policy = TilePolicy(
+        "auto", overlap=4, floor=16, cpu_budget_bytes=1000 * 100 * 80, cpu_tile_bytes=1000 * 40**2
+    )
+    fake = FakeOOM(limit=10**9)
+    for h, w in [(100, 80), (30, 260)]:  # 8000 and 7800 pixels: whole
+        image = smooth_image(h, w)
+        out = policy.upscale(image, fake, scale=2, device="cpu")
+        assert torch.allclose(out, nearest(2)(image), atol=1e-6)
+        assert fake.calls == [(1, 3, h, w)]
+        fake.calls.clear()
+    assert policy.tile_side == 40
+    image = smooth_image(100, 90)  # 9000 pixels: tiles of 40
+    out = policy.upscale(image, fake, scale=2, device="cpu")
+    assert torch.allclose(out, nearest(2)(image), atol=1e-6)
+    assert len(fake.calls) > 1 and all(c[2] <= 40 and c[3] <= 40 for c in fake.calls)
+    fake.calls.clear()
+    fake.limit = 90 * 70  # a whole 100 x 80 pass fails: from then on, tiles
+    policy.upscale(smooth_image(100, 80), fake, scale=2, device="cpu")
+    assert fake.calls[0] == (1, 3, 100, 80) and len(fake.calls) > 2
+    fake.calls.clear()
+    policy.upscale(smooth_image(100, 80), fake, scale=2, device="cpu")
+    assert all(c[2] <= 40 and c[3] <= 40 for c in fake.calls)
 
 
 def test_default_tile_is_the_cpu_start_without_a_probe(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,7 +36,11 @@ class MemoryEstimate:
 
     def bytes_for(self, side: int, batch: int = 1) -> float:
         """Estimated peak bytes for ``batch`` windows of ``side`` x ``side`` input pixels."""
-        return self.fixed_bytes + self.bytes_per_pixel * batch * side * side
+        return self.bytes_for_window(side, side, batch)
+
+    def bytes_for_window(self, height: int, width: int, batch: int = 1) -> float:
+        """Estimated peak bytes for ``batch`` windows of ``height`` x ``width`` input pixels."""
+        return self.fixed_bytes + self.bytes_per_pixel * batch * height * width
 
 
 def measure_memory(
