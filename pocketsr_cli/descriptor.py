@@ -72,6 +72,9 @@ class ModelDescriptor:
         supports_half / supports_bf16: whether fp16 / bf16 inference is known to be safe
             (``--precision auto`` picks fp16 only for a half-safe model on a GPU; both are
             recorded in the manifest ``models import`` writes).
+        cpu_bf16: whether the model is measured faster in bf16 on a CPU that computes it
+            natively, where ``--precision auto`` then picks it (``devices.choose_precision``;
+            the manifest's ``cpu_bf16`` hint).
         size: input size requirements (tiles are padded to meet them).
         tiling: whether the input may be tiled (see :class:`Tiling`).
         default_tile: the tile side ``--tile auto`` starts from on the CPU, from the
@@ -100,6 +103,7 @@ class ModelDescriptor:
     scale: int
     supports_half: bool = True
     supports_bf16: bool = True
+    cpu_bf16: bool = False
     size: SizeRequirements = field(default_factory=SizeRequirements)
     tiling: Tiling = Tiling.SUPPORTED
     default_tile: int | None = None

@@ -2,11 +2,10 @@
 
 ``auto`` means CUDA, then Apple MPS, then CPU.  Precision ``auto`` means fp16 on CUDA/MPS
 when the model is known to be half-safe (the NaN guard in ``inference`` still recomputes a
-non-finite result in fp32) and fp32 on CPU.  A CPU that computes bf16 natively
-(AVX512-BF16 or AMX: :func:`cpu_bf16_supported`) runs the default model 1.8 x faster with
-``--precision bf16``; ``auto`` does not pick it there yet, because a 12 MP photo at x4
-then peaks at 1.9-2.6 GB of resident memory instead of 1.9 GB (its target is 2.14 GB).
-Elsewhere half precision on a CPU is slower, not faster.
+non-finite result in fp32); on a CPU, bf16 for a model measured faster in it
+(``cpu_bf16``) when the CPU computes bf16 natively (AVX512-BF16 or AMX: 1.8 x for the
+default model on this project's CPU), else fp32, since elsewhere half precision on a CPU
+is slower, not faster.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
 Precision = Literal["fp32", "fp16", "bf16"]
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16")
+CPU_BF16_ENV = "POCKETSR_CPU_BF16"
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
 
@@ -140,15 +140,21 @@ def _visible_gpu_count(gpu_root: Path, visible: str | None) -> int:
 
 
 def choose_precision(
-    requested: str, device: torch.device, *, supports_half: bool, supports_bf16: bool
+    requested: str,
+    device: torch.device,
+    *,
+    supports_half: bool,
+    supports_bf16: bool,
+    cpu_bf16: bool = False,
 ) -> Precision:
     """Resolve ``auto|fp32|fp16|bf16`` for a device and a model.
 
     An explicit request the model is not known to support is honoured anyway (the NaN guard
     protects the result).  ``auto`` picks fp16 on CUDA and MPS for a model that is fp16-safe;
     else bf16 on a CUDA device that computes in it, for a model that is bf16-safe (bf16 has
-    fp32's range, so a network whose activations overflow fp16 may still run in it); else
-    fp32.
+    fp32's range, so a network whose activations overflow fp16 may still run in it); bf16
+    on a CPU that computes it natively (:func:`cpu_bf16_supported`) for a bf16-safe model
+    that is faster in it there (``cpu_bf16``); else fp32.
 
     Raises:
         DeviceError: unknown spelling.
@@ -164,14 +170,19 @@ def choose_precision(
         return "fp16"
     if device.type == "cuda" and supports_bf16 and cuda_bf16_supported(device):
         return "bf16"
+    if device.type == "cpu" and cpu_bf16 and supports_bf16 and cpu_bf16_supported():
+        return "bf16"
     return "fp32"
 
 
 @functools.cache
 def cpu_bf16_supported() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX tiles), where oneDNN's
-    bf16 convolutions are faster than fp32 ones (``--precision bf16``); elsewhere it
-    emulates them, slower.  ``pocketsr doctor`` reports it."""
+    bf16 convolutions are faster than fp32 ones; elsewhere it emulates them, slower.
+    ``POCKETSR_CPU_BF16=0`` says no whatever the CPU (``1``: yes)."""
+    forced = os.environ.get(CPU_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     import torch
 
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
@@ -192,8 +203,12 @@ def cuda_bf16_supported(device: torch.device) -> bool:
     return major >= 8
 
 
-def compute_for(device: torch.device, precision: str, model: ModelDescriptor) -> Compute:
-    """The :class:`Compute` for running ``model`` on ``device`` at ``precision`` (may be auto)."""
+def compute_for(
+    device: torch.device, precision: str, model: ModelDescriptor, *, cpu_bf16: bool = True
+) -> Compute:
+    """The :class:`Compute` for running ``model`` on ``device`` at ``precision`` (may be
+    auto).  ``cpu_bf16=False`` keeps ``auto`` at fp32 on a CPU whatever the model says
+    (``pocketsr eval``: scores at the reference precision)."""
     return Compute(
         device,
         choose_precision(
@@ -201,5 +216,6 @@ def compute_for(device: torch.device, precision: str, model: ModelDescriptor) ->
             device,
             supports_half=model.supports_half,
             supports_bf16=model.supports_bf16,
+            cpu_bf16=cpu_bf16 and model.cpu_bf16,
         ),
     )

@@ -46,6 +46,8 @@ class UpscalerSpec:
             (``--tile auto``).
         overlap: context pixels between tiles.
         compile: run the networks through ``torch.compile``.
+        cpu_bf16: let ``auto`` pick bf16 on a CPU for the models measured faster in it
+            (``devices.choose_precision``); False keeps fp32 there (``pocketsr eval``).
         offline, allow_unverified, trust_pickle: how weights may be had
             (:func:`~pocketsr_cli.weights.resolve.open_family`).
     """
@@ -55,6 +57,7 @@ class UpscalerSpec:
     tile: int | None = None
     overlap: int = 16
     compile: bool = False
+    cpu_bf16: bool = True
     offline: bool = False
     allow_unverified: bool = False
     trust_pickle: bool = False
@@ -63,7 +66,7 @@ class UpscalerSpec:
         """The device and the precision ``desc`` runs at (``auto`` chosen for it)."""
         from pocketsr_cli.devices import compute_for
 
-        return compute_for(self.device, self.precision, desc)
+        return compute_for(self.device, self.precision, desc, cpu_bf16=self.cpu_bf16)
 
     def family(self, ref: str | None, on_progress: ProgressCallback | None = None) -> ModelFamily:
         """Every variant of ``ref`` (None: the default model), as ``open_family`` gives them."""

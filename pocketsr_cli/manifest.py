@@ -20,7 +20,7 @@ pipeline and people should know about it::
     size = 67040989                   # bytes
     urls = ["https://...", "hf://owner/repo/file"]   # mirrors, tried in order
     [hints]       # what the pipeline relies on (see Hints): tiling, multiple_of, minimum,
-                  # fp16, bf16, default_tile
+                  # fp16, bf16, cpu_bf16, default_tile
     [meta]        # license, source, paper, params (parameter count)
 
 A model published as several files lists each in an array of tables, ``[[weights]]``
@@ -90,6 +90,8 @@ class Hints:
         tiling: False when the model must see the whole image (never tiled).
         multiple_of / minimum: input sides the model accepts (the tiler pads to them).
         fp16 / bf16: whether half / bfloat16 inference is safe.
+        cpu_bf16: whether the model is faster in bf16 on a CPU that computes it natively
+            (measured), so that ``--precision auto`` picks it there.
         default_tile: the tile side ``--tile auto`` uses for this model on the CPU instead
             of sizing tiles from free memory (GPUs still size them from free memory).
     """
@@ -99,6 +101,7 @@ class Hints:
     minimum: int = 1
     fp16: bool = True
     bf16: bool = True
+    cpu_bf16: bool = False
     default_tile: int | None = None
 
 
@@ -286,6 +289,7 @@ def _parse_hints(data: Mapping[str, Any]) -> Hints:
         minimum=table.positive("minimum", 1),
         fp16=table.get("fp16", bool, True),
         bf16=table.get("bf16", bool, True),
+        cpu_bf16=table.get("cpu_bf16", bool, False),
         default_tile=table.positive("default_tile"),
     )
     table.done()
@@ -396,6 +400,8 @@ def dump_manifest(spec: ModelSpec, comment: str = "") -> str:
         f"fp16 = {_toml(h.fp16)}",
         f"bf16 = {_toml(h.bf16)}",
     ]
+    if h.cpu_bf16:
+        lines.append("cpu_bf16 = true")
     if h.default_tile is not None:
         lines.append(f"default_tile = {h.default_tile}")
     m = spec.meta

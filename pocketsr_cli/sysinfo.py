@@ -49,7 +49,7 @@ class Cpu:
     usable_cores: int | None  # this process's CPU affinity (a container may allow fewer)
     torch_threads: int
     available_memory: int | None
-    bf16: bool = False  # computes bf16 natively: ``--precision bf16`` is faster here
+    bf16: bool = False  # computes bf16 natively: ``--precision auto`` may pick it here
 
 
 @dataclass(frozen=True)

@@ -234,3 +234,22 @@ def test_resize_scores_a_x4_model_at_x2_as_outscale_would(photos: Path) -> None:
     assert resized["scale"] == 4 and rows[0]["scale"] == 2
     assert resized["images"][0]["width"] == rows[0]["images"][0]["width"]
     assert resized["psnr_y"] > 20 and resized["detail"] is not None
+
+
+def test_eval_scores_in_fp32_on_a_cpu_where_upscale_and_bench_pick_bf16(
+    photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pocketsr_cli import devices
+
+    monkeypatch.setattr(devices, "cpu_bf16_supported", lambda: True)
+    code, out, err = invoke("eval", photos, "--limit", "1", "--json", "-q", "--device", "cpu")
+    assert code == 0, err
+    default = [r for r in json_lines(out) if r["model"] == "pocketsr-compact-x4"]
+    assert [r["precision"] for r in default] == ["fp32"]
+    code, out, err = invoke(
+        "bench", "--size", "32x24", "--repeat", "1", "--json", "-q", "--device", "cpu"
+    )
+    assert code == 0, err
+    assert [r["precision"] for r in json_lines(out) if r["model"] == "pocketsr-compact-x4"] == [
+        "bf16"
+    ]

@@ -906,7 +906,10 @@ def test_a_12_megapixel_photo_at_x4_stays_within_8_bytes_per_output_pixel(
     peak = int(done.stderr.strip().splitlines()[-1].removeprefix("peak "))
     target = 8 * 16000 * 12000 + 600_000_000
     name = model or "the default model"
-    print(f"peak RSS {peak / 1e9:.2f} GB with {name} (target {target / 1e9:.2f} GB)")
+    print(
+        f"peak RSS {peak / 1e9:.2f} GB with {name} in {line['device']}, "
+        f"{line['seconds']:.1f} s (target {target / 1e9:.2f} GB)"
+    )
     assert peak <= target
     assert leftovers(tmp_path) == []
 

@@ -184,7 +184,9 @@ def test_dump_then_parse_gives_the_same_spec(tmp_path: Path) -> None:
         any_scale=True,
         description='quotes " and \\ backslash, tab\t, newline\n, DEL \x7f, é, 🙂',
         weights=WeightsSpec("w.safetensors", "0f" * 32, 123, ("https://a/b", "hf://o/r/w")),
-        hints=Hints(tiling=False, multiple_of=8, minimum=16, fp16=False, default_tile=192),
+        hints=Hints(
+            tiling=False, multiple_of=8, minimum=16, fp16=False, cpu_bf16=True, default_tile=192
+        ),
         meta=Meta(license="MIT", source="s", paper="p", params=42),
     )
     spec.path.write_text(dump_manifest(spec, comment="two\nlines"), encoding="utf-8")

@@ -54,17 +54,54 @@ def test_bf16_probe_without_cuda_says_no() -> None:
 # bf16 on a CPU that computes it natively
 
 
-def test_auto_stays_fp32_on_a_cpu_that_computes_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    # --precision bf16 is 1.8x faster there, but a 12 MP photo at x4 then misses its memory
-    # target (devices module doc): auto does not pick it.
+@pytest.fixture
+def native_bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices, "cpu_bf16_supported", lambda: True)
+
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    ("cpu_bf16", "bf16", "expected"),
+    [(True, True, "bf16"), (False, True, "fp32"), (True, False, "fp32")],
+)
+def test_auto_on_a_native_bf16_cpu_picks_bf16_for_the_models_faster_in_it(
+    native_bf16_cpu: None, cpu_bf16: bool, bf16: bool, expected: str
+) -> None:
+    chosen = choose_precision(
+        "auto", CPU, supports_half=True, supports_bf16=bf16, cpu_bf16=cpu_bf16
+    )
+    assert chosen == expected
+
+
+def test_auto_on_a_cpu_without_native_bf16_stays_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices, "cpu_bf16_supported", lambda: False)
+    chosen = choose_precision("auto", CPU, supports_half=True, supports_bf16=True, cpu_bf16=True)
+    assert chosen == "fp32"
+
+
+def test_the_default_model_runs_in_bf16_by_auto_but_not_for_eval(native_bf16_cpu: None) -> None:
     from pocketsr_cli.weights.resolve import resolve_model
 
-    monkeypatch.setattr(devices, "cpu_bf16_supported", lambda: True)
-    cpu = torch.device("cpu")
-    assert choose_precision("auto", cpu, supports_half=True, supports_bf16=True) == "fp32"
     desc = resolve_model(None, None, offline=True)
-    assert devices.compute_for(cpu, "auto", desc).precision == "fp32"
-    assert devices.compute_for(cpu, "bf16", desc).precision == "bf16"
+    assert desc.cpu_bf16
+    assert devices.compute_for(CPU, "auto", desc).precision == "bf16"
+    assert devices.compute_for(CPU, "auto", desc, cpu_bf16=False).precision == "fp32"
+    pcsr = resolve_model("pcsr-x4", None, offline=True)  # slower in bf16 on a CPU: not marked
+    assert not pcsr.cpu_bf16 and devices.compute_for(CPU, "auto", pcsr).precision == "fp32"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", False), ("1", True)])
+def test_the_environment_overrides_the_cpu_probe(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
+) -> None:
+    monkeypatch.setenv(devices.CPU_BF16_ENV, value)
+    devices.cpu_bf16_supported.cache_clear()
+    try:
+        assert devices.cpu_bf16_supported() is expected
+    finally:
+        devices.cpu_bf16_supported.cache_clear()
 
 
 def test_the_cpu_probe_answers_without_raising() -> None:

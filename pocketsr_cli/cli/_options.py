@@ -67,8 +67,9 @@ PrecisionOpt = Annotated[
     typer.Option(
         "--precision",
         metavar="PRECISION",
-        help="auto, fp32, fp16 or bf16. auto = fp16 on GPUs for half-safe models, fp32 on CPU "
-        "(bf16 is faster on a CPU that computes it natively: pocketsr doctor says).",
+        help="auto, fp32, fp16 or bf16. auto = fp16 on GPUs for half-safe models; on a CPU "
+        "that computes bf16 natively (AVX512-BF16, AMX), bf16 for the models measured faster "
+        "in it (eval: fp32); else fp32.",
         autocompletion=_complete.precisions,
     ),
 ]

@@ -5,6 +5,7 @@ The table or the JSON lines go to stdout; progress and warnings to stderr (``_ui
 
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -128,6 +129,8 @@ def eval_command(
     paths = collect_images(hr_dir, limit)
     opt.use_threads(threads)
     spec = opt.upscaler_spec(device, precision, opt.tile_side(tile), offline=offline)
+    # Scores are the model's at the reference precision: auto stays fp32 on a CPU.
+    spec = dataclasses.replace(spec, cpu_bf16=False)
     with _ui.StepBar(console, "eval", quiet=quiet) as bar:
         report = evaluate(
             paths,

@@ -556,6 +556,7 @@ def build_from_spec(
         desc,
         supports_half=desc.supports_half and h.fp16,
         supports_bf16=desc.supports_bf16 and h.bf16,
+        cpu_bf16=desc.supports_bf16 and h.bf16 and h.cpu_bf16,
         tiling=desc.tiling if h.tiling else Tiling.INTERNAL,
         size=SizeRequirements(
             minimum=max(desc.size.minimum, h.minimum),
