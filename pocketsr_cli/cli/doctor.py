@@ -57,7 +57,12 @@ def rows(report: SystemReport) -> list[tuple[str, str]]:
         ("python", report.python),
         ("torch", torch),
         ("CPU", f"{cores}; torch uses {cpu.torch_threads} thread(s)"),
-        ("CPU bf16", "native (auto runs the models faster in it in bf16)" if cpu.bf16 else "no"),
+        (
+            "CPU bf16",
+            "native: auto runs the compact models in bf16 (--precision fp32 keeps fp32)"
+            if cpu.bf16
+            else "no",
+        ),
         ("RAM available", human_gib(cpu.available_memory)),
         ("CUDA", _cuda_line(report)),
     ]
