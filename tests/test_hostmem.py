@@ -36,17 +36,25 @@ _FAULTS = textwrap.dedent(
 )
 
 
-def _second_allocation_faults(
-    env: dict[str, str], first_mb: int = 96, second_mb: int = 64
-) -> tuple[bool, int]:
-    out = subprocess.run(
-        [sys.executable, "-c", _FAULTS, str(first_mb), str(second_mb)],
+def _fresh_process(script: str, *args: str, env: dict[str, str] | None = None) -> list[str]:
+    """The words ``script`` prints, run in a fresh Python (the setting is process-wide);
+    by default without :data:`hostmem.ENV`, so freed memory is kept."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != hostmem.ENV}
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
         env=env,
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     ).stdout.split()
+
+
+def _second_allocation_faults(
+    env: dict[str, str], first_mb: int = 96, second_mb: int = 64
+) -> tuple[bool, int]:
+    out = _fresh_process(_FAULTS, str(first_mb), str(second_mb), env=env)
     return out[0] == "True", int(out[1])
 
 
@@ -109,10 +117,7 @@ _PEAK = textwrap.dedent(
 
 @pytest.mark.skipif(not GLIBC or not hasattr(os, "sysconf"), reason="glibc and statm only")
 def test_peak_memory_charges_a_block_with_what_it_uses_not_what_was_kept() -> None:
-    env = {k: v for k, v in os.environ.items() if k != hostmem.ENV}
-    out = subprocess.run(
-        [sys.executable, "-c", _PEAK], env=env, capture_output=True, text=True, check=True
-    ).stdout.split()
+    out = _fresh_process(_PEAK)
     assert out[0] == "True" and int(out[1]) >= 45_000_000
 
 
@@ -135,15 +140,7 @@ _GIVE_BACK = textwrap.dedent(
 
 @pytest.mark.skipif(not GLIBC or not os.path.exists("/proc/self/statm"), reason="glibc, Linux")
 def test_give_back_freed_returns_the_kept_memory_to_the_kernel() -> None:
-    env = {k: v for k, v in os.environ.items() if k != hostmem.ENV}
-    out = subprocess.run(
-        [sys.executable, "-c", _GIVE_BACK],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout.split()
+    out = _fresh_process(_GIVE_BACK)
     assert out[0] == "True"
     assert int(out[1]) > 80_000_000  # of the 96 MB kept
 
