@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -61,6 +62,13 @@ if TYPE_CHECKING:
     from pocketsr_cli.archs.pcsr import Packing, Routing, RoutingStats
 
 _RENDERINGS_KEPT = 8  # per-factor tile policies a native_sizes upscaler keeps at a time
+
+# A caller's read-only array (``np.asarray`` of a PIL image) is only ever read here: its
+# tensor is copied to floats or to the device at once.  torch warns about such arrays all
+# the same; the warning is dropped for this module's own calls only.
+warnings.filterwarnings(
+    "ignore", message="The given NumPy array is not writable", category=UserWarning, module=__name__
+)
 
 
 @dataclass(frozen=True)

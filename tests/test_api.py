@@ -166,3 +166,26 @@ def test_ensemble_runs_is_recorded_and_validated(tmp_path: Path) -> None:
         pocketsr_cli.Upscaler("bicubic", ensemble="flip8", ensemble_weight=0.8)
     with pytest.raises(UsageError, match="none, pad or flip8"):
         pocketsr_cli.Upscaler("bicubic", ensemble="tta")
+
+
+def test_a_read_only_array_upscales_without_a_torch_warning() -> None:
+    """``np.asarray(pil_image)`` is read-only; torch warns about wrapping such an array,
+    though pocketsr only reads it.  A fresh process with warnings as errors (torch warns
+    once per process)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, pocketsr_cli\n"
+        "a = np.zeros((24, 32, 3), np.uint8); a.flags.writeable = False\n"
+        "print(pocketsr_cli.Upscaler(device='cpu').upscale(a).shape)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "(96, 128, 3)"
