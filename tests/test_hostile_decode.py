@@ -881,7 +881,7 @@ def _twelve_megapixel_photo(path: Path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="peak RSS from resource.getrusage")
-@pytest.mark.parametrize("model", ["bicubic", None])
+@pytest.mark.parametrize("model", ["bicubic", None, "pcsr-x4"])
 def test_a_12_megapixel_photo_at_x4_stays_within_8_bytes_per_output_pixel(
     tmp_path: Path, model: str | None
 ) -> None:
