@@ -185,11 +185,10 @@ class TilePolicy:
                 batch //= 2
                 self._batch = batch
                 continue
-            if side == 0 and not self._backed_off and self._side and self._side < current:
-                side = self._side  # auto ran it whole: next, its tiles as sized from memory
-                self._backed_off = True
-                continue
             self._backed_off = True
+            if side == 0 and self._side and self._side < current:
+                side = self._side  # auto ran it whole: next, its tiles as sized from memory
+                continue
             side = current // 2 // step * step
             if side < floor:
                 raise OutOfMemoryError(self._advice(device, tried, whole=False))
