@@ -770,6 +770,36 @@ def test_sigterm_and_sighup_finish_the_file_in_hand_and_print_the_summary(
     _check_stopped_run(tmp_path, stdout, stderr)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("number", [signal.SIGHUP, signal.SIGINT])
+def test_a_signal_ignored_at_start_stays_ignored(tmp_path: Path, number: int) -> None:
+    """``nohup pocketsr …`` ignores SIGHUP, and a shell ignores SIGINT in a job it starts
+    in the background: the run must go on through them, as any other program does."""
+    src = folder_of(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        command(src, "-o", out, *FAST, "--json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(**{PAUSE: "0.5"}),
+        preexec_fn=lambda: signal.signal(number, signal.SIG_IGN),
+    )
+    try:
+        wait_for(lambda: out.is_dir() and any(n.endswith(".pocketsr-tmp") for n in os.listdir(out)))
+        proc.send_signal(number)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    images, summary = lines_of(stdout)
+    assert sorted(line["status"] for line in images) == ["ok"] * 3
+    assert summary["interrupted"] is False
+    assert sorted(os.listdir(out)) == ["0.png", "1.png", "2.png"]
+
+
 @pytest.mark.slow
 def test_a_burst_of_ctrl_c_never_ends_in_a_traceback(tmp_path: Path) -> None:
     returncode, stdout, stderr = _stop_mid_write(tmp_path, [signal.SIGINT] * 12)

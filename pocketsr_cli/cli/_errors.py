@@ -81,7 +81,9 @@ def stop_signals() -> Iterator[Stops]:
     """Handle :data:`STOP_SIGNALS` as the module docs say while the block runs.  The
     previous handlers come back after it unless a signal came (the process is ending
     then, and more signals must still be ignored).  Outside the main thread (where Python
-    cannot set handlers) nothing is changed."""
+    cannot set handlers) nothing is changed.  A signal that is ignored when the block starts
+    stays ignored: ``nohup`` ignores SIGHUP, and a shell ignores SIGINT in a job it starts
+    in the background, so that closing the terminal or Ctrl-C in it leaves the run alone."""
     stops = Stops()
     if threading.current_thread() is not threading.main_thread():
         yield stops
@@ -89,6 +91,8 @@ def stop_signals() -> Iterator[Stops]:
     previous = {}
     for number in STOP_SIGNALS:
         with contextlib.suppress(OSError, ValueError):
+            if signal.getsignal(number) is signal.SIG_IGN:
+                continue
             previous[number] = signal.signal(number, stops)
     try:
         yield stops
