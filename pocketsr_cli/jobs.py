@@ -75,6 +75,7 @@ from pocketsr_cli.imageio import (
     plan_output,
     probe,
 )
+from pocketsr_cli.imageio.formats import READABLE
 from pocketsr_cli.sizing import scale_label
 from pocketsr_cli.spelling import GLOB, OUTPUT, RECURSIVE, SUFFIX
 
@@ -523,6 +524,8 @@ def _file_job(path: Path, naming: Naming, rel_parent: Path | None, display: str)
     output = naming.output_for(path, rel_parent)
     if not is_image_path(path):
         reason = f"not an image file ({path.suffix or 'no extension'})"
+        if rel_parent is None:  # named on the command line: asked for, so it fails
+            return Job(path, output, display, failure=f"{reason}; {READABLE}")
         return Job(path, output, display, reason, skip_code="not-image")
     failure = not_a_file(path)
     if failure is not None:

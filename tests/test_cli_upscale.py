@@ -203,6 +203,41 @@ def test_bad_files_fail_but_the_rest_is_written(tmp_path: Path) -> None:
     ]
 
 
+def test_a_file_named_on_the_command_line_that_is_no_image_fails(tmp_path: Path) -> None:
+    """Named, it was asked for: a camera RAW or a text file fails (exit 1), where in a
+    folder it is only skipped; a JPEG saved as ``.jfif`` or ``.jpe`` is read as one."""
+    raw = tmp_path / "IMG_1.CR2"
+    raw.write_bytes(b"II*\x00not a tiff pocketsr reads")
+    save(tmp_path / "web.jfif", photo(), format="JPEG")
+    save(tmp_path / "old.jpe", photo(), format="JPEG")
+    code, stdout, _ = invoke(
+        "upscale", raw, tmp_path / "web.jfif", tmp_path / "old.jpe", *FAST, "--json"
+    )
+    assert code == 1
+    recs, summary = jsonl(stdout)
+    by_name = {Path(r["input"]).name: r for r in recs}
+    assert by_name["IMG_1.CR2"]["status"] == "failed"
+    assert by_name["IMG_1.CR2"]["error"].startswith("not an image file (.CR2); pocketsr reads JPEG")
+    assert by_name["web.jfif"]["status"] == by_name["old.jpe"]["status"] == "ok"
+    with Image.open(tmp_path / "web_x2.jfif") as im:
+        assert im.format == "JPEG" and im.size == (64, 48)
+    assert summary["failed"] == 1 and summary["ok"] == 2
+
+
+@pytest.mark.parametrize("where", [("", "-o", "out"), (".", "-o", "")])
+def test_an_empty_path_is_a_usage_error_not_this_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: tuple[str, str, str]
+) -> None:
+    """``pocketsr upscale "$SRC"`` with ``SRC`` unset must not upscale whatever folder the
+    shell is in."""
+    monkeypatch.chdir(tmp_path)
+    save(tmp_path / "here.png", photo())
+    code, _, err = invoke("upscale", *where, *FAST)
+    assert code == 2
+    assert "an empty path" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here.png"]
+
+
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     src = save(tmp_path / "a.png", photo())
     code, stdout, _ = invoke("upscale", src, *FAST, "--json", "--dry-run")

@@ -6,6 +6,7 @@ where the values can be listed, an ``autocompletion`` (``_complete``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -171,6 +172,14 @@ AdaptiveOpt = Annotated[
 
 
 # ------------------------------------------------------------- option values -> typed values
+
+
+def path_argument(value: str) -> Path:
+    """A path given on the command line; an empty one (``"$SRC"`` with ``SRC`` unset) is a
+    usage error, not this folder, which is what ``Path("")`` would be."""
+    if value == "":
+        raise typer.BadParameter("an empty path: name a file or folder ('.' for this one)")
+    return Path(value)
 
 
 def tile_side(value: str, overlap: int = 16) -> int | None:

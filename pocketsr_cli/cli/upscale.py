@@ -42,7 +42,12 @@ _SIZE_HELP = "Only one of --outscale, --width, --height, --long-edge."
 def upscale(
     inputs: Annotated[
         list[Path],
-        typer.Argument(metavar="INPUT", help="Image files and/or folders.", show_default=False),
+        typer.Argument(
+            metavar="INPUT",
+            help="Image files and/or folders.",
+            show_default=False,
+            parser=opt.path_argument,
+        ),
     ],
     output: Annotated[
         Path | None,
@@ -53,6 +58,7 @@ def upscale(
             help="Output folder (input folders are mirrored under it). "
             "Default: beside each input (photo.jpg → photo_x4.jpg).",
             file_okay=False,
+            parser=opt.path_argument,
         ),
     ] = None,
     model: opt.ModelOpt = None,

@@ -19,6 +19,8 @@ OUTPUT_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp", "tiff", "bmp")
 _EXTENSION_FORMATS: dict[str, str] = {
     ".jpg": "jpeg",
     ".jpeg": "jpeg",
+    ".jpe": "jpeg",
+    ".jfif": "jpeg",  # what browsers on Windows save JPEGs as
     ".png": "png",
     ".webp": "webp",
     ".tif": "tiff",
@@ -123,6 +125,9 @@ def _readable_extensions() -> frozenset[str]:
 
 
 IMAGE_EXTENSIONS: frozenset[str] = _readable_extensions()
+
+# What a file named on the command line that is none of these is told.
+READABLE = "pocketsr reads JPEG, PNG, WebP, TIFF, BMP, GIF, HEIC/HEIF and AVIF files"
 
 
 def is_image_path(path: Path) -> bool:
