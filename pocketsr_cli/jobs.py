@@ -77,7 +77,7 @@ from pocketsr_cli.imageio import (
 )
 from pocketsr_cli.imageio.formats import READABLE
 from pocketsr_cli.sizing import scale_label
-from pocketsr_cli.spelling import GLOB, OUTPUT, RECURSIVE, SUFFIX
+from pocketsr_cli.spelling import FORMAT, GLOB, OUTPUT, RECURSIVE, SUFFIX
 
 __all__ = [
     "REPORT_MARKER",
@@ -90,8 +90,12 @@ __all__ = [
     "scale_label",
 ]
 
-SkipCode = Literal["not-image", "own-output", "link-loop", "link-duplicate"]
+SkipCode = Literal["not-image", "own-output", "link-loop", "link-duplicate", "duplicate"]
 """Why planning skipped an input (``pipeline.ReasonCode`` lists every skip)."""
+
+PLAN_AHEAD = 2000
+"""How many jobs :func:`iter_jobs` plans before it returns: a collision among them is a
+usage error before anything is written; one found later fails its input."""
 
 REPORT_MARKER = ".pocketsr-report"
 """The file that marks a review page's picture folder (``report.page.MARKER``: the report
@@ -422,8 +426,7 @@ def collect_jobs(
     jobs = list(_planned(inputs, naming, recursive, glob))
     if not jobs:
         raise UsageError(_nothing_found(inputs, recursive, glob))
-    _check_outputs(jobs, naming)
-    return jobs
+    return _check_outputs(jobs, naming)
 
 
 def iter_jobs(
@@ -434,33 +437,39 @@ def iter_jobs(
     glob: str | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[Job]:
-    """The jobs of :func:`collect_jobs`, in the same order, made as they are taken: the
-    first comes at once however many files the folders hold, and no list of them is kept
-    (each folder's listing is held while its files are planned).
+    """The jobs of :func:`collect_jobs`, in the same order, made as they are taken: however
+    many files the folders hold, at most :data:`PLAN_AHEAD` are planned before the first
+    is returned, and no list of the rest is kept (each folder's listing is held while its
+    files are planned).
 
-    The first job is planned before this returns, so that an input that does not exist or
-    folders without a file are refused at once.  Outputs are checked as jobs are made
-    (:class:`_StreamingCheck`): an output that would overwrite its own input, a file named
-    on the command line, an input already planned or an input of the folder being planned
-    is refused before its job is yielded; the rarer collisions that only a later folder
-    reveals (two command-line folders mirrored onto one output folder, a hard link met
-    later) raise when they are found, before the second file is planned.  Memory: a few
-    fingerprints per input (about 300 bytes in all), not the jobs.  What libraries warn
-    about while planning (headers read) goes to ``on_warning``.
+    Outputs are checked as jobs are made (:class:`_StreamingCheck`): an output that would
+    overwrite an input (its own, a file named on the command line, an input already
+    planned, an input of the folder being planned) or two inputs meeting on one output.
+    Among the first :data:`PLAN_AHEAD` jobs, which covers every folder of ordinary size,
+    that is a usage error raised here, before anything runs; later (a collision that only
+    a later folder reveals in a larger walk) it fails the later input's job
+    (``Job.failure``), so that a run already writing goes on.  The same file named twice
+    for the same output (``a.jpg a.jpg``, a folder and a file in it) is one job; its
+    repeats are ``skipped`` (``duplicate``).  Memory: a few fingerprints per input (about
+    300 bytes in all), not the jobs.  What libraries warn about while planning (headers
+    read) goes to ``on_warning``.
 
     Raises:
-        UsageError: as :func:`collect_jobs`; collisions when they are found.
+        UsageError: an input does not exist, no file was found at all, or a collision
+            among the first :data:`PLAN_AHEAD` jobs.
     """
     if not inputs:
         raise UsageError("no input given: name image files and/or folders")
     for given in inputs:
         if not given.exists():
             raise UsageError(f"input not found: {given}")
-    stream = _checked(inputs, naming, recursive, glob, on_warning)
-    first = next(stream, None)
-    if first is None:
+    check = _StreamingCheck(inputs, naming, glob)
+    stream = _checked(inputs, naming, recursive, glob, on_warning, check)
+    ahead = list(itertools.islice(stream, PLAN_AHEAD))
+    if not ahead:
         raise UsageError(_nothing_found(inputs, recursive, glob))
-    return itertools.chain([first], stream)
+    check.started = True
+    return itertools.chain(ahead, stream)
 
 
 def _checked(
@@ -469,8 +478,8 @@ def _checked(
     recursive: bool,
     glob: str | None,
     on_warning: Callable[[str], None] | None,
+    check: _StreamingCheck,
 ) -> Iterator[Job]:
-    check = _StreamingCheck(inputs, naming, glob)
     planned = _planned(inputs, naming, recursive, glob)
     while True:
         notes: list[str] = []
@@ -481,9 +490,7 @@ def _checked(
                 on_warning(note)
         if job is None:
             return
-        if job.runs:
-            check(job)
-        yield job
+        yield check(job) if job.runs else job
 
 
 def _planned(
@@ -588,15 +595,25 @@ def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) 
             yield Job(job.input, job.output, job.display, from_folder=True)
 
 
-def _check_outputs(jobs: list[Job], naming: Naming) -> None:
+def _check_outputs(jobs: list[Job], naming: Naming) -> list[Job]:
     """Refuse outputs that are inputs (by path, or the same file under another name) and
-    outputs shared by two inputs."""
+    outputs shared by two inputs; ``jobs`` with the repeats of one file for one output
+    ``skipped`` (``duplicate``)."""
     running = [j for j in jobs if j.runs]
     by_path = {_real(j.input): j for j in running}
     by_identity = {key: j for j in running if (key := _identity(j.input)) is not None}
     seen: dict[str, Job] = {}
-    for job in running:
+    checked: list[Job] = []
+    for job in jobs:
+        if not job.runs:
+            checked.append(job)
+            continue
         out = _real(job.output)
+        earlier = seen.get(out)
+        if earlier is not None and _identity(earlier.input) == _identity(job.input):
+            reason = f"named twice: the same file as {earlier.display}, upscaled once"
+            checked.append(Job(job.input, job.output, job.display, reason, skip_code="duplicate"))
+            continue
         victim = by_path.get(out)
         how = ""
         if victim is None:
@@ -608,12 +625,22 @@ def _check_outputs(jobs: list[Job], naming: Naming) -> None:
                 f"output {job.output} would overwrite input {victim.display}{how}"
                 f"{_switch_note(job, naming)}; choose another {OUTPUT} folder or a {SUFFIX}"
             )
-        if out in seen:
+        if earlier is not None:
             raise UsageError(
-                f"{seen[out].display} and {job.display} would both be written to "
-                f"{job.output}; upscale them in separate runs or use {SUFFIX}"
+                f"{earlier.display} and {job.display} would both be written to "
+                f"{job.output}; {_apart_hint(naming)}"
             )
         seen[out] = job
+        checked.append(job)
+    return checked
+
+
+def _apart_hint(naming: Naming) -> str:
+    """What keeps two inputs from meeting on one output (a suffix cannot: both get it)."""
+    hint = f"upscale them in separate runs, each with its own {OUTPUT} folder"
+    if naming.fmt is not None:
+        hint += f", or leave out {FORMAT} so that each keeps its own format (and extension)"
+    return hint
 
 
 def _switch_note(job: Job, naming: Naming) -> str:
@@ -662,17 +689,27 @@ class _StreamingCheck:
         self.pattern = re.compile(fnmatch.translate(glob), re.IGNORECASE) if glob else None
         self.folder: str | None = None  # the real folder of the last existing output seen
         self.folder_stems: frozenset[str] = frozenset()
+        self.started = False  # set once the run has the first jobs: refuse() fails a job
 
-    def __call__(self, job: Job) -> None:
+    def __call__(self, job: Job) -> Job:
+        """``job`` if its output is safe to write; a ``skipped`` job for a repeat of a job
+        planned already; for a collision, :class:`UsageError` until :attr:`started` is set,
+        then a failing job (``Job.failure``)."""
         found_key = _identity(job.input)
         key = None if found_key is None else _packed(found_key)
+        out = _real(job.output)
+        digest = _fingerprint(out)
+        if key is not None and key in self.input_keys and digest in self.outputs:
+            earlier = self.named_outputs.get(digest, "an input planned earlier")
+            reason = f"named twice: the same file as {earlier}, upscaled once"
+            return Job(job.input, job.output, job.display, reason, skip_code="duplicate")
         if key is not None and key in self.output_keys:
-            raise UsageError(
+            return self.refuse(
+                job,
                 f"{job.display} is the output of an input planned earlier (the same file "
                 "under another name, or a folder mirrored onto another); choose another "
-                f"{OUTPUT} folder or a {SUFFIX}"
+                f"{OUTPUT} folder or a {SUFFIX}",
             )
-        out = _real(job.output)
         found = _identity(job.output)
         if found is not None:
             victim = self.victim(job, found, out)
@@ -686,24 +723,33 @@ class _StreamingCheck:
                     )
                 elif _real(victim) != out:
                     how = " (the same file under another name: a hard or symbolic link)"
-                raise UsageError(
+                return self.refuse(
+                    job,
                     f"output {job.output} would overwrite input {victim}{how}"
                     f"{_switch_note(job, self.naming)}; choose another {OUTPUT} folder or a "
-                    f"{SUFFIX}"
+                    f"{SUFFIX}",
                 )
-            self.output_keys.add(_packed(found))
-        digest = _fingerprint(out)
         if digest in self.outputs:
             earlier = self.named_outputs.get(digest, "an input planned earlier")
-            raise UsageError(
-                f"{earlier} and {job.display} would both be written to "
-                f"{job.output}; upscale them in separate runs or use {SUFFIX}"
+            return self.refuse(
+                job,
+                f"{earlier} and {job.display} would both be written to {job.output}; "
+                f"{_apart_hint(self.naming)}",
             )
+        if found is not None:
+            self.output_keys.add(_packed(found))
         self.outputs.add(digest)
         if len(self.named_outputs) < 1024:
             self.named_outputs[digest] = job.display
         if key is not None:
             self.input_keys.add(key)
+        return job
+
+    def refuse(self, job: Job, message: str) -> Job:
+        """A collision: a usage error before the run starts, the job's failure after."""
+        if not self.started:
+            raise UsageError(message)
+        return Job(job.input, job.output, job.display, failure=message)
 
     def victim(self, job: Job, found: _Key, out: str) -> Path | None:
         """The input an existing output (identity ``found``) is, or None."""

@@ -111,6 +111,7 @@ ReasonCode = Literal[
     "own-output",
     "link-loop",
     "link-duplicate",
+    "duplicate",
     "exists",
     "different-settings",
     "unrecorded",
@@ -124,6 +125,8 @@ ReasonCode = Literal[
   record), found while scanning a folder;
 * ``link-loop``, ``link-duplicate``: a symbolic link to a folder that was not followed (it
   leads back to a folder containing it; it leads to a folder scanned at another path);
+* ``duplicate``: the same file named twice for the same output (``a.jpg a.jpg``, a folder
+  and a file in it): upscaled once, at its first mention;
 * ``exists``: its output exists and was made with these settings (or records are off);
 * ``different-settings``: its output exists but its record says other settings;
 * ``unrecorded``: its output exists without a record (another program, an older pocketsr,

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pocketsr_cli import jobs as jobs_module
 from pocketsr_cli.errors import UsageError
 from pocketsr_cli.jobs import Job, Naming, collect_jobs, iter_jobs
 from pocketsr_cli.pipeline import NullReporter, Options, run
@@ -72,14 +73,12 @@ def test_the_lazy_walk_refuses_what_the_full_listing_refuses(tmp_path: Path) -> 
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     with pytest.raises(UsageError, match="add recursive=True"):
         iter_jobs([tmp_path / "empty"], Naming(None, None))  # at once, before any run
-    # Two inputs of one folder onto one output: found before the second is yielded.
+    # Two inputs of one folder onto one output: found before the run starts.
     src = tmp_path / "two"
     tiny(src / "photo.png")
     tiny(src / "photo.webp")
-    jobs = iter_jobs([src], Naming(None, "_up", fmt="png"))
-    assert next(jobs).input.name == "photo.png"
-    with pytest.raises(UsageError, match="would both be written"):
-        next(jobs)
+    with pytest.raises(UsageError, match=r"would both be written.*separate runs.*leave out"):
+        iter_jobs([src], Naming(None, "_up", fmt="png"))
 
 
 def test_an_output_that_is_a_later_input_is_refused_before_anything_runs(tmp_path: Path) -> None:
@@ -97,10 +96,51 @@ def test_an_output_hard_linked_to_an_input_seen_earlier_is_refused(tmp_path: Pat
     out = tmp_path / "out"
     (out / "b").mkdir(parents=True)
     os.link(first, out / "b" / "two.png")  # the output of b/two.png is a/one.png
-    jobs = iter_jobs([src], Naming(out, None), recursive=True)
-    assert next(jobs).input == first
     with pytest.raises(UsageError, match="the same file under another name"):
-        next(jobs)
+        iter_jobs([src], Naming(out, None), recursive=True)
+
+
+def test_a_collision_found_after_the_run_started_fails_that_input_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond the jobs planned ahead, a collision cannot be a usage error (earlier outputs
+    may be written): the later input fails, the run goes on, nothing is overwritten."""
+    monkeypatch.setattr(jobs_module, "PLAN_AHEAD", 2)
+    src = tmp_path / "in"
+    for name in ("a.png", "b.png", "c.png", "c.webp", "d.png"):
+        tiny(src / name)
+    out = tmp_path / "out"
+    jobs = list(iter_jobs([src], Naming(out, None, fmt="png")))  # c.webp -> out/c.png too
+    by_name = {j.input.name: j for j in jobs}
+    assert [j.input.name for j in jobs] == ["a.png", "b.png", "c.png", "c.webp", "d.png"]
+    failure = by_name["c.webp"].failure or ""
+    assert failure.startswith(
+        f"{src / 'c.png'} and {src / 'c.webp'} would both be written to {out / 'c.png'}; "
+        "upscale them in separate runs"
+    )
+    assert all(j.runs for name, j in by_name.items() if name != "c.webp")
+
+    # The same through a run: the clash is one failed line, the rest is written (exit 1).
+    summary = run(
+        iter_jobs([src], Naming(out, None, fmt="png")), Doubler(lambda: None), Options(), _Quiet()
+    )
+    assert summary.count("ok") == 4 and summary.count("failed") == 1
+    assert sorted(os.listdir(out)) == ["a.png", "b.png", "c.png", "d.png"]
+
+
+def test_a_file_named_twice_is_upscaled_once(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    a = tiny(src / "a.png")
+    tiny(src / "b.png")
+    for make in (iter_jobs, collect_jobs):
+        jobs = list(make([a, src, a], Naming(tmp_path / "out", None)))
+        assert [(j.input.name, j.skip_code) for j in jobs] == [
+            ("a.png", None),
+            ("a.png", "duplicate"),
+            ("b.png", None),
+            ("a.png", "duplicate"),
+        ], make
+        assert jobs[1].skip_reason == f"named twice: the same file as {a}, upscaled once"
 
 
 @pytest.mark.slow
