@@ -298,6 +298,24 @@ class Upscaler:
             del self._renderings[next(iter(self._renderings))]
         return rendering
 
+    def working_bytes_for(self, width: int, height: int) -> int:
+        """The most the network's pass holds in host memory for a ``width`` x ``height``
+        image on the CPU (``memory.UpscalerMemory.working_for``): its whole pass, as the
+        tile policy's estimate has it, when that is below the policy's CPU budget (the
+        image then runs whole, or in smaller tiles), else the budget.  The first call
+        measures the estimate (two small probe passes), which the first image would do
+        anyway; a PCSR-packed or untileable network is given the budget."""
+        policy = self.policy
+        budget = policy.cpu_budget_bytes
+        if self.compute.device.type != "cpu" or self._packing is not None or not self._tileable:
+            return budget
+        size = self.model.size
+        estimate = policy.estimate(
+            self._tile_fn, self.compute.device, self.model.scale, size, 3, self.model.image_stats
+        )
+        need = estimate.bytes_for_window(size.padded(height), size.padded(width))
+        return int(min(need, budget))
+
     @property
     def uint8_path(self) -> bool:
         """Whether 8-bit images go whole through the model's own 8-bit path (the

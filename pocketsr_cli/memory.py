@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pocketsr_cli import hostmem
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
 # cgroup v2, then v1: (limit file, usage file).  A container's limit is invisible in
@@ -236,10 +238,14 @@ class UpscalerMemory:
         working_bytes: the most the network's tiles hold at once in host memory (the tiler
             sizes tiles to fit it on the CPU; on a GPU the tiles live in device memory and
             only small transfers are on the host).
+        working_for: ``(width, height) -> bytes``: the working set for one input size,
+            at most ``working_bytes`` (a small image's pass is far below the budget);
+            None: ``working_bytes`` for every image.
     """
 
     uint8_path: bool = False
     working_bytes: int = GIB
+    working_for: Callable[[int, int], int] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -316,7 +322,10 @@ def predict(
             assemble = kept * out * big + out * big + stacked + (kept + 1) * b * big
         else:  # 16-bit: int32 converted to a uint16 copy
             assemble = kept * out * big + (kept * b * big if b == 2 else 0)
-        model = 28 * p + max(fold, assemble) + upscaler.working_bytes
+        working = upscaler.working_bytes
+        if upscaler.working_for is not None:
+            working = min(working, upscaler.working_for(w, h))
+        model = 28 * p + max(fold, assemble) + working
     resize = c * b * (big + t) if t != big else 0
     upscale = c * b * p + max(model, resize)
 

@@ -451,7 +451,8 @@ def upscaler_memory(upscaler: ImageUpscaler) -> memory.UpscalerMemory:
     """How ``upscaler`` uses host memory: its own ``memory_profile()`` when it has one, else
     what the public attributes of an ``inference.Upscaler`` say (``uint8_path``, or its
     descriptor's 8-bit path used on the CPU without an ensemble; its tile policy's CPU
-    budget), else the network path with no working set (a test's stand-in)."""
+    budget, and per image its ``working_bytes_for``), else the network path with no
+    working set (a test's stand-in)."""
     own = getattr(upscaler, "memory_profile", None)
     if callable(own):
         profile = own()
@@ -468,11 +469,17 @@ def upscaler_memory(upscaler: ImageUpscaler) -> memory.UpscalerMemory:
             and device == "cpu"
             and not getattr(upscaler, "ensemble", False)
         )
+    working_for = None
     if device == "cpu":
         working = int(getattr(getattr(upscaler, "policy", None), "cpu_budget_bytes", memory.GIB))
+        working_for = getattr(upscaler, "working_bytes_for", None)
     else:  # tiles live in device memory; the host holds small transfers
         working = 1 << 26
-    return memory.UpscalerMemory(uint8_path=uint8, working_bytes=working)
+    return memory.UpscalerMemory(
+        uint8_path=uint8,
+        working_bytes=working,
+        working_for=working_for if callable(working_for) else None,
+    )
 
 
 class _MemoryGate:

@@ -643,6 +643,15 @@ def test_the_limit_comes_from_the_environment_too(
     )
 
 
+def test_a_thumbnail_upscales_with_the_default_model_under_a_small_limit(tmp_path: Path) -> None:
+    image(tmp_path / "thumb.png", size=(64, 48))
+    code, images, _, err = cli(
+        tmp_path / "thumb.png", "-o", tmp_path / "out", "--max-memory", "256M"
+    )
+    assert code == 0, err
+    assert images[0]["status"] == "ok" and images[0]["model"] == "pocketsr-compact-x4"
+
+
 @pytest.mark.parametrize("value", ["lots", "-1G", "0", "8X"])
 def test_a_bad_memory_limit_is_a_usage_error(tmp_path: Path, value: str) -> None:
     image(tmp_path / "a.png")
@@ -764,6 +773,42 @@ def test_the_profile_follows_the_upscaler() -> None:
         assert profile.uint8_path is uint8, model
         assert profile.working_bytes == upscaler.policy.cpu_budget_bytes
     assert pipeline.upscaler_memory(Doubler()) == memory.UpscalerMemory(False, 0)
+
+
+def test_a_small_image_is_not_charged_the_whole_tile_budget() -> None:
+    """The network's working set follows the image: a thumbnail's pass is a few MB, so it
+    runs under a ``--max-memory`` far below the 1 GiB tile budget (every image failed
+    under 1.1 GB before, whatever its size); a large image is still charged the budget."""
+    from pocketsr_cli.devices import choose_device, compute_for
+    from pocketsr_cli.inference import Upscaler
+    from pocketsr_cli.weights.resolve import open_family
+
+    descriptor = open_family("pocketsr-compact-x4").load(4)
+    upscaler = Upscaler(descriptor, compute_for(choose_device("cpu"), "fp32", descriptor))
+    profile = pipeline.upscaler_memory(upscaler)
+    assert profile.working_for is not None
+    budget = upscaler.policy.cpu_budget_bytes
+    small = profile.working_for(64, 48)
+    assert 0 < small < 64 << 20
+    assert small < profile.working_for(320, 240) < budget
+    assert profile.working_for(4000, 3000) == budget
+
+    def need(size: tuple[int, int], profile: memory.UpscalerMemory) -> int:
+        return memory.predict(
+            size=size,
+            channels=3,
+            bit_depth=8,
+            scale=4,
+            target=(size[0] * 4, size[1] * 4),
+            out_format="png",
+            out_bit_depth=8,
+            file_bytes=10_000,
+            upscaler=profile,
+        ).peak
+
+    flat = memory.UpscalerMemory(uint8_path=False, working_bytes=budget)
+    assert need((64, 48), profile) < 100 << 20 < budget < need((64, 48), flat)
+    assert need((4000, 3000), profile) == need((4000, 3000), flat)
 
 
 def test_the_reported_kill_is_predicted() -> None:

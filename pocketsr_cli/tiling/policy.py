@@ -212,16 +212,8 @@ class TilePolicy:
             self._side = self.default_tile
         if device.type == "cpu" and self._side is not None:
             return self._side, 1
-        if self._estimate is None:
-            self._estimate = measure_memory(
-                fn,
-                device=device,
-                scale=scale,
-                size=size,
-                channels=channels,
-                prepare=prepare,
-                probe_side=self.probe_side,
-            )
+        self.estimate(fn, device, scale, size, channels, prepare)
+        assert self._estimate is not None
         budget = self._budget(device, tile=True)
         if self._side is None:
             self._side = tile_side_for_memory(
@@ -233,6 +225,29 @@ class TilePolicy:
             fits = int((budget - estimate.fixed_bytes) // per_tile)
             self._batch = 1 if device.type == "cpu" else max(1, min(self.max_batch, fits))
         return self._side, self._batch
+
+    def estimate(
+        self,
+        fn: Callable[..., torch.Tensor],
+        device: torch.device,
+        scale: int,
+        size: SizeRequirements,
+        channels: int,
+        prepare: Callable[[torch.Tensor], Any] | None,
+    ) -> MemoryEstimate:
+        """The memory one pass of ``fn`` needs (``measure_memory``: two small probe passes
+        the first time, kept for the policy's life)."""
+        if self._estimate is None:
+            self._estimate = measure_memory(
+                fn,
+                device=device,
+                scale=scale,
+                size=size,
+                channels=channels,
+                prepare=prepare,
+                probe_side=self.probe_side,
+            )
+        return self._estimate
 
     def _runs_whole(
         self, device: torch.device, size: SizeRequirements, height: int, width: int
