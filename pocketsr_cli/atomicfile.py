@@ -27,6 +27,24 @@ class NameTaken(FileExistsError):
     """An exclusive :func:`replacing` found its target's name taken: nothing was written."""
 
 
+def folder_write_problem(folder: Path) -> str | None:
+    """Why files cannot be made in ``folder``, or None.  A folder that does not exist yet
+    is judged by the nearest existing one above it, where it would be made: a file there,
+    a read-only file system or no write permission is a problem.  A cheap check before a
+    long run (``os.access``, ``os.statvfs``); writes can still fail later (a full disk)."""
+    probe = Path(folder)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    with contextlib.suppress(OSError, AttributeError):
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            return f"{probe} is on a read-only file system"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable (permission denied)"
+    return None
+
+
 def temp_path_for(path: Path) -> Path:
     """A fresh temporary name beside ``path``: hidden, unique, ending in :data:`TEMP_SUFFIX`."""
     # The name is shortened so that the temporary name stays within NAME_MAX.

@@ -238,6 +238,40 @@ def test_an_empty_path_is_a_usage_error_not_this_folder(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here.png"]
 
 
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not found out image by image after each has been upscaled for nothing."""
+    save(tmp_path / "a.png", photo())
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        code, _, err = invoke("upscale", tmp_path / "a.png", "-o", out, *FAST)
+        assert code == 2
+        assert f"cannot write to the output folder {out}: {tmp_path / 'afile'} is a file" in err
+
+    import os
+    import types
+
+    from pocketsr_cli import atomicfile
+
+    real = os.statvfs
+    read_only = str(tmp_path / "ro")
+    (tmp_path / "ro").mkdir()
+
+    def statvfs(path: object) -> object:
+        if str(path) == read_only:
+            return types.SimpleNamespace(f_flag=os.ST_RDONLY)
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(atomicfile.os, "statvfs", statvfs)
+    code, stdout, _ = invoke(
+        "upscale", tmp_path / "a.png", "-o", tmp_path / "ro" / "new", *FAST, "--json"
+    )
+    assert code == 2
+    assert json.loads(stdout)["message"].endswith(f"{read_only} is on a read-only file system")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "afile", "ro"]
+
+
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     src = save(tmp_path / "a.png", photo())
     code, stdout, _ = invoke("upscale", src, *FAST, "--json", "--dry-run")

@@ -285,6 +285,7 @@ def upscale(
     from collections.abc import Callable, Iterator
 
     from pocketsr_cli import __version__, libwarnings, sizing
+    from pocketsr_cli.atomicfile import folder_write_problem
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.factory import open_upscaler
     from pocketsr_cli.imageio import format_from_name
@@ -308,6 +309,12 @@ def upscale(
             raise UsageError(f"input not found: {given}")
     worker_devices = _worker_devices(devices)
     use_ray = ray or ray_address is not None or ray_return_bytes
+    if output is not None and (ray_return_bytes or not use_ray):
+        # Refused now rather than after every image has been upscaled for nothing; a Ray
+        # cluster's actors write on their own file system, which this machine may not see.
+        problem = folder_write_problem(output)
+        if problem is not None:
+            raise UsageError(f"cannot write to the output folder {output}: {problem}")
     if use_ray:
         from pocketsr_cli.ray_backend import import_ray
 
