@@ -126,6 +126,16 @@ def corrupt_corpus(folder: Path) -> dict[str, str]:
     gray = encoded(PHOTO[..., :1], "JPEG", quality=90)
     cases["half_gray.jpg"] = (cut_with_end(gray, b"\xff\xd9"), short_jpeg)
     cases["cut.jpg"] = (jpeg[: len(jpeg) // 2], CUT)
+    half = len(jpeg) // 2  # a stray marker in the scan: libjpeg greys out the rest
+    cases["stray_end.jpg"] = (jpeg[:half] + b"\xff\xd9" + jpeg[half:], short_jpeg)
+    stray_restart = TRUNCATED.format("its JPEG image data holds a stray restart marker")
+    cases["stray_restart.jpg"] = (jpeg[:half] + b"\xff\xd3" + jpeg[half:], stray_restart)
+    restarts = encoded(PHOTO, "JPEG", quality=90, restart_marker_blocks=2)
+    rst = restarts.index(b"\xff\xd2", restarts.index(b"\xff\xda"))
+    cases["restart_out_of_order.jpg"] = (
+        restarts[: rst + 1] + b"\xd5" + restarts[rst + 2 :],
+        stray_restart,
+    )
     cases["short_idat.png"] = (
         png_bytes(scanlines(PHOTO[:10]), 120, 100),
         TRUNCATED.format("its image data holds 10 of its 100 rows"),
@@ -178,16 +188,29 @@ def test_truncated_and_corrupt_files_fail_with_their_reason(tmp_path: Path) -> N
     expected = corrupt_corpus(folder)
     image(folder / "good.png", seed=1)
     (folder / "good.jpg").write_bytes(encoded(PHOTO, "JPEG", quality=90))
+    # Restart markers in order, in a sequential and a progressive file: complete.
+    (folder / "good_rst.jpg").write_bytes(
+        encoded(PHOTO, "JPEG", quality=90, restart_marker_blocks=2)
+    )
+    (folder / "good_rst_prog.jpg").write_bytes(
+        encoded(PHOTO, "JPEG", quality=90, progressive=True, restart_marker_rows=1)
+    )
     before = fingerprint(folder)
     code, images, summary, err = cli(folder, "-o", tmp_path / "out", *FAST)
     assert code == 1, err
     lines = by_input(images, folder)
     got = {name: (line["status"], line["error"]) for name, line in lines.items()}
     want = {name: ("failed", error) for name, error in expected.items()}
-    want["good.png"] = want["good.jpg"] = ("ok", None)
+    for good in ("good.png", "good.jpg", "good_rst.jpg", "good_rst_prog.jpg"):
+        want[good] = ("ok", None)
     assert got == want
-    assert summary["failed"] == len(expected) and summary["ok"] == 2
-    assert sorted(os.listdir(tmp_path / "out")) == ["good.jpg", "good.png"]
+    assert summary["failed"] == len(expected) and summary["ok"] == 4
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        "good.jpg",
+        "good.png",
+        "good_rst.jpg",
+        "good_rst_prog.jpg",
+    ]
     assert fingerprint(folder) == before
     assert "Traceback" not in err and "Warning" not in err and "libpng" not in err
 

@@ -27,9 +27,10 @@ _JPEG_PROGRESSIVE = (0xC2, 0xC6, 0xCA, 0xCE)
 _JPEG_FILLER = bytes((i * 73 + 41) % 255 for i in range(2048))
 
 
-def _marker_offsets(data: bytes) -> np.ndarray:
+def _marker_offsets(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """Offsets of every ``FF`` that starts a marker: followed by anything but a stuffed
-    zero, a restart marker or another ``FF`` (fill bytes; the run's last one counts).
+    zero, a restart marker or another ``FF`` (fill bytes; the run's last one counts); and
+    those of the restart markers (``FF D0``-``FF D7``).
 
     Vectorised, because entropy-coded data is most of the file: a regular expression over a
     4K photo's took 24 ms and held the GIL throughout; numpy takes a few ms and releases it.
@@ -37,14 +38,28 @@ def _marker_offsets(data: bytes) -> np.ndarray:
     b = np.frombuffer(data, np.uint8)
     ff = np.flatnonzero(b[:-1] == 0xFF)
     after = b[ff + 1]
-    return ff[(after != 0x00) & (after != 0xFF) & ((after < 0xD0) | (after > 0xD7))]
+    restart = (after >= 0xD0) & (after <= 0xD7)
+    return ff[(after != 0x00) & (after != 0xFF) & ~restart], ff[restart]
 
 
-def _jpeg_end(data: bytes) -> tuple[int, bool] | None:
-    """``(offset of the EOI marker that ends the first image, progressive)``, or None when
-    the markers cannot be followed to one (the decoder then says what is wrong)."""
-    pos, progressive = 2, False
-    markers: np.ndarray | None = None  # found at the first scan
+def _restarts_in_order(data: bytes, restarts: np.ndarray, start: int, end: int, on: bool) -> bool:
+    """Whether the restart markers of the scan data ``data[start:end]`` are what its frame
+    allows: none without a restart interval (``on``), else RST0, RST1, ... RST7, RST0...
+    A stray one (a damaged file) makes libjpeg give up on the rest of the scan and fill
+    it with grey."""
+    inside = restarts[(restarts >= start) & (restarts < end)]
+    if not on:
+        return len(inside) == 0
+    numbers = np.frombuffer(data, np.uint8)[inside + 1].astype(np.int64) - 0xD0
+    return bool(np.array_equal(numbers, np.arange(len(numbers)) % 8))
+
+
+def _jpeg_end(data: bytes) -> tuple[int, bool, bool] | None:
+    """``(offset of the EOI marker that ends the first image, progressive, whether every
+    scan's restart markers are in order)``, or None when the markers cannot be followed to
+    one (the decoder then says what is wrong)."""
+    pos, progressive, restarts_ok, interval = 2, False, True, False
+    found: tuple[np.ndarray, np.ndarray] | None = None  # found at the first scan
     while pos + 2 <= len(data):
         if data[pos] != 0xFF:
             return None
@@ -53,7 +68,7 @@ def _jpeg_end(data: bytes) -> tuple[int, bool] | None:
             pos += 1
             continue
         if marker == 0xD9:
-            return pos, progressive
+            return pos, progressive, restarts_ok
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
             pos += 2
             continue
@@ -61,14 +76,19 @@ def _jpeg_end(data: bytes) -> tuple[int, bool] | None:
             return None
         (length,) = struct.unpack_from(">H", data, pos + 2)
         progressive = progressive or marker in _JPEG_PROGRESSIVE
+        if marker == 0xDD and length >= 4:  # DRI: restart interval, 0 turns them off
+            interval = struct.unpack_from(">H", data, pos + 4)[0] > 0
         pos += 2 + length
         if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
-            if markers is None:
-                markers = _marker_offsets(data)
+            if found is None:
+                found = _marker_offsets(data)
+            markers, restarts = found
             at = int(np.searchsorted(markers, pos))
             if at == len(markers):
                 return None
-            pos = int(markers[at])
+            end = int(markers[at])
+            restarts_ok = restarts_ok and _restarts_in_order(data, restarts, pos, end, interval)
+            pos = end
     return None
 
 
@@ -99,7 +119,9 @@ def check_jpeg_complete(data: bytes, im: Image.Image, pixels: np.ndarray) -> Non
     end = _jpeg_end(data)
     if end is None:
         return
-    offset, progressive = end
+    offset, progressive, restarts_ok = end
+    if not restarts_ok:
+        raise ImageReadError(truncated("its JPEG image data holds a stray restart marker"))
     if not progressive and not _corner_is_blank(im):
         return
     probe_data = data[:offset] + _JPEG_FILLER + data[offset:]
@@ -107,6 +129,11 @@ def check_jpeg_complete(data: bytes, im: Image.Image, pixels: np.ndarray) -> Non
         with Image.open(io.BytesIO(probe_data), formats=("JPEG",)) as other:
             other.load()
             again = pillow_pixels(other)
+    except OSError:
+        # The decoder read the filler as image data and choked on it ("broken data
+        # stream"): only missing blocks make it read the filler at all.  A stray end marker
+        # in the middle of the data does this.
+        raise ImageReadError(truncated("its JPEG image data stops before the last block")) from None
     except Exception:
         return
     if again.shape != pixels.shape or not np.array_equal(again, pixels):
