@@ -144,7 +144,7 @@ def test_pickle_needing_code_is_refused_without_running_it(tmp_path: Path, home:
     marker = tmp_path / "code-ran"
     path = tmp_path / "evil.pth"
     torch.save({"weight": torch.zeros(1), "payload": _Payload(marker)}, path)
-    with pytest.raises(ModelError, match=r"references io\.open.*never runs code"):
+    with pytest.raises(ModelError, match=r"references io\.open.*runs no code"):
         resolve_model(str(path))
     assert not marker.exists()
 
@@ -625,6 +625,49 @@ def test_a_pickle_needing_code_is_converted_once_with_trust_pickle(
     copy.write_bytes(b"damaged")  # a damaged copy is not used: the pickle is refused again
     with pytest.raises(UnsafePickleError):
         resolve_model("pick")
+
+
+def test_a_weights_file_needing_code_loads_with_trust_pickle_once(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-m FILE --trust-pickle`` is honoured as for a registry model: loaded once, running
+    its code, then read from its safetensors copy."""
+    path = tmp_path / "ckpt.pth"
+    _pickle_with_hyper_parameters(path)
+    with pytest.raises(UnsafePickleError, match=r"argparse\.Namespace.*run again with"):
+        open_family(str(path))
+    family = open_family(str(path), trust_pickle=True)
+    torch.testing.assert_close(run(family.load(2)), reference(SD), rtol=0, atol=0)
+
+    def no_unpickling(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the pickle was opened again")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    desc = resolve_model(str(path), trust_pickle=True)
+    torch.testing.assert_close(run(desc), reference(SD), rtol=0, atol=0)
+
+
+def test_a_file_named_like_a_model_does_not_take_over_its_name(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lanczos").write_text("junk")
+    assert resolve_model("lanczos").name == "lanczos"
+    assert open_family("lanczos").name == "lanczos"
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("", "an empty model name"),
+        ("  ", "an empty model name"),
+        ("https://x.org/4x.pth", "is a URL"),
+    ],
+)
+def test_an_empty_or_url_model_reference_is_refused(home: Path, ref: str, message: str) -> None:
+    for resolve in (resolve_model, open_family):
+        with pytest.raises(ModelError, match=message):
+            resolve(ref)
 
 
 def test_converted_copies_keep_tensors_that_were_shared(tmp_path: Path, home: Path) -> None:

@@ -72,8 +72,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise UnsafePickleError(
             f"{path.name} is a pickle that needs to run code to load (it references "
             f"{needed.group(1)}: a whole pickled model or training state, not just weights); "
-            "pocketsr never runs code from model files. Re-save its state_dict, or convert "
-            "it to .safetensors"
+            "pocketsr runs no code from a model file unless you allow it. Re-save its "
+            "state_dict, or convert it to .safetensors"
         ) from exc
     except Exception as exc:  # corrupt zip, truncated file, safetensors header error...
         # Whatever the reader tripped on (a zip directory, a pickle opcode, "pop from empty

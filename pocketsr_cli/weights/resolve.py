@@ -90,11 +90,11 @@ def resolve_model(
         ModelError: unknown name, missing or damaged weights, a failed download, an
             unreadable file, an unknown architecture, or no variant at ``scale``.
     """
-    ref = ref or DEFAULT_MODEL
+    ref = _checked_ref(ref)
     # 1. An explicit file: no manifest, the architecture is detected from the tensors.
-    if looks_like_path(ref) or Path(ref).is_file():
+    if _is_weights_file(ref):
         path = Path(ref)
-        desc = descriptor_from_state_dict(read_state_dict(path), path.name)
+        desc = descriptor_from_state_dict(_read_file(path, trust_pickle), path.name)
         if scale is not None and scale != desc.scale:
             raise ModelError(
                 f"{path.name} is a x{desc.scale} model; {SCALE.given(scale)} is not available "
@@ -346,6 +346,60 @@ def looks_like_path(ref: str) -> bool:
     return Path(ref).suffix.lower() in WEIGHT_SUFFIXES or "/" in ref or "\\" in ref
 
 
+def _checked_ref(ref: str | None) -> str:
+    """``ref``, or the default model for None.
+
+    Raises:
+        ModelError: an empty name (``-m "$MODEL"`` with ``MODEL`` unset), or a URL.
+    """
+    if ref is None:
+        return DEFAULT_MODEL
+    if not ref.strip():
+        raise ModelError("an empty model name: name a model ('pocketsr models list') or a file")
+    if "://" in ref:
+        raise ModelError(
+            f"{ref} is a URL: a model is a name or a local weights file. To use weights "
+            "from a URL, import them once: pocketsr models import URL --name NAME "
+            "--sha256 DIGEST, then use that NAME"
+        )
+    return ref
+
+
+def _is_weights_file(ref: str) -> bool:
+    """Whether ``ref`` names a weights file rather than a registry model: a weights suffix
+    or a path separator says so; an existing file with neither counts only when its name is
+    no registry name (a file called ``lanczos`` in the current folder must not take over
+    ``-m lanczos``)."""
+    if looks_like_path(ref):
+        return True
+    if not Path(ref).is_file():
+        return False
+    names = registry([])
+    return ref not in names and all(_base_of(name) != ref for name in names)
+
+
+def _read_file(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file given by path; a pickle that needs code to load is read
+    only with ``trust_pickle``, once, through a safetensors copy kept in the cache under its
+    digest (as a registry model's is)."""
+    digest = model = None
+    if trust_pickle and path.suffix.lower() != ".safetensors" and path.is_file():
+        digest = sha256_file(path)
+        model = f"file-{digest[:16]}"  # the cache's folder for this file's copy
+        copy = trust.converted_copy(model, path.name, digest)
+        if copy is not None:  # converted earlier: the pickle is not opened again
+            return trust.read_converted(copy)
+    try:
+        return read_state_dict(path)
+    except UnsafePickleError as exc:
+        if digest is None or model is None:
+            raise UnsafePickleError(
+                f"{exc}; or, if you trust where it comes from, run again with {TRUST_PICKLE}: "
+                "it is then loaded once, running its code, and kept as safetensors"
+            ) from exc
+    return trust.read_converted(trust.convert_pickle(model, path, digest))
+
+
 def _base_of(name: str) -> str:
     m = _VARIANT.match(name)
     return m.group("base") if m else name
@@ -472,9 +526,9 @@ def open_family(
     Raises:
         ModelError: an unknown name, or a weights file that cannot be read or loaded.
     """
-    ref = ref or DEFAULT_MODEL
-    if looks_like_path(ref) or Path(ref).is_file():
-        desc = resolve_model(ref, offline=offline)
+    ref = _checked_ref(ref)
+    if _is_weights_file(ref):
+        desc = resolve_model(ref, offline=offline, trust_pickle=trust_pickle)
         # It was just read: only a race could fail to hash it; then no digest is recorded.
         with contextlib.suppress(OSError):
             desc = dataclasses.replace(desc, sha256=sha256_file(Path(ref)))
