@@ -551,9 +551,20 @@ def test_a_pinned_digest_is_enforced_on_the_next_download(
     cached = weights_path("tiny", "tiny.safetensors")
     cached.unlink()
     server.behaviours["/tiny.safetensors"] = Behaviour(body=bytes(reversed(weights_bytes)))
-    with pytest.raises(ModelError, match=r"checksum mismatch.*pinned on first use.*models remove"):
+    pins = weights_path("tiny", trust.PINS_NAME)
+    with pytest.raises(ModelError, match=r"checksum mismatch.*pinned on first use") as caught:
         resolve_model("tiny", allow_unverified=True)  # the flag does not unpin
+    assert f"in {pins}; if the publisher has replaced the file, delete that pin" in str(
+        caught.value
+    )
     assert not cached.exists()
+    # What it says to do: the new file is fetched and pinned, the manifest left alone.
+    manifests = sorted((home / "models").iterdir())
+    pins.unlink()
+    with pytest.raises(ModelError, match="not a safetensors file"):  # the test's new bytes
+        resolve_model("tiny", allow_unverified=True)
+    assert trust.pinned("tiny", "tiny.safetensors") == sha256(bytes(reversed(weights_bytes)))
+    assert sorted((home / "models").iterdir()) == manifests
 
 
 def test_a_cached_file_without_a_pin_is_pinned_only_when_allowed(

@@ -237,8 +237,9 @@ def _locate_file(
     except ModelError as exc:
         if w.sha256 is None and expected is not None and "checksum mismatch" in str(exc):
             raise ModelError(
-                f"{exc} (the expected digest was pinned on first use; if the publisher has "
-                f"replaced the file, `pocketsr models remove {spec.name}` forgets it)"
+                f"{exc} (the expected digest was pinned on first use, in "
+                f"{weights_path(spec.name, trust.PINS_NAME)}; if the publisher has replaced "
+                f"the file, delete that pin and fetch it again with {ALLOW_UNVERIFIED})"
             ) from exc
         raise
     if expected is None:
