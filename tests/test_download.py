@@ -416,6 +416,42 @@ def test_ctrl_c_keeps_partial_and_releases_lock(server: Loopback, tmp_path: Path
     assert server.hits[-1].range == f"bytes={done}-"
 
 
+def test_a_wait_for_another_download_is_said(server: Loopback, tmp_path: Path) -> None:
+    """A second process waiting on the lock says why it does nothing (it looked hung),
+    then finds the file the first one fetched."""
+    import threading
+
+    dest = tmp_path / "w.bin"
+    locked, finished = threading.Event(), threading.Event()
+
+    def other_process() -> None:  # a thread stands for it: filelock's locks are per thread
+        with FileLock(str(dest) + ".lock"):
+            locked.set()
+            finished.wait(10)
+            dest.write_bytes(PAYLOAD)
+
+    other = threading.Thread(target=other_process)
+    other.start()
+    locked.wait(10)
+    said: list[str] = []
+
+    class Bar:
+        def __call__(self, done: int, total: int | None) -> None:
+            pass
+
+        def waiting(self, message: str) -> None:
+            said.append(message)
+            finished.set()
+
+    got = download_file([server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, on_progress=Bar())
+    assert got == dest and dest.read_bytes() == PAYLOAD
+    assert said == [
+        f"waiting for another pocketsr process downloading w.bin (it holds {dest}.lock)"
+    ]
+    assert server.hits == []  # the other process's file was used
+    other.join(10)
+
+
 # --- two processes ------------------------------------------------------------------------
 
 _CHILD = """

@@ -511,6 +511,11 @@ class DownloadBar:
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, completed=done, total=total)
 
+    def waiting(self, message: str) -> None:
+        """The download waits for another process fetching the same file: say so, or the
+        run looks hung."""
+        self.console.print(message, style="dim", markup=False, highlight=False)
+
     def __exit__(self, *exc_info: object) -> None:
         if self.progress is not None:
             self.progress.stop()

@@ -302,13 +302,14 @@ def _fetch(spec: ModelSpec, console: Any, allow_unverified: bool) -> tuple[tuple
     from pocketsr_cli.weights.resolve import locate_weights
 
     progressed: list[int] = []
-    with _ui.DownloadBar(console, spec.name) as bar:
 
-        def on_progress(done: int, total: int | None) -> None:
+    class Counted(_ui.DownloadBar):
+        def __call__(self, done: int, total: int | None) -> None:
             progressed.append(done)
-            bar(done, total)
+            super().__call__(done, total)
 
-        paths = locate_weights(spec, on_progress=on_progress, allow_unverified=allow_unverified)
+    with Counted(console, spec.name) as bar:
+        paths = locate_weights(spec, on_progress=bar, allow_unverified=allow_unverified)
     return paths, bool(progressed)
 
 

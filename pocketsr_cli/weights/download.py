@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from pocketsr_cli import __version__
 from pocketsr_cli.errors import ModelError
@@ -48,11 +48,14 @@ from pocketsr_cli.manifest import SHA256_RE
 from pocketsr_cli.weights.cache import is_offline, sha256_file
 
 ProgressCallback = Callable[[int, int | None], None]
-"""``on_progress(bytes_done, total_or_None)``; ``bytes_done`` includes a resumed offset."""
+"""``on_progress(bytes_done, total_or_None)``; ``bytes_done`` includes a resumed offset.
+A callback object with a ``waiting(message)`` method is also told when the download waits
+for another process fetching the same file (``cli/_ui.DownloadBar`` prints it)."""
 
 USER_AGENT = f"pocketsr/{__version__}"
 
 _READ_SIZE = 1 << 16
+_LOCK_QUIET_SECONDS = 0.5  # a wait for another process's download longer than this is said
 _PROGRESS_INTERVAL_S = 0.1
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
@@ -115,7 +118,16 @@ def download_file(
     failures: list[str] = []
     lock = FileLock(str(dest) + ".lock")
     try:
-        lock.acquire()
+        try:
+            lock.acquire(timeout=_LOCK_QUIET_SECONDS)
+        except Timeout:
+            waiting = getattr(on_progress, "waiting", None)
+            if callable(waiting):
+                waiting(
+                    f"waiting for another pocketsr process downloading {dest.name} "
+                    f"(it holds {lock.lock_file})"
+                )
+            lock.acquire()
     except OSError as exc:
         raise ModelError(f"cannot lock {dest} for download: {exc.strerror or exc}") from exc
     try:
