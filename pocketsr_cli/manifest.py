@@ -338,8 +338,9 @@ def load_manifests(
     Folders are read in order and the first definition of a name wins, so a caller listing
     the user model folder first lets the user's models shadow bundled ones.  A missing folder
     is empty.  With ``problems`` given, a bad manifest is skipped and its error message
-    appended there (one broken file must not hide every other model); without it, the first
-    bad manifest raises.
+    appended there (one broken file must not hide every other model), and so is a second
+    manifest of a name in the same folder (which one wins must not go unsaid); without it,
+    the first bad manifest raises.
 
     Raises:
         ModelError: a bad manifest, when ``problems`` is None.
@@ -355,7 +356,15 @@ def load_manifests(
                     raise
                 problems.append(str(exc))
                 continue
-            specs.setdefault(spec.name, spec)
+            earlier = specs.setdefault(spec.name, spec)
+            if (
+                earlier is not spec
+                and earlier.path.parent == spec.path.parent
+                and problems is not None
+            ):
+                problems.append(
+                    f"{spec.path} is ignored: {earlier.path} defines {spec.name} already"
+                )
     return specs
 
 

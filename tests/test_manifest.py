@@ -231,3 +231,10 @@ def test_load_manifests_first_folder_wins_and_bad_files_are_reported(tmp_path: P
     assert len(problems) == 1 and "bad.toml" in problems[0]
     with pytest.raises(ModelError, match=r"bad\.toml"):
         load_manifests([("user", user)])
+    # Two of one name in one folder: the first (by file name) wins, and that is said.
+    (user / "n1.toml").write_text('name = "n"\nfamily = "resize"\nscale = 2\n')
+    (user / "n2.toml").write_text('name = "n"\nfamily = "resize"\nscale = 3\n')
+    problems = []
+    specs = load_manifests([("user", user), ("bundled", bundled)], problems=problems)
+    assert specs["n"].scale == 2
+    assert f"{user / 'n2.toml'} is ignored: {user / 'n1.toml'} defines n already" in problems
