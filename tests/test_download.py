@@ -504,6 +504,19 @@ def test_hf_without_huggingface_hub(
         download_file(["hf://owner/repo/w.bin"], tmp_path / "w.bin", sha256=PAYLOAD_SHA)
 
 
+def test_hf_without_network_fails_at_once_and_quietly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Not after huggingface_hub's five retries (about 24 s), each logged to stderr."""
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "ENDPOINT", "https://no-such-host.invalid")
+    start = time.monotonic()
+    with pytest.raises(ModelError, match=r"hf://owner/repo/w\.bin \(cannot connect: "):
+        download_file(["hf://owner/repo/w.bin"], tmp_path / "w.bin", sha256=PAYLOAD_SHA)
+    assert time.monotonic() - start < 5
+    assert capfd.readouterr().err == ""
+
+
 def _fake_hub(
     monkeypatch: pytest.MonkeyPatch, blob: Path, calls: list[dict[str, Any]]
 ) -> types.ModuleType:

@@ -440,6 +440,8 @@ def _fetch_hf(
             "hf:// URLs need the optional huggingface_hub package: pip install huggingface_hub"
         ) from exc
 
+    if getattr(hf_hub_download, "__module__", "").startswith("huggingface_hub"):
+        _hf_reachable()  # the real library (tests stand in for it without a network)
     _report(on_progress, 0, size)
     try:
         with _hf_progress_bars_off():
@@ -475,7 +477,11 @@ def _fetch_hf(
 
 @contextlib.contextmanager
 def _hf_progress_bars_off() -> Iterator[None]:
-    """Silence huggingface_hub's own tqdm bars: the core never prints; callers show progress."""
+    """Silence huggingface_hub's own tqdm bars and its log (a line per retry of a failed
+    request): the core never prints; callers show progress, and the failure is the
+    mirror's one line."""
+    import logging
+
     try:
         from huggingface_hub.utils import (
             are_progress_bars_disabled,
@@ -487,8 +493,29 @@ def _hf_progress_bars_off() -> Iterator[None]:
         return
     was_disabled = are_progress_bars_disabled()
     disable_progress_bars()
+    log = logging.getLogger("huggingface_hub")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
+        log.setLevel(level)
         if not was_disabled:
             enable_progress_bars()
+
+
+def _hf_reachable() -> None:
+    """Fail at once when the Hub's host name does not resolve (no network), rather than
+    after huggingface_hub's five retries (about 24 s)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    host = urlsplit(constants.ENDPOINT).hostname
+    if not host:
+        return
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as exc:
+        raise _MirrorFailed(f"cannot connect: {exc}") from exc
