@@ -318,8 +318,18 @@ def test_import_refusals(tmp_path: Path, home: Path) -> None:
     save_safetensors(odd, {"encoder.weight": torch.zeros(2, 2)})
     unknown = invoke("models", "import", str(odd), "--name", "odd")
     assert unknown.exit_code == 3 and "unknown model architecture" in unknown.stderr
-    missing = invoke("models", "import", str(tmp_path / "absent.pth"), "--name", "x")
-    assert missing.exit_code == 3
+    # What the command line got wrong is a usage error (2), before anything is read.
+    for args, says in [
+        ((str(tmp_path / "absent.pth"),), "absent.pth: not found"),
+        ((str(tmp_path),), "a folder, not a file"),
+        (("",), "an empty FILE|URL"),
+        (("ftp://host/w.pth", "--sha256", "0" * 64), "not a URL pocketsr fetches"),
+        ((str(source), "--sha256", "nothex"), "is not a SHA-256 digest"),
+    ]:
+        bad = invoke("models", "import", *args, "--name", "x")
+        assert bad.exit_code == 2 and says in bad.stderr, (args, bad.stderr)
+    absent = invoke("models", "import-ncnn", "no.param", "no.bin", "--name", "x")
+    assert absent.exit_code == 2 and "no.param: not found" in absent.stderr
     assert sorted(p.name for p in user_models_dir().iterdir() if p.name[0] != ".") == [
         "m.safetensors",
         "m.toml",

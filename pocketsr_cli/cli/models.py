@@ -446,9 +446,19 @@ def import_model(
     """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.errors import UsageError
+    from pocketsr_cli.manifest import SHA256_RE
     from pocketsr_cli.weights.store import ImportRequest, import_file, import_url, is_url
 
     request = ImportRequest(name=name, license=license_, description=description, force=force)
+    if sha256 is not None and not SHA256_RE.fullmatch(sha256.strip().lower()):
+        raise UsageError(f"--sha256 {sha256!r} is not a SHA-256 digest: 64 hexadecimal digits")
+    if not source.strip():
+        raise UsageError("an empty FILE|URL: name a weights file or an https:// or hf:// URL")
+    if not is_url(source) and not Path(source).is_file():
+        what = "a folder, not a file" if Path(source).is_dir() else "not found"
+        if "://" in source:
+            what = "not a URL pocketsr fetches (https://, hf://, or http:// to this machine)"
+        raise UsageError(f"{source}: {what}")
     if is_url(source):
         if sha256 is None:
             raise UsageError("--sha256 is required when importing from a URL")
@@ -485,8 +495,14 @@ def import_ncnn(
 
     Any other graph is refused with the list of layer types it contains.
     """
+    from pocketsr_cli.errors import UsageError
     from pocketsr_cli.weights.store import ImportRequest
     from pocketsr_cli.weights.store import import_ncnn as convert_and_store
+
+    for given in (param, bin_path):
+        if not given.is_file():
+            what = "a folder, not a file" if given.is_dir() else "not found"
+            raise UsageError(f"{given}: {what}")
 
     request = ImportRequest(name=name, license=license_, description=description, force=force)
     _report_import(convert_and_store(request, param, bin_path), json_lines)
