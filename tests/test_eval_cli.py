@@ -224,6 +224,7 @@ def test_resize_scores_a_x4_model_at_x2_as_outscale_would(photos: Path) -> None:
     bundled = Path(__file__).parents[1] / "models" / "pocketsr-compact-x4.safetensors"
     code, _, err = invoke("eval", photos, "-s", "2", "-m", bundled, "-q", "--limit", "1")
     assert code == 3 and "x4 model" in err and "Traceback" not in err
+    assert "here --resize scores its x4 result resized to x2" in " ".join(err.split())
     code, out, err = invoke(
         "eval", photos, "-s", "2", "-m", bundled, "--resize", "--json", "-q", "--limit", "1"
     )
@@ -234,6 +235,18 @@ def test_resize_scores_a_x4_model_at_x2_as_outscale_would(photos: Path) -> None:
     assert resized["scale"] == 4 and rows[0]["scale"] == 2
     assert resized["images"][0]["width"] == rows[0]["images"][0]["width"]
     assert resized["psnr_y"] > 20 and resized["detail"] is not None
+
+
+def test_a_pcsr_model_is_scored_at_the_factor_it_draws_natively(photos: Path) -> None:
+    """As ``upscale -m pcsr-x4 -s 3`` runs it: drawn at x3, no resize, no --resize needed."""
+    code, out, err = invoke(
+        "eval", photos, "-s", "3", "-m", "pcsr-x4", "--json", "-q", "--limit", "1", "--crop", "96"
+    )
+    assert code == 0, err
+    rows = json_lines(out)
+    assert [r["model"] for r in rows] == ["bicubic", "pcsr-x4 (x3 native)"]
+    assert rows[1]["images"][0]["width"] == rows[0]["images"][0]["width"]
+    assert rows[1]["psnr_y"] > 20
 
 
 def test_eval_scores_in_fp32_on_a_cpu_where_upscale_and_bench_pick_bf16(

@@ -32,6 +32,7 @@ FLAGS: dict[str, str] = {
     "quality": "--quality",
     "recursive": "-r/--recursive",
     "repeat": "--repeat",
+    "resize": "--resize",
     "scale": "-s",
     "sha256": "--sha256",
     "size": "--size",

@@ -89,7 +89,8 @@ def eval_command(
         typer.Option(
             "--resize",
             help="Models without a variant at -s run at their own scale and their result "
-            "is resized to it (what upscale --outscale gives), e.g. a ×4 model at -s 2.",
+            "is resized to it (what upscale --outscale gives), e.g. a ×4 model at -s 2. "
+            "PCSR models draw -s natively, with or without it.",
         ),
     ] = False,
     device: opt.DeviceOpt = "auto",

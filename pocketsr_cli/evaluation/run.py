@@ -50,7 +50,7 @@ from pocketsr_cli.evaluation.metrics import (
     ssim_y,
 )
 from pocketsr_cli.factory import UpscalerSpec, open_upscaler
-from pocketsr_cli.spelling import LIMIT
+from pocketsr_cli.spelling import LIMIT, RESIZE
 
 FLOOR_MODEL = "bicubic"
 METRICS = ("psnr_y", "ssim_y", "detail", "hf", "bandcorr", "lattice_ratio", "sharpness")
@@ -209,44 +209,58 @@ def resolve_models(
     spec: UpscalerSpec,
     *,
     resize: bool = False,
-) -> tuple[list[tuple[ModelDescriptor, bool]], int]:
+) -> tuple[list[tuple[ModelDescriptor, bool, int | None]], int]:
     """Resolve ``models`` (empty: the default model) plus the bicubic floor, as ``spec``
     lets weights be had.
 
     The scale is ``scale`` or, when ``None``, that of the first model asked for; every
-    other model is resolved at it.  With ``resize``, a model that has no variant at that
-    scale is resolved at its own, and named ``"NAME (xN→xS)"``: :func:`evaluate` resizes
-    its output to the scale, as ``upscale --outscale S`` would.  Duplicates are dropped.
+    other model is resolved at it.  A PCSR model without a variant at that scale draws it
+    natively, as ``upscale -s S`` has it do, and is named ``"NAME (xS native)"``.  With
+    ``resize``, any other model that has no variant at that scale is resolved at its own,
+    and named ``"NAME (xN→xS)"``: :func:`evaluate` resizes its output to the scale, as
+    ``upscale --outscale S`` would.  Duplicates are dropped.
 
     Returns:
-        ``[(descriptor, is_added_floor)]`` — bicubic first when it was not asked for —
-        and the common scale.
+        ``[(descriptor, is_added_floor, native_scale)]`` — bicubic first when it was not
+        asked for; ``native_scale`` is the factor a PCSR model draws (None: its own) — and
+        the common scale.
 
     Raises:
         ModelError: a model cannot be resolved or has no variant at the scale.
     """
     refs: list[str | None] = list(dict.fromkeys(models)) or [None]
-    resolved: list[tuple[ModelDescriptor, bool]] = []
+    resolved: list[tuple[ModelDescriptor, bool, int | None]] = []
     for ref in refs:
+        native = None
         try:
             desc = spec.resolve(ref, scale)
-        except ModelError:
-            if not resize or scale is None or ref is None:
+        except ModelError as exc:
+            if scale is None:
                 raise
-            desc = spec.resolve(ref, None)
-            desc = replace(desc, name=f"{desc.name} (x{desc.scale}→x{scale})")
+            try:
+                own = spec.resolve(ref, None)
+            except ModelError:
+                raise exc from None
+            if own.family == "pcsr":
+                desc, native = replace(own, name=f"{own.name} (x{scale} native)"), scale
+            elif resize:
+                desc = replace(own, name=f"{own.name} (x{own.scale}→x{scale})")
+            else:
+                raise ModelError(
+                    f"{exc}; here {RESIZE} scores its x{own.scale} result resized to x{scale}"
+                ) from None
         scale = desc.scale if scale is None else scale
-        if ref is not None and any(d.name == desc.name for d, _ in resolved):
+        if ref is not None and any(d.name == desc.name for d, _, _ in resolved):
             # Two weights files of one name (runs/a/w.safetensors, runs/b/w.safetensors)
             # are told apart by the path as given rather than merged into one row.
             desc = replace(desc, name=ref)
-        resolved.append((desc, False))
+        resolved.append((desc, False, native))
     assert scale is not None
-    if not any(d.name == FLOOR_MODEL for d, _ in resolved):
-        resolved.insert(0, (spec.resolve(FLOOR_MODEL, scale), True))
-    unique: dict[str, tuple[ModelDescriptor, bool]] = {}
-    for desc, added in resolved:
-        unique.setdefault(desc.name, (desc, added))
+    if not any(d.name == FLOOR_MODEL for d, _, _ in resolved):
+        resolved.insert(0, (spec.resolve(FLOOR_MODEL, scale), True, None))
+    unique: dict[str, tuple[ModelDescriptor, bool, int | None]] = {}
+    for entry in resolved:
+        unique.setdefault(entry[0].name, entry)
     return list(unique.values()), scale
 
 
@@ -303,9 +317,11 @@ def evaluate(
 
     upscalers: list[Upscaler] = []
     report = EvalReport(degradation=degradation, scale=scale, device=str(spec.device))
-    for desc, added in resolved:
+    for desc, added, native in resolved:
         for ensemble in [Ensemble()] if added else ensembles:
-            upscaler = open_upscaler(desc, spec, ensemble=ensemble, on_warning=warn)
+            upscaler = open_upscaler(
+                desc, spec, ensemble=ensemble, on_warning=warn, outscale=native
+            )
             upscalers.append(upscaler)
             report.models.append(
                 ModelScore(
