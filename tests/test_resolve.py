@@ -341,6 +341,24 @@ def test_unknown_name_lists_models_and_bad_manifests(home: Path) -> None:
     assert resolve_model("lanczos").name == "lanczos"  # one broken file hides nothing else
 
 
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("Lanczos", "lanczos"), ("pcsr-4x", "pcsr-x4"), ("pocketsr-compat", "pocketsr-compact")],
+)
+def test_a_misspelt_model_name_gets_a_suggestion(home: Path, typed: str, meant: str) -> None:
+    with pytest.raises(ModelError, match=rf"unknown model '{typed}' \(did you mean '{meant}'\?\)"):
+        resolve_model(typed)
+
+
+def test_a_folder_or_an_unreadable_file_given_as_weights_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="is a folder: -m takes a weights file or a model name"):
+        resolve_model(str(tmp_path))
+    text = tmp_path / "notes.pth"
+    text.write_text("hello world, not a checkpoint")
+    with pytest.raises(ModelError, match=r"or a damaged one \(unreadable data\)$"):
+        resolve_model(str(text))
+
+
 # --- 4./5. cache and download -----------------------------------------------------------------
 
 

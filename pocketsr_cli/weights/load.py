@@ -47,6 +47,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """
     import torch
 
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder: -m takes a weights file or a model name")
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     safetensors = path.suffix.lower() == ".safetensors"
@@ -86,6 +88,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def _detail(exc: BaseException) -> str:
     """The reader's own reason, shortened to its first sentence."""
+    if isinstance(exc, KeyError):  # a pickle opcode or table lookup: the key alone says nothing
+        return "unreadable data"
     text = first_line(exc)
     sentence = text.split(". ", 1)[0]
     return sentence if len(sentence) <= 120 else sentence[:117] + "..."

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import hashlib
 import math
 import re
@@ -409,7 +410,13 @@ def _base_of(name: str) -> str:
 def _unknown_message(ref: str, specs: Mapping[str, ModelSpec], problems: list[str]) -> str:
     if ref in WITHDRAWN:
         return f"model {ref!r} is no longer bundled: {WITHDRAWN[ref]}"
-    message = f"unknown model {ref!r}; available: {', '.join(sorted(specs))}"
+    message = f"unknown model {ref!r}"
+    bases = {_base_of(name) for name in specs}
+    lowered = {name.lower(): name for name in [*specs, *bases]}
+    close = difflib.get_close_matches(ref.lower(), list(lowered), n=1, cutoff=0.75)
+    if close:
+        message += f" (did you mean {lowered[close[0]]!r}?)"
+    message += f"; available: {', '.join(sorted(specs))}"
     if problems:
         message += f" (skipped {len(problems)} unreadable manifest(s): {'; '.join(problems)})"
     return message
