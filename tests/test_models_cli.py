@@ -148,6 +148,12 @@ def test_info(home: Path) -> None:
     assert "family" in human.stdout and "resize" in human.stdout and human.stderr == ""
     unknown = invoke("models", "info", "nope")
     assert unknown.exit_code == 3 and "unknown model 'nope'" in unknown.stderr
+    family = invoke("models", "info", "pocketsr-compact")  # what -m takes, with -s
+    assert family.exit_code == 3
+    assert (
+        "pocketsr-compact names a family of models (pocketsr-compact-x2, pocketsr-compact-x4"
+        in (" ".join(family.stderr.split()))
+    )
 
 
 # --- download / verify / remove ---------------------------------------------------------------

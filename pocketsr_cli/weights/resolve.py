@@ -310,11 +310,18 @@ def find_spec(name: str) -> ModelSpec:
     """The manifest called exactly ``name``.
 
     Raises:
-        ModelError: no such model (the message lists the known names).
+        ModelError: no such model (the message lists the known names), or a family's base
+            name (the message lists its models).
     """
     problems: list[str] = []
     specs = registry(problems)
     if name not in specs:
+        variants = sorted(n for n in specs if _base_of(n) == name)
+        if variants:
+            raise ModelError(
+                f"{name} names a family of models ({', '.join(variants)}, one per factor: "
+                f"{MODEL.given(name)} picks one by {SCALE}); name one of them here"
+            )
         raise ModelError(_unknown_message(name, specs, problems))
     return specs[name]
 
