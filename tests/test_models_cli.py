@@ -277,6 +277,23 @@ def test_remove_user_model(tmp_path: Path, home: Path, server: Loopback) -> None
     assert invoke("models", "info", "mine").exit_code == 3
 
 
+def test_an_imported_model_whose_weights_were_deleted_is_missing(
+    tmp_path: Path, home: Path
+) -> None:
+    """Not "remote" (it has no URL) nor "not downloaded", and a plain verify fails on it."""
+    source = tmp_path / "m.safetensors"
+    save_safetensors(source, SD)
+    assert invoke("models", "import", str(source), "--name", "gone").exit_code == 0
+    (user_models_dir() / "gone.safetensors").unlink()
+    rows = {row["name"]: row for row in json_lines(invoke("models", "list", "--json"))}
+    assert rows["gone"]["where"] == "missing"
+    for args in (("models", "verify"), ("models", "verify", "gone")):
+        result = invoke(*args)
+        assert result.exit_code == 3, args
+        assert "gone: missing (no URL to fetch it from)" in result.stdout
+    assert invoke("models", "remove", "gone").exit_code == 0
+
+
 # --- import -----------------------------------------------------------------------------------
 
 

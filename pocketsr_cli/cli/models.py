@@ -293,6 +293,7 @@ _STATE = {
     "cached": "already cached",
     "bundled": "bundled with pocketsr",
     "user": "imported (user model folder)",
+    "missing": "missing",
 }
 
 
@@ -334,13 +335,23 @@ def verify(
     """Re-hash weights on disk and compare them with their manifests (always re-reads)."""
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.errors import ModelError
-    from pocketsr_cli.weights.resolve import expected_sha256, find_spec, local_files, registry
+    from pocketsr_cli.weights.resolve import (
+        expected_sha256,
+        find_spec,
+        local_files,
+        registry,
+        where,
+    )
     from pocketsr_cli.weights.verify import file_matches
 
     if names:
         specs = [find_spec(name) for name in names]
     else:
-        specs = [s for s in registry().values() if any(p is not None for p in local_files(s))]
+        specs = [
+            s
+            for s in registry().values()
+            if any(p is not None for p in local_files(s)) or where(s) == "missing"
+        ]
     report = _ui.make_report_console()
     bad: list[str] = []
     for spec in specs:
@@ -351,7 +362,7 @@ def verify(
             for w, path in zip(spec.weight_files, local_files(spec), strict=True):
                 digest = expected_sha256(spec, w)
                 if path is None:
-                    status = "not downloaded"
+                    status = "not downloaded" if w.urls else "missing (no URL to fetch it from)"
                 elif digest is None:
                     status = "not pinned (no published checksum)"
                 elif file_matches(path, digest, w.size, rehash=True):
@@ -363,8 +374,8 @@ def verify(
             bad.append(spec.name)
         for status, path in checks:
             if json_lines:
-                where = None if path is None else str(path)
-                _emit({"name": spec.name, "status": status, "path": where})
+                on_disk = None if path is None else str(path)
+                _emit({"name": spec.name, "status": status, "path": on_disk})
             else:
                 _ui.say(report, f"{spec.name}: {status}" + ("" if path is None else f"  {path}"))
     if not specs and not json_lines:

@@ -68,7 +68,7 @@ WITHDRAWN: dict[str, str] = {
     ),
 }
 
-Where = Literal["bundled", "user", "cached", "remote"]
+Where = Literal["bundled", "user", "cached", "remote", "missing"]
 
 
 def resolve_model(
@@ -330,12 +330,17 @@ def where(spec: ModelSpec) -> Where:
     """Where ``spec``'s weights are now, without hashing anything.
 
     ``bundled``/``user``: ships with pocketsr / was imported (or needs no weights);
-    ``cached``: in the download cache; ``remote``: not (all) on this machine yet.
+    ``cached``: in the download cache; ``remote``: not (all) on this machine yet;
+    ``missing``: a file that is not on this machine and has no URL to fetch it from (an
+    imported model whose weights were deleted).
     """
     found = local_files(spec)
     if all(p is not None and p.parent == spec.path.parent for p in found):
         return spec.origin
-    return "cached" if all(p is not None for p in found) else "remote"
+    if all(p is not None for p in found):
+        return "cached"
+    lost = any(p is None and not w.urls for w, p in zip(spec.weight_files, found, strict=True))
+    return "missing" if lost else "remote"
 
 
 def local_files(spec: ModelSpec) -> tuple[Path | None, ...]:
