@@ -246,6 +246,15 @@ def test_verify_named_model_not_downloaded(home: Path, server: Loopback) -> None
     assert invoke("models", "verify").exit_code == 0  # nothing on disk: nothing wrong
 
 
+HOLD_LOCK = """
+import sys, time
+from filelock import FileLock
+with FileLock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
 def test_remove_downloaded_weights(
     tmp_path: Path, home: Path, server: Loopback, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -255,6 +264,21 @@ def test_remove_downloaded_weights(
     nothing = invoke("models", "remove", "blob")
     assert nothing.exit_code == 0 and "blob: nothing to remove" in nothing.stderr
     assert invoke("models", "download", "blob").exit_code == 0
+    # While another process downloads it (holds its lock), nothing is removed under it.
+    lock = weights_path("blob", "blob.bin").with_name("blob.bin.lock")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        busy = invoke("models", "remove", "blob")
+        assert busy.exit_code == 3 and "being downloaded by another pocketsr process" in (
+            " ".join(busy.stderr.split())
+        )
+        assert weights_path("blob", "blob.bin").is_file()
+    finally:
+        holder.kill()
+        holder.wait()
     result = invoke("models", "remove", "blob")
     assert result.exit_code == 0 and "removed" in result.stderr
     assert not weights_path("blob", "blob.bin").parent.exists()

@@ -16,6 +16,7 @@ files are never touched.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import urllib.parse
@@ -298,8 +299,30 @@ def remove_model(spec: ModelSpec) -> list[Path]:
 
     Raises:
         UsageError: ``spec`` ships with pocketsr and has no downloaded copy.
-        ModelError: a file could not be deleted.
+        ModelError: a file could not be deleted, or another process is downloading one
+            (it holds the file's download lock): nothing was removed.
     """
+    from filelock import FileLock, Timeout
+
+    with contextlib.ExitStack() as locks:
+        files = spec.weight_files
+        if files and weights_path(spec.name, files[0].file).parent.is_dir():
+            for w in files:  # a download in progress keeps its files
+                cached = weights_path(spec.name, w.file)
+                lock = FileLock(str(cached) + ".lock", timeout=0)
+                try:
+                    locks.enter_context(lock)
+                except Timeout:
+                    raise ModelError(
+                        f"{spec.name}: {cached.name} is being downloaded by another pocketsr "
+                        f"process now (it holds {lock.lock_file}); remove it once that has ended"
+                    ) from None
+                except OSError as exc:
+                    raise ModelError(f"cannot lock {cached}: {exc.strerror or exc}") from exc
+        return _remove(spec)
+
+
+def _remove(spec: ModelSpec) -> list[Path]:
     removed: list[Path] = []
     files = spec.weight_files
     if files:
