@@ -569,9 +569,17 @@ def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) 
     pattern = re.compile(fnmatch.translate(glob), re.IGNORECASE) if glob else None
     # Each file carries the stems of its folder's images, --glob or not: `coffee_x4.jpg` is
     # an output of `coffee.jpg` even when only `*_x4.jpg` is asked for.
+    excluded_said = False
     for entry in _walk(root, recursive):
         path = entry.path
         if exclude is not None and _inside(path, exclude):
+            if not excluded_said:  # its files get no line: the folder gets one
+                excluded_said = True
+                reason = (
+                    f"the {OUTPUT} folder, inside this input folder: not scanned (what is in "
+                    "it is taken for earlier results)"
+                )
+                yield Job(exclude, exclude, str(exclude), reason, skip_code="own-output")
             continue
         rel = path.relative_to(root)
         if entry.notice is not None:  # a folder: reported whatever --glob says

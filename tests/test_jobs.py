@@ -101,7 +101,10 @@ def test_previous_outputs_are_not_upscaled_again(tree: Path) -> None:
 def test_output_folder_inside_input_is_not_rescanned(tree: Path) -> None:
     touch(tree / "up" / "b.jpg")
     jobs = collect_jobs([tree], Naming(tree / "up", None, "4"), recursive=True)
-    assert all("up" not in j.input.relative_to(tree).parts for j in jobs)
+    (folder,) = [j for j in jobs if "up" in j.input.relative_to(tree).parts]
+    # Its files get no job; the folder gets one line saying it was left out.
+    assert folder.input == tree / "up" and folder.skip_code == "own-output"
+    assert folder.skip_reason is not None and "not scanned" in folder.skip_reason
 
 
 def test_output_equal_to_input_is_refused(tree: Path) -> None:
