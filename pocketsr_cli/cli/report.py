@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 EPILOG = examples(
     "pocketsr upscale shoot/ -o out/ --json > run.jsonl && pocketsr report run.jsonl",
-    "pocketsr report run.jsonl -o review.html        # review.html + review_files/",
+    "pocketsr report run.jsonl -o review.html        # pictures embed, or review_files/ past 12",
     "pocketsr report run.jsonl --crop 512 --crops 3  # larger crops, three per image",
     "pocketsr upscale shoot/ -o out/ --report out/review.html   # in one go",
 )
