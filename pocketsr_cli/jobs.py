@@ -463,7 +463,7 @@ def iter_jobs(
     for given in inputs:
         if not given.exists():
             raise UsageError(f"input not found: {given}")
-    check = _StreamingCheck(inputs, naming, glob)
+    check = _StreamingCheck(inputs, naming, glob, recursive)
     stream = _checked(inputs, naming, recursive, glob, on_warning, check)
     ahead = list(itertools.islice(stream, PLAN_AHEAD))
     if not ahead:
@@ -575,11 +575,11 @@ def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) 
         if exclude is not None and _inside(path, exclude):
             if not excluded_said:  # its files get no line: the folder gets one
                 excluded_said = True
-                reason = (
+                note = (
                     f"the {OUTPUT} folder, inside this input folder: not scanned (what is in "
                     "it is taken for earlier results)"
                 )
-                yield Job(exclude, exclude, str(exclude), reason, skip_code="own-output")
+                yield Job(exclude, exclude, str(exclude), note, skip_code="own-output")
             continue
         rel = path.relative_to(root)
         if entry.notice is not None:  # a folder: reported whatever --glob says
@@ -686,8 +686,20 @@ class _StreamingCheck:
     seen is remembered, and refused when the input it is turns up later.
     """
 
-    def __init__(self, inputs: Sequence[Path], naming: Naming, glob: str | None) -> None:
+    def __init__(
+        self, inputs: Sequence[Path], naming: Naming, glob: str | None, recursive: bool = False
+    ) -> None:
         self.naming = naming
+        self.recursive = recursive
+        # The folders named on the command line (real paths), and the output folder each
+        # leaves out of its scan (the -o folder strictly inside it).
+        out_dir = None if naming.out_dir is None else _real(naming.out_dir)
+        self.scanned: list[tuple[str, str | None]] = []
+        for given in inputs:
+            if given.is_dir():
+                root = _real(given)
+                inside = out_dir is not None and out_dir != root and _within(out_dir, root)
+                self.scanned.append((root, out_dir if inside else None))
         # Files named on the command line are known before the first job.
         self.named = {key: path for path in inputs if (key := _identity(path)) is not None}
         self.input_keys: set[int] = set()  # _packed
@@ -767,9 +779,29 @@ class _StreamingCheck:
             return self.named[found]
         if _packed(found) in self.input_keys:
             return _EARLIER
-        if not job.from_folder or os.path.dirname(out) != os.path.dirname(_real(job.input)):
-            return None
-        # Beside its input, in the folder being scanned: is it one of the files planned there?
+        return job.output if self.would_scan(out) else None
+
+    def would_scan(self, out: str) -> bool:
+        """Whether the existing file ``out`` (a real path) is one that the scan of a folder
+        named on the command line lists as an input: planned later, or earlier without
+        its identity being seen (another folder mirrored onto this one)."""
+        parent = os.path.dirname(out)
+        for root, left_out in self.scanned:
+            if not _within(parent, root) or (left_out is not None and _within(out, left_out)):
+                continue
+            rel = os.path.relpath(out, root)
+            if not self.recursive and os.path.dirname(rel):
+                continue
+            if any(_is_hidden(part) for part in Path(rel).parts[:-1]):
+                continue
+            if self.is_listed(out, rel):
+                return True
+        return False
+
+    def is_listed(self, out: str, rel: str) -> bool:
+        """Whether the scan takes the file ``out`` (``rel`` to its scanned folder) as an
+        input: an image, not hidden nor pocketsr's own, taken by ``--glob``, and not named
+        like an earlier output of an image beside it."""
         parent, name = os.path.split(out)
         if self.folder != parent:  # listed once per folder, only when an output exists
             self.folder = parent
@@ -781,14 +813,13 @@ class _StreamingCheck:
                 os.path.splitext(n)[0] for n in names if is_image_path(Path(n))
             )
         path = Path(out)
-        scanned = (
+        return (
             is_image_path(path)
             and not _is_hidden(name)
             and not _is_ours(name)
-            and self.matches(Path(job.display).parent / name)
+            and self.matches(Path(rel))
             and _own_output_reason(path, self.naming.effective_suffix, self.folder_stems) is None
         )
-        return job.output if scanned else None
 
     def matches(self, path: Path) -> bool:
         """Whether ``--glob`` takes ``path`` (its name, or any tail of it: the path relative

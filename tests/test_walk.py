@@ -128,6 +128,27 @@ def test_a_collision_found_after_the_run_started_fails_that_input_only(
     assert sorted(os.listdir(out)) == ["a.png", "b.png", "c.png", "d.png"]
 
 
+def test_an_output_onto_a_later_input_of_another_folder_is_refused_before_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pocketsr upscale d1 d2 -o d2 --overwrite``: d1/a.png's output is d2/a.png, an
+    input listed later.  Refused before the run (a usage error); beyond the jobs planned
+    ahead, d1/a.png fails and d2/a.png is never overwritten."""
+    d1, d2 = tmp_path / "d1", tmp_path / "d2"
+    tiny(d1 / "0.png", 1)
+    tiny(d1 / "a.png", 2)
+    original = tiny(d2 / "a.png", 3).read_bytes()
+    naming = Naming(d2, None)
+    with pytest.raises(UsageError, match=r"output .*d2/a\.png would overwrite input"):
+        iter_jobs([d1, d2], naming)
+    monkeypatch.setattr(jobs_module, "PLAN_AHEAD", 1)  # d1/0.png only: the run starts
+    summary = run(
+        iter_jobs([d1, d2], naming), Doubler(lambda: None), Options(overwrite=True), _Quiet()
+    )
+    assert (d2 / "a.png").read_bytes() == original
+    assert summary.count("failed") >= 1 and (d2 / "0.png").exists()
+
+
 def test_a_file_named_twice_is_upscaled_once(tmp_path: Path) -> None:
     src = tmp_path / "in"
     a = tiny(src / "a.png")
