@@ -272,6 +272,18 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "afile", "ro"]
 
 
+def test_an_output_named_like_an_image_file_is_refused(tmp_path: Path) -> None:
+    """``-o big.jpg`` meant one output file; it would have made a folder called big.jpg."""
+    save(tmp_path / "a.png", photo())
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-o", tmp_path / "big.jpg", *FAST)
+    assert code == 2 and "takes a folder" in err and "looks like an image file name" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    (tmp_path / "odd.png").mkdir()  # a folder of that name that exists is a folder
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-o", tmp_path / "odd.png", *FAST)
+    assert code == 0, err
+    assert (tmp_path / "odd.png" / "a.png").is_file()
+
+
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     src = save(tmp_path / "a.png", photo())
     code, stdout, _ = invoke("upscale", src, *FAST, "--json", "--dry-run")

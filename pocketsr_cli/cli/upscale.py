@@ -288,7 +288,7 @@ def upscale(
     from pocketsr_cli.atomicfile import folder_write_problem
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.factory import open_upscaler
-    from pocketsr_cli.imageio import format_from_name
+    from pocketsr_cli.imageio import format_from_name, is_image_path
     from pocketsr_cli.jobs import Job, Naming, collect_jobs, iter_jobs
     from pocketsr_cli.pipeline import Options, Variant, run, scales_for_sizes
     from pocketsr_cli.provenance import RunSettings
@@ -309,6 +309,12 @@ def upscale(
             raise UsageError(f"input not found: {given}")
     worker_devices = _worker_devices(devices)
     use_ray = ray or ray_address is not None or ray_return_bytes
+    if output is not None and is_image_path(output) and not output.is_dir():
+        raise UsageError(
+            f"-o/--output takes a folder, and {output} looks like an image file name: outputs "
+            "keep their input's name there (beside the input without -o: NAME_x4.jpg); "
+            "--suffix and --format change the name"
+        )
     if output is not None and (ray_return_bytes or not use_ray):
         # Refused now rather than after every image has been upscaled for nothing; a Ray
         # cluster's actors write on their own file system, which this machine may not see.
