@@ -66,12 +66,12 @@ def main() -> None:
         ("input (nearest)", cv2.resize(lr, None, fx=s, fy=s, interpolation=cv2.INTER_NEAREST))
     ]
     # resolved as `pocketsr eval --resize` resolves them: a model without a variant at this
-    # scale runs at its own, and its output is resized
+    # scale runs at its own, and its output is resized (PCSR draws it natively)
     names = list(dict.fromkeys(["bicubic", *args.models]))
     cpu = Compute(torch.device("cpu"), "fp32")
     resolved, _ = resolve_models(names, s, UpscalerSpec(cpu.device, cpu.precision), resize=True)
-    for name, (desc, _floor) in zip(names, resolved, strict=True):
-        out = Upscaler(desc, cpu).upscale(lr)
+    for name, (desc, _floor, native) in zip(names, resolved, strict=True):
+        out = Upscaler(desc, cpu, outscale=native).upscale(lr)
         if out.shape[:2] != gt.shape[:2]:
             out = resize_output(out, (gt.shape[1], gt.shape[0]))
         panels.append((name, out))

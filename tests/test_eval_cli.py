@@ -266,3 +266,24 @@ def test_eval_scores_in_fp32_on_a_cpu_where_upscale_and_bench_pick_bf16(
     assert [r["precision"] for r in json_lines(out) if r["model"] == "pocketsr-compact-x4"] == [
         "bf16"
     ]
+
+
+@pytest.mark.parametrize("scale", ["4", "2"])
+def test_the_readme_comparison_script_runs(photos: Path, tmp_path: Path, scale: str) -> None:
+    """scripts/compare_crops.py, which makes the README's and the cards' side-by-side crops,
+    resolves models as eval does: it must keep up with resolve_models (PCSR natively)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "scripts" / "compare_crops.py"
+    out = tmp_path / "sheet.png"
+    args = ["--models", "lanczos", "pcsr-x4", "--box", "8", "8", "48", "--scale", scale]
+    done = subprocess.run(
+        [sys.executable, str(script), str(photos / "photo0.png"), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    with Image.open(out) as sheet:  # input, bicubic, lanczos, pcsr-x4, ground truth
+        assert sheet.width == 5 * (48 + 4)
