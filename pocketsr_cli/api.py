@@ -38,6 +38,8 @@ low-level numpy engine the pipeline drives.
 
 from __future__ import annotations
 
+import math
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,7 +47,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from pocketsr_cli.errors import UsageError
+from pocketsr_cli.errors import ImageReadError, UsageError
 from pocketsr_cli.pipeline import NullReporter
 
 if TYPE_CHECKING:
@@ -127,6 +129,19 @@ class Upscaler:
         from pocketsr_cli.pipeline import Variant
 
         self._warn = on_warning or _default_warning
+        if scale is not None and (
+            isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= 16
+        ):
+            raise UsageError(f"scale must be a whole number from 1 to 16, not {scale!r}")
+        if outscale is not None and (
+            isinstance(outscale, bool)
+            or not isinstance(outscale, (int, float))
+            or not math.isfinite(outscale)
+        ):
+            raise UsageError(f"outscale must be a finite number, not {outscale!r}")
+        for option, value in (("device", device), ("precision", precision)):
+            if not isinstance(value, str):
+                raise UsageError(f"{option} must be a string such as 'auto', not {value!r}")
         side = tile_side(str(tile))  # the --tile reading; checked before any loading
         self._ensemble = Ensemble.of(ensemble, ensemble_weight)
         spec = upscaler_spec(
@@ -229,9 +244,8 @@ class Upscaler:
             OutOfMemoryError: even the smallest tile does not fit.
         """
         if isinstance(image, (str, Path)):
-            from pocketsr_cli.imageio import read_image
-
-            return self._run(read_image(Path(image)).pixels)
+            decoded = self._read(Path(image))
+            return self._run(decoded.pixels)
         if isinstance(image, np.ndarray):
             return self._upscale_array(image)
         if _is_pil_image(image):
@@ -240,8 +254,24 @@ class Upscaler:
             f"expected a PIL image, a numpy array or a path, not {type(image).__name__}"
         )
 
+    def _read(self, path: Path) -> Any:
+        """``imageio.read_image(path)``, its notes (first frame of an animation...) sent to
+        the warning callback, its errors naming the file."""
+        from pocketsr_cli.imageio import read_image
+
+        try:
+            image = read_image(path)
+        except ImageReadError as exc:
+            raise ImageReadError(f"{path}: {exc}") from exc
+        for message in image.warnings:
+            self._warn(f"{path.name}: {message}")
+        return image
+
     def _run(self, pixels: np.ndarray) -> np.ndarray:
         from pocketsr_cli.pipeline import resize_output
+
+        if 0 in pixels.shape[:2]:
+            raise ValueError(f"an image of {pixels.shape[1]}x{pixels.shape[0]} pixels has none")
 
         out = self._variant.upscaler.upscale(np.ascontiguousarray(pixels))
         h, w = pixels.shape[:2]
@@ -259,8 +289,18 @@ class Upscaler:
     def _upscale_pil(self, im: Image.Image) -> Image.Image:
         from PIL import Image
 
+        if im.mode == "F":
+            raise TypeError(
+                "a float image (PIL mode F) has no fixed range: convert it to 8 or 16 bits "
+                "(L, I;16) first"
+            )
         if im.mode not in _PIL_DIRECT:
-            has_alpha = "transparency" in im.info or im.mode in ("PA", "RGBa", "La")
+            palette = getattr(im, "palette", None)
+            has_alpha = (
+                "transparency" in im.info
+                or im.mode in ("PA", "RGBa", "La")
+                or (im.mode == "P" and getattr(palette, "mode", "") == "RGBA")
+            )
             target = "L" if im.mode == "1" else ("RGBA" if has_alpha else "RGB")
             if im.mode == "La":
                 target = "LA"
@@ -314,24 +354,32 @@ class Upscaler:
             extension_for,
             format_from_name,
             plan_output,
-            read_image,
             write_atomic,
             write_sidecar,
         )
 
         src, dst = Path(src), Path(dst)
+        _check_quality(quality)
         try:
             fmt = format_from_name(dst.suffix)
         except ValueError as exc:
             raise UsageError(f"cannot tell the output format from {dst.name!r}: {exc}") from None
-        image = read_image(src)
-        for message in image.warnings:
-            self._warn(f"{src.name}: {message}")
+        if _same_file(src, dst):
+            raise UsageError(f"{dst} is the input {src}: write the result to another file")
+        image = self._read(src)
         plan = plan_output(image.format, fmt, has_alpha=image.has_alpha, bit_depth=image.bit_depth)
+        if plan.format != fmt:
+            switched = dst.with_suffix(extension_for(plan.format))
+            if _same_file(src, switched) or switched.exists():
+                what = "is the input" if _same_file(src, switched) else "exists"
+                raise UsageError(
+                    f"{dst.suffix} cannot hold {src.name} (it is written as "
+                    f"{plan.format.upper()}), and {switched} {what}: name a "
+                    f"{extension_for(plan.format)} file to write it there"
+                )
+            dst = switched
         for message in plan.warnings:
             self._warn(f"{src.name}: {message}")
-        if plan.format != fmt:
-            dst = dst.with_suffix(extension_for(plan.format))
         out = self._run(image.pixels)
         record = provenance.make_record(
             provenance.RunSettings(
@@ -403,12 +451,20 @@ class Upscaler:
                 and each input not finished is yielded as ``skipped`` (``interrupted``).
         """
         from pocketsr_cli import __version__, provenance
+        from pocketsr_cli.atomicfile import folder_write_problem
         from pocketsr_cli.imageio import format_from_name
         from pocketsr_cli.jobs import Naming, collect_jobs
         from pocketsr_cli.pipeline import Options, stream
 
         if encode_threads is not None and encode_threads < 1:
             raise UsageError(f"encode_threads must be at least 1, not {encode_threads}")
+        _check_quality(quality)
+        for folder in (src_dir, dst_dir):
+            if not str(folder).strip():
+                raise UsageError("an empty folder name: name a folder ('.' for this one)")
+        problem = folder_write_problem(Path(dst_dir))
+        if problem is not None:
+            raise UsageError(f"cannot write to the output folder {dst_dir}: {problem}")
         fmt_key = None
         if fmt is not None and fmt.lower() != "same":
             try:
@@ -468,3 +524,17 @@ class _WarningsOnly(NullReporter):
 
     def warning(self, message: str) -> None:
         self._warn(message)
+
+
+def _check_quality(quality: object) -> None:
+    """JPEG/WebP ``quality``: a whole number from 1 to 100 (refused before any work)."""
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise UsageError(f"quality must be a whole number from 1 to 100, not {quality!r}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (by path, or a link to it)."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)

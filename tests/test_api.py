@@ -189,3 +189,68 @@ def test_a_read_only_array_upscales_without_a_torch_warning() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[0] == "(96, 128, 3)"
+
+
+def test_upscale_file_never_replaces_its_input_nor_a_file_it_was_not_given(
+    tmp_path: Path,
+) -> None:
+    """An RGBA ``a.png`` asked as ``a.jpg`` would be written as PNG to ``a.png``: itself.
+    Nor may that switch replace another existing ``.png``; nor ``dst`` be ``src``."""
+    up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", on_warning=lambda _m: None)
+    src = tmp_path / "a.png"
+    Image.fromarray(pixels(channels=4)).save(src)
+    original = src.read_bytes()
+    with pytest.raises(UsageError, match=r"a\.png is the input"):
+        up.upscale_file(src, tmp_path / "a.jpg")
+    with pytest.raises(UsageError, match="is the input"):
+        up.upscale_file(src, src)
+    (tmp_path / "b.png").write_bytes(b"someone else's")
+    with pytest.raises(UsageError, match=r"b\.png exists: name a \.png file"):
+        up.upscale_file(src, tmp_path / "b.jpg")
+    assert src.read_bytes() == original
+    assert (tmp_path / "b.png").read_bytes() == b"someone else's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
+
+
+def test_api_mistakes_are_pocketsr_errors_said_before_any_work(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    for kwargs in ({"scale": 0}, {"scale": True}, {"scale": "4"}, {"outscale": float("inf")}):
+        with pytest.raises(UsageError):
+            pocketsr_cli.Upscaler("bicubic", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="device must be a string"):
+        pocketsr_cli.Upscaler("bicubic", device=None)  # type: ignore[arg-type]
+    src = tmp_path / "a.png"
+    Image.fromarray(pixels()).save(src)
+    for quality in (0, 101, 95.5, "high"):
+        with pytest.raises(UsageError, match="quality must be a whole number"):
+            up.upscale_file(src, tmp_path / "a.jpg", quality=quality)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="has none"):
+        up.upscale(np.zeros((0, 5, 3), np.uint8))
+    with pytest.raises(TypeError, match="mode F"):
+        up.upscale(Image.fromarray(np.zeros((4, 4), np.float32)))
+    with pytest.raises(ImageReadError, match=r"nope\.png: no such file"):
+        up.upscale(tmp_path / "nope.png")
+    (tmp_path / "afile").write_text("x")
+    for src_dir, dst_dir, says in [
+        ("", tmp_path / "o", "an empty folder name"),
+        (tmp_path, tmp_path / "afile", "afile is a file, not a folder"),
+    ]:
+        with pytest.raises(UsageError, match=says):
+            next(up.upscale_folder(src_dir, dst_dir))
+    assert not (tmp_path / "a.jpg").exists() and not (tmp_path / "o").exists()
+
+
+def test_a_path_reports_what_its_file_loses_and_a_palette_keeps_its_alpha(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    seen: list[str] = []
+    talking = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", on_warning=seen.append)
+    frames = [Image.new("RGB", (10, 10), c) for c in ("black", "red")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    talking.upscale(tmp_path / "anim.gif")
+    assert seen == ["anim.gif: animated: only the first frame was upscaled"]
+    rgba = pixels(channels=4)
+    rgba[..., 3] = np.arange(16, dtype=np.uint8) * 16
+    quantized = Image.fromarray(rgba).quantize()  # palette mode RGBA, no 'transparency'
+    assert up.upscale(quantized).mode == "RGBA"
