@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -195,6 +196,24 @@ def _worker_main(
 # -- driver -------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while the block runs (in the main thread; elsewhere nothing changes).
+
+    A spawned worker inherits the setting, so a Ctrl-C typed while it is still importing
+    numpy and torch (a second or more, before ``_worker_main`` ignores SIGINT itself) does
+    not end it in a traceback: the driver alone handles Ctrl-C and stops the workers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler set outside Python, left as it was
+            signal.signal(signal.SIGINT, previous)
+
+
 class _Worker:
     def __init__(self, ctx: Any, device: str, args: tuple[Any, ...]) -> None:
         self.device = device
@@ -205,7 +224,8 @@ class _Worker:
             name=f"pocketsr-worker-{device}",
             daemon=True,
         )
-        self.process.start()
+        with _sigint_ignored():  # inherited: a Ctrl-C while it imports is not its to take
+            self.process.start()
         child.close()
         self.ready = False
         self.task: tuple[int, Job] | None = None

@@ -6,6 +6,7 @@ they can be pickled into them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -242,3 +243,29 @@ def test_a_signal_to_the_driver_stops_the_workers_cleanly(
         assert (out / name).exists() == (line["status"] == "ok")
     assert leftovers(tmp_path) == []
     assert "Traceback" not in stderr
+
+
+def _sigint_is_ignored(conn: object) -> None:
+    conn.send(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)  # type: ignore[attr-defined]
+
+
+def test_workers_start_with_ctrl_c_ignored() -> None:
+    """A terminal's Ctrl-C reaches the whole process group, workers still importing torch
+    included (a second or more before they ignore it themselves): started inside
+    ``_sigint_ignored`` they inherit the ignoring, so only the driver takes it (a worker
+    hit while importing printed a traceback, 3 times in 8 in a QA run)."""
+    from multiprocessing import get_context
+
+    from pocketsr_cli.parallel import _sigint_ignored
+
+    ctx = get_context("spawn")
+    seen = []
+    for ignored in (True, False):
+        ours, theirs = ctx.Pipe()
+        child = ctx.Process(target=_sigint_is_ignored, args=(theirs,))
+        with _sigint_ignored() if ignored else contextlib.nullcontext():
+            child.start()
+        seen.append(ours.recv())
+        child.join(30)
+    assert seen == [True, False]
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the driver's is back
