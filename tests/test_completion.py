@@ -48,6 +48,8 @@ def complete(env: dict[str, str], line: str, shell: str = "bash") -> list[str]:
     if line.endswith(" "):
         words.append("")
     request = {**env, "_POCKETSR_COMPLETE": f"complete_{shell}"}
+    if shell == "fish":  # what completions/pocketsr.fish asks for
+        request["_TYPER_COMPLETE_FISH_ACTION"] = "get-args"
     if shell == "bash":
         request.update(COMP_WORDS=" ".join(words), COMP_CWORD=str(len(words) - 1))
     else:
@@ -195,3 +197,13 @@ def test_device_names_follow_the_driver_and_cuda_visible_devices(
     assert cuda_names(root) == ["cuda", "cuda:0"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert cuda_names(root) == []
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_option_descriptions_name_the_default_model(env: dict[str, str], shell: str) -> None:
+    """zsh and fish show each option's help beside it: the default model by name, not the
+    placeholder the help renderer fills in."""
+    for command in ("upscale", "bench", "eval photos/"):
+        out = "\n".join(complete(env, f"pocketsr {command} --mod", shell=shell))
+        assert "--model" in out and DEFAULT_MODEL in out, out
+        assert "@DEFAULT_MODEL@" not in out

@@ -99,6 +99,15 @@ class Command(TyperCommand):
     def format_options(self, ctx: Any, formatter: Any) -> None:
         _format_params(self, ctx, formatter)
 
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        """Completions, their descriptions (zsh and fish show them) filled in as help is."""
+        items = super().shell_complete(ctx, incomplete)
+        for item in items:
+            text = getattr(item, "help", None)
+            if text and DEFAULT_MODEL_TOKEN in text:
+                item.help = fill_in(text)
+        return items
+
 
 class Group(TyperGroup):
     """A command group whose help reads as described in the module docstring."""
