@@ -221,11 +221,19 @@ def parse_size(text: str) -> int:
     return size
 
 
-def describe_bytes(size: int) -> str:
-    """``"2.3 GiB"``, ``"640 MiB"``: a size for a message."""
-    if size >= GIB:
-        return f"{size / GIB:.1f} GiB"
-    return f"{max(1, round(size / (1 << 20)))} MiB"
+def describe_bytes(size: int, *, apart_from: int | None = None) -> str:
+    """``"2.3 GiB"``, ``"640 MiB"``: a size for a message.  With ``apart_from``, another
+    size the message compares it with, enough digits to tell the two apart (``"1.04 GiB"``
+    beside ``"1.0 GiB"``, bytes if need be)."""
+    text = f"{size / GIB:.1f} GiB" if size >= GIB else f"{max(1, round(size / (1 << 20)))} MiB"
+    if apart_from is None or apart_from == size or text != describe_bytes(apart_from):
+        return text
+    for digits in (2, 3):
+        unit, name = (GIB, "GiB") if max(size, apart_from) >= GIB else (1 << 20, "MiB")
+        text, other = f"{size / unit:.{digits}f} {name}", f"{apart_from / unit:.{digits}f} {name}"
+        if text != other:
+            return text
+    return f"{size:,} bytes"
 
 
 @dataclass(frozen=True)

@@ -763,13 +763,15 @@ class _Run:
         """The reason an image whose predicted ``need`` exceeds the budget fails."""
         variant = self.variant_for(header.width, header.height)
         w, h = self.target.size_for(header.width, header.height)
+        budget = self.budget or 0
+        allowed = memory.describe_bytes(budget, apart_from=need)
         where = (
-            f"the {memory.describe_bytes(self.budget or 0)} {MAX_MEMORY} allows"
+            f"the {allowed} {MAX_MEMORY} allows"
             if self.options.max_memory
-            else f"the {memory.describe_bytes(self.budget or 0)} of memory available"
+            else f"the {allowed} of memory available"
         )
         return (
-            f"needs about {memory.describe_bytes(need)} of memory to upscale "
+            f"needs about {memory.describe_bytes(need, apart_from=budget)} of memory to upscale "
             f"{header.width}x{header.height} to {w}x{h} (x{variant.scale} model), more than "
             f"{where}; not decoded. Choose a smaller scale or size, or allow more with "
             f"{MAX_MEMORY} (or {memory.MAX_MEMORY_ENV}) if the machine has it"

@@ -1031,3 +1031,14 @@ def test_discovery_without_recursion_never_looks_for_the_marker(tmp_path: Path) 
     (tmp_path / "review_files" / jobs.REPORT_MARKER).write_text("")
     found = collect_jobs([tmp_path], Naming(tmp_path / "out", None))
     assert [job.input.name for job in found] == ["a.png"]
+
+
+def test_a_refusal_tells_the_need_from_the_limit() -> None:
+    """ "needs about 1 MiB ... more than the 1 MiB --max-memory allows" read as a paradox."""
+    assert memory.describe_bytes(640 << 20) == "640 MiB"
+    assert memory.describe_bytes(3 << 30, apart_from=1 << 20) == "3.0 GiB"
+    need, limit = (1 << 20) + 300_000, 1 << 20
+    assert memory.describe_bytes(need, apart_from=limit) == "1.29 MiB"
+    assert memory.describe_bytes(limit, apart_from=need) == "1.00 MiB"
+    assert memory.describe_bytes(10, apart_from=12) == "10 bytes"
+    assert memory.describe_bytes(12, apart_from=10) == "12 bytes"
