@@ -231,7 +231,9 @@ def init_from_ncnn(teacher_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pocketsr_cli.train.compact", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_init = sub.add_parser("init", help="animevideov3 ×4 (ncnn) -> compact ×4 safetensors")
     p_init.add_argument("teacher_dir", type=Path)

@@ -40,7 +40,9 @@ def export_checkpoint(run: Path, dest: Path) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m pocketsr_cli.train.export", description=__doc__
+    )
     parser.add_argument("run", type=Path, help="run folder holding last.pt")
     parser.add_argument("dest", type=Path, help="where to write the .safetensors file")
     args = parser.parse_args(argv)

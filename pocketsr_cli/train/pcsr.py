@@ -450,7 +450,9 @@ NONE_DEFAULT_TYPES: dict[str, type] = {"init": str, "threads": int, "val": str, 
 
 def parse_args(argv: list[str] | None = None) -> tuple[PcsrTrainConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m pocketsr_cli.train.pcsr",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     defaults = PcsrTrainConfig(out="")
     for f in fields(PcsrTrainConfig):

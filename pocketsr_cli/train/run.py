@@ -9,8 +9,8 @@ Example (the nano ×4 model, since withdrawn; its model card has the exact comma
 On a CUDA GPU, online (patches made on the fly, teacher labels in fp16) with a time budget,
 validation scores and the EMA weights written every minute (see ``scripts/gpu_train.sh``)::
 
-    python -m pocketsr_cli.train.run --photos data/photos --out runs/gpu --device cuda \
-        --init runs/compact-init.safetensors --minutes 7 --batch 32 --workers 12 \
+    python -m pocketsr_cli.train.run --photos data/photos --out runs/gpu --device cuda \\
+        --init runs/compact-init.safetensors --minutes 7 --batch 32 --workers 12 \\
         --degradations mild,mild,clean --val data/val --eval-every 60
 
 Re-running the same command resumes from ``<out>/last.pt``.
@@ -46,7 +46,9 @@ def _flag(text: str) -> bool:
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path | None]:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m pocketsr_cli.train.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     defaults = TrainConfig(patches="", out="")
     for f in fields(TrainConfig):
