@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
 
     photos = sorted(p for p in args.hr_dir.iterdir() if p.is_file())
-    names = ["ground truth", "bicubic", *args.model]
+    names = list(dict.fromkeys(["ground truth", "bicubic", *args.model]))  # once each
     mesh: dict[str, list[float]] = {n: [] for n in names}
     corner: dict[str, list[float]] = {n: [] for n in names}
     upscalers = {
