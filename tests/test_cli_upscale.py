@@ -841,3 +841,21 @@ def test_compile_option_reaches_the_upscaler(
     assert invoke("upscale", src, *FAST, "-q")[0] == 0
     assert invoke("upscale", src, *FAST, "-q", "--compile", "--overwrite")[0] == 0
     assert seen == [False, True]
+
+
+def test_the_print_resolution_is_kept(tmp_path: Path) -> None:
+    """A scan at 300 dpi stays a 300-dpi file (it prints larger, as an editor's resample
+    keeps the resolution): JFIF density, PNG pHYs, TIFF and BMP resolution."""
+    src = tmp_path / "in"
+    src.mkdir()
+    pixels = Image.fromarray(photo())
+    pixels.save(src / "scan.png", dpi=(300, 300))
+    pixels.save(src / "cam.jpg", dpi=(240, 240), quality=90)
+    pixels.save(src / "page.tif", dpi=(150, 150))
+    for fmt in ("png", "jpg", "tif", "bmp"):
+        code, _, err = invoke("upscale", src, "-o", tmp_path / fmt, "--format", fmt, *FAST)
+        assert code == 0, err
+        for stem, dpi in (("scan", 300), ("cam", 240), ("page", 150)):
+            with Image.open(tmp_path / fmt / f"{stem}.{fmt}") as im:
+                got = im.info.get("dpi")
+                assert got is not None and all(abs(v - dpi) < 0.05 for v in got), (fmt, stem, got)

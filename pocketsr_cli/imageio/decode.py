@@ -22,7 +22,7 @@ from pocketsr_cli.imageio.decoded import DecodedImage, finish
 from pocketsr_cli.imageio.formats import PILLOW_FORMATS, TIFF_MAGIC, require_heif_decoder
 from pocketsr_cli.imageio.header import parse_header, parse_tiff_header
 from pocketsr_cli.imageio.jpeg import check_jpeg_complete
-from pocketsr_cli.imageio.metadata import bare_exif
+from pocketsr_cli.imageio.metadata import bare_exif, dpi_of
 from pocketsr_cli.imageio.pixels import pillow_pixels
 from pocketsr_cli.imageio.png import (
     apply_colour_key,
@@ -116,7 +116,8 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         # standard makes authoritative over the (informative) EXIF tag.
         orientation = 1 if fmt == "heif" else None
         icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
-        decoded = finish(pixels, fmt, bare_exif(raw_exif), icc, xmp, orientation)
+        dpi = dpi_of(im.info.get("dpi"))
+        decoded = finish(pixels, fmt, bare_exif(raw_exif), icc, xmp, orientation, dpi)
         # MPO (a camera's JPEG with a preview or depth image) is multi-frame, not animated.
         if fmt in ("gif", "webp", "png", "avif") and getattr(im, "is_animated", False):
             decoded.warnings = (ANIMATED_WARNING,)

@@ -70,6 +70,7 @@ def finish(
     icc: bytes | None,
     xmp_value: object,
     orientation: int | None = None,
+    dpi: tuple[float, float] | None = None,
 ) -> DecodedImage:
     """Apply the orientation (``None``: the one in ``exif``), normalise the metadata."""
     if pixels.shape[2] not in (1, 2, 3, 4) or pixels.dtype not in (np.uint8, np.uint16):
@@ -83,4 +84,4 @@ def finish(
     if xmp is not None:
         xmp = reset_xmp_orientation(xmp)
     icc = icc_for_channels(icc, pixels.shape[2])
-    return DecodedImage(pixels=pixels, format=fmt, metadata=Metadata(exif, icc, xmp))
+    return DecodedImage(pixels=pixels, format=fmt, metadata=Metadata(exif, icc, xmp, dpi))

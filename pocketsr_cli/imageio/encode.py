@@ -9,6 +9,7 @@ Every failure is an :class:`ImageWriteError`.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -79,7 +80,7 @@ def encode_image(
         # JPEG drops an XMP packet over 64 KiB: keep the camera's packet rather than lose
         # it for our record (an output without a record is refused, never overwritten).
         if plan.format != "jpeg" or len(xmp) <= XMP_MAX:
-            meta = Metadata(meta.exif, meta.icc_profile, xmp)
+            meta = dataclasses.replace(meta, xmp=xmp)
     try:
         if plan.format == "png":
             return encode_png(pixels, meta, png_text)
@@ -112,5 +113,5 @@ def _encode_pillow(pixels: np.ndarray, fmt: str, quality: int, meta: Metadata) -
             options["icc_profile"] = meta.icc_profile
         image.save(out, "WEBP", **options)
     else:
-        image.save(out, "BMP")
+        image.save(out, "BMP", **({"dpi": meta.dpi} if meta.dpi is not None else {}))
     return out.getvalue()

@@ -17,6 +17,7 @@ setting came with OpenCV 4.5.5; pocketsr requires 4.8.)
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import numpy as np
@@ -40,7 +41,7 @@ def fits_jpeg(meta: Metadata) -> Metadata:
     (64 KiB; the ICC profile is split over several and stays)."""
     exif = meta.exif if len(EXIF_PREFIX) + len(meta.exif or b"") <= _SEGMENT_MAX else None
     xmp = meta.xmp if len(meta.xmp or b"") <= XMP_MAX else None
-    return Metadata(exif, meta.icc_profile, xmp)
+    return dataclasses.replace(meta, exif=exif, xmp=xmp)
 
 
 def encode_jpeg(pixels: np.ndarray, quality: int, meta: Metadata) -> bytes:
@@ -74,8 +75,13 @@ def encode_jpeg(pixels: np.ndarray, quality: int, meta: Metadata) -> bytes:
     if view[:2] != _SOI:
         raise ImageWriteError("could not encode JPEG (unexpected encoder output)")
     at = _after_jfif(view)
+    head: bytes | memoryview = view[:at]
+    if meta.dpi is not None:  # OpenCV's JFIF segment states no density: say the input's
+        x, y = (max(1, min(65535, round(v))) for v in meta.dpi)
+        jfif = b"JFIF\x00\x01\x01\x01" + struct.pack(">HH", x, y) + b"\x00\x00"
+        head = _SOI + _segment(_APP0, jfif)
     # One join, no other copy of the encoded bytes.
-    return b"".join((view[:at], segments, view[at:]))
+    return b"".join((head, segments, view[at:]))
 
 
 def _after_jfif(view: memoryview) -> int:

@@ -27,11 +27,15 @@ class Metadata:
             no ``Exif\\0\\0`` prefix), its Orientation tag already set to 1.
         icc_profile: the ICC profile, matching the pixels' colour space (gray or RGB).
         xmp: the XMP packet (UTF-8 XML), any ``tiff:Orientation`` already set to 1.
+        dpi: the print resolution the file states (JFIF density, PNG pHYs, TIFF
+            resolution), pixels per inch across and down; kept as it is (an upscale
+            prints larger at the same resolution, as an editor's resample does).
     """
 
     exif: bytes | None = None
     icc_profile: bytes | None = None
     xmp: bytes | None = None
+    dpi: tuple[float, float] | None = None
 
 
 EXIF_PREFIX = b"Exif\x00\x00"
@@ -163,4 +167,16 @@ def output_metadata(metadata: Metadata | None, pixels: np.ndarray) -> Metadata:
         exif = patch_exif(exif, size=(pixels.shape[1], pixels.shape[0]))
     icc = icc_for_channels(metadata.icc_profile, pixels.shape[2])
     xmp = reset_xmp_orientation(metadata.xmp) if metadata.xmp else None
-    return Metadata(exif=exif, icc_profile=icc, xmp=xmp)
+    return Metadata(exif=exif, icc_profile=icc, xmp=xmp, dpi=metadata.dpi)
+
+
+def dpi_of(value: object) -> tuple[float, float] | None:
+    """A print resolution as Pillow reports it (``info["dpi"]``): two positive numbers, or
+    None for anything else (a missing or zero density means "not stated")."""
+    if not isinstance(value, tuple) or len(value) != 2:
+        return None
+    try:
+        x, y = float(value[0]), float(value[1])
+    except (TypeError, ValueError):
+        return None
+    return (x, y) if 0 < x < 1e6 and 0 < y < 1e6 else None

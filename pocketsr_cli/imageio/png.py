@@ -239,6 +239,9 @@ def _png_metadata_chunks(meta: Metadata) -> bytes:
         chunks += png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(meta.icc_profile))
     if meta.exif:
         chunks += png_chunk(b"eXIf", meta.exif)
+    if meta.dpi is not None:  # pHYs: pixels per metre across and down, unit 1 (metre)
+        x, y = (max(1, round(v / 0.0254)) for v in meta.dpi)
+        chunks += png_chunk(b"pHYs", struct.pack(">IIB", x, y, 1))
     if meta.xmp:
         # iTXt: keyword, NUL, uncompressed (0, 0), empty language tag and translated keyword.
         chunks += png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + meta.xmp)

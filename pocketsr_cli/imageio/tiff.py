@@ -11,6 +11,7 @@ predictor) at 8 or 16 bits with ICC, XMP and EXIF, which neither library writes 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import struct
 import zlib
@@ -28,7 +29,14 @@ from pocketsr_cli.imageio.backends import (
     reason,
 )
 from pocketsr_cli.imageio.decoded import DecodedImage, finish
-from pocketsr_cli.imageio.metadata import LONG, TAG_ORIENTATION, Metadata, bare_exif, ifd_entries
+from pocketsr_cli.imageio.metadata import (
+    LONG,
+    TAG_ORIENTATION,
+    Metadata,
+    bare_exif,
+    dpi_of,
+    ifd_entries,
+)
 from pocketsr_cli.imageio.pixels import pillow_pixels
 from pocketsr_cli.imageio.png import deflate
 
@@ -122,7 +130,7 @@ def decode_tiff(data: bytes) -> DecodedImage:
         exif = bare_exif(block.tobytes()) if len(block) else None
     icc = tags.get(34675)
     icc = icc if isinstance(icc, bytes) else None
-    decoded = finish(pixels, "tiff", exif, icc, tags.get(700), orientation)
+    decoded = finish(pixels, "tiff", exif, icc, tags.get(700), orientation, _tiff_dpi(tags))
     pages = _tiff_pages(data)
     if pages > 1:
         decoded.warnings = (f"multi-page TIFF: only the first of its {pages} pages was upscaled",)
@@ -209,11 +217,23 @@ def encode_tiff(pixels: np.ndarray, meta: Metadata) -> bytes:
     try:
         directory = _tiff_directory(*layout, meta, len(header))
     except Exception:  # EXIF that Pillow cannot re-serialise costs the EXIF, not the image
-        without_exif = Metadata(None, meta.icc_profile, meta.xmp)
+        without_exif = dataclasses.replace(meta, exif=None)
         directory = _tiff_directory(*layout, without_exif, len(header))
     if len(header) + len(directory) + sum(map(len, strips)) >= 1 << 32:
         raise ImageWriteError("image too large for a TIFF file (over 4 GiB)")
     return b"".join([header, directory, *strips])
+
+
+def _tiff_dpi(tags: Mapping[int, Any]) -> tuple[float, float] | None:
+    """The resolution a TIFF states (XResolution, YResolution in ResolutionUnit), per inch."""
+    unit = tags.get(296, 2)
+    per_inch = {2: 1.0, 3: 2.54}.get(unit if isinstance(unit, int) else 2)
+    if per_inch is None:  # 1: no absolute unit
+        return None
+    try:
+        return dpi_of((float(tags[282]) * per_inch, float(tags[283]) * per_inch))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
 
 
 def _tiff_directory(
@@ -257,6 +277,8 @@ def _tiff_directory(
     ifd[339] = (1,) * channels  # unsigned integers
     if channels in (2, 4):
         ifd[338] = (2,)  # unassociated alpha
+    if meta.dpi is not None:  # the input's print resolution, in pixels per inch
+        ifd[282], ifd[283], ifd[296] = meta.dpi[0], meta.dpi[1], 2
     if 282 not in ifd or 283 not in ifd:  # resolution is required by baseline TIFF
         ifd[282], ifd[283], ifd[296] = 72, 72, 2
     if meta.icc_profile:
