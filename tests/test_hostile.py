@@ -713,9 +713,12 @@ def test_two_processes_into_one_folder_write_each_output_once(tmp_path: Path) ->
 # --- 6. signals -----------------------------------------------------------------------------
 
 
-def _stop_mid_write(tmp_path: Path, signals: list[int], pause: str = "1.5") -> tuple[int, str, str]:
-    """Start a run of four images whose renames are held back, send ``signals`` while the
-    first temporary file exists, and return (exit code, stdout, stderr)."""
+def _stop_mid_write(
+    tmp_path: Path, signals: list[int], pause: str = "1.5", ignored: int | None = None
+) -> tuple[int, str, str]:
+    """Start a run of four images whose renames are held back (with the signal ``ignored``
+    ignored from its start, as ``nohup`` does), send ``signals`` while the first temporary
+    file exists, and return (exit code, stdout, stderr)."""
     src = folder_of(tmp_path / "in", 4)
     out = tmp_path / "out"
     proc = subprocess.Popen(
@@ -724,6 +727,7 @@ def _stop_mid_write(tmp_path: Path, signals: list[int], pause: str = "1.5") -> t
         stderr=subprocess.PIPE,
         text=True,
         env=environment(**{PAUSE: pause}),
+        preexec_fn=None if ignored is None else lambda: signal.signal(ignored, signal.SIG_IGN),
     )
     try:
         wait_for(lambda: out.is_dir() and any(n.endswith(".pocketsr-tmp") for n in os.listdir(out)))
@@ -775,29 +779,12 @@ def test_sigterm_and_sighup_finish_the_file_in_hand_and_print_the_summary(
 def test_a_signal_ignored_at_start_stays_ignored(tmp_path: Path, number: int) -> None:
     """``nohup pocketsr …`` ignores SIGHUP, and a shell ignores SIGINT in a job it starts
     in the background: the run must go on through them, as any other program does."""
-    src = folder_of(tmp_path / "in", 3)
-    out = tmp_path / "out"
-    proc = subprocess.Popen(
-        command(src, "-o", out, *FAST, "--json"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environment(**{PAUSE: "0.5"}),
-        preexec_fn=lambda: signal.signal(number, signal.SIG_IGN),
-    )
-    try:
-        wait_for(lambda: out.is_dir() and any(n.endswith(".pocketsr-tmp") for n in os.listdir(out)))
-        proc.send_signal(number)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, stderr
+    returncode, stdout, stderr = _stop_mid_write(tmp_path, [number], "0.5", ignored=number)
+    assert returncode == 0, stderr
     images, summary = lines_of(stdout)
-    assert sorted(line["status"] for line in images) == ["ok"] * 3
+    assert sorted(line["status"] for line in images) == ["ok"] * 4
     assert summary["interrupted"] is False
-    assert sorted(os.listdir(out)) == ["0.png", "1.png", "2.png"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["0.png", "1.png", "2.png", "3.png"]
 
 
 @pytest.mark.slow

@@ -212,15 +212,13 @@ class TilePolicy:
             self._side = self.default_tile
         if device.type == "cpu" and self._side is not None:
             return self._side, 1
-        self.estimate(fn, device, scale, size, channels, prepare)
-        assert self._estimate is not None
+        estimate = self.estimate(fn, device, scale, size, channels, prepare)
         budget = self._budget(device, tile=True)
         if self._side is None:
             self._side = tile_side_for_memory(
-                self._estimate, budget, size=size, min_side=self.floor, max_side=self.max_side
+                estimate, budget, size=size, min_side=self.floor, max_side=self.max_side
             )
         if self._batch is None:
-            estimate = self._estimate
             per_tile = estimate.bytes_for(size.padded(self._side)) - estimate.fixed_bytes
             fits = int((budget - estimate.fixed_bytes) // per_tile)
             self._batch = 1 if device.type == "cpu" else max(1, min(self.max_batch, fits))
