@@ -136,6 +136,24 @@ def corrupt_corpus(folder: Path) -> dict[str, str]:
         restarts[: rst + 1] + b"\xd5" + restarts[rst + 2 :],
         stray_restart,
     )
+    # Other stray markers cut a scan short as well: APP, COM, DHT in a sequential scan, APP
+    # in a progressive one, an end marker or APP just before a restart marker (where the
+    # filler probe cannot tell: the restart markers are counted).
+    for name, stray in (("app", b"\xff\xe1\x00\x02"), ("com", b"\xff\xfe\x00\x04hi")):
+        cases[f"stray_{name}.jpg"] = (jpeg[:half] + stray + jpeg[half:], short_jpeg)
+    cases["stray_dht.jpg"] = (jpeg[:half] + b"\xff\xc4\x00\x02" + jpeg[half:], short_jpeg)
+    middle = len(progressive) * 3 // 4  # inside its later scans
+    while progressive[middle - 1] == 0xFF:
+        middle += 1
+    cases["stray_app_progressive.jpg"] = (
+        progressive[:middle] + b"\xff\xe1\x00\x02" + progressive[middle:],
+        short_jpeg,
+    )
+    for name, stray in (("end", b"\xff\xd9"), ("app", b"\xff\xe1\x00\x02")):
+        cases[f"stray_{name}_at_a_restart.jpg"] = (
+            restarts[:rst] + stray + restarts[rst:],
+            short_jpeg,
+        )
     cases["short_idat.png"] = (
         png_bytes(scanlines(PHOTO[:10]), 120, 100),
         TRUNCATED.format("its image data holds 10 of its 100 rows"),

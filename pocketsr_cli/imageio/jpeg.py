@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import struct
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -54,30 +55,86 @@ def _restarts_in_order(data: bytes, restarts: np.ndarray, start: int, end: int, 
     return bool(np.array_equal(numbers, np.arange(len(numbers)) % 8))
 
 
-def _jpeg_end(data: bytes) -> tuple[int, bool, bool] | None:
-    """``(offset of the EOI marker that ends the first image, progressive, whether every
-    scan's restart markers are in order)``, or None when the markers cannot be followed to
-    one (the decoder then says what is wrong)."""
-    pos, progressive, restarts_ok, interval = 2, False, True, False
+@dataclass(frozen=True)
+class _Layout:
+    """What following a JPEG's markers found (:func:`_layout`)."""
+
+    scan_end: int  # where the last scan's entropy-coded data ends (the marker after it)
+    progressive: bool
+    restarts_ok: bool  # every scan's restart markers as its frame allows
+    restarts_short: bool  # a sequential scan with fewer restart markers than it needs
+    eoi: int | None  # the end marker of the first image; None: the walk lost its way
+
+
+# Start-of-frame markers: baseline, extended, progressive, lossless (Huffman coding).
+_JPEG_FRAMES = (0xC0, 0xC1, 0xC2, 0xC3)
+
+
+def _frame_units(data: bytes, pos: int) -> int | None:
+    """MCUs of an interleaved scan of the frame whose SOF marker is at ``pos`` (blocks, for
+    one component); None when its height is left to a DNL marker."""
+    try:
+        height, width, count = struct.unpack_from(">HHB", data, pos + 5)
+        factors = [data[pos + 11 + 3 * i] for i in range(count)]
+    except (struct.error, IndexError):
+        return None
+    if not height or not width or not factors:
+        return None
+    if count == 1:
+        return -(-width // 8) * -(-height // 8)
+    h = max(f >> 4 for f in factors) or 1
+    v = max(f & 15 for f in factors) or 1
+    return -(-width // (8 * h)) * -(-height // (8 * v))
+
+
+def _scan_has_every_component(data: bytes, pos: int) -> bool:
+    """Whether the scan whose SOS marker is at ``pos`` holds every component of the frame
+    (read back from its SOF, found before it)."""
+    try:
+        in_scan = data[pos + 4]
+        frame = max(data.rfind(bytes((0xFF, m)), 0, pos) for m in _JPEG_FRAMES)
+        return frame > 0 and data[frame + 9] == in_scan
+    except IndexError:
+        return False
+
+
+def _layout(data: bytes) -> _Layout | None:
+    """The markers of ``data`` followed from the start; None before a first scan (the
+    decoder then says what is wrong).  A walk that loses its way after a scan (bytes that
+    are no marker where one must be: a stray marker cut the scan short) ends with
+    ``eoi`` None."""
+    pos, progressive, restarts_ok, interval = 2, False, True, 0
+    short = False
     found: tuple[np.ndarray, np.ndarray] | None = None  # found at the first scan
+    scan_end: int | None = None
+    units: int | None = None  # MCUs of a scan holding every component of the frame
+
+    def stop(eoi: int | None) -> _Layout | None:
+        if scan_end is None:
+            return None
+        return _Layout(scan_end, progressive, restarts_ok, short, eoi)
+
     while pos + 2 <= len(data):
         if data[pos] != 0xFF:
-            return None
+            return stop(None)
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
         if marker == 0xD9:
-            return pos, progressive, restarts_ok
+            return stop(pos)
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
             pos += 2
             continue
         if pos + 4 > len(data):
-            return None
+            return stop(None)
         (length,) = struct.unpack_from(">H", data, pos + 2)
         progressive = progressive or marker in _JPEG_PROGRESSIVE
         if marker == 0xDD and length >= 4:  # DRI: restart interval, 0 turns them off
-            interval = struct.unpack_from(">H", data, pos + 4)[0] > 0
+            interval = struct.unpack_from(">H", data, pos + 4)[0]
+        if marker in _JPEG_FRAMES:
+            units = _frame_units(data, pos)
+        every = marker == 0xDA and _scan_has_every_component(data, pos)
         pos += 2 + length
         if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
             if found is None:
@@ -85,11 +142,18 @@ def _jpeg_end(data: bytes) -> tuple[int, bool, bool] | None:
             markers, restarts = found
             at = int(np.searchsorted(markers, pos))
             if at == len(markers):
-                return None
+                return stop(None)
             end = int(markers[at])
-            restarts_ok = restarts_ok and _restarts_in_order(data, restarts, pos, end, interval)
+            # A sequential scan of every component has one restart marker between each
+            # two of its intervals: fewer, and a stray marker cut it short.
+            wanted = -(-units // interval) - 1 if interval and units and every else None
+            if not progressive and wanted is not None:
+                count = int(np.count_nonzero((restarts >= pos) & (restarts < end)))
+                short = short or count < wanted
+            restarts_ok = restarts_ok and _restarts_in_order(data, restarts, pos, end, interval > 0)
+            scan_end = end
             pos = end
-    return None
+    return stop(None)
 
 
 def _corner_is_blank(im: Image.Image) -> bool:
@@ -110,29 +174,36 @@ def check_jpeg_complete(data: bytes, im: Image.Image, pixels: np.ndarray) -> Non
     and Pillow drops the warning: a JPEG cut short with its end marker put back decodes
     "fine".  The same file with filler inserted before that marker decodes the same when
     the data was complete (the filler comes after the last block and is skipped) and
-    differently when it was not (the filler is decoded as the missing blocks).  The second
-    decode is made only when it can matter: for progressive JPEGs, whose missing scans
-    leave no trace, and for sequential ones whose last block is blank.
+    differently when it was not (the filler is decoded as the missing blocks).  The filler
+    goes where the last scan read ends: before the end marker, or before a stray marker
+    (APP, COM, DHT, EOI...) that cut the scan short, where following the markers loses
+    its way.  The second decode is made only when it can matter: for progressive JPEGs,
+    whose missing scans leave no trace, for sequential ones whose last block is blank, and
+    where the walk lost its way.  Restart markers out of their order are refused outright.
     """
     from PIL import Image
 
-    end = _jpeg_end(data)
-    if end is None:
+    layout = _layout(data)
+    if layout is None:
         return
-    offset, progressive, restarts_ok = end
-    if not restarts_ok:
+    if not layout.restarts_ok:
         raise ImageReadError(truncated("its JPEG image data holds a stray restart marker"))
-    if not progressive and not _corner_is_blank(im):
+    if layout.restarts_short:
+        raise ImageReadError(truncated("its JPEG image data stops before the last block"))
+    # Filler where the last scan read ends: before the end marker of a whole file, before
+    # the stray marker that cut a damaged one short (the walk then loses its way there).
+    if not layout.progressive and layout.eoi is not None and not _corner_is_blank(im):
         return
-    probe_data = data[:offset] + _JPEG_FILLER + data[offset:]
+    at = layout.scan_end
+    probe_data = data[:at] + _JPEG_FILLER + data[at:]
     try:
         with Image.open(io.BytesIO(probe_data), formats=("JPEG",)) as other:
             other.load()
             again = pillow_pixels(other)
     except OSError:
         # The decoder read the filler as image data and choked on it ("broken data
-        # stream"): only missing blocks make it read the filler at all.  A stray end marker
-        # in the middle of the data does this.
+        # stream"): only missing blocks make it read the filler at all.  A stray marker in
+        # the middle of the data does this.
         raise ImageReadError(truncated("its JPEG image data stops before the last block")) from None
     except Exception:
         return
