@@ -34,6 +34,8 @@ def folder_write_problem(folder: Path) -> str | None:
     long run (``os.access``, ``os.statvfs``); writes can still fail later (a full disk)."""
     probe = Path(folder)
     while not probe.exists() and probe.parent != probe:
+        if probe.is_symlink():  # a link that leads nowhere, or round in a loop
+            return f"{probe} is a symbolic link to nothing that exists"
         probe = probe.parent
     if not probe.is_dir():
         return f"{probe} is a file, not a folder"

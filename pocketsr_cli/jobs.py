@@ -719,6 +719,11 @@ class _StreamingCheck:
         key = None if found_key is None else _packed(found_key)
         out = _real(job.output)
         digest = _fingerprint(out)
+        if self.started and _fingerprint(_real(job.input)) in self.outputs:
+            # A file this run has written since it listed the folder (-o onto a folder
+            # scanned later, in a walk longer than the look-ahead): its own output.
+            reason = "an output of this run (written after its folder was planned)"
+            return Job(job.input, job.output, job.display, reason, skip_code="own-output")
         if key is not None and key in self.input_keys and digest in self.outputs:
             earlier = self.named_outputs.get(digest, "an input planned earlier")
             reason = f"named twice: the same file as {earlier}, upscaled once"

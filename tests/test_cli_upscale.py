@@ -263,6 +263,11 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
             return types.SimpleNamespace(f_flag=os.ST_RDONLY)
         return real(path)  # type: ignore[arg-type]
 
+    (tmp_path / "broken").symlink_to(tmp_path / "nowhere")
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-o", tmp_path / "broken", *FAST)
+    assert code == 2 and "is a symbolic link to nothing that exists" in err
+    (tmp_path / "broken").unlink()
+
     monkeypatch.setattr(atomicfile.os, "statvfs", statvfs)
     code, stdout, _ = invoke(
         "upscale", tmp_path / "a.png", "-o", tmp_path / "ro" / "new", *FAST, "--json"

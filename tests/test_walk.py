@@ -149,6 +149,31 @@ def test_an_output_onto_a_later_input_of_another_folder_is_refused_before_it_is_
     assert summary.count("failed") >= 1 and (d2 / "0.png").exists()
 
 
+def test_what_this_run_wrote_into_a_folder_it_scans_later_is_its_own_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``upscale d1 d2 -o d2`` past the look-ahead: d2 is listed after d1's results were
+    written there; they are this run's outputs (skipped), not inputs that fail."""
+    d1, d2 = tmp_path / "d1", tmp_path / "d2"
+    for name in ("a.png", "b.png", "c.png"):
+        tiny(d1 / name, 1)
+    d2.mkdir()
+    monkeypatch.setattr(jobs_module, "PLAN_AHEAD", 1)
+    seen = []
+    for job in iter_jobs([d1, d2], Naming(d2, None)):
+        seen.append((job.input.relative_to(tmp_path).as_posix(), job.skip_code, job.failure))
+        if job.runs:  # written as the run would, before the walk reaches d2
+            job.output.write_bytes(job.input.read_bytes())
+    assert seen == [
+        ("d1/a.png", None, None),
+        ("d1/b.png", None, None),
+        ("d1/c.png", None, None),
+        ("d2/a.png", "own-output", None),
+        ("d2/b.png", "own-output", None),
+        ("d2/c.png", "own-output", None),
+    ]
+
+
 def test_a_file_named_twice_is_upscaled_once(tmp_path: Path) -> None:
     src = tmp_path / "in"
     a = tiny(src / "a.png")
