@@ -244,6 +244,8 @@ class Upscaler:
             OutOfMemoryError: even the smallest tile does not fit.
         """
         if isinstance(image, (str, Path)):
+            if isinstance(image, str) and not image.strip():
+                raise UsageError("an empty path: name an image file")
             decoded = self._read(Path(image))
             return self._run(decoded.pixels)
         if isinstance(image, np.ndarray):
@@ -358,6 +360,8 @@ class Upscaler:
             write_sidecar,
         )
 
+        if not str(src).strip() or not str(dst).strip():
+            raise UsageError("an empty path: name the image file to read and the one to write")
         src, dst = Path(src), Path(dst)
         _check_quality(quality)
         try:

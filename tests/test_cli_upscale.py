@@ -224,6 +224,29 @@ def test_a_file_named_on_the_command_line_that_is_no_image_fails(tmp_path: Path)
     assert summary["failed"] == 1 and summary["ok"] == 2
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("eval", ""),
+        ("report", ""),
+        ("report", "log.jsonl", "-o", ""),
+        ("bench", "--folder", ""),
+        ("upscale", "here.png", "--report", ""),
+        ("upscale", ".", "--glob", ""),
+    ],
+)
+def test_an_empty_path_or_pattern_is_a_usage_error_in_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    save(tmp_path / "here.png", photo())
+    (tmp_path / "log.jsonl").write_text("")
+    code, _, err = invoke(*args)
+    assert code == 2, err
+    assert "an empty path" in err or "is no pattern" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here.png", "log.jsonl"]
+
+
 @pytest.mark.parametrize("where", [("", "-o", "out"), (".", "-o", "")])
 def test_an_empty_path_is_a_usage_error_not_this_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: tuple[str, str, str]

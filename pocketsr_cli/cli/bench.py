@@ -67,6 +67,7 @@ def bench_command(
             "in this folder instead of the synthetic photo. Outputs go to a temporary "
             "folder that is deleted.",
             show_default=False,
+            parser=opt.path_argument,
         ),
     ] = None,
     fmt: Annotated[

@@ -56,6 +56,7 @@ def eval_command(
             metavar="DIR",
             help="Folder of ground-truth (high-resolution) photos.",
             show_default=False,
+            parser=opt.path_argument,
         ),
     ],
     degradation: Annotated[

@@ -35,6 +35,7 @@ def report_command(
             help="What 'pocketsr upscale ... --json' wrote (JSON Lines). Relative paths in it "
             "are looked up from the current folder, then from the log's folder.",
             show_default=False,
+            parser=opt.path_argument,
         ),
     ],
     output: Annotated[
@@ -45,6 +46,7 @@ def report_command(
             metavar="PAGE",
             help="The page to write (.html). Default: the log's name with .html, beside it.",
             show_default=False,
+            parser=opt.path_argument,
         ),
     ] = None,
     crop: Annotated[

@@ -271,6 +271,7 @@ def upscale(
             "PAGE_files/ beside it ('pocketsr report' makes one from a --json log).",
             dir_okay=False,
             show_default=False,
+            parser=opt.path_argument,
         ),
     ] = None,
     json_lines: opt.JsonOpt = False,
@@ -307,6 +308,8 @@ def upscale(
     for given in inputs:
         if not given.exists():
             raise UsageError(f"input not found: {given}")
+    if glob is not None and not glob.strip():
+        raise UsageError("--glob '' is no pattern: give one such as '*.jpg', or leave it out")
     worker_devices = _worker_devices(devices)
     use_ray = ray or ray_address is not None or ray_return_bytes
     if output is not None and is_image_path(output) and not output.is_dir():
