@@ -207,3 +207,11 @@ def test_option_descriptions_name_the_default_model(env: dict[str, str], shell: 
         out = "\n".join(complete(env, f"pocketsr {command} --mod", shell=shell))
         assert "--model" in out and DEFAULT_MODEL in out, out
         assert "@DEFAULT_MODEL@" not in out
+
+
+def test_fish_gets_one_line_per_candidate(env: dict[str, str]) -> None:
+    """fish takes every line of the answer for a candidate: a description wrapped to the
+    terminal's width offered its pieces as options."""
+    for line in ("pocketsr upscale -", "pocketsr models ", "pocketsr ", "pocketsr bench --"):
+        got = complete(env, line, shell="fish")
+        assert got and all("\t" in candidate for candidate in got), (line, got)

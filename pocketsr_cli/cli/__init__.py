@@ -14,6 +14,7 @@ completion of option values: ``_complete``; ``--version``/``-V``: the root callb
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import typer
@@ -104,6 +105,10 @@ def _root(
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and exit with the documented exit code."""
+    if os.environ.get("_POCKETSR_COMPLETE"):
+        # Answering a shell's Tab: Typer renders each description through rich, wrapped to
+        # the terminal's width, and fish takes each line for a candidate: one line each.
+        os.environ["COLUMNS"] = "10000"
     try:
         app(args=argv, prog_name="pocketsr")
     finally:  # exiting: a late Ctrl-C must not end in a traceback from atexit handlers

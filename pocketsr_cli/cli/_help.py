@@ -100,13 +100,17 @@ class Command(TyperCommand):
         _format_params(self, ctx, formatter)
 
     def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
-        """Completions, their descriptions (zsh and fish show them) filled in as help is."""
-        items = super().shell_complete(ctx, incomplete)
-        for item in items:
-            text = getattr(item, "help", None)
-            if text and DEFAULT_MODEL_TOKEN in text:
-                item.help = fill_in(text)
-        return items
+        return described(super().shell_complete(ctx, incomplete))
+
+
+def described(items: list[Any]) -> list[Any]:
+    """Completions whose descriptions (zsh and fish show them) are filled in as help is,
+    on one line: fish takes every line of the answer for a candidate of its own."""
+    for item in items:
+        text = getattr(item, "help", None)
+        if text:
+            item.help = " ".join(fill_in(text).split())
+    return items
 
 
 class Group(TyperGroup):
@@ -115,3 +119,6 @@ class Group(TyperGroup):
     def format_options(self, ctx: Any, formatter: Any) -> None:
         _format_params(self, ctx, formatter)
         self.format_commands(ctx, formatter)
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        return described(super().shell_complete(ctx, incomplete))
