@@ -98,7 +98,7 @@ from pocketsr_cli.imageio import (
 )
 from pocketsr_cli.jobs import Job, kind_of, not_a_file
 from pocketsr_cli.sizing import Target, pick_scale
-from pocketsr_cli.spelling import FORMAT, MAX_MEMORY, OUTPUT, OVERWRITE
+from pocketsr_cli.spelling import FORMAT, MAX_MEMORY, OUTPUT, OVERWRITE, TILE
 
 Status = Literal["ok", "skipped", "failed", "planned"]
 """What became of one input: ``ok`` written; ``skipped`` not processed (not an image, output
@@ -773,8 +773,8 @@ class _Run:
         return (
             f"needs about {memory.describe_bytes(need, apart_from=budget)} of memory to upscale "
             f"{header.width}x{header.height} to {w}x{h} (x{variant.scale} model), more than "
-            f"{where}; not decoded. Choose a smaller scale or size, or allow more with "
-            f"{MAX_MEMORY} (or {memory.MAX_MEMORY_ENV}) if the machine has it"
+            f"{where}; not decoded. Choose a smaller scale or size or {TILE}, or allow more "
+            f"with {MAX_MEMORY} (or {memory.MAX_MEMORY_ENV}) if the machine has it"
         )
 
     def plan_decoded(

@@ -660,8 +660,8 @@ def test_an_image_that_cannot_fit_fails_alone_without_being_decoded(
     )
     assert lines["bomb.png"]["error"] == (
         f"needs about {need} of memory to upscale 9500x9500 to 19000x19000 (x2 model), more "
-        "than the 1.0 GiB --max-memory allows; not decoded. Choose a smaller scale or size, or "
-        "allow more with --max-memory (or POCKETSR_MAX_MEMORY) if the machine has it"
+        "than the 1.0 GiB --max-memory allows; not decoded. Choose a smaller scale or size or "
+        "--tile, or allow more with --max-memory (or POCKETSR_MAX_MEMORY) if the machine has it"
     )
     assert (lines["bomb.png"]["width"], lines["bomb.png"]["height"]) == (9500, 9500)
     assert lines["small.png"]["status"] == "ok"
@@ -680,7 +680,8 @@ def test_the_limit_comes_from_the_environment_too(
     assert code == 1
     assert images[0]["error"].endswith(
         "more than the 256 MiB --max-memory allows; not decoded. Choose a smaller scale or "
-        "size, or allow more with --max-memory (or POCKETSR_MAX_MEMORY) if the machine has it"
+        "size or --tile, or allow more with --max-memory (or POCKETSR_MAX_MEMORY) if the machine "
+        "has it"
     )
 
 
@@ -846,6 +847,12 @@ def test_a_small_image_is_not_charged_the_whole_tile_budget() -> None:
             file_bytes=10_000,
             upscaler=profile,
         ).peak
+
+    tiled = Upscaler(descriptor, compute_for(choose_device("cpu"), "fp32", descriptor), tile=128)
+    per_tile = pipeline.upscaler_memory(tiled).working_for
+    assert per_tile is not None
+    assert per_tile(4000, 3000) == per_tile(1000, 1000) < 64 << 20  # --tile 128: one tile's
+    assert per_tile(64, 48) == small
 
     flat = memory.UpscalerMemory(uint8_path=False, working_bytes=budget)
     assert need((64, 48), profile) < 100 << 20 < budget < need((64, 48), flat)
