@@ -294,11 +294,17 @@ def test_remove_user_model(tmp_path: Path, home: Path, server: Loopback) -> None
     assert invoke("models", "import", str(source), "--name", "mine").exit_code == 0
     remote_blob(server, "/blob.bin")  # a hand-written user manifest with a download
     assert invoke("models", "download", "blob").exit_code == 0
-    for name in ("mine", "blob"):
-        assert invoke("models", "remove", name).exit_code == 0
-    assert sorted(p.name for p in user_models_dir().iterdir()) == [verify.MEMO_NAME]
+    assert invoke("models", "remove", "mine").exit_code == 0
+    blob = invoke("models", "remove", "blob")
+    assert blob.exit_code == 0 and "its manifest, written by hand, stays" in blob.stderr
+    # The imported model is gone whole; the hand-written manifest is the user's: it stays,
+    # only its download goes.
+    assert sorted(p.name for p in user_models_dir().iterdir()) == sorted(
+        ["blob.toml", verify.MEMO_NAME]
+    )
     assert not weights_path("blob", "blob.bin").parent.exists()
     assert invoke("models", "info", "mine").exit_code == 3
+    assert invoke("models", "info", "blob").exit_code == 0
 
 
 def test_an_imported_model_whose_weights_were_deleted_is_missing(

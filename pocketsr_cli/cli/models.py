@@ -412,12 +412,15 @@ def remove(
     from pocketsr_cli.weights.resolve import find_spec
     from pocketsr_cli.weights.store import remove_model
 
-    removed = remove_model(find_spec(name))
+    spec = find_spec(name)
+    removed = remove_model(spec)
     console = _ui.make_console()
     if not removed:
         _ui.say(console, f"{name}: nothing to remove (not downloaded)")
     for path in removed:
         _ui.say(console, f"removed {path}")
+    if spec.origin == "user" and spec.path.exists():
+        _ui.say(console, f"{name}: its manifest, written by hand, stays: {spec.path}")
 
 
 IMPORT_EPILOG = examples(

@@ -241,7 +241,7 @@ def _write(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> None:
                 spec, weights=WeightsSpec(file=weights.name, sha256=digest, size=size, urls=())
             )
             tmp_manifest.write_text(
-                dump_manifest(final, comment="Written by `pocketsr models import`."),
+                dump_manifest(final, comment=_IMPORTED),
                 encoding="utf-8",
             )
             verify.forget(weights)
@@ -294,8 +294,9 @@ def remove_model(spec: ModelSpec) -> list[Path]:
     """Delete what pocketsr stored for ``spec`` and return the paths removed.
 
     Downloaded weights (and a partial download, a converted copy and the digests pinned
-    on first use) go for every model; a model in the user folder also loses its manifest
-    and the weights beside it.  Returns an empty list when nothing was stored.
+    on first use) go for every model; a model ``models import`` added also loses its
+    manifest and the weights beside it (a manifest written by hand stays: it is the
+    user's).  Returns an empty list when nothing was stored.
 
     Raises:
         UsageError: ``spec`` ships with pocketsr and has no downloaded copy.
@@ -337,12 +338,26 @@ def _remove(spec: ModelSpec) -> list[Path]:
         if all(p.name.endswith(".lock") or p.name in _BOOKKEEPING for p in leftovers):
             removed += [p for p in leftovers if p.name in _TRUST_RECORDS]
             shutil.rmtree(folder, ignore_errors=True)
-    if spec.origin == "user":
+    if spec.origin == "user" and _imported(spec.path):
         beside = [spec.path.parent / w.file for w in files]
         return removed + _unlink_all([*beside, spec.path])
+    if spec.origin == "user":  # a manifest written by hand is the user's own: it stays
+        return removed
     if not removed and (not files or (spec.path.parent / files[0].file).is_file()):
         raise UsageError(f"{spec.name} ships with pocketsr; it cannot be removed")
     return removed
+
+
+_IMPORTED = "Written by `pocketsr models import`."  # the first line of its manifests
+
+
+def _imported(manifest_path: Path) -> bool:
+    """Whether ``models import`` wrote this manifest (else the user did, by hand)."""
+    try:
+        with manifest_path.open(encoding="utf-8") as f:
+            return f.readline().strip() == f"# {_IMPORTED}"
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 _TRUST_RECORDS = (trust.PINS_NAME, trust.CONVERTED_NAME)
