@@ -210,8 +210,15 @@ def test_a_file_named_on_the_command_line_that_is_no_image_fails(tmp_path: Path)
     raw.write_bytes(b"II*\x00not a tiff pocketsr reads")
     save(tmp_path / "web.jfif", photo(), format="JPEG")
     save(tmp_path / "old.jpe", photo(), format="JPEG")
+    save(tmp_path / "cam.MPO", photo(), format="JPEG")  # a camera's multi-picture JPEG
     code, stdout, _ = invoke(
-        "upscale", raw, tmp_path / "web.jfif", tmp_path / "old.jpe", *FAST, "--json"
+        "upscale",
+        raw,
+        tmp_path / "web.jfif",
+        tmp_path / "old.jpe",
+        tmp_path / "cam.MPO",
+        *FAST,
+        "--json",
     )
     assert code == 1
     recs, summary = jsonl(stdout)
@@ -219,9 +226,21 @@ def test_a_file_named_on_the_command_line_that_is_no_image_fails(tmp_path: Path)
     assert by_name["IMG_1.CR2"]["status"] == "failed"
     assert by_name["IMG_1.CR2"]["error"].startswith("not an image file (.CR2); pocketsr reads JPEG")
     assert by_name["web.jfif"]["status"] == by_name["old.jpe"]["status"] == "ok"
+    assert by_name["cam.MPO"]["status"] == "ok"
     with Image.open(tmp_path / "web_x2.jfif") as im:
         assert im.format == "JPEG" and im.size == (64, 48)
-    assert summary["failed"] == 1 and summary["ok"] == 2
+    assert summary["failed"] == 1 and summary["ok"] == 3
+
+
+@pytest.mark.parametrize("command", ["upscale here.png", "bench --size 32x18", "eval ."])
+def test_an_empty_model_name_is_a_usage_error_not_the_default_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    save(tmp_path / "here.png", photo())
+    code, _, err = invoke(*command.split(), "-m", "")
+    assert code == 2 and "an empty model name" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here.png"]
 
 
 @pytest.mark.parametrize(

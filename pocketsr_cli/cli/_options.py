@@ -20,6 +20,15 @@ if TYPE_CHECKING:
     from pocketsr_cli.ensemble import Ensemble
     from pocketsr_cli.factory import UpscalerSpec
 
+
+def model_argument(value: str) -> str:
+    """A ``-m`` value; an empty one (``-m "$MODEL"`` with ``MODEL`` unset) is a usage error,
+    not the default model."""
+    if not value.strip():
+        raise typer.BadParameter("an empty model name: name a model ('pocketsr models list')")
+    return value
+
+
 ModelOpt = Annotated[
     str | None,
     typer.Option(
@@ -32,6 +41,7 @@ ModelOpt = Annotated[
         "(.safetensors/.pth/.ckpt/.pt).",
         show_default=False,
         autocompletion=_complete.model_names,
+        parser=model_argument,
     ),
 ]
 

@@ -43,6 +43,7 @@ ModelsOpt = Annotated[
         "repeat for several.",
         show_default=False,
         autocompletion=_complete.model_names,
+        parser=opt.model_argument,
     ),
 ]
 
@@ -108,6 +109,7 @@ def bench_command(
             help="Model the ratios refer to (synthetic photo only).",
             show_default="the first",
             autocompletion=_complete.model_names,
+            parser=opt.model_argument,
         ),
     ] = None,
     device: opt.DeviceOpt = "auto",

@@ -45,6 +45,7 @@ ModelsOpt = Annotated[
         "repeat for several. Bicubic is always scored too, as the floor.",
         show_default=False,
         autocompletion=_complete.model_names,
+        parser=opt.model_argument,
     ),
 ]
 

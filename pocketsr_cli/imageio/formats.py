@@ -21,6 +21,7 @@ _EXTENSION_FORMATS: dict[str, str] = {
     ".jpeg": "jpeg",
     ".jpe": "jpeg",
     ".jfif": "jpeg",  # what browsers on Windows save JPEGs as
+    ".mpo": "jpeg",  # a camera's JPEG followed by more images (stereo, depth, preview)
     ".png": "png",
     ".webp": "webp",
     ".tif": "tiff",

@@ -370,6 +370,9 @@ def _checked_ref(ref: str | None) -> str:
         return DEFAULT_MODEL
     if not ref.strip():
         raise ModelError("an empty model name: name a model ('pocketsr models list') or a file")
+    if ref.lower().startswith("file://"):
+        path = ref[len("file://") :]
+        raise ModelError(f"{ref} is a file URL: give the path itself, -m {path}")
     if "://" in ref:
         raise ModelError(
             f"{ref} is a URL: a model is a name or a local weights file. To use weights "
@@ -394,19 +397,17 @@ def _is_weights_file(ref: str) -> bool:
 
 def _read_file(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
     """The tensors of a weights file given by path; a pickle that needs code to load is read
-    only with ``trust_pickle``, once, through a safetensors copy kept in the cache under its
-    digest (as a registry model's is)."""
-    digest = model = None
-    if trust_pickle and path.suffix.lower() != ".safetensors" and path.is_file():
+    through a safetensors copy kept in the cache under its digest (as a registry model's
+    is), made once with ``trust_pickle`` and used from then on without it."""
+    try:
+        return read_state_dict(path)
+    except UnsafePickleError as exc:
         digest = sha256_file(path)
         model = f"file-{digest[:16]}"  # the cache's folder for this file's copy
         copy = trust.converted_copy(model, path.name, digest)
         if copy is not None:  # converted earlier: the pickle is not opened again
             return trust.read_converted(copy)
-    try:
-        return read_state_dict(path)
-    except UnsafePickleError as exc:
-        if digest is None or model is None:
+        if not trust_pickle:
             raise UnsafePickleError(
                 f"{exc}; or, if you trust where it comes from, run again with {TRUST_PICKLE}: "
                 "it is then loaded once, running its code, and kept as safetensors"
