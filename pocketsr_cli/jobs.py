@@ -499,13 +499,54 @@ def _planned(
     """Every input's jobs, lazily, without the output checks."""
     if not inputs:
         raise UsageError("no input given: name image files and/or folders")
+    outputs = _named_outputs(inputs, naming)
     for given in inputs:
         if not given.exists():
             raise UsageError(f"input not found: {given}")
         if given.is_dir():
             yield from _folder_jobs(given, naming, recursive, glob)
-        else:
+            continue
+        source = outputs.get(_real(given))
+        if source is None:
             yield _file_job(given, naming, None, str(given))
+            continue
+        reason = (
+            f"the output of {source}, named in this run too (a shell pattern such as *.jpg "
+            "takes the last run's outputs); name it alone to upscale it"
+        )
+        yield Job(given, naming.output_for(given, None), str(given), reason, skip_code="own-output")
+
+
+def _named_outputs(inputs: Sequence[Path], naming: Naming) -> dict[str, str]:
+    """``{real path: the file it is the output of}`` for the files named on the command
+    line that are the output of another named file, by name and by the record they carry:
+    ``upscale shoot/*.jpg`` run again names ``a.jpg`` and the ``a_x4.jpg`` the first run
+    made of it."""
+    files = [p for p in inputs if is_image_path(p) and p.is_file()]
+    if len(files) < 2:
+        return {}
+    made: dict[str, str] = {}
+    for source in files:
+        for alpha in (False, True):
+            made.setdefault(_real(naming.output_for(source, None, has_alpha=alpha)), str(source))
+    return {
+        real: made[real]
+        for p in files
+        if (real := _real(p)) in made
+        and _real(Path(made[real])) != real
+        and _recorded_from(p, Path(made[real]))
+    }
+
+
+def _recorded_from(path: Path, source: Path) -> bool:
+    """Whether ``path`` carries pocketsr's record of being made from ``source`` (a file
+    that only has the name of its output is someone's own, and stays an input)."""
+    from pocketsr_cli import provenance
+    from pocketsr_cli.imageio import read_provenance_text
+
+    text = read_provenance_text(path)
+    record = provenance.loads(text) if text is not None else None
+    return record is not None and record.get("source") in (None, source.name)
 
 
 def _nothing_found(folders: Sequence[Path], recursive: bool, glob: str | None) -> str:
@@ -700,8 +741,14 @@ class _StreamingCheck:
                 root = _real(given)
                 inside = out_dir is not None and out_dir != root and _within(out_dir, root)
                 self.scanned.append((root, out_dir if inside else None))
-        # Files named on the command line are known before the first job.
-        self.named = {key: path for path in inputs if (key := _identity(path)) is not None}
+        # Files named on the command line are known before the first job (but for those
+        # that are the outputs of other named files: skipped, they are outputs, not inputs).
+        outputs = _named_outputs(inputs, naming)
+        self.named = {
+            key: path
+            for path in inputs
+            if (key := _identity(path)) is not None and _real(path) not in outputs
+        }
         self.input_keys: set[int] = set()  # _packed
         self.output_keys: set[int] = set()  # existing outputs, _packed
         self.outputs: set[int] = set()  # fingerprints of the outputs' real paths

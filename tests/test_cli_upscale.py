@@ -906,3 +906,27 @@ def test_the_print_resolution_is_kept(tmp_path: Path) -> None:
             with Image.open(tmp_path / fmt / f"{stem}.{fmt}") as im:
                 got = im.info.get("dpi")
                 assert got is not None and all(abs(v - dpi) < 0.05 for v in got), (fmt, stem, got)
+
+
+def test_a_shell_pattern_run_again_skips_the_last_runs_outputs(tmp_path: Path) -> None:
+    """``pocketsr upscale shoot/*.jpg`` twice: the second time the pattern also names the
+    first run's a_x2.jpg, the output of a.jpg named beside it. That is a restart (a.jpg:
+    exists; a_x2.jpg: its output), not a usage error; named alone it is upscaled."""
+    for name in ("a.jpg", "c.jpg"):
+        save(tmp_path / name, photo())
+    first = sorted(tmp_path.glob("*.jpg"))
+    assert invoke("upscale", *first, *FAST)[0] == 0
+    again = sorted(tmp_path.glob("*.jpg"))  # a, a_x2, c, c_x2
+    for extra in ((), ("--overwrite",)):
+        code, stdout, err = invoke("upscale", *again, *FAST, "--json", *extra)
+        assert code == 0, err
+        recs, _ = jsonl(stdout)
+        by_name = {Path(r["input"]).name: r for r in recs}
+        for name in ("a_x2.jpg", "c_x2.jpg"):
+            assert (by_name[name]["status"], by_name[name]["reason_code"]) == (
+                "skipped",
+                "own-output",
+            )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a_x2.jpg", "c.jpg", "c_x2.jpg"]
+    assert invoke("upscale", tmp_path / "a_x2.jpg", *FAST)[0] == 0  # named alone
+    assert (tmp_path / "a_x2_x2.jpg").is_file()
