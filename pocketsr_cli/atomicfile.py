@@ -35,6 +35,11 @@ def folder_write_problem(folder: Path) -> str | None:
     probe = Path(folder)
     while not probe.exists() and probe.parent != probe:
         if probe.is_symlink():  # a link that leads nowhere, or round in a loop
+            try:
+                os.stat(probe)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    return f"{probe} is a symbolic link that loops back on itself"
             return f"{probe} is a symbolic link to nothing that exists"
         probe = probe.parent
     if not probe.is_dir():

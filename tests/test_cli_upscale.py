@@ -309,6 +309,10 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
     code, _, err = invoke("upscale", tmp_path / "a.png", "-o", tmp_path / "broken", *FAST)
     assert code == 2 and "is a symbolic link to nothing that exists" in err
     (tmp_path / "broken").unlink()
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-o", tmp_path / "loop", *FAST)
+    assert code == 2 and "is a symbolic link that loops back on itself" in err
+    (tmp_path / "loop").unlink()
 
     monkeypatch.setattr(atomicfile.os, "statvfs", statvfs)
     code, stdout, _ = invoke(

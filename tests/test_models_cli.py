@@ -307,6 +307,20 @@ def test_remove_user_model(tmp_path: Path, home: Path, server: Loopback) -> None
     assert invoke("models", "info", "blob").exit_code == 0
 
 
+def test_removing_a_copy_of_an_imported_manifest_keeps_the_weights_they_share(
+    tmp_path: Path, home: Path
+) -> None:
+    source = tmp_path / "m.safetensors"
+    save_safetensors(source, SD)
+    assert invoke("models", "import", str(source), "--name", "mine-x2").exit_code == 0
+    original = user_models_dir() / "mine-x2.toml"
+    copy = original.read_text(encoding="utf-8").replace('name = "mine-x2"', 'name = "mine-b-x2"')
+    (user_models_dir() / "mine-b-x2.toml").write_text(copy, encoding="utf-8")
+    assert invoke("models", "remove", "mine-b-x2").exit_code == 0
+    assert (user_models_dir() / "mine-x2.safetensors").is_file()  # mine-x2 still needs it
+    assert resolve_model("mine-x2").name == "mine-x2"
+
+
 def test_an_imported_model_whose_weights_were_deleted_is_missing(
     tmp_path: Path, home: Path
 ) -> None:

@@ -371,7 +371,9 @@ def _checked_ref(ref: str | None) -> str:
     if not ref.strip():
         raise ModelError("an empty model name: name a model ('pocketsr models list') or a file")
     if ref.lower().startswith("file://"):
-        path = ref[len("file://") :]
+        from urllib.parse import unquote, urlsplit
+
+        path = unquote(urlsplit(ref).path)
         raise ModelError(f"{ref} is a file URL: give the path itself, -m {path}")
     if "://" in ref:
         raise ModelError(

@@ -339,7 +339,8 @@ def _remove(spec: ModelSpec) -> list[Path]:
             removed += [p for p in leftovers if p.name in _TRUST_RECORDS]
             shutil.rmtree(folder, ignore_errors=True)
     if spec.origin == "user" and _imported(spec.path):
-        beside = [spec.path.parent / w.file for w in files]
+        shared = _files_of_other_models(spec)  # a manifest copied from this one, say
+        beside = [p for w in files if (p := spec.path.parent / w.file) not in shared]
         return removed + _unlink_all([*beside, spec.path])
     if spec.origin == "user":  # a manifest written by hand is the user's own: it stays
         return removed
@@ -349,6 +350,17 @@ def _remove(spec: ModelSpec) -> list[Path]:
 
 
 _IMPORTED = "Written by `pocketsr models import`."  # the first line of its manifests
+
+
+def _files_of_other_models(spec: ModelSpec) -> set[Path]:
+    """The weights files that the manifests of other models beside ``spec``'s name."""
+    others = manifest.load_manifests([(spec.origin, spec.path.parent)], problems=[])
+    return {
+        other.path.parent / w.file
+        for other in others.values()
+        if other.path != spec.path
+        for w in other.weight_files
+    }
 
 
 def _imported(manifest_path: Path) -> bool:
