@@ -307,12 +307,17 @@ def test_remove_user_model(tmp_path: Path, home: Path, server: Loopback) -> None
     assert invoke("models", "info", "blob").exit_code == 0
 
 
+def imported(tmp_path: Path, name: str) -> None:
+    """SD saved as a safetensors file and imported as ``name``."""
+    source = tmp_path / "m.safetensors"
+    save_safetensors(source, SD)
+    assert invoke("models", "import", str(source), "--name", name).exit_code == 0
+
+
 def test_removing_a_copy_of_an_imported_manifest_keeps_the_weights_they_share(
     tmp_path: Path, home: Path
 ) -> None:
-    source = tmp_path / "m.safetensors"
-    save_safetensors(source, SD)
-    assert invoke("models", "import", str(source), "--name", "mine-x2").exit_code == 0
+    imported(tmp_path, "mine-x2")
     original = user_models_dir() / "mine-x2.toml"
     copy = original.read_text(encoding="utf-8").replace('name = "mine-x2"', 'name = "mine-b-x2"')
     (user_models_dir() / "mine-b-x2.toml").write_text(copy, encoding="utf-8")
@@ -325,9 +330,7 @@ def test_an_imported_model_whose_weights_were_deleted_is_missing(
     tmp_path: Path, home: Path
 ) -> None:
     """Not "remote" (it has no URL) nor "not downloaded", and a plain verify fails on it."""
-    source = tmp_path / "m.safetensors"
-    save_safetensors(source, SD)
-    assert invoke("models", "import", str(source), "--name", "gone").exit_code == 0
+    imported(tmp_path, "gone")
     (user_models_dir() / "gone.safetensors").unlink()
     rows = {row["name"]: row for row in json_lines(invoke("models", "list", "--json"))}
     assert rows["gone"]["where"] == "missing"
