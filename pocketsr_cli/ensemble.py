@@ -108,6 +108,8 @@ class Ensemble:
         else:
             text = str(value).strip().lower()
         if weight is not None and text != "pad":
+            if isinstance(weight, (int, float)):  # out of range is said first: likelier
+                cls("pad", float(weight))
             raise UsageError(f"{ENSEMBLE_WEIGHT} applies to {ENSEMBLE.given('pad')}, not to {text}")
         return cls(text, DEFAULT_WEIGHT if weight is None else float(weight))  # type: ignore[arg-type]
 

@@ -203,3 +203,11 @@ def test_tiles_with_their_own_passes_blend_to_the_untiled_result(
     tiled = upscale_tiled(x, fn, scale=2, tile=tile, overlap=8)
     assert torch.allclose(tiled, whole, atol=1e-5)
     assert not torch.allclose(upscale_tiled(x, conv_net(), scale=2, tile=0), whole, atol=1e-3)
+
+
+def test_a_weight_out_of_range_is_said_before_the_missing_pad() -> None:
+    """``--ensemble-weight 5`` alone: the range is the likelier slip (5 for .5)."""
+    with pytest.raises(UsageError, match=r"must be a number from 0 to 3 .*not 5\.0"):
+        Ensemble.of("none", 5)
+    with pytest.raises(UsageError, match=r"applies to .*'pad', not to flip8"):
+        Ensemble.of("flip8", 0.7)
