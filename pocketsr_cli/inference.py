@@ -300,29 +300,18 @@ class Upscaler:
 
     def working_bytes_for(self, width: int, height: int) -> int:
         """The most the network's pass holds in host memory for a ``width`` x ``height``
-        image on the CPU (``memory.UpscalerMemory.working_for``): its whole pass, as the
-        tile policy's estimate has it, when that is below the policy's CPU budget (the
-        image then runs whole, or in smaller tiles), else the budget.  The first call
-        measures the estimate (two small probe passes), which the first image would do
-        anyway; a PCSR-packed or untileable network is given the budget.  With a fixed
-        tile side (``--tile N``), no pass is larger than one tile's, whatever the budget."""
+        image on the CPU (``memory.UpscalerMemory.working_for``), as its tile policy runs
+        it (``TilePolicy.working_bytes``).  The first call measures the policy's estimate
+        (two small probe passes), which the first image would do anyway; a PCSR-packed or
+        untileable network is given the policy's CPU budget."""
         policy = self.policy
-        budget = policy.cpu_budget_bytes
         if self.compute.device.type != "cpu" or self._packing is not None or not self._tileable:
-            return budget
+            return policy.cpu_budget_bytes
         size = self.model.size
         estimate = policy.estimate(
             self._tile_fn, self.compute.device, self.model.scale, size, 3, self.model.image_stats
         )
-        need = estimate.bytes_for_window(size.padded(height), size.padded(width))
-        if policy.mode == "fixed":  # --tile N: no pass is larger than one tile's
-            side = size.padded(policy.tile)
-            tile = estimate.bytes_for_window(
-                min(side, size.padded(height)), min(side, size.padded(width))
-            )
-            need = min(need, tile)
-            return int(need)
-        return int(min(need, budget))
+        return policy.working_bytes(estimate, size, height, width)
 
     @property
     def uint8_path(self) -> bool:

@@ -228,8 +228,8 @@ def describe_bytes(size: int, *, apart_from: int | None = None) -> str:
     text = f"{size / GIB:.1f} GiB" if size >= GIB else f"{max(1, round(size / (1 << 20)))} MiB"
     if apart_from is None or apart_from == size or text != describe_bytes(apart_from):
         return text
+    unit, name = (GIB, "GiB") if max(size, apart_from) >= GIB else (1 << 20, "MiB")
     for digits in (2, 3):
-        unit, name = (GIB, "GiB") if max(size, apart_from) >= GIB else (1 << 20, "MiB")
         text, other = f"{size / unit:.{digits}f} {name}", f"{apart_from / unit:.{digits}f} {name}"
         if text != other:
             return text

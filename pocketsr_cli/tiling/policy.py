@@ -247,6 +247,25 @@ class TilePolicy:
             )
         return self._estimate
 
+    def working_bytes(
+        self, estimate: MemoryEstimate, size: SizeRequirements, height: int, width: int
+    ) -> int:
+        """The most one pass holds when this policy runs a ``height`` x ``width`` image on
+        the CPU: the whole pass, at most one tile's with a fixed side (``--tile N``), else
+        at most ``cpu_budget_bytes`` (a bigger image is cut into tiles below it)."""
+        need = self._whole_pass(estimate, size, height, width)
+        if self.mode == "fixed":
+            side = size.padded(self.tile)
+            window = (min(side, size.padded(height)), min(side, size.padded(width)))
+            return int(min(need, estimate.bytes_for_window(*window)))
+        return int(min(need, self.cpu_budget_bytes))
+
+    @staticmethod
+    def _whole_pass(
+        estimate: MemoryEstimate, size: SizeRequirements, height: int, width: int
+    ) -> float:
+        return estimate.bytes_for_window(size.padded(height), size.padded(width))
+
     def _runs_whole(
         self, device: torch.device, size: SizeRequirements, height: int, width: int
     ) -> bool:
@@ -257,8 +276,7 @@ class TilePolicy:
             return False
         if self._estimate is None or self._side is None or self._side >= max(height, width):
             return False  # a model's own tile side, or one tile anyway
-        need = self._estimate.bytes_for_window(size.padded(height), size.padded(width))
-        return need <= self._budget(device)
+        return self._whole_pass(self._estimate, size, height, width) <= self._budget(device)
 
     def _usable_default(self) -> bool:
         return self.default_tile is not None and self.default_tile > 2 * self.overlap

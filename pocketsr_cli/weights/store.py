@@ -353,7 +353,7 @@ _IMPORTED = "Written by `pocketsr models import`."  # the first line of its mani
 
 
 def _files_of_other_models(spec: ModelSpec) -> set[Path]:
-    """The weights files that the manifests of other models beside ``spec``'s name."""
+    """The weights files named by the other manifests in ``spec``'s folder."""
     others = manifest.load_manifests([(spec.origin, spec.path.parent)], problems=[])
     return {
         other.path.parent / w.file
