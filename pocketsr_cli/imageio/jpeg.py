@@ -43,12 +43,11 @@ def _marker_offsets(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     return ff[(after != 0x00) & (after != 0xFF) & ~restart], ff[restart]
 
 
-def _restarts_in_order(data: bytes, restarts: np.ndarray, start: int, end: int, on: bool) -> bool:
-    """Whether the restart markers of the scan data ``data[start:end]`` are what its frame
-    allows: none without a restart interval (``on``), else RST0, RST1, ... RST7, RST0...
-    A stray one (a damaged file) makes libjpeg give up on the rest of the scan and fill
-    it with grey."""
-    inside = restarts[(restarts >= start) & (restarts < end)]
+def _restarts_in_order(data: bytes, inside: np.ndarray, on: bool) -> bool:
+    """Whether the restart markers of one scan (their offsets ``inside``) are what its
+    frame allows: none without a restart interval (``on``), else RST0, RST1, ... RST7,
+    RST0...  A stray one (a damaged file) makes libjpeg give up on the rest of the scan and
+    fill it with grey."""
     if not on:
         return len(inside) == 0
     numbers = np.frombuffer(data, np.uint8)[inside + 1].astype(np.int64) - 0xD0
@@ -70,32 +69,21 @@ class _Layout:
 _JPEG_FRAMES = (0xC0, 0xC1, 0xC2, 0xC3)
 
 
-def _frame_units(data: bytes, pos: int) -> int | None:
-    """MCUs of an interleaved scan of the frame whose SOF marker is at ``pos`` (blocks, for
-    one component); None when its height is left to a DNL marker."""
+def _frame(data: bytes, pos: int) -> tuple[int | None, int]:
+    """``(MCUs of an interleaved scan, components)`` of the frame whose SOF marker is at
+    ``pos``: blocks for one component; None when its height is left to a DNL marker."""
     try:
         height, width, count = struct.unpack_from(">HHB", data, pos + 5)
         factors = [data[pos + 11 + 3 * i] for i in range(count)]
     except (struct.error, IndexError):
-        return None
+        return None, 0
     if not height or not width or not factors:
-        return None
+        return None, count
     if count == 1:
-        return -(-width // 8) * -(-height // 8)
+        return -(-width // 8) * -(-height // 8), count
     h = max(f >> 4 for f in factors) or 1
     v = max(f & 15 for f in factors) or 1
-    return -(-width // (8 * h)) * -(-height // (8 * v))
-
-
-def _scan_has_every_component(data: bytes, pos: int) -> bool:
-    """Whether the scan whose SOS marker is at ``pos`` holds every component of the frame
-    (read back from its SOF, found before it)."""
-    try:
-        in_scan = data[pos + 4]
-        frame = max(data.rfind(bytes((0xFF, m)), 0, pos) for m in _JPEG_FRAMES)
-        return frame > 0 and data[frame + 9] == in_scan
-    except IndexError:
-        return False
+    return -(-width // (8 * h)) * -(-height // (8 * v)), count
 
 
 def _layout(data: bytes) -> _Layout | None:
@@ -108,6 +96,7 @@ def _layout(data: bytes) -> _Layout | None:
     found: tuple[np.ndarray, np.ndarray] | None = None  # found at the first scan
     scan_end: int | None = None
     units: int | None = None  # MCUs of a scan holding every component of the frame
+    components = 0  # the frame's
 
     def stop(eoi: int | None) -> _Layout | None:
         if scan_end is None:
@@ -133,8 +122,8 @@ def _layout(data: bytes) -> _Layout | None:
         if marker == 0xDD and length >= 4:  # DRI: restart interval, 0 turns them off
             interval = struct.unpack_from(">H", data, pos + 4)[0]
         if marker in _JPEG_FRAMES:
-            units = _frame_units(data, pos)
-        every = marker == 0xDA and _scan_has_every_component(data, pos)
+            units, components = _frame(data, pos)
+        every = marker == 0xDA and pos + 4 < len(data) and data[pos + 4] == components
         pos += 2 + length
         if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
             if found is None:
@@ -144,13 +133,13 @@ def _layout(data: bytes) -> _Layout | None:
             if at == len(markers):
                 return stop(None)
             end = int(markers[at])
+            inside = restarts[(restarts >= pos) & (restarts < end)]
             # A sequential scan of every component has one restart marker between each
             # two of its intervals: fewer, and a stray marker cut it short.
             wanted = -(-units // interval) - 1 if interval and units and every else None
             if not progressive and wanted is not None:
-                count = int(np.count_nonzero((restarts >= pos) & (restarts < end)))
-                short = short or count < wanted
-            restarts_ok = restarts_ok and _restarts_in_order(data, restarts, pos, end, interval > 0)
+                short = short or len(inside) < wanted
+            restarts_ok = restarts_ok and _restarts_in_order(data, inside, interval > 0)
             scan_end = end
             pos = end
     return stop(None)
