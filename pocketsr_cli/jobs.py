@@ -58,7 +58,7 @@ import itertools
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -423,7 +423,7 @@ def collect_jobs(
         UsageError: an input does not exist, no file was found at all, an output would
             overwrite an input, or two inputs would write the same output.
     """
-    jobs = list(_planned(inputs, naming, recursive, glob))
+    jobs = list(_planned(inputs, naming, recursive, glob, _named_outputs(inputs, naming)))
     if not jobs:
         raise UsageError(_nothing_found(inputs, recursive, glob))
     return _check_outputs(jobs, naming)
@@ -480,7 +480,7 @@ def _checked(
     on_warning: Callable[[str], None] | None,
     check: _StreamingCheck,
 ) -> Iterator[Job]:
-    planned = _planned(inputs, naming, recursive, glob)
+    planned = _planned(inputs, naming, recursive, glob, check.named_sources)
     while True:
         notes: list[str] = []
         with libwarnings.collecting(notes):
@@ -494,12 +494,16 @@ def _checked(
 
 
 def _planned(
-    inputs: Sequence[Path], naming: Naming, recursive: bool, glob: str | None
+    inputs: Sequence[Path],
+    naming: Naming,
+    recursive: bool,
+    glob: str | None,
+    outputs: Mapping[str, str],
 ) -> Iterator[Job]:
-    """Every input's jobs, lazily, without the output checks."""
+    """Every input's jobs, lazily, without the output checks; ``outputs``: the named files
+    that are the outputs of other named files (:func:`_named_outputs`), skipped."""
     if not inputs:
         raise UsageError("no input given: name image files and/or folders")
-    outputs = _named_outputs(inputs, naming)
     for given in inputs:
         if not given.exists():
             raise UsageError(f"input not found: {given}")
@@ -660,8 +664,7 @@ def _check_outputs(jobs: list[Job], naming: Naming) -> list[Job]:
         out = _real(job.output)
         earlier = seen.get(out)
         if earlier is not None and _identity(earlier.input) == _identity(job.input):
-            reason = f"named twice: the same file as {earlier.display}, upscaled once"
-            checked.append(Job(job.input, job.output, job.display, reason, skip_code="duplicate"))
+            checked.append(_repeat(job, earlier.display))
             continue
         victim = by_path.get(out)
         how = ""
@@ -682,6 +685,12 @@ def _check_outputs(jobs: list[Job], naming: Naming) -> list[Job]:
         seen[out] = job
         checked.append(job)
     return checked
+
+
+def _repeat(job: Job, earlier: str) -> Job:
+    """``job`` skipped: the same file for the same output as ``earlier``'s job."""
+    reason = f"named twice: the same file as {earlier}, upscaled once"
+    return Job(job.input, job.output, job.display, reason, skip_code="duplicate")
 
 
 def _apart_hint(naming: Naming) -> str:
@@ -742,12 +751,13 @@ class _StreamingCheck:
                 inside = out_dir is not None and out_dir != root and _within(out_dir, root)
                 self.scanned.append((root, out_dir if inside else None))
         # Files named on the command line are known before the first job (but for those
-        # that are the outputs of other named files: skipped, they are outputs, not inputs).
-        outputs = _named_outputs(inputs, naming)
+        # that are the outputs of other named files: skipped, they are outputs, not inputs;
+        # the walk reads this map too, so that their records are read once).
+        self.named_sources = _named_outputs(inputs, naming)
         self.named = {
             key: path
             for path in inputs
-            if (key := _identity(path)) is not None and _real(path) not in outputs
+            if (key := _identity(path)) is not None and _real(path) not in self.named_sources
         }
         self.input_keys: set[int] = set()  # _packed
         self.output_keys: set[int] = set()  # existing outputs, _packed
@@ -772,9 +782,7 @@ class _StreamingCheck:
             reason = "an output of this run (written after its folder was planned)"
             return Job(job.input, job.output, job.display, reason, skip_code="own-output")
         if key is not None and key in self.input_keys and digest in self.outputs:
-            earlier = self.named_outputs.get(digest, "an input planned earlier")
-            reason = f"named twice: the same file as {earlier}, upscaled once"
-            return Job(job.input, job.output, job.display, reason, skip_code="duplicate")
+            return _repeat(job, self.named_outputs.get(digest, "an input planned earlier"))
         if key is not None and key in self.output_keys:
             return self.refuse(
                 job,
