@@ -455,9 +455,8 @@ class Upscaler:
                 and each input not finished is yielded as ``skipped`` (``interrupted``).
         """
         from pocketsr_cli import __version__, provenance
-        from pocketsr_cli.atomicfile import folder_write_problem
         from pocketsr_cli.imageio import format_from_name
-        from pocketsr_cli.jobs import Naming, collect_jobs
+        from pocketsr_cli.jobs import Naming, check_output_folder, collect_jobs
         from pocketsr_cli.pipeline import Options, stream
 
         if encode_threads is not None and encode_threads < 1:
@@ -466,9 +465,7 @@ class Upscaler:
         for folder in (src_dir, dst_dir):
             if not str(folder).strip():
                 raise UsageError("an empty folder name: name a folder ('.' for this one)")
-        problem = folder_write_problem(Path(dst_dir))
-        if problem is not None:
-            raise UsageError(f"cannot write to the output folder {dst_dir}: {problem}")
+        check_output_folder(Path(dst_dir))
         fmt_key = None
         if fmt is not None and fmt.lower() != "same":
             try:

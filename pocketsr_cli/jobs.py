@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Literal
 
 from pocketsr_cli import libwarnings
+from pocketsr_cli.atomicfile import folder_write_problem
 from pocketsr_cli.claims import CLAIM_SUFFIX
 from pocketsr_cli.errors import ImageReadError, UsageError
 from pocketsr_cli.imageio import (
@@ -685,6 +686,18 @@ def _check_outputs(jobs: list[Job], naming: Naming) -> list[Job]:
         seen[out] = job
         checked.append(job)
     return checked
+
+
+def check_output_folder(folder: Path) -> None:
+    """Refuse, before any work, an output folder that files cannot be made in (a file in
+    its place, a read-only file system...: ``atomicfile.folder_write_problem``).
+
+    Raises:
+        UsageError: saying why.
+    """
+    problem = folder_write_problem(folder)
+    if problem is not None:
+        raise UsageError(f"cannot write to the output folder {folder}: {problem}")
 
 
 def _repeat(job: Job, earlier: str) -> Job:

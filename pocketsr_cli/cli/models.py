@@ -468,11 +468,12 @@ def import_model(
         raise UsageError(f"--sha256 {sha256!r} is not a SHA-256 digest: 64 hexadecimal digits")
     if not source.strip():
         raise UsageError("an empty FILE|URL: name a weights file or an https:// or hf:// URL")
-    if not is_url(source) and not Path(source).is_file():
-        what = "a folder, not a file" if Path(source).is_dir() else "not found"
-        if "://" in source:
-            what = "not a URL pocketsr fetches (https://, hf://, or http:// to this machine)"
-        raise UsageError(f"{source}: {what}")
+    if "://" in source and not is_url(source):
+        raise UsageError(
+            f"{source}: not a URL pocketsr fetches (https://, hf://, or http:// to this machine)"
+        )
+    if not is_url(source):
+        _must_be_a_file(Path(source))
     if is_url(source):
         if sha256 is None:
             raise UsageError("--sha256 is required when importing from a URL")
@@ -509,17 +510,26 @@ def import_ncnn(
 
     Any other graph is refused with the list of layer types it contains.
     """
-    from pocketsr_cli.errors import UsageError
     from pocketsr_cli.weights.store import ImportRequest
     from pocketsr_cli.weights.store import import_ncnn as convert_and_store
 
     for given in (param, bin_path):
-        if not given.is_file():
-            what = "a folder, not a file" if given.is_dir() else "not found"
-            raise UsageError(f"{given}: {what}")
+        _must_be_a_file(given)
 
     request = ImportRequest(name=name, license=license_, description=description, force=force)
     _report_import(convert_and_store(request, param, bin_path), json_lines)
+
+
+def _must_be_a_file(path: Path) -> None:
+    """Refuse a source to import that is no file, before anything is read.
+
+    Raises:
+        UsageError: it is missing, or a folder.
+    """
+    from pocketsr_cli.errors import UsageError
+
+    if not path.is_file():
+        raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'not found'}")
 
 
 def _report_import(spec: ModelSpec, json_lines: bool) -> None:

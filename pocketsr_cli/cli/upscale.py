@@ -286,11 +286,10 @@ def upscale(
     from collections.abc import Callable, Iterator
 
     from pocketsr_cli import __version__, libwarnings, sizing
-    from pocketsr_cli.atomicfile import folder_write_problem
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.factory import open_upscaler
     from pocketsr_cli.imageio import format_from_name, is_image_path
-    from pocketsr_cli.jobs import Job, Naming, collect_jobs, iter_jobs
+    from pocketsr_cli.jobs import Job, Naming, check_output_folder, collect_jobs, iter_jobs
     from pocketsr_cli.pipeline import Options, Variant, run, scales_for_sizes
     from pocketsr_cli.provenance import RunSettings
 
@@ -321,9 +320,7 @@ def upscale(
     if output is not None and (ray_return_bytes or not use_ray):
         # Refused now rather than after every image has been upscaled for nothing; a Ray
         # cluster's actors write on their own file system, which this machine may not see.
-        problem = folder_write_problem(output)
-        if problem is not None:
-            raise UsageError(f"cannot write to the output folder {output}: {problem}")
+        check_output_folder(output)
     if use_ray:
         from pocketsr_cli.ray_backend import import_ray
 
