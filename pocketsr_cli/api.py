@@ -374,8 +374,9 @@ class Upscaler:
         plan = plan_output(image.format, fmt, has_alpha=image.has_alpha, bit_depth=image.bit_depth)
         if plan.format != fmt:
             switched = dst.with_suffix(extension_for(plan.format))
-            if _same_file(src, switched) or switched.exists():
-                what = "is the input" if _same_file(src, switched) else "exists"
+            is_input = _same_file(src, switched)
+            if is_input or switched.exists():
+                what = "is the input" if is_input else "exists"
                 raise UsageError(
                     f"{dst.suffix} cannot hold {src.name} (it is written as "
                     f"{plan.format.upper()}), and {switched} {what}: name a "
