@@ -97,7 +97,10 @@ def test_list_json_shows_where_each_model_is(home: Path, monkeypatch: pytest.Mon
 
     cached = weights_path("realesrgan-x4plus", "RealESRGAN_x4plus.pth")
     cached.parent.mkdir(parents=True)
-    cached.write_bytes(b"partial or not, it is on disk")
+    cached.write_bytes(b"cut off: not the size the manifest gives")
+    rows = {r["name"]: r for r in json_lines(invoke("models", "list", "--json"))}
+    assert rows["realesrgan-x4plus"]["where"] == "damaged"  # not usable: fetched again
+    cached.write_bytes(b"\0" * 67040989)  # the right size (the digest is checked on use)
     rows = {r["name"]: r for r in json_lines(invoke("models", "list", "--json"))}
     assert rows["realesrgan-x4plus"]["where"] == "cached"
 

@@ -61,7 +61,7 @@ def verifiable_names(incomplete: str) -> Candidates:
 
 def removable_names(incomplete: str) -> Candidates:
     """``models remove``: imported models and downloaded weights (bundled files stay)."""
-    return _models(lambda spec, place: place in ("user", "cached", "missing"))
+    return _models(lambda spec, place: place in ("user", "cached", "missing", "damaged"))
 
 
 def devices(incomplete: str) -> list[str]:

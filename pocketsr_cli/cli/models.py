@@ -100,9 +100,11 @@ def _summary(spec: ModelSpec) -> dict[str, Any]:
 def list_models(json_lines: opt.JsonOpt = False) -> None:
     """List every model known by name and where its weights are.
 
-    'where' is bundled (ships with pocketsr), user (imported), cached (downloaded) or
-    remote (downloaded on first use). '*' marks the default model ('"default": true' in
-    --json). Reads manifests only: fast and offline.
+    'where' is bundled (ships with pocketsr), user (imported), cached (downloaded),
+    remote (downloaded on first use), missing (imported, its weights deleted) or damaged
+    (a file of the wrong size, such as a cut-off download: fetched again on use). '*'
+    marks the default model ('"default": true' in --json). Reads manifests only: fast and
+    offline.
     """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.weights.resolve import registry
@@ -294,6 +296,7 @@ _STATE = {
     "bundled": "bundled with pocketsr",
     "user": "imported (user model folder)",
     "missing": "missing",
+    "damaged": "damaged",
 }
 
 

@@ -68,7 +68,7 @@ WITHDRAWN: dict[str, str] = {
     ),
 }
 
-Where = Literal["bundled", "user", "cached", "remote", "missing"]
+Where = Literal["bundled", "user", "cached", "remote", "missing", "damaged"]
 
 
 def resolve_model(
@@ -331,16 +331,30 @@ def where(spec: ModelSpec) -> Where:
 
     ``bundled``/``user``: ships with pocketsr / was imported (or needs no weights);
     ``cached``: in the download cache; ``remote``: not (all) on this machine yet;
+    ``damaged``: a file on this machine has not the size its manifest gives (a cut-off
+    download, fetched again on use);
     ``missing``: a file that is not on this machine and has no URL to fetch it from (an
     imported model whose weights were deleted).
     """
     found = local_files(spec)
+    sizes = [w.size for w in spec.weight_files]
+    if any(p and not _right_size(p, size) for p, size in zip(found, sizes, strict=True)):
+        return "damaged"
     if all(p is not None and p.parent == spec.path.parent for p in found):
         return spec.origin
     if all(p is not None for p in found):
         return "cached"
     lost = any(p is None and not w.urls for w, p in zip(spec.weight_files, found, strict=True))
     return "missing" if lost else "remote"
+
+
+def _right_size(path: Path, size: int | None) -> bool:
+    """Whether ``path`` has the size the manifest gives (any size when it gives none): a
+    cut-off or foreign file is not the model's weights, whatever its name."""
+    try:
+        return size is None or path.stat().st_size == size
+    except OSError:
+        return False
 
 
 def local_files(spec: ModelSpec) -> tuple[Path | None, ...]:
