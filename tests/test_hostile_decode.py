@@ -122,7 +122,13 @@ def corrupt_corpus(folder: Path) -> dict[str, str]:
     short_jpeg = TRUNCATED.format("its JPEG image data stops before the last block")
     cases["half.jpg"] = (cut_with_end(jpeg, b"\xff\xd9"), short_jpeg)
     cases["tail_cut.jpg"] = (cut_with_end(jpeg, b"\xff\xd9", 0.9), short_jpeg)
-    cases["half_progressive.jpg"] = (cut_with_end(progressive, b"\xff\xd9"), short_jpeg)
+    short_progressive = TRUNCATED.format("its progressive JPEG data stops before its last scan")
+    cases["half_progressive.jpg"] = (cut_with_end(progressive, b"\xff\xd9"), short_progressive)
+    last_scan = progressive.rindex(b"\xff\xda")  # cut before it, end marker put back
+    cases["scans_missing_progressive.jpg"] = (
+        progressive[:last_scan] + b"\xff\xd9",
+        short_progressive,
+    )
     gray = encoded(PHOTO[..., :1], "JPEG", quality=90)
     cases["half_gray.jpg"] = (cut_with_end(gray, b"\xff\xd9"), short_jpeg)
     cases["cut.jpg"] = (jpeg[: len(jpeg) // 2], CUT)

@@ -63,27 +63,45 @@ class _Layout:
     restarts_ok: bool  # every scan's restart markers as its frame allows
     restarts_short: bool  # a sequential scan with fewer restart markers than it needs
     eoi: int | None  # the end marker of the first image; None: the walk lost its way
+    coefficients_left: bool  # progressive: a coefficient no scan brought to full precision
 
 
 # Start-of-frame markers: baseline, extended, progressive, lossless (Huffman coding).
 _JPEG_FRAMES = (0xC0, 0xC1, 0xC2, 0xC3)
 
 
-def _frame(data: bytes, pos: int) -> tuple[int | None, int]:
-    """``(MCUs of an interleaved scan, components)`` of the frame whose SOF marker is at
+def _frame(data: bytes, pos: int) -> tuple[int | None, tuple[int, ...]]:
+    """``(MCUs of an interleaved scan, component ids)`` of the frame whose SOF marker is at
     ``pos``: blocks for one component; None when its height is left to a DNL marker."""
     try:
         height, width, count = struct.unpack_from(">HHB", data, pos + 5)
+        ids = tuple(data[pos + 10 + 3 * i] for i in range(count))
         factors = [data[pos + 11 + 3 * i] for i in range(count)]
     except (struct.error, IndexError):
-        return None, 0
+        return None, ()
     if not height or not width or not factors:
-        return None, count
+        return None, ids
     if count == 1:
-        return -(-width // 8) * -(-height // 8), count
+        return -(-width // 8) * -(-height // 8), ids
     h = max(f >> 4 for f in factors) or 1
     v = max(f & 15 for f in factors) or 1
-    return -(-width // (8 * h)) * -(-height // (8 * v)), count
+    return -(-width // (8 * h)) * -(-height // (8 * v)), ids
+
+
+def _refine(done: dict[int, np.ndarray], data: bytes, pos: int) -> None:
+    """Mark in ``done`` (64 flags per component id) the coefficients that the progressive
+    scan whose SOS marker is at ``pos`` brings to full precision (successive approximation
+    low bit 0)."""
+    try:
+        count = data[pos + 4]
+        ids = [data[pos + 5 + 2 * i] for i in range(count)]
+        start, end, approximation = data[pos + 5 + 2 * count : pos + 8 + 2 * count]
+    except (IndexError, ValueError):
+        return
+    if approximation & 15 == 0 and start <= end < 64:
+        for c in ids:
+            if c in done:
+                done[c][start : end + 1] = True
 
 
 def _layout(data: bytes) -> _Layout | None:
@@ -96,12 +114,14 @@ def _layout(data: bytes) -> _Layout | None:
     found: tuple[np.ndarray, np.ndarray] | None = None  # found at the first scan
     scan_end: int | None = None
     units: int | None = None  # MCUs of a scan holding every component of the frame
-    components = 0  # the frame's
+    components: tuple[int, ...] = ()  # the frame's ids
+    done: dict[int, np.ndarray] = {}  # progressive: coefficients at full precision
 
     def stop(eoi: int | None) -> _Layout | None:
         if scan_end is None:
             return None
-        return _Layout(scan_end, progressive, restarts_ok, short, eoi)
+        left = progressive and any(not flags.all() for flags in done.values())
+        return _Layout(scan_end, progressive, restarts_ok, short, eoi, left)
 
     while pos + 2 <= len(data):
         if data[pos] != 0xFF:
@@ -121,9 +141,12 @@ def _layout(data: bytes) -> _Layout | None:
         progressive = progressive or marker in _JPEG_PROGRESSIVE
         if marker == 0xDD and length >= 4:  # DRI: restart interval, 0 turns them off
             interval = struct.unpack_from(">H", data, pos + 4)[0]
-        if marker in _JPEG_FRAMES:
+        if marker in _JPEG_FRAMES or marker in _JPEG_PROGRESSIVE:
             units, components = _frame(data, pos)
-        every = marker == 0xDA and pos + 4 < len(data) and data[pos + 4] == components
+            done = {c: np.zeros(64, bool) for c in components}
+        every = marker == 0xDA and pos + 4 < len(data) and data[pos + 4] == len(components)
+        if marker == 0xDA and progressive:
+            _refine(done, data, pos)
         pos += 2 + length
         if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
             if found is None:
@@ -168,7 +191,9 @@ def check_jpeg_complete(data: bytes, im: Image.Image, pixels: np.ndarray) -> Non
     (APP, COM, DHT, EOI...) that cut the scan short, where following the markers loses
     its way.  The second decode is made only when it can matter: for progressive JPEGs,
     whose missing scans leave no trace, for sequential ones whose last block is blank, and
-    where the walk lost its way.  Restart markers out of their order are refused outright.
+    where the walk lost its way.  Restart markers out of their order are refused outright,
+    and so is a progressive JPEG that ends (with its end marker) before some coefficient
+    has reached full precision: it was cut between two scans.
     """
     from PIL import Image
 
@@ -179,6 +204,10 @@ def check_jpeg_complete(data: bytes, im: Image.Image, pixels: np.ndarray) -> Non
         raise ImageReadError(truncated("its JPEG image data holds a stray restart marker"))
     if layout.restarts_short:
         raise ImageReadError(truncated("its JPEG image data stops before the last block"))
+    if layout.coefficients_left and layout.eoi is not None:
+        # Cut between two scans with its end marker put back: every block decodes, from
+        # the coarse scans only (soft and blocky), and the filler below is skipped.
+        raise ImageReadError(truncated("its progressive JPEG data stops before its last scan"))
     # Filler where the last scan read ends: before the end marker of a whole file, before
     # the stray marker that cut a damaged one short (the walk then loses its way there).
     if not layout.progressive and layout.eoi is not None and not _corner_is_blank(im):
