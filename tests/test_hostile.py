@@ -951,3 +951,33 @@ def test_naming_never_leaves_the_output_folder(
     output = naming.output_for(Path("/in", *folders, stem + ".png"), rel, has_alpha=transparent)
     assert output.parent == Path("/out", *folders)
     assert output.name.startswith(stem + suffix) and os.path.normpath(output) == str(output)
+
+
+class _ImportInterrupted(type(sys)):  # type: ignore[misc]
+    """A module whose every attribute read is a Ctrl-C: as if it came mid-import."""
+
+    def __getattr__(self, name: str) -> None:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("when", ["import", "parsing"])
+def test_ctrl_c_before_the_command_starts_is_one_line_and_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], when: str
+) -> None:
+    """A Ctrl-C while the command line is imported (a few tenths of a second) or while
+    Typer reads the command's signature ended in a traceback from the line it hit."""
+    from pocketsr_cli import _entry
+
+    if when == "import":
+        monkeypatch.setitem(sys.modules, "pocketsr_cli.cli", _ImportInterrupted("cli"))
+    else:
+        import pocketsr_cli.cli
+
+        def interrupted(argv: list[str] | None = None) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(pocketsr_cli.cli, "main", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        _entry.main()
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err == "interrupted (SIGINT)\n"
