@@ -981,3 +981,17 @@ def test_ctrl_c_before_the_command_starts_is_one_line_and_130(
         _entry.main()
     assert stopped.value.code == 130
     assert capsys.readouterr().err == "interrupted (SIGINT)\n"
+
+
+def test_ctrl_c_while_typer_parses_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Typer turns a Ctrl-C while it parses a command's options into exit 130 without a
+    word; pocketsr says what it says for any other Ctrl-C."""
+    from pocketsr_cli.cli._help import Command
+
+    def interrupted(self: Command, ctx: object, args: list[str]) -> list[str]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Command, "parse_args", interrupted)
+    result = runner.invoke(app, ["upscale", "nothing.jpg"])
+    assert result.exit_code == 130
+    assert result.stderr == "interrupted (SIGINT)\n"

@@ -25,7 +25,12 @@ from pocketsr_cli.cli import eval as _eval
 from pocketsr_cli.cli import models as _models
 from pocketsr_cli.cli import report as _report
 from pocketsr_cli.cli import upscale as _upscale
-from pocketsr_cli.cli._errors import EXIT_USAGE, handle_errors, ignore_stop_signals
+from pocketsr_cli.cli._errors import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    handle_errors,
+    ignore_stop_signals,
+)
 from pocketsr_cli.cli._help import Command, Group, examples
 
 _WANTS_JSON = "pocketsr.json"
@@ -39,11 +44,16 @@ class _App(Group):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         ctx.meta[_WANTS_JSON] = "--json" in args
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except KeyboardInterrupt:
+            raise _interrupted() from None
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # before the command's own handling started
+            raise _interrupted() from None
         except typer.TyperException as exc:
             if ctx.meta.get(_WANTS_JSON):
                 from pocketsr_cli.cli import _ui
@@ -51,6 +61,15 @@ class _App(Group):
                 kind = "usage" if exc.exit_code == EXIT_USAGE else "error"
                 _ui.json_error(kind, exc.format_message(), exc.exit_code)
             raise
+
+
+def _interrupted() -> typer.Exit:
+    """Ctrl-C while Typer parses the command line: what a command says when stopped (Typer
+    would exit 130 without a word)."""
+    import sys
+
+    sys.stderr.write("interrupted (SIGINT)\n")
+    return typer.Exit(EXIT_INTERRUPTED)
 
 
 app = typer.Typer(
