@@ -238,7 +238,8 @@ class Upscaler:
           a numpy RGB(A) array (gray files give ``H x W x 1``).
 
         Raises:
-            TypeError: another kind of object, or a numpy dtype other than uint8/uint16.
+            TypeError: another kind of object, a numpy dtype other than uint8/uint16, or a
+                float PIL image (mode F).
             ValueError: an array shape that is not an image.
             ImageReadError: a path that cannot be read or decoded.
             OutOfMemoryError: even the smallest tile does not fit.
