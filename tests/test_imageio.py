@@ -464,6 +464,58 @@ def test_orientation_applied_to_16bit_png(tmp_path: Path, orientation: int) -> N
     assert probe(path)[:2] == image.pixels.shape[1::-1]
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_applied_once_to_16bit_tiff(
+    tmp_path: Path, orientation: int, channels: int
+) -> None:
+    """16-bit TIFFs are decoded by OpenCV, whose 5.x versions turn them upright too: the
+    image was turned twice (mirrored for 2-4, the wrong shape for 5-8)."""
+    from pocketsr_cli.imageio.metadata import bare_exif
+    from pocketsr_cli.imageio.tiff import encode_tiff
+
+    stored = make_asymmetric(5, 7, channels, np.uint16)
+    exif = bare_exif(make_exif(orientation).tobytes())
+    path = tmp_path / "o16.tif"
+    path.write_bytes(encode_tiff(stored, imageio.Metadata(exif=exif)))
+    image = read_image(path)
+    assert image.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(image.pixels, pillow_orient(stored, orientation))
+    assert probe(path)[:2] == image.pixels.shape[1::-1]
+
+
+def _associated(tiff: bytes) -> bytes:
+    """``tiff`` (as encode_tiff writes it) with its ExtraSamples saying associated alpha."""
+    from pocketsr_cli.imageio.metadata import ifd_entries
+
+    data = bytearray(tiff)
+    (offset,) = struct.unpack_from("<I", data, 4)
+    for tag, _, pos in ifd_entries(data, "<", offset):
+        if tag == 338:
+            struct.pack_into("<H", data, pos, 1)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_16bit_tiff_with_associated_alpha_is_read_as_straight_alpha(
+    tmp_path: Path, channels: int
+) -> None:
+    """Premultiplied colour was taken as it was stored, and written tagged unassociated:
+    half-transparent white came out half-transparent grey."""
+    from pocketsr_cli.imageio.tiff import encode_tiff
+
+    stored = np.zeros((4, 6, channels), np.uint16)
+    stored[:, :3, :-1] = 32768  # white at alpha 32768, premultiplied
+    stored[:, :3, -1] = 32768
+    stored[:, 3:, :-1] = 1000  # opaque
+    stored[:, 3:, -1] = 65535
+    path = tmp_path / "assoc.tif"
+    path.write_bytes(_associated(encode_tiff(stored, imageio.Metadata())))
+    pixels = read_image(path).pixels
+    assert (pixels[:, :3, :-1] == 65535).all() and (pixels[:, :3, -1] == 32768).all()
+    np.testing.assert_array_equal(pixels[:, 3:], stored[:, 3:])
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_orientation_applied_to_tiff(tmp_path: Path, orientation: int) -> None:
     stored = make_asymmetric(5, 7, 3)

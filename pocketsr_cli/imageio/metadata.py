@@ -43,7 +43,7 @@ TAG_ORIENTATION = 0x0112
 _TAG_EXIF_IFD = 0x8769
 _TAG_PIXEL_X = 0xA002
 _TAG_PIXEL_Y = 0xA003
-_SHORT = 3  # TIFF field types
+SHORT = 3  # TIFF field types
 LONG = 4
 
 
@@ -75,7 +75,7 @@ def exif_orientation(exif: bytes | None) -> int:
     try:
         (ifd0,) = struct.unpack_from(order + "I", exif, 4)
         for tag, typ, pos in ifd_entries(exif, order, ifd0):
-            if tag == TAG_ORIENTATION and typ == _SHORT:
+            if tag == TAG_ORIENTATION and typ == SHORT:
                 (value,) = struct.unpack_from(order + "H", exif, pos)
                 return value if 1 <= value <= 8 else 1
     except struct.error:
@@ -98,7 +98,7 @@ def patch_exif(exif: bytes, *, size: tuple[int, int] | None = None) -> bytes:
         (count,) = struct.unpack_from(order + "H", buf, ifd0)
         exif_ifd = 0
         for tag, typ, pos in ifd_entries(buf, order, ifd0):
-            if tag == TAG_ORIENTATION and typ == _SHORT:
+            if tag == TAG_ORIENTATION and typ == SHORT:
                 (old,) = struct.unpack_from(order + "H", buf, pos)
                 if old != 1:
                     struct.pack_into(order + "H", buf, pos, 1)
@@ -109,7 +109,7 @@ def patch_exif(exif: bytes, *, size: tuple[int, int] | None = None) -> bytes:
             for tag, typ, pos in ifd_entries(buf, order, exif_ifd):
                 if tag in (_TAG_PIXEL_X, _TAG_PIXEL_Y):
                     value = size[0] if tag == _TAG_PIXEL_X else size[1]
-                    if typ == _SHORT and value <= 0xFFFF:
+                    if typ == SHORT and value <= 0xFFFF:
                         struct.pack_into(order + "H", buf, pos, value)
                     elif typ == LONG:
                         struct.pack_into(order + "I", buf, pos, value)

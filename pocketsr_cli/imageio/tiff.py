@@ -31,6 +31,7 @@ from pocketsr_cli.imageio.backends import (
 from pocketsr_cli.imageio.decoded import DecodedImage, finish
 from pocketsr_cli.imageio.metadata import (
     LONG,
+    SHORT,
     TAG_ORIENTATION,
     Metadata,
     bare_exif,
@@ -99,9 +100,13 @@ def decode_tiff(data: bytes) -> DecodedImage:
     orientation: int | None = None  # None: as the EXIF says
     try:
         if bits == 16 and photometric == 1 and tags.get(277) == 2:
-            pixels = _decode_tiff_gray_alpha_16(data, tags)
+            pixels = _unassociated(_decode_tiff_gray_alpha_16(data, tags), tags)
         elif bits == 16 and photometric in (1, 2):
-            pixels = decode_with_opencv(data, gray_alpha=False)
+            # Some OpenCV versions (5.x) turn a TIFF upright themselves, even with
+            # IMREAD_UNCHANGED: hand them a copy that says it is upright already, so that
+            # the orientation is applied once, by finish(), as for every other decoder.
+            upright = _marked_upright(data)
+            pixels = _unassociated(decode_with_opencv(upright, gray_alpha=False), tags)
         elif bits > 8:
             raise ImageReadError(
                 f"unsupported TIFF ({bits}-bit samples, photometric interpretation {photometric})"
@@ -135,6 +140,39 @@ def decode_tiff(data: bytes) -> DecodedImage:
     if pages > 1:
         decoded.warnings = (f"multi-page TIFF: only the first of its {pages} pages was upscaled",)
     return decoded
+
+
+def _marked_upright(data: bytes) -> bytes:
+    """``data`` with the first IFD's orientation tag set to 1 (a copy; ``data`` itself when
+    it has none or says 1 already)."""
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        (offset,) = struct.unpack_from(order + "I", data, 4)
+        for tag, typ, pos in ifd_entries(data, order, offset):
+            if tag == TAG_ORIENTATION and typ == SHORT:
+                if struct.unpack_from(order + "H", data, pos)[0] == 1:
+                    return data
+                marked = bytearray(data)
+                struct.pack_into(order + "H", marked, pos, 1)
+                return bytes(marked)
+    except struct.error:
+        pass
+    return data
+
+
+def _unassociated(pixels: np.ndarray, tags: Mapping[int, Any]) -> np.ndarray:
+    """16-bit ``pixels`` with straight alpha: a TIFF whose ExtraSamples (tag 338) says its
+    alpha is associated stores colour already multiplied by alpha, which every output
+    (tagged unassociated) would show darkened.  Colour under zero alpha becomes 0."""
+    if pixels.shape[2] not in (2, 4) or 1 not in as_tuple(tags.get(338))[:1]:
+        return pixels
+    alpha = pixels[:, :, -1:].astype(np.float64)
+    colour = pixels[:, :, :-1].astype(np.float64) * 65535.0
+    np.divide(colour, alpha, out=colour, where=alpha > 0)
+    colour[np.broadcast_to(alpha == 0, colour.shape)] = 0
+    out = pixels.copy()
+    out[:, :, :-1] = np.clip(np.rint(colour), 0, 65535).astype(np.uint16)
+    return out
 
 
 _MAX_TIFF_PAGES = 10_000
