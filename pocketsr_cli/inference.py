@@ -4,10 +4,13 @@
 pipeline's ``ImageUpscaler`` protocol: ``H x W x C`` uint8/uint16 in, the same dtype out,
 ``C`` in 1..4.  Grayscale is replicated to RGB for the model and folded back; alpha is
 upscaled separately with a bicubic filter (a generative model would invent texture in a
-mask) and re-attached.  Half precision runs under autocast with fp32 weights, so when a
-half-precision result contains NaN or inf (the "black image" bug of fp16 upscalers) the
-tile is recomputed in fp32 and the rest of the run stays in fp32, with a warning.  In bf16
-a network's sub-pixel convolutions stay in fp32 (:mod:`pocketsr_cli.subpixel`).
+mask) and re-attached, after the colour under fully transparent pixels has been replaced
+by the visible colour around it (:mod:`pocketsr_cli.alphafill`), so that none of the
+hidden colour shows along the edges.  Half precision runs under autocast with fp32
+weights, so when a half-precision result contains NaN or inf (the "black image" bug of
+fp16 upscalers) the tile is recomputed in fp32 and the rest of the run stays in fp32, with
+a warning.  In bf16 a network's sub-pixel convolutions stay in fp32
+(:mod:`pocketsr_cli.subpixel`).
 
 A model with an 8-bit path (:attr:`~pocketsr_cli.descriptor.ModelDescriptor.upscale_uint8`:
 the resamplers) gets 8-bit images on the CPU whole, all channels alpha included, and its
@@ -44,6 +47,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from pocketsr_cli.alphafill import fill_hidden_colour
 from pocketsr_cli.archs.resize import Resize
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.devices import Compute
@@ -440,6 +444,8 @@ class Upscaler:
             raise ValueError(f"expected H x W x C with C in 1..4, got shape {pixels.shape}")
         if pixels.dtype not in (np.uint8, np.uint16):
             raise ValueError(f"expected uint8 or uint16 pixels, got {pixels.dtype}")
+        if pixels.shape[2] in (2, 4):  # no hidden colour bleeds into the edges drawn
+            pixels = fill_hidden_colour(pixels)
         if self._upscale_uint8 is not None and pixels.dtype == np.uint8:
             out = self._upscale_uint8(pixels)
             if on_tile is not None:
