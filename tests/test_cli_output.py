@@ -157,6 +157,55 @@ def test_a_reader_gone_before_the_first_line(
         assert_complete(tmp_path / "o", names, (64, 48))
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize(
+    ("where", "said"), [("stdout", "could not write to stdout (No space left"), ("stderr", "")]
+)
+def test_a_full_disk_under_a_stream_loses_its_lines_not_the_images(
+    tmp_path: Path, env: dict[str, str], where: str, said: str
+) -> None:
+    """``--json > log`` on a full disk stopped the run after the first image with an
+    "internal error" traceback; ``2>/dev/full`` stopped it before the first.  Every image
+    is written; the exit code (1) and stderr, where it can, say the lines are cut."""
+    names = photos(tmp_path / "in", 3, 12, 16)
+    argv = ["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "-m", "lanczos"]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "pocketsr_cli", *argv, "--json"],
+            stdout=full if where == "stdout" else subprocess.PIPE,
+            stderr=full if where == "stderr" else subprocess.PIPE,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+    err = result.stderr.decode() if where == "stdout" else ""
+    assert result.returncode == 1, err
+    assert said in err and "Traceback" not in err
+    assert_complete(tmp_path / "o", names, (64, 48))
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+def test_a_stream_closed_before_the_start_is_silence_asked_for(
+    tmp_path: Path, env: dict[str, str], closed: str
+) -> None:
+    """``2>&-`` or ``>&-``: Python sees no stream at all (None), and the first write
+    raised AttributeError, stopping the run."""
+    names = photos(tmp_path / "in", 3, 12, 16)
+    argv = ["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "-m", "lanczos", "--json"]
+    fd = 1 if closed == "stdout" else 2
+    result = subprocess.run(
+        [sys.executable, "-m", "pocketsr_cli", *argv],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+        preexec_fn=lambda: os.close(fd),  # the child's stream, before it starts
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+    assert_complete(tmp_path / "o", names, (64, 48))
+
+
 def test_json_lines_outlive_a_stream_that_breaks() -> None:
     class Gone(io.StringIO):
         def write(self, text: str) -> int:

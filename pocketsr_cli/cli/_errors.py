@@ -155,12 +155,15 @@ def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
                 _ui.json_error(kind, message, code)
             return typer.Exit(code)
 
+        _ui.forget_lost()
         with stop_signals() as stops, spelled(flag_spelling):
             try:
                 command(*args, **kwargs)
             except typer.Exit as exc:
                 if exc.exit_code == EXIT_INTERRUPTED:
                     raise typer.Exit(stops.exit_code) from None
+                if exc.exit_code == EXIT_OK:
+                    _exit_for_lost_streams()
                 raise
             except (typer.Abort, typer.TyperException):  # Typer's own exits/usage
                 raise
@@ -179,5 +182,27 @@ def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
                     raise fail("internal", message, EXIT_FAILED) from None
                 _ui.error(console, known[0], str(exc))
                 raise fail(known[0], str(exc), known[1]) from None
+            _exit_for_lost_streams()
 
     return wrapper
+
+
+def _exit_for_lost_streams() -> None:
+    """A command that did its work but could not write all it was asked to on stdout or
+    stderr (a full disk under ``> log``): say so on stderr (when that is not the one that
+    failed; stdout is kept for what was asked), and exit 1.
+
+    Raises:
+        typer.Exit: with ``EXIT_FAILED``, when a stream failed.
+    """
+    from pocketsr_cli.cli import _ui
+
+    lost = _ui.lost_streams()
+    if not lost:
+        return
+    if "stderr" not in lost:
+        console = _ui.make_console()
+        for name, error in lost.items():
+            message = f"could not write to {name} ({error}): what it holds is cut short"
+            _ui.error(console, "output", message)
+    raise typer.Exit(EXIT_FAILED)

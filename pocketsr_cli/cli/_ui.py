@@ -26,7 +26,11 @@ streams are wrapped in :class:`PipeSafeStream`: after the first broken-pipe erro
 more is written there and the command carries on — ``upscale`` still writes every image,
 each atomically — then exits with the code its work earned (0, 1, ...), without a
 traceback.  Not 141 (killed by SIGPIPE): the files are the product and all of them were
-written, so a ``set -o pipefail`` script must not see a failure.
+written, so a ``set -o pipefail`` script must not see a failure.  A stream that fails
+otherwise (``--json > log`` on a full disk) is dropped the same way and the work goes on,
+but the command then exits 1 at least, saying so on the other stream: what it was asked
+to write there is cut short.  A stream closed before the start (``2>&-``) is silence
+asked for: nothing is written there, and that is no failure.
 
 File names are shown whatever bytes they hold.  A name that is not UTF-8 reaches Python
 with "surrogate" characters standing for its bytes (PEP 383), which no stream can encode
@@ -74,43 +78,72 @@ from pocketsr_cli.pipeline import CONFLICTS, NullReporter, Reporter, Result, Sum
 _UNBOUNDED = 100_000
 
 
-class PipeSafeStream:
-    """A text stream whose reader may leave (``| head -1``) without that being an error.
+# The streams that failed for another reason than a reader leaving (a full disk, an I/O
+# error), by name ("stdout"), with the error: the command then ends with exit 1 at least
+# (``_errors.handle_errors``), since the log or the --json lines it was asked for are cut.
+_LOST: dict[str, str] = {}
 
-    Writes and flushes go to ``stream`` until one raises :class:`BrokenPipeError`; from
-    then on nothing more is written and the file descriptor is pointed at ``os.devnull``,
-    so the interpreter's final flush of what is still buffered is silent too (otherwise it
-    prints "Exception ignored ... BrokenPipeError" and exits 120).  Other attributes
-    (``isatty``, ``encoding``, ``fileno``...) are the wrapped stream's.
+
+def lost_streams() -> dict[str, str]:
+    """``{stream name: error}`` for each stream a write failed on since :func:`forget_lost`."""
+    return dict(_LOST)
+
+
+def forget_lost() -> None:
+    """Start a command with no stream failures on record."""
+    _LOST.clear()
+
+
+class PipeSafeStream:
+    """A text stream whose failures never stop the command.
+
+    Writes and flushes go to ``stream`` until one raises: from then on nothing more is
+    written and the file descriptor is pointed at ``os.devnull``, so the interpreter's final
+    flush of what is still buffered is silent too (otherwise it prints "Exception ignored
+    ... BrokenPipeError" and exits 120).  A reader that left (``| head -1``) is not an
+    error; any other failure (``> log`` on a full disk) is noted in :func:`lost_streams`.
+    A stream that is None (the descriptor was closed at start: ``2>&-``) takes everything
+    and keeps nothing, as asked.  Other attributes (``encoding``, ``fileno``...) are the
+    wrapped stream's.
     """
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str] | None) -> None:
         self.stream = stream
-        self.reader_gone = False
+        self.reader_gone = stream is None
 
     def write(self, text: str) -> int:
-        if not self.reader_gone:
+        if not self.reader_gone and self.stream is not None:
             try:
                 self.stream.write(_SURROGATE.sub(_byte_escape, text))
             except OSError as exc:
-                if not _reader_left(exc):
-                    raise
-                self._stop()
+                self._failed(exc)
         return len(text)
 
     def flush(self) -> None:
-        if not self.reader_gone:
+        if not self.reader_gone and self.stream is not None:
             try:
                 self.stream.flush()
             except OSError as exc:
-                if not _reader_left(exc):
-                    raise
-                self._stop()
+                self._failed(exc)
 
     def isatty(self) -> bool:
-        return self.stream.isatty()
+        return self.stream is not None and self.stream.isatty()
+
+    def _failed(self, exc: OSError) -> None:
+        if not _reader_left(exc):
+            _LOST.setdefault(self._name(), exc.strerror or str(exc))
+        self._stop()
+
+    def _name(self) -> str:
+        try:
+            number = self.fileno()
+        except (OSError, ValueError, AttributeError):
+            number = -1
+        return {1: "stdout", 2: "stderr"}.get(number, str(getattr(self.stream, "name", "?")))
 
     def fileno(self) -> int:
+        if self.stream is None:
+            raise OSError(errno.EBADF, "the stream was closed")
         return self.stream.fileno()
 
     @property
@@ -127,8 +160,8 @@ class PipeSafeStream:
         except OSError:
             return
         try:
-            os.dup2(devnull, self.stream.fileno())
-        except (OSError, ValueError):  # no real descriptor (a test runner's buffer)
+            os.dup2(devnull, self.fileno())
+        except (OSError, ValueError, AttributeError):  # no real descriptor (a test's buffer)
             pass
         finally:
             os.close(devnull)
