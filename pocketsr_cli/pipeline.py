@@ -1061,7 +1061,7 @@ class _Run:
                     if raced is None and not embeds_provenance(d.plan.format):
                         # After the image: a crash in between leaves an image whose record
                         # is missing or old, which a later run refuses to skip silently.
-                        write_sidecar(d.output, encoded.record)
+                        self.store_sidecar(d.output, encoded.record)
             except ImageWriteError as exc:
                 result.status, result.error = "failed", str(exc)
                 raced = None
@@ -1074,6 +1074,23 @@ class _Run:
         spent = encoded.seconds + time.perf_counter() - t0
         result.seconds = d.seconds + encoded.item.seconds + spent
         return result
+
+    @staticmethod
+    def store_sidecar(output: Path, record: str | None) -> None:
+        """Write ``output``'s sidecar record; when that fails, take the image just put in
+        place away again (its claim is still held), so that the ``failed`` result leaves
+        nothing behind, rather than an image every later run would keep as another
+        program's.
+
+        Raises:
+            ImageWriteError: the sidecar could not be written.
+        """
+        try:
+            write_sidecar(output, record)
+        except ImageWriteError:
+            with contextlib.suppress(OSError):
+                output.unlink()
+            raise
 
     def commit(self, d: _Decoded, data: bytes, claimed: bool) -> str | None:
         """Rename the encoded output into place unless another run got there first (then

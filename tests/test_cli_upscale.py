@@ -717,6 +717,32 @@ def test_every_output_records_how_it_was_made(tmp_path: Path, ext: str) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"in.{ext}", f"in_x2.{ext}"]
 
 
+def test_a_bmp_whose_sidecar_cannot_be_written_is_not_left_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was reported failed but left in place, whole and unrecorded: every later run then
+    kept it as another program's and never redid it."""
+    from pocketsr_cli import pipeline
+    from pocketsr_cli.errors import ImageWriteError
+
+    src = save(tmp_path / "in.bmp", photo())
+
+    def full(image: Path, record: str | None) -> None:
+        raise ImageWriteError(f"cannot write {image}.pocketsr.json: No space left on device")
+
+    monkeypatch.setattr(pipeline, "write_sidecar", full)
+    code, _, err = invoke("upscale", src, *FAST)
+    assert code == 1 and "No space left on device" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.bmp"]
+    monkeypatch.undo()
+    assert invoke("upscale", src, *FAST, "-q")[0] == 0  # the next run does it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "in.bmp",
+        "in_x2.bmp",
+        "in_x2.bmp.pocketsr.json",
+    ]
+
+
 def test_the_record_names_the_weights_and_keeps_the_cameras_xmp(tmp_path: Path) -> None:
     from pocketsr_cli.weights.resolve import find_spec
 
