@@ -104,6 +104,31 @@ def test_resume_replays_an_uninterrupted_run(patch_dir: Path, tmp_path: Path) ->
     assert len(log) == 6 and '"d"' in log[-1] and '"gan"' in log[-1]  # GAN from step 2 on
 
 
+def test_stop_at_ends_where_a_longer_run_stood_and_resumes_into_it(
+    patch_dir: Path, tmp_path: Path
+) -> None:
+    """``--stop-at 4`` of a 6-step run: the weights the 6-step run had after step 4 (its
+    schedule is the 6-step one), and resuming without it ends where that run ends."""
+    whole = Trainer(config(patch_dir, tmp_path / "a"))
+    at_four: dict[str, torch.Tensor] = {}
+
+    def keep(step: int, losses: dict[str, float]) -> None:
+        if step == 4:
+            at_four.update({k: v.clone() for k, v in whole.student.state_dict().items()})
+
+    whole.run(on_step=keep)
+    stopped = Trainer(config(patch_dir, tmp_path / "b", stop_at=4))
+    stopped.run()
+    assert stopped.step == 4 and at_four
+    for key, value in stopped.student.state_dict().items():
+        assert torch.allclose(value, at_four[key], atol=1e-6), key
+    resumed = Trainer(config(patch_dir, tmp_path / "b"))
+    assert resumed.resume() and resumed.step == 4
+    resumed.run()
+    for key, value in whole.student.state_dict().items():
+        assert torch.allclose(value, resumed.student.state_dict()[key], atol=1e-6), key
+
+
 def test_discriminator_sees_amplified_high_pass(patch_dir: Path, tmp_path: Path) -> None:
     t = Trainer(
         config(

@@ -140,6 +140,9 @@ class TrainConfig:
     workers: int = 0
     teacher_precision: str = "fp16"
     minutes: float = 0.0  # wall-clock budget (0: none); the LR schedule follows it
+    # Stop after this step (0: run to ``steps``), keeping the schedule of ``steps``: a run
+    # stopped there on purpose, as one stopped by hand after a checkpoint; resumable.
+    stop_at: int = 0
     eval_every: float = 0.0  # seconds between checkpoint + EMA export + validation (0: never)
     val: str | None = None  # folder of validation photos scored at every evaluation
     val_crop: int = 256
@@ -545,8 +548,11 @@ class Trainer:
 
     # -- the run ----------------------------------------------------------------------
     def finished(self) -> bool:
-        """Whether the run has done its ``steps`` or used up its ``minutes``."""
+        """Whether the run has done its ``steps`` (or reached ``stop_at``) or used up its
+        ``minutes``."""
         c = self.config
+        if c.stop_at and self.step >= c.stop_at:
+            return True
         return self.step >= c.steps or bool(c.minutes and self.elapsed >= 60.0 * c.minutes)
 
     def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None) -> None:
