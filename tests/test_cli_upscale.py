@@ -449,7 +449,7 @@ def test_outscale_and_suffix(tmp_path: Path) -> None:
 def test_tiled_equals_whole(tmp_path: Path) -> None:
     src = save(tmp_path / "a.png", photo(70, 90))
     assert invoke("upscale", src, *FAST, "-q", "--tile", "0", "--suffix", "_w")[0] == 0
-    assert invoke("upscale", src, *FAST, "-q", "--tile", "40", "--suffix", "_t")[0] == 0
+    assert invoke("upscale", src, *FAST, "-q", "--tile", "64", "--suffix", "_t")[0] == 0
     whole = np.asarray(Image.open(tmp_path / "a_w.png")).astype(int)
     tiled = np.asarray(Image.open(tmp_path / "a_t.png")).astype(int)
     assert np.abs(whole - tiled).max() <= 1
@@ -478,6 +478,9 @@ ERRORS = [
     (("upscale", "missing.png"), 2, "not found"),
     (("upscale", "{src}", "--device", "tpu"), 2, "unknown device"),
     (("upscale", "{src}", "--tile", "huge"), 2, "--tile"),
+    (("upscale", "{src}", "--tile", "8"), 2, "--tile 8 is too small: use 16 or more, or 0"),
+    (("upscale", "{src}", "--tile", "34"), 2, "--tile 34 leaves 2 px of each tile"),
+    (("upscale", "{src}", "--tile", "40", "--tile-overlap", "12"), 2, "use --tile 48 or more"),
     (("upscale", "{src}", "--format", "gif"), 2, "--format"),
     (("upscale", "{src}", "--quality", "0"), 2, "quality"),
     (("upscale", "{src}", "-o", "{dir}", "--suffix", ""), 2, "overwrite input"),

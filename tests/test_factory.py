@@ -31,14 +31,14 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("text", "side"), [("auto", None), (" AUTO ", None), ("0", 0), ("48", 48)])
+@pytest.mark.parametrize(("text", "side"), [("auto", None), (" AUTO ", None), ("0", 0), ("64", 64)])
 def test_tile_option_becomes_a_side(text: str, side: int | None) -> None:
     assert opt.tile_side(text) == side
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("big", "^tile must be auto, 0 or a number of pixels"), ("20", "larger than twice")],
+    [("big", "^tile must be auto, 0 or a number of pixels"), ("20", "leaves 0 px of each tile")],
 )
 def test_bad_tile_option_is_a_usage_error(text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):

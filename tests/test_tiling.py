@@ -514,8 +514,9 @@ def test_tile_option_parsing_is_the_clis() -> None:
     for bad in ("-3", "big", "1.5"):
         with pytest.raises(UsageError, match=r"^tile must be"):
             tile_side(bad)
-    with pytest.raises(UsageError, match="twice"):
+    with pytest.raises(UsageError, match="computed many times over"):
         tile_side("32", 16)
+    assert tile_side("64", 16) == 64 and tile_side("16", 0) == 16
 
 
 # ---------------------------------------------------------------------------------------

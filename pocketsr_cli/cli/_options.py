@@ -192,14 +192,21 @@ def path_argument(value: str) -> Path:
     return Path(value)
 
 
+# The smallest --tile N worth a call of the network, and how much of a tile the overlaps
+# may take: at most half its side, so that no pixel is computed more than 4 times over.
+MIN_TILE = 16
+
+
 def tile_side(value: str, overlap: int = 16) -> int | None:
     """``--tile auto|0|N`` as the factory's ``tile``: None (auto), 0 (whole image) or N.
 
     Raises:
-        UsageError: another spelling, or ``N <= 2 * overlap``.
+        UsageError: another spelling, ``N`` below :data:`MIN_TILE`, or ``N < 4 * overlap``
+            (the tiles' own parts would be a sliver: ``--tile 34`` with the default overlap
+            of 16 computes each pixel 289 times and ran for minutes on a thumbnail).
     """
     from pocketsr_cli.errors import UsageError
-    from pocketsr_cli.spelling import TILE
+    from pocketsr_cli.spelling import TILE, TILE_OVERLAP
     from pocketsr_cli.tiling import TilePolicy
 
     text = str(value).strip().lower()
@@ -208,7 +215,16 @@ def tile_side(value: str, overlap: int = 16) -> int | None:
     if not text.isdigit():
         raise UsageError(f"{TILE} must be auto, 0 or a number of pixels, not {value!r}")
     side = int(text)
-    TilePolicy.for_side(side, overlap)  # refuses N <= 2 * overlap, saying so
+    if 0 < side < MIN_TILE:
+        raise UsageError(f"{TILE.given(side)} is too small: use {MIN_TILE} or more, or 0")
+    if side and side < 4 * overlap:
+        core = max(side - 2 * overlap, 0)
+        raise UsageError(
+            f"{TILE.given(side)} leaves {core} px of each tile once {TILE_OVERLAP} "
+            f"({overlap}) is taken on both sides, so every pixel would be computed many "
+            f"times over: use {TILE} {4 * overlap} or more, or a smaller {TILE_OVERLAP}"
+        )
+    TilePolicy.for_side(side, overlap)
     return side
 
 
