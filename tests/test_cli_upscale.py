@@ -941,6 +941,30 @@ def test_the_print_resolution_is_kept(tmp_path: Path) -> None:
                 assert got is not None and all(abs(v - dpi) < 0.05 for v in got), (fmt, stem, got)
 
 
+def test_a_jpeg_that_states_no_resolution_gets_none(tmp_path: Path) -> None:
+    """JFIF with units 0 (an aspect ratio only) and no EXIF resolution: Pillow reports a
+    made-up 72 dpi, which was written into the output as if the photo had said so. A
+    resolution the EXIF states (units 0 in JFIF) is kept."""
+    src = tmp_path / "in"
+    src.mkdir()
+    pixels = Image.fromarray(photo())
+    camera = Image.Exif()
+    camera[0x010F] = "PocketCam"  # EXIF, but no resolution in it
+    pixels.save(src / "plain.jpg", quality=90, exif=camera)  # JFIF units 0, density 1:1
+    exif = Image.Exif()
+    exif[0x011A] = exif[0x011B] = 200.0
+    exif[0x0128] = 2  # inches
+    pixels.save(src / "exif.jpg", quality=90, exif=exif)
+    for fmt in ("jpg", "png"):
+        code, _, err = invoke("upscale", src, "-o", tmp_path / fmt, "--format", fmt, *FAST)
+        assert code == 0, err
+        with Image.open(tmp_path / fmt / f"plain.{fmt}") as im:
+            assert im.info.get("jfif_unit", 0) == 0, im.info  # JPEG: no unit, so no dpi
+            assert fmt == "jpg" or "dpi" not in im.info, im.info  # PNG: no pHYs
+        with Image.open(tmp_path / fmt / f"exif.{fmt}") as im:
+            assert im.info.get("dpi") is not None and round(im.info["dpi"][0]) == 200, im.info
+
+
 def test_a_shell_pattern_run_again_skips_the_last_runs_outputs(tmp_path: Path) -> None:
     """``pocketsr upscale shoot/*.jpg`` twice: the second time the pattern also names the
     first run's a_x2.jpg, the output of a.jpg named beside it. That is a restart (a.jpg:

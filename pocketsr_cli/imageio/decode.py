@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pocketsr_cli.errors import ImageReadError
 from pocketsr_cli.imageio.backends import (
@@ -33,6 +34,9 @@ from pocketsr_cli.imageio.png import (
     scale_gray_key,
 )
 from pocketsr_cli.imageio.tiff import decode_tiff
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 ANIMATED_WARNING = "animated: only the first frame was upscaled"
 
@@ -116,7 +120,7 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         # standard makes authoritative over the (informative) EXIF tag.
         orientation = 1 if fmt == "heif" else None
         icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
-        dpi = dpi_of(im.info.get("dpi"))
+        dpi = dpi_of(im.info.get("dpi")) if _states_dpi(im, fmt) else None
         decoded = finish(pixels, fmt, bare_exif(raw_exif), icc, xmp, orientation, dpi)
         # MPO (a camera's JPEG with a preview or depth image) is multi-frame, not animated.
         if fmt in ("gif", "webp", "png", "avif") and getattr(im, "is_animated", False):
@@ -124,3 +128,19 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         elif fmt == "heif" and (frames := int(getattr(im, "n_frames", 1))) > 1:
             decoded.warnings = (f"holds {frames} images: only the primary one was upscaled",)
         return decoded
+
+
+_X_RESOLUTION = 0x011A
+
+
+def _states_dpi(im: Image.Image, fmt: str) -> bool:
+    """Whether the file states the print resolution Pillow reports.  For a JPEG whose JFIF
+    header gives only an aspect ratio (units 0), Pillow falls back to the EXIF resolution
+    and, when there is none, to a made-up 72 dpi, which would then be written into the
+    output as if the photo had said so."""
+    if fmt != "jpeg" or im.info.get("jfif_unit") in (1, 2):
+        return True
+    try:
+        return _X_RESOLUTION in im.getexif()
+    except Exception:  # unreadable EXIF: Pillow's 72 is its fallback
+        return False
