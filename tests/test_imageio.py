@@ -37,7 +37,7 @@ from _imagegen import (
     srgb_icc,
     to_pillow,
 )
-from PIL import Image, ImageOps, PngImagePlugin
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin
 
 from pocketsr_cli import imageio
 from pocketsr_cli.errors import ImageReadError, ImageWriteError
@@ -851,3 +851,31 @@ def test_4k_encode_speed() -> None:
         timings[fmt] = time.perf_counter() - start
     print(timings)
     assert timings["png"] < 1.5 and timings["jpeg"] < 0.5 and timings["tiff"] < 1.5
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_png_gamma_and_chromaticities_go_into_a_png_output(tmp_path: Path, depth: int) -> None:
+    """A PNG that says how its colours are shown with gAMA and cHRM (no ICC profile): the
+    chunks were dropped, so a browser showed a linear-light image's grey of 128 as 128
+    instead of about 188."""
+    from pocketsr_cli.imageio.png import png_chunk_payload
+
+    dtype = np.uint16 if depth == 16 else np.uint8
+    stored = make_asymmetric(6, 8, 3, dtype)
+    png = save_opencv(tmp_path / "plain.png", stored).read_bytes()
+    gama = struct.pack(">I", 100000)  # gamma 1.0
+    chrm = struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)
+    path = tmp_path / "linear.png"
+    path.write_bytes(add_png_chunk(add_png_chunk(png, b"cHRM", chrm), b"gAMA", gama))
+    image = read_image(path)
+    plan = plan_output("png", None, has_alpha=False, bit_depth=depth)
+    out = encode_image(image.pixels, plan, metadata=image.metadata)
+    assert png_chunk_payload(out, b"gAMA") == gama and png_chunk_payload(out, b"cHRM") == chrm
+    assert out.index(b"gAMA") < out.index(b"IDAT")
+    # With an ICC profile the profile says it all: the chunks are not repeated.
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    with_icc = add_png_chunk(path.read_bytes(), b"iCCP", b"p\x00\x00" + zlib.compress(profile))
+    path.write_bytes(with_icc)
+    image = read_image(path)
+    out = encode_image(image.pixels, plan, metadata=image.metadata)
+    assert png_chunk_payload(out, b"iCCP") is not None and png_chunk_payload(out, b"gAMA") is None

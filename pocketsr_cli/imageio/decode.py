@@ -8,6 +8,7 @@ decoded.  Every failure is an :class:`ImageReadError`.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ from pocketsr_cli.imageio.pixels import pillow_pixels
 from pocketsr_cli.imageio.png import (
     apply_colour_key,
     check_png_data,
+    colour_chunks,
     png_chunk_payload,
     png_for_opencv,
     png_structure,
@@ -122,6 +124,10 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
         dpi = dpi_of(im.info.get("dpi")) if _states_dpi(im, fmt) else None
         decoded = finish(pixels, fmt, bare_exif(raw_exif), icc, xmp, orientation, dpi)
+        if fmt == "png" and decoded.metadata.icc_profile is None:
+            decoded.metadata = dataclasses.replace(
+                decoded.metadata, png_colour=colour_chunks(data)
+            )
         # MPO (a camera's JPEG with a preview or depth image) is multi-frame, not animated.
         if fmt in ("gif", "webp", "png", "avif") and getattr(im, "is_animated", False):
             decoded.warnings = (ANIMATED_WARNING,)

@@ -30,12 +30,16 @@ class Metadata:
         dpi: the print resolution the file states (JFIF density, PNG pHYs, TIFF
             resolution), pixels per inch across and down; kept as it is (an upscale
             prints larger at the same resolution, as an editor's resample does).
+        png_colour: a PNG's gAMA, cHRM and sRGB chunks as they were (whole chunks), when
+            it has no ICC profile: how its colours are to be shown, written again into a
+            PNG output (other formats have no place for them).
     """
 
     exif: bytes | None = None
     icc_profile: bytes | None = None
     xmp: bytes | None = None
     dpi: tuple[float, float] | None = None
+    png_colour: bytes | None = None
 
 
 EXIF_PREFIX = b"Exif\x00\x00"
@@ -167,7 +171,9 @@ def output_metadata(metadata: Metadata | None, pixels: np.ndarray) -> Metadata:
         exif = patch_exif(exif, size=(pixels.shape[1], pixels.shape[0]))
     icc = icc_for_channels(metadata.icc_profile, pixels.shape[2])
     xmp = reset_xmp_orientation(metadata.xmp) if metadata.xmp else None
-    return Metadata(exif=exif, icc_profile=icc, xmp=xmp, dpi=metadata.dpi)
+    return Metadata(
+        exif=exif, icc_profile=icc, xmp=xmp, dpi=metadata.dpi, png_colour=metadata.png_colour
+    )
 
 
 def dpi_of(value: object) -> tuple[float, float] | None:

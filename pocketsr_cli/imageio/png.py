@@ -232,11 +232,30 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
     )
 
 
+# The chunks that say how a PNG's colours are shown when it has no ICC profile.
+COLOUR_CHUNKS = (b"gAMA", b"cHRM", b"sRGB")
+
+
+def colour_chunks(data: bytes) -> bytes | None:
+    """The gAMA, cHRM and sRGB chunks of the PNG ``data``, whole, or None when it has
+    none or has an ICC profile (iCCP, which readers honour instead)."""
+    if png_chunk_payload(data, b"iCCP") is not None:
+        return None
+    chunks = b""
+    for kind in COLOUR_CHUNKS:
+        payload = png_chunk_payload(data, kind)
+        if payload is not None:
+            chunks += png_chunk(kind, payload)
+    return chunks or None
+
+
 def _png_metadata_chunks(meta: Metadata) -> bytes:
     chunks = b""
     if meta.icc_profile:
         # iCCP: profile name, NUL, compression method 0 (zlib), compressed profile.
         chunks += png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(meta.icc_profile))
+    elif meta.png_colour:
+        chunks += meta.png_colour
     if meta.exif:
         chunks += png_chunk(b"eXIf", meta.exif)
     if meta.dpi is not None:  # pHYs: pixels per metre across and down, unit 1 (metre)
