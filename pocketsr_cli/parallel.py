@@ -136,9 +136,12 @@ class _StopSignal:
         self.pending = False
 
     def __call__(self, signum: int, frame: object) -> None:
-        if self.shielded:
+        if self.shielded or self.pending:
             self.pending = True
         else:
+            # Once: a second SIGTERM (a whole process group's, then the driver's) must not
+            # break into the worker's way out, where it ended in a traceback from atexit.
+            self.pending = True
             raise KeyboardInterrupt
 
     @contextlib.contextmanager
@@ -191,6 +194,8 @@ def _worker_main(
     except BaseException as exc:  # reported to the driver, which stops the run
         with contextlib.suppress(OSError):
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:  # leaving: no stop signal may interrupt the interpreter's clean-up
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 # -- driver -------------------------------------------------------------------------------

@@ -269,3 +269,20 @@ def test_workers_start_with_ctrl_c_ignored() -> None:
         child.join(30)
     assert seen == [True, False]
     assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the driver's is back
+
+
+def test_a_worker_takes_one_sigterm_as_a_stop_and_notes_the_rest() -> None:
+    """A process group's SIGTERM, then the driver's: the second broke into the worker's
+    way out and ended in "Exception ignored in atexit callback ... KeyboardInterrupt"."""
+    from pocketsr_cli.parallel import _StopSignal
+
+    stop = _StopSignal()
+    with pytest.raises(KeyboardInterrupt):
+        stop(15, None)
+    assert stop.pending
+    stop(15, None)  # noted, not raised
+    shielded = _StopSignal()
+    with shielded.shield():
+        shielded(15, None)  # an output being written is finished first
+    assert shielded.pending
+    shielded(15, None)

@@ -125,9 +125,7 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         dpi = dpi_of(im.info.get("dpi")) if _states_dpi(im, fmt) else None
         decoded = finish(pixels, fmt, bare_exif(raw_exif), icc, xmp, orientation, dpi)
         if fmt == "png" and decoded.metadata.icc_profile is None:
-            decoded.metadata = dataclasses.replace(
-                decoded.metadata, png_colour=colour_chunks(data)
-            )
+            decoded.metadata = dataclasses.replace(decoded.metadata, png_colour=colour_chunks(data))
         # MPO (a camera's JPEG with a preview or depth image) is multi-frame, not animated.
         if fmt in ("gif", "webp", "png", "avif") and getattr(im, "is_animated", False):
             decoded.warnings = (ANIMATED_WARNING,)
