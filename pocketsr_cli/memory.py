@@ -99,7 +99,28 @@ def host_available_bytes() -> int | None:
     cgroup = cgroup_headroom_bytes()
     if cgroup is not None:
         found.append(cgroup)
+    limit = address_space_headroom_bytes()
+    if limit is not None:
+        found.append(limit)
     return min(found) if found else None
+
+
+def address_space_headroom_bytes(status: str | None = None) -> int | None:
+    """What ``ulimit -v`` (RLIMIT_AS) still allows this process to map, or ``None`` when
+    there is no such limit (or no way to tell).  ``status``: a ``/proc/self/status`` text
+    (tests); read from there by default (its ``VmSize`` line)."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return None
+    text = status if status is not None else _read_text("/proc/self/status")
+    match = re.search(r"^VmSize:\s+(\d+)\s*kB", text or "", re.MULTILINE)
+    if match is None:
+        return None
+    return max(0, soft - int(match.group(1)) * 1024)
 
 
 def parse_meminfo_available(text: str) -> int | None:

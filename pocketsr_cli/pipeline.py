@@ -1154,6 +1154,12 @@ class _Run:
             error = str(exc)
         except (RuntimeError, MemoryError, ValueError) as exc:  # torch errors surface as these
             error = f"inference failed: {_one_line(exc)}"
+            if memory.is_out_of_memory(exc):  # outside the tiles, which back off by themselves
+                error = (
+                    "out of memory: this image's whole input and output do not fit in "
+                    "what this process may use now (other programs' memory, a ulimit); "
+                    f"{_one_line(exc)}"
+                )
         if error is not None:
             self.gate.release(d.reserved)
             return Result(

@@ -822,3 +822,22 @@ def test_full_hd_x4_auto_tiles_into_uint8_under_4_gib() -> None:
     assert out.shape == (1, 3, 4320, 7680) and out.dtype == torch.uint8
     assert peak_gib < 4
     assert math.isfinite(seconds)
+
+
+def test_a_ulimit_on_address_space_caps_the_memory_available(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under ``ulimit -v`` every image failed with the allocator's raw text (or OpenCV's,
+    encoding): the limit was not counted, so the memory gate let it through."""
+    import resource
+
+    status = "Name:\tpython\nVmSize:\t 1000000 kB\nVmRSS:\t 200000 kB\n"
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (3_000_000 * 1024, -1))
+    assert memory.address_space_headroom_bytes(status) == 2_000_000 * 1024
+    monkeypatch.setattr(memory, "_read_text", lambda path: status if "status" in path else None)
+    monkeypatch.setattr(memory, "_psutil_available", lambda: 1 << 40)
+    monkeypatch.setattr(memory, "cgroup_headroom_bytes", lambda root="": None)
+    assert memory.host_available_bytes() == 2_000_000 * 1024
+    unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: unlimited)
+    assert memory.address_space_headroom_bytes(status) is None
