@@ -260,15 +260,21 @@ def test_workers_start_with_ctrl_c_ignored() -> None:
 
     ctx = get_context("spawn")
     seen = []
-    for ignored in (True, False):
-        ours, theirs = ctx.Pipe()
-        child = ctx.Process(target=_sigint_is_ignored, args=(theirs,))
-        with _sigint_ignored() if ignored else contextlib.nullcontext():
-            child.start()
-        seen.append(ours.recv())
-        child.join(30)
+    # As in a terminal: a test run started in the background (nohup ... &) ignores SIGINT
+    # from its start, and its children would inherit that.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        for ignored in (True, False):
+            ours, theirs = ctx.Pipe()
+            child = ctx.Process(target=_sigint_is_ignored, args=(theirs,))
+            with _sigint_ignored() if ignored else contextlib.nullcontext():
+                child.start()
+            seen.append(ours.recv())
+            child.join(30)
+        assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the driver's is back
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert seen == [True, False]
-    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the driver's is back
 
 
 def test_a_worker_takes_one_sigterm_as_a_stop_and_notes_the_rest() -> None:
