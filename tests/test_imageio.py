@@ -879,3 +879,26 @@ def test_png_gamma_and_chromaticities_go_into_a_png_output(tmp_path: Path, depth
     image = read_image(path)
     out = encode_image(image.pixels, plan, metadata=image.metadata)
     assert png_chunk_payload(out, b"iCCP") is not None and png_chunk_payload(out, b"gAMA") is None
+
+
+def _with_tag(tiff: bytes, tag: int, value: int) -> bytes:
+    """``tiff`` (as encode_tiff writes it) with the SHORT value of ``tag`` changed."""
+    from pocketsr_cli.imageio.metadata import ifd_entries
+
+    data = bytearray(tiff)
+    (offset,) = struct.unpack_from("<I", data, 4)
+    entries = {tag_: pos for tag_, _, pos in ifd_entries(data, "<", offset)}
+    struct.pack_into("<H", data, entries[tag], value)
+    return bytes(data)
+
+
+def test_16bit_tiff_in_separate_planes_is_refused_not_scrambled(tmp_path: Path) -> None:
+    """OpenCV read the planes of a PlanarConfiguration=2 file as interleaved samples: the
+    run wrote scrambled pixels and said ok."""
+    from pocketsr_cli.imageio.tiff import encode_tiff
+
+    tiff = encode_tiff(make_asymmetric(6, 8, 3, np.uint16), imageio.Metadata())
+    path = tmp_path / "planar.tif"
+    path.write_bytes(_with_tag(tiff, 284, 2))
+    with pytest.raises(ImageReadError, match="separate planes"):
+        read_image(path)

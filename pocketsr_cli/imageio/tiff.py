@@ -98,6 +98,12 @@ def decode_tiff(data: bytes) -> DecodedImage:
     bits = max(as_tuple(tags.get(258)) or (1,))
     photometric = tags.get(262)
     orientation: int | None = None  # None: as the EXIF says
+    if bits == 16 and tags.get(284, 1) == 2 and tags.get(277, 1) > 1:
+        # OpenCV reads the planes as if their samples were interleaved: scrambled pixels.
+        raise ImageReadError(
+            "unsupported TIFF (16-bit samples stored in separate planes, planar "
+            "configuration 2); save it with its samples together (contiguous)"
+        )
     try:
         if bits == 16 and photometric == 1 and tags.get(277) == 2:
             pixels = _unassociated(_decode_tiff_gray_alpha_16(data, tags), tags)
@@ -208,6 +214,8 @@ def _decode_tiff_gray_alpha_16(data: bytes, tags: Mapping[int, Any]) -> np.ndarr
     """
     width, height = int(tags[256]), int(tags[257])
     compression, predictor = tags.get(259, 1), tags.get(317, 1)
+    if 324 in tags:  # TileOffsets: no strips to read (it said "truncated")
+        raise ImageReadError("unsupported TIFF (16-bit gray + alpha in tiles)")
     if compression not in (1, 8, 32946) or predictor not in (1, 2) or tags.get(284, 1) != 1:
         raise ImageReadError(
             "unsupported TIFF (16-bit gray + alpha with compression "
