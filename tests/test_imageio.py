@@ -902,3 +902,18 @@ def test_16bit_tiff_in_separate_planes_is_refused_not_scrambled(tmp_path: Path) 
     path.write_bytes(_with_tag(tiff, 284, 2))
     with pytest.raises(ImageReadError, match="separate planes"):
         read_image(path)
+
+
+def test_a_12_bit_jpeg_is_unsupported_not_corrupt(tmp_path: Path) -> None:
+    """Pillow opens 8-bit JPEGs only; a 12-bit one was 'not a recognised image (corrupt, or
+    not one of ... JPEG ...)', which tells its owner the file is broken."""
+    buffer = io.BytesIO()
+    Image.fromarray(make_asymmetric(8, 8, 3)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 1] = 0xC1  # extended sequential, which allows 12 bits
+    data[sof + 4] = 12
+    path = tmp_path / "deep.jpg"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match=r"^unsupported JPEG \(12-bit samples\)$"):
+        read_image(path)

@@ -132,12 +132,41 @@ def open_pillow(source: IO[bytes]) -> Image.Image:
     try:
         return Image.open(source, formats=formats)
     except UnidentifiedImageError:
+        source.seek(0)
+        precision = jpeg_precision(source.read(1 << 16))
+        if precision is not None and precision != 8:
+            # Pillow opens 8-bit JPEGs only: a 12-bit or 16-bit one (SOF1/SOF3, from
+            # medical and some camera tools) is a real JPEG, not a corrupt file.
+            raise ImageReadError(f"unsupported JPEG ({precision}-bit samples)") from None
         names = ", ".join(sorted({FORMAT_NAMES[PILLOW_FORMATS[name]] for name in formats}))
         raise ImageReadError(f"not a recognised image (corrupt, or not one of {names})") from None
     except Image.DecompressionBombError as exc:
         raise ImageReadError(f"image is too large to decode safely ({exc})") from None
     except Exception as exc:  # plugins raise many types for malformed or cut files
         raise decode_failure(exc) from None
+
+
+# Start-of-frame markers (not DHT C4, JPG C8, DAC CC), whose segment holds the precision.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_precision(head: bytes) -> int | None:
+    """The sample precision (bits) in the frame header of the JPEG that ``head`` starts,
+    or None when it is no JPEG or its frame header is not in ``head``."""
+    if head[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 < len(head) and head[pos] == 0xFF:
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _SOF_MARKERS:
+            return head[pos + 4] if pos + 4 < len(head) else None
+        if marker in (0xD9, 0xDA):  # the end, or a scan before any frame
+            return None
+        pos += 2 + int.from_bytes(head[pos + 2 : pos + 4], "big")
+    return None
 
 
 def reason(exc: BaseException) -> str:
