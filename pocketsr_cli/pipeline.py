@@ -1035,6 +1035,7 @@ class _Run:
                     quality=self.options.quality,
                     metadata=metadata,
                     provenance=record if embeds_provenance(d.plan.format) else None,
+                    notes=result.warnings,
                 )
         except ImageWriteError as exc:
             result.status, result.error = "failed", str(exc)

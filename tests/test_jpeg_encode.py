@@ -93,10 +93,50 @@ def test_blocks_too_long_for_a_segment_are_left_out_by_fits_jpeg_and_refused_wit
     for meta in (Metadata(long_exif, None, None), Metadata(None, None, long_xmp)):
         with pytest.raises(ImageWriteError, match="too long for JPEG"):
             encode_jpeg(pixels, 95, meta)
-    # encode_image leaves them out and keeps the rest
-    data = encode_image(pixels, OutputPlan("jpeg", 8), metadata=Metadata(long_exif, None, None))
+    # encode_image leaves them out, keeps the rest, and says so
+    notes: list[str] = []
+    data = encode_image(
+        pixels, OutputPlan("jpeg", 8), metadata=Metadata(long_exif, None, None), notes=notes
+    )
     with Image.open(io.BytesIO(data)) as im:
         assert "exif" not in im.info
+    assert notes == [
+        "its EXIF block (70,004 bytes) is too large for a JPEG (64 KiB at most): not copied"
+    ]
+
+
+def test_a_camera_xmp_packet_too_large_for_a_jpeg_leaves_room_for_the_record() -> None:
+    """Both the camera's packet and pocketsr's record in it were left out, silently, so
+    every later run kept the output as another program's (``unrecorded``). A packet that
+    fits alone is still kept, without the record."""
+    from pocketsr_cli.imageio.record import xmp_with_record
+
+    def camera_packet(size: int) -> bytes:
+        return (
+            b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/'
+            b'1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:dc="http://'
+            b'purl.org/dc/elements/1.1/" dc:source="' + b"x" * size + b'"/></rdf:RDF>'
+            b"</x:xmpmeta>"
+        )
+
+    record = '{"pocketsr": "0"}'
+    pixels = make_photo_like(8, 8)
+    huge = camera_packet(70_000)
+    notes: list[str] = []
+    meta = Metadata(None, None, huge)
+    data = encode_image(
+        pixels, OutputPlan("jpeg", 8), metadata=meta, provenance=record, notes=notes
+    )
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.info["xmp"] == xmp_with_record(None, record)
+    assert notes and "its XMP packet" in notes[0] and "not copied" in notes[0]
+    fits_alone = camera_packet(XMP_MAX - 300)
+    assert len(fits_alone) <= XMP_MAX < len(xmp_with_record(fits_alone, record))
+    data = encode_image(
+        pixels, OutputPlan("jpeg", 8), metadata=Metadata(None, None, fits_alone), provenance=record
+    )
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.info["xmp"] == fits_alone
 
 
 def test_an_icc_profile_over_255_segments_is_refused() -> None:

@@ -35,6 +35,7 @@ def encode_image(
     quality: int = 95,
     metadata: Metadata | None = None,
     provenance: str | None = None,
+    notes: list[str] | None = None,
 ) -> bytes:
     """Encode pixels (as in :class:`DecodedImage`) following ``plan``.
 
@@ -48,7 +49,13 @@ def encode_image(
     ``provenance`` (one line of ASCII text: pocketsr's record, whatever ``metadata`` is) is
     embedded where the format allows (:func:`embeds_provenance`): a PNG ``tEXt`` chunk
     ``pocketsr``, or the XMP property ``pocketsr:record`` added to the XMP packet (an older
-    record in it is replaced).  BMP cannot hold it: the caller writes a sidecar.
+    record in it is replaced).  BMP cannot hold it: the caller writes a sidecar.  In a JPEG,
+    whose XMP packet holds 64 KiB at most, a camera's packet that fits only without the
+    record is kept without it, and one that does not fit at all gives way to a packet
+    holding the record alone (so that a later run knows its own output).
+
+    ``notes`` gets a line, for the user, for each metadata block the format cannot hold
+    and that is therefore not copied.
 
     Raises:
         ImageWriteError: the pixels or plan cannot be encoded (alpha for JPEG/BMP, a side
@@ -77,17 +84,27 @@ def encode_image(
         png_text = png_chunk(b"tEXt", PROVENANCE_KEYWORD + b"\x00" + provenance.encode("latin-1"))
     elif provenance is not None and embeds_provenance(plan.format):
         xmp = xmp_with_record(meta.xmp, provenance)
-        # JPEG drops an XMP packet over 64 KiB: keep the camera's packet rather than lose
-        # it for our record (an output without a record is refused, never overwritten).
-        if plan.format != "jpeg" or len(xmp) <= XMP_MAX:
-            meta = dataclasses.replace(meta, xmp=xmp)
+        if plan.format == "jpeg" and len(xmp) > XMP_MAX:
+            if meta.xmp is not None and len(meta.xmp) <= XMP_MAX:
+                # The camera's packet fits alone: kept rather than lost for our record (an
+                # output without a record is refused, never overwritten).
+                xmp = meta.xmp
+            else:  # it cannot be copied either way: the record alone, so that a later
+                # run knows its own output instead of keeping it as another program's
+                if meta.xmp and notes is not None:
+                    notes.append(
+                        f"its XMP packet ({len(meta.xmp):,} bytes) is too large for a JPEG "
+                        "(64 KiB at most): not copied"
+                    )
+                xmp = xmp_with_record(None, provenance)
+        meta = dataclasses.replace(meta, xmp=xmp)
     try:
         if plan.format == "png":
             return encode_png(pixels, meta, png_text)
         if plan.format == "tiff":
             return encode_tiff(pixels, meta)
         if plan.format == "jpeg":
-            return encode_jpeg(pixels, quality, fits_jpeg(meta))
+            return encode_jpeg(pixels, quality, fits_jpeg(meta, notes))
         return _encode_pillow(pixels, plan.format, quality, meta)
     except ImageWriteError:
         raise

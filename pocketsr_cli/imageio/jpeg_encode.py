@@ -36,12 +36,23 @@ _ICC_CHUNKS_MAX = 255
 XMP_MAX = _SEGMENT_MAX - len(_XMP_PREFIX)  # 65,504: the largest XMP packet a JPEG holds
 
 
-def fits_jpeg(meta: Metadata) -> Metadata:
+def fits_jpeg(meta: Metadata, notes: list[str] | None = None) -> Metadata:
     """``meta`` without the EXIF block or XMP packet that is too long for one JPEG segment
-    (64 KiB; the ICC profile is split over several and stays)."""
-    exif = meta.exif if len(EXIF_PREFIX) + len(meta.exif or b"") <= _SEGMENT_MAX else None
-    xmp = meta.xmp if len(meta.xmp or b"") <= XMP_MAX else None
+    (64 KiB; the ICC profile is split over several and stays); a line for each one left
+    out goes to ``notes``."""
+    exif, xmp = meta.exif, meta.xmp
+    if exif is not None and len(EXIF_PREFIX) + len(exif) > _SEGMENT_MAX:
+        exif = None
+        _note(notes, f"its EXIF block ({len(meta.exif or b''):,} bytes) is too large for a JPEG")
+    if xmp is not None and len(xmp) > XMP_MAX:
+        xmp = None
+        _note(notes, f"its XMP packet ({len(meta.xmp or b''):,} bytes) is too large for a JPEG")
     return dataclasses.replace(meta, exif=exif, xmp=xmp)
+
+
+def _note(notes: list[str] | None, what: str) -> None:
+    if notes is not None:
+        notes.append(f"{what} (64 KiB at most): not copied")
 
 
 def encode_jpeg(pixels: np.ndarray, quality: int, meta: Metadata) -> bytes:
