@@ -406,13 +406,17 @@ class Upscaler:
         )
         text = provenance.dumps(record)
         embedded = embeds_provenance(plan.format)
+        notes: list[str] = []
         data = encode_image(
             out,
             plan,
             quality=quality,
             metadata=image.metadata if keep_metadata else None,
             provenance=text if embedded else None,
+            notes=notes,
         )
+        for note in notes:  # metadata the format has no room for
+            self._warn(f"{src.name}: {note}")
         write_atomic(dst, data)
         if not embedded:
             write_sidecar(dst, text)
