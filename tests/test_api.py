@@ -102,6 +102,17 @@ def test_upscale_file_alpha_to_jpeg_writes_png(tmp_path: Path) -> None:
     assert any("transparency" in w for w in seen)
 
 
+def test_upscale_file_says_what_metadata_a_jpeg_has_no_room_for(tmp_path: Path) -> None:
+    seen: list[str] = []
+    up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", on_warning=seen.append)
+    src = tmp_path / "a.png"
+    exif = Image.Exif()
+    exif[0x927C] = b"\0" * 70_000  # a maker note too long for one JPEG segment
+    Image.fromarray(pixels()).save(src, exif=exif)
+    up.upscale_file(src, tmp_path / "b.jpg")
+    assert any(w.startswith("a.png: its EXIF block (") and "not copied" in w for w in seen), seen
+
+
 def test_upscale_folder_yields_each_result(up: pocketsr_cli.Upscaler, tmp_path: Path) -> None:
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
