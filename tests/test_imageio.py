@@ -547,6 +547,29 @@ def test_xmp_orientation_reset_and_exif_dimensions_updated(tmp_path: Path) -> No
     assert b'tiff:Orientation="1"' in out.info["xmp"]
 
 
+def test_the_size_a_phone_writes_in_ifd0_and_xmp_is_the_outputs() -> None:
+    """IFD0 ImageWidth/ImageLength (many Android phones) and the XMP's exif:PixelX/Y and
+    tiff:ImageWidth/Length kept the input's size."""
+    exif = make_exif(1)
+    exif[0x0100], exif[0x0101] = 24, 16
+    xmp = make_xmp().replace(
+        b'tiff:Orientation="1">',
+        b'tiff:Orientation="1" exif:PixelXDimension="24" tiff:ImageWidth="24">'
+        b"<exif:PixelYDimension>16</exif:PixelYDimension><tiff:ImageLength>16</tiff:ImageLength>",
+    )
+    meta = Metadata(exif.tobytes()[6:], None, xmp)
+    out = open_pillow(encode_image(make_blocky(32, 48), OutputPlan("png", 8), metadata=meta))
+    assert (exif_of(out)[0x0100], exif_of(out)[0x0101]) == (48, 32)
+    packet = out.info["xmp"] if isinstance(out.info["xmp"], bytes) else out.info["xmp"].encode()
+    for part in (
+        b'exif:PixelXDimension="48"',
+        b'tiff:ImageWidth="48"',
+        b"<exif:PixelYDimension>32</exif:PixelYDimension>",
+        b"<tiff:ImageLength>32</tiff:ImageLength>",
+    ):
+        assert part in packet, packet
+
+
 # --------------------------------------------------------------------------------------------
 # Metadata through every format
 # --------------------------------------------------------------------------------------------

@@ -88,7 +88,8 @@ def exif_orientation(exif: bytes | None) -> int:
 
 
 def patch_exif(exif: bytes, *, size: tuple[int, int] | None = None) -> bytes:
-    """Set Orientation to 1 (and PixelX/YDimension to ``size`` = (w, h)) in place.
+    """Set Orientation to 1 (and PixelX/YDimension, and IFD0's ImageWidth/ImageLength where
+    a phone wrote them, to ``size`` = (w, h)) in place.
 
     Patching the bytes rather than re-serialising keeps maker notes and unknown tags intact.
     When the orientation changes, the link to IFD1 (the thumbnail) is cut as well: the
@@ -109,17 +110,50 @@ def patch_exif(exif: bytes, *, size: tuple[int, int] | None = None) -> bytes:
                     struct.pack_into(order + "I", buf, ifd0 + 2 + 12 * count, 0)
             elif tag == _TAG_EXIF_IFD and typ == LONG:
                 (exif_ifd,) = struct.unpack_from(order + "I", buf, pos)
-        if size is not None and exif_ifd:
-            for tag, typ, pos in ifd_entries(buf, order, exif_ifd):
-                if tag in (_TAG_PIXEL_X, _TAG_PIXEL_Y):
-                    value = size[0] if tag == _TAG_PIXEL_X else size[1]
-                    if typ == SHORT and value <= 0xFFFF:
-                        struct.pack_into(order + "H", buf, pos, value)
-                    elif typ == LONG:
-                        struct.pack_into(order + "I", buf, pos, value)
+        if size is not None:
+            _set_size(buf, order, ifd0, _TAG_IMAGE_WIDTH, _TAG_IMAGE_LENGTH, size)
+            if exif_ifd:
+                _set_size(buf, order, exif_ifd, _TAG_PIXEL_X, _TAG_PIXEL_Y, size)
     except struct.error:
         return exif
     return bytes(buf)
+
+
+_TAG_IMAGE_WIDTH, _TAG_IMAGE_LENGTH = 0x0100, 0x0101
+
+
+def _set_size(
+    buf: bytearray, order: str, ifd: int, width_tag: int, height_tag: int, size: tuple[int, int]
+) -> None:
+    """Write ``size`` into the IFD at ``ifd``'s width and height tags, where present."""
+    for tag, typ, pos in ifd_entries(buf, order, ifd):
+        if tag in (width_tag, height_tag):
+            value = size[0] if tag == width_tag else size[1]
+            if typ == SHORT and value <= 0xFFFF:
+                struct.pack_into(order + "H", buf, pos, value)
+            elif typ == LONG:
+                struct.pack_into(order + "I", buf, pos, value)
+
+
+_XMP_SIZES = {
+    b"exif:PixelXDimension": 0,
+    b"exif:PixelYDimension": 1,
+    b"tiff:ImageWidth": 0,
+    b"tiff:ImageLength": 1,
+}
+
+
+def xmp_with_size(xmp: bytes, size: tuple[int, int]) -> bytes:
+    """``xmp`` with the image size it states (``exif:PixelX/YDimension``,
+    ``tiff:ImageWidth/Length``, attribute or element form) set to ``size`` = (w, h)."""
+    for name, axis in _XMP_SIZES.items():
+        value = str(size[axis]).encode()
+        key = re.escape(name)
+        xmp = re.sub(rb"(" + key + rb"\s*=\s*[\"'])\d+([\"'])", rb"\g<1>" + value + rb"\g<2>", xmp)
+        xmp = re.sub(
+            rb"(<" + key + rb">\s*)\d+(\s*</" + key + rb">)", rb"\g<1>" + value + rb"\g<2>", xmp
+        )
+    return xmp
 
 
 _XMP_ORIENTATION = re.compile(rb"(tiff:Orientation\s*=\s*[\"'])[1-8]([\"'])")
@@ -170,7 +204,8 @@ def output_metadata(metadata: Metadata | None, pixels: np.ndarray) -> Metadata:
     if exif is not None:
         exif = patch_exif(exif, size=(pixels.shape[1], pixels.shape[0]))
     icc = icc_for_channels(metadata.icc_profile, pixels.shape[2])
-    xmp = reset_xmp_orientation(metadata.xmp) if metadata.xmp else None
+    size = (pixels.shape[1], pixels.shape[0])
+    xmp = xmp_with_size(reset_xmp_orientation(metadata.xmp), size) if metadata.xmp else None
     return Metadata(
         exif=exif, icc_profile=icc, xmp=xmp, dpi=metadata.dpi, png_colour=metadata.png_colour
     )
