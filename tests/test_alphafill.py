@@ -66,3 +66,29 @@ def test_hidden_red_never_shows_along_a_white_discs_edge(tmp_path: Path, model: 
     visible = out[:, :, 3] > 0
     assert visible.sum() > 1000
     assert (out[visible][:, :3] >= 250).all(), out[visible][:, :3].min(axis=0)
+
+
+def test_no_memory_for_the_fill_fails_that_image_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenCV's allocation failure (cv2.error) inside the fill was no error the pipeline
+    expects: the run stopped with 'internal error ... (this is a bug)' and the images after
+    it were never upscaled. Now that image fails as out of memory, and the rest go on."""
+    import cv2
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise cv2.error("OpenCV(5.0.0) alloc.cpp:73: error: (-4:Insufficient memory) Failed")
+
+    source = tmp_path / "in"
+    source.mkdir()
+    Image.fromarray(disc((255, 0, 0))).save(source / "a.png")
+    Image.fromarray(disc((255, 0, 0))[:, :, :3]).save(source / "b.png")  # opaque: no fill
+    monkeypatch.setattr(cv2, "resize", no_memory)
+    with pytest.raises(MemoryError, match="not enough memory"):
+        fill_hidden_colour(disc((0, 0, 0)))
+    result = CliRunner().invoke(
+        app, ["upscale", str(source), "-o", str(tmp_path / "out"), "-m", "bicubic", "--json"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "out of memory" in result.stderr and "internal" not in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]
