@@ -206,6 +206,26 @@ def test_a_stream_closed_before_the_start_is_silence_asked_for(
     assert_complete(tmp_path / "o", names, (64, 48))
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc")
+def test_a_closed_stderr_gets_dev_null_not_the_next_file_opened(env: dict[str, str]) -> None:
+    """With fd 2 closed, the first file the run opened (an output's claim) took fd 2, and
+    anything a library wrote to stderr would have gone into it."""
+    code = (
+        "import os; from pocketsr_cli._entry import fill_closed_standard_fds; "
+        "fill_closed_standard_fds(); f = open(os.devnull + '', 'rb'); "
+        "print(os.readlink('/proc/self/fd/2'), f.fileno() != 2)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+        preexec_fn=lambda: os.close(2),  # the child's stderr, before it starts
+    )
+    assert result.stdout.decode().split() == [os.devnull, "True"], result.stdout
+
+
 def test_json_lines_outlive_a_stream_that_breaks() -> None:
     class Gone(io.StringIO):
         def write(self, text: str) -> int:

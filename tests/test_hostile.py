@@ -995,3 +995,16 @@ def test_ctrl_c_while_typer_parses_says_so(monkeypatch: pytest.MonkeyPatch) -> N
     result = runner.invoke(app, ["upscale", "nothing.jpg"])
     assert result.exit_code == 130
     assert result.stderr == "interrupted (SIGINT)\n"
+
+
+def test_ctrl_c_before_the_command_with_stderr_closed_still_exits_130(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``2>&-`` (sys.stderr None) the message's write raised, and exited 1."""
+    from pocketsr_cli import _entry
+
+    monkeypatch.setitem(sys.modules, "pocketsr_cli.cli", _ImportInterrupted("cli"))
+    monkeypatch.setattr(sys, "stderr", None)
+    with pytest.raises(SystemExit) as stopped:
+        _entry.main()
+    assert stopped.value.code == 130

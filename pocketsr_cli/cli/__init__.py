@@ -66,9 +66,9 @@ class _App(Group):
 def _interrupted() -> typer.Exit:
     """Ctrl-C while Typer parses the command line: what a command says when stopped (Typer
     would exit 130 without a word)."""
-    import sys
+    from pocketsr_cli._entry import say_interrupted
 
-    sys.stderr.write("interrupted (SIGINT)\n")
+    say_interrupted()
     return typer.Exit(EXIT_INTERRUPTED)
 
 
