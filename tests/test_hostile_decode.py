@@ -122,13 +122,7 @@ def corrupt_corpus(folder: Path) -> dict[str, str]:
     short_jpeg = TRUNCATED.format("its JPEG image data stops before the last block")
     cases["half.jpg"] = (cut_with_end(jpeg, b"\xff\xd9"), short_jpeg)
     cases["tail_cut.jpg"] = (cut_with_end(jpeg, b"\xff\xd9", 0.9), short_jpeg)
-    short_progressive = TRUNCATED.format("its progressive JPEG data stops before its last scan")
-    cases["half_progressive.jpg"] = (cut_with_end(progressive, b"\xff\xd9"), short_progressive)
-    last_scan = progressive.rindex(b"\xff\xda")  # cut before it, end marker put back
-    cases["scans_missing_progressive.jpg"] = (
-        progressive[:last_scan] + b"\xff\xd9",
-        short_progressive,
-    )
+    cases["half_progressive.jpg"] = (cut_with_end(progressive, b"\xff\xd9"), short_jpeg)
     gray = encoded(PHOTO[..., :1], "JPEG", quality=90)
     cases["half_gray.jpg"] = (cut_with_end(gray, b"\xff\xd9"), short_jpeg)
     cases["cut.jpg"] = (jpeg[: len(jpeg) // 2], CUT)
@@ -1073,3 +1067,20 @@ def test_a_refusal_tells_the_need_from_the_limit() -> None:
     assert memory.describe_bytes(limit, apart_from=need) == "1.00 MiB"
     assert memory.describe_bytes(10, apart_from=12) == "10 bytes"
     assert memory.describe_bytes(12, apart_from=10) == "12 bytes"
+
+
+def test_a_progressive_jpeg_ending_between_scans_is_read_with_a_warning(tmp_path: Path) -> None:
+    """Cut before its last scan with its end marker put back, every block decodes from the
+    coarse scans (soft). A scan script may leave coefficients coarse on purpose (jpegtran
+    -scans) and the two look alike, so it is read, and said; a whole file says nothing."""
+    from pocketsr_cli.imageio.jpeg import COARSE_WARNING
+
+    progressive = encoded(PHOTO, "JPEG", quality=90, progressive=True)
+    last_scan = progressive.rindex(b"\xff\xda")
+    (tmp_path / "coarse.jpg").write_bytes(progressive[:last_scan] + b"\xff\xd9")
+    (tmp_path / "whole.jpg").write_bytes(progressive)
+    assert read_image(tmp_path / "coarse.jpg").warnings == (COARSE_WARNING,)
+    assert read_image(tmp_path / "whole.jpg").warnings == ()
+    code, images, _, err = cli(tmp_path / "coarse.jpg", *FAST)
+    assert code == 0, err
+    assert images[0]["status"] == "ok" and COARSE_WARNING in images[0]["warnings"]

@@ -95,6 +95,7 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
             raise ImageReadError("BigTIFF files are not supported")
         if fmt is None:
             raise ImageReadError(f"unsupported image format {im.format}")
+        coarse = None  # a JPEG's warning that its progressive scans end early
         try:
             png = png_structure(data) if fmt == "png" else None
             if png is not None:
@@ -111,8 +112,7 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
                 if png is not None and png.colour_type == 0 and png.depth in (2, 4):
                     scale_gray_key(im, png.depth)
                 pixels = pillow_pixels(im)
-                if fmt == "jpeg":
-                    check_jpeg_complete(data, im, pixels)
+                coarse = check_jpeg_complete(data, im, pixels) if fmt == "jpeg" else None
                 raw_exif = im.info.get("exif")  # a PNG's late eXIf is read by load()
         except ImageReadError:
             raise
@@ -131,6 +131,8 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
             decoded.warnings = (ANIMATED_WARNING,)
         elif fmt == "heif" and (frames := int(getattr(im, "n_frames", 1))) > 1:
             decoded.warnings = (f"holds {frames} images: only the primary one was upscaled",)
+        if coarse is not None:
+            decoded.warnings = (*decoded.warnings, coarse)
         return decoded
 
 

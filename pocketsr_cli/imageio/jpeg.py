@@ -179,8 +179,9 @@ def _corner_is_blank(im: Image.Image) -> bool:
     return len(values) == 1 and set(values[0].tolist()) <= {127, 128}
 
 
-def check_jpeg_complete(data: bytes, im: Image.Image, pixels: np.ndarray) -> None:
-    """Refuse a JPEG whose entropy-coded data stops before its last block.
+def check_jpeg_complete(data: bytes, im: Image.Image, pixels: np.ndarray) -> str | None:
+    """Refuse a JPEG whose entropy-coded data stops before its last block; a warning for
+    one whose progressive scans end before every coefficient reached full precision.
 
     libjpeg fills the blocks after a premature end marker with flat grey and only warns,
     and Pillow drops the warning: a JPEG cut short with its end marker put back decodes
@@ -191,27 +192,29 @@ def check_jpeg_complete(data: bytes, im: Image.Image, pixels: np.ndarray) -> Non
     (APP, COM, DHT, EOI...) that cut the scan short, where following the markers loses
     its way.  The second decode is made only when it can matter: for progressive JPEGs,
     whose missing scans leave no trace, for sequential ones whose last block is blank, and
-    where the walk lost its way.  Restart markers out of their order are refused outright,
-    and so is a progressive JPEG that ends (with its end marker) before some coefficient
-    has reached full precision: it was cut between two scans.
+    where the walk lost its way.  Restart markers out of their order are refused outright.
+    A progressive JPEG that ends (with its end marker) before some coefficient has reached
+    full precision was cut between two scans, or written by an unusual scan script: the
+    warning returned says so.
     """
     from PIL import Image
 
     layout = _layout(data)
     if layout is None:
-        return
+        return None
     if not layout.restarts_ok:
         raise ImageReadError(truncated("its JPEG image data holds a stray restart marker"))
     if layout.restarts_short:
         raise ImageReadError(truncated("its JPEG image data stops before the last block"))
-    if layout.coefficients_left and layout.eoi is not None:
-        # Cut between two scans with its end marker put back: every block decodes, from
-        # the coarse scans only (soft and blocky), and the filler below is skipped.
-        raise ImageReadError(truncated("its progressive JPEG data stops before its last scan"))
+    # Cut between two scans with its end marker put back, every block decodes from the
+    # coarse scans only (soft), and the filler below is skipped.  The standard allows a
+    # scan script that leaves coefficients coarse, though (jpegtran -scans), and the two
+    # cannot be told apart: said, not refused.
+    coarse = layout.coefficients_left and layout.eoi is not None
     # Filler where the last scan read ends: before the end marker of a whole file, before
     # the stray marker that cut a damaged one short (the walk then loses its way there).
     if not layout.progressive and layout.eoi is not None and not _corner_is_blank(im):
-        return
+        return None
     at = layout.scan_end
     probe_data = data[:at] + _JPEG_FILLER + data[at:]
     try:
@@ -224,6 +227,13 @@ def check_jpeg_complete(data: bytes, im: Image.Image, pixels: np.ndarray) -> Non
         # the middle of the data does this.
         raise ImageReadError(truncated("its JPEG image data stops before the last block")) from None
     except Exception:
-        return
+        return None
     if again.shape != pixels.shape or not np.array_equal(again, pixels):
         raise ImageReadError(truncated("its JPEG image data stops before the last block"))
+    return COARSE_WARNING if coarse else None
+
+
+COARSE_WARNING = (
+    "its progressive JPEG data ends before every detail reached full precision: cut short "
+    "between two scans (the upscale is then softer than the photo was), or so written"
+)
