@@ -955,14 +955,18 @@ def test_a_jpeg_that_states_no_resolution_gets_none(tmp_path: Path) -> None:
     exif[0x011A] = exif[0x011B] = 200.0
     exif[0x0128] = 2  # inches
     pixels.save(src / "exif.jpg", quality=90, exif=exif)
+    del exif[0x0128]  # no unit: EXIF's default, inches (Pillow made it 72 dpi)
+    pixels.save(src / "nounit.jpg", quality=90, exif=exif)
     for fmt in ("jpg", "png"):
         code, _, err = invoke("upscale", src, "-o", tmp_path / fmt, "--format", fmt, *FAST)
         assert code == 0, err
         with Image.open(tmp_path / fmt / f"plain.{fmt}") as im:
             assert im.info.get("jfif_unit", 0) == 0, im.info  # JPEG: no unit, so no dpi
             assert fmt == "jpg" or "dpi" not in im.info, im.info  # PNG: no pHYs
-        with Image.open(tmp_path / fmt / f"exif.{fmt}") as im:
-            assert im.info.get("dpi") is not None and round(im.info["dpi"][0]) == 200, im.info
+        for stem in ("exif", "nounit"):
+            with Image.open(tmp_path / fmt / f"{stem}.{fmt}") as im:
+                dpi = im.info.get("dpi")
+                assert dpi is not None and round(dpi[0]) == 200, (stem, im.info)
 
 
 def test_a_shell_pattern_run_again_skips_the_last_runs_outputs(tmp_path: Path) -> None:

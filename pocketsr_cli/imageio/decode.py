@@ -122,7 +122,7 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         # standard makes authoritative over the (informative) EXIF tag.
         orientation = 1 if fmt == "heif" else None
         icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
-        dpi = dpi_of(im.info.get("dpi")) if _states_dpi(im, fmt) else None
+        dpi = _jpeg_dpi(im) if fmt == "jpeg" else dpi_of(im.info.get("dpi"))
         decoded = finish(pixels, fmt, bare_exif(raw_exif), icc, xmp, orientation, dpi)
         if fmt == "png" and decoded.metadata.icc_profile is None:
             decoded.metadata = dataclasses.replace(decoded.metadata, png_colour=colour_chunks(data))
@@ -136,17 +136,24 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         return decoded
 
 
-_X_RESOLUTION = 0x011A
+_X_RESOLUTION, _Y_RESOLUTION, _RESOLUTION_UNIT = 0x011A, 0x011B, 0x0128
 
 
-def _states_dpi(im: Image.Image, fmt: str) -> bool:
-    """Whether the file states the print resolution Pillow reports.  For a JPEG whose JFIF
-    header gives only an aspect ratio (units 0), Pillow falls back to the EXIF resolution
-    and, when there is none, to a made-up 72 dpi, which would then be written into the
-    output as if the photo had said so."""
-    if fmt != "jpeg" or im.info.get("jfif_unit") in (1, 2):
-        return True
+def _jpeg_dpi(im: Image.Image) -> tuple[float, float] | None:
+    """The print resolution a JPEG states: its JFIF density in inches or centimetres, else
+    its EXIF resolution (in inches when no unit is given, as EXIF's default).  Pillow's own
+    ``info["dpi"]`` falls back to a made-up 72 when the EXIF has no resolution or no unit,
+    which would be written into the output as if the photo had said so."""
+    if im.info.get("jfif_unit") in (1, 2):
+        return dpi_of(im.info.get("dpi"))
     try:
-        return _X_RESOLUTION in im.getexif()
-    except Exception:  # unreadable EXIF: Pillow's 72 is its fallback
-        return False
+        exif = im.getexif()
+        x = exif.get(_X_RESOLUTION)
+        y = exif.get(_Y_RESOLUTION, x)
+        unit = exif.get(_RESOLUTION_UNIT, 2)
+        if x is None or unit not in (2, 3):  # 1: no absolute unit
+            return None
+        factor = 2.54 if unit == 3 else 1.0
+        return dpi_of((float(x) * factor, float(y) * factor))
+    except Exception:  # unreadable EXIF, or values that are no numbers
+        return None
