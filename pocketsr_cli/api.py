@@ -38,6 +38,7 @@ low-level numpy engine the pipeline drives.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -356,9 +357,10 @@ class Upscaler:
             encode_image,
             extension_for,
             format_from_name,
+            place_sidecar,
             plan_output,
+            stage_sidecar,
             write_atomic,
-            write_sidecar,
         )
 
         if not str(src).strip() or not str(dst).strip():
@@ -417,9 +419,17 @@ class Upscaler:
         )
         for note in notes:  # metadata the format has no room for
             self._warn(f"{src.name}: {note}")
-        write_atomic(dst, data)
-        if not embedded:
-            write_sidecar(dst, text)
+        # A sidecar that cannot be written fails before the image is put in place.
+        staged = None if embedded else stage_sidecar(dst, text)
+        try:
+            write_atomic(dst, data)
+            if staged is not None:
+                place_sidecar(dst, staged)
+                staged = None
+        finally:
+            if staged is not None:
+                with contextlib.suppress(OSError):
+                    staged.unlink()
         return dst
 
     def upscale_folder(

@@ -88,13 +88,14 @@ from pocketsr_cli.imageio import (
     format_from_name,
     format_label,
     format_of_path,
+    place_sidecar,
     plan_output,
     probe,
     read_header,
     read_image,
     read_provenance_text,
+    stage_sidecar,
     write_atomic,
-    write_sidecar,
 )
 from pocketsr_cli.jobs import Job, kind_of, not_a_file
 from pocketsr_cli.sizing import Target, pick_scale
@@ -1052,17 +1053,23 @@ class _Run:
         result = encoded.result
         t0 = time.perf_counter()
         raced = None
+        staged = None
         if encoded.data is not None:
+            sidecar = not embeds_provenance(d.plan.format)
             try:
                 with (
                     libwarnings.collecting(result.warnings),
                     claims.claimed(d.output) as claim,
                 ):
+                    # The sidecar is written first and put in place after the image: one
+                    # that cannot be written fails before any image (or older output) is
+                    # touched, and a crash in between leaves an image whose record is
+                    # missing or old, which a later run refuses to skip silently.
+                    staged = stage_sidecar(d.output, encoded.record) if sidecar else None
                     raced = self.commit(d, encoded.data, claim is not None)
-                    if raced is None and not embeds_provenance(d.plan.format):
-                        # After the image: a crash in between leaves an image whose record
-                        # is missing or old, which a later run refuses to skip silently.
-                        self.store_sidecar(d.output, encoded.record)
+                    if raced is None and sidecar:
+                        self.store_sidecar(d.output, staged)
+                        staged = None
             except ImageWriteError as exc:
                 result.status, result.error = "failed", str(exc)
                 raced = None
@@ -1070,6 +1077,10 @@ class _Run:
                 result.status = "failed"
                 result.error = f"cannot write {d.output}: {exc.strerror or exc}"
                 raced = None
+            finally:
+                if staged is not None:  # not placed: the image was not written
+                    with contextlib.suppress(OSError):
+                        staged.unlink()
         if raced is not None:
             result.status, result.reason, result.reason_code = "skipped", raced, "concurrent"
         spent = encoded.seconds + time.perf_counter() - t0
@@ -1077,17 +1088,17 @@ class _Run:
         return result
 
     @staticmethod
-    def store_sidecar(output: Path, record: str | None) -> None:
-        """Write ``output``'s sidecar record; when that fails, take the image just put in
-        place away again (its claim is still held), so that the ``failed`` result leaves
-        nothing behind, rather than an image every later run would keep as another
-        program's.
+    def store_sidecar(output: Path, staged: Path | None) -> None:
+        """Put ``output``'s staged sidecar record in place (:func:`place_sidecar`); when
+        even that fails, take the image just put in place away again (its claim is still
+        held), so that the ``failed`` result leaves nothing behind, rather than an image
+        every later run would keep as another program's.
 
         Raises:
-            ImageWriteError: the sidecar could not be written.
+            ImageWriteError: the sidecar could not be put in place.
         """
         try:
-            write_sidecar(output, record)
+            place_sidecar(output, staged)
         except ImageWriteError:
             with contextlib.suppress(OSError):
                 output.unlink()

@@ -733,17 +733,21 @@ def test_a_bmp_whose_sidecar_cannot_be_written_is_not_left_behind(
     def full(image: Path, record: str | None) -> None:
         raise ImageWriteError(f"cannot write {image}.pocketsr.json: No space left on device")
 
-    monkeypatch.setattr(pipeline, "write_sidecar", full)
+    monkeypatch.setattr(pipeline, "stage_sidecar", full)
     code, _, err = invoke("upscale", src, *FAST)
     assert code == 1 and "No space left on device" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.bmp"]
     monkeypatch.undo()
     assert invoke("upscale", src, *FAST, "-q")[0] == 0  # the next run does it
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "in.bmp",
-        "in_x2.bmp",
-        "in_x2.bmp.pocketsr.json",
-    ]
+    outputs = ["in.bmp", "in_x2.bmp", "in_x2.bmp.pocketsr.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == outputs
+    # With --overwrite, a sidecar that cannot be written leaves the older output as it was.
+    before = (tmp_path / "in_x2.bmp").read_bytes(), (tmp_path / outputs[2]).read_bytes()
+    monkeypatch.setattr(pipeline, "stage_sidecar", full)
+    code, _, err = invoke("upscale", src, *FAST, "--overwrite", "-s", "2", "--quality", "80")
+    assert code == 1 and "No space left on device" in err
+    after = (tmp_path / "in_x2.bmp").read_bytes(), (tmp_path / outputs[2]).read_bytes()
+    assert after == before and sorted(p.name for p in tmp_path.iterdir()) == outputs
 
 
 def test_the_record_names_the_weights_and_keeps_the_cameras_xmp(tmp_path: Path) -> None:

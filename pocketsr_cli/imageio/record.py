@@ -17,8 +17,8 @@ import struct
 from pathlib import Path
 from typing import IO
 
-from pocketsr_cli.errors import ImageReadError
-from pocketsr_cli.imageio.atomic import write_atomic
+from pocketsr_cli.errors import ImageReadError, ImageWriteError
+from pocketsr_cli.imageio.atomic import temp_path_for, write_atomic
 from pocketsr_cli.imageio.backends import open_pillow
 from pocketsr_cli.imageio.formats import TIFF_MAGIC
 from pocketsr_cli.imageio.metadata import xmp_bytes
@@ -165,3 +165,43 @@ def write_sidecar(image: Path, record: str | None) -> None:
             target.unlink()
         return
     write_atomic(target, (record + "\n").encode("utf-8"))
+
+
+def stage_sidecar(image: Path, record: str | None) -> Path | None:
+    """Write ``record`` to a temporary file beside ``image``'s sidecar, to be put in place
+    by :func:`place_sidecar` once the image is: a sidecar that cannot be written then fails
+    before the image (or an older output) is touched.  None for no record.
+
+    Raises:
+        ImageWriteError: the temporary file cannot be written (nothing is left).
+    """
+    if record is None:
+        return None
+    staged = temp_path_for(sidecar_path(image))
+    try:
+        staged.write_bytes((record + "\n").encode("utf-8"))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            staged.unlink()
+        raise ImageWriteError(f"cannot write {sidecar_path(image)}: {exc.strerror or exc}") from exc
+    return staged
+
+
+def place_sidecar(image: Path, staged: Path | None) -> None:
+    """Put a :func:`stage_sidecar` file in place as ``image``'s sidecar; None removes a
+    sidecar left there by an earlier run.
+
+    Raises:
+        ImageWriteError: the rename failed (the staged file is removed).
+    """
+    target = sidecar_path(image)
+    if staged is None:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+        return
+    try:
+        os.replace(staged, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            staged.unlink()
+        raise ImageWriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
