@@ -29,7 +29,7 @@ RUN_CLI = (
     f"heavy = {HEAVY!r}\n"
     "atexit.register(lambda: print('imported:', *[m for m in heavy if m in sys.modules],"
     " file=sys.stderr))\n"
-    "from pocketsr_cli.cli import main\n"
+    "from pocketsr_cli._entry import main\n"
     "main()\n"
 )
 

@@ -122,6 +122,8 @@ def test_stop_at_ends_where_a_longer_run_stood_and_resumes_into_it(
     assert stopped.step == 4 and at_four
     for key, value in stopped.student.state_dict().items():
         assert torch.allclose(value, at_four[key], atol=1e-6), key
+    with pytest.raises(ValueError, match="--stop-at must be a step"):
+        Trainer(config(patch_dir, tmp_path / "c", stop_at=-1))
     resumed = Trainer(config(patch_dir, tmp_path / "b"))
     assert resumed.resume() and resumed.step == 4
     resumed.run()

@@ -60,8 +60,19 @@ def verifiable_names(incomplete: str) -> Candidates:
 
 
 def removable_names(incomplete: str) -> Candidates:
-    """``models remove``: imported models and downloaded weights (bundled files stay)."""
-    return _models(lambda spec, place: place in ("user", "cached", "missing", "damaged"))
+    """``models remove``: imported models and downloaded weights (bundled files stay), a
+    damaged download included."""
+    from pocketsr_cli.weights.resolve import local_files
+
+    def removable(spec: ModelSpec, place: str) -> bool:
+        if place == "damaged":  # a cut-off download, or a damaged bundled/imported file
+            beside = spec.path.parent
+            return spec.origin == "user" or any(
+                p is not None and p.parent != beside for p in local_files(spec)
+            )
+        return place in ("user", "cached", "missing")
+
+    return _models(removable)
 
 
 def devices(incomplete: str) -> list[str]:

@@ -102,7 +102,7 @@ def list_models(json_lines: opt.JsonOpt = False) -> None:
 
     'where' is bundled (ships with pocketsr), user (imported), cached (downloaded),
     remote (downloaded on first use), missing (imported, its weights deleted) or damaged
-    (a file of the wrong size, such as a cut-off download: fetched again on use). '*'
+    (a file of the wrong size, such as a cut-off download, fetched again on use). '*'
     marks the default model ('"default": true' in --json). Reads manifests only: fast and
     offline.
     """

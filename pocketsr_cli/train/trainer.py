@@ -257,6 +257,8 @@ class Trainer:
             raise ValueError(f"--texture-window must be at least 1, got {config.texture_window}")
         if config.band_gain <= 0:
             raise ValueError(f"--band-gain must be positive, got {config.band_gain}")
+        if config.stop_at < 0:
+            raise ValueError(f"--stop-at must be a step (0: none), got {config.stop_at}")
         if not 0 < config.texture_quantile < 1:
             raise ValueError(f"--texture-quantile must be in (0, 1), got {config.texture_quantile}")
         if config.teacher_precision not in ("fp16", "fp32"):
