@@ -1169,8 +1169,8 @@ class _Run:
             if memory.is_out_of_memory(exc):  # outside the tiles, which back off by themselves
                 error = (
                     "out of memory: this image's whole input and output do not fit in "
-                    "what this process may use now (other programs' memory, a ulimit); "
-                    f"{_one_line(exc)}"
+                    "the memory this process may use now (taken by other programs, capped "
+                    f"by a ulimit, or the GPU's own); {_one_line(exc)}"
                 )
         if error is not None:
             self.gate.release(d.reserved)
