@@ -56,6 +56,17 @@ def upscale_json(*args: object) -> tuple[int, list[dict], str]:
     return result.exit_code, lines, result.stderr
 
 
+def default_stop_signals(ignored: int | None = None) -> None:
+    """For a child's ``preexec_fn``: SIGINT, SIGTERM and SIGHUP as a terminal's foreground
+    job has them (their default), whatever the test run inherited (one started with
+    ``nohup`` or ``&`` ignores SIGHUP or SIGINT, and pocketsr keeps a signal ignored at
+    start ignored); then ``ignored`` ignored, as ``nohup`` would."""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
+    if ignored is not None:
+        signal.signal(ignored, signal.SIG_IGN)
+
+
 def signal_mid_write(
     args: list[object],
     number: int,
@@ -76,6 +87,7 @@ def signal_mid_write(
         text=True,
         env=env,
         start_new_session=new_session,
+        preexec_fn=default_stop_signals,
     )
     try:
         deadline = time.monotonic() + seconds

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _runs import leftovers
+from _runs import default_stop_signals, leftovers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -727,7 +727,7 @@ def _stop_mid_write(
         stderr=subprocess.PIPE,
         text=True,
         env=environment(**{PAUSE: pause}),
-        preexec_fn=None if ignored is None else lambda: signal.signal(ignored, signal.SIG_IGN),
+        preexec_fn=lambda: default_stop_signals(ignored),
     )
     try:
         wait_for(lambda: out.is_dir() and any(n.endswith(".pocketsr-tmp") for n in os.listdir(out)))
@@ -810,6 +810,7 @@ def test_ctrl_c_typed_on_a_real_terminal_never_ends_in_a_traceback(tmp_path: Pat
     master, slave = os.openpty()
 
     def own_terminal() -> None:  # runs in the child: a new session whose terminal is the pty
+        default_stop_signals()
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
