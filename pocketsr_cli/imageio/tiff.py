@@ -172,12 +172,14 @@ def _unassociated(pixels: np.ndarray, tags: Mapping[int, Any]) -> np.ndarray:
     (tagged unassociated) would show darkened.  Colour under zero alpha becomes 0."""
     if pixels.shape[2] not in (2, 4) or 1 not in as_tuple(tags.get(338))[:1]:
         return pixels
-    alpha = pixels[:, :, -1:].astype(np.float64)
-    colour = pixels[:, :, :-1].astype(np.float64) * 65535.0
+    alpha = pixels[:, :, -1:].astype(np.float32)
+    colour = pixels[:, :, :-1].astype(np.float32)
+    colour *= 65535.0
     np.divide(colour, alpha, out=colour, where=alpha > 0)
     colour[np.broadcast_to(alpha == 0, colour.shape)] = 0
+    np.clip(np.rint(colour, out=colour), 0, 65535, out=colour)
     out = pixels.copy()
-    out[:, :, :-1] = np.clip(np.rint(colour), 0, 65535).astype(np.uint16)
+    out[:, :, :-1] = colour  # float32 holds every 16-bit value exactly
     return out
 
 
