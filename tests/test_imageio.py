@@ -940,3 +940,21 @@ def test_a_12_bit_jpeg_is_unsupported_not_corrupt(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(ImageReadError, match=r"^unsupported JPEG \(12-bit samples\)$"):
         read_image(path)
+
+
+def test_without_thumbnail_cuts_the_link_to_ifd1_and_keeps_the_rest() -> None:
+    """HEIF: libheif turns the pixels upright and pillow-heif already says orientation 1,
+    so the thumbnail (stored unturned) was kept and shown sideways next to them."""
+    from pocketsr_cli.imageio.metadata import bare_exif, without_thumbnail
+
+    block = bare_exif(make_exif(1).tobytes())
+    assert block is not None
+    order = "<" if block[:2] == b"II" else ">"
+    (ifd0,) = struct.unpack_from(order + "I", block, 4)
+    (count,) = struct.unpack_from(order + "H", block, ifd0)
+    linked = bytearray(block)
+    struct.pack_into(order + "I", linked, ifd0 + 2 + 12 * count, 8)  # any IFD1 offset
+    cut = without_thumbnail(bytes(linked))
+    assert struct.unpack_from(order + "I", cut, ifd0 + 2 + 12 * count)[0] == 0
+    assert cut[: ifd0 + 2 + 12 * count] == bytes(linked)[: ifd0 + 2 + 12 * count]
+    assert without_thumbnail(b"junk") == b"junk"

@@ -24,7 +24,7 @@ from pocketsr_cli.imageio.decoded import DecodedImage, finish
 from pocketsr_cli.imageio.formats import PILLOW_FORMATS, TIFF_MAGIC, require_heif_decoder
 from pocketsr_cli.imageio.header import parse_header, parse_tiff_header
 from pocketsr_cli.imageio.jpeg import check_jpeg_complete
-from pocketsr_cli.imageio.metadata import bare_exif, dpi_of
+from pocketsr_cli.imageio.metadata import bare_exif, dpi_of, without_thumbnail
 from pocketsr_cli.imageio.pixels import pillow_pixels
 from pocketsr_cli.imageio.png import (
     apply_colour_key,
@@ -121,9 +121,12 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         # libheif has already applied the container's rotation and mirror, which the HEIF
         # standard makes authoritative over the (informative) EXIF tag.
         orientation = 1 if fmt == "heif" else None
+        exif = bare_exif(raw_exif)
+        if fmt == "heif" and exif and im.info.get("original_orientation") not in (None, 1):
+            exif = without_thumbnail(exif)  # stored unturned: it would now show sideways
         icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
         dpi = _jpeg_dpi(im) if fmt == "jpeg" else dpi_of(im.info.get("dpi"))
-        decoded = finish(pixels, fmt, bare_exif(raw_exif), icc, xmp, orientation, dpi)
+        decoded = finish(pixels, fmt, exif, icc, xmp, orientation, dpi)
         if fmt == "png" and decoded.metadata.icc_profile is None:
             decoded.metadata = dataclasses.replace(decoded.metadata, png_colour=colour_chunks(data))
         # MPO (a camera's JPEG with a preview or depth image) is multi-frame, not animated.

@@ -119,6 +119,22 @@ def patch_exif(exif: bytes, *, size: tuple[int, int] | None = None) -> bytes:
     return bytes(buf)
 
 
+def without_thumbnail(exif: bytes) -> bytes:
+    """``exif`` with the link from IFD0 to IFD1 (the thumbnail) cut, for pixels that were
+    turned upright before the EXIF was read (HEIF: libheif applies its rotation and the
+    plugin already says orientation 1, so :func:`patch_exif` sees nothing to cut).
+    Malformed blocks are returned unchanged."""
+    buf = bytearray(exif)
+    order = "<" if buf[:2] == b"II" else ">"
+    try:
+        (ifd0,) = struct.unpack_from(order + "I", buf, 4)
+        (count,) = struct.unpack_from(order + "H", buf, ifd0)
+        struct.pack_into(order + "I", buf, ifd0 + 2 + 12 * count, 0)
+    except struct.error:
+        return exif
+    return bytes(buf)
+
+
 _TAG_IMAGE_WIDTH, _TAG_IMAGE_LENGTH = 0x0100, 0x0101
 
 
