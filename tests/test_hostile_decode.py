@@ -1084,3 +1084,33 @@ def test_a_progressive_jpeg_ending_between_scans_is_read_with_a_warning(tmp_path
     code, images, _, err = cli(tmp_path / "coarse.jpg", *FAST)
     assert code == 0, err
     assert images[0]["status"] == "ok" and COARSE_WARNING in images[0]["warnings"]
+
+
+def _mp_type(mpo: bytes, index: int, mp_type: int) -> bytes:
+    """``mpo`` with the MP type of its image ``index`` set to ``mp_type`` (CIPA DC-007)."""
+    start = mpo.index(b"MPF\x00") + 4  # the MP index: a TIFF structure from here
+    order = "<" if mpo[start : start + 2] == b"II" else ">"
+    (ifd,) = struct.unpack_from(order + "I", mpo, start + 4)
+    (count,) = struct.unpack_from(order + "H", mpo, start + ifd)
+    for i in range(count):
+        tag, _, _, offset = struct.unpack_from(order + "HHII", mpo, start + ifd + 2 + 12 * i)
+        if tag == 0xB002:  # MP entries, 16 bytes each, the attribute first
+            data = bytearray(mpo)
+            at = start + offset + 16 * index
+            (attribute,) = struct.unpack_from(order + "I", data, at)
+            struct.pack_into(order + "I", data, at, (attribute & 0xFF000000) | mp_type)
+            return bytes(data)
+    raise AssertionError("no MP entries")
+
+
+def test_a_stereo_mpo_says_its_second_view_is_left_out(tmp_path: Path) -> None:
+    """A stereo camera's .mpo lost its right-eye view without a word; a camera JPEG whose
+    second image is a preview of the same picture says nothing."""
+    first, second = Image.fromarray(PHOTO), Image.fromarray(255 - PHOTO)
+    first.save(tmp_path / "pair.mpo", "MPO", save_all=True, append_images=[second])
+    plain = (tmp_path / "pair.mpo").read_bytes()
+    (tmp_path / "stereo.mpo").write_bytes(_mp_type(plain, 1, 0x020002))  # disparity
+    (tmp_path / "preview.jpg").write_bytes(_mp_type(plain, 1, 0x010002))  # large thumbnail
+    (warning,) = read_image(tmp_path / "stereo.mpo").warnings
+    assert "holding 1 more view(s)" in warning and "only the first was upscaled" in warning
+    assert read_image(tmp_path / "preview.jpg").warnings == ()

@@ -134,9 +134,36 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
             decoded.warnings = (ANIMATED_WARNING,)
         elif fmt == "heif" and (frames := int(getattr(im, "n_frames", 1))) > 1:
             decoded.warnings = (f"holds {frames} images: only the primary one was upscaled",)
+        elif im.format == "MPO" and (views := _mpo_views(im)):
+            decoded.warnings = (
+                f"a multi-picture JPEG holding {views} more view(s) of the scene (a stereo "
+                "or multi-angle camera's): only the first was upscaled",
+            )
         if coarse is not None:
             decoded.warnings = (*decoded.warnings, coarse)
         return decoded
+
+
+_MP_ENTRIES = 0xB002
+_MP_VIEWS = frozenset(
+    {
+        "Multi-Frame Image (Panorama)",
+        "Multi-Frame Image: (Disparity)",
+        "Multi-Frame Image: (Multi-Angle)",
+    }
+)  # Pillow's names of the MP types
+
+
+def _mpo_views(im: Image.Image) -> int:
+    """How many further views of the scene an MPO holds (stereo, multi-angle, panorama
+    parts), which the output leaves out.  Large thumbnails (a camera's preview of the same
+    picture) and images of undefined type (gain maps, depth) are not counted: every such
+    camera JPEG would otherwise warn about nothing a viewer shows."""
+    try:
+        entries = getattr(im, "mpinfo", {}).get(_MP_ENTRIES) or []
+        return sum(entry.get("Attribute", {}).get("MPType") in _MP_VIEWS for entry in entries)
+    except Exception:  # an unreadable MP index: nothing to say
+        return 0
 
 
 _X_RESOLUTION, _Y_RESOLUTION, _RESOLUTION_UNIT = 0x011A, 0x011B, 0x0128
