@@ -88,3 +88,20 @@ def test_heic_round_trip_with_pillow_heif(tmp_path: Path) -> None:
     assert code == 0 and rec["status"] == "ok"
     assert Path(rec["output"]).name == "IMG_0002_x2.png"
     assert any("writing PNG" in w for w in rec["warnings"])
+
+
+def test_heic_deeper_than_8_bits_or_in_another_colour_space_says_so(tmp_path: Path) -> None:
+    """A 10-bit HEIC became 8-bit, and a Display P3 one (nclx, no ICC profile) was written
+    without its colour space, both without a word."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    pixels = np.random.default_rng(0).integers(0, 65535, (24, 32, 3), dtype=np.uint16)
+    deep = pillow_heif.from_bytes(mode="RGB;16", size=(32, 24), data=pixels.tobytes())
+    deep.save(tmp_path / "deep.heic", quality=-1)
+    Image.new("RGB", (32, 24), (200, 120, 40)).save(
+        tmp_path / "p3.heic", format="HEIF", color_primaries=12, transfer_characteristics=13
+    )
+    deep_notes = imageio.read_image(tmp_path / "deep.heic").warnings
+    assert any("-bit samples were read as 8-bit" in w for w in deep_notes), deep_notes
+    p3_notes = imageio.read_image(tmp_path / "p3.heic").warnings
+    assert any("Display P3" in w and "not carried" in w for w in p3_notes), p3_notes

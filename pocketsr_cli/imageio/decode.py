@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pocketsr_cli.errors import ImageReadError
 from pocketsr_cli.imageio.backends import (
@@ -134,6 +135,8 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
             decoded.warnings = (ANIMATED_WARNING,)
         elif fmt == "heif" and (frames := int(getattr(im, "n_frames", 1))) > 1:
             decoded.warnings = (f"holds {frames} images: only the primary one was upscaled",)
+        if fmt == "heif":
+            decoded.warnings = (*decoded.warnings, *_heif_notes(im.info, icc is not None))
         elif im.format == "MPO" and (views := _mpo_views(im)):
             decoded.warnings = (
                 f"a multi-picture JPEG holding {views} more view(s) of the scene (a stereo "
@@ -142,6 +145,29 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         if coarse is not None:
             decoded.warnings = (*decoded.warnings, coarse)
         return decoded
+
+
+# nclx colour primaries (ITU-T H.273) a HEIF may state instead of an ICC profile.
+_PRIMARIES = {1: "sRGB/BT.709", 2: "unspecified", 9: "BT.2020", 11: "DCI-P3", 12: "Display P3"}
+
+
+def _heif_notes(info: Mapping[Any, Any], has_icc: bool) -> tuple[str, ...]:
+    """What a HEIF's decoding leaves out, for the user: samples deeper than 8 bits (the
+    plugin hands over 8), and a colour space stated by nclx rather than an ICC profile,
+    which no output carries (colours then look less saturated)."""
+    notes: list[str] = []
+    depth = info.get("bit_depth")
+    if isinstance(depth, int) and depth > 8:
+        notes.append(f"its {depth}-bit samples were read as 8-bit")
+    nclx = info.get("nclx_profile")
+    primaries = nclx.get("color_primaries") if isinstance(nclx, dict) else None
+    if not has_icc and isinstance(primaries, int) and primaries not in (1, 2):
+        name = _PRIMARIES.get(primaries, f"nclx primaries {primaries}")
+        notes.append(
+            f"its colour space ({name}, stated without an ICC profile) is not carried to "
+            "the output: viewers will show it as sRGB, less saturated"
+        )
+    return tuple(notes)
 
 
 _MP_ENTRIES = 0xB002
