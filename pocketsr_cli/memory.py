@@ -79,12 +79,14 @@ def _mps_free_bytes() -> int | None:
     return free if host is None else min(free, host)
 
 
-def host_available_bytes() -> int | None:
+def host_available_bytes(*, address_space: bool = True) -> int | None:
     """RAM the host can give this process without swapping, or ``None`` if unknown.
 
     Linux: ``MemAvailable`` from ``/proc/meminfo``, lowered to the cgroup (container)
     limit when there is one.  Elsewhere: ``psutil`` when installed, else POSIX ``sysconf``
-    (free pages; an underestimate, since it ignores reclaimable cache).
+    (free pages; an underestimate, since it ignores reclaimable cache).  With
+    ``address_space`` (the default), lowered to what ``ulimit -v`` still lets this process
+    map too: a limit each process has for itself, unlike the host's RAM.
     """
     found: list[int] = []
     meminfo = _read_text("/proc/meminfo")
@@ -99,7 +101,7 @@ def host_available_bytes() -> int | None:
     cgroup = cgroup_headroom_bytes()
     if cgroup is not None:
         found.append(cgroup)
-    limit = address_space_headroom_bytes()
+    limit = address_space_headroom_bytes() if address_space else None
     if limit is not None:
         found.append(limit)
     return min(found) if found else None

@@ -201,6 +201,18 @@ def _worker_main(
 # -- driver -------------------------------------------------------------------------------
 
 
+def _worker_budget(options: Options, workers: int) -> int | None:
+    """Each worker's ``max_memory``: its share of the host's RAM (or of the user's
+    ``--max-memory``), within what ``ulimit -v`` lets one process map (a limit every
+    worker has for itself, not a share of the driver's)."""
+    if options.max_memory:
+        return max(1, options.max_memory // workers)
+    ram = memory.host_available_bytes(address_space=False)
+    limit = memory.address_space_headroom_bytes()
+    shares = [v for v in (None if ram is None else ram // workers, limit) if v is not None]
+    return max(1, min(shares)) if shares else None
+
+
 @contextlib.contextmanager
 def _sigint_ignored() -> Iterator[None]:
     """SIGINT ignored while the block runs (in the main thread; elsewhere nothing changes).
@@ -502,9 +514,7 @@ def run_parallel(
     if total is None and isinstance(jobs, Sequence):
         total = len(jobs)
     if not options.dry_run:  # the images in flight on all workers share the host's memory
-        budget = options.max_memory or memory.host_available_bytes()
-        if budget:
-            options = dataclasses.replace(options, max_memory=max(1, budget // len(devices)))
+        options = dataclasses.replace(options, max_memory=_worker_budget(options, len(devices)))
     cpu_workers = sum(d == "cpu" for d in devices)
     if isinstance(factory, ModelSpec) and factory.cpu_threads is None and cpu_workers > 1:
         # CPU workers share the cores rather than each running as many threads as there are

@@ -292,3 +292,22 @@ def test_a_worker_takes_one_sigterm_as_a_stop_and_notes_the_rest() -> None:
         shielded(15, None)  # an output being written is finished first
     assert shielded.pending
     shielded(15, None)
+
+
+def test_each_worker_gets_a_share_of_the_ram_within_its_own_ulimit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The host's RAM is shared among the workers; ``ulimit -v`` is each process's own, so
+    it is not divided (the driver's headroom split between two workers halved each one's
+    budget for nothing)."""
+    from pocketsr_cli import memory
+    from pocketsr_cli.parallel import _worker_budget
+    from pocketsr_cli.pipeline import Options
+
+    monkeypatch.setattr(memory, "host_available_bytes", lambda address_space=True: 16 << 30)
+    monkeypatch.setattr(memory, "address_space_headroom_bytes", lambda status=None: 5 << 30)
+    assert _worker_budget(Options(), 2) == 5 << 30  # min(16 GiB / 2, 5 GiB)
+    assert _worker_budget(Options(), 4) == 4 << 30  # min(16 GiB / 4, 5 GiB)
+    assert _worker_budget(Options(max_memory=6 << 30), 2) == 3 << 30  # the user's, shared
+    monkeypatch.setattr(memory, "address_space_headroom_bytes", lambda status=None: None)
+    assert _worker_budget(Options(), 2) == 8 << 30
