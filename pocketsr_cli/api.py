@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from pocketsr_cli.errors import ImageReadError, UsageError
+from pocketsr_cli.errors import ImageReadError, ImageWriteError, UsageError
 from pocketsr_cli.pipeline import NullReporter
 
 if TYPE_CHECKING:
@@ -424,7 +424,11 @@ class Upscaler:
         try:
             write_atomic(dst, data)
             if staged is not None:
-                place_sidecar(dst, staged)
+                try:
+                    place_sidecar(dst, staged)
+                except ImageWriteError:  # no image without its record (see the pipeline)
+                    dst.unlink(missing_ok=True)
+                    raise
                 staged = None
         finally:
             if staged is not None:

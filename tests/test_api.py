@@ -10,7 +10,7 @@ from PIL import Image
 
 import pocketsr_cli
 from pocketsr_cli import inference
-from pocketsr_cli.errors import ImageReadError, ModelError, UsageError
+from pocketsr_cli.errors import ImageReadError, ImageWriteError, ModelError, UsageError
 
 
 def pixels(h: int = 12, w: int = 16, channels: int = 3, dtype: type = np.uint8) -> np.ndarray:
@@ -111,6 +111,21 @@ def test_upscale_file_says_what_metadata_a_jpeg_has_no_room_for(tmp_path: Path) 
     Image.fromarray(pixels()).save(src, exif=exif)
     up.upscale_file(src, tmp_path / "b.jpg")
     assert any(w.startswith("a.png: its EXIF block (") and "not copied" in w for w in seen), seen
+
+
+def test_upscale_file_writes_a_bmp_and_its_record_into_a_new_folder(tmp_path: Path) -> None:
+    """The record staged first had no folder to go to yet (write_atomic made it later)."""
+    up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", on_warning=lambda _m: None)
+    src = tmp_path / "a.bmp"
+    Image.fromarray(pixels()).save(src)
+    dst = tmp_path / "new" / "deeper" / "a_x2.bmp"
+    assert up.upscale_file(src, dst) == dst
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["a_x2.bmp", "a_x2.bmp.pocketsr.json"]
+    # A sidecar name taken by a folder: failed, and no image is left without its record.
+    (tmp_path / "d" / "a_x2.bmp.pocketsr.json").mkdir(parents=True)
+    with pytest.raises(ImageWriteError):
+        up.upscale_file(src, tmp_path / "d" / "a_x2.bmp")
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["a_x2.bmp.pocketsr.json"]
 
 
 def test_upscale_folder_yields_each_result(up: pocketsr_cli.Upscaler, tmp_path: Path) -> None:

@@ -179,6 +179,7 @@ def stage_sidecar(image: Path, record: str | None) -> Path | None:
         return None
     staged = temp_path_for(sidecar_path(image))
     try:
+        staged.parent.mkdir(parents=True, exist_ok=True)  # as write_atomic does
         staged.write_bytes((record + "\n").encode("utf-8"))
     except OSError as exc:
         with contextlib.suppress(OSError):
