@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -961,16 +962,26 @@ def test_a_jpeg_that_states_no_resolution_gets_none(tmp_path: Path) -> None:
     pixels.save(src / "exif.jpg", quality=90, exif=exif)
     del exif[0x0128]  # no unit: EXIF's default, inches (Pillow made it 72 dpi)
     pixels.save(src / "nounit.jpg", quality=90, exif=exif)
+    buffer = io.BytesIO()
+    pixels.save(buffer, "JPEG", quality=90, exif=exif)
+    data = bytearray(buffer.getvalue())
+    jfif = data.index(b"JFIF\x00")
+    data[jfif + 7 : jfif + 12] = b"\x01\x00\x00\x00\x00"  # dpi, density 0: unstated
+    (src / "zerojfif.jpg").write_bytes(bytes(data))
+    exif[0x011A] = exif[0x011B] = 1 / 3  # a third of a dot per inch: no print size
+    pixels.save(src / "tiny.jpg", quality=90, exif=exif)
     for fmt in ("jpg", "png"):
         code, _, err = invoke("upscale", src, "-o", tmp_path / fmt, "--format", fmt, *FAST)
         assert code == 0, err
         with Image.open(tmp_path / fmt / f"plain.{fmt}") as im:
             assert im.info.get("jfif_unit", 0) == 0, im.info  # JPEG: no unit, so no dpi
             assert fmt == "jpg" or "dpi" not in im.info, im.info  # PNG: no pHYs
-        for stem in ("exif", "nounit"):
+        for stem in ("exif", "nounit", "zerojfif"):
             with Image.open(tmp_path / fmt / f"{stem}.{fmt}") as im:
                 dpi = im.info.get("dpi")
                 assert dpi is not None and round(dpi[0]) == 200, (stem, im.info)
+        with Image.open(tmp_path / fmt / f"tiny.{fmt}") as im:
+            assert im.info.get("jfif_unit", 0) == 0 and (fmt == "jpg" or "dpi" not in im.info)
 
 
 def test_a_shell_pattern_run_again_skips_the_last_runs_outputs(tmp_path: Path) -> None:

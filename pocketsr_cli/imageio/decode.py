@@ -200,9 +200,10 @@ def _jpeg_dpi(im: Image.Image) -> tuple[float, float] | None:
     its EXIF resolution (in inches when no unit is given, as EXIF's default).  Pillow's own
     ``info["dpi"]`` falls back to a made-up 72 when the EXIF has no resolution or no unit,
     which would be written into the output as if the photo had said so."""
-    if im.info.get("jfif_unit") in (1, 2):
-        return dpi_of(im.info.get("dpi"))
-    try:
+    stated = dpi_of(im.info.get("dpi")) if im.info.get("jfif_unit") in (1, 2) else None
+    if stated is not None:
+        return stated
+    try:  # no JFIF density (or a zero one): the EXIF's
         exif = im.getexif()
         x = exif.get(_X_RESOLUTION)
         y = exif.get(_Y_RESOLUTION, x)

@@ -228,12 +228,12 @@ def output_metadata(metadata: Metadata | None, pixels: np.ndarray) -> Metadata:
 
 
 def dpi_of(value: object) -> tuple[float, float] | None:
-    """A print resolution as Pillow reports it (``info["dpi"]``): two positive numbers, or
-    None for anything else (a missing or zero density means "not stated")."""
+    """A print resolution as Pillow reports it (``info["dpi"]``): two numbers of at least 1
+    dpi, or None for anything else (a missing or zero density means "not stated")."""
     if not isinstance(value, tuple) or len(value) != 2:
         return None
     try:
         x, y = float(value[0]), float(value[1])
     except (TypeError, ValueError):
         return None
-    return (x, y) if 0 < x < 1e6 and 0 < y < 1e6 else None
+    return (x, y) if 1 <= x < 1e6 and 1 <= y < 1e6 else None  # below 1 dpi: no print size
