@@ -1114,3 +1114,14 @@ def test_a_stereo_mpo_says_its_second_view_is_left_out(tmp_path: Path) -> None:
     (warning,) = read_image(tmp_path / "stereo.mpo").warnings
     assert "holding 1 more view(s)" in warning and "only the first was upscaled" in warning
     assert read_image(tmp_path / "preview.jpg").warnings == ()
+
+
+def test_a_whole_arithmetic_coded_progressive_jpeg_is_read() -> None:
+    """``cjpeg -arithmetic -progressive`` (libjpeg-turbo 2.1.5, a 74x67 crop of a test
+    photo): the arithmetic decoder read the probe's filler after the last scan as data, so
+    5 of 36 such whole files were refused as cut short."""
+    path = Path(__file__).with_name("data") / "arithmetic_progressive.jpg"
+    decoded = read_image(path)
+    assert decoded.warnings == ()
+    with Image.open(path) as im:
+        np.testing.assert_array_equal(decoded.pixels, np.asarray(im.convert("RGB")))

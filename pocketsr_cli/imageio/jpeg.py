@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 
 _JPEG_PROGRESSIVE = (0xC2, 0xC6, 0xCA, 0xCE)
+# Arithmetic-coded frames: their decoder reads ahead into whatever follows a scan, so the
+# filler probe would change a whole file's last blocks.
+_JPEG_ARITHMETIC = (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
 # Filler a complete image ignores and a cut one decodes: no 0xFF, so no marker in it.
 _JPEG_FILLER = bytes((i * 73 + 41) % 255 for i in range(2048))
 
@@ -64,6 +67,7 @@ class _Layout:
     restarts_short: bool  # a sequential scan with fewer restart markers than it needs
     eoi: int | None  # the end marker of the first image; None: the walk lost its way
     coefficients_left: bool  # progressive: a coefficient no scan brought to full precision
+    arithmetic: bool  # arithmetic-coded: no filler probe
 
 
 # Start-of-frame markers: baseline, extended, progressive, lossless (Huffman coding).
@@ -110,6 +114,7 @@ def _layout(data: bytes) -> _Layout | None:
     are no marker where one must be: a stray marker cut the scan short) ends with
     ``eoi`` None."""
     pos, progressive, restarts_ok, interval = 2, False, True, 0
+    arithmetic = False
     short = False
     found: tuple[np.ndarray, np.ndarray] | None = None  # found at the first scan
     scan_end: int | None = None
@@ -121,7 +126,7 @@ def _layout(data: bytes) -> _Layout | None:
         if scan_end is None:
             return None
         left = progressive and any(not flags.all() for flags in done.values())
-        return _Layout(scan_end, progressive, restarts_ok, short, eoi, left)
+        return _Layout(scan_end, progressive, restarts_ok, short, eoi, left, arithmetic)
 
     while pos + 2 <= len(data):
         if data[pos] != 0xFF:
@@ -139,6 +144,7 @@ def _layout(data: bytes) -> _Layout | None:
             return stop(None)
         (length,) = struct.unpack_from(">H", data, pos + 2)
         progressive = progressive or marker in _JPEG_PROGRESSIVE
+        arithmetic = arithmetic or marker in _JPEG_ARITHMETIC
         if marker == 0xDD and length >= 4:  # DRI: restart interval, 0 turns them off
             interval = struct.unpack_from(">H", data, pos + 4)[0]
         if marker in _JPEG_FRAMES or marker in _JPEG_PROGRESSIVE:
@@ -213,6 +219,8 @@ def check_jpeg_complete(data: bytes, im: Image.Image, pixels: np.ndarray) -> str
     coarse = layout.coefficients_left and layout.eoi is not None
     # Filler where the last scan read ends: before the end marker of a whole file, before
     # the stray marker that cut a damaged one short (the walk then loses its way there).
+    if layout.arithmetic:  # the probe would be read as data by the arithmetic decoder
+        return COARSE_WARNING if coarse else None
     if not layout.progressive and layout.eoi is not None and not _corner_is_blank(im):
         return None
     at = layout.scan_end
@@ -227,7 +235,7 @@ def check_jpeg_complete(data: bytes, im: Image.Image, pixels: np.ndarray) -> str
         # the middle of the data does this.
         raise ImageReadError(truncated("its JPEG image data stops before the last block")) from None
     except Exception:
-        return None
+        return COARSE_WARNING if coarse else None
     if again.shape != pixels.shape or not np.array_equal(again, pixels):
         raise ImageReadError(truncated("its JPEG image data stops before the last block"))
     return COARSE_WARNING if coarse else None
