@@ -123,6 +123,11 @@ def corrupt_corpus(folder: Path) -> dict[str, str]:
     cases["half.jpg"] = (cut_with_end(jpeg, b"\xff\xd9"), short_jpeg)
     cases["tail_cut.jpg"] = (cut_with_end(jpeg, b"\xff\xd9", 0.9), short_jpeg)
     cases["half_progressive.jpg"] = (cut_with_end(progressive, b"\xff\xd9"), short_jpeg)
+    second_scan = progressive.index(b"\xff\xda", progressive.index(b"\xff\xda") + 2)
+    cases["dc_only_progressive.jpg"] = (  # cut after its DC scan, end marker put back
+        progressive[:second_scan] + b"\xff\xd9",
+        TRUNCATED.format("its progressive JPEG data stops after its first scans"),
+    )
     gray = encoded(PHOTO[..., :1], "JPEG", quality=90)
     cases["half_gray.jpg"] = (cut_with_end(gray, b"\xff\xd9"), short_jpeg)
     cases["cut.jpg"] = (jpeg[: len(jpeg) // 2], CUT)

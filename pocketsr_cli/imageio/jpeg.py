@@ -67,6 +67,7 @@ class _Layout:
     restarts_short: bool  # a sequential scan with fewer restart markers than it needs
     eoi: int | None  # the end marker of the first image; None: the walk lost its way
     coefficients_left: bool  # progressive: a coefficient no scan brought to full precision
+    no_ac: bool  # progressive: a component whose scans sent nothing but its DC (8x8 blocks)
     arithmetic: bool  # arithmetic-coded: no filler probe
 
 
@@ -93,19 +94,20 @@ def _frame(data: bytes, pos: int) -> tuple[int | None, tuple[int, ...]]:
 
 
 def _refine(done: dict[int, np.ndarray], data: bytes, pos: int) -> None:
-    """Mark in ``done`` (64 flags per component id) the coefficients that the progressive
-    scan whose SOS marker is at ``pos`` brings to full precision (successive approximation
-    low bit 0)."""
+    """Mark in ``done`` (2 x 64 flags per component id) the coefficients that the
+    progressive scan whose SOS marker is at ``pos`` sends (row 0) and brings to full
+    precision (row 1: successive approximation low bit 0)."""
     try:
         count = data[pos + 4]
         ids = [data[pos + 5 + 2 * i] for i in range(count)]
         start, end, approximation = data[pos + 5 + 2 * count : pos + 8 + 2 * count]
     except (IndexError, ValueError):
         return
-    if approximation & 15 == 0 and start <= end < 64:
+    if start <= end < 64:
         for c in ids:
             if c in done:
-                done[c][start : end + 1] = True
+                done[c][0, start : end + 1] = True
+                done[c][1, start : end + 1] |= approximation & 15 == 0
 
 
 def _layout(data: bytes) -> _Layout | None:
@@ -125,8 +127,9 @@ def _layout(data: bytes) -> _Layout | None:
     def stop(eoi: int | None) -> _Layout | None:
         if scan_end is None:
             return None
-        left = progressive and any(not flags.all() for flags in done.values())
-        return _Layout(scan_end, progressive, restarts_ok, short, eoi, left, arithmetic)
+        left = progressive and any(not flags[1].all() for flags in done.values())
+        no_ac = progressive and any(not flags[0, 1:].any() for flags in done.values())
+        return _Layout(scan_end, progressive, restarts_ok, short, eoi, left, no_ac, arithmetic)
 
     while pos + 2 <= len(data):
         if data[pos] != 0xFF:
@@ -149,7 +152,7 @@ def _layout(data: bytes) -> _Layout | None:
             interval = struct.unpack_from(">H", data, pos + 4)[0]
         if marker in _JPEG_FRAMES or marker in _JPEG_PROGRESSIVE:
             units, components = _frame(data, pos)
-            done = {c: np.zeros(64, bool) for c in components}
+            done = {c: np.zeros((2, 64), bool) for c in components}
         every = marker == 0xDA and pos + 4 < len(data) and data[pos + 4] == len(components)
         if marker == 0xDA and progressive:
             _refine(done, data, pos)
@@ -217,6 +220,8 @@ def check_jpeg_complete(data: bytes, im: Image.Image, pixels: np.ndarray) -> str
     # scan script that leaves coefficients coarse, though (jpegtran -scans), and the two
     # cannot be told apart: said, not refused.
     coarse = layout.coefficients_left and layout.eoi is not None
+    if coarse and layout.no_ac:  # flat 8x8 blocks: no encoder writes that, a cut does
+        raise ImageReadError(truncated("its progressive JPEG data stops after its first scans"))
     # Filler where the last scan read ends: before the end marker of a whole file, before
     # the stray marker that cut a damaged one short (the walk then loses its way there).
     if layout.arithmetic:  # the probe would be read as data by the arithmetic decoder
