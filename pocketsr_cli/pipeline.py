@@ -1065,7 +1065,8 @@ class _Run:
                     # that cannot be written fails before any image (or older output) is
                     # touched, and a crash in between leaves an image whose record is
                     # missing or old, which a later run refuses to skip silently.
-                    staged = stage_sidecar(d.output, encoded.record) if sidecar else None
+                    if sidecar and claim is not None:  # (else another run is writing it)
+                        staged = stage_sidecar(d.output, encoded.record)
                     raced = self.commit(d, encoded.data, claim is not None)
                     if raced is None and sidecar:
                         self.store_sidecar(d.output, staged)
