@@ -38,7 +38,6 @@ low-level numpy engine the pipeline drives.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import warnings
@@ -48,7 +47,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from pocketsr_cli.errors import ImageReadError, ImageWriteError, UsageError
+from pocketsr_cli.errors import ImageReadError, UsageError
 from pocketsr_cli.pipeline import NullReporter
 
 if TYPE_CHECKING:
@@ -357,9 +356,8 @@ class Upscaler:
             encode_image,
             extension_for,
             format_from_name,
-            place_sidecar,
             plan_output,
-            stage_sidecar,
+            sidecar_written,
             write_atomic,
         )
 
@@ -419,21 +417,10 @@ class Upscaler:
         )
         for note in notes:  # metadata the format has no room for
             self._warn(f"{src.name}: {note}")
-        # A sidecar that cannot be written fails before the image is put in place.
-        staged = None if embedded else stage_sidecar(dst, text)
-        try:
+        with sidecar_written(dst, None if embedded else text) as place_record:
             write_atomic(dst, data)
-            if staged is not None:
-                try:
-                    place_sidecar(dst, staged)
-                except ImageWriteError:  # no image without its record (see the pipeline)
-                    dst.unlink(missing_ok=True)
-                    raise
-                staged = None
-        finally:
-            if staged is not None:
-                with contextlib.suppress(OSError):
-                    staged.unlink()
+            if not embedded:
+                place_record()
         return dst
 
     def upscale_folder(

@@ -88,13 +88,12 @@ from pocketsr_cli.imageio import (
     format_from_name,
     format_label,
     format_of_path,
-    place_sidecar,
     plan_output,
     probe,
     read_header,
     read_image,
     read_provenance_text,
-    stage_sidecar,
+    sidecar_written,
     write_atomic,
 )
 from pocketsr_cli.jobs import Job, kind_of, not_a_file
@@ -1053,7 +1052,6 @@ class _Run:
         result = encoded.result
         t0 = time.perf_counter()
         raced = None
-        staged = None
         if encoded.data is not None:
             sidecar = not embeds_provenance(d.plan.format)
             try:
@@ -1061,16 +1059,15 @@ class _Run:
                     libwarnings.collecting(result.warnings),
                     claims.claimed(d.output) as claim,
                 ):
-                    # The sidecar is written first and put in place after the image: one
-                    # that cannot be written fails before any image (or older output) is
-                    # touched, and a crash in between leaves an image whose record is
-                    # missing or old, which a later run refuses to skip silently.
-                    if sidecar and claim is not None:  # (else another run is writing it)
-                        staged = stage_sidecar(d.output, encoded.record)
-                    raced = self.commit(d, encoded.data, claim is not None)
-                    if raced is None and sidecar:
-                        self.store_sidecar(d.output, staged)
-                        staged = None
+                    # The sidecar is staged first and put in place after the image (a
+                    # crash in between leaves an image whose record is missing or old,
+                    # which a later run refuses to skip silently); only with the claim
+                    # held, else another run is writing this output.
+                    record = encoded.record if sidecar and claim is not None else None
+                    with sidecar_written(d.output, record) as place_record:
+                        raced = self.commit(d, encoded.data, claim is not None)
+                        if raced is None and sidecar:
+                            place_record()
             except ImageWriteError as exc:
                 result.status, result.error = "failed", str(exc)
                 raced = None
@@ -1078,32 +1075,11 @@ class _Run:
                 result.status = "failed"
                 result.error = f"cannot write {d.output}: {exc.strerror or exc}"
                 raced = None
-            finally:
-                if staged is not None:  # not placed: the image was not written
-                    with contextlib.suppress(OSError):
-                        staged.unlink()
         if raced is not None:
             result.status, result.reason, result.reason_code = "skipped", raced, "concurrent"
         spent = encoded.seconds + time.perf_counter() - t0
         result.seconds = d.seconds + encoded.item.seconds + spent
         return result
-
-    @staticmethod
-    def store_sidecar(output: Path, staged: Path | None) -> None:
-        """Put ``output``'s staged sidecar record in place (:func:`place_sidecar`); when
-        even that fails, take the image just put in place away again (its claim is still
-        held), so that the ``failed`` result leaves nothing behind, rather than an image
-        every later run would keep as another program's.
-
-        Raises:
-            ImageWriteError: the sidecar could not be put in place.
-        """
-        try:
-            place_sidecar(output, staged)
-        except ImageWriteError:
-            with contextlib.suppress(OSError):
-                output.unlink()
-            raise
 
     def commit(self, d: _Decoded, data: bytes, claimed: bool) -> str | None:
         """Rename the encoded output into place unless another run got there first (then

@@ -726,15 +726,15 @@ def test_a_bmp_whose_sidecar_cannot_be_written_is_not_left_behind(
 ) -> None:
     """It was reported failed but left in place, whole and unrecorded: every later run then
     kept it as another program's and never redid it."""
-    from pocketsr_cli import pipeline
     from pocketsr_cli.errors import ImageWriteError
+    from pocketsr_cli.imageio import record as record_module
 
     src = save(tmp_path / "in.bmp", photo())
 
     def full(image: Path, record: str | None) -> None:
         raise ImageWriteError(f"cannot write {image}.pocketsr.json: No space left on device")
 
-    monkeypatch.setattr(pipeline, "stage_sidecar", full)
+    monkeypatch.setattr(record_module, "stage_sidecar", full)
     code, _, err = invoke("upscale", src, *FAST)
     assert code == 1 and "No space left on device" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.bmp"]
@@ -744,7 +744,7 @@ def test_a_bmp_whose_sidecar_cannot_be_written_is_not_left_behind(
     assert sorted(p.name for p in tmp_path.iterdir()) == outputs
     # With --overwrite, a sidecar that cannot be written leaves the older output as it was.
     before = (tmp_path / "in_x2.bmp").read_bytes(), (tmp_path / outputs[2]).read_bytes()
-    monkeypatch.setattr(pipeline, "stage_sidecar", full)
+    monkeypatch.setattr(record_module, "stage_sidecar", full)
     code, _, err = invoke("upscale", src, *FAST, "--overwrite", "-s", "2", "--quality", "80")
     assert code == 1 and "No space left on device" in err
     after = (tmp_path / "in_x2.bmp").read_bytes(), (tmp_path / outputs[2]).read_bytes()

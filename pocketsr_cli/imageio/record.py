@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -206,3 +207,38 @@ def place_sidecar(image: Path, staged: Path | None) -> None:
         with contextlib.suppress(OSError):
             staged.unlink()
         raise ImageWriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+
+@contextlib.contextmanager
+def sidecar_written(image: Path, record: str | None) -> Iterator[Callable[[], None]]:
+    """Write ``image``'s sidecar record around the writing of the image itself.
+
+    On entering, ``record`` is staged (:func:`stage_sidecar`): one that cannot be written
+    fails before the image, or an older output, is touched.  The block writes the image,
+    then calls the function yielded, which puts the record in place (:func:`place_sidecar`;
+    None removes an older sidecar) or, when even that fails, takes the image away again:
+    no image is left without its record.  A staged record that was not placed (the image
+    was not written) is removed on leaving.
+
+    Raises:
+        ImageWriteError: the record cannot be staged (on entering) or placed.
+    """
+    staged = stage_sidecar(image, record)
+
+    def place() -> None:
+        nonlocal staged
+        try:
+            place_sidecar(image, staged)
+        except ImageWriteError:
+            with contextlib.suppress(OSError):
+                image.unlink()
+            raise
+        finally:
+            staged = None  # in place, or removed by place_sidecar
+
+    try:
+        yield place
+    finally:
+        if staged is not None:
+            with contextlib.suppress(OSError):
+                staged.unlink()
