@@ -207,7 +207,6 @@ def tile_side(value: str, overlap: int = 16) -> int | None:
     """
     from pocketsr_cli.errors import UsageError
     from pocketsr_cli.spelling import TILE, TILE_OVERLAP
-    from pocketsr_cli.tiling import TilePolicy
 
     text = str(value).strip().lower()
     if text == "auto":
@@ -224,8 +223,7 @@ def tile_side(value: str, overlap: int = 16) -> int | None:
             f"({overlap}) is taken on both sides, so every pixel would be computed many "
             f"times over: use {TILE} {4 * overlap} or more, or a smaller {TILE_OVERLAP}"
         )
-    TilePolicy.for_side(side, overlap)
-    return side
+    return side  # (N > 2 * overlap, which TilePolicy.for_side holds to, follows)
 
 
 def ensemble_choice(mode: str, weight: float | None = None) -> Ensemble:

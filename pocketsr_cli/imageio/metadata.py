@@ -100,14 +100,13 @@ def patch_exif(exif: bytes, *, size: tuple[int, int] | None = None) -> bytes:
     order = "<" if buf[:2] == b"II" else ">"
     try:
         (ifd0,) = struct.unpack_from(order + "I", buf, 4)
-        (count,) = struct.unpack_from(order + "H", buf, ifd0)
         exif_ifd = 0
         for tag, typ, pos in ifd_entries(buf, order, ifd0):
             if tag == TAG_ORIENTATION and typ == SHORT:
                 (old,) = struct.unpack_from(order + "H", buf, pos)
                 if old != 1:
                     struct.pack_into(order + "H", buf, pos, 1)
-                    struct.pack_into(order + "I", buf, ifd0 + 2 + 12 * count, 0)
+                    _unlink_thumbnail(buf, order, ifd0)
             elif tag == _TAG_EXIF_IFD and typ == LONG:
                 (exif_ifd,) = struct.unpack_from(order + "I", buf, pos)
         if size is not None:
@@ -128,11 +127,16 @@ def without_thumbnail(exif: bytes) -> bytes:
     order = "<" if buf[:2] == b"II" else ">"
     try:
         (ifd0,) = struct.unpack_from(order + "I", buf, 4)
-        (count,) = struct.unpack_from(order + "H", buf, ifd0)
-        struct.pack_into(order + "I", buf, ifd0 + 2 + 12 * count, 0)
+        _unlink_thumbnail(buf, order, ifd0)
     except struct.error:
         return exif
     return bytes(buf)
+
+
+def _unlink_thumbnail(buf: bytearray, order: str, ifd0: int) -> None:
+    """Set IFD0's link to the next IFD (IFD1, the thumbnail) to none, in place."""
+    (count,) = struct.unpack_from(order + "H", buf, ifd0)
+    struct.pack_into(order + "I", buf, ifd0 + 2 + 12 * count, 0)
 
 
 _TAG_IMAGE_WIDTH, _TAG_IMAGE_LENGTH = 0x0100, 0x0101
