@@ -452,7 +452,10 @@ class Upscaler:
         each result is yielded once its file is written.  The model runs only while the
         loop asks for the next result, so the loop's body may use this :class:`Upscaler`
         too.  Leaving the loop early stops reading and upscaling; an image already
-        upscaled is still written (atomically), and no result is yielded for it.
+        upscaled is still written (atomically), and no result is yielded for it.  Once an
+        output fails because its disk is full, over quota or read-only, nothing more is
+        upscaled: each input not finished is yielded as ``skipped`` (``stopped``; its
+        ``reason`` says why).
 
         Raises:
             UsageError: ``src_dir`` is missing or holds no file, ``fmt`` is unknown,

@@ -8,6 +8,10 @@ flag written out: the command line shows ``--overwrite``, the Python API ``overw
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
 
 class PocketSRError(Exception):
     """Base class of every error the core raises on purpose."""
@@ -46,3 +50,25 @@ def first_line(exc: BaseException) -> str:
     message built around an error raised by a library."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+_DISK_STOPS = {errno.ENOSPC: "is full", errno.EROFS: "is read-only"}
+if hasattr(errno, "EDQUOT"):  # not on Windows
+    _DISK_STOPS[errno.EDQUOT] = "is over its quota"
+
+
+def disk_stop(exc: BaseException, where: Path) -> str | None:
+    """Why no further output can be written beside ``where``, when ``exc`` (an OS error,
+    or an error raised ``from`` one) says that its disk is full, over quota or read-only;
+    else None (the failure is this file's alone: a folder in the way, permissions).
+
+    A run stops at such an error rather than upscale the rest for nothing (hours, with a
+    slow model).  The text names the folder and the OS's own words: ``the disk that
+    holds out is full (No space left on device)``."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__
+    if cause is None or cause.errno not in _DISK_STOPS:
+        return None
+    words = cause.strerror or os.strerror(cause.errno)
+    return f"the disk that holds {where.parent} {_DISK_STOPS[cause.errno]} ({words})"

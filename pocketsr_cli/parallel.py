@@ -60,13 +60,13 @@ from pocketsr_cli.pipeline import (
     Result,
     Summary,
     Variant,
+    not_finished,
 )
 from pocketsr_cli.spelling import Spelling
 
 __all__ = ["JobFeed", "ModelSpec", "VariantFactory", "WorkerFailed", "run_parallel"]
 
 _WINDOW = 8  # jobs handed out per worker beyond the first unreported one
-_STOPPED = "the run was stopped before this input was finished"
 
 
 class WorkerFailed(PocketSRError):
@@ -256,7 +256,9 @@ class JobFeed:
     ``next_task`` gives the next job that needs a worker (settling jobs planning already
     decided on the way) or None while the window is full or the jobs are exhausted;
     ``finish`` records a result; ``lost`` puts back the job of a worker that died;
-    ``report_rest`` ends every job without a result as ``interrupted``.  What it holds is
+    ``report_rest`` ends every job without a result as ``interrupted`` (or ``stopped``:
+    ``pipeline.not_finished``); ``stopping`` says that a result stopped the run (its
+    output's disk is full or read-only), so no job is handed out any more.  What it holds is
     bounded by the window, whatever the number of jobs: ``summary`` keeps every result
     only with ``keep_results`` (see ``pipeline.Summary.for_jobs``).
     """
@@ -287,7 +289,13 @@ class JobFeed:
     def finished(self) -> bool:
         return self.exhausted and not self.again and not self.unreported
 
+    @property
+    def stopping(self) -> bool:
+        return self.summary.stopped is not None
+
     def next_task(self) -> tuple[int, Job] | None:
+        if self.stopping:
+            return None
         if self.again:
             return self.again.popleft()
         if self.exhausted or len(self.unreported) >= self.window:
@@ -338,12 +346,13 @@ class JobFeed:
             self.again.append(task)
 
     def report_rest(self) -> None:
-        """Every input without a result yet, as ``interrupted``, in job order."""
+        """Every input without a result yet, as ``interrupted`` or ``stopped``, in job
+        order."""
         for index, job in self.unreported.items():
-            self.done.setdefault(index, _interrupted(job))
+            self.done.setdefault(index, not_finished(job, self.summary))
         self.flush()
         for index, job in self.jobs:
-            self.finish(index, _interrupted(job))
+            self.finish(index, not_finished(job, self.summary))
 
 
 class _Driver:
@@ -389,6 +398,8 @@ class _Driver:
             self.dispatch()
             if self.feed.finished:
                 return
+            if self.feed.stopping and all(w.task is None for w in self.workers):
+                return  # what was in hand is finished; the rest is reported as stopped
             if not self.workers:
                 raise WorkerFailed("every worker process died; see the messages above")
             waitables: list[Any] = [w.conn for w in self.workers]
@@ -479,10 +490,6 @@ class _Driver:
                 self.feed.finish(index, result)
 
 
-def _interrupted(job: Job) -> Result:
-    return Result(job, "skipped", reason=_STOPPED, reason_code="interrupted")
-
-
 def run_parallel(
     jobs: Iterable[Job],
     factory: VariantFactory,
@@ -530,7 +537,7 @@ def run_parallel(
         driver.summary.interrupted = True
     finally:
         driver.stop()
-    if driver.summary.interrupted:
+    if driver.summary.interrupted or driver.feed.stopping:
         driver.feed.report_rest()
     driver.summary.seconds = time.perf_counter() - t0
     reporter.finished(driver.summary)

@@ -76,7 +76,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from pocketsr_cli import claims, libwarnings, memory, provenance
-from pocketsr_cli.errors import ImageReadError, ImageWriteError, PocketSRError
+from pocketsr_cli.errors import ImageReadError, ImageWriteError, PocketSRError, disk_stop
 from pocketsr_cli.imageio import (
     OUTPUT_FORMATS,
     DecodedImage,
@@ -117,6 +117,7 @@ ReasonCode = Literal[
     "unrecorded",
     "concurrent",
     "interrupted",
+    "stopped",
     "dry-run",
 ]
 """Why an input was skipped (or planned), for machines:
@@ -133,6 +134,8 @@ ReasonCode = Literal[
   ``--no-provenance``, or an editor that dropped it);
 * ``concurrent``: another run is writing its output, or wrote it while this run worked;
 * ``interrupted``: the run was stopped before this input was finished;
+* ``stopped``: the run stopped before this input was finished because an output could
+  not be written on a full, over-quota or read-only disk (``Summary.stopped`` says which);
 * ``dry-run``: would be written."""
 
 CONFLICTS: tuple[ReasonCode, ...] = ("different-settings", "unrecorded")
@@ -252,6 +255,9 @@ class Result:
     seconds: float | None = None
     warnings: list[str] = field(default_factory=list)
     heavy_fraction: float | None = None  # PCSR: share of output pixels on the heavy path
+    stops_run: str | None = None
+    """On a ``failed`` result whose output's disk is full, over quota or read-only
+    (``errors.disk_stop``): why, and the run stops there (:attr:`Summary.stopped`)."""
 
 
 FAILURES_KEPT = 100
@@ -272,8 +278,12 @@ class Summary:
     results —, never for an iterator such as ``jobs.iter_jobs``).  Then every failed
     result is kept too.
 
-    ``seconds`` is the run's wall time; ``interrupted`` is set on Ctrl-C; ``dry_run`` for a
-    dry run, whose results are ``planned`` (or ``skipped``/``failed``), never ``ok``.
+    ``seconds`` is the run's wall time; ``interrupted`` is set on Ctrl-C; ``stopped`` says
+    why the run stopped early, once a result's output could not be written on a full or
+    read-only disk (:attr:`Result.stops_run`: no other output could be written there, so
+    the rest is not upscaled for nothing; the inputs not finished are ``skipped``,
+    ``stopped``); ``dry_run`` for a dry run, whose results are ``planned`` (or
+    ``skipped``/``failed``), never ``ok``.
     """
 
     def __init__(
@@ -287,6 +297,7 @@ class Summary:
     ) -> None:
         self.seconds = seconds
         self.interrupted = interrupted
+        self.stopped: str | None = None
         self.dry_run = dry_run
         self.counts: collections.Counter[Status] = collections.Counter()
         self.conflicts = 0
@@ -315,6 +326,8 @@ class Summary:
         self.counts[result.status] += 1
         if result.reason_code in CONFLICTS:
             self.conflicts += 1
+        if result.stops_run and self.stopped is None:
+            self.stopped = result.stops_run
         if result.status == "ok":
             self.ok_seconds += result.seconds or 0
             self.in_pixels += (result.width or 0) * (result.height or 0)
@@ -1001,6 +1014,8 @@ class _Run:
         self.summary.add(result)
         self.reporter.image_finished(result)
         self.finished.put(result)
+        if self.summary.stopped:  # nothing more can be written: read and upscale no more
+            self.stop.set()
 
     def write_one(self, item: _Upscaled) -> Result:
         """Encode ``item`` and write it (:meth:`encode_one`, then :meth:`store`)."""
@@ -1070,10 +1085,12 @@ class _Run:
                             place_record()
             except ImageWriteError as exc:
                 result.status, result.error = "failed", str(exc)
+                result.stops_run = disk_stop(exc, d.output)
                 raced = None
             except OSError as exc:  # the claim could not be made
                 result.status = "failed"
                 result.error = f"cannot write {d.output}: {exc.strerror or exc}"
+                result.stops_run = disk_stop(exc, d.output)
                 raced = None
         if raced is not None:
             result.status, result.reason, result.reason_code = "skipped", raced, "concurrent"
@@ -1216,10 +1233,10 @@ class _Run:
         for stage in (reader, writer):
             if stage.error is not None:
                 raise stage.error
-        if self.summary.interrupted:
+        if self.summary.interrupted or self.summary.stopped:
             # Results come in job order: those read and not reported, then those not read.
             for job in itertools.chain(self.taken, self.jobs):
-                result = Result(job, "skipped", reason=_STOPPED, reason_code="interrupted")
+                result = not_finished(job, self.summary)
                 self.summary.add(result)
                 self.reporter.image_finished(result)
                 yield result
@@ -1261,6 +1278,16 @@ _RELEASED = np.empty((0, 0, 0), np.uint8)
 
 
 _STOPPED = "the run was stopped before this input was finished"
+
+
+def not_finished(job: Job, summary: Summary) -> Result:
+    """The result of ``job`` when its run ended before it was finished: ``interrupted``
+    (Ctrl-C, a signal), or ``stopped`` when outputs could no longer be written
+    (``summary.stopped``)."""
+    if summary.stopped and not summary.interrupted:
+        reason = f"not finished: the run stopped because {summary.stopped}"
+        return Result(job, "skipped", reason=reason, reason_code="stopped")
+    return Result(job, "skipped", reason=_STOPPED, reason_code="interrupted")
 
 
 def _exists() -> str:

@@ -1006,3 +1006,43 @@ def test_a_shell_pattern_run_again_skips_the_last_runs_outputs(tmp_path: Path) -
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a_x2.jpg", "c.jpg", "c_x2.jpg"]
     assert invoke("upscale", tmp_path / "a_x2.jpg", *FAST)[0] == 0  # named alone
     assert (tmp_path / "a_x2_x2.jpg").is_file()
+
+
+def test_a_full_disk_stops_the_run_with_exit_1_and_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from pocketsr_cli import pipeline
+    from pocketsr_cli.errors import ImageWriteError
+
+    for i in range(8):
+        save(tmp_path / "in" / f"{i}.png", photo(seed=i))
+    real_write = pipeline.write_atomic
+
+    def full_after_two(path: Path, data: bytes, **kwargs: object) -> bool:
+        if len(list((tmp_path / "o").glob("*.png"))) >= 2:
+            cause = OSError(errno.ENOSPC, "No space left on device")
+            raise ImageWriteError(f"cannot write {path}: No space left on device") from cause
+        return real_write(path, data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "write_atomic", full_after_two)
+    args = ("upscale", tmp_path / "in", "-o", tmp_path / "o", *FAST)
+    code, stdout, err = invoke(*args, "--json")
+    assert code == 1, err
+    lines, summary = jsonl(stdout)
+    why = f"the disk that holds {tmp_path / 'o'} is full (No space left on device)"
+    assert summary["stopped"] == why and summary["interrupted"] is False
+    assert summary["total"] == 8 and summary["ok"] == 2
+    stopped = [line for line in lines if line["reason_code"] == "stopped"]
+    assert stopped and all(line["status"] == "skipped" for line in stopped)
+    assert [line["input"] for line in lines] == [f"{tmp_path / 'in'}/{i}.png" for i in range(8)]
+    log = " ".join(err.split())
+    assert log.count("stopped: ") == 1 and f"stopped: {why}, so " in log
+    assert "make room (or make it writable) and run the same command again" in log
+    # After making room, the same command finishes the rest.
+    monkeypatch.setattr(pipeline, "write_atomic", real_write)
+    code, stdout, err = invoke(*args, "--json")
+    assert code == 0, err
+    assert jsonl(stdout)[1]["ok"] == 6 and jsonl(stdout)[1]["stopped"] is None
+    assert len(list((tmp_path / "o").glob("*.png"))) == 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 from pocketsr_cli import pipeline
+from pocketsr_cli.errors import ImageWriteError
 from pocketsr_cli.imageio import read_provenance_text
 from pocketsr_cli.jobs import Naming, collect_jobs
 from pocketsr_cli.pipeline import Options, Result, Summary, Variant, run
@@ -199,3 +201,58 @@ def test_an_interrupted_run_still_gives_every_input_one_result(tmp_path: Path) -
     ]
     assert [v for k, v in rec.events if k == "done"] == [f"{i:02d}.png" for i in range(5)]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00.png", "01.png"]
+
+
+def test_a_full_disk_stops_the_run_and_every_input_still_gets_one_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_folder(tmp_path / "in", 12)
+    real_write = pipeline.write_atomic
+    written: list[str] = []
+
+    def fills_up(path: Path, data: bytes, **kwargs: object) -> bool:
+        if written:  # the first output takes the last of the space
+            raise ImageWriteError(f"cannot write {path}: No space left on device") from OSError(
+                errno.ENOSPC, "No space left on device"
+            )
+        written.append(path.name)
+        return real_write(path, data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "write_atomic", fills_up)
+    jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None, "2"))
+    upscaler = Repeat([])
+    summary = run(jobs, upscaler, Options(), Recorder())
+    assert not summary.interrupted
+    why = f"the disk that holds {tmp_path / 'out'} is full (No space left on device)"
+    assert summary.stopped == why
+    got = [(r.status, r.reason_code) for r in summary.results]
+    assert got[0] == ("ok", None) and got[1] == ("failed", None)
+    # What was already upscaled is still tried; nothing more is read or upscaled.
+    assert upscaler.calls < 6, upscaler.calls
+    assert summary.total == 12 and summary.count("skipped") >= 6
+    assert set(got[1:]) == {("failed", None), ("skipped", "stopped")}
+    first = got.index(("skipped", "stopped"))
+    assert all(g == ("skipped", "stopped") for g in got[first:])
+    stopped = summary.results[first]
+    assert stopped.reason == f"not finished: the run stopped because {summary.stopped}"
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["00.png"]
+
+
+def test_an_output_that_fails_alone_does_not_stop_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_folder(tmp_path / "in", 4)
+    real_write = pipeline.write_atomic
+
+    def refuses_one(path: Path, data: bytes, **kwargs: object) -> bool:
+        if path.name == "01.png":
+            raise ImageWriteError(f"cannot write {path}: Permission denied") from OSError(
+                errno.EACCES, "Permission denied"
+            )
+        return real_write(path, data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "write_atomic", refuses_one)
+    jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None, "2"))
+    summary = run(jobs, Repeat([]), Options(), Recorder())
+    assert summary.stopped is None
+    assert [r.status for r in summary.results] == ["ok", "failed", "ok", "ok"]

@@ -200,3 +200,17 @@ def test_a_streamed_run_holds_memory_that_does_not_grow_with_the_folder(
     # 3 only while the first measured run also paid the one-time costs, and a full slow
     # run, which had paid them in earlier tests, failed on it at 3.5.)
     assert per_file < 500, (small, large, per_file)
+
+
+def test_the_job_feed_hands_out_nothing_once_a_result_stops_the_run() -> None:
+    feed = JobFeed((job(i) for i in range(50)), NullReporter(), window=4, retries=2)
+    first, second = feed.next_task(), feed.next_task()
+    assert first is not None and second is not None
+    feed.finish(first[0], ok(first[0]))
+    full = Result(job(second[0]), "failed", error="no space", stops_run="the disk is full")
+    feed.finish(second[0], full)
+    assert feed.stopping and feed.next_task() is None
+    feed.report_rest()
+    results = feed.summary
+    assert results.stopped == "the disk is full" and results.total == 50
+    assert results.count("skipped") == 48 and results.count("failed") == 1

@@ -330,7 +330,7 @@ class RichReporter:
             self.progress.advance(self.overall)
         for message in result.warnings:
             self.warning(f"{shown(result.job.display)}: {message}")
-        if result.reason_code == "interrupted":  # counted once in the summary instead
+        if result.reason_code in ("interrupted", "stopped"):  # counted once at the end
             self.not_finished += 1
             return
         name = escape(shown(result.job.display))
@@ -366,7 +366,13 @@ class RichReporter:
             self.progress = None
         if self._log_results:
             self._table(summary)
-        if self.not_finished:
+        if self.not_finished and summary.stopped and not summary.interrupted:
+            self.warning(
+                f"stopped: {summary.stopped}, so {self.not_finished} input(s) were not "
+                "upscaled; make room (or make it writable) and run the same command again to "
+                "do them (existing outputs are skipped)"
+            )
+        elif self.not_finished:
             self.warning(
                 f"interrupted: {self.not_finished} input(s) not finished; run the same command "
                 "again to do them (existing outputs are skipped)"
@@ -381,6 +387,7 @@ class RichReporter:
         ok = summary.count("ok")
         title = "pocketsr upscale" + (" (dry run)" if summary.dry_run else "")
         title += " (interrupted)" if summary.interrupted else ""
+        title += " (stopped)" if summary.stopped and not summary.interrupted else ""
         table = Table()
         first = "would write" if summary.dry_run else "written"
         for column in (first, "skipped", "failed", "total time", "per image", "output MP/s"):
@@ -473,6 +480,7 @@ class JsonLinesReporter(NullReporter):
                     "dry_run": summary.dry_run,
                     "seconds": round(summary.seconds, 4),
                     "interrupted": summary.interrupted,
+                    "stopped": summary.stopped,
                     "model": self.model,
                     "device": self.device,
                     **self.ensemble,

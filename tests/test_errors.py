@@ -1,0 +1,37 @@
+"""errors.disk_stop: which write failures stop a whole run."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from pocketsr_cli.errors import ImageWriteError, disk_stop
+
+
+def raised_from(cause: BaseException) -> ImageWriteError:
+    try:
+        raise ImageWriteError("cannot write out/a.png") from cause
+    except ImageWriteError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("code", "state"),
+    [(errno.ENOSPC, "is full"), (errno.EDQUOT, "is over its quota"), (errno.EROFS, "is read-only")],
+)
+def test_a_full_or_read_only_disk_stops_the_run(code: int, state: str) -> None:
+    cause = OSError(code, "words of the OS")
+    where = Path("out") / "a.png"
+    assert disk_stop(cause, where) == f"the disk that holds out {state} (words of the OS)"
+    assert disk_stop(raised_from(cause), where) == disk_stop(cause, where)
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EISDIR, errno.ENAMETOOLONG, errno.EFBIG])
+def test_a_failure_of_one_file_does_not(code: int) -> None:
+    assert disk_stop(raised_from(OSError(code, "no")), Path("out/a.png")) is None
+
+
+def test_an_error_without_an_os_cause_does_not() -> None:
+    assert disk_stop(ImageWriteError("could not encode PNG"), Path("a.png")) is None
