@@ -340,7 +340,8 @@ class Upscaler:
 
         The format follows ``dst``'s extension (``.jpg``, ``.png``, ``.webp``, ``.tif``,
         ``.bmp``); where it cannot hold the image (transparency in JPEG/BMP) PNG is
-        written instead, beside ``dst`` with a ``.png`` extension, with a warning.  EXIF,
+        written instead, beside ``dst`` with a ``.png`` extension, with a warning.  An
+        alpha channel that is fully opaque is no transparency: it is left out there.  EXIF,
         ICC and XMP are kept unless ``keep_metadata`` is False; pocketsr's record of how
         the file was made is written as the CLI writes it.  ``dst`` is replaced if it
         exists; it is never left half-written.
@@ -356,6 +357,7 @@ class Upscaler:
             encode_image,
             extension_for,
             format_from_name,
+            opaque_alpha_dropped,
             plan_output,
             sidecar_written,
             write_atomic,
@@ -371,7 +373,7 @@ class Upscaler:
             raise UsageError(f"cannot tell the output format from {dst.name!r}: {exc}") from None
         if _same_file(src, dst):
             raise UsageError(f"{dst} is the input {src}: write the result to another file")
-        image = self._read(src)
+        image = opaque_alpha_dropped(self._read(src), fmt)
         plan = plan_output(image.format, fmt, has_alpha=image.has_alpha, bit_depth=image.bit_depth)
         if plan.format != fmt:
             switched = dst.with_suffix(extension_for(plan.format))

@@ -51,6 +51,7 @@ Rules (SPEC, "Command-line contract"):
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fnmatch
 import hashlib
@@ -198,6 +199,13 @@ class Job:
     the user should see it; ``from_folder`` is set for files found by scanning a folder
     (rather than named), which the reader still checks for a pocketsr record before
     upscaling them.
+
+    ``alt_output`` is set for an input with an alpha channel asked in a format that
+    cannot store one (JPEG, BMP): ``output`` is the PNG its transparency needs, and
+    ``alt_output`` the name in the format asked for, written instead when decoding finds
+    its alpha channel opaque everywhere (``imageio.opaque_alpha_dropped``; a screenshot,
+    an export).  Planning reserves both names, so neither can be an input or another
+    input's output.
     """
 
     input: Path
@@ -207,11 +215,17 @@ class Job:
     from_folder: bool = False
     skip_code: SkipCode | None = None
     failure: str | None = None
+    alt_output: Path | None = None
 
     @property
     def runs(self) -> bool:
         """Whether this input is to be upscaled (neither skipped nor failed by planning)."""
         return self.skip_reason is None and self.failure is None
+
+    @property
+    def outputs(self) -> tuple[Path, ...]:
+        """Every name this job may write: ``output``, then ``alt_output`` when set."""
+        return (self.output,) if self.alt_output is None else (self.output, self.alt_output)
 
 
 def _is_hidden(name: str) -> bool:
@@ -588,7 +602,9 @@ def _file_job(path: Path, naming: Naming, rel_parent: Path | None, display: str)
             has_alpha = probe(path)[2]
         except ImageReadError:  # the reader says what is wrong with it
             has_alpha = False
-        output = naming.output_for(path, rel_parent, has_alpha=has_alpha)
+        if has_alpha:  # PNG, unless its alpha channel turns out opaque everywhere
+            switched = naming.output_for(path, rel_parent, has_alpha=True)
+            return Job(input=path, output=switched, display=display, alt_output=output)
     return Job(input=path, output=output, display=display)
 
 
@@ -646,7 +662,7 @@ def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) 
             reason += "; name the file directly to upscale it"
             yield Job(job.input, job.output, job.display, reason, skip_code="own-output")
         else:
-            yield Job(job.input, job.output, job.display, from_folder=True)
+            yield dataclasses.replace(job, from_folder=True)
 
 
 def _check_outputs(jobs: list[Job], naming: Naming) -> list[Job]:
@@ -662,28 +678,32 @@ def _check_outputs(jobs: list[Job], naming: Naming) -> list[Job]:
         if not job.runs:
             checked.append(job)
             continue
-        out = _real(job.output)
-        earlier = seen.get(out)
+        earlier = seen.get(_real(job.output))
         if earlier is not None and _identity(earlier.input) == _identity(job.input):
             checked.append(_repeat(job, earlier.display))
             continue
-        victim = by_path.get(out)
-        how = ""
-        if victim is None:
-            key = _identity(job.output)
-            victim = by_identity.get(key) if key is not None else None
-            how = " (the same file under another name: a hard or symbolic link)"
-        if victim is not None:
-            raise UsageError(
-                f"output {job.output} would overwrite input {victim.display}{how}"
-                f"{_switch_note(job, naming)}; choose another {OUTPUT} folder or a {SUFFIX}"
-            )
-        if earlier is not None:
-            raise UsageError(
-                f"{earlier.display} and {job.display} would both be written to "
-                f"{job.output}; {_apart_hint(naming)}"
-            )
-        seen[out] = job
+        for output in job.outputs:
+            out = _real(output)
+            victim = by_path.get(out)
+            how = ""
+            if victim is None:
+                key = _identity(output)
+                victim = by_identity.get(key) if key is not None else None
+                how = " (the same file under another name: a hard or symbolic link)"
+            if victim is not None:
+                raise UsageError(
+                    f"output {output} would overwrite input {victim.display}{how}"
+                    f"{_switch_note(job, naming, output)}; choose another {OUTPUT} folder or "
+                    f"a {SUFFIX}"
+                )
+            earlier = seen.get(out)
+            if earlier is not None:
+                raise UsageError(
+                    f"{earlier.display} and {job.display} would both be written to "
+                    f"{output}{_alt_note(earlier, job, output)}; {_apart_hint(naming)}"
+                )
+        for output in job.outputs:
+            seen[_real(output)] = job
         checked.append(job)
     return checked
 
@@ -714,15 +734,26 @@ def _apart_hint(naming: Naming) -> str:
     return hint
 
 
-def _switch_note(job: Job, naming: Naming) -> str:
-    """Why ``job``'s output has another format than the one asked for, when it has."""
+def _switch_note(job: Job, naming: Naming, output: Path | None = None) -> str:
+    """Why ``job``'s ``output`` (default: its ``output``) has another format than the one
+    asked for, when it has; or, for its ``alt_output``, when that name is written."""
+    output = job.output if output is None else output
+    if output == job.alt_output:
+        return " (where it goes if its alpha channel is opaque everywhere)"
     asked = job.input.suffix if naming.fmt is None else extension_for(naming.fmt)
-    if job.output.suffix == asked:
+    if output.suffix == asked:
         return ""
     if naming.output_for(job.input, None).suffix == asked:  # its transparency switched it
         name = (naming.fmt or format_of_path(job.input) or "").upper()
         return f" ({name} cannot store its transparency, so it is written as PNG)"
     return " (its format cannot be written, so it is written as PNG)"
+
+
+def _alt_note(earlier: Job | str, job: Job, output: Path) -> str:
+    """When two inputs meet on ``output`` only if an alpha channel is opaque everywhere
+    (an ``alt_output``), a note saying so (planning cannot tell yet)."""
+    alt = output == job.alt_output or (isinstance(earlier, Job) and output == earlier.alt_output)
+    return " if an alpha channel is opaque everywhere, which planning cannot tell" if alt else ""
 
 
 def _fingerprint(text: str) -> int:
@@ -803,13 +834,35 @@ class _StreamingCheck:
                 "under another name, or a folder mirrored onto another); choose another "
                 f"{OUTPUT} folder or a {SUFFIX}",
             )
-        found = _identity(job.output)
+        names = [(output, _real(output)) for output in job.outputs]
+        digests = [_fingerprint(real) for _, real in names]
+        founds = [_identity(output) for output in job.outputs]
+        for (output, real), digest, found in zip(names, digests, founds, strict=True):
+            refused = self.collision(job, output, real, digest, found)
+            if refused is not None:
+                return refused
+        for digest, found in zip(digests, founds, strict=True):
+            if found is not None:
+                self.output_keys.add(_packed(found))
+            self.outputs.add(digest)
+            if len(self.named_outputs) < 1024:
+                self.named_outputs[digest] = job.display
+        if key is not None:
+            self.input_keys.add(key)
+        return job
+
+    def collision(
+        self, job: Job, output: Path, out: str, digest: int, found: _Key | None
+    ) -> Job | None:
+        """The refusal when ``output`` (one of ``job``'s names; ``out`` its real path,
+        ``digest`` its fingerprint, ``found`` the identity of the file there) would
+        overwrite an input or is planned for another input already; else None."""
         if found is not None:
             victim = self.victim(job, found, out)
             if victim is not None:
                 how = ""
                 if victim is _EARLIER:
-                    victim = job.output
+                    victim = output
                     how = (
                         " (an input planned earlier, maybe the same file under another name: "
                         "a hard or symbolic link)"
@@ -818,25 +871,18 @@ class _StreamingCheck:
                     how = " (the same file under another name: a hard or symbolic link)"
                 return self.refuse(
                     job,
-                    f"output {job.output} would overwrite input {victim}{how}"
-                    f"{_switch_note(job, self.naming)}; choose another {OUTPUT} folder or a "
-                    f"{SUFFIX}",
+                    f"output {output} would overwrite input {victim}{how}"
+                    f"{_switch_note(job, self.naming, output)}; choose another {OUTPUT} "
+                    f"folder or a {SUFFIX}",
                 )
         if digest in self.outputs:
             earlier = self.named_outputs.get(digest, "an input planned earlier")
             return self.refuse(
                 job,
-                f"{earlier} and {job.display} would both be written to {job.output}; "
-                f"{_apart_hint(self.naming)}",
+                f"{earlier} and {job.display} would both be written to {output}"
+                f"{_alt_note(earlier, job, output)}; {_apart_hint(self.naming)}",
             )
-        if found is not None:
-            self.output_keys.add(_packed(found))
-        self.outputs.add(digest)
-        if len(self.named_outputs) < 1024:
-            self.named_outputs[digest] = job.display
-        if key is not None:
-            self.input_keys.add(key)
-        return job
+        return None
 
     def refuse(self, job: Job, message: str) -> Job:
         """A collision: a usage error before the run starts, the job's failure after."""

@@ -88,6 +88,7 @@ from pocketsr_cli.imageio import (
     format_from_name,
     format_label,
     format_of_path,
+    opaque_alpha_dropped,
     plan_output,
     probe,
     read_header,
@@ -800,6 +801,11 @@ class _Run:
         t0: float,
     ) -> Result | _Decoded:
         """How a decoded image will be written, or the result that ends ``job`` here."""
+        if job.alt_output is not None:
+            # Planned both ways (jobs): PNG for transparency, or the format asked for when
+            # the alpha channel is opaque everywhere, which is then left out.
+            image = opaque_alpha_dropped(image, format_of_path(job.alt_output))
+        planned = job.output if job.alt_output is None or image.has_alpha else job.alt_output
         plan = plan_output(
             image.format, requested, has_alpha=image.has_alpha, bit_depth=image.bit_depth
         )
@@ -810,10 +816,15 @@ class _Run:
                 f"its content is {content}, not {format_label(named)} as its name says; "
                 f"written as {format_label(plan.format)}"
             )
-        output = job.output
+        output = planned
         if plan.format != (requested or image.format):  # e.g. RGBA asked as JPEG -> PNG
             output = output.with_suffix(extension_for(plan.format))
-        if output != job.output:  # its content is not what its name says (jobs plans by name)
+        if output == planned != job.output:  # the other name planned: not looked at yet
+            found = self.look_at_output(job, output, (image.width, image.height))
+            if isinstance(found, Result):
+                return found
+            seen = found
+        elif output != planned:  # its content is not what its name says (jobs plans by name)
             if _real(output) in self.inputs or _key(output) in self.input_keys:
                 error = (
                     f"its content is {image.format.upper()}, so its output would be {output}, "
@@ -928,6 +939,7 @@ class _Run:
             out_width=ow,
             out_height=oh,
             model=self.variant_for(width, height).model or None,
+            warnings=[] if job.alt_output is None else [_alt_note(job.alt_output)],
         )
 
     # -- writer -------------------------------------------------------------------------
@@ -1288,6 +1300,14 @@ def not_finished(job: Job, summary: Summary) -> Result:
         reason = f"not finished: the run stopped because {summary.stopped}"
         return Result(job, "skipped", reason=reason, reason_code="stopped")
     return Result(job, "skipped", reason=_STOPPED, reason_code="interrupted")
+
+
+def _alt_note(alt_output: Path) -> str:
+    """A dry run's note on an output planned both ways (``Job.alt_output``)."""
+    return (
+        f"written as {alt_output.name} instead if its alpha channel is opaque everywhere "
+        "(known once it is decoded)"
+    )
 
 
 def _exists() -> str:

@@ -102,6 +102,25 @@ def test_upscale_file_alpha_to_jpeg_writes_png(tmp_path: Path) -> None:
     assert any("transparency" in w for w in seen)
 
 
+def test_upscale_file_writes_an_all_opaque_alpha_image_as_the_jpeg_asked(
+    tmp_path: Path,
+) -> None:
+    seen: list[str] = []
+    up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", on_warning=seen.append)
+    src = tmp_path / "a.png"
+    rgb = pixels()
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])).save(src)
+    assert up.upscale_file(src, tmp_path / "b.jpg") == tmp_path / "b.jpg"
+    assert up.upscale_file(src, tmp_path / "c.bmp") == tmp_path / "c.bmp"
+    with Image.open(tmp_path / "b.jpg") as im:
+        assert im.format == "JPEG" and im.mode == "RGB" and im.size == (32, 24)
+    with Image.open(tmp_path / "c.bmp") as im, Image.open(src) as original:
+        expected = np.asarray(original.convert("RGB").resize((32, 24), Image.Resampling.BICUBIC))
+        assert im.mode == "RGB"
+        assert np.abs(np.asarray(im).astype(int) - expected).max() <= 8
+    assert seen == [] and not (tmp_path / "b.png").exists()
+
+
 def test_upscale_file_says_what_metadata_a_jpeg_has_no_room_for(tmp_path: Path) -> None:
     seen: list[str] = []
     up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", on_warning=seen.append)

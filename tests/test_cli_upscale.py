@@ -106,6 +106,50 @@ def test_rgba_keeps_alpha_and_jpeg_switches_to_png(tmp_path: Path) -> None:
     assert a[:, :28].max() <= 10 and a[:, 36:].min() >= 245  # the mask edge survives
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_an_all_opaque_alpha_channel_asked_as_jpeg_gives_a_jpeg(
+    tmp_path: Path, dtype: type
+) -> None:
+    """A screenshot or export with an alpha channel and no transparency is written in the
+    format asked for, without the channel; one pixel below full opacity keeps it PNG."""
+    top = np.iinfo(dtype).max
+    rgb = photo(channels=3).astype(dtype) * (257 if dtype == np.uint16 else 1)
+    opaque = np.dstack([rgb, np.full(rgb.shape[:2], top, dtype)])
+    nearly = opaque.copy()
+    nearly[5, 7, 3] = top - 1
+    (tmp_path / "in").mkdir()
+    for name, arr in (("shot.png", opaque), ("edge.png", nearly)):
+        assert cv2.imwrite(str(tmp_path / "in" / name), cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA))
+    args = ("upscale", tmp_path / "in", "-o", tmp_path / "o", *FAST, "--format", "jpg", "--json")
+    code, out, err = invoke(*args, "--dry-run")
+    assert code == 0, err
+    planned = {Path(r["input"]).name: r for r in jsonl(out)[0]}
+    assert Path(planned["shot.png"]["output"]).name == "shot.png"
+    assert planned["shot.png"]["warnings"] == [
+        "written as shot.jpg instead if its alpha channel is opaque everywhere "
+        "(known once it is decoded)"
+    ]
+    code, out, err = invoke(*args)
+    assert code == 0, err
+    lines = {Path(r["input"]).name: r for r in jsonl(out)[0]}
+    assert Path(lines["shot.png"]["output"]).name == "shot.jpg"
+    assert not any("transparency" in w for w in lines["shot.png"]["warnings"])
+    assert Path(lines["edge.png"]["output"]).name == "edge.png"
+    assert "JPEG cannot store transparency; writing PNG instead" in lines["edge.png"]["warnings"]
+    with Image.open(tmp_path / "o" / "shot.jpg") as im:
+        assert im.format == "JPEG" and im.mode == "RGB" and im.size == (64, 48)
+        expected = cv2.resize(rgb, (64, 48), interpolation=cv2.INTER_CUBIC)
+        if dtype == np.uint16:
+            expected = (expected // 257).astype(np.uint8)
+        assert np.abs(np.asarray(im).astype(int) - expected).mean() < 3
+    with Image.open(tmp_path / "o" / "edge.png") as im:
+        assert im.mode == "RGBA"
+    # The same command again finds the JPEG it wrote.
+    code, out, err = invoke(*args)
+    assert code == 0, err
+    assert [r["reason_code"] for r in jsonl(out)[0]] == ["exists", "exists"]
+
+
 def test_grayscale_and_palette(tmp_path: Path) -> None:
     gray = save(tmp_path / "g.png", photo(channels=3)[..., 0])
     pal = tmp_path / "p.png"

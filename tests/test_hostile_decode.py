@@ -1130,3 +1130,42 @@ def test_a_whole_arithmetic_coded_progressive_jpeg_is_read() -> None:
     assert decoded.warnings == ()
     with Image.open(path) as im:
         np.testing.assert_array_equal(decoded.pixels, np.asarray(im.convert("RGB")))
+
+
+def test_a_bmp_alpha_channel_that_is_zero_everywhere_is_read_as_opaque(tmp_path: Path) -> None:
+    """32-bit BMP writers leave the fourth byte at 0 for "no alpha" (browsers and Windows
+    show such a file opaque); it must not come out as a fully transparent PNG.  A BMP whose
+    alpha channel is all opaque stays a BMP; one with real transparency becomes a PNG."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rgb = make_photo_like(24, 32, seed=4)
+    cases = {"unused.bmp": 0, "opaque.bmp": 255, "cutout.bmp": None}
+    for name, value in cases.items():
+        alpha = np.full(rgb.shape[:2], 255 if value is None else value, np.uint8)
+        if value is None:
+            alpha[:, :10] = 0
+        bgra = cv2.cvtColor(np.dstack([rgb, alpha]), cv2.COLOR_RGBA2BGRA)
+        assert cv2.imwrite(str(folder / name), bgra)  # BITMAPV5 with an alpha mask
+        assert read_header(folder / name).has_alpha, name
+    unused = read_image(folder / "unused.bmp")
+    assert unused.channels == 3 and np.array_equal(unused.pixels, rgb)
+    assert unused.warnings == (
+        "its alpha channel is zero everywhere, which BMP writers use for no alpha at all: "
+        "read as opaque",
+    )
+    assert read_image(folder / "opaque.bmp").channels == 4
+    code, images, _, err = cli(folder, "-o", tmp_path / "out", *FAST)
+    assert code == 0, err
+    lines = by_input(images, folder)
+    outputs = {name: Path(line["output"]).name for name, line in lines.items()}
+    assert outputs == {
+        "unused.bmp": "unused.bmp",
+        "opaque.bmp": "opaque.bmp",
+        "cutout.bmp": "cutout.png",
+    }
+    for name in ("unused.bmp", "opaque.bmp"):
+        with Image.open(tmp_path / "out" / name) as im:
+            assert im.mode == "RGB", name
+            assert np.asarray(im).mean() == pytest.approx(rgb.mean(), abs=3), name
+    with Image.open(tmp_path / "out" / "cutout.png") as im:
+        assert im.mode == "RGBA" and np.asarray(im)[:, :16, 3].max() <= 10

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pocketsr_cli.errors import UsageError
-from pocketsr_cli.jobs import Naming, collect_jobs, scale_label
+from pocketsr_cli.jobs import Naming, collect_jobs, iter_jobs, scale_label
 
 
 def touch(path: Path) -> Path:
@@ -183,6 +183,38 @@ def test_the_planned_output_is_the_final_one_when_transparency_switches_the_form
     assert [j.output.name for j in jobs] == ["logo.png", "photo.jpg"]
     with pytest.raises(UsageError, match=r"JPEG cannot store its transparency"):
         collect_jobs([tmp_path], Naming(tmp_path, None, fmt="jpeg"))
+
+
+def test_an_input_with_alpha_asked_as_jpeg_reserves_both_names(tmp_path: Path) -> None:
+    """Whether its alpha channel is opaque everywhere is known only once it is decoded:
+    planning reserves the PNG and the JPEG name, so neither can be an input or another
+    input's output (the same checks, as the jobs are collected or streamed)."""
+    from PIL import Image
+
+    Image.new("RGBA", (3, 2), (9, 9, 9, 255)).save(tmp_path / "shot.png")
+    Image.new("RGB", (3, 2)).save(tmp_path / "photo.png")
+    naming = Naming(tmp_path / "out", None, fmt="jpeg")
+    for plan in (collect_jobs, iter_jobs):
+        jobs = {j.input.name: j for j in plan([tmp_path], naming)}
+        assert jobs["shot.png"].outputs == (tmp_path / "out/shot.png", tmp_path / "out/shot.jpg")
+        assert jobs["photo.png"].outputs == (tmp_path / "out/photo.jpg",)
+    # A JPEG beside it would meet it on shot.jpg, if its alpha is opaque everywhere.
+    Image.new("RGB", (3, 2)).save(tmp_path / "shot.jpg")
+    for plan in (collect_jobs, iter_jobs):
+        with pytest.raises(UsageError, match=r"would both be written to .*shot\.jpg if an alpha"):
+            list(plan([tmp_path], naming))
+    # Beside the inputs with no suffix, the JPEG name is an input.
+    (tmp_path / "shot.jpg").unlink()
+    (tmp_path / "photo.png").unlink()
+    Image.new("RGB", (3, 2)).save(tmp_path / "shot_x4.jpg")
+    for plan in (collect_jobs, iter_jobs):
+        with pytest.raises(UsageError, match=r"output .*shot_x4\.jpg would overwrite input"):
+            list(
+                plan(
+                    [tmp_path / "shot.png", tmp_path / "shot_x4.jpg"],
+                    Naming(None, None, "4", fmt="jpeg"),
+                )
+            )
 
 
 def test_unusable_entries_fail_without_being_opened(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from pocketsr_cli.errors import ImageReadError
 from pocketsr_cli.imageio.backends import (
     decode_failure,
@@ -87,6 +89,12 @@ def read_image(path: Path, *, max_pixels: int | None = MAX_PIXELS) -> DecodedIma
     return _decode_pillow_file(data)
 
 
+_UNUSED_ALPHA = (
+    "its alpha channel is zero everywhere, which BMP writers use for no alpha at all: "
+    "read as opaque"
+)
+
+
 def _decode_pillow_file(data: bytes) -> DecodedImage:
     """JPEG, PNG, WebP, BMP, HEIF, AVIF (not TIFF, see :func:`decode_tiff`)."""
     im = open_pillow(io.BytesIO(data))
@@ -127,12 +135,17 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
             exif = without_thumbnail(exif)  # stored unturned: it would now show sideways
         icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
         dpi = _jpeg_dpi(im) if fmt == "jpeg" else dpi_of(im.info.get("dpi"))
+        unused_alpha = fmt == "bmp" and pixels.shape[2] == 4 and not pixels[..., 3].any()
+        if unused_alpha:  # what BMP writers mean by it, and how browsers and Windows show it
+            pixels = np.ascontiguousarray(pixels[..., :3])
         decoded = finish(pixels, fmt, exif, icc, xmp, orientation, dpi)
+        if unused_alpha:
+            decoded.warnings = (_UNUSED_ALPHA,)
         if fmt == "png" and decoded.metadata.icc_profile is None:
             decoded.metadata = dataclasses.replace(decoded.metadata, png_colour=colour_chunks(data))
         # MPO (a camera's JPEG with a preview or depth image) is multi-frame, not animated.
         if fmt in ("gif", "webp", "png", "avif") and getattr(im, "is_animated", False):
-            decoded.warnings = (ANIMATED_WARNING,)
+            decoded.warnings = (*decoded.warnings, ANIMATED_WARNING)
         elif fmt == "heif" and (frames := int(getattr(im, "n_frames", 1))) > 1:
             decoded.warnings = (f"holds {frames} images: only the primary one was upscaled",)
         if fmt == "heif":

@@ -3,11 +3,13 @@ decoder shares (orientation applied to the pixels, metadata normalised to match 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from pocketsr_cli.errors import ImageReadError
+from pocketsr_cli.imageio.formats import OUTPUT_FORMATS
 from pocketsr_cli.imageio.metadata import (
     Metadata,
     exif_orientation,
@@ -17,6 +19,7 @@ from pocketsr_cli.imageio.metadata import (
     xmp_bytes,
 )
 from pocketsr_cli.imageio.pixels import apply_orientation
+from pocketsr_cli.imageio.planning import holds_alpha
 
 
 @dataclass
@@ -55,6 +58,23 @@ class DecodedImage:
         return self.channels in (2, 4)
 
     @property
+    def is_transparent(self) -> bool:
+        """Whether some pixel is less than fully opaque (an alpha channel below its
+        maximum somewhere; one pass over the alpha channel)."""
+        if not self.has_alpha:
+            return False
+        top = np.iinfo(self.pixels.dtype).max
+        return bool(self.pixels[..., -1].min() < top)
+
+    def without_alpha(self) -> DecodedImage:
+        """This image without its alpha channel (a copy of the other channels), or itself
+        when it has none."""
+        if not self.has_alpha:
+            return self
+        pixels = np.ascontiguousarray(self.pixels[..., :-1])
+        return dataclasses.replace(self, pixels=pixels)
+
+    @property
     def is_gray(self) -> bool:
         return self.channels in (1, 2)
 
@@ -85,3 +105,18 @@ def finish(
         xmp = reset_xmp_orientation(xmp)
     icc = icc_for_channels(icc, pixels.shape[2])
     return DecodedImage(pixels=pixels, format=fmt, metadata=Metadata(exif, icc, xmp, dpi))
+
+
+def opaque_alpha_dropped(image: DecodedImage, fmt: str | None) -> DecodedImage:
+    """``image`` without its alpha channel when that channel is fully opaque and ``fmt``,
+    the format its output is named in, cannot store alpha (JPEG, BMP); else ``image``.
+
+    Such an alpha channel carries nothing, and the planner (``jobs``) names the output
+    of an input whose alpha is all opaque in the format asked for, not in PNG
+    (``imageio.has_transparency``).  Upscaling three channels instead of four is also a
+    quarter less work."""
+    if fmt not in OUTPUT_FORMATS or holds_alpha(fmt) or not image.has_alpha:
+        return image
+    if image.is_transparent:
+        return image
+    return image.without_alpha()

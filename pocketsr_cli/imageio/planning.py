@@ -2,7 +2,10 @@
 
 It decides from the source format, the requested one, alpha and bit depth only, before
 any pixel is encoded, and says in the plan's warnings what it had to change (transparency
-written as PNG, 16 bits written as 8, a format with no writer here).
+written as PNG, 16 bits written as 8, a format with no writer here).  An alpha channel
+that is fully opaque is no transparency: ``decoded.opaque_alpha_dropped`` takes it away
+when the output's format has no room for it (:func:`holds_alpha`), so that such an image
+asked as JPEG is a JPEG.
 """
 
 from __future__ import annotations
@@ -69,3 +72,8 @@ def plan_output(
         else:
             warnings.append(f"16-bit input written as 8-bit {FORMAT_NAMES[fmt]}")
     return OutputPlan(format=fmt, bit_depth=depth, warnings=tuple(warnings))
+
+
+def holds_alpha(fmt: str) -> bool:
+    """Whether output format ``fmt`` (a key of :data:`OUTPUT_FORMATS`) can store alpha."""
+    return fmt in _FORMATS_ALPHA
