@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from pocketsr_cli import imageio
 from pocketsr_cli.cli import app
 from pocketsr_cli.errors import ImageReadError
+from pocketsr_cli.imageio.nclx import Nclx, icc_for_nclx
 
 runner = CliRunner()
 FAST = ("-m", "bicubic", "-s", "2")
@@ -90,9 +91,11 @@ def test_heic_round_trip_with_pillow_heif(tmp_path: Path) -> None:
     assert any("writing PNG" in w for w in rec["warnings"])
 
 
-def test_heic_deeper_than_8_bits_or_in_another_colour_space_says_so(tmp_path: Path) -> None:
-    """A 10-bit HEIC became 8-bit, and a Display P3 one (nclx, no ICC profile) was written
-    without its colour space, both without a word."""
+def test_heic_deeper_than_8_bits_says_so_and_its_nclx_colour_space_is_carried(
+    tmp_path: Path,
+) -> None:
+    """A 10-bit HEIC became 8-bit without a word; a Display P3 one (nclx, no ICC profile)
+    gets the same colour space as an ICC profile, and an HDR one says what is lost."""
     pillow_heif = pytest.importorskip("pillow_heif")
     pillow_heif.register_heif_opener()
     pixels = np.random.default_rng(0).integers(0, 65535, (24, 32, 3), dtype=np.uint16)
@@ -103,5 +106,12 @@ def test_heic_deeper_than_8_bits_or_in_another_colour_space_says_so(tmp_path: Pa
     )
     deep_notes = imageio.read_image(tmp_path / "deep.heic").warnings
     assert any("-bit samples were read as 8-bit" in w for w in deep_notes), deep_notes
-    p3_notes = imageio.read_image(tmp_path / "p3.heic").warnings
-    assert any("Display P3" in w and "not carried" in w for w in p3_notes), p3_notes
+    p3 = imageio.read_image(tmp_path / "p3.heic")
+    assert p3.warnings == ()
+    assert p3.metadata.icc_profile == icc_for_nclx(Nclx(12, 13))
+    Image.new("RGB", (32, 24), (200, 120, 40)).save(
+        tmp_path / "hlg.heic", format="HEIF", color_primaries=9, transfer_characteristics=18
+    )
+    hlg = imageio.read_image(tmp_path / "hlg.heic")
+    assert hlg.metadata.icc_profile is None
+    assert any(w.startswith("it is HDR (HLG, BT.2020)") for w in hlg.warnings), hlg.warnings

@@ -39,6 +39,7 @@ One module per concern; callers import from the package, never from its modules:
 
 * ``formats``: format keys, extensions, format names, HEIF availability.
 * ``metadata``: :class:`Metadata`; EXIF, ICC and XMP at the byte level.
+* ``nclx``: a HEIF/AVIF colour space stated by code points, as an ICC profile.
 * ``backends``: reading files; Pillow and OpenCV, loaded lazily and kept quiet.
 * ``pixels``: Pillow images to ``H x W x C`` arrays, orientation, bit depth.
 * ``png``, ``jpeg``, ``tiff``: each format's own checks, decoding and writing.
@@ -54,7 +55,7 @@ One module per concern; callers import from the package, never from its modules:
 
 Imports go one way, down this list: ``decode``, ``encode`` → ``header``, ``record`` →
 ``tiff`` → ``png``, ``jpeg``, ``jpeg_encode``, ``decoded`` → ``backends``, ``pixels``,
-``planning`` → ``formats``, ``metadata``, ``atomic``.  Pillow's plugins and OpenCV are
+``planning`` → ``formats``, ``metadata``, ``nclx``, ``atomic``.  Pillow's plugins and OpenCV are
 loaded when the first image is read or written, not with the package.
 """
 

@@ -8,6 +8,7 @@ decoded.  Every failure is an :class:`ImageReadError`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 from collections.abc import Mapping
@@ -28,6 +29,14 @@ from pocketsr_cli.imageio.formats import PILLOW_FORMATS, TIFF_MAGIC, require_hei
 from pocketsr_cli.imageio.header import parse_header, parse_tiff_header
 from pocketsr_cli.imageio.jpeg import check_jpeg_complete
 from pocketsr_cli.imageio.metadata import bare_exif, dpi_of, without_thumbnail
+from pocketsr_cli.imageio.nclx import (
+    HDR_TRANSFERS,
+    Nclx,
+    icc_for_nclx,
+    nclx_of,
+    needs_profile,
+    primaries_name,
+)
 from pocketsr_cli.imageio.pixels import pillow_pixels
 from pocketsr_cli.imageio.png import (
     apply_colour_key,
@@ -134,6 +143,9 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         if fmt == "heif" and exif and im.info.get("original_orientation") not in (None, 1):
             exif = without_thumbnail(exif)  # stored unturned: it would now show sideways
         icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
+        nclx = _nclx(im.info, data) if fmt in ("heif", "avif") and not icc else None
+        if nclx is not None:  # its colour space, said without a profile: one that says it
+            icc = icc_for_nclx(nclx)
         dpi = _jpeg_dpi(im) if fmt == "jpeg" else dpi_of(im.info.get("dpi"))
         unused_alpha = fmt == "bmp" and pixels.shape[2] == 4 and not pixels[..., 3].any()
         if unused_alpha:  # what BMP writers mean by it, and how browsers and Windows show it
@@ -148,8 +160,8 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
             decoded.warnings = (*decoded.warnings, ANIMATED_WARNING)
         elif fmt == "heif" and (frames := int(getattr(im, "n_frames", 1))) > 1:
             decoded.warnings = (f"holds {frames} images: only the primary one was upscaled",)
-        if fmt == "heif":
-            decoded.warnings = (*decoded.warnings, *_heif_notes(im.info, icc is not None))
+        if fmt in ("heif", "avif"):
+            decoded.warnings = (*decoded.warnings, *_heif_notes(im.info, nclx, icc is not None))
         elif im.format == "MPO" and (views := _mpo_views(im)):
             decoded.warnings = (
                 f"a multi-picture JPEG holding {views} more view(s) of the scene (a stereo "
@@ -160,26 +172,43 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         return decoded
 
 
-# nclx colour primaries (ITU-T H.273) a HEIF may state instead of an ICC profile.
-_PRIMARIES = {1: "sRGB/BT.709", 2: "unspecified", 9: "BT.2020", 11: "DCI-P3", 12: "Display P3"}
+def _nclx(info: Mapping[Any, Any], data: bytes) -> Nclx | None:
+    """The nclx code points of a HEIF/AVIF: as pillow-heif hands them over, else read
+    from the file (Pillow's AVIF plugin does not)."""
+    given = info.get("nclx_profile")
+    if isinstance(given, dict):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            return Nclx(
+                int(given["color_primaries"]),
+                int(given["transfer_characteristics"]),
+                int(given.get("matrix_coefficients", 0)),
+                bool(given.get("full_range_flag", 1)),
+            )
+    return nclx_of(data)
 
 
-def _heif_notes(info: Mapping[Any, Any], has_icc: bool) -> tuple[str, ...]:
-    """What a HEIF's decoding leaves out, for the user: samples deeper than 8 bits (the
-    plugin hands over 8), and a colour space stated by nclx rather than an ICC profile,
-    which no output carries (colours then look less saturated)."""
+def _heif_notes(info: Mapping[Any, Any], nclx: Nclx | None, has_icc: bool) -> tuple[str, ...]:
+    """What a HEIF's or AVIF's decoding leaves out, for the user: samples deeper than 8
+    bits (pillow-heif hands over 8), and a colour space stated by nclx that no ICC profile
+    here can say (HDR, or code points :mod:`nclx` does not know), which no output then
+    carries: colours look less saturated, or an HDR picture flat."""
     notes: list[str] = []
     depth = info.get("bit_depth")
     if isinstance(depth, int) and depth > 8:
         notes.append(f"its {depth}-bit samples were read as 8-bit")
-    nclx = info.get("nclx_profile")
-    primaries = nclx.get("color_primaries") if isinstance(nclx, dict) else None
-    if not has_icc and isinstance(primaries, int) and primaries not in (1, 2):
-        name = _PRIMARIES.get(primaries, f"nclx primaries {primaries}")
-        notes.append(
-            f"its colour space ({name}, stated without an ICC profile) is not carried to "
-            "the output: viewers will show it as sRGB, less saturated"
-        )
+    if nclx is not None and not has_icc and needs_profile(nclx):
+        name = primaries_name(nclx.primaries)
+        hdr = HDR_TRANSFERS.get(nclx.transfer)
+        if hdr is not None:
+            notes.append(
+                f"it is HDR ({hdr}, {name}), which no output here can carry: it is "
+                "written as SDR, its colours and highlights shown as sRGB"
+            )
+        else:
+            notes.append(
+                f"its colour space ({name}, transfer {nclx.transfer}, stated without an "
+                "ICC profile) is not carried to the output: viewers will show it as sRGB"
+            )
     return tuple(notes)
 
 

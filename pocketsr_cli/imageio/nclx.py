@@ -1,0 +1,225 @@
+"""Colour stated by code points (nclx, ITU-T H.273) turned into an ICC profile.
+
+HEIC and AVIF files may say their colour space with four numbers in a ``colr`` box of
+type ``nclx`` (primaries, transfer characteristics, matrix, range) instead of an ICC
+profile: a phone's Display P3 photo, a wide-gamut AVIF from the web.  No output format
+here has a place for those numbers that viewers read, so an output without a profile is
+shown as sRGB, less saturated.  :func:`icc_for_nclx` writes the same colour space as a
+small ICC v4 display profile (primaries adapted to D50 with Bradford, a parametric tone
+curve), which every colour-managed viewer reads; :func:`nclx_of` finds the code points in
+a HEIF/AVIF file's bytes when the decoder does not hand them over (Pillow's AVIF plugin).
+
+HDR transfers (PQ, HLG) have no such profile: :func:`icc_for_nclx` returns None and the
+caller says what is lost.  BT.709/sRGB primaries with an SDR transfer need no profile
+(they are what a file without one is taken to be).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["HDR_TRANSFERS", "Nclx", "icc_for_nclx", "nclx_of", "needs_profile", "primaries_name"]
+
+
+@dataclass(frozen=True)
+class Nclx:
+    """The code points of an ``nclx`` colour box (ITU-T H.273)."""
+
+    primaries: int
+    transfer: int
+    matrix: int = 0
+    full_range: bool = True
+
+
+_D65 = (0.3127, 0.3290)
+_D50_XYZ = np.array([0.9642, 1.0, 0.8249])
+
+# H.273 ColourPrimaries: red, green, blue and white chromaticities, and a name.
+_PRIMARIES: dict[int, tuple[tuple[float, float], ...]] = {
+    1: ((0.640, 0.330), (0.300, 0.600), (0.150, 0.060), _D65),  # BT.709, sRGB
+    5: ((0.640, 0.330), (0.290, 0.600), (0.150, 0.060), _D65),  # BT.601 625 (PAL)
+    6: ((0.630, 0.340), (0.310, 0.595), (0.155, 0.070), _D65),  # BT.601 525 (NTSC)
+    7: ((0.630, 0.340), (0.310, 0.595), (0.155, 0.070), _D65),  # SMPTE 240M
+    9: ((0.708, 0.292), (0.170, 0.797), (0.131, 0.046), _D65),  # BT.2020
+    11: ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060), (0.314, 0.351)),  # DCI-P3
+    12: ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060), _D65),  # Display P3
+}
+_NAMES = {
+    1: "sRGB/BT.709",
+    2: "unspecified",
+    5: "BT.601 (625 lines)",
+    6: "BT.601 (525 lines)",
+    7: "SMPTE 240M",
+    9: "BT.2020",
+    11: "DCI-P3",
+    12: "Display P3",
+}
+
+# H.273 TransferCharacteristics as ICC parametric curves (function type, parameters):
+# type 0 is Y = X^g; type 3 is Y = (aX + b)^g for X >= d, else Y = cX.
+_SRGB = (3, (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045))
+_BT709 = (3, (1 / 0.45, 1 / 1.099, 0.099 / 1.099, 1 / 4.5, 0.081))
+_TRANSFERS: dict[int, tuple[int, tuple[float, ...]]] = {
+    1: _BT709,
+    2: _SRGB,  # unspecified: taken as sRGB, as viewers take it
+    4: (0, (2.2,)),
+    5: (0, (2.8,)),
+    6: _BT709,
+    8: (0, (1.0,)),
+    13: _SRGB,
+    14: _BT709,
+    15: _BT709,
+}
+HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
+"""Transfers no ICC profile here can describe (high dynamic range)."""
+
+_SDR_SRGB_LIKE = {1, 2, 6, 13, 14, 15}  # with BT.709 primaries: what no profile means
+
+
+def primaries_name(primaries: int) -> str:
+    """A name for H.273 colour primaries ``primaries``, for messages."""
+    return _NAMES.get(primaries, f"nclx primaries {primaries}")
+
+
+def needs_profile(nclx: Nclx) -> bool:
+    """Whether an output without a profile would show ``nclx``'s colours wrongly."""
+    if nclx.primaries in (1, 2) and nclx.transfer in _SDR_SRGB_LIKE:
+        return False
+    return nclx.primaries != 2
+
+
+def icc_for_nclx(nclx: Nclx) -> bytes | None:
+    """An ICC v4 RGB display profile for ``nclx``'s primaries and transfer, or None when
+    none is needed (sRGB-like, :func:`needs_profile`) or none can be made here (an HDR
+    transfer, or code points this table does not know)."""
+    if not needs_profile(nclx):
+        return None
+    primaries = _PRIMARIES.get(1 if nclx.primaries == 2 else nclx.primaries)
+    curve = _TRANSFERS.get(nclx.transfer)
+    if primaries is None or curve is None:
+        return None
+    colorants, adapt = _colorants_d50(*primaries)
+    curve_tag = _para(*curve)
+    name = f"{primaries_name(nclx.primaries)} (nclx {nclx.primaries}/{nclx.transfer})"
+    tags = [
+        (b"desc", _mluc(name)),
+        (b"cprt", _mluc("No copyright, use freely")),
+        (b"wtpt", _xyz(_D50_XYZ)),
+        (b"chad", _sf32(adapt.reshape(-1))),
+        (b"rXYZ", _xyz(colorants[:, 0])),
+        (b"gXYZ", _xyz(colorants[:, 1])),
+        (b"bXYZ", _xyz(colorants[:, 2])),
+        (b"rTRC", curve_tag),
+        (b"gTRC", curve_tag),
+        (b"bTRC", curve_tag),
+    ]
+    return _profile(tags)
+
+
+def nclx_of(data: bytes) -> Nclx | None:
+    """The code points of the first ``colr`` box of type ``nclx`` in a HEIF/AVIF file's
+    bytes (``data``), or None.  Only the start of the file is searched, where the
+    container's metadata lies ahead of the coded image in every file seen (``meta``
+    first); a box found later is not looked for."""
+    head = data[: 1 << 16]
+    at = head.find(b"colrnclx")
+    if at < 4 or at + 15 > len(head):
+        return None
+    size = struct.unpack(">I", head[at - 4 : at])[0]
+    if size < 19:
+        return None
+    primaries, transfer, matrix = struct.unpack(">HHH", head[at + 8 : at + 14])
+    return Nclx(primaries, transfer, matrix, bool(head[at + 14] & 0x80))
+
+
+# -- colour science -----------------------------------------------------------------------
+
+_BRADFORD = np.array(
+    [[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]]
+)
+
+
+def _xyz_of(x: float, y: float) -> np.ndarray:
+    return np.array([x / y, 1.0, (1 - x - y) / y])
+
+
+def _colorants_d50(
+    red: tuple[float, float],
+    green: tuple[float, float],
+    blue: tuple[float, float],
+    white: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The RGB -> XYZ (D50) matrix of these primaries (columns: red, green, blue), and
+    the Bradford matrix that adapts ``white`` to D50 (the ``chad`` tag)."""
+    p = np.stack([_xyz_of(*red), _xyz_of(*green), _xyz_of(*blue)], axis=1)
+    w = _xyz_of(*white)
+    rgb_to_xyz = p * np.linalg.solve(p, w)
+    cone_src, cone_dst = _BRADFORD @ w, _BRADFORD @ _D50_XYZ
+    adapt = np.linalg.inv(_BRADFORD) @ np.diag(cone_dst / cone_src) @ _BRADFORD
+    return adapt @ rgb_to_xyz, adapt
+
+
+# -- ICC encoding -------------------------------------------------------------------------
+
+
+def _s15(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
+
+
+def _sf32(values: np.ndarray) -> bytes:
+    return b"sf32" + bytes(4) + b"".join(_s15(float(v)) for v in values)
+
+
+def _xyz(values: np.ndarray) -> bytes:
+    return b"XYZ " + bytes(4) + b"".join(_s15(float(v)) for v in values)
+
+
+def _para(function: int, params: tuple[float, ...]) -> bytes:
+    return b"para" + bytes(4) + struct.pack(">HH", function, 0) + b"".join(map(_s15, params))
+
+
+def _mluc(text: str) -> bytes:
+    encoded = text.encode("utf-16-be")
+    return (
+        b"mluc"
+        + bytes(4)
+        + struct.pack(">II2s2sII", 1, 12, b"en", b"US", len(encoded), 28)
+        + encoded
+    )
+
+
+def _profile(tags: list[tuple[bytes, bytes]]) -> bytes:
+    """A whole profile: header, tag table, tag data (each on a 4-byte boundary)."""
+    table_size = 4 + 12 * len(tags)
+    offset = 128 + table_size
+    entries, body = [], b""
+    for signature, payload in tags:
+        entries.append(struct.pack(">4sII", signature, offset + len(body), len(payload)))
+        body += payload + bytes(-len(payload) % 4)
+    size = offset + len(body)
+    header = struct.pack(
+        ">I4sI4s4s4s12s4s4sI4s4s8sI12s4s16s28s",
+        size,
+        b"\0\0\0\0",  # preferred CMM: none
+        0x04300000,  # version 4.3
+        b"mntr",
+        b"RGB ",
+        b"XYZ ",
+        struct.pack(">6H", 2026, 1, 1, 0, 0, 0),
+        b"acsp",
+        b"\0\0\0\0",  # platform
+        0,  # flags
+        b"\0\0\0\0",  # manufacturer
+        b"\0\0\0\0",  # model
+        bytes(8),  # attributes
+        0,  # perceptual intent
+        b"".join(_s15(float(v)) for v in _D50_XYZ),
+        b"\0\0\0\0",  # creator
+        bytes(16),  # profile ID: not computed (allowed)
+        bytes(28),
+    )
+    table = struct.pack(">I", len(tags)) + b"".join(entries)
+    return header + table + body

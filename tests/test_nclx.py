@@ -1,0 +1,158 @@
+"""imageio.nclx: a HEIF/AVIF colour space stated by code points, carried as an ICC profile.
+
+The profiles are checked against colour science done here in numpy (primaries to XYZ,
+the transfer curves of sRGB and BT.709), through LittleCMS as viewers would use them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, features
+from typer.testing import CliRunner
+
+from pocketsr_cli.cli import app
+from pocketsr_cli.imageio import read_image
+from pocketsr_cli.imageio.nclx import Nclx, icc_for_nclx, nclx_of
+
+D65 = (0.3127, 0.3290)
+SRGB = [(0.64, 0.33), (0.30, 0.60), (0.15, 0.06)]
+P3 = [(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)]
+BT2020 = [(0.708, 0.292), (0.170, 0.797), (0.131, 0.046)]
+SAMPLES = np.array(
+    [[[200, 100, 50], [255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128], [30, 180, 90]]],
+    np.uint8,
+)
+
+
+def rgb_to_xyz(primaries: list[tuple[float, float]], white: tuple[float, float]) -> np.ndarray:
+    def xyz(x: float, y: float) -> np.ndarray:
+        return np.array([x / y, 1.0, (1 - x - y) / y])
+
+    p = np.stack([xyz(*c) for c in primaries], axis=1)
+    return p * np.linalg.solve(p, xyz(*white))
+
+
+def srgb_decode(v: np.ndarray) -> np.ndarray:
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def srgb_encode(linear: np.ndarray) -> np.ndarray:
+    c = np.clip(linear, 0, 1)
+    return np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
+
+
+def bt709_decode(v: np.ndarray) -> np.ndarray:
+    return np.where(v < 0.081, v / 4.5, ((v + 0.099) / 1.099) ** (1 / 0.45))
+
+
+def expected_srgb(primaries: list[tuple[float, float]], decode) -> np.ndarray:  # type: ignore[no-untyped-def]
+    linear = decode(SAMPLES[0].astype(float) / 255)
+    xyz = rgb_to_xyz(primaries, D65) @ linear.T
+    return np.round(srgb_encode(np.linalg.solve(rgb_to_xyz(SRGB, D65), xyz).T) * 255)
+
+
+def through(icc: bytes, pixels: np.ndarray = SAMPLES) -> np.ndarray:
+    """``pixels`` in the profile ``icc``, converted to sRGB by LittleCMS."""
+    out = ImageCms.profileToProfile(
+        Image.fromarray(pixels),
+        ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+        ImageCms.createProfile("sRGB"),
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+        outputMode="RGB",
+    )
+    assert out is not None
+    return np.asarray(out)[0].astype(float)
+
+
+@pytest.mark.parametrize(
+    ("nclx", "primaries", "decode"),
+    [
+        (Nclx(12, 13), P3, srgb_decode),  # Display P3 (a phone's photo)
+        (Nclx(9, 1), BT2020, bt709_decode),  # BT.2020, SDR
+        (Nclx(9, 14), BT2020, bt709_decode),
+    ],
+)
+def test_the_profile_shows_the_colours_the_code_points_say(nclx, primaries, decode) -> None:  # type: ignore[no-untyped-def]
+    icc = icc_for_nclx(nclx)
+    assert icc is not None and len(icc) % 4 == 0
+    assert np.abs(through(icc) - expected_srgb(primaries, decode)).max() <= 1.0
+    description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+    assert f"nclx {nclx.primaries}/{nclx.transfer}" in description
+
+
+def test_dci_p3_white_stays_white_and_its_primaries_are_wider_than_srgb() -> None:
+    icc = icc_for_nclx(Nclx(11, 4))  # DCI white point, gamma 2.2
+    assert icc is not None
+    white, red = through(icc, np.array([[[255, 255, 255], [255, 0, 0]]], np.uint8))
+    assert np.abs(white - 255).max() <= 1  # relative colorimetric: the white is the white
+    assert red[0] == 255 and red[1:].max() <= 1  # out of sRGB's gamut: clipped to its red
+
+
+@pytest.mark.parametrize(
+    "nclx",
+    [
+        Nclx(1, 13),  # sRGB: what a file without a profile is taken to be
+        Nclx(1, 1),
+        Nclx(2, 2),  # unspecified
+        Nclx(9, 16),  # PQ: HDR
+        Nclx(9, 18),  # HLG: HDR
+        Nclx(99, 13),  # unknown primaries
+        Nclx(12, 99),  # unknown transfer
+    ],
+)
+def test_no_profile_where_none_is_needed_or_none_can_say_it(nclx: Nclx) -> None:
+    assert icc_for_nclx(nclx) is None
+
+
+def avif(tmp_path: Path, primaries: int, transfer: int) -> Path:
+    """A small AVIF whose nclx box says ``primaries`` and ``transfer`` (Pillow writes
+    sRGB's; the box is patched, the coded pixels stay as they are)."""
+    if not features.check("avif"):
+        pytest.skip("Pillow without AVIF")
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), (200, 100, 50), np.uint8)).save(buffer, "AVIF")
+    data = bytearray(buffer.getvalue())
+    at = data.find(b"colrnclx")
+    assert at > 0
+    data[at + 8 : at + 12] = primaries.to_bytes(2, "big") + transfer.to_bytes(2, "big")
+    path = tmp_path / f"p{primaries}t{transfer}.avif"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_an_avif_in_display_p3_keeps_its_colours_in_the_output(tmp_path: Path) -> None:
+    src = avif(tmp_path, 12, 13)
+    assert nclx_of(src.read_bytes()) == Nclx(12, 13, 6, True)
+    decoded = read_image(src)
+    assert decoded.metadata.icc_profile == icc_for_nclx(Nclx(12, 13))
+    assert decoded.warnings == ()
+    result = CliRunner().invoke(app, ["upscale", str(src), "-m", "bicubic", "-s", "2", "--json"])
+    assert result.exit_code == 0, result.stderr
+    line = json.loads(result.stdout.splitlines()[0])
+    with Image.open(line["output"]) as im:
+        icc = im.info.get("icc_profile")
+        pixels = np.asarray(im.convert("RGB"))
+    assert icc == decoded.metadata.icc_profile
+    assert np.abs(through(icc, pixels[8:9, 8:9]) - (215, 93, 31)).max() <= 3
+
+
+def test_an_hdr_avif_says_what_is_lost(tmp_path: Path) -> None:
+    decoded = read_image(avif(tmp_path, 9, 16))
+    assert decoded.metadata.icc_profile is None
+    assert decoded.warnings == (
+        "it is HDR (PQ, BT.2020), which no output here can carry: it is written as SDR, "
+        "its colours and highlights shown as sRGB",
+    )
+
+
+def test_nclx_of_reads_only_a_whole_box() -> None:
+    box = (19).to_bytes(4, "big") + b"colrnclx" + bytes([0, 12, 0, 13, 0, 6, 0x80])
+    assert nclx_of(b"\0" * 10 + box) == Nclx(12, 13, 6, True)
+    assert nclx_of(b"\0" * 10 + box[:-2]) is None  # cut short
+    assert nclx_of(b"colrnclx" + bytes(7)) is None  # no size before it
+    assert nclx_of(b"\0" * 64) is None
