@@ -1,9 +1,12 @@
-"""Claiming an output for its final rename, so that two runs never both write it.
+"""Claiming an output, so that two runs never both write it nor both work on it.
 
 Two ``pocketsr upscale`` runs into one folder (two terminals, a cron job and a person) must
-not both write an output, nor one replace what the other has just written.  The writer holds
-the output's claim while it checks that the output is still as its run saw it and renames
-the finished file into place: a few milliseconds per output.
+not both write an output, nor one replace what the other has just written.  A run holds
+the output's claim from the moment it starts on the image (``pipeline``: before decoding)
+until it has checked that the output is still as its run saw it and renamed the finished
+file into place; another run that finds the claim held skips that image at once, so two
+identical runs share the work.  An output whose name only decoding tells (a format switched
+by the content) is claimed again for its rename.
 
 ``.NAME.pocketsr-claim`` (beside the output; hidden, ignored when folders are scanned)
     Opened, created if missing, and locked with ``flock(LOCK_EX | LOCK_NB)``.  A run that
@@ -34,7 +37,15 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["CLAIM_SUFFIX", "Claim", "acquire", "claim_path", "claimed", "describe_busy"]
+__all__ = [
+    "CLAIM_SUFFIX",
+    "Claim",
+    "acquire",
+    "claim_path",
+    "claimed",
+    "clear_stale",
+    "describe_busy",
+]
 
 CLAIM_SUFFIX = ".pocketsr-claim"
 
@@ -149,6 +160,16 @@ def claimed(output: Path) -> Iterator[Claim | None]:
     finally:
         if claim is not None:
             claim.release()
+
+
+def clear_stale(output: Path) -> None:
+    """Remove ``output``'s claim file when no process holds it any more (left by a worker
+    killed while working on ``output``); a claim another run holds is left alone."""
+    with contextlib.suppress(OSError):
+        if claim_path(output).exists():
+            claim = acquire(output)
+            if claim is not None:
+                claim.release()
 
 
 def describe_busy(output: Path) -> str:

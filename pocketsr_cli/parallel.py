@@ -45,7 +45,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Protocol
 
-from pocketsr_cli import memory
+from pocketsr_cli import claims, memory
 from pocketsr_cli import spelling as spelling_module
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import PocketSRError
@@ -444,6 +444,7 @@ class _Driver:
         if not worker.ready and not self.workers and self.respawns_left <= 0:
             raise WorkerFailed(f"the worker process on {worker.device} died while starting")
         if worker.task is not None:
+            claims.clear_stale(worker.task[1].output)  # it held its image's claim
             self.feed.lost(worker.task, how)
         if self.respawns_left > 0:
             self.respawns_left -= 1

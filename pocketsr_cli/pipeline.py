@@ -44,10 +44,14 @@ An output's format is the one its name says: with ``--format same``, a file whos
 is not what its extension says (PNG bytes named ``.jpg``) is written in its name's format,
 with a note, unless that format cannot hold it (transparency: PNG, as planned).
 
-Racing runs: an output is renamed into place only while this run holds its claim
-(``claims``), and only if it is still as the reader saw it (absent; with ``overwrite``,
-the very file it meant to replace): an output that another run wrote meanwhile is kept and
-this input is ``skipped`` (``concurrent``), so no output is written twice.
+Racing runs: the reader claims each image's planned output before decoding it
+(``claims``; :meth:`_Run.claim_work`) and the claim is held until the output is written or
+the image fails, so an image another run is working on is ``skipped`` (``concurrent``) at
+once and two identical runs share the work.  An output is renamed into place only while
+its claim is held, and only if it is still as the reader saw it (absent; with
+``overwrite``, the very file it meant to replace): an output that another run wrote
+meanwhile is kept and this input is ``skipped`` (``concurrent``), so no output is written
+twice.  Claims of images dropped when a run stops are let go as it winds down.
 
 ``KeyboardInterrupt`` (the CLI turns SIGTERM and SIGHUP into one too) stops reading and
 inference at once; the file being written is either finished (complete, renamed into
@@ -541,6 +545,7 @@ class _Decoded:
     seen: _Identity | None = None  # the output as the reader saw it (None: absent)
     reserved: int = 0  # bytes held in the memory gate until it is written
     notes: list[str] = field(default_factory=list)  # for its line, from decoding on
+    claim: claims.Claim | None = None  # its planned output's claim, held until written
 
 
 @dataclass
@@ -644,6 +649,8 @@ class _Run:
         available = None if options.max_memory else memory.host_available_bytes()
         self.budget = options.max_memory or available
         self.gate = _MemoryGate(self.budget, self.stop)
+        self.held: set[claims.Claim] = set()  # the images' claims (claim_work)
+        self.held_lock = threading.Lock()
         if options.encode_threads is not None and options.encode_threads < 1:
             raise ValueError(f"encode_threads must be at least 1, not {options.encode_threads}")
         self.encode_threads = options.encode_threads or default_encode_threads()
@@ -674,7 +681,57 @@ class _Run:
             return seen
         if self.options.dry_run:
             return self.dry_run(job)
-        return self.decode(job, seen)
+        claimed = self.claim_work(job)
+        if isinstance(claimed, Result):
+            return claimed
+        claim, seen = claimed
+        try:
+            item = self.decode(job, seen)
+        except BaseException:
+            self.let_go(claim)
+            raise
+        if isinstance(item, Result):
+            self.let_go(claim)
+        else:
+            item.claim = claim
+        return item
+
+    def claim_work(self, job: Job) -> Result | tuple[claims.Claim, _Identity | None]:
+        """Claim ``job``'s planned output for all of its work, so that another run given
+        the same input skips it at once (``concurrent``) rather than upscale it for nothing:
+        two identical runs share the work.  The claim and the output as it is now (another
+        run may have finished it just before), or the result that ends ``job`` here: the
+        claim held elsewhere, the output now there, or a claim that cannot be made."""
+        try:
+            claim = claims.acquire(job.output)
+        except OSError as exc:  # its folder or claim file cannot be made
+            error = f"cannot write {job.output}: {exc.strerror or exc}"
+            return Result(job, "failed", error=error, stops_run=disk_stop(exc, job.output))
+        if claim is None:
+            reason = claims.describe_busy(job.output)
+            return Result(job, "skipped", reason=reason, reason_code="concurrent")
+        with self.held_lock:
+            self.held.add(claim)
+        seen = self.look_at_output(job, job.output)
+        if isinstance(seen, Result):
+            self.let_go(claim)
+            return seen
+        return claim, seen
+
+    def let_go(self, claim: claims.Claim | None) -> None:
+        """Release a claim :meth:`claim_work` made (None: nothing to do)."""
+        if claim is None:
+            return
+        claim.release()
+        with self.held_lock:
+            self.held.discard(claim)
+
+    def let_go_all(self) -> None:
+        """Release every claim still held: the images dropped when the run stopped."""
+        with self.held_lock:
+            held, self.held = self.held, set()
+        for claim in held:
+            claim.release()
 
     def settle(self, job: Job) -> Result | _Identity | None:
         """What is decided about ``job`` before its input is decoded: the result that ends
@@ -1084,7 +1141,7 @@ class _Run:
             try:
                 with (
                     libwarnings.collecting(result.warnings),
-                    claims.claimed(d.output) as claim,
+                    self.output_claim(d) as claim,
                 ):
                     # The sidecar is staged first and put in place after the image (a
                     # crash in between leaves an image whose record is missing or old,
@@ -1104,11 +1161,23 @@ class _Run:
                 result.error = f"cannot write {d.output}: {exc.strerror or exc}"
                 result.stops_run = disk_stop(exc, d.output)
                 raced = None
+        self.let_go(d.claim)
         if raced is not None:
             result.status, result.reason, result.reason_code = "skipped", raced, "concurrent"
         spent = encoded.seconds + time.perf_counter() - t0
         result.seconds = d.seconds + encoded.item.seconds + spent
         return result
+
+    @contextlib.contextmanager
+    def output_claim(self, d: _Decoded) -> Iterator[claims.Claim | None]:
+        """The claim of ``d``'s output for its rename: the one held since it was read when
+        the output is the one planned, else a new one (an output switched by its content),
+        released at the end (None: another run holds it)."""
+        if d.claim is not None and d.claim.path == claims.claim_path(d.output):
+            yield d.claim
+            return
+        with claims.claimed(d.output) as claim:
+            yield claim
 
     def commit(self, d: _Decoded, data: bytes, claimed: bool) -> str | None:
         """Rename the encoded output into place unless another run got there first (then
@@ -1180,6 +1249,7 @@ class _Run:
                 )
         if error is not None:
             self.gate.release(d.reserved)
+            self.let_go(d.claim)
             return Result(
                 d.job,
                 "failed",
@@ -1203,14 +1273,17 @@ class _Run:
         item = self.read_one(job)
         if isinstance(item, Result):
             return item
-        upscaled = self.infer_one(item, index)
-        if isinstance(upscaled, Result):
-            return upscaled
         try:
-            with shield():
-                return self.write_one(upscaled)
+            upscaled = self.infer_one(item, index)
+            if isinstance(upscaled, Result):
+                return upscaled
+            try:
+                with shield():
+                    return self.write_one(upscaled)
+            finally:
+                self.gate.release(item.reserved)
         finally:
-            self.gate.release(item.reserved)
+            self.let_go(item.claim)
 
     def execute(self) -> Summary:
         for _ in self.stream():
@@ -1279,6 +1352,7 @@ class _Run:
                 _put_while_alive(self.written, _DONE, writer)
                 _join_quietly(writer)
                 _join_quietly(reader)
+                self.let_go_all()
                 return
             except KeyboardInterrupt:
                 self.summary.interrupted = True

@@ -256,3 +256,58 @@ def test_an_output_that_fails_alone_does_not_stop_the_run(
     summary = run(jobs, Repeat([]), Options(), Recorder())
     assert summary.stopped is None
     assert [r.status for r in summary.results] == ["ok", "failed", "ok", "ok"]
+
+
+def test_two_identical_runs_at_once_share_the_work(tmp_path: Path) -> None:
+    """The second run skips at once what the first is working on (``concurrent``) and
+    what it has written (``exists``): each image is upscaled once between them."""
+    make_folder(tmp_path / "in", 10)
+    jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None, "2"))
+    calls: list[int] = []
+
+    class Slow(Repeat):
+        def upscale(self, pixels, on_tile=None):  # type: ignore[no-untyped-def]
+            calls.append(int(pixels[0, 0, 0]))
+            time.sleep(0.1)
+            return pixels.repeat(2, axis=0).repeat(2, axis=1)
+
+    summaries: list[Summary] = []
+
+    def one_run() -> None:
+        summaries.append(run(jobs, Slow([]), Options(), Recorder()))
+
+    runs = [threading.Thread(target=one_run) for _ in range(2)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    assert sorted(calls) == [i * 10 for i in range(10)]  # each image once
+    first, second = summaries
+    assert first.count("ok") + second.count("ok") == 10
+    assert first.count("ok") > 0 and second.count("ok") > 0  # both did a share
+    codes = {r.reason_code for s in summaries for r in s.results if r.status == "skipped"}
+    assert codes <= {"concurrent", "exists"}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"{i:02d}.png" for i in range(10)
+    ]  # no claim left behind
+
+
+def test_a_run_stopped_early_lets_go_of_every_claim(tmp_path: Path) -> None:
+    make_folder(tmp_path / "in", 6)
+
+    class StopsAtTheSecond(Repeat):
+        def upscale(self, pixels, on_tile=None):  # type: ignore[no-untyped-def]
+            if pixels[0, 0, 0] == 10:
+                raise KeyboardInterrupt
+            return super().upscale(pixels, on_tile)
+
+    jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None, "2"))
+    assert run(jobs, StopsAtTheSecond([]), Options(), Recorder()).interrupted
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["00.png"]
+    # An image that fails after its claim was made lets go of it too.
+    (tmp_path / "in" / "03.png").write_bytes(b"broken")
+    summary = run(jobs, Repeat([]), Options(), Recorder())
+    assert summary.count("failed") == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"{i:02d}.png" for i in range(6) if i != 3
+    ]
