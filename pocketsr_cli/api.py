@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
+from pocketsr_cli.atomicfile import TempSweeper
 from pocketsr_cli.errors import ImageReadError, UsageError
 from pocketsr_cli.pipeline import NullReporter
 
@@ -180,6 +181,7 @@ class Upscaler:
         self._engine = engine
         self._compute = compute
         self._tile = str(tile)
+        self._sweeper = TempSweeper()  # upscale_file: each output folder swept once
 
     # -- properties ----------------------------------------------------------------------
     @property
@@ -344,7 +346,9 @@ class Upscaler:
         alpha channel that is fully opaque is no transparency: it is left out there.  EXIF,
         ICC and XMP are kept unless ``keep_metadata`` is False; pocketsr's record of how
         the file was made is written as the CLI writes it.  ``dst`` is replaced if it
-        exists; it is never left half-written.
+        exists; it is never left half-written.  The first file written into a folder
+        removes the temporary files that killed runs left there
+        (``atomicfile.sweep_stale_temps``; each folder once per :class:`Upscaler`).
 
         Raises:
             UsageError: ``dst`` has no known image extension.
@@ -419,6 +423,7 @@ class Upscaler:
         )
         for note in notes:  # metadata the format has no room for
             self._warn(f"{src.name}: {note}")
+        self._sweeper.sweep(dst.parent)
         with sidecar_written(dst, None if embedded else text) as place_record:
             write_atomic(dst, data)
             if not embedded:

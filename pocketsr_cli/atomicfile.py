@@ -9,6 +9,25 @@ the one-call form.  ``exclusive=True`` never replaces: the temporary file is lin
 target's name only while that name is free, else :class:`NameTaken` is raised.  Image
 outputs use ``imageio.write_atomic``, a thin wrapper that gives OS errors the image error
 type.
+
+Temporary files left behind.  A writer killed outright (``kill -9``, power loss) leaves its
+temporary file; nothing else would ever remove it (a 4K PNG's is about 20 MB).  So every
+temporary file is held: :func:`held_temp` creates it and keeps it locked with
+``flock(LOCK_EX)`` until it has been renamed or removed, and :func:`sweep_stale_temps`
+(called once per output folder by a run, through :class:`TempSweeper`) removes the ones it
+can lock, that is the ones whose writer is gone (a lock dies with its process), as
+``claims`` does for claim files.  The sweeper removes a name only after locking the file and
+checking that the name still refers to the file it locked; a writer that finds its fresh
+file swept away before it locked it (a moment's window) starts again under a new name.
+
+Two kinds of writers hold no lock: those of pocketsr versions before this one, and those on
+file systems where ``flock`` does not work.  So the sweep also leaves alone any file
+modified in the last :data:`STALE_AFTER` seconds (an older version writes a temporary file
+in one go and renames it within seconds); a file left by a run killed just now is removed by
+a run that starts a minute later.  Where ``flock`` does not exist (Windows) or the file
+system refuses it, nothing is ever swept.  Only regular files named as
+:func:`temp_path_for` names them are considered: links, folders (``report``'s picture
+folders use these names too), FIFOs and devices are left alone.
 """
 
 from __future__ import annotations
@@ -16,11 +35,33 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
+import stat
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 TEMP_SUFFIX = ".pocketsr-tmp"
+
+STALE_AFTER = 60.0
+"""Seconds since its last change before an unlocked temporary file counts as left behind
+(one may belong to a live writer of an older version, which locks nothing)."""
+
+# What temp_path_for makes: hidden, 12 hex digits, the suffix.
+_TEMP_NAME = re.compile(r"\..*\.[0-9a-f]{12}" + re.escape(TEMP_SUFFIX), re.DOTALL)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# A temporary file is created fresh (never through a link), for writing (NFS locks need it).
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+# The sweep opens for writing too (NFS), never through a link, and never waits on a FIFO.
+_PROBE_FLAGS = os.O_RDWR | getattr(os, "O_NONBLOCK", 0) | _NOFOLLOW
+_ATTEMPTS = 20
 
 
 class NameTaken(FileExistsError):
@@ -58,16 +99,100 @@ def temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name[:100]}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
 
 
+def _lock(fd: int) -> bool | None:
+    """``flock(LOCK_EX | LOCK_NB)``: True locked, False held elsewhere, None cannot lock here."""
+    if fcntl is None:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.EBADF):
+            return None
+        raise
+    return True
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether the file open as ``fd`` is still the one named ``path``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def held_temp(path: Path) -> Iterator[Path]:
+    """Create a fresh, empty temporary file beside ``path`` (:func:`temp_path_for`) and
+    yield its name; it stays locked (``flock``) for the whole block, so that
+    :func:`sweep_stale_temps` never removes it.  On leaving, it is removed if it is still
+    there (the block may have renamed it away), and only then unlocked.
+
+    The block writes it by name (``open(tmp, "wb")``, ``"r+b"``...): it must not replace
+    or remove it, else the lock guards a file that is no longer there.  Where locking is
+    not possible (Windows, some file systems) the file is made all the same, unlocked.
+
+    Raises:
+        OSError: the file cannot be created (the folder must exist).
+    """
+    tmp, fd = _create_held(path)
+    try:
+        yield tmp
+    finally:  # after a rename nothing is left to remove; removed before it is unlocked
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if fd is not None:
+            os.close(fd)
+
+
+def _create_held(path: Path) -> tuple[Path, int | None]:
+    """A fresh temporary file beside ``path`` and the descriptor holding its lock (None
+    where nothing can be locked: the file is closed at once then, as Windows renames no
+    open file).
+
+    Raises:
+        OSError: it cannot be created.
+    """
+    for _ in range(_ATTEMPTS):
+        tmp = temp_path_for(path)
+        try:
+            fd = os.open(tmp, _CREATE_FLAGS, 0o666)
+        except FileExistsError:  # 48 random bits taken: try another name
+            continue
+        try:
+            locked = _lock(fd)
+            if locked and _still_at(fd, tmp):
+                return tmp, fd
+            # A sweep got it between the creation and the lock (it removes what it locks);
+            # if it has let it go, the name is still this file's: remove it, then start again.
+            if locked is not None and _still_at(fd, tmp):
+                with contextlib.suppress(OSError):  # else unlocked: a later sweep's
+                    tmp.unlink()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            os.close(fd)
+            raise
+        os.close(fd)
+        if locked is None:
+            return tmp, None
+    raise OSError(errno.EAGAIN, "cannot create a temporary file", str(path))
+
+
 @contextlib.contextmanager
 def replacing(
     path: Path, *, fsync: bool = False, mkdir: bool = True, exclusive: bool = False
 ) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to; put it in place at the end.
 
-    On a normal exit the temporary file (which the block must have created) is renamed over
-    ``path``; ``fsync=True`` first flushes it to the disk, so that it also survives power
-    loss.  On any exception it is removed and ``path`` is untouched.  ``mkdir`` creates the
-    parent folders first.
+    The temporary file exists, empty, when the block starts (:func:`held_temp`: locked, so
+    that no other run's sweep takes it): the block writes it by name and must not replace
+    it.  On a normal exit it is renamed over ``path``; ``fsync=True`` first flushes it to
+    the disk, so that it also survives power loss.  A block that leaves it empty wrote
+    nothing: FileNotFoundError, and ``path`` is untouched (no empty file ever replaces a
+    target).  On any exception it is removed and ``path`` is untouched.  ``mkdir`` creates
+    the parent folders first.
 
     ``exclusive=True`` never replaces an existing ``path``: the temporary file is
     hard-linked to its final name, which fails when the name exists, so a file that appeared
@@ -76,15 +201,20 @@ def replacing(
 
     Raises:
         NameTaken: ``exclusive`` and ``path`` exists (the temporary file is removed).
-        OSError: from the folder creation, the flush or the rename (the temporary file is
-            removed then too); the block's own exceptions pass through unchanged.
+        FileNotFoundError: the block left the temporary file empty, or removed it.
+        OSError: from the folder or temporary file creation, the flush or the rename (the
+            temporary file is removed then too); the block's own exceptions pass through
+            unchanged.
     """
     path = Path(path)
     if mkdir:
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(path)
-    try:
+    # On leaving, held_temp removes the temporary name: nothing after a rename, the old
+    # name after a link, the file itself after an exception.
+    with held_temp(path) as tmp:
         yield tmp
+        if os.stat(tmp).st_size == 0:
+            raise FileNotFoundError(errno.ENOENT, "nothing was written", str(tmp))
         if fsync:
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
@@ -92,9 +222,6 @@ def replacing(
             os.replace(tmp, path)
         elif not _link_or_keep(tmp, path):
             raise NameTaken(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
-    finally:  # after a rename there is nothing left to remove; after a link, the old name
-        with contextlib.suppress(OSError):
-            tmp.unlink()
 
 
 def _link_or_keep(tmp: Path, path: Path) -> bool:
@@ -116,3 +243,93 @@ def write_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:
     """Write ``data`` to ``path`` through :func:`replacing` (raises OSError as it does)."""
     with replacing(path, fsync=fsync) as tmp:
         tmp.write_bytes(data)
+
+
+def sweep_stale_temps(folder: Path, *, stale_after: float | None = None) -> int:
+    """Remove the temporary files that writers which are gone left in ``folder`` (not in
+    its subfolders); return how many were removed.
+
+    A file is removed only when all of these hold: its name is one :func:`temp_path_for`
+    makes; it is a regular file (not a link, folder, FIFO or device); this process can lock
+    it with ``flock(LOCK_EX | LOCK_NB)``, so no live writer holds it (:func:`held_temp`);
+    after locking, the name still refers to the locked file; and it was last modified at
+    least ``stale_after`` seconds ago (default :data:`STALE_AFTER`; a writer of an older
+    version holds no lock).  Where locks do not work (Windows, some file systems) nothing
+    is removed.  One ``os.scandir`` of ``folder``, plus an open per temporary name.
+
+    Never raises for file-system trouble (a missing or unreadable folder, a file that
+    cannot be opened or removed): what cannot be checked is kept.
+    """
+    if fcntl is None:
+        return 0
+    limit = STALE_AFTER if stale_after is None else stale_after
+    cutoff = time.time() - limit
+    removed = 0
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if not name.endswith(TEMP_SUFFIX) or not _TEMP_NAME.fullmatch(name):
+                    continue
+                with contextlib.suppress(OSError):
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    outcome = _remove_if_stale(Path(entry.path), cutoff)
+                    if outcome is None:  # this file system cannot lock: nothing is safe
+                        break
+                    removed += outcome
+    except OSError:
+        pass
+    return removed
+
+
+def _remove_if_stale(path: Path, cutoff: float) -> bool | None:
+    """Remove ``path`` if it is a regular file unchanged since ``cutoff`` (a time) that no
+    one holds; None when this file system cannot lock.
+
+    Raises:
+        OSError: it cannot be opened, checked or removed.
+    """
+    fd = os.open(path, _PROBE_FLAGS)
+    try:
+        if not _stale(fd, cutoff):
+            return False
+        locked = _lock(fd)
+        if not locked:
+            return locked
+        # Locked: no writer holds it now, and none can take it while this lock is held.
+        if not _still_at(fd, path) or not _stale(fd, cutoff):
+            return False
+        os.unlink(path)  # before the lock goes, as held_temp and claims do
+        return True
+    finally:
+        os.close(fd)
+
+
+def _stale(fd: int, cutoff: float) -> bool:
+    """A regular file last modified before ``cutoff`` (one from the future is not)."""
+    info = os.fstat(fd)
+    return stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff
+
+
+class TempSweeper:
+    """:func:`sweep_stale_temps` for one run: each folder at most once, however many
+    outputs go there (thread-safe).  :attr:`removed` counts the files removed."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._guard = threading.Lock()
+        self.removed = 0
+
+    def sweep(self, folder: Path) -> int:
+        """Sweep ``folder`` unless this sweeper already has; how many files were removed.
+        Never raises for file-system trouble (see :func:`sweep_stale_temps`)."""
+        key = os.path.abspath(folder)
+        with self._guard:
+            if key in self._seen:
+                return 0
+            self._seen.add(key)
+        count = sweep_stale_temps(Path(key))
+        with self._guard:
+            self.removed += count
+        return count

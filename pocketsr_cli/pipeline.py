@@ -80,6 +80,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from pocketsr_cli import claims, libwarnings, memory, provenance
+from pocketsr_cli.atomicfile import TempSweeper
 from pocketsr_cli.errors import ImageReadError, ImageWriteError, PocketSRError, disk_stop
 from pocketsr_cli.imageio import (
     OUTPUT_FORMATS,
@@ -654,6 +655,9 @@ class _Run:
         if options.encode_threads is not None and options.encode_threads < 1:
             raise ValueError(f"encode_threads must be at least 1, not {options.encode_threads}")
         self.encode_threads = options.encode_threads or default_encode_threads()
+        # Temporary files that killed runs left in the output folders (one look per folder,
+        # in settle).
+        self.sweeper = TempSweeper()
 
     # -- reader -------------------------------------------------------------------------
     def read_all(self) -> None:
@@ -736,7 +740,11 @@ class _Run:
     def settle(self, job: Job) -> Result | _Identity | None:
         """What is decided about ``job`` before its input is decoded: the result that ends
         it here (planned, not a file, an earlier output by its record, an existing output),
-        or its output as it is now (None: absent)."""
+        or its output as it is now (None: absent).
+
+        The first job whose output goes to a folder (unless the run is a dry run) removes
+        the temporary files that killed runs left in that folder, even if that output is
+        then skipped as existing (``atomicfile.sweep_stale_temps``; once per folder)."""
         if job.failure is not None:
             return Result(job, "failed", error=job.failure)
         if job.skip_reason is not None:
@@ -753,6 +761,8 @@ class _Run:
                     "name the file directly to upscale it"
                 )
                 return Result(job, "skipped", reason=reason, reason_code="own-output")
+        if not self.options.dry_run:
+            self.sweeper.sweep(job.output.parent)
         return self.look_at_output(job, job.output)
 
     def decode(self, job: Job, seen: _Identity | None) -> Result | _Decoded:

@@ -92,6 +92,33 @@ def test_upscale_file_writes_a_valid_file(up: pocketsr_cli.Upscaler, tmp_path: P
         up.upscale_file(src, tmp_path / "a.gif")
 
 
+def test_upscale_file_removes_what_killed_writers_left_in_its_folder(tmp_path: Path) -> None:
+    """Once per folder and Upscaler: a file left there later waits for the next one."""
+    import os
+    import time
+
+    def left(name: str) -> Path:
+        path = tmp_path / "out" / f".{name}.0123456789ab.pocketsr-tmp"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"half")
+        os.utime(path, (time.time() - 3600,) * 2)
+        return path
+
+    up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu")
+    src = tmp_path / "a.png"
+    Image.fromarray(pixels()).save(src)
+    first = left("a.png")
+    up.upscale_file(src, tmp_path / "out" / "a.png")
+    assert not first.exists()
+    second = left("b.png")
+    up.upscale_file(src, tmp_path / "out" / "b.png")
+    assert second.exists()  # that folder was swept already
+    pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu").upscale_file(
+        src, tmp_path / "out" / "c.png"
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+
+
 def test_upscale_file_alpha_to_jpeg_writes_png(tmp_path: Path) -> None:
     seen: list[str] = []
     up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", on_warning=seen.append)

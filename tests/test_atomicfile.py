@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from pocketsr_cli import atomicfile
 from pocketsr_cli.atomicfile import (
     TEMP_SUFFIX,
     NameTaken,
+    TempSweeper,
     replacing,
+    sweep_stale_temps,
     temp_path_for,
     write_bytes,
 )
+
+try:
+    import fcntl
+except ImportError:  # Windows: nothing is ever swept there
+    fcntl = None  # type: ignore[assignment]
+
+needs_flock = pytest.mark.skipif(fcntl is None, reason="no flock: nothing is ever swept")
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -47,6 +60,10 @@ def test_a_block_that_writes_nothing_raises_and_keeps_the_target(tmp_path: Path)
     with pytest.raises(FileNotFoundError), replacing(target):
         pass
     assert target.read_bytes() == b"old"
+    # The temporary file exists (held) from the start: left empty, it is still nothing.
+    with pytest.raises(FileNotFoundError), replacing(target) as tmp:
+        tmp.write_bytes(b"")
+    assert target.read_bytes() == b"old" and leftovers(tmp_path) == []
 
 
 def test_temporary_names_are_hidden_unique_and_short(tmp_path: Path) -> None:
@@ -82,3 +99,181 @@ def test_an_exclusive_block_never_replaces_a_taken_name(
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"first" and (tmp_path / "b.png").read_bytes() == b"new"
     assert leftovers(tmp_path) == []
+
+
+# --- temporary files left behind by killed writers --------------------------------------
+
+
+def stale(path: Path, data: bytes = b"half a PNG", age: float = 3600.0) -> Path:
+    """A file at ``path`` last modified ``age`` seconds ago, as a killed run leaves it."""
+    path.write_bytes(data)
+    then = time.time() - age
+    os.utime(path, (then, then))
+    return path
+
+
+def held_elsewhere(fd: int) -> bool:
+    """Whether another open file (another writer) holds the lock of the file open as ``fd``."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
+@needs_flock
+def test_a_stale_temporary_file_is_swept_and_nothing_else(tmp_path: Path) -> None:
+    left = stale(tmp_path / ".x.png.0123456789ab.pocketsr-tmp")
+    others = [
+        stale(tmp_path / ".x.png.pocketsr-tmp"),  # not a name temp_path_for makes
+        stale(tmp_path / ".x.png.0123456789AB.pocketsr-tmp"),
+        stale(tmp_path / "x.png.0123456789ab.pocketsr-tmp"),  # not hidden
+        stale(tmp_path / "x.png"),
+        stale(tmp_path / ".x.png.pocketsr-claim"),
+    ]
+    (tmp_path / "sub").mkdir()
+    below = stale(tmp_path / "sub" / ".y.png.0123456789ab.pocketsr-tmp")  # another folder
+    assert sweep_stale_temps(tmp_path) == 1
+    assert not left.exists() and all(p.exists() for p in [*others, below])
+    assert sweep_stale_temps(tmp_path / "missing") == 0  # never raises
+
+
+@needs_flock
+def test_a_temporary_file_another_process_holds_is_kept_until_it_lets_go(
+    tmp_path: Path,
+) -> None:
+    temp = stale(tmp_path / ".x.png.0123456789ab.pocketsr-tmp")
+    hold = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", hold, str(temp)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+        assert sweep_stale_temps(tmp_path, stale_after=0) == 0
+        assert temp.read_bytes() == b"half a PNG"
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert sweep_stale_temps(tmp_path) == 1 and not temp.exists()  # its writer is gone
+
+
+@needs_flock
+def test_every_temporary_file_is_held_while_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pocketsr_cli.imageio import atomic, sidecar_written, write_atomic
+
+    def check_held() -> None:
+        (temp,) = leftovers(tmp_path)
+        fd = os.open(tmp_path / temp, os.O_RDONLY)
+        try:
+            assert held_elsewhere(fd)
+        finally:
+            os.close(fd)
+        assert sweep_stale_temps(tmp_path, stale_after=0) == 0  # even this very process's
+        assert leftovers(tmp_path) == [temp]
+
+    with replacing(tmp_path / "a.bin") as tmp:
+        tmp.write_bytes(b"data")
+        check_held()
+    monkeypatch.setattr(atomic, "_pause_for_tests", check_held)
+    write_atomic(tmp_path / "b.png", b"image")
+    monkeypatch.undo()
+    with sidecar_written(tmp_path / "c.bmp", '{"pocketsr": 1}') as place:
+        check_held()  # the staged record
+        place()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.bin",
+        "b.png",
+        "c.bmp.pocketsr.json",
+    ]
+
+
+@needs_flock
+def test_links_folders_and_fifos_named_as_temporary_files_are_left_alone(
+    tmp_path: Path,
+) -> None:
+    target = stale(tmp_path / "precious.png")
+    link = tmp_path / ".a.png.0123456789ab.pocketsr-tmp"
+    link.symlink_to(target)
+    os.utime(link, (0, 0), follow_symlinks=False)
+    folder = tmp_path / ".b.png.0123456789ab.pocketsr-tmp"  # report's picture folders
+    folder.mkdir()
+    os.utime(folder, (0, 0))
+    fifo = tmp_path / ".c.png.0123456789ab.pocketsr-tmp"
+    os.mkfifo(fifo)
+    os.utime(fifo, (0, 0))
+    assert sweep_stale_temps(tmp_path, stale_after=0) == 0
+    assert link.is_symlink() and folder.is_dir() and fifo.exists()
+    assert target.read_bytes() == b"half a PNG"
+
+
+@needs_flock
+def test_a_recent_unlocked_temporary_file_may_be_an_older_versions_and_is_kept(
+    tmp_path: Path,
+) -> None:
+    temp = stale(tmp_path / ".x.png.0123456789ab.pocketsr-tmp", age=5.0)
+    future = stale(tmp_path / ".y.png.0123456789ab.pocketsr-tmp", age=-3600.0)  # clock skew
+    assert sweep_stale_temps(tmp_path) == 0 and temp.exists() and future.exists()
+    stale(temp, age=atomicfile.STALE_AFTER + 1)
+    assert sweep_stale_temps(tmp_path) == 1 and not temp.exists() and future.exists()
+
+
+@needs_flock
+def test_a_run_sweeps_each_folder_once(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = stale(tmp_path / "a" / ".x.png.0123456789ab.pocketsr-tmp")
+    sweeper = TempSweeper()
+    assert sweeper.sweep(tmp_path / "a") == 1 and not first.exists()
+    again = stale(tmp_path / "a" / ".y.png.0123456789ab.pocketsr-tmp")
+    other = stale(tmp_path / "b" / ".y.png.0123456789ab.pocketsr-tmp")
+    assert sweeper.sweep(tmp_path / "a" / ".." / "a") == 0 and again.exists()  # done already
+    assert sweeper.sweep(tmp_path / "b") == 1 and not other.exists()
+    assert sweeper.removed == 2
+
+
+@needs_flock
+def test_a_writer_whose_new_file_is_swept_before_it_locks_starts_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep removes what it can lock: a file created but not yet locked can go."""
+    lock = atomicfile._lock
+    calls: list[str] = []
+
+    def swept_first(fd: int) -> bool | None:
+        if not calls:  # a sweep takes the file between its creation and its lock
+            (name,) = leftovers(tmp_path)
+            calls.append(name)
+            os.unlink(tmp_path / name)
+        return lock(fd)
+
+    monkeypatch.setattr(atomicfile, "_lock", swept_first)
+    with replacing(tmp_path / "out.png") as tmp:
+        assert tmp.name != calls[0] and tmp.exists()
+        tmp.write_bytes(b"whole")
+    assert (tmp_path / "out.png").read_bytes() == b"whole" and leftovers(tmp_path) == []
+
+
+def test_without_flock_writes_work_and_nothing_is_swept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows, or a file system that refuses locks: temporary files are not held (nor
+    kept open: Windows renames no open file), so none can be told stale."""
+    monkeypatch.setattr(atomicfile, "fcntl", None)
+    left = stale(tmp_path / ".x.png.0123456789ab.pocketsr-tmp")
+    with replacing(tmp_path / "out.png") as tmp:
+        tmp.write_bytes(b"whole")
+    assert (tmp_path / "out.png").read_bytes() == b"whole"
+    assert sweep_stale_temps(tmp_path, stale_after=0) == 0 and left.exists()

@@ -850,6 +850,76 @@ def test_ctrl_c_typed_on_a_real_terminal_never_ends_in_a_traceback(tmp_path: Pat
     _check_stopped_run(tmp_path, stdout, screen)
 
 
+# --- 10. temporary files left by a killed run ---------------------------------------------
+
+
+def _aged(path: Path, seconds: float = 3600.0) -> Path:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+    return path
+
+
+def test_a_run_removes_the_temporary_files_killed_runs_left_in_its_output_folder(
+    tmp_path: Path,
+) -> None:
+    src = image(tmp_path / "in" / "x.png", size=(16, 12))
+    out = tmp_path / "out"
+    out.mkdir()
+    left = out / ".x.png.0123456789ab.pocketsr-tmp"
+    left.write_bytes(b"\x89PNG half of it")
+    _aged(left)
+    recent = out / ".y.png.0123456789ab.pocketsr-tmp"  # maybe an older version writing now
+    recent.write_bytes(b"\x89PNG being written")
+    result = runner.invoke(app, ["upscale", str(src), "-o", str(out), *FAST, "-q", "--dry-run"])
+    assert result.exit_code == 0 and left.exists()  # a dry run changes nothing
+    result = runner.invoke(app, ["upscale", str(src), "-o", str(out), *FAST, "-q"])
+    assert result.exit_code == 0, result.output
+    assert not left.exists() and recent.exists()
+    assert sorted(os.listdir(out)) == [recent.name, "x.png"]
+    with Image.open(out / "x.png") as im:
+        im.load()
+        assert im.size == (32, 24)
+
+
+def test_kill_9_mid_write_leaves_a_temporary_file_that_a_later_run_removes(
+    tmp_path: Path,
+) -> None:
+    """The real thing: a run killed with SIGKILL while its temporary output exists."""
+    src = image(tmp_path / "in" / "big.png", size=(640, 480))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        command(src, "-o", out, *FAST, "-q"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=environment(**{PAUSE: "60"}),
+    )
+    try:
+        wait_for(lambda: out.is_dir() and any(n.endswith(".pocketsr-tmp") for n in os.listdir(out)))
+        (temp,) = (out / n for n in os.listdir(out) if n.endswith(".pocketsr-tmp"))
+        wait_for(lambda: temp.stat().st_size > 0)  # written, held back before its rename
+        from pocketsr_cli.atomicfile import sweep_stale_temps
+
+        assert sweep_stale_temps(out, stale_after=0) == 0  # its writer is alive: kept
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert temp.exists() and not (out / "big.png").exists()  # what kill -9 leaves
+    args = ["upscale", str(src), "-o", str(out), *FAST, "-q"]
+    result = runner.invoke(app, args)  # at once: for a minute it could be an older version's
+    assert result.exit_code == 0 and temp.exists() and (out / "big.png").exists()
+    _aged(temp, 61)
+    result = runner.invoke(app, args)  # the output is there (skipped); the folder is swept
+    assert result.exit_code == 0 and not temp.exists()
+    assert sorted(os.listdir(out)) == ["big.png"]
+    with Image.open(out / "big.png") as im:
+        im.load()
+        assert im.size == (1280, 960)
+
+
 # --- naming and output planning, for any suffix, format and alpha -------------------------
 
 

@@ -44,7 +44,7 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool = False, exclusive: boo
         raise ImageWriteError(f"cannot create folder {path.parent}: {exc.strerror or exc}") from exc
     try:
         with replacing(path, fsync=fsync, mkdir=False, exclusive=exclusive) as tmp:
-            with open(tmp, "xb") as handle:
+            with open(tmp, "r+b") as handle:  # made (and locked) by replacing
                 handle.write(data)
             _pause_for_tests()
     except NameTaken:

@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+from pocketsr_cli.atomicfile import held_temp
 from pocketsr_cli.errors import ImageReadError, ImageWriteError
-from pocketsr_cli.imageio.atomic import temp_path_for, write_atomic
+from pocketsr_cli.imageio.atomic import write_atomic
 from pocketsr_cli.imageio.backends import open_pillow
 from pocketsr_cli.imageio.formats import TIFF_MAGIC
 from pocketsr_cli.imageio.metadata import xmp_bytes
@@ -168,25 +169,29 @@ def write_sidecar(image: Path, record: str | None) -> None:
     write_atomic(target, (record + "\n").encode("utf-8"))
 
 
-def stage_sidecar(image: Path, record: str | None) -> Path | None:
-    """Write ``record`` to a temporary file beside ``image``'s sidecar, to be put in place
-    by :func:`place_sidecar` once the image is: a sidecar that cannot be written then fails
-    before the image (or an older output) is touched.  None for no record.
+@contextlib.contextmanager
+def stage_sidecar(image: Path, record: str | None) -> Iterator[Path | None]:
+    """Write ``record`` to a temporary file beside ``image``'s sidecar and yield it, to be
+    put in place by :func:`place_sidecar` once the image is: a sidecar that cannot be
+    written then fails before the image (or an older output) is touched.  The file stays
+    locked while the block runs (``atomicfile.held_temp``: no other run's sweep takes it)
+    and is removed on leaving unless it was put in place.  Yields None for no record.
 
     Raises:
-        ImageWriteError: the temporary file cannot be written (nothing is left).
+        ImageWriteError: on entering, the temporary file cannot be written (nothing is left).
     """
     if record is None:
-        return None
-    staged = temp_path_for(sidecar_path(image))
-    try:
-        staged.parent.mkdir(parents=True, exist_ok=True)  # as write_atomic does
-        staged.write_bytes((record + "\n").encode("utf-8"))
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            staged.unlink()
-        raise ImageWriteError(f"cannot write {sidecar_path(image)}: {exc.strerror or exc}") from exc
-    return staged
+        yield None
+        return
+    target = sidecar_path(image)
+    with contextlib.ExitStack() as stack:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)  # as write_atomic does
+            staged = stack.enter_context(held_temp(target))
+            staged.write_bytes((record + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise ImageWriteError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        yield staged
 
 
 def place_sidecar(image: Path, staged: Path | None) -> None:
@@ -223,22 +228,14 @@ def sidecar_written(image: Path, record: str | None) -> Iterator[Callable[[], No
     Raises:
         ImageWriteError: the record cannot be staged (on entering) or placed.
     """
-    staged = stage_sidecar(image, record)
+    with stage_sidecar(image, record) as staged:
 
-    def place() -> None:
-        nonlocal staged
-        try:
-            place_sidecar(image, staged)
-        except ImageWriteError:
-            with contextlib.suppress(OSError):
-                image.unlink()
-            raise
-        finally:
-            staged = None  # in place, or removed by place_sidecar
+        def place() -> None:
+            try:
+                place_sidecar(image, staged)
+            except ImageWriteError:
+                with contextlib.suppress(OSError):
+                    image.unlink()
+                raise
 
-    try:
         yield place
-    finally:
-        if staged is not None:
-            with contextlib.suppress(OSError):
-                staged.unlink()
