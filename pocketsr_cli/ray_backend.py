@@ -18,7 +18,9 @@ a shared file system; ``return_bytes`` (``--ray-return-bytes``) is for clusters 
 one: the driver reads each input and sends its bytes, the actor upscales a private copy
 and returns the encoded output, and the driver writes it (claim, still-absent check,
 atomic rename, record) exactly as a worker would have; existing outputs are skipped by the
-driver before any bytes are sent.
+driver before any bytes are sent.  In both modes an output that cannot be written (a
+read-only folder, something in the way, permission denied) fails its input alone, with
+``cannot write OUTPUT: reason``, as in a one-process run, and the run goes on.
 
 Faults: an actor that dies (killed, out of memory, its node lost) has its image given to
 another actor, and is replaced while replacements remain; an image whose actor died
@@ -49,7 +51,7 @@ from types import ModuleType
 from typing import Any
 
 from pocketsr_cli import claims
-from pocketsr_cli.errors import UsageError
+from pocketsr_cli.errors import ImageWriteError, UsageError
 from pocketsr_cli.imageio import SIDECAR_SUFFIX, TEMP_SUFFIX, write_atomic, write_sidecar
 from pocketsr_cli.jobs import Job
 from pocketsr_cli.parallel import _WINDOW, JobFeed, ModelSpec, VariantFactory, WorkerFailed
@@ -316,7 +318,9 @@ class _RayDriver:
     def place(
         self, job: Job, seen: Any, result: Result, data: bytes | None, sidecar: str | None
     ) -> Result:
-        """Write what an actor returned (``return_bytes``), as its worker would have."""
+        """Write what an actor returned (``return_bytes``), as its worker would have: an
+        output that cannot be written (read-only folder, something in the way) fails this
+        input with ``cannot write OUTPUT: reason``, and the run goes on."""
         result.job = job
         if result.output is None:
             return result
@@ -330,19 +334,28 @@ class _RayDriver:
             if isinstance(found, Result):
                 return dataclasses.replace(found, job=job)
             seen = found
-        with claims.claimed(output) as claim:
-            if claim is None:
-                reason = claims.describe_busy(output)
-            elif self.checker.identity(output) != seen:
-                reason = (
-                    "another run wrote this output while this one was working on it; it was kept"
-                )
-            elif not write_atomic(output, data, exclusive=not self.options.overwrite):
-                reason = "this output appeared while this run was working on it; it was kept"
-            else:
-                if sidecar is not None:
-                    write_sidecar(output, sidecar)
-                return result
+        try:
+            with claims.claimed(output) as claim:
+                if claim is None:
+                    reason = claims.describe_busy(output)
+                elif self.checker.identity(output) != seen:
+                    reason = (
+                        "another run wrote this output while this one was working on it; "
+                        "it was kept"
+                    )
+                elif not write_atomic(output, data, exclusive=not self.options.overwrite):
+                    reason = "this output appeared while this run was working on it; it was kept"
+                else:
+                    if sidecar is not None:
+                        write_sidecar(output, sidecar)
+                    return result
+        except ImageWriteError as exc:  # this input fails, as in a worker; the run goes on
+            result.status, result.error = "failed", str(exc)
+            return result
+        except OSError as exc:  # the claim could not be made
+            result.status = "failed"
+            result.error = f"cannot write {output}: {exc.strerror or exc}"
+            return result
         result.status, result.reason, result.reason_code = "skipped", reason, "concurrent"
         return result
 

@@ -3,15 +3,19 @@ a signal arriving mid-write."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -47,6 +51,27 @@ def leftovers(root: Path) -> list[str]:
         for name in files
         if name.endswith((".pocketsr-tmp", claims.CLAIM_SUFFIX))
     )
+
+
+@contextlib.contextmanager
+def unwritable(folder: Path) -> Iterator[None]:
+    """``folder`` made read-only for the block: ``chmod a-w``, or for root, whom permissions
+    do not stop, the immutable attribute (``chattr +i``); the test is skipped where neither
+    works."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", folder], capture_output=True).returncode:
+        pytest.skip("running as root, and chattr +i cannot make a folder read-only here")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", folder], check=True)
 
 
 def upscale_json(*args: object) -> tuple[int, list[dict], str]:

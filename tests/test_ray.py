@@ -17,7 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _runs import PAUSE, folder, leftovers, runner, signal_mid_write, tree, upscale_json
+from _runs import (
+    PAUSE,
+    folder,
+    leftovers,
+    runner,
+    signal_mid_write,
+    tree,
+    unwritable,
+    upscale_json,
+)
 
 from pocketsr_cli.cli import app
 from pocketsr_cli.jobs import Job, Naming, collect_jobs, iter_jobs
@@ -210,3 +219,118 @@ def test_a_signal_to_the_driver_stops_the_cluster_work_cleanly(
             assert (out / Path(line["input"]).name).exists()
     assert leftovers(tmp_path) == []
     assert "Traceback" not in stderr
+
+
+# --- the driver's writing (return_bytes), in this process ---------------------------------
+
+
+def bytes_driver(options: Options, tmp_path: Path) -> Callable[[Job], Result]:
+    """What a return-bytes run does with one job, without Ray: the driver's check, an
+    actor's state (``ImageActor``, in this process) upscaling the input's bytes, and the
+    driver writing what it returned (``place``).  The ``ray`` module is a stand-in: the
+    driver only needs ``ray.remote`` to exist until it starts actors."""
+    from types import SimpleNamespace
+
+    from pocketsr_cli.pipeline import ImageWorker
+    from pocketsr_cli.ray_backend import ImageActor, RaySettings, _RayDriver
+
+    factory = DoublerFactory()
+    checker = ImageWorker(factory("cpu", lambda message: None), options, inputs=None)
+    fake_ray = SimpleNamespace(remote=lambda **_: lambda cls: cls)
+    settings = RaySettings(return_bytes=True)
+    driver = _RayDriver(
+        fake_ray, [], factory, options, NullReporter(), None, settings, checker, 0, None
+    )
+    (tmp_path / "scratch").mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("tempfile.tempdir", str(tmp_path / "scratch"))
+        actor = ImageActor(factory, "cpu", options, None, return_bytes=True)
+
+    def place(job: Job) -> Result:
+        seen = checker.precheck(job)
+        if isinstance(seen, Result):
+            return seen
+        returned = actor.process_bytes(1, job, job.input.read_bytes())
+        return driver.place(job, seen, *returned)
+
+    return place
+
+
+def one_process(src: Path, out: Path, options: Options) -> list[Result]:
+    """The one-process run of ``src`` into ``out``: what the Ray paths must match."""
+    naming = Naming(out, None, fmt=options.fmt)
+    variants = DoublerFactory()("cpu", lambda message: None)
+    return run(collect_jobs([src], naming), variants, options, NullReporter()).results
+
+
+def outcome(results: Sequence[Result]) -> list[tuple[str, str, str | None]]:
+    return [(r.job.input.name, r.status, r.error) for r in results]
+
+
+def test_the_driver_fails_only_the_outputs_it_cannot_write(tmp_path: Path) -> None:
+    """``cannot write OUTPUT: reason`` for that input, as one process says, not an
+    exception that ends the run."""
+    src = folder(tmp_path / "in", 2)
+    out, one = tmp_path / "out", tmp_path / "one"
+    for where in (out, one):  # a folder in the way of 1.png's claim
+        (where / ".1.png.pocketsr-claim").mkdir(parents=True)
+    place = bytes_driver(Options(), tmp_path)
+    results = [place(job) for job in collect_jobs([src], Naming(out, None))]
+    assert [r.status for r in results] == ["ok", "failed"]
+    error = f"cannot write {out / '1.png'}: something other than a file is in the way"
+    assert results[1].error == error
+    assert one_process(src, one, Options())[1].error == error.replace(str(out), str(one))
+
+    # A read-only output folder: every input fails, each on its own line.
+    out, one = tmp_path / "ro", tmp_path / "ro-one"
+    out.mkdir()
+    one.mkdir()
+    with unwritable(out), unwritable(one):
+        results = [place(job) for job in collect_jobs([src], Naming(out, None))]
+        expected = one_process(src, one, Options())
+    assert [r.status for r in results] == ["failed", "failed"]
+    assert all((r.error or "").startswith(f"cannot write {out}/") for r in results)
+    assert [r.error for r in results] == [
+        (r.error or "").replace(str(one), str(out)) for r in expected
+    ]
+    assert list(out.iterdir()) == [] and leftovers(tmp_path) == []
+
+
+# --- outputs that cannot be written, on a local cluster ------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [(), ("--ray-return-bytes",)], ids=["shared", "bytes"])
+def test_an_output_that_cannot_be_written_fails_alone_and_the_run_goes_on(
+    cluster: object, tmp_path: Path, extra: tuple[str, ...]
+) -> None:
+    from pocketsr_cli.ray_backend import RaySettings, run_ray
+
+    src = folder(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    (out / ".1.png.pocketsr-claim").mkdir(parents=True)  # a folder in the way of its claim
+    flags = ("-m", "bicubic", "-s", "2", "--ray", "--ray-cpus-per-worker", "1", *extra)
+    code, lines, err = upscale_json(src, "-o", out, *flags)
+    assert code == 1, err
+    assert "Traceback" not in err and "(this is a bug)" not in err
+    assert [line["status"] for line in lines[:-1]] == ["ok", "failed", "ok"]
+    error = f"cannot write {out / '1.png'}: something other than a file is in the way"
+    assert lines[1]["error"] == error
+    assert sorted(tree(out)) == ["0.png", "2.png"]
+
+    # A read-only output folder (made so after the CLI's check): each input fails alone.
+    ro, one = tmp_path / "ro", tmp_path / "ro-one"
+    ro.mkdir()
+    one.mkdir()
+    settings = RaySettings(cpus_per_worker=1, return_bytes=bool(extra))
+    with unwritable(ro), unwritable(one):
+        summary = run_ray(
+            collect_jobs([src], Naming(ro, None)), DoublerFactory(), Options(), Recorder(), settings
+        )
+        expected = one_process(src, one, Options())
+    assert summary.count("failed") == 3 and not summary.interrupted
+    assert all((r.error or "").startswith(f"cannot write {ro}/") for r in summary.results)
+    assert [r.error for r in summary.results] == [
+        (r.error or "").replace(str(one), str(ro)) for r in expected
+    ]
+    assert leftovers(tmp_path) == []
