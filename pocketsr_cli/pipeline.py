@@ -1140,63 +1140,95 @@ class _Run:
         return _Encoded(item, result, record, data, time.perf_counter() - t0)
 
     def store(self, encoded: _Encoded) -> Result:
-        """Write the encoded output under its claim (:meth:`commit`), then its sidecar
-        record where the format cannot embed it; the image's finished result."""
+        """Write the encoded output (:meth:`put`); the image's finished result."""
         d = encoded.item.decoded
         result = encoded.result
         t0 = time.perf_counter()
-        raced = None
         if encoded.data is not None:
-            sidecar = not embeds_provenance(d.plan.format)
-            try:
-                with (
-                    libwarnings.collecting(result.warnings),
-                    self.output_claim(d) as claim,
-                ):
-                    # The sidecar is staged first and put in place after the image (a
-                    # crash in between leaves an image whose record is missing or old,
-                    # which a later run refuses to skip silently); only with the claim
-                    # held, else another run is writing this output.
-                    record = encoded.record if sidecar and claim is not None else None
-                    with sidecar_written(d.output, record) as place_record:
-                        raced = self.commit(d, encoded.data, claim is not None)
-                        if raced is None and sidecar:
-                            place_record()
-            except ImageWriteError as exc:
-                result.status, result.error = "failed", str(exc)
-                result.stops_run = disk_stop(exc, d.output)
-                raced = None
-            except OSError as exc:  # the claim could not be made
-                result.status = "failed"
-                result.error = f"cannot write {d.output}: {exc.strerror or exc}"
-                result.stops_run = disk_stop(exc, d.output)
-                raced = None
+            self.put(result, encoded.data, d.seen, encoded.record, d.plan.format, d.claim)
         self.let_go(d.claim)
-        if raced is not None:
-            result.status, result.reason, result.reason_code = "skipped", raced, "concurrent"
         spent = encoded.seconds + time.perf_counter() - t0
         result.seconds = d.seconds + encoded.item.seconds + spent
         return result
 
-    @contextlib.contextmanager
-    def output_claim(self, d: _Decoded) -> Iterator[claims.Claim | None]:
-        """The claim of ``d``'s output for its rename: the one held since it was read when
-        the output is the one planned, else a new one (an output switched by its content),
-        released at the end (None: another run holds it)."""
-        if d.claim is not None and d.claim.path == claims.claim_path(d.output):
-            yield d.claim
+    def put(
+        self,
+        result: Result,
+        data: bytes,
+        seen: tuple[int, ...] | None,
+        record: str | None,
+        fmt: str,
+        held: claims.Claim | None = None,
+    ) -> None:
+        """Write ``data`` as ``result.output`` (:meth:`write_output`), with the warnings
+        raised meanwhile on its line; ``result`` becomes ``failed`` when it cannot be
+        written (``cannot write OUTPUT: reason``; with :attr:`Result.stops_run` set when
+        its disk is full or read-only), ``skipped`` (``concurrent``) when another run's
+        file was kept.  ``held``: a claim this run holds already (:meth:`claim_work`)."""
+        assert result.output is not None
+        output = result.output
+        try:
+            with libwarnings.collecting(result.warnings):
+                raced = self.write_output(output, data, seen, record, fmt, held)
+        except ImageWriteError as exc:
+            result.status, result.error = "failed", str(exc)
+            result.stops_run = disk_stop(exc, output)
             return
-        with claims.claimed(d.output) as claim:
-            yield claim
+        except OSError as exc:  # the claim could not be made
+            result.status = "failed"
+            result.error = f"cannot write {output}: {exc.strerror or exc}"
+            result.stops_run = disk_stop(exc, output)
+            return
+        if raced is not None:
+            result.status, result.reason, result.reason_code = "skipped", raced, "concurrent"
 
-    def commit(self, d: _Decoded, data: bytes, claimed: bool) -> str | None:
-        """Rename the encoded output into place unless another run got there first (then
-        why, for a ``concurrent`` skip).  Called while holding the output's claim."""
+    def write_output(
+        self,
+        output: Path,
+        data: bytes,
+        seen: tuple[int, ...] | None,
+        record: str | None,
+        fmt: str,
+        held: claims.Claim | None = None,
+    ) -> str | None:
+        """Write ``data`` (an encoded ``fmt`` image) as ``output`` under its claim
+        (:meth:`commit`; ``held`` when it is that output's, else one made for the
+        rename), then ``record`` as its sidecar where ``fmt`` cannot embed it (None there
+        removes an older one); None once written, else why another run's file was kept
+        (for a ``concurrent`` skip).
+
+        The sidecar is staged first and put in place after the image
+        (``imageio.sidecar_written``): one that cannot be written fails before the image,
+        or an older output, is touched; an image whose record cannot be put in place is
+        taken away again; a crash in between leaves an image whose record is missing or
+        old, which a later run refuses to skip silently.  It is staged only with the claim
+        held, else another run is writing this output.
+
+        Raises:
+            ImageWriteError: the image or its record cannot be written (no image of this
+                run is left without its record).
+            OSError: the claim cannot be made.
+        """
+        sidecar = not embeds_provenance(fmt)
+        with _claim_for(output, held) as claim:
+            staged = record if sidecar and claim is not None else None
+            with sidecar_written(output, staged) as place_record:
+                raced = self.commit(output, data, seen, claim is not None)
+                if raced is None and sidecar:
+                    place_record()
+        return raced
+
+    def commit(
+        self, output: Path, data: bytes, seen: tuple[int, ...] | None, claimed: bool
+    ) -> str | None:
+        """Rename ``data`` into place as ``output`` unless another run got there first
+        (then why, for a ``concurrent`` skip): the output must still be as it was ``seen``
+        (:func:`_identity`).  Called while holding the output's claim."""
         if not claimed:
-            return claims.describe_busy(d.output)
-        if _identity(d.output) != d.seen:
+            return claims.describe_busy(output)
+        if _identity(output) != seen:
             return "another run wrote this output while this one was working on it; it was kept"
-        if not write_atomic(d.output, data, exclusive=not self.options.overwrite):
+        if not write_atomic(output, data, exclusive=not self.options.overwrite):
             return "this output appeared while this run was working on it; it was kept"
         return None
 
@@ -1432,6 +1464,18 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+@contextlib.contextmanager
+def _claim_for(output: Path, held: claims.Claim | None) -> Iterator[claims.Claim | None]:
+    """``output``'s claim for its rename: ``held`` when it is that output's (kept: its
+    holder lets it go), else a new one released at the end (None: another run holds it).
+    A second claim of the same output by this process would lock against ``held``."""
+    if held is not None and held.path == claims.claim_path(output):
+        yield held
+        return
+    with claims.claimed(output) as claim:
+        yield claim
+
+
 def _put_while_alive(q: queue.Queue[Any], item: object, consumer: threading.Thread) -> None:
     """Put ``item`` unless ``consumer`` has died (then nobody would take it)."""
     while consumer.is_alive():
@@ -1489,13 +1533,23 @@ class ImageWorker:
         """What a driver that writes the outputs itself (``ray_backend``, return-bytes)
         decides before sending ``job`` away: the result that ends it here (planned, not a
         file, an earlier output, an existing output), or its output as it is now (None:
-        absent), to compare with :meth:`identity` just before the rename."""
+        absent), for :meth:`write` to compare with just before the rename."""
         return self._run.settle(job)
 
-    @staticmethod
-    def identity(path: Path) -> tuple[int, ...] | None:
-        """The file at ``path`` as :meth:`precheck` saw it (None: absent)."""
-        return _identity(path)
+    def write(
+        self, result: Result, data: bytes, seen: tuple[int, ...] | None, record: str | None
+    ) -> Result:
+        """What a driver that writes the outputs itself (``ray_backend``, return-bytes) does
+        with an ``ok`` result whose output was encoded elsewhere: write ``data`` as
+        ``result.output`` exactly as :meth:`process` writes it (claim, still as
+        :meth:`precheck` saw it, ``seen``, atomic rename, and ``record`` as the sidecar
+        where the output's format, by its extension, cannot embed it: staged before the
+        image, put in place after it, the image taken away if it cannot be); ``result``,
+        ``failed`` when it cannot be written, ``skipped`` (``concurrent``) when another
+        run's file was kept."""
+        assert result.output is not None
+        self._run.put(result, data, seen, record, format_from_name(result.output.suffix))
+        return result
 
 
 def run(

@@ -17,7 +17,9 @@ Outputs are written by the actors, which therefore need the inputs and the outpu
 a shared file system; ``return_bytes`` (``--ray-return-bytes``) is for clusters without
 one: the driver reads each input and sends its bytes, the actor upscales a private copy
 and returns the encoded output, and the driver writes it (claim, still-absent check,
-atomic rename, record) exactly as a worker would have; existing outputs are skipped by the
+atomic rename, record) exactly as a worker would have, through the same code
+(``ImageWorker.write``: a BMP's sidecar record is staged before the image, put in place
+after it, and the image taken away when it cannot be); existing outputs are skipped by the
 driver before any bytes are sent.  In both modes an output that cannot be written (a
 read-only folder, something in the way, permission denied) fails its input alone, with
 ``cannot write OUTPUT: reason``, as in a one-process run, and the run goes on.
@@ -51,8 +53,8 @@ from types import ModuleType
 from typing import Any
 
 from pocketsr_cli import claims
-from pocketsr_cli.errors import ImageWriteError, UsageError
-from pocketsr_cli.imageio import SIDECAR_SUFFIX, TEMP_SUFFIX, write_atomic, write_sidecar
+from pocketsr_cli.errors import UsageError
+from pocketsr_cli.imageio import TEMP_SUFFIX, sidecar_path
 from pocketsr_cli.jobs import Job
 from pocketsr_cli.parallel import _WINDOW, JobFeed, ModelSpec, VariantFactory, WorkerFailed
 from pocketsr_cli.pipeline import ImageWorker, Options, Reporter, Result, Summary, Variant
@@ -130,7 +132,8 @@ class ImageActor:
         self, index: int, job: Job, data: bytes
     ) -> tuple[Result, bytes | None, str | None]:
         """``job`` upscaled from ``data`` (its input's bytes): the result, the encoded
-        output and its sidecar record (BMP), for the driver to write."""
+        output and the record its sidecar holds (BMP; None without one), for the driver to
+        write."""
         folder = Path(tempfile.mkdtemp(dir=self.scratch))
         try:
             source = folder / "in" / job.input.name  # the same name: the same record
@@ -143,8 +146,9 @@ class ImageActor:
             encoded = sidecar = None
             if result.status == "ok" and result.output is not None:
                 encoded = result.output.read_bytes()
-                record = result.output.with_name(result.output.name + SIDECAR_SUFFIX)
-                sidecar = record.read_text("utf-8") if record.exists() else None
+                record = sidecar_path(result.output)
+                if record.exists():  # the record as written there: one line, then "\n"
+                    sidecar = record.read_text("utf-8").removesuffix("\n")
             return result, encoded, sidecar
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -318,9 +322,11 @@ class _RayDriver:
     def place(
         self, job: Job, seen: Any, result: Result, data: bytes | None, sidecar: str | None
     ) -> Result:
-        """Write what an actor returned (``return_bytes``), as its worker would have: an
-        output that cannot be written (read-only folder, something in the way) fails this
-        input with ``cannot write OUTPUT: reason``, and the run goes on."""
+        """Write what an actor returned (``return_bytes``) exactly as its worker would have
+        (``ImageWorker.write``: claim, still-as-``seen`` check, atomic rename; a BMP's
+        record staged before the image and put in place after it, the image taken away
+        when it cannot be): an output that cannot be written fails this input with
+        ``cannot write OUTPUT: reason``, and the run goes on."""
         result.job = job
         if result.output is None:
             return result
@@ -334,30 +340,7 @@ class _RayDriver:
             if isinstance(found, Result):
                 return dataclasses.replace(found, job=job)
             seen = found
-        try:
-            with claims.claimed(output) as claim:
-                if claim is None:
-                    reason = claims.describe_busy(output)
-                elif self.checker.identity(output) != seen:
-                    reason = (
-                        "another run wrote this output while this one was working on it; "
-                        "it was kept"
-                    )
-                elif not write_atomic(output, data, exclusive=not self.options.overwrite):
-                    reason = "this output appeared while this run was working on it; it was kept"
-                else:
-                    if sidecar is not None:
-                        write_sidecar(output, sidecar)
-                    return result
-        except ImageWriteError as exc:  # this input fails, as in a worker; the run goes on
-            result.status, result.error = "failed", str(exc)
-            return result
-        except OSError as exc:  # the claim could not be made
-            result.status = "failed"
-            result.error = f"cannot write {output}: {exc.strerror or exc}"
-            return result
-        result.status, result.reason, result.reason_code = "skipped", reason, "concurrent"
-        return result
+        return self.checker.write(result, data, seen, sidecar)
 
     def died(self, actor: _Actor, how: str) -> None:
         if actor not in self.actors:

@@ -7,6 +7,7 @@ marked slow; the fake upscalers live at module level so that actors can import t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -267,6 +268,60 @@ def outcome(results: Sequence[Result]) -> list[tuple[str, str, str | None]]:
     return [(r.job.input.name, r.status, r.error) for r in results]
 
 
+def test_the_driver_writes_a_bmp_record_as_a_one_process_run_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staged before the image, placed once it is written, the image taken away when the
+    record cannot be placed (``imageio.sidecar_written``, with the claim held); the record
+    byte for byte what one process writes; an older record removed without one."""
+    from pocketsr_cli.errors import ImageWriteError
+    from pocketsr_cli.imageio import record as record_module
+    from pocketsr_cli.provenance import RunSettings
+
+    src = folder(tmp_path / "in", 3)
+    options = Options(fmt="bmp", record=RunSettings(version="test"))
+    out, one = tmp_path / "out", tmp_path / "one"
+    for where in (out, one):  # the record of 1.bmp cannot be put in place
+        (where / "1.bmp.pocketsr.json").mkdir(parents=True)
+    place = bytes_driver(options, tmp_path)
+    results = [place(job) for job in collect_jobs([src], Naming(out, None, fmt="bmp"))]
+    expected = one_process(src, one, options)
+    assert outcome(results) == [
+        (name, status, error and error.replace(str(one), str(out)))
+        for name, status, error in outcome(expected)
+    ]
+    assert results[1].status == "failed" and "1.bmp.pocketsr.json" in (results[1].error or "")
+    assert tree(out) == tree(one)  # records included; no 1.bmp without its record
+    assert not (out / "1.bmp").exists() and leftovers(tmp_path) == []
+
+    # A record that cannot be staged fails the image before an older output is touched.
+    (out / "0.bmp").write_bytes(b"older")
+    (out / "0.bmp.pocketsr.json").write_text("older record\n")
+
+    real = record_module.stage_sidecar
+
+    def full(image: Path, record: str | None) -> Path | None:
+        if image.parent != out:  # the actor's own writing, into its scratch folder
+            return real(image, record)
+        raise ImageWriteError(f"cannot write {image}.pocketsr.json: No space left on device")
+
+    monkeypatch.setattr(record_module, "stage_sidecar", full)
+    options = dataclasses.replace(options, overwrite=True)
+    job = collect_jobs([src / "0.png"], Naming(out, None, fmt="bmp"))[0]
+    result = bytes_driver(options, tmp_path)(job)
+    assert result.status == "failed" and "No space left on device" in (result.error or "")
+    assert (out / "0.bmp").read_bytes() == b"older"
+    assert (out / "0.bmp.pocketsr.json").read_text() == "older record\n"
+    monkeypatch.undo()
+
+    # Without records (--no-provenance), an older output's record is removed.
+    options = dataclasses.replace(options, record=None)
+    assert bytes_driver(options, tmp_path)(job).status == "ok"
+    assert (out / "0.bmp").read_bytes() == (one / "0.bmp").read_bytes()
+    assert not (out / "0.bmp.pocketsr.json").exists()
+    assert leftovers(tmp_path) == []
+
+
 def test_the_driver_fails_only_the_outputs_it_cannot_write(tmp_path: Path) -> None:
     """``cannot write OUTPUT: reason`` for that input, as one process says, not an
     exception that ends the run."""
@@ -297,6 +352,37 @@ def test_the_driver_fails_only_the_outputs_it_cannot_write(tmp_path: Path) -> No
 
 
 # --- outputs that cannot be written, on a local cluster ------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [(), ("--ray-return-bytes",)], ids=["shared", "bytes"])
+def test_a_bmp_whose_record_cannot_be_placed_fails_alone_as_in_one_process(
+    cluster: object, tmp_path: Path, extra: tuple[str, ...]
+) -> None:
+    src = folder(tmp_path / "in", 3)
+    out, one = tmp_path / "out", tmp_path / "one"
+    for where in (out, one):  # the record of 1.bmp cannot be put in place
+        (where / "1.bmp.pocketsr.json").mkdir(parents=True)
+    args = ("-m", "bicubic", "-s", "2", "--format", "bmp")
+    code1, lines1, err1 = upscale_json(src, "-o", one, *args)
+    assert code1 == 1, err1
+    flags = ("--ray", "--ray-cpus-per-worker", "1", *extra)
+    code2, lines2, err2 = upscale_json(src, "-o", out, *args, *flags)
+    assert code2 == 1, err2
+    assert "Traceback" not in err2 and "(this is a bug)" not in err2
+    statuses = [("0.png", None, "ok"), ("1.png", None, "failed"), ("2.png", None, "ok")]
+    assert records(lines2) == records(lines1) == statuses
+    assert "1.bmp.pocketsr.json" in lines2[1]["error"]
+    assert tree(out) == tree(one)  # records byte for byte; no 1.bmp without its record
+    assert leftovers(tmp_path) == []
+    # Without records, an older output's record goes, as in one process.
+    for where in (out, one):
+        (where / "1.bmp.pocketsr.json").rmdir()
+    more = ("--overwrite", "--no-provenance")
+    assert upscale_json(src, "-o", one, *args, *more)[0] == 0
+    code3, _, err3 = upscale_json(src, "-o", out, *args, *more, *flags)
+    assert code3 == 0, err3
+    assert tree(out) == tree(one) and sorted(tree(out)) == ["0.bmp", "1.bmp", "2.bmp"]
 
 
 @pytest.mark.slow
