@@ -141,7 +141,8 @@ class ImageActor:
             source.write_bytes(data)
             output = folder / "out" / job.output.name
             output.parent.mkdir()
-            local = dataclasses.replace(job, input=source, output=output)
+            alt = None if job.alt_output is None else output.with_name(job.alt_output.name)
+            local = dataclasses.replace(job, input=source, output=output, alt_output=alt)
             result = self.worker.process(local, index)
             encoded = sidecar = None
             if result.status == "ok" and result.output is not None:
@@ -246,6 +247,8 @@ class _RayDriver:
             self.dispatch()
             if self.feed.finished:
                 return
+            if self.feed.stopping and all(a.task is None for a in self.actors):
+                return  # what was in hand is finished; the rest is reported as stopped
             if not self.actors:
                 raise WorkerFailed("every Ray actor died; see the messages above")
             refs = [a.ref if a.ready else a.ready_ref for a in self.actors]
@@ -491,7 +494,7 @@ def run_ray(
     finally:
         if started:
             _quietly(ray.shutdown)
-    if driver.summary.interrupted:
+    if driver.summary.interrupted or driver.feed.stopping:
         driver.feed.report_rest()
     driver.summary.seconds = time.perf_counter() - t0
     reporter.finished(driver.summary)

@@ -420,3 +420,30 @@ def test_an_output_that_cannot_be_written_fails_alone_and_the_run_goes_on(
         (r.error or "").replace(str(one), str(ro)) for r in expected
     ]
     assert leftovers(tmp_path) == []
+
+
+def test_the_driver_writes_an_all_opaque_alpha_image_as_the_jpeg_asked(tmp_path: Path) -> None:
+    """The actor's private copy keeps both planned names (``Job.alt_output``), so the
+    driver writes the JPEG an opaque alpha channel allows, and the PNG transparency needs,
+    beside the real outputs, as one process does."""
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    opaque = np.full((6, 8, 4), 200, np.uint8)
+    opaque[..., 3] = 255
+    Image.fromarray(opaque).save(src / "shot.png")
+    cut = opaque.copy()
+    cut[0, 0, 3] = 0
+    Image.fromarray(cut).save(src / "cut.png")
+    options = Options(fmt="jpeg")
+    out, one = tmp_path / "out", tmp_path / "one"
+    place = bytes_driver(options, tmp_path)
+    results = [place(job) for job in collect_jobs([src], Naming(out, None, fmt="jpeg"))]
+    assert [(r.status, r.output) for r in results] == [
+        ("ok", out / "cut.png"),
+        ("ok", out / "shot.jpg"),
+    ]
+    one_process(src, one, options)
+    assert sorted(tree(out)) == sorted(tree(one)) == ["cut.png", "shot.jpg"]
+    assert leftovers(tmp_path) == [] and not list((tmp_path / "scratch").rglob("*.jpg"))
