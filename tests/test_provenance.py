@@ -164,3 +164,30 @@ def test_a_pcsr_routing_is_recorded_and_compared() -> None:
     assert provenance.differences(fast, record("adaptive")) == ["routing k=0.02 → adaptive"]
     # A record written before routings were recorded says nothing about it.
     assert provenance.differences(record(None), fast) == []
+
+
+def test_an_older_record_that_cannot_be_removed_takes_the_new_image_away(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written without a record (``--no-provenance``) over an older BMP output, the older
+    sidecar must go: kept, it would describe the new image wrongly."""
+    from pocketsr_cli.errors import ImageWriteError
+    from pocketsr_cli.imageio import sidecar_path, sidecar_written
+
+    image = tmp_path / "a.bmp"
+    sidecar_path(image).write_text("older record\n")
+    real_unlink = Path.unlink
+
+    def refuse(self: Path, missing_ok: bool = False) -> None:
+        if self == sidecar_path(image):
+            raise PermissionError(13, "Permission denied", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with (
+        pytest.raises(ImageWriteError, match=r"cannot remove the earlier record .*denied"),
+        sidecar_written(image, None) as place_record,
+    ):
+        image.write_bytes(b"new image")
+        place_record()
+    assert not image.exists()

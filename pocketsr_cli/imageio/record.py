@@ -199,12 +199,19 @@ def place_sidecar(image: Path, staged: Path | None) -> None:
     sidecar left there by an earlier run.
 
     Raises:
-        ImageWriteError: the rename failed (the staged file is removed).
+        ImageWriteError: the rename failed (the staged file is removed), or the earlier
+            sidecar cannot be removed (a folder in its place, no permission).
     """
     target = sidecar_path(image)
     if staged is None:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             target.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # it would describe the new image wrongly
+            raise ImageWriteError(
+                f"cannot remove the earlier record {target}: {exc.strerror or exc}"
+            ) from exc
         return
     try:
         os.replace(staged, target)
