@@ -1169,3 +1169,73 @@ def test_a_bmp_alpha_channel_that_is_zero_everywhere_is_read_as_opaque(tmp_path:
             assert np.asarray(im).mean() == pytest.approx(rgb.mean(), abs=3), name
     with Image.open(tmp_path / "out" / "cutout.png") as im:
         assert im.mode == "RGBA" and np.asarray(im)[:, :16, 3].max() <= 10
+
+
+MOTION_XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+    b'xmlns:GCamera="http://ns.google.com/photos/1.0/camera/" '
+    b'xmlns:Container="http://ns.google.com/photos/1.0/container/" '
+    b'xmlns:Item="http://ns.google.com/photos/1.0/container/item/" '
+    b'GCamera:MotionPhoto="1" GCamera:MotionPhotoVersion="1">'
+    b"<Container:Directory><rdf:Seq>"
+    b'<rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="image/jpeg" '
+    b'Item:Semantic="Primary" Item:Length="0"/></rdf:li>'
+    b'<rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="video/mp4" '
+    b'Item:Semantic="MotionPhoto" Item:Length="4000"/></rdf:li>'
+    b"</rdf:Seq></Container:Directory></rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+
+
+def test_a_motion_photo_is_written_as_a_still_that_points_at_no_video(tmp_path: Path) -> None:
+    """A phone's motion photo carries its video after the picture, found through its XMP
+    (counted back from the end of the file). Copied as it was, the XMP made viewers take
+    the output's last 4000 bytes for the video; the output is a still, and says so."""
+    import xml.etree.ElementTree as ET
+
+    buffer = io.BytesIO()
+    Image.fromarray(make_photo_like(40, 60, seed=5)).save(buffer, "JPEG", xmp=MOTION_XMP)
+    src = tmp_path / "in" / "PXL_0001.MP.jpg"
+    src.parent.mkdir()
+    src.write_bytes(buffer.getvalue() + b"\0\0\0\x18ftypmp42" + bytes(3988))
+    decoded = read_image(src)
+    note = "a motion photo: its video was left out, only the picture was upscaled"
+    assert decoded.warnings == (note,)
+    code, images, _, err = cli(src.parent, "-o", tmp_path / "out", *FAST)
+    assert code == 0, err
+    assert note in images[0]["warnings"]
+    with Image.open(tmp_path / "out" / src.name) as im:
+        xmp = im.info["xmp"]
+    ET.fromstring(xmp)  # still well-formed
+    assert b'GCamera:MotionPhoto="0"' in xmp and b"Container:Directory" not in xmp
+    assert b"video/mp4" not in xmp and b'GCamera:MotionPhotoVersion="1"' in xmp
+
+
+@pytest.mark.parametrize(
+    ("xmp", "expected"),
+    [
+        (  # the older form, an element and an offset from the end
+            b'<rdf:Description GCamera:MicroVideoOffset="5120" a="b">'
+            b"<GCamera:MicroVideo>1</GCamera:MicroVideo></rdf:Description>",
+            b'<rdf:Description a="b"><GCamera:MicroVideo>0</GCamera:MicroVideo></rdf:Description>',
+        ),
+        (  # an Ultra HDR picture's gain map, listed by a self-closing directory
+            b'<rdf:Description hdrgm:Version="1.0"><Container:Directory x="1"/></rdf:Description>',
+            b'<rdf:Description hdrgm:Version="1.0"></rdf:Description>',
+        ),
+    ],
+)
+def test_what_an_xmp_lists_after_the_picture_is_dropped_from_it(
+    xmp: bytes, expected: bytes
+) -> None:
+    from pocketsr_cli.imageio.metadata import without_attached_media
+
+    cleaned, note = without_attached_media(xmp)
+    assert cleaned == expected and note is not None
+
+
+def test_an_xmp_that_lists_nothing_after_the_picture_is_kept_as_it_is() -> None:
+    from pocketsr_cli.imageio.metadata import without_attached_media
+
+    plain = b'<rdf:Description GCamera:MotionPhoto="0" tiff:Make="Pixel"/>'
+    assert without_attached_media(plain) == (plain, None)

@@ -152,18 +152,22 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
             pixels = np.ascontiguousarray(pixels[..., :3])
         decoded = finish(pixels, fmt, exif, icc, xmp, orientation, dpi)
         if unused_alpha:
-            decoded.warnings = (_UNUSED_ALPHA,)
+            decoded.warnings = (*decoded.warnings, _UNUSED_ALPHA)
         if fmt == "png" and decoded.metadata.icc_profile is None:
             decoded.metadata = dataclasses.replace(decoded.metadata, png_colour=colour_chunks(data))
         # MPO (a camera's JPEG with a preview or depth image) is multi-frame, not animated.
         if fmt in ("gif", "webp", "png", "avif") and getattr(im, "is_animated", False):
             decoded.warnings = (*decoded.warnings, ANIMATED_WARNING)
         elif fmt == "heif" and (frames := int(getattr(im, "n_frames", 1))) > 1:
-            decoded.warnings = (f"holds {frames} images: only the primary one was upscaled",)
+            decoded.warnings = (
+                *decoded.warnings,
+                f"holds {frames} images: only the primary one was upscaled",
+            )
         if fmt in ("heif", "avif"):
             decoded.warnings = (*decoded.warnings, *_heif_notes(im.info, nclx, icc is not None))
         elif im.format == "MPO" and (views := _mpo_views(im)):
             decoded.warnings = (
+                *decoded.warnings,
                 f"a multi-picture JPEG holding {views} more view(s) of the scene (a stereo "
                 "or multi-angle camera's): only the first was upscaled",
             )

@@ -16,6 +16,7 @@ from pocketsr_cli.imageio.metadata import (
     icc_for_channels,
     patch_exif,
     reset_xmp_orientation,
+    without_attached_media,
     xmp_bytes,
 )
 from pocketsr_cli.imageio.pixels import apply_orientation
@@ -92,7 +93,9 @@ def finish(
     orientation: int | None = None,
     dpi: tuple[float, float] | None = None,
 ) -> DecodedImage:
-    """Apply the orientation (``None``: the one in ``exif``), normalise the metadata."""
+    """Apply the orientation (``None``: the one in ``exif``), normalise the metadata: the
+    EXIF and XMP orientation reset, an XMP that points at media after the picture (a
+    motion photo's video, a gain map) no longer does so, with a warning saying so."""
     if pixels.shape[2] not in (1, 2, 3, 4) or pixels.dtype not in (np.uint8, np.uint16):
         raise ImageReadError(f"unsupported pixel layout {pixels.shape} {pixels.dtype}")
     if orientation is None:
@@ -101,10 +104,16 @@ def finish(
     if exif is not None:
         exif = patch_exif(exif)
     xmp = xmp_bytes(xmp_value)
+    attached = None
     if xmp is not None:
-        xmp = reset_xmp_orientation(xmp)
+        xmp, attached = without_attached_media(reset_xmp_orientation(xmp))
     icc = icc_for_channels(icc, pixels.shape[2])
-    return DecodedImage(pixels=pixels, format=fmt, metadata=Metadata(exif, icc, xmp, dpi))
+    return DecodedImage(
+        pixels=pixels,
+        format=fmt,
+        metadata=Metadata(exif, icc, xmp, dpi),
+        warnings=() if attached is None else (attached,),
+    )
 
 
 def opaque_alpha_dropped(image: DecodedImage, fmt: str | None) -> DecodedImage:

@@ -189,6 +189,44 @@ def reset_xmp_orientation(xmp: bytes) -> bytes:
     return _XMP_ORIENTATION_ELEMENT.sub(rb"\g<1>1\g<2>", xmp)
 
 
+# A phone's JPEG may carry more than its picture after it, which its XMP points at: a
+# motion photo's video (Google's GCamera:MotionPhoto / MicroVideo, Samsung's newer ones),
+# an Ultra HDR gain map or a depth map (a Container:Directory listing each item's length,
+# counted back from the end of the file).  The output holds the upscaled picture alone.
+_XMP_MOTION = re.compile(rb"(GCamera:(?:MotionPhoto|MicroVideo)\s*=\s*[\"'])1([\"'])")
+_XMP_MOTION_ELEMENT = re.compile(
+    rb"(<GCamera:(?:MotionPhoto|MicroVideo)>\s*)1(\s*</GCamera:(?:MotionPhoto|MicroVideo)>)"
+)
+_XMP_MICRO_VIDEO_OFFSET = re.compile(rb"\s+GCamera:MicroVideoOffset\s*=\s*[\"']\d*[\"']")
+_XMP_CONTAINER = re.compile(
+    rb"<Container:Directory\b(?:[^>]*/>|.*?</Container:Directory>)", re.DOTALL
+)
+
+
+def without_attached_media(xmp: bytes) -> tuple[bytes, str | None]:
+    """``xmp`` no longer pointing at what the file held after its picture (a motion
+    photo's video, a gain map or depth map listed in a ``Container:Directory``), which no
+    output carries, and a line saying what was left out (None: nothing).
+
+    Kept as they were, the flags would have a viewer (Google Photos) take the output's last
+    bytes for a video: ``GCamera:MotionPhoto``/``MicroVideo`` become 0, the micro-video
+    offset and the container directory go."""
+    motion = bool(_XMP_MOTION.search(xmp) or _XMP_MOTION_ELEMENT.search(xmp))
+    container = bool(_XMP_CONTAINER.search(xmp))
+    if not motion and not container:
+        return xmp, None
+    xmp = _XMP_MOTION.sub(rb"\g<1>0\g<2>", xmp)
+    xmp = _XMP_MOTION_ELEMENT.sub(rb"\g<1>0\g<2>", xmp)
+    xmp = _XMP_MICRO_VIDEO_OFFSET.sub(b"", xmp)
+    xmp = _XMP_CONTAINER.sub(b"", xmp)
+    if motion:
+        return xmp, "a motion photo: its video was left out, only the picture was upscaled"
+    return xmp, (
+        "the items its XMP lists after the picture (an HDR gain map, a depth map) were left "
+        "out: only the picture was upscaled"
+    )
+
+
 def icc_colour_space(icc: bytes) -> bytes | None:
     """The data colour space signature of an ICC profile (``b"RGB "``, ``b"GRAY"``...)."""
     return icc[16:20] if len(icc) >= 128 else None

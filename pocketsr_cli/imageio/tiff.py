@@ -144,7 +144,10 @@ def decode_tiff(data: bytes) -> DecodedImage:
     decoded = finish(pixels, "tiff", exif, icc, tags.get(700), orientation, _tiff_dpi(tags))
     pages = _tiff_pages(data)
     if pages > 1:
-        decoded.warnings = (f"multi-page TIFF: only the first of its {pages} pages was upscaled",)
+        decoded.warnings = (
+            *decoded.warnings,
+            f"multi-page TIFF: only the first of its {pages} pages was upscaled",
+        )
     return decoded
 
 
