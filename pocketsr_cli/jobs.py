@@ -205,7 +205,9 @@ class Job:
     ``alt_output`` the name in the format asked for, written instead when decoding finds
     its alpha channel opaque everywhere (``imageio.opaque_alpha_dropped``; a screenshot,
     an export).  Planning reserves both names, so neither can be an input or another
-    input's output.
+    input's output; where the alternative name is not free (an input, or another
+    input's output: ``logo.png`` beside ``logo.jpg``) it is left out, and the PNG is
+    written whatever the alpha channel holds, so the run is never refused for it.
     """
 
     input: Path
@@ -483,7 +485,9 @@ def iter_jobs(
     ahead = list(itertools.islice(stream, PLAN_AHEAD))
     if not ahead:
         raise UsageError(_nothing_found(inputs, recursive, glob))
+    ahead = [check.settled(job) for job in ahead]
     check.started = True
+    check.alts.clear()
     return itertools.chain(ahead, stream)
 
 
@@ -668,10 +672,13 @@ def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) 
 def _check_outputs(jobs: list[Job], naming: Naming) -> list[Job]:
     """Refuse outputs that are inputs (by path, or the same file under another name) and
     outputs shared by two inputs; ``jobs`` with the repeats of one file for one output
-    ``skipped`` (``duplicate``)."""
+    ``skipped`` (``duplicate``), and without the ``alt_output`` of a job whose alternative
+    name is not free (an input, another input's output, or an earlier job's alternative
+    name): that job's output is its PNG, as when the alpha channel is transparent."""
     running = [j for j in jobs if j.runs]
     by_path = {_real(j.input): j for j in running}
     by_identity = {key: j for j in running if (key := _identity(j.input)) is not None}
+    primaries = {_real(j.output) for j in running}
     seen: dict[str, Job] = {}
     checked: list[Job] = []
     for job in jobs:
@@ -682,6 +689,11 @@ def _check_outputs(jobs: list[Job], naming: Naming) -> list[Job]:
         if earlier is not None and _identity(earlier.input) == _identity(job.input):
             checked.append(_repeat(job, earlier.display))
             continue
+        if job.alt_output is not None:
+            alt = _real(job.alt_output)
+            key = _identity(job.alt_output)
+            if alt in primaries or alt in seen or alt in by_path or key in by_identity:
+                job = dataclasses.replace(job, alt_output=None)
         for output in job.outputs:
             out = _real(output)
             victim = by_path.get(out)
@@ -811,6 +823,11 @@ class _StreamingCheck:
         self.folder: str | None = None  # the real folder of the last existing output seen
         self.folder_stems: frozenset[str] = frozenset()
         self.started = False  # set once the run has the first jobs: refuse() fails a job
+        # Until then, the jobs whose alternative name (Job.alt_output) a later input's
+        # output may still take from them (by that name's fingerprint), and those it took
+        # (ids of the jobs in the look-ahead, which settled() then plans without it).
+        self.alts: dict[int, Job] = {}
+        self.taken_alts: set[int] = set()
 
     def __call__(self, job: Job) -> Job:
         """``job`` if its output is safe to write; a ``skipped`` job for a repeat of a job
@@ -834,6 +851,8 @@ class _StreamingCheck:
                 "under another name, or a folder mirrored onto another); choose another "
                 f"{OUTPUT} folder or a {SUFFIX}",
             )
+        if job.alt_output is not None and not self.alt_is_free(job.alt_output, job):
+            job = dataclasses.replace(job, alt_output=None)
         names = [(output, _real(output)) for output in job.outputs]
         digests = [_fingerprint(real) for _, real in names]
         founds = [_identity(output) for output in job.outputs]
@@ -847,8 +866,26 @@ class _StreamingCheck:
             self.outputs.add(digest)
             if len(self.named_outputs) < 1024:
                 self.named_outputs[digest] = job.display
+        if job.alt_output is not None and not self.started:
+            self.alts[digests[1]] = job
         if key is not None:
             self.input_keys.add(key)
+        return job
+
+    def alt_is_free(self, alt: Path, job: Job) -> bool:
+        """Whether ``job``'s alternative name ``alt`` (``Job.alt_output``) is neither an
+        input nor planned for an earlier input (as its output or its alternative name)."""
+        real = _real(alt)
+        if _fingerprint(real) in self.outputs:
+            return False
+        found = _identity(alt)
+        return found is None or self.victim(job, found, real) is None
+
+    def settled(self, job: Job) -> Job:
+        """``job`` as planned in the look-ahead, without its ``alt_output`` when a later
+        input's output took that name (:meth:`collision`)."""
+        if job.alt_output is not None and id(job) in self.taken_alts:
+            return dataclasses.replace(job, alt_output=None)
         return job
 
     def collision(
@@ -875,6 +912,10 @@ class _StreamingCheck:
                     f"{_switch_note(job, self.naming, output)}; choose another {OUTPUT} "
                     f"folder or a {SUFFIX}",
                 )
+        owner = self.alts.pop(digest, None) if output == job.output else None
+        if owner is not None:  # an earlier job's alternative name: it writes its PNG then
+            self.taken_alts.add(id(owner))
+            self.outputs.discard(digest)
         if digest in self.outputs:
             earlier = self.named_outputs.get(digest, "an input planned earlier")
             return self.refuse(

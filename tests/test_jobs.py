@@ -198,23 +198,29 @@ def test_an_input_with_alpha_asked_as_jpeg_reserves_both_names(tmp_path: Path) -
         jobs = {j.input.name: j for j in plan([tmp_path], naming)}
         assert jobs["shot.png"].outputs == (tmp_path / "out/shot.png", tmp_path / "out/shot.jpg")
         assert jobs["photo.png"].outputs == (tmp_path / "out/photo.jpg",)
-    # A JPEG beside it would meet it on shot.jpg, if its alpha is opaque everywhere.
+    # A JPEG beside it takes the JPEG name: shot.png keeps its PNG alone, as before the
+    # JPEG name was planned, rather than the run being refused (either order).
     Image.new("RGB", (3, 2)).save(tmp_path / "shot.jpg")
+    inputs = [tmp_path, [tmp_path / "shot.png", tmp_path / "shot.jpg"]]
     for plan in (collect_jobs, iter_jobs):
-        with pytest.raises(UsageError, match=r"would both be written to .*shot\.jpg if an alpha"):
-            list(plan([tmp_path], naming))
-    # Beside the inputs with no suffix, the JPEG name is an input.
+        for given in inputs:
+            paths = given if isinstance(given, list) else [given]
+            jobs = {j.input.name: j for j in plan(paths, naming)}
+            assert jobs["shot.png"].outputs == (tmp_path / "out/shot.png",)
+            assert jobs["shot.jpg"].outputs == (tmp_path / "out/shot.jpg",)
+    # Beside the inputs with no suffix, the JPEG name is an input: never planned.
     (tmp_path / "shot.jpg").unlink()
     (tmp_path / "photo.png").unlink()
     Image.new("RGB", (3, 2)).save(tmp_path / "shot_x4.jpg")
     for plan in (collect_jobs, iter_jobs):
-        with pytest.raises(UsageError, match=r"output .*shot_x4\.jpg would overwrite input"):
-            list(
-                plan(
-                    [tmp_path / "shot.png", tmp_path / "shot_x4.jpg"],
-                    Naming(None, None, "4", fmt="jpeg"),
-                )
+        jobs = {
+            j.input.name: j
+            for j in plan(
+                [tmp_path / "shot.png", tmp_path / "shot_x4.jpg"],
+                Naming(None, None, "4", fmt="jpeg"),
             )
+        }
+        assert jobs["shot.png"].outputs == (tmp_path / "shot_x4.png",)
 
 
 def test_unusable_entries_fail_without_being_opened(tmp_path: Path) -> None:
