@@ -120,10 +120,11 @@ def opaque_alpha_dropped(image: DecodedImage, fmt: str | None) -> DecodedImage:
     """``image`` without its alpha channel when that channel is fully opaque and ``fmt``,
     the format its output is named in, cannot store alpha (JPEG, BMP); else ``image``.
 
-    Such an alpha channel carries nothing, and the planner (``jobs``) names the output
-    of an input whose alpha is all opaque in the format asked for, not in PNG
-    (``imageio.has_transparency``).  Upscaling three channels instead of four is also a
-    quarter less work."""
+    Such an alpha channel carries nothing, so the output of an input whose alpha is all
+    opaque is written in the format asked for, not in PNG: the planner (``jobs``) plans
+    both names (``Job.alt_output``), and the run picks one once the image is decoded
+    (:attr:`DecodedImage.is_transparent`).  Upscaling three channels instead of four is
+    also a quarter less work."""
     if fmt not in OUTPUT_FORMATS or holds_alpha(fmt) or not image.has_alpha:
         return image
     if image.is_transparent:
