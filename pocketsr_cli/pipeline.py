@@ -739,8 +739,9 @@ class _Run:
 
     def settle(self, job: Job) -> Result | _Identity | None:
         """What is decided about ``job`` before its input is decoded: the result that ends
-        it here (planned, not a file, an earlier output by its record, an existing output),
-        or its output as it is now (None: absent).
+        it here (planned, not a file, an earlier output by its record, an existing output,
+        or its ``alt_output`` written already: :meth:`made_as_alt`), or its output as it
+        is now (None: absent).
 
         The first job whose output goes to a folder (unless the run is a dry run) removes
         the temporary files that killed runs left in that folder, even if that output is
@@ -763,7 +764,24 @@ class _Run:
                 return Result(job, "skipped", reason=reason, reason_code="own-output")
         if not self.options.dry_run:
             self.sweeper.sweep(job.output.parent)
-        return self.look_at_output(job, job.output)
+        seen = self.look_at_output(job, job.output)
+        if seen is None and job.alt_output is not None:
+            return self.made_as_alt(job) or None
+        return seen
+
+    def made_as_alt(self, job: Job) -> Result | None:
+        """The ``exists`` skip of ``job`` when its ``alt_output`` (the JPEG/BMP name of an
+        input with alpha) holds a record of this run's settings: what an earlier run wrote
+        for it, its alpha channel being opaque everywhere, found without decoding it
+        again.  None otherwise (no records, ``overwrite``, no such file, or a record of
+        other settings or none: decoding decides, :meth:`plan_decoded`)."""
+        alt = job.alt_output
+        if alt is None or self.options.overwrite or self.options.record is None:
+            return None
+        if not os.path.isfile(alt):
+            return None
+        found = self.existing(job, alt)
+        return found if found.reason_code == "exists" else None
 
     def decode(self, job: Job, seen: _Identity | None) -> Result | _Decoded:
         t0 = time.perf_counter()

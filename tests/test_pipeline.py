@@ -311,3 +311,34 @@ def test_a_run_stopped_early_lets_go_of_every_claim(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         f"{i:02d}.png" for i in range(6) if i != 3
     ]
+
+
+def test_an_opaque_alpha_input_written_as_jpeg_is_skipped_again_without_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The JPEG an earlier run wrote for an input whose alpha channel is opaque everywhere
+    is found by its record, as any existing output is: the same run again decodes nothing
+    (a folder of screenshots is not read in full to skip it).  Another run's settings, or
+    no record, still leave it to decoding."""
+    (tmp_path / "in").mkdir()
+    pixels = np.full((6, 8, 4), 255, np.uint8)
+    pixels[..., :3] = 90
+    Image.fromarray(pixels).save(tmp_path / "in" / "shot.png")
+    jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None, fmt="jpeg"))
+    assert jobs[0].alt_output == tmp_path / "out" / "shot.jpg"
+    settings = RunSettings(version="9.9", tile="0/0")
+    variant = Variant(Nearest(2), "n-x2", sha256="ab" * 32)
+    options = Options(fmt="jpeg", record=settings)
+    first = run(jobs, [variant], options, Recorder())
+    assert first.results[0].output == tmp_path / "out" / "shot.jpg"
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(pipeline, "read_image", no_decoding)
+    again = run(jobs, [variant], options, Recorder()).results[0]
+    assert (again.status, again.reason_code) == ("skipped", "exists")
+    assert again.output == tmp_path / "out" / "shot.jpg"
+    monkeypatch.undo()
+    other = Variant(Nearest(2), "n-x2", sha256="cd" * 32)
+    assert run(jobs, [other], options, Recorder()).results[0].reason_code == "different-settings"
