@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import re
 import stat
@@ -280,6 +281,29 @@ def sweep_stale_temps(folder: Path, *, stale_after: float | None = None) -> int:
                     removed += outcome
     except OSError:
         pass
+    return removed
+
+
+def remove_abandoned_temps(path: Path) -> int:
+    """Remove the temporary files of ``path`` (those :func:`temp_path_for` names for it)
+    that no live writer holds, however recent: for a caller that knows their writer was
+    killed just now (``ray_backend``, its actors).  A file another process still holds
+    (a writer not dead yet, or another run's) is kept.  How many were removed; never
+    raises for file-system trouble."""
+    if fcntl is None:
+        return 0
+    prefix = f".{path.name[:100]}."
+    removed = 0
+    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+        for entry in entries:
+            rest = entry.name[len(prefix) :]
+            if not entry.name.startswith(prefix) or not _TEMP_NAME.fullmatch(entry.name):
+                continue
+            if len(rest) != 12 + len(TEMP_SUFFIX):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    removed += bool(_remove_if_stale(Path(entry.path), math.inf))
     return removed
 
 

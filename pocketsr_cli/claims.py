@@ -162,14 +162,21 @@ def claimed(output: Path) -> Iterator[Claim | None]:
             claim.release()
 
 
-def clear_stale(output: Path) -> None:
+def clear_stale(output: Path) -> bool:
     """Remove ``output``'s claim file when no process holds it any more (left by a worker
-    killed while working on ``output``); a claim another run holds is left alone."""
-    with contextlib.suppress(OSError):
-        if claim_path(output).exists():
-            claim = acquire(output)
-            if claim is not None:
-                claim.release()
+    killed while working on ``output``); a claim another process holds is left alone.
+    False when it is so held (a killed process may hold it a moment longer: ask again);
+    True otherwise (removed, absent, or it cannot be checked: waiting would not help)."""
+    try:
+        if not claim_path(output).exists():
+            return True
+        claim = acquire(output)
+    except OSError:
+        return True
+    if claim is None:
+        return False
+    claim.release()
+    return True
 
 
 def describe_busy(output: Path) -> str:

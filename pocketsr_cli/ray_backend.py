@@ -53,8 +53,9 @@ from types import ModuleType
 from typing import Any
 
 from pocketsr_cli import claims
+from pocketsr_cli.atomicfile import remove_abandoned_temps
 from pocketsr_cli.errors import UsageError
-from pocketsr_cli.imageio import TEMP_SUFFIX, sidecar_path
+from pocketsr_cli.imageio import sidecar_path
 from pocketsr_cli.jobs import Job
 from pocketsr_cli.parallel import _WINDOW, JobFeed, ModelSpec, VariantFactory, WorkerFailed
 from pocketsr_cli.pipeline import ImageWorker, Options, Reporter, Result, Summary, Variant
@@ -394,25 +395,16 @@ class _RayDriver:
 
 
 def _remove_leftovers(output: Path) -> None:
-    """The temporary file and claim a killed writer may have left beside ``output``."""
+    """The temporary file and claim a killed writer may have left beside ``output``: the
+    claim once its process is gone (``claims.clear_stale``, waited for up to 10 s), then
+    the temporary files no live process holds (``atomicfile.remove_abandoned_temps``:
+    another run's, or one of a writer not dead yet, is kept)."""
     deadline = time.monotonic() + 10.0  # a killed process may take a moment to go
     while claims.claim_path(output).exists() and time.monotonic() < deadline:
-        try:
-            claim = claims.acquire(output)
-        except OSError:
-            break
-        if claim is not None:
-            claim.release()  # a claim file nobody holds any more: removed
+        if claims.clear_stale(output):
             break
         time.sleep(0.1)
-    prefix = f".{output.name[:100]}."
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(output.parent):
-            rest = entry.name[len(prefix) :]
-            ours = rest.endswith(TEMP_SUFFIX) and len(rest) == 12 + len(TEMP_SUFFIX)
-            if entry.name.startswith(prefix) and ours:
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+    remove_abandoned_temps(output)
 
 
 def _cause(exc: BaseException) -> str:

@@ -447,3 +447,22 @@ def test_the_driver_writes_an_all_opaque_alpha_image_as_the_jpeg_asked(tmp_path:
     one_process(src, one, options)
     assert sorted(tree(out)) == sorted(tree(one)) == ["cut.png", "shot.jpg"]
     assert leftovers(tmp_path) == [] and not list((tmp_path / "scratch").rglob("*.jpg"))
+
+
+def test_what_a_killed_actor_left_is_removed_but_not_a_live_writers_file(tmp_path: Path) -> None:
+    """Stopping a run clears the claim and the temporary file a killed actor left beside
+    its output, and only those: a temporary file of the same output that a live writer
+    (another run) holds is kept, or that run would fail on its rename."""
+    from pocketsr_cli import claims, ray_backend
+    from pocketsr_cli.atomicfile import held_temp, temp_path_for
+
+    output = tmp_path / "a.png"
+    left = temp_path_for(output)
+    left.write_bytes(b"half an image")
+    claims.claim_path(output).touch()  # its holder is gone
+    with held_temp(output) as live:
+        live.write_bytes(b"another run's image")
+        ray_backend._remove_leftovers(output)
+        assert live.read_bytes() == b"another run's image"
+    assert not left.exists()
+    assert not claims.claim_path(output).exists()
