@@ -95,6 +95,9 @@ class ModelDescriptor:
             instead of ``module`` for 8-bit images on the CPU, with no float conversion
             and no tiling.  ``module`` stays the float path (16-bit images, other
             devices, the ensemble, ``Upscaler.upscale_tensor``, training).
+        mean_anchor: each output's local mean is put back to its input's, a Gaussian of
+            this many input pixels (``pocketsr_cli.anchor``, by ``Upscaler.upscale``; the
+            manifest's ``mean_anchor`` hint); None: the network's output as it is.
     """
 
     name: str
@@ -112,6 +115,7 @@ class ModelDescriptor:
     params: int = 0
     sha256: str | None = None
     upscale_uint8: Callable[[np.ndarray], np.ndarray] | None = None
+    mean_anchor: float | None = None
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from pocketsr_cli.alphafill import fill_hidden_colour
+from pocketsr_cli.anchor import anchor_means
 from pocketsr_cli.archs.resize import Resize
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.devices import Compute
@@ -489,7 +490,10 @@ class Upscaler:
         if len(planes) > 1:
             y = torch.cat(planes, dim=1)
         out = y[0].permute(1, 2, 0).numpy()  # a view when y is channels-last (the usual)
-        return np.ascontiguousarray(out.astype(pixels.dtype, copy=False))
+        out = np.ascontiguousarray(out.astype(pixels.dtype, copy=False))
+        if self.model.mean_anchor is not None:  # its local mean put back to the input's
+            anchor_means(out, pixels, self.model.mean_anchor, 1 if gray else 3)
+        return out
 
 
 class _RoutingCount:

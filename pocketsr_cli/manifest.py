@@ -20,7 +20,7 @@ pipeline and people should know about it::
     size = 67040989                   # bytes
     urls = ["https://...", "hf://owner/repo/file"]   # mirrors, tried in order
     [hints]       # what the pipeline relies on (see Hints): tiling, multiple_of, minimum,
-                  # fp16, bf16, cpu_bf16, default_tile
+                  # fp16, bf16, cpu_bf16, default_tile, mean_anchor
     [meta]        # license, source, paper, params (parameter count)
 
 A model published as several files lists each in an array of tables, ``[[weights]]``
@@ -94,6 +94,9 @@ class Hints:
             (measured), so that ``--precision auto`` picks it there.
         default_tile: the tile side ``--tile auto`` uses for this model on the CPU instead
             of sizing tiles from free memory (GPUs still size them from free memory).
+        mean_anchor: put each output's local mean back to its input's, a Gaussian of this
+            many input pixels (``pocketsr_cli.anchor``); None: the network's output as it
+            is.  A number chosen on the validation photos, stated in the model card.
     """
 
     tiling: bool = True
@@ -103,6 +106,7 @@ class Hints:
     bf16: bool = True
     cpu_bf16: bool = False
     default_tile: int | None = None
+    mean_anchor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,16 @@ class _Table:
             raise ValueError(f"{self._name(key)} must be at least 1, not {value}")
         return value
 
+    def above_zero(self, key: str) -> float | None:
+        """A number above 0 (an integer or a float in the TOML), or None when absent."""
+        value = self.data.get(key)
+        number = self.get(key, int if type(value) is int else float)
+        if number is None:
+            return None
+        if not number > 0:
+            raise ValueError(f"{self._name(key)} must be above 0, not {number}")
+        return float(number)
+
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.seen)
         if unknown:
@@ -291,6 +305,7 @@ def _parse_hints(data: Mapping[str, Any]) -> Hints:
         bf16=table.get("bf16", bool, True),
         cpu_bf16=table.get("cpu_bf16", bool, False),
         default_tile=table.positive("default_tile"),
+        mean_anchor=table.above_zero("mean_anchor"),
     )
     table.done()
     return hints
@@ -413,6 +428,8 @@ def dump_manifest(spec: ModelSpec, comment: str = "") -> str:
         lines.append("cpu_bf16 = true")
     if h.default_tile is not None:
         lines.append(f"default_tile = {h.default_tile}")
+    if h.mean_anchor is not None:
+        lines.append(f"mean_anchor = {h.mean_anchor}")
     m = spec.meta
     lines += ["", "[meta]", f"license = {_toml(m.license)}", f"source = {_toml(m.source)}"]
     if m.paper:

@@ -185,7 +185,13 @@ def test_dump_then_parse_gives_the_same_spec(tmp_path: Path) -> None:
         description='quotes " and \\ backslash, tab\t, newline\n, DEL \x7f, é, 🙂',
         weights=WeightsSpec("w.safetensors", "0f" * 32, 123, ("https://a/b", "hf://o/r/w")),
         hints=Hints(
-            tiling=False, multiple_of=8, minimum=16, fp16=False, cpu_bf16=True, default_tile=192
+            tiling=False,
+            multiple_of=8,
+            minimum=16,
+            fp16=False,
+            cpu_bf16=True,
+            default_tile=192,
+            mean_anchor=2.5,
         ),
         meta=Meta(license="MIT", source="s", paper="p", params=42),
     )
@@ -238,3 +244,20 @@ def test_load_manifests_first_folder_wins_and_bad_files_are_reported(tmp_path: P
     specs = load_manifests([("user", user), ("bundled", bundled)], problems=problems)
     assert specs["n"].scale == 2
     assert f"{user / 'n2.toml'} is ignored: {user / 'n1.toml'} defines n already" in problems
+
+
+@pytest.mark.parametrize(("value", "parsed"), [("4", 4.0), ("2.5", 2.5)])
+def test_a_mean_anchor_is_a_number_of_input_pixels(
+    tmp_path: Path, value: str, parsed: float
+) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(GOOD.replace("multiple_of = 4", f"multiple_of = 4\nmean_anchor = {value}"))
+    assert parse_manifest(path, "user").hints.mean_anchor == parsed
+
+
+@pytest.mark.parametrize("value", ["0", "-1.5", '"4"', "true"])
+def test_a_mean_anchor_must_be_a_number_above_zero(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(GOOD.replace("multiple_of = 4", f"multiple_of = 4\nmean_anchor = {value}"))
+    with pytest.raises(ModelError, match=r"hints\.mean_anchor must be"):
+        parse_manifest(path, "user")

@@ -654,6 +654,7 @@ def build_from_spec(
             multiple_of=math.lcm(desc.size.multiple_of, h.multiple_of),
         ),
         default_tile=h.default_tile,
+        mean_anchor=h.mean_anchor,
         sha256=_combined_digest(digests),
     )
 

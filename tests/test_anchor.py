@@ -1,0 +1,138 @@
+"""anchor.anchor_means: an upscale's local mean put back to its input's, detail untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pocketsr_cli.anchor import anchor_means
+from pocketsr_cli.archs.resize import Resize
+from pocketsr_cli.descriptor import ModelDescriptor
+from pocketsr_cli.devices import Compute
+from pocketsr_cli.imageio.backends import opencv
+from pocketsr_cli.inference import Upscaler
+
+
+def smooth(h: int, w: int, channels: int, seed: int = 0) -> np.ndarray:
+    cv2 = opencv()
+    rng = np.random.default_rng(seed)
+    base = rng.integers(40, 215, (h, w, channels), dtype=np.uint8)
+    return cv2.GaussianBlur(base, (0, 0), 3).reshape(h, w, channels)
+
+
+def darkened_upscale(src: np.ndarray, scale: int, seed: int = 1) -> np.ndarray:
+    """``src`` upscaled with texture of its own and 9 levels darker where it is bright
+    (as a generator that shifts the mean where it draws)."""
+    cv2 = opencv()
+    h, w, c = src.shape
+    up = cv2.resize(src, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC)
+    up = up.reshape(h * scale, w * scale, c).astype(np.int32)
+    texture = np.random.default_rng(seed).integers(-12, 13, up.shape)
+    return np.clip(up - 9 * (up > 100) + texture, 0, 255).astype(np.uint8)
+
+
+def area_down(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    cv2 = opencv()
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
+
+
+def high_pass(img: np.ndarray) -> np.ndarray:
+    cv2 = opencv()
+    f = img.astype(np.float32)
+    return f - cv2.GaussianBlur(f, (0, 0), 2).reshape(f.shape)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_local_mean_is_the_inputs_and_the_detail_is_left_as_drawn(channels: int) -> None:
+    src = smooth(300, 200, channels)  # taller than one strip of output rows at x4
+    out = darkened_upscale(src, 4)
+    before = area_down(out, (200, 300)).astype(np.float64) - src
+    anchored = out.copy()
+    anchor_means(anchored, src, 4.0, channels)
+    after = area_down(anchored, (200, 300)).astype(np.float64) - src
+    assert before.mean() < -4 and abs(after.mean()) < 0.3
+    assert np.abs(after).mean() < np.abs(before).mean() / 4
+    # Texture and edges: the high-pass part moves by rounding only.
+    assert np.abs(high_pass(anchored) - high_pass(out)).mean() < 0.2
+
+
+def test_strips_join_without_a_seam() -> None:
+    """Brought up a strip of 256 output rows at a time, the shift is the one a whole-image
+    bilinear resize of it gives."""
+    cv2 = opencv()
+    src = smooth(160, 90, 3, seed=3)
+    out = darkened_upscale(src, 4, seed=4)
+    anchored = out.copy()
+    anchor_means(anchored, src, 4.0, 3)
+    shift = anchored.astype(np.float64) - out
+    rows = shift.mean(axis=(1, 2))
+    steps = np.abs(np.diff(rows))
+    assert steps[255] < 3 * np.median(steps) + 0.05 and steps[511] < 3 * np.median(steps) + 0.05
+    # The same as doing it at once (the grid is sigma/2 = 2 input px).
+    want = cv2.resize(src, (45, 80), interpolation=cv2.INTER_AREA).astype(np.float32)
+    have = cv2.resize(out, (45, 80), interpolation=cv2.INTER_AREA).astype(np.float32)
+    diff = cv2.GaussianBlur(want - have, (9, 9), 2.0, borderType=cv2.BORDER_REFLECT)
+    whole = cv2.resize(diff, (360, 640), interpolation=cv2.INTER_LINEAR)
+    reference = np.clip(np.rint(out + whole), 0, 255)
+    assert np.abs(anchored - reference).max() <= 1
+
+
+def test_alpha_and_other_channels_are_left_alone_and_16_bits_work() -> None:
+    src = smooth(40, 30, 3, seed=5)
+    out = darkened_upscale(src, 2, seed=6)
+    rgb = out.copy()
+    anchor_means(rgb, src, 4.0, 3)
+    alpha_src = np.full((40, 30, 1), 77, np.uint8)
+    rgba = np.dstack([out, np.full((80, 60), 200, np.uint8)])
+    anchor_means(rgba, np.dstack([src, alpha_src]), 4.0, 3)
+    assert (rgba[..., 3] == 200).all()
+    assert np.abs(rgba[..., :3].astype(int) - rgb).max() <= 1
+    wide = out.astype(np.uint16) * 257
+    anchor_means(wide, src.astype(np.uint16) * 257, 4.0, 3)
+    assert np.abs(wide / 257 - rgb).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("out", "src", "sigma", "channels"),
+    [
+        (np.zeros((8, 8, 3), np.uint8), np.zeros((4, 4, 3), np.uint16), 4.0, 3),
+        (np.zeros((8, 8, 3), np.float32), np.zeros((4, 4, 3), np.float32), 4.0, 3),
+        (np.zeros((8, 8, 3), np.uint8), np.zeros((4, 4, 3), np.uint8), 0.0, 3),
+        (np.zeros((8, 8, 1), np.uint8), np.zeros((4, 4, 1), np.uint8), 4.0, 3),
+    ],
+)
+def test_what_does_not_fit_is_refused(
+    out: np.ndarray, src: np.ndarray, sigma: float, channels: int
+) -> None:
+    with pytest.raises(ValueError):
+        anchor_means(out, src, sigma, channels)
+
+
+class Darkens(nn.Module):
+    """A x2 network that upscales and takes 0.05 off bright samples."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = Resize("bicubic", 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.up(x)
+        return y - 0.05 * (y > 0.4)
+
+
+@pytest.mark.parametrize("anchor", [None, 4.0])
+def test_the_upscaler_anchors_a_model_whose_manifest_asks(anchor: float | None) -> None:
+    desc = ModelDescriptor(name="d", family="test", module=Darkens(), scale=2, mean_anchor=anchor)
+    up = Upscaler(desc, Compute(torch.device("cpu"), "fp32"))
+    src = smooth(48, 64, 3, seed=7)
+    rgba = np.dstack([src, np.full((48, 64), 255, np.uint8)])
+    for pixels in (src, rgba, src[..., :1].copy()):
+        out = up.upscale(pixels)
+        channels = 1 if pixels.shape[2] == 1 else 3
+        shift = area_down(out[..., :channels], (64, 48)).astype(float) - pixels[..., :channels]
+        if anchor is None:
+            assert shift.mean() < -5
+        else:
+            assert abs(shift.mean()) < 0.3
