@@ -4,26 +4,32 @@
     python scripts/anchor_sweep.py data/val data/val_textured -m pocketsr-compact-x4 \\
         --sigmas 2,3,4,6,8 --crop 768 --degradation real
 
-Each photo's centred crop is degraded as ``pocketsr eval`` degrades it, upscaled once by
-the network as it is (its manifest's anchoring turned off), then anchored at each sigma
-(input pixels); the rows are the means over the photos of ``pocketsr eval``'s scores, and
-of the absolute mean level change (the output area-downscaled minus the ground truth
-area-downscaled, in 8-bit levels).  Run it on validation photos only: ``data/test`` is
-kept for the model card's final figures.
+Each photo's centred crop is degraded as ``pocketsr eval`` degrades it (``--jpeg Q``:
+bicubic downscale, then JPEG at quality Q), upscaled once by the network as it is (its
+manifest's anchoring turned off), then anchored at each sigma (input pixels); the rows
+are the means over the photos of ``pocketsr eval``'s scores, of the absolute mean level
+change (the output area-downscaled minus the ground truth area-downscaled, in 8-bit
+levels) and of the block-edge ratio (the mean luma step across the output's grid of
+8 × scale pixels, where a JPEG input's blocks meet, over the mean step elsewhere).
+``--sheet PATH`` draws, for the first three photos, a 128-px crop of the network's output
+and, for each sigma, the change anchoring made, ×8 around mid grey, at 200 %.  Run it on
+validation photos only: ``data/test`` is kept for the model card's final figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from pocketsr_cli.anchor import anchor_means
 from pocketsr_cli.devices import choose_device
-from pocketsr_cli.evaluation.degrade import degrade_eval, seed_for
+from pocketsr_cli.evaluation.degrade import bicubic_downscale, degrade_eval, seed_for, to_uint8
 from pocketsr_cli.evaluation.metrics import detail_scores, lattice_ratio, psnr_y, ssim_y
 from pocketsr_cli.evaluation.run import collect_images, ground_truth
 from pocketsr_cli.factory import UpscalerSpec, open_upscaler
@@ -35,6 +41,38 @@ def level_shift(out: np.ndarray, gt: np.ndarray, size: tuple[int, int]) -> float
     return float(np.mean(down - cv2.resize(gt, size, interpolation=area)))
 
 
+def block_edges(img: np.ndarray, period: int) -> float:
+    """Mean luma step across the lines every ``period`` px over the mean step elsewhere."""
+    y = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    ratios = []
+    for steps in (np.abs(np.diff(y, axis=1)), np.abs(np.diff(y, axis=0)).T):
+        on = (np.arange(steps.shape[1]) % period) == period - 1
+        ratios.append(steps[:, on].mean() / steps[:, ~on].mean())
+    return float(np.mean(ratios))
+
+
+def degraded(gt: np.ndarray, name: str, scale: int, kind: str, jpeg: int | None) -> np.ndarray:
+    if jpeg is None:
+        return degrade_eval(gt, kind, seed=seed_for(name), scale=scale)
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(bicubic_downscale(gt, scale))).save(buffer, "JPEG", quality=jpeg)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def sheet_row(variants: dict[str, np.ndarray], side: int = 128) -> np.ndarray:
+    """The network's output and each sigma's change (x8 around grey), centre crops, 200 %."""
+    raw = variants["none"].astype(np.int32)
+    top, left = (raw.shape[0] - side) // 2, (raw.shape[1] - side) // 2
+    tiles = [raw]
+    tiles += [(v.astype(np.int32) - raw) * 8 + 128 for k, v in variants.items() if k != "none"]
+    cells = []
+    for tile in tiles:
+        crop = np.clip(tile[top : top + side, left : left + side], 0, 255).astype(np.uint8)
+        crop = crop.repeat(2, axis=0).repeat(2, axis=1)
+        cells.append(np.pad(crop, ((2, 2), (2, 2), (0, 0)), constant_values=255))
+    return np.concatenate(cells, axis=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", type=Path, nargs="+")
@@ -43,16 +81,19 @@ def main() -> None:
     parser.add_argument("--sigmas", default="2,3,4,6,8")
     parser.add_argument("--crop", type=int, default=768)
     parser.add_argument("--degradation", default="real", choices=["real", "bicubic"])
+    parser.add_argument("--jpeg", type=int, default=None, metavar="Q")
+    parser.add_argument("--sheet", type=Path, default=None)
     args = parser.parse_args()
     sigmas = [float(s) for s in args.sigmas.split(",")]
     spec = UpscalerSpec(device=choose_device("cpu"), cpu_bf16=False)
     desc = dataclasses.replace(spec.resolve(args.model, args.scale), mean_anchor=None)
     upscaler = open_upscaler(desc, spec)
     rows: dict[str, list[tuple[float, ...]]] = {}
+    sheet: list[np.ndarray] = []
     for folder in args.folders:
         for path in collect_images(folder):
             gt = ground_truth(path, desc.scale, args.crop)
-            lr = degrade_eval(gt, args.degradation, seed=seed_for(path.name), scale=desc.scale)
+            lr = degraded(gt, path.name, desc.scale, args.degradation, args.jpeg)
             raw = upscaler.upscale(lr)
             variants = {"none": raw}
             for sigma in sigmas:
@@ -71,16 +112,24 @@ def main() -> None:
                         bandcorr,
                         lattice_ratio(out),
                         abs(level_shift(out, gt, size)),
+                        block_edges(out, 8 * desc.scale),
                     )
                 )
+            if len(sheet) < 3:
+                sheet.append(sheet_row(variants))
     photos = len(next(iter(rows.values())))
-    print(f"{desc.name}, {photos} photos, {args.degradation} x{desc.scale}, {args.crop}-px crops")
+    kind = args.degradation if args.jpeg is None else f"JPEG q{args.jpeg}"
+    print(f"{desc.name}, {photos} photos, {kind} x{desc.scale}, {args.crop}-px crops")
     header = ("sigma", "PSNR-Y", "SSIM-Y", "detail", "hf", "bandcorr", "lattice", "|shift|")
+    header += ("blocks",)
     print("".join(h.rjust(10) for h in header))
     for name, scores in rows.items():
         mean = np.mean(np.array(scores), axis=0)
         cells = [f"{v:.4f}" if i == 1 else f"{v:.3f}" for i, v in enumerate(mean)]
         print(name.rjust(10) + "".join(c.rjust(10) for c in cells))
+    if args.sheet is not None:
+        Image.fromarray(np.concatenate(sheet, axis=0)).save(args.sheet)
+        print(f"wrote {args.sheet}")
 
 
 if __name__ == "__main__":
