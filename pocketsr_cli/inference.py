@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from pocketsr_cli.alphafill import fill_hidden_colour
-from pocketsr_cli.anchor import anchor_means
+from pocketsr_cli.anchor import anchor_means, anchor_tensor
 from pocketsr_cli.archs.resize import Resize
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.devices import Compute
@@ -132,6 +132,7 @@ class Upscaler:
         self.compute = compute
         self.ensemble = Ensemble.of(ensemble)
         self.heavy_fraction: float | None = None
+        self._anchored = False  # the last image's mean anchoring ran on the device
         self.native_sizes = native_sizes
         packing = self._pcsr_setup(model, outscale, routing, native_sizes)
         self._tile, self._overlap = tile, overlap
@@ -412,6 +413,14 @@ class Upscaler:
         on_tile: Callable[[int, int], None] | None,
         out_dtype: torch.dtype | None,
     ) -> torch.Tensor:
+        sigma = self.model.mean_anchor
+        finish = None
+        if sigma is not None and self.compute.device.type != "cpu":
+
+            def finish(y: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+                self._anchored = True  # on the device: Upscaler.upscale leaves it
+                return anchor_tensor(y, image, sigma)
+
         return self.policy.upscale(
             x,
             tile_fn,
@@ -422,6 +431,7 @@ class Upscaler:
             out_dtype=out_dtype,
             on_tile=on_tile,
             tileable=self._tileable,
+            finish=finish,
         )
 
     # -- image level --------------------------------------------------------------------
@@ -460,6 +470,7 @@ class Upscaler:
         x = self._input(pixels[..., :1] if gray else pixels[..., :3], peak)
         if gray:
             x = x.expand(-1, 3, -1, -1).contiguous()
+        self._anchored = False
         y = self.upscale_tensor(x, on_tile, out_dtype)
         if gray:  # the model saw R = G = B; fold its answer back to one channel
             y = _fold_to_gray(y)
@@ -491,7 +502,7 @@ class Upscaler:
             y = torch.cat(planes, dim=1)
         out = y[0].permute(1, 2, 0).numpy()  # a view when y is channels-last (the usual)
         out = np.ascontiguousarray(out.astype(pixels.dtype, copy=False))
-        if self.model.mean_anchor is not None:  # its local mean put back to the input's
+        if self.model.mean_anchor is not None and not self._anchored:  # on the host
             anchor_means(out, pixels, self.model.mean_anchor, 1 if gray else 3)
         return out
 

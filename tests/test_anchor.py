@@ -7,12 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from pocketsr_cli.anchor import anchor_means
+from pocketsr_cli.anchor import anchor_means, anchor_tensor
 from pocketsr_cli.archs.resize import Resize
 from pocketsr_cli.descriptor import ModelDescriptor
 from pocketsr_cli.devices import Compute
 from pocketsr_cli.imageio.backends import opencv
 from pocketsr_cli.inference import Upscaler
+from pocketsr_cli.tiling.run import upscale_tiled
 
 
 def smooth(h: int, w: int, channels: int, seed: int = 0) -> np.ndarray:
@@ -73,7 +74,7 @@ def test_strips_join_without_a_seam() -> None:
     # The same as doing it at once (the grid is sigma/2 = 2 input px).
     want = cv2.resize(src, (45, 80), interpolation=cv2.INTER_AREA).astype(np.float32)
     have = cv2.resize(out, (45, 80), interpolation=cv2.INTER_AREA).astype(np.float32)
-    diff = cv2.GaussianBlur(want - have, (9, 9), 2.0, borderType=cv2.BORDER_REFLECT)
+    diff = cv2.GaussianBlur(want - have, (9, 9), 2.0, borderType=cv2.BORDER_REFLECT_101)
     whole = cv2.resize(diff, (360, 640), interpolation=cv2.INTER_LINEAR)
     reference = np.clip(np.rint(out + whole), 0, 255)
     assert np.abs(anchored - reference).max() <= 1
@@ -136,3 +137,40 @@ def test_the_upscaler_anchors_a_model_whose_manifest_asks(anchor: float | None) 
             assert shift.mean() < -5
         else:
             assert abs(shift.mean()) < 0.3
+
+
+def as_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+
+
+@pytest.mark.parametrize(("h", "w"), [(60, 80), (8, 10), (48, 64)])
+def test_the_tensor_version_agrees_with_the_host_one(h: int, w: int) -> None:
+    """What a GPU runs on an image in one piece, and what the host runs otherwise."""
+    src = smooth(h, w, 3, seed=8)
+    out = darkened_upscale(src, 4, seed=9)
+    host = out.copy()
+    anchor_means(host, src, 4.0, 3)
+    shifted = anchor_tensor(as_tensor(out), as_tensor(src), 4.0)
+    device = (shifted.clamp(0, 1) * 255).round().byte()[0].permute(1, 2, 0).numpy()
+    assert np.abs(device.astype(int) - host).max() <= 1
+    with pytest.raises(ValueError):
+        anchor_tensor(as_tensor(out), as_tensor(src)[:, :1], 4.0)
+
+
+def test_the_tiler_finishes_an_image_that_runs_in_one_piece_only() -> None:
+    calls: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
+    def finish(out: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        calls.append((tuple(out.shape), tuple(image.shape)))
+        return out + 0.25
+
+    image = torch.rand(1, 3, 40, 56)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+
+    whole = upscale_tiled(image, fn, scale=2, tile=0, finish=finish)
+    assert calls == [((1, 3, 80, 112), (1, 3, 40, 56))]
+    assert torch.allclose(whole, fn(image) + 0.25)
+    tiled = upscale_tiled(image, fn, scale=2, tile=32, overlap=8, finish=finish)
+    assert len(calls) == 1 and torch.allclose(tiled, fn(image))

@@ -207,6 +207,19 @@ def test_device_result_equals_the_cpu_result(device: torch.device, tiled: bool) 
     assert_agree(on_device, on_cpu, "fp32")
 
 
+def test_mean_anchoring_runs_on_the_device_and_agrees_with_the_host(device: torch.device) -> None:
+    """The default model's anchoring (``anchor.py``) runs where its output is when the image
+    runs in one piece on an accelerator, and gives what the CPU's host version gives."""
+    desc = default_model()
+    assert desc.mean_anchor is not None
+    image = synthetic_photo(*((64, 48) if TOY else (640, 400)), seed=5)
+    up = upscaler(desc, device, "fp32", tile=0)
+    on_device = up.upscale(image)
+    assert up._anchored is (device.type != "cpu")
+    on_cpu = upscaler(desc, torch.device("cpu"), "fp32", tile=0).upscale(image)
+    assert_agree(on_device, on_cpu, "fp32")
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_batched_tiles_equal_one_tile_at_a_time(device: torch.device, precision: str) -> None:
     desc = tiling_model()

@@ -14,7 +14,7 @@ from pocketsr_cli.memory import free_bytes, is_out_of_memory, release_cached
 from pocketsr_cli.spelling import DEVICE, PRECISION, TILE, TILE_OVERLAP
 from pocketsr_cli.tiling.assemble import GIB, allocate_output
 from pocketsr_cli.tiling.estimate import MemoryEstimate, measure_memory, tile_side_for_memory
-from pocketsr_cli.tiling.run import ProgressFn, TileFn, upscale_tiled
+from pocketsr_cli.tiling.run import FinishFn, ProgressFn, TileFn, upscale_tiled
 
 if TYPE_CHECKING:
     import torch
@@ -120,14 +120,16 @@ class TilePolicy:
         out_dtype: torch.dtype | None = None,
         on_tile: ProgressFn | None = None,
         tileable: bool = True,
+        finish: FinishFn | None = None,
     ) -> torch.Tensor:
         """Upscale one image, retrying with smaller tiles after out-of-memory errors.
 
         ``prepare(image)``, when given, runs once on the whole image and ``fn`` is then
         called as ``fn(tile, stats)`` for every tile, so image-wide statistics (colour
         matching) are the same everywhere.  Otherwise ``fn(tile)``.  ``tileable=False``
-        forces one tile and no backoff.  Other arguments and the result: see
-        :func:`upscale_tiled`.
+        forces one tile and no backoff.  ``finish`` runs on the whole output when the
+        image runs in one piece (:func:`upscale_tiled`).  Other arguments and the result:
+        see :func:`upscale_tiled`.
 
         Backoff: an out-of-memory error halves the batch, then the tile side, and retries
         the image from scratch; below ``floor`` it gives up.  The size that worked is kept
@@ -165,6 +167,7 @@ class TilePolicy:
                     batch=batch,
                     on_tile=on_tile,
                     out=out,
+                    finish=finish,
                 )
             except Exception as error:
                 if not is_out_of_memory(error):

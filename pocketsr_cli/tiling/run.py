@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 TileFn = Callable[["torch.Tensor"], "torch.Tensor"]
 ProgressFn = Callable[[int, int], None]
+FinishFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
 def upscale_tiled(
@@ -30,6 +31,7 @@ def upscale_tiled(
     batch: int = 1,
     on_tile: ProgressFn | None = None,
     out: torch.Tensor | None = None,
+    finish: FinishFn | None = None,
 ) -> torch.Tensor:
     """Upscale ``image`` (float ``(1, C, H, W)`` in [0, 1], on the CPU or on ``device``)
     tile by tile.
@@ -44,6 +46,12 @@ def upscale_tiled(
     Returns a CPU tensor ``(1, C, H * scale, W * scale)`` of ``out_dtype`` (float32 by
     default; float results are not clamped, integer ones are rounded and clamped from
     [0, 1] to [0, :func:`output_max`]).  ``out`` may be passed to reuse a buffer.
+
+    When the image runs as one window, ``finish(output, image)``, if given, replaces the
+    whole output (as ``fn`` left it, on ``device``, cropped to ``H * scale x W * scale``;
+    ``image`` as given, on ``device``) before it is written to ``out``: a whole-image step
+    done where the output already is (``anchor.anchor_tensor`` on a GPU).  Not called
+    when the image is cut into several windows.
 
     Out-of-memory errors propagate unchanged (``TilePolicy`` turns them into retries).
 
@@ -62,6 +70,7 @@ def upscale_tiled(
     _, channels, height, width = image.shape
     if out is None:
         out = allocate_output(channels, height * scale, width * scale, out_dtype or torch.float32)
+    source = image
     # Padding the whole image once (not each edge tile) makes every tiling of an image see
     # the same borders as the untiled run, and lets windows be whole multiples.
     image = _pad_to(image.to(torch.float32), size.padded(height), size.padded(width))
@@ -87,6 +96,9 @@ def upscale_tiled(
         # A lone window is passed as the view it is (the whole image: no copy at all).
         windows = cut[0] if len(cut) == 1 else torch.cat(cut)
         result = _run(fn, windows, device, scale, size)
+        if finish is not None and len(order) == 1:
+            whole = result[:, :, : height * scale, : width * scale]
+            result = finish(whole, source.to(device))
         for k, (r, c) in enumerate(group):
             top = rows[r].lo - row_spans[r].window_start * scale
             left = cols[c].lo - col_spans[c].window_start * scale
