@@ -272,11 +272,15 @@ class UpscalerMemory:
         working_for: ``(width, height) -> bytes``: the working set for one input size,
             at most ``working_bytes`` (a small image's pass is far below the budget);
             None: ``working_bytes`` for every image.
+        anchored: the result's mean is anchored on the host after it is assembled
+            (``anchor.anchor_means``: float grids of the input's size at most, and strips
+            of 256 output rows).
     """
 
     uint8_path: bool = False
     working_bytes: int = GIB
     working_for: Callable[[int, int], int] | None = field(default=None, compare=False)
+    anchored: bool = False
 
 
 @dataclass(frozen=True)
@@ -321,8 +325,8 @@ def predict(
     - upscale: the decoded input plus, on the 8-bit path, the result and the resampler's
       buffers; on the network path the float input (padded), the result in its dtype
       (uint8, or int32 for 16-bit), the gray fold (the folded plane, floats only for 256
-      rows at a time), alpha (one plane more, concatenated, then made contiguous), and the
-      tiles' working set; then the
+      rows at a time), alpha (one plane more, concatenated, then made contiguous), mean
+      anchoring's grids and strips, and the tiles' working set; then the
       resize to ``target``, with the result still held;
     - encode: the result at ``target`` and the encoder's copies (Pillow's own image, the
       channel-swapped copy OpenCV encodes, TIFF's differenced samples), plus the
@@ -356,7 +360,10 @@ def predict(
         working = upscaler.working_bytes
         if upscaler.working_for is not None:
             working = min(working, upscaler.working_for(w, h))
-        model = 28 * p + max(fold, assemble) + working
+        # mean anchoring, once assembled: the result, three float grids of the input's size
+        # at most, two float strips of 256 output rows
+        anchor = kept * b * big + 12 * kept * p + 2048 * kept * w * scale
+        model = 28 * p + max(fold, assemble, anchor if upscaler.anchored else 0) + working
     resize = c * b * (big + t) if t != big else 0
     upscale = c * b * p + max(model, resize)
 

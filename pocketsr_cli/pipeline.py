@@ -496,6 +496,7 @@ def upscaler_memory(upscaler: ImageUpscaler) -> memory.UpscalerMemory:
         working = 1 << 26
     return memory.UpscalerMemory(
         uint8_path=uint8,
+        anchored=getattr(model, "mean_anchor", None) is not None,
         working_bytes=working,
         working_for=working_for if callable(working_for) else None,
     )
