@@ -19,6 +19,7 @@ round the other way.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 
@@ -97,9 +98,11 @@ def default_model() -> ModelDescriptor:
 
 
 def tiling_model() -> ModelDescriptor:
-    """The default model on an accelerator; a seeded 3-convolution Compact on the CPU."""
+    """The default model on an accelerator, without its mean anchoring (whose host and
+    device versions differ by a level of rounding: its own test below); a seeded
+    3-convolution Compact on the CPU."""
     if not TOY:
-        return default_model()
+        return dataclasses.replace(default_model(), mean_anchor=None)
     from pocketsr_cli.weights.community import import_spandrel
 
     import_spandrel()
@@ -217,7 +220,9 @@ def test_mean_anchoring_runs_on_the_device_and_agrees_with_the_host(device: torc
     on_device = up.upscale(image)
     assert up._anchored is (device.type != "cpu")
     on_cpu = upscaler(desc, torch.device("cpu"), "fp32", tile=0).upscale(image)
-    assert_agree(on_device, on_cpu, "fp32")
+    # The device's version adds the shift before rounding, the host's after: a level more.
+    assert np.abs(on_device.astype(int) - on_cpu.astype(int)).max() <= 2
+    assert psnr(on_device, on_cpu) >= 50
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
