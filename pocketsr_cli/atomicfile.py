@@ -100,8 +100,10 @@ def temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name[:100]}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
 
 
-def _lock(fd: int) -> bool | None:
-    """``flock(LOCK_EX | LOCK_NB)``: True locked, False held elsewhere, None cannot lock here."""
+def try_lock(fd: int) -> bool | None:
+    """``flock(LOCK_EX | LOCK_NB)`` on ``fd``: True locked, False held by another open file
+    (another process), None where this system or file system cannot lock (Windows, some
+    network file systems).  The lock of temporary files here and of ``claims``."""
     if fcntl is None:
         return None
     try:
@@ -115,8 +117,9 @@ def _lock(fd: int) -> bool | None:
     return True
 
 
-def _still_at(fd: int, path: Path) -> bool:
-    """Whether the file open as ``fd`` is still the one named ``path``."""
+def still_at(fd: int, path: Path) -> bool:
+    """Whether the file open as ``fd`` is still the one named ``path`` (not removed or
+    replaced since it was opened)."""
     try:
         return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
     except FileNotFoundError:
@@ -162,12 +165,12 @@ def _create_held(path: Path) -> tuple[Path, int | None]:
         except FileExistsError:  # 48 random bits taken: try another name
             continue
         try:
-            locked = _lock(fd)
-            if locked and _still_at(fd, tmp):
+            locked = try_lock(fd)
+            if locked and still_at(fd, tmp):
                 return tmp, fd
             # A sweep got it between the creation and the lock (it removes what it locks);
             # if it has let it go, the name is still this file's: remove it, then start again.
-            if locked is not None and _still_at(fd, tmp):
+            if locked is not None and still_at(fd, tmp):
                 with contextlib.suppress(OSError):  # else unlocked: a later sweep's
                     tmp.unlink()
         except BaseException:
@@ -318,11 +321,11 @@ def _remove_if_stale(path: Path, cutoff: float) -> bool | None:
     try:
         if not _stale(fd, cutoff):
             return False
-        locked = _lock(fd)
+        locked = try_lock(fd)
         if not locked:
             return locked
         # Locked: no writer holds it now, and none can take it while this lock is held.
-        if not _still_at(fd, path) or not _stale(fd, cutoff):
+        if not still_at(fd, path) or not _stale(fd, cutoff):
             return False
         os.unlink(path)  # before the lock goes, as held_temp and claims do
         return True

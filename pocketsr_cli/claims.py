@@ -32,6 +32,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from pocketsr_cli.atomicfile import still_at, try_lock
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -92,21 +94,6 @@ class Claim:
                 os.close(fd)
 
 
-def _lock(fd: int) -> bool | None:
-    """True: locked; False: another process holds it; None: this system cannot lock it."""
-    if fcntl is None:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    except OSError as exc:
-        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-            return None
-        raise
-    return True
-
-
 def acquire(output: Path) -> Claim | None:
     """Claim ``output`` (creating its folder), or None while another run holds its claim.
 
@@ -129,10 +116,10 @@ def acquire(output: Path) -> Claim | None:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise OSError(errno.EEXIST, "something other than a file is in the way", str(path))
-            locked = _lock(fd)
+            locked = try_lock(fd)
             if locked is None and created:
                 return Claim(path, fd)
-            if locked and _still_at(fd, path):
+            if locked and still_at(fd, path):
                 return Claim(path, fd)
         except BaseException:
             os.close(fd)
@@ -141,14 +128,6 @@ def acquire(output: Path) -> Claim | None:
         if not locked:
             return None
     return None
-
-
-def _still_at(fd: int, path: Path) -> bool:
-    """Whether the file open as ``fd`` is still the one named ``path``."""
-    try:
-        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
-    except FileNotFoundError:
-        return False
 
 
 @contextlib.contextmanager

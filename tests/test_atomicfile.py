@@ -249,7 +249,7 @@ def test_a_writer_whose_new_file_is_swept_before_it_locks_starts_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sweep removes what it can lock: a file created but not yet locked can go."""
-    lock = atomicfile._lock
+    lock = atomicfile.try_lock
     calls: list[str] = []
 
     def swept_first(fd: int) -> bool | None:
@@ -259,7 +259,7 @@ def test_a_writer_whose_new_file_is_swept_before_it_locks_starts_again(
             os.unlink(tmp_path / name)
         return lock(fd)
 
-    monkeypatch.setattr(atomicfile, "_lock", swept_first)
+    monkeypatch.setattr(atomicfile, "try_lock", swept_first)
     with replacing(tmp_path / "out.png") as tmp:
         assert tmp.name != calls[0] and tmp.exists()
         tmp.write_bytes(b"whole")
