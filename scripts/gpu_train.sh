@@ -11,7 +11,8 @@
 #
 # Results under $OUT (8 files): pocketsr-compact-x4.safetensors and -x2, eval.jsonl,
 # run/{config.json,log.jsonl,metrics.jsonl,last.pt} (last.pt resumes the run, also on a CPU),
-# exports.tar (exports/step_N.safetensors: the EMA weights of every evaluation, 2.4 MB each;
+# exports.tar (exports/step_N.safetensors: the EMA weights of every evaluation, 2.4 MB each,
+# thinned evenly to six, the last kept, by scripts/thin_exports.py when there are more;
 # metrics.jsonl scores each, so the selection rule can pick one).  With SCALE=2: the x2 file
 # in place of the x4 one, and no fold.
 # Knobs (environment): DEVICE (cuda), MINUTES (7), BATCH (48), LR_SIZE (64), WORKERS (12),
@@ -64,8 +65,10 @@ start=$(date +%s)
     --w-gan "${W_GAN:-0}" --gan-start 0 ${THREADS:+--threads "$THREADS"} \
     ${extra[@]+"${extra[@]}"} ${EXTRA:-}
 echo "trained in $(( $(date +%s) - start )) s"
-# every evaluation's EMA weights, in one file (the machine returns at most 8)
+# every evaluation's EMA weights, in one file (the machine returns at most 8, each at most
+# 16 MiB: thinned evenly, the last kept, when they do not all fit in 15 MiB)
 if [ -d "$OUT/run/exports" ]; then
+  "$PY" scripts/thin_exports.py "$OUT/run/exports" --max-bytes $((15 * 1024 * 1024))
   tar -cf "$OUT/exports.tar" -C "$OUT/run" exports && rm -r "$OUT/run/exports"
 fi
 if [ "$SCALE" = 4 ]; then

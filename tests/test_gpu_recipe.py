@@ -93,10 +93,14 @@ def test_gpu_recipe_runs_end_to_end_on_cpu_at_toy_size(teacher_dir: Path, tmp_pa
         ("bicubic", False),
     }
     assert all(r["count"] == 1 and r["detail"] is not None for r in scored)
-    # every evaluation's weights come back in exports.tar, each scored in metrics.jsonl
+    # the evaluations' weights come back in exports.tar, each scored in metrics.jsonl: all
+    # of them while they fit 15 MiB, else six spread over the run with the last among them
     with tarfile.open(out / "exports.tar") as tar:
         kept = sorted(Path(name).name for name in tar.getnames() if name.endswith(".safetensors"))
-    assert kept == sorted(Path(entry["kept"]).name for entry in metrics)
+    scored_names = [Path(entry["kept"]).name for entry in metrics]
+    assert set(kept) <= set(scored_names) and scored_names[-1] in kept
+    assert len(kept) == min(len(scored_names), 6)
+    assert (out / "exports.tar").stat().st_size < 16 * 2**20
 
 
 def test_two_runs_side_by_side_come_back_within_eight_files(
@@ -135,3 +139,18 @@ def test_the_recipe_trains_a_x2_network_from_the_fold(teacher_dir: Path, tmp_pat
     assert {r["scale"] for r in scored} == {2} and len(scored) == 4
     missing = _run("gpu_train.sh", {**env, "INIT": ""})
     assert missing.returncode == 2 and "needs INIT" in missing.stderr
+
+
+def test_exports_are_thinned_evenly_keeping_the_first_and_the_last() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "thin_exports", REPO / "scripts" / "thin_exports.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    steps = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert module.thinned(steps, 6) == [10, 30, 50, 60, 80, 100]
+    assert module.thinned(steps, 12) == steps
+    assert module.thinned(steps, 1) == [100] and module.thinned(steps, 2) == [10, 100]
