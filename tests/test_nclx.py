@@ -23,6 +23,7 @@ D65 = (0.3127, 0.3290)
 SRGB = [(0.64, 0.33), (0.30, 0.60), (0.15, 0.06)]
 P3 = [(0.680, 0.320), (0.265, 0.690), (0.150, 0.060)]
 BT2020 = [(0.708, 0.292), (0.170, 0.797), (0.131, 0.046)]
+BT601_525 = [(0.630, 0.340), (0.310, 0.595), (0.155, 0.070)]
 SAMPLES = np.array(
     [[[200, 100, 50], [255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128], [30, 180, 90]]],
     np.uint8,
@@ -44,10 +45,6 @@ def srgb_decode(v: np.ndarray) -> np.ndarray:
 def srgb_encode(linear: np.ndarray) -> np.ndarray:
     c = np.clip(linear, 0, 1)
     return np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
-
-
-def bt709_decode(v: np.ndarray) -> np.ndarray:
-    return np.where(v < 0.081, v / 4.5, ((v + 0.099) / 1.099) ** (1 / 0.45))
 
 
 def expected_srgb(primaries: list[tuple[float, float]], decode) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -73,8 +70,9 @@ def through(icc: bytes, pixels: np.ndarray = SAMPLES) -> np.ndarray:
     ("nclx", "primaries", "decode"),
     [
         (Nclx(12, 13), P3, srgb_decode),  # Display P3 (a phone's photo)
-        (Nclx(9, 1), BT2020, bt709_decode),  # BT.2020, SDR
-        (Nclx(9, 14), BT2020, bt709_decode),
+        (Nclx(9, 13), BT2020, srgb_decode),  # BT.2020, SDR
+        (Nclx(9, 1), BT2020, srgb_decode),  # BT.709's encoding curve: shown as sRGB
+        (Nclx(6, 6), BT601_525, srgb_decode),  # as BT.709 primaries' files are: no shift
     ],
 )
 def test_the_profile_shows_the_colours_the_code_points_say(nclx, primaries, decode) -> None:  # type: ignore[no-untyped-def]

@@ -6,8 +6,9 @@ profile: a phone's Display P3 photo, a wide-gamut AVIF from the web.  No output 
 here has a place for those numbers that viewers read, so an output without a profile is
 shown as sRGB, less saturated.  :func:`icc_for_nclx` writes the same colour space as a
 small ICC v4 display profile (primaries adapted to D50 with Bradford, a parametric tone
-curve), which every colour-managed viewer reads; :func:`nclx_of` finds the code points in
-a HEIF/AVIF file's bytes when the decoder does not hand them over (Pillow's AVIF plugin).
+curve: sRGB's for sRGB and the BT.709 family, as viewers show them), which every
+colour-managed viewer reads; :func:`nclx_of` finds the code points in a HEIF/AVIF file's
+bytes when the decoder does not hand them over (Pillow's AVIF plugin).
 
 HDR transfers (PQ, HLG) have no such profile: :func:`icc_for_nclx` returns None and the
 caller says what is lost.  BT.709/sRGB primaries with an SDR transfer need no profile
@@ -61,17 +62,19 @@ _NAMES = {
 # H.273 TransferCharacteristics as ICC parametric curves (function type, parameters):
 # type 0 is Y = X^g; type 3 is Y = (aX + b)^g for X >= d, else Y = cX.
 _SRGB = (3, (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045))
-_BT709 = (3, (1 / 0.45, 1 / 1.099, 0.099 / 1.099, 1 / 4.5, 0.081))
+# The BT.709 family (1, 6, 14, 15) is a camera's encoding curve, which still-image viewers
+# show as sRGB: it is taken as sRGB here too, as it is under BT.709 primaries (where no
+# profile is written at all), so that only the primaries tell two such files apart.
 _TRANSFERS: dict[int, tuple[int, tuple[float, ...]]] = {
-    1: _BT709,
+    1: _SRGB,
     2: _SRGB,  # unspecified: taken as sRGB, as viewers take it
     4: (0, (2.2,)),
     5: (0, (2.8,)),
-    6: _BT709,
+    6: _SRGB,
     8: (0, (1.0,)),
     13: _SRGB,
-    14: _BT709,
-    15: _BT709,
+    14: _SRGB,
+    15: _SRGB,
 }
 HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
 """Transfers no ICC profile here can describe (high dynamic range)."""
