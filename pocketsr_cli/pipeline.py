@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import itertools
 import os
 import queue
@@ -100,6 +101,7 @@ from pocketsr_cli.imageio import (
     read_image,
     read_provenance_text,
     sidecar_written,
+    transparency_switch,
     write_atomic,
 )
 from pocketsr_cli.jobs import Job, kind_of, not_a_file
@@ -887,14 +889,16 @@ class _Run:
         t0: float,
     ) -> Result | _Decoded:
         """How a decoded image will be written, or the result that ends ``job`` here."""
-        if job.alt_output is not None:
-            # Planned both ways (jobs): PNG for transparency, or the format asked for when
-            # the alpha channel is opaque everywhere, which is then left out.
-            image = opaque_alpha_dropped(image, format_of_path(job.alt_output))
+        # An alpha channel opaque everywhere is left out where the format its output was
+        # planned in has no room for it: planned both ways (jobs: PNG for transparency, or
+        # the format asked for), or in the format asked for (its header showed no alpha).
+        image = opaque_alpha_dropped(image, format_of_path(job.alt_output or job.output))
         planned = job.output if job.alt_output is None or image.has_alpha else job.alt_output
         plan = plan_output(
             image.format, requested, has_alpha=image.has_alpha, bit_depth=image.bit_depth
         )
+        if plan.warnings and image.has_alpha and not image.is_transparent:
+            plan = _kept_as_planned(plan, requested or image.format)
         notes = list(image.warnings)
         if named is not None and image.format != named:
             content = format_label(image.format)
@@ -1435,6 +1439,20 @@ def not_finished(job: Job, summary: Summary) -> Result:
         reason = f"not finished: the run stopped because {summary.stopped}"
         return Result(job, "skipped", reason=reason, reason_code="stopped")
     return Result(job, "skipped", reason=_STOPPED, reason_code="interrupted")
+
+
+def _kept_as_planned(plan: OutputPlan, asked: str) -> OutputPlan:
+    """``plan`` with its line about transparency told true for an image whose alpha
+    channel is opaque everywhere but whose output was planned as PNG (its name in the
+    format asked for is an input or another input's output: ``jobs``)."""
+    said = transparency_switch(asked)
+    true = (
+        f"its alpha channel is opaque everywhere, but its {format_label(asked)} name is an "
+        "input or another input's output, so it is written as PNG, as planned"
+    )
+    return dataclasses.replace(
+        plan, warnings=tuple(true if w == said else w for w in plan.warnings)
+    )
 
 
 def _alt_note(alt_output: Path) -> str:

@@ -1090,3 +1090,22 @@ def test_a_full_disk_stops_the_run_with_exit_1_and_says_what_to_do(
     assert code == 0, err
     assert jsonl(stdout)[1]["ok"] == 6 and jsonl(stdout)[1]["stopped"] is None
     assert len(list((tmp_path / "o").glob("*.png"))) == 8
+
+
+def test_an_opaque_alpha_image_whose_jpeg_name_is_taken_is_a_png_that_says_why(
+    tmp_path: Path,
+) -> None:
+    rgb = photo(channels=3)
+    save(tmp_path / "in" / "logo.png", np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]))
+    save(tmp_path / "in" / "logo.jpg", rgb)
+    code, out, err = invoke(
+        "upscale", tmp_path / "in", "-o", tmp_path / "o", *FAST, "--format", "jpg", "--json"
+    )
+    assert code == 0, err
+    lines = {Path(r["input"]).name: r for r in jsonl(out)[0]}
+    assert Path(lines["logo.png"]["output"]).name == "logo.png"
+    assert Path(lines["logo.jpg"]["output"]).name == "logo.jpg"
+    assert lines["logo.png"]["warnings"] == [
+        "its alpha channel is opaque everywhere, but its JPEG name is an input or another "
+        "input's output, so it is written as PNG, as planned"
+    ]

@@ -79,7 +79,7 @@ from pocketsr_cli.imageio.formats import (
 )
 from pocketsr_cli.imageio.header import ImageHeader, probe, read_header
 from pocketsr_cli.imageio.metadata import Metadata
-from pocketsr_cli.imageio.planning import OutputPlan, plan_output
+from pocketsr_cli.imageio.planning import OutputPlan, plan_output, transparency_switch
 from pocketsr_cli.imageio.record import (
     PROVENANCE_KEYWORD,
     SIDECAR_SUFFIX,
@@ -121,6 +121,7 @@ __all__ = [
     "sidecar_path",
     "sidecar_written",
     "temp_path_for",
+    "transparency_switch",
     "write_atomic",
     "write_sidecar",
 ]

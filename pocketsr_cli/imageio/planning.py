@@ -63,7 +63,7 @@ def plan_output(
     else:
         fmt = format_from_name(requested)
     if has_alpha and fmt not in _FORMATS_ALPHA:
-        warnings.append(f"{FORMAT_NAMES[fmt]} cannot store transparency; writing PNG instead")
+        warnings.append(transparency_switch(fmt))
         fmt = "png"
     depth = 8
     if bit_depth > 8:
@@ -72,6 +72,11 @@ def plan_output(
         else:
             warnings.append(f"16-bit input written as 8-bit {FORMAT_NAMES[fmt]}")
     return OutputPlan(format=fmt, bit_depth=depth, warnings=tuple(warnings))
+
+
+def transparency_switch(fmt: str) -> str:
+    """The plan's line when transparency asked as ``fmt`` (JPEG, BMP) is written as PNG."""
+    return f"{FORMAT_NAMES[fmt]} cannot store transparency; writing PNG instead"
 
 
 def holds_alpha(fmt: str) -> bool:
