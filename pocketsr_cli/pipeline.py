@@ -1573,8 +1573,29 @@ class ImageWorker:
         absent), for :meth:`write` to compare with just before the rename."""
         return self._run.settle(job)
 
+    def claim(self, job: Job) -> Result | tuple[claims.Claim, tuple[int, ...] | None]:
+        """What a driver that writes the outputs itself does once :meth:`precheck` let
+        ``job`` through, before sending it away: claim its output for all of its work, as
+        :meth:`process` does, so that another run skips it at once (``concurrent``); the
+        claim and the output as it is now, or the result that ends ``job`` here.  The
+        claim is :meth:`write`'s to use and :meth:`release`'s to let go."""
+        return self._run.claim_work(job)
+
+    def release(self, claim: claims.Claim | None) -> None:
+        """Let go of a claim :meth:`claim` made (None: nothing to do)."""
+        self._run.let_go(claim)
+
+    def release_all(self) -> None:
+        """Let go of every claim :meth:`claim` made and no one released (a stopped run)."""
+        self._run.let_go_all()
+
     def write(
-        self, result: Result, data: bytes, seen: tuple[int, ...] | None, record: str | None
+        self,
+        result: Result,
+        data: bytes,
+        seen: tuple[int, ...] | None,
+        record: str | None,
+        held: claims.Claim | None = None,
     ) -> Result:
         """What a driver that writes the outputs itself (``ray_backend``, return-bytes) does
         with an ``ok`` result whose output was encoded elsewhere: write ``data`` as
@@ -1583,9 +1604,11 @@ class ImageWorker:
         where the output's format, by its extension, cannot embed it: staged before the
         image, put in place after it, the image taken away if it cannot be); ``result``,
         ``failed`` when it cannot be written, ``skipped`` (``concurrent``) when another
-        run's file was kept."""
+        run's file was kept.  ``held``: the claim :meth:`claim` made, used when it is
+        ``result.output``'s (it stays held: :meth:`release` lets it go)."""
         assert result.output is not None
-        self._run.put(result, data, seen, record, format_from_name(result.output.suffix))
+        fmt = format_from_name(result.output.suffix)
+        self._run.put(result, data, seen, record, fmt, held)
         return result
 
 

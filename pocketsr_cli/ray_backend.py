@@ -20,7 +20,9 @@ and returns the encoded output, and the driver writes it (claim, still-absent ch
 atomic rename, record) exactly as a worker would have, through the same code
 (``ImageWorker.write``: a BMP's sidecar record is staged before the image, put in place
 after it, and the image taken away when it cannot be); existing outputs are skipped by the
-driver before any bytes are sent.  In both modes an output that cannot be written (a
+driver before any bytes are sent, and the driver holds each output's claim while its image
+is out (``ImageWorker.claim``), so another run skips it at once, as actors' claims make it
+do in the shared mode.  In both modes an output that cannot be written (a
 read-only folder, something in the way, permission denied) fails its input alone, with
 ``cannot write OUTPUT: reason``, as in a one-process run, and the run goes on.
 
@@ -169,6 +171,7 @@ class _Actor:
     task: tuple[int, Job] | None = None
     ref: Any = None
     seen: Any = None  # return_bytes: the output as the driver saw it before sending
+    claim: Any = None  # return_bytes: the output's claim, the driver's while the image is out
 
 
 class _RayDriver:
@@ -285,14 +288,26 @@ class _RayDriver:
         if isinstance(settled, Result):
             self.feed.finish(index, settled)
             return False
+        claimed = self.checker.claim(job)  # held while the image is out: another run skips it
+        if isinstance(claimed, Result):
+            self.feed.finish(index, claimed)
+            return False
+        claim, seen = claimed
         try:
             data = job.input.read_bytes()
         except OSError as exc:
+            self.checker.release(claim)
             self.feed.finish(index, Result(job, "failed", error=f"cannot read: {exc}"))
             return False
-        actor.seen = settled
+        actor.seen, actor.claim = seen, claim
         actor.task, actor.ref = task, actor.handle.process_bytes.remote(index, job, data)
         return True
+
+    def let_go(self, actor: _Actor) -> None:
+        """Release the claim the driver holds for ``actor``'s image (return_bytes)."""
+        if self.checker is not None and actor.claim is not None:
+            self.checker.release(actor.claim)
+        actor.claim = None
 
     def became_ready(self, actor: _Actor) -> None:
         try:
@@ -318,13 +333,22 @@ class _RayDriver:
         except self.ray.exceptions.RayTaskError as exc:
             raise WorkerFailed(f"Ray {actor.name} failed: {_cause(exc)}") from None
         if self.settings.return_bytes:
-            result = self.place(task[1], actor.seen, *payload)
+            try:
+                result = self.place(task[1], actor.seen, *payload, held=actor.claim)
+            finally:
+                self.let_go(actor)
         else:
             result = payload
         self.feed.finish(task[0], result)
 
     def place(
-        self, job: Job, seen: Any, result: Result, data: bytes | None, sidecar: str | None
+        self,
+        job: Job,
+        seen: Any,
+        result: Result,
+        data: bytes | None,
+        sidecar: str | None,
+        held: Any = None,
     ) -> Result:
         """Write what an actor returned (``return_bytes``) exactly as its worker would have
         (``ImageWorker.write``: claim, still-as-``seen`` check, atomic rename; a BMP's
@@ -344,7 +368,7 @@ class _RayDriver:
             if isinstance(found, Result):
                 return dataclasses.replace(found, job=job)
             seen = found
-        return self.checker.write(result, data, seen, sidecar)
+        return self.checker.write(result, data, seen, sidecar, held)
 
     def died(self, actor: _Actor, how: str) -> None:
         if actor not in self.actors:
@@ -352,6 +376,7 @@ class _RayDriver:
         self.actors.remove(actor)
         self.reporter.warning(f"Ray {actor.name} died ({how})")
         if actor.task is not None:
+            self.let_go(actor)  # taken again when the image is sent again
             self.feed.lost(actor.task, how)
             actor.task = None
         with contextlib.suppress(Exception):
@@ -378,6 +403,8 @@ class _RayDriver:
                     for actor in busy:
                         assert actor.task is not None
                         _remove_leftovers(actor.task[1].output)
+                if self.checker is not None:  # return_bytes: the images still out
+                    self.checker.release_all()
                 self.actors = []
                 return
             except KeyboardInterrupt:

@@ -466,3 +466,46 @@ def test_what_a_killed_actor_left_is_removed_but_not_a_live_writers_file(tmp_pat
         assert live.read_bytes() == b"another run's image"
     assert not left.exists()
     assert not claims.claim_path(output).exists()
+
+
+def test_the_return_bytes_driver_claims_an_image_while_it_is_out(tmp_path: Path) -> None:
+    """Two identical --ray-return-bytes runs: the second skips at once an image the first
+    has sent away (``concurrent``); the claim goes once the image is written, or when its
+    actor dies (it is taken again when the image is sent again)."""
+    from types import SimpleNamespace
+
+    from pocketsr_cli.pipeline import ImageWorker
+    from pocketsr_cli.ray_backend import RaySettings, _Actor, _RayDriver
+
+    src = folder(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    jobs = collect_jobs([src], Naming(out, None))
+    factory = DoublerFactory()
+    fake_ray = SimpleNamespace(remote=lambda **_: lambda cls: cls, kill=lambda handle: None)
+    sent: list[tuple[int, Job]] = []
+    handle = SimpleNamespace(
+        process_bytes=SimpleNamespace(remote=lambda i, job, data: sent.append((i, job)) or i)
+    )
+
+    def driver() -> _RayDriver:
+        checker = ImageWorker(factory("cpu", lambda message: None), Options(), inputs=None)
+        return _RayDriver(
+            fake_ray, jobs, factory, Options(), NullReporter(), None,
+            RaySettings(return_bytes=True), checker, 0, None,
+        )  # fmt: skip
+
+    first, second = driver(), driver()
+    actor = _Actor(handle=handle, name="actor 1", ready_ref=None, ready=True)
+    assert first.send(actor, (1, jobs[0]))
+    assert actor.claim is not None and len(sent) == 1
+    other = _Actor(handle=handle, name="actor 2", ready_ref=None, ready=True)
+    assert not second.send(other, (1, jobs[0]))  # settled at once, nothing sent
+    second.feed.flush()
+    assert second.summary.count("skipped") == 1 and len(sent) == 1
+    first.actors = [actor]
+    first.died(actor, "killed")
+    assert actor.claim is None and not any(out.glob(".*pocketsr-claim"))
+    assert second.send(other, (2, jobs[0]))  # free again
+    assert any(out.glob(".*pocketsr-claim"))
+    second.stop()
+    assert not any(out.glob(".*pocketsr-claim"))  # a stopped run lets go of what was out
