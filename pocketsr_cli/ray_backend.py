@@ -119,7 +119,8 @@ class ImageActor:
         variants = factory(device, self.warnings.append)
         self.return_bytes = return_bytes
         if return_bytes:  # private copies in, outputs out; the driver decided on skipping
-            self.scratch = Path(tempfile.mkdtemp(prefix="pocketsr-ray-"))
+            _remove_dead_scratch(Path(tempfile.gettempdir()))
+            self.scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH}{os.getpid()}-"))
             options = dataclasses.replace(options, overwrite=False)
             inputs = None
         self.worker = ImageWorker(variants, options, inputs=inputs)
@@ -419,6 +420,27 @@ class _RayDriver:
             if done:
                 with contextlib.suppress(Exception):
                     self.collect(actor)
+
+
+_SCRATCH = "pocketsr-ray-"  # an actor's scratch folder: pocketsr-ray-<pid>-<random>
+
+
+def _remove_dead_scratch(folder: Path) -> None:
+    """Remove the scratch folders that actors killed outright left in ``folder`` (their
+    copies of inputs and outputs): those named after a process that no longer exists.
+    A folder whose process id is alive again (reused) is kept; never raises."""
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            head, _, rest = entry.name.partition(_SCRATCH)
+            pid = rest.split("-", 1)[0]
+            if head or not pid.isdigit() or not entry.is_dir() or entry.is_symlink():
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(entry, ignore_errors=True)
+            except (OSError, OverflowError):  # alive under another user, or not a pid
+                continue
 
 
 def _remove_leftovers(output: Path) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -509,3 +510,25 @@ def test_the_return_bytes_driver_claims_an_image_while_it_is_out(tmp_path: Path)
     assert any(out.glob(".*pocketsr-claim"))
     second.stop()
     assert not any(out.glob(".*pocketsr-claim"))  # a stopped run lets go of what was out
+
+
+def test_an_actor_removes_the_scratch_folders_killed_actors_left(tmp_path: Path) -> None:
+    """Killed outright, an actor leaves its copies of inputs and outputs behind; the next
+    actor on that machine removes those of processes that are gone, and no other."""
+    from pocketsr_cli.ray_backend import _remove_dead_scratch
+
+    script = "import os; print(os.getpid())"
+    gone = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    dead = tmp_path / f"pocketsr-ray-{int(gone.stdout)}-abc"
+    (dead / "in").mkdir(parents=True)
+    (dead / "in" / "photo.png").write_bytes(b"copy")
+    alive = tmp_path / f"pocketsr-ray-{os.getpid()}-def"
+    alive.mkdir()
+    other = tmp_path / "pocketsr-ray-notapid-x"
+    other.mkdir()
+    mine = tmp_path / "my-pocketsr-ray-1-x"
+    mine.mkdir()
+    _remove_dead_scratch(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name, mine.name])
