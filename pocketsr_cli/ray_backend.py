@@ -137,17 +137,28 @@ class ImageActor:
     ) -> tuple[Result, bytes | None, str | None]:
         """``job`` upscaled from ``data`` (its input's bytes): the result, the encoded
         output and the record its sidecar holds (BMP; None without one), for the driver to
-        write."""
-        folder = Path(tempfile.mkdtemp(dir=self.scratch))
+        write.  What goes wrong in this actor's scratch folder (its disk full) fails this
+        image alone, with a line that names the scratch folder: the outputs' own disk is
+        the driver's, and the run goes on."""
+        try:
+            folder = Path(tempfile.mkdtemp(dir=self.scratch))
+        except OSError as exc:
+            return self.scratch_failure(job, exc), None, None
         try:
             source = folder / "in" / job.input.name  # the same name: the same record
-            source.parent.mkdir()
-            source.write_bytes(data)
             output = folder / "out" / job.output.name
-            output.parent.mkdir()
+            try:
+                source.parent.mkdir()
+                source.write_bytes(data)
+                output.parent.mkdir()
+            except OSError as exc:
+                return self.scratch_failure(job, exc), None, None
             alt = None if job.alt_output is None else output.with_name(job.alt_output.name)
             local = dataclasses.replace(job, input=source, output=output, alt_output=alt)
             result = self.worker.process(local, index)
+            if result.status == "failed" and result.stops_run:  # the scratch disk's state
+                result.stops_run = None
+                result.error = f"in the Ray actor's scratch folder {self.scratch}: {result.error}"
             encoded = sidecar = None
             if result.status == "ok" and result.output is not None:
                 encoded = result.output.read_bytes()
@@ -157,6 +168,14 @@ class ImageActor:
             return result, encoded, sidecar
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+    def scratch_failure(self, job: Job, exc: OSError) -> Result:
+        """``job`` failed: its copy could not be made in this actor's scratch folder."""
+        error = (
+            f"the Ray actor could not copy it into its scratch folder {self.scratch}: "
+            f"{exc.strerror or exc}"
+        )
+        return Result(job, "failed", error=error)
 
 
 # -- driver ------------------------------------------------------------------------------

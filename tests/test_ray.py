@@ -532,3 +532,64 @@ def test_an_actor_removes_the_scratch_folders_killed_actors_left(tmp_path: Path)
     mine.mkdir()
     _remove_dead_scratch(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name, mine.name])
+
+
+def test_a_full_scratch_folder_fails_that_image_alone_and_names_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An actor whose scratch disk is full used to raise out of its method, which ended
+    the whole run; the image fails with a line naming the actor's scratch folder, and the
+    run goes on (the outputs' disk is the driver's, so this stops nothing)."""
+    import errno
+
+    from pocketsr_cli.ray_backend import ImageActor
+
+    src = folder(tmp_path / "in", 1)
+    (tmp_path / "scratch").mkdir()
+    factory = DoublerFactory()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("tempfile.tempdir", str(tmp_path / "scratch"))
+        actor = ImageActor(factory, "cpu", Options(), None, return_bytes=True)
+    job = collect_jobs([src], Naming(tmp_path / "out", None))[0]
+    real_write = Path.write_bytes
+
+    def full(self: Path, data: bytes) -> int:
+        if actor.scratch in self.parents:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    result, encoded, sidecar = actor.process_bytes(1, job, job.input.read_bytes())
+    assert result.status == "failed" and encoded is None and sidecar is None
+    assert result.error == (
+        f"the Ray actor could not copy it into its scratch folder {actor.scratch}: "
+        "No space left on device"
+    )
+    assert result.stops_run is None
+    assert list(actor.scratch.iterdir()) == []
+
+
+def test_a_full_scratch_disk_while_writing_there_stops_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from pocketsr_cli import pipeline
+    from pocketsr_cli.errors import ImageWriteError
+    from pocketsr_cli.ray_backend import ImageActor
+
+    src = folder(tmp_path / "in", 1)
+    (tmp_path / "scratch").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("tempfile.tempdir", str(tmp_path / "scratch"))
+        actor = ImageActor(DoublerFactory(), "cpu", Options(), None, return_bytes=True)
+    job = collect_jobs([src], Naming(tmp_path / "out", None))[0]
+
+    def full(path: Path, data: bytes, **kwargs: object) -> bool:
+        cause = OSError(errno.ENOSPC, "No space left on device")
+        raise ImageWriteError(f"cannot write {path}: No space left on device") from cause
+
+    monkeypatch.setattr(pipeline, "write_atomic", full)
+    result, encoded, _ = actor.process_bytes(1, job, job.input.read_bytes())
+    assert result.status == "failed" and encoded is None and result.stops_run is None
+    assert (result.error or "").startswith(f"in the Ray actor's scratch folder {actor.scratch}: ")
