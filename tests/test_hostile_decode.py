@@ -1239,3 +1239,21 @@ def test_an_xmp_that_lists_nothing_after_the_picture_is_kept_as_it_is() -> None:
 
     plain = b'<rdf:Description GCamera:MotionPhoto="0" tiff:Make="Pixel"/>'
     assert without_attached_media(plain) == (plain, None)
+
+
+def test_extended_xmp_is_said_to_be_left_out(tmp_path: Path) -> None:
+    """Metadata too large for one segment (a phone's depth map, an editor's history) goes
+    into extended XMP segments, which no decoder hands over: dropped, but not silently."""
+    buffer = io.BytesIO()
+    Image.fromarray(make_photo_like(24, 32, seed=6)).save(buffer, "JPEG")
+    data = buffer.getvalue()
+    payload = b"http://ns.adobe.com/xmp/extension/\0" + b"0" * 32 + struct.pack(">II", 6000, 0)
+    payload += b"x" * 6000
+    segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    (tmp_path / "plain.jpg").write_bytes(data)
+    (tmp_path / "extended.jpg").write_bytes(data[:2] + segment + data[2:])
+    assert read_image(tmp_path / "extended.jpg").warnings == (
+        "its extended XMP (6 KiB of large metadata, such as a depth map or an edit history) "
+        "was left out",
+    )
+    assert read_image(tmp_path / "plain.jpg").warnings == ()

@@ -27,7 +27,7 @@ from pocketsr_cli.imageio.backends import (
 from pocketsr_cli.imageio.decoded import DecodedImage, finish
 from pocketsr_cli.imageio.formats import PILLOW_FORMATS, TIFF_MAGIC, require_heif_decoder
 from pocketsr_cli.imageio.header import parse_header, parse_tiff_header
-from pocketsr_cli.imageio.jpeg import check_jpeg_complete
+from pocketsr_cli.imageio.jpeg import check_jpeg_complete, extended_xmp_size
 from pocketsr_cli.imageio.metadata import bare_exif, dpi_of, without_thumbnail
 from pocketsr_cli.imageio.nclx import (
     HDR_TRANSFERS,
@@ -173,6 +173,12 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
             )
         if coarse is not None:
             decoded.warnings = (*decoded.warnings, coarse)
+        if fmt == "jpeg" and (extended := extended_xmp_size(data)):
+            decoded.warnings = (
+                *decoded.warnings,
+                f"its extended XMP ({extended / 1024:,.0f} KiB of large metadata, such as a "
+                "depth map or an edit history) was left out",
+            )
         return decoded
 
 

@@ -110,6 +110,28 @@ def _refine(done: dict[int, np.ndarray], data: bytes, pos: int) -> None:
                 done[c][1, start : end + 1] |= approximation & 15 == 0
 
 
+_XMP_EXTENSION = b"http://ns.adobe.com/xmp/extension/\x00"
+
+
+def extended_xmp_size(data: bytes) -> int:
+    """Bytes of extended XMP a JPEG carries (APP1 segments after its main packet, for
+    what does not fit one segment: a depth map, an edit history), counted in the segments
+    ahead of its first scan; 0 without any.  Decoders keep the main packet only."""
+    pos, total = 2, 0
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xDA, 0xD9):  # the first scan, or the end: no metadata after it here
+            break
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        if marker == 0xE1 and data.startswith(_XMP_EXTENSION, pos + 4):
+            total += max(0, length - 2 - len(_XMP_EXTENSION) - 40)  # GUID, sizes, offset
+        pos += 2 + length
+    return total
+
+
 def _layout(data: bytes) -> _Layout | None:
     """The markers of ``data`` followed from the start; None before a first scan (the
     decoder then says what is wrong).  A walk that loses its way after a scan (bytes that
