@@ -192,3 +192,67 @@ def test_views_of_other_arrays_encode_as_their_contiguous_copies(view: object) -
     pixels = view(rgba)  # type: ignore[operator]
     expected = pillow_jpeg(np.ascontiguousarray(pixels), 95, Metadata())
     assert encode_jpeg(pixels, 95, Metadata()) == expected
+
+
+def exif_with_thumbnail(thumbnail: int, after: bytes = b"") -> bytes:
+    """A little-endian EXIF block: IFD0 with Make ("Canon", out of line) and a link to an
+    Exif IFD holding a MakerNote, then IFD1 pointing at a ``thumbnail``-byte JPEG at the
+    end; ``after``, when given, is a value IFD0 points at placed after the thumbnail."""
+    import struct
+
+    make, maker_note = b"Canon\0", b"M" * 100
+    ifd0 = 8
+    entries0 = 3 if after else 2
+    ifd0_end = ifd0 + 2 + 12 * entries0 + 4
+    make_at = ifd0_end
+    exif_ifd = make_at + len(make)
+    exif_end = exif_ifd + 2 + 12 + 4
+    note_at = exif_end
+    ifd1 = note_at + len(maker_note)
+    ifd1_end = ifd1 + 2 + 24 + 4
+    thumb_at = ifd1_end
+    after_at = thumb_at + thumbnail
+    out = bytearray(b"II*\0" + struct.pack("<I", ifd0))
+    out += struct.pack("<H", entries0)
+    out += struct.pack("<HHII", 0x010F, 2, len(make), make_at)
+    out += struct.pack("<HHII", 0x8769, 4, 1, exif_ifd)
+    if after:
+        out += struct.pack("<HHII", 0x0131, 2, len(after), after_at)  # Software
+    out += struct.pack("<I", ifd1) + make
+    out += struct.pack("<H", 1) + struct.pack("<HHII", 0x927C, 7, len(maker_note), note_at)
+    out += struct.pack("<I", 0) + maker_note
+    out += struct.pack("<H", 2)
+    out += struct.pack("<HHII", 0x0201, 4, 1, thumb_at)
+    out += struct.pack("<HHII", 0x0202, 4, 1, thumbnail)
+    out += struct.pack("<I", 0) + b"\xff\xd8" + b"t" * (thumbnail - 2) + after
+    return bytes(out)
+
+
+def test_an_exif_block_too_large_only_by_its_thumbnail_keeps_the_rest() -> None:
+    """A camera's EXIF from a TIFF or HEIF source, with a large thumbnail: the thumbnail is
+    cut off the end and the camera's tags, maker note included, are kept byte for byte."""
+    from pocketsr_cli.imageio.metadata import without_thumbnail_data
+
+    exif = exif_with_thumbnail(70_000)
+    trimmed = without_thumbnail_data(exif)
+    link = 8 + 2 + 12 * 2  # IFD0's link to IFD1, now 0
+    assert trimmed is not None and len(trimmed) < 300
+    assert trimmed[:link] == exif[:link] and trimmed[link : link + 4] == bytes(4)
+    assert trimmed[link + 4 :] == exif[link + 4 : len(trimmed)]
+    notes: list[str] = []
+    data = encode_image(
+        make_photo_like(8, 8), OutputPlan("jpeg", 8), metadata=Metadata(exif, None, None),
+        notes=notes,
+    )  # fmt: skip
+    assert notes == [
+        "its EXIF thumbnail was left out: without it the EXIF block fits a JPEG (64 KiB at most)"
+    ]
+    with Image.open(io.BytesIO(data)) as im:
+        tags = im.getexif()
+        assert tags[0x010F] == "Canon"
+        assert tags.get_ifd(0x8769)[0x927C] == b"M" * 100
+        assert tags.get_ifd(0x0201) == {} and 0x0201 not in tags
+    # Something IFD0 points at after the thumbnail: cutting would lose it, so all goes.
+    blocked = exif_with_thumbnail(70_000, after=b"editor\0")
+    assert without_thumbnail_data(blocked) is None
+    assert without_thumbnail_data(exif_with_thumbnail(10)[:20]) is None  # cut short

@@ -24,7 +24,7 @@ import numpy as np
 
 from pocketsr_cli.errors import ImageWriteError
 from pocketsr_cli.imageio.backends import opencv
-from pocketsr_cli.imageio.metadata import EXIF_PREFIX, Metadata
+from pocketsr_cli.imageio.metadata import EXIF_PREFIX, Metadata, without_thumbnail_data
 
 _SOI = b"\xff\xd8"
 _APP0 = 0xE0
@@ -38,12 +38,24 @@ XMP_MAX = _SEGMENT_MAX - len(_XMP_PREFIX)  # 65,504: the largest XMP packet a JP
 
 def fits_jpeg(meta: Metadata, notes: list[str] | None = None) -> Metadata:
     """``meta`` without the EXIF block or XMP packet that is too long for one JPEG segment
-    (64 KiB; the ICC profile is split over several and stays); a line for each one left
-    out goes to ``notes``."""
+    (64 KiB; the ICC profile is split over several and stays): an EXIF block that fits
+    once its thumbnail is cut off the end is kept without it
+    (``metadata.without_thumbnail_data``); a line for each thing left out goes to
+    ``notes``."""
     exif, xmp = meta.exif, meta.xmp
     if exif is not None and len(EXIF_PREFIX) + len(exif) > _SEGMENT_MAX:
-        exif = None
-        _note(notes, f"its EXIF block ({len(meta.exif or b''):,} bytes) is too large for a JPEG")
+        smaller = without_thumbnail_data(exif)  # the thumbnail is usually what makes it so
+        if smaller is not None and len(EXIF_PREFIX) + len(smaller) <= _SEGMENT_MAX:
+            exif = smaller
+            if notes is not None:
+                notes.append(
+                    "its EXIF thumbnail was left out: without it the EXIF block fits a JPEG "
+                    "(64 KiB at most)"
+                )
+        else:
+            exif = None
+            size = len(meta.exif or b"")
+            _note(notes, f"its EXIF block ({size:,} bytes) is too large for a JPEG")
     if xmp is not None and len(xmp) > XMP_MAX:
         xmp = None
         _note(notes, f"its XMP packet ({len(meta.xmp or b''):,} bytes) is too large for a JPEG")

@@ -118,6 +118,57 @@ def patch_exif(exif: bytes, *, size: tuple[int, int] | None = None) -> bytes:
     return bytes(buf)
 
 
+# Bytes per value of each TIFF field type (BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE,
+# UNDEFINED, SSHORT, SLONG, SRATIONAL, FLOAT, DOUBLE, IFD).
+_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+_SUB_IFDS = (_TAG_EXIF_IFD, 0x8825, 0xA005)  # Exif, GPS, Interoperability
+_TAG_THUMBNAIL_OFFSET, _TAG_THUMBNAIL_LENGTH = 0x0201, 0x0202
+
+
+def _extent(buf: bytes, order: str, offset: int, seen: set[int]) -> int:
+    """Where the IFD at ``offset``, the values it points at and its sub-IFDs end."""
+    seen.add(offset)
+    (count,) = struct.unpack_from(order + "H", buf, offset)
+    end = offset + 2 + 12 * count + 4
+    for i in range(count):
+        pos = offset + 2 + 12 * i
+        tag, typ, n = struct.unpack_from(order + "HHI", buf, pos)
+        (value,) = struct.unpack_from(order + "I", buf, pos + 8)
+        if _TYPE_SIZES.get(typ, 1) * n > 4:
+            end = max(end, value + _TYPE_SIZES.get(typ, 1) * n)
+        if tag in _SUB_IFDS and typ in (LONG, 13) and value not in seen and value < len(buf):
+            end = max(end, _extent(buf, order, value, seen))
+    return end
+
+
+def without_thumbnail_data(exif: bytes) -> bytes | None:
+    """``exif`` shortened by its thumbnail (IFD1 and the JPEG it points at), or None when
+    that cannot be done safely: no thumbnail, or something IFD0 or its Exif, GPS and
+    Interoperability IFDs point at lies after the thumbnail's start (the block would be
+    cut through it).  For a block too large for a JPEG segment, where the thumbnail is
+    usually what makes it so; maker notes and other tags stay byte for byte."""
+    order = "<" if exif[:2] == b"II" else ">"
+    try:
+        (ifd0,) = struct.unpack_from(order + "I", exif, 4)
+        (count,) = struct.unpack_from(order + "H", exif, ifd0)
+        link = ifd0 + 2 + 12 * count
+        (ifd1,) = struct.unpack_from(order + "I", exif, link)
+        if not ifd1:
+            return None
+        start = ifd1
+        for tag, typ, pos in ifd_entries(exif, order, ifd1):
+            if tag == _TAG_THUMBNAIL_OFFSET and typ == LONG:
+                (offset,) = struct.unpack_from(order + "I", exif, pos)
+                start = min(start, offset)
+        if _extent(exif, order, ifd0, set()) > start:
+            return None
+    except struct.error:
+        return None
+    buf = bytearray(exif[:start])
+    struct.pack_into(order + "I", buf, link, 0)
+    return bytes(buf)
+
+
 def without_thumbnail(exif: bytes) -> bytes:
     """``exif`` with the link from IFD0 to IFD1 (the thumbnail) cut, for pixels that were
     turned upright before the EXIF was read (HEIF: libheif applies its rotation and the
