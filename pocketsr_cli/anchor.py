@@ -11,18 +11,19 @@ passes at under 1 %) — so texture, edges and noise are left exactly as drawn.
 
 On the validation photos (``data/val`` and ``data/val_textured``, 768-px crops, ``real``
 degradation; ``python scripts/anchor_sweep.py``) ``sigma`` 4 raised
-the default model's PSNR-Y by 0.31 dB with detail, hf, bandcorr and the lattice ratio
-unchanged, and its mean shift from 0.81 to 0.09 levels; the manifest's ``mean_anchor``
+the default model's PSNR-Y by 0.30 dB with detail, hf, bandcorr and the lattice ratio
+unchanged, and its mean shift from 0.84 to 0.08 levels; the manifest's ``mean_anchor``
 hint turns it on per model (``ModelDescriptor.mean_anchor``).
 
-Cost and memory: both images are area-downscaled to a grid of ``sigma / 2`` input pixels,
-where the difference is blurred; it is then brought up to the output's size a strip of
-rows at a time and added in place, so the extra memory is a few output rows, whatever the
-image's size (50-65 ms per 4K output on a 2-core CPU).  On a GPU, where an image that runs
-in one piece is still on the device, :func:`anchor_tensor` does the same there, in a
-fraction of a millisecond, before the output is copied back (``Upscaler`` passes it to the
-tiler as its ``finish``); the two agree to a level where the grid divides the image (two
-at odd sizes, where the area averages' cells fall differently).
+Cost and memory: both images are area-averaged, in float and a strip of rows at a time, to
+a grid of ``sigma / 2`` input pixels, where the difference is blurred; it is then brought
+up to the output's size a strip of rows at a time and added in place, so the extra memory
+is a few output rows, whatever the image's size (50-65 ms per 4K output on a 2-core CPU).
+On a GPU, where an image that runs in one piece is still on the device,
+:func:`anchor_tensor` does the same there, in a fraction of a millisecond, before the
+output is copied back (``Upscaler`` passes it to the tiler as its ``finish``); the two
+agree to a level where the grid divides the image (two at odd sizes, where the area
+averages' cells fall differently).
 """
 
 from __future__ import annotations
@@ -63,10 +64,7 @@ def anchor_means(out: np.ndarray, src: np.ndarray, sigma: float, channels: int) 
     grid = max(1, int(sigma // 2))  # input pixels per grid cell: sigma stays >= 2 cells
     height, width = src.shape[:2]
     cells = (max(1, math.ceil(width / grid)), max(1, math.ceil(height / grid)))
-    area = cv2.INTER_AREA
-    want = cv2.resize(_planes(src, channels), cells, interpolation=area).astype(np.float32)
-    have = cv2.resize(_planes(out, channels), cells, interpolation=area).astype(np.float32)
-    diff = (want - have).reshape(cells[1], cells[0], channels)
+    diff = _area_means(src, channels, cells) - _area_means(out, channels, cells)
     cell_sigma = sigma / grid
     radius = int(4 * cell_sigma + 0.5)
     # Reflected borders (without repeating the edge, as torch reflects), or the edge
@@ -78,12 +76,38 @@ def anchor_means(out: np.ndarray, src: np.ndarray, sigma: float, channels: int) 
     _add_brought_up(out, diff, channels)
 
 
-def _planes(img: np.ndarray, channels: int) -> np.ndarray:
-    """The first ``channels`` channels of ``img`` as OpenCV takes them (a 2-D array for
-    one channel; a copy only when they are not all of them)."""
-    if channels == img.shape[2]:
-        return img if channels > 1 else img[..., 0]
-    return np.ascontiguousarray(img[..., :channels]) if channels > 1 else img[..., 0]
+def _area_means(img: np.ndarray, channels: int, cells: tuple[int, int]) -> np.ndarray:
+    """``img``'s first ``channels`` channels area-averaged to ``cells`` (width, height):
+    ``cv2.resize``'s ``INTER_AREA`` computed in float32 (``h x w x channels``), a strip
+    of rows at a time, so that no full-size float copy is made.
+
+    Not ``INTER_AREA`` on the samples themselves: its 8-bit result is rounded, and by
+    halving (a 2 x 2 cell, ``sigma`` 4 or 5) half-way sums round up, which would lift
+    every anchored image by an eighth of a level.
+    """
+    cv2 = opencv()
+    width_cells, height_cells = cells
+    height = img.shape[0]
+    pitch = height / height_cells  # rows per grid cell
+    # Strips of about 32 grid rows (of _STRIP_ROWS rows at most): each row's shares are a
+    # matrix product whose cost grows with the grid rows a strip spans.
+    step = max(1, min(_STRIP_ROWS, int(32 * pitch)))
+    sums = np.zeros((height_cells, width_cells * channels), np.float32)
+    buffer = np.empty((min(step, height), img.shape[1], channels), np.float32)
+    for r0 in range(0, height, step):
+        rows = min(step, height - r0)
+        strip = buffer[:rows]
+        strip[...] = img[r0 : r0 + rows, :, :channels]
+        across = cv2.resize(strip, (width_cells, rows), interpolation=cv2.INTER_AREA)
+        # Each row's share of each grid row it overlaps (INTER_AREA's weights, down).
+        first = int(r0 // pitch)
+        last = min(height_cells, math.ceil((r0 + rows) / pitch))
+        lo = np.arange(first, last)[:, None] * pitch
+        y = np.arange(r0, r0 + rows)[None, :]
+        share = np.minimum(y + 1, lo + pitch) - np.maximum(y, lo)
+        share = np.clip(share, 0, None, out=share).astype(np.float32) / np.float32(pitch)
+        sums[first:last] += share @ across.reshape(rows, width_cells * channels)
+    return sums.reshape(height_cells, width_cells, channels)
 
 
 def _add_brought_up(out: np.ndarray, diff: np.ndarray, channels: int) -> None:

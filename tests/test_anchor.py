@@ -59,6 +59,18 @@ def test_the_local_mean_is_the_inputs_and_the_detail_is_left_as_drawn(channels: 
     assert np.abs(high_pass(anchored) - high_pass(out)).mean() < 0.2
 
 
+def test_a_grainy_input_gets_no_level_added() -> None:
+    """The grid's averages are not rounded: 8-bit averages of 2 x 2 pixels (the grid at
+    ``sigma`` 4) round half-way sums up, which lifted every anchored photo by about an
+    eighth of a level."""
+    cv2 = opencv()
+    src = np.random.default_rng(11).integers(40, 216, (120, 160, 3), dtype=np.uint8)
+    out = darkened_upscale(src, 4, seed=12)
+    anchor_means(out, src, 4.0, 3)
+    down = cv2.resize(out.astype(np.float32), (160, 120), interpolation=cv2.INTER_AREA)
+    assert abs((down - src).mean()) < 0.04
+
+
 def test_strips_join_without_a_seam() -> None:
     """Brought up a strip of 256 output rows at a time, the shift is the one a whole-image
     bilinear resize of it gives."""
