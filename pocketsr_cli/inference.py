@@ -133,6 +133,9 @@ class Upscaler:
         self.ensemble = Ensemble.of(ensemble)
         self.heavy_fraction: float | None = None
         self._anchored = False  # the last image's mean anchoring ran on the device
+        # Where the device anchors an image that runs in one piece (anchor_tensor), before
+        # its output is copied back; on the CPU the host does (anchor_means).
+        self._anchor_on_device = compute.device.type != "cpu"
         self.native_sizes = native_sizes
         packing = self._pcsr_setup(model, outscale, routing, native_sizes)
         self._tile, self._overlap = tile, overlap
@@ -382,8 +385,22 @@ class Upscaler:
 
         The result is float32, or ``out_dtype`` (uint8/uint16/int32: rounded and clamped).
         A native PCSR scale gives ``(1, 3, round(H*s), round(W*s))``, and a PCSR network
-        sets :attr:`heavy_fraction`.
+        sets :attr:`heavy_fraction`.  It is the network's output, not mean-anchored: the
+        model's ``mean_anchor`` is :meth:`upscale`'s.
         """
+        return self._upscale_tensor(x, on_tile, out_dtype, anchor=False)[0]
+
+    def _upscale_tensor(
+        self,
+        x: torch.Tensor,
+        on_tile: Callable[[int, int], None] | None,
+        out_dtype: torch.dtype | None,
+        *,
+        anchor: bool,
+    ) -> tuple[torch.Tensor, bool]:
+        """:meth:`upscale_tensor`, and whether the model's mean anchoring was done on the
+        device (``anchor``: where the image ran there in one piece; see
+        :meth:`_upscale_tiles`)."""
         tile_fn = self._tile_fn
         count = None
         if hasattr(self.model.module, "total_stats"):  # PCSR: count its routing
@@ -400,11 +417,12 @@ class Upscaler:
                 on_tile=on_tile,
             )
             out = packing.unpack(out, *x.shape[-2:])
+            anchored = False
         else:
-            out = self._upscale_tiles(x, tile_fn, on_tile, out_dtype)
+            out, anchored = self._upscale_tiles(x, tile_fn, on_tile, out_dtype, anchor)
         if count is not None:
             self.heavy_fraction = count.heavy_fraction
-        return out
+        return out, anchored
 
     def _upscale_tiles(
         self,
@@ -412,16 +430,33 @@ class Upscaler:
         tile_fn: Callable[..., torch.Tensor],
         on_tile: Callable[[int, int], None] | None,
         out_dtype: torch.dtype | None,
-    ) -> torch.Tensor:
-        sigma = self.model.mean_anchor
+        anchor: bool,
+    ) -> tuple[torch.Tensor, bool]:
+        """The tiler's result, and whether the model's mean anchoring was done on the device.
+
+        With ``anchor``, a model's ``mean_anchor`` off the CPU is the tiler's ``finish``
+        (it runs only where the image runs in one piece).  It counts only if the attempt
+        that ran it is the one whose output is returned: an out-of-memory error in it or
+        after it makes the tiler start again in tiles, which run the network again.
+        """
+        sigma = self.model.mean_anchor if anchor else None
         finish = None
-        if sigma is not None and self.compute.device.type != "cpu":
+        anchored = False
+        if sigma is not None and self._anchor_on_device:
+            run = tile_fn
+
+            def tile_fn(*args: Any) -> torch.Tensor:
+                nonlocal anchored
+                anchored = False  # a new attempt (or the memory probe) of the tiler
+                return run(*args)
 
             def finish(y: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-                self._anchored = True  # on the device: Upscaler.upscale leaves it
-                return anchor_tensor(y, image, sigma)
+                nonlocal anchored
+                y = anchor_tensor(y, image, sigma)
+                anchored = True
+                return y
 
-        return self.policy.upscale(
+        out = self.policy.upscale(
             x,
             tile_fn,
             scale=self.model.scale,
@@ -433,6 +468,7 @@ class Upscaler:
             tileable=self._tileable,
             finish=finish,
         )
+        return out, anchored
 
     # -- image level --------------------------------------------------------------------
     def _input(self, plane: np.ndarray, peak: float) -> torch.Tensor:
@@ -470,8 +506,7 @@ class Upscaler:
         x = self._input(pixels[..., :1] if gray else pixels[..., :3], peak)
         if gray:
             x = x.expand(-1, 3, -1, -1).contiguous()
-        self._anchored = False
-        y = self.upscale_tensor(x, on_tile, out_dtype)
+        y, self._anchored = self._upscale_tensor(x, on_tile, out_dtype, anchor=True)
         if gray:  # the model saw R = G = B; fold its answer back to one channel
             y = _fold_to_gray(y)
         planes = [y]

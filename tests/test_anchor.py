@@ -186,3 +186,58 @@ def test_the_tiler_finishes_an_image_that_runs_in_one_piece_only() -> None:
     assert torch.allclose(whole, fn(image) + 0.25)
     tiled = upscale_tiled(image, fn, scale=2, tile=32, overlap=8, finish=finish)
     assert len(calls) == 1 and torch.allclose(tiled, fn(image))
+
+
+@pytest.mark.parametrize("fails", ["in_anchoring", "after_it"])
+def test_an_image_the_device_could_not_anchor_is_anchored_on_the_host(
+    monkeypatch: pytest.MonkeyPatch, fails: str
+) -> None:
+    """Out of memory in the device's anchoring, or in writing its result, makes the tiler
+    start again in tiles, which the device does not anchor: the host must."""
+    import pocketsr_cli.inference as inference
+    from pocketsr_cli.tiling.assemble import Assembler
+
+    desc = ModelDescriptor(name="d", family="test", module=Darkens(), scale=2, mean_anchor=4.0)
+    up = Upscaler(desc, Compute(torch.device("cpu"), "fp32"), tile=0)
+    up._anchor_on_device = True  # as on a GPU, with the tensors on the CPU
+    calls: list[str] = []
+
+    def once(name: str) -> None:
+        if name not in calls:
+            calls.append(name)
+            if name == fails:
+                raise torch.OutOfMemoryError("out of memory (simulated)")
+
+    def anchoring(y: torch.Tensor, image: torch.Tensor, sigma: float) -> torch.Tensor:
+        once("in_anchoring")
+        return anchor_tensor(y, image, sigma)
+
+    write = Assembler._write
+
+    def writing(self: Assembler, top: int, left: int, block: torch.Tensor) -> None:
+        if "in_anchoring" in calls:
+            once("after_it")
+        write(self, top, left, block)
+
+    monkeypatch.setattr(inference, "anchor_tensor", anchoring)
+    monkeypatch.setattr(Assembler, "_write", writing)
+    src = smooth(160, 192, 3, seed=10)
+    out = up.upscale(src)
+    assert fails in calls and up.policy.tile_side is not None  # it ran again, in tiles
+    assert not up._anchored
+    shift = area_down(out, (192, 160)).astype(float) - src
+    assert abs(shift.mean()) < 0.3
+    # An image that runs in one piece is anchored once, on the device.
+    again = up.upscale(smooth(48, 64, 3, seed=7))
+    assert up._anchored
+    assert abs((area_down(again, (64, 48)).astype(float) - smooth(48, 64, 3, seed=7)).mean()) < 0.3
+
+
+def test_upscale_tensor_is_the_network_alone_wherever_it_runs() -> None:
+    """``upscale_tensor`` gives the network's output, not anchored, on any device."""
+    desc = ModelDescriptor(name="d", family="test", module=Darkens(), scale=2, mean_anchor=4.0)
+    x = as_tensor(smooth(48, 64, 3, seed=7))
+    for on_device in (False, True):
+        up = Upscaler(desc, Compute(torch.device("cpu"), "fp32"), tile=0)
+        up._anchor_on_device = on_device
+        assert torch.allclose(up.upscale_tensor(x), Darkens()(x))
