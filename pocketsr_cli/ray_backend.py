@@ -354,7 +354,8 @@ class _RayDriver:
             raise WorkerFailed(f"Ray {actor.name} failed: {_cause(exc)}") from None
         if self.settings.return_bytes:
             try:
-                result = self.place(task[1], actor.seen, *payload, held=actor.claim)
+                returned, data, sidecar = payload
+                result = self.place(task[1], actor.seen, returned, data, sidecar, actor.claim)
             finally:
                 self.let_go(actor)
         else:
