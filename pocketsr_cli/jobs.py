@@ -705,14 +705,14 @@ def _check_outputs(jobs: list[Job], naming: Naming) -> list[Job]:
             if victim is not None:
                 raise UsageError(
                     f"output {output} would overwrite input {victim.display}{how}"
-                    f"{_switch_note(job, naming, output)}; choose another {OUTPUT} folder or "
+                    f"{_switch_note(job, naming)}; choose another {OUTPUT} folder or "
                     f"a {SUFFIX}"
                 )
             earlier = seen.get(out)
             if earlier is not None:
                 raise UsageError(
                     f"{earlier.display} and {job.display} would both be written to "
-                    f"{output}{_alt_note(earlier, job, output)}; {_apart_hint(naming)}"
+                    f"{output}; {_apart_hint(naming)}"
                 )
         for output in job.outputs:
             seen[_real(output)] = job
@@ -746,26 +746,15 @@ def _apart_hint(naming: Naming) -> str:
     return hint
 
 
-def _switch_note(job: Job, naming: Naming, output: Path | None = None) -> str:
-    """Why ``job``'s ``output`` (default: its ``output``) has another format than the one
-    asked for, when it has; or, for its ``alt_output``, when that name is written."""
-    output = job.output if output is None else output
-    if output == job.alt_output:
-        return " (where it goes if its alpha channel is opaque everywhere)"
+def _switch_note(job: Job, naming: Naming) -> str:
+    """Why ``job``'s output has another format than the one asked for, when it has."""
     asked = job.input.suffix if naming.fmt is None else extension_for(naming.fmt)
-    if output.suffix == asked:
+    if job.output.suffix == asked:
         return ""
     if naming.output_for(job.input, None).suffix == asked:  # its transparency switched it
         name = (naming.fmt or format_of_path(job.input) or "").upper()
         return f" ({name} cannot store its transparency, so it is written as PNG)"
     return " (its format cannot be written, so it is written as PNG)"
-
-
-def _alt_note(earlier: Job | str, job: Job, output: Path) -> str:
-    """When two inputs meet on ``output`` only if an alpha channel is opaque everywhere
-    (an ``alt_output``), a note saying so (planning cannot tell yet)."""
-    alt = output == job.alt_output or (isinstance(earlier, Job) and output == earlier.alt_output)
-    return " if an alpha channel is opaque everywhere, which planning cannot tell" if alt else ""
 
 
 def _fingerprint(text: str) -> int:
@@ -909,7 +898,7 @@ class _StreamingCheck:
                 return self.refuse(
                     job,
                     f"output {output} would overwrite input {victim}{how}"
-                    f"{_switch_note(job, self.naming, output)}; choose another {OUTPUT} "
+                    f"{_switch_note(job, self.naming)}; choose another {OUTPUT} "
                     f"folder or a {SUFFIX}",
                 )
         owner = self.alts.pop(digest, None) if output == job.output else None
@@ -920,8 +909,8 @@ class _StreamingCheck:
             earlier = self.named_outputs.get(digest, "an input planned earlier")
             return self.refuse(
                 job,
-                f"{earlier} and {job.display} would both be written to {output}"
-                f"{_alt_note(earlier, job, output)}; {_apart_hint(self.naming)}",
+                f"{earlier} and {job.display} would both be written to {output}; "
+                f"{_apart_hint(self.naming)}",
             )
         return None
 
