@@ -41,7 +41,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 try:
@@ -264,27 +264,8 @@ def sweep_stale_temps(folder: Path, *, stale_after: float | None = None) -> int:
     Never raises for file-system trouble (a missing or unreadable folder, a file that
     cannot be opened or removed): what cannot be checked is kept.
     """
-    if fcntl is None:
-        return 0
     limit = STALE_AFTER if stale_after is None else stale_after
-    cutoff = time.time() - limit
-    removed = 0
-    try:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                name = entry.name
-                if not name.endswith(TEMP_SUFFIX) or not _TEMP_NAME.fullmatch(name):
-                    continue
-                with contextlib.suppress(OSError):
-                    if not entry.is_file(follow_symlinks=False):
-                        continue
-                    outcome = _remove_if_stale(Path(entry.path), cutoff)
-                    if outcome is None:  # this file system cannot lock: nothing is safe
-                        break
-                    removed += outcome
-    except OSError:
-        pass
-    return removed
+    return _sweep(folder, time.time() - limit, lambda name: True)
 
 
 def remove_abandoned_temps(path: Path) -> int:
@@ -293,20 +274,35 @@ def remove_abandoned_temps(path: Path) -> int:
     killed just now (``ray_backend``, its actors).  A file another process still holds
     (a writer not dead yet, or another run's) is kept.  How many were removed; never
     raises for file-system trouble."""
+    prefix = f".{path.name[:100]}."
+    length = len(prefix) + 12 + len(TEMP_SUFFIX)  # the name of no other output
+    return _sweep(
+        path.parent, math.inf, lambda name: name.startswith(prefix) and len(name) == length
+    )
+
+
+def _sweep(folder: Path, cutoff: float, wanted: Callable[[str], bool]) -> int:
+    """Remove, from ``folder``, the regular files named as :func:`temp_path_for` names
+    them, for which ``wanted(name)`` holds, unchanged since ``cutoff`` (a time) and held by
+    no one (:func:`_remove_if_stale`); how many.  Stops at the first file whose file system
+    cannot lock (nothing is safe there); never raises for file-system trouble."""
     if fcntl is None:
         return 0
-    prefix = f".{path.name[:100]}."
     removed = 0
-    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
-            rest = entry.name[len(prefix) :]
-            if not entry.name.startswith(prefix) or not _TEMP_NAME.fullmatch(entry.name):
+            name = entry.name
+            if not name.endswith(TEMP_SUFFIX) or not _TEMP_NAME.fullmatch(name):
                 continue
-            if len(rest) != 12 + len(TEMP_SUFFIX):
+            if not wanted(name):
                 continue
             with contextlib.suppress(OSError):
-                if entry.is_file(follow_symlinks=False):
-                    removed += bool(_remove_if_stale(Path(entry.path), math.inf))
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                outcome = _remove_if_stale(Path(entry.path), cutoff)
+                if outcome is None:  # this file system cannot lock: nothing is safe
+                    break
+                removed += outcome
     return removed
 
 
