@@ -29,7 +29,7 @@ the image (two at odd sizes, where the area averages' cells fall differently).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -41,6 +41,35 @@ if TYPE_CHECKING:
 __all__ = ["anchor_means", "anchor_tensor"]
 
 _STRIP_ROWS = 256  # output rows brought up and added at a time
+
+
+class _Grid(NamedTuple):
+    """Where both versions compare an output with its input: cells of ``pixels`` input
+    pixels (``rows`` x ``cols`` of them), blurred by a Gaussian of ``sigma`` cells cut at
+    ``radius``, reflected at the borders (without repeating the edge) or, on a grid
+    smaller than the kernel, with the edge repeated (``reflect`` False)."""
+
+    pixels: int
+    rows: int
+    cols: int
+    sigma: float
+    radius: int
+    reflect: bool
+
+
+def _grid(sigma: float, height: int, width: int) -> _Grid:
+    """The grid of an ``height x width`` input anchored at ``sigma`` input pixels: cells
+    of ``sigma // 2`` pixels, so that the blur stays at least 2 cells wide.
+
+    Raises:
+        ValueError: ``sigma`` is not positive.
+    """
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, not {sigma}")
+    pixels = max(1, int(sigma // 2))
+    rows, cols = max(1, math.ceil(height / pixels)), max(1, math.ceil(width / pixels))
+    radius = int(4 * sigma / pixels + 0.5)
+    return _Grid(pixels, rows, cols, sigma / pixels, radius, radius < min(rows, cols))
 
 
 def anchor_means(out: np.ndarray, src: np.ndarray, sigma: float, channels: int) -> None:
@@ -58,22 +87,14 @@ def anchor_means(out: np.ndarray, src: np.ndarray, sigma: float, channels: int) 
         raise ValueError(f"expected two uint8 or uint16 arrays, got {out.dtype}, {src.dtype}")
     if out.ndim != 3 or src.ndim != 3 or not 1 <= channels <= min(out.shape[2], src.shape[2]):
         raise ValueError(f"cannot anchor {channels} channels of {out.shape} to {src.shape}")
-    if not sigma > 0:
-        raise ValueError(f"sigma must be positive, not {sigma}")
+    grid = _grid(sigma, *src.shape[:2])
     cv2 = opencv()
-    grid = max(1, int(sigma // 2))  # input pixels per grid cell: sigma stays >= 2 cells
-    height, width = src.shape[:2]
-    cells = (max(1, math.ceil(width / grid)), max(1, math.ceil(height / grid)))
+    cells = (grid.cols, grid.rows)
     diff = _area_means(src, channels, cells) - _area_means(out, channels, cells)
-    cell_sigma = sigma / grid
-    radius = int(4 * cell_sigma + 0.5)
-    # Reflected borders (without repeating the edge, as torch reflects), or the edge
-    # repeated on a grid smaller than the kernel; anchor_tensor does the same.
-    border = cv2.BORDER_REFLECT_101 if radius < min(cells) else cv2.BORDER_REPLICATE
-    diff = cv2.GaussianBlur(
-        diff, (2 * radius + 1, 2 * radius + 1), cell_sigma, borderType=border
-    ).reshape(cells[1], cells[0], channels)
-    _add_brought_up(out, diff, channels)
+    border = cv2.BORDER_REFLECT_101 if grid.reflect else cv2.BORDER_REPLICATE  # as torch's
+    side = 2 * grid.radius + 1
+    diff = cv2.GaussianBlur(diff, (side, side), grid.sigma, borderType=border)
+    _add_brought_up(out, diff.reshape(grid.rows, grid.cols, channels), channels)
 
 
 def _area_means(img: np.ndarray, channels: int, cells: tuple[int, int]) -> np.ndarray:
@@ -156,21 +177,15 @@ def anchor_tensor(out: torch.Tensor, src: torch.Tensor, sigma: float) -> torch.T
 
     if out.dim() != 4 or src.dim() != 4 or out.shape[:2] != src.shape[:2] or out.shape[0] != 1:
         raise ValueError(f"cannot anchor {tuple(out.shape)} to {tuple(src.shape)}")
-    if not sigma > 0:
-        raise ValueError(f"sigma must be positive, not {sigma}")
-    grid = max(1, int(sigma // 2))
-    height, width = src.shape[-2:]
-    cells = (max(1, math.ceil(height / grid)), max(1, math.ceil(width / grid)))
-    want = F.adaptive_avg_pool2d(src.float(), cells)
-    have = F.adaptive_avg_pool2d(out.float(), cells)
-    diff = want - have
-    cell_sigma = sigma / grid
-    radius = int(4 * cell_sigma + 0.5)
+    grid = _grid(sigma, *src.shape[-2:])
+    cells = (grid.rows, grid.cols)
+    diff = F.adaptive_avg_pool2d(src.float(), cells) - F.adaptive_avg_pool2d(out.float(), cells)
+    radius = grid.radius
     taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=out.device)
-    kernel = torch.exp(-0.5 * (taps / cell_sigma) ** 2)
+    kernel = torch.exp(-0.5 * (taps / grid.sigma) ** 2)
     kernel /= kernel.sum()
     channels = diff.shape[1]
-    mode = "reflect" if radius < min(cells) else "replicate"  # as anchor_means
+    mode = "reflect" if grid.reflect else "replicate"  # as anchor_means
     for dim in (2, 3):  # rows, then columns
         pad = (0, 0, radius, radius) if dim == 2 else (radius, radius, 0, 0)
         shape = (1, 1, 2 * radius + 1, 1) if dim == 2 else (1, 1, 1, 2 * radius + 1)
