@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -148,9 +149,87 @@ def test_an_hdr_avif_says_what_is_lost(tmp_path: Path) -> None:
     )
 
 
-def test_nclx_of_reads_only_a_whole_box() -> None:
-    box = (19).to_bytes(4, "big") + b"colrnclx" + bytes([0, 12, 0, 13, 0, 6, 0x80])
-    assert nclx_of(b"\0" * 10 + box) == Nclx(12, 13, 6, True)
-    assert nclx_of(b"\0" * 10 + box[:-2]) is None  # cut short
-    assert nclx_of(b"colrnclx" + bytes(7)) is None  # no size before it
+def box(kind: bytes, *payload: bytes) -> bytes:
+    body = b"".join(payload)
+    return (8 + len(body)).to_bytes(4, "big") + kind + body
+
+
+def full_box(kind: bytes, version: int, flags: int, *payload: bytes) -> bytes:
+    return box(kind, bytes([version]) + flags.to_bytes(3, "big"), *payload)
+
+
+def nclx_box(nclx: Nclx) -> bytes:
+    fields = struct.pack(">HHHB", nclx.primaries, nclx.transfer, nclx.matrix, 0x80)
+    return box(b"colr", b"nclx", fields)
+
+
+THUMB_NCLX, PRIMARY_NCLX = Nclx(1, 13, 6, True), Nclx(12, 13, 6, True)
+ISPE = full_box(b"ispe", 0, 0, struct.pack(">II", 16, 16))
+ICC = box(b"colr", b"prof", bytes(128))
+
+
+def heif_head(
+    primary: int,
+    properties: list[bytes],
+    associations: dict[int, list[int]],
+    *,
+    version: int = 0,
+    flags: int = 0,
+) -> bytes:
+    """An ftyp and a meta box naming item ``primary`` (``pitm`` and ``ipma`` of
+    ``version``: 16- or 32-bit ids; ``ipma`` ``flags`` 1: 15-bit indexes, else 7)."""
+    item_id, index = (">H" if version == 0 else ">I"), (">H" if flags & 1 else ">B")
+    entries = b"".join(
+        struct.pack(item_id, item)
+        + bytes([len(indexes)])
+        + b"".join(struct.pack(index, i) for i in indexes)
+        for item, indexes in associations.items()
+    )
+    meta = full_box(
+        b"meta",
+        0,
+        0,
+        full_box(b"hdlr", 0, 0, bytes(4), b"pict", bytes(13)),
+        full_box(b"pitm", version, 0, struct.pack(item_id, primary)),
+        box(
+            b"iprp",
+            box(b"ipco", *properties),
+            full_box(b"ipma", version, flags, struct.pack(">I", len(associations)), entries),
+        ),
+    )
+    return box(b"ftyp", b"avif", bytes(4), b"avifmif1miaf") + meta
+
+
+@pytest.mark.parametrize(("version", "flags"), [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_nclx_of_reads_the_primary_images_box_not_the_first_one(version: int, flags: int) -> None:
+    """A thumbnail (item 2) is stated before the picture, with other code points: the
+    picture's are found through pitm and ipma, whatever the widths of ids and indexes
+    (and with the "essential" bit set on the picture's colour)."""
+    primary = 70_000 if version else 1
+    padding = [ISPE] * (200 if flags & 1 else 0)  # puts the picture's colr past 127
+    properties = [nclx_box(THUMB_NCLX), ISPE, *padding, nclx_box(PRIMARY_NCLX)]
+    essential = 0x8000 if flags & 1 else 0x80
+    associations = {2: [1, 2], primary: [2, essential | len(properties)]}
+    head = heif_head(primary, properties, associations, version=version, flags=flags)
+    assert nclx_of(head + box(b"mdat", bytes(32))) == PRIMARY_NCLX
+
+
+@pytest.mark.parametrize("colour", [[ICC], []], ids=["icc", "none"])
+def test_nclx_of_gives_none_when_the_primary_states_no_nclx(colour: list[bytes]) -> None:
+    properties = [nclx_box(THUMB_NCLX), ISPE, *colour]
+    associations = {2: [1, 2], 1: [2, 3][: 1 + len(colour)]}
+    assert nclx_of(heif_head(1, properties, associations)) is None
+
+
+def test_nclx_of_never_raises_on_a_cut_or_damaged_file() -> None:
+    properties = [nclx_box(THUMB_NCLX), ISPE, nclx_box(PRIMARY_NCLX)]
+    data = heif_head(1, properties, {2: [1, 2], 1: [2, 3]})
+    assert nclx_of(data) == PRIMARY_NCLX
+    for end in range(len(data)):  # cut anywhere: the meta box no longer fits
+        assert nclx_of(data[:end]) is None
+    for at in range(len(data)):  # any one byte damaged: some code points or None, no error
+        for value in (0, 1, 0x7F, 0xFF):
+            damaged = data[:at] + bytes([value]) + data[at + 1 :]
+            assert isinstance(nclx_of(damaged), Nclx | None)
+    assert nclx_of(box(b"colr", b"nclx", bytes(7))) is None  # a box alone, no container
     assert nclx_of(b"\0" * 64) is None

@@ -7,8 +7,8 @@ here has a place for those numbers that viewers read, so an output without a pro
 shown as sRGB, less saturated.  :func:`icc_for_nclx` writes the same colour space as a
 small ICC v4 display profile (primaries adapted to D50 with Bradford, a parametric tone
 curve: sRGB's for sRGB and the BT.709 family, as viewers show them), which every
-colour-managed viewer reads; :func:`nclx_of` finds the code points in a HEIF/AVIF file's
-bytes when the decoder does not hand them over (Pillow's AVIF plugin).
+colour-managed viewer reads; :func:`nclx_of` finds the primary image's code points in a
+HEIF/AVIF file's bytes when the decoder does not hand them over (Pillow's AVIF plugin).
 
 HDR transfers (PQ, HLG) have no such profile: :func:`icc_for_nclx` returns None and the
 caller says what is lost.  BT.709/sRGB primaries with an SDR transfer need no profile
@@ -18,6 +18,7 @@ caller says what is lost.  BT.709/sRGB primaries with an SDR transfer need no pr
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,19 +124,86 @@ def icc_for_nclx(nclx: Nclx) -> bytes | None:
 
 
 def nclx_of(data: bytes) -> Nclx | None:
-    """The code points of the first ``colr`` box of type ``nclx`` in a HEIF/AVIF file's
-    bytes (``data``), or None.  Only the start of the file is searched, where the
-    container's metadata lies ahead of the coded image in every file seen (``meta``
-    first); a box found later is not looked for."""
-    head = data[: 1 << 16]
-    at = head.find(b"colrnclx")
-    if at < 4 or at + 15 > len(head):
+    """The code points of the ``colr`` box of type ``nclx`` that a HEIF/AVIF file's bytes
+    (``data``) associate with its primary image, or None: the primary's colour is an ICC
+    profile or is not stated, or the container cannot be read (cut short, malformed).
+
+    The file's ``meta`` box names the primary item (``pitm``) and lists the item
+    properties (``iprp``: the properties in ``ipco``, which ``ipma`` associates with each
+    item by 1-based index).  The first ``nclx`` box in the file may be a thumbnail's, an
+    alpha plane's or a gain map's, with other code points than the picture's."""
+    try:
+        return _primary_nclx(memoryview(data))
+    except (struct.error, IndexError):  # a box's fields run past its end
         return None
-    size = struct.unpack(">I", head[at - 4 : at])[0]
-    if size < 19:
+
+
+def _primary_nclx(file: memoryview) -> Nclx | None:
+    meta = _child(file, b"meta")
+    if meta is None:
         return None
-    primaries, transfer, matrix = struct.unpack(">HHH", head[at + 8 : at + 14])
-    return Nclx(primaries, transfer, matrix, bool(head[at + 14] & 0x80))
+    meta = meta[4:]  # after its version and flags
+    pitm, iprp = _child(meta, b"pitm"), _child(meta, b"iprp")
+    ipco = _child(iprp, b"ipco") if iprp is not None else None
+    if pitm is None or iprp is None or ipco is None:
+        return None
+    (primary,) = struct.unpack_from(">H" if pitm[0] == 0 else ">I", pitm, 4)
+    properties = list(_boxes(ipco))
+    for index in _associated(iprp, primary):
+        if not 0 < index <= len(properties):
+            continue  # 0: no property; past the end: a property box that could not be read
+        kind, colr = properties[index - 1]
+        if kind == b"colr" and colr[:4] == b"nclx":
+            primaries, transfer, matrix, flags = struct.unpack_from(">HHHB", colr, 4)
+            return Nclx(primaries, transfer, matrix, bool(flags & 0x80))
+    return None
+
+
+def _associated(iprp: memoryview, item: int) -> tuple[int, ...]:
+    """The ``ipco`` indexes (1-based) of the properties that ``iprp``'s ``ipma`` boxes
+    associate with ``item``.  An ``ipma`` of version 0 has 16-bit item ids, else 32-bit;
+    with flag 1 its indexes take 15 bits, else 7 (the top bit says "essential")."""
+    for kind, ipma in _boxes(iprp):
+        if kind != b"ipma":
+            continue
+        id_format = ">H" if ipma[0] == 0 else ">I"
+        index_format, mask = ("H", 0x7FFF) if ipma[3] & 1 else ("B", 0x7F)
+        (entries,) = struct.unpack_from(">I", ipma, 4)
+        at = 8
+        for _ in range(entries):
+            (entry_item,) = struct.unpack_from(id_format, ipma, at)
+            at += struct.calcsize(id_format)
+            count = ipma[at]
+            indexes = struct.unpack_from(f">{count}{index_format}", ipma, at + 1)
+            if entry_item == item:
+                return tuple(index & mask for index in indexes)
+            at += 1 + struct.calcsize(f">{count}{index_format}")
+    return ()
+
+
+def _boxes(view: memoryview) -> Iterator[tuple[bytes, memoryview]]:
+    """The ISOBMFF boxes laid end to end in ``view``: each one's type and payload.  Stops
+    at a box whose size does not fit (the rest cannot be found)."""
+    at = 0
+    while at + 8 <= len(view):
+        size, kind = struct.unpack_from(">I4s", view, at)
+        header = 8
+        if size == 1:  # a 64-bit size follows the type
+            if at + 16 > len(view):
+                return
+            (size,) = struct.unpack_from(">Q", view, at + 8)
+            header = 16
+        elif size == 0:  # to the end of what holds it
+            size = len(view) - at
+        if not header <= size <= len(view) - at:
+            return
+        yield kind, view[at + header : at + size]
+        at += size
+
+
+def _child(view: memoryview, kind: bytes) -> memoryview | None:
+    """The payload of the first box of type ``kind`` in ``view``, or None."""
+    return next((payload for found, payload in _boxes(view) if found == kind), None)
 
 
 # -- colour science -----------------------------------------------------------------------
