@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,92 @@ def test_still_gif_and_format_option(tmp_path: Path) -> None:
     assert imageio.ANIMATED_WARNING not in rec["warnings"]
     decoded = imageio.read_image(src)
     assert decoded.format == "gif" and decoded.warnings == ()
+
+
+GIF_PALETTE = ((10, 20, 30), (200, 100, 50), (0, 255, 0), (255, 255, 255))
+
+
+def gif_bytes(
+    screen: tuple[int, int],
+    at: tuple[int, int],
+    indexes: np.ndarray,
+    *,
+    transparency: int | None = None,
+    background: int = 0,
+) -> bytes:
+    """A still GIF written by hand: ``GIF_PALETTE`` as its global palette, a logical screen
+    of ``screen`` (width, height), and one image of palette ``indexes`` (rows) placed at
+    ``at`` (left, top) on it.  Its LZW data sends a clear code before each index, so that
+    every code stays 3 bits wide: valid, just not compressed."""
+    height, width = indexes.shape
+    codes = [code for index in indexes.reshape(-1) for code in (4, int(index))] + [5]
+    packed = sum(code << (3 * n) for n, code in enumerate(codes))
+    lzw = packed.to_bytes((3 * len(codes) + 7) // 8, "little")
+    blocks = b"".join(
+        bytes([len(lzw[i : i + 255])]) + lzw[i : i + 255] for i in range(0, len(lzw), 255)
+    )
+    control = b""
+    if transparency is not None:  # a graphic control extension with the transparent flag
+        control = b"\x21\xf9\x04\x01\x00\x00" + bytes([transparency]) + b"\x00"
+    return (
+        b"GIF89a"
+        + struct.pack("<HHBBB", *screen, 0x81, background, 0)  # a 4-entry global palette
+        + bytes(np.array(GIF_PALETTE, np.uint8))
+        + control
+        + b"\x2c"
+        + struct.pack("<HHHHB", *at, width, height, 0)
+        + b"\x02"  # LZW minimum code size
+        + blocks
+        + b"\x00\x3b"
+    )
+
+
+def test_a_gif_frame_smaller_than_its_screen_leaves_the_rest_transparent(tmp_path: Path) -> None:
+    """Browsers show the screen outside a GIF's first frame as transparent, where Pillow
+    puts palette entry 0, opaque.  The header says alpha too, so a JPEG asked for is
+    planned as PNG from the start."""
+    src = tmp_path / "sticker.gif"
+    src.write_bytes(gif_bytes((8, 8), (2, 2), np.full((4, 4), 1)))
+    decoded = imageio.read_image(src)
+    assert decoded.pixels.shape == (8, 8, 4)
+    inside = np.zeros((8, 8), bool)
+    inside[2:6, 2:6] = True
+    assert (decoded.pixels[inside] == (200, 100, 50, 255)).all()
+    assert (decoded.pixels[~inside, 3] == 0).all()
+    assert imageio.read_header(src).channels == 4
+    code, (rec,) = run_json(src, "--format", "jpg")
+    assert code == 0 and rec["status"] == "ok"
+    assert Path(rec["output"]).name == "sticker_x2.png"
+    assert "JPEG cannot store transparency; writing PNG instead" in rec["warnings"]
+    with Image.open(rec["output"]) as out:
+        alpha = np.asarray(out.convert("RGBA"))[..., 3]
+    assert out.size == (16, 16) and alpha[0, 0] == 0 and alpha[8, 8] == 255
+
+
+def test_a_small_gif_frame_with_a_transparent_index_keeps_both_transparencies(
+    tmp_path: Path,
+) -> None:
+    indexes = np.full((4, 4), 1)
+    indexes[:, 1] = 2  # the transparent index
+    src = tmp_path / "holes.gif"
+    src.write_bytes(gif_bytes((8, 8), (2, 2), indexes, transparency=2))
+    alpha = imageio.read_image(src).pixels[..., 3]
+    expected = np.zeros((8, 8), np.uint8)
+    expected[2:6, 2:6] = 255
+    expected[2:6, 3] = 0
+    assert np.array_equal(alpha, expected)
+    assert imageio.read_header(src).channels == 4
+
+
+@pytest.mark.parametrize("background", [0, 3])
+def test_a_gif_frame_covering_its_screen_stays_opaque_rgb(tmp_path: Path, background: int) -> None:
+    src = tmp_path / "full.gif"
+    src.write_bytes(gif_bytes((4, 4), (0, 0), np.full((4, 4), 1), background=background))
+    decoded = imageio.read_image(src)
+    assert decoded.pixels.shape == (4, 4, 3) and (decoded.pixels == (200, 100, 50)).all()
+    assert imageio.read_header(src).channels == 3
+    code, (rec,) = run_json(src, "--format", "jpg")
+    assert code == 0 and Path(rec["output"]).name == "full_x2.jpg"
 
 
 def test_animated_webp_warns(tmp_path: Path) -> None:

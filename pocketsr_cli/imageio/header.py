@@ -16,6 +16,7 @@ from pocketsr_cli.errors import ImageReadError
 from pocketsr_cli.imageio.backends import open_pillow, os_errors_as_read_errors
 from pocketsr_cli.imageio.formats import PILLOW_FORMATS, TIFF_MAGIC, require_heif_decoder
 from pocketsr_cli.imageio.metadata import TAG_ORIENTATION, bare_exif, exif_orientation
+from pocketsr_cli.imageio.pixels import partial_gif_frame
 from pocketsr_cli.imageio.tiff import as_tuple, tiff_tags
 
 
@@ -25,8 +26,8 @@ class ImageHeader:
 
     Attributes:
         width, height: as :func:`read_image` returns them (EXIF orientation applied).
-        channels: as decoded (1..4): palettes give RGB, CMYK gives RGB, a tRNS colour key
-            or palette transparency adds alpha.
+        channels: as decoded (1..4): palettes give RGB, CMYK gives RGB, a tRNS colour key,
+            palette transparency or a GIF's first frame smaller than its canvas adds alpha.
         bit_depth: 8 or 16, as decoded.
         format: the format key (``jpeg``, ``png``...).
     """
@@ -106,7 +107,8 @@ def parse_header(handle: IO[bytes], path: Path) -> ImageHeader:
         if fmt != "heif" and exif_orientation(bare_exif(im.info.get("exif"))) in (5, 6, 7, 8):
             width, height = height, width
         channels, depth = _MODE_LAYOUTS.get(im.mode, (3, 8))
-        if "transparency" in im.info and channels in (1, 3):
+        transparent = "transparency" in im.info or partial_gif_frame(im) is not None
+        if transparent and channels in (1, 3):
             channels += 1
         if fmt == "png" and head[12:16] == b"IHDR" and head[24] == 16:
             depth = 16  # Pillow opens 16-bit colour as 8-bit; OpenCV decodes it here

@@ -2,10 +2,11 @@
 
 Every array this module returns follows the package's convention: ``H x W x C`` with C in
 1..4, RGB order, ``uint8`` or ``uint16``.  On the way in, palette and colour-key
-transparency become alpha, 1-bit becomes gray and CMYK becomes RGB (through its profile
-when it has one); :func:`apply_orientation` turns pixels upright.  On the way out,
-:func:`as_hwc` refuses what cannot be encoded and :func:`to_depth` converts between 8 and
-16 bits (rounded, so that 8 -> 16 -> 8 bit is exact).
+transparency become alpha, as does the part of a GIF's canvas its first frame leaves
+uncovered (:func:`partial_gif_frame`), 1-bit becomes gray and CMYK becomes RGB (through
+its profile when it has one); :func:`apply_orientation` turns pixels upright.  On the way
+out, :func:`as_hwc` refuses what cannot be encoded and :func:`to_depth` converts between
+8 and 16 bits (rounded, so that 8 -> 16 -> 8 bit is exact).
 """
 
 from __future__ import annotations
@@ -56,8 +57,26 @@ _MODE_CONVERSIONS: dict[str, str] = {
 _MODES_16 = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
+def partial_gif_frame(im: Image.Image) -> tuple[int, int, int, int] | None:
+    """The box (left, top, right, bottom) that the first frame of the GIF ``im`` covers
+    when it leaves part of the canvas (the logical screen) uncovered, else None (the
+    frame covers it all, or ``im`` is no GIF).
+
+    Browsers show that part as transparent; Pillow fills it with palette entry 0 (or with
+    the frame's transparent index, when it has one), a colour the file never drew there.
+    Valid opened or loaded, as long as the first frame is the current one."""
+    box = getattr(im, "dispose_extent", None)  # Pillow's: where the current frame is drawn
+    if im.format != "GIF" or not isinstance(box, tuple) or len(box) != 4:
+        return None
+    left, top, right, bottom = box
+    if left <= 0 and top <= 0 and right >= im.width and bottom >= im.height:
+        return None
+    return left, top, right, bottom
+
+
 def pillow_pixels(im: Image.Image) -> np.ndarray:
     """Pixels of a Pillow image as ``H x W x C`` uint8/uint16 (a writable copy)."""
+    frame = partial_gif_frame(im)
     mode = im.mode
     if mode in _MODES_16 or (mode == "I" and im.format == "PNG"):
         pixels = np.asarray(im).astype(np.uint16)
@@ -75,6 +94,21 @@ def pillow_pixels(im: Image.Image) -> np.ndarray:
         pixels = np.array(im)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
+    if frame is not None:
+        pixels = _transparent_outside(pixels, frame)
+    return pixels
+
+
+def _transparent_outside(pixels: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``pixels`` with an alpha channel (added when it has none, opaque) that is zero
+    outside ``box`` (left, top, right, bottom)."""
+    if pixels.shape[2] in (1, 3):
+        opaque = np.full((*pixels.shape[:2], 1), np.iinfo(pixels.dtype).max, pixels.dtype)
+        pixels = np.concatenate([pixels, opaque], axis=2)
+    left, top, right, bottom = box
+    covered = np.zeros(pixels.shape[:2], bool)
+    covered[top:bottom, left:right] = True
+    pixels[~covered, -1] = 0
     return pixels
 
 
