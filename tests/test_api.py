@@ -153,10 +153,20 @@ def test_upscale_file_says_what_metadata_a_jpeg_has_no_room_for(tmp_path: Path) 
     up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", on_warning=seen.append)
     src = tmp_path / "a.png"
     exif = Image.Exif()
-    exif[0x927C] = b"\0" * 70_000  # a maker note too long for one JPEG segment
+    exif[0x010F] = "Canon"
+    exif.get_ifd(0x8769)[0x927C] = b"\0" * 70_000  # a maker note too long for one segment
     Image.fromarray(pixels()).save(src, exif=exif)
     up.upscale_file(src, tmp_path / "b.jpg")
-    assert any(w.startswith("a.png: its EXIF block (") and "not copied" in w for w in seen), seen
+    assert seen == [
+        "a.png: its EXIF maker note was left out: without it the EXIF block fits a JPEG "
+        "(64 KiB at most)"
+    ]
+    with Image.open(tmp_path / "b.jpg") as im:
+        assert im.getexif()[0x010F] == "Canon"
+    exif[0x010E] = "d" * 70_000  # an image description: nothing can be cut out instead
+    Image.fromarray(pixels()).save(src, exif=exif)
+    up.upscale_file(src, tmp_path / "c.jpg")
+    assert seen[1].startswith("a.png: its EXIF block (") and "not copied" in seen[1], seen
 
 
 def test_upscale_file_writes_a_bmp_and_its_record_into_a_new_folder(tmp_path: Path) -> None:

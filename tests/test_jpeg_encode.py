@@ -194,13 +194,14 @@ def test_views_of_other_arrays_encode_as_their_contiguous_copies(view: object) -
     assert encode_jpeg(pixels, 95, Metadata()) == expected
 
 
-def exif_with_thumbnail(thumbnail: int, after: bytes = b"") -> bytes:
+def exif_with_thumbnail(thumbnail: int, after: bytes = b"", maker_note_size: int = 100) -> bytes:
     """A little-endian EXIF block: IFD0 with Make ("Canon", out of line) and a link to an
-    Exif IFD holding a MakerNote, then IFD1 pointing at a ``thumbnail``-byte JPEG at the
-    end; ``after``, when given, is a value IFD0 points at placed after the thumbnail."""
+    Exif IFD holding a ``maker_note_size``-byte MakerNote, then IFD1 pointing at a
+    ``thumbnail``-byte JPEG at the end; ``after``, when given, is a value IFD0 points at
+    placed after the thumbnail."""
     import struct
 
-    make, maker_note = b"Canon\0", b"M" * 100
+    make, maker_note = b"Canon\0", b"M" * maker_note_size
     ifd0 = 8
     entries0 = 3 if after else 2
     ifd0_end = ifd0 + 2 + 12 * entries0 + 4
@@ -256,3 +257,120 @@ def test_an_exif_block_too_large_only_by_its_thumbnail_keeps_the_rest() -> None:
     blocked = exif_with_thumbnail(70_000, after=b"editor\0")
     assert without_thumbnail_data(blocked) is None
     assert without_thumbnail_data(exif_with_thumbnail(10)[:20]) is None  # cut short
+
+
+def camera_exif(endian: str, maker_note: bytes) -> Image.Exif:
+    """A camera's EXIF as Pillow writes it (a TIFF source's block is rebuilt this way): the
+    maker note amid the Exif IFD's values, the lens model's value, the Interoperability
+    and GPS IFDs after it."""
+    exif = Image.Exif()
+    exif.endian = endian
+    exif[0x010F], exif[0x0110], exif[0x0112] = "Canon", "EOS R5", 1  # Make, Model, Orientation
+    exif_ifd = exif.get_ifd(0x8769)
+    exif_ifd[0x9003] = "2024:05:06 07:08:09"  # DateTimeOriginal
+    exif_ifd[0x927C] = maker_note
+    exif_ifd[0xA434] = "RF24-105mm F4 L IS USM"  # LensModel
+    exif_ifd[0x829A] = (1, 250)  # ExposureTime
+    exif_ifd[0xA005] = {1: "R98"}  # Interoperability
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (48.0, 51.0, 29.5)
+    return exif
+
+
+def exif_tags(exif: bytes) -> dict[str, dict[int, object]]:
+    parsed = Image.Exif()
+    parsed.load(b"Exif\x00\x00" + exif)
+    return {
+        "ifd0": dict(parsed.items()) | {0x8769: None, 0x8825: None},  # offsets move
+        "exif": dict(parsed.get_ifd(0x8769)) | {0xA005: None},
+        "gps": dict(parsed.get_ifd(0x8825)),
+        "interop": dict(parsed.get_ifd(0xA005)),
+    }
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_an_exif_block_too_large_by_its_maker_note_keeps_the_rest(endian: str) -> None:
+    """Without a thumbnail to cut, the whole block (camera, lens, date, GPS) was left out
+    for its maker note; the note alone goes, the other tags keep their values."""
+    from pocketsr_cli.imageio.metadata import without_maker_note
+
+    exif = camera_exif(endian, b"N" * 70_001).tobytes()[6:]  # odd: Pillow pads it
+    trimmed = without_maker_note(exif)
+    assert trimmed is not None and len(trimmed) < 400 and trimmed[:8] == exif[:8]
+    expected = exif_tags(exif)
+    del expected["exif"][0x927C]
+    assert exif_tags(trimmed) == expected
+    assert exif_tags(trimmed)["exif"][0xA434] == "RF24-105mm F4 L IS USM"
+    notes: list[str] = []
+    data = encode_image(
+        make_photo_like(8, 8), OutputPlan("jpeg", 8), metadata=Metadata(exif, None, None),
+        notes=notes,
+    )  # fmt: skip
+    assert notes == [
+        "its EXIF maker note was left out: without it the EXIF block fits a JPEG (64 KiB at most)"
+    ]
+    with Image.open(io.BytesIO(data)) as im:
+        tags = im.getexif()
+        assert tags[0x010F] == "Canon" and tags[0x0110] == "EOS R5" and tags[0x0112] == 1
+        assert tags.get_ifd(0x8769)[0x9003] == "2024:05:06 07:08:09"
+        assert tags.get_ifd(0x8769)[0xA434] == "RF24-105mm F4 L IS USM"
+        assert 0x927C not in tags.get_ifd(0x8769)
+        assert tags.get_ifd(0x8825)[2] == (48.0, 51.0, 29.5)
+
+
+def test_a_maker_note_is_cut_after_the_thumbnail_or_when_the_thumbnail_cannot_be() -> None:
+    """Cut in turn while the block is too large: the thumbnail off the end first, then the
+    maker note; a thumbnail that stays moves up with the rest."""
+    from PIL import ExifTags
+
+    def fitted(exif: bytes) -> tuple[bytes | None, list[str]]:
+        notes: list[str] = []
+        return fits_jpeg(Metadata(exif, None, None), notes).exif, notes
+
+    exif, notes = fitted(exif_with_thumbnail(70_000, maker_note_size=70_000))
+    assert exif is not None and len(exif) < 200
+    assert notes == [
+        "its EXIF thumbnail and maker note were left out: without them the EXIF block fits a "
+        "JPEG (64 KiB at most)"
+    ]
+    assert exif_tags(exif)["ifd0"][0x010F] == "Canon"
+    # Something after the thumbnail keeps it from being cut: the maker note alone goes.
+    exif, notes = fitted(exif_with_thumbnail(1000, after=b"editor\0", maker_note_size=70_000))
+    assert exif is not None and len(exif) < 1300
+    assert notes == [
+        "its EXIF maker note was left out: without it the EXIF block fits a JPEG (64 KiB at most)"
+    ]
+    parsed = Image.Exif()
+    parsed.load(b"Exif\x00\x00" + exif)
+    assert parsed[0x010F] == "Canon" and parsed[0x0131] == "editor"
+    ifd1 = parsed.get_ifd(ExifTags.IFD.IFD1)
+    thumbnail = exif[ifd1[0x0201] : ifd1[0x0201] + ifd1[0x0202]]
+    assert thumbnail == b"\xff\xd8" + b"t" * 998
+    # Too large without both as well: all goes, as before.
+    user_comment = camera_exif("<", b"N" * 100)
+    user_comment.get_ifd(0x8769)[0x9286] = b"ASCII\0\0\0" + b"c" * 70_000
+    block = user_comment.tobytes()[6:]
+    too_large = f"its EXIF block ({len(block):,} bytes) is too large for a JPEG"
+    assert fitted(block) == (None, [f"{too_large} (64 KiB at most): not copied"])
+
+
+def test_a_maker_note_is_kept_where_cutting_it_out_could_break_an_offset() -> None:
+    """Offsets the cut does not know how to move, bytes it would take from another tag, or
+    a block cut short: None, and the caller leaves the block out."""
+    import struct
+
+    from pocketsr_cli.imageio.metadata import without_maker_note
+
+    exif = camera_exif("<", b"N" * 1000).tobytes()[6:]
+    assert without_maker_note(exif) is not None
+    assert without_maker_note(make_exif().tobytes()[6:]) is None  # no maker note
+    assert without_maker_note(exif[:120]) is None
+    strips = camera_exif("<", b"N" * 1000)
+    strips[0x0111] = 8  # StripOffsets: image data this module does not follow
+    assert without_maker_note(strips.tobytes()[6:]) is None
+    # The lens model's value pointed into the maker note's bytes.
+    note_at = exif.index(b"N" * 1000)
+    lens = exif.index(struct.pack("<HHI", 0xA434, 2, 23))
+    shared = bytearray(exif)
+    struct.pack_into("<I", shared, lens + 8, note_at + 10)
+    assert without_maker_note(bytes(shared)) is None

@@ -24,7 +24,12 @@ import numpy as np
 
 from pocketsr_cli.errors import ImageWriteError
 from pocketsr_cli.imageio.backends import opencv
-from pocketsr_cli.imageio.metadata import EXIF_PREFIX, Metadata, without_thumbnail_data
+from pocketsr_cli.imageio.metadata import (
+    EXIF_PREFIX,
+    Metadata,
+    without_maker_note,
+    without_thumbnail_data,
+)
 
 _SOI = b"\xff\xd8"
 _APP0 = 0xE0
@@ -39,18 +44,27 @@ XMP_MAX = _SEGMENT_MAX - len(_XMP_PREFIX)  # 65,504: the largest XMP packet a JP
 def fits_jpeg(meta: Metadata, notes: list[str] | None = None) -> Metadata:
     """``meta`` without the EXIF block or XMP packet that is too long for one JPEG segment
     (64 KiB; the ICC profile is split over several and stays): an EXIF block that fits
-    once its thumbnail is cut off the end is kept without it
-    (``metadata.without_thumbnail_data``); a line for each thing left out goes to
-    ``notes``."""
+    once its thumbnail is cut off the end (``metadata.without_thumbnail_data``), or then
+    its maker note cut out (``metadata.without_maker_note``), is kept without them; a line
+    for each thing left out goes to ``notes``."""
     exif, xmp = meta.exif, meta.xmp
-    if exif is not None and len(EXIF_PREFIX) + len(exif) > _SEGMENT_MAX:
-        smaller = without_thumbnail_data(exif)  # the thumbnail is usually what makes it so
-        if smaller is not None and len(EXIF_PREFIX) + len(smaller) <= _SEGMENT_MAX:
-            exif = smaller
+    if exif is not None and not _exif_fits(exif):
+        left_out: list[str] = []
+        # The thumbnail is usually what makes it so, else a camera maker's private data.
+        for what, cut in (
+            ("thumbnail", without_thumbnail_data),
+            ("maker note", without_maker_note),
+        ):
+            smaller = None if _exif_fits(exif) else cut(exif)
+            if smaller is not None:
+                exif = smaller
+                left_out.append(what)
+        if _exif_fits(exif):
             if notes is not None:
+                was, it = ("was", "it") if len(left_out) == 1 else ("were", "them")
                 notes.append(
-                    "its EXIF thumbnail was left out: without it the EXIF block fits a JPEG "
-                    "(64 KiB at most)"
+                    f"its EXIF {' and '.join(left_out)} {was} left out: without {it} the EXIF "
+                    "block fits a JPEG (64 KiB at most)"
                 )
         else:
             exif = None
@@ -60,6 +74,10 @@ def fits_jpeg(meta: Metadata, notes: list[str] | None = None) -> Metadata:
         xmp = None
         _note(notes, f"its XMP packet ({len(meta.xmp or b''):,} bytes) is too large for a JPEG")
     return dataclasses.replace(meta, exif=exif, xmp=xmp)
+
+
+def _exif_fits(exif: bytes) -> bool:
+    return len(EXIF_PREFIX) + len(exif) <= _SEGMENT_MAX
 
 
 def _note(notes: list[str] | None, what: str) -> None:

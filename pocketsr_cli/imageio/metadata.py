@@ -4,7 +4,8 @@
 prefix), the orientation reset to 1 in EXIF and XMP (the pixels are turned upright
 instead), an ICC profile only when it matches the pixels' colour space.
 :func:`output_metadata` fits them to the encoded pixels (new size, channels).  EXIF is
-patched in place, never re-serialised, so that maker notes and unknown tags survive.
+patched in place, never re-serialised, so that maker notes and unknown tags survive; only
+a block too large for a JPEG loses its thumbnail or maker note, the rest moved up intact.
 Nothing here raises on malformed metadata: it is returned unchanged or dropped.
 """
 
@@ -167,6 +168,124 @@ def without_thumbnail_data(exif: bytes) -> bytes | None:
     buf = bytearray(exif[:start])
     struct.pack_into(order + "I", buf, link, 0)
     return bytes(buf)
+
+
+_TAG_MAKER_NOTE = 0x927C
+# Offsets to image data and further IFDs that this module does not follow: a block holding
+# one is not rearranged (they would point at the wrong bytes once data before them moved).
+_UNFOLLOWED_OFFSETS = (0x0111, 0x0144, 0x014A)  # StripOffsets, TileOffsets, SubIFDs
+
+
+def _references(buf: bytes, order: str) -> list[tuple[int, int, int]] | None:
+    """The offsets in the block, as ``(where it is stored, where it points, bytes there)``:
+    IFD0's from the header, each IFD's link to the next (IFD1, the thumbnail's), their
+    Exif, GPS and Interoperability IFDs, the values stored out of line and the thumbnail.
+    None when the block holds an offset this walk does not follow (image strips or tiles,
+    SubIFDs), an entry of a type TIFF does not define (its value may be one), or an offset
+    past its end.  Offsets inside a tag's value (a maker note's own) are not seen.
+
+    Raises:
+        struct.error: the block is cut short.
+    """
+    (ifd0,) = struct.unpack_from(order + "I", buf, 4)
+    refs: list[tuple[int, int, int]] = []
+    todo, seen = [(4, ifd0)], set()
+    while todo:
+        field, ifd = todo.pop()
+        (count,) = struct.unpack_from(order + "H", buf, ifd)
+        link = ifd + 2 + 12 * count
+        refs.append((field, ifd, link + 4 - ifd))
+        if ifd in seen:
+            continue
+        seen.add(ifd)
+        thumbnail: list[int] = []  # where its offset is stored, where it points
+        thumbnail_length = 0
+        for i in range(count):
+            pos = ifd + 2 + 12 * i
+            tag, typ, n, value = struct.unpack_from(order + "HHII", buf, pos)
+            if typ not in _TYPE_SIZES or tag in _UNFOLLOWED_OFFSETS:
+                return None
+            if tag in _SUB_IFDS and typ in (LONG, 13) and n == 1:
+                if value:
+                    todo.append((pos + 8, value))
+            elif tag == _TAG_THUMBNAIL_OFFSET and typ == LONG and n == 1:
+                thumbnail = [pos + 8, value]
+            elif tag == _TAG_THUMBNAIL_LENGTH and typ == LONG and n == 1:
+                thumbnail_length = value
+            elif _TYPE_SIZES[typ] * n > 4:
+                refs.append((pos + 8, value, _TYPE_SIZES[typ] * n))
+        if thumbnail:
+            refs.append((thumbnail[0], thumbnail[1], thumbnail_length))
+        (after,) = struct.unpack_from(order + "I", buf, link)
+        if after:
+            todo.append((link, after))
+    if any(target + size > len(buf) for _field, target, size in refs):
+        return None
+    return refs
+
+
+def without_maker_note(exif: bytes) -> bytes | None:
+    """``exif`` without its maker note (the Exif IFD's MakerNote entry and the bytes it
+    points at: a camera maker's private data, often tens of KiB), or None when there is
+    none or it cannot be cut out safely: something else lies within its bytes, or the
+    block holds an offset :func:`_references` does not know.  What follows the cut moves
+    up and every offset past it with it; all else stays byte for byte.  For a block too
+    large for a JPEG segment once its thumbnail is gone (:func:`without_thumbnail_data`).
+    """
+    order = "<" if exif[:2] == b"II" else ">"
+    try:
+        refs = _references(exif, order)
+        exif_ifd, note = _maker_note_entry(exif, order)
+        if refs is None or not note:
+            return None
+        (count,) = struct.unpack_from(order + "H", exif, exif_ifd)
+    except struct.error:
+        return None
+    # The entry goes, and the entries after it move up over it; an odd-sized note leaves
+    # its last byte behind, so that every offset keeps its parity (TIFF's word alignment).
+    cuts = [(note - 8, 12)]
+    data = next(((target, size) for field, target, size in refs if field == note), None)
+    if data is not None:
+        cuts.append((data[0], data[1] - data[1] % 2))
+    for field, target, size in refs:
+        inside_entry = cuts[0][0] <= target < cuts[0][0] + 12
+        inside_data = data is not None and field != note and _overlap((target, max(size, 1)), data)
+        if inside_entry or inside_data:
+            return None
+    cuts.sort()
+
+    def moved(offset: int) -> int:
+        return offset - sum(n for start, n in cuts if start + n <= offset)
+
+    out, at = bytearray(), 0
+    for start, n in cuts:
+        out += exif[at:start]
+        at = start + n
+    out += exif[at:]
+    struct.pack_into(order + "H", out, moved(exif_ifd), count - 1)
+    for field, target, _size in refs:
+        if field != note:
+            struct.pack_into(order + "I", out, moved(field), moved(target))
+    return bytes(out)
+
+
+def _maker_note_entry(exif: bytes, order: str) -> tuple[int, int]:
+    """Where the Exif IFD is and where its MakerNote entry's value field is (0: none)."""
+    (ifd0,) = struct.unpack_from(order + "I", exif, 4)
+    for tag, typ, pos in ifd_entries(exif, order, ifd0):
+        if tag == _TAG_EXIF_IFD and typ in (LONG, 13):
+            (exif_ifd,) = struct.unpack_from(order + "I", exif, pos)
+            if not exif_ifd:
+                break
+            for note_tag, _typ, note in ifd_entries(exif, order, exif_ifd):
+                if note_tag == _TAG_MAKER_NOTE:
+                    return exif_ifd, note
+    return 0, 0
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether the byte ranges ``(start, length)`` a and b share a byte."""
+    return a[0] < b[0] + b[1] and b[0] < a[0] + a[1]
 
 
 def without_thumbnail(exif: bytes) -> bytes:
