@@ -384,7 +384,7 @@ class Upscaler:
         ``(1, 3, H*s, W*s)`` on the CPU.
 
         The result is float32, or ``out_dtype`` (uint8/uint16/int32: rounded and clamped).
-        A native PCSR scale gives ``(1, 3, round(H*s), round(W*s))``, and a PCSR network
+        A native PCSR scale gives ``(1, 3, H*s, W*s)`` rounded half up, and a PCSR network
         sets :attr:`heavy_fraction`.  It is the network's output, not mean-anchored: the
         model's ``mean_anchor`` is :meth:`upscale`'s.
         """

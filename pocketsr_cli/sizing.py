@@ -9,7 +9,11 @@ Vocabulary:
   (``-s N`` or ``--outscale F``) or a size (``--width W``, ``--height H``,
   ``--long-edge L``, the aspect ratio kept);
 * the variant runs first, then the pipeline resizes its result to the target's exact size
-  (area averaging to shrink, Lanczos to enlarge: ``pipeline.resize_output``).
+  (area averaging to shrink, Lanczos to enlarge: ``pipeline.resize_output``);
+* a side that a factor makes a fraction of a pixel is rounded half up, in exact arithmetic
+  on the factor as it was written (:func:`scaled_length`): 3 px × 1.5 make 5 as 5 px × 1.5
+  make 8, and 10 px × 1.15 make 12 (not Python's ``round``, half to even, which made 4,
+  nor the float product, 11.499999999999998).
 
 How the options combine (README, ``upscale --help``):
 
@@ -52,6 +56,13 @@ NATIVE_DRIFT = 0.1
 move from the target's own before it prefers the closest factor to the smallest one."""
 
 
+def scaled_length(n: int, factor: Fraction) -> int:
+    """``n`` pixels times ``factor``, rounded half up, at least 1: every output side a
+    factor sets.  A PCSR network draws its sides by the same rule (its
+    ``grid.output_length``), so that a size asked of it is the size it draws."""
+    return max(1, math.floor(n * factor + Fraction(1, 2)))
+
+
 def scale_label(scale: float) -> str:
     """``4.0`` -> ``"4"``, ``1.5`` -> ``"1.5"``."""
     return f"{scale:g}"
@@ -69,7 +80,7 @@ class Target:
     Attributes:
         kind: ``factor`` (``value`` times the input), or ``width`` / ``height`` /
             ``long_edge`` (that side becomes exactly ``value`` pixels, the other side
-            follows the aspect ratio, rounded).
+            follows the aspect ratio, rounded half up).
         value: the factor (> 0) or the number of pixels (a positive integer).
     """
 
@@ -88,10 +99,10 @@ class Target:
         """The output ``(width, height)`` for an input of ``width × height``; never below 1.
 
         A size target is reached exactly on its side; the other side is the input's times
-        the same factor, rounded.
+        the same factor, rounded half up (:func:`scaled_length`).
         """
-        f = self.factor_for(width, height)
-        out_w, out_h = max(1, round(width * f)), max(1, round(height * f))
+        f = self.exact_factor_for(width, height)
+        out_w, out_h = scaled_length(width, f), scaled_length(height, f)
         if self.kind == "width" or (self.kind == "long_edge" and width >= height):
             out_w = int(self.value)
         elif self.kind != "factor":
@@ -100,13 +111,15 @@ class Target:
 
     def factor_for(self, width: int, height: int) -> float:
         """The factor from this input's size to the target (the same on both axes)."""
+        return float(self.exact_factor_for(width, height))
+
+    def exact_factor_for(self, width: int, height: int) -> Fraction:
+        """:meth:`factor_for` exactly: a factor as the shortest decimal that reads back as
+        it (``1.15`` is 23/20, not the float just below), a size over the input's side."""
         if self.kind == "factor":
-            return self.value
-        if self.kind == "width":
-            return self.value / width
-        if self.kind == "height":
-            return self.value / height
-        return self.value / max(width, height)
+            return Fraction(repr(self.value))
+        side = {"width": width, "height": height}.get(self.kind, max(width, height))
+        return Fraction(int(self.value), side)
 
     @property
     def label(self) -> str:
@@ -159,9 +172,9 @@ def native_ratio(width: int, height: int, target: Target, max_denominator: int) 
     (PCSR) runs at to make a ``width × height`` input into ``target``; None when the
     target's factor ``f`` is below 1 (such a network does not shrink).
 
-    At ``p/q`` the network draws ``round(width·p/q) × round(height·p/q)`` pixels (half to
-    even).  Most sizes have a fraction with a small ``q`` that makes exactly
-    ``target.size_for(width, height)``, with the far edge's pixels
+    At ``p/q`` the network draws ``width·p/q × height·p/q`` pixels rounded half up, as
+    every size is (:func:`scaled_length`).  Most sizes have a fraction with a small ``q``
+    that makes exactly ``target.size_for(width, height)``, with the far edge's pixels
     ``max(width, height)·|p/q − f|`` output pixels from where ``f`` puts them.  It is the
     one with the smallest ``q`` (fewer pixels per packed block, ``archs/pcsr/packing.py``)
     among those within :data:`NATIVE_DRIFT` of ``f``, else the closest to ``f`` of those
@@ -182,7 +195,7 @@ def native_ratio(width: int, height: int, target: Target, max_denominator: int) 
             ratio = Fraction(p, q)
             if ratio < 1 or ratio.denominator != q:  # a smaller q had it already
                 continue
-            if (max(1, round(width * ratio)), max(1, round(height * ratio))) != size:
+            if (scaled_length(width, ratio), scaled_length(height, ratio)) != size:
                 continue
             if longest * abs(float(ratio) - factor) <= NATIVE_DRIFT:
                 return ratio

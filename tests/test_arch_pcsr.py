@@ -31,6 +31,7 @@ from pocketsr_cli.archs.pcsr.routing import refine, route_adaptive
 from pocketsr_cli.archs.pocketsr import build as build_pocketsr
 from pocketsr_cli.errors import ModelError
 from pocketsr_cli.registry import detect_family, get_family
+from pocketsr_cli.sizing import scaled_length
 from pocketsr_cli.tiling import TilePolicy, upscale_tiled
 from pocketsr_cli.weights.load import descriptor_from_state_dict, read_state_dict
 
@@ -131,8 +132,11 @@ def test_scales_are_exact_fractions() -> None:
     for bad in (0.5, float("inf"), float("nan"), 0):
         with pytest.raises(ValueError, match="scale"):
             as_ratio(bad)
-    assert output_length(101, Fraction(5, 2)) == 252  # round(252.5), half to even
-    assert output_length(45, Fraction(37, 10)) == 166
+    assert output_length(101, Fraction(5, 2)) == 253  # 252.5, half up as every output size
+    assert output_length(45, Fraction(37, 10)) == 167  # 166.5
+    for ratio in (Fraction(3, 2), Fraction(5, 2), Fraction(37, 10), Fraction(101, 100)):
+        for n in range(1, 300):
+            assert output_length(n, ratio) == scaled_length(n, ratio), (n, ratio)
 
 
 @pytest.mark.parametrize("scale", [1, 2, 2.5, 3, 3.7, 4])
@@ -142,7 +146,7 @@ def test_shapes_at_integer_and_fractional_scales(backbone: str, scale: float) ->
     x = torch.rand(2, 3, 13, 18)
     with torch.no_grad():
         y = model(x, scale=scale)
-    assert y.shape == (2, 3, round(13 * scale), round(18 * scale))
+    assert y.shape == (2, 3, math.floor(13 * scale + 0.5), math.floor(18 * scale + 0.5))
     assert torch.isfinite(y).all()
     assert model.last_stats.total == 2 * y.shape[-2] * y.shape[-1]
     with torch.no_grad():
@@ -499,7 +503,8 @@ def test_tiled_equals_untiled(
         whole = model(x, scale=scale)
     tiled, tiles = _tiled(model, x, scale, tile_px, batch=2)
     assert tiles > 1
-    assert tiled.shape == whole.shape == (1, 3, round(size[0] * scale), round(size[1] * scale))
+    height, width = (math.floor(side * scale + 0.5) for side in size)  # 112.5 makes 113
+    assert tiled.shape == whole.shape == (1, 3, height, width)
     assert torch.allclose(tiled, whole, atol=1e-5), float((tiled - whole).abs().max())
 
 

@@ -12,6 +12,7 @@ from pocketsr_cli.sizing import (
     native_ratio,
     pick_scale,
     plan_run,
+    scaled_length,
     scales_text,
     substitution_note,
     target_from_options,
@@ -39,6 +40,21 @@ def test_pick_scale_prefers_the_smallest_sufficient_variant() -> None:
 )
 def test_target_sizes_and_labels(target: Target, size: tuple[int, int], label: str) -> None:
     assert target.size_for(32, 24) == size and target.label == label
+
+
+def test_sides_round_half_up_in_exact_arithmetic() -> None:
+    """3 px and 5 px at ×1.5 both round up (4.5 makes 5 as 7.5 makes 8; half to even made
+    4), and a product that is a half in decimals is one (10 × 1.15 = 11.5 makes 12, though
+    the float product is 11.499999999999998)."""
+    assert Target.factor(1.5).size_for(3, 5) == (5, 8)
+    assert Target.factor(1.15).size_for(10, 30) == (12, 35)
+    assert Target.factor(0.3).size_for(5, 15) == (2, 5)
+    assert Target("width", 9).size_for(6, 3) == (9, 5)  # the height follows: 4.5
+    assert Target("height", 3).size_for(7, 2) == (11, 3)
+    assert Target("long_edge", 9).size_for(3, 6) == (5, 9)
+    assert Target.factor(1.15).factor_for(10, 30) == 1.15
+    assert Target("width", 9).exact_factor_for(6, 3) == Fraction(3, 2)
+    assert scaled_length(7, Fraction(1, 2)) == 4 and scaled_length(1, Fraction(1, 3)) == 1
 
 
 def test_long_edge_of_a_portrait_and_tiny_results() -> None:
@@ -88,9 +104,9 @@ def test_plan_run_combines_scale_and_targets() -> None:
 
 
 def test_native_ratio_makes_the_exact_size_with_a_small_denominator() -> None:
-    """At p/q a PCSR network draws round(w p/q) x round(h p/q): the fraction is the
-    smallest denominator within a tenth of an output pixel of the factor, else the closest
-    that gives the size, else the closest (a pixel off); None below 1."""
+    """At p/q a PCSR network draws w p/q x h p/q rounded half up, as every size: the
+    fraction is the smallest denominator within a tenth of an output pixel of the factor,
+    else the closest that gives the size, else the closest (a pixel off); None below 1."""
     assert native_ratio(32, 24, Target("width", 80), 100) == Fraction(5, 2)
     assert native_ratio(1280, 720, Target("height", 2160), 100) == 3
     assert native_ratio(640, 480, Target("width", 1000), 100) == Fraction(25, 16)
@@ -99,7 +115,10 @@ def test_native_ratio_makes_the_exact_size_with_a_small_denominator() -> None:
                          (5997, 4001, Target("long_edge", 7919))]:  # fmt: skip
         ratio = native_ratio(w, h, target, 100)
         assert ratio is not None and ratio.denominator <= 100
-        assert (round(w * ratio), round(h * ratio)) == target.size_for(w, h)
+        assert (scaled_length(w, ratio), scaled_length(h, ratio)) == target.size_for(w, h)
     closest = native_ratio(103, 51, Target("width", 104), 100)  # none gives 104 x 51
-    assert closest == Fraction(101, 100) and round(51 * closest) == 52
+    assert closest == Fraction(101, 100) and scaled_length(51, closest) == 52
+    # A factor's own sides, halves included, are what the network draws at that factor.
+    assert Target.factor(1.5).size_for(3003, 2001) == (4505, 3002)
+    assert native_ratio(3003, 2001, Target.factor(1.5), 100) == Fraction(3, 2)
     assert native_ratio(4000, 3000, Target("width", 2000), 100) is None

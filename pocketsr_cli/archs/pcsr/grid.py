@@ -54,9 +54,13 @@ def as_ratio(scale: float | Fraction) -> Fraction:
 
 
 def output_length(n: int, ratio: Fraction) -> int:
-    """Output pixels along an axis of ``n`` LR pixels: ``round(n * scale)`` (half to even,
-    as the official ``round(h * scale)``), at least one."""
-    return max(1, round(n * ratio))
+    """Output pixels along an axis of ``n`` LR pixels: ``n * scale`` rounded half up, at
+    least one.  It is pocketsr's rule for every output size (``sizing.scaled_length``,
+    which this layer does not import), so that the size a run asks for is the size drawn.
+    The official ``round(h * scale)`` rounds half to even: one pixel fewer where
+    ``n * scale`` is an even number and a half (32.5 makes 32, not 33), a pixel whose
+    centre lies on the LR's far edge, which it draws at odd ones."""
+    return max(1, math.floor(n * ratio + Fraction(1, 2)))
 
 
 @dataclass(frozen=True)

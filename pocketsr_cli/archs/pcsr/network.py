@@ -3,8 +3,8 @@
 Data flow of :meth:`PCSR.forward` for an LR batch ``(N, 3, h, w)`` at scale ``s``:
 
 1. the backbone turns ``x - rgb_mean`` into LR features ``(N, C, h, w)``;
-2. the query grid (``grid.py``) places the ``H x W = round(h s) x round(w s)`` output
-   pixels on the LR;
+2. the query grid (``grid.py``) places the ``H x W = h s x w s`` output pixels (rounded
+   half up, ``grid.output_length``) on the LR;
 3. the classifier runs at every output pixel, giving the heavy-vs-light logit margin;
 4. routing (``routing.py``) turns the margins into a heavy mask (``k`` or adaptive);
 5. the light upsampler runs densely, row block by row block, unless no pixel is light;
@@ -68,7 +68,7 @@ LIGHT, HEAVY = 0, 1  # the classifier's logits, in the official order
 
 
 class PCSR(nn.Module):
-    """``(N, 3, h, w)`` in ``[0, 1]`` -> ``(N, 3, round(h s), round(w s))`` for any ``s >= 1``.
+    """``(N, 3, h, w)`` in ``[0, 1]`` -> ``(N, 3, h s, w s)`` (rounded half up) for any ``s >= 1``.
 
     Run-time settings (plain attributes, read at every call):
 

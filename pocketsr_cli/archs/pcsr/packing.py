@@ -9,14 +9,14 @@ LR block one pixel of a *packed* image:
 - ``q > 1``: :meth:`Packing.pack` pads the LR to whole blocks and pixel-unshuffles it to
   ``3 q**2`` channels, adds four channels that mark, in the last block row/column, how
   many of its LR rows/columns are padding and how many of its output rows/columns lie
-  past ``round(h s)`` / ``round(w s)``, and zeros up to ``3 p**2`` channels (the tiler
-  wants as many channels out as in).  The tiler runs at ``S = 1`` on blocks; the tile
-  function (:meth:`Packing.tile_fn`) unpacks a window, drops the padding, runs the
-  network on it for the window's output rows and columns (so a window at the image's
-  end ends where the image's output does, and the refinement treats its last row as the
-  untiled run does), and packs the ``p x p`` output block of each LR block back into
-  ``3 p**2`` channels.  :meth:`Packing.unpack` pixel-shuffles the tiler's result and
-  crops it to ``round(h s) x round(w s)``.
+  past ``h s`` / ``w s`` (rounded, ``grid.output_length``), and zeros up to ``3 p**2``
+  channels (the tiler wants as many channels out as in).  The tiler runs at ``S = 1`` on
+  blocks; the tile function (:meth:`Packing.tile_fn`) unpacks a window, drops the
+  padding, runs the network on it for the window's output rows and columns (so a window
+  at the image's end ends where the image's output does, and the refinement treats its
+  last row as the untiled run does), and packs the ``p x p`` output block of each LR
+  block back into ``3 p**2`` channels.  :meth:`Packing.unpack` pixel-shuffles the
+  tiler's result and crops it to that size.
 
 Windows then start at multiples of ``q`` LR pixels, where the query grid repeats exactly
 (``grid.py``), so with ``overlap >= Packing.overlap(module.receptive_radius)`` blocks the
@@ -30,7 +30,7 @@ The inference layer uses it as::
     packed = packing.pack(lr)                       # (1, C, hb, wb), C = packing.channels
     out = upscale_tiled(packed, packing.tile_fn(module), scale=packing.tiler_scale,
                         tile=packing.blocks(tile_px), overlap=packing.overlap(radius))
-    sr = packing.unpack(out, *lr.shape[-2:])        # (1, 3, round(2.5 h), round(2.5 w))
+    sr = packing.unpack(out, *lr.shape[-2:])        # (1, 3, 2.5 h, 2.5 w), rounded half up
 """
 
 from __future__ import annotations
