@@ -348,6 +348,14 @@ class Summary:
             self._results.append(result)
 
     @property
+    def stopped_by_disk(self) -> bool:
+        """Whether the run ended because no more outputs could be written
+        (:attr:`stopped`) rather than by a signal, which wins when both came
+        (:attr:`interrupted`): the inputs not finished are then ``stopped``, not
+        ``interrupted``, and the log tells the user to make room."""
+        return self.stopped is not None and not self.interrupted
+
+    @property
     def total(self) -> int:
         """Inputs with a result."""
         return sum(self.counts.values())
@@ -1435,7 +1443,7 @@ def not_finished(job: Job, summary: Summary) -> Result:
     """The result of ``job`` when its run ended before it was finished: ``interrupted``
     (Ctrl-C, a signal), or ``stopped`` when outputs could no longer be written
     (``summary.stopped``)."""
-    if summary.stopped and not summary.interrupted:
+    if summary.stopped_by_disk:
         reason = f"not finished: the run stopped because {summary.stopped}"
         return Result(job, "skipped", reason=reason, reason_code="stopped")
     return Result(job, "skipped", reason=_STOPPED, reason_code="interrupted")

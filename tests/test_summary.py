@@ -214,3 +214,6 @@ def test_the_job_feed_hands_out_nothing_once_a_result_stops_the_run() -> None:
     results = feed.summary
     assert results.stopped == "the disk is full" and results.total == 50
     assert results.count("skipped") == 48 and results.count("failed") == 1
+    assert results.stopped_by_disk
+    results.interrupted = True  # a signal as well: its inputs are reported interrupted
+    assert not results.stopped_by_disk

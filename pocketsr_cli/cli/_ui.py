@@ -366,7 +366,7 @@ class RichReporter:
             self.progress = None
         if self._log_results:
             self._table(summary)
-        if self.not_finished and summary.stopped and not summary.interrupted:
+        if self.not_finished and summary.stopped_by_disk:
             self.warning(
                 f"stopped: {summary.stopped}, so {self.not_finished} input(s) were not "
                 "upscaled; make room (or make it writable) and run the same command again to "
@@ -387,7 +387,7 @@ class RichReporter:
         ok = summary.count("ok")
         title = "pocketsr upscale" + (" (dry run)" if summary.dry_run else "")
         title += " (interrupted)" if summary.interrupted else ""
-        title += " (stopped)" if summary.stopped and not summary.interrupted else ""
+        title += " (stopped)" if summary.stopped_by_disk else ""
         table = Table()
         first = "would write" if summary.dry_run else "written"
         for column in (first, "skipped", "failed", "total time", "per image", "output MP/s"):
