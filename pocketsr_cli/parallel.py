@@ -256,9 +256,10 @@ class JobFeed:
     ``next_task`` gives the next job that needs a worker (settling jobs planning already
     decided on the way) or None while the window is full or the jobs are exhausted;
     ``finish`` records a result; ``lost`` puts back the job of a worker that died;
-    ``report_rest`` ends every job without a result as ``interrupted`` (or ``stopped``:
-    ``pipeline.not_finished``); ``stopping`` says that a result stopped the run (its
-    output's disk is full or read-only), so no job is handed out any more.  What it holds is
+    ``stopping`` says that a result stopped the run (its output's disk is full or
+    read-only), so no job is handed out any more; ``loop_over`` says when a driver's loop
+    may end; ``end`` closes the run, ending every job without a result as ``interrupted``
+    (or ``stopped``: ``pipeline.not_finished``) when it ended early.  What it holds is
     bounded by the window, whatever the number of jobs: ``summary`` keeps every result
     only with ``keep_results`` (see ``pipeline.Summary.for_jobs``).
     """
@@ -292,6 +293,15 @@ class JobFeed:
     @property
     def stopping(self) -> bool:
         return self.summary.stopped is not None
+
+    def loop_over(self, in_hand: Iterable[tuple[int, Job] | None]) -> bool:
+        """Whether a driver may leave its loop, given each worker's task (``in_hand``;
+        None for an idle one): every job is reported, or the run is stopping and no
+        worker holds a task any more, since what was in hand is finished and nothing more
+        is handed out (:meth:`end` reports the rest as ``stopped``)."""
+        if self.finished:
+            return True
+        return self.stopping and all(task is None for task in in_hand)
 
     def next_task(self) -> tuple[int, Job] | None:
         if self.stopping:
@@ -345,6 +355,17 @@ class JobFeed:
         else:
             self.again.append(task)
 
+    def end(self, seconds: float) -> Summary:
+        """The run's summary, once its driver has stopped every worker: when the run ended
+        early (interrupted, or :attr:`stopping`) every input without a result is reported
+        first (:meth:`report_rest`); ``seconds`` is its wall time, and the reporter is told
+        that it finished."""
+        if self.summary.interrupted or self.stopping:
+            self.report_rest()
+        self.summary.seconds = seconds
+        self.reporter.finished(self.summary)
+        return self.summary
+
     def report_rest(self) -> None:
         """Every input without a result yet, as ``interrupted`` or ``stopped``, in job
         order."""
@@ -396,10 +417,8 @@ class _Driver:
     def loop(self) -> None:
         while True:
             self.dispatch()
-            if self.feed.finished:
+            if self.feed.loop_over(w.task for w in self.workers):
                 return
-            if self.feed.stopping and all(w.task is None for w in self.workers):
-                return  # what was in hand is finished; the rest is reported as stopped
             if not self.workers:
                 raise WorkerFailed("every worker process died; see the messages above")
             waitables: list[Any] = [w.conn for w in self.workers]
@@ -538,8 +557,4 @@ def run_parallel(
         driver.summary.interrupted = True
     finally:
         driver.stop()
-    if driver.summary.interrupted or driver.feed.stopping:
-        driver.feed.report_rest()
-    driver.summary.seconds = time.perf_counter() - t0
-    reporter.finished(driver.summary)
-    return driver.summary
+    return driver.feed.end(time.perf_counter() - t0)

@@ -269,10 +269,8 @@ class _RayDriver:
     def loop(self) -> None:
         while True:
             self.dispatch()
-            if self.feed.finished:
+            if self.feed.loop_over(a.task for a in self.actors):
                 return
-            if self.feed.stopping and all(a.task is None for a in self.actors):
-                return  # what was in hand is finished; the rest is reported as stopped
             if not self.actors:
                 raise WorkerFailed("every Ray actor died; see the messages above")
             refs = [a.ref if a.ready else a.ready_ref for a in self.actors]
@@ -555,11 +553,7 @@ def run_ray(
     finally:
         if started:
             _quietly(ray.shutdown)
-    if driver.summary.interrupted or driver.feed.stopping:
-        driver.feed.report_rest()
-    driver.summary.seconds = time.perf_counter() - t0
-    reporter.finished(driver.summary)
-    return driver.summary
+    return driver.feed.end(time.perf_counter() - t0)
 
 
 _STOP_SIGNALS = tuple(

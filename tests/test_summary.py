@@ -208,12 +208,17 @@ def test_the_job_feed_hands_out_nothing_once_a_result_stops_the_run() -> None:
     assert first is not None and second is not None
     feed.finish(first[0], ok(first[0]))
     full = Result(job(second[0]), "failed", error="no space", stops_run="the disk is full")
+    third = feed.next_task()
+    assert third is not None  # handed out before the result that stops the run came
     feed.finish(second[0], full)
     assert feed.stopping and feed.next_task() is None
-    feed.report_rest()
-    results = feed.summary
+    assert not feed.loop_over([None, third])  # a worker still has an image in hand
+    feed.finish(third[0], ok(third[0]))
+    assert feed.loop_over([None, None]) and not feed.finished
+    results = feed.end(seconds=1.5)
+    assert results is feed.summary and results.seconds == 1.5
     assert results.stopped == "the disk is full" and results.total == 50
-    assert results.count("skipped") == 48 and results.count("failed") == 1
+    assert results.count("skipped") == 47 and results.count("failed") == 1
     assert results.stopped_by_disk
     results.interrupted = True  # a signal as well: its inputs are reported interrupted
     assert not results.stopped_by_disk
