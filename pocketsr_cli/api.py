@@ -357,11 +357,11 @@ class Upscaler:
         """
         from pocketsr_cli import __version__, provenance
         from pocketsr_cli.imageio import (
+            drop_opaque_alpha,
             embeds_provenance,
             encode_image,
             extension_for,
             format_from_name,
-            opaque_alpha_dropped,
             plan_output,
             sidecar_written,
             write_atomic,
@@ -377,7 +377,7 @@ class Upscaler:
             raise UsageError(f"cannot tell the output format from {dst.name!r}: {exc}") from None
         if _same_file(src, dst):
             raise UsageError(f"{dst} is the input {src}: write the result to another file")
-        image = opaque_alpha_dropped(self._read(src), fmt)
+        image, _ = drop_opaque_alpha(self._read(src), fmt)
         plan = plan_output(image.format, fmt, has_alpha=image.has_alpha, bit_depth=image.bit_depth)
         if plan.format != fmt:
             switched = dst.with_suffix(extension_for(plan.format))

@@ -203,7 +203,7 @@ class Job:
     ``alt_output`` is set for an input with an alpha channel asked in a format that
     cannot store one (JPEG, BMP): ``output`` is the PNG its transparency needs, and
     ``alt_output`` the name in the format asked for, written instead when decoding finds
-    its alpha channel opaque everywhere (``imageio.opaque_alpha_dropped``; a screenshot,
+    its alpha channel opaque everywhere (``imageio.drop_opaque_alpha``; a screenshot,
     an export).  Planning reserves both names, so neither can be an input or another
     input's output; where the alternative name is not free (an input, or another
     input's output: ``logo.png`` beside ``logo.jpg``) it is left out, and the PNG is

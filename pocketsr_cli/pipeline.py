@@ -88,13 +88,13 @@ from pocketsr_cli.imageio import (
     DecodedImage,
     ImageHeader,
     OutputPlan,
+    drop_opaque_alpha,
     embeds_provenance,
     encode_image,
     extension_for,
     format_from_name,
     format_label,
     format_of_path,
-    opaque_alpha_dropped,
     plan_output,
     probe,
     read_header,
@@ -900,13 +900,16 @@ class _Run:
         # An alpha channel opaque everywhere is left out where the format its output was
         # planned in has no room for it: planned both ways (jobs: PNG for transparency, or
         # the format asked for), or in the format asked for (its header showed no alpha).
-        image = opaque_alpha_dropped(image, format_of_path(job.alt_output or job.output))
+        image, transparent = drop_opaque_alpha(image, format_of_path(job.alt_output or job.output))
         planned = job.output if job.alt_output is None or image.has_alpha else job.alt_output
         plan = plan_output(
             image.format, requested, has_alpha=image.has_alpha, bit_depth=image.bit_depth
         )
-        if plan.warnings and image.has_alpha and not image.is_transparent:
-            plan = _kept_as_planned(plan, requested or image.format)
+        if plan.warnings and image.has_alpha:
+            if transparent is None:  # not looked at yet: planned in a format that holds alpha
+                transparent = image.is_transparent
+            if not transparent:
+                plan = _kept_as_planned(plan, requested or image.format)
         notes = list(image.warnings)
         if named is not None and image.format != named:
             content = format_label(image.format)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from pocketsr_cli import pipeline
 from pocketsr_cli.errors import ImageWriteError
-from pocketsr_cli.imageio import read_provenance_text
+from pocketsr_cli.imageio import DecodedImage, read_provenance_text
 from pocketsr_cli.jobs import Naming, collect_jobs
 from pocketsr_cli.pipeline import Options, Result, Summary, Variant, run
 from pocketsr_cli.provenance import RunSettings, loads
@@ -342,3 +342,29 @@ def test_an_opaque_alpha_input_written_as_jpeg_is_skipped_again_without_decoding
     monkeypatch.undo()
     other = Variant(Nearest(2), "n-x2", sha256="cd" * 32)
     assert run(jobs, [other], options, Recorder()).results[0].reason_code == "different-settings"
+
+
+def test_a_transparent_input_asked_as_jpeg_has_its_alpha_looked_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether some pixel is transparent is one pass over the alpha channel (a few ms at
+    12 MP): the choice between the two names planned and the plan's line about
+    transparency share it."""
+    (tmp_path / "in").mkdir()
+    pixels = np.full((6, 8, 4), 90, np.uint8)
+    pixels[0, 0, 3] = 0
+    Image.fromarray(pixels).save(tmp_path / "in" / "logo.png")
+    jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None, fmt="jpeg"))
+    assert jobs[0].alt_output == tmp_path / "out" / "logo.jpg"
+    looked: list[bool] = []
+    real = DecodedImage.is_transparent
+
+    def counted(image: DecodedImage) -> bool:
+        looked.append(real.fget(image))  # type: ignore[attr-defined]
+        return looked[-1]
+
+    monkeypatch.setattr(DecodedImage, "is_transparent", property(counted))
+    result = run(jobs, [Variant(Nearest(2), "n-x2")], Options(fmt="jpeg"), Recorder()).results[0]
+    assert result.status == "ok" and result.output == tmp_path / "out" / "logo.png"
+    assert "JPEG cannot store transparency; writing PNG instead" in result.warnings
+    assert looked == [True]

@@ -45,7 +45,7 @@ One module per concern; callers import from the package, never from its modules:
 * ``png``, ``jpeg``, ``tiff``: each format's own checks, decoding and writing.
 * ``jpeg_encode``: JPEG writing (OpenCV's encoder, Pillow's metadata layout).
 * ``decoded``: :class:`DecodedImage`, the step every decoder ends with, and
-  :func:`opaque_alpha_dropped`.
+  :func:`drop_opaque_alpha`.
 * ``header``: :func:`read_header` / :func:`probe`, from the header alone.
 * ``decode``: :func:`read_image`.
 * ``planning``: :func:`plan_output`.
@@ -63,7 +63,7 @@ from __future__ import annotations
 
 from pocketsr_cli.imageio.atomic import TEMP_SUFFIX, temp_path_for, write_atomic
 from pocketsr_cli.imageio.decode import ANIMATED_WARNING, MAX_PIXELS, read_image
-from pocketsr_cli.imageio.decoded import DecodedImage, opaque_alpha_dropped
+from pocketsr_cli.imageio.decoded import DecodedImage, drop_opaque_alpha
 from pocketsr_cli.imageio.encode import encode_image
 from pocketsr_cli.imageio.formats import (
     HEIF_HINT,
@@ -103,6 +103,7 @@ __all__ = [
     "ImageHeader",
     "Metadata",
     "OutputPlan",
+    "drop_opaque_alpha",
     "embeds_provenance",
     "encode_image",
     "extension_for",
@@ -111,7 +112,6 @@ __all__ = [
     "format_of_path",
     "heif_available",
     "is_image_path",
-    "opaque_alpha_dropped",
     "output_extension",
     "plan_output",
     "probe",

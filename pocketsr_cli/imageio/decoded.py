@@ -116,17 +116,19 @@ def finish(
     )
 
 
-def opaque_alpha_dropped(image: DecodedImage, fmt: str | None) -> DecodedImage:
+def drop_opaque_alpha(image: DecodedImage, fmt: str | None) -> tuple[DecodedImage, bool | None]:
     """``image`` without its alpha channel when that channel is fully opaque and ``fmt``,
     the format its output is named in, cannot store alpha (JPEG, BMP); else ``image``.
+    With it, :attr:`DecodedImage.is_transparent` where this had to look (None where it did
+    not: no alpha channel, or ``fmt`` can store one), so that a caller that needs it too
+    does not pass over a large image's alpha channel a second time.
 
     Such an alpha channel carries nothing, so the output of an input whose alpha is all
     opaque is written in the format asked for, not in PNG: the planner (``jobs``) plans
-    both names (``Job.alt_output``), and the run picks one once the image is decoded
-    (:attr:`DecodedImage.is_transparent`).  Upscaling three channels instead of four is
-    also a quarter less work."""
+    both names (``Job.alt_output``), and the run picks one once the image is decoded.
+    Upscaling three channels instead of four is also a quarter less work."""
     if fmt not in OUTPUT_FORMATS or holds_alpha(fmt) or not image.has_alpha:
-        return image
+        return image, None
     if image.is_transparent:
-        return image
-    return image.without_alpha()
+        return image, True
+    return image.without_alpha(), False

@@ -3,7 +3,7 @@
 It decides from the source format, the requested one, alpha and bit depth only, before
 any pixel is encoded, and says in the plan's warnings what it had to change (transparency
 written as PNG, 16 bits written as 8, a format with no writer here).  An alpha channel
-that is fully opaque is no transparency: ``decoded.opaque_alpha_dropped`` takes it away
+that is fully opaque is no transparency: ``decoded.drop_opaque_alpha`` takes it away
 when the output's format has no room for it (:func:`holds_alpha`), so that such an image
 asked as JPEG is a JPEG.
 """
