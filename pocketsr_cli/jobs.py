@@ -72,6 +72,7 @@ from pocketsr_cli.imageio import (
     SIDECAR_SUFFIX,
     TEMP_SUFFIX,
     extension_for,
+    format_label,
     format_of_path,
     is_image_path,
     plan_output,
@@ -817,6 +818,10 @@ class _StreamingCheck:
         # (ids of the jobs in the look-ahead, which settled() then plans without it).
         self.alts: dict[int, Job] = {}
         self.taken_alts: set[int] = set()
+        # The fingerprints among ``outputs`` that are alternative names: once the run has
+        # started, such a name is kept for its input, and a later output onto it is refused
+        # with a line that says why (:meth:`collision`).
+        self.alt_names: set[int] = set()
 
     def __call__(self, job: Job) -> Job:
         """``job`` if its output is safe to write; a ``skipped`` job for a repeat of a job
@@ -855,8 +860,10 @@ class _StreamingCheck:
             self.outputs.add(digest)
             if len(self.named_outputs) < 1024:
                 self.named_outputs[digest] = job.display
-        if job.alt_output is not None and not self.started:
-            self.alts[digests[1]] = job
+        if job.alt_output is not None:
+            self.alt_names.add(digests[1])
+            if not self.started:
+                self.alts[digests[1]] = job
         if key is not None:
             self.input_keys.add(key)
         return job
@@ -905,14 +912,30 @@ class _StreamingCheck:
         if owner is not None:  # an earlier job's alternative name: it writes its PNG then
             self.taken_alts.add(id(owner))
             self.outputs.discard(digest)
+            self.alt_names.discard(digest)
         if digest in self.outputs:
             earlier = self.named_outputs.get(digest, "an input planned earlier")
+            if digest in self.alt_names:
+                return self.refuse(job, self.alt_kept(job, output, earlier))
             return self.refuse(
                 job,
                 f"{earlier} and {job.display} would both be written to {output}; "
                 f"{_apart_hint(self.naming)}",
             )
         return None
+
+    def alt_kept(self, job: Job, output: Path, earlier: str) -> str:
+        """Why ``job`` cannot have ``output``, the alternative name (``Job.alt_output``) of
+        ``earlier``, an input planned before it once the run had started: that input may
+        still be written there."""
+        label = format_label(format_of_path(output) or output.suffix)
+        return (
+            f"{job.display} would be written to {output}, the {label} name kept for "
+            f"{earlier} (its alpha channel may be opaque everywhere, and then its output is "
+            f"written there as {label}, not as PNG; only within the first {PLAN_AHEAD:,} "
+            f"files planned is such a name given up to a later input); "
+            f"{_apart_hint(self.naming)}"
+        )
 
     def refuse(self, job: Job, message: str) -> Job:
         """A collision: a usage error before the run starts, the job's failure after."""

@@ -128,6 +128,38 @@ def test_a_collision_found_after_the_run_started_fails_that_input_only(
     assert sorted(os.listdir(out)) == ["a.png", "b.png", "c.png", "d.png"]
 
 
+def test_a_later_output_onto_a_name_kept_for_an_earlier_alpha_input_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An input with alpha asked as JPEG keeps its JPEG name too (``Job.alt_output``): it
+    is written there when its alpha is opaque everywhere.  Within the look-ahead it gives
+    the name up to a later input's output; beyond it the later input fails, and its line
+    says whose name it is, why it is kept and what to do, not only that two inputs would
+    meet on one output."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    pixels = np.full((4, 4, 4), 90, np.uint8)
+    pixels[0, 0, 3] = 0
+    Image.fromarray(pixels).save(src / "logo.png")
+    tiny(src / "logo.webp")  # -> out/logo.jpg: the name logo.png keeps
+    naming = Naming(out, None, fmt="jpeg")
+    planned = list(iter_jobs([src], naming))
+    assert [(j.output.name, j.alt_output, j.failure) for j in planned] == [
+        ("logo.png", None, None),  # given up: it is written as PNG whatever its alpha
+        ("logo.jpg", None, None),
+    ]
+    monkeypatch.setattr(jobs_module, "PLAN_AHEAD", 1)
+    first, later = iter_jobs([src], naming)
+    assert first.alt_output == out / "logo.jpg" and first.failure is None
+    assert later.failure == (
+        f"{src / 'logo.webp'} would be written to {out / 'logo.jpg'}, the JPEG name kept for "
+        f"{src / 'logo.png'} (its alpha channel may be opaque everywhere, and then its output "
+        "is written there as JPEG, not as PNG; only within the first 1 files planned is such "
+        "a name given up to a later input); upscale them in separate runs, each with its own "
+        "output folder, or leave out fmt so that each keeps its own format (and extension)"
+    )
+
+
 def test_an_output_onto_a_later_input_of_another_folder_is_refused_before_it_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
