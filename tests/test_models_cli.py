@@ -11,6 +11,7 @@ import io
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -407,6 +408,57 @@ def test_import_refusals(tmp_path: Path, home: Path) -> None:
         "m.safetensors",
         "m.toml",
     ]
+
+
+class _Killed(BaseException):
+    """Stands for kill -9: no ``except Exception`` stops it."""
+
+
+def test_import_force_keeps_a_whole_model_wherever_it_is_killed(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At every rename an import --force makes, the model of that name is the old one or
+    the new one, whole: its manifest names a file with the digest it records."""
+    old_sd, new_sd = compact_state(scale=2, seed=1), compact_state(scale=2, seed=2)
+    save_safetensors(tmp_path / "old.safetensors", old_sd)
+    save_safetensors(tmp_path / "new.safetensors", new_sd)
+    args = ("models", "import", str(tmp_path / "new.safetensors"), "-n", "m", "--force")
+    real_replace = os.replace
+    renames: list[Path] = []
+    kill_at = 0
+
+    def replace(src: Any, dst: Any) -> None:
+        if Path(dst).name != verify.MEMO_NAME:
+            renames.append(Path(dst))
+            if len(renames) == kill_at:
+                raise _Killed
+        real_replace(src, dst)
+
+    for kill_at in range(1, 10):
+        shutil.rmtree(user_models_dir(), ignore_errors=True)
+        first = invoke("models", "import", str(tmp_path / "old.safetensors"), "-n", "m")
+        assert first.exit_code == 0
+        renames.clear()
+        monkeypatch.setattr(os, "replace", replace)
+        try:
+            finished = invoke(*args).exit_code == 0
+        except _Killed:
+            finished = False
+        monkeypatch.setattr(os, "replace", real_replace)
+        assert invoke("models", "verify", "m").exit_code == 0, kill_at
+        spec = parse_manifest(user_models_dir() / "m.toml", "user")
+        assert spec.weights is not None
+        stored = load_file(user_models_dir() / spec.weights.file)
+        assert any(all(torch.equal(stored[k], sd[k]) for k in sd) for sd in (old_sd, new_sd))
+        # The next import goes through and leaves the folder as a first import would.
+        assert invoke(*args).exit_code == 0
+        names = sorted(p.name for p in user_models_dir().iterdir() if p.name[0] != ".")
+        assert names == ["m.safetensors", "m.toml"], kill_at
+        assert invoke("models", "verify", "m").exit_code == 0
+        if finished:  # it got past every rename: each one has been tried
+            break
+    else:
+        raise AssertionError("import --force never finished")
 
 
 def test_import_url(tmp_path: Path, home: Path) -> None:

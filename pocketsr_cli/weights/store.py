@@ -3,7 +3,8 @@
 ``pocketsr models import`` and ``import-ncnn`` store each model as two files in
 ``cache.user_models_dir()``::
 
-    NAME.safetensors    the tensors (never a pickle, whatever the source format was)
+    NAME.safetensors    the tensors (never a pickle, whatever the source format was);
+                        NAME~.safetensors for a moment while ``--force`` replaces them
     NAME.toml           a generated manifest (see ``manifest.py``); its presence makes NAME
                         known to the resolver, so it is written last
     .verified.json      the hash memo of ``verify.py``
@@ -18,15 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pocketsr_cli import manifest
-from pocketsr_cli.atomicfile import replacing
+from pocketsr_cli.atomicfile import held_temp, replacing
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.errors import ModelError, UsageError
 from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
@@ -187,7 +189,7 @@ def _import_state_dict(
         hints=_hints_of(desc),
         meta=Meta(license=request.license, source=_printable(source), params=desc.params),
     )
-    _write(spec, tensors)
+    _write(spec, tensors, request)
     return manifest.parse_manifest(spec.path, "user")
 
 
@@ -223,31 +225,108 @@ def _exact_half(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _write(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> None:
-    """Write the weights, then the manifest, each to a temporary name renamed into place
-    (the weights first: the blocks end innermost first)."""
+def _write(spec: ModelSpec, tensors: Mapping[str, torch.Tensor], request: ImportRequest) -> None:
+    """Store the weights and the manifest so that, at every moment, the manifest names a
+    complete file with the digest it records: the old model's until the new one is whole.
+
+    The weights go to a name no manifest names (``NAME.safetensors``, or ``NAME~.safetensors``
+    while that one is the old model's), each file written to a temporary name and renamed;
+    then the manifest is renamed over the old one, and only then are the old weights
+    removed.  A replacement that had to use ``NAME~.safetensors`` is then moved back to
+    ``NAME.safetensors`` the same way.  A lock on the folder keeps two imports apart.  A run
+    killed anywhere leaves the old model or the new one, whole, and at most a spare weights
+    file that the next import of the name reuses (or ``models remove`` removes).
+    """
     from safetensors.torch import save_file
 
     folder = spec.path.parent
-    weights = folder / f"{spec.name}.safetensors"
     try:
-        with replacing(spec.path) as tmp_manifest, replacing(weights) as tmp_weights:
-            # safetensors refuses views and tensors sharing memory: give it plain copies.
-            plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-            save_file(plain, str(tmp_weights), metadata={"format": "pt"})
-            digest = sha256_file(tmp_weights)
-            size = tmp_weights.stat().st_size
-            final = dataclasses.replace(
-                spec, weights=WeightsSpec(file=weights.name, sha256=digest, size=size, urls=())
-            )
-            tmp_manifest.write_text(
-                dump_manifest(final, comment=_IMPORTED),
-                encoding="utf-8",
-            )
-            verify.forget(weights)
-        verify.remember(weights, digest)
+        folder.mkdir(parents=True, exist_ok=True)
+        with _locked(folder):
+            _refuse_taken(request, folder)  # another import may have made it meanwhile
+            with held_temp(folder / _weights_name(spec.name)) as tmp:
+                # safetensors refuses views and tensors sharing memory: give it plain copies.
+                plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+                save_file(plain, str(tmp), metadata={"format": "pt"})
+                digest = sha256_file(tmp)
+                placed = _switch(spec, tmp, digest)
+            if placed.name != _weights_name(spec.name) and _free(spec, _weights_name(spec.name)):
+                with held_temp(placed) as tmp:
+                    shutil.copyfile(placed, tmp)
+                    _switch(spec, tmp, digest)
     except OSError as exc:
         raise ModelError(f"cannot store {spec.name} in {folder}: {exc.strerror or exc}") from exc
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold ``flock`` on ``folder`` itself (no lock file left behind): one import writes
+    there at a time.  Where folders cannot be locked (Windows, some file systems), no lock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _weights_name(name: str, spare: bool = False) -> str:
+    """``NAME.safetensors``, or with ``spare`` ``NAME~.safetensors`` (no model name has a
+    ``~``, so no other imported model's weights are ever called that)."""
+    return f"{name}~.safetensors" if spare else f"{name}.safetensors"
+
+
+def _switch(spec: ModelSpec, tmp: Path, digest: str) -> Path:
+    """Rename the weights ``tmp`` to a name no manifest names, point ``spec``'s manifest at
+    it (renamed over the old one), then remove the weights the old manifest named when
+    ``models import`` wrote it; the weights' final path."""
+    folder = spec.path.parent
+    old = _named_by(spec.path) if _imported(spec.path) else set()
+    name = next(
+        (n for n in (_weights_name(spec.name), _weights_name(spec.name, True)) if _free(spec, n)),
+        None,
+    )
+    if name is None:  # both named by manifests written by hand: an error, not a clobber
+        raise ModelError(
+            f"cannot store {spec.name} in {folder}: manifests there name both "
+            f"{_weights_name(spec.name)} and {_weights_name(spec.name, True)}"
+        )
+    weights = folder / name
+    verify.forget(weights)
+    size = tmp.stat().st_size
+    os.replace(tmp, weights)
+    final = dataclasses.replace(
+        spec, weights=WeightsSpec(file=name, sha256=digest, size=size, urls=())
+    )
+    with replacing(spec.path) as tmp_manifest:
+        tmp_manifest.write_text(dump_manifest(final, comment=_IMPORTED), encoding="utf-8")
+    verify.remember(weights, digest)
+    _unlink_all(old - {weights} - _files_of_other_models(spec))
+    return weights
+
+
+def _free(spec: ModelSpec, name: str) -> bool:
+    """Whether no manifest beside ``spec``'s, nor the one at its path now, names the
+    weights file ``name``.  A file of that name is then a spare one left by a killed
+    import, and may be replaced."""
+    path = spec.path.parent / name
+    return path not in _named_by(spec.path) and path not in _files_of_other_models(spec)
+
+
+def _named_by(manifest_path: Path) -> set[Path]:
+    """The weights files the manifest at ``manifest_path`` names (none when there is no
+    readable manifest there)."""
+    try:
+        named = manifest.parse_manifest(manifest_path, "user")
+    except ModelError:
+        return set()
+    return {manifest_path.parent / w.file for w in named.weight_files}
 
 
 def _check_name(request: ImportRequest) -> Path:
@@ -262,9 +341,14 @@ def _check_name(request: ImportRequest) -> Path:
     if name in bundled:
         raise UsageError(f"{name!r} is a bundled model; choose another name")
     folder = user_models_dir()
-    if (folder / f"{name}.toml").exists() and not request.force:
-        raise UsageError(f"model {name!r} already exists in {folder}; {FORCE} replaces it")
+    _refuse_taken(request, folder)
     return folder
+
+
+def _refuse_taken(request: ImportRequest, folder: Path) -> None:
+    """Raise UsageError when ``folder`` has a model of ``request``'s name, without --force."""
+    if (folder / f"{request.name}.toml").exists() and not request.force:
+        raise UsageError(f"model {request.name!r} already exists in {folder}; {FORCE} replaces it")
 
 
 def _check_digest(path: Path, sha256: str, label: str) -> None:
@@ -340,7 +424,10 @@ def _remove(spec: ModelSpec) -> list[Path]:
             shutil.rmtree(folder, ignore_errors=True)
     if spec.origin == "user" and _imported(spec.path):
         shared = _files_of_other_models(spec)  # a manifest copied from this one, say
-        beside = [p for w in files if (p := spec.path.parent / w.file) not in shared]
+        # With the files it names go the spare ones an import killed while replacing it left.
+        spares = [spec.path.parent / _weights_name(spec.name, spare) for spare in (False, True)]
+        named = [spec.path.parent / w.file for w in files]
+        beside = [p for p in dict.fromkeys([*named, *spares]) if p not in shared]
         return removed + _unlink_all([*beside, spec.path])
     if spec.origin == "user":  # a manifest written by hand is the user's own: it stays
         return removed
