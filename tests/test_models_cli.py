@@ -39,6 +39,7 @@ from test_ncnn import (
 )
 from typer.testing import CliRunner
 
+from pocketsr_cli.atomicfile import temp_path_for
 from pocketsr_cli.cli import _ui, app
 from pocketsr_cli.manifest import parse_manifest
 from pocketsr_cli.weights import verify
@@ -459,6 +460,18 @@ def test_import_force_keeps_a_whole_model_wherever_it_is_killed(
             break
     else:
         raise AssertionError("import --force never finished")
+
+
+def test_import_removes_what_a_killed_import_left(tmp_path: Path, home: Path) -> None:
+    imported(tmp_path, "m")
+    left = [temp_path_for(user_models_dir() / n) for n in ("m.safetensors", "m.toml")]
+    for path in left:  # as a kill -9 leaves them, their writer gone, a while ago
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (time.time() - 3600,) * 2)
+    source = tmp_path / "n.safetensors"
+    save_safetensors(source, SD)
+    assert invoke("models", "import", str(source), "--name", "n").exit_code == 0
+    assert not any(path.exists() for path in left)
 
 
 def test_import_url(tmp_path: Path, home: Path) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pocketsr_cli import manifest
-from pocketsr_cli.atomicfile import held_temp, replacing
+from pocketsr_cli.atomicfile import held_temp, replacing, sweep_stale_temps
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.errors import ModelError, UsageError
 from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
@@ -244,6 +244,7 @@ def _write(spec: ModelSpec, tensors: Mapping[str, torch.Tensor], request: Import
         folder.mkdir(parents=True, exist_ok=True)
         with _locked(folder):
             _refuse_taken(request, folder)  # another import may have made it meanwhile
+            sweep_stale_temps(folder)  # what imports killed outright left (a model's size)
             with held_temp(folder / _weights_name(spec.name)) as tmp:
                 # safetensors refuses views and tensors sharing memory: give it plain copies.
                 plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
