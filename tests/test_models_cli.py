@@ -251,6 +251,17 @@ def test_verify_named_model_not_downloaded(home: Path, server: Loopback) -> None
     assert invoke("models", "verify").exit_code == 0  # nothing on disk: nothing wrong
 
 
+def test_verify_checks_every_model_past_a_manifest_it_cannot_read(
+    tmp_path: Path, home: Path
+) -> None:
+    imported(tmp_path, "mine")
+    (user_models_dir() / "stray.toml").write_text('name = "stray"\nfamily =\n', encoding="utf-8")
+    result = invoke("models", "verify")
+    assert result.exit_code == 3
+    assert "mine: ok" in result.stdout  # the others are verified all the same
+    assert "stray.toml" in result.stderr and "skipped" in result.stderr
+
+
 HOLD_LOCK = """
 import sys, time
 from filelock import FileLock

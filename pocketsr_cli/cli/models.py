@@ -347,14 +347,20 @@ def verify(
     )
     from pocketsr_cli.weights.verify import file_matches
 
+    # A manifest that cannot be read (or repeats a name) is reported and fails the check,
+    # after every other model has been verified (models list skips it the same way).
+    problems: list[str] = []
     if names:
         specs = [find_spec(name) for name in names]
     else:
         specs = [
             s
-            for s in registry().values()
+            for s in registry(problems).values()
             if any(p is not None for p in local_files(s)) or where(s) == "missing"
         ]
+    console = _ui.make_console()
+    for problem in problems:
+        _ui.warn(console, f"skipped: {problem}")
     report = _ui.make_report_console()
     bad: list[str] = []
     for spec in specs:
@@ -388,7 +394,10 @@ def verify(
             f"{len(bad)} model(s) failed verification: {', '.join(bad)}; "
             "`pocketsr models download NAME` fetches a damaged or missing download again, "
             "`pocketsr models import ... --force` replaces an imported model"
+            + (f"; {len(problems)} manifest(s) skipped (above)" if problems else "")
         )
+    if problems:
+        raise ModelError(f"{len(problems)} manifest(s) skipped: {problems[0]}")
 
 
 @app.command(
