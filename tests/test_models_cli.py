@@ -473,6 +473,46 @@ def test_import_force_keeps_a_whole_model_wherever_it_is_killed(
         raise AssertionError("import --force never finished")
 
 
+def _waiting_on_a_lock(pid: int) -> bool:
+    """Whether process ``pid`` waits for a flock (Linux: its blocked entry in /proc/locks)."""
+    try:
+        locks = Path("/proc/locks").read_text()
+    except OSError:
+        pytest.skip("no /proc/locks here")
+    return any("->" in line and f" {pid} " in line for line in locks.splitlines())
+
+
+def test_models_remove_waits_for_an_import_half_way(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `models remove` run while `import --force` is between its renames takes the
+    model away after it, whole, not half of it."""
+    imported(tmp_path, "m")
+    source = tmp_path / "new.safetensors"
+    save_safetensors(source, compact_state(scale=2, seed=2))
+    env = {**os.environ, "POCKETSR_HOME": str(home), "PYTHONPATH": str(REPO)}
+    real_replace = os.replace
+    remover: list[subprocess.Popen[bytes]] = []
+
+    def replace(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        if Path(dst).suffix == ".safetensors" and not remover:  # the new weights, placed
+            command = [sys.executable, "-m", "pocketsr_cli", "models", "remove", "m"]
+            remover.append(subprocess.Popen(command, env=env, stderr=subprocess.PIPE))
+            deadline = time.monotonic() + 60
+            while remover[0].poll() is None and not _waiting_on_a_lock(remover[0].pid):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+    monkeypatch.setattr(os, "replace", replace)
+    result = invoke("models", "import", str(source), "--name", "m", "--force")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert result.exit_code == 0, result.output
+    assert remover[0].wait(timeout=60) == 0
+    # Removed after the import: nothing of m is left, not a manifest naming a lost file.
+    assert not [p.name for p in user_models_dir().iterdir() if p.name[0] != "."]
+
+
 def test_import_removes_what_a_killed_import_left(tmp_path: Path, home: Path) -> None:
     imported(tmp_path, "m")
     left = [temp_path_for(user_models_dir() / n) for n in ("m.safetensors", "m.toml")]

@@ -261,14 +261,19 @@ def _write(spec: ModelSpec, tensors: Mapping[str, torch.Tensor], request: Import
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    """Hold ``flock`` on ``folder`` itself (no lock file left behind): one import writes
-    there at a time.  Where folders cannot be locked (Windows, some file systems), no lock."""
+    """Hold ``flock`` on ``folder`` itself (no lock file left behind): one import, or
+    removal of an imported model, changes files there at a time.  Where folders cannot be
+    locked (Windows, some file systems), no lock."""
     try:
         import fcntl
     except ImportError:  # Windows
         yield
         return
-    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # gone, or not to be opened: nothing to keep apart there
+        yield
+        return
     try:
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -424,12 +429,14 @@ def _remove(spec: ModelSpec) -> list[Path]:
             removed += [p for p in leftovers if p.name in _TRUST_RECORDS]
             shutil.rmtree(folder, ignore_errors=True)
     if spec.origin == "user" and _imported(spec.path):
-        shared = _files_of_other_models(spec)  # a manifest copied from this one, say
-        # With the files it names go the spare ones an import killed while replacing it left.
-        spares = [spec.path.parent / _weights_name(spec.name, spare) for spare in (False, True)]
-        named = [spec.path.parent / w.file for w in files]
-        beside = [p for p in dict.fromkeys([*named, *spares]) if p not in shared]
-        return removed + _unlink_all([*beside, spec.path])
+        with _locked(spec.path.parent):  # not while an import replaces it half-way
+            shared = _files_of_other_models(spec)  # a manifest copied from this one, say
+            # What the manifest names now (an import may have just replaced it), and the
+            # spare weights an import killed while replacing it left.
+            spares = [spec.path.parent / _weights_name(spec.name, s) for s in (False, True)]
+            named = sorted(_named_by(spec.path))
+            beside = [p for p in dict.fromkeys([*named, *spares]) if p not in shared]
+            return removed + _unlink_all([*beside, spec.path])
     if spec.origin == "user":  # a manifest written by hand is the user's own: it stays
         return removed
     if not removed and (not files or (spec.path.parent / files[0].file).is_file()):
