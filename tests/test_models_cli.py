@@ -525,6 +525,20 @@ def test_import_removes_what_a_killed_import_left(tmp_path: Path, home: Path) ->
     assert not any(path.exists() for path in left)
 
 
+def test_import_refuses_a_name_another_manifest_defines(tmp_path: Path, home: Path) -> None:
+    """A hand-written manifest of another file name that defines the name would go on
+    shadowing (or be shadowed by) the import: refused, even with --force."""
+    _write_manifest(user_models_dir(), "mine", BLOB, file="blob.bin")
+    (user_models_dir() / "mine.toml").rename(user_models_dir() / "hand.toml")
+    source = tmp_path / "m.safetensors"
+    save_safetensors(source, SD)
+    for force in ((), ("--force",)):
+        result = invoke("models", "import", str(source), "--name", "mine", *force)
+        assert result.exit_code == 2 and "hand.toml defines a model 'mine'" in result.stderr
+    assert sorted(p.name for p in user_models_dir().iterdir()) == ["hand.toml"]
+    assert invoke("models", "import", str(source), "--name", "other").exit_code == 0
+
+
 def test_import_url(tmp_path: Path, home: Path) -> None:
     data = save_safetensors(tmp_path / "w.safetensors", SD)
     with serve({"/w.safetensors": data, "/notes.txt": b"hi"}) as server:

@@ -352,9 +352,24 @@ def _check_name(request: ImportRequest) -> Path:
 
 
 def _refuse_taken(request: ImportRequest, folder: Path) -> None:
-    """Raise UsageError when ``folder`` has a model of ``request``'s name, without --force."""
-    if (folder / f"{request.name}.toml").exists() and not request.force:
+    """Raise UsageError when ``folder`` has a model of ``request``'s name: in ``NAME.toml``
+    without --force, or in a manifest of another file name, which the import would neither
+    replace nor win against (the first file by name defines a model)."""
+    target = folder / f"{request.name}.toml"
+    if target.exists() and not request.force:
         raise UsageError(f"model {request.name!r} already exists in {folder}; {FORCE} replaces it")
+    for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+        if path == target:
+            continue
+        try:
+            other = manifest.parse_manifest(path, "user")
+        except ModelError:
+            continue
+        if other.name == request.name:
+            raise UsageError(
+                f"{path} defines a model {request.name!r} already; choose another name, "
+                "or remove that manifest first"
+            )
 
 
 def _check_digest(path: Path, sha256: str, label: str) -> None:
