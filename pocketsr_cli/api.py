@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from pocketsr_cli.atomicfile import TempSweeper
-from pocketsr_cli.errors import ImageReadError, UsageError
+from pocketsr_cli.errors import ImageReadError, OutOfMemoryError, UsageError, first_line
 from pocketsr_cli.pipeline import NullReporter
 
 if TYPE_CHECKING:
@@ -244,7 +244,8 @@ class Upscaler:
                 float PIL image (mode F).
             ValueError: an array shape that is not an image.
             ImageReadError: a path that cannot be read or decoded.
-            OutOfMemoryError: even the smallest tile does not fit.
+            OutOfMemoryError: even the smallest tile does not fit, or the whole result
+                does not.
         """
         if isinstance(image, (str, Path)):
             if isinstance(image, str) and not image.strip():
@@ -273,14 +274,28 @@ class Upscaler:
         return image
 
     def _run(self, pixels: np.ndarray) -> np.ndarray:
+        from pocketsr_cli.memory import is_out_of_memory
         from pocketsr_cli.pipeline import resize_output
 
         if 0 in pixels.shape[:2]:
             raise ValueError(f"an image of {pixels.shape[1]}x{pixels.shape[0]} pixels has none")
 
-        out = self._variant.upscaler.upscale(np.ascontiguousarray(pixels))
         h, w = pixels.shape[:2]
-        return resize_output(out, self._target.size_for(w, h))
+        size = self._target.size_for(w, h)
+        try:
+            out = self._variant.upscaler.upscale(np.ascontiguousarray(pixels))
+            return resize_output(out, size)
+        except (RuntimeError, MemoryError) as exc:
+            # The tiles back off by themselves (and raise OutOfMemoryError); what runs
+            # outside them (an 8-bit resampler, the resize to the asked size) raises
+            # torch's or numpy's own error, which is no internal failure.
+            if not is_out_of_memory(exc):
+                raise
+            raise OutOfMemoryError(
+                f"out of memory: a {w}x{h} image upscaled to {size[0]}x{size[1]} does not "
+                "fit in the memory this process may use now (taken by other programs, "
+                f"capped by a ulimit); {first_line(exc)}"
+            ) from exc
 
     def _upscale_array(self, pixels: np.ndarray) -> np.ndarray:
         if pixels.dtype not in (np.uint8, np.uint16):

@@ -336,3 +336,38 @@ def test_a_path_reports_what_its_file_loses_and_a_palette_keeps_its_alpha(
     rgba[..., 3] = np.arange(16, dtype=np.uint8) * 16
     quantized = Image.fromarray(rgba).quantize()  # palette mode RGBA, no 'transparency'
     assert up.upscale(quantized).mode == "RGBA"
+
+
+def test_running_out_of_memory_outside_the_tiles_is_an_out_of_memory_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The 8-bit resampler path and the resize to the asked size run outside the tiler's
+    back-off: the allocator's own RuntimeError or numpy's MemoryError is the documented
+    OutOfMemoryError, not an error that looks like pocketsr's bug."""
+    from pocketsr_cli import pipeline
+    from pocketsr_cli.archs import resize
+    from pocketsr_cli.errors import OutOfMemoryError
+
+    def no_room(*_args: object) -> np.ndarray:
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+            "allocate memory: you tried to allocate 1728000000 bytes. Error code 12"
+        )
+
+    monkeypatch.setattr(resize, "_torch_bicubic_uint8", no_room)
+    up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu")
+    with pytest.raises(OutOfMemoryError, match=r"^out of memory: a 16x12 image upscaled to 32x24"):
+        up.upscale(pixels())
+    monkeypatch.undo()
+
+    def too_big(*_args: object) -> np.ndarray:
+        raise MemoryError("Unable to allocate 6.4 GiB for an array")
+
+    monkeypatch.setattr(pipeline, "resize_output", too_big)
+    three = pocketsr_cli.Upscaler("bicubic", scale=4, outscale=3, device="cpu")
+    with pytest.raises(OutOfMemoryError, match=r"Unable to allocate 6\.4 GiB"):
+        three.upscale(pixels())
+    # Other errors are not dressed up as memory.
+    monkeypatch.setattr(pipeline, "resize_output", lambda *_a: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        three.upscale(pixels())
