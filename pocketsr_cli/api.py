@@ -101,8 +101,8 @@ class Upscaler:
     Raises:
         ModelError: unknown model, weights that cannot be had or loaded, no such scale.
         DeviceError: unknown or unavailable device, unknown precision.
-        UsageError: a bad ``tile`` or ``ensemble`` value; ``pcsr_k`` or ``adaptive`` with
-            a model that is not PCSR.
+        UsageError: a bad ``tile``, ``ensemble`` or ``pcsr_k`` value; ``pcsr_k`` or
+            ``adaptive`` with a model that is not PCSR.
     """
 
     def __init__(
@@ -140,6 +140,12 @@ class Upscaler:
             or not math.isfinite(outscale)
         ):
             raise UsageError(f"outscale must be a finite number, not {outscale!r}")
+        if pcsr_k is not None and (
+            isinstance(pcsr_k, bool)
+            or not isinstance(pcsr_k, (int, float))
+            or not math.isfinite(pcsr_k)
+        ):
+            raise UsageError(f"pcsr_k must be a finite number, not {pcsr_k!r}")
         for option, value in (("device", device), ("precision", precision)):
             if not isinstance(value, str):
                 raise UsageError(f"{option} must be a string such as 'auto', not {value!r}")

@@ -367,6 +367,22 @@ def test_routing_options_need_a_pcsr_model(tmp_path: Path, flag: tuple[str, ...]
     assert not (tmp_path / "a_x4.png").exists()
 
 
+@pytest.mark.parametrize("k", ["nan", "inf", "-inf"])
+def test_a_routing_knob_that_is_no_number_is_a_usage_error(
+    weights: Path, tmp_path: Path, k: str
+) -> None:
+    """Typer reads ``nan`` and ``inf`` as floats; they are the user's mistake (exit 2),
+    not an internal error, and the API says so in its own keyword."""
+    src = _saved_photo(tmp_path)
+    code, _, err = _invoke("upscale", src, "-m", weights, "--pcsr-k", k)
+    assert code == 2, err
+    assert f"--pcsr-k must be a finite number, not {k}" in err and "bug" not in err
+    with pytest.raises(UsageError, match=r"^pcsr_k must be a finite number, not"):
+        api.Upscaler(weights, device="cpu", pcsr_k=float(k))
+    with pytest.raises(UsageError, match=r"^pcsr_k must be a finite number, not '0\.1'"):
+        api.Upscaler(weights, device="cpu", pcsr_k="0.1")  # type: ignore[arg-type]
+
+
 def test_other_models_keep_resizing_to_outscale(tmp_path: Path) -> None:
     src = _saved_photo(tmp_path)
     code, out, err = _invoke("upscale", src, "-m", "bicubic", "--outscale", "2.5", "--json")

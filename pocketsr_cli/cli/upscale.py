@@ -7,6 +7,7 @@ Its product is the files it writes: its human lines are a log on stderr, and onl
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NamedTuple
@@ -304,6 +305,8 @@ def upscale(
     target = sizing.target_from_options(
         outscale=outscale, width=width, height=height, long_edge=long_edge
     )
+    if pcsr_k is not None and not math.isfinite(pcsr_k):
+        raise UsageError(f"--pcsr-k must be a finite number, not {pcsr_k}")
     for given in inputs:
         if not given.exists():
             raise UsageError(f"input not found: {given}")
