@@ -240,8 +240,8 @@ class Upscaler:
           modes are converted first (P -> RGB or RGBA, 1 -> L, CMYK/YCbCr -> RGB) and come
           back in that mode.  Its ICC profile is copied to ``info``; EXIF orientation is
           not applied (the pixels are taken as they are stored).
-        * a numpy array (``H x W x C`` or ``H x W``, uint8/uint16, **RGB order**) -> an
-          array of the same dtype and layout.
+        * a numpy array (``H x W x C`` or ``H x W``, uint8/uint16 in either byte order,
+          **RGB order**) -> an array of the same dtype and layout.
         * a path (str or Path) -> the decoded file (EXIF orientation applied) upscaled, as
           a numpy RGB(A) array (gray files give ``H x W x 1``).
 
@@ -304,6 +304,11 @@ class Upscaler:
             ) from exc
 
     def _upscale_array(self, pixels: np.ndarray) -> np.ndarray:
+        if pixels.dtype.kind == "u" and pixels.dtype.itemsize == 2 and not pixels.dtype.isnative:
+            # 16-bit samples in the other byte order (big-endian: a PGM or FITS file read
+            # with numpy) are uint16 all the same: upscaled in the machine's order,
+            # returned in theirs.
+            return self._upscale_array(pixels.astype(np.uint16)).astype(pixels.dtype)
         if pixels.dtype not in (np.uint8, np.uint16):
             raise TypeError(f"expected uint8 or uint16 pixels, not {pixels.dtype}")
         if pixels.ndim == 2:

@@ -60,6 +60,19 @@ def test_numpy_in_numpy_out(up: pocketsr_cli.Upscaler, dtype: type, shape: tuple
         assert (up.upscale(red)[..., 1:3] == 0).all()
 
 
+@pytest.mark.parametrize("shape", [(12, 16), (12, 16, 3)])
+def test_big_endian_16_bit_samples_are_uint16_too(
+    up: pocketsr_cli.Upscaler, shape: tuple[int, ...]
+) -> None:
+    """A 16-bit PGM or FITS file read with numpy gives ``>u2`` samples: the same image as
+    its native-order copy, returned in the order it came in."""
+    native = pixels(channels=shape[2] if len(shape) == 3 else 1, dtype=np.uint16).reshape(shape)
+    big = native.astype(">u2")
+    out = up.upscale(big)
+    assert out.dtype == np.dtype(">u2") and out.shape == (24, 32, *shape[2:])
+    assert np.array_equal(out, up.upscale(native))
+
+
 def test_bad_inputs(up: pocketsr_cli.Upscaler, tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         up.upscale(np.zeros((4, 4, 3), np.float32))
