@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,8 +66,21 @@ _PIL_MODES_16 = ("I;16", "I;16L", "I;16B", "I;16N")
 _PIL_DIRECT = ("RGB", "RGBA", "L", "LA", *_PIL_MODES_16, "I")
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def _default_warning(message: str) -> None:
-    warnings.warn(message, UserWarning, stacklevel=3)
+    """``warnings.warn``, attributed to the caller's line that led to it: the first frame
+    outside this package, however deep in it the warning was made (a file's notes, the
+    engine's fp32 fallback), so that Python's ``file:line`` and its filters see the
+    caller's code.  Made where no caller's frame is (a pipeline thread): this one's."""
+    level, frame = 2, sys._getframe(1)
+    while frame.f_code.co_filename.startswith(_PACKAGE):
+        if frame.f_back is None:
+            level = 2
+            break
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 class Upscaler:

@@ -384,3 +384,26 @@ def test_running_out_of_memory_outside_the_tiles_is_an_out_of_memory_error(
     monkeypatch.setattr(pipeline, "resize_output", lambda *_a: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         three.upscale(pixels())
+
+
+def test_default_warnings_point_at_the_callers_line(tmp_path: Path) -> None:
+    """Without ``on_warning`` a warning is Python's, shown at the caller's line whichever
+    call made it (the constructor, ``upscale`` of a path, ``upscale_file``), not at a
+    line inside pocketsr."""
+    import warnings
+
+    frames = [Image.new("RGB", (10, 10), c) for c in ("black", "red")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        three = pocketsr_cli.Upscaler("pocketsr-compact", scale=3, device="cpu")
+        up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu")
+        up.upscale(tmp_path / "anim.gif")
+        up.upscale_file(tmp_path / "anim.gif", tmp_path / "out.png")
+    assert three.scale == 3
+    said = [(str(w.message), Path(w.filename).name) for w in caught]
+    assert said == [
+        ("pocketsr-compact has no ×3 variant: running ×4 and resizing to ×3", "test_api.py"),
+        ("anim.gif: animated: only the first frame was upscaled", "test_api.py"),
+        ("anim.gif: animated: only the first frame was upscaled", "test_api.py"),
+    ]
