@@ -506,7 +506,9 @@ class Upscaler:
         x = self._input(pixels[..., :1] if gray else pixels[..., :3], peak)
         if gray:
             x = x.expand(-1, 3, -1, -1).contiguous()
-        y, self._anchored = self._upscale_tensor(x, on_tile, out_dtype, anchor=True)
+        # This image's own answer, read below: another thread's image may end meanwhile.
+        y, anchored = self._upscale_tensor(x, on_tile, out_dtype, anchor=True)
+        self._anchored = anchored
         if gray:  # the model saw R = G = B; fold its answer back to one channel
             y = _fold_to_gray(y)
         planes = [y]
@@ -537,7 +539,7 @@ class Upscaler:
             y = torch.cat(planes, dim=1)
         out = y[0].permute(1, 2, 0).numpy()  # a view when y is channels-last (the usual)
         out = np.ascontiguousarray(out.astype(pixels.dtype, copy=False))
-        if self.model.mean_anchor is not None and not self._anchored:  # on the host
+        if self.model.mean_anchor is not None and not anchored:  # on the host
             anchor_means(out, pixels, self.model.mean_anchor, 1 if gray else 3)
         return out
 
