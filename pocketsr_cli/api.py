@@ -39,6 +39,7 @@ low-level numpy engine the pipeline drives.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import sys
 import warnings
@@ -144,10 +145,8 @@ class Upscaler:
         from pocketsr_cli.pipeline import Variant
 
         self._warn = on_warning or _default_warning
-        if scale is not None and (
-            isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= 16
-        ):
-            raise UsageError(f"scale must be a whole number from 1 to 16, not {scale!r}")
+        if scale is not None:
+            scale = _whole(scale, "scale", 1, 16)
         if outscale is not None and (
             isinstance(outscale, bool)
             or not isinstance(outscale, (int, float))
@@ -410,7 +409,7 @@ class Upscaler:
         if not str(src).strip() or not str(dst).strip():
             raise UsageError("an empty path: name the image file to read and the one to write")
         src, dst = Path(src), Path(dst)
-        _check_quality(quality)
+        quality = _whole(quality, "quality", 1, 100)
         try:
             fmt = format_from_name(dst.suffix)
         except ValueError as exc:
@@ -518,7 +517,7 @@ class Upscaler:
 
         if encode_threads is not None and encode_threads < 1:
             raise UsageError(f"encode_threads must be at least 1, not {encode_threads}")
-        _check_quality(quality)
+        quality = _whole(quality, "quality", 1, 100)
         for folder in (src_dir, dst_dir):
             if not str(folder).strip():
                 raise UsageError("an empty folder name: name a folder ('.' for this one)")
@@ -584,10 +583,16 @@ class _WarningsOnly(NullReporter):
         self._warn(message)
 
 
-def _check_quality(quality: object) -> None:
-    """JPEG/WebP ``quality``: a whole number from 1 to 100 (refused before any work)."""
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise UsageError(f"quality must be a whole number from 1 to 100, not {quality!r}")
+def _whole(value: object, keyword: str, low: int, high: int) -> int:
+    """``value`` as an int from ``low`` to ``high`` (``scale``, JPEG/WebP ``quality``;
+    refused before any work).  Numpy's integers count (``np.arange`` gives them), and
+    become Python's, which the output's JSON record can hold; bools and floats do not."""
+    whole = (
+        int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else None
+    )
+    if whole is None or not low <= whole <= high:
+        raise UsageError(f"{keyword} must be a whole number from {low} to {high}, not {value!r}")
+    return whole
 
 
 def _same_file(a: Path, b: Path) -> bool:

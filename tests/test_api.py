@@ -407,3 +407,24 @@ def test_default_warnings_point_at_the_callers_line(tmp_path: Path) -> None:
         ("anim.gif: animated: only the first frame was upscaled", "test_api.py"),
         ("anim.gif: animated: only the first frame was upscaled", "test_api.py"),
     ]
+
+
+def test_numpys_integers_are_whole_numbers(tmp_path: Path) -> None:
+    """``np.arange`` gives numpy integers: a scale or a quality from one is taken (the
+    record stores it as a plain number), not refused as no whole number."""
+    from pocketsr_cli.imageio import read_provenance_text
+    from pocketsr_cli.provenance import loads
+
+    up = pocketsr_cli.Upscaler("bicubic", scale=np.arange(2, 3)[0], device="cpu")
+    assert up.scale == 2 and type(up.scale) is int
+    (tmp_path / "in").mkdir()
+    src = tmp_path / "in" / "a.png"
+    Image.fromarray(pixels()).save(src)
+    out = up.upscale_file(src, tmp_path / "a.jpg", quality=np.int64(80))
+    record = loads(read_provenance_text(out) or "")
+    assert record is not None and record["quality"] == 80
+    for result in up.upscale_folder(src.parent, tmp_path / "o", fmt="webp", quality=np.uint8(70)):
+        assert result.status == "ok", result.error
+    for bad in (np.float64(80.0), np.bool_(True)):
+        with pytest.raises(UsageError, match="quality must be a whole number"):
+            up.upscale_file(src, tmp_path / "b.jpg", quality=bad)  # type: ignore[arg-type]
