@@ -256,7 +256,8 @@ class Upscaler:
         * a numpy array (``H x W x C`` or ``H x W``, uint8/uint16 in either byte order,
           **RGB order**) -> an array of the same dtype and layout.
         * a path (str or Path) -> the decoded file (EXIF orientation applied) upscaled, as
-          a numpy RGB(A) array (gray files give ``H x W x 1``).
+          a numpy RGB(A) array (gray files give ``H x W x 1``, gray with alpha
+          ``H x W x 2``).
 
         Raises:
             TypeError: another kind of object, a numpy dtype other than uint8/uint16, or a
