@@ -183,8 +183,7 @@ def test_download_failures_exit_3(home: Path, server: Loopback) -> None:
     assert result.exit_code == 3
     assert "checksum mismatch" in result.stderr and "unknown model 'nope'" in result.stderr
     assert "2 of 2 downloads failed" in result.stderr
-    folder = weights_path("blob", "blob.bin").parent
-    assert [p.name for p in folder.iterdir() if not p.name.endswith(".lock")] == []
+    assert not weights_path("blob", "blob.bin").parent.exists()  # nothing left to resume
 
 
 def test_download_offline_says_what_to_run(
@@ -548,13 +547,19 @@ def test_import_url(tmp_path: Path, home: Path) -> None:
         wrong = invoke("models", "import", url, "--name", "web", "--sha256", "1" * 64)
         assert wrong.exit_code == 3 and "checksum mismatch" in wrong.stderr
         assert not (user_models_dir() / "web.toml").exists()
+        download = weights_path("_import-web", "w.safetensors").parent
+        assert not download.exists()  # no lock file, no folder: nothing to resume
+        missing = server.url("/gone.safetensors")
+        gone = invoke("models", "import", missing, "--name", "web", "--sha256", sha256(data))
+        assert gone.exit_code == 3 and "HTTP 404" in gone.stderr
+        assert not weights_path("_import-web", "gone.safetensors").parent.exists()
         not_weights = invoke(
             "models", "import", server.url("/notes.txt"), "--name", "n", "--sha256", sha256(b"hi")
         )
         assert not_weights.exit_code == 2
         ok = invoke("models", "import", url, "--name", "web", "--sha256", sha256(data))
         assert ok.exit_code == 0, ok.output
-        assert [h.status for h in server.hits] == [200, 200]
+        assert [h.status for h in server.hits] == [200, 404, 200]
     assert parse_manifest(user_models_dir() / "web.toml", "user").meta.source == url
     assert not weights_path("_import-web", "w.safetensors").parent.exists()  # download tidied
 

@@ -7,6 +7,8 @@ Layout. With ``POCKETSR_HOME`` set, everything lives under that one folder::
             weights/<model>/<file>      weights_path(): one verified file per model file
             weights/<model>/<file>.incomplete   a partial download, resumed by the next fetch
             weights/<model>/<file>.lock         serialises processes fetching the same file
+                                        (a failed fetch with nothing to resume leaves none,
+                                        nor the model's folder if it is empty then)
             weights/<model>/.pinned.json, .converted.json, <file>.safetensors
                                         digests pinned on first use, pickles converted
                                         once (trust.py)
@@ -29,6 +31,7 @@ network access; the downloader then reports a missing file instead of fetching i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -77,6 +80,14 @@ def weights_path(model: str, filename: str) -> Path:
         if part in ("", ".", "..") or "/" in part or "\\" in part or "\0" in part:
             raise ModelError(f"invalid model or file name {part!r}: must be a plain file name")
     return weights_dir() / model / filename
+
+
+def remove_empty_folder(folder: Path) -> None:
+    """Remove ``folder`` if it is empty (what a failed download leaves of a model's cache
+    folder once it has removed its lock file); anything in it, or any error, keeps it.  A
+    process about to download into it makes it again (``download.py``)."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def user_models_dir() -> Path:

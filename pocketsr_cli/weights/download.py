@@ -16,7 +16,12 @@ Files beside ``dest`` (see ``cache.py`` for where ``dest`` usually lives):
 ``<dest>.lock``
     A ``filelock.FileLock`` held for the whole transfer, so that a second process fetching
     the same file waits, then finds the verified file and returns without a transfer.  It
-    is left in place: deleting a lock file that another process may be waiting on is racy.
+    is left in place beside a file or a partial download: deleting a lock file another
+    process may be waiting on is racy.  A call that failed and keeps nothing to resume
+    removes it, while still holding it, so that a failed fetch leaves nothing behind (as
+    ``models remove`` does): a waiter that opened it just before finds it unlinked once it
+    has the lock, and filelock opens the name afresh; a waiter whose folder the caller then
+    removed (``cache.remove_empty_folder``) makes the folder again.
 
 URLs: ``https://`` always; ``http://`` only for loopback hosts (tests, local mirrors),
 also when reached by a redirect; ``hf://owner/repo[@revision]/path/in/repo`` through the
@@ -56,6 +61,7 @@ USER_AGENT = f"pocketsr/{__version__}"
 
 _READ_SIZE = 1 << 16
 _LOCK_QUIET_SECONDS = 0.5  # a wait for another process's download longer than this is said
+_ATTEMPTS = 5  # tries at making the folder and taking the lock, should the folder go meanwhile
 _PROGRESS_INTERVAL_S = 0.1
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
@@ -109,30 +115,14 @@ def download_file(
     if offline:
         raise ModelError(_offline_message(dest, fetch_hint))
 
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ModelError(f"cannot create the cache folder {dest.parent}: {exc.strerror}") from exc
-
     part = dest.with_name(dest.name + ".incomplete")
     failures: list[str] = []
-    lock = FileLock(str(dest) + ".lock")
-    try:
-        try:
-            lock.acquire(timeout=_LOCK_QUIET_SECONDS)
-        except Timeout:
-            waiting = getattr(on_progress, "waiting", None)
-            if callable(waiting):
-                waiting(
-                    f"waiting for another pocketsr process downloading {dest.name} "
-                    f"(it holds {lock.lock_file})"
-                )
-            lock.acquire()
-    except OSError as exc:
-        raise ModelError(f"cannot lock {dest} for download: {exc.strerror or exc}") from exc
+    lock = _acquire(dest, on_progress)
+    done = False
     try:
         # Another process may have finished this file while we waited for the lock.
         if _is_verified(dest, expected, size):
+            done = True
             return dest
         # A damaged file must not survive a failed repair and be mistaken for the model.
         try:
@@ -153,13 +143,56 @@ def download_file(
                 # Network errors were already turned into _MirrorFailed: this one is local
                 # (disk full, permissions), and no other mirror would fare better.
                 raise ModelError(f"cannot write to {dest.parent}: {exc.strerror or exc}") from exc
+            done = True
             return dest
     finally:
+        if not done and not part.exists():
+            # Nothing to resume: the lock file would be all this attempt leaves.  Removed
+            # while held, so no one holds it meanwhile.
+            with contextlib.suppress(OSError):
+                os.unlink(lock.lock_file)
         lock.release()
 
     kept = part.exists()
     suffix = "; the partial download is kept, run again to resume" if kept else ""
     raise ModelError(f"could not download {dest.name}: " + "; ".join(failures) + suffix)
+
+
+def _acquire(dest: Path, on_progress: ProgressCallback | None) -> FileLock:
+    """The download lock of ``dest``, held, its folder made first.  A folder removed
+    between the two (by a process tidying after its failed fetch) is made again.
+
+    Raises:
+        ModelError: the folder cannot be made or the lock cannot be taken.
+    """
+    lock = FileLock(str(dest) + ".lock")
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ModelError(
+                f"cannot create the cache folder {dest.parent}: {exc.strerror}"
+            ) from exc
+        try:
+            try:
+                lock.acquire(timeout=_LOCK_QUIET_SECONDS)
+            except Timeout:
+                waiting = getattr(on_progress, "waiting", None)
+                if callable(waiting):
+                    waiting(
+                        f"waiting for another pocketsr process downloading {dest.name} "
+                        f"(it holds {lock.lock_file})"
+                    )
+                lock.acquire()
+        except FileNotFoundError as exc:
+            if attempt < _ATTEMPTS and not dest.parent.is_dir():
+                continue  # the folder went: make it again
+            raise ModelError(f"cannot lock {dest} for download: {exc.strerror or exc}") from exc
+        except OSError as exc:
+            raise ModelError(f"cannot lock {dest} for download: {exc.strerror or exc}") from exc
+        return lock
 
 
 def _offline_message(dest: Path, fetch_hint: str | None) -> str:

@@ -45,7 +45,12 @@ from pocketsr_cli.registry import FAMILIES, get_family
 from pocketsr_cli.sizing import pick_scale, scales_text
 from pocketsr_cli.spelling import ALLOW_UNVERIFIED, MODEL, OUTSCALE, SCALE, TRUST_PICKLE
 from pocketsr_cli.weights import trust
-from pocketsr_cli.weights.cache import sha256_file, user_models_dir, weights_path
+from pocketsr_cli.weights.cache import (
+    remove_empty_folder,
+    sha256_file,
+    user_models_dir,
+    weights_path,
+)
 from pocketsr_cli.weights.load import WEIGHT_SUFFIXES, descriptor_from_state_dict, read_state_dict
 from pocketsr_cli.weights.verify import file_matches, remember
 
@@ -236,6 +241,7 @@ def _locate_file(
             fetch_hint=_fetch_command(spec),
         )
     except ModelError as exc:
+        remove_empty_folder(cached.parent)  # a first fetch that failed leaves no folder
         if w.sha256 is None and expected is not None and "checksum mismatch" in str(exc):
             raise ModelError(
                 f"{exc} (the expected digest was pinned on first use, in "
