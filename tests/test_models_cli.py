@@ -261,6 +261,31 @@ def test_verify_checks_every_model_past_a_manifest_it_cannot_read(
     assert "stray.toml" in result.stderr and "skipped" in result.stderr
 
 
+def test_verify_advises_a_command_that_pins_a_file_without_a_checksum(
+    home: Path, server: Loopback
+) -> None:
+    """A file on disk whose publisher gives no SHA-256 and which was never pinned: the
+    advice is a download that pins it (a plain one refuses to)."""
+    remote_blob(server, "/blob.bin")
+    manifest = user_models_dir() / "blob.toml"
+    text = manifest.read_text(encoding="utf-8")
+    manifest.write_text(
+        "\n".join(line for line in text.splitlines() if not line.startswith("sha256")),
+        encoding="utf-8",
+    )
+    cached = weights_path("blob", "blob.bin")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(BLOB)
+    result = invoke("models", "verify", "blob")
+    assert result.exit_code == 3 and "blob: not pinned" in result.stdout
+    advice = " ".join(result.stderr.split())
+    command = "pocketsr models download blob --allow-unverified"
+    assert f"`{command}`" in advice and "`pocketsr models download NAME`" not in advice
+    assert invoke(*command.split()[1:]).exit_code == 0  # the advice works
+    assert invoke("models", "verify", "blob").exit_code == 0
+    assert server.hits == []  # the file on disk was pinned, not fetched
+
+
 HOLD_LOCK = """
 import sys, time
 from filelock import FileLock

@@ -363,6 +363,8 @@ def verify(
         _ui.warn(console, f"skipped: {problem}")
     report = _ui.make_report_console()
     bad: list[str] = []
+    unpinned: list[str] = []  # a download pins these only with --allow-unverified
+    damaged_or_missing = False
     for spec in specs:
         if spec.weights is None:
             checks: list[tuple[str, Path | None]] = [("no weights", None)]
@@ -373,7 +375,7 @@ def verify(
                 if path is None:
                     status = "not downloaded" if w.urls else "missing (no URL to fetch it from)"
                 elif digest is None:
-                    status = "not pinned (no published checksum)"
+                    status = _NOT_PINNED
                 elif file_matches(path, digest, w.size, rehash=True):
                     status = "ok"
                 else:
@@ -381,6 +383,10 @@ def verify(
                 checks.append((status, path))
         if any(status != "ok" and status != "no weights" for status, _ in checks):
             bad.append(spec.name)
+        if any(status == _NOT_PINNED for status, _ in checks):
+            unpinned.append(spec.name)
+        if any(status not in ("ok", "no weights", _NOT_PINNED) for status, _ in checks):
+            damaged_or_missing = True
         for status, path in checks:
             if json_lines:
                 on_disk = None if path is None else str(path)
@@ -390,14 +396,27 @@ def verify(
     if not specs and not json_lines:
         _ui.say(report, "no model weights on disk to verify")
     if bad:
+        advice = []
+        if damaged_or_missing:
+            advice += [
+                "`pocketsr models download NAME` fetches a damaged or missing download again",
+                "`pocketsr models import ... --force` replaces an imported model",
+            ]
+        if unpinned:
+            advice.append(
+                f"`pocketsr models download {' '.join(unpinned)} --allow-unverified` trusts "
+                "the file on disk and pins its digest"
+            )
         raise ModelError(
             f"{len(bad)} model(s) failed verification: {', '.join(bad)}; "
-            "`pocketsr models download NAME` fetches a damaged or missing download again, "
-            "`pocketsr models import ... --force` replaces an imported model"
+            + ", ".join(advice)
             + (f"; {len(problems)} manifest(s) skipped (above)" if problems else "")
         )
     if problems:
         raise ModelError(f"{len(problems)} manifest(s) skipped: {problems[0]}")
+
+
+_NOT_PINNED = "not pinned (no published checksum)"
 
 
 @app.command(
