@@ -429,9 +429,13 @@ def test_import_refusals(tmp_path: Path, home: Path) -> None:
     unknown = invoke("models", "import", str(odd), "--name", "odd")
     assert unknown.exit_code == 3 and "unknown model architecture" in unknown.stderr
     # What the command line got wrong is a usage error (2), before anything is read.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
     for args, says in [
         ((str(tmp_path / "absent.pth"),), "absent.pth: not found"),
         ((str(tmp_path),), "a folder, not a file"),
+        ((os.devnull,), f"{os.devnull}: not a regular file"),
+        ((str(fifo),), "fifo: not a regular file"),
         (("",), "an empty FILE|URL"),
         (("ftp://host/w.pth", "--sha256", "0" * 64), "not a URL pocketsr fetches"),
         ((str(source), "--sha256", "nothex"), "is not a SHA-256 digest"),
@@ -440,6 +444,8 @@ def test_import_refusals(tmp_path: Path, home: Path) -> None:
         assert bad.exit_code == 2 and says in bad.stderr, (args, bad.stderr)
     absent = invoke("models", "import-ncnn", "no.param", "no.bin", "--name", "x")
     assert absent.exit_code == 2 and "no.param: not found" in absent.stderr
+    device = invoke("models", "import-ncnn", os.devnull, "no.bin", "--name", "x")
+    assert device.exit_code == 2 and "not a regular file" in device.stderr
     assert sorted(p.name for p in user_models_dir().iterdir() if p.name[0] != ".") == [
         "m.safetensors",
         "m.toml",

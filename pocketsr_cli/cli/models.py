@@ -555,12 +555,19 @@ def _must_be_a_file(path: Path) -> None:
     """Refuse a source to import that is no file, before anything is read.
 
     Raises:
-        UsageError: it is missing, or a folder.
+        UsageError: it is missing, a folder, or no regular file (a device, a FIFO).
     """
     from pocketsr_cli.errors import UsageError
 
-    if not path.is_file():
-        raise UsageError(f"{path}: {'a folder, not a file' if path.is_dir() else 'not found'}")
+    if path.is_file():
+        return
+    if path.is_dir():
+        why = "a folder, not a file"
+    elif path.exists():  # /dev/null, a FIFO, a socket: nothing to read weights from
+        why = "not a regular file"
+    else:
+        why = "not found"
+    raise UsageError(f"{path}: {why}")
 
 
 def _report_import(spec: ModelSpec, json_lines: bool) -> None:
