@@ -152,7 +152,7 @@ def test_output_format_and_colliding_stems(photos: Path) -> None:
         (("--folder", "{tmp}/photos/a.png"), "not a folder"),
         (("--folder", "{tmp}/empty"), "no image files"),
         (("--folder", "{tmp}/photos", "--size", "64x64"), "--size and --baseline"),
-        (("--folder", "{tmp}/photos", "--format", "gif"), "unknown output format"),
+        (("--folder", "{tmp}/photos", "--format", "gif"), "unknown --format 'gif'"),
         (("--format", "png"), "--folder runs only"),
     ],
 )
@@ -165,6 +165,23 @@ def test_bad_folder_options_are_one_line_usage_errors(
     assert code == 2
     assert out == ""
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["bench", "upscale"])
+def test_a_format_refused_lists_the_choices_help_shows(
+    photos: Path, tmp_path: Path, command: str
+) -> None:
+    """One list: the refusal of an unknown --format, --help and completion agree."""
+    from pocketsr_cli.cli import _complete
+
+    code, help_text, _ = invoke(command, "--help")
+    flat = " ".join(help_text.split())
+    choices = "same, png, jpg, jpeg, webp, tiff, tif, bmp"
+    assert code == 0 and choices in flat
+    assert ", ".join(_complete.formats("")) == choices
+    where = ("--folder", str(photos)) if command == "bench" else (str(photos),)
+    code, _, err = invoke(command, *where, "-m", "bicubic", "--format", "gif")
+    assert code == 2 and f"choose one of: {choices}" in " ".join(err.split())
 
 
 def test_synthetic_run_reports_peak_memory() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pocketsr_cli.cli.upscale import FORMATS
+from pocketsr_cli.cli._options import FORMATS
 from pocketsr_cli.devices import likely_device_names
 from pocketsr_cli.weights.cache import weights_path
 from pocketsr_cli.weights.resolve import DEFAULT_MODEL

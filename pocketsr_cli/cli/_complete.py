@@ -91,7 +91,7 @@ def precisions(incomplete: str) -> list[str]:
 
 def formats(incomplete: str) -> list[str]:
     """``--format``: same and every output format ``upscale`` writes."""
-    from pocketsr_cli.cli.upscale import FORMATS
+    from pocketsr_cli.cli._options import FORMATS
 
     return list(FORMATS)
 

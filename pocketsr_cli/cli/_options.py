@@ -21,6 +21,31 @@ if TYPE_CHECKING:
     from pocketsr_cli.factory import UpscalerSpec
 
 
+FORMATS = ("same", "png", "jpg", "jpeg", "webp", "tiff", "tif", "bmp")
+"""What ``--format`` takes (upscale, bench; its help, completion and refusal list these):
+``same`` (each input's own format) or an output format by name or extension."""
+
+
+def output_format(value: str) -> str | None:
+    """The format key ``--format value`` names (``imageio.format_from_name``; ``.png`` and
+    ``jfif`` are taken too), None for ``same``.
+
+    Raises:
+        UsageError: no output format by that name (the message lists :data:`FORMATS`).
+    """
+    from pocketsr_cli.errors import UsageError
+    from pocketsr_cli.imageio import format_from_name
+
+    if value.strip().lower() == "same":
+        return None
+    try:
+        return format_from_name(value)
+    except ValueError:
+        raise UsageError(
+            f"unknown --format {value!r}; choose one of: {', '.join(FORMATS)}"
+        ) from None
+
+
 def model_argument(value: str) -> str:
     """A ``-m`` value; an empty one (``-m "$MODEL"`` with ``MODEL`` unset) is a usage error,
     not the default model."""

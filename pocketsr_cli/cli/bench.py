@@ -14,7 +14,6 @@ from pocketsr_cli.cli import _complete
 from pocketsr_cli.cli import _options as opt
 from pocketsr_cli.cli._errors import EXIT_FAILED
 from pocketsr_cli.cli._help import DEFAULT_MODEL_TOKEN, examples
-from pocketsr_cli.cli.upscale import FORMATS
 from pocketsr_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -76,7 +75,7 @@ def bench_command(
         typer.Option(
             "--format",
             metavar="FORMAT",
-            help="Output format of the --folder run: " + ", ".join(FORMATS),
+            help="Output format of the --folder run: " + ", ".join(opt.FORMATS) + ".",
             autocompletion=_complete.formats,
         ),
     ] = "same",
@@ -156,7 +155,8 @@ def bench_command(
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.evaluation.bench import FolderBenchReport, bench, bench_folder, parse_size
 
-    if folder is None and (fmt.lower() != "same" or quality is not None):
+    fmt_key = opt.output_format(fmt)
+    if folder is None and (fmt_key is not None or quality is not None):
         raise UsageError("--format and --quality apply to --folder runs only")
     if folder is not None and (size is not None or baseline is not None):
         raise UsageError("--size and --baseline apply to the synthetic photo, not to --folder")
@@ -184,7 +184,7 @@ def bench_command(
                 models or [],
                 folder,
                 spec,
-                fmt=None if fmt.lower() == "same" else fmt,
+                fmt=fmt_key,
                 quality=DEFAULT_QUALITY if quality is None else quality,
                 repeat=repeat or 1,
                 ensembles=ensembles,

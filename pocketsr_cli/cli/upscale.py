@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from pocketsr_cli.descriptor import ModelDescriptor
     from pocketsr_cli.sizing import Target
 
-FORMATS = ("same", "png", "jpg", "jpeg", "webp", "tiff", "tif", "bmp")
 
 EPILOG = examples(
     "pocketsr upscale photos/ -o upscaled/       # mirror a folder ×4",
@@ -197,7 +196,7 @@ def upscale(
         typer.Option(
             "--format",
             metavar="FORMAT",
-            help="same, png, jpg, webp, tiff or bmp.",
+            help="One of " + ", ".join(opt.FORMATS) + ".",
             autocompletion=_complete.formats,
         ),
     ] = "same",
@@ -289,15 +288,12 @@ def upscale(
     from pocketsr_cli import __version__, libwarnings, sizing
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.factory import open_upscaler
-    from pocketsr_cli.imageio import format_from_name, is_image_path
+    from pocketsr_cli.imageio import is_image_path
     from pocketsr_cli.jobs import Job, Naming, check_output_folder, collect_jobs, iter_jobs
     from pocketsr_cli.pipeline import Options, Variant, run, scales_for_sizes
     from pocketsr_cli.provenance import RunSettings
 
-    try:
-        fmt_key = None if fmt.lower() == "same" else format_from_name(fmt)
-    except ValueError:
-        raise UsageError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}") from None
+    fmt_key = opt.output_format(fmt)
     tile_px = opt.tile_side(tile, tile_overlap)  # checked before any work
     self_ensemble = opt.ensemble_choice(ensemble, ensemble_weight)
     memory_limit = _max_memory(max_memory)
