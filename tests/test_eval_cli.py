@@ -131,6 +131,36 @@ def test_evaluate_reports_progress_and_skips_unreadable_files(photos: Path, tmp_
     assert all(math.isfinite(m.mean("psnr_y")) for m in report.models)
 
 
+def test_eval_limit_counts_scored_images_not_unreadable_files(photos: Path, tmp_path: Path) -> None:
+    """--limit N scores N images: a file that cannot be read is reported, and the next
+    one takes its place."""
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    (folder / "a-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    for name in ("photo0.png", "photo1.png"):
+        (folder / name).write_bytes((photos / name).read_bytes())
+    (folder / "z-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")  # never reached
+    code, out, err = invoke("eval", folder, "-m", "bicubic", "--limit", "1", "-s", "2", "--json")
+    assert code == 0, err
+    (record,) = json_lines(out)
+    assert [i["image"] for i in record["images"]] == ["photo0.png"]
+    assert "skipped a-broken.png" in err and "z-broken.png" not in err
+
+    steps: list[tuple[int, int]] = []
+    paths = collect_images(folder)
+    report = evaluate(
+        paths,
+        ["bicubic"],
+        UpscalerSpec(torch.device("cpu")),
+        scale=2,
+        limit=2,
+        on_progress=lambda done, total, _label: steps.append((done, total)),
+    )
+    assert report.images == ["photo0.png", "photo1.png"]
+    assert [name for name, _ in report.skipped] == ["a-broken.png"]
+    assert steps == [(0, 2), (1, 2), (2, 2)]
+
+
 def test_bench_json(photos: Path) -> None:
     args = ("bench", "-m", "bicubic", "-m", "lanczos", "--size", "40x24", "--repeat", "2")
     code, out, err = invoke(*args, "--json", "--device", "cpu")

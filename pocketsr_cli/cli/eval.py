@@ -74,7 +74,11 @@ def eval_command(
     limit: Annotated[
         int | None,
         typer.Option(
-            "--limit", metavar="N", min=1, help="Score only the first N photos (by name)."
+            "--limit",
+            metavar="N",
+            min=1,
+            help="Score only the first N photos (by name) that can be scored; files "
+            "skipped on the way (unreadable, too small) are reported and not counted.",
         ),
     ] = None,
     crop: Annotated[
@@ -129,7 +133,7 @@ def eval_command(
 
     ensembles = opt.ensemble_choices(ensemble, ensemble_weight)
     console = _ui.make_console()
-    paths = collect_images(hr_dir, limit)
+    paths = collect_images(hr_dir)
     opt.use_threads(threads)
     spec = opt.upscaler_spec(device, precision, opt.tile_side(tile), offline=offline)
     # Scores are the model's at the reference precision: auto stays fp32 on a CPU.
@@ -144,6 +148,7 @@ def eval_command(
             crop=crop,
             resize=resize,
             ensembles=ensembles,
+            limit=limit,
             on_progress=bar,
             on_warning=lambda message: _ui.warn(console, message),
         )

@@ -16,7 +16,8 @@ For every ground-truth (HR) image, in order:
 
 The bicubic resampler is always scored, as the floor every model has to beat.  All models
 are resolved before any image is read, so a bad ``-m`` fails fast.  A file that cannot be
-decoded, or is too small to score, is skipped with a warning.  Nothing here prints.
+decoded, or is too small to score, is skipped with a warning (and does not count towards
+a ``limit``: that many images are scored, when the folder has them).  Nothing here prints.
 """
 
 from __future__ import annotations
@@ -274,6 +275,7 @@ def evaluate(
     crop: int | None = None,
     resize: bool = False,
     ensembles: Sequence[Ensemble] = (Ensemble(),),
+    limit: int | None = None,
     on_progress: ProgressCallback | None = None,
     on_warning: WarningCallback | None = None,
 ) -> EvalReport:
@@ -292,6 +294,8 @@ def evaluate(
         ensembles: the self-ensembles every model asked for runs with, one row each,
             named ``NAME`` for ``none`` and ``NAME +LABEL`` otherwise (``+pad``,
             ``+pad:0.75``, ``+flip8``); the bicubic floor runs plain only.
+        limit: stop once this many images are scored (in ``hr_paths`` order); files
+            skipped on the way (unreadable, too small) are reported and not counted.
         on_progress: called after each image × model step.
         on_warning: receives skipped files and the upscaler's warnings.
 
@@ -341,18 +345,29 @@ def evaluate(
     for upscaler in upscalers:
         upscaler.upscale(warm_up)
 
-    total = len(hr_paths) * len(upscalers)
+    steps = len(upscalers)
+    total = len(hr_paths) * steps if limit is None else min(limit, len(hr_paths)) * steps
     done = 0
-    for path in hr_paths:
+    for index, path in enumerate(hr_paths):
+        if limit is not None and len(report.images) >= limit:
+            break
         try:
             gt = ground_truth(path, scale, crop)
+            reason = None
         except ImageReadError as exc:
-            _skip(report, warn, path, f"cannot read it: {exc}")
-            done = _skipped_steps(done, total, len(upscalers), path, on_progress)
-            continue
-        if min(gt.shape[:2]) < MIN_LATTICE_SIDE:
-            _skip(report, warn, path, f"smaller than {MIN_LATTICE_SIDE} px after cropping")
-            done = _skipped_steps(done, total, len(upscalers), path, on_progress)
+            reason = f"cannot read it: {exc}"
+        else:
+            if min(gt.shape[:2]) < MIN_LATTICE_SIDE:
+                reason = f"smaller than {MIN_LATTICE_SIDE} px after cropping"
+        if reason is not None:
+            _skip(report, warn, path, reason)
+            if limit is None:  # its steps are done: there are no more to do for it
+                done += steps
+            else:  # the next file takes its place, if there is one
+                left = len(report.images) + len(hr_paths) - index - 1
+                total = min(limit, left) * steps
+            if on_progress is not None:
+                on_progress(done, total, f"{path.name} (skipped)")
             continue
         lr = degrade_eval(gt, degradation, seed=seed_for(path.name), scale=scale)
         report.images.append(path.name)
@@ -388,12 +403,3 @@ def evaluate(
 def _skip(report: EvalReport, warn: WarningCallback, path: Path, reason: str) -> None:
     report.skipped.append((path.name, reason))
     warn(f"skipped {path.name}: {reason}")
-
-
-def _skipped_steps(
-    done: int, total: int, steps: int, path: Path, on_progress: ProgressCallback | None
-) -> int:
-    done += steps
-    if on_progress is not None:
-        on_progress(done, total, f"{path.name} (skipped)")
-    return done
