@@ -101,6 +101,11 @@ def test_models_commands_complete_the_names_they_accept(env: dict[str, str]) -> 
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"on disk")
     assert complete(env, "pocketsr models remove ") == ["realesrgan-x4plus"]
+    # A model still "remote" with a partial download kept for a resume: remove deletes it.
+    partial = weights_path("realesr-general-x4v3", "realesr-general-x4v3.pth.incomplete")
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"the first bytes")
+    assert complete(env, "pocketsr models remove ") == ["realesr-general-x4v3", "realesrgan-x4plus"]
     verify = complete(env, "pocketsr models verify ")
     assert "realesrgan-x4plus" in verify and DEFAULT_MODEL in verify
     assert "realesr-general-x4v3" not in verify  # not on this machine

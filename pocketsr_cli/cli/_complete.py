@@ -61,7 +61,8 @@ def verifiable_names(incomplete: str) -> Candidates:
 
 def removable_names(incomplete: str) -> Candidates:
     """``models remove``: imported models and downloaded weights (bundled files stay), a
-    damaged download included."""
+    damaged download and a partial one (of a model still "remote") included."""
+    from pocketsr_cli.weights.cache import weights_path
     from pocketsr_cli.weights.resolve import local_files
 
     def removable(spec: ModelSpec, place: str) -> bool:
@@ -69,6 +70,11 @@ def removable_names(incomplete: str) -> Candidates:
             beside = spec.path.parent
             return spec.origin == "user" or any(
                 p is not None and p.parent != beside for p in local_files(spec)
+            )
+        if place == "remote":  # `remove` deletes what an interrupted download kept
+            return any(
+                weights_path(spec.name, w.file).with_name(w.file + ".incomplete").is_file()
+                for w in spec.weight_files
             )
         return place in ("user", "cached", "missing")
 
