@@ -117,6 +117,29 @@ def try_lock(fd: int) -> bool | None:
     return True
 
 
+@contextlib.contextmanager
+def locked_folder(folder: Path) -> Iterator[None]:
+    """Hold ``flock(LOCK_EX)`` on ``folder`` itself for the block, waiting for it (no lock
+    file is left behind): for changes to files there that must not interleave with another
+    process's (``models import``, the records of ``weights/trust.py``).  Where folders
+    cannot be locked (Windows, some file systems) or ``folder`` cannot be opened, the block
+    runs unlocked."""
+    if fcntl is None:
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:  # gone, or not to be opened: nothing to keep apart there
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def still_at(fd: int, path: Path) -> bool:
     """Whether the file open as ``fd`` is still the one named ``path`` (not removed or
     replaced since it was opened)."""

@@ -560,6 +560,37 @@ def test_unpublished_digest_downloads_only_when_allowed_then_is_pinned(
     assert len(server.hits) == 1
 
 
+def test_two_pins_of_one_model_at_once_keep_both(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two first-use downloads of different files of one model pin at the same moment: the
+    second waits for the first's read-modify-write, and neither pin is lost."""
+    import threading
+
+    real_read = trust._read
+    first_has_read, go_on = threading.Event(), threading.Event()
+
+    def slow_read(path: Path) -> dict[str, Any]:
+        data = real_read(path)
+        if threading.current_thread().name == "first":
+            first_has_read.set()
+            go_on.wait(10)  # the second pin runs meanwhile, as far as it can
+        return data
+
+    monkeypatch.setattr(trust, "_read", slow_read)
+    first = threading.Thread(target=trust.pin, args=("m", "a.bin", "a" * 64), name="first")
+    second = threading.Thread(target=trust.pin, args=("m", "b.bin", "b" * 64))
+    first.start()
+    assert first_has_read.wait(10)
+    second.start()
+    second.join(0.5)
+    go_on.set()
+    first.join(10)
+    second.join(10)
+    assert trust.pinned("m", "a.bin") == "a" * 64
+    assert trust.pinned("m", "b.bin") == "b" * 64
+
+
 def test_a_pinned_digest_is_enforced_on_the_next_download(
     home: Path, server: Loopback, weights_bytes: bytes
 ) -> None:

@@ -22,13 +22,13 @@ import dataclasses
 import os
 import shutil
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pocketsr_cli import manifest
-from pocketsr_cli.atomicfile import held_temp, replacing, sweep_stale_temps
+from pocketsr_cli.atomicfile import held_temp, locked_folder, replacing, sweep_stale_temps
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.errors import ModelError, UsageError
 from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
@@ -253,7 +253,7 @@ def _write(spec: ModelSpec, tensors: Mapping[str, torch.Tensor], request: Import
     folder = spec.path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with _locked(folder):
+        with locked_folder(folder):
             _refuse_taken(request, folder)  # another import may have made it meanwhile
             sweep_stale_temps(folder)  # what imports killed outright left (a model's size)
             with held_temp(folder / _weights_name(spec.name)) as tmp:
@@ -268,29 +268,6 @@ def _write(spec: ModelSpec, tensors: Mapping[str, torch.Tensor], request: Import
                     _switch(spec, tmp, digest)
     except OSError as exc:
         raise ModelError(f"cannot store {spec.name} in {folder}: {exc.strerror or exc}") from exc
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Hold ``flock`` on ``folder`` itself (no lock file left behind): one import, or
-    removal of an imported model, changes files there at a time.  Where folders cannot be
-    locked (Windows, some file systems), no lock."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        yield
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # gone, or not to be opened: nothing to keep apart there
-        yield
-        return
-    try:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _weights_name(name: str, spare: bool = False) -> str:
@@ -455,7 +432,7 @@ def _remove(spec: ModelSpec) -> list[Path]:
             removed += [p for p in leftovers if p.name in _TRUST_RECORDS]
             shutil.rmtree(folder, ignore_errors=True)
     if spec.origin == "user" and _imported(spec.path):
-        with _locked(spec.path.parent):  # not while an import replaces it half-way
+        with locked_folder(spec.path.parent):  # not while an import replaces it half-way
             shared = _files_of_other_models(spec)  # a manifest copied from this one, say
             # What the manifest names now (an import may have just replaced it), and the
             # spare weights an import killed while replacing it left.

@@ -23,7 +23,9 @@ Both live in the model's cache folder (``cache.py``)::
     weights/<model>/.converted.json       {"<file>": {"source_sha256": ..., "sha256": ...}}
 
 ``models remove NAME`` deletes them with the files, so the next download is a first use
-again (the way out when a publisher replaces a file).  Unlike the hash memo of
+again (the way out when a publisher replaces a file).  Each record is read, changed and
+replaced whole (``atomicfile.replacing``) under a lock on the model's folder, so that
+processes recording different files of one model at once lose none of them.  Unlike the hash memo of
 ``verify.py``, they are not an optimisation: a pin that cannot be written is an error.
 """
 
@@ -34,7 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pocketsr_cli.atomicfile import replacing
+from pocketsr_cli.atomicfile import locked_folder, replacing
 from pocketsr_cli.errors import ModelError, first_line
 from pocketsr_cli.weights import verify
 from pocketsr_cli.weights.cache import sha256_file, weights_path
@@ -63,10 +65,7 @@ def pin(model: str, file: str, sha256: str) -> None:
     Raises:
         ModelError: the record cannot be written.
     """
-    path = _folder(model) / PINS_NAME
-    pins = _read(path)
-    pins[file] = sha256.lower()
-    _write(path, pins)
+    _update(_folder(model) / PINS_NAME, file, sha256.lower())
 
 
 # --- converted pickles --------------------------------------------------------------------
@@ -124,10 +123,8 @@ def convert_pickle(model: str, source: Path, source_sha256: str) -> Path:
     except OSError as exc:
         raise ModelError(f"cannot write {copy}: {exc.strerror or exc}") from exc
     verify.remember(copy, digest)
-    path = _folder(model) / CONVERTED_NAME
-    records = _read(path)
-    records[source.name] = {"source_sha256": source_sha256.lower(), "sha256": digest}
-    _write(path, records)
+    record = {"source_sha256": source_sha256.lower(), "sha256": digest}
+    _update(_folder(model) / CONVERTED_NAME, source.name, record)
     return copy
 
 
@@ -217,6 +214,24 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ModelError(f"{path} is not a record pocketsr wrote; delete it to start over")
     return data
+
+
+def _update(path: Path, key: str, value: Any) -> None:
+    """Set ``key`` to ``value`` in the record at ``path``: read, changed and replaced whole
+    under a lock on its folder, so that two processes recording different files of one
+    model at once (two first-use downloads) each keep the other's entry.
+
+    Raises:
+        ModelError: the record cannot be read (see :func:`_read`) or written.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelError(f"cannot record {path}: {exc.strerror or exc}") from exc
+    with locked_folder(path.parent):
+        data = _read(path)
+        data[key] = value
+        _write(path, data)
 
 
 def _write(path: Path, data: Mapping[str, Any]) -> None:
