@@ -409,6 +409,24 @@ def test_import_pth_then_upscale_resolves_it(tmp_path: Path, home: Path) -> None
     assert resolve_model("thing").scale == 2
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_imported_weights_get_the_mode_the_umask_gives(
+    tmp_path: Path, home: Path, umask: int
+) -> None:
+    """Not the 0600 safetensors gives the file it makes: the user's other files follow the
+    umask, and so does the weights file, like its manifest beside it."""
+    source = tmp_path / "m.safetensors"
+    save_safetensors(source, SD)
+    old = os.umask(umask)
+    try:
+        assert invoke("models", "import", str(source), "--name", "mine").exit_code == 0
+    finally:
+        os.umask(old)
+    for name in ("mine.safetensors", "mine.toml"):
+        assert (user_models_dir() / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+    assert resolve_model("mine").scale == 2  # and it is whole
+
+
 def test_import_refusals(tmp_path: Path, home: Path) -> None:
     source = tmp_path / "m.safetensors"
     data = save_safetensors(source, SD)

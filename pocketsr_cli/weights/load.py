@@ -86,6 +86,25 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return canonical_state_dict(raw, path.name)
 
 
+def write_safetensors(
+    tmp: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]
+) -> None:
+    """Write ``tensors`` as safetensors into the existing file ``tmp`` (a temporary file of
+    ``atomicfile.replacing``/``held_temp``), keeping that file: its lock, and the mode the
+    umask gives a new file (0644 under 022).  ``safetensors.torch.save_file`` would put a
+    file of its own in its place, mode 0600, which the lock no longer guards.
+
+    Raises:
+        OSError: it cannot be written.
+    """
+    from safetensors.torch import save
+
+    data = save(dict(tensors), metadata=metadata)
+    with open(tmp, "r+b") as handle:
+        handle.write(data)
+        handle.truncate()
+
+
 def _detail(exc: BaseException) -> str:
     """The reader's own reason, shortened to its first sentence."""
     if isinstance(exc, KeyError):  # a pickle opcode or table lookup: the key alone says nothing

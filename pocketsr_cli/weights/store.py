@@ -41,7 +41,12 @@ from pocketsr_cli.weights.cache import (
     weights_path,
 )
 from pocketsr_cli.weights.download import ProgressCallback, download_file
-from pocketsr_cli.weights.load import WEIGHT_SUFFIXES, descriptor_from_state_dict, read_state_dict
+from pocketsr_cli.weights.load import (
+    WEIGHT_SUFFIXES,
+    descriptor_from_state_dict,
+    read_state_dict,
+    write_safetensors,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -248,8 +253,6 @@ def _write(spec: ModelSpec, tensors: Mapping[str, torch.Tensor], request: Import
     killed anywhere leaves the old model or the new one, whole, and at most a spare weights
     file that the next import of the name reuses (or ``models remove`` removes).
     """
-    from safetensors.torch import save_file
-
     folder = spec.path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -259,7 +262,7 @@ def _write(spec: ModelSpec, tensors: Mapping[str, torch.Tensor], request: Import
             with held_temp(folder / _weights_name(spec.name)) as tmp:
                 # safetensors refuses views and tensors sharing memory: give it plain copies.
                 plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-                save_file(plain, str(tmp), metadata={"format": "pt"})
+                write_safetensors(tmp, plain, {"format": "pt"})
                 digest = sha256_file(tmp)
                 placed = _switch(spec, tmp, digest)
             if placed.name != _weights_name(spec.name) and _free(spec, _weights_name(spec.name)):

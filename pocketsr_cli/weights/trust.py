@@ -100,9 +100,8 @@ def convert_pickle(model: str, source: Path, source_sha256: str) -> Path:
             is damaged), holds no tensors, or the copy cannot be written.
     """
     import torch
-    from safetensors.torch import save_file
 
-    from pocketsr_cli.weights.load import canonical_state_dict
+    from pocketsr_cli.weights.load import canonical_state_dict, write_safetensors
 
     try:
         raw = torch.load(str(source), map_location="cpu", weights_only=False)
@@ -117,7 +116,7 @@ def convert_pickle(model: str, source: Path, source_sha256: str) -> Path:
     try:
         with replacing(copy) as tmp:
             metadata = {"format": "pt", _ALIASES_KEY: json.dumps(aliases, sort_keys=True)}
-            save_file(tensors, str(tmp), metadata=metadata)
+            write_safetensors(tmp, tensors, metadata)
             digest = sha256_file(tmp)
             verify.forget(copy)
     except OSError as exc:
