@@ -97,6 +97,9 @@ class Hints:
         mean_anchor: put each output's local mean back to its input's, a Gaussian of this
             many input pixels (``pocketsr_cli.anchor``); None: the network's output as it
             is.  A number chosen on the validation photos, stated in the model card.
+        margin: input pixels replicated around the whole image before the network and
+            cropped from its output (``descriptor.SizeRequirements.margin``); 0: none.
+            Chosen on the validation photos, stated in the model card.
     """
 
     tiling: bool = True
@@ -107,6 +110,7 @@ class Hints:
     cpu_bf16: bool = False
     default_tile: int | None = None
     mean_anchor: float | None = None
+    margin: int = 0
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,13 @@ class _Table:
         value = self.get(key, int, default, required)
         if value is not None and value < 1:
             raise ValueError(f"{self._name(key)} must be at least 1, not {value}")
+        return value
+
+    def at_least_zero(self, key: str) -> int:
+        """A whole number, 0 or more (0 when absent)."""
+        value = self.get(key, int, 0)
+        if value < 0:
+            raise ValueError(f"{self._name(key)} must be 0 or more, not {value}")
         return value
 
     def above_zero(self, key: str) -> float | None:
@@ -306,6 +317,7 @@ def _parse_hints(data: Mapping[str, Any]) -> Hints:
         cpu_bf16=table.get("cpu_bf16", bool, False),
         default_tile=table.positive("default_tile"),
         mean_anchor=table.above_zero("mean_anchor"),
+        margin=table.at_least_zero("margin"),
     )
     table.done()
     return hints
@@ -430,6 +442,8 @@ def dump_manifest(spec: ModelSpec, comment: str = "") -> str:
         lines.append(f"default_tile = {h.default_tile}")
     if h.mean_anchor is not None:
         lines.append(f"mean_anchor = {h.mean_anchor}")
+    if h.margin:
+        lines.append(f"margin = {h.margin}")
     m = spec.meta
     lines += ["", "[meta]", f"license = {_toml(m.license)}", f"source = {_toml(m.source)}"]
     if m.paper:

@@ -192,6 +192,7 @@ def test_dump_then_parse_gives_the_same_spec(tmp_path: Path) -> None:
             cpu_bf16=True,
             default_tile=192,
             mean_anchor=2.5,
+            margin=2,
         ),
         meta=Meta(license="MIT", source="s", paper="p", params=42),
     )
@@ -260,4 +261,22 @@ def test_a_mean_anchor_must_be_a_number_above_zero(tmp_path: Path, value: str) -
     path = tmp_path / "m.toml"
     path.write_text(GOOD.replace("multiple_of = 4", f"multiple_of = 4\nmean_anchor = {value}"))
     with pytest.raises(ModelError, match=r"hints\.mean_anchor must be"):
+        parse_manifest(path, "user")
+
+
+@pytest.mark.parametrize(("value", "parsed"), [(None, 0), ("0", 0), ("2", 2)])
+def test_a_margin_is_a_whole_number_of_input_pixels(
+    tmp_path: Path, value: str | None, parsed: int
+) -> None:
+    path = tmp_path / "m.toml"
+    line = "" if value is None else f"\nmargin = {value}"
+    path.write_text(GOOD.replace("multiple_of = 4", f"multiple_of = 4{line}"))
+    assert parse_manifest(path, "user").hints.margin == parsed
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", '"2"', "true"])
+def test_a_margin_must_be_a_whole_number_not_below_zero(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(GOOD.replace("multiple_of = 4", f"multiple_of = 4\nmargin = {value}"))
+    with pytest.raises(ModelError, match=r"hints\.margin must be"):
         parse_manifest(path, "user")

@@ -57,11 +57,13 @@ def nearest(scale: int):
 
 
 def untiled(fn, image: torch.Tensor, size: SizeRequirements | None = None) -> torch.Tensor:
-    """Reference: the whole image through ``fn``, padded (reflect/replicate) like the tiler."""
+    """Reference: the whole image through ``fn``, framed by the margin (replicate) and
+    padded (reflect/replicate) like the tiler."""
     size = size or SizeRequirements()
-    h, w = image.shape[-2:]
+    m = size.margin
+    x = F.pad(image, (m, m, m, m), mode="replicate") if m else image
+    h, w = x.shape[-2:]
     ph, pw = size.padded(h) - h, size.padded(w) - w
-    x = image
     if pw:
         x = F.pad(x, (0, pw, 0, 0), mode="reflect" if pw < w else "replicate")
     if ph:
@@ -69,7 +71,7 @@ def untiled(fn, image: torch.Tensor, size: SizeRequirements | None = None) -> to
     with torch.no_grad():
         y = fn(x)
     s = y.shape[-1] // x.shape[-1]
-    return y[..., : h * s, : w * s]
+    return y[..., m * s : (h - m) * s, m * s : (w - m) * s]
 
 
 def smooth_image(h: int, w: int, seed: int = 1) -> torch.Tensor:
@@ -207,6 +209,61 @@ def test_size_requirements_are_met_and_match_padded_whole_image() -> None:
         out = upscale_tiled(image, fn, scale=2, tile=32, overlap=8, size=size)
         assert (out - untiled(net, image, size)).abs().max() <= TOL
     assert len(seen) > 3
+
+
+@pytest.mark.parametrize(
+    ("margin", "multiple_of", "tile", "batch"),
+    [(2, 1, 0, 1), (2, 1, 24, 1), (2, 1, 30, 3), (3, 8, 32, 2), (1, 1, 20, 1)],
+)
+def test_a_margin_frames_the_image_in_its_border_pixels_whole_or_tiled(
+    margin: int, multiple_of: int, tile: int, batch: int
+) -> None:
+    net = conv_net()  # zero padding: what the margin is for
+    image = smooth_image(37, 53)
+    size = SizeRequirements(multiple_of=multiple_of, margin=margin)
+    out = upscale_tiled(image, net, scale=4, tile=tile, overlap=8, batch=batch, size=size)
+    assert out.shape == (1, 3, 37 * 4, 53 * 4)
+    assert (out - untiled(net, image, size)).abs().max() <= TOL
+    bare = untiled(net, image, SizeRequirements(multiple_of=multiple_of))
+    assert (out - bare).abs().max() > 10 * TOL  # the framing changes the borders
+
+
+def test_a_margin_keeps_a_flat_image_flat_to_its_corners_where_zero_padding_darkens() -> None:
+    blur = torch.nn.Conv2d(3, 3, 5, padding=2, bias=False, groups=3)
+    torch.nn.init.constant_(blur.weight, 1 / 25)
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        return blur(x).repeat_interleave(2, -1).repeat_interleave(2, -2)
+
+    image = torch.full((1, 3, 30, 41), 0.6)
+    for tile in (0, 20):
+        framed = upscale_tiled(
+            image, model, scale=2, tile=tile, overlap=4, size=SizeRequirements(margin=2)
+        )
+        assert torch.allclose(framed, torch.full_like(framed, 0.6), atol=1e-6)
+    bare = upscale_tiled(image, model, scale=2)
+    assert bare[0, 0, 0, 0] == pytest.approx(0.6 * 9 / 25)
+
+
+def test_finish_gets_the_output_without_its_margin_and_its_result_is_written() -> None:
+    image = smooth_image(9, 11)
+    seen: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
+    def finish(out: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        seen.append((tuple(out.shape), tuple(source.shape)))
+        assert torch.allclose(out, untiled(nearest(3), image), atol=1e-6)
+        return out + 0.25
+
+    size = SizeRequirements(multiple_of=4, margin=2)
+    out = upscale_tiled(image, nearest(3), scale=3, size=size, finish=finish)
+    assert seen == [((1, 3, 27, 33), (1, 3, 9, 11))]
+    assert torch.allclose(out, untiled(nearest(3), image) + 0.25, atol=1e-6)
+
+
+def test_size_requirements_frame_a_side_with_the_margin_then_pad_it() -> None:
+    size = SizeRequirements(minimum=16, multiple_of=8, margin=2)
+    assert (size.framed(1), size.framed(12), size.framed(13)) == (16, 16, 24)
+    assert SizeRequirements().framed(37) == 37
 
 
 # ---------------------------------------------------------------------------------------

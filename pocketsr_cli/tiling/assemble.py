@@ -75,9 +75,19 @@ class Assembler:
     row.  Nothing full-size is ever held in float.
     """
 
-    def __init__(self, out: torch.Tensor, rows: Sequence[Feather], cols: Sequence[Feather]) -> None:
-        """``rows``/``cols`` may reach past ``out`` (padding); that part is dropped."""
+    def __init__(
+        self,
+        out: torch.Tensor,
+        rows: Sequence[Feather],
+        cols: Sequence[Feather],
+        origin: int = 0,
+    ) -> None:
+        """``rows``/``cols`` may reach past ``out`` (padding); that part is dropped.  They
+        may also start ``origin`` output pixels before it on both axes (the tiler's
+        margin, ``SizeRequirements.margin``): ``out``'s first pixel is ``(origin, origin)``
+        in their coordinates, and what lies before it is dropped too."""
         self.out = out
+        self.origin = origin
         self.max = output_max(out.dtype)
         self.rows, self.cols = rows, cols
         self.row_solo = _solo_ranges(rows)
@@ -119,7 +129,12 @@ class Assembler:
                 self._write(row.lo, 0, strip)
 
     def _write(self, top: int, left: int, block: torch.Tensor) -> None:
-        """Quantise ``block`` (on whatever device it is) and copy it to ``out`` at (top, left)."""
+        """Quantise ``block`` (on whatever device it is) and copy it to ``out`` at (top, left)
+        of the tiles' coordinates (``origin`` before ``out``'s)."""
+        top, left = top - self.origin, left - self.origin
+        if top < 0 or left < 0:
+            block = block[:, max(0, -top) :, max(0, -left) :]
+            top, left = max(0, top), max(0, left)
         h = min(block.shape[1], self.out.shape[2] - top)
         w = min(block.shape[2], self.out.shape[3] - left)
         if h <= 0 or w <= 0:

@@ -145,6 +145,7 @@ class TilePolicy:
         size = size or SizeRequirements()
         call: TileFn = fn if prepare is None else _bind_stats(fn, prepare(image))
         _, channels, height, width = image.shape
+        longest = max(size.framed(height), size.framed(width))  # the side the tiler cuts
         side, batch = (0, 1)
         if tileable:
             side, batch = self._start(fn, device, scale, size, channels, prepare)
@@ -173,14 +174,14 @@ class TilePolicy:
                 if not is_out_of_memory(error):
                     raise
             else:
-                if device.type == "cpu" and 0 < side < max(height, width):
+                if device.type == "cpu" and 0 < side < longest:
                     # The tiles reused the freed memory kept for them; what comes next
                     # (the encoder's copy of a big output) should not come on top of it.
                     give_back_freed()
                 return result
             # Outside the except block, so the traceback's tensors are gone before freeing.
             release_cached(device)
-            current = side if 0 < side < max(height, width) else max(height, width)
+            current = side if 0 < side < longest else longest
             tried.append(current)
             if not tileable:
                 raise OutOfMemoryError(self._advice(device, tried, whole=True))
@@ -259,7 +260,7 @@ class TilePolicy:
         need = self._whole_pass(estimate, size, height, width)
         if self.mode == "fixed":
             side = size.padded(self.tile)
-            window = (min(side, size.padded(height)), min(side, size.padded(width)))
+            window = (min(side, size.framed(height)), min(side, size.framed(width)))
             return int(min(need, estimate.bytes_for_window(*window)))
         return int(min(need, self.cpu_budget_bytes))
 
@@ -267,7 +268,7 @@ class TilePolicy:
     def _whole_pass(
         estimate: MemoryEstimate, size: SizeRequirements, height: int, width: int
     ) -> float:
-        return estimate.bytes_for_window(size.padded(height), size.padded(width))
+        return estimate.bytes_for_window(size.framed(height), size.framed(width))
 
     def _runs_whole(
         self, device: torch.device, size: SizeRequirements, height: int, width: int
@@ -277,7 +278,8 @@ class TilePolicy:
         out-of-memory error has made this policy back off."""
         if self.mode != "auto" or device.type != "cpu" or self._backed_off:
             return False
-        if self._estimate is None or self._side is None or self._side >= max(height, width):
+        longest = max(size.framed(height), size.framed(width))
+        if self._estimate is None or self._side is None or self._side >= longest:
             return False  # a model's own tile side, or one tile anyway
         return self._whole_pass(self._estimate, size, height, width) <= self._budget(device)
 

@@ -36,8 +36,10 @@ def upscale_tiled(
     """Upscale ``image`` (float ``(1, C, H, W)`` in [0, 1], on the CPU or on ``device``)
     tile by tile.
 
-    The image is first padded at the bottom/right to meet ``size`` (reflect; replicate
-    where an axis is too short to reflect), so tiled and untiled runs see the same borders.
+    The image is first framed by ``size.margin`` replicated pixels on every side, then
+    padded at the bottom/right to meet ``size`` (reflect; replicate where an axis is too
+    short to reflect), so tiled and untiled runs see the same borders; the output of both
+    is cropped away.
     ``fn`` gets float32 windows ``(n, C, h, w)`` on ``device``, ``n <= batch``, that meet
     ``size`` (windows are padded again only if ``tile`` is below ``size.minimum``), and
     must return ``(n, C, h * scale, w * scale)``; it runs under ``torch.inference_mode``.
@@ -49,9 +51,10 @@ def upscale_tiled(
 
     When the image runs as one window, ``finish(output, image)``, if given, replaces the
     whole output (as ``fn`` left it, on ``device``, cropped to ``H * scale x W * scale``;
-    ``image`` as given, on ``device``) before it is written to ``out``: a whole-image step
-    done where the output already is (``anchor.anchor_tensor`` on a GPU).  Not called
-    when the image is cut into several windows.
+    ``image`` as given, on ``device``; it runs under ``torch.inference_mode``) before it is
+    written to ``out``: a whole-image step done where the output already is
+    (``anchor.anchor_tensor`` on a GPU).  Not called when the image is cut into several
+    windows.
 
     Out-of-memory errors propagate unchanged (``TilePolicy`` turns them into retries).
 
@@ -73,12 +76,14 @@ def upscale_tiled(
     source = image
     # Padding the whole image once (not each edge tile) makes every tiling of an image see
     # the same borders as the untiled run, and lets windows be whole multiples.
-    image = _pad_to(image.to(torch.float32), size.padded(height), size.padded(width))
+    image = _frame(image.to(torch.float32), size.margin)
+    image = _pad_to(image, size.framed(height), size.framed(width))
+    origin = size.margin * scale  # where ``out`` starts in the framed image's output
     row_spans = plan_axis(image.shape[2], tile, overlap, size.multiple_of)
     col_spans = plan_axis(image.shape[3], tile, overlap, size.multiple_of)
     rows = feathers(row_spans, image.shape[2], scale, overlap)
     cols = feathers(col_spans, image.shape[3], scale, overlap)
-    assembler = Assembler(out, rows, cols)
+    assembler = Assembler(out, rows, cols, origin=origin)
     order = [(r, c) for r in range(len(row_spans)) for c in range(len(col_spans))]
     row_w = [f.weights.to(device) for f in rows]
     col_w = [f.weights.to(device) for f in cols]
@@ -97,8 +102,9 @@ def upscale_tiled(
         windows = cut[0] if len(cut) == 1 else torch.cat(cut)
         result = _run(fn, windows, device, scale, size)
         if finish is not None and len(order) == 1:
-            whole = result[:, :, : height * scale, : width * scale]
-            result = finish(whole, source.to(device))
+            whole = result[:, :, origin : origin + height * scale, origin : origin + width * scale]
+            with torch.inference_mode():
+                whole.copy_(finish(whole, source.to(device)))
         for k, (r, c) in enumerate(group):
             top = rows[r].lo - row_spans[r].window_start * scale
             left = cols[c].lo - col_spans[c].window_start * scale
@@ -127,6 +133,13 @@ def _run(
             f"expected {expected} (is its scale really {scale}?)"
         )
     return y[:, :, : h * scale, : w * scale]
+
+
+def _frame(x: torch.Tensor, margin: int) -> torch.Tensor:
+    """``x`` with ``margin`` pixels replicated on every side (``x`` itself for 0)."""
+    import torch.nn.functional as F
+
+    return F.pad(x, (margin,) * 4, mode="replicate") if margin else x
 
 
 def _pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -658,6 +658,7 @@ def build_from_spec(
         size=SizeRequirements(
             minimum=max(desc.size.minimum, h.minimum),
             multiple_of=math.lcm(desc.size.multiple_of, h.multiple_of),
+            margin=max(desc.size.margin, h.margin),
         ),
         default_tile=h.default_tile,
         mean_anchor=h.mean_anchor,
