@@ -9,7 +9,7 @@ from torch import nn
 
 from pocketsr_cli.anchor import anchor_means, anchor_tensor
 from pocketsr_cli.archs.resize import Resize
-from pocketsr_cli.descriptor import ModelDescriptor
+from pocketsr_cli.descriptor import ModelDescriptor, SizeRequirements
 from pocketsr_cli.devices import Compute
 from pocketsr_cli.imageio.backends import opencv
 from pocketsr_cli.inference import Upscaler
@@ -273,3 +273,24 @@ def test_whether_the_device_anchored_an_image_is_that_images_own(
     assert abs((area_down(whole, (48, 48)).astype(float) - smooth(48, 48, 3)).mean()) < 0.3
     shift = area_down(out, (192, 160)).astype(float) - src
     assert abs(shift.mean()) < 0.3  # without its anchoring: 12.7 levels darker
+
+
+def test_a_framed_model_is_anchored_alike_on_the_device_and_on_the_host() -> None:
+    """With a margin the device anchors the output without its frame, as the host does."""
+    desc = ModelDescriptor(
+        name="d",
+        family="test",
+        module=Darkens(),
+        scale=2,
+        mean_anchor=4.0,
+        size=SizeRequirements(margin=2),
+    )
+    src = smooth(48, 64, 3, seed=7)
+    outs = []
+    for on_device in (False, True):
+        up = Upscaler(desc, Compute(torch.device("cpu"), "fp32"), tile=0)
+        up._anchor_on_device = on_device
+        outs.append(up.upscale(src))
+        assert up._anchored == on_device
+    assert np.abs(outs[0].astype(int) - outs[1]).max() <= 1
+    assert abs((area_down(outs[1], (64, 48)).astype(float) - src).mean()) < 0.3
