@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 from pathlib import Path
 
 import cv2
@@ -29,7 +28,7 @@ from PIL import Image
 
 from pocketsr_cli.anchor import anchor_means
 from pocketsr_cli.devices import choose_device
-from pocketsr_cli.evaluation.degrade import bicubic_downscale, degrade_eval, seed_for, to_uint8
+from pocketsr_cli.evaluation.degrade import degrade_or_jpeg, seed_for
 from pocketsr_cli.evaluation.metrics import detail_scores, lattice_ratio, psnr_y, ssim_y
 from pocketsr_cli.evaluation.run import collect_images, ground_truth
 from pocketsr_cli.factory import UpscalerSpec, open_upscaler
@@ -49,14 +48,6 @@ def block_edges(img: np.ndarray, period: int) -> float:
         on = (np.arange(steps.shape[1]) % period) == period - 1
         ratios.append(steps[:, on].mean() / steps[:, ~on].mean())
     return float(np.mean(ratios))
-
-
-def degraded(gt: np.ndarray, name: str, scale: int, kind: str, jpeg: int | None) -> np.ndarray:
-    if jpeg is None:
-        return degrade_eval(gt, kind, seed=seed_for(name), scale=scale)
-    buffer = io.BytesIO()
-    Image.fromarray(to_uint8(bicubic_downscale(gt, scale))).save(buffer, "JPEG", quality=jpeg)
-    return np.asarray(Image.open(buffer).convert("RGB"))
 
 
 def sheet_row(variants: dict[str, np.ndarray], side: int = 128) -> np.ndarray:
@@ -93,7 +84,7 @@ def main() -> None:
     for folder in args.folders:
         for path in collect_images(folder):
             gt = ground_truth(path, desc.scale, args.crop)
-            lr = degraded(gt, path.name, desc.scale, args.degradation, args.jpeg)
+            lr = degrade_or_jpeg(gt, args.degradation, seed_for(path.name), desc.scale, args.jpeg)
             raw = upscaler.upscale(lr)
             variants = {"none": raw}
             for sigma in sigmas:

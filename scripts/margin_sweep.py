@@ -28,25 +28,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from pocketsr_cli.devices import choose_device
-from pocketsr_cli.evaluation.degrade import bicubic_downscale, degrade_eval, seed_for, to_uint8
+from pocketsr_cli.evaluation.degrade import degrade_or_jpeg, seed_for
 from pocketsr_cli.evaluation.metrics import psnr_y
 from pocketsr_cli.evaluation.run import collect_images, ground_truth
 from pocketsr_cli.factory import UpscalerSpec, open_upscaler
-
-
-def degraded(gt: np.ndarray, name: str, scale: int, kind: str, jpeg: int | None) -> np.ndarray:
-    if jpeg is None:
-        return degrade_eval(gt, kind, seed=seed_for(name), scale=scale)
-    buffer = io.BytesIO()
-    Image.fromarray(to_uint8(bicubic_downscale(gt, scale))).save(buffer, "JPEG", quality=jpeg)
-    return np.asarray(Image.open(buffer).convert("RGB"))
 
 
 def windows(height: int, width: int, side: int, scale: int) -> list[tuple[int, int]]:
@@ -132,7 +122,8 @@ def main() -> None:
             photo = ground_truth(path, scale)
             for k, (top, left) in enumerate(windows(*photo.shape[:2], side, scale)):
                 gt = photo[top : top + side, left : left + side]
-                lr = degraded(gt, f"{path.name}#{k}", scale, args.degradation, args.jpeg)
+                seed = seed_for(f"{path.name}#{k}")
+                lr = degrade_or_jpeg(gt, args.degradation, seed, scale, args.jpeg)
                 inner_lr = np.ascontiguousarray(lr[cut:-cut, cut:-cut])
                 inner_gt = gt[cut * scale : -cut * scale, cut * scale : -cut * scale]
                 pairs.append((inner_lr, inner_gt))

@@ -229,6 +229,17 @@ def exif_with_thumbnail(thumbnail: int, after: bytes = b"", maker_note_size: int
     return bytes(out)
 
 
+def through_jpeg(exif: bytes) -> tuple[Image.Exif, list[str]]:
+    """The EXIF of a small JPEG written with ``exif``, and the notes the writer gave."""
+    notes: list[str] = []
+    data = encode_image(
+        make_photo_like(8, 8), OutputPlan("jpeg", 8), metadata=Metadata(exif, None, None),
+        notes=notes,
+    )  # fmt: skip
+    with Image.open(io.BytesIO(data)) as im:
+        return im.getexif(), notes
+
+
 def test_an_exif_block_too_large_only_by_its_thumbnail_keeps_the_rest() -> None:
     """A camera's EXIF from a TIFF or HEIF source, with a large thumbnail: the thumbnail is
     cut off the end and the camera's tags, maker note included, are kept byte for byte."""
@@ -240,19 +251,13 @@ def test_an_exif_block_too_large_only_by_its_thumbnail_keeps_the_rest() -> None:
     assert trimmed is not None and len(trimmed) < 300
     assert trimmed[:link] == exif[:link] and trimmed[link : link + 4] == bytes(4)
     assert trimmed[link + 4 :] == exif[link + 4 : len(trimmed)]
-    notes: list[str] = []
-    data = encode_image(
-        make_photo_like(8, 8), OutputPlan("jpeg", 8), metadata=Metadata(exif, None, None),
-        notes=notes,
-    )  # fmt: skip
+    tags, notes = through_jpeg(exif)
     assert notes == [
         "its EXIF thumbnail was left out: without it the EXIF block fits a JPEG (64 KiB at most)"
     ]
-    with Image.open(io.BytesIO(data)) as im:
-        tags = im.getexif()
-        assert tags[0x010F] == "Canon"
-        assert tags.get_ifd(0x8769)[0x927C] == b"M" * 100
-        assert tags.get_ifd(0x0201) == {} and 0x0201 not in tags
+    assert tags[0x010F] == "Canon"
+    assert tags.get_ifd(0x8769)[0x927C] == b"M" * 100
+    assert tags.get_ifd(0x0201) == {} and 0x0201 not in tags
     # Something IFD0 points at after the thumbnail: cutting would lose it, so all goes.
     blocked = exif_with_thumbnail(70_000, after=b"editor\0")
     assert without_thumbnail_data(blocked) is None
@@ -301,21 +306,15 @@ def test_an_exif_block_too_large_by_its_maker_note_keeps_the_rest(endian: str) -
     del expected["exif"][0x927C]
     assert exif_tags(trimmed) == expected
     assert exif_tags(trimmed)["exif"][0xA434] == "RF24-105mm F4 L IS USM"
-    notes: list[str] = []
-    data = encode_image(
-        make_photo_like(8, 8), OutputPlan("jpeg", 8), metadata=Metadata(exif, None, None),
-        notes=notes,
-    )  # fmt: skip
+    tags, notes = through_jpeg(exif)
     assert notes == [
         "its EXIF maker note was left out: without it the EXIF block fits a JPEG (64 KiB at most)"
     ]
-    with Image.open(io.BytesIO(data)) as im:
-        tags = im.getexif()
-        assert tags[0x010F] == "Canon" and tags[0x0110] == "EOS R5" and tags[0x0112] == 1
-        assert tags.get_ifd(0x8769)[0x9003] == "2024:05:06 07:08:09"
-        assert tags.get_ifd(0x8769)[0xA434] == "RF24-105mm F4 L IS USM"
-        assert 0x927C not in tags.get_ifd(0x8769)
-        assert tags.get_ifd(0x8825)[2] == (48.0, 51.0, 29.5)
+    assert tags[0x010F] == "Canon" and tags[0x0110] == "EOS R5" and tags[0x0112] == 1
+    assert tags.get_ifd(0x8769)[0x9003] == "2024:05:06 07:08:09"
+    assert tags.get_ifd(0x8769)[0xA434] == "RF24-105mm F4 L IS USM"
+    assert 0x927C not in tags.get_ifd(0x8769)
+    assert tags.get_ifd(0x8825)[2] == (48.0, 51.0, 29.5)
 
 
 def test_a_maker_note_is_cut_after_the_thumbnail_or_when_the_thumbnail_cannot_be() -> None:

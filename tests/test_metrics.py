@@ -18,6 +18,7 @@ from pocketsr_cli.evaluation.degrade import (
     bicubic_downscale,
     crop_to_multiple,
     degrade_eval,
+    degrade_or_jpeg,
     gaussian_blur,
     seed_for,
     to_float,
@@ -191,6 +192,19 @@ def test_eval_degradations_are_deterministic() -> None:
     assert real.tobytes() != degrade_eval(hr, "real", seed=2).tobytes()
     assert degrade_eval(hr, "real", scale=2).shape == (32, 48, 3)
     assert seed_for("a.png") == seed_for("a.png") != seed_for("b.png")
+
+
+def test_the_sweeps_degradation_is_evals_or_a_jpeg_of_the_bicubic_downscale() -> None:
+    hr = make_photo_like(64, 96, seed=3)
+    same = degrade_or_jpeg(hr, "real", 5, 4, None)
+    np.testing.assert_array_equal(same, degrade_eval(hr, "real", seed=5, scale=4))
+    clean = degrade_eval(hr, "bicubic", scale=2)
+    errors = []
+    for quality in (95, 20):
+        lossy = degrade_or_jpeg(hr, "real", 5, 2, quality)
+        assert lossy.shape == clean.shape and lossy.dtype == np.uint8
+        errors.append(float(np.abs(luma(lossy) - luma(clean)).mean()))
+    assert 0 < errors[0] < 2 < errors[1]
 
 
 def test_real_is_blurred_bicubic_plus_noise_and_jpeg() -> None:

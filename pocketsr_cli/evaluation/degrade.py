@@ -173,3 +173,21 @@ def degrade_eval(hr: npt.NDArray[np.generic], kind: EvalKind, seed: int = 0, sca
     lr = bicubic_downscale(gaussian_blur(img, BLUR_SIGMA), scale)
     noise = np.random.default_rng(seed).standard_normal(lr.shape, dtype=np.float32)
     return jpeg_roundtrip(to_uint8(lr + noise * np.float32(NOISE_SIGMA)), JPEG_QUALITY)
+
+
+def degrade_or_jpeg(
+    hr: npt.NDArray[np.generic], kind: EvalKind, seed: int, scale: int, jpeg: int | None
+) -> U8:
+    """:func:`degrade_eval`, or with ``jpeg`` a bicubic downscale saved by Pillow as a JPEG
+    of that quality and decoded again (the validation sweeps' ``--jpeg Q``:
+    ``scripts/anchor_sweep.py``, ``scripts/margin_sweep.py``)."""
+    if jpeg is None:
+        return degrade_eval(hr, kind, seed=seed, scale=scale)
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(bicubic_downscale(hr, scale))).save(buffer, "JPEG", quality=jpeg)
+    with Image.open(buffer) as im:
+        return np.asarray(im.convert("RGB"))
