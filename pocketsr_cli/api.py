@@ -122,7 +122,7 @@ class Upscaler:
 
     def __init__(
         self,
-        model: str | Path | None = None,
+        model: str | os.PathLike[str] | None = None,
         *,
         scale: int | None = None,
         device: str = "auto",
@@ -172,7 +172,7 @@ class Upscaler:
             allow_unverified=allow_unverified,
             trust_pickle=trust_pickle,
         )
-        family = spec.family(None if model is None else str(model))
+        family = spec.family(None if model is None else _path_text(model, "model"))
         target = sizing.target_from_options(outscale=outscale)
         plan = sizing.plan_run(
             family.name, family.scales, family.default_scale, scale=scale, target=target
@@ -242,7 +242,7 @@ class Upscaler:
     @overload
     def upscale(self, image: np.ndarray) -> np.ndarray: ...
     @overload
-    def upscale(self, image: str | Path) -> np.ndarray: ...
+    def upscale(self, image: str | os.PathLike[str]) -> np.ndarray: ...
     @overload
     def upscale(self, image: Image.Image) -> Image.Image: ...
 
@@ -255,9 +255,9 @@ class Upscaler:
           not applied (the pixels are taken as they are stored).
         * a numpy array (``H x W x C`` or ``H x W``, uint8/uint16 in either byte order,
           **RGB order**) -> an array of the same dtype and layout.
-        * a path (str or Path) -> the decoded file (EXIF orientation applied) upscaled, as
-          a numpy RGB(A) array (gray files give ``H x W x 1``, gray with alpha
-          ``H x W x 2``).
+        * a path (a str, or any ``os.PathLike`` such as ``pathlib.Path``) -> the decoded
+          file (EXIF orientation applied) upscaled, as a numpy RGB(A) array (gray files
+          give ``H x W x 1``, gray with alpha ``H x W x 2``).
 
         Raises:
             TypeError: another kind of object, a numpy dtype other than uint8/uint16, or a
@@ -267,10 +267,11 @@ class Upscaler:
             OutOfMemoryError: even the smallest tile does not fit, or the whole result
                 does not.
         """
-        if isinstance(image, (str, Path)):
-            if isinstance(image, str) and not image.strip():
+        if isinstance(image, (str, os.PathLike)):
+            path = _path_text(image, "image")
+            if not path.strip():
                 raise UsageError("an empty path: name an image file")
-            decoded = self._read(Path(image))
+            decoded = self._read(Path(path))
             return self._run(decoded.pixels)
         if isinstance(image, np.ndarray):
             return self._upscale_array(image)
@@ -372,8 +373,8 @@ class Upscaler:
     # -- files ---------------------------------------------------------------------------
     def upscale_file(
         self,
-        src: str | Path,
-        dst: str | Path,
+        src: str | os.PathLike[str],
+        dst: str | os.PathLike[str],
         *,
         quality: int = 95,
         keep_metadata: bool = True,
@@ -407,9 +408,10 @@ class Upscaler:
             write_atomic,
         )
 
-        if not str(src).strip() or not str(dst).strip():
+        src_text, dst_text = _path_text(src, "src"), _path_text(dst, "dst")
+        if not src_text.strip() or not dst_text.strip():
             raise UsageError("an empty path: name the image file to read and the one to write")
-        src, dst = Path(src), Path(dst)
+        src, dst = Path(src_text), Path(dst_text)
         quality = _whole(quality, "quality", 1, 100)
         try:
             fmt = format_from_name(dst.suffix)
@@ -472,8 +474,8 @@ class Upscaler:
 
     def upscale_folder(
         self,
-        src_dir: str | Path,
-        dst_dir: str | Path,
+        src_dir: str | os.PathLike[str],
+        dst_dir: str | os.PathLike[str],
         *,
         recursive: bool = False,
         fmt: str | None = None,
@@ -519,18 +521,19 @@ class Upscaler:
         if encode_threads is not None and encode_threads < 1:
             raise UsageError(f"encode_threads must be at least 1, not {encode_threads}")
         quality = _whole(quality, "quality", 1, 100)
-        for folder in (src_dir, dst_dir):
-            if not str(folder).strip():
-                raise UsageError("an empty folder name: name a folder ('.' for this one)")
-        check_output_folder(Path(dst_dir))
+        texts = (_path_text(src_dir, "src_dir"), _path_text(dst_dir, "dst_dir"))
+        if not all(text.strip() for text in texts):
+            raise UsageError("an empty folder name: name a folder ('.' for this one)")
+        source, out_dir = Path(texts[0]), Path(texts[1])
+        check_output_folder(out_dir)
         fmt_key = None
         if fmt is not None and fmt.lower() != "same":
             try:
                 fmt_key = format_from_name(fmt)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-        naming = Naming(out_dir=Path(dst_dir), suffix=None, fmt=fmt_key, tag=self._target.label)
-        jobs = collect_jobs([Path(src_dir)], naming, recursive=recursive)
+        naming = Naming(out_dir=out_dir, suffix=None, fmt=fmt_key, tag=self._target.label)
+        jobs = collect_jobs([source], naming, recursive=recursive)
         options = Options(
             fmt=fmt_key,
             quality=quality,
@@ -594,6 +597,18 @@ def _whole(value: object, keyword: str, low: int, high: int) -> int:
     if whole is None or not low <= whole <= high:
         raise UsageError(f"{keyword} must be a whole number from {low} to {high}, not {value!r}")
     return whole
+
+
+def _path_text(value: str | os.PathLike[str], keyword: str) -> str:
+    """``value``, a str or any ``os.PathLike`` (``pathlib.Path``, a library's own path
+    type), as the str path it names (``os.fspath``), for the ``keyword`` argument.
+
+    Raises:
+        TypeError: not a path, or one that gives bytes."""
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise TypeError(f"{keyword} must be a str path or an os.PathLike giving one, not bytes")
+    return text
 
 
 def _same_file(a: Path, b: Path) -> bool:

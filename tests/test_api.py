@@ -93,6 +93,35 @@ def test_path_in_numpy_out(up: pocketsr_cli.Upscaler, tmp_path: Path) -> None:
         assert isinstance(out, np.ndarray) and out.shape == (24, 32, 3)
 
 
+class FsPath:
+    """A path type of another library: ``os.PathLike``, not a ``pathlib.Path``."""
+
+    def __init__(self, path: str | Path | bytes) -> None:
+        self.path = path if isinstance(path, bytes) else str(path)
+
+    def __fspath__(self) -> str | bytes:
+        return self.path
+
+    def __str__(self) -> str:  # what str() gives is no path: only __fspath__ is
+        return f"<FsPath {self.path!r}>"
+
+
+def test_any_os_pathlike_is_a_path(up: pocketsr_cli.Upscaler, tmp_path: Path) -> None:
+    src = tmp_path / "in" / "a.png"
+    src.parent.mkdir()
+    Image.fromarray(pixels()).save(src)
+    out = up.upscale(FsPath(src))
+    assert isinstance(out, np.ndarray) and out.shape == (24, 32, 3)
+    assert up.upscale_file(FsPath(src), FsPath(tmp_path / "b.png")) == tmp_path / "b.png"
+    (result,) = up.upscale_folder(FsPath(src.parent), FsPath(tmp_path / "out"))
+    assert result.status == "ok" and result.output == tmp_path / "out" / "a.png"
+    assert pocketsr_cli.Upscaler(FsPath("bicubic"), scale=2, device="cpu").name == "bicubic"
+    with pytest.raises(UsageError, match="empty path"):
+        up.upscale(FsPath(""))
+    with pytest.raises(TypeError, match="bytes"):
+        up.upscale_file(src, FsPath(b"b.png"))
+
+
 def test_upscale_file_writes_a_valid_file(up: pocketsr_cli.Upscaler, tmp_path: Path) -> None:
     src = tmp_path / "a.png"
     Image.fromarray(pixels()).save(src)
