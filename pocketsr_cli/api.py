@@ -95,7 +95,10 @@ class Upscaler:
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (half precision falls back to
             fp32 when it gives NaN/inf, with a warning).
-        tile: tile side in input pixels, ``"auto"`` (fit free memory) or 0 (whole image).
+        tile: tile side in input pixels, ``"auto"`` (fit free memory) or 0 (whole image);
+            a side must be at least 4 × ``tile_overlap`` (64 by default).
+        tile_overlap: as ``--tile-overlap``: the context pixels, 0 to 256, each tile shares
+            with its neighbours (feather-blended, so there are no seams).
         ensemble: ``"none"``, ``"pad"`` (GenDR-Pix's two padded passes, blended by
             ``ensemble_weight``; twice the time) or ``"flip8"`` (the eight flips and
             rotations, averaged; eight times); see :mod:`pocketsr_cli.ensemble`.
@@ -116,7 +119,8 @@ class Upscaler:
     Raises:
         ModelError: unknown model, weights that cannot be had or loaded, no such scale.
         DeviceError: unknown or unavailable device, unknown precision.
-        UsageError: a bad ``tile``, ``ensemble`` or ``pcsr_k`` value; ``pcsr_k`` or
+        UsageError: a bad ``tile``, ``tile_overlap``, ``ensemble`` or ``pcsr_k`` value
+            (a ``tile`` below 4 × ``tile_overlap`` too); ``pcsr_k`` or
             ``adaptive`` with a model that is not PCSR.
     """
 
@@ -128,6 +132,7 @@ class Upscaler:
         device: str = "auto",
         precision: str = "auto",
         tile: str | int = "auto",
+        tile_overlap: int = 16,
         ensemble: str | bool = "none",
         ensemble_weight: float | None = None,
         offline: bool = False,
@@ -162,12 +167,14 @@ class Upscaler:
         for option, value in (("device", device), ("precision", precision)):
             if not isinstance(value, str):
                 raise UsageError(f"{option} must be a string such as 'auto', not {value!r}")
-        side = tile_side(str(tile))  # the --tile reading; checked before any loading
+        overlap = _whole(tile_overlap, "tile_overlap", 0, 256)
+        side = tile_side(str(tile), overlap)  # the --tile reading; checked before any loading
         self._ensemble = Ensemble.of(ensemble, ensemble_weight)
         spec = upscaler_spec(
             device,
             precision,
             side,
+            overlap,
             offline=offline,
             allow_unverified=allow_unverified,
             trust_pickle=trust_pickle,
@@ -199,7 +206,7 @@ class Upscaler:
         self._scale: float = int(factor) if factor.is_integer() else factor
         self._engine = engine
         self._compute = compute
-        self._tile = str(tile)
+        self._tile = f"{tile}/{overlap}"  # as the record writes --tile/--tile-overlap
         self._sweeper = TempSweeper()  # upscale_file: each output folder swept once
 
     # -- properties ----------------------------------------------------------------------
@@ -440,7 +447,7 @@ class Upscaler:
                 version=__version__,
                 ensemble=self._ensemble,
                 quality=quality,
-                tile=f"{self._tile}/16",
+                tile=self._tile,
             ),
             model=self._variant.model,
             model_sha256=self._variant.sha256,
@@ -545,7 +552,7 @@ class Upscaler:
                 version=__version__,
                 ensemble=self._ensemble,
                 quality=quality,
-                tile=f"{self._tile}/16",
+                tile=self._tile,
             ),
         )
         yield from stream(jobs, [self._variant], options, _WarningsOnly(self._warn))
@@ -588,8 +595,8 @@ class _WarningsOnly(NullReporter):
 
 
 def _whole(value: object, keyword: str, low: int, high: int) -> int:
-    """``value`` as an int from ``low`` to ``high`` (``scale``, JPEG/WebP ``quality``;
-    refused before any work).  Numpy's integers count (``np.arange`` gives them), and
+    """``value`` as an int from ``low`` to ``high`` (``scale``, ``tile_overlap``, JPEG/WebP
+    ``quality``; refused before any work).  Numpy's integers count (``np.arange`` gives them), and
     become Python's, which the output's JSON record can hold; bools and floats do not."""
     whole = (
         int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else None

@@ -127,7 +127,7 @@ SHA256 = Option("sha256", "sha256")
 SIZE = Option("size")
 SUFFIX = Option("suffix")
 TILE = Option("tile", "tile")
-TILE_OVERLAP = Option("tile_overlap")
+TILE_OVERLAP = Option("tile_overlap", "tile_overlap")
 TRUST_PICKLE = Option("trust_pickle", "trust_pickle", switch=True)
 WIDTH = Option("width")
 

@@ -256,6 +256,23 @@ def test_messages_name_the_apis_keywords_not_flags() -> None:
         pocketsr_cli.Upscaler("bicubic", device="cpu", outscale=-1)
 
 
+def test_tile_overlap_is_the_command_lines_tile_overlap(tmp_path: Path) -> None:
+    """The advice for a tile too small names a keyword the API takes, and it works."""
+    from pocketsr_cli.imageio import read_provenance_text
+    from pocketsr_cli.provenance import loads
+
+    with pytest.raises(UsageError, match=r"^tile=40 leaves 8 px .* or a smaller tile_overlap$"):
+        pocketsr_cli.Upscaler("bicubic", device="cpu", tile=40)
+    up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", tile=40, tile_overlap=8)
+    src = tmp_path / "a.png"
+    Image.fromarray(pixels()).save(src)
+    record = loads(read_provenance_text(up.upscale_file(src, tmp_path / "b.png")) or "")
+    assert record is not None and record["tile"] == "40/8"  # as --tile 40 --tile-overlap 8
+    for bad in (-1, 257, 8.0, True, "8"):
+        with pytest.raises(UsageError, match=r"^tile_overlap must be a whole number from 0 to"):
+            pocketsr_cli.Upscaler("bicubic", device="cpu", tile_overlap=bad)  # type: ignore[arg-type]
+
+
 def test_bad_model_name_raises_model_error() -> None:
     with pytest.raises(ModelError, match="no-such-model"):
         pocketsr_cli.Upscaler("no-such-model", offline=True)
