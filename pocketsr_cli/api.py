@@ -490,6 +490,7 @@ class Upscaler:
         keep_metadata: bool = True,
         overwrite: bool = False,
         encode_threads: int | None = None,
+        suffix: str | None = None,
     ) -> Iterator[Result]:
         """Upscale every image of ``src_dir`` into ``dst_dir`` (its tree mirrored), yielding
         one :class:`~pocketsr_cli.pipeline.Result` per file as each finishes.
@@ -498,7 +499,10 @@ class Upscaler:
         are ``skipped``, existing outputs are kept (``skipped``) unless ``overwrite``, an
         unreadable or corrupt file is ``failed`` (``Result.error`` says why) and the
         others go on.  ``fmt`` is an output format (``jpg``, ``png``...; None: each
-        input's own).  ``encode_threads`` is how many images are encoded at once (None:
+        input's own).  ``suffix``, as ``--suffix``, is added to each output's name (None:
+        nothing), so that ``dst_dir`` may be ``src_dir``: ``suffix="_x4"`` writes
+        ``a_x4.jpg`` beside ``a.jpg``, and a later run skips those.  ``encode_threads`` is how
+        many images are encoded at once (None:
         a quarter of the CPUs, 1 to 4; see
         :func:`pocketsr_cli.pipeline.default_encode_threads`); outputs and the order of
         results are the same whatever it is.
@@ -515,8 +519,10 @@ class Upscaler:
 
         Raises:
             UsageError: ``src_dir`` is missing or holds no file, ``fmt`` is unknown,
-                ``encode_threads`` is below 1, or two inputs would be written to one
-                output (raised at the first ``next()``, before anything is written).
+                ``suffix`` is no part of a name (a path separator, ``..``),
+                ``encode_threads`` is below 1, an output would replace an input, or two
+                inputs would be written to one output (raised at the first ``next()``,
+                before anything is written).
             KeyboardInterrupt: after the image being written is finished or cleaned up,
                 and each input not finished is yielded as ``skipped`` (``interrupted``).
         """
@@ -539,7 +545,9 @@ class Upscaler:
                 fmt_key = format_from_name(fmt)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-        naming = Naming(out_dir=out_dir, suffix=None, fmt=fmt_key, tag=self._target.label)
+        if suffix is not None and not isinstance(suffix, str):
+            raise UsageError(f"suffix must be a string such as '_x4', not {suffix!r}")
+        naming = Naming(out_dir=out_dir, suffix=suffix, fmt=fmt_key, tag=self._target.label)
         jobs = collect_jobs([source], naming, recursive=recursive)
         options = Options(
             fmt=fmt_key,

@@ -134,8 +134,8 @@ class Naming:
             problem = _suffix_problem(self.suffix)
             if problem is not None:
                 raise UsageError(
-                    f"--suffix {self.suffix!r} {problem}: it is added to each file name and "
-                    "cannot move outputs elsewhere (use -o/--output to choose a folder)"
+                    f"{SUFFIX} {self.suffix!r} {problem}: it is added to each file name and "
+                    f"cannot move outputs elsewhere (the {OUTPUT} folder says where they go)"
                 )
 
     @property

@@ -249,6 +249,26 @@ def test_upscale_folder_yields_each_result(up: pocketsr_cli.Upscaler, tmp_path: 
     assert again["a.png"].reason == "output exists (use overwrite=True to replace it)"
 
 
+def test_upscale_folder_with_a_suffix_writes_beside_the_inputs(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    Image.fromarray(pixels()).save(tmp_path / "a.png")
+    # Without a suffix the outputs would replace the inputs: the advice names a keyword
+    # upscale_folder takes.
+    with pytest.raises(UsageError, match=r"choose another output folder or a suffix$"):
+        list(up.upscale_folder(tmp_path, tmp_path))
+    (result,) = up.upscale_folder(tmp_path, tmp_path, suffix="_x2")
+    assert result.status == "ok" and result.output == tmp_path / "a_x2.png"
+    with Image.open(tmp_path / "a_x2.png") as im:
+        assert im.size == (32, 24)
+    # Run again: the output is known as one (by its suffix), and a.png's is kept.
+    again = {r.job.input.name: r for r in up.upscale_folder(tmp_path, tmp_path, suffix="_x2")}
+    assert again["a.png"].reason_code == "exists"
+    assert again["a_x2.png"].status == "skipped"
+    with pytest.raises(UsageError, match=r"^suffix '/x' contains a path separator"):
+        list(up.upscale_folder(tmp_path, tmp_path, suffix="/x"))
+
+
 def test_messages_name_the_apis_keywords_not_flags() -> None:
     with pytest.raises(UsageError, match=r"^tile must be auto, 0 or a number of pixels"):
         pocketsr_cli.Upscaler("bicubic", device="cpu", tile="big")
