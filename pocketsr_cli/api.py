@@ -23,8 +23,9 @@ Contracts:
 * One :class:`Upscaler` holds one network on one device; the calls are not thread-safe
   (give each thread its own instance).
 * Nothing here prints.  Warnings (a half-precision NaN fallback, a format switch, an
-  animated file of which only the first frame was upscaled) go to ``on_warning``, by
-  default Python's :func:`warnings.warn`.
+  animated file of which only the first frame was upscaled, outputs made with other
+  settings that a folder run kept) go to ``on_warning``, by default Python's
+  :func:`warnings.warn`.
 * Errors are :mod:`pocketsr_cli.errors` types: :class:`~pocketsr_cli.errors.ModelError`
   (unknown model, missing weights), :class:`~pocketsr_cli.errors.DeviceError` (bad
   device or precision), :class:`~pocketsr_cli.errors.ImageReadError` /
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from pocketsr_cli.ensemble import Ensemble
-    from pocketsr_cli.pipeline import Result, Variant
+    from pocketsr_cli.pipeline import Result, Summary, Variant
     from pocketsr_cli.sizing import Target
 
 __all__ = ["Upscaler"]
@@ -507,6 +508,11 @@ class Upscaler:
         :func:`pocketsr_cli.pipeline.default_encode_threads`); outputs and the order of
         results are the same whatever it is.
 
+        An existing output whose record shows other settings, or that has none, is kept
+        too (``skipped``, ``reason_code`` ``different-settings`` or ``unrecorded``); once
+        the loop has run to its end, ``on_warning`` is told how many were, as the command
+        line warns after its summary.
+
         It runs the CLI's pipeline (:func:`pocketsr_cli.pipeline.stream`): the next image
         is decoded and the previous one encoded and written while the model upscales, and
         each result is yielded once its file is written.  The model runs only while the
@@ -593,13 +599,18 @@ def _is_pil_image(obj: object) -> bool:
 
 
 class _WarningsOnly(NullReporter):
-    """A pipeline reporter that passes run-wide warnings on and ignores progress."""
+    """A pipeline reporter that passes run-wide warnings on, and the one the command line
+    ends with when outputs made otherwise were kept; it ignores progress."""
 
     def __init__(self, warn: Callable[[str], None]) -> None:
         self._warn = warn
 
     def warning(self, message: str) -> None:
         self._warn(message)
+
+    def finished(self, summary: Summary) -> None:
+        if summary.conflicts_warning is not None:
+            self._warn(summary.conflicts_warning)
 
 
 def _whole(value: object, keyword: str, low: int, high: int) -> int:

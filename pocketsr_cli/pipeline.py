@@ -364,6 +364,18 @@ class Summary:
         return self.counts[status]
 
     @property
+    def conflicts_warning(self) -> str | None:
+        """The warning a run ends with when it kept outputs it did not make as asked
+        (:attr:`conflicts`; each had its ``skipped`` line), or None: the command line's
+        after its summary, the Python API's at the end of ``upscale_folder``."""
+        if not self.conflicts:
+            return None
+        return (
+            f"{self.conflicts} existing output(s) were kept although they were not made "
+            f"with these settings or carry no pocketsr record; use {OVERWRITE} to redo them"
+        )
+
+    @property
     def failed(self) -> list[Result]:
         """The failed results kept, in job order: all of them unless ``count("failed")``
         says there were more (see :data:`FAILURES_KEPT`)."""

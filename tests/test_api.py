@@ -269,6 +269,30 @@ def test_upscale_folder_with_a_suffix_writes_beside_the_inputs(
         list(up.upscale_folder(tmp_path, tmp_path, suffix="/x"))
 
 
+def test_a_folder_run_that_kept_outputs_made_otherwise_warns_as_the_cli_does(
+    tmp_path: Path,
+) -> None:
+    warned: list[str] = []
+    up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", on_warning=warned.append)
+    src, out = tmp_path / "in", tmp_path / "out"
+    for folder in (src, out):
+        folder.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(pixels()).save(src / name)
+    Image.fromarray(pixels()).save(out / "a.png")  # another program's: no record
+    first = {r.job.input.name: r.reason_code for r in up.upscale_folder(src, out)}
+    assert first == {"a.png": "unrecorded", "b.png": None, "c.png": None}
+    assert warned == [
+        "1 existing output(s) were kept although they were not made with these settings or "
+        "carry no pocketsr record; use overwrite=True to redo them"
+    ]
+    # Runs that keep nothing made otherwise say nothing.
+    warned.clear()
+    assert {r.status for r in up.upscale_folder(src, out, overwrite=True)} == {"ok"}
+    assert {r.reason_code for r in up.upscale_folder(src, out)} == {"exists"}
+    assert warned == []
+
+
 def test_messages_name_the_apis_keywords_not_flags() -> None:
     with pytest.raises(UsageError, match=r"^tile must be auto, 0 or a number of pixels"):
         pocketsr_cli.Upscaler("bicubic", device="cpu", tile="big")

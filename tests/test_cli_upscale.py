@@ -912,6 +912,7 @@ def test_an_output_without_a_record_is_never_replaced_silently(tmp_path: Path) -
     assert code == 0 and rec["status"] == "skipped" and rec["reason_code"] == "unrecorded"
     assert "no pocketsr record" in rec["reason"] and "--overwrite" in rec["reason"]
     assert summary["conflicts"] == 1 and "were kept" in err
+    assert "use --overwrite to redo them" in " ".join(err.split())  # the flag, not the keyword
     assert edited.read_bytes() == before
 
 

@@ -377,11 +377,8 @@ class RichReporter:
                 f"interrupted: {self.not_finished} input(s) not finished; run the same command "
                 "again to do them (existing outputs are skipped)"
             )
-        if summary.conflicts:
-            self.warning(
-                f"{summary.conflicts} existing output(s) were kept although they were not made "
-                "with these settings or carry no pocketsr record; use --overwrite to redo them"
-            )
+        if summary.conflicts_warning is not None:
+            self.warning(summary.conflicts_warning)
 
     def _table(self, summary: Summary) -> None:
         ok = summary.count("ok")
