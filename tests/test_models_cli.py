@@ -613,6 +613,54 @@ def test_import_url(tmp_path: Path, home: Path) -> None:
     assert not weights_path("_import-web", "w.safetensors").parent.exists()  # download tidied
 
 
+def test_import_url_tidies_only_under_the_download_lock(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second import of the same name, at the same moment, is fetching into
+    ``_import-NAME/`` when the first has its file: the first waits for that download's
+    lock before it reads and removes its own, and leaves the other's partial download
+    (and its lock file) there for it to resume."""
+    import threading
+
+    from filelock import FileLock
+
+    from pocketsr_cli.weights import download, store
+
+    data = save_safetensors(tmp_path / "w.safetensors", SD)
+    dest = weights_path("_import-web", "w.safetensors")
+    part = dest.with_name("w.safetensors.incomplete")
+    holding, done = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def other_import() -> None:  # holds the lock while it "downloads", then is cut off
+        with FileLock(str(dest) + ".lock"):
+            part.write_bytes(data[:100])
+            holding.set()
+            time.sleep(0.5)
+            seen.append(dest.exists())  # the first import's file is still there
+        done.set()
+
+    fetch = download.download_file
+
+    def then_the_other_starts(*args: Any, **kwargs: Any) -> Path:
+        got = fetch(*args, **kwargs)
+        if not holding.is_set():
+            threading.Thread(target=other_import).start()
+            assert holding.wait(10)
+        return got
+
+    monkeypatch.setattr(download, "download_file", then_the_other_starts)
+    monkeypatch.setattr(store, "download_file", then_the_other_starts, raising=False)
+    with serve({"/w.safetensors": data}) as server:
+        url = server.url("/w.safetensors")
+        ok = invoke("models", "import", url, "--name", "web", "--sha256", sha256(data))
+    assert ok.exit_code == 0, ok.output
+    assert done.is_set() and seen == [True]
+    assert part.read_bytes() == data[:100]  # the other's partial download, for it to resume
+    assert Path(str(dest) + ".lock").exists() and not dest.exists()
+    assert parse_manifest(user_models_dir() / "web.toml", "user").meta.source == url
+
+
 # --- import-ncnn ------------------------------------------------------------------------------
 
 

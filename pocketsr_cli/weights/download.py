@@ -23,6 +23,9 @@ Files beside ``dest`` (see ``cache.py`` for where ``dest`` usually lives):
     has the lock, and filelock opens the name afresh; a waiter whose folder the caller then
     removed (``cache.remove_empty_folder``) makes the folder again.
 
+A file wanted once (``models import URL``) is fetched with :func:`downloaded_once`, which
+reads it and removes it under the same lock.
+
 URLs: ``https://`` always; ``http://`` only for loopback hosts (tests, local mirrors),
 also when reached by a redirect; ``hf://owner/repo[@revision]/path/in/repo`` through the
 optional ``huggingface_hub`` package.
@@ -50,7 +53,7 @@ from filelock import FileLock, Timeout
 from pocketsr_cli import __version__
 from pocketsr_cli.errors import ModelError
 from pocketsr_cli.manifest import SHA256_RE
-from pocketsr_cli.weights.cache import is_offline, sha256_file
+from pocketsr_cli.weights.cache import is_offline, remove_empty_folder, sha256_file
 
 ProgressCallback = Callable[[int, int | None], None]
 """``on_progress(bytes_done, total_or_None)``; ``bytes_done`` includes a resumed offset.
@@ -156,6 +159,60 @@ def download_file(
     kept = part.exists()
     suffix = "; the partial download is kept, run again to resume" if kept else ""
     raise ModelError(f"could not download {dest.name}: " + "; ".join(failures) + suffix)
+
+
+@contextlib.contextmanager
+def downloaded_once(
+    urls: Sequence[str],
+    dest: Path,
+    *,
+    sha256: str,
+    offline: bool | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Iterator[Path]:
+    """:func:`download_file`, then ``dest`` held under its download lock for the block (read
+    it there) and removed on leaving, with its lock file and, left empty, its folder: a
+    file wanted once (``models import URL``, into a folder that another import of the same
+    name may be using at the same moment).
+
+    Nothing is removed without the lock: not a transfer of another process into the same
+    folder (nor the partial download it keeps to resume, beside which the lock file stays,
+    as :func:`download_file` leaves it), nor the file another process is reading.  The
+    lock, let go at the end of the download, is taken again and ``dest`` checked against
+    ``sha256`` again under it: another process may have removed it meanwhile (its own
+    import done) or put another file there; it is then fetched again, a few times at most.
+
+    Raises:
+        ModelError: as :func:`download_file` (a failure with nothing to resume leaves no
+            folder), or ``dest`` was taken away after each of those downloads.
+    """
+    expected = sha256.strip().lower()
+    part = dest.with_name(dest.name + ".incomplete")
+    for _ in range(_ATTEMPTS):
+        try:
+            download_file(urls, dest, sha256=sha256, offline=offline, on_progress=on_progress)
+        except ModelError:
+            remove_empty_folder(dest.parent)  # only when nothing is kept to resume
+            raise
+        lock = _acquire(dest, on_progress)
+        try:
+            if _is_verified(dest, expected, None):
+                try:
+                    yield dest
+                finally:
+                    with contextlib.suppress(OSError):
+                        dest.unlink()
+                return
+        finally:
+            if not part.exists():  # removed while held, as download_file removes it
+                with contextlib.suppress(OSError):
+                    os.unlink(lock.lock_file)
+            lock.release()
+            remove_empty_folder(dest.parent)
+    raise ModelError(
+        f"{dest.name} was removed or replaced by another process after each download "
+        f"into {dest.parent}; run again once that process has ended"
+    )
 
 
 def _acquire(dest: Path, on_progress: ProgressCallback | None) -> FileLock:

@@ -35,12 +35,11 @@ from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_mani
 from pocketsr_cli.spelling import FORCE, OUTSCALE, SHA256
 from pocketsr_cli.weights import trust, verify
 from pocketsr_cli.weights.cache import (
-    remove_empty_folder,
     sha256_file,
     user_models_dir,
     weights_path,
 )
-from pocketsr_cli.weights.download import ProgressCallback, download_file
+from pocketsr_cli.weights.download import ProgressCallback, downloaded_once
 from pocketsr_cli.weights.load import (
     WEIGHT_SUFFIXES,
     descriptor_from_state_dict,
@@ -104,7 +103,9 @@ def import_url(
     """Download ``url`` (resumable, checked against ``sha256``) and import it.
 
     The download goes through the cache (``weights/_import-NAME/``) and is deleted once
-    the model is stored, or once it has failed with nothing to resume.
+    it has been read (under its download lock, which another import of the name, at the
+    same moment, holds while it fetches or reads there), or once it has failed with
+    nothing to resume.
 
     Raises:
         UsageError: invalid or taken name, or a URL that does not name a weights file.
@@ -118,25 +119,13 @@ def import_url(
             "download it and import the file"
         )
     dest = weights_path(f"_import-{request.name}", filename)
-    try:
-        download_file(
-            [url],
-            dest,
-            sha256=sha256,
-            on_progress=on_progress,
-            offline=True if offline else None,
-        )
-    except ModelError:
-        # A partial download stays (with its lock), for the same import to resume; with
-        # none, download_file has removed its lock file, and the folder goes too.
-        remove_empty_folder(dest.parent)
-        raise
-    try:
-        return _import_state_dict(request, folder, read_state_dict(dest), source=url)
-    finally:
-        # The stored safetensors copy is the model now; a file that failed to import is
-        # of no use either.
-        shutil.rmtree(dest.parent, ignore_errors=True)
+    # A partial download stays (with its lock), for the same import to resume; a file
+    # read is of no use once its tensors are in memory, stored or not.
+    with downloaded_once(
+        [url], dest, sha256=sha256, on_progress=on_progress, offline=True if offline else None
+    ) as path:
+        state = read_state_dict(path)
+    return _import_state_dict(request, folder, state, source=url)
 
 
 def import_ncnn(request: ImportRequest, param: Path, bin_path: Path) -> ModelSpec:
