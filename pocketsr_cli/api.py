@@ -72,17 +72,18 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _default_warning(message: str) -> None:
-    """``warnings.warn``, attributed to the caller's line that led to it: the first frame
-    outside this package, however deep in it the warning was made (a file's notes, the
-    engine's fp32 fallback), so that Python's ``file:line`` and its filters see the
-    caller's code.  Made where no caller's frame is (a pipeline thread): this one's."""
-    level, frame = 2, sys._getframe(1)
-    while frame.f_code.co_filename.startswith(_PACKAGE):
-        if frame.f_back is None:
-            level = 2
-            break
+    """``warnings.warn``, attributed to the caller's line that led to it: the frame that
+    called into this package (the one past its outermost frame), however deep in it the
+    warning was made (a file's notes, the engine's fp32 fallback) and whatever other
+    library's frames lie between (torch's ``inference_mode`` wraps the engine's forward
+    pass), so that Python's ``file:line`` and its filters see the caller's code.  Made
+    where no caller's frame is (a pipeline thread): this one's."""
+    level, caller, frame = 2, 2, sys._getframe(1)
+    while frame.f_back is not None:
+        if frame.f_code.co_filename.startswith(_PACKAGE):
+            caller = level + 1
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, UserWarning, stacklevel=level)
+    warnings.warn(message, UserWarning, stacklevel=caller)
 
 
 class Upscaler:

@@ -499,6 +499,26 @@ def test_default_warnings_point_at_the_callers_line(tmp_path: Path) -> None:
     ]
 
 
+def test_the_fp32_fallbacks_warning_points_at_the_callers_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine's forward pass runs inside torch's ``inference_mode`` decorator: a
+    warning made there is still shown at the caller's line, not at torch's."""
+    import warnings
+
+    up = pocketsr_cli.Upscaler("pocketsr-compact", scale=4, device="cpu", precision="bf16")
+    engine = up._engine
+    network = engine._network
+    monkeypatch.setattr(
+        engine, "_network", lambda args, p: network(args, p) * (float("nan") if p != "fp32" else 1)
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        up.upscale(pixels(8, 8))
+    said = [(str(w.message).split(";")[0], Path(w.filename).name) for w in caught]
+    assert said == [("bf16 gave NaN/inf values with pocketsr-compact-x4", "test_api.py")]
+
+
 def test_numpys_integers_are_whole_numbers(tmp_path: Path) -> None:
     """``np.arange`` gives numpy integers: a scale or a quality from one is taken (the
     record stores it as a plain number), not refused as no whole number."""
