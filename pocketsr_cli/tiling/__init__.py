@@ -1,4 +1,4 @@
-"""Tiled inference for any upscaler: plan, pad, run, feather-blend, assemble.
+"""Tiled inference for any upscaler: frame and pad, plan, run, feather-blend, assemble.
 
 The tiler knows no model.  It takes a callable ``fn(x) -> y`` mapping a float tensor
 ``(N, C, h, w)`` on the compute device to ``(N, C, h * scale, w * scale)``, the scale and
@@ -8,9 +8,12 @@ assembled on the CPU.
 
 Vocabulary (all sizes in *input* pixels unless they say otherwise):
 
+- **margin** ``k`` (``SizeRequirements.margin``, 0 for most models): the whole image is
+  first framed in ``k`` replicated border pixels on every side, and the frame's output is
+  dropped as the tiles are assembled.  Every other size below is in the framed image.
 - **tile** ``N``: the largest window the model is shown, overlap included, so memory use is
   a function of ``N`` alone (plus padding up to the model's ``multiple_of``).  ``0`` or
-  ``N >= side`` means one tile across that side.
+  ``N >= side`` (the framed side, ``side + 2k`` padded) means one tile across that side.
 - **core**: the part of the image a tile is responsible for.  Cores are *even*: an axis of
   length ``L`` is cut into ``n`` cores whose sizes differ by at most one pixel, instead of
   ``N``-sized pieces plus a thin remainder.
