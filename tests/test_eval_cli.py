@@ -113,7 +113,7 @@ def test_eval_usage_and_model_errors(photos: Path, tmp_path: Path) -> None:
 def test_evaluate_reports_progress_and_skips_unreadable_files(photos: Path, tmp_path: Path) -> None:
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    paths = [*collect_images(photos, limit=1), bad]
+    paths = [collect_images(photos)[0], bad]
     steps: list[tuple[int, int]] = []
     warnings: list[str] = []
     report = evaluate(

@@ -51,7 +51,7 @@ from pocketsr_cli.evaluation.metrics import (
     ssim_y,
 )
 from pocketsr_cli.factory import UpscalerSpec, open_upscaler
-from pocketsr_cli.spelling import LIMIT, RESIZE
+from pocketsr_cli.spelling import RESIZE
 
 FLOOR_MODEL = "bicubic"
 METRICS = ("psnr_y", "ssim_y", "detail", "hf", "bandcorr", "lattice_ratio", "sharpness")
@@ -164,22 +164,21 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def collect_images(folder: Path, limit: int | None = None) -> list[Path]:
-    """Image files directly inside ``folder`` (by extension, sorted by name), at most ``limit``.
+def collect_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder`` (by extension, sorted by name); ``evaluate``'s
+    ``limit`` says how many of them are scored.
 
     Raises:
-        UsageError: ``folder`` is not a folder, holds no image file, or ``limit`` < 1.
+        UsageError: ``folder`` is not a folder, or holds no image file.
     """
     from pocketsr_cli.imageio import is_image_path
 
     if not folder.is_dir():
         raise UsageError(f"not a folder: {folder}")
-    if limit is not None and limit < 1:
-        raise UsageError(f"{LIMIT} must be at least 1, got {limit}")
     paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image_path(p))
     if not paths:
         raise UsageError(f"no image files in {folder}")
-    return paths[:limit] if limit is not None else paths
+    return paths
 
 
 def ground_truth(path: Path, scale: int, crop: int | None = None) -> npt.NDArray[np.generic]:
