@@ -898,3 +898,18 @@ def test_a_ulimit_on_address_space_caps_the_memory_available(
     unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
     monkeypatch.setattr(resource, "getrlimit", lambda which: unlimited)
     assert memory.address_space_headroom_bytes(status) is None
+
+
+def test_a_tile_that_holds_the_images_side_holds_its_frame_too() -> None:
+    """``--tile 30`` on a 30-px side: one window of the framed 34 px, not two of 30."""
+    shapes: list[tuple[int, ...]] = []
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(x.shape[-2:]))
+        return nearest(2)(x)
+
+    size = SizeRequirements(margin=2)
+    image = smooth_image(30, 50)
+    out = upscale_tiled(image, fn, scale=2, tile=30, overlap=4, size=size)
+    assert (out - untiled(nearest(2), image)).abs().max() <= 1e-6
+    assert {s[0] for s in shapes} == {34} and len(shapes) == len(plan_axis(54, 30, 4))

@@ -13,7 +13,8 @@ Vocabulary (all sizes in *input* pixels unless they say otherwise):
   dropped as the tiles are assembled.  Every other size below is in the framed image.
 - **tile** ``N``: the largest window the model is shown, overlap included, so memory use is
   a function of ``N`` alone (plus padding up to the model's ``multiple_of``).  ``0`` or
-  ``N >= side`` (the framed side, ``side + 2k`` padded) means one tile across that side.
+  ``N >= side`` (the image's own side) means one tile across that side, its frame and
+  padding included.
 - **core**: the part of the image a tile is responsible for.  Cores are *even*: an axis of
   length ``L`` is cut into ``n`` cores whose sizes differ by at most one pixel, instead of
   ``N``-sized pieces plus a thin remainder.

@@ -145,7 +145,7 @@ class TilePolicy:
         size = size or SizeRequirements()
         call: TileFn = fn if prepare is None else _bind_stats(fn, prepare(image))
         _, channels, height, width = image.shape
-        longest = max(size.framed(height), size.framed(width))  # the side the tiler cuts
+        longest = max(height, width)  # a tile at least this long runs it whole
         side, batch = (0, 1)
         if tileable:
             side, batch = self._start(fn, device, scale, size, channels, prepare)
@@ -260,8 +260,9 @@ class TilePolicy:
         need = self._whole_pass(estimate, size, height, width)
         if self.mode == "fixed":
             side = size.padded(self.tile)
-            window = (min(side, size.framed(height)), min(side, size.framed(width)))
-            return int(min(need, estimate.bytes_for_window(*window)))
+            rows = side if self.tile < height else size.framed(height)  # one tile: whole
+            cols = side if self.tile < width else size.framed(width)
+            return int(min(need, estimate.bytes_for_window(rows, cols)))
         return int(min(need, self.cpu_budget_bytes))
 
     @staticmethod
@@ -278,8 +279,7 @@ class TilePolicy:
         out-of-memory error has made this policy back off."""
         if self.mode != "auto" or device.type != "cpu" or self._backed_off:
             return False
-        longest = max(size.framed(height), size.framed(width))
-        if self._estimate is None or self._side is None or self._side >= longest:
+        if self._estimate is None or self._side is None or self._side >= max(height, width):
             return False  # a model's own tile side, or one tile anyway
         return self._whole_pass(self._estimate, size, height, width) <= self._budget(device)
 

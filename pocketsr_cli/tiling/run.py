@@ -79,8 +79,10 @@ def upscale_tiled(
     image = _frame(image.to(torch.float32), size.margin)
     image = _pad_to(image, size.framed(height), size.framed(width))
     origin = size.margin * scale  # where ``out`` starts in the framed image's output
-    row_spans = plan_axis(image.shape[2], tile, overlap, size.multiple_of)
-    col_spans = plan_axis(image.shape[3], tile, overlap, size.multiple_of)
+    # A tile that holds the image's side holds it with its frame too: one window, not two
+    # for the frame's few pixels (``--tile 512`` on a 512-px photo).
+    row_spans = plan_axis(image.shape[2], 0 if tile >= height else tile, overlap, size.multiple_of)
+    col_spans = plan_axis(image.shape[3], 0 if tile >= width else tile, overlap, size.multiple_of)
     rows = feathers(row_spans, image.shape[2], scale, overlap)
     cols = feathers(col_spans, image.shape[3], scale, overlap)
     assembler = Assembler(out, rows, cols, origin=origin)
