@@ -98,7 +98,7 @@ class Upscaler:
         precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (half precision falls back to
             fp32 when it gives NaN/inf, with a warning).
         tile: tile side in input pixels, ``"auto"`` (fit free memory) or 0 (whole image);
-            a side must be at least 4 × ``tile_overlap`` (64 by default).
+            a side must be at least 16 and 4 × ``tile_overlap`` (64 by default).
         tile_overlap: as ``--tile-overlap``: the context pixels, 0 to 256, each tile shares
             with its neighbours (feather-blended, so there are no seams).
         ensemble: ``"none"``, ``"pad"`` (GenDR-Pix's two padded passes, blended by
