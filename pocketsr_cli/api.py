@@ -525,9 +525,10 @@ class Upscaler:
         ``reason`` says why).
 
         Raises:
-            UsageError: ``src_dir`` is missing or holds no file, ``fmt`` is unknown,
-                ``suffix`` is no part of a name (a path separator, ``..``),
-                ``encode_threads`` is below 1, an output would replace an input, or two
+            UsageError: ``src_dir`` is missing or holds no file, ``fmt`` is unknown (or
+                no string), ``suffix`` is no part of a name (a path separator, ``..``),
+                ``encode_threads`` is not a whole number of at least 1, an output would
+                replace an input, or two
                 inputs would be written to one output (raised at the first ``next()``,
                 before anything is written).
             KeyboardInterrupt: after the image being written is finished or cleaned up,
@@ -538,14 +539,22 @@ class Upscaler:
         from pocketsr_cli.jobs import Naming, check_output_folder, collect_jobs
         from pocketsr_cli.pipeline import Options, stream
 
-        if encode_threads is not None and encode_threads < 1:
-            raise UsageError(f"encode_threads must be at least 1, not {encode_threads}")
+        if encode_threads is not None and (
+            not isinstance(encode_threads, numbers.Integral)
+            or isinstance(encode_threads, bool)
+            or encode_threads < 1
+        ):
+            raise UsageError(
+                f"encode_threads must be a whole number, at least 1, not {encode_threads!r}"
+            )
         quality = _whole(quality, "quality", 1, 100)
         texts = (_path_text(src_dir, "src_dir"), _path_text(dst_dir, "dst_dir"))
         if not all(text.strip() for text in texts):
             raise UsageError("an empty folder name: name a folder ('.' for this one)")
         source, out_dir = Path(texts[0]), Path(texts[1])
         check_output_folder(out_dir)
+        if fmt is not None and not isinstance(fmt, str):
+            raise UsageError(f"fmt must be a format name such as 'jpg', not {fmt!r}")
         fmt_key = None
         if fmt is not None and fmt.lower() != "same":
             try:

@@ -206,3 +206,19 @@ def test_encode_threads_change_nothing_but_the_time(
     assert outputs[1] == outputs[3] and len(outputs[1]) == 5
     with pytest.raises(UsageError, match="encode_threads"):
         next(up.upscale_folder(tmp_path / "in", tmp_path / "out0", encode_threads=0))
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [("fmt", 1), ("fmt", b"jpg"), ("encode_threads", "2"), ("encode_threads", 2.5)],
+)
+def test_a_bad_argument_type_is_a_usage_error(
+    up: pocketsr_cli.Upscaler, tmp_path: Path, keyword: str, value: object
+) -> None:
+    """As the README says of the API: a bad argument is a UsageError, said before any work
+    (fmt=1 raised AttributeError from .lower(), encode_threads='2' TypeError from '<', and
+    encode_threads=2.5 ran)."""
+    photos(tmp_path / "in")
+    with pytest.raises(UsageError, match=keyword):
+        next(up.upscale_folder(tmp_path / "in", tmp_path / "out", **{keyword: value}))
+    assert not (tmp_path / "out").exists()
