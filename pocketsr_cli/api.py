@@ -535,7 +535,7 @@ class Upscaler:
                 and each input not finished is yielded as ``skipped`` (``interrupted``).
         """
         from pocketsr_cli import __version__, provenance
-        from pocketsr_cli.imageio import format_from_name
+        from pocketsr_cli.cli._options import output_format
         from pocketsr_cli.jobs import Naming, check_output_folder, collect_jobs
         from pocketsr_cli.pipeline import Options, stream
 
@@ -555,12 +555,7 @@ class Upscaler:
         check_output_folder(out_dir)
         if fmt is not None and not isinstance(fmt, str):
             raise UsageError(f"fmt must be a format name such as 'jpg', not {fmt!r}")
-        fmt_key = None
-        if fmt is not None and fmt.lower() != "same":
-            try:
-                fmt_key = format_from_name(fmt)
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
+        fmt_key = None if fmt is None else output_format(fmt)  # the --format reading
         if suffix is not None and not isinstance(suffix, str):
             raise UsageError(f"suffix must be a string such as '_x4', not {suffix!r}")
         naming = Naming(out_dir=out_dir, suffix=suffix, fmt=fmt_key, tag=self._target.label)

@@ -222,3 +222,17 @@ def test_a_bad_argument_type_is_a_usage_error(
     with pytest.raises(UsageError, match=keyword):
         next(up.upscale_folder(tmp_path / "in", tmp_path / "out", **{keyword: value}))
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_format_is_refused_with_the_command_lines_choices_under_its_keyword(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    """The API takes what --format takes (same, jpg, tif...), and says so in its words."""
+    photos(tmp_path / "in")
+    with pytest.raises(UsageError) as caught:
+        next(up.upscale_folder(tmp_path / "in", tmp_path / "out", fmt="gif"))
+    assert str(caught.value) == (
+        "unknown fmt 'gif'; choose one of: same, png, jpg, jpeg, webp, tiff, tif, bmp"
+    )
+    results = list(up.upscale_folder(tmp_path / "in", tmp_path / "out", fmt="TIF"))
+    assert results and all(r.output is not None and r.output.suffix == ".tif" for r in results)

@@ -35,6 +35,7 @@ def output_format(value: str) -> str | None:
     """
     from pocketsr_cli.errors import UsageError
     from pocketsr_cli.imageio import format_from_name
+    from pocketsr_cli.spelling import FORMAT
 
     if value.strip().lower() == "same":
         return None
@@ -42,7 +43,7 @@ def output_format(value: str) -> str | None:
         return format_from_name(value)
     except ValueError:
         raise UsageError(
-            f"unknown --format {value!r}; choose one of: {', '.join(FORMATS)}"
+            f"unknown {FORMAT} {value!r}; choose one of: {', '.join(FORMATS)}"
         ) from None
 
 
