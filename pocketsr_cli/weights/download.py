@@ -149,12 +149,7 @@ def download_file(
             done = True
             return dest
     finally:
-        if not done and not part.exists():
-            # Nothing to resume: the lock file would be all this attempt leaves.  Removed
-            # while held, so no one holds it meanwhile.
-            with contextlib.suppress(OSError):
-                os.unlink(lock.lock_file)
-        lock.release()
+        _release(lock, part, drop=not done)
 
     kept = part.exists()
     suffix = "; the partial download is kept, run again to resume" if kept else ""
@@ -204,15 +199,22 @@ def downloaded_once(
                         dest.unlink()
                 return
         finally:
-            if not part.exists():  # removed while held, as download_file removes it
-                with contextlib.suppress(OSError):
-                    os.unlink(lock.lock_file)
-            lock.release()
+            _release(lock, part, drop=True)
             remove_empty_folder(dest.parent)
     raise ModelError(
         f"{dest.name} was removed or replaced by another process after each download "
         f"into {dest.parent}; run again once that process has ended"
     )
+
+
+def _release(lock: FileLock, part: Path, *, drop: bool) -> None:
+    """Let go of a download lock; with ``drop``, first remove its file unless the partial
+    download ``part`` is kept beside it to resume (the lock file would be all there is
+    left).  Removed while held, so that no one holds it meanwhile."""
+    if drop and not part.exists():
+        with contextlib.suppress(OSError):
+            os.unlink(lock.lock_file)
+    lock.release()
 
 
 def _acquire(dest: Path, on_progress: ProgressCallback | None) -> FileLock:
