@@ -58,8 +58,8 @@ move from the target's own before it prefers the closest factor to the smallest 
 
 def scaled_length(n: int, factor: Fraction) -> int:
     """``n`` pixels times ``factor``, rounded half up, at least 1: every output side a
-    factor sets.  A PCSR network draws its sides by the same rule (its
-    ``grid.output_length``), so that a size asked of it is the size it draws."""
+    factor sets.  A PCSR network draws its sides by it too (``grid.output_length``), so
+    that a size asked of it is the size it draws."""
     return max(1, math.floor(n * factor + Fraction(1, 2)))
 
 

@@ -30,6 +30,8 @@ from fractions import Fraction
 import torch
 import torch.nn.functional as F
 
+from pocketsr_cli.sizing import scaled_length
+
 MAX_DENOMINATOR = 100  # any scale with two decimals is exact
 
 
@@ -55,12 +57,12 @@ def as_ratio(scale: float | Fraction) -> Fraction:
 
 def output_length(n: int, ratio: Fraction) -> int:
     """Output pixels along an axis of ``n`` LR pixels: ``n * scale`` rounded half up, at
-    least one.  It is pocketsr's rule for every output size (``sizing.scaled_length``,
-    which this layer does not import), so that the size a run asks for is the size drawn.
-    The official ``round(h * scale)`` rounds half to even: one pixel fewer where
-    ``n * scale`` is an even number and a half (32.5 makes 32, not 33), a pixel whose
-    centre lies on the LR's far edge, which it draws at odd ones."""
-    return max(1, math.floor(n * ratio + Fraction(1, 2)))
+    least one: pocketsr's rule for every output size (``sizing.scaled_length``), so that
+    the size a run asks for is the size drawn.  The official ``round(h * scale)`` rounds
+    half to even: one pixel fewer where ``n * scale`` is an even number and a half (32.5
+    makes 32, not 33), a pixel whose centre lies on the LR's far edge, which it draws at
+    odd ones."""
+    return scaled_length(n, ratio)
 
 
 @dataclass(frozen=True)
