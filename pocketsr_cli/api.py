@@ -539,14 +539,8 @@ class Upscaler:
         from pocketsr_cli.jobs import Naming, check_output_folder, collect_jobs
         from pocketsr_cli.pipeline import Options, stream
 
-        if encode_threads is not None and (
-            not isinstance(encode_threads, numbers.Integral)
-            or isinstance(encode_threads, bool)
-            or encode_threads < 1
-        ):
-            raise UsageError(
-                f"encode_threads must be a whole number, at least 1, not {encode_threads!r}"
-            )
+        if encode_threads is not None:
+            encode_threads = _whole(encode_threads, "encode_threads", 1)
         quality = _whole(quality, "quality", 1, 100)
         texts = (_path_text(src_dir, "src_dir"), _path_text(dst_dir, "dst_dir"))
         if not all(text.strip() for text in texts):
@@ -618,15 +612,17 @@ class _WarningsOnly(NullReporter):
             self._warn(summary.conflicts_warning)
 
 
-def _whole(value: object, keyword: str, low: int, high: int) -> int:
-    """``value`` as an int from ``low`` to ``high`` (``scale``, ``tile_overlap``, JPEG/WebP
-    ``quality``; refused before any work).  Numpy's integers count (``np.arange`` gives them), and
-    become Python's, which the output's JSON record can hold; bools and floats do not."""
+def _whole(value: object, keyword: str, low: int, high: int | None = None) -> int:
+    """``value`` as an int from ``low`` to ``high`` (None: no limit; ``scale``,
+    ``tile_overlap``, JPEG/WebP ``quality``, ``encode_threads``; refused before any work).
+    Numpy's integers count (``np.arange`` gives them), and become Python's, which the
+    output's JSON record can hold; bools and floats do not."""
     whole = (
         int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else None
     )
-    if whole is None or not low <= whole <= high:
-        raise UsageError(f"{keyword} must be a whole number from {low} to {high}, not {value!r}")
+    if whole is None or whole < low or (high is not None and whole > high):
+        bounds = f" from {low} to {high}" if high is not None else f", at least {low}"
+        raise UsageError(f"{keyword} must be a whole number{bounds}, not {value!r}")
     return whole
 
 
