@@ -37,8 +37,8 @@ class SizeRequirements:
     pixel repeated outwards) and their output cropped away: a network whose convolutions
     pad with zeros sees the image's own colours past its edges instead of black.  The
     default model drew a patch of grain into the corner where its zero padding met
-    (18 levels on a flat grey at x4) and its outer 8 output pixels 0.5 dB worse than the
-    rest; 2 replicated pixels mend both (``pocketsr-compact-x4.md``).
+    (17-18 levels off on a flat grey at x4); 2 replicated pixels mend it and lift its outer
+    8 output pixels' PSNR-Y a little (``pocketsr-compact-x4.md``, "Border margin").
     """
 
     minimum: int = 1
