@@ -373,3 +373,95 @@ def test_a_maker_note_is_kept_where_cutting_it_out_could_break_an_offset() -> No
     shared = bytearray(exif)
     struct.pack_into("<I", shared, lens + 8, note_at + 10)
     assert without_maker_note(bytes(shared)) is None
+
+
+_TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+
+
+def offsets_inside(exif: bytes) -> bool:
+    """Whether every offset a reader follows in a bare EXIF block (IFD0 and its links, the
+    Exif, GPS and Interoperability IFDs, values stored out of line, the thumbnail) points
+    past the header and at bytes within the block (written out here, apart from the
+    module's walk)."""
+    import struct
+
+    order = "<" if exif[:2] == b"II" else ">"
+    todo, seen = [struct.unpack_from(order + "I", exif, 4)[0]], set()
+    while todo:
+        at = todo.pop()
+        if at < 8 or at + 2 > len(exif):
+            return False
+        (count,) = struct.unpack_from(order + "H", exif, at)
+        if at + 2 + 12 * count + 4 > len(exif):
+            return False
+        if at in seen:
+            continue
+        seen.add(at)
+        thumbnail, length = None, 0
+        for pos in range(at + 2, at + 2 + 12 * count, 12):
+            tag, typ, n, value = struct.unpack_from(order + "HHII", exif, pos)
+            if typ not in _TYPE_BYTES:
+                return False
+            if tag in (0x8769, 0x8825, 0xA005):
+                todo += [value] if value else []
+            elif tag == 0x0201:
+                thumbnail = value
+            elif _TYPE_BYTES[typ] * n > 4 and not 8 <= value <= len(exif) - _TYPE_BYTES[typ] * n:
+                return False
+            length = value if tag == 0x0202 else length
+        if thumbnail is not None and not 8 <= thumbnail <= len(exif) - length:
+            return False
+        (after,) = struct.unpack_from(order + "I", exif, at + 2 + 12 * count)
+        todo += [after] if after else []
+    return True
+
+
+def exif_blocks() -> list[bytes]:
+    """Camera EXIF blocks: built here (a thumbnail, maker notes, both byte orders), and
+    those of the photos in ``data/`` where it is present."""
+    from conftest import REPO
+
+    from pocketsr_cli.imageio.metadata import bare_exif
+
+    blocks = [
+        exif_with_thumbnail(120, maker_note_size=60),
+        exif_with_thumbnail(120, after=b"editor\0", maker_note_size=61),
+        camera_exif("<", b"N" * 61).tobytes()[6:],
+        camera_exif(">", b"N" * 30).tobytes()[6:],
+    ]
+    photos = sorted((REPO / "data" / "test").glob("*.jpg")) + sorted(
+        (REPO / "data" / "val").glob("*.jpg")
+    )
+    for path in photos[:8]:
+        with Image.open(path) as im:
+            block = bare_exif(im.info.get("exif"))
+        if block is not None and len(block) > 1000:
+            blocks.append(block)
+    return blocks
+
+
+def test_cutting_the_thumbnail_or_maker_note_of_damaged_exif_never_breaks_an_offset() -> None:
+    """The thumbnail and maker-note cuts walk the block the same way and refuse what they
+    cannot follow: on EXIF cut short or with a byte changed anywhere they never raise, and
+    what they return has every offset inside it.  (The thumbnail cut used to keep an Exif
+    IFD offset pointing past the end, or a value running past it.)"""
+    import random
+
+    from pocketsr_cli.imageio.metadata import without_maker_note, without_thumbnail_data
+
+    rng = random.Random(7)
+    cuts = (without_thumbnail_data, without_maker_note)
+    for exif in exif_blocks():
+        assert offsets_inside(exif)
+        assert any(cut(exif) is not None for cut in cuts)
+        if len(exif) <= 1000:  # built here: every length and every byte
+            ends, flips = range(len(exif)), [(at, v) for at in range(len(exif)) for v in (0, 0xFF)]
+        else:  # a photo's: a sample
+            ends = rng.sample(range(len(exif)), 100)
+            flips = [(rng.randrange(len(exif)), rng.randrange(256)) for _ in range(300)]
+        damaged = [exif[:end] for end in ends]
+        damaged += [exif[:at] + bytes([value]) + exif[at + 1 :] for at, value in flips]
+        for block in damaged:
+            for cut in cuts:
+                edited = cut(block)
+                assert edited is None or offsets_inside(edited), (cut.__name__, block)

@@ -11,10 +11,12 @@ Nothing here raises on malformed metadata: it is returned unchanged or dropped.
 
 from __future__ import annotations
 
+import itertools
 import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -122,165 +124,225 @@ def patch_exif(exif: bytes, *, size: tuple[int, int] | None = None) -> bytes:
 # Bytes per value of each TIFF field type (BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE,
 # UNDEFINED, SSHORT, SLONG, SRATIONAL, FLOAT, DOUBLE, IFD).
 _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+_IFD = 13
 _SUB_IFDS = (_TAG_EXIF_IFD, 0x8825, 0xA005)  # Exif, GPS, Interoperability
 _TAG_THUMBNAIL_OFFSET, _TAG_THUMBNAIL_LENGTH = 0x0201, 0x0202
+# Offsets to image data and further IFDs that the walk does not follow: a block holding one
+# is not edited where it is (they would point at the wrong bytes once data before them moved).
+_UNFOLLOWED_OFFSETS = (0x0111, 0x0144, 0x014A)  # StripOffsets, TileOffsets, SubIFDs
+_LINK = -1  # the tag of an offset stored in the header (to IFD0) or in an IFD's link
 
 
-def _extent(buf: bytes, order: str, offset: int, seen: set[int]) -> int:
-    """Where the IFD at ``offset``, the values it points at and its sub-IFDs end."""
-    seen.add(offset)
-    (count,) = struct.unpack_from(order + "H", buf, offset)
-    end = offset + 2 + 12 * count + 4
-    for i in range(count):
-        pos = offset + 2 + 12 * i
-        tag, typ, n = struct.unpack_from(order + "HHI", buf, pos)
-        (value,) = struct.unpack_from(order + "I", buf, pos + 8)
-        if _TYPE_SIZES.get(typ, 1) * n > 4:
-            end = max(end, value + _TYPE_SIZES.get(typ, 1) * n)
-        if tag in _SUB_IFDS and typ in (LONG, 13) and value not in seen and value < len(buf):
-            end = max(end, _extent(buf, order, value, seen))
-    return end
+class _Ref(NamedTuple):
+    """One offset in an EXIF block, as :func:`_walk` found it."""
+
+    field: int  # where it is stored (4: the header's, to IFD0)
+    target: int  # where it points
+    size: int  # the bytes it points at (an IFD: its table and its link)
+    tag: int  # the tag of the entry that holds it, or _LINK
+    ifd: bool  # whether it points at an IFD
+    thumbnail: bool  # reached through IFD0's link (IFD1, the thumbnail's)
+
+    def inside(self, length: int) -> bool:
+        """Whether it points past the header and its bytes end within ``length``."""
+        return self.target >= 8 and self.target + self.size <= length
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """An EXIF block's structure, as far as :func:`_walk` understood it.
+
+    Attributes:
+        order: its byte order, ``"<"`` or ``">"``.
+        length: its length in bytes.
+        refs: the offsets it follows, each one once: the header's, each IFD's link to the
+            next, the Exif, GPS and Interoperability IFDs, the values stored out of line and
+            the thumbnail.  One pointing past the end is listed, not followed.
+        unknown: for each entry it could not follow (an offset to image strips or tiles or
+            to SubIFDs, a sub-IFD or thumbnail offset of another shape, a type TIFF does not
+            define: its value may be an offset), whether it lies on the thumbnail's side.
+        ifd0, exif_ifd: where IFD0 and the Exif IFD it points at are (0: none).
+        link: where IFD0's link to the next IFD (IFD1, the thumbnail's) is stored (0: unread).
+    """
+
+    order: str
+    length: int
+    refs: tuple[_Ref, ...]
+    unknown: tuple[bool, ...]
+    ifd0: int
+    exif_ifd: int
+    link: int
+
+    def understood(self, *, thumbnail: bool) -> bool:
+        """Whether every offset on IFD0's side, and on the thumbnail's when ``thumbnail``,
+        was followed and points within the block: what an edit that moves or cuts bytes
+        needs (an offset it cannot see would point at the wrong bytes afterwards)."""
+        refs = (ref for ref in self.refs if thumbnail or not ref.thumbnail)
+        unknown = [side for side in self.unknown if thumbnail or not side]
+        return not unknown and all(ref.inside(self.length) for ref in refs)
+
+
+def _walk(exif: bytes) -> _Layout | None:
+    """The structure of a bare EXIF block: IFD0 and its sub-IFDs first, then what IFD0's
+    link leads to (IFD1, the thumbnail's, and its own links).  None without a TIFF header.
+
+    The one walk behind every edit here that moves or cuts bytes, with one tolerance
+    policy: it never raises on damaged data (an IFD whose table does not fit, a loop of
+    offsets, garbage entries) but says what it could not follow (:meth:`_Layout.understood`),
+    and the edits refuse a block they do not fully understand.  Offsets inside a tag's
+    value (a maker note's own) are not seen: such a value moves as one piece."""
+    if len(exif) < 8 or exif[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    order = "<" if exif[:2] == b"II" else ">"
+    (ifd0,) = struct.unpack_from(order + "I", exif, 4)
+    refs: list[_Ref] = []
+    unknown: list[bool] = []
+    seen: set[int] = set()
+    exif_ifd = link0 = 0
+    sides: tuple[list[tuple[int, int, int]], ...] = ([(4, ifd0, _LINK)], [])
+    for thumbnail, todo in enumerate(sides):
+        while todo:
+            field, at, tag = todo.pop()
+            fits = 8 <= at <= len(exif) - 2
+            count = struct.unpack_from(order + "H", exif, at)[0] if fits else 0
+            ref = _Ref(field, at, 2 + 12 * count + 4, tag, True, bool(thumbnail))
+            refs.append(ref)
+            if at in seen or not ref.inside(len(exif)):
+                continue
+            seen.add(at)
+            thumbnail_at, thumbnail_length = 0, 0
+            for pos in range(at + 2, at + 2 + 12 * count, 12):
+                entry, typ, n, value = struct.unpack_from(order + "HHII", exif, pos)
+                width = _TYPE_SIZES.get(typ)
+                if width is None or entry in _UNFOLLOWED_OFFSETS:
+                    unknown.append(bool(thumbnail))
+                elif entry in _SUB_IFDS or entry == _TAG_THUMBNAIL_OFFSET:
+                    again = entry == _TAG_THUMBNAIL_OFFSET and thumbnail_at  # a second one
+                    if typ not in (LONG, _IFD) or n != 1 or again:
+                        unknown.append(bool(thumbnail))
+                    elif entry == _TAG_THUMBNAIL_OFFSET:
+                        thumbnail_at = pos + 8
+                    elif value:
+                        todo.append((pos + 8, value, entry))
+                        if at == ifd0 and entry == _TAG_EXIF_IFD and not exif_ifd:
+                            exif_ifd = value
+                elif width * n > 4:
+                    refs.append(_Ref(pos + 8, value, width * n, entry, False, bool(thumbnail)))
+                if entry == _TAG_THUMBNAIL_LENGTH and typ == LONG and n == 1:
+                    thumbnail_length = value
+            if thumbnail_at:
+                (offset,) = struct.unpack_from(order + "I", exif, thumbnail_at)
+                thumbnail_ref = (thumbnail_at, offset, thumbnail_length, _TAG_THUMBNAIL_OFFSET)
+                refs.append(_Ref(*thumbnail_ref, False, bool(thumbnail)))
+            link = at + 2 + 12 * count
+            (after,) = struct.unpack_from(order + "I", exif, link)
+            if field == 4:  # IFD0: what its link leads to is the thumbnail's side
+                link0 = link
+                if after:
+                    sides[1].append((link, after, _LINK))
+            elif after:
+                todo.append((link, after, _LINK))
+    return _Layout(order, len(exif), tuple(refs), tuple(unknown), ifd0, exif_ifd, link0)
+
+
+def _checked(edited: bytes) -> bytes | None:
+    """``edited`` when every offset in it is followed and points within it, else None:
+    what the edits return is walked once more, so that none can hand over a broken block."""
+    layout = _walk(edited)
+    return edited if layout is not None and layout.understood(thumbnail=True) else None
 
 
 def without_thumbnail_data(exif: bytes) -> bytes | None:
     """``exif`` shortened by its thumbnail (IFD1 and the JPEG it points at), or None when
-    that cannot be done safely: no thumbnail, or something IFD0 or its Exif, GPS and
+    that cannot be done safely: no thumbnail, something IFD0 or its Exif, GPS and
     Interoperability IFDs point at lies after the thumbnail's start (the block would be
-    cut through it).  For a block too large for a JPEG segment, where the thumbnail is
+    cut through it), or an offset on their side that :func:`_walk` does not follow or that
+    points past the end.  For a block too large for a JPEG segment, where the thumbnail is
     usually what makes it so; maker notes and other tags stay byte for byte."""
-    order = "<" if exif[:2] == b"II" else ">"
-    try:
-        (ifd0,) = struct.unpack_from(order + "I", exif, 4)
-        (count,) = struct.unpack_from(order + "H", exif, ifd0)
-        link = ifd0 + 2 + 12 * count
-        (ifd1,) = struct.unpack_from(order + "I", exif, link)
-        if not ifd1:
-            return None
-        start = ifd1
-        for tag, typ, pos in ifd_entries(exif, order, ifd1):
-            if tag == _TAG_THUMBNAIL_OFFSET and typ == LONG:
-                (offset,) = struct.unpack_from(order + "I", exif, pos)
-                start = min(start, offset)
-        if _extent(exif, order, ifd0, set()) > start:
-            return None
-    except struct.error:
+    layout = _walk(exif)
+    if layout is None or not layout.understood(thumbnail=False):
+        return None
+    ifd1 = next((ref for ref in layout.refs if ref.field == layout.link), None)
+    if ifd1 is None or not ifd1.inside(len(exif)):
+        return None  # no thumbnail, or an IFD1 that cannot be read
+    start = min(
+        [ifd1.target]
+        + [
+            ref.target
+            for ref in layout.refs
+            if ref.tag == _TAG_THUMBNAIL_OFFSET
+            and ifd1.target <= ref.field < ifd1.target + ifd1.size
+        ]
+    )
+    if max(ref.target + ref.size for ref in layout.refs if not ref.thumbnail) > start:
         return None
     buf = bytearray(exif[:start])
-    struct.pack_into(order + "I", buf, link, 0)
-    return bytes(buf)
+    struct.pack_into(layout.order + "I", buf, layout.link, 0)
+    return _checked(bytes(buf))
 
 
 _TAG_MAKER_NOTE = 0x927C
-# Offsets to image data and further IFDs that this module does not follow: a block holding
-# one is not rearranged (they would point at the wrong bytes once data before them moved).
-_UNFOLLOWED_OFFSETS = (0x0111, 0x0144, 0x014A)  # StripOffsets, TileOffsets, SubIFDs
-
-
-def _references(buf: bytes, order: str) -> list[tuple[int, int, int]] | None:
-    """The offsets in the block, as ``(where it is stored, where it points, bytes there)``:
-    IFD0's from the header, each IFD's link to the next (IFD1, the thumbnail's), their
-    Exif, GPS and Interoperability IFDs, the values stored out of line and the thumbnail.
-    None when the block holds an offset this walk does not follow (image strips or tiles,
-    SubIFDs), an entry of a type TIFF does not define (its value may be one), or an offset
-    past its end.  Offsets inside a tag's value (a maker note's own) are not seen.
-
-    Raises:
-        struct.error: the block is cut short.
-    """
-    (ifd0,) = struct.unpack_from(order + "I", buf, 4)
-    refs: list[tuple[int, int, int]] = []
-    todo, seen = [(4, ifd0)], set()
-    while todo:
-        field, ifd = todo.pop()
-        (count,) = struct.unpack_from(order + "H", buf, ifd)
-        link = ifd + 2 + 12 * count
-        refs.append((field, ifd, link + 4 - ifd))
-        if ifd in seen:
-            continue
-        seen.add(ifd)
-        thumbnail: list[int] = []  # where its offset is stored, where it points
-        thumbnail_length = 0
-        for i in range(count):
-            pos = ifd + 2 + 12 * i
-            tag, typ, n, value = struct.unpack_from(order + "HHII", buf, pos)
-            if typ not in _TYPE_SIZES or tag in _UNFOLLOWED_OFFSETS:
-                return None
-            if tag in _SUB_IFDS and typ in (LONG, 13) and n == 1:
-                if value:
-                    todo.append((pos + 8, value))
-            elif tag == _TAG_THUMBNAIL_OFFSET and typ == LONG and n == 1:
-                thumbnail = [pos + 8, value]
-            elif tag == _TAG_THUMBNAIL_LENGTH and typ == LONG and n == 1:
-                thumbnail_length = value
-            elif _TYPE_SIZES[typ] * n > 4:
-                refs.append((pos + 8, value, _TYPE_SIZES[typ] * n))
-        if thumbnail:
-            refs.append((thumbnail[0], thumbnail[1], thumbnail_length))
-        (after,) = struct.unpack_from(order + "I", buf, link)
-        if after:
-            todo.append((link, after))
-    if any(target + size > len(buf) for _field, target, size in refs):
-        return None
-    return refs
 
 
 def without_maker_note(exif: bytes) -> bytes | None:
-    """``exif`` without its maker note (the Exif IFD's MakerNote entry and the bytes it
-    points at: a camera maker's private data, often tens of KiB), or None when there is
-    none or it cannot be cut out safely: something else lies within its bytes, or the
-    block holds an offset :func:`_references` does not know.  What follows the cut moves
-    up and every offset past it with it; all else stays byte for byte.  For a block too
-    large for a JPEG segment once its thumbnail is gone (:func:`without_thumbnail_data`).
-    """
-    order = "<" if exif[:2] == b"II" else ">"
-    try:
-        refs = _references(exif, order)
-        exif_ifd, note = _maker_note_entry(exif, order)
-        if refs is None or not note:
-            return None
-        (count,) = struct.unpack_from(order + "H", exif, exif_ifd)
-    except struct.error:
+    """``exif`` without its maker note (the MakerNote entry and the bytes it points at: a
+    camera maker's private data, often tens of KiB), or None when there is none or it
+    cannot be cut out safely: something else lies within its bytes, or the block holds an
+    offset :func:`_walk` does not follow or one pointing past its end.  What follows the
+    cut moves up and every offset past it with it; all else stays byte for byte.  For a
+    block too large for a JPEG segment once its thumbnail is gone
+    (:func:`without_thumbnail_data`)."""
+    layout = _walk(exif)
+    if layout is None or not layout.understood(thumbnail=True):
         return None
-    # The entry goes, and the entries after it move up over it; an odd-sized note leaves
+    order = layout.order
+    notes: dict[int, list[int]] = {}  # an IFD: the value fields of its MakerNote entries
+    for ifd in dict.fromkeys(ifd for ifd in (layout.exif_ifd,) if ifd):
+        fields = [pos for tag, _typ, pos in ifd_entries(exif, order, ifd) if tag == _TAG_MAKER_NOTE]
+        if fields:
+            notes[ifd] = fields
+    entries = {field for fields in notes.values() for field in fields}
+    if not entries:
+        return None
+    # Each entry goes, and the entries after it move up over it; an odd-sized note leaves
     # its last byte behind, so that every offset keeps its parity (TIFF's word alignment).
-    cuts = [(note - 8, 12)]
-    data = next(((target, size) for field, target, size in refs if field == note), None)
-    if data is not None:
-        cuts.append((data[0], data[1] - data[1] % 2))
-    for field, target, size in refs:
-        inside_entry = cuts[0][0] <= target < cuts[0][0] + 12
-        inside_data = data is not None and field != note and _overlap((target, max(size, 1)), data)
-        if inside_entry or inside_data:
-            return None
-    cuts.sort()
+    # A cut: where it starts, the bytes it removes, the bytes it stands for, the IFD whose
+    # table holds it (0: a note's bytes).
+    cuts = sorted(
+        [(field - 8, 12, 12, ifd) for ifd, fields in notes.items() for field in fields]
+        + [
+            (ref.target, ref.size - ref.size % 2, ref.size, 0)
+            for ref in layout.refs
+            if ref.field in entries
+        ]
+    )
+    if any(_overlap((a[0], a[2]), (b[0], b[2])) for a, b in itertools.pairwise(cuts)):
+        return None
+    for ref in layout.refs:
+        if ref.field in entries:
+            continue
+        for start, _n, span, ifd in cuts:
+            holds = ref.ifd and ref.target == ifd  # the IFD that loses the entry
+            if start <= ref.field < start + span or (
+                _overlap((ref.target, max(ref.size, 1)), (start, span)) and not holds
+            ):
+                return None
 
     def moved(offset: int) -> int:
-        return offset - sum(n for start, n in cuts if start + n <= offset)
+        return offset - sum(n for start, n, _span, _ifd in cuts if start + n <= offset)
 
     out, at = bytearray(), 0
-    for start, n in cuts:
+    for start, n, _span, _ifd in cuts:
         out += exif[at:start]
         at = start + n
     out += exif[at:]
-    struct.pack_into(order + "H", out, moved(exif_ifd), count - 1)
-    for field, target, _size in refs:
-        if field != note:
-            struct.pack_into(order + "I", out, moved(field), moved(target))
-    return bytes(out)
-
-
-def _maker_note_entry(exif: bytes, order: str) -> tuple[int, int]:
-    """Where the Exif IFD is and where its MakerNote entry's value field is (0: none)."""
-    (ifd0,) = struct.unpack_from(order + "I", exif, 4)
-    for tag, typ, pos in ifd_entries(exif, order, ifd0):
-        if tag == _TAG_EXIF_IFD and typ in (LONG, 13):
-            (exif_ifd,) = struct.unpack_from(order + "I", exif, pos)
-            if not exif_ifd:
-                break
-            for note_tag, _typ, note in ifd_entries(exif, order, exif_ifd):
-                if note_tag == _TAG_MAKER_NOTE:
-                    return exif_ifd, note
-    return 0, 0
+    for ifd, fields in notes.items():
+        (count,) = struct.unpack_from(order + "H", exif, ifd)
+        struct.pack_into(order + "H", out, moved(ifd), count - len(fields))
+    for ref in layout.refs:
+        if ref.field not in entries:
+            struct.pack_into(order + "I", out, moved(ref.field), moved(ref.target))
+    return _checked(bytes(out))
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
