@@ -375,6 +375,38 @@ def test_a_maker_note_is_kept_where_cutting_it_out_could_break_an_offset() -> No
     assert without_maker_note(bytes(shared)) is None
 
 
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_a_maker_note_in_ifd0_is_cut_out_as_one_in_the_exif_ifd(endian: str) -> None:
+    """Some cameras write the maker note in IFD0 rather than the Exif IFD (ExifTool reads
+    it there too): it goes the same way, and so do both when a block holds two."""
+    from pocketsr_cli.imageio.metadata import without_maker_note
+
+    camera = camera_exif(endian, b"N" * 100)
+    del camera.get_ifd(0x8769)[0x927C]
+    camera[0x927C] = b"I" * 70_001
+    exif = camera.tobytes()[6:]
+    trimmed = without_maker_note(exif)
+    assert trimmed is not None and len(trimmed) < 400
+    expected = exif_tags(exif)
+    del expected["ifd0"][0x927C]
+    assert exif_tags(trimmed) == expected
+    tags, notes = through_jpeg(exif)
+    assert notes == [
+        "its EXIF maker note was left out: without it the EXIF block fits a JPEG (64 KiB at most)"
+    ]
+    assert tags[0x010F] == "Canon" and 0x927C not in tags
+    assert tags.get_ifd(0x8769)[0xA434] == "RF24-105mm F4 L IS USM"
+    assert tags.get_ifd(0x8825)[2] == (48.0, 51.0, 29.5)
+    both = camera_exif(endian, b"N" * 40_001)
+    both[0x927C] = b"I" * 40_001
+    block = both.tobytes()[6:]
+    trimmed = without_maker_note(block)
+    assert trimmed is not None and len(trimmed) < 400
+    expected = exif_tags(block)
+    del expected["ifd0"][0x927C], expected["exif"][0x927C]
+    assert exif_tags(trimmed) == expected
+
+
 _TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
 
 
@@ -417,17 +449,19 @@ def offsets_inside(exif: bytes) -> bool:
 
 
 def exif_blocks() -> list[bytes]:
-    """Camera EXIF blocks: built here (a thumbnail, maker notes, both byte orders), and
-    those of the photos in ``data/`` where it is present."""
+    """Camera EXIF blocks: built here (a thumbnail, maker notes in the Exif IFD and in
+    IFD0, both byte orders), and those of the photos in ``data/`` where it is present."""
     from conftest import REPO
 
     from pocketsr_cli.imageio.metadata import bare_exif
 
+    ifd0_note = camera_exif(">", b"N" * 30)
+    ifd0_note[0x927C] = b"I" * 41
     blocks = [
         exif_with_thumbnail(120, maker_note_size=60),
         exif_with_thumbnail(120, after=b"editor\0", maker_note_size=61),
         camera_exif("<", b"N" * 61).tobytes()[6:],
-        camera_exif(">", b"N" * 30).tobytes()[6:],
+        ifd0_note.tobytes()[6:],
     ]
     photos = sorted((REPO / "data" / "test").glob("*.jpg")) + sorted(
         (REPO / "data" / "val").glob("*.jpg")

@@ -291,13 +291,18 @@ def without_maker_note(exif: bytes) -> bytes | None:
     offset :func:`_walk` does not follow or one pointing past its end.  What follows the
     cut moves up and every offset past it with it; all else stays byte for byte.  For a
     block too large for a JPEG segment once its thumbnail is gone
-    (:func:`without_thumbnail_data`)."""
+    (:func:`without_thumbnail_data`).
+
+    The note is looked for in the Exif IFD, where the Exif standard puts it, and in IFD0,
+    where some cameras write it (ExifTool reads and rewrites it there, "some cameras
+    incorrectly write maker notes in IFD0"; Exiv2 keeps it as a plain IFD0 tag): it is as
+    large there, and as private."""
     layout = _walk(exif)
     if layout is None or not layout.understood(thumbnail=True):
         return None
     order = layout.order
     notes: dict[int, list[int]] = {}  # an IFD: the value fields of its MakerNote entries
-    for ifd in dict.fromkeys(ifd for ifd in (layout.exif_ifd,) if ifd):
+    for ifd in dict.fromkeys(ifd for ifd in (layout.ifd0, layout.exif_ifd) if ifd):
         fields = [pos for tag, _typ, pos in ifd_entries(exif, order, ifd) if tag == _TAG_MAKER_NOTE]
         if fields:
             notes[ifd] = fields
