@@ -453,7 +453,7 @@ def exif_blocks() -> list[bytes]:
     IFD0, both byte orders), and those of the photos in ``data/`` where it is present."""
     from conftest import REPO
 
-    from pocketsr_cli.imageio.metadata import bare_exif
+    from pocketsr_cli.imageio.metadata import bare_exif, without_thumbnail
 
     ifd0_note = camera_exif(">", b"N" * 30)
     ifd0_note[0x927C] = b"I" * 41
@@ -462,6 +462,7 @@ def exif_blocks() -> list[bytes]:
         exif_with_thumbnail(120, after=b"editor\0", maker_note_size=61),
         camera_exif("<", b"N" * 61).tobytes()[6:],
         ifd0_note.tobytes()[6:],
+        without_thumbnail(exif_with_thumbnail(90, maker_note_size=20)),  # its link cut
     ]
     photos = sorted((REPO / "data" / "test").glob("*.jpg")) + sorted(
         (REPO / "data" / "val").glob("*.jpg")
@@ -499,3 +500,28 @@ def test_cutting_the_thumbnail_or_maker_note_of_damaged_exif_never_breaks_an_off
             for cut in cuts:
                 edited = cut(block)
                 assert edited is None or offsets_inside(edited), (cut.__name__, block)
+
+
+def test_a_thumbnail_whose_link_was_cut_when_the_photo_was_turned_is_cut_off_too() -> None:
+    """Turning the pixels upright cuts IFD0's link to the thumbnail (it would show
+    sideways) but left its bytes in the block: a block too large only by them lost all its
+    EXIF in a JPEG.  They go, as a linked thumbnail does."""
+    from pocketsr_cli.imageio.metadata import (
+        patch_exif,
+        without_thumbnail,
+        without_thumbnail_data,
+    )
+
+    exif = exif_with_thumbnail(70_000)
+    unlinked = without_thumbnail(exif)
+    trimmed = without_thumbnail_data(unlinked)
+    assert trimmed is not None and len(trimmed) < 300 and unlinked.startswith(trimmed)
+    assert exif_tags(trimmed) == exif_tags(without_thumbnail_data(exif) or b"")
+    tags, notes = through_jpeg(unlinked)
+    assert notes == [
+        "its EXIF thumbnail was left out: without it the EXIF block fits a JPEG (64 KiB at most)"
+    ]
+    assert tags[0x010F] == "Canon" and tags.get_ifd(0x8769)[0x927C] == b"M" * 100
+    # Nothing after what IFD0's side points at: nothing to cut.
+    assert without_thumbnail_data(trimmed) is None
+    assert without_thumbnail_data(patch_exif(camera_exif("<", b"N" * 10).tobytes()[6:])) is None

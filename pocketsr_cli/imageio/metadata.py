@@ -258,27 +258,47 @@ def without_thumbnail_data(exif: bytes) -> bytes | None:
     Interoperability IFDs point at lies after the thumbnail's start (the block would be
     cut through it), or an offset on their side that :func:`_walk` does not follow or that
     points past the end.  For a block too large for a JPEG segment, where the thumbnail is
-    usually what makes it so; maker notes and other tags stay byte for byte."""
+    usually what makes it so; maker notes and other tags stay byte for byte.
+
+    A thumbnail whose link was already cut (:func:`patch_exif` and :func:`without_thumbnail`
+    cut it when the pixels are turned upright) still holds its bytes: an IFD with a
+    thumbnail right after everything IFD0's side points at is taken for it."""
     layout = _walk(exif)
     if layout is None or not layout.understood(thumbnail=False):
         return None
-    ifd1 = next((ref for ref in layout.refs if ref.field == layout.link), None)
-    if ifd1 is None or not ifd1.inside(len(exif)):
-        return None  # no thumbnail, or an IFD1 that cannot be read
-    start = min(
-        [ifd1.target]
-        + [
-            ref.target
-            for ref in layout.refs
-            if ref.tag == _TAG_THUMBNAIL_OFFSET
-            and ifd1.target <= ref.field < ifd1.target + ifd1.size
-        ]
-    )
-    if max(ref.target + ref.size for ref in layout.refs if not ref.thumbnail) > start:
+    end = max(ref.target + ref.size for ref in layout.refs if not ref.thumbnail)
+    if not any(ref.field == layout.link for ref in layout.refs):  # no IFD1 linked
+        for at in dict.fromkeys((end, end + end % 2)):  # (on a word boundary or not)
+            relinked = bytearray(exif)
+            struct.pack_into(layout.order + "I", relinked, layout.link, at)
+            if _thumbnail_start(_walk(bytes(relinked)), jpeg=True) is not None:
+                return without_thumbnail_data(bytes(relinked))
+        return None
+    start = _thumbnail_start(layout, jpeg=False)
+    if start is None or end > start:
         return None
     buf = bytearray(exif[:start])
     struct.pack_into(layout.order + "I", buf, layout.link, 0)
     return _checked(bytes(buf))
+
+
+def _thumbnail_start(layout: _Layout | None, *, jpeg: bool) -> int | None:
+    """Where what IFD0's link leads to starts: IFD1 or the JPEG thumbnail it points at,
+    whichever comes first; None when IFD1 is not there or cannot be read, or (``jpeg``)
+    points at no JPEG thumbnail inside the block."""
+    if layout is None:
+        return None
+    ifd1 = next((ref for ref in layout.refs if ref.field == layout.link), None)
+    if ifd1 is None or not ifd1.inside(layout.length):
+        return None
+    offsets = [
+        ref
+        for ref in layout.refs
+        if ref.tag == _TAG_THUMBNAIL_OFFSET and ifd1.target <= ref.field < ifd1.target + ifd1.size
+    ]
+    if jpeg and not any(ref.inside(layout.length) for ref in offsets):
+        return None
+    return min([ifd1.target] + [ref.target for ref in offsets])
 
 
 _TAG_MAKER_NOTE = 0x927C
