@@ -233,3 +233,145 @@ def test_nclx_of_never_raises_on_a_cut_or_damaged_file() -> None:
             assert isinstance(nclx_of(damaged), Nclx | None)
     assert nclx_of(box(b"colr", b"nclx", bytes(7))) is None  # a box alone, no container
     assert nclx_of(b"\0" * 64) is None
+
+
+TILE_NCLX = Nclx(9, 13, 9, True)
+
+
+def infe(item: int, kind: bytes) -> bytes:
+    return full_box(b"infe", 2, 0, struct.pack(">HH4s", item, 0, kind), b"\0")
+
+
+def derived_head(
+    kind: bytes,
+    tiles: list[int],
+    properties: list[bytes],
+    associations: dict[int, list[int]],
+) -> bytes:
+    """An ftyp and a meta box whose primary item 1 is a derived image of type ``kind``
+    (``grid``, ``iovl``) made of ``tiles`` (items ``hvc1``, ``dimg`` references in order),
+    with ``properties`` associated as ``associations`` says (1-based indexes)."""
+    entries = b"".join(
+        struct.pack(">HB", item, len(indexes)) + bytes(indexes)
+        for item, indexes in associations.items()
+    )
+    items = [infe(1, kind)] + [infe(tile, b"hvc1") for tile in tiles]
+    meta = full_box(
+        b"meta",
+        0,
+        0,
+        full_box(b"hdlr", 0, 0, bytes(4), b"pict", bytes(13)),
+        full_box(b"pitm", 0, 0, struct.pack(">H", 1)),
+        full_box(b"iinf", 0, 0, struct.pack(">H", len(items)), *items),
+        full_box(
+            b"iref",
+            0,
+            0,
+            box(b"thmb", struct.pack(">HHH", 9, 1, 1)),  # a thumbnail's reference first
+            box(b"dimg", struct.pack(f">HH{len(tiles)}H", 1, len(tiles), *tiles)),
+        ),
+        box(
+            b"iprp",
+            box(b"ipco", *properties),
+            full_box(b"ipma", 0, 0, struct.pack(">I", len(associations)), entries),
+        ),
+    )
+    return box(b"ftyp", b"heic", bytes(4), b"mif1heic") + meta
+
+
+GRID_PROPERTIES = [ISPE, nclx_box(THUMB_NCLX), nclx_box(TILE_NCLX), ICC, nclx_box(PRIMARY_NCLX)]
+
+
+@pytest.mark.parametrize("own", [[], [4]], ids=["no-colr", "icc"])
+def test_a_grid_without_its_own_nclx_has_its_first_tiles(own: list[int]) -> None:
+    """A HEIC/AVIF grid states its colour on its tiles only: the first tile's code points
+    (libheif's rule), not the second tile's nor a thumbnail's (item 9), nor None."""
+    associations = {9: [1, 2], 1: [1, *own], 3: [1, 3], 2: [1, 5]}  # tiles 3 then 2
+    assert nclx_of(derived_head(b"grid", [3, 2], GRID_PROPERTIES, associations)) == TILE_NCLX
+
+
+def test_a_derived_image_keeps_its_own_nclx_and_only_a_grid_takes_its_tiles() -> None:
+    associations = {1: [1, 5], 2: [1, 3]}
+    assert nclx_of(derived_head(b"grid", [2], GRID_PROPERTIES, associations)) == PRIMARY_NCLX
+    associations = {1: [1], 2: [1, 3]}
+    assert nclx_of(derived_head(b"iovl", [2], GRID_PROPERTIES, associations)) is None
+    assert nclx_of(derived_head(b"grid", [2], GRID_PROPERTIES, {1: [1], 2: [1]})) is None
+
+
+def test_nclx_of_a_grid_never_raises_on_a_cut_or_damaged_file() -> None:
+    data = derived_head(b"grid", [2, 3], GRID_PROPERTIES, {1: [1], 2: [1, 3], 3: [1, 2]})
+    assert nclx_of(data) == TILE_NCLX
+    for end in range(len(data)):
+        assert nclx_of(data[:end]) is None
+    for at in range(len(data)):
+        for value in (0, 1, 3, 0x7F, 0xFF):
+            damaged = data[:at] + bytes([value]) + data[at + 1 :]
+            assert isinstance(nclx_of(damaged), Nclx | None)
+
+
+GRID_ITEMS = [(1, b"grid"), (2, b"av01"), (3, b"av01")]
+
+
+def avif_grid(tmp_path: Path, tile_nclx: Nclx) -> Path:
+    """A 128x64 AVIF grid of two 64x64 tiles (one AV1 image that Pillow wrote, used
+    twice), its colour stated by ``tile_nclx`` on the tiles only, none on the grid."""
+    if not features.check("avif"):
+        pytest.skip("Pillow without AVIF")
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), (200, 100, 50), np.uint8)).save(buffer, "AVIF")
+    single = buffer.getvalue()
+    ipco = single[single.index(b"ipco") + 4 :]
+    tile_properties = []
+    for kind in (b"ispe", b"pixi", b"av1C"):  # the tile's, as Pillow wrote them
+        at = ipco.index(kind) - 4
+        tile_properties.append(ipco[at : at + int.from_bytes(ipco[at : at + 4], "big")])
+    tile = single[single.index(b"mdat") + 4 :]
+    grid = struct.pack(">BBBBHH", 0, 0, 0, 1, 128, 64)  # 1 row, 2 columns, 128 x 64
+
+    def head(mdat_at: int) -> bytes:
+        extents = [(1, mdat_at, len(grid))] + [(t, mdat_at + len(grid), len(tile)) for t in (2, 3)]
+        locations = b"".join(struct.pack(">HHHII", item, 0, 1, at, n) for item, at, n in extents)
+        associations = struct.pack(">IHBBB", 3, 1, 2, 1, 2) + b"".join(
+            struct.pack(">HB4B", item, 4, 3, 4, 0x85, 6) for item in (2, 3)
+        )
+        meta = full_box(
+            b"meta",
+            0,
+            0,
+            full_box(b"hdlr", 0, 0, bytes(4), b"pict", bytes(13)),
+            full_box(b"pitm", 0, 0, struct.pack(">H", 1)),
+            full_box(b"iloc", 0, 0, b"\x44\x00", struct.pack(">H", 3), locations),
+            full_box(b"iinf", 0, 0, struct.pack(">H", 3), *(infe(i, t) for i, t in GRID_ITEMS)),
+            full_box(b"iref", 0, 0, box(b"dimg", struct.pack(">HHHH", 1, 2, 2, 3))),
+            box(
+                b"iprp",
+                box(
+                    b"ipco",
+                    box(b"ispe", bytes(4), struct.pack(">II", 128, 64)),
+                    box(b"pixi", bytes(4), b"\x03\x08\x08\x08"),
+                    *tile_properties,
+                    nclx_box(tile_nclx),
+                ),
+                full_box(b"ipma", 0, 0, associations),
+            ),
+        )
+        return box(b"ftyp", b"avif", bytes(4), b"avifmif1miaf") + meta
+
+    data = head(len(head(0)) + 8) + box(b"mdat", grid, tile)
+    path = tmp_path / "grid.avif"
+    path.write_bytes(data)
+    return path
+
+
+def test_an_avif_grid_in_display_p3_stated_on_its_tiles_keeps_its_colours(
+    tmp_path: Path,
+) -> None:
+    """Pillow's AVIF plugin (libavif) hands over no code points: they are read from the
+    file, where a grid's colour may be stated on its tiles alone."""
+    decoded = read_image(avif_grid(tmp_path, Nclx(12, 13, 6, True)))
+    assert decoded.pixels.shape == (64, 128, 3)
+    assert decoded.metadata.icc_profile == icc_for_nclx(Nclx(12, 13))
+    assert decoded.warnings == ()
+    hdr = read_image(avif_grid(tmp_path, Nclx(9, 16, 9, True)))
+    assert hdr.metadata.icc_profile is None
+    assert hdr.warnings[0].startswith("it is HDR (PQ, BT.2020)")

@@ -131,7 +131,14 @@ def nclx_of(data: bytes) -> Nclx | None:
     The file's ``meta`` box names the primary item (``pitm``) and lists the item
     properties (``iprp``: the properties in ``ipco``, which ``ipma`` associates with each
     item by 1-based index).  The first ``nclx`` box in the file may be a thumbnail's, an
-    alpha plane's or a gain map's, with other code points than the picture's."""
+    alpha plane's or a gain map's, with other code points than the picture's.
+
+    A primary that is a grid (item type ``grid`` in ``iinf``, its tiles the items its
+    ``iref`` lists as ``dimg``) without an ``nclx`` box of its own has its first tile's,
+    whatever its ICC profile, as libheif gives it (``HeifContext::interpret_heif_file``: a
+    grid takes each kind of colour profile it lacks from its first tile); libavif takes the
+    first tile's code points from its coded stream, which states the same where a writer
+    is consistent.  Other derived images (an overlay, a tone-mapped image) take none."""
     try:
         return _primary_nclx(memoryview(data))
     except (struct.error, IndexError):  # a box's fields run past its end
@@ -149,7 +156,19 @@ def _primary_nclx(file: memoryview) -> Nclx | None:
         return None
     (primary,) = struct.unpack_from(">H" if pitm[0] == 0 else ">I", pitm, 4)
     properties = list(_boxes(ipco))
-    for index in _associated(iprp, primary):
+    found = _item_nclx(iprp, properties, primary)
+    if found is None and _item_type(meta, primary) == b"grid":
+        tiles = _references(meta, primary, b"dimg")
+        if tiles:
+            found = _item_nclx(iprp, properties, tiles[0])
+    return found
+
+
+def _item_nclx(
+    iprp: memoryview, properties: list[tuple[bytes, memoryview]], item: int
+) -> Nclx | None:
+    """The code points of the first ``nclx`` colour box associated with ``item``."""
+    for index in _associated(iprp, item):
         if not 0 < index <= len(properties):
             continue  # 0: no property; past the end: a property box that could not be read
         kind, colr = properties[index - 1]
@@ -157,6 +176,40 @@ def _primary_nclx(file: memoryview) -> Nclx | None:
             primaries, transfer, matrix, flags = struct.unpack_from(">HHHB", colr, 4)
             return Nclx(primaries, transfer, matrix, bool(flags & 0x80))
     return None
+
+
+def _item_type(meta: memoryview, item: int) -> bytes | None:
+    """The type of ``item`` (``hvc1``, ``av01``, ``grid``...) that ``meta``'s ``iinf``
+    states in its ``infe`` (version 2: 16-bit id, 3: 32-bit; earlier ones state none)."""
+    iinf = _child(meta, b"iinf")
+    if iinf is None:
+        return None
+    entries = iinf[6:] if iinf[0] == 0 else iinf[8:]  # after version, flags, entry count
+    for kind, infe in _boxes(entries):
+        if kind != b"infe" or infe[0] not in (2, 3):
+            continue
+        id_format = ">H" if infe[0] == 2 else ">I"
+        (entry_item,) = struct.unpack_from(id_format, infe, 4)
+        if entry_item == item:
+            at = 4 + struct.calcsize(id_format) + 2  # after the protection index
+            return bytes(infe[at : at + 4])
+    return None
+
+
+def _references(meta: memoryview, item: int, kind: bytes) -> tuple[int, ...]:
+    """The items that ``item`` refers to by references of type ``kind`` (``dimg``: a
+    grid's tiles, in order) in ``meta``'s ``iref`` (version 0: 16-bit ids, else 32)."""
+    iref = _child(meta, b"iref")
+    if iref is None:
+        return ()
+    id_format = ">H" if iref[0] == 0 else ">I"
+    width = struct.calcsize(id_format)
+    for found, reference in _boxes(iref[4:]):
+        (source,) = struct.unpack_from(id_format, reference, 0)
+        if found == kind and source == item:
+            (count,) = struct.unpack_from(">H", reference, width)
+            return struct.unpack_from(f">{count}{id_format[1]}", reference, width + 2)
+    return ()
 
 
 def _associated(iprp: memoryview, item: int) -> tuple[int, ...]:
