@@ -148,7 +148,7 @@ class Upscaler:
         from pocketsr_cli import sizing
         from pocketsr_cli.cli._options import tile_side, upscaler_spec
         from pocketsr_cli.ensemble import Ensemble
-        from pocketsr_cli.factory import open_upscaler
+        from pocketsr_cli.factory import open_upscaler, routing_k
         from pocketsr_cli.pipeline import Variant
 
         self._warn = on_warning or _default_warning
@@ -160,12 +160,7 @@ class Upscaler:
             or not math.isfinite(outscale)
         ):
             raise UsageError(f"outscale must be a finite number, not {outscale!r}")
-        if pcsr_k is not None and (
-            isinstance(pcsr_k, bool)
-            or not isinstance(pcsr_k, (int, float))
-            or not math.isfinite(pcsr_k)
-        ):
-            raise UsageError(f"pcsr_k must be a finite number, not {pcsr_k!r}")
+        pcsr_k = routing_k(pcsr_k)
         for option, value in (("device", device), ("precision", precision)):
             if not isinstance(value, str):
                 raise UsageError(f"{option} must be a string such as 'auto', not {value!r}")

@@ -110,6 +110,26 @@ def precision_choice(value: str) -> PrecisionChoice:
     return text  # type: ignore[return-value]
 
 
+def routing_k(value: object) -> float | None:
+    """``value`` as a PCSR network's routing knob ``k`` (``--pcsr-k``, the API's
+    ``pcsr_k``): a finite number, or None when not given; checked before any model is
+    loaded, for the faces.
+
+    Raises:
+        UsageError: anything else: not a number (a string, a bool), NaN or infinite.
+    """
+    import math
+
+    from pocketsr_cli.errors import UsageError
+    from pocketsr_cli.spelling import PCSR_K
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(f"{PCSR_K} must be a finite number, not {value!r}")
+    return float(value)
+
+
 def open_upscaler(
     desc: ModelDescriptor,
     spec: UpscalerSpec,

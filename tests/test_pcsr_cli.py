@@ -24,7 +24,7 @@ from pocketsr_cli.archs.pcsr.grid import MAX_DENOMINATOR
 from pocketsr_cli.cli import app
 from pocketsr_cli.devices import compute_for
 from pocketsr_cli.errors import UsageError
-from pocketsr_cli.factory import UpscalerSpec
+from pocketsr_cli.factory import UpscalerSpec, routing_k
 from pocketsr_cli.imageio import read_provenance_text
 from pocketsr_cli.inference import Upscaler
 from pocketsr_cli.manifest import bundled_dir
@@ -381,6 +381,22 @@ def test_a_routing_knob_that_is_no_number_is_a_usage_error(
         api.Upscaler(weights, device="cpu", pcsr_k=float(k))
     with pytest.raises(UsageError, match=r"^pcsr_k must be a finite number, not '0\.1'"):
         api.Upscaler(weights, device="cpu", pcsr_k="0.1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("k", [float("nan"), float("inf"), "0.1", True, [0.5]])
+def test_one_check_of_the_routing_knob_names_it_in_each_spelling(k: object) -> None:
+    """The command line and the API check ``k`` in one place, the core's, whose message
+    names the option as the face in force spells it."""
+    from pocketsr_cli.cli._flags import flag_spelling
+    from pocketsr_cli.spelling import spelled
+
+    with pytest.raises(UsageError) as api_error:
+        routing_k(k)
+    with spelled(flag_spelling), pytest.raises(UsageError) as cli_error:
+        routing_k(k)
+    assert str(api_error.value) == f"pcsr_k must be a finite number, not {k!r}"
+    assert str(cli_error.value) == f"--pcsr-k must be a finite number, not {k!r}"
+    assert routing_k(None) is None and routing_k(-2) == -2.0 and routing_k(0.5) == 0.5
 
 
 def test_other_models_keep_resizing_to_outscale(tmp_path: Path) -> None:

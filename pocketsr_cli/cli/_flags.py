@@ -28,6 +28,7 @@ FLAGS: dict[str, str] = {
     "output": "--output",
     "outscale": "--outscale",
     "overwrite": "--overwrite",
+    "pcsr_k": "--pcsr-k",
     "precision": "--precision",
     "quality": "--quality",
     "recursive": "-r/--recursive",

@@ -7,7 +7,6 @@ Its product is the files it writes: its human lines are a log on stderr, and onl
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NamedTuple
@@ -287,7 +286,7 @@ def upscale(
 
     from pocketsr_cli import __version__, libwarnings, sizing
     from pocketsr_cli.cli import _ui
-    from pocketsr_cli.factory import open_upscaler
+    from pocketsr_cli.factory import open_upscaler, routing_k
     from pocketsr_cli.imageio import is_image_path
     from pocketsr_cli.jobs import Job, Naming, check_output_folder, collect_jobs, iter_jobs
     from pocketsr_cli.pipeline import Options, Variant, run, scales_for_sizes
@@ -301,8 +300,7 @@ def upscale(
     target = sizing.target_from_options(
         outscale=outscale, width=width, height=height, long_edge=long_edge
     )
-    if pcsr_k is not None and not math.isfinite(pcsr_k):
-        raise UsageError(f"--pcsr-k must be a finite number, not {pcsr_k}")
+    pcsr_k = routing_k(pcsr_k)
     for given in inputs:
         if not given.exists():
             raise UsageError(f"input not found: {given}")
