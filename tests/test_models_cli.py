@@ -587,6 +587,68 @@ def test_import_refuses_a_name_another_manifest_defines(tmp_path: Path, home: Pa
     assert invoke("models", "import", str(source), "--name", "other").exit_code == 0
 
 
+def test_an_import_keeps_every_hint_its_descriptor_states(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the model read from the file states, the manifest records, so that the model
+    resolved by name is that model: its border margin and mean anchoring too."""
+    import dataclasses
+
+    from pocketsr_cli.descriptor import SizeRequirements, Tiling
+    from pocketsr_cli.manifest import Hints
+    from pocketsr_cli.weights import store
+
+    read = store.descriptor_from_state_dict
+
+    def stating_everything(state: Any, name: str) -> Any:
+        size = SizeRequirements(minimum=8, multiple_of=4, margin=2)
+        return dataclasses.replace(
+            read(state, name),
+            size=size,
+            tiling=Tiling.INTERNAL,
+            supports_half=False,
+            cpu_bf16=True,
+            default_tile=128,
+            mean_anchor=4.0,
+        )
+
+    monkeypatch.setattr(store, "descriptor_from_state_dict", stating_everything)
+    source = tmp_path / "m.safetensors"
+    save_safetensors(source, SD)
+    assert invoke("models", "import", str(source), "--name", "stated").exit_code == 0
+    hints = parse_manifest(user_models_dir() / "stated.toml", "user").hints
+    assert hints == Hints(
+        tiling=False,
+        multiple_of=4,
+        minimum=8,
+        fp16=False,
+        bf16=True,
+        cpu_bf16=True,
+        default_tile=128,
+        mean_anchor=4.0,
+        margin=2,
+    )
+    desc = resolve_model("stated")
+    assert (desc.size.margin, desc.mean_anchor, desc.default_tile) == (2, 4.0, 128)
+
+
+def test_the_bundled_weights_imported_under_another_name_are_the_plain_network(
+    home: Path,
+) -> None:
+    """The border margin and mean anchoring of pocketsr-compact-x4 are its manifest's:
+    its weights file carries no metadata, so a copy imported is the network alone, as
+    with -m FILE."""
+    from safetensors import safe_open
+
+    bundled = REPO / "models" / "pocketsr-compact-x4.safetensors"
+    with safe_open(str(bundled), "pt") as f:
+        assert not f.metadata()
+    assert invoke("models", "import", str(bundled), "--name", "copy-x4").exit_code == 0
+    hints = parse_manifest(user_models_dir() / "copy-x4.toml", "user").hints
+    assert (hints.margin, hints.mean_anchor) == (0, None)
+    assert (hints.cpu_bf16, hints.default_tile) == (False, None)
+
+
 def test_import_url(tmp_path: Path, home: Path) -> None:
     data = save_safetensors(tmp_path / "w.safetensors", SD)
     with serve({"/w.safetensors": data, "/notes.txt": b"hi"}) as server:

@@ -211,12 +211,26 @@ def _own_build_params(tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 
 
 def _hints_of(desc: ModelDescriptor) -> Hints:
+    """Every fact of ``desc`` that a manifest's ``[hints]`` states: the model
+    ``weights.resolve.build_from_spec`` makes of the manifest is then ``desc`` again.
+
+    A descriptor read from a weights file (``descriptor_from_state_dict``) has only what
+    its network states: no border margin, no mean anchoring, no CPU bf16 preference or
+    default tile, which are a manifest's, chosen for a model and written in its card, and
+    not stored in its weights file (the bundled models' files carry no metadata).  So the
+    bundled ``pocketsr-compact-x4.safetensors`` imported under another name runs as the
+    plain network, as it does with ``-m FILE``.
+    """
     return Hints(
         tiling=desc.tiling is not Tiling.INTERNAL,
         multiple_of=desc.size.multiple_of,
         minimum=desc.size.minimum,
         fp16=desc.supports_half,
         bf16=desc.supports_bf16,
+        cpu_bf16=desc.cpu_bf16,
+        default_tile=desc.default_tile,
+        mean_anchor=desc.mean_anchor,
+        margin=desc.size.margin,
     )
 
 
