@@ -649,6 +649,40 @@ def test_the_bundled_weights_imported_under_another_name_are_the_plain_network(
     assert (hints.cpu_bf16, hints.default_tile) == (False, None)
 
 
+def test_an_import_reads_each_manifest_once_before_and_once_under_the_lock(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import --force replacing a model among others: each user manifest is parsed
+    twice (the early refusal of a taken name, before the weights are read; then under the
+    folder's lock, one reading for every decision), the replaced one once (under the
+    lock), each bundled one once; not once per question asked of the folder."""
+    from collections import Counter
+
+    from pocketsr_cli import manifest
+
+    for name in ("a", "b", "c", "m"):
+        imported(tmp_path, name)
+    source = tmp_path / "n.safetensors"
+    save_safetensors(source, compact_state(scale=2, seed=4))
+    parsed: Counter[Path] = Counter()
+    real = manifest.parse_manifest
+
+    def counting(path: Path, origin: Any = "bundled") -> Any:
+        parsed[path] += 1
+        return real(path, origin)
+
+    monkeypatch.setattr(manifest, "parse_manifest", counting)
+    assert invoke("models", "import", str(source), "-n", "m", "--force").exit_code == 0
+    folder = user_models_dir()
+    assert {p.name: n for p, n in parsed.items() if p.parent == folder} == {
+        "a.toml": 2,
+        "b.toml": 2,
+        "c.toml": 2,
+        "m.toml": 1,
+    }
+    assert {n for p, n in parsed.items() if p.parent != folder} == {1}
+
+
 def test_import_url(tmp_path: Path, home: Path) -> None:
     data = save_safetensors(tmp_path / "w.safetensors", SD)
     with serve({"/w.safetensors": data, "/notes.txt": b"hi"}) as server:

@@ -194,8 +194,7 @@ def _import_state_dict(
         hints=_hints_of(desc),
         meta=Meta(license=request.license, source=_printable(source), params=desc.params),
     )
-    _write(spec, tensors, request)
-    return manifest.parse_manifest(spec.path, "user")
+    return _write(spec, tensors, request)
 
 
 def _own_build_params(tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -244,9 +243,12 @@ def _exact_half(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _write(spec: ModelSpec, tensors: Mapping[str, torch.Tensor], request: ImportRequest) -> None:
+def _write(
+    spec: ModelSpec, tensors: Mapping[str, torch.Tensor], request: ImportRequest
+) -> ModelSpec:
     """Store the weights and the manifest so that, at every moment, the manifest names a
-    complete file with the digest it records: the old model's until the new one is whole.
+    complete file with the digest it records: the old model's until the new one is whole;
+    the manifest written.
 
     The weights go to a name no manifest names (``NAME.safetensors``, or ``NAME~.safetensors``
     while that one is the old model's), each file written to a temporary name and renamed;
@@ -255,23 +257,32 @@ def _write(spec: ModelSpec, tensors: Mapping[str, torch.Tensor], request: Import
     ``NAME.safetensors`` the same way.  A lock on the folder keeps two imports apart.  A run
     killed anywhere leaves the old model or the new one, whole, and at most a spare weights
     file that the next import of the name reuses (or ``models remove`` removes).
+
+    The folder's manifests are read once, under the lock: while it is held no other import
+    or removal changes them, so that one reading (kept up to date with the manifest this
+    import writes) decides whether the name is taken, which weights names are free and
+    which files the replaced model leaves to remove.
     """
     folder = spec.path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with locked_folder(folder):
-            _refuse_taken(request, folder)  # another import may have made it meanwhile
+            found = _Manifests(folder)
+            _refuse_taken(request, folder, found)  # another import may have made it meanwhile
             sweep_stale_temps(folder)  # what imports killed outright left (a model's size)
             with held_temp(folder / _weights_name(spec.name)) as tmp:
                 # safetensors refuses views and tensors sharing memory: give it plain copies.
                 plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
                 write_safetensors(tmp, plain, {"format": "pt"})
                 digest = sha256_file(tmp)
-                placed = _switch(spec, tmp, digest)
-            if placed.name != _weights_name(spec.name) and _free(spec, _weights_name(spec.name)):
+                placed = _switch(spec, tmp, digest, found)
+            if placed.name != _weights_name(spec.name) and _free(
+                spec, _weights_name(spec.name), found
+            ):
                 with held_temp(placed) as tmp:
                     shutil.copyfile(placed, tmp)
-                    _switch(spec, tmp, digest)
+                    _switch(spec, tmp, digest, found)
+            return found.specs[spec.path]
     except OSError as exc:
         raise ModelError(f"cannot store {spec.name} in {folder}: {exc.strerror or exc}") from exc
 
@@ -282,16 +293,15 @@ def _weights_name(name: str, spare: bool = False) -> str:
     return f"{name}~.safetensors" if spare else f"{name}.safetensors"
 
 
-def _switch(spec: ModelSpec, tmp: Path, digest: str) -> Path:
-    """Rename the weights ``tmp`` to a name no manifest names, point ``spec``'s manifest at
-    it (renamed over the old one), then remove the weights the old manifest named when
-    ``models import`` wrote it; the weights' final path."""
+def _switch(spec: ModelSpec, tmp: Path, digest: str, found: _Manifests) -> Path:
+    """Rename the weights ``tmp`` to a name no manifest in ``found`` names, point ``spec``'s
+    manifest at it (renamed over the old one, and so recorded in ``found``), then remove
+    the weights the old manifest named when ``models import`` wrote it; the weights' final
+    path."""
     folder = spec.path.parent
-    old = _named_by(spec.path) if _imported(spec.path) else set()
-    name = next(
-        (n for n in (_weights_name(spec.name), _weights_name(spec.name, True)) if _free(spec, n)),
-        None,
-    )
+    old = found.named_by(spec.path) if _imported(spec.path) else set()
+    names = (_weights_name(spec.name), _weights_name(spec.name, True))
+    name = next((n for n in names if _free(spec, n, found)), None)
     if name is None:  # both named by manifests written by hand: an error, not a clobber
         raise ModelError(
             f"cannot store {spec.name} in {folder}: manifests there name both "
@@ -306,27 +316,44 @@ def _switch(spec: ModelSpec, tmp: Path, digest: str) -> Path:
     )
     with replacing(spec.path) as tmp_manifest:
         tmp_manifest.write_text(dump_manifest(final, comment=_IMPORTED), encoding="utf-8")
+    found.specs[spec.path] = final
     verify.remember(weights, digest)
-    _unlink_all(old - {weights} - _files_of_other_models(spec))
+    _unlink_all(old - {weights} - found.named_by_others(spec.path))
     return weights
 
 
-def _free(spec: ModelSpec, name: str) -> bool:
-    """Whether no manifest beside ``spec``'s, nor the one at its path now, names the
-    weights file ``name``.  A file of that name is then a spare one left by a killed
-    import, and may be replaced."""
+def _free(spec: ModelSpec, name: str, found: _Manifests) -> bool:
+    """Whether no manifest in ``found``, ``spec``'s own included, names the weights file
+    ``name``.  A file of that name is then a spare one left by a killed import, and may
+    be replaced."""
     path = spec.path.parent / name
-    return path not in _named_by(spec.path) and path not in _files_of_other_models(spec)
+    return path not in found.named_by(spec.path) and path not in found.named_by_others(spec.path)
 
 
-def _named_by(manifest_path: Path) -> set[Path]:
-    """The weights files the manifest at ``manifest_path`` names (none when there is no
-    readable manifest there)."""
-    try:
-        named = manifest.parse_manifest(manifest_path, "user")
-    except ModelError:
-        return set()
-    return {manifest_path.parent / w.file for w in named.weight_files}
+class _Manifests:
+    """The manifests of one folder, each read and parsed once: every one that can be
+    read, by path (one that cannot names no file and defines no model), except
+    ``skip``'s."""
+
+    def __init__(self, folder: Path, skip: Path | None = None) -> None:
+        self.specs: dict[Path, ModelSpec] = {}
+        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+            if path != skip:
+                with contextlib.suppress(ModelError):
+                    self.specs[path] = manifest.parse_manifest(path, "user")
+
+    def named_by(self, manifest_path: Path) -> set[Path]:
+        """The weights files the manifest at ``manifest_path`` names (none when there is
+        no readable manifest there)."""
+        spec = self.specs.get(manifest_path)
+        return set() if spec is None else {manifest_path.parent / w.file for w in spec.weight_files}
+
+    def named_by_others(self, manifest_path: Path) -> set[Path]:
+        """The weights files the other manifests name (a manifest copied from this one,
+        say, or a second one of the same model name)."""
+        return {
+            file for path in self.specs if path != manifest_path for file in self.named_by(path)
+        }
 
 
 def _check_name(request: ImportRequest) -> Path:
@@ -341,25 +368,22 @@ def _check_name(request: ImportRequest) -> Path:
     if name in bundled:
         raise UsageError(f"{name!r} is a bundled model; choose another name")
     folder = user_models_dir()
-    _refuse_taken(request, folder)
+    # Before the weights are read, converted or downloaded; _write asks again, under the
+    # folder's lock, where the answer counts.
+    _refuse_taken(request, folder, None)
     return folder
 
 
-def _refuse_taken(request: ImportRequest, folder: Path) -> None:
+def _refuse_taken(request: ImportRequest, folder: Path, found: _Manifests | None) -> None:
     """Raise UsageError when ``folder`` has a model of ``request``'s name: in ``NAME.toml``
     without --force, or in a manifest of another file name, which the import would neither
-    replace nor win against (the first file by name defines a model)."""
+    replace nor win against (the first file by name defines a model).  ``found``: the
+    folder's manifests (None: read them here, when ``NAME.toml`` does not refuse first)."""
     target = folder / f"{request.name}.toml"
     if target.exists() and not request.force:
         raise UsageError(f"model {request.name!r} already exists in {folder}; {FORCE} replaces it")
-    for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
-        if path == target:
-            continue
-        try:
-            other = manifest.parse_manifest(path, "user")
-        except ModelError:
-            continue
-        if other.name == request.name:
+    for path, other in (found or _Manifests(folder, skip=target)).specs.items():
+        if path != target and other.name == request.name:
             raise UsageError(
                 f"{path} defines a model {request.name!r} already; choose another name, "
                 "or remove that manifest first"
@@ -439,11 +463,12 @@ def _remove(spec: ModelSpec) -> list[Path]:
             shutil.rmtree(folder, ignore_errors=True)
     if spec.origin == "user" and _imported(spec.path):
         with locked_folder(spec.path.parent):  # not while an import replaces it half-way
-            shared = _files_of_other_models(spec)  # a manifest copied from this one, say
+            found = _Manifests(spec.path.parent)
+            shared = found.named_by_others(spec.path)  # a manifest copied from this one, say
             # What the manifest names now (an import may have just replaced it), and the
             # spare weights an import killed while replacing it left.
             spares = [spec.path.parent / _weights_name(spec.name, s) for s in (False, True)]
-            named = sorted(_named_by(spec.path))
+            named = sorted(found.named_by(spec.path))
             beside = [p for p in dict.fromkeys([*named, *spares]) if p not in shared]
             return removed + _unlink_all([*beside, spec.path])
     if spec.origin == "user":  # a manifest written by hand is the user's own: it stays
@@ -454,17 +479,6 @@ def _remove(spec: ModelSpec) -> list[Path]:
 
 
 _IMPORTED = "Written by `pocketsr models import`."  # the first line of its manifests
-
-
-def _files_of_other_models(spec: ModelSpec) -> set[Path]:
-    """The weights files named by the other manifests in ``spec``'s folder."""
-    others = manifest.load_manifests([(spec.origin, spec.path.parent)], problems=[])
-    return {
-        other.path.parent / w.file
-        for other in others.values()
-        if other.path != spec.path
-        for w in other.weight_files
-    }
 
 
 def _imported(manifest_path: Path) -> bool:
