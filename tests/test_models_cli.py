@@ -366,6 +366,20 @@ def test_removing_a_copy_of_an_imported_manifest_keeps_the_weights_they_share(
     assert resolve_model("mine-x2").name == "mine-x2"
 
 
+def test_removing_a_model_keeps_the_weights_a_second_manifest_of_its_name_names(
+    tmp_path: Path, home: Path
+) -> None:
+    """A hand-written manifest defining the same name (after it by file name, so shadowed)
+    is a manifest all the same: the file it names stays."""
+    imported(tmp_path, "m")
+    text = (user_models_dir() / "m.toml").read_text(encoding="utf-8")
+    (user_models_dir() / "z.toml").write_text(text.split("\n", 1)[1], encoding="utf-8")
+    assert invoke("models", "remove", "m").exit_code == 0
+    assert not (user_models_dir() / "m.toml").exists()
+    assert (user_models_dir() / "m.safetensors").is_file()  # z.toml names it
+    assert resolve_model("m").scale == 2
+
+
 def test_an_imported_model_whose_weights_were_deleted_is_missing(
     tmp_path: Path, home: Path
 ) -> None:
