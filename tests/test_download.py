@@ -254,6 +254,42 @@ def test_a_wait_survives_the_folder_removed_by_a_failed_fetch(
     assert waiting.is_set() and got.read_bytes() == PAYLOAD
 
 
+def test_a_waiter_that_opened_a_lock_file_removed_under_it_does_not_share_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a failed fetch relies on when it removes its lock file while holding it
+    (download._release): a waiter that opened that file just before does not come to hold
+    the removed file's lock while another process locks the name's new file; it opens the
+    name afresh (filelock >= 3.20.4, pyproject.toml; 3.20.3 gives both the lock)."""
+    import fcntl
+
+    from filelock import Timeout
+
+    from pocketsr_cli.weights.download import _release
+
+    dest = tmp_path / "w.bin"
+    holder = FileLock(str(dest) + ".lock")
+    holder.acquire()
+    real_flock = fcntl.flock
+    failed: list[bool] = []
+
+    def flock(fd: int, operation: int) -> None:
+        if operation & fcntl.LOCK_EX and not failed:  # the waiter has the old file open
+            failed.append(True)
+            _release(holder, dest.with_name("w.bin.incomplete"), drop=True)
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    waiter = FileLock(str(dest) + ".lock", timeout=5)
+    waiter.acquire()
+    monkeypatch.setattr(fcntl, "flock", real_flock)
+    assert failed and not holder.is_locked
+    third = FileLock(str(dest) + ".lock", timeout=0)
+    with pytest.raises(Timeout):
+        third.acquire()
+    waiter.release()
+
+
 # --- resuming -----------------------------------------------------------------------------
 
 

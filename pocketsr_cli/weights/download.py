@@ -20,8 +20,10 @@ Files beside ``dest`` (see ``cache.py`` for where ``dest`` usually lives):
     process may be waiting on is racy.  A call that failed and keeps nothing to resume
     removes it, while still holding it, so that a failed fetch leaves nothing behind (as
     ``models remove`` does): a waiter that opened it just before finds it unlinked once it
-    has the lock, and filelock opens the name afresh; a waiter whose folder the caller then
-    removed (``cache.remove_empty_folder``) makes the folder again.
+    has the lock, and filelock opens the name afresh (3.20.4 and later; filelock itself
+    leaves the file in place on release from 3.29.5: pyproject.toml asks for that); a
+    waiter whose folder the caller then removed (``cache.remove_empty_folder``) makes the
+    folder again.
 
 A file wanted once (``models import URL``) is fetched with :func:`downloaded_once`, which
 reads it and removes it under the same lock.
