@@ -1,7 +1,10 @@
 """Tests for the training data side: kernels, degradations, split, patches, dataset.
 
-Everything runs on tiny generated images and a fake two-conv "teacher"; only the slow test
-touches the real Real-ESRGAN teacher (skipped when ``data/teacher`` has not been fetched).
+Everything runs on tiny generated images and a fake two-conv "teacher", but for the tests
+that regenerate the first patches of the stored runs the shipped ×2 model was trained on
+(``data/patches_x2web64_s9``/``_s10``, skipped when ``data/`` does not hold them) and the
+slow tests, which touch the real Real-ESRGAN teacher (skipped when ``data/teacher`` has not
+been fetched).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -591,3 +595,154 @@ def test_web_kind_is_a_heavier_mild_range() -> None:
         return float(np.mean([np.abs(lr.astype(float) - clean).mean() for lr in lrs]))
 
     assert spread("web") > spread("mild") > 0
+
+
+# ---------------------------------------------------------------- patch i stays patch i
+#
+# The shipped ×2 model was trained on data/patches_x2web64_s9 and _s10 (models/
+# pocketsr-compact-x2.md); regenerating a patch of those runs must give the same bytes, so a
+# change to what patch i is (its photo, crop, rescale or degradation draws) breaks these.
+
+# (height, width) of the training photos of those runs, in manifest order
+X2WEB64_PHOTO_SIZES = [(1600, 2560), (1200, 1920), (1600, 2560), (1600, 2560), (1600, 2560)]
+X2WEB64_PHOTO_SIZES += [(1203, 1600), (1600, 2560), (1600, 2560), (1600, 2560), (1200, 1920)]
+X2WEB64_PHOTO_SIZES += [(1280, 1920), (1600, 2560), (1600, 2560), (512, 512), (872, 1000)]
+X2WEB64_PHOTO_SIZES += [(500, 741), (500, 741), (427, 640), (1600, 2560)]
+
+
+@pytest.mark.parametrize(
+    ("seed", "index", "photo", "box", "blur", "quality"),
+    [  # photo and box as stored in the runs' shard_00000.npz (patches whose first crop was kept)
+        (9, 0, 14, (71, 453, 249), 1.5552874912, 78),
+        (9, 1, 13, (68, 261, 233), 1.0936332375, 64),
+        (9, 2, 9, (723, 1462, 256), 1.4951272267, 64),
+        (9, 6, 11, (723, 700, 280), 1.7897081880, 51),
+        (10, 0, 18, (1058, 1902, 265), 0.8642103354, 74),
+        (10, 3, 9, (800, 122, 209), 1.4976397820, 50),
+        (10, 8, 13, (308, 134, 178), 0.8635807368, 66),
+    ],
+)
+def test_x2web64_patch_draws_are_pinned(
+    monkeypatch: pytest.MonkeyPatch,
+    seed: int,
+    index: int,
+    photo: int,
+    box: tuple[int, int, int],
+    blur: float,
+    quality: int,
+) -> None:
+    """Patch ``index`` of the ``--scale 2 --lr-size 64 --degradation web`` runs: which photo,
+    where, at what crop side, and the web degradation's blur σ and JPEG quality.  Only the
+    photos' sizes enter these draws, so blank photos of those sizes stand in for them, and
+    ``flat_threshold = 0`` stands for a textured first crop (no keep-or-redraw draw)."""
+    import pocketsr_cli.evaluation.degrade as core_degrade
+    import pocketsr_cli.train.degradations as train_degrade
+    from pocketsr_cli.train.degradations import MILD_SPECS
+
+    drawn: dict[str, float] = {}
+
+    def blur_spy(img: np.ndarray, sigma: float) -> np.ndarray:
+        drawn["blur"] = sigma
+        return gaussian_blur(img, sigma)
+
+    real_jpeg = core_degrade.jpeg_roundtrip
+
+    def jpeg_spy(img: np.ndarray, q: int) -> np.ndarray:
+        drawn["quality"] = q
+        return real_jpeg(img, q)
+
+    monkeypatch.setattr(train_degrade, "gaussian_blur", blur_spy)
+    monkeypatch.setattr(core_degrade, "jpeg_roundtrip", jpeg_spy)
+    photos = [np.zeros((h, w, 3), np.uint8) for h, w in X2WEB64_PHOTO_SIZES]
+    spec = PatchSpec(scale=2, lr_size=64, margin=8, seed=seed, flat_threshold=0.0)
+    s = sample_patch(photos, photo_weights(photos, spec), index, spec, MILD_SPECS["web"])
+    assert (s.photo, s.box) == (photo, box)
+    assert s.hr_context.shape == (160, 160, 3) and s.lr_context.shape == (80, 80, 3)
+    assert drawn == {"blur": pytest.approx(blur, abs=1e-9), "quality": quality}
+
+
+def test_crop_side_rounds_half_to_even_as_the_stored_runs_did() -> None:
+    """The crop side is ``round(context_hr / f)``, Python's half-to-even rounding, with which
+    every stored patch run was cut; the output sizes' half-up rule
+    (``sizing.scaled_length``) must not reach it, or patch i of those runs moves."""
+    f = 48 / 52.5  # context_hr / f is exactly 52.5
+    spec = PatchSpec(scale=4, lr_size=8, margin=2, hr_rescale=(f, f))
+    photos = [textured(96, 96, 0)]
+    assert spec.context_hr / f == 52.5
+    assert sample_patch(photos, photo_weights(photos, spec), 0, spec).box[2] == 52
+
+
+X2WEB64_RUNS = [REPO / "data" / f"patches_x2web64_s{seed}" for seed in (9, 10)]
+
+
+def _x2web64_stored_and_photos() -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """The two runs' manifests and their photos, read from ``data/photos`` (skips the test
+    when the run folders or photos are not there)."""
+    from pocketsr_cli.weights.cache import sha256_file
+
+    manifests = []
+    for run in X2WEB64_RUNS:
+        if not (run / "manifest.json").is_file() or not (run / shard_name(0)).is_file():
+            pytest.skip(f"{run} is not there")
+        manifests.append(json.loads((run / "manifest.json").read_text()))
+    assert manifests[0]["photos"] == manifests[1]["photos"]
+    paths = [REPO / "data" / "photos" / p["name"] for p in manifests[0]["photos"]]
+    if not all(p.is_file() for p in paths):
+        pytest.skip("data/photos does not hold the runs' photos")
+    for path, entry in zip(paths, manifests[0]["photos"], strict=True):
+        assert sha256_file(path) == entry["sha256"], f"{path} is not the photo the run used"
+    return manifests, [read_photo(p) for p in paths]
+
+
+def _x2web64_spec(manifest: dict[str, Any]) -> PatchSpec:
+    patch = dict(manifest["patch"])
+    return PatchSpec(**{**patch, "hr_rescale": tuple(patch["hr_rescale"])})
+
+
+def test_stored_x2web64_patches_regenerate_byte_for_byte() -> None:
+    """The first patches of the runs the shipped ×2 model was trained on come out of
+    today's code as stored (photo, box, HR crop and degraded LR; the teacher's part is the
+    slow test below), with the ``web`` degradation the card's command names."""
+    from pocketsr_cli.train.degradations import MILD_SPECS
+    from pocketsr_cli.train.patches import degradation_record
+
+    manifests, photos = _x2web64_stored_and_photos()
+    assert [p.shape[:2] for p in photos] == X2WEB64_PHOTO_SIZES
+    for run, manifest in zip(X2WEB64_RUNS, manifests, strict=True):
+        assert manifest["degradation"] == json.loads(
+            json.dumps(degradation_record(MILD_SPECS["web"]))
+        )
+        spec = _x2web64_spec(manifest)
+        weights = photo_weights(photos, spec)
+        with np.load(run / shard_name(0)) as stored:
+            for i in range(8):
+                s = sample_patch(photos, weights, i, spec, MILD_SPECS["web"])
+                m_hr, m_lr = spec.margin * spec.scale, spec.margin
+                hr = s.hr_context[m_hr : m_hr + spec.hr_size, m_hr : m_hr + spec.hr_size]
+                lr = s.lr_context[m_lr : m_lr + spec.lr_size, m_lr : m_lr + spec.lr_size]
+                assert (s.photo, s.box) == (stored["photo"][i], tuple(stored["box"][i]))
+                np.testing.assert_array_equal(hr, stored["hr"][i])
+                np.testing.assert_array_equal(lr, stored["lr"][i])
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.skipif(
+    not (REPO / "data" / "teacher" / "REALESRGAN_X4PLUS_UP4X.bin").is_file(),
+    reason="teacher not fetched (python3 scripts/fetch_teacher.py data/teacher)",
+)
+def test_stored_x2web64_teacher_targets_regenerate_byte_for_byte() -> None:
+    """The teacher's ×2 targets of the first batch of four (``make_patches --batch 4``, one
+    torch thread as the card's ``--threads 1``) come out as stored, on this machine."""
+    from pocketsr_cli.train.degradations import MILD_SPECS
+    from pocketsr_cli.train.patches import run_teacher
+
+    manifests, photos = _x2web64_stored_and_photos()
+    teacher = teacher_module.load_teacher(REPO / "data" / "teacher")
+    assert teacher.identity == manifests[0]["teacher"]
+    spec = _x2web64_spec(manifests[0])
+    weights = photo_weights(photos, spec)
+    batch = [sample_patch(photos, weights, i, spec, MILD_SPECS["web"]) for i in range(4)]
+    out = run_teacher(teacher.module, np.stack([s.lr_context for s in batch]), spec)
+    with np.load(X2WEB64_RUNS[0] / shard_name(0)) as stored:
+        np.testing.assert_array_equal(out, stored["teacher"][:4])
