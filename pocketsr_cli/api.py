@@ -571,15 +571,11 @@ def _pcsr_options(
 ) -> tuple[float | None, Any]:
     """The factor a PCSR model draws natively (None: not PCSR, or below 1) and its routing
     (None: its own).  Raises UsageError for routing options with another model."""
-    if desc.family != "pcsr":
-        if pcsr_k is not None or adaptive:
-            raise UsageError(f"pcsr_k and adaptive apply to PCSR models only, not {desc.name}")
-        return None, None
-    from pocketsr_cli.archs.pcsr import Routing
+    from pocketsr_cli.factory import routing_for
 
-    routing = None
-    if pcsr_k is not None or adaptive:
-        routing = Routing(k=pcsr_k or 0.0, adaptive=adaptive)
+    routing = routing_for([desc], pcsr_k, adaptive)
+    if desc.family != "pcsr":
+        return None, None
     return (target.value if target.value >= 1 else None), routing
 
 

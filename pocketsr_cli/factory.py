@@ -15,7 +15,7 @@ The spec holds typed values only.  Turning what a user typed (``--device cuda:1`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -128,6 +128,28 @@ def routing_k(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise UsageError(f"{PCSR_K} must be a finite number, not {value!r}")
     return float(value)
+
+
+def routing_for(
+    descriptors: Sequence[ModelDescriptor], pcsr_k: float | None, adaptive: bool
+) -> Routing | None:
+    """The routing ``pcsr_k`` (checked by :func:`routing_k`) and ``adaptive`` ask of the
+    PCSR models ``descriptors``: None when neither is given (each model's own).
+
+    Raises:
+        UsageError: either is given and a model is not PCSR (or there is none).
+    """
+    from pocketsr_cli.errors import UsageError
+    from pocketsr_cli.spelling import ADAPTIVE, PCSR_K
+
+    if pcsr_k is None and not adaptive:
+        return None
+    if not descriptors or any(d.family != "pcsr" for d in descriptors):
+        names = ", ".join(d.name for d in descriptors)
+        raise UsageError(f"{PCSR_K} and {ADAPTIVE} apply to PCSR models only, not to {names}")
+    from pocketsr_cli.archs.pcsr import Routing
+
+    return Routing(k=pcsr_k or 0.0, adaptive=adaptive)
 
 
 def open_upscaler(

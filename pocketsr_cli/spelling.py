@@ -102,6 +102,7 @@ def spelled(spelling: Spelling) -> Iterator[None]:
 # Keyword: what pocketsr_cli.Upscaler (or its upscale_folder) takes; None: no keyword.
 
 ALLOW_UNVERIFIED = Option("allow_unverified", "allow_unverified", switch=True)
+ADAPTIVE = Option("adaptive", "adaptive", switch=True)
 DEVICE = Option("device", "device")
 ENSEMBLE = Option("ensemble", "ensemble")
 ENSEMBLE_WEIGHT = Option("ensemble_weight", "ensemble_weight")

@@ -32,6 +32,7 @@ from pocketsr_cli.parallel import ModelSpec
 from pocketsr_cli.pipeline import resize_output
 from pocketsr_cli.sizing import Target, TargetKind, native_ratio
 from pocketsr_cli.weights.load import descriptor_from_state_dict, read_state_dict
+from pocketsr_cli.weights.resolve import open_family
 
 TINY = PCSRConfig(
     backbone="fsrcnn",
@@ -397,6 +398,29 @@ def test_one_check_of_the_routing_knob_names_it_in_each_spelling(k: object) -> N
     assert str(api_error.value) == f"pcsr_k must be a finite number, not {k!r}"
     assert str(cli_error.value) == f"--pcsr-k must be a finite number, not {k!r}"
     assert routing_k(None) is None and routing_k(-2) == -2.0 and routing_k(0.5) == 0.5
+
+
+def test_one_check_that_routing_goes_with_pcsr_models_names_the_options_in_each_spelling() -> None:
+    """``routing_for`` is the one check the command line and the API make: its message
+    names both options as the face in force spells them."""
+    from pocketsr_cli.cli._flags import flag_spelling
+    from pocketsr_cli.factory import routing_for
+    from pocketsr_cli.spelling import spelled
+
+    bicubic = open_family("bicubic").load(4)
+    with pytest.raises(UsageError) as api_error:
+        routing_for([bicubic], 0.5, False)
+    with spelled(flag_spelling), pytest.raises(UsageError) as cli_error:
+        routing_for([bicubic], None, True)
+    assert str(api_error.value) == (
+        "pcsr_k and adaptive=True apply to PCSR models only, not to bicubic"
+    )
+    assert str(cli_error.value) == (
+        "--pcsr-k and --adaptive apply to PCSR models only, not to bicubic"
+    )
+    assert routing_for([bicubic], None, False) is None
+    with pytest.raises(UsageError):
+        api.Upscaler("bicubic", device="cpu", adaptive=True)
 
 
 def test_other_models_keep_resizing_to_outscale(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pocketsr_cli.spelling import Option
 
 FLAGS: dict[str, str] = {
+    "adaptive": "--adaptive",
     "allow_unverified": "--allow-unverified",
     "device": "--device",
     "ensemble": "--ensemble",

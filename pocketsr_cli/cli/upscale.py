@@ -518,18 +518,13 @@ def _pcsr_options(
     Raises:
         UsageError: --pcsr-k or --adaptive with another model, or with worker processes.
     """
-    pcsr = bool(descriptors) and all(d.family == "pcsr" for d in descriptors)
-    asked = pcsr_k is not None or adaptive
-    if asked and not pcsr:
-        names = ", ".join(d.name for d in descriptors)
-        raise UsageError(f"--pcsr-k and --adaptive apply to PCSR models only, not to {names}")
-    if not pcsr:
-        return _Pcsr()
-    if asked and workers:
-        raise UsageError("--pcsr-k and --adaptive cannot be combined with --devices or --ray")
-    from pocketsr_cli.archs.pcsr import Routing
+    from pocketsr_cli.factory import routing_for
 
-    routing = Routing(k=pcsr_k or 0.0, adaptive=adaptive) if asked else None
+    routing = routing_for(descriptors, pcsr_k, adaptive)
+    if not descriptors or any(d.family != "pcsr" for d in descriptors):
+        return _Pcsr()
+    if routing is not None and workers:
+        raise UsageError("--pcsr-k and --adaptive cannot be combined with --devices or --ray")
     if target.kind == "factor":
         return _Pcsr(outscale=target.value if target.value >= 1 else None, routing=routing)
     if ensemble:
