@@ -206,6 +206,24 @@ def test_a_stream_closed_before_the_start_is_silence_asked_for(
     assert_complete(tmp_path / "o", names, (64, 48))
 
 
+@pytest.mark.parametrize("args", [("models", "list"), ("doctor",)], ids=["models-list", "doctor"])
+def test_a_report_whose_stdout_was_closed_is_not_moved_to_stderr(
+    env: dict[str, str], args: tuple[str, ...]
+) -> None:
+    """``pocketsr models list >&-``: with no stdout (None), the report's console fell back
+    to stderr and printed the whole table there."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pocketsr_cli", *args],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+        preexec_fn=lambda: os.close(1),  # the child's stdout, before it starts
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr == b""
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc")
 def test_a_closed_stderr_gets_dev_null_not_the_next_file_opened(env: dict[str, str]) -> None:
     """With fd 2 closed, the first file the run opened (an output's claim) took fd 2, and

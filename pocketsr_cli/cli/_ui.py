@@ -193,8 +193,9 @@ def shown(text: object) -> str:
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], value)
 
 
-def pipe_safe(stream: IO[str]) -> IO[str]:
-    """``stream`` wrapped in a :class:`PipeSafeStream` (once)."""
+def pipe_safe(stream: IO[str] | None) -> IO[str]:
+    """``stream`` wrapped in a :class:`PipeSafeStream` (once); None (closed at the start)
+    gives one that keeps nothing."""
     if isinstance(stream, PipeSafeStream):
         return cast(IO[str], stream)
     return cast(IO[str], PipeSafeStream(stream))
@@ -205,12 +206,19 @@ def make_console(file: IO[str] | None = None, width: int | None = None) -> Conso
 
     Writes to stderr unless ``file`` is given.
     """
-    return Console(file=pipe_safe(file or sys.stderr), width=width, highlight=False, soft_wrap=True)
+    return _console(file or sys.stderr, width)
 
 
 def make_report_console(width: int | None = None) -> Console:
-    """The console for the report the user asked for (``doctor``, tables): stdout."""
-    return make_console(sys.stdout, width)
+    """The console for the report the user asked for (``doctor``, tables): stdout.
+
+    A stdout closed at the start (``>&-``: ``sys.stdout`` is None) keeps the report
+    nowhere, as asked; it never falls back to stderr."""
+    return _console(sys.stdout, width)
+
+
+def _console(stream: IO[str] | None, width: int | None) -> Console:
+    return Console(file=pipe_safe(stream), width=width, highlight=False, soft_wrap=True)
 
 
 def emit_json(
