@@ -237,6 +237,12 @@ class Upscaler:
         return packing
 
     @property
+    def fell_back_to_fp32(self) -> bool:
+        """Whether a half-precision pass gave NaN/inf, so that this pass and every later
+        one run in fp32 (the compute's precision is then no longer what draws)."""
+        return self._fp32_fallback and self.compute.precision != "fp32"
+
+    @property
     def routing_label(self) -> str | None:
         """A PCSR network's routing as the output records name it (``"k=0.02"``,
         ``"adaptive"``, with ``", no refine"`` when refinement is off); None for other

@@ -190,6 +190,15 @@ class Variant:
         return int(self.upscaler.scale)
 
     @property
+    def compute_used(self) -> str | None:
+        """``compute`` as the network runs now: its device in fp32 once a half-precision
+        pass gave NaN/inf (``inference.Upscaler.fell_back_to_fp32``), so that an image's
+        line and record never name a precision that did not draw it."""
+        if self.compute is None or getattr(self.upscaler, "fell_back_to_fp32", False) is not True:
+            return self.compute
+        return f"{self.compute.rsplit(' ', 1)[0]} fp32"
+
+    @property
     def routing(self) -> str | None:
         """A PCSR network's routing (``Upscaler.routing_label``; recorded and compared)."""
         label = getattr(self.upscaler, "routing_label", None)
@@ -263,6 +272,9 @@ class Result:
     seconds: float | None = None
     warnings: list[str] = field(default_factory=list)
     heavy_fraction: float | None = None  # PCSR: share of output pixels on the heavy path
+    device: str | None = None
+    """Where and how this image was drawn (``"cpu fp32"``, :attr:`Variant.compute_used`),
+    when it was; None: the run's."""
     stops_run: str | None = None
     """On a ``failed`` result whose output's disk is full, over quota or read-only
     (``errors.disk_stop``): why, and the run stops there (:attr:`Summary.stopped`)."""
@@ -578,6 +590,7 @@ class _Upscaled:
     pixels: np.ndarray
     seconds: float
     heavy_fraction: float | None = None
+    compute: str | None = None  # Variant.compute_used right after this image's pass
 
 
 @dataclass
@@ -1164,6 +1177,7 @@ class _Run:
             warnings=[*d.notes, *d.plan.warnings],
             model=d.variant.model or None,
             heavy_fraction=item.heavy_fraction,
+            device=item.compute,
         )
         record = self.record_text(item)
         data = None
@@ -1292,7 +1306,7 @@ class _Run:
             target=self.target.label,
             fmt=d.plan.format,
             size=(item.pixels.shape[1], item.pixels.shape[0]),
-            precision=d.variant.compute,
+            precision=item.compute,
             source=d.job.input.name,
         )
         return provenance.dumps(record)
@@ -1347,7 +1361,7 @@ class _Run:
                 warnings=d.notes,
             )
         heavy = getattr(d.variant.upscaler, "heavy_fraction", None)  # PCSR's routing
-        return _Upscaled(d, out, time.perf_counter() - t0, heavy)
+        return _Upscaled(d, out, time.perf_counter() - t0, heavy, d.variant.compute_used)
 
     def process(
         self,

@@ -1110,3 +1110,34 @@ def test_an_opaque_alpha_image_whose_jpeg_name_is_taken_is_a_png_that_says_why(
         "its alpha channel is opaque everywhere, but its JPEG name is an input or another "
         "input's output, so it is written as PNG, as planned"
     ]
+
+
+def test_images_redrawn_in_fp32_after_a_nan_say_fp32(tmp_path: Path) -> None:
+    """fp16 that overflows is redone in fp32 with a warning, but every image's JSON line,
+    its output's record and its review card still said ``cpu fp16``: a script reading
+    the log could not tell."""
+    import torch
+    from safetensors.torch import load_file
+
+    from pocketsr_cli.imageio import read_provenance_text
+    from pocketsr_cli.provenance import loads
+
+    weights = load_file(Path(__file__).parents[1] / "models" / "pocketsr-compact-x4.safetensors")
+    weights["body.0.weight"] = weights["body.0.weight"] * 3000  # past fp16's range, not fp32's
+    torch.save({"params": weights}, tmp_path / "hot.pth")
+    save(tmp_path / "in" / "a.png", photo())
+    save(tmp_path / "in" / "b.png", photo(seed=1))
+    page = tmp_path / "out" / "review.html"
+    code, out, err = invoke(
+        "upscale", tmp_path / "in", "-o", tmp_path / "out", "-m", tmp_path / "hot.pth",
+        "--device", "cpu", "--precision", "fp16", "--json", "--report", page,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "fp16 gave NaN/inf values" in err
+    images, _ = jsonl(out)
+    assert [line["device"] for line in images] == ["cpu fp32", "cpu fp32"]
+    for line in images:
+        record = loads(read_provenance_text(Path(line["output"])) or "")
+        assert record is not None and record["precision"] == "cpu fp32"
+    text = page.read_text(encoding="utf-8")
+    assert "cpu fp32" in text and "cpu fp16" not in text

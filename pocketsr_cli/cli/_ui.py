@@ -464,7 +464,7 @@ class JsonLinesReporter(NullReporter):
                 "out_height": result.out_height,
                 "seconds": None if result.seconds is None else round(result.seconds, 4),
                 "model": result.model or self.model,
-                "device": self.device,
+                "device": result.device or self.device,
                 **self.ensemble,
                 **_heavy_fraction(result),
                 "warnings": result.warnings,

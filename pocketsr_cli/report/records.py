@@ -73,7 +73,7 @@ class Entry:
             out_height=result.out_height,
             seconds=None if result.seconds is None else round(result.seconds, 4),
             model=result.model or model,
-            device=device,
+            device=result.device or device,
             warnings=tuple(result.warnings),
         )
 
