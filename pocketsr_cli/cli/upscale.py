@@ -257,7 +257,12 @@ def upscale(
         ),
     ] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would be done; write nothing.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Show what would be done; write no image (a --report page still lists "
+            "what would be written).",
+        ),
     ] = False,
     report_page: Annotated[
         Path | None,
