@@ -9,10 +9,17 @@ that the window left is Python's start-up.
 A standard stream closed before the start (``2>&-``) is given ``/dev/null`` first: else
 the next file opened (an output's claim, a temporary file) would take its descriptor,
 and whatever a library writes to stderr would land in that file.
+
+A standard stream whose encoding cannot hold every character (Windows writes a pipe or a
+file in its ANSI code page, cp1252, unless ``PYTHONUTF8`` is set) escapes what it cannot
+encode (``\\u2192``), as Python's stderr does, rather than strictly: else the first "→" or
+"≤" written there (help texts, tables, log lines) ended the command in a
+``UnicodeEncodeError``.  ``--json`` lines are ASCII on such a stream anyway.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -22,6 +29,7 @@ _EXIT_INTERRUPTED = 130  # as cli._errors.EXIT_INTERRUPTED, which cannot be impo
 def main() -> None:
     """Console-script entry point (``pocketsr``, ``python -m pocketsr_cli``)."""
     fill_closed_standard_fds()
+    escape_unencodable()
     try:
         from pocketsr_cli.cli import main as run
 
@@ -39,6 +47,18 @@ def say_interrupted() -> None:
             sys.stderr.flush()
     except (OSError, ValueError):
         pass
+
+
+def escape_unencodable() -> None:
+    """Make stdout and stderr write a character their encoding lacks as its escape
+    (``backslashreplace``) when they are strict and not UTF-8 (see the module docs)."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
+        if encoding.startswith("utf") or getattr(stream, "errors", None) != "strict":
+            continue
+        # not a TextIOWrapper (AttributeError), or closed
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
 
 
 def fill_closed_standard_fds() -> None:

@@ -244,6 +244,41 @@ def test_a_closed_stderr_gets_dev_null_not_the_next_file_opened(env: dict[str, s
     assert result.stdout.decode().split() == [os.devnull, "True"], result.stdout
 
 
+def test_a_stream_in_a_code_page_escapes_what_it_cannot_encode(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Windows writes a pipe or a file in its ANSI code page (cp1252): the help's "→" and
+    "≤" ended ``pocketsr upscale --help > help.txt`` in a UnicodeEncodeError; a
+    ``--json`` run's lines stay ASCII JSON there."""
+    encoding = "cp1252"
+    shown = {}
+    for command in ("upscale --help", "bench --help", "models list"):
+        result = subprocess.run(
+            [sys.executable, "-m", "pocketsr_cli", *command.split()],
+            capture_output=True,
+            env={**env, "PYTHONIOENCODING": encoding},
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr.decode(errors="replace")
+        assert b"Traceback" not in result.stderr
+        shown[command] = result.stdout.decode(encoding)
+    assert "photo.jpg \\u2192 photo_x4.jpg" in shown["upscale --help"]
+    assert "\\u2264" in shown["bench --help"]
+    photos(tmp_path / "in", 1, 12, 16)
+    argv = ["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o√"), "-m", "lanczos", "--json"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pocketsr_cli", *argv],
+        capture_output=True,
+        env={**env, "PYTHONIOENCODING": encoding},
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    image, summary = (json.loads(line) for line in result.stdout.decode("ascii").splitlines())
+    assert image["output"] == str(tmp_path / "o√" / "00.png") and summary["summary"]["ok"] == 1
+
+
 def test_json_lines_outlive_a_stream_that_breaks() -> None:
     class Gone(io.StringIO):
         def write(self, text: str) -> int:
