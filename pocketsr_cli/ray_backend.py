@@ -46,6 +46,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -445,7 +446,8 @@ _SCRATCH = "pocketsr-ray-"  # an actor's scratch folder: pocketsr-ray-<pid>-<ran
 
 def _remove_dead_scratch(folder: Path) -> None:
     """Remove the scratch folders that actors killed outright left in ``folder`` (their
-    copies of inputs and outputs): those named after a process that no longer exists.
+    copies of inputs and outputs): those named after a process that no longer exists
+    (:func:`_process_gone`).
     A folder whose process id is alive again (reused) is kept; never raises."""
     with contextlib.suppress(OSError):
         for entry in folder.iterdir():
@@ -453,12 +455,30 @@ def _remove_dead_scratch(folder: Path) -> None:
             pid = rest.split("-", 1)[0]
             if head or not pid.isdigit() or not entry.is_dir() or entry.is_symlink():
                 continue
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
+            if _process_gone(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
-            except (OSError, OverflowError):  # alive under another user, or not a pid
-                continue
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` exists; False when it does, or when that cannot be told.
+
+    POSIX: ``kill(pid, 0)``, which sends nothing.  Not on Windows, where ``os.kill`` with
+    any other signal than the two console events *terminates* the process (another run's
+    live actor, or whatever process reuses the id): there ``psutil`` answers when it is
+    installed (Ray installs it), and without it nothing is taken for gone."""
+    if sys.platform == "win32":
+        try:
+            import psutil  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            return False
+        return not psutil.pid_exists(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # alive under another user, or not a pid
+        return False
+    return False
 
 
 def _remove_leftovers(output: Path) -> None:

@@ -534,6 +534,33 @@ def test_an_actor_removes_the_scratch_folders_killed_actors_left(tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name, mine.name])
 
 
+def test_on_windows_no_scratch_owner_is_probed_with_os_kill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows' ``os.kill(pid, 0)`` terminates the process (another run's live actor):
+    there a process is asked after through ``psutil``, and without it nothing is removed."""
+    import types
+
+    from pocketsr_cli.ray_backend import _remove_dead_scratch
+
+    killed: list[int] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: killed.append(pid))
+    monkeypatch.setattr(sys, "platform", "win32")
+    dead = tmp_path / "pocketsr-ray-1234567-abc"
+    alive = tmp_path / "pocketsr-ray-7654321-def"
+    for scratch in (dead, alive):
+        (scratch / "in").mkdir(parents=True)
+    monkeypatch.setitem(sys.modules, "psutil", None)  # not installed: nothing can be told
+    _remove_dead_scratch(tmp_path)
+    assert dead.is_dir() and alive.is_dir()
+    fake = types.ModuleType("psutil")
+    fake.pid_exists = lambda pid: pid == 7654321  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "psutil", fake)
+    _remove_dead_scratch(tmp_path)
+    assert not dead.exists() and alive.is_dir()
+    assert killed == []
+
+
 def test_a_full_scratch_folder_fails_that_image_alone_and_names_the_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
