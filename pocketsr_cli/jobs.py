@@ -34,7 +34,8 @@ Rules (SPEC, "Command-line contract"):
   be written to ``photo.png``.  "Equal" includes the same file under another name (a hard
   link, a symbolic link);
 * ``--suffix`` is part of a file name: a path separator, ``..`` or NUL in it is a usage
-  error, so every output lies in the output folder (or beside its input);
+  error, so every output lies in the output folder (or beside its input); on Windows so
+  are the characters it forbids in names (``<>:"|?*``, control characters);
 * whatever a folder holds, each entry ends as one job or none (hidden files): a file that
   cannot be read as an image although its name says it is one (a broken symbolic link, a
   FIFO, a device, a socket; never opened) is a job that fails (``Job.failure``), as is a
@@ -59,6 +60,7 @@ import itertools
 import os
 import re
 import stat
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,10 +135,7 @@ class Naming:
         if self.suffix is not None:
             problem = _suffix_problem(self.suffix)
             if problem is not None:
-                raise UsageError(
-                    f"{SUFFIX} {self.suffix!r} {problem}: it is added to each file name and "
-                    f"cannot move outputs elsewhere (the {OUTPUT} folder says where they go)"
-                )
+                raise UsageError(f"{SUFFIX} {self.suffix!r} {problem}")
 
     @property
     def effective_suffix(self) -> str:
@@ -179,14 +178,30 @@ class Naming:
 
 
 def _suffix_problem(suffix: str) -> str | None:
-    """What makes ``suffix`` unusable in a file name, or None."""
+    """What makes ``suffix`` unusable in a file name, and why, or None."""
+    problem = None
     if "\0" in suffix:
-        return "contains a NUL character"
-    if any(sep and sep in suffix for sep in ("/", "\\", os.sep, os.altsep)):
-        return "contains a path separator"
-    if ".." in suffix:
-        return "contains '..'"
+        problem = "contains a NUL character"
+    elif any(sep and sep in suffix for sep in ("/", "\\", os.sep, os.altsep)):
+        problem = "contains a path separator"
+    elif ".." in suffix:
+        problem = "contains '..'"
+    if problem is not None:
+        return (
+            f"{problem}: it is added to each file name and cannot move outputs elsewhere "
+            f"(the {OUTPUT} folder says where they go)"
+        )
+    if sys.platform == "win32":
+        # Refused by Windows in a name; "a:b.png" would even make a file "a" whose hidden
+        # stream "b.png" holds the image.
+        found = sorted({c for c in suffix if c in _WINDOWS_FORBIDDEN or ord(c) < 32})
+        if found:
+            shown = ", ".join(repr(c) for c in found)
+            return f"contains {shown}, which Windows does not allow in a file name"
     return None
+
+
+_WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
 
 
 @dataclass(frozen=True)

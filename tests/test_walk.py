@@ -261,3 +261,17 @@ def test_a_folder_of_20000_files_starts_at_once_and_the_walk_holds_little(
 
 class _Quiet(NullReporter):
     pass
+
+
+def test_a_suffix_windows_forbids_in_names_is_refused_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--suffix _a:b`` on Windows would make ``photo_a`` holding a hidden stream ``b.png``;
+    ``?`` or ``*`` fail every write.  Refused before anything is done; elsewhere allowed."""
+    assert Naming(None, "_a:b?").output_for(tmp_path / "p.png", None).name == "p_a:b?.png"
+    monkeypatch.setattr(jobs_module.sys, "platform", "win32")
+    with pytest.raises(UsageError, match=r"contains ':', '\?', which Windows does not allow"):
+        Naming(None, "_a:b?")
+    with pytest.raises(UsageError, match=r"'\\t'"):
+        Naming(tmp_path / "o", "_\t")
+    assert Naming(None, "_x4 (big)").effective_suffix == "_x4 (big)"
