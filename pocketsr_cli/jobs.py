@@ -27,7 +27,9 @@ Rules (SPEC, "Command-line contract"):
   outputs renamed or made with another ``--suffix``.  A file named on the command line is
   always upscaled;
 * an output path equal to an input path, or two inputs mapping to one output, is a usage
-  error raised before anything is written.  The output path checked is the final one: an
+  error raised before anything is written; where the output's file system ignores case
+  (macOS and Windows by default: :func:`_case_blind`), names that differ only in case are
+  one output.  The output path checked is the final one: an
   input whose output format depends on its content (transparency asked as JPEG or BMP is
   written as PNG; GIF, HEIF and AVIF become PNG) has its header read here
   (``imageio.probe``) so that ``photo.png`` with alpha asked as ``--format jpg`` is known to
@@ -55,6 +57,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fnmatch
+import functools
 import hashlib
 import itertools
 import os
@@ -692,26 +695,26 @@ def _check_outputs(jobs: list[Job], naming: Naming) -> list[Job]:
     name is not free (an input, another input's output, or an earlier job's alternative
     name): that job's output is its PNG, as when the alpha channel is transparent."""
     running = [j for j in jobs if j.runs]
-    by_path = {_real(j.input): j for j in running}
+    by_path = {_name_key(_real(j.input)): j for j in running}
     by_identity = {key: j for j in running if (key := _identity(j.input)) is not None}
-    primaries = {_real(j.output) for j in running}
-    seen: dict[str, Job] = {}
+    primaries = {_name_key(_real(j.output)) for j in running}
+    seen: dict[str, Job] = {}  # by _name_key of the real path
     checked: list[Job] = []
     for job in jobs:
         if not job.runs:
             checked.append(job)
             continue
-        earlier = seen.get(_real(job.output))
+        earlier = seen.get(_name_key(_real(job.output)))
         if earlier is not None and _identity(earlier.input) == _identity(job.input):
             checked.append(_repeat(job, earlier.display))
             continue
         if job.alt_output is not None:
-            alt = _real(job.alt_output)
+            alt = _name_key(_real(job.alt_output))
             key = _identity(job.alt_output)
             if alt in primaries or alt in seen or alt in by_path or key in by_identity:
                 job = dataclasses.replace(job, alt_output=None)
         for output in job.outputs:
-            out = _real(output)
+            out = _name_key(_real(output))
             victim = by_path.get(out)
             how = ""
             if victim is None:
@@ -728,10 +731,10 @@ def _check_outputs(jobs: list[Job], naming: Naming) -> list[Job]:
             if earlier is not None:
                 raise UsageError(
                     f"{earlier.display} and {job.display} would both be written to "
-                    f"{output}; {_apart_hint(naming)}"
+                    f"{output}{_case_note(output)}; {_apart_hint(naming)}"
                 )
         for output in job.outputs:
-            seen[_real(output)] = job
+            seen[_name_key(_real(output))] = job
         checked.append(job)
     return checked
 
@@ -774,9 +777,51 @@ def _switch_note(job: Job, naming: Naming) -> str:
 
 
 def _fingerprint(text: str) -> int:
-    """A 64-bit digest of a path: a set of these is a fraction of a set of the paths (and
-    two of 200,000 paths share one with a chance of about one in 10⁹)."""
-    return int.from_bytes(hashlib.blake2b(os.fsencode(text), digest_size=8).digest(), "big")
+    """A 64-bit digest of a real path, as :func:`_name_key` compares it: a set of these is
+    a fraction of a set of the paths (and two of 200,000 paths share one with a chance of
+    about one in 10⁹)."""
+    key = _name_key(text)
+    return int.from_bytes(hashlib.blake2b(os.fsencode(key), digest_size=8).digest(), "big")
+
+
+def _case_note(output: Path) -> str:
+    """For a message about two outputs on one name: where names ignore case, that they
+    may differ in case alone."""
+    if not _case_blind(os.path.dirname(_real(output))):
+        return ""
+    return " (names that differ only in case are one file on this file system)"
+
+
+def _name_key(real: str) -> str:
+    """A real path as its file system compares names: lowercased where that file system
+    ignores case (:func:`_case_blind`; macOS and Windows by default), so that two outputs
+    ``out/Photo.png`` and ``out/photo.png`` are known to be one file there."""
+    return real.lower() if _case_blind(os.path.dirname(real)) else real
+
+
+@functools.lru_cache(maxsize=4096)
+def _case_blind(folder: str) -> bool:
+    """Whether the file system of real path ``folder`` ignores the case of names: the
+    nearest existing part of it with a letter in its name is the same file under that name
+    with its case swapped.  Where no such part exists, the platform's default (macOS and
+    Windows ignore case, Linux does not)."""
+    probe = folder
+    while True:
+        head, tail = os.path.split(probe)
+        swapped = tail.swapcase()
+        if swapped != tail:
+            try:
+                here = os.stat(probe)
+            except (OSError, ValueError):  # not made yet: ask its parent
+                here = None
+            if here is not None:
+                try:
+                    return os.path.samestat(here, os.stat(os.path.join(head, swapped)))
+                except (OSError, ValueError):
+                    return False
+        if head == probe:
+            return sys.platform in ("darwin", "win32")
+        probe = head
 
 
 def _packed(key: _Key) -> int:
@@ -934,7 +979,8 @@ class _StreamingCheck:
                 return self.refuse(job, self.alt_kept(job, output, earlier))
             return self.refuse(
                 job,
-                f"{earlier} and {job.display} would both be written to {output}; "
+                f"{earlier} and {job.display} would both be written to {output}"
+                f"{_case_note(output)}; "
                 f"{_apart_hint(self.naming)}",
             )
         return None

@@ -275,3 +275,58 @@ def test_a_suffix_windows_forbids_in_names_is_refused_there(
     with pytest.raises(UsageError, match=r"'\\t'"):
         Naming(tmp_path / "o", "_\t")
     assert Naming(None, "_x4 (big)").effective_suffix == "_x4 (big)"
+
+
+def test_outputs_that_differ_only_in_case_are_one_file_where_names_ignore_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """macOS and Windows ignore the case of names: ``a/Photo.png b/photo.png -o out``
+    would write one file twice there (the second replacing the first with ``--overwrite``),
+    and ``--format png`` meets ``x.PNG`` with ``X.jpg``.  Refused as any two inputs meeting
+    on one output are; where names keep their case, both are written."""
+    one = tiny(tmp_path / "a" / "Photo.png")
+    two = tiny(tmp_path / "b" / "photo.png", 1)
+    tiny(tmp_path / "c" / "x.PNG")
+    tiny(tmp_path / "c" / "X.jpg", 2)
+    out = Naming(tmp_path / "out", None)
+    as_png = Naming(None, "_2", fmt="png")
+    assert not jobs_module._case_blind(str(tmp_path))  # this test's file system keeps case
+    assert len(collect_jobs([one, two], out)) == 2
+    assert len(list(iter_jobs([tmp_path / "c"], as_png))) == 2
+    jobs_module._case_blind.cache_clear()
+    monkeypatch.setattr(jobs_module, "_case_blind", lambda folder: True)
+    message = r"would both be written to .*\(names that differ only in case are one file"
+    with pytest.raises(UsageError, match=message):
+        collect_jobs([one, two], out)
+    with pytest.raises(UsageError, match=message):
+        list(iter_jobs([one, two], out))
+    for plan in (collect_jobs, iter_jobs):
+        with pytest.raises(UsageError, match=message):
+            list(plan([tmp_path / "c"], as_png))
+
+
+def test_a_case_blind_file_system_is_told_by_a_name_with_its_case_swapped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nearest existing folder whose name has a letter answers; a path with none
+    falls back on the platform (macOS and Windows ignore case by default)."""
+    real_stat = os.stat
+    blind = str(tmp_path / "Blind")
+    os.mkdir(blind)
+
+    def ignoring_case(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        text = os.fspath(path)  # type: ignore[call-overload]
+        if text.lower() == blind.lower():
+            text = blind
+        return real_stat(text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jobs_module.os, "stat", ignoring_case)
+    jobs_module._case_blind.cache_clear()
+    assert jobs_module._case_blind(os.path.join(blind, "not-made", "yet"))
+    assert not jobs_module._case_blind(str(tmp_path))
+    monkeypatch.setattr(jobs_module.sys, "platform", "darwin")
+    assert jobs_module._case_blind("/1/2")  # nothing with a letter exists
+    monkeypatch.setattr(jobs_module.sys, "platform", "linux")
+    jobs_module._case_blind.cache_clear()
+    assert not jobs_module._case_blind("/1/2")
+    jobs_module._case_blind.cache_clear()
