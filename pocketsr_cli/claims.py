@@ -18,8 +18,13 @@ by the content) is claimed again for its rename.
     claim.
 
 Where ``flock`` does not exist (Windows) or the file system refuses it, the run that
-*created* the claim file (``O_EXCL``) holds it; one killed while holding it leaves it
-behind, and :func:`describe_busy` says to delete it.
+*created* the claim file (``O_EXCL``) holds it, keeping it open until it removes it.  On
+Windows that open file is the lock: a file another process holds open cannot be removed
+(``os.open`` does not share deletion), so a run that finds a claim file removes it, and if
+that works its holder is gone (killed outright, or a ``--devices`` worker ended by the
+driver: ``terminate`` runs no clean-up there) and the run claims the output afresh; if not,
+the output is busy.  Elsewhere (a file system that refuses ``flock``) a claim left by a
+killed run stays, and :func:`describe_busy` says to delete it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import errno
 import hashlib
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,9 +131,29 @@ def acquire(output: Path) -> Claim | None:
             os.close(fd)
             raise
         os.close(fd)
+        if locked is None and _OPEN_FILES_STAY:
+            if _remove_unheld(path):
+                continue  # its holder was gone: claim it afresh
+            return None
         if not locked:
             return None
     return None
+
+
+# Windows removes no file that another process holds open (see the module docs).
+_OPEN_FILES_STAY = sys.platform == "win32"
+
+
+def _remove_unheld(path: Path) -> bool:
+    """Remove the claim file ``path`` unless a process holds it open (Windows refuses);
+    True when it is gone (removed now, or already)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return True
+    except OSError:  # PermissionError: held open by its run
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -160,5 +186,6 @@ def clear_stale(output: Path) -> bool:
 
 def describe_busy(output: Path) -> str:
     """Why ``output`` was not written when its claim was held elsewhere."""
-    how = "" if fcntl is not None else f" (if none is running, delete {claim_path(output)})"
+    told = fcntl is not None or _OPEN_FILES_STAY  # a held claim is a live run's
+    how = "" if told else f" (if none is running, delete {claim_path(output)})"
     return f"another pocketsr run is writing this output right now{how}"

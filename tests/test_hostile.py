@@ -10,6 +10,7 @@ Runs go through Typer's CliRunner where that is faithful, and through a real pro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -640,6 +641,54 @@ def test_an_output_claimed_by_another_run_is_skipped(tmp_path: Path) -> None:
     assert first.reason == "another pocketsr run is writing this output right now"
     assert second.status == "ok"
     assert not (tmp_path / "out" / "0.png").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_on_windows_a_claim_left_by_a_killed_run_is_taken_and_a_held_one_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows has no flock, and a run killed there (or a --devices worker, which the
+    driver ends with TerminateProcess) leaves its claim file: every later run skipped
+    that output as "being written" until the file was deleted by hand.  Windows removes
+    no file a process holds open, as emulated here: a claim file that can be removed has
+    no holder left, and is taken."""
+    from pocketsr_cli import atomicfile
+
+    real_unlink = os.unlink
+
+    def windows_unlink(path: object, *args: object, **kwargs: object) -> None:
+        target = os.stat(path)  # type: ignore[arg-type]
+        held = False
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                held = held or os.path.samestat(os.fstat(int(fd)), target)
+        if held:
+            raise PermissionError(13, "The process cannot access the file", path)
+        real_unlink(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(claims, "fcntl", None)
+    monkeypatch.setattr(atomicfile, "fcntl", None)
+    monkeypatch.setattr(claims, "_OPEN_FILES_STAY", True)
+    monkeypatch.setattr(os, "unlink", windows_unlink)
+    out = tmp_path / "a.png"
+    held = claims.acquire(out)
+    assert held is not None
+    assert claims.acquire(out) is None and claims.clear_stale(out) is False  # a live run's
+    assert claims.describe_busy(out) == "another pocketsr run is writing this output right now"
+    held.release()
+    assert not claims.claim_path(out).exists()
+    claims.claim_path(out).write_text("")  # left by a run killed outright
+    taken = claims.acquire(out)
+    assert taken is not None
+    taken.release()
+    claims.claim_path(out).write_text("")
+    assert claims.clear_stale(out) is True and not claims.claim_path(out).exists()
+    src = folder_of(tmp_path / "in", 1)
+    claims.claim_path(tmp_path / "out" / "0.png").parent.mkdir()
+    claims.claim_path(tmp_path / "out" / "0.png").write_text("")
+    jobs = collect_jobs([src], Naming(tmp_path / "out", None))
+    (result,) = run(jobs, Doubler(), Options(), pipeline.NullReporter()).results
+    assert result.status == "ok" and leftovers(tmp_path) == []
 
 
 def test_two_runs_in_one_process_write_each_output_once(
