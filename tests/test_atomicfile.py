@@ -277,3 +277,24 @@ def test_without_flock_writes_work_and_nothing_is_swept(
         tmp.write_bytes(b"whole")
     assert (tmp_path / "out.png").read_bytes() == b"whole"
     assert sweep_stale_temps(tmp_path, stale_after=0) == 0 and left.exists()
+
+
+def test_on_windows_an_output_open_elsewhere_says_why_it_was_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows refuses to rename over a file another program has open (a viewer showing
+    the last run's output): "Access is denied" alone does not say what to do."""
+    from pocketsr_cli.errors import ImageWriteError
+    from pocketsr_cli.imageio import atomic, write_atomic
+
+    def refused(src: object, dst: object) -> None:
+        raise PermissionError(13, "Access is denied", str(src), None, str(dst))
+
+    (tmp_path / "a.png").write_bytes(b"old")
+    monkeypatch.setattr(atomicfile.os, "replace", refused)
+    monkeypatch.setattr(atomic.sys, "platform", "win32")
+    with pytest.raises(ImageWriteError, match=r"Access is denied \(Windows replaces no file"):
+        write_atomic(tmp_path / "a.png", b"new")
+    with pytest.raises(ImageWriteError, match=r"Access is denied$"):  # nothing to replace
+        write_atomic(tmp_path / "b.png", b"new")
+    assert (tmp_path / "a.png").read_bytes() == b"old" and leftovers(tmp_path) == []
