@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -185,7 +186,8 @@ def extras() -> dict[str, str | None]:
 
 def physical_cores(cpuinfo: str | None = None) -> int | None:
     """Physical cores: distinct (package, core) pairs of ``/proc/cpuinfo`` (or the text
-    given), else ``psutil`` when installed, else ``None``."""
+    given) on Linux, ``sysctl hw.physicalcpu`` on macOS, else ``psutil`` when installed
+    (Windows), else ``None``."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -199,12 +201,32 @@ def physical_cores(cpuinfo: str | None = None) -> int | None:
             cores.add((package.group(1) if package else "0", core.group(1)))
     if cores:
         return len(cores)
+    if sys.platform == "darwin":
+        count = _sysctl_int("hw.physicalcpu")
+        if count:
+            return count
     try:
         import psutil  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return None
     count = psutil.cpu_count(logical=False)
     return None if count is None else int(count)
+
+
+def _sysctl_int(name: str) -> int | None:
+    """The integer ``sysctlbyname(name)`` gives (macOS, the BSDs), or None where the C
+    library has no such call or the name is unknown."""
+    import ctypes
+
+    try:
+        call = ctypes.CDLL(None).sysctlbyname
+    except (OSError, AttributeError):
+        return None
+    value = ctypes.c_int64(0)  # hw.* counts are 4 bytes; little-endian, they fill the low end
+    size = ctypes.c_size_t(ctypes.sizeof(value))
+    if call(name.encode(), ctypes.byref(value), ctypes.byref(size), None, ctypes.c_size_t(0)):
+        return None
+    return int(value.value) if size.value in (4, 8) else None
 
 
 def _usable_cores() -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -158,3 +159,20 @@ def test_physical_cores_from_cpuinfo() -> None:
     # 2 packages × 2 cores × 2 hyper-threads.
     assert sysinfo.physical_cores(CPUINFO) == 4
     assert sysinfo.physical_cores("processor\t: 0\n") in (None, *range(1, 1025))  # psutil
+
+
+def test_physical_cores_on_macos_come_from_sysctl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No /proc/cpuinfo there, and psutil is optional: doctor said "unknown physical"."""
+    asked: list[str] = []
+
+    def sysctl(name: str) -> int:
+        asked.append(name)
+        return 8
+
+    monkeypatch.setattr(sysinfo.sys, "platform", "darwin")
+    monkeypatch.setattr(sysinfo, "_sysctl_int", sysctl)
+    assert sysinfo.physical_cores("") == 8 and asked == ["hw.physicalcpu"]
+    monkeypatch.undo()
+    if not sys.platform.startswith("linux"):
+        return
+    assert sysinfo._sysctl_int("hw.physicalcpu") is None  # glibc has no sysctlbyname
