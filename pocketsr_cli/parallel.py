@@ -20,12 +20,14 @@ was renamed into place just before its worker died finds it and is skipped (``ex
 and an output is only ever renamed into place whole (``imageio.write_atomic``) while its
 claim is held (``claims``; a claim dies with its process).
 
-Stopping: workers ignore SIGINT (a terminal sends it to the whole process group) and leave
-the decision to the driver; on ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM/SIGHUP through the
-CLI) the driver sends each worker SIGTERM, which each turns into a ``KeyboardInterrupt``:
-a temporary file being written is removed, a claim released.  The driver waits for them,
-and every input without a result is reported ``skipped`` (``interrupted``), as in a
-one-process run.
+Stopping: workers ignore SIGINT (a terminal sends it to the whole process group; on
+Windows SIGBREAK too) and leave the decision to the driver; on ``KeyboardInterrupt``
+(Ctrl-C, or SIGTERM/SIGHUP through the CLI) the driver sends each worker SIGTERM, which
+each turns into a ``KeyboardInterrupt``: a temporary file being written is removed, a
+claim released.  (On Windows ``terminate`` ends a process outright: a busy worker's
+temporary file stays, and its claim is taken over by the next run, ``claims``.)  The driver
+waits for them, and every input without a result is reported ``skipped``
+(``interrupted``), as in a one-process run.
 """
 
 from __future__ import annotations
@@ -175,6 +177,8 @@ def _worker_main(
     retain_freed_memory()  # as the CLI does in the driver (hostmem.py)
     stop = _StopSignal()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGBREAK"):  # Windows' Ctrl-Break reaches the whole console too
+        signal.signal(signal.SIGBREAK, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, stop)
     try:
         variants = factory(device, lambda message: conn.send(("warning", message)))

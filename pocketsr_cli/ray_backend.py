@@ -577,7 +577,9 @@ def run_ray(
 
 
 _STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK")  # as cli._errors.STOP_SIGNALS
+    if hasattr(signal, name)
 )
 
 

@@ -35,3 +35,26 @@ def test_a_failure_of_one_file_does_not(code: int) -> None:
 
 def test_an_error_without_an_os_cause_does_not() -> None:
     assert disk_stop(ImageWriteError("could not encode PNG"), Path("a.png")) is None
+
+
+def test_windows_sigbreak_stops_a_command_as_sighup_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-Break, and closing the console window, send SIGBREAK on Windows: left to its
+    default it ended the process at once, the file in hand left behind.  Emulated here
+    with SIGUSR1 standing in for it."""
+    import os
+    import signal
+
+    from pocketsr_cli.cli import _errors
+
+    monkeypatch.setattr(signal, "SIGBREAK", signal.SIGUSR1, raising=False)
+    found = _errors.present_signals()
+    assert signal.SIGUSR1 in found and signal.SIGINT in found
+    monkeypatch.setattr(_errors, "STOP_SIGNALS", found)
+    before = {number: signal.getsignal(number) for number in found}
+    try:
+        with pytest.raises(_errors.Interrupted), _errors.stop_signals() as stops:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        assert stops.exit_code == 128 + signal.SIGUSR1
+    finally:  # a stopped command keeps ignoring stop signals: this process goes on
+        for number, handler in before.items():
+            signal.signal(number, handler)

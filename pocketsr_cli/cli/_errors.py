@@ -6,7 +6,9 @@ SIGHUP (a closed terminal) all stop a command the same way: the first one raises
 :class:`Interrupted` (a ``KeyboardInterrupt``) in the main thread, which ``upscale``'s
 pipeline turns into "finish or remove the file in hand, report, print the summary"; later
 ones are noted and ignored, so that a burst of Ctrl-C cannot break off that cleanup with a
-traceback.  The exit code is 128 + the first signal's number: 130, 143, 129.
+traceback.  The exit code is 128 + the first signal's number: 130, 143, 129.  On Windows
+SIGBREAK (Ctrl-Break, and a console window closed) stops a command the same way (149);
+left to its default it ended the process at once, leaving the file in hand.
 """
 
 from __future__ import annotations
@@ -42,9 +44,16 @@ EXIT_USAGE = 2
 EXIT_MODEL = 3
 EXIT_INTERRUPTED = 130  # SIGINT; SIGTERM gives 143, SIGHUP 129 (see the module docs)
 
-STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
+STOP_SIGNAL_NAMES = ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK")  # those this system has
+
+
+def present_signals(names: tuple[str, ...] = STOP_SIGNAL_NAMES) -> tuple[int, ...]:
+    """The numbers of the signals in ``names`` that this system has (SIGHUP is POSIX,
+    SIGBREAK Windows)."""
+    return tuple(getattr(signal, name) for name in names if hasattr(signal, name))
+
+
+STOP_SIGNALS = present_signals()
 
 
 class Interrupted(KeyboardInterrupt):
