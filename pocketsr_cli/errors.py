@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from pathlib import Path
 
 
@@ -72,3 +73,26 @@ def disk_stop(exc: BaseException, where: Path) -> str | None:
         return None
     words = cause.strerror or os.strerror(cause.errno)
     return f"the disk that holds {where.parent} {_DISK_STOPS[cause.errno]} ({words})"
+
+
+WINDOWS_MAX_PATH = 260
+"""Characters in a path, its final NUL included, that Windows allows unless long paths are
+enabled (a registry setting)."""
+
+
+def windows_hint(exc: OSError, path: Path) -> str:
+    """What Windows does not say when writing ``path`` failed with ``exc``: a path too
+    long for it (the temporary file and claim beside an output have longer names than the
+    output: ``atomicfile.temp_path_for``), or a file another program has open, which it
+    refuses to replace ("Access is denied").  ``""`` elsewhere, or when neither applies."""
+    if sys.platform != "win32":
+        return ""
+    names = (path, exc.filename, exc.filename2)
+    if max(len(str(n)) for n in names if n is not None) >= WINDOWS_MAX_PATH:
+        return (
+            f" (a path there is longer than the {WINDOWS_MAX_PATH - 1} characters Windows "
+            "allows unless long paths are enabled: choose a shorter output folder)"
+        )
+    if isinstance(exc, PermissionError) and path.exists():
+        return " (Windows replaces no file that another program has open: close it there)"
+    return ""

@@ -82,7 +82,13 @@ import numpy as np
 
 from pocketsr_cli import claims, libwarnings, memory, provenance
 from pocketsr_cli.atomicfile import TempSweeper
-from pocketsr_cli.errors import ImageReadError, ImageWriteError, PocketSRError, disk_stop
+from pocketsr_cli.errors import (
+    ImageReadError,
+    ImageWriteError,
+    PocketSRError,
+    disk_stop,
+    windows_hint,
+)
 from pocketsr_cli.imageio import (
     OUTPUT_FORMATS,
     DecodedImage,
@@ -745,7 +751,9 @@ class _Run:
         try:
             claim = claims.acquire(job.output)
         except OSError as exc:  # its folder or claim file cannot be made
-            error = f"cannot write {job.output}: {exc.strerror or exc}"
+            error = (
+                f"cannot write {job.output}: {exc.strerror or exc}{windows_hint(exc, job.output)}"
+            )
             return Result(job, "failed", error=error, stops_run=disk_stop(exc, job.output))
         if claim is None:
             reason = claims.describe_busy(job.output)

@@ -279,22 +279,40 @@ def test_without_flock_writes_work_and_nothing_is_swept(
     assert sweep_stale_temps(tmp_path, stale_after=0) == 0 and left.exists()
 
 
-def test_on_windows_an_output_open_elsewhere_says_why_it_was_not_replaced(
+def test_on_windows_a_write_refused_for_a_reason_windows_leaves_unsaid_says_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Windows refuses to rename over a file another program has open (a viewer showing
-    the last run's output): "Access is denied" alone does not say what to do."""
+    the last run's output): "Access is denied" alone does not say what to do.  And a path
+    past its 260 characters fails as "No such file or directory", although the output's
+    own path may fit: the temporary file beside it has a longer name."""
+    from pocketsr_cli import errors
     from pocketsr_cli.errors import ImageWriteError
-    from pocketsr_cli.imageio import atomic, write_atomic
+    from pocketsr_cli.imageio import write_atomic
 
     def refused(src: object, dst: object) -> None:
         raise PermissionError(13, "Access is denied", str(src), None, str(dst))
 
     (tmp_path / "a.png").write_bytes(b"old")
     monkeypatch.setattr(atomicfile.os, "replace", refused)
-    monkeypatch.setattr(atomic.sys, "platform", "win32")
+    monkeypatch.setattr(errors.sys, "platform", "win32")
     with pytest.raises(ImageWriteError, match=r"Access is denied \(Windows replaces no file"):
         write_atomic(tmp_path / "a.png", b"new")
     with pytest.raises(ImageWriteError, match=r"Access is denied$"):  # nothing to replace
         write_atomic(tmp_path / "b.png", b"new")
     assert (tmp_path / "a.png").read_bytes() == b"old" and leftovers(tmp_path) == []
+    monkeypatch.undo()
+    monkeypatch.setattr(errors.sys, "platform", "win32")
+    deep = tmp_path / ("d" * (errors.WINDOWS_MAX_PATH - 60 - len(str(tmp_path))))
+    output = deep / ("f" * 40 + ".png")
+    assert len(str(output)) < errors.WINDOWS_MAX_PATH  # it fits; its temporary file does not
+    real_open = os.open
+
+    def windows_open(path: str, *args: int) -> int:  # no long paths enabled
+        if len(str(path)) >= errors.WINDOWS_MAX_PATH:
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_open(path, *args)
+
+    monkeypatch.setattr(atomicfile.os, "open", windows_open)
+    with pytest.raises(ImageWriteError, match=r"longer than the 259 characters Windows allows"):
+        write_atomic(output, b"new")

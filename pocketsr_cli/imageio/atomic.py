@@ -9,11 +9,10 @@ False.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from pocketsr_cli.atomicfile import TEMP_SUFFIX, NameTaken, replacing, temp_path_for
-from pocketsr_cli.errors import ImageWriteError
+from pocketsr_cli.errors import ImageWriteError, windows_hint
 
 __all__ = ["TEMP_SUFFIX", "temp_path_for", "write_atomic"]
 
@@ -52,17 +51,9 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool = False, exclusive: boo
         return False
     except OSError as exc:
         raise ImageWriteError(
-            f"cannot write {path}: {exc.strerror or exc}{_hint(exc, path)}"
+            f"cannot write {path}: {exc.strerror or exc}{windows_hint(exc, path)}"
         ) from exc
     return True
-
-
-def _hint(exc: OSError, path: Path) -> str:
-    """Why replacing ``path`` may have been refused, where the error does not say: Windows
-    refuses to replace a file another program has open ("Access is denied")."""
-    if sys.platform == "win32" and isinstance(exc, PermissionError) and path.exists():
-        return " (Windows replaces no file that another program has open: close it there)"
-    return ""
 
 
 def _pause_for_tests() -> None:
