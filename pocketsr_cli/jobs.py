@@ -644,14 +644,25 @@ def _own_output_reason(path: Path, suffix: str, image_stems: frozenset[str]) -> 
     return None
 
 
+def _glob_pattern(glob: str | None) -> re.Pattern[str] | None:
+    """``--glob`` as a pattern for names and ``/``-separated relative paths (None: take
+    every file).  It ignores case: fnmatch does so only where the file system usually does
+    (Windows), and photos from cameras are IMG_0001.JPG, so ``*.jpg`` must take them
+    everywhere.  On Windows a backslash is a path separator (``raw\\*.jpg``), as a
+    Windows user writes one; elsewhere it is part of a name."""
+    if not glob:
+        return None
+    if sys.platform == "win32":
+        glob = glob.replace("\\", "/")
+    return re.compile(fnmatch.translate(glob), re.IGNORECASE)
+
+
 def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) -> Iterator[Job]:
     suffix = naming.effective_suffix
     out = naming.out_dir
     # An output folder strictly inside the scanned folder holds earlier results: leave it out.
     exclude = out if out is not None and _real(out) != _real(root) and _inside(out, root) else None
-    # fnmatch ignores case only where the file system usually does (Windows); photos from
-    # cameras are IMG_0001.JPG, so `--glob '*.jpg'` must take them everywhere.
-    pattern = re.compile(fnmatch.translate(glob), re.IGNORECASE) if glob else None
+    pattern = _glob_pattern(glob)
     # Each file carries the stems of its folder's images, --glob or not: `coffee_x4.jpg` is
     # an output of `coffee.jpg` even when only `*_x4.jpg` is asked for.
     excluded_said = False
@@ -869,7 +880,7 @@ class _StreamingCheck:
         self.output_keys: set[int] = set()  # existing outputs, _packed
         self.outputs: set[int] = set()  # fingerprints of the outputs' real paths
         self.named_outputs: dict[int, str] = {}  # the first ones' inputs, for messages
-        self.pattern = re.compile(fnmatch.translate(glob), re.IGNORECASE) if glob else None
+        self.pattern = _glob_pattern(glob)
         self.folder: str | None = None  # the real folder of the last existing output seen
         self.folder_stems: frozenset[str] = frozenset()
         self.started = False  # set once the run has the first jobs: refuse() fails a job

@@ -330,3 +330,17 @@ def test_a_case_blind_file_system_is_told_by_a_name_with_its_case_swapped(
     jobs_module._case_blind.cache_clear()
     assert not jobs_module._case_blind("/1/2")
     jobs_module._case_blind.cache_clear()
+
+
+def test_on_windows_a_glob_may_separate_folders_with_a_backslash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--glob 'raw\\*.jpg'`` is how a Windows user names the files of a sub-folder; it
+    matched nothing there (the relative paths are matched with ``/``)."""
+    root = tmp_path / "in"
+    tiny(root / "raw" / "a.png")
+    tiny(root / "b.png")
+    monkeypatch.setattr(jobs_module.sys, "platform", "win32")
+    for plan in (collect_jobs, iter_jobs):
+        found = list(plan([root], Naming(tmp_path / "o", None), recursive=True, glob="RAW\\*.png"))
+        assert [job.input for job in found] == [root / "raw" / "a.png"]
