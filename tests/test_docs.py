@@ -1,0 +1,117 @@
+"""The command lines the documentation shows use options that exist.
+
+A reader copies `pocketsr ...` lines from the README, the docs, the model cards and each
+command's help examples; an option renamed or removed since would fail on them with a
+usage error.  Each such line (in a fenced block or a `backtick span`) is parsed as far as
+its command and every option it names is checked against that command's options, found
+by walking the app.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.main import get_command
+
+from pocketsr_cli.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = sorted(
+    {
+        REPO / "README.md",
+        REPO / "ARCHITECTURE.md",
+        REPO / "completions" / "README.md",
+        REPO / "examples" / "README.md",
+        *REPO.glob("docs/*.md"),
+        *REPO.glob("models/*.md"),
+    }
+)
+FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
+SPAN = re.compile(r"`([^`]+)`")
+# "pocketsr" as the command, not pocketsr_cli, pocketsr-compact-x4 or a path ending in it
+COMMAND = re.compile(r"(?<![\w/.-])pocketsr(?= |$)")
+# where a shell command line ends and something else (a pipe, a redirection) begins
+END = re.compile(r"\s(?:\||>|2>|&&|;|#)")
+
+
+def command_lines(text: str) -> list[str]:
+    """Every `pocketsr ...` command line in a Markdown text, shell tail cut off."""
+    pieces = [line for block in FENCE.findall(text) for line in block.splitlines()]
+    prose = FENCE.sub("", text)
+    pieces += [" ".join(span.split()) for span in SPAN.findall(prose)]
+    lines = []
+    for piece in pieces:
+        for match in COMMAND.finditer(piece):
+            rest = piece[match.start() :]
+            cut = END.search(rest)
+            lines.append((rest[: cut.start()] if cut else rest).strip())
+    return lines
+
+
+def epilog_lines() -> list[str]:
+    """Every `pocketsr ...` line in the examples that end each command's help."""
+    lines = []
+
+    def walk(command: Any) -> None:
+        for line in (command.epilog or "").splitlines():
+            lines.extend(command_lines(f"`{line.strip()}`"))
+        for sub in getattr(command, "commands", {}).values():
+            walk(sub)
+
+    walk(get_command(app))
+    return lines
+
+
+def unknown_options(line: str) -> list[str]:
+    """The options of ``line`` that its command does not have (empty: all known)."""
+    try:
+        words = shlex.split(line)
+    except ValueError:  # an unbalanced quote in a shortened example
+        words = line.split()
+    command: Any = get_command(app)
+    words = words[1:]
+    while words and words[0] in getattr(command, "commands", {}):
+        command = command.commands[words.pop(0)]
+    known = {"-h", "--help"}
+    for param in command.params:
+        known.update(param.opts, param.secondary_opts)
+    unknown = []
+    for word in words:
+        word = word.strip("[]")
+        if re.fullmatch(r"--?[A-Za-z][\w-]*(=.*)?", word) and word.split("=")[0] not in known:
+            unknown.append(word)
+    return unknown
+
+
+def test_the_lines_are_found() -> None:
+    """The extraction sees the README's examples (else the checks below check nothing)."""
+    lines = command_lines((REPO / "README.md").read_text(encoding="utf-8"))
+    assert "pocketsr upscale shoot/ -o out/ --json" in lines
+    assert any(line.startswith("pocketsr bench -m pocketsr-compact-x4 ") for line in lines)
+    assert any(line.startswith("pocketsr models import-ncnn ") for line in lines)
+    assert len(epilog_lines()) > 20
+
+
+def test_a_renamed_option_is_caught() -> None:
+    assert unknown_options("pocketsr upscale a.jpg --scale 2 --tile-size 512") == ["--tile-size"]
+    assert unknown_options("pocketsr models import f.pth --nam x") == ["--nam"]
+    assert unknown_options("pocketsr --version") == []
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_documented_command_lines_use_existing_options(doc: Path) -> None:
+    wrong = {
+        line: bad
+        for line in command_lines(doc.read_text(encoding="utf-8"))
+        if (bad := unknown_options(line))
+    }
+    assert not wrong, wrong
+
+
+def test_help_examples_use_existing_options() -> None:
+    wrong = {line: bad for line in epilog_lines() if (bad := unknown_options(line))}
+    assert not wrong, wrong
