@@ -8,6 +8,7 @@ bash script itself.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -220,3 +221,29 @@ def test_fish_gets_one_line_per_candidate(env: dict[str, str]) -> None:
     for line in ("pocketsr upscale -", "pocketsr models ", "pocketsr ", "pocketsr bench --"):
         got = complete(env, line, shell="fish")
         assert got and all("\t" in candidate for candidate in got), (line, got)
+
+
+def _typer_script(shell: str) -> str:
+    from typer._completion_shared import get_completion_script
+
+    return get_completion_script(
+        prog_name="pocketsr", complete_var="_POCKETSR_COMPLETE", shell=shell
+    ).strip()
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_the_shipped_script_is_what_typer_generates(shell: str) -> None:
+    """completions/README.md: the zsh and fish scripts are Typer's, as generated; a Typer
+    that changes how its scripts call pocketsr back leaves them stale (regenerate them)."""
+    shipped = (REPO / "completions" / f"pocketsr.{shell}").read_text(encoding="utf-8")
+    assert shipped.strip() == _typer_script(shell)
+
+
+def test_the_shipped_bash_script_speaks_typers_protocol() -> None:
+    """The bash script is Typer's with the words split differently (see the script): it
+    still sets every variable Typer's sets and registers the same way."""
+    shipped = (REPO / "completions" / "pocketsr.bash").read_text(encoding="utf-8")
+    typer_script = _typer_script("bash")
+    for name in re.findall(r"\b([A-Z_]+)=", typer_script):
+        assert f"{name}=" in shipped, name
+    assert typer_script.splitlines()[-1] in shipped.splitlines()
