@@ -188,3 +188,15 @@ def test_report_help_has_examples() -> None:
     assert "--embed / --files" in out and "pocketsr report run.jsonl" in out
     code, out, _ = invoke("upscale", "--help")
     assert "--report PAGE" in out
+
+
+@pytest.mark.parametrize("command", ["report", "upscale"])
+def test_help_names_the_picture_folder_a_page_gets(command: str) -> None:
+    """--embed/--files and --report say where pictures go as the page writes them: a page
+    review.html gets review_files/, not the PAGE_files/ (review.html_files) help said."""
+    from pocketsr_cli.report.page import assets_dir
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    text = " ".join(result.stdout.split())
+    assert f"review.html: {assets_dir(Path('review.html')).name}/" in text
+    assert "PAGE_files" not in text

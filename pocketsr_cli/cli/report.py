@@ -75,7 +75,8 @@ def report_command(
         typer.Option(
             "--embed/--files",
             help="Put every picture inside the page (one file to share), or write them to "
-            "PAGE_files/ beside it (light for big runs). Default: embed up to 12 images.",
+            "a folder beside it named after the page (review.html: review_files/; light for big "
+            "runs). Default: embed up to 12 images.",
             show_default=False,
         ),
     ] = None,

@@ -272,7 +272,8 @@ def upscale(
             help="After the run, write a review page (.html, no network needed): "
             "before/after at 100 % on each output's most detailed crop, sizes, model, "
             "seconds, failures. Pictures are embedded up to 12 images, else written to "
-            "PAGE_files/ beside it ('pocketsr report' makes one from a --json log).",
+            "a folder beside it named after the page (review.html: review_files/; 'pocketsr "
+            "report' makes a page from a --json log).",
             dir_okay=False,
             show_default=False,
             parser=opt.path_argument,
