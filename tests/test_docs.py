@@ -115,3 +115,13 @@ def test_documented_command_lines_use_existing_options(doc: Path) -> None:
 def test_help_examples_use_existing_options() -> None:
     wrong = {line: bad for line in epilog_lines() if (bad := unknown_options(line))}
     assert not wrong, wrong
+
+
+def test_the_readme_copies_the_validation_split() -> None:
+    """The README's command that makes data/val copies exactly the validation photos."""
+    from pocketsr_cli.train.split import VALIDATION
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    copied = re.search(r"cp data/photos/\{([^}]*)\} data/val/", readme)
+    assert copied is not None
+    assert set(copied.group(1).split(",")) == set(VALIDATION)
