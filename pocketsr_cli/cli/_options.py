@@ -104,9 +104,10 @@ PrecisionOpt = Annotated[
     typer.Option(
         "--precision",
         metavar="PRECISION",
-        help="auto, fp32, fp16 or bf16. auto = fp16 on GPUs for half-safe models; on a CPU "
-        "that computes bf16 natively (AVX512-BF16, AMX), bf16 for the models measured faster "
-        "in it (eval: fp32); else fp32.",
+        help="auto, fp32, fp16 or bf16. auto = fp16 on GPUs for half-safe models, else bf16 "
+        "on an NVIDIA GPU that computes it (Ampere on) for bf16-safe ones; on a CPU that "
+        "computes bf16 natively (AVX512-BF16, AMX), bf16 for the models measured faster in "
+        "it (eval: fp32); else fp32.",
         autocompletion=_complete.precisions,
     ),
 ]
