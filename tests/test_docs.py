@@ -214,3 +214,26 @@ def test_documented_script_lines_use_existing_options(doc: Path) -> None:
         if (bad := unknown_script_options(line))
     }
     assert not wrong, wrong
+
+
+def test_the_readme_python_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's Python API example, as written, on a small photo and a folder of one."""
+    import numpy as np
+    from PIL import Image
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"^## Python API\n\n```python\n(.*?)^```", readme, re.DOTALL | re.M)
+    assert example is not None
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POCKETSR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("POCKETSR_OFFLINE", "1")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), np.uint8)).save("photo.jpg")
+    (tmp_path / "shoot").mkdir()
+    Image.fromarray(rng.integers(0, 256, (16, 20, 3), np.uint8)).save("shoot/a.png")
+    exec(compile(example.group(1), "README.md", "exec"), {})
+    assert Image.open("photo_x4.jpg").size == (128, 96)
+    assert Image.open("upscaled/a.png").size == (80, 64)
+    assert capsys.readouterr().out.split() == ["shoot/a.png", "ok"]
