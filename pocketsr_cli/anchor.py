@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from pocketsr_cli.imageio.backends import opencv
+from pocketsr_cli.imageio import opencv
 
 if TYPE_CHECKING:
     import torch

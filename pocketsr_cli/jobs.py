@@ -74,6 +74,7 @@ from pocketsr_cli.atomicfile import folder_write_problem
 from pocketsr_cli.claims import CLAIM_SUFFIX
 from pocketsr_cli.errors import ImageReadError, UsageError
 from pocketsr_cli.imageio import (
+    READABLE,
     SIDECAR_SUFFIX,
     TEMP_SUFFIX,
     extension_for,
@@ -83,7 +84,6 @@ from pocketsr_cli.imageio import (
     plan_output,
     probe,
 )
-from pocketsr_cli.imageio.formats import READABLE
 from pocketsr_cli.sizing import scale_label
 from pocketsr_cli.spelling import FORMAT, GLOB, OUTPUT, RECURSIVE, SUFFIX
 

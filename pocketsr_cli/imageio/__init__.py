@@ -62,6 +62,7 @@ loaded when the first image is read or written, not with the package.
 from __future__ import annotations
 
 from pocketsr_cli.imageio.atomic import TEMP_SUFFIX, temp_path_for, write_atomic
+from pocketsr_cli.imageio.backends import opencv
 from pocketsr_cli.imageio.decode import ANIMATED_WARNING, MAX_PIXELS, read_image
 from pocketsr_cli.imageio.decoded import DecodedImage, drop_opaque_alpha
 from pocketsr_cli.imageio.encode import encode_image
@@ -69,6 +70,7 @@ from pocketsr_cli.imageio.formats import (
     HEIF_HINT,
     IMAGE_EXTENSIONS,
     OUTPUT_FORMATS,
+    READABLE,
     extension_for,
     format_from_name,
     format_label,
@@ -97,6 +99,7 @@ __all__ = [
     "MAX_PIXELS",
     "OUTPUT_FORMATS",
     "PROVENANCE_KEYWORD",
+    "READABLE",
     "SIDECAR_SUFFIX",
     "TEMP_SUFFIX",
     "DecodedImage",
@@ -112,6 +115,7 @@ __all__ = [
     "format_of_path",
     "heif_available",
     "is_image_path",
+    "opencv",
     "output_extension",
     "plan_output",
     "probe",
