@@ -216,6 +216,9 @@ def test_documented_script_lines_use_existing_options(doc: Path) -> None:
     assert not wrong, wrong
 
 
+# inference.py ignores torch's warning about read-only arrays (a PIL image's pixels), a
+# filter that pytest's own, per test, can mask
+@pytest.mark.filterwarnings("ignore:The given NumPy array is not writable:UserWarning")
 def test_the_readme_python_example_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
