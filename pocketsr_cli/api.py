@@ -117,6 +117,10 @@ class Upscaler:
             resizing the variant's result, or drawn at that factor by a PCSR model (>= 1).
         pcsr_k / adaptive: as ``--pcsr-k`` / ``--adaptive``: a PCSR model's routing
             (after each image, :attr:`heavy_fraction` is the share of heavy pixels).
+        compile: as ``--compile``: run the network through ``torch.compile`` (faster on
+            GPUs for long runs, after a warm-up per new image size that
+            :attr:`compile_seconds` adds up; a network that cannot be compiled runs as it
+            is, with a warning).
 
     Raises:
         ModelError: unknown model, weights that cannot be had or loaded, no such scale.
@@ -144,6 +148,7 @@ class Upscaler:
         outscale: float | None = None,
         pcsr_k: float | None = None,
         adaptive: bool = False,
+        compile: bool = False,
     ) -> None:
         from pocketsr_cli import sizing
         from pocketsr_cli.cli._options import tile_side, upscaler_spec
@@ -172,6 +177,7 @@ class Upscaler:
             precision,
             side,
             overlap,
+            compile=bool(compile),
             offline=offline,
             allow_unverified=allow_unverified,
             trust_pickle=trust_pickle,
@@ -223,6 +229,12 @@ class Upscaler:
         """For a PCSR model, the share of the last image's output pixels that took the
         heavy path; None for other models and before any image."""
         return self._engine.heavy_fraction
+
+    @property
+    def compile_seconds(self) -> float:
+        """With ``compile=True``: seconds spent so far in forward passes that compiled (the
+        warm-up, an upper bound); ``0.0`` otherwise."""
+        return self._engine.compile_seconds
 
     @property
     def device(self) -> str:

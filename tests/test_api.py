@@ -538,3 +538,33 @@ def test_numpys_integers_are_whole_numbers(tmp_path: Path) -> None:
     for bad in (np.float64(80.0), np.bool_(True)):
         with pytest.raises(UsageError, match="quality must be a whole number"):
             up.upscale_file(src, tmp_path / "b.jpg", quality=bad)  # type: ignore[arg-type]
+
+
+def test_compile_reaches_the_engine_and_its_warm_up_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``compile=True`` is the command line's ``--compile``: the engine compiles, and the
+    API reports its warm-up (here a stand-in compile that fails: its attempt is timed)."""
+    import torch
+
+    calls: list[object] = []
+
+    def failing_compile(module: object, **_: object) -> object:
+        calls.append(module)
+
+        def run(*_args: object) -> object:
+            raise RuntimeError("no compiler here")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    warnings: list[str] = []
+    up = pocketsr_cli.Upscaler(
+        "pocketsr-compact-x4", device="cpu", compile=True, on_warning=warnings.append
+    )
+    out = up.upscale(np.full((12, 10, 3), 128, np.uint8))
+    assert out.shape == (48, 40, 3) and calls
+    assert up.compile_seconds > 0 and any("no compiler here" in w for w in warnings)
+    plain = pocketsr_cli.Upscaler("pocketsr-compact-x4", device="cpu")
+    plain.upscale(np.full((12, 10, 3), 128, np.uint8))
+    assert plain.compile_seconds == 0.0
