@@ -83,8 +83,9 @@ def host_available_bytes(*, address_space: bool = True) -> int | None:
     """RAM the host can give this process without swapping, or ``None`` if unknown.
 
     Linux: ``MemAvailable`` from ``/proc/meminfo``, lowered to the cgroup (container)
-    limit when there is one.  Elsewhere: ``psutil`` when installed, else POSIX ``sysconf``
-    (free pages; an underestimate, since it ignores reclaimable cache).  With
+    limit when there is one.  Elsewhere: ``psutil`` (a dependency there), or if it is
+    missing POSIX ``sysconf`` (free pages; an underestimate, since it ignores reclaimable
+    cache).  With
     ``address_space`` (the default), lowered to what ``ulimit -v`` still lets this process
     map too: a limit each process has for itself, unlike the host's RAM.
     """
