@@ -7,6 +7,7 @@ files, in the same run, on the same machine.  ``make`` writes the benchmark fold
 loop over a folder and prints one JSON object.
 
     python scripts/opencv_floor.py make data/test data/bench8          # 8 x 960x540 JPEG q90
+    python scripts/opencv_floor.py make data/test /tmp/perf_in --count 16 --size 480x270
     python scripts/opencv_floor.py time data/bench8 --format png --scale 4
 
 The loop reads every image with ``cv2.imread``, enlarges it with ``cv2.resize``
@@ -29,9 +30,17 @@ import numpy as np
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 
 
-def make(photos: Path, out: Path, count: int = 8, width: int = 960, height: int = 540) -> None:
-    """``count`` JPEGs (q90) of ``width`` x ``height``, centred 16:9 cuts of ``photos``'
-    images, shrunk with area averaging; more than one cut per photo when there are few."""
+def make(
+    photos: Path,
+    out: Path,
+    count: int = 8,
+    width: int = 960,
+    height: int = 540,
+    fmt: str = "jpg",
+) -> None:
+    """``count`` JPEGs (q90; PNGs with ``fmt="png"``) of ``width`` x ``height``, centred cuts
+    of ``photos``' images in that aspect, shrunk with area averaging; more than one cut per
+    photo when there are few."""
     sources = sorted(p for p in photos.iterdir() if p.suffix.lower() in SUFFIXES)
     if not sources:
         raise SystemExit(f"no photos in {photos}")
@@ -39,13 +48,14 @@ def make(photos: Path, out: Path, count: int = 8, width: int = 960, height: int 
     for i in range(count):
         img = cv2.imread(str(sources[i % len(sources)]), cv2.IMREAD_COLOR)
         h, w = img.shape[:2]
-        # the k-th cut of a photo: a 16:9 window that shrinks by 10 % per extra cut
+        # the k-th cut of a photo: a window that shrinks by 10 % per extra cut
         k = i // len(sources)
         cw = int(min(w, h * width / height) * (1 - 0.1 * k))
         ch = int(cw * height / width)
         top, left = (h - ch) // 2, (w - cw) // 2
         cut = cv2.resize(img[top : top + ch, left : left + cw], (width, height), cv2.INTER_AREA)
-        cv2.imwrite(str(out / f"bench_{i:02d}.jpg"), cut, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        params = [cv2.IMWRITE_JPEG_QUALITY, 90] if fmt == "jpg" else []
+        cv2.imwrite(str(out / f"bench_{i:02d}.{fmt}"), cut, params)
 
 
 def time_folder(folder: Path, fmt: str, scale: int, repeat: int) -> dict[str, object]:
@@ -89,6 +99,8 @@ def main() -> None:
     m.add_argument("photos", type=Path)
     m.add_argument("out", type=Path)
     m.add_argument("--count", type=int, default=8)
+    m.add_argument("--size", default="960x540", help="WIDTHxHEIGHT of each image")
+    m.add_argument("--format", choices=("jpg", "png"), default="jpg")
     t = sub.add_parser("time", help="time the OpenCV loop over a folder")
     t.add_argument("folder", type=Path)
     t.add_argument("--format", choices=("png", "jpg"), default="png")
@@ -96,7 +108,8 @@ def main() -> None:
     t.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     if args.command == "make":
-        make(args.photos, args.out, args.count)
+        width, height = (int(side) for side in args.size.lower().split("x"))
+        make(args.photos, args.out, args.count, width, height, args.format)
     else:
         print(json.dumps(time_folder(args.folder, args.format, args.scale, args.repeat)))
 
