@@ -2,7 +2,9 @@
 
 :class:`Upscaler` adapts any :class:`~pocketsr_cli.descriptor.ModelDescriptor` to the
 pipeline's ``ImageUpscaler`` protocol: ``H x W x C`` uint8/uint16 in, the same dtype out,
-``C`` in 1..4.  Grayscale is replicated to RGB for the model and folded back; alpha is
+``C`` in 1..4.  Grayscale is replicated to RGB for the model and folded back (so is a
+colour image whose three channels are equal, a black-and-white photo saved in colour,
+which comes back with three equal channels: neutral, no colour drawn into it); alpha is
 upscaled separately with a bicubic filter (a generative model would invent texture in a
 mask) and re-attached, after the colour under fully transparent pixels has been replaced
 by the visible colour around it (:mod:`pocketsr_cli.alphafill`), so that none of the
@@ -509,14 +511,19 @@ class Upscaler:
         out_dtype = torch.int32 if wide else torch.uint8
         channels = pixels.shape[2]
         gray = channels in (1, 2)
-        x = self._input(pixels[..., :1] if gray else pixels[..., :3], peak)
-        if gray:
+        # A black-and-white photo saved in colour: run as gray, so that the network draws
+        # no colour fringes into it (the default model's reach 31 levels on a grey edge).
+        neutral = not gray and _is_neutral(pixels)
+        x = self._input(pixels[..., :1] if gray or neutral else pixels[..., :3], peak)
+        if gray or neutral:
             x = x.expand(-1, 3, -1, -1).contiguous()
         # This image's own answer, read below: another thread's image may end meanwhile.
         y, anchored = self._upscale_tensor(x, on_tile, out_dtype, anchor=True)
         self._anchored = anchored
-        if gray:  # the model saw R = G = B; fold its answer back to one channel
+        if gray or neutral:  # the model saw R = G = B; fold its answer back to one channel
             y = _fold_to_gray(y)
+        if neutral:  # and give it back as the three equal channels the file has
+            y = y.expand(-1, 3, -1, -1)
         planes = [y]
         if channels in (2, 4) and self._packing is not None and not wide:
             # A native fractional scale: torch's 8-bit bicubic, no float copy of the output.
@@ -585,6 +592,17 @@ class _RoutingCount:
         self._last = (0, 0)
         if self._on_tile is not None:
             self._on_tile(done, total)
+
+
+def _is_neutral(pixels: np.ndarray) -> bool:
+    """Whether an ``H x W x C`` colour image (C 3 or 4) has R = G = B at every pixel: a
+    gray image stored as colour.  A strided sample is compared first, so that a colour
+    image costs almost nothing; only a neutral-looking one is compared in full."""
+    for view in (pixels[::16, ::16], pixels):
+        r = view[..., 0]
+        if not (np.array_equal(r, view[..., 1]) and np.array_equal(r, view[..., 2])):
+            return False
+    return True
 
 
 def _fold_to_gray(y: torch.Tensor, rows: int = 256) -> torch.Tensor:

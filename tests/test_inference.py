@@ -300,6 +300,29 @@ def test_resamplers_keep_the_float_path_for_16_bit_images(channels: int) -> None
     assert np.array_equal(ens, float_only(up, ensemble=True, tile=0).upscale(img))
 
 
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_neutral_colour_image_stays_neutral(channels: int, dtype: type) -> None:
+    """A gray photo saved in colour (R = G = B everywhere) runs as gray: a network that
+    tints (as the default model draws colour fringes on grey edges) gives it back with
+    three equal channels, the gray file's values; a colour image keeps the tint."""
+    peak = np.iinfo(dtype).max
+    rng = np.random.default_rng(channels)
+    gray = (rng.random((14, 18, 1)) * peak).astype(dtype)
+    img = np.repeat(gray, 3, axis=2)
+    if channels == 4:
+        img = np.dstack([img, (rng.random((14, 18)) * peak).astype(dtype)])
+    out = upscaler(_tiny_net(), tile=0).upscale(img)
+    assert out.shape == (28, 36, channels)
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 0], out[..., 2])
+    as_gray = upscaler(_tiny_net(), tile=0).upscale(img[..., 2:])  # gray (+ alpha)
+    assert np.array_equal(out[..., 0], as_gray[..., 0])
+    assert np.array_equal(out[..., 3:], as_gray[..., 1:])
+    img[0, 0, 0] ^= 1  # one sample off: colour, run as it is
+    tinted = upscaler(_tiny_net(), tile=0).upscale(img)
+    assert not np.array_equal(tinted[..., 0], tinted[..., 1])
+
+
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int32])
 def test_gray_fold_is_the_rounded_channel_mean_in_bands(dtype: torch.dtype) -> None:
     """The fold of a gray image's three result channels, 256 rows at a time, equals the
