@@ -326,9 +326,10 @@ def predict(
     - upscale: the decoded input plus, on the 8-bit path, the result and the resampler's
       buffers; on the network path the float input (padded), the result in its dtype
       (uint8, or int32 for 16-bit), the gray fold (the folded plane, floats only for 256
-      rows at a time), alpha (one plane more, concatenated, then made contiguous), mean
-      anchoring's grids and strips, and the tiles' working set; then the
-      resize to ``target``, with the result still held;
+      rows at a time; a colour image whose channels are equal is folded too), alpha (one
+      plane more, concatenated, then made contiguous), mean anchoring's grids and strips,
+      and the tiles' working set; then the resize to ``target``, with the result still
+      held;
     - encode: the result at ``target`` and the encoder's copies (Pillow's own image, the
       channel-swapped copy OpenCV encodes, TIFF's differenced samples), plus the
       compressed bytes twice.
@@ -351,8 +352,9 @@ def predict(
         out = 1 if b == 1 else 4  # the tiler's result dtype: uint8, or int32 for 16-bit
         kept = 1 if gray else 3  # channels of the network's result, once folded
         colour = 3 * out * big
-        # gray: the folded plane, and one band of 256 rows of float copies at a time
-        fold = colour + out * big + 16 * 256 * w * scale if gray else colour
+        # gray, or colour with R = G = B (known only once decoded, so counted for every
+        # image): the folded plane, and one band of 256 rows of float copies at a time
+        fold = colour + out * big + 16 * 256 * w * scale
         if alpha:  # alpha plane, both concatenated, then a contiguous copy in the input dtype
             stacked = (kept + 1) * out * big
             assemble = kept * out * big + out * big + stacked + (kept + 1) * b * big

@@ -944,6 +944,7 @@ def _measure(tmp_path: Path, model: str, source: Path, fmt: str = "same") -> dic
         (3, 8, ".jpg", "same", "pocketsr-compact-x4"),
         (1, 8, ".png", "same", "pocketsr-compact-x4"),  # gray: float copies of the result
         (4, 8, ".png", "same", "pocketsr-compact-x4"),  # alpha: concatenated, then copied
+        (-3, 8, ".png", "same", "pocketsr-compact-x4"),  # R = G = B: folded as gray is
     ],
 )
 def test_the_prediction_bounds_the_measured_peak(
@@ -953,7 +954,11 @@ def test_the_prediction_bounds_the_measured_peak(
     prediction, and the prediction is not wildly above it (it would refuse images that
     fit)."""
     side = (400, 300) if model.startswith("pocketsr") else (1000, 750)
-    pixels = make_photo_like(side[1], side[0], channels, np.uint16 if depth == 16 else np.uint8)
+    neutral, channels = channels < 0, abs(channels)  # -3: a gray photo stored as RGB
+    dtype = np.uint16 if depth == 16 else np.uint8
+    pixels = make_photo_like(side[1], side[0], 1 if neutral else channels, dtype)
+    if neutral:
+        pixels = np.repeat(pixels.reshape(side[1], side[0], 1), 3, axis=2)
     source = tmp_path / f"photo{ext}"
     if depth == 16:
         cv2.imwrite(str(source), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
