@@ -111,6 +111,9 @@ class ModelDescriptor:
         mean_anchor: each output's local mean is put back to its input's, a Gaussian of
             this many input pixels (``pocketsr_cli.anchor``, by ``Upscaler.upscale``; the
             manifest's ``mean_anchor`` hint); None: the network's output as it is.
+        chroma_guard: how each tile's output colour is kept to its input's
+            (``pocketsr_cli.chroma``; the manifest's ``chroma_guard`` hint): ``"clamp"``,
+            each pixel's chroma clamped into the input's around it; None: as drawn.
     """
 
     name: str
@@ -129,6 +132,7 @@ class ModelDescriptor:
     sha256: str | None = None
     upscale_uint8: Callable[[np.ndarray], np.ndarray] | None = None
     mean_anchor: float | None = None
+    chroma_guard: str | None = None
 
 
 @dataclass(frozen=True)

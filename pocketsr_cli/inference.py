@@ -21,7 +21,9 @@ no precision or compile step.  Everything else (16-bit images, other devices, an
 ensemble, which must transform what the network sees) goes through the network.
 
 An ensemble (:mod:`pocketsr_cli.ensemble`: ``pad``, GenDR-Pix's two padded passes, or
-``flip8``) wraps the tile function, so every tile's passes run inside the tiler.
+``flip8``) wraps the tile function, so every tile's passes run inside the tiler.  A model's
+chroma guard (:mod:`pocketsr_cli.chroma`) wraps it in turn: each tile's float output has
+its colour clamped to its input's before the tiler blends and rounds it.
 
 A PCSR network (``archs/pcsr``) renders any factor itself: ``outscale`` makes it draw the
 output at that factor (through :class:`~pocketsr_cli.archs.pcsr.Packing` for fractional
@@ -52,6 +54,7 @@ import torch
 from pocketsr_cli.alphafill import fill_hidden_colour
 from pocketsr_cli.anchor import anchor_means, anchor_tensor
 from pocketsr_cli.archs.resize import Resize
+from pocketsr_cli.chroma import clamp_chroma
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.devices import Compute
 from pocketsr_cli.ensemble import Ensemble
@@ -194,6 +197,8 @@ class Upscaler:
             limit["probe_side"] = max(1, 64 // packing.q)
         policy = TilePolicy.for_side(tile, overlap, default_tile=self.model.default_tile, **limit)
         tile_fn = self.ensemble.wrap(self._forward, scale, self.model.size)
+        if self.model.chroma_guard is not None and packing is None:
+            tile_fn = _guarded(tile_fn)
         return _Rendering(packing, policy, call, tile_fn)
 
     def _use(self, rendering: _Rendering) -> None:
@@ -393,8 +398,9 @@ class Upscaler:
 
         The result is float32, or ``out_dtype`` (uint8/uint16/int32: rounded and clamped).
         A native PCSR scale gives ``(1, 3, H*s, W*s)`` rounded half up, and a PCSR network
-        sets :attr:`heavy_fraction`.  It is the network's output, not mean-anchored: the
-        model's ``mean_anchor`` is :meth:`upscale`'s.
+        sets :attr:`heavy_fraction`.  It is the network's output (chroma-guarded, tile by
+        tile, when the model has a ``chroma_guard``), not mean-anchored: the model's
+        ``mean_anchor`` is :meth:`upscale`'s.
         """
         return self._upscale_tensor(x, on_tile, out_dtype, anchor=False)[0]
 
@@ -592,6 +598,19 @@ class _RoutingCount:
         self._last = (0, 0)
         if self._on_tile is not None:
             self._on_tile(done, total)
+
+
+def _guarded(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``fn``, each tile's output then chroma-guarded against the tile's input
+    (``chroma.clamp_chroma``, in place, on the tile's device, before the tiler blends and
+    rounds it): the model's ``chroma_guard``.  The tiler's memory probe runs it too, so
+    tiles are sized with its buffers counted."""
+
+    def tile_fn(x: torch.Tensor, *rest: Any) -> torch.Tensor:
+        y = fn(x, *rest)
+        return clamp_chroma(y, x) if x.shape[1] == 3 else y
+
+    return tile_fn
 
 
 def _is_neutral(pixels: np.ndarray) -> bool:

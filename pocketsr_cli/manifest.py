@@ -20,7 +20,8 @@ pipeline and people should know about it::
     size = 67040989                   # bytes
     urls = ["https://...", "hf://owner/repo/file"]   # mirrors, tried in order
     [hints]       # what the pipeline relies on (see Hints): tiling, multiple_of, minimum,
-                  # fp16, bf16, cpu_bf16, default_tile, mean_anchor
+                  # fp16, bf16, cpu_bf16, default_tile, mean_anchor, margin,
+                  # chroma_guard
     [meta]        # license, source, paper, params (parameter count)
 
 A model published as several files lists each in an array of tables, ``[[weights]]``
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from pocketsr_cli.chroma import GUARDS
 from pocketsr_cli.errors import ModelError
 
 if sys.version_info >= (3, 11):
@@ -100,6 +102,9 @@ class Hints:
         margin: input pixels replicated around the whole image before the network and
             cropped from its output (``descriptor.SizeRequirements.margin``); 0: none.
             Chosen on the validation photos, stated in the model card.
+        chroma_guard: ``"clamp"``: each output pixel's chroma clamped into its input's
+            around it, luma kept (``pocketsr_cli.chroma``); None: the network's colour as
+            drawn.  Chosen on the validation photos, stated in the model card.
     """
 
     tiling: bool = True
@@ -111,6 +116,7 @@ class Hints:
     default_tile: int | None = None
     mean_anchor: float | None = None
     margin: int = 0
+    chroma_guard: str | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +234,14 @@ class _Table:
             raise ValueError(f"{self._name(key)} must be above 0, not {number}")
         return float(number)
 
+    def one_of(self, key: str, choices: Sequence[str]) -> str | None:
+        """One of the strings ``choices``, or None when absent."""
+        value = self.get(key, str)
+        if value is not None and value not in choices:
+            listed = ", ".join(repr(c) for c in choices)
+            raise ValueError(f"{self._name(key)} must be one of {listed}, not {value!r}")
+        return value
+
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.seen)
         if unknown:
@@ -318,6 +332,7 @@ def _parse_hints(data: Mapping[str, Any]) -> Hints:
         default_tile=table.positive("default_tile"),
         mean_anchor=table.above_zero("mean_anchor"),
         margin=table.at_least_zero("margin"),
+        chroma_guard=table.one_of("chroma_guard", GUARDS),
     )
     table.done()
     return hints
@@ -444,6 +459,8 @@ def dump_manifest(spec: ModelSpec, comment: str = "") -> str:
         lines.append(f"mean_anchor = {h.mean_anchor}")
     if h.margin:
         lines.append(f"margin = {h.margin}")
+    if h.chroma_guard is not None:
+        lines.append(f"chroma_guard = {_toml(h.chroma_guard)}")
     m = spec.meta
     lines += ["", "[meta]", f"license = {_toml(m.license)}", f"source = {_toml(m.source)}"]
     if m.paper:

@@ -193,6 +193,7 @@ def test_dump_then_parse_gives_the_same_spec(tmp_path: Path) -> None:
             default_tile=192,
             mean_anchor=2.5,
             margin=2,
+            chroma_guard="clamp",
         ),
         meta=Meta(license="MIT", source="s", paper="p", params=42),
     )
@@ -254,6 +255,16 @@ def test_a_mean_anchor_is_a_number_of_input_pixels(
     path = tmp_path / "m.toml"
     path.write_text(GOOD.replace("multiple_of = 4", f"multiple_of = 4\nmean_anchor = {value}"))
     assert parse_manifest(path, "user").hints.mean_anchor == parsed
+
+
+def test_a_chroma_guard_is_one_the_code_knows(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(GOOD.replace("multiple_of = 4", 'multiple_of = 4\nchroma_guard = "clamp"'))
+    assert parse_manifest(path, "user").hints.chroma_guard == "clamp"
+    for value in ('"clip"', "true", '""'):
+        path.write_text(GOOD.replace("multiple_of = 4", f"multiple_of = 4\nchroma_guard = {value}"))
+        with pytest.raises(ModelError, match=r"hints\.chroma_guard must be"):
+            parse_manifest(path, "user")
 
 
 @pytest.mark.parametrize("value", ["0", "-1.5", '"4"', "true"])

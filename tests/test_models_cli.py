@@ -624,6 +624,7 @@ def test_an_import_keeps_every_hint_its_descriptor_states(
             cpu_bf16=True,
             default_tile=128,
             mean_anchor=4.0,
+            chroma_guard="clamp",
         )
 
     monkeypatch.setattr(store, "descriptor_from_state_dict", stating_everything)
@@ -641,9 +642,11 @@ def test_an_import_keeps_every_hint_its_descriptor_states(
         default_tile=128,
         mean_anchor=4.0,
         margin=2,
+        chroma_guard="clamp",
     )
     desc = resolve_model("stated")
     assert (desc.size.margin, desc.mean_anchor, desc.default_tile) == (2, 4.0, 128)
+    assert desc.chroma_guard == "clamp"
 
 
 def test_the_bundled_weights_imported_under_another_name_are_the_plain_network(
@@ -659,7 +662,7 @@ def test_the_bundled_weights_imported_under_another_name_are_the_plain_network(
         assert not f.metadata()
     assert invoke("models", "import", str(bundled), "--name", "copy-x4").exit_code == 0
     hints = parse_manifest(user_models_dir() / "copy-x4.toml", "user").hints
-    assert (hints.margin, hints.mean_anchor) == (0, None)
+    assert (hints.margin, hints.mean_anchor, hints.chroma_guard) == (0, None, None)
     assert (hints.cpu_bf16, hints.default_tile) == (False, None)
 
 

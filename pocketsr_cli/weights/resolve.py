@@ -662,6 +662,7 @@ def build_from_spec(
         ),
         default_tile=h.default_tile,
         mean_anchor=h.mean_anchor,
+        chroma_guard=h.chroma_guard,
         sha256=_combined_digest(digests),
     )
 

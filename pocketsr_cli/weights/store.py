@@ -214,11 +214,11 @@ def _hints_of(desc: ModelDescriptor) -> Hints:
     ``weights.resolve.build_from_spec`` makes of the manifest is then ``desc`` again.
 
     A descriptor read from a weights file (``descriptor_from_state_dict``) has only what
-    its network states: no border margin, no mean anchoring, no CPU bf16 preference or
-    default tile, which are a manifest's, chosen for a model and written in its card, and
-    not stored in its weights file (the bundled models' files carry no metadata).  So the
-    bundled ``pocketsr-compact-x4.safetensors`` imported under another name runs as the
-    plain network, as it does with ``-m FILE``.
+    its network states: no border margin, no mean anchoring, no chroma guard, no CPU bf16
+    preference or default tile, which are a manifest's, chosen for a model and written in
+    its card, and not stored in its weights file (the bundled models' files carry no
+    metadata).  So the bundled ``pocketsr-compact-x4.safetensors`` imported under another
+    name runs as the plain network, as it does with ``-m FILE``.
     """
     return Hints(
         tiling=desc.tiling is not Tiling.INTERNAL,
@@ -230,6 +230,7 @@ def _hints_of(desc: ModelDescriptor) -> Hints:
         default_tile=desc.default_tile,
         mean_anchor=desc.mean_anchor,
         margin=desc.size.margin,
+        chroma_guard=desc.chroma_guard,
     )
 
 

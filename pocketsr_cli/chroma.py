@@ -1,0 +1,92 @@
+"""Chroma guard: an upscale's colour kept within the colours its input has nearby.
+
+The default ×4 model draws colour fringes along near-neutral edges: a blue-violet line
+with a yellow companion beside a grey edge, a green cast inside thin grey lines, on clean
+(``bicubic``) inputs too.  Its luma there is right; its chroma is not, and not like any
+colour of the input around it.  :func:`clamp_chroma` keeps the network's luma and clamps
+its chroma into what the input has nearby: each output pixel's Cb and Cr (BT.601, as
+``evaluation.metrics``) are clamped into the [min, max] of the input's over the 3 × 3 input
+pixels around the one the output pixel lies in.  A fringe on a grey edge has grey all
+around it in the input and goes; a real colour edge has both its colours in the window and
+keeps what the network drew between them.
+
+Chosen on the validation photos (``data/val`` and ``data/val_textured``, 768-px crops
+and six more crops of them, ``python scripts/chroma_sweep.py``) against taking the input's
+chroma bicubic-upscaled (which bled colour across edges on JPEG inputs) and clamps to the
+2 × 2 nearest input pixels or with a tolerance; the model card gives the numbers.  The
+manifest's ``chroma_guard = "clamp"`` hint turns it on per model
+(``ModelDescriptor.chroma_guard``).
+
+It runs on each tile's float output, where the network left it, on its device, before
+tiles are blended and rounded: no pass over the whole image, no rounding of its own, and
+the tiler's memory probe measures it with the network.  Every output pixel's window lies
+inside its tile's input but at the tile's own edges, which the tiler's overlap blends
+away (at the image's edges the input is framed as the untiled run frames it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["GUARDS", "clamp_chroma"]
+
+GUARDS = ("clamp",)
+"""The chroma guards a manifest may name (``[hints] chroma_guard``)."""
+
+# BT.601 luma.  The guard clamps B - Y and R - Y, which are Cb and Cr up to a factor each.
+_KR, _KG, _KB = 0.299, 0.587, 0.114
+
+
+def clamp_chroma(out: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """``out`` with each pixel's chroma clamped into ``src``'s around it, luma kept.
+
+    ``out`` is ``(n, 3, H * s, W * s)`` RGB float, ``src`` ``(n, 3, H, W)`` the input it
+    was upscaled from, for an integer factor ``s``; the output pixels of input pixel
+    ``(i, j)`` get B - Y and R - Y clamped into the [min, max] of ``src``'s over input
+    pixels ``i - 1 .. i + 1``, ``j - 1 .. j + 1`` (those inside the image).  ``out`` is
+    changed in place and returned; values are not clamped to [0, 1] (the caller's
+    conversion does that).
+
+    Raises:
+        ValueError: shapes that are not an integer upscale of three channels.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, c, height, width = src.shape
+    scale = out.shape[-1] // max(1, width)
+    if (
+        c != 3
+        or out.dim() != 4
+        or src.dim() != 4
+        or scale < 1
+        or tuple(out.shape) != (n, c, height * scale, width * scale)
+    ):
+        raise ValueError(f"cannot guard {tuple(out.shape)} by {tuple(src.shape)}")
+    src = src.float()
+    # B - Y and R - Y of the input, their max and (as minus the max of minus) min over
+    # each 3 x 3 window: max_pool pads with -inf, so the window is cut at the image's edge.
+    diffs = torch.stack([src[:, 2] - _luma(src), src[:, 0] - _luma(src)], dim=1)
+    hi = F.max_pool2d(diffs, 3, stride=1, padding=1)
+    lo = -F.max_pool2d(-diffs, 3, stride=1, padding=1)
+    # Each input pixel's bounds broadcast over its s x s output pixels, with no copy.
+    hi = hi.view(n, 2, height, 1, width, 1)
+    lo = lo.view(n, 2, height, 1, width, 1)
+    luma = _luma(out)
+    r, g, b = out[:, 0], out[:, 1], out[:, 2]
+    shape = (n, height, scale, width, scale)
+    for k, plane in enumerate((b, r)):  # B - Y, then R - Y
+        diff = (plane - luma).view(shape)
+        shift = torch.clamp(diff, lo[:, k], hi[:, k]).sub_(diff).view_as(plane)
+        plane.add_(shift)
+        # G takes what keeps the luma: 0.587 dG = -(0.114 dB) or -(0.299 dR).
+        g.sub_(shift.mul_((_KB if k == 0 else _KR) / _KG))
+    return out
+
+
+def _luma(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma ``(n, H, W)`` of ``(n, 3, H, W)`` RGB."""
+    return rgb[:, 0] * _KR + rgb[:, 1] * _KG + rgb[:, 2] * _KB

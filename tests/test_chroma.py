@@ -1,0 +1,130 @@
+"""chroma.clamp_chroma: an upscale's colour kept within its input's nearby, luma kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pocketsr_cli.archs.resize import Resize
+from pocketsr_cli.chroma import clamp_chroma
+from pocketsr_cli.descriptor import ModelDescriptor
+from pocketsr_cli.devices import Compute
+from pocketsr_cli.inference import Upscaler
+
+LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    return (x * LUMA).sum(dim=1)
+
+
+def nearest(x: torch.Tensor, scale: int) -> torch.Tensor:
+    return torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest")
+
+
+def grey_edge() -> torch.Tensor:
+    """A dark grey | light grey edge, 8 x 8."""
+    x = torch.full((1, 3, 8, 8), 0.3)
+    x[..., 4:] = 0.7
+    return x
+
+
+def test_a_fringe_on_a_grey_edge_goes_and_the_luma_stays() -> None:
+    src = grey_edge()
+    out = nearest(src, 4)
+    out[:, 2, :, 14:18] += 0.2  # a blue-violet line along the edge
+    out[:, 0, :, 18:20] += 0.1  # and a warm companion
+    before = luma(out)
+    guarded = clamp_chroma(out.clone(), src)
+    assert torch.allclose(luma(guarded), before, atol=1e-6)
+    spread = guarded.amax(dim=1) - guarded.amin(dim=1)
+    assert spread.max() < 1e-6  # neutral, as all of the input is
+
+
+def test_a_colour_edge_keeps_what_the_network_drew_between_its_colours() -> None:
+    src = torch.zeros(1, 3, 8, 8)
+    src[:, 0, :, :4] = 0.8  # red | green
+    src[:, 1, :, 4:] = 0.6
+    drawn = torch.nn.functional.interpolate(src, scale_factor=4, mode="bilinear")
+    assert torch.allclose(clamp_chroma(drawn.clone(), src), drawn, atol=1e-6)
+    # Redder than any input pixel near it: brought back to the reddest of them.
+    out = drawn.clone()
+    out[:, 0, :, :8] += 0.15
+    out[:, 1:, :, :8] -= 0.05
+    guarded = clamp_chroma(out.clone(), src)
+    assert torch.allclose(luma(guarded), luma(out), atol=1e-6)
+    src_cr = src[:, 0] - luma(src)
+    assert (guarded[:, 0] - luma(guarded)).max() <= src_cr.max() + 1e-6
+
+
+def test_the_bounds_are_the_three_by_three_input_pixels_around() -> None:
+    src = torch.full((1, 3, 9, 9), 0.5)
+    src[0, :, 4, 4] = torch.tensor([0.9, 0.4, 0.2])  # one orange input pixel
+    out = nearest(torch.full((1, 3, 9, 9), 0.5), 2)
+    out[:, 0] += 0.1  # a warm cast everywhere
+    out[:, 1] -= 0.05
+    guarded = clamp_chroma(out, src)
+    spread = (guarded.amax(dim=1) - guarded.amin(dim=1))[0]
+    near = torch.zeros(18, 18, dtype=torch.bool)
+    near[6:12, 6:12] = True  # input pixels 3..5, output 6..11
+    assert spread[near].min() > 0.05 and spread[~near].max() < 1e-6
+
+
+def test_shapes_that_are_not_an_upscale_are_refused() -> None:
+    src = grey_edge()
+    with pytest.raises(ValueError, match="cannot guard"):
+        clamp_chroma(torch.zeros(1, 3, 30, 32), src)
+    with pytest.raises(ValueError, match="cannot guard"):
+        clamp_chroma(torch.zeros(1, 1, 32, 32), src[:, :1])
+
+
+class Tints(nn.Module):
+    """A x2 network that upscales and tints by brightness (blue where dark, yellow where
+    bright): colour where the input has none, as the default model's fringes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = Resize("bicubic", 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.up(x)
+        tint = 0.15 * (0.5 - luma(y))
+        return torch.stack([y[:, 0] - tint, y[:, 1] - tint, y[:, 2] + 2 * tint], dim=1)
+
+
+def half_grey(h: int = 40, w: int = 48, seed: int = 3) -> np.ndarray:
+    """Random greys on the left, random colours on the right (8-bit RGB)."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(20, 235, (h, w, 3), dtype=np.uint8)
+    img[:, : w // 2] = img[:, : w // 2, :1]
+    return img
+
+
+@pytest.mark.parametrize("guard", [None, "clamp"])
+def test_the_upscaler_guards_a_model_whose_manifest_asks(guard: str | None) -> None:
+    desc = ModelDescriptor(name="t", family="test", module=Tints(), scale=2, chroma_guard=guard)
+    up = Upscaler(desc, Compute(torch.device("cpu"), "fp32"))
+    src = half_grey()
+    rgba = np.dstack([src, np.full(src.shape[:2], 255, np.uint8)])
+    wide = src.astype(np.uint16) * 257
+    for pixels, level in ((src, 1), (rgba, 1), (wide, 257)):
+        out = up.upscale(pixels).astype(np.int64)
+        grey = out[:, : out.shape[1] // 2 - 4, :3]  # the grey half, off the colour border
+        spread = grey.max(axis=2) - grey.min(axis=2)
+        if guard is None:
+            assert spread.max() > 20 * level
+        else:
+            assert spread.max() <= 2 * level
+        assert out[:, -out.shape[1] // 3 :, :3].std(axis=2).mean() > 10 * level  # colour kept
+
+
+def test_a_guarded_image_in_tiles_is_the_image_in_one_piece() -> None:
+    desc = ModelDescriptor(name="t", family="test", module=Tints(), scale=2, chroma_guard="clamp")
+    src = half_grey(72, 88, seed=5)
+    whole = Upscaler(desc, Compute(torch.device("cpu"), "fp32"), tile=0).upscale(src)
+    tiles = Upscaler(desc, Compute(torch.device("cpu"), "fp32"), tile=32, overlap=8)
+    tiled = tiles.upscale(src)
+    assert tiles.policy.tile_side == 32
+    assert np.abs(whole.astype(int) - tiled).max() <= 1
