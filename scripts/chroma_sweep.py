@@ -13,13 +13,20 @@ is replaced in BT.601 full-range YCbCr, luma kept, by each candidate:
 * ``input``: Cb/Cr of the input, bicubic-upscaled;
 * ``clamp3``/``clamp2``: the network's Cb/Cr clamped into the [min, max] of the input's
   over the 3 × 3 input pixels around each output pixel (``clamp2``: the 2 × 2 nearest);
-* ``clamp3+T``: the same with a tolerance of T levels.
+* ``clamp3+T``: the same with a tolerance of T levels;
+* ``shipped``: the model run with ``chroma_guard = "clamp"`` (``pocketsr_cli/chroma.py``):
+  the 3 x 3 clamp on each tile's float output, before mean anchoring and rounding.
+
+The others are applied to the 8-bit output after mean anchoring, and so round it again.
 
 The rows are the means over the photos of PSNR-Y, RGB PSNR, a chroma PSNR (Cb and Cr
 against the ground truth's), ``pocketsr eval``'s detail, hf and bandcorr, and the fringe
 measure: the chroma error (the distance in the Cb-Cr plane, 8-bit levels) next to strong
 luma edges (where the ground truth's luma spans over 40 levels in 5 × 5 output pixels), its
-99th percentile and its maximum, both the mean over the photos and the worst photo.  Run
+99th percentile and its maximum, the mean over the photos and the worst photo's 99th
+percentile; then the same 99th percentile on the neutral edges alone (those whose ground
+truth's chroma stays under 8 levels in 5 × 5 pixels), mean and worst.  ``--save DIR``
+writes every crop's ground truth, input and candidates as PNGs.  Run
 it on validation photos only: ``data/test`` is kept for the model card's final figures.
 """
 
