@@ -810,16 +810,24 @@ def _name_key(real: str) -> str:
     return real.lower() if _case_blind(os.path.dirname(real)) else real
 
 
+_ASCII_SWAP = str.maketrans(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+)
+
+
 @functools.lru_cache(maxsize=4096)
 def _case_blind(folder: str) -> bool:
     """Whether the file system of real path ``folder`` ignores the case of names: the
     nearest existing part of it with a letter in its name is the same file under that name
     with its case swapped.  Where no such part exists, the platform's default (macOS and
-    Windows ignore case, Linux does not)."""
+    Windows ignore case, Linux does not).  Only ASCII letters are swapped: every file
+    system that ignores case folds those, while ``str.swapcase`` turns ``ß`` into ``SS``,
+    which none of them takes for it (a folder ``Großeltern`` read as keeping case)."""
     probe = folder
     while True:
         head, tail = os.path.split(probe)
-        swapped = tail.swapcase()
+        swapped = tail.translate(_ASCII_SWAP)
         if swapped != tail:
             try:
                 here = os.stat(probe)

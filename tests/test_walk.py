@@ -332,6 +332,30 @@ def test_a_case_blind_file_system_is_told_by_a_name_with_its_case_swapped(
     jobs_module._case_blind.cache_clear()
 
 
+def test_a_folder_named_with_a_sharp_s_is_probed_by_its_ascii_letters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``str.swapcase`` makes ``Großeltern`` ``gROSSELTERN``, a name no file system that
+    ignores case takes for it (they fold ``ß`` to itself): every output under such a folder
+    was compared with its case kept, on macOS and Windows too."""
+    real_stat = os.stat
+    folder = str(tmp_path / "Großeltern")
+    os.mkdir(folder)
+
+    def ignoring_case(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        text = os.fspath(path)  # type: ignore[call-overload]
+        if text.lower() == folder.lower():  # str.lower keeps ß, as these file systems do
+            text = folder
+        return real_stat(text, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jobs_module.os, "stat", ignoring_case)
+    jobs_module._case_blind.cache_clear()
+    try:
+        assert jobs_module._case_blind(folder)
+    finally:
+        jobs_module._case_blind.cache_clear()
+
+
 def test_on_windows_a_glob_may_separate_folders_with_a_backslash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
