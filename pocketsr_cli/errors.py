@@ -87,8 +87,11 @@ def windows_hint(exc: OSError, path: Path) -> str:
     refuses to replace ("Access is denied").  ``""`` elsewhere, or when neither applies."""
     if sys.platform != "win32":
         return ""
+    # The limit is on the full path: a relative one counts from the working folder.
     names = (path, exc.filename, exc.filename2)
-    if max(len(str(n)) for n in names if n is not None) >= WINDOWS_MAX_PATH:
+    if max(len(os.path.abspath(n)) for n in names if isinstance(n, (str, Path))) >= (
+        WINDOWS_MAX_PATH
+    ):
         return (
             f" (a path there is longer than the {WINDOWS_MAX_PATH - 1} characters Windows "
             "allows unless long paths are enabled: choose a shorter output folder)"

@@ -58,3 +58,27 @@ def test_windows_sigbreak_stops_a_command_as_sighup_does(monkeypatch: pytest.Mon
     finally:  # a stopped command keeps ignoring stop signals: this process goes on
         for number, handler in before.items():
             signal.signal(number, handler)
+
+
+def test_windows_hint_counts_a_relative_path_from_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows' 260 characters are those of the full path: ``-o out`` run from a deep
+    folder fails there as "No such file or directory" although ``out\\photo.png`` is short,
+    and the hint did not say why."""
+    import os
+
+    from pocketsr_cli import errors
+
+    deep = tmp_path
+    while len(str(deep)) < errors.WINDOWS_MAX_PATH - 40:
+        deep = deep / ("d" * 50)
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    monkeypatch.setattr(errors.sys, "platform", "win32")
+    output = Path("out") / "photo.png"
+    temp = os.path.join("out", ".photo.png.0123456789abcdef.pocketsr-tmp")
+    exc = FileNotFoundError(2, "No such file or directory", temp)
+    assert "longer than the 259 characters" in errors.windows_hint(exc, output)
+    monkeypatch.chdir(tmp_path)
+    assert errors.windows_hint(exc, output) == ""
