@@ -198,6 +198,11 @@ def _walk(exif: bytes) -> _Layout | None:
     refs: list[_Ref] = []
     unknown: list[bool] = []
     seen: set[int] = set()
+    # IFD tables that do not overlap hold at most one entry per 12 bytes of the block; one
+    # that would pass that overlaps others, and is not followed: tables laid over each other
+    # (IFD k + 1 inside IFD k, one entry on) made the walk quadratic, minutes and gigabytes
+    # for a 1 MB block.
+    entries_left = len(exif) // 12
     exif_ifd = link0 = 0
     sides: tuple[list[tuple[int, int, int]], ...] = ([(4, ifd0, _LINK)], [])
     for thumbnail, todo in enumerate(sides):
@@ -210,6 +215,10 @@ def _walk(exif: bytes) -> _Layout | None:
             if at in seen or not ref.inside(len(exif)):
                 continue
             seen.add(at)
+            if count > entries_left:
+                unknown.append(bool(thumbnail))
+                continue
+            entries_left -= count
             thumbnail_at, thumbnail_length = 0, 0
             for pos in range(at + 2, at + 2 + 12 * count, 12):
                 entry, typ, n, value = struct.unpack_from(order + "HHII", exif, pos)
