@@ -818,14 +818,22 @@ _ASCII_SWAP = str.maketrans(
 
 @functools.lru_cache(maxsize=4096)
 def _case_blind(folder: str) -> bool:
-    """Whether the file system of real path ``folder`` ignores the case of names: the
-    nearest existing part of it with a letter in its name is the same file under that name
-    with its case swapped.  Where no such part exists, the platform's default (macOS and
-    Windows ignore case, Linux does not).  Only ASCII letters are swapped: every file
-    system that ignores case folds those, while ``str.swapcase`` turns ``ß`` into ``SS``,
-    which none of them takes for it (a folder ``Großeltern`` read as keeping case)."""
+    """Whether the file system of real path ``folder`` ignores the case of names, asked of
+    the nearest existing folder on its path: an entry in it with a letter in its name is
+    the same file under that name with its case swapped; a folder with none asks its own
+    name so, in its parent.  The entries come first because they are on the folder's own
+    file system where it is a mount point (a FAT stick or a network share on Linux, a
+    case-sensitive volume on a Mac), and its name is not: ``-o /media/stick/out`` on a FAT
+    stick, ``out`` not made yet, was taken as keeping case.  Where nothing tells, the
+    platform's default (macOS and Windows ignore case, Linux does not).  Only ASCII letters
+    are swapped: every file system that ignores case folds those, while ``str.swapcase``
+    turns ``ß`` into ``SS``, which none of them takes for it (a folder ``Großeltern`` read
+    as keeping case)."""
     probe = folder
     while True:
+        told = _told_by_an_entry(probe)
+        if told is not None:
+            return told
         head, tail = os.path.split(probe)
         swapped = tail.translate(_ASCII_SWAP)
         if swapped != tail:
@@ -841,6 +849,30 @@ def _case_blind(folder: str) -> bool:
         if head == probe:
             return sys.platform in ("darwin", "win32")
         probe = head
+
+
+def _told_by_an_entry(folder: str, looked_at: int = 64) -> bool | None:
+    """Whether the folder ``folder`` finds one of its entries (among the first
+    ``looked_at``) with a letter in its name under that name with its case swapped; None
+    when it is not a folder that can be read, or has no such entry."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in itertools.islice(entries, looked_at):
+                swapped = entry.name.translate(_ASCII_SWAP)
+                if swapped == entry.name:
+                    continue
+                try:
+                    here = os.stat(entry.path, follow_symlinks=False)
+                except (OSError, ValueError):  # gone meanwhile
+                    continue
+                try:
+                    there = os.stat(os.path.join(folder, swapped), follow_symlinks=False)
+                except (OSError, ValueError):
+                    return False
+                return os.path.samestat(here, there)
+    except (OSError, ValueError):  # not made yet, not a folder, not readable
+        return None
+    return None
 
 
 def _packed(key: _Key) -> int:

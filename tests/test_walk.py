@@ -305,33 +305,63 @@ def test_outputs_that_differ_only_in_case_are_one_file_where_names_ignore_case(
             list(plan([tmp_path / "c"], as_png))
 
 
+def ignoring_case_in(root: str) -> Callable[..., os.stat_result]:
+    """``os.stat`` as if the folder ``root`` ignored the case of the names in it (its
+    entries only: the rest of the tree keeps case, as a Linux disk does)."""
+    real_stat = os.stat
+
+    def stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        text = os.fspath(path)  # type: ignore[call-overload]
+        parent, name = os.path.split(text)
+        if parent == root:
+            text = next(
+                (os.path.join(root, n) for n in os.listdir(root) if n.lower() == name.lower()), text
+            )
+        return real_stat(text, *args, **kwargs)  # type: ignore[arg-type]
+
+    return stat
+
+
 def test_a_case_blind_file_system_is_told_by_a_name_with_its_case_swapped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The nearest existing folder whose name has a letter answers; a path with none
-    falls back on the platform (macOS and Windows ignore case by default)."""
-    real_stat = os.stat
+    """The nearest existing folder answers, by an entry in it or, holding none, by its own
+    name; where nothing tells, the platform (macOS and Windows ignore case by default)."""
     blind = str(tmp_path / "Blind")
+    kept = tmp_path / "Kept"
     os.mkdir(blind)
+    tiny(kept / "Photo.png")
+    monkeypatch.setattr(jobs_module.os, "stat", ignoring_case_in(str(tmp_path)))
+    jobs_module._case_blind.cache_clear()
+    try:
+        assert jobs_module._case_blind(os.path.join(blind, "not-made", "yet"))
+        assert not jobs_module._case_blind(str(kept / "out"))
+        monkeypatch.setattr(jobs_module, "_told_by_an_entry", lambda folder: None)
+        monkeypatch.setattr(jobs_module.sys, "platform", "darwin")
+        assert jobs_module._case_blind("/1/2")  # nothing with a letter exists
+        monkeypatch.setattr(jobs_module.sys, "platform", "linux")
+        jobs_module._case_blind.cache_clear()
+        assert not jobs_module._case_blind("/1/2")
+    finally:
+        jobs_module._case_blind.cache_clear()
 
-    def ignoring_case(path: object, *args: object, **kwargs: object) -> os.stat_result:
-        text = os.fspath(path)  # type: ignore[call-overload]
-        if text.lower() == blind.lower():
-            text = blind
-        elif text.lower() == str(tmp_path).lower() and text != str(tmp_path):
-            raise FileNotFoundError(text)  # tmp_path keeps case, even on a Mac's disk
-        return real_stat(text, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(jobs_module.os, "stat", ignoring_case)
+def test_a_mount_point_is_asked_through_its_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-o /media/stick/out`` on Linux, a FAT stick mounted at ``stick``, ``out`` not made
+    yet: the stick's own name is looked up on the disk it is mounted on, which keeps case,
+    and two outputs differing only in case were both written to it (one file)."""
+    mount = tmp_path / "Stick"
+    (mount / "DCIM").mkdir(parents=True)
+    monkeypatch.setattr(jobs_module.os, "stat", ignoring_case_in(str(mount)))
     jobs_module._case_blind.cache_clear()
-    assert jobs_module._case_blind(os.path.join(blind, "not-made", "yet"))
-    assert not jobs_module._case_blind(str(tmp_path))
-    monkeypatch.setattr(jobs_module.sys, "platform", "darwin")
-    assert jobs_module._case_blind("/1/2")  # nothing with a letter exists
-    monkeypatch.setattr(jobs_module.sys, "platform", "linux")
-    jobs_module._case_blind.cache_clear()
-    assert not jobs_module._case_blind("/1/2")
-    jobs_module._case_blind.cache_clear()
+    try:
+        assert jobs_module._case_blind(str(mount / "out"))
+        assert jobs_module._case_blind(str(mount))
+        assert not jobs_module._case_blind(str(tmp_path))
+    finally:
+        jobs_module._case_blind.cache_clear()
 
 
 def test_a_folder_named_with_a_sharp_s_is_probed_by_its_ascii_letters(
