@@ -465,7 +465,7 @@ class Upscaler:
             target=self._target.label,
             fmt=plan.format,
             size=(out.shape[1], out.shape[0]),
-            precision=self._variant.compute,
+            precision=self._variant.compute_used,  # fp32 once half precision gave NaN
             source=src.name,
         )
         text = provenance.dumps(record)

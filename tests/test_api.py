@@ -568,3 +568,28 @@ def test_compile_reaches_the_engine_and_its_warm_up_is_reported(
     plain = pocketsr_cli.Upscaler("pocketsr-compact-x4", device="cpu")
     plain.upscale(np.full((12, 10, 3), 128, np.uint8))
     assert plain.compile_seconds == 0.0
+
+
+def test_a_file_redrawn_in_fp32_after_a_nan_is_recorded_as_fp32(tmp_path: Path) -> None:
+    """As the command line's records (pipeline, Variant.compute_used): upscale_file wrote
+    its own record with the precision the run opened with, ``cpu fp16``, for an image the
+    network redrew in fp32 after fp16 overflowed."""
+    import torch
+    from safetensors.torch import load_file
+
+    from pocketsr_cli.imageio import read_provenance_text
+    from pocketsr_cli.provenance import loads
+
+    weights = load_file(Path(__file__).parents[1] / "models" / "pocketsr-compact-x4.safetensors")
+    weights["body.0.weight"] = weights["body.0.weight"] * 3000  # past fp16's range, not fp32's
+    torch.save({"params": weights}, tmp_path / "hot.pth")
+    src = tmp_path / "a.png"
+    Image.fromarray(pixels(24, 32)).save(src)
+    warnings: list[str] = []
+    hot = pocketsr_cli.Upscaler(
+        tmp_path / "hot.pth", device="cpu", precision="fp16", on_warning=warnings.append
+    )
+    written = hot.upscale_file(src, tmp_path / "b.png")
+    assert any("fp16 gave NaN/inf values" in w for w in warnings)
+    record = loads(read_provenance_text(written) or "")
+    assert record is not None and record["precision"] == "cpu fp32"
