@@ -145,7 +145,7 @@ def routing_for(
     if pcsr_k is None and not adaptive:
         return None
     if not descriptors or any(d.family != "pcsr" for d in descriptors):
-        names = ", ".join(d.name for d in descriptors)
+        names = ", ".join(d.name for d in descriptors if d.family != "pcsr")
         raise UsageError(f"{PCSR_K} and {ADAPTIVE} apply to PCSR models only, not to {names}")
     from pocketsr_cli.archs.pcsr import Routing
 

@@ -423,6 +423,20 @@ def test_one_check_that_routing_goes_with_pcsr_models_names_the_options_in_each_
         api.Upscaler("bicubic", device="cpu", adaptive=True)
 
 
+def test_routing_with_pcsr_and_other_models_names_only_the_others() -> None:
+    """``-m pcsr-x4 -m bicubic --pcsr-k 0.5`` said "PCSR models only, not to pcsr-x4,
+    bicubic": the PCSR model named among those the options do not apply to."""
+    import dataclasses
+
+    from pocketsr_cli.factory import routing_for
+
+    bicubic = open_family("bicubic").load(4)
+    pcsr = dataclasses.replace(bicubic, name="pcsr-x4", family="pcsr")
+    with pytest.raises(UsageError) as error:
+        routing_for([pcsr, bicubic], 0.5, False)
+    assert str(error.value).endswith("apply to PCSR models only, not to bicubic")
+
+
 def test_other_models_keep_resizing_to_outscale(tmp_path: Path) -> None:
     src = _saved_photo(tmp_path)
     code, out, err = _invoke("upscale", src, "-m", "bicubic", "--outscale", "2.5", "--json")
