@@ -83,8 +83,10 @@ enabled (a registry setting)."""
 def windows_hint(exc: OSError, path: Path) -> str:
     """What Windows does not say when writing ``path`` failed with ``exc``: a path too
     long for it (the temporary file and claim beside an output have longer names than the
-    output: ``atomicfile.temp_path_for``), or a file another program has open, which it
-    refuses to replace ("Access is denied").  ``""`` elsewhere, or when neither applies."""
+    output: ``atomicfile.temp_path_for``), or, when ``exc`` is the rename over ``path``
+    (not the making of its claim or temporary file), a file another program has open,
+    which it refuses to replace ("Access is denied").  ``""`` elsewhere, or when neither
+    applies."""
     if sys.platform != "win32":
         return ""
     # The limit is on the full path: a relative one counts from the working folder.
@@ -96,6 +98,9 @@ def windows_hint(exc: OSError, path: Path) -> str:
             f" (a path there is longer than the {WINDOWS_MAX_PATH - 1} characters Windows "
             "allows unless long paths are enabled: choose a shorter output folder)"
         )
-    if isinstance(exc, PermissionError) and path.exists():
+    # The rename over the output names it (os.replace's second file); creating the
+    # temporary file beside it names that file, and fails for other reasons.
+    named = {os.fspath(n) for n in names[1:] if isinstance(n, (str, Path))}
+    if isinstance(exc, PermissionError) and os.fspath(path) in named and path.exists():
         return " (Windows replaces no file that another program has open: close it there)"
     return ""

@@ -316,3 +316,24 @@ def test_on_windows_a_write_refused_for_a_reason_windows_leaves_unsaid_says_it(
     monkeypatch.setattr(atomicfile.os, "open", windows_open)
     with pytest.raises(ImageWriteError, match=r"longer than the 259 characters Windows allows"):
         write_atomic(output, b"new")
+
+
+def test_on_windows_a_temporary_file_refused_does_not_blame_an_open_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "another program has it open" hint is for the rename over the output; a folder
+    where Windows refuses the temporary file beside it (no right to write there) said so
+    too, since the output existed."""
+    from pocketsr_cli import errors
+    from pocketsr_cli.errors import ImageWriteError
+    from pocketsr_cli.imageio import write_atomic
+
+    def refused(path: str, *args: int) -> int:
+        raise PermissionError(13, "Access is denied", str(path))
+
+    (tmp_path / "a.png").write_bytes(b"old")
+    monkeypatch.setattr(atomicfile.os, "open", refused)
+    monkeypatch.setattr(errors.sys, "platform", "win32")
+    with pytest.raises(ImageWriteError, match=r"Access is denied$"):
+        write_atomic(tmp_path / "a.png", b"new")
+    assert (tmp_path / "a.png").read_bytes() == b"old"

@@ -627,6 +627,29 @@ def test_an_output_written_meanwhile_by_another_run_is_kept(
     assert leftovers(tmp_path) == []
 
 
+def test_on_windows_a_claim_that_cannot_be_made_does_not_blame_an_open_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim file that Windows refuses to create (a folder the user may not write) beside
+    an earlier output (--overwrite) said "Windows replaces no file that another program
+    has open: close it there", which no program holding the output would cause."""
+    from pocketsr_cli import errors
+
+    src = folder_of(tmp_path / "in", 1)
+    target = tmp_path / "out" / "0.png"
+    image(target, seed=7)
+
+    def refused(output: Path) -> None:
+        raise PermissionError(13, "Access is denied", str(claims.claim_path(output)))
+
+    monkeypatch.setattr(claims, "acquire", refused)
+    monkeypatch.setattr(errors.sys, "platform", "win32")
+    jobs = collect_jobs([src], Naming(tmp_path / "out", None))
+    (result,) = run(jobs, Doubler(), Options(overwrite=True), pipeline.NullReporter()).results
+    assert result.status == "failed"
+    assert result.error == f"cannot write {target}: Access is denied"
+
+
 def test_an_output_claimed_by_another_run_is_skipped(tmp_path: Path) -> None:
     src = folder_of(tmp_path / "in", 2)
     held = claims.acquire(tmp_path / "out" / "0.png")  # another run is renaming it now
