@@ -212,6 +212,47 @@ def test_peak_memory_sees_an_allocation_freed_inside_the_block() -> None:
 
 
 @pytest.mark.skipif(not HAS_STATM, reason="needs /proc/self/statm")
+def test_the_anonymous_peak_counts_allocations_and_not_a_file_read_through_a_mapping(
+    tmp_path: Path,
+) -> None:
+    """What a block allocates is in its anonymous peak; pages of a mapped file (as library
+    code is mapped) are in its RSS only."""
+    import mmap
+
+    data = tmp_path / "mapped"
+    data.write_bytes(b"\1" * 100_000_000)
+    with PeakMemory() as empty:
+        pass
+    with (
+        PeakMemory() as mapped,
+        data.open("rb") as f,
+        mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view,
+    ):
+        assert sum(view[i] for i in range(0, len(view), 4096)) > 0  # every page touched
+        time.sleep(0.1)
+    with PeakMemory() as big:
+        block = np.ones(100_000_000 // 8)
+        time.sleep(0.1)
+        del block
+
+    def above(peak: PeakMemory, anonymous: bool) -> int:
+        figures = (
+            (peak.anonymous_peak_bytes, empty.anonymous_peak_bytes)
+            if anonymous
+            else (
+                peak.host_peak_bytes,
+                empty.host_peak_bytes,
+            )
+        )
+        assert figures[0] is not None and figures[1] is not None
+        return figures[0] - figures[1]
+
+    assert above(mapped, anonymous=False) >= 75_000_000
+    assert above(mapped, anonymous=True) < 25_000_000
+    assert above(big, anonymous=True) >= 75_000_000
+
+
+@pytest.mark.skipif(not HAS_STATM, reason="needs /proc/self/statm")
 def test_peak_memory_counts_what_is_alive_at_exit() -> None:
     with PeakMemory() as empty:
         pass

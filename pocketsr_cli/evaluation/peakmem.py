@@ -46,6 +46,18 @@ def current_rss_bytes() -> int | None:
         return None
 
 
+def current_anonymous_bytes() -> int | None:
+    """This process's resident memory less its file-backed and shared pages (``statm``'s
+    resident minus shared; ``None`` if absent): the memory it allocated itself, without
+    the code pages of libraries, which are mapped in as they are first run (and more of
+    them the warmer the page cache is)."""
+    try:
+        fields = _STATM.read_bytes().split()
+        return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def lifetime_peak_rss_bytes() -> int | None:
     """``getrusage(RUSAGE_SELF).ru_maxrss`` in bytes (``None`` where ``resource`` is missing).
 
@@ -80,6 +92,9 @@ class PeakMemory:
         host_peak_lifetime: ``host_peak_bytes`` is the process's lifetime peak (no
             ``/proc/self/statm``), which may predate the block.
         host_start_bytes: RSS at enter (Linux only).
+        anonymous_peak_bytes, anonymous_start_bytes: the same of
+            :func:`current_anonymous_bytes` (Linux only): what the block allocated, without
+            library code paged in.
         device_peak_bytes: the most bytes held by tensors (CUDA) or allocated by the
             driver (MPS) during the block.
         device_reserved_peak_bytes: CUDA only: the most bytes the caching allocator
@@ -93,9 +108,12 @@ class PeakMemory:
         self.host_peak_bytes: int | None = None
         self.host_peak_lifetime = False
         self.host_start_bytes: int | None = None
+        self.anonymous_peak_bytes: int | None = None
+        self.anonymous_start_bytes: int | None = None
         self.device_peak_bytes: int | None = None
         self.device_reserved_peak_bytes: int | None = None
         self._host_peak: int | None = None
+        self._anon_peak: int | None = None
         self._mps_peak: int | None = None
         self._mps_read: Callable[[], int] | None = None
         self._stop = threading.Event()
@@ -114,6 +132,7 @@ class PeakMemory:
         elif self._kind == "mps":
             self._mps_read = _mps_allocated()
         self.host_start_bytes = current_rss_bytes()
+        self.anonymous_start_bytes = current_anonymous_bytes()
         self._sample()
         if self.host_start_bytes is not None or self._mps_read is not None:
             self._stop.clear()
@@ -134,6 +153,7 @@ class PeakMemory:
             self._thread.join()
             self._thread = None
         self._sample()
+        self.anonymous_peak_bytes = self._anon_peak
         if self.host_start_bytes is not None:
             self.host_peak_bytes = self._host_peak
         else:
@@ -148,13 +168,8 @@ class PeakMemory:
             self.device_peak_bytes = self._mps_peak
 
     def _sample(self) -> None:
-        rss = current_rss_bytes()
-        if rss is not None and hostmem.is_retaining():
-            # Freed memory kept for reuse stays resident but is not in use; without this
-            # a block would be charged with what earlier blocks left behind.
-            rss = max(0, rss - hostmem.retained_bytes())
-        if rss is not None and (self._host_peak is None or rss > self._host_peak):
-            self._host_peak = rss
+        self._host_peak = _higher(self._host_peak, _in_use(current_rss_bytes()))
+        self._anon_peak = _higher(self._anon_peak, _in_use(current_anonymous_bytes()))
         if self._mps_read is not None:
             try:
                 used = int(self._mps_read())
@@ -166,3 +181,19 @@ class PeakMemory:
     def _sample_until_stopped(self) -> None:
         while not self._stop.wait(SAMPLE_SECONDS):
             self._sample()
+
+
+def _in_use(resident: int | None) -> int | None:
+    """``resident`` bytes less the freed memory kept for reuse (``hostmem``): it stays
+    resident but is not in use, and without this a block would be charged with what
+    earlier blocks left behind."""
+    if resident is not None and hostmem.is_retaining():
+        return max(0, resident - hostmem.retained_bytes())
+    return resident
+
+
+def _higher(peak: int | None, now: int | None) -> int | None:
+    """The peak so far after a sample ``now`` (either may be unknown: ``None``)."""
+    if now is None:
+        return peak
+    return now if peak is None else max(peak, now)
