@@ -128,3 +128,18 @@ def test_a_guarded_image_in_tiles_is_the_image_in_one_piece() -> None:
     tiled = tiles.upscale(src)
     assert tiles.policy.tile_side == 32
     assert np.abs(whole.astype(int) - tiled).max() <= 1
+
+
+def test_bands_of_rows_give_the_whole_image_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the CPU the guard works a band of input rows at a time; the bands' seams, a
+    last band shorter than the rest and a batch of tiles change nothing."""
+    from pocketsr_cli import chroma
+
+    gen = torch.Generator().manual_seed(3)
+    src = torch.rand(2, 3, 45, 19, generator=gen)
+    out = torch.rand(2, 3, 45 * 3, 19 * 3, generator=gen)
+    whole = clamp_chroma(out.clone(), src)
+    monkeypatch.setattr(chroma, "_CPU_BAND", 4)
+    banded = clamp_chroma(out.clone(), src)
+    assert torch.allclose(banded, whole, atol=1e-6)
+    assert not torch.allclose(whole, out, atol=1e-3)  # the guard did change something
