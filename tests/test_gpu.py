@@ -225,6 +225,22 @@ def test_mean_anchoring_runs_on_the_device_and_agrees_with_the_host(device: torc
     assert psnr(on_device, on_cpu) >= 50
 
 
+def test_the_chroma_guard_on_the_device_is_the_cpu_banded_one(device: torch.device) -> None:
+    """The default model's chroma guard (``chroma.py``) runs on each tile where the network
+    left it: on an accelerator the whole tile in one piece, on the CPU in bands of rows;
+    both give the same colours."""
+    from pocketsr_cli.chroma import clamp_chroma
+
+    desc = default_model()
+    assert desc.chroma_guard == "clamp"
+    gen = torch.Generator().manual_seed(6)
+    src = torch.rand(2, 3, 70, 45, generator=gen)
+    out = torch.rand(2, 3, 280, 180, generator=gen)
+    on_cpu = clamp_chroma(out.clone(), src)
+    on_device = clamp_chroma(out.to(device), src.to(device)).cpu()
+    assert torch.allclose(on_device, on_cpu, atol=1e-5)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_batched_tiles_equal_one_tile_at_a_time(device: torch.device, precision: str) -> None:
     desc = tiling_model()
