@@ -171,7 +171,13 @@ def test_encoding_leaves_the_gil_to_other_threads() -> None:
     """What the module is for: Pillow holds the GIL through its encode (measured as the
     control, so the measurement is shown to see it), this encoder does not."""
     pixels = make_photo_like(1080, 1920)
-    ours = gil_held_share(encode_jpeg, pixels)
+    # Other processes on the cores make wake-ups late too, never early: the least of a few
+    # tries is the encoder's own share (a held GIL is late every time).
+    ours = 1.0
+    for _ in range(3):
+        ours = min(ours, gil_held_share(encode_jpeg, pixels))
+        if ours < 0.25:
+            break
     pillows = gil_held_share(pillow_jpeg, pixels)
     assert ours < 0.25, f"a waiting thread was late {ours:.0%} of the time (Pillow: {pillows:.0%})"
     if pillows < 0.5:
