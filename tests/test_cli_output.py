@@ -184,6 +184,11 @@ def test_a_full_disk_under_a_stream_loses_its_lines_not_the_images(
     assert_complete(tmp_path / "o", names, (64, 48))
 
 
+# A stream closed in the child before it starts: subprocess.run(preexec_fn=) is POSIX only.
+NEEDS_PREEXEC = pytest.mark.skipif(sys.platform == "win32", reason="preexec_fn is POSIX only")
+
+
+@NEEDS_PREEXEC
 @pytest.mark.parametrize("closed", ["stdout", "stderr"])
 def test_a_stream_closed_before_the_start_is_silence_asked_for(
     tmp_path: Path, env: dict[str, str], closed: str
@@ -206,6 +211,7 @@ def test_a_stream_closed_before_the_start_is_silence_asked_for(
     assert_complete(tmp_path / "o", names, (64, 48))
 
 
+@NEEDS_PREEXEC
 @pytest.mark.parametrize("args", [("models", "list"), ("doctor",)], ids=["models-list", "doctor"])
 def test_a_report_whose_stdout_was_closed_is_not_moved_to_stderr(
     env: dict[str, str], args: tuple[str, ...]
