@@ -243,8 +243,9 @@ class Upscaler:
 
     @property
     def precision(self) -> str:
-        """``fp32``, ``fp16`` or ``bf16`` (what ``precision="auto"`` chose)."""
-        return self._compute.precision
+        """``fp32``, ``fp16`` or ``bf16``: what ``precision="auto"`` chose, or ``fp32`` once
+        a half-precision pass gave NaN/inf and every later one runs in fp32."""
+        return "fp32" if self._engine.fell_back_to_fp32 else self._compute.precision
 
     @property
     def ensemble(self) -> Ensemble:

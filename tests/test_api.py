@@ -589,7 +589,9 @@ def test_a_file_redrawn_in_fp32_after_a_nan_is_recorded_as_fp32(tmp_path: Path) 
     hot = pocketsr_cli.Upscaler(
         tmp_path / "hot.pth", device="cpu", precision="fp16", on_warning=warnings.append
     )
+    assert hot.precision == "fp16"
     written = hot.upscale_file(src, tmp_path / "b.png")
     assert any("fp16 gave NaN/inf values" in w for w in warnings)
     record = loads(read_provenance_text(written) or "")
     assert record is not None and record["precision"] == "cpu fp32"
+    assert hot.precision == "fp32"  # every later image runs in fp32 too
