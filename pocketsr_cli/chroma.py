@@ -69,7 +69,8 @@ def clamp_chroma(out: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     src = src.float()
     # B - Y and R - Y of the input, their max and (as minus the max of minus) min over
     # each 3 x 3 window: max_pool pads with -inf, so the window is cut at the image's edge.
-    diffs = torch.stack([src[:, 2] - _luma(src), src[:, 0] - _luma(src)], dim=1)
+    luma = _luma(src)
+    diffs = torch.stack([src[:, 2] - luma, src[:, 0] - luma], dim=1)
     hi = F.max_pool2d(diffs, 3, stride=1, padding=1)
     lo = -F.max_pool2d(-diffs, 3, stride=1, padding=1)
     # On the CPU a band of input rows at a time, so that the passes below work in the

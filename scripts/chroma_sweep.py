@@ -179,15 +179,16 @@ def main() -> None:
         lr = degrade_or_jpeg(gt, args.degradation, seed_for(name), desc.scale, args.jpeg)
         raw = upscaler.upscale(lr)
         shipped = guarded.upscale(lr)
+        stem = name.replace("/", "_")
+        if args.save is not None:
+            args.save.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(args.save / f"{stem}.gt.png"), gt[..., ::-1])
+            cv2.imwrite(str(args.save / f"{stem}.lr.png"), lr[..., ::-1])
         for guard, fn in GUARDS.items():
             out = shipped if guard == "shipped" else fn(raw, lr)
             rows.setdefault(guard, []).append(scores(out, gt))
             if args.save is not None:
-                args.save.mkdir(parents=True, exist_ok=True)
-                stem = name.replace("/", "_")
                 cv2.imwrite(str(args.save / f"{stem}.{guard}.png"), out[..., ::-1])
-                cv2.imwrite(str(args.save / f"{stem}.gt.png"), gt[..., ::-1])
-                cv2.imwrite(str(args.save / f"{stem}.lr.png"), lr[..., ::-1])
         p99s = [f"{g}:{rows[g][-1][6]:.1f}/{rows[g][-1][8]:.1f}" for g in GUARDS]
         print(f"  {name:40s} fringe/neutral p99 " + " ".join(p99s), flush=True)
     kind = args.degradation if args.jpeg is None else f"JPEG q{args.jpeg}"
