@@ -835,17 +835,9 @@ def _case_blind(folder: str) -> bool:
         if told is not None:
             return told
         head, tail = os.path.split(probe)
-        swapped = tail.translate(_ASCII_SWAP)
-        if swapped != tail:
-            try:
-                here = os.stat(probe)
-            except (OSError, ValueError):  # not made yet: ask its parent
-                here = None
-            if here is not None:
-                try:
-                    return os.path.samestat(here, os.stat(os.path.join(head, swapped)))
-                except (OSError, ValueError):
-                    return False
+        told = _same_with_case_swapped(head, tail, follow_symlinks=True)
+        if told is not None:  # else no letter in it, or not made yet: ask its parent
+            return told
         if head == probe:
             return sys.platform in ("darwin", "win32")
         probe = head
@@ -858,21 +850,30 @@ def _told_by_an_entry(folder: str, looked_at: int = 64) -> bool | None:
     try:
         with os.scandir(folder) as entries:
             for entry in itertools.islice(entries, looked_at):
-                swapped = entry.name.translate(_ASCII_SWAP)
-                if swapped == entry.name:
-                    continue
-                try:
-                    here = os.stat(entry.path, follow_symlinks=False)
-                except (OSError, ValueError):  # gone meanwhile
-                    continue
-                try:
-                    there = os.stat(os.path.join(folder, swapped), follow_symlinks=False)
-                except (OSError, ValueError):
-                    return False
-                return os.path.samestat(here, there)
+                told = _same_with_case_swapped(folder, entry.name, follow_symlinks=False)
+                if told is not None:  # else no letter in its name, or gone meanwhile
+                    return told
     except (OSError, ValueError):  # not made yet, not a folder, not readable
         return None
     return None
+
+
+def _same_with_case_swapped(folder: str, name: str, *, follow_symlinks: bool) -> bool | None:
+    """Whether ``name`` in ``folder`` is the same file as the name with the case of its
+    ASCII letters swapped (False: nothing, or another file, has that name); None when the
+    name has no such letter, or nothing has it."""
+    swapped = name.translate(_ASCII_SWAP)
+    if swapped == name:
+        return None
+    try:
+        here = os.stat(os.path.join(folder, name), follow_symlinks=follow_symlinks)
+    except (OSError, ValueError):
+        return None
+    try:
+        there = os.stat(os.path.join(folder, swapped), follow_symlinks=follow_symlinks)
+    except (OSError, ValueError):
+        return False
+    return os.path.samestat(here, there)
 
 
 def _packed(key: _Key) -> int:
