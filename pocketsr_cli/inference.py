@@ -59,6 +59,7 @@ from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.devices import Compute
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import UsageError
+from pocketsr_cli.imageio import opencv
 from pocketsr_cli.memory import free_bytes, is_out_of_memory
 from pocketsr_cli.sizing import Target, native_ratio
 from pocketsr_cli.spelling import ENSEMBLE, HEIGHT, LONG_EDGE, OUTSCALE, TILE, WIDTH
@@ -512,24 +513,32 @@ class Upscaler:
             if on_tile is not None:
                 on_tile(1, 1)
             return out
+        if pixels.shape[2] in (3, 4) and _is_neutral(pixels):
+            # A black-and-white photo saved in colour: run as the gray image (and alpha) it
+            # is, so that the network draws no colour fringes into it (the default model's
+            # reach 31 levels on a grey edge) and the host's work on it (the fold, the mean
+            # anchoring) is done once, then given back with the three equal channels it had.
+            return _as_neutral(self._upscale_pixels(pixels[..., 2:], on_tile))
+        return self._upscale_pixels(pixels, on_tile)
+
+    def _upscale_pixels(
+        self, pixels: np.ndarray, on_tile: Callable[[int, int], None] | None
+    ) -> np.ndarray:
+        """:meth:`upscale` through the network, of pixels checked and filled: gray (and
+        alpha) run as R = G = B and folded back, colour as it is."""
         wide = pixels.dtype == np.uint16
         peak = 65535.0 if wide else 255.0
         out_dtype = torch.int32 if wide else torch.uint8
         channels = pixels.shape[2]
         gray = channels in (1, 2)
-        # A black-and-white photo saved in colour: run as gray, so that the network draws
-        # no colour fringes into it (the default model's reach 31 levels on a grey edge).
-        neutral = not gray and _is_neutral(pixels)
-        x = self._input(pixels[..., :1] if gray or neutral else pixels[..., :3], peak)
-        if gray or neutral:
+        x = self._input(pixels[..., :1] if gray else pixels[..., :3], peak)
+        if gray:
             x = x.expand(-1, 3, -1, -1).contiguous()
         # This image's own answer, read below: another thread's image may end meanwhile.
         y, anchored = self._upscale_tensor(x, on_tile, out_dtype, anchor=True)
         self._anchored = anchored
-        if gray or neutral:  # the model saw R = G = B; fold its answer back to one channel
+        if gray:  # the model saw R = G = B; fold its answer back to one channel
             y = _fold_to_gray(y)
-        if neutral:  # and give it back as the three equal channels the file has
-            y = y.expand(-1, 3, -1, -1)
         planes = [y]
         if channels in (2, 4) and self._packing is not None and not wide:
             # A native fractional scale: torch's 8-bit bicubic, no float copy of the output.
@@ -622,6 +631,14 @@ def _is_neutral(pixels: np.ndarray) -> bool:
         if not (np.array_equal(r, view[..., 1]) and np.array_equal(r, view[..., 2])):
             return False
     return True
+
+
+def _as_neutral(out: np.ndarray) -> np.ndarray:
+    """A gray ``H x W x 1`` or gray-and-alpha ``H x W x 2`` result as the colour image
+    it came from: ``H x W x 3`` or ``H x W x 4`` with R = G = B (one OpenCV merge, a
+    millisecond for a 4K 8-bit result)."""
+    planes = [out[..., 0]] * 3 + [out[..., c] for c in range(1, out.shape[2])]
+    return opencv().merge(planes).reshape(*out.shape[:2], len(planes))
 
 
 def _fold_to_gray(y: torch.Tensor, rows: int = 256) -> torch.Tensor:

@@ -294,3 +294,32 @@ def test_a_framed_model_is_anchored_alike_on_the_device_and_on_the_host() -> Non
         assert up._anchored == on_device
     assert np.abs(outs[0].astype(int) - outs[1]).max() <= 1
     assert abs((area_down(outs[1], (64, 48)).astype(float) - src).mean()) < 0.3
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_a_neutral_colour_image_is_anchored_once_as_its_gray_image(
+    alpha: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R = G = B: the host anchors one channel (not three equal ones) and the result is
+    the gray image's, byte for byte, in three channels."""
+    import pocketsr_cli.inference as inference
+
+    calls: list[tuple[int, int]] = []
+
+    def spy(out: np.ndarray, src: np.ndarray, sigma: float, channels: int) -> None:
+        calls.append((out.shape[2], channels))
+        anchor_means(out, src, sigma, channels)
+
+    monkeypatch.setattr(inference, "anchor_means", spy)
+    desc = ModelDescriptor(name="d", family="test", module=Darkens(), scale=2, mean_anchor=4.0)
+    up = Upscaler(desc, Compute(torch.device("cpu"), "fp32"))
+    gray = smooth(48, 64, 1, seed=3)
+    if alpha:
+        gray = np.dstack([gray, np.full((48, 64), 200, np.uint8)])
+    neutral = np.dstack([gray[..., :1]] * 3 + ([gray[..., 1:]] if alpha else []))
+    expected = up.upscale(gray)
+    calls.clear()
+    out = up.upscale(neutral)
+    assert calls == [(2 if alpha else 1, 1)]  # the gray image's own call
+    assert np.array_equal(out[..., :3], np.repeat(expected[..., :1], 3, axis=2))
+    assert np.array_equal(out[..., 3:], expected[..., 1:])
