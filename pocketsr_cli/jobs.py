@@ -459,6 +459,7 @@ def collect_jobs(
         UsageError: an input does not exist, no file was found at all, an output would
             overwrite an input, or two inputs would write the same output.
     """
+    _case_blind.cache_clear()  # asked afresh by each run: see _case_blind
     jobs = list(_planned(inputs, naming, recursive, glob, _named_outputs(inputs, naming)))
     if not jobs:
         raise UsageError(_nothing_found(inputs, recursive, glob))
@@ -499,6 +500,7 @@ def iter_jobs(
     for given in inputs:
         if not given.exists():
             raise UsageError(f"input not found: {given}")
+    _case_blind.cache_clear()  # asked afresh by each run: see _case_blind
     check = _StreamingCheck(inputs, naming, glob, recursive)
     stream = _checked(inputs, naming, recursive, glob, on_warning, check)
     ahead = list(itertools.islice(stream, PLAN_AHEAD))
@@ -828,7 +830,12 @@ def _case_blind(folder: str) -> bool:
     platform's default (macOS and Windows ignore case, Linux does not).  Only ASCII letters
     are swapped: every file system that ignores case folds those, while ``str.swapcase``
     turns ``ß`` into ``SS``, which none of them takes for it (a folder ``Großeltern`` read
-    as keeping case)."""
+    as keeping case).
+
+    The answers are kept for one run's planning: :func:`collect_jobs` and
+    :func:`iter_jobs` forget them as they start, so that a long-lived process (the API's
+    ``Upscaler.upscale_folder``, called again and again) asks a disk mounted anew under
+    the same path again."""
     probe = folder
     while True:
         told = _told_by_an_entry(probe)

@@ -290,19 +290,23 @@ def test_outputs_that_differ_only_in_case_are_one_file_where_names_ignore_case(
     tiny(tmp_path / "c" / "X.jpg", 2)
     out = Naming(tmp_path / "out", None)
     as_png = Naming(None, "_2", fmt="png")
-    # Where names keep their case (Linux, a case-sensitive volume), whatever this one does.
-    monkeypatch.setattr(jobs_module, "_case_blind", lambda folder: False)
-    assert len(collect_jobs([one, two], out)) == 2
-    assert len(list(iter_jobs([tmp_path / "c"], as_png))) == 2
-    monkeypatch.setattr(jobs_module, "_case_blind", lambda folder: True)
-    message = r"would both be written to .*\(names that differ only in case are one file"
-    with pytest.raises(UsageError, match=message):
-        collect_jobs([one, two], out)
-    with pytest.raises(UsageError, match=message):
-        list(iter_jobs([one, two], out))
-    for plan in (collect_jobs, iter_jobs):
+    # Where names keep their case (Linux, a case-sensitive volume), whatever this one does:
+    # the probe's first answer (each run asks afresh).
+    monkeypatch.setattr(jobs_module, "_told_by_an_entry", lambda folder: False)
+    try:
+        assert len(collect_jobs([one, two], out)) == 2
+        assert len(list(iter_jobs([tmp_path / "c"], as_png))) == 2
+        monkeypatch.setattr(jobs_module, "_told_by_an_entry", lambda folder: True)
+        message = r"would both be written to .*\(names that differ only in case are one file"
         with pytest.raises(UsageError, match=message):
-            list(plan([tmp_path / "c"], as_png))
+            collect_jobs([one, two], out)
+        with pytest.raises(UsageError, match=message):
+            list(iter_jobs([one, two], out))
+        for plan in (collect_jobs, iter_jobs):
+            with pytest.raises(UsageError, match=message):
+                list(plan([tmp_path / "c"], as_png))
+    finally:
+        jobs_module._case_blind.cache_clear()
 
 
 def ignoring_case_in(root: str) -> Callable[..., os.stat_result]:
@@ -342,6 +346,28 @@ def test_a_case_blind_file_system_is_told_by_a_name_with_its_case_swapped(
         monkeypatch.setattr(jobs_module.sys, "platform", "linux")
         jobs_module._case_blind.cache_clear()
         assert not jobs_module._case_blind("/1/2")
+    finally:
+        jobs_module._case_blind.cache_clear()
+
+
+def test_each_run_asks_again_whether_names_ignore_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-lived process (the API's ``upscale_folder``, called again and again) plans
+    one run after another: a disk mounted anew under the same path, now keeping case, is
+    asked again, not taken as the one before (the answers were kept for the process)."""
+    one = tiny(tmp_path / "a" / "Photo.png")
+    two = tiny(tmp_path / "b" / "photo.png", 1)
+    out = Naming(tmp_path / "out", None)
+    real_stat = os.stat
+    jobs_module._case_blind.cache_clear()
+    try:
+        for plan in (collect_jobs, iter_jobs):
+            monkeypatch.setattr(jobs_module.os, "stat", ignoring_case_in(str(tmp_path)))
+            with pytest.raises(UsageError, match="differ only in case"):
+                list(plan([one, two], out))
+            monkeypatch.setattr(jobs_module.os, "stat", real_stat)  # mounted anew: keeps case
+            assert len(list(plan([one, two], out))) == 2
     finally:
         jobs_module._case_blind.cache_clear()
 
