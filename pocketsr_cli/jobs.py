@@ -28,8 +28,8 @@ Rules (SPEC, "Command-line contract"):
   always upscaled;
 * an output path equal to an input path, or two inputs mapping to one output, is a usage
   error raised before anything is written; where the output's file system ignores case
-  (macOS and Windows by default: :func:`_case_blind`), names that differ only in case are
-  one output.  The output path checked is the final one: an
+  (macOS and Windows by default: :func:`~pocketsr_cli.fscase.case_blind`), names that
+  differ only in case are one output.  The output path checked is the final one: an
   input whose output format depends on its content (transparency asked as JPEG or BMP is
   written as PNG; GIF, HEIF and AVIF become PNG) has its header read here
   (``imageio.probe``) so that ``photo.png`` with alpha asked as ``--format jpg`` is known to
@@ -57,7 +57,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fnmatch
-import functools
 import hashlib
 import itertools
 import os
@@ -69,7 +68,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pocketsr_cli import libwarnings
+from pocketsr_cli import fscase, libwarnings
 from pocketsr_cli.atomicfile import folder_write_problem
 from pocketsr_cli.claims import CLAIM_SUFFIX
 from pocketsr_cli.errors import ImageReadError, UsageError
@@ -459,7 +458,7 @@ def collect_jobs(
         UsageError: an input does not exist, no file was found at all, an output would
             overwrite an input, or two inputs would write the same output.
     """
-    _case_blind.cache_clear()  # asked afresh by each run: see _case_blind
+    fscase.forget_answers()  # asked afresh by each run (a disk may be mounted anew)
     jobs = list(_planned(inputs, naming, recursive, glob, _named_outputs(inputs, naming)))
     if not jobs:
         raise UsageError(_nothing_found(inputs, recursive, glob))
@@ -500,7 +499,7 @@ def iter_jobs(
     for given in inputs:
         if not given.exists():
             raise UsageError(f"input not found: {given}")
-    _case_blind.cache_clear()  # asked afresh by each run: see _case_blind
+    fscase.forget_answers()  # asked afresh by each run (a disk may be mounted anew)
     check = _StreamingCheck(inputs, naming, glob, recursive)
     stream = _checked(inputs, naming, recursive, glob, on_warning, check)
     ahead = list(itertools.islice(stream, PLAN_AHEAD))
@@ -800,87 +799,17 @@ def _fingerprint(text: str) -> int:
 def _case_note(output: Path) -> str:
     """For a message about two outputs on one name: where names ignore case, that they
     may differ in case alone."""
-    if not _case_blind(os.path.dirname(_real(output))):
+    if not fscase.case_blind(os.path.dirname(_real(output))):
         return ""
     return " (names that differ only in case are one file on this file system)"
 
 
 def _name_key(real: str) -> str:
     """A real path as its file system compares names: lowercased where that file system
-    ignores case (:func:`_case_blind`; macOS and Windows by default), so that two outputs
-    ``out/Photo.png`` and ``out/photo.png`` are known to be one file there."""
-    return real.lower() if _case_blind(os.path.dirname(real)) else real
-
-
-_ASCII_SWAP = str.maketrans(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
-)
-
-
-@functools.lru_cache(maxsize=4096)
-def _case_blind(folder: str) -> bool:
-    """Whether the file system of real path ``folder`` ignores the case of names, asked of
-    the nearest existing folder on its path: an entry in it with a letter in its name is
-    the same file under that name with its case swapped; a folder with none asks its own
-    name so, in its parent.  The entries come first because they are on the folder's own
-    file system where it is a mount point (a FAT stick or a network share on Linux, a
-    case-sensitive volume on a Mac), and its name is not: ``-o /media/stick/out`` on a FAT
-    stick, ``out`` not made yet, was taken as keeping case.  Where nothing tells, the
-    platform's default (macOS and Windows ignore case, Linux does not).  Only ASCII letters
-    are swapped: every file system that ignores case folds those, while ``str.swapcase``
-    turns ``ß`` into ``SS``, which none of them takes for it (a folder ``Großeltern`` read
-    as keeping case).
-
-    The answers are kept for one run's planning: :func:`collect_jobs` and
-    :func:`iter_jobs` forget them as they start, so that a long-lived process (the API's
-    ``Upscaler.upscale_folder``, called again and again) asks a disk mounted anew under
-    the same path again."""
-    probe = folder
-    while True:
-        told = _told_by_an_entry(probe)
-        if told is not None:
-            return told
-        head, tail = os.path.split(probe)
-        told = _same_with_case_swapped(head, tail, follow_symlinks=True)
-        if told is not None:  # else no letter in it, or not made yet: ask its parent
-            return told
-        if head == probe:
-            return sys.platform in ("darwin", "win32")
-        probe = head
-
-
-def _told_by_an_entry(folder: str, looked_at: int = 64) -> bool | None:
-    """Whether the folder ``folder`` finds one of its entries (among the first
-    ``looked_at``) with a letter in its name under that name with its case swapped; None
-    when it is not a folder that can be read, or has no such entry."""
-    try:
-        with os.scandir(folder) as entries:
-            for entry in itertools.islice(entries, looked_at):
-                told = _same_with_case_swapped(folder, entry.name, follow_symlinks=False)
-                if told is not None:  # else no letter in its name, or gone meanwhile
-                    return told
-    except (OSError, ValueError):  # not made yet, not a folder, not readable
-        return None
-    return None
-
-
-def _same_with_case_swapped(folder: str, name: str, *, follow_symlinks: bool) -> bool | None:
-    """Whether ``name`` in ``folder`` is the same file as the name with the case of its
-    ASCII letters swapped (False: nothing, or another file, has that name); None when the
-    name has no such letter, or nothing has it."""
-    swapped = name.translate(_ASCII_SWAP)
-    if swapped == name:
-        return None
-    try:
-        here = os.stat(os.path.join(folder, name), follow_symlinks=follow_symlinks)
-    except (OSError, ValueError):
-        return None
-    try:
-        there = os.stat(os.path.join(folder, swapped), follow_symlinks=follow_symlinks)
-    except (OSError, ValueError):
-        return False
-    return os.path.samestat(here, there)
+    ignores case (:func:`~pocketsr_cli.fscase.case_blind`; macOS and Windows by default),
+    so that two outputs ``out/Photo.png`` and ``out/photo.png`` are known to be one file
+    there."""
+    return real.lower() if fscase.case_blind(os.path.dirname(real)) else real
 
 
 def _packed(key: _Key) -> int:

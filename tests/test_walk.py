@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pocketsr_cli import fscase
 from pocketsr_cli import jobs as jobs_module
 from pocketsr_cli.errors import UsageError
 from pocketsr_cli.jobs import Job, Naming, collect_jobs, iter_jobs
@@ -292,11 +293,11 @@ def test_outputs_that_differ_only_in_case_are_one_file_where_names_ignore_case(
     as_png = Naming(None, "_2", fmt="png")
     # Where names keep their case (Linux, a case-sensitive volume), whatever this one does:
     # the probe's first answer (each run asks afresh).
-    monkeypatch.setattr(jobs_module, "_told_by_an_entry", lambda folder: False)
+    monkeypatch.setattr(fscase, "_told_by_an_entry", lambda folder: False)
     try:
         assert len(collect_jobs([one, two], out)) == 2
         assert len(list(iter_jobs([tmp_path / "c"], as_png))) == 2
-        monkeypatch.setattr(jobs_module, "_told_by_an_entry", lambda folder: True)
+        monkeypatch.setattr(fscase, "_told_by_an_entry", lambda folder: True)
         message = r"would both be written to .*\(names that differ only in case are one file"
         with pytest.raises(UsageError, match=message):
             collect_jobs([one, two], out)
@@ -306,7 +307,7 @@ def test_outputs_that_differ_only_in_case_are_one_file_where_names_ignore_case(
             with pytest.raises(UsageError, match=message):
                 list(plan([tmp_path / "c"], as_png))
     finally:
-        jobs_module._case_blind.cache_clear()
+        fscase.case_blind.cache_clear()
 
 
 def ignoring_case_in(root: str) -> Callable[..., os.stat_result]:
@@ -335,19 +336,19 @@ def test_a_case_blind_file_system_is_told_by_a_name_with_its_case_swapped(
     kept = tmp_path / "Kept"
     os.mkdir(blind)
     tiny(kept / "Photo.png")
-    monkeypatch.setattr(jobs_module.os, "stat", ignoring_case_in(str(tmp_path)))
-    jobs_module._case_blind.cache_clear()
+    monkeypatch.setattr(fscase.os, "stat", ignoring_case_in(str(tmp_path)))
+    fscase.case_blind.cache_clear()
     try:
-        assert jobs_module._case_blind(os.path.join(blind, "not-made", "yet"))
-        assert not jobs_module._case_blind(str(kept / "out"))
-        monkeypatch.setattr(jobs_module, "_told_by_an_entry", lambda folder: None)
-        monkeypatch.setattr(jobs_module.sys, "platform", "darwin")
-        assert jobs_module._case_blind("/1/2")  # nothing with a letter exists
-        monkeypatch.setattr(jobs_module.sys, "platform", "linux")
-        jobs_module._case_blind.cache_clear()
-        assert not jobs_module._case_blind("/1/2")
+        assert fscase.case_blind(os.path.join(blind, "not-made", "yet"))
+        assert not fscase.case_blind(str(kept / "out"))
+        monkeypatch.setattr(fscase, "_told_by_an_entry", lambda folder: None)
+        monkeypatch.setattr(fscase.sys, "platform", "darwin")
+        assert fscase.case_blind("/1/2")  # nothing with a letter exists
+        monkeypatch.setattr(fscase.sys, "platform", "linux")
+        fscase.case_blind.cache_clear()
+        assert not fscase.case_blind("/1/2")
     finally:
-        jobs_module._case_blind.cache_clear()
+        fscase.case_blind.cache_clear()
 
 
 def test_each_run_asks_again_whether_names_ignore_case(
@@ -360,16 +361,16 @@ def test_each_run_asks_again_whether_names_ignore_case(
     two = tiny(tmp_path / "b" / "photo.png", 1)
     out = Naming(tmp_path / "out", None)
     real_stat = os.stat
-    jobs_module._case_blind.cache_clear()
+    fscase.case_blind.cache_clear()
     try:
         for plan in (collect_jobs, iter_jobs):
-            monkeypatch.setattr(jobs_module.os, "stat", ignoring_case_in(str(tmp_path)))
+            monkeypatch.setattr(fscase.os, "stat", ignoring_case_in(str(tmp_path)))
             with pytest.raises(UsageError, match="differ only in case"):
                 list(plan([one, two], out))
-            monkeypatch.setattr(jobs_module.os, "stat", real_stat)  # mounted anew: keeps case
+            monkeypatch.setattr(fscase.os, "stat", real_stat)  # mounted anew: keeps case
             assert len(list(plan([one, two], out))) == 2
     finally:
-        jobs_module._case_blind.cache_clear()
+        fscase.case_blind.cache_clear()
 
 
 def test_a_mount_point_is_asked_through_its_entries(
@@ -380,14 +381,14 @@ def test_a_mount_point_is_asked_through_its_entries(
     and two outputs differing only in case were both written to it (one file)."""
     mount = tmp_path / "Stick"
     (mount / "DCIM").mkdir(parents=True)
-    monkeypatch.setattr(jobs_module.os, "stat", ignoring_case_in(str(mount)))
-    jobs_module._case_blind.cache_clear()
+    monkeypatch.setattr(fscase.os, "stat", ignoring_case_in(str(mount)))
+    fscase.case_blind.cache_clear()
     try:
-        assert jobs_module._case_blind(str(mount / "out"))
-        assert jobs_module._case_blind(str(mount))
-        assert not jobs_module._case_blind(str(tmp_path))
+        assert fscase.case_blind(str(mount / "out"))
+        assert fscase.case_blind(str(mount))
+        assert not fscase.case_blind(str(tmp_path))
     finally:
-        jobs_module._case_blind.cache_clear()
+        fscase.case_blind.cache_clear()
 
 
 def test_a_folder_named_with_a_sharp_s_is_probed_by_its_ascii_letters(
@@ -406,12 +407,12 @@ def test_a_folder_named_with_a_sharp_s_is_probed_by_its_ascii_letters(
             text = folder
         return real_stat(text, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(jobs_module.os, "stat", ignoring_case)
-    jobs_module._case_blind.cache_clear()
+    monkeypatch.setattr(fscase.os, "stat", ignoring_case)
+    fscase.case_blind.cache_clear()
     try:
-        assert jobs_module._case_blind(folder)
+        assert fscase.case_blind(folder)
     finally:
-        jobs_module._case_blind.cache_clear()
+        fscase.case_blind.cache_clear()
 
 
 def test_on_windows_a_glob_may_separate_folders_with_a_backslash(
