@@ -535,6 +535,40 @@ def test_import_force_keeps_a_whole_model_wherever_it_is_killed(
         raise AssertionError("import --force never finished")
 
 
+def test_import_force_of_a_name_differing_in_case_replaces_the_model_where_names_ignore_case(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a Mac's disk ``foo.toml`` is the manifest ``Foo.toml``: ``import -n foo --force``
+    replaces the model ``Foo``.  Its weights were taken for another model's, so the new
+    ones went over them while its manifest still named them (``foo.safetensors`` is
+    ``Foo.safetensors`` there), and where they did not (a case-sensitive disk, as this
+    one, told it ignores case) they were left behind."""
+    from pocketsr_cli import fscase
+
+    imported(tmp_path, "Foo")
+    source = tmp_path / "new.safetensors"
+    save_safetensors(source, compact_state(scale=2, seed=3))
+    monkeypatch.setattr(fscase, "case_blind", lambda folder: True)
+    real_replace = os.replace
+    weights: list[str] = []
+
+    def replace(src: Any, dst: Any) -> None:
+        if str(dst).endswith(".safetensors"):
+            weights.append(Path(dst).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert invoke("models", "import", str(source), "-n", "foo", "--force").exit_code == 0
+    # The new weights went beside the old ones first, then took the name once it was free.
+    assert weights == ["foo~.safetensors", "foo.safetensors"]
+    folder = user_models_dir()
+    names = sorted(p.name for p in folder.iterdir() if p.name[0] != ".")
+    assert names == ["Foo.toml", "foo.safetensors", "foo.toml"]  # Foo.toml: foo.toml there
+    spec = parse_manifest(folder / "foo.toml", "user")
+    assert spec.weights is not None and spec.weights.file == "foo.safetensors"
+    assert spec.weights.sha256 == sha256((folder / "foo.safetensors").read_bytes())
+
+
 def _waiting_on_a_lock(pid: int) -> bool:
     """Whether process ``pid`` waits for a flock (Linux: its blocked entry in /proc/locks)."""
     try:

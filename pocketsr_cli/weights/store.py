@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pocketsr_cli import manifest
+from pocketsr_cli import fscase, manifest
 from pocketsr_cli.atomicfile import held_temp, locked_folder, replacing, sweep_stale_temps
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.errors import ModelError, UsageError
@@ -283,7 +283,7 @@ def _write(
                 with held_temp(placed) as tmp:
                     shutil.copyfile(placed, tmp)
                     _switch(spec, tmp, digest, found)
-            return found.specs[spec.path]
+            return found.specs[found.key(spec.path)]
     except OSError as exc:
         raise ModelError(f"cannot store {spec.name} in {folder}: {exc.strerror or exc}") from exc
 
@@ -300,7 +300,8 @@ def _switch(spec: ModelSpec, tmp: Path, digest: str, found: _Manifests) -> Path:
     the weights the old manifest named when ``models import`` wrote it; the weights' final
     path."""
     folder = spec.path.parent
-    old = found.named_by(spec.path) if _imported(spec.path) else set()
+    current = found.specs.get(found.key(spec.path))  # Foo.toml, for foo on a Mac's disk
+    old = found.named_by(spec.path) if current and _imported(current.path) else {}
     names = (_weights_name(spec.name), _weights_name(spec.name, True))
     name = next((n for n in names if _free(spec, n, found)), None)
     if name is None:  # both named by manifests written by hand: an error, not a clobber
@@ -317,9 +318,10 @@ def _switch(spec: ModelSpec, tmp: Path, digest: str, found: _Manifests) -> Path:
     )
     with replacing(spec.path) as tmp_manifest:
         tmp_manifest.write_text(dump_manifest(final, comment=_IMPORTED), encoding="utf-8")
-    found.specs[spec.path] = final
+    found.specs[found.key(spec.path)] = final
     verify.remember(weights, digest)
-    _unlink_all(old - {weights} - found.named_by_others(spec.path))
+    kept = {found.key(weights), *found.named_by_others(spec.path)}
+    _unlink_all(path for key, path in old.items() if key not in kept)
     return weights
 
 
@@ -327,33 +329,50 @@ def _free(spec: ModelSpec, name: str, found: _Manifests) -> bool:
     """Whether no manifest in ``found``, ``spec``'s own included, names the weights file
     ``name``.  A file of that name is then a spare one left by a killed import, and may
     be replaced."""
-    path = spec.path.parent / name
-    return path not in found.named_by(spec.path) and path not in found.named_by_others(spec.path)
+    key = found.key(spec.path.parent / name)
+    return key not in found.named_by(spec.path) and key not in found.named_by_others(spec.path)
 
 
 class _Manifests:
     """The manifests of one folder, each read and parsed once: every one that can be
-    read, by path (one that cannot names no file and defines no model), except
-    ``skip``'s."""
+    read, by :meth:`key` (one that cannot names no file and defines no model), except
+    ``skip``'s.
+
+    Paths are compared as the folder's disk compares names (:meth:`key`): where it
+    ignores case (macOS and Windows by default, ``fscase.case_blind``), ``Foo.toml`` is
+    the manifest ``foo.toml`` names, so that an import of ``foo`` with ``--force``
+    replaces the model ``Foo``, keeps its weights while its manifest names them and then
+    removes them, as for a name of the same case."""
 
     def __init__(self, folder: Path, skip: Path | None = None) -> None:
+        self._fold = fscase.case_blind(os.path.realpath(folder))
         self.specs: dict[Path, ModelSpec] = {}
         for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
-            if path != skip:
+            if skip is None or self.key(path) != self.key(skip):
                 with contextlib.suppress(ModelError):
-                    self.specs[path] = manifest.parse_manifest(path, "user")
+                    self.specs[self.key(path)] = manifest.parse_manifest(path, "user")
 
-    def named_by(self, manifest_path: Path) -> set[Path]:
-        """The weights files the manifest at ``manifest_path`` names (none when there is
-        no readable manifest there)."""
-        spec = self.specs.get(manifest_path)
-        return set() if spec is None else {manifest_path.parent / w.file for w in spec.weight_files}
+    def key(self, path: Path) -> Path:
+        """``path`` (in this folder) as its disk compares names: lowercased where it
+        ignores case."""
+        return path.with_name(path.name.lower()) if self._fold else path
 
-    def named_by_others(self, manifest_path: Path) -> set[Path]:
-        """The weights files the other manifests name (a manifest copied from this one,
-        say, or a second one of the same model name)."""
+    def named_by(self, manifest_path: Path) -> dict[Path, Path]:
+        """The weights files the manifest at ``manifest_path`` names, by :meth:`key`
+        (none when there is no readable manifest there)."""
+        spec = self.specs.get(self.key(manifest_path))
+        files = [] if spec is None else [manifest_path.parent / w.file for w in spec.weight_files]
+        return {self.key(file): file for file in files}
+
+    def named_by_others(self, manifest_path: Path) -> dict[Path, Path]:
+        """The weights files the other manifests name, by :meth:`key` (a manifest copied
+        from this one, say, or a second one of the same model name)."""
+        own = self.key(manifest_path)
         return {
-            file for path in self.specs if path != manifest_path for file in self.named_by(path)
+            key: file
+            for path, spec in self.specs.items()
+            if path != own
+            for key, file in self.named_by(spec.path).items()
         }
 
 
@@ -383,10 +402,11 @@ def _refuse_taken(request: ImportRequest, folder: Path, found: _Manifests | None
     target = folder / f"{request.name}.toml"
     if target.exists() and not request.force:
         raise UsageError(f"model {request.name!r} already exists in {folder}; {FORCE} replaces it")
-    for path, other in (found or _Manifests(folder, skip=target)).specs.items():
-        if path != target and other.name == request.name:
+    manifests = found or _Manifests(folder, skip=target)
+    for key, other in manifests.specs.items():
+        if key != manifests.key(target) and other.name == request.name:
             raise UsageError(
-                f"{path} defines a model {request.name!r} already; choose another name, "
+                f"{other.path} defines a model {request.name!r} already; choose another name, "
                 "or remove that manifest first"
             )
 
@@ -469,8 +489,8 @@ def _remove(spec: ModelSpec) -> list[Path]:
             # What the manifest names now (an import may have just replaced it), and the
             # spare weights an import killed while replacing it left.
             spares = [spec.path.parent / _weights_name(spec.name, s) for s in (False, True)]
-            named = sorted(found.named_by(spec.path))
-            beside = [p for p in dict.fromkeys([*named, *spares]) if p not in shared]
+            named = sorted(found.named_by(spec.path).values())
+            beside = [p for p in dict.fromkeys([*named, *spares]) if found.key(p) not in shared]
             return removed + _unlink_all([*beside, spec.path])
     if spec.origin == "user":  # a manifest written by hand is the user's own: it stays
         return removed
