@@ -20,7 +20,7 @@ import itertools
 import os
 import sys
 
-__all__ = ["case_blind", "forget_answers"]
+__all__ = ["case_blind", "folded", "forget_answers"]
 
 
 _ASCII_SWAP = str.maketrans(
@@ -29,7 +29,19 @@ _ASCII_SWAP = str.maketrans(
 )
 
 
-@functools.lru_cache(maxsize=4096)
+_ASCII_LOWER = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "abcdefghijklmnopqrstuvwxyz",
+)
+
+
+def folded(text: str) -> str:
+    """``text`` with its ASCII letters lowercased, as every disk that ignores case folds
+    them (:func:`case_blind` asks by those too); of the same length, so that a prefix of
+    it is the folded prefix of ``text``."""
+    return text.translate(_ASCII_LOWER)
+
+
 def case_blind(folder: str) -> bool:
     """Whether the file system of real path ``folder`` ignores the case of names, asked of
     the nearest existing folder on its path: an entry in it with a letter in its name is
@@ -44,6 +56,12 @@ def case_blind(folder: str) -> bool:
     as keeping case).
 
     Answers are kept until :func:`forget_answers`."""
+    return _probed(folder)
+
+
+@functools.lru_cache(maxsize=4096)
+def _probed(folder: str) -> bool:
+    """:func:`case_blind`'s answer, kept."""
     probe = folder
     while True:
         told = _told_by_an_entry(probe)
@@ -93,4 +111,4 @@ def _same_with_case_swapped(folder: str, name: str, *, follow_symlinks: bool) ->
 
 def forget_answers() -> None:
     """Ask every folder afresh from now on (a disk may have been mounted anew)."""
-    case_blind.cache_clear()
+    _probed.cache_clear()

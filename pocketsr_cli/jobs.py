@@ -317,9 +317,22 @@ def _real(path: Path) -> str:
     return os.path.realpath(path)
 
 
-def _within(path: str, folder: str) -> bool:
-    """Whether real path ``path`` is ``folder`` or lies under it."""
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+def _within(path: str, folder: str, *, strictly: bool = False) -> bool:
+    """Whether real path ``path`` is ``folder`` (unless ``strictly``) or lies under it,
+    compared as ``folder``'s disk compares names: where it ignores case (macOS and Windows
+    by default, :func:`~pocketsr_cli.fscase.case_blind`), ``-o ~/Photos/Out`` lies in the
+    input folder ``~/photos``."""
+    if fscase.case_blind(folder):
+        path, folder = fscase.folded(path), fscase.folded(folder)
+    if path == folder:
+        return not strictly
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _relative(path: str, folder: str) -> str:
+    """Real path ``path`` relative to ``folder``, a folder it lies strictly under
+    (:func:`_within`: maybe spelt in another case)."""
+    return path[len(folder.rstrip(os.sep)) + 1 :]
 
 
 _Key = tuple[int, int]
@@ -441,8 +454,8 @@ def _identity(path: Path) -> _Key | None:
     return (st.st_dev, st.st_ino)
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return _within(_real(path), _real(folder))
+def _inside(path: Path, folder: Path, *, strictly: bool = False) -> bool:
+    return _within(_real(path), _real(folder), strictly=strictly)
 
 
 def collect_jobs(
@@ -662,7 +675,7 @@ def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) 
     suffix = naming.effective_suffix
     out = naming.out_dir
     # An output folder strictly inside the scanned folder holds earlier results: leave it out.
-    exclude = out if out is not None and _real(out) != _real(root) and _inside(out, root) else None
+    exclude = out if out is not None and _inside(out, root, strictly=True) else None
     pattern = _glob_pattern(glob)
     # Each file carries the stems of its folder's images, --glob or not: `coffee_x4.jpg` is
     # an output of `coffee.jpg` even when only `*_x4.jpg` is asked for.
@@ -842,7 +855,7 @@ class _StreamingCheck:
         for given in inputs:
             if given.is_dir():
                 root = _real(given)
-                inside = out_dir is not None and out_dir != root and _within(out_dir, root)
+                inside = out_dir is not None and _within(out_dir, root, strictly=True)
                 self.scanned.append((root, out_dir if inside else None))
         # Files named on the command line are known before the first job (but for those
         # that are the outputs of other named files: skipped, they are outputs, not inputs;
@@ -1010,7 +1023,7 @@ class _StreamingCheck:
         for root, left_out in self.scanned:
             if not _within(parent, root) or (left_out is not None and _within(out, left_out)):
                 continue
-            rel = os.path.relpath(out, root)
+            rel = _relative(out, root)
             if not self.recursive and os.path.dirname(rel):
                 continue
             if any(_is_hidden(part) for part in Path(rel).parts[:-1]):

@@ -307,7 +307,7 @@ def test_outputs_that_differ_only_in_case_are_one_file_where_names_ignore_case(
             with pytest.raises(UsageError, match=message):
                 list(plan([tmp_path / "c"], as_png))
     finally:
-        fscase.case_blind.cache_clear()
+        fscase.forget_answers()
 
 
 def ignoring_case_in(root: str) -> Callable[..., os.stat_result]:
@@ -337,7 +337,7 @@ def test_a_case_blind_file_system_is_told_by_a_name_with_its_case_swapped(
     os.mkdir(blind)
     tiny(kept / "Photo.png")
     monkeypatch.setattr(fscase.os, "stat", ignoring_case_in(str(tmp_path)))
-    fscase.case_blind.cache_clear()
+    fscase.forget_answers()
     try:
         assert fscase.case_blind(os.path.join(blind, "not-made", "yet"))
         assert not fscase.case_blind(str(kept / "out"))
@@ -345,10 +345,10 @@ def test_a_case_blind_file_system_is_told_by_a_name_with_its_case_swapped(
         monkeypatch.setattr(fscase.sys, "platform", "darwin")
         assert fscase.case_blind("/1/2")  # nothing with a letter exists
         monkeypatch.setattr(fscase.sys, "platform", "linux")
-        fscase.case_blind.cache_clear()
+        fscase.forget_answers()
         assert not fscase.case_blind("/1/2")
     finally:
-        fscase.case_blind.cache_clear()
+        fscase.forget_answers()
 
 
 def test_each_run_asks_again_whether_names_ignore_case(
@@ -361,7 +361,7 @@ def test_each_run_asks_again_whether_names_ignore_case(
     two = tiny(tmp_path / "b" / "photo.png", 1)
     out = Naming(tmp_path / "out", None)
     real_stat = os.stat
-    fscase.case_blind.cache_clear()
+    fscase.forget_answers()
     try:
         for plan in (collect_jobs, iter_jobs):
             monkeypatch.setattr(fscase.os, "stat", ignoring_case_in(str(tmp_path)))
@@ -370,7 +370,32 @@ def test_each_run_asks_again_whether_names_ignore_case(
             monkeypatch.setattr(fscase.os, "stat", real_stat)  # mounted anew: keeps case
             assert len(list(plan([one, two], out))) == 2
     finally:
-        fscase.case_blind.cache_clear()
+        fscase.forget_answers()
+
+
+def test_an_output_folder_spelt_in_another_case_is_known_inside_the_input_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a Mac ``pocketsr upscale ~/Photos -r -o ~/photos/UP`` writes into ``~/Photos/up``:
+    that folder is left out of the scan (its files were planned as inputs, skipped only
+    by their records), and ``-o ~/PHOTOS`` is the input folder itself, not a folder in it
+    (this disk keeps case: told it does not, as a Mac's)."""
+    root = tmp_path / "Photos"
+    tiny(root / "a.png")
+    tiny(root / "up" / "a_x2.png", 1)  # an earlier run's result
+    monkeypatch.setattr(fscase, "case_blind", lambda folder: True)
+    inside = Naming(tmp_path / "photos" / "UP", None)
+    for plan in (collect_jobs, iter_jobs):
+        jobs = list(plan([root], inside, recursive=True))
+        assert [(j.input.name, j.skip_code) for j in jobs] == [
+            ("a.png", None),
+            ("UP", "own-output"),
+        ]
+        same = list(plan([root], Naming(tmp_path / "PHOTOS", "_b"), recursive=True))
+        assert [(j.input.relative_to(root).as_posix(), j.skip_code) for j in same] == [
+            ("a.png", None),
+            ("up/a_x2.png", None),
+        ]
 
 
 def test_a_mount_point_is_asked_through_its_entries(
@@ -382,13 +407,13 @@ def test_a_mount_point_is_asked_through_its_entries(
     mount = tmp_path / "Stick"
     (mount / "DCIM").mkdir(parents=True)
     monkeypatch.setattr(fscase.os, "stat", ignoring_case_in(str(mount)))
-    fscase.case_blind.cache_clear()
+    fscase.forget_answers()
     try:
         assert fscase.case_blind(str(mount / "out"))
         assert fscase.case_blind(str(mount))
         assert not fscase.case_blind(str(tmp_path))
     finally:
-        fscase.case_blind.cache_clear()
+        fscase.forget_answers()
 
 
 def test_a_folder_named_with_a_sharp_s_is_probed_by_its_ascii_letters(
@@ -408,11 +433,11 @@ def test_a_folder_named_with_a_sharp_s_is_probed_by_its_ascii_letters(
         return real_stat(text, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(fscase.os, "stat", ignoring_case)
-    fscase.case_blind.cache_clear()
+    fscase.forget_answers()
     try:
         assert fscase.case_blind(folder)
     finally:
-        fscase.case_blind.cache_clear()
+        fscase.forget_answers()
 
 
 def test_on_windows_a_glob_may_separate_folders_with_a_backslash(
