@@ -25,7 +25,9 @@ file systems where ``flock`` does not work.  So the sweep also leaves alone any 
 modified in the last :data:`STALE_AFTER` seconds (an older version writes a temporary file
 in one go and renames it within seconds); a file left by a run killed just now is removed by
 a run that starts a minute later.  Where ``flock`` does not exist (Windows) or the file
-system refuses it, nothing is ever swept.  Only regular files named as
+system refuses it, nothing is ever swept, but by a process that holds the output's claim
+(``claims.remove_leftovers``: a ``--devices`` driver, after a worker that was writing it
+has been ended outright).  Only regular files named as
 :func:`temp_path_for` names them are considered: links, folders (``report``'s picture
 folders use these names too), FIFOs and devices are left alone.
 """
@@ -291,25 +293,36 @@ def sweep_stale_temps(folder: Path, *, stale_after: float | None = None) -> int:
     return _sweep(folder, time.time() - limit, lambda name: True)
 
 
-def remove_abandoned_temps(path: Path) -> int:
+def remove_abandoned_temps(path: Path, *, claimed: bool = False) -> int:
     """Remove the temporary files of ``path`` (those :func:`temp_path_for` names for it)
     that no live writer holds, however recent: for a caller that knows their writer was
     killed just now (``ray_backend``, its actors).  A file another process still holds
     (a writer not dead yet, or another run's) is kept.  How many were removed; never
-    raises for file-system trouble."""
+    raises for file-system trouble.
+
+    ``claimed``: the caller holds ``path``'s claim (``claims.remove_leftovers``), which
+    every writer of ``path`` holds while it writes, so none of them is a live writer's:
+    where locks cannot tell (Windows, a file system that refuses them) they are removed
+    all the same (on Windows, one that some process still has open cannot be)."""
     prefix = f".{path.name[:100]}."
     length = len(prefix) + 12 + len(TEMP_SUFFIX)  # the name of no other output
     return _sweep(
-        path.parent, math.inf, lambda name: name.startswith(prefix) and len(name) == length
+        path.parent,
+        math.inf,
+        lambda name: name.startswith(prefix) and len(name) == length,
+        unheld=claimed,
     )
 
 
-def _sweep(folder: Path, cutoff: float, wanted: Callable[[str], bool]) -> int:
+def _sweep(
+    folder: Path, cutoff: float, wanted: Callable[[str], bool], *, unheld: bool = False
+) -> int:
     """Remove, from ``folder``, the regular files named as :func:`temp_path_for` names
     them, for which ``wanted(name)`` holds, unchanged since ``cutoff`` (a time) and held by
     no one (:func:`_remove_if_stale`); how many.  Stops at the first file whose file system
-    cannot lock (nothing is safe there); never raises for file-system trouble."""
-    if fcntl is None:
+    cannot lock (nothing is safe there), unless ``unheld`` says that no live writer holds
+    any of them; never raises for file-system trouble."""
+    if fcntl is None and not unheld:
         return 0
     removed = 0
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
@@ -322,9 +335,12 @@ def _sweep(folder: Path, cutoff: float, wanted: Callable[[str], bool]) -> int:
             with contextlib.suppress(OSError):
                 if not entry.is_file(follow_symlinks=False):
                     continue
-                outcome = _remove_if_stale(Path(entry.path), cutoff)
+                path = Path(entry.path)
+                outcome = None if fcntl is None else _remove_if_stale(path, cutoff)
                 if outcome is None:  # this file system cannot lock: nothing is safe
-                    break
+                    if not unheld:
+                        break
+                    outcome = _remove_unlocked(path, cutoff)
                 removed += outcome
     return removed
 
@@ -350,6 +366,21 @@ def _remove_if_stale(path: Path, cutoff: float) -> bool | None:
         return True
     finally:
         os.close(fd)
+
+
+def _remove_unlocked(path: Path, cutoff: float) -> bool:
+    """Remove ``path`` if it is a regular file unchanged since ``cutoff``, without a lock
+    (none can be had; the caller knows no live writer holds it).  Not opened first: on
+    Windows an open file cannot be removed, this process's own handle included.
+
+    Raises:
+        OSError: it cannot be checked or removed (on Windows: another process has it open).
+    """
+    info = os.stat(path, follow_symlinks=False)
+    if not stat.S_ISREG(info.st_mode) or not info.st_mtime < cutoff:
+        return False
+    os.unlink(path)
+    return True
 
 
 def _stale(fd: int, cutoff: float) -> bool:

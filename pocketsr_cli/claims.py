@@ -38,7 +38,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from pocketsr_cli.atomicfile import still_at, try_lock
+from pocketsr_cli.atomicfile import remove_abandoned_temps, still_at, try_lock
 
 try:
     import fcntl
@@ -53,6 +53,7 @@ __all__ = [
     "claimed",
     "clear_stale",
     "describe_busy",
+    "remove_leftovers",
 ]
 
 CLAIM_SUFFIX = ".pocketsr-claim"
@@ -182,6 +183,30 @@ def clear_stale(output: Path) -> bool:
         return False
     claim.release()
     return True
+
+
+def remove_leftovers(output: Path) -> int:
+    """What a writer of ``output`` ended outright left beside it, once its process is gone
+    (a ``--devices`` worker killed, or on Windows ended by the driver: ``terminate`` runs
+    no clean-up there): its claim, then, while this process holds the claim, its
+    temporary files (``atomicfile.remove_abandoned_temps``: every writer of an output
+    holds its claim while it writes, so none of them is a live writer's, even where
+    nothing can be locked).  A claim another process holds (another run's) leaves both
+    alone.  How many temporary files were removed; never raises for file-system trouble.
+    """
+    path = claim_path(output)
+    if not path.parent.is_dir():  # nothing was written there (acquire would make it)
+        return 0
+    try:
+        claim = acquire(output)
+    except OSError:
+        return 0
+    if claim is None:
+        return 0
+    try:
+        return remove_abandoned_temps(output, claimed=True)
+    finally:
+        claim.release()
 
 
 def describe_busy(output: Path) -> str:

@@ -21,13 +21,18 @@ and an output is only ever renamed into place whole (``imageio.write_atomic``) w
 claim is held (``claims``; a claim dies with its process).
 
 Stopping: workers ignore SIGINT (a terminal sends it to the whole process group; on
-Windows SIGBREAK too) and leave the decision to the driver; on ``KeyboardInterrupt``
-(Ctrl-C, or SIGTERM/SIGHUP through the CLI) the driver sends each worker SIGTERM, which
-each turns into a ``KeyboardInterrupt``: a temporary file being written is removed, a
-claim released.  (On Windows ``terminate`` ends a process outright: a busy worker's
-temporary file stays, and its claim is taken over by the next run, ``claims``.)  The driver
-waits for them, and every input without a result is reported ``skipped``
-(``interrupted``), as in a one-process run.
+Windows SIGBREAK too) and leave the decision to the driver, from their start (they are
+started with it ignored, which they inherit: on Windows the console's Ctrl-C, through
+``SetConsoleCtrlHandler``), so that a worker still importing torch at Ctrl-C ends in no
+traceback; on ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM/SIGHUP through the CLI) the driver
+sends each worker SIGTERM, which each turns into a ``KeyboardInterrupt``: a temporary file
+being written is removed, a claim released.  The driver waits for them, and every input
+without a result is reported ``skipped`` (``interrupted``), as in a one-process run.  A
+worker ended outright while it had an image (killed; on Windows ``terminate`` is that,
+and runs no clean-up; or stuck past the driver's wait) leaves that image's claim and
+temporary file: once its process is gone, the driver removes them
+(``claims.remove_leftovers``; nothing else would on Windows, where no sweep can tell a
+left file from a live writer's).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -223,16 +229,37 @@ def _sigint_ignored() -> Iterator[None]:
 
     A spawned worker inherits the setting, so a Ctrl-C typed while it is still importing
     numpy and torch (a second or more, before ``_worker_main`` ignores SIGINT itself) does
-    not end it in a traceback: the driver alone handles Ctrl-C and stops the workers."""
+    not end it in a traceback: the driver alone handles Ctrl-C and stops the workers.  A
+    Windows process inherits no signal setting, but its console's Ctrl-C ignored
+    (``SetConsoleCtrlHandler(NULL, TRUE)``): so there that is set for the block too."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        yield
+        with _console_ctrl_c_ignored():
+            yield
     finally:
         if previous is not None:  # None: a handler set outside Python, left as it was
             signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _console_ctrl_c_ignored() -> Iterator[None]:
+    """On Windows, the console's Ctrl-C ignored by this process for the block, and by the
+    processes it starts meanwhile for their whole life (they inherit it); elsewhere
+    nothing."""
+    if sys.platform != "win32":
+        yield
+        return
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined,unused-ignore]
+    kernel32.SetConsoleCtrlHandler(None, True)
+    try:
+        yield
+    finally:
+        kernel32.SetConsoleCtrlHandler(None, False)
 
 
 class _Worker:
@@ -467,7 +494,7 @@ class _Driver:
         if not worker.ready and not self.workers and self.respawns_left <= 0:
             raise WorkerFailed(f"the worker process on {worker.device} died while starting")
         if worker.task is not None:
-            claims.clear_stale(worker.task[1].output)  # it held its image's claim
+            _remove_leftovers(worker.task[1])  # it held its image's claim, maybe a file
             self.feed.lost(worker.task, how)
         if self.respawns_left > 0:
             self.respawns_left -= 1
@@ -494,6 +521,9 @@ class _Driver:
                         worker.process.join()
                     self.drain(worker)  # a file finished in hand still has its result
                     worker.conn.close()
+                    if worker.task is not None:  # ended with it in hand (outright, maybe)
+                        _remove_leftovers(worker.task[1])
+                        worker.task = None
                 self.workers = []
                 return
             except KeyboardInterrupt:
@@ -512,6 +542,13 @@ class _Driver:
                 index, result = payload
                 worker.task = None
                 self.feed.finish(index, result)
+
+
+def _remove_leftovers(job: Job) -> None:
+    """The claims and temporary files a worker ended outright while it had ``job`` left
+    beside its outputs, once its process is gone (``claims.remove_leftovers``)."""
+    for output in job.outputs:
+        claims.remove_leftovers(output)
 
 
 def run_parallel(

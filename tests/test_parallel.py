@@ -150,6 +150,78 @@ def test_an_image_that_kills_every_worker_fails_after_bounded_retries(tmp_path: 
     assert leftovers(tmp_path) == []
 
 
+class Leaver(Doubler):
+    """:class:`Doubler` that, on the ``poison`` input, leaves a temporary file for
+    ``output`` as a writer ended outright does (none of its clean-up runs), then kills its
+    process (``hang`` False) or waits to be stopped."""
+
+    def __init__(self, poison: int, output: Path, hang: bool) -> None:
+        super().__init__(0.0, None)
+        self.poison_at, self.output, self.hang = poison, output, hang
+
+    def upscale(
+        self, pixels: np.ndarray, on_tile: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
+        if int(pixels[0, 0, 0]) == self.poison_at:
+            from pocketsr_cli.atomicfile import temp_path_for
+
+            temp_path_for(self.output).write_bytes(b"half an image")
+            if not self.hang:
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(60)
+        return super().upscale(pixels, on_tile)
+
+
+class LeaverFactory:
+    def __init__(self, poison: int, output: Path, hang: bool) -> None:
+        self.args = (poison, output, hang)
+
+    def __call__(self, device: str, warn: Callable[[str], None]) -> Sequence[Variant]:
+        return [Variant(Leaver(*self.args), model="doubler")]
+
+
+def as_on_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's claims and temporary files as on Windows: no flock; a claim is a file
+    kept open by its run, removable once that run is gone."""
+    from pocketsr_cli import atomicfile, claims
+
+    monkeypatch.setattr(atomicfile, "fcntl", None)
+    monkeypatch.setattr(claims, "fcntl", None)
+    monkeypatch.setattr(claims, "_OPEN_FILES_STAY", True)
+
+
+@pytest.mark.parametrize("hang", [False, True])
+def test_a_worker_ended_outright_leaves_no_temporary_file_on_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hang: bool
+) -> None:
+    """A worker killed mid-write, or (``hang``) stopped at Ctrl-C, which on Windows ends
+    it outright: its temporary file stayed there for good (no sweep can tell it from a
+    live writer's where nothing is locked).  The driver removes it, and its claim, once
+    the worker is gone."""
+    as_on_windows(monkeypatch)
+    src = folder(tmp_path / "in", 4)  # first pixels 10, 11, 12, 13
+    out = tmp_path / "out"
+    factory = LeaverFactory(11, out / "1.png", hang)
+
+    class Interrupting(Recorder):
+        def image_started(self, job: Job, index: int) -> None:
+            super().image_started(job, index)
+            if hang and job.input.name == "1.png":
+                deadline = time.monotonic() + 30  # Ctrl-C once its file is there
+                while not any(out.glob(".*.pocketsr-tmp")) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                raise KeyboardInterrupt
+
+    summary = run_parallel(jobs_for(src, out), factory, ["cpu", "cpu"], Options(), Interrupting())
+    by_name = {r.job.input.name: r for r in summary.results}
+    if hang:
+        assert summary.interrupted and by_name["1.png"].reason_code == "interrupted"
+    else:
+        assert by_name["1.png"].status == "failed"
+    assert not (out / "1.png").exists()
+    assert leftovers(tmp_path) == []
+
+
 class BrokenFactory:
     def __call__(self, device: str, warn: Callable[[str], None]) -> Sequence[Variant]:
         raise RuntimeError("no such model here")
@@ -275,6 +347,27 @@ def test_workers_start_with_ctrl_c_ignored() -> None:
     finally:
         signal.signal(signal.SIGINT, before)
     assert seen == [True, False]
+
+
+def test_on_windows_workers_start_with_the_consoles_ctrl_c_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Windows process inherits no signal setting: a worker still importing torch at
+    Ctrl-C ended in a KeyboardInterrupt traceback there.  It inherits its console's Ctrl-C
+    ignored (``SetConsoleCtrlHandler(NULL, TRUE)``), set while workers start, then unset."""
+    import ctypes
+    import sys
+    from types import SimpleNamespace
+
+    from pocketsr_cli import parallel
+
+    calls: list[tuple[object, bool]] = []
+    kernel32 = SimpleNamespace(SetConsoleCtrlHandler=lambda f, on: calls.append((f, on)))
+    monkeypatch.setattr(ctypes, "windll", SimpleNamespace(kernel32=kernel32), raising=False)
+    monkeypatch.setattr(sys, "platform", "win32")
+    with parallel._sigint_ignored():
+        assert calls == [(None, True)]  # workers started here inherit it
+    assert calls == [(None, True), (None, False)]
 
 
 def test_a_worker_takes_one_sigterm_as_a_stop_and_notes_the_rest() -> None:
