@@ -11,8 +11,10 @@ by the visible colour around it (:mod:`pocketsr_cli.alphafill`), so that none of
 hidden colour shows along the edges.  Half precision runs under autocast with fp32
 weights, so when a half-precision result contains NaN or inf (the "black image" bug of
 fp16 upscalers) the tile is recomputed in fp32 and the rest of the run stays in fp32, with
-a warning.  In bf16 a network's sub-pixel convolutions stay in fp32
-(:mod:`pocketsr_cli.subpixel`).
+a warning; an image some of whose tiles were already drawn in half precision is then drawn
+again, wholly in fp32 (once a run at most), so that it is what an fp32 run makes and what
+its record says (``fp32``), not a mix of the two.  In bf16 a network's sub-pixel
+convolutions stay in fp32 (:mod:`pocketsr_cli.subpixel`).
 
 A model with an 8-bit path (:attr:`~pocketsr_cli.descriptor.ModelDescriptor.upscale_uint8`:
 the resamplers) gets 8-bit images on the CPU whole, all channels alpha included, and its
@@ -147,6 +149,7 @@ class Upscaler:
         self._tile, self._overlap = tile, overlap
         self._warn = on_warning or (lambda _msg: None)
         self._fp32_fallback = compute.precision == "fp32"
+        self._half_passes = 0  # network passes that gave finite values in half precision
         # NHWC convolutions are markedly faster on the CPU (oneDNN) and on CUDA (cuDNN; on an
         # H200 the compact x4 network per 4K output: fp16 7.3 -> 5.3 ms, fp32 9.5 -> 6.7 ms,
         # x4plus fp16 178 -> 143 ms; scripts/gpu_check.sh's "forward" step), and an NHWC
@@ -351,7 +354,9 @@ class Upscaler:
             return self._network(args, "fp32").float()
         with torch.autocast(device_type=x.device.type, dtype=self.compute.dtype):
             y = self._network(args, self.compute.precision).float()
-        if not torch.isfinite(y).all():
+        if torch.isfinite(y).all():
+            self._half_passes += 1
+        else:
             self._fp32_fallback = True
             self._warn(
                 f"{self.compute.precision} gave NaN/inf values with {self.model.name}; "
@@ -416,7 +421,11 @@ class Upscaler:
         """:meth:`upscale_tensor`, and whether the model's mean anchoring was done on the
         device (``anchor``: where the image ran there in one piece; see
         :meth:`_upscale_tiles`)."""
-        tile_fn = self._tile_fn
+        tile_fn, asked_on_tile = self._tile_fn, on_tile
+        half = None
+        if not self._fp32_fallback:  # a pass may give NaN/inf part-way through the image
+            half = _HalfCount(self, tile_fn, on_tile)
+            tile_fn, on_tile = half.fn, half.on_tile
         count = None
         if hasattr(self.model.module, "total_stats"):  # PCSR: count its routing
             count = _RoutingCount(self.model.module, tile_fn, on_tile)
@@ -435,6 +444,10 @@ class Upscaler:
             anchored = False
         else:
             out, anchored = self._upscale_tiles(x, tile_fn, on_tile, out_dtype, anchor)
+        if half is not None and half.drew and self._fp32_fallback:
+            # Some tiles were drawn in half precision before one gave NaN/inf: drawn again,
+            # all in fp32 now, as its record will say (see the module docs).
+            return self._upscale_tensor(x, asked_on_tile, out_dtype, anchor=anchor)
         if count is not None:
             self.heavy_fraction = count.heavy_fraction
         return out, anchored
@@ -605,6 +618,35 @@ class _RoutingCount:
         self.heavy += self._last[0]
         self.total += self._last[1]
         self._last = (0, 0)
+        if self._on_tile is not None:
+            self._on_tile(done, total)
+
+
+class _HalfCount:
+    """Whether some of one image's tiles were drawn in half precision (by a network pass
+    that gave finite values, ``Upscaler._half_passes``), the tiler's memory probe left
+    out, as :class:`_RoutingCount` leaves it out: only the call right before each
+    ``on_tile`` counts."""
+
+    def __init__(
+        self,
+        upscaler: Upscaler,
+        fn: Callable[..., torch.Tensor],
+        on_tile: Callable[[int, int], None] | None,
+    ) -> None:
+        self._upscaler, self._fn, self._on_tile = upscaler, fn, on_tile
+        self._last = False
+        self.drew = False  # some tile of the image was drawn in half precision
+
+    def fn(self, *args: Any) -> torch.Tensor:
+        before = self._upscaler._half_passes
+        y = self._fn(*args)
+        self._last = self._upscaler._half_passes > before
+        return y
+
+    def on_tile(self, done: int, total: int) -> None:
+        self.drew |= self._last
+        self._last = False
         if self._on_tile is not None:
             self._on_tile(done, total)
 

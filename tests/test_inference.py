@@ -66,6 +66,43 @@ def test_nan_in_half_precision_is_recomputed_in_fp32() -> None:
     assert len(up.warnings) == 1  # type: ignore[attr-defined]
 
 
+class HalfBlowsUpWhereBright(HalfBlowsUp):
+    """In reduced precision: inf where its input is bright (an overflow on part of an
+    image only), and a few levels lighter elsewhere (half precision drawing otherwise than
+    fp32, made visible); counts its fp32 passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fp32_passes = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if y.dtype == torch.float32:
+            self.fp32_passes += 1
+            return self.up(y)
+        if x.float().mean() > 0.5:
+            return self.up(y.float()) * float("inf")
+        return self.up(y.float()) + 4 / 255
+
+
+@pytest.mark.parametrize("bright_first", [False, True])
+def test_an_image_partly_drawn_in_half_precision_is_drawn_again_in_fp32(
+    bright_first: bool,
+) -> None:
+    """Its dark tiles were drawn in bf16, its bright ones (after the NaN/inf) in fp32, and
+    its record said fp32: it is drawn again, all in fp32, and is the fp32 run's image.
+    Where no tile had been drawn in half precision yet, it is not drawn twice."""
+    rng = np.random.default_rng(5)
+    img = np.concatenate([rng.integers(20, 60, (16, 16, 3)), rng.integers(190, 230, (16, 16, 3))])
+    img = (img[::-1] if bright_first else img).astype(np.uint8)
+    net, ref_net = HalfBlowsUpWhereBright(), HalfBlowsUpWhereBright()
+    out = upscaler(net, precision="bf16", tile=16, overlap=4).upscale(img)
+    ref = upscaler(ref_net, tile=16, overlap=4).upscale(img)
+    assert np.array_equal(out, ref)
+    if bright_first:  # its first tile gave inf: every tile was drawn in fp32 once
+        assert net.fp32_passes == ref_net.fp32_passes
+
+
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_channels_and_dtypes(channels: int, dtype: type) -> None:
