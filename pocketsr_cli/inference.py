@@ -447,6 +447,7 @@ class Upscaler:
         if half is not None and half.drew and self._fp32_fallback:
             # Some tiles were drawn in half precision before one gave NaN/inf: drawn again,
             # all in fp32 now, as its record will say (see the module docs).
+            del out  # its memory is the redraw's: no more than one image's output at a time
             return self._upscale_tensor(x, asked_on_tile, out_dtype, anchor=anchor)
         if count is not None:
             self.heavy_fraction = count.heavy_fraction
