@@ -293,24 +293,22 @@ def sweep_stale_temps(folder: Path, *, stale_after: float | None = None) -> int:
     return _sweep(folder, time.time() - limit, lambda name: True)
 
 
-def remove_abandoned_temps(path: Path, *, claimed: bool = False) -> int:
-    """Remove the temporary files of ``path`` (those :func:`temp_path_for` names for it)
-    that no live writer holds, however recent: for a caller that knows their writer was
-    killed just now (``ray_backend``, its actors).  A file another process still holds
-    (a writer not dead yet, or another run's) is kept.  How many were removed; never
-    raises for file-system trouble.
-
-    ``claimed``: the caller holds ``path``'s claim (``claims.remove_leftovers``), which
-    every writer of ``path`` holds while it writes, so none of them is a live writer's:
-    where locks cannot tell (Windows, a file system that refuses them) they are removed
-    all the same (on Windows, one that some process still has open cannot be)."""
+def remove_abandoned_temps(path: Path) -> int:
+    """Remove the temporary files of ``path`` (those :func:`temp_path_for` names for it),
+    however recent, for a caller that holds ``path``'s claim (``claims.remove_leftovers``,
+    after a writer of ``path`` was ended outright): every writer of ``path`` holds its
+    claim while it writes, so none of them is a live writer's.  Where files can be locked,
+    one that a process still holds (a killed writer not gone yet) is kept all the same;
+    where they cannot (Windows, a file system that refuses locks) they are removed (on
+    Windows, one that some process still has open cannot be).  How many were removed;
+    never raises for file-system trouble."""
     prefix = f".{path.name[:100]}."
     length = len(prefix) + 12 + len(TEMP_SUFFIX)  # the name of no other output
     return _sweep(
         path.parent,
         math.inf,
         lambda name: name.startswith(prefix) and len(name) == length,
-        unheld=claimed,
+        unheld=True,
     )
 
 

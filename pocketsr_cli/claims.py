@@ -35,6 +35,7 @@ import hashlib
 import os
 import stat
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,7 +52,6 @@ __all__ = [
     "acquire",
     "claim_path",
     "claimed",
-    "clear_stale",
     "describe_busy",
     "remove_leftovers",
 ]
@@ -168,43 +168,33 @@ def claimed(output: Path) -> Iterator[Claim | None]:
             claim.release()
 
 
-def clear_stale(output: Path) -> bool:
-    """Remove ``output``'s claim file when no process holds it any more (left by a worker
-    killed while working on ``output``); a claim another process holds is left alone.
-    False when it is so held (a killed process may hold it a moment longer: ask again);
-    True otherwise (removed, absent, or it cannot be checked: waiting would not help)."""
-    try:
-        if not claim_path(output).exists():
-            return True
-        claim = acquire(output)
-    except OSError:
-        return True
-    if claim is None:
-        return False
-    claim.release()
-    return True
-
-
-def remove_leftovers(output: Path) -> int:
+def remove_leftovers(output: Path, *, wait: float = 0.0) -> int:
     """What a writer of ``output`` ended outright left beside it, once its process is gone
     (a ``--devices`` worker killed, or on Windows ended by the driver: ``terminate`` runs
-    no clean-up there): its claim, then, while this process holds the claim, its
-    temporary files (``atomicfile.remove_abandoned_temps``: every writer of an output
-    holds its claim while it writes, so none of them is a live writer's, even where
-    nothing can be locked).  A claim another process holds (another run's) leaves both
-    alone.  How many temporary files were removed; never raises for file-system trouble.
+    no clean-up there; a ``--ray`` actor killed): its claim, then, while this process
+    holds the claim, its temporary files (``atomicfile.remove_abandoned_temps``: every
+    writer of an output holds its claim while it writes, so none of them is a live
+    writer's, even where nothing can be locked).  A claim another process holds (another
+    run's, or the killed writer's while its process is still going away) leaves both
+    alone; it is asked for again for up to ``wait`` seconds.  How many temporary files
+    were removed; never raises for file-system trouble.
     """
     path = claim_path(output)
     if not path.parent.is_dir():  # nothing was written there (acquire would make it)
         return 0
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            claim = acquire(output)
+        except OSError:
+            return 0
+        if claim is not None:
+            break
+        if time.monotonic() >= deadline:
+            return 0
+        time.sleep(0.1)
     try:
-        claim = acquire(output)
-    except OSError:
-        return 0
-    if claim is None:
-        return 0
-    try:
-        return remove_abandoned_temps(output, claimed=True)
+        return remove_abandoned_temps(output)
     finally:
         claim.release()
 

@@ -544,11 +544,14 @@ class _Driver:
                 self.feed.finish(index, result)
 
 
-def _remove_leftovers(job: Job) -> None:
+def _remove_leftovers(job: Job, *, until: float | None = None) -> None:
     """The claims and temporary files a worker ended outright while it had ``job`` left
-    beside its outputs, once its process is gone (``claims.remove_leftovers``)."""
+    beside its outputs, once its process is gone (``claims.remove_leftovers``); with
+    ``until`` (a ``time.monotonic`` deadline), a claim still held is waited for up to then
+    (``ray_backend``: a killed actor's process may take a moment to go)."""
     for output in job.outputs:
-        claims.remove_leftovers(output)
+        wait = 0.0 if until is None else max(0.0, until - time.monotonic())
+        claims.remove_leftovers(output, wait=wait)
 
 
 def run_parallel(

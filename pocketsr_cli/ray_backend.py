@@ -28,15 +28,19 @@ read-only folder, something in the way, permission denied) fails its input alone
 
 Faults: an actor that dies (killed, out of memory, its node lost) has its image given to
 another actor, and is replaced while replacements remain; an image whose actor died
-``retries + 1`` times fails with a line that says so.  No output is written twice: a
-retried image whose output was renamed into place just before its actor died finds it and
-is skipped (``exists``); an output is only ever renamed into place whole, while its claim
-is held.
+``retries + 1`` times fails with a line that says so.  What the actor left beside the
+image's output (its claim, a temporary file) is removed once its process is gone
+(``claims.remove_leftovers``, as ``--devices``' driver does: under the output's claim, so
+on Windows too, where no sweep can tell a left file from a live writer's).  No output is
+written twice: a retried image whose output was renamed into place just before its actor
+died finds it and is skipped (``exists``); an output is only ever renamed into place
+whole, while its claim is held.
 
 Stopping: on ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM/SIGHUP through the CLI) the driver
-kills its actors (Ray cannot interrupt a running actor method), removes the temporary
-files the images in flight may have left beside their outputs, shuts Ray down when it
-started it, and reports every input without a result as ``skipped`` (``interrupted``).
+kills its actors (Ray cannot interrupt a running actor method), removes the claims and
+temporary files the images in flight left beside their outputs (the same way), shuts Ray
+down when it started it, and reports every input without a result as ``skipped``
+(``interrupted``).
 """
 
 from __future__ import annotations
@@ -55,12 +59,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pocketsr_cli import claims
-from pocketsr_cli.atomicfile import remove_abandoned_temps
 from pocketsr_cli.errors import UsageError
 from pocketsr_cli.imageio import sidecar_path
 from pocketsr_cli.jobs import Job
-from pocketsr_cli.parallel import _WINDOW, JobFeed, ModelSpec, VariantFactory, WorkerFailed
+from pocketsr_cli.parallel import (
+    _WINDOW,
+    JobFeed,
+    ModelSpec,
+    VariantFactory,
+    WorkerFailed,
+    _remove_leftovers,
+)
 from pocketsr_cli.pipeline import ImageWorker, Options, Reporter, Result, Summary, Variant
 from pocketsr_cli.spelling import Spelling, keyword_spelling
 from pocketsr_cli.spelling import current as current_spelling
@@ -395,12 +404,14 @@ class _RayDriver:
             return
         self.actors.remove(actor)
         self.reporter.warning(f"Ray {actor.name} died ({how})")
-        if actor.task is not None:
-            self.let_go(actor)  # taken again when the image is sent again
-            self.feed.lost(actor.task, how)
-            actor.task = None
         with contextlib.suppress(Exception):
             self.ray.kill(actor.handle)
+        if actor.task is not None:
+            self.let_go(actor)  # taken again when the image is sent again
+            if not self.settings.return_bytes:  # it held its image's claim, maybe a file
+                _remove_leftovers(actor.task[1], until=time.monotonic() + _GONE_WITHIN)
+            self.feed.lost(actor.task, how)
+            actor.task = None
         if self.respawns_left > 0:
             self.respawns_left -= 1
             self.actors.append(self.spawn())
@@ -420,9 +431,10 @@ class _RayDriver:
                     # writing can be cleared (a claim is locked until its process dies).
                     with contextlib.suppress(Exception):
                         self.ray.wait([a.ref for a in busy], num_returns=len(busy), timeout=30)
+                    until = time.monotonic() + _GONE_WITHIN
                     for actor in busy:
                         assert actor.task is not None
-                        _remove_leftovers(actor.task[1].output)
+                        _remove_leftovers(actor.task[1], until=until)
                 if self.checker is not None:  # return_bytes: the images still out
                     self.checker.release_all()
                 self.actors = []
@@ -440,6 +452,9 @@ class _RayDriver:
                 with contextlib.suppress(Exception):
                     self.collect(actor)
 
+
+# How long a killed actor's process may take to go, its image's claim held meanwhile.
+_GONE_WITHIN = 10.0
 
 _SCRATCH = "pocketsr-ray-"  # an actor's scratch folder: pocketsr-ray-<pid>-<random>
 
@@ -479,19 +494,6 @@ def _process_gone(pid: int) -> bool:
     except (OSError, OverflowError):  # alive under another user, or not a pid
         return False
     return False
-
-
-def _remove_leftovers(output: Path) -> None:
-    """The temporary file and claim a killed writer may have left beside ``output``: the
-    claim once its process is gone (``claims.clear_stale``, waited for up to 10 s), then
-    the temporary files no live process holds (``atomicfile.remove_abandoned_temps``:
-    another run's, or one of a writer not dead yet, is kept)."""
-    deadline = time.monotonic() + 10.0  # a killed process may take a moment to go
-    while claims.claim_path(output).exists() and time.monotonic() < deadline:
-        if claims.clear_stale(output):
-            break
-        time.sleep(0.1)
-    remove_abandoned_temps(output)
 
 
 def _cause(exc: BaseException) -> str:

@@ -36,6 +36,16 @@ def folder(root: Path, n: int, first: int = 10) -> Path:
     return root
 
 
+def as_on_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claims and temporary files as on Windows: no flock; a claim is a file kept open by
+    its run, removable once that run is gone."""
+    from pocketsr_cli import atomicfile
+
+    monkeypatch.setattr(atomicfile, "fcntl", None)
+    monkeypatch.setattr(claims, "fcntl", None)
+    monkeypatch.setattr(claims, "_OPEN_FILES_STAY", True)
+
+
 def tree(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` by relative path, with its bytes."""
     return {

@@ -17,7 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _runs import PAUSE, folder, leftovers, runner, signal_mid_write, tree, upscale_json
+from _runs import (
+    PAUSE,
+    as_on_windows,
+    folder,
+    leftovers,
+    runner,
+    signal_mid_write,
+    tree,
+    upscale_json,
+)
 
 from pocketsr_cli.cli import app
 from pocketsr_cli.jobs import Job, Naming, collect_jobs
@@ -178,16 +187,6 @@ class LeaverFactory:
 
     def __call__(self, device: str, warn: Callable[[str], None]) -> Sequence[Variant]:
         return [Variant(Leaver(*self.args), model="doubler")]
-
-
-def as_on_windows(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The driver's claims and temporary files as on Windows: no flock; a claim is a file
-    kept open by its run, removable once that run is gone."""
-    from pocketsr_cli import atomicfile, claims
-
-    monkeypatch.setattr(atomicfile, "fcntl", None)
-    monkeypatch.setattr(claims, "fcntl", None)
-    monkeypatch.setattr(claims, "_OPEN_FILES_STAY", True)
 
 
 @pytest.mark.parametrize("hang", [False, True])

@@ -16,11 +16,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from _runs import (
     PAUSE,
+    as_on_windows,
     folder,
     leftovers,
     runner,
@@ -450,23 +452,71 @@ def test_the_driver_writes_an_all_opaque_alpha_image_as_the_jpeg_asked(tmp_path:
     assert leftovers(tmp_path) == [] and not list((tmp_path / "scratch").rglob("*.jpg"))
 
 
+def actor_on(output: Path, tmp_path: Path) -> tuple[Any, Any]:
+    """A driver without Ray (its calls faked) and one of its actors, busy with an image
+    whose output is ``output``: what stopping the run, or the actor's death, does."""
+    from types import SimpleNamespace
+
+    from pocketsr_cli.ray_backend import RaySettings, _Actor, _RayDriver
+
+    fake_ray = SimpleNamespace(
+        remote=lambda **_: lambda cls: cls,
+        kill=lambda handle: None,
+        wait=lambda refs, **_: (refs, []),
+    )
+    job = Job(tmp_path / "in.png", output, "in.png")
+    driver = _RayDriver(
+        fake_ray, [job], DoublerFactory(), Options(), NullReporter(), None,
+        RaySettings(), None, 0, None,
+    )  # fmt: skip
+    actor = _Actor(handle=None, name="actor 1", ready_ref=None, ready=True)
+    actor.task, actor.ref = (1, job), object()
+    driver.actors = [actor]
+    return driver, actor
+
+
 def test_what_a_killed_actor_left_is_removed_but_not_a_live_writers_file(tmp_path: Path) -> None:
     """Stopping a run clears the claim and the temporary file a killed actor left beside
     its output, and only those: a temporary file of the same output that a live writer
     (another run) holds is kept, or that run would fail on its rename."""
-    from pocketsr_cli import claims, ray_backend
+    from pocketsr_cli import claims
     from pocketsr_cli.atomicfile import held_temp, temp_path_for
 
     output = tmp_path / "a.png"
     left = temp_path_for(output)
     left.write_bytes(b"half an image")
     claims.claim_path(output).touch()  # its holder is gone
+    driver, _ = actor_on(output, tmp_path)
     with held_temp(output) as live:
         live.write_bytes(b"another run's image")
-        ray_backend._remove_leftovers(output)
+        driver.stop()
         assert live.read_bytes() == b"another run's image"
     assert not left.exists()
     assert not claims.claim_path(output).exists()
+
+
+@pytest.mark.parametrize("how", ["stopped", "died"])
+def test_what_a_killed_actor_left_is_removed_on_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """On Windows nothing can be locked, so no sweep can tell a killed actor's temporary
+    file from a live writer's: it stayed for good, whether the run was stopped or the
+    actor died mid-image.  The driver removes it, and the claim, under the claim."""
+    from pocketsr_cli import claims
+    from pocketsr_cli.atomicfile import temp_path_for
+
+    as_on_windows(monkeypatch)
+    output = tmp_path / "a.png"
+    temp_path_for(output).write_bytes(b"half an image")
+    claims.claim_path(output).touch()  # its holder is gone
+    driver, actor = actor_on(output, tmp_path)
+    if how == "stopped":
+        driver.stop()
+    else:
+        driver.died(actor, "killed")
+    assert leftovers(tmp_path) == []
+    if how == "died":
+        assert driver.summary.count("failed") == 1  # no retries left: it failed
 
 
 def test_the_return_bytes_driver_claims_an_image_while_it_is_out(tmp_path: Path) -> None:
