@@ -39,6 +39,7 @@ low-level numpy engine the pipeline drives.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
@@ -51,13 +52,21 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from pocketsr_cli.atomicfile import TempSweeper
-from pocketsr_cli.errors import ImageReadError, OutOfMemoryError, UsageError, first_line
+from pocketsr_cli.errors import (
+    ImageReadError,
+    ImageWriteError,
+    OutOfMemoryError,
+    UsageError,
+    first_line,
+    windows_hint,
+)
 from pocketsr_cli.pipeline import NullReporter
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from pocketsr_cli.ensemble import Ensemble
+    from pocketsr_cli.imageio import DecodedImage, OutputPlan
     from pocketsr_cli.pipeline import Result, Summary, Variant
     from pocketsr_cli.sizing import Target
 
@@ -404,25 +413,26 @@ class Upscaler:
         alpha channel that is fully opaque is no transparency: it is left out there.  EXIF,
         ICC and XMP are kept unless ``keep_metadata`` is False; pocketsr's record of how
         the file was made is written as the CLI writes it.  ``dst`` is replaced if it
-        exists; it is never left half-written.  The first file written into a folder
-        removes the temporary files that killed runs left there
-        (``atomicfile.sweep_stale_temps``; each folder once per :class:`Upscaler`).
+        exists; it is never left half-written.  From the moment ``src`` is decoded until
+        ``dst`` is written, ``dst``'s claim is held (:mod:`pocketsr_cli.claims`), as every
+        ``pocketsr upscale`` run holds its outputs': while another process (a run, another
+        :class:`Upscaler`) is writing ``dst``, it is refused at once, before upscaling, as
+        a run skips such an output (``concurrent``), and neither replaces the other's
+        file half-way.  The first file written into a folder removes the temporary files
+        that killed runs left there (``atomicfile.sweep_stale_temps``; each folder once
+        per :class:`Upscaler`).
 
         Raises:
             UsageError: ``dst`` has no known image extension.
             ImageReadError: ``src`` cannot be read or decoded.
-            ImageWriteError: the output cannot be encoded or written.
+            ImageWriteError: the output cannot be encoded or written, or another process
+                is writing it right now (its message says so).
         """
-        from pocketsr_cli import __version__, provenance
         from pocketsr_cli.imageio import (
             drop_opaque_alpha,
-            embeds_provenance,
-            encode_image,
             extension_for,
             format_from_name,
             plan_output,
-            sidecar_written,
-            write_atomic,
         )
 
         src_text, dst_text = _path_text(src, "src"), _path_text(dst, "dst")
@@ -451,6 +461,29 @@ class Upscaler:
             dst = switched
         for message in plan.warnings:
             self._warn(f"{src.name}: {message}")
+        with _claimed(dst):
+            self._write(src, dst, image, plan, quality, keep_metadata)
+        return dst
+
+    def _write(
+        self,
+        src: Path,
+        dst: Path,
+        image: DecodedImage,
+        plan: OutputPlan,
+        quality: int,
+        keep_metadata: bool,
+    ) -> None:
+        """:meth:`upscale_file`'s work once ``dst`` is claimed: upscale ``image`` (``src``
+        decoded), encode it as ``plan`` says and write it as ``dst`` with its record."""
+        from pocketsr_cli import __version__, provenance
+        from pocketsr_cli.imageio import (
+            embeds_provenance,
+            encode_image,
+            sidecar_written,
+            write_atomic,
+        )
+
         out = self._run(image.pixels)
         record = provenance.make_record(
             provenance.RunSettings(
@@ -487,7 +520,6 @@ class Upscaler:
             write_atomic(dst, data)
             if not embedded:
                 place_record()
-        return dst
 
     def upscale_folder(
         self,
@@ -590,6 +622,29 @@ def _pcsr_options(
     if desc.family != "pcsr":
         return None, None
     return (target.value if target.value >= 1 else None), routing
+
+
+@contextlib.contextmanager
+def _claimed(dst: Path) -> Iterator[None]:
+    """``dst``'s claim held for the block (``claims.acquire``, as a run's writers take it).
+
+    Raises:
+        ImageWriteError: another process holds it (``claims.describe_busy`` says so), or
+            it cannot be made (its folder or claim file cannot be created).
+    """
+    from pocketsr_cli import claims
+
+    try:
+        claim = claims.acquire(dst)
+    except OSError as exc:
+        reason = f"{exc.strerror or exc}{windows_hint(exc, dst)}"
+        raise ImageWriteError(f"cannot write {dst}: {reason}") from exc
+    if claim is None:
+        raise ImageWriteError(f"cannot write {dst}: {claims.describe_busy(dst)}")
+    try:
+        yield
+    finally:
+        claim.release()
 
 
 def _is_pil_image(obj: object) -> bool:

@@ -161,6 +161,38 @@ def test_upscale_file_removes_what_killed_writers_left_in_its_folder(tmp_path: P
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
 
 
+def test_upscale_file_holds_its_outputs_claim_as_a_run_does(
+    up: pocketsr_cli.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers of one output, an Upscaler and a run (or another Upscaler): it took no
+    claim, so neither knew of the other.  While one holds the claim the other is refused
+    at once, as a run skips such an output (``concurrent``), and nothing of it is left."""
+    from pocketsr_cli import claims
+
+    src, dst = tmp_path / "a.png", tmp_path / "out" / "b.png"
+    Image.fromarray(pixels()).save(src)
+    other = claims.acquire(dst)  # a run writing it right now
+    assert other is not None
+    try:
+        with pytest.raises(ImageWriteError, match="another pocketsr run is writing this output"):
+            up.upscale_file(src, dst)
+        assert sorted(p.name for p in dst.parent.iterdir()) == [other.path.name]
+    finally:
+        other.release()
+
+    others: list[claims.Claim | None] = []
+    run = up._run
+
+    def run_while_another_tries(pixels: np.ndarray) -> np.ndarray:
+        others.append(claims.acquire(dst))  # a run's writer, meanwhile
+        return run(pixels)
+
+    monkeypatch.setattr(up, "_run", run_while_another_tries)
+    assert up.upscale_file(src, dst) == dst
+    assert others == [None]  # refused: the Upscaler held it
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["b.png"]  # its claim is gone
+
+
 def test_upscale_file_alpha_to_jpeg_writes_png(tmp_path: Path) -> None:
     seen: list[str] = []
     up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", on_warning=seen.append)
