@@ -13,7 +13,8 @@ weights, so when a half-precision result contains NaN or inf (the "black image" 
 fp16 upscalers) the tile is recomputed in fp32 and the rest of the run stays in fp32, with
 a warning; an image some of whose tiles were already drawn in half precision is then drawn
 again, wholly in fp32 (once a run at most), so that it is what an fp32 run makes and what
-its record says (``fp32``), not a mix of the two.  In bf16 a network's sub-pixel
+its record says (``fp32``), not a mix of the two; its tiles are reported (``on_tile``) as
+going on from the first drawing's, the total grown by theirs.  In bf16 a network's sub-pixel
 convolutions stay in fp32 (:mod:`pocketsr_cli.subpixel`).
 
 A model with an 8-bit path (:attr:`~pocketsr_cli.descriptor.ModelDescriptor.upscale_uint8`:
@@ -447,8 +448,11 @@ class Upscaler:
         if half is not None and half.drew and self._fp32_fallback:
             # Some tiles were drawn in half precision before one gave NaN/inf: drawn again,
             # all in fp32 now, as its record will say (see the module docs).
+            # Its tiles go on counting from the first drawing's (a new total): the progress
+            # bar neither starts over nor stays marked finished, and its total is what ran.
             del out  # its memory is the redraw's: no more than one image's output at a time
-            return self._upscale_tensor(x, asked_on_tile, out_dtype, anchor=anchor)
+            on_tile = _counted_after(asked_on_tile, half.done)
+            return self._upscale_tensor(x, on_tile, out_dtype, anchor=anchor)
         if count is not None:
             self.heavy_fraction = count.heavy_fraction
         return out, anchored
@@ -638,6 +642,7 @@ class _HalfCount:
         self._upscaler, self._fn, self._on_tile = upscaler, fn, on_tile
         self._last = False
         self.drew = False  # some tile of the image was drawn in half precision
+        self.done = 0  # the tiles reported done so far (by the tiler's last attempt)
 
     def fn(self, *args: Any) -> torch.Tensor:
         before = self._upscaler._half_passes
@@ -648,8 +653,19 @@ class _HalfCount:
     def on_tile(self, done: int, total: int) -> None:
         self.drew |= self._last
         self._last = False
+        self.done = done
         if self._on_tile is not None:
             self._on_tile(done, total)
+
+
+def _counted_after(
+    on_tile: Callable[[int, int], None] | None, before: int
+) -> Callable[[int, int], None] | None:
+    """``on_tile`` told of each tile as the ``before + done``-th of ``before + total``: an
+    image drawn again goes on from the tiles its first drawing reported."""
+    if on_tile is None or before == 0:
+        return on_tile
+    return lambda done, total: on_tile(before + done, before + total)
 
 
 def _guarded(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:

@@ -103,6 +103,28 @@ def test_an_image_partly_drawn_in_half_precision_is_drawn_again_in_fp32(
         assert net.fp32_passes == ref_net.fp32_passes
 
 
+def test_an_image_drawn_again_in_fp32_counts_its_tiles_on() -> None:
+    """Its progress started over from the first tile when it was drawn again (the bar
+    went from full back to nearly empty, its ETA thrown off): the redraw's tiles now go on
+    from the first drawing's, with a total that counts both."""
+    rng = np.random.default_rng(5)
+    img = np.concatenate([rng.integers(20, 60, (16, 16, 3)), rng.integers(190, 230, (16, 16, 3))])
+    img = img.astype(np.uint8)  # dark tiles first: drawn in bf16, then the bright ones give inf
+    seen: list[tuple[int, int]] = []
+    upscaler(HalfBlowsUpWhereBright(), precision="bf16", tile=16, overlap=4).upscale(
+        img, lambda done, total: seen.append((done, total))
+    )
+    once: list[tuple[int, int]] = []
+    upscaler(HalfBlowsUpWhereBright(), tile=16, overlap=4).upscale(
+        img, lambda done, total: once.append((done, total))
+    )
+    tiles = once[-1][1]
+    assert tiles > 1 and once[-1] == (tiles, tiles)
+    dones = [done for done, _ in seen]
+    assert dones == sorted(set(dones))  # never back, never twice
+    assert seen[-1] == (2 * tiles, 2 * tiles)  # drawn twice, all of it counted
+
+
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_channels_and_dtypes(channels: int, dtype: type) -> None:
