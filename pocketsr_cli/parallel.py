@@ -248,7 +248,14 @@ def _sigint_ignored() -> Iterator[None]:
 def _console_ctrl_c_ignored() -> Iterator[None]:
     """On Windows, the console's Ctrl-C ignored by this process for the block, and by the
     processes it starts meanwhile for their whole life (they inherit it); elsewhere
-    nothing."""
+    nothing.
+
+    Limit: at the end Ctrl-C is taken again, even by a driver that was started with it
+    ignored (``start /b``, a parent's ``CREATE_NEW_PROCESS_GROUP``), which it should
+    have kept ignoring.  Windows has no call that says whether a process ignores Ctrl-C
+    (``SetConsoleCtrlHandler(NULL, ...)`` only sets it; the flag lives in the process
+    parameters' undocumented ``ConsoleFlags``), so the state before cannot be put back;
+    Python's own SIGINT setting does not tell either (it is not derived from it)."""
     if sys.platform != "win32":
         yield
         return
