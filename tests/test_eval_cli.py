@@ -317,3 +317,28 @@ def test_the_readme_comparison_script_runs(photos: Path, tmp_path: Path, scale: 
     assert done.returncode == 0, done.stderr
     with Image.open(out) as sheet:  # input, bicubic, lanczos, pcsr-x4, ground truth
         assert sheet.width == 5 * (48 + 4)
+
+
+def test_a_named_variant_is_scored_as_that_network_or_refused(photos: Path) -> None:
+    """-m pocketsr-compact-x2 is the ×2 network: at ×4 (the first model's scale) it is
+    not swapped for its ×4 sibling under its own name; --resize scores it resized, and
+    the base name still picks the variant."""
+    args = ("eval", photos, "-q", "--limit", "1", "--crop", "64", "--json")
+    code, _, err = invoke(*args, "-m", "pocketsr-compact-x4", "-m", "pocketsr-compact-x2")
+    assert code == 3 and "Traceback" not in err
+    assert "pocketsr-compact-x2 is a ×2 model" in " ".join(err.split())
+    assert "-m pocketsr-compact" in err
+    code, out, err = invoke(
+        *args, "-m", "pocketsr-compact-x4", "-m", "pocketsr-compact-x2", "--resize"
+    )
+    assert code == 0, err
+    rows = json_lines(out)
+    assert [r["model"] for r in rows] == [
+        "bicubic",
+        "pocketsr-compact-x4",
+        "pocketsr-compact-x2 (x2→x4)",
+    ]
+    assert rows[1]["psnr_y"] != rows[2]["psnr_y"]
+    code, out, err = invoke(*args, "-s", "2", "-m", "pocketsr-compact", "-m", "pocketsr-compact-x2")
+    assert code == 0, err
+    assert [r["model"] for r in json_lines(out)] == ["bicubic", "pocketsr-compact-x2"]

@@ -94,8 +94,9 @@ def eval_command(
         bool,
         typer.Option(
             "--resize",
-            help="Models without a variant at -s run at their own scale and their result "
-            "is resized to it (what upscale --outscale gives), e.g. a ×4 model at -s 2. "
+            help="Models without a variant at -s (or a variant named at another scale: "
+            "pocketsr-compact-x4 at -s 2; -m pocketsr-compact picks the variant) run at their "
+            "own scale and their result is resized to it (what upscale --outscale gives). "
             "PCSR models draw -s natively, with or without it.",
         ),
     ] = False,

@@ -51,7 +51,7 @@ from pocketsr_cli.evaluation.metrics import (
     ssim_y,
 )
 from pocketsr_cli.factory import UpscalerSpec, open_upscaler
-from pocketsr_cli.spelling import RESIZE
+from pocketsr_cli.spelling import MODEL, RESIZE
 
 FLOOR_MODEL = "bicubic"
 METRICS = ("psnr_y", "ssim_y", "detail", "hf", "bandcorr", "lattice_ratio", "sharpness")
@@ -218,7 +218,9 @@ def resolve_models(
     natively, as ``upscale -s S`` has it do, and is named ``"NAME (xS native)"``.  With
     ``resize``, any other model that has no variant at that scale is resolved at its own,
     and named ``"NAME (xN→xS)"``: :func:`evaluate` resizes its output to the scale, as
-    ``upscale --outscale S`` would.  Duplicates are dropped.
+    ``upscale --outscale S`` would.  The name of one variant (``pocketsr-compact-x2``) is
+    that network alone, never its sibling at the scale (a base name, ``pocketsr-compact``,
+    picks the variant).  Duplicates are dropped.
 
     Returns:
         ``[(descriptor, is_added_floor, native_scale)]`` — bicubic first when it was not
@@ -234,6 +236,8 @@ def resolve_models(
         native = None
         try:
             desc = spec.resolve(ref, scale)
+            if ref is not None and desc.name not in (ref, Path(ref).name):
+                _check_named_variant(ref, desc, spec)
         except ModelError as exc:
             if scale is None:
                 raise
@@ -250,10 +254,12 @@ def resolve_models(
                     f"{exc}; here {RESIZE} scores its x{own.scale} result resized to x{scale}"
                 ) from None
         scale = desc.scale if scale is None else scale
-        if ref is not None and any(d.name == desc.name for d, _, _ in resolved):
-            # Two weights files of one name (runs/a/w.safetensors, runs/b/w.safetensors)
-            # are told apart by the path as given rather than merged into one row.
-            desc = replace(desc, name=ref)
+        # Two weights files of one name (runs/a/w.safetensors, runs/b/w.safetensors) are
+        # told apart by the path as given rather than merged into one row; a registry name
+        # that gives a model already there (pocketsr-compact, pocketsr-compact-x4) is it.
+        is_file = ref is not None and desc.name == Path(ref).name != ref
+        if is_file and any(d.name == desc.name for d, _, _ in resolved):
+            desc = replace(desc, name=str(ref))
         resolved.append((desc, False, native))
     assert scale is not None
     if not any(d.name == FLOOR_MODEL for d, _, _ in resolved):
@@ -262,6 +268,24 @@ def resolve_models(
     for entry in resolved:
         unique.setdefault(entry[0].name, entry)
     return list(unique.values()), scale
+
+
+def _check_named_variant(ref: str, desc: ModelDescriptor, spec: UpscalerSpec) -> None:
+    """Refuse to let ``ref``, the name of one variant (``pocketsr-compact-x2``), stand for
+    ``desc``, the sibling :func:`resolve_models`'s scale picked (``pocketsr-compact-x4``):
+    a row must score the network it names.  A base name (``pocketsr-compact``) picks its
+    variant by the scale, as ``upscale -s`` does.
+
+    Raises:
+        ModelError: ``ref`` names a variant at another scale than ``desc``'s.
+    """
+    family = spec.family(ref)  # a registry name here: manifests only, nothing is loaded
+    if family.name == ref or family.default_scale == desc.scale:
+        return
+    raise ModelError(
+        f"{ref} is a ×{family.default_scale} model and this eval runs at ×{desc.scale} "
+        f"({MODEL.given(family.name)} picks its ×{desc.scale} variant)"
+    )
 
 
 def evaluate(
