@@ -342,3 +342,23 @@ def test_a_named_variant_is_scored_as_that_network_or_refused(photos: Path) -> N
     code, out, err = invoke(*args, "-s", "2", "-m", "pocketsr-compact", "-m", "pocketsr-compact-x2")
     assert code == 0, err
     assert [r["model"] for r in json_lines(out)] == ["bicubic", "pocketsr-compact-x2"]
+
+
+def test_bench_refuses_a_size_that_cannot_fit_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--size 100000x100000 was a MemoryError traceback (or the kernel's OOM killer):
+    the photo and each model's upscale are weighed against the memory available first."""
+    from pocketsr_cli import memory
+    from pocketsr_cli.evaluation.bench import SYNTHETIC_BYTES_PER_PIXEL
+
+    photo = SYNTHETIC_BYTES_PER_PIXEL * 256 * 192
+    args = ("bench", "-m", "bicubic", "--size", "256x192", "--repeat", "1", "--device", "cpu")
+    monkeypatch.setattr(memory, "host_available_bytes", lambda **_: photo - 1)
+    code, out, err = invoke(*args)
+    assert code == 2 and "Traceback" not in err and out == ""
+    assert "--size 256x192 needs about" in err and "synthetic photo" in err
+    # The photo fits; its x4 output (48 bytes per input pixel alone) does not.
+    monkeypatch.setattr(memory, "host_available_bytes", lambda **_: photo)
+    code, out, err = invoke(*args)
+    assert code == 2 and out == ""
+    assert "to upscale with bicubic (×4: 1024×768)" in " ".join(err.split())
+    assert "choose a smaller --size" in " ".join(err.split())

@@ -54,7 +54,8 @@ def bench_command(
         typer.Option(
             "--size",
             metavar="WxH",
-            help="Input width x height of the synthetic photo (×4 of 960x540 is 3840×2160).",
+            help="Input width x height of the synthetic photo (×4 of 960x540 is 3840×2160); "
+            "refused when it or a model's output would not fit in memory.",
             show_default=DEFAULT_SIZE,
         ),
     ] = None,

@@ -69,6 +69,9 @@ if TYPE_CHECKING:
 
 UHD_PIXELS = 3840 * 2160
 DEFAULT_SIZE = (960, 540)
+# What making the synthetic photo holds at its peak, per pixel: float32 planes and their
+# temporaries (tracemalloc: 80-86 bytes at 960x540 and 480x270).
+SYNTHETIC_BYTES_PER_PIXEL = 96
 
 # (runs done, runs in all, label): one run is one upscale, warm-ups included.
 ProgressCallback = Callable[[int, int, str], None]
@@ -220,6 +223,46 @@ def _memory_fields(peak: PeakMemory) -> dict[str, Any]:
     }
 
 
+def _upscale_need(upscaler: Any, size: tuple[int, int], scale: int) -> int:
+    """Host memory ``upscaler`` needs for the synthetic photo of ``size`` (the upscale
+    stage of ``memory.predict``, as ``pocketsr upscale`` admits an image)."""
+    from pocketsr_cli import memory
+    from pocketsr_cli.pipeline import upscaler_memory
+
+    width, height = size
+    return memory.predict(
+        size=size,
+        channels=3,
+        bit_depth=8,
+        scale=scale,
+        target=(width * scale, height * scale),
+        out_format="png",
+        out_bit_depth=8,
+        file_bytes=0,
+        upscaler=upscaler_memory(upscaler),
+    ).upscale
+
+
+def _check_fits(need: int, size: tuple[int, int], what: str) -> None:
+    """Refuse a ``--size`` whose run would need more host memory than there is.
+
+    Raises:
+        UsageError: ``need`` bytes exceed the memory available (when it is known).
+    """
+    from pocketsr_cli import memory
+
+    available = memory.host_available_bytes()
+    if available is None or need <= available:
+        return
+    width, height = size
+    raise UsageError(
+        f"{SIZE} {width}x{height} needs about {memory.describe_bytes(need, apart_from=available)} "
+        f"of memory {what}, more than the {memory.describe_bytes(available, apart_from=need)} "
+        f"available; choose a smaller {SIZE} (the default is "
+        f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})"
+    )
+
+
 def bench(
     models: Sequence[str],
     spec: UpscalerSpec,
@@ -261,6 +304,7 @@ def bench(
     base_index = base_model * len(ensembles)  # rows: every model with every ensemble
 
     width, height = size
+    _check_fits(SYNTHETIC_BYTES_PER_PIXEL * width * height, size, "to make the synthetic photo")
     image = synthetic_photo(width, height)
     report = BenchReport(
         width=width,
@@ -277,6 +321,11 @@ def bench(
         upscaler = open_upscaler(desc, spec, ensemble=ensemble)
         compute = upscaler.compute
         name = _row_name(desc, ensemble)
+        _check_fits(
+            _upscale_need(upscaler, size, desc.scale),
+            size,
+            f"to upscale with {name} (×{desc.scale}: {width * desc.scale}×{height * desc.scale})",
+        )
         times: list[float] = []
         warmup = 0.0
         out_shape: tuple[int, ...] = ()
