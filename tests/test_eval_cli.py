@@ -215,6 +215,8 @@ def test_bench_table_baseline_and_errors() -> None:
     assert "s per 4K" not in err
     assert "ratio vs bicubic" in out and "lanczos" in out and "s per 4K" in out
     assert invoke("bench", "--size", "960")[0] == 2
+    code, _, err = invoke("bench", "-m", "bicubic", "--size", "", "--repeat", "1")
+    assert code == 2 and "--size must look like 960x540" in err  # not the default size
     assert invoke("bench", "--size", "32x32", "--repeat", "0")[0] == 2
     assert invoke("bench", "-m", "no-such-model", "--size", "32x32")[0] == 3
 

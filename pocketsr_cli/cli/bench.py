@@ -162,7 +162,7 @@ def bench_command(
     if folder is not None and (size is not None or baseline is not None):
         raise UsageError("--size and --baseline apply to the synthetic photo, not to --folder")
     ensembles = opt.ensemble_choices(ensemble, ensemble_weight)
-    pixels = parse_size(size or DEFAULT_SIZE) if folder is None else None
+    pixels = parse_size(DEFAULT_SIZE if size is None else size) if folder is None else None
     opt.use_threads(threads)
     spec = opt.upscaler_spec(
         device, precision, opt.tile_side(tile), compile=compile_model, offline=offline
