@@ -164,6 +164,23 @@ def test_upscale_refuses_a_bad_page_before_the_run(shoot: Path, tmp_path: Path, 
     assert (shoot / "p0.png").read_bytes() == before
 
 
+def test_a_page_whose_folder_cannot_be_made_is_refused_before_the_run(
+    shoot: Path, tmp_path: Path
+) -> None:
+    """A file where the page's folder would be: refused at once (exit 2), as an -o folder
+    is, not found out after every image was upscaled (exit 1)."""
+    (tmp_path / "blocker").write_text("a file")
+    page = Path("blocker") / "review.html"
+    code, _, err = invoke("upscale", "shoot", "-o", "out", *FAST, "--report", page)
+    assert code == 2 and "Traceback" not in err
+    assert "blocker is a file, not a folder" in " ".join(err.split())
+    assert not (tmp_path / "out").exists()  # nothing was run
+    code, out, _ = invoke("upscale", "shoot", "-o", "out", *FAST, "--json")
+    (tmp_path / "run.jsonl").write_text(out)
+    code, _, err = invoke("report", "run.jsonl", "-o", page)
+    assert code == 2 and "blocker is a file, not a folder" in " ".join(err.split())
+
+
 def test_report_never_replaces_an_input_or_the_log(
     shoot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

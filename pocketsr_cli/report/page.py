@@ -30,6 +30,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from pocketsr_cli.atomicfile import folder_write_problem
 from pocketsr_cli.errors import ImageWriteError, UsageError
 from pocketsr_cli.imageio import temp_path_for, write_atomic
 from pocketsr_cli.report.cards import Sink, card, page_html, shown, url
@@ -89,7 +90,8 @@ def check_destination(page: Path, protect: Iterable[Path] = ()) -> None:
     """Refuse a page path that could replace something that is not a pocketsr page.
 
     Raises:
-        UsageError: ``page`` does not end in .html/.htm, is a folder, is one of
+        UsageError: ``page`` does not end in .html/.htm, is a folder, cannot be made
+            where it is (a file in place of its folder, a read-only one), is one of
             ``protect`` (the run's inputs and outputs), or its picture folder exists
             without pocketsr's marker.
     """
@@ -97,6 +99,9 @@ def check_destination(page: Path, protect: Iterable[Path] = ()) -> None:
         raise UsageError(f"the review page must end in .html or .htm, not {page.name!r}")
     if page.is_dir():
         raise UsageError(f"{page} is a folder; name the page file (e.g. {page / 'report.html'})")
+    problem = folder_write_problem(page.parent)
+    if problem is not None:
+        raise UsageError(f"cannot write the review page {page}: {problem}")
     target = page.resolve()
     for path in protect:
         if path.resolve() == target:
