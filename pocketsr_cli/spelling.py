@@ -103,6 +103,7 @@ def spelled(spelling: Spelling) -> Iterator[None]:
 
 ALLOW_UNVERIFIED = Option("allow_unverified", "allow_unverified", switch=True)
 ADAPTIVE = Option("adaptive", "adaptive", switch=True)
+CROP = Option("crop")
 DEVICE = Option("device", "device")
 ENSEMBLE = Option("ensemble", "ensemble")
 ENSEMBLE_WEIGHT = Option("ensemble_weight", "ensemble_weight")

@@ -364,3 +364,17 @@ def test_bench_refuses_a_size_that_cannot_fit_in_memory(monkeypatch: pytest.Monk
     assert code == 2 and out == ""
     assert "to upscale with bicubic (×4: 1024×768)" in " ".join(err.split())
     assert "choose a smaller --size" in " ".join(err.split())
+
+
+def test_a_folder_of_images_too_small_to_score_says_why(tmp_path: Path) -> None:
+    for name, size in (("one.png", (1, 1)), ("three.png", (3, 2))):
+        Image.new("RGB", size).save(tmp_path / name)
+    code, out, err = invoke("eval", tmp_path, "-m", "bicubic")
+    text = " ".join(err.split())
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert "none of the 2 file(s)" in text and "one.png: too small to score" in text
+    assert "32×32" in text and "error (failed)" in text
+    code, out, err = invoke("eval", tmp_path, "-m", "bicubic", "--json", "-q")
+    (record,) = json_lines(out)
+    assert record["type"] == "error" and record["kind"] == "failed"
+    assert record["exit_code"] == 1

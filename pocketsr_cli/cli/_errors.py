@@ -127,7 +127,7 @@ _TABLE: list[tuple[type[BaseException], str, int]] = [
     (OutOfMemoryError, "out of memory", EXIT_FAILED),
     (ImageReadError, "read", EXIT_FAILED),
     (ImageWriteError, "write", EXIT_FAILED),
-    (PocketSRError, "error", EXIT_FAILED),
+    (PocketSRError, "failed", EXIT_FAILED),
 ]
 
 

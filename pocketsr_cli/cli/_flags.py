@@ -14,6 +14,7 @@ from pocketsr_cli.spelling import Option
 FLAGS: dict[str, str] = {
     "adaptive": "--adaptive",
     "allow_unverified": "--allow-unverified",
+    "crop": "--crop",
     "device": "--device",
     "ensemble": "--ensemble",
     "ensemble_weight": "--ensemble-weight",

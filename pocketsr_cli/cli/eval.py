@@ -154,7 +154,10 @@ def eval_command(
             on_warning=lambda message: _ui.warn(console, message),
         )
     if not report.images:
-        raise PocketSRError(f"none of the {len(paths)} file(s) in {hr_dir} could be scored")
+        first = "; ".join(f"{name}: {reason}" for name, reason in report.skipped[:1])
+        raise PocketSRError(
+            f"none of the {len(paths)} file(s) in {hr_dir} could be scored (first, {first})"
+        )
     if json_lines:
         for entry in report.models:
             record = {

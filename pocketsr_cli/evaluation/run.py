@@ -51,7 +51,7 @@ from pocketsr_cli.evaluation.metrics import (
     ssim_y,
 )
 from pocketsr_cli.factory import UpscalerSpec, open_upscaler
-from pocketsr_cli.spelling import MODEL, RESIZE
+from pocketsr_cli.spelling import CROP, MODEL, RESIZE
 
 FLOOR_MODEL = "bicubic"
 METRICS = ("psnr_y", "ssim_y", "detail", "hf", "bandcorr", "lattice_ratio", "sharpness")
@@ -381,7 +381,7 @@ def evaluate(
             reason = f"cannot read it: {exc}"
         else:
             if min(gt.shape[:2]) < MIN_LATTICE_SIDE:
-                reason = f"smaller than {MIN_LATTICE_SIDE} px after cropping"
+                reason = _too_small(path, gt, scale, crop)
         if reason is not None:
             _skip(report, warn, path, reason)
             if limit is None:  # its steps are done: there are no more to do for it
@@ -421,6 +421,24 @@ def evaluate(
             if on_progress is not None:
                 on_progress(done, total, f"{path.name} · {entry.model}")
     return report
+
+
+def _too_small(path: Path, gt: npt.NDArray[np.generic], scale: int, crop: int | None) -> str:
+    """Why ``gt``, the ground truth :func:`ground_truth` made of ``path``, cannot be scored:
+    its size, what the crops left of it and the least the metrics need."""
+    from pocketsr_cli.imageio import read_header
+
+    try:
+        header = read_header(path)
+        own = f"{header.width}×{header.height} px, "
+    except ImageReadError:
+        own = ""
+    crops = (f"{CROP.given(crop)} and " if crop is not None else "") + f"a multiple of {scale}"
+    side = MIN_LATTICE_SIDE
+    return (
+        f"too small to score: {own}{gt.shape[1]}×{gt.shape[0]} once cropped to {crops}; "
+        f"the scores need {side}×{side} at least"
+    )
 
 
 def _skip(report: EvalReport, warn: WarningCallback, path: Path, reason: str) -> None:
