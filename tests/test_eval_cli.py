@@ -378,3 +378,28 @@ def test_a_folder_of_images_too_small_to_score_says_why(tmp_path: Path) -> None:
     (record,) = json_lines(out)
     assert record["type"] == "error" and record["kind"] == "failed"
     assert record["exit_code"] == 1
+
+
+def test_bench_runs_no_network_pass_before_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warm-up column is the first upscale's seconds (with --compile, the compiling):
+    weighing a --size against the memory must not run the network (the tiler's probe
+    passes) before it."""
+    from pocketsr_cli.inference import Upscaler
+
+    events: list[str] = []
+    upscale, network = Upscaler.upscale, Upscaler._network
+
+    def recorded_upscale(self: Upscaler, *args: object, **kwargs: object) -> object:
+        events.append("upscale")
+        return upscale(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def recorded_network(self: Upscaler, *args: object, **kwargs: object) -> object:
+        events.append("network")
+        return network(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Upscaler, "upscale", recorded_upscale)
+    monkeypatch.setattr(Upscaler, "_network", recorded_network)
+    args = ("bench", "-m", "pocketsr-nano-x2", "--size", "32x24", "--repeat", "1", "--json")
+    code, _, err = invoke(*args, "--device", "cpu")
+    assert code == 0, err
+    assert events[0] == "upscale" and "network" in events

@@ -225,11 +225,14 @@ def _memory_fields(peak: PeakMemory) -> dict[str, Any]:
 
 def _upscale_need(upscaler: Any, size: tuple[int, int], scale: int) -> int:
     """Host memory ``upscaler`` needs for the synthetic photo of ``size`` (the upscale
-    stage of ``memory.predict``, as ``pocketsr upscale`` admits an image)."""
+    stage of ``memory.predict``, as ``pocketsr upscale`` admits an image), leaving out the
+    tiles' working set: the tiler sizes tiles to the memory free, and measuring that set
+    would run the network (and, with ``--compile``, compile it) before the warm-up."""
     from pocketsr_cli import memory
     from pocketsr_cli.pipeline import upscaler_memory
 
     width, height = size
+    profile = replace(upscaler_memory(upscaler), working_bytes=0, working_for=None)
     return memory.predict(
         size=size,
         channels=3,
@@ -239,7 +242,7 @@ def _upscale_need(upscaler: Any, size: tuple[int, int], scale: int) -> int:
         out_format="png",
         out_bit_depth=8,
         file_bytes=0,
-        upscaler=upscaler_memory(upscaler),
+        upscaler=profile,
     ).upscale
 
 
