@@ -403,3 +403,24 @@ def test_bench_runs_no_network_pass_before_the_warm_up(monkeypatch: pytest.Monke
     code, _, err = invoke(*args, "--device", "cpu")
     assert code == 0, err
     assert events[0] == "upscale" and "network" in events
+
+
+def test_bench_shows_the_upscalers_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A network torch.compile cannot compile runs uncompiled, with a warning: the synthetic
+    bench said nothing, its title still reading "(torch.compile)"."""
+
+    def failing_compile(module: object, **_: object) -> object:
+        def run(*_args: object) -> object:
+            raise RuntimeError("no C++ compiler found")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    args = ("bench", "-m", "pocketsr-nano-x2", "--size", "32x24", "--repeat", "1")
+    code, out, err = invoke(*args, "--device", "cpu", "--compile", "--json")
+    assert code == 0, err
+    (record,) = json_lines(out)
+    assert len(record["warnings"]) == 1 and "no C++ compiler found" in record["warnings"][0]
+    assert "pocketsr-nano-x2: torch.compile failed" in " ".join(err.split())
+    code, out, err = invoke(*args, "--device", "cpu", "--compile")
+    assert code == 0 and "torch.compile failed" in err and "torch.compile failed" not in out

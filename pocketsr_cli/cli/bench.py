@@ -200,20 +200,23 @@ def bench_command(
         _ui.print_table(
             _ui.make_report_console(), columns, rows, right=right, no_wrap=["model"], title=title
         )
+    for problem in _problems(report):
+        _ui.warn(console, problem)
+    if isinstance(report, FolderBenchReport) and any(r.failed for r in report.models):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _problems(report: BenchReport | FolderBenchReport) -> list[str]:
+    """One line per model with failed images (``--folder``), then each model's warnings."""
+    from pocketsr_cli.evaluation.bench import FolderBenchReport
+
+    lines = []
     if isinstance(report, FolderBenchReport):
-        for problem in _problems(report):
-            _ui.warn(console, problem)
-        if any(result.failed for result in report.models):
-            raise typer.Exit(EXIT_FAILED)
-
-
-def _problems(report: FolderBenchReport) -> list[str]:
-    """One line per model with failed images, then each model's warnings."""
-    lines = [
-        f"{r.model}: {r.failed} image(s) failed; first: {r.first_error}"
-        for r in report.models
-        if r.failed
-    ]
+        lines = [
+            f"{r.model}: {r.failed} image(s) failed; first: {r.first_error}"
+            for r in report.models
+            if r.failed
+        ]
     return lines + [f"{r.model}: {message}" for r in report.models for message in r.warnings]
 
 

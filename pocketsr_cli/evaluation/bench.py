@@ -143,6 +143,8 @@ class BenchResult:
         host_peak_bytes, host_peak_lifetime, device_peak_bytes, device_reserved_peak_bytes:
             peak memory over this model's runs, warm-up included, as
             :class:`~pocketsr_cli.evaluation.peakmem.PeakMemory` defines them.
+        warnings: distinct warnings of the upscaler (``torch.compile`` failed and it ran
+            uncompiled, half precision gave NaN and it went on in fp32).
     """
 
     model: str
@@ -164,6 +166,7 @@ class BenchResult:
     host_peak_lifetime: bool = False
     device_peak_bytes: int | None = None
     device_reserved_peak_bytes: int | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,6 +224,12 @@ def _memory_fields(peak: PeakMemory) -> dict[str, Any]:
         "device_peak_bytes": peak.device_peak_bytes,
         "device_reserved_peak_bytes": peak.device_reserved_peak_bytes,
     }
+
+
+def _note(notes: list[str], message: str) -> None:
+    """Keep ``message`` in ``notes`` once (an upscaler warns once per tile or image)."""
+    if message not in notes:
+        notes.append(message)
 
 
 def _upscale_need(upscaler: Any, size: tuple[int, int], scale: int) -> int:
@@ -321,7 +330,10 @@ def bench(
     total = len(descriptors) * len(ensembles) * (repeat + 1)
     done = 0
     for desc, ensemble in [(d, e) for d in descriptors for e in ensembles]:
-        upscaler = open_upscaler(desc, spec, ensemble=ensemble)
+        notes: list[str] = []
+        upscaler = open_upscaler(
+            desc, spec, ensemble=ensemble, on_warning=functools.partial(_note, notes)
+        )
         compute = upscaler.compute
         name = _row_name(desc, ensemble)
         _check_fits(
@@ -374,6 +386,7 @@ def bench(
                 warmup_seconds=warmup,
                 **ensemble.record(),
                 **_memory_fields(peak),
+                warnings=notes,
             )
         )
     reference = report.models[base_index].seconds_per_4k
