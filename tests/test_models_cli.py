@@ -250,6 +250,17 @@ def test_verify_named_model_not_downloaded(home: Path, server: Loopback) -> None
     assert invoke("models", "verify").exit_code == 0  # nothing on disk: nothing wrong
 
 
+def test_a_name_given_twice_is_acted_on_once(home: Path, server: Loopback) -> None:
+    remote_blob(server, "/blob.bin")
+    result = invoke("models", "download", "blob", "blob", "nope", "nope")
+    assert result.exit_code == 3 and "1 of 2 downloads failed: nope" in result.stderr
+    assert result.stderr.count("unknown model 'nope'") == 1
+    assert [h.status for h in server.hits] == [200]
+    result = invoke("models", "verify", "blob", "lanczos", "blob", "--json")
+    assert result.exit_code == 0
+    assert [r["name"] for r in json_lines(result)] == ["blob", "lanczos"]
+
+
 def test_verify_checks_every_model_past_a_manifest_it_cannot_read(
     tmp_path: Path, home: Path
 ) -> None:

@@ -268,6 +268,7 @@ def download(
 
     console = _ui.make_console()
     failures: list[str] = []
+    names = list(dict.fromkeys(names))  # a name given twice is fetched once
     for name in names:
         try:
             spec = find_spec(name)
@@ -351,7 +352,7 @@ def verify(
     # after every other model has been verified (models list skips it the same way).
     problems: list[str] = []
     if names:
-        specs = [find_spec(name) for name in names]
+        specs = [find_spec(name) for name in dict.fromkeys(names)]
     else:
         specs = [
             s
