@@ -379,7 +379,14 @@ class Upscaler:
             im = im.convert(target)
         mode = im.mode
         if mode == "I":  # 32-bit integer gray, as Pillow opens 16-bit PNGs
-            pixels = np.clip(np.asarray(im), 0, 65535).astype(np.uint16)
+            values = np.asarray(im)
+            low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+            if low < 0 or high > 65535:
+                raise ValueError(
+                    f"a 32-bit gray image (PIL mode I) with values from {low} to {high}, "
+                    "outside 0..65535: scale it to 16 bits (I;16) first"
+                )
+            pixels = values.astype(np.uint16)
         elif mode in _PIL_MODES_16:
             pixels = np.asarray(im).astype(np.uint16)
         else:

@@ -45,6 +45,20 @@ def test_pil_16_bit_gray(up: pocketsr_cli.Upscaler) -> None:
     assert out.mode == "I;16" and out.size == (32, 24)
 
 
+def test_a_32_bit_gray_image_keeps_its_mode_and_is_never_clipped(
+    up: pocketsr_cli.Upscaler,
+) -> None:
+    """Mode I is how Pillow opens 16-bit PNGs: 0..65535 round-trips in mode I; values it
+    cannot hold in 16 bits are refused, not clipped to black or white."""
+    values = (pixels(channels=1)[..., 0].astype(np.int32)) * 257
+    out = up.upscale(Image.fromarray(values))
+    assert out.mode == "I" and out.size == (32, 24)
+    assert np.asarray(out).min() >= 0 and np.asarray(out).max() <= 65535
+    for bad in (values * 1000, values - 70000):
+        with pytest.raises(ValueError, match=r"outside 0\.\.65535"):
+            up.upscale(Image.fromarray(bad))
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 @pytest.mark.parametrize("shape", [(12, 16), (12, 16, 3), (12, 16, 4)])
 def test_numpy_in_numpy_out(up: pocketsr_cli.Upscaler, dtype: type, shape: tuple[int, ...]) -> None:
