@@ -424,3 +424,28 @@ def test_bench_shows_the_upscalers_warnings(monkeypatch: pytest.MonkeyPatch) -> 
     assert "pocketsr-nano-x2: torch.compile failed" in " ".join(err.split())
     code, out, err = invoke(*args, "--device", "cpu", "--compile")
     assert code == 0 and "torch.compile failed" in err and "torch.compile failed" not in out
+
+
+def test_bench_times_each_model_once_and_tells_two_files_of_one_name_apart(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    args = ("bench", "--size", "16x12", "--repeat", "1", "--json", "-q", "--device", "cpu")
+    code, out, err = invoke(*args, "-m", "pocketsr-compact", "-m", "pocketsr-compact-x4")
+    assert code == 0, err
+    assert [r["model"] for r in json_lines(out)] == ["pocketsr-compact-x4"]
+    code, out, err = invoke(*args, "-m", "pocketsr-compact-x4", "--baseline", "pocketsr-compact")
+    assert code == 0, err
+    (row,) = json_lines(out)
+    assert row["baseline"] == "pocketsr-compact-x4" and row["ratio"] == 1.0
+    bundled = Path(__file__).parents[1] / "models" / "pocketsr-nano-x2.safetensors"
+    a, b = tmp_path / "a" / "w.safetensors", tmp_path / "b" / "w.safetensors"
+    for path in (a, b):
+        path.parent.mkdir()
+        shutil.copy(bundled, path)
+    code, out, err = invoke(*args, "-m", a, "-m", b, "--baseline", b)
+    assert code == 0, err
+    rows = json_lines(out)
+    assert [r["model"] for r in rows] == ["w.safetensors", str(b)]
+    assert rows[1]["ratio"] == 1.0 and all(r["baseline"] == str(b) for r in rows)

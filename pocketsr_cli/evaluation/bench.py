@@ -189,8 +189,14 @@ class BenchReport:
 
 def _open_models(
     models: Sequence[str | None], repeat: int, spec: UpscalerSpec
-) -> list[ModelDescriptor]:
+) -> tuple[list[ModelDescriptor], dict[str | None, str]]:
     """Check ``repeat``, then resolve every model.
+
+    Returns:
+        The distinct models, in order: two references to one registry model
+        (``pocketsr-compact``, ``pocketsr-compact-x4``) give one, while two weights files
+        of one name (``a/w.safetensors``, ``b/w.safetensors``) are two, the second named by
+        its path as given; and the row name each reference gives.
 
     Raises:
         UsageError: ``repeat`` < 1.
@@ -198,7 +204,15 @@ def _open_models(
     """
     if repeat < 1:
         raise UsageError(f"{REPEAT} must be at least 1, got {repeat}")
-    return [spec.resolve(ref) for ref in models]
+    kept: dict[str, ModelDescriptor] = {}
+    rows: dict[str | None, str] = {}
+    for ref in models:
+        desc = spec.resolve(ref)
+        if desc.name in kept and ref is not None and desc.name == Path(ref).name != ref:
+            desc = replace(desc, name=ref)
+        kept.setdefault(desc.name, desc)
+        rows[ref] = desc.name
+    return list(kept.values()), rows
 
 
 def _distinct(ensembles: Sequence[Ensemble]) -> list[Ensemble]:
@@ -310,9 +324,10 @@ def bench(
     refs: list[str | None] = list(dict.fromkeys(models)) or [None]
     if baseline is not None and baseline not in refs:
         refs.insert(0, baseline)
-    descriptors = _open_models(refs, repeat, spec)
+    descriptors, rows = _open_models(refs, repeat, spec)
     ensembles = _distinct(ensembles)
-    base_model = refs.index(baseline) if baseline is not None else 0
+    base_name = rows[baseline] if baseline is not None else descriptors[0].name
+    base_model = [d.name for d in descriptors].index(base_name)
     base_index = base_model * len(ensembles)  # rows: every model with every ensemble
 
     width, height = size
@@ -685,7 +700,7 @@ def bench_folder(
     with tempfile.TemporaryDirectory(prefix="pocketsr-bench-") as tmp:
         jobs, ignored = folder_jobs(folder, Path(tmp), fmt_key)
         refs: list[str | None] = list(dict.fromkeys(models)) or [None]
-        descriptors = _open_models(refs, repeat, spec)
+        descriptors, _ = _open_models(refs, repeat, spec)
         ensembles = _distinct(ensembles)
         report = FolderBenchReport(
             folder=str(folder),
