@@ -77,7 +77,6 @@ def scale_option(help: str) -> Any:
     return typer.Option("--scale", "-s", metavar="N", min=1, max=16, help=help)
 
 
-ScaleOpt = Annotated[int | None, scale_option("Pick the model variant for this factor.")]
 DeviceOpt = Annotated[
     str,
     typer.Option(

@@ -70,7 +70,13 @@ def eval_command(
         ),
     ] = Degradation.bicubic,
     models: ModelsOpt = None,
-    scale: opt.ScaleOpt = None,
+    scale: Annotated[
+        int | None,
+        opt.scale_option(
+            "Factor to score at: each photo is degraded by it and each model runs its ×N "
+            "variant (see --resize). Default: the first model's own factor."
+        ),
+    ] = None,
     limit: Annotated[
         int | None,
         typer.Option(
