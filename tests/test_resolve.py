@@ -351,7 +351,16 @@ def test_a_misspelt_model_name_gets_a_suggestion(home: Path, typed: str, meant: 
 
 
 def test_a_folder_or_an_unreadable_file_given_as_weights_says_so(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="is a folder: -m takes a weights file or a model name"):
+    from pocketsr_cli.cli._flags import flag_spelling
+    from pocketsr_cli.spelling import spelled
+
+    # Named as the face spells it: the API's keyword, the command line's flag.
+    with pytest.raises(ModelError, match="is a folder: model takes a weights file or a model"):
+        resolve_model(str(tmp_path))
+    with (
+        spelled(flag_spelling),
+        pytest.raises(ModelError, match="is a folder: -m takes a weights file or a model name"),
+    ):
         resolve_model(str(tmp_path))
     text = tmp_path / "notes.pth"
     text.write_text("hello world, not a checkpoint")

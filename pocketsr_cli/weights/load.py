@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pocketsr_cli import libwarnings, manifest
 from pocketsr_cli.errors import ModelError, UnsafePickleError, first_line
+from pocketsr_cli.spelling import MODEL
 
 if TYPE_CHECKING:
     import torch
@@ -48,7 +49,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     import torch
 
     if path.is_dir():
-        raise ModelError(f"{path} is a folder: -m takes a weights file or a model name")
+        raise ModelError(f"{path} is a folder: {MODEL} takes a weights file or a model name")
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     safetensors = path.suffix.lower() == ".safetensors"
