@@ -449,3 +449,16 @@ def test_bench_times_each_model_once_and_tells_two_files_of_one_name_apart(
     rows = json_lines(out)
     assert [r["model"] for r in rows] == ["w.safetensors", str(b)]
     assert rows[1]["ratio"] == 1.0 and all(r["baseline"] == str(b) for r in rows)
+
+
+@pytest.mark.parametrize("command", ["bench", "eval"])
+def test_the_tile_overlap_a_tile_message_points_to_is_an_option(photos: Path, command: str) -> None:
+    """--tile 32 is refused with 'use --tile 64 or more, or a smaller --tile-overlap': eval
+    and bench take --tile-overlap, as upscale does."""
+    what = ["--size", "40x24", "--repeat", "1"] if command == "bench" else [photos, "--limit", "1"]
+    args = (command, *what, "-m", "lanczos", "-q", "--json", "--tile", "32")
+    code, _, err = invoke(*args)
+    assert code == 2 and "or a smaller --tile-overlap" in " ".join(err.split())
+    code, out, err = invoke(*args, "--tile-overlap", "8")
+    assert code == 0, err
+    assert json_lines(out)

@@ -152,6 +152,10 @@ TileOpt = Annotated[
         autocompletion=_complete.tiles,
     ),
 ]
+TileOverlapOpt = Annotated[
+    int,
+    typer.Option("--tile-overlap", metavar="N", min=0, max=256, help="Overlap between tiles (px)."),
+]
 _ENSEMBLE_HELP = (
     "Self-ensemble: none; pad (GenDR-Pix: two passes padded [4,4,4,4] and [3,5,3,5], "
     "blended by --ensemble-weight; 2× the time); flip8 (the eight flips and rotations, "

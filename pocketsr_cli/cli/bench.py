@@ -116,6 +116,7 @@ def bench_command(
     threads: opt.ThreadsOpt = None,
     precision: opt.PrecisionOpt = "auto",
     tile: opt.TileOpt = "auto",
+    tile_overlap: opt.TileOverlapOpt = 16,
     ensemble: opt.EnsemblesOpt = None,
     ensemble_weight: opt.EnsembleWeightOpt = None,
     compile_model: Annotated[
@@ -165,7 +166,12 @@ def bench_command(
     pixels = parse_size(DEFAULT_SIZE if size is None else size) if folder is None else None
     opt.use_threads(threads)
     spec = opt.upscaler_spec(
-        device, precision, opt.tile_side(tile), compile=compile_model, offline=offline
+        device,
+        precision,
+        opt.tile_side(tile, tile_overlap),
+        tile_overlap,
+        compile=compile_model,
+        offline=offline,
     )
     console = _ui.make_console()
     with _ui.StepBar(console, "bench", quiet=quiet) as bar:

@@ -110,6 +110,7 @@ def eval_command(
     threads: opt.ThreadsOpt = None,
     precision: opt.PrecisionOpt = "auto",
     tile: opt.TileOpt = "auto",
+    tile_overlap: opt.TileOverlapOpt = 16,
     ensemble: opt.EnsemblesOpt = None,
     ensemble_weight: opt.EnsembleWeightOpt = None,
     json_lines: Annotated[
@@ -142,7 +143,9 @@ def eval_command(
     console = _ui.make_console()
     paths = collect_images(hr_dir)
     opt.use_threads(threads)
-    spec = opt.upscaler_spec(device, precision, opt.tile_side(tile), offline=offline)
+    spec = opt.upscaler_spec(
+        device, precision, opt.tile_side(tile, tile_overlap), tile_overlap, offline=offline
+    )
     # Scores are the model's at the reference precision: auto stays fp32 on a CPU.
     spec = dataclasses.replace(spec, cpu_bf16=False)
     with _ui.StepBar(console, "eval", quiet=quiet) as bar:

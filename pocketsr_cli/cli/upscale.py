@@ -184,12 +184,7 @@ def upscale(
             autocompletion=_complete.tiles,
         ),
     ] = "auto",
-    tile_overlap: Annotated[
-        int,
-        typer.Option(
-            "--tile-overlap", metavar="N", min=0, max=256, help="Overlap between tiles (px)."
-        ),
-    ] = 16,
+    tile_overlap: opt.TileOverlapOpt = 16,
     fmt: Annotated[
         str,
         typer.Option(
