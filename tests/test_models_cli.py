@@ -456,6 +456,9 @@ def test_import_refusals(tmp_path: Path, home: Path) -> None:
     source = tmp_path / "m.safetensors"
     data = save_safetensors(source, SD)
     assert invoke("models", "import", str(source), "--name", "lanczos").exit_code == 2
+    # A bundled family's name: it would take over -m pocketsr-compact from the family.
+    family = invoke("models", "import", str(source), "--name", "pocketsr-compact")
+    assert family.exit_code == 2 and "pocketsr-compact-x2, pocketsr-compact-x4" in family.stderr
     assert invoke("models", "import", str(source), "--name", "a/b").exit_code == 2
     wrong = invoke("models", "import", str(source), "--name", "m", "--sha256", "0" * 64)
     assert wrong.exit_code == 3 and "nothing was imported" in wrong.stderr

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -32,7 +33,7 @@ from pocketsr_cli.atomicfile import held_temp, locked_folder, replacing, sweep_s
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.errors import ModelError, UsageError
 from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
-from pocketsr_cli.spelling import FORCE, OUTSCALE, SHA256
+from pocketsr_cli.spelling import FORCE, MODEL, OUTSCALE, SHA256
 from pocketsr_cli.weights import trust, verify
 from pocketsr_cli.weights.cache import (
     sha256_file,
@@ -387,6 +388,12 @@ def _check_name(request: ImportRequest) -> Path:
     bundled = manifest.load_manifests([("bundled", manifest.bundled_dir())])
     if name in bundled:
         raise UsageError(f"{name!r} is a bundled model; choose another name")
+    variants = sorted(n for n in bundled if re.fullmatch(rf"{re.escape(name)}-x\d+", n))
+    if variants:  # -m NAME picks among them by -s: a model of that name would take over
+        raise UsageError(
+            f"{name!r} names the bundled family {', '.join(variants)} ({MODEL.given(name)} "
+            "picks one by the scale); choose another name"
+        )
     folder = user_models_dir()
     # Before the weights are read, converted or downloaded; _write asks again, under the
     # folder's lock, where the answer counts.
