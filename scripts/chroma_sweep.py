@@ -35,26 +35,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable
-from pathlib import Path
 
 import cv2
 import numpy as np
+from _sweep import (
+    F,
+    add_options,
+    crops,
+    degraded,
+    kind,
+    model,
+    psnr,
+    save,
+    strong_edges,
+    table,
+    ycc,
+)
 
-from pocketsr_cli.devices import choose_device
-from pocketsr_cli.evaluation.degrade import degrade_or_jpeg, seed_for
 from pocketsr_cli.evaluation.metrics import detail_scores, psnr_y
-from pocketsr_cli.evaluation.run import collect_images, ground_truth
-from pocketsr_cli.factory import UpscalerSpec, open_upscaler
-from pocketsr_cli.imageio import read_image
-
-F = np.ndarray
-
-
-def ycc(img: F) -> tuple[F, F, F]:
-    """BT.601 full-range Y, Cb, Cr (float64, 8-bit levels; Cb, Cr centred on 0)."""
-    a = img[..., :3].astype(np.float64)
-    y = a @ np.array([0.299, 0.587, 0.114])
-    return y, (a[..., 2] - y) * (0.5 / 0.886), (a[..., 0] - y) * (0.5 / 0.701)
+from pocketsr_cli.factory import open_upscaler
 
 
 def recolour(out: F, cb: F, cr: F) -> F:
@@ -123,20 +122,14 @@ GUARDS: dict[str, Callable[[F, F], F]] = {
 }
 
 
-def psnr(a: F, b: F) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0**2 / max(mse, 1e-12))
-
-
 def scores(out: F, gt: F) -> tuple[float, ...]:
     b = 4
     out, gt = out[b:-b, b:-b], gt[b:-b, b:-b]
     _, cbo, cro = ycc(out)
     yg, cbg, crg = ycc(gt)
     chroma = psnr(np.stack([cbo, cro]), np.stack([cbg, crg]))
+    edges = strong_edges(yg)
     kernel = np.ones((5, 5), np.uint8)
-    span = cv2.dilate(yg.astype(np.float32), kernel) - cv2.erode(yg.astype(np.float32), kernel)
-    edges = span > 40
     chroma_g = cv2.dilate(np.hypot(cbg, crg).astype(np.float32), kernel)
     neutral = edges & (chroma_g < 8)
     errmap = np.hypot(cbo - cbg, cro - crg)
@@ -151,58 +144,36 @@ def scores(out: F, gt: F) -> tuple[float, ...]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", type=Path, nargs="+")
-    parser.add_argument("-m", "--model", default="pocketsr-compact-x4")
-    parser.add_argument("--crop", type=int, default=768)
-    parser.add_argument("--degradation", default="real", choices=["real", "bicubic"])
-    parser.add_argument("--jpeg", type=int, default=None, metavar="Q")
-    parser.add_argument("--at", action="append", default=[], metavar="NAME:LEFT,TOP")
-    parser.add_argument("--save", type=Path, default=None, help="folder for the outputs")
+    add_options(parser)
     args = parser.parse_args()
-    spec = UpscalerSpec(device=choose_device("cpu"), cpu_bf16=False)
-    desc = dataclasses.replace(spec.resolve(args.model, None), chroma_guard=None)
+    spec, desc = model(args, chroma_guard=None)
     upscaler = open_upscaler(desc, spec)
     guarded = open_upscaler(dataclasses.replace(desc, chroma_guard="clamp"), spec)
-    crops: list[tuple[str, np.ndarray]] = []
-    paths = [p for folder in args.folders for p in collect_images(folder)]
-    for path in paths:
-        crops.append((path.name, ground_truth(path, desc.scale, args.crop)))
-    for at in args.at:
-        name, where = at.split(":")
-        left, top = (int(v) for v in where.split(","))
-        path = next(p for p in paths if p.name == name)
-        pixels = read_image(path).pixels[..., :3]
-        side = args.crop - args.crop % desc.scale
-        crops.append((f"{name}@{left},{top}", pixels[top : top + side, left : left + side]))
+    found = crops(args, desc.scale)
     rows: dict[str, list[tuple[float, ...]]] = {}
-    for name, gt in crops:
-        lr = degrade_or_jpeg(gt, args.degradation, seed_for(name), desc.scale, args.jpeg)
+    for name, gt in found:
+        lr = degraded(args, name, gt, desc.scale)
         raw = upscaler.upscale(lr)
         shipped = guarded.upscale(lr)
-        stem = name.replace("/", "_")
-        if args.save is not None:
-            args.save.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(args.save / f"{stem}.gt.png"), gt[..., ::-1])
-            cv2.imwrite(str(args.save / f"{stem}.lr.png"), lr[..., ::-1])
+        save(args, name, "gt", gt)
+        save(args, name, "lr", lr)
         for guard, fn in GUARDS.items():
             out = shipped if guard == "shipped" else fn(raw, lr)
             rows.setdefault(guard, []).append(scores(out, gt))
-            if args.save is not None:
-                cv2.imwrite(str(args.save / f"{stem}.{guard}.png"), out[..., ::-1])
+            save(args, name, guard, out)
         p99s = [f"{g}:{rows[g][-1][6]:.1f}/{rows[g][-1][8]:.1f}" for g in GUARDS]
         print(f"  {name:40s} fringe/neutral p99 " + " ".join(p99s), flush=True)
-    kind = args.degradation if args.jpeg is None else f"JPEG q{args.jpeg}"
-    print(f"{desc.name}, {len(crops)} crops, {kind} x{desc.scale}, {args.crop}-px crops")
+    print(f"{desc.name}, {len(found)} crops, {kind(args)} x{desc.scale}, {args.crop}-px crops")
     header = ("guard", "PSNR-Y", "PSNR-RGB", "PSNR-CbCr", "detail", "hf", "bandcorr")
     header += ("fringe99", "fringeMax", "worst99", "neutral99", "worstN99")
-    print("".join(h.rjust(10) for h in header))
-    for guard, table in rows.items():
-        arr = np.array(table)
+    cells: dict[str, list[str]] = {}
+    for guard, scored in rows.items():
+        arr = np.array(scored)
         mean = arr.mean(axis=0)
         neutral = arr[:, 8][~np.isnan(arr[:, 8])]
-        cells = [f"{v:.3f}" for v in mean[:8]] + [f"{arr[:, 6].max():.2f}"]
-        cells += [f"{neutral.mean():.2f}", f"{neutral.max():.2f}"]
-        print(guard.rjust(10) + "".join(c.rjust(10) for c in cells))
+        cells[guard] = [f"{v:.3f}" for v in mean[:8]] + [f"{arr[:, 6].max():.2f}"]
+        cells[guard] += [f"{neutral.mean():.2f}", f"{neutral.max():.2f}"]
+    table(header, cells)
 
 
 if __name__ == "__main__":
