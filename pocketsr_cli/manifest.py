@@ -185,6 +185,10 @@ def is_valid_name(name: str) -> bool:
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")  # what a weights file is called
 
+VARIANT_RE = re.compile(r"^(?P<base>.+)-x(?P<scale>\d+)$")
+"""A variant's name, ``{base}-x{N}``: the ×N member of the family ``base`` (``-m base -s N``
+picks it)."""
+
 
 # --- reading ------------------------------------------------------------------------------
 

@@ -498,6 +498,23 @@ def test_import_refusals(tmp_path: Path, home: Path) -> None:
     ]
 
 
+def test_import_refuses_a_variant_name_of_another_factor(tmp_path: Path, home: Path) -> None:
+    """``foo-x4`` is the ×4 member of the family foo: a ×2 network under that name (or as
+    a bundled family's ``pocketsr-compact-x3``) would join it at a factor it lacks."""
+    source = tmp_path / "m.safetensors"
+    save_safetensors(source, SD)  # ×2
+    for name, says in [
+        ("foo-x4", "name it foo-x2"),
+        ("pocketsr-compact-x3", "pocketsr-compact-x2 is a bundled model"),
+    ]:
+        result = invoke("models", "import", str(source), "--name", name)
+        assert result.exit_code == 2, result.output
+        message = " ".join(result.stderr.split())
+        assert f"'{name}' names a ×{name[-1]} model" in message and says in message, message
+    assert not user_models_dir().exists()
+    assert invoke("models", "import", str(source), "--name", "foo-x2").exit_code == 0
+
+
 class _Killed(BaseException):
     """Stands for kill -9: no ``except Exception`` stops it."""
 

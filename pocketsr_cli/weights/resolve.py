@@ -31,7 +31,6 @@ import dataclasses
 import difflib
 import hashlib
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +59,6 @@ if TYPE_CHECKING:
     from pocketsr_cli.weights.download import ProgressCallback
 
 DEFAULT_MODEL = "pocketsr-compact-x4"  # bundled; -s 2 picks its ×2 variant, pocketsr-compact-x2
-_VARIANT = re.compile(r"^(?P<base>.+)-x(?P<scale>\d+)$")
 
 # Names pocketsr once bundled and no longer does -> why, and what to use instead.  Asking
 # for one says so instead of "unknown model" (its card stays in models/ with the command
@@ -438,7 +436,7 @@ def _read_file(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
 
 
 def _base_of(name: str) -> str:
-    m = _VARIANT.match(name)
+    m = manifest.VARIANT_RE.match(name)
     return m.group("base") if m else name
 
 

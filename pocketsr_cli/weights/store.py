@@ -182,6 +182,7 @@ def _import_state_dict(
 ) -> ModelSpec:
     # A shallow copy: what the architecture loader does with its dict must not reach the file.
     desc = descriptor_from_state_dict(dict(tensors), request.name)
+    _check_variant_scale(request.name, desc.scale)
     if build is None:
         build = _own_build_params(tensors)
     spec = ModelSpec(
@@ -399,6 +400,29 @@ def _check_name(request: ImportRequest) -> Path:
     # folder's lock, where the answer counts.
     _refuse_taken(request, folder, None)
     return folder
+
+
+def _check_variant_scale(name: str, scale: int) -> None:
+    """Refuse a variant's name (``{base}-x{N}``) for a network of another factor: ``-m base
+    -s N`` picks the family's member by its name's N, and ``-m base`` lists its factors,
+    so a ×2 network called ``foo-x4`` (or ``pocketsr-compact-x3``) would join the family
+    under a factor it does not have.
+
+    Raises:
+        UsageError: ``name`` ends in ``-xN`` and ``scale`` is not N.
+    """
+    variant = manifest.VARIANT_RE.match(name)
+    if variant is None or int(variant["scale"]) == scale:
+        return
+    fitting = f"{variant['base']}-x{scale}"
+    if fitting in manifest.load_manifests([("bundled", manifest.bundled_dir())]):
+        advice = f"give it a name of its own ({fitting} is a bundled model)"
+    else:
+        advice = f"name it {fitting}, or give it a name that does not end in -x{variant['scale']}"
+    raise UsageError(
+        f"{name!r} names a ×{int(variant['scale'])} model, but the network imported is "
+        f"×{scale}; {advice}"
+    )
 
 
 def _refuse_taken(request: ImportRequest, folder: Path, found: _Manifests | None) -> None:
