@@ -462,3 +462,18 @@ def test_the_tile_overlap_a_tile_message_points_to_is_an_option(photos: Path, co
     code, out, err = invoke(*args, "--tile-overlap", "8")
     assert code == 0, err
     assert json_lines(out)
+
+
+@pytest.mark.parametrize("command", [("upscale", "in.png"), ("eval", "."), ("bench",)])
+def test_an_image_given_as_the_model_is_named_an_image_by_every_command(
+    command: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (40, 30)).save(tmp_path / "photo.jpg")
+    Image.new("RGB", (40, 30)).save(tmp_path / "in.png")
+    code, _, err = invoke(*command, "-m", "photo.jpg")
+    assert code == 3, err
+    message = " ".join(err.split())
+    assert "photo.jpg is an image (JPEG), not a model: -m takes a model name" in message
+    assert "(pocketsr upscale photo.jpg)" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "photo.jpg"]  # no output

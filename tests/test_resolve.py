@@ -368,6 +368,35 @@ def test_a_folder_or_an_unreadable_file_given_as_weights_says_so(tmp_path: Path)
         resolve_model(str(text))
 
 
+def test_an_image_given_as_the_model_says_it_is_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-m photo.jpg``, an input given as the model: an image by its first bytes (a file)
+    or its extension (no such file), not "not a PyTorch checkpoint" nor "unknown model"."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.jpg")
+    Image.new("RGB", (8, 8)).save(tmp_path / "scan", format="PNG")  # no extension
+    Image.new("RGB", (8, 8)).save(tmp_path / "old.bmp")
+    for ref, what in [
+        ("photo.jpg", "is an image (JPEG)"),
+        (str(tmp_path / "photo.jpg"), "is an image (JPEG)"),
+        ("scan", "is an image (PNG)"),
+        ("old.bmp", "is an image (BMP)"),
+        ("absent.webp", "is the name of an image (WebP)"),
+        ("dir/absent.tif", "is the name of an image (TIFF)"),
+    ]:
+        for resolve in (resolve_model, open_family):
+            with pytest.raises(ModelError) as info:
+                resolve(ref)
+            message = str(info.value)
+            assert message.startswith(f"{ref} {what}, not a model: model takes"), message
+            assert message.endswith(f"given after the command (pocketsr upscale {ref})")
+    with pytest.raises(ModelError, match="unknown model 'absent'"):  # no image: as before
+        resolve_model("absent")
+
+
 # --- 4./5. cache and download -----------------------------------------------------------------
 
 

@@ -78,6 +78,7 @@ from pocketsr_cli.imageio.formats import (
     heif_available,
     is_image_path,
     output_extension,
+    sniff_format,
 )
 from pocketsr_cli.imageio.header import ImageHeader, probe, read_header
 from pocketsr_cli.imageio.metadata import Metadata
@@ -124,6 +125,7 @@ __all__ = [
     "read_provenance_text",
     "sidecar_path",
     "sidecar_written",
+    "sniff_format",
     "temp_path_for",
     "transparency_switch",
     "write_atomic",

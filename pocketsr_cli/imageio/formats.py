@@ -141,6 +141,32 @@ def format_of_path(path: Path) -> str | None:
     return _EXTENSION_FORMATS.get(Path(path).suffix.lower())
 
 
+_AVIF_BRANDS = (b"avif", b"avis")
+_ISOBMFF_IMAGE_BRANDS = (*_HEIF_BRANDS, *_AVIF_BRANDS, b"mif1", b"msf1")
+
+
+def sniff_format(head: bytes, size: int | None = None) -> str | None:
+    """The format key of an image file whose first 16 bytes are ``head`` (by their magic
+    numbers alone, nothing decoded), or None when they are no image's.  ``size``, the
+    file's length, confirms a BMP (whose two-letter magic number alone other files may
+    begin with); without it a BMP is not recognised."""
+    if head[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] in TIFF_MAGIC:
+        return "tiff"
+    if head[4:8] == b"ftyp" and head[8:12] in _ISOBMFF_IMAGE_BRANDS:
+        return "avif" if head[8:12] in _AVIF_BRANDS else "heif"
+    if head[:2] == b"BM" and size is not None and int.from_bytes(head[2:6], "little") == size:
+        return "bmp"
+    return None
+
+
 def format_from_name(name: str) -> str:
     """Map an output format name or extension (``jpg``, ``.TIFF``...) to its format key.
 

@@ -31,6 +31,7 @@ import dataclasses
 import difflib
 import hashlib
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,9 @@ def resolve_model(
     # 1. An explicit file: no manifest, the architecture is detected from the tensors.
     if _is_weights_file(ref):
         path = Path(ref)
+        image = _image_message(ref)
+        if image is not None:
+            raise ModelError(image)
         desc = descriptor_from_state_dict(_read_file(path, trust_pickle), path.name)
         if scale is not None and scale != desc.scale:
             raise ModelError(
@@ -415,6 +419,28 @@ def _is_weights_file(ref: str) -> bool:
     return ref not in names and all(_base_of(name) != ref for name in names)
 
 
+def _image_message(ref: str) -> str | None:
+    """What to tell a user who gave an image as the model (``-m photo.jpg``, meant as an
+    input): known by its first bytes when it is a file, else by its extension; None for
+    anything else.  Checked before the file is read as weights, whose reader would only
+    say that it is no checkpoint."""
+    from pocketsr_cli import imageio
+
+    path = Path(ref)
+    fmt = None
+    with contextlib.suppress(OSError), path.open("rb") as handle:
+        fmt = imageio.sniff_format(handle.read(16), os.fstat(handle.fileno()).st_size)
+    fmt = fmt or imageio.format_of_path(path)
+    if fmt is None:
+        return None
+    what = "an image" if path.exists() else "the name of an image"
+    return (
+        f"{ref} is {what} ({imageio.format_label(fmt)}), not a model: {MODEL} takes a model "
+        f"name or a weights file ({', '.join(WEIGHT_SUFFIXES)}); an image to upscale is an "
+        f"input, given after the command (pocketsr upscale {ref})"
+    )
+
+
 def _read_file(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
     """The tensors of a weights file given by path; a pickle that needs code to load is read
     through a safetensors copy kept in the cache under its digest (as a registry model's
@@ -487,7 +513,7 @@ def pick_spec(
             f"(upscale {SCALE.given(want)} runs the nearest larger one and resizes its result; "
             f"{MODEL.given('lanczos')} and {MODEL.given('bicubic')} work at any factor)"
         )
-    raise ModelError(_unknown_message(ref, specs, problems or []))
+    raise ModelError(_image_message(ref) or _unknown_message(ref, specs, problems or []))
 
 
 # --- families: every variant of one -m reference -------------------------------------------
@@ -590,7 +616,7 @@ def open_family(
     if named is not None:
         variants[named.scale] = named  # the variant named wins over a same-scale sibling
     if not variants:
-        raise ModelError(_unknown_message(ref, specs, problems))
+        raise ModelError(_image_message(ref) or _unknown_message(ref, specs, problems))
     scales = tuple(sorted(variants))
     default = named.scale if named is not None else pick_scale(4, scales)
     return ModelFamily(base, scales, default, _specs=variants, **access)
