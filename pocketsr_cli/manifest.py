@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -384,7 +385,8 @@ def load_manifests(
     Folders are read in order and the first definition of a name wins, so a caller listing
     the user model folder first lets the user's models shadow bundled ones.  A missing folder
     is empty.  With ``problems`` given, a bad manifest is skipped and its error message
-    appended there (one broken file must not hide every other model), and so is a second
+    appended there (one broken file must not hide every other model; for one in a user
+    folder, with the ``models remove`` command that deletes it), and so is a second
     manifest of a name in the same folder (which one wins must not go unsaid); without it,
     the first bad manifest raises.
 
@@ -400,7 +402,10 @@ def load_manifests(
             except ModelError as exc:
                 if problems is None:
                     raise
-                problems.append(str(exc))
+                # It defines no model, so it cannot be named: the user's own is removed
+                # by its file's stem (weights/store.remove_broken_manifest).
+                fix = f" (`pocketsr models remove {shlex.quote(path.stem)}` removes it)"
+                problems.append(str(exc) + (fix if origin == "user" else ""))
                 continue
             earlier = specs.setdefault(spec.name, spec)
             if (

@@ -358,6 +358,35 @@ def test_remove_user_model(tmp_path: Path, home: Path, server: Loopback) -> None
     assert invoke("models", "info", "blob").exit_code == 0
 
 
+def test_remove_deletes_a_manifest_that_cannot_be_read_by_its_stem(
+    tmp_path: Path, home: Path
+) -> None:
+    """It defines no model, so no name finds it: ``models list`` says how to remove it, and
+    ``models remove STEM`` does; an import's damaged manifest takes its weights along."""
+    folder = user_models_dir()
+    folder.mkdir(parents=True)
+    (folder / "typo.toml").write_text('name = "typo"\nfamily = \n', encoding="utf-8")
+    listed = invoke("models", "list")
+    assert listed.exit_code == 0
+    assert "`pocketsr models remove typo` removes it" in " ".join(listed.stderr.split())
+    result = invoke("models", "remove", "typo")
+    assert result.exit_code == 0, result.output
+    assert f"removed {folder / 'typo.toml'}" in " ".join(result.stderr.split())
+    assert not (folder / "typo.toml").exists()
+    assert invoke("models", "remove", "typo").exit_code == 3  # nothing left of that name
+
+    imported(tmp_path, "mine")
+    text = (folder / "mine.toml").read_text(encoding="utf-8")
+    (folder / "mine.toml").write_text(text.replace("scale = 2", "scale = two"), encoding="utf-8")
+    damaged = invoke("models", "remove", "mine")
+    assert damaged.exit_code == 0, damaged.output
+    assert sorted(p.name for p in folder.iterdir() if p.name[0] != ".") == []
+    # A manifest that can be read is a model's, removed by the model's name only.
+    (folder / "other.toml").write_text(text.replace('"mine"', '"zzz"'), encoding="utf-8")
+    assert invoke("models", "remove", "other").exit_code == 3
+    assert (folder / "other.toml").exists()
+
+
 def imported(tmp_path: Path, name: str) -> None:
     """SD saved as a safetensors file and imported as ``name``."""
     source = tmp_path / "m.safetensors"

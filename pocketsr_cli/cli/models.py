@@ -439,12 +439,29 @@ def remove(
         ),
     ],
 ) -> None:
-    """Delete an imported model, or a model's downloaded weights (bundled files stay)."""
-    from pocketsr_cli.cli import _ui
-    from pocketsr_cli.weights.resolve import find_spec
-    from pocketsr_cli.weights.store import remove_model
+    """Delete an imported model, or a model's downloaded weights (bundled files stay).
 
-    spec = find_spec(name)
+    A manifest in the user model folder that cannot be read (which 'models list' reports)
+    is removed by its file's name without .toml, with the weights 'models import' stored
+    beside it.
+    """
+    from pocketsr_cli.cli import _ui
+    from pocketsr_cli.errors import ModelError
+    from pocketsr_cli.weights.resolve import find_spec
+    from pocketsr_cli.weights.store import remove_broken_manifest, remove_model
+
+    try:
+        spec = find_spec(name)
+    except ModelError:
+        broken = remove_broken_manifest(name)
+        if broken is None:
+            raise
+        console = _ui.make_console()
+        *weights, manifest = broken  # the manifest goes last
+        for path in weights:
+            _ui.say(console, f"removed {path}")
+        _ui.say(console, f"removed {manifest} (a manifest that could not be read)")
+        return
     removed = remove_model(spec)
     console = _ui.make_console()
     if not removed:

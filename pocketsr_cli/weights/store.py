@@ -530,6 +530,42 @@ def _remove(spec: ModelSpec) -> list[Path]:
     return removed
 
 
+def remove_broken_manifest(stem: str) -> list[Path] | None:
+    """Delete the manifest ``STEM.toml`` of the user model folder when it cannot be read
+    (a hand-written one with a typo, an import's manifest damaged since), which defines
+    no model and so cannot be removed by name; return the paths removed, or None when
+    there is no such manifest or it can be read (it defines a model: :func:`remove_model`).
+
+    An unreadable manifest names no file that pocketsr can know of, so the weights go only
+    where ``models import`` wrote it (its first line says so): the files it stores beside
+    such a manifest, ``STEM.safetensors`` (and the spare ``STEM~.safetensors``), unless
+    another manifest names them.  A hand-written manifest goes alone.
+
+    Raises:
+        ModelError: a file could not be deleted.
+    """
+    folder = user_models_dir()
+    if not stem or stem.startswith(".") or Path(stem).name != stem or not folder.is_dir():
+        return None
+    path = folder / f"{stem}.toml"
+    with locked_folder(folder):  # not while an import writes it
+        if not path.is_file():
+            return None
+        try:
+            manifest.parse_manifest(path, "user")
+        except ModelError:
+            pass
+        else:
+            return None
+        beside: list[Path] = []
+        if _imported(path):
+            found = _Manifests(folder)  # the readable ones: this one is not among them
+            shared = found.named_by_others(path)
+            spares = [folder / _weights_name(stem, spare) for spare in (False, True)]
+            beside = [p for p in spares if found.key(p) not in shared]
+        return _unlink_all([*beside, path])
+
+
 _IMPORTED = "Written by `pocketsr models import`."  # the first line of its manifests
 
 
