@@ -544,6 +544,27 @@ def test_import_refuses_a_variant_name_of_another_factor(tmp_path: Path, home: P
     assert invoke("models", "import", str(source), "--name", "foo-x2").exit_code == 0
 
 
+def test_import_into_a_models_folder_that_is_a_file_is_a_usage_error(
+    tmp_path: Path, home: Path
+) -> None:
+    """An unusable destination, as ``upscale -o FILE`` is (exit 2), said before anything is
+    read, not 'cannot store' once the weights were read (exit 3)."""
+    source = tmp_path / "m.safetensors"
+    save_safetensors(source, SD)
+    folder = user_models_dir()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_text("not a folder")
+    for args in (
+        ("models", "import", str(source), "--name", "m"),
+        ("models", "import-ncnn", str(source), str(source), "--name", "m"),
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 2, (args, result.output)
+        message = " ".join(result.stderr.split())
+        assert f"cannot store models in {folder}: {folder} is a file, not a folder" in message
+    assert folder.read_text() == "not a folder"
+
+
 class _Killed(BaseException):
     """Stands for kill -9: no ``except Exception`` stops it."""
 

@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pocketsr_cli import fscase, manifest
-from pocketsr_cli.atomicfile import held_temp, locked_folder, replacing, sweep_stale_temps
+from pocketsr_cli.atomicfile import (
+    folder_write_problem,
+    held_temp,
+    locked_folder,
+    replacing,
+    sweep_stale_temps,
+)
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.errors import ModelError, UsageError
 from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
@@ -84,7 +90,7 @@ def import_file(request: ImportRequest, path: Path, *, sha256: str | None = None
     ``sha256``, when given, must be the digest of ``path``.
 
     Raises:
-        UsageError: invalid or taken name.
+        UsageError: invalid or taken name, or a user model folder that cannot be written.
         ModelError: unreadable file, wrong digest, unknown architecture, not RGB -> RGB.
     """
     folder = _check_name(request)
@@ -396,6 +402,11 @@ def _check_name(request: ImportRequest) -> Path:
             "picks one by the scale); choose another name"
         )
     folder = user_models_dir()
+    # A folder that cannot be written is refused as an unusable destination is elsewhere
+    # (upscale -o naming a file): a usage error, before anything is read or downloaded.
+    problem = folder_write_problem(folder)
+    if problem is not None:
+        raise UsageError(f"cannot store models in {folder}: {problem}")
     # Before the weights are read, converted or downloaded; _write asks again, under the
     # folder's lock, where the answer counts.
     _refuse_taken(request, folder, None)
