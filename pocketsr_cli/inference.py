@@ -346,6 +346,14 @@ class Upscaler:
         resamplers on the CPU, without an ensemble), with no float copy and no tiles."""
         return self._upscale_uint8 is not None
 
+    def precision_for(self, dtype: np.dtype | type) -> str:
+        """What draws an image of ``dtype`` now: ``uint8`` for 8-bit images on the 8-bit
+        path (:attr:`uint8_path`), which no precision applies to; else the compute's
+        precision, ``fp32`` once a half-precision pass fell back (:attr:`fell_back_to_fp32`)."""
+        if self.uint8_path and np.dtype(dtype) == np.uint8:
+            return "uint8"
+        return "fp32" if self.fell_back_to_fp32 else self.compute.precision
+
     # -- tensor level -------------------------------------------------------------------
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor, stats: Any = None) -> torch.Tensor:

@@ -195,6 +195,31 @@ def test_synthetic_run_reports_peak_memory() -> None:
     assert code == 0 and "peak RAM" in out and "s per 4K" in out, err
 
 
+def test_a_resampler_reports_the_8_bit_path_it_ran_not_the_precision_asked(
+    photos: Path,
+) -> None:
+    """bicubic and lanczos draw 8-bit images on their 8-bit path on a CPU, where --precision
+    does not apply: their row says uint8; a 16-bit image goes through the network path, in
+    the precision asked."""
+    synthetic = ("--size", "32x24", "--repeat", "1", "--precision", "bf16", "--json", "-q")
+    code, out, err = invoke("bench", "-m", "bicubic", "-m", "lanczos", *synthetic)
+    assert code == 0, err
+    assert [r["precision"] for r in json_lines(out)] == ["uint8", "uint8"]
+    code, out, err = invoke("bench", "-m", "lanczos", *synthetic[:-2])
+    assert code == 0 and "uint8" in out and "bf16" not in out, out
+    code, out, err = invoke(
+        "bench", "--folder", photos, "-m", "lanczos", "--precision", "bf16", "--json", "-q"
+    )
+    assert code == 0, err
+    assert [r["precision"] for r in json_lines(out)] == ["uint8"]
+    save_opencv(photos / "d.png", make_photo_like(24, 32, seed=4, dtype=np.uint16))
+    code, out, err = invoke(
+        "bench", "--folder", photos, "-m", "lanczos", "--precision", "bf16", "--json", "-q"
+    )
+    assert code == 0, err
+    assert [r["precision"] for r in json_lines(out)] == ["uint8+bf16"]
+
+
 # ------------------------------------------------------------------------------ PeakMemory
 
 

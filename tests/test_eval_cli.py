@@ -300,6 +300,19 @@ def test_eval_scores_in_fp32_on_a_cpu_where_upscale_and_bench_pick_bf16(
     ]
 
 
+def test_eval_reports_the_8_bit_path_a_resampler_ran_as_its_precision(photos: Path) -> None:
+    """The degraded photos are 8-bit: bicubic and lanczos draw them on their 8-bit path on
+    a CPU, whatever --precision says."""
+    code, out, err = invoke(
+        "eval", photos, "-m", "lanczos", "--limit", "1", "--precision", "bf16", "--json", "-q"
+    )
+    assert code == 0, err
+    assert [(r["model"], r["precision"]) for r in json_lines(out)] == [
+        ("bicubic", "uint8"),
+        ("lanczos", "uint8"),
+    ]
+
+
 @pytest.mark.parametrize("scale", ["4", "2"])
 def test_the_readme_comparison_script_runs(photos: Path, tmp_path: Path, scale: str) -> None:
     """scripts/compare_crops.py, which makes the README's and the cards' side-by-side crops,

@@ -150,7 +150,9 @@ def bench_command(
     Both modes report the warm-up apart (seconds of the first, untimed upscale: with
     --compile, the compiling) and show the peak RAM (resident set size of the process,
     "≤" when only the lifetime peak is known) and, on a GPU, the peak device memory of
-    each model's runs.
+    each model's runs. The precision column is what ran: uint8 for a resampler's 8-bit
+    path (bicubic and lanczos on 8-bit images on a CPU, where --precision does not apply),
+    fp32 once a half-precision run fell back to it.
     Each --ensemble times every model again with that self-ensemble (rows NAME +pad,
     NAME +flip8): its cost is its ratio to the plain row.
     """

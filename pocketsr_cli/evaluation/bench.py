@@ -129,6 +129,8 @@ class BenchResult:
     """One model's timings on the synthetic photo.
 
     Attributes:
+        precision: what drew the photo (``inference.Upscaler.precision_for``): ``uint8``
+            on a resampler's 8-bit path, else the compute's (``fp32`` after a fallback).
         seconds: every timed run (warm-up excluded), in order.
         warmup_seconds: the untimed first run's seconds (with ``--compile``, compiling
             included): what a run pays once before the steady state of ``seconds``.
@@ -391,7 +393,7 @@ def bench(
                 family=desc.family,
                 scale=desc.scale,
                 params=desc.params,
-                precision=compute.precision,
+                precision=upscaler.precision_for(image.dtype),  # what ran: uint8, fp32...
                 out_width=out_w,
                 out_height=out_h,
                 seconds=times,
@@ -421,6 +423,8 @@ class FolderBenchResult:
     failed images' attempts.  A rate is ``None`` when no image was written.
 
     Attributes:
+        precision: what drew the images (:attr:`TimedUpscaler.precision`: ``uint8``,
+            ``fp16``..., ``uint8+fp32`` for a resampler given 8- and 16-bit images).
         images: images upscaled and written.
         failed: images that could not be read, upscaled or written.
         first_error: ``"<file>: <reason>"`` of the first failed image, ``None`` if none.
@@ -507,6 +511,7 @@ class TimedUpscaler:
         self.inner = inner
         self.seconds = 0.0
         self.calls = 0
+        self.precisions: dict[str, None] = {}  # what drew the images, in order seen
 
     @property
     def scale(self) -> int:
@@ -521,10 +526,22 @@ class TimedUpscaler:
         finally:
             self.seconds += time.perf_counter() - start
             self.calls += 1
+            precision_for = getattr(self.inner, "precision_for", None)
+            if precision_for is not None:
+                self.precisions[precision_for(pixels.dtype)] = None
 
     def reset(self) -> None:
         self.seconds = 0.0
         self.calls = 0
+        self.precisions.clear()
+
+    @property
+    def precision(self) -> str | None:
+        """What drew the images since the last :meth:`reset` (``inference.Upscaler.
+        precision_for``): ``uint8`` (a resampler's 8-bit path), ``fp16``..., several joined
+        by ``+`` (``uint8+fp32``: a resampler given 8- and 16-bit images); None when none
+        was upscaled or the upscaler does not say."""
+        return "+".join(self.precisions) or None
 
 
 class _QuietReporter(NullReporter):
@@ -757,7 +774,7 @@ def bench_folder(
                 _folder_result(
                     desc,
                     ensemble,
-                    compute.precision,
+                    timed.precision or compute.precision,
                     summary,
                     seconds,
                     model_seconds,

@@ -91,7 +91,9 @@ class ImageScore:
 @dataclass
 class ModelScore:
     """One model (with one self-ensemble) over the whole set: means of the per-image
-    scores (arithmetic means, PSNR included, as SR papers report it)."""
+    scores (arithmetic means, PSNR included, as SR papers report it).  ``precision`` is
+    what drew the images (``inference.Upscaler.precision_for``): ``uint8`` on a resampler's
+    8-bit path, ``fp32`` after a half-precision fallback, several joined by ``+``."""
 
     model: str
     family: str
@@ -368,6 +370,7 @@ def evaluate(
     for upscaler in upscalers:
         upscaler.upscale(warm_up)
 
+    ran: list[dict[str, None]] = [{} for _ in upscalers]  # by row: what drew its images
     steps = len(upscalers)
     total = len(hr_paths) * steps if limit is None else min(limit, len(hr_paths)) * steps
     done = 0
@@ -394,9 +397,10 @@ def evaluate(
             continue
         lr = degrade_eval(gt, degradation, seed=seed_for(path.name), scale=scale)
         report.images.append(path.name)
-        for upscaler, entry in zip(upscalers, report.models, strict=True):
+        for upscaler, entry, drew in zip(upscalers, report.models, ran, strict=True):
             start = time.perf_counter()
             out = upscaler.upscale(lr)
+            drew[upscaler.precision_for(lr.dtype)] = None
             if out.shape[:2] != gt.shape[:2]:  # resolved at its own scale (``resize``)
                 out = resize_output(out, (gt.shape[1], gt.shape[0]))
             seconds = time.perf_counter() - start
@@ -420,6 +424,8 @@ def evaluate(
             done += 1
             if on_progress is not None:
                 on_progress(done, total, f"{path.name} · {entry.model}")
+    for entry, drew in zip(report.models, ran, strict=True):
+        entry.precision = "+".join(drew) or entry.precision  # what ran (uint8: 8-bit path)
     return report
 
 
