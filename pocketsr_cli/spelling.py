@@ -13,6 +13,13 @@ the text bare (``f"use {OVERWRITE} to replace it"``) or with a value
   while a command runs (``cli/_errors.handle_errors``): ``--overwrite``, ``--tile 512``,
   ``-s 2``.
 
+A face may also lack an option: a command has only its own flags (``eval`` has no
+``--outscale``).  A spelling that knows which options its face has says so with an
+``offers(option)`` method (``cli/_flags.CommandSpelling``, put in force for the command
+that runs), and a message leaves out advice naming an option :func:`offers` denies
+(``f" (use {OUTSCALE.given(4)} …)" if offers(OUTSCALE) else ""``); a spelling without
+that method offers every option.
+
 The spelling is process-wide, so the threads of a run see it, and the drivers hand it to
 their worker processes (``parallel``, ``ray_backend``), whose messages are made there.
 This module is the vocabulary (each option's name and API keyword); the flag spellings are
@@ -74,6 +81,14 @@ def keyword_spelling(option: Option, value: object) -> str:
 
 
 _current: Spelling = keyword_spelling
+
+
+def offers(option: Option) -> bool:
+    """Whether the face in force has ``option``, so that advice naming it can be followed:
+    the spelling's own ``offers(option)`` when it has one (a command has its own flags
+    only), else True."""
+    check = getattr(_current, "offers", None)
+    return True if check is None else bool(check(option))
 
 
 def current() -> Spelling:

@@ -256,7 +256,11 @@ def test_resize_scores_a_x4_model_at_x2_as_outscale_would(photos: Path) -> None:
     bundled = Path(__file__).parents[1] / "models" / "pocketsr-compact-x4.safetensors"
     code, _, err = invoke("eval", photos, "-s", "2", "-m", bundled, "-q", "--limit", "1")
     assert code == 3 and "x4 model" in err and "Traceback" not in err
-    assert "here --resize scores its x4 result resized to x2" in " ".join(err.split())
+    message = " ".join(err.split())
+    assert "x4 model; -s 2 is not available; here --resize scores its x4 result resized to x2" in (
+        message
+    )
+    assert "--outscale" not in message  # upscale's option: eval has none
     code, out, err = invoke(
         "eval", photos, "-s", "2", "-m", bundled, "--resize", "--json", "-q", "--limit", "1"
     )

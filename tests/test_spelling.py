@@ -96,3 +96,27 @@ def test_worker_processes_are_handed_the_drivers_spelling() -> None:
     with spelled(flag_spelling):
         driver = _Driver([], None, ["cpu"], Options(), NullReporter(), None, 0, None)  # type: ignore[arg-type]
     assert driver.args[-1] is flag_spelling  # _worker_main's last argument: spelling.use
+
+
+def test_a_command_offers_only_its_own_options() -> None:
+    """Each command's spelling offers the options it takes (``spelling.offers``), so that
+    a core message advises none it lacks; outside a command every option is offered."""
+    import typer
+
+    from pocketsr_cli.cli import app
+    from pocketsr_cli.cli._flags import CommandSpelling
+
+    root = typer.main.get_command(app)
+    commands = {name: root.commands[name] for name in ("upscale", "eval", "bench")}  # type: ignore[attr-defined]
+    offered = {
+        name: {o.name for o in spelling.OPTIONS if CommandSpelling.of(command).offers(o)}
+        for name, command in commands.items()
+    }
+    assert {"outscale", "max_memory", "scale", "model"} <= offered["upscale"]
+    assert "outscale" not in offered["eval"] and {"scale", "resize", "crop"} <= offered["eval"]
+    assert "scale" not in offered["bench"] and {"size", "folder"} <= offered["bench"]
+    assert spelling.offers(OUTSCALE)  # the API's spelling: every option
+    with spelled(CommandSpelling.of(commands["eval"])):
+        assert not spelling.offers(OUTSCALE) and str(OUTSCALE.given(2)) == "--outscale 2"
+    eval_spelling = CommandSpelling.of(commands["eval"])
+    assert pickle.loads(pickle.dumps(eval_spelling)) == eval_spelling  # for worker processes

@@ -24,7 +24,7 @@ from typing import ParamSpec
 
 import typer
 
-from pocketsr_cli.cli._flags import flag_spelling
+from pocketsr_cli.cli._flags import CommandSpelling, flag_spelling
 from pocketsr_cli.errors import (
     DeviceError,
     ImageReadError,
@@ -34,6 +34,7 @@ from pocketsr_cli.errors import (
     PocketSRError,
     UsageError,
 )
+from pocketsr_cli.spelling import current as current_spelling
 from pocketsr_cli.spelling import spelled
 
 P = ParamSpec("P")
@@ -149,8 +150,9 @@ def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
     given ``--json`` (its ``json_lines`` parameter), each of these also puts one
     ``{"type": "error", "kind", "message", "exit_code"}`` object on stdout.  (Usage errors
     found while Typer parses the options are turned into JSON by the app, ``cli/__init__``.)
-    While the command runs, the core's messages spell options as flags
-    (``_flags.flag_spelling``).
+    While the command runs, the core's messages spell options as flags, and, run from
+    the command line, advise only the command's own (``_flags.CommandSpelling``, put in
+    force by ``_help.Command``).
     """
 
     @functools.wraps(command)
@@ -165,7 +167,11 @@ def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
             return typer.Exit(code)
 
         _ui.forget_lost()
-        with stop_signals() as stops, spelled(flag_spelling):
+        # The command's own flags (_help.Command put them in force): a core message
+        # advises no option it lacks.
+        running = current_spelling()
+        spelling = running if isinstance(running, CommandSpelling) else flag_spelling
+        with stop_signals() as stops, spelled(spelling):
             try:
                 command(*args, **kwargs)
             except typer.Exit as exc:

@@ -1,13 +1,20 @@
 """How the command line spells the options core messages name (``pocketsr_cli.spelling``).
 
 :data:`FLAGS` is the one table from an option's name to its flag; :func:`flag_spelling`
-is the spelling ``_errors.handle_errors`` puts in force while a command runs, so that a
-core message reads ``use --overwrite to replace it`` here and ``use overwrite=True to
-replace it`` in the Python API.  Worker processes (``--devices``, ``--ray``) get
-:func:`flag_spelling` pickled by name, so it stays a plain module-level function.
+spells it, so that a core message reads ``use --overwrite to replace it`` here and ``use
+overwrite=True to replace it`` in the Python API.  While a command runs,
+``_errors.handle_errors`` puts in force its :class:`CommandSpelling`: the same flags, and
+which of them the command has (``spelling.offers``; ``_help.Command`` puts it in force as
+the command is invoked), so that ``eval``'s messages do not advise ``--outscale``, which
+only ``upscale`` takes.  Worker processes (``--devices``,
+``--ray``) get the spelling pickled: :func:`flag_spelling` by name, a
+:class:`CommandSpelling` with its set of flags.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 from pocketsr_cli.spelling import Option
 
@@ -51,3 +58,22 @@ def flag_spelling(option: Option, value: object) -> str:
     """``--overwrite``, ``--tile 512``, ``-s 2`` (``value`` None: the flag alone)."""
     flag = FLAGS[option.name]
     return flag if value is None else f"{flag} {value}"
+
+
+@dataclass(frozen=True)
+class CommandSpelling:
+    """:func:`flag_spelling` for one command, which has only the flags in ``flags``."""
+
+    flags: frozenset[str]
+
+    @classmethod
+    def of(cls, command: Any) -> CommandSpelling:
+        """The spelling for ``command`` (a Typer command): every flag its options take."""
+        return cls(frozenset(f for p in command.params for f in (*p.opts, *p.secondary_opts)))
+
+    def __call__(self, option: Option, value: object) -> str:
+        return flag_spelling(option, value)
+
+    def offers(self, option: Option) -> bool:
+        """Whether the command takes ``option`` (``spelling.offers``)."""
+        return any(flag in self.flags for flag in FLAGS[option.name].split("/"))

@@ -21,6 +21,9 @@ from typing import Any
 
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
+from pocketsr_cli.cli._flags import CommandSpelling
+from pocketsr_cli.spelling import spelled
+
 DEFAULT_MODEL_TOKEN = "@DEFAULT_MODEL@"
 """Stands for ``weights.resolve.DEFAULT_MODEL`` in help texts; replaced when help is shown."""
 
@@ -101,6 +104,11 @@ class Command(TyperCommand):
 
     def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
         return described(super().shell_complete(ctx, incomplete))
+
+    def invoke(self, ctx: Any) -> Any:
+        # The core's messages name only this command's options (spelling.offers).
+        with spelled(CommandSpelling.of(self)):
+            return super().invoke(ctx)
 
 
 def described(items: list[Any]) -> list[Any]:

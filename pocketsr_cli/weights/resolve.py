@@ -43,7 +43,14 @@ from pocketsr_cli.errors import ModelError, UnsafePickleError, first_line
 from pocketsr_cli.manifest import ModelSpec, Origin, WeightsSpec, load_manifests
 from pocketsr_cli.registry import FAMILIES, get_family
 from pocketsr_cli.sizing import pick_scale, scales_text
-from pocketsr_cli.spelling import ALLOW_UNVERIFIED, MODEL, OUTSCALE, SCALE, TRUST_PICKLE
+from pocketsr_cli.spelling import (
+    ALLOW_UNVERIFIED,
+    MODEL,
+    OUTSCALE,
+    SCALE,
+    TRUST_PICKLE,
+    offers,
+)
 from pocketsr_cli.weights import trust
 from pocketsr_cli.weights.cache import (
     remove_empty_folder,
@@ -104,9 +111,10 @@ def resolve_model(
             raise ModelError(image)
         desc = descriptor_from_state_dict(_read_file(path, trust_pickle), path.name)
         if scale is not None and scale != desc.scale:
+            resize = f" (use {OUTSCALE.given(scale)} to resize its result)"
             raise ModelError(
-                f"{path.name} is a x{desc.scale} model; {SCALE.given(scale)} is not available "
-                f"(use {OUTSCALE.given(scale)} to resize its result)"
+                f"{path.name} is a x{desc.scale} model; {SCALE.given(scale)} is not available"
+                + (resize if offers(OUTSCALE) else "")
             )
         return desc
     # 2./3. A registry name: user manifests first, then bundled ones.
