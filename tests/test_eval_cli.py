@@ -268,7 +268,8 @@ def test_resize_scores_a_x4_model_at_x2_as_outscale_would(photos: Path) -> None:
     rows = json_lines(out)
     assert [r["model"] for r in rows] == ["bicubic", "pocketsr-compact-x4.safetensors (x4→x2)"]
     resized = rows[1]
-    assert resized["scale"] == 4 and rows[0]["scale"] == 2
+    # scale: the eval's factor, the same in every row; model_scale: each model's own.
+    assert [(r["scale"], r["model_scale"]) for r in rows] == [(2, 2), (2, 4)]
     assert resized["images"][0]["width"] == rows[0]["images"][0]["width"]
     assert resized["psnr_y"] > 20 and resized["detail"] is not None
 
@@ -281,6 +282,7 @@ def test_a_pcsr_model_is_scored_at_the_factor_it_draws_natively(photos: Path) ->
     assert code == 0, err
     rows = json_lines(out)
     assert [r["model"] for r in rows] == ["bicubic", "pcsr-x4 (x3 native)"]
+    assert [(r["scale"], r["model_scale"]) for r in rows] == [(3, 3), (3, 4)]
     assert rows[1]["images"][0]["width"] == rows[0]["images"][0]["width"]
     assert rows[1]["psnr_y"] > 20
 

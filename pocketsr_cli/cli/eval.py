@@ -117,7 +117,9 @@ def eval_command(
         bool,
         typer.Option(
             "--json",
-            help="JSON Lines on stdout: one object per model, per-image scores under 'images'.",
+            help="JSON Lines on stdout: one object per model, per-image scores under "
+            "'images'; 'scale' is the factor the eval ran at (-s), 'model_scale' the "
+            "model's own (a row resized from it, or a PCSR model drawing -s natively).",
         ),
     ] = False,
     quiet: opt.QuietOpt = False,
@@ -171,7 +173,7 @@ def eval_command(
         for entry in report.models:
             record = {
                 "degradation": report.degradation,
-                "scale": report.scale,
+                "scale": report.scale,  # the eval's factor; the model's own is model_scale
                 "device": report.device,
                 **entry.to_dict(),
             }

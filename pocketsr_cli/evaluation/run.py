@@ -91,7 +91,10 @@ class ImageScore:
 @dataclass
 class ModelScore:
     """One model (with one self-ensemble) over the whole set: means of the per-image
-    scores (arithmetic means, PSNR included, as SR papers report it).  ``precision`` is
+    scores (arithmetic means, PSNR included, as SR papers report it).  ``scale`` is the
+    model's own factor (its variant's): the eval's, or, for a row drawn at another and
+    resized (``NAME (x4→x2)``) or a PCSR model drawing the eval's natively (``NAME (x3
+    native)``), the factor it was trained for.  ``precision`` is
     what drew the images (``inference.Upscaler.precision_for``): ``uint8`` on a resampler's
     8-bit path, ``fp32`` after a half-precision fallback, several joined by ``+``."""
 
@@ -115,11 +118,14 @@ class ModelScore:
         return self.mean("seconds")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary with the per-image scores under ``images``."""
+        """JSON-ready summary with the per-image scores under ``images``.  ``model_scale``
+        is :attr:`scale`, the model's own factor; the factor the eval ran at (the same for
+        every row) is :attr:`EvalReport.scale`, which ``pocketsr eval --json`` writes as
+        ``scale`` beside it."""
         out: dict[str, Any] = {
             "model": self.model,
             "family": self.family,
-            "scale": self.scale,
+            "model_scale": self.scale,
             "params": self.params,
             "precision": self.precision,
             "floor": self.floor,
