@@ -303,6 +303,15 @@ class ImageMemory:
 _COMPRESSED = {"png": 0.9, "tiff": 0.9, "jpeg": 0.5, "webp": 0.5, "bmp": 1.0}
 
 
+def predict_decode(*, size: tuple[int, int], channels: int, bit_depth: int, file_bytes: int) -> int:
+    """The decode stage of :func:`predict`: the file, Pillow's image (4 bytes a pixel for
+    colour) and our copy of the pixels, for an image of ``size`` = (width, height),
+    ``channels`` and ``bit_depth`` as decoded, from a file of ``file_bytes``."""
+    w, h = size
+    b = 2 if bit_depth > 8 else 1
+    return 2 * file_bytes + w * h * (12 + 2 * channels * b)
+
+
 def predict(
     *,
     size: tuple[int, int],
@@ -342,7 +351,9 @@ def predict(
     c, b = channels, 2 if bit_depth > 8 else 1
     gray, alpha = c in (1, 2), c in (2, 4)
 
-    decode = 2 * file_bytes + p * (12 + 2 * c * b)
+    decode = predict_decode(
+        size=size, channels=channels, bit_depth=bit_depth, file_bytes=file_bytes
+    )
 
     if upscaler.uint8_path and b == 1:
         # The result plus the resampler's own buffers: measured at most 7 bytes an output

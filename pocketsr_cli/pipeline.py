@@ -112,7 +112,7 @@ from pocketsr_cli.imageio import (
 )
 from pocketsr_cli.jobs import Job, kind_of, not_a_file
 from pocketsr_cli.sizing import Target, pick_scale
-from pocketsr_cli.spelling import FORMAT, MAX_MEMORY, OUTPUT, OVERWRITE, TILE
+from pocketsr_cli.spelling import FORMAT, MAX_MEMORY, OUTPUT, OVERWRITE, TILE, offers
 
 Status = Literal["ok", "skipped", "failed", "planned"]
 """What became of one input: ``ok`` written; ``skipped`` not processed (not an image, output
@@ -506,6 +506,39 @@ def _identity(path: Path) -> _Identity | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def predicted_need(
+    path: Path,
+    header: ImageHeader,
+    *,
+    scale: int,
+    target: tuple[int, int],
+    requested: str | None,
+    profile: memory.UpscalerMemory,
+) -> int:
+    """Predicted peak host memory (``memory.predict``) for upscaling the image at ``path``,
+    whose header is ``header``, by ``scale`` and resizing it to ``target`` with an upscaler
+    of ``profile`` (:func:`upscaler_memory`), written in ``requested`` (None: as
+    ``plan_output`` decides): what a run admits an image by, before decoding it."""
+    plan = plan_output(
+        header.format, requested, has_alpha=header.has_alpha, bit_depth=header.bit_depth
+    )
+    try:
+        file_bytes = os.stat(path).st_size
+    except OSError:
+        file_bytes = 0
+    return memory.predict(
+        size=(header.width, header.height),
+        channels=header.channels,
+        bit_depth=header.bit_depth,
+        scale=scale,
+        target=target,
+        out_format=plan.format,
+        out_bit_depth=plan.bit_depth,
+        file_bytes=file_bytes,
+        upscaler=profile,
+    ).peak
+
+
 def upscaler_memory(upscaler: ImageUpscaler) -> memory.UpscalerMemory:
     """How ``upscaler`` uses host memory: its own ``memory_profile()`` when it has one, else
     what the public attributes of an ``inference.Upscaler`` say (``uint8_path``, or its
@@ -879,28 +912,18 @@ class _Run:
     def need(self, job: Job, header: ImageHeader, requested: str | None) -> int:
         """Predicted peak host memory for ``job`` (``memory.predict``)."""
         variant = self.variant_for(header.width, header.height)
-        plan = plan_output(
-            header.format, requested, has_alpha=header.has_alpha, bit_depth=header.bit_depth
-        )
-        try:
-            file_bytes = os.stat(job.input).st_size
-        except OSError:
-            file_bytes = 0
         scale_for = getattr(variant.upscaler, "scale_for", None)  # its own factor per image
         scale = variant.scale
         if callable(scale_for):
             scale = int(scale_for(header.width, header.height, self.target))
-        return memory.predict(
-            size=(header.width, header.height),
-            channels=header.channels,
-            bit_depth=header.bit_depth,
+        return predicted_need(
+            job.input,
+            header,
             scale=scale,
             target=self.target.size_for(header.width, header.height),
-            out_format=plan.format,
-            out_bit_depth=plan.bit_depth,
-            file_bytes=file_bytes,
-            upscaler=self.profiles[variant.scale],
-        ).peak
+            requested=requested,
+            profile=self.profiles[variant.scale],
+        )
 
     def too_large(self, header: ImageHeader, need: int) -> str:
         """The reason an image whose predicted ``need`` exceeds the budget fails."""
@@ -913,11 +936,15 @@ class _Run:
             if self.options.max_memory
             else f"the {allowed} of memory available"
         )
+        allow = (  # bench --folder runs this pipeline without the option (or its variable)
+            f", or allow more with {MAX_MEMORY} (or {memory.MAX_MEMORY_ENV}) if the machine has it"
+            if offers(MAX_MEMORY)
+            else ""
+        )
         return (
             f"needs about {memory.describe_bytes(need, apart_from=budget)} of memory to upscale "
             f"{header.width}x{header.height} to {w}x{h} (x{variant.scale} model), more than "
-            f"{where}; not decoded. Choose a smaller scale or size or {TILE}, or allow more "
-            f"with {MAX_MEMORY} (or {memory.MAX_MEMORY_ENV}) if the machine has it"
+            f"{where}; not decoded. Choose a smaller scale or size or {TILE}{allow}"
         )
 
     def plan_decoded(

@@ -496,3 +496,61 @@ def test_an_image_given_as_the_model_is_named_an_image_by_every_command(
     assert "photo.jpg is an image (JPEG), not a model: -m takes a model name" in message
     assert "(pocketsr upscale photo.jpg)" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "photo.jpg"]  # no output
+
+
+def _reads_with_little_memory(monkeypatch: pytest.MonkeyPatch, available: int) -> list[str]:
+    """Pretend ``available`` bytes are free, and record the files ``imageio.read_image``
+    decodes when called through the package (eval's ground truth, bench's warm-up)."""
+    from pocketsr_cli import imageio, memory
+
+    monkeypatch.setattr(memory, "host_available_bytes", lambda **_: available)
+    reads: list[str] = []
+    real = imageio.read_image
+
+    def read_image(path: Path, **kwargs: object) -> object:
+        reads.append(Path(path).name)
+        return real(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(imageio, "read_image", read_image)
+    return reads
+
+
+@pytest.fixture
+def big_and_small(tmp_path: Path) -> Path:
+    """A 512×512 photo, which at ×4 needs tens of MiB, and a 64×64 one, well under 1."""
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    save_opencv(folder / "a_big.png", make_photo_like(512, 512, seed=1))
+    save_opencv(folder / "b_small.png", make_photo_like(64, 64, seed=2))
+    return folder
+
+
+def test_eval_skips_a_photo_too_large_for_the_memory_undecoded(
+    big_and_small: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As upscale admits an image: its need predicted from its header, a clear reason for
+    it, nothing decoded."""
+    reads = _reads_with_little_memory(monkeypatch, 8 << 20)
+    code, out, err = invoke("eval", big_and_small, "-m", "lanczos", "--json", "-q")
+    assert code == 0, err
+    assert [r["count"] for r in json_lines(out)] == [1, 1]
+    message = " ".join(err.split())
+    assert "skipped a_big.png: needs about" in message
+    assert "to score 512×512 px, more than the 8 MiB available; not decoded" in message
+    assert "--crop N scores an N×N window of it" in message
+    assert reads == ["b_small.png"]
+
+
+def test_bench_folder_warms_up_on_an_image_that_fits_in_memory(
+    big_and_small: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm-up decoded the first image whatever its size, outside the pipeline's
+    admission: now it takes the first one the pipeline would admit."""
+    reads = _reads_with_little_memory(monkeypatch, 8 << 20)
+    code, out, err = invoke("bench", "--folder", big_and_small, "-m", "bicubic", "--json", "-q")
+    assert code == 1, err  # the image that does not fit fails, as in upscale
+    (row,) = json_lines(out)[:1]
+    assert row["images"] == 1 and row["failed"] == 1 and "needs about" in row["first_error"]
+    assert "--max-memory" not in row["first_error"]  # upscale's: bench has none
+    # The warm-up (and the pipeline) decoded the image that fits, never the first one.
+    assert "a_big.png" not in reads and "b_small.png" in reads

@@ -84,7 +84,8 @@ def eval_command(
             metavar="N",
             min=1,
             help="Score only the first N photos (by name) that can be scored; files "
-            "skipped on the way (unreadable, too small) are reported and not counted.",
+            "skipped on the way (unreadable, too small, or too large for the memory "
+            "available, found from the header as upscale does) are reported and not counted.",
         ),
     ] = None,
     crop: Annotated[

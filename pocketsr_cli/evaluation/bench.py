@@ -63,6 +63,7 @@ from pocketsr_cli.spelling import FOLDER, FORMAT, QUALITY, REPEAT, SIZE
 if TYPE_CHECKING:
     import torch
 
+    from pocketsr_cli import memory
     from pocketsr_cli.descriptor import ModelDescriptor
     from pocketsr_cli.jobs import Job
     from pocketsr_cli.pipeline import ImageUpscaler, Result, Summary
@@ -517,6 +518,13 @@ class TimedUpscaler:
     def scale(self) -> int:
         return self.inner.scale
 
+    def memory_profile(self) -> memory.UpscalerMemory:
+        """The wrapped upscaler's (``pipeline.upscaler_memory``), by which the pipeline
+        admits each image: a wrapper without it would count no working set."""
+        from pocketsr_cli.pipeline import upscaler_memory
+
+        return upscaler_memory(self.inner)
+
     def upscale(
         self, pixels: np.ndarray, on_tile: Callable[[int, int], None] | None = None
     ) -> np.ndarray:
@@ -596,14 +604,28 @@ def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job]
     return jobs, len(found) - len(images)
 
 
-def _warm_up(upscaler: ImageUpscaler, jobs: Sequence[Job]) -> str | None:
-    """Upscale the first decodable image once; a one-line warning when that fails."""
+def _warm_up(upscaler: ImageUpscaler, jobs: Sequence[Job], fmt: str | None) -> str | None:
+    """Upscale the first decodable image the pipeline would admit once (written as ``fmt``;
+    one whose predicted need, ``pipeline.predicted_need``, exceeds the memory available is
+    passed over undecoded, as the pipeline fails it); a one-line warning when that fails."""
+    from pocketsr_cli import memory
     from pocketsr_cli.errors import ImageReadError
-    from pocketsr_cli.imageio import read_image
+    from pocketsr_cli.imageio import read_header, read_image
+    from pocketsr_cli.pipeline import predicted_need, upscaler_memory
 
+    available = memory.host_available_bytes()
+    profile = upscaler_memory(upscaler)
+    scale = int(upscaler.scale)
     for job in jobs:
         try:
-            pixels = read_image(job.input).pixels
+            header = read_header(job.input)
+            target = (header.width * scale, header.height * scale)
+            need = predicted_need(
+                job.input, header, scale=scale, target=target, requested=fmt, profile=profile
+            )
+            if available is not None and need > available:
+                continue
+            pixels = read_image(job.input, max_pixels=None).pixels
         except ImageReadError:
             continue
         try:
@@ -752,7 +774,7 @@ def bench_folder(
             seconds: list[float] = []
             best: tuple[float, float, Summary] | None = None
             with PeakMemory(compute.device) as peak:
-                problem = _warm_up(timed, jobs)
+                problem = _warm_up(timed, jobs, fmt_key)
                 if problem is not None:
                     reporter.warning(problem)
                 warmup_seconds = timed.seconds

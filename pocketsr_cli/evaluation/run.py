@@ -16,7 +16,9 @@ For every ground-truth (HR) image, in order:
 
 The bicubic resampler is always scored, as the floor every model has to beat.  All models
 are resolved before any image is read, so a bad ``-m`` fails fast.  A file that cannot be
-decoded, or is too small to score, is skipped with a warning (and does not count towards
+decoded, is too small to score, or would need more memory than is available to score
+(:func:`image_need`, checked from its header before it is decoded, as ``pocketsr upscale``
+admits an image), is skipped with a warning (and does not count towards
 a ``limit``: that many images are scored, when the folder has them).  Nothing here prints.
 """
 
@@ -27,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -53,7 +55,18 @@ from pocketsr_cli.evaluation.metrics import (
 from pocketsr_cli.factory import UpscalerSpec, open_upscaler
 from pocketsr_cli.spelling import CROP, MODEL, RESIZE
 
+if TYPE_CHECKING:
+    from pocketsr_cli.imageio import ImageHeader
+    from pocketsr_cli.memory import UpscalerMemory
+
 FLOOR_MODEL = "bicubic"
+# Host memory per ground-truth pixel, at most, that degrading it (float32 and float64
+# copies, bicubic's padded planes, the blur) and scoring an output against it (the luma
+# planes in float64, SSIM's blurred maps, the FFTs of detail and lattice ratio) hold at
+# once: measured with tracemalloc on 1024×768 photos (2026-11-30), 85 bytes (``real``) and
+# 78 (SSIM, the largest metric), rounded up.
+DEGRADE_BYTES_PER_PIXEL = 96
+SCORE_BYTES_PER_PIXEL = 96
 METRICS = ("psnr_y", "ssim_y", "detail", "hf", "bandcorr", "lattice_ratio", "sharpness")
 WARM_UP_SIDE = 64  # LR pixels of the untimed first run of each model
 
@@ -296,6 +309,86 @@ def _check_named_variant(ref: str, desc: ModelDescriptor, spec: UpscalerSpec) ->
     )
 
 
+def image_need(
+    header: ImageHeader,
+    file_bytes: int,
+    scale: int,
+    crop: int | None,
+    upscalers: Sequence[tuple[UpscalerMemory, int]],
+) -> int:
+    """Predicted peak host memory for scoring one ground truth (``header``, from a file of
+    ``file_bytes``) at ``scale`` with upscalers of these profiles and factors
+    (``pipeline.upscaler_memory``, ``Upscaler.scale``), as ``pocketsr upscale`` admits an
+    image (``memory.predict``): the largest of decoding it whole (and made RGB) beside the
+    ground truth :func:`ground_truth` keeps, degrading that, each upscale of the degraded
+    image to the ground truth's size (its stage of ``memory.predict``), and scoring."""
+    from pocketsr_cli import memory
+
+    w, h = header.width, header.height
+    b = 2 if header.bit_depth > 8 else 1
+    cw, ch = (w, h) if crop is None else (min(w, crop), min(h, crop))
+    gw, gh = cw - cw % scale, ch - ch % scale
+    lw, lh = gw // scale, gh // scale
+    kept = 3 * b * gw * gh + 3 * lw * lh  # the ground truth and the degraded image
+    decode = memory.predict_decode(
+        size=(w, h), channels=header.channels, bit_depth=header.bit_depth, file_bytes=file_bytes
+    )
+    stages = [
+        decode + 3 * b * w * h + kept,  # gray made RGB before the crop
+        kept + DEGRADE_BYTES_PER_PIXEL * gw * gh,
+        kept + 3 * gw * gh + SCORE_BYTES_PER_PIXEL * gw * gh,
+    ]
+    for profile, own in upscalers:
+        upscale = memory.predict(
+            size=(lw, lh),
+            channels=3,
+            bit_depth=8,
+            scale=own,
+            target=(gw, gh),
+            out_format="png",
+            out_bit_depth=8,
+            file_bytes=0,
+            upscaler=profile,
+        ).upscale
+        stages.append(kept + upscale)
+    return max(stages)
+
+
+def _too_large(
+    path: Path, scale: int, crop: int | None, upscalers: Sequence[tuple[UpscalerMemory, int]]
+) -> str | None:
+    """Why ``path`` cannot be scored in the memory available (:func:`image_need`), from its
+    header, before it is decoded; None when it fits, or when its header or the memory
+    available cannot be read (decoding then says what is wrong with it)."""
+    from pocketsr_cli import memory
+    from pocketsr_cli.imageio import read_header
+
+    available = memory.host_available_bytes()
+    if available is None:
+        return None
+    try:
+        header = read_header(path)
+        file_bytes = path.stat().st_size
+    except (ImageReadError, OSError):
+        return None
+    need = image_need(header, file_bytes, scale, crop, upscalers)
+    if need <= available:
+        return None
+    whole = image_need(header, file_bytes, scale, 32, upscalers)  # what no crop saves
+    advice = (
+        ""
+        if whole > available
+        else f"; {CROP.given('N')} scores an N×N window of it, in less"
+        if crop is None
+        else f"; a smaller {CROP} needs less"
+    )
+    return (
+        f"needs about {memory.describe_bytes(need, apart_from=available)} of memory to score "
+        f"{header.width}×{header.height} px, more than the "
+        f"{memory.describe_bytes(available, apart_from=need)} available; not decoded{advice}"
+    )
+
+
 def evaluate(
     hr_paths: Sequence[Path],
     models: Sequence[str],
@@ -338,7 +431,7 @@ def evaluate(
         ModelError: a model cannot be resolved or loaded (before any image is read).
     """
     from pocketsr_cli.inference import Upscaler
-    from pocketsr_cli.pipeline import resize_output
+    from pocketsr_cli.pipeline import resize_output, upscaler_memory
 
     if degradation not in EVAL_KINDS:
         raise UsageError(
@@ -375,6 +468,7 @@ def evaluate(
     warm_up = np.full((WARM_UP_SIDE, WARM_UP_SIDE, 3), 128, np.uint8)
     for upscaler in upscalers:
         upscaler.upscale(warm_up)
+    profiles = [(upscaler_memory(u), int(u.scale)) for u in upscalers]  # admits each photo
 
     ran: list[dict[str, None]] = [{} for _ in upscalers]  # by row: what drew its images
     steps = len(upscalers)
@@ -383,14 +477,15 @@ def evaluate(
     for index, path in enumerate(hr_paths):
         if limit is not None and len(report.images) >= limit:
             break
-        try:
-            gt = ground_truth(path, scale, crop)
-            reason = None
-        except ImageReadError as exc:
-            reason = f"cannot read it: {exc}"
-        else:
-            if min(gt.shape[:2]) < MIN_LATTICE_SIDE:
-                reason = _too_small(path, gt, scale, crop)
+        reason = _too_large(path, scale, crop, profiles)
+        if reason is None:
+            try:
+                gt = ground_truth(path, scale, crop)
+            except ImageReadError as exc:
+                reason = f"cannot read it: {exc}"
+            else:
+                if min(gt.shape[:2]) < MIN_LATTICE_SIDE:
+                    reason = _too_small(path, gt, scale, crop)
         if reason is not None:
             _skip(report, warn, path, reason)
             if limit is None:  # its steps are done: there are no more to do for it
