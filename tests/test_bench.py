@@ -346,6 +346,20 @@ def test_timed_upscaler_adds_up_the_time_spent_in_upscale() -> None:
     assert (timed.calls, timed.seconds) == (0, 0.0)
 
 
+def test_the_pipeline_admits_images_by_the_timed_upscalers_own_memory_profile() -> None:
+    """bench --folder runs the pipeline on a TimedUpscaler: it must see the wrapped
+    upscaler's profile (here lanczos's 8-bit path), not a stand-in's."""
+    import torch
+
+    from pocketsr_cli.factory import UpscalerSpec, open_upscaler
+    from pocketsr_cli.pipeline import upscaler_memory
+
+    spec = UpscalerSpec(torch.device("cpu"))
+    upscaler = open_upscaler(spec.resolve("lanczos", 4), spec)
+    own = upscaler_memory(upscaler)
+    assert own.uint8_path and upscaler_memory(TimedUpscaler(upscaler)) == own
+
+
 @pytest.fixture
 def restore_threads() -> Iterator[None]:
     """torch's thread count as it was before the test (--threads sets it process-wide)."""
