@@ -64,12 +64,14 @@ import torch.nn.functional as tf
 from _sweep import (
     F,
     add_options,
+    changed_window,
     crops,
     degraded,
     kind,
     model,
     psnr,
     save,
+    sheet,
     strong_edges,
     table,
     ycc,
@@ -248,32 +250,6 @@ def scores(out: F, gt: F) -> tuple[float, ...]:
     out, gt = out[b:-b, b:-b], gt[b:-b, b:-b]
     fidelity = (psnr_y(out, gt), psnr(out, gt), *detail_scores(out, gt))
     return (*fidelity, *halo(out, gt), *band_split(out, gt))
-
-
-def changed_window(a: F, b: F, side: int) -> tuple[int, int, float]:
-    """Top, left of the ``side``-px window where ``a`` and ``b`` differ most, and the
-    mean absolute difference there (levels)."""
-    diff = np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(axis=2)
-    mean = cv2.boxFilter(diff, -1, (side, side), normalize=True, borderType=cv2.BORDER_CONSTANT)
-    h = side // 2
-    inner = mean[h : diff.shape[0] - side + h + 1, h : diff.shape[1] - side + h + 1]
-    top, left = np.unravel_index(int(np.argmax(inner)), inner.shape)
-    return int(top), int(left), float(inner[top, left])
-
-
-def sheet(panels: dict[str, F], top: int, left: int, side: int, zoom: int, across: int = 3) -> F:
-    """The ``side``-px window at ``top, left`` of each panel, enlarged ``zoom`` times
-    (nearest neighbour), labelled, ``across`` to a row."""
-    tiles = []
-    for label, img in panels.items():
-        cut = img[top : top + side, left : left + side, :3]
-        big = np.ascontiguousarray(np.repeat(np.repeat(cut, zoom, 0), zoom, 1))
-        cv2.putText(big, label, (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 4)
-        cv2.putText(big, label, (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1)
-        tiles.append(np.pad(big, ((0, 6), (0, 6), (0, 0)), constant_values=255))
-    tiles += [np.full_like(tiles[0], 255)] * (-len(tiles) % across)
-    strips = [np.concatenate(tiles[i : i + across], axis=1) for i in range(0, len(tiles), across)]
-    return np.concatenate(strips, axis=0)
 
 
 def main() -> None:
