@@ -99,15 +99,17 @@ def table(header: Sequence[str], rows: dict[str, list[str]], width: int = 10) ->
         print(name.rjust(width) + "".join(c.rjust(width) for c in cells))
 
 
-def changed_window(a: F, b: F, side: int) -> tuple[int, int, float]:
-    """Top, left of the ``side``-px window where ``a`` and ``b`` differ most, and the
-    mean absolute difference there (levels)."""
+def changed_window(a: F, b: F, side: int) -> tuple[int, int, int, float]:
+    """Top, left and side of the ``side``-px window where ``a`` and ``b`` differ most,
+    and the mean absolute difference there (levels).  A ``side`` over the images' is
+    cut to theirs (the whole of a crop smaller than the window)."""
     diff = np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(axis=2)
+    side = min(side, *diff.shape)
     mean = cv2.boxFilter(diff, -1, (side, side), normalize=True, borderType=cv2.BORDER_CONSTANT)
     h = side // 2
     inner = mean[h : diff.shape[0] - side + h + 1, h : diff.shape[1] - side + h + 1]
     top, left = np.unravel_index(int(np.argmax(inner)), inner.shape)
-    return int(top), int(left), float(inner[top, left])
+    return int(top), int(left), side, float(inner[top, left])
 
 
 def sheet(panels: dict[str, F], top: int, left: int, side: int, zoom: int, across: int = 3) -> F:

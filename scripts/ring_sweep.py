@@ -45,8 +45,8 @@ measured the same way, upscaled as they ship.  ``--json FILE`` writes each crop'
 ``--save DIR`` every output as PNG; ``--sheets DIR`` writes, for the ``--sheet-count``
 crops where the first ``--show`` candidate changes the output most, the window where it
 changes it most: ground truth, lanczos, ``none`` and the ``--show`` candidates, enlarged
-``--zoom`` times (nearest neighbour).  Run it on validation photos only: ``data/test`` is
-kept for the model card's final figures.
+``--zoom`` times (nearest neighbour; a ``--window`` over the crop is cut to it).  Run it
+on validation photos only: ``data/test`` is kept for the model card's final figures.
 """
 
 from __future__ import annotations
@@ -292,9 +292,9 @@ def main() -> None:
                 rows.setdefault(label, []).append(scores(out, gt))
             save(args, name, label.replace(" ", "-"), out)
         save(args, name, "lr", lr)
-        top, left, change = changed_window(outs["none"], outs[shown[0]], args.window)
+        top, left, side, change = changed_window(outs["none"], outs[shown[0]], args.window)
         panels = {k: outs[k] for k in ("ground truth", "lanczos", "none", *shown) if k in outs}
-        views.append((change, name, sheet(panels, top, left, args.window, args.zoom)))
+        views.append((change, name, sheet(panels, top, left, side, args.zoom)))
         over = " ".join(f"{c}:{rows[c][-1][5]:.0f}/{rows[c][-1][6]:.0f}" for c in CANDIDATES)
         print(f"  {name:34s} over/under p99 {over}", flush=True)
     if args.json is not None:

@@ -115,3 +115,19 @@ def test_each_candidate_reuses_the_networks_pass(sweep: Any) -> None:
     assert torch.equal(guarded(src), plain)  # the kept output was not clamped in place
     assert len(calls) == 1
     assert float(sweep["luma"](clamped).max()) < float(sweep["luma"](plain).max())
+
+
+def test_a_window_over_the_crop_is_cut_to_it(sweep: Any) -> None:
+    """``--sheets`` with a ``--crop`` smaller than ``--window``: the whole crop is shown."""
+    a = np.zeros((40, 48, 3), np.uint8)
+    b = a.copy()
+    b[30:34, 40:44] = 90
+    top, left, side, change = sweep["changed_window"](a, b, 144)
+    assert (top, side) == (0, 40) and left <= 40 and left + side >= 44  # holds the change
+    assert change == pytest.approx(90 * 16 / 40**2)
+    img = sweep["sheet"]({"a": a, "b": b}, top, left, side, 3, across=2)
+    assert img.shape == (40 * 3 + 6, 2 * (40 * 3 + 6), 3)
+    # A window inside the crop is still one where the images differ most.
+    top, left, side, change = sweep["changed_window"](a, b, 8)
+    assert side == 8 and 26 <= top <= 30 and 36 <= left <= 40
+    assert change == pytest.approx(90 * 16 / 64)
