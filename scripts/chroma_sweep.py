@@ -25,7 +25,8 @@ measure: the chroma error (the distance in the Cb-Cr plane, 8-bit levels) next t
 luma edges (where the ground truth's luma spans over 40 levels in 5 × 5 output pixels), its
 99th percentile and its maximum, the mean over the photos and the worst photo's 99th
 percentile; then the same 99th percentile on the neutral edges alone (those whose ground
-truth's chroma stays under 8 levels in 5 × 5 pixels), mean and worst.  ``--save DIR``
+truth's chroma stays under 8 levels in 5 × 5 pixels), mean and worst over the crops that
+have over 100 such pixels ("-" when none has).  ``--save DIR``
 writes every crop's ground truth, input and candidates as PNGs.  Run
 it on validation photos only: ``data/test`` is kept for the model card's final figures.
 """
@@ -142,6 +143,22 @@ def scores(out: F, gt: F) -> tuple[float, ...]:
     return (psnr_y(out, gt), psnr(out, gt), chroma, detail, hf, bandcorr, p99, top, n99)
 
 
+def summary(rows: dict[str, list[tuple[float, ...]]]) -> dict[str, list[str]]:
+    """Each guard's table cells from its crops' :func:`scores`: the means, the worst
+    crop's edge p99, then the neutral edges' p99, mean and worst over the crops that have
+    neutral edges ("-" when none has)."""
+    cells: dict[str, list[str]] = {}
+    for guard, scored in rows.items():
+        arr = np.array(scored)
+        mean = arr.mean(axis=0)
+        neutral = arr[:, 8][~np.isnan(arr[:, 8])]
+        cells[guard] = [f"{v:.3f}" for v in mean[:8]] + [f"{arr[:, 6].max():.2f}"]
+        cells[guard] += (
+            [f"{neutral.mean():.2f}", f"{neutral.max():.2f}"] if neutral.size else ["-"] * 2
+        )
+    return cells
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_options(parser)
@@ -166,14 +183,10 @@ def main() -> None:
     print(f"{desc.name}, {len(found)} crops, {kind(args)} x{desc.scale}, {args.crop}-px crops")
     header = ("guard", "PSNR-Y", "PSNR-RGB", "PSNR-CbCr", "detail", "hf", "bandcorr")
     header += ("fringe99", "fringeMax", "worst99", "neutral99", "worstN99")
-    cells: dict[str, list[str]] = {}
-    for guard, scored in rows.items():
-        arr = np.array(scored)
-        mean = arr.mean(axis=0)
-        neutral = arr[:, 8][~np.isnan(arr[:, 8])]
-        cells[guard] = [f"{v:.3f}" for v in mean[:8]] + [f"{arr[:, 6].max():.2f}"]
-        cells[guard] += [f"{neutral.mean():.2f}", f"{neutral.max():.2f}"]
+    cells = summary(rows)
     table(header, cells)
+    if any(c[-1] == "-" for c in cells.values()):
+        print("no neutral edges in any crop: neutral99 and worstN99 left out")
 
 
 if __name__ == "__main__":
