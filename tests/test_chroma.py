@@ -68,8 +68,53 @@ def test_the_bounds_are_the_three_by_three_input_pixels_around() -> None:
     guarded = clamp_chroma(out, src)
     spread = (guarded.amax(dim=1) - guarded.amin(dim=1))[0]
     near = torch.zeros(18, 18, dtype=torch.bool)
-    near[6:12, 6:12] = True  # input pixels 3..5, output 6..11
-    assert spread[near].min() > 0.05 and spread[~near].max() < 1e-6
+    # Input pixels 3..5 (output 6..11), and the output pixel beyond them on either side,
+    # a quarter of the way from the next input pixel's centre to theirs.
+    near[5:13, 5:13] = True
+    assert spread[near].min() > 0.03 and spread[~near].max() < 1e-6
+    assert spread[5, 5] < spread[5, 8] < spread[8, 8]  # fading in bilinearly
+    assert torch.all(spread[6:12, 6:12] > 0.149)  # within the window's own pixels: all kept
+
+
+def bounds(src: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """B - Y and R - Y's min and max over each 3 x 3 input window, brought up bilinearly."""
+    y = luma(src)
+    diffs = torch.stack([src[:, 2] - y, src[:, 0] - y], dim=1)
+    hi = torch.nn.functional.max_pool2d(diffs, 3, stride=1, padding=1)
+    lo = -torch.nn.functional.max_pool2d(-diffs, 3, stride=1, padding=1)
+    up = {"scale_factor": scale, "mode": "bilinear", "align_corners": False}
+    return (
+        torch.nn.functional.interpolate(lo, **up),  # type: ignore[arg-type]
+        torch.nn.functional.interpolate(hi, **up),  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_chroma_is_clamped_into_the_bounds_brought_up_bilinearly(scale: int) -> None:
+    gen = torch.Generator().manual_seed(scale)
+    src = torch.rand(2, 3, 11, 7, generator=gen)
+    out = torch.rand(2, 3, 11 * scale, 7 * scale, generator=gen)
+    guarded = clamp_chroma(out.clone(), src)
+    lo, hi = bounds(src, scale)
+    y = luma(out)
+    want = torch.stack([out[:, 2] - y, out[:, 0] - y], dim=1).clamp(lo, hi)
+    got = torch.stack([guarded[:, 2] - luma(guarded), guarded[:, 0] - luma(guarded)], dim=1)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(luma(guarded), y, atol=1e-5)
+
+
+def test_a_gradient_drawn_too_warm_comes_out_as_a_gradient_not_in_steps() -> None:
+    """Bounds repeated over each input pixel's output pixels drew the input's pixels into
+    a colour gradient that the network draws too warm: flat s px, then a step."""
+    t = torch.linspace(0, 1, 12).view(1, 1, 12)
+    src = torch.stack([0.3 + 0.4 * t, 0.5 + 0 * t, 0.7 - 0.4 * t], dim=1).expand(1, 3, 6, 12)
+    out = torch.nn.functional.interpolate(src, scale_factor=4, mode="bilinear")
+    out[:, 0] += 0.1  # warmer than the next input pixel's colour, all along
+    guarded = clamp_chroma(out.clone(), src)
+    cr = (guarded[:, 0] - luma(guarded))[0, 12, 6:-6]  # a row, off the image's edges
+    steps = cr.diff()
+    assert torch.all(steps > 0)  # still rising at every output pixel
+    assert float(steps.max()) < 1.5 * float(steps.min())  # evenly: no step per input pixel
 
 
 def test_shapes_that_are_not_an_upscale_are_refused() -> None:
