@@ -506,7 +506,7 @@ class Upscaler:
             target=self._target.label,
             fmt=plan.format,
             size=(out.shape[1], out.shape[0]),
-            precision=self._variant.compute_used,  # fp32 once half precision gave NaN
+            precision=self._variant.compute_for(image.pixels.dtype),  # uint8, fp32 after NaN
             source=src.name,
         )
         text = provenance.dumps(record)

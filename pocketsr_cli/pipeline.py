@@ -195,14 +195,26 @@ class Variant:
     def scale(self) -> int:
         return int(self.upscaler.scale)
 
-    @property
-    def compute_used(self) -> str | None:
-        """``compute`` as the network runs now: its device in fp32 once a half-precision
-        pass gave NaN/inf (``inference.Upscaler.fell_back_to_fp32``), so that an image's
-        line and record never name a precision that did not draw it."""
-        if self.compute is None or getattr(self.upscaler, "fell_back_to_fp32", False) is not True:
+    def compute_for(self, dtype: np.dtype | type) -> str | None:
+        """``compute`` as it draws an image of ``dtype`` now (``inference.Upscaler.
+        precision_for``): ``cpu uint8`` on a resampler's 8-bit path, which no precision
+        applies to, and the device in fp32 once a half-precision pass gave NaN/inf, so that
+        an image's line and record never name a precision that did not draw it.  An
+        upscaler without ``precision_for`` (a test's stand-in): ``compute`` as given."""
+        precision_for = getattr(self.upscaler, "precision_for", None)
+        if self.compute is None or not callable(precision_for):
             return self.compute
-        return f"{self.compute.rsplit(' ', 1)[0]} fp32"
+        return f"{self.compute.rsplit(' ', 1)[0]} {precision_for(dtype)}"
+
+    @property
+    def compute_label(self) -> str | None:
+        """What :meth:`compute_for` says before any image is read, for a run's first line:
+        an 8-bit image's, with a 16-bit image's after it when that differs
+        (``cpu uint8 (16-bit: bf16)``: a resampler's 8-bit path)."""
+        eight, sixteen = self.compute_for(np.uint8), self.compute_for(np.uint16)
+        if eight == sixteen or eight is None or sixteen is None:
+            return eight
+        return f"{eight} (16-bit: {sixteen.rsplit(' ', 1)[-1]})"
 
     @property
     def routing(self) -> str | None:
@@ -279,7 +291,8 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     heavy_fraction: float | None = None  # PCSR: share of output pixels on the heavy path
     device: str | None = None
-    """Where and how this image was drawn (``"cpu fp32"``, :attr:`Variant.compute_used`),
+    """Where and how this image was drawn (``"cpu fp32"``, ``"cpu uint8"``,
+    :meth:`Variant.compute_for`),
     when it was; None: the run's."""
     stops_run: str | None = None
     """On a ``failed`` result whose output's disk is full, over quota or read-only
@@ -332,6 +345,7 @@ class Summary:
         self.ok_seconds = 0.0  # the ``ok`` images' own seconds, added in job order
         self.in_pixels = 0  # the ``ok`` images' input pixels
         self.out_pixels = 0  # and output pixels
+        self._devices: dict[str, None] = {}  # the ``ok`` images' devices, in order seen
         self._failed: list[Result] = []
         keep = keep_results or results is not None
         self._results: list[Result] | None = [] if keep else None
@@ -358,12 +372,21 @@ class Summary:
             self.ok_seconds += result.seconds or 0
             self.in_pixels += (result.width or 0) * (result.height or 0)
             self.out_pixels += (result.out_width or 0) * (result.out_height or 0)
+            if result.device:
+                self._devices[result.device] = None
         elif result.status == "failed" and (
             self._results is not None or len(self._failed) < FAILURES_KEPT
         ):
             self._failed.append(result)
         if self._results is not None:
             self._results.append(result)
+
+    @property
+    def devices(self) -> str | None:
+        """Where and how the ``ok`` images were drawn (:attr:`Result.device`), each once in
+        the order first seen, joined by ``, `` (``cpu uint8, cpu bf16``: a resampler given
+        8- and 16-bit images); None when no image was drawn or none said."""
+        return ", ".join(self._devices) or None
 
     @property
     def stopped_by_disk(self) -> bool:
@@ -629,7 +652,7 @@ class _Upscaled:
     pixels: np.ndarray
     seconds: float
     heavy_fraction: float | None = None
-    compute: str | None = None  # Variant.compute_used right after this image's pass
+    compute: str | None = None  # Variant.compute_for this image, right after its pass
 
 
 @dataclass
@@ -1396,7 +1419,8 @@ class _Run:
                 warnings=d.notes,
             )
         heavy = getattr(d.variant.upscaler, "heavy_fraction", None)  # PCSR's routing
-        return _Upscaled(d, out, time.perf_counter() - t0, heavy, d.variant.compute_used)
+        compute = d.variant.compute_for(d.image.pixels.dtype)  # after any fp32 fallback
+        return _Upscaled(d, out, time.perf_counter() - t0, heavy, compute)
 
     def process(
         self,

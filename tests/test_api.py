@@ -617,7 +617,7 @@ def test_compile_reaches_the_engine_and_its_warm_up_is_reported(
 
 
 def test_a_file_redrawn_in_fp32_after_a_nan_is_recorded_as_fp32(tmp_path: Path) -> None:
-    """As the command line's records (pipeline, Variant.compute_used): upscale_file wrote
+    """As the command line's records (pipeline, Variant.compute_for): upscale_file wrote
     its own record with the precision the run opened with, ``cpu fp16``, for an image the
     network redrew in fp32 after fp16 overflowed."""
     import torch

@@ -1134,10 +1134,38 @@ def test_images_redrawn_in_fp32_after_a_nan_say_fp32(tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 0, err
     assert "fp16 gave NaN/inf values" in err
-    images, _ = jsonl(out)
+    images, summary = jsonl(out)
     assert [line["device"] for line in images] == ["cpu fp32", "cpu fp32"]
+    assert summary["device"] == "cpu fp32"  # what drew them, not the fp16 the run opened with
     for line in images:
         record = loads(read_provenance_text(Path(line["output"])) or "")
         assert record is not None and record["precision"] == "cpu fp32"
     text = page.read_text(encoding="utf-8")
     assert "cpu fp32" in text and "cpu fp16" not in text
+
+
+def test_a_resamplers_8_bit_path_says_uint8_in_its_lines_records_header_and_summary(
+    tmp_path: Path,
+) -> None:
+    """bicubic and lanczos draw 8-bit images on their 8-bit path, where --precision does
+    not apply (Upscaler.precision_for), but each line, each output's record, the run's
+    first line and its summary said ``cpu bf16``; a 16-bit image still takes the float
+    path, in the precision asked."""
+    from pocketsr_cli.imageio import read_provenance_text
+    from pocketsr_cli.provenance import loads
+
+    save(tmp_path / "in" / "flat.png", photo())
+    deep = (photo(seed=1).astype(np.uint16) * 257)[..., ::-1]  # BGR for OpenCV
+    cv2.imwrite(str(tmp_path / "in" / "deep.png"), deep)
+    code, out, err = invoke(
+        "upscale", tmp_path / "in", "-o", tmp_path / "o", *FAST, "--precision", "bf16", "--json"
+    )
+    assert code == 0, err
+    images, summary = jsonl(out)
+    devices = {Path(line["input"]).name: line["device"] for line in images}
+    assert devices == {"flat.png": "cpu uint8", "deep.png": "cpu bf16"}
+    for line in images:
+        record = loads(read_provenance_text(Path(line["output"])) or "")
+        assert record is not None and record["precision"] == line["device"]
+    assert sorted(summary["device"].split(", ")) == ["cpu bf16", "cpu uint8"]
+    assert "bicubic on cpu uint8 (16-bit: bf16)" in err

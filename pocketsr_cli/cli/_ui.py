@@ -487,7 +487,7 @@ class JsonLinesReporter(NullReporter):
                     "interrupted": summary.interrupted,
                     "stopped": summary.stopped,
                     "model": self.model,
-                    "device": self.device,
+                    "device": summary.devices or self.device,  # what drew the images
                     **self.ensemble,
                 },
             }

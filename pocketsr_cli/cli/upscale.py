@@ -389,14 +389,13 @@ def upscale(
 
     computes = [spec.compute(d) for d in descriptors]
     names = ", ".join(d.name for d in descriptors)
-    where = ", ".join(dict.fromkeys(str(c) for c in computes))
-    if worker_devices:
-        where += f" ×{len(worker_devices)} workers ({', '.join(worker_devices)})"
-    elif use_ray and not dry_run:
-        where += " on Ray actors"
     reporters: list[_ui.Reporter] = [_ui.RichReporter(console, quiet=quiet, json_lines=json_lines)]
+    json_reporter = None
     if json_lines:
-        reporters.append(_ui.JsonLinesReporter(names, where, ensemble=self_ensemble))
+        json_reporter = _ui.JsonLinesReporter(
+            names, ", ".join(dict.fromkeys(map(str, computes))), ensemble=self_ensemble
+        )
+        reporters.append(json_reporter)
     reporter = _ui.FanOut(reporters)
     for note in [plan.note, *notes]:
         if note is not None:
@@ -419,6 +418,15 @@ def upscale(
         )
         for desc, compute in zip(descriptors, computes, strict=True)
     ]
+    # What will draw the images, as each image's line will say (Variant.compute_for):
+    # ``cpu uint8`` for a resampler's 8-bit path, where --precision does not apply.
+    where = ", ".join(dict.fromkeys(str(v.compute_label) for v in variants))
+    if worker_devices:
+        where += f" ×{len(worker_devices)} workers ({', '.join(worker_devices)})"
+    elif use_ray and not dry_run:
+        where += " on Ray actors"
+    if json_reporter is not None:
+        json_reporter.device = where  # a line's and the summary's when no image says
     if not quiet:
         console.print(
             f"[bold]pocketsr[/] {names} on {where} → {target.describe()} — "
