@@ -527,6 +527,26 @@ def test_import_refusals(tmp_path: Path, home: Path) -> None:
     ]
 
 
+def test_import_of_an_image_says_it_is_an_image(tmp_path: Path, home: Path) -> None:
+    """``models import photo.jpg`` (an input given to the wrong command) said 'not a
+    PyTorch checkpoint'; it gets the image hint ``-m photo.jpg`` gets (load.image_hint),
+    told by its bytes whatever its name, before its bytes are read as weights."""
+    from PIL import Image
+
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (8, 8), (90, 120, 30)).save(photo)
+    disguised = tmp_path / "scan.pth"
+    disguised.write_bytes(photo.read_bytes())
+    for path in (photo, disguised):
+        result = invoke("models", "import", str(path), "--name", "foo")
+        message = " ".join(result.stderr.split())
+        assert result.exit_code == 3, result.output
+        assert f"{path} is an image (JPEG), not a model: an import takes a weights file" in message
+        assert f"given after the command (pocketsr upscale {path})" in message
+        assert "checkpoint" not in message and "Traceback" not in result.output
+    assert not user_models_dir().exists()
+
+
 def test_import_refuses_a_variant_name_of_another_factor(tmp_path: Path, home: Path) -> None:
     """``foo-x4`` is the ×4 member of the family foo: a ×2 network under that name (or as
     a bundled family's ``pocketsr-compact-x3``) would join it at a factor it lacks."""

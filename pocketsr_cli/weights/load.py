@@ -9,6 +9,8 @@ DataParallel's ``module.``) are removed so that detection sees the bare paramete
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
 import re
 from collections.abc import Mapping
@@ -85,6 +87,27 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"cannot read weights {path.name}: not a {kind}, or a damaged one ({_detail(exc)})"
         ) from exc
     return canonical_state_dict(raw, path.name)
+
+
+def image_hint(ref: str, takes: str) -> str | None:
+    """What to tell a user who gave an image where a model belongs (``-m photo.jpg``,
+    ``models import photo.jpg``: an input put in the wrong place), known by its first bytes
+    when it is a file, else by its extension; None for anything else.  ``takes`` says what
+    that place takes instead (``-m takes a model name or a weights file (...)``)."""
+    from pocketsr_cli import imageio
+
+    path = Path(ref)
+    fmt = None
+    with contextlib.suppress(OSError), path.open("rb") as handle:
+        fmt = imageio.sniff_format(handle.read(16), os.fstat(handle.fileno()).st_size)
+    fmt = fmt or imageio.format_of_path(path)
+    if fmt is None:
+        return None
+    what = "an image" if path.exists() else "the name of an image"
+    return (
+        f"{ref} is {what} ({imageio.format_label(fmt)}), not a model: {takes}; an image to "
+        f"upscale is an input, given after the command (pocketsr upscale {ref})"
+    )
 
 
 def write_safetensors(

@@ -31,7 +31,6 @@ import dataclasses
 import difflib
 import hashlib
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +57,12 @@ from pocketsr_cli.weights.cache import (
     user_models_dir,
     weights_path,
 )
-from pocketsr_cli.weights.load import WEIGHT_SUFFIXES, descriptor_from_state_dict, read_state_dict
+from pocketsr_cli.weights.load import (
+    WEIGHT_SUFFIXES,
+    descriptor_from_state_dict,
+    image_hint,
+    read_state_dict,
+)
 from pocketsr_cli.weights.verify import file_matches, remember
 
 if TYPE_CHECKING:
@@ -429,23 +433,10 @@ def _is_weights_file(ref: str) -> bool:
 
 def _image_message(ref: str) -> str | None:
     """What to tell a user who gave an image as the model (``-m photo.jpg``, meant as an
-    input): known by its first bytes when it is a file, else by its extension; None for
-    anything else.  Checked before the file is read as weights, whose reader would only
-    say that it is no checkpoint."""
-    from pocketsr_cli import imageio
-
-    path = Path(ref)
-    fmt = None
-    with contextlib.suppress(OSError), path.open("rb") as handle:
-        fmt = imageio.sniff_format(handle.read(16), os.fstat(handle.fileno()).st_size)
-    fmt = fmt or imageio.format_of_path(path)
-    if fmt is None:
-        return None
-    what = "an image" if path.exists() else "the name of an image"
-    return (
-        f"{ref} is {what} ({imageio.format_label(fmt)}), not a model: {MODEL} takes a model "
-        f"name or a weights file ({', '.join(WEIGHT_SUFFIXES)}); an image to upscale is an "
-        f"input, given after the command (pocketsr upscale {ref})"
+    input), or None (``load.image_hint``).  Checked before the file is read as weights,
+    whose reader would only say that it is no checkpoint."""
+    return image_hint(
+        ref, f"{MODEL} takes a model name or a weights file ({', '.join(WEIGHT_SUFFIXES)})"
     )
 
 

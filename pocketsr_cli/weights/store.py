@@ -50,6 +50,7 @@ from pocketsr_cli.weights.download import ProgressCallback, downloaded_once
 from pocketsr_cli.weights.load import (
     WEIGHT_SUFFIXES,
     descriptor_from_state_dict,
+    image_hint,
     read_state_dict,
     write_safetensors,
 )
@@ -91,9 +92,15 @@ def import_file(request: ImportRequest, path: Path, *, sha256: str | None = None
 
     Raises:
         UsageError: invalid or taken name, or a user model folder that cannot be written.
-        ModelError: unreadable file, wrong digest, unknown architecture, not RGB -> RGB.
+        ModelError: unreadable file, an image (``load.image_hint``), wrong digest, unknown
+            architecture, not RGB -> RGB.
     """
     folder = _check_name(request)
+    image = image_hint(
+        str(path), f"an import takes a weights file ({', '.join(WEIGHT_SUFFIXES)}) or a URL"
+    )
+    if image is not None:  # before its bytes are read as weights ("not a checkpoint")
+        raise ModelError(image)
     if sha256 is not None:
         _check_digest(path, sha256, label=path.name)
     return _import_state_dict(request, folder, read_state_dict(path), source=str(path))
