@@ -379,6 +379,7 @@ def load_manifests(
     folders: Sequence[tuple[Origin, Path]] | None = None,
     *,
     problems: list[str] | None = None,
+    unreadable: list[Path] | None = None,
 ) -> dict[str, ModelSpec]:
     """All manifests in ``folders`` (default: the bundled folder), keyed by model name.
 
@@ -388,7 +389,8 @@ def load_manifests(
     appended there (one broken file must not hide every other model; for one in a user
     folder, with the ``models remove`` command that deletes it), and so is a second
     manifest of a name in the same folder (which one wins must not go unsaid); without it,
-    the first bad manifest raises.
+    the first bad manifest raises.  ``unreadable``, when given with ``problems``, gets the
+    path of each bad manifest skipped (what ``models remove`` completes by its stem).
 
     Raises:
         ModelError: a bad manifest, when ``problems`` is None.
@@ -406,6 +408,8 @@ def load_manifests(
                 # by its file's stem (weights/store.remove_broken_manifest).
                 fix = f" (`pocketsr models remove {shlex.quote(path.stem)}` removes it)"
                 problems.append(str(exc) + (fix if origin == "user" else ""))
+                if unreadable is not None:
+                    unreadable.append(path)
                 continue
             earlier = specs.setdefault(spec.name, spec)
             if (

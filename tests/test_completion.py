@@ -112,6 +112,25 @@ def test_models_commands_complete_the_names_they_accept(env: dict[str, str]) -> 
     assert "realesr-general-x4v3" not in verify  # not on this machine
 
 
+def test_models_remove_completes_the_stems_of_manifests_that_cannot_be_read(
+    env: dict[str, str],
+) -> None:
+    """``models remove STEM`` deletes a user manifest that cannot be read (it defines no
+    model, so it has no name), but Tab did not offer its stem; a stem a model is named by
+    is that model's, so it is offered once, as the model."""
+    from pocketsr_cli.weights.cache import user_models_dir
+
+    folder = user_models_dir()
+    folder.mkdir(parents=True)
+    (folder / "typo.toml").write_text('name = "typo"\nfamily = ', encoding="utf-8")
+    (folder / "lanczos.toml").write_text("scale = [", encoding="utf-8")  # bundled's name
+    assert complete(env, "pocketsr models remove ") == ["typo"]
+    assert complete(env, "pocketsr models remove ty") == ["typo"]
+    described = "\n".join(complete(env, "pocketsr models remove ", shell="zsh"))
+    assert '"typo":"a manifest that cannot be read"' in described
+    assert "typo" not in complete(env, "pocketsr models info ")  # it names no model
+
+
 def test_zsh_gets_descriptions(env: dict[str, str]) -> None:
     out = "\n".join(complete(env, "pocketsr upscale -m pocketsr-compact", shell="zsh"))
     assert f'"{DEFAULT_MODEL}":"×4, bundled, default"' in out

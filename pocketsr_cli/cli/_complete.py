@@ -14,6 +14,7 @@ what ``-m path/to/weights.pth`` needs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,16 +23,27 @@ if TYPE_CHECKING:
 Candidates = list[tuple[str, str]]
 
 
-def _models(keep: Callable[[ModelSpec, str], bool]) -> Candidates:
-    """Registry names (user, bundled, cached, remote) whose spec and 'where' pass ``keep``."""
-    from pocketsr_cli.weights.resolve import DEFAULT_MODEL, registry, where
+def _registry(unreadable: list[Path] | None = None) -> dict[str, ModelSpec]:
+    """Every model known by name; the paths of the manifests that cannot be read (skipped,
+    not raised) go to ``unreadable`` when given.  Nothing when the folders cannot be read:
+    a broken model folder must not break the user's shell."""
+    from pocketsr_cli.weights.resolve import registry
 
     try:
-        specs = registry(problems=[])  # unreadable user manifests are skipped, not raised
-    except Exception:  # a broken model folder must not break the user's shell
-        return []
+        return registry(problems=[], unreadable=unreadable)
+    except Exception:
+        return {}
+
+
+def _models(
+    keep: Callable[[ModelSpec, str], bool], specs: dict[str, ModelSpec] | None = None
+) -> Candidates:
+    """Registry names (user, bundled, cached, remote; ``specs``, else :func:`_registry`'s)
+    whose spec and 'where' pass ``keep``."""
+    from pocketsr_cli.weights.resolve import DEFAULT_MODEL, where
+
     out: Candidates = []
-    for name, spec in sorted(specs.items()):
+    for name, spec in sorted((_registry() if specs is None else specs).items()):
         place = where(spec)
         if not keep(spec, place):
             continue
@@ -61,8 +73,10 @@ def verifiable_names(incomplete: str) -> Candidates:
 
 def removable_names(incomplete: str) -> Candidates:
     """``models remove``: imported models and downloaded weights (bundled files stay), a
-    damaged download and a partial one (of a model still "remote") included."""
-    from pocketsr_cli.weights.cache import weights_path
+    damaged download and a partial one (of a model still "remote") included, and the stem
+    of each manifest of the user model folder that cannot be read (``models remove STEM``
+    deletes it: ``store.remove_broken_manifest``), unless a model has that name."""
+    from pocketsr_cli.weights.cache import user_models_dir, weights_path
     from pocketsr_cli.weights.resolve import local_files
 
     def removable(spec: ModelSpec, place: str) -> bool:
@@ -78,7 +92,15 @@ def removable_names(incomplete: str) -> Candidates:
             )
         return place in ("user", "cached", "missing")
 
-    return _models(removable)
+    unreadable: list[Path] = []
+    specs = _registry(unreadable)
+    folder = user_models_dir()
+    broken = [
+        (path.stem, "a manifest that cannot be read")
+        for path in unreadable
+        if path.parent == folder and path.stem not in specs  # else the name is the model's
+    ]
+    return sorted(_models(removable, specs) + broken)
 
 
 def devices(incomplete: str) -> list[str]:

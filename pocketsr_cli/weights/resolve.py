@@ -317,13 +317,16 @@ def manifest_folders() -> list[tuple[Origin, Path]]:
     return [("user", user_models_dir()), ("bundled", manifest.bundled_dir())]
 
 
-def registry(problems: list[str] | None = None) -> dict[str, ModelSpec]:
+def registry(
+    problems: list[str] | None = None, unreadable: list[Path] | None = None
+) -> dict[str, ModelSpec]:
     """Every model known by name (user models shadow bundled ones of the same name).
 
     Reads manifests only: fast, offline, no weights are opened.  With ``problems`` given,
-    unreadable user manifests are skipped and described there instead of raising.
+    unreadable user manifests are skipped and described there instead of raising (and
+    their paths put in ``unreadable``, when given).
     """
-    return load_manifests(manifest_folders(), problems=problems)
+    return load_manifests(manifest_folders(), problems=problems, unreadable=unreadable)
 
 
 def find_spec(name: str) -> ModelSpec:
