@@ -112,7 +112,16 @@ from pocketsr_cli.imageio import (
 )
 from pocketsr_cli.jobs import Job, kind_of, not_a_file
 from pocketsr_cli.sizing import Target, pick_scale
-from pocketsr_cli.spelling import FORMAT, MAX_MEMORY, OUTPUT, OVERWRITE, TILE, offers
+from pocketsr_cli.spelling import (
+    FORMAT,
+    MAX_MEMORY,
+    MODEL,
+    OUTPUT,
+    OVERWRITE,
+    SCALE,
+    TILE,
+    offers,
+)
 
 Status = Literal["ok", "skipped", "failed", "planned"]
 """What became of one input: ``ok`` written; ``skipped`` not processed (not an image, output
@@ -959,15 +968,27 @@ class _Run:
             if self.options.max_memory
             else f"the {allowed} of memory available"
         )
-        allow = (  # bench --folder runs this pipeline without the option (or its variable)
-            f", or allow more with {MAX_MEMORY} (or {memory.MAX_MEMORY_ENV}) if the machine has it"
+        # Advice the face can follow only (spelling.offers): bench --folder runs this
+        # pipeline without -s or a size, and without --max-memory (or its variable).
+        choices = []
+        if offers(SCALE):
+            choices.append("a smaller scale or size")
+        elif offers(MODEL):
+            choices.append(f"a model of a smaller factor ({MODEL})")
+        if offers(TILE):
+            choices.append(str(TILE))
+        allow = (
+            f"allow more with {MAX_MEMORY} (or {memory.MAX_MEMORY_ENV}) if the machine has it"
             if offers(MAX_MEMORY)
             else ""
         )
+        advice = f"Choose {' or '.join(choices)}" if choices else ""
+        if allow:
+            advice = f"{advice}, or {allow}" if advice else allow[0].upper() + allow[1:]
         return (
             f"needs about {memory.describe_bytes(need, apart_from=budget)} of memory to upscale "
             f"{header.width}x{header.height} to {w}x{h} (x{variant.scale} model), more than "
-            f"{where}; not decoded. Choose a smaller scale or size or {TILE}{allow}"
+            f"{where}; not decoded." + (f" {advice}" if advice else "")
         )
 
     def plan_decoded(

@@ -392,3 +392,25 @@ def test_threads_option_sets_the_model_threads(photos: Path, tmp_path: Path) -> 
     assert torch.get_num_threads() == 1
     code, _, err = invoke("bench", "-m", "bicubic", "--threads", "0")
     assert code == 2 and "--threads" in err
+
+
+def test_a_photo_too_large_advises_only_what_bench_folder_can_change(
+    photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused from its header, as upscale refuses it, but its message told the user to
+    choose a smaller scale or size, which bench --folder cannot set (it has no -s, no
+    --outscale, no --width): it names -m and --tile (spelling.offers), and not
+    --max-memory or POCKETSR_MAX_MEMORY, which bench does not read."""
+    from pocketsr_cli import memory
+
+    Image.new("RGB", (2000, 2000)).save(photos / "big.png")  # ×4: 8000x8000, 180 MiB out
+    monkeypatch.setattr(memory, "host_available_bytes", lambda: 64 << 20)
+    code, out, err = invoke("bench", "--folder", photos, "-m", "bicubic", "--json", "-q")
+    assert code == 1, err
+    (record,) = json_lines(out)
+    assert record["failed"] == 1 and record["images"] == 3
+    error = record["first_error"]
+    assert error.startswith(f"{photos / 'big.png'}: needs about "), error
+    assert "more than the 64 MiB of memory available; not decoded." in error
+    assert error.endswith("Choose a model of a smaller factor (-m) or --tile"), error
+    assert "scale or size" not in error and "MAX_MEMORY" not in error

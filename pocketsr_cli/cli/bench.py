@@ -145,7 +145,10 @@ def bench_command(
     threads — after one untimed warm-up image; the fastest of --repeat passes counts.
     Reported: images/s, output megapixels/s, seconds per image end to end and in the
     model alone, and their ratio (e2e/model: what decoding and encoding add). Images
-    that fail are reported; the command then exits 1 after printing the results.
+    that fail are reported; the command then exits 1 after printing the results. An
+    image that would not fit in the memory available when the run starts fails from its
+    header, undecoded, as in 'pocketsr upscale' (bench has no --max-memory, and does not
+    read POCKETSR_MAX_MEMORY).
 
     Both modes report the warm-up apart (seconds of the first, untimed upscale: with
     --compile, the compiling) and show the peak RAM (resident set size of the process,
