@@ -3,7 +3,8 @@
 A manifest names one model and says how to build it, where its weights are, and what the
 pipeline and people should know about it::
 
-    name = "realesrgan-x4plus"        # plain name: letters, digits, '.', '_', '-'
+    name = "realesrgan-x4plus"        # plain name: letters, digits, '.', '_', '-';
+                                      # one ending in -xN (a variant) has scale = N
     family = "spandrel:ESRGAN"        # a registry.FAMILIES key, or spandrel:<architecture id>
     scale = 4
     channels = 3                      # optional, default 3 (RGB in, RGB out)
@@ -284,7 +285,27 @@ def _parse(data: Mapping[str, Any], path: Path, origin: Origin) -> ModelSpec:
         extra_weights=tuple(weights[1:]),
     )
     top.done()
+    _check_variant_name(spec)
     return spec
+
+
+def _check_variant_name(spec: ModelSpec) -> None:
+    """A variant's name (:data:`VARIANT_RE`) must give its own factor: ``-m base -s N``
+    picks the family's member by its name's N and ``-m base`` lists the factors so named,
+    so ``foo-x4`` with ``scale = 2`` would run a ×2 network as the family's ×4 (imports
+    are refused such names: ``weights/store``; this is for a manifest written by hand).
+
+    Raises:
+        ValueError: the name ends in ``-xN`` and ``scale`` is not N.
+    """
+    variant = VARIANT_RE.match(spec.name)
+    if variant is None or int(variant["scale"]) == spec.scale:
+        return
+    raise ValueError(
+        f"name {spec.name!r} names a ×{int(variant['scale'])} model, but scale is "
+        f"{spec.scale}: name it {variant['base']}-x{spec.scale}, or make scale "
+        f"{int(variant['scale'])} if the network is ×{int(variant['scale'])}"
+    )
 
 
 def _parse_weight_files(top: _Table) -> list[WeightsSpec]:

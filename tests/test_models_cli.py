@@ -387,6 +387,33 @@ def test_remove_deletes_a_manifest_that_cannot_be_read_by_its_stem(
     assert (folder / "other.toml").exists()
 
 
+def test_a_hand_written_variant_of_another_factor_cannot_be_read(
+    tmp_path: Path, home: Path
+) -> None:
+    """Imports refuse ``foo-x4`` for a ×2 network, but a manifest written by hand was read:
+    ``-m foo -s 4`` ran its ×2 network as the family's ×4.  It is reported as a manifest
+    that cannot be read, with the reason, and ``models remove STEM`` deletes it."""
+    imported(tmp_path, "foo-x2")
+    folder = user_models_dir()
+    text = (folder / "foo-x2.toml").read_text(encoding="utf-8")
+    hand = text.replace('"foo-x2"', '"foo-x4"').splitlines()[1:]  # not the import's line
+    (folder / "mine.toml").write_text("\n".join(hand) + "\n", encoding="utf-8")
+    listed = invoke("models", "list")
+    assert listed.exit_code == 0
+    warning = " ".join(listed.stderr.split())
+    assert f"bad model manifest {folder / 'mine.toml'}: name 'foo-x4' names a ×4 model, " in (
+        warning
+    )
+    assert "but scale is 2: name it foo-x2, or make scale 4" in warning
+    assert "`pocketsr models remove mine` removes it" in warning
+    assert "foo-x4" not in listed.stdout and "foo-x2" in listed.stdout
+    assert invoke("models", "info", "foo-x4").exit_code == 3
+    removed = invoke("models", "remove", "mine")
+    assert removed.exit_code == 0, removed.output
+    assert not (folder / "mine.toml").exists()
+    assert (folder / "foo-x2.safetensors").exists()  # written by hand: it goes alone
+
+
 def imported(tmp_path: Path, name: str) -> None:
     """SD saved as a safetensors file and imported as ``name``."""
     source = tmp_path / "m.safetensors"
