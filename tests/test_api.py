@@ -616,6 +616,19 @@ def test_compile_reaches_the_engine_and_its_warm_up_is_reported(
     assert plain.compile_seconds == 0.0
 
 
+def test_a_file_drawn_on_the_8_bit_path_is_recorded_as_uint8(tmp_path: Path) -> None:
+    """As the command line's records (Variant.compute_for): bicubic draws an 8-bit image
+    on its 8-bit path, where no precision applies, but its record said ``cpu fp32``."""
+    from pocketsr_cli.imageio import read_provenance_text
+    from pocketsr_cli.provenance import loads
+
+    src = tmp_path / "a.png"
+    Image.fromarray(pixels(24, 32)).save(src)
+    written = pocketsr_cli.Upscaler("bicubic", device="cpu").upscale_file(src, tmp_path / "b.png")
+    record = loads(read_provenance_text(written) or "")
+    assert record is not None and record["precision"] == "cpu uint8"
+
+
 def test_a_file_redrawn_in_fp32_after_a_nan_is_recorded_as_fp32(tmp_path: Path) -> None:
     """As the command line's records (pipeline, Variant.compute_for): upscale_file wrote
     its own record with the precision the run opened with, ``cpu fp16``, for an image the
