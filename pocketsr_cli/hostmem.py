@@ -9,7 +9,7 @@ upscale spent 30 % (``pocketsr-compact-x4``) to 60 % (``pcsr-x4``) of its time s
 PyTorch's CPU allocator has no cache of its own; its GPU allocator does exactly this.
 
 :func:`retain_freed_memory` asks glibc to serve blocks up to :data:`MMAP_THRESHOLD`
-(128 MB) from its heap and to keep up to :data:`TRIM_THRESHOLD` (1 GiB) of freed heap for
+(136 MiB) from its heap and to keep up to :data:`TRIM_THRESHOLD` (1 GiB) of freed heap for
 the next request.  The process then holds its working set between images (it would need
 it again for the next one) instead of returning it.  Larger blocks (a big image's whole
 output, the encoder's copy of it) are still mapped and given back when freed: kept in
@@ -37,11 +37,14 @@ import sys
 ENV = "POCKETSR_KEEP_FREED_MEMORY"
 TRIM_THRESHOLD = 1 << 30  # freed heap kept for reuse before glibc gives any back
 # Blocks from the heap below this, mapped at and above it.  Measured on the 2-core CPU:
-# 128 MB keeps every block of a 4K upscale in the heap (pocketsr-compact-x4 3.2 s per 4K
-# output, as with no mapping at all; 96 MB: 3.8 s, 64 MB: 4.4-5.0 s, off: 5.2 s) and a
-# 12 MP photo at x4 at 1.96 GB of resident memory at its peak (no mapping at all: 2.9 GB;
-# 256 MB: 3.1 GB; off: 1.84 GB).
-MMAP_THRESHOLD = 128 << 20
+# 128 MB kept every block of a 4K upscale in the heap (pocketsr-compact-x4 3.2 s per 4K
+# output in fp32, as with no mapping at all; 96 MB: 3.8 s, 64 MB: 4.4-5.0 s, off: 5.2 s) and
+# a 12 MP photo at x4 at 1.96 GB of resident memory at its peak (no mapping at all: 2.9 GB;
+# 256 MB: 3.1 GB; off: 1.84 GB), until the model's 2-pixel border margin made its feature
+# maps 964 x 544 x 64 floats, 40 KB over 128 MiB: 3.8-4.0 s again.  136 MiB holds them
+# (tests/test_hostmem.py): 3.30-3.32 s, the 12 MP photo's peak still 1.83 GB in fp32;
+# 160 MiB: 3.3-3.5 s, but 1.97 GB.
+MMAP_THRESHOLD = 136 << 20
 _M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 _M_MMAP_THRESHOLD = -3
 
