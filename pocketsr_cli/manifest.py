@@ -408,7 +408,8 @@ def load_manifests(
     the user model folder first lets the user's models shadow bundled ones.  A missing folder
     is empty.  With ``problems`` given, a bad manifest is skipped and its error message
     appended there (one broken file must not hide every other model; for one in a user
-    folder, with the ``models remove`` command that deletes it), and so is a second
+    folder, with the ``models remove`` command that deletes it, unless a model has its
+    file's stem for a name), and so is a second
     manifest of a name in the same folder (which one wins must not go unsaid); without it,
     the first bad manifest raises.  ``unreadable``, when given with ``problems``, gets the
     path of each bad manifest skipped (what ``models remove`` completes by its stem).
@@ -418,6 +419,7 @@ def load_manifests(
     """
     specs: dict[str, ModelSpec] = {}
     default: list[tuple[Origin, Path]] = [("bundled", bundled_dir())]
+    removable: list[tuple[int, Path]] = []  # (its problem, a user manifest that is bad)
     for origin, folder in folders if folders is not None else default:
         for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
             try:
@@ -425,10 +427,9 @@ def load_manifests(
             except ModelError as exc:
                 if problems is None:
                     raise
-                # It defines no model, so it cannot be named: the user's own is removed
-                # by its file's stem (weights/store.remove_broken_manifest).
-                fix = f" (`pocketsr models remove {shlex.quote(path.stem)}` removes it)"
-                problems.append(str(exc) + (fix if origin == "user" else ""))
+                if origin == "user":
+                    removable.append((len(problems), path))
+                problems.append(str(exc))
                 if unreadable is not None:
                     unreadable.append(path)
                 continue
@@ -441,6 +442,12 @@ def load_manifests(
                 problems.append(
                     f"{spec.path} is ignored: {earlier.path} defines {spec.name} already"
                 )
+    for index, path in removable:
+        # It defines no model, so it cannot be named: the user's own is removed by its
+        # file's stem (weights/store.remove_broken_manifest), unless a model has that name
+        # (``models remove`` then acts on that model: a bundled one's download, say).
+        if problems is not None and path.stem not in specs:
+            problems[index] += f" (`pocketsr models remove {shlex.quote(path.stem)}` removes it)"
     return specs
 
 

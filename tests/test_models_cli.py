@@ -387,6 +387,25 @@ def test_remove_deletes_a_manifest_that_cannot_be_read_by_its_stem(
     assert (folder / "other.toml").exists()
 
 
+def test_a_manifest_that_cannot_be_read_under_a_models_name_is_not_said_removable(
+    home: Path,
+) -> None:
+    """``models remove STEM`` removes the model called STEM when there is one (a bundled
+    model's download, say), not the unreadable manifest ``STEM.toml``: ``models list``
+    must not advise it then (it advised it, and the command left the manifest)."""
+    folder = user_models_dir()
+    folder.mkdir(parents=True)
+    bad = folder / "realesrgan-x4plus.toml"
+    bad.write_text('name = "realesrgan-x4plus"\nfamily = \n', encoding="utf-8")
+    listed = invoke("models", "list")
+    assert listed.exit_code == 0
+    warning = " ".join(listed.stderr.split())
+    assert f"bad model manifest {bad}" in warning
+    assert "models remove" not in warning
+    invoke("models", "remove", "realesrgan-x4plus")  # the bundled model's (no download)
+    assert bad.exists()
+
+
 def test_a_hand_written_variant_of_another_factor_cannot_be_read(
     tmp_path: Path, home: Path
 ) -> None:

@@ -443,7 +443,7 @@ def remove(
 
     A manifest in the user model folder that cannot be read (which 'models list' reports)
     is removed by its file's name without .toml, with the weights 'models import' stored
-    beside it.
+    beside it, unless a model has that name (that model is acted on).
     """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.errors import ModelError
