@@ -554,3 +554,28 @@ def test_bench_folder_warms_up_on_an_image_that_fits_in_memory(
     assert "--max-memory" not in row["first_error"]  # upscale's: bench has none
     # The warm-up (and the pipeline) decoded the image that fits, never the first one.
     assert "a_big.png" not in reads and "b_small.png" in reads
+
+
+def test_bench_folder_counts_the_networks_first_passes_in_its_warm_up(
+    big_and_small: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm-up's memory check of the first image measures the tiles' working set,
+    which runs the network (with --compile, compiles it) before the warm-up upscale: that
+    is warm-up too, and the warm-up column left it out."""
+    import time
+
+    from pocketsr_cli.tiling import policy
+
+    measure = policy.measure_memory
+
+    def slow_measure(*args: object, **kwargs: object) -> object:
+        time.sleep(2.0)  # as a first, compiling pass would: far over the upscale's
+        return measure(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(policy, "measure_memory", slow_measure)
+    (big_and_small / "a_big.png").unlink()  # one small image: quick
+    args = ("bench", "--folder", big_and_small, "-m", "pocketsr-nano-x2", "--repeat", "1")
+    code, out, err = invoke(*args, "--device", "cpu", "--json", "-q")
+    assert code == 0, err
+    (row,) = json_lines(out)[:1]
+    assert row["warmup_seconds"] >= 2.0

@@ -431,7 +431,8 @@ class FolderBenchResult:
         first_error: ``"<file>: <reason>"`` of the first failed image, ``None`` if none.
         seconds: wall-clock seconds of every timed pass over the folder, in order.
         warmup_seconds: the untimed warm-up upscale of the first image (with
-            ``--compile``, compiling included); 0.0 when no image decodes.
+            ``--compile``, compiling included), with the network's probe passes that
+            weighing its memory need ran before it; 0.0 when no image decodes.
         wall_seconds: the fastest pass.
         model_seconds: seconds spent inside ``Upscaler.upscale`` during that pass.
         in_megapixels, out_megapixels: pixels read and written in one pass, in millions.
@@ -604,10 +605,15 @@ def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job]
     return jobs, len(found) - len(images)
 
 
-def _warm_up(upscaler: ImageUpscaler, jobs: Sequence[Job], fmt: str | None) -> str | None:
+def _warm_up(
+    upscaler: ImageUpscaler, jobs: Sequence[Job], fmt: str | None
+) -> tuple[str | None, float]:
     """Upscale the first decodable image the pipeline would admit once (written as ``fmt``;
     one whose predicted need, ``pipeline.predicted_need``, exceeds the memory available is
-    passed over undecoded, as the pipeline fails it); a one-line warning when that fails."""
+    passed over undecoded, as the pipeline fails it); a one-line warning when that fails,
+    and the seconds the needs took to predict: the first measures the tiles' working set
+    (``inference.Upscaler.working_bytes_for``), which runs the network (with ``--compile``,
+    compiles it), part of the warm-up as it was when the warm-up upscale measured it."""
     from pocketsr_cli import memory
     from pocketsr_cli.errors import ImageReadError
     from pocketsr_cli.imageio import read_header, read_image
@@ -616,13 +622,18 @@ def _warm_up(upscaler: ImageUpscaler, jobs: Sequence[Job], fmt: str | None) -> s
     available = memory.host_available_bytes()
     profile = upscaler_memory(upscaler)
     scale = int(upscaler.scale)
+    weighing = 0.0
     for job in jobs:
         try:
             header = read_header(job.input)
             target = (header.width * scale, header.height * scale)
-            need = predicted_need(
-                job.input, header, scale=scale, target=target, requested=fmt, profile=profile
-            )
+            start = time.perf_counter()
+            try:
+                need = predicted_need(
+                    job.input, header, scale=scale, target=target, requested=fmt, profile=profile
+                )
+            finally:
+                weighing += time.perf_counter() - start
             if available is not None and need > available:
                 continue
             pixels = read_image(job.input, max_pixels=None).pixels
@@ -632,9 +643,12 @@ def _warm_up(upscaler: ImageUpscaler, jobs: Sequence[Job], fmt: str | None) -> s
             upscaler.upscale(pixels)
         except (PocketSRError, RuntimeError, MemoryError, ValueError) as exc:
             first = str(exc).strip().splitlines()
-            return f"warm-up on {job.display} failed: {first[0] if first else type(exc).__name__}"
-        return None
-    return None  # nothing decodes: every image will be reported as failed
+            problem = (
+                f"warm-up on {job.display} failed: {first[0] if first else type(exc).__name__}"
+            )
+            return problem, weighing
+        return None, weighing
+    return None, weighing  # nothing decodes: every image will be reported as failed
 
 
 def _rate(amount: float, seconds: float) -> float | None:
@@ -774,10 +788,10 @@ def bench_folder(
             seconds: list[float] = []
             best: tuple[float, float, Summary] | None = None
             with PeakMemory(compute.device) as peak:
-                problem = _warm_up(timed, jobs, fmt_key)
+                problem, weighing = _warm_up(timed, jobs, fmt_key)
                 if problem is not None:
                     reporter.warning(problem)
-                warmup_seconds = timed.seconds
+                warmup_seconds = timed.seconds + weighing  # the network's first passes
                 step(f"{name} warm-up")
                 for npass in range(1, repeat + 1):
                     reporter.on_image = functools.partial(step, f"{name} pass {npass}/{repeat}")
