@@ -99,7 +99,10 @@ def folder_write_problem(folder: Path) -> str | None:
 def temp_path_for(path: Path) -> Path:
     """A fresh temporary name beside ``path``: hidden, unique, ending in :data:`TEMP_SUFFIX`."""
     # The name is shortened so that the temporary name stays within NAME_MAX.
-    return path.with_name(f".{path.name[:100]}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
+    return path.with_name(f".{path.name[:_TEMP_NAME_KEPT]}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
+
+
+_TEMP_NAME_KEPT = 100  # the characters of a name its temporary names keep
 
 
 def try_lock(fd: int) -> bool | None:
@@ -300,15 +303,17 @@ def remove_abandoned_temps(path: Path) -> int:
     claim while it writes, so none of them is a live writer's.  Where files can be locked,
     one that a process still holds (a killed writer not gone yet) is kept all the same;
     where they cannot (Windows, a file system that refuses locks) they are removed (on
-    Windows, one that some process still has open cannot be).  How many were removed;
-    never raises for file-system trouble."""
-    prefix = f".{path.name[:100]}."
-    length = len(prefix) + 12 + len(TEMP_SUFFIX)  # the name of no other output
+    Windows, one that some process still has open cannot be), but for a name of more than
+    100 characters: its temporary names keep only the first 100, which other outputs may
+    share, whose writers hold their own claims, so only a lock can tell those apart.  How
+    many were removed; never raises for file-system trouble."""
+    prefix = f".{path.name[:_TEMP_NAME_KEPT]}."
+    length = len(prefix) + 12 + len(TEMP_SUFFIX)
     return _sweep(
         path.parent,
         math.inf,
         lambda name: name.startswith(prefix) and len(name) == length,
-        unheld=True,
+        unheld=len(path.name) <= _TEMP_NAME_KEPT,  # else the names of other outputs' too
     )
 
 

@@ -174,10 +174,10 @@ def remove_leftovers(output: Path, *, wait: float = 0.0) -> int:
     no clean-up there; a ``--ray`` actor killed): its claim, then, while this process
     holds the claim, its temporary files (``atomicfile.remove_abandoned_temps``: every
     writer of an output holds its claim while it writes, so none of them is a live
-    writer's, even where nothing can be locked).  A claim another process holds (another
-    run's, or the killed writer's while its process is still going away) leaves both
-    alone; it is asked for again for up to ``wait`` seconds.  How many temporary files
-    were removed; never raises for file-system trouble.
+    writer's, even where nothing can be locked, but for a name over 100 characters).  A
+    claim another process holds (another run's, or the killed writer's while its process
+    is still going away) leaves both alone; it is asked for again for up to ``wait``
+    seconds.  How many temporary files were removed; never raises for file-system trouble.
     """
     path = claim_path(output)
     if not path.parent.is_dir():  # nothing was written there (acquire would make it)

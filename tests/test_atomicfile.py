@@ -337,3 +337,24 @@ def test_on_windows_a_temporary_file_refused_does_not_blame_an_open_output(
     with pytest.raises(ImageWriteError, match=r"Access is denied$"):
         write_atomic(tmp_path / "a.png", b"new")
     assert (tmp_path / "a.png").read_bytes() == b"old"
+
+
+def test_abandoned_temps_of_a_long_name_are_not_taken_for_anothers_where_nothing_locks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A temporary file's name keeps an output's first 100 characters, so outputs that share
+    them share the shape of their temporary names: where nothing can be locked (Windows),
+    removing what a killed writer of one left (``claims.remove_leftovers``, under that
+    output's claim alone) removed the temporary file another output's live writer (holding
+    its own claim; the file closed between writes there) was about to rename."""
+    monkeypatch.setattr(atomicfile, "fcntl", None)
+    stem = "p" * 100
+    own, other = tmp_path / f"{stem}_a.png", tmp_path / f"{stem}_b.png"
+    others = atomicfile.temp_path_for(other)
+    others.write_bytes(b"being written")
+    assert atomicfile.remove_abandoned_temps(own) == 0
+    assert others.exists()
+    short = tmp_path / "a.png"  # a name kept whole: its temporary files are its own
+    left = atomicfile.temp_path_for(short)
+    left.write_bytes(b"left")
+    assert atomicfile.remove_abandoned_temps(short) == 1 and not left.exists()
