@@ -45,6 +45,7 @@ is run as it is, with a warning.
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -150,7 +151,9 @@ class Upscaler:
         self._tile, self._overlap = tile, overlap
         self._warn = on_warning or (lambda _msg: None)
         self._fp32_fallback = compute.precision == "fp32"
-        self._half_passes = 0  # network passes that gave finite values in half precision
+        # Network passes that gave finite values in half precision, counted per calling
+        # thread (``_half_passes``): threads sharing this upscaler each count their own.
+        self._half = threading.local()
         # NHWC convolutions are markedly faster on the CPU (oneDNN) and on CUDA (cuDNN; on an
         # H200 the compact x4 network per 4K output: fp16 7.3 -> 5.3 ms, fp32 9.5 -> 6.7 ms,
         # x4plus fp16 178 -> 143 ms; scripts/gpu_check.sh's "forward" step), and an NHWC
@@ -354,6 +357,13 @@ class Upscaler:
             return "uint8"
         return "fp32" if self.fell_back_to_fp32 else self.compute.precision
 
+    @property
+    def _half_passes(self) -> int:
+        """The network passes of the calling thread that gave finite values in half
+        precision (what :class:`_HalfCount` reads around each tile)."""
+        passes: int = getattr(self._half, "passes", 0)
+        return passes
+
     # -- tensor level -------------------------------------------------------------------
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor, stats: Any = None) -> torch.Tensor:
@@ -364,7 +374,7 @@ class Upscaler:
         with torch.autocast(device_type=x.device.type, dtype=self.compute.dtype):
             y = self._network(args, self.compute.precision).float()
         if torch.isfinite(y).all():
-            self._half_passes += 1
+            self._half.passes = self._half_passes + 1
         else:
             self._fp32_fallback = True
             self._warn(
@@ -637,9 +647,12 @@ class _RoutingCount:
 
 class _HalfCount:
     """Whether some of one image's tiles were drawn in half precision (by a network pass
-    that gave finite values, ``Upscaler._half_passes``), the tiler's memory probe left
-    out, as :class:`_RoutingCount` leaves it out: only the call right before each
-    ``on_tile`` counts."""
+    that gave finite values, ``Upscaler._half_passes``, the calling thread's own, so
+    that another thread's image on the same upscaler does not count), the tiler's memory
+    probe left out, as :class:`_RoutingCount` leaves it out: only the call right before
+    each ``on_tile`` counts.  Only the tiles of the tiler's last attempt count: one that
+    ran out of memory is started over (its first report is of fewer tiles than the last
+    one's, or of another total), and what it drew is thrown away."""
 
     def __init__(
         self,
@@ -649,6 +662,7 @@ class _HalfCount:
     ) -> None:
         self._upscaler, self._fn, self._on_tile = upscaler, fn, on_tile
         self._last = False
+        self._total = 0
         self.drew = False  # some tile of the image was drawn in half precision
         self.done = 0  # the tiles reported done so far (by the tiler's last attempt)
 
@@ -659,9 +673,11 @@ class _HalfCount:
         return y
 
     def on_tile(self, done: int, total: int) -> None:
+        if done <= self.done or total != self._total:  # a new attempt of the tiler
+            self.drew = False
         self.drew |= self._last
         self._last = False
-        self.done = done
+        self.done, self._total = done, total
         if self._on_tile is not None:
             self._on_tile(done, total)
 

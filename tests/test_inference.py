@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -123,6 +125,85 @@ def test_an_image_drawn_again_in_fp32_counts_its_tiles_on() -> None:
     dones = [done for done, _ in seen]
     assert dones == sorted(set(dones))  # never back, never twice
     assert seen[-1] == (2 * tiles, 2 * tiles)  # drawn twice, all of it counted
+
+
+class WaitsWhereBright(HalfBlowsUpWhereBright):
+    """:class:`HalfBlowsUpWhereBright` whose reduced-precision pass on a bright input
+    waits, once inside, until ``go`` is set before giving inf."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside, self.go = threading.Event(), threading.Event()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv(x).dtype != torch.float32 and x.float().mean() > 0.5:
+            self.inside.set()
+            assert self.go.wait(10)
+        return super().forward(x)
+
+
+def test_another_threads_half_precision_passes_do_not_make_an_image_drawn_again() -> None:
+    """Two threads share an upscaler: while one image's bf16 pass runs (and gives inf),
+    another thread's image is drawn in bf16.  The first image's one tile was drawn in fp32
+    only, so it is not drawn again (it was: the count of half-precision passes was the
+    upscaler's, not the thread's)."""
+    rng = np.random.default_rng(7)
+    bright = rng.integers(190, 230, (16, 16, 3)).astype(np.uint8)
+    dark = rng.integers(20, 60, (16, 16, 3)).astype(np.uint8)
+    net = WaitsWhereBright()
+    up = upscaler(net, precision="bf16", tile=0)
+    seen: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+
+    def bright_image() -> None:
+        try:
+            up.upscale(bright, lambda done, total: seen.append((done, total)))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=bright_image)
+    worker.start()
+    try:
+        assert net.inside.wait(10)
+        up.upscale(dark)  # in bf16: the other thread's pass has not given inf yet
+    finally:
+        net.go.set()
+        worker.join(10)
+    assert not errors and not worker.is_alive()
+    assert seen == [(1, 1)] and net.fp32_passes == 1  # recomputed in fp32 once, no redraw
+
+
+class OutOfMemoryInFp32Once(HalfBlowsUpWhereBright):
+    """:class:`HalfBlowsUpWhereBright` whose first fp32 pass runs out of memory."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv(x).dtype == torch.float32 and not getattr(self, "ran_out", False):
+            self.ran_out = True
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super().forward(x)
+
+
+def test_tiles_drawn_in_half_precision_by_an_attempt_out_of_memory_do_not_count() -> None:
+    """The tiler's first attempt drew dark tiles in bf16, then a bright tile gave inf and
+    its fp32 recompute ran out of memory: the retry, in smaller tiles, draws all of the
+    image in fp32, so it is not drawn again (it was: the failed attempt's tiles counted)."""
+    rng = np.random.default_rng(5)
+    img = np.concatenate([rng.integers(20, 60, (16, 16, 3)), rng.integers(190, 230, (16, 16, 3))])
+    img = img.astype(np.uint8)  # dark tiles first: drawn in bf16, then the bright ones give inf
+    net = OutOfMemoryInFp32Once()
+    up = upscaler(net, precision="bf16", tile=16, overlap=2)
+    up.policy.floor = 8
+    seen: list[tuple[int, int]] = []
+    out = up.upscale(img, lambda done, total: seen.append((done, total)))
+    assert up.policy.tile_side == 8  # it backed off from 16 to 8
+    once: list[tuple[int, int]] = []
+    ref_net = HalfBlowsUpWhereBright()
+    ref = upscaler(ref_net, tile=8, overlap=2).upscale(
+        img, lambda done, total: once.append((done, total))
+    )
+    assert np.array_equal(out, ref)
+    assert seen[-1] == once[-1]  # the retry's tiles, not the first attempt's on top
+    assert net.fp32_passes == ref_net.fp32_passes  # no image drawn again
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
