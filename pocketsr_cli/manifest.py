@@ -41,7 +41,7 @@ import json
 import re
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -192,6 +192,28 @@ VARIANT_RE = re.compile(r"^(?P<base>.+)-x(?P<scale>\d+)$")
 picks it)."""
 
 
+def variant_of(name: str) -> tuple[str, int] | None:
+    """``(base, N)`` for a variant's name ``{base}-x{N}`` (:data:`VARIANT_RE`), else None."""
+    variant = VARIANT_RE.match(name)
+    return None if variant is None else (variant["base"], int(variant["scale"]))
+
+
+def variant_scale_problem(name: str, scale: int, but: Callable[[str, int], str]) -> str | None:
+    """What is wrong with naming a network of factor ``scale`` ``name``, or None.
+
+    A variant's name must give its own factor: ``-m base -s N`` picks the family's member
+    by its name's N and ``-m base`` lists the factors so named, so ``foo-x4`` with
+    ``scale = 2`` would run a ×2 network as the family's ×4.  Manifests
+    (:func:`parse_manifest`) and imports (``weights/store``) keep this one rule; the
+    message's tail is theirs: ``but(base, N)`` says what the network is and what to do.
+    """
+    variant = variant_of(name)
+    if variant is None or variant[1] == scale:
+        return None
+    base, factor = variant
+    return f"{name!r} names a ×{factor} model, but {but(base, factor)}"
+
+
 # --- reading ------------------------------------------------------------------------------
 
 
@@ -290,22 +312,22 @@ def _parse(data: Mapping[str, Any], path: Path, origin: Origin) -> ModelSpec:
 
 
 def _check_variant_name(spec: ModelSpec) -> None:
-    """A variant's name (:data:`VARIANT_RE`) must give its own factor: ``-m base -s N``
-    picks the family's member by its name's N and ``-m base`` lists the factors so named,
-    so ``foo-x4`` with ``scale = 2`` would run a ×2 network as the family's ×4 (imports
+    """A variant's name must give its own factor (:func:`variant_scale_problem`; imports
     are refused such names: ``weights/store``; this is for a manifest written by hand).
 
     Raises:
         ValueError: the name ends in ``-xN`` and ``scale`` is not N.
     """
-    variant = VARIANT_RE.match(spec.name)
-    if variant is None or int(variant["scale"]) == spec.scale:
-        return
-    raise ValueError(
-        f"name {spec.name!r} names a ×{int(variant['scale'])} model, but scale is "
-        f"{spec.scale}: name it {variant['base']}-x{spec.scale}, or make scale "
-        f"{int(variant['scale'])} if the network is ×{int(variant['scale'])}"
+    problem = variant_scale_problem(
+        spec.name,
+        spec.scale,
+        lambda base, factor: (
+            f"scale is {spec.scale}: name it {base}-x{spec.scale}, or make "
+            f"scale {factor} if the network is ×{factor}"
+        ),
     )
+    if problem is not None:
+        raise ValueError(f"name {problem}")
 
 
 def _parse_weight_files(top: _Table) -> list[WeightsSpec]:

@@ -464,8 +464,8 @@ def _read_file(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
 
 
 def _base_of(name: str) -> str:
-    m = manifest.VARIANT_RE.match(name)
-    return m.group("base") if m else name
+    variant = manifest.variant_of(name)
+    return variant[0] if variant else name
 
 
 def _unknown_message(ref: str, specs: Mapping[str, ModelSpec], problems: list[str]) -> str:

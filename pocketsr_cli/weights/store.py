@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import re
 import shutil
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -402,7 +401,7 @@ def _check_name(request: ImportRequest) -> Path:
     bundled = manifest.load_manifests([("bundled", manifest.bundled_dir())])
     if name in bundled:
         raise UsageError(f"{name!r} is a bundled model; choose another name")
-    variants = sorted(n for n in bundled if re.fullmatch(rf"{re.escape(name)}-x\d+", n))
+    variants = sorted(n for n in bundled if (v := manifest.variant_of(n)) and v[0] == name)
     if variants:  # -m NAME picks among them by -s: a model of that name would take over
         raise UsageError(
             f"{name!r} names the bundled family {', '.join(variants)} ({MODEL.given(name)} "
@@ -421,26 +420,25 @@ def _check_name(request: ImportRequest) -> Path:
 
 
 def _check_variant_scale(name: str, scale: int) -> None:
-    """Refuse a variant's name (``{base}-x{N}``) for a network of another factor: ``-m base
-    -s N`` picks the family's member by its name's N, and ``-m base`` lists its factors,
-    so a ×2 network called ``foo-x4`` (or ``pocketsr-compact-x3``) would join the family
-    under a factor it does not have.
+    """Refuse a variant's name (``{base}-x{N}``) for a network of another factor
+    (:func:`manifest.variant_scale_problem`): a ×2 network called ``foo-x4`` (or
+    ``pocketsr-compact-x3``) would join the family under a factor it does not have.
 
     Raises:
         UsageError: ``name`` ends in ``-xN`` and ``scale`` is not N.
     """
-    variant = manifest.VARIANT_RE.match(name)
-    if variant is None or int(variant["scale"]) == scale:
-        return
-    fitting = f"{variant['base']}-x{scale}"
-    if fitting in manifest.load_manifests([("bundled", manifest.bundled_dir())]):
-        advice = f"give it a name of its own ({fitting} is a bundled model)"
-    else:
-        advice = f"name it {fitting}, or give it a name that does not end in -x{variant['scale']}"
-    raise UsageError(
-        f"{name!r} names a ×{int(variant['scale'])} model, but the network imported is "
-        f"×{scale}; {advice}"
-    )
+
+    def but(base: str, factor: int) -> str:
+        fitting = f"{base}-x{scale}"
+        if fitting in manifest.load_manifests([("bundled", manifest.bundled_dir())]):
+            advice = f"give it a name of its own ({fitting} is a bundled model)"
+        else:
+            advice = f"name it {fitting}, or give it a name that does not end in -x{factor}"
+        return f"the network imported is ×{scale}; {advice}"
+
+    problem = manifest.variant_scale_problem(name, scale, but)
+    if problem is not None:
+        raise UsageError(problem)
 
 
 def _refuse_taken(request: ImportRequest, folder: Path, found: _Manifests | None) -> None:
