@@ -5,7 +5,7 @@ may do either (a FAT stick or a network share on Linux, a case-sensitive volume 
 Mac): :func:`case_blind` asks the disk itself.  Job planning (``jobs.py``: two outputs
 ``Photo.png`` and ``photo.png`` are one file there) and the user model folder
 (``weights/store.py``: ``models import --force`` of a name differing only in case
-replaces the model there) both compare names through it.
+replaces the model there) both compare names through it, folded by :func:`folded`.
 
 The answers are kept until :func:`forget_answers`, which each run's planning calls as it
 starts (``jobs.collect_jobs``, ``jobs.iter_jobs``), so that a long-lived process (the
@@ -29,17 +29,34 @@ _ASCII_SWAP = str.maketrans(
 )
 
 
-_ASCII_LOWER = str.maketrans(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
-    "abcdefghijklmnopqrstuvwxyz",
-)
-
-
 def folded(text: str) -> str:
-    """``text`` with its ASCII letters lowercased, as every disk that ignores case folds
-    them (:func:`case_blind` asks by those too); of the same length, so that a prefix of
-    it is the folded prefix of ``text``."""
-    return text.translate(_ASCII_LOWER)
+    """``text`` as a file system that ignores case compares it: each character case-folded
+    alone, one for one (Unicode's simple case folding: ``É`` is ``é``, ``Σ`` and ``ς``
+    are ``σ``; ``ß`` stays ``ß``, never ``ss``, and ``İ``, which folds to two characters,
+    stays as it is), so that it is of the same length and a prefix of it is the folded
+    prefix of ``text``.  Job planning (``jobs.py``) and the user model folder
+    (``weights/store.py``) both fold names with it.
+
+    Beyond ASCII, though :func:`case_blind` asks by ASCII letters alone: the disks that
+    ignore case (APFS and HFS+ on a Mac, NTFS, exFAT and FAT on Windows) fold the case of
+    every letter they know, so two outputs ``Été.png`` and ``été.png`` are one file there;
+    and on one that folded ASCII alone, such names taken for one file are reported as a
+    clash, where names taken for two files that are one would have one output written
+    over another."""
+    if text.isascii():
+        return text.lower()
+    return "".join(_folded_char(c) for c in text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _folded_char(c: str) -> str:
+    """One character case-folded alone, to one character (itself when it has no such
+    fold): its uppercase's lowercase (``ς`` → ``Σ`` → ``σ``), else its lowercase."""
+    upper = c.upper()
+    if len(upper) == 1 and len(lower := upper.lower()) == 1:
+        return lower
+    lower = c.lower()
+    return lower if len(lower) == 1 else c
 
 
 def case_blind(folder: str) -> bool:

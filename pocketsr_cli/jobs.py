@@ -818,11 +818,11 @@ def _case_note(output: Path) -> str:
 
 
 def _name_key(real: str) -> str:
-    """A real path as its file system compares names: lowercased where that file system
-    ignores case (:func:`~pocketsr_cli.fscase.case_blind`; macOS and Windows by default),
-    so that two outputs ``out/Photo.png`` and ``out/photo.png`` are known to be one file
-    there."""
-    return real.lower() if fscase.case_blind(os.path.dirname(real)) else real
+    """A real path as its file system compares names: case-folded
+    (:func:`~pocketsr_cli.fscase.folded`) where that file system ignores case
+    (:func:`~pocketsr_cli.fscase.case_blind`; macOS and Windows by default), so that two
+    outputs ``out/Photo.png`` and ``out/photo.png`` are known to be one file there."""
+    return fscase.folded(real) if fscase.case_blind(os.path.dirname(real)) else real
 
 
 def _packed(key: _Key) -> int:

@@ -373,6 +373,36 @@ def test_each_run_asks_again_whether_names_ignore_case(
         fscase.forget_answers()
 
 
+def test_names_are_folded_beyond_ascii_as_case_blind_disks_fold_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Mac's or Windows' disk takes ``Été`` for ``été`` (and ``ς`` for ``σ``): job
+    planning and the user model folder fold names alike, one character for one, and never
+    ``ß`` into ``ss``.  ``-o ~/été/UP`` lies in the input folder ``~/Été``: it was taken
+    for a folder elsewhere (ASCII letters alone were folded there), and its earlier
+    results were planned as inputs."""
+    from pocketsr_cli.weights.store import _Manifests
+
+    assert fscase.folded("Été/ΟΔΟΣ") == fscase.folded("éTÉ/οδος") == "été/οδοσ"
+    assert fscase.folded("Straße") == "straße" and fscase.folded("İ") == "İ"
+    monkeypatch.setattr(fscase, "case_blind", lambda folder: True)
+    keys = _Manifests(tmp_path / "none")
+    for one, other in [("Été.png", "été.png"), ("ΟΔΟΣ.png", "οδος.png")]:
+        assert jobs_module._name_key(f"/o/{one}") == jobs_module._name_key(f"/o/{other}")
+        assert keys.key(tmp_path / one) == keys.key(tmp_path / other)
+    assert jobs_module._name_key("/o/ß.png") != jobs_module._name_key("/o/ss.png")
+    root = tmp_path / "Été"
+    tiny(root / "a.png")
+    tiny(root / "up" / "a_x2.png", 1)  # an earlier run's result
+    inside = Naming(tmp_path / "été" / "UP", None)
+    for plan in (collect_jobs, iter_jobs):
+        jobs = list(plan([root], inside, recursive=True))
+        assert [(j.input.name, j.skip_code) for j in jobs] == [
+            ("a.png", None),
+            ("UP", "own-output"),
+        ]
+
+
 def test_an_output_folder_spelt_in_another_case_is_known_inside_the_input_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

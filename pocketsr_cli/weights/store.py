@@ -367,9 +367,9 @@ class _Manifests:
                     self.specs[self.key(path)] = manifest.parse_manifest(path, "user")
 
     def key(self, path: Path) -> Path:
-        """``path`` (in this folder) as its disk compares names: lowercased where it
-        ignores case."""
-        return path.with_name(path.name.lower()) if self._fold else path
+        """``path`` (in this folder) as its disk compares names: case-folded
+        (``fscase.folded``) where it ignores case."""
+        return path.with_name(fscase.folded(path.name)) if self._fold else path
 
     def named_by(self, manifest_path: Path) -> dict[Path, Path]:
         """The weights files the manifest at ``manifest_path`` names, by :meth:`key`
