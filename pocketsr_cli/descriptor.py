@@ -14,9 +14,10 @@ package exports one as ``FAMILY``, ``registry.py`` lists them, and both the reso
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Container, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pocketsr_cli.errors import ModelError, first_line
@@ -248,6 +249,18 @@ class Family:
     def describe(self, module: nn.Module, name: str, scale: int) -> ModelDescriptor:
         """A descriptor for ``module``, a network of this family, put in eval mode."""
         return describe_module(module.eval(), name, self.name, scale)
+
+
+def named_apart(desc: ModelDescriptor, ref: str | None, taken: Container[str]) -> ModelDescriptor:
+    """``desc``, resolved from ``-m ref``, as a row of a table of models (``eval``,
+    ``bench``): renamed to ``ref`` when ``ref`` is a weights file's path whose file name
+    (``desc``'s name) a model in ``taken`` already has, so that two weights files of one
+    name (``a/w.safetensors``, ``b/w.safetensors``) are two rows, the second named by its
+    path as given; a registry name that gives a model already there (``pocketsr-compact``,
+    ``pocketsr-compact-x4``) keeps its name, and is that row."""
+    if ref is not None and desc.name in taken and desc.name == Path(ref).name != ref:
+        return replace(desc, name=ref)
+    return desc
 
 
 def describe_module(module: nn.Module, name: str, family: str, scale: int) -> ModelDescriptor:

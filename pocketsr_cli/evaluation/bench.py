@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from pocketsr_cli.descriptor import named_apart
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import PocketSRError, UsageError
 from pocketsr_cli.evaluation.peakmem import PeakMemory
@@ -210,9 +211,7 @@ def _open_models(
     kept: dict[str, ModelDescriptor] = {}
     rows: dict[str | None, str] = {}
     for ref in models:
-        desc = spec.resolve(ref)
-        if desc.name in kept and ref is not None and desc.name == Path(ref).name != ref:
-            desc = replace(desc, name=ref)
+        desc = named_apart(spec.resolve(ref), ref, kept)
         kept.setdefault(desc.name, desc)
         rows[ref] = desc.name
     return list(kept.values()), rows

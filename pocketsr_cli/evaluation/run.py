@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from pocketsr_cli.descriptor import ModelDescriptor
+from pocketsr_cli.descriptor import ModelDescriptor, named_apart
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import ImageReadError, ModelError, UsageError
 from pocketsr_cli.evaluation.degrade import (
@@ -275,12 +275,7 @@ def resolve_models(
                     f"{exc}; here {RESIZE} scores its x{own.scale} result resized to x{scale}"
                 ) from None
         scale = desc.scale if scale is None else scale
-        # Two weights files of one name (runs/a/w.safetensors, runs/b/w.safetensors) are
-        # told apart by the path as given rather than merged into one row; a registry name
-        # that gives a model already there (pocketsr-compact, pocketsr-compact-x4) is it.
-        is_file = ref is not None and desc.name == Path(ref).name != ref
-        if is_file and any(d.name == desc.name for d, _, _ in resolved):
-            desc = replace(desc, name=str(ref))
+        desc = named_apart(desc, ref, {d.name for d, _, _ in resolved})
         resolved.append((desc, False, native))
     assert scale is not None
     if not any(d.name == FLOOR_MODEL for d, _, _ in resolved):
