@@ -72,7 +72,14 @@ from pocketsr_cli.pipeline import (
 )
 from pocketsr_cli.spelling import Spelling
 
-__all__ = ["JobFeed", "ModelSpec", "VariantFactory", "WorkerFailed", "run_parallel"]
+__all__ = [
+    "JobFeed",
+    "ModelSpec",
+    "VariantFactory",
+    "WorkerFailed",
+    "remove_job_leftovers",
+    "run_parallel",
+]
 
 _WINDOW = 8  # jobs handed out per worker beyond the first unreported one
 
@@ -501,7 +508,7 @@ class _Driver:
         if not worker.ready and not self.workers and self.respawns_left <= 0:
             raise WorkerFailed(f"the worker process on {worker.device} died while starting")
         if worker.task is not None:
-            _remove_leftovers(worker.task[1])  # it held its image's claim, maybe a file
+            remove_job_leftovers(worker.task[1])  # it held its image's claim, maybe a file
             self.feed.lost(worker.task, how)
         if self.respawns_left > 0:
             self.respawns_left -= 1
@@ -529,7 +536,7 @@ class _Driver:
                     self.drain(worker)  # a file finished in hand still has its result
                     worker.conn.close()
                     if worker.task is not None:  # ended with it in hand (outright, maybe)
-                        _remove_leftovers(worker.task[1])
+                        remove_job_leftovers(worker.task[1])
                         worker.task = None
                 self.workers = []
                 return
@@ -551,7 +558,7 @@ class _Driver:
                 self.feed.finish(index, result)
 
 
-def _remove_leftovers(job: Job, *, until: float | None = None) -> None:
+def remove_job_leftovers(job: Job, *, until: float | None = None) -> None:
     """The claims and temporary files a worker ended outright while it had ``job`` left
     beside its outputs, once its process is gone (``claims.remove_leftovers``); with
     ``until`` (a ``time.monotonic`` deadline), a claim still held is waited for up to then

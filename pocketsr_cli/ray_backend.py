@@ -68,7 +68,7 @@ from pocketsr_cli.parallel import (
     ModelSpec,
     VariantFactory,
     WorkerFailed,
-    _remove_leftovers,
+    remove_job_leftovers,
 )
 from pocketsr_cli.pipeline import ImageWorker, Options, Reporter, Result, Summary, Variant
 from pocketsr_cli.spelling import Spelling, keyword_spelling
@@ -409,7 +409,7 @@ class _RayDriver:
         if actor.task is not None:
             self.let_go(actor)  # taken again when the image is sent again
             if not self.settings.return_bytes:  # it held its image's claim, maybe a file
-                _remove_leftovers(actor.task[1], until=time.monotonic() + _GONE_WITHIN)
+                remove_job_leftovers(actor.task[1], until=time.monotonic() + _GONE_WITHIN)
             self.feed.lost(actor.task, how)
             actor.task = None
         if self.respawns_left > 0:
@@ -434,7 +434,7 @@ class _RayDriver:
                     until = time.monotonic() + _GONE_WITHIN
                     for actor in busy:
                         assert actor.task is not None
-                        _remove_leftovers(actor.task[1], until=until)
+                        remove_job_leftovers(actor.task[1], until=until)
                 if self.checker is not None:  # return_bytes: the images still out
                     self.checker.release_all()
                 self.actors = []
