@@ -531,13 +531,7 @@ def _remove(spec: ModelSpec) -> list[Path]:
             shutil.rmtree(folder, ignore_errors=True)
     if spec.origin == "user" and _imported(spec.path):
         with locked_folder(spec.path.parent):  # not while an import replaces it half-way
-            found = _Manifests(spec.path.parent)
-            shared = found.named_by_others(spec.path)  # a manifest copied from this one, say
-            # What the manifest names now (an import may have just replaced it), and the
-            # spare weights an import killed while replacing it left.
-            spares = [spec.path.parent / _weights_name(spec.name, s) for s in (False, True)]
-            named = sorted(found.named_by(spec.path).values())
-            beside = [p for p in dict.fromkeys([*named, *spares]) if found.key(p) not in shared]
+            beside = _stored_beside(_Manifests(spec.path.parent), spec.path, spec.name)
             return removed + _unlink_all([*beside, spec.path])
     if spec.origin == "user":  # a manifest written by hand is the user's own: it stays
         return removed
@@ -573,13 +567,20 @@ def remove_broken_manifest(stem: str) -> list[Path] | None:
             pass
         else:
             return None
-        beside: list[Path] = []
-        if _imported(path):
-            found = _Manifests(folder)  # the readable ones: this one is not among them
-            shared = found.named_by_others(path)
-            spares = [folder / _weights_name(stem, spare) for spare in (False, True)]
-            beside = [p for p in spares if found.key(p) not in shared]
+        # The readable manifests: this one is not among them, so it names nothing.
+        beside = _stored_beside(_Manifests(folder), path, stem) if _imported(path) else []
         return _unlink_all([*beside, path])
+
+
+def _stored_beside(found: _Manifests, manifest_path: Path, name: str) -> list[Path]:
+    """The weights ``models import`` stored beside its manifest ``manifest_path`` of model
+    ``name``, in the folder ``found`` read: the files it names now (an import may have just
+    replaced it; none when it cannot be read) and the spare weights an import killed while
+    replacing it left, less those another manifest names (one copied from it, say)."""
+    shared = found.named_by_others(manifest_path)
+    spares = [manifest_path.parent / _weights_name(name, spare) for spare in (False, True)]
+    named = sorted(found.named_by(manifest_path).values())
+    return [p for p in dict.fromkeys([*named, *spares]) if found.key(p) not in shared]
 
 
 _IMPORTED = "Written by `pocketsr models import`."  # the first line of its manifests
