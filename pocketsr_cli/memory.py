@@ -399,3 +399,21 @@ def predict(
     encoder = convert + copies
     encode = c * b * p + held + encoder
     return ImageMemory(decode=int(decode), upscale=int(upscale), encode=int(encode))
+
+
+def predict_upscale(
+    *, size: tuple[int, int], scale: int, target: tuple[int, int], upscaler: UpscalerMemory
+) -> int:
+    """The upscale stage of :func:`predict` for an 8-bit RGB image made in memory, neither
+    decoded nor encoded (``eval``'s degraded photos, ``bench``'s synthetic one)."""
+    return predict(
+        size=size,
+        channels=3,
+        bit_depth=8,
+        scale=scale,
+        target=target,
+        out_format="png",
+        out_bit_depth=8,
+        file_bytes=0,
+        upscaler=upscaler,
+    ).upscale

@@ -258,17 +258,9 @@ def _upscale_need(upscaler: Any, size: tuple[int, int], scale: int) -> int:
 
     width, height = size
     profile = replace(upscaler_memory(upscaler), working_bytes=0, working_for=None)
-    return memory.predict(
-        size=size,
-        channels=3,
-        bit_depth=8,
-        scale=scale,
-        target=(width * scale, height * scale),
-        out_format="png",
-        out_bit_depth=8,
-        file_bytes=0,
-        upscaler=profile,
-    ).upscale
+    return memory.predict_upscale(
+        size=size, scale=scale, target=(width * scale, height * scale), upscaler=profile
+    )
 
 
 def _check_fits(need: int, size: tuple[int, int], what: str) -> None:

@@ -334,17 +334,9 @@ def image_need(
         kept + 3 * gw * gh + SCORE_BYTES_PER_PIXEL * gw * gh,
     ]
     for profile, own in upscalers:
-        upscale = memory.predict(
-            size=(lw, lh),
-            channels=3,
-            bit_depth=8,
-            scale=own,
-            target=(gw, gh),
-            out_format="png",
-            out_bit_depth=8,
-            file_bytes=0,
-            upscaler=profile,
-        ).upscale
+        upscale = memory.predict_upscale(
+            size=(lw, lh), scale=own, target=(gw, gh), upscaler=profile
+        )
         stages.append(kept + upscale)
     return max(stages)
 
