@@ -513,7 +513,7 @@ def test_spectrum_ceiling_lets_texture_fill_the_envelope_but_not_exceed_it() -> 
     assert_differentiable(losses.spectrum_excess_loss, board, detail)
 
 
-@pytest.mark.parametrize("term", ["mesh", "spectrum"])
+@pytest.mark.parametrize("term", ["mesh", "spectrum", "halo"])
 def test_artefact_terms_are_trained(patch_dir: Path, tmp_path: Path, term: str) -> None:
     weights = LossWeights(perceptual=0.0, **{term: 1.0})
     t = Trainer(config(patch_dir, tmp_path / term, weights=weights))
@@ -567,6 +567,27 @@ def test_band_correlation_ignores_strength_and_rewards_placement() -> None:
     flat = torch.full_like(detail, 0.5)
     assert float(losses.band_correlation_loss(detail, flat)) == 0  # nothing to place
     assert_differentiable(losses.band_correlation_loss, faint, detail)
+
+
+def test_halo_loss_charges_rims_at_strong_edges_and_not_texture_inside_the_range() -> None:
+    xx = torch.arange(64).float().expand(1, 3, 64, 64)
+    step = torch.where(xx < 32, 0.2, 0.8)  # a strong vertical edge: 0.2 | 0.8
+    assert float(losses.halo_loss(step, step)) == 0
+    rim = step.clone()
+    rim[..., 32:34] = 0.95  # a bright rim beside the edge: 0.15 above the bright side
+    rim[..., 30:32] = 0.1  # and a dark outline: 0.1 below the dark side
+    # each 5-px window spans the edge over 4 columns; 2 of them over and 2 under
+    assert abs(float(losses.halo_loss(rim, step)) - (2 * 0.15 + 2 * 0.1) / 4) < 1e-5
+    inside = step.clone()
+    inside[..., 32:34] = 0.6  # a softer edge stays within the range: free
+    assert float(losses.halo_loss(inside, step)) == 0
+    torch.manual_seed(6)
+    flat = torch.full((1, 3, 64, 64), 0.5)
+    grain = flat + 0.05 * torch.randn_like(flat)  # no strong edge: nothing is charged
+    assert float(losses.halo_loss(grain, flat)) == 0
+    gentle = flat + 0.1 * (xx / 63 - 0.5)  # a gentle ramp is no strong edge either
+    assert float(losses.halo_loss(grain, gentle)) == 0
+    assert_differentiable(losses.halo_loss, rim, step)
 
 
 def test_low_pass_l1_leaves_the_band_free() -> None:

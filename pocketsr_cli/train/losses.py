@@ -238,6 +238,34 @@ def hf_excess_loss(out: torch.Tensor, target: torch.Tensor, window: int = 16) ->
     return F.relu(e_out - e_target).mean()
 
 
+HALO_WINDOW = 5  # output pixels: the ring_sweep halo measure's window
+HALO_EDGE = 40 / 255  # the ground truth's luma span that makes a strong edge there
+
+
+def halo_loss(
+    out: torch.Tensor,
+    gt: torch.Tensor,
+    window: int = HALO_WINDOW,
+    edge: float = HALO_EDGE,
+) -> torch.Tensor:
+    """How far the output's luma leaves the ground truth's local range next to strong
+    edges: bright rims above the ``window`` × ``window`` maximum and dark outlines below
+    the minimum, mean over the pixels where the ground truth's luma spans more than
+    ``edge`` in that window (``scripts/ring_sweep.py``'s halo measure as a loss).
+
+    Texture and the edge itself cost nothing as long as they stay inside the range the
+    ground truth has around them, so only the overshoot a viewer sees as a halo pays; a
+    batch with no strong edge contributes zero.
+    """
+    y, g = luma(out), luma(gt)
+    pad = window // 2
+    hi = F.max_pool2d(g, window, 1, pad)
+    lo = -F.max_pool2d(-g, window, 1, pad)
+    mask = ((hi - lo) > edge).to(out.dtype)
+    excess = F.relu(y - hi) + F.relu(lo - y)
+    return (excess * mask).sum() / mask.sum().clamp(min=1)
+
+
 def lattice_mask(
     height: int, width: int, period: int = 8, device: torch.device | None = None
 ) -> torch.Tensor:

@@ -63,6 +63,7 @@ class LossWeights:
     band: float = 0.0  # visible-band (DoG σ0.7-1.5) energy matched per tile (texture_target)
     hf_excess: float = 0.0  # energy above the visible band beyond the texture target's
     band_corr: float = 0.0  # 1 - correlation of the visible band with the texture target's
+    halo: float = 0.0  # luma beyond the ground truth's 5x5 range at strong edges
     gan: float = 0.01
 
 
@@ -475,6 +476,8 @@ class Trainer:
                 )
             if w.band_corr:
                 terms["band_corr"] = w.band_corr * losses.band_correlation_loss(out, like)
+        if w.halo:
+            terms["halo"] = w.halo * losses.halo_loss(out, gt)
         if w.lattice:
             terms["lattice"] = w.lattice * losses.lattice_loss(out, teacher)
         if w.masked_fourier:
