@@ -18,6 +18,7 @@ from pocketsr_cli.evaluation.degrade import degrade_or_jpeg, seed_for
 from pocketsr_cli.evaluation.run import collect_images, ground_truth
 from pocketsr_cli.factory import UpscalerSpec
 from pocketsr_cli.imageio import read_image
+from pocketsr_cli.weights.resolve import resolve_model
 
 F = np.ndarray
 
@@ -32,13 +33,25 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jpeg", type=int, default=None, metavar="Q")
     parser.add_argument("--at", action="append", default=[], metavar="NAME:LEFT,TOP")
     parser.add_argument("--save", type=Path, default=None, help="folder for the outputs")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="run -m as it ships (its hints) with these weights of its architecture instead",
+    )
 
 
 def model(args: argparse.Namespace, **unset: None) -> tuple[UpscalerSpec, ModelDescriptor]:
     """The spec (fp32 on the CPU) and ``args.model``'s descriptor, as it ships but with
-    the hints named in ``unset`` (``chroma_guard=None``) off."""
+    the hints named in ``unset`` (``chroma_guard=None``) off, and with the weights of
+    ``args.weights`` (a candidate of training, same architecture) where given."""
     spec = UpscalerSpec(device=choose_device("cpu"), cpu_bf16=False)
-    return spec, dataclasses.replace(spec.resolve(args.model, args.scale), **unset)
+    desc = dataclasses.replace(spec.resolve(args.model, args.scale), **unset)
+    if getattr(args, "weights", None) is not None:
+        other = resolve_model(str(args.weights))
+        desc.module.load_state_dict(other.module.state_dict())  # same architecture or error
+        desc = dataclasses.replace(desc, name=f"{desc.name}@{args.weights.name}", sha256=None)
+    return spec, desc
 
 
 def crops(args: argparse.Namespace, scale: int) -> list[tuple[str, F]]:

@@ -262,6 +262,9 @@ def main() -> None:
     parser.add_argument("--zoom", type=int, default=3)
     parser.add_argument("--window", type=int, default=144, help="output px per panel side")
     parser.add_argument("--json", type=Path, default=None, help="file for each crop's scores")
+    parser.add_argument(
+        "--candidates", default=None, help="only these besides none (comma-separated; default: all)"
+    )
     args = parser.parse_args()
     spec, desc = model(args)
     guarded = Guarded(desc.module)
@@ -278,13 +281,20 @@ def main() -> None:
     rows: dict[str, list[tuple[float, ...]]] = {}
     views: list[tuple[float, str, dict[str, F]]] = []
     shown = args.show.split(",")
+    chosen = CANDIDATES
+    if args.candidates is not None:
+        names = args.candidates.split(",")
+        unknown = sorted(set(names) - set(CANDIDATES))
+        if unknown:
+            parser.error(f"unknown candidates {unknown}; known: {', '.join(CANDIDATES)}")
+        chosen = {k: v for k, v in CANDIDATES.items() if k in names or k == "none"}
     found = crops(args, desc.scale)
     for name, gt in found:
         lr = degraded(args, name, gt, desc.scale)
         outs: dict[str, F] = {"ground truth": gt}
         for ref, up in references.items():
             outs[ref] = up.upscale(lr)
-        for candidate, guard in CANDIDATES.items():
+        for candidate, guard in chosen.items():
             guarded.guard = guard
             outs[candidate] = upscaler.upscale(lr)
         for label, out in outs.items():
@@ -292,10 +302,11 @@ def main() -> None:
                 rows.setdefault(label, []).append(scores(out, gt))
             save(args, name, label.replace(" ", "-"), out)
         save(args, name, "lr", lr)
-        top, left, side, change = changed_window(outs["none"], outs[shown[0]], args.window)
+        first = shown[0] if shown[0] in outs else "none"
+        top, left, side, change = changed_window(outs["none"], outs[first], args.window)
         panels = {k: outs[k] for k in ("ground truth", "lanczos", "none", *shown) if k in outs}
         views.append((change, name, sheet(panels, top, left, side, args.zoom)))
-        over = " ".join(f"{c}:{rows[c][-1][5]:.0f}/{rows[c][-1][6]:.0f}" for c in CANDIDATES)
+        over = " ".join(f"{c}:{rows[c][-1][5]:.0f}/{rows[c][-1][6]:.0f}" for c in chosen)
         print(f"  {name:34s} over/under p99 {over}", flush=True)
     if args.json is not None:
         names = [name for name, _ in found]
