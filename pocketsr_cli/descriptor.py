@@ -14,7 +14,7 @@ package exports one as ``FAMILY``, ``registry.py`` lists them, and both the reso
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -261,6 +261,24 @@ def named_apart(desc: ModelDescriptor, ref: str | None, taken: Container[str]) -
     if ref is not None and desc.name in taken and desc.name == Path(ref).name != ref:
         return replace(desc, name=ref)
     return desc
+
+
+def ref_key(ref: str | None) -> str | None:
+    """What ``-m ref`` names, for telling repeats apart: an existing file's resolved path
+    (``w.pth``, ``./w.pth`` and ``/abs/w.pth`` are one file), else ``ref`` as given."""
+    if ref is not None:
+        path = Path(ref)
+        if path.is_file():
+            return str(path.resolve())
+    return ref
+
+
+def distinct_refs(refs: Iterable[str | None]) -> list[str | None]:
+    """``refs`` without repeats (:func:`ref_key`), in order, each as first spelt."""
+    kept: dict[str | None, str | None] = {}
+    for ref in refs:
+        kept.setdefault(ref_key(ref), ref)
+    return list(kept.values())
 
 
 def describe_module(module: nn.Module, name: str, family: str, scale: int) -> ModelDescriptor:

@@ -243,6 +243,10 @@ def test_two_weights_files_of_one_name_get_two_rows(photos: Path, tmp_path: Path
     code, out, err = invoke("eval", photos, "-m", a, "-m", b, "--json", "-q", "--limit", "1")
     assert code == 0, err
     assert [r["model"] for r in json_lines(out)] == ["bicubic", "w.safetensors", str(b)]
+    again = f"{a.parent}/./{a.name}"  # the same file spelt another way: the same row
+    code, out, err = invoke("eval", photos, "-m", a, "-m", again, "--json", "-q", "--limit", "1")
+    assert code == 0, err
+    assert [r["model"] for r in json_lines(out)] == ["bicubic", "w.safetensors"]
 
 
 def test_bench_ratio_text_stays_readable_for_fast_models() -> None:
@@ -464,6 +468,12 @@ def test_bench_times_each_model_once_and_tells_two_files_of_one_name_apart(
         path.parent.mkdir()
         shutil.copy(bundled, path)
     code, out, err = invoke(*args, "-m", a, "-m", b, "--baseline", b)
+    assert code == 0, err
+    rows = json_lines(out)
+    assert [r["model"] for r in rows] == ["w.safetensors", str(b)]
+    assert rows[1]["ratio"] == 1.0 and all(r["baseline"] == str(b) for r in rows)
+    again = f"{b.parent}/./{b.name}"  # b spelt another way: timed once, and the baseline
+    code, out, err = invoke(*args, "-m", a, "-m", b, "-m", again, "--baseline", again)
     assert code == 0, err
     rows = json_lines(out)
     assert [r["model"] for r in rows] == ["w.safetensors", str(b)]

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from pocketsr_cli.descriptor import named_apart
+from pocketsr_cli.descriptor import distinct_refs, named_apart, ref_key
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import PocketSRError, UsageError
 from pocketsr_cli.evaluation.peakmem import PeakMemory
@@ -315,9 +315,13 @@ def bench(
 
     from pocketsr_cli.evaluation.macs import macs_per_pixel
 
-    refs: list[str | None] = list(dict.fromkeys(models)) or [None]
-    if baseline is not None and baseline not in refs:
-        refs.insert(0, baseline)
+    refs = distinct_refs(models) or [None]
+    if baseline is not None:
+        same = [ref for ref in refs if ref_key(ref) == ref_key(baseline)]
+        if same:
+            baseline = same[0]  # ./w.pth as the baseline of -m w.pth: that row
+        else:
+            refs.insert(0, baseline)
     descriptors, rows = _open_models(refs, repeat, spec)
     ensembles = _distinct(ensembles)
     base_name = rows[baseline] if baseline is not None else descriptors[0].name
@@ -743,7 +747,7 @@ def bench_folder(
         raise UsageError(f"{QUALITY} must be within 1..100, got {quality}")
     with tempfile.TemporaryDirectory(prefix="pocketsr-bench-") as tmp:
         jobs, ignored = folder_jobs(folder, Path(tmp), fmt_key)
-        refs: list[str | None] = list(dict.fromkeys(models)) or [None]
+        refs = distinct_refs(models) or [None]
         descriptors, _ = _open_models(refs, repeat, spec)
         ensembles = _distinct(ensembles)
         report = FolderBenchReport(

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from pocketsr_cli.descriptor import ModelDescriptor, named_apart
+from pocketsr_cli.descriptor import ModelDescriptor, distinct_refs, named_apart
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import ImageReadError, ModelError, UsageError
 from pocketsr_cli.evaluation.degrade import (
@@ -251,7 +251,7 @@ def resolve_models(
     Raises:
         ModelError: a model cannot be resolved or has no variant at the scale.
     """
-    refs: list[str | None] = list(dict.fromkeys(models)) or [None]
+    refs = distinct_refs(models) or [None]
     resolved: list[tuple[ModelDescriptor, bool, int | None]] = []
     for ref in refs:
         native = None
