@@ -590,6 +590,32 @@ def test_halo_loss_charges_rims_at_strong_edges_and_not_texture_inside_the_range
     assert_differentiable(losses.halo_loss, rim, step)
 
 
+def test_band_edge_free_changes_the_band_term(patch_dir: Path, tmp_path: Path) -> None:
+    weights = LossWeights(perceptual=0.0, band=1.0, halo=1.0)
+    terms = []
+    for free in (False, True):
+        torch.manual_seed(0)
+        t = Trainer(config(patch_dir, tmp_path / str(free), weights=weights, band_edge_free=free))
+        terms.append(t.train_step(next(t._batches())))
+    assert all("band" in r and "halo" in r for r in terms)
+    assert terms[0]["band"] != terms[1]["band"]
+
+
+def test_band_loss_can_leave_strong_edges_out() -> None:
+    xx = torch.arange(64).float().expand(1, 3, 64, 64)
+    step = torch.where(xx < 32, 0.2, 0.8)
+    zone = losses.edge_zone(step)  # within 4 px of the edge: columns 28..35
+    assert zone.shape == (1, 1, 64, 64)
+    assert zone[0, 0, 0].nonzero().flatten().tolist() == list(range(28, 36))
+    flat = torch.full_like(step, 0.5)
+    full = float(losses.band_texture_loss(flat, step))
+    assert full > 0  # the edge's band is asked for, and a flat output has none
+    assert float(losses.band_texture_loss(flat, step, keep=1 - zone)) < 0.1 * full
+    torch.manual_seed(7)
+    texture = 0.5 + 0.1 * losses.gaussian_blur(torch.rand(1, 3, 64, 64), 1.0, 4)
+    assert float(losses.edge_zone(texture).sum()) == 0  # faint texture is no strong edge
+
+
 def test_low_pass_l1_leaves_the_band_free() -> None:
     torch.manual_seed(5)
     base = F.interpolate(torch.rand(1, 3, 16, 16), size=64, mode="bicubic", align_corners=False)

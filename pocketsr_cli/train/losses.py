@@ -185,6 +185,7 @@ def band_texture_loss(
     window: int = 16,
     quantile: float = 0.5,
     gain: float = 1.0,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`texture_loss` restricted to the visible band: the mean magnitude of
     :func:`visible_band` per ``window``-px tile must match the target's, times ``gain``.
@@ -193,10 +194,16 @@ def band_texture_loss(
     detail the LR does not place exactly is not averaged away; unlike it, grain (which
     lies above the band) earns nothing — pair it with :func:`hf_excess_loss`.  A ``gain``
     above 1 asks for more band than the target has: a student that matches the teacher's
-    band on its training patches falls short of it on photos it has not seen.
+    band on its training patches falls short of it on photos it has not seen.  ``keep``
+    (``N×1×H×W`` in [0, 1]) weighs each pixel's band in both: 0 leaves it out, as
+    :func:`edge_zone`'s complement leaves out the pixels around strong edges, where a
+    target's band is its halo.
     """
-    e_out = F.avg_pool2d(visible_band(out).abs(), window)
-    e_target = gain * F.avg_pool2d(visible_band(target).abs(), window)
+    a, b = visible_band(out).abs(), visible_band(target).abs()
+    if keep is not None:
+        a, b = a * keep, b * keep
+    e_out = F.avg_pool2d(a, window)
+    e_target = gain * F.avg_pool2d(b, window)
     return _pinball(e_target - e_out, quantile)
 
 
@@ -240,6 +247,15 @@ def hf_excess_loss(out: torch.Tensor, target: torch.Tensor, window: int = 16) ->
 
 HALO_WINDOW = 5  # output pixels: the ring_sweep halo measure's window
 HALO_EDGE = 40 / 255  # the ground truth's luma span that makes a strong edge there
+
+
+def edge_zone(gt: torch.Tensor, window: int = 9, edge: float = HALO_EDGE) -> torch.Tensor:
+    """1 where ``gt``'s luma spans more than ``edge`` over the ``window`` x ``window``
+    pixels around (within ``window // 2`` px of a strong edge), else 0: ``N×1×H×W``."""
+    g = luma(gt)
+    pad = window // 2
+    span = F.max_pool2d(g, window, 1, pad) + F.max_pool2d(-g, window, 1, pad)
+    return (span > edge).to(gt.dtype)
 
 
 def halo_loss(

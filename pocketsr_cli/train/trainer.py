@@ -127,6 +127,10 @@ class TrainConfig:
     texture_quantile: float = 0.5
     # ``--w-band`` asks for the target's visible band per tile times this (1: as much)
     band_gain: float = 1.0
+    # Leave the pixels within 4 px of the ground truth's strong edges out of ``band``: there
+    # the target's band is its halo, and with ``halo`` on, the band asked for there is drawn
+    # as a mesh inside the edge's range (stage Q of the compact card).
+    band_edge_free: bool = False
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when there is one)
     # online data (instead of ``patches``): crops of these photos' training split made on
     # the fly, degraded with ``degradations`` (patch i: kind i mod n) and teacher-labelled
@@ -467,8 +471,9 @@ class Trainer:
         if w.band or w.hf_excess or w.band_corr:
             like = teacher if c.texture_target == "teacher" else gt
             if w.band:
+                keep = 1 - losses.edge_zone(gt) if c.band_edge_free else None
                 terms["band"] = w.band * losses.band_texture_loss(
-                    out, like, c.texture_window, c.texture_quantile, c.band_gain
+                    out, like, c.texture_window, c.texture_quantile, c.band_gain, keep
                 )
             if w.hf_excess:
                 terms["hf_excess"] = w.hf_excess * losses.hf_excess_loss(
