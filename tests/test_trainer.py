@@ -601,6 +601,32 @@ def test_band_edge_free_changes_the_band_term(patch_dir: Path, tmp_path: Path) -
     assert terms[0]["band"] != terms[1]["band"]
 
 
+def test_without_halo_takes_a_teachers_rims_off_and_leaves_the_rest() -> None:
+    xx = torch.arange(64).float().expand(1, 3, 64, 64)
+    step = torch.where(xx < 32, 0.2, 0.8)
+    teacher = step.clone()
+    teacher[..., 32:34] = 0.95  # a bright rim and a dark outline at the edge
+    teacher[..., 30:32] = 0.1
+    teacher[..., 50:52] = 0.85  # faint texture away from the edge: left as it is
+    teacher[:, 0] += 0.02  # a colour cast: kept, as R, G and B move together
+    cleaned = losses.without_halo(teacher, step)
+    assert float(losses.halo_loss(cleaned, step)) < 1e-6
+    assert float(losses.halo_loss(teacher, step)) > 0.05
+    assert torch.equal(cleaned[..., 40:], teacher[..., 40:])
+    assert torch.allclose(cleaned[:, 0] - cleaned[:, 1], teacher[:, 0] - teacher[:, 1])
+
+
+def test_teacher_without_halo_changes_the_teacher_terms(patch_dir: Path, tmp_path: Path) -> None:
+    weights = LossWeights(perceptual=0.0, l1_teacher=1.0)
+    l1 = []
+    for clean in (False, True):
+        t = Trainer(
+            config(patch_dir, tmp_path / str(clean), weights=weights, teacher_without_halo=clean)
+        )
+        l1.append(t.train_step(next(t._batches()))["l1_teacher"])
+    assert l1[0] != l1[1]
+
+
 def test_band_loss_can_leave_strong_edges_out() -> None:
     xx = torch.arange(64).float().expand(1, 3, 64, 64)
     step = torch.where(xx < 32, 0.2, 0.8)

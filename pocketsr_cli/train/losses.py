@@ -258,6 +258,20 @@ def edge_zone(gt: torch.Tensor, window: int = 9, edge: float = HALO_EDGE) -> tor
     return (span > edge).to(gt.dtype)
 
 
+def without_halo(
+    target: torch.Tensor, gt: torch.Tensor, window: int = HALO_WINDOW, edge: float = HALO_EDGE
+) -> torch.Tensor:
+    """``target`` (a teacher's output) with its halos taken off: where ``gt`` has a strong
+    edge (:func:`halo_loss`'s mask), its luma is moved into ``gt``'s ``window`` x
+    ``window`` [min, max], R, G and B by the same amount; elsewhere it is unchanged."""
+    y, g = luma(target), luma(gt)
+    pad = window // 2
+    hi = F.max_pool2d(g, window, 1, pad)
+    lo = -F.max_pool2d(-g, window, 1, pad)
+    shift = torch.minimum(torch.maximum(y, lo), hi) - y
+    return target + shift * ((hi - lo) > edge).to(target.dtype)
+
+
 def halo_loss(
     out: torch.Tensor,
     gt: torch.Tensor,

@@ -131,6 +131,10 @@ class TrainConfig:
     # the target's band is its halo, and with ``halo`` on, the band asked for there is drawn
     # as a mesh inside the edge's range (stage Q of the compact card).
     band_edge_free: bool = False
+    # Take the teacher's halos off before it is a target (``losses.without_halo``): every
+    # term that compares with the teacher, the discriminator's "real" included, then asks
+    # for edges without rims.
+    teacher_without_halo: bool = False
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when there is one)
     # online data (instead of ``patches``): crops of these photos' training split made on
     # the fly, degraded with ``degradations`` (patch i: kind i mod n) and teacher-labelled
@@ -437,6 +441,8 @@ class Trainer:
         teacher = _downscale(batch["teacher"], self.resize_factor)
         if c.mild_fraction > 0:
             lr, teacher = self._mix_mild(batch["hr"], lr, gt, teacher)
+        if c.teacher_without_halo:
+            teacher = losses.without_halo(teacher, gt)
         anneal.set_progress(self.student, self.step, 0, c.anneal_steps)
         base = (
             lr_at_fraction(self.elapsed / (60.0 * c.minutes), c.lr)
