@@ -249,13 +249,18 @@ HALO_WINDOW = 5  # output pixels: the ring_sweep halo measure's window
 HALO_EDGE = 40 / 255  # the ground truth's luma span that makes a strong edge there
 
 
+def local_range(y: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The minimum and maximum of ``y`` (``N×1×H×W``) over the ``window`` x ``window``
+    pixels around each pixel (odd ``window``; cut at the borders), each ``N×1×H×W``."""
+    pad = window // 2
+    return -F.max_pool2d(-y, window, 1, pad), F.max_pool2d(y, window, 1, pad)
+
+
 def edge_zone(gt: torch.Tensor, window: int = 9, edge: float = HALO_EDGE) -> torch.Tensor:
     """1 where ``gt``'s luma spans more than ``edge`` over the ``window`` x ``window``
     pixels around (within ``window // 2`` px of a strong edge), else 0: ``N×1×H×W``."""
-    g = luma(gt)
-    pad = window // 2
-    span = F.max_pool2d(g, window, 1, pad) + F.max_pool2d(-g, window, 1, pad)
-    return (span > edge).to(gt.dtype)
+    lo, hi = local_range(luma(gt), window)
+    return (hi - lo > edge).to(gt.dtype)
 
 
 def without_halo(
@@ -264,10 +269,8 @@ def without_halo(
     """``target`` (a teacher's output) with its halos taken off: where ``gt`` has a strong
     edge (:func:`halo_loss`'s mask), its luma is moved into ``gt``'s ``window`` x
     ``window`` [min, max], R, G and B by the same amount; elsewhere it is unchanged."""
-    y, g = luma(target), luma(gt)
-    pad = window // 2
-    hi = F.max_pool2d(g, window, 1, pad)
-    lo = -F.max_pool2d(-g, window, 1, pad)
+    y = luma(target)
+    lo, hi = local_range(luma(gt), window)
     shift = torch.minimum(torch.maximum(y, lo), hi) - y
     return target + shift * ((hi - lo) > edge).to(target.dtype)
 
@@ -287,10 +290,8 @@ def halo_loss(
     ground truth has around them, so only the overshoot a viewer sees as a halo pays; a
     batch with no strong edge contributes zero.
     """
-    y, g = luma(out), luma(gt)
-    pad = window // 2
-    hi = F.max_pool2d(g, window, 1, pad)
-    lo = -F.max_pool2d(-g, window, 1, pad)
+    y = luma(out)
+    lo, hi = local_range(luma(gt), window)
     mask = ((hi - lo) > edge).to(out.dtype)
     excess = F.relu(y - hi) + F.relu(lo - y)
     return (excess * mask).sum() / mask.sum().clamp(min=1)

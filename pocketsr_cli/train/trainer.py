@@ -129,7 +129,7 @@ class TrainConfig:
     band_gain: float = 1.0
     # Leave the pixels within 4 px of the ground truth's strong edges out of ``band``: there
     # the target's band is its halo, and with ``halo`` on, the band asked for there is drawn
-    # as a mesh inside the edge's range (stage Q of the compact card).
+    # as a mesh inside the edge's range (stage R of the compact card).
     band_edge_free: bool = False
     # Take the teacher's halos off before it is a target (``losses.without_halo``): every
     # term that compares with the teacher, the discriminator's "real" included, then asks
