@@ -47,7 +47,7 @@ def model(args: argparse.Namespace, **unset: None) -> tuple[UpscalerSpec, ModelD
     ``args.weights`` (a candidate of training, same architecture) where given."""
     spec = UpscalerSpec(device=choose_device("cpu"), cpu_bf16=False)
     desc = dataclasses.replace(spec.resolve(args.model, args.scale), **unset)
-    if getattr(args, "weights", None) is not None:
+    if args.weights is not None:
         other = resolve_model(str(args.weights))
         desc.module.load_state_dict(other.module.state_dict())  # same architecture or error
         desc = dataclasses.replace(desc, name=f"{desc.name}@{args.weights.name}", sha256=None)
