@@ -516,6 +516,47 @@ def test_16bit_tiff_with_associated_alpha_is_read_as_straight_alpha(
     np.testing.assert_array_equal(pixels[:, 3:], stored[:, 3:])
 
 
+@pytest.mark.parametrize("channels", [2, 4])
+def test_16bit_tiff_extra_sample_marked_unspecified_is_not_alpha(
+    tmp_path: Path, channels: int
+) -> None:
+    """An extra sample marked unspecified (ExtraSamples 0: Photoshop's saved selections)
+    was taken as alpha at 16 bits: an empty selection made the whole output invisible,
+    while the same 8-bit file (Pillow: RGBX) was read as opaque."""
+    from pocketsr_cli.imageio.tiff import encode_tiff
+
+    stored = make_photo_like(6, 8, channels, np.uint16)
+    stored[:, :, -1] = 0  # an empty selection
+    path = tmp_path / "selection.tif"
+    path.write_bytes(_with_tag(encode_tiff(stored, imageio.Metadata()), 338, 0))
+    pixels = read_image(path).pixels
+    np.testing.assert_array_equal(pixels, stored[:, :, :-1])
+    assert probe(path)[2] is False
+
+
+def _raw_tiff_16(pixels: np.ndarray, photometric: int, extra: tuple[int, ...]) -> bytes:
+    """An uncompressed little-endian 16-bit TIFF of ``pixels``, any number of samples."""
+    from PIL import TiffImagePlugin, TiffTags
+
+    height, width, channels = pixels.shape
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    ifd[256], ifd[257], ifd[258] = width, height, (16,) * channels
+    ifd[259], ifd[262], ifd[277], ifd[278], ifd[284] = 1, photometric, channels, height, 1
+    ifd[338] = extra
+    ifd[273], ifd[279] = (0,), (pixels.size * 2,)  # offset shifted past the IFD by Pillow
+    ifd.tagtype[273] = ifd.tagtype[279] = TiffTags.LONG
+    return b"II*\x00" + struct.pack("<I", 8) + ifd.tobytes(8) + pixels.astype("<u2").tobytes()
+
+
+def test_16bit_tiff_with_two_extra_samples_is_unsupported_not_corrupt(tmp_path: Path) -> None:
+    """Transparency plus a saved selection (5 samples): OpenCV cannot decode it, and the
+    file was reported 'truncated or corrupt', which tells its owner it is broken."""
+    path = tmp_path / "two_extra.tif"
+    path.write_bytes(_raw_tiff_16(make_photo_like(6, 8, 5, np.uint16), 2, (2, 0)))
+    with pytest.raises(ImageReadError, match=r"unsupported TIFF.*2 extra channels"):
+        read_image(path)
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_orientation_applied_to_tiff(tmp_path: Path, orientation: int) -> None:
     stored = make_asymmetric(5, 7, 3)

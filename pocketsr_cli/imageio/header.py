@@ -121,8 +121,12 @@ def parse_tiff_header(data: bytes) -> ImageHeader:
     if tags.get(TAG_ORIENTATION) in (5, 6, 7, 8):
         width, height = height, width
     samples, photometric = tags.get(277, 1), tags.get(262)
-    # Some writers (OpenCV) leave out ExtraSamples: count the samples as well.
-    has_alpha = bool(as_tuple(tags.get(338))) or samples == (2 if photometric in (0, 1) else 4)
+    # Some writers (OpenCV) leave out ExtraSamples: count the samples as well.  An extra
+    # sample marked unspecified (0: a saved selection, a mask) is not alpha and is dropped.
+    extra = as_tuple(tags.get(338))
+    has_alpha = extra[:1] != (0,) and (
+        bool(extra) or samples == (2 if photometric in (0, 1) else 4)
+    )
     gray = photometric in (0, 1)
     channels = (1 if gray else 3) + (1 if has_alpha else 0)
     depth = 16 if max(as_tuple(tags.get(258)) or (1,)) > 8 else 8

@@ -104,6 +104,8 @@ def decode_tiff(data: bytes) -> DecodedImage:
             "unsupported TIFF (16-bit samples stored in separate planes, planar "
             "configuration 2); save it with its samples together (contiguous)"
         )
+    if bits == 16 and photometric in (1, 2):
+        _check_extra_samples_16(tags, 1 if photometric == 1 else 3)
     try:
         if bits == 16 and photometric == 1 and tags.get(277) == 2:
             pixels = _unassociated(_decode_tiff_gray_alpha_16(data, tags), tags)
@@ -125,6 +127,9 @@ def decode_tiff(data: bytes) -> DecodedImage:
                 # Recent Pillow turns TIFFs upright while loading and then drops the tag.
                 if TAG_ORIENTATION not in getattr(im, "tag_v2", {}):
                     orientation = 1
+        if bits == 16 and _unspecified_extra(tags) and pixels.shape[2] in (2, 4):
+            # Not alpha (a saved selection, a mask): left out, as Pillow does at 8 bits.
+            pixels = np.ascontiguousarray(pixels[:, :, :-1])
     except ImageReadError:
         raise
     except Exception as exc:
@@ -149,6 +154,27 @@ def decode_tiff(data: bytes) -> DecodedImage:
             f"multi-page TIFF: only the first of its {pages} pages was upscaled",
         )
     return decoded
+
+
+def _unspecified_extra(tags: Mapping[int, Any]) -> bool:
+    """Whether a TIFF's one extra sample is marked unspecified data (ExtraSamples 0), not
+    alpha: a saved selection or mask (Photoshop's "Alpha Channels"), never transparency."""
+    return as_tuple(tags.get(338))[:1] == (0,)
+
+
+def _check_extra_samples_16(tags: Mapping[int, Any], colour: int) -> None:
+    """Refuse a 16-bit TIFF with more than one extra sample per pixel (transparency and a
+    saved selection, say), which OpenCV cannot decode: it read as truncated or corrupt.
+
+    Raises:
+        ImageReadError: saying so.
+    """
+    samples = tags.get(277, 1)
+    if isinstance(samples, int) and samples > colour + 1:
+        raise ImageReadError(
+            f"unsupported TIFF (16-bit with {samples - colour} extra channels besides its "
+            f"colour, such as saved selections); save it with transparency alone"
+        )
 
 
 def _marked_upright(data: bytes) -> bytes:
