@@ -202,6 +202,17 @@ def test_a_malformed_log_is_a_usage_error(tmp_path: Path, text: str, message: st
         load_log(log)
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_a_log_with_a_byte_order_mark_loads(tmp_path: Path, encoding: str) -> None:
+    """Windows writes them: PowerShell 5's ``--json > run.jsonl`` UTF-16 with a BOM,
+    ``Out-File -Encoding utf8`` UTF-8 with one. Such a log was 'not a text file' or 'line 1
+    is not JSON'."""
+    log = tmp_path / "run.jsonl"
+    lines = [image_line(input="in/\u00e9t\u00e9.png", status="ok"), image_line(input="b.png")]
+    log.write_text("\r\n".join(lines) + "\r\n", encoding=encoding)
+    assert [e.name for e in load_log(log).entries] == ["\u00e9t\u00e9.png", "b.png"]
+
+
 def test_a_missing_or_binary_log_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="log not found"):
         load_log(tmp_path / "nope.jsonl")

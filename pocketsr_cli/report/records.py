@@ -17,6 +17,7 @@ the log's own folder).
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -190,7 +191,7 @@ def load_log(path: Path) -> Run:
             a field of the wrong type, or no image line at all.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _log_text(path.read_bytes())
     except FileNotFoundError:
         raise UsageError(f"log not found: {path}") from None
     except IsADirectoryError:
@@ -221,6 +222,18 @@ def load_log(path: Path) -> Run:
         )
     bases = tuple(dict.fromkeys([Path.cwd(), path.resolve().parent]))
     return Run(tuple(entries), info, path.name, bases)
+
+
+def _log_text(data: bytes) -> str:
+    """A log's text: UTF-8, or, after a byte order mark, UTF-8 or UTF-16 (what Windows
+    PowerShell 5's ``>`` writes: ``pocketsr upscale ... --json > run.jsonl``).
+
+    Raises:
+        UnicodeDecodeError: the bytes are not such text.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    return data.decode("utf-8-sig")
 
 
 def _json_object(line: str, where: str) -> dict[str, Any]:
