@@ -106,6 +106,7 @@ from pocketsr_cli.imageio import (
     read_header,
     read_image,
     read_provenance_text,
+    side_limit_problem,
     sidecar_written,
     transparency_switch,
     write_atomic,
@@ -1049,6 +1050,11 @@ class _Run:
             if isinstance(found, Result):
                 return found
             seen = found
+        too_large = side_limit_problem(
+            plan.format, *self.target.size_for(image.width, image.height)
+        )
+        if too_large is not None:  # known now: not found out after the upscale
+            return Result(job, "failed", error=too_large, width=image.width, height=image.height)
         variant = self.variant_for(image.width, image.height)
         seconds = time.perf_counter() - t0
         return _Decoded(job, image, plan, output, variant, seconds, seen, notes=notes)
@@ -1133,6 +1139,9 @@ class _Run:
         except ImageReadError as exc:
             return Result(job, "failed", error=str(exc))
         ow, oh = self.target.size_for(width, height)
+        too_large = side_limit_problem(format_of_path(job.output) or "", ow, oh)
+        if too_large is not None:
+            return Result(job, "failed", error=too_large, width=width, height=height)
         return Result(
             job,
             "planned",

@@ -129,6 +129,35 @@ class Nearest:
         return pixels.repeat(self.scale, axis=0).repeat(self.scale, axis=1)
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_output_too_large_for_its_format_fails_before_the_upscale(
+    tmp_path: Path, dry_run: bool
+) -> None:
+    """WebP holds 16,383 pixels on a side: the image was upscaled (minutes, for a large
+    photo) and only then failed at encoding, and a dry run said it would be written."""
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.full((2, 8200, 3), 99, np.uint8)).save(tmp_path / "in" / "wide.webp")
+    Image.fromarray(np.full((2, 8, 3), 99, np.uint8)).save(tmp_path / "in" / "small.webp")
+
+    class Counting(Nearest):
+        calls = 0
+
+        def upscale(self, pixels, on_tile=None):  # type: ignore[no-untyped-def]
+            Counting.calls += 1
+            return super().upscale(pixels, on_tile)
+
+    jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None, "2"))
+    summary = run(jobs, Counting(2), Options(dry_run=dry_run), Recorder())
+    got = {r.job.input.name: (r.status, r.error) for r in summary.results}
+    assert got["wide.webp"] == (
+        "failed",
+        "WebP cannot store images over 16383 pixels on a side (this one is 16400x4); "
+        "choose PNG or TIFF",
+    )
+    assert got["small.webp"] == ("planned" if dry_run else "ok", None)
+    assert Counting.calls == (0 if dry_run else 1)  # the small one only
+
+
 def test_each_image_runs_the_smallest_variant_that_reaches_the_target(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     for name, (h, w) in {"big": (12, 16), "small": (6, 8), "tiny": (3, 4)}.items():

@@ -65,7 +65,7 @@ from pocketsr_cli.imageio.atomic import TEMP_SUFFIX, temp_path_for, write_atomic
 from pocketsr_cli.imageio.backends import opencv
 from pocketsr_cli.imageio.decode import ANIMATED_WARNING, MAX_PIXELS, read_image
 from pocketsr_cli.imageio.decoded import DecodedImage, drop_opaque_alpha
-from pocketsr_cli.imageio.encode import encode_image
+from pocketsr_cli.imageio.encode import encode_image, side_limit_problem
 from pocketsr_cli.imageio.formats import (
     HEIF_HINT,
     IMAGE_EXTENSIONS,
@@ -123,6 +123,7 @@ __all__ = [
     "read_header",
     "read_image",
     "read_provenance_text",
+    "side_limit_problem",
     "sidecar_path",
     "sidecar_written",
     "sniff_format",

@@ -28,6 +28,19 @@ from pocketsr_cli.imageio.tiff import encode_tiff
 _MAX_SIDE = {"jpeg": 65_535, "webp": 16_383}
 
 
+def side_limit_problem(fmt: str, width: int, height: int) -> str | None:
+    """Why an image of ``width`` x ``height`` cannot be written as ``fmt`` (a side longer
+    than the format holds: JPEG 65,535, WebP 16,383 pixels), or None when it can.  Known
+    from the output size alone, so the pipeline asks before upscaling."""
+    limit = _MAX_SIDE.get(fmt)
+    if limit is None or max(width, height) <= limit:
+        return None
+    return (
+        f"{FORMAT_NAMES[fmt]} cannot store images over {limit} pixels on a side "
+        f"(this one is {width}x{height}); choose PNG or TIFF"
+    )
+
+
 def encode_image(
     pixels: np.ndarray,
     plan: OutputPlan,
@@ -72,12 +85,9 @@ def encode_image(
         raise ImageWriteError(f"{FORMAT_NAMES[plan.format]} cannot store transparency")
     if plan.format == "webp" and channels in (1, 2):
         pixels = np.concatenate([pixels[:, :, :1]] * 3 + [pixels[:, :, 1:]], axis=2)
-    limit = _MAX_SIDE.get(plan.format)
-    if limit is not None and max(pixels.shape[:2]) > limit:
-        raise ImageWriteError(
-            f"{FORMAT_NAMES[plan.format]} cannot store images over {limit} pixels on a side "
-            f"(this one is {pixels.shape[1]}x{pixels.shape[0]}); choose PNG or TIFF"
-        )
+    too_large = side_limit_problem(plan.format, pixels.shape[1], pixels.shape[0])
+    if too_large is not None:
+        raise ImageWriteError(too_large)
     meta = output_metadata(metadata, pixels)
     png_text = b""
     if provenance is not None and plan.format == "png":
