@@ -164,6 +164,23 @@ def test_heic_without_pillow_heif_fails_with_hint(
     assert rec["status"] == "failed" and rec["error"].endswith(imageio.HEIF_HINT)
 
 
+def test_a_jpeg_named_heic_is_decoded_without_pillow_heif(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A JPEG under a .HEIC name (what some phones' and import tools' "most compatible"
+    transfers leave) needs no HEIF decoder, but failed with the hint to install one, while
+    the same JPEG named .avif was decoded."""
+    monkeypatch.setattr(imageio.formats, "heif_available", lambda: False)
+    src = tmp_path / "IMG_0003.HEIC"
+    Image.new("RGB", (8, 6), (200, 120, 40)).save(src, format="JPEG", quality=95)
+    decoded = imageio.read_image(src)
+    assert decoded.format == "jpeg" and decoded.pixels.shape == (6, 8, 3)
+    assert imageio.read_header(src).format == "jpeg"
+    code, (rec,) = run_json(src)
+    assert code == 0 and rec["status"] == "ok"
+    assert any("its content is JPEG" in w for w in rec["warnings"])
+
+
 def test_heic_round_trip_with_pillow_heif(tmp_path: Path) -> None:
     pillow_heif = pytest.importorskip("pillow_heif")
     pillow_heif.register_heif_opener()

@@ -103,9 +103,12 @@ def require_heif_decoder(path: Path, head: bytes) -> None:
     """Raise :data:`HEIF_HINT` for a HEIC/HEIF file (by name or by content) without pillow-heif.
 
     Without this, such a file would fail as "not a recognised image", which does not say
-    that installing one extra fixes it.
+    that installing one extra fixes it.  A file named ``.heic`` whose content is another
+    format (a JPEG that a phone or an import tool left under the HEIC name) is decoded as
+    that format: it needs no extra.
     """
-    named = Path(path).suffix.lower() in _HEIF_EXTENSIONS
+    other = sniff_format(head) not in (None, "heif", "avif")
+    named = Path(path).suffix.lower() in _HEIF_EXTENSIONS and not other
     sniffed = head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
     if (named or sniffed) and not heif_available():
         raise ImageReadError(HEIF_HINT)
