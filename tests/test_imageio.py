@@ -644,6 +644,33 @@ def test_metadata_read_from_every_format(tmp_path: Path, source: str) -> None:
     assert exif.get_ifd(EXIF_IFD)[DATETIME_ORIGINAL] == "2024:05:06 07:08:09"
 
 
+def test_photoshop_layers_and_resources_in_a_tiff_are_not_carried_as_exif(
+    tmp_path: Path,
+) -> None:
+    """A layered Photoshop TIFF keeps its layers in tag 37724 (ImageSourceData, often larger
+    than the image) and its image resources in 34377: both were copied as EXIF, into TIFF
+    outputs (where Photoshop opens the stale layers instead of the upscaled pixels) and
+    PNG/WebP ones (megabytes of them), and made a JPEG output lose its whole EXIF as too
+    large."""
+    from PIL import TiffImagePlugin
+
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[MAKE] = "PocketCam"
+    tags[37724] = b"Adobe Photoshop Document Data Block\x00" + bytes(100_000)
+    tags[34377] = b"8BIM\x03\xed\x00\x00\x00\x00\x00\x10" + bytes(16)
+    tags.tagtype[37724] = tags.tagtype[34377] = 7  # UNDEFINED
+    path = tmp_path / "layered.tif"
+    save_pillow(path, make_blocky(16, 16), "TIFF", tiffinfo=tags)
+    image = read_image(path)
+    assert image.metadata.exif is not None and len(image.metadata.exif) < 1000
+    exif = Image.Exif()
+    exif.load(image.metadata.exif)
+    assert exif[MAKE] == "PocketCam" and 37724 not in exif and 34377 not in exif
+    notes: list[str] = []
+    out = encode_image(image.pixels, OutputPlan("jpeg", 8), metadata=image.metadata, notes=notes)
+    assert notes == [] and Image.open(io.BytesIO(out)).getexif()[MAKE] == "PocketCam"
+
+
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "webp", "tiff"])
 @pytest.mark.parametrize("depth", [8, 16])
 def test_metadata_written_to_every_format(fmt: str, depth: int) -> None:
