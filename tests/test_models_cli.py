@@ -41,6 +41,7 @@ from typer.testing import CliRunner
 
 from pocketsr_cli.atomicfile import temp_path_for
 from pocketsr_cli.cli import _ui, app
+from pocketsr_cli.errors import ModelError
 from pocketsr_cli.manifest import parse_manifest
 from pocketsr_cli.weights import verify
 from pocketsr_cli.weights.cache import user_models_dir, weights_path
@@ -591,6 +592,26 @@ def test_import_of_an_image_says_it_is_an_image(tmp_path: Path, home: Path) -> N
         assert f"given after the command (pocketsr upscale {path})" in message
         assert "checkpoint" not in message and "Traceback" not in result.output
     assert not user_models_dir().exists()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_with_non_finite_values_are_refused(tmp_path: Path, home: Path, bad: float) -> None:
+    """A checkpoint holding NaN (saved after training diverged) was imported, and each
+    image it then drew was black (NaN becomes 0) yet reported ``ok``, exit 0; the ncnn
+    reader refused such weights already.  Refused on import and with ``-m FILE`` alike,
+    naming the tensor."""
+    broken = dict(SD)
+    key = sorted(broken)[0]
+    broken[key] = broken[key].clone()
+    broken[key].view(-1)[0] = bad
+    source = tmp_path / "diverged.safetensors"
+    save_safetensors(source, broken)
+    result = invoke("models", "import", str(source), "--name", "diverged")
+    assert result.exit_code == 3, result.output
+    assert f"tensor {key!r} holds NaN or infinite values" in result.stderr
+    assert not user_models_dir().exists()
+    with pytest.raises(ModelError, match="NaN or infinite"):
+        resolve_model(str(source))
 
 
 def test_import_refuses_a_variant_name_of_another_factor(tmp_path: Path, home: Path) -> None:

@@ -170,13 +170,33 @@ def descriptor_from_state_dict(
     manifests through the same families (``Family.instantiate``).
 
     Raises:
-        ModelError: no architecture recognises the dict, or it is not an RGB image model.
+        ModelError: no architecture recognises the dict, it is not an RGB image model, or
+            a tensor holds NaN or infinite values.
     """
     from pocketsr_cli.registry import detect_family
 
+    _refuse_non_finite(state_dict, name)
     family = detect_family(state_dict)
     if family is not None:
         return family.load(state_dict, name)
     from pocketsr_cli.weights.community import load_spandrel
 
     return load_spandrel(state_dict, name)
+
+
+def _refuse_non_finite(state_dict: Mapping[str, torch.Tensor], name: str) -> None:
+    """Refuse weights holding NaN or infinite values (a checkpoint saved after training
+    diverged, or damaged in a conversion), as the ncnn reader does: such a network draws
+    black images, which would be written as if all were well.
+
+    Raises:
+        ModelError: the first tensor that holds one, named.
+    """
+    import torch
+
+    for key, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelError(
+                f"{name}: tensor {key!r} holds NaN or infinite values (a damaged checkpoint, "
+                "or one saved after training diverged); its network would draw black images"
+            )
