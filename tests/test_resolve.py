@@ -749,6 +749,48 @@ def test_a_weights_file_needing_code_loads_with_trust_pickle_once(
         torch.testing.assert_close(run(desc), reference(SD), rtol=0, atol=0)
 
 
+def test_eval_and_bench_advise_only_a_command_that_takes_the_option(
+    tmp_path: Path, home: Path, weights_bytes: bytes, no_network: None
+) -> None:
+    """``eval`` and ``bench`` take neither ``--trust-pickle`` nor ``--allow-unverified``,
+    yet their refusals said "run again with --trust-pickle" (or "--allow-unverified
+    here"), which they answer with 'No such option'.  They name the command that takes it
+    and keeps what it converts or pins for them; ``upscale``, which takes both, is still
+    told to run again."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from pocketsr_cli.cli import app
+
+    data = _pickle_with_hyper_parameters(tmp_path / "src" / "ckpt.pth")
+    write_manifest(home / "models", "pick", data, file="ckpt.pth", params=params_of(SD))
+    (home / "models" / "ckpt.pth").write_bytes(data)
+    loose = tmp_path / "loose.pth"
+    loose.write_bytes(data)
+    unpublished_spec(home, weights_bytes, ("https://example.invalid/tiny.safetensors",))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (64, 64), (120, 80, 40)).save(photos / "a.png")
+
+    def refusal(*args: str) -> str:
+        result = CliRunner().invoke(app, list(args))
+        assert result.exit_code == 3, result.output
+        return " ".join(result.stderr.split())
+
+    for command in (["eval", str(photos), "--crop", "32"], ["bench", "--size", "16x16"]):
+        pick = refusal(*command, "-m", "pick")
+        assert "run `pocketsr models download pick --trust-pickle`: it is then" in pick
+        file = refusal(*command, "-m", str(loose))
+        assert f"run `pocketsr upscale IMAGE -m {loose} --trust-pickle` once" in file
+        tiny = refusal(*command, "-m", "tiny")
+        assert "`pocketsr models download tiny --allow-unverified` fetches it" in tiny
+        for message in (pick, file, tiny):
+            assert "run again" not in message and " here)" not in message
+    upscale = ["upscale", str(photos), "-o", str(tmp_path / "out")]
+    assert "run again with --trust-pickle" in refusal(*upscale, "-m", "pick")
+    assert "(or --allow-unverified here)" in refusal(*upscale, "-m", "tiny")
+
+
 def test_a_file_named_like_a_model_does_not_take_over_its_name(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -48,6 +48,7 @@ from pocketsr_cli.spelling import (
     OUTSCALE,
     SCALE,
     TRUST_PICKLE,
+    Option,
     offers,
 )
 from pocketsr_cli.weights import trust
@@ -235,7 +236,7 @@ def _locate_file(
     if expected is None and not allow_unverified and not offline:
         raise ModelError(
             f"{spec.name}: its publisher gives no SHA-256 for {w.file}, so the download "
-            f"cannot be checked; `{_fetch_command(spec)}` (or {ALLOW_UNVERIFIED} here) "
+            f"cannot be checked; `{_fetch_command(spec)}`{_or_here(ALLOW_UNVERIFIED)} "
             "fetches it and pins the digest it arrives with, which every later run then "
             "checks (trust on first use)"
         )
@@ -260,7 +261,7 @@ def _locate_file(
             raise ModelError(
                 f"{exc} (the expected digest was pinned on first use, in "
                 f"{weights_path(spec.name, trust.PINS_NAME)}; if the publisher has replaced "
-                f"the file, delete that pin and fetch it again with {ALLOW_UNVERIFIED})"
+                f"the file, delete that pin and {_rerun(ALLOW_UNVERIFIED, spec.name)})"
             ) from exc
         raise
     if expected is None:
@@ -274,8 +275,8 @@ def _first_use(spec: ModelSpec, w: WeightsSpec, path: Path, allow_unverified: bo
     if not allow_unverified:
         raise ModelError(
             f"{spec.name}: {path} has no SHA-256 to be checked against (its publisher gives "
-            f"none and none was pinned); run again with {ALLOW_UNVERIFIED} to trust this "
-            "file and pin its digest"
+            f"none and none was pinned); {_rerun(ALLOW_UNVERIFIED, spec.name)} to trust "
+            "this file and pin its digest"
         )
     if w.size is not None and path.stat().st_size != w.size:
         raise ModelError(f"{spec.name}: {path} is not {w.size} bytes long, as its manifest says")
@@ -290,6 +291,24 @@ def _pin(spec: ModelSpec, w: WeightsSpec, path: Path) -> Path:
     trust.pin(spec.name, w.file, digest)
     remember(path, digest)
     return path
+
+
+def _or_here(option: Option) -> str:
+    """`` (or OPTION here)`` where the command in force takes ``option``, else nothing."""
+    return f" (or {option} here)" if offers(option) else ""
+
+
+def _rerun(option: Option, name: str | None, path: Path | None = None) -> str:
+    """Advice that needs ``option`` (``--allow-unverified``, ``--trust-pickle``): "run
+    again with it" where the command in force takes it; else the command that does, which
+    keeps what it pins or converts for every later one: ``models download NAME`` for the
+    registry model ``name``, ``upscale -m PATH`` (on any image) for the weights file
+    ``path`` (``eval`` and ``bench`` take neither option)."""
+    if offers(option):
+        return f"run again with {option}"
+    if name is not None:
+        return f"run `pocketsr models download {name} {option}`"
+    return f"run `pocketsr upscale IMAGE -m {path} {option}` once (any image)"
 
 
 def _fetch_command(spec: ModelSpec) -> str:
@@ -457,8 +476,9 @@ def _read_file(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
             return trust.read_converted(copy)
         if not trust_pickle:
             raise UnsafePickleError(
-                f"{exc}; or, if you trust where it comes from, run again with {TRUST_PICKLE}: "
-                "it is then loaded once, running its code, and kept as safetensors"
+                f"{exc}; or, if you trust where it comes from, "
+                f"{_rerun(TRUST_PICKLE, None, path)}: it is then loaded once, running its "
+                "code, and kept as safetensors"
             ) from exc
     return trust.read_converted(trust.convert_pickle(model, path, digest))
 
@@ -717,9 +737,9 @@ def _read_weights(
         if not trust_pickle or digest is None:
             source = ", ".join(w.urls) or str(path)
             raise UnsafePickleError(
-                f"{exc}; or, if you trust where it comes from ({source}), run again with "
-                f"{TRUST_PICKLE}: it is then loaded once, running its code, and kept as "
-                "safetensors"
+                f"{exc}; or, if you trust where it comes from ({source}), "
+                f"{_rerun(TRUST_PICKLE, spec.name)}: it is then loaded once, running its "
+                "code, and kept as safetensors"
             ) from exc
     return trust.read_converted(trust.convert_pickle(spec.name, path, digest))
 
