@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from numbers import Real
 from typing import TYPE_CHECKING, Any, Literal
 
 from pocketsr_cli.errors import UsageError
@@ -94,9 +95,15 @@ class Ensemble:
         with ``weight`` (None: :data:`DEFAULT_WEIGHT`).
 
         Raises:
-            UsageError: an unknown mode or bad weight, or a weight given with a mode
-                other than ``pad`` (or with an :class:`Ensemble`).
+            UsageError: an unknown mode or bad weight (out of range, or not a number: a
+                str or a bool), or a weight given with a mode other than ``pad`` (or with
+                an :class:`Ensemble`).
         """
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, Real)):
+            low, high = WEIGHT_RANGE  # a str ("0.7") or a bool is no number the API takes
+            raise UsageError(
+                f"{ENSEMBLE_WEIGHT} must be a number from {low:g} to {high:g}, not {weight!r}"
+            )
         if isinstance(value, Ensemble):
             if weight is not None:
                 raise UsageError(f"{ENSEMBLE_WEIGHT} goes with a mode name, not an Ensemble")

@@ -82,6 +82,15 @@ def test_weights_outside_the_range_are_refused(weight: float) -> None:
         ensemble_choice("pad", weight)
 
 
+@pytest.mark.parametrize("weight", ["a", "0.7", True])
+def test_a_weight_that_is_no_number_is_a_usage_error(weight: object) -> None:
+    """The API's ``ensemble_weight="a"`` raised Python's ValueError from ``float()``, and
+    ``"0.7"`` or ``True`` were taken as numbers: the README promises a UsageError for a
+    bad argument, as an out-of-range weight gets."""
+    with pytest.raises(UsageError, match=r"^ensemble_weight must be a number from 0 to 3"):
+        Ensemble.of("pad", weight)  # type: ignore[arg-type]
+
+
 def test_bad_modes_and_misplaced_weights_are_usage_errors() -> None:
     with pytest.raises(UsageError, match=r"^ensemble takes none, pad or flip8, not 'tta'$"):
         Ensemble.of("tta")
