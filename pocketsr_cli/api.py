@@ -135,7 +135,8 @@ class Upscaler:
         ModelError: unknown model, weights that cannot be had or loaded, no such scale.
         DeviceError: unknown or unavailable device, unknown precision.
         UsageError: a bad ``tile``, ``tile_overlap``, ``ensemble`` or ``pcsr_k`` value
-            (a ``tile`` below 4 × ``tile_overlap`` too); ``pcsr_k`` or
+            (a ``tile`` below 4 × ``tile_overlap`` too), an ``on_warning`` that is not
+            callable; ``pcsr_k`` or
             ``adaptive`` with a model that is not PCSR.
     """
 
@@ -165,6 +166,10 @@ class Upscaler:
         from pocketsr_cli.factory import open_upscaler, routing_k
         from pocketsr_cli.pipeline import Variant
 
+        if on_warning is not None and not callable(on_warning):
+            raise UsageError(
+                f"on_warning must be a callable taking each warning's text, not {on_warning!r}"
+            )
         self._warn = on_warning or _default_warning
         if scale is not None:
             scale = _whole(scale, "scale", 1, 16)

@@ -451,6 +451,9 @@ def test_api_mistakes_are_pocketsr_errors_said_before_any_work(
             pocketsr_cli.Upscaler("bicubic", **kwargs)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="device must be a string"):
         pocketsr_cli.Upscaler("bicubic", device=None)  # type: ignore[arg-type]
+    for callback in (5, "print"):  # was called only at the first warning: 'not callable'
+        with pytest.raises(UsageError, match=r"on_warning must be a callable .*not"):
+            pocketsr_cli.Upscaler("bicubic", on_warning=callback)  # type: ignore[arg-type]
     src = tmp_path / "a.png"
     Image.fromarray(pixels()).save(src)
     for quality in (0, 101, 95.5, "high"):
