@@ -289,6 +289,13 @@ def _parse(data: Mapping[str, Any], path: Path, origin: Origin) -> ModelSpec:
         raise ValueError("family must name an architecture family")
     build = top.get("build", dict, {})
     weights = _parse_weight_files(top)
+    if family.startswith(SPANDREL_PREFIX) and len(weights) != 1:
+        # spandrel tells the network from the tensors of one file: with none (or several)
+        # the model could be listed and verified, yet never built.
+        raise ValueError(
+            f"family {family!r} needs exactly one [weights] file (spandrel builds the "
+            f"network from its tensors), not {len(weights)}"
+        )
     hints_table = top.get("hints", dict, {})
     meta_table = top.get("meta", dict, {})
     spec = ModelSpec(

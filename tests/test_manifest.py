@@ -162,6 +162,8 @@ def test_good_manifest(tmp_path: Path) -> None:
         (lambda t: t.replace("params = 12", "params = -3"), "must not be negative"),
         (lambda t: "hints = 3\n" + t.replace("[hints]\nmultiple_of = 4", ""), "hints must be dict"),
         (lambda t: t + "[[", "bad model manifest"),
+        # Listed as a user model and verified "no weights", yet refused on every use.
+        (lambda t: t.split("[weights]")[0] + "[hints]" + t.split("[hints]")[1], "needs exactly"),
     ],
 )
 def test_bad_manifest(tmp_path: Path, edit: Callable[[str], str], message: str) -> None:
