@@ -423,7 +423,8 @@ class Upscaler:
         ``.bmp``); where it cannot hold the image (transparency in JPEG/BMP) PNG is
         written instead, beside ``dst`` with a ``.png`` extension, with a warning.  An
         alpha channel that is fully opaque is no transparency: it is left out there.  EXIF,
-        ICC and XMP are kept unless ``keep_metadata`` is False; pocketsr's record of how
+        ICC and XMP are kept; with ``keep_metadata`` False, EXIF and XMP are dropped and
+        the colour profile stays (as ``--strip-metadata``); pocketsr's record of how
         the file was made is written as the CLI writes it.  ``dst`` is replaced if it
         exists; it is never left half-written.  From the moment ``src`` is decoded until
         ``dst`` is written, ``dst``'s claim is held (:mod:`pocketsr_cli.claims`), as every
@@ -521,7 +522,7 @@ class Upscaler:
             out,
             plan,
             quality=quality,
-            metadata=image.metadata if keep_metadata else None,
+            metadata=image.metadata if keep_metadata else image.metadata.colour_only(),
             provenance=text if embedded else None,
             notes=notes,
         )

@@ -1253,7 +1253,9 @@ class _Run:
         of ``item``'s pixels; safe to run in several threads at once."""
         d = item.decoded
         t0 = time.perf_counter()
-        metadata = d.image.metadata if self.options.keep_metadata else None
+        metadata = d.image.metadata
+        if not self.options.keep_metadata:
+            metadata = metadata.colour_only()
         result = Result(
             d.job,
             "ok",

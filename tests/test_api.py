@@ -136,6 +136,21 @@ def test_any_os_pathlike_is_a_path(up: pocketsr_cli.Upscaler, tmp_path: Path) ->
         up.upscale_file(src, FsPath(b"b.png"))
 
 
+def test_upscale_file_without_metadata_keeps_the_colour_profile(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    src = tmp_path / "a.jpg"
+    Image.fromarray(pixels()).save(src, exif=exif.tobytes(), icc_profile=icc)
+    written = up.upscale_file(src, tmp_path / "b.jpg", keep_metadata=False)
+    with Image.open(written) as im:
+        assert im.info.get("icc_profile") == icc and 0x010F not in im.getexif()
+
+
 def test_upscale_file_writes_a_valid_file(up: pocketsr_cli.Upscaler, tmp_path: Path) -> None:
     src = tmp_path / "a.png"
     Image.fromarray(pixels()).save(src)

@@ -178,12 +178,20 @@ def test_exif_orientation_applied_and_icc_kept(tmp_path: Path) -> None:
         assert tags.get(0x0112, 1) == 1 and tags.get(0x010F) == "TestCam"
 
 
-def test_strip_metadata(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ext", ["jpg", "png", "webp", "tif"])
+def test_strip_metadata_keeps_the_colour_profile_alone(tmp_path: Path, ext: str) -> None:
+    # EXIF (camera, GPS), XMP and the print resolution go; the ICC profile, which says
+    # what the pixel values mean, stays: without it a wide-gamut photo shows dulled.
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    src = save(tmp_path / "m.jpg", photo(), icc_profile=icc)
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    src = save(tmp_path / f"m.{ext}", photo(), exif=exif.tobytes(), icc_profile=icc, dpi=(300, 300))
     assert invoke("upscale", src, *FAST, "-q", "--strip-metadata")[0] == 0
-    with Image.open(tmp_path / "m_x2.jpg") as im:
-        assert "icc_profile" not in im.info and not im.getexif()
+    with Image.open(tmp_path / f"m_x2.{ext}") as im:
+        assert im.info.get("icc_profile") == icc
+        assert 0x010F not in im.getexif()
+        # no print resolution stated (TIFF must state one: the baseline 72 dpi)
+        assert tuple(round(d) for d in im.info.get("dpi", (72, 72))) == (72, 72)
 
 
 def test_unicode_spaces_nested_mirror_and_rerun(tmp_path: Path) -> None:

@@ -698,6 +698,11 @@ def test_strip_metadata(fmt: str) -> None:
     assert MAKE not in out.getexif()
 
 
+def test_colour_only_keeps_how_colours_are_shown_and_nothing_else() -> None:
+    meta = Metadata(make_exif().tobytes()[6:], b"icc", b"<x:xmpmeta/>", (300.0, 300.0), b"gAMA")
+    assert meta.colour_only() == Metadata(icc_profile=b"icc", png_colour=b"gAMA")
+
+
 def test_oversized_exif_is_left_out_of_jpeg_only() -> None:
     exif = make_exif()
     exif[0x010E] = "x" * 70_000  # ImageDescription

@@ -218,7 +218,11 @@ def upscale(
         bool,
         typer.Option(
             "--strip-metadata",
-            help="Drop EXIF, ICC profile and XMP (pocketsr's own record is still written).",
+            help=(
+                "Drop EXIF and XMP (camera, place, dates, edits) and the print resolution;"
+                " the colour profile stays, so colours do not change, and so does"
+                " pocketsr's own record."
+            ),
         ),
     ] = False,
     no_provenance: Annotated[

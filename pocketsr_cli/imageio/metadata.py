@@ -44,6 +44,15 @@ class Metadata:
     dpi: tuple[float, float] | None = None
     png_colour: bytes | None = None
 
+    def colour_only(self) -> Metadata:
+        """What ``--strip-metadata`` keeps: how the colours are to be shown (the ICC
+        profile, a PNG's gAMA/cHRM/sRGB chunks), nothing about the camera, the place, the
+        time or the editing (EXIF, XMP) and no print resolution.  The pixels are numbers
+        in the profile's colour space: without it a Display P3 or Adobe RGB photo would
+        be shown as sRGB, its colours dulled, so, as a photo editor's export with
+        metadata "none" still embeds the profile, the profile stays."""
+        return Metadata(icc_profile=self.icc_profile, png_colour=self.png_colour)
+
 
 EXIF_PREFIX = b"Exif\x00\x00"
 TAG_ORIENTATION = 0x0112
