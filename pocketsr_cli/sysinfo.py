@@ -82,6 +82,8 @@ class SystemReport:
     cache_dir: str
     user_models_dir: str
     extras: dict[str, str | None] = field(default_factory=dict)  # name -> version or None
+    # user manifests that define no model, each with why (as `models list` warns)
+    skipped_manifests: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; byte counts are integers, absent figures ``None``."""
@@ -126,6 +128,7 @@ def collect(*, load_default_model: bool = True) -> SystemReport:
         cache_dir=str(cache_dir()),
         user_models_dir=str(user_models_dir()),
         extras=extras(),
+        skipped_manifests=skipped_manifests(),
     )
 
 
@@ -169,6 +172,19 @@ def default_model(*, load: bool = True) -> DefaultModel:
     except Exception as exc:  # the diagnosis is the message, whatever failed
         return DefaultModel(DEFAULT_MODEL, place, loads_offline=False, error=str(exc))
     return DefaultModel(DEFAULT_MODEL, place, loads_offline=True, error=None)
+
+
+def skipped_manifests() -> list[str]:
+    """The user manifests that cannot be read, so define no model, each with why (what
+    ``pocketsr models list`` warns of); empty when every one can be."""
+    from pocketsr_cli.weights.resolve import registry
+
+    problems: list[str] = []
+    try:
+        registry(problems)
+    except Exception as exc:  # a folder that cannot be listed: the diagnosis is the message
+        return [str(exc)]
+    return problems
 
 
 def extras() -> dict[str, str | None]:

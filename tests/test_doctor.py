@@ -65,6 +65,17 @@ def test_json_on_this_machine(home: Path) -> None:
     assert report["user_models_dir"] == str(home / "models")
     assert {"spandrel", "pillow-heif"} <= set(report["extras"])
     assert report["extras"]["spandrel"]  # installed by scripts/install.sh
+    assert report["skipped_manifests"] == []
+
+
+def test_an_unreadable_user_manifest_is_reported(home: Path) -> None:
+    # `models list` warns of it; doctor, the "is my set-up right?" command, says it too
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "broken.toml").write_text('name = "broken"\nscale = [')
+    skipped = doctor_json()["skipped_manifests"]
+    assert len(skipped) == 1 and "broken.toml" in skipped[0]
+    lines = [line for line in doctor_text().splitlines() if "skipped" in line]
+    assert len(lines) == 1 and "broken.toml" in lines[0]
 
 
 def test_a_default_model_that_cannot_load_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -84,6 +84,7 @@ def rows(report: SystemReport) -> list[tuple[str, str]]:
         ("default model", f"{model.name} ({model.where or 'unknown'}; {loads})"),
         ("cache", report.cache_dir),
         ("user models", report.user_models_dir),
+        *(("  skipped", problem) for problem in report.skipped_manifests),
         (
             "extras",
             ", ".join(
