@@ -611,6 +611,29 @@ def test_the_size_a_phone_writes_in_ifd0_and_xmp_is_the_outputs() -> None:
         assert part in packet, packet
 
 
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_a_size_over_65535_turns_a_short_size_tag_into_a_long(endian: str) -> None:
+    """PixelX/YDimension (and IFD0's ImageWidth/Length) stored as SHORT kept the input's
+    value when the new side no longer fitted 16 bits; now the entry becomes a LONG."""
+    from pocketsr_cli.imageio.metadata import output_metadata
+
+    exif = make_exif(1)
+    exif.endian = endian
+    exif[0x0100], exif[0x0101] = 24, 16  # SHORT, as Pillow writes small values
+    exif.get_ifd(EXIF_IFD)[0xA002] = 24
+    exif.get_ifd(EXIF_IFD)[0xA003] = 16
+    block = exif.tobytes()[6:]
+    assert block[:2] == (b"II" if endian == "<" else b"MM")
+    meta = output_metadata(Metadata(block), np.zeros((3, 70_000, 1), np.uint8))
+    assert meta.exif is not None and len(meta.exif) == len(block)  # patched in place
+    out = Image.Exif()
+    out.load(meta.exif)
+    assert (out[0x0100], out[0x0101]) == (70_000, 3)
+    assert (out.get_ifd(EXIF_IFD)[0xA002], out.get_ifd(EXIF_IFD)[0xA003]) == (70_000, 3)
+    assert out[MAKE] == "PocketCam"
+    assert out.get_ifd(EXIF_IFD)[DATETIME_ORIGINAL] == "2024:05:06 07:08:09"
+
+
 # --------------------------------------------------------------------------------------------
 # Metadata through every format
 # --------------------------------------------------------------------------------------------

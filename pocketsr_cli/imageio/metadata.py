@@ -420,14 +420,21 @@ _TAG_IMAGE_WIDTH, _TAG_IMAGE_LENGTH = 0x0100, 0x0101
 def _set_size(
     buf: bytearray, order: str, ifd: int, width_tag: int, height_tag: int, size: tuple[int, int]
 ) -> None:
-    """Write ``size`` into the IFD at ``ifd``'s width and height tags, where present."""
+    """Write ``size`` into the IFD at ``ifd``'s width and height tags, where present.
+
+    A SHORT too small for its new value becomes a LONG: a single value is stored in the
+    entry's own four bytes either way, so nothing moves (kept as a SHORT, it would have
+    gone on stating the input's size)."""
     for tag, typ, pos in ifd_entries(buf, order, ifd):
         if tag in (width_tag, height_tag):
             value = size[0] if tag == width_tag else size[1]
+            (count,) = struct.unpack_from(order + "I", buf, pos - 4)
+            if count != 1 or typ not in (SHORT, LONG):
+                continue
             if typ == SHORT and value <= 0xFFFF:
                 struct.pack_into(order + "H", buf, pos, value)
-            elif typ == LONG:
-                struct.pack_into(order + "I", buf, pos, value)
+            else:
+                struct.pack_into(order + "HII", buf, pos - 6, LONG, 1, value)
 
 
 _XMP_SIZES = {
