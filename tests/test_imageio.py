@@ -571,6 +571,75 @@ def test_orientation_applied_to_tiff(tmp_path: Path, orientation: int) -> None:
     assert 256 not in exif and 273 not in exif  # the TIFF's layout tags are not EXIF
 
 
+UNEVEN_XMP = make_xmp().replace(
+    b'tiff:Orientation="1">',
+    b'tiff:Orientation="1" tiff:XResolution="300/1"><tiff:YResolution>600/1</tiff:YResolution>',
+)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_quarter_turn_turns_an_uneven_print_resolution(tmp_path: Path, orientation: int) -> None:
+    """300 x 600 dpi stored sideways (orientation 5 to 8) is 600 x 300 dpi once the pixels
+    are turned upright: the JFIF density, the EXIF's XResolution/YResolution and the XMP's
+    kept the stored order, so the output printed squashed."""
+    exif = make_exif(orientation)
+    exif[0x011A], exif[0x011B], exif[0x0128] = 300.0, 600.0, 2
+    path = save_pillow(
+        tmp_path / "scan.jpg",
+        make_asymmetric(8, 12, 3),
+        "JPEG",
+        exif=exif,
+        xmp=UNEVEN_XMP,
+        dpi=(300, 600),
+    )
+    image = read_image(path)
+    turned = orientation >= 5
+    expected = (600.0, 300.0) if turned else (300.0, 600.0)
+    assert image.metadata.dpi == expected
+    assert image.metadata.xmp is not None
+    across = b'tiff:YResolution="300/1"' if turned else b'tiff:XResolution="300/1"'
+    down = b"<tiff:XResolution>600/1" if turned else b"<tiff:YResolution>600/1"
+    assert across in image.metadata.xmp and down in image.metadata.xmp
+    for fmt in ("jpeg", "png", "tiff"):
+        data = encode_image(image.pixels, OutputPlan(fmt, 8), metadata=image.metadata)
+        out = open_pillow(data)
+        assert tuple(round(v) for v in out.info["dpi"]) == expected, fmt
+        if fmt != "tiff":  # a TIFF's resolution is its own tags, the dpi above
+            stated = exif_of(out)
+            assert (float(stated[0x011A]), float(stated[0x011B])) == expected, fmt
+            assert stated[MAKE] == "PocketCam"
+
+
+@pytest.mark.parametrize("orientation", [1, 6, 8])
+def test_a_tiff_turned_a_quarter_turns_its_print_resolution(
+    tmp_path: Path, orientation: int
+) -> None:
+    """A TIFF that Pillow turns upright itself (its tags read apart from the pixels)."""
+    path = tmp_path / "scan.tif"
+    to_pillow(make_asymmetric(8, 12, 3)).save(
+        path, "TIFF", exif=make_exif(orientation), dpi=(300, 600)
+    )
+    image = read_image(path)
+    assert image.pixels.shape[:2] == ((12, 8) if orientation >= 5 else (8, 12))
+    assert image.metadata.dpi == ((600.0, 300.0) if orientation >= 5 else (300.0, 600.0))
+
+
+def test_a_quarter_turn_the_decoder_made_turns_the_print_resolution() -> None:
+    """HEIF: libheif turns the pixels and pillow-heif says orientation 1 in the EXIF; the
+    turn it made (``original_orientation``) still swaps the resolution."""
+    from pocketsr_cli.imageio.decoded import finish
+
+    exif = make_exif(1)
+    exif[0x011A], exif[0x011B] = 300.0, 600.0
+    pixels = make_asymmetric(12, 8, 3)  # already upright
+    image = finish(pixels, "heif", exif.tobytes()[6:], None, None, 1, (300.0, 600.0), 6)
+    np.testing.assert_array_equal(image.pixels, pixels)
+    assert image.metadata.dpi == (600.0, 300.0)
+    stated = Image.Exif()
+    stated.load(image.metadata.exif)
+    assert (float(stated[0x011A]), float(stated[0x011B])) == (600.0, 300.0)
+
+
 def test_xmp_orientation_reset_and_exif_dimensions_updated(tmp_path: Path) -> None:
     path = save_pillow(
         tmp_path / "meta.jpg", make_blocky(16, 24), "JPEG", exif=make_exif(6), xmp=make_xmp(6)

@@ -139,6 +139,8 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         # libheif has already applied the container's rotation and mirror, which the HEIF
         # standard makes authoritative over the (informative) EXIF tag.
         orientation = 1 if fmt == "heif" else None
+        stated = im.info.get("original_orientation") if fmt == "heif" else None
+        turned = stated if isinstance(stated, int) else 1  # for the print resolution
         exif = bare_exif(raw_exif)
         if fmt == "heif" and exif and im.info.get("original_orientation") not in (None, 1):
             exif = without_thumbnail(exif)  # stored unturned: it would now show sideways
@@ -150,7 +152,7 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         unused_alpha = fmt == "bmp" and pixels.shape[2] == 4 and not pixels[..., 3].any()
         if unused_alpha:  # what BMP writers mean by it, and how browsers and Windows show it
             pixels = np.ascontiguousarray(pixels[..., :3])
-        decoded = finish(pixels, fmt, exif, icc, xmp, orientation, dpi)
+        decoded = finish(pixels, fmt, exif, icc, xmp, orientation, dpi, turned)
         if unused_alpha:
             decoded.warnings = (*decoded.warnings, _UNUSED_ALPHA)
         if fmt == "png" and decoded.metadata.icc_profile is None:

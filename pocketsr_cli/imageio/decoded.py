@@ -18,6 +18,7 @@ from pocketsr_cli.imageio.metadata import (
     reset_xmp_orientation,
     without_attached_media,
     xmp_bytes,
+    xmp_with_resolution_turned,
 )
 from pocketsr_cli.imageio.pixels import apply_orientation
 from pocketsr_cli.imageio.planning import holds_alpha
@@ -92,20 +93,32 @@ def finish(
     xmp_value: object,
     orientation: int | None = None,
     dpi: tuple[float, float] | None = None,
+    turned: int = 1,
 ) -> DecodedImage:
     """Apply the orientation (``None``: the one in ``exif``), normalise the metadata: the
     EXIF and XMP orientation reset, an XMP that points at media after the picture (a
-    motion photo's video, a gain map) no longer does so, with a warning saying so."""
+    motion photo's video, a gain map) no longer does so, with a warning saying so.
+
+    ``turned`` is the orientation the decoder has already applied to ``pixels`` (libheif's
+    rotation, Pillow's for a TIFF).  Where either is a quarter turn (5 to 8), the print
+    resolution across and down trade places with the rows and columns: ``dpi``, the EXIF's
+    XResolution/YResolution and the XMP's (a 300 x 600 dpi scan turned upright is 600 x 300
+    dpi, and prints the same size)."""
     if pixels.shape[2] not in (1, 2, 3, 4) or pixels.dtype not in (np.uint8, np.uint16):
         raise ImageReadError(f"unsupported pixel layout {pixels.shape} {pixels.dtype}")
     if orientation is None:
         orientation = exif_orientation(exif)
     pixels = apply_orientation(pixels, orientation)
+    quarter_turn = orientation in (5, 6, 7, 8) or turned in (5, 6, 7, 8)
+    if quarter_turn and dpi is not None:
+        dpi = (dpi[1], dpi[0])
     if exif is not None:
-        exif = patch_exif(exif)
+        exif = patch_exif(exif, quarter_turn=quarter_turn)
     xmp = xmp_bytes(xmp_value)
     attached = None
     if xmp is not None:
+        if quarter_turn:
+            xmp = xmp_with_resolution_turned(xmp)
         xmp, attached = without_attached_media(reset_xmp_orientation(xmp))
     icc = icc_for_channels(icc, pixels.shape[2])
     return DecodedImage(

@@ -31,7 +31,8 @@ class Metadata:
         icc_profile: the ICC profile, matching the pixels' colour space (gray or RGB).
         xmp: the XMP packet (UTF-8 XML), any ``tiff:Orientation`` already set to 1.
         dpi: the print resolution the file states (JFIF density, PNG pHYs, TIFF
-            resolution), pixels per inch across and down; kept as it is (an upscale
+            resolution), pixels per inch across and down the upright pixels (swapped
+            where the orientation turned them a quarter); kept as it is (an upscale
             prints larger at the same resolution, as an editor's resample does).
         png_colour: a PNG's gAMA, cHRM and sRGB chunks as they were (whole chunks), when
             it has no ICC profile: how its colours are to be shown, written again into a
@@ -59,6 +60,7 @@ TAG_ORIENTATION = 0x0112
 _TAG_EXIF_IFD = 0x8769
 _TAG_PIXEL_X = 0xA002
 _TAG_PIXEL_Y = 0xA003
+_TAG_X_RESOLUTION, _TAG_Y_RESOLUTION = 0x011A, 0x011B
 SHORT = 3  # TIFF field types
 LONG = 4
 
@@ -99,9 +101,13 @@ def exif_orientation(exif: bytes | None) -> int:
     return 1
 
 
-def patch_exif(exif: bytes, *, size: tuple[int, int] | None = None) -> bytes:
+def patch_exif(
+    exif: bytes, *, size: tuple[int, int] | None = None, quarter_turn: bool = False
+) -> bytes:
     """Set Orientation to 1 (and PixelX/YDimension, and IFD0's ImageWidth/ImageLength where
-    a phone wrote them, to ``size`` = (w, h)) in place.
+    a phone wrote them, to ``size`` = (w, h)) in place; with ``quarter_turn`` (the pixels
+    were turned a quarter, orientation 5 to 8), XResolution and YResolution trade values,
+    as the pixels' rows and columns did.
 
     Patching the bytes rather than re-serialising keeps maker notes and unknown tags intact.
     When the orientation changes, the link to IFD1 (the thumbnail) is cut as well: the
@@ -113,6 +119,7 @@ def patch_exif(exif: bytes, *, size: tuple[int, int] | None = None) -> bytes:
     try:
         (ifd0,) = struct.unpack_from(order + "I", buf, 4)
         exif_ifd = 0
+        resolution: dict[int, int] = {}  # X/YResolution: where each entry's type starts
         for tag, typ, pos in ifd_entries(buf, order, ifd0):
             if tag == TAG_ORIENTATION and typ == SHORT:
                 (old,) = struct.unpack_from(order + "H", buf, pos)
@@ -121,6 +128,14 @@ def patch_exif(exif: bytes, *, size: tuple[int, int] | None = None) -> bytes:
                     _unlink_thumbnail(buf, order, ifd0)
             elif tag == _TAG_EXIF_IFD and typ == LONG:
                 (exif_ifd,) = struct.unpack_from(order + "I", buf, pos)
+            elif tag in (_TAG_X_RESOLUTION, _TAG_Y_RESOLUTION):
+                resolution[tag] = pos - 6
+        whole = all(at + 10 <= len(buf) for at in resolution.values())  # not cut short
+        if quarter_turn and len(resolution) == 2 and whole:
+            # Each entry's type, count and value (or offset to it) go to the other tag:
+            # the tags stay in order, the values trade places, nothing else moves.
+            x, y = resolution[_TAG_X_RESOLUTION], resolution[_TAG_Y_RESOLUTION]
+            buf[x : x + 10], buf[y : y + 10] = buf[y : y + 10], buf[x : x + 10]
         if size is not None:
             _set_size(buf, order, ifd0, _TAG_IMAGE_WIDTH, _TAG_IMAGE_LENGTH, size)
             if exif_ifd:
@@ -469,6 +484,15 @@ def reset_xmp_orientation(xmp: bytes) -> bytes:
     """
     xmp = _XMP_ORIENTATION.sub(rb"\g<1>1\g<2>", xmp)
     return _XMP_ORIENTATION_ELEMENT.sub(rb"\g<1>1\g<2>", xmp)
+
+
+def xmp_with_resolution_turned(xmp: bytes) -> bytes:
+    """``xmp`` with its ``tiff:XResolution`` and ``tiff:YResolution`` trading places, for
+    pixels turned a quarter (orientation 5 to 8): what was said across is now down.  The
+    names are swapped, not the values, so attribute and element forms alike follow."""
+    held = b"\x00pocketsr-x-resolution\x00"
+    xmp = xmp.replace(b"tiff:XResolution", held).replace(b"tiff:YResolution", b"tiff:XResolution")
+    return xmp.replace(held, b"tiff:YResolution")
 
 
 # A phone's JPEG may carry more than its picture after it, which its XMP points at: a

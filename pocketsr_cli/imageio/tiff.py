@@ -103,6 +103,7 @@ def decode_tiff(data: bytes) -> DecodedImage:
     bits = max(as_tuple(tags.get(258)) or (1,))
     photometric = tags.get(262)
     orientation: int | None = None  # None: as the EXIF says
+    turned = 1  # the orientation Pillow applied itself
     if bits == 16 and tags.get(284, 1) == 2 and tags.get(277, 1) > 1:
         # OpenCV reads the planes as if their samples were interleaved: scrambled pixels.
         raise ImageReadError(
@@ -132,6 +133,8 @@ def decode_tiff(data: bytes) -> DecodedImage:
                 # Recent Pillow turns TIFFs upright while loading and then drops the tag.
                 if TAG_ORIENTATION not in getattr(im, "tag_v2", {}):
                     orientation = 1
+                    stated = tags.get(TAG_ORIENTATION)
+                    turned = stated if isinstance(stated, int) else 1
         if bits == 16 and _unspecified_extra(tags) and pixels.shape[2] in (2, 4):
             # Not alpha (a saved selection, a mask): left out, as Pillow does at 8 bits.
             pixels = np.ascontiguousarray(pixels[:, :, :-1])
@@ -151,7 +154,8 @@ def decode_tiff(data: bytes) -> DecodedImage:
         exif = bare_exif(block.tobytes()) if len(block) else None
     icc = tags.get(34675)
     icc = icc if isinstance(icc, bytes) else None
-    decoded = finish(pixels, "tiff", exif, icc, tags.get(700), orientation, _tiff_dpi(tags))
+    dpi = _tiff_dpi(tags)
+    decoded = finish(pixels, "tiff", exif, icc, tags.get(700), orientation, dpi, turned)
     pages = _tiff_pages(data)
     if pages > 1:
         decoded.warnings = (
