@@ -657,6 +657,34 @@ def test_xmp_orientation_reset_and_exif_dimensions_updated(tmp_path: Path) -> No
     assert b'tiff:Orientation="1"' in out.info["xmp"]
 
 
+@pytest.mark.parametrize("exif", [None, "without orientation", "orientation 1"])
+def test_an_xmp_orientation_the_exif_does_not_state_is_kept_with_the_pixels(
+    tmp_path: Path, exif: str | None
+) -> None:
+    """XMP tiff:Orientation 6 with no EXIF orientation: the pixels were not turned, yet the
+    XMP said 1 afterwards, so Lightroom and Photoshop (which honour it) showed the output
+    turned back from the input.  Kept, the output shows as the input did everywhere;
+    an EXIF orientation, which viewers prefer, still has the XMP's reset with it."""
+    stored = make_asymmetric(8, 12, 3)
+    options: dict[str, object] = {"xmp": make_xmp(6)}
+    if exif is not None:
+        options["exif"] = make_exif(1 if exif == "orientation 1" else None)
+    path = save_pillow(tmp_path / "x.webp", stored, "WEBP", lossless=True, **options)
+    image = read_image(path)
+    np.testing.assert_array_equal(image.pixels, stored)  # never turned by the XMP
+    kept = exif != "orientation 1"
+    said = b'tiff:Orientation="6"' if kept else b'tiff:Orientation="1"'
+    assert image.metadata.xmp is not None and said in image.metadata.xmp
+    for fmt in ("jpeg", "png", "webp", "tiff"):
+        out = tmp_path / f"out{extension_for(fmt)}"
+        out.write_bytes(encode_image(stored, OutputPlan(fmt, 8), metadata=image.metadata))
+        again = read_image(out)  # a TIFF through Pillow, which honours the XMP's itself
+        assert again.pixels.shape == stored.shape, fmt
+        assert again.metadata.xmp is not None and said in again.metadata.xmp, fmt
+        if fmt in ("png", "tiff"):
+            np.testing.assert_array_equal(again.pixels, stored)
+
+
 def test_the_size_a_phone_writes_in_ifd0_and_xmp_is_the_outputs() -> None:
     """IFD0 ImageWidth/ImageLength (many Android phones) and the XMP's exif:PixelX/Y and
     tiff:ImageWidth/Length kept the input's size."""

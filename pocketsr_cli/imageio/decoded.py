@@ -13,6 +13,7 @@ from pocketsr_cli.imageio.formats import OUTPUT_FORMATS
 from pocketsr_cli.imageio.metadata import (
     Metadata,
     exif_orientation,
+    exif_states_orientation,
     icc_for_channels,
     patch_exif,
     reset_xmp_orientation,
@@ -99,8 +100,13 @@ def finish(
     EXIF and XMP orientation reset, an XMP that points at media after the picture (a
     motion photo's video, a gain map) no longer does so, with a warning saying so.
 
+    An XMP ``tiff:Orientation`` is reset only where the pixels were turned or the EXIF
+    states an orientation (which viewers prefer): one the EXIF does not state is kept and
+    the pixels are not turned, since viewers disagree about it (browsers ignore it,
+    Lightroom and Photoshop honour it) and the output then shows as the input did in each.
+
     ``turned`` is the orientation the decoder has already applied to ``pixels`` (libheif's
-    rotation, Pillow's for a TIFF).  Where either is a quarter turn (5 to 8), the print
+    rotation).  Where either is a quarter turn (5 to 8), the print
     resolution across and down trade places with the rows and columns: ``dpi``, the EXIF's
     XResolution/YResolution and the XMP's (a 300 x 600 dpi scan turned upright is 600 x 300
     dpi, and prints the same size)."""
@@ -119,7 +125,9 @@ def finish(
     if xmp is not None:
         if quarter_turn:
             xmp = xmp_with_resolution_turned(xmp)
-        xmp, attached = without_attached_media(reset_xmp_orientation(xmp))
+        if orientation != 1 or turned != 1 or exif_states_orientation(exif):
+            xmp = reset_xmp_orientation(xmp)
+        xmp, attached = without_attached_media(xmp)
     icc = icc_for_channels(icc, pixels.shape[2])
     return DecodedImage(
         pixels=pixels,

@@ -2,7 +2,8 @@
 
 :class:`Metadata` holds the three blocks as decoding leaves them: EXIF bare (no ``Exif\\0\\0``
 prefix), the orientation reset to 1 in EXIF and XMP (the pixels are turned upright
-instead), an ICC profile only when it matches the pixels' colour space.
+instead; an XMP orientation without an EXIF one is kept, pixels unturned), an ICC profile
+only when it matches the pixels' colour space.
 :func:`output_metadata` fits them to the encoded pixels (new size, channels).  EXIF is
 patched in place, never re-serialised, so that maker notes and unknown tags survive; only
 a block too large for a JPEG loses its thumbnail or maker note, the rest moved up intact.
@@ -29,7 +30,11 @@ class Metadata:
         exif: the EXIF block as a bare TIFF structure (starts with ``II*\\0`` or ``MM\\0*``,
             no ``Exif\\0\\0`` prefix), its Orientation tag already set to 1.
         icc_profile: the ICC profile, matching the pixels' colour space (gray or RGB).
-        xmp: the XMP packet (UTF-8 XML), any ``tiff:Orientation`` already set to 1.
+        xmp: the XMP packet (UTF-8 XML), its ``tiff:Orientation`` set to 1 where the
+            pixels were turned upright or the EXIF states an orientation.  One the EXIF
+            does not state is kept, and the pixels stay as stored: browsers and most
+            viewers ignore it, Lightroom and Photoshop honour it, and either way the
+            output shows as the input did.
         dpi: the print resolution the file states (JFIF density, PNG pHYs, TIFF
             resolution), pixels per inch across and down the upright pixels (swapped
             where the orientation turned them a quarter); kept as it is (an upscale
@@ -87,8 +92,19 @@ def ifd_entries(buf: bytes | bytearray, order: str, offset: int) -> Iterator[tup
 
 def exif_orientation(exif: bytes | None) -> int:
     """Orientation tag (1..8) of a bare EXIF block; 1 when absent or unreadable."""
+    return _stated_orientation(exif) or 1
+
+
+def exif_states_orientation(exif: bytes | None) -> bool:
+    """Whether a bare EXIF block holds a readable Orientation tag (1 included)."""
+    return _stated_orientation(exif) is not None
+
+
+def _stated_orientation(exif: bytes | None) -> int | None:
+    """The Orientation tag of a bare EXIF block: 1..8 (1 for a value outside them), or
+    None when it has none or cannot be read."""
     if not exif:
-        return 1
+        return None
     order = "<" if exif[:2] == b"II" else ">"
     try:
         (ifd0,) = struct.unpack_from(order + "I", exif, 4)
@@ -98,7 +114,7 @@ def exif_orientation(exif: bytes | None) -> int:
                 return value if 1 <= value <= 8 else 1
     except struct.error:
         pass
-    return 1
+    return None
 
 
 def patch_exif(
@@ -569,7 +585,10 @@ def output_metadata(metadata: Metadata | None, pixels: np.ndarray) -> Metadata:
         exif = patch_exif(exif, size=(pixels.shape[1], pixels.shape[0]))
     icc = icc_for_channels(metadata.icc_profile, pixels.shape[2])
     size = (pixels.shape[1], pixels.shape[0])
-    xmp = xmp_with_size(reset_xmp_orientation(metadata.xmp), size) if metadata.xmp else None
+    xmp = metadata.xmp or None
+    if xmp is not None and exif_states_orientation(exif):  # the EXIF's, now 1, wins
+        xmp = reset_xmp_orientation(xmp)
+    xmp = xmp_with_size(xmp, size) if xmp is not None else None
     return Metadata(
         exif=exif, icc_profile=icc, xmp=xmp, dpi=metadata.dpi, png_colour=metadata.png_colour
     )

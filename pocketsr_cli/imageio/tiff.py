@@ -37,6 +37,7 @@ from pocketsr_cli.imageio.metadata import (
     bare_exif,
     dpi_of,
     ifd_entries,
+    reset_xmp_orientation,
 )
 from pocketsr_cli.imageio.pixels import pillow_pixels
 from pocketsr_cli.imageio.png import deflate
@@ -102,8 +103,6 @@ def decode_tiff(data: bytes) -> DecodedImage:
             raise ImageReadError(TRUNCATED)
     bits = max(as_tuple(tags.get(258)) or (1,))
     photometric = tags.get(262)
-    orientation: int | None = None  # None: as the EXIF says
-    turned = 1  # the orientation Pillow applied itself
     if bits == 16 and tags.get(284, 1) == 2 and tags.get(277, 1) > 1:
         # OpenCV reads the planes as if their samples were interleaved: scrambled pixels.
         raise ImageReadError(
@@ -126,15 +125,13 @@ def decode_tiff(data: bytes) -> DecodedImage:
                 f"unsupported TIFF ({bits}-bit samples, photometric interpretation {photometric})"
             )
         else:
-            im = open_pillow(io.BytesIO(data))
+            # Recent Pillow turns a TIFF upright while loading, by its orientation tag or,
+            # without one, by its XMP's tiff:Orientation: the same copy, so that finish()
+            # turns it, by the tag alone.
+            im = open_pillow(io.BytesIO(_marked_upright(data)))
             with im:
                 im.load()
                 pixels = pillow_pixels(im)
-                # Recent Pillow turns TIFFs upright while loading and then drops the tag.
-                if TAG_ORIENTATION not in getattr(im, "tag_v2", {}):
-                    orientation = 1
-                    stated = tags.get(TAG_ORIENTATION)
-                    turned = stated if isinstance(stated, int) else 1
         if bits == 16 and _unspecified_extra(tags) and pixels.shape[2] in (2, 4):
             # Not alpha (a saved selection, a mask): left out, as Pillow does at 8 bits.
             pixels = np.ascontiguousarray(pixels[:, :, :-1])
@@ -154,8 +151,7 @@ def decode_tiff(data: bytes) -> DecodedImage:
         exif = bare_exif(block.tobytes()) if len(block) else None
     icc = tags.get(34675)
     icc = icc if isinstance(icc, bytes) else None
-    dpi = _tiff_dpi(tags)
-    decoded = finish(pixels, "tiff", exif, icc, tags.get(700), orientation, dpi, turned)
+    decoded = finish(pixels, "tiff", exif, icc, tags.get(700), None, _tiff_dpi(tags))
     pages = _tiff_pages(data)
     if pages > 1:
         decoded.warnings = (
@@ -187,21 +183,31 @@ def _check_extra_samples_16(tags: Mapping[int, Any], colour: int) -> None:
 
 
 def _marked_upright(data: bytes) -> bytes:
-    """``data`` with the first IFD's orientation tag set to 1 (a copy; ``data`` itself when
-    it has none or says 1 already)."""
+    """``data`` with the first IFD's orientation tag, and any ``tiff:Orientation`` in its
+    XMP (tag 700, rewritten where it lies: one digit for another), set to 1 (a copy;
+    ``data`` itself when neither says anything else)."""
     order = "<" if data[:2] == b"II" else ">"
+    patches: list[tuple[int, bytes]] = []  # where, what
     try:
         (offset,) = struct.unpack_from(order + "I", data, 4)
         for tag, typ, pos in ifd_entries(data, order, offset):
             if tag == TAG_ORIENTATION and typ == SHORT:
-                if struct.unpack_from(order + "H", data, pos)[0] == 1:
-                    return data
-                marked = bytearray(data)
-                struct.pack_into(order + "H", marked, pos, 1)
-                return bytes(marked)
+                if struct.unpack_from(order + "H", data, pos)[0] != 1:
+                    patches.append((pos, struct.pack(order + "H", 1)))
+            elif tag == 700 and typ in (1, 2, 7):  # BYTE, ASCII, UNDEFINED
+                (count, at) = struct.unpack_from(order + "II", data, pos - 4)
+                xmp = data[at : at + count] if count > 4 else b""
+                upright = reset_xmp_orientation(xmp)
+                if upright != xmp and len(upright) == len(xmp):
+                    patches.append((at, upright))
     except struct.error:
         pass
-    return data
+    if not patches:
+        return data
+    marked = bytearray(data)
+    for at, value in patches:
+        marked[at : at + len(value)] = value
+    return bytes(marked)
 
 
 def _unassociated(pixels: np.ndarray, tags: Mapping[int, Any]) -> np.ndarray:
