@@ -640,6 +640,23 @@ def test_a_quarter_turn_the_decoder_made_turns_the_print_resolution() -> None:
     assert (float(stated[0x011A]), float(stated[0x011B])) == (600.0, 300.0)
 
 
+def test_a_tiffs_iptc_is_not_carried_over(tmp_path: Path) -> None:
+    """IPTC-IIM (tag 33723) became an EXIF tag of every output, although IPTC is not
+    kept (README), and in a JPEG no IPTC reader looks for it there."""
+    tags = make_exif()
+    tags[33723] = b"\x1c\x02\x78\x00\x05hello"  # 2:120, the caption
+    path = tmp_path / "captioned.tif"
+    to_pillow(make_blocky(8, 8)).save(path, "TIFF", tiffinfo=tags)
+    assert 33723 in Image.open(path).tag_v2  # type: ignore[attr-defined]
+    image = read_image(path)
+    kept = Image.Exif()
+    kept.load(image.metadata.exif)
+    assert 33723 not in kept and kept[MAKE] == "PocketCam"
+    for fmt in ("jpeg", "tiff"):
+        out = open_pillow(encode_image(image.pixels, OutputPlan(fmt, 8), metadata=image.metadata))
+        assert 33723 not in exif_of(out) and exif_of(out)[MAKE] == "PocketCam", fmt
+
+
 def test_xmp_orientation_reset_and_exif_dimensions_updated(tmp_path: Path) -> None:
     path = save_pillow(
         tmp_path / "meta.jpg", make_blocky(16, 24), "JPEG", exif=make_exif(6), xmp=make_xmp(6)
