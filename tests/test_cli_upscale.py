@@ -911,6 +911,38 @@ def test_bad_ensembles_are_usage_errors(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
 
 
+def test_a_jpeg_whose_camera_xmp_leaves_no_room_for_the_record_is_known_again(
+    tmp_path: Path,
+) -> None:
+    """An input whose XMP packet fits a JPEG's 64 KiB segment alone, but not with the
+    record, was written without the record: the next run called its own output "made by
+    another program" (``unrecorded``) and kept it even with other settings.  The record
+    now goes in a comment segment, so the next run knows the output for what it is."""
+    from pocketsr_cli.imageio.jpeg_encode import XMP_MAX
+
+    packet = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+        b'02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/'
+        b'elements/1.1/"><dc:source>%s</dc:source></rdf:Description></rdf:RDF></x:xmpmeta>'
+    )
+    packet %= b"c" * (XMP_MAX - 40 - len(packet))
+    src = save(tmp_path / "in" / "a.jpg", photo(), xmp=packet, quality=95)
+    out = tmp_path / "out"
+    code, stdout, err = invoke("upscale", src.parent, "-o", out, *FAST, "--json")
+    (rec,), _ = jsonl(stdout)
+    assert code == 0 and rec["status"] == "ok", err
+    with Image.open(out / "a.jpg") as im:
+        assert im.info["xmp"] == packet  # the camera's, whole
+    code, stdout, err = invoke("upscale", src.parent, "-o", out, *FAST, "--json")
+    (rec,), summary = jsonl(stdout)
+    assert code == 0 and rec["reason_code"] == "exists" and summary["conflicts"] == 0, rec
+    code, stdout, err = invoke(
+        "upscale", src.parent, "-o", out, "-m", "bicubic", "-s", "3", "--json"
+    )
+    (rec,), _ = jsonl(stdout)
+    assert rec["reason_code"] == "different-settings" and "×2 → ×3" in rec["reason"], rec
+
+
 def test_an_output_without_a_record_is_never_replaced_silently(tmp_path: Path) -> None:
     src = save(tmp_path / "in.png", photo())
     edited = save(tmp_path / "in_x2.png", photo(48, 64, seed=9))  # retouched by hand

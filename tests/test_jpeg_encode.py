@@ -7,6 +7,7 @@ import io
 import itertools
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,6 +138,62 @@ def test_a_camera_xmp_packet_too_large_for_a_jpeg_leaves_room_for_the_record() -
     )
     with Image.open(io.BytesIO(data)) as im:
         assert im.info["xmp"] == fits_alone
+
+
+def test_a_camera_packet_that_leaves_no_room_for_the_record_keeps_both(tmp_path: Path) -> None:
+    """A camera's packet that fits a JPEG's XMP segment alone but not with the record was
+    kept without the record, and every later run then called the output another
+    program's (``unrecorded``) and kept it.  The packet's padding makes room where it can,
+    the record goes in the packet; else the packet stays as it was and the record goes in
+    a comment segment.  Both are found again."""
+    from pocketsr_cli.imageio.record import read_provenance_text, xmp_with_record
+
+    record = '{"model": "m", "source": "a <&> b.jpg"}'
+    pixels = make_photo_like(8, 8)
+
+    def written(packet: bytes, name: str) -> tuple[bytes, list[bytes], Path]:
+        data = encode_image(
+            pixels, OutputPlan("jpeg", 8), metadata=Metadata(None, None, packet), provenance=record
+        )
+        path = tmp_path / name
+        path.write_bytes(data)
+        with Image.open(path) as im:
+            comments = [payload for marker, payload in im.applist if marker == "COM"]
+            return im.info["xmp"], comments, path
+
+    def camera(size: int, padding: int = 0, earlier: str | None = None) -> bytes:
+        """A camera's packet of ``size`` bytes, ``padding`` of them whitespace before its
+        trailer, holding an ``earlier`` record if given."""
+
+        def packet(filler: int) -> bytes:
+            made = (
+                b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+                b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/'
+                b'1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:dc="http://'
+                b'purl.org/dc/elements/1.1/"><dc:source>camera ' + b"m" * filler + b"</dc:source>"
+                b"</rdf:Description></rdf:RDF></x:xmpmeta>\n"
+                + b" " * padding
+                + b'<?xpacket end="w"?>'
+            )
+            return made if earlier is None else xmp_with_record(made, earlier)
+
+        made = packet(size - len(packet(0)))
+        assert len(made) == size and len(made) <= XMP_MAX < len(xmp_with_record(made, record))
+        return made
+
+    # 1. Padding (whitespace before the trailer, left for in-place edits) makes room.
+    xmp, comments, path = written(camera(XMP_MAX - 50, padding=2000), "padded.jpg")
+    assert comments == [] and read_provenance_text(path) == record
+    assert b"<dc:source>camera mmm" in xmp and xmp.endswith(b'</x:xmpmeta>\n<?xpacket end="w"?>')
+    # 2. None to drop: the packet as it was, the record in a comment segment.
+    full = camera(XMP_MAX - 50)
+    xmp, comments, path = written(full, "full.jpg")
+    assert xmp == full and comments == [b"pocketsr " + record.encode()]
+    assert read_provenance_text(path) == record
+    # 3. An earlier upscale's record in the packet goes: the comment's is the one found.
+    xmp, comments, path = written(camera(XMP_MAX - 10, earlier='{"model": "old"}'), "again.jpg")
+    assert b"pocketsr:record" not in xmp and b"<dc:source>camera mmm" in xmp
+    assert comments and read_provenance_text(path) == record
 
 
 def test_an_icc_profile_over_255_segments_is_refused() -> None:

@@ -22,7 +22,12 @@ from pocketsr_cli.imageio.metadata import Metadata, output_metadata
 from pocketsr_cli.imageio.pixels import as_hwc, to_depth
 from pocketsr_cli.imageio.planning import FORMATS_16, OutputPlan
 from pocketsr_cli.imageio.png import encode_png, png_chunk
-from pocketsr_cli.imageio.record import PROVENANCE_KEYWORD, embeds_provenance, xmp_with_record
+from pocketsr_cli.imageio.record import (
+    PROVENANCE_KEYWORD,
+    embeds_provenance,
+    jpeg_record,
+    xmp_with_record,
+)
 from pocketsr_cli.imageio.tiff import encode_tiff
 
 _MAX_SIDE = {"jpeg": 65_535, "webp": 16_383}
@@ -64,8 +69,10 @@ def encode_image(
     ``pocketsr``, or the XMP property ``pocketsr:record`` added to the XMP packet (an older
     record in it is replaced).  BMP cannot hold it: the caller writes a sidecar.  In a JPEG,
     whose XMP packet holds 64 KiB at most, a camera's packet that fits only without the
-    record is kept without it, and one that does not fit at all gives way to a packet
-    holding the record alone (so that a later run knows its own output).
+    record is kept, and the record goes in a comment segment when dropping the packet's
+    padding does not make room (:func:`record.jpeg_record`); a packet that does not fit
+    at all gives way to one holding the record alone.  Either way a later run knows its
+    own output.
 
     ``notes`` gets a line, for the user, for each metadata block the format cannot hold
     and that is therefore not copied.
@@ -90,31 +97,22 @@ def encode_image(
         raise ImageWriteError(too_large)
     meta = output_metadata(metadata, pixels)
     png_text = b""
+    comment = None  # a JPEG comment segment's payload: the record, where the XMP had no room
     if provenance is not None and plan.format == "png":
         png_text = png_chunk(b"tEXt", PROVENANCE_KEYWORD + b"\x00" + provenance.encode("latin-1"))
-    elif provenance is not None and embeds_provenance(plan.format):
-        xmp = xmp_with_record(meta.xmp, provenance)
-        if plan.format == "jpeg" and len(xmp) > XMP_MAX:
-            if meta.xmp is not None and len(meta.xmp) <= XMP_MAX:
-                # The camera's packet fits alone: kept rather than lost for our record (an
-                # output without a record is refused, never overwritten).
-                xmp = meta.xmp
-            else:  # it cannot be copied either way: the record alone, so that a later
-                # run knows its own output instead of keeping it as another program's
-                if meta.xmp and notes is not None:
-                    notes.append(
-                        f"its XMP packet ({len(meta.xmp):,} bytes) is too large for a JPEG "
-                        "(64 KiB at most): not copied"
-                    )
-                xmp = xmp_with_record(None, provenance)
+    elif provenance is not None and plan.format == "jpeg":
+        # The camera's packet and the record, in the one 64 KiB XMP segment or apart.
+        xmp, comment = jpeg_record(meta.xmp, provenance, XMP_MAX, notes)
         meta = dataclasses.replace(meta, xmp=xmp)
+    elif provenance is not None and embeds_provenance(plan.format):
+        meta = dataclasses.replace(meta, xmp=xmp_with_record(meta.xmp, provenance))
     try:
         if plan.format == "png":
             return encode_png(pixels, meta, png_text)
         if plan.format == "tiff":
             return encode_tiff(pixels, meta)
         if plan.format == "jpeg":
-            return encode_jpeg(pixels, quality, fits_jpeg(meta, notes))
+            return encode_jpeg(pixels, quality, fits_jpeg(meta, notes), comment)
         return _encode_pillow(pixels, plan.format, quality, meta)
     except ImageWriteError:
         raise

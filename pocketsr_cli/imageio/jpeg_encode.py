@@ -85,17 +85,25 @@ def _note(notes: list[str] | None, what: str) -> None:
         notes.append(f"{what} (64 KiB at most): not copied")
 
 
-def encode_jpeg(pixels: np.ndarray, quality: int, meta: Metadata) -> bytes:
+def encode_jpeg(
+    pixels: np.ndarray, quality: int, meta: Metadata, comment: bytes | None = None
+) -> bytes:
     """``H x W x C`` uint8 pixels, C 1 (gray) or 3 (RGB), to JPEG bytes at ``quality``
     (1..100; 4:4:4 chroma from 90 up, else 4:2:0), with ``meta``'s EXIF block (stored
-    without the ``Exif\\0\\0`` prefix, which is added), XMP packet and ICC profile.
+    without the ``Exif\\0\\0`` prefix, which is added), XMP packet and ICC profile, and
+    after them a comment (COM) segment holding ``comment``, if given.
     Blocks too long for a JPEG are the caller's to leave out (:func:`fits_jpeg`).
 
     Raises:
         ImageWriteError: the encoder refused the image, or a metadata block does not fit
-            a JPEG (EXIF or XMP over 64 KiB, an ICC profile over 255 segments).
+            a JPEG (EXIF, XMP or the comment over 64 KiB, an ICC profile over 255
+            segments).
     """
     segments = _metadata_segments(meta)
+    if comment:
+        if len(comment) > _SEGMENT_MAX:
+            raise ImageWriteError(f"the comment ({len(comment)} bytes) is too long for JPEG")
+        segments += _segment(0xFE, comment)
     cv2 = opencv()
     # Full-resolution chroma at high quality: 4:2:0 would halve the colour detail that
     # upscaling just produced (4K q95: ~0.05 s and 2x the size, against ~0.03 s).

@@ -4,8 +4,9 @@ The record itself (one line of JSON) is ``pocketsr_cli.provenance``'s business; 
 module stores and finds it: a PNG ``tEXt`` chunk with the keyword ``pocketsr``, the XMP
 property ``pocketsr:record`` (merged into the camera's XMP packet, an older record
 replaced) in JPEG, WebP and TIFF, and for BMP, which has no room for metadata, a sidecar
-file ``NAME.bmp.pocketsr.json``.  :func:`read_provenance_text` finds it again from the
-file header alone and never raises.
+file ``NAME.bmp.pocketsr.json``.  A JPEG whose camera packet leaves no room for the record
+in its 64 KiB segment keeps it in a comment segment instead (:func:`jpeg_record`).
+:func:`read_provenance_text` finds it again from the file header alone and never raises.
 """
 
 from __future__ import annotations
@@ -61,6 +62,56 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
+COMMENT_PREFIX = b"pocketsr "
+"""What a JPEG comment (COM) segment holding the record starts with, the record after it."""
+
+_XMP_PADDING = re.compile(rb"\s+(<\?xpacket\s+end=)")
+
+
+def xmp_without_record(xmp: bytes) -> bytes:
+    """``xmp`` without any ``pocketsr:record`` (an earlier upscale's), all else as it was."""
+    cleaned = _XMP_OUR_BLOCK.sub(b"", xmp)
+    return _XMP_RECORD_ATTRIBUTE.sub(b"", _XMP_RECORD_ELEMENT.sub(b"", cleaned))
+
+
+def jpeg_record(
+    xmp: bytes | None, record: str, limit: int, notes: list[str] | None = None
+) -> tuple[bytes, bytes | None]:
+    """The XMP packet of a JPEG output, whose segment holds ``limit`` bytes, and the
+    payload of the comment segment to write beside it (None: none), so that the output
+    carries both ``xmp`` (the camera's) and ``record``.
+
+    The record goes in the packet where it fits there (:func:`xmp_with_record`); else in
+    the packet without its padding (the whitespace XMP writers leave before the trailer for
+    in-place edits, which says nothing); else the camera's packet is kept as it was (less
+    an earlier record) and the record goes in a comment segment, ``pocketsr {...}``, which
+    :func:`read_provenance_text` reads as well.  A packet too large for the segment even
+    alone gives way to one holding the record alone, with a line in ``notes``."""
+    if xmp is None:
+        return xmp_with_record(None, record), None
+    for packet in (xmp, _XMP_PADDING.sub(rb"\n\1", xmp)):
+        merged = xmp_with_record(packet, record)
+        if len(merged) <= limit and _xmp_record(merged) == record:
+            return merged, None
+    kept, comment = xmp_without_record(xmp), COMMENT_PREFIX + record.encode("latin-1")
+    if len(kept) <= limit and len(comment) <= limit:
+        return kept, comment
+    if notes is not None:
+        notes.append(
+            f"its XMP packet ({len(xmp):,} bytes) is too large for a JPEG (64 KiB at most): "
+            "not copied"
+        )
+    return xmp_with_record(None, record), None
+
+
+def _comment_record(applist: object) -> str | None:
+    """The record in a JPEG's comment segments (Pillow's ``applist``), or None."""
+    for marker, payload in applist if isinstance(applist, list) else ():
+        if marker == "COM" and isinstance(payload, bytes) and payload.startswith(COMMENT_PREFIX):
+            return payload[len(COMMENT_PREFIX) :].decode("latin-1").strip() or None
+    return None
+
+
 def xmp_with_record(xmp: bytes | None, record: str) -> bytes:
     """``xmp`` (None: a new packet) with ``pocketsr:record`` set to ``record``.
 
@@ -76,8 +127,7 @@ def xmp_with_record(xmp: bytes | None, record: str) -> bytes:
     ).encode()
     if not xmp:
         return _XMP_PACKET % block
-    cleaned = _XMP_OUR_BLOCK.sub(b"", xmp)
-    cleaned = _XMP_RECORD_ATTRIBUTE.sub(b"", _XMP_RECORD_ELEMENT.sub(b"", cleaned))
+    cleaned = xmp_without_record(xmp)
     end = cleaned.rfind(b"</rdf:RDF>")
     if end < 0:
         return xmp
@@ -140,16 +190,19 @@ def read_provenance_text(path: Path) -> str | None:
             if head[:2] == b"BM":
                 return sidecar_path(Path(path)).read_text(encoding="utf-8").strip() or None
             handle.seek(0)
+            comment = None
             try:
                 with open_pillow(handle) as im:
                     xmp = im.info.get("xmp") or getattr(im, "tag_v2", {}).get(700)
+                    if im.format == "JPEG":  # where a large camera packet left no room
+                        comment = _comment_record(getattr(im, "applist", None))
             except ImageReadError:
                 if head[:4] not in TIFF_MAGIC:
                     return None
                 # Layouts Pillow cannot open (16-bit gray + alpha): read the tags directly.
                 handle.seek(0)
                 xmp = tiff_tags(handle.read()).get(700)
-            return _xmp_record(xmp)
+            return _xmp_record(xmp) or comment
     except Exception:  # a record is optional: any problem reading it means "none"
         return None
 
