@@ -906,3 +906,47 @@ def test_masked_fourier_weight_is_an_option_and_old_configs_still_load(
     old = asdict(config(patch_dir, tmp_path / "old"))
     old["weights"].pop("masked_fourier")
     assert TrainConfig.from_dict(json.loads(json.dumps(old))).weights.masked_fourier == 0.0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--batch", "0"], "--batch must be at least 1"),
+        (["--log-every", "0"], "--log-every must be at least 1"),
+        (["--ckpt-every", "0"], "--ckpt-every must be at least 1"),
+        (["--batch", "100"], "less than one batch of 100"),
+        (["--limit", "100"], "only 12 patches"),
+        (["--init", "missing.safetensors"], "no such file"),
+        (["--export", "."], "is a folder"),
+    ],
+)
+def test_run_command_refuses_bad_options_in_a_line_and_writes_nothing(
+    patch_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    from pocketsr_cli.train.run import main
+
+    out = tmp_path / "run"
+    argv = ["--patches", str(patch_dir), "--out", str(out), "--w-perceptual", "0", *extra]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("error: ")
+    assert "Traceback" not in err
+    assert not out.exists()  # a refused run leaves no run folder behind
+
+
+def test_run_command_refuses_to_resume_a_checkpoint_of_other_options(
+    patch_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pocketsr_cli.train.run import main
+
+    base = ["--patches", str(patch_dir), "--out", str(tmp_path / "run"), "--w-perceptual", "0"]
+    assert main([*base, "--steps", "2", "--batch", "4"]) == 0
+    capsys.readouterr()
+    # the same folder resumed as a x2 student: the checkpoint's shapes do not fit
+    assert main([*base, "--steps", "4", "--batch", "4", "--scale", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint of a run with other options" in err and "Traceback" not in err

@@ -86,8 +86,10 @@ def resume_and_run(trainer: Any, total: int | None) -> None:
         bar.update(1)
         bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()})
 
-    trainer.run(on_step)
-    bar.close()
+    try:
+        trainer.run(on_step)
+    finally:  # an error or Ctrl-C then prints below the bar, not into it
+        bar.close()
 
 
 def save_checkpoint(path: Path, parts: Mapping[str, Any], **extra: Any) -> None:

@@ -14,12 +14,16 @@ validation scores and the EMA weights written every minute (see ``scripts/gpu_tr
         --degradations mild,mild,clean --val data/val --eval-every 60
 
 Re-running the same command resumes from ``<out>/last.pt``.
+
+Exit status: 0 done, 1 error (message on stderr; options that cannot work are refused
+before anything is written), 2 bad command line, 130 interrupted (run it again to resume).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -77,16 +81,31 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path | None]
     return TrainConfig(**args, weights=weights), export
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    from pocketsr_cli.errors import PocketSRError
+
     config, export = parse_args(argv)
-    trainer = Trainer(config)
-    loop.resume_and_run(trainer, config.steps)
-    if export is not None:
-        info = trainer.export(export)
-        summary = {"export": str(export), **info, "config": asdict(config)}
-        (Path(config.out) / "export.json").write_text(json.dumps(summary, indent=2))
-        print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
+    try:
+        if export is not None and export.is_dir():
+            raise ValueError(f"--export {export} is a folder; name the .safetensors file")
+        trainer = Trainer(config)
+        loop.resume_and_run(trainer, config.steps)
+        if export is not None:
+            info = trainer.export(export)
+            summary = {"export": str(export), **info, "config": asdict(config)}
+            (Path(config.out) / "export.json").write_text(json.dumps(summary, indent=2))
+            print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
+    except KeyboardInterrupt:
+        print(
+            "interrupted; run the same command again to resume from its last checkpoint",
+            file=sys.stderr,
+        )
+        return 130
+    except (OSError, ValueError, PocketSRError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

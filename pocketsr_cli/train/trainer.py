@@ -276,10 +276,17 @@ class Trainer:
             )
         if not config.photos and not config.patches:
             raise ValueError("give --patches (cached patch folders) or --photos (online)")
+        for name in ("batch", "ckpt_every", "log_every"):
+            if getattr(config, name) < 1:
+                flag = name.replace("_", "-")
+                raise ValueError(f"--{flag} must be at least 1, got {getattr(config, name)}")
+        if config.steps < 0:
+            raise ValueError(f"--steps must be 0 or more, got {config.steps}")
         self.config = config
         self.on_log = on_log or (lambda _r: None)
         self.out = Path(config.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"--out {self.out} is a file, not a run folder")
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = _training_device(config.device)
@@ -340,6 +347,8 @@ class Trainer:
             from pocketsr_cli.train.validate import load_validation
 
             self.val_items = load_validation(Path(config.val), config.val_crop, config.scale)
+        # made only now that every option has been checked: a refused run leaves nothing
+        self.out.mkdir(parents=True, exist_ok=True)
 
     def _online_source(self, teacher: nn.Module) -> tuple[Any, Any]:
         """``(OnlinePatches, DeviceTeacher)`` of an online run; ``teacher`` is moved to the
@@ -373,7 +382,13 @@ class Trainer:
 
         from pocketsr_cli.weights.load import descriptor_from_state_dict
 
-        model = descriptor_from_state_dict(load_file(c.init), Path(c.init).name).module
+        if not Path(c.init).is_file():
+            raise ValueError(f"--init {c.init}: no such file")
+        try:
+            state = load_file(c.init)
+        except Exception as exc:  # safetensors says only what it could not parse
+            raise ValueError(f"--init {c.init} is not a safetensors file ({exc})") from exc
+        model = descriptor_from_state_dict(state, Path(c.init).name).module
         if c.anneal_to is not None:
             anneal.wrap(model, anneal.pocketsr_replacements(model, c.anneal_to))
         return model.train()
@@ -404,7 +419,14 @@ class Trainer:
 
     def resume(self) -> bool:
         """Load ``last.pt`` if present; returns whether it did."""
-        state = loop.load_checkpoint(self.checkpoint_path, self._parts(), self.device)
+        try:
+            state = loop.load_checkpoint(self.checkpoint_path, self._parts(), self.device)
+        except (RuntimeError, KeyError, ValueError) as exc:  # shapes or parts that differ
+            raise ValueError(
+                f"{self.checkpoint_path} is the checkpoint of a run with other options "
+                f"(see {self.out / 'config.json'}): resume it with the same --arch, --scale "
+                "and --init, or choose another --out"
+            ) from exc
         if state is None:
             return False
         torch.set_rng_state(state["rng"].cpu())
