@@ -217,3 +217,19 @@ def test_help_names_the_picture_folder_a_page_gets(command: str) -> None:
     text = " ".join(result.stdout.split())
     assert f"review.html: {assets_dir(Path('review.html')).name}/" in text
     assert "PAGE_files" not in text
+
+
+def test_a_page_kept_in_the_folder_it_reviews_is_replaced_when_the_run_is_repeated(
+    shoot: Path, tmp_path: Path
+) -> None:
+    """``upscale shoot -r -o shoot/up --report shoot/review.html`` run again (after adding
+    photos): the first page is now a skipped input of the run, and being pocketsr's own
+    page it is replaced, not a reason to refuse the run."""
+    args = ("upscale", "shoot", "-r", "-o", "shoot/up", *FAST, "--report", "shoot/review.html")
+    code, _, err = invoke(*args)
+    assert code == 1, err  # broken.jpg
+    Image.fromarray(make_photo_like(36, 48, seed=7)).save(shoot / "new.png")
+    code, _, err = invoke(*args)
+    assert code == 1 and "would replace" not in err, err
+    assert "new.png" in (shoot / "review.html").read_text()
+    assert (shoot / "up" / "new.png").is_file()

@@ -11,7 +11,8 @@ What :func:`write_report` guarantees:
   say what happened (error, reason) with whatever the record holds;
 * one bad or missing file becomes a note on its card, never a failed page;
 * nothing but the page and its own folder is written: the page must end in ``.html`` or
-  ``.htm`` and may not be one of the run's inputs or outputs, and an existing
+  ``.htm`` and may not be one of the run's inputs or outputs (an earlier review page
+  aside: one kept in the folder it reviews is an input of the next run), and an existing
   ``<page stem>_files`` folder is replaced only when pocketsr made it (it holds
   :data:`MARKER`);
 * the page appears atomically (``imageio.write_atomic``); the picture folder is built under
@@ -44,6 +45,11 @@ EMBED_UP_TO = 12
 """Runs with at most this many pictured cards embed their pictures (one file to share)."""
 
 PAGE_SUFFIXES = (".html", ".htm")
+
+GENERATOR = b'<meta name="generator" content="pocketsr report">'
+"""What every page's head holds (``template.html``): a file of the run that has it is an
+earlier review page, which a new one may replace (a page kept in the folder it reviews
+is a skipped input of the next run)."""
 
 Progress = Callable[[int, int, str], None]
 
@@ -104,7 +110,7 @@ def check_destination(page: Path, protect: Iterable[Path] = ()) -> None:
         raise UsageError(f"cannot write the review page {page}: {problem}")
     target = page.resolve()
     for path in protect:
-        if path.resolve() == target:
+        if path.resolve() == target and not _is_review_page(path):
             raise UsageError(f"the review page {page} would replace {path}, a file of the run")
     folder = assets_dir(page)
     if folder.exists() and not (folder / MARKER).is_file():
@@ -112,6 +118,15 @@ def check_destination(page: Path, protect: Iterable[Path] = ()) -> None:
             f"{folder} exists and was not made by pocketsr; choose another page name "
             "(its pictures go in <name>_files beside it)"
         )
+
+
+def _is_review_page(path: Path) -> bool:
+    """Whether ``path`` is a page pocketsr wrote (:data:`GENERATOR` in its first KiB)."""
+    try:
+        with path.open("rb") as f:
+            return GENERATOR in f.read(1024)
+    except OSError:
+        return False
 
 
 def write_report(
