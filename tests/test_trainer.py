@@ -950,3 +950,18 @@ def test_run_command_refuses_to_resume_a_checkpoint_of_other_options(
     assert main([*base, "--steps", "4", "--batch", "4", "--scale", "2"]) == 1
     err = capsys.readouterr().err
     assert "checkpoint of a run with other options" in err and "Traceback" not in err
+
+
+def test_export_command_says_what_is_wrong_in_a_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pocketsr_cli.train.export import main
+
+    assert main([str(tmp_path / "nothing"), str(tmp_path / "w.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no checkpoint") and "Traceback" not in err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"not a checkpoint")
+    assert main([str(tmp_path / "run"), str(tmp_path / "w.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot export") and not (tmp_path / "w.safetensors").exists()

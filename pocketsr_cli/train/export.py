@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import pickle
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -39,15 +41,27 @@ def export_checkpoint(run: Path, dest: Path) -> dict[str, object]:
     return {"step": int(state["step"]), **write_weights(state["ema"], dest)}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pocketsr_cli.train.export", description=__doc__
     )
     parser.add_argument("run", type=Path, help="run folder holding last.pt")
     parser.add_argument("dest", type=Path, help="where to write the .safetensors file")
     args = parser.parse_args(argv)
-    print(json.dumps(export_checkpoint(args.run, args.dest)))
+    if not (args.run / "last.pt").is_file():
+        print(f"error: no checkpoint {args.run / 'last.pt'} (is it a run folder?)", file=sys.stderr)
+        return 1
+    if args.dest.is_dir():
+        print(f"error: {args.dest} is a folder; name the .safetensors file", file=sys.stderr)
+        return 1
+    try:
+        print(json.dumps(export_checkpoint(args.run, args.dest)))
+    except (OSError, KeyError, RuntimeError, pickle.UnpicklingError) as exc:
+        # unreadable, or not the last.pt of a trainer
+        print(f"error: cannot export {args.run / 'last.pt'}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
