@@ -229,3 +229,27 @@ def test_cli_parses_into_the_config(tmp_path: Path) -> None:
         None,
     )
     assert extra.export is None and extra.name == "pcsr-x4"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--photos", "missing"], "photo folder not found"),
+        (["--batch", "0"], "--batch must be at least 1"),
+        (["--log-every", "0"], "--log-every must be at least 1"),
+        (["--manifest", "m.toml"], "--manifest needs --export"),
+        (["--export", "."], "is a folder"),
+    ],
+)
+def test_cli_refuses_bad_options_in_a_line_and_writes_nothing(
+    photos: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    out = tmp_path / "run"
+    assert pcsr.main(["--out", str(out), "--photos", str(photos), *extra]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not out.exists()

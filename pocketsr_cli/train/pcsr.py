@@ -58,6 +58,7 @@ import copy
 import json
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -254,10 +255,17 @@ class PcsrTrainer:
             raise ValueError("phase 2 starts from the phase-1 weights: give --init")
         if not 0 < c.heavy_share < 1:
             raise ValueError(f"--heavy-share must be in (0, 1), got {c.heavy_share}")
+        if c.queries < 0:
+            raise ValueError(f"--queries must be 0 (all) or more, got {c.queries}")
+        for name in ("batch", "ckpt_every", "log_every"):
+            if getattr(c, name) < 1:
+                flag = name.replace("_", "-")
+                raise ValueError(f"--{flag} must be at least 1, got {getattr(c, name)}")
         self.config = c
         self.on_log = on_log or (lambda _r: None)
         self.out = Path(c.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"--out {self.out} is a file, not a run folder")
         if c.threads:
             torch.set_num_threads(c.threads)
         self.device = _training_device(c.device)
@@ -291,6 +299,8 @@ class PcsrTrainer:
             from pocketsr_cli.train.validate import load_validation
 
             self.val_items = load_validation(Path(c.val), c.val_crop, SCALE)
+        # made only now that every option has been checked: a refused run leaves nothing
+        self.out.mkdir(parents=True, exist_ok=True)
 
     def _load_phase1_parts(self, model: PCSR, path: Path) -> None:
         """Backbone and heavy upsampler from the phase-1 weights at ``path`` (phase 2
@@ -471,10 +481,31 @@ def parse_args(argv: list[str] | None = None) -> tuple[PcsrTrainConfig, argparse
     return PcsrTrainConfig(**args), extra
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done, 1 error (one line on stderr), 2 bad command line, 130
+    interrupted (run the same command again to resume)."""
+    from pocketsr_cli.errors import PocketSRError
+
     config, extra = parse_args(argv)
-    if extra.manifest is not None and extra.export is None:
-        raise SystemExit("--manifest needs --export")
+    try:
+        if extra.manifest is not None and extra.export is None:
+            raise ValueError("--manifest needs --export")
+        if extra.export is not None and extra.export.is_dir():
+            raise ValueError(f"--export {extra.export} is a folder; name the .safetensors file")
+        _run(config, extra)
+    except KeyboardInterrupt:
+        print(
+            "interrupted; run the same command again to resume from its last checkpoint",
+            file=sys.stderr,
+        )
+        return 130
+    except (OSError, ValueError, PocketSRError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(config: PcsrTrainConfig, extra: argparse.Namespace) -> None:
     trainer = PcsrTrainer(config)
     loop.resume_and_run(trainer, None)
     if extra.export is None:
@@ -500,4 +531,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
