@@ -1,7 +1,13 @@
 """One run on several devices: one worker process per device, fed from one queue.
 
 ``pocketsr upscale --devices cuda:0,cuda:1`` starts one process per device (multiprocessing
-``spawn``: no forked torch or CUDA state); each loads the model once (``ModelSpec``) and runs
+``spawn``: no forked torch or CUDA state), each as a job needs it: a device's worker starts
+only when a job waits for a worker and none is free for it.  Jobs settled before any work
+(planned as skipped or failed; an output that exists, which the driver checks with its own
+variants: ``ImageWorker.precheck``) need none, so there are never more workers than jobs to
+run, and a list longer than the run needs is cut, with a warning naming the devices left
+unused (3 images on ``cpu,cpu,cpu,cpu`` start at most three; a finished folder, none).
+Each loads the model once (``ModelSpec``) and runs
 the whole of each image it is given (``pipeline.ImageWorker``: read, upscale, claim and
 write), so outputs, names, records, skips and atomic writes are those of a one-process run.
 The driver (the calling process) hands jobs out one at a time from an iterator, to whichever
@@ -300,7 +306,11 @@ class JobFeed:
 
     ``next_task`` gives the next job that needs a worker (settling jobs planning already
     decided on the way) or None while the window is full or the jobs are exhausted;
+    ``waiting`` says how many jobs need a worker now (taking jobs from the iterator ahead,
+    within the window, to see: a driver starts workers only for them);
     ``finish`` records a result; ``lost`` puts back the job of a worker that died;
+    ``settle`` (optional) ends a job that needs no worker after all (its output exists:
+    ``pipeline.ImageWorker.precheck``) before it is handed out;
     ``stopping`` says that a result stopped the run (its output's disk is full or
     read-only), so no job is handed out any more; ``loop_over`` says when a driver's loop
     may end; ``end`` closes the run, ending every job without a result as ``interrupted``
@@ -318,12 +328,15 @@ class JobFeed:
         *,
         keep_results: bool | None = None,
         dry_run: bool = False,
+        settle: Callable[[Job], Result | None] | None = None,
     ) -> None:
         self.jobs: Iterator[tuple[int, Job]] = enumerate(jobs, 1)
+        self.settle = settle
         self.reporter = reporter
         self.window = window
         self.retries = retries
         self.again: collections.deque[tuple[int, Job]] = collections.deque()
+        self.queued: collections.deque[tuple[int, Job]] = collections.deque()  # by waiting
         self.attempts: dict[int, int] = {}
         self.done: dict[int, Result] = {}
         self.unreported: dict[int, Job] = {}  # handed out or waiting, not yet reported
@@ -333,7 +346,7 @@ class JobFeed:
 
     @property
     def finished(self) -> bool:
-        return self.exhausted and not self.again and not self.unreported
+        return self.exhausted and not self.again and not self.queued and not self.unreported
 
     @property
     def stopping(self) -> bool:
@@ -348,29 +361,52 @@ class JobFeed:
             return True
         return self.stopping and all(task is None for task in in_hand)
 
+    def waiting(self, wanted: int) -> int:
+        """How many jobs wait for a worker (put back after a worker died, or taken from the
+        iterator and not handed out yet), jobs being taken from the iterator until
+        ``wanted`` do, the window is full or the jobs are exhausted; 0 while stopping."""
+        if self.stopping:
+            return 0
+        while len(self.again) + len(self.queued) < wanted:
+            task = self._take()
+            if task is None:
+                break
+            self.queued.append(task)
+        return len(self.again) + len(self.queued)
+
     def next_task(self) -> tuple[int, Job] | None:
         if self.stopping:
             return None
         if self.again:
             return self.again.popleft()
+        if self.queued:
+            return self.queued.popleft()
+        return self._take()
+
+    def _take(self) -> tuple[int, Job] | None:
+        """The iterator's next job that needs a worker, settling on the way those that
+        planning already decided; None once the window is full or the jobs exhausted."""
         if self.exhausted or len(self.unreported) >= self.window:
             return None
         for index, job in self.jobs:
             self.unreported[index] = job
-            if job.runs:
+            settled = self._settled(job)
+            if settled is None:
                 return index, job
-            # Settled when the jobs were planned: no worker needed.
-            if job.failure is not None:
-                self.finish(index, Result(job, "failed", error=job.failure))
-            else:
-                self.finish(
-                    index,
-                    Result(job, "skipped", reason=job.skip_reason, reason_code=job.skip_code),
-                )
+            self.finish(index, settled)  # no worker needed
             if len(self.unreported) >= self.window:
                 return None
         self.exhausted = True
         return None
+
+    def _settled(self, job: Job) -> Result | None:
+        """``job``'s result when no worker is needed for it: settled when the jobs were
+        planned, or by ``settle`` (its output exists); None: it needs a worker."""
+        if job.failure is not None:
+            return Result(job, "failed", error=job.failure)
+        if job.skip_reason is not None:
+            return Result(job, "skipped", reason=job.skip_reason, reason_code=job.skip_code)
+        return None if self.settle is None else self.settle(job)
 
     def finish(self, index: int, result: Result) -> None:
         if index in self.done or index < self.next_index:
@@ -432,23 +468,49 @@ class _Driver:
         inputs: Sequence[Path] | None,
         retries: int,
         keep_results: bool | None,
+        settle: Callable[[Job], Result | None] | None = None,
     ) -> None:
         self.ctx = get_context("spawn")
         window = _WINDOW * len(devices)
         self.feed = JobFeed(
-            jobs, reporter, window, retries, keep_results=keep_results, dry_run=options.dry_run
+            jobs,
+            reporter,
+            window,
+            retries,
+            keep_results=keep_results,
+            dry_run=options.dry_run,
+            settle=settle,
         )
         self.summary = self.feed.summary
         inputs = None if inputs is None else list(inputs)
         self.args = (factory, options, inputs, spelling_module.current())
         self.devices = list(devices)
+        self.unstarted = list(devices)  # the devices whose worker no job has needed yet
         self.reporter = reporter
         self.respawns_left = retries * len(devices)
         self.workers: list[_Worker] = []
         self.warned: set[str] = set()
 
     def start(self) -> None:
-        self.workers = [_Worker(self.ctx, d, self.args) for d in self.devices]
+        """Start a worker for each job that waits for one and has no free worker to go to,
+        while listed devices remain: never more workers than jobs to run.  Once the jobs
+        are exhausted, the devices left without a worker are named in a warning."""
+        while self.unstarted:
+            free = sum(w.task is None for w in self.workers)  # idle, or still starting
+            if self.feed.waiting(free + 1) <= free:
+                break
+            self.workers.append(_Worker(self.ctx, self.unstarted.pop(0), self.args))
+        if self.unstarted and self.feed.exhausted:
+            used = len(self.devices) - len(self.unstarted)
+            counts = collections.Counter(self.unstarted)
+            unused = ", ".join(f"{d} ×{n}" if n > 1 else d for d, n in counts.items())
+            if used:
+                said = f"{used} of the {len(self.devices)} devices listed got a worker process"
+                why = "as many as the images to upscale needed"
+            else:
+                said, why = "no worker process was started", "no image needed upscaling"
+            self.reporter.warning(f"{said}, {why}; not started: {unused}")
+            self.unstarted = []
 
     def dispatch(self) -> None:
         for worker in self.workers:
@@ -461,6 +523,7 @@ class _Driver:
 
     def loop(self) -> None:
         while True:
+            self.start()
             self.dispatch()
             if self.feed.loop_over(w.task for w in self.workers):
                 return
@@ -579,15 +642,20 @@ def run_parallel(
     inputs: Sequence[Path] | None = None,
     retries: int = 2,
     keep_results: bool | None = None,
+    variants: Sequence[Variant] | None = None,
 ) -> Summary:
-    """Process ``jobs`` on one worker process per entry of ``devices``, results reported
+    """Process ``jobs`` on one worker process per entry of ``devices`` (started as jobs
+    need them: no more than the jobs that need one; see ``_Driver.start``), results reported
     in job order; the summary is that of :func:`pipeline.run` (``interrupted`` on Ctrl-C;
     every result kept only with ``keep_results``, by default when ``jobs`` is a sequence).
 
     ``factory(device, warn)`` builds each worker's variants (``ModelSpec``); ``total`` is
     the number of jobs when known (for the progress bar); ``inputs`` the inputs that will be
     upscaled (default: those of ``jobs`` when it is a sequence; unknown for an iterator,
-    such as a folder still being walked: see ``pipeline.ImageWorker``).
+    such as a folder still being walked: see ``pipeline.ImageWorker``).  ``variants``,
+    the driver's own (as the workers' but on any device, the model loaded or not), let the
+    driver skip an input whose output exists before it counts as needing a worker
+    (``ImageWorker.precheck``): a run resumed over a finished folder starts no worker.
 
     Raises:
         WorkerFailed: a worker could not load the model, or every worker died.
@@ -598,15 +666,30 @@ def run_parallel(
         inputs = [job.input for job in jobs if job.runs]
     if total is None and isinstance(jobs, Sequence):
         total = len(jobs)
+    # The devices that can get a worker (see _Driver.start): all of them for an iterator,
+    # whose jobs are not known yet; their shares of the memory and cores are cut to suit.
+    likely = devices
+    if isinstance(jobs, Sequence):
+        likely = devices[: max(1, sum(job.runs for job in jobs))]
     if not options.dry_run:  # the images in flight on all workers share the host's memory
-        options = dataclasses.replace(options, max_memory=_worker_budget(options, len(devices)))
-    cpu_workers = sum(d == "cpu" for d in devices)
+        options = dataclasses.replace(options, max_memory=_worker_budget(options, len(likely)))
+    cpu_workers = sum(d == "cpu" for d in likely)
     if isinstance(factory, ModelSpec) and factory.cpu_threads is None and cpu_workers > 1:
         # CPU workers share the cores rather than each running as many threads as there are
         threads = max(1, (os.cpu_count() or 1) // cpu_workers)
         factory = dataclasses.replace(factory, cpu_threads=threads)
+    settle = None
+    if variants is not None:
+        checker = ImageWorker(variants, options, inputs=inputs)
+
+        def settle(job: Job) -> Result | None:
+            found = checker.precheck(job)
+            return found if isinstance(found, Result) else None
+
     t0 = time.perf_counter()
-    driver = _Driver(jobs, factory, devices, options, reporter, inputs, retries, keep_results)
+    driver = _Driver(
+        jobs, factory, devices, options, reporter, inputs, retries, keep_results, settle
+    )
     reporter.start(total)
     try:
         driver.start()

@@ -266,6 +266,81 @@ def test_a_generator_of_jobs_is_consumed_as_workers_free_up(tmp_path: Path) -> N
     assert summary.count("ok") == 40
 
 
+def started_devices(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The device of each worker process the drivers start from now on."""
+    from pocketsr_cli import parallel
+
+    started: list[str] = []
+
+    class Counted(parallel._Worker):
+        def __init__(self, ctx: object, device: str, args: tuple) -> None:
+            started.append(device)
+            super().__init__(ctx, device, args)
+
+    monkeypatch.setattr(parallel, "_Worker", Counted)
+    return started
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["list", "iterator"])
+def test_no_more_workers_start_than_there_are_images_to_upscale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool
+) -> None:
+    started = started_devices(monkeypatch)
+    src = folder(tmp_path / "in", 3)
+    (src / "notes.txt").write_text("not an image")  # settled when planned: no worker
+    jobs = jobs_for(src, tmp_path / "out")
+    reporter = Recorder()
+    devices = ["cpu"] * 6
+    summary = run_parallel(
+        iter(jobs) if streamed else jobs,  # type: ignore[arg-type]
+        DoublerFactory(),
+        devices,
+        Options(),
+        reporter,
+        inputs=[j.input for j in jobs],
+    )
+    assert summary.count("ok") == 3
+    assert 1 <= len(started) <= 3, started
+    notes = [w for w in reporter.warnings if "devices listed" in w]
+    assert notes == [
+        f"{len(started)} of the 6 devices listed got a worker process, as many as the images "
+        f"to upscale needed; not started: cpu ×{6 - len(started)}"
+    ]
+
+
+def test_a_resumed_run_starts_no_worker_for_outputs_that_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = folder(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    run(jobs_for(src, out), Doubler(0.0, None), Options(), NullReporter())
+    (out / "1.png").unlink()
+    started = started_devices(monkeypatch)
+    reporter = Recorder()
+    variants = DoublerFactory()("cpu", print)  # the driver's own, to check outputs with
+    summary = run_parallel(
+        iter(jobs_for(src, out)),  # type: ignore[arg-type]
+        DoublerFactory(),
+        ["cpu", "cpu", "cpu"],
+        Options(),
+        reporter,
+        variants=variants,
+    )
+    assert [r.reason_code or r.status for r in reporter.finished_results] == [
+        "exists",
+        "ok",
+        "exists",
+    ]
+    assert summary.count("ok") == 1 and started == ["cpu"]
+    started.clear()
+    again = Recorder()
+    run_parallel(jobs_for(src, out), DoublerFactory(), ["cpu"], Options(), again, variants=variants)
+    assert started == [] and {r.reason_code for r in again.finished_results} == {"exists"}
+    assert again.warnings == [
+        "no worker process was started, no image needed upscaling; not started: cpu"
+    ]
+
+
 # --- the command line -------------------------------------------------------------------
 
 
@@ -281,6 +356,39 @@ def test_devices_cpu_cpu_writes_byte_identical_outputs(tmp_path: Path, model: tu
     assert [{k: v for k, v in line.items() if k not in strip} for line in lines2[:-1]] == [
         {k: v for k, v in line.items() if k not in strip} for line in lines1[:-1]
     ]
+
+
+def test_devices_longer_than_the_images_start_one_worker_per_image_and_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = started_devices(monkeypatch)
+    src = folder(tmp_path / "in", 2)
+    code, lines, err = upscale_json(
+        src, "-o", tmp_path / "out", "-m", "bicubic", "--devices", "cpu,cpu,cpu,cpu,cpu"
+    )
+    assert code == 0, err
+    assert [line["status"] for line in lines[:-1]] == ["ok", "ok"]
+    assert 1 <= len(started) <= 2
+    assert "of the 5 devices listed got a worker process" in err
+    # Run again: every output exists, so no worker starts at all.
+    started.clear()
+    code, lines, err = upscale_json(
+        src, "-o", tmp_path / "out", "-m", "bicubic", "--devices", "cpu,cpu,cpu,cpu,cpu"
+    )
+    assert code == 0, err
+    assert [line["reason_code"] for line in lines[:-1]] == ["exists", "exists"]
+    assert started == [] and "no worker process was started" in err
+
+
+def test_devices_overrides_device(tmp_path: Path) -> None:
+    """--devices names every worker's device; --device given with it is not used (as the
+    help and README say), not even checked."""
+    src = folder(tmp_path / "in", 1)
+    code, lines, err = upscale_json(
+        src, "-o", tmp_path / "out", "-m", "bicubic", "--device", "cuda:7", "--devices", "cpu"
+    )
+    assert code == 0, err
+    assert lines[-1]["summary"]["device"].startswith("cpu")
 
 
 def test_devices_rejects_an_unknown_device(tmp_path: Path) -> None:

@@ -124,8 +124,8 @@ def upscale(
             "--devices",
             metavar="DEV,DEV,...",
             help="Run one worker process per device (cuda:0,cuda:1; cpu,cpu), each loading "
-            "the model once, fed from one queue; outputs and --json as one run. "
-            "Overrides --device.",
+            "the model once, fed from one queue, started only as images need them (a longer "
+            "list is cut, with a warning); outputs and --json as one run. Overrides --device.",
             show_default=False,
         ),
     ] = None,
@@ -471,7 +471,9 @@ def upscale(
     if worker_devices and not dry_run:
         from pocketsr_cli.parallel import run_parallel
 
-        summary = run_parallel(jobs, worker_model, worker_devices, options, reporter)
+        summary = run_parallel(
+            jobs, worker_model, worker_devices, options, reporter, variants=variants
+        )
     elif use_ray and not dry_run:
         from pocketsr_cli.ray_backend import RaySettings, run_ray
 
