@@ -203,6 +203,28 @@ def test_resume_replays_an_uninterrupted_run(photos: Path, tmp_path: Path) -> No
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
 
 
+def test_a_resume_with_options_that_change_the_training_is_refused(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    first = PcsrTrainer(_config(photos, out))
+    first.finished = lambda: first.step >= 2  # type: ignore[method-assign]  # cut off
+    first.run()
+    recorded = (out / "config.json").read_text()
+    other = PcsrTrainer(_config(photos, out, seed=4, queries=20))
+    with pytest.raises(ValueError, match=r"--queries 20 \(the run's: 40\); --seed 4"):
+        other.resume()
+    assert other.step == 0 and (out / "config.json").read_text() == recorded
+    argv = ["--out", str(out), "--photos", str(photos), "--preset", TOY, "--lr-size", "8"]
+    argv += ["--batch", "2", "--queries", "40", "--steps", "4", "--seed", "3"]
+    assert pcsr.main([*argv, "--ckpt-every", "2", "--lr", "0.01"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot resume") and "--lr 0.01 (the run's: 0.001)" in err
+    # how the session runs may change (checkpoints, logs)
+    again = PcsrTrainer(_config(photos, out, ckpt_every=1, log_every=2))
+    assert again.resume() and again.step == 2
+
+
 def test_evaluation_scores_all_heavy_and_k0(photos: Path, tmp_path: Path) -> None:
     val = tmp_path / "val"
     val.mkdir()

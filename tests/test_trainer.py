@@ -946,10 +946,67 @@ def test_run_command_refuses_to_resume_a_checkpoint_of_other_options(
     base = ["--patches", str(patch_dir), "--out", str(tmp_path / "run"), "--w-perceptual", "0"]
     assert main([*base, "--steps", "2", "--batch", "4"]) == 0
     capsys.readouterr()
-    # the same folder resumed as a x2 student: the checkpoint's shapes do not fit
+    # the same folder resumed as a x2 student: refused before the checkpoint is loaded
     assert main([*base, "--steps", "4", "--batch", "4", "--scale", "2"]) == 1
     err = capsys.readouterr().err
+    assert "--scale 2 (the run's: 4)" in err and "Traceback" not in err
+    # a checkpoint whose options match but whose shapes do not fit (made elsewhere)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    state["student"] = {"body.weight": torch.zeros(1)}
+    torch.save(state, tmp_path / "run" / "last.pt")
+    assert main([*base, "--steps", "2", "--batch", "4"]) == 1
+    err = capsys.readouterr().err
     assert "checkpoint of a run with other options" in err and "Traceback" not in err
+
+
+def test_a_resume_with_options_that_change_the_training_is_refused_naming_them(
+    patch_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run's weights are those of its one recorded command: resumed with another batch,
+    seed or loss weight it is refused (nothing trained, config.json and the checkpoint as
+    they were); options that only say how the session runs may change."""
+    from pocketsr_cli.train.run import main
+
+    out = tmp_path / "run"
+    base = ["--patches", str(patch_dir), "--out", str(out), "--w-perceptual", "0"]
+    base += ["--steps", "4", "--batch", "4", "--ckpt-every", "2", "--threads", "1"]
+    assert main([*base, "--stop-at", "2"]) == 0
+    recorded = (out / "config.json").read_text()
+    checkpoint = (out / "last.pt").read_bytes()
+    capsys.readouterr()
+    assert main([*base, "--batch", "2", "--seed", "5", "--w-gan", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot resume {out} with options other than")
+    assert "--batch 2 (the run's: 4); --seed 5 (the run's: 0); --w-gan 0.5 (the run's: 0.01)" in err
+    assert "another --out" in err and "Traceback" not in err
+    assert (out / "config.json").read_text() == recorded
+    assert (out / "last.pt").read_bytes() == checkpoint
+    # without --stop-at, checkpointing and logging more often: resumed to its end
+    assert main([*base, "--ckpt-every", "1", "--log-every", "1"]) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 4
+    # the command's help names the options a resume may change
+    from pocketsr_cli.train import run
+
+    assert run.__doc__ is not None
+    for name in trainer.SESSION_OPTIONS - {"out"}:
+        assert f"--{name.replace('_', '-')}" in run.__doc__, name
+
+
+def test_an_option_a_checkpoint_predates_counts_as_its_default(tmp_path: Path) -> None:
+    from pocketsr_cli.train import loop
+
+    defaults = asdict(TrainConfig(patches="", out=""))
+    now = asdict(TrainConfig(patches="p", out="o"))
+    saved = json.loads(json.dumps(now))
+    del saved["band_gain"], saved["weights"]["band"]  # written before they existed
+    session = trainer.SESSION_OPTIONS
+    loop.check_options({"config": saved}, now, defaults, session, run=tmp_path)
+    loop.check_options({}, now, defaults, session, run=tmp_path)  # no config: not checked
+    now["band_gain"], now["weights"]["band"] = 2.0, 1.0
+    with pytest.raises(loop.OptionsChanged, match=r"--band-gain 2.0 \(the run's: 1.0\); --w-band"):
+        loop.check_options(
+            {"config": saved}, now, defaults, session, run=tmp_path, prefixes={"weights": "w"}
+        )
 
 
 def test_export_command_says_what_is_wrong_in_a_line(

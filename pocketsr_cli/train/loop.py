@@ -4,13 +4,21 @@ checkpoints and timed evaluations.
 A trainer passed to :func:`run_steps` has ``config`` (``log_every``, ``eval_every``,
 ``ckpt_every``), ``step``, ``elapsed``, ``out`` and the methods ``train_step(batch) ->
 record``, ``finished()``, ``save()``, ``evaluate()`` and ``on_log(entry)``.
+
+A resumed run keeps its options: a run's weights must be those of one recorded command
+(the model cards give each run's command, seed and steps, and a resumed run replays an
+uninterrupted one), so :func:`check_options` refuses to resume a checkpoint with options
+that change what is trained (the data, the starting weights, the schedule, the losses, the
+seed), naming them.  Options that only say how the session runs may differ: where it logs,
+checkpoints, evaluates and exports, ``stop_at``, and what it runs on (device, threads,
+data workers: a run resumes on another machine, the same steps within rounding).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +111,90 @@ def save_checkpoint(path: Path, parts: Mapping[str, Any], **extra: Any) -> None:
 
 
 def load_checkpoint(
-    path: Path, parts: Mapping[str, Any], device: torch.device | str
+    path: Path,
+    parts: Mapping[str, Any],
+    device: torch.device | str,
+    check: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any] | None:
     """Restore ``parts`` (the names :func:`save_checkpoint` wrote) from ``path``; returns
-    the whole saved state for the rest, or None when there is no checkpoint yet."""
+    the whole saved state for the rest, or None when there is no checkpoint yet.
+    ``check(state)`` runs first, before anything is restored (:func:`check_options`)."""
     if not path.exists():
         return None
     state: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
+    if check is not None:
+        check(state)
     for name, part in parts.items():
         part.load_state_dict(state[name])
     return state
+
+
+class OptionsChanged(ValueError):
+    """A run resumed with options that change what it trains (:func:`check_options`)."""
+
+
+def check_options(
+    state: Mapping[str, Any],
+    now: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    session: Collection[str],
+    *,
+    run: Path,
+    prefixes: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse to resume the checkpoint ``state`` of ``run`` with options ``now`` (the
+    config's ``asdict``) that differ from the ones it was trained with (its ``config``)
+    other than those in ``session`` (how the session runs, not what it trains).  An option
+    the checkpoint does not hold (written before it existed) counts as its default
+    (``defaults``); ``prefixes`` names the flags of a nested group (``{"weights": "w"}``:
+    ``weights.gan`` is ``--w-gan``).  A checkpoint without a config is not checked.
+
+    Raises:
+        OptionsChanged: naming each option that differs, with the run's value.
+    """
+    saved = state.get("config")
+    if not isinstance(saved, Mapping):
+        return
+    before, after, default = _flat(saved), _flat(now), _flat(defaults)
+    changed = []
+    for key, value in after.items():
+        if key.split(".")[0] in session:
+            continue
+        was = before.get(key, default.get(key))
+        if was != value:
+            flag = _flag(key, prefixes or {})
+            changed.append(f"{flag} {_shown(value)} (the run's: {_shown(was)})")
+    if changed:
+        raise OptionsChanged(
+            f"cannot resume {run} with options other than it was trained with: "
+            f"{'; '.join(changed)}. A resumed run keeps its options, so that its weights "
+            "are those of one recorded command: resume it with the run's options (see "
+            f"{run / 'config.json'}), or start a new run with another --out (--init can "
+            "take this run's weights, exported with python -m pocketsr_cli.train.export)"
+        )
+
+
+def _flat(options: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``options`` with nested groups flattened: ``{"weights.gan": 0.01, ...}``."""
+    flat: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _flag(key: str, prefixes: Mapping[str, str]) -> str:
+    group, dot, name = key.rpartition(".")
+    if dot:
+        name = f"{prefixes.get(group, group)}_{name}"
+    return "--" + name.replace("_", "-")
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "not given"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)

@@ -30,8 +30,10 @@ A run folder holds ``config.json``, ``last.pt`` (model, EMA, optimiser, step, se
 written atomically every ``ckpt_every`` steps, at every evaluation and at the end),
 ``log.jsonl`` (losses) and, with ``eval_every``, ``metrics.jsonl`` (validation scores of
 the EMA weights, which are exported to ``export_to``).  Re-running the same command
-resumes.  The learning rate follows a cosine from ``lr`` to ``lr_min`` over ``steps`` or,
-with ``minutes``, over the wall-clock budget.
+resumes; with options that change what is trained (any but :data:`SESSION_OPTIONS`) it is
+refused, naming them, so that a run's weights are those of its one recorded command.  The
+learning rate follows a cosine from ``lr`` to ``lr_min`` over ``steps`` or, with
+``minutes``, over the wall-clock budget.
 
 Phase-1 weights are exported with a classifier that sends every pixel to the heavy path
 (:func:`route_all_heavy`), so ``pocketsr eval -m phase1.safetensors`` measures the
@@ -116,6 +118,14 @@ class PcsrTrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PcsrTrainConfig:
         return cls(**data)
+
+
+SESSION_OPTIONS = frozenset(
+    {"out", "ckpt_every", "log_every", "eval_every", "val", "val_crop", "export_to"}
+    | {"threads", "device"}
+)
+"""The options a resumed run may change: how its session runs, not what it trains (as
+``trainer.SESSION_OPTIONS``); every other option must be the run's."""
 
 
 def build_pcsr(preset: str) -> PCSR:
@@ -337,8 +347,19 @@ class PcsrTrainer:
         )
 
     def resume(self) -> bool:
-        """Load ``last.pt`` if present; returns whether it did."""
-        state = loop.load_checkpoint(self.checkpoint_path, self._parts(), self.device)
+        """Load ``last.pt`` if present; returns whether it did.
+
+        Raises:
+            loop.OptionsChanged: the run was trained with other options than ``config``
+                (:data:`SESSION_OPTIONS` aside): a resumed run keeps its options.
+        """
+        defaults = asdict(PcsrTrainConfig(out=""))
+
+        def check(state: dict[str, Any]) -> None:
+            now = asdict(self.config)
+            loop.check_options(state, now, defaults, SESSION_OPTIONS, run=self.out)
+
+        state = loop.load_checkpoint(self.checkpoint_path, self._parts(), self.device, check)
         if state is None:
             return False
         self.step = int(state["step"])

@@ -13,7 +13,12 @@ validation scores and the EMA weights written every minute (see ``scripts/gpu_tr
         --init runs/compact-init.safetensors --minutes 7 --batch 32 --workers 12 \\
         --degradations mild,mild,clean --val data/val --eval-every 60
 
-Re-running the same command resumes from ``<out>/last.pt``.
+Re-running the same command resumes from ``<out>/last.pt``.  A resumed run keeps its
+options, so that its weights are those of one recorded command (``<out>/config.json``):
+with an option that changes what is trained (data, --init, schedule, losses, seed) other
+than the run's, it is refused, naming each (exit 1; start a new run with another --out).
+How the session runs may change: --stop-at, --ckpt-every, --log-every, --eval-every,
+--val, --val-crop, --export-to, --keep-exports, --workers, --threads, --device.
 
 Exit status: 0 done, 1 error (message on stderr; options that cannot work are refused
 before anything is written), 2 bad command line, 130 interrupted (run it again to resume).

@@ -4,9 +4,11 @@ One :class:`TrainConfig` describes a run completely; ``python -m pocketsr_cli.tr
 builds it from the command line.  A run folder holds ``config.json``, ``last.pt`` (the
 resumable checkpoint, written atomically every ``ckpt_every`` steps and at the end) and
 ``log.jsonl`` (losses).  Resuming restores model, EMA, optimisers, discriminator, step and
-random state; the data order is a pure function of ``(seed, epoch)``, and a resumed run
-restarts the interrupted epoch's order from its beginning, skipping the batches already
-seen, so it replays exactly what an uninterrupted run would have done.
+random state, and is refused when an option that changes what is trained differs from
+the checkpoint's (:data:`SESSION_OPTIONS` may differ; ``loop.check_options``).  The data
+order is a pure function of ``(seed, epoch)``, and a resumed run restarts the interrupted
+epoch's order from its beginning, skipping the batches already seen, so it replays
+exactly what an uninterrupted run would have done.
 
 A student learns at its own ``scale`` from patch folders made at that scale (``make_patches
 --scale 2``: inputs degraded at ×2, the teacher's ×4 output area-downscaled by 2), or from
@@ -166,6 +168,28 @@ class TrainConfig:
         data = dict(data)
         data["weights"] = LossWeights(**data.get("weights", {}))
         return cls(**data)
+
+
+SESSION_OPTIONS = frozenset(
+    {
+        "out",
+        "stop_at",
+        "ckpt_every",
+        "log_every",
+        "eval_every",
+        "val",
+        "val_crop",
+        "export_to",
+        "keep_exports",
+        "workers",
+        "threads",
+        "device",
+    }
+)
+"""The options a resumed run may change: how its session runs (where and how often it
+logs, checkpoints, evaluates and exports; where it stops; what it runs on: a run cut off
+on a GPU resumes on a CPU), not what it trains.  Every other option must be the run's
+(``loop.check_options``); config.json shows the last session's."""
 
 
 def _param_groups(
@@ -418,9 +442,25 @@ class Trainer:
         )
 
     def resume(self) -> bool:
-        """Load ``last.pt`` if present; returns whether it did."""
+        """Load ``last.pt`` if present; returns whether it did.
+
+        Raises:
+            loop.OptionsChanged: the run was trained with other options than ``config``
+                (:data:`SESSION_OPTIONS` aside): a resumed run keeps its options.
+            ValueError: a checkpoint that does not fit the models.
+        """
+        defaults = asdict(TrainConfig(patches="", out=""))
+
+        def check(state: dict[str, Any]) -> None:
+            now = asdict(self.config)
+            loop.check_options(
+                state, now, defaults, SESSION_OPTIONS, run=self.out, prefixes={"weights": "w"}
+            )
+
         try:
-            state = loop.load_checkpoint(self.checkpoint_path, self._parts(), self.device)
+            state = loop.load_checkpoint(self.checkpoint_path, self._parts(), self.device, check)
+        except loop.OptionsChanged:
+            raise
         except (RuntimeError, KeyError, ValueError) as exc:  # shapes or parts that differ
             raise ValueError(
                 f"{self.checkpoint_path} is the checkpoint of a run with other options "
