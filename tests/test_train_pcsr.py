@@ -203,6 +203,36 @@ def test_resume_replays_an_uninterrupted_run(photos: Path, tmp_path: Path) -> No
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
 
 
+def test_ctrl_c_saves_a_checkpoint_at_the_step_and_the_resume_replays(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    from pocketsr_cli.train import loop
+
+    whole = PcsrTrainer(_config(photos, tmp_path / "whole", ckpt_every=100))
+    whole.run()
+    cut = PcsrTrainer(_config(photos, tmp_path / "cut", ckpt_every=100))
+    real = cut.train_step
+
+    def train_step(batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        if cut.step == 2:  # Ctrl-C in step 3: the handler in force runs, as for a signal
+            handler = signal.getsignal(signal.SIGINT)
+            assert callable(handler)
+            handler(signal.SIGINT, None)
+        return real(batch)
+
+    cut.train_step = train_step  # type: ignore[method-assign]
+    with pytest.raises(loop.Interrupted) as caught:
+        cut.run()
+    assert caught.value.saved == 3
+    again = PcsrTrainer(_config(photos, tmp_path / "cut", ckpt_every=100))
+    assert again.resume() and again.step == 3
+    again.run()
+    for key, value in whole.ema.state_dict().items():
+        torch.testing.assert_close(again.ema.state_dict()[key], value, rtol=0, atol=0)
+
+
 def test_a_resume_with_options_that_change_the_training_is_refused(
     photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from pocketsr_cli.train import anneal, losses, trainer
+from pocketsr_cli.train import anneal, loop, losses, trainer
 from pocketsr_cli.train.patches import PatchSpec, make_patches
 from pocketsr_cli.train.trainer import LossWeights, TrainConfig, Trainer
 
@@ -102,6 +103,144 @@ def test_resume_replays_an_uninterrupted_run(patch_dir: Path, tmp_path: Path) ->
     assert_resume_replays(lambda out: config(patch_dir, out, batch=2), tmp_path)
     log = (tmp_path / "a" / "log.jsonl").read_text().splitlines()
     assert len(log) == 6 and '"d"' in log[-1] and '"gan"' in log[-1]  # GAN from step 2 on
+
+
+def press_ctrl_c() -> None:
+    """What a Ctrl-C does, without a real signal: the SIGINT handler in force runs here
+    (Python runs it in the main thread between two bytecodes)."""
+    handler = signal.getsignal(signal.SIGINT)
+    assert callable(handler)
+    handler(signal.SIGINT, None)
+
+
+def ctrl_c_in_step(run: Trainer, step: int, times: int = 1) -> None:
+    """Ctrl-C pressed ``times`` while ``run``'s step ``step`` (from 1) runs."""
+    real = run.train_step
+
+    def train_step(batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        if run.step == step - 1:
+            for _ in range(times):
+                press_ctrl_c()
+        return real(batch)
+
+    run.train_step = train_step  # type: ignore[method-assign]
+
+
+def assert_same_weights(a: Trainer, b: Trainer) -> None:
+    for key, value in a.student.state_dict().items():
+        assert torch.allclose(value, b.student.state_dict()[key], atol=1e-6), key
+
+
+def test_ctrl_c_during_a_step_saves_a_checkpoint_at_its_end_and_the_resume_replays(
+    patch_dir: Path, tmp_path: Path
+) -> None:
+    """No checkpoint is due before step 6, yet Ctrl-C in step 4 loses nothing: the step is
+    finished, logged and saved, and the resumed run ends with the uninterrupted weights."""
+    whole = Trainer(config(patch_dir, tmp_path / "a", ckpt_every=100, batch=2))
+    whole.run()
+    first = Trainer(config(patch_dir, tmp_path / "b", ckpt_every=100, batch=2))
+    ctrl_c_in_step(first, 4)
+    with pytest.raises(loop.Interrupted) as caught:
+        first.run()
+    assert (caught.value.saved, caught.value.again) == (4, False)
+    assert str(caught.value).startswith("interrupted: saved a checkpoint at step 4")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    log = (tmp_path / "b" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in log] == [1, 2, 3, 4]
+    second = Trainer(config(patch_dir, tmp_path / "b", ckpt_every=100, batch=2))
+    assert second.resume() and second.step == 4
+    second.run()
+    assert_same_weights(whole, second)
+
+
+def test_ctrl_c_while_a_batch_loads_saves_the_last_step_with_its_random_state(
+    patch_dir: Path, tmp_path: Path
+) -> None:
+    """Loading draws random numbers: the checkpoint saved on Ctrl-C then holds the random
+    state as the last step left it, so the resumed run still replays."""
+    whole = Trainer(config(patch_dir, tmp_path / "a", ckpt_every=100))
+    whole.run()
+    first = Trainer(config(patch_dir, tmp_path / "b", ckpt_every=100))
+    real = first._batches
+
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        for batch in real():
+            if first.step == 3:
+                torch.rand(7)  # loading had drawn from the random state
+                press_ctrl_c()
+            yield batch
+
+    first._batches = batches  # type: ignore[method-assign]
+    with pytest.raises(loop.Interrupted) as caught:
+        first.run()
+    assert caught.value.saved == 3
+    second = Trainer(config(patch_dir, tmp_path / "b", ckpt_every=100))
+    assert second.resume() and second.step == 3
+    second.run()
+    assert_same_weights(whole, second)
+
+
+def test_a_second_ctrl_c_during_that_save_leaves_the_previous_checkpoint_whole(
+    patch_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "b"
+    first = Trainer(config(patch_dir, out, ckpt_every=2))
+    ctrl_c_in_step(first, 3)
+    real_save = torch.save
+
+    def save(state: dict, path: Path) -> None:
+        if state["step"] == 3:  # the save on the way out: cut short half-written
+            Path(path).write_bytes(b"half a checkpoint")
+            press_ctrl_c()
+        real_save(state, path)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(loop.Interrupted) as caught:
+        first.run()
+    assert (caught.value.saved, caught.value.last, caught.value.again) == (None, 2, True)
+    assert str(caught.value).startswith("interrupted again before a checkpoint could be saved")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "last.pt", "log.jsonl"]
+    monkeypatch.setattr(torch, "save", real_save)
+    second = Trainer(config(patch_dir, out, ckpt_every=2))
+    assert second.resume() and second.step == 2  # the step-2 checkpoint, whole
+
+
+def test_a_second_ctrl_c_during_the_step_ends_it_at_once_without_a_checkpoint(
+    patch_dir: Path, tmp_path: Path
+) -> None:
+    """A step that seems stuck can still be left; the models may then be half updated, so
+    nothing is saved and the previous checkpoint stays."""
+    out = tmp_path / "b"
+    first = Trainer(config(patch_dir, out, ckpt_every=2))
+    ctrl_c_in_step(first, 4, times=2)
+    with pytest.raises(loop.Interrupted) as caught:
+        first.run()
+    assert (caught.value.saved, caught.value.last, caught.value.again) == (None, 2, True)
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 2
+
+
+def test_run_command_saves_on_ctrl_c_and_exits_130_saying_how_to_resume(
+    patch_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pocketsr_cli.train.run import main
+
+    real = Trainer.train_step
+
+    def train_step(self: Trainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        if self.step == 2:
+            press_ctrl_c()
+        return real(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+    out = tmp_path / "run"
+    argv = ["--patches", str(patch_dir), "--out", str(out), "--w-perceptual", "0"]
+    assert main([*argv, "--steps", "6", "--batch", "4"]) == 130  # --ckpt-every 200
+    err = capsys.readouterr().err
+    assert f"interrupted: saved a checkpoint at step 3 ({out / 'last.pt'}); run the same" in err
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 3
 
 
 def test_stop_at_ends_where_a_longer_run_stood_and_resumes_into_it(

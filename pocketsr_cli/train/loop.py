@@ -1,9 +1,10 @@
 """What every trainer here shares: the EMA update and the step loop with its logging,
-checkpoints and timed evaluations.
+checkpoints (one on Ctrl-C too, at the step's end) and timed evaluations.
 
 A trainer passed to :func:`run_steps` has ``config`` (``log_every``, ``eval_every``,
-``ckpt_every``), ``step``, ``elapsed``, ``out`` and the methods ``train_step(batch) ->
-record``, ``finished()``, ``save()``, ``evaluate()`` and ``on_log(entry)``.
+``ckpt_every``), ``step``, ``elapsed``, ``out``, ``checkpoint_path`` and the methods
+``train_step(batch) -> record``, ``finished()``, ``save()``, ``evaluate()`` and
+``on_log(entry)``.
 
 A resumed run keeps its options: a run's weights must be those of one recorded command
 (the model cards give each run's command, seed and steps, and a resumed run replays an
@@ -16,9 +17,12 @@ data workers: a run resumes on another machine, the same steps within rounding).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,75 @@ def update_ema(ema: nn.Module, model: nn.Module, cap: float, step: int) -> None:
             e.copy_(s)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C ended :func:`run_steps`.  ``saved``: the step whose checkpoint was saved on
+    the way out (None: none could be, see ``again``); ``last``: the step of the checkpoint
+    ``checkpoint`` holds now (None: there is none); ``again``: a second Ctrl-C cut the
+    step in progress or the save short."""
+
+    def __init__(
+        self, checkpoint: Path, saved: int | None, last: int | None, *, again: bool = False
+    ) -> None:
+        super().__init__()
+        self.checkpoint, self.saved, self.last, self.again = checkpoint, saved, last, again
+
+    def __str__(self) -> str:
+        if self.saved is not None:
+            return (
+                f"interrupted: saved a checkpoint at step {self.saved} ({self.checkpoint}); "
+                "run the same command again to resume from it"
+            )
+        how = (
+            "interrupted again before a checkpoint could be saved"
+            if self.again
+            else ("interrupted")
+        )
+        if self.last is None:
+            return f"{how}; no checkpoint was saved yet: the same command starts it over"
+        return (
+            f"{how}; {self.checkpoint} holds step {self.last}: run the same command again "
+            "to resume from it"
+        )
+
+
+class _CtrlC:
+    """SIGINT (Ctrl-C) during a training run: while a step runs, noted, and taken once the
+    step is done (:meth:`take`), so that a checkpoint can be saved at a step's end, where
+    the models, optimisers and random state agree; elsewhere, or a second time (a step
+    that seems stuck), a ``KeyboardInterrupt`` at once."""
+
+    def __init__(self) -> None:
+        self.in_step = False
+        self.pending = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.in_step and not self.pending:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """This handler for SIGINT while the block runs, where Python's own is in force
+        (in the main thread; SIGINT ignored, or handled by the caller, is left so)."""
+        if (
+            threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
+            yield
+            return
+        signal.signal(signal.SIGINT, self)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def take(self) -> None:
+        """Raise the ``KeyboardInterrupt`` of a Ctrl-C noted during the step just done."""
+        if self.pending:
+            raise KeyboardInterrupt
+
+
 def run_steps(
     trainer: Any,
     next_batch: Callable[[], Any],
@@ -52,32 +125,66 @@ def run_steps(
 
     ``elapsed`` keeps counting across resumed runs; the logged ``seconds`` are that total,
     or with ``log_run_seconds`` the seconds of this run alone.
+
+    Ctrl-C saves a checkpoint at the current step before the run ends, so at most the step
+    in progress is lost: during a step, the step is finished first (its log line written),
+    a checkpoint saved and :class:`Interrupted` raised; elsewhere (loading a batch, logging,
+    a checkpoint, an evaluation) the checkpoint is of the last step done, with the random
+    state as that step left it (loading draws from it), so the resumed run still replays
+    an uninterrupted one.  The save is atomic (``save_checkpoint``): a second Ctrl-C during
+    it (or during the step being finished, or any ``KeyboardInterrupt`` raised inside a
+    step, where the models may be half updated) ends the run at once with no new
+    checkpoint, and ``last.pt`` stays the previous one, whole.
     """
     c = trainer.config
     t0 = time.perf_counter()
     start_elapsed = trainer.elapsed
     last_eval = time.perf_counter()
-    with (trainer.out / "log.jsonl").open("a", encoding="utf-8") as log:
-        while not trainer.finished():
-            record = trainer.train_step(next_batch())
-            trainer.step += 1
-            trainer.elapsed = start_elapsed + time.perf_counter() - t0
-            if on_step is not None:
-                on_step(trainer.step, record)
-            if trainer.step % c.log_every == 0 or trainer.finished():
-                seconds = time.perf_counter() - t0 if log_run_seconds else trainer.elapsed
-                entry = {"step": trainer.step, "seconds": round(seconds, 1), **record}
-                log.write(json.dumps(entry) + "\n")
-                log.flush()
-                trainer.on_log(entry)
-            due = c.eval_every and time.perf_counter() - last_eval >= c.eval_every
-            if due or trainer.finished():
-                trainer.save()
-                if c.eval_every:
-                    trainer.evaluate()
-                    last_eval = time.perf_counter()
-            elif trainer.step % c.ckpt_every == 0:
-                trainer.save()
+    ctrl_c = _CtrlC()
+    saved = trainer.step if trainer.checkpoint_path.exists() else None
+    rng = torch.get_rng_state()  # as the last step done left it
+    try:
+        with ctrl_c.installed(), (trainer.out / "log.jsonl").open("a", encoding="utf-8") as log:
+            while not trainer.finished():
+                rng = torch.get_rng_state()
+                batch = next_batch()
+                ctrl_c.in_step = True
+                record = trainer.train_step(batch)
+                trainer.step += 1
+                trainer.elapsed = start_elapsed + time.perf_counter() - t0
+                ctrl_c.in_step = False
+                rng = torch.get_rng_state()
+                if on_step is not None:
+                    on_step(trainer.step, record)
+                if trainer.step % c.log_every == 0 or trainer.finished():
+                    seconds = time.perf_counter() - t0 if log_run_seconds else trainer.elapsed
+                    entry = {"step": trainer.step, "seconds": round(seconds, 1), **record}
+                    log.write(json.dumps(entry) + "\n")
+                    log.flush()
+                    trainer.on_log(entry)
+                ctrl_c.take()
+                due = c.eval_every and time.perf_counter() - last_eval >= c.eval_every
+                if due or trainer.finished():
+                    trainer.save()
+                    saved = trainer.step
+                    if c.eval_every:
+                        trainer.evaluate()
+                        last_eval = time.perf_counter()
+                elif trainer.step % c.ckpt_every == 0:
+                    trainer.save()
+                    saved = trainer.step
+    except KeyboardInterrupt:
+        path = trainer.checkpoint_path
+        if ctrl_c.in_step:  # cut inside a step: the models may be half updated
+            raise Interrupted(path, None, saved, again=ctrl_c.pending) from None
+        if saved == trainer.step or (saved is None and trainer.step == 0):
+            raise Interrupted(path, None, saved) from None  # nothing new to save
+        torch.set_rng_state(rng)
+        try:
+            trainer.save()
+        except KeyboardInterrupt:  # a second Ctrl-C: the save is abandoned whole
+            raise Interrupted(path, None, saved, again=True) from None
+        raise Interrupted(path, trainer.step, trainer.step) from None
 
 
 def resume_and_run(trainer: Any, total: int | None) -> None:

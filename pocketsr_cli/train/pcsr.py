@@ -27,7 +27,8 @@ with ``degradations[i % n]`` (``clean`` = the ``bicubic`` evaluation's downscale
 uninterrupted one.
 
 A run folder holds ``config.json``, ``last.pt`` (model, EMA, optimiser, step, seconds;
-written atomically every ``ckpt_every`` steps, at every evaluation and at the end),
+written atomically every ``ckpt_every`` steps, at every evaluation, at the end and on
+Ctrl-C: ``loop.run_steps``),
 ``log.jsonl`` (losses) and, with ``eval_every``, ``metrics.jsonl`` (validation scores of
 the EMA weights, which are exported to ``export_to``).  Re-running the same command
 resumes; with options that change what is trained (any but :data:`SESSION_OPTIONS`) it is
@@ -504,7 +505,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[PcsrTrainConfig, argparse
 
 def main(argv: list[str] | None = None) -> int:
     """Exit status: 0 done, 1 error (one line on stderr), 2 bad command line, 130
-    interrupted (run the same command again to resume)."""
+    interrupted (run the same command again to resume; Ctrl-C saves a checkpoint at the
+    step in progress first, see ``loop.run_steps``)."""
     from pocketsr_cli.errors import PocketSRError
 
     config, extra = parse_args(argv)
@@ -514,11 +516,14 @@ def main(argv: list[str] | None = None) -> int:
         if extra.export is not None and extra.export.is_dir():
             raise ValueError(f"--export {extra.export} is a folder; name the .safetensors file")
         _run(config, extra)
-    except KeyboardInterrupt:
-        print(
-            "interrupted; run the same command again to resume from its last checkpoint",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as exc:  # Interrupted: Ctrl-C in training (a checkpoint saved)
+        if isinstance(exc, loop.Interrupted):
+            print(str(exc), file=sys.stderr)
+        else:
+            print(
+                "interrupted; run the same command again to resume from its last checkpoint",
+                file=sys.stderr,
+            )
         return 130
     except (OSError, ValueError, PocketSRError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -22,6 +22,9 @@ How the session runs may change: --stop-at, --ckpt-every, --log-every, --eval-ev
 
 Exit status: 0 done, 1 error (message on stderr; options that cannot work are refused
 before anything is written), 2 bad command line, 130 interrupted (run it again to resume).
+Ctrl-C finishes the step in progress and saves a checkpoint at it (atomically) before the
+run ends, so no more than that step is lost; a second Ctrl-C ends it at once, and
+``last.pt`` stays the previous checkpoint, whole.
 """
 
 from __future__ import annotations
@@ -100,11 +103,14 @@ def main(argv: list[str] | None = None) -> int:
             summary = {"export": str(export), **info, "config": asdict(config)}
             (Path(config.out) / "export.json").write_text(json.dumps(summary, indent=2))
             print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
-    except KeyboardInterrupt:
-        print(
-            "interrupted; run the same command again to resume from its last checkpoint",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as exc:  # Interrupted: Ctrl-C in training (a checkpoint saved)
+        if isinstance(exc, loop.Interrupted):
+            print(str(exc), file=sys.stderr)
+        else:
+            print(
+                "interrupted; run the same command again to resume from its last checkpoint",
+                file=sys.stderr,
+            )
         return 130
     except (OSError, ValueError, PocketSRError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -2,13 +2,13 @@
 
 One :class:`TrainConfig` describes a run completely; ``python -m pocketsr_cli.train.run``
 builds it from the command line.  A run folder holds ``config.json``, ``last.pt`` (the
-resumable checkpoint, written atomically every ``ckpt_every`` steps and at the end) and
-``log.jsonl`` (losses).  Resuming restores model, EMA, optimisers, discriminator, step and
-random state, and is refused when an option that changes what is trained differs from
-the checkpoint's (:data:`SESSION_OPTIONS` may differ; ``loop.check_options``).  The data
-order is a pure function of ``(seed, epoch)``, and a resumed run restarts the interrupted
-epoch's order from its beginning, skipping the batches already seen, so it replays
-exactly what an uninterrupted run would have done.
+resumable checkpoint, written atomically every ``ckpt_every`` steps, at the end and on
+Ctrl-C: ``loop.run_steps``) and ``log.jsonl`` (losses).  Resuming restores model, EMA,
+optimisers, discriminator, step and random state, and is refused when an option that
+changes what is trained differs from the checkpoint's (:data:`SESSION_OPTIONS` may differ;
+``loop.check_options``).  The data order is a pure function of ``(seed, epoch)``, and a
+resumed run restarts the interrupted epoch's order from its beginning, skipping the
+batches already seen, so it replays exactly what an uninterrupted run would have done.
 
 A student learns at its own ``scale`` from patch folders made at that scale (``make_patches
 --scale 2``: inputs degraded at ×2, the teacher's ×4 output area-downscaled by 2), or from
