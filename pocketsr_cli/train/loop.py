@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -185,6 +186,30 @@ def run_steps(
         except KeyboardInterrupt:  # a second Ctrl-C: the save is abandoned whole
             raise Interrupted(path, None, saved, again=True) from None
         raise Interrupted(path, trainer.step, trainer.step) from None
+
+
+def exit_status(job: Callable[[], None]) -> int:
+    """Run a training command's ``job`` and say how it ended, as its ``main`` returns it:
+    0 done; 1 an error, said on one line on stderr (a bad option, a file that cannot be
+    read or written); 130 interrupted, with how to resume (:class:`Interrupted`'s own
+    message where Ctrl-C saved a checkpoint first, see :func:`run_steps`)."""
+    from pocketsr_cli.errors import PocketSRError
+
+    try:
+        job()
+    except Interrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(
+            "interrupted; run the same command again to resume from its last checkpoint",
+            file=sys.stderr,
+        )
+        return 130
+    except (OSError, ValueError, PocketSRError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def resume_and_run(trainer: Any, total: int | None) -> None:

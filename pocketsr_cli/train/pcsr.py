@@ -504,31 +504,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[PcsrTrainConfig, argparse
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit status: 0 done, 1 error (one line on stderr), 2 bad command line, 130
-    interrupted (run the same command again to resume; Ctrl-C saves a checkpoint at the
-    step in progress first, see ``loop.run_steps``)."""
-    from pocketsr_cli.errors import PocketSRError
-
+    """Exit status (``loop.exit_status``): 0 done, 1 error (one line on stderr), 2 bad
+    command line, 130 interrupted (run the same command again to resume; Ctrl-C saves a
+    checkpoint at the step in progress first, see ``loop.run_steps``)."""
     config, extra = parse_args(argv)
-    try:
+
+    def job() -> None:
         if extra.manifest is not None and extra.export is None:
             raise ValueError("--manifest needs --export")
         if extra.export is not None and extra.export.is_dir():
             raise ValueError(f"--export {extra.export} is a folder; name the .safetensors file")
         _run(config, extra)
-    except KeyboardInterrupt as exc:  # Interrupted: Ctrl-C in training (a checkpoint saved)
-        if isinstance(exc, loop.Interrupted):
-            print(str(exc), file=sys.stderr)
-        else:
-            print(
-                "interrupted; run the same command again to resume from its last checkpoint",
-                file=sys.stderr,
-            )
-        return 130
-    except (OSError, ValueError, PocketSRError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    return loop.exit_status(job)
 
 
 def _run(config: PcsrTrainConfig, extra: argparse.Namespace) -> None:

@@ -90,10 +90,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path | None]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pocketsr_cli.errors import PocketSRError
-
+    """Exit status (``loop.exit_status``): 0 done, 1 error (one line on stderr), 2 bad
+    command line, 130 interrupted (run the same command again to resume)."""
     config, export = parse_args(argv)
-    try:
+
+    def job() -> None:
         if export is not None and export.is_dir():
             raise ValueError(f"--export {export} is a folder; name the .safetensors file")
         trainer = Trainer(config)
@@ -103,19 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = {"export": str(export), **info, "config": asdict(config)}
             (Path(config.out) / "export.json").write_text(json.dumps(summary, indent=2))
             print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
-    except KeyboardInterrupt as exc:  # Interrupted: Ctrl-C in training (a checkpoint saved)
-        if isinstance(exc, loop.Interrupted):
-            print(str(exc), file=sys.stderr)
-        else:
-            print(
-                "interrupted; run the same command again to resume from its last checkpoint",
-                file=sys.stderr,
-            )
-        return 130
-    except (OSError, ValueError, PocketSRError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    return loop.exit_status(job)
 
 
 if __name__ == "__main__":
