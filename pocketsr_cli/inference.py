@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from pocketsr_cli.archs.pcsr import Packing, Routing, RoutingStats
 
 _RENDERINGS_KEPT = 8  # per-factor tile policies a native_sizes upscaler keeps at a time
+_PROBE_OUTPUT = 256  # output pixels per side of a packed memory probe (64 pixels at x4)
 
 # A caller's read-only array (``np.asarray`` of a PIL image) is only ever read here: its
 # tensor is copied to floats or to the device at once.  torch warns about such arrays all
@@ -201,8 +202,12 @@ class Upscaler:
         limit: dict[str, int] = {}
         if self.model.max_tile is not None:
             limit["max_side"] = self.model.max_tile
-        if packing is not None:  # a block is q x q pixels: probe about 64 pixels, not blocks
-            limit["probe_side"] = max(1, 64 // packing.q)
+        if packing is not None:
+            # A block is q x q pixels that draw p x p: probe about 64 pixels, not blocks,
+            # and at a large factor fewer, so that a probe draws about as many pixels as
+            # 64 do at x4 (64 pixels at x100 drew 6400 x 6400, and the larger probe
+            # 9600 x 9600: ten minutes for a 1-pixel image asked 100 pixels wide).
+            limit["probe_side"] = max(1, min(64 // packing.q, _PROBE_OUTPUT // packing.p))
         policy = TilePolicy.for_side(tile, overlap, default_tile=self.model.default_tile, **limit)
         tile_fn = self.ensemble.wrap(self._forward, scale, self.model.size)
         if self.model.chroma_guard is not None and packing is None:

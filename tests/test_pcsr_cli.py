@@ -502,3 +502,27 @@ def test_engine_heavy_fraction_leaves_the_memory_probe_out(weights: Path) -> Non
     with pytest.raises(ValueError, match="not a PCSR"):
         bicubic = api.Upscaler("bicubic", device="cpu")._engine.model
         Upscaler(bicubic, compute_for(torch.device("cpu"), "fp32", bicubic), outscale=2.5)
+
+
+@pytest.mark.parametrize("ratio", [Fraction(100), Fraction(64), Fraction(100, 3), Fraction(25, 4)])
+def test_the_memory_probe_draws_a_small_output_at_any_factor(
+    weights: Path, ratio: Fraction
+) -> None:
+    """The tiler's memory probe (two passes, the larger 1.5 x the side of the smaller) is
+    sized in the tiler's pixels: at a large native factor a probe of 64 of them drew 6400 x
+    6400 and 9600 x 9600 output pixels, ten minutes for a 1 x 1 image asked --width 100 of
+    pcsr-x4.  Its output side stays about that of 64 pixels at x4."""
+    desc = descriptor_from_state_dict(read_state_dict(weights), weights.name)
+    engine = Upscaler(desc, compute_for(torch.device("cpu"), "fp32", desc), native_sizes=True)
+    rendering = engine._rendering_at(ratio)
+    assert rendering.packing is not None
+    probe = max(rendering.policy.probe_side, 8)  # measure_memory's smallest
+    assert probe * ratio.numerator <= 8 * 100  # output pixels per side of the smaller probe
+    assert engine._rendering_at(Fraction(5, 2)).policy.probe_side == 32  # x2.5: as before
+    if ratio == 64:  # end to end, at a factor the test affords: 1 x 1 asked 40 wide
+        drawn: list[int] = []
+        engine.model.module.register_forward_hook(
+            lambda _m, _args, y: drawn.append(y.shape[-2] * y.shape[-1])
+        )
+        out = engine.upscale_for(np.full((1, 1, 3), 90, np.uint8), Target("width", 40))
+        assert out.shape == (40, 40, 3) and max(drawn) <= 480 * 480
