@@ -18,8 +18,9 @@ going on from the first drawing's, the total grown by theirs.  In bf16 a network
 convolutions stay in fp32 (:mod:`pocketsr_cli.subpixel`).
 
 A model with an 8-bit path (:attr:`~pocketsr_cli.descriptor.ModelDescriptor.upscale_uint8`:
-the resamplers) gets 8-bit images on the CPU whole, all channels alpha included, and its
-result is returned as it is: no float conversion, no tiles (``--tile`` does not apply),
+the resamplers) gets 8-bit images on the CPU whole, alpha included (which is then
+drawn again with the bicubic filter where the model's is another), and its result is
+returned as it is: no float conversion, no tiles (``--tile`` does not apply),
 no precision or compile step.  Everything else (16-bit images, other devices, an
 ensemble, which must transform what the network sees) goes through the network.
 
@@ -551,6 +552,11 @@ class Upscaler:
             pixels = fill_hidden_colour(pixels)
         if self._upscale_uint8 is not None and pixels.dtype == np.uint8:
             out = self._upscale_uint8(pixels)
+            if pixels.shape[2] in (2, 4) and getattr(self.model.module, "kernel", "") != "bicubic":
+                # Alpha is bicubic on every path: Lanczos' ringing put alpha 4-8 into the
+                # transparent side of an edge and 247-250 into its opaque side.
+                alpha = np.ascontiguousarray(pixels[..., -1:])
+                out[..., -1:] = self._alpha.upscale_uint8(alpha)
             if on_tile is not None:
                 on_tile(1, 1)
             return out

@@ -405,11 +405,16 @@ def test_only_resamplers_state_an_8_bit_path() -> None:
 def test_resamplers_take_8_bit_images_whole(
     monkeypatch: pytest.MonkeyPatch, kernel: str, channels: int
 ) -> None:
-    """No float network, no tiles (a fixed --tile is moot), alpha with the colour: the
-    result is the resampler's own 8-bit answer, progress reported as one tile."""
+    """No float network, no tiles (a fixed --tile is moot), alpha in the same 8-bit pass
+    (bicubic, whatever the colour's filter): the result is the resampler's own 8-bit
+    answer, progress reported as one tile."""
     img = (np.random.default_rng(channels).random((23, 31, channels)) * 255).astype(np.uint8)
     seen = fill_hidden_colour(img) if channels in (2, 4) else img  # alpha 0 refilled first
     expected = Resize(kernel, 3).upscale_uint8(seen)
+    if channels in (2, 4):
+        expected[..., -1:] = Resize("bicubic", 3).upscale_uint8(
+            np.ascontiguousarray(seen[..., -1:])
+        )
 
     def no_float(self: Resize, x: torch.Tensor) -> torch.Tensor:
         raise AssertionError("the float path ran")
@@ -521,3 +526,22 @@ def test_a_whole_image_on_the_cpu_reaches_the_network_without_a_copy() -> None:
     x = torch.rand(1, 3, 12, 10).contiguous(memory_format=torch.channels_last)
     up.upscale_tensor(x)
     assert seen == [x.data_ptr()]
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_a_resamplers_8_bit_path_draws_alpha_bicubic_as_the_16_bit_path(channels: int) -> None:
+    """``-m lanczos`` on 8-bit images ran alpha through Lanczos-3 with the colour: its
+    ringing put alpha 4-8 into the transparent side of an edge (a faint band of the colour
+    under it) and 247-250 into the opaque side.  Alpha is bicubic, as on every other path
+    (16-bit images, models) and as the README says."""
+    from pocketsr_cli import api
+
+    alpha = np.zeros((20, 40), np.uint8)
+    alpha[:, 20:] = 255
+    img = np.dstack([np.full((20, 40, channels - 1), 200, np.uint8), alpha])
+    up = api.Upscaler("lanczos", device="cpu")
+    out = up.upscale(img)[..., -1].astype(int)
+    assert np.all(out[:, :78] == 0) and np.all(out[:, 82:] == 255)
+    wide = up.upscale(img.astype(np.uint16) * 257)[..., -1] / 257
+    assert np.abs(out - wide).max() <= 1
+    assert np.all(up.upscale(img)[..., : channels - 1] == 200)
