@@ -248,6 +248,10 @@ def test_verify_named_model_not_downloaded(home: Path, server: Loopback) -> None
     result = invoke("models", "verify", "blob", "lanczos")
     assert result.exit_code == 3
     assert "blob: not downloaded" in result.stdout and "lanczos: no weights" in result.stdout
+    # said as what it is: nothing on disk to verify, not a failed check of damaged weights
+    assert "not downloaded, so not verified: blob" in result.stderr
+    assert "failed verification" not in result.stderr
+    assert "`pocketsr models download blob`" in result.stderr
     assert invoke("models", "verify").exit_code == 0  # nothing on disk: nothing wrong
 
 

@@ -364,6 +364,7 @@ def verify(
         _ui.warn(console, f"skipped: {problem}")
     report = _ui.make_report_console()
     bad: list[str] = []
+    absent: list[str] = []  # named, never downloaded: nothing to verify, nothing damaged
     unpinned: list[str] = []  # a download pins these only with --allow-unverified
     damaged_or_missing = False
     for spec in specs:
@@ -382,11 +383,16 @@ def verify(
                 else:
                     status = "damaged"
                 checks.append((status, path))
-        if any(status != "ok" and status != "no weights" for status, _ in checks):
+        wrong = [status for status, _ in checks if status not in ("ok", "no weights")]
+        if wrong and all(status == "not downloaded" for status in wrong):
+            absent.append(spec.name)
+        elif wrong:
             bad.append(spec.name)
         if any(status == _NOT_PINNED for status, _ in checks):
             unpinned.append(spec.name)
-        if any(status not in ("ok", "no weights", _NOT_PINNED) for status, _ in checks):
+        if any(
+            status not in ("ok", "no weights", _NOT_PINNED, "not downloaded") for status in wrong
+        ):
             damaged_or_missing = True
         for status, path in checks:
             if json_lines:
@@ -396,6 +402,12 @@ def verify(
                 _ui.say(report, f"{spec.name}: {status}" + ("" if path is None else f"  {path}"))
     if not specs and not json_lines:
         _ui.say(report, "no model weights on disk to verify")
+    not_fetched = (
+        f"{len(absent)} model(s) not downloaded, so not verified: {', '.join(absent)} "
+        f"(`pocketsr models download {' '.join(absent)}` fetches them)"
+        if absent
+        else ""
+    )
     if bad:
         advice = []
         if damaged_or_missing:
@@ -412,6 +424,11 @@ def verify(
             f"{len(bad)} model(s) failed verification: {', '.join(bad)}; "
             + ", ".join(advice)
             + (f"; {len(problems)} manifest(s) skipped (above)" if problems else "")
+            + (f"; {not_fetched}" if not_fetched else "")
+        )
+    if absent:
+        raise ModelError(
+            not_fetched + (f"; {len(problems)} manifest(s) skipped (above)" if problems else "")
         )
     if problems:
         raise ModelError(f"{len(problems)} manifest(s) skipped: {problems[0]}")
