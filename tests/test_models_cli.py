@@ -564,6 +564,8 @@ def test_import_refusals(tmp_path: Path, home: Path) -> None:
         ((str(fifo),), "fifo: not a regular file"),
         (("",), "an empty FILE|URL"),
         (("ftp://host/w.pth", "--sha256", "0" * 64), "not a URL pocketsr fetches"),
+        (("http://example.com/w.pth", "--sha256", "0" * 64), "refusing insecure URL"),
+        (("http://example.com/w.pth",), "refusing insecure URL"),
         ((str(source), "--sha256", "nothex"), "is not a SHA-256 digest"),
     ]:
         bad = invoke("models", "import", *args, "--name", "x")

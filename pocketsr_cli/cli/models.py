@@ -527,6 +527,7 @@ def import_model(
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.errors import UsageError
     from pocketsr_cli.manifest import SHA256_RE
+    from pocketsr_cli.weights.download import url_problem
     from pocketsr_cli.weights.store import ImportRequest, import_file, import_url, is_url
 
     request = ImportRequest(name=name, license=license_, description=description, force=force)
@@ -541,6 +542,9 @@ def import_model(
     if not is_url(source):
         _must_be_a_file(Path(source))
     if is_url(source):
+        problem = url_problem(source)  # plain http to another machine: refused up front
+        if problem is not None:
+            raise UsageError(f"{source}: {problem}")
         if sha256 is None:
             raise UsageError("--sha256 is required when importing from a URL")
         with _ui.DownloadBar(_ui.make_console(), name) as bar:

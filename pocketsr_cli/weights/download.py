@@ -109,7 +109,7 @@ def download_file(
     if not urls:
         raise ModelError(f"no download URL is known for {dest.name}")
     for url in urls:
-        problem = _url_problem(url)
+        problem = url_problem(url)
         if problem is not None:
             raise ModelError(f"{problem}: {url}")
 
@@ -282,7 +282,7 @@ def _install(part: Path, dest: Path) -> None:
 # --- URL rules ---------------------------------------------------------------------------
 
 
-def _url_problem(url: str) -> str | None:
+def url_problem(url: str) -> str | None:
     """Return why ``url`` must not be fetched, or None when it may be."""
     parts = urllib.parse.urlsplit(url)
     scheme = parts.scheme.lower()
@@ -334,7 +334,7 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         newurl: str,
     ) -> urllib.request.Request | None:
         scheme = urllib.parse.urlsplit(newurl).scheme.lower()
-        problem = _url_problem(newurl) if scheme in ("http", "https") else "not an http(s) URL"
+        problem = url_problem(newurl) if scheme in ("http", "https") else "not an http(s) URL"
         if problem is not None:
             fp.close()
             raise _MirrorFailed(f"redirected to {newurl}: {problem}")
@@ -525,7 +525,7 @@ def _fetch_hf(
 ) -> None:
     """Fetch through huggingface_hub's own cache, then place a verified copy at ``part``."""
     parsed = _parse_hf(url)
-    assert parsed is not None  # checked by _url_problem before any transfer
+    assert parsed is not None  # checked by url_problem before any transfer
     repo_id, revision, filename = parsed
     try:
         from huggingface_hub import hf_hub_download
