@@ -75,6 +75,7 @@ from pocketsr_cli.pipeline import (
     Summary,
     Variant,
     not_finished,
+    planned_result,
 )
 from pocketsr_cli.spelling import Spelling
 
@@ -402,11 +403,10 @@ class JobFeed:
     def _settled(self, job: Job) -> Result | None:
         """``job``'s result when no worker is needed for it: settled when the jobs were
         planned, or by ``settle`` (its output exists); None: it needs a worker."""
-        if job.failure is not None:
-            return Result(job, "failed", error=job.failure)
-        if job.skip_reason is not None:
-            return Result(job, "skipped", reason=job.skip_reason, reason_code=job.skip_code)
-        return None if self.settle is None else self.settle(job)
+        planned = planned_result(job)
+        if planned is not None or self.settle is None:
+            return planned
+        return self.settle(job)
 
     def finish(self, index: int, result: Result) -> None:
         if index in self.done or index < self.next_index:

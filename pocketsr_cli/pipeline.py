@@ -856,10 +856,9 @@ class _Run:
         The first job whose output goes to a folder (unless the run is a dry run) removes
         the temporary files that killed runs left in that folder, even if that output is
         then skipped as existing (``atomicfile.sweep_stale_temps``; once per folder)."""
-        if job.failure is not None:
-            return Result(job, "failed", error=job.failure)
-        if job.skip_reason is not None:
-            return Result(job, "skipped", reason=job.skip_reason, reason_code=job.skip_code)
+        planned = planned_result(job)
+        if planned is not None:
+            return planned
         # Checked again: the file may have been replaced since the run was planned.
         failure = not_a_file(job.input)
         if failure is not None:
@@ -1557,6 +1556,16 @@ _RELEASED = np.empty((0, 0, 0), np.uint8)
 
 
 _STOPPED = "the run was stopped before this input was finished"
+
+
+def planned_result(job: Job) -> Result | None:
+    """The result planning already decided for ``job`` (failed, or skipped with its
+    reason), or None when it is to be upscaled (``job.runs``)."""
+    if job.failure is not None:
+        return Result(job, "failed", error=job.failure)
+    if job.skip_reason is not None:
+        return Result(job, "skipped", reason=job.skip_reason, reason_code=job.skip_code)
+    return None
 
 
 def not_finished(job: Job, summary: Summary) -> Result:
