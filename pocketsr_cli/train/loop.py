@@ -112,6 +112,25 @@ class _CtrlC:
             raise KeyboardInterrupt
 
 
+def check_run_options(config: Any) -> Path:
+    """The run folder ``config.out`` of a trainer about to start, once the options every
+    trainer shares can work: ``batch``, ``ckpt_every`` and ``log_every`` at least 1 (the
+    step loop divides by them), and ``out`` not a file.  Nothing is written: a trainer
+    makes the folder only once all its own options pass too.
+
+    Raises:
+        ValueError: naming the option that cannot work.
+    """
+    for name in ("batch", "ckpt_every", "log_every"):
+        if getattr(config, name) < 1:
+            flag = name.replace("_", "-")
+            raise ValueError(f"--{flag} must be at least 1, got {getattr(config, name)}")
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a run folder")
+    return out
+
+
 def run_steps(
     trainer: Any,
     next_batch: Callable[[], Any],

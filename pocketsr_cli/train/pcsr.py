@@ -268,15 +268,9 @@ class PcsrTrainer:
             raise ValueError(f"--heavy-share must be in (0, 1), got {c.heavy_share}")
         if c.queries < 0:
             raise ValueError(f"--queries must be 0 (all) or more, got {c.queries}")
-        for name in ("batch", "ckpt_every", "log_every"):
-            if getattr(c, name) < 1:
-                flag = name.replace("_", "-")
-                raise ValueError(f"--{flag} must be at least 1, got {getattr(c, name)}")
+        self.out = loop.check_run_options(c)
         self.config = c
         self.on_log = on_log or (lambda _r: None)
-        self.out = Path(c.out)
-        if self.out.exists() and not self.out.is_dir():
-            raise ValueError(f"--out {self.out} is a file, not a run folder")
         if c.threads:
             torch.set_num_threads(c.threads)
         self.device = _training_device(c.device)

@@ -300,17 +300,11 @@ class Trainer:
             )
         if not config.photos and not config.patches:
             raise ValueError("give --patches (cached patch folders) or --photos (online)")
-        for name in ("batch", "ckpt_every", "log_every"):
-            if getattr(config, name) < 1:
-                flag = name.replace("_", "-")
-                raise ValueError(f"--{flag} must be at least 1, got {getattr(config, name)}")
         if config.steps < 0:
             raise ValueError(f"--steps must be 0 or more, got {config.steps}")
+        self.out = loop.check_run_options(config)
         self.config = config
         self.on_log = on_log or (lambda _r: None)
-        self.out = Path(config.out)
-        if self.out.exists() and not self.out.is_dir():
-            raise ValueError(f"--out {self.out} is a file, not a run folder")
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = _training_device(config.device)
