@@ -140,9 +140,9 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         # standard makes authoritative over the (informative) EXIF tag.
         orientation = 1 if fmt == "heif" else None
         stated = im.info.get("original_orientation") if fmt == "heif" else None
-        turned = stated if isinstance(stated, int) else 1  # for the print resolution
+        turned = stated if isinstance(stated, int) else 1  # the turn libheif applied
         exif = bare_exif(raw_exif)
-        if fmt == "heif" and exif and im.info.get("original_orientation") not in (None, 1):
+        if fmt == "heif" and exif and turned != 1:
             exif = without_thumbnail(exif)  # stored unturned: it would now show sideways
         icc, xmp = im.info.get("icc_profile"), im.info.get("xmp")
         nclx = _nclx(im.info, data) if fmt in ("heif", "avif") and not icc else None
