@@ -8,6 +8,11 @@ records, skips, atomic writes, ``--json`` lines and exit codes are those of a on
 run: the driver reports results in job order through one ``Reporter``
 (``parallel.JobFeed``).
 
+Actors are started as jobs need them (:meth:`_RayDriver.grow`), up to the planned count:
+each loads the model and holds a GPU, so a run with fewer images than GPUs starts fewer,
+and jobs whose outputs exist are settled by the driver (``ImageWorker.precheck``, with the
+driver's own variants) before any actor is started for them.
+
 Streaming: jobs are taken from an iterator (a folder still being walked) only as actors
 become free, one image in flight per actor, and no more than a window of results waits for
 an earlier slow image; nothing is materialised for the whole folder (``ray.wait`` on the
@@ -230,14 +235,28 @@ class _RayDriver:
         self.device = "cpu"
         self.resources: dict[str, float] = {}
         self.count = 0
+        self.unstarted = 0  # planned actors that no job has needed yet
         self.feed = JobFeed(
-            jobs, reporter, _WINDOW, retries, keep_results=keep_results, dry_run=options.dry_run
+            jobs,
+            reporter,
+            _WINDOW,
+            retries,
+            keep_results=keep_results,
+            dry_run=options.dry_run,
+            settle=None if checker is None else self.settled,
         )
         self.summary = self.feed.summary
         self.respawns_left = retries
         self.warned: set[str] = set()
         self.serial = 0
         self.remote = ray.remote(max_restarts=0, max_task_retries=0)(ImageActor)
+
+    def settled(self, job: Job) -> Result | None:
+        """``job``'s result when the driver's check of its output ends it (an output that
+        exists), before any actor is needed for it; None: it goes to an actor."""
+        assert self.checker is not None
+        found = self.checker.precheck(job)
+        return found if isinstance(found, Result) else None
 
     # -- actors
     def plan(self) -> None:
@@ -272,12 +291,36 @@ class _RayDriver:
         return _Actor(handle, f"actor {self.serial}", handle.ready.remote())
 
     def start(self) -> None:
+        """Plan the actors; :meth:`grow` starts them as jobs need them."""
         self.plan()
-        self.actors = [self.spawn() for _ in range(self.count)]
+        self.unstarted = self.count
+
+    def grow(self) -> None:
+        """Start an actor for each job that waits for one and has no free actor to go to,
+        while planned actors remain: never more actors (each loads the model, and holds a
+        GPU) than jobs to run.  Once the jobs are exhausted, how many planned actors were
+        not started is said in a warning."""
+        while self.unstarted:
+            free = sum(a.task is None for a in self.actors)  # idle, or still starting
+            if self.feed.waiting(free + 1) <= free:
+                break
+            self.unstarted -= 1
+            self.actors.append(self.spawn())
+        if self.unstarted and self.feed.exhausted:
+            used = self.count - self.unstarted
+            per = "GPU" if self.device == "cuda" else "worker"
+            if used:
+                said = f"{used} of the {self.count} Ray actors planned (one per {per}) started"
+                why = "as many as the images to upscale needed"
+            else:
+                said, why = "no Ray actor was started", "no image needed upscaling"
+            self.reporter.warning(f"{said}, {why}")
+            self.unstarted = 0
 
     # -- the loop
     def loop(self) -> None:
         while True:
+            self.grow()
             self.dispatch()
             if self.feed.loop_over(a.task for a in self.actors):
                 return
@@ -535,11 +578,12 @@ def run_ray(
         inputs = [job.input for job in jobs if job.runs]
     if total is None and isinstance(jobs, Sequence):
         total = len(jobs)
-    checker = None
-    if settings.return_bytes:
-        if variants is None:
-            variants = factory("cpu", lambda message: None)
-        checker = ImageWorker(variants, options, inputs=inputs)
+    if settings.return_bytes and variants is None:
+        variants = factory("cpu", lambda message: None)
+    # The driver settles the jobs whose outputs need no work (existing, made with these
+    # settings) before handing any out, so that no actor is started (a model loaded, a GPU
+    # held) for them; with return_bytes it also writes the outputs.
+    checker = None if variants is None else ImageWorker(variants, options, inputs=inputs)
     started = False
     t0 = time.perf_counter()
     driver: _RayDriver | None = None

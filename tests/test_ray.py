@@ -95,6 +95,19 @@ class DoublerFactory:
         return [Variant(Doubler(self.delay, self.poison, self.marker), model="doubler")]
 
 
+class CountingFactory(DoublerFactory):
+    """A :class:`DoublerFactory` that leaves a file in ``log`` for each model it loads
+    (once per actor)."""
+
+    def __init__(self, log: str) -> None:
+        super().__init__()
+        self.log = log
+
+    def __call__(self, device: str, warn: Callable[[str], None]) -> Sequence[Variant]:
+        Path(self.log, f"{os.getpid()}-{time.monotonic_ns()}").touch()
+        return super().__call__(device, warn)
+
+
 class Recorder(NullReporter):
     def __init__(self) -> None:
         self.finished_results: list[Result] = []
@@ -178,6 +191,31 @@ def test_an_actor_killed_mid_image_has_it_retried_and_each_output_written_once(
     )
     assert one.count("ok") == 8
     assert tree(tmp_path / "out") == tree(tmp_path / "one")
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("return_bytes", [False, True], ids=["shared", "bytes"])
+def test_actors_are_started_only_for_the_images_that_need_one(
+    cluster: object, tmp_path: Path, return_bytes: bool
+) -> None:
+    """Each actor loads the model (and holds a GPU): one image on a cluster planned for
+    two actors starts one, and a folder whose outputs all exist starts none."""
+    from pocketsr_cli.ray_backend import RaySettings, run_ray
+
+    src = folder(tmp_path / "in", 1)
+    loads = tmp_path / "loads"
+    loads.mkdir()
+    factory = CountingFactory(str(loads))
+    variants = DoublerFactory()("cpu", lambda message: None)  # the driver's, as the CLI's
+    settings = RaySettings(cpus_per_worker=1, return_bytes=return_bytes)
+    for expected, warning in [("ok", "1 of the 2 Ray actors planned"), ("skipped", "no Ray")]:
+        reporter = Recorder()
+        jobs = collect_jobs([src], Naming(tmp_path / "out", None))
+        summary = run_ray(jobs, factory, Options(), reporter, settings, variants=variants)
+        assert [r.status for r in summary.results] == [expected]
+        assert len(list(loads.iterdir())) == 1  # the first run's actor, and no other
+        assert [w for w in reporter.warnings if warning in w], reporter.warnings
     assert leftovers(tmp_path) == []
 
 
