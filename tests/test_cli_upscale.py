@@ -943,6 +943,37 @@ def test_a_jpeg_whose_camera_xmp_leaves_no_room_for_the_record_is_known_again(
     assert rec["reason_code"] == "different-settings" and "×2 → ×3" in rec["reason"], rec
 
 
+@pytest.mark.parametrize("ext", ["webp", "tif"])
+def test_a_webp_or_tiff_whose_camera_xmp_is_malformed_is_known_again(
+    tmp_path: Path, ext: str
+) -> None:
+    """An input whose XMP packet is cut short (no ``</rdf:RDF>``, so the record cannot join
+    it) was written as WebP or TIFF without the record: the next run called its own output
+    "made by another program" (``unrecorded``) and kept it even with other settings.  The
+    output's packet now holds the record (the malformed one is not copied, as its line
+    says), so the next run knows the output for what it is."""
+    packet = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+        b'02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/'
+        b'elements/1.1/"><dc:source>camera</dc:source></rdf:Description>'
+    )
+    where = {"xmp": packet} if ext == "webp" else {"tiffinfo": {700: packet}}
+    src = save(tmp_path / "in" / f"a.{ext}", photo(), **where)
+    out = tmp_path / "out"
+    code, stdout, err = invoke("upscale", src.parent, "-o", out, *FAST, "--json")
+    (rec,), _ = jsonl(stdout)
+    assert code == 0 and rec["status"] == "ok", err
+    assert any("XMP packet is malformed" in w and "not copied" in w for w in rec["warnings"])
+    code, stdout, err = invoke("upscale", src.parent, "-o", out, *FAST, "--json")
+    (rec,), summary = jsonl(stdout)
+    assert code == 0 and rec["reason_code"] == "exists" and summary["conflicts"] == 0, rec
+    code, stdout, err = invoke(
+        "upscale", src.parent, "-o", out, "-m", "bicubic", "-s", "3", "--json"
+    )
+    (rec,), _ = jsonl(stdout)
+    assert rec["reason_code"] == "different-settings" and "×2 → ×3" in rec["reason"], rec
+
+
 def test_an_output_without_a_record_is_never_replaced_silently(tmp_path: Path) -> None:
     src = save(tmp_path / "in.png", photo())
     edited = save(tmp_path / "in_x2.png", photo(48, 64, seed=9))  # retouched by hand

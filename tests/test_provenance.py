@@ -57,6 +57,35 @@ def test_embedded_records_read_back_and_leave_the_image_readable(tmp_path: Path,
     assert b"<dc:creator>Ada</dc:creator>" in image.metadata.xmp
 
 
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp", "tiff"])
+def test_a_malformed_camera_xmp_packet_does_not_cost_the_record(tmp_path: Path, fmt: str) -> None:
+    """A camera packet without ``</rdf:RDF>`` (cut short) cannot take the record: WebP and
+    TIFF outputs were written with the camera's packet alone, and every later run called
+    them another program's (``unrecorded``).  PNG keeps the record in a chunk of its own,
+    JPEG in a comment segment beside the packet; WebP and TIFF, whose one XMP packet is the
+    only place, give the malformed packet up for one holding the record, and say so."""
+    truncated = CAMERA_XMP[: CAMERA_XMP.index(b"</rdf:RDF>")]
+    notes: list[str] = []
+    data = encode_image(
+        PIXELS,
+        OutputPlan(fmt, 8),
+        metadata=Metadata(xmp=truncated),
+        provenance=RECORD,
+        notes=notes,
+    )
+    path = tmp_path / f"out.{fmt}"
+    path.write_bytes(data)
+    assert read_provenance_text(path) == RECORD
+    xmp = read_image(path).metadata.xmp
+    if fmt in ("png", "jpeg"):  # the packet kept as it was, the record elsewhere
+        assert xmp == truncated and notes == []
+    else:
+        assert xmp is not None and b"<dc:creator>" not in xmp
+        assert notes == [
+            "its XMP packet is malformed (pocketsr's record cannot join it): not copied"
+        ]
+
+
 def test_a_second_record_replaces_the_first(tmp_path: Path) -> None:
     first = encode_image(PIXELS, OutputPlan("jpeg", 8), provenance='{"model":"old"}')
     with Image.open(io.BytesIO(first)) as im:

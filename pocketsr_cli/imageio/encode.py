@@ -26,7 +26,7 @@ from pocketsr_cli.imageio.record import (
     PROVENANCE_KEYWORD,
     embeds_provenance,
     jpeg_record,
-    xmp_with_record,
+    packet_with_record,
 )
 from pocketsr_cli.imageio.tiff import encode_tiff
 
@@ -71,8 +71,9 @@ def encode_image(
     whose XMP packet holds 64 KiB at most, a camera's packet that fits only without the
     record is kept, and the record goes in a comment segment when dropping the packet's
     padding does not make room (:func:`record.jpeg_record`); a packet that does not fit
-    at all gives way to one holding the record alone.  Either way a later run knows its
-    own output.
+    at all gives way to one holding the record alone.  In a WebP or TIFF a malformed packet
+    the record cannot join gives way to one holding the record alone too
+    (:func:`record.packet_with_record`).  Either way a later run knows its own output.
 
     ``notes`` gets a line, for the user, for each metadata block the format cannot hold
     and that is therefore not copied.
@@ -105,7 +106,8 @@ def encode_image(
         xmp, comment = jpeg_record(meta.xmp, provenance, XMP_MAX, notes)
         meta = dataclasses.replace(meta, xmp=xmp)
     elif provenance is not None and embeds_provenance(plan.format):
-        meta = dataclasses.replace(meta, xmp=xmp_with_record(meta.xmp, provenance))
+        # WebP and TIFF: the one packet holds the record, the camera's given up if need be.
+        meta = dataclasses.replace(meta, xmp=packet_with_record(meta.xmp, provenance, notes))
     try:
         if plan.format == "png":
             return encode_png(pixels, meta, png_text)

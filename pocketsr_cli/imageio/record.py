@@ -5,7 +5,9 @@ module stores and finds it: a PNG ``tEXt`` chunk with the keyword ``pocketsr``, 
 property ``pocketsr:record`` (merged into the camera's XMP packet, an older record
 replaced) in JPEG, WebP and TIFF, and for BMP, which has no room for metadata, a sidecar
 file ``NAME.bmp.pocketsr.json``.  A JPEG whose camera packet leaves no room for the record
-in its 64 KiB segment keeps it in a comment segment instead (:func:`jpeg_record`).
+in its 64 KiB segment keeps it in a comment segment instead (:func:`jpeg_record`); a WebP
+or TIFF, whose one XMP packet is the only place for it, gives up a camera packet the
+record cannot join (:func:`packet_with_record`).
 :func:`read_provenance_text` finds it again from the file header alone and never raises.
 """
 
@@ -102,6 +104,22 @@ def jpeg_record(
             "not copied"
         )
     return xmp_with_record(None, record), None
+
+
+def packet_with_record(xmp: bytes | None, record: str, notes: list[str] | None = None) -> bytes:
+    """The XMP packet of a WebP or TIFF output, carrying both ``xmp`` (the camera's; None:
+    none) and ``record``.
+
+    The record joins the packet (:func:`xmp_with_record`).  A packet it cannot join
+    (malformed: no ``</rdf:RDF>`` to add it before) gives way to one holding the record
+    alone, with a line in ``notes``: these formats have no other place for the record, and
+    without it every later run would call the output another program's."""
+    merged = xmp_with_record(xmp, record)
+    if _xmp_record(merged) == record:
+        return merged
+    if notes is not None:
+        notes.append("its XMP packet is malformed (pocketsr's record cannot join it): not copied")
+    return xmp_with_record(None, record)
 
 
 def _comment_record(applist: object) -> str | None:
