@@ -1012,6 +1012,41 @@ def test_import_ncnn_stores_the_converted_weights_exactly(
         torch.testing.assert_close(desc.module(x), spandrel_output(converted, x), rtol=0, atol=0)
 
 
+def test_import_ncnn_scans_the_weights_for_nan_once(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NaN and infinite values were looked for by the .bin reader, then again by the
+    loader every source of weights goes through: each weight of a large model was scanned
+    twice.  The loader's check, the one every path has, is left; it still refuses them,
+    naming the tensor, and nothing is stored."""
+    sd = esrgan_state(nf=8, gc=32, nb=1, num_up=2)
+    param, bin_ = save(tmp_path, write_esrgan(sd, nb=1, num_up=2, fp16=False))
+    scanned: list[int] = []
+    real_np, real_torch = np.isfinite, torch.isfinite
+
+    def np_isfinite(x: Any, *args: Any, **kwargs: Any) -> Any:
+        scanned.append(int(np.size(x)))
+        return real_np(x, *args, **kwargs)
+
+    def torch_isfinite(x: torch.Tensor) -> torch.Tensor:
+        scanned.append(x.numel())
+        return real_torch(x)
+
+    monkeypatch.setattr(np, "isfinite", np_isfinite)
+    monkeypatch.setattr(torch, "isfinite", torch_isfinite)
+    result = invoke("models", "import-ncnn", str(param), str(bin_), "--name", "n")
+    assert result.exit_code == 0, result.output
+    assert sum(scanned) == sum(t.numel() for t in sd.values())  # each weight once
+    data = bytearray(bin_.read_bytes())
+    data[4:8] = np.array([np.nan], dtype="<f4").tobytes()  # after conv_first's fp32 tag
+    bin_.write_bytes(bytes(data))
+    result = invoke("models", "import-ncnn", str(param), str(bin_), "--name", "bad")
+    assert result.exit_code == 3, result.output
+    assert "bad: tensor 'conv_first.weight' holds NaN or infinite values" in result.stderr
+    assert not (user_models_dir() / "bad.toml").exists()
+    assert not (user_models_dir() / "bad.safetensors").exists()
+
+
 def test_import_ncnn_refusals(tmp_path: Path, home: Path) -> None:
     growth = save(tmp_path, write_esrgan(esrgan_state(8, 4, 1, 1), 1, 1, fp16=False), "g")
     result = invoke("models", "import-ncnn", *map(str, growth), "--name", "g")

@@ -92,6 +92,22 @@ def test_init_from_the_animevideov3_files(teacher_dir: Path, tmp_path: Path) -> 
     assert (desc.family, desc.scale, desc.params) == ("spandrel:Compact", 4, 621424)
 
 
+def test_init_refuses_non_finite_weights(tmp_path: Path) -> None:
+    """The converter reads NaN and infinite values as stored (the loader refuses them);
+    the init, which builds no network through the loader, refuses them itself."""
+    import numpy as np
+    from test_ncnn import save, srvgg_state, write_srvgg
+
+    from pocketsr_cli.errors import ModelError
+
+    _, bin_ = save(tmp_path, write_srvgg(srvgg_state(8, 1, 4), 1, 4, fp16=False), compact.INIT_STEM)
+    data = bytearray(bin_.read_bytes())
+    data[4:8] = np.array([np.nan], dtype="<f4").tobytes()  # after the first conv's tag
+    bin_.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"'body\.0\.weight' holds NaN or infinite"):
+        compact.init_from_ncnn(tmp_path)
+
+
 def test_init_without_the_files_says_how_to_get_them(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="fetch_teacher"):
         compact.init_from_ncnn(tmp_path)

@@ -216,8 +216,10 @@ def init_from_ncnn(teacher_dir: Path) -> dict[str, torch.Tensor]:
 
     Raises:
         FileNotFoundError: the ncnn files are missing (run ``scripts/fetch_teacher.py``).
-        pocketsr_cli.errors.ModelError: they are not the expected SRVGG graph.
+        pocketsr_cli.errors.ModelError: they are not the expected SRVGG graph, or hold NaN
+            or infinite weights.
     """
+    from pocketsr_cli.weights.load import refuse_non_finite
     from pocketsr_cli.weights.ncnn import convert
 
     param, weights = teacher_dir / f"{INIT_STEM}.param", teacher_dir / f"{INIT_STEM}.bin"
@@ -227,6 +229,7 @@ def init_from_ncnn(teacher_dir: Path) -> dict[str, torch.Tensor]:
     state, info = convert(param, weights)
     if info["family"] != "srvgg" or info["scale"] != 4:
         raise ValueError(f"{param.name} is not a compact ×4 network")
+    refuse_non_finite(state, param.name)  # no network is built here to check them
     return {k: v.float() for k, v in state.items()}
 
 

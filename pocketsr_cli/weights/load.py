@@ -175,7 +175,7 @@ def descriptor_from_state_dict(
     """
     from pocketsr_cli.registry import detect_family
 
-    _refuse_non_finite(state_dict, name)
+    refuse_non_finite(state_dict, name)
     family = detect_family(state_dict)
     if family is not None:
         return family.load(state_dict, name)
@@ -184,10 +184,12 @@ def descriptor_from_state_dict(
     return load_spandrel(state_dict, name)
 
 
-def _refuse_non_finite(state_dict: Mapping[str, torch.Tensor], name: str) -> None:
+def refuse_non_finite(state_dict: Mapping[str, torch.Tensor], name: str) -> None:
     """Refuse weights holding NaN or infinite values (a checkpoint saved after training
-    diverged, or damaged in a conversion), as the ncnn reader does: such a network draws
-    black images, which would be written as if all were well.
+    diverged, or damaged in a conversion): such a network draws black images, which would
+    be written as if all were well.  The one check of every source of weights (a file, a
+    download, a converted ncnn model: ``descriptor_from_state_dict`` runs it), so each is
+    scanned once.
 
     Raises:
         ModelError: the first tensor that holds one, named.

@@ -94,6 +94,10 @@ def convert(
     ``{"mode", "factor"}`` for a resize the ncnn graph applies after the network (for
     example animevideov3 "UP2X": a ×4 network followed by a bicubic ×0.5).
 
+    The values are not checked: NaN or infinite weights are refused where every state dict
+    is loaded (``weights.load.descriptor_from_state_dict``), or by
+    ``weights.load.refuse_non_finite`` for a caller that builds no network.
+
     Raises:
         ModelError: a file cannot be read, is malformed, or describes an unsupported graph.
     """

@@ -102,8 +102,10 @@ def read_weights(graph: NcnnGraph, data: bytes) -> NcnnWeights:
 
     Raises:
         ModelError: the data is truncated, has bytes left over, uses a weight format other
-            than fp16/fp32, holds non-finite values, or the graph has a layer type whose
-            data layout is not known here.
+            than fp16/fp32, or the graph has a layer type whose data layout is not known
+            here.  NaN and infinite values are read as they are: the loader refuses them
+            for every source of weights (``weights.load.refuse_non_finite``), so a large
+            model is not scanned twice.
     """
     layers: dict[str, dict[str, np.ndarray]] = {}
     precisions: set[bool] = set()
@@ -126,9 +128,6 @@ def read_weights(graph: NcnnGraph, data: bytes) -> NcnnWeights:
                 f"cannot read the weights of ncnn layer '{layer.name}': layer type "
                 f"{layer.type} is not supported"
             )
-        for key, array in arrays.items():
-            if not np.isfinite(array).all():
-                raise ModelError(f"ncnn layer '{layer.name}': {key} has NaN or infinite values")
         layers[layer.name] = arrays
     if offset != len(data):
         raise ModelError(
