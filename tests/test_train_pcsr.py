@@ -290,7 +290,7 @@ def test_cli_parses_into_the_config(tmp_path: Path) -> None:
         (["--batch", "0"], "--batch must be at least 1"),
         (["--log-every", "0"], "--log-every must be at least 1"),
         (["--manifest", "m.toml"], "--manifest needs --export"),
-        (["--export", "."], "is a folder"),
+        (["--export", "."], "error: --export . is a folder; name the .safetensors file\n"),
     ],
 )
 def test_cli_refuses_bad_options_in_a_line_and_writes_nothing(

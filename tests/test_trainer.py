@@ -1056,7 +1056,7 @@ def test_masked_fourier_weight_is_an_option_and_old_configs_still_load(
         (["--batch", "100"], "less than one batch of 100"),
         (["--limit", "100"], "only 12 patches"),
         (["--init", "missing.safetensors"], "no such file"),
-        (["--export", "."], "is a folder"),
+        (["--export", "."], "error: --export . is a folder; name the .safetensors file\n"),
     ],
 )
 def test_run_command_refuses_bad_options_in_a_line_and_writes_nothing(
@@ -1161,3 +1161,6 @@ def test_export_command_says_what_is_wrong_in_a_line(
     assert main([str(tmp_path / "run"), str(tmp_path / "w.safetensors")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: cannot export") and not (tmp_path / "w.safetensors").exists()
+    assert main([str(tmp_path / "run"), str(tmp_path)]) == 1  # refused before last.pt is read
+    err = capsys.readouterr().err
+    assert err == f"error: {tmp_path} is a folder; name the .safetensors file\n"

@@ -20,6 +20,20 @@ import torch
 from pocketsr_cli.atomicfile import replacing
 
 
+def check_weights_dest(dest: Path | None, option: str | None = None) -> None:
+    """Refuse ``dest`` as the ``.safetensors`` file to write weights to when it is a folder,
+    before any training or reading is spent on it (None: no file asked for, nothing to
+    check).  ``option`` is the option that named it (``"--export"``), for the message.
+
+    Raises:
+        ValueError: ``"--export DEST is a folder; name the .safetensors file"`` (without
+            ``option``: ``"DEST is a folder; ..."``).
+    """
+    if dest is not None and dest.is_dir():
+        named = f"{option} {dest}" if option else str(dest)
+        raise ValueError(f"{named} is a folder; name the .safetensors file")
+
+
 def write_weights(state: Mapping[str, torch.Tensor], dest: Path) -> dict[str, object]:
     """Write ``state`` as safetensors at ``dest`` atomically; returns params, sha256, size."""
     from safetensors.torch import save_file
@@ -51,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.run / "last.pt").is_file():
         print(f"error: no checkpoint {args.run / 'last.pt'} (is it a run folder?)", file=sys.stderr)
         return 1
-    if args.dest.is_dir():
-        print(f"error: {args.dest} is a folder; name the .safetensors file", file=sys.stderr)
+    try:
+        check_weights_dest(args.dest)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     try:
         print(json.dumps(export_checkpoint(args.run, args.dest)))

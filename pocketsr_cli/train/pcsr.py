@@ -76,6 +76,7 @@ from pocketsr_cli.archs.pcsr import PCSR, PCSRConfig, Routing, build
 from pocketsr_cli.archs.pcsr.grid import QueryAxis, as_ratio, bilinear, query_axis
 from pocketsr_cli.archs.pcsr.sampler import LiifSampler, Queries
 from pocketsr_cli.train import loop
+from pocketsr_cli.train.export import check_weights_dest
 from pocketsr_cli.train.trainer import _training_device
 
 SCALE = 4  # the scale PCSR is trained at (official configs: scale [4, 4])
@@ -506,8 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> None:
         if extra.manifest is not None and extra.export is None:
             raise ValueError("--manifest needs --export")
-        if extra.export is not None and extra.export.is_dir():
-            raise ValueError(f"--export {extra.export} is a folder; name the .safetensors file")
+        check_weights_dest(extra.export, "--export")
         _run(config, extra)
 
     return loop.exit_status(job)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketsr_cli.train import loop
+from pocketsr_cli.train.export import check_weights_dest
 from pocketsr_cli.train.trainer import LossWeights, TrainConfig, Trainer
 
 # The type of the options whose default is None (so it cannot be read off the default).
@@ -95,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     config, export = parse_args(argv)
 
     def job() -> None:
-        if export is not None and export.is_dir():
-            raise ValueError(f"--export {export} is a folder; name the .safetensors file")
+        check_weights_dest(export, "--export")
         trainer = Trainer(config)
         loop.resume_and_run(trainer, config.steps)
         if export is not None:
