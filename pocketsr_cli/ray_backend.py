@@ -355,10 +355,8 @@ class _RayDriver:
             actor.task, actor.ref = task, actor.handle.process.remote(index, job)
             return True
         assert self.checker is not None
-        settled = self.checker.precheck(job)
-        if isinstance(settled, Result):
-            self.feed.finish(index, settled)
-            return False
+        # The feed's ``settled`` has already checked the job (input and output); the claim
+        # looks at the output again, under it, for what changed since.
         claimed = self.checker.claim(job)  # held while the image is out: another run skips it
         if isinstance(claimed, Result):
             self.feed.finish(index, claimed)
