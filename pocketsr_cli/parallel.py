@@ -7,6 +7,8 @@ only when a job waits for a worker and none is free for it.  Jobs settled before
 variants: ``ImageWorker.precheck``) need none, so there are never more workers than jobs to
 run, and a list longer than the run needs is cut, with a warning naming the devices left
 unused (3 images on ``cpu,cpu,cpu,cpu`` start at most three; a finished folder, none).
+Which devices those are is found before the run starts, from its first jobs
+(``_LookAhead``), so that the caller can say so (``on_workers``: the CLI's first line).
 Each loads the model once (``ModelSpec``) and runs
 the whole of each image it is given (``pipeline.ImageWorker``: read, upscale, claim and
 write), so outputs, names, records, skips and atomic writes are those of a one-process run.
@@ -46,6 +48,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import itertools
 import os
 import signal
 import sys
@@ -65,7 +68,7 @@ from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import PocketSRError
 from pocketsr_cli.factory import NO_ENSEMBLE, UpscalerSpec
 from pocketsr_cli.hostmem import retain_freed_memory
-from pocketsr_cli.jobs import Job
+from pocketsr_cli.jobs import PLAN_AHEAD, Job
 from pocketsr_cli.pipeline import (
     ImageWorker,
     NullReporter,
@@ -631,6 +634,65 @@ def remove_job_leftovers(job: Job, *, until: float | None = None) -> None:
         claims.remove_leftovers(output, wait=wait)
 
 
+class _LookAhead:
+    """A run's first jobs, looked at before any worker starts, to learn which of the listed
+    devices will get one (``_Driver.start`` starts one per job that needs a worker, in the
+    order listed, while devices remain), then handed to the driver with what was found.
+
+    Jobs are taken from ``jobs`` until as many need a worker as there are ``devices``, the
+    jobs are exhausted, or ``limit`` jobs have been looked at (what ``jobs.iter_jobs``
+    plans ahead: the memory this holds is of that order); each is settled as the driver
+    would settle it (``pipeline.planned_result``, then ``settle``: its output exists), and
+    ``settle``'s answers are kept for the driver (:meth:`settle`), so no output is looked
+    at twice.  :attr:`devices` are those that will get a worker: all of them when as many
+    jobs need one, or when ``limit`` was reached first (the rest of an iterator is not
+    known); ``jobs`` as the driver is to take them (:attr:`jobs`: the same objects, in
+    order).
+    """
+
+    def __init__(
+        self,
+        jobs: Iterable[Job],
+        devices: Sequence[str],
+        settle: Callable[[Job], Result | None] | None,
+        limit: int = PLAN_AHEAD,
+    ) -> None:
+        self._settle = settle
+        self._found: collections.deque[tuple[Job, Result | None]] = collections.deque()
+        stream = iter(jobs)
+        looked: list[Job] = []
+        needed = 0
+        exhausted = False
+        while needed < len(devices) and len(looked) < limit:
+            job = next(stream, None)
+            if job is None:
+                exhausted = True
+                break
+            looked.append(job)
+            if planned_result(job) is not None:
+                continue  # the driver settles it so without asking ``settle``
+            found = None if settle is None else settle(job)
+            if settle is not None:
+                self._found.append((job, found))
+            needed += found is None
+        if not exhausted and needed < len(devices):  # ``limit`` reached first
+            # a list's jobs to upscale are known, if not which of their outputs exist
+            rest = jobs[len(looked) :] if isinstance(jobs, Sequence) else None
+            needed = len(devices) if rest is None else needed + sum(j.runs for j in rest)
+        self.devices = list(devices[:needed])
+        self.jobs: Iterable[Job] = jobs
+        if not isinstance(jobs, Sequence):
+            self.jobs = itertools.chain(looked, stream)
+
+    def settle(self, job: Job) -> Result | None:
+        """``settle(job)``: the answer found looking ahead, for those jobs (the driver
+        asks in job order), else asked now."""
+        if self._found and self._found[0][0] is job:
+            return self._found.popleft()[1]
+        assert self._settle is not None
+        return self._settle(job)
+
+
 def run_parallel(
     jobs: Iterable[Job],
     factory: VariantFactory,
@@ -643,6 +705,7 @@ def run_parallel(
     retries: int = 2,
     keep_results: bool | None = None,
     variants: Sequence[Variant] | None = None,
+    on_workers: Callable[[list[str]], None] | None = None,
 ) -> Summary:
     """Process ``jobs`` on one worker process per entry of ``devices`` (started as jobs
     need them: no more than the jobs that need one; see ``_Driver.start``), results reported
@@ -657,6 +720,13 @@ def run_parallel(
     driver skip an input whose output exists before it counts as needing a worker
     (``ImageWorker.precheck``): a run resumed over a finished folder starts no worker.
 
+    Before the run starts (before ``reporter.start``), its first jobs are looked at
+    (``_LookAhead``) and ``on_workers`` is called with the devices that will get a worker:
+    those the run needs, in the order listed (none when no job needs one), or every one
+    when that is not known from the first :data:`jobs.PLAN_AHEAD` jobs.  Those devices
+    share the memory budget and the cores; the listed devices that in the end got no
+    worker are named in a warning.
+
     Raises:
         WorkerFailed: a worker could not load the model, or every worker died.
     """
@@ -666,29 +736,30 @@ def run_parallel(
         inputs = [job.input for job in jobs if job.runs]
     if total is None and isinstance(jobs, Sequence):
         total = len(jobs)
-    # The devices that can get a worker (see _Driver.start): all of them for an iterator,
-    # whose jobs are not known yet; their shares of the memory and cores are cut to suit.
-    likely = devices
-    if isinstance(jobs, Sequence):
-        likely = devices[: max(1, sum(job.runs for job in jobs))]
+    precheck = None
+    if variants is not None:
+        checker = ImageWorker(variants, options, inputs=inputs)
+
+        def precheck(job: Job) -> Result | None:
+            found = checker.precheck(job)
+            return found if isinstance(found, Result) else None
+
+    ahead = _LookAhead(jobs, devices, precheck)
+    if on_workers is not None:
+        on_workers(ahead.devices)
     if not options.dry_run:  # the images in flight on all workers share the host's memory
-        options = dataclasses.replace(options, max_memory=_worker_budget(options, len(likely)))
-    cpu_workers = sum(d == "cpu" for d in likely)
+        shares = max(1, len(ahead.devices))
+        options = dataclasses.replace(options, max_memory=_worker_budget(options, shares))
+    cpu_workers = sum(d == "cpu" for d in ahead.devices)
     if isinstance(factory, ModelSpec) and factory.cpu_threads is None and cpu_workers > 1:
         # CPU workers share the cores rather than each running as many threads as there are
         threads = max(1, (os.cpu_count() or 1) // cpu_workers)
         factory = dataclasses.replace(factory, cpu_threads=threads)
-    settle = None
-    if variants is not None:
-        checker = ImageWorker(variants, options, inputs=inputs)
-
-        def settle(job: Job) -> Result | None:
-            found = checker.precheck(job)
-            return found if isinstance(found, Result) else None
+    settle = None if precheck is None else ahead.settle
 
     t0 = time.perf_counter()
     driver = _Driver(
-        jobs, factory, devices, options, reporter, inputs, retries, keep_results, settle
+        ahead.jobs, factory, devices, options, reporter, inputs, retries, keep_results, settle
     )
     reporter.start(total)
     try:

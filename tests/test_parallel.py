@@ -341,6 +341,75 @@ def test_a_resumed_run_starts_no_worker_for_outputs_that_exist(
     ]
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["list", "iterator"])
+def test_the_devices_that_get_a_worker_are_said_before_the_run_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool
+) -> None:
+    """``on_workers`` hears the devices that will get a worker, found by looking at the
+    first jobs (outputs that exist need none) before the reporter starts: what the header
+    and --json name, rather than every device listed."""
+    started = started_devices(monkeypatch)
+    src = folder(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    run(jobs_for(src, out)[:1], Doubler(0.0, None), Options(), NullReporter())  # 0.png
+    events: list[object] = []
+
+    class Events(Recorder):
+        def start(self, total: int | None) -> None:
+            events.append("start")
+
+    jobs = jobs_for(src, out)
+    summary = run_parallel(
+        iter(jobs) if streamed else jobs,  # type: ignore[arg-type]
+        DoublerFactory(),
+        ["cpu", "cuda:0", "cuda:1", "mps"],
+        Options(),
+        Events(),
+        variants=DoublerFactory()("cpu", print),
+        on_workers=events.append,
+    )
+    assert events == [["cpu", "cuda:0"], "start"]
+    assert started == ["cpu", "cuda:0"]  # the fake upscaler runs anywhere
+    assert [summary.count("ok"), summary.count("skipped")] == [2, 1]
+    # A finished folder: none, and none starts.
+    events.clear()
+    run_parallel(
+        iter(jobs_for(src, out)),  # type: ignore[arg-type]
+        DoublerFactory(),
+        ["cpu", "cpu"],
+        Options(),
+        Events(),
+        variants=DoublerFactory()("cpu", print),
+        on_workers=events.append,
+    )
+    assert events == [[], "start"] and started == ["cpu", "cuda:0"]
+
+
+def test_looking_ahead_stops_at_its_limit_and_hands_every_job_on(tmp_path: Path) -> None:
+    """Past ``limit`` jobs without as many to upscale as devices, an iterator's devices all
+    count (its rest is not known); a list's count its jobs to upscale.  Either way the driver
+    gets every job, in order, and each output is looked at once."""
+    from pocketsr_cli.parallel import _LookAhead
+
+    src = folder(tmp_path / "in", 5)
+    jobs = jobs_for(src, tmp_path / "out")
+    asked: list[Job] = []
+
+    def settle(job: Job) -> Result | None:
+        asked.append(job)
+        return Result(job, "skipped") if job is not jobs[4] else None
+
+    ahead = _LookAhead(iter(jobs), ["a", "b", "c"], settle, limit=2)
+    assert ahead.devices == ["a", "b", "c"]
+    handed = list(ahead.jobs)
+    assert handed == jobs
+    assert [ahead.settle(job) is None for job in handed] == [False] * 4 + [True]
+    assert asked == jobs
+    assert _LookAhead(jobs, ["a", "b", "c"], settle, limit=2).devices == ["a", "b", "c"]
+    assert _LookAhead(jobs[:2], ["a", "b", "c"], None, limit=1).devices == ["a", "b"]
+    assert _LookAhead(iter(jobs), ["a", "b"], settle).devices == ["a"]
+
+
 # --- the command line -------------------------------------------------------------------
 
 
@@ -370,6 +439,7 @@ def test_devices_longer_than_the_images_start_one_worker_per_image_and_say_so(
     assert [line["status"] for line in lines[:-1]] == ["ok", "ok"]
     assert 1 <= len(started) <= 2
     assert "of the 5 devices listed got a worker process" in err
+    assert "×2 workers (cpu, cpu) →" in err  # the header names those used, not all five
     # Run again: every output exists, so no worker starts at all.
     started.clear()
     code, lines, err = upscale_json(
@@ -378,6 +448,9 @@ def test_devices_longer_than_the_images_start_one_worker_per_image_and_say_so(
     assert code == 0, err
     assert [line["reason_code"] for line in lines[:-1]] == ["exists", "exists"]
     assert started == [] and "no worker process was started" in err
+    assert {line["device"] for line in lines[:-1]} == {lines[-1]["summary"]["device"]}
+    assert lines[-1]["summary"]["device"].endswith(" ×0 workers (none needed)")
+    assert "×0 workers (none needed) →" in err
 
 
 def test_devices_overrides_device(tmp_path: Path) -> None:

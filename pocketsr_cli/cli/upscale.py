@@ -125,7 +125,8 @@ def upscale(
             metavar="DEV,DEV,...",
             help="Run one worker process per device (cuda:0,cuda:1; cpu,cpu), each loading "
             "the model once, fed from one queue, started only as images need them (a longer "
-            "list is cut, with a warning); outputs and --json as one run. Overrides --device.",
+            "list is cut, with a warning; the first line names the devices used); outputs "
+            "and --json as one run. Overrides --device.",
             show_default=False,
         ),
     ] = None,
@@ -424,20 +425,31 @@ def upscale(
     ]
     # What will draw the images, as each image's line will say (Variant.compute_for):
     # ``cpu uint8`` for a resampler's 8-bit path, where --precision does not apply.
-    where = ", ".join(dict.fromkeys(str(v.compute_label) for v in variants))
-    if worker_devices:
-        where += f" ×{len(worker_devices)} workers ({', '.join(worker_devices)})"
-    elif use_ray and not dry_run:
-        where += " on Ray actors"
-    if json_reporter is not None:
-        json_reporter.device = where  # a line's and the summary's when no image says
-    if not quiet:
-        console.print(
-            f"[bold]pocketsr[/] {names} on {where} → {target.describe()} — "
-            + (f"{len(jobs)} input(s)" if isinstance(jobs, list) else "inputs as found")
-            + (f", ensemble {self_ensemble.label}" if self_ensemble else "")
-            + (" (dry run)" if dry_run else "")
-        )
+    compute_where = ", ".join(dict.fromkeys(str(v.compute_label) for v in variants))
+    where = compute_where
+
+    def header(workers: Sequence[str] | None) -> None:
+        """The run's first line, naming ``workers`` (the devices that get a worker
+        process; None: no workers), and what --json says drew an image when none did."""
+        nonlocal where
+        where = compute_where
+        if workers is not None:
+            where += _workers_label(workers)
+        elif use_ray and not dry_run:
+            where += " on Ray actors"
+        if json_reporter is not None:
+            json_reporter.device = where  # a line's and the summary's when no image says
+        if not quiet:
+            console.print(
+                f"[bold]pocketsr[/] {names} on {where} → {target.describe()} — "
+                + (f"{len(jobs)} input(s)" if isinstance(jobs, list) else "inputs as found")
+                + (f", ensemble {self_ensemble.label}" if self_ensemble else "")
+                + (" (dry run)" if dry_run else "")
+            )
+
+    if not (worker_devices and not dry_run):
+        # a dry run starts no worker: it names the devices listed, as it plans
+        header(worker_devices or None)
     record = None
     if not no_provenance:
         record = RunSettings(
@@ -472,7 +484,13 @@ def upscale(
         from pocketsr_cli.parallel import run_parallel
 
         summary = run_parallel(
-            jobs, worker_model, worker_devices, options, reporter, variants=variants
+            jobs,
+            worker_model,
+            worker_devices,
+            options,
+            reporter,
+            variants=variants,
+            on_workers=header,  # once the first jobs show which devices get a worker
         )
     elif use_ray and not dry_run:
         from pocketsr_cli.ray_backend import RaySettings, run_ray
@@ -564,6 +582,13 @@ def _worker_devices(text: str | None) -> list[str]:
     for name in names:
         choose_device(name)
     return names
+
+
+def _workers_label(workers: Sequence[str]) -> str:
+    """What the header adds for a --devices run's worker processes:
+    `` ×2 workers (cuda:0, cuda:1)``, `` ×0 workers (none needed)``."""
+    named = ", ".join(workers) or "none needed"
+    return f" ×{len(workers)} worker{'' if len(workers) == 1 else 's'} ({named})"
 
 
 def _max_memory(text: str | None) -> int | None:
