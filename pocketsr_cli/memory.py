@@ -245,14 +245,30 @@ def parse_size(text: str) -> int:
     return size
 
 
+_BINARY_UNITS = ((GIB, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB"))
+
+
+def _unit_for(size: int) -> tuple[int, str]:
+    """The largest of GiB, MiB and KiB that ``size`` reaches, else bytes (1, "bytes")."""
+    return next(((u, name) for u, name in _BINARY_UNITS if size >= u), (1, "bytes"))
+
+
 def describe_bytes(size: int, *, apart_from: int | None = None) -> str:
-    """``"2.3 GiB"``, ``"640 MiB"``: a size for a message.  With ``apart_from``, another
-    size the message compares it with, enough digits to tell the two apart (``"1.04 GiB"``
-    beside ``"1.0 GiB"``, bytes if need be)."""
-    text = f"{size / GIB:.1f} GiB" if size >= GIB else f"{max(1, round(size / (1 << 20)))} MiB"
+    """``"2.3 GiB"``, ``"640 MiB"``, ``"1 KiB"``, ``"100 bytes"``: a size for a message,
+    in the largest binary unit it reaches (as :func:`parse_size` reads K, M, G: ``1K`` is
+    ``"1 KiB"``, never rounded up to a larger unit).  With ``apart_from``, another size the
+    message compares it with, enough digits to tell the two apart (``"1.04 GiB"`` beside
+    ``"1.0 GiB"``, bytes if need be)."""
+    unit, name = _unit_for(size)
+    if unit == 1:
+        text = f"{size} byte" if size == 1 else f"{size} bytes"
+    elif unit == GIB:
+        text = f"{size / GIB:.1f} GiB"
+    else:
+        text = f"{round(size / unit)} {name}"
     if apart_from is None or apart_from == size or text != describe_bytes(apart_from):
         return text
-    unit, name = (GIB, "GiB") if max(size, apart_from) >= GIB else (1 << 20, "MiB")
+    unit, name = _unit_for(max(size, apart_from))
     for digits in (2, 3):
         text, other = f"{size / unit:.{digits}f} {name}", f"{apart_from / unit:.{digits}f} {name}"
         if text != other:

@@ -690,6 +690,19 @@ def test_the_limit_comes_from_the_environment_too(
     )
 
 
+@pytest.mark.parametrize(
+    ("given", "said"), [("1K", "1 KiB"), ("100", "100 bytes"), ("600K", "600 KiB")]
+)
+def test_a_limit_under_a_mib_is_said_as_given_not_as_1_mib(
+    tmp_path: Path, given: str, said: str
+) -> None:
+    """K is 1024 bytes (``memory.parse_size``): ``--max-memory 1K`` was said as 1 MiB."""
+    image(tmp_path / "thumb.png", size=(64, 48))
+    code, images, _, _ = cli(tmp_path / "thumb.png", "-o", tmp_path / "out", "--max-memory", given)
+    assert code == 1
+    assert f"more than the {said} --max-memory allows; not decoded" in images[0]["error"]
+
+
 def test_a_thumbnail_upscales_with_the_default_model_under_a_small_limit(tmp_path: Path) -> None:
     image(tmp_path / "thumb.png", size=(64, 48))
     code, images, _, err = cli(
@@ -1081,6 +1094,13 @@ def test_a_refusal_tells_the_need_from_the_limit() -> None:
     assert memory.describe_bytes(limit, apart_from=need) == "1.00 MiB"
     assert memory.describe_bytes(10, apart_from=12) == "10 bytes"
     assert memory.describe_bytes(12, apart_from=10) == "12 bytes"
+    # Under a MiB: KiB, then bytes, never rounded up to "1 MiB".
+    assert memory.describe_bytes(1 << 10) == "1 KiB"
+    assert memory.describe_bytes(600 << 10) == "600 KiB"
+    assert memory.describe_bytes(1) == "1 byte"
+    assert memory.describe_bytes(1000) == "1000 bytes"
+    assert memory.describe_bytes(1 << 10, apart_from=(1 << 10) + 100) == "1.00 KiB"
+    assert memory.describe_bytes(21 << 20, apart_from=1 << 10) == "21 MiB"
 
 
 def test_a_progressive_jpeg_ending_between_scans_is_read_with_a_warning(tmp_path: Path) -> None:

@@ -242,7 +242,8 @@ def upscale(
             "--max-memory",
             metavar="SIZE",
             envvar="POCKETSR_MAX_MEMORY",
-            help="Host memory the images in progress may need together (8G, 512M). Default: "
+            help="Host memory the images in progress may need together (8G, 512M, 64K: "
+            "powers of 1024, said as GiB, MiB, KiB; or bytes). Default: "
             "what is available when the run starts. An image predicted to need more fails "
             "without being decoded; large images are worked on one at a time.",
             show_default=False,
