@@ -34,7 +34,7 @@ from torch import nn
 
 from pocketsr_cli.descriptor import Tiling
 from pocketsr_cli.errors import ModelError, UnsafePickleError
-from pocketsr_cli.manifest import Hints, ModelSpec
+from pocketsr_cli.manifest import Hints, ModelSpec, bundled_dir
 from pocketsr_cli.registry import FAMILIES, Family
 from pocketsr_cli.weights import trust, verify
 from pocketsr_cli.weights.cache import user_models_dir, weights_path
@@ -346,6 +346,25 @@ def test_unknown_name_lists_models_and_bad_manifests(home: Path) -> None:
     [("Lanczos", "lanczos"), ("pcsr-4x", "pcsr-x4"), ("pocketsr-compat", "pocketsr-compact")],
 )
 def test_a_misspelt_model_name_gets_a_suggestion(home: Path, typed: str, meant: str) -> None:
+    with pytest.raises(ModelError, match=rf"unknown model '{typed}' \(did you mean '{meant}'\?\)"):
+        resolve_model(typed)
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("LANCZOS", "lanczos"), ("lanczso", "lanczos"), ("Lanczso", "Lanczos"), ("lanczo", "lanczos")],
+)
+def test_a_suggestion_beside_a_model_named_but_for_case_as_a_bundled_one(
+    home: Path, typed: str, meant: str
+) -> None:
+    """With an imported ``Lanczos`` beside the bundled ``lanczos``, the suggestion was
+    whichever of the two a set of names happened to hold last (it changed with the hash
+    seed): a bundled name equal but for case wins, else the name closer in case too."""
+    folder = user_models_dir()
+    folder.mkdir(parents=True)
+    bundled_toml = (bundled_dir() / "lanczos.toml").read_text()
+    (folder / "Lanczos.toml").write_text(bundled_toml.replace('"lanczos"', '"Lanczos"', 1))
+    assert resolve_model("Lanczos").name == "Lanczos"
     with pytest.raises(ModelError, match=rf"unknown model '{typed}' \(did you mean '{meant}'\?\)"):
         resolve_model(typed)
 

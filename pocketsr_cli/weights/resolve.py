@@ -492,15 +492,43 @@ def _unknown_message(ref: str, specs: Mapping[str, ModelSpec], problems: list[st
     if ref in WITHDRAWN:
         return f"model {ref!r} is no longer bundled: {WITHDRAWN[ref]}"
     message = f"unknown model {ref!r}"
-    bases = {_base_of(name) for name in specs}
-    lowered = {name.lower(): name for name in [*specs, *bases]}
-    close = difflib.get_close_matches(ref.lower(), list(lowered), n=1, cutoff=0.75)
-    if close:
-        message += f" (did you mean {lowered[close[0]]!r}?)"
+    origins: dict[str, Origin] = {}  # every name and family base, bundled if any is
+    for name, spec in specs.items():
+        for known in (name, _base_of(name)):
+            if origins.get(known) != "bundled":
+                origins[known] = spec.origin
+    meant = _meant_name(ref, origins)
+    if meant is not None:
+        message += f" (did you mean {meant!r}?)"
     message += f"; available: {', '.join(sorted(specs))}"
     if problems:
         message += f" (skipped {len(problems)} unreadable manifest(s): {'; '.join(problems)})"
     return message
+
+
+def _meant_name(ref: str, origins: Mapping[str, Origin]) -> str | None:
+    """The known name (a key of ``origins``) an unknown ``ref`` most likely meant, or None
+    when none is close (difflib's ratio under 0.75, case aside).
+
+    A bundled name equal to ``ref`` but for case is meant (``LANCZOS``: ``lanczos``, even
+    beside an imported ``Lanczos``).  Otherwise the name most alike with case aside; among
+    names equally alike so (``lanczos`` and ``Lanczos``), the one most alike in case too
+    (``lanczso``: ``lanczos``; ``Lanczso``: ``Lanczos``), then a bundled one, then the
+    first in sorted order: never the order the names happen to be held in."""
+    folded = ref.casefold()
+    same = sorted(n for n, o in origins.items() if o == "bundled" and n.casefold() == folded)
+    if same:
+        return same[0]
+
+    def likeness(name: str) -> tuple[float, float, bool]:
+        return (
+            difflib.SequenceMatcher(None, folded, name.casefold()).ratio(),
+            difflib.SequenceMatcher(None, ref, name).ratio(),
+            origins[name] == "bundled",
+        )
+
+    best = max(sorted(origins), key=likeness, default=None)
+    return best if best is not None and likeness(best)[0] >= 0.75 else None
 
 
 def pick_spec(
