@@ -657,6 +657,64 @@ def test_a_tiffs_iptc_is_not_carried_over(tmp_path: Path) -> None:
         assert 33723 not in exif_of(out) and exif_of(out)[MAKE] == "PocketCam", fmt
 
 
+IPTC = b"\x1c\x02\x78\x00\x05hello"  # IPTC-IIM 2:120, the caption
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_iptc_in_a_jpeg_png_or_webp_exif_is_not_carried_over(tmp_path: Path, fmt: str) -> None:
+    """IPTC-IIM is not kept (README): a TIFF's tag 33723 was left out, but the same tag in
+    the EXIF of any other input went on into every output's EXIF."""
+    tags = make_exif(6)
+    tags[33723] = IPTC
+    path = save_pillow(tmp_path / f"captioned.{fmt.lower()}", make_blocky(8, 12), fmt, exif=tags)
+    assert 33723 in exif_of(Image.open(path))
+    image = read_image(path)
+    assert image.metadata.exif is not None and b"hello" not in image.metadata.exif
+    kept = Image.Exif()
+    kept.load(image.metadata.exif)
+    assert 33723 not in kept and kept[MAKE] == "PocketCam" and kept[ORIENTATION_TAG] == 1
+    assert kept.get_ifd(EXIF_IFD)[DATETIME_ORIGINAL] == "2024:05:06 07:08:09"
+    for out_fmt in ("jpeg", "png", "webp", "tiff"):
+        plan = OutputPlan(out_fmt, 8)
+        out = open_pillow(encode_image(image.pixels, plan, metadata=image.metadata))
+        assert 33723 not in exif_of(out) and exif_of(out)[MAKE] == "PocketCam", out_fmt
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_iptc_is_cut_out_of_an_exif_block_or_else_unlisted(endian: str) -> None:
+    """Cut out with its bytes where every offset is understood (as a maker note is), else
+    only taken out of IFD0's table (an offset to strips the walk does not follow), the
+    other tags read as before either way; a block without it is returned as it is."""
+    from pocketsr_cli.imageio.metadata import without_dropped_tags
+
+    def block(*, strips: bool) -> bytes:
+        tags = make_exif()
+        tags.endian = endian
+        tags[33723] = IPTC
+        tags[0x0131] = "editor"  # Software
+        if strips:
+            tags[0x0111] = 4096  # StripOffsets: an offset the walk does not follow
+        return tags.tobytes()[6:]
+
+    def parsed(exif: bytes) -> Image.Exif:
+        tags = Image.Exif()
+        tags.load(b"Exif\x00\x00" + exif)
+        return tags
+
+    for strips in (False, True):
+        exif = block(strips=strips)
+        assert parsed(exif)[33723] == IPTC
+        trimmed = without_dropped_tags(exif)
+        tags = parsed(trimmed)
+        assert 33723 not in tags
+        assert (tags[MAKE], tags[0x0131]) == ("PocketCam", "editor")
+        assert tags.get_ifd(EXIF_IFD)[DATETIME_ORIGINAL] == "2024:05:06 07:08:09"
+        assert (b"hello" in trimmed, len(trimmed) == len(exif)) == (strips, strips)
+    plain = make_exif().tobytes()[6:]
+    assert without_dropped_tags(plain) == plain
+    assert without_dropped_tags(plain[:9]) == plain[:9]  # IFD0 cut short: as it is
+
+
 def test_xmp_orientation_reset_and_exif_dimensions_updated(tmp_path: Path) -> None:
     path = save_pillow(
         tmp_path / "meta.jpg", make_blocky(16, 24), "JPEG", exif=make_exif(6), xmp=make_xmp(6)

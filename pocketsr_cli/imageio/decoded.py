@@ -18,6 +18,7 @@ from pocketsr_cli.imageio.metadata import (
     patch_exif,
     reset_xmp_orientation,
     without_attached_media,
+    without_dropped_tags,
     xmp_bytes,
     xmp_with_resolution_turned,
 )
@@ -97,7 +98,8 @@ def finish(
     turned: int = 1,
 ) -> DecodedImage:
     """Apply the orientation (``None``: the one in ``exif``), normalise the metadata: the
-    EXIF and XMP orientation reset, an XMP that points at media after the picture (a
+    EXIF and XMP orientation reset, the EXIF tags no output keeps (IPTC-IIM:
+    ``metadata.DROPPED_TAGS``) left out, an XMP that points at media after the picture (a
     motion photo's video, a gain map) no longer does so, with a warning saying so.
 
     An XMP ``tiff:Orientation`` is reset only where the pixels were turned or the EXIF
@@ -119,7 +121,7 @@ def finish(
     if quarter_turn and dpi is not None:
         dpi = (dpi[1], dpi[0])
     if exif is not None:
-        exif = patch_exif(exif, quarter_turn=quarter_turn)
+        exif = patch_exif(without_dropped_tags(exif), quarter_turn=quarter_turn)
     xmp = xmp_bytes(xmp_value)
     attached = None
     if xmp is not None:

@@ -351,37 +351,83 @@ def _thumbnail_start(layout: _Layout | None, *, jpeg: bool) -> int | None:
 
 
 _TAG_MAKER_NOTE = 0x927C
+_TAG_IPTC = 33723
+
+DROPPED_TAGS = frozenset({_TAG_IPTC})
+"""IFD0 tags that no output keeps from any input's EXIF (:func:`without_dropped_tags`; a
+TIFF's IFD0 is rebuilt without them, ``tiff._TIFF_LAYOUT_TAGS``).  IPTC-IIM (33723): as
+EXIF in a JPEG, PNG or WebP it is where no reader looks for IPTC (ExifTool aside), a copy
+that no editor updates (a JPEG's own IPTC, in APP13, is not read either); what it says
+(caption, keywords, credit) is in the XMP that the same editors write beside it, which is
+kept."""
+
+
+def without_dropped_tags(exif: bytes) -> bytes:
+    """``exif`` without IFD0's :data:`DROPPED_TAGS`: cut out with the bytes they point at
+    (as :func:`without_maker_note` cuts), or, where that cannot be done safely, taken out
+    of IFD0's table, their bytes left where they are, pointed at by nothing.  Unchanged
+    when it has none or IFD0 cannot be read."""
+    order = "<" if exif[:2] == b"II" else ">"
+    try:
+        (ifd0,) = struct.unpack_from(order + "I", exif, 4)
+        if not any(tag in DROPPED_TAGS for tag, _typ, _pos in ifd_entries(exif, order, ifd0)):
+            return exif
+        (count,) = struct.unpack_from(order + "H", exif, ifd0)
+        end = ifd0 + 2 + 12 * count + 4  # the table, then its link to IFD1
+        if ifd0 < 8 or end > len(exif):  # over the header, or cut short
+            return exif
+    except struct.error:
+        return exif
+    cut = _without_entries(exif, DROPPED_TAGS, exif_ifd=False)
+    if cut is not None:
+        return cut
+    # Entries only move up within IFD0's table (no offset points into it), its link with
+    # them; the bytes freed at its end are zeroed.
+    kept = [
+        exif[pos : pos + 12]
+        for pos in range(ifd0 + 2, end - 4, 12)
+        if struct.unpack_from(order + "H", exif, pos)[0] not in DROPPED_TAGS
+    ]
+    table = struct.pack(order + "H", len(kept)) + b"".join(kept) + exif[end - 4 : end]
+    return exif[:ifd0] + table + bytes(end - ifd0 - len(table)) + exif[end:]
 
 
 def without_maker_note(exif: bytes) -> bytes | None:
     """``exif`` without its maker note (the MakerNote entry and the bytes it points at: a
     camera maker's private data, often tens of KiB), or None when there is none or it
-    cannot be cut out safely: something else lies within its bytes, or the block holds an
-    offset :func:`_walk` does not follow or one pointing past its end.  What follows the
-    cut moves up and every offset past it with it; all else stays byte for byte.  For a
-    block too large for a JPEG segment once its thumbnail is gone
-    (:func:`without_thumbnail_data`).
+    cannot be cut out safely (:func:`_without_entries`).  For a block too large for a JPEG
+    segment once its thumbnail is gone (:func:`without_thumbnail_data`).
 
     The note is looked for in the Exif IFD, where the Exif standard puts it, and in IFD0,
     where some cameras write it (ExifTool reads and rewrites it there, "some cameras
     incorrectly write maker notes in IFD0"; Exiv2 keeps it as a plain IFD0 tag): it is as
     large there, and as private."""
+    return _without_entries(exif, frozenset({_TAG_MAKER_NOTE}), exif_ifd=True)
+
+
+def _without_entries(exif: bytes, tags: frozenset[int], *, exif_ifd: bool) -> bytes | None:
+    """``exif`` without IFD0's entries of ``tags`` (and the Exif IFD's, with ``exif_ifd``)
+    and the bytes they point at, or None when there are none or they cannot be cut out
+    safely: something else lies within their bytes, or the block holds an offset
+    :func:`_walk` does not follow or one pointing past its end.  What follows each cut
+    moves up and every offset past it with it; all else stays byte for byte."""
     layout = _walk(exif)
     if layout is None or not layout.understood(thumbnail=True):
         return None
     order = layout.order
-    notes: dict[int, list[int]] = {}  # an IFD: the value fields of its MakerNote entries
-    for ifd in dict.fromkeys(ifd for ifd in (layout.ifd0, layout.exif_ifd) if ifd):
-        fields = [pos for tag, _typ, pos in ifd_entries(exif, order, ifd) if tag == _TAG_MAKER_NOTE]
+    notes: dict[int, list[int]] = {}  # an IFD: the value fields of its entries to cut
+    ifds = (layout.ifd0, layout.exif_ifd) if exif_ifd else (layout.ifd0,)
+    for ifd in dict.fromkeys(ifd for ifd in ifds if ifd):
+        fields = [pos for tag, _typ, pos in ifd_entries(exif, order, ifd) if tag in tags]
         if fields:
             notes[ifd] = fields
     entries = {field for fields in notes.values() for field in fields}
     if not entries:
         return None
-    # Each entry goes, and the entries after it move up over it; an odd-sized note leaves
+    # Each entry goes, and the entries after it move up over it; an odd-sized value leaves
     # its last byte behind, so that every offset keeps its parity (TIFF's word alignment).
     # A cut: where it starts, the bytes it removes, the bytes it stands for, the IFD whose
-    # table holds it (0: a note's bytes).
+    # table holds it (0: an entry's value).
     cuts = sorted(
         [(field - 8, 12, 12, ifd) for ifd, fields in notes.items() for field in fields]
         + [

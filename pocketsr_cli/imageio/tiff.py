@@ -30,6 +30,7 @@ from pocketsr_cli.imageio.backends import (
 )
 from pocketsr_cli.imageio.decoded import DecodedImage, finish
 from pocketsr_cli.imageio.metadata import (
+    DROPPED_TAGS,
     LONG,
     SHORT,
     TAG_ORIENTATION,
@@ -51,19 +52,15 @@ if TYPE_CHECKING:
 # the input file), and Photoshop's image resources (34377: its thumbnail, resolution,
 # paths) and layers (37724, ImageSourceData: often larger than the image, and what
 # Photoshop opens instead of the pixels), which also cost a JPEG output its whole EXIF.
-# And IPTC-IIM (33723), which is not kept from any input (a JPEG's APP13 is not read):
-# as EXIF in a JPEG, PNG or WebP it is where no reader looks for IPTC (ExifTool aside), a
-# copy that no editor updates; what it says (caption, keywords, credit) is in the XMP
-# that the same editors write beside it, and which is kept.
+# And the tags no output keeps from any input's EXIF (metadata.DROPPED_TAGS: IPTC-IIM).
 _TIFF_LAYOUT_TAGS = frozenset(
     {
         254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284,
         317, 320, 322, 323, 324, 325, 338, 339, 347, 513, 514, 530, 531, 532,
         700, 34675, 40965,
         330, 34377, 37724,
-        33723,
     }
-)  # fmt: skip
+) | DROPPED_TAGS  # fmt: skip
 
 
 def as_tuple(value: object) -> tuple[int, ...]:
