@@ -130,6 +130,20 @@ def test_list_marks_the_default_model(home: Path) -> None:
     assert json_lines(invoke("models", "info", DEFAULT_MODEL, "--json"))[0]["default"] is True
 
 
+@pytest.mark.parametrize(
+    ("name", "files"), [("lanczos", 0), ("realesrgan-x4plus", 1), ("adcsr-x4", 2)]
+)
+def test_info_json_gives_weights_as_a_list_whatever_the_model(
+    home: Path, name: str, files: int
+) -> None:
+    """One shape for ``weights``: a list of one object per file; it was null for a model
+    without weights and a bare object for a model with one file."""
+    (info,) = json_lines(invoke("models", "info", name, "--json"))
+    assert isinstance(info["weights"], list) and len(info["weights"]) == files
+    keys = {"file", "sha256", "pinned_sha256", "size", "urls", "path"}
+    assert all(entry.keys() == keys for entry in info["weights"])
+
+
 def test_list_stays_light(home: Path) -> None:
     # `models list` must not pay for torch or spandrel: it only reads manifests.
     code = (
@@ -146,9 +160,10 @@ def test_info(home: Path) -> None:
     result = invoke("models", "info", "realesrgan-x4plus", "--json")
     assert result.exit_code == 0
     (info,) = json_lines(result)
-    assert info["weights"]["sha256"].startswith("4fa0d389")
-    assert info["weights"]["urls"][0].startswith("https://github.com/xinntao/")
-    assert info["weights"]["path"] is None
+    (weights,) = info["weights"]
+    assert weights["sha256"].startswith("4fa0d389")
+    assert weights["urls"][0].startswith("https://github.com/xinntao/")
+    assert weights["path"] is None
     assert info["hints"]["default_tile"] == 256 and info["build"]["num_blocks"] == 23
     human = invoke("models", "info", "lanczos")
     assert "family" in human.stdout and "resize" in human.stdout and human.stderr == ""

@@ -181,6 +181,8 @@ def info(
 
     For each weights file: where it is downloaded from, its SHA-256 (the manifest's, or
     the one pinned on first use when its publisher gives none) and where it is on disk.
+    With --json, "weights" is a list of one object per file, empty for a model without
+    weights (bicubic, lanczos).
     """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.weights.resolve import expected_sha256, find_spec, local_files
@@ -202,7 +204,7 @@ def info(
         "channels": spec.channels,
         "manifest": str(spec.path),
         "build": spec.build,
-        "weights": files[0] if len(files) == 1 else files or None,
+        "weights": files,  # one object per file, whatever the model: [] for none
         "hints": vars(spec.hints),
         "meta": vars(spec.meta),
     }
