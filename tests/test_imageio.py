@@ -660,24 +660,28 @@ def test_a_tiffs_iptc_is_not_carried_over(tmp_path: Path) -> None:
 IPTC = b"\x1c\x02\x78\x00\x05hello"  # IPTC-IIM 2:120, the caption
 
 
+@pytest.mark.parametrize("tag", [33723, 34377, 37724], ids=["iptc", "photoshop", "layers"])
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
-def test_iptc_in_a_jpeg_png_or_webp_exif_is_not_carried_over(tmp_path: Path, fmt: str) -> None:
+def test_iptc_in_a_jpeg_png_or_webp_exif_is_not_carried_over(
+    tmp_path: Path, fmt: str, tag: int
+) -> None:
     """IPTC-IIM is not kept (README): a TIFF's tag 33723 was left out, but the same tag in
-    the EXIF of any other input went on into every output's EXIF."""
+    the EXIF of any other input went on into every output's EXIF.  So were Photoshop's
+    image resources and layers (34377, 37724), left out of a TIFF's."""
     tags = make_exif(6)
-    tags[33723] = IPTC
+    tags[tag] = IPTC
     path = save_pillow(tmp_path / f"captioned.{fmt.lower()}", make_blocky(8, 12), fmt, exif=tags)
-    assert 33723 in exif_of(Image.open(path))
+    assert tag in exif_of(Image.open(path))
     image = read_image(path)
     assert image.metadata.exif is not None and b"hello" not in image.metadata.exif
     kept = Image.Exif()
     kept.load(image.metadata.exif)
-    assert 33723 not in kept and kept[MAKE] == "PocketCam" and kept[ORIENTATION_TAG] == 1
+    assert tag not in kept and kept[MAKE] == "PocketCam" and kept[ORIENTATION_TAG] == 1
     assert kept.get_ifd(EXIF_IFD)[DATETIME_ORIGINAL] == "2024:05:06 07:08:09"
     for out_fmt in ("jpeg", "png", "webp", "tiff"):
         plan = OutputPlan(out_fmt, 8)
         out = open_pillow(encode_image(image.pixels, plan, metadata=image.metadata))
-        assert 33723 not in exif_of(out) and exif_of(out)[MAKE] == "PocketCam", out_fmt
+        assert tag not in exif_of(out) and exif_of(out)[MAKE] == "PocketCam", out_fmt
 
 
 @pytest.mark.parametrize("endian", ["<", ">"])

@@ -352,14 +352,19 @@ def _thumbnail_start(layout: _Layout | None, *, jpeg: bool) -> int | None:
 
 _TAG_MAKER_NOTE = 0x927C
 _TAG_IPTC = 33723
+_TAG_PHOTOSHOP = 34377
+_TAG_IMAGE_SOURCE_DATA = 37724
 
-DROPPED_TAGS = frozenset({_TAG_IPTC})
+DROPPED_TAGS = frozenset({_TAG_IPTC, _TAG_PHOTOSHOP, _TAG_IMAGE_SOURCE_DATA})
 """IFD0 tags that no output keeps from any input's EXIF (:func:`without_dropped_tags`; a
 TIFF's IFD0 is rebuilt without them, ``tiff._TIFF_LAYOUT_TAGS``).  IPTC-IIM (33723): as
 EXIF in a JPEG, PNG or WebP it is where no reader looks for IPTC (ExifTool aside), a copy
 that no editor updates (a JPEG's own IPTC, in APP13, is not read either); what it says
 (caption, keywords, credit) is in the XMP that the same editors write beside it, which is
-kept."""
+kept.  Photoshop's image resources (34377: its thumbnail, resolution, paths) and layers
+(37724, ImageSourceData: often larger than the image): stale once the pixels are
+upscaled, and large enough to cost a JPEG output its whole EXIF, whichever file they come
+in (a TIFF's tags copied into a JPEG's or PNG's EXIF by another program)."""
 
 
 def without_dropped_tags(exif: bytes) -> bytes:

@@ -52,7 +52,8 @@ if TYPE_CHECKING:
 # the input file), and Photoshop's image resources (34377: its thumbnail, resolution,
 # paths) and layers (37724, ImageSourceData: often larger than the image, and what
 # Photoshop opens instead of the pixels), which also cost a JPEG output its whole EXIF.
-# And the tags no output keeps from any input's EXIF (metadata.DROPPED_TAGS: IPTC-IIM).
+# And the tags no output keeps from any input's EXIF (metadata.DROPPED_TAGS: IPTC-IIM, and
+# the two Photoshop tags again).
 _TIFF_LAYOUT_TAGS = frozenset(
     {
         254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284,
