@@ -181,12 +181,16 @@ class Upscaler:
         retain_freed_memory()
         if scale is not None:
             scale = _whole(scale, "scale", 1, 16)
-        if outscale is not None and (
-            isinstance(outscale, bool)
-            or not isinstance(outscale, (int, float))
-            or not math.isfinite(outscale)
-        ):
-            raise UsageError(f"outscale must be a finite number, not {outscale!r}")
+        if outscale is not None:
+            # Numpy's numbers count (a factor computed with numpy is a np.float32 or
+            # np.int64), and become Python's, which the output's JSON record can hold.
+            if (
+                isinstance(outscale, bool)
+                or not isinstance(outscale, numbers.Real)
+                or not math.isfinite(outscale)
+            ):
+                raise UsageError(f"outscale must be a finite number, not {outscale!r}")
+            outscale = float(outscale)
         pcsr_k = routing_k(pcsr_k)
         for option, value in (("device", device), ("precision", precision)):
             if not isinstance(value, str):

@@ -112,20 +112,22 @@ def precision_choice(value: str) -> PrecisionChoice:
 
 def routing_k(value: object) -> float | None:
     """``value`` as a PCSR network's routing knob ``k`` (``--pcsr-k``, the API's
-    ``pcsr_k``): a finite number, or None when not given; checked before any model is
-    loaded, for the faces.
+    ``pcsr_k``): a finite number (numpy's too: one computed with numpy is a np.float32),
+    as a Python float, or None when not given; checked before any model is loaded, for
+    the faces.
 
     Raises:
         UsageError: anything else: not a number (a string, a bool), NaN or infinite.
     """
     import math
+    import numbers
 
     from pocketsr_cli.errors import UsageError
     from pocketsr_cli.spelling import PCSR_K
 
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise UsageError(f"{PCSR_K} must be a finite number, not {value!r}")
     return float(value)
 

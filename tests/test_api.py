@@ -11,6 +11,7 @@ from PIL import Image
 import pocketsr_cli
 from pocketsr_cli import inference
 from pocketsr_cli.errors import ImageReadError, ImageWriteError, ModelError, UsageError
+from pocketsr_cli.factory import routing_k
 
 
 def pixels(h: int = 12, w: int = 16, channels: int = 3, dtype: type = np.uint8) -> np.ndarray:
@@ -602,6 +603,30 @@ def test_numpys_integers_are_whole_numbers(tmp_path: Path) -> None:
     for bad in (np.float64(80.0), np.bool_(True)):
         with pytest.raises(UsageError, match="quality must be a whole number"):
             up.upscale_file(src, tmp_path / "b.jpg", quality=bad)  # type: ignore[arg-type]
+
+
+def test_numpys_floats_are_numbers(tmp_path: Path) -> None:
+    """A factor or a routing knob computed with numpy (a np.float32, a np.int64) is taken
+    as the number it is, as ``ensemble_weight`` takes one, not refused as "no finite
+    number", and the record stores it as a plain number."""
+    from pocketsr_cli.imageio import read_provenance_text
+    from pocketsr_cli.provenance import loads
+
+    up = pocketsr_cli.Upscaler("bicubic", outscale=np.float32(2.5), device="cpu")
+    assert up.scale == 2.5 and type(up.scale) is float
+    assert up.upscale(pixels(12, 16)).shape == (30, 40, 3)
+    src = tmp_path / "a.png"
+    Image.fromarray(pixels()).save(src)
+    record = loads(read_provenance_text(up.upscale_file(src, tmp_path / "b.png")) or "")
+    assert record is not None and record["target"] == "x2.5"
+    whole = pocketsr_cli.Upscaler("bicubic", outscale=np.int64(3), device="cpu")
+    assert whole.scale == 3 and type(whole.scale) is int
+    assert routing_k(np.float32(0.5)) == 0.5 and type(routing_k(np.int64(2))) is float
+    for bad in (np.float64("nan"), np.bool_(True)):
+        with pytest.raises(UsageError, match=r"^outscale must be a finite number"):
+            pocketsr_cli.Upscaler("bicubic", outscale=bad, device="cpu")  # type: ignore[arg-type]
+        with pytest.raises(UsageError, match=r"^pcsr_k must be a finite number"):
+            routing_k(bad)
 
 
 def test_compile_reaches_the_engine_and_its_warm_up_is_reported(
