@@ -294,7 +294,9 @@ class Upscaler:
 
         * a PIL image -> a PIL image: RGB, RGBA, L, LA, I;16 and I keep their mode; other
           modes are converted first (P -> RGB or RGBA, 1 -> L, CMYK/YCbCr -> RGB) and come
-          back in that mode.  Its ICC profile is copied to ``info``; EXIF orientation is
+          back in that mode.  A transparent colour (``info["transparency"]``: a PNG's tRNS
+          key) becomes alpha, as when the file is read: an RGB, L or 1 image that has one
+          comes back RGBA or LA.  Its ICC profile is copied to ``info``; EXIF orientation is
           not applied (the pixels are taken as they are stored).
         * a numpy array (``H x W x C`` or ``H x W``, uint8/uint16 in either byte order,
           **RGB order**) -> an array of the same dtype and layout.
@@ -383,17 +385,20 @@ class Upscaler:
                 "a float image (PIL mode F) has no fixed range: convert it to 8 or 16 bits "
                 "(L, I;16) first"
             )
-        if im.mode not in _PIL_DIRECT:
+        keyed = im.mode in ("1", "L", "RGB") and "transparency" in im.info
+        if im.mode not in _PIL_DIRECT or keyed:
+            # A colour key is transparency as a file's is (imageio.pillow_pixels): an
+            # upscaled image keeps no pixel at exactly the key's value, so it becomes alpha.
             palette = getattr(im, "palette", None)
             has_alpha = (
                 "transparency" in im.info
                 or im.mode in ("PA", "RGBa", "La")
                 or (im.mode == "P" and getattr(palette, "mode", "") == "RGBA")
             )
-            target = "L" if im.mode == "1" else ("RGBA" if has_alpha else "RGB")
-            if im.mode == "La":
-                target = "LA"
-            im = im.convert(target)
+            gray = im.mode in ("1", "L", "La")
+            im = im.convert(
+                ("LA" if has_alpha else "L") if gray else ("RGBA" if has_alpha else "RGB")
+            )
         mode = im.mode
         if mode == "I":  # 32-bit integer gray, as Pillow opens 16-bit PNGs
             values = np.asarray(im)

@@ -506,6 +506,29 @@ def test_a_path_reports_what_its_file_loses_and_a_palette_keeps_its_alpha(
     assert up.upscale(quantized).mode == "RGBA"
 
 
+@pytest.mark.parametrize(
+    ("mode", "key", "alpha_mode"), [("RGB", (9, 9, 9), "RGBA"), ("L", 9, "LA")]
+)
+def test_a_pil_images_transparent_colour_is_alpha_as_its_files_is(
+    up: pocketsr_cli.Upscaler, tmp_path: Path, mode: str, key: object, alpha_mode: str
+) -> None:
+    """A PNG with a tRNS colour key opens in Pillow as RGB or L with
+    ``info["transparency"]``: upscaled, it keeps its transparency as the same file read
+    by path does (it came back opaque, the transparent background filled in)."""
+    arr = pixels(channels=3)
+    arr[:6] = 9  # the top half in the key colour
+    Image.fromarray(arr if mode == "RGB" else arr[..., 0]).save(
+        tmp_path / "keyed.png", transparency=key
+    )
+    with Image.open(tmp_path / "keyed.png") as im:
+        assert im.mode == mode and "transparency" in im.info
+        out = up.upscale(im)
+    assert out.mode == alpha_mode
+    by_path = up.upscale(tmp_path / "keyed.png")
+    np.testing.assert_array_equal(np.asarray(out), by_path.reshape(np.asarray(out).shape))
+    assert np.asarray(out)[:8, :, -1].max() == 0 and np.asarray(out)[-8:, :, -1].min() == 255
+
+
 def test_running_out_of_memory_outside_the_tiles_is_an_out_of_memory_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
