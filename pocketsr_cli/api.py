@@ -308,7 +308,9 @@ class Upscaler:
             TypeError: another kind of object, a numpy dtype other than uint8/uint16, or a
                 float PIL image (mode F).
             ValueError: an array shape that is not an image.
-            ImageReadError: a path that cannot be read or decoded.
+            ImageReadError: a path that cannot be read or decoded, or a PIL image whose
+                pixels Pillow cannot load from its file (``Image.open`` reads lazily: a
+                truncated or corrupt file is found here).
             OutOfMemoryError: even the smallest tile does not fit, or the whole result
                 does not.
         """
@@ -380,6 +382,11 @@ class Upscaler:
     def _upscale_pil(self, im: Image.Image) -> Image.Image:
         from PIL import Image
 
+        try:
+            im.load()  # Image.open only read the header: the file is decoded now
+        except OSError as exc:
+            name = getattr(im, "filename", "") or "a PIL image"
+            raise ImageReadError(f"{name}: its pixels cannot be loaded: {exc}") from exc
         if im.mode == "F":
             raise TypeError(
                 "a float image (PIL mode F) has no fixed range: convert it to 8 or 16 bits "

@@ -529,6 +529,22 @@ def test_a_pil_images_transparent_colour_is_alpha_as_its_files_is(
     assert np.asarray(out)[:8, :, -1].max() == 0 and np.asarray(out)[-8:, :, -1].min() == 255
 
 
+def test_a_pil_image_of_a_cut_off_file_is_an_image_read_error(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    """``Image.open`` reads only the header: a truncated file is found when the pixels are
+    loaded, inside ``upscale``, which says so as an ImageReadError naming the file, as it
+    does for the same file given by path (it raised Pillow's bare OSError)."""
+    Image.fromarray(pixels(48, 64)).save(tmp_path / "whole.png")
+    data = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with Image.open(tmp_path / "cut.png") as im, pytest.raises(ImageReadError) as caught:
+        up.upscale(im)
+    assert str(caught.value).startswith(f"{tmp_path / 'cut.png'}: its pixels cannot be loaded: ")
+    with pytest.raises(ImageReadError, match=r"cut\.png: file is truncated"):
+        up.upscale(tmp_path / "cut.png")
+
+
 def test_running_out_of_memory_outside_the_tiles_is_an_out_of_memory_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
