@@ -140,7 +140,7 @@ class Upscaler:
         DeviceError: unknown or unavailable device, unknown precision.
         UsageError: a bad ``tile``, ``tile_overlap``, ``ensemble`` or ``pcsr_k`` value
             (a ``tile`` below 4 × ``tile_overlap`` too), an ``on_warning`` that is not
-            callable; ``pcsr_k`` or
+            callable, a ``model`` with a NUL character; ``pcsr_k`` or
             ``adaptive`` with a model that is not PCSR.
     """
 
@@ -308,6 +308,7 @@ class Upscaler:
             TypeError: another kind of object, a numpy dtype other than uint8/uint16, or a
                 float PIL image (mode F).
             ValueError: an array shape that is not an image.
+            UsageError: an empty path, or one with a NUL character.
             ImageReadError: a path that cannot be read or decoded, or a PIL image whose
                 pixels Pillow cannot load from its file (``Image.open`` reads lazily: a
                 truncated or corrupt file is found here).
@@ -460,7 +461,8 @@ class Upscaler:
         per :class:`Upscaler`).
 
         Raises:
-            UsageError: ``dst`` has no known image extension.
+            UsageError: ``dst`` has no known image extension, is ``src``, or either path is
+                empty or has a NUL character.
             ImageReadError: ``src`` cannot be read or decoded.
             ImageWriteError: the output cannot be encoded or written, or another process
                 is writing it right now (its message says so).
@@ -602,7 +604,8 @@ class Upscaler:
         ``reason`` says why).
 
         Raises:
-            UsageError: ``src_dir`` is missing or holds no file, ``fmt`` is unknown (or
+            UsageError: ``src_dir`` is missing or holds no file, a folder's name is empty
+                or has a NUL character, ``fmt`` is unknown (or
                 no string), ``suffix`` is no part of a name (a path separator, ``..``),
                 ``encode_threads`` is not a whole number of at least 1, an output would
                 replace an input, or two
@@ -727,10 +730,14 @@ def _path_text(value: str | os.PathLike[str], keyword: str) -> str:
     type), as the str path it names (``os.fspath``), for the ``keyword`` argument.
 
     Raises:
-        TypeError: not a path, or one that gives bytes."""
+        TypeError: not a path, or one that gives bytes.
+        UsageError: a NUL character in it, which no file's name can hold (the OS calls
+            refuse it with a bare ``ValueError``)."""
     text = os.fspath(value)
     if not isinstance(text, str):
         raise TypeError(f"{keyword} must be a str path or an os.PathLike giving one, not bytes")
+    if "\0" in text:
+        raise UsageError(f"{keyword} {text!r} contains a NUL character, which no path can hold")
     return text
 
 

@@ -668,6 +668,29 @@ def test_numpys_floats_are_numbers(tmp_path: Path) -> None:
             routing_k(bad)
 
 
+def test_a_path_with_a_nul_character_is_a_usage_error(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    """No file's name holds NUL: each path argument with one is a bad argument, said in
+    the API's keyword before any work (the OS calls raised a bare ValueError, 'embedded
+    null byte', and src_dir's was 'input not found')."""
+    (tmp_path / "in").mkdir()
+    src = tmp_path / "in" / "a.png"
+    Image.fromarray(pixels()).save(src)
+    calls = {
+        "image": lambda: up.upscale(f"{src}\0"),
+        "src": lambda: up.upscale_file(f"{src}\0", tmp_path / "b.png"),
+        "dst": lambda: up.upscale_file(src, tmp_path / "b\0.png"),
+        "src_dir": lambda: next(up.upscale_folder(f"{src.parent}\0", tmp_path / "o")),
+        "dst_dir": lambda: next(up.upscale_folder(src.parent, f"{tmp_path}/o\0")),
+        "model": lambda: pocketsr_cli.Upscaler("bicubic\0", device="cpu"),
+    }
+    for keyword, call in calls.items():
+        with pytest.raises(UsageError, match=f"^{keyword} '.*' contains a NUL character"):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
 def test_compile_reaches_the_engine_and_its_warm_up_is_reported(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
