@@ -597,8 +597,12 @@ class Upscaler:
         is decoded and the previous one encoded and written while the model upscales, and
         each result is yielded once its file is written.  The model runs only while the
         loop asks for the next result, so the loop's body may use this :class:`Upscaler`
-        too.  Leaving the loop early stops reading and upscaling; an image already
-        upscaled is still written (atomically), and no result is yielded for it.  Once an
+        too.  Leaving the loop early stops reading and upscaling once the generator is
+        closed: at once where the ``for`` loop iterates over this call itself; one kept in
+        a variable goes on reading ahead, holding the claims of the outputs it has started
+        (another run skips them), until its ``close()`` (or ``contextlib.closing``) or its
+        garbage collection.  An image already upscaled is still written (atomically), and
+        no result is yielded for it.  Once an
         output fails because its disk is full, over quota or read-only, nothing more is
         upscaled: each input not finished is yielded as ``skipped`` (``stopped``; its
         ``reason`` says why).

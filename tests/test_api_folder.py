@@ -158,6 +158,22 @@ def test_leaving_the_loop_early_stops_the_run_cleanly(
             im.load()
 
 
+def test_a_generator_kept_in_a_variable_runs_on_until_it_is_closed(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    """As the docstring says: leaving a loop over a generator the caller keeps closes
+    nothing; its outputs stay claimed until ``close()``, which lets them all go."""
+    photos(tmp_path / "in", count=5)
+    out = tmp_path / "out"
+    results = up.upscale_folder(tmp_path / "in", out)
+    for _ in results:
+        break
+    assert _pipeline_threads() != []
+    results.close()
+    assert _pipeline_threads() == []
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".pocketsr-claim")]
+
+
 def test_ctrl_c_finishes_what_is_written_and_reports_the_rest(
     up: pocketsr_cli.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
