@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from pocketsr_cli.atomicfile import TempSweeper
+from pocketsr_cli.atomicfile import TempSweeper, folder_write_problem
 from pocketsr_cli.errors import (
     ImageReadError,
     ImageWriteError,
@@ -465,7 +465,9 @@ class Upscaler:
                 empty or has a NUL character.
             ImageReadError: ``src`` cannot be read or decoded.
             ImageWriteError: the output cannot be encoded or written, or another process
-                is writing it right now (its message says so).
+                is writing it right now (its message says so); said before the upscale
+                where ``dst`` is a folder or its folder cannot be written (a file in its
+                place, read-only, no permission).
         """
         from pocketsr_cli.imageio import (
             drop_opaque_alpha,
@@ -485,6 +487,10 @@ class Upscaler:
             raise UsageError(f"cannot tell the output format from {dst.name!r}: {exc}") from None
         if _same_file(src, dst):
             raise UsageError(f"{dst} is the input {src}: write the result to another file")
+        # Said before the upscale, not found when writing after it (seconds, minutes).
+        problem = folder_write_problem(dst.parent)
+        if problem is not None:
+            raise ImageWriteError(f"cannot write {dst}: {problem}")
         image, _ = drop_opaque_alpha(self._read(src), fmt)
         plan = plan_output(image.format, fmt, has_alpha=image.has_alpha, bit_depth=image.bit_depth)
         if plan.format != fmt:
@@ -498,6 +504,8 @@ class Upscaler:
                     f"{extension_for(plan.format)} file to write it there"
                 )
             dst = switched
+        if dst.is_dir():
+            raise ImageWriteError(f"cannot write {dst}: it is a folder; name the image file")
         for message in plan.warnings:
             self._warn(f"{src.name}: {message}")
         with _claimed(dst):

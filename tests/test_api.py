@@ -759,3 +759,28 @@ def test_a_file_redrawn_in_fp32_after_a_nan_is_recorded_as_fp32(tmp_path: Path) 
     record = loads(read_provenance_text(written) or "")
     assert record is not None and record["precision"] == "cpu fp32"
     assert hot.precision == "fp32"  # every later image runs in fp32 too
+
+
+def test_upscale_file_to_a_folder_or_into_a_file_fails_before_the_upscale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found when writing, after the upscale (seconds or minutes of it), before; and a
+    file where the folder should be was said as 'File exists'."""
+    up = pocketsr_cli.Upscaler("bicubic", scale=2)
+    src = tmp_path / "a.png"
+    Image.new("RGB", (8, 6)).save(src)
+    (tmp_path / "taken.png").mkdir()
+    (tmp_path / "notes").write_text("a file")
+
+    def no_upscale(*args: object, **kwargs: object) -> None:
+        raise AssertionError("upscaled before the output was checked")
+
+    monkeypatch.setattr(up, "_run", no_upscale)
+    for dst, why in [
+        (tmp_path / "taken.png", "is a folder"),
+        (tmp_path / "notes" / "b.png", "is a file, not a folder"),
+    ]:
+        with pytest.raises(ImageWriteError, match=why):
+            up.upscale_file(src, dst)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "notes", "taken.png"]
+    assert list((tmp_path / "taken.png").iterdir()) == []
