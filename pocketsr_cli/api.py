@@ -25,7 +25,9 @@ Contracts:
 * Nothing here prints.  Warnings (a half-precision NaN fallback, a format switch, an
   animated file of which only the first frame was upscaled, outputs made with other
   settings that a folder run kept) go to ``on_warning``, by default Python's
-  :func:`warnings.warn`.
+  :func:`warnings.warn`; except that in :meth:`Upscaler.upscale_folder` what is said of
+  one file (its format switch, its animation) is in its ``Result.warnings``, and only what
+  is said of the run goes to ``on_warning``.
 * Errors are :mod:`pocketsr_cli.errors` types: :class:`~pocketsr_cli.errors.ModelError`
   (unknown model, missing weights), :class:`~pocketsr_cli.errors.DeviceError` (bad
   device or precision), :class:`~pocketsr_cli.errors.ImageReadError` /
