@@ -281,6 +281,8 @@ class Upscaler:
         return self._ensemble
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_compute"):  # its __init__ raised (a traceback's locals)
+            return "Upscaler(<not opened>)"
         return f"Upscaler({self.name!r}, scale={self.scale}, device={self._compute})"
 
     # -- in memory -----------------------------------------------------------------------

@@ -784,3 +784,11 @@ def test_upscale_file_to_a_folder_or_into_a_file_fails_before_the_upscale(
             up.upscale_file(src, dst)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "notes", "taken.png"]
     assert list((tmp_path / "taken.png").iterdir()) == []
+
+
+def test_the_repr_of_an_upscaler_whose_opening_failed_does_not_raise() -> None:
+    """A traceback's locals (pytest, debuggers) show the half-made object."""
+    half = pocketsr_cli.Upscaler.__new__(pocketsr_cli.Upscaler)
+    assert repr(half) == "Upscaler(<not opened>)"
+    up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu")
+    assert repr(up).startswith("Upscaler('bicubic', scale=2, device=cpu")
