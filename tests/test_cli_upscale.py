@@ -911,6 +911,17 @@ def test_bad_ensembles_are_usage_errors(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
 
 
+def _a_rerun_knows_its_output(src: Path, out: Path) -> None:
+    """The same run again finds ``src``'s output made with its settings (``exists``, no
+    conflict), and one at another scale made with others (``different-settings``)."""
+    code, stdout, _ = invoke("upscale", src.parent, "-o", out, *FAST, "--json")
+    (rec,), summary = jsonl(stdout)
+    assert code == 0 and rec["reason_code"] == "exists" and summary["conflicts"] == 0, rec
+    _, stdout, _ = invoke("upscale", src.parent, "-o", out, "-m", "bicubic", "-s", "3", "--json")
+    (rec,), _ = jsonl(stdout)
+    assert rec["reason_code"] == "different-settings" and "×2 → ×3" in rec["reason"], rec
+
+
 def test_a_jpeg_whose_camera_xmp_leaves_no_room_for_the_record_is_known_again(
     tmp_path: Path,
 ) -> None:
@@ -933,14 +944,7 @@ def test_a_jpeg_whose_camera_xmp_leaves_no_room_for_the_record_is_known_again(
     assert code == 0 and rec["status"] == "ok", err
     with Image.open(out / "a.jpg") as im:
         assert im.info["xmp"] == packet  # the camera's, whole
-    code, stdout, err = invoke("upscale", src.parent, "-o", out, *FAST, "--json")
-    (rec,), summary = jsonl(stdout)
-    assert code == 0 and rec["reason_code"] == "exists" and summary["conflicts"] == 0, rec
-    code, stdout, err = invoke(
-        "upscale", src.parent, "-o", out, "-m", "bicubic", "-s", "3", "--json"
-    )
-    (rec,), _ = jsonl(stdout)
-    assert rec["reason_code"] == "different-settings" and "×2 → ×3" in rec["reason"], rec
+    _a_rerun_knows_its_output(src, out)
 
 
 @pytest.mark.parametrize("ext", ["webp", "tif"])
@@ -964,14 +968,7 @@ def test_a_webp_or_tiff_whose_camera_xmp_is_malformed_is_known_again(
     (rec,), _ = jsonl(stdout)
     assert code == 0 and rec["status"] == "ok", err
     assert any("XMP packet is malformed" in w and "not copied" in w for w in rec["warnings"])
-    code, stdout, err = invoke("upscale", src.parent, "-o", out, *FAST, "--json")
-    (rec,), summary = jsonl(stdout)
-    assert code == 0 and rec["reason_code"] == "exists" and summary["conflicts"] == 0, rec
-    code, stdout, err = invoke(
-        "upscale", src.parent, "-o", out, "-m", "bicubic", "-s", "3", "--json"
-    )
-    (rec,), _ = jsonl(stdout)
-    assert rec["reason_code"] == "different-settings" and "×2 → ×3" in rec["reason"], rec
+    _a_rerun_knows_its_output(src, out)
 
 
 def test_an_output_without_a_record_is_never_replaced_silently(tmp_path: Path) -> None:
