@@ -378,6 +378,13 @@ class JobFeed:
             self.queued.append(task)
         return len(self.again) + len(self.queued)
 
+    def wants_another(self, in_hand: Iterable[tuple[int, Job] | None]) -> bool:
+        """Whether a job waits for a worker that none of the workers there are (each
+        worker's task, ``in_hand``: None for one idle or still starting) will be free to
+        take: one more worker would get it (see :meth:`waiting`)."""
+        free = sum(task is None for task in in_hand)
+        return self.waiting(free + 1) > free
+
     def next_task(self) -> tuple[int, Job] | None:
         if self.stopping:
             return None
@@ -498,10 +505,7 @@ class _Driver:
         """Start a worker for each job that waits for one and has no free worker to go to,
         while listed devices remain: never more workers than jobs to run.  Once the jobs
         are exhausted, the devices left without a worker are named in a warning."""
-        while self.unstarted:
-            free = sum(w.task is None for w in self.workers)  # idle, or still starting
-            if self.feed.waiting(free + 1) <= free:
-                break
+        while self.unstarted and self.feed.wants_another(w.task for w in self.workers):
             self.workers.append(_Worker(self.ctx, self.unstarted.pop(0), self.args))
         if self.unstarted and self.feed.exhausted:
             used = len(self.devices) - len(self.unstarted)

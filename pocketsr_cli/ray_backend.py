@@ -300,10 +300,7 @@ class _RayDriver:
         while planned actors remain: never more actors (each loads the model, and holds a
         GPU) than jobs to run.  Once the jobs are exhausted, how many planned actors were
         not started is said in a warning."""
-        while self.unstarted:
-            free = sum(a.task is None for a in self.actors)  # idle, or still starting
-            if self.feed.waiting(free + 1) <= free:
-                break
+        while self.unstarted and self.feed.wants_another(a.task for a in self.actors):
             self.unstarted -= 1
             self.actors.append(self.spawn())
         if self.unstarted and self.feed.exhausted:
