@@ -84,7 +84,7 @@ from pocketsr_cli.imageio import (
     probe,
 )
 from pocketsr_cli.sizing import scale_label
-from pocketsr_cli.spelling import FORMAT, GLOB, OUTPUT, RECURSIVE, SUFFIX
+from pocketsr_cli.spelling import FORMAT, GLOB, OUTPUT, RECURSIVE, SUFFIX, offers
 
 __all__ = [
     "REPORT_MARKER",
@@ -615,11 +615,11 @@ def _nothing_found(folders: Sequence[Path], recursive: bool, glob: str | None) -
                 subdirs = sum(_is_dir(e) and not _is_hidden(e.name) for e in listing)
         except OSError:
             subdirs = 0
-        hint = (
-            f" (it has {subdirs} sub-folder(s): add {RECURSIVE})"
-            if subdirs and not recursive
-            else ""
-        )
+        hint = ""
+        if subdirs and not recursive:
+            # A face without a recursive option (bench --folder) says why, not what to add.
+            advice = f"add {RECURSIVE}" if offers(RECURSIVE) else "they are not searched"
+            hint = f" (it has {subdirs} sub-folder(s): {advice})"
         reasons.append(f"no image files{matching} in {folder}{hint}")
     return "; ".join(reasons)
 

@@ -167,6 +167,17 @@ def test_bad_folder_options_are_one_line_usage_errors(
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
 
 
+def test_a_folder_of_sub_folders_advises_no_recursive_option_bench_lacks(tmp_path: Path) -> None:
+    """bench --folder searches no sub-folder and has no -r: the message said "add
+    -r/--recursive", which bench then refused as no such option."""
+    (tmp_path / "2024").mkdir()
+    Image.new("RGB", (16, 16)).save(tmp_path / "2024" / "a.png")
+    code, out, err = invoke("bench", "-m", "bicubic", "--folder", tmp_path)
+    assert code == 2 and out == ""
+    assert "it has 1 sub-folder(s): they are not searched" in err, err
+    assert "--recursive" not in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("command", ["bench", "upscale"])
 def test_a_format_refused_lists_the_choices_help_shows(
     photos: Path, tmp_path: Path, command: str
