@@ -248,7 +248,9 @@ class Job:
         return (self.output,) if self.alt_output is None else (self.output, self.alt_output)
 
 
-def _is_hidden(name: str) -> bool:
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder called ``name`` is hidden (a leading dot: macOS's ``._``
+    resource forks, editors' and our own temporary files), so left out of every scan."""
     return name.startswith(".")
 
 
@@ -372,7 +374,7 @@ def _scan(
     subdirs = []
     files = []
     for entry in entries:
-        if _is_hidden(entry.name) or _is_ours(entry.name):
+        if is_hidden(entry.name) or _is_ours(entry.name):
             continue
         if _is_dir(entry):
             subdirs.append(entry)
@@ -612,7 +614,7 @@ def _nothing_found(folders: Sequence[Path], recursive: bool, glob: str | None) -
     for folder in folders:
         try:
             with os.scandir(folder) as listing:
-                subdirs = sum(_is_dir(e) and not _is_hidden(e.name) for e in listing)
+                subdirs = sum(_is_dir(e) and not is_hidden(e.name) for e in listing)
         except OSError:
             subdirs = 0
         hint = ""
@@ -1026,7 +1028,7 @@ class _StreamingCheck:
             rel = _relative(out, root)
             if not self.recursive and os.path.dirname(rel):
                 continue
-            if any(_is_hidden(part) for part in Path(rel).parts[:-1]):
+            if any(is_hidden(part) for part in Path(rel).parts[:-1]):
                 continue
             if self.is_listed(out, rel):
                 return True
@@ -1049,7 +1051,7 @@ class _StreamingCheck:
         path = Path(out)
         return (
             is_image_path(path)
-            and not _is_hidden(name)
+            and not is_hidden(name)
             and not _is_ours(name)
             and self.matches(Path(rel))
             and _own_output_reason(path, self.naming.effective_suffix, self.folder_stems) is None

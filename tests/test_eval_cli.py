@@ -403,6 +403,23 @@ def test_a_folder_of_images_too_small_to_score_says_why(tmp_path: Path) -> None:
     assert record["exit_code"] == 1
 
 
+def test_hidden_files_are_not_scored(tmp_path: Path) -> None:
+    """As upscale and bench --folder leave them out: a folder copied from a Mac holds a
+    ``._NAME`` resource fork beside each photo, which eval reported as unreadable, and a
+    hidden image was scored as one of the photos."""
+    save_opencv(tmp_path / "photo.png", make_photo_like(64, 64, seed=1))
+    save_opencv(tmp_path / ".thumb.png", make_photo_like(64, 64, seed=2))
+    (tmp_path / "._photo.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    assert collect_images(tmp_path) == [tmp_path / "photo.png"]
+    code, out, err = invoke("eval", tmp_path, "-m", "bicubic", "--json")
+    assert code == 0 and "._photo.png" not in err, err
+    (record,) = json_lines(out)
+    assert record["count"] == 1 and [i["image"] for i in record["images"]] == ["photo.png"]
+    (tmp_path / "photo.png").unlink()
+    code, _, err = invoke("eval", tmp_path, "-m", "bicubic")
+    assert code == 2 and f"no image files in {tmp_path}" in " ".join(err.split())
+
+
 def test_bench_runs_no_network_pass_before_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
     """The warm-up column is the first upscale's seconds (with --compile, the compiling):
     weighing a --size against the memory must not run the network (the tiler's probe

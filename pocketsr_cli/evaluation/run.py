@@ -186,17 +186,21 @@ def _finite_or_none(value: Any) -> Any:
 
 
 def collect_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder`` (by extension, sorted by name); ``evaluate``'s
-    ``limit`` says how many of them are scored.
+    """Image files directly inside ``folder`` (by extension, sorted by name; hidden files
+    left out, as ``upscale`` and ``bench --folder`` leave them: ``jobs.is_hidden``);
+    ``evaluate``'s ``limit`` says how many of them are scored.
 
     Raises:
         UsageError: ``folder`` is not a folder, or holds no image file.
     """
     from pocketsr_cli.imageio import is_image_path
+    from pocketsr_cli.jobs import is_hidden
 
     if not folder.is_dir():
         raise UsageError(f"not a folder: {folder}")
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image_path(p))
+    paths = sorted(
+        p for p in folder.iterdir() if not is_hidden(p.name) and p.is_file() and is_image_path(p)
+    )
     if not paths:
         raise UsageError(f"no image files in {folder}")
     return paths
