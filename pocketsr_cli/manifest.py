@@ -38,6 +38,7 @@ typo (``multiple-of`` for ``multiple_of`` would otherwise change how images are 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 import sys
@@ -258,8 +259,8 @@ class _Table:
         number = self.get(key, int if type(value) is int else float)
         if number is None:
             return None
-        if not number > 0:
-            raise ValueError(f"{self._name(key)} must be above 0, not {number}")
+        if not (number > 0 and math.isfinite(number)):  # TOML spells inf and nan
+            raise ValueError(f"{self._name(key)} must be a finite number above 0, not {number}")
         return float(number)
 
     def one_of(self, key: str, choices: Sequence[str]) -> str | None:
@@ -288,6 +289,7 @@ def _parse(data: Mapping[str, Any], path: Path, origin: Origin) -> ModelSpec:
     if not family or family == SPANDREL_PREFIX:
         raise ValueError("family must name an architecture family")
     build = top.get("build", dict, {})
+    _check_finite(build, "build")
     weights = _parse_weight_files(top)
     if family.startswith(SPANDREL_PREFIX) and len(weights) != 1:
         # spandrel tells the network from the tensors of one file: with none (or several)
@@ -316,6 +318,23 @@ def _parse(data: Mapping[str, Any], path: Path, origin: Origin) -> ModelSpec:
     top.done()
     _check_variant_name(spec)
     return spec
+
+
+def _check_finite(value: Any, where: str) -> None:
+    """Refuse ``inf`` and ``nan`` (TOML has both) anywhere in ``value``: no build argument
+    means either, and ``models info --json`` could not write one as JSON.
+
+    Raises:
+        ValueError: naming the key.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, not {value}")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{where}[{i}]")
 
 
 def _check_variant_name(spec: ModelSpec) -> None:

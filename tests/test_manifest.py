@@ -162,6 +162,9 @@ def test_good_manifest(tmp_path: Path) -> None:
         (lambda t: t.replace("params = 12", "params = -3"), "must not be negative"),
         (lambda t: "hints = 3\n" + t.replace("[hints]\nmultiple_of = 4", ""), "hints must be dict"),
         (lambda t: t + "[[", "bad model manifest"),
+        # TOML's inf and nan: a model no run could use, and Infinity/NaN in info --json.
+        (lambda t: t + "[build]\nupscale = inf\n", r"build\.upscale must be a finite"),
+        (lambda t: t + "[build]\nw = [1.0, -nan]\n", r"build\.w\[1\] must be a finite"),
         # Listed as a user model and verified "no weights", yet refused on every use.
         (lambda t: t.split("[weights]")[0] + "[hints]" + t.split("[hints]")[1], "needs exactly"),
     ],
@@ -269,7 +272,7 @@ def test_a_chroma_guard_is_one_the_code_knows(tmp_path: Path) -> None:
             parse_manifest(path, "user")
 
 
-@pytest.mark.parametrize("value", ["0", "-1.5", '"4"', "true"])
+@pytest.mark.parametrize("value", ["0", "-1.5", '"4"', "true", "inf", "nan"])
 def test_a_mean_anchor_must_be_a_number_above_zero(tmp_path: Path, value: str) -> None:
     path = tmp_path / "m.toml"
     path.write_text(GOOD.replace("multiple_of = 4", f"multiple_of = 4\nmean_anchor = {value}"))
