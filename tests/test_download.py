@@ -21,7 +21,7 @@ from _http import Behaviour, Loopback, refuse_network, serve
 from filelock import FileLock
 
 from pocketsr_cli import __version__
-from pocketsr_cli.errors import ModelError
+from pocketsr_cli.errors import ModelError, UsageError
 from pocketsr_cli.weights import cache
 from pocketsr_cli.weights.download import download_file
 
@@ -91,7 +91,10 @@ def test_weights_path_rejects_non_plain_names(name: str) -> None:
     ("value", "expected"),
     [
         *[("1", True), ("true", True), ("TRUE", True), ("Yes", True), (" yes ", True)],
-        *[("0", False), ("false", False), ("no", False), ("", False), ("on", False)],
+        # The commands' --offline reads the variable as click does: on, t and y are yes too.
+        *[("on", True), ("T", True), ("y", True)],
+        *[("0", False), ("false", False), ("no", False), ("", False), ("off", False)],
+        *[("n", False), ("F", False)],
         (None, False),
     ],
 )
@@ -101,6 +104,13 @@ def test_is_offline(monkeypatch: pytest.MonkeyPatch, value: str | None, expected
     else:
         monkeypatch.setenv("POCKETSR_OFFLINE", value)
     assert cache.is_offline() is expected
+
+
+def test_an_offline_value_that_says_neither_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """upscale --offline refuses it (a usage error); the downloader went online instead."""
+    monkeypatch.setenv("POCKETSR_OFFLINE", "maybe")
+    with pytest.raises(UsageError, match=r"POCKETSR_OFFLINE='maybe' is neither yes nor no"):
+        cache.is_offline()
 
 
 def test_sha256_file_reads_in_chunks(tmp_path: Path) -> None:

@@ -215,6 +215,24 @@ def test_download_offline_says_what_to_run(
     assert server.hits == []
 
 
+@pytest.mark.parametrize("value", ["on", "y"])
+def test_download_is_offline_for_every_yes_upscale_takes(
+    home: Path, server: Loopback, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """upscale --offline (its environment variable read by click) took on and y as yes,
+    while models download went online for them."""
+    remote_blob(server, "/blob.bin")
+    monkeypatch.setenv("POCKETSR_OFFLINE", value)
+    result = invoke("models", "download", "blob")
+    assert result.exit_code == 3 and "offline mode is on" in result.stderr
+    assert server.hits == []
+    monkeypatch.setenv("POCKETSR_OFFLINE", "maybe")
+    result = invoke("models", "download", "blob")
+    assert result.exit_code == 2 and server.hits == []
+    assert "error (usage): POCKETSR_OFFLINE='maybe' is neither yes nor no" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_two_processes_download_once(home: Path, server: Loopback) -> None:
     server.behaviours["/blob.bin"] = Behaviour(chunk_delay=0.025)  # ~1.6 s transfer
     remote_blob(server, "/blob.bin")

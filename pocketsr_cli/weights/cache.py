@@ -25,8 +25,11 @@ Weights sit in one folder per model so that two models shipping a file of the sa
 (``model.safetensors``) never collide.  Nothing here creates folders: callers that write
 (the downloader, ``models import``) create what they need.
 
-Offline mode: ``POCKETSR_OFFLINE`` set to ``1``, ``true`` or ``yes`` (any case) forbids
-network access; the downloader then reports a missing file instead of fetching it.
+Offline mode: ``POCKETSR_OFFLINE`` set to ``1``, ``true``, ``yes``, ``on``, ``t`` or ``y``
+(any case) forbids network access; the downloader then reports a missing file instead of
+fetching it.  Those are the spellings the commands' ``--offline`` reads the variable with
+(click's), so that every command and the Python API agree; a value that is neither one of
+them nor a "no" (``0``, ``false``, ``no``, ``off``, ``f``, ``n``, empty) is refused.
 """
 
 from __future__ import annotations
@@ -38,12 +41,14 @@ from pathlib import Path
 
 import platformdirs
 
-from pocketsr_cli.errors import ModelError
+from pocketsr_cli.errors import ModelError, UsageError
 
 HOME_ENV = "POCKETSR_HOME"
 OFFLINE_ENV = "POCKETSR_OFFLINE"
 _APP_NAME = "pocketsr"
-_TRUE_VALUES = frozenset({"1", "true", "yes"})
+# click's yes and no, with which Typer reads the variable for the commands' --offline.
+_TRUE_VALUES = frozenset({"1", "true", "yes", "on", "t", "y"})
+_FALSE_VALUES = frozenset({"", "0", "false", "no", "off", "f", "n"})
 
 
 def _home() -> Path | None:
@@ -100,8 +105,19 @@ def user_models_dir() -> Path:
 
 
 def is_offline() -> bool:
-    """Return True when ``POCKETSR_OFFLINE`` is ``1``, ``true`` or ``yes`` (any case)."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in _TRUE_VALUES
+    """Return True when ``POCKETSR_OFFLINE`` says yes (``1``, ``true``, ``on``..., any case;
+    the module docs), False when it says no or is not set.
+
+    Raises:
+        UsageError: it says neither (``maybe``), rather than going online on a guess.
+    """
+    raw = os.environ.get(OFFLINE_ENV, "")
+    value = raw.strip().lower()
+    if value in _TRUE_VALUES:
+        return True
+    if value in _FALSE_VALUES:
+        return False
+    raise UsageError(f"{OFFLINE_ENV}={raw!r} is neither yes nor no: set it to 1 (offline) or 0")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
