@@ -180,8 +180,8 @@ _API = textwrap.dedent(
 
 @pytest.mark.skipif(not GLIBC, reason="glibc only")
 def test_opening_an_api_upscaler_keeps_freed_memory_as_the_cli_does() -> None:
-    """Without it a library user's 4K upscale on the CPU ran 1.4-1.6x slower than the
-    CLI's (7.6-8.9 s against 5.5 s for the default model in fp32, the same process)."""
+    """Without it a library user's 4K upscale on the CPU ran 1.5x slower than the CLI's
+    (7.9-8.2 s against 5.3 s for the default model in fp32: scripts/api_speed.py)."""
     env = {k: v for k, v in os.environ.items() if k != hostmem.ENV}
     assert _fresh_process(_API) == ["False", "True"]
     assert _fresh_process(_API, env={**env, hostmem.ENV: "0"}) == ["False", "False"]
