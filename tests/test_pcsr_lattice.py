@@ -200,6 +200,32 @@ def test_lattice_only_at_whole_integer_scales() -> None:
     assert torch.equal(lattice.to_raster(planes), raster)
 
 
+def test_no_lattice_where_its_planes_outnumber_their_pixels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A few LR pixels at a large factor run the general path: 1 pixel at x100 ran 10,000
+    one-pixel planes (its memory probe, watching each of their operations, 60-90 s)."""
+    for n, h, w, scale, used in [(2, 5, 7, 8, True), (1, 5, 7, 6, False), (1, 1, 1, 2, False)]:
+        feat = torch.zeros(n, 8, h, w)
+        ratio = as_ratio(scale)
+        rows = query_axis(h, output_length(h, ratio), ratio)
+        cols = query_axis(w, output_length(w, ratio), ratio)
+        assert (lattice_for(feat, rows, cols) is not None) == used, (n, h, w, scale)
+    model = _model("carn")
+    called: list[str] = []
+    real_base = pcsr_network.base_planes
+    monkeypatch.setattr(
+        pcsr_network, "base_planes", lambda *a: called.append("lattice") or real_base(*a)
+    )
+    x = _image(1, 2, 3, seed=1)
+    with torch.inference_mode():
+        out = model(x, scale=10)
+    assert out.shape == (1, 3, 20, 30) and called == []
+    with torch.inference_mode():
+        model(_image(1, 6, 6, seed=1), scale=4)
+    assert called == ["lattice"]
+
+
 @pytest.mark.parametrize("scale", [1, 2, 3, 4, 5])
 def test_the_base_by_planes_is_the_bilinear_base(scale: int) -> None:
     """Phase planes of the bilinear base, made into an image, are ``grid.bilinear`` (border

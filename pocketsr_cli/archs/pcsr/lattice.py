@@ -67,14 +67,19 @@ class Lattice:
 
 def lattice_for(feat: torch.Tensor, rows: QueryAxis, cols: QueryAxis) -> Lattice | None:
     """The lattice of features ``(N, C, h, w)`` queried at ``rows x cols``, or None when
-    the query grid is not a whole integer scale of the LR grid on both axes."""
+    the query grid is not a whole integer scale of the LR grid on both axes, or when its
+    planes would be more than the positions in each (a few LR pixels at a large factor:
+    the per-plane passes then cost more than they save; a 1-pixel image drawn at x100 ran
+    10,000 planes of one pixel, about 600,000 small operations, and its memory probe,
+    which watches each, took 60-90 s)."""
     if not (rows.whole and cols.whole):
         return None
     n, _, h, w = feat.shape
     scale = len(rows) // h
     if len(cols) != scale * w:
         return None
-    return Lattice(scale, n, h, w)
+    grid = Lattice(scale, n, h, w)
+    return grid if grid.planes <= grid.pixels else None
 
 
 @dataclass(frozen=True)
