@@ -4,8 +4,8 @@ macOS and Windows ignore case by default, Linux keeps it, and a disk mounted any
 may do either (a FAT stick or a network share on Linux, a case-sensitive volume on a
 Mac): :func:`case_blind` asks the disk itself.  Job planning (``jobs.py``: two outputs
 ``Photo.png`` and ``photo.png`` are one file there) and the user model folder
-(``weights/store.py``: ``models import --force`` of a name differing only in case
-replaces the model there) both compare names through it, folded by :func:`folded`.
+(``weights/store.py``: ``Foo.toml`` there is the manifest ``foo.toml`` names) both
+compare names through it, folded by :func:`folded`.
 
 The answers are kept until :func:`forget_answers`, which each run's planning calls as it
 starts (``jobs.collect_jobs``, ``jobs.iter_jobs``), so that a long-lived process (the

@@ -742,38 +742,42 @@ def test_import_force_keeps_a_whole_model_wherever_it_is_killed(
         raise AssertionError("import --force never finished")
 
 
-def test_import_force_of_a_name_differing_in_case_replaces_the_model_where_names_ignore_case(
-    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("blind", [False, True])
+def test_import_refuses_a_name_differing_only_in_case_from_a_model(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, blind: bool
 ) -> None:
-    """On a Mac's disk ``foo.toml`` is the manifest ``Foo.toml``: ``import -n foo --force``
-    replaces the model ``Foo``.  Its weights were taken for another model's, so the new
-    ones went over them while its manifest still named them (``foo.safetensors`` is
-    ``Foo.safetensors`` there), and where they did not (a case-sensitive disk, as this
-    one, told it ignores case) they were left behind."""
+    """On the disks of macOS and Windows ``Q4`` and ``q4`` are one name: a model and
+    another of its name in another case would share their files (the user's, or a bundled
+    model's downloads), so the name is refused on every disk, --force or not, naming the
+    model it clashes with; by either import command, before anything is read."""
     from pocketsr_cli import fscase
 
     imported(tmp_path, "Foo")
+    monkeypatch.setattr(fscase, "case_blind", lambda folder: blind)
     source = tmp_path / "new.safetensors"
-    save_safetensors(source, compact_state(scale=2, seed=3))
-    monkeypatch.setattr(fscase, "case_blind", lambda folder: True)
-    real_replace = os.replace
-    weights: list[str] = []
-
-    def replace(src: Any, dst: Any) -> None:
-        if str(dst).endswith(".safetensors"):
-            weights.append(Path(dst).name)
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace)
-    assert invoke("models", "import", str(source), "-n", "foo", "--force").exit_code == 0
-    # The new weights went beside the old ones first, then took the name once it was free.
-    assert weights == ["foo~.safetensors", "foo.safetensors"]
+    save_safetensors(source, compact_state(scale=2, seed=4))
+    param, bin_path = tmp_path / "x.param", tmp_path / "x.bin"
+    param.write_bytes(b"")
+    bin_path.write_bytes(b"")
+    for name, says in [
+        ("foo", "has a model 'Foo', which differs from 'foo' only in case"),
+        ("FOO", "import as 'Foo' with --force"),
+        ("LANCZOS", "bundled model 'lanczos'"),
+        ("Pocketsr-Compact", "bundled name 'pocketsr-compact'"),
+    ]:
+        for args in (
+            ("import", str(source)),
+            ("import", str(source), "--force"),
+            ("import-ncnn", str(param), str(bin_path)),
+        ):
+            result = invoke("models", *args, "--name", name)
+            assert result.exit_code == 2 and says in result.stderr, (name, args, result.stderr)
     folder = user_models_dir()
-    names = sorted(p.name for p in folder.iterdir() if p.name[0] != ".")
-    assert names == ["Foo.toml", "foo.safetensors", "foo.toml"]  # Foo.toml: foo.toml there
-    spec = parse_manifest(folder / "foo.toml", "user")
-    assert spec.weights is not None and spec.weights.file == "foo.safetensors"
-    assert spec.weights.sha256 == sha256((folder / "foo.safetensors").read_bytes())
+    assert sorted(p.name for p in folder.iterdir() if p.name[0] != ".") == [
+        "Foo.safetensors",
+        "Foo.toml",
+    ]
+    assert invoke("models", "import", str(source), "-n", "Foo", "--force").exit_code == 0
 
 
 def _waiting_on_a_lock(pid: int) -> bool:

@@ -41,7 +41,10 @@ ImportNameOpt = Annotated[
         "--name",
         "-n",
         metavar="NAME",
-        help="Name to use with -m (letters, digits, '.', '_', '-').",
+        help=(
+            "Name to use with -m (letters, digits, '.', '_', '-'); not one that differs "
+            "only in case from another model's."
+        ),
         show_default=False,
     ),
 ]

@@ -354,9 +354,10 @@ class _Manifests:
 
     Paths are compared as the folder's disk compares names (:meth:`key`): where it
     ignores case (macOS and Windows by default, ``fscase.case_blind``), ``Foo.toml`` is
-    the manifest ``foo.toml`` names, so that an import of ``foo`` with ``--force``
-    replaces the model ``Foo``, keeps its weights while its manifest names them and then
-    removes them, as for a name of the same case."""
+    the manifest ``foo.toml`` names, so that a file there in another case than the one
+    its name is spelt in (a folder copied from a disk that keeps case) is never taken for
+    another model's and written over.  ``_refuse_taken`` refuses an import's name that
+    differs only in case from a model's."""
 
     def __init__(self, folder: Path, skip: Path | None = None) -> None:
         self._fold = fscase.case_blind(os.path.realpath(folder))
@@ -399,13 +400,23 @@ def _check_name(request: ImportRequest) -> Path:
             "starting with a letter or digit, not ending in a weights suffix"
         )
     bundled = manifest.load_manifests([("bundled", manifest.bundled_dir())])
-    if name in bundled:
-        raise UsageError(f"{name!r} is a bundled model; choose another name")
-    variants = sorted(n for n in bundled if (v := manifest.variant_of(n)) and v[0] == name)
+    # Compared as a disk that ignores case compares them: the downloads of a bundled
+    # model and an imported one of its name in another case (weights/NAME/) are one
+    # folder there, which removing either would empty.
+    folded = fscase.folded(name)
+    same = sorted(n for n in bundled if fscase.folded(n) == folded)
+    if same:
+        what = "is a bundled model" if same[0] == name else _CASE_ONLY.format(f"model {same[0]!r}")
+        raise UsageError(f"{name!r} {what}; choose another name")
+    variants = sorted(
+        n for n in bundled if (v := manifest.variant_of(n)) and fscase.folded(v[0]) == folded
+    )
     if variants:  # -m NAME picks among them by -s: a model of that name would take over
+        base = variants[0].rsplit("-x", 1)[0]
+        what = "names" if base == name else f"{_CASE_ONLY.format(f'name {base!r}')}, which names"
         raise UsageError(
-            f"{name!r} names the bundled family {', '.join(variants)} ({MODEL.given(name)} "
-            "picks one by the scale); choose another name"
+            f"{name!r} {what} the bundled family {', '.join(variants)} "
+            f"({MODEL.given(base)} picks one by the scale); choose another name"
         )
     folder = user_models_dir()
     # A folder that cannot be written is refused as an unusable destination is elsewhere
@@ -417,6 +428,10 @@ def _check_name(request: ImportRequest) -> Path:
     # folder's lock, where the answer counts.
     _refuse_taken(request, folder, None)
     return folder
+
+
+# Names that differ only so are one name on the disks of macOS and Windows.
+_CASE_ONLY = "differs only in case from the bundled {} (one name where disks ignore case)"
 
 
 def _check_variant_scale(name: str, scale: int) -> None:
@@ -447,9 +462,20 @@ def _refuse_taken(request: ImportRequest, folder: Path, found: _Manifests | None
     replace nor win against (the first file by name defines a model).  ``found``: the
     folder's manifests (None: read them here, when ``NAME.toml`` does not refuse first)."""
     target = folder / f"{request.name}.toml"
+    manifests = found or _Manifests(folder, skip=target)
+    # Before NAME.toml's own test, which a disk that ignores case answers for Name.toml.
+    stems = [p.stem for p in folder.glob("*.toml")] if folder.is_dir() else []
+    names = {*stems, *(spec.name for spec in manifests.specs.values())} - {request.name}
+    twins = sorted(n for n in names if fscase.folded(n) == fscase.folded(request.name))
+    if twins:
+        raise UsageError(
+            f"{folder} has a model {twins[0]!r}, which differs from {request.name!r} only in "
+            "case (one name on the disks of macOS and Windows, which would store both in "
+            f"the same files); choose another name, or import as {twins[0]!r} with {FORCE} "
+            "to replace it"
+        )
     if target.exists() and not request.force:
         raise UsageError(f"model {request.name!r} already exists in {folder}; {FORCE} replaces it")
-    manifests = found or _Manifests(folder, skip=target)
     for key, other in manifests.specs.items():
         if key != manifests.key(target) and other.name == request.name:
             raise UsageError(
