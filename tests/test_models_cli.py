@@ -177,6 +177,19 @@ def test_info(home: Path) -> None:
     )
 
 
+def test_info_table_shows_absent_values_as_list_does_and_flags_as_yes_or_no(home: Path) -> None:
+    """The table of ``models info`` printed Python's None, False and [] where ``models
+    list`` prints ``-``."""
+    human = invoke("models", "info", "realesrgan-x4plus")
+    assert human.exit_code == 0
+    rows = dict(line.split(None, 1) for line in human.stdout.splitlines())
+    assert rows["weights.path"] == "-" and rows["hints.mean_anchor"] == "-"
+    assert rows["default"] == "no" and rows["hints.fp16"] == "yes"
+    assert rows["weights.urls"].startswith("https://github.com/xinntao/")
+    lanczos = invoke("models", "info", "lanczos").stdout
+    assert not {"None", "False", "True", "[]"} & set(lanczos.split())
+
+
 # --- download / verify / remove ---------------------------------------------------------------
 
 

@@ -215,11 +215,11 @@ def info(
         _emit(details)
         return
     pairs = [
-        (key, str(value))
+        (key, _shown(value))
         for key, value in details.items()
         if key not in ("weights", "hints", "meta", "build")
     ]
-    pairs += [(f"build.{k}", str(v)) for k, v in spec.build.items()]
+    pairs += [(f"build.{k}", _shown(v)) for k, v in spec.build.items()]
     for i, entry in enumerate(files):
         prefix = "weights" if len(files) == 1 else f"weights[{i}]"
         entry = dict(entry)
@@ -232,10 +232,22 @@ def info(
             )
         else:
             entry.pop("pinned_sha256")
-        pairs += [(f"{prefix}.{k}", str(v)) for k, v in entry.items()]
-    pairs += [(f"hints.{k}", str(v)) for k, v in vars(spec.hints).items()]
-    pairs += [(f"meta.{k}", str(v)) for k, v in vars(spec.meta).items()]
+        pairs += [(f"{prefix}.{k}", _shown(v)) for k, v in entry.items()]
+    pairs += [(f"hints.{k}", _shown(v)) for k, v in vars(spec.hints).items()]
+    pairs += [(f"meta.{k}", _shown(v)) for k, v in vars(spec.meta).items()]
     _ui.print_pairs(_ui.make_report_console(), pairs)
+
+
+def _shown(value: Any) -> str:
+    """A value of ``models info`` as its table shows it: ``-`` for an absent one (None,
+    empty), as ``models list`` shows one, yes/no for a flag, a list's items by commas."""
+    if value is None or value == "" or value == [] or value == ():
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(_shown(v) for v in value)
+    return str(value)
 
 
 @app.command(
