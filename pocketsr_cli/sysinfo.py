@@ -84,6 +84,8 @@ class SystemReport:
     extras: dict[str, str | None] = field(default_factory=dict)  # name -> version or None
     # user manifests that define no model, each with why (as `models list` warns)
     skipped_manifests: list[str] = field(default_factory=list)
+    # the cache and user model folder where nothing can be stored, each with why
+    folder_problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; byte counts are integers, absent figures ``None``."""
@@ -129,6 +131,7 @@ def collect(*, load_default_model: bool = True) -> SystemReport:
         user_models_dir=str(user_models_dir()),
         extras=extras(),
         skipped_manifests=skipped_manifests(),
+        folder_problems=folder_problems(),
     )
 
 
@@ -184,6 +187,22 @@ def skipped_manifests() -> list[str]:
         registry(problems)
     except Exception as exc:  # a folder that cannot be listed: the diagnosis is the message
         return [str(exc)]
+    return problems
+
+
+def folder_problems() -> list[str]:
+    """Why downloads or imports could not be stored: one line for the cache and one for
+    the user model folder where files cannot be made (``atomicfile.folder_write_problem``:
+    a ``POCKETSR_HOME`` that is a file, a read-only folder), each naming the folder;
+    empty when both can be written or made."""
+    from pocketsr_cli.atomicfile import folder_write_problem
+    from pocketsr_cli.weights.cache import cache_dir, user_models_dir
+
+    problems = []
+    for label, folder in (("cache", cache_dir()), ("user models", user_models_dir())):
+        problem = folder_write_problem(folder)
+        if problem is not None:
+            problems.append(f"{label} {folder}: {problem}")
     return problems
 
 

@@ -66,6 +66,20 @@ def test_json_on_this_machine(home: Path) -> None:
     assert {"spandrel", "pillow-heif"} <= set(report["extras"])
     assert report["extras"]["spandrel"]  # installed by scripts/install.sh
     assert report["skipped_manifests"] == []
+    assert report["folder_problems"] == []
+
+
+def test_a_pocketsr_home_that_is_a_file_is_reported(home: Path) -> None:
+    """Only ``models import`` refused such a home (and downloads failed late); doctor, the
+    "is my set-up right?" command, said nothing."""
+    home.write_text("")
+    problems = doctor_json()["folder_problems"]
+    assert problems == [
+        f"cache {home / 'cache'}: {home} is a file, not a folder",
+        f"user models {home / 'models'}: {home} is a file, not a folder",
+    ]
+    lines = [line for line in doctor_text().splitlines() if line.lstrip().startswith("problem")]
+    assert len(lines) == 2 and all(f"{home} is a file, not a folder" in x for x in lines)
 
 
 def test_an_unreadable_user_manifest_is_reported(home: Path) -> None:

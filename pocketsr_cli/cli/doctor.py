@@ -30,8 +30,9 @@ def doctor(
 ) -> None:
     """Show versions, devices (each GPU with its memory), the default model and extras.
 
-    Also what '--device auto' would choose and whether the default model loads without
-    the network. With --json: one object on stdout.
+    Also what '--device auto' would choose, whether the default model loads without
+    the network, and a cache or user model folder where nothing can be stored (a
+    POCKETSR_HOME that is a file). With --json: one object on stdout.
     """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.sysinfo import collect
@@ -85,6 +86,7 @@ def rows(report: SystemReport) -> list[tuple[str, str]]:
         ("cache", report.cache_dir),
         ("user models", report.user_models_dir),
         *(("  skipped", problem) for problem in report.skipped_manifests),
+        *(("  problem", problem) for problem in report.folder_problems),
         (
             "extras",
             ", ".join(
