@@ -626,6 +626,34 @@ def test_import_refusals(tmp_path: Path, home: Path) -> None:
     ]
 
 
+def test_import_refuses_a_description_or_licence_that_is_not_one_line(
+    tmp_path: Path, home: Path
+) -> None:
+    """The help says --description is one line, and a licence is shown in a table cell of
+    ``models list``: a line break in either, or an empty licence, was stored as given."""
+    source = tmp_path / "m.safetensors"
+    save_safetensors(source, SD)
+    param, bin_path = tmp_path / "x.param", tmp_path / "x.bin"
+    param.write_bytes(b"")
+    bin_path.write_bytes(b"")
+    for option, says in [
+        ("--description=two\nlines", "--description must be one line"),
+        ("--description=ends\r\n", "--description must be one line"),
+        ("--description=para\u2029graph", "--description must be one line"),
+        ("--license=MIT\nApache-2.0", "--license must be one line"),
+        ("--license=", "an empty --license"),
+        ("--license=  ", "an empty --license"),
+    ]:
+        for command in (("import", str(source)), ("import-ncnn", str(param), str(bin_path))):
+            result = invoke("models", *command, "--name", "x", option)
+            assert result.exit_code == 2 and says in result.stderr, (option, result.stderr)
+    assert not user_models_dir().exists()
+    ok = invoke(
+        "models", "import", str(source), "-n", "x", "--license", "MIT", "--description", "a b"
+    )
+    assert ok.exit_code == 0, ok.output
+
+
 def test_import_of_an_image_says_it_is_an_image(tmp_path: Path, home: Path) -> None:
     """``models import photo.jpg`` (an input given to the wrong command) said 'not a
     PyTorch checkpoint'; it gets the image hint ``-m photo.jpg`` gets (load.image_hint),

@@ -51,7 +51,9 @@ ImportNameOpt = Annotated[
 LicenseOpt = Annotated[
     str,
     typer.Option(
-        "--license", metavar="LICENCE", help="Licence of the weights, recorded in the manifest."
+        "--license",
+        metavar="LICENCE",
+        help="Licence of the weights, recorded in the manifest (one line, not empty).",
     ),
 ]
 DescriptionOpt = Annotated[

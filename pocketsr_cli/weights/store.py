@@ -38,7 +38,7 @@ from pocketsr_cli.atomicfile import (
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.errors import ModelError, UsageError
 from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
-from pocketsr_cli.spelling import FORCE, MODEL, OUTSCALE, SHA256
+from pocketsr_cli.spelling import DESCRIPTION, FORCE, LICENSE, MODEL, OUTSCALE, SHA256
 from pocketsr_cli.weights import trust, verify
 from pocketsr_cli.weights.cache import (
     sha256_file,
@@ -70,12 +70,25 @@ class ImportRequest:
         license: the licence of the weights, as the user knows it.
         description: one line for ``models list``; generated when empty.
         force: replace an imported model of the same name.
+
+    Raises:
+        UsageError: a licence that is empty (or blank), or a licence or description of
+            more than one line (the manifest and ``models list`` show each on one).
     """
 
     name: str
     license: str = "unknown"
     description: str = ""
     force: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.license.strip():
+            raise UsageError(
+                f"an empty {LICENSE}: give the weights' licence, or leave it out for 'unknown'"
+            )
+        for option, text in ((LICENSE, self.license), (DESCRIPTION, self.description)):
+            if text and text.splitlines() != [text]:  # \n, \r, and Unicode's other breaks
+                raise UsageError(f"{option} must be one line: {text!r} has a line break")
 
 
 def is_url(source: str) -> bool:
