@@ -476,7 +476,7 @@ def collect_jobs(
     fscase.forget_answers()  # asked afresh by each run (a disk may be mounted anew)
     jobs = list(_planned(inputs, naming, recursive, glob, _named_outputs(inputs, naming)))
     if not jobs:
-        raise UsageError(_nothing_found(inputs, recursive, glob))
+        raise UsageError(nothing_found(inputs, recursive, glob))
     return _check_outputs(jobs, naming)
 
 
@@ -519,7 +519,7 @@ def iter_jobs(
     stream = _checked(inputs, naming, recursive, glob, on_warning, check)
     ahead = list(itertools.islice(stream, PLAN_AHEAD))
     if not ahead:
-        raise UsageError(_nothing_found(inputs, recursive, glob))
+        raise UsageError(nothing_found(inputs, recursive, glob))
     ahead = [check.settled(job) for job in ahead]
     check.started = True
     check.alts.clear()
@@ -607,8 +607,11 @@ def _recorded_from(path: Path, source: Path) -> bool:
     return record is not None and record.get("source") in (None, source.name)
 
 
-def _nothing_found(folders: Sequence[Path], recursive: bool, glob: str | None) -> str:
-    """Why scanning ``folders`` (files would have given jobs) found nothing, and what helps."""
+def nothing_found(folders: Sequence[Path], recursive: bool, glob: str | None) -> str:
+    """Why scanning ``folders`` found nothing to upscale, and what helps: for each, "no
+    image files in FOLDER", with its sub-folders (not hidden) counted only when it has
+    some and they were not searched (``bench --folder`` says so of a folder of other
+    files too)."""
     matching = f" matching {GLOB.given(repr(glob))}" if glob else ""
     reasons = []
     for folder in folders:

@@ -178,6 +178,20 @@ def test_a_folder_of_sub_folders_advises_no_recursive_option_bench_lacks(tmp_pat
     assert "--recursive" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_folder_of_other_files_names_sub_folders_only_when_it_has_some(
+    tmp_path: Path,
+) -> None:
+    """A folder of non-image files said "(sub-folders are not searched)" though it had
+    none; with some, it counts them as a folder of only sub-folders does."""
+    (tmp_path / "notes.txt").write_text("not an image")
+    code, out, err = invoke("bench", "-m", "bicubic", "--folder", tmp_path)
+    assert code == 2 and out == "" and f"no image files in {tmp_path}" in err, err
+    assert "sub-folder" not in err
+    (tmp_path / "2024").mkdir()
+    code, out, err = invoke("bench", "-m", "bicubic", "--folder", tmp_path)
+    assert code == 2 and "it has 1 sub-folder(s): they are not searched" in err, err
+
+
 @pytest.mark.parametrize("command", ["bench", "upscale"])
 def test_a_format_refused_lists_the_choices_help_shows(
     photos: Path, tmp_path: Path, command: str

@@ -578,7 +578,7 @@ def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job]
         UsageError: ``folder`` does not exist, is not a folder, or holds no image file.
     """
     from pocketsr_cli.imageio import extension_for
-    from pocketsr_cli.jobs import Naming, collect_jobs
+    from pocketsr_cli.jobs import Naming, collect_jobs, nothing_found
 
     if not folder.exists():
         raise UsageError(f"{FOLDER} not found: {folder}")
@@ -589,7 +589,7 @@ def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job]
     found = collect_jobs([folder], naming)
     images = [job for job in found if job.runs]
     if not images:
-        raise UsageError(f"no image files in {folder} (sub-folders are not searched)")
+        raise UsageError(nothing_found([folder], recursive=False, glob=None))
     jobs = [
         replace(
             job,
