@@ -626,6 +626,14 @@ def test_import_refusals(tmp_path: Path, home: Path) -> None:
     ]
 
 
+def _empty_ncnn_files(folder: Path) -> tuple[Path, Path]:
+    """An empty ``x.param`` and ``x.bin`` in ``folder``: for checks made before reading."""
+    param, bin_path = folder / "x.param", folder / "x.bin"
+    param.write_bytes(b"")
+    bin_path.write_bytes(b"")
+    return param, bin_path
+
+
 def test_import_refuses_a_description_or_licence_that_is_not_one_line(
     tmp_path: Path, home: Path
 ) -> None:
@@ -633,9 +641,7 @@ def test_import_refuses_a_description_or_licence_that_is_not_one_line(
     ``models list``: a line break in either, or an empty licence, was stored as given."""
     source = tmp_path / "m.safetensors"
     save_safetensors(source, SD)
-    param, bin_path = tmp_path / "x.param", tmp_path / "x.bin"
-    param.write_bytes(b"")
-    bin_path.write_bytes(b"")
+    param, bin_path = _empty_ncnn_files(tmp_path)
     for option, says in [
         ("--description=two\nlines", "--description must be one line"),
         ("--description=ends\r\n", "--description must be one line"),
@@ -797,9 +803,7 @@ def test_import_refuses_a_name_differing_only_in_case_from_a_model(
     monkeypatch.setattr(fscase, "case_blind", lambda folder: blind)
     source = tmp_path / "new.safetensors"
     save_safetensors(source, compact_state(scale=2, seed=4))
-    param, bin_path = tmp_path / "x.param", tmp_path / "x.bin"
-    param.write_bytes(b"")
-    bin_path.write_bytes(b"")
+    param, bin_path = _empty_ncnn_files(tmp_path)
     for name, says in [
         ("foo", "has a model 'Foo', which differs from 'foo' only in case"),
         ("FOO", "import as 'Foo' with --force"),
