@@ -305,7 +305,8 @@ class _RayDriver:
             self.actors.append(self.spawn())
         if self.unstarted and self.feed.exhausted:
             used = self.count - self.unstarted
-            per = "GPU" if self.device == "cuda" else "worker"
+            cores = int(self.resources.get("num_cpus", 1))
+            per = "GPU" if self.device == "cuda" else f"{cores} CPU core{'s' * (cores > 1)}"
             if used:
                 said = f"{used} of the {self.count} Ray actors planned (one per {per}) started"
                 why = "as many as the images to upscale needed"
