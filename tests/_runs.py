@@ -1,5 +1,5 @@
 """Helpers for the tests that run whole upscale jobs: ``--devices`` workers, Ray actors and
-a signal arriving mid-write."""
+a signal arriving mid-write (or a Ctrl-C mid-step, for the trainers' tests)."""
 
 from __future__ import annotations
 
@@ -89,6 +89,14 @@ def upscale_json(*args: object) -> tuple[int, list[dict], str]:
     result = runner.invoke(app, ["upscale", *(str(a) for a in args), "--json"])
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     return result.exit_code, lines, result.stderr
+
+
+def press_ctrl_c() -> None:
+    """What a Ctrl-C does, without a real signal: the SIGINT handler in force runs here
+    (Python runs it in the main thread between two bytecodes)."""
+    handler = signal.getsignal(signal.SIGINT)
+    assert callable(handler)
+    handler(signal.SIGINT, None)
 
 
 def default_stop_signals(ignored: int | None = None) -> None:

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _runs import press_ctrl_c
 from safetensors.torch import load_file
 
 from pocketsr_cli.archs.pcsr import FAMILY, PCSR, Routing
@@ -206,8 +207,6 @@ def test_resume_replays_an_uninterrupted_run(photos: Path, tmp_path: Path) -> No
 def test_ctrl_c_saves_a_checkpoint_at_the_step_and_the_resume_replays(
     photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import signal
-
     from pocketsr_cli.train import loop
 
     whole = PcsrTrainer(_config(photos, tmp_path / "whole", ckpt_every=100))
@@ -217,9 +216,7 @@ def test_ctrl_c_saves_a_checkpoint_at_the_step_and_the_resume_replays(
 
     def train_step(batch: dict[str, torch.Tensor]) -> dict[str, float]:
         if cut.step == 2:  # Ctrl-C in step 3: the handler in force runs, as for a signal
-            handler = signal.getsignal(signal.SIGINT)
-            assert callable(handler)
-            handler(signal.SIGINT, None)
+            press_ctrl_c()
         return real(batch)
 
     cut.train_step = train_step  # type: ignore[method-assign]

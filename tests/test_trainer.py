@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _runs import press_ctrl_c
 from safetensors.torch import load_file
 from torch import nn
 
@@ -103,14 +104,6 @@ def test_resume_replays_an_uninterrupted_run(patch_dir: Path, tmp_path: Path) ->
     assert_resume_replays(lambda out: config(patch_dir, out, batch=2), tmp_path)
     log = (tmp_path / "a" / "log.jsonl").read_text().splitlines()
     assert len(log) == 6 and '"d"' in log[-1] and '"gan"' in log[-1]  # GAN from step 2 on
-
-
-def press_ctrl_c() -> None:
-    """What a Ctrl-C does, without a real signal: the SIGINT handler in force runs here
-    (Python runs it in the main thread between two bytecodes)."""
-    handler = signal.getsignal(signal.SIGINT)
-    assert callable(handler)
-    handler(signal.SIGINT, None)
 
 
 def ctrl_c_in_step(run: Trainer, step: int, times: int = 1) -> None:
