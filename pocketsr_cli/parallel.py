@@ -742,12 +742,7 @@ def run_parallel(
         total = len(jobs)
     precheck = None
     if variants is not None:
-        checker = ImageWorker(variants, options, inputs=inputs)
-
-        def precheck(job: Job) -> Result | None:
-            found = checker.precheck(job)
-            return found if isinstance(found, Result) else None
-
+        precheck = ImageWorker(variants, options, inputs=inputs).settled
     ahead = _LookAhead(jobs, devices, precheck)
     if on_workers is not None:
         on_workers(ahead.devices)

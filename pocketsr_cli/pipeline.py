@@ -1710,6 +1710,12 @@ class ImageWorker:
         absent), for :meth:`write` to compare with just before the rename."""
         return self._run.settle(job)
 
+    def settled(self, job: Job) -> Result | None:
+        """The result :meth:`precheck` ends ``job`` with before any worker is needed for
+        it (an output that exists...); None: it needs one (a driver's ``JobFeed.settle``)."""
+        found = self.precheck(job)
+        return found if isinstance(found, Result) else None
+
     def claim(self, job: Job) -> Result | tuple[claims.Claim, tuple[int, ...] | None]:
         """What a driver that writes the outputs itself does once :meth:`precheck` let
         ``job`` through, before sending it away: claim its output for all of its work, as

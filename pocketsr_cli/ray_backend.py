@@ -10,7 +10,7 @@ run: the driver reports results in job order through one ``Reporter``
 
 Actors are started as jobs need them (:meth:`_RayDriver.grow`), up to the planned count:
 each loads the model and holds a GPU, so a run with fewer images than GPUs starts fewer,
-and jobs whose outputs exist are settled by the driver (``ImageWorker.precheck``, with the
+and jobs whose outputs exist are settled by the driver (``ImageWorker.settled``, with the
 driver's own variants) before any actor is started for them.
 
 Streaming: jobs are taken from an iterator (a folder still being walked) only as actors
@@ -243,20 +243,13 @@ class _RayDriver:
             retries,
             keep_results=keep_results,
             dry_run=options.dry_run,
-            settle=None if checker is None else self.settled,
+            settle=None if checker is None else checker.settled,
         )
         self.summary = self.feed.summary
         self.respawns_left = retries
         self.warned: set[str] = set()
         self.serial = 0
         self.remote = ray.remote(max_restarts=0, max_task_retries=0)(ImageActor)
-
-    def settled(self, job: Job) -> Result | None:
-        """``job``'s result when the driver's check of its output ends it (an output that
-        exists), before any actor is needed for it; None: it goes to an actor."""
-        assert self.checker is not None
-        found = self.checker.precheck(job)
-        return found if isinstance(found, Result) else None
 
     # -- actors
     def plan(self) -> None:
@@ -353,8 +346,8 @@ class _RayDriver:
             actor.task, actor.ref = task, actor.handle.process.remote(index, job)
             return True
         assert self.checker is not None
-        # The feed's ``settled`` has already checked the job (input and output); the claim
-        # looks at the output again, under it, for what changed since.
+        # The feed's settle (``ImageWorker.settled``) has already checked the job (input
+        # and output); the claim looks at the output again, under it, for what changed.
         claimed = self.checker.claim(job)  # held while the image is out: another run skips it
         if isinstance(claimed, Result):
             self.feed.finish(index, claimed)
