@@ -470,10 +470,11 @@ def _check_variant_scale(name: str, scale: int) -> None:
 
 
 def _refuse_taken(request: ImportRequest, folder: Path, found: _Manifests | None) -> None:
-    """Raise UsageError when ``folder`` has a model of ``request``'s name: in ``NAME.toml``
-    without --force, or in a manifest of another file name, which the import would neither
-    replace nor win against (the first file by name defines a model).  ``found``: the
-    folder's manifests (None: read them here, when ``NAME.toml`` does not refuse first)."""
+    """Raise UsageError when ``folder`` has a model of ``request``'s name, or of a name
+    differing from it only in case (with --force too): in ``NAME.toml`` without --force, or
+    in a manifest of another file name, which the import would neither replace nor win
+    against (the first file by name defines a model).  ``found``: the folder's manifests
+    (None: read them here)."""
     target = folder / f"{request.name}.toml"
     manifests = found or _Manifests(folder, skip=target)
     # Before NAME.toml's own test, which a disk that ignores case answers for Name.toml.
