@@ -48,18 +48,16 @@ if TYPE_CHECKING:
 
 
 # Tags that describe a TIFF's own pixel layout: never carried over as EXIF.  With them,
-# tags about the input's pixels that the upscale makes stale: SubIFDs (330: offsets into
-# the input file), and Photoshop's image resources (34377: its thumbnail, resolution,
-# paths) and layers (37724, ImageSourceData: often larger than the image, and what
-# Photoshop opens instead of the pixels), which also cost a JPEG output its whole EXIF.
-# And the tags no output keeps from any input's EXIF (metadata.DROPPED_TAGS: IPTC-IIM, and
-# the two Photoshop tags again).
+# SubIFDs (330: offsets into the input file, stale once upscaled), and the tags no output
+# keeps from any input's EXIF (metadata.DROPPED_TAGS: IPTC-IIM, and Photoshop's image
+# resources and layers, 34377 and 37724, which in a TIFF are what Photoshop opens instead
+# of the pixels and cost a JPEG output its whole EXIF).
 _TIFF_LAYOUT_TAGS = frozenset(
     {
         254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284,
         317, 320, 322, 323, 324, 325, 338, 339, 347, 513, 514, 530, 531, 532,
         700, 34675, 40965,
-        330, 34377, 37724,
+        330,
     }
 ) | DROPPED_TAGS  # fmt: skip
 
