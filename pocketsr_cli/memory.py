@@ -256,24 +256,35 @@ def _unit_for(size: int) -> tuple[int, str]:
 def describe_bytes(size: int, *, apart_from: int | None = None) -> str:
     """``"2.3 GiB"``, ``"640 MiB"``, ``"1 KiB"``, ``"100 bytes"``: a size for a message,
     in the largest binary unit it reaches (as :func:`parse_size` reads K, M, G: ``1K`` is
-    ``"1 KiB"``, never rounded up to a larger unit).  With ``apart_from``, another size the
-    message compares it with, enough digits to tell the two apart (``"1.04 GiB"`` beside
-    ``"1.0 GiB"``, bytes if need be)."""
+    ``"1 KiB"``, never rounded up to a larger unit, nor to 1024 of its own: a byte short of
+    1 MiB is ``"1023 KiB"``, so that no size under 1 MiB reads as one).  With
+    ``apart_from``, another size the message compares it with, enough digits to tell the
+    two apart (``"1.04 GiB"`` beside ``"1.0 GiB"``, bytes if need be)."""
     unit, name = _unit_for(size)
     if unit == 1:
         text = f"{size} byte" if size == 1 else f"{size} bytes"
     elif unit == GIB:
         text = f"{size / GIB:.1f} GiB"
     else:
-        text = f"{round(size / unit)} {name}"
+        text = f"{_amount(size, unit, 0)} {name}"
     if apart_from is None or apart_from == size or text != describe_bytes(apart_from):
         return text
     unit, name = _unit_for(max(size, apart_from))
     for digits in (2, 3):
-        text, other = f"{size / unit:.{digits}f} {name}", f"{apart_from / unit:.{digits}f} {name}"
-        if text != other:
+        text = f"{_amount(size, unit, digits)} {name}"
+        if text != f"{_amount(apart_from, unit, digits)} {name}":
             return text
     return f"{size:,} bytes"
+
+
+def _amount(size: int, unit: int, digits: int) -> str:
+    """``size / unit`` to ``digits`` decimals, rounded to the nearest, but never up to 1024
+    in a unit below GiB (the largest), whose 1024 is the next unit's 1: ``1023``,
+    ``1023.99``.  There ``size`` is under 1024 ``unit`` (:func:`_unit_for`)."""
+    text = f"{size / unit:.{digits}f}"
+    if unit < GIB and float(text) >= 1024:
+        text = f"{1024 - 10**-digits:.{digits}f}"
+    return text
 
 
 @dataclass(frozen=True)

@@ -1103,6 +1103,20 @@ def test_a_refusal_tells_the_need_from_the_limit() -> None:
     assert memory.describe_bytes(21 << 20, apart_from=1 << 10) == "21 MiB"
 
 
+def test_a_size_just_under_a_unit_never_reads_as_1024_of_the_unit_below() -> None:
+    """A byte short of 1 MiB read "1024 KiB" (rounded to the nearest KiB): 1 MiB, written
+    oddly, for a size that does not reach it, as "1 MiB" beside it showed."""
+    assert memory.describe_bytes((1 << 20) - 1) == "1023 KiB"
+    assert memory.describe_bytes((1 << 30) - 1) == "1023 MiB"
+    assert memory.describe_bytes((1 << 20) - 1, apart_from=1 << 20) == "1023 KiB"
+    assert memory.describe_bytes(1 << 20, apart_from=(1 << 20) - 1) == "1 MiB"
+    # Told apart from a size just below: more digits, still short of 1024.
+    assert memory.describe_bytes((1 << 20) - 1, apart_from=(1 << 20) - 600) == "1023.99 KiB"
+    assert memory.describe_bytes((1 << 20) - 600, apart_from=(1 << 20) - 1) == "1023.41 KiB"
+    # GiB is the largest unit: a byte short of 1 TiB is as many GiB as it rounds to.
+    assert memory.describe_bytes((1 << 40) - 1) == "1024.0 GiB"
+
+
 def test_a_progressive_jpeg_ending_between_scans_is_read_with_a_warning(tmp_path: Path) -> None:
     """Cut before its last scan with its end marker put back, every block decodes from the
     coarse scans (soft). A scan script may leave coefficients coarse on purpose (jpegtran
