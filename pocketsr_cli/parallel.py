@@ -9,6 +9,8 @@ run, and a list longer than the run needs is cut, with a warning naming the devi
 unused (3 images on ``cpu,cpu,cpu,cpu`` start at most three; a finished folder, none).
 Which devices those are is found before the run starts, from its first jobs
 (``_LookAhead``), so that the caller can say so (``on_workers``: the CLI's first line).
+A dry run starts none: the driver plans each job itself and names the devices a run
+would start a worker on (``_dry_run``).
 Each loads the model once (``ModelSpec``) and runs
 the whole of each image it is given (``pipeline.ImageWorker``: read, upscale, claim and
 write), so outputs, names, records, skips and atomic writes are those of a one-process run.
@@ -509,14 +511,7 @@ class _Driver:
             self.workers.append(_Worker(self.ctx, self.unstarted.pop(0), self.args))
         if self.unstarted and self.feed.exhausted:
             used = len(self.devices) - len(self.unstarted)
-            counts = collections.Counter(self.unstarted)
-            unused = ", ".join(f"{d} ×{n}" if n > 1 else d for d, n in counts.items())
-            if used:
-                said = f"{used} of the {len(self.devices)} devices listed got a worker process"
-                why = "as many as the images to upscale needed"
-            else:
-                said, why = "no worker process was started", "no image needed upscaling"
-            self.reporter.warning(f"{said}, {why}; not started: {unused}")
+            self.reporter.warning(_unused_devices(self.devices, used))
             self.unstarted = []
 
     def dispatch(self) -> None:
@@ -628,6 +623,26 @@ class _Driver:
                 self.feed.finish(index, result)
 
 
+def _unused_devices(devices: Sequence[str], used: int, *, dry_run: bool = False) -> str:
+    """The warning that only the first ``used`` of ``devices`` got a worker process (as many
+    as the jobs needed), naming the rest; with ``dry_run``, that only they would get one."""
+    counts = collections.Counter(devices[used:])
+    unused = ", ".join(f"{d} ×{n}" if n > 1 else d for d, n in counts.items())
+    if dry_run:
+        if used:
+            said = f"{used} of the {len(devices)} devices listed would get a worker process"
+            why = "as many as the images to upscale need"
+        else:
+            said, why = "no worker process would be started", "no image needs upscaling"
+        return f"{said}, {why}; not needed: {unused}"
+    if used:
+        said = f"{used} of the {len(devices)} devices listed got a worker process"
+        why = "as many as the images to upscale needed"
+    else:
+        said, why = "no worker process was started", "no image needed upscaling"
+    return f"{said}, {why}; not started: {unused}"
+
+
 def remove_job_leftovers(job: Job, *, until: float | None = None) -> None:
     """The claims and temporary files a worker ended outright while it had ``job`` left
     beside its outputs, once its process is gone (``claims.remove_leftovers``); with
@@ -731,24 +746,33 @@ def run_parallel(
     share the memory budget and the cores; the listed devices that in the end got no
     worker are named in a warning.
 
+    A dry run (``options.dry_run``) starts no worker: the driver plans each job itself
+    with ``variants`` (required), as :func:`pipeline.run` does, and ``on_workers`` and the
+    warning name the devices that would get one (:func:`_dry_run`).
+
     Raises:
         WorkerFailed: a worker could not load the model, or every worker died.
+        ValueError: no device, or a dry run without ``variants``.
     """
     if not devices:
         raise ValueError("a parallel run needs at least one device")
+    if options.dry_run and variants is None:
+        raise ValueError("a parallel dry run plans the jobs with the driver's variants")
     if inputs is None and isinstance(jobs, Sequence):
         inputs = [job.input for job in jobs if job.runs]
     if total is None and isinstance(jobs, Sequence):
         total = len(jobs)
-    precheck = None
-    if variants is not None:
-        precheck = ImageWorker(variants, options, inputs=inputs).settled
+    checker = None if variants is None else ImageWorker(variants, options, inputs=inputs)
+    precheck = None if checker is None else checker.settled
     ahead = _LookAhead(jobs, devices, precheck)
     if on_workers is not None:
         on_workers(ahead.devices)
-    if not options.dry_run:  # the images in flight on all workers share the host's memory
-        shares = max(1, len(ahead.devices))
-        options = dataclasses.replace(options, max_memory=_worker_budget(options, shares))
+    if options.dry_run:
+        assert checker is not None
+        return _dry_run(ahead, devices, checker, reporter, total, keep_results)
+    # the images in flight on all workers share the host's memory
+    shares = max(1, len(ahead.devices))
+    options = dataclasses.replace(options, max_memory=_worker_budget(options, shares))
     cpu_workers = sum(d == "cpu" for d in ahead.devices)
     if isinstance(factory, ModelSpec) and factory.cpu_threads is None and cpu_workers > 1:
         # CPU workers share the cores rather than each running as many threads as there are
@@ -769,3 +793,42 @@ def run_parallel(
     finally:
         driver.stop()
     return driver.feed.end(time.perf_counter() - t0)
+
+
+def _dry_run(
+    ahead: _LookAhead,
+    devices: Sequence[str],
+    planner: ImageWorker,
+    reporter: Reporter,
+    total: int | None,
+    keep_results: bool | None,
+) -> Summary:
+    """:func:`run_parallel`'s dry run: no worker starts; ``planner`` (the driver's
+    ``ImageWorker``, its options a dry run's) plans each job a worker would have had, in
+    job order, and the jobs the look-ahead settled keep its answers (no output is looked
+    at twice).  The listed devices a run would start no worker for (it starts one per job
+    that needs one, while devices remain) are named in a warning, as a run names those it
+    started none for."""
+    feed = JobFeed(
+        ahead.jobs,
+        reporter,
+        _WINDOW,
+        retries=0,
+        keep_results=keep_results,
+        dry_run=True,
+        settle=ahead.settle,
+    )
+    t0 = time.perf_counter()
+    reporter.start(total)
+    needed = 0
+    try:
+        # Each job is reported as soon as it is planned: the window never fills.
+        while (task := feed.next_task()) is not None:
+            needed += 1
+            index, job = task
+            feed.finish(index, planner.process(job, index))
+        if needed < len(devices):
+            reporter.warning(_unused_devices(devices, needed, dry_run=True))
+    except KeyboardInterrupt:
+        feed.summary.interrupted = True
+    return feed.end(time.perf_counter() - t0)

@@ -385,6 +385,50 @@ def test_the_devices_that_get_a_worker_are_said_before_the_run_starts(
     assert events == [[], "start"] and started == ["cpu", "cuda:0"]
 
 
+def test_a_dry_run_starts_no_worker_and_names_those_a_run_would_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dry run plans every job in the driver: no worker starts, and ``on_workers`` and the
+    warning name the devices a run would start one on; an output that exists is looked at
+    once (the look-ahead's answer is kept), as in a run."""
+    from pocketsr_cli import pipeline
+
+    started = started_devices(monkeypatch)
+    src = folder(tmp_path / "in", 4)
+    out = tmp_path / "out"
+    run(jobs_for(src, out)[:2], Doubler(0.0, None), Options(), NullReporter())  # 0, 1.png
+    looked: list[Path] = []
+    existing = pipeline._Run.existing
+
+    def counted(self: object, job: Job, output: Path, size: object = None) -> Result:
+        looked.append(output)
+        return existing(self, job, output, size)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline._Run, "existing", counted)
+    heard: list[list[str]] = []
+    reporter = Recorder()
+    summary = run_parallel(
+        iter(jobs_for(src, out)),  # type: ignore[arg-type]
+        DoublerFactory(),
+        ["cpu", "cuda:0", "cuda:1"],
+        Options(dry_run=True),
+        reporter,
+        variants=DoublerFactory()("cpu", print),
+        on_workers=heard.append,
+    )
+    assert started == [] and heard == [["cpu", "cuda:0"]]
+    codes = [r.reason_code for r in reporter.finished_results]
+    assert codes == ["exists", "exists", "dry-run", "dry-run"]
+    assert summary.count("planned") == 2 and summary.dry_run
+    assert sorted(looked) == [out / "0.png", out / "1.png"]
+    assert reporter.warnings == [
+        "2 of the 3 devices listed would get a worker process, as many as the images to "
+        "upscale need; not needed: cuda:1"
+    ]
+    with pytest.raises(ValueError, match="variants"):  # it has none to plan with
+        run_parallel(jobs_for(src, out), DoublerFactory(), ["cpu"], Options(dry_run=True), reporter)
+
+
 def test_looking_ahead_stops_at_its_limit_and_hands_every_job_on(tmp_path: Path) -> None:
     """Past ``limit`` jobs without as many to upscale as devices, an iterator's devices all
     count (its rest is not known); a list's count its jobs to upscale.  Either way the driver
@@ -451,6 +495,32 @@ def test_devices_longer_than_the_images_start_one_worker_per_image_and_say_so(
     assert {line["device"] for line in lines[:-1]} == {lines[-1]["summary"]["device"]}
     assert lines[-1]["summary"]["device"].endswith(" ×0 workers (none needed)")
     assert "×0 workers (none needed) →" in err
+
+
+def test_a_dry_run_with_devices_names_the_devices_a_run_would_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the run would: its first line and --json's device name the devices that would
+    get a worker (not every one listed), and a warning those that would not; none starts."""
+    started = started_devices(monkeypatch)
+    src = folder(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    args = (src, "-o", out, "-m", "bicubic", "--devices", "cpu,cpu,cpu", "--dry-run")
+    code, lines, err = upscale_json(*args)
+    assert code == 0, err
+    assert [line["status"] for line in lines[:-1]] == ["planned", "planned"]
+    assert "×2 workers (cpu, cpu) →" in err
+    devices = {line["device"] for line in lines[:-1]} | {lines[-1]["summary"]["device"]}
+    assert devices == {"cpu uint8 (16-bit: fp32) ×2 workers (cpu, cpu)"}
+    assert "2 of the 3 devices listed would get a worker process" in err
+    # Every output written: a run would start none.
+    assert upscale_json(src, "-o", out, "-m", "bicubic")[0] == 0
+    code, lines, err = upscale_json(*args)
+    assert code == 0, err
+    assert [line["reason_code"] for line in lines[:-1]] == ["exists", "exists"]
+    assert lines[-1]["summary"]["device"].endswith(" ×0 workers (none needed)")
+    assert "×0 workers (none needed) →" in err and "no worker process would be started" in err
+    assert started == []
 
 
 def test_devices_overrides_device(tmp_path: Path) -> None:

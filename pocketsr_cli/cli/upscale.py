@@ -431,7 +431,8 @@ def upscale(
 
     def header(workers: Sequence[str] | None) -> None:
         """The run's first line, naming ``workers`` (the devices that get a worker
-        process; None: no workers), and what --json says drew an image when none did."""
+        process, or in a dry run would; None: no workers), and what --json says drew an
+        image when none did."""
         nonlocal where
         where = compute_where
         if workers is not None:
@@ -448,9 +449,8 @@ def upscale(
                 + (" (dry run)" if dry_run else "")
             )
 
-    if not (worker_devices and not dry_run):
-        # a dry run starts no worker: it names the devices listed, as it plans
-        header(worker_devices or None)
+    if not worker_devices:  # --devices: once the first jobs show who gets a worker
+        header(None)
     record = None
     if not no_provenance:
         record = RunSettings(
@@ -469,7 +469,7 @@ def upscale(
         record=record,
         max_memory=memory_limit,
     )
-    if (worker_devices or use_ray) and not dry_run:
+    if worker_devices or (use_ray and not dry_run):
         from pocketsr_cli.parallel import ModelSpec
 
         worker_model = ModelSpec(
@@ -481,7 +481,7 @@ def upscale(
             outscale=pcsr.outscale,
             native_sizes=pcsr.native_sizes,
         )
-    if worker_devices and not dry_run:
+    if worker_devices:  # a dry run too: it starts no worker, and names those a run would
         from pocketsr_cli.parallel import run_parallel
 
         summary = run_parallel(
