@@ -315,7 +315,8 @@ class Upscaler:
             UsageError: an empty path, or one with a NUL character.
             ImageReadError: a path that cannot be read or decoded, or a PIL image whose
                 pixels Pillow cannot load from its file (``Image.open`` reads lazily: a
-                truncated or corrupt file is found here).
+                truncated or corrupt file is found here), or that was closed (its pixels
+                freed by ``close()``, or its file closed before they were read).
             OutOfMemoryError: even the smallest tile does not fit, or the whole result
                 does not.
         """
@@ -387,11 +388,7 @@ class Upscaler:
     def _upscale_pil(self, im: Image.Image) -> Image.Image:
         from PIL import Image
 
-        try:
-            im.load()  # Image.open only read the header: the file is decoded now
-        except OSError as exc:
-            name = getattr(im, "filename", "") or "a PIL image"
-            raise ImageReadError(f"{name}: its pixels cannot be loaded: {exc}") from exc
+        _load_pil(im)
         if im.mode == "F":
             raise TypeError(
                 "a float image (PIL mode F) has no fixed range: convert it to 8 or 16 bits "
@@ -710,6 +707,30 @@ def _is_pil_image(obj: object) -> bool:
     except ImportError:  # pragma: no cover - Pillow is a dependency
         return False
     return isinstance(obj, Image.Image)
+
+
+def _load_pil(im: Image.Image) -> None:
+    """Load ``im``'s pixels (``Image.open`` reads only the header: the file is decoded
+    here).
+
+    Raises:
+        ImageReadError: naming ``im``'s file (or "a PIL image"): the file is truncated or
+            corrupt, or ``im`` was closed, its pixels freed by ``close()``, or its file
+            closed (the end of its ``with Image.open(...)`` block) before they were read;
+            Pillow itself raises a bare ``ValueError``, ``AssertionError`` or (under
+            ``python -O``) ``AttributeError`` for those.
+    """
+    name = getattr(im, "filename", "") or "a PIL image"
+    if getattr(im, "tile", None) and getattr(im, "fp", False) is None:
+        raise ImageReadError(
+            f"{name}: its file was closed (by close(), or at the end of its "
+            "'with Image.open(...)' block) before its pixels were read: upscale it inside "
+            "the block, or call its load() before closing it"
+        )
+    try:
+        im.load()
+    except (OSError, ValueError) as exc:  # ValueError: "Operation on closed image"
+        raise ImageReadError(f"{name}: its pixels cannot be loaded: {first_line(exc)}") from exc
 
 
 class _WarningsOnly(NullReporter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -543,6 +544,34 @@ def test_a_pil_image_of_a_cut_off_file_is_an_image_read_error(
     assert str(caught.value).startswith(f"{tmp_path / 'cut.png'}: its pixels cannot be loaded: ")
     with pytest.raises(ImageReadError, match=r"cut\.png: file is truncated"):
         up.upscale(tmp_path / "cut.png")
+
+
+def test_a_closed_pil_image_is_an_image_read_error(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    """A PIL image closed before it is upscaled (its pixels freed by ``close()``, or its
+    file closed at the end of its ``with`` block before they were read) is an
+    ImageReadError that names its file and says so: it raised Pillow's bare ValueError
+    ("Operation on closed image") or an empty AssertionError."""
+    src = tmp_path / "a.png"
+    Image.fromarray(pixels()).save(src)
+    in_memory = Image.fromarray(pixels())
+    in_memory.close()
+    with pytest.raises(ImageReadError, match=r"^a PIL image: .*closed image"):
+        up.upscale(in_memory)
+    loaded = Image.open(src)
+    loaded.load()
+    loaded.close()
+    with pytest.raises(ImageReadError, match=f"^{re.escape(str(src))}: .*closed image"):
+        up.upscale(loaded)
+    for close_it in (lambda im: im.close(), lambda im: im.__exit__(None, None, None)):
+        unread = Image.open(src)
+        close_it(unread)
+        with pytest.raises(ImageReadError, match=r"its file was closed .* load\(\)"):
+            up.upscale(unread)
+    with Image.open(src) as im:
+        im.load()
+    assert up.upscale(im).size == (32, 24)  # read inside its block: its pixels are kept
 
 
 def test_running_out_of_memory_outside_the_tiles_is_an_out_of_memory_error(
