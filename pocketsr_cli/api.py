@@ -74,7 +74,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Upscaler"]
 
-_PIL_MODES_16 = ("I;16", "I;16L", "I;16B", "I;16N")
+# Pillow's 16-bit gray modes and their samples' byte order: each comes back in its own.
+_PIL_MODES_16 = {"I;16": "<u2", "I;16L": "<u2", "I;16B": ">u2", "I;16N": "=u2"}
 # Pillow modes that are upscaled as they are; anything else is converted first.
 _PIL_DIRECT = ("RGB", "RGBA", "L", "LA", *_PIL_MODES_16, "I")
 
@@ -296,7 +297,8 @@ class Upscaler:
     def upscale(self, image: Any) -> Any:
         """Upscale one image by :attr:`scale`.
 
-        * a PIL image -> a PIL image: RGB, RGBA, L, LA, I;16 and I keep their mode; other
+        * a PIL image -> a PIL image: RGB, RGBA, L, LA, I and the 16-bit gray modes (I;16,
+          and I;16B, I;16L, I;16N in their byte order) keep their mode; other
           modes are converted first (P -> RGB or RGBA, 1 -> L, CMYK/YCbCr -> RGB) and come
           back in that mode.  A transparent colour (``info["transparency"]``: a PNG's tRNS
           key) becomes alpha, as when the file is read: an RGB, L or 1 image that has one
@@ -423,10 +425,11 @@ class Upscaler:
         else:
             pixels = np.asarray(im)
         out = self._upscale_array(pixels)
-        if mode in _PIL_MODES_16 or mode == "I":
-            result = Image.fromarray(out)  # uint16 H x W -> "I;16"
-            if mode == "I":
-                result = result.convert("I")
+        if mode in _PIL_MODES_16:
+            samples = out.astype(_PIL_MODES_16[mode]).tobytes()
+            result = Image.frombytes(mode, (out.shape[1], out.shape[0]), samples)
+        elif mode == "I":
+            result = Image.fromarray(out).convert("I")  # uint16 H x W -> "I;16" -> "I"
         else:
             result = Image.fromarray(out, mode=mode) if out.ndim == 3 else Image.fromarray(out)
         icc = im.info.get("icc_profile")

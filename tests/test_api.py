@@ -47,6 +47,21 @@ def test_pil_16_bit_gray(up: pocketsr_cli.Upscaler) -> None:
     assert out.mode == "I;16" and out.size == (32, 24)
 
 
+@pytest.mark.parametrize(("mode", "order"), [("I;16B", ">u2"), ("I;16L", "<u2"), ("I;16N", "=u2")])
+def test_16_bit_gray_in_any_byte_order_keeps_its_mode_and_values(
+    up: pocketsr_cli.Upscaler, mode: str, order: str
+) -> None:
+    """I;16B (big-endian: a PGM or FITS file's samples) came back as I;16: the same values
+    in another mode, whose raw bytes (``tobytes()``) are in the other order."""
+    values = pixels(channels=1, dtype=np.uint16)[..., 0]
+    im = Image.frombytes(mode, (16, 12), values.astype(order).tobytes())
+    out = up.upscale(im)
+    assert out.mode == mode and out.size == (32, 24)
+    expected = np.asarray(up.upscale(Image.fromarray(values)))
+    np.testing.assert_array_equal(np.asarray(out).astype(np.uint16), expected)
+    assert out.tobytes() == expected.astype(order).tobytes()
+
+
 def test_a_32_bit_gray_image_keeps_its_mode_and_is_never_clipped(
     up: pocketsr_cli.Upscaler,
 ) -> None:
