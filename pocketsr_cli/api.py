@@ -125,7 +125,7 @@ class Upscaler:
         trust_pickle: as ``--trust-pickle``: read a weights pickle that needs code to load
             (after its digest is checked), once, into a safetensors copy used from then on.
         on_warning: receives each warning line; None: :func:`warnings.warn`.
-        outscale: as ``--outscale``: the output factor (any number > 0), reached by
+        outscale: as ``--outscale``: the output factor (0.01 to 64), reached by
             resizing the variant's result, or drawn at that factor by a PCSR model (>= 1).
         pcsr_k / adaptive: as ``--pcsr-k`` / ``--adaptive``: a PCSR model's routing
             (after each image, :attr:`heavy_fraction` is the share of heavy pixels).
@@ -142,7 +142,8 @@ class Upscaler:
         ModelError: unknown model, weights that cannot be had or loaded, no such scale.
         DeviceError: unknown or unavailable device, unknown precision.
         UsageError: a bad ``tile``, ``tile_overlap``, ``ensemble`` or ``pcsr_k`` value
-            (a ``tile`` below 4 × ``tile_overlap`` too), an ``on_warning`` that is not
+            (a ``tile`` below 4 × ``tile_overlap`` too), an ``outscale`` outside 0.01 to
+            64, an ``on_warning`` that is not
             callable, a ``model`` with a NUL character; ``pcsr_k`` or
             ``adaptive`` with a model that is not PCSR.
     """
@@ -194,6 +195,11 @@ class Upscaler:
             ):
                 raise UsageError(f"outscale must be a finite number, not {outscale!r}")
             outscale = float(outscale)
+            if not sizing.OUTSCALE_MIN <= outscale <= sizing.OUTSCALE_MAX:
+                raise UsageError(
+                    f"outscale must be a factor from {sizing.OUTSCALE_MIN:g} to "
+                    f"{sizing.OUTSCALE_MAX:g}, not {outscale:g}"
+                )
         pcsr_k = routing_k(pcsr_k)
         for option, value in (("device", device), ("precision", precision)):
             if not isinstance(value, str):

@@ -48,6 +48,11 @@ ANY_SCALE_MAX = 16
 """The largest factor a resampler (a model that runs at any factor) is asked to run at; a
 larger target is reached by the final Lanczos resize (same as ``-s``'s own maximum)."""
 
+OUTSCALE_MIN, OUTSCALE_MAX = 0.01, 64.0
+"""The factors ``--outscale`` (and the Python API's ``outscale``) takes: beyond them a
+result is a pixel or two, or a resize whose output no memory holds (×64 of a 12 MP photo
+is 150 GB)."""
+
 # A factor computed as 3840 / 1280 must count as exactly 3, not as "a bit over 3".
 _EPSILON = 1e-9
 

@@ -374,8 +374,20 @@ def test_a_folder_run_that_kept_outputs_made_otherwise_warns_as_the_cli_does(
 def test_messages_name_the_apis_keywords_not_flags() -> None:
     with pytest.raises(UsageError, match=r"^tile must be auto, 0 or a number of pixels"):
         pocketsr_cli.Upscaler("bicubic", device="cpu", tile="big")
-    with pytest.raises(UsageError, match=r"^outscale must be a positive factor, not -1$"):
+    with pytest.raises(UsageError, match=r"^outscale must be a factor from 0\.01 to 64, not -1$"):
         pocketsr_cli.Upscaler("bicubic", device="cpu", outscale=-1)
+
+
+@pytest.mark.parametrize("factor", [0, 0.001, 64.5, 1e6])
+def test_outscale_takes_the_command_lines_factors(factor: float) -> None:
+    """As ``--outscale``, 0.01 to 64: ``1e6`` was taken, and the resize to a
+    8,000,000-pixel-wide result of an 8-pixel image raised OpenCV's bare cv2.error."""
+    with pytest.raises(UsageError, match=r"^outscale must be a factor from 0\.01 to 64, not "):
+        pocketsr_cli.Upscaler("bicubic", device="cpu", outscale=factor)
+    for edge in (0.01, 64):
+        up = pocketsr_cli.Upscaler("bicubic", device="cpu", outscale=edge)
+        assert up.scale == edge
+        assert up.upscale(pixels(2, 3)).shape == ((1, 1, 3) if edge < 1 else (128, 192, 3))
 
 
 def test_tile_overlap_is_the_command_lines_tile_overlap(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 
+from pocketsr_cli import sizing
 from pocketsr_cli.cli import _complete
 from pocketsr_cli.cli import _options as opt
 from pocketsr_cli.cli._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
@@ -74,8 +75,8 @@ def upscale(
         typer.Option(
             "--outscale",
             metavar="FACTOR",
-            min=0.01,
-            max=64.0,
+            min=sizing.OUTSCALE_MIN,
+            max=sizing.OUTSCALE_MAX,
             help="Resize the result to this factor of the input (after the variant that -m "
             f"or -s picked). {_SIZE_HELP}",
         ),
