@@ -514,7 +514,12 @@ def scales_for_sizes(
 
 def resize_output(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``pixels`` (``H×W×C``) resized to ``size`` = ``(width, height)`` as ``--outscale``
-    does: area averaging to shrink, Lanczos-4 to enlarge; unchanged when already that size."""
+    does: area averaging to shrink, Lanczos-4 to enlarge; unchanged when already that size.
+
+    Raises:
+        MemoryError: the result does not fit (OpenCV says so with its own ``cv2.error``,
+            which ``memory.is_out_of_memory`` and the callers' handlers do not know).
+    """
     import cv2
 
     w, h = size
@@ -522,7 +527,12 @@ def resize_output(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return pixels
     shrink = w < pixels.shape[1]
     interp = cv2.INTER_AREA if shrink else cv2.INTER_LANCZOS4
-    out = cv2.resize(pixels, (w, h), interpolation=interp)
+    try:
+        out = cv2.resize(pixels, (w, h), interpolation=interp)
+    except cv2.error as exc:
+        if exc.code != cv2.Error.StsNoMem:
+            raise
+        raise MemoryError(f"cannot allocate the {w}x{h} result: {exc.err}") from exc
     return out.reshape(h, w, pixels.shape[2]) if out.ndim == 2 else out
 
 

@@ -636,6 +636,25 @@ def test_running_out_of_memory_outside_the_tiles_is_an_out_of_memory_error(
         three.upscale(pixels())
 
 
+def test_a_resize_whose_result_opencv_cannot_allocate_is_an_out_of_memory_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OpenCV says it has no memory with its own ``cv2.error`` (``outscale=64`` of a
+    400-pixel photo under a 1.5 GB ulimit raised it bare): the resize to the asked size
+    raises MemoryError for it, which ``upscale`` says as its OutOfMemoryError."""
+    from pocketsr_cli import pipeline
+    from pocketsr_cli.errors import OutOfMemoryError
+
+    huge = (8_000_000, 8_000_000)  # 192 TB of RGB: no allocator gives it
+    with pytest.raises(MemoryError, match=r"^cannot allocate the 8000000x8000000 result: "):
+        pipeline.resize_output(pixels(), huge)
+    real = pipeline.resize_output
+    monkeypatch.setattr(pipeline, "resize_output", lambda out, _size: real(out, huge))
+    three = pocketsr_cli.Upscaler("bicubic", scale=4, outscale=3, device="cpu")
+    with pytest.raises(OutOfMemoryError, match=r"^out of memory: a 16x12 image upscaled to 48x36"):
+        three.upscale(pixels())
+
+
 def test_default_warnings_point_at_the_callers_line(tmp_path: Path) -> None:
     """Without ``on_warning`` a warning is Python's, shown at the caller's line whichever
     call made it (the constructor, ``upscale`` of a path, ``upscale_file``), not at a
