@@ -312,7 +312,8 @@ class Upscaler:
           not applied (the pixels are taken as they are stored).
         * a numpy array (``H x W x C`` or ``H x W``, uint8/uint16 in either byte order,
           **RGB order**) -> an array of the same dtype and layout.
-        * a path (a str, or any ``os.PathLike`` such as ``pathlib.Path``) -> the decoded
+        * a path (a str, or any ``os.PathLike`` such as ``pathlib.Path``; a leading ``~``
+          is the home folder, in every path argument here) -> the decoded
           file (EXIF orientation applied) upscaled, as a numpy RGB(A) array (gray files
           give ``H x W x 1``, gray with alpha ``H x W x 2``).
 
@@ -773,7 +774,10 @@ def _whole(value: object, keyword: str, low: int, high: int | None = None) -> in
 
 def _path_text(value: str | os.PathLike[str], keyword: str) -> str:
     """``value``, a str or any ``os.PathLike`` (``pathlib.Path``, a library's own path
-    type), as the str path it names (``os.fspath``), for the ``keyword`` argument.
+    type), as the str path it names (``os.fspath``), for the ``keyword`` argument, with a
+    leading ``~`` or ``~user`` read as that home folder (``os.path.expanduser``), as the
+    shell reads the command line's: the OS calls take it as a folder named ``~``, which a
+    written output would have made in the working folder.
 
     Raises:
         TypeError: not a path, or one that gives bytes.
@@ -784,7 +788,7 @@ def _path_text(value: str | os.PathLike[str], keyword: str) -> str:
         raise TypeError(f"{keyword} must be a str path or an os.PathLike giving one, not bytes")
     if "\0" in text:
         raise UsageError(f"{keyword} {text!r} contains a NUL character, which no path can hold")
-    return text
+    return os.path.expanduser(text)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -153,6 +153,31 @@ def test_any_os_pathlike_is_a_path(up: pocketsr_cli.Upscaler, tmp_path: Path) ->
         up.upscale_file(src, FsPath(b"b.png"))
 
 
+def test_a_leading_tilde_is_the_home_folder_in_every_path(
+    up: pocketsr_cli.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the shell reads ``~/x`` on the command line: ``upscale_file(src, "~/out.png")``
+    wrote a folder named ``~`` into the working folder, and ``"~/photo.jpg"`` was "no
+    such file"."""
+    import shutil
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / "in").mkdir(parents=True)
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    Image.fromarray(pixels()).save(home / "in" / "a.png")
+    shutil.copy(Path(pocketsr_cli.__file__).parent.parent / "models" / "pcsr-x4.safetensors", home)
+    assert up.upscale("~/in/a.png").shape == (24, 32, 3)
+    assert up.upscale(Path("~/in/a.png")).shape == (24, 32, 3)
+    assert up.upscale_file("~/in/a.png", Path("~/b.png")) == home / "b.png"
+    (result,) = up.upscale_folder("~/in", "~/out")
+    assert result.status == "ok" and result.output == home / "out" / "a.png"
+    assert pocketsr_cli.Upscaler("~/pcsr-x4.safetensors", device="cpu").name.startswith("pcsr")
+    assert list(work.iterdir()) == []  # no folder named ~ here
+    assert (home / "b.png").is_file()
+
+
 def test_upscale_file_without_metadata_keeps_the_colour_profile(
     up: pocketsr_cli.Upscaler, tmp_path: Path
 ) -> None:
