@@ -627,15 +627,16 @@ class Upscaler:
         ``reason`` says why).
 
         Raises:
-            UsageError: ``src_dir`` is missing or holds no file, a folder's name is empty
-                or has a NUL character, ``fmt`` is unknown (or
-                no string), ``suffix`` is no part of a name (a path separator, ``..``),
-                ``encode_threads`` is not a whole number of at least 1, an output would
-                replace an input, or two
-                inputs would be written to one output (raised at the first ``next()``,
-                before anything is written).
-            KeyboardInterrupt: after the image being written is finished or cleaned up,
-                and each input not finished is yielded as ``skipped`` (``interrupted``).
+            UsageError: by this call itself, before it returns the generator and before
+                anything is read or written: ``src_dir`` is missing or holds no file, a
+                folder's name is empty or has a NUL character, ``fmt`` is unknown (or no
+                string), ``quality`` is not 1 to 100, ``suffix`` is no part of a name (a
+                path separator, ``..``), ``encode_threads`` is not a whole number of at
+                least 1, ``dst_dir`` is a file, an output would replace an input, or two
+                inputs would be written to one output.
+            KeyboardInterrupt: from the iterator, after the image being written is
+                finished or cleaned up, and each input not finished is yielded as
+                ``skipped`` (``interrupted``).
         """
         from pocketsr_cli import __version__, provenance
         from pocketsr_cli.cli._options import output_format
@@ -671,7 +672,9 @@ class Upscaler:
                 tile=self._tile,
             ),
         )
-        yield from stream(jobs, [self._variant], options, _WarningsOnly(self._warn))
+        # Returned, not yielded from: a generator's body, these checks included, would
+        # run only at the first next(), out of a caller's try around this call.
+        return stream(jobs, [self._variant], options, _WarningsOnly(self._warn))
 
 
 def _pcsr_options(

@@ -372,6 +372,34 @@ def test_upscale_folder_with_a_suffix_writes_beside_the_inputs(
         list(up.upscale_folder(tmp_path, tmp_path, suffix="/x"))
 
 
+def test_upscale_folder_says_a_mistake_when_called_not_when_first_iterated(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    """Its arguments, its inputs and where they would go are checked by the call: as a
+    generator it raised nothing until the first ``next()``, outside a ``try`` around the
+    call (``results = up.upscale_folder(...)`` then a loop elsewhere)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(pixels()).save(src / "a.png")
+    Image.fromarray(pixels()).save(src / "a.jpg")
+    (tmp_path / "empty").mkdir()
+    mistakes = {
+        "input not found": lambda: up.upscale_folder(tmp_path / "nope", tmp_path / "o"),
+        "no image files": lambda: up.upscale_folder(tmp_path / "empty", tmp_path / "o"),
+        "quality": lambda: up.upscale_folder(src, tmp_path / "o", quality=101),
+        "unknown fmt": lambda: up.upscale_folder(src, tmp_path / "o", fmt="gif"),
+        "overwrite input": lambda: up.upscale_folder(src, src),
+        "both be written": lambda: up.upscale_folder(src, tmp_path / "o", fmt="png"),
+    }
+    for words, call in mistakes.items():
+        with pytest.raises(UsageError, match=words):
+            call()
+    assert not (tmp_path / "o").exists()
+    results = up.upscale_folder(src, tmp_path / "o")
+    assert not (tmp_path / "o").exists()  # nothing runs until the loop asks
+    assert sorted(r.status for r in results) == ["ok", "ok"]
+
+
 def test_a_folder_run_that_kept_outputs_made_otherwise_warns_as_the_cli_does(
     tmp_path: Path,
 ) -> None:
