@@ -492,6 +492,11 @@ class Upscaler:
             raise UsageError("an empty path: name the image file to read and the one to write")
         src, dst = Path(src_text), Path(dst_text)
         quality = _whole(quality, "quality", 1, 100)
+        if dst.is_dir():  # not "cannot tell the output format from 'out'" (or from '')
+            raise ImageWriteError(
+                f"cannot write {dst}: it is a folder; name the image file "
+                f"(such as {dst / src.name})"
+            )
         try:
             fmt = format_from_name(dst.suffix)
         except ValueError as exc:

@@ -898,6 +898,7 @@ def test_upscale_file_to_a_folder_or_into_a_file_fails_before_the_upscale(
     src = tmp_path / "a.png"
     Image.new("RGB", (8, 6)).save(src)
     (tmp_path / "taken.png").mkdir()
+    (tmp_path / "out").mkdir()
     (tmp_path / "notes").write_text("a file")
 
     def no_upscale(*args: object, **kwargs: object) -> None:
@@ -907,10 +908,22 @@ def test_upscale_file_to_a_folder_or_into_a_file_fails_before_the_upscale(
     for dst, why in [
         (tmp_path / "taken.png", "is a folder"),
         (tmp_path / "notes" / "b.png", "is a file, not a folder"),
+        # A folder without an image extension was "cannot tell the output format from
+        # 'out'", the working folder "... from ''".
+        (
+            tmp_path / "out",
+            re.escape(f"is a folder; name the image file (such as {tmp_path}/out/a.png)"),
+        ),
     ]:
         with pytest.raises(ImageWriteError, match=why):
             up.upscale_file(src, dst)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "notes", "taken.png"]
+    monkeypatch.chdir(tmp_path / "out")
+    with pytest.raises(
+        ImageWriteError, match=r"^cannot write \.: it is a folder; .*\(such as a\.png\)"
+    ):
+        up.upscale_file(src, ".")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "notes", "out", "taken.png"]
+    assert list((tmp_path / "out").iterdir()) == []
     assert list((tmp_path / "taken.png").iterdir()) == []
 
 
