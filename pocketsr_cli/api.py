@@ -339,8 +339,11 @@ class Upscaler:
             return self._upscale_array(image)
         if _is_pil_image(image):
             return self._upscale_pil(image)
+        hint = ""
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            hint = " (a path is a str; an encoded file's bytes: Image.open(io.BytesIO(data)))"
         raise TypeError(
-            f"expected a PIL image, a numpy array or a path, not {type(image).__name__}"
+            f"expected a PIL image, a numpy array or a path, not {type(image).__name__}{hint}"
         )
 
     def _read(self, path: Path) -> Any:
@@ -791,9 +794,11 @@ def _path_text(value: str | os.PathLike[str], keyword: str) -> str:
         TypeError: not a path, or one that gives bytes.
         UsageError: a NUL character in it, which no file's name can hold (the OS calls
             refuse it with a bare ``ValueError``)."""
-    text = os.fspath(value)
+    # os.fspath's own TypeError lists bytes, which is refused here.
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
     if not isinstance(text, str):
-        raise TypeError(f"{keyword} must be a str path or an os.PathLike giving one, not bytes")
+        given = "bytes" if isinstance(text, bytes) else type(value).__name__
+        raise TypeError(f"{keyword} must be a str path or an os.PathLike giving one, not {given}")
     if "\0" in text:
         raise UsageError(f"{keyword} {text!r} contains a NUL character, which no path can hold")
     return os.path.expanduser(text)

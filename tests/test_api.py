@@ -153,6 +153,19 @@ def test_any_os_pathlike_is_a_path(up: pocketsr_cli.Upscaler, tmp_path: Path) ->
         up.upscale_file(src, FsPath(b"b.png"))
 
 
+def test_what_is_no_path_is_named_in_a_type_error(up: pocketsr_cli.Upscaler) -> None:
+    """``model=5`` said os.fspath's "expected str, bytes or os.PathLike object, not int",
+    though bytes are refused too; bytes given as an image say how to pass either."""
+    with pytest.raises(
+        TypeError, match=r"^model must be a str path or an os\.PathLike giving one, not int$"
+    ):
+        pocketsr_cli.Upscaler(5, device="cpu")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^dst must be .*, not bytes$"):
+        up.upscale_file("a.png", b"b.png")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"not bytes \(a path is a str; .*Image\.open\(io\.BytesIO"):
+        up.upscale(b"a.png")  # type: ignore[call-overload]
+
+
 def test_a_leading_tilde_is_the_home_folder_in_every_path(
     up: pocketsr_cli.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
