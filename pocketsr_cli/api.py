@@ -143,7 +143,8 @@ class Upscaler:
         DeviceError: unknown or unavailable device, unknown precision.
         UsageError: a bad ``tile``, ``tile_overlap``, ``ensemble`` or ``pcsr_k`` value
             (a ``tile`` below 4 × ``tile_overlap`` too), an ``outscale`` outside 0.01 to
-            64, an ``on_warning`` that is not
+            64, a flag (``offline``, ``adaptive``...) that is not True or False, an
+            ``on_warning`` that is not
             callable, a ``model`` with a NUL character; ``pcsr_k`` or
             ``adaptive`` with a model that is not PCSR.
     """
@@ -201,6 +202,13 @@ class Upscaler:
                     f"{sizing.OUTSCALE_MAX:g}, not {outscale:g}"
                 )
         pcsr_k = routing_k(pcsr_k)
+        offline, allow_unverified, trust_pickle, adaptive, compile = (
+            _flag(offline, "offline"),
+            _flag(allow_unverified, "allow_unverified"),
+            _flag(trust_pickle, "trust_pickle"),
+            _flag(adaptive, "adaptive"),
+            _flag(compile, "compile"),
+        )
         for option, value in (("device", device), ("precision", precision)):
             if not isinstance(value, str):
                 raise UsageError(f"{option} must be a string such as 'auto', not {value!r}")
@@ -212,7 +220,7 @@ class Upscaler:
             precision,
             side,
             overlap,
-            compile=bool(compile),
+            compile=compile,
             offline=offline,
             allow_unverified=allow_unverified,
             trust_pickle=trust_pickle,
@@ -476,7 +484,8 @@ class Upscaler:
 
         Raises:
             UsageError: ``dst`` has no known image extension, is ``src``, or either path is
-                empty or has a NUL character.
+                empty or has a NUL character; ``quality`` is not 1 to 100,
+                ``keep_metadata`` not True or False.
             ImageReadError: ``src`` cannot be read or decoded.
             ImageWriteError: the output cannot be encoded or written, or another process
                 is writing it right now (its message says so); said before the upscale
@@ -495,6 +504,7 @@ class Upscaler:
             raise UsageError("an empty path: name the image file to read and the one to write")
         src, dst = Path(src_text), Path(dst_text)
         quality = _whole(quality, "quality", 1, 100)
+        keep_metadata = _flag(keep_metadata, "keep_metadata")
         if dst.is_dir():  # not "cannot tell the output format from 'out'" (or from '')
             raise ImageWriteError(
                 f"cannot write {dst}: it is a folder; name the image file "
@@ -638,7 +648,8 @@ class Upscaler:
             UsageError: by this call itself, before it returns the generator and before
                 anything is read or written: ``src_dir`` is missing or holds no file, a
                 folder's name is empty or has a NUL character, ``fmt`` is unknown (or no
-                string), ``quality`` is not 1 to 100, ``suffix`` is no part of a name (a
+                string), ``quality`` is not 1 to 100, ``recursive``, ``keep_metadata`` or
+                ``overwrite`` is not True or False, ``suffix`` is no part of a name (a
                 path separator, ``..``), ``encode_threads`` is not a whole number of at
                 least 1, ``dst_dir`` is a file, an output would replace an input, or two
                 inputs would be written to one output.
@@ -654,6 +665,11 @@ class Upscaler:
         if encode_threads is not None:
             encode_threads = _whole(encode_threads, "encode_threads", 1)
         quality = _whole(quality, "quality", 1, 100)
+        recursive, keep_metadata, overwrite = (
+            _flag(recursive, "recursive"),
+            _flag(keep_metadata, "keep_metadata"),
+            _flag(overwrite, "overwrite"),
+        )
         texts = (_path_text(src_dir, "src_dir"), _path_text(dst_dir, "dst_dir"))
         if not all(text.strip() for text in texts):
             raise UsageError("an empty folder name: name a folder ('.' for this one)")
@@ -781,6 +797,15 @@ def _whole(value: object, keyword: str, low: int, high: int | None = None) -> in
         bounds = f" from {low} to {high}" if high is not None else f", at least {low}"
         raise UsageError(f"{keyword} must be a whole number{bounds}, not {value!r}")
     return whole
+
+
+def _flag(value: object, keyword: str) -> bool:
+    """``value`` as a bool: True or False (numpy's too: ``np.bool_``), refused before any
+    work otherwise; a string is truthy whatever it says, so ``overwrite="false"`` replaced
+    every output, and ``keep_metadata="no"`` kept it."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise UsageError(f"{keyword} must be True or False, not {value!r}")
+    return bool(value)
 
 
 def _path_text(value: str | os.PathLike[str], keyword: str) -> str:

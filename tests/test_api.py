@@ -191,6 +191,27 @@ def test_a_leading_tilde_is_the_home_folder_in_every_path(
     assert (home / "b.png").is_file()
 
 
+@pytest.mark.parametrize("value", ["false", "no", None, 1, 0.0])
+def test_a_flag_is_true_or_false(up: pocketsr_cli.Upscaler, tmp_path: Path, value: object) -> None:
+    """A string is truthy whatever it says: ``overwrite="false"`` replaced every output and
+    ``keep_metadata="no"`` kept EXIF; each flag is refused, before any work, unless it is
+    True or False (numpy's too)."""
+    src = tmp_path / "in" / "a.png"
+    src.parent.mkdir()
+    Image.fromarray(pixels()).save(src)
+    for keyword in ("offline", "allow_unverified", "trust_pickle", "adaptive", "compile"):
+        with pytest.raises(UsageError, match=f"^{keyword} must be True or False, not "):
+            pocketsr_cli.Upscaler("bicubic", device="cpu", **{keyword: value})
+    with pytest.raises(UsageError, match=r"^keep_metadata must be True or False"):
+        up.upscale_file(src, tmp_path / "b.png", keep_metadata=value)  # type: ignore[arg-type]
+    for keyword in ("recursive", "keep_metadata", "overwrite"):
+        with pytest.raises(UsageError, match=f"^{keyword} must be True or False, not "):
+            up.upscale_folder(src.parent, tmp_path / "out", **{keyword: value})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    (result,) = up.upscale_folder(src.parent, tmp_path / "out", overwrite=np.bool_(True))
+    assert result.status == "ok"
+
+
 def test_upscale_file_without_metadata_keeps_the_colour_profile(
     up: pocketsr_cli.Upscaler, tmp_path: Path
 ) -> None:
