@@ -587,29 +587,8 @@ class Upscaler:
         if gray:  # the model saw R = G = B; fold its answer back to one channel
             y = _fold_to_gray(y)
         planes = [y]
-        if channels in (2, 4) and self._packing is not None and not wide:
-            # A native fractional scale: torch's 8-bit bicubic, no float copy of the output.
-            h, w = pixels.shape[:2]
-            alpha8 = torch.from_numpy(np.ascontiguousarray(pixels[..., -1])).reshape(1, 1, h, w)
-            planes.append(
-                torch.nn.functional.interpolate(
-                    alpha8, size=tuple(y.shape[-2:]), mode="bicubic", align_corners=False
-                )
-            )
-        elif channels in (2, 4) and self._packing is not None:  # 16-bit: in float
-            alpha = _to_tensor(pixels[..., -1:], peak)
-            size = tuple(y.shape[-2:])
-            alpha = torch.nn.functional.interpolate(
-                alpha, size=size, mode="bicubic", align_corners=False
-            )
-            planes.append(alpha.mul_(peak).round_().clamp_(0, peak).to(out_dtype))
-        elif channels in (2, 4):
-            alpha = _to_tensor(pixels[..., -1:], peak)
-            planes.append(
-                self._alpha_policy.upscale(
-                    alpha, self._alpha, scale=self.model.scale, device="cpu", out_dtype=out_dtype
-                )
-            )
+        if channels in (2, 4):
+            planes.append(self._upscale_alpha(pixels[..., -1:], tuple(y.shape[-2:]), out_dtype))
         if len(planes) > 1:
             y = torch.cat(planes, dim=1)
         out = y[0].permute(1, 2, 0).numpy()  # a view when y is channels-last (the usual)
@@ -617,6 +596,39 @@ class Upscaler:
         if self.model.mean_anchor is not None and not anchored:  # on the host
             anchor_means(out, pixels, self.model.mean_anchor, 1 if gray else 3)
         return out
+
+    def _upscale_alpha(
+        self, alpha: np.ndarray, size: tuple[int, ...], out_dtype: torch.dtype
+    ) -> torch.Tensor:
+        """The alpha plane ``H x W x 1`` (uint8/uint16) drawn at ``size`` = ``(H', W')`` as
+        a ``(1, 1, H', W')`` CPU tensor of ``out_dtype``, with the one bicubic filter alpha
+        gets on every path (Keys' cubic, a = -0.5, :class:`~pocketsr_cli.archs.resize.Resize`):
+        at a whole factor through it; at a PCSR network's fractional one (no whole factor
+        gives ``size``) through torch's antialiased bicubic, the same kernel at any size (8-bit
+        alpha in 8 bits, no float copy of the output).  Torch's plain bicubic (a = -0.75)
+        drew PCSR's alpha at -s 3 with 5 more levels of overshoot along an edge."""
+        h, w = alpha.shape[:2]
+        peak = 65535.0 if alpha.dtype == np.uint16 else 255.0
+        scale = size[0] // h
+        if (h * scale, w * scale) == tuple(size):
+            resize = self._alpha if scale == self._alpha.scale else Resize("bicubic", scale)
+            return self._alpha_policy.upscale(
+                _to_tensor(alpha, peak), resize, scale=scale, device="cpu", out_dtype=out_dtype
+            )
+        interpolate = torch.nn.functional.interpolate
+        if alpha.dtype == np.uint8:
+            alpha8 = torch.from_numpy(np.ascontiguousarray(alpha)).reshape(1, 1, h, w)
+            return interpolate(
+                alpha8, size=size, mode="bicubic", align_corners=False, antialias=True
+            )
+        y = interpolate(
+            _to_tensor(alpha, peak),
+            size=size,
+            mode="bicubic",
+            align_corners=False,
+            antialias=True,
+        )
+        return y.mul_(peak).round_().clamp_(0, peak).to(out_dtype)
 
 
 class _RoutingCount:

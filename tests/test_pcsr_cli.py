@@ -21,6 +21,7 @@ from pocketsr_cli import api
 from pocketsr_cli.archs.pcsr import PCSR, PCSRConfig, Routing, build
 from pocketsr_cli.archs.pcsr.config import NO_MEAN
 from pocketsr_cli.archs.pcsr.grid import MAX_DENOMINATOR
+from pocketsr_cli.archs.resize import Resize
 from pocketsr_cli.cli import app
 from pocketsr_cli.devices import compute_for
 from pocketsr_cli.errors import UsageError
@@ -460,12 +461,36 @@ def test_api_outscale_routing_and_heavy_fraction(weights: Path) -> None:
     assert out.shape == (60, 80, 4) and up.heavy_fraction == 1.0
     # in 8 bits (no float copy of the output): within a level of the float bicubic
     plane = torch.from_numpy(src[..., 3].astype(np.float32))[None, None]
-    ref = F.interpolate(plane, size=(60, 80), mode="bicubic", align_corners=False)
+    ref = F.interpolate(plane, size=(60, 80), mode="bicubic", align_corners=False, antialias=True)
     ref8 = ref.round().clamp(0, 255)[0, 0].numpy().astype(int)
     assert np.abs(out[..., 3].astype(int) - ref8).max() <= 1
     assert api.Upscaler(weights, device="cpu").scale == 4
     with pytest.raises(UsageError, match="PCSR"):
         api.Upscaler("bicubic", device="cpu", adaptive=True)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("outscale", [3.0, 2.5])
+def test_alpha_at_a_native_scale_is_drawn_as_every_other_models(
+    weights: Path, dtype: type, outscale: float
+) -> None:
+    """PCSR drew alpha at a factor other than its own with torch's plain bicubic
+    (a = -0.75), other models' with Keys' a = -0.5 (``Resize``): at -s 3 a 0 -> 128 edge
+    overshot to 142 where theirs stop at 137 (ringing 5 levels further).  Now the same
+    filter: at a whole factor the very ``Resize`` other networks' alpha goes through, at a
+    fractional one the same kernel at that size."""
+    src = _photo(24, 32, channels=4).astype(dtype)
+    peak = np.iinfo(dtype).max
+    src[..., 3] = 0
+    src[6:18, 8:24, 3] = peak // 2 + 1
+    out = api.Upscaler(weights, device="cpu", outscale=outscale).upscale(src)[..., 3]
+    plane = torch.from_numpy(src[..., 3].astype(np.float32) / peak)[None, None]
+    if outscale == 3.0:
+        ref = Resize("bicubic", 3)(plane)
+    else:
+        ref = F.interpolate(plane, size=(60, 80), mode="bicubic", antialias=True)
+    expected = ref.mul(peak).round().clamp(0, peak)[0, 0].numpy()
+    assert np.abs(out.astype(np.float64) - expected).max() <= (0 if outscale == 3.0 else 1)
 
 
 def test_engine_native_sizes(weights: Path) -> None:
