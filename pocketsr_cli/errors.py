@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -28,6 +29,19 @@ class ModelError(PocketSRError):
 
 class UnsafePickleError(ModelError):
     """A weights file is a pickle that needs to run code to load (refused, never run)."""
+
+
+class RemoveError(PocketSRError):
+    """A file pocketsr stored (an imported model, downloaded weights) could not be deleted.
+
+    The model was found: the disk refused (permissions, a read-only folder) or another
+    process holds the file, so this is a failure (exit 1), not an unresolvable model.
+    ``removed`` lists the paths that were deleted before the failure (none when nothing
+    was)."""
+
+    def __init__(self, message: str, removed: Sequence[Path] = ()) -> None:
+        super().__init__(message)
+        self.removed = list(removed)
 
 
 class DeviceError(UsageError):

@@ -374,7 +374,7 @@ def test_remove_downloaded_weights(
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         busy = invoke("models", "remove", "blob")
-        assert busy.exit_code == 3 and "being downloaded by another pocketsr process" in (
+        assert busy.exit_code == 1 and "being downloaded by another pocketsr process" in (
             " ".join(busy.stderr.split())
         )
         assert weights_path("blob", "blob.bin").is_file()
@@ -489,6 +489,55 @@ def imported(tmp_path: Path, name: str) -> None:
     source = tmp_path / "m.safetensors"
     save_safetensors(source, SD)
     assert invoke("models", "import", str(source), "--name", name).exit_code == 0
+
+
+def refuse_unlink(monkeypatch: pytest.MonkeyPatch, *refused: Path) -> None:
+    """Deleting any of ``refused`` fails as on a read-only folder (the tests run as root,
+    whom chmod does not stop)."""
+    unlink = Path.unlink
+
+    def guarded(self: Path, missing_ok: bool = False) -> None:
+        if self in refused:
+            raise PermissionError(13, "Permission denied", str(self))
+        unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", guarded)
+
+
+def test_remove_that_cannot_delete_fails_with_1_and_leaves_no_half_model(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model was found, so a file the disk keeps is a failure (1), not an unresolvable
+    model (3); the manifest goes first, so the registry never lists a model whose weights
+    are gone (``missing``)."""
+    imported(tmp_path, "mine")
+    folder = user_models_dir()
+    with monkeypatch.context() as m:  # a read-only folder: nothing goes
+        refuse_unlink(m, folder / "mine.toml", folder / "mine.safetensors")
+        result = invoke("models", "remove", "mine")
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert f"cannot remove {folder / 'mine.toml'}: Permission denied; mine was not removed" in (
+        message
+    )
+    assert "removed /" not in message
+    assert (folder / "mine.safetensors").is_file()
+    listed = {r["name"]: r for r in json_lines(invoke("models", "list", "--json"))}
+    assert listed["mine"]["where"] == "user"  # whole, as it was
+
+    with monkeypatch.context() as m:  # only the weights are kept: the model is gone all the same
+        refuse_unlink(m, folder / "mine.safetensors")
+        result = invoke("models", "remove", "mine")
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert f"removed {folder / 'mine.toml'}" in message
+    assert f"cannot remove {folder / 'mine.safetensors'}" in message
+    assert "mine itself is removed" in message
+    assert "mine" not in {r["name"] for r in json_lines(invoke("models", "list", "--json"))}
+    # The stray weights are not a model's: an import of the name takes their place.
+    imported(tmp_path, "mine")
+    assert invoke("models", "remove", "mine").exit_code == 0
+    assert not (folder / "mine.safetensors").exists()
 
 
 def test_removing_a_copy_of_an_imported_manifest_keeps_the_weights_they_share(

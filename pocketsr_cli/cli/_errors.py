@@ -32,6 +32,7 @@ from pocketsr_cli.errors import (
     ModelError,
     OutOfMemoryError,
     PocketSRError,
+    RemoveError,
     UsageError,
 )
 from pocketsr_cli.spelling import current as current_spelling
@@ -128,6 +129,7 @@ _TABLE: list[tuple[type[BaseException], str, int]] = [
     (OutOfMemoryError, "out of memory", EXIT_FAILED),
     (ImageReadError, "read", EXIT_FAILED),
     (ImageWriteError, "write", EXIT_FAILED),
+    (RemoveError, "remove", EXIT_FAILED),
     (PocketSRError, "failed", EXIT_FAILED),
 ]
 

@@ -5,7 +5,8 @@ their weights, ``weights/store.py`` to add and remove them) and renders the resu
 reports — ``list``, ``info``, ``verify`` — go to stdout; ``download``, ``remove`` and
 ``import`` change files, so their lines are a log on stderr; ``--json`` records always go
 to stdout (the rule: ``_ui``).  Every failure to find, fetch, verify or load a model exits
-with code 3.
+with code 3; a file ``remove`` cannot delete exits 1 (the model was found), after the
+files it did delete are listed.
 """
 
 from __future__ import annotations
@@ -482,30 +483,42 @@ def remove(
     beside it, unless a model has that name (that model is acted on).
     """
     from pocketsr_cli.cli import _ui
-    from pocketsr_cli.errors import ModelError
+    from pocketsr_cli.errors import ModelError, RemoveError
     from pocketsr_cli.weights.resolve import find_spec
     from pocketsr_cli.weights.store import remove_broken_manifest, remove_model
 
+    console = _ui.make_console()
     try:
         spec = find_spec(name)
     except ModelError:
-        broken = remove_broken_manifest(name)
+        try:
+            broken = remove_broken_manifest(name)
+        except RemoveError as exc:
+            _say_removed(console, exc.removed)  # what went before the failure
+            raise
         if broken is None:
             raise
-        console = _ui.make_console()
         *weights, manifest = broken  # the manifest goes last
-        for path in weights:
-            _ui.say(console, f"removed {path}")
+        _say_removed(console, weights)
         _ui.say(console, f"removed {manifest} (a manifest that could not be read)")
         return
-    removed = remove_model(spec)
-    console = _ui.make_console()
+    try:
+        removed = remove_model(spec)
+    except RemoveError as exc:
+        _say_removed(console, exc.removed)
+        raise
     if not removed:
         _ui.say(console, f"{name}: nothing to remove (not downloaded)")
-    for path in removed:
-        _ui.say(console, f"removed {path}")
+    _say_removed(console, removed)
     if spec.origin == "user" and spec.path.exists():
         _ui.say(console, f"{name}: its manifest, written by hand, stays: {spec.path}")
+
+
+def _say_removed(console: Any, paths: list[Path]) -> None:
+    from pocketsr_cli.cli import _ui
+
+    for path in paths:
+        _ui.say(console, f"removed {path}")
 
 
 IMPORT_EPILOG = examples(

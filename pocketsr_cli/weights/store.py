@@ -36,7 +36,7 @@ from pocketsr_cli.atomicfile import (
     sweep_stale_temps,
 )
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
-from pocketsr_cli.errors import ModelError, UsageError
+from pocketsr_cli.errors import ModelError, RemoveError, UsageError
 from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
 from pocketsr_cli.spelling import DESCRIPTION, FORCE, LICENSE, MODEL, OUTSCALE, SHA256
 from pocketsr_cli.weights import trust, verify
@@ -348,7 +348,7 @@ def _switch(spec: ModelSpec, tmp: Path, digest: str, found: _Manifests) -> Path:
     found.specs[found.key(spec.path)] = final
     verify.remember(weights, digest)
     kept = {found.key(weights), *found.named_by_others(spec.path)}
-    _unlink_all(path for key, path in old.items() if key not in kept)
+    _unlink_all((path for key, path in old.items() if key not in kept), [])
     return weights
 
 
@@ -529,10 +529,16 @@ def remove_model(spec: ModelSpec) -> list[Path]:
     manifest and the weights beside it (a manifest written by hand stays: it is the
     user's).  Returns an empty list when nothing was stored.
 
+    An imported model's manifest goes first: until it is deleted it names whole weights
+    (as an import keeps it), so a file that cannot be deleted leaves either the model as
+    it was or no model and a stray weights file, never a manifest naming deleted weights
+    (``models list``'s "missing").
+
     Raises:
         UsageError: ``spec`` ships with pocketsr and has no downloaded copy.
-        ModelError: a file could not be deleted, or another process is downloading one
-            (it holds the file's download lock): nothing was removed.
+        RemoveError: a file could not be deleted (its ``removed``: those deleted before),
+            or another process is downloading one (it holds the file's download lock):
+            nothing was removed.
     """
     from filelock import FileLock, Timeout
 
@@ -545,34 +551,45 @@ def remove_model(spec: ModelSpec) -> list[Path]:
                 try:
                     locks.enter_context(lock)
                 except Timeout:
-                    raise ModelError(
+                    raise RemoveError(
                         f"{spec.name}: {cached.name} is being downloaded by another pocketsr "
                         f"process now (it holds {lock.lock_file}); remove it once that has ended"
                     ) from None
                 except OSError as exc:
-                    raise ModelError(f"cannot lock {cached}: {exc.strerror or exc}") from exc
+                    raise RemoveError(f"cannot lock {cached}: {exc.strerror or exc}") from exc
         return _remove(spec)
 
 
 def _remove(spec: ModelSpec) -> list[Path]:
     removed: list[Path] = []
+    if spec.origin == "user" and _imported(spec.path):
+        with locked_folder(spec.path.parent):  # not while an import replaces it half-way
+            beside = _stored_beside(_Manifests(spec.path.parent), spec.path, spec.name)
+            try:
+                _unlink_all([spec.path], removed)
+            except RemoveError as exc:
+                raise RemoveError(f"{exc}; {spec.name} was not removed") from exc.__cause__
+            try:
+                _unlink_all(beside, removed)
+            except RemoveError as exc:
+                raise RemoveError(
+                    f"{exc}; {spec.name} itself is removed (its manifest is deleted): "
+                    "delete that file by hand",
+                    removed,
+                ) from exc.__cause__
     files = spec.weight_files
     if files:
         folder = weights_path(spec.name, files[0].file).parent
         for w in files:
             cached = weights_path(spec.name, w.file)
             partial = cached.with_name(cached.name + ".incomplete")
-            removed += _unlink_all([cached, partial, trust.converted_path(spec.name, w.file)])
+            _unlink_all([cached, partial, trust.converted_path(spec.name, w.file)], removed)
         # The folder goes too when only bookkeeping is left in it (lock files, hash memo,
         # pinned digests: a removed model's next download is a first use again).
         leftovers = list(folder.iterdir()) if folder.is_dir() else []
         if all(p.name.endswith(".lock") or p.name in _BOOKKEEPING for p in leftovers):
             removed += [p for p in leftovers if p.name in _TRUST_RECORDS]
             shutil.rmtree(folder, ignore_errors=True)
-    if spec.origin == "user" and _imported(spec.path):
-        with locked_folder(spec.path.parent):  # not while an import replaces it half-way
-            beside = _stored_beside(_Manifests(spec.path.parent), spec.path, spec.name)
-            return removed + _unlink_all([*beside, spec.path])
     if spec.origin == "user":  # a manifest written by hand is the user's own: it stays
         return removed
     if not removed and (not files or (spec.path.parent / files[0].file).is_file()):
@@ -592,7 +609,7 @@ def remove_broken_manifest(stem: str) -> list[Path] | None:
     another manifest names them.  A hand-written manifest goes alone.
 
     Raises:
-        ModelError: a file could not be deleted.
+        RemoveError: a file could not be deleted (the manifest, deleted last, then stays).
     """
     folder = user_models_dir()
     if not stem or stem.startswith(".") or Path(stem).name != stem or not folder.is_dir():
@@ -609,7 +626,7 @@ def remove_broken_manifest(stem: str) -> list[Path] | None:
             return None
         # The readable manifests: this one is not among them, so it names nothing.
         beside = _stored_beside(_Manifests(folder), path, stem) if _imported(path) else []
-        return _unlink_all([*beside, path])
+        return _unlink_all([*beside, path], [])
 
 
 def _stored_beside(found: _Manifests, manifest_path: Path, name: str) -> list[Path]:
@@ -639,15 +656,21 @@ _TRUST_RECORDS = (trust.PINS_NAME, trust.CONVERTED_NAME)
 _BOOKKEEPING = (verify.MEMO_NAME, *_TRUST_RECORDS)
 
 
-def _unlink_all(paths: Iterable[Path]) -> list[Path]:
-    removed = []
+def _unlink_all(paths: Iterable[Path], removed: list[Path]) -> list[Path]:
+    """Delete each of ``paths`` that exists, in order, appending it to ``removed`` once it
+    is gone; return ``removed``.
+
+    Raises:
+        RemoveError: a file could not be deleted (those after it are not tried); its
+            ``removed`` is ``removed`` then.
+    """
     for path in paths:
         try:
             path.unlink()
         except FileNotFoundError:
             continue
         except OSError as exc:
-            raise ModelError(f"cannot remove {path}: {exc.strerror or exc}") from exc
+            raise RemoveError(f"cannot remove {path}: {exc.strerror or exc}", removed) from exc
         verify.forget(path)
         removed.append(path)
     return removed
