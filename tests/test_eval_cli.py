@@ -390,17 +390,26 @@ def test_bench_refuses_a_size_that_cannot_fit_in_memory(monkeypatch: pytest.Monk
 
 
 def test_a_folder_of_images_too_small_to_score_says_why(tmp_path: Path) -> None:
+    """Nothing to work on, as a folder with no image files: a usage error (2), which
+    upscale gives a folder with nothing to upscale; an image that cannot be read fails
+    (1), as it fails upscale."""
     for name, size in (("one.png", (1, 1)), ("three.png", (3, 2))):
         Image.new("RGB", size).save(tmp_path / name)
     code, out, err = invoke("eval", tmp_path, "-m", "bicubic")
     text = " ".join(err.split())
-    assert code == 1 and out == "" and "Traceback" not in err
+    assert code == 2 and out == "" and "Traceback" not in err
     assert "none of the 2 file(s)" in text and "one.png: too small to score" in text
-    assert "32×32" in text and "error (failed)" in text
+    assert "32×32" in text and "error (usage)" in text
     code, out, err = invoke("eval", tmp_path, "-m", "bicubic", "--json", "-q")
     (record,) = json_lines(out)
-    assert record["type"] == "error" and record["kind"] == "failed"
-    assert record["exit_code"] == 1
+    assert record["type"] == "error" and record["kind"] == "usage"
+    assert record["exit_code"] == 2
+
+    (tmp_path / "two.png").write_bytes(b"not a PNG")
+    code, out, err = invoke("eval", tmp_path, "-m", "bicubic")
+    text = " ".join(err.split())
+    assert code == 1 and out == "" and "error (failed)" in text
+    assert "none of the 3 file(s)" in text and "(first, two.png: cannot read it" in text
 
 
 def test_hidden_files_are_not_scored(tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ def eval_command(
     NAME +flip8; bicubic runs plain).
     """
     from pocketsr_cli.cli import _ui
-    from pocketsr_cli.errors import PocketSRError
+    from pocketsr_cli.errors import PocketSRError, UsageError
     from pocketsr_cli.evaluation.run import collect_images, evaluate
 
     ensembles = opt.ensemble_choices(ensemble, ensemble_weight)
@@ -166,10 +166,13 @@ def eval_command(
             on_warning=lambda message: _ui.warn(console, message),
         )
     if not report.images:
-        first = "; ".join(f"{name}: {reason}" for name, reason in report.skipped[:1])
-        raise PocketSRError(
-            f"none of the {len(paths)} file(s) in {hr_dir} could be scored (first, {first})"
-        )
+        # As upscale has it: files that failed (unreadable, too large) fail the run (1);
+        # a folder with nothing to work on (no image files, or, here, only photos too
+        # small to score at this scale and crop) is a usage error (2).
+        failed = set(report.failed)
+        first = next((f"{n}: {why}" for n, why in report.skipped if n in failed or not failed), "")
+        message = f"none of the {len(paths)} file(s) in {hr_dir} could be scored (first, {first})"
+        raise PocketSRError(message) if failed else UsageError(message)
     if json_lines:
         for entry in report.models:
             record = {

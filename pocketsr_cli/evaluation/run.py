@@ -161,6 +161,9 @@ class EvalReport:
         device: the torch device, as text.
         images: names of the images scored, in order.
         skipped: ``(name, reason)`` for files that could not be scored.
+        failed: the names in ``skipped`` of files that failed, as ``upscale`` fails them:
+            they cannot be decoded, or need more memory than is available; the others
+            are too small to score at this scale and crop.
         models: one entry per model, bicubic floor first unless asked for elsewhere.
     """
 
@@ -169,6 +172,7 @@ class EvalReport:
     device: str
     images: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
     models: list[ModelScore] = field(default_factory=list)
 
     def model(self, name: str) -> ModelScore:
@@ -469,16 +473,17 @@ def evaluate(
         if limit is not None and len(report.images) >= limit:
             break
         reason = _too_large(path, scale, crop, profiles)
+        failed = reason is not None
         if reason is None:
             try:
                 gt = ground_truth(path, scale, crop)
             except ImageReadError as exc:
-                reason = f"cannot read it: {exc}"
+                reason, failed = f"cannot read it: {exc}", True
             else:
                 if min(gt.shape[:2]) < MIN_LATTICE_SIDE:
                     reason = _too_small(path, gt, scale, crop)
         if reason is not None:
-            _skip(report, warn, path, reason)
+            _skip(report, warn, path, reason, failed=failed)
             if limit is None:  # its steps are done: there are no more to do for it
                 done += steps
             else:  # the next file takes its place, if there is one
@@ -539,6 +544,10 @@ def _too_small(path: Path, gt: npt.NDArray[np.generic], scale: int, crop: int | 
     )
 
 
-def _skip(report: EvalReport, warn: WarningCallback, path: Path, reason: str) -> None:
+def _skip(
+    report: EvalReport, warn: WarningCallback, path: Path, reason: str, *, failed: bool
+) -> None:
     report.skipped.append((path.name, reason))
+    if failed:
+        report.failed.append(path.name)
     warn(f"skipped {path.name}: {reason}")
