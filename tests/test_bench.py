@@ -135,6 +135,34 @@ def test_a_corrupt_image_is_reported_as_failed_and_exits_1(
     assert temp_dirs and not any(d.exists() for d in temp_dirs)
 
 
+def test_unusable_files_and_a_format_switch_are_reported_as_upscale_reports_them(
+    photos: Path,
+) -> None:
+    """A FIFO and a broken symbolic link were left out silently (upscale fails them), and
+    an RGBA image asked as JPEG was written as PNG without upscale's warning."""
+    import os
+
+    os.mkfifo(photos / "pipe.png")
+    (photos / "gone.png").symlink_to(photos / "nowhere.png")
+    Image.new("RGBA", (24, 20), (200, 100, 50, 128)).save(photos / "d.png")
+    args = ("bench", "--folder", photos, "-m", "bicubic", "--format", "jpg")
+    code, out, err = invoke(*args)
+    text = " ".join(err.split())
+    assert code == 1 and "Traceback" not in err, err
+    assert f"failed {photos / 'pipe.png'}: not a regular file but a named pipe (FIFO)" in text
+    assert f"failed {photos / 'gone.png'}: broken symbolic link" in text
+    assert f"skipped {photos / 'notes.txt'}: not an image file (.txt)" in text
+    assert f"bicubic: {photos / 'd.png'}: JPEG cannot store transparency; writing PNG" in text
+    assert "4 image(s)" in out
+    code, out, err = invoke(*args, "--json", "-q")
+    (record,) = json_lines(out)
+    assert code == 1 and record["images"] == 4 and record["failed"] == 0
+    assert record["ignored"] == 3
+    assert any("JPEG cannot store transparency" in w for w in record["warnings"])
+    text = " ".join(err.split())
+    assert "failed" in text and "pipe.png" in text and "notes.txt" not in text  # as upscale's
+
+
 def test_output_format_and_colliding_stems(photos: Path) -> None:
     save_opencv(photos / "a.jpg", make_photo_like(20, 24, seed=4), ext=".jpg")  # a.png too
     code, out, err = invoke(

@@ -145,7 +145,9 @@ def bench_command(
     threads — after one untimed warm-up image; the fastest of --repeat passes counts.
     Reported: images/s, output megapixels/s, seconds per image end to end and in the
     model alone, and their ratio (e2e/model: what decoding and encoding add). Images
-    that fail are reported; the command then exits 1 after printing the results. An
+    that fail are reported; the command then exits 1 after printing the results. The
+    folder's other files are reported as 'pocketsr upscale' reports them: skipped (not
+    an image), or failed (a broken link, a FIFO), which also exits 1. An
     image that would not fit in the memory available when the run starts fails from its
     header, undecoded, as in 'pocketsr upscale' (bench has no --max-memory, and does not
     read POCKETSR_MAX_MEMORY).
@@ -202,6 +204,12 @@ def bench_command(
                 ensembles=ensembles,
                 on_progress=bar,
             )
+    if isinstance(report, FolderBenchReport):
+        # The folder's other files, each once, in upscale's words: skipped (not an
+        # image), or failed (a broken link, a FIFO), which fails the command as there.
+        planning = _ui.RichReporter(console, quiet=quiet, json_lines=json_lines)
+        for result in report.not_run:
+            planning.image_finished(result)
     if json_lines:
         for record in _records(report):
             _ui.emit_json(record)
@@ -213,7 +221,9 @@ def bench_command(
         )
     for problem in _problems(report):
         _ui.warn(console, problem)
-    if isinstance(report, FolderBenchReport) and any(r.failed for r in report.models):
+    if isinstance(report, FolderBenchReport) and (
+        any(r.failed for r in report.models) or any(r.status == "failed" for r in report.not_run)
+    ):
         raise typer.Exit(EXIT_FAILED)
 
 

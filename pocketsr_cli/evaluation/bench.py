@@ -480,9 +480,11 @@ class FolderBenchReport:
     """Everything :func:`bench_folder` measured.
 
     ``images``: image files found in ``folder``; ``ignored``: other (non-hidden) files;
-    ``fmt``: the output format key, ``None`` for each input's own format;
-    ``threads``: torch's CPU threads; ``compile``: the networks ran through
-    ``torch.compile``.
+    ``not_run``: what ``pocketsr upscale`` would report for those other files, each once
+    (``pipeline.planned_result``): ``skipped`` (not an image) or ``failed`` (a broken
+    symbolic link, a FIFO: never opened); ``fmt``: the output format key, ``None`` for
+    each input's own format; ``threads``: torch's CPU threads; ``compile``: the networks
+    ran through ``torch.compile``.
     """
 
     folder: str
@@ -495,6 +497,7 @@ class FolderBenchReport:
     threads: int
     models: list[FolderBenchResult] = field(default_factory=list)
     compile: bool = False
+    not_run: list[Result] = field(default_factory=list)
 
 
 class TimedUpscaler:
@@ -550,8 +553,9 @@ class TimedUpscaler:
 
 class _QuietReporter(NullReporter):
     """A pipeline ``Reporter`` that prints nothing: each finished image calls
-    ``on_image`` (progress), and distinct warnings are kept in ``warnings``.
-    Thread-safe, as the pipeline requires."""
+    ``on_image`` (progress), and distinct warnings are kept in ``warnings``: the run's,
+    and each image's as ``upscale`` words them (``"<file>: JPEG cannot store
+    transparency; writing PNG instead"``).  Thread-safe, as the pipeline requires."""
 
     def __init__(self) -> None:
         self.on_image: Callable[[], None] = lambda: None
@@ -559,6 +563,8 @@ class _QuietReporter(NullReporter):
         self._lock = threading.Lock()
 
     def image_finished(self, result: Result) -> None:
+        for message in result.warnings:
+            self.warning(f"{result.job.display}: {message}")
         self.on_image()
 
     def warning(self, message: str) -> None:
@@ -567,18 +573,20 @@ class _QuietReporter(NullReporter):
                 self.warnings.append(message)
 
 
-def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job], int]:
+def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job], list[Result]]:
     """Jobs for the image files directly inside ``folder``, writing into ``out_dir``.
 
     Outputs are numbered (``00000.png``...) so that ``a.jpg`` and ``a.png`` cannot
-    collide when ``fmt`` gives both one extension.  Returns the jobs and the number of
-    other files that were left out.
+    collide when ``fmt`` gives both one extension.  Returns the jobs and, for the other
+    files, what ``pocketsr upscale`` reports of them (``pipeline.planned_result``:
+    skipped, or failed unopened), in folder order.
 
     Raises:
         UsageError: ``folder`` does not exist, is not a folder, or holds no image file.
     """
     from pocketsr_cli.imageio import extension_for
     from pocketsr_cli.jobs import Naming, collect_jobs, nothing_found
+    from pocketsr_cli.pipeline import planned_result
 
     if not folder.exists():
         raise UsageError(f"{FOLDER} not found: {folder}")
@@ -597,7 +605,7 @@ def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job]
         )
         for i, job in enumerate(images)
     ]
-    return jobs, len(found) - len(images)
+    return jobs, [r for job in found if (r := planned_result(job)) is not None]
 
 
 def _warm_up(
@@ -713,7 +721,8 @@ def bench_folder(
     with outputs in a temporary folder that is deleted before this returns, whatever
     happens.  Per model: one untimed warm-up upscale of the first decodable image, then
     ``repeat`` timed passes over all images; the fastest pass counts.  Images that fail
-    are counted in the result (``failed``, ``first_error``), never dropped silently.
+    are counted in the result (``failed``, ``first_error``), never dropped silently; the
+    folder's other files are in the report's ``not_run``, as ``upscale`` reports them.
 
     Args:
         models: registry names or weights files; empty means the default model.
@@ -746,20 +755,21 @@ def bench_folder(
     if not 1 <= quality <= 100:
         raise UsageError(f"{QUALITY} must be within 1..100, got {quality}")
     with tempfile.TemporaryDirectory(prefix="pocketsr-bench-") as tmp:
-        jobs, ignored = folder_jobs(folder, Path(tmp), fmt_key)
+        jobs, not_run = folder_jobs(folder, Path(tmp), fmt_key)
         refs = distinct_refs(models) or [None]
         descriptors, _ = _open_models(refs, repeat, spec)
         ensembles = _distinct(ensembles)
         report = FolderBenchReport(
             folder=str(folder),
             images=len(jobs),
-            ignored=ignored,
+            ignored=len(not_run),
             fmt=fmt_key,
             quality=quality,
             repeat=repeat,
             device=str(spec.device),
             threads=torch.get_num_threads(),
             compile=spec.compile,
+            not_run=not_run,
         )
         options = Options(fmt=fmt_key, quality=quality, overwrite=True)
         total = len(descriptors) * len(ensembles) * (1 + repeat * len(jobs))
