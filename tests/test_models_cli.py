@@ -658,7 +658,7 @@ def test_import_refusals(tmp_path: Path, home: Path) -> None:
         ((os.devnull,), f"{os.devnull}: not a regular file"),
         ((str(fifo),), "fifo: not a regular file"),
         (("",), "an empty FILE|URL"),
-        (("ftp://host/w.pth", "--sha256", "0" * 64), "not a URL pocketsr fetches"),
+        (("ftp://host/w.pth", "--sha256", "0" * 64), "unsupported URL scheme 'ftp'"),
         (("http://example.com/w.pth", "--sha256", "0" * 64), "refusing insecure URL"),
         (("http://example.com/w.pth",), "refusing insecure URL"),
         ((str(source), "--sha256", "nothex"), "is not a SHA-256 digest"),
@@ -1063,6 +1063,27 @@ def test_import_url(tmp_path: Path, home: Path) -> None:
         assert [h.status for h in server.hits] == [200, 404, 200]
     assert parse_manifest(user_models_dir() / "web.toml", "user").meta.source == url
     assert not weights_path("_import-web", "w.safetensors").parent.exists()  # download tidied
+
+
+def test_import_url_refuses_a_url_the_downloader_would_refuse_as_a_usage_error(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The core says it, before the name is checked or anything fetched (the command line
+    had its own copy of the check; the core said the same URL as a model error, 3)."""
+    from pocketsr_cli.errors import UsageError
+    from pocketsr_cli.weights.store import ImportRequest, import_url
+
+    refuse_network(monkeypatch)
+    request = ImportRequest(name="lanczos")  # a bundled name: refused later, if reached
+    for url, says in [
+        ("http://example.com/w.pth", "refusing insecure URL"),
+        ("ftp://example.com/w.pth", "unsupported URL scheme 'ftp'"),
+        ("hf://owner", "malformed hf:// URL"),
+    ]:
+        with pytest.raises(UsageError, match=says):
+            import_url(request, url, sha256="0" * 64)
+    with pytest.raises(UsageError, match="sha256 is required"):
+        import_url(request, "https://example.com/w.pth", sha256=None)
 
 
 def test_import_url_tidies_only_under_the_download_lock(

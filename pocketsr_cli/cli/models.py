@@ -559,7 +559,6 @@ def import_model(
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.errors import UsageError
     from pocketsr_cli.manifest import SHA256_RE
-    from pocketsr_cli.weights.download import url_problem
     from pocketsr_cli.weights.store import ImportRequest, import_file, import_url, is_url
 
     request = ImportRequest(name=name, license=license_, description=description, force=force)
@@ -567,21 +566,11 @@ def import_model(
         raise UsageError(f"--sha256 {sha256!r} is not a SHA-256 digest: 64 hexadecimal digits")
     if not source.strip():
         raise UsageError("an empty FILE|URL: name a weights file or an https:// or hf:// URL")
-    if "://" in source and not is_url(source):
-        raise UsageError(
-            f"{source}: not a URL pocketsr fetches (https://, hf://, or http:// to this machine)"
-        )
-    if not is_url(source):
-        _must_be_a_file(Path(source))
-    if is_url(source):
-        problem = url_problem(source)  # plain http to another machine: refused up front
-        if problem is not None:
-            raise UsageError(f"{source}: {problem}")
-        if sha256 is None:
-            raise UsageError("--sha256 is required when importing from a URL")
+    if is_url(source):  # refused before anything is fetched when pocketsr would not fetch it
         with _ui.DownloadBar(_ui.make_console(), name) as bar:
             spec = import_url(request, source, sha256=sha256, offline=offline, on_progress=bar)
     else:
+        _must_be_a_file(Path(source))
         spec = import_file(request, Path(source), sha256=sha256)
     _report_import(spec, json_lines)
 

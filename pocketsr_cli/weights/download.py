@@ -294,7 +294,10 @@ def url_problem(url: str) -> str | None:
         return "refusing insecure URL (plain http is allowed only for loopback hosts; use https)"
     if scheme == "hf":
         return None if _parse_hf(url) is not None else "malformed hf:// URL"
-    return f"unsupported URL scheme {scheme!r} (expected https:// or hf://)"
+    return (
+        f"unsupported URL scheme {scheme!r} (pocketsr fetches https://, hf://, or http:// "
+        "to this machine)"
+    )
 
 
 def _is_loopback(host: str | None) -> bool:

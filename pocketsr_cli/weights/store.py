@@ -45,7 +45,7 @@ from pocketsr_cli.weights.cache import (
     user_models_dir,
     weights_path,
 )
-from pocketsr_cli.weights.download import ProgressCallback, downloaded_once
+from pocketsr_cli.weights.download import ProgressCallback, downloaded_once, url_problem
 from pocketsr_cli.weights.load import (
     WEIGHT_SUFFIXES,
     descriptor_from_state_dict,
@@ -92,8 +92,9 @@ class ImportRequest:
 
 
 def is_url(source: str) -> bool:
-    """Whether ``models import`` should download ``source`` rather than open it."""
-    return source.split("://", 1)[0].lower() in ("https", "http", "hf") and "://" in source
+    """Whether ``models import`` takes ``source`` for a URL (it has a scheme), which
+    :func:`import_url` fetches or refuses, rather than a file to open."""
+    return "://" in source
 
 
 def import_file(request: ImportRequest, path: Path, *, sha256: str | None = None) -> ModelSpec:
@@ -122,7 +123,7 @@ def import_url(
     request: ImportRequest,
     url: str,
     *,
-    sha256: str,
+    sha256: str | None,
     offline: bool = False,
     on_progress: ProgressCallback | None = None,
 ) -> ModelSpec:
@@ -134,9 +135,16 @@ def import_url(
     nothing to resume.
 
     Raises:
-        UsageError: invalid or taken name, or a URL that does not name a weights file.
+        UsageError: a URL the downloader refuses (``download.url_problem``: plain http to
+            another machine, another scheme), no ``sha256``, an invalid or taken name, or a
+            URL that does not name a weights file; all before anything is fetched.
         ModelError: download failure or mismatch (nothing is stored), then as import_file.
     """
+    problem = url_problem(url)  # the downloader's own rule, said as the user's mistake
+    if problem is not None:
+        raise UsageError(f"{url}: {problem}")
+    if sha256 is None:
+        raise UsageError(f"{SHA256} is required when importing from a URL")
     folder = _check_name(request)
     filename = Path(urllib.parse.urlsplit(url).path).name
     if Path(filename).suffix.lower() not in WEIGHT_SUFFIXES:
