@@ -232,7 +232,7 @@ def test_download_offline_says_what_to_run(
 def test_download_is_offline_for_every_yes_upscale_takes(
     home: Path, server: Loopback, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
-    """upscale --offline (its environment variable read by click) took on and y as yes,
+    """upscale --offline (its environment variable read by Typer) took on and y as yes,
     while models download went online for them."""
     remote_blob(server, "/blob.bin")
     monkeypatch.setenv("POCKETSR_OFFLINE", value)

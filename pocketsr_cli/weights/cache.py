@@ -28,8 +28,11 @@ Weights sit in one folder per model so that two models shipping a file of the sa
 Offline mode: ``POCKETSR_OFFLINE`` set to ``1``, ``true``, ``yes``, ``on``, ``t`` or ``y``
 (any case) forbids network access; the downloader then reports a missing file instead of
 fetching it.  Those are the spellings the commands' ``--offline`` reads the variable with
-(click's), so that every command and the Python API agree; a value that is neither one of
-them nor a "no" (``0``, ``false``, ``no``, ``off``, ``f``, ``n``, empty) is refused.
+(Typer's: pydantic's bool parsing, since Typer 0.29 no longer uses click), so that every
+command and the Python API agree; a value that is neither one of them nor a "no" (``0``,
+``false``, ``no``, ``off``, ``f``, ``n``, empty) is refused.  The lists are kept here
+rather than borrowed from the command line's parser, which the downloader and the API do
+not import; ``tests/test_download.py`` checks that the two read every value alike.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from pocketsr_cli.errors import ModelError, UsageError
 HOME_ENV = "POCKETSR_HOME"
 OFFLINE_ENV = "POCKETSR_OFFLINE"
 _APP_NAME = "pocketsr"
-# click's yes and no, with which Typer reads the variable for the commands' --offline.
+# The yes and no with which Typer reads the variable for the commands' --offline.
 _TRUE_VALUES = frozenset({"1", "true", "yes", "on", "t", "y"})
 _FALSE_VALUES = frozenset({"", "0", "false", "no", "off", "f", "n"})
 
