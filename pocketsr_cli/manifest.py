@@ -499,6 +499,20 @@ def load_manifests(
     return specs
 
 
+def case_twins(specs: Mapping[str, ModelSpec]) -> list[list[ModelSpec]]:
+    """The models of ``specs`` whose names differ only in case (``Foo`` and ``foo``), in
+    groups of two or more, by name: one name on the disks of macOS and Windows
+    (``fscase.folded``), where their downloads (``weights/NAME/``) are one folder and
+    imports of them would write the same files.  ``models import`` refuses such a name;
+    an older version, or a manifest written by hand, may have made one all the same."""
+    from pocketsr_cli import fscase
+
+    groups: dict[str, list[ModelSpec]] = {}
+    for name in sorted(specs):
+        groups.setdefault(fscase.folded(name), []).append(specs[name])
+    return [group for group in groups.values() if len(group) > 1]
+
+
 # --- writing ------------------------------------------------------------------------------
 
 

@@ -86,6 +86,8 @@ class SystemReport:
     skipped_manifests: list[str] = field(default_factory=list)
     # the cache and user model folder where nothing can be stored, each with why
     folder_problems: list[str] = field(default_factory=list)
+    # models whose names differ only in case, each group with why (resolve.case_collisions)
+    model_problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; byte counts are integers, absent figures ``None``."""
@@ -132,6 +134,7 @@ def collect(*, load_default_model: bool = True) -> SystemReport:
         extras=extras(),
         skipped_manifests=skipped_manifests(),
         folder_problems=folder_problems(),
+        model_problems=model_problems(),
     )
 
 
@@ -188,6 +191,18 @@ def skipped_manifests() -> list[str]:
     except Exception as exc:  # a folder that cannot be listed: the diagnosis is the message
         return [str(exc)]
     return problems
+
+
+def model_problems() -> list[str]:
+    """The models whose names differ only in case (``resolve.case_collisions``), one line
+    per group; empty when there is none, or when the folders cannot be read (as
+    :func:`skipped_manifests` says)."""
+    from pocketsr_cli.weights.resolve import case_collisions, registry
+
+    try:
+        return case_collisions(registry([]))
+    except Exception:  # a folder that cannot be listed: skipped_manifests says so
+        return []
 
 
 def folder_problems() -> list[str]:

@@ -67,6 +67,7 @@ def test_json_on_this_machine(home: Path) -> None:
     assert report["extras"]["spandrel"]  # installed by scripts/install.sh
     assert report["skipped_manifests"] == []
     assert report["folder_problems"] == []
+    assert report["model_problems"] == []
 
 
 def test_a_pocketsr_home_that_is_a_file_is_reported(home: Path) -> None:
@@ -90,6 +91,26 @@ def test_an_unreadable_user_manifest_is_reported(home: Path) -> None:
     assert len(skipped) == 1 and "broken.toml" in skipped[0]
     lines = [line for line in doctor_text().splitlines() if "skipped" in line]
     assert len(lines) == 1 and "broken.toml" in lines[0]
+
+
+def test_models_whose_names_differ_only_in_case_are_reported(home: Path) -> None:
+    """Made by an older version (import refuses such a name now) or by hand: one name on
+    macOS and Windows, where they share their files; doctor said nothing."""
+    folder = home / "models"
+    folder.mkdir(parents=True)
+    bundled = Path(sysinfo.__file__).resolve().parents[1] / "models" / "lanczos.toml"
+    for stem, name in (("Foo", "Foo"), ("foo", "foo"), ("Lanczos", "Lanczos")):
+        text = bundled.read_text(encoding="utf-8").replace('"lanczos"', f'"{name}"')
+        (folder / f"{stem}.toml").write_text(text, encoding="utf-8")
+    problems = doctor_json()["model_problems"]
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(
+        f"models 'Foo' ({folder / 'Foo.toml'}) and 'foo' ({folder / 'foo.toml'}) differ only"
+    )
+    assert "'Lanczos'" in problems[1] and "'lanczos'" in problems[1]
+    assert "`pocketsr models remove Lanczos`" in problems[1]  # the user's, not the bundled
+    lines = [line for line in doctor_text().splitlines() if "differ only in case" in line]
+    assert len(lines) == 2 and all(line.lstrip().startswith("problem") for line in lines)
 
 
 def test_a_default_model_that_cannot_load_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:

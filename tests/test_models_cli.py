@@ -838,6 +838,57 @@ def test_import_force_keeps_a_whole_model_wherever_it_is_killed(
         raise AssertionError("import --force never finished")
 
 
+def case_twins(tmp_path: Path) -> Path:
+    """Imported models ``foo`` and ``Foo`` (two networks), as an older version made them
+    before it refused the second name, or as a user's hand makes them; the folder."""
+    imported(tmp_path, "foo")
+    imported(tmp_path, "bar")
+    folder = user_models_dir()
+    text = (folder / "bar.toml").read_text(encoding="utf-8")
+    (folder / "Foo.toml").write_text(
+        text.replace('"bar"', '"Foo"').replace("bar.safetensors", "Foo.safetensors"),
+        encoding="utf-8",
+    )
+    (folder / "bar.safetensors").rename(folder / "Foo.safetensors")
+    (folder / "bar.toml").unlink()
+    return folder
+
+
+def test_models_differing_only_in_case_are_reported_and_removed_apart(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """models list warns of them (doctor too: test_doctor); removing one never removes
+    the other's files; where the disk ignores case and their downloads are one folder,
+    nothing there is removed (whose is which cannot be told)."""
+    from pocketsr_cli import fscase
+
+    folder = case_twins(tmp_path)
+    listed = invoke("models", "list", "--json")
+    assert listed.exit_code == 0
+    assert {"foo", "Foo"} <= {r["name"] for r in json_lines(listed)}
+    warning = " ".join(listed.stderr.split())
+    assert f"models 'Foo' ({folder / 'Foo.toml'}) and 'foo' ({folder / 'foo.toml'})" in warning
+    assert "differ only in case" in warning and "`pocketsr models remove foo`" in warning
+
+    downloads = weights_path("foo", "foo.safetensors").parent  # weights/Foo/ too, there
+    downloads.mkdir(parents=True)
+    (downloads / ".pinned.json").write_text("{}")  # Foo's pins? foo's? cannot be told
+    monkeypatch.setattr(fscase, "case_blind", lambda folder: True)
+    refused = invoke("models", "remove", "foo")
+    assert refused.exit_code == 1, refused.output
+    assert "are also those of 'Foo' on this disk" in " ".join(refused.stderr.split())
+    assert (downloads / ".pinned.json").exists() and (folder / "foo.toml").exists()
+
+    monkeypatch.setattr(fscase, "case_blind", lambda folder: False)
+    assert invoke("models", "remove", "foo").exit_code == 0
+    assert sorted(p.name for p in folder.iterdir() if p.name[0] != ".") == [
+        "Foo.safetensors",
+        "Foo.toml",
+    ]
+    assert invoke("models", "info", "Foo").exit_code == 0
+    assert "differ only in case" not in invoke("models", "list").stderr
+
+
 @pytest.mark.parametrize("blind", [False, True])
 def test_import_refuses_a_name_differing_only_in_case_from_a_model(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, blind: bool

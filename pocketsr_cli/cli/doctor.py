@@ -31,8 +31,9 @@ def doctor(
     """Show versions, devices (each GPU with its memory), the default model and extras.
 
     Also what '--device auto' would choose, whether the default model loads without
-    the network, and a cache or user model folder where nothing can be stored (a
-    POCKETSR_HOME that is a file). With --json: one object on stdout.
+    the network, a cache or user model folder where nothing can be stored (a
+    POCKETSR_HOME that is a file), and models whose names differ only in case (Foo and
+    foo: one name on macOS and Windows). With --json: one object on stdout.
     """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.sysinfo import collect
@@ -87,6 +88,7 @@ def rows(report: SystemReport) -> list[tuple[str, str]]:
         ("user models", report.user_models_dir),
         *(("  skipped", problem) for problem in report.skipped_manifests),
         *(("  problem", problem) for problem in report.folder_problems),
+        *(("  problem", problem) for problem in report.model_problems),
         (
             "extras",
             ", ".join(

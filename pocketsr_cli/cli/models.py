@@ -113,13 +113,16 @@ def list_models(json_lines: opt.JsonOpt = False) -> None:
     offline.
     """
     from pocketsr_cli.cli import _ui
-    from pocketsr_cli.weights.resolve import registry
+    from pocketsr_cli.weights.resolve import case_collisions, registry
 
     problems: list[str] = []
-    rows = [_summary(spec) for spec in registry(problems).values()]
+    specs = registry(problems)
+    rows = [_summary(spec) for spec in specs.values()]
     console = _ui.make_console()
     for problem in problems:
         _ui.warn(console, f"skipped: {problem}")
+    for collision in case_collisions(specs):
+        _ui.warn(console, collision)
     if json_lines:
         for row in rows:
             _emit(row)

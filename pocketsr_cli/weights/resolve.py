@@ -348,6 +348,23 @@ def registry(
     return load_manifests(manifest_folders(), problems=problems, unreadable=unreadable)
 
 
+def case_collisions(specs: Mapping[str, ModelSpec]) -> list[str]:
+    """One line per group of models in ``specs`` (:func:`registry`) whose names differ
+    only in case (``manifest.case_twins``), saying what is wrong and what to do; empty
+    when there is none (what ``pocketsr doctor`` and ``models list`` report)."""
+    lines = []
+    for group in manifest.case_twins(specs):
+        names = " and ".join(f"{s.name!r} ({s.path})" for s in group)
+        ours = [s.name for s in group if s.origin == "user"]
+        lines.append(
+            f"models {names} differ only in case: one name on the disks of macOS and "
+            "Windows, where they would share their downloads and imported files; remove one "
+            f"(`pocketsr models remove {ours[-1] if ours else group[-1].name}`) or give it "
+            "another name in its manifest"
+        )
+    return lines
+
+
 def find_spec(name: str) -> ModelSpec:
     """The manifest called exactly ``name``.
 

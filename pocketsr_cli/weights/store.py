@@ -553,6 +553,7 @@ def remove_model(spec: ModelSpec) -> list[Path]:
     with contextlib.ExitStack() as locks:
         files = spec.weight_files
         if files and weights_path(spec.name, files[0].file).parent.is_dir():
+            _refuse_shared_downloads(spec, weights_path(spec.name, files[0].file).parent)
             for w in files:  # a download in progress keeps its files
                 cached = weights_path(spec.name, w.file)
                 lock = FileLock(str(cached) + ".lock", timeout=0)
@@ -566,6 +567,26 @@ def remove_model(spec: ModelSpec) -> list[Path]:
                 except OSError as exc:
                     raise RemoveError(f"cannot lock {cached}: {exc.strerror or exc}") from exc
         return _remove(spec)
+
+
+def _refuse_shared_downloads(spec: ModelSpec, folder: Path) -> None:
+    """Raise RemoveError when ``folder``, ``spec``'s downloads, is also another model's: one
+    whose name differs from ``spec.name`` only in case (``manifest.case_twins``: made by an
+    older version or by hand), on a disk that ignores case, where ``weights/foo/`` is
+    ``weights/Foo/``.  Which of the files there (the pinned digests, a file of the same
+    name) are whose cannot be told, so none is removed."""
+    from pocketsr_cli.weights.resolve import registry
+
+    if not fscase.case_blind(str(folder)):
+        return
+    for group in manifest.case_twins(registry([])):
+        others = [s.name for s in group if s.name != spec.name]
+        if len(others) < len(group):  # spec's group
+            raise RemoveError(
+                f"{spec.name}: its downloads in {folder} are also those of {others[0]!r} on "
+                "this disk, which ignores case (the two names differ only in case), so "
+                "nothing was removed; delete the files there by hand, and see `pocketsr doctor`"
+            )
 
 
 def _remove(spec: ModelSpec) -> list[Path]:
