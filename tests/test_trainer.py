@@ -1091,6 +1091,54 @@ def test_run_command_refuses_to_resume_a_checkpoint_of_other_options(
     assert "checkpoint of a run with other options" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [lambda data: data[: len(data) // 2], lambda data: b"", lambda data: b"\x80\x02junk" * 99],
+    ids=["truncated", "empty", "garbage"],
+)
+def test_a_damaged_checkpoint_is_refused_in_a_line_and_left_as_it_is(
+    patch_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    damage: Callable[[bytes], bytes],
+) -> None:
+    """A ``last.pt`` cut short (a full disk, a copy stopped half-way) is named as such,
+    not as a run with other options nor with torch's traceback; nothing is changed."""
+    from pocketsr_cli.train.export import main as export_main
+    from pocketsr_cli.train.run import main
+
+    out = tmp_path / "run"
+    base = ["--patches", str(patch_dir), "--out", str(out), "--w-perceptual", "0", "--batch", "4"]
+    assert main([*base, "--steps", "2"]) == 0
+    capsys.readouterr()
+    damaged = damage((out / "last.pt").read_bytes())
+    (out / "last.pt").write_bytes(damaged)
+    assert main([*base, "--steps", "4"]) == 1
+    err = capsys.readouterr().err
+    said = f"{out / 'last.pt'} is not a whole checkpoint (cut short or damaged?); put back a good"
+    assert err.startswith(f"error: {said} copy, or remove it") and err.count("\n") == 1
+    assert (out / "last.pt").read_bytes() == damaged
+    assert export_main([str(out), str(tmp_path / "w.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_checkpoint_without_the_trainers_parts_is_named_as_another_file(
+    patch_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pocketsr_cli.train.run import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"step": 3}, out / "last.pt")
+    base = ["--patches", str(patch_dir), "--out", str(out), "--w-perceptual", "0", "--batch", "4"]
+    assert main([*base, "--steps", "4"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: {out / 'last.pt'} is not a checkpoint of this trainer (it has no "
+    )
+
+
 def test_a_resume_with_options_that_change_the_training_is_refused_naming_them(
     patch_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

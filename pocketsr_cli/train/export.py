@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import pickle
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,8 +49,15 @@ def write_weights(state: Mapping[str, torch.Tensor], dest: Path) -> dict[str, ob
 
 
 def export_checkpoint(run: Path, dest: Path) -> dict[str, object]:
-    """Write the EMA weights of ``run/last.pt`` to ``dest``; returns ``step`` and the facts."""
-    state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    """Write the EMA weights of ``run/last.pt`` to ``dest``; returns ``step`` and the facts.
+
+    Raises:
+        loop.CheckpointUnreadable: ``last.pt`` is cut short or damaged.
+        KeyError: it is not a trainer's checkpoint (no ``step`` or ``ema``).
+    """
+    from pocketsr_cli.train.loop import read_checkpoint
+
+    state = read_checkpoint(run / "last.pt")
     return {"step": int(state["step"]), **write_weights(state["ema"], dest)}
 
 
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         print(json.dumps(export_checkpoint(args.run, args.dest)))
-    except (OSError, KeyError, RuntimeError, pickle.UnpicklingError) as exc:
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:
         # unreadable, or not the last.pt of a trainer
         print(f"error: cannot export {args.run / 'last.pt'}: {exc}", file=sys.stderr)
         return 1

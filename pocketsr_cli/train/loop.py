@@ -261,6 +261,36 @@ def save_checkpoint(path: Path, parts: Mapping[str, Any], **extra: Any) -> None:
         torch.save(state, tmp)
 
 
+class CheckpointUnreadable(ValueError):
+    """``last.pt`` cannot be read as a checkpoint: cut short, damaged, or another file."""
+
+
+def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The state :func:`save_checkpoint` wrote to ``path``.
+
+    Raises:
+        CheckpointUnreadable: ``path`` cannot be read, or is not a whole checkpoint (a
+            copy cut short, a damaged disk, another file under the name): one line naming
+            it, never torch's pickle errors.
+    """
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except OSError as exc:
+        raise CheckpointUnreadable(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # torch.load: RuntimeError (zip), EOFError, UnpicklingError...
+        raise CheckpointUnreadable(_unreadable(path)) from exc
+    if not isinstance(state, dict):
+        raise CheckpointUnreadable(_unreadable(path))
+    return state
+
+
+def _unreadable(path: Path) -> str:
+    return (
+        f"{path} is not a whole checkpoint (cut short or damaged?); put back a good copy, "
+        "or remove it to start the run over from step 0"
+    )
+
+
 def load_checkpoint(
     path: Path,
     parts: Mapping[str, Any],
@@ -269,10 +299,19 @@ def load_checkpoint(
 ) -> dict[str, Any] | None:
     """Restore ``parts`` (the names :func:`save_checkpoint` wrote) from ``path``; returns
     the whole saved state for the rest, or None when there is no checkpoint yet.
-    ``check(state)`` runs first, before anything is restored (:func:`check_options`)."""
+    ``check(state)`` runs first, before anything is restored (:func:`check_options`).
+
+    Raises:
+        CheckpointUnreadable: see :func:`read_checkpoint`; or it lacks one of ``parts``.
+    """
     if not path.exists():
         return None
-    state: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
+    state = read_checkpoint(path, device)
+    missing = [name for name in parts if name not in state]
+    if missing:
+        raise CheckpointUnreadable(
+            f"{path} is not a checkpoint of this trainer (it has no {', '.join(missing)})"
+        )
     if check is not None:
         check(state)
     for name, part in parts.items():

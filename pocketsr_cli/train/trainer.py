@@ -441,6 +441,7 @@ class Trainer:
         Raises:
             loop.OptionsChanged: the run was trained with other options than ``config``
                 (:data:`SESSION_OPTIONS` aside): a resumed run keeps its options.
+            loop.CheckpointUnreadable: ``last.pt`` is cut short or damaged.
             ValueError: a checkpoint that does not fit the models.
         """
         defaults = asdict(TrainConfig(patches="", out=""))
@@ -453,7 +454,7 @@ class Trainer:
 
         try:
             state = loop.load_checkpoint(self.checkpoint_path, self._parts(), self.device, check)
-        except loop.OptionsChanged:
+        except (loop.OptionsChanged, loop.CheckpointUnreadable):
             raise
         except (RuntimeError, KeyError, ValueError) as exc:  # shapes or parts that differ
             raise ValueError(
