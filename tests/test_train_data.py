@@ -477,6 +477,53 @@ def test_cli_uses_only_training_photos(tmp_path: Path, monkeypatch: pytest.Monke
     assert len(load_shards(tmp_path / "out")) == 2
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--count", "0"], "--count must be at least 1, got 0"),
+        (["--batch", "0"], "--batch must be at least 1, got 0"),
+        (["--shard-size", "0"], "--shard-size must be at least 1, got 0"),
+        (["--lr-size", "0"], "--lr-size must be at least 1, got 0"),
+        (["--margin", "-3"], "--margin must be at least 0, got -3"),
+        (["--seed", "-1"], "--seed must be at least 0, got -1"),
+        (["--threads", "-2"], "--threads must be at least 0, got -2"),
+        (["--long-side", "0"], "--long-side must be at least 1, got 0"),
+        (["--out", "{tmp}/a-file"], "--out {tmp}/a-file is a file, not a patch folder"),
+        (["--photos", "{tmp}/a-file"], "--photos {tmp}/a-file is a file; give the folder"),
+        (["--fetch-list", "{tmp}/none.txt"], "--fetch-list {tmp}/none.txt: no such file"),
+    ],
+)
+def test_cli_refuses_options_that_cannot_work_in_a_line_before_any_work(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    """A number out of range or an --out that is a file is said in one line before the
+    teacher is loaded, with nothing written (--lr-size 0 and --margin -3 used to write a
+    run of empty patches; --seed -1 a manifest and numpy's message; --threads -2 a
+    traceback)."""
+    photos = tmp_path / "photos"
+    write_photos(photos, ["Aqua.jpg"])
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setattr(teacher_module, "load_teacher", lambda folder: pytest.fail("loaded"))
+    argv = ["--photos", str(photos), "--out", str(tmp_path / "out"), "--teacher", "x"]
+    argv += ["--count", "3", "--lr-size", "8", "--margin", "2"]
+    argv += [a.format(tmp=tmp_path) for a in extra]
+    before = sorted(tmp_path.rglob("*"))
+    assert make_patches_cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message.format(tmp=tmp_path)}") and err.count("\n") == 1
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_patch_spec_refuses_an_empty_patch_and_a_negative_margin_or_seed() -> None:
+    for bad in ({"lr_size": 0}, {"margin": -1}, {"seed": -1}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be at least"):
+            PatchSpec(**bad)
+
+
 # ---------------------------------------------------------------- dataset
 
 

@@ -11,7 +11,9 @@ interruption continues from the shards already written and produces the same fil
 uninterrupted run would; see :mod:`pocketsr_cli.train.patches` for the format.
 The teacher runs on CPU; expect roughly 0.5-1 s per 48-px patch on two cores.
 
-Exit status: 0 done, 1 error (message on stderr), 130 interrupted.
+Exit status: 0 done, 1 error (one line on stderr; options that cannot work, such as
+``--count 0`` or an ``--out`` that is a file, are refused before the teacher is loaded or
+anything is written), 2 bad command line, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -60,8 +62,41 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+AT_LEAST = {
+    "count": 1,
+    "shard_size": 1,
+    "batch": 1,
+    "lr_size": 1,
+    "margin": 0,
+    "seed": 0,
+    "threads": 0,
+    "long_side": 1,
+}
+"""The smallest value each numeric option can work with."""
+
+
+def option_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options before any work is done (None: nothing found): a
+    number out of range, an ``--out`` that is a file, a missing ``--fetch-list``."""
+    for name, least in AT_LEAST.items():
+        value = getattr(args, name)
+        if value is not None and value < least:
+            return f"--{name.replace('_', '-')} must be at least {least}, got {value}"
+    if args.out.exists() and not args.out.is_dir():
+        return f"--out {args.out} is a file, not a patch folder"
+    if args.photos.exists() and not args.photos.is_dir():
+        return f"--photos {args.photos} is a file; give the folder of training photos"
+    if args.fetch_list is not None and not args.fetch_list.is_file():
+        return f"--fetch-list {args.fetch_list}: no such file"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    problem = option_problem(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     import torch
     from tqdm import tqdm
 

@@ -103,6 +103,18 @@ class PatchSpec:
     flat_keep_prob: float = 0.15
     max_tries: int = 20
 
+    def __post_init__(self) -> None:
+        """Refuse a geometry no patch can have (an empty patch, a negative margin, a
+        seed numpy cannot take) before anything is sampled or written.
+
+        Raises:
+            ValueError: naming the field and its value.
+        """
+        for name, least in (("lr_size", 1), ("margin", 0), ("seed", 0), ("max_tries", 1)):
+            value = getattr(self, name)
+            if value < least:
+                raise ValueError(f"{name} must be at least {least}, got {value}")
+
     @property
     def hr_size(self) -> int:
         """Side of the stored HR and teacher patches."""
