@@ -1050,6 +1050,17 @@ def test_masked_fourier_weight_is_an_option_and_old_configs_still_load(
         (["--limit", "100"], "only 12 patches"),
         (["--init", "missing.safetensors"], "no such file"),
         (["--export", "."], "error: --export . is a folder; name the .safetensors file\n"),
+        # numbers that crashed mid-run (a traceback, the run folder left behind), trained
+        # backwards, or ended the run at once
+        (["--threads", "-1"], "error: --threads must be at least 0, got -1\n"),
+        (["--limit", "0"], "error: --limit must be at least 1, got 0\n"),
+        (["--disc-crop", "0"], "error: --disc-crop must be at least 8, got 0\n"),
+        (["--lr", "-1"], "error: --lr must be positive, got -1.0\n"),
+        (["--minutes", "-1"], "error: --minutes must be at least 0, got -1.0\n"),
+        (["--val-crop", "0"], "error: --val-crop must be at least 16, got 0\n"),
+        (["--ema", "2"], "error: --ema must be between 0 and 1, got 2.0\n"),
+        (["--mild-fraction", "2"], "error: --mild-fraction must be between 0 and 1, got 2.0\n"),
+        (["--workers", "-1"], "error: --workers must be at least 0, got -1\n"),
     ],
 )
 def test_run_command_refuses_bad_options_in_a_line_and_writes_nothing(

@@ -112,19 +112,52 @@ class _CtrlC:
             raise KeyboardInterrupt
 
 
+Range = tuple[float, float | None]
+"""An option's smallest and largest workable value (None: no largest), both included."""
+
+SHARED_RANGES: dict[str, Range] = {
+    "batch": (1, None),  # the step loop divides by these three
+    "ckpt_every": (1, None),
+    "log_every": (1, None),
+    "threads": (0, None),  # 0 or None: torch's default
+    "minutes": (0, None),  # 0: no budget
+    "eval_every": (0, None),  # 0: never
+    "val_crop": (16, None),  # the scores shave a border
+    "lr_size": (1, None),
+    "ema": (0, 1),
+}
+"""The ranges of the numeric options every trainer here has (:func:`check_run_options`)."""
+
+
+def check_ranges(config: Any, ranges: Mapping[str, Range]) -> None:
+    """Refuse the first of ``ranges``' options whose value in ``config`` lies outside its
+    range (an option the config lacks, or that is None: not given, is not checked).
+
+    Raises:
+        ValueError: ``"--batch must be at least 1, got 0"``, ``"--ema must be between 0
+            and 1, got 2.0"``.
+    """
+    for name, (low, high) in ranges.items():
+        value = getattr(config, name, None)
+        if value is None or (low <= value and (high is None or value <= high)):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if high is None:
+            raise ValueError(f"{flag} must be at least {low}, got {value}")
+        raise ValueError(f"{flag} must be between {low} and {high}, got {value}")
+
+
 def check_run_options(config: Any) -> Path:
     """The run folder ``config.out`` of a trainer about to start, once the options every
-    trainer shares can work: ``batch``, ``ckpt_every`` and ``log_every`` at least 1 (the
-    step loop divides by them), and ``out`` not a file.  Nothing is written: a trainer
+    trainer shares can work: each within :data:`SHARED_RANGES` (``--batch 0`` would divide
+    by zero, ``--threads -1`` is torch's error, ``--minutes -1`` a run that ends at once,
+    ``--val-crop 0`` an OpenCV one) and ``out`` not a file.  Nothing is written: a trainer
     makes the folder only once all its own options pass too.
 
     Raises:
         ValueError: naming the option that cannot work.
     """
-    for name in ("batch", "ckpt_every", "log_every"):
-        if getattr(config, name) < 1:
-            flag = name.replace("_", "-")
-            raise ValueError(f"--{flag} must be at least 1, got {getattr(config, name)}")
+    check_ranges(config, SHARED_RANGES)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a run folder")

@@ -192,6 +192,18 @@ on a GPU resumes on a CPU), not what it trains.  Every other option must be the 
 (``loop.check_options``); config.json shows the last session's."""
 
 
+RANGES: dict[str, loop.Range] = {
+    "lr_d": (0, None),
+    "limit": (1, None),
+    "workers": (0, None),
+    "disc_crop": (8, None),  # the discriminator halves its window three times
+    "mild_fraction": (0, 1),
+    "anneal_steps": (0, None),
+    "margin": (0, None),
+}
+"""The ranges of this trainer's own numeric options (``loop.SHARED_RANGES``: the rest)."""
+
+
 def _param_groups(
     student: nn.Module, lr: float, skip_mult: float, post_mult: float = 1.0
 ) -> list[dict[str, Any]]:
@@ -302,6 +314,9 @@ class Trainer:
             raise ValueError("give --patches (cached patch folders) or --photos (online)")
         if config.steps < 0:
             raise ValueError(f"--steps must be 0 or more, got {config.steps}")
+        if config.lr <= 0:
+            raise ValueError(f"--lr must be positive, got {config.lr}")
+        loop.check_ranges(config, RANGES)
         self.out = loop.check_run_options(config)
         self.config = config
         self.on_log = on_log or (lambda _r: None)
