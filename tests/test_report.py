@@ -77,6 +77,24 @@ def test_several_crops_do_not_overlap_and_come_most_detailed_first() -> None:
             assert not overlaps(a, b), (a, b)
 
 
+@pytest.mark.parametrize(
+    ("width", "height", "side", "align"),
+    [(669, 1302, 268, 2), (1070, 1778, 342, 1), (850, 1240, 374, 1), (2312, 1097, 282, 2)],
+)
+def test_crops_never_overlap_where_the_work_copy_rounds(
+    width: int, height: int, side: int, align: int
+) -> None:
+    """On an output larger than the copy detail is measured on, windows a window apart
+    there used to land a few pixels closer in the output (rounded, clamped, aligned)."""
+    img = np.random.default_rng(width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    boxes = choose_crops(img, side, 8, align=(align, align))
+    assert len(boxes) >= 4
+    for i, a in enumerate(boxes):
+        assert a.x >= 0 and a.y >= 0 and a.x + a.w <= width and a.y + a.h <= height
+        for b in boxes[i + 1 :]:
+            assert not overlaps(a, b), (a, b)
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_crops_are_aligned_to_the_scale(scale: int) -> None:
     h, w = 61 * scale, 97 * scale

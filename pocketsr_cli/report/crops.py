@@ -120,23 +120,25 @@ def choose_crops(
     integral[1:, 1:] = energy.cumsum(0).cumsum(1)
     # Sum of every ww×wh window, indexed by its top-left corner.
     sums = integral[wh:, ww:] - integral[:-wh, ww:] - integral[wh:, :-ww] + integral[:-wh, :-ww]
+    # Where each small-copy corner lands in the output (rounded, clamped and aligned: two
+    # corners a window apart on the copy may land closer than a window there).
+    xs = _origins(sums.shape[1], d, cw, width, align[0])
+    ys = _origins(sums.shape[0], d, ch, height, align[1])
     boxes: list[Box] = []
     while len(boxes) < count and np.isfinite(sums).any():
         sy, sx = np.unravel_index(int(np.argmax(sums)), sums.shape)
-        boxes.append(_to_output(int(sx), int(sy), d, (cw, ch), (width, height), align))
-        # No later window may overlap this one.
-        sums[max(0, sy - wh + 1) : sy + wh, max(0, sx - ww + 1) : sx + ww] = -np.inf
+        x, y = int(xs[sx]), int(ys[sy])
+        boxes.append(Box(x, y, cw, ch))
+        # No later window may overlap this one, in output pixels.
+        sums[np.ix_(np.abs(ys - y) < ch, np.abs(xs - x) < cw)] = -np.inf
     return boxes
 
 
-def _to_output(
-    sx: int, sy: int, d: float, crop: tuple[int, int], size: tuple[int, int], align: tuple[int, int]
-) -> Box:
-    """A window's corner on the small copy, as an aligned window of the output."""
-    (cw, ch), (width, height), (ax, ay) = crop, size, align
-    x = min(max(0, round(sx * d)), width - cw)
-    y = min(max(0, round(sy * d)), height - ch)
-    return Box(x - x % ax, y - y % ay, cw, ch)
+def _origins(n: int, d: float, crop: int, size: int, align: int) -> np.ndarray:
+    """The output origins of the first ``n`` window corners along an axis of the small
+    copy (``d`` output pixels each): in the image and on multiples of ``align``."""
+    origin = np.clip(np.round(np.arange(n) * d), 0, size - crop).astype(np.int64)
+    return origin - origin % align
 
 
 def whole_scale(in_size: int, out_size: int) -> int:
