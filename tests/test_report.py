@@ -438,6 +438,24 @@ def test_missing_files_become_notes_not_errors(tmp_path: Path) -> None:
     assert all('data-problem="1"' in c for c in cards)
 
 
+def test_files_replaced_by_another_size_since_the_run_are_noted(tmp_path: Path) -> None:
+    """An output or input that is not the size the log gives is another picture than the
+    run's: its card says so (and a changed input gives no before), never silently showing
+    it under the run's sizes."""
+    entries = batch(tmp_path, ["a.png", "b.png", "c.png"])
+    save(Path(entries[0].output or ""), make_photo_like(17, 33, seed=9))
+    save(Path(entries[1].input or ""), make_photo_like(31, 41, seed=9))
+    page = tmp_path / "r.html"
+    result = write_report(Run(tuple(entries)), page)
+    cards = cards_of(page.read_text())
+    assert result.notes == 2
+    assert "the output is 33×17 now, not the 160×120 the run wrote" in cards[0]
+    assert 'class="before"' in cards[0] and 'data-problem="1"' in cards[0]
+    assert "the input is 41×31 now, not the 40×31 the run read (no before)" in cards[1]
+    assert 'class="after"' in cards[1] and 'class="before"' not in cards[1]
+    assert 'data-problem="0"' in cards[2] and 'class="notes"' not in cards[2]
+
+
 def test_relative_paths_are_found_beside_the_log(tmp_path: Path, monkeypatch) -> None:
     (entry,) = batch(tmp_path, ["a.png"])
     log = tmp_path / "run.jsonl"

@@ -112,7 +112,7 @@ def write(run: Run, page: Path, options: PageOptions, console: Console, *, quiet
     if quiet:
         return
     where = f", pictures in {result.assets}" if result.assets is not None else ""
-    noted = f"; {result.notes} with a note about a missing file" if result.notes else ""
+    noted = f"; {result.notes} with a note about a missing or changed file" if result.notes else ""
     _ui.say(
         console,
         f"review page: {result.page} ({result.cards} card(s), {result.pictured} with "

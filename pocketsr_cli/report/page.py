@@ -9,7 +9,8 @@ What :func:`write_report` guarantees:
   before/after slider on the most detailed crop of the output at 100 %, a thumbnail of
   the whole output with the crop marked, sizes, model, device and seconds; other cards
   say what happened (error, reason) with whatever the record holds;
-* one bad or missing file becomes a note on its card, never a failed page;
+* one bad or missing file, or one of another size than logged, becomes a note on its
+  card, never a failed page;
 * nothing but the page and its own folder is written: the page must end in ``.html`` or
   ``.htm`` and may not be one of the run's inputs or outputs (an earlier review page
   aside: one kept in the folder it reviews is an input of the next run), and an existing

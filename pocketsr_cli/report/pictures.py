@@ -4,7 +4,8 @@ after, and a thumbnail (JPEG), encoded from the files the run wrote.
 Only ``ok`` entries, and skips whose existing output was made with the run's settings
 (:data:`PICTURED_SKIPS`), are pictured.  A file that is missing or cannot be decoded
 becomes a note on its entry (:attr:`Pictures.notes`), never an error: one bad file must
-not cost the whole page.
+not cost the whole page.  So does a file whose size is not the one the log gives (replaced
+since the run): an input that changed gives no before, as it is not what the model saw.
 """
 
 from __future__ import annotations
@@ -116,6 +117,9 @@ def _make(entry: Entry, run: Run, shape: Shape) -> Pictures:
     del decoded_out
     height, width = out.shape[:2]
     result.out_size = (width, height)
+    logged = _changed(entry.out_width, entry.out_height, width, height)
+    if logged:
+        result.notes.append(f"the output is {width}×{height} now, not the {logged} the run wrote")
     source: np.ndarray | None = None
     in_icc = None
     in_path = run.resolve(entry.input)
@@ -128,6 +132,14 @@ def _make(entry: Entry, run: Run, shape: Shape) -> Pictures:
             result.in_size = (decoded_in.width, decoded_in.height)
         except ImageReadError as exc:
             result.notes.append(f"cannot read the input: {exc} (no before)")
+        else:
+            logged = _changed(entry.width, entry.height, decoded_in.width, decoded_in.height)
+            if logged:  # not the picture the model was given: no before to compare with
+                source = None
+                result.notes.append(
+                    f"the input is {decoded_in.width}×{decoded_in.height} now, not the "
+                    f"{logged} the run read (no before)"
+                )
     if source is not None and source.shape[2] != out.shape[2]:  # alpha on one side only
         source, out = source[:, :, :3], out[:, :, :3]
     align = (1, 1)
@@ -141,6 +153,14 @@ def _make(entry: Entry, run: Run, shape: Shape) -> Pictures:
     small = thumbnail(out, shape.thumb)
     result.thumb = (_jpeg(small, out_icc), small.shape[1], small.shape[0])
     return result
+
+
+def _changed(logged_w: int | None, logged_h: int | None, width: int, height: int) -> str:
+    """The logged size as ``"W×H"`` when the file found now has another one (replaced
+    since the run), else ``""`` (also when the log gives no size)."""
+    if logged_w is None or logged_h is None or (logged_w, logged_h) == (width, height):
+        return ""
+    return f"{logged_w}×{logged_h}"
 
 
 def _rgb_profile(icc: bytes | None) -> dict[str, bytes]:
