@@ -474,6 +474,14 @@ def test_the_page_must_be_html(tmp_path: Path, name: str) -> None:
         check_destination(tmp_path / name)
 
 
+def test_a_folder_given_as_the_page_is_named_as_a_folder(tmp_path: Path) -> None:
+    """``-o out`` where out/ is a folder: say to name a page in it, not that 'out' lacks
+    .html."""
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UsageError, match=r"out is a folder; name the page file \(e\.g\. "):
+        check_destination(tmp_path / "out")
+
+
 def test_the_page_never_replaces_a_file_of_the_run(tmp_path: Path) -> None:
     (entry,) = batch(tmp_path, ["a.png"])
     trap = save(tmp_path / "in" / "photo.html", make_photo_like(8, 8))  # an odd input name

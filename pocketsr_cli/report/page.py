@@ -102,10 +102,10 @@ def check_destination(page: Path, protect: Iterable[Path] = ()) -> None:
             ``protect`` (the run's inputs and outputs), or its picture folder exists
             without pocketsr's marker.
     """
+    if page.is_dir():  # before the suffix: '-o out' names a folder, not a page
+        raise UsageError(f"{page} is a folder; name the page file (e.g. {page / 'report.html'})")
     if page.suffix.lower() not in PAGE_SUFFIXES:
         raise UsageError(f"the review page must end in .html or .htm, not {page.name!r}")
-    if page.is_dir():
-        raise UsageError(f"{page} is a folder; name the page file (e.g. {page / 'report.html'})")
     problem = folder_write_problem(page.parent)
     if problem is not None:
         raise UsageError(f"cannot write the review page {page}: {problem}")
