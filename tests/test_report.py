@@ -499,3 +499,8 @@ def test_a_foreign_picture_folder_is_never_replaced(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="was not made by pocketsr"):
         write_report(Run((entry,)), tmp_path / "review.html", PageOptions(embed=False))
     assert keep.is_file() and not (tmp_path / "review.html").exists()
+    # an embedded page needs no folder: it is written, and the folder left as it was
+    for embed in (True, None):  # None: a one-image run embeds
+        result = write_report(Run((entry,)), tmp_path / "review.html", PageOptions(embed=embed))
+        assert result.assets is None and (tmp_path / "review.html").is_file()
+        assert sorted(p.name for p in folder.iterdir()) == ["holiday.png"]

@@ -93,14 +93,16 @@ def assets_dir(page: Path) -> Path:
     return page.with_name(f"{page.stem}_files")
 
 
-def check_destination(page: Path, protect: Iterable[Path] = ()) -> None:
+def check_destination(page: Path, protect: Iterable[Path] = (), *, files: bool = True) -> None:
     """Refuse a page path that could replace something that is not a pocketsr page.
+    ``files``: the pictures may go to the picture folder beside it (False: all embedded,
+    so a folder of that name that is not pocketsr's is left alone, not in the way).
 
     Raises:
         UsageError: ``page`` does not end in .html/.htm, is a folder, cannot be made
             where it is (a file in place of its folder, a read-only one), is one of
-            ``protect`` (the run's inputs and outputs), or its picture folder exists
-            without pocketsr's marker.
+            ``protect`` (the run's inputs and outputs), or (with ``files``) its picture
+            folder exists without pocketsr's marker.
     """
     if page.is_dir():  # before the suffix: '-o out' names a folder, not a page
         raise UsageError(f"{page} is a folder; name the page file (e.g. {page / 'report.html'})")
@@ -114,11 +116,16 @@ def check_destination(page: Path, protect: Iterable[Path] = ()) -> None:
         if path.resolve() == target and not _is_review_page(path):
             raise UsageError(f"the review page {page} would replace {path}, a file of the run")
     folder = assets_dir(page)
-    if folder.exists() and not (folder / MARKER).is_file():
+    if files and folder.exists() and not _is_ours(folder):
         raise UsageError(
             f"{folder} exists and was not made by pocketsr; choose another page name "
             "(its pictures go in <name>_files beside it)"
         )
+
+
+def _is_ours(folder: Path) -> bool:
+    """Whether ``folder`` is a picture folder pocketsr made (it holds :data:`MARKER`)."""
+    return (folder / MARKER).is_file()
 
 
 def _is_review_page(path: Path) -> bool:
@@ -144,9 +151,9 @@ def write_report(
         ImageWriteError: the page or a picture could not be written.
     """
     options = options or PageOptions()
-    check_destination(page, run.paths())
     count = sum(pictured(e) for e in run.entries)
     embed = options.embed if options.embed is not None else count <= EMBED_UP_TO
+    check_destination(page, run.paths(), files=not embed)
     shape = Shape(options.crop, options.crops, options.thumb, options.workers)
     folder = assets_dir(page)
     sink = Sink(None if embed else _temp_dir(folder), url(folder.name))
@@ -180,11 +187,11 @@ def _temp_dir(folder: Path) -> Path:
 
 
 def _swap_in(new: Path | None, folder: Path) -> None:
-    """Replace the picture folder by ``new`` (None: just remove the old one, which
-    :func:`check_destination` found to be ours)."""
+    """Replace the picture folder by ``new`` (None: just remove the old one if it is ours;
+    :func:`check_destination` found it so where ``new`` is given)."""
     try:
         old = None
-        if folder.exists():
+        if folder.exists() and _is_ours(folder):
             old = temp_path_for(folder)
             folder.rename(old)
         if new is not None:
