@@ -132,8 +132,8 @@ def test_evaluate_reports_progress_and_skips_unreadable_files(photos: Path, tmp_
 
 
 def test_eval_limit_counts_scored_images_not_unreadable_files(photos: Path, tmp_path: Path) -> None:
-    """--limit N scores N images: a file that cannot be read is reported, and the next
-    one takes its place."""
+    """--limit N scores N images: a file that cannot be read is reported (and fails the
+    run, 1), and the next one takes its place."""
     folder = tmp_path / "hr"
     folder.mkdir()
     (folder / "a-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
@@ -141,10 +141,11 @@ def test_eval_limit_counts_scored_images_not_unreadable_files(photos: Path, tmp_
         (folder / name).write_bytes((photos / name).read_bytes())
     (folder / "z-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")  # never reached
     code, out, err = invoke("eval", folder, "-m", "bicubic", "--limit", "1", "-s", "2", "--json")
-    assert code == 0, err
+    assert code == 1, err
     (record,) = json_lines(out)
     assert [i["image"] for i in record["images"]] == ["photo0.png"]
-    assert "skipped a-broken.png" in err and "z-broken.png" not in err
+    assert "failed a-broken.png" in err and "z-broken.png" not in err
+    assert [f["image"] for f in record["not_scored"]] == ["a-broken.png"]
 
     steps: list[tuple[int, int]] = []
     paths = collect_images(folder)
@@ -412,6 +413,38 @@ def test_a_folder_of_images_too_small_to_score_says_why(tmp_path: Path) -> None:
     assert "none of the 3 file(s)" in text and "(first, two.png: cannot read it" in text
 
 
+def test_a_photo_that_cannot_be_read_fails_the_run_after_the_others_are_scored(
+    photos: Path, tmp_path: Path
+) -> None:
+    """As upscale: the exit code says an input failed (1), the results are still printed
+    and --json names the files not scored, with why; a photo too small to score is only
+    skipped (0 when the others were scored).  eval exited 0 with a warning."""
+    save_opencv(tmp_path / "a-good.png", make_photo_like(64, 64, seed=1))
+    Image.new("RGB", (20, 20)).save(tmp_path / "b-small.png")
+    code, out, err = invoke("eval", tmp_path, "-m", "bicubic")
+    assert code == 0, err
+    assert "bicubic" in out and "skipped b-small.png: too small to score" in err
+
+    (tmp_path / "c-broken.png").write_bytes(b"not a PNG")
+    code, out, err = invoke("eval", tmp_path, "-m", "bicubic")
+    message = " ".join(err.split())
+    assert code == 1, err
+    assert "bicubic" in out and "1 photo(s)" in out  # the table is still printed
+    assert "failed c-broken.png: cannot read it" in message
+    assert "skipped b-small.png: too small to score" in message
+    assert "1 file(s) failed (c-broken.png); the others were scored" in message
+
+    code, out, err = invoke("eval", tmp_path, "-m", "bicubic", "--json", "-q")
+    assert code == 1, err
+    (record,) = json_lines(out)
+    assert record["count"] == 1
+    small, broken = record["not_scored"]
+    assert small["image"] == "b-small.png" and small["status"] == "skipped"
+    assert small["error"] is None and small["reason"].startswith("too small to score")
+    assert broken["image"] == "c-broken.png" and broken["status"] == "failed"
+    assert broken["reason"] is None and broken["error"].startswith("cannot read it")
+
+
 def test_hidden_files_are_not_scored(tmp_path: Path) -> None:
     """As upscale and bench --folder leave them out: a folder copied from a Mac holds a
     ``._NAME`` resource fork beside each photo, which eval reported as unreadable, and a
@@ -568,10 +601,10 @@ def test_eval_skips_a_photo_too_large_for_the_memory_undecoded(
     it, nothing decoded."""
     reads = _reads_with_little_memory(monkeypatch, 8 << 20)
     code, out, err = invoke("eval", big_and_small, "-m", "lanczos", "--json", "-q")
-    assert code == 0, err
+    assert code == 1, err  # the photo that does not fit fails, as in upscale
     assert [r["count"] for r in json_lines(out)] == [1, 1]
     message = " ".join(err.split())
-    assert "skipped a_big.png: needs about" in message
+    assert "failed a_big.png: needs about" in message
     assert "to score 512×512 px, more than the 8 MiB available; not decoded" in message
     assert "--crop N scores an N×N window of it" in message
     assert reads == ["b_small.png"]

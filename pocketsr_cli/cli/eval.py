@@ -14,6 +14,7 @@ import typer
 
 from pocketsr_cli.cli import _complete
 from pocketsr_cli.cli import _options as opt
+from pocketsr_cli.cli._errors import EXIT_FAILED
 from pocketsr_cli.cli._help import DEFAULT_MODEL_TOKEN, examples
 
 if TYPE_CHECKING:
@@ -83,9 +84,10 @@ def eval_command(
             "--limit",
             metavar="N",
             min=1,
-            help="Score only the first N photos (by name) that can be scored; files "
-            "skipped on the way (unreadable, too small, or too large for the memory "
-            "available, found from the header as upscale does) are reported and not counted.",
+            help="Score only the first N photos (by name) that can be scored; files on "
+            "the way that fail (unreadable, or too large for the memory available, found "
+            "from the header as upscale does; the command then exits 1) or are too small to "
+            "score (skipped) are reported and not counted.",
         ),
     ] = None,
     crop: Annotated[
@@ -120,7 +122,8 @@ def eval_command(
             "--json",
             help="JSON Lines on stdout: one object per model, per-image scores under "
             "'images'; 'scale' is the factor the eval ran at (-s), 'model_scale' the "
-            "model's own (a row resized from it, or a PCSR model drawing -s natively).",
+            "model's own (a row resized from it, or a PCSR model drawing -s natively); "
+            "'not_scored' lists the files that failed or were skipped, with why.",
         ),
     ] = False,
     quiet: opt.QuietOpt = False,
@@ -137,6 +140,9 @@ def eval_command(
     Sharpness (mean gradient ratio) is shown for reference only: grain inflates it.
     Each --ensemble scores every model again with that self-ensemble (rows NAME +pad,
     NAME +flip8; bicubic runs plain).
+    A photo that cannot be read, or would not fit in the memory available, fails: the
+    others are still scored and the command exits 1 after printing the results. One too
+    small to score at the scale and crop is skipped.
     """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.errors import PocketSRError, UsageError
@@ -174,19 +180,31 @@ def eval_command(
         message = f"none of the {len(paths)} file(s) in {hr_dir} could be scored (first, {first})"
         raise PocketSRError(message) if failed else UsageError(message)
     if json_lines:
+        not_scored = report.not_scored()
         for entry in report.models:
             record = {
                 "degradation": report.degradation,
                 "scale": report.scale,  # the eval's factor; the model's own is model_scale
                 "device": report.device,
                 **entry.to_dict(),
+                "not_scored": not_scored,
             }
             _ui.emit_json(record, allow_nan=False)
-        return
-    columns, rows, title = _table(report)
-    _ui.print_table(
-        _ui.make_report_console(), columns, rows, right=columns[1:], no_wrap=["model"], title=title
-    )
+    else:
+        columns, rows, title = _table(report)
+        _ui.print_table(
+            _ui.make_report_console(),
+            columns,
+            rows,
+            right=columns[1:],
+            no_wrap=["model"],
+            title=title,
+        )
+    if report.failed:
+        # As upscale: the others are scored, and the run fails (each had its warning).
+        names = ", ".join(report.failed[:3]) + (", …" if len(report.failed) > 3 else "")
+        _ui.warn(console, f"{len(report.failed)} file(s) failed ({names}); the others were scored")
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _number(value: float, digits: int) -> str:

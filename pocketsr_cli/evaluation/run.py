@@ -16,10 +16,12 @@ For every ground-truth (HR) image, in order:
 
 The bicubic resampler is always scored, as the floor every model has to beat.  All models
 are resolved before any image is read, so a bad ``-m`` fails fast.  A file that cannot be
-decoded, is too small to score, or would need more memory than is available to score
-(:func:`image_need`, checked from its header before it is decoded, as ``pocketsr upscale``
-admits an image), is skipped with a warning (and does not count towards
-a ``limit``: that many images are scored, when the folder has them).  Nothing here prints.
+decoded, or would need more memory than is available to score (:func:`image_need`,
+checked from its header before it is decoded, as ``pocketsr upscale`` admits an image),
+fails, as ``upscale`` fails it (:attr:`EvalReport.failed`); one too small to score is
+skipped.  Either way it is reported with a warning, the other files are still scored, and
+it does not count towards a ``limit`` (that many images are scored, when the folder has
+them).  Nothing here prints.
 """
 
 from __future__ import annotations
@@ -174,6 +176,22 @@ class EvalReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     models: list[ModelScore] = field(default_factory=list)
+
+    def not_scored(self) -> list[dict[str, str | None]]:
+        """JSON-ready, in order: one object per file in :attr:`skipped`, in the words of
+        ``pocketsr upscale --json``'s per-input objects: ``image`` (its name), ``status``
+        (``failed`` or ``skipped``), and why, as ``error`` when it failed and ``reason``
+        when it was skipped (the other ``None``)."""
+        failed = set(self.failed)
+        return [
+            {
+                "image": name,
+                "status": "failed" if name in failed else "skipped",
+                "error": why if name in failed else None,
+                "reason": None if name in failed else why,
+            }
+            for name, why in self.skipped
+        ]
 
     def model(self, name: str) -> ModelScore:
         """The entry of the model called ``name`` (``KeyError`` when absent)."""
@@ -414,9 +432,10 @@ def evaluate(
             named ``NAME`` for ``none`` and ``NAME +LABEL`` otherwise (``+pad``,
             ``+pad:0.75``, ``+flip8``); the bicubic floor runs plain only.
         limit: stop once this many images are scored (in ``hr_paths`` order); files
-            skipped on the way (unreadable, too small) are reported and not counted.
+            that fail (unreadable, too large) or are skipped (too small) on the way are
+            reported and not counted.
         on_progress: called after each image × model step.
-        on_warning: receives skipped files and the upscaler's warnings.
+        on_warning: receives failed and skipped files and the upscaler's warnings.
 
     Returns:
         The report; models whose every image was skipped have empty ``images``.
@@ -490,7 +509,7 @@ def evaluate(
                 left = len(report.images) + len(hr_paths) - index - 1
                 total = min(limit, left) * steps
             if on_progress is not None:
-                on_progress(done, total, f"{path.name} (skipped)")
+                on_progress(done, total, f"{path.name} ({'failed' if failed else 'skipped'})")
             continue
         lr = degrade_eval(gt, degradation, seed=seed_for(path.name), scale=scale)
         report.images.append(path.name)
@@ -550,4 +569,4 @@ def _skip(
     report.skipped.append((path.name, reason))
     if failed:
         report.failed.append(path.name)
-    warn(f"skipped {path.name}: {reason}")
+    warn(f"{'failed' if failed else 'skipped'} {path.name}: {reason}")
