@@ -540,6 +540,56 @@ def test_remove_that_cannot_delete_fails_with_1_and_leaves_no_half_model(
     assert not (folder / "mine.safetensors").exists()
 
 
+def test_import_force_that_cannot_delete_the_old_weights_imports_and_says_so(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new manifest is in place when the old weights are deleted: a file the disk keeps
+    then is a warning (0) that says the model is imported and what to do, not
+    "error (remove): cannot remove ..." (1).  The model stays on the spare name, never
+    moved onto the file that was kept, which is named as no model's."""
+    imported(tmp_path, "mine")
+    folder = user_models_dir()
+    old = folder / "mine.safetensors"
+    old_bytes = old.read_bytes()
+    new_sd = compact_state(scale=2, seed=11)
+    save_safetensors(tmp_path / "new.safetensors", new_sd)
+    args = ("models", "import", str(tmp_path / "new.safetensors"), "-n", "mine", "--force")
+    with monkeypatch.context() as m:
+        refuse_unlink(m, old)
+        result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    message = " ".join(result.stderr.split())
+    assert "imported mine: spandrel:Compact ×2" in message and "error" not in message
+    assert (
+        f"mine is imported, but the weights it replaced could not be deleted: {old} "
+        "(Permission denied); no model uses that file now: delete it by hand"
+    ) in message
+    spec = parse_manifest(folder / "mine.toml", "user")
+    assert spec.weights is not None and spec.weights.file == "mine~.safetensors"
+    stored = load_file(folder / spec.weights.file)
+    assert all(torch.equal(stored[k], new_sd[k]) for k in new_sd)
+    assert old.read_bytes() == old_bytes  # the file reported is the old one, untouched
+    assert invoke("models", "verify", "mine").exit_code == 0
+
+    spare = folder / "mine~.safetensors"  # now the model's: the next import replaces it
+    with monkeypatch.context() as m:
+        refuse_unlink(m, spare)
+        result = invoke(*args, "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = json_lines(result)
+    assert record["name"] == "mine"
+    assert record["not_removed"] == [{"path": str(spare), "error": "Permission denied"}]
+    spec = parse_manifest(folder / "mine.toml", "user")
+    assert spec.weights is not None and spec.weights.file == "mine.safetensors"
+
+    result = invoke(*args, "--json")  # once the disk lets it go, all is tidy again
+    assert result.exit_code == 0 and json_lines(result)[0]["not_removed"] == []
+    assert sorted(p.name for p in folder.iterdir() if p.name[0] != ".") == [
+        "mine.safetensors",
+        "mine.toml",
+    ]
+
+
 def test_removing_a_copy_of_an_imported_manifest_keeps_the_weights_they_share(
     tmp_path: Path, home: Path
 ) -> None:

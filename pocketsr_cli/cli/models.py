@@ -23,6 +23,7 @@ from pocketsr_cli.cli._help import Command, Group, examples
 
 if TYPE_CHECKING:
     from pocketsr_cli.manifest import ModelSpec
+    from pocketsr_cli.weights.store import Imported
 
 app = typer.Typer(
     cls=Group,
@@ -571,11 +572,11 @@ def import_model(
         raise UsageError("an empty FILE|URL: name a weights file or an https:// or hf:// URL")
     if is_url(source):  # refused before anything is fetched when pocketsr would not fetch it
         with _ui.DownloadBar(_ui.make_console(), name) as bar:
-            spec = import_url(request, source, sha256=sha256, offline=offline, on_progress=bar)
+            done = import_url(request, source, sha256=sha256, offline=offline, on_progress=bar)
     else:
         _must_be_a_file(Path(source))
-        spec = import_file(request, Path(source), sha256=sha256)
-    _report_import(spec, json_lines)
+        done = import_file(request, Path(source), sha256=sha256)
+    _report_import(done, json_lines)
 
 
 @app.command(
@@ -633,15 +634,26 @@ def _must_be_a_file(path: Path) -> None:
     raise UsageError(f"{path}: {why}")
 
 
-def _report_import(spec: ModelSpec, json_lines: bool) -> None:
+def _report_import(done: Imported, json_lines: bool) -> None:
+    """Say what was imported.  Old weights that ``--force`` could not delete are a warning
+    (the exit code stays 0): the model is imported and whole, only a file is left over."""
     from pocketsr_cli.cli import _ui
 
+    spec = done.spec
+    console = _ui.make_console()
     if json_lines:
-        _emit({**_summary(spec), "manifest": str(spec.path)})
-        return
-    params = "-" if spec.meta.params is None else f"{spec.meta.params:,}"
-    _ui.say(
-        _ui.make_console(),
-        f"imported {spec.name}: {spec.family} ×{spec.scale}, {params} parameters → "
-        f"{spec.path.parent}; use it with `pocketsr upscale -m {spec.name} ...`",
-    )
+        not_removed = [{"path": str(path), "error": why} for path, why in done.not_removed]
+        _emit({**_summary(spec), "manifest": str(spec.path), "not_removed": not_removed})
+    else:
+        params = "-" if spec.meta.params is None else f"{spec.meta.params:,}"
+        _ui.say(
+            console,
+            f"imported {spec.name}: {spec.family} ×{spec.scale}, {params} parameters → "
+            f"{spec.path.parent}; use it with `pocketsr upscale -m {spec.name} ...`",
+        )
+    for path, why in done.not_removed:
+        _ui.warn(
+            console,
+            f"{spec.name} is imported, but the weights it replaced could not be deleted: "
+            f"{path} ({why}); no model uses that file now: delete it by hand",
+        )

@@ -5,6 +5,7 @@
 
     NAME.safetensors    the tensors (never a pickle, whatever the source format was);
                         NAME~.safetensors for a moment while ``--force`` replaces them
+                        (for good when the old NAME.safetensors could not be deleted)
     NAME.toml           a generated manifest (see ``manifest.py``); its presence makes NAME
                         known to the resolver, so it is written last
     .verified.json      the hash memo of ``verify.py``
@@ -91,13 +92,29 @@ class ImportRequest:
                 raise UsageError(f"{option} must be one line: {text!r} has a line break")
 
 
+@dataclass(frozen=True)
+class Imported:
+    """What an import stored.
+
+    Attributes:
+        spec: the imported model, as its manifest (now in place) defines it.
+        not_removed: ``(path, why)`` for each weights file of the model it replaced
+            (``--force``) that the disk would not let it delete.  The import itself
+            worked: no manifest names those files any more, and they are left for the
+            user to delete.
+    """
+
+    spec: ModelSpec
+    not_removed: tuple[tuple[Path, str], ...] = ()
+
+
 def is_url(source: str) -> bool:
     """Whether ``models import`` takes ``source`` for a URL (it has a scheme), which
     :func:`import_url` fetches or refuses, rather than a file to open."""
     return "://" in source
 
 
-def import_file(request: ImportRequest, path: Path, *, sha256: str | None = None) -> ModelSpec:
+def import_file(request: ImportRequest, path: Path, *, sha256: str | None = None) -> Imported:
     """Import a weights file (``.safetensors``, ``.pth``, ``.pt``, ``.ckpt``) of any
     architecture pocketsr or spandrel can build.
 
@@ -126,7 +143,7 @@ def import_url(
     sha256: str | None,
     offline: bool = False,
     on_progress: ProgressCallback | None = None,
-) -> ModelSpec:
+) -> Imported:
     """Download ``url`` (resumable, checked against ``sha256``) and import it.
 
     The download goes through the cache (``weights/_import-NAME/``) and is deleted once
@@ -162,7 +179,7 @@ def import_url(
     return _import_state_dict(request, folder, state, source=url)
 
 
-def import_ncnn(request: ImportRequest, param: Path, bin_path: Path) -> ModelSpec:
+def import_ncnn(request: ImportRequest, param: Path, bin_path: Path) -> Imported:
     """Convert an ncnn model (ESRGAN/RRDBNet or SRVGG-compact) and import it.
 
     The converted tensors are stored exactly: weights that came from fp16 are stored as
@@ -212,7 +229,7 @@ def _import_state_dict(
     *,
     source: str,
     build: Mapping[str, Any] | None = None,
-) -> ModelSpec:
+) -> Imported:
     # A shallow copy: what the architecture loader does with its dict must not reach the file.
     desc = descriptor_from_state_dict(dict(tensors), request.name)
     _check_variant_scale(request.name, desc.scale)
@@ -281,7 +298,7 @@ def _exact_half(t: torch.Tensor) -> torch.Tensor:
 
 def _write(
     spec: ModelSpec, tensors: Mapping[str, torch.Tensor], request: ImportRequest
-) -> ModelSpec:
+) -> Imported:
     """Store the weights and the manifest so that, at every moment, the manifest names a
     complete file with the digest it records: the old model's until the new one is whole;
     the manifest written.
@@ -290,7 +307,9 @@ def _write(
     while that one is the old model's), each file written to a temporary name and renamed;
     then the manifest is renamed over the old one, and only then are the old weights
     removed.  A replacement that had to use ``NAME~.safetensors`` is then moved back to
-    ``NAME.safetensors`` the same way.  A lock on the folder keeps two imports apart.  A run
+    ``NAME.safetensors`` the same way, unless the old ``NAME.safetensors`` could not be
+    deleted (the replacement stays ``NAME~``; :attr:`Imported.not_removed` says which files
+    the disk kept).  A lock on the folder keeps two imports apart.  A run
     killed anywhere leaves the old model or the new one, whole, and at most a spare weights
     file that the next import of the name reuses (or ``models remove`` removes).
 
@@ -311,14 +330,17 @@ def _write(
                 plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
                 write_safetensors(tmp, plain, {"format": "pt"})
                 digest = sha256_file(tmp)
-                placed = _switch(spec, tmp, digest, found)
-            if placed.name != _weights_name(spec.name) and _free(
-                spec, _weights_name(spec.name), found
+                placed, kept = _switch(spec, tmp, digest, found)
+            home = folder / _weights_name(spec.name)
+            if (
+                placed != home
+                and _free(spec, home.name, found)
+                and found.key(home) not in {found.key(path) for path, _ in kept}
             ):
                 with held_temp(placed) as tmp:
                     shutil.copyfile(placed, tmp)
-                    _switch(spec, tmp, digest, found)
-            return found.specs[found.key(spec.path)]
+                    kept += _switch(spec, tmp, digest, found)[1]
+            return Imported(found.specs[found.key(spec.path)], tuple(kept))
     except OSError as exc:
         raise ModelError(f"cannot store {spec.name} in {folder}: {exc.strerror or exc}") from exc
 
@@ -329,11 +351,14 @@ def _weights_name(name: str, spare: bool = False) -> str:
     return f"{name}~.safetensors" if spare else f"{name}.safetensors"
 
 
-def _switch(spec: ModelSpec, tmp: Path, digest: str, found: _Manifests) -> Path:
+def _switch(
+    spec: ModelSpec, tmp: Path, digest: str, found: _Manifests
+) -> tuple[Path, list[tuple[Path, str]]]:
     """Rename the weights ``tmp`` to a name no manifest in ``found`` names, point ``spec``'s
     manifest at it (renamed over the old one, and so recorded in ``found``), then remove
     the weights the old manifest named when ``models import`` wrote it; the weights' final
-    path."""
+    path, and ``(path, why)`` for each old file the disk would not let go (the switch is
+    done by then: they are only left over)."""
     folder = spec.path.parent
     current = found.specs.get(found.key(spec.path))  # Foo.toml, for foo on a Mac's disk
     old = found.named_by(spec.path) if current and _imported(current.path) else {}
@@ -356,8 +381,16 @@ def _switch(spec: ModelSpec, tmp: Path, digest: str, found: _Manifests) -> Path:
     found.specs[found.key(spec.path)] = final
     verify.remember(weights, digest)
     kept = {found.key(weights), *found.named_by_others(spec.path)}
-    _unlink_all((path for key, path in old.items() if key not in kept), [])
-    return weights
+    not_removed = []
+    for key, path in old.items():
+        if key not in kept:
+            try:
+                _unlink_all([path], [])
+            except RemoveError as exc:
+                cause = exc.__cause__
+                why = (cause.strerror or str(cause)) if isinstance(cause, OSError) else str(exc)
+                not_removed.append((path, why))
+    return weights, not_removed
 
 
 def _free(spec: ModelSpec, name: str, found: _Manifests) -> bool:
