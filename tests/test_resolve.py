@@ -369,6 +369,24 @@ def test_a_suggestion_beside_a_model_named_but_for_case_as_a_bundled_one(
         resolve_model(typed)
 
 
+def test_user_models_named_alike_but_for_case_are_all_suggested(home: Path) -> None:
+    """User models ``Foo`` and ``foo`` (made by hand, or by an older version): ``FOO`` was
+    answered with ``Foo`` alone, as if the other did not exist; the case typed cannot
+    tell which was meant.  A misspelling still gets the one most alike."""
+    folder = user_models_dir()
+    folder.mkdir(parents=True)
+    bundled_toml = (bundled_dir() / "lanczos.toml").read_text()
+    for name in ("foo", "Foo"):
+        (folder / f"{name}.toml").write_text(bundled_toml.replace('"lanczos"', f'"{name}"', 1))
+    if len(list(folder.glob("*.toml"))) < 2:
+        pytest.skip("this disk ignores case: Foo.toml is foo.toml")
+    for typed in ("FOO", "fOO"):
+        with pytest.raises(ModelError, match=rf"'{typed}' \(did you mean 'Foo' or 'foo'\?\)"):
+            resolve_model(typed)
+    with pytest.raises(ModelError, match=r"'fooo' \(did you mean 'foo'\?\)"):
+        resolve_model("fooo")
+
+
 def test_a_folder_or_an_unreadable_file_given_as_weights_says_so(tmp_path: Path) -> None:
     from pocketsr_cli.cli._flags import flag_spelling
     from pocketsr_cli.spelling import spelled

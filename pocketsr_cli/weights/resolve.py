@@ -514,28 +514,34 @@ def _unknown_message(ref: str, specs: Mapping[str, ModelSpec], problems: list[st
         for known in (name, _base_of(name)):
             if origins.get(known) != "bundled":
                 origins[known] = spec.origin
-    meant = _meant_name(ref, origins)
-    if meant is not None:
-        message += f" (did you mean {meant!r}?)"
+    meant = _meant_names(ref, origins)
+    if meant:
+        *others, last = (repr(name) for name in meant)
+        message += f" (did you mean {', '.join(others) + ' or ' if others else ''}{last}?)"
     message += f"; available: {', '.join(sorted(specs))}"
     if problems:
         message += f" (skipped {len(problems)} unreadable manifest(s): {'; '.join(problems)})"
     return message
 
 
-def _meant_name(ref: str, origins: Mapping[str, Origin]) -> str | None:
-    """The known name (a key of ``origins``) an unknown ``ref`` most likely meant, or None
-    when none is close (difflib's ratio under 0.75, case aside).
+def _meant_names(ref: str, origins: Mapping[str, Origin]) -> list[str]:
+    """The known names (keys of ``origins``) an unknown ``ref`` most likely meant: one as a
+    rule, several only when they all equal ``ref`` but for case; none when no name is
+    close (difflib's ratio under 0.75, case aside).
 
     A bundled name equal to ``ref`` but for case is meant (``LANCZOS``: ``lanczos``, even
-    beside an imported ``Lanczos``).  Otherwise the name most alike with case aside; among
-    names equally alike so (``lanczos`` and ``Lanczos``), the one most alike in case too
-    (``lanczso``: ``lanczos``; ``Lanczso``: ``Lanczos``), then a bundled one, then the
-    first in sorted order: never the order the names happen to be held in."""
+    beside an imported ``Lanczos``).  Otherwise every name equal to ``ref`` but for case,
+    in sorted order (``FOO``: ``Foo`` and ``foo``, user models made by hand or by an
+    older version: the case ``ref`` is typed in cannot tell which was meant).  Otherwise
+    the name most alike with case aside; among names equally alike so (``lanczos`` and
+    ``Lanczos``), the one most alike in case too (``lanczso``: ``lanczos``; ``Lanczso``:
+    ``Lanczos``), then a bundled one, then the first in sorted order: never the order the
+    names happen to be held in."""
     folded = ref.casefold()
-    same = sorted(n for n, o in origins.items() if o == "bundled" and n.casefold() == folded)
+    same = sorted(n for n in origins if n.casefold() == folded)
+    bundled = [n for n in same if origins[n] == "bundled"]
     if same:
-        return same[0]
+        return bundled[:1] or same
 
     def likeness(name: str) -> tuple[float, float, bool]:
         return (
@@ -545,7 +551,7 @@ def _meant_name(ref: str, origins: Mapping[str, Origin]) -> str | None:
         )
 
     best = max(sorted(origins), key=likeness, default=None)
-    return best if best is not None and likeness(best)[0] >= 0.75 else None
+    return [best] if best is not None and likeness(best)[0] >= 0.75 else []
 
 
 def pick_spec(
