@@ -158,6 +158,17 @@ def test_unusable_files_and_a_format_switch_are_reported_as_upscale_reports_them
     (record,) = json_lines(out)
     assert code == 1 and record["images"] == 4 and record["failed"] == 0
     assert record["ignored"] == 3
+    # Which files, in upscale --json's words (they went to stderr only, as text).
+    not_run = {Path(r["input"]).name: r for r in record["not_run"]}
+    assert sorted(not_run) == ["gone.png", "notes.txt", "pipe.png"]
+    assert not_run["pipe.png"]["status"] == "failed" and not_run["pipe.png"]["output"] is None
+    assert "named pipe (FIFO)" in not_run["pipe.png"]["error"]
+    assert not_run["gone.png"]["error"].startswith("broken symbolic link")
+    notes = not_run["notes.txt"]
+    assert notes["status"] == "skipped" and notes["error"] is None
+    assert notes["reason"] == "not an image file (.txt)" and notes["reason_code"] is not None
+    upscaled = json_lines(invoke("upscale", photos / "notes.txt", "--json", "-q")[1])[0]
+    assert set(notes) <= set(upscaled)  # upscale's keys
     assert any("JPEG cannot store transparency" in w for w in record["warnings"])
     text = " ".join(err.split())
     assert "failed" in text and "pipe.png" in text and "notes.txt" not in text  # as upscale's

@@ -418,6 +418,20 @@ class RichReporter:
             self.console.print(f"[red]failed:[/] {more} more, each on its line above")
 
 
+def outcome_record(result: Result) -> dict[str, Any]:
+    """The keys of an ``upscale --json`` image object that say what became of an input:
+    ``input``, ``output``, ``status``, ``error``, ``reason``, ``reason_code`` (also what
+    ``bench --folder --json`` writes for the folder's files it did not run)."""
+    return {
+        "input": str(result.job.input),
+        "output": None if result.output is None else str(result.output),
+        "status": result.status,
+        "error": result.error,
+        "reason": result.reason,
+        "reason_code": result.reason_code,
+    }
+
+
 class JsonLinesReporter(NullReporter):
     """``upscale --json``: one ``"type": "image"`` object per input on ``stream`` (stdout),
     then one ``"type": "summary"`` object (the README's ``--json`` section).
@@ -452,12 +466,7 @@ class JsonLinesReporter(NullReporter):
         self._emit(
             {
                 "type": "image",
-                "input": str(result.job.input),
-                "output": None if result.output is None else str(result.output),
-                "status": result.status,
-                "error": result.error,
-                "reason": result.reason,
-                "reason_code": result.reason_code,
+                **outcome_record(result),
                 "width": result.width,
                 "height": result.height,
                 "out_width": result.out_width,

@@ -128,7 +128,13 @@ def bench_command(
         ),
     ] = False,
     json_lines: Annotated[
-        bool, typer.Option("--json", help="JSON Lines on stdout: one object per model.")
+        bool,
+        typer.Option(
+            "--json",
+            help="JSON Lines on stdout: one object per model. With --folder, 'not_run' "
+            "lists the folder's files that were not images (skipped) or could not be "
+            "opened (failed), as upscale --json reports them.",
+        ),
     ] = False,
     quiet: opt.QuietOpt = False,
     offline: opt.OfflineOpt = False,
@@ -242,7 +248,11 @@ def _problems(report: BenchReport | FolderBenchReport) -> list[str]:
 
 
 def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:
-    """One JSON object per model: the run's settings, then the model's result."""
+    """One JSON object per model: the run's settings, then the model's result.  A folder
+    run's settings list the folder's files that no model ran (``not_run``: not an image,
+    or a broken link, a FIFO), each as ``upscale --json`` reports it
+    (``_ui.outcome_record``)."""
+    from pocketsr_cli.cli._ui import outcome_record
     from pocketsr_cli.evaluation.bench import BenchReport
 
     if isinstance(report, BenchReport):
@@ -261,6 +271,7 @@ def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:
             "mode": "folder",
             "folder": report.folder,
             "ignored": report.ignored,
+            "not_run": [outcome_record(result) for result in report.not_run],
             "format": report.fmt,
             "quality": report.quality,
             "repeat": report.repeat,
