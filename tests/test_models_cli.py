@@ -711,7 +711,8 @@ def test_import_refusals(tmp_path: Path, home: Path) -> None:
         (("ftp://host/w.pth", "--sha256", "0" * 64), "unsupported URL scheme 'ftp'"),
         (("http://example.com/w.pth", "--sha256", "0" * 64), "refusing insecure URL"),
         (("http://example.com/w.pth",), "refusing insecure URL"),
-        ((str(source), "--sha256", "nothex"), "is not a SHA-256 digest"),
+        ((str(source), "--sha256", "nothex"), "invalid --sha256 nothex: a SHA-256 digest is 64"),
+        (("https://example.com/w.pth", "--sha256", "0" * 63), "a SHA-256 digest is 64 hex"),
     ]:
         bad = invoke("models", "import", *args, "--name", "x")
         assert bad.exit_code == 2 and says in bad.stderr, (args, bad.stderr)
@@ -1185,6 +1186,10 @@ def test_import_url_refuses_a_url_the_downloader_would_refuse_as_a_usage_error(
             import_url(request, url, sha256="0" * 64)
     with pytest.raises(UsageError, match="sha256 is required"):
         import_url(request, "https://example.com/w.pth", sha256=None)
+    # A digest of the wrong form is the caller's mistake (2), said before anything is
+    # fetched; it reached the downloader, which said it as a model error (3).
+    with pytest.raises(UsageError, match="invalid sha256='nothex': a SHA-256 digest is 64"):
+        import_url(request, "https://example.com/w.pth", sha256="nothex")
 
 
 def test_import_url_tidies_only_under_the_download_lock(

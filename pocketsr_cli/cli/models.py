@@ -562,12 +562,9 @@ def import_model(
     """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.errors import UsageError
-    from pocketsr_cli.manifest import SHA256_RE
     from pocketsr_cli.weights.store import ImportRequest, import_file, import_url, is_url
 
     request = ImportRequest(name=name, license=license_, description=description, force=force)
-    if sha256 is not None and not SHA256_RE.fullmatch(sha256.strip().lower()):
-        raise UsageError(f"--sha256 {sha256!r} is not a SHA-256 digest: 64 hexadecimal digits")
     if not source.strip():
         raise UsageError("an empty FILE|URL: name a weights file or an https:// or hf:// URL")
     if is_url(source):  # refused before anything is fetched when pocketsr would not fetch it

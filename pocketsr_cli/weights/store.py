@@ -162,6 +162,7 @@ def import_url(
         raise UsageError(f"{url}: {problem}")
     if sha256 is None:
         raise UsageError(f"{SHA256} is required when importing from a URL")
+    sha256 = _expected_digest(sha256)
     folder = _check_name(request)
     filename = Path(urllib.parse.urlsplit(url).path).name
     if Path(filename).suffix.lower() not in WEIGHT_SUFFIXES:
@@ -539,10 +540,29 @@ def _refuse_taken(request: ImportRequest, folder: Path, found: _Manifests | None
             )
 
 
-def _check_digest(path: Path, sha256: str, label: str) -> None:
+def _expected_digest(sha256: str) -> str:
+    """``sha256`` as given to an import (``--sha256``), normalised (blanks around it cut,
+    lower case): the one check of its form, made before anything is read or fetched.
+
+    Raises:
+        UsageError: it is not 64 hexadecimal digits.
+    """
     expected = sha256.strip().lower()
     if not manifest.SHA256_RE.fullmatch(expected):
-        raise UsageError(f"invalid {SHA256.given(sha256)}: expected 64 hex digits")
+        raise UsageError(
+            f"invalid {SHA256.given(sha256)}: a SHA-256 digest is 64 hexadecimal digits"
+        )
+    return expected
+
+
+def _check_digest(path: Path, sha256: str, label: str) -> None:
+    """Raise unless the file ``path`` has the digest ``sha256`` (:func:`_expected_digest`).
+
+    Raises:
+        UsageError: ``sha256`` is not a digest (before ``path`` is read).
+        ModelError: ``path`` cannot be read, or has another digest.
+    """
+    expected = _expected_digest(sha256)
     try:
         actual = sha256_file(path)
     except OSError as exc:
