@@ -461,7 +461,7 @@ class Upscaler:
         src: str | os.PathLike[str],
         dst: str | os.PathLike[str],
         *,
-        quality: int = 95,
+        quality: int | None = None,
         keep_metadata: bool = True,
     ) -> Path:
         """Upscale the file ``src`` into ``dst``, atomically, and return the path written.
@@ -469,7 +469,9 @@ class Upscaler:
         The format follows ``dst``'s extension (``.jpg``, ``.png``, ``.webp``, ``.tif``,
         ``.bmp``); where it cannot hold the image (transparency in JPEG/BMP) PNG is
         written instead, beside ``dst`` with a ``.png`` extension, with a warning.  An
-        alpha channel that is fully opaque is no transparency: it is left out there.  EXIF,
+        alpha channel that is fully opaque is no transparency: it is left out there.
+        ``quality`` is the JPEG/WebP quality (None: 95, and a lossless WebP written as
+        WebP stays lossless, as ``--quality`` left out does).  EXIF,
         ICC and XMP are kept; with ``keep_metadata`` False, EXIF and XMP are dropped and
         the colour profile stays (as ``--strip-metadata``); pocketsr's record of how
         the file was made is written as the CLI writes it.  ``dst`` is replaced if it
@@ -503,7 +505,8 @@ class Upscaler:
         if not src_text.strip() or not dst_text.strip():
             raise UsageError("an empty path: name the image file to read and the one to write")
         src, dst = Path(src_text), Path(dst_text)
-        quality = _whole(quality, "quality", 1, 100)
+        if quality is not None:
+            quality = _whole(quality, "quality", 1, 100)
         keep_metadata = _flag(keep_metadata, "keep_metadata")
         if dst.is_dir():  # not "cannot tell the output format from 'out'" (or from '')
             raise ImageWriteError(
@@ -521,7 +524,14 @@ class Upscaler:
         if problem is not None:
             raise ImageWriteError(f"cannot write {dst}: {problem}")
         image, _ = drop_opaque_alpha(self._read(src), fmt)
-        plan = plan_output(image.format, fmt, has_alpha=image.has_alpha, bit_depth=image.bit_depth)
+        plan = plan_output(
+            image.format,
+            fmt,
+            has_alpha=image.has_alpha,
+            bit_depth=image.bit_depth,
+            lossless=image.lossless,
+            quality=quality,
+        )
         if plan.format != fmt:
             switched = dst.with_suffix(extension_for(plan.format))
             is_input = _same_file(src, switched)
@@ -547,13 +557,14 @@ class Upscaler:
         dst: Path,
         image: DecodedImage,
         plan: OutputPlan,
-        quality: int,
+        quality: int | None,
         keep_metadata: bool,
     ) -> None:
         """:meth:`upscale_file`'s work once ``dst`` is claimed: upscale ``image`` (``src``
         decoded), encode it as ``plan`` says and write it as ``dst`` with its record."""
         from pocketsr_cli import __version__, provenance
         from pocketsr_cli.imageio import (
+            DEFAULT_QUALITY,
             embeds_provenance,
             encode_image,
             sidecar_written,
@@ -565,7 +576,7 @@ class Upscaler:
             provenance.RunSettings(
                 version=__version__,
                 ensemble=self._ensemble,
-                quality=quality,
+                quality=DEFAULT_QUALITY if quality is None else quality,
                 tile=self._tile,
             ),
             model=self._variant.model,
@@ -574,6 +585,7 @@ class Upscaler:
             routing=self._variant.routing,
             target=self._target.label,
             fmt=plan.format,
+            lossless=plan.lossless,
             size=(out.shape[1], out.shape[0]),
             precision=self._variant.compute_for(image.pixels.dtype),  # uint8, fp32 after NaN
             source=src.name,
@@ -604,7 +616,7 @@ class Upscaler:
         *,
         recursive: bool = False,
         fmt: str | None = None,
-        quality: int = 95,
+        quality: int | None = None,
         keep_metadata: bool = True,
         overwrite: bool = False,
         encode_threads: int | None = None,
@@ -617,11 +629,11 @@ class Upscaler:
         are ``skipped``, existing outputs are kept (``skipped``) unless ``overwrite``, an
         unreadable or corrupt file is ``failed`` (``Result.error`` says why) and the
         others go on.  ``fmt`` is an output format (``jpg``, ``png``...; None: each
-        input's own).  ``suffix``, as ``--suffix``, is added to each output's name (None:
-        nothing), so that ``dst_dir`` may be ``src_dir``: ``suffix="_x4"`` writes
-        ``a_x4.jpg`` beside ``a.jpg``, and a later run skips those.  ``encode_threads`` is how
-        many images are encoded at once (None:
-        a quarter of the CPUs, 1 to 4; see
+        input's own); ``quality`` as in :meth:`upscale_file`.  ``suffix``, as
+        ``--suffix``, is added to each output's name (None: nothing), so that
+        ``dst_dir`` may be ``src_dir``: ``suffix="_x4"`` writes ``a_x4.jpg`` beside
+        ``a.jpg``, and a later run skips those.  ``encode_threads`` is how many images are
+        encoded at once (None: a quarter of the CPUs, 1 to 4; see
         :func:`pocketsr_cli.pipeline.default_encode_threads`); outputs and the order of
         results are the same whatever it is.
 
@@ -659,12 +671,14 @@ class Upscaler:
         """
         from pocketsr_cli import __version__, provenance
         from pocketsr_cli.cli._options import output_format
+        from pocketsr_cli.imageio import DEFAULT_QUALITY
         from pocketsr_cli.jobs import Naming, check_output_folder, collect_jobs
         from pocketsr_cli.pipeline import Options, stream
 
         if encode_threads is not None:
             encode_threads = _whole(encode_threads, "encode_threads", 1)
-        quality = _whole(quality, "quality", 1, 100)
+        if quality is not None:
+            quality = _whole(quality, "quality", 1, 100)
         recursive, keep_metadata, overwrite = (
             _flag(recursive, "recursive"),
             _flag(keep_metadata, "keep_metadata"),
@@ -692,7 +706,7 @@ class Upscaler:
             record=provenance.RunSettings(
                 version=__version__,
                 ensemble=self._ensemble,
-                quality=quality,
+                quality=DEFAULT_QUALITY if quality is None else quality,
                 tile=self._tile,
             ),
         )

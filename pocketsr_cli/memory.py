@@ -350,10 +350,11 @@ def predict(
     out_bit_depth: int,
     file_bytes: int,
     upscaler: UpscalerMemory,
+    out_lossless: bool = False,
 ) -> ImageMemory:
     """What upscaling one image needs, from its header: ``size`` = (width, height),
     ``channels`` and ``bit_depth`` as decoded, the model's ``scale``, the ``target`` size it
-    is resized to, and how the output is encoded.
+    is resized to, and how the output is encoded (``out_lossless``: a lossless WebP).
 
     An upper bound that follows what the code holds at each stage (one bytes-per-pixel
     term per buffer), checked against measured peaks in ``tests/test_hostile_decode.py``:
@@ -413,10 +414,14 @@ def predict(
     oc = 3 + (1 if alpha else 0) if out_format == "webp" and gray else c
     raw = oc * ob * t
     convert = 8 * c * t + c * t if b == 2 and ob == 1 else 0  # 16 -> 8 bits via uint32
-    compressed = int(_COMPRESSED.get(out_format, 1.0) * raw)
+    lossless = out_lossless and out_format == "webp"
+    # Lossless WebP holds upscaled noise in no fewer bytes than the raw samples.
+    compressed = raw if lossless else int(_COMPRESSED.get(out_format, 1.0) * raw)
     if out_format in ("jpeg", "webp", "bmp"):  # Pillow's own 4-byte (or 1-byte gray) image
         copies = (4 if oc > 1 else 1) * t + (raw if oc != c else 0) + 2 * compressed
-        if out_format == "webp":  # libwebp's own planes and statistics, measured
+        if lossless:  # libwebp's lossless encoder (method 1): 27 B a pixel, measured on 4K
+            copies += 30 * t  # noise, RGB and RGBA alike
+        elif out_format == "webp":  # libwebp's own planes and statistics, measured
             copies += (36 if alpha else 13) * t
     elif out_format == "png":  # OpenCV's channel swap, or our gray + alpha writer's rows;
         # the encoder's growing buffer, our copy of it and the joined file

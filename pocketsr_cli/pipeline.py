@@ -238,6 +238,9 @@ class Options:
     """Per-run choices that are not about naming (see ``jobs.Naming``).
 
     Attributes:
+        quality: ``--quality`` for JPEG and WebP outputs; None: not asked, which writes
+            ``imageio.DEFAULT_QUALITY`` and keeps a lossless WebP lossless as WebP
+            (``imageio.plan_output``).
         target: the output size (``sizing.Target``); None: the factor of the run's only
             variant.
         record: write each output's provenance record with these run-wide settings and
@@ -251,7 +254,7 @@ class Options:
     """
 
     fmt: str | None = None
-    quality: int = 95
+    quality: int | None = None
     keep_metadata: bool = True
     overwrite: bool = False
     dry_run: bool = False
@@ -557,13 +560,20 @@ def predicted_need(
     target: tuple[int, int],
     requested: str | None,
     profile: memory.UpscalerMemory,
+    quality: int | None = None,
 ) -> int:
     """Predicted peak host memory (``memory.predict``) for upscaling the image at ``path``,
     whose header is ``header``, by ``scale`` and resizing it to ``target`` with an upscaler
     of ``profile`` (:func:`upscaler_memory`), written in ``requested`` (None: as
-    ``plan_output`` decides): what a run admits an image by, before decoding it."""
+    ``plan_output`` decides) at ``quality`` (``Options.quality``): what a run admits an
+    image by, before decoding it."""
     plan = plan_output(
-        header.format, requested, has_alpha=header.has_alpha, bit_depth=header.bit_depth
+        header.format,
+        requested,
+        has_alpha=header.has_alpha,
+        bit_depth=header.bit_depth,
+        lossless=header.lossless,
+        quality=quality,
     )
     try:
         file_bytes = os.stat(path).st_size
@@ -577,6 +587,7 @@ def predicted_need(
         target=target,
         out_format=plan.format,
         out_bit_depth=plan.bit_depth,
+        out_lossless=plan.lossless,
         file_bytes=file_bytes,
         upscaler=profile,
     ).peak
@@ -965,6 +976,7 @@ class _Run:
             target=self.target.size_for(header.width, header.height),
             requested=requested,
             profile=self.profiles[variant.scale],
+            quality=self.options.quality,
         )
 
     def too_large(self, header: ImageHeader, need: int) -> str:
@@ -1017,7 +1029,12 @@ class _Run:
         image, transparent = drop_opaque_alpha(image, format_of_path(job.alt_output or job.output))
         planned = job.output if job.alt_output is None or image.has_alpha else job.alt_output
         plan = plan_output(
-            image.format, requested, has_alpha=image.has_alpha, bit_depth=image.bit_depth
+            image.format,
+            requested,
+            has_alpha=image.has_alpha,
+            bit_depth=image.bit_depth,
+            lossless=image.lossless,
+            quality=self.options.quality,
         )
         if plan.warnings and image.has_alpha:
             if transparent is None:  # not looked at yet: planned in a format that holds alpha
@@ -1097,8 +1114,11 @@ class _Run:
         """The variant an input of this size runs (``sizing.pick_scale``)."""
         return self.by_scale[pick_scale(self.target.factor_for(width, height), list(self.by_scale))]
 
-    def expected_record(self, variant: Variant, output: Path) -> dict[str, Any]:
-        """The compared part of the record this run would write to ``output``."""
+    def expected_record(
+        self, variant: Variant, output: Path, lossless: bool = False
+    ) -> dict[str, Any]:
+        """The compared part of the record this run would write to ``output``, written
+        losslessly where ``lossless`` (:meth:`writes_lossless`)."""
         assert self.options.record is not None
         try:
             fmt = format_from_name(output.suffix)
@@ -1112,7 +1132,27 @@ class _Run:
             routing=variant.routing,
             target=self.target.label,
             fmt=fmt,
+            lossless=lossless,
         )
+
+    def writes_lossless(self, job: Job, output: Path) -> bool:
+        """Whether ``job``'s ``output`` is written as a lossless WebP (``plan_output``:
+        the input is one, and no quality was asked), from the input's header; False when
+        it cannot be read (the input then fails)."""
+        if self.options.quality is not None or format_of_path(output) != "webp":
+            return False
+        try:
+            header = read_header(job.input)
+        except ImageReadError:
+            return False
+        plan = plan_output(
+            header.format,
+            "webp",
+            has_alpha=header.has_alpha,
+            bit_depth=header.bit_depth,
+            lossless=header.lossless,
+        )
+        return plan.lossless
 
     def existing(self, job: Job, output: Path, size: tuple[int, int] | None = None) -> Result:
         """The skip for an input whose ``output`` exists: ``exists`` when it was made with
@@ -1131,7 +1171,11 @@ class _Run:
                 candidates = [self.variant_for(*size)]
             except ImageReadError:  # compare with every variant: the input fails anyway
                 pass
-        diffs = [provenance.differences(found, self.expected_record(v, output)) for v in candidates]
+        lossless = self.writes_lossless(job, output)
+        diffs = [
+            provenance.differences(found, self.expected_record(v, output, lossless))
+            for v in candidates
+        ]
         if any(not d for d in diffs):
             return Result(job, "skipped", output=output, reason=_exists(), reason_code="exists")
         reason = (
@@ -1404,6 +1448,7 @@ class _Run:
             routing=d.variant.routing,
             target=self.target.label,
             fmt=d.plan.format,
+            lossless=d.plan.lossless,
             size=(item.pixels.shape[1], item.pixels.shape[0]),
             precision=item.compute,
             source=d.job.input.name,

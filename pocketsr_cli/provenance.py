@@ -16,7 +16,8 @@ Keys, one object per output::
      "target": "x3",                               # what was asked: x3, x1.5, w3840, h2160, l4096
      "ensemble": "pad",                            # none, pad or flip8
      "ensemble_weight": 0.5,                       # pad's ω (pad only)
-     "quality": 95,                                # JPEG and WebP only
+     "quality": 95,                                # JPEG and WebP only ("lossless":
+                                                   # a lossless WebP kept lossless)
      "width": 96, "height": 72,                    # the output's size
      "precision": "cpu fp32", "tile": "auto/16",   # recorded, not compared
      "source": "coffee.jpg"}
@@ -61,7 +62,8 @@ class RunSettings:
     Attributes:
         version: pocketsr's version.
         ensemble: ``--ensemble`` and ``--ensemble-weight`` (change pixels: compared).
-        quality: ``--quality``; recorded (and compared) for JPEG and WebP outputs only.
+        quality: ``--quality`` (95 when not given); recorded (and compared) for JPEG and
+            WebP outputs only, as ``"lossless"`` for a WebP written losslessly.
         tile: ``--tile`` and ``--tile-overlap`` as ``"auto/16"`` (recorded only).
     """
 
@@ -80,13 +82,16 @@ def make_record(
     target: str,
     routing: str | None = None,
     fmt: str,
+    lossless: bool = False,
     size: tuple[int, int] | None = None,
     precision: str | None = None,
     source: str | None = None,
 ) -> dict[str, Any]:
     """The record of one output (see the module docstring for the keys).
 
-    ``fmt`` is the output's format key; ``routing`` (a PCSR network's, e.g. ``"k=0.02"``),
+    ``fmt`` is the output's format key, ``lossless`` whether it is written losslessly
+    (a WebP, ``imageio.OutputPlan.lossless``: its quality is then ``"lossless"``, not
+    ``--quality``'s); ``routing`` (a PCSR network's, e.g. ``"k=0.02"``),
     ``size``, ``precision`` and ``source`` are left out when None (the record a run
     *expects* is built before the image is decoded).
     """
@@ -103,7 +108,7 @@ def make_record(
     if settings.ensemble.mode == "pad":
         record["ensemble_weight"] = settings.ensemble.weight
     if fmt in LOSSY_FORMATS:
-        record["quality"] = settings.quality
+        record["quality"] = "lossless" if lossless else settings.quality
     if size is not None:
         record["width"], record["height"] = size
     if precision is not None:

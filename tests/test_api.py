@@ -239,6 +239,29 @@ def test_upscale_file_writes_a_valid_file(up: pocketsr_cli.Upscaler, tmp_path: P
         up.upscale_file(src, tmp_path / "a.gif")
 
 
+def test_a_lossless_webp_stays_lossless_as_the_command_line_keeps_it(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    """``upscale_file`` and ``upscale_folder`` as ``pocketsr upscale``: without a quality a
+    lossless WebP written as WebP stays lossless; with one it is lossy at it."""
+    from pocketsr_cli.imageio import read_image, read_provenance_text
+    from pocketsr_cli.provenance import loads
+
+    (tmp_path / "in").mkdir()
+    src = tmp_path / "in" / "a.webp"
+    Image.fromarray(pixels()).save(src, lossless=True)
+    kept = up.upscale_file(src, tmp_path / "kept.webp")
+    lossy = up.upscale_file(src, tmp_path / "lossy.webp", quality=90)
+    assert read_image(kept).lossless and not read_image(lossy).lossless
+    assert (loads(read_provenance_text(kept) or "") or {}).get("quality") == "lossless"
+    assert (loads(read_provenance_text(lossy) or "") or {}).get("quality") == 90
+    for fmt, quality, lossless in ((None, None, True), ("webp", 80, False)):
+        out = tmp_path / f"o{quality}"
+        (result,) = list(up.upscale_folder(src.parent, out, fmt=fmt, quality=quality))
+        assert result.status == "ok", result.error
+        assert read_image(out / "a.webp").lossless is lossless
+
+
 def test_upscale_file_removes_what_killed_writers_left_in_its_folder(tmp_path: Path) -> None:
     """Once per folder and Upscaler: a file left there later waits for the next one."""
     import os

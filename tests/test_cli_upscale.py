@@ -862,6 +862,47 @@ def test_skip_existing_compares_the_record(tmp_path: Path) -> None:
     assert record_of(out)["model"] == "lanczos"
 
 
+def _bitstream(path: Path) -> bytes:
+    """A WebP's picture chunk: ``VP8L`` (lossless) or ``VP8 `` (lossy)."""
+    data = path.read_bytes()
+    return b"VP8L" if b"VP8L" in data else b"VP8 " if b"VP8 " in data else b"?"
+
+
+def test_a_lossless_webp_stays_lossless_unless_a_quality_is_asked(tmp_path: Path) -> None:
+    """It was written lossy at 95 without a word.  Kept as WebP (as itself, or asked as
+    WebP) and without --quality it stays lossless, recorded so; --quality N asks for a
+    lossy file at N, which a rerun without it tells from its own."""
+    arr = photo()
+    src = save(tmp_path / "l.webp", arr, lossless=True)
+    out = tmp_path / "l_x1.webp"
+    code, stdout, err = invoke("upscale", src, "-m", "bicubic", "-s", "1", "--json")
+    (rec,), _ = jsonl(stdout)
+    assert code == 0 and rec["status"] == "ok" and rec["warnings"] == [], err
+    assert _bitstream(out) == b"VP8L" and record_of(out)["quality"] == "lossless"
+    with Image.open(out) as im:  # x1 bicubic changes nothing, and nothing was lost
+        np.testing.assert_array_equal(np.asarray(im), arr)
+    code, stdout, _ = invoke("upscale", src, "-m", "bicubic", "-s", "1", "--json")
+    assert jsonl(stdout)[0][0]["reason_code"] == "exists"  # a rerun knows its output
+    code, stdout, _ = invoke(
+        "upscale", src, "-m", "bicubic", "-s", "1", "--quality", "95", "--json"
+    )
+    (rec,), _ = jsonl(stdout)
+    assert rec["reason_code"] == "different-settings" and "quality lossless → 95" in rec["reason"]
+    assert invoke("upscale", src, *FAST, "--quality", "90", "-q")[0] == 0
+    assert _bitstream(tmp_path / "l_x2.webp") == b"VP8 "
+    assert record_of(tmp_path / "l_x2.webp")["quality"] == 90
+    assert invoke("upscale", src, *FAST, "--format", "webp", "-o", tmp_path / "o", "-q")[0] == 0
+    assert _bitstream(tmp_path / "o" / "l.webp") == b"VP8L"
+    # A lossy WebP stays lossy; a PNG asked as WebP is lossy at the default 95.
+    save(tmp_path / "lossy.webp", arr, quality=90)
+    save(tmp_path / "p.png", arr)
+    assert invoke("upscale", tmp_path / "lossy.webp", tmp_path / "p.png", *FAST, "-o",
+                  tmp_path / "w", "--format", "webp", "-q")[0] == 0  # fmt: skip
+    for name in ("lossy.webp", "p.webp"):
+        assert _bitstream(tmp_path / "w" / name) == b"VP8 ", name
+        assert record_of(tmp_path / "w" / name)["quality"] == 95
+
+
 def test_the_ensemble_is_recorded_shown_and_compared(tmp_path: Path) -> None:
     src = save(tmp_path / "in.png", photo())
     out = tmp_path / "in_x2.png"

@@ -918,7 +918,7 @@ need = predict(
     scale=4, target=(header.width * 4, header.height * 4),
     out_format=format_of_path(found[0].output),
     out_bit_depth=header.bit_depth, file_bytes=source.stat().st_size,
-    upscaler=upscaler_memory(upscaler),
+    upscaler=upscaler_memory(upscaler), out_lossless=header.lossless and fmt == "same",
 ).peak
 start = current_rss_bytes()
 with PeakMemory() as peak:
@@ -954,6 +954,7 @@ def _measure(tmp_path: Path, model: str, source: Path, fmt: str = "same") -> dic
         (2, 8, ".png", "same", "bicubic"),  # our own gray + alpha PNG writer
         (4, 8, ".png", "same", "bicubic"),
         (3, 8, ".png", "webp", "lanczos"),  # libwebp's own buffers
+        (3, 8, ".webp", "same", "lanczos"),  # a lossless WebP: libwebp's lossless encoder
         (4, 8, ".png", "tiff", "lanczos"),
         (3, 16, ".png", "same", "bicubic"),  # 16-bit: the float path, in tiles
         (3, 8, ".jpg", "same", "pocketsr-compact-x4"),
@@ -979,7 +980,10 @@ def test_the_prediction_bounds_the_measured_peak(
     if depth == 16:
         cv2.imwrite(str(source), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
     else:
-        Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels).save(source, quality=95)
+        lossless = {"lossless": True} if ext == ".webp" else {}
+        Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels).save(
+            source, quality=95, **lossless
+        )
     figures = _measure(tmp_path, model, source, fmt)
     above = figures["peak"] - figures["start"]
     allocated = figures["anonymous_peak"] - figures["anonymous_start"]

@@ -323,6 +323,109 @@ def test_alpha_round_trip(tmp_path: Path, fmt: str, channels: int) -> None:
         np.testing.assert_array_equal(image.pixels, pixels)
 
 
+def _webp_chunk(tag: bytes, payload: bytes) -> bytes:
+    return tag + struct.pack("<I", len(payload)) + payload + b"\x00" * (len(payload) & 1)
+
+
+def _webp_with_odd_icc(pixels: np.ndarray) -> bytes:
+    """A lossless WebP in the extended container, its ICC chunk of odd length (so padded)
+    before the picture: what Pillow never writes, but other writers may."""
+    simple = io.BytesIO()
+    to_pillow(pixels).save(simple, "WEBP", lossless=True)
+    h, w = pixels.shape[:2]
+    vp8x = bytes([0x20, 0, 0, 0]) + (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
+    icc = srgb_icc()
+    icc += b"\x00" * (1 - len(icc) % 2)  # an odd length, whatever the profile's own
+    body = _webp_chunk(b"VP8X", vp8x) + _webp_chunk(b"ICCP", icc) + simple.getvalue()[12:]
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
+
+
+@pytest.mark.parametrize(
+    ("kind", "first_chunk", "lossless"),
+    [
+        ("simple", b"VP8L", True),
+        ("simple", b"VP8 ", False),
+        ("profile", b"VP8X", True),  # extended: ICCP before the picture
+        ("profile", b"VP8X", False),
+        ("alpha", b"VP8L", True),  # alpha inside the lossless bitstream
+        ("alpha", b"VP8X", False),  # ALPH then VP8
+        ("animated", b"VP8X", True),  # ANIM, then frames (ANMF) holding VP8L
+        ("animated", b"VP8X", False),
+        ("odd profile", b"VP8X", True),
+    ],
+)
+def test_a_lossless_webp_is_told_from_a_lossy_one(
+    tmp_path: Path, kind: str, first_chunk: bytes, lossless: bool
+) -> None:
+    """What the reader tells the planner: a lossless WebP (VP8L) in every container
+    (simple, extended, animated), by the header alone and once decoded."""
+    pixels = make_photo_like(24, 32, 4 if kind == "alpha" else 3, seed=7)
+    path = tmp_path / "in.webp"
+    if kind == "odd profile":
+        path.write_bytes(_webp_with_odd_icc(pixels))
+    elif kind == "animated":
+        later = to_pillow(make_photo_like(24, 32, 3, seed=8))
+        to_pillow(pixels).save(
+            path, "WEBP", save_all=True, append_images=[later], duration=50, lossless=lossless
+        )
+    else:
+        options: dict[str, object] = {"icc_profile": srgb_icc()} if kind == "profile" else {}
+        save_pillow(path, pixels, "WEBP", lossless=lossless, exact=True, **options)
+    assert path.read_bytes()[12:16] == first_chunk  # the container the case is about
+    image = read_image(path)
+    assert image.lossless is lossless
+    assert imageio.read_header(path).lossless is lossless
+    if lossless:
+        np.testing.assert_array_equal(image.pixels, pixels)
+
+
+def test_only_a_webp_is_lossless_and_only_its_picture_says(tmp_path: Path) -> None:
+    """A PNG is lossless by its format (never marked); a file that is no well-formed WebP
+    is not taken for a lossless one."""
+    png = save_pillow(tmp_path / "in.png", make_photo_like(8, 8, 3), "PNG")
+    assert read_image(png).lossless is False and imageio.read_header(png).lossless is False
+    from pocketsr_cli.imageio.webp import is_lossless  # the module alone, no decoder
+
+    assert not is_lossless(io.BytesIO(b"RIFF\x10\x00\x00\x00WEBPVP8X\xff\xff\xff\x7f"))
+    assert not is_lossless(io.BytesIO(b"RIFF\x04\x00\x00\x00WEBP"))
+    assert not is_lossless(io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"\x00" * 8))
+
+
+@pytest.mark.parametrize(
+    ("source", "requested", "lossless", "quality", "kept"),
+    [
+        ("webp", None, True, None, True),  # the format kept, no quality asked
+        ("webp", "webp", True, None, True),  # asked as WebP: kept too
+        ("webp", None, True, 95, False),  # a quality asked: lossy at it
+        ("webp", "png", True, None, False),  # PNG is lossless anyway
+        ("webp", None, False, None, False),  # a lossy WebP stays lossy
+        ("png", "webp", False, None, False),  # --format webp for a PNG: lossy at 95
+    ],
+)
+def test_plan_output_keeps_a_lossless_webp_lossless(
+    source: str, requested: str | None, lossless: bool, quality: int | None, kept: bool
+) -> None:
+    plan = plan_output(
+        source, requested, has_alpha=False, bit_depth=8, lossless=lossless, quality=quality
+    )
+    assert plan.lossless is kept and plan.warnings == ()
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_a_lossless_plan_writes_every_pixel_exactly(tmp_path: Path, channels: int) -> None:
+    """Colour under fully transparent pixels included (libwebp drops it unless told)."""
+    pixels = make_photo_like(24, 32, channels, seed=9)
+    if channels == 4:
+        pixels[:12, :, 3] = 0
+    path = tmp_path / "out.webp"
+    path.write_bytes(encode_image(pixels, OutputPlan("webp", 8, lossless=True), quality=50))
+    image = read_image(path)
+    assert image.lossless
+    np.testing.assert_array_equal(image.pixels, pixels)
+    lossy = encode_image(pixels, OutputPlan("webp", 8), quality=50)
+    assert lossy[12:16] in (b"VP8 ", b"VP8X") and b"VP8L" not in lossy
+
+
 @pytest.mark.parametrize("transparent", [False, True])
 def test_palette_images(tmp_path: Path, transparent: bool) -> None:
     rgb = make_photo_like(16, 16, 3)

@@ -197,8 +197,16 @@ def upscale(
         ),
     ] = "same",
     quality: Annotated[
-        int, typer.Option("--quality", metavar="N", min=1, max=100, help="JPEG/WebP quality.")
-    ] = 95,
+        int | None,
+        typer.Option(
+            "--quality",
+            metavar="N",
+            min=1,
+            max=100,
+            show_default="95",
+            help="JPEG/WebP quality. Without it, a lossless WebP written as WebP stays lossless.",
+        ),
+    ] = None,
     suffix: Annotated[
         str | None,
         typer.Option(
@@ -295,7 +303,7 @@ def upscale(
     from pocketsr_cli import __version__, libwarnings, sizing
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.factory import open_upscaler, routing_k
-    from pocketsr_cli.imageio import is_image_path
+    from pocketsr_cli.imageio import DEFAULT_QUALITY, is_image_path
     from pocketsr_cli.jobs import Job, Naming, check_output_folder, collect_jobs, iter_jobs
     from pocketsr_cli.pipeline import Options, Variant, run, scales_for_sizes
     from pocketsr_cli.provenance import RunSettings
@@ -457,7 +465,7 @@ def upscale(
         record = RunSettings(
             version=__version__,
             ensemble=self_ensemble,
-            quality=quality,
+            quality=DEFAULT_QUALITY if quality is None else quality,
             tile=f"{tile}/{tile_overlap}",
         )
     options = Options(

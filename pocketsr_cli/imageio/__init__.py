@@ -42,7 +42,8 @@ One module per concern; callers import from the package, never from its modules:
 * ``nclx``: a HEIF/AVIF colour space stated by code points, as an ICC profile.
 * ``backends``: reading files; Pillow and OpenCV, loaded lazily and kept quiet.
 * ``pixels``: Pillow images to ``H x W x C`` arrays, orientation, bit depth.
-* ``png``, ``jpeg``, ``tiff``: each format's own checks, decoding and writing.
+* ``png``, ``jpeg``, ``tiff``: each format's own checks, decoding and writing; ``webp``:
+  whether a WebP is lossless.
 * ``jpeg_encode``: JPEG writing (OpenCV's encoder, Pillow's metadata layout).
 * ``decoded``: :class:`DecodedImage`, the step every decoder ends with, and
   :func:`drop_opaque_alpha`.
@@ -55,8 +56,8 @@ One module per concern; callers import from the package, never from its modules:
 
 Imports go one way, down this list: ``decode``, ``encode`` → ``header``, ``record`` →
 ``tiff`` → ``png``, ``jpeg``, ``jpeg_encode``, ``decoded`` → ``backends``, ``pixels``,
-``planning`` → ``formats``, ``metadata``, ``nclx``, ``atomic``.  Pillow's plugins and OpenCV are
-loaded when the first image is read or written, not with the package.
+``planning`` → ``formats``, ``metadata``, ``nclx``, ``webp``, ``atomic``.  Pillow's plugins
+and OpenCV are loaded when the first image is read or written, not with the package.
 """
 
 from __future__ import annotations
@@ -82,7 +83,12 @@ from pocketsr_cli.imageio.formats import (
 )
 from pocketsr_cli.imageio.header import ImageHeader, probe, read_header
 from pocketsr_cli.imageio.metadata import Metadata
-from pocketsr_cli.imageio.planning import OutputPlan, plan_output, transparency_switch
+from pocketsr_cli.imageio.planning import (
+    DEFAULT_QUALITY,
+    OutputPlan,
+    plan_output,
+    transparency_switch,
+)
 from pocketsr_cli.imageio.record import (
     PROVENANCE_KEYWORD,
     SIDECAR_SUFFIX,
@@ -95,6 +101,7 @@ from pocketsr_cli.imageio.record import (
 
 __all__ = [
     "ANIMATED_WARNING",
+    "DEFAULT_QUALITY",
     "HEIF_HINT",
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",

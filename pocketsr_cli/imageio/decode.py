@@ -48,6 +48,7 @@ from pocketsr_cli.imageio.png import (
     scale_gray_key,
 )
 from pocketsr_cli.imageio.tiff import decode_tiff
+from pocketsr_cli.imageio.webp import is_lossless
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -153,6 +154,7 @@ def _decode_pillow_file(data: bytes) -> DecodedImage:
         if unused_alpha:  # what BMP writers mean by it, and how browsers and Windows show it
             pixels = np.ascontiguousarray(pixels[..., :3])
         decoded = finish(pixels, fmt, exif, icc, xmp, orientation, dpi, turned)
+        decoded.lossless = fmt == "webp" and is_lossless(io.BytesIO(data))
         if unused_alpha:
             decoded.warnings = (*decoded.warnings, _UNUSED_ALPHA)
         if fmt == "png" and decoded.metadata.icc_profile is None:

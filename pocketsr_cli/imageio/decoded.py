@@ -38,12 +38,17 @@ class DecodedImage:
         metadata: what :func:`encode_image` should write back.
         warnings: one line each, for the user, about what decoding left out (only the
             first frame of an animation).
+        lossless: the file stores its pixels losslessly in a format that also has a
+            lossy mode: a lossless WebP (``VP8L``; an animation's first frame).  False
+            for every other format, whose output is lossless or not by its format
+            alone.  :func:`plan_output` keeps such an image lossless.
     """
 
     pixels: np.ndarray
     format: str
     metadata: Metadata
     warnings: tuple[str, ...] = ()
+    lossless: bool = False
 
     @property
     def height(self) -> int:

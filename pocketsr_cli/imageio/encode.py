@@ -20,7 +20,7 @@ from pocketsr_cli.imageio.formats import FORMAT_NAMES, OUTPUT_FORMATS
 from pocketsr_cli.imageio.jpeg_encode import XMP_MAX, encode_jpeg, fits_jpeg
 from pocketsr_cli.imageio.metadata import Metadata, output_metadata
 from pocketsr_cli.imageio.pixels import as_hwc, to_depth
-from pocketsr_cli.imageio.planning import FORMATS_16, OutputPlan
+from pocketsr_cli.imageio.planning import DEFAULT_QUALITY, FORMATS_16, OutputPlan
 from pocketsr_cli.imageio.png import encode_png, png_chunk
 from pocketsr_cli.imageio.record import (
     PROVENANCE_KEYWORD,
@@ -50,7 +50,7 @@ def encode_image(
     pixels: np.ndarray,
     plan: OutputPlan,
     *,
-    quality: int = 95,
+    quality: int | None = None,
     metadata: Metadata | None = None,
     provenance: str | None = None,
     notes: list[str] | None = None,
@@ -62,7 +62,9 @@ def encode_image(
     them: PNG (eXIf, iCCP, iTXt), JPEG and WebP (all three), TIFF (all three, any depth);
     BMP keeps none.  EXIF PixelX/YDimension are updated to the new size.  JPEG has no room
     for an EXIF or XMP block over 64 KiB: such a block is left out.  ``metadata=None``
-    writes no metadata.  ``quality`` (1..100) applies to JPEG and WebP.
+    writes no metadata.  ``quality`` (1..100; None: :data:`DEFAULT_QUALITY`) applies to
+    JPEG and WebP, except a WebP the plan keeps lossless (``plan.lossless``), which is
+    written losslessly, its pixels exactly (colour under transparent pixels included).
 
     ``provenance`` (one line of ASCII text: pocketsr's record, whatever ``metadata`` is) is
     embedded where the format allows (:func:`embeds_provenance`): a PNG ``tEXt`` chunk
@@ -84,6 +86,8 @@ def encode_image(
     """
     if plan.format not in OUTPUT_FORMATS:
         raise ImageWriteError(f"unknown output format {plan.format!r}")
+    if quality is None:
+        quality = DEFAULT_QUALITY
     if not 1 <= quality <= 100:
         raise ImageWriteError(f"quality must be between 1 and 100, not {quality}")
     depth = plan.bit_depth if plan.format in FORMATS_16 else 8
@@ -115,7 +119,7 @@ def encode_image(
             return encode_tiff(pixels, meta)
         if plan.format == "jpeg":
             return encode_jpeg(pixels, quality, fits_jpeg(meta, notes), comment)
-        return _encode_pillow(pixels, plan.format, quality, meta)
+        return _encode_pillow(pixels, plan.format, quality, meta, lossless=plan.lossless)
     except ImageWriteError:
         raise
     except Exception as exc:  # encoders raise OSError, ValueError, cv2.error...
@@ -124,14 +128,22 @@ def encode_image(
         ) from exc
 
 
-def _encode_pillow(pixels: np.ndarray, fmt: str, quality: int, meta: Metadata) -> bytes:
+def _encode_pillow(
+    pixels: np.ndarray, fmt: str, quality: int, meta: Metadata, *, lossless: bool = False
+) -> bytes:
     from PIL import Image
 
     image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
     out = io.BytesIO()
     options: dict[str, object] = {}
     if fmt == "webp":
-        options.update(quality=quality, method=4)
+        if lossless:
+            # Here quality is the effort.  Measured on an upscaled 4K photo: Pillow's
+            # default (80, method 4) takes 21 s, this 2.6 s for a file 0.5 % larger (lossy
+            # at 95: 1.7 s).  ``exact`` keeps the colour under transparent pixels.
+            options.update(lossless=True, quality=10, method=1, exact=True)
+        else:
+            options.update(quality=quality, method=4)
         if meta.exif:
             options["exif"] = meta.exif
         if meta.xmp:

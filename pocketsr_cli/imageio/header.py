@@ -18,6 +18,7 @@ from pocketsr_cli.imageio.formats import PILLOW_FORMATS, TIFF_MAGIC, require_hei
 from pocketsr_cli.imageio.metadata import TAG_ORIENTATION, bare_exif, exif_orientation
 from pocketsr_cli.imageio.pixels import partial_gif_frame
 from pocketsr_cli.imageio.tiff import as_tuple, tiff_tags
+from pocketsr_cli.imageio.webp import is_lossless
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class ImageHeader:
             palette transparency or a GIF's first frame smaller than its canvas adds alpha.
         bit_depth: 8 or 16, as decoded.
         format: the format key (``jpeg``, ``png``...).
+        lossless: as :attr:`DecodedImage.lossless` (a lossless WebP).
     """
 
     width: int
@@ -37,6 +39,7 @@ class ImageHeader:
     channels: int
     bit_depth: int
     format: str
+    lossless: bool = False
 
     @property
     def has_alpha(self) -> bool:
@@ -112,7 +115,11 @@ def parse_header(handle: IO[bytes], path: Path) -> ImageHeader:
             channels += 1
         if fmt == "png" and head[12:16] == b"IHDR" and head[24] == 16:
             depth = 16  # Pillow opens 16-bit colour as 8-bit; OpenCV decodes it here
-    return ImageHeader(width, height, channels, depth, fmt)
+    lossless = False
+    if fmt == "webp":
+        handle.seek(0)
+        lossless = is_lossless(handle)
+    return ImageHeader(width, height, channels, depth, fmt, lossless)
 
 
 def parse_tiff_header(data: bytes) -> ImageHeader:

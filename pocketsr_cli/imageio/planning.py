@@ -1,8 +1,9 @@
 """Output planning: :func:`plan_output` chooses an output's format and bit depth.
 
-It decides from the source format, the requested one, alpha and bit depth only, before
-any pixel is encoded, and says in the plan's warnings what it had to change (transparency
-written as PNG, 16 bits written as 8, a format with no writer here).  An alpha channel
+It decides from the source format, the requested one, alpha, bit depth and whether the
+source is a lossless WebP only, before any pixel is encoded, and says in the plan's
+warnings what it had to change (transparency written as PNG, 16 bits written as 8, a
+format with no writer here).  An alpha channel
 that is fully opaque is no transparency: ``decoded.drop_opaque_alpha`` takes it away
 when the output's format has no room for it (:func:`holds_alpha`), so that such an image
 asked as JPEG is a JPEG.
@@ -24,19 +25,32 @@ class OutputPlan:
         format: one of :data:`OUTPUT_FORMATS`.
         bit_depth: 8 or 16 (16 only for ``png`` and ``tiff``).
         warnings: one line each, for the user, about what the plan had to change.
+        lossless: write a WebP losslessly (``format`` is ``webp``): its source was a
+            lossless WebP and no quality was asked for.  The quality given to
+            ``encode_image`` then does not apply.
     """
 
     format: str
     bit_depth: int
     warnings: tuple[str, ...] = ()
+    lossless: bool = False
 
+
+DEFAULT_QUALITY = 95
+"""The JPEG/WebP quality written when none is asked for (``--quality``)."""
 
 FORMATS_16 = ("png", "tiff")
 _FORMATS_ALPHA = ("png", "webp", "tiff")
 
 
 def plan_output(
-    source_format: str, requested: str | None, *, has_alpha: bool, bit_depth: int
+    source_format: str,
+    requested: str | None,
+    *,
+    has_alpha: bool,
+    bit_depth: int,
+    lossless: bool = False,
+    quality: int | None = None,
 ) -> OutputPlan:
     """Choose the output format and bit depth, saying what had to change.
 
@@ -45,6 +59,13 @@ def plan_output(
     re-compress a photo that was already compressed once (``--format jpg`` asks for it),
     and GIF's 256 colours would undo the upscale.  Alpha never goes to JPEG or BMP: PNG is
     written instead.  16-bit input stays 16-bit for PNG/TIFF and becomes 8-bit otherwise.
+
+    A lossless source (``lossless``: a lossless WebP, :attr:`DecodedImage.lossless`)
+    written as WebP (as itself, or asked as WebP) stays lossless (``OutputPlan.lossless``)
+    unless ``quality``, the JPEG/WebP quality the user asked for (None: none), says
+    otherwise: a photographer's lossless master must not quietly become lossy.  Other
+    sources written as WebP (a PNG with ``--format webp``) are lossy, at the quality asked
+    or the default.
 
     Raises:
         ValueError: ``requested`` is not an output format name (see :func:`format_from_name`).
@@ -71,7 +92,8 @@ def plan_output(
             depth = 16
         else:
             warnings.append(f"16-bit input written as 8-bit {FORMAT_NAMES[fmt]}")
-    return OutputPlan(format=fmt, bit_depth=depth, warnings=tuple(warnings))
+    keep_lossless = lossless and quality is None and fmt == "webp"
+    return OutputPlan(format=fmt, bit_depth=depth, warnings=tuple(warnings), lossless=keep_lossless)
 
 
 def transparency_switch(fmt: str) -> str:
