@@ -1043,11 +1043,8 @@ class _Run:
                 plan = _kept_as_planned(plan, requested or image.format)
         notes = list(image.warnings)
         if named is not None and image.format != named:
-            content = format_label(image.format)
-            notes.append(
-                f"its content is {content}, not {format_label(named)} as its name says; "
-                f"written as {format_label(plan.format)}"
-            )
+            note, plan = _misnamed(image.format, named, plan, requested)
+            notes.append(note)
         output = planned
         if plan.format != (requested or image.format):  # e.g. RGBA asked as JPEG -> PNG
             output = output.with_suffix(extension_for(plan.format))
@@ -1645,6 +1642,26 @@ def _kept_as_planned(plan: OutputPlan, asked: str) -> OutputPlan:
     return dataclasses.replace(
         plan, warnings=tuple(true if w == said else w for w in plan.warnings)
     )
+
+
+def _misnamed(
+    content: str, named: str, plan: OutputPlan, requested: str | None
+) -> tuple[str, OutputPlan]:
+    """The note on an input whose ``content`` is not the format its name says
+    (``named``), and ``plan`` without the line it makes redundant: where transparency
+    asked as ``requested`` (its name's format, JPEG or BMP) is written as PNG, the note
+    says why in its own words, not a second line that says PNG again."""
+    note = (
+        f"its content is {format_label(content)}, not {format_label(named)} as its name "
+        f"says; written as {format_label(plan.format)}"
+    )
+    if requested in OUTPUT_FORMATS:  # the plan's line, if it switched to PNG for alpha
+        said = transparency_switch(requested)
+        if said in plan.warnings:
+            note += f", since {format_label(requested)} cannot store transparency"
+            rest = tuple(w for w in plan.warnings if w != said)
+            plan = dataclasses.replace(plan, warnings=rest)
+    return note, plan
 
 
 def _alt_note(alt_output: Path) -> str:

@@ -491,18 +491,31 @@ def test_outputs_are_encoded_as_their_extension_says(
     assert fingerprint(folder) == before
 
 
-def test_transparent_content_named_jpg_is_planned_as_png(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "mode"), [("logo.jpg", "RGBA"), ("mark.bmp", "LA")])
+def test_transparent_content_named_jpg_is_planned_as_png(
+    tmp_path: Path, name: str, mode: str
+) -> None:
+    """One line says both why it is PNG and what its name got wrong: a second line
+    saying PNG again ("JPEG cannot store transparency; writing PNG instead") was
+    redundant.  Asked as JPEG, a PNG named .png still gets that line alone (its only
+    reason)."""
     folder = tmp_path / "in"
-    image(folder / "logo.png", "RGBA", seed=2).rename(folder / "logo.jpg")
+    image(folder / "logo.png", mode, seed=2).rename(folder / name)
     code, images, _, err = cli(folder, "-o", tmp_path / "out", *FAST)
     assert code == 0, err
     (line,) = images
-    assert Path(line["output"]).name == "logo.png"
+    output = Path(name).with_suffix(".png").name
+    assert Path(line["output"]).name == output
+    named = "JPEG" if name.endswith(".jpg") else "BMP"
     assert line["warnings"] == [
-        "its content is PNG, not JPEG as its name says; written as PNG",
-        "JPEG cannot store transparency; writing PNG instead",
+        f"its content is PNG, not {named} as its name says; written as PNG, since {named} "
+        "cannot store transparency"
     ]
-    assert read_image(tmp_path / "out" / "logo.png").has_alpha
+    assert read_image(tmp_path / "out" / output).has_alpha
+    (folder / name).rename(folder / "logo.png")
+    code, images, _, err = cli(folder, "-o", tmp_path / "asked", "--format", "jpg", *FAST)
+    assert code == 0, err
+    assert images[0]["warnings"] == ["JPEG cannot store transparency; writing PNG instead"]
 
 
 def test_a_library_warning_becomes_a_note_on_its_line(tmp_path: Path) -> None:
