@@ -135,6 +135,32 @@ def test_a_corrupt_image_is_reported_as_failed_and_exits_1(
     assert temp_dirs and not any(d.exists() for d in temp_dirs)
 
 
+def test_every_failed_image_is_listed_with_its_reason(photos: Path) -> None:
+    """Two truncated JPEGs: the JSON line and the human output named only the first
+    (``first_error``); ``failures`` lists each, and stderr has a line for each."""
+    good = (photos / "b.jpg").read_bytes()
+    (photos / "broken1.jpg").write_bytes(good[: len(good) // 3])
+    (photos / "broken2.jpg").write_bytes(good[: len(good) // 4])
+    code, out, err = invoke("bench", "--folder", photos, "-m", "bicubic", "--json", "-q")
+    assert code == 1, err
+    (record,) = json_lines(out)
+    assert record["failed"] == 2 and record["images"] == 3
+    assert [f["input"] for f in record["failures"]] == [
+        str(photos / "broken1.jpg"),
+        str(photos / "broken2.jpg"),
+    ]
+    assert all("truncated" in f["error"] for f in record["failures"]), record["failures"]
+    assert record["first_error"] == f"{photos / 'broken1.jpg'}: {record['failures'][0]['error']}"
+    code, _, err = invoke("bench", "--folder", photos, "-m", "bicubic", "-q")
+    assert code == 1
+    lines = [" ".join(line.split()) for line in err.splitlines()]
+    assert "warning: bicubic: 2 image(s) failed" in lines
+    for name in ("broken1.jpg", "broken2.jpg"):
+        assert any(
+            f"bicubic: failed {photos / name}: file is truncated" in line for line in lines
+        ), err
+
+
 def test_unusable_files_and_a_format_switch_are_reported_as_upscale_reports_them(
     photos: Path,
 ) -> None:

@@ -131,7 +131,8 @@ def bench_command(
         bool,
         typer.Option(
             "--json",
-            help="JSON Lines on stdout: one object per model. With --folder, 'not_run' "
+            help="JSON Lines on stdout: one object per model. With --folder, 'failures' "
+            "lists each image that failed (input, error), and 'not_run' "
             "lists the folder's files that were not images (skipped) or could not be "
             "opened (failed), as upscale --json reports them.",
         ),
@@ -151,7 +152,8 @@ def bench_command(
     threads — after one untimed warm-up image; the fastest of --repeat passes counts.
     Reported: images/s, output megapixels/s, seconds per image end to end and in the
     model alone, and their ratio (e2e/model: what decoding and encoding add). Images
-    that fail are reported; the command then exits 1 after printing the results. The
+    that fail are reported, each with its reason; the command then exits 1 after
+    printing the results. The
     folder's other files are reported as 'pocketsr upscale' reports them: skipped (not
     an image), or failed (a broken link, a FIFO), which also exits 1. An
     image that would not fit in the memory available when the run starts fails from its
@@ -234,16 +236,17 @@ def bench_command(
 
 
 def _problems(report: BenchReport | FolderBenchReport) -> list[str]:
-    """One line per model with failed images (``--folder``), then each model's warnings."""
+    """For each model with failed images (``--folder``), their count, then one line per
+    failed image and why; then each model's warnings."""
+    from pocketsr_cli.cli._ui import shown
     from pocketsr_cli.evaluation.bench import FolderBenchReport
 
     lines = []
     if isinstance(report, FolderBenchReport):
-        lines = [
-            f"{r.model}: {r.failed} image(s) failed; first: {r.first_error}"
-            for r in report.models
-            if r.failed
-        ]
+        for r in report.models:
+            if r.failed:
+                lines.append(f"{r.model}: {r.failed} image(s) failed")
+                lines += [f"{r.model}: failed {shown(f.input)}: {f.error}" for f in r.failures]
     return lines + [f"{r.model}: {message}" for r in report.models for message in r.warnings]
 
 

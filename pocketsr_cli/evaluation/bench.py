@@ -412,6 +412,15 @@ def bench(
 
 
 @dataclass
+class FailedImage:
+    """One image of a folder run that could not be read, upscaled or written: its path
+    (``input``, as ``upscale --json`` writes it) and why (``error``, upscale's message)."""
+
+    input: str
+    error: str
+
+
+@dataclass
 class FolderBenchResult:
     """One model's end-to-end timings on a folder (the fastest pass's figures).
 
@@ -423,7 +432,9 @@ class FolderBenchResult:
             ``fp16``..., ``uint8+fp32`` for a resampler given 8- and 16-bit images).
         images: images upscaled and written.
         failed: images that could not be read, upscaled or written.
-        first_error: ``"<file>: <reason>"`` of the first failed image, ``None`` if none.
+        first_error: ``"<file>: <reason>"`` of the first failed image, ``None`` if none
+            (kept for scripts written before ``failures``).
+        failures: every failed image of that pass, in folder order (``failed`` of them).
         seconds: wall-clock seconds of every timed pass over the folder, in order.
         warmup_seconds: the untimed warm-up upscale of the first image (with
             ``--compile``, compiling included), with the network's probe passes that
@@ -470,6 +481,7 @@ class FolderBenchResult:
     device_peak_bytes: int | None = None
     device_reserved_peak_bytes: int | None = None
     warnings: list[str] = field(default_factory=list)
+    failures: list[FailedImage] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -685,6 +697,7 @@ def _folder_result(
         images=n,
         failed=len(failed),
         first_error=first_error,
+        failures=[FailedImage(str(r.job.input), r.error or "") for r in failed],
         seconds=seconds,
         wall_seconds=wall,
         model_seconds=model_seconds,
@@ -721,7 +734,7 @@ def bench_folder(
     with outputs in a temporary folder that is deleted before this returns, whatever
     happens.  Per model: one untimed warm-up upscale of the first decodable image, then
     ``repeat`` timed passes over all images; the fastest pass counts.  Images that fail
-    are counted in the result (``failed``, ``first_error``), never dropped silently; the
+    are listed in the result (``failed``, ``failures``), never dropped silently; the
     folder's other files are in the report's ``not_run``, as ``upscale`` reports them.
 
     Args:
