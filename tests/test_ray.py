@@ -54,6 +54,38 @@ def test_ray_without_the_extra_says_how_to_install_it(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_dry_run_contacts_no_cluster_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--ray --dry-run`` plans the images in this process: its first line said they would
+    be drawn by this machine's compute (``cpu uint8``), as if there were no cluster; it names Ray
+    actors, none started, and --json's ``device`` says the same.  Fast: a stand-in
+    ``ray`` module fails the test if anything contacts a cluster."""
+    import types
+
+    def contacted(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a dry run contacted Ray")
+
+    fake = types.ModuleType("ray")
+    for name in ("init", "is_initialized", "cluster_resources", "remote"):
+        setattr(fake, name, contacted)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    src = folder(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    args = ["upscale", str(src), "-o", str(out), "-m", "bicubic", "--ray", "--dry-run"]
+    result = runner.invoke(app, [*args, "--ray-address", "auto"])
+    assert result.exit_code == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert "on Ray actors (none started: a dry run contacts no cluster) → ×4" in first, first
+    assert "cpu" not in first and first.endswith("(dry run)"), first
+    code, lines, err = upscale_json(*args[1:])
+    assert code == 0, err
+    assert [x["status"] for x in lines[:-1]] == ["planned", "planned"]
+    devices = {x["device"] for x in lines[:-1]} | {lines[-1]["summary"]["device"]}
+    assert devices == {"Ray actors (none started: a dry run contacts no cluster)"}
+    assert not out.exists()
+
+
 # --- on a local cluster -------------------------------------------------------------------
 
 

@@ -38,6 +38,11 @@ EPILOG = examples(
 
 _SIZE_HELP = "Only one of --outscale, --width, --height, --long-edge."
 
+RAY_DRY_RUN = "Ray actors (none started: a dry run contacts no cluster)"
+"""Where a ``--ray --dry-run`` says its images would be drawn (the first line, ``--json``'s
+``device``): it plans them in this process, so the actors' number and devices, which only
+the cluster knows, are not known."""
+
 
 def upscale(
     inputs: Annotated[
@@ -271,7 +276,8 @@ def upscale(
         typer.Option(
             "--dry-run",
             help="Show what would be done; write no image (a --report page still lists "
-            "what would be written).",
+            "what would be written). With --ray, no cluster is contacted and no actor "
+            "started: the images are planned here.",
         ),
     ] = False,
     report_page: Annotated[
@@ -446,7 +452,9 @@ def upscale(
         where = compute_where
         if workers is not None:
             where += _workers_label(workers)
-        elif use_ray and not dry_run:
+        elif use_ray and dry_run:  # planned here: how many actors, and on what, is unknown
+            where = RAY_DRY_RUN
+        elif use_ray:
             where += " on Ray actors"
         if json_reporter is not None:
             json_reporter.device = where  # a line's and the summary's when no image says
