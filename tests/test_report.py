@@ -23,6 +23,7 @@ from pocketsr_cli.report import (
     RunInfo,
     assets_dir,
     check_destination,
+    check_run_destination,
     load_log,
     write_report,
 )
@@ -480,6 +481,23 @@ def test_a_folder_given_as_the_page_is_named_as_a_folder(tmp_path: Path) -> None
     (tmp_path / "out").mkdir()
     with pytest.raises(UsageError, match=r"out is a folder; name the page file \(e\.g\. "):
         check_destination(tmp_path / "out")
+
+
+def test_before_a_run_a_foreign_picture_folder_is_refused_only_when_it_may_be_needed(
+    tmp_path: Path,
+) -> None:
+    """Up to 12 images to upscale: all embedded, the folder is left alone; more, or a
+    number not known before the run: refused, saying why; --files/--embed as asked."""
+    (tmp_path / "review_files").mkdir()
+    page = tmp_path / "review.html"
+    check_run_destination(page, [], 12)
+    check_run_destination(page, [], 40, PageOptions(embed=True))
+    with pytest.raises(UsageError, match="this run has 13 images to upscale, and a page of"):
+        check_run_destination(page, [], 13)
+    with pytest.raises(UsageError, match="not known before the run"):
+        check_run_destination(page, [], None)
+    with pytest.raises(UsageError, match=r"\(its pictures go in <name>_files beside it\)"):
+        check_run_destination(page, [], 1, PageOptions(embed=False))
 
 
 def test_the_page_never_replaces_a_file_of_the_run(tmp_path: Path) -> None:

@@ -181,6 +181,32 @@ def test_a_page_whose_folder_cannot_be_made_is_refused_before_the_run(
     assert code == 2 and "blocker is a file, not a folder" in " ".join(err.split())
 
 
+def test_a_foreign_picture_folder_refuses_only_a_run_that_may_need_it(
+    shoot: Path, tmp_path: Path
+) -> None:
+    """A run of at most 12 images embeds their pictures and never touches review_files/,
+    yet upscale refused one that pocketsr did not make before the run (as a page of more
+    would need it): now only a run with more than 12 images to upscale is refused, and
+    its message says why."""
+    foreign = tmp_path / "review_files"
+    foreign.mkdir()
+    (foreign / "holiday.txt").write_text("mine")
+    code, _, err = invoke("upscale", "shoot", "-o", "out", *FAST, "--report", "review.html")
+    assert code == 1, err  # broken.jpg fails; p0, p1 are written and pictured
+    assert "review page: review.html (4 card(s), 2 with before/after)" in err
+    assert [p.name for p in foreign.iterdir()] == ["holiday.txt"]
+    for i in range(2, 12):  # 13 images to upscale with broken.jpg: more than 12
+        Image.fromarray(make_photo_like(8, 8, seed=i)).save(shoot / f"p{i}.png")
+    code, _, err = invoke("upscale", "shoot", "-o", "out3", *FAST, "--report", "review.html")
+    message = " ".join(err.split())
+    assert code == 2, err
+    assert "review_files exists and was not made by pocketsr" in message
+    assert "this run has 13 images to upscale, and a page of more than 12 puts" in message
+    assert not (tmp_path / "out3").exists() and [p.name for p in foreign.iterdir()] == [
+        "holiday.txt"
+    ]
+
+
 def test_report_never_replaces_an_input_or_the_log(
     shoot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

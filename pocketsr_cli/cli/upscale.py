@@ -385,10 +385,14 @@ def upscale(
             on_warning=lambda message: warn_to[0](message),
         )
     if report_page is not None:  # refused before the run, not after it
-        from pocketsr_cli.report import check_destination
+        from pocketsr_cli.report import check_run_destination
 
-        check_destination(report_page, [p for j in jobs for p in (j.input, j.output)])
         assert isinstance(jobs, list)
+        check_run_destination(
+            report_page,
+            [p for j in jobs for p in (j.input, j.output)],
+            to_upscale=sum(j.runs for j in jobs),  # at most as many pictured cards
+        )
     with libwarnings.collecting(notes):
         scales = plan.scales or scales_for_sizes(
             list(jobs), target, family.scales, family.default_scale

@@ -23,6 +23,7 @@ from pocketsr_cli.report.page import (
     PageResult,
     assets_dir,
     check_destination,
+    check_run_destination,
     write_report,
 )
 from pocketsr_cli.report.records import Entry, Run, RunInfo, load_log
@@ -35,6 +36,7 @@ __all__ = [
     "RunInfo",
     "assets_dir",
     "check_destination",
+    "check_run_destination",
     "load_log",
     "write_report",
 ]

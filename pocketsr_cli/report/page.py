@@ -75,6 +75,10 @@ class PageOptions:
     embed: bool | None = None
     workers: int = 2
 
+    def embeds(self, pictured: int) -> bool:
+        """Whether a page of ``pictured`` pictured images embeds every picture."""
+        return self.embed if self.embed is not None else pictured <= EMBED_UP_TO
+
 
 @dataclass(frozen=True)
 class PageResult:
@@ -93,10 +97,13 @@ def assets_dir(page: Path) -> Path:
     return page.with_name(f"{page.stem}_files")
 
 
-def check_destination(page: Path, protect: Iterable[Path] = (), *, files: bool = True) -> None:
+def check_destination(
+    page: Path, protect: Iterable[Path] = (), *, files: bool = True, why: str | None = None
+) -> None:
     """Refuse a page path that could replace something that is not a pocketsr page.
     ``files``: the pictures may go to the picture folder beside it (False: all embedded,
-    so a folder of that name that is not pocketsr's is left alone, not in the way).
+    so a folder of that name that is not pocketsr's is left alone, not in the way);
+    ``why``: the reason they may, said when that folder is refused.
 
     Raises:
         UsageError: ``page`` does not end in .html/.htm, is a folder, cannot be made
@@ -119,8 +126,40 @@ def check_destination(page: Path, protect: Iterable[Path] = (), *, files: bool =
     if files and folder.exists() and not _is_ours(folder):
         raise UsageError(
             f"{folder} exists and was not made by pocketsr; choose another page name "
-            "(its pictures go in <name>_files beside it)"
+            f"({why or 'its pictures go in <name>_files beside it'})"
         )
+
+
+def check_run_destination(
+    page: Path,
+    protect: Iterable[Path],
+    to_upscale: int | None,
+    options: PageOptions | None = None,
+) -> None:
+    """:func:`check_destination` before the run whose page it is: the run has at most
+    ``to_upscale`` images to picture (its inputs to upscale; None: not known before it
+    ends), so its picture folder is checked only when the page may need it; a run of at
+    most :data:`EMBED_UP_TO` embeds every picture (unless ``options`` says otherwise)
+    and leaves a folder of that name alone, whoever made it.
+
+    Raises:
+        UsageError: as :func:`check_destination`, the folder's refusal saying why the
+            pictures may go there.
+    """
+    options = options or PageOptions()
+    if to_upscale is None:
+        files = options.embed is not True
+        why = (
+            f"how many images the page will show is not known before the run, and one of "
+            f"more than {EMBED_UP_TO} puts its pictures in <name>_files beside it"
+        )
+    else:
+        files = not options.embeds(to_upscale)
+        why = (
+            f"this run has {to_upscale} images to upscale, and a page of more than "
+            f"{EMBED_UP_TO} puts its pictures in <name>_files beside it"
+        )
+    check_destination(page, protect, files=files, why=why if options.embed is None else None)
 
 
 def _is_ours(folder: Path) -> bool:
@@ -152,7 +191,7 @@ def write_report(
     """
     options = options or PageOptions()
     count = sum(pictured(e) for e in run.entries)
-    embed = options.embed if options.embed is not None else count <= EMBED_UP_TO
+    embed = options.embeds(count)
     check_destination(page, run.paths(), files=not embed)
     shape = Shape(options.crop, options.crops, options.thumb, options.workers)
     folder = assets_dir(page)
