@@ -112,7 +112,11 @@ class Upscaler:
         tile: tile side in input pixels, ``"auto"`` (fit free memory) or 0 (whole image);
             a side must be at least 16 and 4 × ``tile_overlap`` (64 by default).
         tile_overlap: as ``--tile-overlap``: the context pixels, 0 to 256, each tile shares
-            with its neighbours (feather-blended, so there are no seams).
+            with its neighbours, feather-blended.  With the model's own overlap or more
+            (its manifest's ``overlap``: 16 for the default model, and the default meets
+            every bundled model's) tiles match the whole image's result to within a level
+            or two; with less they draw seams, and the first image cut into tiles says so
+            to ``on_warning`` (an image that runs whole has no seams).
         ensemble: ``"none"``, ``"pad"`` (GenDR-Pix's two padded passes, blended by
             ``ensemble_weight``; twice the time) or ``"flip8"`` (the eight flips and
             rotations, averaged; eight times); see :mod:`pocketsr_cli.ensemble`.

@@ -115,6 +115,11 @@ class ModelDescriptor:
         chroma_guard: how each tile's output colour is kept to its input's
             (``pocketsr_cli.chroma``; the manifest's ``chroma_guard`` hint): ``"clamp"``,
             each pixel's chroma clamped into the input's around it; None: as drawn.
+        seamless_overlap: the smallest tile overlap (input pixels) whose tiles give the
+            untiled result to within a level or two (the manifest's ``overlap`` hint,
+            measured): the receptive field a tile needs past its core, twice over since
+            the feather reaches half the overlap into it.  The upscaler warns when an
+            image is cut into tiles with less.  None: not known.
     """
 
     name: str
@@ -134,6 +139,7 @@ class ModelDescriptor:
     upscale_uint8: Callable[[np.ndarray], np.ndarray] | None = None
     mean_anchor: float | None = None
     chroma_guard: str | None = None
+    seamless_overlap: int | None = None
 
 
 @dataclass(frozen=True)

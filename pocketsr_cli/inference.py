@@ -67,7 +67,7 @@ from pocketsr_cli.errors import UsageError
 from pocketsr_cli.imageio import opencv
 from pocketsr_cli.memory import free_bytes, is_out_of_memory
 from pocketsr_cli.sizing import Target, native_ratio
-from pocketsr_cli.spelling import ENSEMBLE, HEIGHT, LONG_EDGE, OUTSCALE, TILE, WIDTH
+from pocketsr_cli.spelling import ENSEMBLE, HEIGHT, LONG_EDGE, OUTSCALE, TILE, TILE_OVERLAP, WIDTH
 from pocketsr_cli.subpixel import keep_subpixel_fp32
 from pocketsr_cli.tiling import TilePolicy
 
@@ -152,6 +152,7 @@ class Upscaler:
         packing = self._pcsr_setup(model, outscale, routing, native_sizes)
         self._tile, self._overlap = tile, overlap
         self._warn = on_warning or (lambda _msg: None)
+        self._seams_told = False  # the overlap's warning (_seams_watched) is given once
         self._fp32_fallback = compute.precision == "fp32"
         # Network passes that gave finite values in half precision, counted per calling
         # thread (``_half_passes``): threads sharing this upscaler each count their own.
@@ -521,11 +522,46 @@ class Upscaler:
             size=self.model.size,
             prepare=self.model.image_stats,
             out_dtype=out_dtype,
-            on_tile=on_tile,
+            on_tile=self._seams_watched(on_tile),
             tileable=self._tileable,
             finish=finish,
         )
         return out, anchored
+
+    def _seams_watched(
+        self, on_tile: Callable[[int, int], None] | None
+    ) -> Callable[[int, int], None] | None:
+        """``on_tile``, also warning once, when an image is cut into tiles, that the
+        overlap is below the model's :attr:`~ModelDescriptor.seamless_overlap`.
+
+        Only a cut image is told of: one that runs whole (``--tile 0``, a tile larger
+        than the image, ``auto`` on a small one) has no seams whatever the overlap.  (The
+        tiler reports each batch with the plan's tile count, after its pass: the
+        warning comes with the image's first tiles.)
+        """
+        need = self.model.seamless_overlap
+        if need is None or self._overlap >= need or self._seams_told:
+            return on_tile
+
+        def watched(done: int, total: int) -> None:
+            if total > 1 and not self._seams_told:
+                self._seams_told = True
+                self._warn(self._seams_advice(need))
+            if on_tile is not None:
+                on_tile(done, total)
+
+        return watched
+
+    def _seams_advice(self, need: int) -> str:
+        """Why an overlap below ``need`` draws seams, and what to use instead."""
+        tile = self._tile
+        wider = f" and {TILE.given(4 * need)} or more" if tile and tile < 4 * need else ""
+        return (
+            f"{TILE_OVERLAP.given(self._overlap)} is less than the {need} pixels "
+            f"{self.model.name} needs: its tiles differ from the whole image's result "
+            f"along their seams; use {TILE_OVERLAP.given(need)} or more{wider} for "
+            f"seamless tiles, or {TILE.given(0)} to run images whole"
+        )
 
     # -- image level --------------------------------------------------------------------
     def _input(self, plane: np.ndarray, peak: float) -> torch.Tensor:

@@ -26,9 +26,10 @@ Two records describe "the same settings" when every key of :data:`COMPARED` is e
 Records of earlier versions have ``"ensemble": false`` or ``true`` and no weight; they
 compare as ``none`` and as ``pad`` with ω 0.5, the only ensemble there was then.
 Device, precision and tiling are left out of the comparison on purpose: they change
-pixels by a rounding step at most (tiled output equals untiled output within one level,
-fp16 within a few), and a run on another machine must not call every earlier output
-foreign.
+pixels by a rounding step at most (tiled output equals untiled output within a level or
+two at the model's overlap, which the default meets; fp16 within a few), and a run on
+another machine must not call every earlier output foreign.  (A smaller
+``--tile-overlap`` draws seams, of which the run warns.)
 """
 
 from __future__ import annotations

@@ -517,6 +517,29 @@ def test_tile_overlap_is_the_command_lines_tile_overlap(tmp_path: Path) -> None:
             pocketsr_cli.Upscaler("bicubic", device="cpu", tile_overlap=bad)  # type: ignore[arg-type]
 
 
+def test_an_overlap_too_small_for_the_model_is_warned_of_where_an_image_is_cut() -> None:
+    """QA's case: tile=16, tile_overlap=0 drew the default model's tiles up to 146 levels
+    off the untiled result, silently; the docs said there were no seams."""
+    image = np.random.default_rng(1).integers(0, 255, (21, 13, 3), dtype=np.uint8)
+    with pytest.warns(UserWarning, match=r"^tile_overlap=0 is less than the 16 pixels "):
+        pocketsr_cli.Upscaler(device="cpu", tile=16, tile_overlap=0).upscale(image)
+    told: list[str] = []
+    up = pocketsr_cli.Upscaler(device="cpu", tile=16, tile_overlap=4, on_warning=told.append)
+    up.upscale(image)
+    up.upscale(image)
+    assert told == [
+        "tile_overlap=4 is less than the 16 pixels pocketsr-compact-x4 needs: its tiles "
+        "differ from the whole image's result along their seams; use tile_overlap=16 or "
+        "more and tile=64 or more for seamless tiles, or tile=0 to run images whole"
+    ]
+    for tile in (0, 32):  # whole images: no seams, nothing to say
+        quiet = pocketsr_cli.Upscaler(
+            device="cpu", tile=tile, tile_overlap=0, on_warning=told.append
+        )
+        quiet.upscale(image)
+    assert len(told) == 1
+
+
 def test_bad_model_name_raises_model_error() -> None:
     with pytest.raises(ModelError, match="no-such-model"):
         pocketsr_cli.Upscaler("no-such-model", offline=True)

@@ -199,6 +199,7 @@ def test_dump_then_parse_gives_the_same_spec(tmp_path: Path) -> None:
             mean_anchor=2.5,
             margin=2,
             chroma_guard="clamp",
+            overlap=24,
         ),
         meta=Meta(license="MIT", source="s", paper="p", params=42),
     )
@@ -296,3 +297,42 @@ def test_a_margin_must_be_a_whole_number_not_below_zero(tmp_path: Path, value: s
     path.write_text(GOOD.replace("multiple_of = 4", f"multiple_of = 4\nmargin = {value}"))
     with pytest.raises(ModelError, match=r"hints\.margin must be"):
         parse_manifest(path, "user")
+
+
+@pytest.mark.parametrize(("value", "parsed"), [(None, None), ("16", 16)])
+def test_a_seamless_overlap_is_a_number_of_input_pixels(
+    tmp_path: Path, value: str | None, parsed: int | None
+) -> None:
+    path = tmp_path / "m.toml"
+    line = "" if value is None else f"\noverlap = {value}"
+    path.write_text(GOOD.replace("multiple_of = 4", f"multiple_of = 4{line}"))
+    assert parse_manifest(path, "user").hints.overlap == parsed
+
+
+@pytest.mark.parametrize("value", ["0", "-4", "1.5", '"16"'])
+def test_a_seamless_overlap_must_be_a_whole_number_above_zero(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(GOOD.replace("multiple_of = 4", f"multiple_of = 4\noverlap = {value}"))
+    with pytest.raises(ModelError, match=r"hints\.overlap must be"):
+        parse_manifest(path, "user")
+
+
+def test_the_default_overlap_is_enough_for_every_bundled_model() -> None:
+    """Each bundled model states the overlap its tiles need (``[hints] overlap``, measured
+    against the untiled run), and the default overlap meets it: the default settings draw
+    no seams and warn of none.  pocketsr-nano-x2 states none: its image-wide attention
+    makes tiles differ by a few levels whatever the overlap (its card)."""
+    import inspect
+
+    import pocketsr_cli
+    from pocketsr_cli.factory import UpscalerSpec
+
+    default = UpscalerSpec.__dataclass_fields__["overlap"].default
+    assert inspect.signature(pocketsr_cli.Upscaler).parameters["tile_overlap"].default == default
+    for path in BUNDLED:
+        spec = parse_manifest(path, "bundled")
+        shipped = all((path.parent / w.file).is_file() for w in spec.weight_files)
+        if spec.name == "pocketsr-nano-x2" or not shipped:  # (the others are downloaded)
+            continue
+        assert spec.hints.overlap is not None, spec.name
+        assert spec.hints.overlap <= default, spec.name

@@ -154,7 +154,15 @@ TileOpt = Annotated[
 ]
 TileOverlapOpt = Annotated[
     int,
-    typer.Option("--tile-overlap", metavar="N", min=0, max=256, help="Overlap between tiles (px)."),
+    typer.Option(
+        "--tile-overlap",
+        metavar="N",
+        min=0,
+        max=256,
+        help="Context pixels each tile shares with its neighbours, feather-blended. Below "
+        "the model's own (16 for the default model: 'models info', hints.overlap) tiles "
+        "show seams, with a warning.",
+    ),
 ]
 _ENSEMBLE_HELP = (
     "Self-ensemble: none; pad (GenDR-Pix: two passes padded [4,4,4,4] and [3,5,3,5], "

@@ -760,6 +760,7 @@ def build_from_spec(
         default_tile=h.default_tile,
         mean_anchor=h.mean_anchor,
         chroma_guard=h.chroma_guard,
+        seamless_overlap=h.overlap,
         sha256=_combined_digest(digests),
     )
 

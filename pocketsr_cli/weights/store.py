@@ -268,10 +268,10 @@ def _hints_of(desc: ModelDescriptor) -> Hints:
 
     A descriptor read from a weights file (``descriptor_from_state_dict``) has only what
     its network states: no border margin, no mean anchoring, no chroma guard, no CPU bf16
-    preference or default tile, which are a manifest's, chosen for a model and written in
-    its card, and not stored in its weights file (the bundled models' files carry no
-    metadata).  So the bundled ``pocketsr-compact-x4.safetensors`` imported under another
-    name runs as the plain network, as it does with ``-m FILE``.
+    preference, default tile or seamless overlap, which are a manifest's, chosen for a
+    model and written in its card, and not stored in its weights file (the bundled
+    models' files carry no metadata).  So the bundled ``pocketsr-compact-x4.safetensors``
+    imported under another name runs as the plain network, as it does with ``-m FILE``.
     """
     return Hints(
         tiling=desc.tiling is not Tiling.INTERNAL,
@@ -284,6 +284,7 @@ def _hints_of(desc: ModelDescriptor) -> Hints:
         mean_anchor=desc.mean_anchor,
         margin=desc.size.margin,
         chroma_guard=desc.chroma_guard,
+        overlap=desc.seamless_overlap,
     )
 
 
