@@ -203,6 +203,15 @@ def cuda_bf16_supported(device: torch.device) -> bool:
     return major >= 8
 
 
+def compute_label(eight: str, sixteen: str) -> str:
+    """What a run's first line says draws its images, from what draws an 8-bit image
+    (``eight``) and a 16-bit one (``sixteen``), each ``DEVICE PRECISION``: the one when
+    they agree, else ``cpu uint8 (16-bit: bf16)``."""
+    if eight == sixteen:
+        return eight
+    return f"{eight} (16-bit: {sixteen.rsplit(' ', 1)[-1]})"
+
+
 def compute_for(
     device: torch.device, precision: str, model: ModelDescriptor, *, cpu_bf16: bool = True
 ) -> Compute:

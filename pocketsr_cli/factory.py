@@ -68,6 +68,21 @@ class UpscalerSpec:
 
         return compute_for(self.device, self.precision, desc, cpu_bf16=self.cpu_bf16)
 
+    def compute_label(self, desc: ModelDescriptor, ensemble: Ensemble = NO_ENSEMBLE) -> str:
+        """What an upscaler of ``desc`` that :func:`open_upscaler` opens with this spec
+        and ``ensemble`` says draws images before any is read
+        (``pipeline.Variant.compute_label``: ``cuda fp16``; ``cpu uint8 (16-bit: fp32)``
+        on a resampler's 8-bit path), told without opening one, so for a device this
+        machine need not have (a Ray cluster's GPUs).  Where the precision depends on
+        that device itself (``auto`` choosing bf16 on a CUDA GPU for a model not
+        fp16-safe), this machine's answer is given."""
+        from pocketsr_cli.devices import compute_label
+        from pocketsr_cli.inference import uint8_path
+
+        compute = self.compute(desc)
+        uint8 = uint8_path(desc, compute.device, ensemble) is not None
+        return compute_label(f"{compute.device} uint8" if uint8 else str(compute), str(compute))
+
     def family(self, ref: str | None, on_progress: ProgressCallback | None = None) -> ModelFamily:
         """Every variant of ``ref`` (None: the default model), as ``open_family`` gives them."""
         from pocketsr_cli.weights.resolve import open_family

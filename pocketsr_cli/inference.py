@@ -171,9 +171,7 @@ class Upscaler:
         if compute.precision == "bf16":  # a bf16 sub-pixel layer draws a mesh: subpixel.py
             keep_subpixel_fp32(model.module)
         self._tileable = model.tiling is not Tiling.INTERNAL
-        self._upscale_uint8 = (
-            model.upscale_uint8 if compute.device.type == "cpu" and not self.ensemble else None
-        )
+        self._upscale_uint8 = uint8_path(model, compute.device, self.ensemble)
         self._base = self._rendering(packing)
         self._use(self._base)
         self._renderings: dict[Fraction, _Rendering] = {}
@@ -665,6 +663,15 @@ class Upscaler:
             antialias=True,
         )
         return y.mul_(peak).round_().clamp_(0, peak).to(out_dtype)
+
+
+def uint8_path(
+    model: ModelDescriptor, device: torch.device, ensemble: Ensemble
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The path an :class:`Upscaler` of ``model`` on ``device`` with ``ensemble`` sends
+    8-bit images through whole: the model's own (``upscale_uint8``) on the CPU without an
+    ensemble (which must transform what the network sees); None: the network."""
+    return model.upscale_uint8 if device.type == "cpu" and not ensemble else None
 
 
 class _RoutingCount:

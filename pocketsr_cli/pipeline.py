@@ -82,6 +82,7 @@ import numpy as np
 
 from pocketsr_cli import claims, libwarnings, memory, provenance
 from pocketsr_cli.atomicfile import TempSweeper
+from pocketsr_cli.devices import compute_label
 from pocketsr_cli.errors import (
     ImageReadError,
     ImageWriteError,
@@ -222,9 +223,9 @@ class Variant:
         an 8-bit image's, with a 16-bit image's after it when that differs
         (``cpu uint8 (16-bit: bf16)``: a resampler's 8-bit path)."""
         eight, sixteen = self.compute_for(np.uint8), self.compute_for(np.uint16)
-        if eight == sixteen or eight is None or sixteen is None:
+        if eight is None or sixteen is None:
             return eight
-        return f"{eight} (16-bit: {sixteen.rsplit(' ', 1)[-1]})"
+        return compute_label(eight, sixteen)
 
     @property
     def routing(self) -> str | None:

@@ -58,7 +58,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -548,6 +548,7 @@ def run_ray(
     inputs: Sequence[Path] | None = None,
     retries: int = 2,
     keep_results: bool | None = None,
+    on_actors: Callable[[str], None] | None = None,
 ) -> Summary:
     """Process ``jobs`` on Ray actors, results reported in job order; the summary is that
     of :func:`pipeline.run` (``interrupted`` on Ctrl-C; every result kept only with
@@ -557,6 +558,11 @@ def run_ray(
     actors); ``variants`` are the driver's own (``return_bytes``: it checks existing
     outputs' records with them); ``total`` and ``inputs`` as in
     :func:`parallel.run_parallel`.
+
+    Once the cluster has been asked what it has, before the run starts (before
+    ``reporter.start``), ``on_actors`` is called with the device the actors run on
+    (``cuda`` on a cluster with GPUs, else ``cpu``), which this machine need not have,
+    as :func:`parallel.run_parallel` calls its ``on_workers``: the CLI's first line.
 
     Raises:
         UsageError: Ray is not installed.
@@ -596,9 +602,11 @@ def run_ray(
         driver = _RayDriver(
             ray, jobs, factory, options, reporter, inputs, settings, checker, retries, keep_results
         )
+        driver.start()  # asks the cluster: a Ctrl-C here is one in ray.init, no image out
+        if on_actors is not None:
+            on_actors(driver.device)
         reporter.start(total)
         try:
-            driver.start()
             driver.loop()
         except KeyboardInterrupt:
             driver.summary.interrupted = True

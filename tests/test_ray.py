@@ -86,6 +86,59 @@ def test_a_dry_run_contacts_no_cluster_and_says_so(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("resources", "precision", "drawn_by"),
+    [
+        ({"GPU": 2.0, "CPU": 16.0}, "auto", "cuda fp16"),
+        ({"GPU": 2.0, "CPU": 16.0}, "fp32", "cuda fp32"),
+        ({"CPU": 4.0}, "auto", "cpu uint8 (16-bit: fp32)"),  # as one process says here
+    ],
+    ids=["gpus", "gpus-fp32", "cpus"],
+)
+def test_the_first_line_names_what_the_clusters_actors_draw_with(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    resources: dict[str, float],
+    precision: str,
+    drawn_by: str,
+) -> None:
+    """A run's first line (and --json's ``device`` when no image says) named this
+    machine's compute (``cpu … on Ray actors``) while the actors draw on the cluster's
+    device: a CPU-only driver on a cluster with GPUs said ``cpu`` for actors on cuda.  It
+    names what they draw with, once the cluster has said what it has.  Fast: a stand-in
+    ``ray`` module is a cluster with ``resources``, and every output exists already, so
+    no actor is started (one would fail the test)."""
+    import types
+
+    def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an actor was started")
+
+    class Remote:
+        def __init__(self, cls: type) -> None:
+            self.options = started
+
+    fake = types.ModuleType("ray")
+    fake.is_initialized = lambda: True  # type: ignore[attr-defined]
+    fake.cluster_resources = lambda: dict(resources)  # type: ignore[attr-defined]
+    fake.remote = lambda **kwargs: Remote  # type: ignore[attr-defined]
+    for name in ("init", "shutdown", "wait", "get", "kill"):
+        setattr(fake, name, started)
+    src = folder(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    args = [src, "-o", out, "-m", "bicubic", "--precision", precision]
+    code, _, err = upscale_json(*args)  # in one process: the outputs exist
+    assert code == 0, err
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    result = runner.invoke(app, ["upscale", *map(str, args), "--ray"])
+    assert result.exit_code == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert f"bicubic on {drawn_by} on Ray actors → ×4" in first, first
+    code, lines, err = upscale_json(*args, "--ray")
+    assert code == 0, err
+    assert [x["reason_code"] for x in lines[:-1]] == ["exists", "exists"]
+    assert lines[-1]["summary"]["device"] == f"{drawn_by} on Ray actors"
+
+
 # --- on a local cluster -------------------------------------------------------------------
 
 

@@ -23,6 +23,8 @@ from pocketsr_cli.errors import UsageError
 if TYPE_CHECKING:
     from pocketsr_cli.archs.pcsr import Routing
     from pocketsr_cli.descriptor import ModelDescriptor
+    from pocketsr_cli.ensemble import Ensemble
+    from pocketsr_cli.factory import UpscalerSpec
     from pocketsr_cli.sizing import Target
 
 
@@ -448,18 +450,19 @@ def upscale(
     compute_where = ", ".join(dict.fromkeys(str(v.compute_label) for v in variants))
     where = compute_where
 
-    def header(workers: Sequence[str] | None) -> None:
+    def header(workers: Sequence[str] | None = None, actors_on: str | None = None) -> None:
         """The run's first line, naming ``workers`` (the devices that get a worker
-        process, or in a dry run would; None: no workers), and what --json says drew an
-        image when none did."""
+        process, or in a dry run would; None: no workers) or ``actors_on`` (the device
+        Ray actors run on, which this machine need not have: what they draw with is
+        told from the model), and what --json says drew an image when none did."""
         nonlocal where
         where = compute_where
         if workers is not None:
             where += _workers_label(workers)
         elif use_ray and dry_run:  # planned here: how many actors, and on what, is unknown
             where = RAY_DRY_RUN
-        elif use_ray:
-            where += " on Ray actors"
+        elif actors_on is not None:
+            where = _compute_on(actors_on, spec, descriptors, self_ensemble) + " on Ray actors"
         if json_reporter is not None:
             json_reporter.device = where  # a line's and the summary's when no image says
         if not quiet:
@@ -470,8 +473,10 @@ def upscale(
                 + (" (dry run)" if dry_run else "")
             )
 
-    if not worker_devices:  # --devices: once the first jobs show who gets a worker
-        header(None)
+    # --devices: once the first jobs show who gets a worker; --ray: once the cluster
+    # has said what the actors run on
+    if not worker_devices and not (use_ray and not dry_run):
+        header()
     record = None
     if not no_provenance:
         record = RunSettings(
@@ -523,7 +528,15 @@ def upscale(
             workers=ray_workers,
             return_bytes=ray_return_bytes,
         )
-        summary = run_ray(jobs, worker_model, options, reporter, settings, variants=variants)
+        summary = run_ray(
+            jobs,
+            worker_model,
+            options,
+            reporter,
+            settings,
+            variants=variants,
+            on_actors=lambda device: header(actors_on=device),
+        )
     else:
         summary = run(jobs, variants, options, reporter)
     if report_page is not None:
@@ -604,6 +617,18 @@ def _worker_devices(text: str | None) -> list[str]:
     for name in names:
         choose_device(name)
     return names
+
+
+def _compute_on(
+    device: str, spec: UpscalerSpec, descriptors: Sequence[ModelDescriptor], ensemble: Ensemble
+) -> str:
+    """What the run's models draw with on ``device`` (``cuda``, ``cpu``), which this
+    machine need not have (a Ray cluster's): each one's ``UpscalerSpec.compute_label``
+    there, each said once (``cuda fp16``)."""
+    import torch
+
+    there = dataclasses.replace(spec, device=torch.device(device))
+    return ", ".join(dict.fromkeys(there.compute_label(d, ensemble) for d in descriptors))
 
 
 def _workers_label(workers: Sequence[str]) -> str:
