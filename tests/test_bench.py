@@ -210,6 +210,60 @@ def test_output_format_and_colliding_stems(photos: Path) -> None:
     assert record["format"] == "webp" and record["images"] == 4 and record["failed"] == 0
 
 
+def _bitstream(data: bytes) -> bytes:
+    """A WebP's picture chunk: ``VP8L`` (lossless) or ``VP8 `` (lossy)."""
+    return b"VP8L" if b"VP8L" in data else b"VP8 " if b"VP8 " in data else b"?"
+
+
+@pytest.mark.parametrize(
+    ("extra", "quality", "kept", "bitstream"),
+    [
+        ((), 95, 1, b"VP8L"),  # as upscale: the lossless WebP stays lossless, the rest at 95
+        (("--quality", "90"), 90, 0, b"VP8 "),  # a quality asked: lossy, as upscale
+    ],
+)
+def test_a_lossless_webp_is_timed_as_upscale_writes_it(
+    photos: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    extra: tuple[str, ...],
+    quality: int,
+    kept: int,
+    bitstream: bytes,
+) -> None:
+    from pocketsr_cli import pipeline
+
+    Image.fromarray(make_photo_like(20, 24, seed=5)).save(photos / "d.webp", lossless=True)
+    written: dict[str, bytes] = {}
+    real_run = pipeline.run
+
+    def run_and_look(jobs: Any, *args: Any, **kwargs: Any) -> Any:
+        summary = real_run(jobs, *args, **kwargs)
+        for job in jobs:  # the outputs, before the temporary folder goes
+            if job.output.suffix == ".webp":
+                written[job.input.name] = _bitstream(job.output.read_bytes())
+        return summary
+
+    monkeypatch.setattr(pipeline, "run", run_and_look)
+    command = ("bench", "--folder", photos, "-m", "bicubic", *extra)
+    code, out, err = invoke(*command, "--json", "-q")
+    assert code == 0, err
+    (record,) = json_lines(out)
+    assert record["images"] == 4 and record["failed"] == 0
+    assert written == {"d.webp": bitstream}  # what was timed is what upscale writes
+    assert (record["quality"], record["lossless_images"]) == (quality, kept)
+
+    # A folder of lossless WebPs only: the record's word for their quality; the table says so.
+    for name in ("a.png", "b.jpg", "c.png"):
+        (photos / name).unlink()
+    code, out, err = invoke(*command, "--json", "-q")
+    assert code == 0, err
+    (record,) = json_lines(out)
+    assert record["quality"] == (quality if extra else "lossless")
+    code, out, err = invoke(*command)
+    assert code == 0, err
+    assert ("(lossless)" in " ".join(out.split())) is not bool(extra)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from pocketsr_cli.evaluation.bench import BenchReport, FolderBenchReport
 
 DEFAULT_SIZE = "960x540"
-DEFAULT_QUALITY = 95
 
 EPILOG = examples(
     "pocketsr bench -m bicubic -m lanczos                 # 960×540 → 4K, best of 3",
@@ -87,8 +86,9 @@ def bench_command(
             metavar="N",
             min=1,
             max=100,
-            help="JPEG/WebP quality of the --folder run.",
-            show_default=str(DEFAULT_QUALITY),
+            help="JPEG/WebP quality of the --folder run. Without it, a lossless WebP written "
+            "as WebP stays lossless, as in upscale.",
+            show_default="95",
         ),
     ] = None,
     repeat: Annotated[
@@ -207,7 +207,7 @@ def bench_command(
                 folder,
                 spec,
                 fmt=fmt_key,
-                quality=DEFAULT_QUALITY if quality is None else quality,
+                quality=quality,
                 repeat=repeat or 1,
                 ensembles=ensembles,
                 on_progress=bar,
@@ -277,6 +277,7 @@ def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:
             "not_run": [outcome_record(result) for result in report.not_run],
             "format": report.fmt,
             "quality": report.quality,
+            "lossless_images": report.lossless_images,
             "repeat": report.repeat,
             "device": report.device,
             "threads": report.threads,
@@ -400,10 +401,19 @@ def _folder_table(report: FolderBenchReport) -> tuple[list[str], list[list[str]]
     passes = "1 pass" if report.repeat == 1 else f"best of {report.repeat} passes"
     title = (
         f"pocketsr bench: {report.images} image(s) in {report.folder}, decoded, upscaled "
-        f"and encoded as {report.fmt or 'their own format'}, {passes}, "
+        f"and encoded as {report.fmt or 'their own format'}{_lossless(report)}, {passes}, "
         f"{report.device}{_compiled(report.compile)}, {report.threads} thread(s)"
     )
     return columns + memory, rows, title
+
+
+def _lossless(report: FolderBenchReport) -> str:
+    """What the title says after the format when lossless WebPs are kept lossless."""
+    if not report.lossless_images:
+        return ""
+    if report.lossless_images == report.images:
+        return " (lossless)"
+    return f" ({report.lossless_images} lossless WebP kept lossless)"
 
 
 def _compiled(compiled: bool) -> str:

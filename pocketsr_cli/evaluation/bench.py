@@ -495,21 +495,26 @@ class FolderBenchReport:
     ``not_run``: what ``pocketsr upscale`` would report for those other files, each once
     (``pipeline.planned_result``): ``skipped`` (not an image) or ``failed`` (a broken
     symbolic link, a FIFO: never opened); ``fmt``: the output format key, ``None`` for
-    each input's own format; ``threads``: torch's CPU threads; ``compile``: the networks
-    ran through ``torch.compile``.
+    each input's own format; ``quality``: what the outputs are written at, as ``pocketsr
+    upscale``'s record says it: the quality asked, else ``imageio.DEFAULT_QUALITY``, or
+    ``"lossless"`` when every image is a lossless WebP kept lossless (no quality asked,
+    written as WebP: ``imageio.plan_output``); ``lossless_images``: how many images are
+    written so, as a lossless WebP; ``threads``: torch's CPU threads; ``compile``: the
+    networks ran through ``torch.compile``.
     """
 
     folder: str
     images: int
     ignored: int
     fmt: str | None
-    quality: int
+    quality: int | str
     repeat: int
     device: str
     threads: int
     models: list[FolderBenchResult] = field(default_factory=list)
     compile: bool = False
     not_run: list[Result] = field(default_factory=list)
+    lossless_images: int = 0
 
 
 class TimedUpscaler:
@@ -620,10 +625,38 @@ def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job]
     return jobs, [r for job in found if (r := planned_result(job)) is not None]
 
 
+def _kept_lossless(jobs: Sequence[Job], fmt: str | None, quality: int | None) -> int:
+    """How many of ``jobs``' inputs the pipeline writes as a lossless WebP when written as
+    ``fmt`` (None: their own format) at ``quality`` (None: not asked): a lossless WebP
+    kept as WebP (``imageio.plan_output``), told from each input's header.  An input
+    whose header cannot be read counts as not (it fails in the run)."""
+    from pocketsr_cli.errors import ImageReadError
+    from pocketsr_cli.imageio import plan_output, read_header
+
+    if quality is not None or fmt not in (None, "webp"):
+        return 0
+    count = 0
+    for job in jobs:
+        try:
+            header = read_header(job.input)
+        except ImageReadError:
+            continue
+        plan = plan_output(
+            header.format,
+            fmt,
+            has_alpha=header.has_alpha,
+            bit_depth=header.bit_depth,
+            lossless=header.lossless,
+        )
+        count += 1 if plan.lossless else 0
+    return count
+
+
 def _warm_up(
-    upscaler: ImageUpscaler, jobs: Sequence[Job], fmt: str | None
+    upscaler: ImageUpscaler, jobs: Sequence[Job], fmt: str | None, quality: int | None = None
 ) -> tuple[str | None, float]:
-    """Upscale the first decodable image the pipeline would admit once (written as ``fmt``;
+    """Upscale the first decodable image the pipeline would admit once (written as ``fmt``
+    at ``quality``, ``Options.quality``;
     one whose predicted need, ``pipeline.predicted_need``, exceeds the memory available is
     passed over undecoded, as the pipeline fails it); a one-line warning when that fails,
     and the seconds the needs took to predict: the first measures the tiles' working set
@@ -645,7 +678,13 @@ def _warm_up(
             start = time.perf_counter()
             try:
                 need = predicted_need(
-                    job.input, header, scale=scale, target=target, requested=fmt, profile=profile
+                    job.input,
+                    header,
+                    scale=scale,
+                    target=target,
+                    requested=fmt,
+                    profile=profile,
+                    quality=quality,
                 )
             finally:
                 weighing += time.perf_counter() - start
@@ -722,7 +761,7 @@ def bench_folder(
     spec: UpscalerSpec,
     *,
     fmt: str | None = None,
-    quality: int = 95,
+    quality: int | None = None,
     repeat: int = 1,
     ensembles: Sequence[Ensemble] = (Ensemble(),),
     on_progress: ProgressCallback | None = None,
@@ -742,7 +781,9 @@ def bench_folder(
         folder: the folder of photos.
         fmt: output format name or extension (``png``, ``jpg``...); ``None`` keeps each
             input's format.
-        quality: JPEG/WebP quality, 1..100.
+        quality: JPEG/WebP quality, 1..100; None: not asked, as ``pocketsr upscale``
+            without ``--quality``: ``imageio.DEFAULT_QUALITY``, and a lossless WebP
+            written as WebP stays lossless (``pipeline.Options.quality``).
         spec: how every model is opened and run (device, precision, tiles, compile,
             offline).
         repeat: timed passes per model.
@@ -758,31 +799,36 @@ def bench_folder(
     """
     import torch
 
-    from pocketsr_cli.imageio import format_from_name
+    from pocketsr_cli.imageio import DEFAULT_QUALITY, format_from_name
     from pocketsr_cli.pipeline import Options, run
 
     try:
         fmt_key = None if fmt is None else format_from_name(fmt)
     except ValueError as exc:
         raise UsageError(f"{FORMAT}: {exc}") from None
-    if not 1 <= quality <= 100:
+    if quality is not None and not 1 <= quality <= 100:
         raise UsageError(f"{QUALITY} must be within 1..100, got {quality}")
     with tempfile.TemporaryDirectory(prefix="pocketsr-bench-") as tmp:
         jobs, not_run = folder_jobs(folder, Path(tmp), fmt_key)
         refs = distinct_refs(models) or [None]
         descriptors, _ = _open_models(refs, repeat, spec)
         ensembles = _distinct(ensembles)
+        lossless = _kept_lossless(jobs, fmt_key, quality)
+        written: int | str = DEFAULT_QUALITY if quality is None else quality
+        if lossless == len(jobs):
+            written = "lossless"
         report = FolderBenchReport(
             folder=str(folder),
             images=len(jobs),
             ignored=len(not_run),
             fmt=fmt_key,
-            quality=quality,
+            quality=written,
             repeat=repeat,
             device=str(spec.device),
             threads=torch.get_num_threads(),
             compile=spec.compile,
             not_run=not_run,
+            lossless_images=lossless,
         )
         options = Options(fmt=fmt_key, quality=quality, overwrite=True)
         total = len(descriptors) * len(ensembles) * (1 + repeat * len(jobs))
@@ -806,7 +852,7 @@ def bench_folder(
             seconds: list[float] = []
             best: tuple[float, float, Summary] | None = None
             with PeakMemory(compute.device) as peak:
-                problem, weighing = _warm_up(timed, jobs, fmt_key)
+                problem, weighing = _warm_up(timed, jobs, fmt_key, quality)
                 if problem is not None:
                     reporter.warning(problem)
                 warmup_seconds = timed.seconds + weighing  # the network's first passes
