@@ -421,8 +421,12 @@ def predict(
         copies = (4 if oc > 1 else 1) * t + (raw if oc != c else 0) + 2 * compressed
         if lossless:  # libwebp's lossless encoder (method 1): 27 B a pixel, measured on 4K
             copies += 30 * t  # noise, RGB and RGBA alike
-        elif out_format == "webp":  # libwebp's own planes and statistics, measured
-            copies += (36 if alpha else 13) * t
+        elif out_format == "webp":  # libwebp's own planes, statistics and token buffers,
+            # which grow with what it encodes.  Measured on 3840x2160 (what encode_image
+            # allocated, less Pillow's image and the file twice) at quality 95 / 100: RGB 12
+            # / 15 B a pixel on a photo, 17 / 20 on upscaled noise, 26 / 30 on noise; RGBA
+            # 32 on a photo, 30 on noise, 37 on upscaled noise, at either quality
+            copies += (40 if alpha else 32) * t
     elif out_format == "png":  # OpenCV's channel swap, or our gray + alpha writer's rows;
         # the encoder's growing buffer, our copy of it and the joined file
         copies = (4 * raw if oc == 2 else raw if oc > 1 else 0) + 3 * compressed

@@ -22,6 +22,7 @@ import threading
 import warnings
 import zlib
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -912,6 +913,7 @@ def test_the_reported_kill_is_predicted() -> None:
 PEAK_SCRIPT = """
 import json, sys
 from pathlib import Path
+from typing import Any
 from pocketsr_cli.evaluation.peakmem import PeakMemory, current_rss_bytes
 from pocketsr_cli.devices import choose_device, compute_for
 from pocketsr_cli.imageio import format_of_path, read_header
@@ -924,7 +926,8 @@ from pocketsr_cli.weights.resolve import open_family
 model, source, out, fmt = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 descriptor = open_family(model).load(4)
 upscaler = Upscaler(descriptor, compute_for(choose_device("cpu"), "auto", descriptor))
-found = collect_jobs([source], Naming(out, None, fmt=None if fmt == "same" else fmt))
+naming = Naming(out, None, fmt=None if fmt == "same" else fmt)
+found = collect_jobs([source], naming)
 header = read_header(source)
 need = predict(
     size=(header.width, header.height), channels=header.channels, bit_depth=header.bit_depth,
@@ -935,15 +938,18 @@ need = predict(
 ).peak
 start = current_rss_bytes()
 with PeakMemory() as peak:
-    summary = run(found, [Variant(upscaler)], Options(), NullReporter())
-print(json.dumps({"status": summary.results[0].status, "error": summary.results[0].error,
-                  "start": start, "peak": peak.host_peak_bytes, "predicted": need,
+    summary = run(found, [Variant(upscaler)], Options(fmt=naming.fmt), NullReporter())
+result = summary.results[0]
+written = read_header(result.output).format if result.output and result.output.exists() else None
+print(json.dumps({"status": result.status, "error": result.error, "written": written,
+                  "expected": format_of_path(found[0].output), "start": start,
+                  "peak": peak.host_peak_bytes, "predicted": need,
                   "anonymous_start": peak.anonymous_start_bytes,
                   "anonymous_peak": peak.anonymous_peak_bytes}))
 """
 
 
-def _measure(tmp_path: Path, model: str, source: Path, fmt: str = "same") -> dict[str, int]:
+def _measure(tmp_path: Path, model: str, source: Path, fmt: str = "same") -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", PEAK_SCRIPT, model, str(source), str(tmp_path / "out"), fmt],
         capture_output=True,
@@ -952,32 +958,35 @@ def _measure(tmp_path: Path, model: str, source: Path, fmt: str = "same") -> dic
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    figures: dict[str, int] = json.loads(done.stdout.strip().splitlines()[-1])
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["status"] == "ok", figures
+    assert figures["written"] == figures["expected"], figures  # the encoder predicted ran
     return figures
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="samples /proc/self/statm")
 @pytest.mark.parametrize(
-    ("channels", "depth", "ext", "fmt", "model"),
+    ("channels", "depth", "ext", "fmt", "model", "content"),
     [
-        (3, 8, ".jpg", "same", "bicubic"),
-        (1, 8, ".png", "same", "bicubic"),
-        (2, 8, ".png", "same", "bicubic"),  # our own gray + alpha PNG writer
-        (4, 8, ".png", "same", "bicubic"),
-        (3, 8, ".png", "webp", "lanczos"),  # libwebp's own buffers
-        (3, 8, ".webp", "same", "lanczos"),  # a lossless WebP: libwebp's lossless encoder
-        (4, 8, ".png", "tiff", "lanczos"),
-        (3, 16, ".png", "same", "bicubic"),  # 16-bit: the float path, in tiles
-        (3, 8, ".jpg", "same", "pocketsr-compact-x4"),
-        (1, 8, ".png", "same", "pocketsr-compact-x4"),  # gray: float copies of the result
-        (4, 8, ".png", "same", "pocketsr-compact-x4"),  # alpha: concatenated, then copied
-        (-3, 8, ".png", "same", "pocketsr-compact-x4"),  # R = G = B: folded as gray is
+        (3, 8, ".jpg", "same", "bicubic", "photo"),
+        (1, 8, ".png", "same", "bicubic", "photo"),
+        (2, 8, ".png", "same", "bicubic", "photo"),  # our own gray + alpha PNG writer
+        (4, 8, ".png", "same", "bicubic", "photo"),
+        (3, 8, ".png", "webp", "lanczos", "photo"),  # libwebp's own buffers
+        (3, 8, ".png", "webp", "lanczos", "noise"),  # ... which grow with what they encode
+        (4, 8, ".png", "webp", "lanczos", "noise"),
+        (3, 8, ".webp", "same", "lanczos", "photo"),  # lossless WebP: the lossless encoder
+        (4, 8, ".png", "tiff", "lanczos", "photo"),
+        (3, 16, ".png", "same", "bicubic", "photo"),  # 16-bit: the float path, in tiles
+        (3, 8, ".jpg", "same", "pocketsr-compact-x4", "photo"),
+        (1, 8, ".png", "same", "pocketsr-compact-x4", "photo"),  # gray: float copies
+        (4, 8, ".png", "same", "pocketsr-compact-x4", "photo"),  # alpha: concatenated, copied
+        (-3, 8, ".png", "same", "pocketsr-compact-x4", "photo"),  # R = G = B: folded as gray
     ],
 )
 def test_the_prediction_bounds_the_measured_peak(
-    tmp_path: Path, channels: int, depth: int, ext: str, fmt: str, model: str
+    tmp_path: Path, channels: int, depth: int, ext: str, fmt: str, model: str, content: str
 ) -> None:
     """In a fresh process: the peak of what the run allocates (resident memory less
     file-backed pages: library code paged in as it first runs, more of it the warmer the
@@ -987,6 +996,8 @@ def test_the_prediction_bounds_the_measured_peak(
     neutral, channels = channels < 0, abs(channels)  # -3: a gray photo stored as RGB
     dtype = np.uint16 if depth == 16 else np.uint8
     pixels = make_photo_like(side[1], side[0], 1 if neutral else channels, dtype)
+    if content == "noise":  # what compresses worst: uniform noise in every channel
+        pixels = np.random.default_rng(7).integers(0, 256, pixels.shape, dtype=np.uint8)
     if neutral:
         pixels = np.repeat(pixels.reshape(side[1], side[0], 1), 3, axis=2)
     source = tmp_path / f"photo{ext}"
@@ -1000,7 +1011,8 @@ def test_the_prediction_bounds_the_measured_peak(
     figures = _measure(tmp_path, model, source, fmt)
     above = figures["peak"] - figures["start"]
     allocated = figures["anonymous_peak"] - figures["anonymous_start"]
-    print(f"{model} {channels}x{depth}-bit -> {fmt}: {above / 1e6:.0f} MB RSS above the start, ")
+    print(f"{model} {channels}x{depth}-bit {content} -> {fmt}: ", end="")
+    print(f"{above / 1e6:.0f} MB RSS above the start, ", end="")
     print(f"{allocated / 1e6:.0f} MB allocated, predicted {figures['predicted'] / 1e6:.0f} MB")
     assert allocated <= figures["predicted"], figures
     assert figures["predicted"] <= 3 * above + (1 << 30), figures
