@@ -110,13 +110,15 @@ class Upscaler:
         precision: ``auto``, ``fp32``, ``fp16`` or ``bf16`` (half precision falls back to
             fp32 when it gives NaN/inf, with a warning).
         tile: tile side in input pixels, ``"auto"`` (fit free memory) or 0 (whole image);
-            a side must be at least 16 and 4 × ``tile_overlap`` (64 by default).
+            a side must be at least 16 and 4 × ``tile_overlap`` (64 with the default).
         tile_overlap: as ``--tile-overlap``: the context pixels, 0 to 256, each tile shares
-            with its neighbours, feather-blended.  With the model's own overlap or more
-            (its manifest's ``overlap``: 16 for the default model, and the default meets
-            every bundled model's) tiles match the whole image's result to within a level
-            or two; with less they draw seams, and the first image cut into tiles says so
-            to ``on_warning`` (an image that runs whole has no seams).
+            with its neighbours, feather-blended.  None (or ``"auto"``): the model's own
+            (its manifest's ``overlap``: 16 for the default model), at least 16, and at
+            most a quarter of a fixed ``tile`` (the overlap in use is
+            :attr:`tile_overlap`).  With the model's own or more tiles match the whole
+            image's result to within a level or two; with less they draw seams, and the
+            first image cut into tiles says so to ``on_warning`` (an image that runs whole
+            has no seams).
         ensemble: ``"none"``, ``"pad"`` (GenDR-Pix's two padded passes, blended by
             ``ensemble_weight``; twice the time) or ``"flip8"`` (the eight flips and
             rotations, averaged; eight times); see :mod:`pocketsr_cli.ensemble`.
@@ -161,7 +163,7 @@ class Upscaler:
         device: str = "auto",
         precision: str = "auto",
         tile: str | int = "auto",
-        tile_overlap: int = 16,
+        tile_overlap: int | str | None = None,
         ensemble: str | bool = "none",
         ensemble_weight: float | None = None,
         offline: bool = False,
@@ -179,6 +181,7 @@ class Upscaler:
         from pocketsr_cli.factory import open_upscaler, routing_k
         from pocketsr_cli.hostmem import retain_freed_memory
         from pocketsr_cli.pipeline import Variant
+        from pocketsr_cli.provenance import tile_label
 
         if on_warning is not None and not callable(on_warning):
             raise UsageError(
@@ -216,7 +219,11 @@ class Upscaler:
         for option, value in (("device", device), ("precision", precision)):
             if not isinstance(value, str):
                 raise UsageError(f"{option} must be a string such as 'auto', not {value!r}")
-        overlap = _whole(tile_overlap, "tile_overlap", 0, 256)
+        overlap = (
+            None
+            if tile_overlap is None or tile_overlap == "auto"
+            else _whole(tile_overlap, "tile_overlap", 0, 256)
+        )
         side = tile_side(str(tile), overlap)  # the --tile reading; checked before any loading
         self._ensemble = Ensemble.of(ensemble, ensemble_weight)
         spec = upscaler_spec(
@@ -256,7 +263,7 @@ class Upscaler:
         self._scale: float = int(factor) if factor.is_integer() else factor
         self._engine = engine
         self._compute = compute
-        self._tile = f"{tile}/{overlap}"  # as the record writes --tile/--tile-overlap
+        self._tile = tile_label(str(tile), [engine.overlap])  # the record's, as the CLI's
         self._sweeper = TempSweeper()  # upscale_file: each output folder swept once
 
     # -- properties ----------------------------------------------------------------------
@@ -282,6 +289,12 @@ class Upscaler:
         """With ``compile=True``: seconds spent so far in forward passes that compiled (the
         warm-up, an upper bound); ``0.0`` otherwise."""
         return self._engine.compile_seconds
+
+    @property
+    def tile_overlap(self) -> int:
+        """The context pixels tiles share: ``tile_overlap`` as given, or the model's own
+        (``tile_overlap=None``, the default)."""
+        return self._engine.overlap
 
     @property
     def device(self) -> str:

@@ -44,7 +44,8 @@ class UpscalerSpec:
         precision: ``auto`` (chosen per model by ``devices.choose_precision``) or one.
         tile: tile side in input pixels; 0 the whole image; None sized from free memory
             (``--tile auto``).
-        overlap: context pixels between tiles.
+        overlap: context pixels between tiles; None: each model's own, its
+            ``seamless_overlap`` and at least 16 (``inference.own_overlap``).
         compile: run the networks through ``torch.compile``.
         cpu_bf16: let ``auto`` pick bf16 on a CPU for the models measured faster in it
             (``devices.choose_precision``); False keeps fp32 there (``pocketsr eval``).
@@ -55,7 +56,7 @@ class UpscalerSpec:
     device: torch.device
     precision: PrecisionChoice = "auto"
     tile: int | None = None
-    overlap: int = 16
+    overlap: int | None = None
     compile: bool = False
     cpu_bf16: bool = True
     offline: bool = False
@@ -187,7 +188,7 @@ def open_upscaler(
     :class:`~pocketsr_cli.inference.Upscaler`).
 
     Raises:
-        UsageError: ``spec.tile`` not larger than twice ``spec.overlap``; a fractional
+        UsageError: ``spec.tile`` not larger than twice the overlap; a fractional
             ``outscale``, or ``native_sizes``, with an ensemble.
     """
     from pocketsr_cli.inference import Upscaler

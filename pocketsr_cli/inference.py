@@ -69,7 +69,7 @@ from pocketsr_cli.memory import free_bytes, is_out_of_memory
 from pocketsr_cli.sizing import Target, native_ratio
 from pocketsr_cli.spelling import ENSEMBLE, HEIGHT, LONG_EDGE, OUTSCALE, TILE, TILE_OVERLAP, WIDTH
 from pocketsr_cli.subpixel import keep_subpixel_fp32
-from pocketsr_cli.tiling import TilePolicy
+from pocketsr_cli.tiling import DEFAULT_OVERLAP, TilePolicy
 
 if TYPE_CHECKING:
     from fractions import Fraction
@@ -105,10 +105,12 @@ class Upscaler:
     ``ensemble`` is an :class:`~pocketsr_cli.ensemble.Ensemble`, a mode name (``none``,
     ``pad``, ``flip8``) or the on/off of earlier versions (``True`` is ``pad``).  ``tile``
     is a side in input pixels, 0 for the whole image, None to fit free memory (what
-    ``--tile`` means is read by the CLI, ``cli._options.tile_side``).  Runs open it
-    through :func:`pocketsr_cli.factory.open_upscaler`.
+    ``--tile`` means is read by the CLI, ``cli._options.tile_side``).  ``overlap`` is the
+    context pixels tiles share, as given; None: the model's own (:func:`own_overlap`).
+    Runs open it through :func:`pocketsr_cli.factory.open_upscaler`.
 
     Attributes:
+        overlap: the overlap its tiles share (``overlap`` as given, or the model's own).
         ensemble: the :class:`~pocketsr_cli.ensemble.Ensemble` every tile runs with
             (truthy when it runs more than one pass).
         compile_seconds: with ``compile=True``, seconds spent in forward passes that met a
@@ -132,7 +134,7 @@ class Upscaler:
         compute: Compute,
         *,
         tile: int | None = None,
-        overlap: int = 16,
+        overlap: int | None = None,
         ensemble: Ensemble | str | bool = "none",
         compile: bool = False,
         on_warning: Callable[[str], None] | None = None,
@@ -150,7 +152,9 @@ class Upscaler:
         self._anchor_on_device = compute.device.type != "cpu"
         self.native_sizes = native_sizes
         packing = self._pcsr_setup(model, outscale, routing, native_sizes)
-        self._tile, self._overlap = tile, overlap
+        self._overlap_given = overlap is not None
+        self.overlap = own_overlap(model, tile) if overlap is None else overlap
+        self._tile = tile
         self._warn = on_warning or (lambda _msg: None)
         self._seams_told = False  # the overlap's warning (_seams_watched) is given once
         self._fp32_fallback = compute.precision == "fp32"
@@ -189,7 +193,7 @@ class Upscaler:
     def _rendering(self, packing: Packing | None) -> _Rendering:
         """The network drawn through ``packing`` (None: at its own factor), with a tile
         policy whose sizes are in the tiler's pixels (``q x q`` blocks when packed)."""
-        tile, overlap = self._tile, self._overlap
+        tile, overlap = self._tile, self.overlap
         call: Callable[..., torch.Tensor] = self.model.module
         scale = self.model.scale
         if packing is not None:  # the tiler sees q x q blocks: sizes in blocks
@@ -538,7 +542,7 @@ class Upscaler:
         warning comes with the image's first tiles.)
         """
         need = self.model.seamless_overlap
-        if need is None or self._overlap >= need or self._seams_told:
+        if need is None or self.overlap >= need or self._seams_told:
             return on_tile
 
         def watched(done: int, total: int) -> None:
@@ -551,14 +555,25 @@ class Upscaler:
         return watched
 
     def _seams_advice(self, need: int) -> str:
-        """Why an overlap below ``need`` draws seams, and what to use instead."""
+        """Why an overlap below ``need`` draws seams, and what to use instead: a larger
+        overlap (and tile), or, where the overlap is the model's own cut down to fit a
+        small fixed tile (:func:`own_overlap`), a larger tile."""
         tile = self._tile
+        seams = (
+            f"{self.model.name} needs: its tiles differ from the whole image's result along "
+            "their seams; use"
+        )
+        whole = f"for seamless tiles, or {TILE.given(0)} to run images whole"
+        if not self._overlap_given:
+            return (
+                f"{TILE.given(tile)} leaves room for an overlap of {self.overlap} pixels (a "
+                f"quarter of a tile), less than the {need} pixels {seams} "
+                f"{TILE.given(4 * need)} or more {whole}"
+            )
         wider = f" and {TILE.given(4 * need)} or more" if tile and tile < 4 * need else ""
         return (
-            f"{TILE_OVERLAP.given(self._overlap)} is less than the {need} pixels "
-            f"{self.model.name} needs: its tiles differ from the whole image's result "
-            f"along their seams; use {TILE_OVERLAP.given(need)} or more{wider} for "
-            f"seamless tiles, or {TILE.given(0)} to run images whole"
+            f"{TILE_OVERLAP.given(self.overlap)} is less than the {need} pixels {seams} "
+            f"{TILE_OVERLAP.given(need)} or more{wider} {whole}"
         )
 
     # -- image level --------------------------------------------------------------------
@@ -746,6 +761,21 @@ class _HalfCount:
         self.done, self._total = done, total
         if self._on_tile is not None:
             self._on_tile(done, total)
+
+
+def own_overlap(model: ModelDescriptor, tile: int | None = None) -> int:
+    """The overlap tiles of ``model`` share when a run names none: its
+    :attr:`~pocketsr_cli.descriptor.ModelDescriptor.seamless_overlap`, at least
+    :data:`~pocketsr_cli.tiling.DEFAULT_OVERLAP` (16, the default model's, and the fixed
+    default of earlier versions).  With a fixed ``tile`` side it is at most a quarter of
+    it, so that the overlaps take at most half a tile (as ``--tile N`` must), but never
+    below the default: ``--tile 64`` runs a model that needs 32 with 16, as before, and
+    the upscaler warns of the seams when it cuts an image.
+    """
+    own = max(DEFAULT_OVERLAP, model.seamless_overlap or 0)
+    if tile:
+        return min(own, max(DEFAULT_OVERLAP, tile // 4))
+    return own
 
 
 def _counted_after(

@@ -35,7 +35,7 @@ another machine must not call every earlier output foreign.  (A smaller
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,13 +65,23 @@ class RunSettings:
         ensemble: ``--ensemble`` and ``--ensemble-weight`` (change pixels: compared).
         quality: ``--quality`` (95 when not given); recorded (and compared) for JPEG and
             WebP outputs only, as ``"lossless"`` for a WebP written losslessly.
-        tile: ``--tile`` and ``--tile-overlap`` as ``"auto/16"`` (recorded only).
+        tile: ``--tile`` and the overlap the tiles shared as ``"auto/16"``
+            (:func:`tile_label`; recorded only).
     """
 
     version: str
     ensemble: Ensemble = field(default_factory=Ensemble)
     quality: int = 95
     tile: str = "auto/16"
+
+
+def tile_label(tile: str, overlaps: Iterable[int]) -> str:
+    """The record's ``tile``: ``--tile`` as given and the overlap its tiles share, each
+    model's own when ``--tile-overlap`` is ``auto`` (the default), so that a run of the
+    default model records ``"auto/16"`` whether or not it names the overlap, as earlier
+    versions' runs did; the variants' several overlaps, where they differ, joined by
+    commas (``"auto/16,32"``)."""
+    return f"{tile}/{','.join(str(o) for o in dict.fromkeys(overlaps))}"
 
 
 def make_record(

@@ -317,22 +317,31 @@ def test_a_seamless_overlap_must_be_a_whole_number_above_zero(tmp_path: Path, va
         parse_manifest(path, "user")
 
 
-def test_the_default_overlap_is_enough_for_every_bundled_model() -> None:
+def test_the_default_overlap_is_each_bundled_models_own() -> None:
     """Each bundled model states the overlap its tiles need (``[hints] overlap``, measured
-    against the untiled run), and the default overlap meets it: the default settings draw
-    no seams and warn of none.  pocketsr-nano-x2 states none: its image-wide attention
-    makes tiles differ by a few levels whatever the overlap (its card)."""
+    against the untiled run), and the default overlap (auto: None in the API and the
+    factory) is the model's own, never below the fixed 16 of earlier versions: the default
+    settings draw no seams and warn of none.  pocketsr-nano-x2 states none: its image-wide
+    attention makes tiles differ by a few levels whatever the overlap (its card)."""
     import inspect
 
     import pocketsr_cli
+    from pocketsr_cli.descriptor import ModelDescriptor
     from pocketsr_cli.factory import UpscalerSpec
+    from pocketsr_cli.inference import own_overlap
 
-    default = UpscalerSpec.__dataclass_fields__["overlap"].default
-    assert inspect.signature(pocketsr_cli.Upscaler).parameters["tile_overlap"].default == default
+    assert UpscalerSpec.__dataclass_fields__["overlap"].default is None
+    assert inspect.signature(pocketsr_cli.Upscaler).parameters["tile_overlap"].default is None
+    owns = {}
     for path in BUNDLED:
         spec = parse_manifest(path, "bundled")
         shipped = all((path.parent / w.file).is_file() for w in spec.weight_files)
-        if spec.name == "pocketsr-nano-x2" or not shipped:  # (the others are downloaded)
-            continue
-        assert spec.hints.overlap is not None, spec.name
-        assert spec.hints.overlap <= default, spec.name
+        if shipped and spec.name != "pocketsr-nano-x2":  # (the others are downloaded)
+            assert spec.hints.overlap is not None, spec.name
+        desc = ModelDescriptor(
+            spec.name, "test", nn.Identity(), scale=4, seamless_overlap=spec.hints.overlap
+        )
+        owns[spec.name] = own_overlap(desc)
+        assert owns[spec.name] >= (spec.hints.overlap or 0), spec.name
+    assert owns["pocketsr-compact-x4"] == owns["pocketsr-compact-x2"] == 16
+    assert owns["bicubic"] == owns["pcsr-x4"] == owns["pocketsr-nano-x2"] == 16

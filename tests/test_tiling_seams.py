@@ -1,9 +1,10 @@
-"""Tile seams: the default overlap is seamless, and a smaller one is warned of.
+"""Tile seams: the default overlap is the model's own, and a smaller one is warned of.
 
 A tile's output is exact only where the tile holds the model's whole receptive field;
 the feather reaches half the overlap past a core, so a model needs an overlap of about
 twice the radius its output really depends on (its manifest's ``overlap`` hint, measured
-against the untiled run: 16 for the default model).
+against the untiled run: 16 for the default model).  A run that
+names no overlap uses the model's own, at least 16; a fixed tile holds at most a quarter.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ import pocketsr_cli
 from pocketsr_cli.cli import app
 from pocketsr_cli.descriptor import ModelDescriptor
 from pocketsr_cli.devices import Compute
+from pocketsr_cli.imageio import read_provenance_text
 from pocketsr_cli.inference import Upscaler
+from pocketsr_cli.manifest import Hints
+from pocketsr_cli.provenance import loads
 from tests._imagegen import make_photo_like, save_pillow
+from tests._zoo import compact_state, params_of, save_safetensors, use_home, write_manifest
 
 
 class Blur(nn.Module):
@@ -36,7 +41,7 @@ class Blur(nn.Module):
         return nn.functional.interpolate(self.conv(self.conv(x)), scale_factor=2, mode="nearest")
 
 
-def blur_upscaler(overlap: int, tile: int | None, need: int | None = 8) -> Upscaler:
+def blur_upscaler(overlap: int | None, tile: int | None, need: int | None = 8) -> Upscaler:
     desc = ModelDescriptor(
         name="blur", family="test", module=Blur(), scale=2, seamless_overlap=need
     )
@@ -109,3 +114,149 @@ def test_the_command_line_warns_of_a_small_overlap_and_still_writes(tmp_path: Pa
     assert (tmp_path / "out" / "a.png").is_file()
     result = CliRunner().invoke(app, [*args, "--tile-overlap", "4", "--overwrite"])
     assert result.exit_code == 0 and "--tile-overlap 4 is less than" in result.stderr
+
+
+# -- the default overlap: the model's own ------------------------------------------------
+
+
+def test_a_model_that_needs_more_overlap_gets_it_by_default_and_is_not_warned() -> None:
+    """A model whose manifest says 32 (one that draws seams with 16)
+    runs with 32 when the run names no overlap; a run that names 16 gets 16, and is told."""
+    image = make_photo_like(150, 140)
+    up = blur_upscaler(overlap=None, tile=128, need=32)
+    tiles: list[int] = []
+    out = up.upscale(image, lambda _done, total: tiles.append(total))
+    assert up.overlap == 32 and max(tiles) > 1  # cut into tiles, with the model's overlap
+    assert up.warnings == []  # type: ignore[attr-defined]
+    whole = blur_upscaler(overlap=None, tile=0, need=32).upscale(image)
+    assert np.abs(out.astype(int) - whole).max() <= 1
+    given = blur_upscaler(overlap=16, tile=128, need=32)
+    given.upscale(image)
+    assert given.overlap == 16
+    assert given.warnings == [  # type: ignore[attr-defined]
+        "tile_overlap=16 is less than the 32 pixels blur needs: its tiles differ from the "
+        "whole image's result along their seams; use tile_overlap=32 or more for seamless "
+        "tiles, or tile=0 to run images whole"
+    ]
+
+
+@pytest.mark.parametrize(("need", "tile", "overlap"), [(8, None, 16), (None, 0, 16), (32, 0, 32)])
+def test_the_default_overlap_is_the_models_own_and_at_least_16(
+    need: int | None, tile: int | None, overlap: int
+) -> None:
+    assert blur_upscaler(overlap=None, tile=tile, need=need).overlap == overlap
+
+
+def test_a_fixed_tile_too_small_for_the_models_overlap_gets_a_quarter_and_a_warning() -> None:
+    """``--tile 64`` worked before with any model (overlap 16): it still does, with the
+    most a 64-pixel tile holds, and the warning says what tile the model's overlap needs."""
+    image = make_photo_like(150, 140)
+    up = blur_upscaler(overlap=None, tile=64, need=32)
+    up.upscale(image)
+    assert up.overlap == 16
+    assert up.warnings == [  # type: ignore[attr-defined]
+        "tile=64 leaves room for an overlap of 16 pixels (a quarter of a tile), less than "
+        "the 32 pixels blur needs: its tiles differ from the whole image's result along "
+        "their seams; use tile=128 or more for seamless tiles, or tile=0 to run images whole"
+    ]
+    assert blur_upscaler(overlap=None, tile=100, need=32).overlap == 25
+
+
+def test_auto_tiles_hold_four_times_the_overlap() -> None:
+    """``--tile auto`` sized from memory never picks a tile the overlaps would take more
+    than half of (a fixed ``--tile N`` below 4 × the overlap is refused): with the model's
+    32 it picked 64-pixel tiles, all overlap and no core, where memory was short."""
+    image = make_photo_like(300, 280)
+    up = blur_upscaler(overlap=None, tile=None, need=32)
+    up.policy.cpu_budget_bytes = up.policy.cpu_tile_bytes = 1  # memory short: smallest tiles
+    up.upscale(image)
+    assert up.policy.tile_side == 128
+    assert up.warnings == []  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def wide_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A user model ``wide`` (a tiny x2 compact network) whose manifest states an overlap
+    of 32."""
+    home = use_home(tmp_path, monkeypatch)
+    state = compact_state(scale=2)
+    data = save_safetensors(home / "models" / "wide.safetensors", state)
+    hints = Hints(overlap=32)
+    write_manifest(home / "models", "wide", data, params=params_of(state), hints=hints)
+    return "wide"
+
+
+def _record_tile(path: Path) -> str:
+    record = loads(read_provenance_text(path) or "")
+    assert record is not None
+    return str(record["tile"])
+
+
+def test_the_command_line_runs_each_model_with_its_own_overlap(
+    tmp_path: Path, wide_model: str
+) -> None:
+    src = save_pillow(tmp_path / "a.png", make_photo_like(150, 140), "PNG")
+    out = tmp_path / "out" / "a.png"
+    args = ["upscale", str(src), "-o", str(tmp_path / "out"), "-m", wide_model, "--device", "cpu"]
+    result = CliRunner().invoke(app, [*args, "--tile", "128"])
+    assert result.exit_code == 0, result.stderr
+    assert "less than the 32 pixels" not in result.stderr
+    assert _record_tile(out) == "128/32"
+    again = [*args, "--tile", "128", "--overwrite", "--tile-overlap"]
+    result = CliRunner().invoke(app, [*again, "auto"])
+    assert result.exit_code == 0 and "less than the 32 pixels" not in result.stderr
+    result = CliRunner().invoke(app, [*again, "16"])
+    assert result.exit_code == 0, result.stderr
+    assert "--tile-overlap 16 is less than the 32 pixels wide needs" in result.stderr
+    assert _record_tile(out) == "128/16"
+    result = CliRunner().invoke(app, [*args, "--tile", "64", "--overwrite"])
+    assert result.exit_code == 0, result.stderr
+    assert "--tile 64 leaves room for an overlap of 16 pixels" in " ".join(result.stderr.split())
+    assert "use --tile 128 or more" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("value", ["-1", "257", "x", "8.5"])
+def test_a_bad_tile_overlap_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    src = save_pillow(tmp_path / "a.png", make_photo_like(20, 20), "PNG")
+    result = CliRunner().invoke(app, ["upscale", str(src), "--tile-overlap", value])
+    assert result.exit_code == 2
+    assert "--tile-overlap must be auto or a number of pixels from 0 to 256" in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "a_x4.png").exists()
+
+
+def test_the_api_runs_each_model_with_its_own_overlap(wide_model: str) -> None:
+    image = make_photo_like(150, 140)
+    told: list[str] = []
+    up = pocketsr_cli.Upscaler(wide_model, device="cpu", tile=128, on_warning=told.append)
+    up.upscale(image)
+    assert up.tile_overlap == 32 and told == []
+    up = pocketsr_cli.Upscaler(
+        wide_model, device="cpu", tile=128, tile_overlap="auto", on_warning=told.append
+    )
+    assert up.tile_overlap == 32
+    up = pocketsr_cli.Upscaler(
+        wide_model, device="cpu", tile=128, tile_overlap=16, on_warning=told.append
+    )
+    up.upscale(image)
+    assert up.tile_overlap == 16
+    assert told == [
+        "tile_overlap=16 is less than the 32 pixels wide needs: its tiles differ from the "
+        "whole image's result along their seams; use tile_overlap=32 or more for seamless "
+        "tiles, or tile=0 to run images whole"
+    ]
+    assert pocketsr_cli.Upscaler(device="cpu").tile_overlap == 16  # the default model's
+
+
+def test_a_default_run_of_the_default_model_records_what_earlier_versions_did(
+    tmp_path: Path,
+) -> None:
+    """``"tile": "auto/16"``, as when the default overlap was a fixed 16, so that outputs
+    written before read as this run's and are skipped, not reported as other settings."""
+    src = save_pillow(tmp_path / "a.png", make_photo_like(24, 20), "PNG")
+    args = ["upscale", str(src), "-o", str(tmp_path / "out"), "--device", "cpu", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    assert _record_tile(tmp_path / "out" / "a.png") == "auto/16"
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    assert '"status": "skipped"' in result.stdout and "other settings" not in result.stderr

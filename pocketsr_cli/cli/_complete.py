@@ -129,6 +129,11 @@ def tiles(incomplete: str) -> Candidates:
     return [("auto", "fit the free memory"), ("0", "whole image, no tiles")]
 
 
+def overlaps(incomplete: str) -> Candidates:
+    """``--tile-overlap``: the word it takes besides a number."""
+    return [("auto", "the model's own, at least 16")]
+
+
 def ensembles(incomplete: str) -> Candidates:
     """``--ensemble``: its three modes."""
     return [

@@ -153,15 +153,15 @@ TileOpt = Annotated[
     ),
 ]
 TileOverlapOpt = Annotated[
-    int,
+    str,
     typer.Option(
         "--tile-overlap",
-        metavar="N",
-        min=0,
-        max=256,
-        help="Context pixels each tile shares with its neighbours, feather-blended. Below "
-        "the model's own (16 for the default model: 'models info', hints.overlap) tiles "
-        "show seams, with a warning.",
+        metavar="auto|N",
+        help="Context pixels (0-256) each tile shares with its neighbours, feather-blended. "
+        "auto: the model's own ('models info', hints.overlap; 16 for the default model), "
+        "at least 16, and at most a quarter of a fixed --tile N. Below the model's own "
+        "tiles show seams, with a warning.",
+        autocompletion=_complete.overlaps,
     ),
 ]
 _ENSEMBLE_HELP = (
@@ -233,10 +233,35 @@ def path_argument(value: str) -> Path:
 # The smallest --tile N worth a call of the network, and how much of a tile the overlaps
 # may take: at most half its side, so that no pixel is computed more than 4 times over.
 MIN_TILE = 16
+MAX_OVERLAP = 256  # --tile-overlap's largest N
 
 
-def tile_side(value: str, overlap: int = 16) -> int | None:
+def tile_overlap(value: str) -> int | None:
+    """``--tile-overlap auto|N`` as the factory's ``overlap``: None (auto, each model's
+    own: ``inference.own_overlap``) or N, 0 to :data:`MAX_OVERLAP`.
+
+    Raises:
+        UsageError: another spelling, or N out of range.
+    """
+    from pocketsr_cli.errors import UsageError
+    from pocketsr_cli.spelling import TILE_OVERLAP
+
+    text = str(value).strip().lower()
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) > MAX_OVERLAP:
+        raise UsageError(
+            f"{TILE_OVERLAP} must be auto or a number of pixels from 0 to {MAX_OVERLAP}, "
+            f"not {value!r}"
+        )
+    return int(text)
+
+
+def tile_side(value: str, overlap: int | None = None) -> int | None:
     """``--tile auto|0|N`` as the factory's ``tile``: None (auto), 0 (whole image) or N.
+    ``overlap`` None (auto) is checked as the smallest auto overlap,
+    :data:`~pocketsr_cli.tiling.DEFAULT_OVERLAP`: a model that needs more gets at most a
+    quarter of a fixed N (``inference.own_overlap``).
 
     Raises:
         UsageError: another spelling, ``N`` below :data:`MIN_TILE`, or ``N < 4 * overlap``
@@ -245,6 +270,10 @@ def tile_side(value: str, overlap: int = 16) -> int | None:
     """
     from pocketsr_cli.errors import UsageError
     from pocketsr_cli.spelling import TILE, TILE_OVERLAP
+    from pocketsr_cli.tiling import DEFAULT_OVERLAP
+
+    if overlap is None:
+        overlap = DEFAULT_OVERLAP
 
     text = str(value).strip().lower()
     if text == "auto":
@@ -305,7 +334,7 @@ def upscaler_spec(
     device: str,
     precision: str,
     tile: int | None = None,
-    overlap: int = 16,
+    overlap: int | None = None,
     *,
     compile: bool = False,
     offline: bool = False,
@@ -314,7 +343,7 @@ def upscaler_spec(
 ) -> UpscalerSpec:
     """The factory's :class:`~pocketsr_cli.factory.UpscalerSpec` from ``--device`` and
     ``--precision`` (checked in that order) and the rest, already typed (``tile``: see
-    :func:`tile_side`).
+    :func:`tile_side`; ``overlap``: :func:`tile_overlap`, None for each model's own).
 
     Raises:
         DeviceError: an unknown or absent device, an unknown precision.

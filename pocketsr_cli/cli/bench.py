@@ -116,7 +116,7 @@ def bench_command(
     threads: opt.ThreadsOpt = None,
     precision: opt.PrecisionOpt = "auto",
     tile: opt.TileOpt = "auto",
-    tile_overlap: opt.TileOverlapOpt = 16,
+    tile_overlap: opt.TileOverlapOpt = "auto",
     ensemble: opt.EnsemblesOpt = None,
     ensemble_weight: opt.EnsembleWeightOpt = None,
     compile_model: Annotated[
@@ -179,12 +179,13 @@ def bench_command(
         raise UsageError("--size and --baseline apply to the synthetic photo, not to --folder")
     ensembles = opt.ensemble_choices(ensemble, ensemble_weight)
     pixels = parse_size(DEFAULT_SIZE if size is None else size) if folder is None else None
+    overlap = opt.tile_overlap(tile_overlap)
     opt.use_threads(threads)
     spec = opt.upscaler_spec(
         device,
         precision,
-        opt.tile_side(tile, tile_overlap),
-        tile_overlap,
+        opt.tile_side(tile, overlap),
+        overlap,
         compile=compile_model,
         offline=offline,
     )

@@ -113,7 +113,7 @@ def eval_command(
     threads: opt.ThreadsOpt = None,
     precision: opt.PrecisionOpt = "auto",
     tile: opt.TileOpt = "auto",
-    tile_overlap: opt.TileOverlapOpt = 16,
+    tile_overlap: opt.TileOverlapOpt = "auto",
     ensemble: opt.EnsemblesOpt = None,
     ensemble_weight: opt.EnsembleWeightOpt = None,
     json_lines: Annotated[
@@ -151,9 +151,10 @@ def eval_command(
     ensembles = opt.ensemble_choices(ensemble, ensemble_weight)
     console = _ui.make_console()
     paths = collect_images(hr_dir)
+    overlap = opt.tile_overlap(tile_overlap)
     opt.use_threads(threads)
     spec = opt.upscaler_spec(
-        device, precision, opt.tile_side(tile, tile_overlap), tile_overlap, offline=offline
+        device, precision, opt.tile_side(tile, overlap), overlap, offline=offline
     )
     # Scores are the model's at the reference precision: auto stays fp32 on a CPU.
     spec = dataclasses.replace(spec, cpu_bf16=False)

@@ -193,7 +193,7 @@ def upscale(
             autocompletion=_complete.tiles,
         ),
     ] = "auto",
-    tile_overlap: opt.TileOverlapOpt = 16,
+    tile_overlap: opt.TileOverlapOpt = "auto",
     fmt: Annotated[
         str,
         typer.Option(
@@ -314,10 +314,11 @@ def upscale(
     from pocketsr_cli.imageio import DEFAULT_QUALITY, is_image_path
     from pocketsr_cli.jobs import Job, Naming, check_output_folder, collect_jobs, iter_jobs
     from pocketsr_cli.pipeline import Options, Variant, run, scales_for_sizes
-    from pocketsr_cli.provenance import RunSettings
+    from pocketsr_cli.provenance import RunSettings, tile_label
 
     fmt_key = opt.output_format(fmt)
-    tile_px = opt.tile_side(tile, tile_overlap)  # checked before any work
+    overlap = opt.tile_overlap(tile_overlap)  # None: each model's own
+    tile_px = opt.tile_side(tile, overlap)  # checked before any work
     self_ensemble = opt.ensemble_choice(ensemble, ensemble_weight)
     memory_limit = _max_memory(max_memory)
     Naming(out_dir=output, suffix=suffix)  # validates --suffix before any work
@@ -353,7 +354,7 @@ def upscale(
         worker_devices[0] if worker_devices else device,
         precision,
         tile_px,
-        tile_overlap,
+        overlap,
         compile=compile_model,
         offline=offline,
         allow_unverified=allow_unverified,
@@ -428,22 +429,21 @@ def upscale(
         if note is not None:
             reporter.warning(note)
     warn_to[0] = reporter.warning
-    variants = [
-        Variant(
-            open_upscaler(
-                desc,
-                spec,
-                ensemble=self_ensemble,
-                on_warning=reporter.warning,
-                outscale=pcsr.outscale,
-                routing=pcsr.routing,
-                native_sizes=pcsr.native_sizes,
-            ),
-            model=desc.name,
-            sha256=desc.sha256,
-            compute=str(compute),
+    upscalers = [
+        open_upscaler(
+            desc,
+            spec,
+            ensemble=self_ensemble,
+            on_warning=reporter.warning,
+            outscale=pcsr.outscale,
+            routing=pcsr.routing,
+            native_sizes=pcsr.native_sizes,
         )
-        for desc, compute in zip(descriptors, computes, strict=True)
+        for desc in descriptors
+    ]
+    variants = [
+        Variant(upscaler, model=desc.name, sha256=desc.sha256, compute=str(compute))
+        for upscaler, desc, compute in zip(upscalers, descriptors, computes, strict=True)
     ]
     # What will draw the images, as each image's line will say (Variant.compute_for):
     # ``cpu uint8`` for a resampler's 8-bit path, where --precision does not apply.
@@ -483,7 +483,7 @@ def upscale(
             version=__version__,
             ensemble=self_ensemble,
             quality=DEFAULT_QUALITY if quality is None else quality,
-            tile=f"{tile}/{tile_overlap}",
+            tile=tile_label(tile, [u.overlap for u in upscalers]),
         )
     options = Options(
         fmt=fmt_key,

@@ -56,10 +56,11 @@ from pocketsr_cli.tiling.estimate import (
     tile_side_for_memory,
 )
 from pocketsr_cli.tiling.plan import Span, plan_axis
-from pocketsr_cli.tiling.policy import TileMode, TilePolicy
+from pocketsr_cli.tiling.policy import DEFAULT_OVERLAP, TileMode, TilePolicy
 from pocketsr_cli.tiling.run import ProgressFn, TileFn, upscale_tiled
 
 __all__ = [
+    "DEFAULT_OVERLAP",
     "GIB",
     "LiveTensorBytes",
     "MemoryEstimate",

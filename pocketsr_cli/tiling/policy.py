@@ -24,6 +24,10 @@ TileMode = Literal["auto", "whole", "fixed"]
 # Used when a device will not say how much memory it has left.
 _UNKNOWN_FREE_BYTES = 2 * GIB
 
+DEFAULT_OVERLAP = 16
+"""The overlap of a run that names none, unless its model needs more (its
+``seamless_overlap``: ``inference.Upscaler``): the default model's own."""
+
 
 @dataclass
 class TilePolicy:
@@ -37,7 +41,9 @@ class TilePolicy:
             while it fits) or ``fixed`` (``tile`` pixels).
         tile: tile side in input pixels for ``fixed`` (overlap included, see module doc).
         overlap: context pixels per interior tile border; feather width is
-            ``overlap * scale`` output pixels.
+            ``overlap * scale`` output pixels.  ``auto`` picks tiles of at least 4 ×
+            ``overlap`` (:attr:`smallest_auto_side`), so that the overlaps take at most
+            half a tile, as ``--tile N`` must.
         floor: smallest tile side the backoff tries before giving up.
         max_side: largest side ``auto`` picks; beyond it, tiles are batched instead.
         memory_fraction: share of the device's free memory a forward pass may plan to use.
@@ -54,7 +60,7 @@ class TilePolicy:
         max_batch: most tiles per forward pass (batching is only used off CPU).
         default_tile: the model's own tile side (its manifest's ``default_tile``): on the
             CPU, ``auto`` starts from it instead of measuring memory, so every machine
-            tiles the model alike; ignored unless larger than twice ``overlap``.  GPUs
+            tiles the model alike; ignored when smaller than 4 × ``overlap``.  GPUs
             size tiles from free memory whatever it says.
         probe_side: the side of the smaller memory probe (``measure_memory``), in the
             tiler's pixels: smaller where one stands for many (PCSR's packed blocks).
@@ -102,6 +108,13 @@ class TilePolicy:
         if side == 0:
             return cls("whole", overlap=overlap, **settings)
         return cls("fixed", tile=side, overlap=overlap, **settings)
+
+    @property
+    def smallest_auto_side(self) -> int:
+        """The smallest tile side ``auto`` picks (before any out-of-memory backoff):
+        ``floor``, or 4 × ``overlap`` where that is more (but not past ``max_side``, the
+        model's own limit)."""
+        return max(self.floor, min(4 * self.overlap, self.max_side))
 
     @property
     def tile_side(self) -> int | None:
@@ -220,7 +233,11 @@ class TilePolicy:
         budget = self._budget(device, tile=True)
         if self._side is None:
             self._side = tile_side_for_memory(
-                estimate, budget, size=size, min_side=self.floor, max_side=self.max_side
+                estimate,
+                budget,
+                size=size,
+                min_side=self.smallest_auto_side,
+                max_side=self.max_side,
             )
         if self._batch is None:
             per_tile = estimate.bytes_for(size.padded(self._side)) - estimate.fixed_bytes
@@ -284,7 +301,7 @@ class TilePolicy:
         return self._whole_pass(self._estimate, size, height, width) <= self._budget(device)
 
     def _usable_default(self) -> bool:
-        return self.default_tile is not None and self.default_tile > 2 * self.overlap
+        return self.default_tile is not None and self.default_tile >= 4 * self.overlap
 
     def _budget(self, device: torch.device, *, tile: bool = False) -> float:
         """What one pass may use: a share of free memory, capped on the CPU at
