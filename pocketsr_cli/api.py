@@ -113,12 +113,12 @@ class Upscaler:
             a side must be at least 16 and 4 × ``tile_overlap`` (64 with the default).
         tile_overlap: as ``--tile-overlap``: the context pixels, 0 to 256, each tile shares
             with its neighbours, feather-blended.  None (or ``"auto"``): the model's own
-            (its manifest's ``overlap``: 16 for the default model), at least 16, and at
-            most a quarter of a fixed ``tile`` (the overlap in use is
-            :attr:`tile_overlap`).  With the model's own or more tiles match the whole
-            image's result to within a level or two; with less they draw seams, and the
-            first image cut into tiles says so to ``on_warning`` (an image that runs whole
-            has no seams).
+            (its manifest's ``overlap``: 16 for the default model, 40 for
+            realesrgan-x4plus), at least 16, and at most a quarter of a fixed ``tile``
+            (the overlap in use is :attr:`tile_overlap`).  With the model's own or more
+            tiles match the whole image's result to within a level or two; with less they
+            draw seams, and the first image cut into tiles says so to ``on_warning`` (an
+            image that runs whole has no seams).
         ensemble: ``"none"``, ``"pad"`` (GenDR-Pix's two padded passes, blended by
             ``ensemble_weight``; twice the time) or ``"flip8"`` (the eight flips and
             rotations, averaged; eight times); see :mod:`pocketsr_cli.ensemble`.

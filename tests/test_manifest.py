@@ -321,8 +321,10 @@ def test_the_default_overlap_is_each_bundled_models_own() -> None:
     """Each bundled model states the overlap its tiles need (``[hints] overlap``, measured
     against the untiled run), and the default overlap (auto: None in the API and the
     factory) is the model's own, never below the fixed 16 of earlier versions: the default
-    settings draw no seams and warn of none.  pocketsr-nano-x2 states none: its image-wide
-    attention makes tiles differ by a few levels whatever the overlap (its card)."""
+    settings draw no seams and warn of none, and realesrgan-x4plus, which needs 40 (11
+    levels off at seams with 16, 6 with 32), gets it.  pocketsr-nano-x2 states none: its
+    image-wide attention makes tiles differ by a few levels whatever the overlap (its
+    card)."""
     import inspect
 
     import pocketsr_cli
@@ -345,3 +347,4 @@ def test_the_default_overlap_is_each_bundled_models_own() -> None:
         assert owns[spec.name] >= (spec.hints.overlap or 0), spec.name
     assert owns["pocketsr-compact-x4"] == owns["pocketsr-compact-x2"] == 16
     assert owns["bicubic"] == owns["pcsr-x4"] == owns["pocketsr-nano-x2"] == 16
+    assert owns["realesrgan-x4plus"] == 40
