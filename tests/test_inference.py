@@ -270,8 +270,10 @@ def test_tiling_hints_reach_the_tiler() -> None:
     def close(up: Upscaler) -> bool:  # tiles blend to the untiled result, to rounding
         return bool(np.abs(up.upscale(img).astype(int) - ref).max() <= 1)
 
-    up = upscaler(Resize("bicubic", 2), default_tile=40)
-    assert close(up) and up.policy.tile_side == 40  # the CPU starts from the model's tile
+    # the CPU starts from the model's tile (one of at least 4 x the overlap, 16 here)
+    up = upscaler(Resize("bicubic", 2), default_tile=64)
+    assert close(up) and up.policy.tile_side == 64
+    assert upscaler(Resize("bicubic", 2), default_tile=40).policy.tile_side != 40
     discouraged = upscaler(Resize("bicubic", 2), tiling=Tiling.DISCOURAGED, tile=48)
     assert close(discouraged) and discouraged.policy.tile_side == 48
     assert not discouraged.warnings  # type: ignore[attr-defined]
