@@ -3,8 +3,11 @@ with ``-m bicubic`` on small generated images."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +117,69 @@ def test_report_from_another_folder_finds_files_beside_the_log(
     code, _, err = invoke("report", tmp_path / "run.jsonl", "-o", "r.html")
     assert code == 0, err
     assert "2 with before/after" in err and "note" not in err
+
+
+def test_report_reads_a_log_from_standard_input(shoot: Path, tmp_path: Path) -> None:
+    _, out, _ = invoke("upscale", "shoot", "-o", "out", *FAST, "--json")
+    (tmp_path / "run.jsonl").write_text(out)
+    assert invoke("report", "run.jsonl", "-q")[0] == 0
+    result = CliRunner().invoke(app, ["report", "-", "-o", "piped.html"], input=out)
+    assert result.exit_code == 0, result.stderr
+    assert "review page: piped.html (4 card(s), 2 with before/after)" in result.stderr
+    piped = (tmp_path / "piped.html").read_text()
+    assert cards_of(piped) == cards_of((tmp_path / "run.html").read_text())
+    assert "— standard input</title>" in piped
+    (tmp_path / "-").write_text(out)  # a file named '-' is ./-
+    assert invoke("report", "./-", "-o", "dash.html", "-q") == (0, "", "")
+    assert cards_of((tmp_path / "dash.html").read_text()) == cards_of(piped)
+    result = CliRunner().invoke(app, ["report", "-", "-o", "bad.html"], input="oops\n")
+    assert result.exit_code == 2 and "standard input line 1 is not JSON" in result.stderr
+
+
+def _fifo(folder: Path, text: str) -> Path:
+    """A named pipe in ``folder`` that a thread writes ``text`` into once it is opened."""
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes here")
+    fifo = folder / "run.fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with contextlib.suppress(OSError):
+            fifo.write_text(text)
+
+    threading.Thread(target=feed, daemon=True).start()  # blocks until a reader opens it
+    return fifo
+
+
+@pytest.mark.parametrize("log", ["-", "/dev/stdin", "fifo"])
+def test_a_log_that_is_no_file_needs_a_page_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: str
+) -> None:
+    """``-``, /dev/stdin, a pipe or ``<(...)``: nothing to name the page after (as root,
+    ``report /dev/stdin`` wrote /dev/stdin.html); refused before the log is read."""
+    monkeypatch.chdir(tmp_path)
+    if log == "fifo":
+        log = str(_fifo(tmp_path, '{"input": "a.png"}\n'))
+    code, out, err = invoke("report", log)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert "to name the page after; give -o PAGE.html" in " ".join(err.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["run.fifo"] if "fifo" in log else [])
+    assert not Path(log + ".html").exists()
+
+
+def test_paths_in_a_piped_log_are_looked_up_from_the_current_folder_only(
+    shoot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipe's folder is no folder of the run's (``/dev/fd``): unlike a log file's
+    (``test_report_from_another_folder_finds_files_beside_the_log``), it is not searched."""
+    _, out, _ = invoke("upscale", "shoot", "-o", "out", *FAST, "--json")
+    fifo = _fifo(tmp_path, out)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = invoke("report", fifo, "-o", "r.html")
+    assert code == 0, err
+    assert "2 with before/after; 2 with a note about a missing" in err  # p0, p1 not found
 
 
 @pytest.mark.parametrize(

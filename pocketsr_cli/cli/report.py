@@ -6,6 +6,7 @@ Its product is the page it writes; the line saying where goes to stderr (``_ui``
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,19 +24,31 @@ EPILOG = examples(
     "pocketsr upscale shoot/ -o out/ --json > run.jsonl && pocketsr report run.jsonl",
     "pocketsr report run.jsonl -o review.html        # pictures embed, or review_files/ past 12",
     "pocketsr report run.jsonl --crop 512 --crops 3  # larger crops, three per image",
+    "pocketsr upscale shoot/ -o out/ --json | pocketsr report - -o review.html",
     "pocketsr upscale shoot/ -o out/ --report out/review.html   # in one go",
 )
 
 
+STDIN = "-"
+"""The LOG that means standard input (a file named ``-``: ``./-``)."""
+
+
+def _log_argument(value: str) -> str:
+    """LOG as given, not as a ``Path``: that would make ``./-`` (a file) ``-`` (stdin)."""
+    opt.path_argument(value)  # refuses an empty one
+    return value
+
+
 def report_command(
     log: Annotated[
-        Path,
+        str,
         typer.Argument(
             metavar="LOG",
-            help="What 'pocketsr upscale ... --json' wrote (JSON Lines). Relative paths in it "
-            "are looked up from the current folder, then from the log's folder.",
+            help="What 'pocketsr upscale ... --json' wrote (JSON Lines); - reads it from "
+            "standard input (then give -o). Relative paths in it are looked up from the "
+            "current folder, then from the log's folder.",
             show_default=False,
-            parser=opt.path_argument,
+            parser=_log_argument,
         ),
     ],
     output: Annotated[
@@ -44,7 +57,8 @@ def report_command(
             "--output",
             "-o",
             metavar="PAGE",
-            help="The page to write (.html). Default: the log's name with .html, beside it.",
+            help="The page to write (.html). Default: the log's name with .html, beside it "
+            "(needed when the log is standard input or a pipe).",
             show_default=False,
             parser=opt.path_argument,
         ),
@@ -92,11 +106,20 @@ def report_command(
     """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.errors import UsageError
-    from pocketsr_cli.report import PageOptions, load_log
+    from pocketsr_cli.report import PageOptions, is_stream, load_log
 
-    run = load_log(log)
-    page = output if output is not None else log.with_suffix(".html")
-    if page.resolve() == log.resolve():
+    path = None if log == STDIN else Path(log)
+    if output is None and (path is None or is_stream(path)):
+        # there is no file to name the page after: /dev/stdin.html is no place for it
+        what = (
+            "is read from standard input (-), so there is no file"
+            if path is None
+            else f"{log} is a pipe or descriptor, not a file"
+        )
+        raise UsageError(f"the log {what} to name the page after; give -o PAGE.html")
+    run = load_log(sys.stdin.buffer if path is None else path)
+    page = output if output is not None else Path(log).with_suffix(".html")
+    if path is not None and page.resolve() == path.resolve():
         raise UsageError(f"the review page would replace the log {log}; give -o PAGE.html")
     options = PageOptions(crop=crop, crops=crops, embed=embed)
     write(run, page, options, _ui.make_console(), quiet=quiet)

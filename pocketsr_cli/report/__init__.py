@@ -26,7 +26,7 @@ from pocketsr_cli.report.page import (
     check_run_destination,
     write_report,
 )
-from pocketsr_cli.report.records import Entry, Run, RunInfo, load_log
+from pocketsr_cli.report.records import Entry, Run, RunInfo, is_stream, load_log
 
 __all__ = [
     "Entry",
@@ -37,6 +37,7 @@ __all__ = [
     "assets_dir",
     "check_destination",
     "check_run_destination",
+    "is_stream",
     "load_log",
     "write_report",
 ]

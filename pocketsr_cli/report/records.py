@@ -12,18 +12,20 @@ wrong.
 
 Paths in a log are as the run was given them, often relative to the folder it ran in;
 :meth:`Run.resolve` looks them up against the run's ``bases`` (the current folder, then
-the log's own folder).
+the log's own folder).  A log read as a stream (standard input, a pipe: :func:`is_stream`)
+has no folder of its own, so its paths are looked up from the current folder only.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
+import stat
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pocketsr_cli.errors import UsageError
 
@@ -183,29 +185,62 @@ class Run:
                     yield found
 
 
-def load_log(path: Path) -> Run:
-    """The run recorded in an ``upscale --json`` log (JSON Lines).
+STDIN_NAME = "standard input"
+"""What a log read from standard input is called in messages and on the page."""
+
+
+DESCRIPTOR_FOLDERS = (Path("/dev"), Path("/proc"))
+"""Where a path names one of the process's descriptors (``/dev/stdin``, ``/dev/fd/N``,
+``/proc/self/fd/N``) rather than a file with a folder of its own."""
+
+
+def is_stream(path: Path) -> bool:
+    """Whether the log at ``path`` is a stream rather than a file with a name and folder
+    of its own: something that exists and is neither a regular file nor a folder (a pipe,
+    a named pipe, a shell's ``<(...)``, a terminal), or a path under
+    :data:`DESCRIPTOR_FOLDERS` (``/dev/stdin`` is the file ``< run.jsonl`` opened, yet
+    ``/dev/stdin.html`` is no place for its page).  Nothing may be named after such a log
+    or looked up beside it."""
+    if any(path.absolute().is_relative_to(folder) for folder in DESCRIPTOR_FOLDERS):
+        return True
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # missing or unreadable: load_log says which
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def load_log(source: Path | BinaryIO) -> Run:
+    """The run recorded in an ``upscale --json`` log (JSON Lines): a file, or a binary
+    stream already open (standard input), read to its end.
+
+    Relative paths in it are looked up from the current folder, then from the log's folder
+    (a stream, or a path that :func:`is_stream`: the current folder only).
 
     Raises:
         UsageError: the log is missing, unreadable, has a line that is not a JSON object,
             a field of the wrong type, or no image line at all.
     """
+    if isinstance(source, Path):
+        path: Path | None = source
+        name = str(source)
+        data = _read_log(source)
+    else:
+        path, name = None, STDIN_NAME
+        try:
+            data = source.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read the log from {name}: {exc.strerror or exc}") from None
     try:
-        text = _log_text(path.read_bytes())
-    except FileNotFoundError:
-        raise UsageError(f"log not found: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a folder; give the file 'upscale --json' wrote") from None
+        text = _log_text(data)
     except UnicodeDecodeError:
-        raise UsageError(f"{path} is not a text file (expected an 'upscale --json' log)") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"{name} is not a text file (expected an 'upscale --json' log)") from None
     entries: list[Entry] = []
     info = RunInfo()
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        where = f"{path} line {number}"
+        where = f"{name} line {number}"
         obj = _json_object(line, where)
         kind = obj.get("type")
         if kind == "image" or (kind is None and ("input" in obj or "output" in obj)):
@@ -217,11 +252,24 @@ def load_log(path: Path) -> Run:
     if not entries:
         failed = f" (the run failed: {info.error})" if info.error else ""
         raise UsageError(
-            f"{path} has no image records{failed}; expected the output of "
+            f"{name} has no image records{failed}; expected the output of "
             "'pocketsr upscale ... --json'"
         )
+    if path is None or is_stream(path):
+        return Run(tuple(entries), info, name, (Path.cwd(),))
     bases = tuple(dict.fromkeys([Path.cwd(), path.resolve().parent]))
     return Run(tuple(entries), info, path.name, bases)
+
+
+def _read_log(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"log not found: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a folder; give the file 'upscale --json' wrote") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _log_text(data: bytes) -> str:
