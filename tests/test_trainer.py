@@ -1081,6 +1081,50 @@ def test_run_command_refuses_bad_options_in_a_line_and_writes_nothing(
     assert not out.exists()  # a refused run leaves no run folder behind
 
 
+@pytest.mark.parametrize(
+    ("module", "argv", "message"),
+    [
+        ("run", ["--out", "x", "--steps", "abc"], "argument --steps: invalid int value: 'abc'"),
+        ("run", ["--steps", "3"], "the following arguments are required: --out"),
+        ("run", ["--out", "x", "--disc-aligned", "maybe"], "expected true or false, not 'maybe'"),
+        ("make_patches", ["--photos", "p", "--out", "o", "--teacher", "t"], "required: --count"),
+        ("export", ["run"], "the following arguments are required: dest"),
+        ("pcsr", ["--out", "x", "--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
+        ("compact post", ["a"], "the following arguments are required: dest"),
+    ],
+)
+def test_a_bad_training_command_line_is_two_lines_not_the_whole_usage(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    module: str,
+    argv: list[str],
+    message: str,
+) -> None:
+    """argparse printed its usage above the error: about 60 lines for train.run."""
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    name, *command = module.split()
+    main = importlib.import_module(f"pocketsr_cli.train.{name}").main
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, *argv])
+    assert exit_.value.code == 2
+    prog = " ".join([f"python -m pocketsr_cli.train.{name}", *command])
+    err = capsys.readouterr().err
+    assert err.startswith(f"{prog}: error: ") and message in err
+    assert err.endswith(f"\nTry '{prog} --help' for the options.\n") and err.count("\n") == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_training_command_parses_with_the_short_error_parser() -> None:
+    import pocketsr_cli.train
+
+    folder = Path(pocketsr_cli.train.__file__).parent
+    plain = [p.name for p in folder.glob("*.py") if "ArgumentParser(" in p.read_text()]
+    assert plain == []  # each uses cmdline.CommandParser
+
+
 def test_run_command_refuses_to_resume_a_checkpoint_of_other_options(
     patch_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -25,6 +25,8 @@ Modules:
         trainer: the resumable distillation trainer (:class:`~.trainer.TrainConfig`).
         loop: the step loop and EMA update both trainers share.
         validate: scores on the validation photos, as ``pocketsr eval`` scores.
+        cmdline: the parser of every ``python -m pocketsr_cli.train.*`` command (a bad
+            command line: the error and a pointer to ``--help``, exit 2).
         run: ``python -m pocketsr_cli.train.run``, one documented command per run.
         export: ``python -m pocketsr_cli.train.export``, a checkpoint's EMA weights.
         pcsr: ``python -m pocketsr_cli.train.pcsr``, PCSR's two training phases on the

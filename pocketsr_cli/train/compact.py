@@ -43,7 +43,6 @@ skip (``skip.weight``, ``skip.bias``) they are pocketsr's ``compact`` family.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -58,6 +57,7 @@ from pocketsr_cli.archs.compact.network import (
     with_post,
     with_pre,
 )
+from pocketsr_cli.train.cmdline import CommandParser
 from pocketsr_cli.train.export import write_weights
 from pocketsr_cli.train.losses import VISIBLE_BAND_SIGMAS
 
@@ -234,7 +234,7 @@ def init_from_ncnn(teacher_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m pocketsr_cli.train.compact", description=__doc__.split("\n\n")[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)

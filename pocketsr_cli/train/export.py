@@ -7,7 +7,6 @@ the weights of a finished run again without re-training.  Prints ``{"step", "par
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from pocketsr_cli.atomicfile import replacing
+from pocketsr_cli.train.cmdline import CommandParser
 
 
 def check_weights_dest(dest: Path | None, option: str | None = None) -> None:
@@ -62,9 +62,7 @@ def export_checkpoint(run: Path, dest: Path) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pocketsr_cli.train.export", description=__doc__
-    )
+    parser = CommandParser(prog="python -m pocketsr_cli.train.export", description=__doc__)
     parser.add_argument("run", type=Path, help="run folder holding last.pt")
     parser.add_argument("dest", type=Path, help="where to write the .safetensors file")
     args = parser.parse_args(argv)

@@ -23,11 +23,12 @@ import sys
 import time
 from pathlib import Path
 
+from pocketsr_cli.train.cmdline import CommandParser
 from pocketsr_cli.train.degradations import DEGRADATION_KINDS
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="python -m pocketsr_cli.train.make_patches",
         description="Sample, degrade and teacher-label training patches into shards.",
     )

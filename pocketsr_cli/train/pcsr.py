@@ -76,6 +76,7 @@ from pocketsr_cli.archs.pcsr import PCSR, PCSRConfig, Routing, build
 from pocketsr_cli.archs.pcsr.grid import QueryAxis, as_ratio, bilinear, query_axis
 from pocketsr_cli.archs.pcsr.sampler import LiifSampler, Queries
 from pocketsr_cli.train import loop
+from pocketsr_cli.train.cmdline import CommandParser
 from pocketsr_cli.train.export import check_weights_dest
 from pocketsr_cli.train.trainer import _training_device
 
@@ -476,7 +477,7 @@ NONE_DEFAULT_TYPES: dict[str, type] = {"init": str, "threads": int, "val": str, 
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[PcsrTrainConfig, argparse.Namespace]:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m pocketsr_cli.train.pcsr",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketsr_cli.train import loop
+from pocketsr_cli.train.cmdline import CommandParser
 from pocketsr_cli.train.export import check_weights_dest
 from pocketsr_cli.train.trainer import LossWeights, TrainConfig, Trainer
 
@@ -58,7 +59,7 @@ def _flag(text: str) -> bool:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, Path | None]:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m pocketsr_cli.train.run",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
