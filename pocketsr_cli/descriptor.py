@@ -46,6 +46,19 @@ class SizeRequirements:
     multiple_of: int = 1
     margin: int = 0
 
+    @classmethod
+    def stated_by(cls, module: nn.Module) -> SizeRequirements:
+        """What a network states as optional attributes ``multiple_of`` and
+        ``minimum_size`` (default 1: any side); no margin."""
+        return cls(
+            minimum=int(getattr(module, "minimum_size", 1)),
+            multiple_of=int(getattr(module, "multiple_of", 1)),
+        )
+
+    def fits(self, side: int) -> bool:
+        """Whether an input ``side`` meets both requirements as it is (no padding)."""
+        return side >= self.minimum and side % self.multiple_of == 0
+
     def padded(self, side: int) -> int:
         """Smallest side ``>= side`` that meets both requirements."""
         side = max(side, self.minimum)
@@ -303,10 +316,7 @@ def describe_module(module: nn.Module, name: str, family: str, scale: int) -> Mo
         scale=scale,
         supports_half=bool(getattr(module, "supports_half", True)),
         supports_bf16=bool(getattr(module, "supports_bf16", True)),
-        size=SizeRequirements(
-            minimum=int(getattr(module, "minimum_size", 1)),
-            multiple_of=int(getattr(module, "multiple_of", 1)),
-        ),
+        size=SizeRequirements.stated_by(module),
         max_tile=getattr(module, "max_tile", None),
         image_stats=getattr(module, "image_stats", None),
         params=sum(p.numel() for p in module.parameters()),

@@ -869,6 +869,56 @@ def test_time_budget_ends_the_run_and_evaluations_are_written(
     assert load_file(str(tmp_path / "ema.safetensors"))  # the EMA weights of the last evaluation
 
 
+class Student8(TinyStudent):
+    """The nano model's size rule: input sides in multiples of 8, else an error."""
+
+    multiple_of = 8
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] % 8 or x.shape[-1] % 8:
+            raise ValueError(f"input sides must be multiples of 8, got {tuple(x.shape[-2:])}")
+        return super().forward(x)
+
+
+@pytest.mark.parametrize(
+    ("crop", "photo", "message"),
+    [
+        (16, (64, 64), "--val-crop 16 is 4 input pixels a side at ×4, and the model takes "
+         "sides in multiples of 8: give a multiple of 32, such as 32"),
+        (100, (128, 128), "--val-crop 100 is 25 input pixels a side at ×4, and the model "
+         "takes sides in multiples of 8: give a multiple of 32, such as 96"),
+        (64, (64, 48), "--val photo LadyBird.png is smaller than --val-crop 64: its crop, "
+         "64×48 px, is 16×12 input pixels at ×4, and the model takes sides in multiples of "
+         "8; use larger photos or a smaller --val-crop"),
+    ],
+)  # fmt: skip
+def test_a_val_crop_the_model_cannot_take_is_refused_before_training(
+    patch_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    crop: int,
+    photo: tuple[int, int],
+    message: str,
+) -> None:
+    """It failed at the first evaluation, after the training time was spent."""
+    from pocketsr_cli.train.run import main
+
+    monkeypatch.setattr(trainer, "build_student", lambda arch, scale: Student8(scale))
+    val = tmp_path / "val"
+    val.mkdir()
+    pixels = np.random.default_rng(3).random((photo[1], photo[0], 3)) * 255
+    cv2.imwrite(str(val / "LadyBird.png"), pixels)
+    out = tmp_path / "run"
+    argv = ["--patches", str(patch_dir), "--out", str(out), "--w-perceptual", "0"]
+    argv += ["--steps", "2", "--batch", "4", "--eval-every", "60", "--val", str(val)]
+    assert main([*argv, "--val-crop", str(crop)]) == 1
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not out.exists()
+    assert main([*argv, "--val-crop", "32"]) == 0  # one that fits: scored at the end
+    assert "real" in json.loads((out / "metrics.jsonl").read_text())
+
+
 def test_learning_rate_follows_the_share_of_the_budget() -> None:
     assert trainer.lr_at_fraction(0.0, 1.0) == pytest.approx(1.0)
     assert trainer.lr_at_fraction(0.5, 1.0) == pytest.approx(0.55)

@@ -42,6 +42,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset, default_collate
 
 from pocketsr_cli.archs.compact.network import POST_KEY, SKIP_KEYS
+from pocketsr_cli.descriptor import SizeRequirements
 from pocketsr_cli.train import anneal, loop, losses
 from pocketsr_cli.train.dataset import PatchDataset
 
@@ -329,6 +330,11 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         torch.manual_seed(config.seed)
         self.student = self._initial_student().to(self.device)
+        size = SizeRequirements.stated_by(self.student)
+        if config.val:  # now, not at the first evaluation, after training time is spent
+            from pocketsr_cli.train.validate import check_crop
+
+            check_crop(config.val_crop, config.scale, size)
         self.ema = copy.deepcopy(self.student).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
@@ -379,7 +385,9 @@ class Trainer:
         if config.val:
             from pocketsr_cli.train.validate import load_validation
 
-            self.val_items = load_validation(Path(config.val), config.val_crop, config.scale)
+            self.val_items = load_validation(
+                Path(config.val), config.val_crop, config.scale, size=size
+            )
         # made only now that every option has been checked: a refused run leaves nothing
         self.out.mkdir(parents=True, exist_ok=True)
 
