@@ -310,6 +310,35 @@ def test_phase_discriminator_sees_a_mesh_as_constant_channels(
     assert np.isfinite(record["d"]) and np.isfinite(record["gan"])
 
 
+@pytest.mark.parametrize(
+    ("scale", "crop", "such_as"), [(4, 9, "4 of at least 16, such as 16"),
+     (4, 8, "4 of at least 16, such as 16"), (4, 26, "4 of at least 16, such as 24"),
+     (2, 9, "2 of at least 8, such as 8")],
+)  # fmt: skip
+def test_a_disc_crop_the_phases_cannot_split_is_refused_before_training(
+    patch_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    scale: int,
+    crop: int,
+    such_as: str,
+) -> None:
+    """It failed inside the discriminator when it first ran (a traceback, mid-run)."""
+    from pocketsr_cli.train.run import main
+
+    out = tmp_path / "run"
+    argv = ["--patches", str(patch_dir), "--out", str(out), "--w-perceptual", "0"]
+    argv += ["--steps", "2", "--batch", "4", "--gan-start", "0", "--disc-phases", "true"]
+    argv += ["--scale", str(scale)]
+    assert main([*argv, "--disc-crop", str(crop)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: --disc-crop {crop} cannot be split into the ×{scale} phases --disc-phases "
+        f"judges: give a multiple of {such_as}\n"
+    )
+    assert not out.exists()
+    assert main([*argv, "--disc-crop", str(4 * scale)]) == 0  # the smallest that works
+
+
 def test_export_and_x2_targets(patch_dir: Path, tmp_path: Path) -> None:
     t = Trainer(config(patch_dir, tmp_path / "x2", scale=2, steps=2))
     batch = next(t._batches())

@@ -474,13 +474,15 @@ class PatchDiscriminator(nn.Module):
     The first layer already has stride 2: on a CPU budget a full-resolution first layer
     cost as much as the generator itself.  ``in_channels`` 3·s² with ``first_stride`` 1
     judges a window pixel-unshuffled by s (:func:`phase_view`): the same receptive field
-    in output pixels, each sub-pixel phase in its own channels.
+    in output pixels, each sub-pixel phase in its own channels.  Its input sides must be at
+    least :attr:`min_side` (each stride-2 layer halves them).
     """
 
     def __init__(
         self, channels: int = 32, layers: int = 3, in_channels: int = 3, first_stride: int = 2
     ) -> None:
         super().__init__()
+        self.min_side = 2 ** (layers - 1 + (first_stride == 2))
         sn = nn.utils.parametrizations.spectral_norm
         first = nn.Conv2d(in_channels, channels, 4 if first_stride == 2 else 3, first_stride, 1)
         blocks: list[nn.Module] = [sn(first), nn.LeakyReLU(0.2)]

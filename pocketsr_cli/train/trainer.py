@@ -278,6 +278,25 @@ def _training_set(
     return (parts[0] if len(parts) == 1 else ConcatDataset(parts)), scales.popitem()[1]
 
 
+def _check_phase_crop(crop: int, scale: int, min_side: int) -> None:
+    """Refuse a ``disc_crop`` that ``disc_phases`` cannot judge: its window is split into
+    the ``scale``-by-``scale`` sub-pixel phases (so a multiple of ``scale``), each
+    ``crop / scale`` a side, which the discriminator needs to be at least ``min_side``.
+
+    Raises:
+        ValueError: ``"--disc-crop 9 cannot be split into the ×4 phases --disc-phases
+            judges: give a multiple of 4 of at least 16, such as 16"``.
+    """
+    least = scale * min_side
+    if crop % scale == 0 and crop >= least:
+        return
+    such_as = max(least, crop // scale * scale)
+    raise ValueError(
+        f"--disc-crop {crop} cannot be split into the ×{scale} phases --disc-phases judges: "
+        f"give a multiple of {scale} of at least {least}, such as {such_as}"
+    )
+
+
 def _downscale(x: torch.Tensor, factor: int) -> torch.Tensor:
     return x if factor == 1 else F.avg_pool2d(x, factor)
 
@@ -343,6 +362,8 @@ class Trainer:
             if config.disc_phases
             else losses.PatchDiscriminator()
         ).to(self.device)
+        if config.disc_phases:  # checked now, not when the discriminator first runs
+            _check_phase_crop(config.disc_crop, config.scale, self.disc.min_side)
         groups = _param_groups(self.student, config.lr, config.lr_skip_mult, config.lr_post_mult)
         self.opt_g = torch.optim.AdamW(groups, betas=(0.9, 0.99))
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=config.lr_d, betas=(0.9, 0.99))
