@@ -252,6 +252,16 @@ def test_a_resume_with_options_that_change_the_training_is_refused(
     assert again.resume() and again.step == 2
 
 
+def test_a_negative_seed_is_refused_in_a_line(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["--out", str(out), "--photos", str(photos), "--preset", TOY, "--lr-size", "8"]
+    assert pcsr.main([*argv, "--batch", "2", "--steps", "2", "--seed", "-1"]) == 1
+    assert capsys.readouterr().err == "error: --seed must be at least 0, got -1\n"
+    assert not out.exists()
+
+
 def test_evaluation_scores_all_heavy_and_k0(photos: Path, tmp_path: Path) -> None:
     val = tmp_path / "val"
     val.mkdir()

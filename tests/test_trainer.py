@@ -860,6 +860,20 @@ def test_online_run_resumes_on_the_same_patches(online_photos: Path, tmp_path: P
     assert_resume_replays(lambda out: online_config(online_photos, out, batch=2), tmp_path)
 
 
+def test_a_negative_seed_is_refused_before_the_teacher_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pocketsr_cli.train.run import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    out = tmp_path / "run"
+    argv = ["--photos", str(photos), "--out", str(out), "--teacher", str(tmp_path / "none")]
+    assert main([*argv, "--seed", "-1"]) == 1
+    assert capsys.readouterr().err == "error: --seed must be at least 0, got -1\n"
+    assert not out.exists()
+
+
 def test_online_patches_alternate_degradations_and_match_a_cached_patch(tmp_path: Path) -> None:
     from pocketsr_cli.train.online import OnlinePatches
     from pocketsr_cli.train.patches import sample_patch
@@ -1140,6 +1154,11 @@ def test_masked_fourier_weight_is_an_option_and_old_configs_still_load(
         (["--ema", "2"], "error: --ema must be between 0 and 1, got 2.0\n"),
         (["--mild-fraction", "2"], "error: --mild-fraction must be between 0 and 1, got 2.0\n"),
         (["--workers", "-1"], "error: --workers must be at least 0, got -1\n"),
+        # torch took it; numpy's generators (--mild-fraction, --photos) did not, mid-run
+        (
+            ["--seed", "-1", "--batch", "4", "--steps", "2", "--mild-fraction", "0.5"],
+            "error: --seed must be at least 0, got -1\n",
+        ),
     ],
 )
 def test_run_command_refuses_bad_options_in_a_line_and_writes_nothing(

@@ -125,6 +125,9 @@ SHARED_RANGES: dict[str, Range] = {
     "val_crop": (16, None),  # the scores shave a border
     "lr_size": (1, None),
     "ema": (0, 1),
+    # numpy's generators (the patches, the mild mix) take no negative seed; torch's does,
+    # so a run with one failed only later, or only with --photos
+    "seed": (0, None),
 }
 """The ranges of the numeric options every trainer here has (:func:`check_run_options`)."""
 
