@@ -52,12 +52,15 @@ def export_checkpoint(run: Path, dest: Path) -> dict[str, object]:
     """Write the EMA weights of ``run/last.pt`` to ``dest``; returns ``step`` and the facts.
 
     Raises:
-        loop.CheckpointUnreadable: ``last.pt`` is cut short or damaged.
-        KeyError: it is not a trainer's checkpoint (no ``step`` or ``ema``).
+        loop.CheckpointUnreadable: ``last.pt`` cannot be read, is cut short or damaged, or
+            is not a trainer's checkpoint (no ``step`` or ``ema``).
+        OSError: ``dest`` cannot be written.
     """
-    from pocketsr_cli.train.loop import read_checkpoint
+    from pocketsr_cli.train.loop import check_parts, read_checkpoint
 
-    state = read_checkpoint(run / "last.pt")
+    path = run / "last.pt"
+    state = read_checkpoint(path)
+    check_parts(path, state, ("step", "ema"), whose="a trainer")
     return {"step": int(state["step"]), **write_weights(state["ema"], dest)}
 
 
@@ -74,10 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    from pocketsr_cli.train.loop import DAMAGED, CheckpointUnreadable
+
     try:
         print(json.dumps(export_checkpoint(args.run, args.dest)))
-    except (OSError, KeyError, RuntimeError, ValueError) as exc:
-        # unreadable, or not the last.pt of a trainer
+    except CheckpointUnreadable as exc:  # its own message is for a run about to resume
+        fix = "; put back a good copy of it" if exc.problem == DAMAGED else ""
+        print(f"error: cannot export {exc.path}: it {exc.problem}{fix}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot write {args.dest}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except (KeyError, RuntimeError, ValueError) as exc:  # EMA weights that are no tensors
         print(f"error: cannot export {args.run / 'last.pt'}: {exc}", file=sys.stderr)
         return 1
     return 0

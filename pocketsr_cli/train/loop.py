@@ -298,7 +298,21 @@ def save_checkpoint(path: Path, parts: Mapping[str, Any], **extra: Any) -> None:
 
 
 class CheckpointUnreadable(ValueError):
-    """``last.pt`` cannot be read as a checkpoint: cut short, damaged, or another file."""
+    """``last.pt`` cannot be read as a checkpoint: cut short, damaged, or another file.
+
+    ``path`` is the file and ``problem`` what is wrong with it, a predicate (``"is not a
+    whole checkpoint (cut short or damaged?)"``); the message is ``"<path> <problem>"``
+    and, where one fits, what a trainer about to resume the run can do about it.  A
+    command that only reads the checkpoint (``train.export``) says its own.
+    """
+
+    def __init__(self, path: Path, problem: str, remedy: str | None = None) -> None:
+        super().__init__(f"{path} {problem}" + (f"; {remedy}" if remedy else ""))
+        self.path, self.problem = path, problem
+
+
+DAMAGED = "is not a whole checkpoint (cut short or damaged?)"
+""":attr:`CheckpointUnreadable.problem` of a file torch cannot load as a checkpoint."""
 
 
 def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -309,22 +323,31 @@ def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
             copy cut short, a damaged disk, another file under the name): one line naming
             it, never torch's pickle errors.
     """
+    remedy = "put back a good copy, or remove it to start the run over from step 0"
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except OSError as exc:
-        raise CheckpointUnreadable(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise CheckpointUnreadable(path, f"cannot be read ({exc.strerror or exc})") from exc
     except Exception as exc:  # torch.load: RuntimeError (zip), EOFError, UnpicklingError...
-        raise CheckpointUnreadable(_unreadable(path)) from exc
+        raise CheckpointUnreadable(path, DAMAGED, remedy) from exc
     if not isinstance(state, dict):
-        raise CheckpointUnreadable(_unreadable(path))
+        raise CheckpointUnreadable(path, DAMAGED, remedy)
     return state
 
 
-def _unreadable(path: Path) -> str:
-    return (
-        f"{path} is not a whole checkpoint (cut short or damaged?); put back a good copy, "
-        "or remove it to start the run over from step 0"
-    )
+def check_parts(
+    path: Path, state: Mapping[str, Any], parts: Collection[str], whose: str = "this trainer"
+) -> None:
+    """Refuse the checkpoint ``state`` read from ``path`` when it lacks one of ``parts``.
+
+    Raises:
+        CheckpointUnreadable: ``"<path> is not a checkpoint of <whose> (it has no ema,
+            opt_g)"``.
+    """
+    missing = [name for name in parts if name not in state]
+    if missing:
+        problem = f"is not a checkpoint of {whose} (it has no {', '.join(missing)})"
+        raise CheckpointUnreadable(path, problem)
 
 
 def load_checkpoint(
@@ -343,11 +366,7 @@ def load_checkpoint(
     if not path.exists():
         return None
     state = read_checkpoint(path, device)
-    missing = [name for name in parts if name not in state]
-    if missing:
-        raise CheckpointUnreadable(
-            f"{path} is not a checkpoint of this trainer (it has no {', '.join(missing)})"
-        )
+    check_parts(path, state, parts)
     if check is not None:
         check(state)
     for name, part in parts.items():
