@@ -1225,6 +1225,33 @@ def test_every_training_command_parses_with_the_short_error_parser() -> None:
     assert plain == []  # each uses cmdline.CommandParser
 
 
+def test_weights_that_cannot_be_written_are_refused_before_training(
+    patch_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They failed after the training (--export) or at the first evaluation (--export-to)
+    with ``[Errno 17] File exists: 'afile'``."""
+    from pocketsr_cli.train.export import main as export_main
+    from pocketsr_cli.train.run import main
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    dest = blocker / "w.safetensors"
+    out = tmp_path / "run"
+    argv = ["--patches", str(patch_dir), "--out", str(out), "--w-perceptual", "0"]
+    argv += ["--steps", "2", "--batch", "4", "--eval-every", "60"]
+    for option in ("--export", "--export-to"):
+        assert main([*argv, option, str(dest)]) == 1
+        assert capsys.readouterr().err == (
+            f"error: {option} {dest} cannot be written: {blocker} is a file, not a folder\n"
+        )
+        assert not out.exists()
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "last.pt").write_bytes(b"")
+    assert export_main([str(tmp_path / "r"), str(dest)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {dest} cannot be written: {blocker} is a file, not a folder\n"
+
+
 def test_run_command_refuses_to_resume_a_checkpoint_of_other_options(
     patch_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

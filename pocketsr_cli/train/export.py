@@ -15,22 +15,30 @@ from pathlib import Path
 
 import torch
 
-from pocketsr_cli.atomicfile import replacing
+from pocketsr_cli.atomicfile import folder_write_problem, replacing
 from pocketsr_cli.train.cmdline import CommandParser
 
 
 def check_weights_dest(dest: Path | None, option: str | None = None) -> None:
-    """Refuse ``dest`` as the ``.safetensors`` file to write weights to when it is a folder,
-    before any training or reading is spent on it (None: no file asked for, nothing to
-    check).  ``option`` is the option that named it (``"--export"``), for the message.
+    """Refuse ``dest`` as the ``.safetensors`` file to write weights to when it is a folder
+    or cannot be made where it is named (a file in place of its folder, a read-only one:
+    ``atomicfile.folder_write_problem``), before any training or reading is spent on it
+    (None: no file asked for, nothing to check).  ``option`` is the option that named it
+    (``"--export"``), for the message.
 
     Raises:
-        ValueError: ``"--export DEST is a folder; name the .safetensors file"`` (without
-            ``option``: ``"DEST is a folder; ..."``).
+        ValueError: ``"--export DEST is a folder; name the .safetensors file"``, ``"--export
+            DEST cannot be written: out is a file, not a folder"`` (without ``option``:
+            ``"DEST is a folder; ..."``).
     """
-    if dest is not None and dest.is_dir():
-        named = f"{option} {dest}" if option else str(dest)
+    if dest is None:
+        return
+    named = f"{option} {dest}" if option else str(dest)
+    if dest.is_dir():
         raise ValueError(f"{named} is a folder; name the .safetensors file")
+    problem = folder_write_problem(dest.parent)
+    if problem is not None:
+        raise ValueError(f"{named} cannot be written: {problem}")
 
 
 def write_weights(state: Mapping[str, torch.Tensor], dest: Path) -> dict[str, object]:

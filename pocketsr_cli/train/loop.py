@@ -154,7 +154,8 @@ def check_run_options(config: Any) -> Path:
     """The run folder ``config.out`` of a trainer about to start, once the options every
     trainer shares can work: each within :data:`SHARED_RANGES` (``--batch 0`` would divide
     by zero, ``--threads -1`` is torch's error, ``--minutes -1`` a run that ends at once,
-    ``--val-crop 0`` an OpenCV one) and ``out`` not a file.  Nothing is written: a trainer
+    ``--val-crop 0`` an OpenCV one), ``out`` not a file and ``export_to`` a file that can
+    be written (``export.check_weights_dest``).  Nothing is written: a trainer
     makes the folder only once all its own options pass too.
 
     Raises:
@@ -164,6 +165,10 @@ def check_run_options(config: Any) -> Path:
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a run folder")
+    if getattr(config, "export_to", None):  # written at the first evaluation: check it now
+        from pocketsr_cli.train.export import check_weights_dest
+
+        check_weights_dest(Path(config.export_to), "--export-to")
     return out
 
 
