@@ -325,9 +325,12 @@ class ImageMemory:
         return max(self.decode, self.upscale, self.encode)
 
 
-# Compressed output bytes per raw output byte, at most: upscaled noise (PNG and TIFF with
-# Deflate: 0.84), JPEG and WebP at quality 95 with chroma kept whole.
-_COMPRESSED = {"png": 0.9, "tiff": 0.9, "jpeg": 0.5, "webp": 0.5, "bmp": 1.0}
+# Compressed output bytes per raw output byte, at most: upscaled noise (PNG with Deflate:
+# 0.84), JPEG and WebP at quality 95 with chroma kept whole.  TIFF: Deflate stores what it
+# cannot shrink, so noise costs its raw bytes and a little more (measured on 4000x3000:
+# 1.001 on noise, 0.97 on 16-bit and 0.87 on 8-bit upscaled noise, 0.40-0.42 on a photo;
+# 16-bit photo 0.80).
+_COMPRESSED = {"png": 0.9, "tiff": 1.01, "jpeg": 0.5, "webp": 0.5, "bmp": 1.0}
 
 
 def predict_decode(*, size: tuple[int, int], channels: int, bit_depth: int, file_bytes: int) -> int:
@@ -369,7 +372,8 @@ def predict(
       held;
     - encode: the result at ``target`` and the encoder's copies (Pillow's own image, the
       channel-swapped copy OpenCV encodes, TIFF's differenced samples), plus the
-      compressed bytes twice.
+      compressed bytes two or three times, and what the 8-bit path's resampler left in the
+      heap of the thread that upscaled.
     """
     w, h = size
     p = w * h
@@ -430,10 +434,17 @@ def predict(
     elif out_format == "png":  # OpenCV's channel swap, or our gray + alpha writer's rows;
         # the encoder's growing buffer, our copy of it and the joined file
         copies = (4 * raw if oc == 2 else raw if oc > 1 else 0) + 3 * compressed
-    else:  # TIFF: differenced samples, compressed strips, the joined file
+    else:  # TIFF: differenced samples, compressed strips, the joined file.  Measured on
+        # 4000x3000 (RGB and RGBA, 8 and 16 bits, photo and noise): these at most
         copies = raw + 2 * compressed
     encoder = convert + copies
-    encode = c * b * p + held + encoder
+    # On the 8-bit path an image with alpha is resampled band by band (Pillow has no mode
+    # for it); what that freed, malloc keeps in the heap of the thread that upscaled, and
+    # the encoder's thread does not reuse it.  Measured after Lanczos on 4000x3000 RGBA
+    # and gray + alpha: 31 MB (2.6 B an output pixel); bicubic (torch's, all bands at
+    # once) 4 MB.
+    leftover = 3 * big if upscaler.uint8_path and b == 1 and alpha else 0
+    encode = c * b * p + held + leftover + encoder
     return ImageMemory(decode=int(decode), upscale=int(upscale), encode=int(encode))
 
 
