@@ -326,11 +326,17 @@ class ImageMemory:
 
 
 # Compressed output bytes per raw output byte, at most: upscaled noise (PNG with Deflate:
-# 0.84), JPEG and WebP at quality 95 with chroma kept whole.  TIFF: Deflate stores what it
-# cannot shrink, so noise costs its raw bytes and a little more (measured on 4000x3000:
-# 1.001 on noise, 0.97 on 16-bit and 0.87 on 8-bit upscaled noise, 0.40-0.42 on a photo;
-# 16-bit photo 0.80).
-_COMPRESSED = {"png": 0.9, "tiff": 1.01, "jpeg": 0.5, "webp": 0.5, "bmp": 1.0}
+# 0.84), WebP at quality 95 with chroma kept whole.  TIFF: Deflate stores what it cannot
+# shrink, so noise costs its raw bytes and a little more (measured on 4000x3000: 1.001 on
+# noise, 0.97 on 16-bit and 0.87 on 8-bit upscaled noise, 0.40-0.42 on a photo; 16-bit
+# photo 0.80).  JPEG: see _JPEG_COMPRESSED.
+_COMPRESSED = {"png": 0.9, "tiff": 1.01, "webp": 0.5, "bmp": 1.0}
+# JPEG's compressed bytes per raw byte grow with the quality: (up to this quality, colour,
+# gray).  Measured with OpenCV's encoder on upscaled noise (Lanczos x4), colour / gray:
+# q85 0.14 / 0.33 (4:2:0 below 90), q90 0.26 / 0.39, q95 0.35 / 0.53, q98 0.49 / 0.67,
+# q99 0.60 / 0.74, q100 0.70 / 0.79; a photo 0.11 at q95, 0.31 at q100.  (Noise at the
+# output's own size, which no upscale makes: q95 0.81 / 1.01, q100 1.37 / 1.58.)
+_JPEG_COMPRESSED = ((90, 0.3, 0.45), (95, 0.4, 0.6), (98, 0.55, 0.75), (100, 0.8, 0.85))
 
 
 def predict_decode(*, size: tuple[int, int], channels: int, bit_depth: int, file_bytes: int) -> int:
@@ -354,10 +360,12 @@ def predict(
     file_bytes: int,
     upscaler: UpscalerMemory,
     out_lossless: bool = False,
+    out_quality: int | None = None,
 ) -> ImageMemory:
     """What upscaling one image needs, from its header: ``size`` = (width, height),
     ``channels`` and ``bit_depth`` as decoded, the model's ``scale``, the ``target`` size it
-    is resized to, and how the output is encoded (``out_lossless``: a lossless WebP).
+    is resized to, and how the output is encoded (``out_lossless``: a lossless WebP;
+    ``out_quality``: ``--quality``, None for ``imageio.DEFAULT_QUALITY``).
 
     An upper bound that follows what the code holds at each stage (one bytes-per-pixel
     term per buffer), checked against measured peaks in ``tests/test_hostile_decode.py``:
@@ -420,8 +428,17 @@ def predict(
     convert = 8 * c * t + c * t if b == 2 and ob == 1 else 0  # 16 -> 8 bits via uint32
     lossless = out_lossless and out_format == "webp"
     # Lossless WebP holds upscaled noise in no fewer bytes than the raw samples.
-    compressed = raw if lossless else int(_COMPRESSED.get(out_format, 1.0) * raw)
-    if out_format in ("jpeg", "webp", "bmp"):  # Pillow's own 4-byte (or 1-byte gray) image
+    if lossless:
+        compressed = raw
+    elif out_format == "jpeg":
+        compressed = int(_jpeg_compressed(out_quality, gray=oc == 1) * raw)
+    else:
+        compressed = int(_COMPRESSED.get(out_format, 1.0) * raw)
+    if out_format == "jpeg":  # OpenCV's: the channel-swapped copy of colour; its buffer,
+        # which grows by doubling, then NumPy's copy of it, then the joined file.  Measured
+        # on 4000x3000 upscaled noise at quality 100: the copy and 2.65 times the file
+        copies = (raw if oc > 1 else 0) + 3 * compressed
+    elif out_format in ("webp", "bmp"):  # Pillow's own 4-byte (or 1-byte gray) image
         copies = (4 if oc > 1 else 1) * t + (raw if oc != c else 0) + 2 * compressed
         if lossless:  # libwebp's lossless encoder (method 1): 27 B a pixel, measured on 4K
             copies += 30 * t  # noise, RGB and RGBA alike
@@ -446,6 +463,15 @@ def predict(
     leftover = 3 * big if upscaler.uint8_path and b == 1 and alpha else 0
     encode = c * b * p + held + leftover + encoder
     return ImageMemory(decode=int(decode), upscale=int(upscale), encode=int(encode))
+
+
+def _jpeg_compressed(quality: int | None, *, gray: bool) -> float:
+    """JPEG's compressed bytes per raw byte at most, at ``quality`` (None: the default)."""
+    from pocketsr_cli.imageio.planning import DEFAULT_QUALITY
+
+    q = DEFAULT_QUALITY if quality is None else quality
+    colour, mono = next((c, g) for top, c, g in _JPEG_COMPRESSED if q <= top)
+    return mono if gray else colour
 
 
 def predict_upscale(

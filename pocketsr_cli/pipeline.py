@@ -589,6 +589,7 @@ def predicted_need(
         out_format=plan.format,
         out_bit_depth=plan.bit_depth,
         out_lossless=plan.lossless,
+        out_quality=quality,
         file_bytes=file_bytes,
         upscaler=profile,
     ).peak

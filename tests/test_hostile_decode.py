@@ -910,6 +910,29 @@ def test_the_reported_kill_is_predicted() -> None:
     assert 5.8e9 < need.upscale < 12e9 and need.peak == need.upscale
 
 
+def test_a_jpeg_is_predicted_to_need_more_at_a_higher_quality(tmp_path: Path) -> None:
+    """A JPEG's file, which its encoder holds three times over, grows with ``--quality``
+    (upscaled noise: 0.35 of the raw bytes at 95, 0.70 at 100): the need a run admits an
+    image by follows the quality asked, 95 when none is."""
+    source = image(tmp_path / "a.jpg", size=(1000, 750))
+    header = read_header(source)
+    profile = memory.UpscalerMemory(uint8_path=True)
+
+    def need(quality: int | None) -> int:
+        return pipeline.predicted_need(
+            source,
+            header,
+            scale=4,
+            target=(4000, 3000),
+            requested=None,
+            profile=profile,
+            quality=quality,
+        )
+
+    assert need(None) == need(95) < need(98) < need(100)
+    assert need(100) > 145e6  # measured on upscaled noise (the bound test below): 145 MB
+
+
 PEAK_SCRIPT = """
 import json, sys
 from pathlib import Path
@@ -924,6 +947,7 @@ from pocketsr_cli.pipeline import NullReporter, Options, Variant, run, upscaler_
 from pocketsr_cli.weights.resolve import open_family
 
 model, source, out, fmt = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+quality = int(sys.argv[5]) if len(sys.argv) > 5 else None
 descriptor = open_family(model).load(4)
 upscaler = Upscaler(descriptor, compute_for(choose_device("cpu"), "auto", descriptor))
 naming = Naming(out, None, fmt=None if fmt == "same" else fmt)
@@ -935,10 +959,12 @@ need = predict(
     out_format=format_of_path(found[0].output),
     out_bit_depth=header.bit_depth, file_bytes=source.stat().st_size,
     upscaler=upscaler_memory(upscaler), out_lossless=header.lossless and fmt == "same",
+    out_quality=quality,
 ).peak
 start = current_rss_bytes()
 with PeakMemory() as peak:
-    summary = run(found, [Variant(upscaler)], Options(fmt=naming.fmt), NullReporter())
+    options = Options(fmt=naming.fmt, quality=quality)
+    summary = run(found, [Variant(upscaler)], options, NullReporter())
 result = summary.results[0]
 written = read_header(result.output).format if result.output and result.output.exists() else None
 print(json.dumps({"status": result.status, "error": result.error, "written": written,
@@ -950,8 +976,12 @@ print(json.dumps({"status": result.status, "error": result.error, "written": wri
 
 
 def _measure(tmp_path: Path, model: str, source: Path, fmt: str = "same") -> dict[str, Any]:
+    """What :data:`PEAK_SCRIPT` measures, written as ``fmt`` (``same``: the input's format;
+    ``jpeg@100``: at ``--quality`` 100)."""
+    fmt, _, quality = fmt.partition("@")
+    command = [PEAK_SCRIPT, model, str(source), str(tmp_path / "out"), fmt]
     done = subprocess.run(
-        [sys.executable, "-c", PEAK_SCRIPT, model, str(source), str(tmp_path / "out"), fmt],
+        [sys.executable, "-c", *command, *([quality] if quality else [])],
         capture_output=True,
         text=True,
         timeout=1800,
@@ -980,6 +1010,7 @@ def _measure(tmp_path: Path, model: str, source: Path, fmt: str = "same") -> dic
         (4, 8, ".png", "tiff", "lanczos", "photo"),
         (4, 8, ".png", "tiff", "lanczos", "noise"),  # Deflate stores noise, bytes and all
         (3, 16, ".png", "tiff", "bicubic", "noise"),  # 0.97 of the raw bytes; upscale peaks
+        (3, 8, ".png", "jpeg@100", "lanczos", "noise"),  # --quality 100: 0.7 of the raw bytes
         (3, 16, ".png", "same", "bicubic", "photo"),  # 16-bit: the float path, in tiles
         (3, 8, ".jpg", "same", "pocketsr-compact-x4", "photo"),
         (1, 8, ".png", "same", "pocketsr-compact-x4", "photo"),  # gray: float copies
