@@ -130,9 +130,11 @@ class ModelDescriptor:
             each pixel's chroma clamped into the input's around it; None: as drawn.
         seamless_overlap: the smallest tile overlap (input pixels) whose tiles give the
             untiled result to within a level or two (the manifest's ``overlap`` hint,
-            measured): the receptive field a tile needs past its core, twice over since
-            the feather reaches half the overlap into it.  The upscaler warns when an
-            image is cut into tiles with less.  None: not known.
+            measured; else, for a community file, the one measured for its architecture,
+            ``weights.community.measured_overlap``): the receptive field a tile needs
+            past its core, twice over since the feather reaches half the overlap into
+            it.  The upscaler warns when an image is cut into tiles with less.  None:
+            not known.
     """
 
     name: str

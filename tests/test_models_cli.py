@@ -1270,6 +1270,25 @@ def test_import_ncnn_stores_the_converted_weights_exactly(
         torch.testing.assert_close(desc.module(x), spandrel_output(converted, x), rtol=0, atol=0)
 
 
+def test_an_ncnn_import_of_x4plus_records_the_overlap_measured_for_it(
+    tmp_path: Path, home: Path
+) -> None:
+    """Real-ESRGAN x4plus converted from ncnn (RRDBNet, 23 blocks) was imported without an
+    overlap and ran with 16, 11 levels off at seams; its manifest now states the 40
+    measured for the architecture (``models info``), and a network not measured
+    (realesr-general-x4v3's 32 convolutions) states none."""
+    sd = esrgan_state(nf=4, gc=32, nb=23, num_up=2)
+    param, bin_ = save(tmp_path, write_esrgan(sd, nb=23, num_up=2, fp16=True), "x4plus")
+    assert invoke("models", "import-ncnn", str(param), str(bin_), "--name", "t").exit_code == 0
+    sd = srvgg_state(nf=4, num_conv=32, scale=4)
+    param, bin_ = save(tmp_path, write_srvgg(sd, num_conv=32, scale=4, fp16=True), "general")
+    assert invoke("models", "import-ncnn", str(param), str(bin_), "--name", "g").exit_code == 0
+    (info,) = json_lines(invoke("models", "info", "t", "--json"))
+    assert info["hints"]["overlap"] == 40
+    (info,) = json_lines(invoke("models", "info", "g", "--json"))
+    assert info["hints"]["overlap"] is None
+
+
 def test_import_ncnn_scans_the_weights_for_nan_once(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -30,10 +30,12 @@ from _zoo import (
     use_home,
     write_manifest,
 )
+from test_ncnn import esrgan_state
 from torch import nn
 
 from pocketsr_cli.descriptor import Tiling
 from pocketsr_cli.errors import ModelError, UnsafePickleError
+from pocketsr_cli.inference import own_overlap
 from pocketsr_cli.manifest import Hints, ModelSpec, bundled_dir
 from pocketsr_cli.registry import FAMILIES, Family
 from pocketsr_cli.weights import trust, verify
@@ -275,6 +277,60 @@ def test_manifest_must_describe_its_weights(home: Path, weights_bytes: bytes) ->
     replace_spec(spec, meta=dataclass_replace(spec.meta, params=7))
     with pytest.raises(ModelError, match="manifest does not describe this file"):
         resolve_model("tiny")
+
+
+def esrgan(num_blocks: int, scale: int = 4, shuffle: int | None = None) -> dict[str, Any]:
+    """A spandrel ESRGAN (old-arch RRDBNet) state dict with 4 features: the blocks of
+    Real-ESRGAN x4plus at a quarter of its parameters; ``shuffle``: pixel-unshuffled input
+    (x2plus: ``shuffle=2`` on a x4 network)."""
+    import_spandrel()
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    torch.manual_seed(0)
+    in_nc = 3 * (shuffle or 1) ** 2
+    net = ESRGAN(in_nc=in_nc, num_filters=4, num_blocks=num_blocks, scale=scale)
+    return net.state_dict()
+
+
+@pytest.mark.parametrize(
+    ("make", "overlap"),
+    [
+        pytest.param(lambda: esrgan(23), 40, id="esrgan-23-blocks-x4"),
+        pytest.param(  # Real-ESRGAN's own keys, as the ncnn conversion writes them
+            lambda: esrgan_state(nf=4, gc=32, nb=23, num_up=2), 40, id="rrdbnet-23-blocks-x4"
+        ),
+        pytest.param(lambda: esrgan(22), None, id="esrgan-22-blocks"),
+        pytest.param(lambda: esrgan(23, scale=2), None, id="esrgan-23-blocks-x2"),
+        pytest.param(lambda: esrgan(23, shuffle=2), None, id="esrgan-x2plus-unshuffle"),
+        pytest.param(lambda: compact_state(scale=4, num_conv=16), 16, id="srvgg-16-x4"),
+        pytest.param(lambda: compact_state(scale=2, num_conv=16), 16, id="srvgg-16-x2"),
+        pytest.param(lambda: compact_state(scale=4, num_conv=32), None, id="srvgg-32"),
+        pytest.param(lambda: compact_state(scale=2, num_conv=1), None, id="srvgg-1"),
+    ],
+)
+def test_a_community_file_gets_the_overlap_measured_for_its_architecture(
+    make: Any, overlap: int | None
+) -> None:
+    """A weights file states no overlap, so ``-m FILE`` (and an import) ran Real-ESRGAN
+    x4plus's network with the default 16, 11 levels off at seams, without a warning.  The
+    architectures measured get their overlap whatever their width; the others none."""
+    desc = descriptor_from_state_dict(make(), "community")
+    assert desc.seamless_overlap == overlap
+    if overlap is not None:
+        assert own_overlap(desc) == max(16, overlap)
+
+
+def test_a_manifest_overlap_wins_over_the_measured_one_which_a_manifest_without_gets(
+    home: Path,
+) -> None:
+    """A model imported before its architecture's overlap was measured has none in its
+    manifest, and gets the measured one; an overlap the manifest states is taken."""
+    folder = user_models_dir()
+    data = save_safetensors(folder / "w.safetensors", compact_state(scale=2, num_conv=16))
+    write_manifest(folder, "old", data, file="w.safetensors")
+    write_manifest(folder, "stated", data, file="w.safetensors", hints=Hints(overlap=24))
+    assert resolve_model("old").seamless_overlap == 16
+    assert resolve_model("stated").seamless_overlap == 24
 
 
 def dataclass_replace(obj: Any, **changes: Any) -> Any:

@@ -8,6 +8,11 @@ stand-in module is put in ``sys.modules`` for the duration of ``import spandrel`
 the two architectures bind its functions, which raise a clear error if either is ever run,
 and the stand-in is gone again before :func:`import_spandrel` returns, so nothing else in
 the process sees a fake torchvision.  With a real torchvision installed nothing is replaced.
+
+A community weights file carries no tile overlap (nor a manifest, given as ``-m FILE``),
+so the overlap its tiles need is looked up by architecture (:data:`MEASURED_OVERLAPS`):
+the networks whose seams have been measured get the overlap found for them, every other
+one none (and runs with the default 16).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import enum
 import sys
 import types
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pocketsr_cli.descriptor import ModelDescriptor, SizeRequirements, Tiling
@@ -39,6 +45,52 @@ class _InterpolationMode(enum.Enum):
     NEAREST = "nearest"
     BILINEAR = "bilinear"
     BICUBIC = "bicubic"
+
+
+@dataclass(frozen=True)
+class MeasuredOverlap:
+    """The tile overlap measured for one community architecture shape.
+
+    Attributes:
+        architecture: spandrel's architecture id (``ESRGAN``, ``Compact``).
+        shape: the hyper-parameters (spandrel's ``model.hyperparameters``) that fix the
+            receptive field, each as measured; the others (channel widths, activation)
+            change the weights, not how far a pixel sees.
+        overlap: the smallest ``--tile-overlap`` whose tiles came within 2 levels (largest
+            difference) and 1 (99.9th percentile) of the untiled result.
+    """
+
+    architecture: str
+    shape: Mapping[str, Any]
+    overlap: int
+
+
+# scripts/tile_seams.py, fp32 on the CPU, largest/99.9th-percentile 8-bit levels off the
+# untiled result (photo crops and noise).  Other shapes are not measured and get no hint:
+# ESRGAN with other block counts or pixel-unshuffle (x2plus runs its blocks at half the
+# input's resolution, so it sees twice as far), SRVGG with 32 convolutions
+# (realesr-general-x4v3).
+MEASURED_OVERLAPS: tuple[MeasuredOverlap, ...] = (
+    # Real-ESRGAN x4plus (RRDBNet, 23 blocks), as converted from ncnn: 16 11/4, 24 4/2,
+    # 32 6/2, 40 2/1, 48 1/1 (the realesrgan-x4plus manifest states the same 40).
+    MeasuredOverlap(
+        "ESRGAN", {"num_blocks": 23, "scale": 4, "shuffle_factor": None, "plus": False}, 40
+    ),
+    # SRVGG compact with 16 convolutions: Real-ESRGAN animevideov3 (noise: 8 17/6, 12 3/1,
+    # 16 1/1), and pocketsr-compact x4 and x2 (their manifests: 12 up to 6, 16 within 2).
+    MeasuredOverlap("Compact", {"num_conv": 16}, 16),
+)
+
+
+def measured_overlap(architecture: str, hyperparameters: Mapping[str, Any]) -> int | None:
+    """The tile overlap measured for spandrel ``architecture`` built with these
+    ``hyperparameters`` (:data:`MEASURED_OVERLAPS`), or None: not measured."""
+    for m in MEASURED_OVERLAPS:
+        if m.architecture == architecture and all(
+            k in hyperparameters and hyperparameters[k] == v for k, v in m.shape.items()
+        ):
+            return m.overlap
+    return None
 
 
 def _unavailable(*_args: Any, **_kwargs: Any) -> Any:
@@ -97,7 +149,8 @@ def import_spandrel() -> ModuleType:
 
 def load_spandrel(state_dict: Mapping[str, torch.Tensor], name: str) -> ModelDescriptor:
     """The RGB -> RGB image model spandrel recognises in ``state_dict``, as a descriptor
-    of family ``spandrel:<architecture id>``.
+    of family ``spandrel:<architecture id>``, with the tile overlap measured for its
+    architecture (:func:`measured_overlap`) as its ``seamless_overlap``.
 
     Raises:
         ModelError: spandrel knows no such architecture, cannot build it, or it is not a
@@ -133,4 +186,7 @@ def load_spandrel(state_dict: Mapping[str, torch.Tensor], name: str) -> ModelDes
         # A hint spandrel may add later is taken as the default, not refused.
         tiling=Tiling.__members__.get(desc.tiling.name, Tiling.SUPPORTED),
         params=sum(p.numel() for p in module.parameters()),
+        seamless_overlap=measured_overlap(
+            desc.architecture.id, getattr(module, "hyperparameters", None) or {}
+        ),
     )

@@ -712,8 +712,11 @@ def build_from_spec(
     must fit; several files are merged by the family first); ``spandrel:<id>`` models are
     built by spandrel from the weights, which must be of that architecture.  The manifest's
     hints can only restrict what the network itself allows (a manifest may mark fp16
-    unsafe, not make it safe); its ``default_tile`` is passed on.  A pickle that needs code
-    to load is read through its safetensors copy, made now if ``trust_pickle``.
+    unsafe, not make it safe); its ``default_tile`` is passed on, and its ``overlap`` wins
+    over the one measured for a community architecture (``community.measured_overlap``),
+    which a manifest that states none (one imported before that was measured) still gets.
+    A pickle that needs code to load is read through its safetensors copy, made now if
+    ``trust_pickle``.
 
     Raises:
         ModelError: unknown family, missing weights, weights that do not fit the manifest
@@ -760,7 +763,7 @@ def build_from_spec(
         default_tile=h.default_tile,
         mean_anchor=h.mean_anchor,
         chroma_guard=h.chroma_guard,
-        seamless_overlap=h.overlap,
+        seamless_overlap=desc.seamless_overlap if h.overlap is None else h.overlap,
         sha256=_combined_digest(digests),
     )
 
