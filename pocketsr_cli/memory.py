@@ -382,9 +382,9 @@ def predict(
       and the tiles' working set; then the resize to ``target``, with the result still
       held;
     - encode: the result at ``target`` and the encoder's copies (Pillow's own image, the
-      channel-swapped copy OpenCV encodes, TIFF's differenced samples), plus the
-      compressed bytes two or three times, and what the 8-bit path's resampler left in the
-      heap of the thread that upscaled.
+      channel-swapped copy OpenCV encodes, one TIFF strip), plus the compressed bytes two
+      or three times, and what the 8-bit path's resampler left in the heap of the thread
+      that upscaled.
     """
     w, h = size
     p = w * h
@@ -456,9 +456,12 @@ def predict(
         # 4000x3000 noise (what encode_png allocated, less the swapped copy), times the
         # file: RGB 1.87-1.93, RGBA 1.33-1.44, gray 1.51-1.65, 16-bit RGB 1.87-1.89
         copies = (4 * raw if oc == 2 else raw if oc > 1 else 0) + 3 * compressed
-    else:  # TIFF: differenced samples, compressed strips, the joined file.  Measured on
-        # 4000x3000 (RGB and RGBA, 8 and 16 bits, photo and noise): these at most
-        copies = raw + 2 * compressed
+    else:  # TIFF: the compressed strips and the joined file, and one strip (1 MiB) in
+        # flight: differenced, its bytes, deflated.  Measured on 4000x3000 noise (what
+        # encode_tiff allocated, tracemalloc's peak): twice the file and 1 MB more, RGB,
+        # RGBA, gray and 16-bit RGB alike (3.02 times the raw bytes while it differenced
+        # the whole image before its strips)
+        copies = 2 * compressed + (3 << 20)
     encoder = convert + copies
     # On the 8-bit path an image with alpha is resampled band by band (Pillow has no mode
     # for it); what that freed, malloc keeps in the heap of the thread that upscaled, and

@@ -11,6 +11,7 @@ import os
 import struct
 import sys
 import time
+import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -635,6 +636,31 @@ def test_16bit_tiff_extra_sample_marked_unspecified_is_not_alpha(
     pixels = read_image(path).pixels
     np.testing.assert_array_equal(pixels, stored[:, :, :-1])
     assert probe(path)[2] is False
+
+
+@pytest.mark.parametrize(("channels", "dtype"), [(4, np.uint8), (1, np.uint8), (3, np.uint16)])
+def test_a_tiff_is_differenced_strip_by_strip(channels: int, dtype: type[np.integer]) -> None:
+    """The encoder differenced a copy of the whole image for the predictor before it
+    deflated its strips: 48 MB more for 4000x3000 RGBA.  Now it holds the strips and the
+    joined file (twice the file, on noise) and one strip in flight, and the file still
+    reads back exactly with another decoder."""
+    from pocketsr_cli.imageio.tiff import _TIFF_STRIP_BYTES, encode_tiff
+
+    top = np.iinfo(dtype).max + 1  # noise: Deflate stores it, the file is the raw bytes
+    width = 6000 // (channels * np.dtype(dtype).itemsize)  # 9 MB, 1500 rows of 6000 bytes
+    pixels = np.random.default_rng(5).integers(0, top, (1500, width, channels), dtype)
+    tracemalloc.start()
+    try:
+        data = encode_tiff(pixels, imageio.Metadata())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 2 * len(data) + 4 * _TIFF_STRIP_BYTES, (peak, len(data))
+    if dtype == np.uint8:  # (OpenCV's reader premultiplies 8-bit alpha)
+        read = np.asarray(Image.open(io.BytesIO(data))).reshape(pixels.shape)
+    else:  # (Pillow's reads no 16-bit RGB)
+        read = decode_opencv(data)
+    np.testing.assert_array_equal(read, pixels)
 
 
 def _raw_tiff_16(pixels: np.ndarray, photometric: int, extra: tuple[int, ...]) -> bytes:
