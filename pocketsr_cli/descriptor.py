@@ -109,8 +109,9 @@ class ModelDescriptor:
         max_tile: the largest tile side ``--tile auto`` picks on any device (a model
             trained on, or quadratic in, its window: attention); None: no limit of its own.
         image_stats: optional hook computing statistics of the *whole* input (for example
-            per-channel mean/std for colour matching); the result is passed to every tile so
-            that tiles are treated identically.
+            per-channel mean/std for colour matching, AdcSR; a global attention's sums,
+            taken when a tile first needs them, pocketsr's nano); the result is passed to
+            every tile so that tiles are treated identically.
         params: number of parameters (0 for parameter-free resamplers).
         sha256: lowercase hex SHA-256 of the weights file it was built from, when known
             (a registry model's manifest records it; a weights file given by path is

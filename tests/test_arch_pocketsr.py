@@ -21,11 +21,13 @@ from pocketsr_cli.archs.pocketsr import (
 )
 from pocketsr_cli.archs.pocketsr.blocks import LinearAttention
 from pocketsr_cli.archs.pocketsr.lited import SubPixelHead, antilattice_taps
+from pocketsr_cli.archs.pocketsr.stats import image_sums, smallest_window
 from pocketsr_cli.registry import detect_family
 from pocketsr_cli.train.anneal import AnnealedBlock, replace_block, swappable_blocks
 from pocketsr_cli.train.taps import feature_taps, tap_channels, tap_names
 from pocketsr_cli.weights.load import descriptor_from_state_dict
 
+MODELS = Path(__file__).resolve().parents[1] / "models"
 PRESETS = sorted(CONFIGS)
 LATENT = [p for p in PRESETS if not CONFIGS[p].pixel]  # LiteED layout (pix: test_pix.py)
 SCALES = (2, 4)
@@ -353,3 +355,110 @@ def test_registry_builds_from_manifest_params() -> None:
     model = family.build({"preset": "nano"}, 2)
     assert isinstance(model, PocketSR) and model.scale == 2
     assert model.config == CONFIGS["nano"]
+
+
+# --- image-wide attention statistics (stats.py) -------------------------------------------
+
+GLOBAL = [p for p in PRESETS if CONFIGS[p].global_attention]
+
+
+def _padded_like_the_tiler(x: torch.Tensor, m: int) -> torch.Tensor:
+    """What the tiler runs an unframed image as: reflected at the bottom and right."""
+    return F.pad(x, (0, -x.shape[-1] % m, 0, -x.shape[-2] % m), mode="reflect")
+
+
+def test_global_attention_presets_are_the_ones_with_image_stats() -> None:
+    assert GLOBAL and "nano" in GLOBAL and "base" not in GLOBAL  # base: a 9-px window
+    for preset in PRESETS:
+        model = build(preset, 2)
+        assert (model.image_stats is not None) == (preset in GLOBAL), preset
+        desc = descriptor_from_state_dict(model.state_dict(), preset)
+        assert (desc.image_stats is not None) == (preset in GLOBAL), preset
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("preset", GLOBAL)
+def test_image_sums_taken_in_windows_are_the_whole_images(preset: str, scale: int) -> None:
+    """Window by window, each adding only the cells it holds the receptive field of, the
+    sums come out as the whole (padded) image's: the reach is not underestimated."""
+    model = _randomized(build(preset, scale), seed=2)
+    attn = model.unet.mid.attn
+    assert isinstance(attn, LinearAttention)
+    image = torch.rand(1, 3, 139, 117, generator=torch.Generator().manual_seed(3))
+    least = smallest_window(model)
+    with torch.no_grad():
+        whole = attn.sums(model.lowest_features(_padded_like_the_tiler(image, model.multiple_of)))
+        for window in ((least, least), (least + model.multiple_of, least + 40)):
+            parts = image_sums(model, image, window)
+            assert parts.count == whole.count
+            assert torch.allclose(parts.kv, whole.kv, rtol=1e-5, atol=1e-6 * whole.count)
+            assert torch.allclose(parts.k, whole.k, rtol=1e-5, atol=1e-6 * whole.count)
+
+
+def test_a_window_that_holds_the_whole_image_attends_to_itself() -> None:
+    """The untiled result does not change: a window holding the whole image (padded by
+    the pad ensemble, or turned by flip8) ignores the statistics, bit for bit, and takes
+    no statistics pass."""
+    model = _randomized(build("nano", 2), seed=4)
+    image = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        stats = model.image_stats(image)  # type: ignore[misc]
+        assert torch.equal(model(image, stats), model(image))
+        padded = F.pad(image, (4, 4, 4, 4), mode="reflect")
+        assert torch.equal(model(padded, stats), model(padded))
+        turned = image.rot90(1, (-2, -1)).contiguous()
+        assert torch.equal(model(turned, stats), model(turned))
+    assert stats._sums == {}
+
+
+def test_a_tile_with_the_image_statistics_is_the_whole_image_inside() -> None:
+    """A window of an image, given the image's statistics, computes what the whole image
+    does away from its borders; without them (training's crops) it attends to itself.
+    The bundled nano-x2 weights: random ones attend too faintly to tell."""
+    from safetensors.torch import load_file
+
+    model = build("nano", 2)
+    model.load_state_dict(load_file(MODELS / "pocketsr-nano-x2.safetensors"))
+    model.eval()
+    noise = torch.rand(1, 3, 256, 320, generator=torch.Generator().manual_seed(6))
+    image = 0.3 * noise + 0.7 * torch.linspace(0, 1, 320).view(1, 1, 1, 320)  # uneven
+    top, left, side, keep = 64, 96, 160, 48  # keep: LR pixels compared around the centre
+    crop = image[:, :, top : top + side, left : left + side]
+    lo, hi = side - keep, side + keep  # the centre's output pixels (x2)
+    with torch.no_grad():
+        whole = model(image)[..., 2 * top :, 2 * left :][..., lo:hi, lo:hi]
+        alone = model(crop)[..., lo:hi, lo:hi]
+        shared = model(crop, model.image_stats(image))[..., lo:hi, lo:hi]  # type: ignore[misc]
+    assert (shared - whole).abs().max() < 1e-5
+    assert (alone - whole).abs().max() > 5 / 255  # what the statistics mend
+
+
+def test_the_statistics_pass_runs_in_windows_no_larger_than_the_tile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pass is a prefix of a tile's own pass on windows no larger than the tile (nor
+    smaller than the smallest window), so it needs less memory than the tile the tiler
+    sized; and it runs once per image, in the first tile."""
+    model = _randomized(build("nano", 2), seed=7)
+    seen: list[tuple[int, int]] = []
+    descend = model.lowest_features
+
+    def watched(x: torch.Tensor) -> torch.Tensor:
+        seen.append((x.shape[-2], x.shape[-1]))
+        return descend(x)
+
+    monkeypatch.setattr(model, "lowest_features", watched)
+    image = torch.rand(1, 3, 150, 170)
+    stats = model.image_stats(image)  # type: ignore[misc]
+    tile = torch.rand(2, 3, 136, 128)
+    with torch.no_grad():
+        model(tile, stats)
+        count = len(seen)
+        model(tile, stats)
+    assert count > 1 and len(seen) == count  # taken once, in windows
+    assert all(h <= 136 and w <= 128 for h, w in seen)
+    seen.clear()
+    with torch.no_grad():
+        model(torch.rand(1, 3, 64, 64), model.image_stats(image))  # type: ignore[misc]
+    least = smallest_window(model)
+    assert max(max(s) for s in seen) == least and least > 64

@@ -322,9 +322,7 @@ def test_the_default_overlap_is_each_bundled_models_own() -> None:
     against the untiled run), and the default overlap (auto: None in the API and the
     factory) is the model's own, never below the fixed 16 of earlier versions: the default
     settings draw no seams and warn of none, and realesrgan-x4plus, which needs 40 (11
-    levels off at seams with 16, 6 with 32), gets it.  pocketsr-nano-x2 states none: its
-    image-wide attention makes tiles differ by a few levels whatever the overlap (its
-    card)."""
+    levels off at seams with 16, 6 with 32), gets it."""
     import inspect
 
     import pocketsr_cli
@@ -338,7 +336,7 @@ def test_the_default_overlap_is_each_bundled_models_own() -> None:
     for path in BUNDLED:
         spec = parse_manifest(path, "bundled")
         shipped = all((path.parent / w.file).is_file() for w in spec.weight_files)
-        if shipped and spec.name != "pocketsr-nano-x2":  # (the others are downloaded)
+        if shipped:  # (the others are downloaded)
             assert spec.hints.overlap is not None, spec.name
         desc = ModelDescriptor(
             spec.name, "test", nn.Identity(), scale=4, seamless_overlap=spec.hints.overlap

@@ -260,3 +260,22 @@ def test_a_default_run_of_the_default_model_records_what_earlier_versions_did(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert '"status": "skipped"' in result.stdout and "other settings" not in result.stderr
+
+
+def test_nano_x2s_tiles_attend_with_the_whole_image() -> None:
+    """pocketsr-nano-x2's lowest level attends over its whole input: each tile, given the
+    whole image's attention statistics (``archs/pocketsr/stats.py``), gives the untiled
+    result at the default overlap; alone, tiles were 5-13 levels off whatever the
+    overlap.  (That the untiled result is unchanged: ``test_arch_pocketsr.py``.)"""
+    noise = np.random.default_rng(7).integers(0, 256, (96, 120, 3))
+    image = (make_photo_like(96, 120, seed=4) * 0.6 + noise * 0.4).astype(np.uint8)
+    warnings: list[str] = []
+    tiled = pocketsr_cli.Upscaler(
+        model="pocketsr-nano-x2", device="cpu", tile=64, on_warning=warnings.append
+    )
+    whole = pocketsr_cli.Upscaler(model="pocketsr-nano-x2", device="cpu", tile=0)
+    untiled = whole.upscale(image)
+    diff = np.abs(tiled.upscale(image).astype(int) - untiled)
+    assert diff.max() <= 2, diff.max()
+    assert np.percentile(diff, 99.9) <= 1
+    assert warnings == []

@@ -13,7 +13,8 @@ Public API:
 
 Training reaches inside the network from ``train/`` (feature taps in ``train.taps``, the
 blocks annealing swaps in ``train.anneal``).  See ``network.py`` for the data flow and
-``lited.py`` for the upsampling choices, ``pixel.py`` for the pixel-space layout.
+``lited.py`` for the upsampling choices, ``pixel.py`` for the pixel-space layout, and
+``stats.py`` for the whole image's attention statistics every tile of an image shares.
 """
 
 from pocketsr_cli.archs.pocketsr.config import CONFIGS, PocketSRConfig

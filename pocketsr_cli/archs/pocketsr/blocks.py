@@ -9,6 +9,8 @@ make the output depend on how the image was tiled.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -72,11 +74,16 @@ class LinearAttention(nn.Module):
     but the local form keeps a ``d x d`` matrix per pixel and head, about fifteen passes
     over a tensor of ``heads * d * d`` channels: 0.3-0.4 s per 4K output for nano on a
     2-core CPU, against milliseconds for the global form.  The global form makes the
-    output depend (mildly) on the tile the model is shown, which the tiler's feathering
-    hides; the local one does not.
+    output depend on the tile the model is shown (5-14 levels for nano-x2) unless it is
+    given the whole image's sums, as the tiler does (below); the local one does not.
 
     The statistics are computed in float32 whatever the input dtype, so fp16/bf16
     inference cannot overflow here.
+
+    Image-wide statistics: the global form may be given ``sums`` (:class:`AttentionSums`,
+    from :meth:`sums` over every pixel of the whole image's lowest level, taken window by
+    window), and then uses their means in place of the input's own, so that every tile of
+    an image attends as the whole image does (``stats.ImageAttention``).
     """
 
     def __init__(self, channels: int, heads: int, window: int) -> None:
@@ -88,15 +95,42 @@ class LinearAttention(nn.Module):
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sums: AttentionSums | None = None) -> torch.Tensor:
+        """``x`` plus attention over it; with ``sums`` (global form only) the keys and
+        values are those ``sums`` were taken over instead of ``x``'s own."""
+        n, c, h, w = x.shape
+        if sums is not None and self.window:
+            raise ValueError("image-wide sums apply to global attention (window 0) only")
+        q, k, v = self._qkv(x)
+        if self.window:
+            out = self._local(q, k, v)
+        elif sums is None:
+            out = self._global(q, k, v)
+        else:
+            out = self._attend(q, *sums.means(q.device))
+        return x + self.proj(out.reshape(n, c, h, w).to(x.dtype))
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``phi(q)``, ``phi(k)`` and ``v`` of ``x``, float32, ``(n, heads, d, h, w)``."""
         n, c, h, w = x.shape
         heads, d = self.heads, c // self.heads
         q, k, v = self.qkv(x).float().chunk(3, dim=1)
         q = F.elu(q).add_(1).view(n, heads, d, h, w)
         k = F.elu(k).add_(1).view(n, heads, d, h, w)
         v = v.reshape(n, heads, d, h, w)
-        out = self._global(q, k, v) if self.window == 0 else self._local(q, k, v)
-        return x + self.proj(out.reshape(n, c, h, w).to(x.dtype))
+        return q, k, v
+
+    def sums(self, x: torch.Tensor) -> AttentionSums:
+        """The sums over every pixel of ``x`` (``(n, C, h, w)``: all ``n`` count) that
+        global attention takes its means of, in float64 on the host."""
+        _, k, v = self._qkv(x)
+        n, heads, d, h, w = k.shape
+        k = k.transpose(0, 1).reshape(heads, d, n * h * w)
+        v = v.transpose(0, 1).reshape(heads, d, n * h * w)
+        kv = torch.bmm(k, v.transpose(1, 2))  # (heads, d, d): sum phi(k) v^T
+        # Added up on the host: float64 is not on every device (MPS).
+        kv64, k64 = (t.to("cpu", torch.float64) for t in (kv, k.sum(dim=2)))
+        return AttentionSums(kv64, k64, n * h * w)
 
     @staticmethod
     def _global(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -106,6 +140,16 @@ class LinearAttention(nn.Module):
         z = k.mean(dim=2, keepdim=True)  # (nh, d, 1)
         num = torch.bmm(kv.transpose(1, 2), q)  # (nh, d, hw)
         den = (q * z).sum(dim=1, keepdim=True)
+        return num / (den + 1e-6)
+
+    @staticmethod
+    def _attend(q: torch.Tensor, kv: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Global attention of ``q`` ``(n, heads, d, h, w)`` with given means ``kv``
+        ``(heads, d, d)`` of ``phi(k) v^T`` and ``z`` ``(heads, d)`` of ``phi(k)``."""
+        n, heads, d, h, w = q.shape
+        q = q.reshape(n, heads, d, h * w)
+        num = torch.matmul(kv.transpose(1, 2), q)  # (n, heads, d, hw), kv broadcast over n
+        den = (q * z.unsqueeze(-1)).sum(dim=2, keepdim=True)
         return num / (den + 1e-6)
 
     def _local(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -119,6 +163,27 @@ class LinearAttention(nn.Module):
         num = (q.unsqueeze(3) * kv).sum(dim=2)
         den = (q * z).sum(dim=2, keepdim=True)
         return num / (den + 1e-6)
+
+
+@dataclass(frozen=True)
+class AttentionSums:
+    """What global linear attention takes the mean of, summed over ``count`` pixels:
+    ``kv`` ``(heads, d, d)``, the sum of ``phi(k) v^T``, and ``k`` ``(heads, d)``, the sum
+    of ``phi(k)``; float64 on the host, so that sums of many windows add up without loss."""
+
+    kv: torch.Tensor
+    k: torch.Tensor
+    count: int
+
+    def __add__(self, other: AttentionSums) -> AttentionSums:
+        return AttentionSums(self.kv + other.kv, self.k + other.k, self.count + other.count)
+
+    def means(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The means of ``phi(k) v^T`` and of ``phi(k)``, float32 on ``device``."""
+        return (
+            (self.kv / self.count).float().to(device),
+            (self.k / self.count).float().to(device),
+        )
 
 
 def _box_mean(t: torch.Tensor, radius: int, dim: int) -> torch.Tensor:

@@ -36,7 +36,8 @@ class PocketSRConfig:
         expand: hidden width of ``"dw"`` blocks as a multiple of their width.
         attn_heads: heads of the linear-attention block at the lowest level; 0 = none.
         attn_window: side of the attention's neighbourhood in lowest-level pixels (odd);
-            0 = the whole input (cheap; see ``blocks.LinearAttention`` for the trade-off).
+            0 = the whole input (cheap; see ``blocks.LinearAttention`` for the trade-off;
+            tiles then attend with the whole image's statistics, ``stats.py``).
         dec_widths: LiteED decoder: one stage per x2 step from the latent back to LR
             resolution, so ``len(dec_widths) == log2(unshuffle)``.
         dec_depth: 3x3 convolutions per decoder stage after its upsampling.
@@ -88,6 +89,28 @@ class PocketSRConfig:
         """Input sides must be multiples of this at ``scale``."""
         m = self.multiple_of
         return m // math.gcd(m, scale) if self.pixel else m
+
+    @property
+    def global_attention(self) -> bool:
+        """Whether the lowest level attends over its whole input (``attn_window`` 0)."""
+        return self.attn_heads > 0 and self.attn_window == 0
+
+    def attention_reach(self, scale: int) -> int:
+        """How far, in input pixels, the lowest level's features (what its attention
+        reads) reach past their own cell: the receptive-field radius of the encoder, the
+        way down and the lowest level's blocks, rounded up.  A window that reaches this far
+        past a region gives that region's lowest-level features as the whole image does."""
+        reach = {"res": 2, "dw": 1}  # 3x3 convolutions per block
+        pitch = self.unshuffle  # the U-Net's grid pitch, in pixels of its encoder's input
+        radius = pitch + (1 if self.pixel else 2) * pitch  # the cell, the encoder's convs
+        for i in range(self.levels):
+            radius += self.depths[i] * reach[self.kinds[i]] * pitch
+            if i < self.levels - 1:
+                radius += pitch  # the strided 3x3 down to the next level
+                pitch *= 2
+        if self.pixel:  # the encoder reads the bicubic upsampling (4 taps) of the input
+            return -(-radius // scale) + 2
+        return radius
 
     def problems(self) -> list[str]:
         """Human-readable reasons why this config cannot be built (empty when fine)."""

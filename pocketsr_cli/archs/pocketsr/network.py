@@ -22,7 +22,7 @@ trace in the shapes either, so it is recorded in ``pocketsr_arch`` as a fifth en
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from itertools import pairwise
 from typing import Any, cast
 
@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from pocketsr_cli.archs.pocketsr.blocks import (
+    AttentionSums,
     Downsample,
     LinearAttention,
     Upsample,
@@ -39,6 +40,7 @@ from pocketsr_cli.archs.pocketsr.config import CONFIGS, PocketSRConfig
 from pocketsr_cli.archs.pocketsr.detection import ARCH_KEY, FORMAT_VERSION
 from pocketsr_cli.archs.pocketsr.lited import DecoderStage, LiteEncoder, SubPixelHead
 from pocketsr_cli.archs.pocketsr.pixel import PixelEncoder, PixelHead, upsample
+from pocketsr_cli.archs.pocketsr.stats import ImageAttention
 
 
 def _blocks(kind: str, channels: int, depth: int, expand: int) -> nn.Sequential:
@@ -101,19 +103,29 @@ class UNet(nn.Module):
             UpLevel(k[i], w[i], w[i + 1], d[i], e) for i in range(cfg.levels - 1)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for down in self.down_levels():
-            x = down.blocks(x)
-            skips.append(x)
-            x = down.downsample(x)
-        x = self.mid.blocks(x)
-        if self.mid.attn is not None:
+    def forward(self, x: torch.Tensor, sums: AttentionSums | None = None) -> torch.Tensor:
+        """The U-Net on ``x``; ``sums``: the image-wide sums its global attention uses
+        instead of ``x``'s own (``stats.ImageAttention``)."""
+        skips: list[torch.Tensor] = []
+        x = self.descend(x, skips)
+        if sums is not None:
+            x = cast(LinearAttention, self.mid.attn)(x, sums)
+        elif self.mid.attn is not None:
             x = self.mid.attn(x)
         ups = self.up_levels()
         for i in reversed(range(len(ups))):
             x = ups[i].blocks(ups[i].upsample(x) + skips[i])
         return x
+
+    def descend(self, x: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The way down and the lowest level's blocks: what its attention reads.  Each
+        level's output before its downsampling is appended to ``skips`` when given."""
+        for down in self.down_levels():
+            x = down.blocks(x)
+            if skips is not None:
+                skips.append(x)
+            x = down.downsample(x)
+        return cast(torch.Tensor, self.mid.blocks(x))
 
     def down_levels(self) -> list[DownLevel]:
         """``down`` with its element type (a ModuleList forgets it)."""
@@ -179,20 +191,41 @@ class PocketSR(nn.Module):
         """Smallest input side (one pixel at the lowest U-Net level)."""
         return self.multiple_of
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, stats: ImageAttention | None = None) -> torch.Tensor:
+        """Upscale ``x``.  Without ``stats`` it is the whole input (training's crops, a
+        whole image); with ``stats`` from :meth:`image_stats` it is a window of that image,
+        whose global attention then uses the whole image's statistics."""
         m = self.multiple_of
         if x.shape[-2] % m or x.shape[-1] % m:
             raise ValueError(
                 f"input sides must be multiples of {m}, got {tuple(x.shape[-2:])} "
                 "(pad the input; the tiler does this from the model's size requirements)"
             )
+        sums = None
+        global_attention = isinstance(self.unet.mid.attn, LinearAttention)  # (not annealed)
+        if stats is not None and global_attention and self.config.global_attention:
+            sums = stats.sums_for(self, x)
         if self.config.pixel:
             up = upsample(x, self.scale)
-            return self.head(self.unet(self.encoder(up)), up)
-        h = self.unet(self.encoder(x))
+            return self.head(self.unet(self.encoder(up), sums), up)
+        h = self.unet(self.encoder(x), sums)
         for stage in self.decoder:
             h = stage(h)
         return self.head(h, x)
+
+    def lowest_features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the lowest level's attention reads for input ``x`` (sides multiples of
+        :attr:`multiple_of`): the encoder, the way down, the lowest blocks."""
+        return self.unet.descend(self.encoder(upsample(x, self.scale) if self.config.pixel else x))
+
+    @property
+    def image_stats(self) -> Callable[[torch.Tensor], ImageAttention] | None:
+        """The tiler's statistics hook (``ModelDescriptor.image_stats``): for a network
+        with global attention, ``image -> ImageAttention``, so that every tile attends
+        with the whole image's statistics (``stats.py``); None for one without."""
+        if not self.config.global_attention:
+            return None
+        return ImageAttention
 
 
 def build(config: PocketSRConfig | str | Mapping[str, Any], scale: int) -> PocketSR:
