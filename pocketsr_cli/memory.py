@@ -475,7 +475,7 @@ def predict(
 
 def _jpeg_compressed(quality: int | None, *, gray: bool) -> float:
     """JPEG's compressed bytes per raw byte at most, at ``quality`` (None: the default)."""
-    from pocketsr_cli.imageio.planning import DEFAULT_QUALITY
+    from pocketsr_cli.imageio import DEFAULT_QUALITY
 
     q = DEFAULT_QUALITY if quality is None else quality
     colour, mono = next((c, g) for top, c, g in _JPEG_COMPRESSED if q <= top)
