@@ -131,8 +131,9 @@ class ModelDescriptor:
             each pixel's chroma clamped into the input's around it; None: as drawn.
         seamless_overlap: the smallest tile overlap (input pixels) whose tiles give the
             untiled result to within a level or two (the manifest's ``overlap`` hint,
-            measured; else, for a community file, the one measured for its architecture,
-            ``weights.community.measured_overlap``): the receptive field a tile needs
+            measured; else the one measured for its architecture and hyper-parameters:
+            what a pocketsr network states, :func:`describe_module`, or for a community
+            file ``weights.community.measured_overlap``): the receptive field a tile needs
             past its core, twice over since the feather reaches half the overlap into
             it.  The upscaler warns when an image is cut into tiles with less.  None:
             not known.
@@ -185,7 +186,8 @@ class Family:
 
     The network states its own input requirements and half-precision safety through the
     optional attributes ``multiple_of``, ``minimum_size``, ``supports_half``,
-    ``supports_bf16`` and ``max_tile``, an 8-bit path through a method ``upscale_uint8``
+    ``supports_bf16`` and ``max_tile``, the tile overlap measured for its shape through
+    ``seamless_overlap``, an 8-bit path through a method ``upscale_uint8``
     and image-wide statistics through a method ``image_stats`` (see :meth:`describe`).
     """
 
@@ -308,8 +310,9 @@ def describe_module(module: nn.Module, name: str, family: str, scale: int) -> Mo
 
     ``multiple_of`` and ``minimum_size`` become its :class:`SizeRequirements` (the tiler pads
     to them), ``supports_half`` and ``supports_bf16`` its precision safety (default: safe),
-    ``max_tile`` its :attr:`ModelDescriptor.max_tile`, and methods ``upscale_uint8`` and
-    ``image_stats`` its :attr:`ModelDescriptor.upscale_uint8` and
+    ``max_tile`` its :attr:`ModelDescriptor.max_tile`, ``seamless_overlap`` (measured for
+    its hyper-parameters) its :attr:`ModelDescriptor.seamless_overlap`, and methods
+    ``upscale_uint8`` and ``image_stats`` its :attr:`ModelDescriptor.upscale_uint8` and
     :attr:`ModelDescriptor.image_stats` (default: none).
     """
     return ModelDescriptor(
@@ -324,4 +327,5 @@ def describe_module(module: nn.Module, name: str, family: str, scale: int) -> Mo
         image_stats=getattr(module, "image_stats", None),
         params=sum(p.numel() for p in module.parameters()),
         upscale_uint8=getattr(module, "upscale_uint8", None),
+        seamless_overlap=getattr(module, "seamless_overlap", None),
     )

@@ -94,6 +94,45 @@ def test_bundled_manifest(path: Path) -> None:
             assert (desc.params, desc.scale) == (spec.meta.params, spec.scale)
 
 
+def test_a_bundled_manifests_overlap_is_what_its_architecture_states() -> None:
+    """A bundled manifest's ``[hints] overlap`` and the one its network states for its
+    ``[build]`` (what a weights file of it gets with ``-m FILE``) are one measurement:
+    they must not drift apart.  The networks are built on the meta device."""
+    from pocketsr_cli.descriptor import describe_module
+    from pocketsr_cli.weights.community import measured_overlap
+
+    stated = {}
+    for path in BUNDLED:
+        spec = parse_manifest(path, "bundled")
+        family = None if spec.is_spandrel else get_family(spec.family)
+        if family is not None and family.check is not None:
+            try:
+                family.check()
+            except ModelError:  # adcsr needs the diffusion extra to build
+                continue
+        with torch.device("meta"):
+            if family is None:
+                module = _spandrel_builders()[spec.family](spec.build, spec.scale, spec.channels)
+                derived = measured_overlap(
+                    spec.family.removeprefix("spandrel:"), module.hyperparameters
+                )
+            else:
+                module = family.build(spec.build, spec.scale)
+                derived = describe_module(module, spec.name, spec.family, spec.scale)
+                derived = derived.seamless_overlap
+        if derived is not None:
+            assert spec.hints.overlap == derived, spec.name
+            stated[spec.name] = derived
+    assert stated == {
+        "bicubic": 2,
+        "lanczos": 4,
+        "pcsr-x4": 8,
+        "pocketsr-compact-x2": 16,
+        "pocketsr-compact-x4": 16,
+        "realesrgan-x4plus": 40,
+    }
+
+
 @pytest.mark.slow
 def test_wheel_carries_bundled_models(tmp_path: Path) -> None:
     pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]

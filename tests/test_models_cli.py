@@ -1289,6 +1289,20 @@ def test_an_ncnn_import_of_x4plus_records_the_overlap_measured_for_it(
     assert info["hints"]["overlap"] is None
 
 
+def test_an_import_of_a_trained_pcsr_export_records_the_overlap_its_network_states(
+    home: Path,
+) -> None:
+    """pocketsr's own families stated no overlap, so an import of a trained export (here
+    the bundled pcsr-x4's weights) wrote a manifest without one and ran with 16, as if
+    unmeasured; it now writes the 8 measured for pcsr's FSRCNN configuration."""
+    from pocketsr_cli.manifest import bundled_dir
+
+    source = bundled_dir() / "pcsr-x4.safetensors"
+    assert invoke("models", "import", str(source), "--name", "mine").exit_code == 0
+    (info,) = json_lines(invoke("models", "info", "mine", "--json"))
+    assert info["hints"]["overlap"] == 8
+
+
 def test_import_ncnn_scans_the_weights_for_nan_once(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

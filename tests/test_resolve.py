@@ -333,6 +333,84 @@ def test_a_manifest_overlap_wins_over_the_measured_one_which_a_manifest_without_
     assert resolve_model("stated").seamless_overlap == 24
 
 
+def skip_compact(num_conv: int = 16, pre: int = 0, post: int = 0) -> dict[str, Any]:
+    """A pocketsr ``compact`` (SRVGG plus a skip) ×2 state dict with 4 features, with an
+    input filter of ``pre`` taps and an output one of ``post`` (0: none)."""
+    from pocketsr_cli.archs.compact import from_srvgg, with_post, with_pre
+
+    sd = from_srvgg(compact_state(scale=2, num_conv=num_conv))
+    sd = with_pre(sd, pre) if pre else sd
+    return with_post(sd, post) if post else sd
+
+
+def pcsr_state(preset: str) -> dict[str, Any]:
+    from pocketsr_cli.archs.pcsr import build
+
+    torch.manual_seed(0)
+    return build(preset, 4).state_dict()
+
+
+@pytest.mark.parametrize(
+    ("make", "overlap"),
+    [
+        pytest.param(lambda: skip_compact(16), 16, id="compact-16"),
+        # pocketsr-compact-x2's 13-tap input filter was measured to need no more.
+        pytest.param(lambda: skip_compact(16, pre=13), 16, id="compact-16-pre-13"),
+        pytest.param(lambda: skip_compact(16, post=5), 16, id="compact-16-post-5"),
+        pytest.param(lambda: skip_compact(16, pre=15), None, id="compact-16-pre-15"),
+        pytest.param(lambda: skip_compact(32), None, id="compact-32"),
+        pytest.param(lambda: pcsr_state("fsrcnn"), 8, id="pcsr-fsrcnn"),
+        pytest.param(lambda: pcsr_state("carn"), None, id="pcsr-carn"),
+    ],
+)
+def test_pocketsrs_own_architectures_state_the_overlap_measured_for_their_shape(
+    tmp_path: Path, make: Any, overlap: int | None
+) -> None:
+    """A trained export given as ``-m FILE`` has no manifest: pocketsr's own families ran
+    it with no overlap of their own, so a smaller ``--tile-overlap`` drew seams without a
+    warning.  Their networks now state the overlap measured for their hyper-parameters
+    (the compact family by its body's depth, as spandrel's Compact; pcsr by its
+    backbone), and none for a shape not measured."""
+    path = tmp_path / "export.safetensors"
+    save_safetensors(path, make())
+    desc = resolve_model(str(path))
+    assert desc.seamless_overlap == overlap
+    assert own_overlap(desc) == max(16, overlap or 0)
+
+
+@pytest.mark.parametrize(
+    ("file", "overlap"),
+    [
+        ("pocketsr-compact-x2.safetensors", 16),
+        ("pocketsr-compact-x4.safetensors", 16),
+        ("pcsr-x4.safetensors", 8),
+        # Its image-wide attention: no overlap makes its tiles seamless (its card).
+        ("pocketsr-nano-x2.safetensors", None),
+    ],
+)
+def test_a_bundled_weights_file_given_by_path_gets_its_manifests_overlap(
+    file: str, overlap: int | None
+) -> None:
+    """``-m models/pocketsr-compact-x2.safetensors`` ran with no overlap of its own where
+    ``-m pocketsr-compact-x2`` had 16; the file alone now gets what its manifest states."""
+    path = bundled_dir() / file
+    assert resolve_model(str(path)).seamless_overlap == overlap
+    assert resolve_model(path.stem).seamless_overlap == overlap
+
+
+def test_a_manifest_overlap_wins_over_the_one_a_pocketsr_network_states(home: Path) -> None:
+    folder = user_models_dir()
+    sd = skip_compact(16)
+    data = save_safetensors(folder / "w.safetensors", sd)
+    build = {"num_feat": 4, "num_conv": 16}
+    for name, hints in (("plain", Hints()), ("stated", Hints(overlap=24))):
+        write_manifest(
+            folder, name, data, file="w.safetensors", family="compact", build=build, hints=hints
+        )
+    assert resolve_model("plain").seamless_overlap == 16
+    assert resolve_model("stated").seamless_overlap == 24
+
+
 def dataclass_replace(obj: Any, **changes: Any) -> Any:
     return dataclasses.replace(obj, **changes)
 

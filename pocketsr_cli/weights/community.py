@@ -12,7 +12,8 @@ the process sees a fake torchvision.  With a real torchvision installed nothing 
 A community weights file carries no tile overlap (nor a manifest, given as ``-m FILE``),
 so the overlap its tiles need is looked up by architecture (:data:`MEASURED_OVERLAPS`):
 the networks whose seams have been measured get the overlap found for them, every other
-one none (and runs with the default 16).
+one none (and runs with the default 16).  SRVGG's (``Compact``) are pocketsr's own
+compact family's (``archs.compact.SRVGG_OVERLAPS``): one body, measured once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pocketsr_cli.archs.compact import SRVGG_OVERLAPS
 from pocketsr_cli.descriptor import ModelDescriptor, SizeRequirements, Tiling
 from pocketsr_cli.errors import ModelError, first_line
 from pocketsr_cli.manifest import SPANDREL_PREFIX
@@ -76,9 +78,8 @@ MEASURED_OVERLAPS: tuple[MeasuredOverlap, ...] = (
     MeasuredOverlap(
         "ESRGAN", {"num_blocks": 23, "scale": 4, "shuffle_factor": None, "plus": False}, 40
     ),
-    # SRVGG compact with 16 convolutions: Real-ESRGAN animevideov3 (noise: 8 17/6, 12 3/1,
-    # 16 1/1), and pocketsr-compact x4 and x2 (their manifests: 12 up to 6, 16 within 2).
-    MeasuredOverlap("Compact", {"num_conv": 16}, 16),
+    # SRVGG compact by its body's depth (16 convolutions: 16), as pocketsr's compact family.
+    *(MeasuredOverlap("Compact", {"num_conv": n}, o) for n, o in SRVGG_OVERLAPS.items()),
 )
 
 

@@ -15,10 +15,13 @@ Public API: :data:`FAMILY` (the ``compact`` family: build from a manifest's ``[b
 ``num_feat``, ``num_conv``; detect a state dict by its ``skip.weight`` beside ``body.N``;
 infer its shape), :class:`SkipCompact`, :func:`from_srvgg` (an SRVGG state dict plus a
 zero skip), :func:`with_post` (plus an identity filter after the shuffle) and
-:func:`with_pre` (plus a filter on the input).
+:func:`with_pre` (plus a filter on the input); :data:`SRVGG_OVERLAPS`, the tile overlap
+measured for an SRVGG body by its depth, which a network states as its
+``seamless_overlap`` and spandrel's ``Compact`` is given (``weights/community.py``).
 """
 
 from pocketsr_cli.archs.compact.network import (
+    SRVGG_OVERLAPS,
     SkipCompact,
     build,
     detect,
@@ -33,6 +36,7 @@ FAMILY = Family("compact", build=build, detect=detect, infer=infer)
 
 __all__ = [
     "FAMILY",
+    "SRVGG_OVERLAPS",
     "SkipCompact",
     "build",
     "detect",

@@ -16,6 +16,19 @@ SKIP_KEYS = ("skip.weight", "skip.bias")
 POST_KEY = "post.weight"  # the optional filter after the shuffle (depthwise, no bias)
 PRE_KEY = "pre.weight"  # the optional filter on the input (depthwise, no bias)
 
+# Body convolutions -> the smallest --tile-overlap whose tiles came within 2 levels (largest
+# difference) and 1 (99.9th percentile) of the untiled result (scripts/tile_seams.py, fp32
+# on the CPU, photo crops and noise).  16: Real-ESRGAN animevideov3 (noise: 8 17/6, 12 3/1,
+# 16 1/1), pocketsr-compact-x4 (SRVGG, 12 up to 4-6) and pocketsr-compact-x2 (with its
+# 13-tap input filter, 12 up to 6).  Other depths are not measured (realesr-general-x4v3's
+# 32 convolutions see twice as far).  The SRVGG body is spandrel's ``Compact`` too, which
+# weights/community.py looks up here.
+SRVGG_OVERLAPS: dict[int, int] = {16: 16}
+# Input pixels the filters around the body reached in the networks measured: the ×2's
+# 13-tap input filter (6 either side) left its overlap at its body's.  Filters that reach
+# further are not measured.
+MEASURED_FILTER_REACH = 6
+
 
 class SkipCompact(nn.Module):
     """SRVGG-compact ×``scale`` with a 3x3 linear path from the input to the sub-pixels, and
@@ -33,6 +46,9 @@ class SkipCompact(nn.Module):
     variant uses to meet inputs blurrier, per input pixel, than the ×4 network learnt
     (models/pocketsr-compact-x2.md).  Both pad by replication, so a flat area stays flat
     whatever a kernel sums to.
+
+    It states the tile overlap measured for its body (:data:`SRVGG_OVERLAPS`) as
+    :attr:`seamless_overlap`.
     """
 
     def __init__(
@@ -70,6 +86,19 @@ class SkipCompact(nn.Module):
             "skip",
             *(["post"] if self.post is not None else []),
         )
+
+    @property
+    def seamless_overlap(self) -> int | None:
+        """The tile overlap measured for an SRVGG body of its depth (:data:`SRVGG_OVERLAPS`:
+        16 for 16 convolutions), when its filters reach no further past the body, in input
+        pixels, than those measured with it (:data:`MEASURED_FILTER_REACH`); else None: not
+        known.  (The skip's 3x3 sees less far than the body.)"""
+        pre = self.pre.kernel_size[0] // 2 if self.pre is not None else 0
+        post = self.post.kernel_size[0] // 2 if self.post is not None else 0
+        if pre + -(-post // self.scale) > MEASURED_FILTER_REACH:
+            return None
+        num_conv = (len(self.body) - 3) // 2  # conv + PReLU in, num_conv pairs, conv out
+        return SRVGG_OVERLAPS.get(num_conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pre is not None:

@@ -25,6 +25,13 @@ BACKBONES = ("carn", "fsrcnn")
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 NO_MEAN = (0.0, 0.0, 0.0)
 
+# (backbone, FSRCNN maps) -> the smallest --tile-overlap whose tiles came within 2 levels of
+# the untiled result (scripts/tile_seams.py, fp32, photo crops and noise; pcsr-x4.md,
+# "Tiling overlap": 6 up to 2-4, 8 within 1).  Only the backbone sees past a pixel (the
+# MLPs read one LR feature each), so the widths do not change it; other backbones are
+# not measured.
+MEASURED_OVERLAPS: dict[tuple[str, int], int] = {("fsrcnn", 4): 8}
+
 
 @dataclass(frozen=True)
 class PCSRConfig:
@@ -76,6 +83,12 @@ class PCSRConfig:
         if len(self.rgb_mean) != 3 or not all(math.isfinite(v) for v in self.rgb_mean):
             out.append(f"rgb_mean must be three finite numbers, got {list(self.rgb_mean)}")
         return out
+
+    @property
+    def seamless_overlap(self) -> int | None:
+        """The tile overlap measured for this backbone (:data:`MEASURED_OVERLAPS`: the
+        FSRCNN one with 4 maps, 8), or None: not measured."""
+        return MEASURED_OVERLAPS.get((self.backbone, self.maps))
 
     def to_params(self) -> dict[str, Any]:
         """The config as a manifest ``[build]`` table (plain ints, floats, strings, lists)."""

@@ -118,6 +118,12 @@ class PCSR(nn.Module):
         neighbours.  A tiler overlap of twice this makes tiles exact (k routing)."""
         return int(self.encoder.radius) + 2
 
+    @property
+    def seamless_overlap(self) -> int | None:
+        """The tile overlap measured for its configuration
+        (:attr:`PCSRConfig.seamless_overlap`), or None: not measured."""
+        return self.config.seamless_overlap
+
     def reset_stats(self) -> None:
         """Start a new sum in ``total_stats`` (say, before each image)."""
         self.total_stats = RoutingStats()

@@ -148,6 +148,10 @@ class PocketSR(nn.Module):
 
     supports_half = True
     supports_bf16 = True
+    # No overlap is known to make its tiles seamless: nano's image-wide attention makes
+    # them differ by a few levels at any overlap (pocketsr-nano-x2.md, "Tiling"), and the
+    # other presets are not measured.
+    seamless_overlap: int | None = None
     pocketsr_arch: torch.Tensor
     encoder: LiteEncoder | PixelEncoder
     head: SubPixelHead | PixelHead
