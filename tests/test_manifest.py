@@ -129,6 +129,7 @@ def test_a_bundled_manifests_overlap_is_what_its_architecture_states() -> None:
         "pcsr-x4": 8,
         "pocketsr-compact-x2": 16,
         "pocketsr-compact-x4": 16,
+        "pocketsr-nano-x2": 12,
         "realesrgan-x4plus": 40,
     }
 

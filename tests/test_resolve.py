@@ -385,7 +385,7 @@ def test_pocketsrs_own_architectures_state_the_overlap_measured_for_their_shape(
         ("pocketsr-compact-x4.safetensors", 16),
         ("pcsr-x4.safetensors", 8),
         # Its image-wide attention: no overlap makes its tiles seamless (its card).
-        ("pocketsr-nano-x2.safetensors", None),
+        ("pocketsr-nano-x2.safetensors", 12),
     ],
 )
 def test_a_bundled_weights_file_given_by_path_gets_its_manifests_overlap(

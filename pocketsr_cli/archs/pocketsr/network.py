@@ -148,10 +148,6 @@ class PocketSR(nn.Module):
 
     supports_half = True
     supports_bf16 = True
-    # No overlap is known to make its tiles seamless: nano's image-wide attention makes
-    # them differ by a few levels at any overlap (pocketsr-nano-x2.md, "Tiling"), and the
-    # other presets are not measured.
-    seamless_overlap: int | None = None
     pocketsr_arch: torch.Tensor
     encoder: LiteEncoder | PixelEncoder
     head: SubPixelHead | PixelHead
@@ -194,6 +190,14 @@ class PocketSR(nn.Module):
     def minimum_size(self) -> int:
         """Smallest input side (one pixel at the lowest U-Net level)."""
         return self.multiple_of
+
+    @property
+    def seamless_overlap(self) -> int | None:
+        """The tile overlap measured to make this network's tiles seamless (within 2
+        levels of the untiled result, the tiles given the image's attention statistics:
+        ``stats.py``): 12 for the nano preset at ×2, what pocketsr-nano-x2 ships
+        (pocketsr-nano-x2.md, "Tiling"); None for the presets and scales not measured."""
+        return 12 if self.config == CONFIGS["nano"] and self.scale == 2 else None
 
     def forward(self, x: torch.Tensor, stats: ImageAttention | None = None) -> torch.Tensor:
         """Upscale ``x``.  Without ``stats`` it is the whole input (training's crops, a
