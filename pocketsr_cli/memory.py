@@ -473,8 +473,10 @@ def predict(
     # for it); what that freed, malloc keeps in the heap of the thread that upscaled, and
     # the encoder's thread does not reuse it.  Measured after Lanczos on 4000x3000 RGBA
     # and gray + alpha: 31 MB (2.6 B an output pixel); bicubic (torch's, all bands at
-    # once) 4 MB.
-    leftover = 3 * big if upscaler.uint8_path and b == 1 and alpha else 0
+    # once) 4 MB.  RGB, copied out of Pillow's image in bands of rows: 6.6 MB (0.55 B),
+    # noise and photo alike (what encode_tiff found allocated on entry, less the result
+    # and the input).
+    leftover = (3 if alpha else 1) * big if upscaler.uint8_path and b == 1 else 0
     encode = c * b * p + held + leftover + encoder
     return ImageMemory(decode=int(decode), upscale=int(upscale), encode=int(encode))
 
