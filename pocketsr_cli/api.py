@@ -515,7 +515,7 @@ class Upscaler:
             drop_opaque_alpha,
             extension_for,
             format_from_name,
-            plan_output,
+            plan_for,
         )
 
         src_text, dst_text = _path_text(src, "src"), _path_text(dst, "dst")
@@ -541,14 +541,7 @@ class Upscaler:
         if problem is not None:
             raise ImageWriteError(f"cannot write {dst}: {problem}")
         image, _ = drop_opaque_alpha(self._read(src), fmt)
-        plan = plan_output(
-            image.format,
-            fmt,
-            has_alpha=image.has_alpha,
-            bit_depth=image.bit_depth,
-            lossless=image.lossless,
-            quality=quality,
-        )
+        plan = plan_for(image, fmt, quality=quality)
         if plan.format != fmt:
             switched = dst.with_suffix(extension_for(plan.format))
             is_input = _same_file(src, switched)

@@ -102,7 +102,7 @@ from pocketsr_cli.imageio import (
     format_from_name,
     format_label,
     format_of_path,
-    plan_output,
+    plan_for,
     probe,
     read_header,
     read_image,
@@ -568,14 +568,7 @@ def predicted_need(
     of ``profile`` (:func:`upscaler_memory`), written in ``requested`` (None: as
     ``plan_output`` decides) at ``quality`` (``Options.quality``): what a run admits an
     image by, before decoding it."""
-    plan = plan_output(
-        header.format,
-        requested,
-        has_alpha=header.has_alpha,
-        bit_depth=header.bit_depth,
-        lossless=header.lossless,
-        quality=quality,
-    )
+    plan = plan_for(header, requested, quality=quality)
     try:
         file_bytes = os.stat(path).st_size
     except OSError:
@@ -1030,14 +1023,7 @@ class _Run:
         # the format asked for), or in the format asked for (its header showed no alpha).
         image, transparent = drop_opaque_alpha(image, format_of_path(job.alt_output or job.output))
         planned = job.output if job.alt_output is None or image.has_alpha else job.alt_output
-        plan = plan_output(
-            image.format,
-            requested,
-            has_alpha=image.has_alpha,
-            bit_depth=image.bit_depth,
-            lossless=image.lossless,
-            quality=self.options.quality,
-        )
+        plan = plan_for(image, requested, quality=self.options.quality)
         if plan.warnings and image.has_alpha:
             if transparent is None:  # not looked at yet: planned in a format that holds alpha
                 transparent = image.is_transparent
@@ -1144,14 +1130,7 @@ class _Run:
             header = read_header(job.input)
         except ImageReadError:
             return False
-        plan = plan_output(
-            header.format,
-            "webp",
-            has_alpha=header.has_alpha,
-            bit_depth=header.bit_depth,
-            lossless=header.lossless,
-        )
-        return plan.lossless
+        return plan_for(header, "webp").lossless
 
     def existing(self, job: Job, output: Path, size: tuple[int, int] | None = None) -> Result:
         """The skip for an input whose ``output`` exists: ``exists`` when it was made with

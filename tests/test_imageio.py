@@ -412,6 +412,18 @@ def test_plan_output_keeps_a_lossless_webp_lossless(
     assert plan.lossless is kept and plan.warnings == ()
 
 
+def test_plan_for_plans_a_decoded_image_and_its_header_alike(tmp_path: Path) -> None:
+    """``plan_for`` reads what ``plan_output`` needs from a decoded image or its header: a
+    lossless WebP with alpha stays a lossless WebP, asked as JPEG it is a PNG (alpha)."""
+    path = save_pillow(
+        tmp_path / "in.webp", make_photo_like(16, 12, 4, seed=3), "WEBP", lossless=True
+    )
+    for source in (read_image(path), imageio.read_header(path)):
+        assert imageio.plan_for(source, None) == OutputPlan("webp", 8, lossless=True)
+        assert imageio.plan_for(source, None, quality=90).lossless is False
+        assert imageio.plan_for(source, "jpg").format == "png"
+
+
 @pytest.mark.parametrize("channels", [3, 4])
 def test_a_lossless_plan_writes_every_pixel_exactly(tmp_path: Path, channels: int) -> None:
     """Colour under fully transparent pixels included (libwebp drops it unless told)."""

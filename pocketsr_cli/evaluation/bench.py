@@ -631,7 +631,7 @@ def _kept_lossless(jobs: Sequence[Job], fmt: str | None, quality: int | None) ->
     kept as WebP (``imageio.plan_output``), told from each input's header.  An input
     whose header cannot be read counts as not (it fails in the run)."""
     from pocketsr_cli.errors import ImageReadError
-    from pocketsr_cli.imageio import plan_output, read_header
+    from pocketsr_cli.imageio import plan_for, read_header
 
     if quality is not None or fmt not in (None, "webp"):
         return 0
@@ -641,14 +641,7 @@ def _kept_lossless(jobs: Sequence[Job], fmt: str | None, quality: int | None) ->
             header = read_header(job.input)
         except ImageReadError:
             continue
-        plan = plan_output(
-            header.format,
-            fmt,
-            has_alpha=header.has_alpha,
-            bit_depth=header.bit_depth,
-            lossless=header.lossless,
-        )
-        count += 1 if plan.lossless else 0
+        count += 1 if plan_for(header, fmt).lossless else 0
     return count
 
 

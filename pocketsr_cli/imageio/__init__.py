@@ -49,7 +49,7 @@ One module per concern; callers import from the package, never from its modules:
   :func:`drop_opaque_alpha`.
 * ``header``: :func:`read_header` / :func:`probe`, from the header alone.
 * ``decode``: :func:`read_image`.
-* ``planning``: :func:`plan_output`.
+* ``planning``: :func:`plan_output` (:func:`plan_for`: from an image or a header).
 * ``encode``: :func:`encode_image`.
 * ``record``: where outputs store the provenance record, and finding it again.
 * ``atomic``: :func:`write_atomic`.
@@ -86,6 +86,7 @@ from pocketsr_cli.imageio.metadata import Metadata
 from pocketsr_cli.imageio.planning import (
     DEFAULT_QUALITY,
     OutputPlan,
+    plan_for,
     plan_output,
     transparency_switch,
 )
@@ -125,6 +126,7 @@ __all__ = [
     "is_image_path",
     "opencv",
     "output_extension",
+    "plan_for",
     "plan_output",
     "probe",
     "read_header",

@@ -1,4 +1,5 @@
-"""Output planning: :func:`plan_output` chooses an output's format and bit depth.
+"""Output planning: :func:`plan_output` chooses an output's format and bit depth
+(:func:`plan_for`: from a decoded image or a header).
 
 It decides from the source format, the requested one, alpha, bit depth and whether the
 source is a lossless WebP only, before any pixel is encoded, and says in the plan's
@@ -12,6 +13,7 @@ asked as JPEG is a JPEG.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from pocketsr_cli.imageio.formats import FORMAT_NAMES, OUTPUT_FORMATS, format_from_name
 from pocketsr_cli.spelling import FORMAT
@@ -41,6 +43,39 @@ DEFAULT_QUALITY = 95
 
 FORMATS_16 = ("png", "tiff")
 _FORMATS_ALPHA = ("png", "webp", "tiff")
+
+
+class PlanSource(Protocol):
+    """What :func:`plan_for` reads of an image: a ``DecodedImage`` or an ``ImageHeader``."""
+
+    @property
+    def format(self) -> str: ...
+    @property
+    def has_alpha(self) -> bool: ...
+    @property
+    def bit_depth(self) -> int: ...
+    @property
+    def lossless(self) -> bool: ...
+
+
+def plan_for(
+    source: PlanSource, requested: str | None, *, quality: int | None = None
+) -> OutputPlan:
+    """:func:`plan_output` for ``source``, a decoded image or its header (its format,
+    alpha, bit depth and whether it is a lossless WebP), written in ``requested`` at
+    ``quality``.
+
+    Raises:
+        ValueError: ``requested`` is not an output format name.
+    """
+    return plan_output(
+        source.format,
+        requested,
+        has_alpha=source.has_alpha,
+        bit_depth=source.bit_depth,
+        lossless=source.lossless,
+        quality=quality,
+    )
 
 
 def plan_output(
