@@ -176,7 +176,7 @@ class Upscaler:
         compile: bool = False,
     ) -> None:
         from pocketsr_cli import sizing
-        from pocketsr_cli.cli._options import tile_side, upscaler_spec
+        from pocketsr_cli.cli._options import MAX_OVERLAP, tile_side, upscaler_spec
         from pocketsr_cli.ensemble import Ensemble
         from pocketsr_cli.factory import open_upscaler, routing_k
         from pocketsr_cli.hostmem import retain_freed_memory
@@ -222,7 +222,7 @@ class Upscaler:
         overlap = (
             None
             if tile_overlap is None or tile_overlap == "auto"
-            else _whole(tile_overlap, "tile_overlap", 0, 256)
+            else _whole(tile_overlap, "tile_overlap", 0, MAX_OVERLAP)
         )
         side = tile_side(str(tile), overlap)  # the --tile reading; checked before any loading
         self._ensemble = Ensemble.of(ensemble, ensemble_weight)
