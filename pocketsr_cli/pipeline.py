@@ -516,6 +516,21 @@ def scales_for_sizes(
     return sorted(needed) or [fallback]
 
 
+def kept_lossless(path: Path, requested: str | None, quality: int | None) -> bool:
+    """Whether the image at ``path``, written in ``requested`` (None: its own format) at
+    ``quality`` (None: not asked), is written as a lossless WebP (``plan_output``: it is
+    one, kept as WebP, and no quality was asked), told from its header without reading
+    it when the answer is no anyway; False when the header cannot be read (the input
+    then fails)."""
+    if quality is not None or requested not in (None, "webp"):
+        return False
+    try:
+        header = read_header(path)
+    except ImageReadError:
+        return False
+    return plan_for(header, requested).lossless
+
+
 def resize_output(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``pixels`` (``H×W×C``) resized to ``size`` = ``(width, height)`` as ``--outscale``
     does: area averaging to shrink, Lanczos-4 to enlarge; unchanged when already that size.
@@ -1121,16 +1136,11 @@ class _Run:
         )
 
     def writes_lossless(self, job: Job, output: Path) -> bool:
-        """Whether ``job``'s ``output`` is written as a lossless WebP (``plan_output``:
-        the input is one, and no quality was asked), from the input's header; False when
-        it cannot be read (the input then fails)."""
-        if self.options.quality is not None or format_of_path(output) != "webp":
+        """Whether ``job``'s ``output`` is written as a lossless WebP
+        (:func:`kept_lossless`)."""
+        if format_of_path(output) != "webp":
             return False
-        try:
-            header = read_header(job.input)
-        except ImageReadError:
-            return False
-        return plan_for(header, "webp").lossless
+        return kept_lossless(job.input, "webp", self.options.quality)
 
     def existing(self, job: Job, output: Path, size: tuple[int, int] | None = None) -> Result:
         """The skip for an input whose ``output`` exists: ``exists`` when it was made with

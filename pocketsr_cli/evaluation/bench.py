@@ -628,21 +628,11 @@ def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job]
 def _kept_lossless(jobs: Sequence[Job], fmt: str | None, quality: int | None) -> int:
     """How many of ``jobs``' inputs the pipeline writes as a lossless WebP when written as
     ``fmt`` (None: their own format) at ``quality`` (None: not asked): a lossless WebP
-    kept as WebP (``imageio.plan_output``), told from each input's header.  An input
+    kept as WebP (``pipeline.kept_lossless``), told from each input's header.  An input
     whose header cannot be read counts as not (it fails in the run)."""
-    from pocketsr_cli.errors import ImageReadError
-    from pocketsr_cli.imageio import plan_for, read_header
+    from pocketsr_cli.pipeline import kept_lossless
 
-    if quality is not None or fmt not in (None, "webp"):
-        return 0
-    count = 0
-    for job in jobs:
-        try:
-            header = read_header(job.input)
-        except ImageReadError:
-            continue
-        count += 1 if plan_for(header, fmt).lossless else 0
-    return count
+    return sum(kept_lossless(job.input, fmt, quality) for job in jobs)
 
 
 def _warm_up(
