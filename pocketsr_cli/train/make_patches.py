@@ -64,25 +64,27 @@ def _parser() -> argparse.ArgumentParser:
 
 
 AT_LEAST = {
-    "count": 1,
-    "shard_size": 1,
-    "batch": 1,
-    "lr_size": 1,
-    "margin": 0,
-    "seed": 0,
-    "threads": 0,
-    "long_side": 1,
+    "count": (1, None),
+    "shard_size": (1, None),
+    "batch": (1, None),
+    "lr_size": (1, None),
+    "margin": (0, None),
+    "seed": (0, None),
+    "threads": (0, None),
+    "long_side": (1, None),
 }
-"""The smallest value each numeric option can work with."""
+"""The smallest value each numeric option can work with (``loop.check_ranges``' ranges)."""
 
 
 def option_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with the options before any work is done (None: nothing found): a
     number out of range, an ``--out`` that is a file, a missing ``--fetch-list``."""
-    for name, least in AT_LEAST.items():
-        value = getattr(args, name)
-        if value is not None and value < least:
-            return f"--{name.replace('_', '-')} must be at least {least}, got {value}"
+    from pocketsr_cli.train.loop import check_ranges
+
+    try:
+        check_ranges(args, AT_LEAST)
+    except ValueError as exc:
+        return str(exc)
     if args.out.exists() and not args.out.is_dir():
         return f"--out {args.out} is a file, not a patch folder"
     if args.photos.exists() and not args.photos.is_dir():
