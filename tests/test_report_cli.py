@@ -4,6 +4,7 @@ with ``-m bicubic`` on small generated images."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer.testing
 from _imagegen import make_photo_like
 from PIL import Image
 from typer.testing import CliRunner
@@ -134,6 +136,30 @@ def test_report_reads_a_log_from_standard_input(shoot: Path, tmp_path: Path) -> 
     assert cards_of((tmp_path / "dash.html").read_text()) == cards_of(piped)
     result = CliRunner().invoke(app, ["report", "-", "-o", "bad.html"], input="oops\n")
     assert result.exit_code == 2 and "standard input line 1 is not JSON" in result.stderr
+
+
+class _Terminal(io.BytesIO):
+    """Standard input as a terminal would be: empty, and a TTY."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("page", [[], ["-o", "piped.html"]])
+def test_report_refuses_standard_input_that_is_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: list[str]
+) -> None:
+    """A mistyped ``report -`` waited for typing, showing nothing; with or without a
+    page named, it is a usage error saying what to do."""
+    monkeypatch.chdir(tmp_path)
+    # the runner's standard input is made from what make_input_stream returns
+    monkeypatch.setattr(typer.testing, "make_input_stream", lambda *_: _Terminal())
+    result = CliRunner().invoke(app, ["report", "-", *page])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    message = " ".join(result.stderr.split())
+    assert "standard input is a terminal" in message and "or name a log file" in message
+    assert list(tmp_path.iterdir()) == []
 
 
 def _fifo(folder: Path, text: str) -> Path:

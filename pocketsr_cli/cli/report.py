@@ -109,6 +109,12 @@ def report_command(
     from pocketsr_cli.report import PageOptions, is_stream, load_log
 
     path = None if log == STDIN else Path(log)
+    if path is None and sys.stdin is not None and sys.stdin.isatty():
+        # reading would wait for typing, as 'cat' does: a mistyped '-' shows nothing
+        raise UsageError(
+            "standard input is a terminal, not a log; pipe one in "
+            "('pocketsr upscale ... --json | pocketsr report - -o PAGE.html') or name a log file"
+        )
     if output is None and (path is None or is_stream(path)):
         # there is no file to name the page after: /dev/stdin.html is no place for it
         what = (
