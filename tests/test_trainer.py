@@ -341,6 +341,18 @@ def test_a_disc_crop_the_phases_cannot_split_is_refused_before_training(
     assert main([*argv, "--disc-crop", str(4 * scale)]) == 0  # the smallest that works
 
 
+def test_a_disc_crop_the_phases_cannot_split_is_accepted_without_a_gan_loss(
+    patch_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --w-gan 0 no discriminator judges anything, so its crop is not refused."""
+    from pocketsr_cli.train.run import main
+
+    argv = ["--patches", str(patch_dir), "--out", str(tmp_path / "run"), "--w-perceptual", "0"]
+    argv += ["--steps", "2", "--batch", "4", "--gan-start", "0", "--disc-phases", "true"]
+    assert main([*argv, "--w-gan", "0", "--disc-crop", "9"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "run" / "last.pt").exists()
+
+
 def test_export_and_x2_targets(patch_dir: Path, tmp_path: Path) -> None:
     t = Trainer(config(patch_dir, tmp_path / "x2", scale=2, steps=2))
     batch = next(t._batches())

@@ -282,6 +282,7 @@ def _check_phase_crop(crop: int, scale: int, min_side: int) -> None:
     """Refuse a ``disc_crop`` that ``disc_phases`` cannot judge: its window is split into
     the ``scale``-by-``scale`` sub-pixel phases (so a multiple of ``scale``), each
     ``crop / scale`` a side, which the discriminator needs to be at least ``min_side``.
+    Only for a run that trains the discriminator (``weights.gan > 0``).
 
     Raises:
         ValueError: ``"--disc-crop 9 cannot be split into the ×4 phases --disc-phases
@@ -362,7 +363,8 @@ class Trainer:
             if config.disc_phases
             else losses.PatchDiscriminator()
         ).to(self.device)
-        if config.disc_phases:  # checked now, not when the discriminator first runs
+        # checked now, not when the discriminator first runs; with --w-gan 0 it never runs
+        if config.disc_phases and config.weights.gan > 0:
             _check_phase_crop(config.disc_crop, config.scale, self.disc.min_side)
         groups = _param_groups(self.student, config.lr, config.lr_skip_mult, config.lr_post_mult)
         self.opt_g = torch.optim.AdamW(groups, betas=(0.9, 0.99))
