@@ -257,7 +257,9 @@ class _RayDriver:
         total = self.ray.cluster_resources()
         gpus = int(total.get("GPU", 0))
         if gpus:
-            self.device, self.resources, count = "cuda", {"num_gpus": 1}, gpus
+            # Ray shows each actor its one GPU alone (CUDA_VISIBLE_DEVICES), as cuda:0: the
+            # device its images' lines name, and so the run's first line
+            self.device, self.resources, count = "cuda:0", {"num_gpus": 1}, gpus
             self.resources["num_cpus"] = 1
         else:
             per = max(1, self.settings.cpus_per_worker)
@@ -299,7 +301,7 @@ class _RayDriver:
         if self.unstarted and self.feed.exhausted:
             used = self.count - self.unstarted
             cores = int(self.resources.get("num_cpus", 1))
-            per = "GPU" if self.device == "cuda" else f"{cores} CPU core{'s' * (cores > 1)}"
+            per = "GPU" if "num_gpus" in self.resources else f"{cores} CPU core{'s' * (cores > 1)}"
             if used:
                 said = f"{used} of the {self.count} Ray actors planned (one per {per}) started"
                 why = "as many as the images to upscale needed"
@@ -560,9 +562,10 @@ def run_ray(
     :func:`parallel.run_parallel`.
 
     Once the cluster has been asked what it has, before the run starts (before
-    ``reporter.start``), ``on_actors`` is called with the device the actors run on
-    (``cuda`` on a cluster with GPUs, else ``cpu``), which this machine need not have,
-    as :func:`parallel.run_parallel` calls its ``on_workers``: the CLI's first line.
+    ``reporter.start``), ``on_actors`` is called with the device the actors run on, as
+    their images' results name it (``cuda:0`` on a cluster with GPUs: each actor's own GPU,
+    the only one Ray lets it see; else ``cpu``), which this machine need not have, as
+    :func:`parallel.run_parallel` calls its ``on_workers``: the CLI's first line.
 
     Raises:
         UsageError: Ray is not installed.

@@ -89,8 +89,8 @@ def test_a_dry_run_contacts_no_cluster_and_says_so(
 @pytest.mark.parametrize(
     ("resources", "precision", "drawn_by"),
     [
-        ({"GPU": 2.0, "CPU": 16.0}, "auto", "cuda fp16"),
-        ({"GPU": 2.0, "CPU": 16.0}, "fp32", "cuda fp32"),
+        ({"GPU": 2.0, "CPU": 16.0}, "auto", "cuda:0 fp16"),  # as each image's line says
+        ({"GPU": 2.0, "CPU": 16.0}, "fp32", "cuda:0 fp32"),
         ({"CPU": 4.0}, "auto", "cpu uint8 (16-bit: fp32)"),  # as one process says here
     ],
     ids=["gpus", "gpus-fp32", "cpus"],
@@ -105,9 +105,10 @@ def test_the_first_line_names_what_the_clusters_actors_draw_with(
     """A run's first line (and --json's ``device`` when no image says) named this
     machine's compute (``cpu … on Ray actors``) while the actors draw on the cluster's
     device: a CPU-only driver on a cluster with GPUs said ``cpu`` for actors on cuda.  It
-    names what they draw with, once the cluster has said what it has.  Fast: a stand-in
-    ``ray`` module is a cluster with ``resources``, and every output exists already, so
-    no actor is started (one would fail the test)."""
+    names what they draw with, once the cluster has said what it has, as each image's line
+    names it (``cuda:0``, the one GPU Ray lets an actor see; it said ``cuda``).  Fast: a
+    stand-in ``ray`` module is a cluster with ``resources``, and every output exists
+    already, so no actor is started (one would fail the test)."""
     import types
 
     def started(*args: object, **kwargs: object) -> None:

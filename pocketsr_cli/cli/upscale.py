@@ -622,9 +622,9 @@ def _worker_devices(text: str | None) -> list[str]:
 def _compute_on(
     device: str, spec: UpscalerSpec, descriptors: Sequence[ModelDescriptor], ensemble: Ensemble
 ) -> str:
-    """What the run's models draw with on ``device`` (``cuda``, ``cpu``), which this
+    """What the run's models draw with on ``device`` (``cuda:0``, ``cpu``), which this
     machine need not have (a Ray cluster's): each one's ``UpscalerSpec.compute_label``
-    there, each said once (``cuda fp16``)."""
+    there, each said once (``cuda:0 fp16``)."""
     import torch
 
     there = dataclasses.replace(spec, device=torch.device(device))
