@@ -77,6 +77,20 @@ def scale_option(help: str) -> Any:
     return typer.Option("--scale", "-s", metavar="N", min=1, max=16, help=help)
 
 
+def quality_option(of: str = "") -> Any:
+    """``--quality N`` (1..100, default 95: ``imageio.DEFAULT_QUALITY``, not imported so
+    that ``--help`` stays fast), the JPEG/WebP quality of what the command writes; ``of``
+    says which of its outputs that is where not all (`` of the --folder run``)."""
+    return typer.Option(
+        "--quality",
+        metavar="N",
+        min=1,
+        max=100,
+        show_default="95",
+        help=f"JPEG/WebP quality{of}. Without it, a lossless WebP written as WebP stays lossless.",
+    )
+
+
 DeviceOpt = Annotated[
     str,
     typer.Option(

@@ -79,18 +79,7 @@ def bench_command(
             autocompletion=_complete.formats,
         ),
     ] = "same",
-    quality: Annotated[
-        int | None,
-        typer.Option(
-            "--quality",
-            metavar="N",
-            min=1,
-            max=100,
-            help="JPEG/WebP quality of the --folder run. Without it, a lossless WebP written "
-            "as WebP stays lossless, as in upscale.",
-            show_default="95",
-        ),
-    ] = None,
+    quality: Annotated[int | None, opt.quality_option(" of the --folder run")] = None,
     repeat: Annotated[
         int | None,
         typer.Option(

@@ -203,17 +203,7 @@ def upscale(
             autocompletion=_complete.formats,
         ),
     ] = "same",
-    quality: Annotated[
-        int | None,
-        typer.Option(
-            "--quality",
-            metavar="N",
-            min=1,
-            max=100,
-            show_default="95",
-            help="JPEG/WebP quality. Without it, a lossless WebP written as WebP stays lossless.",
-        ),
-    ] = None,
+    quality: Annotated[int | None, opt.quality_option()] = None,
     suffix: Annotated[
         str | None,
         typer.Option(
