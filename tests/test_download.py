@@ -252,6 +252,22 @@ def test_checksum_mismatch_leaves_nothing(server: Loopback, tmp_path: Path) -> N
     assert list(tmp_path.iterdir()) == []  # its lock file included: nothing to resume
 
 
+def test_a_redirect_loop_is_said_in_one_line_and_the_next_mirror_tried(
+    server: Loopback, tmp_path: Path
+) -> None:
+    """urllib's own reason for a redirect loop spans three lines; the user gets one."""
+    server.behaviours["/a"] = Behaviour(redirect=server.url("/a"))
+    dest = tmp_path / "w.bin"
+    with pytest.raises(ModelError) as info:
+        download_file([server.url("/a")], dest, sha256=PAYLOAD_SHA, timeout=5)
+    assert str(info.value) == (
+        f"could not download w.bin: {server.url('/a')} (redirect loop: too many redirects, "
+        f"the last from {server.url('/a')})"
+    )
+    download_file([server.url("/a"), server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+
+
 def test_a_failure_with_a_partial_download_keeps_it_and_its_lock(
     server: Loopback, tmp_path: Path
 ) -> None:

@@ -411,12 +411,22 @@ def _request(
         exc.close()
         if exc.code == 416 and offset:
             return None
-        raise _MirrorFailed(f"HTTP {exc.code} {exc.reason}") from exc
+        raise _MirrorFailed(_http_failure(exc)) from exc
     except urllib.error.URLError as exc:
         raise _MirrorFailed(f"cannot connect: {exc.reason}") from exc
     except (OSError, http.client.HTTPException) as exc:
         raise _MirrorFailed(f"connection failed: {exc or type(exc).__name__}") from exc
     return response
+
+
+def _http_failure(exc: urllib.error.HTTPError) -> str:
+    """One line for an HTTP error answer.  urllib reports a redirect loop (a URL visited a
+    fifth time, or an eleventh redirect) as an error of the last redirect's status whose
+    reason spans three lines; that is said as the loop it is."""
+    reason = str(exc.reason)
+    if reason.startswith(urllib.request.HTTPRedirectHandler.inf_msg):
+        return f"redirect loop: too many redirects, the last from {exc.url}"
+    return f"HTTP {exc.code} {(reason.strip().splitlines() or [''])[0]}".rstrip()
 
 
 def _response_span(response: http.client.HTTPResponse, offset: int) -> tuple[int, int | None]:
