@@ -387,6 +387,20 @@ def test_resume_continues_on_the_next_mirror(server: Loopback, tmp_path: Path) -
     assert [h.range for h in server.hits] == [None, "bytes=10000-"]
 
 
+def test_a_partial_download_that_is_not_the_file_is_fetched_again_whole(
+    server: Loopback, tmp_path: Path
+) -> None:
+    """Bytes kept from an earlier transfer of another file (an older version, another
+    mirror's wrong file) make the resumed file fail its checksum: the same mirror is then
+    asked for the whole file, rather than the run failing on bytes it never sent."""
+    dest = tmp_path / "w.bin"
+    (tmp_path / "w.bin.incomplete").write_bytes(WRONG[:20_000])
+    download_file([server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, size=len(PAYLOAD), timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+    assert [h.range for h in server.hits] == ["bytes=20000-", None]
+    assert leftovers(tmp_path) == {"w.bin"}
+
+
 def test_server_ignoring_range_restarts_from_zero(server: Loopback, tmp_path: Path) -> None:
     server.behaviours["/w.bin"] = Behaviour(ignore_range=True)
     dest = tmp_path / "w.bin"

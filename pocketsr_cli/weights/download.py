@@ -12,7 +12,8 @@ Files beside ``dest`` (see ``cache.py`` for where ``dest`` usually lives):
     The bytes received so far.  The name is stable, not random, so that the next call can
     resume it with an HTTP ``Range`` request; the lock below makes that safe.  It is kept
     when a connection drops or the user presses Ctrl-C, and deleted when the finished file
-    fails verification (a wrong file must not be resumed).
+    fails verification (a wrong file must not be resumed); a resumed transfer that fails
+    so is made again from the first byte, once, from the same URL.
 ``<dest>.lock``
     A ``filelock.FileLock`` held for the whole transfer, so that a second process fetching
     the same file waits, then finds the verified file and returns without a transfer.  It
@@ -93,7 +94,8 @@ def download_file(
 
     An existing ``dest`` with the right hash is returned at once, without network access.
     Otherwise the ``urls`` (mirrors) are tried in order; an HTTP error, a connection error
-    or a checksum mismatch on one moves on to the next, resuming any partial download.
+    or a checksum mismatch on one moves on to the next, resuming any partial download (a
+    resumed file that fails the checksum is fetched whole from the same URL first).
     ``offline`` (None: the ``POCKETSR_OFFLINE`` variable) forbids the network: a missing
     file is then a ModelError naming ``fetch_hint``, the command that would fetch it.
     ``timeout`` bounds each connection attempt and each read, in seconds.
@@ -394,7 +396,15 @@ def _fetch_http(
     expected_total = total if total is not None else size
     if expected_total is not None and done < expected_total:
         raise _MirrorFailed(f"connection closed after {done} of {expected_total} bytes")
-    _check_digest(part, digest, expected, size)
+    try:
+        _check_digest(part, digest, expected, size)
+    except _MirrorFailed:
+        if not start:
+            raise
+        # The bytes kept from an earlier transfer were not this file's (another mirror's
+        # wrong file, an older version of it): they are gone now, and the whole file is
+        # asked for once more, rather than failing on bytes this mirror never sent.
+        _fetch_http(url, part, expected, size, on_progress, timeout)
 
 
 def _request(
