@@ -625,6 +625,21 @@ def test_404_on_first_mirror_then_second(
     ]
 
 
+def test_a_failed_download_names_the_model(
+    home: Path, server: Loopback, weights_bytes: bytes
+) -> None:
+    """The downloader's message names the file and each URL; a run names a model (or none,
+    for the default), so the message starts with the model's name."""
+    url = server.url("/gone.safetensors")
+    remote_spec(home, weights_bytes, (url,))
+    for resolve in (resolve_model, lambda ref: open_family(ref).load(2)):
+        with pytest.raises(ModelError) as info:
+            resolve("tiny")
+        assert str(info.value) == (
+            f"tiny: could not download tiny.safetensors: {url} (HTTP 404 Not Found)"
+        )
+
+
 @pytest.mark.parametrize("how", ["argument", "environment"])
 def test_offline_cache_miss_names_the_command(
     home: Path,

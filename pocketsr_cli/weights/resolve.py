@@ -257,13 +257,16 @@ def _locate_file(
         )
     except ModelError as exc:
         remove_empty_folder(cached.parent)  # a first fetch that failed leaves no folder
-        if w.sha256 is None and expected is not None and "checksum mismatch" in str(exc):
-            raise ModelError(
-                f"{exc} (the expected digest was pinned on first use, in "
+        # The downloader knows the file, not the model: a run names a model (or none, for
+        # the default), and a file such as `model.safetensors` says nothing of which.
+        message = f"{spec.name}: {exc}"
+        if w.sha256 is None and expected is not None and "checksum mismatch" in message:
+            message += (
+                f" (the expected digest was pinned on first use, in "
                 f"{weights_path(spec.name, trust.PINS_NAME)}; if the publisher has replaced "
                 f"the file, delete that pin and {_rerun(ALLOW_UNVERIFIED, spec.name)})"
-            ) from exc
-        raise
+            )
+        raise ModelError(message) from exc
     if expected is None:
         return _pin(spec, w, cached)
     remember(cached, expected)  # download_file hashed it while streaming
