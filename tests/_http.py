@@ -32,6 +32,7 @@ class Behaviour:
     chunk_delay: float = 0.0  # pause between 1 KiB body chunks (slow transfers)
     redirect: str | None = None
     gate: threading.Event | None = None  # after the first chunk, hold the rest until set
+    content_type: str | None = None  # a Content-Type header for a 200 or 206 answer
 
 
 @dataclass
@@ -101,6 +102,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = data[start:]
         self.send_response(hit.status)
         self.send_header("Content-Length", str(len(body)))
+        if behaviour.content_type is not None:
+            self.send_header("Content-Type", behaviour.content_type)
         if hit.status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.end_headers()

@@ -268,6 +268,23 @@ def test_a_redirect_loop_is_said_in_one_line_and_the_next_mirror_tried(
     assert dest.read_bytes() == PAYLOAD
 
 
+def test_a_web_page_sent_with_200_is_said_to_be_one(server: Loopback, tmp_path: Path) -> None:
+    """A sign-in or error page sent with status 200 fails the size or checksum check, and
+    the message says what was received instead of the file; a file labelled text/html
+    by mistake is still taken."""
+    page = b"<html><body>Please sign in</body></html>"
+    server.behaviours["/page"] = Behaviour(body=page, content_type="text/html; charset=utf-8")
+    dest = tmp_path / "w.bin"
+    note = "the server sent a web page (text/html), not the file: is the URL the file's own?"
+    for size, check in [(len(PAYLOAD), f"server offers {len(page)} bytes"), (None, "checksum")]:
+        with pytest.raises(ModelError) as info:
+            download_file([server.url("/page")], dest, sha256=PAYLOAD_SHA, size=size, timeout=5)
+        assert check in str(info.value) and str(info.value).endswith(f"; {note})")
+    server.behaviours["/w.bin"] = Behaviour(content_type="text/html")
+    download_file([server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, size=len(PAYLOAD), timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+
+
 def test_a_failure_with_a_partial_download_keeps_it_and_its_lock(
     server: Loopback, tmp_path: Path
 ) -> None:

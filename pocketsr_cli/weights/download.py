@@ -387,8 +387,9 @@ def _fetch_http(
         assert response is not None  # no Range sent, so no 416 to report
     with response:
         start, total = _response_span(response, offset)
+        page = _web_page_note(response)
         if size is not None and total is not None and total != size:
-            raise _MirrorFailed(f"server offers {total} bytes, expected {size}")
+            raise _MirrorFailed(f"server offers {total} bytes, expected {size}{page}")
         # start is 0 when the server ignored the Range request: begin again.
         digest = _stream(response, part, start, total if total is not None else size, on_progress)
 
@@ -398,9 +399,9 @@ def _fetch_http(
         raise _MirrorFailed(f"connection closed after {done} of {expected_total} bytes")
     try:
         _check_digest(part, digest, expected, size)
-    except _MirrorFailed:
+    except _MirrorFailed as exc:
         if not start:
-            raise
+            raise _MirrorFailed(f"{exc}{page}") from exc
         # The bytes kept from an earlier transfer were not this file's (another mirror's
         # wrong file, an older version of it): they are gone now, and the whole file is
         # asked for once more, rather than failing on bytes this mirror never sent.
@@ -427,6 +428,15 @@ def _request(
     except (OSError, http.client.HTTPException) as exc:
         raise _MirrorFailed(f"connection failed: {exc or type(exc).__name__}") from exc
     return response
+
+
+def _web_page_note(response: http.client.HTTPResponse) -> str:
+    """What a failure of this response adds when it is a web page (an error or sign-in
+    page sent with status 200, a download page rather than the file): nothing otherwise.
+    Only a failed transfer says it: a server may label a good file so by mistake."""
+    if response.headers.get_content_type() != "text/html":
+        return ""
+    return "; the server sent a web page (text/html), not the file: is the URL the file's own?"
 
 
 def _http_failure(exc: urllib.error.HTTPError) -> str:
