@@ -137,8 +137,9 @@ def bench_command(
     multiply-accumulates per input pixel where the network's layers can be counted.
 
     With --folder, each model instead upscales every image directly in that folder the
-    way 'pocketsr upscale' does — decoding, inference and encoding overlapped on three
-    threads — after one untimed warm-up image; the fastest of --repeat passes counts.
+    way 'pocketsr upscale' does — decoding, inference and encoding overlapped (a reader
+    thread, the upscaling thread, and encoder threads: a quarter of the CPUs, 1 to 4) —
+    after one untimed warm-up image; the fastest of --repeat passes counts.
     Reported: images/s, output megapixels/s, seconds per image end to end and in the
     model alone, and their ratio (e2e/model: what decoding and encoding add). Images
     that fail are reported, each with its reason; the command then exits 1 after

@@ -16,13 +16,13 @@ for ×4 on 960×540; proportional for other scales and sizes), and as a ratio to
 model, because absolute seconds only mean something on the machine that measured them
 (docs/measurement.md: "on the same machine in the same run, reported as ratios").
 
-**Folder of photos** (:func:`bench_folder`).  The end-to-end path of ``pocketsr
-upscale``: the image files directly inside a folder go through
-:func:`pocketsr_cli.pipeline.run` — decode on the reader thread, upscale, encode and write
-on the writer thread — into a temporary folder that is removed afterwards, so nothing is
-ever written beside the user's files.  Each model gets one warm-up upscale of the first
-decodable image (its seconds reported apart), then ``repeat`` timed passes over the whole
-folder; the fastest pass counts.  Besides wall-clock throughput (images and output
+**Folder of photos** (:func:`bench_folder`).  The end-to-end path of ``pocketsr upscale``:
+the image files directly inside a folder go through :func:`pocketsr_cli.pipeline.run` —
+decode on the reader thread, upscale, encode and write on the writer's encoder threads
+(``pipeline.default_encode_threads``) — into a temporary folder that is removed afterwards,
+so nothing is ever written beside the user's files. Each model gets one warm-up upscale of
+the first decodable image (its seconds reported apart), then ``repeat`` timed passes over
+the whole folder; the fastest pass counts.  Besides wall-clock throughput (images and output
 megapixels per second) it reports the time spent inside ``Upscaler.upscale`` alone, so
 ``e2e/model`` shows how much decoding, encoding and writing cost on top of the model (1.0
 means they are fully hidden behind inference by the pipeline's threads).
