@@ -439,6 +439,29 @@ def test_unsatisfiable_range_restarts_from_zero(server: Loopback, tmp_path: Path
     ]
 
 
+def test_a_complete_partial_answered_416_is_hashed_and_kept(
+    server: Loopback, tmp_path: Path
+) -> None:
+    """With no size in the manifest a partial holding every byte asks for the rest; the
+    server's 416 (nothing after the end) means it may be whole: it is kept when it has the
+    digest, not thrown away and fetched again."""
+    dest = tmp_path / "w.bin"
+    (tmp_path / "w.bin.incomplete").write_bytes(PAYLOAD)
+    seen: list[tuple[int, int | None]] = []
+    download_file(
+        [server.url("/w.bin")],
+        dest,
+        sha256=PAYLOAD_SHA,
+        timeout=5,
+        on_progress=lambda done, total: seen.append((done, total)),
+    )
+    assert dest.read_bytes() == PAYLOAD
+    assert [(h.range, h.status) for h in server.hits] == [(f"bytes={len(PAYLOAD)}-", 416)]
+    assert server.bytes_served() == 0
+    assert seen == [(len(PAYLOAD), len(PAYLOAD))]
+    assert leftovers(tmp_path) == {"w.bin"}
+
+
 def test_complete_but_unverified_partial_needs_no_transfer(
     server: Loopback, tmp_path: Path, no_network: None
 ) -> None:

@@ -380,7 +380,12 @@ def _fetch_http(
 
     opener = _opener(url)
     response = _request(opener, url, offset, timeout)
-    if response is None:  # 416: the partial file does not fit what this server has
+    if response is None:  # 416: this server has nothing past the partial file's end
+        # Every byte may be here already (no size was given to tell so before asking): a
+        # partial with the digest is the file.  Else it does not fit what this server has.
+        if expected is not None and sha256_file(part) == expected:
+            _report(on_progress, offset, offset)
+            return
         part.unlink(missing_ok=True)
         offset = 0
         response = _request(opener, url, 0, timeout)
