@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
@@ -293,6 +294,57 @@ def test_a_failure_with_a_partial_download_keeps_it_and_its_lock(
     with pytest.raises(ModelError, match="run again to resume"):
         download_file([server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, timeout=5)
     assert {p.name for p in tmp_path.iterdir()} == {"w.bin.incomplete", "w.bin.lock"}
+
+
+def test_a_full_disk_keeps_the_partial_and_says_a_rerun_resumes(
+    server: Loopback, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills during the transfer keeps what was written: the message says so
+    and that a run once there is room resumes it, which it does."""
+    from pocketsr_cli.weights import download
+
+    room = 20_000
+
+    class FillingFile:
+        def __init__(self, handle: Any) -> None:
+            self.handle = handle
+
+        def __enter__(self) -> FillingFile:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.handle.close()
+
+        def write(self, data: bytes) -> int:
+            left = room - self.handle.tell()
+            if len(data) > left:
+                self.handle.write(data[: max(left, 0)])
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return int(self.handle.write(data))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.handle, name)
+
+    def filling_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = open(path, mode, *args, buffering=0, **kwargs)  # noqa: SIM115
+        return FillingFile(handle) if "b" in mode and mode != "rb" else handle
+
+    monkeypatch.setattr(download, "open", filling_open, raising=False)
+    dest = tmp_path / "w.bin"
+    part = tmp_path / "w.bin.incomplete"
+    with pytest.raises(ModelError) as info:
+        download_file([server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, timeout=5)
+    assert str(info.value) == (
+        f"cannot write the download to {part}: the disk that holds {tmp_path} is full "
+        f"({os.strerror(errno.ENOSPC)}); the {room} bytes received so far are kept: free "
+        "some space and run again to resume"
+    )
+    assert part.read_bytes() == PAYLOAD[:room]
+
+    monkeypatch.undo()
+    download_file([server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.hits[-1].range == f"bytes={room}-"
 
 
 def test_a_wait_survives_the_folder_removed_by_a_failed_fetch(

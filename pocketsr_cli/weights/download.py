@@ -37,6 +37,7 @@ optional ``huggingface_hub`` package.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import ipaddress
@@ -54,7 +55,7 @@ from typing import IO
 from filelock import FileLock, Timeout
 
 from pocketsr_cli import __version__
-from pocketsr_cli.errors import ModelError
+from pocketsr_cli.errors import ModelError, disk_stop
 from pocketsr_cli.manifest import SHA256_RE
 from pocketsr_cli.weights.cache import is_offline, remove_empty_folder, sha256_file
 
@@ -69,6 +70,7 @@ _READ_SIZE = 1 << 16
 _LOCK_QUIET_SECONDS = 0.5  # a wait for another process's download longer than this is said
 _ATTEMPTS = 5  # tries at making the folder and taking the lock, should the folder go meanwhile
 _PROGRESS_INTERVAL_S = 0.1
+_NO_ROOM = {errno.ENOSPC} | ({errno.EDQUOT} if hasattr(errno, "EDQUOT") else set())
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
@@ -518,12 +520,29 @@ def _stream(
             # Durable before the rename, so a power cut cannot leave a verified-looking stub.
             os.fsync(out.fileno())
     except OSError as exc:
-        raise ModelError(f"cannot write the download to {part}: {exc.strerror or exc}") from exc
+        raise ModelError(_write_failure(part, exc)) from exc
     if overflow:
         part.unlink(missing_ok=True)
         raise _MirrorFailed(f"server sent more than {total} bytes")
     _report(on_progress, done, total)
     return digest.hexdigest()
+
+
+def _write_failure(part: Path, exc: OSError) -> str:
+    """Why the download could not go on into ``part``.  A disk that is full or over its
+    quota says that the bytes written so far stay and a run once there is room resumes
+    them: nothing else would tell the user that freeing space costs no second transfer."""
+    reason = disk_stop(exc, part) or exc.strerror or str(exc)
+    message = f"cannot write the download to {part}: {reason}"
+    if exc.errno not in _NO_ROOM:
+        return message
+    kept = _partial_size(part)
+    if not kept:
+        return f"{message}; free some space and run again"
+    return (
+        f"{message}; the {kept} bytes received so far are kept: free some space and run "
+        "again to resume"
+    )
 
 
 def _check_digest(part: Path, digest: str, expected: str | None, size: int | None) -> None:
