@@ -1167,6 +1167,29 @@ def test_import_url(tmp_path: Path, home: Path) -> None:
     assert not weights_path("_import-web", "w.safetensors").parent.exists()  # download tidied
 
 
+@pytest.mark.parametrize("how", ["--offline", "POCKETSR_OFFLINE"])
+def test_import_url_offline_says_so_in_the_users_terms(
+    home: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Offline, a URL cannot be imported: said of the URL, not of the cache folder the
+    download would go through (``weights/_import-NAME``), which the user never named."""
+    refuse_network(monkeypatch)
+    url = "https://example.com/w.safetensors"
+    args = ["models", "import", url, "--name", "web", "--sha256", "0" * 64]
+    if how == "--offline":
+        args.append(how)
+    else:
+        monkeypatch.setenv(how, "1")
+    result = invoke(*args)
+    assert result.exit_code == 3
+    assert result.stderr == (
+        f"error (model): cannot import {url} while offline mode is on: a URL is imported by "
+        "downloading it; run again while online, or import the file from disk\n"
+    )
+    assert not weights_path("_import-web", "w.safetensors").parent.exists()
+    assert not (user_models_dir() / "web.toml").exists()
+
+
 def test_import_url_refuses_a_url_the_downloader_would_refuse_as_a_usage_error(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

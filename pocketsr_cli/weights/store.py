@@ -42,6 +42,7 @@ from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_mani
 from pocketsr_cli.spelling import DESCRIPTION, FORCE, LICENSE, MODEL, OUTSCALE, SHA256
 from pocketsr_cli.weights import trust, verify
 from pocketsr_cli.weights.cache import (
+    is_offline,
     sha256_file,
     user_models_dir,
     weights_path,
@@ -155,7 +156,8 @@ def import_url(
         UsageError: a URL the downloader refuses (``download.url_problem``: plain http to
             another machine, another scheme), no ``sha256``, an invalid or taken name, or a
             URL that does not name a weights file; all before anything is fetched.
-        ModelError: download failure or mismatch (nothing is stored), then as import_file.
+        ModelError: offline mode is on (``offline``, or ``POCKETSR_OFFLINE``), a download
+            failure or mismatch (nothing is stored), then as import_file.
     """
     problem = url_problem(url)  # the downloader's own rule, said as the user's mistake
     if problem is not None:
@@ -169,6 +171,13 @@ def import_url(
         raise UsageError(
             f"{url} does not name a weights file ({', '.join(WEIGHT_SUFFIXES)}); "
             "download it and import the file"
+        )
+    if offline or is_offline():
+        # Said here, of the URL: the downloader would name the cache folder it fetches
+        # into, a detail of this function the user never gave.
+        raise ModelError(
+            f"cannot import {url} while offline mode is on: a URL is imported by downloading "
+            "it; run again while online, or import the file from disk"
         )
     dest = weights_path(f"_import-{request.name}", filename)
     # A partial download stays (with its lock), for the same import to resume; a file
