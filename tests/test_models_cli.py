@@ -246,6 +246,44 @@ def test_download_is_offline_for_every_yes_upscale_takes(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_download_another_process_made_is_said_to_be_its(
+    home: Path, server: Loopback, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A download that waited for another process's transfer of the same file moved no
+    byte itself: it says who downloaded the file, not "downloaded"."""
+    import threading
+
+    from filelock import FileLock
+
+    remote_blob(server, "/blob.bin")
+    dest = weights_path("blob", "blob.bin")
+    dest.parent.mkdir(parents=True)
+    locked, waited = threading.Event(), threading.Event()
+
+    def other_process() -> None:  # a thread stands for it: filelock's locks are per thread
+        with FileLock(str(dest) + ".lock"):
+            locked.set()
+            waited.wait(10)
+            dest.write_bytes(BLOB)
+
+    real_waiting = _ui.DownloadBar.waiting
+
+    def waiting(self: _ui.DownloadBar, message: str) -> None:
+        real_waiting(self, message)
+        waited.set()
+
+    monkeypatch.setattr(_ui.DownloadBar, "waiting", waiting)
+    other = threading.Thread(target=other_process)
+    other.start()
+    assert locked.wait(10)
+    result = invoke("models", "download", "blob")
+    other.join(10)
+    assert result.exit_code == 0, result.output
+    assert "waiting for another pocketsr process downloading blob.bin" in result.stderr
+    assert f"blob: downloaded by another pocketsr process, 65.5 kB  {dest}" in result.stderr
+    assert server.hits == []
+
+
 def test_two_processes_download_once(home: Path, server: Loopback) -> None:
     server.behaviours["/blob.bin"] = Behaviour(chunk_delay=0.025)  # ~1.6 s transfer
     remote_blob(server, "/blob.bin")
@@ -259,7 +297,8 @@ def test_two_processes_download_once(home: Path, server: Loopback) -> None:
     outputs = [child.communicate(timeout=60) for child in children]
     for child, (_, err) in zip(children, outputs, strict=True):
         assert child.returncode == 0, err.decode()
-        assert b"blob: downloaded" in err
+    said = sorted(err.decode().splitlines()[-1].split(",")[0] for _, err in outputs)
+    assert said == ["blob: downloaded", "blob: downloaded by another pocketsr process"]
     assert len(server.hits) == 1 and server.bytes_served() == len(BLOB)
     # Both were launched well before the one transfer ended: the second waited on the lock.
     assert server.hits[0].finished - started > 1.0

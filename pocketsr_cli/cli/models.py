@@ -315,13 +315,16 @@ def download(
         raise ModelError(f"{len(failures)} of {len(names)} downloads failed: {', '.join(failures)}")
 
 
+# What ``models download`` says of a model none of whose bytes came through it, by where
+# its weights were before.  Not on the machine (or not whole) then, they were fetched by
+# another process meanwhile: this one waited on its download lock, or came just after.
 _STATE = {
-    "remote": "downloaded",
+    "remote": "downloaded by another pocketsr process",
+    "damaged": "downloaded by another pocketsr process",
     "cached": "already cached",
     "bundled": "bundled with pocketsr",
     "user": "imported (user model folder)",
     "missing": "missing",
-    "damaged": "damaged",
 }
 
 
