@@ -33,6 +33,7 @@ class Behaviour:
     redirect: str | None = None
     gate: threading.Event | None = None  # after the first chunk, hold the rest until set
     content_type: str | None = None  # a Content-Type header for a 200 or 206 answer
+    length: bool = True  # False: no Content-Length, the body ends when the connection does
 
 
 @dataclass
@@ -101,7 +102,8 @@ class _Handler(BaseHTTPRequestHandler):
             hit.status = 206
         body = data[start:]
         self.send_response(hit.status)
-        self.send_header("Content-Length", str(len(body)))
+        if behaviour.length:
+            self.send_header("Content-Length", str(len(body)))
         if behaviour.content_type is not None:
             self.send_header("Content-Type", behaviour.content_type)
         if hit.status == 206:

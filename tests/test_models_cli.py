@@ -367,16 +367,18 @@ def test_verify_advises_a_command_that_pins_a_file_without_a_checksum(
 ) -> None:
     """A file on disk whose publisher gives no SHA-256 and which was never pinned: the
     advice is a download that pins it (a plain one refuses to)."""
-    remote_blob(server, "/blob.bin")
+    data = save_safetensors(home / "src" / "blob.safetensors", SD)  # pinned only if whole
+    url = server.url("/blob.safetensors")
+    _write_manifest(user_models_dir(), "blob", data, file="blob.safetensors", urls=(url,))
     manifest = user_models_dir() / "blob.toml"
     text = manifest.read_text(encoding="utf-8")
     manifest.write_text(
         "\n".join(line for line in text.splitlines() if not line.startswith("sha256")),
         encoding="utf-8",
     )
-    cached = weights_path("blob", "blob.bin")
+    cached = weights_path("blob", "blob.safetensors")
     cached.parent.mkdir(parents=True)
-    cached.write_bytes(BLOB)
+    cached.write_bytes(data)
     result = invoke("models", "verify", "blob")
     assert result.exit_code == 3 and "blob: not pinned" in result.stdout
     advice = " ".join(result.stderr.split())

@@ -833,10 +833,102 @@ def test_a_pinned_digest_is_enforced_on_the_next_download(
     # What it says to do: the new file is fetched and pinned, the manifest left alone.
     manifests = sorted((home / "models").iterdir())
     pins.unlink()
-    with pytest.raises(ModelError, match="not a safetensors file"):  # the test's new bytes
-        resolve_model("tiny", allow_unverified=True)
-    assert trust.pinned("tiny", "tiny.safetensors") == sha256(bytes(reversed(weights_bytes)))
+    replaced = save_safetensors(home / "replaced.safetensors", OTHER_SD)
+    server.behaviours["/tiny.safetensors"] = Behaviour(body=replaced)
+    resolve_model("tiny", allow_unverified=True)
+    assert trust.pinned("tiny", "tiny.safetensors") == sha256(replaced)
     assert sorted((home / "models").iterdir()) == manifests
+
+
+def test_check_whole_tells_a_weights_file_cut_short_without_loading_it(tmp_path: Path) -> None:
+    from pocketsr_cli.weights.load import check_whole
+
+    files = {"w.safetensors": save_safetensors(tmp_path / "w.safetensors", SD)}
+    torch.save(SD, tmp_path / "w.pth")
+    files["w.pth"] = (tmp_path / "w.pth").read_bytes()
+    torch.save(SD, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    files["old.pth"] = (tmp_path / "old.pth").read_bytes()
+    for name in files:
+        check_whole(tmp_path / name)
+    broken = {f"cut-{n}": d[: len(d) // 2] for n, d in files.items()}
+    broken["long-w.safetensors"] = files["w.safetensors"] + b"x"
+    broken["empty.safetensors"] = b""
+    for name, data in broken.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ModelError, match=f"^cannot read weights {name}: not a"):
+            check_whole(tmp_path / name)
+    # Whole, but needing code to load: a zip is not read; one of the old format, read,
+    # says so (the resolver then pins it, and reading it later says how to allow it).
+    _pickle_with_hyper_parameters(tmp_path / "ckpt.pth")
+    check_whole(tmp_path / "ckpt.pth")
+    hparams = {"state_dict": SD, "hparams": argparse.Namespace(lr=1e-4)}
+    torch.save(hparams, tmp_path / "old-ckpt.pth", _use_new_zipfile_serialization=False)
+    with pytest.raises(UnsafePickleError):
+        check_whole(tmp_path / "old-ckpt.pth")
+
+
+def test_a_download_cut_short_with_no_length_to_tell_is_not_pinned(
+    home: Path, server: Loopback, weights_bytes: bytes
+) -> None:
+    """No SHA-256 or size in the manifest, no Content-Length from the server: a transfer
+    cut short ends like a whole one.  It is seen not to be a whole weights file, deleted
+    and not pinned (every later run failed on the digest pinned from it), and the next
+    run fetches it anew."""
+    server.behaviours["/tiny.safetensors"] = Behaviour(cut_after=1000, length=False)
+    unpublished_spec(home, weights_bytes, (server.url("/tiny.safetensors"),))
+    cached = weights_path("tiny", "tiny.safetensors")
+    with pytest.raises(ModelError) as caught:
+        resolve_model("tiny", allow_unverified=True)
+    assert str(caught.value).startswith(
+        "tiny: cannot read weights tiny.safetensors: not a safetensors file, or a damaged one ("
+    )
+    assert str(caught.value).endswith(
+        "; it was deleted from the cache, not pinned (with no SHA-256 or size published to "
+        "check it against, a download cut short looks whole when the server does not give "
+        "its length); run again to fetch it anew"
+    )
+    assert trust.pinned("tiny", "tiny.safetensors") is None
+    assert not cached.exists()
+    desc = resolve_model("tiny", allow_unverified=True)  # the server no longer cuts it
+    assert trust.pinned("tiny", "tiny.safetensors") == sha256(weights_bytes) == desc.sha256
+    assert [h.bytes_sent for h in server.hits] == [1000, len(weights_bytes)]
+
+
+def test_a_file_beside_its_manifest_that_is_not_whole_is_not_pinned(
+    home: Path, weights_bytes: bytes, no_network: None
+) -> None:
+    spec = unpublished_spec(home, weights_bytes, ())
+    beside = spec.path.parent / "tiny.safetensors"
+    beside.write_bytes(weights_bytes[:-1])
+    with pytest.raises(ModelError, match=r"^tiny: cannot read weights tiny.safetensors: .*; its "):
+        resolve_model("tiny", allow_unverified=True)
+    assert trust.pinned("tiny", "tiny.safetensors") is None
+    assert beside.read_bytes() == weights_bytes[:-1]  # the user's own file stays
+
+
+def test_a_pinned_file_that_cannot_be_read_names_its_model_and_the_way_out(
+    home: Path, server: Loopback, weights_bytes: bytes
+) -> None:
+    """A file pinned before pins were checked for readability (or damaged in a way its
+    digest does not show): the error names the model and how to be rid of the file."""
+    from pocketsr_cli.weights.store import remove_model
+
+    spec = unpublished_spec(home, weights_bytes, (server.url("/tiny.safetensors"),))
+    cached = weights_path("tiny", "tiny.safetensors")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(weights_bytes[:1000])
+    trust.pin("tiny", "tiny.safetensors", sha256(weights_bytes[:1000]))
+    with pytest.raises(ModelError) as caught:
+        resolve_model("tiny")
+    assert str(caught.value).startswith("tiny: cannot read weights tiny.safetensors: ")
+    assert str(caught.value).endswith(
+        f"; it is the file whose digest was pinned on first use ({cached}): `pocketsr "
+        "models remove tiny` deletes it and its pin, and `pocketsr models download tiny "
+        "--allow-unverified` fetches it anew"
+    )
+    remove_model(spec)  # what it says to do
+    resolve_model("tiny", allow_unverified=True)
+    assert trust.pinned("tiny", "tiny.safetensors") == sha256(weights_bytes)
 
 
 def test_a_cached_file_without_a_pin_is_pinned_only_when_allowed(

@@ -13,6 +13,7 @@ import contextlib
 import os
 import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,43 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"cannot read weights {path.name}: not a {kind}, or a damaged one ({_detail(exc)})"
         ) from exc
     return canonical_state_dict(raw, path.name)
+
+
+def check_whole(path: Path) -> None:
+    """Raise when ``path`` cannot be read as a weights file, judged without reading its
+    tensors where its format allows: a safetensors file whose header is not whole or does
+    not cover the file exactly (one cut short), a PyTorch checkpoint without the zip
+    directory at its end; any other file (a checkpoint of the old, pickle-only format)
+    is read as :func:`read_state_dict` reads it.
+
+    For a file nothing vouches for (no SHA-256 published: trust on first use), before its
+    digest is pinned: a download cut short where the server gave no length looks whole.
+
+    Raises:
+        UnsafePickleError: a checkpoint of the old format that needs to run code to load
+            (whole: read later with the user's consent, ``trust.py``).
+        ModelError: as :func:`read_state_dict`, the file is not one it could read.
+    """
+    if path.suffix.lower() == ".safetensors":
+        kind = "safetensors file"
+        try:
+            from safetensors import safe_open
+
+            # Reads and checks the header only (its tensors must cover the file exactly),
+            # without importing torch.
+            with safe_open(str(path), framework="numpy"):
+                return
+        except Exception as exc:  # SafetensorError, OSError
+            if path.is_file() and path.stat().st_size == 0:
+                raise ModelError(
+                    f"cannot read weights {path.name}: not a {kind} (the file is empty)"
+                ) from exc
+            raise ModelError(
+                f"cannot read weights {path.name}: not a {kind}, or a damaged one ({_detail(exc)})"
+            ) from exc
+    if zipfile.is_zipfile(path):  # its directory is at its end: a file cut short has none
+        return
+    read_state_dict(path)
 
 
 def image_hint(ref: str, takes: str) -> str | None:

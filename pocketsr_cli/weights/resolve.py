@@ -60,6 +60,7 @@ from pocketsr_cli.weights.cache import (
 )
 from pocketsr_cli.weights.load import (
     WEIGHT_SUFFIXES,
+    check_whole,
     descriptor_from_state_dict,
     image_hint,
     read_state_dict,
@@ -287,6 +288,36 @@ def _first_use(spec: ModelSpec, w: WeightsSpec, path: Path, allow_unverified: bo
 
 
 def _pin(spec: ModelSpec, w: WeightsSpec, path: Path) -> Path:
+    """Pin the digest ``path`` has as that of ``spec``'s file ``w``, once it is seen to be
+    a whole weights file (``load.check_whole``): nothing else vouches for it, and with no
+    size published nor a length from the server, a download cut short looks complete.
+    One that is not is refused and, in the cache, deleted, so that the next run fetches
+    it anew rather than pin it.
+
+    Raises:
+        ModelError: the file cannot be read, or is not a whole weights file.
+    """
+    try:
+        check_whole(path)
+    except UnsafePickleError:
+        pass  # whole; reading it says what it needs (trust_pickle)
+    except ModelError as exc:
+        if path != weights_path(spec.name, w.file):  # beside the manifest: the user's own
+            raise ModelError(f"{spec.name}: {exc}; its digest was not pinned") from exc
+        try:
+            path.unlink(missing_ok=True)
+            fate = "it was deleted from the cache, not pinned"
+        except OSError as unlink_exc:
+            fate = (
+                f"it is not pinned, but could not be deleted ({unlink_exc.strerror}): delete {path}"
+            )
+        why = (
+            " (with no SHA-256 or size published to check it against, a download cut short "
+            "looks whole when the server does not give its length)"
+            if w.size is None
+            else ""
+        )
+        raise ModelError(f"{spec.name}: {exc}; {fate}{why}; run again to fetch it anew") from exc
     try:
         digest = sha256_file(path)
     except OSError as exc:
@@ -800,7 +831,28 @@ def _read_weights(
                 f"{_rerun(TRUST_PICKLE, spec.name)}: it is then loaded once, running its "
                 "code, and kept as safetensors"
             ) from exc
+    except ModelError as exc:
+        raise ModelError(_unreadable_message(spec, w, path, exc)) from exc
     return trust.read_converted(trust.convert_pickle(spec.name, path, digest))
+
+
+def _unreadable_message(spec: ModelSpec, w: WeightsSpec, path: Path, exc: ModelError) -> str:
+    """What to say of ``spec``'s file ``w`` at ``path``, verified but unreadable (``exc``):
+    the model it belongs to, and, for a file in the cache, how to be rid of it."""
+    message = f"{spec.name}: {exc}"
+    if path != weights_path(spec.name, w.file):
+        return message  # beside its manifest: _damaged_message's remedies do not apply
+    remove = f"`pocketsr models remove {spec.name}`"
+    if w.sha256 is None:  # pinned on first use (before pins were checked for readability)
+        return (
+            f"{message}; it is the file whose digest was pinned on first use ({path}): "
+            f"{remove} deletes it and its pin, and `pocketsr models download {spec.name} "
+            "--allow-unverified` fetches it anew"
+        )
+    return (
+        f"{message}; it has the SHA-256 its manifest gives ({path}), so its manifest names "
+        f"a file pocketsr cannot read; {remove} deletes it"
+    )
 
 
 def convert_pickles(spec: ModelSpec, paths: Sequence[Path]) -> list[Path]:

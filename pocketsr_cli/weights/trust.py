@@ -5,7 +5,9 @@
 (``--allow-unverified``).  The SHA-256 of what arrived is then recorded, and every later
 run, download and ``models verify`` holds the file to it exactly as to a manifest's digest.
 A file found already in the cache with no pin is treated the same way: refused, or pinned
-when allowed.
+when allowed.  Only a whole weights file is pinned (``load.check_whole``, in
+``resolve.py``): with no size published and none sent by the server, a download cut short
+looks complete; one that is not whole is deleted from the cache instead.
 
 **Pickles converted once.**  ``weights/load.py`` reads ``.pth``/``.ckpt`` files with
 ``torch.load(weights_only=True)``, which refuses pickles that name classes or functions
