@@ -550,6 +550,39 @@ def test_ctrl_c_keeps_partial_and_releases_lock(server: Loopback, tmp_path: Path
     assert server.hits[-1].range == f"bytes={done}-"
 
 
+def test_bytes_that_came_before_a_stall_are_shown_during_it(
+    server: Loopback, tmp_path: Path
+) -> None:
+    """Progress is told at most every 0.1 s while data keeps coming, but what came just
+    before the server goes quiet is told at once: a bar showing less than arrived for the
+    whole stall (up to the read timeout) would say the transfer stopped earlier."""
+    gate = threading.Event()
+    server.behaviours["/w.bin"] = Behaviour(gate=gate)  # 1 KiB, then silence until set
+    seen: list[int] = []
+
+    def fetch() -> None:
+        download_file(
+            [server.url("/w.bin")],
+            tmp_path / "w.bin",
+            sha256=PAYLOAD_SHA,
+            timeout=10,
+            on_progress=lambda done, total: seen.append(done),
+        )
+
+    fetching = threading.Thread(target=fetch)
+    fetching.start()
+    try:
+        deadline = time.monotonic() + 5
+        while 1024 not in seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert seen and max(seen) == 1024, seen
+        assert server.hits[0].bytes_sent == 1024  # still stalled
+    finally:
+        gate.set()
+        fetching.join(10)
+    assert (tmp_path / "w.bin").read_bytes() == PAYLOAD
+
+
 def test_a_wait_for_another_download_is_said(server: Loopback, tmp_path: Path) -> None:
     """A second process waiting on the lock says why it does nothing (it looked hung),
     then finds the file the first one fetched."""

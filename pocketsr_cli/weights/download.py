@@ -513,7 +513,10 @@ def _stream(
                 digest.update(chunk)
                 done += len(chunk)
                 now = time.monotonic()
-                if now - last_report >= _PROGRESS_INTERVAL_S:
+                # A chunk shorter than asked for is all that had arrived: the next read may
+                # wait on the network (a stall lasts up to ``timeout``), so what came is
+                # told first.  While data keeps coming, it is told every interval.
+                if len(chunk) < _READ_SIZE or now - last_report >= _PROGRESS_INTERVAL_S:
                     _report(on_progress, done, total)
                     last_report = now
             out.flush()
