@@ -18,12 +18,10 @@ from typing import Any
 
 import platformdirs
 import pytest
-import typer
 from _http import Behaviour, Loopback, refuse_network, serve
 from filelock import FileLock
 
 from pocketsr_cli import __version__
-from pocketsr_cli.cli import _options as cli_options
 from pocketsr_cli.errors import ModelError, UsageError
 from pocketsr_cli.weights import cache
 from pocketsr_cli.weights.download import download_file
@@ -94,7 +92,7 @@ def test_weights_path_rejects_non_plain_names(name: str) -> None:
     ("value", "expected"),
     [
         *[("1", True), ("true", True), ("TRUE", True), ("Yes", True), (" yes ", True)],
-        # The commands' --offline reads the variable as click does: on, t and y are yes too.
+        # The words pydantic reads a bool with, as earlier versions' --offline did.
         *[("on", True), ("T", True), ("y", True)],
         *[("0", False), ("false", False), ("no", False), ("", False), ("off", False)],
         *[("n", False), ("F", False)],
@@ -110,42 +108,10 @@ def test_is_offline(monkeypatch: pytest.MonkeyPatch, value: str | None, expected
 
 
 def test_an_offline_value_that_says_neither_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    """upscale --offline refuses it (a usage error); the downloader went online instead."""
+    """A usage error (each command: test_models_cli.py); the downloader went online instead."""
     monkeypatch.setenv("POCKETSR_OFFLINE", "maybe")
     with pytest.raises(UsageError, match=r"POCKETSR_OFFLINE='maybe' is neither yes nor no"):
         cache.is_offline()
-
-
-def test_is_offline_reads_the_variable_as_the_commands_offline_option_does(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """``is_offline`` keeps its own lists of yes and no (the downloader and the Python API
-    do not import the command line's parser): every spelling, in every case and with
-    blanks around it, means what it means to ``--offline`` (Typer reading the variable),
-    and a value that option refuses is refused (``None`` here) by both."""
-    from typer.testing import CliRunner
-
-    app = typer.Typer()
-
-    @app.command()
-    def main(offline: cli_options.OfflineOpt = False) -> None:
-        print(offline)
-
-    # Words either side might take, chosen apart from either's lists.
-    words = ["1", "0", "true", "false", "yes", "no", "on", "off", "t", "f", "y", "n"]
-    words += ["enable", "disable", "enabled", "ok", "none", "null"]
-    cases = {f for w in words for f in (w, w.upper(), w.title())}
-    forms = cases | {f" {f} " for f in cases}
-    others = {"", "  ", "maybe", "2", "-1", "yes please", "1.0", "nein", "truee", "o"}
-    for value in sorted(forms | others):
-        result = CliRunner().invoke(app, [], env={cache.OFFLINE_ENV: value})
-        theirs = {0: result.stdout.strip() == "True", 2: None}[result.exit_code]
-        monkeypatch.setenv(cache.OFFLINE_ENV, value)
-        try:
-            ours: bool | None = cache.is_offline()
-        except UsageError:
-            ours = None
-        assert ours == theirs, repr(value)
 
 
 def test_sha256_file_reads_in_chunks(tmp_path: Path) -> None:

@@ -232,8 +232,8 @@ def test_download_offline_says_what_to_run(
 def test_download_is_offline_for_every_yes_upscale_takes(
     home: Path, server: Loopback, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
-    """upscale --offline (its environment variable read by Typer) took on and y as yes,
-    while models download went online for them."""
+    """upscale --offline (then its environment variable read by Typer) took on and y as
+    yes, while models download went online for them."""
     remote_blob(server, "/blob.bin")
     monkeypatch.setenv("POCKETSR_OFFLINE", value)
     result = invoke("models", "download", "blob")
@@ -281,6 +281,45 @@ def test_a_download_another_process_made_is_said_to_be_its(
     assert result.exit_code == 0, result.output
     assert "waiting for another pocketsr process downloading blob.bin" in result.stderr
     assert f"blob: downloaded by another pocketsr process, 65.5 kB  {dest}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["upscale", "missing.png", "-m", "bicubic"],
+        ["eval", "missing", "-m", "bicubic"],
+        ["bench", "-m", "bicubic", "--format", "png"],  # --format without --folder
+        ["models", "import", "missing.safetensors", "--name", "w"],
+    ],
+)
+def test_every_command_refuses_an_offline_value_that_says_neither_in_its_own_words(
+    home: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """The commands with --offline said it in Typer's words ("Invalid value for
+    '--offline' (env var: ...): Input should be a valid boolean"), models download and the
+    API in pocketsr's: one reader now, one message, before any work."""
+    monkeypatch.setenv("POCKETSR_OFFLINE", "maybe")
+    result = invoke(*command)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error (usage): POCKETSR_OFFLINE='maybe' is neither yes nor no: set it to 1 (offline) or 0"
+    )
+    # --offline says it all: the variable is not read (the next usage error is the one).
+    result = invoke(*command, "--offline")
+    assert result.exit_code == 2 and "POCKETSR_OFFLINE" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["on", "Y"])
+def test_upscale_is_offline_for_every_yes_the_downloader_takes(
+    home: Path, server: Loopback, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    """upscale reads POCKETSR_OFFLINE through the downloader's reader (weights.cache)."""
+    remote_blob(server, "/blob.bin")
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (8, 8)).save(image)
+    monkeypatch.setenv("POCKETSR_OFFLINE", value)
+    result = invoke("upscale", str(image), "-m", "blob", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 3 and "offline mode is on" in result.stderr
     assert server.hits == []
 
 

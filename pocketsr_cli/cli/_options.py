@@ -135,11 +135,11 @@ JsonOpt = Annotated[
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress or per-image lines; errors only.")
 ]
+# Not Typer's envvar=: it would read POCKETSR_OFFLINE with its own words for a bad value;
+# each command passes the flag through offline_mode, which reads it as the downloader does.
 OfflineOpt = Annotated[
     bool,
-    typer.Option(
-        "--offline", envvar="POCKETSR_OFFLINE", help="Never touch the network (POCKETSR_OFFLINE=1)."
-    ),
+    typer.Option("--offline", help="Never touch the network (or set POCKETSR_OFFLINE=1)."),
 ]
 AllowUnverifiedOpt = Annotated[
     bool,
@@ -305,6 +305,21 @@ def tile_side(value: str, overlap: int | None = None) -> int | None:
             f"times over: use {TILE} {4 * overlap} or more, or a smaller {TILE_OVERLAP}"
         )
     return side  # (N > 2 * overlap, which TilePolicy.for_side holds to, follows)
+
+
+def offline_mode(flag: bool) -> bool:
+    """``--offline``, else what ``POCKETSR_OFFLINE`` says
+    (:func:`~pocketsr_cli.weights.cache.is_offline`: the one reader of the variable, so that
+    every command, the downloader and the Python API take and refuse the same values).
+    Called first in a command, so that a bad value is refused before any work; with
+    ``--offline`` given the variable is not read.
+
+    Raises:
+        UsageError: the variable says neither yes nor no (``POCKETSR_OFFLINE=maybe``).
+    """
+    from pocketsr_cli.weights.cache import is_offline
+
+    return flag or is_offline()
 
 
 def ensemble_choice(mode: str, weight: float | None = None) -> Ensemble:

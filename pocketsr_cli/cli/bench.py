@@ -162,6 +162,7 @@ def bench_command(
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.evaluation.bench import FolderBenchReport, bench, bench_folder, parse_size
 
+    offline = opt.offline_mode(offline)  # a bad POCKETSR_OFFLINE is refused before any work
     fmt_key = opt.output_format(fmt)
     if folder is None and (fmt_key is not None or quality is not None):
         raise UsageError("--format and --quality apply to --folder runs only")

@@ -148,6 +148,7 @@ def eval_command(
     from pocketsr_cli.errors import PocketSRError, UsageError
     from pocketsr_cli.evaluation.run import collect_images, evaluate
 
+    offline = opt.offline_mode(offline)  # a bad POCKETSR_OFFLINE is refused before any work
     ensembles = opt.ensemble_choices(ensemble, ensemble_weight)
     console = _ui.make_console()
     paths = collect_images(hr_dir)

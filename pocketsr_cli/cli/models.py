@@ -567,6 +567,7 @@ def import_model(
     from pocketsr_cli.errors import UsageError
     from pocketsr_cli.weights.store import ImportRequest, import_file, import_url, is_url
 
+    offline = opt.offline_mode(offline)  # a bad POCKETSR_OFFLINE is refused before any work
     request = ImportRequest(name=name, license=license_, description=description, force=force)
     if not source.strip():
         raise UsageError("an empty FILE|URL: name a weights file or an https:// or hf:// URL")

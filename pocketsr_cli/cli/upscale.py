@@ -306,6 +306,7 @@ def upscale(
     from pocketsr_cli.pipeline import Options, Variant, run, scales_for_sizes
     from pocketsr_cli.provenance import RunSettings, tile_label
 
+    offline = opt.offline_mode(offline)  # a bad POCKETSR_OFFLINE is refused before any work
     fmt_key = opt.output_format(fmt)
     overlap = opt.tile_overlap(tile_overlap)  # None: each model's own
     tile_px = opt.tile_side(tile, overlap)  # checked before any work

@@ -27,12 +27,12 @@ Weights sit in one folder per model so that two models shipping a file of the sa
 
 Offline mode: ``POCKETSR_OFFLINE`` set to ``1``, ``true``, ``yes``, ``on``, ``t`` or ``y``
 (any case) forbids network access; the downloader then reports a missing file instead of
-fetching it.  Those are the spellings the commands' ``--offline`` reads the variable with
-(Typer's: pydantic's bool parsing, since Typer 0.29 no longer uses click), so that every
-command and the Python API agree; a value that is neither one of them nor a "no" (``0``,
-``false``, ``no``, ``off``, ``f``, ``n``, empty) is refused.  The lists are kept here
-rather than borrowed from the command line's parser, which the downloader and the API do
-not import; ``tests/test_download.py`` checks that the two read every value alike.
+fetching it.  A value that is neither one of them nor a "no" (``0``, ``false``, ``no``,
+``off``, ``f``, ``n``, empty) is refused.  :func:`is_offline` is the variable's one reader:
+the commands' ``--offline`` defers to it (``cli._options.offline_mode``) rather than
+letting Typer read the variable, so that every command, the downloader and the Python API
+take the same words and refuse a bad value with the same message.  The words are those
+that earlier versions' ``--offline`` read the variable with (pydantic's bool parsing).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from pocketsr_cli.errors import ModelError, UsageError
 HOME_ENV = "POCKETSR_HOME"
 OFFLINE_ENV = "POCKETSR_OFFLINE"
 _APP_NAME = "pocketsr"
-# The yes and no with which Typer reads the variable for the commands' --offline.
+# The yes and no of POCKETSR_OFFLINE (pydantic's bool words, as --offline once read it).
 _TRUE_VALUES = frozenset({"1", "true", "yes", "on", "t", "y"})
 _FALSE_VALUES = frozenset({"", "0", "false", "no", "off", "f", "n"})
 
