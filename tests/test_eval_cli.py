@@ -370,6 +370,32 @@ def test_a_named_variant_is_scored_as_that_network_or_refused(photos: Path) -> N
     assert [r["model"] for r in json_lines(out)] == ["bicubic", "pocketsr-compact-x2"]
 
 
+def test_without_s_a_resampler_takes_the_factor_of_the_first_model_with_one(
+    photos: Path,
+) -> None:
+    """-m lanczos -m pocketsr-compact-x2 ran at lanczos's ×4 and refused the ×2 network
+    in words that never said -s; a resampler runs at any factor, so the eval is at ×2,
+    the rows in the order asked.  Two models of fixed factors that differ are still
+    refused, with where the factor came from and what chooses another."""
+    args = ("eval", photos, "-q", "--limit", "1", "--crop", "64", "--json")
+    code, out, err = invoke(*args, "-m", "lanczos", "-m", "pocketsr-compact-x2")
+    assert code == 0, err
+    rows = json_lines(out)
+    assert [r["model"] for r in rows] == ["bicubic", "lanczos", "pocketsr-compact-x2"]
+    assert {(r["scale"], r["model_scale"]) for r in rows} == {(2, 2)}
+    code, out, err = invoke(*args, "-m", "lanczos", "-m", "bicubic")  # resamplers alone: ×4
+    assert code == 0, err
+    assert [(r["model"], r["scale"]) for r in json_lines(out)] == [("lanczos", 4), ("bicubic", 4)]
+    code, _, err = invoke(
+        *args, "-m", "lanczos", "-m", "pocketsr-compact-x2", "-m", "pocketsr-compact-x4"
+    )
+    assert code == 3
+    assert (
+        "×2 is the factor of -m pocketsr-compact-x2, the first model with one, as -s is not "
+        "given: --resize scores its x4 result resized to x2, or -s chooses the factor"
+    ) in " ".join(err.split())
+
+
 def test_bench_refuses_a_size_that_cannot_fit_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     """--size 100000x100000 was a MemoryError traceback (or the kernel's OOM killer):
     the photo and each model's upscale are weighed against the memory available first."""

@@ -75,7 +75,9 @@ def eval_command(
         int | None,
         opt.scale_option(
             "Factor to score at: each photo is degraded by it and each model runs its ×N "
-            "variant (see --resize). Default: the first model's own factor."
+            "variant (see --resize). Default: the own factor of the first model that has "
+            "one (bicubic and lanczos run at any: -m lanczos -m pocketsr-compact-x2 scores "
+            "at ×2), else ×4."
         ),
     ] = None,
     limit: Annotated[

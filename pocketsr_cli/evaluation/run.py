@@ -55,7 +55,7 @@ from pocketsr_cli.evaluation.metrics import (
     ssim_y,
 )
 from pocketsr_cli.factory import UpscalerSpec, open_upscaler
-from pocketsr_cli.spelling import CROP, MODEL, RESIZE
+from pocketsr_cli.spelling import CROP, MODEL, RESIZE, SCALE
 
 if TYPE_CHECKING:
     from pocketsr_cli.imageio import ImageHeader
@@ -260,14 +260,16 @@ def resolve_models(
     """Resolve ``models`` (empty: the default model) plus the bicubic floor, as ``spec``
     lets weights be had.
 
-    The scale is ``scale`` or, when ``None``, that of the first model asked for; every
-    other model is resolved at it.  A PCSR model without a variant at that scale draws it
-    natively, as ``upscale -s S`` has it do, and is named ``"NAME (xS native)"``.  With
-    ``resize``, any other model that has no variant at that scale is resolved at its own,
-    and named ``"NAME (xN→xS)"``: :func:`evaluate` resizes its output to the scale, as
-    ``upscale --outscale S`` would.  The name of one variant (``pocketsr-compact-x2``) is
-    that network alone, never its sibling at the scale (a base name, ``pocketsr-compact``,
-    picks the variant).  Duplicates are dropped.
+    The scale is ``scale`` or, when ``None``, the own factor of the first model asked for
+    that has one (``lanczos`` then ``pocketsr-compact-x2``: ×2), since a resampler
+    (``bicubic``, ``lanczos``: ``runs_at_any_factor``) runs at any; resamplers alone run at
+    the first one's own (×4).  Every other model is resolved at the scale.  A PCSR model
+    without a variant at that scale draws it natively, as ``upscale -s S`` has it do, and
+    is named ``"NAME (xS native)"``.  With ``resize``, any other model that has no variant
+    at that scale is resolved at its own, and named ``"NAME (xN→xS)"``: :func:`evaluate`
+    resizes its output to the scale, as ``upscale --outscale S`` would.  The name of one
+    variant (``pocketsr-compact-x2``) is that network alone, never its sibling at the scale
+    (a base name, ``pocketsr-compact``, picks the variant).  Duplicates are dropped.
 
     Returns:
         ``[(descriptor, is_added_floor, native_scale)]`` — bicubic first when it was not
@@ -277,10 +279,16 @@ def resolve_models(
     Raises:
         ModelError: a model cannot be resolved or has no variant at the scale.
     """
+    from pocketsr_cli.weights.resolve import runs_at_any_factor
+
     refs = distinct_refs(models) or [None]
-    resolved: list[tuple[ModelDescriptor, bool, int | None]] = []
-    for ref in refs:
-        native = None
+    given = scale is not None
+    # Resolved in this order, so that the first to be resolved sets the scale (without -s);
+    # the rows keep the order asked for.
+    order = sorted(range(len(refs)), key=lambda i: (not given and runs_at_any_factor(refs[i]), i))
+    rows: dict[int, tuple[ModelDescriptor, bool, int | None]] = {}
+    for i in order:
+        ref, native = refs[i], None
         try:
             desc = spec.resolve(ref, scale)
             if ref is not None and desc.name not in (ref, Path(ref).name):
@@ -297,19 +305,30 @@ def resolve_models(
             elif resize:
                 desc = replace(own, name=f"{own.name} (x{own.scale}→x{scale})")
             else:
-                raise ModelError(
-                    f"{exc}; here {RESIZE} scores its x{own.scale} result resized to x{scale}"
-                ) from None
+                tail = f"here {RESIZE} scores its x{own.scale} result resized to x{scale}"
+                if not given:  # say where the factor came from, and what chooses another
+                    tail = (
+                        f"×{scale} is the factor of {_set_by(refs[order[0]])}, the first "
+                        f"model with one, as {SCALE} is not given: {RESIZE} scores its "
+                        f"x{own.scale} result resized to x{scale}, or {SCALE} chooses the factor"
+                    )
+                raise ModelError(f"{exc}; {tail}") from None
         scale = desc.scale if scale is None else scale
-        desc = named_apart(desc, ref, {d.name for d, _, _ in resolved})
-        resolved.append((desc, False, native))
+        desc = named_apart(desc, ref, {d.name for d, _, _ in rows.values()})
+        rows[i] = (desc, False, native)
     assert scale is not None
+    resolved = [rows[i] for i in range(len(refs))]
     if not any(d.name == FLOOR_MODEL for d, _, _ in resolved):
         resolved.insert(0, (spec.resolve(FLOOR_MODEL, scale), True, None))
     unique: dict[str, tuple[ModelDescriptor, bool, int | None]] = {}
     for entry in resolved:
         unique.setdefault(entry[0].name, entry)
     return list(unique.values()), scale
+
+
+def _set_by(ref: str | None) -> str:
+    """``-m ref``, the model whose factor an eval without ``-s`` runs at, as messages say it."""
+    return str(MODEL.given(ref)) if ref is not None else "the default model"
 
 
 def _check_named_variant(ref: str, desc: ModelDescriptor, spec: UpscalerSpec) -> None:
@@ -424,7 +443,8 @@ def evaluate(
             is added as the floor when absent.
         spec: how every model is opened and run (device, precision, tiles, offline).
         degradation: ``bicubic`` or ``real`` (see :mod:`~pocketsr_cli.evaluation.degrade`).
-        scale: upscaling factor; ``None``: the first model's.
+        scale: upscaling factor; ``None``: the first model's that has its own
+            (:func:`resolve_models`).
         crop: score the centred ``crop``-pixel square of each ground truth (``None``: all).
         resize: run models lacking ``scale`` at their own and resize their output to it
             (see :func:`resolve_models`); the time includes the resize.

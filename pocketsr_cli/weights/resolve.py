@@ -588,6 +588,17 @@ def _meant_names(ref: str, origins: Mapping[str, Origin]) -> list[str]:
     return [best] if best is not None and likeness(best)[0] >= 0.75 else []
 
 
+def runs_at_any_factor(ref: str | None) -> bool:
+    """Whether ``-m ref`` names a resampler (a manifest with ``any_scale``: ``bicubic``,
+    ``lanczos``), which runs at whatever factor it is asked for.  Read from the manifests
+    alone, nothing loaded; False for the default model (None), a weights file, and a name
+    no readable manifest has (resolving it says why)."""
+    if ref is None or not ref.strip() or "://" in ref or _is_weights_file(ref):
+        return False
+    spec = registry([]).get(ref)
+    return spec is not None and spec.any_scale
+
+
 def pick_spec(
     specs: Mapping[str, ModelSpec],
     ref: str,
