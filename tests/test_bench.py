@@ -339,6 +339,49 @@ def test_synthetic_run_reports_peak_memory() -> None:
     assert code == 0 and "peak RAM" in out and "s per 4K" in out, err
 
 
+def test_a_small_size_says_its_s_per_4k_is_no_estimate_of_4k() -> None:
+    """--size 120x68 scaled a ×4 output of 480×272 up 64 times to '4K' and reported
+    tens of seconds for a model that takes a few there, without a word: the per-call
+    costs of a tiny input are not per-pixel ones."""
+    args = ("bench", "-m", "bicubic", "--size", "120x68", "--repeat", "1", "--device", "cpu")
+    code, out, err = invoke(*args, "--json")
+    assert code == 0, err
+    (record,) = json_lines(out)
+    assert record["extrapolation"] == pytest.approx(3840 * 2160 / (480 * 272))
+    note = " ".join(err.split())
+    assert "here by up to 64× (bicubic's 480×272 output)" in note
+    assert "no estimate of 4K" in note and "the default, 960x540" in note
+    code, out, err = invoke(*args)
+    assert code == 0 and "no estimate of 4K" in " ".join(out.split()), err
+
+
+def test_the_note_starts_past_a_quarter_of_4k() -> None:
+    """The default size writes a ×2 model's output at a quarter of 4K: no note there."""
+    from pocketsr_cli.evaluation.bench import BenchReport, BenchResult
+
+    def report(out_width: int, out_height: int) -> BenchReport:
+        result = BenchResult(
+            model="m",
+            family="f",
+            scale=2,
+            params=0,
+            precision="fp32",
+            out_width=out_width,
+            out_height=out_height,
+            seconds=[1.0],
+            best=1.0,
+            seconds_per_4k=1.0,
+            macs_per_pixel=None,
+            extrapolation=3840 * 2160 / (out_width * out_height),
+        )
+        return BenchReport(1, 1, 1, "cpu", 1, "m", models=[result])
+
+    assert report(1920, 1080).extrapolation_note() is None
+    assert report(3840, 2160).extrapolation_note() is None
+    assert "by up to 5× (m's 1920×864 output)" in (report(1920, 864).extrapolation_note() or "")
+    assert BenchReport(1, 1, 1, "cpu", 1, "m").extrapolation_note() is None
+
+
 def test_a_resampler_reports_the_8_bit_path_it_ran_not_the_precision_asked(
     photos: Path,
 ) -> None:

@@ -54,7 +54,10 @@ def bench_command(
             "--size",
             metavar="WxH",
             help="Input width x height of the synthetic photo (×4 of 960x540 is 3840×2160); "
-            "refused when it or a model's output would not fit in memory.",
+            "refused when it or a model's output would not fit in memory. 's per 4K' is "
+            "the output's time scaled to 4K: when an output is under a quarter of 4K "
+            "(below 480x270 at ×4) bench notes that the figure is no estimate of 4K "
+            "(per-call costs and caches weigh differently on a small input).",
             show_default=DEFAULT_SIZE,
         ),
     ] = None,
@@ -221,6 +224,8 @@ def bench_command(
         )
     for problem in _problems(report):
         _ui.warn(console, problem)
+    if not isinstance(report, FolderBenchReport) and (note := report.extrapolation_note()):
+        _ui.warn(console, note)
     if isinstance(report, FolderBenchReport) and (
         any(r.failed for r in report.models) or any(r.status == "failed" for r in report.not_run)
     ):
@@ -356,6 +361,8 @@ def _table(report: BenchReport | FolderBenchReport) -> tuple[list[str], list[lis
         f"{report.device}{_compiled(report.compile)}, {report.threads} thread(s); "
         f"ratio vs {report.baseline}"
     )
+    if report.extrapolation_note() is not None:  # stdout alone must not pass it for 4K
+        title += "; s per 4K scaled from small outputs: no estimate of 4K (see the note)"
     return columns + memory, rows, title
 
 

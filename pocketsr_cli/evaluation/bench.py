@@ -14,7 +14,14 @@ interferes.
 Speed is reported as seconds per 4K output, ``best × 3840·2160 / output pixels`` (exact
 for ×4 on 960×540; proportional for other scales and sizes), and as a ratio to a baseline
 model, because absolute seconds only mean something on the machine that measured them
-(docs/measurement.md: "on the same machine in the same run, reported as ratios").
+(docs/measurement.md: "on the same machine in the same run, reported as ratios").  The
+proportion holds only for outputs not far below 4K: a small input's time is mostly costs
+that do not grow with its size (each call's set-up, per-image statistics, thread hand-offs)
+and its data stay in the caches, so scaled up 64 times (a 120×68 input at ×4) it read
+tens of times what the default model takes at 4K, and a resampler's less than it takes
+there.  Each result states its scaling
+(:attr:`BenchResult.extrapolation`), and :meth:`BenchReport.extrapolation_note` says when
+one goes past :data:`EXTRAPOLATION_LIMIT`.
 
 **Folder of photos** (:func:`bench_folder`).  The end-to-end path of ``pocketsr upscale``:
 the image files directly inside a folder go through :func:`pocketsr_cli.pipeline.run` —
@@ -71,6 +78,10 @@ if TYPE_CHECKING:
 
 UHD_PIXELS = 3840 * 2160
 DEFAULT_SIZE = (960, 540)
+EXTRAPOLATION_LIMIT = 4.0
+"""The most ``seconds_per_4k`` is scaled up from the output timed (4K pixels ÷ its pixels)
+before the report says the figure is no estimate of 4K: the default size puts a ×4
+model's output at 4K itself and a ×2 model's at 1920×1080, a quarter of it."""
 # What making the synthetic photo holds at its peak, per pixel: float32 planes and their
 # temporaries (tracemalloc: 80-86 bytes at 960x540 and 480x270).
 SYNTHETIC_BYTES_PER_PIXEL = 96
@@ -138,6 +149,9 @@ class BenchResult:
             included): what a run pays once before the steady state of ``seconds``.
         best: the fastest of them.
         seconds_per_4k: ``best`` scaled to a 3840×2160 output.
+        extrapolation: that scaling, 3840·2160 ÷ the output's pixels (1.0 for ×4 of
+            960×540; above :data:`EXTRAPOLATION_LIMIT`, ``seconds_per_4k`` is no estimate
+            of 4K: the module docs).
         ratio: ``seconds_per_4k`` ÷ the baseline's (1.0 for the baseline).
         macs_per_pixel: multiply-accumulates per input (LR) pixel, times the ensemble's
             passes; ``None`` when the network has no countable layer (see
@@ -162,6 +176,7 @@ class BenchResult:
     best: float
     seconds_per_4k: float
     macs_per_pixel: float | None
+    extrapolation: float = 1.0
     ratio: float = 1.0
     warmup_seconds: float = 0.0
     ensemble: str = "none"
@@ -189,6 +204,21 @@ class BenchReport:
     baseline: str
     models: list[BenchResult] = field(default_factory=list)
     compile: bool = False
+
+    def extrapolation_note(self) -> str | None:
+        """One line for the user when some row's ``seconds_per_4k`` is scaled up by more
+        than :data:`EXTRAPOLATION_LIMIT` (the most scaled row is named), else None."""
+        worst = max(self.models, key=lambda r: r.extrapolation, default=None)
+        if worst is None or worst.extrapolation <= EXTRAPOLATION_LIMIT:
+            return None
+        return (
+            f"s per 4K scales each output's time to 3840×2160, here by up to "
+            f"{worst.extrapolation:.0f}× ({worst.model}'s {worst.out_width}×"
+            f"{worst.out_height} output): on so small an input, costs that do not grow with "
+            "its size and caches that hold all of it make that no estimate of 4K, nor the "
+            f"ratios; time a {SIZE} whose outputs are a quarter of 4K or more (the default, "
+            f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}, for ×2 and ×4 models)"
+        )
 
 
 def _open_models(
@@ -395,6 +425,7 @@ def bench(
                 seconds=times,
                 best=best,
                 seconds_per_4k=best * UHD_PIXELS / (out_w * out_h),
+                extrapolation=UHD_PIXELS / (out_w * out_h),
                 macs_per_pixel=None if macs is None else macs * ensemble.passes,
                 warmup_seconds=warmup,
                 **ensemble.record(),
