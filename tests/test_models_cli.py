@@ -401,20 +401,27 @@ def test_verify_checks_every_model_past_a_manifest_it_cannot_read(
     assert "stray.toml" in result.stderr and "skipped" in result.stderr
 
 
-def test_verify_advises_a_command_that_pins_a_file_without_a_checksum(
-    home: Path, server: Loopback
-) -> None:
-    """A file on disk whose publisher gives no SHA-256 and which was never pinned: the
-    advice is a download that pins it (a plain one refuses to)."""
-    data = save_safetensors(home / "src" / "blob.safetensors", SD)  # pinned only if whole
+def unpublished_blob(home: Path, server: Loopback) -> bytes:
+    """A user-folder manifest ``blob`` whose publisher gives no SHA-256 (nor size) for its
+    weights (SD as ``blob.safetensors``, whose bytes are returned), fetched from ``server``."""
+    data = save_safetensors(home / "src" / "blob.safetensors", SD)
     url = server.url("/blob.safetensors")
     _write_manifest(user_models_dir(), "blob", data, file="blob.safetensors", urls=(url,))
     manifest = user_models_dir() / "blob.toml"
     text = manifest.read_text(encoding="utf-8")
     manifest.write_text(
-        "\n".join(line for line in text.splitlines() if not line.startswith("sha256")),
+        "\n".join(line for line in text.splitlines() if not line.startswith(("sha256", "size"))),
         encoding="utf-8",
     )
+    return data
+
+
+def test_verify_advises_a_command_that_pins_a_file_without_a_checksum(
+    home: Path, server: Loopback
+) -> None:
+    """A file on disk whose publisher gives no SHA-256 and which was never pinned: the
+    advice is a download that pins it (a plain one refuses to)."""
+    data = unpublished_blob(home, server)  # pinned only if whole
     cached = weights_path("blob", "blob.safetensors")
     cached.parent.mkdir(parents=True)
     cached.write_bytes(data)
@@ -426,6 +433,40 @@ def test_verify_advises_a_command_that_pins_a_file_without_a_checksum(
     assert invoke(*command.split()[1:]).exit_code == 0  # the advice works
     assert invoke("models", "verify", "blob").exit_code == 0
     assert server.hits == []  # the file on disk was pinned, not fetched
+
+
+def test_verify_finds_a_pinned_file_that_cannot_be_read(home: Path, server: Loopback) -> None:
+    """A file with the digest pinned on first use, yet no weights file (a download cut short,
+    pinned before pins were checked for readability): its pin matches, so verify said
+    "ok" while every load failed.  It is unreadable, and the advice gets rid of it."""
+    from pocketsr_cli.weights import trust
+
+    data = unpublished_blob(home, server)
+    server.behaviours["/blob.safetensors"] = Behaviour(body=data)
+    cached = weights_path("blob", "blob.safetensors")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(data[:1000])
+    trust.pin("blob", "blob.safetensors", sha256(data[:1000]))
+    result = invoke("models", "verify", "blob")
+    assert result.exit_code == 3, result.output
+    assert result.stdout.startswith(
+        "blob: unreadable: cannot read weights blob.safetensors: not a safetensors file, or a "
+        "damaged one ("
+    )
+    advice = " ".join(result.stderr.split())
+    remove = "pocketsr models remove blob"
+    download = "pocketsr models download blob --allow-unverified"
+    assert f"failed verification: blob; `{remove}` deletes an unreadable file and its pin" in advice
+    assert f"then `{download}` fetches it anew" in advice
+    assert "`pocketsr models download NAME` fetches a damaged" not in advice  # it would not
+    line, failure = json_lines(invoke("models", "verify", "blob", "--json"))
+    assert failure["type"] == "error" and failure["exit_code"] == 3
+    assert line["status"] == "unreadable" and line["error"].startswith("cannot read weights")
+    # The advice works: the file and its pin go, and the whole file is fetched and pinned.
+    assert invoke(*remove.split()[1:]).exit_code == 0
+    assert invoke(*download.split()[1:]).exit_code == 0
+    assert invoke("models", "verify", "blob").exit_code == 0
+    assert cached.read_bytes() == data and trust.pinned("blob", "blob.safetensors") == sha256(data)
 
 
 HOLD_LOCK = """

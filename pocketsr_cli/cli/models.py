@@ -363,7 +363,11 @@ def verify(
     ] = None,
     json_lines: opt.JsonOpt = False,
 ) -> None:
-    """Re-hash weights on disk and compare them with their manifests (always re-reads)."""
+    """Re-hash weights on disk and compare them with their manifests (always re-reads).
+
+    A file whose digest was pinned on first use (no published checksum) must also read as
+    a whole weights file: one that does not is reported unreadable.
+    """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.errors import ModelError
     from pocketsr_cli.weights.resolve import (
@@ -371,6 +375,7 @@ def verify(
         find_spec,
         local_files,
         registry,
+        unreadable_pin,
         where,
     )
     from pocketsr_cli.weights.verify import file_matches
@@ -393,40 +398,45 @@ def verify(
     bad: list[str] = []
     absent: list[str] = []  # named, never downloaded: nothing to verify, nothing damaged
     unpinned: list[str] = []  # a download pins these only with --allow-unverified
+    unreadable: list[str] = []  # pinned, unchanged, yet no weights file: a download keeps it
     damaged_or_missing = False
     for spec in specs:
         if spec.weights is None:
-            checks: list[tuple[str, Path | None]] = [("no weights", None)]
+            checks: list[tuple[str, Path | None, str | None]] = [("no weights", None, None)]
         else:
             checks = []
             for w, path in zip(spec.weight_files, local_files(spec), strict=True):
                 digest = expected_sha256(spec, w)
+                why = None
                 if path is None:
                     status = "not downloaded" if w.urls else "missing (no URL to fetch it from)"
                 elif digest is None:
                     status = _NOT_PINNED
-                elif file_matches(path, digest, w.size, rehash=True):
-                    status = "ok"
-                else:
+                elif not file_matches(path, digest, w.size, rehash=True):
                     status = "damaged"
-                checks.append((status, path))
-        wrong = [status for status, _ in checks if status not in ("ok", "no weights")]
+                elif (why := unreadable_pin(spec, w, path)) is not None:
+                    status = _UNREADABLE
+                else:
+                    status = "ok"
+                checks.append((status, path, why))
+        wrong = [status for status, _, _ in checks if status not in ("ok", "no weights")]
         if wrong and all(status == "not downloaded" for status in wrong):
             absent.append(spec.name)
         elif wrong:
             bad.append(spec.name)
-        if any(status == _NOT_PINNED for status, _ in checks):
+        if _NOT_PINNED in wrong:
             unpinned.append(spec.name)
-        if any(
-            status not in ("ok", "no weights", _NOT_PINNED, "not downloaded") for status in wrong
-        ):
+        if _UNREADABLE in wrong:
+            unreadable.append(spec.name)
+        if any(status not in (_NOT_PINNED, _UNREADABLE, "not downloaded") for status in wrong):
             damaged_or_missing = True
-        for status, path in checks:
+        for status, path, why in checks:
             if json_lines:
                 on_disk = None if path is None else str(path)
-                _emit({"name": spec.name, "status": status, "path": on_disk})
+                _emit({"name": spec.name, "status": status, "path": on_disk, "error": why})
             else:
-                _ui.say(report, f"{spec.name}: {status}" + ("" if path is None else f"  {path}"))
+                said = status if why is None else f"{status}: {why}"
+                _ui.say(report, f"{spec.name}: {said}" + ("" if path is None else f"  {path}"))
     if not specs and not json_lines:
         _ui.say(report, "no model weights on disk to verify")
     not_fetched = (
@@ -447,6 +457,13 @@ def verify(
                 f"`pocketsr models download {' '.join(unpinned)} --allow-unverified` trusts "
                 "the file on disk and pins its digest"
             )
+        if unreadable:
+            listed = " ".join(unreadable)
+            advice.append(
+                f"`pocketsr models remove {listed}` deletes an unreadable file and its pin "
+                "(a download keeps it: it has the digest pinned on first use), then "
+                f"`pocketsr models download {listed} --allow-unverified` fetches it anew"
+            )
         raise ModelError(
             f"{len(bad)} model(s) failed verification: {', '.join(bad)}; "
             + ", ".join(advice)
@@ -462,6 +479,7 @@ def verify(
 
 
 _NOT_PINNED = "not pinned (no published checksum)"
+_UNREADABLE = "unreadable"  # has its pinned digest, yet is no weights file (resolve.unreadable_pin)
 
 
 @app.command(

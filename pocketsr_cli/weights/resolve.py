@@ -209,6 +209,27 @@ def expected_sha256(spec: ModelSpec, w: WeightsSpec) -> str | None:
     return w.sha256 or trust.pinned(spec.name, w.file)
 
 
+def unreadable_pin(spec: ModelSpec, w: WeightsSpec, path: Path) -> str | None:
+    """Why ``spec``'s file ``w`` at ``path`` cannot be read as weights
+    (``load.check_whole``: a safetensors header, a zip directory) when only a digest
+    pinned on first use vouches for it; None when it can be, or when its manifest gives
+    its SHA-256 (the publisher's file is what it is, and is not opened).
+
+    A pin says only that the file has not changed since it was pinned: one pinned before
+    pins were checked for readability (a download cut short) matches its pin and fails
+    every load, so ``models verify`` asks this too.
+    """
+    if w.sha256 is not None:
+        return None
+    try:
+        check_whole(path)
+    except UnsafePickleError:
+        return None  # whole; reading it says what it needs (trust_pickle)
+    except ModelError as exc:
+        return str(exc)
+    return None
+
+
 def _locate_file(
     spec: ModelSpec,
     w: WeightsSpec,
