@@ -207,6 +207,43 @@ def test_second_mirror_after_wrong_content(server: Loopback, tmp_path: Path) -> 
     assert [h.range for h in server.hits] == [None, None]
 
 
+def test_a_file_the_callers_check_rejects_fails_its_mirror(
+    server: Loopback, tmp_path: Path
+) -> None:
+    """No digest, no size, no Content-Length: a transfer cut short ends like a whole one.
+    The caller's check (what the downloader knows nothing of: is it a weights file?) sees
+    it, under the name it is to have; the file is that mirror's failure, deleted, not
+    resumed, and the next mirror's file is the one put in place."""
+    server.files["/cut.bin"] = PAYLOAD
+    server.behaviours["/cut.bin"] = Behaviour(cut_after=1000, cut_requests=3, length=False)
+    server.behaviours["/w.bin"] = Behaviour(length=False)
+    dest = tmp_path / "w.bin"
+    seen: list[tuple[int, str]] = []
+
+    def whole(path: Path, name: str) -> str | None:
+        seen.append((path.stat().st_size, name))
+        return None if path.read_bytes() == PAYLOAD else "not the whole file"
+
+    urls = [server.url("/cut.bin"), server.url("/w.bin")]
+    assert download_file(urls, dest, sha256=None, check=whole) == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert seen == [(1000, "w.bin"), (len(PAYLOAD), "w.bin")]
+    assert [(h.path, h.range) for h in server.hits] == [("/cut.bin", None), ("/w.bin", None)]
+    assert leftovers(tmp_path) == {"w.bin"}
+    # Every mirror's file rejected: each says why, and nothing is left to resume.
+    dest.unlink()
+    with pytest.raises(ModelError) as caught:
+        download_file([urls[0], urls[0]], dest, sha256=None, check=whole)
+    assert str(caught.value) == (
+        f"could not download w.bin: {urls[0]} (not the whole file); {urls[0]} (not the whole file)"
+    )
+    assert leftovers(tmp_path) == set()
+    # A file already in place that the check rejects is fetched again, not returned.
+    dest.write_bytes(PAYLOAD[:1000])
+    assert download_file(urls[1:], dest, sha256=None, check=whole) == dest
+    assert dest.read_bytes() == PAYLOAD
+
+
 # --- download_file: failures --------------------------------------------------------------
 
 

@@ -872,26 +872,50 @@ def test_a_download_cut_short_with_no_length_to_tell_is_not_pinned(
 ) -> None:
     """No SHA-256 or size in the manifest, no Content-Length from the server: a transfer
     cut short ends like a whole one.  It is seen not to be a whole weights file, deleted
-    and not pinned (every later run failed on the digest pinned from it), and the next
-    run fetches it anew."""
+    and not pinned (every later run failed on the digest pinned from it), nothing of it
+    is left, and the next run fetches it anew."""
     server.behaviours["/tiny.safetensors"] = Behaviour(cut_after=1000, length=False)
     unpublished_spec(home, weights_bytes, (server.url("/tiny.safetensors"),))
     cached = weights_path("tiny", "tiny.safetensors")
     with pytest.raises(ModelError) as caught:
         resolve_model("tiny", allow_unverified=True)
     assert str(caught.value).startswith(
-        "tiny: cannot read weights tiny.safetensors: not a safetensors file, or a damaged one ("
+        f"tiny: could not download tiny.safetensors: {server.url('/tiny.safetensors')} "
+        "(cannot read weights tiny.safetensors: not a safetensors file, or a damaged one ("
     )
     assert str(caught.value).endswith(
-        "; it was deleted from the cache, not pinned (with no SHA-256 or size published to "
-        "check it against, a download cut short looks whole when the server does not give "
-        "its length); run again to fetch it anew"
+        " (what was received could not be read as a weights file, so it was deleted and "
+        "nothing was pinned: with no SHA-256 or size published, a download cut short looks "
+        "whole when the server does not give its length; run again to fetch it anew)"
     )
     assert trust.pinned("tiny", "tiny.safetensors") is None
-    assert not cached.exists()
+    assert not cached.parent.exists()  # no file, no partial download, no lock
     desc = resolve_model("tiny", allow_unverified=True)  # the server no longer cuts it
     assert trust.pinned("tiny", "tiny.safetensors") == sha256(weights_bytes) == desc.sha256
     assert [h.bytes_sent for h in server.hits] == [1000, len(weights_bytes)]
+    assert [h.range for h in server.hits] == [None, None]  # the cut file was not resumed
+
+
+def test_a_mirror_that_cuts_a_file_short_with_no_length_to_tell_falls_through(
+    home: Path, server: Loopback, weights_bytes: bytes
+) -> None:
+    """As above, with a second mirror: the first one's file, not whole, is that mirror's
+    failure (it was found only after the download had ended, and the run failed), so the
+    second is tried, from the first byte, and its whole file is pinned."""
+    server.files["/cut.safetensors"] = weights_bytes
+    server.behaviours["/cut.safetensors"] = Behaviour(cut_after=1000, length=False)
+    server.behaviours["/tiny.safetensors"] = Behaviour(length=False)
+    urls = (server.url("/cut.safetensors"), server.url("/tiny.safetensors"))
+    unpublished_spec(home, weights_bytes, urls)
+    desc = resolve_model("tiny", allow_unverified=True)
+    torch.testing.assert_close(run(desc), reference(SD), rtol=0, atol=0)
+    assert trust.pinned("tiny", "tiny.safetensors") == sha256(weights_bytes) == desc.sha256
+    hits = [(h.path, h.range, h.bytes_sent) for h in server.hits]
+    assert hits == [
+        ("/cut.safetensors", None, 1000),
+        ("/tiny.safetensors", None, len(weights_bytes)),
+    ]
+    assert weights_path("tiny", "tiny.safetensors").read_bytes() == weights_bytes
 
 
 def test_a_file_beside_its_manifest_that_is_not_whole_is_not_pinned(

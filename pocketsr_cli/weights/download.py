@@ -3,8 +3,10 @@
 ``download_file`` guarantees that ``dest`` either does not exist or holds exactly the bytes
 whose SHA-256 the caller gave; it never prints, and every failure is a ModelError.  A caller
 with no digest to give (``sha256=None``: a file whose publisher gives none, fetched once
-under trust on first use, ``trust.py``) gets what the first mirror delivered in full, and
-hashes and pins it itself.
+under trust on first use, ``trust.py``) gets what the first mirror delivered in full and,
+given a ``check``, that check passes (a transfer cut short where neither a size nor a
+``Content-Length`` tells so), and hashes and pins it itself.  The check is the caller's: this
+module knows files, not what is in them.
 
 Files beside ``dest`` (see ``cache.py`` for where ``dest`` usually lives):
 
@@ -59,6 +61,11 @@ from pocketsr_cli.errors import ModelError, disk_stop
 from pocketsr_cli.manifest import SHA256_RE
 from pocketsr_cli.weights.cache import is_offline, remove_empty_folder, sha256_file
 
+FileCheck = Callable[[Path, str], str | None]
+"""``check(path, name)``: why the file a mirror delivered, complete at ``path`` and to be
+called ``name`` (``path`` is its temporary name), is not the one wanted (one cut short,
+another kind of file), or None when it is.  It must not change or move ``path``."""
+
 ProgressCallback = Callable[[int, int | None], None]
 """``on_progress(bytes_done, total_or_None)``; ``bytes_done`` includes a resumed offset.
 A callback object with a ``waiting(message)`` method is also told when the download waits
@@ -88,16 +95,20 @@ def download_file(
     timeout: float = 30.0,
     offline: bool | None = None,
     fetch_hint: str | None = None,
+    check: FileCheck | None = None,
 ) -> Path:
     """Make ``dest`` hold the file with this ``sha256`` (and ``size``) and return ``dest``.
 
     ``sha256=None`` accepts whatever a mirror delivers in full (its ``Content-Length``, or
-    ``size``): for trust on first use only, where the caller pins what it got.
+    ``size``): for trust on first use only, where the caller pins what it got.  ``check``
+    holds each delivered file (and an existing ``dest``) to more than that: a file it
+    rejects is deleted, not resumed, and counts as that mirror's failure, in its words.
 
     An existing ``dest`` with the right hash is returned at once, without network access.
-    Otherwise the ``urls`` (mirrors) are tried in order; an HTTP error, a connection error
-    or a checksum mismatch on one moves on to the next, resuming any partial download (a
-    resumed file that fails the checksum is fetched whole from the same URL first).
+    Otherwise the ``urls`` (mirrors) are tried in order; an HTTP error, a connection error,
+    a checksum mismatch or a rejection by ``check`` on one moves on to the next, resuming
+    any partial download (a resumed file that fails the checksum is fetched whole from the
+    same URL first).
     ``offline`` (None: the ``POCKETSR_OFFLINE`` variable) forbids the network: a missing
     file is then a ModelError naming ``fetch_hint``, the command that would fetch it.
     ``timeout`` bounds each connection attempt and each read, in seconds.
@@ -117,7 +128,7 @@ def download_file(
         if problem is not None:
             raise ModelError(f"{problem}: {url}")
 
-    if _is_verified(dest, expected, size):
+    if _is_verified(dest, expected, size, check):
         return dest
     if offline is None:
         offline = is_offline()
@@ -130,7 +141,7 @@ def download_file(
     done = False
     try:
         # Another process may have finished this file while we waited for the lock.
-        if _is_verified(dest, expected, size):
+        if _is_verified(dest, expected, size, check):
             done = True
             return dest
         # A damaged file must not survive a failed repair and be mistaken for the model.
@@ -144,6 +155,7 @@ def download_file(
                     _fetch_hf(url, part, expected, size, on_progress, timeout)
                 else:
                     _fetch_http(url, part, expected, size, on_progress, timeout)
+                _hold_to(check, part, dest.name)
                 _install(part, dest)
             except _MirrorFailed as exc:
                 failures.append(f"{url} ({exc})")
@@ -266,14 +278,28 @@ def _offline_message(dest: Path, fetch_hint: str | None) -> str:
     return f"{dest.name} {state} ({dest.parent}) and offline mode is on; {action}"
 
 
-def _is_verified(path: Path, expected: str | None, size: int | None) -> bool:
+def _is_verified(
+    path: Path, expected: str | None, size: int | None, check: FileCheck | None = None
+) -> bool:
     try:
         if not path.is_file() or (size is not None and path.stat().st_size != size):
             return False
         # Without a digest, a complete file is what an earlier (locked) transfer delivered.
-        return expected is None or sha256_file(path) == expected
+        if expected is not None and sha256_file(path) != expected:
+            return False
     except OSError:
         return False
+    return check is None or check(path, path.name) is None
+
+
+def _hold_to(check: FileCheck | None, part: Path, name: str) -> None:
+    """Delete the delivered file ``part`` (to be called ``name``) and fail its mirror when
+    ``check`` rejects it: it is complete as far as its server told, so resuming it could
+    only add to wrong bytes."""
+    problem = None if check is None else check(part, name)
+    if problem is not None:
+        part.unlink(missing_ok=True)
+        raise _MirrorFailed(problem)
 
 
 def _install(part: Path, dest: Path) -> None:

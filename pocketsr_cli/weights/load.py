@@ -42,8 +42,11 @@ _WRAPPERS = (
 )
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path, *, name: str | None = None) -> dict[str, torch.Tensor]:
     """Tensors of a weights file, wrappers removed.
+
+    ``name``: the file's name in messages, whose suffix also says its format; ``path``'s
+    own by default (a download is read under a temporary name, ``name.incomplete``).
 
     Raises:
         UnsafePickleError: a pickle that needs to run code to load (a ModelError).
@@ -55,10 +58,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"{path} is a folder: {MODEL} takes a weights file or a model name")
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
-    safetensors = path.suffix.lower() == ".safetensors"
+    name = name or path.name
+    safetensors = Path(name).suffix.lower() == ".safetensors"
     kind = "safetensors file" if safetensors else "PyTorch checkpoint or safetensors file"
     if path.stat().st_size == 0:
-        raise ModelError(f"cannot read weights {path.name}: not a {kind} (the file is empty)")
+        raise ModelError(f"cannot read weights {name}: not a {kind} (the file is empty)")
     try:
         # torch's notes about a file's pickle protocol add nothing to the error below, and
         # nothing for a file that loads: they are collected and dropped.
@@ -74,9 +78,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         # one that names a class or function ("GLOBAL ..."); only the latter needs code.
         needed = _GLOBAL_RE.search(str(exc))
         if needed is None:
-            raise ModelError(f"cannot read weights {path.name}: not a {kind}") from exc
+            raise ModelError(f"cannot read weights {name}: not a {kind}") from exc
         raise UnsafePickleError(
-            f"{path.name} is a pickle that needs to run code to load (it references "
+            f"{name} is a pickle that needs to run code to load (it references "
             f"{needed.group(1)}: a whole pickled model or training state, not just weights); "
             "pocketsr runs no code from a model file unless you allow it. Re-save its "
             "state_dict, or convert it to .safetensors"
@@ -85,17 +89,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         # Whatever the reader tripped on (a zip directory, a pickle opcode, "pop from empty
         # list"), the news is the same: this is not a weights file, or a damaged one.
         raise ModelError(
-            f"cannot read weights {path.name}: not a {kind}, or a damaged one ({_detail(exc)})"
+            f"cannot read weights {name}: not a {kind}, or a damaged one ({_detail(exc)})"
         ) from exc
-    return canonical_state_dict(raw, path.name)
+    return canonical_state_dict(raw, name)
 
 
-def check_whole(path: Path) -> None:
+def check_whole(path: Path, *, name: str | None = None) -> None:
     """Raise when ``path`` cannot be read as a weights file, judged without reading its
     tensors where its format allows: a safetensors file whose header is not whole or does
     not cover the file exactly (one cut short), a PyTorch checkpoint without the zip
     directory at its end; any other file (a checkpoint of the old, pickle-only format)
-    is read as :func:`read_state_dict` reads it.
+    is read as :func:`read_state_dict` reads it (``name`` as there).
 
     For a file nothing vouches for (no SHA-256 published: trust on first use), before its
     digest is pinned: a download cut short where the server gave no length looks whole.
@@ -105,7 +109,8 @@ def check_whole(path: Path) -> None:
             (whole: read later with the user's consent, ``trust.py``).
         ModelError: as :func:`read_state_dict`, the file is not one it could read.
     """
-    if path.suffix.lower() == ".safetensors":
+    name = name or path.name
+    if Path(name).suffix.lower() == ".safetensors":
         kind = "safetensors file"
         try:
             from safetensors import safe_open
@@ -117,14 +122,14 @@ def check_whole(path: Path) -> None:
         except Exception as exc:  # SafetensorError, OSError
             if path.is_file() and path.stat().st_size == 0:
                 raise ModelError(
-                    f"cannot read weights {path.name}: not a {kind} (the file is empty)"
+                    f"cannot read weights {name}: not a {kind} (the file is empty)"
                 ) from exc
             raise ModelError(
-                f"cannot read weights {path.name}: not a {kind}, or a damaged one ({_detail(exc)})"
+                f"cannot read weights {name}: not a {kind}, or a damaged one ({_detail(exc)})"
             ) from exc
     if zipfile.is_zipfile(path):  # its directory is at its end: a file cut short has none
         return
-    read_state_dict(path)
+    read_state_dict(path, name=name)
 
 
 def image_hint(ref: str, takes: str) -> str | None:

@@ -219,10 +219,15 @@ def unreadable_pin(spec: ModelSpec, w: WeightsSpec, path: Path) -> str | None:
     pins were checked for readability (a download cut short) matches its pin and fails
     every load, so ``models verify`` asks this too.
     """
-    if w.sha256 is not None:
-        return None
+    return None if w.sha256 is not None else _not_whole(path)
+
+
+def _not_whole(path: Path, name: str | None = None) -> str | None:
+    """Why ``path`` (``name``, when its own is temporary) cannot be read as a weights file
+    (``load.check_whole``), or None: the check a file nothing vouches for passes before its
+    digest is pinned (the ``download.FileCheck`` of a first-use download)."""
     try:
-        check_whole(path)
+        check_whole(path, name=name)
     except UnsafePickleError:
         return None  # whole; reading it says what it needs (trust_pickle)
     except ModelError as exc:
@@ -266,6 +271,14 @@ def _locate_file(
     # `--help`, shell completion and `models list` only read manifests.
     from pocketsr_cli.weights.download import download_file
 
+    rejected: list[str] = []  # what mirrors delivered that was no whole weights file
+
+    def whole(path: Path, name: str) -> str | None:
+        problem = _not_whole(path, name)
+        if problem is not None:
+            rejected.append(problem)
+        return problem
+
     try:
         download_file(
             list(w.urls),
@@ -276,6 +289,9 @@ def _locate_file(
             # False defers to POCKETSR_OFFLINE; True forces offline whatever the environment.
             offline=True if offline else None,
             fetch_hint=_fetch_command(spec),
+            # Pinned only once whole: a mirror that delivers a file cut short fails as a
+            # mirror, and the next one is tried.
+            check=whole if expected is None else None,
         )
     except ModelError as exc:
         remove_empty_folder(cached.parent)  # a first fetch that failed leaves no folder
@@ -288,9 +304,21 @@ def _locate_file(
                 f"{weights_path(spec.name, trust.PINS_NAME)}; if the publisher has replaced "
                 f"the file, delete that pin and {_rerun(ALLOW_UNVERIFIED, spec.name)})"
             )
+        if rejected:
+            message += (
+                " (what was received could not be read as a weights file, so it was deleted "
+                "and nothing was pinned"
+                + (
+                    ": with no SHA-256 or size published, a download cut short looks whole "
+                    "when the server does not give its length"
+                    if w.size is None
+                    else ""
+                )
+                + "; run again to fetch it anew)"
+            )
         raise ModelError(message) from exc
     if expected is None:
-        return _pin(spec, w, cached)
+        return _pin(spec, w, cached, checked=True)
     remember(cached, expected)  # download_file hashed it while streaming
     return cached
 
@@ -308,23 +336,20 @@ def _first_use(spec: ModelSpec, w: WeightsSpec, path: Path, allow_unverified: bo
     return _pin(spec, w, path)
 
 
-def _pin(spec: ModelSpec, w: WeightsSpec, path: Path) -> Path:
+def _pin(spec: ModelSpec, w: WeightsSpec, path: Path, *, checked: bool = False) -> Path:
     """Pin the digest ``path`` has as that of ``spec``'s file ``w``, once it is seen to be
     a whole weights file (``load.check_whole``): nothing else vouches for it, and with no
     size published nor a length from the server, a download cut short looks complete.
     One that is not is refused and, in the cache, deleted, so that the next run fetches
-    it anew rather than pin it.
+    it anew rather than pin it.  ``checked``: it was, by the downloader that delivered it.
 
     Raises:
         ModelError: the file cannot be read, or is not a whole weights file.
     """
-    try:
-        check_whole(path)
-    except UnsafePickleError:
-        pass  # whole; reading it says what it needs (trust_pickle)
-    except ModelError as exc:
+    problem = None if checked else _not_whole(path)
+    if problem is not None:
         if path != weights_path(spec.name, w.file):  # beside the manifest: the user's own
-            raise ModelError(f"{spec.name}: {exc}; its digest was not pinned") from exc
+            raise ModelError(f"{spec.name}: {problem}; its digest was not pinned")
         try:
             path.unlink(missing_ok=True)
             fate = "it was deleted from the cache, not pinned"
@@ -338,7 +363,7 @@ def _pin(spec: ModelSpec, w: WeightsSpec, path: Path) -> Path:
             if w.size is None
             else ""
         )
-        raise ModelError(f"{spec.name}: {exc}; {fate}{why}; run again to fetch it anew") from exc
+        raise ModelError(f"{spec.name}: {problem}; {fate}{why}; run again to fetch it anew")
     try:
         digest = sha256_file(path)
     except OSError as exc:

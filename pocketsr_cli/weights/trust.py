@@ -7,7 +7,9 @@ run, download and ``models verify`` holds the file to it exactly as to a manifes
 A file found already in the cache with no pin is treated the same way: refused, or pinned
 when allowed.  Only a whole weights file is pinned (``load.check_whole``, in
 ``resolve.py``): with no size published and none sent by the server, a download cut short
-looks complete; one that is not whole is deleted from the cache instead.  ``models verify``
+looks complete.  A mirror that delivers one that is not whole has failed, as on a
+connection error, and the next is tried (the downloader takes the check from the
+resolver); one found in the cache is deleted from it.  ``models verify``
 asks the same of a pinned file (``resolve.unreadable_pin``): one pinned before that check
 matches its pin and fails every load.
 
