@@ -970,6 +970,45 @@ def test_a_cached_file_without_a_pin_is_pinned_only_when_allowed(
     assert trust.pinned("tiny", "tiny.safetensors") == sha256(weights_bytes)
 
 
+def test_a_cached_file_that_is_not_whole_goes_with_its_lock_and_folder(
+    home: Path, weights_bytes: bytes, no_network: None
+) -> None:
+    """A cached file without a pin that is not whole (a download cut short, its pin
+    deleted by hand; one copied there) is deleted, and with it its download lock and the
+    model's folder, as after a failed fetch; not while another process downloads it (it
+    holds the lock: its download replaces the file)."""
+    import threading
+
+    from filelock import FileLock
+
+    unpublished_spec(home, weights_bytes, ("https://example.invalid/tiny.safetensors",))
+    cached = weights_path("tiny", "tiny.safetensors")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(weights_bytes[:1000])
+    lock = Path(str(cached) + ".lock")
+    held, done = threading.Event(), threading.Event()
+
+    def downloading() -> None:  # a thread stands for it: filelock's locks are per thread
+        with FileLock(str(lock)):
+            held.set()
+            done.wait(10)
+
+    other = threading.Thread(target=downloading)
+    other.start()
+    assert held.wait(10)
+    try:
+        with pytest.raises(ModelError, match=r"another pocketsr process is replacing it"):
+            resolve_model("tiny", allow_unverified=True)
+        assert cached.read_bytes() == weights_bytes[:1000]
+    finally:
+        done.set()
+        other.join(10)
+    with pytest.raises(ModelError, match=r"; it was deleted from the cache, not pinned "):
+        resolve_model("tiny", allow_unverified=True)
+    assert trust.pinned("tiny", "tiny.safetensors") is None
+    assert not cached.parent.exists()  # no file, no lock, no folder
+
+
 def test_offline_unpublished_miss_names_the_command_with_the_flag(
     home: Path, weights_bytes: bytes, no_network: None
 ) -> None:

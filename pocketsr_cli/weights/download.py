@@ -29,7 +29,8 @@ Files beside ``dest`` (see ``cache.py`` for where ``dest`` usually lives):
     folder again.
 
 A file wanted once (``models import URL``) is fetched with :func:`downloaded_once`, which
-reads it and removes it under the same lock.
+reads it and removes it under the same lock; a file found in the cache that a check
+rejects (one cut short, copied there by hand) is removed by :func:`discard`, also under it.
 
 URLs: ``https://`` always; ``http://`` only for loopback hosts (tests, local mirrors),
 also when reached by a redirect; ``hf://owner/repo[@revision]/path/in/repo`` through the
@@ -172,6 +173,35 @@ def download_file(
     kept = part.exists()
     suffix = "; the partial download is kept, run again to resume" if kept else ""
     raise ModelError(f"could not download {dest.name}: " + "; ".join(failures) + suffix)
+
+
+def discard(dest: Path, check: FileCheck) -> bool:
+    """Delete ``dest`` when ``check`` rejects it, under its download lock, and with it the
+    lock file (unless a partial download is kept beside it) and, left empty, its folder:
+    nothing of it is left, as after a failed fetch.  Whether it was deleted.
+
+    Nothing is deleted while another process holds the lock (its download replaces
+    ``dest``), nor once ``dest`` passes ``check`` when the lock is had (another process put
+    another file there meanwhile): the lock is not waited for.
+
+    Raises:
+        OSError: the lock cannot be taken, or ``dest`` cannot be deleted.
+    """
+    lock = FileLock(str(dest) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    deleted = False
+    try:
+        if dest.is_file() and check(dest, dest.name) is not None:
+            dest.unlink()
+            deleted = True
+    finally:
+        _release(lock, dest.with_name(dest.name + ".incomplete"), drop=deleted)
+    if deleted:
+        remove_empty_folder(dest.parent)
+    return deleted
 
 
 @contextlib.contextmanager

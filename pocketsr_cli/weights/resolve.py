@@ -350,9 +350,16 @@ def _pin(spec: ModelSpec, w: WeightsSpec, path: Path, *, checked: bool = False) 
     if problem is not None:
         if path != weights_path(spec.name, w.file):  # beside the manifest: the user's own
             raise ModelError(f"{spec.name}: {problem}; its digest was not pinned")
+        # Under its download lock, with the lock file and its folder: a download cut short
+        # leaves nothing behind.  Imported here: the HTTP stack (see _locate_file).
+        from pocketsr_cli.weights.download import discard
+
         try:
-            path.unlink(missing_ok=True)
-            fate = "it was deleted from the cache, not pinned"
+            fate = (
+                "it was deleted from the cache, not pinned"
+                if discard(path, _not_whole)
+                else "it is not pinned (another pocketsr process is replacing it)"
+            )
         except OSError as unlink_exc:
             fate = (
                 f"it is not pinned, but could not be deleted ({unlink_exc.strerror}): delete {path}"

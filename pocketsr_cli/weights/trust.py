@@ -9,9 +9,10 @@ when allowed.  Only a whole weights file is pinned (``load.check_whole``, in
 ``resolve.py``): with no size published and none sent by the server, a download cut short
 looks complete.  A mirror that delivers one that is not whole has failed, as on a
 connection error, and the next is tried (the downloader takes the check from the
-resolver); one found in the cache is deleted from it.  ``models verify``
-asks the same of a pinned file (``resolve.unreadable_pin``): one pinned before that check
-matches its pin and fails every load.
+resolver); one found in the cache is deleted from it, with its download lock and, left
+empty, its folder (``download.discard``).  ``models verify`` asks the same of a pinned
+file (``resolve.unreadable_pin``): one pinned before that check matches its pin and fails
+every load.
 
 **Pickles converted once.**  ``weights/load.py`` reads ``.pth``/``.ckpt`` files with
 ``torch.load(weights_only=True)``, which refuses pickles that name classes or functions
