@@ -358,6 +358,46 @@ def test_compile_out_of_memory_is_left_to_the_tiler(monkeypatch: pytest.MonkeyPa
     assert up.policy.tile_side == 8 and calls[0] > 8  # it backed off from 16 to 8
 
 
+class OutOfMemoryAbove(nn.Module):
+    """:func:`_tiny_net` that runs out of memory on inputs of more than ``limit`` pixels."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.net, self.limit = _tiny_net(), limit
+        self.sides: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sides.append(x.shape[-1])
+        if x.shape[-2] * x.shape[-1] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.net(x)
+
+
+def test_tiles_shrunk_below_four_overlaps_by_the_memory_backoff_are_told_once() -> None:
+    """The backoff may halve tiles below 4 x the overlap, the smallest ``auto`` and
+    ``--tile N`` use (down to 2 x the overlap and a step), where each pixel is computed
+    many times over: a run went on, silently, many times slower.  The first time it
+    does, the run is told, once; the tiles still match the whole image's result."""
+    img = (np.random.default_rng(7).random((40, 48, 3)) * 255).astype(np.uint8)
+    net = OutOfMemoryAbove(limit=20 * 20)
+    up = upscaler(net, tile=40, overlap=8)
+    up.policy.floor = 8  # (the backoff's own floor: 2 x 8 + a step, 18)
+    out = up.upscale(img)
+    assert up.policy.tile_side == 20 and net.sides[0] == 40  # backed off from 40 to 20
+    (warning,) = up.warnings  # type: ignore[attr-defined]
+    assert "out of memory on cpu in 40-pixel tiles and goes on in 20-pixel tiles" in warning
+    assert "less than 4 × tile_overlap (8)" in warning and "about 25 times over" in warning
+    whole = upscaler(_tiny_net(), tile=0).upscale(img)
+    assert np.abs(out.astype(int) - whole).max() <= 1
+    up.upscale(img)  # from the tiles that worked: nothing new to tell
+    assert len(up.warnings) == 1  # type: ignore[attr-defined]
+    fresh = upscaler(OutOfMemoryAbove(limit=20 * 20), tile=80, overlap=8)
+    fresh.policy.floor = 8
+    fresh.upscale(np.concatenate([img, img, img]))  # 80 -> 40 (not below 4 x 8) -> 20
+    assert len(fresh.warnings) == 1 and fresh.policy.tile_side == 20  # type: ignore[attr-defined]
+    assert "in 40-pixel tiles and goes on in 20-pixel tiles" in fresh.warnings[0]  # type: ignore[attr-defined]
+
+
 @pytest.mark.slow
 def test_compiled_network_matches_eager_and_times_its_warm_up() -> None:
     """torch.compile on the CPU (about 20 s of compiling on a small machine): same pixels,

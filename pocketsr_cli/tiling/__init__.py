@@ -56,7 +56,13 @@ from pocketsr_cli.tiling.estimate import (
     tile_side_for_memory,
 )
 from pocketsr_cli.tiling.plan import Span, plan_axis
-from pocketsr_cli.tiling.policy import DEFAULT_OVERLAP, TileMode, TilePolicy
+from pocketsr_cli.tiling.policy import (
+    DEFAULT_OVERLAP,
+    ShrinkFn,
+    TileMode,
+    TilePolicy,
+    memory_remedy,
+)
 from pocketsr_cli.tiling.run import ProgressFn, TileFn, upscale_tiled
 
 __all__ = [
@@ -65,12 +71,14 @@ __all__ = [
     "LiveTensorBytes",
     "MemoryEstimate",
     "ProgressFn",
+    "ShrinkFn",
     "Span",
     "TileFn",
     "TileMode",
     "TilePolicy",
     "allocate_output",
     "measure_memory",
+    "memory_remedy",
     "output_max",
     "plan_axis",
     "tile_side_for_memory",

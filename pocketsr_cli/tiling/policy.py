@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     import torch
 
 TileMode = Literal["auto", "whole", "fixed"]
+ShrinkFn = Callable[[int, tuple[int, ...]], None]
+"""``on_shrink(side, tried)`` of :meth:`TilePolicy.upscale`: an out-of-memory backoff
+retries with tiles of ``side``, below 4 × the overlap, after ``tried`` ran out of memory."""
 
 # Used when a device will not say how much memory it has left.
 _UNKNOWN_FREE_BYTES = 2 * GIB
@@ -134,6 +137,7 @@ class TilePolicy:
         on_tile: ProgressFn | None = None,
         tileable: bool = True,
         finish: FinishFn | None = None,
+        on_shrink: ShrinkFn | None = None,
     ) -> torch.Tensor:
         """Upscale one image, retrying with smaller tiles after out-of-memory errors.
 
@@ -147,7 +151,11 @@ class TilePolicy:
         Backoff: an out-of-memory error halves the batch, then the tile side, and retries
         the image from scratch; below ``floor`` it gives up.  The size that worked is kept
         for the next image.  On the CPU, an image cut into several tiles ends by giving
-        the freed memory kept for its tiles back (``hostmem.give_back_freed``).
+        the freed memory kept for its tiles back (``hostmem.give_back_freed``).  The backoff
+        may go below 4 × ``overlap`` (the smallest side ``auto`` and ``--tile N`` use), down
+        to ``2 × overlap`` plus a step: each time it does, ``on_shrink(side, tried)`` is
+        told the side it retries with (:meth:`below_overlaps`) and the sides that ran out
+        of memory.
 
         Raises:
             OutOfMemoryError: even the smallest tile did not fit (message says what to try).
@@ -210,6 +218,16 @@ class TilePolicy:
             if side < floor:
                 raise OutOfMemoryError(self._advice(device, tried, whole=False))
             self._side = side
+            if on_shrink is not None and self.below_overlaps(side):
+                on_shrink(side, tuple(tried))
+
+    def below_overlaps(self, side: int) -> bool:
+        """Whether tiles of ``side`` are smaller than 4 × ``overlap``, which ``auto`` and
+        ``--tile N`` never go below: their overlaps take more than half of each tile, so
+        every pixel is computed more than 4 times over, and where the part a tile keeps is
+        narrower than the overlap, the ramp that hands the output from one tile to the next
+        is narrowed to it (``plan.feathers``)."""
+        return side < 4 * self.overlap
 
     def _start(
         self,
@@ -314,13 +332,7 @@ class TilePolicy:
 
     def _advice(self, device: torch.device, tried: list[int], *, whole: bool) -> str:
         sizes = ", ".join(str(s) for s in tried)
-        if device.type == "cpu":
-            remedy = "close other programs to free RAM, or upscale a smaller image"
-        else:
-            remedy = (
-                f"close other programs using the GPU, try {PRECISION.given('fp16')}, or "
-                f"{DEVICE.given('cpu')}"
-            )
+        remedy = memory_remedy(device)
         if whole:
             return (
                 f"out of memory on {device}: this model needs the whole image at once "
@@ -330,6 +342,16 @@ class TilePolicy:
             f"out of memory on {device} even with {tried[-1]}-pixel tiles "
             f"(tried {TILE} {sizes}); {remedy}"
         )
+
+
+def memory_remedy(device: torch.device) -> str:
+    """What a user can do when ``device`` runs out of memory (the end of a message)."""
+    if device.type == "cpu":
+        return "close other programs to free RAM, or upscale a smaller image"
+    return (
+        f"close other programs using the GPU, try {PRECISION.given('fp16')}, or "
+        f"{DEVICE.given('cpu')}"
+    )
 
 
 def _bind_stats(fn: Callable[..., torch.Tensor], stats: Any) -> TileFn:
