@@ -14,6 +14,7 @@ package exports one as ``FAMILY``, ``registry.py`` lists them, and both the reso
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -131,9 +132,10 @@ class ModelDescriptor:
             each pixel's chroma clamped into the input's around it; None: as drawn.
         seamless_overlap: the smallest tile overlap (input pixels) whose tiles give the
             untiled result to within a level or two (the manifest's ``overlap`` hint,
-            measured; else the one measured for its architecture and hyper-parameters:
+            measured; else the one measured for its architecture and hyper-parameters, or
+            for a depth not measured the one derived from those (:func:`derived_overlap`):
             what a pocketsr network states, :func:`describe_module`, or for a community
-            file ``weights.community.measured_overlap``): the receptive field a tile needs
+            file ``weights.community.seamless_overlap``): the receptive field a tile needs
             past its core, twice over since the feather reaches half the overlap into
             it.  The upscaler warns when an image is cut into tiles with less.  None:
             not known.
@@ -157,6 +159,39 @@ class ModelDescriptor:
     mean_anchor: float | None = None
     chroma_guard: str | None = None
     seamless_overlap: int | None = None
+
+
+def derived_overlap(
+    reach: int, measured: Mapping[int, int], *, radius: int | None = None
+) -> int | None:
+    """The tile overlap *derived*, not measured, for a network of one architecture whose
+    receptive field reaches ``reach`` input pixels, from the overlaps measured for other
+    depths of that architecture (``measured``: their reach -> their measured overlap); the
+    measured one itself for a reach measured; None when none is.
+
+    The smallest of the upper estimates each measured depth gives: a network that reaches
+    no further than a measured one is given that one's overlap (not scaled down), and one
+    that reaches further that overlap scaled up in proportion to its reach, rounded up;
+    and never more than twice ``radius``, how far the network sees at most, every layer
+    counted (``reach`` when None): tiles whose overlap holds that twice over give exactly
+    the untiled result (the feather reaches half the overlap into a tile).
+    Both rest on how far a trained network's output depends on its input (the input
+    gradient's mass beyond a distance, scripts/receptive_reach.py), which grows with
+    depth, but no faster than the receptive field and more slowly as depth goes on: in
+    Real-ESRGAN x4plus (23 RRDB blocks) and two trained SRVGG bodies of 16 convolutions,
+    layer by layer.  So the proportion errs on the wide side (more overlap, and time,
+    than needed, not seams), provided the network's layers behave as the measured ones'
+    did; a receptive field's ratio to the overlap is no constant across architectures
+    (SRVGG 18 : 16, x4plus about 349 : 40), so the measurements of one architecture are
+    never used for another.
+    """
+    if reach in measured:
+        return measured[reach]
+    if not measured:
+        return None
+    bounds = [o for r, o in measured.items() if r > reach]
+    bounds += [math.ceil(o * reach / r) for r, o in measured.items() if r < reach]
+    return min(*bounds, 2 * (reach if radius is None else radius))
 
 
 @dataclass(frozen=True)

@@ -1205,6 +1205,7 @@ def test_an_import_keeps_every_hint_its_descriptor_states(
         mean_anchor=4.0,
         margin=2,
         chroma_guard="clamp",
+        overlap=6,  # derived for its 1-convolution SRVGG body: twice its reach
     )
     desc = resolve_model("stated")
     assert (desc.size.margin, desc.mean_anchor, desc.default_tile) == (2, 4.0, 128)
@@ -1420,7 +1421,7 @@ def test_an_ncnn_import_of_x4plus_records_the_overlap_measured_for_it(
     """Real-ESRGAN x4plus converted from ncnn (RRDBNet, 23 blocks) was imported without an
     overlap and ran with 16, 11 levels off at seams; its manifest now states the 40
     measured for the architecture (``models info``), and a network not measured
-    (realesr-general-x4v3's 32 convolutions) states none."""
+    (realesr-general-x4v3's 32 convolutions) the 31 derived from SRVGG-16's 16."""
     sd = esrgan_state(nf=4, gc=32, nb=23, num_up=2)
     param, bin_ = save(tmp_path, write_esrgan(sd, nb=23, num_up=2, fp16=True), "x4plus")
     assert invoke("models", "import-ncnn", str(param), str(bin_), "--name", "t").exit_code == 0
@@ -1430,7 +1431,7 @@ def test_an_ncnn_import_of_x4plus_records_the_overlap_measured_for_it(
     (info,) = json_lines(invoke("models", "info", "t", "--json"))
     assert info["hints"]["overlap"] == 40
     (info,) = json_lines(invoke("models", "info", "g", "--json"))
-    assert info["hints"]["overlap"] is None
+    assert info["hints"]["overlap"] == 31
 
 
 def test_an_import_of_a_trained_pcsr_export_records_the_overlap_its_network_states(

@@ -183,6 +183,12 @@ def test_descriptors_are_immutable_and_keep_spandrels_tiling_hint(home: Path) ->
     assert desc.tiling is Tiling.SUPPORTED and desc.default_tile is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         desc.scale = 4  # type: ignore[misc]
+    desc = descriptor_from_state_dict(swinir_state(), "swinir")
+    assert (desc.family, desc.tiling) == ("spandrel:SwinIR", Tiling.DISCOURAGED)
+
+
+def swinir_state() -> dict[str, Any]:
+    """A tiny spandrel SwinIR ×2 state dict (an architecture whose seams are not measured)."""
     import_spandrel()
     from spandrel.architectures.SwinIR import SwinIR
 
@@ -196,8 +202,7 @@ def test_descriptors_are_immutable_and_keep_spandrels_tiling_hint(home: Path) ->
         upscale=2,
         upsampler="pixelshuffledirect",
     )
-    desc = descriptor_from_state_dict(swinir.state_dict(), "swinir")
-    assert (desc.family, desc.tiling) == ("spandrel:SwinIR", Tiling.DISCOURAGED)
+    return swinir.state_dict()
 
 
 def test_torchvision_stand_in_lasts_only_for_the_spandrel_import() -> None:
@@ -299,25 +304,50 @@ def esrgan(num_blocks: int, scale: int = 4, shuffle: int | None = None) -> dict[
         pytest.param(  # Real-ESRGAN's own keys, as the ncnn conversion writes them
             lambda: esrgan_state(nf=4, gc=32, nb=23, num_up=2), 40, id="rrdbnet-23-blocks-x4"
         ),
-        pytest.param(lambda: esrgan(22), None, id="esrgan-22-blocks"),
-        pytest.param(lambda: esrgan(23, scale=2), None, id="esrgan-23-blocks-x2"),
-        pytest.param(lambda: esrgan(23, shuffle=2), None, id="esrgan-x2plus-unshuffle"),
+        # Other depths of a measured architecture: derived (descriptor.derived_overlap),
+        # in proportion to the receptive field when it reaches further, else the measured.
+        pytest.param(lambda: esrgan(22), 40, id="esrgan-22-blocks"),
+        pytest.param(lambda: esrgan(46), 80, id="esrgan-46-blocks"),
+        pytest.param(lambda: esrgan(23, scale=2), 40, id="esrgan-23-blocks-x2"),
+        pytest.param(lambda: esrgan(23, shuffle=2), 80, id="esrgan-x2plus-unshuffle"),
         pytest.param(lambda: compact_state(scale=4, num_conv=16), 16, id="srvgg-16-x4"),
         pytest.param(lambda: compact_state(scale=2, num_conv=16), 16, id="srvgg-16-x2"),
-        pytest.param(lambda: compact_state(scale=4, num_conv=32), None, id="srvgg-32"),
-        pytest.param(lambda: compact_state(scale=2, num_conv=1), None, id="srvgg-1"),
+        pytest.param(lambda: compact_state(scale=4, num_conv=32), 31, id="srvgg-32"),
+        # Twice its 3 convolutions' reach makes tiles exact: no more than 6.
+        pytest.param(lambda: compact_state(scale=2, num_conv=1), 6, id="srvgg-1"),
+        pytest.param(lambda: esrgan(1), 38, id="esrgan-1-block"),  # 2 x (15 + 4)
+        pytest.param(swinir_state, None, id="swinir-not-measured"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:torch.meshgrid")  # inside spandrel's SwinIR
 def test_a_community_file_gets_the_overlap_measured_for_its_architecture(
     make: Any, overlap: int | None
 ) -> None:
     """A weights file states no overlap, so ``-m FILE`` (and an import) ran Real-ESRGAN
     x4plus's network with the default 16, 11 levels off at seams, without a warning.  The
-    architectures measured get their overlap whatever their width; the others none."""
+    architectures measured get their overlap whatever their width, and other depths of
+    them one derived from it (realesr-general-x4v3's 32 convolutions ran with 16, half
+    its receptive field's SRVGG-16 proportion); other architectures none."""
     desc = descriptor_from_state_dict(make(), "community")
     assert desc.seamless_overlap == overlap
     if overlap is not None:
         assert own_overlap(desc) == max(16, overlap)
+
+
+def test_an_overlap_is_derived_from_the_measured_depths_as_an_upper_estimate() -> None:
+    """Scaled up with the receptive field from a measured network that sees less far, the
+    measured one's from one that sees further, twice the receptive field at most; the
+    smallest of those estimates."""
+    from pocketsr_cli.descriptor import derived_overlap
+
+    assert derived_overlap(18, {18: 16}) == 16  # measured
+    assert derived_overlap(34, {18: 16}) == 31  # 16 x 34 / 18 = 30.2
+    assert derived_overlap(12, {18: 16}) == 16  # not scaled down
+    assert derived_overlap(3, {18: 16}) == 6  # exact tiles with twice its reach
+    assert derived_overlap(3, {18: 16}, radius=9) == 16  # filters around it see further
+    assert derived_overlap(30, {18: 16, 40: 30}) == 27  # 16 x 30 / 18 = 26.7 < 30
+    assert derived_overlap(50, {18: 16, 40: 30}) == 38  # 30 x 50 / 40 = 37.5 < 44.4
+    assert derived_overlap(5, {}) is None
 
 
 def test_a_manifest_overlap_wins_over_the_measured_one_which_a_manifest_without_gets(
@@ -358,7 +388,7 @@ def pcsr_state(preset: str) -> dict[str, Any]:
         pytest.param(lambda: skip_compact(16, pre=13), 16, id="compact-16-pre-13"),
         pytest.param(lambda: skip_compact(16, post=5), 16, id="compact-16-post-5"),
         pytest.param(lambda: skip_compact(16, pre=15), None, id="compact-16-pre-15"),
-        pytest.param(lambda: skip_compact(32), None, id="compact-32"),
+        pytest.param(lambda: skip_compact(32), 31, id="compact-32"),  # derived
         pytest.param(lambda: pcsr_state("fsrcnn"), 8, id="pcsr-fsrcnn"),
         pytest.param(lambda: pcsr_state("carn"), None, id="pcsr-carn"),
     ],

@@ -10,10 +10,13 @@ and the stand-in is gone again before :func:`import_spandrel` returns, so nothin
 the process sees a fake torchvision.  With a real torchvision installed nothing is replaced.
 
 A community weights file carries no tile overlap (nor a manifest, given as ``-m FILE``),
-so the overlap its tiles need is looked up by architecture (:data:`MEASURED_OVERLAPS`):
-the networks whose seams have been measured get the overlap found for them, every other
-one none (and runs with the default 16).  SRVGG's (``Compact``) are pocketsr's own
-compact family's (``archs.compact.SRVGG_OVERLAPS``): one body, measured once.
+so the overlap its tiles need is looked up by architecture (:func:`seamless_overlap`):
+the networks whose seams have been measured get the overlap found for them
+(:data:`MEASURED_OVERLAPS`), other depths of a measured architecture one derived from
+those (``descriptor.derived_overlap``: ESRGAN by its blocks and pixel-unshuffle, SRVGG by
+its convolutions), every other architecture none (and runs with the default 16).
+SRVGG's (``Compact``) are pocketsr's own compact family's (``archs.compact.SRVGG_OVERLAPS``,
+``srvgg_overlap``): one body, measured once.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pocketsr_cli.archs.compact import SRVGG_OVERLAPS
-from pocketsr_cli.descriptor import ModelDescriptor, SizeRequirements, Tiling
+from pocketsr_cli.archs.compact import SRVGG_OVERLAPS, srvgg_overlap
+from pocketsr_cli.descriptor import ModelDescriptor, SizeRequirements, Tiling, derived_overlap
 from pocketsr_cli.errors import ModelError, first_line
 from pocketsr_cli.manifest import SPANDREL_PREFIX
 
@@ -68,10 +71,10 @@ class MeasuredOverlap:
 
 
 # scripts/tile_seams.py, fp32 on the CPU, largest/99.9th-percentile 8-bit levels off the
-# untiled result (photo crops and noise).  Other shapes are not measured and get no hint:
-# ESRGAN with other block counts or pixel-unshuffle (x2plus runs its blocks at half the
-# input's resolution, so it sees twice as far), SRVGG with 32 convolutions
-# (realesr-general-x4v3).
+# untiled result (photo crops and noise).  Other shapes of these architectures are not
+# measured, and get an overlap derived from these (seamless_overlap): ESRGAN with other
+# block counts or pixel-unshuffle (x2plus runs its blocks at half the input's resolution,
+# so it sees twice as far: 80), SRVGG with 32 convolutions (realesr-general-x4v3: 31).
 MEASURED_OVERLAPS: tuple[MeasuredOverlap, ...] = (
     # Real-ESRGAN x4plus (RRDBNet, 23 blocks), as converted from ncnn: 16 11/4, 24 4/2,
     # 32 6/2, 40 2/1, 48 1/1 (the realesrgan-x4plus manifest states the same 40).
@@ -91,6 +94,38 @@ def measured_overlap(architecture: str, hyperparameters: Mapping[str, Any]) -> i
             k in hyperparameters and hyperparameters[k] == v for k, v in m.shape.items()
         ):
             return m.overlap
+    return None
+
+
+def esrgan_reach(hyperparameters: Mapping[str, Any]) -> int:
+    """How far, in input pixels, spandrel's ESRGAN (RRDBNet) with these hyper-parameters
+    sees: the 3x3 convolutions of its trunk (the first, 15 per RRDB block, the last), plus
+    2 for those after the upsampling (each less than a trunk pixel), at the trunk's
+    resolution, which a pixel-unshuffle by ``shuffle_factor`` divides."""
+    trunk = 15 * int(hyperparameters["num_blocks"]) + 4
+    return trunk * int(hyperparameters.get("shuffle_factor") or 1)
+
+
+def seamless_overlap(architecture: str, hyperparameters: Mapping[str, Any]) -> int | None:
+    """The tile overlap of spandrel ``architecture`` built with these ``hyperparameters``:
+    measured (:func:`measured_overlap`); else, for ESRGAN and SRVGG (``Compact``) of a
+    depth not measured, *derived* from the measured ones, not measured
+    (``descriptor.derived_overlap``, by :func:`esrgan_reach` and
+    ``archs.compact.srvgg_overlap``); else None: not known.
+    """
+    measured = measured_overlap(architecture, hyperparameters)
+    if measured is not None:
+        return measured
+    if architecture == "Compact" and "num_conv" in hyperparameters:
+        return srvgg_overlap(int(hyperparameters["num_conv"]))
+    if architecture == "ESRGAN" and "num_blocks" in hyperparameters:
+        calibration = {
+            esrgan_reach(m.shape): m.overlap
+            for m in MEASURED_OVERLAPS
+            if m.architecture == "ESRGAN"
+        }
+        reach = esrgan_reach(hyperparameters)  # every layer counted: also the radius
+        return derived_overlap(reach, calibration)
     return None
 
 
@@ -151,7 +186,8 @@ def import_spandrel() -> ModuleType:
 def load_spandrel(state_dict: Mapping[str, torch.Tensor], name: str) -> ModelDescriptor:
     """The RGB -> RGB image model spandrel recognises in ``state_dict``, as a descriptor
     of family ``spandrel:<architecture id>``, with the tile overlap measured for its
-    architecture (:func:`measured_overlap`) as its ``seamless_overlap``.
+    architecture, or derived for its depth (:func:`seamless_overlap`), as its
+    ``seamless_overlap``.
 
     Raises:
         ModelError: spandrel knows no such architecture, cannot build it, or it is not a
@@ -187,7 +223,7 @@ def load_spandrel(state_dict: Mapping[str, torch.Tensor], name: str) -> ModelDes
         # A hint spandrel may add later is taken as the default, not refused.
         tiling=Tiling.__members__.get(desc.tiling.name, Tiling.SUPPORTED),
         params=sum(p.numel() for p in module.parameters()),
-        seamless_overlap=measured_overlap(
+        seamless_overlap=seamless_overlap(
             desc.architecture.id, getattr(module, "hyperparameters", None) or {}
         ),
     )

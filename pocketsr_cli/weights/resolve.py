@@ -811,9 +811,9 @@ def build_from_spec(
     built by spandrel from the weights, which must be of that architecture.  The manifest's
     hints can only restrict what the network itself allows (a manifest may mark fp16
     unsafe, not make it safe); its ``default_tile`` is passed on, and its ``overlap`` wins
-    over the one measured for the architecture (what a pocketsr network states, or
-    ``community.measured_overlap``), which a manifest that states none (one imported
-    before that was measured) still gets.
+    over the one measured for the architecture, or derived for its depth (what a pocketsr
+    network states, or ``community.seamless_overlap``), which a manifest that states none
+    (one imported before that was measured) still gets.
     A pickle that needs code to load is read through its safetensors copy, made now if
     ``trust_pickle``.
 

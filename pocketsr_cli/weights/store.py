@@ -279,10 +279,11 @@ def _hints_of(desc: ModelDescriptor) -> Hints:
     its network states: no border margin, no mean anchoring, no chroma guard, no CPU bf16
     preference or default tile, which are a manifest's, chosen for a model and written in
     its card, and not stored in its weights file (the bundled models' files carry no
-    metadata); its seamless overlap is the one measured for its architecture, if any
-    (``weights.community.measured_overlap``: ESRGAN x4 with 23 blocks 40, SRVGG compact
-    with 16 convolutions 16; or what a pocketsr network states, compact 16 for 16
-    convolutions, pcsr 8 with the FSRCNN backbone).  So the bundled
+    metadata); its seamless overlap is the one measured for its architecture, if any, or
+    derived for its depth (``weights.community.seamless_overlap``: ESRGAN x4 with 23
+    blocks 40, SRVGG compact with 16 convolutions 16, with 32 31; or what a pocketsr
+    network states, compact 16 for 16 convolutions, pcsr 8 with the FSRCNN backbone).
+    So the bundled
     ``pocketsr-compact-x4.safetensors`` imported under another name runs as the plain
     network, as it does with ``-m FILE``.
     """

@@ -16,8 +16,9 @@ Public API: :data:`FAMILY` (the ``compact`` family: build from a manifest's ``[b
 infer its shape), :class:`SkipCompact`, :func:`from_srvgg` (an SRVGG state dict plus a
 zero skip), :func:`with_post` (plus an identity filter after the shuffle) and
 :func:`with_pre` (plus a filter on the input); :data:`SRVGG_OVERLAPS`, the tile overlap
-measured for an SRVGG body by its depth, which a network states as its
-``seamless_overlap`` and spandrel's ``Compact`` is given (``weights/community.py``).
+measured for an SRVGG body by its depth, and :func:`srvgg_overlap`, that or, for a depth
+not measured, one derived from it, which a network states as its ``seamless_overlap`` and
+spandrel's ``Compact`` is given (``weights/community.py``).
 """
 
 from pocketsr_cli.archs.compact.network import (
@@ -27,6 +28,7 @@ from pocketsr_cli.archs.compact.network import (
     detect,
     from_srvgg,
     infer,
+    srvgg_overlap,
     with_post,
     with_pre,
 )
@@ -42,6 +44,7 @@ __all__ = [
     "detect",
     "from_srvgg",
     "infer",
+    "srvgg_overlap",
     "with_post",
     "with_pre",
 ]

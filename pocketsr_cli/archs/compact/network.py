@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pocketsr_cli.descriptor import derived_overlap
+
 BODY_KEY = re.compile(r"body\.(\d+)\.(weight|bias)")  # SRVGG's body.N tensors
 SKIP_KEYS = ("skip.weight", "skip.bias")
 POST_KEY = "post.weight"  # the optional filter after the shuffle (depthwise, no bias)
@@ -20,8 +22,8 @@ PRE_KEY = "pre.weight"  # the optional filter on the input (depthwise, no bias)
 # difference) and 1 (99.9th percentile) of the untiled result (scripts/tile_seams.py, fp32
 # on the CPU, photo crops and noise).  16: Real-ESRGAN animevideov3 (noise: 8 17/6, 12 3/1,
 # 16 1/1), pocketsr-compact-x4 (SRVGG, 12 up to 4-6) and pocketsr-compact-x2 (with its
-# 13-tap input filter, 12 up to 6).  Other depths are not measured (realesr-general-x4v3's
-# 32 convolutions see twice as far).  The SRVGG body is spandrel's ``Compact`` too, which
+# 13-tap input filter, 12 up to 6).  Other depths are not measured: they get an overlap
+# derived from these (srvgg_overlap).  The SRVGG body is spandrel's ``Compact`` too, which
 # weights/community.py looks up here.
 SRVGG_OVERLAPS: dict[int, int] = {16: 16}
 # Input pixels the filters around the body reached in the networks measured: the ×2's
@@ -89,16 +91,18 @@ class SkipCompact(nn.Module):
 
     @property
     def seamless_overlap(self) -> int | None:
-        """The tile overlap measured for an SRVGG body of its depth (:data:`SRVGG_OVERLAPS`:
-        16 for 16 convolutions), when its filters reach no further past the body, in input
-        pixels, than those measured with it (:data:`MEASURED_FILTER_REACH`); else None: not
-        known.  (The skip's 3x3 sees less far than the body.)"""
+        """The tile overlap of an SRVGG body of its depth (:func:`srvgg_overlap`: measured
+        for 16 convolutions, 16; derived for other depths), when its filters reach no
+        further past the body, in input pixels, than those measured with it
+        (:data:`MEASURED_FILTER_REACH`); else None: not known.  (The skip's 3x3 sees less
+        far than the body.)"""
         pre = self.pre.kernel_size[0] // 2 if self.pre is not None else 0
         post = self.post.kernel_size[0] // 2 if self.post is not None else 0
-        if pre + -(-post // self.scale) > MEASURED_FILTER_REACH:
+        filter_reach = pre + -(-post // self.scale)
+        if filter_reach > MEASURED_FILTER_REACH:
             return None
         num_conv = (len(self.body) - 3) // 2  # conv + PReLU in, num_conv pairs, conv out
-        return SRVGG_OVERLAPS.get(num_conv)
+        return srvgg_overlap(num_conv, filter_reach)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pre is not None:
@@ -111,6 +115,25 @@ class SkipCompact(nn.Module):
         if self.post is not None:
             h = _filtered(self.post, h)
         return h
+
+
+def srvgg_reach(num_conv: int) -> int:
+    """How far, in input pixels, an SRVGG body of ``num_conv`` convolutions sees: its
+    ``num_conv + 2`` 3x3 convolutions, all at the input's resolution."""
+    return num_conv + 2
+
+
+def srvgg_overlap(num_conv: int, filter_reach: int = 0) -> int | None:
+    """The tile overlap of an SRVGG body of ``num_conv`` convolutions, with filters around
+    it that reach ``filter_reach`` input pixels further (no more than
+    :data:`MEASURED_FILTER_REACH`, which were measured not to need more): measured for
+    the depths of :data:`SRVGG_OVERLAPS` (16 for 16), else *derived* from them, not
+    measured (``descriptor.derived_overlap``: in proportion to :func:`srvgg_reach` for a
+    deeper body, 31 for realesr-general-x4v3's 32 convolutions; the measured 16 for a
+    shallower one, but no more than twice how far it sees: 6 for 1 convolution)."""
+    measured = {srvgg_reach(n): o for n, o in SRVGG_OVERLAPS.items()}
+    reach = srvgg_reach(num_conv)
+    return derived_overlap(reach, measured, radius=reach + filter_reach)
 
 
 def _identity_filter(channels: int, size: int) -> nn.Conv2d | None:
