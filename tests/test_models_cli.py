@@ -190,6 +190,42 @@ def test_info_table_shows_absent_values_as_list_does_and_flags_as_yes_or_no(home
     assert not {"None", "False", "True", "[]"} & set(lanczos.split())
 
 
+def test_info_shows_the_overlap_runs_derive_for_a_manifest_that_states_none(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model imported before its architecture's overlap was measured has none in its
+    manifest: ``models info`` showed ``hints.overlap -`` while runs took 40 (x4plus's
+    blocks) from the loaded weights.  It shows that 40, derived from the file's header
+    (no tensor read), or from ``[build]`` for a pocketsr family, marked so."""
+    from test_resolve import esrgan
+
+    folder = user_models_dir()
+    data = save_safetensors(folder / "old.safetensors", esrgan(23))
+    _write_manifest(folder, "old", data, family="spandrel:ESRGAN", scale=4)
+    build = {"num_feat": 4, "num_conv": 32}  # a compact export: derived from its depth
+    _write_manifest(folder, "deep", None, family="compact", build=build)
+
+    def no_tensors(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the weights' tensors were read")
+
+    monkeypatch.setattr("safetensors.torch.load_file", no_tensors)
+    rows = dict(line.split(None, 1) for line in invoke("models", "info", "old").stdout.splitlines())
+    assert rows["hints.overlap"] == "40 (derived from its weights; its manifest states none)"
+    (info,) = json_lines(invoke("models", "info", "old", "--json"))
+    assert (info["overlap"], info["overlap_from"], info["hints"]["overlap"]) == (
+        40,
+        "weights",
+        None,
+    )
+    (info,) = json_lines(invoke("models", "info", "deep", "--json"))
+    assert (info["overlap"], info["overlap_from"]) == (31, "build")
+    (info,) = json_lines(invoke("models", "info", "realesrgan-x4plus", "--json"))
+    assert (info["overlap"], info["overlap_from"], info["hints"]["overlap"]) == (40, "manifest", 40)
+    (folder / "old.safetensors").unlink()  # not on this machine: not known without it
+    (info,) = json_lines(invoke("models", "info", "old", "--json"))
+    assert (info["overlap"], info["overlap_from"]) == (None, None)
+
+
 # --- download / verify / remove ---------------------------------------------------------------
 
 

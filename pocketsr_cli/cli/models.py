@@ -192,12 +192,21 @@ def info(
     For each weights file: where it is downloaded from, its SHA-256 (the manifest's, or
     the one pinned on first use when its publisher gives none) and where it is on disk.
     With --json, "weights" is a list of one object per file, empty for a model without
-    weights (bicubic, lanczos).
+    weights (bicubic, lanczos). hints.overlap is the overlap runs take as the model's
+    own: its manifest's, or for a manifest that states none (a model imported before its
+    architecture was measured) the one derived from its weights or [build], as runs
+    derive it, marked so ("overlap" and "overlap_from" in --json).
     """
     from pocketsr_cli.cli import _ui
-    from pocketsr_cli.weights.resolve import expected_sha256, find_spec, local_files
+    from pocketsr_cli.weights.resolve import (
+        expected_sha256,
+        find_spec,
+        local_files,
+        seamless_overlap_of,
+    )
 
     spec = find_spec(name)
+    overlap, overlap_from = seamless_overlap_of(spec) or (None, None)
     files = [
         {
             "file": w.file,
@@ -217,6 +226,9 @@ def info(
         "weights": files,  # one object per file, whatever the model: [] for none
         "hints": vars(spec.hints),
         "meta": vars(spec.meta),
+        # What runs take as the model's own (hints.overlap is the manifest's alone).
+        "overlap": overlap,
+        "overlap_from": overlap_from,  # "manifest", "weights", "build" or None
     }
     if json_lines:
         _emit(details)
@@ -224,7 +236,7 @@ def info(
     pairs = [
         (key, _shown(value))
         for key, value in details.items()
-        if key not in ("weights", "hints", "meta", "build")
+        if key not in ("weights", "hints", "meta", "build", "overlap", "overlap_from")
     ]
     pairs += [(f"build.{k}", _shown(v)) for k, v in spec.build.items()]
     for i, entry in enumerate(files):
@@ -240,7 +252,11 @@ def info(
         else:
             entry.pop("pinned_sha256")
         pairs += [(f"{prefix}.{k}", _shown(v)) for k, v in entry.items()]
-    pairs += [(f"hints.{k}", _shown(v)) for k, v in vars(spec.hints).items()]
+    hints = {k: _shown(v) for k, v in vars(spec.hints).items()}
+    if overlap_from not in (None, "manifest"):
+        source = "its weights" if overlap_from == "weights" else "its [build]"
+        hints["overlap"] = f"{overlap} (derived from {source}; its manifest states none)"
+    pairs += [(f"hints.{k}", v) for k, v in hints.items()]
     pairs += [(f"meta.{k}", _shown(v)) for k, v in vars(spec.meta).items()]
     _ui.print_pairs(_ui.make_report_console(), pairs)
 

@@ -129,6 +129,26 @@ def seamless_overlap(architecture: str, hyperparameters: Mapping[str, Any]) -> i
     return None
 
 
+def overlap_from_shapes(state_dict: Mapping[str, torch.Tensor]) -> int | None:
+    """:func:`seamless_overlap` of the network spandrel recognises in ``state_dict``, whose
+    tensors may be meta tensors (``weights.load.read_shapes``: shapes, no data): the
+    network is built on the meta device, so nothing is allocated or read.  What
+    :func:`load_spandrel` gives the loaded network; None where spandrel recognises no
+    architecture, or needs the tensors' values to build it.
+    """
+    import torch
+
+    spandrel = import_spandrel()
+    try:
+        with torch.device("meta"):
+            loader = spandrel.ModelLoader(device=torch.device("meta"))
+            desc = loader.load_from_state_dict(state_dict)
+    except Exception:  # unknown, or an architecture that reads its tensors' values
+        return None
+    hyperparameters = getattr(desc.model, "hyperparameters", None) or {}
+    return seamless_overlap(desc.architecture.id, hyperparameters)
+
+
 def _unavailable(*_args: Any, **_kwargs: Any) -> Any:
     raise RuntimeError(_NEEDS_TORCHVISION)
 

@@ -132,6 +132,47 @@ def check_whole(path: Path, *, name: str | None = None) -> None:
     read_state_dict(path, name=name)
 
 
+def read_shapes(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file as meta tensors: names, shapes and dtypes
+    from its header, no data read (what an architecture's hyper-parameters are inferred
+    from, cheaply), wrappers removed as :func:`read_state_dict` removes them.
+
+    Raises:
+        ModelError: not a readable ``.safetensors`` file.
+    """
+    import torch
+    from safetensors import safe_open
+
+    dtypes = _safetensors_dtypes()
+    tensors: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 (a safe_open handle is not iterable)
+                part = f.get_slice(key)
+                dtype = dtypes.get(part.get_dtype(), torch.float32)
+                tensors[key] = torch.empty(part.get_shape(), dtype=dtype, device="meta")
+    except Exception as exc:  # missing, truncated, not a safetensors header
+        raise ModelError(f"cannot read weights {path.name}: {_detail(exc)}") from exc
+    return canonical_state_dict(tensors, path.name)
+
+
+def _safetensors_dtypes() -> dict[str, torch.dtype]:
+    import torch
+
+    return {
+        "F64": torch.float64,
+        "F32": torch.float32,
+        "F16": torch.float16,
+        "BF16": torch.bfloat16,
+        "I64": torch.int64,
+        "I32": torch.int32,
+        "I16": torch.int16,
+        "I8": torch.int8,
+        "U8": torch.uint8,
+        "BOOL": torch.bool,
+    }
+
+
 def image_hint(ref: str, takes: str) -> str | None:
     """What to tell a user who gave an image where a model belongs (``-m photo.jpg``,
     ``models import photo.jpg``: an input put in the wrong place), known by its first bytes

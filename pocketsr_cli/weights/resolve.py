@@ -515,6 +515,68 @@ def local_files(spec: ModelSpec) -> tuple[Path | None, ...]:
     return tuple(found)
 
 
+OverlapSource = Literal["manifest", "build", "weights"]
+
+
+def seamless_overlap_of(spec: ModelSpec) -> tuple[int, OverlapSource] | None:
+    """The seamless overlap a run of ``spec`` takes as the model's own (its descriptor's
+    ``seamless_overlap``, :func:`build_from_spec`), and where it comes from, without
+    loading the weights: the manifest's ``overlap`` (``"manifest"``); where it states
+    none (a model imported before its architecture was measured), what its network
+    states, a pocketsr family's network built on the meta device from ``[build]``
+    (``"build"``), a spandrel model's from its weights file's header, tensor shapes
+    only (``"weights"``: a ``.safetensors`` file on this machine, or the copy a trusted
+    pickle was converted to).  None: not known without loading (weights not here, a
+    pickle, an architecture with none measured).
+    """
+    if spec.hints.overlap is not None:
+        return spec.hints.overlap, "manifest"
+    if spec.is_spandrel:
+        overlap = _spandrel_overlap(spec)
+        return None if overlap is None else (overlap, "weights")
+    overlap = _family_overlap(spec)
+    return None if overlap is None else (overlap, "build")
+
+
+def _family_overlap(spec: ModelSpec) -> int | None:
+    """What a pocketsr family's network built from ``spec``'s ``[build]`` states, built
+    on the meta device (nothing allocated); None: not built so, or it states none."""
+    import torch
+
+    if spec.family not in FAMILIES:
+        return None
+    family = get_family(spec.family)
+    try:
+        if family.check is not None:
+            family.check()  # (adcsr: an extra that is not installed)
+        with torch.device("meta"):
+            module = family.build(spec.build, spec.scale)
+    except (ModelError, TypeError, ValueError, KeyError, RuntimeError):
+        return None
+    overlap = getattr(module, "seamless_overlap", None)
+    return None if overlap is None else int(overlap)
+
+
+def _spandrel_overlap(spec: ModelSpec) -> int | None:
+    """``community.overlap_from_shapes`` of ``spec``'s one weights file, from its header."""
+    from pocketsr_cli.weights.community import overlap_from_shapes
+    from pocketsr_cli.weights.load import read_shapes
+
+    if len(spec.weight_files) != 1:
+        return None
+    (w,) = spec.weight_files
+    (path,) = local_files(spec)
+    if path is not None and path.suffix.lower() != ".safetensors":
+        digest = expected_sha256(spec, w)
+        path = None if digest is None else trust.converted_copy(spec.name, w.file, digest)
+    if path is None:
+        return None
+    try:
+        return overlap_from_shapes(read_shapes(path))
+    except ModelError:
+        return None
+
+
 def looks_like_path(ref: str) -> bool:
     """A weights file rather than a registry name."""
     return Path(ref).suffix.lower() in WEIGHT_SUFFIXES or "/" in ref or "\\" in ref
