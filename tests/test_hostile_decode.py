@@ -736,6 +736,30 @@ def test_a_bad_memory_limit_is_a_usage_error(tmp_path: Path, value: str) -> None
     assert fingerprint(tmp_path) == before
 
 
+def test_a_bad_memory_limit_from_the_environment_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user gave no --max-memory: the refusal names the variable they set (perhaps
+    long ago, in a shell profile), where it named the flag; --max-memory, when given,
+    is what counts, and the variable is not read."""
+    image(tmp_path / "a.png")
+    before = fingerprint(tmp_path)
+    monkeypatch.setenv(memory.MAX_MEMORY_ENV, "lots")
+    result = runner.invoke(app, ["upscale", str(tmp_path / "a.png"), "--dry-run", *FAST])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error (usage): POCKETSR_MAX_MEMORY: not a size: 'lots' (write it as 8G, 512M or a "
+        "number of bytes)"
+    )
+    assert fingerprint(tmp_path) == before
+    given = ["upscale", str(tmp_path / "a.png"), "--dry-run", "--max-memory", "1G", *FAST]
+    assert runner.invoke(app, given).exit_code == 0
+    monkeypatch.setenv(memory.MAX_MEMORY_ENV, "1G")
+    result = runner.invoke(app, [*given[:3], "--max-memory", "lots", *FAST])
+    assert result.exit_code == 2
+    assert "error (usage): --max-memory: not a size: 'lots'" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("text", "size"),
     [

@@ -242,16 +242,18 @@ def upscale(
     ] = False,
     ensemble: opt.EnsembleOpt = "none",
     ensemble_weight: opt.EnsembleWeightOpt = None,
+    # Not Typer's envvar=: a bad value of the variable would then be refused as if given
+    # as --max-memory; _max_memory reads it and names it.
     max_memory: Annotated[
         str | None,
         typer.Option(
             "--max-memory",
             metavar="SIZE",
-            envvar="POCKETSR_MAX_MEMORY",
             help="Host memory the images in progress may need together (8G, 512M, 64K: "
             "powers of 1024, said as GiB, MiB, KiB; or bytes). Default: "
-            "what is available when the run starts. An image predicted to need more fails "
-            "without being decoded; large images are worked on one at a time.",
+            "POCKETSR_MAX_MEMORY if set, else what is available when the run starts. An "
+            "image predicted to need more fails without being decoded; large images are "
+            "worked on one at a time.",
             show_default=False,
         ),
     ] = None,
@@ -630,15 +632,27 @@ def _workers_label(workers: Sequence[str]) -> str:
 
 
 def _max_memory(text: str | None) -> int | None:
-    """``--max-memory`` (or POCKETSR_MAX_MEMORY) in bytes; None when not given."""
-    from pocketsr_cli.memory import parse_size
+    """``--max-memory`` (``text``; None: not given), else ``POCKETSR_MAX_MEMORY``, in bytes;
+    None when neither is given or the one that is is empty (no limit but the memory
+    available).  With ``--max-memory`` given the variable is not read.
 
+    Raises:
+        UsageError: not a size; the message names what the user set, the flag or the
+            variable (which may have been set long ago, in a shell profile).
+    """
+    import os
+
+    from pocketsr_cli.memory import MAX_MEMORY_ENV, parse_size
+
+    named = "--max-memory"
+    if text is None:
+        text, named = os.environ.get(MAX_MEMORY_ENV), MAX_MEMORY_ENV
     if text is None or not text.strip():
         return None
     try:
         return parse_size(text)
     except ValueError as exc:
-        raise UsageError(f"--max-memory: {exc}") from None
+        raise UsageError(f"{named}: {exc}") from None
 
 
 def _command_line(inputs: list[Path], output: Path | None) -> str:
