@@ -90,6 +90,37 @@ def test_a_log_goes_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert code == 0 and out == "" and "00.png" in err and "written" in err
 
 
+@pytest.mark.parametrize("command", ["upscale", "eval", "bench"])
+def test_quiet_keeps_every_warning_in_every_command_and_says_so(
+    tmp_path: Path, command: str
+) -> None:
+    """``-q`` leaves errors and warnings on stderr, and nothing else, in each command that
+    takes it; its help said "errors only" while each of these warned under it.  The
+    warnings here tell of what no exit code says: an RGBA image written as PNG, not JPEG
+    (exit 0), a photo too small to score, a time that is no estimate of 4K."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    if command == "upscale":
+        Image.new("RGBA", (16, 12), (10, 200, 30, 100)).save(folder / "clear.png")
+        (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nxx")
+        args: tuple[str | Path, ...] = (folder, "-o", tmp_path / "o", "--format", "jpg")
+        said = ("JPEG cannot store transparency", "failed  ")
+    elif command == "eval":
+        Image.fromarray(make_photo_like(64, 64, seed=0)).save(folder / "photo.png")
+        Image.fromarray(make_photo_like(16, 16, seed=1)).save(folder / "tiny.png")
+        args, said = (folder,), ("skipped tiny.png: too small to score",)
+    else:
+        args, said = ("--size", "120x68", "--repeat", "1"), ("no estimate of 4K",)
+    code, _, err = invoke(command, *args, "-m", "bicubic", "-q")
+    assert code == (1 if command == "upscale" else 0), err
+    assert all(part in err for part in said), err
+    lines = err.splitlines()
+    assert lines and all(line.startswith(("warning: ", "failed  ", "error ")) for line in lines)
+    code, out, _ = invoke(command, "--help")
+    assert code == 0
+    assert "-q, --quiet Only errors and warnings on stderr" in " ".join(out.split())
+
+
 # --- a reader that goes away ---------------------------------------------------------------------
 
 

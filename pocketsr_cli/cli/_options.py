@@ -132,8 +132,17 @@ JsonOpt = Annotated[
         "progress, warnings and errors stay on stderr.",
     ),
 ]
+# Warnings stay under --quiet: many tell of work lost or changed (an image not scored, an
+# output written as PNG rather than JPEG, a time that is no estimate) that no exit code
+# or table says, and a warning is the user's to act on.
 QuietOpt = Annotated[
-    bool, typer.Option("--quiet", "-q", help="No progress or per-image lines; errors only.")
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="Only errors and warnings on stderr: no progress, per-image lines or run "
+        "summary (tables and --json on stdout are unchanged).",
+    ),
 ]
 # Not Typer's envvar=: it would read POCKETSR_OFFLINE with its own words for a bad value;
 # each command passes the flag through offline_mode, which reads it as the downloader does.

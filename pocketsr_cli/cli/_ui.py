@@ -12,7 +12,9 @@ Which stream gets what — one rule for every command:
   the log of commands whose product is files rather than text — ``upscale``'s per-image
   lines and summary table (left out with ``--json``, whose lines on stdout say the same;
   failures and warnings are still shown) and the lines of ``models download``, ``remove``
-  and ``import``.
+  and ``import``.  ``--quiet`` (``upscale``, ``eval``, ``bench``, ``report``) leaves
+  errors and warnings only there, in every command: no warning is dropped, since many
+  tell of work lost or changed that neither the exit code nor stdout says.
 
 Progress bars are drawn only on a terminal; piped or captured output gets plain lines.  A
 table written anywhere but a terminal (a pipe, a file, a CI log) has no window to fit: it
