@@ -534,6 +534,36 @@ def test_devices_overrides_device(tmp_path: Path) -> None:
     assert lines[-1]["summary"]["device"].startswith("cpu")
 
 
+def test_devices_names_each_worker_by_the_device_it_resolves_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first line and --json name each worker's device as the worker resolves it
+    (``choose_device``), as its images' lines will: ``cuda`` is the current GPU
+    (``cuda:0``), ``auto`` this machine's choice, never the spelling typed.  Dry runs: no
+    worker starts, so two GPUs can be faked."""
+    from pocketsr_cli.devices import choose_device
+
+    src = folder(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    auto = str(choose_device("auto"))
+    code, lines, err = upscale_json(
+        src, "-o", out, "-m", "bicubic", "--devices", "auto,cpu", "--dry-run"
+    )
+    assert code == 0, err
+    assert f"×2 workers ({auto}, cpu) →" in err
+    assert lines[-1]["summary"]["device"].endswith(f" ×2 workers ({auto}, cpu)")
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    args = ("--devices", "cuda,cuda:1", "--precision", "fp32", "--dry-run")
+    code, lines, err = upscale_json(src, "-o", out, "-m", "bicubic", *args)
+    assert code == 0, err
+    assert "on cuda:0 fp32 ×2 workers (cuda:0, cuda:1) →" in err
+    assert lines[-1]["summary"]["device"] == "cuda:0 fp32 ×2 workers (cuda:0, cuda:1)"
+
+
 def test_devices_rejects_an_unknown_device(tmp_path: Path) -> None:
     src = folder(tmp_path / "in", 1)
     result = runner.invoke(app, ["upscale", str(src), "--devices", "cpu,tpu"])

@@ -599,7 +599,11 @@ def _pcsr_options(
 
 
 def _worker_devices(text: str | None) -> list[str]:
-    """``--devices`` as a list, each one checked (``choose_device``); [] when not given."""
+    """``--devices`` as a list of the devices the workers will run on, each entry checked
+    and resolved as a worker resolves it (``choose_device``: ``cuda`` is ``cuda:0`` (the
+    current device), ``auto`` this machine's choice), so that the first line, the
+    warnings and the sharing of CPU cores name what each image's line will; [] when not
+    given."""
     from pocketsr_cli.devices import choose_device
 
     if text is None:
@@ -607,9 +611,7 @@ def _worker_devices(text: str | None) -> list[str]:
     names = [name.strip() for name in text.split(",")]
     if not all(names):
         raise UsageError(f"--devices {text!r}: name devices separated by commas (cuda:0,cuda:1)")
-    for name in names:
-        choose_device(name)
-    return names
+    return [str(choose_device(name)) for name in names]
 
 
 def _compute_on(
