@@ -46,6 +46,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pocketsr_cli.errors import present, unreachable
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -74,20 +76,25 @@ class NameTaken(FileExistsError):
 def folder_write_problem(folder: Path) -> str | None:
     """Why files cannot be made in ``folder``, or None.  A folder that does not exist yet
     is judged by the nearest existing one above it, where it would be made: a file there,
-    a read-only file system or no write permission is a problem.  A cheap check before a
+    a read-only file system or no write permission is a problem, and so is a path that
+    cannot even be looked at (``errors.unreachable``: a name too long for the file system,
+    a folder on the way that may not be entered).  A cheap check before a
     long run (``os.access``, ``os.statvfs``); writes can still fail later (a full disk)."""
     probe = Path(folder)
-    while not probe.exists() and probe.parent != probe:
-        if probe.is_symlink():  # a link that leads nowhere, or round in a loop
-            try:
-                os.stat(probe)
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    return f"{probe} is a symbolic link that loops back on itself"
-            return f"{probe} is a symbolic link to nothing that exists"
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is a file, not a folder"
+    try:
+        while not present(probe) and probe.parent != probe:
+            if probe.is_symlink():  # a link that leads nowhere, or round in a loop
+                try:
+                    os.stat(probe)
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:
+                        return f"{probe} is a symbolic link that loops back on itself"
+                return f"{probe} is a symbolic link to nothing that exists"
+            probe = probe.parent
+        if not probe.is_dir():
+            return f"{probe} is a file, not a folder"
+    except OSError as exc:  # a name too long, a folder on the way that may not be entered
+        return unreachable(Path(folder), exc)
     with contextlib.suppress(OSError, AttributeError):
         if os.statvfs(probe).f_flag & os.ST_RDONLY:
             return f"{probe} is on a read-only file system"

@@ -89,6 +89,61 @@ def disk_stop(exc: BaseException, where: Path) -> str | None:
     return f"the disk that holds {where.parent} {_DISK_STOPS[cause.errno]} ({words})"
 
 
+# What says that a path is not there rather than that it cannot be looked at: it, or a
+# folder on its way, is missing, or a link loops; on Windows a drive not ready, a name it
+# cannot have, a link loop (pathlib's own list, up to Python 3.13).
+_ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
+_ABSENT_ON_WINDOWS = (21, 123, 1921)
+
+
+def present(path: Path) -> bool:
+    """Whether ``path`` exists, its links followed, as ``Path.exists`` answers up to Python
+    3.13 whatever the version: an ``OSError`` that says it cannot even be looked at (a
+    name too long, a folder on its way that may not be entered: :func:`unreachable`) is
+    raised, not answered False.
+
+    Raises:
+        OSError: saying why ``path`` cannot be looked at.
+    """
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno in _ABSENT or getattr(exc, "winerror", None) in _ABSENT_ON_WINDOWS:
+            return False
+        raise
+    except ValueError:  # a NUL in it, or a name the file system encoding cannot hold
+        return False
+    return True
+
+
+def unreachable(path: Path, exc: OSError) -> str:
+    """Why ``path`` cannot even be looked at, from the error that looking at it (``stat``)
+    raised: a name in it too long for its file system (``ENAMETOOLONG``, naming that name
+    and its length in bytes, or the whole path's), a folder on its way that may not be
+    entered (permission denied, naming the first such folder), or else the OS's words.
+    :func:`present` raises these rather than answer False; the message is for a one-line
+    usage error, not a traceback."""
+    if exc.errno == errno.ENAMETOOLONG:
+        name = max(path.parts, key=lambda part: len(os.fsencode(part)))
+        size = len(os.fsencode(name))
+        if size > _NAME_BYTES:
+            shown = name if len(name) <= 24 else f"{name[:10]}…{name[-10:]}"
+            return f"the name {shown!r} in it has {size} bytes, more than its file system allows"
+        return f"it is longer than this system allows ({len(os.fsencode(path))} bytes in all)"
+    if isinstance(exc, PermissionError):
+        for folder in reversed(path.parents):
+            try:
+                if folder.is_dir() and not os.access(folder, os.X_OK):
+                    return f"{folder} may not be entered (permission denied)"
+            except OSError:
+                break
+        return "permission denied"
+    return exc.strerror or os.strerror(exc.errno or 0) or type(exc).__name__
+
+
+_NAME_BYTES = 255  # NAME_MAX on every common file system: past it, a name is surely too long
+
+
 WINDOWS_MAX_PATH = 260
 """Characters in a path, its final NUL included, that Windows allows unless long paths are
 enabled (a registry setting)."""

@@ -376,6 +376,50 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "afile", "ro"]
 
 
+def test_an_output_folder_that_cannot_even_be_looked_at_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name in the path past NAME_MAX, the whole path past PATH_MAX, or a folder on the
+    way that may not be entered: looking at the folder (``stat``) raises there, which ended
+    the command in a traceback and "(this is a bug)", exit 1."""
+    import errno
+    import os
+
+    save(tmp_path / "a.png", photo())
+    too_long = tmp_path / ("n" * 256) / "out"
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-o", too_long, *FAST)
+    assert code == 2, err
+    assert f"cannot write to the output folder {too_long}: the name 'nnnnnnnnnn…nnnnnnnnnn'" in err
+    assert "in it has 256 bytes, more than its file system allows" in err
+    deep = tmp_path.joinpath(*["d" * 200] * 25)  # each name fits, the path (5000+ bytes) not
+    code, stdout, _ = invoke("upscale", tmp_path / "a.png", "-o", deep, *FAST, "--json")
+    assert code == 2
+    assert "it is longer than this system allows" in json.loads(stdout)["message"]
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-o", tmp_path / ("n" * 256 + ".png"))
+    assert code == 2 and "looks like an image file name" in err
+
+    locked = tmp_path / "locked"  # as a folder without search permission answers, even root
+    locked.mkdir()
+    real_stat, real_access = os.stat, os.access
+
+    def stat(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if os.fspath(path).startswith(f"{locked}{os.sep}"):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    def access(path, mode, **kwargs):  # type: ignore[no-untyped-def]
+        return os.fspath(path) != str(locked) and real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "access", access)
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-o", locked / "sub" / "out", *FAST)
+    assert code == 2, err
+    assert f"{locked} may not be entered (permission denied)" in err
+    assert "Traceback" not in err
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "locked"]
+
+
 def test_an_output_named_like_an_image_file_is_refused(tmp_path: Path) -> None:
     """``-o big.jpg`` meant one output file; it would have made a folder called big.jpg."""
     save(tmp_path / "a.png", photo())

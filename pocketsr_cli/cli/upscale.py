@@ -7,6 +7,7 @@ Its product is the files it writes: its human lines are a log on stderr, and onl
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NamedTuple
@@ -326,7 +327,8 @@ def upscale(
         raise UsageError("--glob '' is no pattern: give one such as '*.jpg', or leave it out")
     worker_devices = _worker_devices(devices)
     use_ray = ray or ray_address is not None or ray_return_bytes
-    if output is not None and is_image_path(output) and not output.is_dir():
+    # os.path: a path too long to look at is no folder (check_output_folder says why)
+    if output is not None and is_image_path(output) and not os.path.isdir(output):
         raise UsageError(
             f"-o/--output takes a folder, and {output} looks like an image file name: outputs "
             "keep their input's name there (beside the input without -o: NAME_x4.jpg); "
