@@ -71,7 +71,7 @@ from typing import Literal
 from pocketsr_cli import fscase, libwarnings
 from pocketsr_cli.atomicfile import folder_write_problem
 from pocketsr_cli.claims import CLAIM_SUFFIX
-from pocketsr_cli.errors import ImageReadError, UsageError
+from pocketsr_cli.errors import ImageReadError, UsageError, present, unreachable
 from pocketsr_cli.imageio import (
     READABLE,
     SIDECAR_SUFFIX,
@@ -512,8 +512,7 @@ def iter_jobs(
     if not inputs:
         raise UsageError("no input given: name image files and/or folders")
     for given in inputs:
-        if not given.exists():
-            raise UsageError(f"input not found: {given}")
+        check_input(given)
     fscase.forget_answers()  # asked afresh by each run (a disk may be mounted anew)
     check = _StreamingCheck(inputs, naming, glob, recursive)
     stream = _checked(inputs, naming, recursive, glob, on_warning, check)
@@ -559,8 +558,7 @@ def _planned(
     if not inputs:
         raise UsageError("no input given: name image files and/or folders")
     for given in inputs:
-        if not given.exists():
-            raise UsageError(f"input not found: {given}")
+        check_input(given)
         if given.is_dir():
             yield from _folder_jobs(given, naming, recursive, glob)
             continue
@@ -767,6 +765,22 @@ def _check_outputs(jobs: list[Job], naming: Naming) -> list[Job]:
             seen[_name_key(_real(output))] = job
         checked.append(job)
     return checked
+
+
+def check_input(given: Path) -> None:
+    """Refuse an input that is not there, or that cannot even be looked at: a name in its
+    path too long for the file system, a folder on its way that may not be entered
+    (``errors.present`` raises for these rather than answer, ``errors.unreachable`` says why).
+
+    Raises:
+        UsageError: saying which and why.
+    """
+    try:
+        found = present(given)
+    except OSError as exc:
+        raise UsageError(f"cannot read the input {given}: {unreachable(given, exc)}") from None
+    if not found:
+        raise UsageError(f"input not found: {given}")
 
 
 def check_output_folder(folder: Path) -> None:

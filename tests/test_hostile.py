@@ -331,6 +331,51 @@ def test_a_broken_link_named_on_the_command_line_is_a_usage_error(tmp_path: Path
     assert result.exit_code == 2 and "input not found" in result.stderr
 
 
+def test_an_input_that_cannot_even_be_looked_at_is_a_usage_error_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name past NAME_MAX, a path past PATH_MAX, a folder on the way that may not be
+    entered: ``stat`` raises there, which ended the command in a traceback ("this is a
+    bug", exit 1), and the Python API's ``iter_jobs`` in a bare OSError."""
+    import errno
+
+    from pocketsr_cli.jobs import iter_jobs
+
+    too_long = tmp_path / ("n" * 300 + ".png")
+    deep = tmp_path.joinpath(*["d" * 200] * 25, "a.png")  # each name fits, the path not
+    for path, why in [
+        (too_long, "the name 'nnnnnnnnnn…nnnnnn.png' in it has 304 bytes, more than its file"),
+        (deep, f"it is longer than this system allows ({len(os.fsencode(deep))} bytes in all)"),
+    ]:
+        result = runner.invoke(app, ["upscale", str(path), *FAST])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith(f"error (usage): cannot read the input {path}: {why}")
+        assert result.stderr.count("\n") == 1  # one line, no traceback
+        with pytest.raises(UsageError, match="cannot read the input"):
+            iter_jobs([path], Naming(None, None))
+
+    locked = tmp_path / "locked"  # as a folder without search permission answers, even root
+    locked.mkdir()
+    real_stat, real_access = os.stat, os.access
+
+    def stat(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if os.fspath(path).startswith(f"{locked}{os.sep}"):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    def access(path, mode, **kwargs):  # type: ignore[no-untyped-def]
+        return os.fspath(path) != str(locked) and real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "access", access)
+    result = runner.invoke(app, ["upscale", str(locked / "a.png"), *FAST, "--json"])
+    assert result.exit_code == 2
+    message = json.loads(result.stdout)["message"]
+    assert message == f"cannot read the input {locked / 'a.png'}: {locked} may not be entered " + (
+        "(permission denied)"
+    )
+
+
 # --- 9. one bad folder never stops the run -----------------------------------------------
 
 

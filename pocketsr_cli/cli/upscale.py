@@ -305,7 +305,14 @@ def upscale(
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.factory import open_upscaler, routing_k
     from pocketsr_cli.imageio import DEFAULT_QUALITY, is_image_path
-    from pocketsr_cli.jobs import Job, Naming, check_output_folder, collect_jobs, iter_jobs
+    from pocketsr_cli.jobs import (
+        Job,
+        Naming,
+        check_input,
+        check_output_folder,
+        collect_jobs,
+        iter_jobs,
+    )
     from pocketsr_cli.pipeline import Options, Variant, run, scales_for_sizes
     from pocketsr_cli.provenance import RunSettings, tile_label
 
@@ -321,8 +328,7 @@ def upscale(
     )
     pcsr_k = routing_k(pcsr_k)
     for given in inputs:
-        if not given.exists():
-            raise UsageError(f"input not found: {given}")
+        check_input(given)
     if glob is not None and not glob.strip():
         raise UsageError("--glob '' is no pattern: give one such as '*.jpg', or leave it out")
     worker_devices = _worker_devices(devices)
