@@ -36,7 +36,21 @@ def main() -> None:
         run()  # from the moment a command starts, it handles Ctrl-C itself
     except KeyboardInterrupt:
         say_interrupted()
+        forget_unhandled_interrupt()
         raise SystemExit(_EXIT_INTERRUPTED) from None
+
+
+def forget_unhandled_interrupt() -> None:
+    """Let ``python -m pocketsr_cli`` exit 130 after a Ctrl-C handled here.
+
+    A ``KeyboardInterrupt`` that passes through code run from a string (``exec``:
+    dataclasses and named tuples make their methods so while modules are imported) marks
+    the interpreter's "interrupt unhandled" flag even when it is caught afterwards, and
+    under ``-m`` the interpreter then ends the process with SIGINT instead of our exit code
+    (CPython's ``run_eval_code_obj`` and ``Py_RunMain``; a script, such as the ``pocketsr``
+    console script, exits through ``SystemExit`` first).  Each string eval clears the flag
+    before it runs, so an empty one forgets it."""
+    exec("")
 
 
 def say_interrupted() -> None:

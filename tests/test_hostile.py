@@ -1173,6 +1173,49 @@ def test_ctrl_c_before_the_command_starts_is_one_line_and_130(
     assert capsys.readouterr().err == "interrupted (SIGINT)\n"
 
 
+_CTRL_C_IN_STRING_CODE = """
+import sys
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:  # as a Ctrl-C landing in a dataclass's made methods
+            exec("raise KeyboardInterrupt")
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize(
+    "module",
+    [
+        "pocketsr_cli.cli",  # imported by the entry point
+        "pocketsr_cli.cli._ui",  # imported by the command's wrapper, once Typer has parsed
+    ],
+)
+def test_python_m_stopped_in_code_made_from_a_string_while_importing_exits_130(
+    tmp_path: Path, module: str
+) -> None:
+    """``python -m pocketsr_cli``: a Ctrl-C that lands in code run from a string (``exec``:
+    dataclasses make their methods so while the command line is imported) marked the
+    interpreter's "interrupt unhandled" flag, and though pocketsr caught it and said so,
+    the interpreter then killed the process with SIGINT (returncode -2) instead of exiting
+    130: about one Ctrl-C in twenty in the first half-second of a run."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_CTRL_C_IN_STRING_CODE.format(module=module))
+    path = os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])
+    proc = subprocess.run(
+        command(tmp_path / "nothing.png"),
+        capture_output=True,
+        text=True,
+        env=environment(PYTHONPATH=path),
+        timeout=120,
+    )
+    assert (proc.returncode, proc.stderr) == (130, "interrupted (SIGINT)\n")
+
+
 def test_ctrl_c_while_typer_parses_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     """Typer turns a Ctrl-C while it parses a command's options into exit 130 without a
     word; pocketsr says what it says for any other Ctrl-C."""

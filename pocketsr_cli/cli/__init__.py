@@ -66,9 +66,10 @@ class _App(Group):
 def _interrupted() -> typer.Exit:
     """Ctrl-C while Typer parses the command line: what a command says when stopped (Typer
     would exit 130 without a word)."""
-    from pocketsr_cli._entry import say_interrupted
+    from pocketsr_cli._entry import forget_unhandled_interrupt, say_interrupted
 
     say_interrupted()
+    forget_unhandled_interrupt()  # else ``python -m`` may end killed by SIGINT, not 130
     return typer.Exit(EXIT_INTERRUPTED)
 
 
