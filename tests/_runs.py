@@ -4,6 +4,7 @@ a signal arriving mid-write (or a Ctrl-C mid-step, for the trainers' tests)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -82,6 +83,24 @@ def unwritable(folder: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run([chattr, "-i", folder], check=True)
+
+
+def unenterable(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``folder`` made to answer as a folder without search permission does, even for root
+    (whom permissions do not stop): ``stat`` of anything in it is refused, and
+    ``os.access`` says it may not be entered. ``monkeypatch.undo()`` ends it."""
+    real_stat, real_access = os.stat, os.access
+
+    def stat(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if os.fspath(path).startswith(f"{folder}{os.sep}"):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    def access(path, mode, **kwargs):  # type: ignore[no-untyped-def]
+        return os.fspath(path) != str(folder) and real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "access", access)
 
 
 def upscale_json(*args: object) -> tuple[int, list[dict], str]:

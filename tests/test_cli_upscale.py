@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _runs import unenterable
 from PIL import Image, ImageCms, PngImagePlugin
 from typer.testing import CliRunner
 
@@ -382,8 +383,6 @@ def test_an_output_folder_that_cannot_even_be_looked_at_is_refused_in_one_line(
     """A name in the path past NAME_MAX, the whole path past PATH_MAX, or a folder on the
     way that may not be entered: looking at the folder (``stat``) raises there, which ended
     the command in a traceback and "(this is a bug)", exit 1."""
-    import errno
-    import os
 
     save(tmp_path / "a.png", photo())
     too_long = tmp_path / ("n" * 256) / "out"
@@ -400,18 +399,7 @@ def test_an_output_folder_that_cannot_even_be_looked_at_is_refused_in_one_line(
 
     locked = tmp_path / "locked"  # as a folder without search permission answers, even root
     locked.mkdir()
-    real_stat, real_access = os.stat, os.access
-
-    def stat(path, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if os.fspath(path).startswith(f"{locked}{os.sep}"):
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-        return real_stat(path, *args, **kwargs)
-
-    def access(path, mode, **kwargs):  # type: ignore[no-untyped-def]
-        return os.fspath(path) != str(locked) and real_access(path, mode, **kwargs)
-
-    monkeypatch.setattr(os, "stat", stat)
-    monkeypatch.setattr(os, "access", access)
+    unenterable(locked, monkeypatch)
     code, _, err = invoke("upscale", tmp_path / "a.png", "-o", locked / "sub" / "out", *FAST)
     assert code == 2, err
     assert f"{locked} may not be entered (permission denied)" in err

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _runs import default_stop_signals, leftovers
+from _runs import default_stop_signals, leftovers, unenterable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -337,7 +337,6 @@ def test_an_input_that_cannot_even_be_looked_at_is_a_usage_error_in_one_line(
     """A name past NAME_MAX, a path past PATH_MAX, a folder on the way that may not be
     entered: ``stat`` raises there, which ended the command in a traceback ("this is a
     bug", exit 1), and the Python API's ``iter_jobs`` in a bare OSError."""
-    import errno
 
     from pocketsr_cli.jobs import iter_jobs
 
@@ -356,18 +355,7 @@ def test_an_input_that_cannot_even_be_looked_at_is_a_usage_error_in_one_line(
 
     locked = tmp_path / "locked"  # as a folder without search permission answers, even root
     locked.mkdir()
-    real_stat, real_access = os.stat, os.access
-
-    def stat(path, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if os.fspath(path).startswith(f"{locked}{os.sep}"):
-            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
-        return real_stat(path, *args, **kwargs)
-
-    def access(path, mode, **kwargs):  # type: ignore[no-untyped-def]
-        return os.fspath(path) != str(locked) and real_access(path, mode, **kwargs)
-
-    monkeypatch.setattr(os, "stat", stat)
-    monkeypatch.setattr(os, "access", access)
+    unenterable(locked, monkeypatch)
     result = runner.invoke(app, ["upscale", str(locked / "a.png"), *FAST, "--json"])
     assert result.exit_code == 2
     message = json.loads(result.stdout)["message"]
