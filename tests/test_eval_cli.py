@@ -144,7 +144,7 @@ def test_eval_limit_counts_scored_images_not_unreadable_files(photos: Path, tmp_
     assert code == 1, err
     (record,) = json_lines(out)
     assert [i["image"] for i in record["images"]] == ["photo0.png"]
-    assert "failed a-broken.png" in err and "z-broken.png" not in err
+    assert "failed  a-broken.png" in err and "z-broken.png" not in err
     assert [f["image"] for f in record["not_scored"]] == ["a-broken.png"]
 
     steps: list[tuple[int, int]] = []
@@ -458,7 +458,6 @@ def test_a_photo_that_cannot_be_read_fails_the_run_after_the_others_are_scored(
     assert "bicubic" in out and "1 photo(s)" in out  # the table is still printed
     assert "failed c-broken.png: cannot read it" in message
     assert "skipped b-small.png: too small to score" in message
-    assert "1 file(s) failed (c-broken.png); the others were scored" in message
 
     code, out, err = invoke("eval", tmp_path, "-m", "bicubic", "--json", "-q")
     assert code == 1, err
@@ -469,6 +468,26 @@ def test_a_photo_that_cannot_be_read_fails_the_run_after_the_others_are_scored(
     assert small["error"] is None and small["reason"].startswith("too small to score")
     assert broken["image"] == "c-broken.png" and broken["status"] == "failed"
     assert broken["reason"] is None and broken["error"].startswith("cannot read it")
+
+
+def test_a_failed_photo_is_shown_as_upscale_shows_a_failed_input(
+    photos: Path, tmp_path: Path
+) -> None:
+    """Its line as it fails (``failed  NAME: why``, under -q too) and, without -q, again
+    under the table (``failed: NAME: why``), as upscale shows one; eval showed it as a
+    warning, twice, where a warning is work changed, not an input lost."""
+    save_opencv(tmp_path / "a-good.png", make_photo_like(64, 64, seed=1))
+    png = (photos / "photo0.png").read_bytes()
+    (tmp_path / "b-broken.png").write_bytes(png[:100])  # truncated
+    for quiet in ((), ("-q",)):
+        code, out, err = invoke("eval", tmp_path, "-m", "bicubic", *quiet)
+        assert code == 1 and "1 photo(s)" in out, err
+        lines = err.splitlines()
+        assert not [line for line in lines if line.startswith("warning:")], err
+        failed = [line for line in lines if line.startswith("failed  b-broken.png: ")]
+        assert len(failed) == 1 and "cannot read it: file is truncated" in failed[0], err
+        summary = [line for line in lines if line.startswith("failed: b-broken.png: ")]
+        assert len(summary) == (0 if quiet else 1), err
 
 
 def test_hidden_files_are_not_scored(tmp_path: Path) -> None:

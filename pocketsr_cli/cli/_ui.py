@@ -14,7 +14,9 @@ Which stream gets what — one rule for every command:
   failures and warnings are still shown) and the lines of ``models download``, ``remove``
   and ``import``.  ``--quiet`` (``upscale``, ``eval``, ``bench``, ``report``) leaves
   errors and warnings only there, in every command: no warning is dropped, since many
-  tell of work lost or changed that neither the exit code nor stdout says.
+  tell of work lost or changed that neither the exit code nor stdout says.  An input that
+  failed is an error, shown as it fails in one form (:func:`failed`) by ``upscale``,
+  ``eval`` and ``bench --folder``, with ``--quiet`` and ``--json`` too.
 
 Progress bars are drawn only on a terminal; piped or captured output gets plain lines.  A
 table written anywhere but a terminal (a pipe, a file, a CI log) has no window to fit: it
@@ -252,6 +254,24 @@ def warn(console: Console, message: str) -> None:
     console.print(f"[yellow]warning:[/] {escape(message)}")
 
 
+def failed(console: Console, name: object, message: object) -> None:
+    """The line of an input that failed, as it fails (``failed  NAME: why``): the same in
+    ``upscale``, ``eval`` and ``bench --folder``, and kept under ``--quiet`` and ``--json``
+    (the exit code says only that some input failed, not which)."""
+    console.print(f"[bold red]failed[/]  {escape(shown(name))}: {escape(shown(message))}")
+
+
+def failed_summary(
+    console: Console, failures: Sequence[tuple[object, object]], more: int = 0
+) -> None:
+    """The lines under a run's summary that list its failed inputs again (``failed: NAME:
+    why``), each ``(name, why)``, then how many ``more`` failed that are not listed."""
+    for name, message in failures:
+        console.print(f"[red]failed:[/] {escape(shown(name))}: {escape(shown(message))}")
+    if more:
+        console.print(f"[red]failed:[/] {more} more, each on its line above")
+
+
 def _size(w: int | None, h: int | None) -> str:
     return f"{w}×{h}" if w is not None and h is not None else "?"
 
@@ -362,7 +382,7 @@ class RichReporter:
             return
         name = escape(shown(result.job.display))
         if result.status == "failed":
-            self.console.print(f"[bold red]failed[/]  {name}: {escape(shown(result.error))}")
+            failed(self.console, result.job.display, result.error)
             return
         if not self._log_results:
             return
@@ -428,13 +448,12 @@ class RichReporter:
             f"{rate:.2f}" if ok else "-",
         )
         _print_table(self.console, table, title)
-        for r in summary.failed:
-            self.console.print(
-                f"[red]failed:[/] {escape(shown(r.job.display))}: {escape(shown(r.error))}"
-            )
-        more = summary.count("failed") - len(summary.failed)
-        if more:  # a summary keeps the first failures (pipeline.FAILURES_KEPT)
-            self.console.print(f"[red]failed:[/] {more} more, each on its line above")
+        # A summary keeps the first failures (pipeline.FAILURES_KEPT); the rest are counted.
+        failed_summary(
+            self.console,
+            [(r.job.display, r.error) for r in summary.failed],
+            summary.count("failed") - len(summary.failed),
+        )
 
 
 def outcome_record(result: Result) -> dict[str, Any]:

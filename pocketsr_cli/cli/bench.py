@@ -207,12 +207,16 @@ def bench_command(
                 ensembles=ensembles,
                 on_progress=bar,
             )
+    failures = _failures(report)  # of a --folder run: the files not run, then the images
     if isinstance(report, FolderBenchReport):
         # The folder's other files, each once, in upscale's words: skipped (not an
-        # image), or failed (a broken link, a FIFO), which fails the command as there.
+        # image), or failed (a broken link, a FIFO), which fails the command as there;
+        # then each image that failed to upscale, in the same words.
         planning = _ui.RichReporter(console, quiet=quiet, json_lines=json_lines)
         for result in report.not_run:
             planning.image_finished(result)
+        for name, error in failures[sum(r.status == "failed" for r in report.not_run) :]:
+            _ui.failed(console, name, error)
     if json_lines:
         for record in _records(report):
             _ui.emit_json(record)
@@ -222,6 +226,8 @@ def bench_command(
         _ui.print_table(
             _ui.make_report_console(), columns, rows, right=right, no_wrap=["model"], title=title
         )
+    if failures and not (quiet or json_lines):  # listed again under the table, as upscale
+        _ui.failed_summary(console, failures)
     for problem in _problems(report):
         _ui.warn(console, problem)
     if not isinstance(report, FolderBenchReport) and (note := report.extrapolation_note()):
@@ -232,19 +238,24 @@ def bench_command(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _problems(report: BenchReport | FolderBenchReport) -> list[str]:
-    """For each model with failed images (``--folder``), their count, then one line per
-    failed image and why; then each model's warnings."""
-    from pocketsr_cli.cli._ui import shown
+def _failures(report: BenchReport | FolderBenchReport) -> list[tuple[str, str]]:
+    """``(name, why)`` of each input that failed in a ``--folder`` run: the folder's
+    files that no model could open, then each model's failed images; the name says which
+    model when there are several rows."""
     from pocketsr_cli.evaluation.bench import FolderBenchReport
 
-    lines = []
-    if isinstance(report, FolderBenchReport):
-        for r in report.models:
-            if r.failed:
-                lines.append(f"{r.model}: {r.failed} image(s) failed")
-                lines += [f"{r.model}: failed {shown(f.input)}: {f.error}" for f in r.failures]
-    return lines + [f"{r.model}: {message}" for r in report.models for message in r.warnings]
+    if not isinstance(report, FolderBenchReport):
+        return []
+    failures = [(r.job.display, r.error or "") for r in report.not_run if r.status == "failed"]
+    several = len(report.models) > 1
+    for r in report.models:
+        failures += [(f.input + (f" ({r.model})" if several else ""), f.error) for f in r.failures]
+    return failures
+
+
+def _problems(report: BenchReport | FolderBenchReport) -> list[str]:
+    """Each model's warnings (a failed image is a failure: :func:`_failures`)."""
+    return [f"{r.model}: {message}" for r in report.models for message in r.warnings]
 
 
 def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:

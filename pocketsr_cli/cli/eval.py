@@ -174,6 +174,7 @@ def eval_command(
             limit=limit,
             on_progress=bar,
             on_warning=lambda message: _ui.warn(console, message),
+            on_failed=lambda name, why: _ui.failed(console, name, why),
         )
     if not report.images:
         # As upscale has it: files that failed (unreadable, too large) fail the run (1);
@@ -205,9 +206,11 @@ def eval_command(
             title=title,
         )
     if report.failed:
-        # As upscale: the others are scored, and the run fails (each had its warning).
-        names = ", ".join(report.failed[:3]) + (", …" if len(report.failed) > 3 else "")
-        _ui.warn(console, f"{len(report.failed)} file(s) failed ({names}); the others were scored")
+        # As upscale: the others are scored, the failures (each had its line as it failed)
+        # are listed again under the table, unless quiet or --json, and the run fails.
+        if not (quiet or json_lines):
+            why = dict(report.skipped)
+            _ui.failed_summary(console, [(name, why[name]) for name in report.failed])
         raise typer.Exit(EXIT_FAILED)
 
 

@@ -18,8 +18,9 @@ The bicubic resampler is always scored, as the floor every model has to beat.  A
 are resolved before any image is read, so a bad ``-m`` fails fast.  A file that cannot be
 decoded, or would need more memory than is available to score (:func:`image_need`,
 checked from its header before it is decoded, as ``pocketsr upscale`` admits an image),
-fails, as ``upscale`` fails it (:attr:`EvalReport.failed`); one too small to score is
-skipped.  Either way it is reported with a warning, the other files are still scored, and
+fails, as ``upscale`` fails it (:attr:`EvalReport.failed`), and is reported as a failure;
+one too small to score is skipped, with a warning.  Either way the other files are still
+scored, and
 it does not count towards a ``limit`` (that many images are scored, when the folder has
 them).  Nothing here prints.
 """
@@ -75,6 +76,8 @@ WARM_UP_SIDE = 64  # LR pixels of the untimed first run of each model
 # (steps done, steps in all, what was just done): one step is one image through one model.
 ProgressCallback = Callable[[int, int, str], None]
 WarningCallback = Callable[[str], None]
+# (file name, why): a file that failed, as ``upscale`` fails an input.
+FailureCallback = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -434,6 +437,7 @@ def evaluate(
     limit: int | None = None,
     on_progress: ProgressCallback | None = None,
     on_warning: WarningCallback | None = None,
+    on_failed: FailureCallback | None = None,
 ) -> EvalReport:
     """Degrade each ground truth, upscale it with every model and score the results.
 
@@ -455,7 +459,9 @@ def evaluate(
             that fail (unreadable, too large) or are skipped (too small) on the way are
             reported and not counted.
         on_progress: called after each image × model step.
-        on_warning: receives failed and skipped files and the upscaler's warnings.
+        on_warning: receives skipped files (``skipped NAME: why``) and the upscaler's
+            warnings; failed files too (``failed NAME: why``) when ``on_failed`` is None.
+        on_failed: receives ``(name, why)`` for each file that fails, as it fails.
 
     Returns:
         The report; models whose every image was skipped have empty ``images``.
@@ -472,6 +478,7 @@ def evaluate(
             f"unknown degradation {degradation!r}; choose one of: {', '.join(EVAL_KINDS)}"
         )
     warn = on_warning or (lambda _message: None)
+    fail = on_failed or (lambda name, why: warn(f"failed {name}: {why}"))
     if not ensembles:
         raise UsageError("evaluate needs at least one ensemble (Ensemble() is none)")
     ensembles = list(dict.fromkeys(ensembles))
@@ -522,7 +529,7 @@ def evaluate(
                 if min(gt.shape[:2]) < MIN_LATTICE_SIDE:
                     reason = _too_small(path, gt, scale, crop)
         if reason is not None:
-            _skip(report, warn, path, reason, failed=failed)
+            _skip(report, path, reason, warn if not failed else None, fail if failed else None)
             if limit is None:  # its steps are done: there are no more to do for it
                 done += steps
             else:  # the next file takes its place, if there is one
@@ -584,9 +591,17 @@ def _too_small(path: Path, gt: npt.NDArray[np.generic], scale: int, crop: int | 
 
 
 def _skip(
-    report: EvalReport, warn: WarningCallback, path: Path, reason: str, *, failed: bool
+    report: EvalReport,
+    path: Path,
+    reason: str,
+    warn: WarningCallback | None,
+    fail: FailureCallback | None,
 ) -> None:
+    """Record ``path`` as not scored: failed when ``fail`` is given (and told of it),
+    else skipped (and ``warn`` told)."""
     report.skipped.append((path.name, reason))
-    if failed:
+    if fail is not None:
         report.failed.append(path.name)
-    warn(f"{'failed' if failed else 'skipped'} {path.name}: {reason}")
+        fail(path.name, reason)
+    elif warn is not None:
+        warn(f"skipped {path.name}: {reason}")
