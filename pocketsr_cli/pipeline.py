@@ -249,6 +249,10 @@ class Options:
             existing outputs by name alone.
         max_memory: the host memory, in bytes, the images in flight may need together
             (see the module docs); None: what is available when the run starts.
+        max_memory_from: what messages name as the source of ``max_memory`` when it is
+            not the option itself (which they name as the face spells it,
+            ``spelling.MAX_MEMORY``): the command line's ``POCKETSR_MAX_MEMORY`` when the
+            limit was read from that variable.
         encode_threads: how many images the writer encodes at once (at least 1); None:
             :func:`default_encode_threads`.  Results, files and records are the same
             whatever the number; only the time differs.
@@ -262,6 +266,7 @@ class Options:
     target: Target | None = None
     record: provenance.RunSettings | None = None
     max_memory: int | None = None
+    max_memory_from: str | None = None
     encode_threads: int | None = None
 
 
@@ -996,7 +1001,7 @@ class _Run:
         budget = self.budget or 0
         allowed = memory.describe_bytes(budget, apart_from=need)
         where = (
-            f"the {allowed} {MAX_MEMORY} allows"
+            f"the {allowed} {self.options.max_memory_from or MAX_MEMORY} allows"
             if self.options.max_memory
             else f"the {allowed} of memory available"
         )

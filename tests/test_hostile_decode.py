@@ -697,11 +697,18 @@ def test_the_limit_comes_from_the_environment_too(
     monkeypatch.setenv(memory.MAX_MEMORY_ENV, "256M")
     code, images, _, _ = cli(tmp_path / "big.png", "-o", tmp_path / "out", *FAST)
     assert code == 1
+    # The limit is named as the user set it: the variable, not the flag they never gave.
     assert images[0]["error"].endswith(
-        "more than the 256 MiB --max-memory allows; not decoded. Choose a smaller scale or "
+        "more than the 256 MiB POCKETSR_MAX_MEMORY allows; not decoded. Choose a smaller scale or "
         "size or --tile, or allow more with --max-memory (or POCKETSR_MAX_MEMORY) if the machine "
         "has it"
     )
+    # --max-memory, given, wins over the variable and is named.
+    code, images, _, _ = cli(
+        tmp_path / "big.png", "-o", tmp_path / "out", "--max-memory", "128M", *FAST
+    )
+    assert code == 1
+    assert "more than the 128 MiB --max-memory allows; not decoded" in images[0]["error"]
 
 
 @pytest.mark.parametrize(
