@@ -152,7 +152,8 @@ class Upscaler:
             64, a flag (``offline``, ``adaptive``...) that is not True or False, an
             ``on_warning`` that is not
             callable, a ``model`` with a NUL character; ``pcsr_k`` or
-            ``adaptive`` with a model that is not PCSR.
+            ``adaptive`` with a model that is not PCSR; ``POCKETSR_CPU_BF16`` or
+            ``POCKETSR_KEEP_FREED_MEMORY`` set to neither a yes nor a no.
     """
 
     def __init__(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from pocketsr_cli.envvars import switch
 from pocketsr_cli.errors import DeviceError
 
 if TYPE_CHECKING:
@@ -175,14 +176,37 @@ def choose_precision(
     return "fp32"
 
 
-@functools.cache
+def cpu_bf16_forced() -> bool | None:
+    """What ``POCKETSR_CPU_BF16`` says (a yes or no word, :mod:`pocketsr_cli.envvars`); None
+    when it is unset or empty (the CPU is asked).  Read at the start of every command that
+    upscales and by the Python API's ``Upscaler`` (``cli._options.upscaler_spec``), so that
+    a bad value is refused before any work.
+
+    Raises:
+        UsageError: it says neither yes nor no (``POCKETSR_CPU_BF16=maybe``).
+    """
+    return switch(
+        CPU_BF16_ENV,
+        "set it to 1 (bf16 on this CPU where the model allows it), 0 (fp32), or leave it "
+        "unset (bf16 where the CPU computes it natively)",
+    )
+
+
 def cpu_bf16_supported() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX tiles), where oneDNN's
     bf16 convolutions are faster than fp32 ones; elsewhere it emulates them, slower.
-    ``POCKETSR_CPU_BF16=0`` says no whatever the CPU (``1``: yes)."""
-    forced = os.environ.get(CPU_BF16_ENV, "").strip()
-    if forced in ("0", "1"):
-        return forced == "1"
+    ``POCKETSR_CPU_BF16=0`` (or another no) says no whatever the CPU (``1``, a yes: yes).
+
+    Raises:
+        UsageError: the variable says neither yes nor no (:func:`cpu_bf16_forced`).
+    """
+    forced = cpu_bf16_forced()
+    return _cpu_computes_bf16() if forced is None else forced
+
+
+@functools.cache
+def _cpu_computes_bf16() -> bool:
+    """The CPU's own answer to :func:`cpu_bf16_supported` (asked once per process)."""
     import torch
 
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")

@@ -17,7 +17,8 @@ the heap they fragmented it, and a 12 MP photo at ×4 peaked at 2.9-3.7 GB of re
 memory instead of 1.9 GB.  It is process-wide, so the CLI calls it once at start (and in
 each ``--devices`` worker); library users may call it themselves.  Elsewhere than glibc
 (macOS, Windows, musl), and on a glibc that refuses a threshold this high, it does
-nothing.  ``POCKETSR_KEEP_FREED_MEMORY=0`` turns it off.
+nothing.  ``POCKETSR_KEEP_FREED_MEMORY=0`` (or another no, :mod:`pocketsr_cli.envvars`)
+turns it off; a value that is neither yes nor no is refused.
 
 :func:`retained_bytes` says how much freed memory glibc holds, which is free to this
 process although the kernel counts it as used (``memory.free_bytes`` adds it, as it adds
@@ -31,8 +32,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import os
 import sys
+
+from pocketsr_cli.envvars import switch
 
 ENV = "POCKETSR_KEEP_FREED_MEMORY"
 TRIM_THRESHOLD = 1 << 30  # freed heap kept for reuse before glibc gives any back
@@ -89,13 +91,18 @@ def retain_freed_memory() -> bool:
     """Make glibc keep large freed blocks for reuse (see the module docstring).
 
     Returns True when the setting is in force (now or from an earlier call); False where
-    the C library is not glibc or refuses the threshold, or :data:`ENV` is ``0``.  Safe to
-    call more than once.
+    the C library is not glibc or refuses the threshold, or :data:`ENV` says no (``0``,
+    ``off``...).  Safe to call more than once.
+
+    Raises:
+        UsageError: :data:`ENV` says neither yes nor no (``maybe``), even when the setting
+            is already in force: the commands and the API read it on every start.
     """
     global _applied
+    keep = switch(ENV, "set it to 0 (give freed memory back at once) or 1 (keep it, the default)")
     if _applied:
         return True
-    if os.environ.get(ENV, "1").strip() == "0":
+    if keep is False:
         return False
     libc = _glibc()
     if libc is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -185,3 +186,35 @@ def test_opening_an_api_upscaler_keeps_freed_memory_as_the_cli_does() -> None:
     env = {k: v for k, v in os.environ.items() if k != hostmem.ENV}
     assert _fresh_process(_API) == ["False", "True"]
     assert _fresh_process(_API, env={**env, hostmem.ENV: "0"}) == ["False", "False"]
+
+
+@pytest.mark.parametrize("value", ["off", "no", " FALSE ", "0"])
+def test_any_no_word_turns_it_off(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """POCKETSR_OFFLINE's no words; only 0 was read, and ``off`` kept freed memory."""
+    monkeypatch.setattr(hostmem, "_applied", False)
+    monkeypatch.setenv(hostmem.ENV, value)
+    assert hostmem.retain_freed_memory() is False
+
+
+def test_a_value_that_is_neither_yes_nor_no_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """By the API (where it is read, when an Upscaler is opened) and at the start of every
+    command, as a usage error naming the variable (with --json, its error object too); it
+    was silently read as a yes."""
+    from typer.testing import CliRunner
+
+    from pocketsr_cli import Upscaler
+    from pocketsr_cli.cli import app
+    from pocketsr_cli.errors import UsageError
+
+    monkeypatch.setenv(hostmem.ENV, "maybe")
+    said = "POCKETSR_KEEP_FREED_MEMORY='maybe' is neither yes nor no"
+    with pytest.raises(UsageError, match=f"^{said}"):
+        hostmem.retain_freed_memory()
+    with pytest.raises(UsageError, match=f"^{said}"):
+        Upscaler("bicubic", device="cpu")
+    result = CliRunner().invoke(app, ["models", "list", "--json"])
+    assert result.exit_code == 2 and result.stderr.startswith(f"error (usage): {said}")
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["type"] == "error" and record["kind"] == "usage"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from PIL import Image
 
 from pocketsr_cli import devices
 from pocketsr_cli.devices import choose_precision
-from pocketsr_cli.errors import DeviceError
+from pocketsr_cli.errors import DeviceError, UsageError
 
 CUDA = torch.device("cuda")
 
@@ -92,18 +95,51 @@ def test_the_default_model_runs_in_bf16_by_auto_but_not_for_eval(native_bf16_cpu
     assert not pcsr.cpu_bf16 and devices.compute_for(CPU, "auto", pcsr).precision == "fp32"
 
 
-@pytest.mark.parametrize(("value", "expected"), [("0", False), ("1", True)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0", False), ("1", True), ("yes", True), (" Off ", False), ("TRUE", True), ("n", False)],
+)
 def test_the_environment_overrides_the_cpu_probe(
     monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
 ) -> None:
+    """POCKETSR_OFFLINE's yes and no words; only 0 and 1 were read, any other value
+    silently left the choice to the CPU."""
+    monkeypatch.setattr(devices, "_cpu_computes_bf16", lambda: not expected)
     monkeypatch.setenv(devices.CPU_BF16_ENV, value)
-    devices.cpu_bf16_supported.cache_clear()
-    try:
-        assert devices.cpu_bf16_supported() is expected
-    finally:
-        devices.cpu_bf16_supported.cache_clear()
+    assert devices.cpu_bf16_supported() is expected
 
 
-def test_the_cpu_probe_answers_without_raising() -> None:
-    devices.cpu_bf16_supported.cache_clear()
+def test_the_cpu_probe_answers_without_raising(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(devices.CPU_BF16_ENV, raising=False)
+    devices._cpu_computes_bf16.cache_clear()
     assert isinstance(devices.cpu_bf16_supported(), bool)
+
+
+def test_a_value_that_is_neither_yes_nor_no_is_refused_at_the_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """By the command (exit 2, one line naming the variable, nothing written) and by the
+    Python API's Upscaler, before any model is opened."""
+    from typer.testing import CliRunner
+
+    from pocketsr_cli import Upscaler
+    from pocketsr_cli.cli import app
+
+    monkeypatch.setenv(devices.CPU_BF16_ENV, "maybe")
+    with pytest.raises(UsageError, match=r"^POCKETSR_CPU_BF16='maybe' is neither yes nor no"):
+        devices.cpu_bf16_supported()
+    with pytest.raises(UsageError, match=r"^POCKETSR_CPU_BF16='maybe' is neither yes nor no"):
+        Upscaler("bicubic", device="cpu")
+    Image.new("RGB", (16, 12)).save(tmp_path / "a.png")
+    for command in (
+        ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "-m", "bicubic"],
+        ["eval", str(tmp_path), "-m", "bicubic"],
+        ["bench", "-m", "bicubic", "--size", "32x24", "--repeat", "1"],
+    ):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert result.stderr.startswith(
+            "error (usage): POCKETSR_CPU_BF16='maybe' is neither yes nor no"
+        ), (command, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()

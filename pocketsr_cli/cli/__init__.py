@@ -118,9 +118,8 @@ def _root(
     ),
 ) -> None:
     """Batch-upscale folders of photographs with fast single-step super-resolution."""
-    from pocketsr_cli.hostmem import retain_freed_memory
-
-    retain_freed_memory()  # large CPU tensors reuse freed memory: no page faults per image
+    # Each command keeps freed memory for reuse as it starts (_errors.handle_errors), where
+    # a bad POCKETSR_KEEP_FREED_MEMORY is a usage error like any other.
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -154,12 +154,14 @@ def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
     found while Typer parses the options are turned into JSON by the app, ``cli/__init__``.)
     While the command runs, the core's messages spell options as flags, and, run from
     the command line, advise only the command's own (``_flags.CommandSpelling``, put in
-    force by ``_help.Command``).
+    force by ``_help.Command``).  Every command starts by making glibc keep freed memory
+    for reuse (``hostmem.retain_freed_memory``, which reads ``POCKETSR_KEEP_FREED_MEMORY``).
     """
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
         from pocketsr_cli.cli import _ui
+        from pocketsr_cli.hostmem import retain_freed_memory
 
         json_lines = bool(kwargs.get("json_lines"))
 
@@ -175,6 +177,10 @@ def handle_errors(command: Callable[P, None]) -> Callable[P, None]:
         spelling = running if isinstance(running, CommandSpelling) else flag_spelling
         with stop_signals() as stops, spelled(spelling):
             try:
+                # Large CPU tensors reuse freed memory: no page faults per image.  Read
+                # here, so that a bad POCKETSR_KEEP_FREED_MEMORY is refused as any usage
+                # error is, before the command starts.
+                retain_freed_memory()
                 command(*args, **kwargs)
             except typer.Exit as exc:
                 if exc.exit_code == EXIT_INTERRUPTED:

@@ -382,13 +382,17 @@ def upscaler_spec(
     """The factory's :class:`~pocketsr_cli.factory.UpscalerSpec` from ``--device`` and
     ``--precision`` (checked in that order) and the rest, already typed (``tile``: see
     :func:`tile_side`; ``overlap``: :func:`tile_overlap`, None for each model's own).
+    ``POCKETSR_CPU_BF16`` is checked first, since ``auto`` may read it once a model is
+    open: a bad value is refused before any work.
 
     Raises:
+        UsageError: ``POCKETSR_CPU_BF16`` says neither yes nor no.
         DeviceError: an unknown or absent device, an unknown precision.
     """
-    from pocketsr_cli.devices import choose_device
+    from pocketsr_cli.devices import choose_device, cpu_bf16_forced
     from pocketsr_cli.factory import UpscalerSpec, precision_choice
 
+    cpu_bf16_forced()
     return UpscalerSpec(
         device=choose_device(device),
         precision=precision_choice(precision),

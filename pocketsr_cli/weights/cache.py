@@ -28,7 +28,8 @@ Weights sit in one folder per model so that two models shipping a file of the sa
 Offline mode: ``POCKETSR_OFFLINE`` set to ``1``, ``true``, ``yes``, ``on``, ``t`` or ``y``
 (any case) forbids network access; the downloader then reports a missing file instead of
 fetching it.  A value that is neither one of them nor a "no" (``0``, ``false``, ``no``,
-``off``, ``f``, ``n``, empty) is refused.  :func:`is_offline` is the variable's one reader:
+``off``, ``f``, ``n``, empty) is refused (the words of every such variable:
+:mod:`pocketsr_cli.envvars`).  :func:`is_offline` is the variable's one reader:
 the commands' ``--offline`` defers to it (``cli._options.offline_mode``) rather than
 letting Typer read the variable, so that every command, the downloader and the Python API
 take the same words and refuse a bad value with the same message.  The words are those
@@ -44,14 +45,12 @@ from pathlib import Path
 
 import platformdirs
 
-from pocketsr_cli.errors import ModelError, UsageError
+from pocketsr_cli import envvars
+from pocketsr_cli.errors import ModelError
 
 HOME_ENV = "POCKETSR_HOME"
 OFFLINE_ENV = "POCKETSR_OFFLINE"
 _APP_NAME = "pocketsr"
-# The yes and no of POCKETSR_OFFLINE (pydantic's bool words, as --offline once read it).
-_TRUE_VALUES = frozenset({"1", "true", "yes", "on", "t", "y"})
-_FALSE_VALUES = frozenset({"", "0", "false", "no", "off", "f", "n"})
 
 
 def _home() -> Path | None:
@@ -114,13 +113,7 @@ def is_offline() -> bool:
     Raises:
         UsageError: it says neither (``maybe``), rather than going online on a guess.
     """
-    raw = os.environ.get(OFFLINE_ENV, "")
-    value = raw.strip().lower()
-    if value in _TRUE_VALUES:
-        return True
-    if value in _FALSE_VALUES:
-        return False
-    raise UsageError(f"{OFFLINE_ENV}={raw!r} is neither yes nor no: set it to 1 (offline) or 0")
+    return bool(envvars.switch(OFFLINE_ENV, "set it to 1 (offline) or 0"))
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
