@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from pocketsr_cli.atomicfile import TempSweeper, folder_write_problem
+from pocketsr_cli.claims import sweep_stale_claims
 from pocketsr_cli.errors import (
     ImageReadError,
     ImageWriteError,
@@ -265,7 +266,8 @@ class Upscaler:
         self._engine = engine
         self._compute = compute
         self._tile = tile_label(str(tile), [engine.overlap])  # the record's, as the CLI's
-        self._sweeper = TempSweeper()  # upscale_file: each output folder swept once
+        # upscale_file: each output folder swept once (temporary files, stale claims)
+        self._sweeper = TempSweeper(sweep_stale_claims)
 
     # -- properties ----------------------------------------------------------------------
     @property
@@ -499,8 +501,8 @@ class Upscaler:
         :class:`Upscaler`) is writing ``dst``, it is refused at once, before upscaling, as
         a run skips such an output (``concurrent``), and neither replaces the other's
         file half-way.  The first file written into a folder removes the temporary files
-        that killed runs left there (``atomicfile.sweep_stale_temps``; each folder once
-        per :class:`Upscaler`).
+        and the claims that killed runs left there (``atomicfile.sweep_stale_temps``,
+        ``claims.sweep_stale_claims``; each folder once per :class:`Upscaler`).
 
         Raises:
             UsageError: ``dst`` has no known image extension, is ``src``, or either path is

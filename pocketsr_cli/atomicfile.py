@@ -303,6 +303,17 @@ def sweep_stale_temps(folder: Path, *, stale_after: float | None = None) -> int:
     return _sweep(folder, time.time() - limit, lambda name: True)
 
 
+def sweep_unheld(folder: Path, suffix: str, names: re.Pattern[str], *, stale_after: float) -> int:
+    """Remove, from ``folder`` (not its subfolders), the regular files whose names end in
+    ``suffix`` and match ``names`` that no process holds locked (``flock``, taken as
+    :func:`sweep_stale_temps` takes it: lock, check that the name still refers to the
+    locked file, remove, unlock) and that were last modified at least ``stale_after``
+    seconds ago: the lock files of a package module whose holders were ended outright
+    (``claims.sweep_stale_claims``).  Where locks do not work nothing is removed.  How many
+    were removed; never raises for file-system trouble."""
+    return _sweep(folder, time.time() - stale_after, lambda name: True, suffix=suffix, names=names)
+
+
 def remove_abandoned_temps(path: Path) -> int:
     """Remove the temporary files of ``path`` (those :func:`temp_path_for` names for it),
     however recent, for a caller that holds ``path``'s claim (``claims.remove_leftovers``,
@@ -325,11 +336,18 @@ def remove_abandoned_temps(path: Path) -> int:
 
 
 def _sweep(
-    folder: Path, cutoff: float, wanted: Callable[[str], bool], *, unheld: bool = False
+    folder: Path,
+    cutoff: float,
+    wanted: Callable[[str], bool],
+    *,
+    unheld: bool = False,
+    suffix: str = TEMP_SUFFIX,
+    names: re.Pattern[str] = _TEMP_NAME,
 ) -> int:
     """Remove, from ``folder``, the regular files named as :func:`temp_path_for` names
-    them, for which ``wanted(name)`` holds, unchanged since ``cutoff`` (a time) and held by
-    no one (:func:`_remove_if_stale`); how many.  Stops at the first file whose file system
+    them (or ending in ``suffix`` and matching ``names``), for which ``wanted(name)``
+    holds, unchanged since ``cutoff`` (a time) and held by no one
+    (:func:`_remove_if_stale`); how many.  Stops at the first file whose file system
     cannot lock (nothing is safe there), unless ``unheld`` says that no live writer holds
     any of them; never raises for file-system trouble."""
     if fcntl is None and not unheld:
@@ -338,7 +356,7 @@ def _sweep(
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             name = entry.name
-            if not name.endswith(TEMP_SUFFIX) or not _TEMP_NAME.fullmatch(name):
+            if not name.endswith(suffix) or not names.fullmatch(name):
                 continue
             if not wanted(name):
                 continue
@@ -401,12 +419,19 @@ def _stale(fd: int, cutoff: float) -> bool:
 
 class TempSweeper:
     """:func:`sweep_stale_temps` for one run: each folder at most once, however many
-    outputs go there (thread-safe).  :attr:`removed` counts the files removed."""
+    outputs go there (thread-safe).  :attr:`removed` counts the files removed.
 
-    def __init__(self) -> None:
+    ``claims``: a sweep of the claim files that killed runs left in a folder
+    (``claims.sweep_stale_claims``, passed in as that module builds on this one), run on
+    each folder after its temporary files; :attr:`claims_removed` counts what it removed.
+    """
+
+    def __init__(self, claims: Callable[[Path], int] | None = None) -> None:
         self._seen: set[str] = set()
         self._guard = threading.Lock()
+        self._claims = claims
         self.removed = 0
+        self.claims_removed = 0
 
     def sweep(self, folder: Path) -> int:
         """Sweep ``folder`` unless this sweeper already has; how many files were removed.
@@ -417,6 +442,8 @@ class TempSweeper:
                 return 0
             self._seen.add(key)
         count = sweep_stale_temps(Path(key))
+        claims = 0 if self._claims is None else self._claims(Path(key))
         with self._guard:
             self.removed += count
+            self.claims_removed += claims
         return count

@@ -33,13 +33,14 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import stat
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pocketsr_cli.atomicfile import remove_abandoned_temps, still_at, try_lock
+from pocketsr_cli.atomicfile import remove_abandoned_temps, still_at, sweep_unheld, try_lock
 
 try:
     import fcntl
@@ -54,9 +55,18 @@ __all__ = [
     "claimed",
     "describe_busy",
     "remove_leftovers",
+    "sweep_stale_claims",
 ]
 
 CLAIM_SUFFIX = ".pocketsr-claim"
+
+STALE_AFTER = 2.0
+"""Seconds since its creation before a claim file no process holds counts as left behind
+(:func:`sweep_stale_claims`).  Its creator locks it within microseconds; the wait keeps a
+sweep from taking a live run's fresh claim in between, which would make that run skip its
+image as ``concurrent``."""
+
+_CLAIM_NAME = re.compile(r"\..+" + re.escape(CLAIM_SUFFIX), re.DOTALL)
 
 # Claim files are never followed through a symbolic link, and a FIFO planted at a claim's
 # name cannot block the open.
@@ -197,6 +207,19 @@ def remove_leftovers(output: Path, *, wait: float = 0.0) -> int:
         return remove_abandoned_temps(output)
     finally:
         claim.release()
+
+
+def sweep_stale_claims(folder: Path) -> int:
+    """Remove, from ``folder`` (not its subfolders), the claim files that no live process
+    holds and that were made at least :data:`STALE_AFTER` seconds ago: those a run ended
+    outright left (``kill -9`` after its rename, before the claim's removal), or one that
+    could not remove its claim (the folder read-only then).  A run that claims such an
+    output removes its claim anyway; this is for outputs that are skipped (already
+    written) or no longer made, whose claims would stay for ever.  A live run's claim is
+    locked, so it is kept; where nothing can be locked (Windows, some network file
+    systems) nothing is removed.  How many were removed; never raises for file-system
+    trouble.  Once per output folder per run (``atomicfile.TempSweeper``)."""
+    return sweep_unheld(folder, CLAIM_SUFFIX, _CLAIM_NAME, stale_after=STALE_AFTER)
 
 
 def describe_busy(output: Path) -> str:

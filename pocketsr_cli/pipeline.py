@@ -799,9 +799,9 @@ class _Run:
         if options.encode_threads is not None and options.encode_threads < 1:
             raise ValueError(f"encode_threads must be at least 1, not {options.encode_threads}")
         self.encode_threads = options.encode_threads or default_encode_threads()
-        # Temporary files that killed runs left in the output folders (one look per folder,
-        # in settle).
-        self.sweeper = TempSweeper()
+        # Temporary files and claims that killed runs left in the output folders (one look
+        # per folder, in settle).
+        self.sweeper = TempSweeper(claims.sweep_stale_claims)
 
     # -- reader -------------------------------------------------------------------------
     def read_all(self) -> None:
@@ -890,8 +890,9 @@ class _Run:
         is now (None: absent).
 
         The first job whose output goes to a folder (unless the run is a dry run) removes
-        the temporary files that killed runs left in that folder, even if that output is
-        then skipped as existing (``atomicfile.sweep_stale_temps``; once per folder)."""
+        the temporary files and the claims that killed runs left in that folder, even if
+        that output is then skipped as existing (``atomicfile.sweep_stale_temps``,
+        ``claims.sweep_stale_claims``; once per folder)."""
         planned = planned_result(job)
         if planned is not None:
             return planned

@@ -278,8 +278,11 @@ def test_upscale_file_removes_what_killed_writers_left_in_its_folder(tmp_path: P
     src = tmp_path / "a.png"
     Image.fromarray(pixels()).save(src)
     first = left("a.png")
+    claim = tmp_path / "out" / ".z.png.pocketsr-claim"  # a run killed after its rename left it
+    claim.write_bytes(b"")
+    os.utime(claim, (time.time() - 3600,) * 2)
     up.upscale_file(src, tmp_path / "out" / "a.png")
-    assert not first.exists()
+    assert not first.exists() and not claim.exists()
     second = left("b.png")
     up.upscale_file(src, tmp_path / "out" / "b.png")
     assert second.exists()  # that folder was swept already

@@ -699,6 +699,40 @@ def test_an_output_claimed_by_another_run_is_skipped(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "0.png").exists() and leftovers(tmp_path) == []
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="needs flock")
+def test_a_claim_left_beside_a_written_output_is_swept_and_a_held_one_is_kept(
+    tmp_path: Path,
+) -> None:
+    """A run killed outright after its rename but before its claim's removal (or one whose
+    folder had become read-only) left ``.NAME.pocketsr-claim``: every later run skipped the
+    written output and the claim stayed for ever, as the sweep looked at temporary files
+    only.  A claim no process holds goes with the folder's sweep; a live run's (locked),
+    or one made just now (its creator may be about to lock it), is kept."""
+    src = folder_of(tmp_path / "in", 3)
+    jobs = collect_jobs([src], Naming(tmp_path / "out", None))
+    assert run(jobs, Doubler(), Options(), pipeline.NullReporter()).count("ok") == 3
+    out = tmp_path / "out"
+    old = time.time() - claims.STALE_AFTER - 60
+    left = claims.claim_path(out / "0.png")
+    left.write_text("")  # its run was killed after the rename
+    os.utime(left, (old, old))
+    orphan = out / ".gone.png.pocketsr-claim"  # an output no longer made
+    orphan.write_text("")
+    os.utime(orphan, (old, old))
+    held = claims.acquire(out / "1.png")  # another run, at its rename now
+    assert held is not None
+    os.utime(held.path, (old, old))
+    fresh = claims.claim_path(out / "2.png")
+    fresh.write_text("")  # made a moment ago: its run may not have locked it yet
+    try:
+        summary = run(jobs, Doubler(), Options(), pipeline.NullReporter())
+        assert [r.reason_code for r in summary.results] == ["exists"] * 3
+        assert not left.exists() and not orphan.exists()
+        assert held.path.exists() and fresh.exists()
+    finally:
+        held.release()
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
 def test_on_windows_a_claim_left_by_a_killed_run_is_taken_and_a_held_one_is_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
