@@ -341,7 +341,10 @@ class Summary:
     read-only disk (:attr:`Result.stops_run`: no other output could be written there, so
     the rest is not upscaled for nothing; the inputs not finished are ``skipped``,
     ``stopped``); ``dry_run`` for a dry run, whose results are ``planned`` (or
-    ``skipped``/``failed``), never ``ok``.
+    ``skipped``/``failed``), never ``ok``.  ``leftovers_removed`` counts the temporary
+    files that killed runs had left in the output folders and this run removed
+    (``atomicfile.TempSweeper``; with ``--devices`` and ``--ray``, the driver's sweep:
+    what a worker's own sweep finds later is not counted).
     """
 
     def __init__(
@@ -357,6 +360,7 @@ class Summary:
         self.interrupted = interrupted
         self.stopped: str | None = None
         self.dry_run = dry_run
+        self.leftovers_removed = 0
         self.counts: collections.Counter[Status] = collections.Counter()
         self.conflicts = 0
         """Skips that kept an existing output made otherwise, or of unknown origin
@@ -422,6 +426,17 @@ class Summary:
 
     def count(self, status: Status) -> int:
         return self.counts[status]
+
+    @property
+    def leftovers_note(self) -> str | None:
+        """The line a run ends with when it removed what killed runs had left
+        (:attr:`leftovers_removed`), or None."""
+        if not self.leftovers_removed:
+            return None
+        return (
+            f"removed {self.leftovers_removed} leftover temporary file(s) of an interrupted "
+            "run from the output folder(s)"
+        )
 
     @property
     def conflicts_warning(self) -> str | None:
@@ -1567,6 +1582,7 @@ class _Run:
                 self.reporter.image_finished(result)
                 yield result
         self.summary.seconds = time.perf_counter() - t0
+        self.summary.leftovers_removed = self.sweeper.removed
         self.reporter.finished(self.summary)
 
     def written_so_far(self, wait: float = 0.0) -> Iterator[Result]:
@@ -1778,6 +1794,12 @@ class ImageWorker:
         file, an earlier output, an existing output), or its output as it is now (None:
         absent), for :meth:`write` to compare with just before the rename."""
         return self._run.settle(job)
+
+    @property
+    def leftovers_removed(self) -> int:
+        """The temporary files of killed runs that this worker's sweeps have removed
+        (:attr:`Summary.leftovers_removed`)."""
+        return self._run.sweeper.removed
 
     def settled(self, job: Job) -> Result | None:
         """The result :meth:`precheck` ends ``job`` with before any worker is needed for

@@ -619,6 +619,8 @@ def run_ray(
     finally:
         if started:
             _quietly(ray.shutdown)
+    if checker is not None:  # the driver's sweep, which saw each folder first
+        driver.feed.summary.leftovers_removed = checker.leftovers_removed
     return driver.feed.end(time.perf_counter() - t0)
 
 

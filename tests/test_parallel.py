@@ -334,8 +334,14 @@ def test_a_resumed_run_starts_no_worker_for_outputs_that_exist(
     assert summary.count("ok") == 1 and started == ["cpu"]
     started.clear()
     again = Recorder()
-    run_parallel(jobs_for(src, out), DoublerFactory(), ["cpu"], Options(), again, variants=variants)
+    left = out / ".1.png.0123456789ab.pocketsr-tmp"  # a killed run's, swept by the driver
+    left.write_bytes(b"half a PNG")
+    os.utime(left, (0, 0))
+    summary = run_parallel(
+        jobs_for(src, out), DoublerFactory(), ["cpu"], Options(), again, variants=variants
+    )
     assert started == [] and {r.reason_code for r in again.finished_results} == {"exists"}
+    assert not left.exists() and summary.leftovers_removed == 1
     assert again.warnings == [
         "no worker process was started, no image needed upscaling; not started: cpu"
     ]

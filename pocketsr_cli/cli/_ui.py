@@ -426,6 +426,8 @@ class RichReporter:
             )
         if summary.conflicts_warning is not None:
             self.warning(summary.conflicts_warning)
+        if self._log_results and summary.leftovers_note is not None:
+            self.console.print(f"[dim]{summary.leftovers_note}[/]")
 
     def _table(self, summary: Summary) -> None:
         ok = summary.count("ok")
@@ -533,6 +535,7 @@ class JsonLinesReporter(NullReporter):
                     "seconds": round(summary.seconds, 4),
                     "interrupted": summary.interrupted,
                     "stopped": summary.stopped,
+                    "leftovers_removed": summary.leftovers_removed,
                     "model": self.model,
                     "device": summary.devices or self.device,  # what drew the images
                     **self.ensemble,
