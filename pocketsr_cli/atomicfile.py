@@ -78,8 +78,10 @@ def folder_write_problem(folder: Path) -> str | None:
     is judged by the nearest existing one above it, where it would be made: a file there,
     a read-only file system or no write permission is a problem, and so is a path that
     cannot even be looked at (``errors.unreachable``: a name too long for the file system,
-    a folder on the way that may not be entered).  A cheap check before a
-    long run (``os.access``, ``os.statvfs``); writes can still fail later (a full disk)."""
+    a folder on the way that may not be entered).  There, a folder is then made and
+    removed at once (:func:`_mkdir_problem`), as some file systems (``/proc``, ``/sys``)
+    refuse what permissions allow.  A cheap check before a long run (``os.access``,
+    ``os.statvfs``, one ``mkdir``); writes can still fail later (a full disk)."""
     probe = Path(folder)
     try:
         while not present(probe) and probe.parent != probe:
@@ -100,6 +102,25 @@ def folder_write_problem(folder: Path) -> str | None:
             return f"{probe} is on a read-only file system"
     if not os.access(probe, os.W_OK | os.X_OK):
         return f"{probe} is not writable (permission denied)"
+    if probe != Path(folder):
+        return _mkdir_problem(probe)
+    return None
+
+
+def _mkdir_problem(parent: Path) -> str | None:
+    """Why no folder can be made in ``parent`` (an existing folder), or None: one is made
+    there and removed at once.  Its name is fresh (:func:`temp_path_for`'s kind: hidden,
+    skipped by folder scans), so no folder another process makes meanwhile is removed;
+    only ``parent``'s modification time changes."""
+    trial = temp_path_for(parent / ".pocketsr-probe")
+    try:
+        os.mkdir(trial)
+    except FileExistsError:  # 48 random bits taken: folders can be made there
+        return None
+    except OSError as exc:
+        return f"no folder can be made in {parent} ({exc.strerror or exc})"
+    with contextlib.suppress(OSError):
+        os.rmdir(trial)
     return None
 
 

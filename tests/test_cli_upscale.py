@@ -380,6 +380,44 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "afile", "ro"]
 
 
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-o /proc/xx``: /proc looks writable to root (permissions, a read-write mount), yet
+    makes no folder, so each image failed on its own ("cannot write /proc/xx/00.jpg: No
+    such file or directory", exit 1).  A folder is made and removed where the output folder
+    would be made; nothing of it is left, whether it works or not."""
+    import errno
+
+    save(tmp_path / "a.png", photo())
+    pseudo = tmp_path / "pseudo"  # stands for /proc: a folder that refuses new folders
+    pseudo.mkdir()
+    real = os.mkdir
+
+    def mkdir(path: object, *args: object, **kwargs: object) -> None:
+        if os.path.dirname(os.fspath(path)) == str(pseudo):  # type: ignore[call-overload]
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+        real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-o", pseudo / "xx" / "yy", *FAST)
+    assert code == 2 and "failed" not in err
+    assert " ".join(err.split()) == (
+        f"error (usage): cannot write to the output folder {pseudo / 'xx' / 'yy'}: no folder "
+        f"can be made in {pseudo} (No such file or directory)"
+    )
+    assert list(pseudo.iterdir()) == []
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-o", tmp_path / "new" / "out", *FAST)
+    assert code == 0, err
+    assert [str(p.relative_to(tmp_path)) for p in sorted(tmp_path.rglob("*"))] == [
+        "a.png",
+        "new",
+        "new/out",
+        "new/out/a.png",
+        "pseudo",
+    ]
+
+
 def test_an_output_folder_that_cannot_even_be_looked_at_is_refused_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
