@@ -772,7 +772,12 @@ def run_parallel(
         return _dry_run(ahead, devices, checker, reporter, total, keep_results)
     # the images in flight on all workers share the host's memory
     shares = max(1, len(ahead.devices))
-    options = dataclasses.replace(options, max_memory=_worker_budget(options, shares))
+    options = dataclasses.replace(
+        options,
+        max_memory=_worker_budget(options, shares),
+        # no limit given: each worker's is a share of what is available, and says so
+        max_memory_workers=None if options.max_memory else shares,
+    )
     cpu_workers = sum(d == "cpu" for d in ahead.devices)
     if isinstance(factory, ModelSpec) and factory.cpu_threads is None and cpu_workers > 1:
         # CPU workers share the cores rather than each running as many threads as there are

@@ -115,6 +115,7 @@ from pocketsr_cli.imageio import (
 from pocketsr_cli.jobs import Job, kind_of, not_a_file
 from pocketsr_cli.sizing import Target, pick_scale
 from pocketsr_cli.spelling import (
+    DEVICES,
     FORMAT,
     MAX_MEMORY,
     MODEL,
@@ -253,6 +254,11 @@ class Options:
             not the option itself (which they name as the face spells it,
             ``spelling.MAX_MEMORY``): the command line's ``POCKETSR_MAX_MEMORY`` when the
             limit was read from that variable.
+        max_memory_workers: set when ``max_memory`` is not the user's limit but this
+            worker's share of the memory available, split among that many worker
+            processes (``parallel.run_parallel``, when no limit was given): messages
+            then say so, rather than name an option the user did not give.  None: the
+            limit is ``max_memory`` as given (or the memory available when that is None).
         encode_threads: how many images the writer encodes at once (at least 1); None:
             :func:`default_encode_threads`.  Results, files and records are the same
             whatever the number; only the time differs.
@@ -267,6 +273,7 @@ class Options:
     record: provenance.RunSettings | None = None
     max_memory: int | None = None
     max_memory_from: str | None = None
+    max_memory_workers: int | None = None
     encode_threads: int | None = None
 
 
@@ -1016,11 +1023,13 @@ class _Run:
         w, h = self.target.size_for(header.width, header.height)
         budget = self.budget or 0
         allowed = memory.describe_bytes(budget, apart_from=need)
-        where = (
-            f"the {allowed} {self.options.max_memory_from or MAX_MEMORY} allows"
-            if self.options.max_memory
-            else f"the {allowed} of memory available"
-        )
+        workers = self.options.max_memory_workers or 0
+        if not self.options.max_memory or workers == 1:
+            where = f"the {allowed} of memory available"
+        elif workers:  # a share of what is available: no option of the user's to name
+            where = f"the {allowed} of memory each of the {workers} workers may use"
+        else:
+            where = f"the {allowed} {self.options.max_memory_from or MAX_MEMORY} allows"
         # Advice the face can follow only (spelling.offers): bench --folder runs this
         # pipeline without -s or a size, and without --max-memory (or its variable).
         choices = []
@@ -1030,6 +1039,8 @@ class _Run:
             choices.append(f"a model of a smaller factor ({MODEL})")
         if offers(TILE):
             choices.append(str(TILE))
+        if workers > 1 and offers(DEVICES):
+            choices.append(f"fewer {DEVICES}")
         allow = (
             f"allow more with {MAX_MEMORY} (or {memory.MAX_MEMORY_ENV}) if the machine has it"
             if offers(MAX_MEMORY)

@@ -690,3 +690,35 @@ def test_each_worker_gets_a_share_of_the_ram_within_its_own_ulimit(
     assert _worker_budget(Options(max_memory=6 << 30), 2) == 3 << 30  # the user's, shared
     monkeypatch.setattr(memory, "address_space_headroom_bytes", lambda status=None: None)
     assert _worker_budget(Options(), 2) == 8 << 30
+
+
+def test_an_image_refused_for_a_workers_share_of_the_memory_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no limit given, each worker's is its share of the memory available: an image
+    refused for it says so and names --devices, not a --max-memory the user never gave;
+    a limit the user gave is still named as given."""
+    from pocketsr_cli import memory
+
+    # 4000 bytes available, so 2 KiB a worker: a tiny image needs more (about 11 KiB).
+    monkeypatch.setattr(memory, "host_available_bytes", lambda address_space=True: 4000)
+    monkeypatch.setattr(memory, "address_space_headroom_bytes", lambda status=None: None)
+    src = folder(tmp_path / "in", 2)
+    args = (src, "-o", tmp_path / "out", "-m", "bicubic", "--devices", "cpu,cpu")
+    code, lines, err = upscale_json(*args)
+    assert code == 1, err
+    share = "more than the 2 KiB of memory each of the 2 workers may use; not decoded. "
+    for line in lines[:-1]:
+        assert line["status"] == "failed" and share in line["error"]
+        assert line["error"].endswith(
+            "Choose a smaller scale or size or --tile or fewer --devices, or allow more with "
+            "--max-memory (or POCKETSR_MAX_MEMORY) if the machine has it"
+        )
+    assert "--max-memory allows" not in err
+    # One worker has all of it: the memory available, as a one-process run says.
+    code, lines, err = upscale_json(*args[:-1], "cpu")
+    assert code == 1, err
+    assert all("more than the 4 KiB of memory available; not" in x["error"] for x in lines[:-1])
+    code, lines, err = upscale_json(*args, "--max-memory", "4K")
+    assert code == 1, err
+    assert all("the 2 KiB --max-memory allows" in line["error"] for line in lines[:-1])

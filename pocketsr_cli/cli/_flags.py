@@ -24,6 +24,7 @@ FLAGS: dict[str, str] = {
     "crop": "--crop",
     "description": "--description",
     "device": "--device",
+    "devices": "--devices",
     "ensemble": "--ensemble",
     "ensemble_weight": "--ensemble-weight",
     "folder": "--folder",
