@@ -163,11 +163,55 @@ def test_every_failed_image_is_listed_with_its_reason(photos: Path) -> None:
             assert len(failed) == 1 and "file is truncated" in failed[0], err
             again = [line for line in lines if line.startswith(f"failed: {photos / name}: ")]
             assert len(again) == (0 if quiet else 1), err
-    # With several rows, each line says which model failed it.
+    # With several rows, a file that fails the same way for each is listed once, for
+    # every model (it was listed once per row, and again so under the table).
+    code, out, err = invoke("bench", "--folder", photos, "-m", "bicubic", "-m", "lanczos")
+    assert code == 1
+    for name in ("broken1.jpg", "broken2.jpg"):
+        lines = [line for line in err.splitlines() if f"{photos / name}" in line]
+        heads = ("failed  ", "failed: ")
+        assert [line.partition(": file is truncated")[0] for line in lines] == [
+            f"{head}{photos / name} (every model)" for head in heads
+        ], err
+    # --json keeps each row's own failures.
+    code, out, err = invoke("bench", "--folder", photos, "-m", "bicubic", "-m", "lanczos", "--json")
+    assert [len(record["failures"]) for record in json_lines(out)] == [2, 2]
+
+
+def test_an_image_failed_by_some_models_or_for_different_reasons_names_them(
+    photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image is listed once per reason, naming the rows it failed in for that reason:
+    those of a third row (here a copy of lanczos's, with one failure gone and the other's
+    reason changed) are not folded into the others'."""
+    import dataclasses
+
+    from pocketsr_cli.evaluation import bench as bench_module
+    from pocketsr_cli.evaluation.bench import FailedImage
+
+    good = (photos / "b.jpg").read_bytes()
+    (photos / "broken1.jpg").write_bytes(good[: len(good) // 3])
+    (photos / "broken2.jpg").write_bytes(good[: len(good) // 4])
+    real = bench_module.bench_folder
+
+    def with_a_third_row(*args: Any, **kwargs: Any) -> Any:
+        report = real(*args, **kwargs)
+        first = report.models[-1].failures[0]
+        other = FailedImage(first.input, "out of memory")
+        report.models.append(dataclasses.replace(report.models[-1], model="x", failures=[other]))
+        return report
+
+    monkeypatch.setattr(bench_module, "bench_folder", with_a_third_row)
     code, _, err = invoke("bench", "--folder", photos, "-m", "bicubic", "-m", "lanczos", "-q")
     assert code == 1
-    for model in ("bicubic", "lanczos"):
-        assert f"failed  {photos / 'broken1.jpg'} ({model}): file is truncated" in err, err
+    one, two = photos / "broken1.jpg", photos / "broken2.jpg"
+    lines = [line for line in err.splitlines() if line.startswith("failed  ")]
+    assert [line.rpartition(": ")[0] for line in lines] == [
+        f"failed  {one} (bicubic, lanczos)",
+        f"failed  {one} (x)",
+        f"failed  {two} (bicubic, lanczos)",
+    ], err
+    assert lines[1] == f"failed  {one} (x): out of memory", err
 
 
 def test_unusable_files_and_a_format_switch_are_reported_as_upscale_reports_them(

@@ -145,8 +145,8 @@ def bench_command(
     after one untimed warm-up image; the fastest of --repeat passes counts.
     Reported: images/s, output megapixels/s, seconds per image end to end and in the
     model alone, and their ratio (e2e/model: what decoding and encoding add). Images
-    that fail are reported, each with its reason; the command then exits 1 after
-    printing the results. The
+    that fail are reported, each with its reason (once, naming the models it failed
+    for); the command then exits 1 after printing the results. The
     folder's other files are reported as 'pocketsr upscale' reports them: skipped (not
     an image), or failed (a broken link, a FIFO), which also exits 1. An
     image that would not fit in the memory available when the run starts fails from its
@@ -240,16 +240,24 @@ def bench_command(
 
 def _failures(report: BenchReport | FolderBenchReport) -> list[tuple[str, str]]:
     """``(name, why)`` of each input that failed in a ``--folder`` run: the folder's
-    files that no model could open, then each model's failed images; the name says which
-    model when there are several rows."""
+    files that no model could open, then the failed images, in the order they first
+    failed.  An image is one line per distinct reason, not one per row: a file that
+    does not decode fails the same way for every model.  With several rows the name
+    says which models the reason is for (``(bicubic, lanczos)``), or ``(every model)``."""
     from pocketsr_cli.evaluation.bench import FolderBenchReport
 
     if not isinstance(report, FolderBenchReport):
         return []
     failures = [(r.job.display, r.error or "") for r in report.not_run if r.status == "failed"]
-    several = len(report.models) > 1
+    rows: dict[str, dict[str, list[str]]] = {}  # input → reason → the rows it failed in
     for r in report.models:
-        failures += [(f.input + (f" ({r.model})" if several else ""), f.error) for f in r.failures]
+        for f in r.failures:
+            rows.setdefault(f.input, {}).setdefault(f.error, []).append(r.model)
+    several = len(report.models) > 1
+    for name, reasons in rows.items():
+        for why, models in reasons.items():
+            which = "every model" if len(models) == len(report.models) else ", ".join(models)
+            failures.append((f"{name} ({which})" if several else name, why))
     return failures
 
 
