@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import random
+import socket
 import subprocess
 import sys
 import threading
@@ -270,6 +271,38 @@ def test_a_redirect_loop_is_said_in_one_line_and_the_next_mirror_tried(
     )
     download_file([server.url("/a"), server.url("/w.bin")], dest, sha256=PAYLOAD_SHA, timeout=5)
     assert dest.read_bytes() == PAYLOAD
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_a_failure_past_a_redirect_names_where_it_was_redirected_to(
+    server: Loopback, tmp_path: Path
+) -> None:
+    gone = f"http://127.0.0.1:{_closed_port()}/w.bin"
+    server.behaviours["/a"] = Behaviour(redirect=gone)
+    server.behaviours["/b"] = Behaviour(redirect=server.url("/missing"))
+    with pytest.raises(ModelError) as info:
+        download_file([server.url("/a"), server.url("/b")], tmp_path / "w.bin", sha256=PAYLOAD_SHA)
+    message = str(info.value)
+    assert f"{server.url('/a')} (redirected to {gone}: cannot connect: " in message
+    assert f"{server.url('/b')} (redirected to {server.url('/missing')}: HTTP 404 " in message
+
+
+def test_a_redirect_without_a_location_is_said_to_be_one(server: Loopback, tmp_path: Path) -> None:
+    server.files["/a"] = PAYLOAD
+    server.behaviours["/a"] = Behaviour(status=302)  # sent with send_error: no Location
+    with pytest.raises(ModelError) as info:
+        download_file([server.url("/a")], tmp_path / "w.bin", sha256=PAYLOAD_SHA)
+    assert str(info.value) == (
+        f"could not download w.bin: {server.url('/a')} (HTTP 302 Found: a redirect without "
+        "a Location)"
+    )
 
 
 def test_a_web_page_sent_with_200_is_said_to_be_one(server: Loopback, tmp_path: Path) -> None:

@@ -79,6 +79,7 @@ _LOCK_QUIET_SECONDS = 0.5  # a wait for another process's download longer than t
 _ATTEMPTS = 5  # tries at making the folder and taking the lock, should the folder go meanwhile
 _PROGRESS_INTERVAL_S = 0.1
 _NO_ROOM = {errno.ENOSPC} | ({errno.EDQUOT} if hasattr(errno, "EDQUOT") else set())
+_FOLLOWED = {301, 302, 303, 307, 308}  # the redirects urllib follows (HTTPRedirectHandler)
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
@@ -385,7 +386,13 @@ def _parse_hf(url: str) -> tuple[str, str | None, str] | None:
 
 
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
-    """Applies the URL rules to redirect targets, so https can never be downgraded to http."""
+    """Applies the URL rules to redirect targets, so https can never be downgraded to http,
+    and keeps the last target followed (``target``, None before any): a failure past a
+    redirect happened there, not at the URL asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.target: str | None = None
 
     def redirect_request(
         self,
@@ -401,11 +408,14 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         if problem is not None:
             fp.close()
             raise _MirrorFailed(f"redirected to {newurl}: {problem}")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+        follow = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if follow is not None:
+            self.target = follow.full_url
+        return follow
 
 
-def _opener(url: str) -> urllib.request.OpenerDirector:
-    handlers: list[urllib.request.BaseHandler] = [_CheckedRedirects()]
+def _opener(url: str, redirects: _CheckedRedirects) -> urllib.request.OpenerDirector:
+    handlers: list[urllib.request.BaseHandler] = [redirects]
     if _is_loopback(urllib.parse.urlsplit(url).hostname):
         # A proxy from the environment cannot reach this machine's loopback interface.
         handlers.append(urllib.request.ProxyHandler({}))
@@ -436,8 +446,7 @@ def _fetch_http(
         part.unlink()
         offset = 0
 
-    opener = _opener(url)
-    response = _request(opener, url, offset, timeout)
+    response = _request(url, offset, timeout)
     if response is None:  # 416: this server has nothing past the partial file's end
         # Every byte may be here already (no size was given to tell so before asking): a
         # partial with the digest is the file.  Else it does not fit what this server has.
@@ -446,7 +455,7 @@ def _fetch_http(
             return
         part.unlink(missing_ok=True)
         offset = 0
-        response = _request(opener, url, 0, timeout)
+        response = _request(url, 0, timeout)
         assert response is not None  # no Range sent, so no 416 to report
     with response:
         start, total = _response_span(response, offset)
@@ -471,26 +480,34 @@ def _fetch_http(
         _fetch_http(url, part, expected, size, on_progress, timeout)
 
 
-def _request(
-    opener: urllib.request.OpenerDirector, url: str, offset: int, timeout: float
-) -> http.client.HTTPResponse | None:
-    """Open ``url`` from byte ``offset``; None when the server rejects that range (416)."""
+def _request(url: str, offset: int, timeout: float) -> http.client.HTTPResponse | None:
+    """Open ``url`` from byte ``offset``; None when the server rejects that range (416).
+    A failure after a redirect names where it was redirected to."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
+    redirects = _CheckedRedirects()
     try:
-        response: http.client.HTTPResponse = opener.open(request, timeout=timeout)
+        response: http.client.HTTPResponse = _opener(url, redirects).open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 416 and offset:
             return None
-        raise _MirrorFailed(_http_failure(exc)) from exc
+        raise _MirrorFailed(_redirected(redirects, _http_failure(exc))) from exc
     except urllib.error.URLError as exc:
-        raise _MirrorFailed(f"cannot connect: {exc.reason}") from exc
+        raise _MirrorFailed(_redirected(redirects, f"cannot connect: {exc.reason}")) from exc
     except (OSError, http.client.HTTPException) as exc:
-        raise _MirrorFailed(f"connection failed: {exc or type(exc).__name__}") from exc
+        why = f"connection failed: {exc or type(exc).__name__}"
+        raise _MirrorFailed(_redirected(redirects, why)) from exc
     return response
+
+
+def _redirected(redirects: _CheckedRedirects, why: str) -> str:
+    """``why`` a request failed, said of the redirect target it failed at, if any."""
+    if redirects.target is None or why.startswith("redirect loop:"):
+        return why  # a loop's message names its last URL itself
+    return f"redirected to {redirects.target}: {why}"
 
 
 def _web_page_note(response: http.client.HTTPResponse) -> str:
@@ -509,7 +526,11 @@ def _http_failure(exc: urllib.error.HTTPError) -> str:
     reason = str(exc.reason)
     if reason.startswith(urllib.request.HTTPRedirectHandler.inf_msg):
         return f"redirect loop: too many redirects, the last from {exc.url}"
-    return f"HTTP {exc.code} {(reason.strip().splitlines() or [''])[0]}".rstrip()
+    status = f"HTTP {exc.code} {(reason.strip().splitlines() or [''])[0]}".rstrip()
+    if exc.code in _FOLLOWED and not {"location", "uri"} & {k.lower() for k in exc.headers}:
+        # urllib follows these codes wherever a Location points; without one it gives up.
+        return f"{status}: a redirect without a Location"
+    return status
 
 
 def _response_span(response: http.client.HTTPResponse, offset: int) -> tuple[int, int | None]:
