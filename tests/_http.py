@@ -1,8 +1,8 @@
 """A loopback HTTP server for download tests, shared by several test modules.
 
 It runs in a thread on 127.0.0.1, serves in-memory files with Range support of its own,
-logs every request, and can misbehave per path (404, cut the connection, ignore Range,
-wrong content, slow answers, redirects).  Nothing leaves the machine.
+logs every request, and can misbehave per path (404, 503 with a Retry-After, cut the
+connection, ignore Range, wrong content, slow answers, redirects).  Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ class Behaviour:
     """How the server answers one path."""
 
     status: int = 200
+    status_requests: int | None = None  # answer ``status`` to this many first requests only
+    headers: dict[str, str] = field(default_factory=dict)  # sent with a ``status`` answer
     body: bytes | None = None  # served instead of the real file (wrong content)
     cut_after: int | None = None  # close the connection after this many body bytes ...
     cut_requests: int = 1  # ... on this many first requests
@@ -85,8 +87,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        if data is None or behaviour.status != 200:
+        failing = behaviour.status != 200 and (
+            behaviour.status_requests is None or index < behaviour.status_requests
+        )
+        if data is None or failing:
             hit.status = 404 if data is None else behaviour.status
+            if behaviour.headers and data is not None:
+                self.send_response(hit.status)
+                for name, value in behaviour.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_error(hit.status)
             return
         start, hit.status = 0, 200

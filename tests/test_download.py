@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import errno
 import hashlib
 import os
@@ -303,6 +304,71 @@ def test_a_redirect_without_a_location_is_said_to_be_one(server: Loopback, tmp_p
         f"could not download w.bin: {server.url('/a')} (HTTP 302 Found: a redirect without "
         "a Location)"
     )
+
+
+class _Waits(list[str]):
+    """An ``on_progress`` callback that keeps what ``waiting`` is told."""
+
+    def __call__(self, done: int, total: int | None) -> None:
+        pass
+
+    def waiting(self, message: str) -> None:
+        self.append(message)
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after"),
+    [(503, lambda: "1"), (429, lambda: email.utils.formatdate(time.time() + 2, usegmt=True))],
+    ids=["seconds", "http-date"],
+)
+def test_a_busy_mirror_is_asked_again_after_the_short_wait_it_asks_for(
+    server: Loopback, tmp_path: Path, status: int, retry_after: Any
+) -> None:
+    server.behaviours["/w.bin"] = Behaviour(
+        status=status, status_requests=1, headers={"Retry-After": retry_after()}
+    )
+    said = _Waits()
+    started = time.monotonic()
+    download_file([server.url("/w.bin")], tmp_path / "w.bin", sha256=PAYLOAD_SHA, on_progress=said)
+    assert (tmp_path / "w.bin").read_bytes() == PAYLOAD
+    assert [h.status for h in server.hits] == [status, 200]
+    assert server.hits[1].started - server.hits[0].started >= 0.9
+    assert time.monotonic() - started < 10
+    assert len(said) == 1 and said[0].startswith(f"{server.url('/w.bin')}: HTTP {status} ")
+    assert "trying it again in " in said[0]
+
+
+def test_a_mirror_still_busy_after_its_wait_is_left_for_the_next(
+    server: Loopback, tmp_path: Path
+) -> None:
+    server.files["/a"] = PAYLOAD
+    server.behaviours["/a"] = Behaviour(status=503, headers={"Retry-After": "1"})
+    download_file([server.url("/a"), server.url("/w.bin")], tmp_path / "w.bin", sha256=PAYLOAD_SHA)
+    assert [h.path for h in server.hits] == ["/a", "/a", "/w.bin"]
+    with pytest.raises(ModelError) as info:
+        download_file([server.url("/a")], tmp_path / "x.bin", sha256=PAYLOAD_SHA)
+    assert str(info.value) == (
+        f"could not download x.bin: {server.url('/a')} (HTTP 503 Service Unavailable, again "
+        "after the 1 s wait it asked for)"
+    )
+
+
+@pytest.mark.parametrize("retry_after", [None, "31", "soon"])
+def test_a_busy_mirror_without_a_short_retry_after_is_not_waited_for(
+    server: Loopback, tmp_path: Path, retry_after: str | None
+) -> None:
+    server.files["/a"] = PAYLOAD
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    server.behaviours["/a"] = Behaviour(status=503, headers=headers)
+    said = _Waits()
+    download_file(
+        [server.url("/a"), server.url("/w.bin")],
+        tmp_path / "w.bin",
+        sha256=PAYLOAD_SHA,
+        on_progress=said,
+    )
+    assert [h.path for h in server.hits] == ["/a", "/w.bin"]
+    assert said == []
 
 
 def test_a_web_page_sent_with_200_is_said_to_be_one(server: Loopback, tmp_path: Path) -> None:

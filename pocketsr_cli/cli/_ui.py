@@ -608,8 +608,8 @@ class DownloadBar:
             self.progress.update(self.task, completed=done, total=total)
 
     def waiting(self, message: str) -> None:
-        """The download waits for another process fetching the same file: say so, or the
-        run looks hung."""
+        """The download waits (for another process fetching the same file, for a busy
+        mirror's Retry-After): say so, or the run looks hung."""
         self.console.print(message, style="dim", markup=False, highlight=False)
 
     def __exit__(self, *exc_info: object) -> None:

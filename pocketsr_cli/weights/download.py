@@ -40,6 +40,8 @@ optional ``huggingface_hub`` package.
 from __future__ import annotations
 
 import contextlib
+import datetime
+import email.utils
 import errno
 import hashlib
 import http.client
@@ -70,7 +72,8 @@ another kind of file), or None when it is.  It must not change or move ``path``.
 ProgressCallback = Callable[[int, int | None], None]
 """``on_progress(bytes_done, total_or_None)``; ``bytes_done`` includes a resumed offset.
 A callback object with a ``waiting(message)`` method is also told when the download waits
-for another process fetching the same file (``cli/_ui.DownloadBar`` prints it)."""
+for another process fetching the same file, or for a busy mirror's ``Retry-After``
+(``cli/_ui.DownloadBar`` prints it)."""
 
 USER_AGENT = f"pocketsr/{__version__}"
 
@@ -79,6 +82,8 @@ _LOCK_QUIET_SECONDS = 0.5  # a wait for another process's download longer than t
 _ATTEMPTS = 5  # tries at making the folder and taking the lock, should the folder go meanwhile
 _PROGRESS_INTERVAL_S = 0.1
 _NO_ROOM = {errno.ENOSPC} | ({errno.EDQUOT} if hasattr(errno, "EDQUOT") else set())
+_BUSY = {429, 503}  # "too many requests", "unavailable": a Retry-After may say when to ask again
+_RETRY_AFTER_MAX_S = 30  # a longer wait than this is not made: the next mirror is tried instead
 _FOLLOWED = {301, 302, 303, 307, 308}  # the redirects urllib follows (HTTPRedirectHandler)
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
@@ -110,7 +115,8 @@ def download_file(
     Otherwise the ``urls`` (mirrors) are tried in order; an HTTP error, a connection error,
     a checksum mismatch or a rejection by ``check`` on one moves on to the next, resuming
     any partial download (a resumed file that fails the checksum is fetched whole from the
-    same URL first).
+    same URL first).  A mirror that answers 429 or 503 with a ``Retry-After`` of at most
+    30 s is asked once more after that wait (told to ``on_progress.waiting``).
     ``offline`` (None: the ``POCKETSR_OFFLINE`` variable) forbids the network: a missing
     file is then a ModelError naming ``fetch_hint``, the command that would fetch it.
     ``timeout`` bounds each connection attempt and each read, in seconds.
@@ -287,12 +293,11 @@ def _acquire(dest: Path, on_progress: ProgressCallback | None) -> FileLock:
             try:
                 lock.acquire(timeout=_LOCK_QUIET_SECONDS)
             except Timeout:
-                waiting = getattr(on_progress, "waiting", None)
-                if callable(waiting):
-                    waiting(
-                        f"waiting for another pocketsr process downloading {dest.name} "
-                        f"(it holds {lock.lock_file})"
-                    )
+                _say_waiting(
+                    on_progress,
+                    f"waiting for another pocketsr process downloading {dest.name} "
+                    f"(it holds {lock.lock_file})",
+                )
                 lock.acquire()
         except FileNotFoundError as exc:
             if attempt < _ATTEMPTS and not dest.parent.is_dir():
@@ -446,7 +451,7 @@ def _fetch_http(
         part.unlink()
         offset = 0
 
-    response = _request(url, offset, timeout)
+    response = _request(url, offset, timeout, on_progress)
     if response is None:  # 416: this server has nothing past the partial file's end
         # Every byte may be here already (no size was given to tell so before asking): a
         # partial with the digest is the file.  Else it does not fit what this server has.
@@ -455,7 +460,7 @@ def _fetch_http(
             return
         part.unlink(missing_ok=True)
         offset = 0
-        response = _request(url, 0, timeout)
+        response = _request(url, 0, timeout, on_progress)
         assert response is not None  # no Range sent, so no 416 to report
     with response:
         start, total = _response_span(response, offset)
@@ -480,9 +485,41 @@ def _fetch_http(
         _fetch_http(url, part, expected, size, on_progress, timeout)
 
 
-def _request(url: str, offset: int, timeout: float) -> http.client.HTTPResponse | None:
+def _request(
+    url: str, offset: int, timeout: float, on_progress: ProgressCallback | None
+) -> http.client.HTTPResponse | None:
     """Open ``url`` from byte ``offset``; None when the server rejects that range (416).
-    A failure after a redirect names where it was redirected to."""
+    A failure after a redirect names where it was redirected to.  A busy server (429,
+    503) whose ``Retry-After`` asks for a short wait is asked once more after it."""
+    waited: float | None = None
+    while True:
+        try:
+            return _open(url, offset, timeout)
+        except _Busy as busy:
+            if waited is not None:
+                raise _MirrorFailed(
+                    f"{busy}, again after the {waited:.0f} s wait it asked for"
+                ) from busy
+            if busy.wait is None:
+                raise _MirrorFailed(str(busy)) from busy
+            _say_waiting(
+                on_progress, f"{url}: {busy}; trying it again in {busy.wait:.0f} s, as it asks"
+            )
+            time.sleep(busy.wait)
+            waited = busy.wait
+
+
+class _Busy(_MirrorFailed):
+    """The server answered 429 or 503; ``wait``: the seconds its ``Retry-After`` asks for,
+    when that is short enough to wait (None: no header, a malformed one, or too long)."""
+
+    def __init__(self, why: str, wait: float | None) -> None:
+        super().__init__(why)
+        self.wait = wait
+
+
+def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse | None:
+    """One request of :func:`_request`; raises _Busy for a 429 or 503 answer."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -494,13 +531,42 @@ def _request(url: str, offset: int, timeout: float) -> http.client.HTTPResponse 
         exc.close()
         if exc.code == 416 and offset:
             return None
-        raise _MirrorFailed(_redirected(redirects, _http_failure(exc))) from exc
+        why = _redirected(redirects, _http_failure(exc))
+        if exc.code in _BUSY:
+            raise _Busy(why, _retry_after(exc.headers.get("Retry-After"))) from exc
+        raise _MirrorFailed(why) from exc
     except urllib.error.URLError as exc:
         raise _MirrorFailed(_redirected(redirects, f"cannot connect: {exc.reason}")) from exc
     except (OSError, http.client.HTTPException) as exc:
         why = f"connection failed: {exc or type(exc).__name__}"
         raise _MirrorFailed(_redirected(redirects, why)) from exc
     return response
+
+
+def _retry_after(value: str | None, now: float | None = None) -> float | None:
+    """The wait in seconds a ``Retry-After`` header ``value`` asks for (a number of seconds,
+    or an HTTP date, compared with ``now``, a ``time.time()``, by default the current time),
+    when it is at most ``_RETRY_AFTER_MAX_S``; a date past is no wait.  None for no value,
+    a malformed one or a longer wait."""
+    value = (value or "").strip()
+    if value.isascii() and value.isdigit():
+        wait = float(int(value))
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # "-0000": UTC, as an HTTP date always is
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        wait = max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return wait if wait <= _RETRY_AFTER_MAX_S else None
+
+
+def _say_waiting(on_progress: ProgressCallback | None, message: str) -> None:
+    """Tell ``on_progress.waiting``, where the callback has one, why the download waits."""
+    waiting = getattr(on_progress, "waiting", None)
+    if callable(waiting):
+        waiting(message)
 
 
 def _redirected(redirects: _CheckedRedirects, why: str) -> str:
