@@ -659,15 +659,30 @@ def test_a_failed_download_names_the_model(
     home: Path, server: Loopback, weights_bytes: bytes
 ) -> None:
     """The downloader's message names the file and each URL; a run names a model (or none,
-    for the default), so the message starts with the model's name."""
+    for the default), so the message starts with the model's name.  The URLs of the user's
+    own manifest are theirs to correct: the message names the file that lists them."""
     url = server.url("/gone.safetensors")
-    remote_spec(home, weights_bytes, (url,))
+    spec = remote_spec(home, weights_bytes, (url,))
     for resolve in (resolve_model, lambda ref: open_family(ref).load(2)):
         with pytest.raises(ModelError) as info:
             resolve("tiny")
         assert str(info.value) == (
-            f"tiny: could not download tiny.safetensors: {url} (HTTP 404 Not Found)"
+            f"tiny: could not download tiny.safetensors: {url} (HTTP 404 Not Found) (its URLs "
+            f"are listed in {spec.path}: correct a stale one there)"
         )
+
+
+def test_a_failed_download_of_a_bundled_model_names_no_manifest(
+    home: Path, bundled: Path, server: Loopback, weights_bytes: bytes
+) -> None:
+    """A bundled manifest is pocketsr's to correct, not the user's."""
+    url = server.url("/gone.safetensors")
+    write_manifest(bundled, "tiny", weights_bytes, urls=(url,), params=params_of(SD))
+    with pytest.raises(ModelError) as info:
+        resolve_model("tiny")
+    assert str(info.value) == (
+        f"tiny: could not download tiny.safetensors: {url} (HTTP 404 Not Found)"
+    )
 
 
 @pytest.mark.parametrize("how", ["argument", "environment"])
@@ -916,7 +931,8 @@ def test_a_download_cut_short_with_no_length_to_tell_is_not_pinned(
     assert str(caught.value).endswith(
         " (what was received could not be read as a weights file, so it was deleted and "
         "nothing was pinned: with no SHA-256 or size published, a download cut short looks "
-        "whole when the server does not give its length; run again to fetch it anew)"
+        "whole when the server does not give its length; run again to fetch it anew) (its "
+        f"URLs are listed in {home / 'models' / 'tiny.toml'}: correct a stale one there)"
     )
     assert trust.pinned("tiny", "tiny.safetensors") is None
     assert not cached.parent.exists()  # no file, no partial download, no lock

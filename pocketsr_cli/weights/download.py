@@ -88,6 +88,11 @@ _FOLLOWED = {301, 302, 303, 307, 308}  # the redirects urllib follows (HTTPRedir
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
+class MirrorsFailed(ModelError):
+    """Every URL given was tried and failed; the message names each and why.  (Other
+    ModelErrors say why none was tried, or that a local error stopped the download.)"""
+
+
 class _MirrorFailed(Exception):
     """One URL could not deliver the file; the message says why and the next URL is tried."""
 
@@ -122,9 +127,9 @@ def download_file(
     ``timeout`` bounds each connection attempt and each read, in seconds.
 
     Raises ModelError for a malformed hash, an empty URL list, an insecure or unsupported
-    URL (checked before any request), an unwritable cache folder, or when every URL failed
-    (the message names each URL and why).  KeyboardInterrupt propagates with the partial
-    file kept for a later resume and the lock released.
+    URL (checked before any request) or an unwritable cache folder, and its MirrorsFailed
+    when every URL failed (the message names each URL and why).  KeyboardInterrupt
+    propagates with the partial file kept for a later resume and the lock released.
     """
     expected = None if sha256 is None else sha256.strip().lower()
     if expected is not None and not SHA256_RE.fullmatch(expected):
@@ -179,7 +184,7 @@ def download_file(
 
     kept = part.exists()
     suffix = "; the partial download is kept, run again to resume" if kept else ""
-    raise ModelError(f"could not download {dest.name}: " + "; ".join(failures) + suffix)
+    raise MirrorsFailed(f"could not download {dest.name}: " + "; ".join(failures) + suffix)
 
 
 def discard(dest: Path, check: FileCheck) -> bool:

@@ -269,7 +269,7 @@ def _locate_file(
         )
     # Imported here: the HTTP stack is the heaviest import on the way to the registry, and
     # `--help`, shell completion and `models list` only read manifests.
-    from pocketsr_cli.weights.download import download_file
+    from pocketsr_cli.weights.download import MirrorsFailed, download_file
 
     rejected: list[str] = []  # what mirrors delivered that was no whole weights file
 
@@ -316,6 +316,10 @@ def _locate_file(
                 )
                 + "; run again to fetch it anew)"
             )
+        if isinstance(exc, MirrorsFailed) and spec.origin == "user":
+            # The user's own manifest: a URL gone stale is theirs to correct, and the
+            # message is all that tells them in which file.
+            message += f" (its URLs are listed in {spec.path}: correct a stale one there)"
         raise ModelError(message) from exc
     if expected is None:
         return _pin(spec, w, cached, checked=True)
