@@ -242,6 +242,19 @@ def _worker_budget(options: Options, workers: int) -> int | None:
     return max(1, min(shares)) if shares else None
 
 
+def _worker_options(options: Options, workers: int) -> Options:
+    """``options`` as each of ``workers`` workers (at least 1) runs with them: the images
+    in flight on all workers share the host's memory, so ``max_memory`` is each one's
+    share (:func:`_worker_budget`), and ``max_memory_workers`` says so when the user gave
+    no limit (messages then name no option the user did not give)."""
+    shares = max(1, workers)
+    return dataclasses.replace(
+        options,
+        max_memory=_worker_budget(options, shares),
+        max_memory_workers=None if options.max_memory else shares,
+    )
+
+
 @contextlib.contextmanager
 def _sigint_ignored() -> Iterator[None]:
     """SIGINT ignored while the block runs (in the main thread; elsewhere nothing changes).
@@ -747,8 +760,9 @@ def run_parallel(
     worker are named in a warning.
 
     A dry run (``options.dry_run``) starts no worker: the driver plans each job itself
-    with ``variants`` (required), as :func:`pipeline.run` does, and ``on_workers`` and the
-    warning name the devices that would get one (:func:`_dry_run`).
+    with ``variants`` (required), as :func:`pipeline.run` does, but within the memory each
+    worker would have (an image a run would refuse fails, with the run's line), and
+    ``on_workers`` and the warning name the devices that would get one (:func:`_dry_run`).
 
     Raises:
         WorkerFailed: a worker could not load the model, or every worker died.
@@ -767,17 +781,12 @@ def run_parallel(
     ahead = _LookAhead(jobs, devices, precheck)
     if on_workers is not None:
         on_workers(ahead.devices)
+    options = _worker_options(options, len(ahead.devices))
     if options.dry_run:
-        assert checker is not None
-        return _dry_run(ahead, devices, checker, reporter, total, keep_results)
-    # the images in flight on all workers share the host's memory
-    shares = max(1, len(ahead.devices))
-    options = dataclasses.replace(
-        options,
-        max_memory=_worker_budget(options, shares),
-        # no limit given: each worker's is a share of what is available, and says so
-        max_memory_workers=None if options.max_memory else shares,
-    )
+        assert variants is not None
+        # planned within the memory each worker would have, as a run refuses an image
+        planner = ImageWorker(variants, options, inputs=inputs)
+        return _dry_run(ahead, devices, planner, reporter, total, keep_results)
     cpu_workers = sum(d == "cpu" for d in ahead.devices)
     if isinstance(factory, ModelSpec) and factory.cpu_threads is None and cpu_workers > 1:
         # CPU workers share the cores rather than each running as many threads as there are
@@ -810,8 +819,9 @@ def _dry_run(
     total: int | None,
     keep_results: bool | None,
 ) -> Summary:
-    """:func:`run_parallel`'s dry run: no worker starts; ``planner`` (the driver's
-    ``ImageWorker``, its options a dry run's) plans each job a worker would have had, in
+    """:func:`run_parallel`'s dry run: no worker starts; ``planner`` (an ``ImageWorker``
+    of the driver's, its options a dry run's with a worker's share of the memory, as
+    :func:`_worker_options` gives them) plans each job a worker would have had, in
     job order, and the jobs the look-ahead settled keep its answers (no output is looked
     at twice).  The listed devices a run would start no worker for (it starts one per job
     that needs one, while devices remain) are named in a warning, as a run names those it

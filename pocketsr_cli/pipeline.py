@@ -1207,10 +1207,19 @@ class _Run:
         )
 
     def dry_run(self, job: Job) -> Result:
+        """``job``'s ``planned`` result, from its header alone; or the failure a run would
+        give it before writing anything: an unreadable header, more memory than the
+        budget (:meth:`too_large`, as :meth:`decode` refuses it) or an output too large
+        for its format."""
         try:
-            width, height, _ = probe(job.input)
+            header = read_header(job.input)
         except ImageReadError as exc:
             return Result(job, "failed", error=str(exc))
+        width, height = header.width, header.height
+        need = self.need(job, header, self.requested_format(job, header.format)[0])
+        if self.budget is not None and need > self.budget:
+            error = self.too_large(header, need)
+            return Result(job, "failed", error=error, width=width, height=height)
         ow, oh = self.target.size_for(width, height)
         too_large = side_limit_problem(format_of_path(job.output) or "", ow, oh)
         if too_large is not None:

@@ -724,6 +724,23 @@ def test_a_limit_under_a_mib_is_said_as_given_not_as_1_mib(
     assert f"more than the {said} --max-memory allows; not decoded" in images[0]["error"]
 
 
+def test_a_dry_run_refuses_an_image_too_large_for_the_limit_as_a_run_does(
+    tmp_path: Path,
+) -> None:
+    """A dry run judges each image against the memory budget a run would: one a run
+    refuses fails there too (exit 1, the run's line), where it was ``planned``."""
+    image(tmp_path / "thumb.png", size=(64, 48))
+    args = (tmp_path / "thumb.png", "-o", tmp_path / "out", "--max-memory", "1K")
+    code, planned, _, err = cli(*args, "--dry-run")
+    assert code == 1, err
+    assert planned[0]["status"] == "failed"
+    assert "more than the 1 KiB --max-memory allows; not decoded" in planned[0]["error"]
+    assert not (tmp_path / "out").exists()
+    code, ran, _, err = cli(*args)
+    assert code == 1, err
+    assert ran[0]["error"] == planned[0]["error"]
+
+
 def test_a_thumbnail_upscales_with_the_default_model_under_a_small_limit(tmp_path: Path) -> None:
     image(tmp_path / "thumb.png", size=(64, 48))
     code, images, _, err = cli(

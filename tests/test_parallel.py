@@ -692,6 +692,34 @@ def test_each_worker_gets_a_share_of_the_ram_within_its_own_ulimit(
     assert _worker_budget(Options(), 2) == 8 << 30
 
 
+def test_a_dry_run_refuses_an_image_too_large_for_its_workers_share_of_the_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dry run plans each image within the memory a run would give its worker (its
+    share), not within all of it: an image a run would refuse fails there too, with the
+    run's line, and nothing is written; one process has all of it, and plans it."""
+    from pocketsr_cli import memory
+
+    # 16000 bytes available: 8 KiB a worker for two, less than the about 11 KiB needed.
+    monkeypatch.setattr(memory, "host_available_bytes", lambda address_space=True: 16000)
+    monkeypatch.setattr(memory, "address_space_headroom_bytes", lambda status=None: None)
+    src = folder(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    args = (src, "-o", out, "-m", "bicubic", "--devices", "cpu,cpu")
+    code, planned, err = upscale_json(*args, "--dry-run")
+    assert code == 1, err
+    share = "more than the 8 KiB of memory each of the 2 workers may use; not decoded. "
+    assert [line["status"] for line in planned[:-1]] == ["failed", "failed"]
+    assert all(share in line["error"] for line in planned[:-1])
+    assert not out.exists()
+    code, ran, err = upscale_json(*args)
+    assert code == 1, err
+    assert [line["error"] for line in ran[:-1]] == [line["error"] for line in planned[:-1]]
+    code, planned, err = upscale_json(*args[:-1], "cpu", "--dry-run")
+    assert code == 0, err
+    assert [line["status"] for line in planned[:-1]] == ["planned", "planned"]
+
+
 def test_an_image_refused_for_a_workers_share_of_the_memory_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
