@@ -245,13 +245,16 @@ def _worker_budget(options: Options, workers: int) -> int | None:
 def _worker_options(options: Options, workers: int) -> Options:
     """``options`` as each of ``workers`` workers (at least 1) runs with them: the images
     in flight on all workers share the host's memory, so ``max_memory`` is each one's
-    share (:func:`_worker_budget`), and ``max_memory_workers`` says so when the user gave
-    no limit (messages then name no option the user did not give)."""
+    share (:func:`_worker_budget`), and ``max_memory_workers`` says so: when the user gave
+    no limit, messages then name no option the user did not give; when they gave one and
+    it is shared (``max_memory_shared``), they name the share and the limit given."""
     shares = max(1, workers)
+    shared = options.max_memory if options.max_memory and shares > 1 else None
     return dataclasses.replace(
         options,
         max_memory=_worker_budget(options, shares),
-        max_memory_workers=None if options.max_memory else shares,
+        max_memory_workers=shares if shared or not options.max_memory else None,
+        max_memory_shared=shared,
     )
 
 

@@ -259,6 +259,10 @@ class Options:
             processes (``parallel.run_parallel``, when no limit was given): messages
             then say so, rather than name an option the user did not give.  None: the
             limit is ``max_memory`` as given (or the memory available when that is None).
+        max_memory_shared: the user's limit (``--max-memory`` or its variable, named as
+            ``max_memory_from`` says) when ``max_memory`` is one of
+            ``max_memory_workers`` (more than one) equal shares of it (``parallel``):
+            messages then name the share and the limit it is a share of.  None: not shared.
         encode_threads: how many images the writer encodes at once (at least 1); None:
             :func:`default_encode_threads`.  Results, files and records are the same
             whatever the number; only the time differs.
@@ -274,6 +278,7 @@ class Options:
     max_memory: int | None = None
     max_memory_from: str | None = None
     max_memory_workers: int | None = None
+    max_memory_shared: int | None = None
     encode_threads: int | None = None
 
 
@@ -1024,12 +1029,19 @@ class _Run:
         budget = self.budget or 0
         allowed = memory.describe_bytes(budget, apart_from=need)
         workers = self.options.max_memory_workers or 0
-        if not self.options.max_memory or workers == 1:
+        source = self.options.max_memory_from or MAX_MEMORY
+        shared = self.options.max_memory_shared
+        if shared is not None:  # the user's limit, split among the workers
+            limit = memory.describe_bytes(shared)
+            where = (
+                f"the {allowed} share of the {limit} {source} each of the {workers} workers may use"
+            )
+        elif not self.options.max_memory or workers == 1:
             where = f"the {allowed} of memory available"
         elif workers:  # a share of what is available: no option of the user's to name
             where = f"the {allowed} of memory each of the {workers} workers may use"
         else:
-            where = f"the {allowed} {self.options.max_memory_from or MAX_MEMORY} allows"
+            where = f"the {allowed} {source} allows"
         # Advice the face can follow only (spelling.offers): bench --folder runs this
         # pipeline without -s or a size, and without --max-memory (or its variable).
         choices = []

@@ -747,6 +747,19 @@ def test_an_image_refused_for_a_workers_share_of_the_memory_says_so(
     code, lines, err = upscale_json(*args[:-1], "cpu")
     assert code == 1, err
     assert all("more than the 4 KiB of memory available; not" in x["error"] for x in lines[:-1])
+    # A limit given is shared too: the line names the share and the limit given, where it
+    # named the share as if it were the --max-memory given ("the 2 KiB --max-memory allows").
     code, lines, err = upscale_json(*args, "--max-memory", "4K")
     assert code == 1, err
-    assert all("the 2 KiB --max-memory allows" in line["error"] for line in lines[:-1])
+    shared = "more than the 2 KiB share of the 4 KiB --max-memory each of the 2 workers may use;"
+    assert all(shared in line["error"] for line in lines[:-1])
+    assert all("fewer --devices" in line["error"] for line in lines[:-1])
+    monkeypatch.setenv(memory.MAX_MEMORY_ENV, "4K")
+    code, lines, err = upscale_json(*args)
+    assert code == 1, err
+    shared = shared.replace("--max-memory", "POCKETSR_MAX_MEMORY")
+    assert all(shared in line["error"] for line in lines[:-1])
+    # One worker has all of the limit given: named as given.
+    code, lines, err = upscale_json(*args[:-1], "cpu", "--max-memory", "2K")
+    assert code == 1, err
+    assert all("the 2 KiB --max-memory allows;" in line["error"] for line in lines[:-1])
