@@ -956,8 +956,12 @@ class _Run:
         found = self.existing(job, alt)
         return found if found.reason_code == "exists" else None
 
-    def decode(self, job: Job, seen: _Identity | None) -> Result | _Decoded:
-        t0 = time.perf_counter()
+    def sized(self, job: Job) -> Result | tuple[ImageHeader, str | None, str | None, int]:
+        """``job``'s header, the format to write it in and the one its name claims
+        (:meth:`requested_format`), and the memory it needs (:meth:`need`); or the failure
+        a run gives it before decoding: an unreadable header, or a need over the budget
+        (:meth:`too_large`).  What :meth:`decode` admits an image by, and :meth:`dry_run`
+        plans it by."""
         try:
             header = read_header(job.input)
         except ImageReadError as exc:
@@ -972,6 +976,14 @@ class _Run:
                 width=header.width,
                 height=header.height,
             )
+        return header, requested, named, need
+
+    def decode(self, job: Job, seen: _Identity | None) -> Result | _Decoded:
+        t0 = time.perf_counter()
+        sized = self.sized(job)
+        if isinstance(sized, Result):
+            return sized
+        _, requested, named, need = sized
         if not self.gate.acquire(need):
             return Result(job, "skipped", reason=_STOPPED, reason_code="interrupted")
         try:
@@ -1223,15 +1235,10 @@ class _Run:
         give it before writing anything: an unreadable header, more memory than the
         budget (:meth:`too_large`, as :meth:`decode` refuses it) or an output too large
         for its format."""
-        try:
-            header = read_header(job.input)
-        except ImageReadError as exc:
-            return Result(job, "failed", error=str(exc))
-        width, height = header.width, header.height
-        need = self.need(job, header, self.requested_format(job, header.format)[0])
-        if self.budget is not None and need > self.budget:
-            error = self.too_large(header, need)
-            return Result(job, "failed", error=error, width=width, height=height)
+        sized = self.sized(job)
+        if isinstance(sized, Result):
+            return sized
+        width, height = sized[0].width, sized[0].height
         ow, oh = self.target.size_for(width, height)
         too_large = side_limit_problem(format_of_path(job.output) or "", ow, oh)
         if too_large is not None:
