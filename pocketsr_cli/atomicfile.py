@@ -29,7 +29,9 @@ system refuses it, nothing is ever swept, but by a process that holds the output
 (``claims.remove_leftovers``: a ``--devices`` driver, after a worker that was writing it
 has been ended outright).  Only regular files named as
 :func:`temp_path_for` names them are considered: links, folders (``report``'s picture
-folders use these names too), FIFOs and devices are left alone.
+folders use these names too), FIFOs and devices are left alone.  The empty probe folder
+that :func:`folder_write_problem` makes and removes at once, left by a check killed in
+between, is removed by the next check in that folder (:func:`_remove_stale_probes`).
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ STALE_AFTER = 60.0
 
 # What temp_path_for makes: hidden, 12 hex digits, the suffix.
 _TEMP_NAME = re.compile(r"\..*\.[0-9a-f]{12}" + re.escape(TEMP_SUFFIX), re.DOTALL)
+# The probe folders _mkdir_problem makes: temp_path_for's names for _PROBE.
+_PROBE = ".pocketsr-probe"
+_PROBE_NAME = re.compile(r"\." + re.escape(_PROBE) + r"\.[0-9a-f]{12}" + re.escape(TEMP_SUFFIX))
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 # A temporary file is created fresh (never through a link), for writing (NFS locks need it).
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
@@ -111,8 +116,10 @@ def _mkdir_problem(parent: Path) -> str | None:
     """Why no folder can be made in ``parent`` (an existing folder), or None: one is made
     there and removed at once.  Its name is fresh (:func:`temp_path_for`'s kind: hidden,
     skipped by folder scans), so no folder another process makes meanwhile is removed;
-    only ``parent``'s modification time changes."""
-    trial = temp_path_for(parent / ".pocketsr-probe")
+    only ``parent``'s modification time changes.  Where one could be made, the probe
+    folders that checks killed outright between the two steps left there are removed too
+    (:func:`_remove_stale_probes`)."""
+    trial = temp_path_for(parent / _PROBE)
     try:
         os.mkdir(trial)
     except FileExistsError:  # 48 random bits taken: folders can be made there
@@ -121,7 +128,30 @@ def _mkdir_problem(parent: Path) -> str | None:
         return f"no folder can be made in {parent} ({exc.strerror or exc})"
     with contextlib.suppress(OSError):
         os.rmdir(trial)
+    _remove_stale_probes(parent)
     return None
+
+
+def _remove_stale_probes(parent: Path) -> int:
+    """Remove from ``parent`` the probe folders of :func:`_mkdir_problem` that a check
+    killed outright between its ``mkdir`` and its ``rmdir`` (``kill -9``) left: folders
+    (not links) named as it names them, unchanged for :data:`STALE_AFTER` seconds (a live
+    check's lasts microseconds) and empty (``rmdir`` removes no other).  How many were
+    removed; one ``os.scandir`` of ``parent``; never raises for file-system trouble."""
+    cutoff = time.time() - STALE_AFTER
+    removed = 0
+    with contextlib.suppress(OSError), os.scandir(parent) as entries:
+        for entry in entries:
+            if not _PROBE_NAME.fullmatch(entry.name):
+                continue
+            with contextlib.suppress(OSError):
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                if not entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    continue
+                os.rmdir(entry.path)
+                removed += 1
+    return removed
 
 
 def temp_path_for(path: Path) -> Path:

@@ -358,3 +358,35 @@ def test_abandoned_temps_of_a_long_name_are_not_taken_for_anothers_where_nothing
     left = atomicfile.temp_path_for(short)
     left.write_bytes(b"left")
     assert atomicfile.remove_abandoned_temps(short) == 1 and not left.exists()
+
+
+def test_a_probe_folder_left_by_a_killed_check_is_removed_by_the_next_one(
+    tmp_path: Path,
+) -> None:
+    """The check of an output folder still to be made makes a hidden folder where it would
+    be made and removes it at once; a run killed outright in between (``kill -9``) left it
+    for good.  The next check there removes such folders once they are a minute old and
+    empty, and nothing else: not a live check's (recent), nor one with something in it,
+    nor a link or a file of that name."""
+    probe = ".." + "pocketsr-probe.0123456789ab" + TEMP_SUFFIX  # as temp_path_for names it
+
+    def made(name: str, age: float = atomicfile.STALE_AFTER + 1) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        os.utime(path, (time.time() - age,) * 2)
+        return path
+
+    left = made(probe)
+    live = made(probe.replace("0123", "4567"), age=1.0)
+    full = tmp_path / probe.replace("0123", "89ab")
+    full.mkdir()
+    (full / "keep.txt").write_text("a user's")
+    os.utime(full, (0, 0))
+    other = made(".x.png.0123456789ab" + TEMP_SUFFIX)  # report's picture folders
+    link = tmp_path / probe.replace("0123", "cdef")
+    link.symlink_to(other)
+    assert atomicfile.folder_write_problem(tmp_path / "new" / "out") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, full.name, other.name, link.name]
+    )
+    assert not left.exists() and (full / "keep.txt").exists()
