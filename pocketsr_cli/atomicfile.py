@@ -85,8 +85,10 @@ def folder_write_problem(folder: Path) -> str | None:
     cannot even be looked at (``errors.unreachable``: a name too long for the file system,
     a folder on the way that may not be entered).  There, a folder is then made and
     removed at once (:func:`_mkdir_problem`), as some file systems (``/proc``, ``/sys``)
-    refuse what permissions allow.  A cheap check before a long run (``os.access``,
-    ``os.statvfs``, one ``mkdir``); writes can still fail later (a full disk)."""
+    refuse what permissions allow; in an existing folder, a file is made and removed
+    (:func:`_create_problem`) for the same reason.  A cheap check before a long run
+    (``os.access``, ``os.statvfs``, one ``mkdir`` or file); writes can still fail later (a
+    full disk)."""
     probe = Path(folder)
     try:
         while not present(probe) and probe.parent != probe:
@@ -109,6 +111,20 @@ def folder_write_problem(folder: Path) -> str | None:
         return f"{probe} is not writable (permission denied)"
     if probe != Path(folder):
         return _mkdir_problem(probe)
+    return _create_problem(probe)
+
+
+def _create_problem(folder: Path) -> str | None:
+    """Why no file can be made in ``folder`` (an existing folder), or None: a temporary
+    file is made there and removed at once (:func:`held_temp`: locked while it lives, so
+    that one left by a check killed outright is a temporary file like any other, which a
+    run's sweep of that folder removes).  Some file systems refuse what permissions and
+    the mount allow (``/proc``, ``/sys``, a read-only overlay)."""
+    try:
+        with held_temp(folder / _PROBE):
+            pass
+    except OSError as exc:
+        return f"no file can be made in {folder} ({exc.strerror or exc})"
     return None
 
 

@@ -418,6 +418,51 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(
     ]
 
 
+def test_an_existing_output_folder_that_refuses_new_files_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-o /proc``, or a folder on a read-only mount that statvfs does not flag: writable
+    by permissions (to root, whom they do not stop, always), yet no file can be made there,
+    so each image failed on its own with the same line (exit 1).  A hidden file is made
+    there and removed at once; nothing of it is left, whether it works or not.  The
+    refusal is simulated (os.open raising EROFS), as chmod does not stop root."""
+    import errno
+
+    save(tmp_path / "a.png", photo())
+    ro = tmp_path / "ro"  # stands for a read-only mount
+    ro.mkdir()
+    real = os.open
+
+    def refusing(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if flags & os.O_CREAT and os.path.dirname(os.fspath(path)) == str(ro):  # type: ignore[call-overload]
+            raise OSError(errno.EROFS, "Read-only file system", path)
+        return real(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", refusing)
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-o", ro, *FAST)
+    assert code == 2 and "failed" not in err
+    assert " ".join(err.split()) == (
+        f"error (usage): cannot write to the output folder {ro}: no file can be made in "
+        f"{ro} (Read-only file system)"
+    )
+    assert list(ro.iterdir()) == []
+    monkeypatch.setattr(os, "open", real)
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-o", ro, *FAST)
+    assert code == 0, err
+    assert [p.name for p in ro.iterdir()] == ["a.png"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc here")
+def test_proc_as_the_output_folder_is_refused_before_any_work(tmp_path: Path) -> None:
+    """``-o /proc``: as root, permissions allow it, yet /proc makes no file; as another
+    user, permissions refuse it.  Either way one line, exit 2, not a failure per image."""
+    save(tmp_path / "a.png", photo())
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-o", "/proc", *FAST)
+    assert code == 2 and "failed" not in err
+    line = " ".join(err.split())  # as root: "no file can be made in /proc (No such file…)"
+    assert line.startswith("error (usage): cannot write to the output folder /proc: ")
+
+
 def test_an_output_folder_that_cannot_even_be_looked_at_is_refused_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
