@@ -47,7 +47,7 @@ import numbers
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from pocketsr_cli.pipeline import Result, Summary, Variant
     from pocketsr_cli.sizing import Target
 
-__all__ = ["Upscaler"]
+__all__ = ["FolderRun", "Upscaler"]
 
 # Pillow's 16-bit gray modes and their samples' byte order: each comes back in its own.
 _PIL_MODES_16 = {"I;16": "<u2", "I;16L": "<u2", "I;16B": ">u2", "I;16N": "=u2"}
@@ -634,9 +634,13 @@ class Upscaler:
         overwrite: bool = False,
         encode_threads: int | None = None,
         suffix: str | None = None,
-    ) -> Iterator[Result]:
+    ) -> FolderRun:
         """Upscale every image of ``src_dir`` into ``dst_dir`` (its tree mirrored), yielding
-        one :class:`~pocketsr_cli.pipeline.Result` per file as each finishes.
+        one :class:`~pocketsr_cli.pipeline.Result` per file as each finishes.  Once the
+        loop has run to its end, the generator's :attr:`FolderRun.summary` holds the run's
+        totals, as the command line's ``--json`` summary line: among them
+        ``leftovers_removed``, the temporary files killed runs had left in the output
+        folders that this run removed.
 
         Behaves as ``pocketsr upscale SRC -o DST``: non-image files and earlier outputs
         are ``skipped``, existing outputs are kept (``skipped``) unless ``overwrite``, an
@@ -725,7 +729,38 @@ class Upscaler:
         )
         # Returned, not yielded from: a generator's body, these checks included, would
         # run only at the first next(), out of a caller's try around this call.
-        return stream(jobs, [self._variant], options, _WarningsOnly(self._warn))
+        reporter = _WarningsOnly(self._warn)
+        return FolderRun(stream(jobs, [self._variant], options, reporter), reporter)
+
+
+class FolderRun(Generator["Result", None, None]):
+    """What :meth:`Upscaler.upscale_folder` returns: a generator of the run's results, in
+    order (iterate it, ``close()`` it, as any generator), which holds the run's
+    :class:`~pocketsr_cli.pipeline.Summary` once it has run to its end
+    (:attr:`summary`)."""
+
+    def __init__(self, results: Generator[Result, None, None], reporter: _WarningsOnly) -> None:
+        self._results = results
+        self._reporter = reporter
+
+    @property
+    def summary(self) -> Summary | None:
+        """The run's totals, as the command line's ``--json`` summary line gives them
+        (``count("ok")``, ``seconds``, ``interrupted``, ``stopped``...), among them
+        ``leftovers_removed``: the temporary files that killed runs had left in the output
+        folders and this run removed.  None until the loop has run to its end (after a
+        Ctrl-C too: set before ``KeyboardInterrupt`` is raised), and for good once the
+        generator is closed before its end."""
+        return self._reporter.summary
+
+    def send(self, value: None) -> Result:
+        return self._results.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None, /) -> Result:
+        return self._results.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._results.close()
 
 
 def _pcsr_options(
@@ -803,11 +838,13 @@ class _WarningsOnly(NullReporter):
 
     def __init__(self, warn: Callable[[str], None]) -> None:
         self._warn = warn
+        self.summary: Summary | None = None  # the run's, once it has ended
 
     def warning(self, message: str) -> None:
         self._warn(message)
 
     def finished(self, summary: Summary) -> None:
+        self.summary = summary
         if summary.conflicts_warning is not None:
             self._warn(summary.conflicts_warning)
 

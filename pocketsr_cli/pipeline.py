@@ -71,7 +71,7 @@ import queue
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -1915,7 +1915,7 @@ def stream(
     upscaler: ImageUpscaler | Sequence[Variant],
     options: Options,
     reporter: Reporter,
-) -> Iterator[Result]:
+) -> Generator[Result, None, None]:
     """:func:`run` as a generator: the same three stages, yielding each job's result in
     job order as soon as its output is written (for the Python API's folder iterator).
 

@@ -4,6 +4,8 @@ overlap, results come in job order as files are written, and the outputs are the
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +17,7 @@ from PIL import Image
 
 import pocketsr_cli
 from pocketsr_cli import pipeline
+from pocketsr_cli.atomicfile import TEMP_SUFFIX
 from pocketsr_cli.errors import UsageError
 
 WAIT = 30.0  # seconds; only a pipeline that never overlaps waits this long (and fails)
@@ -252,3 +255,27 @@ def test_an_unknown_format_is_refused_with_the_command_lines_choices_under_its_k
     )
     results = list(up.upscale_folder(tmp_path / "in", tmp_path / "out", fmt="TIF"))
     assert results and all(r.output is not None and r.output.suffix == ".tif" for r in results)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock: nothing is swept")
+def test_the_run_says_how_many_leftovers_it_removed_as_the_json_summary_does(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    """The command line's ``--json`` summary says how many temporary files of killed runs
+    a run removed (``leftovers_removed``); the generator ``upscale_folder`` returns holds
+    the same summary once its loop has run to its end."""
+    photos(tmp_path / "in", count=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    left = out / f".00.png.0123456789ab{TEMP_SUFFIX}"  # a run killed mid-write left it
+    left.write_bytes(b"half a PNG")
+    os.utime(left, (0, 0))
+    results = up.upscale_folder(tmp_path / "in", out)
+    assert results.summary is None  # not run yet
+    assert [r.status for r in results] == ["ok", "ok"]
+    summary = results.summary
+    assert summary is not None and summary.leftovers_removed == 1 and not left.exists()
+    assert summary.count("ok") == 2 and not summary.interrupted
+    again = up.upscale_folder(tmp_path / "in", out)
+    assert [r.reason_code for r in again] == ["exists", "exists"]
+    assert again.summary is not None and again.summary.leftovers_removed == 0
