@@ -370,15 +370,33 @@ def sweep_stale_temps(folder: Path, *, stale_after: float | None = None) -> int:
     return _sweep(folder, time.time() - limit, lambda name: True)
 
 
-def sweep_unheld(folder: Path, suffix: str, names: re.Pattern[str], *, stale_after: float) -> int:
+def sweep_unheld(
+    folder: Path,
+    suffix: str,
+    names: re.Pattern[str],
+    *,
+    stale_after: float,
+    open_files_stay: bool = False,
+) -> int:
     """Remove, from ``folder`` (not its subfolders), the regular files whose names end in
     ``suffix`` and match ``names`` that no process holds locked (``flock``, taken as
     :func:`sweep_stale_temps` takes it: lock, check that the name still refers to the
     locked file, remove, unlock) and that were last modified at least ``stale_after``
     seconds ago: the lock files of a package module whose holders were ended outright
-    (``claims.sweep_stale_claims``).  Where locks do not work nothing is removed.  How many
-    were removed; never raises for file-system trouble."""
-    return _sweep(folder, time.time() - stale_after, lambda name: True, suffix=suffix, names=names)
+    (``claims.sweep_stale_claims``).  Where locks do not work nothing is removed, unless
+    ``open_files_stay`` and this system has no ``flock`` at all (Windows): there a file
+    that a process holds open cannot be removed, so for files that each holder keeps
+    open from their creation to their removal (claims), one that can be removed has no
+    holder left, and is removed.  How many were removed; never raises for file-system
+    trouble."""
+    return _sweep(
+        folder,
+        time.time() - stale_after,
+        lambda name: True,
+        unheld=open_files_stay and fcntl is None,
+        suffix=suffix,
+        names=names,
+    )
 
 
 def remove_abandoned_temps(path: Path) -> int:
@@ -465,8 +483,9 @@ def _remove_if_stale(path: Path, cutoff: float) -> bool | None:
 
 def _remove_unlocked(path: Path, cutoff: float) -> bool:
     """Remove ``path`` if it is a regular file unchanged since ``cutoff``, without a lock
-    (none can be had; the caller knows no live writer holds it).  Not opened first: on
-    Windows an open file cannot be removed, this process's own handle included.
+    (none can be had; the caller knows no live writer holds it, or, on Windows, that its
+    holders keep it open, which makes the removal fail).  Not opened first: on Windows an
+    open file cannot be removed, this process's own handle included.
 
     Raises:
         OSError: it cannot be checked or removed (on Windows: another process has it open).

@@ -23,8 +23,19 @@ Windows that open file is the lock: a file another process holds open cannot be 
 (``os.open`` does not share deletion), so a run that finds a claim file removes it, and if
 that works its holder is gone (killed outright, or a ``--devices`` worker ended by the
 driver: ``terminate`` runs no clean-up there) and the run claims the output afresh; if not,
-the output is busy.  Elsewhere (a file system that refuses ``flock``) a claim left by a
-killed run stays, and :func:`describe_busy` says to delete it.
+the output is busy.  The folder's sweep (:func:`sweep_stale_claims`) removes the claims a
+killed run left beside outputs no run claims again by the same rule.
+
+Elsewhere (a file system that refuses ``flock``: some network file systems) a claim left by
+a killed run stays, neither taken nor swept, and :func:`describe_busy` says to delete it.
+There is no safe rule to tell it from a live run's.  A record of its holder (host, pid,
+the process's start time) would be written after the file is made, so a claim may be
+seen empty; such file systems are mostly shared between machines, whose processes this
+one cannot look up (nor, on one machine, those of another PID namespace: a container);
+and, decisive, removing a claim found dead cannot be made safe without a lock: between
+the check and the ``unlink`` another process may remove it and a new run make a fresh
+claim at that name (inode numbers are reused at once), which the ``unlink`` would then
+take from that live run, so that two runs write one output.
 """
 
 from __future__ import annotations
@@ -216,10 +227,18 @@ def sweep_stale_claims(folder: Path) -> int:
     could not remove its claim (the folder read-only then).  A run that claims such an
     output removes its claim anyway; this is for outputs that are skipped (already
     written) or no longer made, whose claims would stay for ever.  A live run's claim is
-    locked, so it is kept; where nothing can be locked (Windows, some network file
-    systems) nothing is removed.  How many were removed; never raises for file-system
-    trouble.  Once per output folder per run (``atomicfile.TempSweeper``)."""
-    return sweep_unheld(folder, CLAIM_SUFFIX, _CLAIM_NAME, stale_after=STALE_AFTER)
+    locked, so it is kept; on Windows, where nothing can be locked, it is held open, so
+    it cannot be removed there, and one that can be has no holder left (see the module
+    docs); on a file system that refuses ``flock`` (some network file systems) nothing is
+    removed.  How many were removed; never raises for file-system trouble.  Once per
+    output folder per run (``atomicfile.TempSweeper``)."""
+    return sweep_unheld(
+        folder,
+        CLAIM_SUFFIX,
+        _CLAIM_NAME,
+        stale_after=STALE_AFTER,
+        open_files_stay=_OPEN_FILES_STAY,
+    )
 
 
 def describe_busy(output: Path) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _runs import default_stop_signals, leftovers, unenterable
+from _runs import as_on_windows, default_stop_signals, leftovers, unenterable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -733,17 +733,9 @@ def test_a_claim_left_beside_a_written_output_is_swept_and_a_held_one_is_kept(
         held.release()
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
-def test_on_windows_a_claim_left_by_a_killed_run_is_taken_and_a_held_one_is_not(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Windows has no flock, and a run killed there (or a --devices worker, which the
-    driver ends with TerminateProcess) leaves its claim file: every later run skipped
-    that output as "being written" until the file was deleted by hand.  Windows removes
-    no file a process holds open, as emulated here: a claim file that can be removed has
-    no holder left, and is taken."""
-    from pocketsr_cli import atomicfile
-
+def windows_claims(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claims as on Windows (``_runs.as_on_windows``: no flock), and Windows' refusal to
+    remove a file that a process holds open, emulated with this process's open files."""
     real_unlink = os.unlink
 
     def windows_unlink(path: object, *args: object, **kwargs: object) -> None:
@@ -756,10 +748,54 @@ def test_on_windows_a_claim_left_by_a_killed_run_is_taken_and_a_held_one_is_not(
             raise PermissionError(13, "The process cannot access the file", path)
         real_unlink(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(claims, "fcntl", None)
-    monkeypatch.setattr(atomicfile, "fcntl", None)
-    monkeypatch.setattr(claims, "_OPEN_FILES_STAY", True)
+    as_on_windows(monkeypatch)
     monkeypatch.setattr(os, "unlink", windows_unlink)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_on_windows_a_claim_left_beside_a_written_output_is_swept_and_a_held_one_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without flock (Windows), the folder's sweep removed no claim: one a killed run left
+    beside an output that later runs skip as written (or no longer make) stayed for ever.
+    There a claim's run holds it open from its creation to its removal, and Windows
+    removes no open file: the sweep removes what it can, so a live run's is kept."""
+    windows_claims(monkeypatch)
+    src = folder_of(tmp_path / "in", 3)
+    jobs = collect_jobs([src], Naming(tmp_path / "out", None))
+    assert run(jobs, Doubler(), Options(), pipeline.NullReporter()).count("ok") == 3
+    out = tmp_path / "out"
+    old = time.time() - claims.STALE_AFTER - 60
+    left = claims.claim_path(out / "0.png")
+    left.write_text("")  # its run was killed after the rename
+    os.utime(left, (old, old))
+    orphan = out / ".gone.png.pocketsr-claim"  # an output no longer made
+    orphan.write_text("")
+    os.utime(orphan, (old, old))
+    held = claims.acquire(out / "1.png")  # another run, at its rename now
+    assert held is not None
+    os.utime(held.path, (old, old))
+    fresh = claims.claim_path(out / "2.png")
+    fresh.write_text("")  # made a moment ago: kept, as where flock works
+    try:
+        summary = run(jobs, Doubler(), Options(), pipeline.NullReporter())
+        assert [r.reason_code for r in summary.results] == ["exists"] * 3
+        assert not left.exists() and not orphan.exists()
+        assert held.path.exists() and fresh.exists()
+    finally:
+        held.release()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_on_windows_a_claim_left_by_a_killed_run_is_taken_and_a_held_one_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows has no flock, and a run killed there (or a --devices worker, which the
+    driver ends with TerminateProcess) leaves its claim file: every later run skipped
+    that output as "being written" until the file was deleted by hand.  Windows removes
+    no file a process holds open, as emulated here: a claim file that can be removed has
+    no holder left, and is taken."""
+    windows_claims(monkeypatch)
     out = tmp_path / "a.png"
     held = claims.acquire(out)
     assert held is not None
