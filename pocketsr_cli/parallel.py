@@ -64,7 +64,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Protocol
 
-from pocketsr_cli import claims, memory
+from pocketsr_cli import claims
 from pocketsr_cli import spelling as spelling_module
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import PocketSRError
@@ -230,32 +230,11 @@ def _worker_main(
 # -- driver -------------------------------------------------------------------------------
 
 
-def _worker_budget(options: Options, workers: int) -> int | None:
-    """Each worker's ``max_memory``: its share of the host's RAM (or of the user's
-    ``--max-memory``), within what ``ulimit -v`` lets one process map (a limit every
-    worker has for itself, not a share of the driver's)."""
-    if options.max_memory:
-        return max(1, options.max_memory // workers)
-    ram = memory.host_available_bytes(address_space=False)
-    limit = memory.address_space_headroom_bytes()
-    shares = [v for v in (None if ram is None else ram // workers, limit) if v is not None]
-    return max(1, min(shares)) if shares else None
-
-
 def _worker_options(options: Options, workers: int) -> Options:
     """``options`` as each of ``workers`` workers (at least 1) runs with them: the images
-    in flight on all workers share the host's memory, so ``max_memory`` is each one's
-    share (:func:`_worker_budget`), and ``max_memory_workers`` says so: when the user gave
-    no limit, messages then name no option the user did not give; when they gave one and
-    it is shared (``max_memory_shared``), they name the share and the limit given."""
-    shares = max(1, workers)
-    shared = options.max_memory if options.max_memory and shares > 1 else None
-    return dataclasses.replace(
-        options,
-        max_memory=_worker_budget(options, shares),
-        max_memory_workers=shares if shared or not options.max_memory else None,
-        max_memory_shared=shared,
-    )
+    in flight on all workers share the host's memory, so each has its share of it
+    (``MemoryLimit.per_worker``), which its messages name as a share."""
+    return dataclasses.replace(options, memory_limit=options.memory_limit.per_worker(workers))
 
 
 @contextlib.contextmanager

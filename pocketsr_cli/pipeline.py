@@ -34,7 +34,7 @@ raise while an image is decoded, upscaled or written go on that image's line
 Memory: before an image is decoded, what it needs at each stage is predicted from its
 header (``memory.predict``: its size, channels and bit depth, the variant's scale and path,
 the output's size and format).  An image that cannot fit in the run's budget
-(``Options.max_memory``, else the memory available when the run starts) fails with a line
+(``Options.memory_limit``, else the memory available when the run starts) fails with a line
 that says how much it needs, without being decoded; the others are admitted one after
 another while the predicted needs of the images in flight (decoded, upscaling, queued,
 being written) fit in the budget together, so a run of large images works on one at a
@@ -236,6 +236,78 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class MemoryLimit:
+    """The host memory the images a run has in flight may need together (its budget), and
+    what a refusal names it as: the user's limit, a worker's share of it, or of the memory
+    available.
+
+    Attributes:
+        bytes: the budget, in bytes; None: what is available when the run starts
+            (:meth:`budget`).
+        source: what messages name as the user's limit when it is not the option itself
+            (which they name as the face spells it, ``spelling.MAX_MEMORY``): the command
+            line's ``POCKETSR_MAX_MEMORY`` when the limit was read from that variable.
+        workers: set when ``bytes`` is not the user's limit as given but this worker's
+            share (:meth:`per_worker`): of the user's limit (``shared``), or, when none was
+            given, of the memory available, split among that many worker processes;
+            messages then say so, rather than name an option the user did not give.
+            None: ``bytes`` is the limit as given (or None: what is available).
+        shared: the user's limit when ``bytes`` is one of ``workers`` (more than one)
+            equal shares of it: messages then name the share and the limit it is a share
+            of.  None: not shared.
+    """
+
+    bytes: int | None = None
+    source: str | None = None
+    workers: int | None = None
+    shared: int | None = None
+
+    def budget(self) -> int | None:
+        """The bytes a run admits images within: ``bytes``, else the memory available now
+        (``memory.host_available_bytes``); None: no limit given and none known."""
+        return self.bytes or memory.host_available_bytes()
+
+    def per_worker(self, workers: int) -> MemoryLimit:
+        """This limit as each of ``workers`` worker processes (at least 1) runs with it
+        (``parallel``): the images in flight on all of them share the host's memory, so
+        each gets an equal share of the user's limit, or, with none given, of the host's
+        RAM, within what ``ulimit -v`` lets one process map (a limit every worker has for
+        itself, not a share of the driver's); ``bytes`` None when neither is known."""
+        shares = max(1, workers)
+        if self.bytes:
+            shared = self.bytes if shares > 1 else None
+            return MemoryLimit(
+                max(1, self.bytes // shares),
+                self.source,
+                workers=shares if shared else None,
+                shared=shared,
+            )
+        ram = memory.host_available_bytes(address_space=False)
+        limit = memory.address_space_headroom_bytes()
+        found = [v for v in (None if ram is None else ram // shares, limit) if v is not None]
+        return MemoryLimit(max(1, min(found)) if found else None, self.source, workers=shares)
+
+    def allowance(self, budget: int, need: int) -> str:
+        """What a refusal says an image's ``need`` is more than, ``budget`` being what the
+        run admits images within (:meth:`budget`): ``the 1 KiB --max-memory allows``, ``the
+        2 GiB of memory available``, ``the 2 GiB of memory each of the 4 workers may use``
+        or ``the 2 GiB share of the 8 GiB --max-memory each of the 4 workers may use``."""
+        allowed = memory.describe_bytes(budget, apart_from=need)
+        workers = self.workers or 0
+        source = self.source or MAX_MEMORY
+        if self.shared is not None:  # the user's limit, split among the workers
+            limit = memory.describe_bytes(self.shared)
+            return (
+                f"the {allowed} share of the {limit} {source} each of the {workers} workers may use"
+            )
+        if not self.bytes or workers == 1:
+            return f"the {allowed} of memory available"
+        if workers:  # a share of what is available: no option of the user's to name
+            return f"the {allowed} of memory each of the {workers} workers may use"
+        return f"the {allowed} {source} allows"
+
+
+@dataclass(frozen=True)
 class Options:
     """Per-run choices that are not about naming (see ``jobs.Naming``).
 
@@ -248,21 +320,9 @@ class Options:
         record: write each output's provenance record with these run-wide settings and
             compare existing outputs' records with it; None: write none, and skip
             existing outputs by name alone.
-        max_memory: the host memory, in bytes, the images in flight may need together
-            (see the module docs); None: what is available when the run starts.
-        max_memory_from: what messages name as the source of ``max_memory`` when it is
-            not the option itself (which they name as the face spells it,
-            ``spelling.MAX_MEMORY``): the command line's ``POCKETSR_MAX_MEMORY`` when the
-            limit was read from that variable.
-        max_memory_workers: set when ``max_memory`` is not the user's limit but this
-            worker's share of the memory available, split among that many worker
-            processes (``parallel.run_parallel``, when no limit was given): messages
-            then say so, rather than name an option the user did not give.  None: the
-            limit is ``max_memory`` as given (or the memory available when that is None).
-        max_memory_shared: the user's limit (``--max-memory`` or its variable, named as
-            ``max_memory_from`` says) when ``max_memory`` is one of
-            ``max_memory_workers`` (more than one) equal shares of it (``parallel``):
-            messages then name the share and the limit it is a share of.  None: not shared.
+        memory_limit: the host memory the images in flight may need together, and how a
+            refusal names it (:class:`MemoryLimit`; see the module docs); by default what
+            is available when the run starts.
         encode_threads: how many images the writer encodes at once (at least 1); None:
             :func:`default_encode_threads`.  Results, files and records are the same
             whatever the number; only the time differs.
@@ -275,10 +335,7 @@ class Options:
     dry_run: bool = False
     target: Target | None = None
     record: provenance.RunSettings | None = None
-    max_memory: int | None = None
-    max_memory_from: str | None = None
-    max_memory_workers: int | None = None
-    max_memory_shared: int | None = None
+    memory_limit: MemoryLimit = MemoryLimit()
     encode_threads: int | None = None
 
 
@@ -818,8 +875,7 @@ class _Run:
         self.finished: queue.SimpleQueue[Result] = queue.SimpleQueue()  # written, not yielded
         self.summary = Summary.for_jobs(jobs, keep_results=keep_results, dry_run=options.dry_run)
         self.profiles = {v.scale: upscaler_memory(v.upscaler) for v in variants}
-        available = None if options.max_memory else memory.host_available_bytes()
-        self.budget = options.max_memory or available
+        self.budget = options.memory_limit.budget()
         self.gate = _MemoryGate(self.budget, self.stop)
         self.held: set[claims.Claim] = set()  # the images' claims (claim_work)
         self.held_lock = threading.Lock()
@@ -1039,21 +1095,8 @@ class _Run:
         variant = self.variant_for(header.width, header.height)
         w, h = self.target.size_for(header.width, header.height)
         budget = self.budget or 0
-        allowed = memory.describe_bytes(budget, apart_from=need)
-        workers = self.options.max_memory_workers or 0
-        source = self.options.max_memory_from or MAX_MEMORY
-        shared = self.options.max_memory_shared
-        if shared is not None:  # the user's limit, split among the workers
-            limit = memory.describe_bytes(shared)
-            where = (
-                f"the {allowed} share of the {limit} {source} each of the {workers} workers may use"
-            )
-        elif not self.options.max_memory or workers == 1:
-            where = f"the {allowed} of memory available"
-        elif workers:  # a share of what is available: no option of the user's to name
-            where = f"the {allowed} of memory each of the {workers} workers may use"
-        else:
-            where = f"the {allowed} {source} allows"
+        limit = self.options.memory_limit
+        workers = limit.workers or 0
         # Advice the face can follow only (spelling.offers): bench --folder runs this
         # pipeline without -s or a size, and without --max-memory (or its variable).
         choices = []
@@ -1076,7 +1119,7 @@ class _Run:
         return (
             f"needs about {memory.describe_bytes(need, apart_from=budget)} of memory to upscale "
             f"{header.width}x{header.height} to {w}x{h} (x{variant.scale} model), more than "
-            f"{where}; not decoded." + (f" {advice}" if advice else "")
+            f"{limit.allowance(budget, need)}; not decoded." + (f" {advice}" if advice else "")
         )
 
     def plan_decoded(
@@ -1799,7 +1842,7 @@ class ImageWorker:
     time (``parallel``): read -> upscale -> claim + write -> :class:`Result`.
 
     It keeps every guarantee of :func:`run` for the image (skip-existing and records,
-    memory admission within ``options.max_memory``, claims, atomic writes); ``inputs`` are
+    memory admission within ``options.memory_limit``, claims, atomic writes); ``inputs`` are
     the run's inputs that will be upscaled, so that an output whose name only decoding
     can tell (a misnamed input) never overwrites one of them; None while they are not all
     known (a folder still being walked): such an output is then never one that exists

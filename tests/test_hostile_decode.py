@@ -36,7 +36,7 @@ from pocketsr_cli.cli import app
 from pocketsr_cli.errors import ImageReadError
 from pocketsr_cli.imageio import read_header, read_image
 from pocketsr_cli.jobs import Naming, collect_jobs
-from pocketsr_cli.pipeline import Options, run
+from pocketsr_cli.pipeline import MemoryLimit, Options, run
 
 TRUNCATED = "file is truncated or corrupt: {} (incomplete download or copy?)"
 CUT = "file is truncated or corrupt (incomplete download or copy?)"  # the decoder's own find
@@ -847,7 +847,9 @@ def test_large_images_are_admitted_one_at_a_time(
     monkeypatch.setattr(pipeline, "read_image", read)
     monkeypatch.setattr(pipeline, "write_atomic", write)
     found = collect_jobs([src], Naming(tmp_path / "out", None))
-    summary = run(found, Doubler(), Options(max_memory=need * 3 // 2), pipeline.NullReporter())
+    summary = run(
+        found, Doubler(), Options(memory_limit=MemoryLimit(need * 3 // 2)), pipeline.NullReporter()
+    )
     assert [r.status for r in summary.results] == ["ok"] * 4
     assert events == [f"{what} {i}.png" for i in range(4) for what in ("read", "wrote")]
     # With room for all of them, the next image is read while one is being upscaled.
@@ -862,7 +864,7 @@ def test_large_images_are_admitted_one_at_a_time(
     summary = run(
         found,
         Doubler(until_read_ahead),
-        Options(max_memory=need * 10, overwrite=True),
+        Options(memory_limit=MemoryLimit(need * 10), overwrite=True),
         pipeline.NullReporter(),
     )
     assert ahead.is_set() and events.index("read 1.png") < events.index("wrote 0.png")

@@ -680,16 +680,15 @@ def test_each_worker_gets_a_share_of_the_ram_within_its_own_ulimit(
     it is not divided (the driver's headroom split between two workers halved each one's
     budget for nothing)."""
     from pocketsr_cli import memory
-    from pocketsr_cli.parallel import _worker_budget
-    from pocketsr_cli.pipeline import Options
+    from pocketsr_cli.pipeline import MemoryLimit
 
     monkeypatch.setattr(memory, "host_available_bytes", lambda address_space=True: 16 << 30)
     monkeypatch.setattr(memory, "address_space_headroom_bytes", lambda status=None: 5 << 30)
-    assert _worker_budget(Options(), 2) == 5 << 30  # min(16 GiB / 2, 5 GiB)
-    assert _worker_budget(Options(), 4) == 4 << 30  # min(16 GiB / 4, 5 GiB)
-    assert _worker_budget(Options(max_memory=6 << 30), 2) == 3 << 30  # the user's, shared
+    assert MemoryLimit().per_worker(2).bytes == 5 << 30  # min(16 GiB / 2, 5 GiB)
+    assert MemoryLimit().per_worker(4).bytes == 4 << 30  # min(16 GiB / 4, 5 GiB)
+    assert MemoryLimit(6 << 30).per_worker(2).bytes == 3 << 30  # the user's, shared
     monkeypatch.setattr(memory, "address_space_headroom_bytes", lambda status=None: None)
-    assert _worker_budget(Options(), 2) == 8 << 30
+    assert MemoryLimit().per_worker(2).bytes == 8 << 30
 
 
 def test_a_dry_run_refuses_an_image_too_large_for_its_workers_share_of_the_memory(

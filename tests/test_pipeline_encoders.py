@@ -20,6 +20,7 @@ from pocketsr_cli import pipeline
 from pocketsr_cli.errors import ImageWriteError
 from pocketsr_cli.jobs import Job, Naming, collect_jobs
 from pocketsr_cli.pipeline import (
+    MemoryLimit,
     NullReporter,
     Options,
     Result,
@@ -136,7 +137,7 @@ def run_with(
     monkeypatch.setattr(pipeline, "encode_image", encoder or REAL_ENCODE)
     events = Events()
     settings = RunSettings(version="9.9", tile="0/0")
-    options = Options(record=settings, encode_threads=threads, max_memory=1 << 30)
+    options = Options(record=settings, encode_threads=threads, memory_limit=MemoryLimit(1 << 30))
     return run(jobs, Nearest(), options, events), events
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pocketsr_cli.descriptor import ModelDescriptor
     from pocketsr_cli.ensemble import Ensemble
     from pocketsr_cli.factory import UpscalerSpec
+    from pocketsr_cli.pipeline import MemoryLimit
     from pocketsr_cli.sizing import Target
 
 
@@ -321,7 +322,7 @@ def upscale(
     overlap = opt.tile_overlap(tile_overlap)  # None: each model's own
     tile_px = opt.tile_side(tile, overlap)  # checked before any work
     self_ensemble = opt.ensemble_choice(ensemble, ensemble_weight)
-    memory_limit, memory_limit_from = _max_memory(max_memory)
+    memory_limit = _max_memory(max_memory)
     Naming(out_dir=output, suffix=suffix)  # validates --suffix before any work
     target = sizing.target_from_options(
         outscale=outscale, width=width, height=height, long_edge=long_edge
@@ -494,8 +495,7 @@ def upscale(
         dry_run=dry_run,
         target=target,
         record=record,
-        max_memory=memory_limit,
-        max_memory_from=memory_limit_from,
+        memory_limit=memory_limit,
     )
     if worker_devices or (use_ray and not dry_run):
         from pocketsr_cli.parallel import ModelSpec
@@ -642,12 +642,12 @@ def _workers_label(workers: Sequence[str]) -> str:
     return f" ×{len(workers)} worker{'' if len(workers) == 1 else 's'} ({named})"
 
 
-def _max_memory(text: str | None) -> tuple[int | None, str | None]:
-    """``--max-memory`` (``text``; None: not given), else ``POCKETSR_MAX_MEMORY``, in bytes;
-    None when neither is given or the one that is is empty (no limit but the memory
-    available).  With ``--max-memory`` given the variable is not read.  Second, what the
-    messages of a run name as the limit's source (``Options.max_memory_from``): the
-    variable's name when the limit came from it, else None (the flag).
+def _max_memory(text: str | None) -> MemoryLimit:
+    """``--max-memory`` (``text``; None: not given), else ``POCKETSR_MAX_MEMORY``, as the
+    run's limit: no ``bytes`` when neither is given or the one that is is empty (no limit
+    but the memory available).  With ``--max-memory`` given the variable is not read.  Its
+    ``source`` is the variable's name when the limit came from it, else None (the flag),
+    for the messages of a run to name it by.
 
     Raises:
         UsageError: not a size; the message names what the user set, the flag or the
@@ -656,16 +656,18 @@ def _max_memory(text: str | None) -> tuple[int | None, str | None]:
     import os
 
     from pocketsr_cli.memory import MAX_MEMORY_ENV, parse_size
+    from pocketsr_cli.pipeline import MemoryLimit
 
     named = "--max-memory"
     if text is None:
         text, named = os.environ.get(MAX_MEMORY_ENV), MAX_MEMORY_ENV
     if text is None or not text.strip():
-        return None, None
+        return MemoryLimit()
     try:
-        return parse_size(text), (MAX_MEMORY_ENV if named == MAX_MEMORY_ENV else None)
+        size = parse_size(text)
     except ValueError as exc:
         raise UsageError(f"{named}: {exc}") from None
+    return MemoryLimit(size, MAX_MEMORY_ENV if named == MAX_MEMORY_ENV else None)
 
 
 def _command_line(inputs: list[Path], output: Path | None) -> str:
