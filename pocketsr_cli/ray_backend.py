@@ -13,6 +13,13 @@ each loads the model and holds a GPU, so a run with fewer images than GPUs start
 and jobs whose outputs exist are settled by the driver (``ImageWorker.settled``, with the
 driver's own variants) before any actor is started for them.
 
+Memory: each actor admits images within the whole of the run's limit
+(``Options.memory_limit``: the user's ``--max-memory``, else the memory available in its own
+process when it starts), not a share of it as a ``--devices`` worker does
+(``MemoryLimit.per_worker``): actors may each have a machine of their own, and none is told
+how many share its machine.  A dry run, planned in the driver's process with the run's
+options, therefore judges each image against that same whole limit.
+
 Streaming: jobs are taken from an iterator (a folder still being walked) only as actors
 become free, one image in flight per actor, and no more than a window of results waits for
 an earlier slow image; nothing is materialised for the whole folder (``ray.wait`` on the

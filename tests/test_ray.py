@@ -281,6 +281,35 @@ def test_an_actor_killed_mid_image_has_it_retried_and_each_output_written_once(
 
 
 @pytest.mark.slow
+def test_a_dry_run_judges_each_image_against_the_limit_each_actor_has(
+    cluster: object, tmp_path: Path
+) -> None:
+    """Ray actors do not share --max-memory as --devices workers do: each admits images
+    within the whole of it (or of the memory available where it runs), since actors may
+    each have a machine of their own.  ``--ray --dry-run``, which plans in this process,
+    judges each image against that same whole limit: one over it fails in both, with the
+    run's line; one within it, though over the share two actors would have, is planned
+    and written."""
+    src = folder(tmp_path / "in", 2)  # about 11 KiB each (x4, bicubic)
+    flags = ("-m", "bicubic", "--ray", "--ray-cpus-per-worker", "1")  # two actors
+    for limit, status in [("8K", "failed"), ("16K", "ok")]:  # 16 KiB: 8 KiB an actor if shared
+        out = tmp_path / limit
+        args = (src, "-o", out, *flags, "--max-memory", limit)
+        code, planned, err = upscale_json(*args, "--dry-run")
+        assert code == (1 if status == "failed" else 0), err
+        assert not out.exists()
+        code, ran, err = upscale_json(*args)
+        assert code == (1 if status == "failed" else 0), err
+        assert [x["status"] for x in ran[:-1]] == [status, status]
+        if status == "failed":
+            assert [x["status"] for x in planned[:-1]] == ["failed", "failed"]
+            assert all("the 8 KiB --max-memory allows" in x["error"] for x in ran[:-1])
+            assert [x["error"] for x in planned[:-1]] == [x["error"] for x in ran[:-1]]
+        else:
+            assert [x["status"] for x in planned[:-1]] == ["planned", "planned"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("return_bytes", [False, True], ids=["shared", "bytes"])
 def test_actors_are_started_only_for_the_images_that_need_one(
     cluster: object, tmp_path: Path, return_bytes: bool

@@ -255,7 +255,8 @@ def upscale(
             "powers of 1024, said as GiB, MiB, KiB; or bytes). Default: "
             "POCKETSR_MAX_MEMORY if set, else what is available when the run starts. An "
             "image predicted to need more fails without being decoded; large images are "
-            "worked on one at a time.",
+            "worked on one at a time. --devices workers share it; each --ray actor has "
+            "all of it.",
             show_default=False,
         ),
     ] = None,
