@@ -1091,7 +1091,10 @@ class _Run:
         )
 
     def too_large(self, header: ImageHeader, need: int) -> str:
-        """The reason an image whose predicted ``need`` exceeds the budget fails."""
+        """The reason an image whose predicted ``need`` exceeds the budget fails: ``needs
+        about ... more than ...; not decoded.`` and advice; in a dry run, which decodes
+        nothing, the same line said as what a run would do: ``would be refused: needs
+        about ... more than ....`` and the same advice."""
         variant = self.variant_for(header.width, header.height)
         w, h = self.target.size_for(header.width, header.height)
         budget = self.budget or 0
@@ -1116,10 +1119,13 @@ class _Run:
         advice = f"Choose {' or '.join(choices)}" if choices else ""
         if allow:
             advice = f"{advice}, or {allow}" if advice else allow[0].upper() + allow[1:]
+        # A dry run decodes nothing: its line says what a run would do, rather than what
+        # it did ("not decoded"), and is otherwise the run's line.
+        lead, end = ("would be refused: ", ".") if self.options.dry_run else ("", "; not decoded.")
         return (
-            f"needs about {memory.describe_bytes(need, apart_from=budget)} of memory to upscale "
-            f"{header.width}x{header.height} to {w}x{h} (x{variant.scale} model), more than "
-            f"{limit.allowance(budget, need)}; not decoded." + (f" {advice}" if advice else "")
+            f"{lead}needs about {memory.describe_bytes(need, apart_from=budget)} of memory to "
+            f"upscale {header.width}x{header.height} to {w}x{h} (x{variant.scale} model), more "
+            f"than {limit.allowance(budget, need)}{end}" + (f" {advice}" if advice else "")
         )
 
     def plan_decoded(

@@ -728,17 +728,23 @@ def test_a_dry_run_refuses_an_image_too_large_for_the_limit_as_a_run_does(
     tmp_path: Path,
 ) -> None:
     """A dry run judges each image against the memory budget a run would: one a run
-    refuses fails there too (exit 1, the run's line), where it was ``planned``."""
+    refuses fails there too (exit 1), where it was ``planned``, with the run's line said
+    as what a run would do: a dry run decodes nothing, and its line said ``not decoded``
+    as if it had refused to."""
     image(tmp_path / "thumb.png", size=(64, 48))
     args = (tmp_path / "thumb.png", "-o", tmp_path / "out", "--max-memory", "1K")
     code, planned, _, err = cli(*args, "--dry-run")
     assert code == 1, err
     assert planned[0]["status"] == "failed"
-    assert "more than the 1 KiB --max-memory allows; not decoded" in planned[0]["error"]
+    assert planned[0]["error"].startswith("would be refused: needs about "), planned[0]
+    assert "more than the 1 KiB --max-memory allows. Choose " in planned[0]["error"]
+    assert "decoded" not in planned[0]["error"]
     assert not (tmp_path / "out").exists()
     code, ran, _, err = cli(*args)
     assert code == 1, err
-    assert ran[0]["error"] == planned[0]["error"]
+    assert "more than the 1 KiB --max-memory allows; not decoded. Choose " in ran[0]["error"]
+    said = "would be refused: " + ran[0]["error"].replace("; not decoded.", ".")
+    assert planned[0]["error"] == said
 
 
 def test_a_thumbnail_upscales_with_the_default_model_under_a_small_limit(tmp_path: Path) -> None:
