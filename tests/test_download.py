@@ -295,6 +295,36 @@ def test_a_failure_past_a_redirect_names_where_it_was_redirected_to(
     assert f"{server.url('/b')} (redirected to {server.url('/missing')}: HTTP 404 " in message
 
 
+def test_a_failure_after_a_redirected_transfer_began_names_where_it_was_redirected_to(
+    server: Loopback, tmp_path: Path
+) -> None:
+    """Not only a failure to connect: the wrong file, a transfer cut short, a web page or
+    a file the caller's check rejects is said of the URL that sent it."""
+    page = b"<html><body>Please sign in</body></html>"
+    server.files["/cut"] = PAYLOAD
+    server.behaviours["/wrong"] = Behaviour(body=WRONG)
+    server.behaviours["/cut"] = Behaviour(cut_after=1000)
+    server.behaviours["/page"] = Behaviour(body=page, content_type="text/html")
+    dest = tmp_path / "w.bin"
+    for target, why, size in [
+        ("/wrong", "checksum mismatch: ", None),
+        ("/cut", f"connection closed after 1000 of {len(PAYLOAD)} bytes", None),
+        ("/page", f"server offers {len(page)} bytes, expected {len(PAYLOAD)}; ", len(PAYLOAD)),
+    ]:
+        server.behaviours["/a"] = Behaviour(redirect=server.url(target))
+        with pytest.raises(ModelError) as info:
+            download_file([server.url("/a")], dest, sha256=PAYLOAD_SHA, size=size, timeout=5)
+        assert f"{server.url('/a')} (redirected to {server.url(target)}: {why}" in str(info.value)
+        (tmp_path / "w.bin.incomplete").unlink(missing_ok=True)
+    server.behaviours["/a"] = Behaviour(redirect=server.url("/wrong"))
+    with pytest.raises(ModelError) as info:
+        download_file([server.url("/a")], dest, sha256=None, check=lambda path, name: "not weights")
+    assert str(info.value) == (
+        f"could not download w.bin: {server.url('/a')} (redirected to {server.url('/wrong')}: "
+        "not weights)"
+    )
+
+
 def test_a_redirect_without_a_location_is_said_to_be_one(server: Loopback, tmp_path: Path) -> None:
     server.files["/a"] = PAYLOAD
     server.behaviours["/a"] = Behaviour(status=302)  # sent with send_error: no Location

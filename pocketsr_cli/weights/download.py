@@ -164,11 +164,13 @@ def download_file(
             raise ModelError(f"cannot replace the damaged file {dest}: {exc.strerror}") from exc
         for url in urls:
             try:
+                came_from = None
                 if url.startswith("hf://"):
                     _fetch_hf(url, part, expected, size, on_progress, timeout)
                 else:
-                    _fetch_http(url, part, expected, size, on_progress, timeout)
-                _hold_to(check, part, dest.name)
+                    came_from = _fetch_http(url, part, expected, size, on_progress, timeout)
+                with _failing_at(came_from):
+                    _hold_to(check, part, dest.name)
                 _install(part, dest)
             except _MirrorFailed as exc:
                 failures.append(f"{url} ({exc})")
@@ -442,8 +444,11 @@ def _fetch_http(
     size: int | None,
     on_progress: ProgressCallback | None,
     timeout: float,
-) -> None:
-    """Complete ``part`` from ``url`` and verify it; on return it holds the expected file."""
+) -> str | None:
+    """Complete ``part`` from ``url`` and verify it; on return it holds the expected file.
+    Returns the URL it came from when a redirect led elsewhere (None otherwise, or when no
+    byte was asked for), so that a later rejection of it names that URL; a failure here
+    already does."""
     offset = _partial_size(part)
     if size is not None and offset > size:
         part.unlink()
@@ -452,49 +457,53 @@ def _fetch_http(
         # An earlier run received every byte but stopped before verifying.
         if expected is None or sha256_file(part) == expected:
             _report(on_progress, offset, size)
-            return
+            return None
         part.unlink()
         offset = 0
 
-    response = _request(url, offset, timeout, on_progress)
-    if response is None:  # 416: this server has nothing past the partial file's end
+    opened = _request(url, offset, timeout, on_progress)
+    if opened is None:  # 416: this server has nothing past the partial file's end
         # Every byte may be here already (no size was given to tell so before asking): a
         # partial with the digest is the file.  Else it does not fit what this server has.
         if expected is not None and sha256_file(part) == expected:
             _report(on_progress, offset, offset)
-            return
+            return None
         part.unlink(missing_ok=True)
         offset = 0
-        response = _request(url, 0, timeout, on_progress)
-        assert response is not None  # no Range sent, so no 416 to report
-    with response:
-        start, total = _response_span(response, offset)
-        page = _web_page_note(response)
-        if size is not None and total is not None and total != size:
-            raise _MirrorFailed(f"server offers {total} bytes, expected {size}{page}")
-        # start is 0 when the server ignored the Range request: begin again.
-        digest = _stream(response, part, start, total if total is not None else size, on_progress)
+        opened = _request(url, 0, timeout, on_progress)
+        assert opened is not None  # no Range sent, so no 416 to report
+    response, target = opened
+    with _failing_at(target):
+        with response:
+            start, total = _response_span(response, offset)
+            page = _web_page_note(response)
+            if size is not None and total is not None and total != size:
+                raise _MirrorFailed(f"server offers {total} bytes, expected {size}{page}")
+            # start is 0 when the server ignored the Range request: begin again.
+            expected_total = total if total is not None else size
+            digest = _stream(response, part, start, expected_total, on_progress)
 
-    done = part.stat().st_size
-    expected_total = total if total is not None else size
-    if expected_total is not None and done < expected_total:
-        raise _MirrorFailed(f"connection closed after {done} of {expected_total} bytes")
-    try:
-        _check_digest(part, digest, expected, size)
-    except _MirrorFailed as exc:
-        if not start:
-            raise _MirrorFailed(f"{exc}{page}") from exc
-        # The bytes kept from an earlier transfer were not this file's (another mirror's
-        # wrong file, an older version of it): they are gone now, and the whole file is
-        # asked for once more, rather than failing on bytes this mirror never sent.
-        _fetch_http(url, part, expected, size, on_progress, timeout)
+        done = part.stat().st_size
+        if expected_total is not None and done < expected_total:
+            raise _MirrorFailed(f"connection closed after {done} of {expected_total} bytes")
+        try:
+            _check_digest(part, digest, expected, size)
+            return target
+        except _MirrorFailed as exc:
+            if not start:
+                raise _MirrorFailed(f"{exc}{page}") from exc
+    # The bytes kept from an earlier transfer were not this file's (another mirror's wrong
+    # file, an older version of it): they are gone now, and the whole file is asked for
+    # once more, rather than failing on bytes this mirror never sent.
+    return _fetch_http(url, part, expected, size, on_progress, timeout)
 
 
 def _request(
     url: str, offset: int, timeout: float, on_progress: ProgressCallback | None
-) -> http.client.HTTPResponse | None:
-    """Open ``url`` from byte ``offset``; None when the server rejects that range (416).
-    A failure after a redirect names where it was redirected to.  A busy server (429,
+) -> tuple[http.client.HTTPResponse, str | None] | None:
+    """Open ``url`` from byte ``offset``: the response and the URL a redirect led to (None
+    without one); None when the server rejects that range (416).  A failure after a
+    redirect names where it was redirected to.  A busy server (429,
     503) whose ``Retry-After`` asks for a short wait is asked once more after it."""
     waited: float | None = None
     while True:
@@ -523,7 +532,9 @@ class _Busy(_MirrorFailed):
         self.wait = wait
 
 
-def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse | None:
+def _open(
+    url: str, offset: int, timeout: float
+) -> tuple[http.client.HTTPResponse, str | None] | None:
     """One request of :func:`_request`; raises _Busy for a 429 or 503 answer."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
@@ -536,16 +547,16 @@ def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse | N
         exc.close()
         if exc.code == 416 and offset:
             return None
-        why = _redirected(redirects, _http_failure(exc))
+        why = _redirected(redirects.target, _http_failure(exc))
         if exc.code in _BUSY:
             raise _Busy(why, _retry_after(exc.headers.get("Retry-After"))) from exc
         raise _MirrorFailed(why) from exc
     except urllib.error.URLError as exc:
-        raise _MirrorFailed(_redirected(redirects, f"cannot connect: {exc.reason}")) from exc
+        raise _MirrorFailed(_redirected(redirects.target, f"cannot connect: {exc.reason}")) from exc
     except (OSError, http.client.HTTPException) as exc:
         why = f"connection failed: {exc or type(exc).__name__}"
-        raise _MirrorFailed(_redirected(redirects, why)) from exc
-    return response
+        raise _MirrorFailed(_redirected(redirects.target, why)) from exc
+    return response, redirects.target
 
 
 def _retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -574,11 +585,22 @@ def _say_waiting(on_progress: ProgressCallback | None, message: str) -> None:
         waiting(message)
 
 
-def _redirected(redirects: _CheckedRedirects, why: str) -> str:
-    """``why`` a request failed, said of the redirect target it failed at, if any."""
-    if redirects.target is None or why.startswith("redirect loop:"):
+def _redirected(target: str | None, why: str) -> str:
+    """``why`` a request failed, said of the redirect ``target`` it failed at, if any."""
+    if target is None or why.startswith("redirect loop:"):
         return why  # a loop's message names its last URL itself
-    return f"redirected to {redirects.target}: {why}"
+    return f"redirected to {target}: {why}"
+
+
+@contextlib.contextmanager
+def _failing_at(target: str | None) -> Iterator[None]:
+    """A mirror's failure in the block (a transfer cut short, the wrong file, a web page)
+    said of the redirect ``target`` it happened at, as a failure to connect there is:
+    the URL asked for may be sound and the one it points to stale."""
+    try:
+        yield
+    except _MirrorFailed as exc:
+        raise _MirrorFailed(_redirected(target, str(exc))) from exc
 
 
 def _web_page_note(response: http.client.HTTPResponse) -> str:
