@@ -401,6 +401,32 @@ def test_a_busy_mirror_without_a_short_retry_after_is_not_waited_for(
     assert said == []
 
 
+@pytest.mark.parametrize(
+    ("retry_after", "said"),
+    [
+        (lambda: "31", "31 s"),
+        (lambda: "120", "2 min"),
+        (lambda: email.utils.formatdate(time.time() + 3 * 3600 - 5, usegmt=True), "3 h"),
+        (lambda: "172800", "2 days"),
+    ],
+    ids=["31s", "2min", "http-date", "2days"],
+)
+def test_a_wait_too_long_to_make_is_said_in_the_failure(
+    server: Loopback, tmp_path: Path, retry_after: Any, said: str
+) -> None:
+    """A busy mirror asking for a longer wait than pocketsr makes is not waited for, but
+    the failure says when the server asks to be tried again: when to run again."""
+    server.files["/a"] = PAYLOAD
+    server.behaviours["/a"] = Behaviour(status=429, headers={"Retry-After": retry_after()})
+    with pytest.raises(ModelError) as info:
+        download_file([server.url("/a")], tmp_path / "w.bin", sha256=PAYLOAD_SHA)
+    assert str(info.value) == (
+        f"could not download w.bin: {server.url('/a')} (HTTP 429 Too Many Requests; the "
+        f"server asks to retry after {said})"
+    )
+    assert len(server.hits) == 1
+
+
 def test_a_web_page_sent_with_200_is_said_to_be_one(server: Loopback, tmp_path: Path) -> None:
     """A sign-in or error page sent with status 200 fails the size or checksum check, and
     the message says what was received instead of the file; a file labelled text/html

@@ -46,6 +46,7 @@ import errno
 import hashlib
 import http.client
 import ipaddress
+import math
 import os
 import re
 import shutil
@@ -121,7 +122,8 @@ def download_file(
     a checksum mismatch or a rejection by ``check`` on one moves on to the next, resuming
     any partial download (a resumed file that fails the checksum is fetched whole from the
     same URL first).  A mirror that answers 429 or 503 with a ``Retry-After`` of at most
-    30 s is asked once more after that wait (told to ``on_progress.waiting``).
+    30 s is asked once more after that wait (told to ``on_progress.waiting``); a longer
+    wait it asks for is said in its failure.
     ``offline`` (None: the ``POCKETSR_OFFLINE`` variable) forbids the network: a missing
     file is then a ModelError naming ``fetch_hint``, the command that would fetch it.
     ``timeout`` bounds each connection attempt and each read, in seconds.
@@ -503,19 +505,23 @@ def _request(
 ) -> tuple[http.client.HTTPResponse, str | None] | None:
     """Open ``url`` from byte ``offset``: the response and the URL a redirect led to (None
     without one); None when the server rejects that range (416).  A failure after a
-    redirect names where it was redirected to.  A busy server (429,
-    503) whose ``Retry-After`` asks for a short wait is asked once more after it."""
+    redirect names where it was redirected to.  A busy server (429, 503) whose
+    ``Retry-After`` asks for a short wait is asked once more after it; a longer wait it
+    asks for is said in the failure, so that the user knows when to run again."""
     waited: float | None = None
     while True:
         try:
             return _open(url, offset, timeout)
         except _Busy as busy:
+            long_wait = ""
+            if busy.wait is not None and busy.wait > _RETRY_AFTER_MAX_S:
+                long_wait = f"; the server asks to retry after {_duration(busy.wait)}"
             if waited is not None:
                 raise _MirrorFailed(
-                    f"{busy}, again after the {waited:.0f} s wait it asked for"
+                    f"{busy}, again after the {waited:.0f} s wait it asked for{long_wait}"
                 ) from busy
-            if busy.wait is None:
-                raise _MirrorFailed(str(busy)) from busy
+            if busy.wait is None or long_wait:
+                raise _MirrorFailed(f"{busy}{long_wait}") from busy
             _say_waiting(
                 on_progress, f"{url}: {busy}; trying it again in {busy.wait:.0f} s, as it asks"
             )
@@ -525,11 +531,20 @@ def _request(
 
 class _Busy(_MirrorFailed):
     """The server answered 429 or 503; ``wait``: the seconds its ``Retry-After`` asks for,
-    when that is short enough to wait (None: no header, a malformed one, or too long)."""
+    however long (None: no header or a malformed one)."""
 
     def __init__(self, why: str, wait: float | None) -> None:
         super().__init__(why)
         self.wait = wait
+
+
+def _duration(seconds: float) -> str:
+    """A wait for people, rounded up: ``45.2`` -> ``"46 s"``, ``120`` -> ``"2 min"``,
+    ``90000`` -> ``"25 h"``, ``2 * 86400`` -> ``"2 days"``."""
+    for unit, length, up_to in (("s", 1, 120), ("min", 60, 120 * 60), ("h", 3600, 48 * 3600)):
+        if seconds < up_to:
+            return f"{math.ceil(seconds / length)} {unit}"
+    return f"{math.ceil(seconds / 86400)} days"
 
 
 def _open(
@@ -561,9 +576,8 @@ def _open(
 
 def _retry_after(value: str | None, now: float | None = None) -> float | None:
     """The wait in seconds a ``Retry-After`` header ``value`` asks for (a number of seconds,
-    or an HTTP date, compared with ``now``, a ``time.time()``, by default the current time),
-    when it is at most ``_RETRY_AFTER_MAX_S``; a date past is no wait.  None for no value,
-    a malformed one or a longer wait."""
+    or an HTTP date, compared with ``now``, a ``time.time()``, by default the current time);
+    a date past is no wait.  None for no value or a malformed one."""
     value = (value or "").strip()
     if value.isascii() and value.isdigit():
         wait = float(int(value))
@@ -575,7 +589,7 @@ def _retry_after(value: str | None, now: float | None = None) -> float | None:
         if when.tzinfo is None:  # "-0000": UTC, as an HTTP date always is
             when = when.replace(tzinfo=datetime.timezone.utc)
         wait = max(0.0, when.timestamp() - (time.time() if now is None else now))
-    return wait if wait <= _RETRY_AFTER_MAX_S else None
+    return wait
 
 
 def _say_waiting(on_progress: ProgressCallback | None, message: str) -> None:
