@@ -1560,6 +1560,47 @@ def test_download_bar(terminal: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     assert _ui.human_bytes(67_040_989) == "67.0 MB" and _ui.human_bytes(512) == "512 B"
 
 
+def test_the_download_speed_falls_during_a_stall_and_then_says_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The speed is measured up to the moment shown: when the bytes stop it falls, then
+    says the stall, and the time left is unknown meanwhile; rich's own speed stays that
+    of the moment the bytes stopped."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    out = io.StringIO()
+    console = Console(file=out, width=120, force_terminal=True, soft_wrap=True)
+    now = [100.0]
+    with _ui.DownloadBar(console, "blob", clock=lambda: now[0]) as bar:
+
+        def shown() -> str:
+            assert bar.progress is not None
+            out.seek(0)
+            out.truncate()
+            bar.progress.refresh()
+            return out.getvalue().rsplit("blob", 1)[-1]
+
+        bar(0, 1_000_000)
+        assert "?" in shown()
+        for done in (50_000, 100_000, 150_000, 200_000):  # 100 kB/s for 2 s
+            now[0] += 0.5
+            bar(done, 1_000_000)
+        line = shown()
+        assert "100.0 kB/s" in line and "0:00:08" in line, line
+        now[0] += 2  # nothing comes
+        line = shown()
+        assert "50.0 kB/s" in line and "0:00:16" in line, line
+        now[0] += 1.5
+        line = shown()
+        assert "stalled 3 s" in line and "-:--:--" in line, line
+        now[0] += 10
+        assert "stalled 13 s" in shown()
+        now[0] += 1
+        bar(300_000, 1_000_000)  # bytes again
+        now[0] += 1
+        line = shown()
+        assert "kB/s" in line and "stalled" not in line, line
+
+
 # --- the acceptance test: Real-ESRGAN x4plus from PyPI ----------------------------------------
 
 

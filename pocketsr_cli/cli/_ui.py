@@ -47,14 +47,18 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import IO, Any, cast
 
 from rich.console import Console, RenderableType
+from rich.filesize import decimal
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.progress import (
@@ -69,7 +73,6 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -292,10 +295,13 @@ class _WhenTotalKnown(ProgressColumn):
 
 
 def _transient_bar(
-    console: Console, label: str, *columns: ProgressColumn
+    console: Console,
+    label: str,
+    *columns: ProgressColumn,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[Progress, TaskID]:
     """A started, transient progress display with one task of unknown total."""
-    progress = Progress(*columns, console=console, transient=True)
+    progress = Progress(*columns, console=console, transient=True, get_time=clock)
     task = progress.add_task(label, total=None)
     progress.start()
     return progress, task
@@ -575,6 +581,100 @@ class FanOut:
             r.finished(summary)
 
 
+_RATE_WINDOW_S = 5.0  # a download's speed is what came over about this long, up to now
+_STALL_S = 3.0  # silence for this long is shown as a stall rather than a falling speed
+
+
+class _RecentRate:
+    """The bytes per second of a transfer over the last ``_RATE_WINDOW_S`` up to the moment
+    asked, from the ``done`` counts it was told of (:meth:`add`).
+
+    Rich's own speed divides by the time between its first and last samples, and a stall
+    adds none: the speed and time left shown stay those of the moment the bytes stopped.
+    Measured up to now instead, the speed falls as the stall goes on, to zero once its
+    last bytes are a window old.  Cheap: the samples older than the window are dropped as
+    new ones come (one is kept before it, the base of the count), and a reading looks at
+    the first and last only.  Told from one thread, read from rich's refresh thread.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._samples: deque[tuple[float, int]] = deque()  # (time, done), done rising
+        self._moved = False  # a count past the first has come
+        self._lock = threading.Lock()
+
+    def add(self, done: int) -> None:
+        """``done`` bytes are here now (a count lower than the last: the transfer began
+        again, and is measured afresh)."""
+        now = self.clock()
+        with self._lock:
+            if self._samples and done == self._samples[-1][1]:
+                return  # nothing new came: not a sign of life
+            if self._samples and done < self._samples[-1][1]:
+                self._samples.clear()
+            self._moved = bool(self._samples)
+            self._samples.append((now, done))
+            self._drop_before(now)
+
+    def _drop_before(self, now: float) -> None:
+        while len(self._samples) > 1 and self._samples[1][0] <= now - _RATE_WINDOW_S:
+            self._samples.popleft()
+
+    def reading(self, finished: bool) -> tuple[float | None, float]:
+        """(bytes per second, or None before a second count has come; seconds since the
+        last bytes came).  ``finished``: the rate the transfer ended at, not falling."""
+        now = self.clock()
+        with self._lock:
+            if not self._moved:
+                return None, 0.0
+            if not finished:
+                self._drop_before(now)
+            (first, base), (last, done) = self._samples[0], self._samples[-1]
+        until = last if finished else now
+        return ((done - base) / (until - first) if until > first else 0.0), now - last
+
+
+class _RecentSpeedColumn(ProgressColumn):
+    """A download's speed (:class:`_RecentRate`), "stalled N s" once nothing has come for
+    ``_STALL_S``; "?" before it is known."""
+
+    def __init__(self, rate: _RecentRate) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def render(self, task: Task) -> RenderableType:
+        speed, silent = self.rate.reading(task.finished)
+        if speed is None:
+            return Text("?", style="progress.data.speed")
+        if silent >= _STALL_S and not task.finished:
+            return Text(f"stalled {int(silent)} s", style="progress.data.speed")
+        return Text(f"{decimal(int(speed))}/s", style="progress.data.speed")
+
+
+class _RecentTimeLeftColumn(ProgressColumn):
+    """Time left at the speed of :class:`_RecentSpeedColumn`, as rich's time-remaining
+    column writes it; unknown ("-:--:--") during a stall and before the speed is known."""
+
+    max_refresh = 0.5  # as rich's: a figure redrawn ten times a second jitters
+
+    def __init__(self, rate: _RecentRate) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def render(self, task: Task) -> RenderableType:
+        speed, silent = self.rate.reading(task.finished)
+        left = None
+        if task.finished:
+            left = 0.0
+        elif speed and silent < _STALL_S and task.remaining is not None:
+            left = task.remaining / speed
+        if left is None:
+            return Text("-:--:--", style="progress.remaining")
+        minutes, seconds = divmod(math.ceil(left), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours:d}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+
+
 class DownloadBar:
     """A progress bar for one file transfer: bytes, speed, time left.
 
@@ -582,13 +682,18 @@ class DownloadBar:
     callback.  The bar appears with the first bytes reported — never for weights that are
     bundled, cached or absent (``bicubic``) — is drawn only on a terminal and is removed
     when the transfer ends; elsewhere nothing is shown (the caller prints the outcome).
+    The speed is that of the last few seconds, and falls, then says "stalled", when the
+    bytes stop (``clock``: the time in seconds, ``time.monotonic`` but in tests).
     """
 
-    def __init__(self, console: Console, label: str) -> None:
+    def __init__(
+        self, console: Console, label: str, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.console = console
         self.label = label
         self.progress: Progress | None = None
         self.task: TaskID | None = None
+        self.rate = _RecentRate(clock)
 
     def __enter__(self) -> DownloadBar:
         return self
@@ -601,10 +706,12 @@ class DownloadBar:
                 TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 DownloadColumn(),
-                TransferSpeedColumn(),
-                _WhenTotalKnown(TimeRemainingColumn()),
+                _RecentSpeedColumn(self.rate),
+                _WhenTotalKnown(_RecentTimeLeftColumn(self.rate)),
+                clock=self.rate.clock,
             )
         if self.progress is not None and self.task is not None:
+            self.rate.add(done)
             self.progress.update(self.task, completed=done, total=total)
 
     def waiting(self, message: str) -> None:
