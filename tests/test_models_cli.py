@@ -452,6 +452,40 @@ def unpublished_blob(home: Path, server: Loopback) -> bytes:
     return data
 
 
+def test_download_does_not_call_a_pinned_file_that_cannot_be_read_cached(
+    home: Path, server: Loopback, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached file with its pinned digest that verify reports unreadable is no model:
+    a download says so and what to run where it may not fetch it anew (it said "already
+    cached"), and with --allow-unverified deletes it and its pin and fetches it, as it
+    fetches a missing one."""
+    from pocketsr_cli.weights import trust
+
+    data = unpublished_blob(home, server)
+    server.files["/blob.safetensors"] = data
+    cached = weights_path("blob", "blob.safetensors")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(data[:1000])
+    trust.pin("blob", "blob.safetensors", sha256(data[:1000]))
+
+    result = invoke("models", "download", "blob")
+    assert result.exit_code == 3, result.output
+    message = " ".join(result.stderr.split())
+    assert f"blob: {cached} has the digest pinned for it on first use, but is no whole " in message
+    assert "run again with --allow-unverified to delete it and its pin and fetch it anew" in message
+    monkeypatch.setenv("POCKETSR_OFFLINE", "1")
+    result = invoke("models", "download", "blob", "--allow-unverified")
+    assert result.exit_code == 3 and "run again while online" in " ".join(result.stderr.split())
+    assert cached.read_bytes() == data[:1000] and server.hits == []  # nothing touched
+    monkeypatch.delenv("POCKETSR_OFFLINE")
+
+    result = invoke("models", "download", "blob", "--allow-unverified")
+    assert result.exit_code == 0, result.output
+    assert f"blob: downloaded, {_ui.human_bytes(len(data))}  {cached}" in result.stderr
+    assert cached.read_bytes() == data and trust.pinned("blob", "blob.safetensors") == sha256(data)
+    assert invoke("models", "verify", "blob").exit_code == 0
+
+
 def test_verify_advises_a_command_that_pins_a_file_without_a_checksum(
     home: Path, server: Loopback
 ) -> None:
@@ -490,16 +524,16 @@ def test_verify_finds_a_pinned_file_that_cannot_be_read(home: Path, server: Loop
         "damaged one ("
     )
     advice = " ".join(result.stderr.split())
-    remove = "pocketsr models remove blob"
     download = "pocketsr models download blob --allow-unverified"
-    assert f"failed verification: blob; `{remove}` deletes an unreadable file and its pin" in advice
-    assert f"then `{download}` fetches it anew" in advice
+    assert (
+        f"failed verification: blob; `{download}` deletes an unreadable file and its pin and "
+        "fetches it anew"
+    ) in advice
     assert "`pocketsr models download NAME` fetches a damaged" not in advice  # it would not
     line, failure = json_lines(invoke("models", "verify", "blob", "--json"))
     assert failure["type"] == "error" and failure["exit_code"] == 3
     assert line["status"] == "unreadable" and line["error"].startswith("cannot read weights")
     # The advice works: the file and its pin go, and the whole file is fetched and pinned.
-    assert invoke(*remove.split()[1:]).exit_code == 0
     assert invoke(*download.split()[1:]).exit_code == 0
     assert invoke("models", "verify", "blob").exit_code == 0
     assert cached.read_bytes() == data and trust.pinned("blob", "blob.safetensors") == sha256(data)

@@ -357,7 +357,9 @@ def _fetch(spec: ModelSpec, console: Any, allow_unverified: bool) -> tuple[tuple
             super().__call__(done, total)
 
     with Counted(console, spec.name) as bar:
-        paths = locate_weights(spec, on_progress=bar, allow_unverified=allow_unverified)
+        paths = locate_weights(
+            spec, on_progress=bar, allow_unverified=allow_unverified, check_pinned=True
+        )
     return paths, bool(progressed)
 
 
@@ -414,7 +416,7 @@ def verify(
     bad: list[str] = []
     absent: list[str] = []  # named, never downloaded: nothing to verify, nothing damaged
     unpinned: list[str] = []  # a download pins these only with --allow-unverified
-    unreadable: list[str] = []  # pinned, unchanged, yet no weights file: a download keeps it
+    unreadable: list[str] = []  # pinned, unchanged, yet no weights file
     damaged_or_missing = False
     for spec in specs:
         if spec.weights is None:
@@ -476,9 +478,8 @@ def verify(
         if unreadable:
             listed = " ".join(unreadable)
             advice.append(
-                f"`pocketsr models remove {listed}` deletes an unreadable file and its pin "
-                "(a download keeps it: it has the digest pinned on first use), then "
-                f"`pocketsr models download {listed} --allow-unverified` fetches it anew"
+                f"`pocketsr models download {listed} --allow-unverified` deletes an unreadable "
+                "file and its pin and fetches it anew"
             )
         raise ModelError(
             f"{len(bad)} model(s) failed verification: {', '.join(bad)}; "

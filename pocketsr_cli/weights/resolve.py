@@ -53,6 +53,7 @@ from pocketsr_cli.spelling import (
 )
 from pocketsr_cli.weights import trust
 from pocketsr_cli.weights.cache import (
+    is_offline,
     remove_empty_folder,
     sha256_file,
     user_models_dir,
@@ -182,6 +183,7 @@ def locate_weights(
     offline: bool = False,
     on_progress: ProgressCallback | None = None,
     allow_unverified: bool = False,
+    check_pinned: bool = False,
 ) -> tuple[Path, ...]:
     """The weights files of ``spec`` (manifest order), each verified, downloaded if need be.
 
@@ -191,15 +193,24 @@ def locate_weights(
     SHA-256 or, where the manifest has none, the one pinned on first use; without either,
     only ``allow_unverified`` fetches or takes it, and pins what it got.
 
+    ``check_pinned`` (``models download``) also holds a cached file that only a pin vouches
+    for to :func:`unreadable_pin`, as ``models verify`` does (a load would fail on it):
+    one that fails is, with ``allow_unverified``, deleted with its pin and fetched anew,
+    as a missing one is.  Not on every run: reading an old-format checkpoint to judge it
+    costs a load.
+
     Raises:
         ModelError: a file beside the manifest is damaged, a file has no digest to be
-            checked against and ``allow_unverified`` is not given, or a file is not on
-            disk and cannot be downloaded (offline, no URL, every mirror failed).
+            checked against and ``allow_unverified`` is not given, a pinned file is
+            unreadable (``check_pinned``) and ``allow_unverified`` is not given or the
+            network is off, or a file is not on disk and cannot be downloaded (offline,
+            no URL, every mirror failed).
     """
     if spec.weights is None:
         raise ModelError(f"{spec.name} has no weights (it is built without any)")
     return tuple(
-        _locate_file(spec, w, offline, on_progress, allow_unverified) for w in spec.weight_files
+        _locate_file(spec, w, offline, on_progress, allow_unverified, check_pinned)
+        for w in spec.weight_files
     )
 
 
@@ -241,6 +252,7 @@ def _locate_file(
     offline: bool,
     on_progress: ProgressCallback | None,
     allow_unverified: bool,
+    check_pinned: bool = False,
 ) -> Path:
     expected = expected_sha256(spec, w)
     beside = spec.path.parent / w.file
@@ -254,7 +266,11 @@ def _locate_file(
     if expected is None and cached.is_file():  # put there by hand, or its pin was removed
         return _first_use(spec, w, cached, allow_unverified)
     if expected is not None and file_matches(cached, expected, w.size):
-        return cached
+        problem = unreadable_pin(spec, w, cached) if check_pinned else None
+        if problem is None:
+            return cached
+        _drop_unreadable_pin(spec, w, cached, problem, offline, allow_unverified)
+        expected = None
     if not w.urls:
         raise ModelError(
             f"{spec.name}: weights {w.file} are missing from {spec.path.parent} and its "
@@ -325,6 +341,49 @@ def _locate_file(
         return _pin(spec, w, cached, checked=True)
     remember(cached, expected)  # download_file hashed it while streaming
     return cached
+
+
+def _drop_unreadable_pin(
+    spec: ModelSpec,
+    w: WeightsSpec,
+    cached: Path,
+    problem: str,
+    offline: bool,
+    allow_unverified: bool,
+) -> None:
+    """Delete the cached file ``cached`` of ``spec``'s ``w``, which has its pinned digest
+    yet cannot be read as weights (``problem``), and its pin: it is then missing, and its
+    download a first use again.
+
+    Raises:
+        ModelError: ``allow_unverified`` is not given (what is fetched anew is trusted on
+            first use), the network is off, or the file cannot be deleted (another
+            pocketsr process holds its download lock, or the file system refuses).
+    """
+    said = (
+        f"{spec.name}: {cached} has the digest pinned for it on first use, but is no whole "
+        f"weights file ({problem})"
+    )
+    if not w.urls:
+        raise ModelError(f"{said}; its manifest names no URL to fetch it anew from")
+    if not allow_unverified:
+        raise ModelError(
+            f"{said}; {_rerun(ALLOW_UNVERIFIED, spec.name)} to delete it and its pin and "
+            "fetch it anew, trusting what arrives on first use"
+        )
+    if offline or is_offline():
+        raise ModelError(f"{said}; run again while online to fetch it anew")
+    from pocketsr_cli.weights.download import discard  # the HTTP stack: see _locate_file
+
+    try:
+        deleted = discard(cached, _not_whole)
+    except OSError as exc:
+        raise ModelError(f"{said}; it could not be deleted ({exc.strerror}): delete it") from exc
+    if not deleted:
+        raise ModelError(
+            f"{said}; another pocketsr process is replacing it now: run again once it has ended"
+        )
+    trust.unpin(spec.name, w.file)
 
 
 def _first_use(spec: ModelSpec, w: WeightsSpec, path: Path, allow_unverified: bool) -> Path:

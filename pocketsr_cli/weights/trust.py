@@ -12,7 +12,8 @@ connection error, and the next is tried (the downloader takes the check from the
 resolver); one found in the cache is deleted from it, with its download lock and, left
 empty, its folder (``download.discard``).  ``models verify`` asks the same of a pinned
 file (``resolve.unreadable_pin``): one pinned before that check matches its pin and fails
-every load.
+every load.  ``models download`` asks it too, and with ``--allow-unverified`` deletes such
+a file and its pin (:func:`unpin`) and fetches it anew.
 
 **Pickles converted once.**  ``weights/load.py`` reads ``.pth``/``.ckpt`` files with
 ``torch.load(weights_only=True)``, which refuses pickles that name classes or functions
@@ -73,6 +74,22 @@ def pin(model: str, file: str, sha256: str) -> None:
         ModelError: the record cannot be written.
     """
     _update(_folder(model) / PINS_NAME, file, sha256.lower())
+
+
+def unpin(model: str, file: str) -> None:
+    """Forget the digest pinned for ``model``'s ``file`` (the file it was pinned for is
+    gone: the next download is a first use again).  Nothing to do where none is pinned.
+
+    Raises:
+        ModelError: the record cannot be read or written.
+    """
+    path = _folder(model) / PINS_NAME
+    if not path.is_file():
+        return
+    with locked_folder(path.parent):
+        data = _read(path)
+        if data.pop(file, None) is not None:
+            _write(path, data)
 
 
 # --- converted pickles --------------------------------------------------------------------
