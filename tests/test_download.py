@@ -672,6 +672,36 @@ def test_a_complete_partial_answered_416_is_hashed_and_kept(
     assert leftovers(tmp_path) == {"w.bin"}
 
 
+def test_a_complete_partial_answered_416_without_a_digest_is_kept_when_the_check_takes_it(
+    server: Loopback, tmp_path: Path
+) -> None:
+    """With neither a digest nor a size, the server's 416 after the partial's end is judged
+    by the caller's check, as the digest judges it where there is one: a partial it takes
+    is the file, one it rejects is fetched again whole."""
+    dest = tmp_path / "w.bin"
+    seen: list[int] = []
+
+    def whole(path: Path, name: str) -> str | None:
+        seen.append(path.stat().st_size)
+        return None if path.read_bytes() == PAYLOAD else "not the whole file"
+
+    (tmp_path / "w.bin.incomplete").write_bytes(PAYLOAD)
+    download_file([server.url("/w.bin")], dest, sha256=None, check=whole, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+    assert [(h.range, h.status) for h in server.hits] == [(f"bytes={len(PAYLOAD)}-", 416)]
+    assert server.bytes_served() == 0 and leftovers(tmp_path) == {"w.bin"}
+
+    dest.unlink()
+    server.hits.clear()
+    (tmp_path / "w.bin.incomplete").write_bytes(WRONG)  # as long as the file, wrong bytes
+    download_file([server.url("/w.bin")], dest, sha256=None, check=whole, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+    assert [(h.range, h.status) for h in server.hits] == [
+        (f"bytes={len(WRONG)}-", 416),
+        (None, 200),
+    ]
+
+
 def test_complete_but_unverified_partial_needs_no_transfer(
     server: Loopback, tmp_path: Path, no_network: None
 ) -> None:

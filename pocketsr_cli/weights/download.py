@@ -170,7 +170,9 @@ def download_file(
                 if url.startswith("hf://"):
                     _fetch_hf(url, part, expected, size, on_progress, timeout)
                 else:
-                    came_from = _fetch_http(url, part, expected, size, on_progress, timeout)
+                    came_from = _fetch_http(
+                        url, part, expected, size, on_progress, timeout, check, dest.name
+                    )
                 with _failing_at(came_from):
                     _hold_to(check, part, dest.name)
                 _install(part, dest)
@@ -446,11 +448,14 @@ def _fetch_http(
     size: int | None,
     on_progress: ProgressCallback | None,
     timeout: float,
+    check: FileCheck | None = None,
+    name: str = "",
 ) -> str | None:
     """Complete ``part`` from ``url`` and verify it; on return it holds the expected file.
     Returns the URL it came from when a redirect led elsewhere (None otherwise, or when no
     byte was asked for), so that a later rejection of it names that URL; a failure here
-    already does."""
+    already does.  ``check`` and ``name``: the caller's (see :func:`download_file`), by
+    which a partial download with no digest to hold it to may be judged whole."""
     offset = _partial_size(part)
     if size is not None and offset > size:
         part.unlink()
@@ -466,8 +471,13 @@ def _fetch_http(
     opened = _request(url, offset, timeout, on_progress)
     if opened is None:  # 416: this server has nothing past the partial file's end
         # Every byte may be here already (no size was given to tell so before asking): a
-        # partial with the digest is the file.  Else it does not fit what this server has.
+        # partial with the digest is the file, and with no digest, one the caller's check
+        # takes (it is held to it again once returned).  Else it does not fit what this
+        # server has.
         if expected is not None and sha256_file(part) == expected:
+            _report(on_progress, offset, offset)
+            return None
+        if expected is None and size is None and check is not None and check(part, name) is None:
             _report(on_progress, offset, offset)
             return None
         part.unlink(missing_ok=True)
@@ -497,7 +507,7 @@ def _fetch_http(
     # The bytes kept from an earlier transfer were not this file's (another mirror's wrong
     # file, an older version of it): they are gone now, and the whole file is asked for
     # once more, rather than failing on bytes this mirror never sent.
-    return _fetch_http(url, part, expected, size, on_progress, timeout)
+    return _fetch_http(url, part, expected, size, on_progress, timeout, check, name)
 
 
 def _request(
