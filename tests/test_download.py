@@ -8,6 +8,7 @@ import errno
 import hashlib
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -905,6 +906,43 @@ def test_hf_url_goes_through_huggingface_hub(
     assert calls[0]["filename"] == "sub/w.bin"
     assert calls[0]["revision"] == "v1"
     assert leftovers(dest.parent) == {"w.bin"}
+
+
+def test_hf_a_full_disk_during_the_copy_says_to_free_space_and_run_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """huggingface_hub's file is copied into the cache where it cannot be linked (another
+    disk): a disk that fills meanwhile is said as a full disk is on any download, with
+    what to do, and leaves nothing behind; a run once there is room copies it."""
+    from pocketsr_cli.weights import download
+
+    blob = tmp_path / "hfcache" / "blob"
+    blob.parent.mkdir()
+    blob.write_bytes(PAYLOAD)
+    _fake_hub(monkeypatch, blob, [])
+
+    def other_disk(*args: Any) -> None:
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    def filling_copy(source: Any, target: Any) -> None:
+        Path(target).write_bytes(PAYLOAD[:1000])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    copyfile = shutil.copyfile
+    monkeypatch.setattr(download.os, "link", other_disk)
+    monkeypatch.setattr(download.shutil, "copyfile", filling_copy)
+    dest = tmp_path / "cache" / "w.bin"
+    with pytest.raises(ModelError) as info:
+        download_file(["hf://owner/repo/w.bin"], dest, sha256=PAYLOAD_SHA)
+    assert str(info.value) == (
+        f"cannot copy {blob} into the cache: the disk that holds {dest.parent} is full "
+        f"({os.strerror(errno.ENOSPC)}); free some space and run again (huggingface_hub "
+        "keeps its copy: it is not downloaded again)"
+    )
+    assert leftovers(dest.parent) == set()
+    monkeypatch.setattr(download.shutil, "copyfile", copyfile)
+    download_file(["hf://owner/repo/w.bin"], dest, sha256=PAYLOAD_SHA)
+    assert dest.read_bytes() == PAYLOAD
 
 
 def test_hf_wrong_content_and_errors_fall_through(

@@ -817,10 +817,24 @@ def _fetch_hf(
             shutil.copyfile(source, part)
         except OSError as exc:
             part.unlink(missing_ok=True)
-            raise ModelError(f"cannot copy {source} into the cache: {exc.strerror}") from exc
+            raise ModelError(_copy_failure(source, part, exc)) from exc
     _check_digest(part, sha256_file(part), expected, size)
     done = part.stat().st_size
     _report(on_progress, done, done)
+
+
+def _copy_failure(source: Path, part: Path, exc: OSError) -> str:
+    """Why huggingface_hub's file ``source`` could not be copied to ``part``.  A full disk
+    is said as :func:`_write_failure` says it, with what to do; the copy is not kept (it
+    costs no transfer: huggingface_hub keeps its file), so a rerun starts it again."""
+    reason = disk_stop(exc, part) or exc.strerror or str(exc)
+    message = f"cannot copy {source} into the cache: {reason}"
+    if exc.errno not in _NO_ROOM:
+        return message
+    return (
+        f"{message}; free some space and run again (huggingface_hub keeps its copy: it is "
+        "not downloaded again)"
+    )
 
 
 @contextlib.contextmanager
