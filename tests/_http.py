@@ -33,6 +33,7 @@ class Behaviour:
     header_delay: float = 0.0  # silence before the status line (client timeouts)
     chunk_delay: float = 0.0  # pause between 1 KiB body chunks (slow transfers)
     redirect: str | None = None
+    redirect_status: int = 302  # the status a ``redirect`` is answered with
     gate: threading.Event | None = None  # after the first chunk, hold the rest until set
     content_type: str | None = None  # a Content-Type header for a 200 or 206 answer
     length: bool = True  # False: no Content-Length, the body ends when the connection does
@@ -81,8 +82,8 @@ class _Handler(BaseHTTPRequestHandler):
         time.sleep(behaviour.header_delay)
         data = behaviour.body if behaviour.body is not None else state.files.get(self.path)
         if behaviour.redirect is not None:
-            hit.status = 302
-            self.send_response(302)
+            hit.status = behaviour.redirect_status
+            self.send_response(hit.status)
             self.send_header("Location", behaviour.redirect)
             self.send_header("Content-Length", "0")
             self.end_headers()

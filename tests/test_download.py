@@ -259,6 +259,19 @@ def test_checksum_mismatch_leaves_nothing(server: Loopback, tmp_path: Path) -> N
     assert list(tmp_path.iterdir()) == []  # its lock file included: nothing to resume
 
 
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_every_redirect_is_followed_on_every_supported_python(
+    server: Loopback, tmp_path: Path, status: int
+) -> None:
+    """308 too, which Python 3.10's urllib does not follow (3.11 does): pyproject.toml's
+    requires-python takes 3.10."""
+    server.behaviours["/a"] = Behaviour(redirect=server.url("/w.bin"), redirect_status=status)
+    dest = tmp_path / "w.bin"
+    download_file([server.url("/a")], dest, sha256=PAYLOAD_SHA, timeout=5)
+    assert dest.read_bytes() == PAYLOAD
+    assert [(h.path, h.status) for h in server.hits] == [("/a", status), ("/w.bin", 200)]
+
+
 def test_a_redirect_loop_is_said_in_one_line_and_the_next_mirror_tried(
     server: Loopback, tmp_path: Path
 ) -> None:

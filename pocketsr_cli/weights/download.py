@@ -85,7 +85,7 @@ _PROGRESS_INTERVAL_S = 0.1
 _NO_ROOM = {errno.ENOSPC} | ({errno.EDQUOT} if hasattr(errno, "EDQUOT") else set())
 _BUSY = {429, 503}  # "too many requests", "unavailable": a Retry-After may say when to ask again
 _RETRY_AFTER_MAX_S = 30  # a longer wait than this is not made: the next mirror is tried instead
-_FOLLOWED = {301, 302, 303, 307, 308}  # the redirects urllib follows (HTTPRedirectHandler)
+_FOLLOWED = {301, 302, 303, 307, 308}  # the redirects followed (_CheckedRedirects)
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
@@ -404,7 +404,10 @@ def _parse_hf(url: str) -> tuple[str, str | None, str] | None:
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
     """Applies the URL rules to redirect targets, so https can never be downgraded to http,
     and keeps the last target followed (``target``, None before any): a failure past a
-    redirect happened there, not at the URL asked for."""
+    redirect happened there, not at the URL asked for.  Follows 308 (a permanent 307) on
+    every Python pocketsr supports: urllib does only from 3.11."""
+
+    http_error_308 = urllib.request.HTTPRedirectHandler.http_error_302
 
     def __init__(self) -> None:
         super().__init__()
@@ -424,7 +427,10 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         if problem is not None:
             fp.close()
             raise _MirrorFailed(f"redirected to {newurl}: {problem}")
-        follow = super().redirect_request(req, fp, code, msg, headers, newurl)
+        # Python 3.10 refuses a code it does not know; a GET is redirected as by a 307.
+        follow = super().redirect_request(
+            req, fp, 307 if code == 308 else code, msg, headers, newurl
+        )
         if follow is not None:
             self.target = follow.full_url
         return follow
