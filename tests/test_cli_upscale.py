@@ -198,6 +198,36 @@ def test_strip_metadata_keeps_the_colour_profile_alone(tmp_path: Path, ext: str)
         assert tuple(round(d) for d in im.info.get("dpi", (72, 72))) == (72, 72)
 
 
+def test_a_bmp_output_says_which_metadata_it_could_not_keep(tmp_path: Path) -> None:
+    # BMP has no room for an ICC profile, EXIF or XMP: a Display P3 photo asked as BMP
+    # would show dulled, so its line says what was left out, as a JPEG's line says of an
+    # EXIF block too large for it. A BMP made from a BMP (nothing to lose) says nothing.
+    from pocketsr_cli.imageio.nclx import Nclx, icc_for_nclx
+
+    p3 = icc_for_nclx(Nclx(primaries=12, transfer=13))
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    src = save(tmp_path / "p3.jpg", photo(), exif=exif.tobytes(), icc_profile=p3, quality=95)
+    plain = save(tmp_path / "plain.bmp", photo(seed=1))
+    code, stdout, err = invoke("upscale", src, plain, *FAST, "--format", "bmp", "--json")
+    assert code == 0, err
+    recs, _ = jsonl(stdout)
+    by_name = {Path(r["input"]).name: r for r in recs}
+    assert by_name["plain.bmp"]["warnings"] == []
+    (line,) = by_name["p3.jpg"]["warnings"]
+    assert "ICC colour profile and EXIF" in line and "not copied" in line, line
+    assert "BMP has no room" in err  # shown in the log too
+    with Image.open(tmp_path / "p3_x2.bmp") as im:
+        assert im.info.get("icc_profile") is None  # as the line says
+    # --strip-metadata keeps the profile alone, so the line names it alone.
+    code, stdout, err = invoke(
+        "upscale", src, *FAST, "--format", "bmp", "--json", "--strip-metadata", "--overwrite"
+    )
+    assert code == 0, err
+    (line,) = jsonl(stdout)[0][0]["warnings"]
+    assert "its ICC colour profile: not copied" in line, line
+
+
 def test_unicode_spaces_nested_mirror_and_rerun(tmp_path: Path) -> None:
     root = tmp_path / "Фото отпуск"
     save(root / "день 1.jpg", photo(seed=1))

@@ -101,6 +101,10 @@ def encode_image(
     if too_large is not None:
         raise ImageWriteError(too_large)
     meta = output_metadata(metadata, pixels)
+    if plan.format == "bmp" and notes is not None:
+        dropped = bmp_dropped(meta)
+        if dropped is not None:
+            notes.append(dropped)
     png_text = b""
     comment = None  # a JPEG comment segment's payload: the record, where the XMP had no room
     if provenance is not None and plan.format == "png":
@@ -126,6 +130,29 @@ def encode_image(
         raise ImageWriteError(
             f"could not encode {FORMAT_NAMES[plan.format]}: {reason(exc)}"
         ) from exc
+
+
+def bmp_dropped(meta: Metadata) -> str | None:
+    """The line for what of ``meta`` a BMP has no room for (its ICC profile, EXIF, XMP;
+    the print resolution it keeps), or None when there is nothing to lose.  The colour
+    profile is named first: without it a wide-gamut photo (Display P3, Adobe RGB) shows
+    dulled, which the user must hear of, since nothing else says so."""
+    blocks = [
+        name
+        for name, block in (
+            ("ICC colour profile", meta.icc_profile),
+            ("EXIF", meta.exif),
+            ("XMP", meta.xmp),
+        )
+        if block
+    ]
+    if not blocks:
+        return None
+    what = blocks[0] if len(blocks) == 1 else ", ".join(blocks[:-1]) + " and " + blocks[-1]
+    line = f"BMP has no room for its {what}: not copied"
+    if meta.icc_profile:
+        line += " (its colours may show differently; PNG or TIFF keep the profile)"
+    return line
 
 
 def _encode_pillow(
