@@ -768,7 +768,8 @@ def _check_outputs(jobs: list[Job], naming: Naming) -> list[Job]:
 
 
 def check_input(given: Path) -> None:
-    """Refuse an input that is not there, or that cannot even be looked at: a name in its
+    """Refuse an input that is not there (a broken symbolic link named as one, saying
+    where it leads or that it loops), or that cannot even be looked at: a name in its
     path too long for the file system, a folder on its way that may not be entered
     (``errors.present`` raises for these rather than answer, ``errors.unreachable`` says why).
 
@@ -780,7 +781,10 @@ def check_input(given: Path) -> None:
     except OSError as exc:
         raise UsageError(f"cannot read the input {given}: {unreachable(given, exc)}") from None
     if not found:
-        raise UsageError(f"input not found: {given}")
+        # A link whose target is missing, or that leads back to itself, is there to see
+        # (ls lists it): say what it is rather than leave the user puzzled by "not found".
+        link = not_a_file(given) if os.path.islink(given) else None
+        raise UsageError(f"input not found: {given}" + (f" ({link})" if link else ""))
 
 
 def check_output_folder(folder: Path) -> None:

@@ -326,9 +326,21 @@ def test_without_recursion_broken_links_still_get_their_line(linked_tree: Path) 
 
 
 def test_a_broken_link_named_on_the_command_line_is_a_usage_error(tmp_path: Path) -> None:
+    # ls lists a broken link, so a bare "not found" puzzled: the line says what it is,
+    # as a folder scan's line for it does.
     os.symlink("nowhere.png", tmp_path / "gone.png")
-    result = runner.invoke(app, ["upscale", str(tmp_path / "gone.png"), *FAST])
-    assert result.exit_code == 2 and "input not found" in result.stderr
+    os.symlink("loop.png", tmp_path / "loop.png")
+    for name, why in [
+        ("gone.png", "(broken symbolic link: nowhere.png does not exist)"),
+        ("loop.png", "(broken symbolic link: it leads back to itself (a loop))"),
+    ]:
+        result = runner.invoke(app, ["upscale", str(tmp_path / name), *FAST])
+        assert result.exit_code == 2, result.output
+        assert f"input not found: {tmp_path / name} {why}" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1  # one line, no traceback
+    result = runner.invoke(app, ["upscale", str(tmp_path / "absent.png"), *FAST])
+    assert result.exit_code == 2 and "input not found: " in result.stderr
+    assert result.stderr.rstrip().endswith("absent.png")  # no link: nothing added
 
 
 def test_an_input_that_cannot_even_be_looked_at_is_a_usage_error_in_one_line(
