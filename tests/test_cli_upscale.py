@@ -1016,6 +1016,21 @@ def _bitstream(path: Path) -> bytes:
     return b"VP8L" if b"VP8L" in data else b"VP8 " if b"VP8 " in data else b"?"
 
 
+def test_a_quality_asked_for_a_lossless_format_is_said_to_be_unused(tmp_path: Path) -> None:
+    # --quality 80 --format png was silently ignored: the user believed the files smaller.
+    src = save(tmp_path / "in.jpg", photo(), quality=90)
+    for fmt in ("png", "tiff", "bmp"):
+        code, _, err = invoke("upscale", src, *FAST, "--format", fmt, "--quality", "80", "-q")
+        assert code == 0, err
+        assert err.count("--quality 80 is not used") == 1, err  # once per run, not per image
+        assert "lossless" in err, err
+    for fmt in ("jpg", "webp"):
+        code, _, err = invoke("upscale", src, *FAST, "--format", fmt, "--quality", "80", "-q")
+        assert code == 0 and "not used" not in err, err
+    code, _, err = invoke("upscale", src, *FAST, "--format", "png", "--overwrite", "-q")
+    assert code == 0 and "quality" not in err, err  # not asked: nothing to say
+
+
 def test_a_lossless_webp_stays_lossless_unless_a_quality_is_asked(tmp_path: Path) -> None:
     """It was written lossy at 95 without a word.  Kept as WebP (as itself, or asked as
     WebP) and without --quality it stays lossless, recorded so; --quality N asks for a

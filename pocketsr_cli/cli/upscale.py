@@ -306,7 +306,7 @@ def upscale(
     from pocketsr_cli import __version__, libwarnings, sizing
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.factory import open_upscaler, routing_k
-    from pocketsr_cli.imageio import DEFAULT_QUALITY, is_image_path
+    from pocketsr_cli.imageio import DEFAULT_QUALITY, format_label, is_image_path
     from pocketsr_cli.jobs import (
         Job,
         Naming,
@@ -375,6 +375,12 @@ def upscale(
     # What libraries warn about while inputs are planned (headers read) and the model
     # loads becomes warning lines once the run's log starts, never Python's raw text.
     notes: list[str] = []
+    if quality is not None and fmt_key in LOSSLESS_FORMATS:
+        # Known before any image: said once, not left for the user to find in file sizes.
+        notes.append(
+            f"--quality {quality} is not used: {format_label(fmt_key)} is lossless "
+            "(--quality applies to JPEG and WebP outputs)"
+        )
     jobs: list[Job] | Iterator[Job]
     warn_to: list[Callable[[str], None]] = [notes.append]  # the reporter, once there is one
     if report_page is not None or plan.scales is None:
@@ -553,6 +559,11 @@ def upscale(
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(EXIT_FAILED if summary.failed else EXIT_OK)
+
+
+LOSSLESS_FORMATS = ("png", "tiff", "bmp")
+"""The ``--format`` keys whose outputs are lossless, which ``--quality`` does not touch (an
+image with transparency asked as BMP is written as PNG: lossless too)."""
 
 
 class _Pcsr(NamedTuple):
