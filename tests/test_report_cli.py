@@ -162,6 +162,42 @@ def test_report_refuses_standard_input_that_is_a_terminal(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+@pytest.mark.parametrize("page", [[], ["-o", "page.html"]])
+def test_report_refuses_a_log_path_that_is_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: list[str]
+) -> None:
+    """``report /dev/stdin`` at a terminal (or ``/dev/tty``, ``/dev/pts/N``) waited for
+    typing as a mistyped ``report -`` did; it is refused the same way, before -o is asked
+    for.  (A pending ^D ends the read, so without the check this fails, not hangs.)"""
+    monkeypatch.chdir(tmp_path)
+    master, slave = os.openpty()
+    try:
+        os.write(master, b"\x04")  # end of input at the start of a line, should it be read
+        terminal = os.ttyname(slave)
+        code, out, err = invoke("report", terminal, *page)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    message = " ".join(err.split())
+    assert f"{terminal} is a terminal, not a log" in message and "or name a log file" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_character_device_that_is_no_terminal_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/dev/null is a character device but no terminal: it is read (and is empty)."""
+    monkeypatch.chdir(tmp_path)
+    null = Path(os.devnull)
+    if not null.exists() or os.name == "nt":
+        pytest.skip("no /dev/null here")
+    code, _, err = invoke("report", null, "-o", "page.html")
+    assert code == 2 and "is a terminal" not in err and "has no image records" in err
+
+
 def _fifo(folder: Path, text: str) -> Path:
     """A named pipe in ``folder`` that a thread writes ``text`` into once it is opened."""
     if not hasattr(os, "mkfifo"):

@@ -106,15 +106,14 @@ def report_command(
     """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.errors import UsageError
-    from pocketsr_cli.report import PageOptions, is_stream, load_log
+    from pocketsr_cli.report import PageOptions, is_stream, is_terminal, load_log
 
     path = None if log == STDIN else Path(log)
+    # reading would wait for typing, as 'cat' does: a mistyped '-' shows nothing
     if path is None and sys.stdin is not None and sys.stdin.isatty():
-        # reading would wait for typing, as 'cat' does: a mistyped '-' shows nothing
-        raise UsageError(
-            "standard input is a terminal, not a log; pipe one in "
-            "('pocketsr upscale ... --json | pocketsr report - -o PAGE.html') or name a log file"
-        )
+        raise UsageError(_terminal_message("standard input"))
+    if path is not None and is_terminal(path):  # /dev/stdin, /dev/tty: the same wait
+        raise UsageError(_terminal_message(log))
     if output is None and (path is None or is_stream(path)):
         # there is no file to name the page after: /dev/stdin.html is no place for it
         what = (
@@ -129,6 +128,14 @@ def report_command(
         raise UsageError(f"the review page would replace the log {log}; give -o PAGE.html")
     options = PageOptions(crop=crop, crops=crops, embed=embed)
     write(run, page, options, _ui.make_console(), quiet=quiet)
+
+
+def _terminal_message(name: str) -> str:
+    """Why a LOG that is a terminal (``name``: "standard input" or the path) is refused."""
+    return (
+        f"{name} is a terminal, not a log; pipe one in "
+        "('pocketsr upscale ... --json | pocketsr report - -o PAGE.html') or name a log file"
+    )
 
 
 def write(run: Run, page: Path, options: PageOptions, console: Console, *, quiet: bool) -> None:

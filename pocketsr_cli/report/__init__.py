@@ -26,7 +26,7 @@ from pocketsr_cli.report.page import (
     check_run_destination,
     write_report,
 )
-from pocketsr_cli.report.records import Entry, Run, RunInfo, is_stream, load_log
+from pocketsr_cli.report.records import Entry, Run, RunInfo, is_stream, is_terminal, load_log
 
 __all__ = [
     "Entry",
@@ -38,6 +38,7 @@ __all__ = [
     "check_destination",
     "check_run_destination",
     "is_stream",
+    "is_terminal",
     "load_log",
     "write_report",
 ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 import stat
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -208,6 +209,27 @@ def is_stream(path: Path) -> bool:
     except OSError:  # missing or unreadable: load_log says which
         return False
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def is_terminal(path: Path) -> bool:
+    """Whether ``path`` opens a terminal (``/dev/tty``, ``/dev/pts/N``, ``/dev/stdin``
+    while standard input is one): reading a log from it would wait for typing.
+
+    Only a character device is opened to ask, and without taking it as the controlling
+    terminal or waiting on it; a named pipe is never opened here (that would wait for its
+    writer, then leave it writing to no one).  A path that cannot be stat'ed or opened is
+    no terminal: :func:`load_log` says what is wrong with it.
+    """
+    try:
+        if not stat.S_ISCHR(path.stat().st_mode):
+            return False
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
 
 
 def load_log(source: Path | BinaryIO) -> Run:
