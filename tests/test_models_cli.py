@@ -548,6 +548,53 @@ with FileLock(sys.argv[1]):
 """
 
 
+def test_quiet_leaves_only_errors_and_warnings(
+    tmp_path: Path, home: Path, server: Loopback
+) -> None:
+    """-q on download, verify, remove, import and import-ncnn, as on upscale, eval and
+    bench: no progress or lines of what was done; errors, warnings and (verify) the
+    files that fail stay, and --json is unchanged."""
+    remote_blob(server, "/blob.bin")
+    fetched = invoke("models", "download", "blob", "lanczos", "-q")
+    assert (fetched.exit_code, fetched.stdout, fetched.stderr) == (0, "", "")
+    assert weights_path("blob", "blob.bin").read_bytes() == BLOB
+    failed = invoke("models", "download", "blob", "nope", "--quiet")
+    assert failed.exit_code == 3 and "already cached" not in failed.stderr
+    assert "unknown model 'nope'" in failed.stderr and "1 of 2 downloads failed" in failed.stderr
+
+    ok = invoke("models", "verify", "-q")
+    assert (ok.exit_code, ok.stdout, ok.stderr) == (0, "", "")
+    assert json_lines(invoke("models", "verify", "blob", "-q", "--json")) == [
+        {"name": "blob", "status": "ok", "path": str(weights_path("blob", "blob.bin")),
+         "error": None}
+    ]  # fmt: skip
+    weights_path("blob", "blob.bin").write_bytes(bytes(reversed(BLOB)))
+    user_models_dir().joinpath("broken.toml").write_text("name = [\n")
+    bad = invoke("models", "verify", "-q")
+    assert bad.exit_code == 3
+    assert bad.stdout.startswith("blob: damaged") and len(bad.stdout.splitlines()) == 1
+    assert "skipped" in bad.stderr and "broken.toml" in bad.stderr  # the warning stays
+    assert "failed verification: blob" in bad.stderr
+    user_models_dir().joinpath("broken.toml").unlink()
+
+    removed = invoke("models", "remove", "blob", "-q")
+    assert (removed.exit_code, removed.stdout, removed.stderr) == (0, "", "")
+    assert not weights_path("blob", "blob.bin").exists()
+
+    source = tmp_path / "m.safetensors"
+    save_safetensors(source, SD)
+    imported = invoke("models", "import", str(source), "--name", "mine", "-q")
+    assert (imported.exit_code, imported.stdout, imported.stderr) == (0, "", "")
+    as_json = invoke("models", "import", str(source), "--name", "two", "-q", "--json")
+    assert as_json.exit_code == 0 and json_lines(as_json)[0]["name"] == "two"
+    param, bin_ = save(
+        tmp_path, write_srvgg(srvgg_state(nf=8, num_conv=2, scale=4), 2, 4, fp16=True)
+    )
+    ncnn = invoke("models", "import-ncnn", str(param), str(bin_), "--name", "n", "-q")
+    assert (ncnn.exit_code, ncnn.stdout, ncnn.stderr) == (0, "", "")
+    assert {"mine.toml", "two.toml", "n.toml"} <= {p.name for p in user_models_dir().iterdir()}
+
+
 def test_remove_downloaded_weights(
     tmp_path: Path, home: Path, server: Loopback, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1578,19 +1625,21 @@ def test_import_ncnn_refusals(tmp_path: Path, home: Path) -> None:
 # --- progress bar -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("terminal", [True, False])
-def test_download_bar(terminal: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("terminal", "quiet"), [(True, False), (False, False), (True, True)])
+def test_download_bar(terminal: bool, quiet: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TERM", "xterm-256color")  # rich draws nothing on a "dumb" terminal
     out = io.StringIO()
     # What make_console gives on a TTY, or in a pipe (force_terminal stands in for isatty).
     console = Console(file=out, width=100, force_terminal=terminal, soft_wrap=True)
-    with _ui.DownloadBar(console, "blob") as bar:
+    with _ui.DownloadBar(console, "blob", quiet=quiet) as bar:
+        bar.waiting("waiting for another pocketsr process")
         for done in (0, 32_000, 65_536):
             bar(done, 65_536)
             if bar.progress is not None:
                 bar.progress.refresh()
     text = out.getvalue()
-    assert ("blob" in text and "65.5 kB" in text) is terminal
+    assert ("blob" in text and "65.5 kB" in text) is (terminal and not quiet)
+    assert ("waiting" in text) is not quiet  # --quiet: not even that
     assert _ui.human_bytes(67_040_989) == "67.0 MB" and _ui.human_bytes(512) == "512 B"
 
 

@@ -132,16 +132,21 @@ JsonOpt = Annotated[
         "progress, warnings and errors stay on stderr.",
     ),
 ]
+
+
 # Warnings stay under --quiet: many tell of work lost or changed (an image not scored, an
 # output written as PNG rather than JPEG, a time that is no estimate) that no exit code
 # or table says, and a warning is the user's to act on.
+def quiet_option(hides: str) -> Any:
+    """``--quiet/-q``: only errors and warnings on stderr; ``hides`` lists what else the
+    command would have said there (progress, its lines)."""
+    return typer.Option("--quiet", "-q", help=f"Only errors and warnings on stderr: no {hides}.")
+
+
 QuietOpt = Annotated[
     bool,
-    typer.Option(
-        "--quiet",
-        "-q",
-        help="Only errors and warnings on stderr: no progress, per-image lines or run "
-        "summary (tables and --json on stdout are unchanged).",
+    quiet_option(
+        "progress, per-image lines or run summary (tables and --json on stdout are unchanged)"
     ),
 ]
 # Not Typer's envvar=: it would read POCKETSR_OFFLINE with its own words for a bad value;

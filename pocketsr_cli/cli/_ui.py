@@ -683,14 +683,21 @@ class DownloadBar:
     bundled, cached or absent (``bicubic``) — is drawn only on a terminal and is removed
     when the transfer ends; elsewhere nothing is shown (the caller prints the outcome).
     The speed is that of the last few seconds, and falls, then says "stalled", when the
-    bytes stop (``clock``: the time in seconds, ``time.monotonic`` but in tests).
+    bytes stop (``clock``: the time in seconds, ``time.monotonic`` but in tests).  With
+    ``quiet`` (``--quiet``) neither the bar nor a line saying the download waits is shown.
     """
 
     def __init__(
-        self, console: Console, label: str, *, clock: Callable[[], float] = time.monotonic
+        self,
+        console: Console,
+        label: str,
+        *,
+        quiet: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.console = console
         self.label = label
+        self.quiet = quiet
         self.progress: Progress | None = None
         self.task: TaskID | None = None
         self.rate = _RecentRate(clock)
@@ -699,7 +706,7 @@ class DownloadBar:
         return self
 
     def __call__(self, done: int, total: int | None) -> None:
-        if self.progress is None and self.console.is_terminal:
+        if self.progress is None and self.console.is_terminal and not self.quiet:
             self.progress, self.task = _transient_bar(
                 self.console,
                 self.label,
@@ -717,7 +724,8 @@ class DownloadBar:
     def waiting(self, message: str) -> None:
         """The download waits (for another process fetching the same file, for a busy
         mirror's Retry-After): say so, or the run looks hung."""
-        self.console.print(message, style="dim", markup=False, highlight=False)
+        if not self.quiet:
+            self.console.print(message, style="dim", markup=False, highlight=False)
 
     def __exit__(self, *exc_info: object) -> None:
         if self.progress is not None:

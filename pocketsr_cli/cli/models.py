@@ -22,6 +22,8 @@ from pocketsr_cli.cli._errors import handle_errors
 from pocketsr_cli.cli._help import Command, Group, examples
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pocketsr_cli.manifest import ModelSpec
     from pocketsr_cli.weights.store import Imported
 
@@ -295,6 +297,9 @@ def download(
     ],
     allow_unverified: opt.AllowUnverifiedOpt = False,
     trust_pickle: opt.TrustPickleOpt = False,
+    quiet: Annotated[
+        bool, opt.quiet_option("progress bar or line per file fetched, found or converted")
+    ] = False,
 ) -> None:
     """Fetch models' weights into the cache (resumable, checksum-verified).
 
@@ -313,14 +318,17 @@ def download(
         try:
             spec = find_spec(name)
             if spec.weights is None:
-                _ui.say(console, f"{name}: nothing to download (built without weights)")
+                if not quiet:
+                    _ui.say(console, f"{name}: nothing to download (built without weights)")
                 continue
             before = where(spec)
-            paths, transferred = _fetch(spec, console, allow_unverified)
+            paths, transferred = _fetch(spec, console, allow_unverified, quiet=quiet)
             converted = convert_pickles(spec, paths) if trust_pickle else []
         except ModelError as exc:
             _ui.error(console, "model", str(exc))
             failures.append(name)
+            continue
+        if quiet:
             continue
         state = "downloaded" if transferred else _STATE[before]
         for path in paths:
@@ -344,7 +352,9 @@ _STATE = {
 }
 
 
-def _fetch(spec: ModelSpec, console: Any, allow_unverified: bool) -> tuple[tuple[Path, ...], bool]:
+def _fetch(
+    spec: ModelSpec, console: Any, allow_unverified: bool, *, quiet: bool
+) -> tuple[tuple[Path, ...], bool]:
     """The verified weights files of ``spec`` and whether any bytes had to be transferred."""
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.weights.resolve import locate_weights
@@ -356,7 +366,7 @@ def _fetch(spec: ModelSpec, console: Any, allow_unverified: bool) -> tuple[tuple
             progressed.append(done)
             super().__call__(done, total)
 
-    with Counted(console, spec.name) as bar:
+    with Counted(console, spec.name, quiet=quiet) as bar:
         paths = locate_weights(
             spec, on_progress=bar, allow_unverified=allow_unverified, check_pinned=True
         )
@@ -380,6 +390,13 @@ def verify(
         ),
     ] = None,
     json_lines: opt.JsonOpt = False,
+    quiet: Annotated[
+        bool,
+        opt.quiet_option(
+            "line on stdout for a file that verifies, only for those that do not (as "
+            "'sha256sum --check --quiet'; --json is unchanged)"
+        ),
+    ] = False,
 ) -> None:
     """Re-hash weights on disk and compare them with their manifests (always re-reads).
 
@@ -452,10 +469,10 @@ def verify(
             if json_lines:
                 on_disk = None if path is None else str(path)
                 _emit({"name": spec.name, "status": status, "path": on_disk, "error": why})
-            else:
+            elif not (quiet and status in ("ok", "no weights")):
                 said = status if why is None else f"{status}: {why}"
                 _ui.say(report, f"{spec.name}: {said}" + ("" if path is None else f"  {path}"))
-    if not specs and not json_lines:
+    if not specs and not (json_lines or quiet):
         _ui.say(report, "no model weights on disk to verify")
     not_fetched = (
         f"{len(absent)} model(s) not downloaded, so not verified: {', '.join(absent)} "
@@ -517,6 +534,7 @@ def remove(
             autocompletion=_complete.removable_names,
         ),
     ],
+    quiet: Annotated[bool, opt.quiet_option("line per file removed or left")] = False,
 ) -> None:
     """Delete an imported model, or a model's downloaded weights (bundled files stay).
 
@@ -530,37 +548,40 @@ def remove(
     from pocketsr_cli.weights.store import remove_broken_manifest, remove_model
 
     console = _ui.make_console()
+
+    def say(message: str) -> None:
+        if not quiet:
+            _ui.say(console, message)
+
     try:
         spec = find_spec(name)
     except ModelError:
         try:
             broken = remove_broken_manifest(name)
         except RemoveError as exc:
-            _say_removed(console, exc.removed)  # what went before the failure
+            _say_removed(say, exc.removed)  # what went before the failure
             raise
         if broken is None:
             raise
         *weights, manifest = broken  # the manifest goes last
-        _say_removed(console, weights)
-        _ui.say(console, f"removed {manifest} (a manifest that could not be read)")
+        _say_removed(say, weights)
+        say(f"removed {manifest} (a manifest that could not be read)")
         return
     try:
         removed = remove_model(spec)
     except RemoveError as exc:
-        _say_removed(console, exc.removed)
+        _say_removed(say, exc.removed)
         raise
     if not removed:
-        _ui.say(console, f"{name}: nothing to remove (not downloaded)")
-    _say_removed(console, removed)
+        say(f"{name}: nothing to remove (not downloaded)")
+    _say_removed(say, removed)
     if spec.origin == "user" and spec.path.exists():
-        _ui.say(console, f"{name}: its manifest, written by hand, stays: {spec.path}")
+        say(f"{name}: its manifest, written by hand, stays: {spec.path}")
 
 
-def _say_removed(console: Any, paths: list[Path]) -> None:
-    from pocketsr_cli.cli import _ui
-
+def _say_removed(say: Callable[[str], None], paths: list[Path]) -> None:
     for path in paths:
-        _ui.say(console, f"removed {path}")
+        say(f"removed {path}")
 
 
 IMPORT_EPILOG = examples(
@@ -592,6 +613,10 @@ def import_model(
     force: ForceOpt = False,
     offline: opt.OfflineOpt = False,
     json_lines: opt.JsonOpt = False,
+    quiet: Annotated[
+        bool,
+        opt.quiet_option("progress bar or 'imported' line (--json on stdout is unchanged)"),
+    ] = False,
 ) -> None:
     """Add a model file of any architecture pocketsr or spandrel can run.
 
@@ -607,12 +632,12 @@ def import_model(
     if not source.strip():
         raise UsageError("an empty FILE|URL: name a weights file or an https:// or hf:// URL")
     if is_url(source):  # refused before anything is fetched when pocketsr would not fetch it
-        with _ui.DownloadBar(_ui.make_console(), name) as bar:
+        with _ui.DownloadBar(_ui.make_console(), name, quiet=quiet) as bar:
             done = import_url(request, source, sha256=sha256, offline=offline, on_progress=bar)
     else:
         _must_be_a_file(Path(source))
         done = import_file(request, Path(source), sha256=sha256)
-    _report_import(done, json_lines)
+    _report_import(done, json_lines, quiet=quiet)
 
 
 @app.command(
@@ -636,6 +661,9 @@ def import_ncnn(
     description: DescriptionOpt = "",
     force: ForceOpt = False,
     json_lines: opt.JsonOpt = False,
+    quiet: Annotated[
+        bool, opt.quiet_option("'imported' line (--json on stdout is unchanged)")
+    ] = False,
 ) -> None:
     """Convert and add an ncnn model (Real-ESRGAN RRDBNet or SRVGG-compact; fp16 or fp32).
 
@@ -648,7 +676,7 @@ def import_ncnn(
         _must_be_a_file(given)
 
     request = ImportRequest(name=name, license=license_, description=description, force=force)
-    _report_import(convert_and_store(request, param, bin_path), json_lines)
+    _report_import(convert_and_store(request, param, bin_path), json_lines, quiet=quiet)
 
 
 def _must_be_a_file(path: Path) -> None:
@@ -670,9 +698,10 @@ def _must_be_a_file(path: Path) -> None:
     raise UsageError(f"{path}: {why}")
 
 
-def _report_import(done: Imported, json_lines: bool) -> None:
-    """Say what was imported.  Old weights that ``--force`` could not delete are a warning
-    (the exit code stays 0): the model is imported and whole, only a file is left over."""
+def _report_import(done: Imported, json_lines: bool, *, quiet: bool) -> None:
+    """Say what was imported (not with ``quiet``).  Old weights that ``--force`` could not
+    delete are a warning, kept under ``quiet`` (the exit code stays 0): the model is
+    imported and whole, only a file is left over."""
     from pocketsr_cli.cli import _ui
 
     spec = done.spec
@@ -680,7 +709,7 @@ def _report_import(done: Imported, json_lines: bool) -> None:
     if json_lines:
         not_removed = [{"path": str(path), "error": why} for path, why in done.not_removed]
         _emit({**_summary(spec), "manifest": str(spec.path), "not_removed": not_removed})
-    else:
+    elif not quiet:
         params = "-" if spec.meta.params is None else f"{spec.meta.params:,}"
         _ui.say(
             console,
