@@ -595,6 +595,26 @@ def test_quiet_leaves_only_errors_and_warnings(
     assert {"mine.toml", "two.toml", "n.toml"} <= {p.name for p in user_models_dir().iterdir()}
 
 
+def test_upscale_quiet_says_nothing_of_the_model_it_downloads(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The download an upscale starts was said (its bar, a busy mirror's wait) under -q."""
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.full((12, 16, 3), 128, np.uint8)).save("in.png")
+    data = save_safetensors(tmp_path / "w.safetensors", SD)
+    busy = Behaviour(status=503, status_requests=1, headers={"Retry-After": "1"})
+    with serve({"/a.safetensors": data, "/b.safetensors": data}) as server:
+        server.behaviours.update({"/a.safetensors": busy, "/b.safetensors": busy})
+        for name in ("a", "b"):
+            urls = (server.url(f"/{name}.safetensors"),)
+            _write_manifest(user_models_dir(), name, data, urls=urls)
+        said = invoke("upscale", "in.png", "-m", "a", "-o", "out")
+        quiet = invoke("upscale", "in.png", "-m", "b", "-o", "quiet", "-q")
+    assert said.exit_code == 0 and "trying it again in 1 s" in said.stderr
+    assert quiet.exit_code == 0, quiet.output
+    assert (quiet.stdout, quiet.stderr) == ("", "")
+
+
 def test_remove_downloaded_weights(
     tmp_path: Path, home: Path, server: Loopback, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -364,7 +364,7 @@ def upscale(
         trust_pickle=trust_pickle,
     )
     console = _ui.make_console()
-    bar = _ui.DownloadBar(console, f"downloading {model or 'default model'}")
+    bar = _ui.DownloadBar(console, f"downloading {model or 'default model'}", quiet=quiet)
     with bar:
         family = spec.family(model, on_progress=bar)
     plan = sizing.plan_run(
