@@ -1049,8 +1049,12 @@ def test_a_cached_file_that_is_not_whole_goes_with_its_lock_and_folder(
     finally:
         done.set()
         other.join(10)
-    with pytest.raises(ModelError, match=r"; it was deleted from the cache, not pinned "):
+    with pytest.raises(ModelError, match=r"; it was deleted from the cache, not pinned ") as info:
         resolve_model("tiny", allow_unverified=True)
+    # why, in the words a fetch that received such a file uses (test_a_download_cut_short_...)
+    assert "not pinned (with no SHA-256 or size published, a download cut short looks whole " in (
+        str(info.value)
+    )
     assert trust.pinned("tiny", "tiny.safetensors") is None
     assert not cached.parent.exists()  # no file, no lock, no folder
 

@@ -88,6 +88,13 @@ WITHDRAWN: dict[str, str] = {
 
 Where = Literal["bundled", "user", "cached", "remote", "missing", "damaged"]
 
+# Why a file nothing vouches for is read as a weights file before its digest is pinned,
+# added to the refusal of one that is not when its manifest publishes no size either.
+_CUT_SHORT_LOOKS_WHOLE = (
+    "with no SHA-256 or size published, a download cut short looks whole when the server "
+    "does not give its length"
+)
+
 
 def resolve_model(
     ref: str | None,
@@ -324,12 +331,7 @@ def _locate_file(
             message += (
                 " (what was received could not be read as a weights file, so it was deleted "
                 "and nothing was pinned"
-                + (
-                    ": with no SHA-256 or size published, a download cut short looks whole "
-                    "when the server does not give its length"
-                    if w.size is None
-                    else ""
-                )
+                + (f": {_CUT_SHORT_LOOKS_WHOLE}" if w.size is None else "")
                 + "; run again to fetch it anew)"
             )
         if isinstance(exc, MirrorsFailed) and spec.origin == "user":
@@ -427,12 +429,7 @@ def _pin(spec: ModelSpec, w: WeightsSpec, path: Path, *, checked: bool = False) 
             fate = (
                 f"it is not pinned, but could not be deleted ({unlink_exc.strerror}): delete {path}"
             )
-        why = (
-            " (with no SHA-256 or size published to check it against, a download cut short "
-            "looks whole when the server does not give its length)"
-            if w.size is None
-            else ""
-        )
+        why = f" ({_CUT_SHORT_LOOKS_WHOLE})" if w.size is None else ""
         raise ModelError(f"{spec.name}: {problem}; {fate}{why}; run again to fetch it anew")
     try:
         digest = sha256_file(path)
