@@ -303,6 +303,25 @@ def test_local_attention_with_a_covering_window_is_global() -> None:
         assert (glob(x) - local(x)).abs().max() > 1e-3
 
 
+def test_global_attention_attends_within_each_input_of_a_batch() -> None:
+    """Each input of a batch takes the means of its own pixels, as alone; given one
+    image's sums, every input takes those, as the input they were taken over does."""
+    torch.manual_seed(1)
+    attn = LinearAttention(32, 4, 0)
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.normal_(0, 0.5)
+        x = torch.randn(3, 32, 6, 9)
+        x[1] *= 3  # inputs unlike one another: a mix-up of their means shows
+        together = attn(x)
+        alone = torch.cat([attn(x[i : i + 1]) for i in range(3)])
+        torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+        sums = attn.sums(x[1:2])
+        given = attn(x, sums)
+        torch.testing.assert_close(given[1:2], alone[1:2], rtol=1e-4, atol=1e-4)
+        assert (given[0] - alone[0]).abs().max() > 1e-2  # not its own means
+
+
 def test_swappable_blocks_can_be_replaced() -> None:
     model = _randomized(build("tiny", 4))
     blocks = swappable_blocks(model)

@@ -104,10 +104,8 @@ class LinearAttention(nn.Module):
         q, k, v = self._qkv(x)
         if self.window:
             out = self._local(q, k, v)
-        elif sums is None:
-            out = self._global(q, k, v)
         else:
-            out = self._attend(q, *sums.means(q.device))
+            out = self._attend(q, *(self._means(k, v) if sums is None else sums.means(q.device)))
         return x + self.proj(out.reshape(n, c, h, w).to(x.dtype))
 
     def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -133,22 +131,23 @@ class LinearAttention(nn.Module):
         return AttentionSums(kv64, k64, n * h * w)
 
     @staticmethod
-    def _global(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        n, heads, d, h, w = q.shape
-        q, k, v = (t.reshape(n * heads, d, h * w) for t in (q, k, v))
-        kv = torch.bmm(k, v.transpose(1, 2)) / (h * w)  # (nh, d, d): mean phi(k) v^T
-        z = k.mean(dim=2, keepdim=True)  # (nh, d, 1)
-        num = torch.bmm(kv.transpose(1, 2), q)  # (nh, d, hw)
-        den = (q * z).sum(dim=1, keepdim=True)
-        return num / (den + 1e-6)
+    def _means(k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each input's own means over its pixels of ``phi(k) v^T`` ``(n, heads, d, d)``
+        and of ``phi(k)`` ``(n, heads, d)``, for ``k`` and ``v`` ``(n, heads, d, h, w)``."""
+        n, heads, d, h, w = k.shape
+        k, v = (t.reshape(n * heads, d, h * w) for t in (k, v))
+        kv = torch.bmm(k, v.transpose(1, 2)) / (h * w)
+        return kv.view(n, heads, d, d), k.mean(dim=2).view(n, heads, d)
 
     @staticmethod
     def _attend(q: torch.Tensor, kv: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Global attention of ``q`` ``(n, heads, d, h, w)`` with given means ``kv``
-        ``(heads, d, d)`` of ``phi(k) v^T`` and ``z`` ``(heads, d)`` of ``phi(k)``."""
+        """Global attention of ``q`` ``(n, heads, d, h, w)`` with means ``kv`` of
+        ``phi(k) v^T`` and ``z`` of ``phi(k)``: each input's own (``(n, heads, d, d)`` and
+        ``(n, heads, d)``: :meth:`_means`) or one image's for all (``(heads, d, d)`` and
+        ``(heads, d)``: :meth:`AttentionSums.means`)."""
         n, heads, d, h, w = q.shape
         q = q.reshape(n, heads, d, h * w)
-        num = torch.matmul(kv.transpose(1, 2), q)  # (n, heads, d, hw), kv broadcast over n
+        num = torch.matmul(kv.transpose(-2, -1), q)  # (n, heads, d, hw)
         den = (q * z.unsqueeze(-1)).sum(dim=2, keepdim=True)
         return num / (den + 1e-6)
 
