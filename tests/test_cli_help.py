@@ -47,7 +47,7 @@ def help_of(path: tuple[str, ...]) -> str:
 
 def test_every_command_is_found() -> None:
     names = {" ".join(path) for path in PATHS}
-    expected = {"upscale", "bench", "eval", "doctor", "models"}
+    expected = {"upscale", "bench", "eval", "doctor", "report", "models"}
     expected |= {f"models {c}" for c in ("list", "info", "download", "verify", "remove")}
     expected |= {"models import", "models import-ncnn"}
     assert expected <= names
@@ -96,6 +96,53 @@ def test_options_show_their_metavariables() -> None:
 @pytest.mark.parametrize("path", [("upscale",), ("bench",), ("eval",)])
 def test_model_option_names_the_default(path: tuple[str, ...]) -> None:
     assert f"Default: {DEFAULT_MODEL}" in help_of(path)
+
+
+@pytest.mark.parametrize("group", [(), ("models",)], ids=["pocketsr", "models"])
+def test_command_lists_give_each_first_sentence_whole(group: tuple[str, ...]) -> None:
+    """Click cut them to one row ("..., the default...", "(resumable,...")."""
+    text = help_of(group)
+    listing = text.split("Commands:\n", 1)[1].split("\n\n", 1)[0]
+    assert "..." not in listing, listing
+    sentences = " ".join(listing.split())
+    if group:
+        assert "(resumable, checksum- verified)." in sentences
+    else:
+        assert "the default model and extras." in sentences
+
+
+def test_the_root_help_gives_the_exit_codes() -> None:
+    text = " ".join(help_of(()).split())
+    assert "Exit codes: 0 everything written or skipped, 1 some input failed, 2 usage " in text
+    assert "3 model could not be resolved, downloaded or loaded, 130 interrupted" in text
+
+
+SHARED = ("--tile", "--tile-overlap", "--device", "--threads", "--precision", "--offline")
+
+
+@pytest.mark.parametrize("flag", SHARED)
+def test_a_shared_option_reads_the_same_in_every_command(flag: str) -> None:
+    """upscale declared its own --tile (auto "fit free memory" there only)."""
+    commands = get_command(app).commands  # type: ignore[attr-defined]
+    helps = {
+        name: param.help
+        for name, command in commands.items()
+        for param in command.params
+        if flag in getattr(param, "opts", ())
+    }
+    assert {"upscale", "eval", "bench"} <= set(helps), helps
+    assert len(set(helps.values())) == 1, helps
+
+
+def test_help_says_what_each_command_quiets_and_what_precision_eval_keeps() -> None:
+    report = " ".join(help_of(("report",)).split())
+    quiet = report.split("--quiet", 1)[1]
+    assert quiet.startswith(" Only errors and warnings on stderr: no progress bar or line ")
+    assert "per-image" not in quiet.split("-h, --help")[0]
+    assert "(eval keeps fp32)" in " ".join(help_of(("upscale",)).split())
+    assert "[default: the first -m]" in help_of(("bench",))
+    download = " ".join(help_of(("models", "download")).split())
+    assert "NAME... Model names (see 'pocketsr models list')." in download
 
 
 def test_textual_defaults_lose_their_parentheses() -> None:

@@ -35,6 +35,13 @@ from pocketsr_cli.cli._help import Command, Group, examples
 
 _WANTS_JSON = "pocketsr.json"
 
+EXIT_CODES = (
+    "Exit codes: 0 everything written or skipped, 1 some input failed, 2 usage error, "
+    "3 model could not be resolved, downloaded or loaded, 130 interrupted (143 SIGTERM, "
+    "129 SIGHUP).\n\n"
+)
+"""The root help's word on exit codes (``_errors``; README, "Exit codes")."""
+
 
 class _App(Group):
     """The root command group: a usage error found while Typer parses a command's options
@@ -82,7 +89,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog=examples(
+    epilog=EXIT_CODES
+    + examples(
         "pocketsr upscale photos/ -o upscaled/",
         "pocketsr models list",
         "pocketsr doctor",

@@ -12,7 +12,9 @@ of the CLI is built with :class:`Command` or :class:`Group` instead, which rende
 * :data:`DEFAULT_MODEL_TOKEN` in a help text as the default model's name, looked up only when
   help is shown, so that importing the CLI (``--help``, shell completion) does not import
   the model registry;
-* an epilog made by :func:`examples` line by line, never re-wrapped.
+* an epilog made by :func:`examples` line by line, never re-wrapped;
+* a group's commands each with the whole first sentence of their help, wrapped (Click
+  cuts it to one row: "Show versions, devices (each GPU with its memory), the default...").
 """
 
 from __future__ import annotations
@@ -121,12 +123,26 @@ def described(items: list[Any]) -> list[Any]:
     return items
 
 
+_WHOLE_SENTENCE = 1000
+"""A short help's limit that no first sentence reaches: Click ends it at the sentence."""
+
+
 class Group(TyperGroup):
     """A command group whose help reads as described in the module docstring."""
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
         _format_params(self, ctx, formatter)
         self.format_commands(ctx, formatter)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=_WHOLE_SENTENCE)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
         return described(super().shell_complete(ctx, incomplete))

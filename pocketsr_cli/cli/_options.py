@@ -120,7 +120,7 @@ PrecisionOpt = Annotated[
         help="auto, fp32, fp16 or bf16. auto = fp16 on GPUs for half-safe models, else bf16 "
         "on an NVIDIA GPU that computes it (Ampere on) for bf16-safe ones; on a CPU that "
         "computes bf16 natively (AVX512-BF16, AMX), bf16 for the models measured faster in "
-        "it (eval: fp32); else fp32.",
+        "it (eval keeps fp32); else fp32.",
         autocompletion=_complete.precisions,
     ),
 ]
@@ -176,7 +176,7 @@ TileOpt = Annotated[
     typer.Option(
         "--tile",
         metavar="auto|0|N",
-        help="Tile side in input pixels: auto, 0 (whole image), N.",
+        help="Tile side in input pixels: auto (fit free memory), 0 (whole image), N.",
         autocompletion=_complete.tiles,
     ),
 ]

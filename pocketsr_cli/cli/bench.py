@@ -99,7 +99,7 @@ def bench_command(
             "--baseline",
             metavar="NAME|PATH",
             help="Model the ratios refer to (synthetic photo only).",
-            show_default="the first",
+            show_default="the first -m",
             autocompletion=_complete.model_names,
             parser=opt.model_argument,
         ),

@@ -290,7 +290,7 @@ def download(
         list[str],
         typer.Argument(
             metavar="NAME",
-            help="Model names.",
+            help="Model names (see 'pocketsr models list').",
             show_default=False,
             autocompletion=_complete.downloadable_names,
         ),
@@ -597,7 +597,7 @@ def import_model(
         str,
         typer.Argument(
             metavar="FILE|URL",
-            help="Weights file (.safetensors/.pth/.pt/.ckpt) or an https:// or hf:// URL.",
+            help="Weights file (.safetensors/.pth/.ckpt/.pt) or an https:// or hf:// URL.",
             show_default=False,
         ),
     ],

@@ -94,7 +94,9 @@ def report_command(
             show_default=False,
         ),
     ] = None,
-    quiet: opt.QuietOpt = False,
+    quiet: Annotated[
+        bool, opt.quiet_option("progress bar or line saying where the page is")
+    ] = False,
 ) -> None:
     """Write a review page of an upscale run: before/after at 100 % for every image.
 

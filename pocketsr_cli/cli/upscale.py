@@ -186,15 +186,7 @@ def upscale(
         ),
     ] = False,
     precision: opt.PrecisionOpt = "auto",
-    tile: Annotated[
-        str,
-        typer.Option(
-            "--tile",
-            metavar="auto|0|N",
-            help="Tile side in input pixels: auto (fit free memory), 0 (whole image), N.",
-            autocompletion=_complete.tiles,
-        ),
-    ] = "auto",
+    tile: opt.TileOpt = "auto",
     tile_overlap: opt.TileOverlapOpt = "auto",
     fmt: Annotated[
         str,
