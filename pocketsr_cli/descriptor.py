@@ -139,6 +139,11 @@ class ModelDescriptor:
             past its core, twice over since the feather reaches half the overlap into
             it.  The upscaler warns when an image is cut into tiles with less.  None:
             not known.
+        overlap_derived: whether ``seamless_overlap`` was *derived* for a depth nobody
+            measured (:func:`derived_overlap`; a manifest's ``overlap_derived`` hint)
+            rather than measured on tiles of this network's shape: an estimate, which
+            the seam warning and ``models info`` call one.  False when it is measured
+            or not known.
     """
 
     name: str
@@ -159,6 +164,7 @@ class ModelDescriptor:
     mean_anchor: float | None = None
     chroma_guard: str | None = None
     seamless_overlap: int | None = None
+    overlap_derived: bool = False
 
 
 def derived_overlap(
@@ -346,10 +352,13 @@ def describe_module(module: nn.Module, name: str, family: str, scale: int) -> Mo
     ``multiple_of`` and ``minimum_size`` become its :class:`SizeRequirements` (the tiler pads
     to them), ``supports_half`` and ``supports_bf16`` its precision safety (default: safe),
     ``max_tile`` its :attr:`ModelDescriptor.max_tile`, ``seamless_overlap`` (measured for
-    its hyper-parameters) its :attr:`ModelDescriptor.seamless_overlap`, and methods
-    ``upscale_uint8`` and ``image_stats`` its :attr:`ModelDescriptor.upscale_uint8` and
-    :attr:`ModelDescriptor.image_stats` (default: none).
+    its hyper-parameters, or derived for them when ``overlap_derived`` is true) its
+    :attr:`ModelDescriptor.seamless_overlap` and :attr:`ModelDescriptor.overlap_derived`,
+    and methods ``upscale_uint8`` and ``image_stats`` its
+    :attr:`ModelDescriptor.upscale_uint8` and :attr:`ModelDescriptor.image_stats`
+    (default: none).
     """
+    overlap = getattr(module, "seamless_overlap", None)
     return ModelDescriptor(
         name=name,
         family=family,
@@ -362,5 +371,6 @@ def describe_module(module: nn.Module, name: str, family: str, scale: int) -> Mo
         image_stats=getattr(module, "image_stats", None),
         params=sum(p.numel() for p in module.parameters()),
         upscale_uint8=getattr(module, "upscale_uint8", None),
-        seamless_overlap=getattr(module, "seamless_overlap", None),
+        seamless_overlap=overlap,
+        overlap_derived=overlap is not None and bool(getattr(module, "overlap_derived", False)),
     )

@@ -584,13 +584,19 @@ class Upscaler:
         return watched
 
     def _seams_advice(self, need: int) -> str:
-        """Why an overlap below ``need`` draws seams, and what to use instead: a larger
-        overlap (and tile), or, where the overlap is the model's own cut down to fit a
-        small fixed tile (:func:`own_overlap`), a larger tile."""
+        """Why an overlap below ``need`` draws seams (may draw them, for an overlap that
+        is derived, not measured: ``ModelDescriptor.overlap_derived``), and what to use
+        instead: a larger overlap (and tile), or, where the overlap is the model's own cut
+        down to fit a small fixed tile (:func:`own_overlap`), a larger tile."""
         tile = self._tile
+        # A derived overlap is an estimate for a shape nobody measured: it may be wider
+        # than the model needs, so neither the need nor the seams are stated as facts.
         seams = (
-            f"{self.model.name} needs: its tiles differ from the whole image's result along "
-            "their seams; use"
+            f"{self.model.name} is estimated to need: its tiles may differ from the whole "
+            "image's result along their seams; use"
+            if self.model.overlap_derived
+            else f"{self.model.name} needs: its tiles differ from the whole image's result "
+            "along their seams; use"
         )
         whole = f"for seamless tiles, or {TILE.given(0)} to run images whole"
         if not self._overlap_given:

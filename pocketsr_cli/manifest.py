@@ -22,7 +22,7 @@ pipeline and people should know about it::
     urls = ["https://...", "hf://owner/repo/file"]   # mirrors, tried in order
     [hints]       # what the pipeline relies on (see Hints): tiling, multiple_of, minimum,
                   # fp16, bf16, cpu_bf16, default_tile, mean_anchor, margin,
-                  # chroma_guard, overlap
+                  # chroma_guard, overlap, overlap_derived
     [meta]        # license, source, paper, params (parameter count)
 
 A model published as several files lists each in an array of tables, ``[[weights]]``
@@ -113,6 +113,9 @@ class Hints:
             untiled run and stated in the model card; a smaller one draws seams, and a
             run whose images are cut into tiles with it is warned.  None: not known (no
             warning).
+        overlap_derived: ``overlap`` is derived for a shape nobody measured
+            (``descriptor.derived_overlap``), an estimate, not measured: the seam
+            warning says the model "is estimated to need" it.  Only with ``overlap``.
     """
 
     tiling: bool = True
@@ -126,6 +129,7 @@ class Hints:
     margin: int = 0
     chroma_guard: str | None = None
     overlap: int | None = None
+    overlap_derived: bool = False
 
 
 @dataclass(frozen=True)
@@ -414,8 +418,11 @@ def _parse_hints(data: Mapping[str, Any]) -> Hints:
         margin=table.at_least_zero("margin"),
         chroma_guard=table.one_of("chroma_guard", GUARDS),
         overlap=table.positive("overlap"),
+        overlap_derived=table.get("overlap_derived", bool, False),
     )
     table.done()
+    if hints.overlap_derived and hints.overlap is None:
+        raise ValueError("hints.overlap_derived says how hints.overlap was found: give both")
     return hints
 
 
@@ -573,6 +580,8 @@ def dump_manifest(spec: ModelSpec, comment: str = "") -> str:
         lines.append(f"chroma_guard = {_toml(h.chroma_guard)}")
     if h.overlap is not None:
         lines.append(f"overlap = {h.overlap}")
+    if h.overlap_derived:
+        lines.append("overlap_derived = true")
     m = spec.meta
     lines += ["", "[meta]", f"license = {_toml(m.license)}", f"source = {_toml(m.source)}"]
     if m.paper:

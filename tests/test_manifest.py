@@ -100,7 +100,7 @@ def test_a_bundled_manifests_overlap_is_what_its_architecture_states() -> None:
     one derivation from measurements (realesr-general-x4v3's): they must not drift apart.
     The networks are built on the meta device."""
     from pocketsr_cli.descriptor import describe_module
-    from pocketsr_cli.weights.community import seamless_overlap
+    from pocketsr_cli.weights.community import overlap_derived, seamless_overlap
 
     stated = {}
     for path in BUNDLED:
@@ -114,15 +114,17 @@ def test_a_bundled_manifests_overlap_is_what_its_architecture_states() -> None:
         with torch.device("meta"):
             if family is None:
                 module = _spandrel_builders()[spec.family](spec.build, spec.scale, spec.channels)
-                derived = seamless_overlap(
-                    spec.family.removeprefix("spandrel:"), module.hyperparameters
-                )
+                architecture = spec.family.removeprefix("spandrel:")
+                derived = seamless_overlap(architecture, module.hyperparameters)
+                estimate = overlap_derived(architecture, module.hyperparameters)
             else:
                 module = family.build(spec.build, spec.scale)
-                derived = describe_module(module, spec.name, spec.family, spec.scale)
-                derived = derived.seamless_overlap
+                desc = describe_module(module, spec.name, spec.family, spec.scale)
+                derived, estimate = desc.seamless_overlap, desc.overlap_derived
         if derived is not None:
             assert spec.hints.overlap == derived, spec.name
+            # A derived one is marked so, for the seam warning to call it an estimate.
+            assert spec.hints.overlap_derived == estimate, spec.name
             stated[spec.name] = derived
     assert stated == {
         "bicubic": 2,
@@ -242,6 +244,7 @@ def test_dump_then_parse_gives_the_same_spec(tmp_path: Path) -> None:
             margin=2,
             chroma_guard="clamp",
             overlap=24,
+            overlap_derived=True,
         ),
         meta=Meta(license="MIT", source="s", paper="p", params=42),
     )
@@ -349,6 +352,20 @@ def test_a_seamless_overlap_is_a_number_of_input_pixels(
     line = "" if value is None else f"\noverlap = {value}"
     path.write_text(GOOD.replace("multiple_of = 4", f"multiple_of = 4{line}"))
     assert parse_manifest(path, "user").hints.overlap == parsed
+
+
+def test_a_derived_overlap_is_marked_so_and_only_with_an_overlap(tmp_path: Path) -> None:
+    """``overlap_derived = true`` says the overlap beside it is an estimate, not measured;
+    without an overlap it marks nothing, and is refused rather than ignored."""
+    path = tmp_path / "m.toml"
+    path.write_text(GOOD.replace("multiple_of = 4", "multiple_of = 4\noverlap = 31"))
+    assert parse_manifest(path, "user").hints.overlap_derived is False
+    both = "multiple_of = 4\noverlap = 31\noverlap_derived = true"
+    path.write_text(GOOD.replace("multiple_of = 4", both))
+    assert parse_manifest(path, "user").hints.overlap_derived is True
+    path.write_text(GOOD.replace("multiple_of = 4", "multiple_of = 4\noverlap_derived = true"))
+    with pytest.raises(ModelError, match=r"hints\.overlap_derived .* give both"):
+        parse_manifest(path, "user")
 
 
 @pytest.mark.parametrize("value", ["0", "-4", "1.5", '"16"'])

@@ -210,20 +210,51 @@ def test_info_shows_the_overlap_runs_derive_for_a_manifest_that_states_none(
 
     monkeypatch.setattr("safetensors.torch.load_file", no_tensors)
     rows = dict(line.split(None, 1) for line in invoke("models", "info", "old").stdout.splitlines())
-    assert rows["hints.overlap"] == "40 (derived from its weights; its manifest states none)"
+    assert rows["hints.overlap"] == (
+        "40 (measured for its architecture, read from its weights; its manifest states none)"
+    )
     (info,) = json_lines(invoke("models", "info", "old", "--json"))
     assert (info["overlap"], info["overlap_from"], info["hints"]["overlap"]) == (
         40,
         "weights",
         None,
     )
+    assert info["overlap_derived"] is False
     (info,) = json_lines(invoke("models", "info", "deep", "--json"))
-    assert (info["overlap"], info["overlap_from"]) == (31, "build")
+    assert (info["overlap"], info["overlap_from"], info["overlap_derived"]) == (31, "build", True)
+    rows = dict(
+        line.split(None, 1) for line in invoke("models", "info", "deep").stdout.splitlines()
+    )
+    assert rows["hints.overlap"] == (
+        "31 (estimated from its [build], not measured; its manifest states none)"
+    )
     (info,) = json_lines(invoke("models", "info", "realesrgan-x4plus", "--json"))
     assert (info["overlap"], info["overlap_from"], info["hints"]["overlap"]) == (40, "manifest", 40)
+    assert info["overlap_derived"] is False
     (folder / "old.safetensors").unlink()  # not on this machine: not known without it
     (info,) = json_lines(invoke("models", "info", "old", "--json"))
-    assert (info["overlap"], info["overlap_from"]) == (None, None)
+    assert (info["overlap"], info["overlap_from"], info["overlap_derived"]) == (None, None, None)
+
+
+def test_info_marks_a_derived_overlap_an_estimate(home: Path) -> None:
+    """realesr-general-x4v3's 31 is derived from SRVGG-16's measured 16, not measured: its
+    ``models info`` showed a bare 31, as for a measured one; it says it is an estimate
+    (the seam warning words it the same), and measured ones stay bare."""
+    text = invoke("models", "info", "realesr-general-x4v3").stdout
+    rows = dict(line.split(None, 1) for line in text.splitlines())
+    assert rows["hints.overlap"] == "31 (estimated, not measured)"
+    assert "hints.overlap_derived" not in rows  # folded into hints.overlap
+    (info,) = json_lines(invoke("models", "info", "realesr-general-x4v3", "--json"))
+    assert (info["overlap"], info["overlap_from"], info["overlap_derived"]) == (
+        31,
+        "manifest",
+        True,
+    )
+    assert info["hints"]["overlap_derived"] is True
+    rows = dict(
+        line.split(None, 1) for line in invoke("models", "info", "pcsr-x4").stdout.splitlines()
+    )
+    assert rows["hints.overlap"] == "8"
 
 
 # --- download / verify / remove ---------------------------------------------------------------
@@ -1343,10 +1374,12 @@ def test_an_import_keeps_every_hint_its_descriptor_states(
         margin=2,
         chroma_guard="clamp",
         overlap=6,  # derived for its 1-convolution SRVGG body: twice its reach
+        overlap_derived=True,
     )
     desc = resolve_model("stated")
     assert (desc.size.margin, desc.mean_anchor, desc.default_tile) == (2, 4.0, 128)
     assert desc.chroma_guard == "clamp"
+    assert (desc.seamless_overlap, desc.overlap_derived) == (6, True)
 
 
 def test_the_bundled_weights_imported_under_another_name_are_the_plain_network(

@@ -298,38 +298,42 @@ def esrgan(num_blocks: int, scale: int = 4, shuffle: int | None = None) -> dict[
 
 
 @pytest.mark.parametrize(
-    ("make", "overlap"),
+    ("make", "overlap", "derived"),
     [
-        pytest.param(lambda: esrgan(23), 40, id="esrgan-23-blocks-x4"),
+        pytest.param(lambda: esrgan(23), 40, False, id="esrgan-23-blocks-x4"),
         pytest.param(  # Real-ESRGAN's own keys, as the ncnn conversion writes them
-            lambda: esrgan_state(nf=4, gc=32, nb=23, num_up=2), 40, id="rrdbnet-23-blocks-x4"
+            lambda: esrgan_state(nf=4, gc=32, nb=23, num_up=2),
+            40,
+            False,
+            id="rrdbnet-23-blocks-x4",
         ),
         # Other depths of a measured architecture: derived (descriptor.derived_overlap),
         # in proportion to the receptive field when it reaches further, else the measured.
-        pytest.param(lambda: esrgan(22), 40, id="esrgan-22-blocks"),
-        pytest.param(lambda: esrgan(46), 80, id="esrgan-46-blocks"),
-        pytest.param(lambda: esrgan(23, scale=2), 40, id="esrgan-23-blocks-x2"),
-        pytest.param(lambda: esrgan(23, shuffle=2), 80, id="esrgan-x2plus-unshuffle"),
-        pytest.param(lambda: compact_state(scale=4, num_conv=16), 16, id="srvgg-16-x4"),
-        pytest.param(lambda: compact_state(scale=2, num_conv=16), 16, id="srvgg-16-x2"),
-        pytest.param(lambda: compact_state(scale=4, num_conv=32), 31, id="srvgg-32"),
+        pytest.param(lambda: esrgan(22), 40, True, id="esrgan-22-blocks"),
+        pytest.param(lambda: esrgan(46), 80, True, id="esrgan-46-blocks"),
+        pytest.param(lambda: esrgan(23, scale=2), 40, True, id="esrgan-23-blocks-x2"),
+        pytest.param(lambda: esrgan(23, shuffle=2), 80, True, id="esrgan-x2plus-unshuffle"),
+        pytest.param(lambda: compact_state(scale=4, num_conv=16), 16, False, id="srvgg-16-x4"),
+        pytest.param(lambda: compact_state(scale=2, num_conv=16), 16, False, id="srvgg-16-x2"),
+        pytest.param(lambda: compact_state(scale=4, num_conv=32), 31, True, id="srvgg-32"),
         # Twice its 3 convolutions' reach makes tiles exact: no more than 6.
-        pytest.param(lambda: compact_state(scale=2, num_conv=1), 6, id="srvgg-1"),
-        pytest.param(lambda: esrgan(1), 38, id="esrgan-1-block"),  # 2 x (15 + 4)
-        pytest.param(swinir_state, None, id="swinir-not-measured"),
+        pytest.param(lambda: compact_state(scale=2, num_conv=1), 6, True, id="srvgg-1"),
+        pytest.param(lambda: esrgan(1), 38, True, id="esrgan-1-block"),  # 2 x (15 + 4)
+        pytest.param(swinir_state, None, False, id="swinir-not-measured"),
     ],
 )
 @pytest.mark.filterwarnings("ignore:torch.meshgrid")  # inside spandrel's SwinIR
 def test_a_community_file_gets_the_overlap_measured_for_its_architecture(
-    make: Any, overlap: int | None
+    make: Any, overlap: int | None, derived: bool
 ) -> None:
     """A weights file states no overlap, so ``-m FILE`` (and an import) ran Real-ESRGAN
     x4plus's network with the default 16, 11 levels off at seams, without a warning.  The
     architectures measured get their overlap whatever their width, and other depths of
     them one derived from it (realesr-general-x4v3's 32 convolutions ran with 16, half
-    its receptive field's SRVGG-16 proportion); other architectures none."""
+    its receptive field's SRVGG-16 proportion), marked derived (the seam warning called
+    an estimate a need); other architectures none."""
     desc = descriptor_from_state_dict(make(), "community")
-    assert desc.seamless_overlap == overlap
+    assert (desc.seamless_overlap, desc.overlap_derived) == (overlap, derived)
     if overlap is not None:
         assert own_overlap(desc) == max(16, overlap)
 
@@ -381,30 +385,31 @@ def pcsr_state(preset: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("make", "overlap"),
+    ("make", "overlap", "derived"),
     [
-        pytest.param(lambda: skip_compact(16), 16, id="compact-16"),
+        pytest.param(lambda: skip_compact(16), 16, False, id="compact-16"),
         # pocketsr-compact-x2's 13-tap input filter was measured to need no more.
-        pytest.param(lambda: skip_compact(16, pre=13), 16, id="compact-16-pre-13"),
-        pytest.param(lambda: skip_compact(16, post=5), 16, id="compact-16-post-5"),
-        pytest.param(lambda: skip_compact(16, pre=15), None, id="compact-16-pre-15"),
-        pytest.param(lambda: skip_compact(32), 31, id="compact-32"),  # derived
-        pytest.param(lambda: pcsr_state("fsrcnn"), 8, id="pcsr-fsrcnn"),
-        pytest.param(lambda: pcsr_state("carn"), None, id="pcsr-carn"),
+        pytest.param(lambda: skip_compact(16, pre=13), 16, False, id="compact-16-pre-13"),
+        pytest.param(lambda: skip_compact(16, post=5), 16, False, id="compact-16-post-5"),
+        pytest.param(lambda: skip_compact(16, pre=15), None, False, id="compact-16-pre-15"),
+        pytest.param(lambda: skip_compact(32), 31, True, id="compact-32"),  # derived
+        pytest.param(lambda: pcsr_state("fsrcnn"), 8, False, id="pcsr-fsrcnn"),
+        pytest.param(lambda: pcsr_state("carn"), None, False, id="pcsr-carn"),
     ],
 )
 def test_pocketsrs_own_architectures_state_the_overlap_measured_for_their_shape(
-    tmp_path: Path, make: Any, overlap: int | None
+    tmp_path: Path, make: Any, overlap: int | None, derived: bool
 ) -> None:
     """A trained export given as ``-m FILE`` has no manifest: pocketsr's own families ran
     it with no overlap of their own, so a smaller ``--tile-overlap`` drew seams without a
     warning.  Their networks now state the overlap measured for their hyper-parameters
     (the compact family by its body's depth, as spandrel's Compact; pcsr by its
-    backbone), and none for a shape not measured."""
+    backbone, or derived for a depth not measured, and marked so), and none for a shape
+    not measured."""
     path = tmp_path / "export.safetensors"
     save_safetensors(path, make())
     desc = resolve_model(str(path))
-    assert desc.seamless_overlap == overlap
+    assert (desc.seamless_overlap, desc.overlap_derived) == (overlap, derived)
     assert own_overlap(desc) == max(16, overlap or 0)
 
 
@@ -439,6 +444,31 @@ def test_a_manifest_overlap_wins_over_the_one_a_pocketsr_network_states(home: Pa
         )
     assert resolve_model("plain").seamless_overlap == 16
     assert resolve_model("stated").seamless_overlap == 24
+
+
+def test_a_manifests_derived_overlap_is_carried_to_the_model_and_its_own_wins(
+    home: Path,
+) -> None:
+    """A manifest marks an overlap derived, not measured (realesr-general-x4v3's 31): the
+    model it builds says so, whatever its network states; one that states no overlap
+    takes the network's mark with its figure (a 32-convolution compact: derived)."""
+    folder = user_models_dir()
+    deep = save_safetensors(folder / "deep.safetensors", skip_compact(32))
+    build = {"num_feat": 4, "num_conv": 32}
+    for name, hints in (
+        ("derived", Hints(overlap=31, overlap_derived=True)),
+        ("measured", Hints(overlap=24)),
+        ("plain", Hints()),
+    ):
+        write_manifest(
+            folder, name, deep, file="deep.safetensors", family="compact", build=build, hints=hints
+        )
+    found = {
+        name: (desc.seamless_overlap, desc.overlap_derived)
+        for name in ("derived", "measured", "plain")
+        for desc in [resolve_model(name)]
+    }
+    assert found == {"derived": (31, True), "measured": (24, False), "plain": (31, True)}
 
 
 def dataclass_replace(obj: Any, **changes: Any) -> Any:

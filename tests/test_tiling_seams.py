@@ -41,9 +41,16 @@ class Blur(nn.Module):
         return nn.functional.interpolate(self.conv(self.conv(x)), scale_factor=2, mode="nearest")
 
 
-def blur_upscaler(overlap: int | None, tile: int | None, need: int | None = 8) -> Upscaler:
+def blur_upscaler(
+    overlap: int | None, tile: int | None, need: int | None = 8, derived: bool = False
+) -> Upscaler:
     desc = ModelDescriptor(
-        name="blur", family="test", module=Blur(), scale=2, seamless_overlap=need
+        name="blur",
+        family="test",
+        module=Blur(),
+        scale=2,
+        seamless_overlap=need,
+        overlap_derived=derived,
     )
     warnings: list[str] = []
     compute = Compute(torch.device("cpu"), "fp32")
@@ -65,6 +72,44 @@ def test_an_image_cut_with_less_overlap_than_the_model_needs_is_warned_of_once()
     assert np.abs(out.astype(int) - whole).max() > 2  # the seams it warns of are there
     up.upscale(image)
     assert len(up.warnings) == 1  # type: ignore[attr-defined]  # once per upscaler
+
+
+def test_a_derived_overlap_is_warned_of_as_an_estimate() -> None:
+    """An overlap derived for a shape nobody measured (realesr-general-x4v3's 31) may be
+    wider than the model needs: the warning said the model "needs" it and that its tiles
+    "differ", claims only a measurement makes.  It now calls the figure an estimate."""
+    image = make_photo_like(40, 44)
+    up = blur_upscaler(overlap=2, tile=16, derived=True)
+    up.upscale(image)
+    assert up.warnings == [  # type: ignore[attr-defined]
+        "tile_overlap=2 is less than the 8 pixels blur is estimated to need: its tiles may "
+        "differ from the whole image's result along their seams; use tile_overlap=8 or "
+        "more and tile=32 or more for seamless tiles, or tile=0 to run images whole"
+    ]
+    small = blur_upscaler(overlap=None, tile=64, need=32, derived=True)
+    small.upscale(make_photo_like(150, 140))
+    assert small.warnings == [  # type: ignore[attr-defined]
+        "tile=64 leaves room for an overlap of 16 pixels (a quarter of a tile), less than "
+        "the 32 pixels blur is estimated to need: its tiles may differ from the whole "
+        "image's result along their seams; use tile=128 or more for seamless tiles, or "
+        "tile=0 to run images whole"
+    ]
+
+
+def test_the_command_line_calls_a_derived_overlap_an_estimate(tmp_path: Path) -> None:
+    """A weights file of a depth nobody measured (a compact body of 32 convolutions: 31,
+    derived from the 16 measured for 16) cut into tiles with less: the estimate is
+    worded as one, end to end."""
+    src = save_pillow(tmp_path / "a.png", make_photo_like(150, 140), "PNG")
+    weights = tmp_path / "deep.safetensors"
+    save_safetensors(weights, compact_state(2, num_conv=32))
+    args = ["upscale", str(src), "-o", str(tmp_path / "out"), "-m", str(weights)]
+    result = CliRunner().invoke(app, [*args, "--device", "cpu", "--tile", "64"])
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "less than the 31 pixels deep.safetensors is estimated to need: its tiles may differ"
+        in " ".join(result.stderr.split())
+    )
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from pocketsr_cli.manifest import ModelSpec
+    from pocketsr_cli.weights.resolve import KnownOverlap
     from pocketsr_cli.weights.store import Imported
 
 app = typer.Typer(
@@ -196,8 +197,9 @@ def info(
     With --json, "weights" is a list of one object per file, empty for a model without
     weights (bicubic, lanczos). hints.overlap is the overlap runs take as the model's
     own: its manifest's, or for a manifest that states none (a model imported before its
-    architecture was measured) the one derived from its weights or [build], as runs
-    derive it, marked so ("overlap" and "overlap_from" in --json).
+    architecture was measured) the one its weights or [build] give, as runs find it,
+    marked so ("overlap" and "overlap_from" in --json); one derived for a shape nobody
+    measured is marked an estimate ("overlap_derived" in --json).
     """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.weights.resolve import (
@@ -208,7 +210,8 @@ def info(
     )
 
     spec = find_spec(name)
-    overlap, overlap_from = seamless_overlap_of(spec) or (None, None)
+    known = seamless_overlap_of(spec)
+    overlap, overlap_from, overlap_derived = known or (None, None, None)
     files = [
         {
             "file": w.file,
@@ -231,6 +234,7 @@ def info(
         # What runs take as the model's own (hints.overlap is the manifest's alone).
         "overlap": overlap,
         "overlap_from": overlap_from,  # "manifest", "weights", "build" or None
+        "overlap_derived": overlap_derived,  # an estimate, not measured; None: no overlap
     }
     if json_lines:
         _emit(details)
@@ -238,7 +242,8 @@ def info(
     pairs = [
         (key, _shown(value))
         for key, value in details.items()
-        if key not in ("weights", "hints", "meta", "build", "overlap", "overlap_from")
+        if key
+        not in ("weights", "hints", "meta", "build", "overlap", "overlap_from", "overlap_derived")
     ]
     pairs += [(f"build.{k}", _shown(v)) for k, v in spec.build.items()]
     for i, entry in enumerate(files):
@@ -254,13 +259,26 @@ def info(
         else:
             entry.pop("pinned_sha256")
         pairs += [(f"{prefix}.{k}", _shown(v)) for k, v in entry.items()]
-    hints = {k: _shown(v) for k, v in vars(spec.hints).items()}
-    if overlap_from not in (None, "manifest"):
-        source = "its weights" if overlap_from == "weights" else "its [build]"
-        hints["overlap"] = f"{overlap} (derived from {source}; its manifest states none)"
+    hints = {k: _shown(v) for k, v in vars(spec.hints).items() if k != "overlap_derived"}
+    if known is not None:
+        hints["overlap"] = _overlap_shown(known)
     pairs += [(f"hints.{k}", v) for k, v in hints.items()]
     pairs += [(f"meta.{k}", _shown(v)) for k, v in vars(spec.meta).items()]
     _ui.print_pairs(_ui.make_report_console(), pairs)
+
+
+def _overlap_shown(known: KnownOverlap) -> str:
+    """``hints.overlap`` of ``models info``: the figure, marked an estimate when it is
+    derived for a shape nobody measured, and where it comes from when not the manifest."""
+    if known.source == "manifest":
+        return f"{known.pixels} (estimated, not measured)" if known.derived else str(known.pixels)
+    source = "its weights" if known.source == "weights" else "its [build]"
+    how = (
+        f"estimated from {source}, not measured"
+        if known.derived
+        else f"measured for its architecture, read from {source}"
+    )
+    return f"{known.pixels} ({how}; its manifest states none)"
 
 
 def _shown(value: Any) -> str:

@@ -129,12 +129,22 @@ def seamless_overlap(architecture: str, hyperparameters: Mapping[str, Any]) -> i
     return None
 
 
-def overlap_from_shapes(state_dict: Mapping[str, torch.Tensor]) -> int | None:
-    """:func:`seamless_overlap` of the network spandrel recognises in ``state_dict``, whose
-    tensors may be meta tensors (``weights.load.read_shapes``: shapes, no data): the
-    network is built on the meta device, so nothing is allocated or read.  What
-    :func:`load_spandrel` gives the loaded network; None where spandrel recognises no
-    architecture, or needs the tensors' values to build it.
+def overlap_derived(architecture: str, hyperparameters: Mapping[str, Any]) -> bool:
+    """Whether :func:`seamless_overlap` of this network is derived for a depth not
+    measured, an estimate, rather than measured (False also when it has none)."""
+    return (
+        measured_overlap(architecture, hyperparameters) is None
+        and seamless_overlap(architecture, hyperparameters) is not None
+    )
+
+
+def overlap_from_shapes(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, bool] | None:
+    """:func:`seamless_overlap` of the network spandrel recognises in ``state_dict``, and
+    whether it is derived (:func:`overlap_derived`), whose tensors may be meta tensors
+    (``weights.load.read_shapes``: shapes, no data): the network is built on the meta
+    device, so nothing is allocated or read.  What :func:`load_spandrel` gives the loaded
+    network; None where spandrel recognises no architecture, or needs the tensors'
+    values to build it, or the architecture has no overlap measured.
     """
     import torch
 
@@ -146,7 +156,10 @@ def overlap_from_shapes(state_dict: Mapping[str, torch.Tensor]) -> int | None:
     except Exception:  # unknown, or an architecture that reads its tensors' values
         return None
     hyperparameters = getattr(desc.model, "hyperparameters", None) or {}
-    return seamless_overlap(desc.architecture.id, hyperparameters)
+    overlap = seamless_overlap(desc.architecture.id, hyperparameters)
+    if overlap is None:
+        return None
+    return overlap, overlap_derived(desc.architecture.id, hyperparameters)
 
 
 def _unavailable(*_args: Any, **_kwargs: Any) -> Any:
@@ -207,7 +220,7 @@ def load_spandrel(state_dict: Mapping[str, torch.Tensor], name: str) -> ModelDes
     """The RGB -> RGB image model spandrel recognises in ``state_dict``, as a descriptor
     of family ``spandrel:<architecture id>``, with the tile overlap measured for its
     architecture, or derived for its depth (:func:`seamless_overlap`), as its
-    ``seamless_overlap``.
+    ``seamless_overlap``, marked ``overlap_derived`` when derived.
 
     Raises:
         ModelError: spandrel knows no such architecture, cannot build it, or it is not a
@@ -232,6 +245,7 @@ def load_spandrel(state_dict: Mapping[str, torch.Tensor], name: str) -> ModelDes
         )
     req = desc.size_requirements
     module = desc.model.eval()
+    hyperparameters = getattr(module, "hyperparameters", None) or {}
     return ModelDescriptor(
         name=name,
         family=f"{SPANDREL_PREFIX}{desc.architecture.id}",
@@ -243,7 +257,6 @@ def load_spandrel(state_dict: Mapping[str, torch.Tensor], name: str) -> ModelDes
         # A hint spandrel may add later is taken as the default, not refused.
         tiling=Tiling.__members__.get(desc.tiling.name, Tiling.SUPPORTED),
         params=sum(p.numel() for p in module.parameters()),
-        seamless_overlap=seamless_overlap(
-            desc.architecture.id, getattr(module, "hyperparameters", None) or {}
-        ),
+        seamless_overlap=seamless_overlap(desc.architecture.id, hyperparameters),
+        overlap_derived=overlap_derived(desc.architecture.id, hyperparameters),
     )

@@ -34,7 +34,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pocketsr_cli import manifest
 from pocketsr_cli.descriptor import ModelDescriptor, SizeRequirements, Tiling
@@ -578,10 +578,20 @@ def local_files(spec: ModelSpec) -> tuple[Path | None, ...]:
 OverlapSource = Literal["manifest", "build", "weights"]
 
 
-def seamless_overlap_of(spec: ModelSpec) -> tuple[int, OverlapSource] | None:
+class KnownOverlap(NamedTuple):
+    """A model's seamless overlap (input pixels), where it was found, and whether it is
+    derived for a shape nobody measured, an estimate (``ModelDescriptor.overlap_derived``)."""
+
+    pixels: int
+    source: OverlapSource
+    derived: bool
+
+
+def seamless_overlap_of(spec: ModelSpec) -> KnownOverlap | None:
     """The seamless overlap a run of ``spec`` takes as the model's own (its descriptor's
-    ``seamless_overlap``, :func:`build_from_spec`), and where it comes from, without
-    loading the weights: the manifest's ``overlap`` (``"manifest"``); where it states
+    ``seamless_overlap`` and ``overlap_derived``, :func:`build_from_spec`), and where it
+    comes from, without loading the weights: the manifest's ``overlap`` and
+    ``overlap_derived`` (``"manifest"``); where it states
     none (a model imported before its architecture was measured), what its network
     states, a pocketsr family's network built on the meta device from ``[build]``
     (``"build"``), a spandrel model's from its weights file's header, tensor shapes
@@ -590,17 +600,18 @@ def seamless_overlap_of(spec: ModelSpec) -> tuple[int, OverlapSource] | None:
     pickle, an architecture with none measured).
     """
     if spec.hints.overlap is not None:
-        return spec.hints.overlap, "manifest"
+        return KnownOverlap(spec.hints.overlap, "manifest", spec.hints.overlap_derived)
     if spec.is_spandrel:
-        overlap = _spandrel_overlap(spec)
-        return None if overlap is None else (overlap, "weights")
-    overlap = _family_overlap(spec)
-    return None if overlap is None else (overlap, "build")
+        found = _spandrel_overlap(spec)
+        return None if found is None else KnownOverlap(found[0], "weights", found[1])
+    found = _family_overlap(spec)
+    return None if found is None else KnownOverlap(found[0], "build", found[1])
 
 
-def _family_overlap(spec: ModelSpec) -> int | None:
-    """What a pocketsr family's network built from ``spec``'s ``[build]`` states, built
-    on the meta device (nothing allocated); None: not built so, or it states none."""
+def _family_overlap(spec: ModelSpec) -> tuple[int, bool] | None:
+    """What a pocketsr family's network built from ``spec``'s ``[build]`` states as its
+    overlap, and whether it is derived, built on the meta device (nothing allocated);
+    None: not built so, or it states none."""
     import torch
 
     if spec.family not in FAMILIES:
@@ -614,10 +625,12 @@ def _family_overlap(spec: ModelSpec) -> int | None:
     except (ModelError, TypeError, ValueError, KeyError, RuntimeError):
         return None
     overlap = getattr(module, "seamless_overlap", None)
-    return None if overlap is None else int(overlap)
+    if overlap is None:
+        return None
+    return int(overlap), bool(getattr(module, "overlap_derived", False))
 
 
-def _spandrel_overlap(spec: ModelSpec) -> int | None:
+def _spandrel_overlap(spec: ModelSpec) -> tuple[int, bool] | None:
     """``community.overlap_from_shapes`` of ``spec``'s one weights file, from its header."""
     from pocketsr_cli.weights.community import overlap_from_shapes
     from pocketsr_cli.weights.load import read_shapes
@@ -985,6 +998,7 @@ def build_from_spec(
         mean_anchor=h.mean_anchor,
         chroma_guard=h.chroma_guard,
         seamless_overlap=desc.seamless_overlap if h.overlap is None else h.overlap,
+        overlap_derived=desc.overlap_derived if h.overlap is None else h.overlap_derived,
         sha256=_combined_digest(digests),
     )
 

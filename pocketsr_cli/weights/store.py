@@ -299,6 +299,7 @@ def _hints_of(desc: ModelDescriptor) -> Hints:
         margin=desc.size.margin,
         chroma_guard=desc.chroma_guard,
         overlap=desc.seamless_overlap,
+        overlap_derived=desc.overlap_derived,
     )
 
 

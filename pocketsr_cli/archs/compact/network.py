@@ -101,8 +101,18 @@ class SkipCompact(nn.Module):
         filter_reach = pre + -(-post // self.scale)
         if filter_reach > MEASURED_FILTER_REACH:
             return None
-        num_conv = (len(self.body) - 3) // 2  # conv + PReLU in, num_conv pairs, conv out
-        return srvgg_overlap(num_conv, filter_reach)
+        return srvgg_overlap(self.num_conv, filter_reach)
+
+    @property
+    def overlap_derived(self) -> bool:
+        """Whether :attr:`seamless_overlap` is derived for a body depth not measured
+        (not in :data:`SRVGG_OVERLAPS`), an estimate, rather than measured."""
+        return self.seamless_overlap is not None and self.num_conv not in SRVGG_OVERLAPS
+
+    @property
+    def num_conv(self) -> int:
+        """The body's convolutions between its first and its last."""
+        return (len(self.body) - 3) // 2  # conv + PReLU in, num_conv pairs, conv out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pre is not None:
