@@ -11,8 +11,10 @@ k convolutions, ``15 k + 1`` for ESRGAN's first k blocks) and more slowly as dep
 on, so an overlap measured at one depth, scaled in proportion to a deeper network's
 receptive field, errs on the wide side.
 fp32 on the CPU, the centre of GreenMeadow; crops of 61 (SRVGG) and 97 (ESRGAN) pixels,
-so an ESRGAN reach near 48 is cut off by the crop.  The command below gave (reach at
-p = 1e-3; the receptive field's radius in brackets):
+so an ESRGAN reach near 48 is cut off by the crop.  An ESRGAN that pixel-unshuffles its
+input (x2plus by 2, x1 by 4) is unshuffled first, on a crop that many times larger, and
+its reach read in input pixels.  The command below gave (reach at p = 1e-3; the
+receptive field's radius in brackets):
 
     SRVGG-16, animevideov3 x4 and pocketsr-compact-x4 alike: k convolutions reach k up to
     k = 12, then 14 14, 16 15, 18 (all, [18]) 16
@@ -21,6 +23,14 @@ p = 1e-3; the receptive field's radius in brackets):
 
     python scripts/receptive_reach.py data/teacher/REALESRGAN_ANIMAVIDEOV3_UP4X.param \\
         models/pocketsr-compact-x4.safetensors data/teacher/REALESRGAN_X4PLUS_UP4X.param
+
+No trained ESRGAN x1 is here, so the x1's 160 (x4plus's 40 in proportion to its 4 x
+receptive field, ``weights.community.esrgan_reach``) was checked on randomly initialised
+ones (spandrel ``ESRGAN(in_nc=3 or 48, num_filters=16, num_blocks=23, scale=4)``, seed
+0): blocks near the identity at initialisation reach little (p = 1e-3: x4 4-5 at every
+depth), the x1 4 times that in input pixels (16-19), so the unshuffle multiplies the
+reach by its factor, as the derivation does; how far the trained x1 reaches is not
+measured (5.4 CPU-minutes on 2 threads for the two).
 """
 
 from __future__ import annotations
@@ -74,7 +84,18 @@ def _trunks(net: Any) -> list[tuple[int, Callable[[torch.Tensor], torch.Tensor],
         return [(k + 1, _chain(layers[:end]), 61) for k, end in enumerate(ends)]
     first, shortcut = net.model[0], net.model[1]
     blocks = list(shortcut.sub)[:-1]
-    return [(k, _chain([first, *blocks[:k]]), 97) for k in (1, 2, 4, 8, 12, 16, len(blocks))]
+    # x2plus and x1 pixel-unshuffle the input first (by 2 and 4): the trunk runs on a grid
+    # that many input pixels apart, so the crop grows with it, and the reach is read in
+    # input pixels.  (Left out, the first convolution met 3 channels where it takes 12
+    # or 48, and the script stopped there.)
+    factor = int(getattr(net, "shuffle_factor", None) or 1)
+    unshuffle = [_unshuffled(factor)] if factor > 1 else []
+    depths = sorted({k for k in (1, 2, 4, 8, 12, 16) if k < len(blocks)} | {len(blocks)})
+    return [(k, _chain([*unshuffle, first, *blocks[:k]]), 97 * factor) for k in depths]
+
+
+def _unshuffled(factor: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: torch.pixel_unshuffle(x, factor)
 
 
 def _chain(layers: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
