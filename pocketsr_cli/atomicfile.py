@@ -30,8 +30,10 @@ system refuses it, nothing is ever swept, but by a process that holds the output
 has been ended outright).  Only regular files named as
 :func:`temp_path_for` names them are considered: links, folders (``report``'s picture
 folders use these names too), FIFOs and devices are left alone.  The empty probe folder
-that :func:`folder_write_problem` makes and removes at once, left by a check killed in
-between, is removed by the next check in that folder (:func:`_remove_stale_probes`).
+or file that :func:`folder_write_problem` makes and removes at once, left by a check killed
+in between, is removed by the next check in that folder, whatever the folder holds (models,
+a report, subfolders of outputs), and a probe folder also by the next check of a folder
+made in it since (:func:`_remove_stale_probes`).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ STALE_AFTER = 60.0
 
 # What temp_path_for makes: hidden, 12 hex digits, the suffix.
 _TEMP_NAME = re.compile(r"\..*\.[0-9a-f]{12}" + re.escape(TEMP_SUFFIX), re.DOTALL)
-# The probe folders _mkdir_problem makes: temp_path_for's names for _PROBE.
+# The probe folders of _mkdir_problem and files of _create_problem: temp_path_for's names
+# for _PROBE.
 _PROBE = ".pocketsr-probe"
 _PROBE_NAME = re.compile(r"\." + re.escape(_PROBE) + r"\.[0-9a-f]{12}" + re.escape(TEMP_SUFFIX))
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -116,15 +119,21 @@ def folder_write_problem(folder: Path) -> str | None:
 
 def _create_problem(folder: Path) -> str | None:
     """Why no file can be made in ``folder`` (an existing folder), or None: a temporary
-    file is made there and removed at once (:func:`held_temp`: locked while it lives, so
-    that one left by a check killed outright is a temporary file like any other, which a
-    run's sweep of that folder removes).  Some file systems refuse what permissions and
-    the mount allow (``/proc``, ``/sys``, a read-only overlay)."""
+    file is made there and removed at once (:func:`held_temp`: locked while it lives).
+    Some file systems refuse what permissions and the mount allow (``/proc``, ``/sys``, a
+    read-only overlay).  Where one could be made, the probe files and folders that checks
+    killed outright left in ``folder`` are removed (:func:`_remove_stale_probes`: nothing
+    else would remove those in a folder no run writes outputs to, such as the models
+    folder), and the probe folders left in its parent by checks of ``folder`` made before
+    ``folder`` was (no later check looks there again): two ``os.scandir``."""
     try:
         with held_temp(folder / _PROBE):
             pass
     except OSError as exc:
         return f"no file can be made in {folder} ({exc.strerror or exc})"
+    _remove_stale_probes(folder)
+    if folder.parent != folder:
+        _remove_stale_probes(folder.parent)
     return None
 
 
@@ -149,11 +158,14 @@ def _mkdir_problem(parent: Path) -> str | None:
 
 
 def _remove_stale_probes(parent: Path) -> int:
-    """Remove from ``parent`` the probe folders of :func:`_mkdir_problem` that a check
-    killed outright between its ``mkdir`` and its ``rmdir`` (``kill -9``) left: folders
-    (not links) named as it names them, unchanged for :data:`STALE_AFTER` seconds (a live
-    check's lasts microseconds) and empty (``rmdir`` removes no other).  How many were
-    removed; one ``os.scandir`` of ``parent``; never raises for file-system trouble."""
+    """Remove from ``parent`` what checks killed outright (``kill -9``) between making
+    their probe and removing it left, named as they name it and unchanged for
+    :data:`STALE_AFTER` seconds (a live check's lasts microseconds): the folders (not
+    links) of :func:`_mkdir_problem` that are empty (``rmdir`` removes no other), and the
+    regular files of :func:`_create_problem` that no process holds locked, as
+    :func:`sweep_stale_temps` removes temporary files (where files cannot be locked, by
+    their age alone: no check keeps one a minute).  How many were removed; one
+    ``os.scandir`` of ``parent``; never raises for file-system trouble."""
     cutoff = time.time() - STALE_AFTER
     removed = 0
     with contextlib.suppress(OSError), os.scandir(parent) as entries:
@@ -161,6 +173,13 @@ def _remove_stale_probes(parent: Path) -> int:
             if not _PROBE_NAME.fullmatch(entry.name):
                 continue
             with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    path = Path(entry.path)
+                    outcome = None if fcntl is None else _remove_if_stale(path, cutoff)
+                    if outcome is None:  # nothing can be locked here
+                        outcome = _remove_unlocked(path, cutoff)
+                    removed += outcome
+                    continue
                 if not entry.is_dir(follow_symlinks=False):
                     continue
                 if not entry.stat(follow_symlinks=False).st_mtime < cutoff:

@@ -390,3 +390,50 @@ def test_a_probe_folder_left_by_a_killed_check_is_removed_by_the_next_one(
         [live.name, full.name, other.name, link.name]
     )
     assert not left.exists() and (full / "keep.txt").exists()
+
+
+@needs_flock
+def test_a_probe_file_left_by_a_killed_check_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    """The check of an existing folder makes a hidden file there and removes it at once; a
+    check killed outright in between left it, and only a run writing outputs straight into
+    that folder swept it (never in the models folder, a report's, or one whose outputs go
+    to subfolders).  The next check there removes such files once they are a minute old
+    and no one holds them, and nothing else: not a live check's (locked, or recent)."""
+    probe = ".." + "pocketsr-probe.0123456789ab" + TEMP_SUFFIX  # as temp_path_for names it
+    old = time.time() - atomicfile.STALE_AFTER - 1
+
+    def made(name: str, mtime: float = old) -> Path:
+        path = tmp_path / name
+        path.write_bytes(b"")
+        os.utime(path, (mtime, mtime))
+        return path
+
+    left = made(probe)
+    recent = made(probe.replace("0123", "4567"), mtime=time.time())
+    held = made(probe.replace("0123", "89ab"))
+    other = made(".x.png.0123456789ab" + TEMP_SUFFIX)  # a run's to sweep, not the check's
+    with open(held, "rb+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # a live check's
+        os.utime(held, (old, old))
+        assert atomicfile.folder_write_problem(tmp_path) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [recent.name, held.name, other.name]
+    )
+    assert not left.exists()
+
+
+def test_a_probe_folder_left_above_a_folder_made_since_is_removed_by_its_check(
+    tmp_path: Path,
+) -> None:
+    """A check of ``out`` before ``out`` existed probed its parent with a folder; killed
+    outright, it left that folder, and once ``out`` exists its checks probe ``out`` itself:
+    they also look in its parent, so the folder left there goes (nothing else of it)."""
+    probe = ".." + "pocketsr-probe.0123456789ab" + TEMP_SUFFIX
+    left = tmp_path / probe
+    left.mkdir()
+    os.utime(left, (0, 0))
+    kept = tmp_path / probe.replace("0123", "4567")
+    kept.mkdir()  # a live check's
+    (tmp_path / "out").mkdir()
+    assert atomicfile.folder_write_problem(tmp_path / "out") is None
+    assert not left.exists() and kept.exists()
