@@ -958,6 +958,39 @@ def test_hf_a_full_disk_during_the_copy_says_to_free_space_and_run_again(
     assert dest.read_bytes() == PAYLOAD
 
 
+@pytest.mark.parametrize("named", [False, True], ids=["folder", "file"])
+def test_hf_a_full_disk_in_huggingface_hubs_cache_is_said_and_stops_there(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: Loopback, named: bool
+) -> None:
+    """huggingface_hub's own download fills the disk of its cache: said as a full disk is
+    on any download, naming that cache (the file it wrote, or its folder), with what to do,
+    not as the hf:// mirror failing, and no further mirror is tried (they stop at a full
+    disk too); nothing is left in pocketsr's cache."""
+    hf_cache = tmp_path / "hfcache"
+    blob = hf_cache / "blobs" / "0123abcd.1234.incomplete"
+    module = _fake_hub(monkeypatch, blob, [])
+    module.constants = types.SimpleNamespace(HF_HUB_CACHE=str(hf_cache))  # type: ignore[attr-defined]
+
+    def full(**kwargs: Any) -> str:
+        if named:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(blob))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    module.hf_hub_download = full  # type: ignore[attr-defined]
+    dest = tmp_path / "cache" / "w.bin"
+    url = "hf://owner/repo/w.bin"
+    with pytest.raises(ModelError) as info:
+        download_file([url, server.url("/w.bin")], dest, sha256=PAYLOAD_SHA)
+    assert type(info.value) is ModelError  # not MirrorsFailed
+    folder = blob.parent if named else hf_cache
+    assert str(info.value) == (
+        f"cannot download {url} into huggingface_hub's cache: the disk that holds {folder} "
+        f"is full ({os.strerror(errno.ENOSPC)}); free some space and run again"
+    )
+    assert server.hits == []
+    assert leftovers(dest.parent) == set()
+
+
 def test_hf_wrong_content_and_errors_fall_through(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: Loopback
 ) -> None:

@@ -129,9 +129,11 @@ def download_file(
     ``timeout`` bounds each connection attempt and each read, in seconds.
 
     Raises ModelError for a malformed hash, an empty URL list, an insecure or unsupported
-    URL (checked before any request) or an unwritable cache folder, and its MirrorsFailed
-    when every URL failed (the message names each URL and why).  KeyboardInterrupt
-    propagates with the partial file kept for a later resume and the lock released.
+    URL (checked before any request), an unwritable cache folder or a full disk (also
+    huggingface_hub's cache's, for an ``hf://`` URL: no further mirror is tried), and its
+    MirrorsFailed when every URL failed (the message names each URL and why).
+    KeyboardInterrupt propagates with the partial file kept for a later resume and the
+    lock released.
     """
     expected = None if sha256 is None else sha256.strip().lower()
     if expected is not None and not SHA256_RE.fullmatch(expected):
@@ -808,6 +810,9 @@ def _fetch_hf(
                 library_version=__version__,
             )
     except Exception as exc:
+        full = _hf_disk_full(url, exc)
+        if full is not None:  # no other mirror would fare better: the disks are the user's
+            raise ModelError(full) from exc
         # huggingface_hub raises many types (HTTP, repository/entry not found, OSError);
         # each only means that this mirror failed.  Its messages span lines: keep the first.
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -827,6 +832,39 @@ def _fetch_hf(
     _check_digest(part, sha256_file(part), expected, size)
     done = part.stat().st_size
     _report(on_progress, done, done)
+
+
+def _hf_disk_full(url: str, exc: BaseException) -> str | None:
+    """Why huggingface_hub could not download ``url``, when ``exc`` (or an error it was
+    raised ``from``) says that the disk of its own cache is full or over quota; else None
+    (the mirror's failure).  Said as :func:`_write_failure` says it for the cache, naming
+    huggingface_hub's cache (``HF_HUB_CACHE``, not pocketsr's): a download
+    stops there, as one into pocketsr's cache does, rather than try the next mirror.
+    huggingface_hub keeps nothing of a download cut short, so a rerun starts it again."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__
+    if cause is None or cause.errno not in _NO_ROOM:
+        return None
+    if cause.filename:  # the file it was writing
+        where = Path(os.fsdecode(cause.filename))
+    else:
+        where = (_hf_cache_folder() or Path("it")) / "blob"
+    reason = disk_stop(cause, where)
+    return (
+        f"cannot download {url} into huggingface_hub's cache: {reason}; free some space "
+        "and run again"
+    )
+
+
+def _hf_cache_folder() -> Path | None:
+    """huggingface_hub's cache folder (``HF_HUB_CACHE``), or None where it cannot say."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    folder = getattr(constants, "HF_HUB_CACHE", None)
+    return None if not folder else Path(folder)
 
 
 def _copy_failure(source: Path, part: Path, exc: OSError) -> str:
