@@ -517,6 +517,41 @@ def test_download_does_not_call_a_pinned_file_that_cannot_be_read_cached(
     assert invoke("models", "verify", "blob").exit_code == 0
 
 
+def test_download_says_a_pinned_file_of_the_user_folder_that_cannot_be_read_is_unreadable(
+    home: Path, server: Loopback
+) -> None:
+    """A weights file beside its user-folder manifest with its pinned digest that verify
+    reports unreadable is no model either: a download says so and how to replace it (it
+    said "imported (user model folder)"), and never fetches over it or deletes it, even
+    with --allow-unverified (it is the user's own); verify gives the same advice."""
+    from pocketsr_cli.weights import trust
+
+    data = unpublished_blob(home, server)
+    server.files["/blob.safetensors"] = data
+    own = user_models_dir() / "blob.safetensors"
+    own.write_bytes(data[:1000])
+    trust.pin("blob", "blob.safetensors", sha256(data[:1000]))
+
+    fix = "import it again with `pocketsr models import ... --name blob --force`"
+    for extra in ([], ["--allow-unverified"]):
+        result = invoke("models", "download", "blob", *extra)
+        assert result.exit_code == 3, result.output
+        message = " ".join(result.stderr.split())
+        assert f"blob: {own} has the digest pinned for it on first use, but is no whole " in (
+            message
+        )
+        assert f"it is not a download, so it cannot be fetched anew: {fix}" in message
+        assert "imported (user model folder)" not in message
+    assert own.read_bytes() == data[:1000] and server.hits == []  # nothing touched
+    assert not weights_path("blob", "blob.safetensors").exists()
+
+    result = invoke("models", "verify", "blob")
+    assert result.exit_code == 3 and "blob: unreadable: " in result.stdout
+    advice = " ".join(result.stderr.split())
+    assert "`pocketsr models import ... --force` replaces an imported model" in advice
+    assert "--allow-unverified` deletes an unreadable file" not in advice  # it would not
+
+
 def test_verify_advises_a_command_that_pins_a_file_without_a_checksum(
     home: Path, server: Loopback
 ) -> None:

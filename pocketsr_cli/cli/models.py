@@ -451,8 +451,8 @@ def verify(
     bad: list[str] = []
     absent: list[str] = []  # named, never downloaded: nothing to verify, nothing damaged
     unpinned: list[str] = []  # a download pins these only with --allow-unverified
-    unreadable: list[str] = []  # pinned, unchanged, yet no weights file
-    damaged_or_missing = False
+    unreadable: list[str] = []  # pinned, unchanged, yet no weights file (a download)
+    damaged_or_missing = False  # or unreadable beside its manifest: only an import replaces it
     for spec in specs:
         if spec.weights is None:
             checks: list[tuple[str, Path | None, str | None]] = [("no weights", None, None)]
@@ -479,9 +479,14 @@ def verify(
             bad.append(spec.name)
         if _NOT_PINNED in wrong:
             unpinned.append(spec.name)
-        if _UNREADABLE in wrong:
+        own = [spec.path.parent / w.file for w in spec.weight_files]
+        if any(status == _UNREADABLE and path not in own for status, path, _ in checks):
             unreadable.append(spec.name)
-        if any(status not in (_NOT_PINNED, _UNREADABLE, "not downloaded") for status in wrong):
+        if any(
+            status not in (_NOT_PINNED, _UNREADABLE, "not downloaded")
+            or (status == _UNREADABLE and path in own)
+            for status, path, _ in checks
+        ):
             damaged_or_missing = True
         for status, path, why in checks:
             if json_lines:

@@ -200,18 +200,18 @@ def locate_weights(
     SHA-256 or, where the manifest has none, the one pinned on first use; without either,
     only ``allow_unverified`` fetches or takes it, and pins what it got.
 
-    ``check_pinned`` (``models download``) also holds a cached file that only a pin vouches
-    for to :func:`unreadable_pin`, as ``models verify`` does (a load would fail on it):
-    one that fails is, with ``allow_unverified``, deleted with its pin and fetched anew,
-    as a missing one is.  Not on every run: reading an old-format checkpoint to judge it
-    costs a load.
+    ``check_pinned`` (``models download``) also holds a file that only a pin vouches for
+    to :func:`unreadable_pin`, as ``models verify`` does (a load would fail on it): a
+    cached one that fails is, with ``allow_unverified``, deleted with its pin and fetched
+    anew, as a missing one is; one beside the manifest (the user's own) is refused.  Not
+    on every run: reading an old-format checkpoint to judge it costs a load.
 
     Raises:
         ModelError: a file beside the manifest is damaged, a file has no digest to be
             checked against and ``allow_unverified`` is not given, a pinned file is
-            unreadable (``check_pinned``) and ``allow_unverified`` is not given or the
-            network is off, or a file is not on disk and cannot be downloaded (offline,
-            no URL, every mirror failed).
+            unreadable (``check_pinned``) and beside the manifest, or cached and
+            ``allow_unverified`` is not given or the network is off, or a file is not on
+            disk and cannot be downloaded (offline, no URL, every mirror failed).
     """
     if spec.weights is None:
         raise ModelError(f"{spec.name} has no weights (it is built without any)")
@@ -266,9 +266,16 @@ def _locate_file(
     if beside.is_file():
         if expected is None:
             return _first_use(spec, w, beside, allow_unverified)
-        if file_matches(beside, expected, w.size):
-            return beside
-        raise ModelError(_damaged_message(spec, beside))
+        if not file_matches(beside, expected, w.size):
+            raise ModelError(_damaged_message(spec, beside))
+        problem = unreadable_pin(spec, w, beside) if check_pinned else None
+        if problem is not None:  # not a download: nothing to fetch anew
+            raise ModelError(
+                f"{spec.name}: {beside} has the digest pinned for it on first use, but is no "
+                f"whole weights file ({problem}); it is not a download, so it cannot be "
+                f"fetched anew: {_own_fix(spec)}"
+            )
+        return beside
     cached = weights_path(spec.name, w.file)
     if expected is None and cached.is_file():  # put there by hand, or its pin was removed
         return _first_use(spec, w, cached, allow_unverified)
@@ -465,14 +472,18 @@ def _fetch_command(spec: ModelSpec) -> str:
 
 
 def _damaged_message(spec: ModelSpec, path: Path) -> str:
-    fix = {
+    return (
+        f"{spec.name}: {path} does not have the SHA-256 its manifest records "
+        f"(damaged or replaced); {_own_fix(spec)}"
+    )
+
+
+def _own_fix(spec: ModelSpec) -> str:
+    """What replaces a bad weights file beside ``spec``'s manifest (no download can)."""
+    return {
         "user": f"import it again with `pocketsr models import ... --name {spec.name} --force`",
         "bundled": "reinstall pocketsr",
     }[spec.origin]
-    return (
-        f"{spec.name}: {path} does not have the SHA-256 its manifest records "
-        f"(damaged or replaced); {fix}"
-    )
 
 
 # --- the registry -------------------------------------------------------------------------
