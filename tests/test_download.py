@@ -691,7 +691,8 @@ def test_a_complete_partial_answered_416_without_a_digest_is_kept_when_the_check
 ) -> None:
     """With neither a digest nor a size, the server's 416 after the partial's end is judged
     by the caller's check, as the digest judges it where there is one: a partial it takes
-    is the file, one it rejects is fetched again whole."""
+    is the file, one it rejects is fetched again whole.  Each file is checked once (for a
+    pickle checkpoint a check is a full load)."""
     dest = tmp_path / "w.bin"
     seen: list[int] = []
 
@@ -704,9 +705,11 @@ def test_a_complete_partial_answered_416_without_a_digest_is_kept_when_the_check
     assert dest.read_bytes() == PAYLOAD
     assert [(h.range, h.status) for h in server.hits] == [(f"bytes={len(PAYLOAD)}-", 416)]
     assert server.bytes_served() == 0 and leftovers(tmp_path) == {"w.bin"}
+    assert seen == [len(PAYLOAD)]
 
     dest.unlink()
     server.hits.clear()
+    seen.clear()
     (tmp_path / "w.bin.incomplete").write_bytes(WRONG)  # as long as the file, wrong bytes
     download_file([server.url("/w.bin")], dest, sha256=None, check=whole, timeout=5)
     assert dest.read_bytes() == PAYLOAD
@@ -714,6 +717,7 @@ def test_a_complete_partial_answered_416_without_a_digest_is_kept_when_the_check
         (f"bytes={len(WRONG)}-", 416),
         (None, 200),
     ]
+    assert seen == [len(WRONG), len(PAYLOAD)]  # the partial rejected, then what came
 
 
 def test_complete_but_unverified_partial_needs_no_transfer(

@@ -168,15 +168,16 @@ def download_file(
             raise ModelError(f"cannot replace the damaged file {dest}: {exc.strerror}") from exc
         for url in urls:
             try:
-                came_from = None
+                came_from, held = None, False
                 if url.startswith("hf://"):
                     _fetch_hf(url, part, expected, size, on_progress, timeout)
                 else:
-                    came_from = _fetch_http(
+                    came_from, held = _fetch_http(
                         url, part, expected, size, on_progress, timeout, check, dest.name
                     )
-                with _failing_at(came_from):
-                    _hold_to(check, part, dest.name)
+                if not held:  # a second check of a pickle checkpoint is a second full load
+                    with _failing_at(came_from):
+                        _hold_to(check, part, dest.name)
                 _install(part, dest)
             except _MirrorFailed as exc:
                 failures.append(f"{url} ({exc})")
@@ -458,12 +459,14 @@ def _fetch_http(
     timeout: float,
     check: FileCheck | None = None,
     name: str = "",
-) -> str | None:
+) -> tuple[str | None, bool]:
     """Complete ``part`` from ``url`` and verify it; on return it holds the expected file.
     Returns the URL it came from when a redirect led elsewhere (None otherwise, or when no
-    byte was asked for), so that a later rejection of it names that URL; a failure here
-    already does.  ``check`` and ``name``: the caller's (see :func:`download_file`), by
-    which a partial download with no digest to hold it to may be judged whole."""
+    byte was asked for), so that a later rejection of it names that URL (a failure here
+    already does), and whether ``check`` has passed it already, so that the caller does
+    not check it again.  ``check`` and ``name``: the caller's (see
+    :func:`download_file`), by which a partial download with no digest to hold it to may
+    be judged whole."""
     offset = _partial_size(part)
     if size is not None and offset > size:
         part.unlink()
@@ -472,7 +475,7 @@ def _fetch_http(
         # An earlier run received every byte but stopped before verifying.
         if expected is None or sha256_file(part) == expected:
             _report(on_progress, offset, size)
-            return None
+            return None, False
         part.unlink()
         offset = 0
 
@@ -480,14 +483,14 @@ def _fetch_http(
     if opened is None:  # 416: this server has nothing past the partial file's end
         # Every byte may be here already (no size was given to tell so before asking): a
         # partial with the digest is the file, and with no digest, one the caller's check
-        # takes (it is held to it again once returned).  Else it does not fit what this
-        # server has.
+        # takes (and then not held to it again).  Else it does not fit what this server
+        # has.
         if expected is not None and sha256_file(part) == expected:
             _report(on_progress, offset, offset)
-            return None
+            return None, False
         if expected is None and size is None and check is not None and check(part, name) is None:
             _report(on_progress, offset, offset)
-            return None
+            return None, True
         part.unlink(missing_ok=True)
         offset = 0
         opened = _request(url, 0, timeout, on_progress)
@@ -508,7 +511,7 @@ def _fetch_http(
             raise _MirrorFailed(f"connection closed after {done} of {expected_total} bytes")
         try:
             _check_digest(part, digest, expected, size)
-            return target
+            return target, False
         except _MirrorFailed as exc:
             if not start:
                 raise _MirrorFailed(f"{exc}{page}") from exc
