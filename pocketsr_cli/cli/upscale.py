@@ -657,8 +657,6 @@ def _max_memory(text: str | None) -> MemoryLimit:
         UsageError: not a size; the message names what the user set, the flag or the
             variable (which may have been set long ago, in a shell profile).
     """
-    import os
-
     from pocketsr_cli.memory import MAX_MEMORY_ENV, parse_size
     from pocketsr_cli.pipeline import MemoryLimit
 
