@@ -125,15 +125,18 @@ def _create_problem(folder: Path) -> str | None:
     killed outright left in ``folder`` are removed (:func:`_remove_stale_probes`: nothing
     else would remove those in a folder no run writes outputs to, such as the models
     folder), and the probe folders left in its parent by checks of ``folder`` made before
-    ``folder`` was (no later check looks there again): two ``os.scandir``."""
+    ``folder`` was (no later check looks there again): two ``os.scandir``, the first
+    time each folder is checked in this process only (:func:`_sweep_probes_once`), as a
+    program that writes file after file (``Upscaler.upscale_file``) checks its folder
+    each time, and a scan of a folder of thousands costs milliseconds."""
     try:
         with held_temp(folder / _PROBE):
             pass
     except OSError as exc:
         return f"no file can be made in {folder} ({exc.strerror or exc})"
-    _remove_stale_probes(folder)
+    _sweep_probes_once(folder)
     if folder.parent != folder:
-        _remove_stale_probes(folder.parent)
+        _sweep_probes_once(folder.parent)
     return None
 
 
@@ -153,8 +156,24 @@ def _mkdir_problem(parent: Path) -> str | None:
         return f"no folder can be made in {parent} ({exc.strerror or exc})"
     with contextlib.suppress(OSError):
         os.rmdir(trial)
-    _remove_stale_probes(parent)
+    _sweep_probes_once(parent)
     return None
+
+
+_probes_swept: set[str] = set()  # the folders _sweep_probes_once has swept
+_probes_swept_lock = threading.Lock()
+
+
+def _sweep_probes_once(folder: Path) -> None:
+    """:func:`_remove_stale_probes` of ``folder``, the first time this process asks for
+    that folder: what checks killed outright left there is gone after one sweep, and one
+    left later (by another process killed meanwhile) waits for the next process."""
+    key = os.path.abspath(folder)
+    with _probes_swept_lock:
+        if key in _probes_swept:
+            return
+        _probes_swept.add(key)
+    _remove_stale_probes(folder)
 
 
 def _remove_stale_probes(parent: Path) -> int:

@@ -437,3 +437,19 @@ def test_a_probe_folder_left_above_a_folder_made_since_is_removed_by_its_check(
     (tmp_path / "out").mkdir()
     assert atomicfile.folder_write_problem(tmp_path / "out") is None
     assert not left.exists() and kept.exists()
+
+
+def test_a_folder_is_swept_of_probes_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program that writes file after file (``Upscaler.upscale_file``) checks the
+    folder each time: the sweep for leftover probes (a scan, milliseconds in a folder of
+    thousands) is made the first time only, for the folder and its parent alike."""
+    scanned: list[Path] = []
+    real = atomicfile._remove_stale_probes
+    monkeypatch.setattr(atomicfile, "_remove_stale_probes", lambda p: scanned.append(p) or real(p))
+    out = tmp_path / "out"
+    out.mkdir()
+    for _ in range(3):
+        assert atomicfile.folder_write_problem(out) is None
+    assert scanned == [out, tmp_path]
