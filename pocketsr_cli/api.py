@@ -336,8 +336,12 @@ class Upscaler:
           modes are converted first (P -> RGB or RGBA, 1 -> L, CMYK/YCbCr -> RGB) and come
           back in that mode.  A transparent colour (``info["transparency"]``: a PNG's tRNS
           key) becomes alpha, as when the file is read: an RGB, L or 1 image that has one
-          comes back RGBA or LA.  Its ICC profile is copied to ``info``; EXIF orientation is
-          not applied (the pixels are taken as they are stored).
+          comes back RGBA or LA.  A CMYK image is converted through its ICC profile (to
+          sRGB) where it has one, as when its file is read.  Its ICC profile is copied to
+          the result's ``info`` where it describes the result's pixels (gray or RGB), as a
+          written file keeps it: a CMYK or Lab profile is not (the pixels are RGB now), nor
+          an RGB one on gray pixels.  EXIF orientation is not applied (the pixels are taken
+          as they are stored).
         * a numpy array (``H x W x C`` or ``H x W``, uint8/uint16 in either byte order,
           **RGB order**) -> an array of the same dtype and layout.
         * a path (a str, or any ``os.PathLike`` such as ``pathlib.Path``; a leading ``~``
@@ -428,12 +432,16 @@ class Upscaler:
     def _upscale_pil(self, im: Image.Image) -> Image.Image:
         from PIL import Image
 
+        from pocketsr_cli.imageio import cmyk_to_rgb, icc_for_channels
+
         _load_pil(im)
         if im.mode == "F":
             raise TypeError(
                 "a float image (PIL mode F) has no fixed range: convert it to 8 or 16 bits "
                 "(L, I;16) first"
             )
+        if im.mode == "CMYK":  # as when its file is read: through its profile, if any
+            im = cmyk_to_rgb(im, im.info.get("icc_profile"))
         keyed = im.mode in ("1", "L", "RGB") and "transparency" in im.info
         if im.mode not in _PIL_DIRECT or keyed:
             # A colour key is transparency as a file's is (imageio.pillow_pixels): an
@@ -470,7 +478,9 @@ class Upscaler:
             result = Image.fromarray(out).convert("I")  # uint16 H x W -> "I;16" -> "I"
         else:
             result = Image.fromarray(out, mode=mode) if out.ndim == 3 else Image.fromarray(out)
-        icc = im.info.get("icc_profile")
+        # Only a profile that describes the result's pixels: a CMYK or Lab one on the RGB
+        # pixels converted from them would have them read as CMYK or Lab once saved.
+        icc = icc_for_channels(im.info.get("icc_profile"), out.shape[2] if out.ndim == 3 else 1)
         if icc:
             result.info["icc_profile"] = icc
         return result

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _imagegen import fake_icc, srgb_icc
 from PIL import Image
 
 import pocketsr_cli
@@ -691,6 +692,55 @@ def test_a_pil_images_transparent_colour_is_alpha_as_its_files_is(
     by_path = up.upscale(tmp_path / "keyed.png")
     np.testing.assert_array_equal(np.asarray(out), by_path.reshape(np.asarray(out).shape))
     assert np.asarray(out)[:8, :, -1].max() == 0 and np.asarray(out)[-8:, :, -1].min() == 255
+
+
+@pytest.mark.parametrize(
+    ("mode", "icc", "kept"),
+    [
+        ("CMYK", fake_icc(b"CMYK"), False),
+        ("L", srgb_icc(), False),  # an RGB profile on gray pixels
+        ("RGB", srgb_icc(), True),
+        ("L", fake_icc(b"GRAY"), True),
+    ],
+)
+def test_a_pil_images_profile_is_kept_only_where_it_fits_the_result(
+    up: pocketsr_cli.Upscaler, tmp_path: Path, mode: str, icc: bytes, kept: bool
+) -> None:
+    """A CMYK image comes back RGB, as its file read by path does: the CMYK profile (in its
+    ``info``, as Pillow opens a CMYK JPEG) was copied onto the RGB result, so that saving
+    it wrote RGB pixels tagged as CMYK.  A profile of the wrong colour space is dropped as
+    when a file is read; one that fits is kept."""
+    im = Image.fromarray(pixels(), "RGB").convert(mode)
+    im.save(tmp_path / "in.jpg", quality=100, icc_profile=icc)
+    with Image.open(tmp_path / "in.jpg") as opened:
+        assert opened.mode == mode and opened.info["icc_profile"] == icc
+        out = up.upscale(opened)
+    assert out.mode == ("RGB" if mode == "CMYK" else mode)
+    assert out.info.get("icc_profile") == (icc if kept else None)
+    by_path = up.upscale(tmp_path / "in.jpg")
+    np.testing.assert_array_equal(np.asarray(out), by_path.reshape(np.asarray(out).shape))
+
+
+def test_a_cmyk_pil_image_is_converted_through_its_profile_as_its_file_is(
+    up: pocketsr_cli.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same CMYK file gives the same colours by path and as a PIL image: both through
+    its profile (here a stand-in conversion that a naive one cannot give), where the PIL
+    image was converted naively, without its profile."""
+    from PIL import ImageCms
+
+    def through_profile(im: Image.Image, *args: object, **kwargs: object) -> Image.Image:
+        return Image.fromarray(255 - np.asarray(im.convert("RGB")))
+
+    monkeypatch.setattr(ImageCms, "profileToProfile", through_profile)
+    cmyk = Image.fromarray(pixels(), "RGB").convert("CMYK")
+    cmyk.save(tmp_path / "in.jpg", quality=100, icc_profile=fake_icc(b"CMYK"))
+    with Image.open(tmp_path / "in.jpg") as opened:
+        out = np.asarray(up.upscale(opened))
+    by_path = up.upscale(tmp_path / "in.jpg")
+    naive = up.upscale(np.asarray(Image.open(tmp_path / "in.jpg").convert("RGB")))
+    np.testing.assert_array_equal(out, by_path)
+    assert np.abs(out.astype(int) - naive).mean() > 50
 
 
 def test_a_pil_image_of_a_cut_off_file_is_an_image_read_error(

@@ -82,7 +82,8 @@ from pocketsr_cli.imageio.formats import (
     sniff_format,
 )
 from pocketsr_cli.imageio.header import ImageHeader, probe, read_header
-from pocketsr_cli.imageio.metadata import Metadata
+from pocketsr_cli.imageio.metadata import Metadata, icc_for_channels
+from pocketsr_cli.imageio.pixels import cmyk_to_rgb
 from pocketsr_cli.imageio.planning import (
     DEFAULT_QUALITY,
     OutputPlan,
@@ -115,6 +116,7 @@ __all__ = [
     "ImageHeader",
     "Metadata",
     "OutputPlan",
+    "cmyk_to_rgb",
     "drop_opaque_alpha",
     "embeds_provenance",
     "encode_image",
@@ -123,6 +125,7 @@ __all__ = [
     "format_label",
     "format_of_path",
     "heif_available",
+    "icc_for_channels",
     "is_image_path",
     "opencv",
     "output_extension",

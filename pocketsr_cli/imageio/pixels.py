@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
-def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> Image.Image:
-    """Convert CMYK to RGB through its embedded profile when possible, else naively."""
+def cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> Image.Image:
+    """Convert CMYK to RGB through its embedded profile ``icc`` when possible (to sRGB),
+    else naively; the result's pixels fit no CMYK profile, so none is to be written with
+    them (:func:`~pocketsr_cli.imageio.metadata.icc_for_channels` drops it)."""
     if icc and icc_colour_space(icc) == b"CMYK":
         from PIL import ImageCms
 
@@ -82,7 +84,7 @@ def pillow_pixels(im: Image.Image) -> np.ndarray:
         pixels = np.asarray(im).astype(np.uint16)
     else:
         if mode == "CMYK":
-            im = _cmyk_to_rgb(im, im.info.get("icc_profile"))
+            im = cmyk_to_rgb(im, im.info.get("icc_profile"))
         elif mode == "P":
             im = im.convert("RGBA" if "transparency" in im.info else "RGB")
         elif mode in ("1", "L", "RGB") and "transparency" in im.info:
