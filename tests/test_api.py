@@ -549,6 +549,24 @@ def test_bad_model_name_raises_model_error() -> None:
         pocketsr_cli.Upscaler("no-such-model", offline=True)
 
 
+@pytest.mark.parametrize(
+    ("ref", "path"),
+    [("file:///tmp/4x.pth", "/tmp/4x.pth"), ("file:///tmp/my%20w.pth", "/tmp/my w.pth")],
+)
+def test_a_file_url_as_the_model_names_the_path_as_the_api_takes_it(ref: str, path: str) -> None:
+    """``model='PATH'``, not the command line's ``-m PATH``, an option the API lacks."""
+    from pocketsr_cli.cli._flags import flag_spelling
+    from pocketsr_cli.spelling import spelled
+    from pocketsr_cli.weights.resolve import resolve_model
+
+    with pytest.raises(ModelError) as info:
+        pocketsr_cli.Upscaler(ref)
+    assert str(info.value).endswith(f"give the path itself, model={path!r}"), info.value
+    with spelled(flag_spelling), pytest.raises(ModelError) as info:
+        resolve_model(ref)
+    assert str(info.value).endswith(f"give the path itself, -m {path}"), info.value
+
+
 def test_bad_device_raises_usage_error() -> None:
     with pytest.raises(UsageError):
         pocketsr_cli.Upscaler("bicubic", device="tpu")

@@ -1227,8 +1227,8 @@ def test_a_file_named_like_a_model_does_not_take_over_its_name(
         ("", "an empty model name"),
         ("  ", "an empty model name"),
         ("https://x.org/4x.pth", "is a URL"),
-        ("file:///tmp/4x.pth", "give the path itself, -m /tmp/4x.pth"),
-        ("file://localhost/tmp/my%20w.pth", "give the path itself, -m /tmp/my w.pth"),
+        ("file:///tmp/4x.pth", "give the path itself, model='/tmp/4x.pth'$"),
+        ("file://localhost/tmp/my%20w.pth", "give the path itself, model='/tmp/my w.pth'$"),
     ],
 )
 def test_an_empty_or_url_model_reference_is_refused(home: Path, ref: str, message: str) -> None:

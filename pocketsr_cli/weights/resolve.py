@@ -680,7 +680,7 @@ def _checked_ref(ref: str | None) -> str:
         from urllib.parse import unquote, urlsplit
 
         path = unquote(urlsplit(ref).path)
-        raise ModelError(f"{ref} is a file URL: give the path itself, -m {path}")
+        raise ModelError(f"{ref} is a file URL: give the path itself, {MODEL.given(path)}")
     if "://" in ref:
         raise ModelError(
             f"{ref} is a URL: a model is a name or a local weights file. To use weights "
