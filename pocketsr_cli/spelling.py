@@ -91,6 +91,13 @@ def offers(option: Option) -> bool:
     return True if check is None else bool(check(option))
 
 
+def on_command_line() -> bool:
+    """Whether the face in force is the command line (any spelling but the Python API's
+    :func:`keyword_spelling`), for advice that names no option: where an image to upscale
+    is given (after ``pocketsr upscale``, or to ``Upscaler.upscale``)."""
+    return _current is not keyword_spelling
+
+
 def current() -> Spelling:
     """The spelling in force (for a driver to hand to its worker processes)."""
     return _current

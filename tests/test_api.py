@@ -567,6 +567,16 @@ def test_a_file_url_as_the_model_names_the_path_as_the_api_takes_it(ref: str, pa
     assert str(info.value).endswith(f"give the path itself, -m {path}"), info.value
 
 
+def test_an_image_given_as_the_model_says_where_the_api_takes_images(tmp_path: Path) -> None:
+    """Not "given after the command (pocketsr upscale photo.jpg)", a command line's words."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.jpg")
+    with pytest.raises(ModelError) as info:
+        pocketsr_cli.Upscaler(tmp_path / "photo.jpg")
+    message = str(info.value)
+    assert message.endswith("an image to upscale is an input, given to upscale() or upscale_file()")
+    assert "pocketsr upscale" not in message and "-m" not in message
+
+
 def test_bad_device_raises_usage_error() -> None:
     with pytest.raises(UsageError):
         pocketsr_cli.Upscaler("bicubic", device="tpu")

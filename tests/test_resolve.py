@@ -603,8 +603,12 @@ def test_an_image_given_as_the_model_says_it_is_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``-m photo.jpg``, an input given as the model: an image by its first bytes (a file)
-    or its extension (no such file), not "not a PyTorch checkpoint" nor "unknown model"."""
+    or its extension (no such file), not "not a PyTorch checkpoint" nor "unknown model";
+    where an image goes is said as the face takes it."""
     from PIL import Image
+
+    from pocketsr_cli.cli._flags import flag_spelling
+    from pocketsr_cli.spelling import spelled
 
     monkeypatch.chdir(tmp_path)
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.jpg")
@@ -623,6 +627,11 @@ def test_an_image_given_as_the_model_says_it_is_one(
                 resolve(ref)
             message = str(info.value)
             assert message.startswith(f"{ref} {what}, not a model: model takes"), message
+            assert message.endswith("an input, given to upscale() or upscale_file()")
+            with spelled(flag_spelling), pytest.raises(ModelError) as info:
+                resolve(ref)
+            message = str(info.value)
+            assert message.startswith(f"{ref} {what}, not a model: -m takes"), message
             assert message.endswith(f"given after the command (pocketsr upscale {ref})")
     with pytest.raises(ModelError, match="unknown model 'absent'"):  # no image: as before
         resolve_model("absent")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pocketsr_cli import libwarnings, manifest
 from pocketsr_cli.errors import ModelError, UnsafePickleError, first_line
-from pocketsr_cli.spelling import MODEL
+from pocketsr_cli.spelling import MODEL, on_command_line
 
 if TYPE_CHECKING:
     import torch
@@ -177,7 +177,9 @@ def image_hint(ref: str, takes: str) -> str | None:
     """What to tell a user who gave an image where a model belongs (``-m photo.jpg``,
     ``models import photo.jpg``: an input put in the wrong place), known by its first bytes
     when it is a file, else by its extension; None for anything else.  ``takes`` says what
-    that place takes instead (``-m takes a model name or a weights file (...)``)."""
+    that place takes instead (``-m takes a model name or a weights file (...)``); where the
+    image goes is said as the face in force takes it (``pocketsr upscale photo.jpg``, or
+    the Python API's ``upscale()``)."""
     from pocketsr_cli import imageio
 
     path = Path(ref)
@@ -188,9 +190,14 @@ def image_hint(ref: str, takes: str) -> str | None:
     if fmt is None:
         return None
     what = "an image" if path.exists() else "the name of an image"
+    where = (
+        f"given after the command (pocketsr upscale {ref})"
+        if on_command_line()
+        else "given to upscale() or upscale_file()"
+    )
     return (
         f"{ref} is {what} ({imageio.format_label(fmt)}), not a model: {takes}; an image to "
-        f"upscale is an input, given after the command (pocketsr upscale {ref})"
+        f"upscale is an input, {where}"
     )
 
 
