@@ -483,6 +483,19 @@ def unpublished_blob(home: Path, server: Loopback) -> bytes:
     return data
 
 
+def pinned_cut_short(data: bytes) -> Path:
+    """``blob``'s cached file as a download cut short at 1000 bytes and pinned as it was
+    (before pins were checked for readability): its pin matches, yet it reads as no
+    weights file.  Its path."""
+    from pocketsr_cli.weights import trust
+
+    cached = weights_path("blob", "blob.safetensors")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(data[:1000])
+    trust.pin("blob", "blob.safetensors", sha256(data[:1000]))
+    return cached
+
+
 def test_download_does_not_call_a_pinned_file_that_cannot_be_read_cached(
     home: Path, server: Loopback, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -494,10 +507,7 @@ def test_download_does_not_call_a_pinned_file_that_cannot_be_read_cached(
 
     data = unpublished_blob(home, server)
     server.files["/blob.safetensors"] = data
-    cached = weights_path("blob", "blob.safetensors")
-    cached.parent.mkdir(parents=True)
-    cached.write_bytes(data[:1000])
-    trust.pin("blob", "blob.safetensors", sha256(data[:1000]))
+    cached = pinned_cut_short(data)
 
     result = invoke("models", "download", "blob")
     assert result.exit_code == 3, result.output
@@ -579,10 +589,7 @@ def test_verify_finds_a_pinned_file_that_cannot_be_read(home: Path, server: Loop
 
     data = unpublished_blob(home, server)
     server.behaviours["/blob.safetensors"] = Behaviour(body=data)
-    cached = weights_path("blob", "blob.safetensors")
-    cached.parent.mkdir(parents=True)
-    cached.write_bytes(data[:1000])
-    trust.pin("blob", "blob.safetensors", sha256(data[:1000]))
+    cached = pinned_cut_short(data)
     result = invoke("models", "verify", "blob")
     assert result.exit_code == 3, result.output
     assert result.stdout.startswith(
