@@ -387,3 +387,33 @@ def test_a_page_kept_in_the_folder_it_reviews_is_replaced_when_the_run_is_repeat
     assert code == 1 and "would replace" not in err, err
     assert "new.png" in (shoot / "review.html").read_text()
     assert (shoot / "up" / "new.png").is_file()
+
+
+def test_links_follow_folders_as_named_not_where_symbolic_links_lead(
+    shoot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Photos in a linked folder (``proj/photos`` -> another disk): the page in ``proj``
+    links ``photos/p0.png``, which works when ``proj`` is moved or copied with its link,
+    not ``../shoot/p0.png``, a path that only this machine's layout gives."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    try:
+        (project / "photos").symlink_to(shoot, target_is_directory=True)
+    except OSError as exc:  # Windows without the privilege
+        pytest.skip(f"no symbolic links here: {exc}")
+    monkeypatch.chdir(project)
+    code, out, err = invoke(
+        "upscale", "photos", "-o", "out", *FAST, "--json", "--report", "review.html"
+    )
+    assert code == 1, err  # broken.jpg
+    (project / "run.jsonl").write_text(out)
+    text = (project / "review.html").read_text()
+    assert 'href="photos/p0.png"' in text and 'href="out/p0.png"' in text
+    assert "../shoot/" not in text
+    # A page inside a linked folder: links made from where the page really is.
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (project / "linked").symlink_to(pages, target_is_directory=True)
+    code, _, err = invoke("report", "run.jsonl", "-o", "linked/r.html", "-q")
+    assert code == 0, err
+    assert 'href="../proj/out/p0.png"' in (pages / "r.html").read_text()

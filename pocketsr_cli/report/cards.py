@@ -75,12 +75,32 @@ def _factor(entry: Entry, pictures: Pictures) -> str:
 
 
 def _link(path: Path, page: Path) -> str:
-    """``path`` as a URL relative to the page's folder (absolute where none exists)."""
+    """``path`` as a URL relative to the page's folder (absolute where none exists).
+
+    The link follows the folders as they were named, not where symbolic links lead
+    (``photos/a.jpg`` for a ``photos`` that links to another disk, not
+    ``../../mnt/disk/photos/a.jpg``), so it keeps working when the page is moved with its
+    folder, and names no place that only this machine has.  Where that link would not
+    reach the file from the page's real folder (a ``..`` after a symbolic link, or a page
+    inside a linked folder), it is made from the resolved paths, as the file system
+    finds them.
+    """
+    folder = page.resolve().parent
     try:
-        rel = os.path.relpath(path.resolve(), page.resolve().parent)
+        named = os.path.relpath(os.path.abspath(path), os.path.abspath(page.parent))
+        if _same_file(folder / named, path):
+            return url(Path(named).as_posix())
+        rel = os.path.relpath(path.resolve(), folder)
     except ValueError:  # another drive (Windows)
         return path.resolve().as_uri()
     return url(Path(rel).as_posix())
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def card(
