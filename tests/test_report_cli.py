@@ -417,3 +417,17 @@ def test_links_follow_folders_as_named_not_where_symbolic_links_lead(
     code, _, err = invoke("report", "run.jsonl", "-o", "linked/r.html", "-q")
     assert code == 0, err
     assert 'href="../proj/out/p0.png"' in (pages / "r.html").read_text()
+
+
+def test_the_summary_names_the_device_the_images_ran_on_once(shoot: Path, tmp_path: Path) -> None:
+    """A failed or skipped input's record gives the run's device in general ('cpu uint8
+    (16-bit: fp32)'): the summary names the device the written images ran on, not both
+    as if the run had used two."""
+    code, out, err = invoke("upscale", "shoot", "-o", "out", *FAST, "--json")
+    assert code == 1, err  # broken.jpg
+    devices = {line["status"]: line["device"] for line in map(json.loads, out.splitlines()[:-1])}
+    (tmp_path / "run.jsonl").write_text(out)
+    assert invoke("report", "run.jsonl", "-q")[0] == 0
+    facts = re.search(r'<p class="facts">([^<]*)</p>', (tmp_path / "run.html").read_text())
+    assert facts is not None
+    assert f"on {devices['ok']} · made" in facts.group(1), (facts.group(1), devices)

@@ -251,7 +251,11 @@ def _summary(run: Run) -> tuple[str, str]:
     noun = "image" if len(entries) == 1 else "images"
     title = f"Review: {len(entries)} {noun}" + (f" — {run.source}" if run.source else "")
     model = _counted(e.model for e in entries) or run.info.model or ""
-    device = _counted(e.device for e in entries) or run.info.device or ""
+    # The devices that ran: a failed or skipped input's record names the run's device
+    # in general ('cpu uint8 (16-bit: fp32)'), which beside the ones that ran
+    # ('cpu uint8') would read as a second device.
+    device = _counted(e.device for e in ok) or _counted(e.device for e in entries)
+    device = device or run.info.device or ""
     facts = [f"model {model}" if model else "", f"on {device}" if device else ""]
     facts.append("made " + time.strftime("%Y-%m-%d %H:%M"))
     run_seconds = run.info.seconds
