@@ -24,7 +24,8 @@ Contracts:
   (give each thread its own instance).
 * Nothing here prints.  Warnings (a half-precision NaN fallback, a format switch, an
   animated file of which only the first frame was upscaled, outputs made with other
-  settings that a folder run kept) go to ``on_warning``, by default Python's
+  settings that a folder run kept, sub-folders a folder run without ``recursive=True``
+  left out) go to ``on_warning``, by default Python's
   :func:`warnings.warn`; except that in :meth:`Upscaler.upscale_folder` what is said of
   one file (its format switch, its animation) is in its ``Result.warnings``, and only what
   is said of the run goes to ``on_warning``.
@@ -722,7 +723,8 @@ class Upscaler:
         if suffix is not None and not isinstance(suffix, str):
             raise UsageError(f"suffix must be a string such as '_x4', not {suffix!r}")
         naming = Naming(out_dir=out_dir, suffix=suffix, fmt=fmt_key, tag=self._target.label)
-        jobs = collect_jobs([source], naming, recursive=recursive)
+        # Sub-folders left out (recursive=False) are said of the run, as the CLI says them.
+        jobs = collect_jobs([source], naming, recursive=recursive, on_warning=self._warn)
         options = Options(
             fmt=fmt_key,
             quality=quality,

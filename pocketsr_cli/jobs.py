@@ -7,7 +7,10 @@ Rules (SPEC, "Command-line contract"):
   against the bare file name, ignoring case on every platform: ``*.jpg`` takes ``IMG.JPG``);
 * finding no file at all (empty folders, only sub-folders without ``recursive``, a
   ``glob`` that matches nothing) is a usage error that says why, not a run that quietly
-  does nothing;
+  does nothing; a folder named on the command line that holds files *and* sub-folders
+  has those sub-folders left out without ``recursive``, and that is said once, as a
+  warning (``on_warning``: "FOLDER has 2 sub-folders not scanned"), counting neither
+  hidden folders, nor the output folder, nor a review page's picture folder;
 * with an output folder, each folder's tree is mirrored under it (paths relative to that
   folder); a file given directly lands at the top of the output folder;
 * without one, each output goes next to its input as ``{stem}{suffix}{ext}``, the suffix
@@ -299,12 +302,15 @@ def not_a_file(path: Path) -> str | None:
 class _Entry:
     """What scanning a folder found: a file (``notice`` None; maybe not a regular one), or
     a folder that was not scanned, ``notice`` saying why (a skip with ``code``, or a
-    failure when ``code`` is None)."""
+    failure when ``code`` is None), or (``unscanned`` not empty) the folder just listed
+    and the sub-folders of it that a scan without ``recursive`` leaves out, given before
+    its files."""
 
     path: Path
     notice: str | None = None
     code: SkipCode | None = None
     stems: frozenset[str] = frozenset()  # of the image files in its folder (a file's)
+    unscanned: tuple[Path, ...] = ()
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
@@ -382,6 +388,8 @@ def _scan(
             files.append(entry.name)
     del entries
     stems = frozenset(os.path.splitext(name)[0] for name in files if is_image_path(Path(name)))
+    if not recursive and subdirs:
+        yield _Entry(folder, unscanned=tuple(Path(entry.path) for entry in subdirs))
     for name in files:
         yield _Entry(folder / name, stems=stems)
     del files
@@ -461,20 +469,28 @@ def _inside(path: Path, folder: Path, *, strictly: bool = False) -> bool:
 
 
 def collect_jobs(
-    inputs: Sequence[Path], naming: Naming, *, recursive: bool = False, glob: str | None = None
+    inputs: Sequence[Path],
+    naming: Naming,
+    *,
+    recursive: bool = False,
+    glob: str | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> list[Job]:
     """Expand ``inputs`` into jobs, in command-line order, folders sorted by name.
 
     Non-image files become ``skipped`` jobs, unusable ones (a broken link, a FIFO, a folder
     that cannot be read) failing jobs; the list is never empty.  Every output is checked
     against every input before this returns (:func:`iter_jobs` checks as it goes).
+    Sub-folders left out because ``recursive`` is off are told to ``on_warning`` (one line
+    per folder named; None: not told).
 
     Raises:
         UsageError: an input does not exist, no file was found at all, an output would
             overwrite an input, or two inputs would write the same output.
     """
     fscase.forget_answers()  # asked afresh by each run (a disk may be mounted anew)
-    jobs = list(_planned(inputs, naming, recursive, glob, _named_outputs(inputs, naming)))
+    planned = _planned(inputs, naming, recursive, glob, _named_outputs(inputs, naming), on_warning)
+    jobs = list(planned)
     if not jobs:
         raise UsageError(nothing_found(inputs, recursive, glob))
     return _check_outputs(jobs, naming)
@@ -503,7 +519,8 @@ def iter_jobs(
     for the same output (``a.jpg a.jpg``, a folder and a file in it) is one job; its
     repeats are ``skipped`` (``duplicate``).  Memory: a few fingerprints per input (about
     300 bytes in all), not the jobs.  What libraries warn about while planning (headers
-    read) goes to ``on_warning``.
+    read), and sub-folders left out because ``recursive`` is off (one line per folder
+    named), go to ``on_warning``.
 
     Raises:
         UsageError: an input does not exist, no file was found at all, or a collision
@@ -533,7 +550,7 @@ def _checked(
     on_warning: Callable[[str], None] | None,
     check: _StreamingCheck,
 ) -> Iterator[Job]:
-    planned = _planned(inputs, naming, recursive, glob, check.named_sources)
+    planned = _planned(inputs, naming, recursive, glob, check.named_sources, on_warning)
     while True:
         notes: list[str] = []
         with libwarnings.collecting(notes):
@@ -552,15 +569,25 @@ def _planned(
     recursive: bool,
     glob: str | None,
     outputs: Mapping[str, str],
+    on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[Job]:
     """Every input's jobs, lazily, without the output checks; ``outputs``: the named files
-    that are the outputs of other named files (:func:`_named_outputs`), skipped."""
+    that are the outputs of other named files (:func:`_named_outputs`), skipped.  Each
+    folder's note of the sub-folders it leaves out goes to ``on_warning`` once, however
+    often the folder is named."""
     if not inputs:
         raise UsageError("no input given: name image files and/or folders")
+    said: set[str] = set()
+
+    def warn_once(note: str) -> None:
+        if on_warning is not None and note not in said:
+            said.add(note)
+            on_warning(note)
+
     for given in inputs:
         check_input(given)
         if given.is_dir():
-            yield from _folder_jobs(given, naming, recursive, glob)
+            yield from _folder_jobs(given, naming, recursive, glob, warn_once)
             continue
         source = outputs.get(_real(given))
         if source is None:
@@ -674,7 +701,29 @@ def _glob_pattern(glob: str | None) -> re.Pattern[str] | None:
     return re.compile(fnmatch.translate(glob), re.IGNORECASE)
 
 
-def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) -> Iterator[Job]:
+def _unscanned_note(root: Path, subs: Sequence[Path], exclude: Path | None) -> str | None:
+    """What to say of ``root``'s sub-folders ``subs`` that a scan without ``recursive``
+    left out, or None: the output folder (``exclude``) and review pages' picture folders
+    do not count, as a recursive scan would not upscale what they hold either."""
+    count = sum(
+        not (exclude is not None and _inside(sub, exclude))
+        and not os.path.isfile(os.path.join(sub, REPORT_MARKER))
+        for sub in subs
+    )
+    if not count:
+        return None
+    what = "1 sub-folder" if count == 1 else f"{count} sub-folders"
+    advice = f" (add {RECURSIVE} to upscale its images too)" if offers(RECURSIVE) else ""
+    return f"{root} has {what} not scanned{advice}"
+
+
+def _folder_jobs(
+    root: Path,
+    naming: Naming,
+    recursive: bool,
+    glob: str | None,
+    on_warning: Callable[[str], None],
+) -> Iterator[Job]:
     suffix = naming.effective_suffix
     out = naming.out_dir
     # An output folder strictly inside the scanned folder holds earlier results: leave it out.
@@ -685,6 +734,11 @@ def _folder_jobs(root: Path, naming: Naming, recursive: bool, glob: str | None) 
     excluded_said = False
     for entry in _walk(root, recursive):
         path = entry.path
+        if entry.unscanned:
+            note = _unscanned_note(root, entry.unscanned, exclude)
+            if note is not None:
+                on_warning(note)
+            continue
         if exclude is not None and _inside(path, exclude):
             if not excluded_said:  # its files get no line: the folder gets one
                 excluded_said = True

@@ -407,7 +407,8 @@ def test_upscale_folder_yields_each_result(up: pocketsr_cli.Upscaler, tmp_path: 
     with Image.open(tmp_path / "out" / "a.png") as im:
         assert im.size == (32, 24)
     # A second pass keeps what is there (skip-existing, as the CLI).
-    again = {r.job.input.name: r for r in up.upscale_folder(src, tmp_path / "out", fmt="png")}
+    second = up.upscale_folder(src, tmp_path / "out", recursive=True, fmt="png")
+    again = {r.job.input.name: r for r in second}
     assert again["a.png"].status == "skipped"
     # The reason names the keyword that changes it, not the command line's --overwrite.
     assert again["a.png"].reason == "output exists (use overwrite=True to replace it)"
@@ -482,6 +483,27 @@ def test_a_folder_run_that_kept_outputs_made_otherwise_warns_as_the_cli_does(
     warned.clear()
     assert {r.status for r in up.upscale_folder(src, out, overwrite=True)} == {"ok"}
     assert {r.reason_code for r in up.upscale_folder(src, out)} == {"exists"}
+    assert warned == []
+
+
+def test_a_folder_run_without_recursive_warns_of_the_sub_folders_it_left_out(
+    tmp_path: Path,
+) -> None:
+    warned: list[str] = []
+    up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", on_warning=warned.append)
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(pixels()).save(src / "a.png")
+    Image.fromarray(pixels()).save(src / "sub" / "b.png")
+    assert [r.status for r in up.upscale_folder(src, tmp_path / "o")] == ["ok"]
+    assert warned == [
+        f"{src} has 1 sub-folder not scanned (add recursive=True to upscale its images too)"
+    ]
+    warned.clear()
+    assert [r.status for r in up.upscale_folder(src, tmp_path / "o2", recursive=True)] == [
+        "ok",
+        "ok",
+    ]
     assert warned == []
 
 

@@ -602,6 +602,28 @@ def test_a_folder_of_only_sub_folders_is_a_usage_error(tmp_path: Path) -> None:
     assert code == 0, err
 
 
+def test_sub_folders_left_out_without_recursive_are_warned_of_once(tmp_path: Path) -> None:
+    """A folder of images *and* sub-folders, without -r: the sub-folders are said once
+    (not the hidden one, the output folder inside it, or a review page's pictures)."""
+    folder = tmp_path / "in"
+    save(folder / "top.png", photo())
+    save(folder / "2024" / "a.png", photo(seed=1))
+    save(folder / "2025" / "deeper" / "b.png", photo(seed=2))
+    save(folder / ".thumbs" / "c.png", photo(seed=3))
+    (folder / "review_files").mkdir()
+    (folder / "review_files" / ".pocketsr-report").write_text("")
+    out = folder / "out"
+    out.mkdir()
+    for args in [(folder, "-o", out), (folder, folder, "-o", out, "--width", "64")]:
+        code, _, err = invoke("upscale", *args, *FAST)
+        assert code == 0, err
+        note = f"{folder} has 2 sub-folders not scanned (add -r/--recursive to upscale its images"
+        assert err.count(note) == 1, err  # the planned (--width) run lists inputs first
+    code, _, err = invoke("upscale", folder, "-o", out, *FAST, "-r", "--overwrite")
+    assert code == 0 and "not scanned (add" not in err, err
+    assert (out / "2025" / "deeper" / "b.png").is_file()
+
+
 def test_a_glob_matching_nothing_is_a_usage_error(tmp_path: Path) -> None:
     save(tmp_path / "a.png", photo())
     code, _, err = invoke("upscale", tmp_path, "--glob", "*.webp", *FAST)

@@ -379,7 +379,9 @@ def upscale(
         # The review page's paths, and the variants a size target needs, are known only
         # once every input is: those runs list the inputs first.
         with libwarnings.collecting(notes):
-            jobs = collect_jobs(inputs, naming, recursive=recursive, glob=glob)
+            jobs = collect_jobs(
+                inputs, naming, recursive=recursive, glob=glob, on_warning=notes.append
+            )
     else:  # streamed: the first image starts while a large folder is still being walked
         jobs = iter_jobs(
             inputs,
