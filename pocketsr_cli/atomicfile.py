@@ -571,3 +571,58 @@ class TempSweeper:
             self.removed += count
             self.claims_removed += claims
         return count
+
+
+class MadeFolders:
+    """The output folders a run makes, so that those it leaves empty are removed at its
+    end: a run whose every input failed leaves no empty ``-o`` folder (nor the sub-folders
+    it made to mirror a tree) behind.  Thread-safe.
+
+    :meth:`note` is called with an output's folder before anything is made there (the
+    run's first look at that output): that folder, and each folder above it that does not
+    exist either, is noted.  :meth:`remove_empty`, at the run's end, removes the noted
+    folders that are empty, deepest first.  A folder that existed when it was noted is
+    never noted, so never removed; one that holds anything is left (``os.rmdir`` refuses
+    it), so is one that cannot be looked at.  Another run that made a folder of the same
+    name meanwhile and is about to claim an output there makes it again
+    (``claims.acquire``).
+    """
+
+    def __init__(self) -> None:
+        self._looked: set[str] = set()
+        self._made: set[str] = set()
+        self._guard = threading.Lock()
+
+    def note(self, folder: Path) -> None:
+        """Note ``folder`` and the missing folders above it, unless it is noted already.
+        Never raises (a folder that cannot be looked at is not noted)."""
+        key = os.path.abspath(folder)
+        with self._guard:
+            if key in self._looked:
+                return
+            self._looked.add(key)
+        missing = []
+        probe = key
+        try:
+            while not present(Path(probe)) and os.path.dirname(probe) != probe:
+                missing.append(probe)
+                probe = os.path.dirname(probe)
+        except OSError:
+            return
+        with self._guard:
+            self._made.update(missing)
+
+    def remove_empty(self) -> int:
+        """Remove the noted folders that are empty now, deepest first, and forget them;
+        how many were removed.  Never raises."""
+        with self._guard:
+            made, self._made = self._made, set()
+            self._looked.clear()
+        removed = 0
+        for folder in sorted(made, key=lambda path: path.count(os.sep), reverse=True):
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty, gone already, or not ours to remove
+                continue
+            removed += 1
+        return removed

@@ -135,6 +135,9 @@ def acquire(output: Path) -> Claim | None:
         try:
             fd = os.open(path, _OPEN_FLAGS | os.O_CREAT | os.O_EXCL, 0o644)
             created = True
+        except FileNotFoundError:  # its folder, empty, removed meanwhile by the run that
+            path.parent.mkdir(parents=True, exist_ok=True)  # made it (MadeFolders)
+            continue
         except FileExistsError:
             try:
                 fd = os.open(path, _OPEN_FLAGS)

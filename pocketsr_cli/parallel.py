@@ -788,6 +788,8 @@ def run_parallel(
         driver.summary.interrupted = True
     finally:
         driver.stop()
+        if checker is not None:
+            checker.remove_empty_folders()
     if checker is not None:  # the driver's sweep, which saw each folder first
         driver.feed.summary.leftovers_removed = checker.leftovers_removed
     return driver.feed.end(time.perf_counter() - t0)

@@ -81,7 +81,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from pocketsr_cli import claims, libwarnings, memory, provenance
-from pocketsr_cli.atomicfile import TempSweeper
+from pocketsr_cli.atomicfile import MadeFolders, TempSweeper
 from pocketsr_cli.devices import compute_label
 from pocketsr_cli.errors import (
     ImageReadError,
@@ -885,6 +885,8 @@ class _Run:
         # Temporary files and claims that killed runs left in the output folders (one look
         # per folder, in settle).
         self.sweeper = TempSweeper(claims.sweep_stale_claims)
+        # The output folders this run makes: those left empty are removed at its end.
+        self.made = MadeFolders()
 
     # -- reader -------------------------------------------------------------------------
     def read_all(self) -> None:
@@ -975,7 +977,8 @@ class _Run:
         The first job whose output goes to a folder (unless the run is a dry run) removes
         the temporary files and the claims that killed runs left in that folder, even if
         that output is then skipped as existing (``atomicfile.sweep_stale_temps``,
-        ``claims.sweep_stale_claims``; once per folder)."""
+        ``claims.sweep_stale_claims``; once per folder), and notes the output folders
+        this run is to make (:class:`~pocketsr_cli.atomicfile.MadeFolders`)."""
         planned = planned_result(job)
         if planned is not None:
             return planned
@@ -992,6 +995,7 @@ class _Run:
                 )
                 return Result(job, "skipped", reason=reason, reason_code="own-output")
         if not self.options.dry_run:
+            self.made.note(job.output.parent)
             self.sweeper.sweep(job.output.parent)
         seen = self.look_at_output(job, job.output)
         if seen is None and job.alt_output is not None:
@@ -1658,6 +1662,7 @@ class _Run:
             self.summary.interrupted = True
         finally:
             self.wind_down(reader, writer)
+            self.made.remove_empty()  # the output folders made for inputs that all failed
         yield from self.written_so_far()
         for stage in (reader, writer):
             if stage.error is not None:
@@ -1910,6 +1915,12 @@ class ImageWorker:
     def release_all(self) -> None:
         """Let go of every claim :meth:`claim` made and no one released (a stopped run)."""
         self._run.let_go_all()
+
+    def remove_empty_folders(self) -> int:
+        """At the run's end, in the driver whose :meth:`precheck` saw every job first:
+        remove the output folders that did not exist then and are empty now (every input
+        meant for them failed), as :func:`run` does; how many were removed."""
+        return self._run.made.remove_empty()
 
     def write(
         self,

@@ -623,6 +623,8 @@ def run_ray(
             driver.finish_in_hand()
         finally:
             driver.stop()
+            if checker is not None:  # on this machine's disk: the actors' may be others
+                checker.remove_empty_folders()
     finally:
         if started:
             _quietly(ray.shutdown)

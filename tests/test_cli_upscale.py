@@ -624,6 +624,31 @@ def test_sub_folders_left_out_without_recursive_are_warned_of_once(tmp_path: Pat
     assert (out / "2025" / "deeper" / "b.png").is_file()
 
 
+def test_a_run_that_writes_nothing_leaves_no_output_folder_it_made(tmp_path: Path) -> None:
+    """Every input failed: the -o folder the run made (and those above it) are removed,
+    an -o folder that was there before stays, and so do the folders that got an output;
+    the sub-folders made to mirror a tree for inputs that failed go too."""
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not a png at all")
+    out = tmp_path / "made" / "deeper" / "out"
+    for args in [(), ("--dry-run",)]:
+        code, _, err = invoke("upscale", broken, "-o", out, *FAST, *args)
+        assert code == 1 and "failed" in err, err
+        assert not (tmp_path / "made").exists()
+    (tmp_path / "there").mkdir()
+    code, _, err = invoke("upscale", broken, "-o", tmp_path / "there", *FAST)
+    assert code == 1 and (tmp_path / "there").is_dir() and not any((tmp_path / "there").iterdir())
+    tree = tmp_path / "in"
+    save(tree / "ok.png", photo())
+    save(tree / "a" / "ok.png", photo(seed=1))
+    (tree / "b" / "c").mkdir(parents=True)
+    (tree / "b" / "c" / "broken.png").write_bytes(broken.read_bytes())
+    code, _, err = invoke("upscale", tree, "-r", "-o", tmp_path / "there", *FAST)
+    assert code == 1, err
+    made = sorted(str(p.relative_to(tmp_path / "there")) for p in (tmp_path / "there").rglob("*"))
+    assert made == ["a", "a/ok.png", "ok.png"]
+
+
 def test_a_glob_matching_nothing_is_a_usage_error(tmp_path: Path) -> None:
     save(tmp_path / "a.png", photo())
     code, _, err = invoke("upscale", tmp_path, "--glob", "*.webp", *FAST)

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -1285,3 +1286,25 @@ def test_ctrl_c_before_the_command_with_stderr_closed_still_exits_130(
     with pytest.raises(SystemExit) as stopped:
         _entry.main()
     assert stopped.value.code == 130
+
+
+def test_a_claim_whose_empty_folder_another_run_removes_meanwhile_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run removes at its end the empty output folders it made (``MadeFolders``); one
+    that another run made too and is about to claim an output in is made again, not a
+    failed image."""
+    output = tmp_path / "out" / "a.png"
+    real_open = os.open
+    removed: list[Path] = []
+
+    def open_after_removal(path: Any, flags: int, *args: Any) -> int:
+        if flags & os.O_CREAT and not removed:
+            removed.append(output.parent)
+            os.rmdir(output.parent)  # the other run's end, between mkdir and open
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(claims.os, "open", open_after_removal)
+    claim = claims.acquire(output)
+    assert removed and claim is not None and claim.path.exists()
+    claim.release()

@@ -347,6 +347,20 @@ def test_a_resumed_run_starts_no_worker_for_outputs_that_exist(
     ]
 
 
+def test_a_parallel_run_that_writes_nothing_leaves_no_output_folder_it_made(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png at all")
+    out = tmp_path / "made" / "out"
+    variants = DoublerFactory()("cpu", print)  # the driver's own, which sees each job first
+    summary = run_parallel(
+        jobs_for(src, out), DoublerFactory(), ["cpu"], Options(), NullReporter(), variants=variants
+    )
+    assert summary.count("failed") == 1 and not (tmp_path / "made").exists()
+
+
 @pytest.mark.parametrize("streamed", [False, True], ids=["list", "iterator"])
 def test_the_devices_that_get_a_worker_are_said_before_the_run_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool
