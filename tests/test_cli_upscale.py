@@ -228,6 +228,43 @@ def test_a_bmp_output_says_which_metadata_it_could_not_keep(tmp_path: Path) -> N
     assert "its ICC colour profile: not copied" in line, line
 
 
+def test_other_formats_say_which_colour_block_they_could_not_keep(tmp_path: Path) -> None:
+    """As a BMP's line says what it had no room for: a gray image's ICC profile in WebP
+    (no gray mode) and a PNG's gAMA/cHRM in any other format were dropped silently."""
+    import struct
+
+    from _imagegen import add_png_chunk, fake_icc
+
+    gray = save(tmp_path / "gray.png", photo(channels=3)[:, :, 0], icc_profile=fake_icc(b"GRAY"))
+    plain = save(tmp_path / "plain.png", photo(seed=1))
+    linear = tmp_path / "linear.png"
+    linear.write_bytes(add_png_chunk(plain.read_bytes(), b"gAMA", struct.pack(">I", 100000)))
+    srgb = tmp_path / "srgb.png"  # sRGB overrides gAMA: nothing said is lost
+    srgb.write_bytes(add_png_chunk(linear.read_bytes(), b"sRGB", b"\x00"))
+
+    def lines(fmt: str) -> dict[str, list[str]]:
+        args = (gray, plain, linear, srgb, "-o", tmp_path / fmt, "--format", fmt, "--json")
+        code, stdout, err = invoke("upscale", *args, *FAST)
+        assert code == 0, err
+        return {Path(r["input"]).name: r["warnings"] for r in jsonl(stdout)[0]}
+
+    webp = lines("webp")
+    assert webp["gray.png"] == [
+        "WebP has no room for its gray ICC colour profile (WebP has no gray mode): not copied "
+        "(its colours may show differently; PNG or TIFF keep the profile)"
+    ]
+    assert webp["linear.png"] == [
+        "WebP has no room for its PNG gAMA/cHRM colour chunks: not copied (its colours may "
+        "show differently; a PNG keeps them)"
+    ]
+    assert webp["plain.png"] == webp["srgb.png"] == []
+    jpeg = lines("jpg")  # JPEG keeps a gray profile
+    assert jpeg["gray.png"] == jpeg["plain.png"] == jpeg["srgb.png"] == []
+    assert jpeg["linear.png"] == [webp["linear.png"][0].replace("WebP", "JPEG")]
+    png = lines("png")
+    assert all(warnings == [] for warnings in png.values()), png
+
+
 def test_unicode_spaces_nested_mirror_and_rerun(tmp_path: Path) -> None:
     root = tmp_path / "Фото отпуск"
     save(root / "день 1.jpg", photo(seed=1))

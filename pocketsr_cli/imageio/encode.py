@@ -18,10 +18,10 @@ from pocketsr_cli.errors import ImageWriteError
 from pocketsr_cli.imageio.backends import reason
 from pocketsr_cli.imageio.formats import FORMAT_NAMES, OUTPUT_FORMATS
 from pocketsr_cli.imageio.jpeg_encode import XMP_MAX, encode_jpeg, fits_jpeg
-from pocketsr_cli.imageio.metadata import Metadata, output_metadata
+from pocketsr_cli.imageio.metadata import Metadata, icc_colour_space, output_metadata
 from pocketsr_cli.imageio.pixels import as_hwc, to_depth
 from pocketsr_cli.imageio.planning import DEFAULT_QUALITY, FORMATS_16, OutputPlan
-from pocketsr_cli.imageio.png import encode_png, png_chunk
+from pocketsr_cli.imageio.png import encode_png, png_chunk, png_chunk_payload
 from pocketsr_cli.imageio.record import (
     PROVENANCE_KEYWORD,
     embeds_provenance,
@@ -77,8 +77,9 @@ def encode_image(
     the record cannot join gives way to one holding the record alone too
     (:func:`record.packet_with_record`).  Either way a later run knows its own output.
 
-    ``notes`` gets a line, for the user, for each metadata block the format cannot hold
-    and that is therefore not copied.
+    ``notes`` gets a line, for the user, naming the metadata blocks the format cannot
+    hold and that are therefore not copied (:func:`not_kept`): a BMP's ICC profile, EXIF
+    and XMP, a gray image's ICC profile in WebP, a PNG's gAMA/cHRM in another format.
 
     Raises:
         ImageWriteError: the pixels or plan cannot be encoded (alpha for JPEG/BMP, a side
@@ -95,16 +96,14 @@ def encode_image(
     channels = pixels.shape[2]
     if plan.format in ("jpeg", "bmp") and channels in (2, 4):
         raise ImageWriteError(f"{FORMAT_NAMES[plan.format]} cannot store transparency")
-    if plan.format == "webp" and channels in (1, 2):
-        pixels = np.concatenate([pixels[:, :, :1]] * 3 + [pixels[:, :, 1:]], axis=2)
     too_large = side_limit_problem(plan.format, pixels.shape[1], pixels.shape[0])
     if too_large is not None:
         raise ImageWriteError(too_large)
-    meta = output_metadata(metadata, pixels)
-    if plan.format == "bmp" and notes is not None:
-        dropped = bmp_dropped(meta)
-        if dropped is not None:
-            notes.append(dropped)
+    meta, dropped = not_kept(plan.format, output_metadata(metadata, pixels))
+    if dropped is not None and notes is not None:
+        notes.append(dropped)
+    if plan.format == "webp" and channels in (1, 2):
+        pixels = np.concatenate([pixels[:, :, :1]] * 3 + [pixels[:, :, 1:]], axis=2)
     png_text = b""
     comment = None  # a JPEG comment segment's payload: the record, where the XMP had no room
     if provenance is not None and plan.format == "png":
@@ -132,27 +131,56 @@ def encode_image(
         ) from exc
 
 
-def bmp_dropped(meta: Metadata) -> str | None:
-    """The line for what of ``meta`` a BMP has no room for (its ICC profile, EXIF, XMP;
-    the print resolution it keeps), or None when there is nothing to lose.  The colour
-    profile is named first: without it a wide-gamut photo (Display P3, Adobe RGB) shows
-    dulled, which the user must hear of, since nothing else says so."""
-    blocks = [
-        name
-        for name, block in (
-            ("ICC colour profile", meta.icc_profile),
-            ("EXIF", meta.exif),
-            ("XMP", meta.xmp),
-        )
-        if block
-    ]
-    if not blocks:
-        return None
-    what = blocks[0] if len(blocks) == 1 else ", ".join(blocks[:-1]) + " and " + blocks[-1]
-    line = f"BMP has no room for its {what}: not copied"
-    if meta.icc_profile:
-        line += " (its colours may show differently; PNG or TIFF keep the profile)"
-    return line
+def not_kept(fmt: str, meta: Metadata) -> tuple[Metadata, str | None]:
+    """What of ``meta`` (fitted to the pixels as decoded: a gray image's profile is a gray
+    one) a ``fmt`` output holds, and the line for what it has no room for (None when
+    nothing is lost): a BMP keeps only the print resolution (no ICC profile, EXIF, XMP);
+    WebP has no gray mode, so no place for a gray profile; only a PNG has one for a PNG's
+    gAMA/cHRM chunks (named when they say anything: beside an sRGB chunk, which every
+    format's default means, readers ignore them).  The colour blocks are named first:
+    without them a wide-gamut photo (Display P3, Adobe RGB) or a gray image's tone curve
+    shows otherwise, which the user must hear of, since nothing else says so."""
+    lost: list[str] = []
+    keeper = ""  # where the colour block lost would be kept
+    kept = meta
+    if fmt == "bmp":
+        lost += [
+            name
+            for name, block in (
+                ("ICC colour profile", meta.icc_profile),
+                ("EXIF", meta.exif),
+                ("XMP", meta.xmp),
+            )
+            if block
+        ]
+        keeper = "PNG or TIFF keep the profile" if meta.icc_profile else ""
+        kept = Metadata(dpi=meta.dpi, png_colour=meta.png_colour)
+    elif fmt == "webp" and meta.icc_profile and icc_colour_space(meta.icc_profile) == b"GRAY":
+        lost.append("gray ICC colour profile (WebP has no gray mode)")
+        keeper = "PNG or TIFF keep the profile"
+        kept = dataclasses.replace(meta, icc_profile=None)
+    if fmt != "png" and kept.png_colour:
+        if _says_colour(kept.png_colour):
+            lost.insert(0, "PNG gAMA/cHRM colour chunks")
+            keeper = "a PNG keeps them"
+        kept = dataclasses.replace(kept, png_colour=None)
+    if not lost:
+        return kept, None
+    what = lost[0] if len(lost) == 1 else ", ".join(lost[:-1]) + " and " + lost[-1]
+    line = f"{FORMAT_NAMES[fmt]} has no room for its {what}: not copied"
+    if keeper:
+        line += f" (its colours may show differently; {keeper})"
+    return kept, line
+
+
+def _says_colour(chunks: bytes) -> bool:
+    """Whether a PNG's colour chunks (``Metadata.png_colour``) state a gamma or primaries
+    that readers honour: gAMA or cHRM, without the sRGB chunk that overrides them."""
+    data = b"\x00" * 8 + chunks  # png_chunk_payload skips a signature
+    found = {
+        kind for kind in (b"gAMA", b"cHRM", b"sRGB") if png_chunk_payload(data, kind) is not None
+    }
+    return bool(found) and b"sRGB" not in found
 
 
 def _encode_pillow(
