@@ -686,6 +686,26 @@ def test_a_run_that_writes_nothing_leaves_no_output_folder_it_made(tmp_path: Pat
     assert made == ["a", "a/ok.png", "ok.png"]
 
 
+def test_tiffs_of_samples_it_cannot_read_are_refused_in_a_users_words(tmp_path: Path) -> None:
+    """Floating-point, 32-bit and signed TIFFs failed with 'unsupported TIFF (32-bit
+    samples, photometric interpretation 2)' or 'unsupported sample type int16'."""
+    ramp = np.arange(24 * 32).reshape(24, 32)
+    Image.fromarray((ramp / ramp.max()).astype(np.float32)).save(tmp_path / "hdr.tif")
+    Image.fromarray(ramp.astype(np.int32)).save(tmp_path / "deep.tif")
+    cv2.imwrite(str(tmp_path / "signed.tif"), (ramp * 10 - 3000).astype(np.int16))
+    code, stdout, err = invoke("upscale", tmp_path, "-o", tmp_path / "out", *FAST, "--json")
+    assert code == 1, err
+    errors = {Path(r["input"]).name: r["error"] for r in jsonl(stdout)[0]}
+    assert errors == {
+        "hdr.tif": "32-bit floating-point TIFF is not supported (8- and 16-bit integer TIFFs "
+        "are); convert it to 16-bit",
+        "deep.tif": "32-bit signed-integer TIFF is not supported (8- and 16-bit "
+        "unsigned-integer TIFFs are); convert it to 16-bit unsigned",
+        "signed.tif": "16-bit signed-integer TIFF is not supported (8- and 16-bit "
+        "unsigned-integer TIFFs are); convert it to 16-bit unsigned",
+    }
+
+
 def test_a_glob_matching_nothing_is_a_usage_error(tmp_path: Path) -> None:
     save(tmp_path / "a.png", photo())
     code, _, err = invoke("upscale", tmp_path, "--glob", "*.webp", *FAST)

@@ -104,6 +104,9 @@ def decode_tiff(data: bytes) -> DecodedImage:
             raise ImageReadError(TRUNCATED)
     bits = max(as_tuple(tags.get(258)) or (1,))
     photometric = tags.get(262)
+    refused = _samples_refused(tags, bits, photometric)
+    if refused is not None:
+        raise ImageReadError(refused)
     if bits == 16 and tags.get(284, 1) == 2 and tags.get(277, 1) > 1:
         # OpenCV reads the planes as if their samples were interleaved: scrambled pixels.
         raise ImageReadError(
@@ -121,10 +124,6 @@ def decode_tiff(data: bytes) -> DecodedImage:
             # the orientation is applied once, by finish(), as for every other decoder.
             upright = _marked_upright(data)
             pixels = _unassociated(decode_with_opencv(upright, gray_alpha=False), tags)
-        elif bits > 8:
-            raise ImageReadError(
-                f"unsupported TIFF ({bits}-bit samples, photometric interpretation {photometric})"
-            )
         else:
             # Recent Pillow turns a TIFF upright while loading, by its orientation tag or,
             # without one, by its XMP's tiff:Orientation: the same copy, so that finish()
@@ -160,6 +159,39 @@ def decode_tiff(data: bytes) -> DecodedImage:
             f"multi-page TIFF: only the first of its {pages} pages was upscaled",
         )
     return decoded
+
+
+# SampleFormat (tag 339) values other than unsigned integers (1; 4, "undefined", is read as
+# unsigned), and PhotometricInterpretation (262) names, for messages.
+_SAMPLE_KINDS = {2: "signed-integer", 3: "floating-point", 5: "complex-integer", 6: "complex"}
+_COLOUR_MODELS = {0: "inverted gray (WhiteIsZero)", 1: "gray", 2: "RGB", 3: "palette", 4: "mask"}
+_COLOUR_MODELS |= {5: "CMYK", 6: "YCbCr", 8: "CIELab", 9: "CIELab", 10: "CIELab"}
+
+
+def _samples_refused(tags: Mapping[int, Any], bits: int, photometric: object) -> str | None:
+    """Why a TIFF's samples cannot be read, in a user's words, or None: what is read is 8
+    bits or fewer per sample in any colour model (Pillow's), and 16-bit unsigned gray or
+    RGB (what photo editors and scanners write); deeper samples, floating-point (HDR,
+    scientific) or signed ones, and other 16-bit colour models are not."""
+    kind = _SAMPLE_KINDS.get(max(as_tuple(tags.get(339)) or (1,)))
+    if bits <= 8 or (kind is None and bits == 16 and photometric in (1, 2)):
+        return None
+    if kind is None and bits == 16:
+        model = _COLOUR_MODELS.get(photometric) if isinstance(photometric, int) else None
+        return (
+            f"16-bit {model or 'colour model ' + str(photometric)} TIFF is not supported "
+            "(16-bit TIFFs are read in gray or RGB, 8-bit ones in any colour model); convert "
+            "it to 16-bit RGB"
+        )
+    what = f"{bits}-bit {kind or 'integer'}"
+    if kind is None or kind == "floating-point":
+        return (
+            f"{what} TIFF is not supported (8- and 16-bit integer TIFFs are); convert it to 16-bit"
+        )
+    return (
+        f"{what} TIFF is not supported (8- and 16-bit unsigned-integer TIFFs are); convert "
+        "it to 16-bit unsigned"
+    )
 
 
 def _unspecified_extra(tags: Mapping[int, Any]) -> bool:
