@@ -234,6 +234,19 @@ def test_option_descriptions_name_the_default_model(env: dict[str, str], shell: 
         assert "@DEFAULT_MODEL@" not in out
 
 
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_command_descriptions_are_whole_first_sentences_as_in_help(
+    env: dict[str, str], shell: str
+) -> None:
+    """Click cut them at 45 characters ("Show versions, devices (each GPU with its...");
+    --help's command lists show the whole first sentence, and so do completions."""
+    top = "\n".join(complete(env, "pocketsr ", shell=shell))
+    models = "\n".join(complete(env, "pocketsr models ", shell=shell))
+    assert "..." not in top + models, top + models
+    assert "Show versions, devices (each GPU with its memory), the default model and " in top
+    assert "ncnn model (Real-ESRGAN RRDBNet or SRVGG-compact; fp16 or fp32)." in models
+
+
 def test_fish_gets_one_line_per_candidate(env: dict[str, str]) -> None:
     """fish takes every line of the answer for a candidate: a description wrapped to the
     terminal's width offered its pieces as options."""

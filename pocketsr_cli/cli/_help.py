@@ -14,7 +14,9 @@ of the CLI is built with :class:`Command` or :class:`Group` instead, which rende
   the model registry;
 * an epilog made by :func:`examples` line by line, never re-wrapped;
 * a group's commands each with the whole first sentence of their help, wrapped (Click
-  cuts it to one row: "Show versions, devices (each GPU with its memory), the default...").
+  cuts it to one row: "Show versions, devices (each GPU with its memory), the default..."),
+  and so does a command's description in zsh's and fish's completions (Click cuts it at
+  45 characters there: "Show versions, devices (each GPU with its...").
 """
 
 from __future__ import annotations
@@ -93,8 +95,17 @@ def _format_params(command: Any, ctx: Any, formatter: Any) -> None:
                 formatter.write_dl(rows)
 
 
+_WHOLE_SENTENCE = 1000
+"""A short help's limit that no first sentence reaches: Click ends it at the sentence."""
+
+
 class Command(TyperCommand):
     """A command whose help reads as described in the module docstring."""
+
+    def get_short_help_str(self, limit: int = _WHOLE_SENTENCE) -> str:
+        """The whole first sentence of the help, wherever Click asks for a short help (a
+        group's command list, completions' descriptions), not its 45 characters."""
+        return str(super().get_short_help_str(limit))
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -123,12 +134,12 @@ def described(items: list[Any]) -> list[Any]:
     return items
 
 
-_WHOLE_SENTENCE = 1000
-"""A short help's limit that no first sentence reaches: Click ends it at the sentence."""
-
-
 class Group(TyperGroup):
     """A command group whose help reads as described in the module docstring."""
+
+    def get_short_help_str(self, limit: int = _WHOLE_SENTENCE) -> str:
+        """As :meth:`Command.get_short_help_str`: the whole first sentence."""
+        return str(super().get_short_help_str(limit))
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
         _format_params(self, ctx, formatter)
