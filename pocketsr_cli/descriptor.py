@@ -14,6 +14,7 @@ package exports one as ``FAMILY``, ``registry.py`` lists them, and both the reso
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,7 +22,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pocketsr_cli.errors import ModelError, first_line
+from pocketsr_cli.errors import ModelError, first_line, present_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -333,8 +334,9 @@ def ref_key(ref: str | None) -> str | None:
     (``w.pth``, ``./w.pth`` and ``/abs/w.pth`` are one file), else ``ref`` as given."""
     if ref is not None:
         path = Path(ref)
-        if path.is_file():
-            return str(path.resolve())
+        with contextlib.suppress(OSError):  # cannot even be looked at: resolving it says why
+            if present_file(path):
+                return str(path.resolve())
     return ref
 
 

@@ -116,6 +116,19 @@ def present(path: Path) -> bool:
     return True
 
 
+def present_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file, its links followed: ``Path.is_file`` as
+    :func:`present` answers ``Path.exists``, raising what says that ``path`` cannot even be
+    looked at (a name too long, a folder on its way that may not be entered) rather than
+    answer False, as Python 3.11 to 3.13 do (a user's ``-m NAME`` too long for a file
+    name, stat'ed to see whether it is one, ended in a traceback).
+
+    Raises:
+        OSError: as :func:`present` (:func:`unreachable` says why in words).
+    """
+    return present(path) and path.is_file()
+
+
 def unreachable(path: Path, exc: OSError) -> str:
     """Why ``path`` cannot even be looked at, from the error that looking at it (``stat``)
     raised: a name in it too long for its file system (``ENAMETOOLONG``, naming that name

@@ -1779,6 +1779,70 @@ def test_the_download_speed_falls_during_a_stall_and_then_says_it(
         assert "kB/s" in line and "stalled" not in line, line
 
 
+# --- -m NAME|PATH in every command ------------------------------------------------------------
+
+LONG = "x" * 300  # past NAME_MAX (255 bytes): stat raises ENAMETOOLONG
+
+
+def model_commands(tmp_path: Path, ref: str) -> list[list[str]]:
+    """Every command that takes a model reference, given ``ref``, each ready to run."""
+    photos = tmp_path / "photos"
+    photos.mkdir(exist_ok=True)
+    Image.new("RGB", (64, 48), (90, 120, 30)).save(photos / "a.png")
+    out = str(tmp_path / "out")
+    return [
+        ["upscale", str(photos / "a.png"), "-o", out, "-m", ref],
+        ["eval", str(photos), "-m", ref],
+        ["bench", "-m", ref, "--size", "32x24", "--repeat", "1"],
+    ]
+
+
+def test_a_model_reference_that_cannot_even_be_looked_at_is_one_line_exit_3(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-m`` with a name too long for a file name, or a file under a folder that may not
+    be entered: stat'ing it to see whether it is a file raised (Python 3.11-3.13), which
+    ended upscale, eval, bench, ``models remove`` and ``models import`` in a traceback
+    called a bug (exit 1); ``models info`` said 'unknown model' (exit 3).  A name is an
+    unknown model, a path a model file that cannot be read (exit 3), an import's source
+    a usage error (exit 2), each in one line, nothing written."""
+    from _runs import unenterable
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    for ref, said in [
+        (LONG, f"unknown model {LONG!r}"),
+        (f"{LONG}.safetensors", "in it has 312 bytes, more than its file system allows"),
+        (f"{LONG}/w.pth", "the name 'xxxxxxxxxx…xxxxxxxxxx' in it has 300 bytes"),
+        (f"{LONG}.png", "is the name of an image (PNG), not a model"),
+        (str(locked / "w.pth"), f"cannot read model file {locked / 'w.pth'}: {locked} may"),
+    ]:
+        for args in model_commands(tmp_path, ref):
+            with monkeypatch.context() as patched:
+                unenterable(locked, patched)
+                result = invoke(*args)
+            assert result.exit_code == 3, (args[0], ref[-20:], result.output)
+            assert result.stderr.startswith("error (model): "), result.stderr
+            assert said in result.stderr and result.stderr.count("\n") == 1, result.stderr
+            assert not (tmp_path / "out").exists()
+    for args in (["info", LONG], ["verify", LONG], ["remove", LONG], ["download", LONG]):
+        result = invoke("models", *args)
+        assert result.exit_code == 3, result.output
+        assert result.stderr.startswith(f"error (model): unknown model {LONG!r}"), result.stderr
+    user_models_dir().mkdir(parents=True)  # remove looks for a broken manifest there too
+    result = invoke("models", "remove", LONG)
+    assert result.exit_code == 3 and "unknown model" in result.stderr, result.output
+    for args in (
+        ["import", f"{LONG}.safetensors", "--name", "foo"],
+        ["import-ncnn", f"{LONG}.param", f"{LONG}.bin", "--name", "foo"],
+    ):
+        result = invoke("models", *args)
+        assert result.exit_code == 2, result.output
+        assert "more than its file system allows" in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1
+    assert list(user_models_dir().iterdir()) == []
+
+
 # --- the acceptance test: Real-ESRGAN x4plus from PyPI ----------------------------------------
 
 

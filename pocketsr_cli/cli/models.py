@@ -706,12 +706,17 @@ def _must_be_a_file(path: Path) -> None:
     """Refuse a source to import that is no file, before anything is read.
 
     Raises:
-        UsageError: it is missing, a folder, or no regular file (a device, a FIFO).
+        UsageError: it is missing, a folder, no regular file (a device, a FIFO), or
+            cannot even be looked at (a name too long, a folder on its way that may not be
+            entered: ``errors.unreachable``).
     """
-    from pocketsr_cli.errors import UsageError
+    from pocketsr_cli.errors import UsageError, present_file, unreachable
 
-    if path.is_file():
-        return
+    try:
+        if present_file(path):
+            return
+    except OSError as exc:  # a name too long, a folder on its way that may not be entered
+        raise UsageError(f"{path}: {unreachable(path, exc)}") from None
     if path.is_dir():
         why = "a folder, not a file"
     elif path.exists():  # /dev/null, a FIFO, a socket: nothing to read weights from

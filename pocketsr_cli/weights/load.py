@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pocketsr_cli import libwarnings, manifest
-from pocketsr_cli.errors import ModelError, UnsafePickleError, first_line
+from pocketsr_cli.errors import (
+    ModelError,
+    UnsafePickleError,
+    first_line,
+    present,
+    present_file,
+    unreachable,
+)
 from pocketsr_cli.spelling import MODEL, on_command_line
 
 if TYPE_CHECKING:
@@ -54,9 +61,13 @@ def read_state_dict(path: Path, *, name: str | None = None) -> dict[str, torch.T
     """
     import torch
 
-    if path.is_dir():
+    try:
+        found = present_file(path)
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {unreachable(path, exc)}") from None
+    if not found and path.is_dir():
         raise ModelError(f"{path} is a folder: {MODEL} takes a weights file or a model name")
-    if not path.is_file():
+    if not found:
         raise ModelError(f"model file not found: {path}")
     name = name or path.name
     safetensors = Path(name).suffix.lower() == ".safetensors"
@@ -189,7 +200,11 @@ def image_hint(ref: str, takes: str) -> str | None:
     fmt = fmt or imageio.format_of_path(path)
     if fmt is None:
         return None
-    what = "an image" if path.exists() else "the name of an image"
+    try:
+        there = present(path)
+    except OSError:  # cannot even be looked at (a name too long): no image is there
+        there = False
+    what = "an image" if there else "the name of an image"
     where = (
         f"given after the command (pocketsr upscale {ref})"
         if on_command_line()

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pocketsr_cli import manifest
 from pocketsr_cli.descriptor import ModelDescriptor, SizeRequirements, Tiling
-from pocketsr_cli.errors import ModelError, UnsafePickleError, first_line
+from pocketsr_cli.errors import ModelError, UnsafePickleError, first_line, present_file
 from pocketsr_cli.manifest import ModelSpec, Origin, WeightsSpec, load_manifests
 from pocketsr_cli.registry import FAMILIES, get_family
 from pocketsr_cli.sizing import pick_scale, scales_text
@@ -697,7 +697,10 @@ def _is_weights_file(ref: str) -> bool:
     ``-m lanczos``)."""
     if looks_like_path(ref):
         return True
-    if not Path(ref).is_file():
+    try:
+        if not present_file(Path(ref)):
+            return False
+    except OSError:  # a name that cannot even be a file's (too long): a model name, unknown
         return False
     names = registry([])
     return ref not in names and all(_base_of(name) != ref for name in names)

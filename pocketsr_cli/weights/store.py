@@ -37,7 +37,7 @@ from pocketsr_cli.atomicfile import (
     sweep_stale_temps,
 )
 from pocketsr_cli.descriptor import ModelDescriptor, Tiling
-from pocketsr_cli.errors import ModelError, RemoveError, UsageError
+from pocketsr_cli.errors import ModelError, RemoveError, UsageError, present_file
 from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
 from pocketsr_cli.spelling import DESCRIPTION, FORCE, LICENSE, MODEL, OUTSCALE, SHA256
 from pocketsr_cli.weights import trust, verify
@@ -714,7 +714,10 @@ def remove_broken_manifest(stem: str) -> list[Path] | None:
         return None
     path = folder / f"{stem}.toml"
     with locked_folder(folder):  # not while an import writes it
-        if not path.is_file():
+        try:
+            if not present_file(path):
+                return None
+        except OSError:  # a name too long to be a file's: no manifest has it
             return None
         try:
             manifest.parse_manifest(path, "user")
