@@ -282,6 +282,16 @@ def test_download_failures_exit_3(home: Path, server: Loopback) -> None:
     assert not weights_path("blob", "blob.bin").parent.exists()  # nothing left to resume
 
 
+def test_a_download_of_one_model_that_fails_says_so_in_one_line(home: Path) -> None:
+    """``models download NAME`` of one model followed its error with a tally of one, '1 of
+    1 downloads failed: NAME', a second line that said nothing new; the tally is for
+    several names, one of which may fail while the others are fetched."""
+    result = invoke("models", "download", "nope")
+    assert result.exit_code == 3
+    assert result.stderr.startswith("error (model): unknown model 'nope'"), result.stderr
+    assert result.stderr.count("\n") == 1 and "downloads failed" not in result.stderr
+
+
 def test_download_offline_says_what_to_run(
     home: Path, server: Loopback, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -343,6 +343,8 @@ def download(
             paths, transferred = _fetch(spec, console, allow_unverified, quiet=quiet)
             converted = convert_pickles(spec, paths) if trust_pickle else []
         except ModelError as exc:
+            if len(names) == 1:
+                raise  # one model: its error is the whole story, not a line and a tally
             _ui.error(console, "model", str(exc))
             failures.append(name)
             continue
