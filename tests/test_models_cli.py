@@ -1853,6 +1853,45 @@ def test_a_model_reference_that_cannot_even_be_looked_at_is_one_line_exit_3(
     assert list(user_models_dir().iterdir()) == []
 
 
+def test_a_weights_file_that_may_not_be_read_says_so_not_that_it_is_damaged(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A weights file without read permission (root ignores chmod: the readers are made to
+    answer as they do then) was 'not a safetensors file, or a damaged one (Permission
+    denied ...)', blaming a file that may be whole; it says only that it cannot be read."""
+    import safetensors.torch
+
+    real_load_file, real_load = safetensors.torch.load_file, torch.load
+
+    def load_file(path: str, *args: Any, **kwargs: Any) -> Any:
+        if "locked" in str(path):  # what safetensors raises: its text, no errno
+            raise PermissionError("Permission denied (os error 13)")
+        return real_load_file(path, *args, **kwargs)
+
+    def load(path: str, *args: Any, **kwargs: Any) -> Any:
+        if "locked" in str(path):  # what open() raises inside torch.load
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "load_file", load_file)
+    monkeypatch.setattr(torch, "load", load)
+    for name, said in [
+        ("locked.safetensors", "Permission denied (os error 13)"),
+        ("locked.pth", "Permission denied"),
+    ]:
+        path = tmp_path / name
+        save_safetensors(path, SD)
+        expected = f"error (model): cannot read weights {name}: {said}\n"
+        for args in [
+            *model_commands(tmp_path, str(path)),
+            ["models", "import", str(path), "--name", "foo"],
+        ]:
+            result = invoke(*args)
+            assert result.exit_code == 3, result.output
+            assert result.stderr == expected, result.stderr
+            assert not (tmp_path / "out").exists() and not user_models_dir().exists()
+
+
 # --- the acceptance test: Real-ESRGAN x4plus from PyPI ----------------------------------------
 
 

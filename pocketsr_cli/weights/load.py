@@ -96,6 +96,10 @@ def read_state_dict(path: Path, *, name: str | None = None) -> dict[str, torch.T
             "pocketsr runs no code from a model file unless you allow it. Re-save its "
             "state_dict, or convert it to .safetensors"
         ) from exc
+    except OSError as exc:  # the file is there but cannot be read: no word on what it holds
+        # (a file without read permission was called "not a safetensors file, or a damaged
+        # one"); safetensors' errors carry no strerror, only their text
+        raise ModelError(f"cannot read weights {name}: {exc.strerror or _detail(exc)}") from exc
     except Exception as exc:  # corrupt zip, truncated file, safetensors header error...
         # Whatever the reader tripped on (a zip directory, a pickle opcode, "pop from empty
         # list"), the news is the same: this is not a weights file, or a damaged one.
