@@ -1926,6 +1926,31 @@ def test_an_onnx_or_ncnn_file_given_as_weights_says_what_it_is_and_what_to_do(
     assert result.exit_code == 3 and "ncnn" not in result.stderr, result.stderr
 
 
+def test_a_url_that_could_not_be_fetched_says_why_wherever_it_is_given(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-m htps://...`` and ``-m hf://owner`` were told to import the URL, which import
+    then refused; now each says what is wrong with it (a scheme typo with the one meant,
+    the form of an hf:// URL), as ``models import`` does."""
+    refuse_network(monkeypatch)
+    digest = "0" * 64
+    for url, said in [
+        ("htps://example.com/w.pth", "unsupported URL scheme 'htps': did you mean https://?"),
+        ("hff://owner/repo/w.pth", "unsupported URL scheme 'hff': did you mean hf://?"),
+        ("hf://owner", "malformed hf:// URL (its form: hf://OWNER/REPO[@REVISION]/PATH/IN/REPO)"),
+    ]:
+        for args in model_commands(tmp_path, url):
+            result = invoke(*args)
+            assert result.exit_code == 3, result.output
+            assert result.stderr.startswith(f"error (model): {url} is a URL, and one pocketsr ")
+            assert f"cannot fetch: {said}" in result.stderr and "import" not in result.stderr
+            assert result.stderr.count("\n") == 1
+        result = invoke("models", "import", url, "--name", "foo", "--sha256", digest)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith(f"error (usage): {url}: {said}"), result.stderr
+    assert not (tmp_path / "out").exists() and not user_models_dir().exists()
+
+
 # --- the acceptance test: Real-ESRGAN x4plus from PyPI ----------------------------------------
 
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import difflib
 import email.utils
 import errno
 import hashlib
@@ -373,10 +374,15 @@ def url_problem(url: str) -> str | None:
             return None
         return "refusing insecure URL (plain http is allowed only for loopback hosts; use https)"
     if scheme == "hf":
-        return None if _parse_hf(url) is not None else "malformed hf:// URL"
+        if _parse_hf(url) is not None:
+            return None
+        return "malformed hf:// URL (its form: hf://OWNER/REPO[@REVISION]/PATH/IN/REPO)"
+    # A scheme mistyped (htps, hff) is said so, not left to be spotted in the list.
+    meant = difflib.get_close_matches(scheme, ("https", "hf"), n=1, cutoff=0.6)
+    typo = f": did you mean {meant[0]}://?" if meant else ""
     return (
-        f"unsupported URL scheme {scheme!r} (pocketsr fetches https://, hf://, or http:// "
-        "to this machine)"
+        f"unsupported URL scheme {scheme!r}{typo} (pocketsr fetches https://, hf://, or "
+        "http:// to this machine)"
     )
 
 

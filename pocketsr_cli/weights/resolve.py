@@ -670,7 +670,8 @@ def _checked_ref(ref: str | None) -> str:
     """``ref``, or the default model for None.
 
     Raises:
-        ModelError: an empty name (``-m "$MODEL"`` with ``MODEL`` unset), or a URL.
+        ModelError: an empty name (``-m "$MODEL"`` with ``MODEL`` unset), or a URL (saying
+            why pocketsr could not fetch it, if it could not: ``download.url_problem``).
     """
     if ref is None:
         return DEFAULT_MODEL
@@ -682,6 +683,15 @@ def _checked_ref(ref: str | None) -> str:
         path = unquote(urlsplit(ref).path)
         raise ModelError(f"{ref} is a file URL: give the path itself, {MODEL.given(path)}")
     if "://" in ref:
+        # The HTTP stack (see _locate_file), for a URL given where none is taken.
+        from pocketsr_cli.weights.download import url_problem
+
+        problem = url_problem(ref)
+        if problem is not None:  # importing it would only be refused for it
+            raise ModelError(
+                f"{ref} is a URL, and one pocketsr cannot fetch: {problem}; a model is a "
+                "name or a local weights file"
+            )
         raise ModelError(
             f"{ref} is a URL: a model is a name or a local weights file. To use weights "
             "from a URL, import them once: pocketsr models import URL --name NAME "
