@@ -266,7 +266,7 @@ class Upscaler:
         self._scale: float = int(factor) if factor.is_integer() else factor
         self._engine = engine
         self._compute = compute
-        self._tile = tile_label(str(tile), [engine.overlap])  # the record's, as the CLI's
+        self._tile = tile_label(side, [engine.overlap])  # the record's, as the CLI's
         # upscale_file: each output folder swept once (temporary files, stale claims)
         self._sweeper = TempSweeper(sweep_stale_claims)
 

@@ -75,13 +75,16 @@ class RunSettings:
     tile: str = "auto/16"
 
 
-def tile_label(tile: str, overlaps: Iterable[int]) -> str:
-    """The record's ``tile``: ``--tile`` as given and the overlap its tiles share, each
-    model's own when ``--tile-overlap`` is ``auto`` (the default), so that a run of the
-    default model records ``"auto/16"`` whether or not it names the overlap, as earlier
-    versions' runs did; the variants' several overlaps, where they differ, joined by
-    commas (``"auto/16,32"``)."""
-    return f"{tile}/{','.join(str(o) for o in dict.fromkeys(overlaps))}"
+def tile_label(tile: int | None, overlaps: Iterable[int]) -> str:
+    """The record's ``tile``: ``--tile`` as read (``cli._options.tile_side``: None for
+    ``auto``, 0 or N), written ``auto``, ``0`` or ``N`` however it was typed (``AUTO``,
+    `` 64 ``, ``064``), and the overlap its tiles share, each model's own when
+    ``--tile-overlap`` is ``auto`` (the default), so that a run of the default model
+    records ``"auto/16"`` whether or not it names the overlap, as earlier versions' runs
+    did; the variants' several overlaps, where they differ, joined by commas
+    (``"auto/16,32"``)."""
+    side = "auto" if tile is None else str(tile)
+    return f"{side}/{','.join(str(o) for o in dict.fromkeys(overlaps))}"
 
 
 def make_record(

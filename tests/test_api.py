@@ -543,6 +543,29 @@ def test_tile_overlap_is_the_command_lines_tile_overlap(tmp_path: Path) -> None:
             pocketsr_cli.Upscaler("bicubic", device="cpu", tile_overlap=bad)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("tile", "label"), [("AUTO", "auto/16"), (" 64 ", "64/16"), ("064", "64/16")]
+)
+def test_the_record_says_tile_as_read_not_as_typed(tmp_path: Path, tile: str, label: str) -> None:
+    """``tile="AUTO"`` recorded ``AUTO/16`` and ``" 64 "`` `` 64 /16``: the text as typed."""
+    from pocketsr_cli.imageio import read_provenance_text
+    from pocketsr_cli.provenance import loads
+
+    up = pocketsr_cli.Upscaler("bicubic", scale=2, device="cpu", tile=tile)
+    src = tmp_path / "a.png"
+    Image.fromarray(pixels()).save(src)
+    record = loads(read_provenance_text(up.upscale_file(src, tmp_path / "b.png")) or "")
+    assert record is not None and record["tile"] == label
+
+
+@pytest.mark.parametrize("tile", ["\u0666\u0664", "\u00b2", "6\u2074"])
+def test_a_tile_in_other_digits_than_ascii_is_refused(tile: str) -> None:
+    """Arabic-Indic ``٦٤`` was taken as 64 (``str.isdigit``, then ``int``); a superscript
+    ``²`` passed ``isdigit`` and ``int`` raised a bare ValueError."""
+    with pytest.raises(UsageError, match=r"^tile must be auto, 0 or a number of pixels, not "):
+        pocketsr_cli.Upscaler("bicubic", device="cpu", tile=tile)
+
+
 def test_an_overlap_too_small_for_the_model_is_warned_of_where_an_image_is_cut() -> None:
     """QA's case: tile=16, tile_overlap=0 drew the default model's tiles up to 146 levels
     off the untiled result, silently; the docs said there were no seams."""

@@ -307,6 +307,23 @@ def test_a_default_run_of_the_default_model_records_what_earlier_versions_did(
     assert '"status": "skipped"' in result.stdout and "other settings" not in result.stderr
 
 
+def test_the_command_line_records_tile_as_read_and_refuses_other_digits(tmp_path: Path) -> None:
+    """``--tile AUTO`` recorded ``AUTO/16``, as typed; ``--tile ²`` passed ``str.isdigit``
+    and ended in an internal error (``int('²')``); ``--tile ٦٤`` ran with tiles of 64."""
+    src = save_pillow(tmp_path / "a.png", make_photo_like(24, 20), "PNG")
+    base = ["upscale", str(src), "-o", str(tmp_path / "out"), "-m", "bicubic", "-s", "2"]
+    result = CliRunner().invoke(app, [*base, "--tile", "AUTO"])
+    assert result.exit_code == 0, result.stderr
+    assert _record_tile(tmp_path / "out" / "a.png") == "auto/16"
+    for tile in ("\u00b2", "\u0666\u0664"):
+        result = CliRunner().invoke(app, [*base, "--overwrite", "--tile", tile])
+        assert result.exit_code == 2, result.stderr
+        assert "--tile must be auto, 0 or a number of pixels" in result.stderr
+    result = CliRunner().invoke(app, [*base, "--overwrite", "--tile-overlap", "\u00b2"])
+    assert result.exit_code == 2, result.stderr
+    assert "--tile-overlap must be auto or a number of pixels" in result.stderr
+
+
 def test_nano_x2s_tiles_attend_with_the_whole_image() -> None:
     """pocketsr-nano-x2's lowest level attends over its whole input: each tile, given the
     whole image's attention statistics (``archs/pocketsr/stats.py``), gives the untiled

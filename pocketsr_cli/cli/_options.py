@@ -264,6 +264,13 @@ MIN_TILE = 16
 MAX_OVERLAP = 256  # --tile-overlap's largest N
 
 
+def _ascii_digits(text: str) -> bool:
+    """Whether ``text`` is a number written in ASCII digits: ``str.isdigit`` alone takes
+    other scripts' digits (``٦٤``, which ``int`` reads as 64) and superscripts (``²``,
+    which ``int`` refuses with a bare ValueError)."""
+    return text.isascii() and text.isdigit()
+
+
 def tile_overlap(value: str) -> int | None:
     """``--tile-overlap auto|N`` as the factory's ``overlap``: None (auto, each model's
     own: ``inference.own_overlap``) or N, 0 to :data:`MAX_OVERLAP`.
@@ -277,7 +284,7 @@ def tile_overlap(value: str) -> int | None:
     text = str(value).strip().lower()
     if text == "auto":
         return None
-    if not text.isdigit() or int(text) > MAX_OVERLAP:
+    if not _ascii_digits(text) or int(text) > MAX_OVERLAP:
         raise UsageError(
             f"{TILE_OVERLAP} must be auto or a number of pixels from 0 to {MAX_OVERLAP}, "
             f"not {value!r}"
@@ -306,7 +313,7 @@ def tile_side(value: str, overlap: int | None = None) -> int | None:
     text = str(value).strip().lower()
     if text == "auto":
         return None
-    if not text.isdigit():
+    if not _ascii_digits(text):
         raise UsageError(f"{TILE} must be auto, 0 or a number of pixels, not {value!r}")
     side = int(text)
     if 0 < side < MIN_TILE:

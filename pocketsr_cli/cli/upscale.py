@@ -486,7 +486,7 @@ def upscale(
             version=__version__,
             ensemble=self_ensemble,
             quality=DEFAULT_QUALITY if quality is None else quality,
-            tile=tile_label(tile, [u.overlap for u in upscalers]),
+            tile=tile_label(tile_px, [u.overlap for u in upscalers]),
         )
     options = Options(
         fmt=fmt_key,
