@@ -114,13 +114,14 @@ class Upscaler:
         tile: tile side in input pixels, ``"auto"`` (fit free memory) or 0 (whole image);
             a side must be at least 16 and 4 × ``tile_overlap`` (64 with the default).
         tile_overlap: as ``--tile-overlap``: the context pixels, 0 to 256, each tile shares
-            with its neighbours, feather-blended.  None (or ``"auto"``): the model's own
-            (its manifest's ``overlap``: 16 for the default model, 40 for
-            realesrgan-x4plus), at least 16, and at most a quarter of a fixed ``tile``
-            (the overlap in use is :attr:`tile_overlap`).  With the model's own or more
-            tiles match the whole image's result to within a level or two; with less they
-            draw seams, and the first image cut into tiles says so to ``on_warning`` (an
-            image that runs whole has no seams).
+            with its neighbours, feather-blended.  None (or ``"auto"``, in any case, as
+            each word an option here takes): the model's own (its manifest's
+            ``overlap``: 16 for the default model, 40 for realesrgan-x4plus), at least 16,
+            and at most a quarter of a fixed ``tile`` (the overlap in use is
+            :attr:`tile_overlap`).  With the model's own or more tiles match the whole
+            image's result to within a level or two; with less they draw seams, and the
+            first image cut into tiles says so to ``on_warning`` (an image that runs whole
+            has no seams).
         ensemble: ``"none"``, ``"pad"`` (GenDR-Pix's two padded passes, blended by
             ``ensemble_weight``; twice the time) or ``"flip8"`` (the eight flips and
             rotations, averaged; eight times); see :mod:`pocketsr_cli.ensemble`.
@@ -222,9 +223,12 @@ class Upscaler:
         for option, value in (("device", device), ("precision", precision)):
             if not isinstance(value, str):
                 raise UsageError(f"{option} must be a string such as 'auto', not {value!r}")
+        # "auto" in any case, as --tile-overlap, tile, precision, ensemble and device take
+        # their words; a number is a number, not its text.
+        auto = isinstance(tile_overlap, str) and tile_overlap.strip().lower() == "auto"
         overlap = (
             None
-            if tile_overlap is None or tile_overlap == "auto"
+            if tile_overlap is None or auto
             else _whole(tile_overlap, "tile_overlap", 0, MAX_OVERLAP)
         )
         side = tile_side(str(tile), overlap)  # the --tile reading; checked before any loading

@@ -543,6 +543,14 @@ def test_tile_overlap_is_the_command_lines_tile_overlap(tmp_path: Path) -> None:
             pocketsr_cli.Upscaler("bicubic", device="cpu", tile_overlap=bad)  # type: ignore[arg-type]
 
 
+def test_tile_overlap_auto_is_taken_in_any_case_as_the_other_words() -> None:
+    """``tile_overlap="AUTO"`` was refused where ``tile="AUTO"``, ``precision="FP16"``,
+    ``ensemble="FLIP8"`` and ``device="CPU"`` were taken, as the command line takes them."""
+    for auto in ("AUTO", " Auto "):
+        up = pocketsr_cli.Upscaler("bicubic", device="CPU", tile="AUTO", tile_overlap=auto)
+        assert up.tile_overlap == 16 and up.device == "cpu"
+
+
 @pytest.mark.parametrize(
     ("tile", "label"), [("AUTO", "auto/16"), (" 64 ", "64/16"), ("064", "64/16")]
 )
