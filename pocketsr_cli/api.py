@@ -231,7 +231,7 @@ class Upscaler:
             if tile_overlap is None or auto
             else _whole(tile_overlap, "tile_overlap", 0, MAX_OVERLAP)
         )
-        side = tile_side(str(tile), overlap)  # the --tile reading; checked before any loading
+        side = tile_side(tile, overlap)  # the --tile reading; checked before any loading
         self._ensemble = Ensemble.of(ensemble, ensemble_weight)
         spec = upscaler_spec(
             device,

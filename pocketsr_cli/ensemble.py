@@ -112,13 +112,17 @@ class Ensemble:
             text = "none"
         elif value is True:
             text = "pad"
-        else:
-            text = str(value).strip().lower()
+        elif isinstance(value, str):
+            text = value.strip().lower()
+        else:  # a number is no mode; shown as given (1, not '1')
+            raise UsageError(f"{ENSEMBLE} takes none, pad or flip8, not {value!r}")
         if weight is not None and text != "pad":
             if isinstance(weight, (int, float)):  # out of range is said first: likelier
                 cls("pad", float(weight))
             raise UsageError(f"{ENSEMBLE_WEIGHT} applies to {ENSEMBLE.given('pad')}, not to {text}")
-        return cls(text, DEFAULT_WEIGHT if weight is None else float(weight))  # type: ignore[arg-type]
+        if text not in MODES:  # as given: 'FANCY', not the 'fancy' it was compared as
+            raise UsageError(f"{ENSEMBLE} takes none, pad or flip8, not {value!r}")
+        return cls(text, DEFAULT_WEIGHT if weight is None else float(weight))
 
     def __bool__(self) -> bool:
         return self.mode != "none"

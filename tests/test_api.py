@@ -543,6 +543,29 @@ def test_tile_overlap_is_the_command_lines_tile_overlap(tmp_path: Path) -> None:
             pocketsr_cli.Upscaler("bicubic", device="cpu", tile_overlap=bad)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("keyword", "value", "shown"),
+    [
+        ("tile", -1, "-1"),
+        ("tile", True, "True"),
+        ("tile", 1.5, "1.5"),
+        ("tile", None, "None"),
+        ("ensemble", 1, "1"),
+        ("ensemble", "FANCY", "'FANCY'"),
+    ],
+)
+def test_a_refused_value_is_shown_as_given_not_as_its_text(
+    keyword: str, value: object, shown: str
+) -> None:
+    """``tile=-1`` was refused as ``not '-1'`` and ``tile=True`` as ``not 'True'``, the
+    text it was read as, which reads as though a string had been given."""
+    with pytest.raises(
+        UsageError, match=rf"^{keyword} (must be|takes) .*, not {re.escape(shown)}$"
+    ):
+        pocketsr_cli.Upscaler("bicubic", device="cpu", **{keyword: value})
+    assert pocketsr_cli.Upscaler("bicubic", device="cpu", tile=np.int64(64)).tile_overlap == 16
+
+
 def test_tile_overlap_auto_is_taken_in_any_case_as_the_other_words() -> None:
     """``tile_overlap="AUTO"`` was refused where ``tile="AUTO"``, ``precision="FP16"``,
     ``ensemble="FLIP8"`` and ``device="CPU"`` were taken, as the command line takes them."""

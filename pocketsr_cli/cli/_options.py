@@ -6,6 +6,7 @@ where the values can be listed, an ``autocompletion`` (``_complete``).
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -292,14 +293,17 @@ def tile_overlap(value: str) -> int | None:
     return int(text)
 
 
-def tile_side(value: str, overlap: int | None = None) -> int | None:
-    """``--tile auto|0|N`` as the factory's ``tile``: None (auto), 0 (whole image) or N.
+def tile_side(value: str | int, overlap: int | None = None) -> int | None:
+    """``--tile auto|0|N`` as the factory's ``tile``: None (auto), 0 (whole image) or N;
+    ``value`` is the option's text, or the Python API's ``tile``, which may be an int
+    (numpy's too) and is shown as given where it is refused (``-1``, not ``'-1'``).
     ``overlap`` None (auto) is checked as the smallest auto overlap,
     :data:`~pocketsr_cli.tiling.DEFAULT_OVERLAP`: a model that needs more gets at most a
     quarter of a fixed N (``inference.own_overlap``).
 
     Raises:
-        UsageError: another spelling, ``N`` below :data:`MIN_TILE`, or ``N < 4 * overlap``
+        UsageError: another spelling (a bool, a float), ``N`` below :data:`MIN_TILE`, or
+            ``N < 4 * overlap``
             (the tiles' own parts would be a sliver: ``--tile 34`` with the default overlap
             of 16 computes each pixel 289 times and ran for minutes on a thumbnail).
     """
@@ -310,7 +314,9 @@ def tile_side(value: str, overlap: int | None = None) -> int | None:
     if overlap is None:
         overlap = DEFAULT_OVERLAP
 
-    text = str(value).strip().lower()
+    # A bool is an Integral, and str(True) would be no number only by luck.
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    text = str(value).strip().lower() if whole or isinstance(value, str) else ""
     if text == "auto":
         return None
     if not _ascii_digits(text):
