@@ -690,7 +690,8 @@ class Upscaler:
 
         Raises:
             UsageError: by this call itself, before it returns the generator and before
-                anything is read or written: ``src_dir`` is missing or holds no file, a
+                anything is read or written: ``src_dir`` is missing, holds no file or is
+                a file itself (:meth:`upscale_file` upscales one), a
                 folder's name is empty or has a NUL character, ``fmt`` is unknown (or no
                 string), ``quality`` is not 1 to 100, ``recursive``, ``keep_metadata`` or
                 ``overwrite`` is not True or False, ``suffix`` is no part of a name (a
@@ -720,6 +721,11 @@ class Upscaler:
         if not all(text.strip() for text in texts):
             raise UsageError("an empty folder name: name a folder ('.' for this one)")
         source, out_dir = Path(texts[0]), Path(texts[1])
+        if source.is_file():  # collect_jobs would take it, as the command line's INPUT
+            raise UsageError(
+                f"src_dir {source} is a file, not a folder: upscale one file with "
+                f"upscale_file(src, dst), or name the folder it is in"
+            )
         check_output_folder(out_dir)
         if fmt is not None and not isinstance(fmt, str):
             raise UsageError(f"fmt must be a format name such as 'jpg', not {fmt!r}")

@@ -279,3 +279,14 @@ def test_the_run_says_how_many_leftovers_it_removed_as_the_json_summary_does(
     again = up.upscale_folder(tmp_path / "in", out)
     assert [r.reason_code for r in again] == ["exists", "exists"]
     assert again.summary is not None and again.summary.leftovers_removed == 0
+
+
+def test_a_file_as_src_dir_is_refused_with_upscale_file_named(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    """``upscale_folder("photo.jpg", "out")`` upscaled that one file into ``out``, where its
+    name and docstring speak of folders: a mix-up of the two methods said nothing."""
+    (src,) = photos(tmp_path / "in", count=1)
+    with pytest.raises(UsageError, match=r" is a file, not a folder: .*upscale_file\(src, dst\)"):
+        up.upscale_folder(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
