@@ -379,6 +379,17 @@ class Upscaler:
         hint = ""
         if isinstance(image, (bytes, bytearray, memoryview)):
             hint = " (a path is a str; an encoded file's bytes: Image.open(io.BytesIO(data)))"
+        elif _is_tensor(image):
+            hint = (
+                " (a torch tensor: give its pixels as a numpy array, H x W x C: "
+                "t.permute(1, 2, 0).cpu().numpy() for a C x H x W tensor, t.cpu().numpy() "
+                "for an H x W x C one)"
+            )
+        elif callable(getattr(image, "read", None)):  # io.BytesIO, an open file
+            hint = (
+                " (a file object: give Image.open(f), or the file's path, here or to "
+                "upscale_file())"
+            )
         raise TypeError(
             f"expected a PIL image, a numpy array or a path, not {type(image).__name__}{hint}"
         )
@@ -427,11 +438,24 @@ class Upscaler:
             # returned in theirs.
             return self._upscale_array(pixels.astype(np.uint16)).astype(pixels.dtype)
         if pixels.dtype not in (np.uint8, np.uint16):
-            raise TypeError(f"expected uint8 or uint16 pixels, not {pixels.dtype}")
+            hint = ""
+            if pixels.dtype.kind == "f":  # as a PIL mode F image is told
+                hint = (
+                    ": floats have no fixed range; scale them to 8 or 16 bits first, such "
+                    "as (a.clip(0, 1) * 255).round().astype(np.uint8) for values in 0..1"
+                )
+            raise TypeError(f"expected uint8 or uint16 pixels, not {pixels.dtype}{hint}")
         if pixels.ndim == 2:
             return self._run(pixels[:, :, None])[:, :, 0]
         if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
-            raise ValueError(f"expected H x W or H x W x C with C in 1..4, not {pixels.shape}")
+            hint = ""
+            if pixels.ndim == 3 and pixels.shape[0] in (1, 2, 3, 4):
+                hint = " (channels come last: a C x H x W array is a.transpose(1, 2, 0))"
+            elif pixels.ndim == 4 and pixels.shape[0] == 1:
+                hint = " (one image, not a batch: a[0])"
+            raise ValueError(
+                f"expected H x W or H x W x C with C in 1..4, not {pixels.shape}{hint}"
+            )
         return self._run(pixels)
 
     def _upscale_pil(self, im: Image.Image) -> Image.Image:
@@ -530,6 +554,7 @@ class Upscaler:
                 place, read-only, no permission).
         """
         from pocketsr_cli.imageio import (
+            OUTPUT_FORMATS,
             drop_opaque_alpha,
             extension_for,
             format_from_name,
@@ -547,6 +572,12 @@ class Upscaler:
             raise ImageWriteError(
                 f"cannot write {dst}: it is a folder; name the image file "
                 f"(such as {dst / src.name})"
+            )
+        if not dst.suffix:  # not "unknown output format ''"
+            *others, last = map(extension_for, OUTPUT_FORMATS)
+            raise UsageError(
+                f"cannot tell the output format from {dst.name!r}: the name has no "
+                f"extension; end it in {', '.join(others)} or {last}"
             )
         try:
             fmt = format_from_name(dst.suffix)
@@ -828,6 +859,12 @@ def _is_pil_image(obj: object) -> bool:
     except ImportError:  # pragma: no cover - Pillow is a dependency
         return False
     return isinstance(obj, Image.Image)
+
+
+def _is_tensor(obj: object) -> bool:
+    """Whether ``obj`` is a torch tensor, without importing torch where nothing has."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.Tensor)
 
 
 def _load_pil(im: Image.Image) -> None:

@@ -167,6 +167,32 @@ def test_what_is_no_path_is_named_in_a_type_error(up: pocketsr_cli.Upscaler) -> 
         up.upscale(b"a.png")  # type: ignore[call-overload]
 
 
+def test_what_is_not_taken_says_how_to_give_it(up: pocketsr_cli.Upscaler, tmp_path: Path) -> None:
+    """A CHW torch tensor, float pixels, a file object, a CHW array and an output name
+    without extension were refused with no word on what to do (``not Tensor``,
+    ``unknown output format ''``)."""
+    import io
+
+    import torch
+
+    with pytest.raises(TypeError, match=r"not Tensor \(a torch tensor: .*\.permute\(1, 2, 0\)"):
+        up.upscale(torch.zeros(3, 8, 8, dtype=torch.uint8))  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"not float32: floats have no fixed range; .* \* 255"):
+        up.upscale(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(TypeError, match=r"not BytesIO \(a file object: give Image\.open\(f\)"):
+        up.upscale(io.BytesIO(b"\x89PNG"))  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match=r"not \(3, 8, 8\) \(channels come last: .*transpose"):
+        up.upscale(np.zeros((3, 8, 8), np.uint8))
+    src = tmp_path / "a.png"
+    Image.fromarray(pixels()).save(src)
+    with pytest.raises(
+        UsageError,
+        match=r"^cannot tell the output format from 'c': the name has no extension; end it "
+        r"in \.png, \.jpg, \.webp, \.tif or \.bmp$",
+    ):
+        up.upscale_file(src, tmp_path / "c")
+
+
 def test_a_leading_tilde_is_the_home_folder_in_every_path(
     up: pocketsr_cli.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
