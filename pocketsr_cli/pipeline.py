@@ -488,6 +488,25 @@ class Summary:
         ``interrupted``, and the log tells the user to make room."""
         return self.stopped is not None and not self.interrupted
 
+    def __repr__(self) -> str:
+        """The totals, as ``FolderRun.summary`` prints in a REPL: ``Summary(ok=3,
+        skipped=1, failed=0, seconds=0.41, interrupted=False, stopped=None,
+        leftovers_removed=0)`` (``planned=N, dry_run=True`` for a dry run; ``conflicts``
+        where outputs made otherwise were kept)."""
+        statuses: tuple[Status, ...] = ("planned",) if self.dry_run else ("ok",)
+        counts = [f"{s}={self.counts[s]}" for s in (*statuses, "skipped", "failed")]
+        extra = [f"conflicts={self.conflicts}"] if self.conflicts else []
+        extra += ["dry_run=True"] if self.dry_run else []
+        fields = [
+            *counts,
+            f"seconds={self.seconds:.2f}",
+            f"interrupted={self.interrupted}",
+            f"stopped={self.stopped!r}",
+            f"leftovers_removed={self.leftovers_removed}",
+            *extra,
+        ]
+        return f"Summary({', '.join(fields)})"
+
     @property
     def total(self) -> int:
         """Inputs with a result."""

@@ -5,6 +5,7 @@ overlap, results come in job order as files are written, and the outputs are the
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -290,3 +291,18 @@ def test_a_file_as_src_dir_is_refused_with_upscale_file_named(
     with pytest.raises(UsageError, match=r" is a file, not a folder: .*upscale_file\(src, dst\)"):
         up.upscale_folder(src, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_summary_prints_its_totals(up: pocketsr_cli.Upscaler, tmp_path: Path) -> None:
+    """``run.summary`` printed as ``<pocketsr_cli.pipeline.Summary object at 0x...>``."""
+    photos(tmp_path / "in", count=2)
+    run = up.upscale_folder(tmp_path / "in", tmp_path / "out")
+    assert [r.status for r in run] == ["ok", "ok"]
+    assert re.fullmatch(
+        r"Summary\(ok=2, skipped=0, failed=0, seconds=\d+\.\d\d, interrupted=False, "
+        r"stopped=None, leftovers_removed=0\)",
+        repr(run.summary),
+    )
+    dry = pipeline.Summary(dry_run=True)
+    assert repr(dry).startswith("Summary(planned=0, skipped=0, failed=0, seconds=0.00, ")
+    assert repr(dry).endswith(", dry_run=True)")
