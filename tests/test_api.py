@@ -669,6 +669,36 @@ def test_a_file_url_as_the_model_names_the_path_as_the_api_takes_it(ref: str, pa
     assert str(info.value).endswith(f"give the path itself, -m {path}"), info.value
 
 
+@pytest.mark.parametrize("ref", [".", ".."])
+def test_this_folder_as_the_model_is_said_to_be_a_folder(ref: str) -> None:
+    """``Upscaler("/tmp")`` said it is a folder, ``Upscaler(".")`` "unknown model '.'"."""
+    with pytest.raises(ModelError, match=rf"^{re.escape(ref)} is a folder: model takes a "):
+        pocketsr_cli.Upscaler(ref)
+
+
+def test_an_ncnn_model_as_the_model_names_the_command_that_converts_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Upscaler("x.param")`` said only "not a PyTorch checkpoint or safetensors file"."""
+    from pocketsr_cli.cli._flags import flag_spelling
+    from pocketsr_cli.spelling import spelled
+    from pocketsr_cli.weights.resolve import resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    Path("x.param").write_text("7767517\n1 1\nInput data 0 1 data\n")
+    Path("x.bin").write_bytes(b"\0" * 8)
+    command = "`pocketsr models import-ncnn x.param x.bin --name NAME`"
+    for ref, part in (("x.param", "graph"), ("x.bin", "weights")):
+        with pytest.raises(ModelError) as info:
+            pocketsr_cli.Upscaler(ref)
+        message = str(info.value)
+        assert f"it is an ncnn model's {part}: import the two files once" in message, message
+        assert message.endswith(f"{command}, then use model='NAME'")
+    with spelled(flag_spelling), pytest.raises(ModelError) as info:
+        resolve_model("x.param")
+    assert str(info.value).endswith(f"{command}, then use -m NAME"), info.value
+
+
 def test_an_image_given_as_the_model_says_where_the_api_takes_images(tmp_path: Path) -> None:
     """Not "given after the command (pocketsr upscale photo.jpg)", a command line's words."""
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.jpg")

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pocketsr_cli import manifest
 from pocketsr_cli.descriptor import ModelDescriptor, SizeRequirements, Tiling
-from pocketsr_cli.errors import ModelError, UnsafePickleError, first_line, present_file
+from pocketsr_cli.errors import ModelError, UnsafePickleError, first_line, present
 from pocketsr_cli.manifest import ModelSpec, Origin, WeightsSpec, load_manifests
 from pocketsr_cli.registry import FAMILIES, get_family
 from pocketsr_cli.sizing import pick_scale, scales_text
@@ -702,13 +702,13 @@ def _checked_ref(ref: str | None) -> str:
 
 def _is_weights_file(ref: str) -> bool:
     """Whether ``ref`` names a weights file rather than a registry model: a weights suffix
-    or a path separator says so; an existing file with neither counts only when its name is
-    no registry name (a file called ``lanczos`` in the current folder must not take over
-    ``-m lanczos``)."""
+    or a path separator says so; an existing file or folder (``.``, ``..``: refused as a
+    folder when read) with neither counts only when its name is no registry name (a file
+    called ``lanczos`` in the current folder must not take over ``-m lanczos``)."""
     if looks_like_path(ref):
         return True
     try:
-        if not present_file(Path(ref)):
+        if not present(Path(ref)):  # a folder too ('.', '..'): reading it says it is one
             return False
     except OSError:  # a name that cannot even be a file's (too long): a model name, unknown
         return False
