@@ -1575,3 +1575,16 @@ def test_a_run_says_how_many_leftovers_of_a_killed_run_it_removed(tmp_path: Path
     code, stdout, err = invoke("upscale", src, "-o", out, *FAST)
     assert code == 0 and "leftover" not in err
     assert sorted(p.name for p in out.iterdir()) == ["a.jpg"]
+
+
+def test_an_unknown_ensemble_mode_is_shown_as_typed(tmp_path: Path) -> None:
+    """The refusal named the mode lowercased ('fancy' for FANCY), not what the user typed."""
+    src = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(src)
+    for command in (
+        ["upscale", str(src), "-o", str(tmp_path / "out"), "-m", "bicubic", "--ensemble", "FANCY"],
+        ["bench", "-m", "bicubic", "--size", "16x16", "--ensemble", "FANCY"],
+    ):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert "not 'FANCY'" in result.stderr, result.stderr

@@ -364,7 +364,7 @@ def ensemble_choice(mode: str, weight: float | None = None) -> Ensemble:
     text = str(mode).strip().lower()
     if text not in MODES and weight is None:
         raise UsageError(
-            f"--ensemble takes none, pad or flip8, not {text!r} (the bare --ensemble of "
+            f"--ensemble takes none, pad or flip8, not {mode!r} (the bare --ensemble of "
             "earlier versions is --ensemble pad)"
         )
     return Ensemble.of(text, weight)
@@ -379,10 +379,14 @@ def ensemble_choices(modes: Sequence[str] | None, weight: float | None) -> list[
     """
     from pocketsr_cli.errors import UsageError
 
-    names = [m.strip().lower() for m in modes or ["none"]]
+    given = list(modes or ["none"])
+    names = [m.strip().lower() for m in given]
     if weight is not None and "pad" not in names:
         raise UsageError("--ensemble-weight applies to --ensemble pad, which was not asked for")
-    found = [ensemble_choice(m, weight if m == "pad" else None) for m in names]
+    found = [
+        ensemble_choice(m, weight if name == "pad" else None)
+        for m, name in zip(given, names, strict=True)
+    ]
     return list(dict.fromkeys(found))
 
 
