@@ -98,6 +98,7 @@ __all__ = [
     "iter_jobs",
     "not_a_file",
     "scale_label",
+    "unscanned_note",
 ]
 
 SkipCode = Literal["not-image", "own-output", "link-loop", "link-duplicate", "duplicate"]
@@ -715,6 +716,19 @@ def _unscanned_note(root: Path, subs: Sequence[Path], exclude: Path | None) -> s
     what = "1 sub-folder" if count == 1 else f"{count} sub-folders"
     advice = f" (add {RECURSIVE} to upscale its images too)" if offers(RECURSIVE) else ""
     return f"{root} has {what} not scanned{advice}"
+
+
+def unscanned_note(folder: Path) -> str | None:
+    """What :func:`collect_jobs` without ``recursive`` tells ``on_warning`` of the
+    sub-folders of ``folder`` it leaves out ("FOLDER has 2 sub-folders not scanned",
+    counting neither hidden folders nor review pages' picture folders), or None: it has
+    none that count (or cannot be read).  For a command that lists a folder's images its
+    own way (``eval``), so that it says it in the same words."""
+    # A scan without ``recursive`` gives the folder's unscanned sub-folders first.
+    first = next(_walk(folder, recursive=False), None)
+    if first is None or not first.unscanned:
+        return None
+    return _unscanned_note(folder, first.unscanned, None)
 
 
 def _folder_jobs(

@@ -364,6 +364,27 @@ def test_a_folder_of_other_files_names_sub_folders_only_when_it_has_some(
     assert code == 2 and "it has 1 sub-folder(s): they are not searched" in err, err
 
 
+def test_sub_folders_left_out_are_warned_of_as_upscale_does_without_advising_r(
+    photos: Path,
+) -> None:
+    """bench --folder left a folder's sub-folders out silently, where upscale without -r
+    counts them; bench has no -r, so the warning advises none.  --json carries it in
+    each model's warnings."""
+    (photos / "2024").mkdir()
+    save_opencv(photos / "2024" / "d.png", make_photo_like(*SIZES[0], seed=4))
+    (photos / ".thumbs").mkdir()  # hidden: not counted, as upscale does not count it
+    note = f"{photos} has 1 sub-folder not scanned"
+    code, out, err = invoke("bench", "--folder", photos, "-m", "bicubic", "-m", "lanczos")
+    assert code == 0, err
+    assert f"warning: {note}\n" in err and err.count(note) == 1, err
+    assert "recursive" not in err and "-r" not in err.split()
+    args = ("bench", "--folder", photos, "-m", "bicubic", "-m", "lanczos", "--json", "-q")
+    code, out, err = invoke(*args)
+    assert code == 0, err
+    assert [record["warnings"][:1] for record in json_lines(out)] == [[note], [note]]
+    assert [record["images"] for record in json_lines(out)] == [3, 3]
+
+
 @pytest.mark.parametrize("command", ["bench", "upscale"])
 def test_a_format_refused_lists_the_choices_help_shows(
     photos: Path, tmp_path: Path, command: str

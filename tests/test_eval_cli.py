@@ -507,6 +507,25 @@ def test_hidden_files_are_not_scored(tmp_path: Path) -> None:
     assert code == 2 and f"no image files in {tmp_path}" in " ".join(err.split())
 
 
+def test_sub_folders_left_out_are_warned_of_as_upscale_does_without_advising_r(
+    tmp_path: Path,
+) -> None:
+    """eval left a folder's sub-folders out silently, where upscale without -r counts
+    them; eval has no -r, so the warning advises none (said once images are found)."""
+    save_opencv(tmp_path / "photo.png", make_photo_like(64, 64, seed=1))
+    for sub in ("2024", "2025", ".thumbs"):  # the hidden one is not counted
+        (tmp_path / sub).mkdir()
+        save_opencv(tmp_path / sub / "more.png", make_photo_like(64, 64, seed=2))
+    code, out, err = invoke("eval", tmp_path, "-m", "bicubic", "--json")
+    assert code == 0, err
+    assert f"warning: {tmp_path} has 2 sub-folders not scanned\n" in err, err
+    assert "recursive" not in err
+    (record,) = json_lines(out)
+    assert [i["image"] for i in record["images"]] == ["photo.png"]
+    warned: list[str] = []
+    assert collect_images(tmp_path / "2024", on_warning=warned.append) and warned == []
+
+
 def test_bench_runs_no_network_pass_before_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
     """The warm-up column is the first upscale's seconds (with --compile, the compiling):
     weighing a --size against the memory must not run the network (the tiler's probe

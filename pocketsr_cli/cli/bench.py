@@ -67,8 +67,8 @@ def bench_command(
             "--folder",
             metavar="DIR",
             help="Time the end-to-end path (decode, upscale, encode) on the images directly "
-            "in this folder instead of the synthetic photo. Outputs go to a temporary "
-            "folder that is deleted.",
+            "in this folder (sub-folders are not scanned; a warning counts them) instead of "
+            "the synthetic photo. Outputs go to a temporary folder that is deleted.",
             show_default=False,
             parser=opt.path_argument,
         ),
@@ -262,15 +262,20 @@ def _failures(report: BenchReport | FolderBenchReport) -> list[tuple[str, str]]:
 
 
 def _problems(report: BenchReport | FolderBenchReport) -> list[str]:
-    """Each model's warnings (a failed image is a failure: :func:`_failures`)."""
-    return [f"{r.model}: {message}" for r in report.models for message in r.warnings]
+    """What a ``--folder`` run said of the folder (its sub-folders not scanned, as upscale
+    says it), then each model's warnings (a failed image is a failure: :func:`_failures`)."""
+    from pocketsr_cli.evaluation.bench import FolderBenchReport
+
+    run = report.warnings if isinstance(report, FolderBenchReport) else []
+    return [*run, *(f"{r.model}: {message}" for r in report.models for message in r.warnings)]
 
 
 def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:
     """One JSON object per model: the run's settings, then the model's result.  A folder
     run's settings list the folder's files that no model ran (``not_run``: not an image,
     or a broken link, a FIFO), each as ``upscale --json`` reports it
-    (``_ui.outcome_record``)."""
+    (``_ui.outcome_record``), and each model's ``warnings`` start with what was said of
+    the folder (its sub-folders not scanned)."""
     from pocketsr_cli.cli._ui import outcome_record
     from pocketsr_cli.evaluation.bench import BenchReport
 
@@ -299,7 +304,12 @@ def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:
             "threads": report.threads,
             "compile": report.compile,
         }
-    return [{**settings, **result.to_dict()} for result in report.models]
+    if isinstance(report, BenchReport):
+        return [{**settings, **result.to_dict()} for result in report.models]
+    return [
+        {**settings, **result.to_dict(), "warnings": [*report.warnings, *result.warnings]}
+        for result in report.models
+    ]
 
 
 def _count(value: float | None) -> str:

@@ -56,7 +56,8 @@ def eval_command(
         Path,
         typer.Argument(
             metavar="DIR",
-            help="Folder of ground-truth (high-resolution) photos.",
+            help="Folder of ground-truth (high-resolution) photos (sub-folders are not "
+            "scanned; a warning counts them).",
             show_default=False,
             parser=opt.path_argument,
         ),
@@ -153,7 +154,7 @@ def eval_command(
     offline = opt.offline_mode(offline)  # a bad POCKETSR_OFFLINE is refused before any work
     ensembles = opt.ensemble_choices(ensemble, ensemble_weight)
     console = _ui.make_console()
-    paths = collect_images(hr_dir)
+    paths = collect_images(hr_dir, on_warning=lambda message: _ui.warn(console, message))
     overlap = opt.tile_overlap(tile_overlap)
     opt.use_threads(threads)
     spec = opt.upscaler_spec(

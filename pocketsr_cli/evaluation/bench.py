@@ -531,7 +531,8 @@ class FolderBenchReport:
     ``"lossless"`` when every image is a lossless WebP kept lossless (no quality asked,
     written as WebP: ``imageio.plan_output``); ``lossless_images``: how many images are
     written so, as a lossless WebP; ``threads``: torch's CPU threads; ``compile``: the
-    networks ran through ``torch.compile``.
+    networks ran through ``torch.compile``; ``warnings``: what was said of the folder
+    itself, whatever the model (its sub-folders not scanned, in ``upscale``'s words).
     """
 
     folder: str
@@ -546,6 +547,7 @@ class FolderBenchReport:
     compile: bool = False
     not_run: list[Result] = field(default_factory=list)
     lossless_images: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 class TimedUpscaler:
@@ -621,13 +623,19 @@ class _QuietReporter(NullReporter):
                 self.warnings.append(message)
 
 
-def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job], list[Result]]:
+def folder_jobs(
+    folder: Path,
+    out_dir: Path,
+    fmt: str | None,
+    on_warning: Callable[[str], None] | None = None,
+) -> tuple[list[Job], list[Result]]:
     """Jobs for the image files directly inside ``folder``, writing into ``out_dir``.
 
     Outputs are numbered (``00000.png``...) so that ``a.jpg`` and ``a.png`` cannot
     collide when ``fmt`` gives both one extension.  Returns the jobs and, for the other
     files, what ``pocketsr upscale`` reports of them (``pipeline.planned_result``:
-    skipped, or failed unopened), in folder order.
+    skipped, or failed unopened), in folder order.  The sub-folders left out are told to
+    ``on_warning`` as ``upscale`` without ``-r`` tells them (``jobs.collect_jobs``).
 
     Raises:
         UsageError: ``folder`` does not exist, is not a folder, or holds no image file.
@@ -642,7 +650,7 @@ def folder_jobs(folder: Path, out_dir: Path, fmt: str | None) -> tuple[list[Job]
         raise UsageError(f"{FOLDER} is not a folder: {folder}")
     # Without a format the output names mirror the (unique) input names: no collisions.
     naming = Naming(out_dir=out_dir, suffix=None, scale_label="1", fmt=None)
-    found = collect_jobs([folder], naming)
+    found = collect_jobs([folder], naming, on_warning=on_warning)
     images = [job for job in found if job.runs]
     if not images:
         raise UsageError(nothing_found([folder], recursive=False, glob=None))
@@ -782,10 +790,11 @@ def bench_folder(
 ) -> FolderBenchReport:
     """Time each model end to end (decode → upscale → encode → write) on ``folder``.
 
-    The image files directly inside ``folder`` (hidden files and sub-folders left out)
-    go through :func:`pocketsr_cli.pipeline.run` as ``pocketsr upscale`` would send them,
-    with outputs in a temporary folder that is deleted before this returns, whatever
-    happens.  Per model: one untimed warm-up upscale of the first decodable image, then
+    The image files directly inside ``folder`` (hidden files and sub-folders left out;
+    the sub-folders said in the report's ``warnings``) go through
+    :func:`pocketsr_cli.pipeline.run` as ``pocketsr upscale`` would send them, with
+    outputs in a temporary folder that is deleted before this returns, whatever happens.
+    Per model: one untimed warm-up upscale of the first decodable image, then
     ``repeat`` timed passes over all images; the fastest pass counts.  Images that fail
     are listed in the result (``failed``, ``failures``), never dropped silently; the
     folder's other files are in the report's ``not_run``, as ``upscale`` reports them.
@@ -823,7 +832,8 @@ def bench_folder(
     if quality is not None and not 1 <= quality <= 100:
         raise UsageError(f"{QUALITY} must be within 1..100, got {quality}")
     with tempfile.TemporaryDirectory(prefix="pocketsr-bench-") as tmp:
-        jobs, not_run = folder_jobs(folder, Path(tmp), fmt_key)
+        notes: list[str] = []
+        jobs, not_run = folder_jobs(folder, Path(tmp), fmt_key, on_warning=notes.append)
         refs = distinct_refs(models) or [None]
         descriptors, _ = _open_models(refs, repeat, spec)
         ensembles = _distinct(ensembles)
@@ -843,6 +853,7 @@ def bench_folder(
             compile=spec.compile,
             not_run=not_run,
             lossless_images=lossless,
+            warnings=notes,
         )
         options = Options(fmt=fmt_key, quality=quality, overwrite=True)
         total = len(descriptors) * len(ensembles) * (1 + repeat * len(jobs))

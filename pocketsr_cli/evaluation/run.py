@@ -210,16 +210,18 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def collect_images(folder: Path) -> list[Path]:
+def collect_images(folder: Path, on_warning: WarningCallback | None = None) -> list[Path]:
     """Image files directly inside ``folder`` (by extension, sorted by name; hidden files
     left out, as ``upscale`` and ``bench --folder`` leave them: ``jobs.is_hidden``);
-    ``evaluate``'s ``limit`` says how many of them are scored.
+    ``evaluate``'s ``limit`` says how many of them are scored.  The sub-folders left out
+    are told to ``on_warning`` in ``upscale``'s words (``jobs.unscanned_note``: "FOLDER
+    has 1 sub-folder not scanned"), once there are images to score.
 
     Raises:
         UsageError: ``folder`` is not a folder, or holds no image file.
     """
     from pocketsr_cli.imageio import is_image_path
-    from pocketsr_cli.jobs import is_hidden
+    from pocketsr_cli.jobs import is_hidden, unscanned_note
 
     if not folder.is_dir():
         raise UsageError(f"not a folder: {folder}")
@@ -228,6 +230,8 @@ def collect_images(folder: Path) -> list[Path]:
     )
     if not paths:
         raise UsageError(f"no image files in {folder}")
+    if on_warning is not None and (note := unscanned_note(folder)) is not None:
+        on_warning(note)
     return paths
 
 
