@@ -579,6 +579,31 @@ def test_an_output_that_cannot_be_written_fails_alone_and_the_run_goes_on(
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [(), ("--ray-return-bytes",)], ids=["shared", "bytes"])
+def test_a_run_that_writes_nothing_leaves_no_output_folder_it_made(
+    cluster: object, tmp_path: Path, extra: tuple[str, ...]
+) -> None:
+    """Every input fails after its output was claimed (the claim makes the -o folder: in
+    the actor, or with --ray-return-bytes in the driver): the driver removes the folders
+    the run made at its end, as a one-process run does; one that was there before stays."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png"):
+        (src / name).write_bytes(b"\x89PNG\r\n\x1a\n not a png at all")
+    flags = ("-m", "bicubic", "-s", "2", "--ray", "--ray-cpus-per-worker", "1", *extra)
+    code, lines, err = upscale_json(src, "-o", tmp_path / "made" / "out", *flags)
+    assert code == 1, err
+    assert [line["status"] for line in lines[:-1]] == ["failed", "failed"]
+    assert not (tmp_path / "made").exists()
+    there = tmp_path / "there"
+    there.mkdir()
+    code, lines, err = upscale_json(src, "-o", there, *flags)
+    assert code == 1 and [line["status"] for line in lines[:-1]] == ["failed", "failed"], err
+    assert there.is_dir() and list(there.iterdir()) == []
+    assert leftovers(tmp_path) == []
+
+
 def test_the_driver_writes_an_all_opaque_alpha_image_as_the_jpeg_asked(tmp_path: Path) -> None:
     """The actor's private copy keeps both planned names (``Job.alt_output``), so the
     driver writes the JPEG an opaque alpha channel allows, and the PNG transparency needs,
