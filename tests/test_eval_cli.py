@@ -712,3 +712,17 @@ def test_bench_folder_counts_the_networks_first_passes_in_its_warm_up(
     assert code == 0, err
     (row,) = json_lines(out)[:1]
     assert row["warmup_seconds"] >= 2.0
+
+
+def test_a_folder_of_sub_folders_only_says_they_are_not_searched(tmp_path: Path) -> None:
+    """eval said only "no image files in DIR" of a folder whose photos are in sub-folders,
+    where bench --folder counts them; it now says it as bench does, naming no -r."""
+    (tmp_path / "sub").mkdir()
+    save_opencv(tmp_path / "sub" / "photo.png", make_photo_like(64, 64, seed=1))
+    code, _, err = invoke("eval", tmp_path, "-m", "bicubic")
+    message = " ".join(err.split())
+    assert code == 2, err
+    assert (
+        f"no image files in {tmp_path} (it has 1 sub-folder(s): they are not searched)" in message
+    )
+    assert "recursive" not in message and " -r" not in message

@@ -221,15 +221,15 @@ def collect_images(folder: Path, on_warning: WarningCallback | None = None) -> l
         UsageError: ``folder`` is not a folder, or holds no image file.
     """
     from pocketsr_cli.imageio import is_image_path
-    from pocketsr_cli.jobs import is_hidden, unscanned_note
+    from pocketsr_cli.jobs import is_hidden, nothing_found, unscanned_note
 
     if not folder.is_dir():
         raise UsageError(f"not a folder: {folder}")
     paths = sorted(
         p for p in folder.iterdir() if not is_hidden(p.name) and p.is_file() and is_image_path(p)
     )
-    if not paths:
-        raise UsageError(f"no image files in {folder}")
+    if not paths:  # said as bench --folder says it: its sub-folders counted
+        raise UsageError(nothing_found([folder], recursive=False, glob=None))
     if on_warning is not None and (note := unscanned_note(folder)) is not None:
         on_warning(note)
     return paths
