@@ -356,15 +356,37 @@ def test_a_file_named_on_the_command_line_that_is_no_image_fails(tmp_path: Path)
     assert summary["failed"] == 1 and summary["ok"] == 3
 
 
-@pytest.mark.parametrize("command", ["upscale here.png", "bench --size 32x18", "eval ."])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "upscale here.png -m",
+        "bench --size 32x18 -m",
+        "eval . -m",
+        "bench --size 32x18 -m lanczos --baseline",
+    ],
+)
+@pytest.mark.parametrize("name", ["", " "])
 def test_an_empty_model_name_is_a_usage_error_not_the_default_model(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, name: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
     save(tmp_path / "here.png", photo())
-    code, _, err = invoke(*command.split(), "-m", "")
-    assert code == 2 and "an empty model name" in err
+    code, _, err = invoke(*command.split(), name)
+    # One line, as every other usage error: not Click's usage box.
+    assert code == 2 and err.startswith("error (usage): an empty model name: "), err
+    assert len(err.strip().splitlines()) == 1 and "Usage:" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here.png"]
+
+
+def test_an_empty_model_name_with_json_is_one_error_object(tmp_path: Path) -> None:
+    code, out, err = invoke("upscale", tmp_path, "-m", "", "--json")
+    assert code == 2 and err.startswith("error (usage): an empty model name")
+    assert json.loads(out) == {
+        "type": "error",
+        "kind": "usage",
+        "message": "an empty model name: name a model ('pocketsr models list') or a weights file",
+        "exit_code": 2,
+    }
 
 
 @pytest.mark.parametrize(

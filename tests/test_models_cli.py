@@ -2005,3 +2005,14 @@ def test_real_x4plus_import_ncnn_and_upscale(
         f"max |resolved - spandrel| {diff:.2e}, max |resolved - ncnn graph| {diff_ncnn:.2e}, "
         f"upscale 24x24 -> 96x96 {upscale_s:.1f} s (max {level_diff} level from the model)"
     )
+
+
+@pytest.mark.parametrize("command", ["info", "download", "verify", "remove"])
+@pytest.mark.parametrize("name", ["", " "])
+def test_an_empty_model_name_is_a_one_line_usage_error(home: Path, command: str, name: str) -> None:
+    result = invoke("models", command, name)
+    # A usage error (2), not an unknown model (3), and one line, not Click's usage box.
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "error (usage): an empty model name: name a model ('pocketsr models list')\n"
+    )

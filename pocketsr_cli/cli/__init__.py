@@ -6,8 +6,9 @@ codes (docs/measurement.md):
 not be resolved or loaded, 130 interrupted (143 SIGTERM, 129 SIGHUP).  Errors are turned
 into messages and exit codes by ``_errors.handle_errors``, which wraps every command (and
 handles the stop signals); usage errors that Typer finds while parsing options are
-Typer's to print, and with ``--json`` the app adds the JSON error object on stdout
-(``_App``).  Which output goes to stdout and which to stderr: ``_ui``.
+Typer's to print, but for values our own parsers refuse (``_options``), which the app says
+in one line like the commands' own, and with ``--json`` the app adds the JSON error object
+on stdout (``_App``).  Which output goes to stdout and which to stderr: ``_ui``.
 How ``--help`` reads (metavariables, the default model, examples): ``_help``; shell
 completion of option values: ``_complete``; ``--version``/``-V``: the root callback.
 """
@@ -32,6 +33,7 @@ from pocketsr_cli.cli._errors import (
     ignore_stop_signals,
 )
 from pocketsr_cli.cli._help import Command, Group, examples
+from pocketsr_cli.errors import UsageError
 
 _WANTS_JSON = "pocketsr.json"
 
@@ -47,7 +49,9 @@ class _App(Group):
     """The root command group: a usage error found while Typer parses a command's options
     (unknown option, value out of range, missing argument) also becomes the ``--json`` error
     object on stdout when ``--json`` is on the command line.  Typer still prints the
-    message on stderr and exits 2."""
+    message on stderr and exits 2.  A value refused by one of our own parsers (it raises
+    the core's ``UsageError``: an empty ``-m``) is said in one line, ``error (usage): ...``,
+    as a command's own usage errors are, not in Typer's usage box."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         ctx.meta[_WANTS_JSON] = "--json" in args
@@ -61,6 +65,13 @@ class _App(Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:  # before the command's own handling started
             raise _interrupted() from None
+        except UsageError as exc:  # an option's parser refused its value (_options)
+            from pocketsr_cli.cli import _ui
+
+            _ui.error(_ui.make_console(), "usage", str(exc))
+            if ctx.meta.get(_WANTS_JSON):
+                _ui.json_error("usage", str(exc), EXIT_USAGE)
+            raise typer.Exit(EXIT_USAGE) from None
         except typer.TyperException as exc:
             if ctx.meta.get(_WANTS_JSON):
                 from pocketsr_cli.cli import _ui

@@ -50,9 +50,30 @@ def output_format(value: str) -> str | None:
 
 def model_argument(value: str) -> str:
     """A ``-m`` value; an empty one (``-m "$MODEL"`` with ``MODEL`` unset) is a usage error,
-    not the default model."""
+    not the default model.
+
+    Raises:
+        UsageError: an empty or blank value, said in one line by the app (``cli/__init__``)
+            rather than in Click's usage box.
+    """
+    return _named(value, "name a model ('pocketsr models list') or a weights file")
+
+
+def model_name_argument(value: str) -> str:
+    """A registry name given to a ``models`` command; an empty one is a usage error (as
+    :func:`model_argument`), not a model no one has.
+
+    Raises:
+        UsageError: an empty or blank value.
+    """
+    return _named(value, "name a model ('pocketsr models list')")
+
+
+def _named(value: str, what_to_do: str) -> str:
+    from pocketsr_cli.errors import UsageError
+
     if not value.strip():
-        raise typer.BadParameter("an empty model name: name a model ('pocketsr models list')")
+        raise UsageError(f"an empty model name: {what_to_do}")
     return value
 
 
