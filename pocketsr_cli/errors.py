@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pocketsr_cli.spelling import on_command_line
+
 
 class PocketSRError(Exception):
     """Base class of every error the core raises on purpose."""
@@ -114,6 +116,22 @@ def present(path: Path) -> bool:
     except ValueError:  # a NUL in it, or a name the file system encoding cannot hold
         return False
     return True
+
+
+def unexpanded_home(path: Path | str) -> str | None:
+    """What to do about ``path``, given on the command line, when it starts with ``~`` or
+    ``~user`` as typed: the shell expands that only unquoted at a word's start
+    (``'~/a.png'``, ``"~/a.png"`` and ``--output=~/out`` keep it), and pocketsr does not
+    expand it behind the shell's back, so it names a folder called ``~`` in the working
+    folder.  None for any other path, and in the Python API, which expands it itself
+    (``api._path_text``: one left there is ``~user`` of no such user).  For a message about
+    a path that is not there (or, for an output folder, would be made)."""
+    text = os.fspath(path)
+    if not text.startswith("~") or not on_command_line():
+        return None
+    prefix = text.replace("\\", "/").split("/")[0]
+    instead = "$HOME" + text[1:] if prefix == "~" else "its full path"
+    return f"the shell did not expand {prefix}: write it unquoted, or give {instead}"
 
 
 def present_file(path: Path) -> bool:

@@ -74,7 +74,13 @@ from typing import Literal
 from pocketsr_cli import fscase, libwarnings
 from pocketsr_cli.atomicfile import folder_write_problem
 from pocketsr_cli.claims import CLAIM_SUFFIX
-from pocketsr_cli.errors import ImageReadError, UsageError, present, unreachable
+from pocketsr_cli.errors import (
+    ImageReadError,
+    UsageError,
+    present,
+    unexpanded_home,
+    unreachable,
+)
 from pocketsr_cli.imageio import (
     READABLE,
     SIDECAR_SUFFIX,
@@ -852,7 +858,8 @@ def check_input(given: Path) -> None:
         # A link whose target is missing, or that leads back to itself, is there to see
         # (ls lists it): say what it is rather than leave the user puzzled by "not found".
         link = not_a_file(given) if os.path.islink(given) else None
-        raise UsageError(f"input not found: {given}" + (f" ({link})" if link else ""))
+        hint = link or unexpanded_home(given)
+        raise UsageError(f"input not found: {given}" + (f" ({hint})" if hint else ""))
 
 
 def check_output_folder(folder: Path) -> None:

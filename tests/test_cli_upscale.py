@@ -1610,3 +1610,51 @@ def test_an_unknown_ensemble_mode_is_shown_as_typed(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, command)
         assert result.exit_code == 2, result.output
         assert "not 'FANCY'" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ("~/here.png", "-m", "lanczos"),
+            "error (usage): input not found: ~/here.png (the shell did not expand ~: write it "
+            "unquoted, or give $HOME/here.png)",
+        ),
+        (
+            ("here.png", "-m", "~/x.safetensors"),
+            "error (model): model file not found: ~/x.safetensors (the shell did not expand ~: "
+            "write it unquoted, or give $HOME/x.safetensors)",
+        ),
+        (
+            ("here.png", "-m", "lanczos", "-o", "~/out"),
+            "error (usage): -o/--output ~/out would make a folder named ~ here: the shell did "
+            "not expand ~: write it unquoted, or give $HOME/out (or, for a folder named ~ "
+            "here, $PWD/~/out)",
+        ),
+        (
+            ("here.png", "-m", "lanczos", "-o", "~nobody/out"),
+            "error (usage): -o/--output ~nobody/out would make a folder named ~nobody here: "
+            "the shell did not expand ~nobody: write it unquoted, or give its full path (or, "
+            "for a folder named ~nobody here, $PWD/~nobody/out)",
+        ),
+    ],
+)
+def test_a_quoted_tilde_left_by_the_shell_is_said_not_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], said: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    save(tmp_path / "here.png", photo())
+    code, _, err = invoke("upscale", *args, "-s", "2")
+    assert (code, err) == (3 if "(model)" in said else 2, said + "\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here.png"]  # no folder ~ made
+
+
+def test_an_output_folder_named_tilde_that_is_there_is_written_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    save(tmp_path / "here.png", photo())
+    (tmp_path / "~").mkdir()
+    code, _, err = invoke("upscale", "here.png", "-m", "lanczos", "-s", "2", "-o", "~/out")
+    assert code == 0, err
+    assert (tmp_path / "~" / "out" / "here.png").is_file()

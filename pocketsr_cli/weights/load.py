@@ -25,6 +25,7 @@ from pocketsr_cli.errors import (
     first_line,
     present,
     present_file,
+    unexpanded_home,
     unreachable,
 )
 from pocketsr_cli.spelling import MODEL, on_command_line
@@ -68,7 +69,8 @@ def read_state_dict(path: Path, *, name: str | None = None) -> dict[str, torch.T
     if not found and path.is_dir():
         raise ModelError(f"{path} is a folder: {MODEL} takes a weights file or a model name")
     if not found:
-        raise ModelError(f"model file not found: {path}")
+        hint = unexpanded_home(path)
+        raise ModelError(f"model file not found: {path}" + (f" ({hint})" if hint else ""))
     name = name or path.name
     safetensors = Path(name).suffix.lower() == ".safetensors"
     kind = "safetensors file" if safetensors else "PyTorch checkpoint or safetensors file"
