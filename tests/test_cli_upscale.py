@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from _runs import unenterable
+from _zoo import use_home
 from PIL import Image, ImageCms, PngImagePlugin
 from typer.testing import CliRunner
 
@@ -1658,3 +1659,46 @@ def test_an_output_folder_named_tilde_that_is_there_is_written_into(
     code, _, err = invoke("upscale", "here.png", "-m", "lanczos", "-s", "2", "-o", "~/out")
     assert code == 0, err
     assert (tmp_path / "~" / "out" / "here.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("model", "said"),
+    [
+        # The start of a name is offered (difflib alone found it too unlike).
+        ("realesrgan", " (did you mean 'realesrgan-x4plus'?)"),
+        ("realesr", " (did you mean 'realesr-general-x4v3' or 'realesrgan-x4plus'?)"),
+        # A family's base stands for its variants.
+        ("pocketsr", " (did you mean 'pocketsr-compact' or 'pocketsr-nano'?)"),
+        # A variant the family lacks: the factors it has, and what -s does with its base.
+        (
+            "pocketsr-compact-x3",
+            ": pocketsr-compact has no ×3 (×2, ×4); upscale -m pocketsr-compact -s 3 runs its "
+            "×4 and resizes to ×3;",
+        ),
+        (
+            "pocketsr-compact-x8",
+            ": pocketsr-compact has no ×8 (×2, ×4); upscale -m pocketsr-compact -s 8 runs its "
+            "×4 and enlarges with Lanczos to ×8;",
+        ),
+        ("pcsr-x2", ": pcsr has no ×2 (×4); upscale -m pcsr -s 2 runs its ×4 drawing ×2 itself;"),
+    ],
+)
+def test_an_unknown_model_gets_the_names_it_begins_or_its_familys_factors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str, said: str
+) -> None:
+    use_home(tmp_path, monkeypatch)  # the bundled models only
+    save(tmp_path / "here.png", photo())
+    code, _, err = invoke("upscale", tmp_path / "here.png", "-m", model)
+    assert code == 3 and err.startswith(f"error (model): unknown model '{model}'{said}"), err
+
+
+def test_models_info_of_a_missing_variant_gives_the_familys_factors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_home(tmp_path, monkeypatch)
+    code, _, err = invoke("models", "info", "pocketsr-compact-x3")
+    assert code == 3
+    assert err.startswith(
+        "error (model): unknown model 'pocketsr-compact-x3': pocketsr-compact has no ×3 "
+        "(×2, ×4); available: "  # no -s in 'models info': no advice naming it
+    ), err

@@ -760,8 +760,11 @@ def _unknown_message(ref: str, specs: Mapping[str, ModelSpec], problems: list[st
         for known in (name, _base_of(name)):
             if origins.get(known) != "bundled":
                 origins[known] = spec.origin
-    meant = _meant_names(ref, origins)
-    if meant:
+    missing = _missing_variant(ref, specs)
+    meant = [] if missing else _meant_names(ref, origins)
+    if missing:
+        message += f": {missing}"
+    elif meant:
         *others, last = (repr(name) for name in meant)
         message += f" (did you mean {', '.join(others) + ' or ' if others else ''}{last}?)"
     message += f"; available: {', '.join(sorted(specs))}"
@@ -770,10 +773,42 @@ def _unknown_message(ref: str, specs: Mapping[str, ModelSpec], problems: list[st
     return message
 
 
+def _missing_variant(ref: str, specs: Mapping[str, ModelSpec]) -> str | None:
+    """For ``ref`` named as a family's variant that the family lacks (``pocketsr-compact-x3``),
+    which factors it has and, where the face has ``-s``, what ``upscale`` runs for the base
+    name with ``-s N`` (``sizing.pick_scale``; README, "Size"); None when ``ref`` is no
+    ``{base}-x{N}`` of a known family."""
+    variant = manifest.variant_of(ref)
+    if variant is None:
+        return None
+    base, want = variant
+    family = [s for n, s in specs.items() if _base_of(n) == base and not s.any_scale]
+    if not family:
+        return None
+    scales = sorted(s.scale for s in family)
+    text = f"{base} has no ×{want} ({scales_text(scales)})"
+    if offers(SCALE):
+        run = pick_scale(want, scales)
+        if all(s.family == "pcsr" for s in family):  # PCSR draws any factor itself
+            then = f"drawing ×{want} itself"
+        else:
+            then = f"and {'resizes' if run > want else 'enlarges with Lanczos'} to ×{want}"
+        text += f"; upscale {MODEL.given(base)} {SCALE.given(want)} runs its ×{run} {then}"
+    return text
+
+
+# A typed name this long or longer is offered the known names it begins (``realesrgan``:
+# ``realesrgan-x4plus``); a shorter one would begin too many to help.
+_MIN_PREFIX = 3
+
+
 def _meant_names(ref: str, origins: Mapping[str, Origin]) -> list[str]:
-    """The known names (keys of ``origins``) an unknown ``ref`` most likely meant: one as a
-    rule, several only when they all equal ``ref`` but for case; none when no name is
-    close (difflib's ratio under 0.75, case aside).
+    """The known names (keys of ``origins``) an unknown ``ref`` most likely meant: those
+    equal to ``ref`` but for case, if any; else the names ``ref`` begins (case aside, when
+    it has :data:`_MIN_PREFIX` characters or more) and the one most alike (difflib's ratio
+    0.75 or more, case aside), in sorted order, a family's base standing for its variants
+    (``pocketsr``: ``pocketsr-compact`` and ``pocketsr-nano``, not each ``-xN``) and one
+    of names equal but for case for all; none when nothing is close.
 
     A bundled name equal to ``ref`` but for case is meant (``LANCZOS``: ``lanczos``, even
     beside an imported ``Lanczos``).  Otherwise every name equal to ``ref`` but for case,
@@ -797,7 +832,16 @@ def _meant_names(ref: str, origins: Mapping[str, Origin]) -> list[str]:
         )
 
     best = max(sorted(origins), key=likeness, default=None)
-    return [best] if best is not None and likeness(best)[0] >= 0.75 else []
+    meant = [best] if best is not None and likeness(best)[0] >= 0.75 else []
+    if len(ref) >= _MIN_PREFIX:
+        meant += sorted(n for n in origins if n.casefold().startswith(folded) and n not in meant)
+    meant = [n for n in meant if n == _base_of(n) or _base_of(n) not in meant]
+    kept: dict[str, str] = {}  # by casefold: the name most alike of those equal but for case
+    for name in meant:
+        other = kept.get(name.casefold())
+        if other is None or likeness(name) > likeness(other):
+            kept[name.casefold()] = name
+    return sorted(kept.values(), key=lambda n: (n.casefold(), n))
 
 
 def runs_at_any_factor(ref: str | None) -> bool:
