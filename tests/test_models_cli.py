@@ -2016,3 +2016,17 @@ def test_an_empty_model_name_is_a_one_line_usage_error(home: Path, command: str,
     assert result.stderr == (
         "error (usage): an empty model name: name a model ('pocketsr models list')\n"
     )
+
+
+@pytest.mark.parametrize("given", ["./w2.safetensors", "w2.pth", "weights/w2"])
+def test_models_info_of_a_weights_file_says_it_takes_names(home: Path, given: str) -> None:
+    result = invoke("models", "info", given)
+    # A usage error (2) saying what info takes and how to see the file, not an unknown model.
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"error (usage): models info takes a model name ('pocketsr models list'), and {given} "
+        f"names a weights file: 'pocketsr models import {given} --name NAME' makes it a model "
+        f"that 'models info NAME' describes; 'pocketsr upscale IMAGE -m {given} --dry-run' "
+        "shows its factor\n"
+    )
+    assert invoke("models", "info", "nope").exit_code == 3  # a name no model has, as before

@@ -205,12 +205,11 @@ def info(
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.weights.resolve import (
         expected_sha256,
-        find_spec,
         local_files,
         seamless_overlap_of,
     )
 
-    spec = find_spec(name)
+    spec = _info_spec(name)
     known = seamless_overlap_of(spec)
     overlap, overlap_from, overlap_derived = known or (None, None, None)
     files = [
@@ -266,6 +265,31 @@ def info(
     pairs += [(f"hints.{k}", v) for k, v in hints.items()]
     pairs += [(f"meta.{k}", _shown(v)) for k, v in vars(spec.meta).items()]
     _ui.print_pairs(_ui.make_report_console(), pairs)
+
+
+def _info_spec(name: str) -> ModelSpec:
+    """The model ``models info NAME`` describes (``find_spec``).
+
+    Raises:
+        UsageError: ``name`` is no model's and reads as a weights file, as ``-m`` would take
+            it (``looks_like_path``): ``models info`` takes names only; the message says how
+            to see such a file.
+        ModelError: any other name no model has.
+    """
+    from pocketsr_cli.errors import ModelError, UsageError
+    from pocketsr_cli.weights.resolve import find_spec, looks_like_path
+
+    try:
+        return find_spec(name)
+    except ModelError:
+        if not looks_like_path(name):
+            raise
+    raise UsageError(
+        f"models info takes a model name ('pocketsr models list'), and {name} names a "
+        f"weights file: 'pocketsr models import {name} --name NAME' makes it a model that "
+        f"'models info NAME' describes; 'pocketsr upscale IMAGE -m {name} --dry-run' shows "
+        "its factor"
+    ) from None
 
 
 def _overlap_shown(known: KnownOverlap) -> str:
