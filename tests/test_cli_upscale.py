@@ -410,6 +410,8 @@ def test_an_empty_path_or_pattern_is_a_usage_error_in_every_command(
     code, _, err = invoke(*args)
     assert code == 2, err
     assert "an empty path" in err or "is no pattern" in err
+    # One line, as the commands' own usage errors, not Click's usage box.
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error (usage): "), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here.png", "log.jsonl"]
 
 

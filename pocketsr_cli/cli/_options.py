@@ -274,9 +274,12 @@ AdaptiveOpt = Annotated[
 
 def path_argument(value: str) -> Path:
     """A path given on the command line; an empty one (``"$SRC"`` with ``SRC`` unset) is a
-    usage error, not this folder, which is what ``Path("")`` would be."""
+    usage error, not this folder, which is what ``Path("")`` would be (said in one line, as
+    an empty ``-m``: the app turns a parser's ``UsageError`` into ``error (usage): ...``)."""
+    from pocketsr_cli.errors import UsageError
+
     if value == "":
-        raise typer.BadParameter("an empty path: name a file or folder ('.' for this one)")
+        raise UsageError("an empty path: name a file or folder ('.' for this one)")
     return Path(value)
 
 
