@@ -431,3 +431,28 @@ def test_the_summary_names_the_device_the_images_ran_on_once(shoot: Path, tmp_pa
     facts = re.search(r'<p class="facts">([^<]*)</p>', (tmp_path / "run.html").read_text())
     assert facts is not None
     assert f"on {devices['ok']} · made" in facts.group(1), (facts.group(1), devices)
+
+
+@pytest.mark.parametrize(
+    ("where", "step"), [("files", "report.page.page_html"), ("embed", "imageio.atomic.replacing")]
+)
+def test_a_stopped_report_leaves_no_folder_it_made(
+    shoot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, step: str
+) -> None:
+    """Ctrl-C on 'report run.jsonl -o new/deeper/review.html' left new/deeper/ behind,
+    empty (stopped as the pictures are made, --files, or as the page is written); a
+    folder that was there before the run stays."""
+    _, out, _ = invoke("upscale", "shoot", "-o", "out", *FAST, "--json")
+    (tmp_path / "run.jsonl").write_text(out)
+
+    def stopped(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(f"pocketsr_cli.{step}", stopped)
+    code, _, err = invoke("report", "run.jsonl", "-o", "new/deeper/review.html", f"--{where}")
+    assert code == 130, err
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    code, _, err = invoke("report", "run.jsonl", "-o", "kept/deeper/review.html", f"--{where}")
+    assert code == 130, err
+    assert list((tmp_path / "kept").iterdir()) == []

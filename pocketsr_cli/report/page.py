@@ -18,7 +18,9 @@ What :func:`write_report` guarantees:
   :data:`MARKER`);
 * the page appears atomically (``imageio.write_atomic``); the picture folder is built under
   a temporary name and swapped in just before, so a page never points at a half-written
-  folder.
+  folder;
+* a page not written (an error, Ctrl-C or another stop signal) leaves no folder made for
+  it: those of its path that did not exist are removed again, when still empty.
 
 The pictures are made in :mod:`~pocketsr_cli.report.pictures`, the HTML in
 :mod:`~pocketsr_cli.report.cards`; this module decides where they go.
@@ -195,8 +197,11 @@ def write_report(
     check_destination(page, run.paths(), files=not embed)
     shape = Shape(options.crop, options.crops, options.thumb, options.workers)
     folder = assets_dir(page)
-    sink = Sink(None if embed else _temp_dir(folder), url(folder.name))
+    missing = _missing_folders(page.parent)  # made here: removed again if the page is not
+    sink = None
+    written = False
     try:
+        sink = Sink(None if embed else _temp_dir(folder), url(folder.name))
         cards = []
         notes = 0
         total = len(run.entries)
@@ -209,10 +214,36 @@ def write_report(
         text = page_html(run, cards)
         _swap_in(sink.folder, folder)
         write_atomic(page, text.encode("utf-8"))
+        written = True
     finally:
-        if sink.folder is not None and sink.folder.exists():
+        if sink is not None and sink.folder is not None and sink.folder.exists():
             shutil.rmtree(sink.folder, ignore_errors=True)
+        if not written:  # failed or stopped: no empty folder of ours is left behind
+            _remove_empty(missing)
     return PageResult(page, None if embed else folder, total, count, notes)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and the folders above it that do not exist yet, deepest first: what
+    writing the page would make."""
+    missing = []
+    while not folder.exists() and not folder.is_symlink() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first: :func:`_missing_folders`) that is empty,
+    so that a page not written leaves no folder it made; a folder something else has put
+    a file in meanwhile is kept (``rmdir`` removes no other), and so are those above it."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return
 
 
 def _temp_dir(folder: Path) -> Path:
