@@ -456,3 +456,36 @@ def test_a_stopped_report_leaves_no_folder_it_made(
     code, _, err = invoke("report", "run.jsonl", "-o", "kept/deeper/review.html", f"--{where}")
     assert code == 130, err
     assert list((tmp_path / "kept").iterdir()) == []
+
+
+@pytest.mark.parametrize("again", ["--embed", "--files"])
+def test_a_page_stopped_as_it_replaces_another_leaves_that_one_its_pictures(
+    shoot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, again: str
+) -> None:
+    """An embedded page replacing a --files one deleted review_files/ before the new page
+    was written (and a --files one swapped its own in): a stop in between left the old
+    page pointing at pictures that were gone or not its own."""
+    from pocketsr_cli.imageio import atomic
+
+    _, out, _ = invoke("upscale", "shoot", "-o", "out", *FAST, "--json")
+    (tmp_path / "run.jsonl").write_text(out)
+    code, _, err = invoke("report", "run.jsonl", "-o", "review.html", "--files")
+    assert code == 0, err
+    page, folder = tmp_path / "review.html", tmp_path / "review_files"
+    before = page.read_bytes()
+    (folder / "mine").write_text("the earlier page's")
+    pictures = sorted(p.name for p in folder.iterdir())
+
+    def stopped(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(atomic, "replacing", stopped)  # as the new page is written
+        code, _, err = invoke("report", "run.jsonl", "-o", "review.html", again)
+    assert code == 130, err
+    assert page.read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == pictures
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".review")] == []
+    code, _, err = invoke("report", "run.jsonl", "-o", "review.html", "--embed")
+    assert code == 0, err
+    assert not folder.exists()  # the page written, the folder it no longer uses goes

@@ -18,7 +18,8 @@ What :func:`write_report` guarantees:
   :data:`MARKER`);
 * the page appears atomically (``imageio.write_atomic``); the picture folder is built under
   a temporary name and swapped in just before, so a page never points at a half-written
-  folder;
+  folder, and an earlier page's folder goes only once the new page is written (until
+  then, a stop leaves the earlier page with its pictures);
 * a page not written (an error, Ctrl-C or another stop signal) leaves no folder made for
   it: those of its path that did not exist are removed again, when still empty.
 
@@ -212,8 +213,18 @@ def write_report(
                 if on_progress is not None:
                     on_progress(index, total, shown(entry.name))
         text = page_html(run, cards)
-        _swap_in(sink.folder, folder)
-        write_atomic(page, text.encode("utf-8"))
+        if sink.folder is None:
+            write_atomic(page, text.encode("utf-8"))
+            _remove_ours(folder)  # an earlier page's pictures, after the page that drops them
+        else:
+            old = _swap_in(sink.folder, folder)
+            try:
+                write_atomic(page, text.encode("utf-8"))
+            except BaseException:
+                _swap_back(folder, old)  # the earlier page keeps its own pictures
+                raise
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
         written = True
     finally:
         if sink is not None and sink.folder is not None and sink.folder.exists():
@@ -256,17 +267,46 @@ def _temp_dir(folder: Path) -> Path:
     return temp
 
 
-def _swap_in(new: Path | None, folder: Path) -> None:
-    """Replace the picture folder by ``new`` (None: just remove the old one if it is ours;
-    :func:`check_destination` found it so where ``new`` is given)."""
+def _swap_in(new: Path, folder: Path) -> Path | None:
+    """Put ``new`` in place as the picture folder; an earlier one (ours:
+    :func:`check_destination` found it so) is moved aside to a temporary name, returned
+    for the caller to remove once the page that uses ``new`` is written, or to put back
+    with :func:`_swap_back` if it is not (None: there was none)."""
     try:
         old = None
         if folder.exists() and _is_ours(folder):
             old = temp_path_for(folder)
             folder.rename(old)
-        if new is not None:
-            new.rename(folder)
+        new.rename(folder)
     except OSError as exc:
         raise ImageWriteError(f"cannot replace {folder}: {exc.strerror or exc}") from exc
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    return old
+
+
+def _swap_back(folder: Path, old: Path | None) -> None:
+    """Undo :func:`_swap_in` when the page could not be written: the new pictures go and
+    the earlier folder (``old``) comes back, so that the earlier page still finds its own.
+    Best effort: this runs while an error or a stop signal is on its way out."""
+    gone = temp_path_for(folder)
+    try:
+        folder.rename(gone)
+        if old is not None:
+            old.rename(folder)
+    except OSError:
+        pass
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def _remove_ours(folder: Path) -> None:
+    """Remove the picture folder of an earlier page if pocketsr made it, once the page
+    that no longer uses it is written (a run stopped before leaves the earlier page with
+    its pictures).  Moved aside first, so that it vanishes at once, never half; one that
+    cannot be is left (the page is written: its next run tries again)."""
+    if not (folder.exists() and _is_ours(folder)):
+        return
+    old = temp_path_for(folder)
+    try:
+        folder.rename(old)
+    except OSError:
+        return
+    shutil.rmtree(old, ignore_errors=True)
