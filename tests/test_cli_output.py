@@ -356,6 +356,22 @@ def test_json_failures_put_one_error_object_on_stdout(
     assert got == code and out == ""
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("report", "run.jsonl", "--json"),  # report has no --json
+        ("models", "--json"),  # nor has the group
+    ],
+)
+def test_a_command_without_json_says_a_usage_error_in_words_only(args: tuple[str, ...]) -> None:
+    """'pocketsr report x.jsonl --json' put {"type": "error", ... "No such option:
+    --json"} on stdout: a usage error is JSON only for a command that takes --json."""
+    got, out, err = invoke(*args)
+    assert got == 2, err
+    assert out == ""
+    assert "Error:" in err
+
+
 # --- tables off a terminal -----------------------------------------------------------------------
 
 

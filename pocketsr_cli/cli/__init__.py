@@ -48,10 +48,11 @@ EXIT_CODES = (
 class _App(Group):
     """The root command group: a usage error found while Typer parses a command's options
     (unknown option, value out of range, missing argument) also becomes the ``--json`` error
-    object on stdout when ``--json`` is on the command line.  Typer still prints the
-    message on stderr and exits 2.  A value refused by one of our own parsers (it raises
-    the core's ``UsageError``: an empty ``-m``) is said in one line, ``error (usage): ...``,
-    as a command's own usage errors are, not in Typer's usage box."""
+    object on stdout when ``--json`` is on the command line and the command takes it
+    (:func:`_takes_json`).  Typer still prints the message on stderr and exits 2.  A value
+    refused by one of our own parsers (it raises the core's ``UsageError``: an empty
+    ``-m``) is said in one line, ``error (usage): ...``, as a command's own usage errors
+    are, not in Typer's usage box."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         ctx.meta[_WANTS_JSON] = "--json" in args
@@ -73,12 +74,23 @@ class _App(Group):
                 _ui.json_error("usage", str(exc), EXIT_USAGE)
             raise typer.Exit(EXIT_USAGE) from None
         except typer.TyperException as exc:
-            if ctx.meta.get(_WANTS_JSON):
+            if ctx.meta.get(_WANTS_JSON) and _takes_json(exc):
                 from pocketsr_cli.cli import _ui
 
                 kind = "usage" if exc.exit_code == EXIT_USAGE else "error"
                 _ui.json_error(kind, exc.format_message(), exc.exit_code)
             raise
+
+
+def _takes_json(exc: typer.TyperException) -> bool:
+    """Whether the command a parse error ``exc`` is about takes ``--json``: only such a
+    command answers in JSON (``pocketsr report x.jsonl --json`` is an unknown option,
+    said as any usage error is).  An error that names no command is taken to be about one
+    that does (the ``--json`` on the command line is then believed)."""
+    failed = getattr(exc, "ctx", None)
+    if failed is None:
+        return True
+    return any("--json" in getattr(p, "opts", ()) for p in failed.command.params)
 
 
 def _interrupted() -> typer.Exit:
