@@ -29,6 +29,13 @@ class ModelError(PocketSRError):
     """A model or its weights could not be resolved, downloaded, verified or loaded."""
 
 
+class NoVariantError(ModelError):
+    """The model exists but has no variant at the factor asked for (a weights file of
+    another scale, a family without that variant, a variant named at another factor).
+    Still a :class:`ModelError` (exit 3) where the model is the choice at fault; a face
+    that set the factor itself can say so as a usage error (``eval -s 2 -m NAME-x4``)."""
+
+
 class UnsafePickleError(ModelError):
     """A weights file is a pickle that needs to run code to load (refused, never run)."""
 

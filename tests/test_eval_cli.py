@@ -260,7 +260,7 @@ def test_bench_ratio_text_stays_readable_for_fast_models() -> None:
 def test_resize_scores_a_x4_model_at_x2_as_outscale_would(photos: Path) -> None:
     bundled = Path(__file__).parents[1] / "models" / "pocketsr-compact-x4.safetensors"
     code, _, err = invoke("eval", photos, "-s", "2", "-m", bundled, "-q", "--limit", "1")
-    assert code == 3 and "x4 model" in err and "Traceback" not in err
+    assert code == 2 and "x4 model" in err and "Traceback" not in err  # the options, not the file
     message = " ".join(err.split())
     assert "x4 model; -s 2 is not available; here --resize scores its x4 result resized to x2" in (
         message
@@ -351,7 +351,7 @@ def test_a_named_variant_is_scored_as_that_network_or_refused(photos: Path) -> N
     the base name still picks the variant."""
     args = ("eval", photos, "-q", "--limit", "1", "--crop", "64", "--json")
     code, _, err = invoke(*args, "-m", "pocketsr-compact-x4", "-m", "pocketsr-compact-x2")
-    assert code == 3 and "Traceback" not in err
+    assert code == 2 and "Traceback" not in err
     assert "pocketsr-compact-x2 is a ×2 model" in " ".join(err.split())
     assert "-m pocketsr-compact" in err
     code, out, err = invoke(
@@ -368,6 +368,17 @@ def test_a_named_variant_is_scored_as_that_network_or_refused(photos: Path) -> N
     code, out, err = invoke(*args, "-s", "2", "-m", "pocketsr-compact", "-m", "pocketsr-compact-x2")
     assert code == 0, err
     assert [r["model"] for r in json_lines(out)] == ["bicubic", "pocketsr-compact-x2"]
+
+
+def test_a_variant_named_at_another_factor_than_s_is_a_usage_error(photos: Path) -> None:
+    """'eval -s 2 -m pocketsr-compact-x4' exited 3 (model error) though the model resolved:
+    the option combination is at fault (2), and the message says what to give."""
+    args = ("eval", photos, "-s", "2", "-m", "pocketsr-compact-x4", "-q", "--limit", "1")
+    code, out, err = invoke(*args, "--json")
+    assert code == 2, err
+    (record,) = json_lines(out)
+    assert record["kind"] == "usage" and record["exit_code"] == 2
+    assert "--resize scores its x4 result resized to x2" in record["message"]
 
 
 def test_without_s_a_resampler_takes_the_factor_of_the_first_model_with_one(
@@ -389,7 +400,7 @@ def test_without_s_a_resampler_takes_the_factor_of_the_first_model_with_one(
     code, _, err = invoke(
         *args, "-m", "lanczos", "-m", "pocketsr-compact-x2", "-m", "pocketsr-compact-x4"
     )
-    assert code == 3
+    assert code == 2
     assert (
         "×2 is the factor of -m pocketsr-compact-x2, the first model with one, as -s is not "
         "given: --resize scores its x4 result resized to x2, or -s chooses the factor"

@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from pocketsr_cli.descriptor import ModelDescriptor, distinct_refs, named_apart
 from pocketsr_cli.ensemble import Ensemble
-from pocketsr_cli.errors import ImageReadError, ModelError, UsageError
+from pocketsr_cli.errors import ImageReadError, ModelError, NoVariantError, UsageError
 from pocketsr_cli.evaluation.degrade import (
     EVAL_KINDS,
     EvalKind,
@@ -284,7 +284,10 @@ def resolve_models(
         the common scale.
 
     Raises:
-        ModelError: a model cannot be resolved or has no variant at the scale.
+        ModelError: a model cannot be resolved or loaded.
+        UsageError: without ``resize``, a model that is there has no variant at the
+            scale (a weights file or a variant named at another, a family without it):
+            the options ask for what it cannot score, and the message says what can.
     """
     from pocketsr_cli.weights.resolve import runs_at_any_factor
 
@@ -319,7 +322,9 @@ def resolve_models(
                         f"model with one, as {SCALE} is not given: {RESIZE} scores its "
                         f"x{own.scale} result resized to x{scale}, or {SCALE} chooses the factor"
                     )
-                raise ModelError(f"{exc}; {tail}") from None
+                # The model is there, at another factor: the options chose the factor.
+                error = UsageError if isinstance(exc, NoVariantError) else ModelError
+                raise error(f"{exc}; {tail}") from None
         scale = desc.scale if scale is None else scale
         desc = named_apart(desc, ref, {d.name for d, _, _ in rows.values()})
         rows[i] = (desc, False, native)
@@ -345,12 +350,12 @@ def _check_named_variant(ref: str, desc: ModelDescriptor, spec: UpscalerSpec) ->
     variant by the scale, as ``upscale -s`` does.
 
     Raises:
-        ModelError: ``ref`` names a variant at another scale than ``desc``'s.
+        NoVariantError: ``ref`` names a variant at another scale than ``desc``'s.
     """
     family = spec.family(ref)  # a registry name here: manifests only, nothing is loaded
     if family.name == ref or family.default_scale == desc.scale:
         return
-    raise ModelError(
+    raise NoVariantError(
         f"{ref} is a ×{family.default_scale} model and this eval runs at ×{desc.scale} "
         f"({MODEL.given(family.name)} picks its ×{desc.scale} variant)"
     )
@@ -471,7 +476,8 @@ def evaluate(
         The report; models whose every image was skipped have empty ``images``.
 
     Raises:
-        UsageError: unknown degradation, or no ensemble.
+        UsageError: unknown degradation, no ensemble, or (without ``resize``) a model
+            with no variant at the scale (:func:`resolve_models`).
         ModelError: a model cannot be resolved or loaded (before any image is read).
     """
     from pocketsr_cli.inference import Upscaler

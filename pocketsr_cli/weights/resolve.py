@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pocketsr_cli import manifest
 from pocketsr_cli.descriptor import ModelDescriptor, SizeRequirements, Tiling
-from pocketsr_cli.errors import ModelError, UnsafePickleError, first_line, present
+from pocketsr_cli.errors import (
+    ModelError,
+    NoVariantError,
+    UnsafePickleError,
+    first_line,
+    present,
+)
 from pocketsr_cli.manifest import ModelSpec, Origin, WeightsSpec, load_manifests
 from pocketsr_cli.registry import FAMILIES, get_family
 from pocketsr_cli.sizing import pick_scale, scales_text
@@ -126,7 +132,7 @@ def resolve_model(
         desc = descriptor_from_state_dict(_read_file(path, trust_pickle), path.name)
         if scale is not None and scale != desc.scale:
             resize = f" (use {OUTSCALE.given(scale)} to resize its result)"
-            raise ModelError(
+            raise NoVariantError(
                 f"{path.name} is a x{desc.scale} model; {SCALE.given(scale)} is not available"
                 + (resize if offers(OUTSCALE) else "")
             )
@@ -882,7 +888,7 @@ def pick_spec(
         return variant, want
     scales = sorted(s.scale for n, s in specs.items() if _base_of(n) == base)
     if scales:
-        raise ModelError(
+        raise NoVariantError(
             f"{base} has no ×{want} variant; it has {scales_text(scales)} "
             f"(upscale {SCALE.given(want)} runs the nearest larger one and resizes its result; "
             f"{MODEL.given('lanczos')} and {MODEL.given('bicubic')} work at any factor)"
@@ -932,7 +938,7 @@ class ModelFamily:
             return self._loaded[scale]
         spec = self._any_scale or self._specs.get(scale)
         if spec is None:
-            raise ModelError(
+            raise NoVariantError(
                 f"{self.name} has no ×{scale} variant; it has {scales_text(self.scales)}"
             )
         desc = load_spec(
