@@ -425,8 +425,14 @@ def test_a_small_size_says_its_s_per_4k_is_no_estimate_of_4k() -> None:
     note = " ".join(err.split())
     assert "here by up to 64× (bicubic's 480×272 output)" in note
     assert "no estimate of 4K" in note and "the default, 960x540" in note
+    # Printed as a warning, so in the record's warnings too (they were [])
+    (warning,) = record["warnings"]
+    assert warning.startswith("s per 4K scales") and " ".join(warning.split()) in note
     code, out, err = invoke(*args)
     assert code == 0 and "no estimate of 4K" in " ".join(out.split()), err
+    # The title points at what is printed under it: a line starting 'warning:'
+    assert "(see the warning below)" in " ".join(out.split())
+    assert "warning: s per 4K scales" in " ".join(err.split())
 
 
 def test_the_note_starts_past_a_quarter_of_4k() -> None:

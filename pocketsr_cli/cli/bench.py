@@ -274,8 +274,10 @@ def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:
     """One JSON object per model: the run's settings, then the model's result.  A folder
     run's settings list the folder's files that no model ran (``not_run``: not an image,
     or a broken link, a FIFO), each as ``upscale --json`` reports it
-    (``_ui.outcome_record``), and each model's ``warnings`` start with what was said of
-    the folder (its sub-folders not scanned)."""
+    (``_ui.outcome_record``).  What is printed as a warning is in ``warnings``: what was
+    said of the folder (its sub-folders not scanned), the model's own, then the run's
+    (``extrapolation_note``: it speaks of every row's ratios, so every record carries
+    it)."""
     from pocketsr_cli.cli._ui import outcome_record
     from pocketsr_cli.evaluation.bench import BenchReport
 
@@ -305,7 +307,15 @@ def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:
             "compile": report.compile,
         }
     if isinstance(report, BenchReport):
-        return [{**settings, **result.to_dict()} for result in report.models]
+        note = report.extrapolation_note()
+        return [
+            {
+                **settings,
+                **result.to_dict(),
+                "warnings": [*result.warnings, *([] if note is None else [note])],
+            }
+            for result in report.models
+        ]
     return [
         {**settings, **result.to_dict(), "warnings": [*report.warnings, *result.warnings]}
         for result in report.models
@@ -391,7 +401,7 @@ def _table(report: BenchReport | FolderBenchReport) -> tuple[list[str], list[lis
         f"ratio vs {report.baseline}"
     )
     if report.extrapolation_note() is not None:  # stdout alone must not pass it for 4K
-        title += "; s per 4K scaled from small outputs: no estimate of 4K (see the note)"
+        title += "; s per 4K scaled from small outputs: no estimate of 4K (see the warning below)"
     return columns + memory, rows, title
 
 
