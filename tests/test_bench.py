@@ -135,6 +135,23 @@ def test_a_corrupt_image_is_reported_as_failed_and_exits_1(
     assert temp_dirs and not any(d.exists() for d in temp_dirs)
 
 
+def test_a_folder_of_failures_reports_no_precision(tmp_path: Path) -> None:
+    """Every image failing, the lanczos row said fp32 where a run with images says uint8:
+    nothing ran, so nothing is said ('-', null), for a network as for a resampler."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    for model in ("lanczos", "pocketsr-compact-x4"):
+        code, out, err = invoke("bench", "--folder", folder, "-m", model, "--json", "-q")
+        assert code == 1, err
+        (record,) = json_lines(out)
+        assert record["images"] == 0 and record["precision"] is None
+    code, out, err = invoke("bench", "--folder", folder, "-m", "lanczos", "-q")
+    assert code == 1, err
+    (row,) = [line for line in out.splitlines() if "lanczos" in line]
+    assert row.split("│")[2].strip() == "-" and "fp32" not in out
+
+
 def test_every_failed_image_is_listed_with_its_reason(photos: Path) -> None:
     """Two truncated JPEGs: the JSON line and the human output named only the first
     (``first_error``); ``failures`` lists each, and stderr has a line for each."""

@@ -158,7 +158,8 @@ def bench_command(
     "≤" when only the lifetime peak is known) and, on a GPU, the peak device memory of
     each model's runs. The precision column is what ran: uint8 for a resampler's 8-bit
     path (bicubic and lanczos on 8-bit images on a CPU, where --precision does not apply),
-    fp32 once a half-precision run fell back to it.
+    fp32 once a half-precision run fell back to it; - (null in --json) for a --folder run
+    in which no image was drawn.
     Each --ensemble times every model again with that self-ensemble (rows NAME +pad,
     NAME +flip8): its cost is its ratio to the plain row.
     """
@@ -423,7 +424,7 @@ def _folder_table(report: FolderBenchReport) -> tuple[list[str], list[list[str]]
     rows = [
         [
             r.model,
-            r.precision,
+            r.precision or "-",  # no image drawn
             str(r.images),
             str(r.failed),
             _number(r.warmup_seconds, 3),

@@ -460,7 +460,9 @@ class FolderBenchResult:
 
     Attributes:
         precision: what drew the images (:attr:`TimedUpscaler.precision`: ``uint8``,
-            ``fp16``..., ``uint8+fp32`` for a resampler given 8- and 16-bit images).
+            ``fp16``..., ``uint8+fp32`` for a resampler given 8- and 16-bit images);
+            None when no image was drawn (every one failed): what a resampler would run
+            at depends on the images it is given.
         images: images upscaled and written.
         failed: images that could not be read, upscaled or written.
         first_error: ``"<file>: <reason>"`` of the first failed image, ``None`` if none
@@ -489,7 +491,7 @@ class FolderBenchResult:
     family: str
     scale: int
     params: int
-    precision: str
+    precision: str | None
     images: int
     failed: int
     first_error: str | None
@@ -734,7 +736,7 @@ def _rate(amount: float, seconds: float) -> float | None:
 def _folder_result(
     desc: ModelDescriptor,
     ensemble: Ensemble,
-    precision: str,
+    precision: str | None,
     summary: Summary,
     seconds: list[float],
     model_seconds: float,
@@ -899,7 +901,7 @@ def bench_folder(
                 _folder_result(
                     desc,
                     ensemble,
-                    timed.precision or compute.precision,
+                    timed.precision,  # None: nothing drawn, so nothing to say
                     summary,
                     seconds,
                     model_seconds,
