@@ -257,6 +257,29 @@ def test_bench_ratio_text_stays_readable_for_fast_models() -> None:
     assert _ratio(0.293 / 63.508) == "1/217" and _ratio(0.117) == "0.12×"
 
 
+def test_photos_smaller_than_the_crop_are_said_to_be_scored_whole(photos: Path) -> None:
+    """--crop 512 on photos of about 100 px scored them whole without a word: a note says
+    how many, once, and --json names them.  130 px wide at --crop 100: cropped along its
+    width, whole along its height (98), so it is one of them too."""
+    code, out, err = invoke("eval", photos, "--crop", "512", "-m", "lanczos", "-q")
+    assert code == 0, err
+    note = " ".join(err.split())
+    assert note.count("photo(s) scored are smaller than --crop 512") == 1
+    assert "all 3 photo(s)" in note and "scored whole along it" in note
+    code, out, err = invoke("eval", photos, "--crop", "100", "-m", "lanczos", "-q", "--json")
+    assert code == 0, err
+    records = json_lines(out)
+    for record in records:
+        assert record["crop"] == 100
+        assert record["smaller_than_crop"] == ["photo0.png", "photo1.png", "photo2.png"]
+    assert "all 3 photo(s) scored are smaller than --crop 100" in " ".join(err.split())
+    code, out, err = invoke("eval", photos, "--crop", "96", "-m", "lanczos", "-q", "--json")
+    assert code == 0 and "smaller than" not in err, err
+    assert json_lines(out)[0]["smaller_than_crop"] == []
+    code, out, err = invoke("eval", photos, "-m", "lanczos", "-q", "--json")
+    assert json_lines(out)[0]["crop"] is None and "smaller than" not in err
+
+
 def test_resize_scores_a_x4_model_at_x2_as_outscale_would(photos: Path) -> None:
     bundled = Path(__file__).parents[1] / "models" / "pocketsr-compact-x4.safetensors"
     code, _, err = invoke("eval", photos, "-s", "2", "-m", bundled, "-q", "--limit", "1")

@@ -99,7 +99,8 @@ def eval_command(
             "--crop",
             metavar="N",
             min=32,
-            help="Score the centred N×N window of each photo (faster).",
+            help="Score the centred N×N window of each photo (faster); a photo smaller "
+            "than N on a side is scored whole along it (said once, under the results).",
         ),
     ] = None,
     resize: Annotated[
@@ -126,7 +127,8 @@ def eval_command(
             help="JSON Lines on stdout: one object per model, per-image scores under "
             "'images'; 'scale' is the factor the eval ran at (-s), 'model_scale' the "
             "model's own (a row resized from it, or a PCSR model drawing -s natively); "
-            "'not_scored' lists the files that failed or were skipped, with why.",
+            "'not_scored' lists the files that failed or were skipped, with why; "
+            "'smaller_than_crop' the photos scored whole along a side shorter than --crop.",
         ),
     ] = False,
     quiet: opt.QuietOpt = False,
@@ -192,6 +194,8 @@ def eval_command(
                 "degradation": report.degradation,
                 "scale": report.scale,  # the eval's factor; the model's own is model_scale
                 "device": report.device,
+                "crop": report.crop,
+                "smaller_than_crop": report.smaller_than_crop,  # scored whole along a side
                 **entry.to_dict(),
                 "not_scored": not_scored,
             }
@@ -206,6 +210,8 @@ def eval_command(
             no_wrap=["model"],
             title=title,
         )
+    if (note := report.crop_note()) is not None:  # said once, as bench says its note
+        _ui.warn(console, note)
     if report.failed:
         # As upscale: the others are scored, the failures (each had its line as it failed)
         # are listed again under the table, unless quiet or --json, and the run fails.

@@ -170,6 +170,9 @@ class EvalReport:
             they cannot be decoded, or need more memory than is available; the others
             are too small to score at this scale and crop.
         models: one entry per model, bicubic floor first unless asked for elsewhere.
+        crop: the side of the centred window scored (None: whole photos).
+        smaller_than_crop: the names in ``images`` of photos smaller than ``crop`` on a
+            side, scored whole along it (:meth:`crop_note`).
     """
 
     degradation: str
@@ -179,6 +182,21 @@ class EvalReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     models: list[ModelScore] = field(default_factory=list)
+    crop: int | None = None
+    smaller_than_crop: list[str] = field(default_factory=list)
+
+    def crop_note(self) -> str | None:
+        """One line for the user when some photos scored were smaller than the crop on a
+        side (scored whole along it, on fewer pixels than the others), else None."""
+        if self.crop is None or not self.smaller_than_crop:
+            return None
+        count, total = len(self.smaller_than_crop), len(self.images)
+        which = "all" if count == total else f"{count} of the"
+        return (
+            f"{which} {total} photo(s) scored are smaller than {CROP.given(self.crop)} on a "
+            f"side and were scored whole along it, on fewer pixels than a {self.crop}×"
+            f"{self.crop} window"
+        )
 
     def not_scored(self) -> list[dict[str, str | None]]:
         """JSON-ready, in order: one object per file in :attr:`skipped`, in the words of
@@ -495,7 +513,9 @@ def evaluate(
     resolved, scale = resolve_models(models, scale, spec, resize=resize)
 
     upscalers: list[Upscaler] = []
-    report = EvalReport(degradation=degradation, scale=scale, device=str(spec.device))
+    report = EvalReport(degradation=degradation, scale=scale, device=str(spec.device), crop=crop)
+    # The window a photo at least crop × crop gives, once cut to a multiple of the scale.
+    window = None if crop is None else crop - crop % scale
     for desc, added, native in resolved:
         for ensemble in [Ensemble()] if added else ensembles:
             upscaler = open_upscaler(
@@ -550,6 +570,8 @@ def evaluate(
             continue
         lr = degrade_eval(gt, degradation, seed=seed_for(path.name), scale=scale)
         report.images.append(path.name)
+        if window is not None and min(gt.shape[:2]) < window:
+            report.smaller_than_crop.append(path.name)
         for upscaler, entry, drew in zip(upscalers, report.models, ran, strict=True):
             start = time.perf_counter()
             out = upscaler.upscale(lr)
