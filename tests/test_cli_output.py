@@ -372,6 +372,33 @@ def test_a_command_without_json_says_a_usage_error_in_words_only(args: tuple[str
     assert "Error:" in err
 
 
+def test_every_json_line_of_every_command_says_what_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only upscale's lines (and error lines) carried "type": eval, bench, models
+    list/info/verify and doctor records had none, so a reader of mixed logs could not
+    tell them apart."""
+    monkeypatch.setenv("POCKETSR_HOME", str(tmp_path / "home"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(make_photo_like(64, 64, seed=1)).save(photos / "a.png")
+    commands = {
+        ("eval", str(photos), "-m", "lanczos", "-q"): "scores",
+        ("bench", "-m", "bicubic", "--size", "32x24", "--repeat", "1", "-q"): "timing",
+        ("bench", "--folder", str(photos), "-m", "bicubic", "-q"): "timing",
+        ("models", "list"): "model",
+        ("models", "info", "bicubic"): "model",
+        ("models", "verify", "pocketsr-compact-x2"): "verification",
+        ("doctor",): "doctor",
+    }
+    for args, kind in commands.items():
+        code, out, err = invoke(*args, "--json")
+        assert code == 0, (args, err)
+        records = [json.loads(line) for line in out.splitlines()]
+        assert records and {r["type"] for r in records} == {kind}, args
+        assert all(next(iter(r)) == "type" for r in records)  # first, as upscale has it
+
+
 # --- tables off a terminal -----------------------------------------------------------------------
 
 

@@ -648,8 +648,8 @@ def test_quiet_leaves_only_errors_and_warnings(
     ok = invoke("models", "verify", "-q")
     assert (ok.exit_code, ok.stdout, ok.stderr) == (0, "", "")
     assert json_lines(invoke("models", "verify", "blob", "-q", "--json")) == [
-        {"name": "blob", "status": "ok", "path": str(weights_path("blob", "blob.bin")),
-         "error": None}
+        {"type": "verification", "name": "blob", "status": "ok",
+         "path": str(weights_path("blob", "blob.bin")), "error": None}
     ]  # fmt: skip
     weights_path("blob", "blob.bin").write_bytes(bytes(reversed(BLOB)))
     user_models_dir().joinpath("broken.toml").write_text("name = [\n")

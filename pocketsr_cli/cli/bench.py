@@ -309,16 +309,23 @@ def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:
         }
     if isinstance(report, BenchReport):
         note = report.extrapolation_note()
+        said = [] if note is None else [note]
         return [
             {
+                "type": "timing",
                 **settings,
                 **result.to_dict(),
-                "warnings": [*result.warnings, *([] if note is None else [note])],
+                "warnings": [*result.warnings, *said],
             }
             for result in report.models
         ]
     return [
-        {**settings, **result.to_dict(), "warnings": [*report.warnings, *result.warnings]}
+        {
+            "type": "timing",
+            **settings,
+            **result.to_dict(),
+            "warnings": [*report.warnings, *result.warnings],
+        }
         for result in report.models
     ]
 

@@ -40,7 +40,7 @@ def doctor(
 
     report = collect()
     if json_lines:
-        _ui.emit_json(report.to_dict())
+        _ui.emit_json({"type": "doctor", **report.to_dict()})
         return
     _ui.print_pairs(_ui.make_report_console(), rows(report))
 

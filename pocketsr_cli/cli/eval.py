@@ -191,6 +191,7 @@ def eval_command(
         not_scored = report.not_scored()
         for entry in report.models:
             record = {
+                "type": "scores",  # every command's --json lines say what they are
                 "degradation": report.degradation,
                 "scale": report.scale,  # the eval's factor; the model's own is model_scale
                 "device": report.device,

@@ -75,10 +75,12 @@ ForceOpt = Annotated[
 ]
 
 
-def _emit(obj: dict[str, Any]) -> None:
+def _emit(kind: str, obj: dict[str, Any]) -> None:
+    """``obj`` as one ``--json`` line, led by its ``"type"`` (``model``, ``verification``),
+    as every command's lines are (``upscale``'s ``image``, ``summary``)."""
     from pocketsr_cli.cli import _ui
 
-    _ui.emit_json(obj)
+    _ui.emit_json({"type": kind, **obj})
 
 
 def _summary(spec: ModelSpec) -> dict[str, Any]:
@@ -129,7 +131,7 @@ def list_models(json_lines: opt.JsonOpt = False) -> None:
         _ui.warn(console, collision)
     if json_lines:
         for row in rows:
-            _emit(row)
+            _emit("model", row)
         return
     # The description stays in --json and `models info`: the table must fit 80 columns.
     report = _ui.make_report_console()
@@ -237,7 +239,7 @@ def info(
         "overlap_derived": overlap_derived,  # an estimate, not measured; None: no overlap
     }
     if json_lines:
-        _emit(details)
+        _emit("model", details)
         return
     pairs = [
         (key, _shown(value))
@@ -520,7 +522,8 @@ def verify(
         for status, path, why in checks:
             if json_lines:
                 on_disk = None if path is None else str(path)
-                _emit({"name": spec.name, "status": status, "path": on_disk, "error": why})
+                record = {"name": spec.name, "status": status, "path": on_disk, "error": why}
+                _emit("verification", record)
             elif not (quiet and status in ("ok", "no weights")):
                 said = status if why is None else f"{status}: {why}"
                 _ui.say(report, f"{spec.name}: {said}" + ("" if path is None else f"  {path}"))
@@ -766,7 +769,8 @@ def _report_import(done: Imported, json_lines: bool, *, quiet: bool) -> None:
     console = _ui.make_console()
     if json_lines:
         not_removed = [{"path": str(path), "error": why} for path, why in done.not_removed]
-        _emit({**_summary(spec), "manifest": str(spec.path), "not_removed": not_removed})
+        record = {**_summary(spec), "manifest": str(spec.path), "not_removed": not_removed}
+        _emit("model", record)
     elif not quiet:
         params = "-" if spec.meta.params is None else f"{spec.meta.params:,}"
         _ui.say(
