@@ -145,7 +145,7 @@ def test_eval_limit_counts_scored_images_not_unreadable_files(photos: Path, tmp_
     (record,) = json_lines(out)
     assert [i["image"] for i in record["images"]] == ["photo0.png"]
     assert "failed  a-broken.png" in err and "z-broken.png" not in err
-    assert [f["image"] for f in record["not_scored"]] == ["a-broken.png"]
+    assert [f["input"] for f in record["not_scored"]] == [str(folder / "a-broken.png")]
 
     steps: list[tuple[int, int]] = []
     paths = collect_images(folder)
@@ -470,7 +470,7 @@ def test_a_folder_of_images_too_small_to_score_says_why(tmp_path: Path) -> None:
     code, out, err = invoke("eval", tmp_path, "-m", "bicubic")
     text = " ".join(err.split())
     assert code == 1 and out == "" and "error (failed)" in text
-    assert "none of the 3 file(s)" in text and "(first, two.png: cannot read it" in text
+    assert "none of the 3 file(s)" in text and "(first, two.png: not a recognised image" in text
 
 
 def test_a_photo_that_cannot_be_read_fails_the_run_after_the_others_are_scored(
@@ -490,7 +490,7 @@ def test_a_photo_that_cannot_be_read_fails_the_run_after_the_others_are_scored(
     message = " ".join(err.split())
     assert code == 1, err
     assert "bicubic" in out and "1 photo(s)" in out  # the table is still printed
-    assert "failed c-broken.png: cannot read it" in message
+    assert "failed c-broken.png: not a recognised image" in message
     assert "skipped b-small.png: too small to score" in message
 
     code, out, err = invoke("eval", tmp_path, "-m", "bicubic", "--json", "-q")
@@ -498,10 +498,13 @@ def test_a_photo_that_cannot_be_read_fails_the_run_after_the_others_are_scored(
     (record,) = json_lines(out)
     assert record["count"] == 1
     small, broken = record["not_scored"]
-    assert small["image"] == "b-small.png" and small["status"] == "skipped"
+    # As upscale --json and bench --folder's failures: the path as given, upscale's words
+    # (they were "image": "c-broken.png", "error": "cannot read it: not a recognised ...")
+    assert "image" not in small and "image" not in broken
+    assert small["input"] == str(tmp_path / "b-small.png") and small["status"] == "skipped"
     assert small["error"] is None and small["reason"].startswith("too small to score")
-    assert broken["image"] == "c-broken.png" and broken["status"] == "failed"
-    assert broken["reason"] is None and broken["error"].startswith("cannot read it")
+    assert broken["input"] == str(tmp_path / "c-broken.png") and broken["status"] == "failed"
+    assert broken["reason"] is None and broken["error"].startswith("not a recognised image")
 
 
 def test_a_failed_photo_is_shown_as_upscale_shows_a_failed_input(
@@ -519,7 +522,7 @@ def test_a_failed_photo_is_shown_as_upscale_shows_a_failed_input(
         lines = err.splitlines()
         assert not [line for line in lines if line.startswith("warning:")], err
         failed = [line for line in lines if line.startswith("failed  b-broken.png: ")]
-        assert len(failed) == 1 and "cannot read it: file is truncated" in failed[0], err
+        assert len(failed) == 1 and "b-broken.png: file is truncated" in failed[0], err
         summary = [line for line in lines if line.startswith("failed: b-broken.png: ")]
         assert len(summary) == (0 if quiet else 1), err
 

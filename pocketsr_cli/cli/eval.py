@@ -127,7 +127,8 @@ def eval_command(
             help="JSON Lines on stdout: one object per model, per-image scores under "
             "'images'; 'scale' is the factor the eval ran at (-s), 'model_scale' the "
             "model's own (a row resized from it, or a PCSR model drawing -s natively); "
-            "'not_scored' lists the files that failed or were skipped, with why; "
+            "'not_scored' lists the files that failed or were skipped (input, status, "
+            "error or reason), as upscale --json reports an input; "
             "'smaller_than_crop' the photos scored whole along a side shorter than --crop.",
         ),
     ] = False,

@@ -173,6 +173,7 @@ class EvalReport:
         crop: the side of the centred window scored (None: whole photos).
         smaller_than_crop: the names in ``images`` of photos smaller than ``crop`` on a
             side, scored whole along it (:meth:`crop_note`).
+        inputs: the path as given of each name in ``skipped`` (:meth:`not_scored`).
     """
 
     degradation: str
@@ -184,6 +185,7 @@ class EvalReport:
     models: list[ModelScore] = field(default_factory=list)
     crop: int | None = None
     smaller_than_crop: list[str] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)
 
     def crop_note(self) -> str | None:
         """One line for the user when some photos scored were smaller than the crop on a
@@ -200,13 +202,14 @@ class EvalReport:
 
     def not_scored(self) -> list[dict[str, str | None]]:
         """JSON-ready, in order: one object per file in :attr:`skipped`, in the words of
-        ``pocketsr upscale --json``'s per-input objects: ``image`` (its name), ``status``
-        (``failed`` or ``skipped``), and why, as ``error`` when it failed and ``reason``
-        when it was skipped (the other ``None``)."""
+        ``pocketsr upscale --json``'s per-input objects (and ``bench --folder``'s
+        ``failures``): ``input`` (its path as given), ``status`` (``failed`` or
+        ``skipped``), and why, as ``error`` when it failed and ``reason`` when it was
+        skipped (the other ``None``)."""
         failed = set(self.failed)
         return [
             {
-                "image": name,
+                "input": self.inputs.get(name, name),
                 "status": "failed" if name in failed else "skipped",
                 "error": why if name in failed else None,
                 "reason": None if name in failed else why,
@@ -554,7 +557,7 @@ def evaluate(
             try:
                 gt = ground_truth(path, scale, crop)
             except ImageReadError as exc:
-                reason, failed = f"cannot read it: {exc}", True
+                reason, failed = str(exc), True  # as upscale says it
             else:
                 if min(gt.shape[:2]) < MIN_LATTICE_SIDE:
                     reason = _too_small(path, gt, scale, crop)
@@ -632,6 +635,7 @@ def _skip(
     """Record ``path`` as not scored: failed when ``fail`` is given (and told of it),
     else skipped (and ``warn`` told)."""
     report.skipped.append((path.name, reason))
+    report.inputs[path.name] = str(path)
     if fail is not None:
         report.failed.append(path.name)
         fail(path.name, reason)
