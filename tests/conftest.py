@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +19,18 @@ REPO = Path(__file__).resolve().parents[1]
 def pytest_configure(config: pytest.Config) -> None:
     """Python's own SIGINT handler, as in a terminal, also where the suite was started in
     the background (``cmd &`` in a script starts it with SIGINT ignored, which the
-    trainers' Ctrl-C handling then rightly leaves alone, and its tests could not press)."""
+    trainers' Ctrl-C handling then rightly leaves alone, and its tests could not press).
+
+    And a pocketsr home of the suite's own (``POCKETSR_HOME``, inherited by the commands
+    tests start): the models a developer imported, downloaded or pinned must not change
+    what a test sees (the names an unknown model's message lists, a model that resolves),
+    nor may a test write into that developer's cache.  Tests that need a home of their
+    own still set one (``_zoo.use_home``)."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    home = Path(tempfile.mkdtemp(prefix="pocketsr-tests-home-"))
+    os.environ["POCKETSR_HOME"] = str(home)
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
 
 
 @pytest.fixture
