@@ -236,7 +236,11 @@ def test_encoding_leaves_the_gil_to_other_threads() -> None:
         if ours < 0.25:
             break
     pillows = gil_held_share(pillow_jpeg, pixels)
-    assert ours < 0.25, f"a waiting thread was late {ours:.0%} of the time (Pillow: {pillows:.0%})"
+    # On a loaded machine both are late more often; the control tells load from a held
+    # GIL: this encoder must then be late less than half as often as Pillow.
+    assert ours < 0.25 or ours < pillows / 2, (
+        f"a waiting thread was late {ours:.0%} of the time (Pillow: {pillows:.0%})"
+    )
     if pillows < 0.5:
         pytest.skip(f"this Pillow held the GIL only {pillows:.0%} of its encode: no control")
 
