@@ -59,7 +59,10 @@ def test_eval_json_has_one_object_per_model_with_per_image_scores(photos: Path) 
     for r in records:
         assert r["degradation"] == "bicubic" and r["scale"] == 4 and r["count"] == 3
         assert METRIC_KEYS | {"seconds_per_image", "params", "device"} <= r.keys()
-        assert [i["image"] for i in r["images"]] == ["photo0.png", "photo1.png", "photo2.png"]
+        names = ["photo0.png", "photo1.png", "photo2.png"]
+        assert [i["image"] for i in r["images"]] == names
+        # beside the file name, the path as given, as upscale --json names an input
+        assert [i["input"] for i in r["images"]] == [str(photos / n) for n in names]
         for image in r["images"]:
             assert METRIC_KEYS | {"seconds", "width", "height"} <= image.keys()
             assert 15 < image["psnr_y"] < 60 and 0 < image["ssim_y"] < 1
@@ -144,7 +147,8 @@ def test_eval_limit_counts_scored_images_not_unreadable_files(photos: Path, tmp_
     assert code == 1, err
     (record,) = json_lines(out)
     assert [i["image"] for i in record["images"]] == ["photo0.png"]
-    assert "failed  a-broken.png" in err and "z-broken.png" not in err
+    assert f"failed {folder / 'a-broken.png'}:" in " ".join(err.split())
+    assert "z-broken.png" not in err
     assert [f["input"] for f in record["not_scored"]] == [str(folder / "a-broken.png")]
 
     steps: list[tuple[int, int]] = []
@@ -490,7 +494,7 @@ def test_a_photo_that_cannot_be_read_fails_the_run_after_the_others_are_scored(
     message = " ".join(err.split())
     assert code == 1, err
     assert "bicubic" in out and "1 photo(s)" in out  # the table is still printed
-    assert "failed c-broken.png: not a recognised image" in message
+    assert f"failed {tmp_path / 'c-broken.png'}: not a recognised image" in message
     assert "skipped b-small.png: too small to score" in message
 
     code, out, err = invoke("eval", tmp_path, "-m", "bicubic", "--json", "-q")
@@ -508,23 +512,29 @@ def test_a_photo_that_cannot_be_read_fails_the_run_after_the_others_are_scored(
 
 
 def test_a_failed_photo_is_shown_as_upscale_shows_a_failed_input(
-    photos: Path, tmp_path: Path
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its line as it fails (``failed  NAME: why``, under -q too) and, without -q, again
-    under the table (``failed: NAME: why``), as upscale shows one; eval showed it as a
-    warning, twice, where a warning is work changed, not an input lost."""
-    save_opencv(tmp_path / "a-good.png", make_photo_like(64, 64, seed=1))
+    """Its line as it fails (``failed  PATH: why``, under -q too) and, without -q, again
+    under the table (``failed: PATH: why``), named by its path as given, as upscale and
+    bench --folder show one; eval showed it as a warning, twice, where a warning is work
+    changed, not an input lost, then by its bare file name (``failed  b-broken.png``)."""
+    monkeypatch.chdir(tmp_path)
+    Path("mixed").mkdir()
+    save_opencv(Path("mixed/a-good.png"), make_photo_like(64, 64, seed=1))
     png = (photos / "photo0.png").read_bytes()
-    (tmp_path / "b-broken.png").write_bytes(png[:100])  # truncated
-    for quiet in ((), ("-q",)):
-        code, out, err = invoke("eval", tmp_path, "-m", "bicubic", *quiet)
-        assert code == 1 and "1 photo(s)" in out, err
-        lines = err.splitlines()
-        assert not [line for line in lines if line.startswith("warning:")], err
-        failed = [line for line in lines if line.startswith("failed  b-broken.png: ")]
-        assert len(failed) == 1 and "b-broken.png: file is truncated" in failed[0], err
-        summary = [line for line in lines if line.startswith("failed: b-broken.png: ")]
-        assert len(summary) == (0 if quiet else 1), err
+    Path("mixed/b-broken.png").write_bytes(png[:100])  # truncated
+    for command in ("eval", "upscale"):
+        for quiet in ((), ("-q",)):
+            args = ("-o", "out", "--overwrite") if command == "upscale" else ()
+            code, out, err = invoke(command, "mixed", "-m", "bicubic", *args, *quiet)
+            assert code == 1, err
+            assert command == "upscale" or "1 photo(s)" in out, err
+            lines = err.splitlines()
+            assert not [line for line in lines if line.startswith("warning:")], err
+            failed = [line for line in lines if line.startswith("failed  mixed/b-broken.png: ")]
+            assert len(failed) == 1 and "b-broken.png: file is truncated" in failed[0], err
+            summary = [line for line in lines if line.startswith("failed: mixed/b-broken.png: ")]
+            assert len(summary) == (0 if quiet else 1), err
 
 
 def test_hidden_files_are_not_scored(tmp_path: Path) -> None:
@@ -706,7 +716,7 @@ def test_eval_skips_a_photo_too_large_for_the_memory_undecoded(
     assert code == 1, err  # the photo that does not fit fails, as in upscale
     assert [r["count"] for r in json_lines(out)] == [1, 1]
     message = " ".join(err.split())
-    assert "failed a_big.png: needs about" in message
+    assert f"failed {big_and_small / 'a_big.png'}: needs about" in message
     assert "to score 512×512 px, more than the 8 MiB available; not decoded" in message
     assert "--crop N scores an N×N window of it" in message
     assert reads == ["b_small.png"]

@@ -125,7 +125,8 @@ def eval_command(
         typer.Option(
             "--json",
             help="JSON Lines on stdout: one object per model, per-image scores under "
-            "'images'; 'scale' is the factor the eval ran at (-s), 'model_scale' the "
+            "'images' (each naming its photo by 'image', the file name, and 'input', the "
+            "path as given); 'scale' is the factor the eval ran at (-s), 'model_scale' the "
             "model's own (a row resized from it, or a PCSR model drawing -s natively); "
             "'not_scored' lists the files that failed or were skipped (input, status, "
             "error or reason), as upscale --json reports an input; "
@@ -178,7 +179,7 @@ def eval_command(
             limit=limit,
             on_progress=bar,
             on_warning=lambda message: _ui.warn(console, message),
-            on_failed=lambda name, why: _ui.failed(console, name, why),
+            on_failed=lambda given, why: _ui.failed(console, given, why),
         )
     if not report.images:
         # As upscale has it: files that failed (unreadable, too large) fail the run (1);
@@ -217,9 +218,11 @@ def eval_command(
     if report.failed:
         # As upscale: the others are scored, the failures (each had its line as it failed)
         # are listed again under the table, unless quiet or --json, and the run fails.
+        # Each named by its path as given, as upscale and bench --folder name them.
         if not (quiet or json_lines):
             why = dict(report.skipped)
-            _ui.failed_summary(console, [(name, why[name]) for name in report.failed])
+            failures = [(report.inputs[name], why[name]) for name in report.failed]
+            _ui.failed_summary(console, failures)
         raise typer.Exit(EXIT_FAILED)
 
 

@@ -76,7 +76,7 @@ WARM_UP_SIDE = 64  # LR pixels of the untimed first run of each model
 # (steps done, steps in all, what was just done): one step is one image through one model.
 ProgressCallback = Callable[[int, int, str], None]
 WarningCallback = Callable[[str], None]
-# (file name, why): a file that failed, as ``upscale`` fails an input.
+# (path as given, why): a file that failed, as ``upscale`` fails an input (and names it).
 FailureCallback = Callable[[str, str], None]
 
 
@@ -84,11 +84,14 @@ FailureCallback = Callable[[str, str], None]
 class ImageScore:
     """One model's result on one image.
 
-    ``width``/``height`` are those of the cropped ground truth (= the output); ``seconds``
-    is the upscale alone (no decoding, degrading or scoring).
+    ``image`` is the photo's file name (what the report's ``images`` list); ``input`` its
+    path as given (``str`` of the path :func:`evaluate` was handed, as ``upscale --json``
+    names an input).  ``width``/``height`` are those of the cropped ground truth (= the
+    output); ``seconds`` is the upscale alone (no decoding, degrading or scoring).
     """
 
     image: str
+    input: str
     model: str
     width: int
     height: int
@@ -490,8 +493,10 @@ def evaluate(
             reported and not counted.
         on_progress: called after each image × model step.
         on_warning: receives skipped files (``skipped NAME: why``) and the upscaler's
-            warnings; failed files too (``failed NAME: why``) when ``on_failed`` is None.
-        on_failed: receives ``(name, why)`` for each file that fails, as it fails.
+            warnings; failed files too (``failed PATH: why``) when ``on_failed`` is None.
+        on_failed: receives ``(path, why)`` for each file that fails, as it fails:
+            ``path`` as given (``str`` of its ``hr_paths`` entry), as ``upscale`` names a
+            failed input.
 
     Returns:
         The report; models whose every image was skipped have empty ``images``.
@@ -509,7 +514,7 @@ def evaluate(
             f"unknown degradation {degradation!r}; choose one of: {', '.join(EVAL_KINDS)}"
         )
     warn = on_warning or (lambda _message: None)
-    fail = on_failed or (lambda name, why: warn(f"failed {name}: {why}"))
+    fail = on_failed or (lambda given, why: warn(f"failed {given}: {why}"))
     if not ensembles:
         raise UsageError("evaluate needs at least one ensemble (Ensemble() is none)")
     ensembles = list(dict.fromkeys(ensembles))
@@ -586,6 +591,7 @@ def evaluate(
             entry.images.append(
                 ImageScore(
                     image=path.name,
+                    input=str(path),
                     model=entry.model,
                     width=int(gt.shape[1]),
                     height=int(gt.shape[0]),
@@ -632,12 +638,12 @@ def _skip(
     warn: WarningCallback | None,
     fail: FailureCallback | None,
 ) -> None:
-    """Record ``path`` as not scored: failed when ``fail`` is given (and told of it),
-    else skipped (and ``warn`` told)."""
+    """Record ``path`` as not scored: failed when ``fail`` is given (and told of it, by
+    its path as given), else skipped (and ``warn`` told)."""
     report.skipped.append((path.name, reason))
     report.inputs[path.name] = str(path)
     if fail is not None:
         report.failed.append(path.name)
-        fail(path.name, reason)
+        fail(str(path), reason)
     elif warn is not None:
         warn(f"skipped {path.name}: {reason}")
