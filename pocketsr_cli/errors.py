@@ -141,6 +141,14 @@ def unexpanded_home(path: Path | str) -> str | None:
     return f"the shell did not expand {prefix}: write it unquoted, or give {instead}"
 
 
+def home_hint(path: Path | str) -> str:
+    """`` (HINT)``, :func:`unexpanded_home`'s advice in brackets, to end a message saying
+    that ``path`` is not there (``log not found: ~/run.jsonl (the shell did not expand
+    ~: ...)``); ``""`` where it gives none."""
+    hint = unexpanded_home(path)
+    return f" ({hint})" if hint else ""
+
+
 def present_file(path: Path) -> bool:
     """Whether ``path`` is a regular file, its links followed: ``Path.is_file`` as
     :func:`present` answers ``Path.exists``, raising what says that ``path`` cannot even be

@@ -774,3 +774,33 @@ def test_a_folder_of_sub_folders_only_says_they_are_not_searched(tmp_path: Path)
         f"no image files in {tmp_path} (it has 1 sub-folder(s): they are not searched)" in message
     )
     assert "recursive" not in message and " -r" not in message
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ("eval", "~/photos", "-m", "bicubic"),
+            "error (usage): not a folder: ~/photos (the shell did not expand ~: write it "
+            "unquoted, or give $HOME/photos)",
+        ),
+        (
+            ("bench", "--folder", "~/photos", "-m", "bicubic"),
+            "error (usage): --folder not found: ~/photos (the shell did not expand ~: write it "
+            "unquoted, or give $HOME/photos)",
+        ),
+        (
+            ("eval", "~nobody/photos", "-m", "bicubic"),
+            "error (usage): not a folder: ~nobody/photos (the shell did not expand ~nobody: "
+            "write it unquoted, or give its full path)",
+        ),
+    ],
+)
+def test_a_quoted_tilde_left_by_the_shell_is_said_not_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], said: str
+) -> None:
+    """As upscale says it of its inputs: eval and bench --folder said only that the folder
+    was not there (or not a folder)."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke(*args)
+    assert (code, err) == (2, said + "\n")

@@ -489,3 +489,42 @@ def test_a_page_stopped_as_it_replaces_another_leaves_that_one_its_pictures(
     code, _, err = invoke("report", "run.jsonl", "-o", "review.html", "--embed")
     assert code == 0, err
     assert not folder.exists()  # the page written, the folder it no longer uses goes
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ("~/run.jsonl",),
+            "error (usage): log not found: ~/run.jsonl (the shell did not expand ~: write it "
+            "unquoted, or give $HOME/run.jsonl)",
+        ),
+        (
+            ("run.jsonl", "-o", "~/x.html"),
+            "error (usage): -o/--output ~/x.html would make a folder named ~ here: the shell "
+            "did not expand ~: write it unquoted, or give $HOME/x.html (or, for a folder named "
+            "~ here, $PWD/~/x.html)",
+        ),
+        (
+            ("run.jsonl", "-o", "~"),
+            "error (usage): -o/--output ~ would make a file named ~ here: the shell did not "
+            "expand ~: write it unquoted, or give $HOME (or, for a file named ~ here, $PWD/~)",
+        ),
+    ],
+)
+def test_a_quoted_tilde_left_by_the_shell_is_said_not_expanded(
+    shoot: Path, tmp_path: Path, args: tuple[str, ...], said: str
+) -> None:
+    """As upscale says it of its inputs and -o: the log was only "not found", and -o
+    '~/x.html' made a folder called ~ here (which 'rm -rf ~' would clear with the home)."""
+    code, out, _ = invoke("upscale", "shoot", "-o", "out", *FAST, "--json")
+    (tmp_path / "run.jsonl").write_text(out)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, _, err = invoke("report", *args)
+    assert (code, err) == (2, said + "\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no ~ made
+
+    (tmp_path / "~").mkdir()  # one that is there was made on purpose: written into
+    code, _, err = invoke("report", "run.jsonl", "-o", "~/x.html", "-q")
+    assert code == 0, err
+    assert (tmp_path / "~" / "x.html").is_file()

@@ -272,6 +272,33 @@ AdaptiveOpt = Annotated[
 # ------------------------------------------------------------- option values -> typed values
 
 
+def refuse_unexpanded_home(path: Path, option: str, *, folder: bool) -> None:
+    """Refuse an output ``path`` given as ``'~/out'``, which the shell left as typed
+    (``errors.unexpanded_home``), where no ``~`` is in the working folder: writing it would
+    make a folder called ``~`` there (and ``rm -rf ~``, to clear it away, would delete the
+    home folder).  One that is there was made on purpose, and is written into.  ``option``
+    names the option in the message (``-o/--output``); ``folder`` says whether ``path``
+    itself is a folder (upscale's ``-o``) rather than a file (report's page), for what a
+    bare ``~`` would make.
+
+    Raises:
+        UsageError: saying what to give instead.
+    """
+    import os
+
+    from pocketsr_cli.errors import UsageError, unexpanded_home
+
+    hint = unexpanded_home(path)
+    top = path.parts[0] if path.parts else ""
+    if hint is None or os.path.lexists(top):
+        return
+    made = "folder" if folder or len(path.parts) > 1 else "file"
+    raise UsageError(
+        f"{option} {path} would make a {made} named {top} here: {hint} (or, for a "
+        f"{made} named {top} here, $PWD/{path})"
+    )
+
+
 def path_argument(value: str) -> Path:
     """A path given on the command line; an empty one (``"$SRC"`` with ``SRC`` unset) is a
     usage error, not this folder, which is what ``Path("")`` would be (said in one line, as

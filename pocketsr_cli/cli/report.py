@@ -110,6 +110,8 @@ def report_command(
     from pocketsr_cli.errors import UsageError
     from pocketsr_cli.report import PageOptions, is_stream, is_terminal, load_log
 
+    if output is not None:  # refused before the log is read, as upscale refuses its -o
+        opt.refuse_unexpanded_home(output, "-o/--output", folder=False)
     path = None if log == STDIN else Path(log)
     # reading would wait for typing, as 'cat' does: a mistyped '-' shows nothing
     if path is None and sys.stdin is not None and sys.stdin.isatty():

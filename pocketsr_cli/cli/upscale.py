@@ -19,7 +19,7 @@ from pocketsr_cli.cli import _complete
 from pocketsr_cli.cli import _options as opt
 from pocketsr_cli.cli._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from pocketsr_cli.cli._help import examples
-from pocketsr_cli.errors import UsageError, unexpanded_home
+from pocketsr_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from pocketsr_cli.archs.pcsr import Routing
@@ -335,7 +335,7 @@ def upscale(
             "--suffix and --format change the name"
         )
     if output is not None:
-        _check_home_expanded(output)
+        opt.refuse_unexpanded_home(output, "-o/--output", folder=True)
     if output is not None and (ray_return_bytes or not use_ray):
         # Refused now rather than after every image has been upscaled for nothing; a Ray
         # cluster's actors write on their own file system, which this machine may not see.
@@ -613,24 +613,6 @@ def _pcsr_options(
         )
         return _Pcsr(routing=routing, note=note)
     return _Pcsr(native_sizes=True, routing=routing)
-
-
-def _check_home_expanded(output: Path) -> None:
-    """Refuse ``-o '~/out'``, which the shell left as typed, where no ``~`` is in the
-    working folder: the run would make a folder called ``~`` there (and ``rm -rf ~``, to
-    clear it away, would delete the home folder).  One that is there was made on purpose.
-
-    Raises:
-        UsageError: saying what to give instead.
-    """
-    hint = unexpanded_home(output)
-    top = output.parts[0]
-    if hint is None or os.path.lexists(top):
-        return
-    raise UsageError(
-        f"-o/--output {output} would make a folder named {top} here: {hint} (or, for a "
-        f"folder named {top} here, $PWD/{output})"
-    )
 
 
 def _worker_devices(text: str | None) -> list[str]:

@@ -62,7 +62,7 @@ import numpy.typing as npt
 
 from pocketsr_cli.descriptor import distinct_refs, named_apart, ref_key
 from pocketsr_cli.ensemble import Ensemble
-from pocketsr_cli.errors import PocketSRError, UsageError
+from pocketsr_cli.errors import PocketSRError, UsageError, home_hint
 from pocketsr_cli.evaluation.peakmem import PeakMemory
 from pocketsr_cli.factory import UpscalerSpec, open_upscaler
 from pocketsr_cli.pipeline import NullReporter
@@ -640,14 +640,15 @@ def folder_jobs(
     ``on_warning`` as ``upscale`` without ``-r`` tells them (``jobs.collect_jobs``).
 
     Raises:
-        UsageError: ``folder`` does not exist, is not a folder, or holds no image file.
+        UsageError: ``folder`` does not exist (``'~/photos'`` told that the shell left the
+            ``~``: ``errors.home_hint``), is not a folder, or holds no image file.
     """
     from pocketsr_cli.imageio import extension_for
     from pocketsr_cli.jobs import Naming, collect_jobs, nothing_found
     from pocketsr_cli.pipeline import planned_result
 
     if not folder.exists():
-        raise UsageError(f"{FOLDER} not found: {folder}")
+        raise UsageError(f"{FOLDER} not found: {folder}{home_hint(folder)}")
     if not folder.is_dir():
         raise UsageError(f"{FOLDER} is not a folder: {folder}")
     # Without a format the output names mirror the (unique) input names: no collisions.

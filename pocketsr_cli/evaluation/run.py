@@ -28,6 +28,7 @@ them).  Nothing here prints.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -39,7 +40,13 @@ import numpy.typing as npt
 
 from pocketsr_cli.descriptor import ModelDescriptor, distinct_refs, named_apart
 from pocketsr_cli.ensemble import Ensemble
-from pocketsr_cli.errors import ImageReadError, ModelError, NoVariantError, UsageError
+from pocketsr_cli.errors import (
+    ImageReadError,
+    ModelError,
+    NoVariantError,
+    UsageError,
+    home_hint,
+)
 from pocketsr_cli.evaluation.degrade import (
     EVAL_KINDS,
     EvalKind,
@@ -242,13 +249,16 @@ def collect_images(folder: Path, on_warning: WarningCallback | None = None) -> l
     has 1 sub-folder not scanned"), once there are images to score.
 
     Raises:
-        UsageError: ``folder`` is not a folder, or holds no image file.
+        UsageError: ``folder`` is not a folder (one that is not there and was given as
+            ``'~/photos'`` says that the shell did not expand the ``~``:
+            ``errors.home_hint``), or holds no image file.
     """
     from pocketsr_cli.imageio import is_image_path
     from pocketsr_cli.jobs import is_hidden, nothing_found, unscanned_note
 
     if not folder.is_dir():
-        raise UsageError(f"not a folder: {folder}")
+        hint = "" if os.path.lexists(folder) else home_hint(folder)
+        raise UsageError(f"not a folder: {folder}{hint}")
     paths = sorted(
         p for p in folder.iterdir() if not is_hidden(p.name) and p.is_file() and is_image_path(p)
     )

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from pocketsr_cli.errors import UsageError
+from pocketsr_cli.errors import UsageError, home_hint
 
 if TYPE_CHECKING:
     from pocketsr_cli.pipeline import Result, Summary
@@ -287,7 +287,7 @@ def _read_log(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise UsageError(f"log not found: {path}") from None
+        raise UsageError(f"log not found: {path}{home_hint(path)}") from None
     except IsADirectoryError:
         raise UsageError(f"{path} is a folder; give the file 'upscale --json' wrote") from None
     except OSError as exc:

@@ -23,9 +23,9 @@ from pocketsr_cli.errors import (
     ModelError,
     UnsafePickleError,
     first_line,
+    home_hint,
     present,
     present_file,
-    unexpanded_home,
     unreachable,
 )
 from pocketsr_cli.spelling import MODEL, on_command_line
@@ -69,8 +69,7 @@ def read_state_dict(path: Path, *, name: str | None = None) -> dict[str, torch.T
     if not found and path.is_dir():
         raise ModelError(f"{path} is a folder: {MODEL} takes a weights file or a model name")
     if not found:
-        hint = unexpanded_home(path)
-        raise ModelError(f"model file not found: {path}" + (f" ({hint})" if hint else ""))
+        raise ModelError(f"model file not found: {path}{home_hint(path)}")
     name = name or path.name
     safetensors = Path(name).suffix.lower() == ".safetensors"
     kind = "safetensors file" if safetensors else "PyTorch checkpoint or safetensors file"
