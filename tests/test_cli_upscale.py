@@ -1640,6 +1640,12 @@ def test_an_unknown_ensemble_mode_is_shown_as_typed(tmp_path: Path) -> None:
             "the shell did not expand ~nobody: write it unquoted, or give its full path (or, "
             "for a folder named ~nobody here, $PWD/~nobody/out)",
         ),
+        (
+            ("here.png", "-m", "lanczos", "-o", "out", "--report", "~/r.html"),
+            "error (usage): --report ~/r.html would make a folder named ~ here: the shell did "
+            "not expand ~: write it unquoted, or give $HOME/r.html (or, for a folder named ~ "
+            "here, $PWD/~/r.html)",
+        ),
     ],
 )
 def test_a_quoted_tilde_left_by_the_shell_is_said_not_expanded(

@@ -336,6 +336,8 @@ def upscale(
         )
     if output is not None:
         opt.refuse_unexpanded_home(output, "-o/--output", folder=True)
+    if report_page is not None:
+        opt.refuse_unexpanded_home(report_page, "--report", folder=False)
     if output is not None and (ray_return_bytes or not use_ray):
         # Refused now rather than after every image has been upscaled for nothing; a Ray
         # cluster's actors write on their own file system, which this machine may not see.
