@@ -463,7 +463,7 @@ def test_a_folder_of_images_too_small_to_score_says_why(tmp_path: Path) -> None:
     code, out, err = invoke("eval", tmp_path, "-m", "bicubic")
     text = " ".join(err.split())
     assert code == 2 and out == "" and "Traceback" not in err
-    assert "none of the 2 file(s)" in text and "one.png: too small to score" in text
+    assert "none of the 2 file(s)" in text and f"{tmp_path / 'one.png'}: too small to" in text
     assert "32×32" in text and "error (usage)" in text
     code, out, err = invoke("eval", tmp_path, "-m", "bicubic", "--json", "-q")
     (record,) = json_lines(out)
@@ -474,7 +474,8 @@ def test_a_folder_of_images_too_small_to_score_says_why(tmp_path: Path) -> None:
     code, out, err = invoke("eval", tmp_path, "-m", "bicubic")
     text = " ".join(err.split())
     assert code == 1 and out == "" and "error (failed)" in text
-    assert "none of the 3 file(s)" in text and "(first, two.png: not a recognised image" in text
+    assert "none of the 3 file(s)" in text
+    assert f"(first, {tmp_path / 'two.png'}: not a recognised image" in text
 
 
 def test_a_photo_that_cannot_be_read_fails_the_run_after_the_others_are_scored(
@@ -487,7 +488,8 @@ def test_a_photo_that_cannot_be_read_fails_the_run_after_the_others_are_scored(
     Image.new("RGB", (20, 20)).save(tmp_path / "b-small.png")
     code, out, err = invoke("eval", tmp_path, "-m", "bicubic")
     assert code == 0, err
-    assert "bicubic" in out and "skipped b-small.png: too small to score" in err
+    small = f"skipped {tmp_path / 'b-small.png'}: too small to score"
+    assert "bicubic" in out and small in " ".join(err.split())
 
     (tmp_path / "c-broken.png").write_bytes(b"not a PNG")
     code, out, err = invoke("eval", tmp_path, "-m", "bicubic")
@@ -495,7 +497,7 @@ def test_a_photo_that_cannot_be_read_fails_the_run_after_the_others_are_scored(
     assert code == 1, err
     assert "bicubic" in out and "1 photo(s)" in out  # the table is still printed
     assert f"failed {tmp_path / 'c-broken.png'}: not a recognised image" in message
-    assert "skipped b-small.png: too small to score" in message
+    assert small in message
 
     code, out, err = invoke("eval", tmp_path, "-m", "bicubic", "--json", "-q")
     assert code == 1, err
@@ -535,6 +537,37 @@ def test_a_failed_photo_is_shown_as_upscale_shows_a_failed_input(
             assert len(failed) == 1 and "b-broken.png: file is truncated" in failed[0], err
             summary = [line for line in lines if line.startswith("failed: mixed/b-broken.png: ")]
             assert len(summary) == (0 if quiet else 1), err
+
+
+def test_a_photo_skipped_or_not_scored_is_named_by_its_path_as_given(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a failed photo's line names it (``failed  mixed/b-broken.png``): the warning of
+    a photo too small to score and the error when no photo could be scored named only
+    the file name (``skipped tiny.png``, ``(first, broken.png: ...)``)."""
+    monkeypatch.chdir(tmp_path)
+    for folder in ("mixed", "small", "broken"):
+        Path(folder).mkdir()
+    save_opencv(Path("mixed/good.png"), make_photo_like(64, 64, seed=1))
+    Image.new("RGB", (20, 20)).save("mixed/tiny.png")
+    Image.new("RGB", (20, 20)).save("small/tiny.png")
+    Path("broken/broken.png").write_bytes((photos / "photo0.png").read_bytes()[:100])
+
+    code, out, err = invoke("eval", "mixed", "-m", "bicubic", "-q")
+    assert code == 0 and "1 photo(s)" in out, err
+    assert err.startswith("warning: skipped mixed/tiny.png: too small to score: 20×20"), err
+    code, out, err = invoke("eval", "small", "-m", "bicubic")
+    text = " ".join(err.split())
+    assert code == 2 and out == "" and "error (usage)" in text, err
+    assert "in small could be scored (first, small/tiny.png: too small to score" in text
+    code, out, err = invoke("eval", "broken", "-m", "bicubic")
+    text = " ".join(err.split())
+    assert code == 1 and out == "" and "error (failed)" in text, err
+    assert "in broken could be scored (first, broken/broken.png: file is truncated" in text
+    code, out, _ = invoke("eval", "broken", "-m", "bicubic", "--json", "-q")
+    (record,) = json_lines(out)
+    assert code == 1 and record["type"] == "error" and record["exit_code"] == 1
+    assert "(first, broken/broken.png: file is truncated" in record["message"]
 
 
 def test_hidden_files_are_not_scored(tmp_path: Path) -> None:

@@ -185,8 +185,17 @@ def eval_command(
         # As upscale has it: files that failed (unreadable, too large) fail the run (1);
         # a folder with nothing to work on (no image files, or, here, only photos too
         # small to score at this scale and crop) is a usage error (2).
+        # The first file that failed (else skipped), named by its path as given, as its
+        # own line named it.
         failed = set(report.failed)
-        first = next((f"{n}: {why}" for n, why in report.skipped if n in failed or not failed), "")
+        first = next(
+            (
+                f"{report.inputs.get(name, name)}: {why}"
+                for name, why in report.skipped
+                if name in failed or not failed
+            ),
+            "",
+        )
         message = f"none of the {len(paths)} file(s) in {hr_dir} could be scored (first, {first})"
         raise PocketSRError(message) if failed else UsageError(message)
     if json_lines:

@@ -502,8 +502,9 @@ def evaluate(
             that fail (unreadable, too large) or are skipped (too small) on the way are
             reported and not counted.
         on_progress: called after each image × model step.
-        on_warning: receives skipped files (``skipped NAME: why``) and the upscaler's
-            warnings; failed files too (``failed PATH: why``) when ``on_failed`` is None.
+        on_warning: receives skipped files (``skipped PATH: why``, ``PATH`` as given,
+            as failed ones are named) and the upscaler's warnings; failed files too
+            (``failed PATH: why``) when ``on_failed`` is None.
         on_failed: receives ``(path, why)`` for each file that fails, as it fails:
             ``path`` as given (``str`` of its ``hr_paths`` entry), as ``upscale`` names a
             failed input.
@@ -648,12 +649,12 @@ def _skip(
     warn: WarningCallback | None,
     fail: FailureCallback | None,
 ) -> None:
-    """Record ``path`` as not scored: failed when ``fail`` is given (and told of it, by
-    its path as given), else skipped (and ``warn`` told)."""
+    """Record ``path`` as not scored: failed when ``fail`` is given (and told of it),
+    else skipped (and ``warn`` told); either names it by its path as given."""
     report.skipped.append((path.name, reason))
     report.inputs[path.name] = str(path)
     if fail is not None:
         report.failed.append(path.name)
         fail(str(path), reason)
     elif warn is not None:
-        warn(f"skipped {path.name}: {reason}")
+        warn(f"skipped {path}: {reason}")
