@@ -35,7 +35,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from pocketsr_cli.atomicfile import folder_write_problem
+from pocketsr_cli.atomicfile import MadeFolders, folder_write_problem
 from pocketsr_cli.errors import ImageWriteError, UsageError
 from pocketsr_cli.imageio import temp_path_for, write_atomic
 from pocketsr_cli.report.cards import Sink, card, page_html, shown, url
@@ -198,7 +198,8 @@ def write_report(
     check_destination(page, run.paths(), files=not embed)
     shape = Shape(options.crop, options.crops, options.thumb, options.workers)
     folder = assets_dir(page)
-    missing = _missing_folders(page.parent)  # made here: removed again if the page is not
+    new_folders = MadeFolders()  # those the page goes in, made here: removed if it is not
+    new_folders.note(page.parent)
     sink = None
     written = False
     try:
@@ -230,31 +231,8 @@ def write_report(
         if sink is not None and sink.folder is not None and sink.folder.exists():
             shutil.rmtree(sink.folder, ignore_errors=True)
         if not written:  # failed or stopped: no empty folder of ours is left behind
-            _remove_empty(missing)
+            new_folders.remove_empty()
     return PageResult(page, None if embed else folder, total, count, notes)
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and the folders above it that do not exist yet, deepest first: what
-    writing the page would make."""
-    missing = []
-    while not folder.exists() and not folder.is_symlink() and folder.parent != folder:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove each of ``folders`` (deepest first: :func:`_missing_folders`) that is empty,
-    so that a page not written leaves no folder it made; a folder something else has put
-    a file in meanwhile is kept (``rmdir`` removes no other), and so are those above it."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return
 
 
 def _temp_dir(folder: Path) -> Path:
