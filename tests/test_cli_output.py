@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from _imagegen import make_photo_like
 from PIL import Image
 from rich.console import Console
@@ -370,6 +371,51 @@ def test_a_command_without_json_says_a_usage_error_in_words_only(args: tuple[str
     assert got == 2, err
     assert out == ""
     assert "Error:" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--bogus", "--glob", "--json"),  # Typer's parse error
+        ("-m", "", "--glob", "--json"),  # our own option parser's refusal
+        ("--bogus", "--", "--json"),  # an input named --json
+        ("-m", "--json", "--bogus"),
+    ],
+)
+def test_json_given_as_a_value_does_not_turn_usage_errors_into_json(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """'pocketsr upscale a.png --glob --json --bogus' answered in JSON: any "--json" on the
+    command line was taken for the flag, here the pattern of --glob."""
+    got, out, err = invoke("upscale", str(tmp_path / "a.png"), *args)
+    assert got == 2, err
+    assert out == ""
+    assert "--bogus" in err or "empty model name" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "given"),
+    [
+        (["a.png", "--json"], True),
+        (["--json", "a.png", "--glob", "*.png"], True),
+        (["a.png", "--glob", "--json"], False),
+        (["a.png", "--glob=--json"], False),
+        (["a.png", "--glob=x", "--json"], True),
+        (["a.png", "-m", "--json"], False),
+        (["a.png", "-mx", "--json"], True),
+        (["a.png", "-rm", "--json"], False),
+        (["a.png", "-rmx", "--json"], True),
+        (["a.png", "-rq", "--json"], True),
+        (["a.png", "--", "--json"], False),
+        (["a.png", "--suffix", "--", "--json"], True),
+        (["a.png", "--bogus", "--json"], True),
+    ],
+)
+def test_flag_given_reads_the_line_as_click_parses_it(args: list[str], given: bool) -> None:
+    from pocketsr_cli.cli._flags import flag_given
+
+    command = typer.main.get_command(app).get_command(None, "upscale")  # type: ignore[attr-defined]
+    assert flag_given(command, args, "--json") is given
 
 
 def test_every_json_line_of_every_command_says_what_it_is(

@@ -32,10 +32,8 @@ from pocketsr_cli.cli._errors import (
     handle_errors,
     ignore_stop_signals,
 )
-from pocketsr_cli.cli._help import Command, Group, examples
+from pocketsr_cli.cli._help import JSON_GIVEN, Command, Group, examples
 from pocketsr_cli.errors import UsageError
-
-_WANTS_JSON = "pocketsr.json"
 
 EXIT_CODES = (
     "Exit codes: 0 everything written or skipped, 1 some input failed, 2 usage error, "
@@ -48,14 +46,14 @@ EXIT_CODES = (
 class _App(Group):
     """The root command group: a usage error found while Typer parses a command's options
     (unknown option, value out of range, missing argument) also becomes the ``--json`` error
-    object on stdout when ``--json`` is on the command line and the command takes it
-    (:func:`_takes_json`).  Typer still prints the message on stderr and exits 2.  A value
-    refused by one of our own parsers (it raises the core's ``UsageError``: an empty
-    ``-m``) is said in one line, ``error (usage): ...``, as a command's own usage errors
-    are, not in Typer's usage box."""
+    object on stdout when the command takes ``--json`` (:func:`_takes_json`) and it is on the
+    command line as that flag, not as another option's value (``--glob --json``; noted by
+    ``_help.Command`` as it starts parsing).  Typer still prints the message on stderr and
+    exits 2.  A value refused by one of our own parsers (it raises the core's
+    ``UsageError``: an empty ``-m``) is said in one line, ``error (usage): ...``, as a
+    command's own usage errors are, not in Typer's usage box."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        ctx.meta[_WANTS_JSON] = "--json" in args
         try:
             return super().parse_args(ctx, args)
         except KeyboardInterrupt:
@@ -70,11 +68,11 @@ class _App(Group):
             from pocketsr_cli.cli import _ui
 
             _ui.error(_ui.make_console(), "usage", str(exc))
-            if ctx.meta.get(_WANTS_JSON):
+            if ctx.meta.get(JSON_GIVEN):
                 _ui.json_error("usage", str(exc), EXIT_USAGE)
             raise typer.Exit(EXIT_USAGE) from None
         except typer.TyperException as exc:
-            if ctx.meta.get(_WANTS_JSON) and _takes_json(exc):
+            if ctx.meta.get(JSON_GIVEN) and _takes_json(exc):
                 from pocketsr_cli.cli import _ui
 
                 kind = "usage" if exc.exit_code == EXIT_USAGE else "error"
@@ -86,7 +84,7 @@ def _takes_json(exc: typer.TyperException) -> bool:
     """Whether the command a parse error ``exc`` is about takes ``--json``: only such a
     command answers in JSON (``pocketsr report x.jsonl --json`` is an unknown option,
     said as any usage error is).  An error that names no command is taken to be about one
-    that does (the ``--json`` on the command line is then believed)."""
+    that does (the ``--json`` flag noted as the command's parse began is then believed)."""
     failed = getattr(exc, "ctx", None)
     if failed is None:
         return True

@@ -9,10 +9,14 @@ the command is invoked), so that ``eval``'s messages do not advise ``--outscale`
 only ``upscale`` takes.  Worker processes (``--devices``,
 ``--ray``) get the spelling pickled: :func:`flag_spelling` by name, a
 :class:`CommandSpelling` with its set of flags.
+
+:func:`flag_given` reads a command line as Click will parse it, for what must be known
+before (or despite) the parse: whether ``--json`` is on it (``_help.Command``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,3 +84,38 @@ class CommandSpelling:
     def offers(self, option: Option) -> bool:
         """Whether the command takes ``option`` (``spelling.offers``)."""
         return any(flag in self.flags for flag in FLAGS[option.name].split("/"))
+
+
+def flag_given(command: Any, args: Sequence[str], flag: str) -> bool:
+    """Whether ``args`` (a Typer ``command``'s own, after its name) hold ``flag`` (an option
+    taking no value) as Click parses them: not the value of an option that takes one
+    (``--glob --json`` gives ``--glob`` the pattern ``--json``), nor an argument after
+    ``--``.  Values are taken as Click takes them: the next ``nargs`` tokens after an
+    option alone (``--glob PATTERN``, ``-m NAME``), none after one given its value
+    (``--glob=PATTERN``, ``-mNAME``, ``-rmNAME``).  An option the command lacks is taken
+    to take no value; the whole line is read, although Click stops at the first error."""
+    values = {
+        opt: param.nargs
+        for param in command.params
+        if getattr(param, "param_type_name", "") == "option" and not (param.is_flag or param.count)
+        for opt in param.opts
+    }
+    skip = 0
+    for token in args:
+        if skip:
+            skip -= 1
+        elif token == "--":
+            return False
+        elif token == flag:
+            return True
+        elif len(token) < 2 or not token.startswith("-"):
+            continue  # an argument
+        elif token.partition("=")[0] in values:  # an option alone, or with "=VALUE"
+            skip = 0 if "=" in token else values[token]
+        elif not token.startswith("--"):  # short options run together: -rq, -rmNAME
+            for end, letter in enumerate(token[1:], start=2):
+                if f"-{letter}" in values:
+                    attached = end < len(token)  # the rest of the token is a value
+                    skip = values[f"-{letter}"] - attached
+                    break
+    return False

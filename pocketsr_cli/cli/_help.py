@@ -17,6 +17,10 @@ of the CLI is built with :class:`Command` or :class:`Group` instead, which rende
   cuts it to one row: "Show versions, devices (each GPU with its memory), the default..."),
   and so does a command's description in zsh's and fish's completions (Click cuts it at
   45 characters there: "Show versions, devices (each GPU with its...").
+
+:class:`Command` also notes, before Click parses a command's options, whether ``--json`` is
+among them as an option (:data:`JSON_GIVEN`), for the root group to answer a usage error
+found in the parse in JSON too (``cli._App``).
 """
 
 from __future__ import annotations
@@ -25,8 +29,12 @@ from typing import Any
 
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-from pocketsr_cli.cli._flags import CommandSpelling
+from pocketsr_cli.cli._flags import CommandSpelling, flag_given
 from pocketsr_cli.spelling import spelled
+
+JSON_GIVEN = "pocketsr.json"
+"""``ctx.meta`` key: whether the command line gives the command run the ``--json`` flag
+(not as another option's value: ``--glob --json``); set by :meth:`Command.parse_args`."""
 
 DEFAULT_MODEL_TOKEN = "@DEFAULT_MODEL@"
 """Stands for ``weights.resolve.DEFAULT_MODEL`` in help texts; replaced when help is shown."""
@@ -117,6 +125,10 @@ class Command(TyperCommand):
 
     def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
         return described(super().shell_complete(ctx, incomplete))
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta[JSON_GIVEN] = flag_given(self, args, "--json")
+        return list(super().parse_args(ctx, args))
 
     def invoke(self, ctx: Any) -> Any:
         # The core's messages name only this command's options (spelling.offers).
