@@ -318,6 +318,21 @@ def test_a_stream_in_a_code_page_escapes_what_it_cannot_encode(
     assert image["output"] == str(tmp_path / "o√" / "00.png") and summary["summary"]["ok"] == 1
 
 
+def test_log_lines_made_by_the_core_keep_a_name_on_one_line() -> None:
+    """Warnings, errors and plain lines (the report's "review page: PAGE") printed a name
+    holding a newline over two lines; an input's own lines escaped it (_ui.shown)."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, highlight=False, soft_wrap=True)
+    _ui.warn(console, "skipped a\nb/tiny.png: too small")
+    _ui.error(console, "usage", "not a folder: a\tb")
+    _ui.say(console, "review page: a\nb.html (1 card(s))")
+    assert buffer.getvalue().splitlines() == [
+        "warning: skipped a\\nb/tiny.png: too small",
+        "error (usage): not a folder: a\\tb",
+        "review page: a\\nb.html (1 card(s))",
+    ]
+
+
 def test_json_lines_outlive_a_stream_that_breaks() -> None:
     class Gone(io.StringIO):
         def write(self, text: str) -> int:

@@ -606,6 +606,25 @@ def test_sub_folders_left_out_are_warned_of_as_upscale_does_without_advising_r(
     assert collect_images(tmp_path / "2024", on_warning=warned.append) and warned == []
 
 
+def test_a_newline_in_a_folder_name_stays_escaped_on_its_line(tmp_path: Path) -> None:
+    """eval's warnings and errors printed a folder named 'a<newline>b' over two lines, where
+    upscale's lines for an input show it as 'a\\nb' (_ui.shown)."""
+    folder = tmp_path / "a\nb"
+    (folder / "sub").mkdir(parents=True)
+    save_opencv(folder / "photo.png", make_photo_like(64, 64, seed=1))
+    save_opencv(folder / "tiny.png", make_photo_like(16, 16, seed=2))
+    code, _, err = invoke("eval", folder, "-m", "bicubic", "-q")
+    assert code == 0, err
+    shown = f"{tmp_path}/a\\nb"
+    assert err.splitlines() == [
+        f"warning: {shown} has 1 sub-folder not scanned",
+        f"warning: skipped {shown}/tiny.png: too small to score: 16×16 px, 16×16 once "
+        "cropped to a multiple of 4; the scores need 32×32 at least",
+    ]
+    code, _, err = invoke("eval", tmp_path / "x\ny", "-m", "bicubic")
+    assert (code, err) == (2, f"error (usage): not a folder: {tmp_path}/x\\ny\n")
+
+
 def test_bench_runs_no_network_pass_before_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
     """The warm-up column is the first upscale's seconds (with --compile, the compiling):
     weighing a --size against the memory must not run the network (the tiler's probe

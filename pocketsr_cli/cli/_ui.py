@@ -40,7 +40,10 @@ File names are shown whatever bytes they hold.  A name that is not UTF-8 reaches
 with "surrogate" characters standing for its bytes (PEP 383), which no stream can encode
 strictly: JSON writes each as its ``\\udcXX`` escape (valid JSON, and ``os.fsencode`` of the
 decoded string gives the original bytes back), the log as ``\\xXX`` (:func:`shown`, which
-also escapes control characters, so a name holding a newline stays on its line).
+also escapes control characters, so a name holding a newline stays on its line).  Every
+line the log says is shown so, whole: an input's lines, and the warnings, errors and
+plain lines (:func:`warn`, :func:`error`, :func:`say`) whose messages the core makes with
+a path inside (``eval``'s "skipped DIR/tiny.png: ...", "input not found: DIR").
 """
 
 from __future__ import annotations
@@ -250,11 +253,13 @@ def json_error(kind: str, message: str, exit_code: int) -> None:
 
 
 def error(console: Console, label: str, message: str) -> None:
-    console.print(f"[bold red]error[/] ({label}): {escape(message)}")
+    """``error (label): message``, one line (:func:`shown`: a path in it may hold a newline)."""
+    console.print(f"[bold red]error[/] ({label}): {escape(shown(message))}")
 
 
 def warn(console: Console, message: str) -> None:
-    console.print(f"[yellow]warning:[/] {escape(message)}")
+    """``warning: message``, one line (:func:`shown`)."""
+    console.print(f"[yellow]warning:[/] {escape(shown(message))}")
 
 
 def failed(console: Console, name: object, message: object) -> None:
@@ -792,8 +797,8 @@ def print_pairs(console: Console, pairs: Sequence[tuple[str, str]]) -> None:
 
 
 def say(console: Console, message: str) -> None:
-    """One line of plain text (no markup is interpreted in ``message``)."""
-    console.print(escape(message))
+    """One line of plain text (no markup is interpreted in ``message``; :func:`shown`)."""
+    console.print(escape(shown(message)))
 
 
 class StepBar:
@@ -819,7 +824,10 @@ class StepBar:
     def __call__(self, done: int, total: int, label: str) -> None:
         if self.progress is not None and self.task is not None:
             self.progress.update(
-                self.task, completed=done, total=total, description=f"{self.label}: {label}"
+                self.task,
+                completed=done,
+                total=total,
+                description=f"{self.label}: {shown(label)}",
             )
 
     def __exit__(self, *exc_info: object) -> None:
