@@ -702,8 +702,8 @@ class Upscaler:
 
         An existing output whose record shows other settings, or that has none, is kept
         too (``skipped``, ``reason_code`` ``different-settings`` or ``unrecorded``); once
-        the loop has run to its end, ``on_warning`` is told how many were, as the command
-        line warns after its summary.
+        the loop has ended (run to its end, or closed), ``on_warning`` is told how many were,
+        as the command line warns after its summary.
 
         It runs the CLI's pipeline (:func:`pocketsr_cli.pipeline.stream`): the next image
         is decoded and the previous one encoded and written while the model upscales, and
@@ -789,7 +789,7 @@ class Upscaler:
 class FolderRun(Generator["Result", None, None]):
     """What :meth:`Upscaler.upscale_folder` returns: a generator of the run's results, in
     order (iterate it, ``close()`` it, as any generator), which holds the run's
-    :class:`~pocketsr_cli.pipeline.Summary` once it has run to its end
+    :class:`~pocketsr_cli.pipeline.Summary` once it has ended: run to its end, or closed
     (:attr:`summary`)."""
 
     def __init__(self, results: Generator[Result, None, None], reporter: _WarningsOnly) -> None:
@@ -801,9 +801,12 @@ class FolderRun(Generator["Result", None, None]):
         """The run's totals, as the command line's ``--json`` summary line gives them
         (``count("ok")``, ``seconds``, ``interrupted``, ``stopped``...), among them
         ``leftovers_removed``: the temporary files that killed runs had left in the output
-        folders and this run removed.  None until the loop has run to its end (after a
-        Ctrl-C too: set before ``KeyboardInterrupt`` is raised), and for good once the
-        generator is closed before its end."""
+        folders and this run removed.  None until the loop has ended: run to its end (after
+        a Ctrl-C too: set before ``KeyboardInterrupt`` is raised), or closed before it
+        (``close()``, ``contextlib.closing``), when it holds the totals of what was done,
+        the images written as the run wound down included (no result was yielded for
+        those), and ``closed`` is True.  Closed before its first result was asked for,
+        nothing ran: it stays None."""
         return self._reporter.summary
 
     def send(self, value: None) -> Result:

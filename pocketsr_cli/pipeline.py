@@ -410,7 +410,10 @@ class Summary:
     read-only disk (:attr:`Result.stops_run`: no other output could be written there, so
     the rest is not upscaled for nothing; the inputs not finished are ``skipped``,
     ``stopped``); ``dry_run`` for a dry run, whose results are ``planned`` (or
-    ``skipped``/``failed``), never ``ok``.  ``leftovers_removed`` counts the temporary
+    ``skipped``/``failed``), never ``ok``; ``closed`` when the caller closed the run's
+    generator before its end (:func:`stream`: the Python API's loop left early): the
+    totals are then of what was done, the images written as the run wound down included,
+    and the inputs not reached have no result.  ``leftovers_removed`` counts the temporary
     files that killed runs had left in the output folders and this run removed
     (``atomicfile.TempSweeper``; with ``--devices`` and ``--ray``, the driver's sweep:
     what a worker's own sweep finds later is not counted).
@@ -429,6 +432,7 @@ class Summary:
         self.interrupted = interrupted
         self.stopped: str | None = None
         self.dry_run = dry_run
+        self.closed = False
         self.leftovers_removed = 0
         self.counts: collections.Counter[Status] = collections.Counter()
         self.conflicts = 0
@@ -492,11 +496,12 @@ class Summary:
         """The totals, as ``FolderRun.summary`` prints in a REPL: ``Summary(ok=3,
         skipped=1, failed=0, seconds=0.41, interrupted=False, stopped=None,
         leftovers_removed=0)`` (``planned=N, dry_run=True`` for a dry run; ``conflicts``
-        where outputs made otherwise were kept)."""
+        where outputs made otherwise were kept; ``closed=True`` for a run closed early)."""
         statuses: tuple[Status, ...] = ("planned",) if self.dry_run else ("ok",)
         counts = [f"{s}={self.counts[s]}" for s in (*statuses, "skipped", "failed")]
         extra = [f"conflicts={self.conflicts}"] if self.conflicts else []
         extra += ["dry_run=True"] if self.dry_run else []
+        extra += ["closed=True"] if self.closed else []
         fields = [
             *counts,
             f"seconds={self.seconds:.2f}",
@@ -1663,9 +1668,21 @@ class _Run:
         Inference runs in the thread that advances this generator, and only while it does:
         between two results the upscaler is idle, while the reader and the writer go on.
         Closing it early is a stop without Ctrl-C: reading and inference stop, what was
-        already upscaled is written (:meth:`wind_down`), and nothing more is yielded.
+        already upscaled is written (:meth:`wind_down`), and nothing more is yielded; the
+        reporter is still handed the summary of what was done (``closed``), as at the end.
         """
         t0 = time.perf_counter()
+        try:
+            yield from self.results()
+        except GeneratorExit:  # closed early (and wound down): nothing more may be yielded
+            self.summary.closed = True
+        self.summary.seconds = time.perf_counter() - t0
+        self.summary.leftovers_removed = self.sweeper.removed
+        self.reporter.finished(self.summary)
+
+    def results(self) -> Iterator[Result]:
+        """:meth:`stream`'s results: the three stages, then those not finished after a
+        Ctrl-C or a full disk; the stages are wound down however it ends."""
         self.reporter.start(self.total)
         reader = _Stage("pocketsr-reader", self.read_all, self.stop)
         writer = _Stage("pocketsr-writer", self.write_all, self.stop)
@@ -1693,9 +1710,6 @@ class _Run:
                 self.summary.add(result)
                 self.reporter.image_finished(result)
                 yield result
-        self.summary.seconds = time.perf_counter() - t0
-        self.summary.leftovers_removed = self.sweeper.removed
-        self.reporter.finished(self.summary)
 
     def written_so_far(self, wait: float = 0.0) -> Iterator[Result]:
         """The results the writer has finished and :meth:`stream` has not yet yielded

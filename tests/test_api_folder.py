@@ -162,6 +162,27 @@ def test_leaving_the_loop_early_stops_the_run_cleanly(
             im.load()
 
 
+def test_a_run_closed_early_holds_the_totals_of_what_it_did(
+    up: pocketsr_cli.Upscaler, tmp_path: Path
+) -> None:
+    """``summary`` stayed None for good once the loop was left and the generator closed:
+    what was written (the first result, and what was in hand as it wound down) went
+    uncounted."""
+    photos(tmp_path / "in", count=5)
+    out = tmp_path / "out"
+    results = up.upscale_folder(tmp_path / "in", out)
+    assert next(results).status == "ok"
+    results.close()
+    summary = results.summary
+    assert summary is not None and summary.closed and not summary.interrupted
+    written = len(list(out.iterdir()))
+    assert summary.count("ok") == summary.total == written < 5
+    assert "closed=True" in repr(summary)
+    untouched = up.upscale_folder(tmp_path / "in", tmp_path / "out2")
+    untouched.close()  # before its first result: nothing ran
+    assert untouched.summary is None
+
+
 def test_a_generator_kept_in_a_variable_runs_on_until_it_is_closed(
     up: pocketsr_cli.Upscaler, tmp_path: Path
 ) -> None:
