@@ -108,6 +108,27 @@ def test_report_writes_pictures_beside_the_page_on_request(shoot: Path, tmp_path
     assert 'href="../shoot/p0.png"' in text and 'href="../out/p0.png"' in text
 
 
+def test_links_read_as_the_paths_they_open_from_a_log_of_absolute_paths(
+    shoot: Path, tmp_path: Path
+) -> None:
+    """A log of absolute paths gave each link the text '/tmp/.../out/p0.png' and the href
+    '../out/p0.png': the text now says what the link opens, relative to the page; a file
+    not found is still named as the log names it."""
+    code, out, err = invoke("upscale", shoot, "-o", tmp_path / "out", *FAST, "--json")
+    assert code == 1, err  # broken.jpg
+    assert str(tmp_path / "out" / "p0.png") in out  # the log's paths are absolute
+    (tmp_path / "run.jsonl").write_text(out)
+    (shoot / "p1.png").unlink()
+    code, _, err = invoke("report", "run.jsonl", "-o", "pages/r.html", "-q")
+    assert code == 0, err
+    text = (tmp_path / "pages" / "r.html").read_text()
+    links = re.findall(r'<a href="([^"#][^"]*)">([^<]*)</a>', text)
+    assert ("../shoot/p0.png", "../shoot/p0.png") in links
+    assert ("../out/p0.png", "../out/p0.png") in links
+    assert all(href == shown for href, shown in links), links
+    assert f"<dd>{tmp_path / 'shoot' / 'p1.png'}</dd>" in text  # not found: as logged
+
+
 def test_report_from_another_folder_finds_files_beside_the_log(
     shoot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -74,8 +74,14 @@ def _factor(entry: Entry, pictures: Pictures) -> str:
     return f" (×{f:.0f})" if abs(f - round(f)) < 1e-6 else f" (×{f:.3g})"
 
 
-def _link(path: Path, page: Path) -> str:
-    """``path`` as a URL relative to the page's folder (absolute where none exists).
+def _link(path: Path, page: Path) -> tuple[str, str]:
+    """``(href, text)`` of a link from ``page`` to ``path``: the path relative to the page's
+    folder, as a URL and as the text shown (the file URI and the absolute path where no
+    relative path exists: another drive on Windows).  The text is the place the link
+    opens, in the page's own terms, whether the log named the file by an absolute path or
+    relative to the folder the run was started in: a card reads ``out/a.png`` for the
+    ``out`` beside the page, true still when the page is moved with its folders, not
+    ``/home/me/shoot/out/a.png`` beside an ``href`` of ``out/a.png``.
 
     The link follows the folders as they were named, not where symbolic links lead
     (``photos/a.jpg`` for a ``photos`` that links to another disk, not
@@ -89,11 +95,12 @@ def _link(path: Path, page: Path) -> str:
     try:
         named = os.path.relpath(os.path.abspath(path), os.path.abspath(page.parent))
         if _same_file(folder / named, path):
-            return url(Path(named).as_posix())
-        rel = os.path.relpath(path.resolve(), folder)
+            rel = Path(named).as_posix()
+        else:
+            rel = Path(os.path.relpath(path.resolve(), folder)).as_posix()
     except ValueError:  # another drive (Windows)
-        return path.resolve().as_uri()
-    return url(Path(rel).as_posix())
+        return path.resolve().as_uri(), str(path.resolve())
+    return url(rel), rel
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -227,8 +234,11 @@ def _props(entry: Entry, pictures: Pictures, run: Run, page: Path) -> str:
         if not logged:
             continue
         found = run.resolve(logged)
-        text = _e(logged)
-        rows.append((label, f'<a href="{_e(_link(found, page))}">{text}</a>' if found else text))
+        if found is None:  # no file to link to: named as the log names it
+            rows.append((label, _e(logged)))
+            continue
+        href, text = _link(found, page)
+        rows.append((label, f'<a href="{_e(href)}">{_e(text)}</a>'))
     return (
         '<dl class="props">'
         + "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in rows)
