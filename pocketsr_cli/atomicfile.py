@@ -31,9 +31,13 @@ has been ended outright).  Only regular files named as
 :func:`temp_path_for` names them are considered: links, folders (``report``'s picture
 folders use these names too), FIFOs and devices are left alone.  The empty probe folder
 or file that :func:`folder_write_problem` makes and removes at once, left by a check killed
-in between, is removed by the next check in that folder, whatever the folder holds (models,
-a report, subfolders of outputs), and a probe folder also by the next check of a folder
-made in it since (:func:`_remove_stale_probes`).
+in between, is removed by the first check of that folder in a later process, whatever the
+folder holds (models, a report, subfolders of outputs), and a probe folder also by the
+first check of a folder made in it since (:func:`_remove_stale_probes`).  A process sweeps
+each folder's probes once (:func:`_sweep_probes_once`: a program writing file after file
+checks its folder each time), so one left by another process killed while this one runs
+waits for the next process, unless it is a probe file in an output folder: a run's sweep
+of temporary files takes it too (:func:`sweep_stale_temps`; both wait :data:`STALE_AFTER`).
 """
 
 from __future__ import annotations
