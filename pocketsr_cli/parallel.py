@@ -50,6 +50,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import itertools
 import os
 import signal
@@ -72,11 +73,13 @@ from pocketsr_cli.factory import NO_ENSEMBLE, UpscalerSpec
 from pocketsr_cli.hostmem import retain_freed_memory
 from pocketsr_cli.jobs import PLAN_AHEAD, Job
 from pocketsr_cli.pipeline import (
+    WORKER_PROCESSES,
     ImageWorker,
     NullReporter,
     Options,
     Reporter,
     Result,
+    Sharers,
     Summary,
     Variant,
     not_finished,
@@ -230,11 +233,13 @@ def _worker_main(
 # -- driver -------------------------------------------------------------------------------
 
 
-def _worker_options(options: Options, workers: int) -> Options:
+def _worker_options(options: Options, workers: int, among: Sharers = WORKER_PROCESSES) -> Options:
     """``options`` as each of ``workers`` workers (at least 1) runs with them: the images
     in flight on all workers share the host's memory, so each has its share of it
-    (``MemoryLimit.per_worker``), which its messages name as a share."""
-    return dataclasses.replace(options, memory_limit=options.memory_limit.per_worker(workers))
+    (``MemoryLimit.per_worker``), which its messages name as a share (of ``among``: the
+    workers, or a local cluster's Ray actors, ``ray_backend``)."""
+    limit = options.memory_limit.per_worker(workers, among)
+    return dataclasses.replace(options, memory_limit=limit)
 
 
 @contextlib.contextmanager
@@ -768,7 +773,8 @@ def run_parallel(
         assert variants is not None
         # planned within the memory each worker would have, as a run refuses an image
         planner = ImageWorker(variants, options, inputs=inputs)
-        return _dry_run(ahead, devices, planner, reporter, total, keep_results)
+        unused = functools.partial(_unused_devices, devices, dry_run=True)
+        return _dry_run(ahead, len(devices), unused, planner, reporter, total, keep_results)
     cpu_workers = sum(d == "cpu" for d in ahead.devices)
     if isinstance(factory, ModelSpec) and factory.cpu_threads is None and cpu_workers > 1:
         # CPU workers share the cores rather than each running as many threads as there are
@@ -797,7 +803,8 @@ def run_parallel(
 
 def _dry_run(
     ahead: _LookAhead,
-    devices: Sequence[str],
+    planned: int,
+    unused: Callable[[int], str],
     planner: ImageWorker,
     reporter: Reporter,
     total: int | None,
@@ -807,9 +814,10 @@ def _dry_run(
     of the driver's, its options a dry run's with a worker's share of the memory, as
     :func:`_worker_options` gives them) plans each job a worker would have had, in
     job order, and the jobs the look-ahead settled keep its answers (no output is looked
-    at twice).  The listed devices a run would start no worker for (it starts one per job
-    that needs one, while devices remain) are named in a warning, as a run names those it
-    started none for."""
+    at twice).  When fewer jobs need a worker than the ``planned`` workers (a run starts
+    one per job that needs one, while planned workers remain), ``unused(needed)`` is
+    warned of: the listed devices a run would start no worker for, as a run names those it
+    started none for (``ray_backend``: the actors it would not start)."""
     feed = JobFeed(
         ahead.jobs,
         reporter,
@@ -828,8 +836,8 @@ def _dry_run(
             needed += 1
             index, job = task
             feed.finish(index, planner.process(job, index))
-        if needed < len(devices):
-            reporter.warning(_unused_devices(devices, needed, dry_run=True))
+        if needed < planned:
+            reporter.warning(unused(needed))
     except KeyboardInterrupt:
         feed.summary.interrupted = True
     return feed.end(time.perf_counter() - t0)

@@ -123,6 +123,7 @@ from pocketsr_cli.spelling import (
     OVERWRITE,
     SCALE,
     TILE,
+    Option,
     offers,
 )
 
@@ -236,6 +237,20 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Sharers:
+    """Who share a run's memory limit when it is split (:meth:`MemoryLimit.per_worker`), as
+    its messages name them: ``noun`` (``workers``), and ``option``, the option that says how
+    many there are (``spelling.DEVICES``), which a refusal advises fewer of."""
+
+    noun: str
+    option: Option
+
+
+WORKER_PROCESSES = Sharers("workers", DEVICES)
+"""``--devices``' worker processes (``parallel``)."""
+
+
+@dataclass(frozen=True)
 class MemoryLimit:
     """The host memory the images a run has in flight may need together (its budget), and
     what a refusal names it as: the user's limit, a worker's share of it, or of the memory
@@ -255,24 +270,28 @@ class MemoryLimit:
         shared: the user's limit when ``bytes`` is one of ``workers`` (more than one)
             equal shares of it: messages then name the share and the limit it is a share
             of.  None: not shared.
+        among: who the ``workers`` are, as messages name them (``--devices``' worker
+            processes, or a local cluster's Ray actors: ``ray_backend``).
     """
 
     bytes: int | None = None
     source: str | None = None
     workers: int | None = None
     shared: int | None = None
+    among: Sharers = WORKER_PROCESSES
 
     def budget(self) -> int | None:
         """The bytes a run admits images within: ``bytes``, else the memory available now
         (``memory.host_available_bytes``); None: no limit given and none known."""
         return self.bytes or memory.host_available_bytes()
 
-    def per_worker(self, workers: int) -> MemoryLimit:
+    def per_worker(self, workers: int, among: Sharers = WORKER_PROCESSES) -> MemoryLimit:
         """This limit as each of ``workers`` worker processes (at least 1) runs with it
-        (``parallel``): the images in flight on all of them share the host's memory, so
-        each gets an equal share of the user's limit, or, with none given, of the host's
-        RAM, within what ``ulimit -v`` lets one process map (a limit every worker has for
-        itself, not a share of the driver's); ``bytes`` None when neither is known."""
+        (``parallel``; ``among`` names them, in messages): the images in flight on all of
+        them share the host's memory, so each gets an equal share of the user's limit,
+        or, with none given, of the host's RAM, within what ``ulimit -v`` lets one
+        process map (a limit every worker has for itself, not a share of the driver's);
+        ``bytes`` None when neither is known."""
         shares = max(1, workers)
         if self.bytes:
             shared = self.bytes if shares > 1 else None
@@ -281,29 +300,32 @@ class MemoryLimit:
                 self.source,
                 workers=shares if shared else None,
                 shared=shared,
+                among=among,
             )
         ram = memory.host_available_bytes(address_space=False)
         limit = memory.address_space_headroom_bytes()
         found = [v for v in (None if ram is None else ram // shares, limit) if v is not None]
-        return MemoryLimit(max(1, min(found)) if found else None, self.source, workers=shares)
+        return MemoryLimit(
+            max(1, min(found)) if found else None, self.source, workers=shares, among=among
+        )
 
     def allowance(self, budget: int, need: int) -> str:
         """What a refusal says an image's ``need`` is more than, ``budget`` being what the
         run admits images within (:meth:`budget`): ``the 1 KiB --max-memory allows``, ``the
         2 GiB of memory available``, ``the 2 GiB of memory each of the 4 workers may use``
-        or ``the 2 GiB share of the 8 GiB --max-memory each of the 4 workers may use``."""
+        or ``the 2 GiB share of the 8 GiB --max-memory each of the 4 workers may use``
+        (``Ray actors`` rather than ``workers`` as :attr:`among` names them)."""
         allowed = memory.describe_bytes(budget, apart_from=need)
         workers = self.workers or 0
+        who = f"each of the {workers} {self.among.noun}"
         source = self.source or MAX_MEMORY
         if self.shared is not None:  # the user's limit, split among the workers
             limit = memory.describe_bytes(self.shared)
-            return (
-                f"the {allowed} share of the {limit} {source} each of the {workers} workers may use"
-            )
+            return f"the {allowed} share of the {limit} {source} {who} may use"
         if not self.bytes or workers == 1:
             return f"the {allowed} of memory available"
         if workers:  # a share of what is available: no option of the user's to name
-            return f"the {allowed} of memory each of the {workers} workers may use"
+            return f"the {allowed} of memory {who} may use"
         return f"the {allowed} {source} allows"
 
 
@@ -1137,8 +1159,8 @@ class _Run:
             choices.append(f"a model of a smaller factor ({MODEL})")
         if offers(TILE):
             choices.append(str(TILE))
-        if workers > 1 and offers(DEVICES):
-            choices.append(f"fewer {DEVICES}")
+        if workers > 1 and offers(limit.among.option):
+            choices.append(f"fewer {limit.among.option}")
         allow = (
             f"allow more with {MAX_MEMORY} (or {memory.MAX_MEMORY_ENV}) if the machine has it"
             if offers(MAX_MEMORY)

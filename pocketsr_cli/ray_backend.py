@@ -1,7 +1,9 @@
 """One run on a Ray cluster: one actor per GPU (or per N CPU cores), fed one job at a time.
 
 ``pocketsr upscale --ray [ADDRESS]`` connects to a Ray cluster (``auto``, ``HOST:PORT``,
-``ray://HOST:PORT``), or starts a local one when no address is given, and runs the same
+``ray://HOST:PORT``), or starts a local one of its own when no address is given (neither
+``--ray-address`` nor ``RAY_ADDRESS``) or the address is ``local``
+(:attr:`RaySettings.local`), and runs the same
 per-image work as ``--devices`` (``pipeline.ImageWorker``: read, upscale, claim and write)
 in Ray actors, each loading the model once (``parallel.ModelSpec``).  Outputs, names,
 records, skips, atomic writes, ``--json`` lines and exit codes are those of a one-process
@@ -13,12 +15,19 @@ each loads the model and holds a GPU, so a run with fewer images than GPUs start
 and jobs whose outputs exist are settled by the driver (``ImageWorker.settled``, with the
 driver's own variants) before any actor is started for them.
 
-Memory: each actor admits images within the whole of the run's limit
-(``Options.memory_limit``: the user's ``--max-memory``, else the memory available in its own
-process when it starts), not a share of it as a ``--devices`` worker does
-(``MemoryLimit.per_worker``): actors may each have a machine of their own, and none is told
-how many share its machine.  A dry run, planned in the driver's process with the run's
-options, therefore judges each image against that same whole limit.
+Memory: on a local cluster the actors share this machine's memory, as ``--devices``
+workers do, and each admits images within its share of the run's limit
+(``Options.memory_limit``: the user's ``--max-memory``, else the memory available when
+the run starts), one share for each actor the run will start (``parallel._LookAhead``
+over the first jobs: never more than the actors planned, nor than the images that need
+one; :func:`actor_options`); a refusal names the share as the Ray actors' and advises
+fewer ``--ray-workers``.  The local cluster is started with the CPUs and GPUs pocketsr
+counts here (:func:`local_resources`), so that a dry run, which starts nothing, plans the
+same actors and judges each image against the same share.  On a cluster (an address
+given) each actor admits images within the whole of the limit (else the memory available
+in its own process when it starts): actors may each have a machine of their own, and
+none is told how many share its machine; a dry run, which contacts no cluster, judges
+each image against that same whole limit.
 
 Streaming: jobs are taken from an iterator (a folder still being walked) only as actors
 become free, one image in flight per actor, and no more than a window of results waits for
@@ -59,6 +68,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import shutil
 import signal
@@ -80,16 +90,45 @@ from pocketsr_cli.parallel import (
     ModelSpec,
     VariantFactory,
     WorkerFailed,
+    _dry_run,
+    _LookAhead,
+    _worker_options,
     remove_job_leftovers,
 )
-from pocketsr_cli.pipeline import ImageWorker, Options, Reporter, Result, Summary, Variant
-from pocketsr_cli.spelling import Spelling, keyword_spelling
+from pocketsr_cli.pipeline import (
+    ImageWorker,
+    Options,
+    Reporter,
+    Result,
+    Sharers,
+    Summary,
+    Variant,
+    run,
+)
+from pocketsr_cli.spelling import RAY_WORKERS, Spelling, keyword_spelling
 from pocketsr_cli.spelling import current as current_spelling
 from pocketsr_cli.spelling import use as use_spelling
 
-__all__ = ["INSTALL_HINT", "RaySettings", "import_ray", "run_ray"]
+__all__ = [
+    "INSTALL_HINT",
+    "ActorPlan",
+    "RaySettings",
+    "actor_options",
+    "import_ray",
+    "local_resources",
+    "plan_actors",
+    "run_ray",
+]
 
 INSTALL_HINT = "--ray needs Ray, which is not installed: pip install 'pocketsr[ray]'"
+
+ADDRESS_ENV = "RAY_ADDRESS"
+"""Ray's own variable for the cluster to connect to when no address is given."""
+LOCAL = "local"
+"""The address of a local cluster a run starts (``ray.init(address="local")``)."""
+
+RAY_ACTORS = Sharers("Ray actors", RAY_WORKERS)
+"""Who share the memory limit on a local cluster, as its messages name them."""
 
 
 def import_ray() -> ModuleType:
@@ -106,12 +145,15 @@ class RaySettings:
     """Where and how to run.
 
     Attributes:
-        address: the cluster to connect to; None starts a local one (``num_cpus`` CPUs,
-            default: all of this machine's).
+        address: the cluster to connect to; None: ``RAY_ADDRESS``'s, and without one a
+            local cluster, as with ``local`` (see :attr:`local`).
         cpus_per_worker: CPU cores per actor on a cluster without GPUs (its torch threads).
         workers: at most this many actors (None: one per GPU, or per ``cpus_per_worker``).
         return_bytes: the driver reads inputs and writes outputs (no shared file system).
-        num_cpus: CPUs of a local cluster this run starts.
+        num_cpus: CPUs of a local cluster this run starts (None: see
+            :func:`local_resources`).
+        num_gpus: GPUs of a local cluster this run starts (None: see
+            :func:`local_resources`).
     """
 
     address: str | None = None
@@ -119,6 +161,96 @@ class RaySettings:
     workers: int | None = None
     return_bytes: bool = False
     num_cpus: int | None = None
+    num_gpus: int | None = None
+
+    @property
+    def local(self) -> bool:
+        """Whether the run starts a local cluster of its own, on this machine, whose actors
+        share its memory: ``address`` is ``local``, or is None and ``RAY_ADDRESS`` (read
+        now) is unset, empty or ``local``.  Any other address (``auto`` included) is a
+        cluster, whose actors may each have a machine of their own."""
+        address = self.address if self.address is not None else os.environ.get(ADDRESS_ENV)
+        return not address or address.strip().lower() == LOCAL
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    """The actors a run starts at most (:func:`plan_actors`).
+
+    Attributes:
+        device: the device each runs on, as its images' results name it (``cuda:0``: the
+            one GPU Ray lets it see; or ``cpu``).
+        count: how many, at least 1.
+        gpus: GPUs each holds (0 or 1).
+        cpus: CPU cores each holds (on a cluster without GPUs, its torch threads).
+    """
+
+    device: str
+    count: int
+    gpus: int
+    cpus: int
+
+    @property
+    def resources(self) -> dict[str, float]:
+        """Ray's options for each actor (``num_gpus``, ``num_cpus``)."""
+        held = {"num_gpus": float(self.gpus)} if self.gpus else {}
+        return {**held, "num_cpus": float(self.cpus)}
+
+    @property
+    def each(self) -> str:
+        """What one actor is planned for: ``GPU``, ``1 CPU core``, ``2 CPU cores``."""
+        if self.gpus:
+            return "GPU"
+        return f"{self.cpus} CPU core{'s' * (self.cpus > 1)}"
+
+
+def plan_actors(total: dict[str, float], settings: RaySettings) -> ActorPlan:
+    """The actors a cluster with ``total`` resources (``ray.cluster_resources()``: ``GPU``
+    and ``CPU`` counts) gets: one per GPU, else one per ``settings.cpus_per_worker`` CPUs,
+    at most ``settings.workers``."""
+    gpus = int(total.get("GPU", 0))
+    if gpus:
+        # Ray shows each actor its one GPU alone (CUDA_VISIBLE_DEVICES), as cuda:0: the
+        # device its images' lines name, and so the run's first line
+        plan = ActorPlan("cuda:0", gpus, gpus=1, cpus=1)
+    else:
+        per = max(1, settings.cpus_per_worker)
+        plan = ActorPlan("cpu", max(1, int(total.get("CPU", 1)) // per), gpus=0, cpus=per)
+    if settings.workers is not None:
+        plan = dataclasses.replace(plan, count=min(plan.count, max(1, settings.workers)))
+    return plan
+
+
+def local_resources(settings: RaySettings) -> dict[str, float]:
+    """What a local cluster this run starts has (``ray.init``'s ``num_cpus`` and
+    ``num_gpus``), counted here so that a dry run, which starts none, plans the actors a
+    run would start (:func:`plan_actors`): ``settings.num_cpus``, else the CPU cores this
+    process may run on (its affinity: taskset, cpusets); ``settings.num_gpus``, else the
+    CUDA GPUs torch sees here (none without a CUDA build)."""
+    cpus = settings.num_cpus
+    if cpus is None:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # not on Linux
+            cpus = os.cpu_count() or 1
+    gpus = settings.num_gpus
+    if gpus is None:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    return {"CPU": float(max(1, cpus)), "GPU": float(max(0, gpus))}
+
+
+def actor_options(options: Options, settings: RaySettings, actors: int) -> Options:
+    """``options`` as each of ``actors`` actors runs with them (at least 1: those the run
+    starts).  On a local cluster (:attr:`RaySettings.local`) they share this machine's
+    memory, so each has its share of the limit, as a ``--devices`` worker has
+    (``parallel._worker_options``), named in its messages as the Ray actors' share, with
+    fewer ``--ray-workers`` among the advice.  On a cluster, ``options`` as they are: each
+    actor admits images within the whole limit (an actor may have a machine of its own)."""
+    if not settings.local:
+        return options
+    return _worker_options(options, actors, RAY_ACTORS)
 
 
 # -- actor -------------------------------------------------------------------------------
@@ -229,6 +361,7 @@ class _RayDriver:
         checker: ImageWorker | None,
         retries: int,
         keep_results: bool | None,
+        settle: Callable[[Job], Result | None] | None = None,
     ) -> None:
         self.ray = ray
         self.factory = factory
@@ -242,6 +375,7 @@ class _RayDriver:
         self.device = "cpu"
         self.resources: dict[str, float] = {}
         self.count = 0
+        self.planned: ActorPlan | None = None  # what :meth:`plan` was given
         self.unstarted = 0  # planned actors that no job has needed yet
         self.feed = JobFeed(
             jobs,
@@ -250,7 +384,7 @@ class _RayDriver:
             retries,
             keep_results=keep_results,
             dry_run=options.dry_run,
-            settle=None if checker is None else checker.settled,
+            settle=settle or (None if checker is None else checker.settled),
         )
         self.summary = self.feed.summary
         self.respawns_left = retries
@@ -259,26 +393,16 @@ class _RayDriver:
         self.remote = ray.remote(max_restarts=0, max_task_retries=0)(ImageActor)
 
     # -- actors
-    def plan(self) -> None:
-        """How many actors, on what: one per GPU, else one per ``cpus_per_worker`` CPUs."""
-        total = self.ray.cluster_resources()
-        gpus = int(total.get("GPU", 0))
-        if gpus:
-            # Ray shows each actor its one GPU alone (CUDA_VISIBLE_DEVICES), as cuda:0: the
-            # device its images' lines name, and so the run's first line
-            self.device, self.resources, count = "cuda:0", {"num_gpus": 1}, gpus
-            self.resources["num_cpus"] = 1
-        else:
-            per = max(1, self.settings.cpus_per_worker)
-            self.device, self.resources = "cpu", {"num_cpus": per}
-            count = max(1, int(total.get("CPU", 1)) // per)
-            if isinstance(self.factory, ModelSpec) and self.factory.cpu_threads is None:
-                self.factory = dataclasses.replace(self.factory, cpu_threads=per)
-        if self.settings.workers is not None:
-            count = min(count, max(1, self.settings.workers))
-        self.count = count
-        self.feed.window = _WINDOW * count
-        self.respawns_left *= count
+    def plan(self, actors: ActorPlan) -> None:
+        """Run on the actors ``actors`` plans (:func:`plan_actors`); a CPU actor's torch
+        threads are its cores."""
+        self.planned = actors
+        self.device, self.resources, self.count = actors.device, actors.resources, actors.count
+        spec = self.factory if isinstance(self.factory, ModelSpec) else None
+        if not actors.gpus and spec is not None and spec.cpu_threads is None:
+            self.factory = dataclasses.replace(spec, cpu_threads=actors.cpus)
+        self.feed.window = _WINDOW * self.count
+        self.respawns_left *= self.count
 
     def spawn(self) -> _Actor:
         self.serial += 1
@@ -292,9 +416,9 @@ class _RayDriver:
         )
         return _Actor(handle, f"actor {self.serial}", handle.ready.remote())
 
-    def start(self) -> None:
-        """Plan the actors; :meth:`grow` starts them as jobs need them."""
-        self.plan()
+    def start(self, actors: ActorPlan) -> None:
+        """Plan the actors (``actors``); :meth:`grow` starts them as jobs need them."""
+        self.plan(actors)
         self.unstarted = self.count
 
     def grow(self) -> None:
@@ -307,14 +431,8 @@ class _RayDriver:
             self.actors.append(self.spawn())
         if self.unstarted and self.feed.exhausted:
             used = self.count - self.unstarted
-            cores = int(self.resources.get("num_cpus", 1))
-            per = "GPU" if "num_gpus" in self.resources else f"{cores} CPU core{'s' * (cores > 1)}"
-            if used:
-                said = f"{used} of the {self.count} Ray actors planned (one per {per}) started"
-                why = "as many as the images to upscale needed"
-            else:
-                said, why = "no Ray actor was started", "no image needed upscaling"
-            self.reporter.warning(f"{said}, {why}")
+            assert self.planned is not None
+            self.reporter.warning(_unstarted_actors(self.planned, used))
             self.unstarted = 0
 
     # -- the loop
@@ -537,6 +655,19 @@ def _process_gone(pid: int) -> bool:
     return False
 
 
+def _unstarted_actors(actors: ActorPlan, used: int, *, dry_run: bool = False) -> str:
+    """The warning that only ``used`` of the actors ``actors`` plans were started (as many
+    as the images needed), or with ``dry_run`` would be."""
+    planned = f"{actors.count} Ray actors planned (one per {actors.each})"
+    if dry_run:
+        if used:
+            return f"{used} of the {planned} would start, as many as the images to upscale need"
+        return "no Ray actor would be started, no image needs upscaling"
+    if used:
+        return f"{used} of the {planned} started, as many as the images to upscale needed"
+    return "no Ray actor was started, no image needed upscaling"
+
+
 def _cause(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     for line in reversed(text):
@@ -574,15 +705,36 @@ def run_ray(
     the only one Ray lets it see; else ``cpu``), which this machine need not have, as
     :func:`parallel.run_parallel` calls its ``on_workers``: the CLI's first line.
 
+    Memory: on a local cluster (:attr:`RaySettings.local`; started with
+    :func:`local_resources`) each actor has its share of ``options.memory_limit``, one for
+    each actor the run will start, found from its first jobs as ``--devices`` finds its
+    workers (``parallel._LookAhead``); on a cluster each has the whole of it
+    (:func:`actor_options`).  A Ray already initialized by the caller is used as it is,
+    and taken for a local cluster or not by ``settings`` alone.
+
+    A dry run (``options.dry_run``) contacts no cluster and starts no actor: the driver
+    plans each job with ``variants`` (required), as :func:`pipeline.run` does, within the
+    memory each actor would have: on a local cluster, the share of each of the actors a
+    run would start (counted with :func:`local_resources`, which a run starts its cluster
+    with; those it would not start are said in a warning); on a cluster, the whole limit.
+    ``on_actors`` is not called.
+
     Raises:
         UsageError: Ray is not installed.
         WorkerFailed: an actor could not load the model, or every actor died.
+        ValueError: a dry run without ``variants``.
     """
     ray = import_ray()
     if inputs is None and isinstance(jobs, Sequence):
         inputs = [job.input for job in jobs if job.runs]
     if total is None and isinstance(jobs, Sequence):
         total = len(jobs)
+    if options.dry_run:
+        if variants is None:
+            raise ValueError("a Ray dry run plans the jobs with the driver's variants")
+        return _ray_dry_run(
+            jobs, variants, options, reporter, settings, total, inputs, keep_results
+        )
     if settings.return_bytes and variants is None:
         variants = factory("cpu", lambda message: None)
     # The driver settles the jobs whose outputs need no work (existing, made with these
@@ -595,9 +747,18 @@ def run_ray(
     try:
         if not ray.is_initialized():
             handlers = {n: signal.getsignal(n) for n in _STOP_SIGNALS}
+            # A local cluster of this run's own, with the resources a dry run counts too;
+            # else the address given, or RAY_ADDRESS's (Ray reads it)
+            where: dict[str, Any] = {"address": settings.address}
+            if settings.local:
+                here = local_resources(settings)
+                where = {
+                    "address": LOCAL,
+                    "num_cpus": int(here["CPU"]),
+                    "num_gpus": int(here["GPU"]),
+                }
             ray.init(
-                address=settings.address,
-                num_cpus=settings.num_cpus if settings.address is None else None,
+                **where,
                 include_dashboard=False,
                 log_to_driver=False,  # stdout is for --json lines
                 logging_level="error",
@@ -609,10 +770,26 @@ def run_ray(
             for number, handler in handlers.items():
                 if handler is not None:
                     signal.signal(number, handler)
+        # Asks the cluster and looks at the first jobs: a Ctrl-C here, before any image
+        # is out, is one in ray.init.
+        actors = plan_actors(ray.cluster_resources(), settings)
+        settle = None if checker is None else checker.settled
+        ahead = _LookAhead(jobs, [actors.device] * actors.count, settle)  # which will start
+        each = actor_options(options, settings, len(ahead.devices))
         driver = _RayDriver(
-            ray, jobs, factory, options, reporter, inputs, settings, checker, retries, keep_results
+            ray,
+            ahead.jobs,
+            factory,
+            each,
+            reporter,
+            inputs,
+            settings,
+            checker,
+            retries,
+            keep_results,
+            settle=None if settle is None else ahead.settle,
         )
-        driver.start()  # asks the cluster: a Ctrl-C here is one in ray.init, no image out
+        driver.start(actors)
         if on_actors is not None:
             on_actors(driver.device)
         reporter.start(total)
@@ -631,6 +808,30 @@ def run_ray(
     if checker is not None:  # the driver's sweep, which saw each folder first
         driver.feed.summary.leftovers_removed = checker.leftovers_removed
     return driver.feed.end(time.perf_counter() - t0)
+
+
+def _ray_dry_run(
+    jobs: Iterable[Job],
+    variants: Sequence[Variant],
+    options: Options,
+    reporter: Reporter,
+    settings: RaySettings,
+    total: int | None,
+    inputs: Sequence[Path] | None,
+    keep_results: bool | None,
+) -> Summary:
+    """:func:`run_ray`'s dry run: on a cluster, :func:`pipeline.run`'s (the whole limit);
+    on a local cluster, ``parallel``'s (``parallel._dry_run``), for the actors a run would
+    plan on this machine (:func:`local_resources`), each within its share."""
+    if not settings.local:
+        return run(jobs, variants, options, reporter, keep_results=keep_results)
+    actors = plan_actors(local_resources(settings), settings)
+    checker = ImageWorker(variants, options, inputs=inputs)
+    ahead = _LookAhead(jobs, [actors.device] * actors.count, checker.settled)
+    each = actor_options(options, settings, len(ahead.devices))
+    planner = ImageWorker(variants, each, inputs=inputs)
+    unused = functools.partial(_unstarted_actors, actors, dry_run=True)
+    return _dry_run(ahead, actors.count, unused, planner, reporter, total, keep_results)
 
 
 _STOP_SIGNALS = tuple(

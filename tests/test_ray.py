@@ -140,6 +140,211 @@ def test_the_first_line_names_what_the_clusters_actors_draw_with(
     assert lines[-1]["summary"]["device"] == f"{drawn_by} on Ray actors"
 
 
+class InProcessRay:
+    """A stand-in ``ray`` module whose actors live in this process, their methods run
+    when called: enough for :func:`run_ray` to run images end to end, fast.  ``inits``
+    records each ``ray.init``'s keywords; the cluster has the CPUs and GPUs the last one
+    gave (``resources`` when none did)."""
+
+    class RayActorError(Exception):
+        pass
+
+    class RayTaskError(Exception):
+        pass
+
+    def __init__(self, resources: dict[str, float] | None = None) -> None:
+        import types
+
+        self.inits: list[dict[str, Any]] = []
+        self.resources = dict(resources or {"CPU": 1.0})
+        self.exceptions = types.SimpleNamespace(
+            RayActorError=self.RayActorError, RayTaskError=self.RayTaskError
+        )
+
+    def module(self) -> Any:
+        import types
+
+        fake = types.ModuleType("ray")
+        for name in ("init", "is_initialized", "cluster_resources", "remote", "wait", "get"):
+            setattr(fake, name, getattr(self, name))
+        fake.kill = fake.shutdown = lambda *args: None  # type: ignore[attr-defined]
+        fake.exceptions = self.exceptions  # type: ignore[attr-defined]
+        return fake
+
+    def init(self, **kwargs: Any) -> None:
+        self.inits.append(kwargs)
+        if kwargs.get("address") == "local":
+            self.resources = {"CPU": float(kwargs["num_cpus"]), "GPU": float(kwargs["num_gpus"])}
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def cluster_resources(self) -> dict[str, float]:
+        return dict(self.resources)
+
+    def remote(self, **kwargs: Any) -> Callable[[type], Any]:
+        import types
+
+        def actor_class(cls: type) -> Any:
+            def start(*args: Any) -> Any:
+                instance = cls(*args)
+                return types.SimpleNamespace(
+                    **{
+                        name: types.SimpleNamespace(remote=getattr(instance, name))
+                        for name in ("ready", "process", "process_bytes")
+                    }
+                )
+
+            return types.SimpleNamespace(
+                options=lambda **resources: types.SimpleNamespace(remote=start)
+            )
+
+        return actor_class
+
+    @staticmethod
+    def wait(refs: list, num_returns: int = 1, timeout: float | None = None) -> tuple:
+        return refs[:num_returns], refs[num_returns:]
+
+    @staticmethod
+    def get(ref: Any) -> Any:
+        return ref  # a method's result, computed when it was called
+
+
+@pytest.fixture
+def two_local_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine as a local cluster sees it: 2 CPU cores, no GPU (whatever it has)."""
+    import torch
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+
+def test_a_local_run_starts_a_cluster_of_its_own_with_what_it_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, two_local_cores: None
+) -> None:
+    """Without an address, ``ray.init(address=None)`` joined whatever cluster Ray found
+    (``RAY_ADDRESS``, or the last one started on this machine) with the CPUs Ray counted;
+    now a run starts a local cluster of its own (``address="local"``) with the CPUs and
+    GPUs pocketsr counted, those a dry run plans its actors with.  An address, given or in
+    ``RAY_ADDRESS``, is a cluster's, joined as it is.  Fast: every output exists, so no
+    actor starts."""
+    src = folder(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    args = [src, "-o", out, "-m", "bicubic"]
+    code, _, err = upscale_json(*args)  # in one process: the outputs exist
+    assert code == 0, err
+    cases: list[tuple[dict[str, str], tuple[str, ...], dict[str, Any]]] = [
+        ({}, (), {"address": "local", "num_cpus": 2, "num_gpus": 0}),
+        ({"RAY_ADDRESS": "local"}, (), {"address": "local", "num_cpus": 2, "num_gpus": 0}),
+        ({}, ("--ray-address", "local"), {"address": "local", "num_cpus": 2, "num_gpus": 0}),
+        ({"RAY_ADDRESS": "head:6379"}, (), {"address": None}),  # Ray reads it itself
+        ({}, ("--ray-address", "auto"), {"address": "auto"}),
+    ]
+    for env, flags, expected in cases:
+        ray = InProcessRay()
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, "ray", ray.module())
+            for name, value in env.items():
+                patch.setenv(name, value)
+            code, lines, err = upscale_json(*args, "--ray", *flags)
+        assert code == 0, err
+        assert [x["reason_code"] for x in lines[:-1]] == ["exists", "exists"]
+        assert len(ray.inits) == 1, (env, flags)
+        said = {k: v for k, v in ray.inits[0].items() if k in ("address", "num_cpus", "num_gpus")}
+        assert said == expected, (env, flags)
+
+
+def test_local_actors_share_max_memory_as_devices_workers_do_and_a_dry_run_agrees(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, two_local_cores: None
+) -> None:
+    """On one machine (a local cluster) each of N actors admitted images within the whole
+    of ``--max-memory``, so N of them could hold N times it.  Now each has its share, one
+    for each actor the run starts (two images, two cores: two actors), as ``--devices``
+    workers do; the run's line names the share and advises fewer ``--ray-workers``, and
+    the dry run, which starts nothing, refuses with the same line.  One actor
+    (``--ray-workers 1``, or one image to upscale) has all of it, as has each actor on a
+    cluster (``--ray-address``), where actors may each have a machine of their own.  Fast:
+    the actors live in this process (:class:`InProcessRay`)."""
+    import torch
+
+    threads = torch.get_num_threads()  # an in-process CPU actor sets its own
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    src = folder(tmp_path / "in", 2)  # about 11 KiB each (x4, bicubic)
+    share = "the 8 KiB share of the 16 KiB --max-memory each of the 2 Ray actors may use"
+    for name, flags, status in [
+        ("local", (), "failed"),
+        ("one-actor", ("--ray-workers", "1"), "ok"),
+        ("cluster", ("--ray-address", "head:6379"), "ok"),
+    ]:
+        out = tmp_path / name
+        args = (src, "-o", out, "-m", "bicubic", "--max-memory", "16K", "--ray", *flags)
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, "ray", InProcessRay({"CPU": 2.0}).module())
+            code, planned, err = upscale_json(*args, "--dry-run")
+            assert code == (1 if status == "failed" else 0), err
+            assert not out.exists()
+            code, ran, err = upscale_json(*args)
+        assert code == (1 if status == "failed" else 0), err
+        assert [x["status"] for x in ran[:-1]] == [status, status], name
+        if status == "failed":
+            assert [x["status"] for x in planned[:-1]] == ["failed", "failed"]
+            assert all(share in x["error"] for x in ran[:-1]), ran
+            assert all("fewer --ray-workers" in x["error"] for x in ran[:-1]), ran
+            said = [x["error"].replace("; not decoded.", ".") for x in ran[:-1]]
+            assert [x["error"] for x in planned[:-1]] == [f"would be refused: {x}" for x in said]
+        else:
+            assert [x["status"] for x in planned[:-1]] == ["planned", "planned"]
+    # One image to upscale starts one of the two actors planned: it has all of the limit.
+    one = folder(tmp_path / "one", 1)
+    args = (one, "-o", tmp_path / "one-out", "-m", "bicubic", "--max-memory", "16K", "--ray")
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "ray", InProcessRay().module())
+        code, planned, err = upscale_json(*args, "--dry-run")
+        assert code == 0, err
+        assert [x["status"] for x in planned[:-1]] == ["planned"]
+        assert "1 of the 2 Ray actors planned (one per 1 CPU core) would start" in err, err
+        code, ran, err = upscale_json(*args)
+    assert code == 0, err
+    assert [x["status"] for x in ran[:-1]] == ["ok"]
+    assert "1 of the 2 Ray actors planned (one per 1 CPU core) started" in err, err
+    assert torch.get_num_threads() == threads
+
+
+def test_without_a_limit_local_actors_share_the_memory_available_and_a_dry_run_agrees(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, two_local_cores: None
+) -> None:
+    """With no --max-memory, a local run's actors (and its dry run, which judged each image
+    against all of the driver's memory) have each their share of the memory available,
+    as --devices workers do: a refusal says so, names no --max-memory the user never gave,
+    and advises fewer --ray-workers.  Fast: :class:`InProcessRay`."""
+    import torch
+
+    from pocketsr_cli import memory
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    # 16000 bytes available: 8 KiB an actor for two, less than the about 11 KiB needed.
+    monkeypatch.setattr(memory, "host_available_bytes", lambda address_space=True: 16000)
+    monkeypatch.setattr(memory, "address_space_headroom_bytes", lambda status=None: None)
+    monkeypatch.setitem(sys.modules, "ray", InProcessRay().module())
+    src = folder(tmp_path / "in", 2)
+    args = (src, "-o", tmp_path / "out", "-m", "bicubic", "--ray")
+    code, planned, err = upscale_json(*args, "--dry-run")
+    assert code == 1, err
+    code, ran, err = upscale_json(*args)
+    assert code == 1, err
+    share = "more than the 8 KiB of memory each of the 2 Ray actors may use; not decoded. "
+    for line in ran[:-1]:
+        assert line["status"] == "failed" and share in line["error"]
+        assert line["error"].endswith(
+            "Choose a smaller scale or size or --tile or fewer --ray-workers, or allow more "
+            "with --max-memory (or POCKETSR_MAX_MEMORY) if the machine has it"
+        )
+    said = ["would be refused: " + x["error"].replace("; not decoded.", ".") for x in ran[:-1]]
+    assert [line["error"] for line in planned[:-1]] == said
+
+
 # --- on a local cluster -------------------------------------------------------------------
 
 
@@ -281,18 +486,18 @@ def test_an_actor_killed_mid_image_has_it_retried_and_each_output_written_once(
 
 
 @pytest.mark.slow
-def test_a_dry_run_judges_each_image_against_the_limit_each_actor_has(
-    cluster: object, tmp_path: Path
+def test_a_dry_run_judges_each_image_against_the_share_each_local_actor_has(
+    cluster: object, tmp_path: Path, two_local_cores: None
 ) -> None:
-    """Ray actors do not share --max-memory as --devices workers do: each admits images
-    within the whole of it (or of the memory available where it runs), since actors may
-    each have a machine of their own.  ``--ray --dry-run``, which plans in this process,
-    judges each image against that same whole limit: one over it fails in both, with the
-    run's line (said as what a run would do); one within it, though over the share two
-    actors would have, is planned and written."""
+    """Ray actors on one machine (a local cluster) share --max-memory as --devices
+    workers do: each admits images within its share, one for each of the actors the run
+    starts (two images, two CPUs: two).  ``--ray --dry-run``, which plans in this process
+    for the actors a run would start on this machine, judges each image against that same
+    share: one over it fails in both, with the run's line (said as what a run would do);
+    one within it is planned and written."""
     src = folder(tmp_path / "in", 2)  # about 11 KiB each (x4, bicubic)
     flags = ("-m", "bicubic", "--ray", "--ray-cpus-per-worker", "1")  # two actors
-    for limit, status in [("8K", "failed"), ("16K", "ok")]:  # 16 KiB: 8 KiB an actor if shared
+    for limit, status in [("16K", "failed"), ("32K", "ok")]:  # 8 KiB, 16 KiB an actor
         out = tmp_path / limit
         args = (src, "-o", out, *flags, "--max-memory", limit)
         code, planned, err = upscale_json(*args, "--dry-run")
@@ -303,7 +508,8 @@ def test_a_dry_run_judges_each_image_against_the_limit_each_actor_has(
         assert [x["status"] for x in ran[:-1]] == [status, status]
         if status == "failed":
             assert [x["status"] for x in planned[:-1]] == ["failed", "failed"]
-            assert all("the 8 KiB --max-memory allows" in x["error"] for x in ran[:-1])
+            share = "the 8 KiB share of the 16 KiB --max-memory each of the 2 Ray actors may use"
+            assert all(share in x["error"] for x in ran[:-1]), ran
             said = [x["error"].replace("; not decoded.", ".") for x in ran[:-1]]
             assert [x["error"] for x in planned[:-1]] == [f"would be refused: {x}" for x in said]
         else:

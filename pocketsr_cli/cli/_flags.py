@@ -47,6 +47,7 @@ FLAGS: dict[str, str] = {
     "pcsr_k": "--pcsr-k",
     "precision": "--precision",
     "quality": "--quality",
+    "ray_workers": "--ray-workers",
     "recursive": "-r/--recursive",
     "repeat": "--repeat",
     "resize": "--resize",

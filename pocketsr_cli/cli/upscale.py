@@ -154,7 +154,8 @@ def upscale(
         typer.Option(
             "--ray-address",
             metavar="ADDRESS",
-            help="The Ray cluster to connect to (auto, HOST:PORT, ray://HOST:PORT).",
+            help="The Ray cluster to connect to (auto, HOST:PORT, ray://HOST:PORT), or "
+            "local: start one on this machine, even where RAY_ADDRESS names another.",
             show_default=False,
         ),
     ] = None,
@@ -247,7 +248,8 @@ def upscale(
             "powers of 1024, said as GiB, MiB, KiB; or bytes). Default: "
             "POCKETSR_MAX_MEMORY if set, else what is available when the run starts. An "
             "image predicted to need more fails without being decoded; large images are "
-            "worked on one at a time. --devices workers share it; each --ray actor has "
+            "worked on one at a time. --devices workers share it, and so do --ray actors on "
+            "a local cluster; on one named by --ray-address (or RAY_ADDRESS) each actor has "
             "all of it.",
             show_default=False,
         ),
@@ -502,7 +504,7 @@ def upscale(
         record=record,
         memory_limit=memory_limit,
     )
-    if worker_devices or (use_ray and not dry_run):
+    if worker_devices or use_ray:
         from pocketsr_cli.parallel import ModelSpec
 
         worker_model = ModelSpec(
@@ -526,7 +528,7 @@ def upscale(
             variants=variants,
             on_workers=header,  # once the first jobs show which devices get a worker
         )
-    elif use_ray and not dry_run:
+    elif use_ray:  # a dry run too: it contacts no cluster, and plans as the actors would
         from pocketsr_cli.ray_backend import RaySettings, run_ray
 
         settings = RaySettings(
