@@ -73,7 +73,7 @@ def test_help_ends_with_examples_kept_one_per_line(path: tuple[str, ...]) -> Non
 def test_usage_lines_use_metavariables() -> None:
     usage = {path: help_of(path).splitlines()[0] for path in PATHS}
     assert usage[("upscale",)] == "Usage: pocketsr upscale [OPTIONS] INPUT..."
-    assert usage[("models", "info")] == "Usage: pocketsr models info [OPTIONS] NAME"
+    assert usage[("models", "info")] == "Usage: pocketsr models info [OPTIONS] NAME|PATH"
     assert usage[("models", "download")] == "Usage: pocketsr models download [OPTIONS] NAME..."
     assert usage[("models", "verify")] == "Usage: pocketsr models verify [OPTIONS] [NAME]..."
     assert usage[("eval",)] == "Usage: pocketsr eval [OPTIONS] DIR"

@@ -2018,15 +2018,48 @@ def test_an_empty_model_name_is_a_one_line_usage_error(home: Path, command: str,
     )
 
 
-@pytest.mark.parametrize("given", ["./w2.safetensors", "w2.pth", "weights/w2"])
-def test_models_info_of_a_weights_file_says_it_takes_names(home: Path, given: str) -> None:
-    result = invoke("models", "info", given)
-    # A usage error (2) saying what info takes and how to see the file, not an unknown model.
-    assert result.exit_code == 2, result.output
-    assert result.stderr == (
-        f"error (usage): models info takes a model name ('pocketsr models list'), and {given} "
-        f"names a weights file: 'pocketsr models import {given} --name NAME' makes it a model "
-        f"that 'models info NAME' describes; 'pocketsr upscale IMAGE -m {given} --dry-run' "
-        "shows its factor\n"
+def test_models_info_of_a_weights_file_describes_it(home: Path, tmp_path: Path) -> None:
+    """A weights file given to ``models info`` (as ``-m`` takes one: a weights suffix or a
+    '/') is loaded as ``-m`` loads it and described: architecture, factor, parameters,
+    size, SHA-256, the precisions it is stored in, and the hints ``models import`` records
+    for it.  It was refused as a usage error (exit 2) saying that info takes names."""
+    sd = compact_state(scale=2, seed=5)
+    sd = {k: v.half() if k.endswith(".weight") else v for k, v in sd.items()}
+    path = tmp_path / "w2.pth"
+    torch.save(sd, path)
+    data = path.read_bytes()
+
+    result = invoke("models", "info", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    (info,) = json_lines(result)
+    assert info["type"] == "model" and info["name"] == "w2.pth"
+    assert (info["path"], info["family"], info["scale"]) == (str(path), "spandrel:Compact", 2)
+    assert (info["params"], info["size"]) == (params_of(sd), len(data))
+    assert info["sha256"] == sha256(data)
+    assert info["stored_as"] == ["fp16", "fp32"]
+    assert info["overlap"] == info["hints"]["overlap"] and info["overlap_from"] == "weights"
+    # What an import of the same file records, and describes by its name.
+    assert invoke("models", "import", str(path), "--name", "w2").exit_code == 0
+    (named,) = json_lines(invoke("models", "info", "w2", "--json"))
+    assert info["hints"] == named["hints"]
+    assert (info["family"], info["scale"], info["params"]) == (
+        named["family"],
+        named["scale"],
+        named["params"],
     )
+
+    text = invoke("models", "info", str(path))
+    assert text.exit_code == 0 and text.stderr == ""
+    rows = dict(line.split(None, 1) for line in text.stdout.splitlines())
+    assert rows["family"] == "spandrel:Compact" and rows["stored_as"] == "fp16, fp32"
+    assert rows["sha256"] == sha256(data) and rows["hints.fp16"] in ("yes", "no")
+    assert "manifest" not in rows["hints.overlap"]  # a file has none to state it
+
+
+@pytest.mark.parametrize("given", ["./w2.safetensors", "w2.pth", "weights/w2"])
+def test_models_info_of_a_missing_weights_file_says_it_is_not_found(home: Path, given: str) -> None:
+    result = invoke("models", "info", given)
+    # As -m says it (exit 3), not an unknown model's name.
+    assert result.exit_code == 3, result.output
+    assert result.stderr == f"error (model): model file not found: {Path(given)}\n"
     assert invoke("models", "info", "nope").exit_code == 3  # a name no model has, as before

@@ -178,6 +178,7 @@ def _count(n: int | None) -> str:
     epilog=examples(
         "pocketsr models info pocketsr-compact-x4",
         "pocketsr models info realesrgan-x4plus --json",
+        "pocketsr models info 4x_foo.pth",
     ),
 )
 @handle_errors
@@ -185,8 +186,11 @@ def info(
     name: Annotated[
         str,
         typer.Argument(
-            metavar="NAME",
-            help="Model name (see 'pocketsr models list').",
+            metavar="NAME|PATH",
+            help=(
+                "Model name (see 'pocketsr models list'), or a weights file "
+                "(.safetensors/.pth/.ckpt/.pt), read as -m reads it."
+            ),
             autocompletion=_complete.model_names,
             parser=opt.model_name_argument,
         ),
@@ -203,15 +207,25 @@ def info(
     architecture was measured) the one its weights or [build] give, as runs find it,
     marked so ("overlap" and "overlap_from" in --json); one derived for a shape nobody
     measured is marked an estimate ("overlap_derived" in --json).
+
+    A weights file (a name taken as -m takes it: a weights suffix or a '/') is loaded as
+    -m loads it and described: the architecture detected, its factor, parameters, size,
+    SHA-256, the precisions its tensors are stored in ("stored_as" in --json) and the
+    hints 'models import' would record for it.
     """
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.weights.resolve import (
         expected_sha256,
+        find_spec,
+        is_weights_file,
         local_files,
         seamless_overlap_of,
     )
 
-    spec = _info_spec(name)
+    if "://" in name or is_weights_file(name):  # a URL: refused as -m refuses it
+        _file_info(name, json_lines)
+        return
+    spec = find_spec(name)
     known = seamless_overlap_of(spec)
     overlap, overlap_from, overlap_derived = known or (None, None, None)
     files = [
@@ -269,34 +283,59 @@ def info(
     _ui.print_pairs(_ui.make_report_console(), pairs)
 
 
-def _info_spec(name: str) -> ModelSpec:
-    """The model ``models info NAME`` describes (``find_spec``).
+def _file_info(ref: str, json_lines: bool) -> None:
+    """``models info FILE``: the weights file ``ref`` loaded as ``-m`` loads it
+    (``resolve.inspect_file``) and described in the keys ``models info NAME`` uses where
+    they apply, ``path`` for ``manifest``, and ``stored_as``, the precisions its tensors
+    are stored in.
 
     Raises:
-        UsageError: ``name`` is no model's and reads as a weights file, as ``-m`` would take
-            it (``looks_like_path``): ``models info`` takes names only; the message says how
-            to see such a file.
-        ModelError: any other name no model has.
+        ModelError: the file is missing, unreadable or of no architecture known (exit 3,
+            as ``-m FILE`` says it).
     """
-    from pocketsr_cli.errors import ModelError, UsageError
-    from pocketsr_cli.weights.resolve import find_spec, looks_like_path
+    from pocketsr_cli.cli import _ui
+    from pocketsr_cli.weights.resolve import KnownOverlap, inspect_file
 
-    try:
-        return find_spec(name)
-    except ModelError:
-        if not looks_like_path(name):
-            raise
-    raise UsageError(
-        f"models info takes a model name ('pocketsr models list'), and {name} names a "
-        f"weights file: 'pocketsr models import {name} --name NAME' makes it a model that "
-        f"'models info NAME' describes; 'pocketsr upscale IMAGE -m {name} --dry-run' shows "
-        "its factor"
-    ) from None
+    found = inspect_file(ref)
+    desc = found.model
+    known = (
+        None
+        if desc.seamless_overlap is None
+        else KnownOverlap(desc.seamless_overlap, "weights", desc.overlap_derived)
+    )
+    details = {
+        "name": desc.name,
+        "path": str(found.path),
+        "family": desc.family,
+        "scale": desc.scale,
+        "params": desc.params,
+        "size": found.size,
+        "sha256": desc.sha256,
+        "stored_as": list(found.stored),  # "fp16", "fp32", "bf16"
+        "hints": vars(found.hints),
+        "overlap": desc.seamless_overlap,
+        "overlap_from": None if known is None else "weights",
+        "overlap_derived": None if known is None else desc.overlap_derived,
+    }
+    if json_lines:
+        _emit("model", details)
+        return
+    pairs = [
+        (key, _shown(value))
+        for key, value in details.items()
+        if key not in ("hints", "overlap", "overlap_from", "overlap_derived")
+    ]
+    hints = {k: _shown(v) for k, v in vars(found.hints).items() if k != "overlap_derived"}
+    if known is not None:
+        hints["overlap"] = _overlap_shown(known, manifest=False)
+    pairs += [(f"hints.{k}", v) for k, v in hints.items()]
+    _ui.print_pairs(_ui.make_report_console(), pairs)
 
 
-def _overlap_shown(known: KnownOverlap) -> str:
+def _overlap_shown(known: KnownOverlap, *, manifest: bool = True) -> str:
     """``hints.overlap`` of ``models info``: the figure, marked an estimate when it is
-    derived for a shape nobody measured, and where it comes from when not the manifest."""
+    derived for a shape nobody measured, and where it comes from when not the manifest
+    (``manifest``: the model has one, which states none; False for a weights file)."""
     if known.source == "manifest":
         return f"{known.pixels} (estimated, not measured)" if known.derived else str(known.pixels)
     source = "its weights" if known.source == "weights" else "its [build]"
@@ -305,7 +344,11 @@ def _overlap_shown(known: KnownOverlap) -> str:
         if known.derived
         else f"measured for its architecture, read from {source}"
     )
-    return f"{known.pixels} ({how}; its manifest states none)"
+    return (
+        f"{known.pixels} ({how}; its manifest states none)"
+        if manifest
+        else f"{known.pixels} ({how})"
+    )
 
 
 def _shown(value: Any) -> str:

@@ -45,7 +45,7 @@ from pocketsr_cli.errors import (
     first_line,
     present,
 )
-from pocketsr_cli.manifest import ModelSpec, Origin, WeightsSpec, load_manifests
+from pocketsr_cli.manifest import Hints, ModelSpec, Origin, WeightsSpec, load_manifests
 from pocketsr_cli.registry import FAMILIES, get_family
 from pocketsr_cli.sizing import pick_scale, scales_text
 from pocketsr_cli.spelling import (
@@ -124,12 +124,9 @@ def resolve_model(
     """
     ref = _checked_ref(ref)
     # 1. An explicit file: no manifest, the architecture is detected from the tensors.
-    if _is_weights_file(ref):
+    if is_weights_file(ref):
         path = Path(ref)
-        image = _image_message(ref)
-        if image is not None:
-            raise ModelError(image)
-        desc = descriptor_from_state_dict(_read_file(path, trust_pickle), path.name)
+        desc = descriptor_from_state_dict(_file_tensors(ref, trust_pickle), path.name)
         if scale is not None and scale != desc.scale:
             resize = f" (use {OUTSCALE.given(scale)} to resize its result)"
             raise NoVariantError(
@@ -706,7 +703,7 @@ def _checked_ref(ref: str | None) -> str:
     return ref
 
 
-def _is_weights_file(ref: str) -> bool:
+def is_weights_file(ref: str) -> bool:
     """Whether ``ref`` names a weights file rather than a registry model: a weights suffix
     or a path separator says so; an existing file or folder (``.``, ``..``: refused as a
     folder when read) with neither counts only when its name is no registry name (a file
@@ -729,6 +726,19 @@ def _image_message(ref: str) -> str | None:
     return image_hint(
         ref, f"{MODEL} takes a model name or a weights file ({', '.join(WEIGHT_SUFFIXES)})"
     )
+
+
+def _file_tensors(ref: str, trust_pickle: bool) -> dict[str, torch.Tensor]:
+    """The tensors of the weights file ``ref`` names (:func:`is_weights_file`), as ``-m
+    FILE`` reads them: an image given instead is refused first (:func:`_image_message`).
+
+    Raises:
+        ModelError: an image, or a file :func:`_read_file` cannot read.
+    """
+    image = _image_message(ref)
+    if image is not None:
+        raise ModelError(image)
+    return _read_file(Path(ref), trust_pickle)
 
 
 def _read_file(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
@@ -855,7 +865,7 @@ def runs_at_any_factor(ref: str | None) -> bool:
     ``lanczos``), which runs at whatever factor it is asked for.  Read from the manifests
     alone, nothing loaded; False for the default model (None), a weights file, and a name
     no readable manifest has (resolving it says why)."""
-    if ref is None or not ref.strip() or "://" in ref or _is_weights_file(ref):
+    if ref is None or not ref.strip() or "://" in ref or is_weights_file(ref):
         return False
     spec = registry([]).get(ref)
     return spec is not None and spec.any_scale
@@ -974,7 +984,7 @@ def open_family(
         ModelError: an unknown name, or a weights file that cannot be read or loaded.
     """
     ref = _checked_ref(ref)
-    if _is_weights_file(ref):
+    if is_weights_file(ref):
         desc = resolve_model(ref, offline=offline, trust_pickle=trust_pickle)
         # It was just read: only a race could fail to hash it; then no digest is recorded.
         with contextlib.suppress(OSError):
@@ -1000,6 +1010,70 @@ def open_family(
     scales = tuple(sorted(variants))
     default = named.scale if named is not None else pick_scale(4, scales)
     return ModelFamily(base, scales, default, _specs=variants, **access)
+
+
+# --- a weights file described -------------------------------------------------------------
+
+# How ``models info FILE`` names the floating-point types a file stores its tensors in: as
+# --precision names them where it has the type.
+_STORED_AS = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """What is known of a weights file given by path (``models info FILE``) once it is
+    loaded as ``-m FILE`` loads it.
+
+    Attributes:
+        path: the file, as given.
+        model: the model it holds (``model.sha256``: the file's digest; ``model.family``
+            the architecture detected, ``scale``, ``params``).
+        size: the file's size in bytes.
+        stored: the floating-point types its tensors are stored in, sorted (``fp16``,
+            ``fp32``, ``bf16``; another type by torch's name, ``float64``).
+        hints: what ``models import`` would write as its manifest's ``[hints]``
+            (:func:`hints_of`): tiling, size requirements, fp16/bf16 safety, overlap.
+    """
+
+    path: Path
+    model: ModelDescriptor
+    size: int
+    stored: tuple[str, ...]
+    hints: Hints
+
+
+def inspect_file(ref: str, *, trust_pickle: bool = False) -> WeightsFile:
+    """Load the weights file ``ref`` as ``-m ref`` does (:func:`resolve_model`'s first
+    step: an image refused, a pickle that needs code read through its safetensors copy,
+    made only with ``trust_pickle``) and describe it.  Nothing is written but that copy.
+
+    Raises:
+        ModelError: the file is missing, unreadable, an image, no weights, or of no
+            architecture pocketsr or spandrel knows; or ``ref`` is a URL (as ``-m ref``
+            says it).
+    """
+    path = Path(_checked_ref(ref))
+    tensors = _file_tensors(str(path), trust_pickle)
+    stored = sorted(
+        {
+            _STORED_AS.get(name, name)
+            for t in tensors.values()
+            if t.is_floating_point()
+            for name in [str(t.dtype).removeprefix("torch.")]
+        }
+    )
+    desc = descriptor_from_state_dict(tensors, path.name)
+    try:
+        size, digest = path.stat().st_size, sha256_file(path)
+    except OSError as exc:  # it was just read: only a race could take it away meanwhile
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
+    return WeightsFile(
+        path=path,
+        model=dataclasses.replace(desc, sha256=digest),
+        size=size,
+        stored=tuple(stored),
+        hints=hints_of(desc),
+    )
 
 
 # --- building -----------------------------------------------------------------------------
@@ -1074,6 +1148,39 @@ def build_from_spec(
         seamless_overlap=desc.seamless_overlap if h.overlap is None else h.overlap,
         overlap_derived=desc.overlap_derived if h.overlap is None else h.overlap_derived,
         sha256=_combined_digest(digests),
+    )
+
+
+def hints_of(desc: ModelDescriptor) -> Hints:
+    """Every fact of ``desc`` that a manifest's ``[hints]`` states: the model
+    :func:`build_from_spec` makes of the manifest is then ``desc`` again (what ``models
+    import`` writes; what ``models info FILE`` shows).
+
+    A descriptor read from a weights file (``descriptor_from_state_dict``) has only what
+    its network states: no border margin, no mean anchoring, no chroma guard, no CPU bf16
+    preference or default tile, which are a manifest's, chosen for a model and written in
+    its card, and not stored in its weights file (the bundled models' files carry no
+    metadata); its seamless overlap is the one measured for its architecture, if any, or
+    derived for its depth (``weights.community.seamless_overlap``: ESRGAN x4 with 23
+    blocks 40, SRVGG compact with 16 convolutions 16, with 32 31; or what a pocketsr
+    network states, compact 16 for 16 convolutions, pcsr 8 with the FSRCNN backbone).
+    So the bundled
+    ``pocketsr-compact-x4.safetensors`` imported under another name runs as the plain
+    network, as it does with ``-m FILE``.
+    """
+    return Hints(
+        tiling=desc.tiling is not Tiling.INTERNAL,
+        multiple_of=desc.size.multiple_of,
+        minimum=desc.size.minimum,
+        fp16=desc.supports_half,
+        bf16=desc.supports_bf16,
+        cpu_bf16=desc.cpu_bf16,
+        default_tile=desc.default_tile,
+        mean_anchor=desc.mean_anchor,
+        margin=desc.size.margin,
+        chroma_guard=desc.chroma_guard,
+        overlap=desc.seamless_overlap,
+        overlap_derived=desc.overlap_derived,
     )
 
 

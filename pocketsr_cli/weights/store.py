@@ -36,9 +36,8 @@ from pocketsr_cli.atomicfile import (
     replacing,
     sweep_stale_temps,
 )
-from pocketsr_cli.descriptor import ModelDescriptor, Tiling
 from pocketsr_cli.errors import ModelError, RemoveError, UsageError, present_file
-from pocketsr_cli.manifest import Hints, Meta, ModelSpec, WeightsSpec, dump_manifest
+from pocketsr_cli.manifest import Meta, ModelSpec, WeightsSpec, dump_manifest
 from pocketsr_cli.spelling import DESCRIPTION, FORCE, LICENSE, MODEL, OUTSCALE, SHA256
 from pocketsr_cli.weights import trust, verify
 from pocketsr_cli.weights.cache import (
@@ -55,6 +54,7 @@ from pocketsr_cli.weights.load import (
     read_state_dict,
     write_safetensors,
 )
+from pocketsr_cli.weights.resolve import hints_of
 
 if TYPE_CHECKING:
     import torch
@@ -253,7 +253,7 @@ def _import_state_dict(
         origin="user",
         build=dict(build),
         description=request.description or f"imported from {_printable(source)}",
-        hints=_hints_of(desc),
+        hints=hints_of(desc),
         meta=Meta(license=request.license, source=_printable(source), params=desc.params),
     )
     return _write(spec, tensors, request)
@@ -269,38 +269,6 @@ def _own_build_params(tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     params = dict(family.infer(tensors))
     params.pop("scale", None)
     return params
-
-
-def _hints_of(desc: ModelDescriptor) -> Hints:
-    """Every fact of ``desc`` that a manifest's ``[hints]`` states: the model
-    ``weights.resolve.build_from_spec`` makes of the manifest is then ``desc`` again.
-
-    A descriptor read from a weights file (``descriptor_from_state_dict``) has only what
-    its network states: no border margin, no mean anchoring, no chroma guard, no CPU bf16
-    preference or default tile, which are a manifest's, chosen for a model and written in
-    its card, and not stored in its weights file (the bundled models' files carry no
-    metadata); its seamless overlap is the one measured for its architecture, if any, or
-    derived for its depth (``weights.community.seamless_overlap``: ESRGAN x4 with 23
-    blocks 40, SRVGG compact with 16 convolutions 16, with 32 31; or what a pocketsr
-    network states, compact 16 for 16 convolutions, pcsr 8 with the FSRCNN backbone).
-    So the bundled
-    ``pocketsr-compact-x4.safetensors`` imported under another name runs as the plain
-    network, as it does with ``-m FILE``.
-    """
-    return Hints(
-        tiling=desc.tiling is not Tiling.INTERNAL,
-        multiple_of=desc.size.multiple_of,
-        minimum=desc.size.minimum,
-        fp16=desc.supports_half,
-        bf16=desc.supports_bf16,
-        cpu_bf16=desc.cpu_bf16,
-        default_tile=desc.default_tile,
-        mean_anchor=desc.mean_anchor,
-        margin=desc.size.margin,
-        chroma_guard=desc.chroma_guard,
-        overlap=desc.seamless_overlap,
-        overlap_derived=desc.overlap_derived,
-    )
 
 
 def _exact_half(t: torch.Tensor) -> torch.Tensor:
