@@ -170,6 +170,28 @@ def test_missing_explicit_file(tmp_path: Path, home: Path) -> None:
         resolve_model(str(tmp_path / "absent.pth"))
 
 
+@pytest.mark.parametrize("given", ["nope.param", "nope.bin", "nope.onnx", "nope.pth"])
+def test_a_missing_model_file_of_another_format_is_not_found_as_a_weights_file_is(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """``-m nope.param`` (an ncnn graph not there) was called an unknown model, the
+    registry's names listed; a name ending like a model file of a format pocketsr names
+    (ncnn's ``.param``/``.bin``, ``.onnx``) is a file, as ``nope.pth`` is: not found."""
+    monkeypatch.chdir(tmp_path)
+    for load in (resolve_model, open_family):
+        with pytest.raises(ModelError) as info:
+            load(given)
+        assert str(info.value) == f"model file not found: {given}"
+
+
+def test_a_model_named_like_an_ncnn_file_is_still_found_by_its_name(home: Path) -> None:
+    """A registry name may end in ``.bin`` (not in a weights suffix): the name wins."""
+    data = save_safetensors(home / "w.safetensors", SD)
+    write_manifest(user_models_dir(), "tiny.bin", data)
+    (user_models_dir() / "tiny.bin.safetensors").write_bytes(data)
+    assert resolve_model("tiny.bin").params == params_of(SD)
+
+
 def test_unknown_architecture(tmp_path: Path, home: Path) -> None:
     path = tmp_path / "odd.safetensors"
     save_safetensors(path, {"encoder.weight": torch.zeros(2, 2)})

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from pocketsr_cli.descriptor import ModelDescriptor
 
 WEIGHT_SUFFIXES = manifest.WEIGHT_SUFFIXES  # re-exported: the resolver and store read it here
+# Model files of formats pocketsr does not read, whose error says what to do instead
+# (:func:`_other_format`): ncnn's graph and weights, ONNX.
+OTHER_MODEL_SUFFIXES = (".param", ".bin", ".onnx")
 _GLOBAL_RE = re.compile(r"GLOBAL (\S+)")
 # "sd": PCSR's official checkpoints nest the weights as {"model": {"name", "args", "sd"}}.
 _WRAPPERS = (

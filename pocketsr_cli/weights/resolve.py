@@ -66,6 +66,7 @@ from pocketsr_cli.weights.cache import (
     weights_path,
 )
 from pocketsr_cli.weights.load import (
+    OTHER_MODEL_SUFFIXES,
     WEIGHT_SUFFIXES,
     check_whole,
     descriptor_from_state_dict,
@@ -706,15 +707,19 @@ def _checked_ref(ref: str | None) -> str:
 def is_weights_file(ref: str) -> bool:
     """Whether ``ref`` names a weights file rather than a registry model: a weights suffix
     or a path separator says so; an existing file or folder (``.``, ``..``: refused as a
-    folder when read) with neither counts only when its name is no registry name (a file
-    called ``lanczos`` in the current folder must not take over ``-m lanczos``)."""
+    folder when read), or a name ending like another format's model file (``nope.param``,
+    ``.bin``, ``.onnx``: missing, it is a file not found, as ``nope.pth`` is), with
+    neither counts only when its name is no registry name (a file called ``lanczos`` in
+    the current folder must not take over ``-m lanczos``; a model may be called
+    ``x4.bin``)."""
     if looks_like_path(ref):
         return True
-    try:
-        if not present(Path(ref)):  # a folder too ('.', '..'): reading it says it is one
+    if Path(ref).suffix.lower() not in OTHER_MODEL_SUFFIXES:
+        try:
+            if not present(Path(ref)):  # a folder too ('.', '..'): reading it says it is one
+                return False
+        except OSError:  # a name that cannot even be a file's (too long): a model name
             return False
-    except OSError:  # a name that cannot even be a file's (too long): a model name, unknown
-        return False
     names = registry([])
     return ref not in names and all(_base_of(name) != ref for name in names)
 
