@@ -441,7 +441,27 @@ def test_verify_rehashes_what_the_memo_trusts(home: Path, server: Loopback) -> N
     bad = invoke("models", "verify", "blob")
     assert bad.exit_code == 3
     assert "blob: damaged" in bad.stdout and "models download NAME" in bad.stderr
+    assert "--force` replaces an imported model" not in bad.stderr  # a download: no import
     assert verify.file_matches(cached, spec_sha) is False  # and the memo forgot it
+
+
+@pytest.mark.parametrize("origin", ["user", "bundled"])
+def test_verify_advises_only_what_replaces_a_damaged_file_of_the_models_own(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, origin: str
+) -> None:
+    """A file beside its manifest that is damaged is no download: the advice said to
+    download it again and to import it, whatever the model; it gives what replaces it,
+    an import for an imported model, a reinstall for a bundled one."""
+    folder = user_models_dir() if origin == "user" else use_bundled(tmp_path, monkeypatch)
+    data = save_safetensors(tmp_path / "w.safetensors", SD)
+    _write_manifest(folder, "own", data)
+    (folder / "own.safetensors").write_bytes(bytes(reversed(data)))
+    bad = invoke("models", "verify", "own")
+    assert bad.exit_code == 3 and "own: damaged" in bad.stdout
+    advice = " ".join(bad.stderr.split())
+    assert "`pocketsr models download NAME`" not in advice
+    assert ("--force` replaces an imported model" in advice) == (origin == "user")
+    assert ("reinstalling pocketsr restores" in advice) == (origin == "bundled")
 
 
 def test_verify_named_model_not_downloaded(home: Path, server: Loopback) -> None:
@@ -570,6 +590,7 @@ def test_download_says_a_pinned_file_of_the_user_folder_that_cannot_be_read_is_u
     advice = " ".join(result.stderr.split())
     assert "`pocketsr models import ... --force` replaces an imported model" in advice
     assert "--allow-unverified` deletes an unreadable file" not in advice  # it would not
+    assert "`pocketsr models download NAME`" not in advice  # nor would a download
 
 
 def test_verify_advises_a_command_that_pins_a_file_without_a_checksum(

@@ -526,7 +526,10 @@ def verify(
     absent: list[str] = []  # named, never downloaded: nothing to verify, nothing damaged
     unpinned: list[str] = []  # a download pins these only with --allow-unverified
     unreadable: list[str] = []  # pinned, unchanged, yet no weights file (a download)
-    damaged_or_missing = False  # or unreadable beside its manifest: only an import replaces it
+    refetch = False  # a damaged download: a download fetches it again
+    # A file of the model's own (beside its manifest, or with no URL) damaged, missing or
+    # unreadable: no download replaces it; an import does (user), or a reinstall (bundled).
+    own_broken: set[str] = set()  # the origins of such models
     for spec in specs:
         if spec.weights is None:
             checks: list[tuple[str, Path | None, str | None]] = [("no weights", None, None)]
@@ -556,12 +559,13 @@ def verify(
         own = [spec.path.parent / w.file for w in spec.weight_files]
         if any(status == _UNREADABLE and path not in own for status, path, _ in checks):
             unreadable.append(spec.name)
-        if any(
-            status not in (_NOT_PINNED, _UNREADABLE, "not downloaded")
-            or (status == _UNREADABLE and path in own)
-            for status, path, _ in checks
-        ):
-            damaged_or_missing = True
+        for status, path, _ in checks:
+            if status == "damaged" and path not in own:
+                refetch = True
+            elif status not in (_NOT_PINNED, _UNREADABLE, "not downloaded", "ok", "no weights"):
+                own_broken.add(spec.origin)  # damaged beside it, or missing with no URL
+            elif status == _UNREADABLE and path in own:
+                own_broken.add(spec.origin)
         for status, path, why in checks:
             if json_lines:
                 on_disk = None if path is None else str(path)
@@ -580,11 +584,12 @@ def verify(
     )
     if bad:
         advice = []
-        if damaged_or_missing:
-            advice += [
-                "`pocketsr models download NAME` fetches a damaged or missing download again",
-                "`pocketsr models import ... --force` replaces an imported model",
-            ]
+        if refetch:
+            advice.append("`pocketsr models download NAME` fetches a damaged download again")
+        if "user" in own_broken:
+            advice.append("`pocketsr models import ... --force` replaces an imported model")
+        if "bundled" in own_broken:
+            advice.append("reinstalling pocketsr restores a bundled model's file")
         if unpinned:
             advice.append(
                 f"`pocketsr models download {' '.join(unpinned)} --allow-unverified` trusts "
