@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import types
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -923,6 +924,58 @@ def test_hf_url_goes_through_huggingface_hub(
     assert calls[0]["filename"] == "sub/w.bin"
     assert calls[0]["revision"] == "v1"
     assert leftovers(dest.parent) == {"w.bin"}
+
+
+def test_hf_warnings_are_told_to_a_callback_that_takes_them_else_left_to_python(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What huggingface_hub warns of while it fetches goes, one line each, once, to an
+    ``on_progress`` with a ``warning`` method (the CLI's download bar), never to Python's
+    printing; a callback without one (the API's) leaves it a Python warning."""
+    blob = tmp_path / "hfcache" / "blob"
+    blob.parent.mkdir()
+    blob.write_bytes(PAYLOAD)
+    module = _fake_hub(monkeypatch, blob, [])
+    origin = "/venv/lib/python3.11/site-packages/huggingface_hub/file_download.py"
+
+    def warning_download(**kwargs: Any) -> str:
+        for _ in range(2):
+            warnings.warn_explicit("Not enough free disk space\nmore", UserWarning, origin, 1)
+        return str(blob)
+
+    module.hf_hub_download = warning_download  # type: ignore[attr-defined]
+
+    class Told:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def __call__(self, done: int, total: int | None) -> None:
+            pass
+
+        def warning(self, message: str) -> None:
+            self.lines.append(message)
+
+    told = Told()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        download_file(
+            ["hf://owner/repo/w.bin"],
+            tmp_path / "a" / "w.bin",
+            sha256=PAYLOAD_SHA,
+            on_progress=told,
+        )
+    assert told.lines == ["huggingface_hub: Not enough free disk space"]
+    assert caught == []
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        download_file(
+            ["hf://owner/repo/w.bin"],
+            tmp_path / "b" / "w.bin",
+            sha256=PAYLOAD_SHA,
+            on_progress=lambda done, total: None,
+        )
+    assert [str(w.message) for w in caught] == ["Not enough free disk space\nmore"] * 2
 
 
 def test_hf_a_full_disk_during_the_copy_says_to_free_space_and_run_again(

@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import time
+import types
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -418,6 +420,42 @@ def test_two_processes_download_once(home: Path, server: Loopback) -> None:
     assert len(server.hits) == 1 and server.bytes_served() == len(BLOB)
     # Both were launched well before the one transfer ended: the second waited on the lock.
     assert server.hits[0].finished - started > 1.0
+    assert weights_path("blob", "blob.bin").read_bytes() == BLOB
+
+
+HF_NO_ROOM = (
+    "Not enough free disk space to download the file. The expected file size is: 0.07 MB. "
+    "The target location /hf/hub/blobs only has 0.01 MB free disk space."
+)
+
+
+def test_download_says_huggingface_hubs_disk_space_warning_once_as_a_warning_line(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """huggingface_hub warns (``warnings.warn``, twice: its temporary file's folder and its
+    blob's) when its cache's disk looks too small: that reached the user as Python prints
+    a warning (file, line number, the source line); it is one warning line."""
+    blob = tmp_path / "hf" / "blob.bin"
+    blob.parent.mkdir()
+    blob.write_bytes(BLOB)
+    module = types.ModuleType("huggingface_hub")
+    origin = "/venv/lib/python3.11/site-packages/huggingface_hub/file_download.py"
+
+    def hf_hub_download(**kwargs: Any) -> str:
+        for _ in range(2):
+            warnings.warn_explicit(HF_NO_ROOM, UserWarning, origin, 773)
+        return str(blob)
+
+    module.hf_hub_download = hf_hub_download  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "huggingface_hub", module)
+    _write_manifest(user_models_dir(), "blob", BLOB, file="blob.bin", urls=("hf://o/r/blob.bin",))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # Python's once-per-place filter hides nothing here
+        result = invoke("models", "download", "blob", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert [str(w.message) for w in caught] == []  # none left to Python to print
+    said = " ".join(result.stderr.split())
+    assert said == f"warning: huggingface_hub: {HF_NO_ROOM}"  # once, and kept under --quiet
     assert weights_path("blob", "blob.bin").read_bytes() == BLOB
 
 

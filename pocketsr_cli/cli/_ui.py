@@ -732,6 +732,11 @@ class DownloadBar:
         if not self.quiet:
             self.console.print(message, style="dim", markup=False, highlight=False)
 
+    def warning(self, message: str) -> None:
+        """A library warned while it fetched (huggingface_hub: "Not enough free disk
+        space ..."): one warning line, as a run's warnings are, kept under ``quiet``."""
+        warn(self.console, message)
+
     def __exit__(self, *exc_info: object) -> None:
         if self.progress is not None:
             self.progress.stop()

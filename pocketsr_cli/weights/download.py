@@ -61,7 +61,7 @@ from typing import IO
 
 from filelock import FileLock, Timeout
 
-from pocketsr_cli import __version__
+from pocketsr_cli import __version__, libwarnings
 from pocketsr_cli.errors import ModelError, disk_stop
 from pocketsr_cli.manifest import SHA256_RE
 from pocketsr_cli.weights.cache import is_offline, remove_empty_folder, sha256_file
@@ -75,7 +75,10 @@ ProgressCallback = Callable[[int, int | None], None]
 """``on_progress(bytes_done, total_or_None)``; ``bytes_done`` includes a resumed offset.
 A callback object with a ``waiting(message)`` method is also told when the download waits
 for another process fetching the same file, or for a busy mirror's ``Retry-After``
-(``cli/_ui.DownloadBar`` prints it)."""
+(``cli/_ui.DownloadBar`` prints it); one with a ``warning(message)`` method is told, one
+line each, once, what huggingface_hub warns of while it fetches an ``hf://`` URL (its "Not
+enough free disk space to download the file"), instead of Python printing it (without
+one, such a warning goes where Python warnings go: ``libwarnings``)."""
 
 USER_AGENT = f"pocketsr/{__version__}"
 
@@ -809,7 +812,7 @@ def _fetch_hf(
         _hf_reachable()  # the real library (tests stand in for it without a network)
     _report(on_progress, 0, size)
     try:
-        with _hf_progress_bars_off():
+        with _hf_progress_bars_off(), _warnings_told(on_progress):
             local = hf_hub_download(
                 repo_id=repo_id,
                 filename=filename,
@@ -888,6 +891,25 @@ def _copy_failure(source: Path, part: Path, exc: OSError) -> str:
         f"{message}; free some space and run again (huggingface_hub keeps its copy: it is "
         "not downloaded again)"
     )
+
+
+@contextlib.contextmanager
+def _warnings_told(on_progress: ProgressCallback | None) -> Iterator[None]:
+    """Tell ``on_progress.warning``, where the callback has one, the Python warnings this
+    thread raises in the block (a library's), one line each (``libwarnings.describe``:
+    ``huggingface_hub: Not enough free disk space ...``), each distinct line once, after
+    the block, also when it raises; without one they go where they went before."""
+    tell = getattr(on_progress, "warning", None)
+    if not callable(tell):
+        yield
+        return
+    notes: list[str] = []
+    try:
+        with libwarnings.collecting(notes):
+            yield
+    finally:
+        for note in notes:
+            tell(note)
 
 
 @contextlib.contextmanager
