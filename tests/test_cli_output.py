@@ -549,6 +549,60 @@ def test_progress_is_not_redrawn_by_the_upscaling_thread(
     reporter.finished(Summary())
 
 
+def test_lines_printed_while_progress_shows_share_its_redraws(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer's per-image lines do not redraw the display one by one (a line printed
+    on a live display clears and redraws it: 2-3 ms each, dozens a second on small
+    images): they go out with the display's next redraw, every line held meanwhile in
+    that one, in the order given, failures and warnings among them; those still held at
+    the end come before the summary."""
+    from rich.live_render import LiveRender
+
+    monkeypatch.setenv("TERM", "xterm-256color")
+    redraws: list[str] = []  # the thread of each redraw of the display
+    position = LiveRender.position_cursor
+
+    def counted(self: LiveRender) -> object:
+        redraws.append(threading.current_thread().name)
+        return position(self)
+
+    monkeypatch.setattr(LiveRender, "position_cursor", counted)
+    buffer = io.StringIO()
+    reporter = _ui.RichReporter(terminal_console(buffer))
+    names = [f"img{i:02d}.png" for i in range(20)]
+    reporter.start(len(names))
+    assert reporter.progress is not None
+
+    def write(batch: list[str]) -> None:
+        for name in batch:
+            job = Job(Path(name), Path("out") / name.replace(".", "_x4."), name)
+            if name == "img05.png":
+                result = Result(job, "failed", error="file is truncated")
+            else:
+                warnings = ["a note"] if name == "img07.png" else []
+                result = Result(
+                    job, "ok", output=job.output, width=4, height=4, out_width=16,
+                    out_height=16, seconds=0.01, warnings=warnings,
+                )  # fmt: skip
+            reporter.image_finished(result)
+
+    writer = threading.Thread(target=write, args=(names[:15],), name="pocketsr-writer")
+    writer.start()
+    writer.join()
+    assert "pocketsr-writer" not in redraws
+    reporter.progress.live.refresh()  # as its refresh thread does, 10 times a second
+    write(names[15:])
+    reporter.finished(Summary())
+    out = buffer.getvalue()
+    once = [name for name in names if out.count(name) == 1 + (name == "img07.png")]
+    assert once == names  # each line once (img07's warning names it too)
+    assert sorted(names, key=out.index) == names  # in order
+    assert out.index("img04.png") < out.index("failed") < out.index("img05.png: file is")
+    assert out.index("img06.png") < out.index("img07.png: a note") < out.index("→ out/img07_x4.png")
+    assert out.index("img19.png") < out.index("pocketsr upscale")  # the summary's title
+
+
 def test_no_download_bar_without_a_download(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -60,7 +60,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import IO, Any, cast
 
-from rich.console import Console, RenderableType
+from rich.console import Console, ConsoleRenderable, RenderableType, RenderHook
 from rich.filesize import decimal
 from rich.markup import escape
 from rich.measure import Measurement
@@ -259,14 +259,24 @@ def error(console: Console, label: str, message: str) -> None:
 
 def warn(console: Console, message: str) -> None:
     """``warning: message``, one line (:func:`shown`)."""
-    console.print(f"[yellow]warning:[/] {escape(shown(message))}")
+    console.print(_warning_line(message))
+
+
+def _warning_line(message: str) -> str:
+    """The markup of :func:`warn`'s line (:func:`shown`: a path in it may hold a newline)."""
+    return f"[yellow]warning:[/] {escape(shown(message))}"
 
 
 def failed(console: Console, name: object, message: object) -> None:
     """The line of an input that failed, as it fails (``failed  NAME: why``): the same in
     ``upscale``, ``eval`` and ``bench --folder``, and kept under ``--quiet`` and ``--json``
     (the exit code says only that some input failed, not which)."""
-    console.print(f"[bold red]failed[/]  {escape(shown(name))}: {escape(shown(message))}")
+    console.print(_failed_line(name, message))
+
+
+def _failed_line(name: object, message: object) -> str:
+    """The markup of :func:`failed`'s line."""
+    return f"[bold red]failed[/]  {escape(shown(name))}: {escape(shown(message))}"
 
 
 def failed_summary(
@@ -324,19 +334,79 @@ def _step_columns() -> tuple[ProgressColumn, ...]:
     )
 
 
+class _HeldLines(RenderHook):
+    """Lines held back (:meth:`hold`) until the console next prints anything, then
+    printed first, in the order they were held: a render hook.
+
+    Pushed before a live display's own hook, it hands the display a redraw's worth of
+    lines at once, which the display puts above itself in that one redraw; and whatever
+    else is printed meanwhile still comes after the lines held before it.
+    """
+
+    def __init__(self) -> None:
+        self._lines: list[ConsoleRenderable] = []
+        self._lock = threading.Lock()
+
+    def hold(self, line: ConsoleRenderable) -> None:
+        with self._lock:
+            self._lines.append(line)
+
+    def take(self) -> list[ConsoleRenderable]:
+        """The lines held, no longer held."""
+        with self._lock:
+            lines, self._lines = self._lines, []
+        return lines
+
+    def process_renderables(self, renderables: list[ConsoleRenderable]) -> list[ConsoleRenderable]:
+        return [*self.take(), *renderables]
+
+
 class _ThreadRefreshedProgress(Progress):
     """A :class:`~rich.progress.Progress` redrawn only by its own refresh thread (10 times
-    a second), with each line printed while it shows, and as it starts and stops.
+    a second), and as it starts and stops; the lines printed while it shows (:meth:`say`)
+    go out with its next redraw.
 
     Rich's ``add_task`` redraws the whole display in the calling thread, which for
     :class:`RichReporter` (a task per image) is the upscaling thread: a redraw measures
     and renders the tasks' table, 2-3 ms of CPU, more than upscaling a small frame with
-    ``bicubic`` takes, and longer while the refresh thread or the writer's line holds
-    the display.  Changes show at the next redraw instead, within a tenth of a second.
+    ``bicubic`` takes, and longer while the refresh thread holds the display.  A line
+    printed on a live display redraws it as well (it is cleared, the line printed, the
+    display drawn again below it): one per image in the writer thread, where a folder of
+    small images writes dozens a second.  Changes and lines show at the next redraw
+    instead, within a tenth of a second, every line held meanwhile in that one redraw.
+
+    It must be the console's only live display (a nested one would draw the held lines
+    where the outer one's redraw starts).
     """
+
+    def __init__(self, *columns: ProgressColumn, console: Console, transient: bool) -> None:
+        super().__init__(*columns, console=console, transient=transient)
+        self._held = _HeldLines()
 
     def refresh(self) -> None:
         """Nothing: see the class docs (``live.refresh()`` forces a redraw)."""
+
+    def say(self, markup: str) -> None:
+        """Print the line ``markup`` (rich markup) above the display: with its next redraw
+        while it shows on a terminal that redraws it, else at once."""
+        console = self.console
+        if self.live.is_started and console.is_terminal and not console.is_dumb_terminal:
+            self._held.hold(console.render_str(markup))
+        else:
+            console.print(markup)
+
+    def start(self) -> None:
+        # Before the display's own hook: what it hands on goes above the display's redraw.
+        self.console.push_render_hook(self._held)
+        super().start()
+
+    def stop(self) -> None:
+        try:
+            super().stop()  # its last redraw prints the lines still held
+        finally:
+            self.console.pop_render_hook()
+        for line in self._held.take():  # held as it stopped: none, unless by a race
+            self.console.print(line)
 
 
 class RichReporter:
@@ -352,7 +422,7 @@ class RichReporter:
         self.console = console
         self.quiet = quiet
         self.json_lines = json_lines
-        self.progress: Progress | None = None
+        self.progress: _ThreadRefreshedProgress | None = None
         self.overall: TaskID | None = None
         self.tiles: TaskID | None = None
         self.not_finished = 0
@@ -383,6 +453,14 @@ class RichReporter:
         if self.progress is not None and self.tiles is not None:
             self.progress.update(self.tiles, completed=done, total=total)
 
+    def _say(self, markup: str) -> None:
+        """Print the line ``markup``: with the progress display's next redraw while it
+        shows (:meth:`_ThreadRefreshedProgress.say`), in the order given."""
+        if self.progress is not None:
+            self.progress.say(markup)
+        else:
+            self.console.print(markup)
+
     def image_finished(self, result: Result) -> None:
         if self.progress is not None and self.overall is not None:
             self.progress.advance(self.overall)
@@ -393,7 +471,7 @@ class RichReporter:
             return
         name = escape(shown(result.job.display))
         if result.status == "failed":
-            failed(self.console, result.job.display, result.error)
+            self._say(_failed_line(result.job.display, result.error))
             return
         if not self._log_results:
             return
@@ -401,22 +479,20 @@ class RichReporter:
             f"{_size(result.width, result.height)} → {_size(result.out_width, result.out_height)}"
         )
         if result.status == "ok":
-            self.console.print(
+            self._say(
                 f"[green]ok[/]      {name}  {sizes}  {result.seconds or 0:.2f} s"
                 + ("" if result.heavy_fraction is None else f"  {result.heavy_fraction:.0%} heavy")
                 + f"  → {escape(shown(result.output))}"
             )
         elif result.status == "planned":
-            self.console.print(
-                f"[cyan]would write[/] {name}  {sizes}  → {escape(shown(result.output))}"
-            )
+            self._say(f"[cyan]would write[/] {name}  {sizes}  → {escape(shown(result.output))}")
         elif result.reason_code in CONFLICTS:  # kept, but maybe not what was asked for
-            self.console.print(f"[yellow]skipped[/] {name}: {escape(shown(result.reason))}")
+            self._say(f"[yellow]skipped[/] {name}: {escape(shown(result.reason))}")
         else:
-            self.console.print(f"[dim]skipped {name}: {escape(shown(result.reason))}[/]")
+            self._say(f"[dim]skipped {name}: {escape(shown(result.reason))}[/]")
 
     def warning(self, message: str) -> None:
-        warn(self.console, message)
+        self._say(_warning_line(message))
 
     def finished(self, summary: Summary) -> None:
         if self.progress is not None:
