@@ -35,9 +35,9 @@ Rules (SPEC, "Command-line contract"):
   differ only in case are one output.  The output path checked is the final one: an
   input whose output format depends on its content (transparency asked as JPEG or BMP is
   written as PNG; GIF, HEIF and AVIF become PNG) has its header read here
-  (``imageio.probe``) so that ``photo.png`` with alpha asked as ``--format jpg`` is known to
-  be written to ``photo.png``.  "Equal" includes the same file under another name (a hard
-  link, a symbolic link);
+  (``imageio.read_header``, kept in :attr:`Job.header` for the run) so that ``photo.png``
+  with alpha asked as ``--format jpg`` is known to be written to ``photo.png``.  "Equal"
+  includes the same file under another name (a hard link, a symbolic link);
 * ``--suffix`` is part of a file name: a path separator, ``..`` or NUL in it is a usage
   error, so every output lies in the output folder (or beside its input); on Windows so
   are the characters it forbids in names (``<>:"|?*``, control characters);
@@ -67,7 +67,7 @@ import re
 import stat
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -85,12 +85,13 @@ from pocketsr_cli.imageio import (
     READABLE,
     SIDECAR_SUFFIX,
     TEMP_SUFFIX,
+    ImageHeader,
     extension_for,
     format_label,
     format_of_path,
     is_image_path,
     plan_output,
-    probe,
+    read_header,
 )
 from pocketsr_cli.sizing import scale_label
 from pocketsr_cli.spelling import FORMAT, GLOB, OUTPUT, RECURSIVE, SUFFIX, offers
@@ -105,6 +106,7 @@ __all__ = [
     "not_a_file",
     "scale_label",
     "unscanned_note",
+    "with_headers",
 ]
 
 SkipCode = Literal["not-image", "own-output", "link-loop", "link-duplicate", "duplicate"]
@@ -236,6 +238,10 @@ class Job:
     input's output; where the alternative name is not free (an input, or another
     input's output: ``logo.png`` beside ``logo.jpg``) it is left out, and the PNG is
     written whatever the alpha channel holds, so the run is never refused for it.
+
+    ``header`` is the input's header when planning read it (to see whether it has alpha),
+    passed along so that the run reads it again only if the file has changed since
+    (``imageio.read_header(path, known=job.header)``); None when planning did not read it.
     """
 
     input: Path
@@ -246,6 +252,7 @@ class Job:
     skip_code: SkipCode | None = None
     failure: str | None = None
     alt_output: Path | None = None
+    header: ImageHeader | None = field(default=None, compare=False, repr=False)
 
     @property
     def runs(self) -> bool:
@@ -503,6 +510,25 @@ def collect_jobs(
     return _check_outputs(jobs, naming)
 
 
+def with_headers(jobs: Sequence[Job]) -> list[Job]:
+    """``jobs`` with the header of each input that runs in :attr:`Job.header`: for a run
+    that needs every input's size before it starts (the variants of a size target,
+    ``pipeline.scales_for_sizes``), read here once and used again by the run.  A header
+    planning read is kept while its file is unchanged; an input whose header cannot be
+    read gets None (the run says what is wrong with it)."""
+    kept: list[Job] = []
+    for job in jobs:
+        if job.runs:
+            try:
+                header: ImageHeader | None = read_header(job.input, known=job.header)
+            except ImageReadError:
+                header = None
+            if header is not job.header:
+                job = dataclasses.replace(job, header=header)
+        kept.append(job)
+    return kept
+
+
 def iter_jobs(
     inputs: Sequence[Path],
     naming: Naming,
@@ -671,15 +697,17 @@ def _file_job(path: Path, naming: Naming, rel_parent: Path | None, display: str)
     failure = not_a_file(path)
     if failure is not None:
         return Job(path, output, display, failure=failure)
+    header = None
     if naming.alpha_matters(path):
         try:
-            has_alpha = probe(path)[2]
+            header = read_header(path)
         except ImageReadError:  # the reader says what is wrong with it
-            has_alpha = False
-        if has_alpha:  # PNG, unless its alpha channel turns out opaque everywhere
+            header = None
+        if header is not None and header.has_alpha:
+            # PNG, unless its alpha channel turns out opaque everywhere
             switched = naming.output_for(path, rel_parent, has_alpha=True)
-            return Job(input=path, output=switched, display=display, alt_output=output)
-    return Job(input=path, output=output, display=display)
+            return Job(path, switched, display, alt_output=output, header=header)
+    return Job(input=path, output=output, display=display, header=header)
 
 
 def _own_output_reason(path: Path, suffix: str, image_stems: frozenset[str]) -> str | None:

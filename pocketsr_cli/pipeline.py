@@ -103,7 +103,6 @@ from pocketsr_cli.imageio import (
     format_label,
     format_of_path,
     plan_for,
-    probe,
     read_header,
     read_image,
     read_provenance_text,
@@ -635,19 +634,21 @@ def scales_for_sizes(
 ) -> list[int]:
     """The variant factors a size ``target`` needs for ``jobs``, ascending.
 
-    Reads each input's header (:func:`~pocketsr_cli.imageio.probe`), so that every variant
-    the run will use is loaded, and any model error met, before the first image.  Inputs
-    that will be skipped or cannot be read are left out; ``[fallback]`` when none is left.
+    Reads each input's header (:func:`~pocketsr_cli.imageio.read_header`; planning's,
+    :attr:`Job.header`, while its file is unchanged: ``jobs.with_headers`` reads them
+    for the run), so that every variant the run will use is loaded, and any model error
+    met, before the first image.  Inputs that will be
+    skipped or cannot be read are left out; ``[fallback]`` when none is left.
     """
     needed: set[int] = set()
     for job in jobs:
         if not job.runs:
             continue
         try:
-            width, height, _ = probe(job.input)
+            header = read_header(job.input, known=job.header)
         except ImageReadError:
             continue
-        needed.add(pick_scale(target.factor_for(width, height), scales))
+        needed.add(pick_scale(target.factor_for(header.width, header.height), scales))
     return sorted(needed) or [fallback]
 
 
@@ -1069,7 +1070,7 @@ class _Run:
         (:meth:`too_large`).  What :meth:`decode` admits an image by, and :meth:`dry_run`
         plans it by."""
         try:
-            header = read_header(job.input)
+            header = read_header(job.input, known=job.header)  # planning's, if unchanged
         except ImageReadError as exc:
             return Result(job, "failed", error=str(exc))
         requested, named = self.requested_format(job, header.format)
@@ -1310,7 +1311,9 @@ class _Run:
         candidates = list(self.by_scale.values())
         if len(candidates) > 1:  # which variant depends on the input's size
             try:
-                size = size or probe(job.input)[:2]
+                if size is None:
+                    header = read_header(job.input, known=job.header)
+                    size = header.width, header.height
                 candidates = [self.variant_for(*size)]
             except ImageReadError:  # compare with every variant: the input fails anyway
                 pass

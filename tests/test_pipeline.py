@@ -15,7 +15,7 @@ from PIL import Image
 from pocketsr_cli import pipeline
 from pocketsr_cli.errors import ImageWriteError
 from pocketsr_cli.imageio import DecodedImage, read_provenance_text
-from pocketsr_cli.jobs import Naming, collect_jobs
+from pocketsr_cli.jobs import Naming, collect_jobs, with_headers
 from pocketsr_cli.pipeline import Options, Result, Summary, Variant, run
 from pocketsr_cli.provenance import RunSettings, loads
 from pocketsr_cli.sizing import Target
@@ -173,6 +173,40 @@ def test_each_image_runs_the_smallest_variant_that_reaches_the_target(tmp_path: 
     }
     with pytest.raises(ValueError, match="needs a target"):
         run(jobs, variants, Options(), Recorder())
+
+
+@pytest.mark.parametrize("fmt", [None, "jpeg"])
+def test_an_inputs_header_is_parsed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str | None
+) -> None:
+    """Planning reads the header of an input whose output format depends on its alpha
+    (PNG asked as JPEG), or of each input a size target needs (``with_headers``);
+    choosing the target's variants and predicting the image's memory use that header
+    (``Job.header``) rather than parse it again, while the file is the one it was read
+    from: one replaced since is read again."""
+    from pocketsr_cli.imageio import header as header_module
+
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(np.full((6, 8, 3), 99, np.uint8)).save(tmp_path / "in" / f"{name}.png")
+    parsed: list[str] = []
+    parse = header_module.parse_header
+
+    def counted(handle, path):  # type: ignore[no-untyped-def]
+        parsed.append(Path(path).name)
+        return parse(handle, path)
+
+    monkeypatch.setattr(header_module, "parse_header", counted)
+    jobs = with_headers(collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None, fmt=fmt)))
+    target = Target("width", 32)
+    assert pipeline.scales_for_sizes(jobs, target, [2, 4], 2) == [4]
+    # replaced after planning: another file (and size) at the same path
+    Image.fromarray(np.full((12, 16, 3), 99, np.uint8)).save(tmp_path / "in" / "c.png")
+    variants = [Variant(Nearest(2), "n-x2"), Variant(Nearest(4), "n-x4")]
+    summary = run(jobs, variants, Options(fmt=fmt, target=target), Recorder())
+    assert summary.count("ok") == 3
+    assert sorted(parsed) == ["a.png", "b.png", "c.png", "c.png"]  # c: planned, then changed
+    assert [r.model for r in summary.results] == ["n-x4", "n-x4", "n-x2"]
 
 
 def test_records_are_written_and_existing_outputs_compared(tmp_path: Path) -> None:

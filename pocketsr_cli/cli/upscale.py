@@ -308,6 +308,7 @@ def upscale(
         check_output_folder,
         collect_jobs,
         iter_jobs,
+        with_headers,
     )
     from pocketsr_cli.pipeline import Options, Variant, run, scales_for_sizes
     from pocketsr_cli.provenance import RunSettings, tile_label
@@ -406,6 +407,8 @@ def upscale(
             to_upscale=sum(j.runs for j in jobs),  # at most as many pictured cards
         )
     with libwarnings.collecting(notes):
+        if plan.scales is None:  # every input's size: read once, and kept for the run
+            jobs = with_headers(list(jobs))
         scales = plan.scales or scales_for_sizes(
             list(jobs), target, family.scales, family.default_scale
         )

@@ -4,11 +4,17 @@ Size, channels and bit depth come out as :func:`~pocketsr_cli.imageio.read_image
 return them (EXIF orientation applied, palettes as RGB, transparency as alpha), in about a
 millisecond: what predicting an image's memory needs (``memory.predict``), and what job
 planning asks (:func:`probe`).  Truncation is not detected here: that needs the pixels.
+
+A header knows the file it was read from (:attr:`ImageHeader.stamp`), so that one read
+while planning is passed along rather than read again (``read_header(path, known=...)``)
+for as long as that file is still the one there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -19,6 +25,15 @@ from pocketsr_cli.imageio.metadata import TAG_ORIENTATION, bare_exif, exif_orien
 from pocketsr_cli.imageio.pixels import partial_gif_frame
 from pocketsr_cli.imageio.tiff import as_tuple, tiff_tags
 from pocketsr_cli.imageio.webp import is_lossless
+
+FileStamp = tuple[int, int, int, int]
+"""What tells one file from another written at the same path later: its device, inode,
+size and modification time (ns)."""
+
+
+def file_stamp(st: os.stat_result) -> FileStamp:
+    """The :data:`FileStamp` of a file whose ``stat`` is ``st``."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,8 @@ class ImageHeader:
         bit_depth: 8 or 16, as decoded.
         format: the format key (``jpeg``, ``png``...).
         lossless: as :attr:`DecodedImage.lossless` (a lossless WebP).
+        stamp: the file it was read from, as it was then (:func:`file_stamp`); None when
+            read from no file.  Not compared: two headers that say the same are equal.
     """
 
     width: int
@@ -40,6 +57,7 @@ class ImageHeader:
     bit_depth: int
     format: str
     lossless: bool = False
+    stamp: FileStamp | None = field(default=None, compare=False, repr=False)
 
     @property
     def has_alpha(self) -> bool:
@@ -50,18 +68,30 @@ class ImageHeader:
         return self.width * self.height
 
 
-def read_header(path: Path) -> ImageHeader:
+def read_header(path: Path, *, known: ImageHeader | None = None) -> ImageHeader:
     """Size, channels and bit depth as :func:`read_image` would return them, from the
     header alone (about a millisecond): what predicting an image's memory needs.
 
     Does not decode pixels, so it does not detect truncation; an EXIF orientation stored
     after a PNG's image data is not seen.
 
+    ``known``: a header read from ``path`` before (job planning's), returned as it is
+    while the file there is the one it was read from (same :data:`FileStamp`: a ``stat``
+    instead of a parse), else read again.
+
     Raises:
         ImageReadError: as :func:`read_image`, for what the header alone reveals.
     """
+    if known is not None and known.stamp is not None:
+        try:
+            if file_stamp(os.stat(path)) == known.stamp:
+                return known
+        except OSError:  # gone or unreadable: reading it says so
+            pass
     with os_errors_as_read_errors(path), Path(path).open("rb") as handle:
-        return parse_header(handle, path)
+        # Stamped as opened: a change while it is read makes the stamp stale, not wrong.
+        stamp = file_stamp(os.fstat(handle.fileno()))
+        return dataclasses.replace(parse_header(handle, path), stamp=stamp)
 
 
 def probe(path: Path) -> tuple[int, int, bool]:
