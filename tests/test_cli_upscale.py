@@ -379,6 +379,41 @@ def test_an_empty_model_name_is_a_usage_error_not_the_default_model(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here.png"]
 
 
+@pytest.mark.parametrize("value", ["1.5", "0.5"])
+def test_a_fractional_scale_points_upscale_to_outscale(tmp_path: Path, value: str) -> None:
+    save(tmp_path / "a.png", photo())
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-m", "bicubic", "-s", value)
+    # One line that says what to type instead, not Typer's "valid integer" box.
+    assert code == 2 and err.startswith("error (usage): -s/--scale takes a whole number"), err
+    assert err.strip().endswith(f"give --outscale {value}") and "Usage:" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+@pytest.mark.parametrize("value", ["0", "17", "4x", "nan"])
+def test_a_scale_that_is_no_whole_factor_is_one_usage_line(tmp_path: Path, value: str) -> None:
+    save(tmp_path / "a.png", photo())
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-m", "bicubic", "-s", value)
+    assert code == 2, err
+    assert err.strip() == (
+        f"error (usage): -s/--scale takes a whole number from 1 to 16, not {value!r}"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_eval_refuses_a_fractional_scale_without_naming_outscale(tmp_path: Path) -> None:
+    code, _, err = invoke("eval", tmp_path, "-s", "1.5")  # eval has no --outscale
+    assert code == 2 and err.strip() == (
+        "error (usage): -s/--scale takes a whole number from 1 to 16, not '1.5'"
+    ), err
+
+
+def test_a_whole_scale_written_as_a_decimal_is_taken(tmp_path: Path) -> None:
+    save(tmp_path / "a.png", photo())
+    code, _, err = invoke("upscale", tmp_path / "a.png", "-m", "bicubic", "-s", "2.0")
+    assert code == 0, err
+    assert Image.open(tmp_path / "a_x2.png").size == (64, 48)
+
+
 def test_an_empty_model_name_with_json_is_one_error_object(tmp_path: Path) -> None:
     code, out, err = invoke("upscale", tmp_path, "-m", "", "--json")
     assert code == 2 and err.startswith("error (usage): an empty model name")

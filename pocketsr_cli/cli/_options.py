@@ -6,6 +6,7 @@ where the values can be listed, an ``autocompletion`` (``_complete``).
 
 from __future__ import annotations
 
+import functools
 import numbers
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -94,9 +95,49 @@ ModelOpt = Annotated[
 ]
 
 
-def scale_option(help: str) -> Any:
-    """``--scale/-s N`` (1..16), with the command's own ``help``."""
-    return typer.Option("--scale", "-s", metavar="N", min=1, max=16, help=help)
+SCALE_MIN, SCALE_MAX = 1, 16  # -s N's range: the factors a model variant may have
+
+
+def scale_option(help: str, *, outscale: bool = False) -> Any:
+    """``--scale/-s N`` (1..16), with the command's own ``help``; ``outscale``: the command
+    takes ``--outscale``, which a refused fraction (``-s 1.5``) is pointed to."""
+    return typer.Option(
+        "--scale",
+        "-s",
+        metavar="N",
+        # Shown in --help ([1<=x<=16]); with a parser Typer checks neither: scale_argument does.
+        min=SCALE_MIN,
+        max=SCALE_MAX,
+        help=help,
+        parser=functools.partial(scale_argument, outscale=outscale),
+    )
+
+
+def scale_argument(value: str, *, outscale: bool = False) -> int:
+    """``-s N`` as an int, :data:`SCALE_MIN` to :data:`SCALE_MAX`; ``2.0`` is 2.  A fraction
+    (``-s 1.5``) is refused with the option that makes one, where the command has it
+    (``outscale``): ``-s`` picks a model's ×N variant, ``--outscale`` sizes the result.
+
+    Raises:
+        UsageError: not a whole number in range (said in one line by the app, as an empty
+            ``-m`` is, not in Typer's usage box).
+    """
+    import math
+
+    from pocketsr_cli.errors import UsageError
+
+    text = value.strip()
+    try:
+        number = int(text) if _ascii_digits(text) else float(text)
+    except ValueError:
+        number = math.nan
+    whole = math.isfinite(number) and float(number).is_integer()
+    if whole and SCALE_MIN <= number <= SCALE_MAX:
+        return int(number)
+    problem = f"-s/--scale takes a whole number from {SCALE_MIN} to {SCALE_MAX}, not {value!r}"
+    if math.isfinite(number) and not whole and outscale:
+        problem += f": it picks the model's ×N variant; for a ×{text} result give --outscale {text}"
+    raise UsageError(problem)
 
 
 def quality_option(of: str = "") -> Any:

@@ -76,7 +76,8 @@ def upscale(
         opt.scale_option(
             "Upscale ×N: the model's ×N variant, or its nearest larger one (then its "
             "largest) with the result resized to ×N. With --outscale or a size option, -s "
-            "only picks the variant."
+            "only picks the variant.",
+            outscale=True,
         ),
     ] = None,
     outscale: Annotated[
