@@ -414,6 +414,32 @@ def test_a_whole_scale_written_as_a_decimal_is_taken(tmp_path: Path) -> None:
     assert Image.open(tmp_path / "a_x2.png").size == (64, 48)
 
 
+@pytest.mark.parametrize(
+    ("args", "meant"),
+    [
+        (["a.png"], "pocketsr upscale a.png"),  # there
+        (["shoot", "-o", "my out"], "pocketsr upscale shoot -o 'my out'"),  # a folder
+        (["IMG_0042.JPG"], "pocketsr upscale IMG_0042.JPG"),  # not there: an image's name
+    ],
+)
+def test_an_input_given_without_the_upscale_command_is_answered_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], meant: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    save(tmp_path / "a.png", photo())
+    (tmp_path / "shoot").mkdir()
+    code, _, err = invoke(*args)
+    assert code == 2 and err.strip().endswith(
+        f"Error: No such command {args[0]!r}. To upscale it: {meant}"
+    ), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "shoot"]
+
+
+def test_an_unknown_command_that_names_no_input_gets_no_upscale_advice() -> None:
+    code, _, err = invoke("upscal", "x")
+    assert code == 2 and "Did you mean 'upscale'?" in err and "To upscale" not in err, err
+
+
 def test_an_empty_model_name_with_json_is_one_error_object(tmp_path: Path) -> None:
     code, out, err = invoke("upscale", tmp_path, "-m", "", "--json")
     assert code == 2 and err.startswith("error (usage): an empty model name")

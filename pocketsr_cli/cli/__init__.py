@@ -8,7 +8,9 @@ into messages and exit codes by ``_errors.handle_errors``, which wraps every com
 handles the stop signals); usage errors that Typer finds while parsing options are
 Typer's to print, but for values our own parsers refuse (``_options``), which the app says
 in one line like the commands' own, and with ``--json`` the app adds the JSON error object
-on stdout (``_App``).  Which output goes to stdout and which to stderr: ``_ui``.
+on stdout (``_App``), which also answers an input given without a command (``pocketsr
+photo.jpg``) with the ``upscale`` command line meant.  Which output goes to stdout and
+which to stderr: ``_ui``.
 How ``--help`` reads (metavariables, the default model, examples): ``_help``; shell
 completion of option values: ``_complete``; ``--version``/``-V``: the root callback.
 """
@@ -16,6 +18,7 @@ completion of option values: ``_complete``; ``--version``/``-V``: the root callb
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -59,6 +62,21 @@ class _App(Group):
         except KeyboardInterrupt:
             raise _interrupted() from None
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """As Typer's, but a first word that names an image or a path that is there
+        (``pocketsr photo.jpg``, ``pocketsr photos/``), taken for an unknown command, is
+        answered with the ``upscale`` command line that was probably meant."""
+        try:
+            return super().resolve_command(ctx, args)
+        except typer.TyperException as exc:
+            if args and _names_an_input(args[0]) and isinstance(getattr(exc, "message", None), str):
+                import shlex
+
+                exc.message = (
+                    f"{exc.message.rstrip('.')}. To upscale it: pocketsr upscale {shlex.join(args)}"
+                )
+            raise
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -78,6 +96,14 @@ class _App(Group):
                 kind = "usage" if exc.exit_code == EXIT_USAGE else "error"
                 _ui.json_error(kind, exc.format_message(), exc.exit_code)
             raise
+
+
+def _names_an_input(word: str) -> bool:
+    """Whether ``word``, given where a command belongs, is an input ``upscale`` would take:
+    a file or folder that is there, or a name with an image's extension."""
+    from pocketsr_cli.imageio.formats import is_image_path
+
+    return bool(word) and (os.path.lexists(word) or is_image_path(Path(word)))
 
 
 def _takes_json(exc: typer.TyperException) -> bool:
