@@ -141,6 +141,26 @@ def unexpanded_home(path: Path | str) -> str | None:
     return f"the shell did not expand {prefix}: write it unquoted, or give {instead}"
 
 
+def windows_separators(path: Path | str) -> str | None:
+    """What to do about ``path``, not there, when it is written with backslashes on a
+    system whose folders are separated by ``/`` alone (where ``photos\\a.jpg`` is one file
+    name, backslash included): the path with slashes when that is there, or, for a
+    Windows drive path (``C:\\Users\\...``), that this system names it otherwise.  None
+    for any other path, and on Windows, where a backslash separates folders."""
+    text = os.fspath(path)
+    if os.sep == "\\" or "\\" not in text:
+        return None
+    slashed = text.replace("\\", "/")
+    if len(slashed) > 2 and slashed[0].isascii() and slashed[0].isalpha() and slashed[1:3] == ":/":
+        return (
+            "a Windows path: give the path as this system names it, with / between folders; "
+            f"under WSL, {slashed[:2]}\\ is /mnt/{slashed[0].lower()}"
+        )
+    if os.path.lexists(slashed):
+        return f"folders are separated by / here: {slashed}"
+    return None
+
+
 def home_hint(path: Path | str) -> str:
     """`` (HINT)``, :func:`unexpanded_home`'s advice in brackets, to end a message saying
     that ``path`` is not there (``log not found: ~/run.jsonl (the shell did not expand

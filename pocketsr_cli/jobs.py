@@ -80,6 +80,7 @@ from pocketsr_cli.errors import (
     present,
     unexpanded_home,
     unreachable,
+    windows_separators,
 )
 from pocketsr_cli.imageio import (
     READABLE,
@@ -886,7 +887,7 @@ def check_input(given: Path) -> None:
         # A link whose target is missing, or that leads back to itself, is there to see
         # (ls lists it): say what it is rather than leave the user puzzled by "not found".
         link = not_a_file(given) if os.path.islink(given) else None
-        hint = link or unexpanded_home(given)
+        hint = link or unexpanded_home(given) or windows_separators(given)
         raise UsageError(f"input not found: {given}" + (f" ({hint})" if hint else ""))
 
 

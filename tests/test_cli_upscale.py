@@ -440,6 +440,27 @@ def test_an_unknown_command_that_names_no_input_gets_no_upscale_advice() -> None
     assert code == 2 and "Did you mean 'upscale'?" in err and "To upscale" not in err, err
 
 
+@pytest.mark.skipif(os.sep == "\\", reason="a backslash separates folders on Windows")
+def test_an_input_written_with_backslashes_is_pointed_to_its_slashed_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    save(tmp_path / "photos" / "a.png", photo())
+    code, _, err = invoke("upscale", "photos\\a.png", "-m", "bicubic")
+    assert code == 2 and err.strip() == (
+        "error (usage): input not found: photos\\a.png "
+        "(folders are separated by / here: photos/a.png)"
+    ), err
+    code, _, err = invoke("upscale", "C:\\Users\\me\\a.png", "-m", "bicubic")
+    assert code == 2 and err.strip().endswith(
+        "(a Windows path: give the path as this system names it, with / between folders; "
+        "under WSL, C:\\ is /mnt/c)"
+    ), err
+    code, _, err = invoke("upscale", "photos\\b.png", "-m", "bicubic")  # neither is there
+    assert code == 2 and err.strip() == "error (usage): input not found: photos\\b.png", err
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["a.png"]
+
+
 def test_an_empty_model_name_with_json_is_one_error_object(tmp_path: Path) -> None:
     code, out, err = invoke("upscale", tmp_path, "-m", "", "--json")
     assert code == 2 and err.startswith("error (usage): an empty model name")
