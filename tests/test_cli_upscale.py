@@ -389,7 +389,7 @@ def test_a_fractional_scale_points_upscale_to_outscale(tmp_path: Path, value: st
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
 
 
-@pytest.mark.parametrize("value", ["0", "17", "4x", "nan"])
+@pytest.mark.parametrize("value", ["0", "17", "4x", "nan", "1e1", "inf", "\u0662", "+2"])
 def test_a_scale_that_is_no_whole_factor_is_one_usage_line(tmp_path: Path, value: str) -> None:
     save(tmp_path / "a.png", photo())
     code, _, err = invoke("upscale", tmp_path / "a.png", "-m", "bicubic", "-s", value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -96,6 +97,7 @@ ModelOpt = Annotated[
 
 
 SCALE_MIN, SCALE_MAX = 1, 16  # -s N's range: the factors a model variant may have
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")  # 2, 2.0, 1.5, .5: ASCII only
 
 
 def scale_option(help: str, *, outscale: bool = False) -> Any:
@@ -114,7 +116,8 @@ def scale_option(help: str, *, outscale: bool = False) -> Any:
 
 
 def scale_argument(value: str, *, outscale: bool = False) -> int:
-    """``-s N`` as an int, :data:`SCALE_MIN` to :data:`SCALE_MAX`; ``2.0`` is 2.  A fraction
+    """``-s N`` as an int, :data:`SCALE_MIN` to :data:`SCALE_MAX`; ``2.0`` is 2 (ASCII
+    digits only: ``1e1`` and ``٢`` are refused).  A fraction
     (``-s 1.5``) is refused with the option that makes one, where the command has it
     (``outscale``): ``-s`` picks a model's ×N variant, ``--outscale`` sizes the result.
 
@@ -127,10 +130,9 @@ def scale_argument(value: str, *, outscale: bool = False) -> int:
     from pocketsr_cli.errors import UsageError
 
     text = value.strip()
-    try:
-        number = int(text) if _ascii_digits(text) else float(text)
-    except ValueError:
-        number = math.nan
+    # Only a decimal written in ASCII digits is read: float() also takes 1e1, inf and
+    # other scripts' digits, none of which a user means as a factor.
+    number = float(text) if _DECIMAL.fullmatch(text) else math.nan
     whole = math.isfinite(number) and float(number).is_integer()
     if whole and SCALE_MIN <= number <= SCALE_MAX:
         return int(number)
