@@ -4,8 +4,10 @@ A library's ``warnings.warn`` would otherwise reach the user as Python prints it
 name, a line number and the text, in the middle of the progress output.  Inside
 :func:`collecting`, a warning raised *by the same thread* is turned into one line (the
 library's name and the message's first line) and appended to a list instead; the pipeline
-collects each image's in each stage and puts them on that image's line.  Warnings raised
-elsewhere, by other threads or outside the block, go wherever they went before.
+collects each image's in each stage and puts them on that image's line.  :func:`telling`
+hands them to a callback after the block instead (a download's: huggingface_hub's "Not
+enough free disk space", told as warning lines).  Warnings raised elsewhere, by other
+threads or outside the block, go wherever they went before.
 
 Python's own filters still apply first: a warning filtered out is never seen, and by
 default a warning with the same text from the same place is shown only once per process.
@@ -87,3 +89,21 @@ def collecting(into: list[str]) -> Iterator[list[str]]:
         yield into
     finally:
         _local.sink = outer
+
+
+@contextlib.contextmanager
+def telling(tell: Callable[[str], None] | None) -> Iterator[None]:
+    """Tell ``tell`` the warnings this thread raises inside the block, one line each
+    (:func:`describe`, each distinct line once), after the block, also when it raises (a
+    download that warned of too little disk space, then failed, still says so); with
+    ``tell`` None they go where they went before."""
+    if tell is None:
+        yield
+        return
+    notes: list[str] = []
+    try:
+        with collecting(notes):
+            yield
+    finally:
+        for note in notes:
+            tell(note)

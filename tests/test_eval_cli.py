@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import types
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from _imagegen import make_photo_like, save_opencv
+from _zoo import compact_state, save_safetensors, use_home, write_manifest
 from PIL import Image
 from typer.testing import CliRunner
 
 from pocketsr_cli.cli import app
 from pocketsr_cli.evaluation.run import collect_images, evaluate
 from pocketsr_cli.factory import UpscalerSpec
+from pocketsr_cli.weights.cache import user_models_dir
 
 runner = CliRunner()
 METRIC_KEYS = {"psnr_y", "ssim_y", "detail", "hf", "bandcorr", "lattice_ratio", "sharpness"}
@@ -856,3 +862,48 @@ def test_a_quoted_tilde_left_by_the_shell_is_said_not_expanded(
     monkeypatch.chdir(tmp_path)
     code, _, err = invoke(*args)
     assert (code, err) == (2, said + "\n")
+
+
+HF_NO_ROOM = (
+    "Not enough free disk space to download the file. The expected file size is: 0.07 MB. "
+    "The target location /hf/hub/blobs only has 0.01 MB free disk space."
+)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("eval", "{photos}"),
+        ("bench", "--size", "32x24", "--repeat", "1"),
+        ("bench", "--folder", "{photos}"),
+    ],
+)
+def test_huggingface_hubs_warnings_while_a_model_downloads_are_warning_lines(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    """eval and bench resolve their models with no download bar: what huggingface_hub
+    warned of as it fetched an ``hf://`` model (twice, its temporary file's folder and its
+    blob's) reached the user as Python prints a warning (file, line number, source line);
+    it is one warning line, as ``upscale`` and ``models download`` say it."""
+    use_home(tmp_path, monkeypatch)
+    data = save_safetensors(tmp_path / "hf" / "hfm.safetensors", compact_state(scale=2))
+    write_manifest(user_models_dir(), "hfm", data, urls=("hf://o/r/hfm.safetensors",))
+    module = types.ModuleType("huggingface_hub")
+    origin = "/venv/lib/python3.11/site-packages/huggingface_hub/file_download.py"
+
+    def hf_hub_download(**kwargs: Any) -> str:
+        for _ in range(2):
+            warnings.warn_explicit(HF_NO_ROOM, UserWarning, origin, 773)
+        return str(tmp_path / "hf" / "hfm.safetensors")
+
+    module.hf_hub_download = hf_hub_download  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "huggingface_hub", module)
+    args = [a.format(photos=photos) for a in command]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # Python's once-per-place filter hides nothing here
+        code, out, err = invoke(*args, "-m", "hfm", "--json", "-q")
+    assert code == 0, err
+    assert [str(w.message) for w in caught] == []  # none left to Python to print
+    said = [line for line in err.splitlines() if "huggingface_hub" in line]
+    assert said == [f"warning: huggingface_hub: {HF_NO_ROOM}"]  # once, and kept under -q
+    assert json_lines(out)

@@ -195,6 +195,7 @@ def bench_command(
                 baseline=baseline,
                 ensembles=ensembles,
                 on_progress=bar,
+                on_warning=lambda message: _ui.warn(console, message),
             )
         else:
             assert folder is not None
@@ -207,6 +208,7 @@ def bench_command(
                 repeat=repeat or 1,
                 ensembles=ensembles,
                 on_progress=bar,
+                on_warning=lambda message: _ui.warn(console, message),
             )
     failures = _failures(report)  # of a --folder run: the files not run, then the images
     if isinstance(report, FolderBenchReport):
@@ -275,10 +277,11 @@ def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:
     """One JSON object per model: the run's settings, then the model's result.  A folder
     run's settings list the folder's files that no model ran (``not_run``: not an image,
     or a broken link, a FIFO), each as ``upscale --json`` reports it
-    (``_ui.outcome_record``).  What is printed as a warning is in ``warnings``: what was
-    said of the folder (its sub-folders not scanned), the model's own, then the run's
-    (``extrapolation_note``: it speaks of every row's ratios, so every record carries
-    it)."""
+    (``_ui.outcome_record``).  What is printed as a warning after the table is in
+    ``warnings``: what was said of the folder (its sub-folders not scanned), the model's
+    own, then the run's (``extrapolation_note``: it speaks of every row's ratios, so every
+    record carries it).  What a library warned of while the models were resolved (a
+    download's) is said on stderr as it happens, as ``eval`` says it."""
     from pocketsr_cli.cli._ui import outcome_record
     from pocketsr_cli.evaluation.bench import BenchReport
 

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from pocketsr_cli import libwarnings
 from pocketsr_cli.descriptor import distinct_refs, named_apart, ref_key
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import PocketSRError, UsageError, home_hint
@@ -222,9 +223,14 @@ class BenchReport:
 
 
 def _open_models(
-    models: Sequence[str | None], repeat: int, spec: UpscalerSpec
+    models: Sequence[str | None],
+    repeat: int,
+    spec: UpscalerSpec,
+    on_warning: Callable[[str], None] | None = None,
 ) -> tuple[list[ModelDescriptor], dict[str | None, str]]:
-    """Check ``repeat``, then resolve every model.
+    """Check ``repeat``, then resolve every model, telling ``on_warning`` what a library
+    warns of meanwhile (``libwarnings.telling``: huggingface_hub's "Not enough free disk
+    space" as weights download), also when resolving fails; None: Python prints it.
 
     Returns:
         The distinct models, in order: two references to one registry model
@@ -240,10 +246,11 @@ def _open_models(
         raise UsageError(f"{REPEAT} must be at least 1, got {repeat}")
     kept: dict[str, ModelDescriptor] = {}
     rows: dict[str | None, str] = {}
-    for ref in models:
-        desc = named_apart(spec.resolve(ref), ref, kept)
-        kept.setdefault(desc.name, desc)
-        rows[ref] = desc.name
+    with libwarnings.telling(on_warning):
+        for ref in models:
+            desc = named_apart(spec.resolve(ref), ref, kept)
+            kept.setdefault(desc.name, desc)
+            rows[ref] = desc.name
     return list(kept.values()), rows
 
 
@@ -322,6 +329,7 @@ def bench(
     baseline: str | None = None,
     ensembles: Sequence[Ensemble] = (Ensemble(),),
     on_progress: ProgressCallback | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> BenchReport:
     """Time each model on :func:`synthetic_photo` of ``size`` (width, height).
 
@@ -336,6 +344,10 @@ def bench(
         ensembles: every model is timed once with each (a row ``NAME +pad`` beside
             ``NAME``), so an ensemble's cost is its row's ratio to the plain one.
         on_progress: called after every run, warm-ups included.
+        on_warning: told, one line each, what a library warns of while the models are
+            resolved (huggingface_hub's "Not enough free disk space" as weights
+            download), also when that fails; None: Python prints it.  The upscalers'
+            own warnings are in each result's ``warnings``.
 
     Raises:
         UsageError: ``repeat`` < 1.
@@ -352,7 +364,7 @@ def bench(
             baseline = same[0]  # ./w.pth as the baseline of -m w.pth: that row
         else:
             refs.insert(0, baseline)
-    descriptors, rows = _open_models(refs, repeat, spec)
+    descriptors, rows = _open_models(refs, repeat, spec, on_warning)
     ensembles = _distinct(ensembles)
     base_name = rows[baseline] if baseline is not None else descriptors[0].name
     base_model = [d.name for d in descriptors].index(base_name)
@@ -790,6 +802,7 @@ def bench_folder(
     repeat: int = 1,
     ensembles: Sequence[Ensemble] = (Ensemble(),),
     on_progress: ProgressCallback | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> FolderBenchReport:
     """Time each model end to end (decode → upscale → encode → write) on ``folder``.
 
@@ -816,6 +829,7 @@ def bench_folder(
         ensembles: as for :func:`bench`.
         on_progress: called after the warm-up and after every image of every pass (from
             the pipeline's writer thread).
+        on_warning: as for :func:`bench`.
 
     Raises:
         UsageError: bad folder (missing, not a folder, no image file), format, quality,
@@ -838,7 +852,7 @@ def bench_folder(
         notes: list[str] = []
         jobs, not_run = folder_jobs(folder, Path(tmp), fmt_key, on_warning=notes.append)
         refs = distinct_refs(models) or [None]
-        descriptors, _ = _open_models(refs, repeat, spec)
+        descriptors, _ = _open_models(refs, repeat, spec, on_warning)
         ensembles = _distinct(ensembles)
         lossless = _kept_lossless(jobs, fmt_key, quality)
         written: int | str = DEFAULT_QUALITY if quality is None else quality

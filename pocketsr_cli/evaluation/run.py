@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from pocketsr_cli import libwarnings
 from pocketsr_cli.descriptor import ModelDescriptor, distinct_refs, named_apart
 from pocketsr_cli.ensemble import Ensemble
 from pocketsr_cli.errors import (
@@ -503,8 +504,10 @@ def evaluate(
             reported and not counted.
         on_progress: called after each image × model step.
         on_warning: receives skipped files (``skipped PATH: why``, ``PATH`` as given,
-            as failed ones are named) and the upscaler's warnings; failed files too
-            (``failed PATH: why``) when ``on_failed`` is None.
+            as failed ones are named), what a library warns of while the models are
+            resolved (``libwarnings.telling``: huggingface_hub's "Not enough free disk
+            space" as weights download; None: Python prints it) and the upscaler's
+            warnings; failed files too (``failed PATH: why``) when ``on_failed`` is None.
         on_failed: receives ``(path, why)`` for each file that fails, as it fails:
             ``path`` as given (``str`` of its ``hr_paths`` entry), as ``upscale`` names a
             failed input.
@@ -529,7 +532,10 @@ def evaluate(
     if not ensembles:
         raise UsageError("evaluate needs at least one ensemble (Ensemble() is none)")
     ensembles = list(dict.fromkeys(ensembles))
-    resolved, scale = resolve_models(models, scale, spec, resize=resize)
+    # What a library warns of while weights download (huggingface_hub: "Not enough free
+    # disk space"): warning lines, also when the download then fails, not Python's text.
+    with libwarnings.telling(on_warning):
+        resolved, scale = resolve_models(models, scale, spec, resize=resize)
 
     upscalers: list[Upscaler] = []
     report = EvalReport(degradation=degradation, scale=scale, device=str(spec.device), crop=crop)

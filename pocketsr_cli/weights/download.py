@@ -900,16 +900,8 @@ def _warnings_told(on_progress: ProgressCallback | None) -> Iterator[None]:
     ``huggingface_hub: Not enough free disk space ...``), each distinct line once, after
     the block, also when it raises; without one they go where they went before."""
     tell = getattr(on_progress, "warning", None)
-    if not callable(tell):
+    with libwarnings.telling(tell if callable(tell) else None):
         yield
-        return
-    notes: list[str] = []
-    try:
-        with libwarnings.collecting(notes):
-            yield
-    finally:
-        for note in notes:
-            tell(note)
 
 
 @contextlib.contextmanager
