@@ -2122,3 +2122,25 @@ def test_models_info_of_a_missing_weights_file_says_it_is_not_found(home: Path, 
     assert result.exit_code == 3, result.output
     assert result.stderr == f"error (model): model file not found: {Path(given)}\n"
     assert invoke("models", "info", "nope").exit_code == 3  # a name no model has, as before
+
+
+def test_models_info_of_an_image_says_what_info_takes_without_naming_m(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``models info photo.jpg`` has no -m, yet was told '-m takes a model name or a
+    weights file'; it is told what a model is given as, in no option it lacks, while
+    ``upscale -m photo.jpg`` still names -m."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.jpg")
+    result = invoke("models", "info", "photo.jpg")
+    assert result.exit_code == 3, result.output
+    assert " ".join(result.stderr.split()) == (
+        "error (model): photo.jpg is an image (JPEG), not a model: a model is given by its "
+        "name or as a weights file (.safetensors, .pth, .pt, .ckpt); an image to upscale is "
+        "an input, given after the command (pocketsr upscale photo.jpg)"
+    )
+    result = invoke("upscale", "photo.jpg", "-m", "photo.jpg", "--dry-run")
+    assert result.exit_code == 3, result.output
+    assert "not a model: -m takes a model name or a weights file" in result.stderr

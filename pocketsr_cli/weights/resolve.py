@@ -727,10 +727,15 @@ def is_weights_file(ref: str) -> bool:
 def _image_message(ref: str) -> str | None:
     """What to tell a user who gave an image as the model (``-m photo.jpg``, meant as an
     input), or None (``load.image_hint``).  Checked before the file is read as weights,
-    whose reader would only say that it is no checkpoint."""
-    return image_hint(
-        ref, f"{MODEL} takes a model name or a weights file ({', '.join(WEIGHT_SUFFIXES)})"
-    )
+    whose reader would only say that it is no checkpoint.  What a model is given as is
+    said in the face's terms: ``-m takes ...``, ``model takes ...`` (the API), and with no
+    option where the command has no ``-m`` (``models info photo.jpg``: its argument)."""
+    suffixes = ", ".join(WEIGHT_SUFFIXES)
+    if offers(MODEL):
+        takes = f"{MODEL} takes a model name or a weights file ({suffixes})"
+    else:
+        takes = f"a model is given by its name or as a weights file ({suffixes})"
+    return image_hint(ref, takes)
 
 
 def _file_tensors(ref: str, trust_pickle: bool) -> dict[str, torch.Tensor]:
