@@ -689,6 +689,7 @@ def run_ray(
     retries: int = 2,
     keep_results: bool | None = None,
     on_actors: Callable[[str], None] | None = None,
+    on_plan: Callable[[ActorPlan | None], None] | None = None,
 ) -> Summary:
     """Process ``jobs`` on Ray actors, results reported in job order; the summary is that
     of :func:`pipeline.run` (``interrupted`` on Ctrl-C; every result kept only with
@@ -717,7 +718,9 @@ def run_ray(
     memory each actor would have: on a local cluster, the share of each of the actors a
     run would start (counted with :func:`local_resources`, which a run starts its cluster
     with; those it would not start are said in a warning); on a cluster, the whole limit.
-    ``on_actors`` is not called.
+    ``on_actors`` is not called: ``on_plan`` is, before any job is reported, with the
+    actors a run would plan on this machine on a local cluster (:func:`plan_actors` of
+    :func:`local_resources`), with None on a cluster, whose actors only it knows.
 
     Raises:
         UsageError: Ray is not installed.
@@ -733,7 +736,7 @@ def run_ray(
         if variants is None:
             raise ValueError("a Ray dry run plans the jobs with the driver's variants")
         return _ray_dry_run(
-            jobs, variants, options, reporter, settings, total, inputs, keep_results
+            jobs, variants, options, reporter, settings, total, inputs, keep_results, on_plan
         )
     if settings.return_bytes and variants is None:
         variants = factory("cpu", lambda message: None)
@@ -819,13 +822,19 @@ def _ray_dry_run(
     total: int | None,
     inputs: Sequence[Path] | None,
     keep_results: bool | None,
+    on_plan: Callable[[ActorPlan | None], None] | None = None,
 ) -> Summary:
     """:func:`run_ray`'s dry run: on a cluster, :func:`pipeline.run`'s (the whole limit);
     on a local cluster, ``parallel``'s (``parallel._dry_run``), for the actors a run would
-    plan on this machine (:func:`local_resources`), each within its share."""
+    plan on this machine (:func:`local_resources`), each within its share.  ``on_plan``
+    is told those actors (None on a cluster) before any job is looked at."""
     if not settings.local:
+        if on_plan is not None:
+            on_plan(None)
         return run(jobs, variants, options, reporter, keep_results=keep_results)
     actors = plan_actors(local_resources(settings), settings)
+    if on_plan is not None:
+        on_plan(actors)
     checker = ImageWorker(variants, options, inputs=inputs)
     ahead = _LookAhead(jobs, [actors.device] * actors.count, checker.settled)
     each = actor_options(options, settings, len(ahead.devices))

@@ -78,11 +78,61 @@ def test_a_dry_run_contacts_no_cluster_and_says_so(
     first = result.stderr.splitlines()[0]
     assert "on Ray actors (none started: a dry run contacts no cluster) → ×4" in first, first
     assert "cpu" not in first and first.endswith("(dry run)"), first
-    code, lines, err = upscale_json(*args[1:])
+    code, lines, err = upscale_json(*args[1:], "--ray-address", "auto")
     assert code == 0, err
     assert [x["status"] for x in lines[:-1]] == ["planned", "planned"]
     devices = {x["device"] for x in lines[:-1]} | {lines[-1]["summary"]["device"]}
     assert devices == {"Ray actors (none started: a dry run contacts no cluster)"}
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("resources", "drawn_on"),
+    [
+        ({"CPU": 2.0, "GPU": 0.0}, "cpu uint8 (16-bit: fp32) on 2 Ray actors"),
+        ({"CPU": 1.0, "GPU": 0.0}, "cpu uint8 (16-bit: fp32) on 1 Ray actor"),
+        ({"CPU": 16.0, "GPU": 3.0}, "cuda:0 fp16 on 3 Ray actors"),
+    ],
+    ids=["cpus", "one", "gpus"],
+)
+def test_a_local_dry_run_names_the_actors_it_planned(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    resources: dict[str, float],
+    drawn_on: str,
+) -> None:
+    """On a local cluster a dry run plans the actors a run would start (as many as this
+    machine's cores or GPUs), yet its first line said, as on a cluster, that only the
+    cluster knows them (``Ray actors (none started: a dry run contacts no cluster)``); it
+    names what they would draw with and how many were planned, none started, and --json's
+    ``device`` says the same.  Fast: a stand-in ``ray`` module fails the test if anything
+    contacts a cluster, and this machine counts ``resources``."""
+    import types
+
+    from pocketsr_cli import ray_backend
+
+    def contacted(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a dry run contacted Ray")
+
+    fake = types.ModuleType("ray")
+    for name in ("init", "is_initialized", "cluster_resources", "remote"):
+        setattr(fake, name, contacted)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray_backend, "local_resources", lambda settings: dict(resources))
+    src = folder(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    args = ["upscale", str(src), "-o", str(out), "-m", "bicubic", "--ray", "--dry-run"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    planned = f"{drawn_on} planned on this machine (none started: a dry run)"
+    first = result.stderr.splitlines()[0]
+    assert f"bicubic on {planned} → ×4" in first, first
+    assert "contacts no cluster" not in result.stderr
+    code, lines, err = upscale_json(*args[1:])
+    assert code == 0, err
+    assert [x["status"] for x in lines[:-1]] == ["planned", "planned"]
+    assert {x["device"] for x in lines[:-1]} | {lines[-1]["summary"]["device"]} == {planned}
     assert not out.exists()
 
 

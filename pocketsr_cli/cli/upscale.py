@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pocketsr_cli.ensemble import Ensemble
     from pocketsr_cli.factory import UpscalerSpec
     from pocketsr_cli.pipeline import MemoryLimit
+    from pocketsr_cli.ray_backend import ActorPlan
     from pocketsr_cli.sizing import Target
 
 
@@ -43,9 +44,10 @@ EPILOG = examples(
 _SIZE_HELP = "Only one of --outscale, --width, --height, --long-edge."
 
 RAY_DRY_RUN = "Ray actors (none started: a dry run contacts no cluster)"
-"""Where a ``--ray --dry-run`` says its images would be drawn (the first line, ``--json``'s
-``device``): it plans them in this process, so the actors' number and devices, which only
-the cluster knows, are not known."""
+"""Where a ``--ray --dry-run`` on a cluster (``--ray-address``, ``RAY_ADDRESS``) says its
+images would be drawn (the first line, ``--json``'s ``device``): it plans them in this
+process, so the actors' number and devices, which only the cluster knows, are not known.
+On a local cluster they are: :func:`_planned_label`."""
 
 
 def upscale(
@@ -463,17 +465,25 @@ def upscale(
     compute_where = ", ".join(dict.fromkeys(str(v.compute_label) for v in variants))
     where = compute_where
 
-    def header(workers: Sequence[str] | None = None, actors_on: str | None = None) -> None:
+    def header(
+        workers: Sequence[str] | None = None,
+        actors_on: str | None = None,
+        planned: ActorPlan | None = None,
+    ) -> None:
         """The run's first line, naming ``workers`` (the devices that get a worker
         process, or in a dry run would; None: no workers) or ``actors_on`` (the device
         Ray actors run on, which this machine need not have: what they draw with is
-        told from the model), and what --json says drew an image when none did."""
+        told from the model), or in a --ray dry run the actors ``planned`` on this
+        machine (None: a cluster's, unknown), and what --json says drew an image when
+        none did."""
         nonlocal where
         where = compute_where
         if workers is not None:
             where += _workers_label(workers)
-        elif use_ray and dry_run:  # planned here: how many actors, and on what, is unknown
+        elif use_ray and dry_run:  # planned here: a cluster's actors are unknown
             where = RAY_DRY_RUN
+            if planned is not None:
+                where = _planned_label(planned, spec, descriptors, self_ensemble)
         elif actors_on is not None:
             where = _compute_on(actors_on, spec, descriptors, self_ensemble) + " on Ray actors"
         if json_reporter is not None:
@@ -487,8 +497,8 @@ def upscale(
             )
 
     # --devices: once the first jobs show who gets a worker; --ray: once the cluster
-    # has said what the actors run on
-    if not worker_devices and not (use_ray and not dry_run):
+    # has said what the actors run on, or a dry run has planned them
+    if not worker_devices and not use_ray:
         header()
     record = None
     if not no_provenance:
@@ -549,6 +559,7 @@ def upscale(
             settings,
             variants=variants,
             on_actors=lambda device: header(actors_on=device),
+            on_plan=lambda plan: header(planned=plan),
         )
     else:
         summary = run(jobs, variants, options, reporter)
@@ -649,6 +660,20 @@ def _compute_on(
 
     there = dataclasses.replace(spec, device=torch.device(device))
     return ", ".join(dict.fromkeys(there.compute_label(d, ensemble) for d in descriptors))
+
+
+def _planned_label(
+    plan: ActorPlan, spec: UpscalerSpec, descriptors: Sequence[ModelDescriptor], ensemble: Ensemble
+) -> str:
+    """What a --ray dry run on a local cluster says would draw its images: the actors a
+    run would plan on this machine, what they would draw with (:func:`_compute_on`) and
+    that none was started (``cpu fp32 on 2 Ray actors planned on this machine (none
+    started: a dry run)``)."""
+    actors = f"{plan.count} Ray actor{'' if plan.count == 1 else 's'}"
+    return (
+        f"{_compute_on(plan.device, spec, descriptors, ensemble)} on {actors} planned on "
+        "this machine (none started: a dry run)"
+    )
 
 
 def _workers_label(workers: Sequence[str]) -> str:
