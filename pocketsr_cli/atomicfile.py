@@ -37,7 +37,8 @@ first check of a folder made in it since (:func:`_remove_stale_probes`).  A proc
 each folder's probes once (:func:`_sweep_probes_once`: a program writing file after file
 checks its folder each time), so one left by another process killed while this one runs
 waits for the next process, unless it is a probe file in an output folder: a run's sweep
-of temporary files takes it too (:func:`sweep_stale_temps`; both wait :data:`STALE_AFTER`).
+of temporary files takes it too (:func:`sweep_stale_temps`; both wait :data:`STALE_AFTER`),
+without counting it among the leftovers of interrupted runs it reports.
 """
 
 from __future__ import annotations
@@ -395,7 +396,10 @@ def write_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:
 
 def sweep_stale_temps(folder: Path, *, stale_after: float | None = None) -> int:
     """Remove the temporary files that writers which are gone left in ``folder`` (not in
-    its subfolders); return how many were removed.
+    its subfolders); return how many were removed, not counting the probe files that
+    folder checks killed outright left (:func:`_create_problem`'s, removed as the others
+    are): those are no writer's leftovers, which a run counts and reports as an
+    interrupted run's.
 
     A file is removed only when all of these hold: its name is one :func:`temp_path_for`
     makes; it is a regular file (not a link, folder, FIFO or device); this process can lock
@@ -409,7 +413,12 @@ def sweep_stale_temps(folder: Path, *, stale_after: float | None = None) -> int:
     cannot be opened or removed): what cannot be checked is kept.
     """
     limit = STALE_AFTER if stale_after is None else stale_after
-    return _sweep(folder, time.time() - limit, lambda name: True)
+    return _sweep(
+        folder,
+        time.time() - limit,
+        lambda name: True,
+        counted=lambda name: not _PROBE_NAME.fullmatch(name),
+    )
 
 
 def sweep_unheld(
@@ -470,11 +479,13 @@ def _sweep(
     unheld: bool = False,
     suffix: str = TEMP_SUFFIX,
     names: re.Pattern[str] = _TEMP_NAME,
+    counted: Callable[[str], bool] | None = None,
 ) -> int:
     """Remove, from ``folder``, the regular files named as :func:`temp_path_for` names
     them (or ending in ``suffix`` and matching ``names``), for which ``wanted(name)``
     holds, unchanged since ``cutoff`` (a time) and held by no one
-    (:func:`_remove_if_stale`); how many.  Stops at the first file whose file system
+    (:func:`_remove_if_stale`); how many (those for which ``counted(name)`` holds, where
+    it is given).  Stops at the first file whose file system
     cannot lock (nothing is safe there), unless ``unheld`` says that no live writer holds
     any of them; never raises for file-system trouble."""
     if fcntl is None and not unheld:
@@ -496,7 +507,8 @@ def _sweep(
                     if not unheld:
                         break
                     outcome = _remove_unlocked(path, cutoff)
-                removed += outcome
+                if counted is None or counted(name):
+                    removed += outcome
     return removed
 
 
@@ -547,7 +559,8 @@ def _stale(fd: int, cutoff: float) -> bool:
 
 class TempSweeper:
     """:func:`sweep_stale_temps` for one run: each folder at most once, however many
-    outputs go there (thread-safe).  :attr:`removed` counts the files removed.
+    outputs go there (thread-safe).  :attr:`removed` counts the files removed (a check's
+    probe files, removed too, are not counted: :func:`sweep_stale_temps`).
 
     ``claims``: a sweep of the claim files that killed runs left in a folder
     (``claims.sweep_stale_claims``, passed in as that module builds on this one), run on

@@ -1655,6 +1655,35 @@ def test_a_resamplers_8_bit_path_says_uint8_in_its_lines_records_header_and_summ
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="nothing is swept without flock")
+def test_a_probe_file_a_killed_check_left_is_swept_and_not_counted_as_a_runs_leftover(
+    tmp_path: Path,
+) -> None:
+    """A run's sweep of an output folder takes the probe file a folder check killed outright
+    left there too (``atomicfile.folder_write_problem``), and counted it in
+    ``leftovers_removed``, said as a leftover temporary file of an interrupted run: no run
+    was interrupted.  It is removed, and only a run's own leftovers are counted."""
+    src = save(tmp_path / "in" / "a.jpg", photo())  # written beside it: no -o to check
+    old = (time.time() - 3600,) * 2
+    probe = src.parent / "..pocketsr-probe.0123456789ab.pocketsr-tmp"  # temp_path_for's name
+    probe.write_bytes(b"")
+    os.utime(probe, old)
+    code, stdout, err = invoke("upscale", src, *FAST, "--json")
+    assert code == 0, err
+    _, summary = jsonl(stdout)
+    assert summary["leftovers_removed"] == 0 and "leftover" not in err
+    assert not probe.exists()
+    probe.write_bytes(b"")
+    os.utime(probe, old)
+    left = src.parent / ".a_x4.jpg.0123456789ab.pocketsr-tmp"  # a killed run's output
+    left.write_bytes(b"half a JPEG")
+    os.utime(left, old)
+    code, _, err = invoke("upscale", src, *FAST, "--overwrite")
+    assert code == 0, err
+    assert "removed 1 leftover temporary file(s) of an interrupted run" in " ".join(err.split())
+    assert not probe.exists() and not left.exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="nothing is swept without flock")
 def test_a_run_says_how_many_leftovers_of_a_killed_run_it_removed(tmp_path: Path) -> None:
     """The temporary files a run killed outright had left were swept without a word: the
     user who saw them (20 MB each) never learnt where they went.  The log's last line and
