@@ -43,8 +43,10 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
-def complete(env: dict[str, str], line: str, shell: str = "bash") -> list[str]:
-    """What ``pocketsr`` answers when Tab is pressed at the end of ``line``."""
+def complete(
+    env: dict[str, str], line: str, shell: str = "bash", cwd: Path | None = None
+) -> list[str]:
+    """What ``pocketsr`` answers when Tab is pressed at the end of ``line`` (in ``cwd``)."""
     words = line.split()
     if line.endswith(" "):
         words.append("")
@@ -56,7 +58,12 @@ def complete(env: dict[str, str], line: str, shell: str = "bash") -> list[str]:
     else:
         request["_TYPER_COMPLETE_ARGS"] = line
     result = subprocess.run(
-        [sys.executable, "-c", RUN_CLI], env=request, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", RUN_CLI],
+        env=request,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "imported:", result.stderr  # nothing heavy
@@ -77,6 +84,32 @@ def test_a_path_is_left_to_the_shell(env: dict[str, str]) -> None:
     # Nothing offered: bash's `complete -o default` then completes file names.
     assert complete(env, "pocketsr upscale -m ./") == []
     assert complete(env, "pocketsr upscale -m weights/") == []
+
+
+def test_the_weights_files_here_are_offered_beside_the_model_names(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """``models info`` takes a weights file (NAME|PATH) as -m does, yet Tab offered model
+    names only, and a file only once no name matched (the shell's fallback): the weights
+    files in the current folder are offered beside the names, to both; other files
+    (photos), hidden ones and folders are not."""
+    here = tmp_path / "here"
+    here.mkdir()
+    for name in ("4x_foo.pth", "realesr-mine.safetensors", "photo.jpg", ".hidden.pt"):
+        (here / name).write_bytes(b"")
+    (here / "sub.pth").mkdir()  # a folder, whatever its name
+    for line in ("pocketsr models info ", "pocketsr upscale a.png -m "):
+        got = complete(env, line, cwd=here)
+        assert {"4x_foo.pth", "realesr-mine.safetensors", "bicubic", DEFAULT_MODEL} <= set(got)
+        assert not {"photo.jpg", ".hidden.pt", "sub.pth"} & set(got), got
+    assert complete(env, "pocketsr models info realesr", cwd=here) == [
+        "realesr-general-x4v3",
+        "realesr-mine.safetensors",
+        "realesrgan-x4plus",
+    ]
+    described = "\n".join(complete(env, "pocketsr models info 4x", shell="zsh", cwd=here))
+    assert '"4x_foo.pth":"weights file"' in described, described
+    assert complete(env, "pocketsr models info ./", cwd=here) == []  # a path: the shell's
 
 
 def test_device_precision_format_tile(env: dict[str, str]) -> None:

@@ -8,7 +8,8 @@ comes with a short description, shown by zsh and fish.
 
 Typer keeps only the candidates that start with what was typed, so these return every
 candidate.  An empty answer lets the shell fall back to completing file names, which is
-what ``-m path/to/weights.pth`` needs.
+what ``-m path/to/weights.pth`` needs; one with any candidate keeps it from doing so, so a
+model name's completion also offers the weights files of the current folder itself.
 """
 
 from __future__ import annotations
@@ -54,11 +55,37 @@ def _models(
 
 
 def model_names(incomplete: str) -> Candidates:
-    """``-m`` and ``models info``: every model known by name; nothing for a path, so the
-    shell completes file names instead."""
+    """``-m`` and ``models info`` (NAME|PATH): every model known by name, and the weights
+    files in the current folder (:func:`_weights_files_here`), which both take; nothing
+    for a path, so the shell completes file names instead."""
     if incomplete.startswith((".", "/", "~")) or "/" in incomplete:
         return []
-    return _models(lambda spec, place: True)
+    return sorted(_models(lambda spec, place: True) + _weights_files_here())
+
+
+def _weights_files_here() -> Candidates:
+    """The files in the current folder named as weights files are (``.safetensors``,
+    ``.pth``, ``.pt``, ``.ckpt``), but hidden ones: offered beside the model names, since
+    an answer with any candidate keeps the shell from completing file names itself.  One
+    ``os.scandir``; nothing when the folder cannot be read."""
+    import os
+
+    from pocketsr_cli.manifest import WEIGHT_SUFFIXES
+
+    found: Candidates = []
+    try:
+        with os.scandir(".") as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.name.lower().endswith(WEIGHT_SUFFIXES):
+                    continue
+                try:
+                    if entry.is_file():
+                        found.append((entry.name, "weights file"))
+                except OSError:
+                    continue
+    except OSError:
+        return []
+    return found
 
 
 def downloadable_names(incomplete: str) -> Candidates:
