@@ -101,7 +101,7 @@ class _App(Group):
 def _names_an_input(word: str) -> bool:
     """Whether ``word``, given where a command belongs, is an input ``upscale`` would take:
     a file or folder that is there, or a name with an image's extension."""
-    from pocketsr_cli.imageio.formats import is_image_path
+    from pocketsr_cli.imageio import is_image_path
 
     return bool(word) and (os.path.lexists(word) or is_image_path(Path(word)))
 
