@@ -1146,6 +1146,124 @@ def test_truncated_16bit_files_fail_quietly(
     assert capfd.readouterr().err == ""
 
 
+class _CountingFile(io.FileIO):
+    """A file that counts the bytes read from it: what a buffered reader over it asks of
+    the disk."""
+
+    total = 0
+
+    def readinto(self, buffer: object) -> int | None:
+        n = super().readinto(buffer)  # type: ignore[arg-type]
+        _CountingFile.total += n or 0
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        _CountingFile.total += len(data)
+        return data
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        _CountingFile.total += len(data)
+        return data
+
+
+def _bytes_read_by(monkeypatch: pytest.MonkeyPatch, call: object) -> tuple[object, int]:
+    """What ``call()`` returns, and how many bytes it read through ``Path.open``."""
+    assert callable(call)
+
+    def counted_open(self: Path, mode: str = "r", *args: object, **kwargs: object) -> object:
+        assert mode == "rb", mode
+        return io.BufferedReader(_CountingFile(self))
+
+    _CountingFile.total = 0
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "open", counted_open)
+        result = call()
+    return result, _CountingFile.total
+
+
+@pytest.mark.parametrize("layout", ["IFD first", "IFD last", "Photoshop layers"])
+def test_a_tiff_header_reads_its_layout_tags_not_the_whole_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    """A TIFF's header is read from its IFD, found with seeks wherever it is, and the
+    values of the tags that describe its pixels: a few KiB of a 1 MB file, where the
+    whole file was read (and read again to decode it).  What it says is what the whole
+    file's tags say."""
+    from pocketsr_cli.imageio.header import parse_tiff_header
+    from pocketsr_cli.imageio.tiff import tiff_tags
+
+    pixels = np.random.default_rng(0).integers(0, 256, (400, 600, 4), dtype=np.uint8)
+    path = tmp_path / "a.tif"
+    if layout == "IFD first":
+        path.write_bytes(_tiff_16(pixels))
+    elif layout == "IFD last":  # libtiff (Pillow's, when compressing) writes it last
+        save_pillow(path, pixels, "TIFF", compression="tiff_adobe_deflate")
+    else:  # Photoshop's layers (37724) and image resources (34377), larger than the image
+        tags = {37724: bytes(range(256)) * 8192, 34377: b"8BIM" * 4096}
+        save_pillow(path, pixels[..., :3], "TIFF", tiffinfo=tags, exif=make_exif(6))
+    size = path.stat().st_size
+    header, read = _bytes_read_by(monkeypatch, lambda: imageio.read_header(path))
+    assert size > 900_000 and read < 64 * 1024, (size, read)
+    assert header == parse_tiff_header(tiff_tags(path.read_bytes()))
+    image = read_image(path)
+    assert isinstance(header, imageio.ImageHeader)
+    assert (header.height, header.width, header.channels) == image.pixels.shape
+    assert header.bit_depth == (16 if image.pixels.dtype == np.uint16 else 8)
+
+
+def _tiff_16(pixels: np.ndarray) -> bytes:
+    """``pixels`` as 16-bit RGBA TIFF, its IFD first (as :func:`encode_tiff` writes it)."""
+    from pocketsr_cli.imageio.tiff import encode_tiff
+
+    return encode_tiff(pixels.astype(np.uint16) * 257, Metadata())
+
+
+def test_a_tiff_header_read_with_seeks_is_the_whole_files_even_when_damaged(
+    tmp_path: Path,
+) -> None:
+    """Cut or corrupt TIFFs give the same header, error or library warnings whether their
+    tags are read from the whole file or found with seeks (``read_tiff_tags``): an IFD
+    cut short, a value past the end of the file, a size tag of the wrong type."""
+    import random
+    import warnings
+
+    from pocketsr_cli.imageio.header import TIFF_HEADER_TAGS, parse_tiff_header
+    from pocketsr_cli.imageio.tiff import read_tiff_tags, tiff_tags
+
+    sources = []
+    for compression in (None, "tiff_adobe_deflate"):  # IFD first, IFD last
+        options = {"compression": compression} if compression else {}
+        path = save_pillow(tmp_path / "a.tif", make_photo_like(12, 16, 4), "TIFF", **options)
+        sources.append(path.read_bytes())
+    sources.append(_tiff_16(make_photo_like(12, 16, 2)))
+
+    def outcome(read: object) -> tuple[str, list[str]]:
+        assert callable(read)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                said = repr(parse_tiff_header(read()))
+            except ImageReadError as exc:
+                said = str(exc)
+        return said, [str(w.message) for w in caught]
+
+    rng = random.Random(0)
+    for data in sources:
+        start = struct.unpack_from("<I", data, 4)[0]
+        cases = [data[:cut] for cut in range(8, len(data), 7)]
+        for _ in range(150):
+            damaged = bytearray(data)
+            for _ in range(rng.randint(1, 3)):
+                damaged[min(len(data) - 1, start + rng.randrange(120))] = rng.randrange(256)
+            cases.append(bytes(damaged))
+        for case in cases:
+            whole = outcome(lambda: tiff_tags(case))  # noqa: B023
+            sought = outcome(lambda: read_tiff_tags(io.BytesIO(case), TIFF_HEADER_TAGS))  # noqa: B023
+            assert sought == whole
+
+
 def test_probe_errors(tmp_path: Path) -> None:
     cases = _bad_file_cases(tmp_path)
     for name in ("empty", "directory", "missing", "random bytes", "pcx named png"):

@@ -26,7 +26,7 @@ from pocketsr_cli.imageio.backends import (
 )
 from pocketsr_cli.imageio.decoded import DecodedImage, finish
 from pocketsr_cli.imageio.formats import PILLOW_FORMATS, TIFF_MAGIC, require_heif_decoder
-from pocketsr_cli.imageio.header import parse_header, parse_tiff_header
+from pocketsr_cli.imageio.header import parse_header
 from pocketsr_cli.imageio.jpeg import check_jpeg_complete, extended_xmp_size
 from pocketsr_cli.imageio.metadata import bare_exif, dpi_of, without_thumbnail
 from pocketsr_cli.imageio.nclx import (
@@ -87,8 +87,7 @@ def read_image(path: Path, *, max_pixels: int | None = MAX_PIXELS) -> DecodedIma
     data = read_bytes(path)
     require_heif_decoder(path, data[:12])
     if max_pixels is not None:
-        tiff = data[:4] in TIFF_MAGIC
-        header = parse_tiff_header(data) if tiff else parse_header(io.BytesIO(data), path)
+        header = parse_header(io.BytesIO(data), path)
         if header.pixels > max_pixels:
             raise ImageReadError(
                 f"image is too large to decode safely ({header.width}x{header.height}, "

@@ -16,15 +16,18 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
 from pocketsr_cli.errors import ImageReadError
 from pocketsr_cli.imageio.backends import open_pillow, os_errors_as_read_errors
 from pocketsr_cli.imageio.formats import PILLOW_FORMATS, TIFF_MAGIC, require_heif_decoder
 from pocketsr_cli.imageio.metadata import TAG_ORIENTATION, bare_exif, exif_orientation
 from pocketsr_cli.imageio.pixels import partial_gif_frame
-from pocketsr_cli.imageio.tiff import as_tuple, tiff_tags
+from pocketsr_cli.imageio.tiff import as_tuple, read_tiff_tags
 from pocketsr_cli.imageio.webp import is_lossless
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 FileStamp = tuple[int, int, int, int]
 """What tells one file from another written at the same path later: its device, inode,
@@ -129,9 +132,9 @@ def parse_header(handle: IO[bytes], path: Path) -> ImageHeader:
     require_heif_decoder(path, head[:12])
     handle.seek(0)
     if head[:4] in TIFF_MAGIC:
-        # TIFF tags may sit anywhere in the file, and Pillow cannot open every 16-bit
-        # layout: read the tags as an EXIF block, like read_image does.
-        return parse_tiff_header(handle.read())
+        # Pillow cannot open every 16-bit layout: the tags are read as an EXIF block, like
+        # read_image does, those of the layout alone (found with seeks, not the file read).
+        return parse_tiff_header(read_tiff_tags(handle, TIFF_HEADER_TAGS))
     with open_pillow(handle) as im:
         fmt = PILLOW_FORMATS.get(im.format or "")
         if fmt is None:
@@ -152,8 +155,14 @@ def parse_header(handle: IO[bytes], path: Path) -> ImageHeader:
     return ImageHeader(width, height, channels, depth, fmt, lossless)
 
 
-def parse_tiff_header(data: bytes) -> ImageHeader:
-    tags = tiff_tags(data)
+TIFF_HEADER_TAGS = frozenset({256, 257, 258, 262, 274, 277, 338})
+"""The TIFF tags :func:`parse_tiff_header` reads: size, bits per sample, colour model,
+orientation, samples per pixel and extra samples."""
+
+
+def parse_tiff_header(tags: Mapping[int, Any]) -> ImageHeader:
+    """The header of a TIFF whose first IFD holds ``tags`` (:data:`TIFF_HEADER_TAGS`
+    at least; ``tiff.tiff_tags`` or ``tiff.read_tiff_tags``)."""
     width, height = int(tags[256]), int(tags[257])
     if tags.get(TAG_ORIENTATION) in (5, 6, 7, 8):
         width, height = height, width

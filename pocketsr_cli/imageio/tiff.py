@@ -1,7 +1,8 @@
 """TIFF: its tags, decoding, page count, and the writer.
 
 A TIFF file is an EXIF block, so its first IFD is read with Pillow's EXIF reader
-(:func:`tiff_tags`), which also works for the layouts Pillow cannot open.
+(:func:`tiff_tags`), which also works for the layouts Pillow cannot open; a header or a
+record needs a few of its tags only, read from the file with seeks (:func:`read_tiff_tags`).
 :func:`decode_tiff` decodes 16-bit gray and RGB through OpenCV, 16-bit gray + alpha here,
 8-bit through Pillow, and rebuilds a standalone EXIF block from the descriptive tags.
 :func:`encode_tiff` writes a little-endian baseline TIFF (Adobe Deflate, horizontal
@@ -13,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import os
 import struct
 import zlib
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection, Mapping
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -74,19 +76,106 @@ def tiff_tags(data: bytes) -> Image.Exif:
     Raises:
         ImageReadError: the IFD is missing (cut off: writers often put it last) or corrupt.
     """
+    return _first_ifd(io.BytesIO(data))
+
+
+def _first_ifd(fp: IO[bytes]) -> Image.Exif:
+    """:func:`tiff_tags` of the TIFF file ``fp`` (from its start), read by Pillow's EXIF
+    reader: the header, the first IFD and its tags' values, with seeks."""
     from PIL import Image
 
-    order = "<" if data[:2] == b"II" else ">"
-    if len(data) < 8 or struct.unpack_from(order + "I", data, 4)[0] + 2 > len(data):
+    size = fp.seek(0, os.SEEK_END)
+    fp.seek(0)
+    head = fp.read(8)
+    order = "<" if head[:2] == b"II" else ">"
+    if len(head) < 8 or struct.unpack_from(order + "I", head, 4)[0] + 2 > size:
         raise ImageReadError(TRUNCATED)
+    fp.seek(0)
     tags = Image.Exif()
     try:
-        tags.load(data)
+        tags.load_from_fp(fp)
     except Exception as exc:
         raise ImageReadError(f"corrupt TIFF header ({reason(exc)})") from None
     if not isinstance(tags.get(256), int) or not isinstance(tags.get(257), int):
         raise ImageReadError("corrupt TIFF header (no image size)")
     return tags
+
+
+# The byte size of one value of each TIFF field type (TIFF 6.0, with BigTIFF's LONG8 and
+# the IFD type), as Pillow's reader counts them: where an entry's values are, inline (4
+# bytes or fewer) or elsewhere in the file.
+_TYPE_SIZES = {
+    1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8
+}  # fmt: skip
+
+
+def read_tiff_tags(handle: IO[bytes], wanted: Collection[int]) -> Image.Exif:
+    """The first IFD of the TIFF file open as ``handle``, as :func:`tiff_tags` reads it
+    from the whole file, for the tags in ``wanted`` (others may be left out), without
+    reading the whole file: its 8-byte header, the IFD (which may lie anywhere: writers
+    often put it last) and the values of those tags and of the image size (checked as
+    :func:`tiff_tags` checks it), found with seeks; never the pixels, nor the other tags'
+    values (Photoshop's layers, 37724, are often larger than the image).
+
+    Pillow's EXIF reader is handed those entries alone, rebuilt into a small TIFF of their
+    own, so that their values come out typed as :func:`tiff_tags` gives them.  An IFD
+    that Pillow would read only in part (cut short, or a value past the end of the file,
+    or more values than the file holds) is read by Pillow from the file itself, every
+    tag's value with it (at most the file's size, never the pixels), so that what is lost
+    and what Pillow warns of are the same.
+
+    Raises:
+        ImageReadError: as :func:`tiff_tags`: the IFD is missing (cut off) or corrupt.
+    """
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(0)
+    head = handle.read(8)
+    order = "<" if head[:2] == b"II" else ">"
+    if len(head) < 8 or (offset := struct.unpack_from(order + "I", head, 4)[0]) + 2 > size:
+        raise ImageReadError(TRUNCATED)
+    handle.seek(offset)
+    (count,) = struct.unpack(order + "H", handle.read(2))
+    table = handle.read(12 * count + 4)  # the entries, then the next IFD's offset
+    kept = set(wanted) | {256, 257}
+    places: list[tuple[bytes, int, int]] = []  # the kept entries, where their values are
+    spent, seen = 0, set[int]()  # as Pillow's reader counts them
+    regular = len(table) == 12 * count + 4
+    for i in range(count if regular else 0):
+        entry = table[12 * i : 12 * i + 12]
+        tag, typ, n = struct.unpack_from(order + "HHI", entry)
+        length = n * _TYPE_SIZES.get(typ, 0)
+        if not length or tag in seen:  # an unknown type or no values: Pillow skips it
+            continue
+        at = struct.unpack_from(order + "I", entry, 8)[0] if length > 4 else -1
+        if length > 4:
+            spent += length
+            if spent > size or at + length > size:  # Pillow warns, skips or stops there
+                regular = False
+                break
+        seen.add(tag)
+        if tag in kept:
+            places.append((entry, at, length))
+    if not regular:
+        return _first_ifd(handle)
+    values = bytearray()
+    entries = []
+    for entry, at, length in places:
+        if at >= 0:
+            handle.seek(at)
+            entry = entry[:8] + struct.pack(order + "I", 8 + len(values))
+            values += handle.read(length)
+        entries.append(entry)
+    rebuilt = b"".join(
+        [
+            head[:4],
+            struct.pack(order + "I", 8 + len(values)),
+            values,
+            struct.pack(order + "H", len(entries)),
+            *entries,
+            bytes(4),  # no next IFD
+        ]
+    )
+    return tiff_tags(rebuilt)
 
 
 def decode_tiff(data: bytes) -> DecodedImage:
