@@ -93,12 +93,14 @@ from pocketsr_cli.errors import (
 from pocketsr_cli.imageio import (
     OUTPUT_FORMATS,
     DecodedImage,
+    FileStamp,
     ImageHeader,
     OutputPlan,
     drop_opaque_alpha,
     embeds_provenance,
     encode_image,
     extension_for,
+    file_stamp,
     format_from_name,
     format_label,
     format_of_path,
@@ -691,17 +693,13 @@ def resize_output(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out.reshape(h, w, pixels.shape[2]) if out.ndim == 2 else out
 
 
-_Identity = tuple[int, int, int, int]
-
-
-def _identity(path: Path) -> _Identity | None:
-    """What tells one file at ``path`` from another written there later, or None when
-    nothing is there."""
+def _stamp_at(path: Path) -> FileStamp | None:
+    """The :data:`~pocketsr_cli.imageio.FileStamp` of the file at ``path``: what tells it
+    from another written there later; None when nothing is there."""
     try:
-        st = os.stat(path)
+        return file_stamp(os.stat(path))
     except FileNotFoundError:
         return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def predicted_need(
@@ -817,7 +815,7 @@ class _Decoded:
     output: Path
     variant: Variant
     seconds: float
-    seen: _Identity | None = None  # the output as the reader saw it (None: absent)
+    seen: FileStamp | None = None  # the output as the reader saw it (None: absent)
     reserved: int = 0  # bytes held in the memory gate until it is written
     notes: list[str] = field(default_factory=list)  # for its line, from decoding on
     claim: claims.Claim | None = None  # its planned output's claim, held until written
@@ -976,7 +974,7 @@ class _Run:
             item.claim = claim
         return item
 
-    def claim_work(self, job: Job) -> Result | tuple[claims.Claim, _Identity | None]:
+    def claim_work(self, job: Job) -> Result | tuple[claims.Claim, FileStamp | None]:
         """Claim ``job``'s planned output for all of its work, so that another run given
         the same input skips it at once (``concurrent``) rather than upscale it for nothing:
         two identical runs share the work.  The claim and the output as it is now (another
@@ -1015,7 +1013,7 @@ class _Run:
         for claim in held:
             claim.release()
 
-    def settle(self, job: Job) -> Result | _Identity | None:
+    def settle(self, job: Job) -> Result | FileStamp | None:
         """What is decided about ``job`` before its input is decoded: the result that ends
         it here (planned, not a file, an earlier output by its record, an existing output,
         or its ``alt_output`` written already: :meth:`made_as_alt`), or its output as it
@@ -1085,7 +1083,7 @@ class _Run:
             )
         return header, requested, named, need
 
-    def decode(self, job: Job, seen: _Identity | None) -> Result | _Decoded:
+    def decode(self, job: Job, seen: FileStamp | None) -> Result | _Decoded:
         t0 = time.perf_counter()
         sized = self.sized(job)
         if isinstance(sized, Result):
@@ -1185,7 +1183,7 @@ class _Run:
         image: DecodedImage,
         requested: str | None,
         named: str | None,
-        seen: _Identity | None,
+        seen: FileStamp | None,
         t0: float,
     ) -> Result | _Decoded:
         """How a decoded image will be written, or the result that ends ``job`` here."""
@@ -1243,7 +1241,7 @@ class _Run:
 
     def look_at_output(
         self, job: Job, output: Path, size: tuple[int, int] | None = None
-    ) -> Result | _Identity | None:
+    ) -> Result | FileStamp | None:
         """The existing ``output`` as it is now (None: absent), or the result that ends
         ``job`` here: something other than a file in the way, or an existing output
         without ``overwrite`` (see :meth:`existing`)."""
@@ -1260,7 +1258,7 @@ class _Run:
             return self.in_the_way(job, output, kind_of(st.st_mode))
         if not self.options.overwrite:
             return self.existing(job, output, size)
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return file_stamp(st)
 
     def in_the_way(self, job: Job, output: Path, what: str) -> Result:
         error = f"{what} is in the way at {output}; move it, or choose another {OUTPUT} folder"
@@ -1508,7 +1506,7 @@ class _Run:
         self,
         result: Result,
         data: bytes,
-        seen: tuple[int, ...] | None,
+        seen: FileStamp | None,
         record: str | None,
         fmt: str,
         held: claims.Claim | None = None,
@@ -1539,7 +1537,7 @@ class _Run:
         self,
         output: Path,
         data: bytes,
-        seen: tuple[int, ...] | None,
+        seen: FileStamp | None,
         record: str | None,
         fmt: str,
         held: claims.Claim | None = None,
@@ -1572,14 +1570,14 @@ class _Run:
         return raced
 
     def commit(
-        self, output: Path, data: bytes, seen: tuple[int, ...] | None, claimed: bool
+        self, output: Path, data: bytes, seen: FileStamp | None, claimed: bool
     ) -> str | None:
         """Rename ``data`` into place as ``output`` unless another run got there first
         (then why, for a ``concurrent`` skip): the output must still be as it was ``seen``
-        (:func:`_identity`).  Called while holding the output's claim."""
+        (:func:`_stamp_at`).  Called while holding the output's claim."""
         if not claimed:
             return claims.describe_busy(output)
-        if _identity(output) != seen:
+        if _stamp_at(output) != seen:
             return "another run wrote this output while this one was working on it; it was kept"
         if not write_atomic(output, data, exclusive=not self.options.overwrite):
             return "this output appeared while this run was working on it; it was kept"
@@ -1939,7 +1937,7 @@ class ImageWorker:
         signal there finishes the file in hand, as :func:`run` does."""
         return self._run.process(job, index, shield)
 
-    def precheck(self, job: Job) -> Result | tuple[int, ...] | None:
+    def precheck(self, job: Job) -> Result | FileStamp | None:
         """What a driver that writes the outputs itself (``ray_backend``, return-bytes)
         decides before sending ``job`` away: the result that ends it here (planned, not a
         file, an earlier output, an existing output), or its output as it is now (None:
@@ -1958,7 +1956,7 @@ class ImageWorker:
         found = self.precheck(job)
         return found if isinstance(found, Result) else None
 
-    def claim(self, job: Job) -> Result | tuple[claims.Claim, tuple[int, ...] | None]:
+    def claim(self, job: Job) -> Result | tuple[claims.Claim, FileStamp | None]:
         """What a driver that writes the outputs itself does once :meth:`precheck` let
         ``job`` through, before sending it away: claim its output for all of its work, as
         :meth:`process` does, so that another run skips it at once (``concurrent``); the
@@ -1984,7 +1982,7 @@ class ImageWorker:
         self,
         result: Result,
         data: bytes,
-        seen: tuple[int, ...] | None,
+        seen: FileStamp | None,
         record: str | None,
         held: claims.Claim | None = None,
     ) -> Result:

@@ -81,7 +81,7 @@ from pocketsr_cli.imageio.formats import (
     output_extension,
     sniff_format,
 )
-from pocketsr_cli.imageio.header import ImageHeader, probe, read_header
+from pocketsr_cli.imageio.header import FileStamp, ImageHeader, file_stamp, probe, read_header
 from pocketsr_cli.imageio.metadata import Metadata, icc_for_channels
 from pocketsr_cli.imageio.pixels import cmyk_to_rgb
 from pocketsr_cli.imageio.planning import (
@@ -113,6 +113,7 @@ __all__ = [
     "SIDECAR_SUFFIX",
     "TEMP_SUFFIX",
     "DecodedImage",
+    "FileStamp",
     "ImageHeader",
     "Metadata",
     "OutputPlan",
@@ -121,6 +122,7 @@ __all__ = [
     "embeds_provenance",
     "encode_image",
     "extension_for",
+    "file_stamp",
     "format_from_name",
     "format_label",
     "format_of_path",
