@@ -654,16 +654,19 @@ def scales_for_sizes(
     return sorted(needed) or [fallback]
 
 
-def kept_lossless(path: Path, requested: str | None, quality: int | None) -> bool:
+def kept_lossless(
+    path: Path, requested: str | None, quality: int | None, *, known: ImageHeader | None = None
+) -> bool:
     """Whether the image at ``path``, written in ``requested`` (None: its own format) at
     ``quality`` (None: not asked), is written as a lossless WebP (``plan_output``: it is
     one, kept as WebP, and no quality was asked), told from its header without reading
     it when the answer is no anyway; False when the header cannot be read (the input
-    then fails)."""
+    then fails).  ``known``: its header as read before (``Job.header``), used while the
+    file is unchanged (``read_header``)."""
     if quality is not None or requested not in (None, "webp"):
         return False
     try:
-        header = read_header(path)
+        header = read_header(path, known=known)
     except ImageReadError:
         return False
     return plan_for(header, requested).lossless
@@ -1289,12 +1292,12 @@ class _Run:
             lossless=lossless,
         )
 
-    def writes_lossless(self, job: Job, output: Path) -> bool:
+    def writes_lossless(self, job: Job, output: Path, known: ImageHeader | None) -> bool:
         """Whether ``job``'s ``output`` is written as a lossless WebP
-        (:func:`kept_lossless`)."""
+        (:func:`kept_lossless`; ``known``: its input's header as read before)."""
         if format_of_path(output) != "webp":
             return False
-        return kept_lossless(job.input, "webp", self.options.quality)
+        return kept_lossless(job.input, "webp", self.options.quality, known=known)
 
     def existing(self, job: Job, output: Path, size: tuple[int, int] | None = None) -> Result:
         """The skip for an input whose ``output`` exists: ``exists`` when it was made with
@@ -1307,6 +1310,7 @@ class _Run:
                 job, "skipped", output=output, reason=_unrecorded(), reason_code="unrecorded"
             )
         candidates = list(self.by_scale.values())
+        header = job.header  # planning's, if it read it
         if len(candidates) > 1:  # which variant depends on the input's size
             try:
                 if size is None:
@@ -1315,7 +1319,7 @@ class _Run:
                 candidates = [self.variant_for(*size)]
             except ImageReadError:  # compare with every variant: the input fails anyway
                 pass
-        lossless = self.writes_lossless(job, output)
+        lossless = self.writes_lossless(job, output, header)
         diffs = [
             provenance.differences(found, self.expected_record(v, output, lossless))
             for v in candidates

@@ -209,6 +209,41 @@ def test_an_inputs_header_is_parsed_once(
     assert [r.model for r in summary.results] == ["n-x4", "n-x4", "n-x2"]
 
 
+@pytest.mark.parametrize("planned", [True, False])
+def test_a_webp_output_that_exists_is_compared_without_parsing_its_inputs_header_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planned: bool
+) -> None:
+    """An existing WebP output is compared with the record this run would write, which
+    says whether it is kept lossless (``kept_lossless``, from the input's header): the
+    header planning read (``with_headers``, for a size target) is used, or the one read
+    to choose the variant, rather than parsed again."""
+    from pocketsr_cli.imageio import header as header_module
+
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b"):
+        image = Image.fromarray(np.full((6, 8, 3), 99, np.uint8))
+        image.save(tmp_path / "in" / f"{name}.webp", lossless=True)
+    variants = [Variant(Nearest(2), "n-x2"), Variant(Nearest(4), "n-x4")]
+    options = Options(record=RunSettings(version="9.9", tile="0/0"), target=Target("width", 32))
+    jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None))
+    assert run(jobs, variants, options, Recorder()).count("ok") == 2
+    parsed: list[str] = []
+    parse = header_module.parse_header
+
+    def counted(handle, path):  # type: ignore[no-untyped-def]
+        parsed.append(Path(path).name)
+        return parse(handle, path)
+
+    monkeypatch.setattr(header_module, "parse_header", counted)
+    jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None))
+    if planned:
+        jobs = with_headers(jobs)
+    summary = run(jobs, variants, options, Recorder())
+    assert [r.reason_code for r in summary.results] == ["exists", "exists"]
+    # once each: by planning, else to choose the variant
+    assert sorted(parsed) == ["a.webp", "b.webp"]
+
+
 def test_records_are_written_and_existing_outputs_compared(tmp_path: Path) -> None:
     make_folder(tmp_path / "in", 2)
     jobs = collect_jobs([tmp_path / "in"], Naming(tmp_path / "out", None))

@@ -686,7 +686,7 @@ def _kept_lossless(jobs: Sequence[Job], fmt: str | None, quality: int | None) ->
     whose header cannot be read counts as not (it fails in the run)."""
     from pocketsr_cli.pipeline import kept_lossless
 
-    return sum(kept_lossless(job.input, fmt, quality) for job in jobs)
+    return sum(kept_lossless(job.input, fmt, quality, known=job.header) for job in jobs)
 
 
 def _warm_up(
