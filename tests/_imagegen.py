@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from PIL import Image, ImageCms
 
 ORIENTATION_TAG = 0x0112
@@ -183,3 +184,41 @@ def open_pillow(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+class _CountingFile(io.FileIO):
+    """A file that counts the bytes read from it: what a buffered reader over it asks of
+    the disk."""
+
+    total = 0
+
+    def readinto(self, buffer: object) -> int | None:
+        n = super().readinto(buffer)  # type: ignore[arg-type]
+        _CountingFile.total += n or 0
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        _CountingFile.total += len(data)
+        return data
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        _CountingFile.total += len(data)
+        return data
+
+
+def bytes_read_by(monkeypatch: pytest.MonkeyPatch, call: object) -> tuple[object, int]:
+    """What ``call()`` returns, and how many bytes it read from the disk through files it
+    opened with ``Path.open`` (``read_header``, ``read_provenance_text``...)."""
+    assert callable(call)
+
+    def counted_open(self: Path, mode: str = "r", *args: object, **kwargs: object) -> object:
+        assert mode == "rb", mode
+        return io.BufferedReader(_CountingFile(self))
+
+    _CountingFile.total = 0
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "open", counted_open)
+        result = call()
+    return result, _CountingFile.total

@@ -23,6 +23,7 @@ from _imagegen import (
     MAKE,
     ORIENTATION_TAG,
     add_png_chunk,
+    bytes_read_by,
     decode_opencv,
     fake_icc,
     make_asymmetric,
@@ -1146,43 +1147,6 @@ def test_truncated_16bit_files_fail_quietly(
     assert capfd.readouterr().err == ""
 
 
-class _CountingFile(io.FileIO):
-    """A file that counts the bytes read from it: what a buffered reader over it asks of
-    the disk."""
-
-    total = 0
-
-    def readinto(self, buffer: object) -> int | None:
-        n = super().readinto(buffer)  # type: ignore[arg-type]
-        _CountingFile.total += n or 0
-        return n
-
-    def read(self, size: int = -1) -> bytes:
-        data = super().read(size)
-        _CountingFile.total += len(data)
-        return data
-
-    def readall(self) -> bytes:
-        data = super().readall()
-        _CountingFile.total += len(data)
-        return data
-
-
-def _bytes_read_by(monkeypatch: pytest.MonkeyPatch, call: object) -> tuple[object, int]:
-    """What ``call()`` returns, and how many bytes it read through ``Path.open``."""
-    assert callable(call)
-
-    def counted_open(self: Path, mode: str = "r", *args: object, **kwargs: object) -> object:
-        assert mode == "rb", mode
-        return io.BufferedReader(_CountingFile(self))
-
-    _CountingFile.total = 0
-    with monkeypatch.context() as patch:
-        patch.setattr(Path, "open", counted_open)
-        result = call()
-    return result, _CountingFile.total
-
-
 @pytest.mark.parametrize("layout", ["IFD first", "IFD last", "Photoshop layers"])
 def test_a_tiff_header_reads_its_layout_tags_not_the_whole_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
@@ -1204,7 +1168,7 @@ def test_a_tiff_header_reads_its_layout_tags_not_the_whole_file(
         tags = {37724: bytes(range(256)) * 8192, 34377: b"8BIM" * 4096}
         save_pillow(path, pixels[..., :3], "TIFF", tiffinfo=tags, exif=make_exif(6))
     size = path.stat().st_size
-    header, read = _bytes_read_by(monkeypatch, lambda: imageio.read_header(path))
+    header, read = bytes_read_by(monkeypatch, lambda: imageio.read_header(path))
     assert size > 900_000 and read < 64 * 1024, (size, read)
     assert header == parse_tiff_header(tiff_tags(path.read_bytes()))
     image = read_image(path)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _imagegen import bytes_read_by
 from PIL import Image, PngImagePlugin
 
 from pocketsr_cli import provenance
@@ -84,6 +85,37 @@ def test_a_malformed_camera_xmp_packet_does_not_cost_the_record(tmp_path: Path, 
         assert notes == [
             "its XMP packet is malformed (pocketsr's record cannot join it): not copied"
         ]
+
+
+@pytest.mark.parametrize("layout", ["Photoshop layers", "16-bit gray + alpha"])
+def test_a_tiffs_record_is_read_from_its_xmp_tag_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    """A TIFF's record is its XMP tag, found with seeks: a few KiB, and no Pillow open,
+    which read every tag's value (Photoshop's layers, often larger than the image), or,
+    for a layout Pillow cannot open, was followed by a read of the whole file."""
+    from pocketsr_cli.imageio.tiff import tiff_tags
+
+    path = tmp_path / "out.tif"
+    if layout == "Photoshop layers":
+        recorded = encode_image(PIXELS, OutputPlan("tiff", 8), provenance=RECORD)
+        tags = {700: tiff_tags(recorded)[700], 37724: bytes(range(256)) * 8192}
+        Image.fromarray(PIXELS).save(path, "TIFF", tiffinfo=tags)
+    else:
+        pixels = np.random.default_rng(0).integers(0, 65536, (500, 500, 2), dtype=np.uint16)
+        path.write_bytes(encode_image(pixels, OutputPlan("tiff", 16), provenance=RECORD))
+    opened: list[object] = []
+    pillow_open = Image.open
+
+    def counted(*args: object, **kwargs: object) -> Image.Image:
+        opened.append(args[0])
+        return pillow_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Image, "open", counted)
+    found, read = bytes_read_by(monkeypatch, lambda: read_provenance_text(path))
+    assert found == RECORD
+    assert opened == [] and read < 64 * 1024, (opened, read, path.stat().st_size)
+    assert path.stat().st_size > 900_000
 
 
 def test_a_second_record_replaces_the_first(tmp_path: Path) -> None:

@@ -27,13 +27,15 @@ from pocketsr_cli.imageio.atomic import write_atomic
 from pocketsr_cli.imageio.backends import open_pillow
 from pocketsr_cli.imageio.formats import TIFF_MAGIC
 from pocketsr_cli.imageio.metadata import xmp_bytes
-from pocketsr_cli.imageio.tiff import tiff_tags
+from pocketsr_cli.imageio.tiff import read_tiff_tags
 
 PROVENANCE_KEYWORD = b"pocketsr"
 """The PNG text chunk keyword of the record."""
 
 SIDECAR_SUFFIX = ".pocketsr.json"
 """Appended to a BMP output's name for the file holding its record."""
+
+_TAG_XMP = 700  # a TIFF's XMP packet
 
 _XMP_NAMESPACE = "urn:pocketsr:ns:1.0/"
 # The block xmp_with_record writes, to be replaced when an output is upscaled again.
@@ -196,9 +198,10 @@ def _png_record(handle: IO[bytes]) -> str | None:
 def read_provenance_text(path: Path) -> str | None:
     """The record ``path`` carries (see :func:`encode_image`), or None when it has none.
 
-    Reads what precedes the pixels only (PNG chunk headers up to the image data; the
-    JPEG/WebP/TIFF header through Pillow; a BMP's sidecar file), so it costs about a
-    millisecond, not a decode.  Never raises: an unreadable or corrupt file has no record.
+    Reads what precedes the pixels only (PNG chunk headers up to the image data; a
+    TIFF's XMP tag, found with seeks; the JPEG/WebP header through Pillow; a BMP's
+    sidecar file), so it costs about a millisecond, not a decode.  Never raises: an
+    unreadable or corrupt file has no record.
     """
     try:
         with Path(path).open("rb") as handle:
@@ -207,19 +210,17 @@ def read_provenance_text(path: Path) -> str | None:
                 return _png_record(handle)
             if head[:2] == b"BM":
                 return sidecar_path(Path(path)).read_text(encoding="utf-8").strip() or None
+            if head[:4] in TIFF_MAGIC:  # no Pillow open: it reads every tag (or fails)
+                return _xmp_record(read_tiff_tags(handle, {_TAG_XMP}).get(_TAG_XMP))
             handle.seek(0)
             comment = None
             try:
                 with open_pillow(handle) as im:
-                    xmp = im.info.get("xmp") or getattr(im, "tag_v2", {}).get(700)
+                    xmp = im.info.get("xmp") or getattr(im, "tag_v2", {}).get(_TAG_XMP)
                     if im.format == "JPEG":  # where a large camera packet left no room
                         comment = _comment_record(getattr(im, "applist", None))
             except ImageReadError:
-                if head[:4] not in TIFF_MAGIC:
-                    return None
-                # Layouts Pillow cannot open (16-bit gray + alpha): read the tags directly.
-                handle.seek(0)
-                xmp = tiff_tags(handle.read()).get(700)
+                return None
             return _xmp_record(xmp) or comment
     except Exception:  # a record is optional: any problem reading it means "none"
         return None
