@@ -407,6 +407,125 @@ def test_eval_refuses_a_fractional_scale_without_naming_outscale(tmp_path: Path)
     ), err
 
 
+NUMBER_REFUSALS = [
+    # A unit or a resolution's name written with the number: the number to type.
+    (
+        ("--long-edge", "4K"),
+        "--long-edge takes a whole number of pixels, 1 or more, not '4K': "
+        "for 4K (3840×2160) give --long-edge 3840",
+    ),
+    (
+        ("--height", "1080p"),
+        "--height takes a whole number of pixels, 1 or more, not '1080p': "
+        "for 1080p (1920×1080) give --height 1080",
+    ),
+    (
+        ("--width", "3840x2160"),
+        "--width takes a whole number of pixels, 1 or more, not "
+        "'3840x2160': for 3840×2160 give --width 3840",
+    ),
+    (
+        ("--width", "3840px"),
+        "--width takes a whole number of pixels, 1 or more, not '3840px': give --width 3840",
+    ),
+    (
+        ("--height", "2160 px"),
+        "--height takes a whole number of pixels, 1 or more, not '2160 px': give --height 2160",
+    ),
+    (
+        ("--outscale", "2x"),
+        "--outscale takes a factor from 0.01 to 64, not '2x': give --outscale 2",
+    ),
+    (
+        ("--outscale", "×1.5"),
+        "--outscale takes a factor from 0.01 to 64, not '×1.5': give --outscale 1.5",
+    ),
+    (
+        ("--quality", "90%"),
+        "--quality takes a whole number from 1 to 100, not '90%': give --quality 90",
+    ),
+    # No plain number to point to: the range says what to type.
+    (("--quality", "high"), "--quality takes a whole number from 1 to 100, not 'high'"),
+    (("--quality", "101"), "--quality takes a whole number from 1 to 100, not '101'"),
+    (("--outscale", "100x"), "--outscale takes a factor from 0.01 to 64, not '100x'"),
+    (("--outscale", "1e1"), "--outscale takes a factor from 0.01 to 64, not '1e1'"),
+    (("--pcsr-k", "1e1x"), "--pcsr-k takes a number, not '1e1x'"),
+    (("--width", "12.5"), "--width takes a whole number of pixels, 1 or more, not '12.5'"),
+    (("--threads", "two"), "--threads takes a whole number, 1 or more, not 'two'"),
+    (("--ray-workers", "0"), "--ray-workers takes a whole number, 1 or more, not '0'"),
+    (
+        ("--ray-cpus-per-worker", "x"),
+        "--ray-cpus-per-worker takes a whole number, 1 or more, not 'x'",
+    ),
+    (("--ensemble-weight", "half"), "--ensemble-weight takes a number from 0 to 3, not 'half'"),
+    (("--pcsr-k", "inf"), "--pcsr-k takes a number, not 'inf'"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), NUMBER_REFUSALS)
+def test_a_number_option_refuses_a_value_in_one_line_saying_what_to_type(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    """Not Typer's usage box ("Input should be a valid integer"), which neither repeats the
+    value nor says what to type: one line, and with --json the error object too."""
+    save(tmp_path / "a.png", photo())
+    code, out, err = invoke("upscale", tmp_path / "a.png", "-m", "bicubic", *args)
+    assert code == 2 and err.strip() == f"error (usage): {message}", err
+    assert out == "" and sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    code, out, _ = invoke("upscale", tmp_path / "a.png", "-m", "bicubic", *args, "--json")
+    assert code == 2 and json.loads(out)["message"] == message
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("eval", "{dir}", "--limit", "all"), "--limit takes a whole number, 1 or more"),
+        (
+            ("eval", "{dir}", "--crop", "64px"),
+            "--crop takes a whole number of pixels, 32 or more, not '64px': give --crop 64",
+        ),
+        (("eval", "{dir}", "--threads", "0"), "--threads takes a whole number, 1 or more"),
+        (("bench", "--repeat", "3x"), "--repeat takes a whole number, 1 or more, not '3x'"),
+        (("bench", "--quality", "high"), "--quality takes a whole number from 1 to 100"),
+        (
+            ("report", "{dir}/log.jsonl", "--crop", "5000"),
+            "--crop takes a whole number of pixels from 16 to 4096, not '5000'",
+        ),
+        (
+            ("report", "{dir}/log.jsonl", "--crops", "many"),
+            "--crops takes a whole number from 1 to 8, not 'many'",
+        ),
+    ],
+)
+def test_number_options_of_other_commands_refuse_in_one_line(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    code, _, err = invoke(*(a.format(dir=tmp_path) for a in args))
+    assert code == 2 and err.startswith(f"error (usage): {message}"), err
+    assert "Usage:" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_number_options_take_their_numbers(tmp_path: Path) -> None:
+    """The parsers give the commands what Typer gave: an int (2.0 is 2, as for -s) or a
+    float; a default (--ray-cpus-per-worker's 1) passes through them too."""
+    from pocketsr_cli.cli._options import number_argument
+    from pocketsr_cli.errors import UsageError
+
+    assert number_argument("2.0", option="--w", low=1) == 2
+    assert number_argument(1, option="--w", low=1) == 1
+    assert number_argument("-0.5", option="--k", whole=False) == -0.5
+    assert number_argument("-1e6", option="--k", whole=False) == -1e6  # a knob's range
+    with pytest.raises(UsageError, match=r"^--w takes a whole number, 1 or more, not '-2'$"):
+        number_argument("-2", option="--w", low=1)
+    src = save(tmp_path / "a.png", photo())
+    code, out, err = invoke(
+        "upscale", src, "-m", "bicubic", "--width", "64", "--quality", "90", "--json", "-q"
+    )
+    assert code == 0 and (jsonl(out)[0][0]["out_width"], err) == (64, "")
+    code, out, err = invoke("upscale", src, "-m", "bicubic", "--outscale", "1.5", "--json", "-q")
+    assert code == 0 and jsonl(out)[0][0]["out_width"] == 48, err
+
+
 def test_a_whole_scale_written_as_a_decimal_is_taken(tmp_path: Path) -> None:
     save(tmp_path / "a.png", photo())
     code, _, err = invoke("upscale", tmp_path / "a.png", "-m", "bicubic", "-s", "2.0")
@@ -901,9 +1020,9 @@ ERRORS = [
     (("upscale", "{src}", "-m", "{dir}/missing.pth"), 3, "not found"),
     (("upscale", "{src}", "-m", "{dir}/junk.pth"), 3, "cannot read weights"),
     (("upscale", "{src}", "-m", "bicubic", "--bogus"), 2, "No such option"),
-    (("upscale", "{src}", "--width", "0"), 2, "--width must be a positive number of pixels"),
-    (("upscale", "{src}", "--height", "-5"), 2, "--height must be a positive number"),
-    (("upscale", "{src}", "--long-edge", "0"), 2, "--long-edge must be a positive"),
+    (("upscale", "{src}", "--width", "0"), 2, "--width takes a whole number of pixels, 1 or"),
+    (("upscale", "{src}", "--height", "-5"), 2, "1 or more, not '-5'"),
+    (("upscale", "{src}", "--long-edge", "4K"), 2, "for 4K (3840×2160) give --long-edge 3840"),
     (("upscale", "{src}", "--width", "9", "--height", "9"), 2, "cannot be combined"),
     (("upscale", "{src}", "--outscale", "2", "--long-edge", "9"), 2, "cannot be combined"),
     (("upscale",), 2, "Missing argument"),
@@ -1313,8 +1432,8 @@ def test_the_ensemble_is_recorded_shown_and_compared(tmp_path: Path) -> None:
         (("--ensemble", "fancy"), "takes none, pad or flip8"),
         (("--ensemble", "-q"), "bare --ensemble of earlier versions is --ensemble pad"),
         (("--ensemble", "flip8", "--ensemble-weight", "0.7"), "applies to --ensemble pad"),
-        (("--ensemble", "pad", "--ensemble-weight", "9"), "must be a number from 0 to 3"),
-        (("--ensemble-weight", "nan", "--ensemble", "pad"), "must be a number from 0 to 3"),
+        (("--ensemble", "pad", "--ensemble-weight", "9"), "takes a number from 0 to 3, not '9'"),
+        (("--ensemble-weight", "nan", "--ensemble", "pad"), "a number from 0 to 3, not 'nan'"),
     ],
 )
 def test_bad_ensembles_are_usage_errors(

@@ -373,12 +373,12 @@ def test_routing_options_need_a_pcsr_model(tmp_path: Path, flag: tuple[str, ...]
 def test_a_routing_knob_that_is_no_number_is_a_usage_error(
     weights: Path, tmp_path: Path, k: str
 ) -> None:
-    """Typer reads ``nan`` and ``inf`` as floats; they are the user's mistake (exit 2),
-    not an internal error, and the API says so in its own keyword."""
+    """``nan`` and ``inf``, which float() reads, are the user's mistake (exit 2), not an
+    internal error, and the API says so in its own keyword."""
     src = _saved_photo(tmp_path)
     code, _, err = _invoke("upscale", src, "-m", weights, "--pcsr-k", k)
     assert code == 2, err
-    assert f"--pcsr-k must be a finite number, not {k}" in err and "bug" not in err
+    assert f"--pcsr-k takes a number, not '{k}'" in err and "bug" not in err
     with pytest.raises(UsageError, match=r"^pcsr_k must be a finite number, not"):
         api.Upscaler(weights, device="cpu", pcsr_k=float(k))
     with pytest.raises(UsageError, match=r"^pcsr_k must be a finite number, not '0\.1'"):

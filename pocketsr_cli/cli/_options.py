@@ -10,12 +10,13 @@ import functools
 import numbers
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from pocketsr_cli.cli import _complete
 from pocketsr_cli.cli._help import DEFAULT_MODEL_TOKEN
+from pocketsr_cli.ensemble import WEIGHT_RANGE
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -98,6 +99,7 @@ ModelOpt = Annotated[
 
 SCALE_MIN, SCALE_MAX = 1, 16  # -s N's range: the factors a model variant may have
 _DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")  # 2, 2.0, 1.5, .5: ASCII only
+_EXPONENT = re.compile(r"[eE][-+]?[0-9]+$")
 
 
 def scale_option(help: str, *, outscale: bool = False) -> Any:
@@ -130,9 +132,7 @@ def scale_argument(value: str, *, outscale: bool = False) -> int:
     from pocketsr_cli.errors import UsageError
 
     text = value.strip()
-    # Only a decimal written in ASCII digits is read: float() also takes 1e1, inf and
-    # other scripts' digits, none of which a user means as a factor.
-    number = float(text) if _DECIMAL.fullmatch(text) else math.nan
+    number = _decimal(text)
     whole = math.isfinite(number) and float(number).is_integer()
     if whole and SCALE_MIN <= number <= SCALE_MAX:
         return int(number)
@@ -142,15 +142,168 @@ def scale_argument(value: str, *, outscale: bool = False) -> int:
     raise UsageError(problem)
 
 
+def _decimal(text: str, *, signed: bool = False, exponent: bool = False) -> float:
+    """``text`` as a number when it is a decimal written in ASCII digits (``2``, ``2.0``,
+    ``.5``; with ``signed``, ``-0.5`` too; with ``exponent``, ``-1e6`` too), else NaN:
+    float() also takes ``inf``, ``+2`` and other scripts' digits, none of which a user
+    means as an option's number, and ``1e1``, which a factor or a count is not written as
+    (a float knob such as ``--pcsr-k`` is: ``-1e6``)."""
+    import math
+
+    body = text[1:] if signed and text.startswith("-") else text
+    if exponent:
+        body = _EXPONENT.sub("", body, count=1)
+    return float(text) if _DECIMAL.fullmatch(body) else math.nan
+
+
+Unit = Literal["px", "x", "%"]
+"""What a number option counts, for its refusal's words and for the spelling with the unit
+written that it points to the number in (``3840px``, ``2x``, ``x2``, ``90%``)."""
+Side = Literal["width", "height", "long_edge"]
+"""Which side of an output a pixel option sets, for a resolution named in its stead."""
+
+_NOUNS: dict[Unit | None, str] = {"px": "a whole number of pixels", "x": "a factor"}
+_WITH_UNIT: dict[Unit, tuple[str, ...]] = {
+    "px": (r"(?P<n>.+?)\s*(?:px|pixels?)",),
+    "x": (r"(?P<n>.+?)\s*[x×]", r"[x×]\s*(?P<n>.+)"),
+    "%": (r"(?P<n>.+?)\s*%",),
+}
+_RESOLUTIONS = {
+    "720p": (1280, 720),
+    "1080p": (1920, 1080),
+    "fhd": (1920, 1080),
+    "1440p": (2560, 1440),
+    "qhd": (2560, 1440),
+    "4k": (3840, 2160),
+    "uhd": (3840, 2160),
+    "2160p": (3840, 2160),
+    "8k": (7680, 4320),
+    "4320p": (7680, 4320),
+}
+"""Resolutions given by name where a pixel option wants a number (``--long-edge 4K``): the
+message gives the number (``2K`` and ``HD`` are left out: they name more than one)."""
+_WXH = re.compile(r"([0-9]+)\s*[x×]\s*([0-9]+)")
+
+
+def number_option(
+    *names: str,
+    low: float | None = None,
+    high: float | None = None,
+    whole: bool = True,
+    unit: Unit | None = None,
+    side: Side | None = None,
+    **option: Any,
+) -> Any:
+    """A ``typer.Option`` (``names`` and ``option``: its own arguments) for a number from
+    ``low`` to ``high`` (None: unbounded), ``whole`` or not, read by
+    :func:`number_argument`: a value refused is said in one line naming the option, its
+    range and the value, and what to type where that is plain (``--width 3840px``: give
+    ``--width 3840``); ``unit`` and ``side``: see there.  ``--help`` shows the range as
+    Typer shows ``min``/``max`` (``[x>=1]``); with a parser Typer checks neither."""
+    name = "/".join(sorted(names, key=len))
+    return typer.Option(
+        *names,
+        min=low,
+        max=high,
+        parser=functools.partial(
+            number_argument, option=name, low=low, high=high, whole=whole, unit=unit, side=side
+        ),
+        **option,
+    )
+
+
+def number_argument(
+    value: str | float,
+    *,
+    option: str,
+    low: float | None = None,
+    high: float | None = None,
+    whole: bool = True,
+    unit: Unit | None = None,
+    side: Side | None = None,
+) -> Any:
+    """``value`` (an option's text, or its typed default, which Click passes here too) as
+    an int (``whole``: ``2.0`` is 2) or a float, from ``low`` to ``high`` (None: no bound),
+    written in ASCII digits (a ``-`` sign where ``low`` allows one; no ``inf``; ``1e1``
+    only for a float counting no ``unit``: ``--pcsr-k -1e6``, not ``--outscale 1e1``).
+
+    Raises:
+        UsageError: anything else, in one line (said by the app, as for ``-s``): ``option``
+            takes what, in which range, not ``value``; then, where plain, what to type: the
+            number without the ``unit`` written with it (``3840px``, ``2x``, ``x2``,
+            ``90%``), or for a pixel option setting an output's ``side``, that side of a
+            resolution named (``4K``) or written as ``WxH``.
+    """
+    from pocketsr_cli.errors import UsageError
+
+    text = str(value).strip()
+    number = _number_in_range(text, low, high, whole, unit)
+    if number is not None:
+        return number
+    noun = _NOUNS.get(unit) or ("a whole number" if whole else "a number")
+    if low is not None and high is not None:
+        bounds = f" from {low:g} to {high:g}"
+    elif low is not None:
+        bounds = f", {low:g} or more"
+    else:
+        bounds = "" if high is None else f", {high:g} or less"
+    problem = f"{option} takes {noun}{bounds}, not {value!r}"
+    hint = _what_to_type(text, option, low, high, whole, unit, side)
+    raise UsageError(f"{problem}: {hint}" if hint else problem)
+
+
+def _number_in_range(
+    text: str, low: float | None, high: float | None, whole: bool, unit: Unit | None
+) -> int | float | None:
+    """``text`` read as :func:`number_argument` reads it, or None where refused."""
+    import math
+
+    number = _decimal(text, signed=low is None or low < 0, exponent=not whole and unit is None)
+    if not math.isfinite(number) or (whole and not number.is_integer()):
+        return None
+    if (low is not None and number < low) or (high is not None and number > high):
+        return None
+    return int(number) if whole else number
+
+
+def _what_to_type(
+    text: str,
+    option: str,
+    low: float | None,
+    high: float | None,
+    whole: bool,
+    unit: Unit | None,
+    side: Side | None,
+) -> str | None:
+    """What :func:`number_argument` points a refused ``text`` to, or None."""
+    if side is not None:
+        written = _WXH.fullmatch(text)
+        named = _RESOLUTIONS.get(text.lower())
+        size = named or ((int(written[1]), int(written[2])) if written else None)
+        if size is not None:
+            w, h = size
+            n = {"width": w, "height": h, "long_edge": max(w, h)}[side]
+            label = f"{text} ({w}×{h})" if named else f"{w}×{h}"
+            if _number_in_range(str(n), low, high, whole, unit) is not None:
+                return f"for {label} give {option} {n}"
+    for pattern in _WITH_UNIT.get(unit, ()) if unit else ():
+        found = re.fullmatch(pattern, text, re.IGNORECASE)
+        number = found and found["n"].strip()
+        if number and _number_in_range(number, low, high, whole, unit) is not None:
+            return f"give {option} {number}"
+    return None
+
+
 def quality_option(of: str = "") -> Any:
     """``--quality N`` (1..100, default 95: ``imageio.DEFAULT_QUALITY``, not imported so
     that ``--help`` stays fast), the JPEG/WebP quality of what the command writes; ``of``
     says which of its outputs that is where not all (`` of the --folder run``)."""
-    return typer.Option(
+    return number_option(
         "--quality",
+        low=1,
+        high=100,
+        unit="%",
         metavar="N",
-        min=1,
-        max=100,
         show_default="95",
         help=f"JPEG/WebP quality{of}. Without it, a lossless WebP written as WebP stays lossless.",
     )
@@ -167,10 +320,10 @@ DeviceOpt = Annotated[
 ]
 ThreadsOpt = Annotated[
     int | None,
-    typer.Option(
+    number_option(
         "--threads",
+        low=1,
         metavar="N",
-        min=1,
         help="CPU threads for the model (default: torch's, one per core). On a machine "
         "that is busy with other work, --threads 1 can be many times faster: every thread "
         "waits for the slowest at each step.",
@@ -283,8 +436,11 @@ EnsemblesOpt = Annotated[
 ]
 EnsembleWeightOpt = Annotated[
     float | None,
-    typer.Option(
+    number_option(
         "--ensemble-weight",
+        low=WEIGHT_RANGE[0],
+        high=WEIGHT_RANGE[1],
+        whole=False,
         metavar="W",
         help="pad's blend y = W·pass[4,4,4,4] + (1−W)·pass[3,5,3,5], 0 to 3: 0.5 averages, "
         "above 1 extrapolates (CFG-like), 0 or 1 runs one pass.",
@@ -293,8 +449,9 @@ EnsembleWeightOpt = Annotated[
 ]
 PcsrKOpt = Annotated[
     float | None,
-    typer.Option(
+    number_option(
         "--pcsr-k",
+        whole=False,
         metavar="K",
         help="PCSR models only: the speed/quality knob of their pixel routing. 0 (default) "
         "follows the classifier; larger sends more pixels to the light path (faster), "

@@ -85,10 +85,10 @@ def bench_command(
     quality: Annotated[int | None, opt.quality_option(" of the --folder run")] = None,
     repeat: Annotated[
         int | None,
-        typer.Option(
+        opt.number_option(
             "--repeat",
+            low=1,
             metavar="N",
-            min=1,
             help="Timed runs per model (passes over the folder with --folder); the fastest counts.",
             show_default="3, or 1 with --folder",
         ),

@@ -83,10 +83,10 @@ def eval_command(
     ] = None,
     limit: Annotated[
         int | None,
-        typer.Option(
+        opt.number_option(
             "--limit",
+            low=1,
             metavar="N",
-            min=1,
             help="Score only the first N photos (by name) that can be scored; files on "
             "the way that fail (unreadable, or too large for the memory available, found "
             "from the header as upscale does; the command then exits 1) or are too small to "
@@ -95,10 +95,11 @@ def eval_command(
     ] = None,
     crop: Annotated[
         int | None,
-        typer.Option(
+        opt.number_option(
             "--crop",
+            low=32,
+            unit="px",
             metavar="N",
-            min=32,
             help="Score the centred N×N window of each photo (faster); a photo smaller "
             "than N on a side is scored whole along it (said once, under the results).",
         ),

@@ -65,21 +65,22 @@ def report_command(
     ] = None,
     crop: Annotated[
         int,
-        typer.Option(
+        opt.number_option(
             "--crop",
+            low=16,
+            high=4096,
+            unit="px",
             metavar="N",
-            min=16,
-            max=4096,
             help="Side of each crop in output pixels, shown at 100 %.",
         ),
     ] = 320,
     crops: Annotated[
         int,
-        typer.Option(
+        opt.number_option(
             "--crops",
+            low=1,
+            high=8,
             metavar="N",
-            min=1,
-            max=8,
             help="Crops per image, most detailed first, not overlapping ('c' on the page "
             "switches).",
         ),

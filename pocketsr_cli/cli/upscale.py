@@ -84,19 +84,24 @@ def upscale(
     ] = None,
     outscale: Annotated[
         float | None,
-        typer.Option(
+        opt.number_option(
             "--outscale",
+            low=sizing.OUTSCALE_MIN,
+            high=sizing.OUTSCALE_MAX,
+            whole=False,
+            unit="x",
             metavar="FACTOR",
-            min=sizing.OUTSCALE_MIN,
-            max=sizing.OUTSCALE_MAX,
             help="Resize the result to this factor of the input (after the variant that -m "
             f"or -s picked). {_SIZE_HELP}",
         ),
     ] = None,
     width: Annotated[
         int | None,
-        typer.Option(
+        opt.number_option(
             "--width",
+            low=1,
+            unit="px",
+            side="width",
             metavar="W",
             help="Make each output W pixels wide (height follows; the smallest variant that "
             "reaches it runs, then a resize; a PCSR model draws it at that size). Names end "
@@ -105,16 +110,22 @@ def upscale(
     ] = None,
     height: Annotated[
         int | None,
-        typer.Option(
+        opt.number_option(
             "--height",
+            low=1,
+            unit="px",
+            side="height",
             metavar="H",
             help=f"Make each output H pixels high, as --width. Names end in _hH. {_SIZE_HELP}",
         ),
     ] = None,
     long_edge: Annotated[
         int | None,
-        typer.Option(
+        opt.number_option(
             "--long-edge",
+            low=1,
+            unit="px",
+            side="long_edge",
             metavar="L",
             help="Make each output's longer side L pixels, as --width. Names end in _lL. "
             + _SIZE_HELP,
@@ -164,19 +175,19 @@ def upscale(
     ] = None,
     ray_cpus_per_worker: Annotated[
         int,
-        typer.Option(
+        opt.number_option(
             "--ray-cpus-per-worker",
+            low=1,
             metavar="N",
-            min=1,
             help="CPU cores per Ray actor on a cluster without GPUs.",
         ),
     ] = 1,
     ray_workers: Annotated[
         int | None,
-        typer.Option(
+        opt.number_option(
             "--ray-workers",
+            low=1,
             metavar="N",
-            min=1,
             help="At most N Ray actors (default: one per GPU, or per --ray-cpus-per-worker).",
             show_default=False,
         ),
