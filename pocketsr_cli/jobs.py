@@ -100,6 +100,7 @@ from pocketsr_cli.spelling import FORMAT, GLOB, OUTPUT, RECURSIVE, SUFFIX, offer
 __all__ = [
     "REPORT_MARKER",
     "Job",
+    "JobStream",
     "Naming",
     "SkipCode",
     "collect_jobs",
@@ -530,6 +531,22 @@ def with_headers(jobs: Sequence[Job]) -> list[Job]:
     return kept
 
 
+class JobStream(Iterator[Job]):
+    """The jobs :func:`iter_jobs` makes as they are taken (an iterator, never a sequence:
+    a run fed by it keeps counts, not results).  ``planned``: how many were planned before
+    the first was returned; ``complete``: whether those were all (the walk ended within
+    :data:`PLAN_AHEAD`), so that ``planned`` is the number of jobs, known before the run,
+    where otherwise only the run's end tells it."""
+
+    def __init__(self, ahead: list[Job], rest: Iterator[Job], *, complete: bool) -> None:
+        self.planned = len(ahead)
+        self.complete = complete
+        self._jobs = itertools.chain(ahead, rest)
+
+    def __next__(self) -> Job:
+        return next(self._jobs)
+
+
 def iter_jobs(
     inputs: Sequence[Path],
     naming: Naming,
@@ -537,11 +554,12 @@ def iter_jobs(
     recursive: bool = False,
     glob: str | None = None,
     on_warning: Callable[[str], None] | None = None,
-) -> Iterator[Job]:
+) -> JobStream:
     """The jobs of :func:`collect_jobs`, in the same order, made as they are taken: however
     many files the folders hold, at most :data:`PLAN_AHEAD` are planned before the first
     is returned, and no list of the rest is kept (each folder's listing is held while its
-    files are planned).
+    files are planned); the :class:`JobStream` says how many were, and whether that was
+    all.
 
     Outputs are checked as jobs are made (:class:`_StreamingCheck`): an output that would
     overwrite an input (its own, a file named on the command line, an input already
@@ -570,10 +588,11 @@ def iter_jobs(
     ahead = list(itertools.islice(stream, PLAN_AHEAD))
     if not ahead:
         raise UsageError(nothing_found(inputs, recursive, glob))
+    complete = len(ahead) < PLAN_AHEAD  # islice stopped at the walk's end
     ahead = [check.settled(job) for job in ahead]
     check.started = True
     check.alts.clear()
-    return itertools.chain(ahead, stream)
+    return JobStream(ahead, stream, complete=complete)
 
 
 def _checked(

@@ -526,6 +526,39 @@ def test_number_options_take_their_numbers(tmp_path: Path) -> None:
     assert code == 0 and jsonl(out)[0][0]["out_width"] == 48, err
 
 
+@pytest.mark.parametrize("size", [("-s", "2"), ("--width", "40")])
+def test_the_first_line_counts_a_folders_inputs_streamed_or_listed(
+    tmp_path: Path, size: tuple[str, ...]
+) -> None:
+    """A streamed run (-s) and a listed one (a size without -s: every input's size picks
+    the variants) say the same, how many inputs, where the streamed one said 'inputs as
+    found'."""
+    for name in ("a.png", "b.png"):
+        save(tmp_path / "in" / name, photo())
+    (tmp_path / "in" / "notes.txt").write_text("not an image")  # an input too (skipped)
+    code, _, err = invoke(
+        "upscale", tmp_path / "in", "-o", tmp_path / "out", "-m", "bicubic", *size
+    )
+    assert code == 0, err
+    first = err.splitlines()[0]
+    assert first.endswith(" — 3 input(s)") and "as found" not in err, first
+
+
+def test_the_first_line_of_a_folder_larger_than_planned_ahead_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pocketsr_cli import jobs
+
+    monkeypatch.setattr(jobs, "PLAN_AHEAD", 2)
+    for name in ("a.png", "b.png", "c.png"):
+        save(tmp_path / "in" / name, photo())
+    code, _, err = invoke("upscale", tmp_path / "in", "-o", tmp_path / "out", *FAST, "--dry-run")
+    assert code == 0, err
+    assert err.splitlines()[0].endswith(
+        " — 2 inputs so far (the folders are still being read) (dry run)"
+    ), err
+
+
 def test_a_whole_scale_written_as_a_decimal_is_taken(tmp_path: Path) -> None:
     save(tmp_path / "a.png", photo())
     code, _, err = invoke("upscale", tmp_path / "a.png", "-m", "bicubic", "-s", "2.0")

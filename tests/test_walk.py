@@ -101,6 +101,20 @@ def test_an_output_hard_linked_to_an_input_seen_earlier_is_refused(tmp_path: Pat
         iter_jobs([src], Naming(out, None), recursive=True)
 
 
+def test_the_walk_says_how_many_jobs_it_planned_ahead_and_whether_that_was_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs_module, "PLAN_AHEAD", 3)
+    tiny(tmp_path / "in" / "a.png"), tiny(tmp_path / "in" / "b.png")
+    (tmp_path / "in" / "notes.txt").touch()  # a job too (skipped)
+    stream = iter_jobs([tmp_path / "in"], Naming(None, None, "4"))
+    assert (stream.planned, stream.complete) == (3, False)  # may hold more: not known
+    (tmp_path / "in" / "notes.txt").unlink()
+    stream = iter_jobs([tmp_path / "in"], Naming(None, None, "4"))
+    assert (stream.planned, stream.complete) == (2, True)
+    assert [j.input.name for j in stream] == ["a.png", "b.png"]  # still the jobs, once
+
+
 def test_a_collision_found_after_the_run_started_fails_that_input_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

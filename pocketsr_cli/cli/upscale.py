@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pocketsr_cli.descriptor import ModelDescriptor
     from pocketsr_cli.ensemble import Ensemble
     from pocketsr_cli.factory import UpscalerSpec
+    from pocketsr_cli.jobs import Job, JobStream
     from pocketsr_cli.pipeline import MemoryLimit
     from pocketsr_cli.ray_backend import ActorPlan
     from pocketsr_cli.sizing import Target
@@ -309,14 +310,13 @@ def upscale(
     adaptive: opt.AdaptiveOpt = False,
 ) -> None:
     """Upscale images and folders of images."""
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from pocketsr_cli import __version__, libwarnings, sizing
     from pocketsr_cli.cli import _ui
     from pocketsr_cli.factory import open_upscaler, routing_k
     from pocketsr_cli.imageio import DEFAULT_QUALITY, format_label, is_image_path
     from pocketsr_cli.jobs import (
-        Job,
         Naming,
         check_input,
         check_output_folder,
@@ -394,7 +394,7 @@ def upscale(
             f"--quality {quality} is not used: {format_label(fmt_key)} is lossless "
             "(--quality applies to JPEG and WebP outputs)"
         )
-    jobs: list[Job] | Iterator[Job]
+    jobs: list[Job] | JobStream
     warn_to: list[Callable[[str], None]] = [notes.append]  # the reporter, once there is one
     if report_page is not None or plan.scales is None:
         # The review page's paths, and the variants a size target needs, are known only
@@ -502,7 +502,7 @@ def upscale(
         if not quiet:
             console.print(
                 f"[bold]pocketsr[/] {names} on {where} → {target.describe()} — "
-                + (f"{len(jobs)} input(s)" if isinstance(jobs, list) else "inputs as found")
+                + _inputs_label(jobs)
                 + (f", ensemble {self_ensemble.label}" if self_ensemble else "")
                 + (" (dry run)" if dry_run else "")
             )
@@ -692,6 +692,18 @@ def _workers_label(workers: Sequence[str]) -> str:
     `` ×2 workers (cuda:0, cuda:1)``, `` ×0 workers (none needed)``."""
     named = ", ".join(workers) or "none needed"
     return f" ×{len(workers)} worker{'' if len(workers) == 1 else 's'} ({named})"
+
+
+def _inputs_label(jobs: list[Job] | JobStream) -> str:
+    """How the run's first line counts its inputs (files named, and files in the folders
+    named, images or not): their number, known once the folders are read, which a streamed
+    run (``jobs.iter_jobs``) knows before it starts unless a folder holds more than it
+    reads ahead; then the number read so far."""
+    if isinstance(jobs, list):
+        return f"{len(jobs):,} input(s)"
+    if jobs.complete:
+        return f"{jobs.planned:,} input(s)"
+    return f"{jobs.planned:,} inputs so far (the folders are still being read)"
 
 
 def _max_memory(text: str | None) -> MemoryLimit:
