@@ -587,6 +587,37 @@ def test_an_input_given_without_the_upscale_command_is_answered_with_it(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "shoot"]
 
 
+@pytest.mark.parametrize(
+    ("args", "json_object"),
+    [
+        (["a.png", "--json"], True),  # the upscale line meant takes --json: answered so
+        (["a.png", "-q", "--json", "-s", "2"], True),
+        (["a.png", "--glob", "--json"], False),  # --glob's pattern, not the flag
+        (["a.png", "--", "--json"], False),  # an input named --json
+        (["nosuch", "--json"], False),  # no command meant: no command's --json
+    ],
+)
+def test_an_input_given_without_upscale_with_json_answers_in_json_as_upscale_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], json_object: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    save(tmp_path / "a.png", photo())
+    code, out, err = invoke(*args)
+    message = err.strip().splitlines()[-1].removeprefix("Error: ")
+    assert code == 2 and message.startswith(f"No such command {args[0]!r}"), err
+    if json_object:
+        assert "To upscale it: pocketsr upscale" in message
+        assert json.loads(out) == {
+            "type": "error",
+            "kind": "usage",
+            "message": message,
+            "exit_code": 2,
+        }
+    else:
+        assert out == "", out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
 def test_an_unknown_command_that_names_no_input_gets_no_upscale_advice() -> None:
     code, _, err = invoke("upscal", "x")
     assert code == 2 and "Did you mean 'upscale'?" in err and "To upscale" not in err, err

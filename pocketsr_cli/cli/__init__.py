@@ -9,7 +9,8 @@ handles the stop signals); usage errors that Typer finds while parsing options a
 Typer's to print, but for values our own parsers refuse (``_options``), which the app says
 in one line like the commands' own, and with ``--json`` the app adds the JSON error object
 on stdout (``_App``), which also answers an input given without a command (``pocketsr
-photo.jpg``) with the ``upscale`` command line meant.  Which output goes to stdout and
+photo.jpg``) with the ``upscale`` command line meant (in JSON too where that line has
+``--json``).  Which output goes to stdout and
 which to stderr: ``_ui``.
 How ``--help`` reads (metavariables, the default model, examples): ``_help``; shell
 completion of option values: ``_complete``; ``--version``/``-V``: the root callback.
@@ -35,6 +36,7 @@ from pocketsr_cli.cli._errors import (
     handle_errors,
     ignore_stop_signals,
 )
+from pocketsr_cli.cli._flags import flag_given
 from pocketsr_cli.cli._help import JSON_GIVEN, Command, Group, examples
 from pocketsr_cli.errors import UsageError
 
@@ -44,6 +46,11 @@ EXIT_CODES = (
     "129 SIGHUP).\n\n"
 )
 """The root help's word on exit codes (``_errors``; README, "Exit codes")."""
+
+
+_MEANT = "pocketsr.meant"
+"""``ctx.meta`` key: the command a line given without one was meant for (``pocketsr
+photo.jpg``: ``upscale``), set by :meth:`_App.resolve_command` as it says so."""
 
 
 class _App(Group):
@@ -65,7 +72,9 @@ class _App(Group):
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         """As Typer's, but a first word that names an image or a path that is there
         (``pocketsr photo.jpg``, ``pocketsr photos/``), taken for an unknown command, is
-        answered with the ``upscale`` command line that was probably meant."""
+        answered with the ``upscale`` command line that was probably meant, and in JSON
+        too where that line gives ``upscale`` the ``--json`` flag (``pocketsr photo.jpg
+        --json``: a script reading stdout gets the error object that command would give)."""
         try:
             return super().resolve_command(ctx, args)
         except typer.TyperException as exc:
@@ -75,6 +84,9 @@ class _App(Group):
                 exc.message = (
                     f"{exc.message.rstrip('.')}. To upscale it: pocketsr upscale {shlex.join(args)}"
                 )
+                meant = self.get_command(ctx, "upscale")
+                ctx.meta[_MEANT] = meant
+                ctx.meta[JSON_GIVEN] = flag_given(meant, args, "--json")
             raise
 
     def invoke(self, ctx: Any) -> Any:
@@ -90,7 +102,7 @@ class _App(Group):
                 _ui.json_error("usage", str(exc), EXIT_USAGE)
             raise typer.Exit(EXIT_USAGE) from None
         except typer.TyperException as exc:
-            if ctx.meta.get(JSON_GIVEN) and _takes_json(exc):
+            if ctx.meta.get(JSON_GIVEN) and _takes_json(exc, ctx.meta.get(_MEANT)):
                 from pocketsr_cli.cli import _ui
 
                 kind = "usage" if exc.exit_code == EXIT_USAGE else "error"
@@ -106,15 +118,18 @@ def _names_an_input(word: str) -> bool:
     return bool(word) and (os.path.lexists(word) or is_image_path(Path(word)))
 
 
-def _takes_json(exc: typer.TyperException) -> bool:
+def _takes_json(exc: typer.TyperException, meant: Any = None) -> bool:
     """Whether the command a parse error ``exc`` is about takes ``--json``: only such a
     command answers in JSON (``pocketsr report x.jsonl --json`` is an unknown option,
-    said as any usage error is).  An error that names no command is taken to be about one
-    that does (the ``--json`` flag noted as the command's parse began is then believed)."""
+    said as any usage error is).  ``meant``: the command a line given without one was
+    meant for (``_App.resolve_command``), which the error is then about.  An error that
+    names no command is taken to be about one that does (the ``--json`` flag noted as the
+    command's parse began is then believed)."""
     failed = getattr(exc, "ctx", None)
-    if failed is None:
+    command = meant if meant is not None else getattr(failed, "command", None)
+    if command is None:
         return True
-    return any("--json" in getattr(p, "opts", ()) for p in failed.command.params)
+    return any("--json" in getattr(p, "opts", ()) for p in command.params)
 
 
 def _interrupted() -> typer.Exit:
