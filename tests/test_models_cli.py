@@ -2144,3 +2144,33 @@ def test_models_info_of_an_image_says_what_info_takes_without_naming_m(
     result = invoke("upscale", "photo.jpg", "-m", "photo.jpg", "--dry-run")
     assert result.exit_code == 3, result.output
     assert "not a model: -m takes a model name or a weights file" in result.stderr
+
+
+def test_models_commands_given_an_image_say_it_is_one_as_upscale_m_does(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``models info nope.png`` (no such file), ``models download photo.jpg`` and ``models
+    verify photo.jpg`` (and ``models remove``) said 'unknown model ...; available: ...'
+    where ``upscale -m`` says the name is an image's; they say it too, in no option they
+    lack, with the exit code they had (3)."""
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.jpg")
+    takes = "a model is given by its name or as a weights file (.safetensors, .pth, .pt, .ckpt)"
+    cases = [
+        (["info", "nope.png"], "nope.png is the name of an image (PNG)"),
+        (["download", "photo.jpg"], "photo.jpg is an image (JPEG)"),
+        (["verify", "photo.jpg"], "photo.jpg is an image (JPEG)"),
+        (["remove", "photo.jpg"], "photo.jpg is an image (JPEG)"),
+    ]
+    for args, said in cases:
+        result = invoke("models", *args)
+        assert result.exit_code == 3, (args, result.output)
+        assert " ".join(result.stderr.split()) == (
+            f"error (model): {said}, not a model: {takes}; an image to upscale is an input, "
+            f"given after the command (pocketsr upscale {args[1]})"
+        ), result.stderr
+    both = invoke("models", "download", "photo.jpg", "lanczos")  # one failure of two
+    assert both.exit_code == 3, both.output
+    assert "photo.jpg is an image (JPEG), not a model" in both.stderr
+    assert "unknown model" not in both.stderr and "1 of 2 downloads failed" in both.stderr
+    assert "unknown model 'nope'" in invoke("models", "info", "nope").stderr  # as before

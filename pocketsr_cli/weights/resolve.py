@@ -531,8 +531,9 @@ def find_spec(name: str) -> ModelSpec:
     """The manifest called exactly ``name``.
 
     Raises:
-        ModelError: no such model (the message lists the known names), or a family's base
-            name (the message lists its models).
+        ModelError: no such model (the message lists the known names; for an image or an
+            image's name, ``models info photo.jpg``, it says so as ``-m`` does:
+            :func:`_image_message`), or a family's base name (the message lists its models).
     """
     problems: list[str] = []
     specs = registry(problems)
@@ -543,7 +544,7 @@ def find_spec(name: str) -> ModelSpec:
                 f"{name} names a family of models ({', '.join(variants)}, one per factor: "
                 f"{MODEL.given(name)} picks one by {SCALE}); name one of them here"
             )
-        raise ModelError(_unknown_message(name, specs, problems))
+        raise ModelError(_image_message(name) or _unknown_message(name, specs, problems))
     return specs[name]
 
 
