@@ -731,7 +731,8 @@ class Upscaler:
                 inputs would be written to one output.
             KeyboardInterrupt: from the iterator, after the image being written is
                 finished or cleaned up, and each input not finished is yielded as
-                ``skipped`` (``interrupted``).
+                ``skipped`` (``interrupted``); from ``close()`` for a Ctrl-C while it
+                winds the run down, once :attr:`FolderRun.summary` is set.
         """
         from pocketsr_cli import __version__, provenance
         from pocketsr_cli.cli._options import output_format
@@ -805,8 +806,9 @@ class FolderRun(Generator["Result", None, None]):
         a Ctrl-C too: set before ``KeyboardInterrupt`` is raised), or closed before it
         (``close()``, ``contextlib.closing``), when it holds the totals of what was done,
         the images written as the run wound down included (no result was yielded for
-        those), and ``closed`` is True.  Closed before its first result was asked for,
-        nothing ran: it stays None."""
+        those), and ``closed`` is True (a Ctrl-C while it wound down sets ``interrupted``
+        too, and ``close()`` then raises ``KeyboardInterrupt``).  Closed before its first
+        result was asked for, nothing ran: it stays None."""
         return self._reporter.summary
 
     def send(self, value: None) -> Result:

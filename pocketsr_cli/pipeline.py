@@ -2044,11 +2044,17 @@ def stream(
     the writer finishes the image before.  Closing the generator early stops reading and
     inference; an image already upscaled is still written (atomically).  On Ctrl-C every
     input not finished is yielded as ``skipped`` (``interrupted``), then
-    ``KeyboardInterrupt`` is raised.  Raises as :func:`run` otherwise, at the first
-    ``next()``.
+    ``KeyboardInterrupt`` is raised; a Ctrl-C while ``close()`` winds the run down is
+    raised from ``close()``, once the summary (``closed``, ``interrupted``) is handed to the
+    reporter.  Raises as :func:`run` otherwise, at the first ``next()``.
     """
     variants = list(upscaler) if isinstance(upscaler, Sequence) else [Variant(upscaler)]
     job_run = _Run(jobs, variants, options, reporter, keep_results=False)  # all yielded
-    yield from job_run.stream()
+    try:
+        yield from job_run.stream()
+    except GeneratorExit:  # closed: wound down, the summary handed on; a Ctrl-C is not lost
+        if job_run.summary.interrupted:
+            raise KeyboardInterrupt from None
+        raise
     if job_run.summary.interrupted:
         raise KeyboardInterrupt

@@ -199,6 +199,38 @@ def test_a_generator_kept_in_a_variable_runs_on_until_it_is_closed(
     assert not [p.name for p in out.iterdir() if p.name.endswith(".pocketsr-claim")]
 
 
+def test_ctrl_c_while_close_winds_down_is_raised_from_close(
+    up: pocketsr_cli.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C that came while ``close()`` wound the run down was noted in the summary
+    (``interrupted``) and then dropped: ``close()`` returned as if nothing had happened,
+    so a script went on past the user's Ctrl-C.  It is raised from ``close()`` once the
+    run has wound down and its summary is set, as a Ctrl-C in the loop is raised."""
+    photos(tmp_path / "in", count=5)
+    out = tmp_path / "out"
+    results = up.upscale_folder(tmp_path / "in", out)
+    assert next(results).status == "ok"
+    real = pipeline._Run.let_go_all
+    pressed: list[bool] = []
+
+    def let_go_all(run: Any) -> None:  # the last step of the wind-down; Ctrl-C lands once
+        if not pressed:
+            pressed.append(True)
+            raise KeyboardInterrupt
+        real(run)
+
+    monkeypatch.setattr(pipeline._Run, "let_go_all", let_go_all)
+    with pytest.raises(KeyboardInterrupt):
+        results.close()
+    assert pressed
+    summary = results.summary
+    assert summary is not None and summary.closed and summary.interrupted
+    assert summary.count("ok") == len(list(out.iterdir()))
+    assert _pipeline_threads() == []
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".pocketsr-claim")]
+    results.close()  # closed already: nothing more is raised
+
+
 def test_ctrl_c_finishes_what_is_written_and_reports_the_rest(
     up: pocketsr_cli.Upscaler, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
