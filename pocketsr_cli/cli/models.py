@@ -24,7 +24,7 @@ from pocketsr_cli.cli._help import Command, Group, examples
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from pocketsr_cli.manifest import ModelSpec
+    from pocketsr_cli.manifest import Hints, ModelSpec
     from pocketsr_cli.weights.resolve import KnownOverlap
     from pocketsr_cli.weights.store import Imported
 
@@ -255,12 +255,7 @@ def info(
     if json_lines:
         _emit("model", details)
         return
-    pairs = [
-        (key, _shown(value))
-        for key, value in details.items()
-        if key
-        not in ("weights", "hints", "meta", "build", "overlap", "overlap_from", "overlap_derived")
-    ]
+    pairs = _plain_pairs(details)
     pairs += [(f"build.{k}", _shown(v)) for k, v in spec.build.items()]
     for i, entry in enumerate(files):
         prefix = "weights" if len(files) == 1 else f"weights[{i}]"
@@ -275,10 +270,7 @@ def info(
         else:
             entry.pop("pinned_sha256")
         pairs += [(f"{prefix}.{k}", _shown(v)) for k, v in entry.items()]
-    hints = {k: _shown(v) for k, v in vars(spec.hints).items() if k != "overlap_derived"}
-    if known is not None:
-        hints["overlap"] = _overlap_shown(known)
-    pairs += [(f"hints.{k}", v) for k, v in hints.items()]
+    pairs += _hint_pairs(spec.hints, known)
     pairs += [(f"meta.{k}", _shown(v)) for k, v in vars(spec.meta).items()]
     _ui.print_pairs(_ui.make_report_console(), pairs)
 
@@ -320,16 +312,29 @@ def _file_info(ref: str, json_lines: bool) -> None:
     if json_lines:
         _emit("model", details)
         return
-    pairs = [
-        (key, _shown(value))
-        for key, value in details.items()
-        if key not in ("hints", "overlap", "overlap_from", "overlap_derived")
-    ]
-    hints = {k: _shown(v) for k, v in vars(found.hints).items() if k != "overlap_derived"}
-    if known is not None:
-        hints["overlap"] = _overlap_shown(known, manifest=False)
-    pairs += [(f"hints.{k}", v) for k, v in hints.items()]
+    pairs = _plain_pairs(details) + _hint_pairs(found.hints, known, manifest=False)
     _ui.print_pairs(_ui.make_report_console(), pairs)
+
+
+# The keys of a models info record shown as rows of their own (hints.tiling, weights.url...)
+# or among them (the overlap, as hints.overlap), not as one row each.
+_NESTED = ("weights", "hints", "meta", "build", "overlap", "overlap_from", "overlap_derived")
+
+
+def _plain_pairs(details: dict[str, Any]) -> list[tuple[str, str]]:
+    """The rows of a ``models info`` record's keys shown as they are (not :data:`_NESTED`)."""
+    return [(key, _shown(value)) for key, value in details.items() if key not in _NESTED]
+
+
+def _hint_pairs(
+    hints: Hints, known: KnownOverlap | None, *, manifest: bool = True
+) -> list[tuple[str, str]]:
+    """The ``hints.*`` rows of ``models info``: each hint, and the overlap runs take
+    (``known``) as ``hints.overlap`` (:func:`_overlap_shown`; ``manifest``: see there)."""
+    shown = {k: _shown(v) for k, v in vars(hints).items() if k != "overlap_derived"}
+    if known is not None:
+        shown["overlap"] = _overlap_shown(known, manifest=manifest)
+    return [(f"hints.{k}", v) for k, v in shown.items()]
 
 
 def _overlap_shown(known: KnownOverlap, *, manifest: bool = True) -> str:
