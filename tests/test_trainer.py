@@ -500,6 +500,30 @@ def test_export_checkpoint_matches_the_trainers_export(patch_dir: Path, tmp_path
     assert info["step"] == 3 and info["sha256"] == direct["sha256"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_exported_weights_get_the_umasks_mode_and_save_files_bytes(
+    tmp_path: Path, umask: int
+) -> None:
+    """Every training export (train.run --export, ema.safetensors, train.export, the
+    train.compact conversions) goes through write_weights: the file follows the umask, as
+    imported weights do, not safetensors' 0600, and its bytes stay save_file's, those the
+    model cards record (a shipped file is an export copied into models/)."""
+    from safetensors.torch import save
+
+    from pocketsr_cli.train.export import write_weights
+
+    state = {"body.0.weight": torch.randn(4, 3, 3, 3), "body.0.bias": torch.zeros(4)}
+    dest = tmp_path / "w.safetensors"
+    old = os.umask(umask)
+    try:
+        info = write_weights(state, dest)
+    finally:
+        os.umask(old)
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert dest.read_bytes() == save(state) and info["size"] == dest.stat().st_size
+    assert list(tmp_path.iterdir()) == [dest]  # no temporary file left beside it
+
+
 def test_mild_mix_replaces_part_of_the_batch(patch_dir: Path, tmp_path: Path) -> None:
     t = Trainer(config(patch_dir, tmp_path / "m", mild_fraction=0.5))
     batch = next(t._batches())

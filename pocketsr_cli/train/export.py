@@ -42,12 +42,18 @@ def check_weights_dest(dest: Path | None, option: str | None = None) -> None:
 
 
 def write_weights(state: Mapping[str, torch.Tensor], dest: Path) -> dict[str, object]:
-    """Write ``state`` as safetensors at ``dest`` atomically; returns params, sha256, size."""
-    from safetensors.torch import save_file
+    """Write ``state`` as safetensors at ``dest`` atomically; returns params, sha256, size.
+
+    The bytes are those ``safetensors.torch.save_file`` writes (no metadata), so an export
+    is byte for byte the file the model cards record; the file gets the mode the umask
+    gives (0644 under 022), as imported weights do (``weights.load.write_safetensors``),
+    not the 0600 of the file ``save_file`` makes in the temporary file's place.
+    """
+    from pocketsr_cli.weights.load import write_safetensors
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     with replacing(dest) as tmp:
-        save_file(tensors, str(tmp))
+        write_safetensors(tmp, tensors, None)
     data = dest.read_bytes()
     return {
         "params": sum(v.numel() for v in tensors.values() if v.dtype.is_floating_point),

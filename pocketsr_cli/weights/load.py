@@ -256,12 +256,14 @@ def image_hint(ref: str, takes: str) -> str | None:
 
 
 def write_safetensors(
-    tmp: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]
+    tmp: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None
 ) -> None:
     """Write ``tensors`` as safetensors into the existing file ``tmp`` (a temporary file of
     ``atomicfile.replacing``/``held_temp``), keeping that file: its lock, and the mode the
     umask gives a new file (0644 under 022).  ``safetensors.torch.save_file`` would put a
-    file of its own in its place, mode 0600, which the lock no longer guards.
+    file of its own in its place, mode 0600, which the lock no longer guards.  The bytes
+    are ``save_file``'s for the same ``metadata`` (None: no metadata header at all, which
+    an empty dict would add).
 
     Raises:
         OSError: it cannot be written.
