@@ -296,6 +296,8 @@ def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:
             "compile": report.compile,
             "baseline": report.baseline,
         }
+        note = report.extrapolation_note()
+        before, after = [], ([] if note is None else [note])  # the run's note: every row's
     else:
         settings = {
             "mode": "folder",
@@ -310,24 +312,13 @@ def _records(report: BenchReport | FolderBenchReport) -> list[dict[str, Any]]:
             "threads": report.threads,
             "compile": report.compile,
         }
-    if isinstance(report, BenchReport):
-        note = report.extrapolation_note()
-        said = [] if note is None else [note]
-        return [
-            {
-                "type": "timing",
-                **settings,
-                **result.to_dict(),
-                "warnings": [*result.warnings, *said],
-            }
-            for result in report.models
-        ]
+        before, after = report.warnings, []  # what was said of the folder: every row's
     return [
         {
             "type": "timing",
             **settings,
             **result.to_dict(),
-            "warnings": [*report.warnings, *result.warnings],
+            "warnings": [*before, *result.warnings, *after],
         }
         for result in report.models
     ]
