@@ -131,15 +131,16 @@ def scale_argument(value: str, *, outscale: bool = False) -> int:
 
     from pocketsr_cli.errors import UsageError
 
-    text = value.strip()
-    number = _decimal(text)
-    whole = math.isfinite(number) and float(number).is_integer()
-    if whole and SCALE_MIN <= number <= SCALE_MAX:
-        return int(number)
-    problem = f"-s/--scale takes a whole number from {SCALE_MIN} to {SCALE_MAX}, not {value!r}"
-    if math.isfinite(number) and not whole and outscale:
-        problem += f": it picks the model's ×N variant; for a ×{text} result give --outscale {text}"
-    raise UsageError(problem)
+    try:
+        return int(number_argument(value, option="-s/--scale", low=SCALE_MIN, high=SCALE_MAX))
+    except UsageError as exc:
+        text = value.strip()
+        number = _decimal(text)
+        if not outscale or not math.isfinite(number) or number.is_integer():
+            raise
+        raise UsageError(
+            f"{exc}: it picks the model's ×N variant; for a ×{text} result give --outscale {text}"
+        ) from None
 
 
 def _decimal(text: str, *, signed: bool = False, exponent: bool = False) -> float:
